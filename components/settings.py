@@ -1,0 +1,118 @@
+"""Configuration for every churnops process, in one place.
+
+Values come from, highest precedence first:
+
+1. keyword arguments to :class:`Settings` (what a CLI flag or a test passes);
+2. environment variables prefixed ``CHURNOPS_`` (e.g. ``CHURNOPS_RAW_BUCKET``);
+3. the profile defaults of ``CHURNOPS_PROFILE`` (``local`` or ``gke``);
+4. the field defaults below (the local profile).
+
+No other module reads environment variables: code takes a :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Profile = Literal["local", "gke"]
+
+# Values that differ on GKE. Applied only to fields the caller did not set.
+GKE_DEFAULTS: dict[str, Any] = {
+    "gcs_endpoint": None,
+    "mlflow_tracking_uri": "http://mlflow.churnops-platform.svc.cluster.local:5000",
+    "versioning_backend": "lakefs",
+    "lakefs_endpoint": "http://lakefs.churnops-platform.svc.cluster.local:8000/api/v1",
+    "secrets_backend": "gcp",
+    "log_format": "json",
+    "state_dir": Path("/tmp/churnops"),
+}
+
+
+class Settings(BaseSettings):
+    """All configuration. Local-profile defaults: loopback endpoints, state under ``.local/``."""
+
+    model_config = SettingsConfigDict(env_prefix="CHURNOPS_", extra="ignore", validate_default=True)
+
+    profile: Profile = "local"
+    state_dir: Path = Path(".local")
+
+    # Object storage (GCS; fake-gcs-server locally).
+    gcp_project: str = "churnops-local"
+    raw_bucket: str = "churnops-raw"
+    gcs_host: str = "127.0.0.1"
+    gcs_port: int = 4443
+    gcs_endpoint: str | None = Field(
+        default=None, description="Emulator URL; derived from gcs_host/gcs_port on the local profile."
+    )
+
+    # Experiment tracking and registry.
+    mlflow_host: str = "127.0.0.1"
+    mlflow_port: int = 5050
+    mlflow_tracking_uri: str | None = None
+    mlflow_experiment: str = "churn"
+    registered_model: str = "churn-classifier"
+
+    # Data versioning.
+    versioning_backend: Literal["embedded", "lakefs"] = "embedded"
+    lakefs_endpoint: str | None = None
+    lakefs_repository: str = "churn-lake"
+    lakefs_access_key_id: SecretStr | None = None
+    lakefs_secret_access_key: SecretStr | None = None
+
+    # Secrets (tokenization key and friends).
+    secrets_backend: Literal["local", "gcp"] = "local"
+    tokenization_key_secret: str = "churnops-tokenization-key"
+    secret_manager_endpoint: str | None = None
+
+    # Ingest.
+    ingest_lookback_hours: int = Field(default=3, ge=0, le=72)
+    alert_webhook_url: SecretStr | None = None
+
+    # Logging.
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    log_scrub_identifiers: list[str] = Field(
+        default_factory=list, description="Raw identifiers masked in every log line."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_profile(cls, data: Any) -> Any:
+        """Fill GKE defaults for fields neither passed nor set in the environment."""
+        if not isinstance(data, dict):
+            return data
+        profile = data.get("profile", "local")
+        if profile == "gke":
+            for key, value in GKE_DEFAULTS.items():
+                data.setdefault(key, value)
+        return data
+
+    @model_validator(mode="after")
+    def _derive_local_endpoints(self) -> "Settings":
+        if self.profile == "local":
+            if self.gcs_endpoint is None:
+                self.gcs_endpoint = f"http://{self.gcs_host}:{self.gcs_port}"
+            if self.mlflow_tracking_uri is None:
+                self.mlflow_tracking_uri = f"http://{self.mlflow_host}:{self.mlflow_port}"
+        return self
+
+    @property
+    def local_secrets_dir(self) -> Path:
+        """Where the local secrets backend keeps one file per secret."""
+        return self.state_dir / "secrets"
+
+    @property
+    def embedded_repo_dir(self) -> Path:
+        """Where the embedded versioning backend keeps its repository."""
+        return self.state_dir / "lake"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return Settings()
