@@ -23,7 +23,7 @@ $(STAMP): requirements.lock pyproject.toml
 setup: $(STAMP) ## Create .venv from requirements.lock (hash-checked); no-op when up to date
 
 lock: $(STAMP) ## Regenerate requirements.lock (with hashes) from pyproject.toml
-	$(BIN)/$(LOCK_CMD)
+	$(BIN)/$(LOCK_CMD) --quiet
 
 test: setup ## Run the whole test suite (unit + integration)
 	$(BIN)/python -m pytest

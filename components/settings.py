@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Profile = Literal["local", "gke"]
@@ -59,15 +59,31 @@ class Settings(BaseSettings):
 
     # Data versioning.
     versioning_backend: Literal["embedded", "lakefs"] = "embedded"
-    lakefs_endpoint: str | None = None
-    lakefs_repository: str = "churn-lake"
-    lakefs_access_key_id: SecretStr | None = None
-    lakefs_secret_access_key: SecretStr | None = None
+    lakefs_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("lakefs_endpoint", "CHURNOPS_LAKEFS_ENDPOINT", "LAKEFS_ENDPOINT")
+    )
+    lakefs_repository: str = Field(
+        default="churn-lake",
+        validation_alias=AliasChoices("lakefs_repository", "CHURNOPS_LAKEFS_REPOSITORY", "LAKEFS_REPOSITORY"),
+    )
+    lakefs_access_key_id: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("lakefs_access_key_id", "CHURNOPS_LAKEFS_ACCESS_KEY_ID", "LAKEFS_ACCESS_KEY_ID"),
+    )
+    lakefs_secret_access_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "lakefs_secret_access_key", "CHURNOPS_LAKEFS_SECRET_ACCESS_KEY", "LAKEFS_SECRET_ACCESS_KEY"
+        ),
+    )
 
     # Secrets (tokenization key and friends).
     secrets_backend: Literal["local", "gcp"] = "local"
     tokenization_key_secret: str = "churnops-tokenization-key"
     secret_manager_endpoint: str | None = None
+    tokenization_key: SecretStr | None = Field(
+        default=None, description="Local profile only: the key itself (else a file under state_dir/secrets)."
+    )
 
     # Ingest.
     ingest_lookback_hours: int = Field(default=3, ge=0, le=72)
@@ -77,7 +93,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
     log_scrub_identifiers: list[str] = Field(
-        default_factory=list, description="Raw identifiers masked in every log line."
+        default_factory=lambda: [r"\bCUST-\d+\b"],
+        description="Regular expressions for raw identifiers masked in every log line.",
     )
 
     @model_validator(mode="before")

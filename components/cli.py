@@ -1,0 +1,102 @@
+"""``churnops``: the operations a person runs by hand.
+
+Every command reads its configuration from :func:`components.settings.get_settings` and logs
+through :func:`components.logs.setup_logging`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import click
+
+from components import datagen
+from components.localstack import LocalStack
+from components.logs import setup_logging
+from components.settings import get_settings
+from components.storage import ensure_bucket, storage_client
+
+
+def parse_hour(value: str) -> datetime:
+    """``YYYY-MM-DDTHH`` (or any ISO-8601 time) -> tz-aware UTC datetime floored to the hour."""
+    try:
+        parsed = datetime.fromisoformat(value if len(value) != 13 else f"{value}:00")
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not an hour like 2026-11-01T05") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+class HourType(click.ParamType):
+    """A click parameter for an hour (``YYYY-MM-DDTHH``)."""
+
+    name = "hour"
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        if isinstance(value, datetime):
+            return value
+        return parse_hour(value)
+
+
+HOUR = HourType()
+
+
+@click.group()
+def main() -> None:
+    """churnops: customer-churn MLOps (ingest, version, train, register, serve)."""
+    setup_logging(get_settings())
+
+
+@main.group()
+def stack() -> None:
+    """The embedded local stack: fake-gcs-server and MLflow on 127.0.0.1."""
+
+
+@stack.command("up")
+def stack_up() -> None:
+    """Start the local services (idempotent) and create the raw bucket."""
+    for status in LocalStack(get_settings()).up():
+        click.echo(f"{status.name:16} up    {status.url}  pid={status.pid}")
+
+
+@stack.command("down")
+def stack_down() -> None:
+    """Stop the services that `stack up` started."""
+    stopped = LocalStack(get_settings()).down()
+    click.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@stack.command("status")
+def stack_status() -> None:
+    """Health of each local service; exits 1 if any is down."""
+    statuses = LocalStack(get_settings()).status()
+    for status in statuses:
+        state = "up" if status.healthy else "down"
+        click.echo(f"{status.name:16} {state:5} {status.url}  pid={status.pid}")
+    if not all(status.healthy for status in statuses):
+        raise SystemExit(1)
+
+
+@main.group()
+def data() -> None:
+    """Synthetic raw data."""
+
+
+@data.command("generate")
+@click.option("--hours", type=click.IntRange(min=1), default=24, show_default=True)
+@click.option("--customers", type=click.IntRange(min=1), default=2000, show_default=True)
+@click.option("--anomaly-rate", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--start", type=HOUR, default=None, help="First hour (UTC), e.g. 2026-11-01T00. Default: HOURS ago.")
+def data_generate(hours: int, customers: int, anomaly_rate: float, seed: int, start: datetime | None) -> None:
+    """Upload hourly drops of activity events and billing exports to the raw bucket."""
+    settings = get_settings()
+    generated = datagen.generate(hours=hours, customers=customers, start=start, seed=seed, anomaly_rate=anomaly_rate)
+    client = storage_client(settings)
+    ensure_bucket(client, settings.raw_bucket)
+    refs = datagen.upload(client, settings.raw_bucket, generated.objects)
+    click.echo(
+        f"uploaded {len(refs)} objects to gs://{settings.raw_bucket}/activity/ "
+        f"({len(generated.anomalies)} with injected anomalies)"
+    )
