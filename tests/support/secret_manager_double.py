@@ -51,7 +51,7 @@ class SecretManagerDouble:
             [Rule("/v1/projects/<project>/secrets/<secret>/versions/<version>:access", endpoint="access")]
         )
         self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="secret-manager-double", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="secret-manager-double", daemon=True)
 
     @property
     def url(self) -> str:
