@@ -91,4 +91,3 @@ def apply_pii_policy(df: pd.DataFrame, kind: str, tokenizer: Tokenizer) -> pd.Da
     for column in tokenized:
         result[column] = tokenizer.tokens(result[column])
     return result.rename(columns={column: tokenized_column(column) for column in tokenized})
-

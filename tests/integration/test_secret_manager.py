@@ -27,12 +27,14 @@ PROJECT = "churnops-test"
 
 @pytest.fixture(name="double")
 def double_fixture() -> Iterator[SecretManagerDouble]:
+    """A running Secret Manager double."""
     with SecretManagerDouble() as double:
         yield double
 
 
 @pytest.fixture(name="gcp_settings")
 def gcp_settings_fixture(double: SecretManagerDouble, tmp_path: Path) -> Settings:
+    """GKE-profile settings whose Secret Manager endpoint is the double."""
     return Settings(
         profile="gke",
         secrets_backend="gcp",
@@ -43,6 +45,7 @@ def gcp_settings_fixture(double: SecretManagerDouble, tmp_path: Path) -> Setting
 
 
 def test_tokenization_key_comes_from_latest_version(double: SecretManagerDouble, gcp_settings: Settings) -> None:
+    """The key is the latest version's payload, fetched once."""
     name = gcp_settings.tokenization_key_secret
     double.add_version(PROJECT, name, b"first-key-".ljust(32, b"1"))
     newest = bytes(range(256))[:48]
@@ -54,6 +57,7 @@ def test_tokenization_key_comes_from_latest_version(double: SecretManagerDouble,
 
 
 def test_numbered_version(double: SecretManagerDouble) -> None:
+    """A numbered version can be pinned; a version that does not exist is :class:`SecretNotFound`."""
     double.add_version(PROJECT, "api-key", b"one")
     double.add_version(PROJECT, "api-key", b"two")
     client = SecretManagerServiceClient(
@@ -65,11 +69,13 @@ def test_numbered_version(double: SecretManagerDouble) -> None:
 
 
 def test_missing_secret_is_secret_not_found(gcp_settings: Settings) -> None:
+    """A secret that does not exist is :class:`SecretNotFound` naming it."""
     with pytest.raises(SecretNotFound, match="secrets/churnops-tokenization-key"):
         tokenization_key(gcp_settings)
 
 
 def test_corrupted_payload_is_refused(double: SecretManagerDouble, gcp_settings: Settings) -> None:
+    """A payload whose CRC32C does not match is refused, without echoing it."""
     secret = b"k" * 32
     double.add_version(PROJECT, gcp_settings.tokenization_key_secret, secret, crc32c=12345)
     with pytest.raises(SecretCorrupted, match="does not match its CRC32C checksum") as caught:
@@ -78,6 +84,7 @@ def test_corrupted_payload_is_refused(double: SecretManagerDouble, gcp_settings:
 
 
 def test_short_key_in_secret_manager_is_refused(double: SecretManagerDouble, gcp_settings: Settings) -> None:
+    """A too-short key from Secret Manager is refused."""
     double.add_version(PROJECT, gcp_settings.tokenization_key_secret, b"short")
     with pytest.raises(SecretError, match="shorter than 32 bytes"):
         tokenization_key(gcp_settings)

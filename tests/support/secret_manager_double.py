@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import google_crc32c
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
@@ -51,7 +51,9 @@ class SecretManagerDouble:
             [Rule("/v1/projects/<project>/secrets/<secret>/versions/<version>:access", endpoint="access")]
         )
         self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="secret-manager-double", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="secret-manager-double", daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -127,5 +129,5 @@ def _json(status: int, body: dict[str, Any]) -> Response:
 
 
 def _error(status: int, message: str) -> Response:
-    return _json(status, {"error": {"code": status, "message": message, "status": _ERROR_STATUS.get(status, "UNKNOWN")}})
-
+    status_name = _ERROR_STATUS.get(status, "UNKNOWN")
+    return _json(status, {"error": {"code": status, "message": message, "status": status_name}})

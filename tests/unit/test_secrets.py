@@ -19,6 +19,7 @@ from components.settings import Settings
 
 
 def mode(path: Path) -> int:
+    """Permission bits of ``path``."""
     return stat.S_IMODE(path.stat().st_mode)
 
 
@@ -28,6 +29,7 @@ def changed(settings: Settings, **changes: object) -> Settings:
 
 
 def test_local_get_reads_file_and_reports_missing(settings: Settings) -> None:
+    """A secret is its file's bytes; a missing file is :class:`SecretNotFound`."""
     source = LocalSecrets(settings)
     with pytest.raises(SecretNotFound, match="'db-password'"):
         source.get("db-password")
@@ -37,6 +39,7 @@ def test_local_get_reads_file_and_reports_missing(settings: Settings) -> None:
 
 
 def test_ensure_creates_private_random_key_once(settings: Settings) -> None:
+    """``ensure`` creates a private random key once and returns it ever after."""
     source = LocalSecrets(settings)
     key = source.ensure("signing-key", 48)
     path = settings.local_secrets_dir / "signing-key"
@@ -51,6 +54,7 @@ def test_ensure_creates_private_random_key_once(settings: Settings) -> None:
 
 
 def test_names_that_escape_the_directory_are_rejected(settings: Settings) -> None:
+    """Secret names cannot point outside the secrets directory."""
     source = LocalSecrets(settings)
     for name in ["../outside", "a/b", "", ".hidden"]:
         with pytest.raises(ValueError, match="invalid secret name"):
@@ -58,6 +62,7 @@ def test_names_that_escape_the_directory_are_rejected(settings: Settings) -> Non
 
 
 def test_tokenization_key_from_settings_wins_and_is_not_shown(settings: Settings) -> None:
+    """``CHURNOPS_TOKENIZATION_KEY`` is used as is, no file is created and no repr shows it."""
     value = "k" * 40
     configured = changed(settings, tokenization_key=value)
     assert tokenization_key(configured) == value.encode()
@@ -66,6 +71,7 @@ def test_tokenization_key_from_settings_wins_and_is_not_shown(settings: Settings
 
 
 def test_tokenization_key_is_created_on_local_profile(settings: Settings) -> None:
+    """On the local profile a missing key is created and then reused."""
     key = tokenization_key(settings)
     assert len(key) == 32
     assert (settings.local_secrets_dir / settings.tokenization_key_secret).read_bytes() == key
@@ -73,6 +79,7 @@ def test_tokenization_key_is_created_on_local_profile(settings: Settings) -> Non
 
 
 def test_short_tokenization_key_is_refused(settings: Settings) -> None:
+    """A key under 32 bytes is refused without echoing it."""
     short = changed(settings, tokenization_key="too-short")
     with pytest.raises(SecretError, match="shorter than 32 bytes") as caught:
         tokenization_key(short)
@@ -80,6 +87,7 @@ def test_short_tokenization_key_is_refused(settings: Settings) -> None:
 
 
 def test_missing_key_is_not_created_outside_local_profile(tmp_path: Path) -> None:
+    """Outside the local profile a missing key is an error, never silently created."""
     gke_local_files = Settings(profile="gke", secrets_backend="local", state_dir=tmp_path)
     with pytest.raises(SecretNotFound):
         tokenization_key(gke_local_files)
@@ -87,6 +95,7 @@ def test_missing_key_is_not_created_outside_local_profile(tmp_path: Path) -> Non
 
 
 def test_secret_source_picks_backend(settings: Settings) -> None:
+    """The backend setting selects the source."""
     assert isinstance(secret_source(settings), LocalSecrets)
     gcp = changed(settings, secrets_backend="gcp", secret_manager_endpoint="http://127.0.0.1:9")
     source = secret_source(gcp)
@@ -95,5 +104,6 @@ def test_secret_source_picks_backend(settings: Settings) -> None:
 
 
 def test_secret_manager_version_is_validated() -> None:
+    """Only 'latest' or a positive version number is accepted."""
     with pytest.raises(ValueError, match="invalid secret version"):
         SecretManagerSecrets("proj", client=object(), version="0")  # type: ignore[arg-type]
