@@ -1,0 +1,442 @@
+"""Customer features and churn labels at a cutoff, built from the published lake tables.
+
+A *cutoff* is a point in time (UTC). The population at a cutoff is every customer whose latest
+subscription record before the cutoff says ``active`` and who had not cancelled by then. Features
+use only data strictly before the cutoff; the label says whether the customer cancelled within
+``(cutoff, cutoff + horizon]``. Windows and the horizon are in hours (the generated data compresses
+a customer lifecycle into hours).
+
+A training set stacks several cutoffs and is split by time: the earliest cutoffs train, the next
+ones validate, the latest ones test (:func:`split_by_time`).
+
+The work is vectorised: events are sorted by time once, each window is a slice found by binary
+search, and per-customer aggregates are ``numpy.bincount`` over integer codes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+EVENT_TYPES: tuple[str, ...] = (
+    "page_view",
+    "login",
+    "logout",
+    "search",
+    "add_to_cart",
+    "purchase",
+    "support_contact",
+    "video_play",
+    "error",
+)
+DEFAULT_WINDOWS_HOURS: tuple[int, ...] = (1, 6, 24)
+DEFAULT_HORIZON_HOURS = 12
+
+EVENT_COLUMNS: tuple[str, ...] = (
+    "customer_token",
+    "event_time",
+    "event_type",
+    "session_id",
+    "duration_s",
+    "amount",
+)
+SUBSCRIPTION_COLUMNS: tuple[str, ...] = (
+    "customer_token",
+    "plan",
+    "contract",
+    "payment_method",
+    "monthly_charges",
+    "total_charges",
+    "signup_date",
+    "status",
+    "cancel_date",
+    "updated_at",
+    "country",
+)
+CATEGORICAL_FEATURES: tuple[str, ...] = ("plan", "contract", "payment_method", "country")
+SUBSCRIPTION_NUMERIC: tuple[str, ...] = (
+    "tenure_h",
+    "monthly_charges",
+    "total_charges",
+    "hours_since_change",
+    "subscription_changes",
+)
+KEY_COLUMNS: tuple[str, ...] = ("customer_token", "cutoff")
+LABEL = "churned"
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+
+_HOUR = np.int64(3_600_000_000_000)  # nanoseconds
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Names and kinds of the model's input columns; transform and serving read it."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    windows_h: tuple[int, ...]
+
+    @property
+    def columns(self) -> list[str]:
+        """Every feature column, numeric first, in model-input order."""
+        return [*self.numeric, *self.categorical]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description (kinds and the windows that produced the names)."""
+        return {"numeric": list(self.numeric), "categorical": list(self.categorical), "windows_h": list(self.windows_h)}
+
+    def to_json(self) -> str:
+        """The spec as indented JSON."""
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FeatureSpec":
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            numeric=tuple(data["numeric"]),
+            categorical=tuple(data["categorical"]),
+            windows_h=tuple(int(w) for w in data["windows_h"]),
+        )
+
+
+def _check_windows(windows_h: Sequence[int]) -> tuple[int, ...]:
+    windows = tuple(int(w) for w in windows_h)
+    if not windows or any(w <= 0 for w in windows) or len(set(windows)) != len(windows):
+        raise ValueError(f"feature windows must be distinct positive hours, got {list(windows_h)}")
+    return tuple(sorted(windows))
+
+
+def window_feature_names(window_h: int) -> list[str]:
+    """The names of the features computed over one window of ``window_h`` hours."""
+    suffix = f"_{window_h}h"
+    return [
+        f"events{suffix}",
+        *(f"n_{kind}{suffix}" for kind in EVENT_TYPES),
+        f"sessions{suffix}",
+        f"mean_duration_s{suffix}",
+        f"spend{suffix}",
+    ]
+
+
+def feature_spec(windows_h: Sequence[int] = DEFAULT_WINDOWS_HOURS) -> FeatureSpec:
+    """The feature spec for the given windows (hours)."""
+    windows = _check_windows(windows_h)
+    numeric = ["recency_h", *SUBSCRIPTION_NUMERIC]
+    for window in windows:
+        numeric.extend(window_feature_names(window))
+    return FeatureSpec(numeric=tuple(numeric), categorical=CATEGORICAL_FEATURES, windows_h=windows)
+
+
+FEATURE_SPEC = feature_spec()
+
+
+# --------------------------------------------------------------------------------------------
+# Input preparation
+
+
+def _require_columns(frame: pd.DataFrame, columns: Iterable[str], table: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{table} table is missing required columns: {missing}")
+
+
+def to_utc(value: datetime | str | pd.Timestamp) -> pd.Timestamp:
+    """A UTC timestamp; a naive value is taken to be UTC already."""
+    stamp = pd.Timestamp(value)
+    if stamp is pd.NaT:
+        raise ValueError("cutoff must be a point in time, got NaT")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _utc_ns(values: pd.Series, column: str) -> np.ndarray:
+    """Nanoseconds since the epoch (int64; NaT becomes the int64 minimum) for a time-like column."""
+    try:
+        stamps = pd.to_datetime(values, utc=True)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"column {column!r} holds values that are not timestamps: {exc}") from exc
+    return stamps.dt.as_unit("ns").to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+
+_NAT = np.iinfo(np.int64).min
+
+
+@dataclass(frozen=True)
+class _Subscriptions:
+    """Subscription records as arrays, sorted by ``updated_at`` (ties by generation and record id)."""
+
+    tokens: pd.Index  # the customer universe; codes index into it
+    frame: pd.DataFrame  # the sorted records, with integer ``_code``, ``_updated_ns`` and ``_cancel_ns``
+
+
+def _prepare_subscriptions(subscriptions: pd.DataFrame) -> _Subscriptions:
+    _require_columns(subscriptions, SUBSCRIPTION_COLUMNS, "subscriptions")
+    frame = subscriptions.loc[:, [c for c in subscriptions.columns if not c.startswith("_")]].copy()
+    if frame["customer_token"].isna().any():
+        raise ValueError("subscriptions table has rows without a customer_token")
+    frame["_updated_ns"] = _utc_ns(frame["updated_at"], "updated_at")
+    if (frame["_updated_ns"] == _NAT).any():
+        raise ValueError("subscriptions table has rows without updated_at")
+    cancel_ns = _utc_ns(frame["cancel_date"], "cancel_date")
+    cancelled = frame["status"].astype("string").eq("cancelled").fillna(False).to_numpy()
+    # A cancellation takes effect at cancel_date, or at updated_at when the date is missing.
+    frame["_cancel_ns"] = np.where(cancelled, np.where(cancel_ns == _NAT, frame["_updated_ns"], cancel_ns), _NAT)
+    frame["_signup_ns"] = _utc_ns(frame["signup_date"], "signup_date")
+    order = ["_updated_ns"]
+    for tie_breaker in ("_source_generation", "record_id"):
+        if tie_breaker in subscriptions.columns:
+            frame[tie_breaker] = subscriptions[tie_breaker]
+            order.append(tie_breaker)
+    frame = frame.sort_values(order, kind="mergesort").reset_index(drop=True)
+    codes, tokens = pd.factorize(frame["customer_token"].astype(str), sort=True)
+    frame["_code"] = codes
+    return _Subscriptions(tokens=pd.Index(tokens), frame=frame)
+
+
+@dataclass(frozen=True)
+class _Events:
+    """Events of known customers as numpy arrays sorted by time."""
+
+    customer: np.ndarray  # int64 code into the subscription universe
+    kind: np.ndarray  # int64 code into EVENT_TYPES, -1 for another type
+    time_ns: np.ndarray  # int64, ascending
+    session: np.ndarray  # int64 code, -1 when missing
+    n_sessions: int
+    duration: np.ndarray  # float64, NaN when missing
+    amount: np.ndarray  # float64, 0 when missing
+
+
+def _codes_in(values: pd.Series, universe: pd.Index) -> np.ndarray:
+    """Position of each value in ``universe`` (-1 when absent); fast for categorical input."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        category_codes = universe.get_indexer(values.cat.categories.astype(str))
+        codes = values.cat.codes.to_numpy()
+        return np.where(codes >= 0, category_codes[codes], -1).astype(np.int64)
+    return universe.get_indexer(values.astype(str)).astype(np.int64)
+
+
+def _prepare_events(events: pd.DataFrame, universe: pd.Index) -> _Events:
+    _require_columns(events, EVENT_COLUMNS, "events")
+    customer = _codes_in(events["customer_token"], universe)
+    time_ns = _utc_ns(events["event_time"], "event_time")
+    keep = (customer >= 0) & (time_ns != _NAT)
+    kind = pd.Categorical(events["event_type"], categories=EVENT_TYPES).codes.astype(np.int64)
+    if isinstance(events["session_id"].dtype, pd.CategoricalDtype):
+        session = events["session_id"].cat.codes.to_numpy().astype(np.int64)
+        n_sessions = len(events["session_id"].cat.categories)
+    else:
+        session, uniques = pd.factorize(events["session_id"], use_na_sentinel=True)
+        session = session.astype(np.int64)
+        n_sessions = len(uniques)
+    duration = pd.to_numeric(events["duration_s"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    amount = pd.to_numeric(events["amount"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    order = np.argsort(time_ns[keep], kind="stable")
+    return _Events(
+        customer=customer[keep][order],
+        kind=kind[keep][order],
+        time_ns=time_ns[keep][order],
+        session=session[keep][order],
+        n_sessions=max(n_sessions, 1),
+        duration=duration[keep][order],
+        amount=np.nan_to_num(amount[keep][order], nan=0.0),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Population, features and labels at one cutoff
+
+
+def _state_at(subs: _Subscriptions, cutoff_ns: np.int64) -> pd.DataFrame:
+    """Latest record per customer known before the cutoff, for customers active at the cutoff."""
+    frame = subs.frame
+    known = frame[frame["_updated_ns"] < cutoff_ns]
+    latest = known.drop_duplicates("_code", keep="last")
+    cancelled_by_cutoff = frame.loc[(frame["_cancel_ns"] != _NAT) & (frame["_cancel_ns"] <= cutoff_ns), "_code"]
+    active = latest[latest["status"].astype("string").eq("active").fillna(False).to_numpy()]
+    active = active[~active["_code"].isin(cancelled_by_cutoff)]
+    changes = known.groupby("_code").size()
+    active = active.assign(_records=active["_code"].map(changes).to_numpy())
+    return active.sort_values("customer_token", kind="mergesort").reset_index(drop=True)
+
+
+def _window_block(ev: _Events, lo: int, hi: int, n_customers: int) -> np.ndarray:
+    """Per-customer window aggregates for events ``[lo, hi)``: columns as :func:`window_feature_names`."""
+    customer = ev.customer[lo:hi]
+    n_types = len(EVENT_TYPES)
+    total = np.bincount(customer, minlength=n_customers).astype(np.float64)
+    kind = ev.kind[lo:hi]
+    typed = kind >= 0
+    per_type = np.bincount(customer[typed] * n_types + kind[typed], minlength=n_customers * n_types)
+    per_type = per_type.reshape(n_customers, n_types).astype(np.float64)
+    session = ev.session[lo:hi]
+    has_session = session >= 0
+    pairs = pd.unique(customer[has_session] * np.int64(ev.n_sessions) + session[has_session])
+    sessions = np.bincount(pairs // ev.n_sessions, minlength=n_customers).astype(np.float64)
+    duration = ev.duration[lo:hi]
+    timed = ~np.isnan(duration)
+    duration_sum = np.bincount(customer[timed], weights=duration[timed], minlength=n_customers)
+    duration_n = np.bincount(customer[timed], minlength=n_customers)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_duration = np.where(duration_n > 0, duration_sum / np.maximum(duration_n, 1), np.nan)
+    spend = np.bincount(customer, weights=ev.amount[lo:hi], minlength=n_customers)
+    return np.column_stack([total, per_type, sessions, mean_duration, spend])
+
+
+def _features_at(ev: _Events, subs: _Subscriptions, cutoff: pd.Timestamp, windows: tuple[int, ...]) -> pd.DataFrame:
+    cutoff_ns = np.int64(cutoff.value)
+    state = _state_at(subs, cutoff_ns)
+    n_customers = len(subs.tokens)
+    rows = state["_code"].to_numpy()
+    hi = int(np.searchsorted(ev.time_ns, cutoff_ns, side="left"))  # strictly before the cutoff
+
+    columns: dict[str, Any] = {"customer_token": state["customer_token"].astype(str).to_numpy(), "cutoff": cutoff}
+    last_seen = pd.Series(ev.time_ns[:hi]).groupby(ev.customer[:hi]).max()
+    last_ns = last_seen.reindex(rows).to_numpy(dtype=np.float64)
+    columns["recency_h"] = (float(cutoff_ns) - last_ns) / float(_HOUR)
+    signup_ns = state["_signup_ns"].to_numpy()
+    known_signup = signup_ns != _NAT
+    tenure_h = (cutoff_ns - np.where(known_signup, signup_ns, cutoff_ns)) / _HOUR
+    columns["tenure_h"] = np.where(known_signup, np.clip(tenure_h, 0, None), np.nan)
+    columns["monthly_charges"] = pd.to_numeric(state["monthly_charges"], errors="coerce").to_numpy(np.float64)
+    columns["total_charges"] = pd.to_numeric(state["total_charges"], errors="coerce").to_numpy(np.float64)
+    columns["hours_since_change"] = ((cutoff_ns - state["_updated_ns"].to_numpy()) / _HOUR).astype(np.float64)
+    columns["subscription_changes"] = (state["_records"].to_numpy() - 1).astype(np.float64)
+    for window in windows:
+        lo = int(np.searchsorted(ev.time_ns, cutoff_ns - np.int64(window) * _HOUR, side="left"))
+        block = _window_block(ev, lo, hi, n_customers)[rows]
+        for i, name in enumerate(window_feature_names(window)):
+            columns[name] = block[:, i]
+    for name in CATEGORICAL_FEATURES:
+        values = state[name].astype(object)
+        columns[name] = values.where(values.notna(), None).to_numpy()
+    spec = feature_spec(windows)
+    return pd.DataFrame(columns, columns=[*KEY_COLUMNS, *spec.columns])
+
+
+def _labels_at(subs: _Subscriptions, cutoff: pd.Timestamp, horizon_h: float) -> pd.Series:
+    cutoff_ns = np.int64(cutoff.value)
+    end_ns = cutoff_ns + np.int64(round(horizon_h * _HOUR))
+    state = _state_at(subs, cutoff_ns)
+    cancel = subs.frame["_cancel_ns"]
+    churned = subs.frame.loc[(cancel != _NAT) & (cancel > cutoff_ns) & (cancel <= end_ns), "_code"]
+    labels = state["_code"].isin(churned).astype(np.int64).to_numpy()
+    return pd.Series(labels, index=pd.Index(state["customer_token"].astype(str), name="customer_token"), name=LABEL)
+
+
+def _check_horizon(horizon_h: float) -> float:
+    if not horizon_h > 0:
+        raise ValueError(f"label horizon must be a positive number of hours, got {horizon_h}")
+    return float(horizon_h)
+
+
+def build_features(
+    events: pd.DataFrame,
+    subscriptions: pd.DataFrame,
+    cutoff: datetime | str | pd.Timestamp,
+    windows: Sequence[int] = DEFAULT_WINDOWS_HOURS,
+) -> pd.DataFrame:
+    """One row per customer active at ``cutoff``: keys (``customer_token``, ``cutoff``) + spec columns.
+
+    Only events and subscription records strictly before the cutoff contribute. Rows are sorted by
+    ``customer_token``.
+    """
+    windows_h = _check_windows(windows)
+    subs = _prepare_subscriptions(subscriptions)
+    return _features_at(_prepare_events(events, subs.tokens), subs, to_utc(cutoff), windows_h)
+
+
+def build_labels(
+    subscriptions: pd.DataFrame,
+    cutoff: datetime | str | pd.Timestamp,
+    horizon: float = DEFAULT_HORIZON_HOURS,
+) -> pd.Series:
+    """1 if a customer active at ``cutoff`` cancels within ``(cutoff, cutoff + horizon hours]``, else 0.
+
+    Indexed by ``customer_token`` in the same order as :func:`build_features`.
+    """
+    return _labels_at(_prepare_subscriptions(subscriptions), to_utc(cutoff), _check_horizon(horizon))
+
+
+def build_training_set(
+    events: pd.DataFrame,
+    subscriptions: pd.DataFrame,
+    cutoffs: Iterable[datetime | str | pd.Timestamp],
+    horizon: float = DEFAULT_HORIZON_HOURS,
+    windows: Sequence[int] = DEFAULT_WINDOWS_HOURS,
+) -> pd.DataFrame:
+    """Features plus the ``churned`` label at every cutoff, stacked and sorted by (cutoff, customer)."""
+    windows_h = _check_windows(windows)
+    horizon_h = _check_horizon(horizon)
+    stamps = sorted({to_utc(c) for c in cutoffs})
+    if not stamps:
+        raise ValueError("at least one cutoff is needed")
+    subs = _prepare_subscriptions(subscriptions)
+    prepared = _prepare_events(events, subs.tokens)
+    parts = []
+    for cutoff in stamps:
+        features = _features_at(prepared, subs, cutoff, windows_h)
+        features[LABEL] = _labels_at(subs, cutoff, horizon_h).to_numpy()
+        parts.append(features)
+    return pd.concat(parts, ignore_index=True)
+
+
+def data_span(events: pd.DataFrame, subscriptions: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First and last timestamp seen in the tables (events' times and records' ``updated_at``)."""
+    stamps = np.concatenate(
+        [_utc_ns(events["event_time"], "event_time"), _utc_ns(subscriptions["updated_at"], "updated_at")]
+    )
+    stamps = stamps[stamps != _NAT]
+    if stamps.size == 0:
+        raise ValueError("the tables hold no timestamps: nothing to train on")
+    return pd.Timestamp(int(stamps.min()), tz="UTC"), pd.Timestamp(int(stamps.max()), tz="UTC")
+
+
+def choose_cutoffs(
+    events: pd.DataFrame,
+    subscriptions: pd.DataFrame,
+    horizon: float = DEFAULT_HORIZON_HOURS,
+    step_h: int = 2,
+    min_history_h: int = 12,
+) -> list[pd.Timestamp]:
+    """Hourly-aligned cutoffs every ``step_h`` hours whose label horizon lies fully inside the data.
+
+    The first cutoff leaves ``min_history_h`` hours of history; the last is the end of the data
+    (rounded up to the hour) minus the horizon.
+    """
+    if step_h <= 0 or min_history_h < 0:
+        raise ValueError("cutoff step must be positive and minimum history non-negative")
+    start, end = data_span(events, subscriptions)
+    first = start.floor("h") + pd.Timedelta(hours=min_history_h)
+    last = end.ceil("h") - pd.Timedelta(hours=_check_horizon(horizon))
+    if last < first:
+        raise ValueError(
+            f"data spans {start} to {end}: too short for {min_history_h}h of history plus a {horizon}h horizon"
+        )
+    count = int((last - first) // pd.Timedelta(hours=step_h)) + 1
+    return [last - pd.Timedelta(hours=step_h * i) for i in reversed(range(count))]
+
+
+def split_by_time(
+    frame: pd.DataFrame, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+) -> dict[str, pd.DataFrame]:
+    """Split a stacked training set by cutoff: earliest cutoffs train, next validate, latest test.
+
+    Each split gets at least one cutoff; ``fractions`` (train, validation, test) set the shares of
+    the distinct cutoffs.
+    """
+    if len(fractions) != 3 or any(f <= 0 for f in fractions):
+        raise ValueError(f"split fractions must be three positive numbers, got {fractions}")
+    cutoffs = list(pd.Series(frame["cutoff"].unique()).sort_values())
+    total = sum(fractions)
+    n_test = max(1, round(len(cutoffs) * fractions[2] / total))
+    n_val = max(1, round(len(cutoffs) * fractions[1] / total))
+    n_train = len(cutoffs) - n_val - n_test
+    if n_train < 1:
+        raise ValueError(f"{len(cutoffs)} cutoff(s) cannot be split into train, validation and test by time")
+    bounds = {"train": cutoffs[:n_train], "validation": cutoffs[n_train : n_train + n_val], "test": cutoffs[-n_test:]}
+    return {name: frame[frame["cutoff"].isin(values)].reset_index(drop=True) for name, values in bounds.items()}
