@@ -45,7 +45,8 @@ class AlertSink:
     """Emits alerts to the log and, when ``settings.alert_webhook_url`` is set, to a chat webhook."""
 
     def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
-        self._webhook_url = settings.alert_webhook_url
+        url = settings.alert_webhook_url
+        self._webhook_url = url if url is not None and url.get_secret_value() else None  # empty means unset
         self._session = session if session is not None else requests.Session()
         self._scrubber = Scrubber(settings.log_scrub_identifiers)
         self.emitted: list[Alert] = []

@@ -163,6 +163,14 @@ def test_webhook_error_status_is_logged(settings: Settings, webhook: Webhook, lo
     assert "webhook-secret-part" not in log_lines.getvalue()
 
 
+def test_empty_webhook_url_means_no_webhook(settings: Settings, log_lines: io.StringIO) -> None:
+    """An empty webhook setting sends nothing and logs no delivery failure."""
+    sink = AlertSink(with_webhook(settings, ""))
+    sink.emit(ALERT)
+    assert len(records(log_lines)) == 1
+    assert "webhook=unset" in repr(sink)
+
+
 def test_alert_counts_must_be_integers() -> None:
     """Malformed alerts are refused when built."""
     with pytest.raises(TypeError, match="rows"):

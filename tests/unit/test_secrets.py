@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,14 @@ def test_ensure_creates_private_random_key_once(settings: Settings) -> None:
     assert LocalSecrets(settings).get("signing-key") == key
     assert sorted(p.name for p in settings.local_secrets_dir.iterdir()) == ["signing-key"]
     assert LocalSecrets(settings).ensure("other-key") != key
+
+
+def test_concurrent_ensure_agrees_on_one_key(settings: Settings) -> None:
+    """Callers racing to create the same key all get the one that was stored."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        keys = set(pool.map(lambda _: LocalSecrets(settings).ensure("shared-key"), range(16)))
+    assert keys == {(settings.local_secrets_dir / "shared-key").read_bytes()}
+    assert sorted(p.name for p in settings.local_secrets_dir.iterdir()) == ["shared-key"]
 
 
 def test_names_that_escape_the_directory_are_rejected(settings: Settings) -> None:
