@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import click
 
-from components import datagen
+from components import datagen, demo, ingest
 from components.localstack import LocalStack
 from components.logs import setup_logging
 from components.settings import get_settings
@@ -100,3 +100,27 @@ def data_generate(hours: int, customers: int, anomaly_rate: float, seed: int, st
         f"uploaded {len(refs)} objects to gs://{settings.raw_bucket}/activity/ "
         f"({len(generated.anomalies)} with injected anomalies)"
     )
+
+
+@main.command("ingest")
+@click.option("--hour", "hour", type=HOUR, required=True, help="The scheduled hour (UTC), e.g. 2026-11-01T05.")
+@click.option("--lookback", type=click.IntRange(0, 72), default=None, help="Hours of late files to pick up.")
+def ingest_cmd(hour: datetime, lookback: int | None) -> None:
+    """Ingest one hour of raw objects into the lake (one commit, or none if nothing is new)."""
+    report = ingest.ingest_hour(get_settings(), hour, lookback)
+    acc = report.accounting()
+    click.echo(
+        f"{report.hour}: commit={report.commit_id or '-'} objects={acc['objects_ingested']} "
+        f"(skipped {acc['objects_skipped']}, quarantined {acc['objects_quarantined']}) rows_in={acc['rows_in']} "
+        f"published={acc['rows_published']} quarantined={acc['rows_quarantined']} "
+        f"duplicates={acc['duplicates_dropped']} alerts={len(report.alerts)}"
+    )
+
+
+@main.command("demo")
+@click.option("--keep", is_flag=True, help="Leave the local stack running afterwards.")
+@click.option("--hours", type=click.IntRange(min=4), default=48, show_default=True)
+@click.option("--customers", type=click.IntRange(min=50), default=2000, show_default=True)
+def demo_cmd(keep: bool, hours: int, customers: int) -> None:
+    """Run the whole system end to end on the embedded local stack."""
+    demo.run_demo(get_settings(), keep=keep, hours=hours, customers=customers)

@@ -85,9 +85,21 @@ class Settings(BaseSettings):
         default=None, description="Local profile only: the key itself (else a file under state_dir/secrets)."
     )
 
+    # Build identity, recorded on every data commit and training run (set at image build time).
+    code_version: str = Field(default="dev", description="Git SHA or release tag of the running code.")
+
     # Ingest.
     ingest_lookback_hours: int = Field(default=3, ge=0, le=72)
     alert_webhook_url: SecretStr | None = None
+
+    # Training (in hours: the generated data compresses a customer lifecycle into hours).
+    feature_windows_hours: list[int] = Field(default_factory=lambda: [1, 6, 24])
+    label_horizon_hours: int = Field(default=12, gt=0)
+    cutoff_step_hours: int = Field(default=2, gt=0)
+    min_history_hours: int = Field(default=12, ge=0)
+    gate_margin: float = Field(
+        default=0.01, ge=0, le=1, description="Test ROC-AUC a new candidate may lose against production."
+    )
 
     # Logging.
     log_level: str = "INFO"

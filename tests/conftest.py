@@ -18,7 +18,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Iterator[Settings]:
+@pytest.fixture(name="settings")
+def fixture_settings(tmp_path: Path) -> Iterator[Settings]:
     """Local-profile settings whose state lives in a fresh temporary folder (no services)."""
     yield Settings(state_dir=tmp_path / "state", gcs_port=free_port(), mlflow_port=free_port())

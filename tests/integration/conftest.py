@@ -13,15 +13,15 @@ from components.storage import storage_client
 from tests.conftest import free_port
 
 
-@pytest.fixture(scope="session")
-def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+@pytest.fixture(scope="session", name="stack_settings")
+def fixture_stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings for this session's local services: free ports, state in a temporary folder."""
     state = tmp_path_factory.mktemp("stack")
     return Settings(state_dir=state, gcs_port=free_port(), mlflow_port=free_port(), raw_bucket="churnops-raw-test")
 
 
-@pytest.fixture(scope="session")
-def gcs_stack(stack_settings: Settings) -> Iterator[Settings]:
+@pytest.fixture(scope="session", name="gcs_stack")
+def fixture_gcs_stack(stack_settings: Settings) -> Iterator[Settings]:
     """A running fake-gcs-server (with the raw bucket created); yields the settings pointing at it."""
     stack = LocalStack(stack_settings, only=("fake-gcs-server",))
     stack.up()
@@ -29,14 +29,14 @@ def gcs_stack(stack_settings: Settings) -> Iterator[Settings]:
     stack.down()
 
 
-@pytest.fixture(scope="session")
-def gcs_client(gcs_stack: Settings) -> storage.Client:
+@pytest.fixture(scope="session", name="gcs_client")
+def fixture_gcs_client(gcs_stack: Settings) -> storage.Client:
     """The real google-cloud-storage client, talking to the session's fake-gcs-server."""
     return storage_client(gcs_stack)
 
 
-@pytest.fixture(scope="session")
-def mlflow_tracking_uri(stack_settings: Settings) -> Iterator[str]:
+@pytest.fixture(scope="session", name="mlflow_tracking_uri")
+def fixture_mlflow_tracking_uri(stack_settings: Settings) -> Iterator[str]:
     """A running MLflow tracking server (sqlite, local artifacts); yields its URI."""
     stack = LocalStack(stack_settings, only=("mlflow",))
     stack.up()

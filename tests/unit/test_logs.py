@@ -24,8 +24,8 @@ PII = {
 }
 
 
-@pytest.fixture
-def captured(tmp_path) -> Iterator[io.StringIO]:
+@pytest.fixture(name="captured")
+def fixture_captured(tmp_path) -> Iterator[io.StringIO]:
     """Route logging through setup_logging into a buffer; restore the root logger afterwards."""
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
