@@ -1,0 +1,739 @@
+"""Raw data contract: parse raw objects and validate them against the pandera schemas.
+
+``docs/data-contract.md`` describes the contract in prose; the pandera schemas built by
+:func:`contract_schema` are its executable form and the single source of truth for the columns,
+which of them are required, their types, allowed values and ranges.
+
+Two steps, both pure (no I/O):
+
+* :func:`parse_object` turns the bytes of a raw object into rows of raw values (JSON Lines for
+  events, CSV for subscriptions). Lines that cannot be parsed are kept aside as *malformed*;
+  an object that cannot be read at all raises :class:`UnreadableObject`.
+* :func:`check` normalises, coerces and validates the rows (pandera, ``coerce=True``,
+  ``lazy=True``) and splits them into ``valid`` rows with proper dtypes and ``quarantined`` rows
+  that keep their raw values and every reason they failed. No row is dropped:
+  ``rows_in == len(valid) + len(quarantined)``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+import re
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import pyarrow
+from orjson import JSONDecodeError, dumps, loads  # pylint: disable=no-name-in-module  # C extension
+from pandera.engines import pandas_engine
+
+EVENTS = "events"
+SUBSCRIPTIONS = "subscriptions"
+SCHEMA_VERSIONS = {EVENTS: "events:v1", SUBSCRIPTIONS: "subscriptions:v1"}
+
+# Column types of the contract.
+_ARROW_STRING = pd.StringDtype("pyarrow")
+STRING = pandas_engine.Engine.dtype(_ARROW_STRING)
+FLOAT = pandas_engine.Engine.dtype("float64")
+# pandera's dtype dataclasses take keyword fields that pylint cannot see.
+TIMESTAMP = pandas_engine.DateTime(  # pylint: disable=unexpected-keyword-arg,no-value-for-parameter
+    tz="UTC", to_datetime_kwargs={"format": "ISO8601"}
+)
+DATE = pandas_engine.DateTime(  # pylint: disable=unexpected-keyword-arg,no-value-for-parameter
+    to_datetime_kwargs={"format": "%Y-%m-%d"}
+)
+
+# PII policy values kept in each column's pandera metadata.
+TOKENIZE = "tokenize"
+DROP = "drop"
+
+_WINDOW_COLUMN = {EVENTS: "event_time", SUBSCRIPTIONS: "updated_at"}
+_QUARANTINE_COLUMNS = ["_raw", "_reason", "_line"]
+_MALFORMED_COLUMNS = ["_line", "_raw", "_reason"]
+_OBJECT_NAME = re.compile(
+    r"(?:^|/)activity/(?P<kind>events|subscriptions)/dt=(?P<dt>\d{4}-\d{2}-\d{2})/hr=(?P<hr>\d{2})/[^/]+$"
+)
+_EXTENSIONS = {EVENTS: ".jsonl.gz", SUBSCRIPTIONS: ".csv"}
+_JSON_TYPE_NAMES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+_MAX_VALUE_CHARS = 60
+
+
+class UnreadableObject(Exception):
+    """The object as a whole cannot be read (corrupt gzip, empty, undecodable text, not JSON/CSV)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------------------------
+# Schemas
+# --------------------------------------------------------------------------------------------
+
+
+def _column(
+    dtype: Any,
+    required: bool,
+    checks: list[pa.Check] | None = None,
+    pii: str | None = None,
+    allowed: tuple[str, ...] | None = None,
+) -> pa.Column:
+    """A contract column: required columns must exist and be non-null; optional ones may be absent."""
+    checks = list(checks or [])
+    if allowed is not None:
+        checks.append(pa.Check.isin(list(allowed), error=f"is not one of {', '.join(allowed)}"))
+    return pa.Column(
+        dtype,
+        checks=checks,
+        nullable=not required,
+        required=required,
+        metadata={"pii": pii, "allowed": allowed},
+    )
+
+
+def _non_negative() -> list[pa.Check]:
+    return [
+        pa.Check(np.isfinite, error="is not a finite number"),
+        pa.Check.ge(0, error="is negative"),
+    ]
+
+
+def _window_checks(
+    hour: datetime | None, now: datetime | None, tolerance: timedelta
+) -> list[pa.Check]:
+    """Checks that keep a record time inside its object's hour (± tolerance) and not in the future."""
+    if hour is None or now is None:
+        return []
+    low = pd.Timestamp(hour - tolerance)
+    high = pd.Timestamp(hour + timedelta(hours=1) + tolerance)
+    return [
+        pa.Check.in_range(
+            low,
+            high,
+            include_max=False,
+            error=f"is outside the object's hour [{low.isoformat()}, {high.isoformat()})",
+        ),
+        pa.Check.le(pd.Timestamp(now), error=f"is later than now ({pd.Timestamp(now).isoformat()})"),
+    ]
+
+
+def _signup_not_after_update(frame: pd.DataFrame) -> pd.Series:
+    signup = frame["signup_date"].dt.tz_localize("UTC")
+    return ~(signup.notna() & frame["updated_at"].notna() & (signup > frame["updated_at"]))
+
+
+def _cancel_date_when_cancelled(frame: pd.DataFrame) -> pd.Series:
+    cancelled = frame["status"].eq("cancelled").fillna(False).astype(bool)
+    return ~(cancelled & frame["cancel_date"].isna())
+
+
+def contract_schema(
+    kind: str,
+    hour: datetime | None = None,
+    now: datetime | None = None,
+    tolerance: timedelta = timedelta(minutes=5),
+) -> pa.DataFrameSchema:
+    """The pandera schema of ``kind``; with ``hour`` and ``now`` it also checks the time window."""
+    window = _window_checks(hour, now, tolerance)
+    if kind == EVENTS:
+        columns = {
+            "event_id": _column(STRING, True),
+            "customer_id": _column(STRING, True, pii=TOKENIZE),
+            "event_time": _column(TIMESTAMP, True, window),
+            "event_type": _column(
+                STRING,
+                True,
+                allowed=(
+                    "page_view", "login", "logout", "search", "add_to_cart",
+                    "purchase", "support_contact", "video_play", "error",
+                ),
+            ),
+            "session_id": _column(STRING, False),
+            "duration_s": _column(FLOAT, False, _non_negative()),
+            "amount": _column(FLOAT, False, _non_negative()),
+            "device": _column(STRING, False, allowed=("web", "ios", "android")),
+            "page": _column(STRING, False),
+            "ip_address": _column(STRING, False, pii=DROP),
+            "user_agent": _column(STRING, False, pii=DROP),
+            "email": _column(STRING, False, pii=DROP),
+        }
+        checks: list[pa.Check] = []
+    elif kind == SUBSCRIPTIONS:
+        columns = {
+            "record_id": _column(STRING, True),
+            "customer_id": _column(STRING, True, pii=TOKENIZE),
+            "name": _column(STRING, False, pii=DROP),
+            "email": _column(STRING, False, pii=DROP),
+            "phone": _column(STRING, False, pii=DROP),
+            "plan": _column(STRING, True, allowed=("basic", "standard", "premium")),
+            "contract": _column(STRING, True, allowed=("monthly", "annual", "two_year")),
+            "payment_method": _column(STRING, False, allowed=("card", "paypal", "bank_transfer", "invoice")),
+            "monthly_charges": _column(FLOAT, True, _non_negative()),
+            "total_charges": _column(FLOAT, False, _non_negative()),
+            "signup_date": _column(DATE, True),
+            "status": _column(STRING, True, allowed=("active", "cancelled")),
+            "cancel_date": _column(TIMESTAMP, False),
+            "updated_at": _column(TIMESTAMP, True, window),
+            "country": _column(STRING, False),
+        }
+        checks = [
+            pa.Check(_signup_not_after_update, error="signup_date is after updated_at"),
+            pa.Check(_cancel_date_when_cancelled, error="status is cancelled but cancel_date is empty"),
+        ]
+    else:
+        raise ValueError(f"unknown kind {kind!r}; expected one of {sorted(SCHEMA_VERSIONS)}")
+    return pa.DataFrameSchema(columns, checks=checks, coerce=True, name=SCHEMA_VERSIONS[kind])
+
+
+def _columns_where(kind: str, wanted: Any) -> list[str]:
+    return [name for name, col in contract_schema(kind).columns.items() if wanted(col)]
+
+
+CONTRACT_COLUMNS: dict[str, list[str]] = {kind: _columns_where(kind, lambda _: True) for kind in SCHEMA_VERSIONS}
+REQUIRED_COLUMNS: dict[str, list[str]] = {
+    kind: _columns_where(kind, lambda col: col.required) for kind in SCHEMA_VERSIONS
+}
+PII_COLUMNS: dict[str, dict[str, str]] = {
+    kind: {name: col.metadata["pii"] for name, col in contract_schema(kind).columns.items() if col.metadata["pii"]}
+    for kind in SCHEMA_VERSIONS
+}
+"""Per kind, the PII columns and their policy: ``tokenize`` or ``drop``."""
+
+
+# --------------------------------------------------------------------------------------------
+# Object names
+# --------------------------------------------------------------------------------------------
+
+
+def _match_name(object_name: str) -> re.Match[str]:
+    match = _OBJECT_NAME.search(object_name)
+    if match is None or not object_name.endswith(_EXTENSIONS[match["kind"]]):
+        raise ValueError(
+            f"not a raw object name: {object_name!r} (expected activity/events/dt=YYYY-MM-DD/hr=HH/*.jsonl.gz "
+            "or activity/subscriptions/dt=YYYY-MM-DD/hr=HH/*.csv)"
+        )
+    return match
+
+
+def kind_of(object_name: str) -> str:
+    """``"events"`` or ``"subscriptions"`` from a raw object's name; ``ValueError`` for anything else."""
+    return _match_name(object_name)["kind"]
+
+
+def hour_of(object_name: str) -> datetime:
+    """The UTC hour named by the ``dt=YYYY-MM-DD/hr=HH`` part of a raw object's name."""
+    match = _match_name(object_name)
+    try:
+        day = datetime.strptime(match["dt"], "%Y-%m-%d")
+    except ValueError as exc:
+        raise ValueError(f"invalid date in object name {object_name!r}: {exc}") from exc
+    hour = int(match["hr"])
+    if hour > 23:
+        raise ValueError(f"invalid hour in object name {object_name!r}: {hour}")
+    return day.replace(hour=hour, tzinfo=timezone.utc)
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ParsedObject:
+    """Rows of raw values read from one object, plus the lines that could not be parsed."""
+
+    rows: pd.DataFrame
+    malformed: pd.DataFrame
+    rows_in: int
+    line_numbers: np.ndarray | None = field(default=None)
+    """1-based line in the object where each row starts; ``None`` means row ``i`` is on line ``i + 1``."""
+
+    def lines(self) -> np.ndarray:
+        """The line number of every row in ``rows``."""
+        if self.line_numbers is None:
+            return np.arange(1, len(self.rows) + 1, dtype=np.int64)
+        return np.asarray(self.line_numbers, dtype=np.int64)
+
+
+def _malformed_frame(entries: list[tuple[int, str, str]]) -> pd.DataFrame:
+    frame = pd.DataFrame(entries, columns=_MALFORMED_COLUMNS)
+    return frame.astype({"_line": np.int64, "_raw": object, "_reason": object})
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _parse_jsonl(text: bytes) -> ParsedObject:
+    """Parse JSON Lines: one object per line; blank lines are skipped."""
+    if text.startswith(codecs.BOM_UTF8):
+        text = text[len(codecs.BOM_UTF8):]
+    lines = text.split(b"\n")
+    if lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise UnreadableObject("empty object")
+    # Fast path: every line is a JSON object.
+    try:
+        records = [loads(line) for line in lines]
+        if all(isinstance(record, dict) for record in records):
+            rows = pd.DataFrame(records, dtype=object)
+            return ParsedObject(rows=rows, malformed=_malformed_frame([]), rows_in=len(rows))
+    except JSONDecodeError:
+        pass
+    return _parse_jsonl_line_by_line(lines)
+
+
+def _parse_jsonl_line_by_line(lines: list[bytes]) -> ParsedObject:
+    """Slow path: parse each line on its own and keep the lines that are not JSON objects aside."""
+    records: list[dict[str, Any]] = []
+    numbers: list[int] = []
+    malformed: list[tuple[int, str, str]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = line.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError as exc:
+            raise UnreadableObject(f"not valid UTF-8 text (line {number})") from exc
+        try:
+            value = loads(line)
+        except JSONDecodeError as exc:
+            malformed.append((number, raw, f"not valid JSON: {exc}"))
+            continue
+        if not isinstance(value, dict):
+            malformed.append((number, raw, f"line is a JSON {_json_type(value)}, not an object"))
+            continue
+        records.append(value)
+        numbers.append(number)
+    if not records:
+        if not malformed:
+            raise UnreadableObject("empty object")
+        raise UnreadableObject(f"not JSON Lines: none of the {len(malformed)} line(s) is a JSON object")
+    rows = pd.DataFrame(records, dtype=object)
+    return ParsedObject(
+        rows=rows,
+        malformed=_malformed_frame(malformed),
+        rows_in=len(rows) + len(malformed),
+        line_numbers=np.asarray(numbers, dtype=np.int64),
+    )
+
+
+def _parse_csv(data: bytes) -> ParsedObject:
+    """Parse CSV with a header row; rows with the wrong number of fields are kept aside."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UnreadableObject(f"not valid UTF-8 text (byte {exc.start})") from exc
+    if not text.strip():
+        raise UnreadableObject("empty object")
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader)
+        while not header:  # blank lines before the header
+            header = next(reader)
+    except (csv.Error, StopIteration) as exc:
+        raise UnreadableObject(f"not CSV: cannot read a header row ({exc})") from exc
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        raise UnreadableObject(f"not CSV: duplicate column names in the header: {', '.join(duplicates)}")
+
+    records: list[list[str]] = []
+    numbers: list[int] = []
+    bad: list[tuple[int, int, str]] = []  # (first line, last line, reason)
+    last_line = reader.line_num
+    while True:
+        first_line = last_line + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            bad.append((first_line, reader.line_num, f"not valid CSV: {exc}"))
+            last_line = reader.line_num
+            continue
+        last_line = reader.line_num
+        if not record:
+            continue
+        if len(record) != len(header):
+            bad.append((first_line, last_line, f"has {len(record)} fields, the header has {len(header)}"))
+            continue
+        records.append(record)
+        numbers.append(first_line)
+
+    malformed: list[tuple[int, str, str]] = []
+    if bad:
+        physical = io.StringIO(text, newline="").readlines()
+        malformed = [
+            (first, "".join(physical[first - 1:last]).rstrip("\r\n"), reason) for first, last, reason in bad
+        ]
+    rows = pd.DataFrame(records, columns=header, dtype=object)
+    return ParsedObject(
+        rows=rows,
+        malformed=_malformed_frame(malformed),
+        rows_in=len(rows) + len(malformed),
+        line_numbers=np.asarray(numbers, dtype=np.int64),
+    )
+
+
+def parse_object(object_name: str, data: bytes) -> ParsedObject:
+    """Parse a raw object's bytes into rows of raw values; raises :class:`UnreadableObject`."""
+    kind = kind_of(object_name)
+    if not data:
+        raise UnreadableObject("empty object")
+    if kind == SUBSCRIPTIONS:
+        return _parse_csv(data)
+    try:
+        text = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise UnreadableObject(f"not a valid gzip stream: {exc}") from exc
+    if not text.strip():
+        raise UnreadableObject("empty object")
+    return _parse_jsonl(text)
+
+
+# --------------------------------------------------------------------------------------------
+# Checking
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Correction:
+    """A change ``check`` made to the data instead of quarantining it."""
+
+    kind: str  # added_missing_optional_column | coerced_dtype | dropped_unknown_column | normalised_value
+    column: str
+    rows: int
+    detail: str
+
+
+@dataclass
+class ContractResult:
+    """The outcome of checking one object against its contract."""
+
+    kind: str
+    schema_version: str
+    valid: pd.DataFrame
+    quarantined: pd.DataFrame
+    corrections: list[Correction]
+    unknown_columns: list[str]
+    missing_required: list[str]
+    rows_in: int
+
+
+class _Reasons:
+    """Collects failure reasons per row, in the order they are found."""
+
+    def __init__(self) -> None:
+        self._rows: list[np.ndarray] = []
+        self._texts: list[np.ndarray] = []
+
+    def add(self, rows: Any, reason: str | list[str] | np.ndarray) -> None:
+        """Record ``reason`` (one text, or one text per row) for ``rows``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0:
+            return
+        if isinstance(reason, str):
+            texts = np.full(rows.size, reason, dtype=object)
+        else:
+            texts = np.asarray(reason, dtype=object)
+        self._rows.append(rows)
+        self._texts.append(texts)
+
+    def joined(self) -> pd.Series:
+        """Row index -> every distinct reason of that row, joined with ``"; "``."""
+        if not self._rows:
+            return pd.Series([], dtype=object)
+        frame = pd.DataFrame({"row": np.concatenate(self._rows), "reason": np.concatenate(self._texts)})
+        frame = frame.drop_duplicates()
+        return frame.groupby("row", sort=True)["reason"].agg("; ".join)
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    text = repr(value)
+    return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 3] + "..."
+
+
+def _check_frame_columns(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> tuple[list[str], list[str]]:
+    """The object's columns against the contract: (unknown columns, missing required columns)."""
+    unknown = [str(name) for name in frame.columns if name not in schema.columns]
+    missing = [name for name, col in schema.columns.items() if col.required and name not in frame.columns]
+    return unknown, missing
+
+
+def _expected_raw_type(dtype: Any, from_json: bool) -> type:
+    """The Python type a column's raw values are expected to have (anything else is coerced or rejected)."""
+    return float if from_json and dtype == FLOAT else str
+
+
+@dataclass
+class _Normalised:
+    column: pd.Series
+    corrections: list[Correction]
+    rejected: pd.Series  # row -> JSON type name of a value whose type can never be coerced
+    to_coerce: int  # values whose type differs from the expected raw type but may be coerced
+
+
+def _normalise_strings(
+    text: pd.Series, name: str, allowed: tuple[str, ...] | None
+) -> tuple[pd.Series, list[Correction]]:
+    """Strip surrounding whitespace, lower-case allowed values, turn empty strings into nulls."""
+    text = pd.Series(
+        pd.arrays.ArrowStringArray(pyarrow.array(text.to_numpy(), type=pyarrow.string(), from_pandas=True)),
+        index=text.index,
+    )
+    corrections: list[Correction] = []
+    stripped = text.str.strip()
+    empty = stripped.eq("").fillna(False).astype(bool)
+    strip_count = int((stripped.ne(text).fillna(False).astype(bool) & ~empty).sum())
+    if strip_count:
+        corrections.append(Correction("normalised_value", name, strip_count, "surrounding whitespace stripped"))
+    if allowed is not None:
+        lowered = stripped.str.lower()
+        fixable = lowered.ne(stripped).fillna(False).astype(bool) & lowered.isin(allowed)
+        if fixable.any():
+            stripped = stripped.where(~fixable, lowered)
+            corrections.append(
+                Correction("normalised_value", name, int(fixable.sum()), "lower-cased to an allowed value")
+            )
+    return stripped.mask(empty), corrections
+
+
+def _normalise_column(column: pd.Series, name: str, col: pa.Column, from_json: bool) -> _Normalised:
+    """Normalise strings and sort out values whose Python type can never be coerced to the column's type."""
+    allowed = col.metadata["allowed"]
+    expected = _expected_raw_type(col.dtype, from_json)
+    present = column.notna()
+    inferred = pd.api.types.infer_dtype(column, skipna=True)
+    no_rejects = pd.Series([], dtype=object)
+    if inferred in ("string", "empty"):  # the common case: text only
+        text, corrections = _normalise_strings(column, name, allowed)
+        return _Normalised(text, corrections, no_rejects, int(present.sum()) if expected is float else 0)
+    if inferred == "floating" and col.dtype == FLOAT:  # JSON numbers in a float column
+        return _Normalised(column, [], no_rejects, 0 if expected is float else int(present.sum()))
+
+    types = column.map(type, na_action="ignore")
+    is_str = types.eq(str)
+    column = column.copy()
+    corrections: list[Correction] = []
+    if is_str.any():
+        text, corrections = _normalise_strings(column[is_str], name, allowed)
+        column[is_str] = text.to_numpy(dtype=object, na_value=None)
+    # Numbers may become strings or floats; booleans, objects and arrays never become anything.
+    coercible = is_str.copy()
+    if not isinstance(col.dtype, pandas_engine.DateTime):
+        coercible |= types.isin([int, float])
+    rejected = present & ~coercible
+    rejected_types = column[rejected].map(_json_type)
+    column[rejected] = None
+    to_coerce = int((present & ~rejected & types.ne(expected)).sum())
+    return _Normalised(column, corrections, rejected_types, to_coerce)
+
+
+def _validate(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run pandera lazily: (data as coerced as pandera could, failure cases)."""
+    try:
+        return schema.validate(frame, lazy=True), pd.DataFrame(columns=["column", "check", "failure_case", "index"])
+    except pa.errors.SchemaErrors as errors:
+        return errors.data, errors.failure_cases
+
+
+def _record_check_failures(
+    failures: pd.DataFrame, schema: pa.DataFrameSchema, reasons: _Reasons, skip: set[tuple[int, str]]
+) -> None:
+    """Turn pandera failure cases (after a successful coercion) into per-row reasons."""
+    failures = failures[~failures["check"].astype(str).str.startswith("dtype(")]
+    if failures["index"].isna().any() or failures["check"].astype(str).str.startswith("coerce_dtype").any():
+        broken = failures[failures["index"].isna()]
+        raise ValueError(
+            "contract check failed on a whole column, not on rows: "
+            + "; ".join(f"{c}: {k}" for c, k in zip(broken["column"], broken["check"]))
+        )
+    frame_checks = {frame_check.error for frame_check in schema.checks}
+    for (column, error), group in failures.groupby(["column", "check"], sort=False, dropna=False):
+        rows = group["index"].astype(np.int64).to_numpy()
+        if error in frame_checks:
+            reasons.add(rows, error)
+        elif error == "not_nullable":
+            keep = [row for row in rows if (row, column) not in skip]
+            reasons.add(keep, f"null in required column {column}")
+        elif schema.columns[column].metadata["pii"]:
+            reasons.add(rows, f"{column} {error}")
+        else:
+            reasons.add(rows, [f"{column}: {_format_value(value)} {error}" for value in group["failure_case"]])
+
+
+def _raw_text(value: Any) -> Any:
+    """A raw value as text for the quarantine: strings as they are, other JSON values re-encoded."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, str):
+        return value
+    return dumps(value).decode("utf-8")
+
+
+def _quarantine(parsed: ParsedObject, rows: np.ndarray, reasons: pd.Series | str) -> pd.DataFrame:
+    """Raw rows (as text) plus ``_raw``/``_reason``/``_line``, with the malformed lines, by line."""
+    raw = parsed.rows.iloc[rows].astype(object).map(_raw_text)
+    raw["_raw"] = None
+    raw["_reason"] = reasons if isinstance(reasons, str) else reasons.to_numpy()
+    raw["_line"] = parsed.lines()[rows]
+    parts = [raw] if parsed.malformed.empty else [raw, parsed.malformed]
+    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else raw.reset_index(drop=True)
+    frame = frame.astype({"_line": np.int64})
+    frame = frame.sort_values("_line", kind="stable", ignore_index=True)
+    columns = [name for name in frame.columns if name not in _QUARANTINE_COLUMNS] + _QUARANTINE_COLUMNS
+    return frame[columns]
+
+
+def _aware(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware (UTC)")
+    return value
+
+
+class _RowChecker:
+    """Accumulates the reasons and corrections of one ``check`` call."""
+
+    def __init__(self, schema: pa.DataFrameSchema, from_json: bool) -> None:
+        self.schema = schema
+        self.from_json = from_json
+        self.reasons = _Reasons()
+        self.corrections: list[Correction] = []
+        self.nulled: set[tuple[int, str]] = set()  # cells emptied because their value was rejected
+        self.to_coerce: dict[str, int] = {}
+
+    def prepare(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """The contract's columns, normalised, with absent optional columns added as nulls."""
+        work = pd.DataFrame(index=rows.index)
+        for name, col in self.schema.columns.items():
+            if name not in rows.columns:
+                work[name] = None
+                self.corrections.append(
+                    Correction(
+                        "added_missing_optional_column", name, len(work), "absent from the object; filled with nulls"
+                    )
+                )
+                continue
+            normalised = _normalise_column(rows[name], name, col, self.from_json)
+            work[name] = normalised.column
+            self.corrections.extend(normalised.corrections)
+            self.to_coerce[name] = normalised.to_coerce
+            self._reject(name, normalised.rejected.index, [f"uncoercible value in column {name} ({type_name})"
+                                                          for type_name in normalised.rejected])
+        return work
+
+    def _reject(self, name: str, rows: pd.Index | np.ndarray, texts: list[str]) -> None:
+        rows = np.asarray(rows, dtype=np.int64)
+        self.reasons.add(rows, texts)
+        self.nulled.update((int(row), name) for row in rows)
+
+    def validate(self, work: pd.DataFrame) -> pd.DataFrame:
+        """Coerce and check with pandera; returns the coerced data (failed rows still in it)."""
+        data, failures = _validate(self.schema, work)
+        uncoercible = failures[failures["check"].astype(str).str.startswith("coerce_dtype")]
+        if not uncoercible.empty:
+            # Values pandera cannot coerce are reported and emptied, then the rows are checked again.
+            for name, group in uncoercible.groupby("column", sort=False):
+                rows = group["index"].astype(np.int64).to_numpy()
+                pii = bool(self.schema.columns[name].metadata["pii"])
+                texts = [
+                    f"uncoercible value in column {name} ({_json_type(value)}"
+                    + (")" if pii else f" {_format_value(value)})")
+                    for value in group["failure_case"]
+                ]
+                self._reject(name, rows, texts)
+                work.loc[rows, name] = None
+                self.to_coerce[name] = max(0, self.to_coerce.get(name, 0) - len(rows))
+            data, failures = _validate(self.schema, work)
+        _record_check_failures(failures, self.schema, self.reasons, self.nulled)
+        self.corrections.extend(
+            Correction("coerced_dtype", name, count, f"other value types coerced to {_dtype_name(self.schema, name)}")
+            for name, count in self.to_coerce.items()
+            if count
+        )
+        return data
+
+
+def _dtype_name(schema: pa.DataFrameSchema, name: str) -> str:
+    dtype = schema.columns[name].dtype
+    if dtype == STRING:
+        return "string"
+    return str(dtype)
+
+
+def check(
+    parsed: ParsedObject,
+    kind: str,
+    hour: datetime,
+    now: datetime,
+    tolerance: timedelta = timedelta(minutes=5),
+) -> ContractResult:
+    """Validate parsed rows against the contract of ``kind`` for the object's ``hour``.
+
+    Optional columns that are absent are added as nulls; unknown columns are left out of ``valid``;
+    wrong types are coerced where safe; every row that breaks a rule is quarantined with all its
+    reasons. If a required column is absent, every row is quarantined (``missing_required``).
+    """
+    schema = contract_schema(kind, _aware(hour, "hour"), _aware(now, "now"), tolerance)
+    unknown, missing_required = _check_frame_columns(parsed.rows, schema)
+    corrections = [
+        Correction(
+            "dropped_unknown_column",
+            name,
+            int(parsed.rows[name].notna().sum()),
+            "not in the contract; left out of the valid rows",
+        )
+        for name in unknown
+    ]
+    if missing_required:
+        reason = f"missing required column(s): {', '.join(missing_required)}"
+        quarantined = _quarantine(parsed, np.arange(len(parsed.rows)), reason)
+        return _result(kind, parsed, _empty_valid(schema), quarantined, corrections, unknown, missing_required)
+
+    checker = _RowChecker(schema, from_json=kind == EVENTS)
+    data = checker.validate(checker.prepare(parsed.rows))
+    per_row = checker.reasons.joined()
+    bad = per_row.index.to_numpy(dtype=np.int64)
+    valid = data.drop(index=bad).reset_index(drop=True)
+    quarantined = _quarantine(parsed, bad, per_row)
+    return _result(kind, parsed, valid, quarantined, corrections + checker.corrections, unknown, [])
+
+
+def _empty_valid(schema: pa.DataFrameSchema) -> pd.DataFrame:
+    """No rows, but the contract's columns and dtypes."""
+    return schema.validate(pd.DataFrame({name: pd.Series([], dtype=object) for name in schema.columns}))
+
+
+def _result(
+    kind: str,
+    parsed: ParsedObject,
+    valid: pd.DataFrame,
+    quarantined: pd.DataFrame,
+    corrections: list[Correction],
+    unknown: list[str],
+    missing_required: list[str],
+) -> ContractResult:
+    if len(valid) + len(quarantined) != parsed.rows_in:
+        raise AssertionError(
+            f"row accounting broken: {len(valid)} valid + {len(quarantined)} quarantined != {parsed.rows_in} in"
+        )
+    return ContractResult(
+        kind=kind,
+        schema_version=SCHEMA_VERSIONS[kind],
+        valid=valid,
+        quarantined=quarantined,
+        corrections=corrections,
+        unknown_columns=unknown,
+        missing_required=missing_required,
+        rows_in=parsed.rows_in,
+    )
