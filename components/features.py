@@ -400,8 +400,8 @@ def choose_cutoffs(
     events: pd.DataFrame,
     subscriptions: pd.DataFrame,
     horizon: float = DEFAULT_HORIZON_HOURS,
-    step_h: int = 2,
-    min_history_h: int = 12,
+    step_h: int = 1,
+    min_history_h: int = 24,
 ) -> list[pd.Timestamp]:
     """Hourly-aligned cutoffs every ``step_h`` hours whose label horizon lies fully inside the data.
 

@@ -8,9 +8,9 @@
      standard-scale;
    - categorical: coerce to text, impute ``"missing"``, one-hot encode with
      ``handle_unknown="ignore"`` (a category unseen in training encodes as all zeros);
-2. ``select``: :class:`~sklearn.feature_selection.SelectKBest` on the ANOVA F-score; constant
-   columns and undefined scores (e.g. a single-class target) score 0, so they are dropped first
-   and never make the fit fail.
+2. ``select``: :class:`~sklearn.feature_selection.SelectPercentile` keeps the best-scoring
+   ``percentile`` % of the encoded columns by ANOVA F-score; constant columns and undefined scores
+   (e.g. a single-class target) score 0, so they are dropped first and never make the fit fail.
 
 :func:`build_model` appends the estimator, giving the single Pipeline that is logged to MLflow and
 loaded by serving.
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
-from sklearn.feature_selection import SelectKBest, f_classif
+from sklearn.feature_selection import SelectPercentile, f_classif
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
@@ -33,7 +33,17 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 from components.features import FeatureSpec
 
 MISSING_CATEGORY = "missing"
-DEFAULT_K_BEST = 40
+# Types a saved model references beyond what skops trusts by default (MLflow saves sklearn models in
+# the skops format and records this list with the model, so loading needs no extra argument).
+SKOPS_TRUSTED_TYPES: tuple[str, ...] = (
+    f"{__name__}.anova_scores",
+    f"{__name__}.as_float",
+    f"{__name__}.as_text",
+    "numpy.dtype",
+    "xgboost.core.Booster",
+    "xgboost.sklearn.XGBClassifier",
+)
+DEFAULT_PERCENTILE = 90.0
 
 
 def as_float(frame: pd.DataFrame) -> pd.DataFrame:
@@ -55,12 +65,12 @@ def anova_scores(X: Any, y: Any) -> np.ndarray:
     return np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=0.0, posinf=np.finfo(np.float64).max)
 
 
-def build_transformer(spec: FeatureSpec, k_best: int | str = DEFAULT_K_BEST) -> Pipeline:
-    """An unfitted preprocessing pipeline for ``spec``; keeps the ``k_best`` best columns (or "all")."""
+def build_transformer(spec: FeatureSpec, percentile: float = DEFAULT_PERCENTILE) -> Pipeline:
+    """An unfitted preprocessing pipeline for ``spec``; keeps the best ``percentile`` % of encoded columns."""
     if not spec.columns:
         raise ValueError("the feature spec names no columns")
-    if not (k_best == "all" or (isinstance(k_best, int) and k_best > 0)):
-        raise ValueError(f"k_best must be a positive integer or 'all', got {k_best!r}")
+    if not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be in (0, 100], got {percentile!r}")
     numeric = Pipeline(
         [
             ("to_float", FunctionTransformer(as_float, feature_names_out="one-to-one")),
@@ -79,12 +89,12 @@ def build_transformer(spec: FeatureSpec, k_best: int | str = DEFAULT_K_BEST) -> 
         [("numeric", numeric, list(spec.numeric)), ("categorical", categorical, list(spec.categorical))],
         remainder="drop",
     )
-    return Pipeline([("columns", columns), ("select", SelectKBest(score_func=anova_scores, k=k_best))])
+    return Pipeline([("columns", columns), ("select", SelectPercentile(score_func=anova_scores, percentile=percentile))])
 
 
-def build_model(spec: FeatureSpec, estimator: BaseEstimator, k_best: int | str = DEFAULT_K_BEST) -> Pipeline:
+def build_model(spec: FeatureSpec, estimator: BaseEstimator, percentile: float = DEFAULT_PERCENTILE) -> Pipeline:
     """The full model: ``transform`` (see :func:`build_transformer`) followed by ``model``."""
-    return Pipeline([("transform", build_transformer(spec, k_best)), ("model", estimator)])
+    return Pipeline([("transform", build_transformer(spec, percentile)), ("model", estimator)])
 
 
 def selected_feature_names(model: Pipeline) -> list[str]:
