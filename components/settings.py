@@ -95,8 +95,8 @@ class Settings(BaseSettings):
     # Training (in hours: the generated data compresses a customer lifecycle into hours).
     feature_windows_hours: list[int] = Field(default_factory=lambda: [1, 6, 24])
     label_horizon_hours: int = Field(default=12, gt=0)
-    cutoff_step_hours: int = Field(default=2, gt=0)
-    min_history_hours: int = Field(default=12, ge=0)
+    cutoff_step_hours: int = Field(default=1, gt=0)
+    min_history_hours: int = Field(default=24, ge=0)
     gate_margin: float = Field(
         default=0.01, ge=0, le=1, description="Test ROC-AUC a new candidate may lose against production."
     )
