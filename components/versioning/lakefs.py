@@ -288,7 +288,7 @@ class LakeFSRepository(DataRepository):
                 self._objects.list_objects,
                 self.repository,
                 ref,
-                prefix=prefix,
+                prefix=prefix or None,
                 after=after or None,
                 amount=_PAGE,
             )

@@ -1,0 +1,68 @@
+"""Backends for the versioning contract tests: embedded, the lakeFS double, and a live lakeFS when configured.
+
+The live backend joins the parametrisation only when ``LAKEFS_ENDPOINT`` (with
+``LAKEFS_ACCESS_KEY_ID`` / ``LAKEFS_SECRET_ACCESS_KEY``) is set; it works inside the existing
+repository ``LAKEFS_REPOSITORY`` (default ``churn-lake``), on branches and paths unique to each test.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from components.settings import Settings
+from components.versioning.base import NotFoundError
+from components.versioning.embedded import EmbeddedRepository
+from components.versioning.lakefs import LakeFSRepository
+from tests.support.lakefs_double import LakeFSDouble
+from tests.support.versioning import Harness
+
+BACKENDS = ["embedded", "lakefs-double"] + (["lakefs-live"] if Settings().lakefs_endpoint else [])
+
+
+@pytest.fixture(scope="session")
+def lakefs_double() -> Iterator[LakeFSDouble]:
+    """One lakeFS API double for the session (each test gets its own repository in it)."""
+    with LakeFSDouble() as double:
+        yield double
+
+
+def _double_repository(double: LakeFSDouble, name: str) -> LakeFSRepository:
+    return LakeFSRepository(
+        endpoint=double.url,
+        repository=name,
+        access_key_id=double.access_key_id,
+        secret_access_key=double.secret_access_key,
+        storage_namespace=f"local://churnops-tests/{name}",
+        backoff_seconds=0.01,
+    )
+
+
+@pytest.fixture(params=BACKENDS)
+def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    """An ensured repository of each backend."""
+    backend: str = request.param
+    if backend == "embedded":
+        path = tmp_path / "lake"
+        h = Harness(repo=EmbeddedRepository(path), reopen=lambda: EmbeddedRepository(path))
+    elif backend == "lakefs-double":
+        double: LakeFSDouble = request.getfixturevalue("lakefs_double")
+        name = f"churn-{uuid.uuid4().hex[:12]}"
+        h = Harness(repo=_double_repository(double, name), reopen=lambda: _double_repository(double, name))
+    else:
+        settings = Settings()
+        live = LakeFSRepository.from_settings
+        h = Harness(repo=live(settings), reopen=lambda: live(settings))
+    h.repo.ensure()
+    yield h
+    for name in h.branches:
+        try:
+            h.repo.delete_branch(name)
+        except NotFoundError:
+            pass
+    if backend == "lakefs-double":
+        errors = list(request.getfixturevalue("lakefs_double").validation_errors)
+        assert not errors, f"requests or responses outside the lakeFS API spec: {errors}"

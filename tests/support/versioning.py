@@ -1,0 +1,29 @@
+"""Shared helper for the versioning contract tests."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from components.versioning.base import DataRepository
+
+
+@dataclass
+class Harness:
+    """A repository under test plus a name space that keeps each test's branches and paths apart."""
+
+    repo: DataRepository
+    reopen: Callable[[], DataRepository]  # another handle on the same storage, as another process has
+    ns: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}")
+    branches: list[str] = field(default_factory=list)
+
+    def branch(self, suffix: str) -> str:
+        """A branch name unique to this test (remembered for clean-up)."""
+        name = f"{self.ns}-{suffix}"
+        self.branches.append(name)
+        return name
+
+    def path(self, suffix: str) -> str:
+        """An object path unique to this test."""
+        return f"{self.ns}/{suffix}"
