@@ -195,16 +195,17 @@ class EmbeddedRepository(DataRepository):
             staged = self._staging_commit(repo, branch)
             index = pygit2.Index()
             index.read_tree(staged.tree if staged is not None else head.tree)
+            paths = {entry.path for entry in index}
+            paths.difference_update(path for path, oid in change.items() if oid is None)
+            paths.update(path for path, oid in change.items() if oid is not None)
+            _check_no_file_directory_clash(paths, [path for path, oid in change.items() if oid is not None])
             for path, oid in change.items():
                 if oid is None:
                     if path in index:
                         index.remove(path)
                 else:
                     index.add(pygit2.IndexEntry(path, oid, FileMode.BLOB))
-            try:
-                tree = index.write_tree(repo)
-            except pygit2.GitError as exc:
-                raise ValueError(f"cannot stage on {branch!r}: a path is both a file and a directory ({exc})") from exc
+            tree = index.write_tree(repo)
             staging_ref = _STAGING_PREFIX + branch
             if tree == head.tree_id:
                 if staged is not None:
@@ -379,6 +380,15 @@ class EmbeddedRepository(DataRepository):
             if len(result) == limit:
                 break
         return result
+
+
+def _check_no_file_directory_clash(paths: set[str], added: Iterable[str]) -> None:
+    """Raise if an added path is also a directory of ``paths``, or lies under one of them (git trees cannot)."""
+    directories = {path[:i] for path in paths for i, char in enumerate(path) if char == "/"}
+    for path in added:
+        parents = [path[:i] for i, char in enumerate(path) if char == "/"]
+        if path in directories or any(parent in paths for parent in parents):
+            raise ValueError(f"cannot stage {path!r}: a path cannot be both a file and a directory")
 
 
 def _walk(repo: pygit2.Repository, tree: pygit2.Tree, prefix: str) -> Iterator[str]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import itertools
 import json
 import threading
 import time
@@ -136,7 +135,6 @@ class LakeFSDouble:
         self._repositories: dict[str, _Repository] = {}
         self._lock = threading.Lock()
         self._validation_lock = threading.Lock()
-        self._ids = itertools.count(1)
         # Fault injection: statuses for the next requests (answered without acting), and
         # operation -> status answered after acting once.
         self._faults: tuple[list[int], dict[str, int]] = ([], {})
@@ -307,7 +305,7 @@ class LakeFSDouble:
         self, repo: _Repository, parents: list[str], message: str, metadata: dict[str, str], tree: dict[str, bytes]
     ) -> _Commit:
         generation = 1 + max((repo.commits[parent].generation for parent in parents), default=0)
-        seed = f"{repo.name}:{next(self._ids)}:{parents}:{message}".encode()
+        seed = f"{repo.name}:{len(repo.commits)}:{parents}:{message}".encode()
         commit = _Commit(
             id=hashlib.sha256(seed).hexdigest(),
             parents=parents,
