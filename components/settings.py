@@ -66,6 +66,9 @@ class Settings(BaseSettings):
         default="churn-lake",
         validation_alias=AliasChoices("lakefs_repository", "CHURNOPS_LAKEFS_REPOSITORY", "LAKEFS_REPOSITORY"),
     )
+    lakefs_storage_namespace: str | None = Field(
+        default=None, description="Where lakeFS keeps the repository's data, e.g. gs://bucket/lakefs/churn-lake."
+    )
     lakefs_access_key_id: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("lakefs_access_key_id", "CHURNOPS_LAKEFS_ACCESS_KEY_ID", "LAKEFS_ACCESS_KEY_ID"),

@@ -117,6 +117,7 @@ class LakeFSRepository(DataRepository):
             repository=settings.lakefs_repository,
             access_key_id=settings.lakefs_access_key_id.get_secret_value(),  # type: ignore[union-attr]
             secret_access_key=settings.lakefs_secret_access_key.get_secret_value(),  # type: ignore[union-attr]
+            storage_namespace=settings.lakefs_storage_namespace,
         )
 
     # ----------------------------------------------------------------- plumbing
