@@ -124,12 +124,19 @@ def window_feature_names(window_h: int) -> list[str]:
     ]
 
 
+def trend_feature_names(windows_h: Sequence[int]) -> list[str]:
+    """Activity-trend features: event rate of each window minus that of the next longer window."""
+    windows = sorted(windows_h)
+    return [f"rate_change_{short}h_{long}h" for short, long in zip(windows, windows[1:])]
+
+
 def feature_spec(windows_h: Sequence[int] = DEFAULT_WINDOWS_HOURS) -> FeatureSpec:
     """The feature spec for the given windows (hours)."""
     windows = _check_windows(windows_h)
     numeric = ["recency_h", *SUBSCRIPTION_NUMERIC]
     for window in windows:
         numeric.extend(window_feature_names(window))
+    numeric.extend(trend_feature_names(windows))
     return FeatureSpec(numeric=tuple(numeric), categorical=CATEGORICAL_FEATURES, windows_h=windows)
 
 
@@ -311,6 +318,8 @@ def _features_at(ev: _Events, subs: _Subscriptions, cutoff: pd.Timestamp, window
         block = _window_block(ev, lo, hi, n_customers)[rows]
         for i, name in enumerate(window_feature_names(window)):
             columns[name] = block[:, i]
+    for short, long in zip(windows, windows[1:]):
+        columns[f"rate_change_{short}h_{long}h"] = columns[f"events_{short}h"] / short - columns[f"events_{long}h"] / long
     for name in CATEGORICAL_FEATURES:
         values = state[name].astype(object)
         columns[name] = values.where(values.notna(), None).to_numpy()
