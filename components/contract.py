@@ -21,6 +21,7 @@ import codecs
 import csv
 import gzip
 import io
+import json
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import pyarrow
-from orjson import JSONDecodeError, dumps, loads  # pylint: disable=no-name-in-module  # C extension
+from orjson import JSONDecodeError, loads  # pylint: disable=no-name-in-module  # C extension
 from pandera.engines import pandas_engine
 
 EVENTS = "events"
@@ -578,7 +579,7 @@ def _raw_text(value: Any) -> Any:
         return None
     if isinstance(value, str):
         return value
-    return dumps(value).decode("utf-8")
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def _quarantine(parsed: ParsedObject, rows: np.ndarray, reasons: pd.Series | str) -> pd.DataFrame:
@@ -591,8 +592,9 @@ def _quarantine(parsed: ParsedObject, rows: np.ndarray, reasons: pd.Series | str
     frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else raw.reset_index(drop=True)
     frame = frame.astype({"_line": np.int64})
     frame = frame.sort_values("_line", kind="stable", ignore_index=True)
-    columns = [name for name in frame.columns if name not in _QUARANTINE_COLUMNS] + _QUARANTINE_COLUMNS
-    return frame[columns]
+    data_columns = [name for name in frame.columns if name not in _QUARANTINE_COLUMNS]
+    frame[data_columns] = frame[data_columns].astype(object).where(frame[data_columns].notna(), None)
+    return frame[data_columns + _QUARANTINE_COLUMNS]
 
 
 def _aware(value: datetime, name: str) -> datetime:
