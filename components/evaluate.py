@@ -62,7 +62,7 @@ def classification_metrics(y_true: Any, probability: Any, threshold: float = THR
 def confusion_matrix_figure(y_true: Any, probability: Any, title: str) -> Figure:
     """Confusion matrix at the 0.5 threshold."""
     fig = Figure(figsize=(4.5, 4))
-    ax = fig.subplots()
+    ax = fig.add_subplot()
     predicted = (np.asarray(probability) >= THRESHOLD).astype(int)
     ConfusionMatrixDisplay.from_predictions(
         np.asarray(y_true).astype(int), predicted, labels=[0, 1], display_labels=["stays", "churns"], ax=ax,
@@ -79,7 +79,7 @@ def curve_figure(kind: str, y_true: Any, probability: Any, title: str) -> Figure
     if np.unique(y).size < 2:
         return None
     fig = Figure(figsize=(4.5, 4))
-    ax = fig.subplots()
+    ax = fig.add_subplot()
     display = RocCurveDisplay if kind == "roc" else PrecisionRecallDisplay
     display.from_predictions(y, np.asarray(probability), ax=ax, name=title)
     ax.set_title(title)
@@ -107,7 +107,7 @@ def importance_figure(importance: pd.DataFrame, title: str, top: int = 20) -> Fi
     """Horizontal bar chart of the ``top`` most important columns."""
     shown = importance.head(top).iloc[::-1]
     fig = Figure(figsize=(6, max(2.5, 0.28 * len(shown) + 1)))
-    ax = fig.subplots()
+    ax = fig.add_subplot()
     ax.barh(shown["feature"], shown["importance"])
     ax.set_title(title)
     fig.tight_layout()

@@ -319,7 +319,8 @@ def _features_at(ev: _Events, subs: _Subscriptions, cutoff: pd.Timestamp, window
         for i, name in enumerate(window_feature_names(window)):
             columns[name] = block[:, i]
     for short, long in zip(windows, windows[1:]):
-        columns[f"rate_change_{short}h_{long}h"] = columns[f"events_{short}h"] / short - columns[f"events_{long}h"] / long
+        short_rate = columns[f"events_{short}h"] / short
+        columns[f"rate_change_{short}h_{long}h"] = short_rate - columns[f"events_{long}h"] / long
     for name in CATEGORICAL_FEATURES:
         values = state[name].astype(object)
         columns[name] = values.where(values.notna(), None).to_numpy()

@@ -155,8 +155,13 @@ def all_events(client: MlflowClient, name: str) -> list[AliasEvent]:
 
 def production_history(client: MlflowClient, name: str) -> list[str]:
     """Versions that held ``production``, oldest first, with rolled-back versions removed (a stack)."""
+    return production_stack(all_events(client, name))
+
+
+def production_stack(events: list[AliasEvent]) -> list[str]:
+    """Replay alias events (oldest first): promotions push a version, a rollback pops the rolled-back one."""
     stack: list[str] = []
-    for event in all_events(client, name):
+    for event in events:
         if event.alias != "production":
             continue
         if event.action == "rollback" and stack and stack[-1] == event.from_version:

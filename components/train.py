@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -36,7 +37,6 @@ import pyarrow.parquet as pq
 import pygit2
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.data.dataset_source_registry import resolve_dataset_source
-from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.types import ColSpec, Schema
 from sklearn.base import BaseEstimator
@@ -160,12 +160,18 @@ def dataset_source(settings: Settings, data_commit: str, prefix: str) -> str:
 
 
 def _dataset(settings: Settings, data_commit: str, prefix: str, frame: pd.DataFrame) -> MetaDataset:
-    sample = frame.head(200).astype({c: object for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)})
+    """The table at the commit as an MLflow dataset: S3-gateway source, commit digest, column schema."""
+    categorical = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    sample = frame.head(200).astype({c: object for c in categorical})
+    with warnings.catch_warnings():
+        # MLflow hints that integer columns cannot hold missing values; the schema only documents the table.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column", category=UserWarning)
+        schema = infer_signature(sample).inputs
     return MetaDataset(
         source=resolve_dataset_source(dataset_source(settings, data_commit, prefix)),
         name=prefix.rstrip("/"),
         digest=data_commit[:DIGEST_LENGTH],
-        schema=infer_signature(sample).inputs,
+        schema=schema,
     )
 
 
@@ -245,7 +251,12 @@ def _parquet_bytes(frame: pd.DataFrame) -> tuple[bytes, pa.Schema]:
 
 
 def _log_feature_matrices(splits: dict[str, pd.DataFrame], spec: FeatureSpec, data_commit: str) -> None:
-    schema: dict[str, Any] = {"data_commit": data_commit, "label": LABEL, "keys": list(KEY_COLUMNS), "spec": spec.to_dict()}
+    schema: dict[str, Any] = {
+        "data_commit": data_commit,
+        "label": LABEL,
+        "keys": list(KEY_COLUMNS),
+        "spec": spec.to_dict(),
+    }
     for name, frame in splits.items():
         content, arrow_schema = _parquet_bytes(frame)
         _log_bytes(content, f"features/{name}.parquet")
@@ -276,7 +287,8 @@ def _log_split_evaluation(model: Pipeline, name: str, split: str, frame: pd.Data
     metrics = evaluate.classification_metrics(frame[LABEL], probability)
     mlflow.log_metrics({f"{split}_{key}": value for key, value in metrics.items() if not math.isnan(value)})
     title = f"{name} ({split})"
-    mlflow.log_figure(evaluate.confusion_matrix_figure(frame[LABEL], probability, title), f"plots/{split}_confusion.png")
+    confusion = evaluate.confusion_matrix_figure(frame[LABEL], probability, title)
+    mlflow.log_figure(confusion, f"plots/{split}_confusion.png")
     for kind in ("roc", "pr"):
         figure = evaluate.curve_figure(kind, frame[LABEL], probability, title)
         if figure is not None:
@@ -453,5 +465,7 @@ def train_from_commit(
     commit = repo.resolve(data_commit or DEFAULT_BRANCH)
     schema_versions = repo.commit_info(commit).metadata.get("schema_versions", "unknown")
     events, subscriptions = load_tables(repo, commit)
-    logger.info("training on data commit %s (%d events, %d subscription records)", commit, len(events), len(subscriptions))
+    logger.info(
+        "training on data commit %s (%d events, %d subscription records)", commit, len(events), len(subscriptions)
+    )
     return train_on_frames(settings, events, subscriptions, commit, seed, config, schema_versions)

@@ -18,6 +18,7 @@ loaded by serving.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Any
 
@@ -62,7 +63,7 @@ def anova_scores(X: Any, y: Any) -> np.ndarray:
         warnings.simplefilter("ignore", category=RuntimeWarning)
         warnings.simplefilter("ignore", category=UserWarning)
         scores, _ = f_classif(X, y)
-    return np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=0.0, posinf=np.finfo(np.float64).max)
+    return np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=0.0, posinf=sys.float_info.max)
 
 
 def build_transformer(spec: FeatureSpec, percentile: float = DEFAULT_PERCENTILE) -> Pipeline:
@@ -89,7 +90,8 @@ def build_transformer(spec: FeatureSpec, percentile: float = DEFAULT_PERCENTILE)
         [("numeric", numeric, list(spec.numeric)), ("categorical", categorical, list(spec.categorical))],
         remainder="drop",
     )
-    return Pipeline([("columns", columns), ("select", SelectPercentile(score_func=anova_scores, percentile=percentile))])
+    select = SelectPercentile(score_func=anova_scores, percentile=percentile)
+    return Pipeline([("columns", columns), ("select", select)])
 
 
 def build_model(spec: FeatureSpec, estimator: BaseEstimator, percentile: float = DEFAULT_PERCENTILE) -> Pipeline:

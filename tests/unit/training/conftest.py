@@ -38,15 +38,19 @@ def events_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def record(token: str, hours: float = 0, plan: str = "basic", contract: str = "monthly",
-           payment: str | None = "card", monthly: float = 20.0, total: float | None = 100.0,
-           signup: str = "2026-10-31", status: str = "active", cancel_hours: float | None = None,
-           country: str | None = "DE") -> dict[str, Any]:
-    """One subscription record, known from ``hours`` after T0 (its ``updated_at``)."""
-    return {"customer_token": token, "plan": plan, "contract": contract, "payment_method": payment,
-            "monthly_charges": monthly, "total_charges": total, "signup_date": pd.Timestamp(signup).date(),
-            "status": status, "cancel_date": at(cancel_hours) if cancel_hours is not None else pd.NaT,
-            "updated_at": at(hours), "country": country}
+RECORD_DEFAULTS: dict[str, Any] = {
+    "plan": "basic", "contract": "monthly", "payment_method": "card", "monthly_charges": 20.0,
+    "total_charges": 100.0, "signup_date": "2026-10-31", "status": "active", "country": "DE",
+}
+
+
+def record(token: str, hours: float = 0, cancel_hours: float | None = None, **columns: Any) -> dict[str, Any]:
+    """One subscription record, known from ``hours`` after T0 (its ``updated_at``); ``columns`` override defaults."""
+    row = {"customer_token": token, **RECORD_DEFAULTS, **columns}
+    row["signup_date"] = pd.Timestamp(row["signup_date"]).date()
+    row["cancel_date"] = at(cancel_hours) if cancel_hours is not None else pd.NaT
+    row["updated_at"] = at(hours)
+    return row
 
 
 def subscriptions_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -70,7 +74,7 @@ def synthetic_lake(customers: int = 120, hours: int = 30, seed: int = 0) -> tupl
     for i in range(customers):
         token = f"tok_{i:04d}"
         subs.append(record(token, 0, contract=str(contracts[i]), plan=str(rng.choice(["basic", "premium"])),
-                           payment=None if i % 9 == 0 else "card", country=str(rng.choice(["DE", "FR", "US"]))))
+                           payment_method=None if i % 9 == 0 else "card", country=str(rng.choice(["DE", "FR", "US"]))))
         if np.isfinite(churn_at[i]):
             subs.append(record(token, churn_at[i], contract=str(contracts[i]), status="cancelled",
                                cancel_hours=churn_at[i]))

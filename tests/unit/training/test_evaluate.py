@@ -64,7 +64,7 @@ def test_feature_importance_names_the_encoded_columns(estimator) -> None:
 
 def test_gate_passes_a_model_that_beats_the_baseline_without_production() -> None:
     decision = evaluate.gate(0.85, 0.80)
-    assert decision.passed and decision.reasons == []
+    assert decision.passed and not decision.reasons
 
 
 def test_gate_refuses_a_model_that_does_not_beat_the_baseline() -> None:

@@ -56,7 +56,8 @@ def test_sessions_duration_spend_and_subscription_columns() -> None:
         event("a", 25.0, "video_play", session="y", duration=30.0),
         event("a", 26.0, "support_contact", session=None),
     ]
-    features = one_customer(rows, [record("a", 0, plan="premium", total=None, signup="2026-10-31")]).loc["a"]
+    premium = record("a", 0, plan="premium", total_charges=None, signup_date="2026-10-31")
+    features = one_customer(rows, [premium]).loc["a"]
     assert features["sessions_1h"] == 1 and features["sessions_6h"] == 2
     assert features["mean_duration_s_1h"] == pytest.approx(10.0)
     assert features["mean_duration_s_6h"] == pytest.approx(20.0)
@@ -85,7 +86,7 @@ def test_output_has_the_spec_columns_in_order_one_row_per_active_customer() -> N
 def test_population_uses_the_latest_record_before_the_cutoff() -> None:
     subs = subscriptions_frame([
         record("a", 0, plan="basic"),
-        record("a", 20, plan="premium", monthly=90.0),  # change before the cutoff: used
+        record("a", 20, plan="premium", monthly_charges=90.0),  # change before the cutoff: used
         record("a", 31, plan="standard"),  # change after the cutoff: ignored
         record("late", 35),  # signs up after the cutoff: not in the population
         record("gone", 0),
@@ -231,7 +232,8 @@ def test_feature_invariants(rows: list[tuple], cutoff_h: int) -> None:
     assert (typed <= features["events_24h"]).all()
     assert (features["sessions_24h"] <= features["events_24h"]).all()
     assert ((features["recency_h"] > 0) | features["recency_h"].isna()).all()
-    assert not features[[c for c in FEATURE_SPEC.numeric if "duration" not in c and c != "recency_h"]].isna().any().any()
+    always_known = [c for c in FEATURE_SPEC.numeric if "duration" not in c and c != "recency_h"]
+    assert not features[always_known].isna().any().any()
     later = events_frame([event(t, h + cutoff_h, k) for t, h, k, _, _ in rows])
     with_future = build_features(pd.concat([events, later], ignore_index=True), subs, at(cutoff_h))
     pd.testing.assert_frame_equal(features, with_future)

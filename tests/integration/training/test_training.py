@@ -1,0 +1,135 @@
+"""Training against a real local MLflow server, on a generated lake committed to the embedded repository."""
+
+from __future__ import annotations
+
+import getpass
+import json
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from components import registry
+from components.features import FEATURE_SPEC, LABEL
+from components.train import TrainingConfig, TrainingResult, lock_sha256, train_from_commit
+from tests.integration.training.conftest import Lake
+
+Trained = tuple[Lake, TrainingResult]
+
+pytestmark = pytest.mark.integration
+
+# A deliberately weak challenger: one stump.
+CRIPPLED = TrainingConfig(xgb_params={"n_estimators": 1, "max_depth": 1, "learning_rate": 0.1})
+
+
+def client_of(lake: Lake) -> MlflowClient:
+    """A client on the session's server."""
+    return registry.client_for(lake.settings)
+
+
+def test_training_registers_a_candidate_whose_runs_carry_the_data_commit(trained: Trained) -> None:
+    lake, result = trained
+    client = client_of(lake)
+    assert result.data_commit == lake.commit == lake.repo.head("main")
+    assert result.metrics["xgboost"]["test_roc_auc"] > result.metrics["baseline"]["test_roc_auc"]
+    assert result.gate.passed and result.model_version is not None
+    assert registry.alias_holder(client, lake.settings.registered_model, "candidate") == result.model_version
+
+    for run_id in [result.parent_run_id, *result.run_ids.values()]:
+        run = client.get_run(run_id)
+        assert run.data.tags["data_commit"] == lake.commit
+        assert run.data.tags["lock_sha256"] == lock_sha256()
+        assert json.loads(run.data.tags["schema_versions"]) == {"events": "events:v1",
+                                                                "subscriptions": "subscriptions:v1"}
+        assert len(run.data.tags["git_sha"]) >= 7
+        sources = {json.loads(d.dataset.source)["uri"]: d.dataset.digest for d in run.inputs.dataset_inputs}
+        assert sources == {f"s3://{lake.settings.lakefs_repository}/{lake.commit}/events/": lake.commit[:36],
+                           f"s3://{lake.settings.lakefs_repository}/{lake.commit}/subscriptions/": lake.commit[:36]}
+    xgb_run = client.get_run(result.run_ids["xgboost"])
+    assert {"test_roc_auc", "test_pr_auc", "test_f1", "validation_roc_auc", "validation_accuracy"} <= set(
+        xgb_run.data.metrics)
+    artifacts = {a.path for a in client.list_artifacts(result.run_ids["xgboost"], "plots")}
+    assert {"plots/test_confusion.png", "plots/test_roc_curve.png", "plots/test_pr_curve.png",
+            "plots/importance.png"} <= artifacts
+
+    version = client.get_model_version(lake.settings.registered_model, result.model_version)
+    assert version.tags["data_commit"] == lake.commit and version.run_id == result.run_ids["xgboost"]
+
+
+def test_the_registered_model_scores_the_logged_feature_matrix(trained: Trained) -> None:
+    lake, result = trained
+    mlflow.set_tracking_uri(lake.settings.mlflow_tracking_uri)
+    test = pd.read_parquet(mlflow.artifacts.download_artifacts(f"{result.features_uri}/test.parquet"))
+    assert test["cutoff"].min() > pd.read_parquet(
+        mlflow.artifacts.download_artifacts(f"{result.features_uri}/train.parquet"))["cutoff"].max()
+    model = mlflow.sklearn.load_model(f"models:/{lake.settings.registered_model}@candidate")
+    probability = model.predict_proba(test[FEATURE_SPEC.columns])[:, 1]
+    from components.evaluate import classification_metrics  # pylint: disable=import-outside-toplevel
+
+    assert classification_metrics(test[LABEL], probability)["roc_auc"] == pytest.approx(
+        result.metrics["xgboost"]["test_roc_auc"], abs=1e-12)
+
+
+def test_retraining_the_same_commit_with_the_same_seed_reproduces_the_metrics(trained: Trained) -> None:
+    lake, first = trained
+    again = train_from_commit(lake.fresh_settings(), lake.commit, seed=42, repo=lake.repo)
+    assert again.data_commit == first.data_commit
+    assert again.metrics == first.metrics
+
+
+def test_the_gate_refuses_a_worse_model_and_leaves_the_aliases_alone(trained: Trained) -> None:
+    lake, first = trained
+    client = client_of(lake)
+    name = lake.settings.registered_model
+    registry.promote(client, name, "staging")
+    registry.promote(client, name, "production")
+    versions_before = len(client.search_model_versions(f"name = '{name}'"))
+
+    worse = train_from_commit(lake.settings, lake.commit, seed=42, config=CRIPPLED, repo=lake.repo)
+    assert not worse.gate.passed and worse.model_version is None
+    assert worse.gate.production_version == first.model_version
+    assert worse.gate.production_auc == pytest.approx(first.metrics["xgboost"]["test_roc_auc"], abs=1e-12)
+    assert any("worse than production" in reason for reason in worse.gate.reasons)
+    assert registry.alias_holder(client, name, "production") == first.model_version
+    assert registry.alias_holder(client, name, "candidate") is None
+    assert len(client.search_model_versions(f"name = '{name}'")) == versions_before
+    assert client.get_run(worse.parent_run_id).data.tags["gate_passed"] == "false"
+
+
+def test_promote_and_rollback_move_aliases_and_record_history(trained: Trained) -> None:
+    lake, first = trained
+    settings = lake.fresh_settings()
+    client = registry.client_for(settings)
+    name = settings.registered_model
+    model_uri = client.get_model_version(lake.settings.registered_model, first.model_version).source
+    versions = [registry.register_version(name, model_uri, {"data_commit": lake.commit}) for _ in range(3)]
+    for version in versions:
+        registry.assign_alias(client, name, "candidate", version)
+        registry.promote(client, name, "staging")
+        assert registry.alias_holder(client, name, "candidate") is None
+        registry.promote(client, name, "production")
+        assert registry.alias_holder(client, name, "staging") is None
+    assert registry.alias_holder(client, name, "production") == versions[2]
+    with pytest.raises(registry.RegistryError, match="staging"):
+        registry.promote(client, name, "production")
+
+    back = registry.rollback(client, name)
+    assert (back.version, back.from_version) == (versions[1], versions[2])
+    assert registry.alias_holder(client, name, "production") == versions[1]
+    registry.rollback(client, name)
+    assert registry.alias_holder(client, name, "production") == versions[0]
+    with pytest.raises(registry.RegistryError, match="first production version"):
+        registry.rollback(client, name)
+
+    tags = client.get_model_version(name, versions[1]).tags
+    events = [json.loads(tags[key]) for key in sorted(tags) if key.startswith("alias_event.")]
+    assert [(e["alias"], e["action"], e["from_version"]) for e in events] == [
+        ("candidate", "assign", None),
+        ("staging", "promote", None),
+        ("production", "promote", versions[0]),
+        ("production", "rollback", versions[2]),
+    ]
+    assert all(e["by"] == getpass.getuser() and e["at"] for e in events)
+    shown = {row["version"]: row["aliases"] for row in registry.describe(client, name)}
+    assert shown == {versions[0]: "production", versions[1]: "", versions[2]: ""}
