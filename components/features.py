@@ -9,8 +9,8 @@ a customer lifecycle into hours).
 A training set stacks several cutoffs and is split by time: the earliest cutoffs train, the next
 ones validate, the latest ones test (:func:`split_by_time`).
 
-The work is vectorised: events are sorted by time once, each window is a slice found by binary
-search, and per-customer aggregates are ``numpy.bincount`` over integer codes.
+The work is vectorised: events become integer codes and int64 times once, each window is a boolean
+mask, and per-customer aggregates are ``numpy.bincount`` over customer codes.
 """
 
 from __future__ import annotations
@@ -207,11 +207,11 @@ def _prepare_subscriptions(subscriptions: pd.DataFrame) -> _Subscriptions:
 
 @dataclass(frozen=True)
 class _Events:
-    """Events of known customers as numpy arrays sorted by time."""
+    """Events of known customers as numpy arrays."""
 
     customer: np.ndarray  # int64 code into the subscription universe
     kind: np.ndarray  # int64 code into EVENT_TYPES, -1 for another type
-    time_ns: np.ndarray  # int64, ascending
+    time_ns: np.ndarray  # int64 nanoseconds since the epoch
     session: np.ndarray  # int64 code, -1 when missing
     n_sessions: int
     duration: np.ndarray  # float64, NaN when missing
@@ -242,15 +242,17 @@ def _prepare_events(events: pd.DataFrame, universe: pd.Index) -> _Events:
         n_sessions = len(uniques)
     duration = pd.to_numeric(events["duration_s"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     amount = pd.to_numeric(events["amount"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    order = np.argsort(time_ns[keep], kind="stable")
+    if not keep.all():
+        customer, kind, time_ns, session = customer[keep], kind[keep], time_ns[keep], session[keep]
+        duration, amount = duration[keep], amount[keep]
     return _Events(
-        customer=customer[keep][order],
-        kind=kind[keep][order],
-        time_ns=time_ns[keep][order],
-        session=session[keep][order],
+        customer=customer,
+        kind=kind,
+        time_ns=time_ns,
+        session=session,
         n_sessions=max(n_sessions, 1),
-        duration=duration[keep][order],
-        amount=np.nan_to_num(amount[keep][order], nan=0.0),
+        duration=duration,
+        amount=np.nan_to_num(amount, nan=0.0),
     )
 
 
@@ -271,26 +273,26 @@ def _state_at(subs: _Subscriptions, cutoff_ns: np.int64) -> pd.DataFrame:
     return active.sort_values("customer_token", kind="mergesort").reset_index(drop=True)
 
 
-def _window_block(ev: _Events, lo: int, hi: int, n_customers: int) -> np.ndarray:
-    """Per-customer window aggregates for events ``[lo, hi)``: columns as :func:`window_feature_names`."""
-    customer = ev.customer[lo:hi]
+def _window_block(ev: _Events, window: np.ndarray, n_customers: int) -> np.ndarray:
+    """Per-customer aggregates of the events selected by mask ``window``: columns as :func:`window_feature_names`."""
+    customer = ev.customer[window]
     n_types = len(EVENT_TYPES)
     total = np.bincount(customer, minlength=n_customers).astype(np.float64)
-    kind = ev.kind[lo:hi]
+    kind = ev.kind[window]
     typed = kind >= 0
     per_type = np.bincount(customer[typed] * n_types + kind[typed], minlength=n_customers * n_types)
     per_type = per_type.reshape(n_customers, n_types).astype(np.float64)
-    session = ev.session[lo:hi]
+    session = ev.session[window]
     has_session = session >= 0
     pairs = pd.unique(customer[has_session] * np.int64(ev.n_sessions) + session[has_session])
     sessions = np.bincount(pairs // ev.n_sessions, minlength=n_customers).astype(np.float64)
-    duration = ev.duration[lo:hi]
+    duration = ev.duration[window]
     timed = ~np.isnan(duration)
     duration_sum = np.bincount(customer[timed], weights=duration[timed], minlength=n_customers)
     duration_n = np.bincount(customer[timed], minlength=n_customers)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_duration = np.where(duration_n > 0, duration_sum / np.maximum(duration_n, 1), np.nan)
-    spend = np.bincount(customer, weights=ev.amount[lo:hi], minlength=n_customers)
+    spend = np.bincount(customer, weights=ev.amount[window], minlength=n_customers)
     return np.column_stack([total, per_type, sessions, mean_duration, spend])
 
 
@@ -299,10 +301,10 @@ def _features_at(ev: _Events, subs: _Subscriptions, cutoff: pd.Timestamp, window
     state = _state_at(subs, cutoff_ns)
     n_customers = len(subs.tokens)
     rows = state["_code"].to_numpy()
-    hi = int(np.searchsorted(ev.time_ns, cutoff_ns, side="left"))  # strictly before the cutoff
+    before = ev.time_ns < cutoff_ns  # strictly before the cutoff
 
     columns: dict[str, Any] = {"customer_token": state["customer_token"].astype(str).to_numpy(), "cutoff": cutoff}
-    last_seen = pd.Series(ev.time_ns[:hi]).groupby(ev.customer[:hi]).max()
+    last_seen = pd.Series(ev.time_ns[before]).groupby(ev.customer[before]).max()
     last_ns = last_seen.reindex(rows).to_numpy(dtype=np.float64)
     columns["recency_h"] = (float(cutoff_ns) - last_ns) / float(_HOUR)
     signup_ns = state["_signup_ns"].to_numpy()
@@ -314,8 +316,8 @@ def _features_at(ev: _Events, subs: _Subscriptions, cutoff: pd.Timestamp, window
     columns["hours_since_change"] = ((cutoff_ns - state["_updated_ns"].to_numpy()) / _HOUR).astype(np.float64)
     columns["subscription_changes"] = (state["_records"].to_numpy() - 1).astype(np.float64)
     for window in windows:
-        lo = int(np.searchsorted(ev.time_ns, cutoff_ns - np.int64(window) * _HOUR, side="left"))
-        block = _window_block(ev, lo, hi, n_customers)[rows]
+        in_window = before & (ev.time_ns >= cutoff_ns - np.int64(window) * _HOUR)
+        block = _window_block(ev, in_window, n_customers)[rows]
         for i, name in enumerate(window_feature_names(window)):
             columns[name] = block[:, i]
     for short, long in zip(windows, windows[1:]):
