@@ -11,6 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from components import registry
+from components.evaluate import classification_metrics
 from components.features import FEATURE_SPEC, LABEL
 from components.train import TrainingConfig, TrainingResult, lock_sha256, train_from_commit
 from tests.integration.training.conftest import Lake
@@ -65,8 +66,6 @@ def test_the_registered_model_scores_the_logged_feature_matrix(trained: Trained)
         mlflow.artifacts.download_artifacts(f"{result.features_uri}/train.parquet"))["cutoff"].max()
     model = mlflow.sklearn.load_model(f"models:/{lake.settings.registered_model}@candidate")
     probability = model.predict_proba(test[FEATURE_SPEC.columns])[:, 1]
-    from components.evaluate import classification_metrics  # pylint: disable=import-outside-toplevel
-
     assert classification_metrics(test[LABEL], probability)["roc_auc"] == pytest.approx(
         result.metrics["xgboost"]["test_roc_auc"], abs=1e-12)
 
