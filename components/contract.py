@@ -64,6 +64,7 @@ _OBJECT_NAME = re.compile(
 _EXTENSIONS = {EVENTS: ".jsonl.gz", SUBSCRIPTIONS: ".csv"}
 _JSON_TYPE_NAMES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
 _MAX_VALUE_CHARS = 60
+_JSONL_CHUNK = 65_536  # lines parsed per list comprehension
 
 
 class UnreadableObject(Exception):
@@ -119,9 +120,9 @@ def _window_checks(
             low,
             high,
             include_max=False,
-            error=f"is outside the object's hour [{low.isoformat()}, {high.isoformat()})",
+            error=f"is outside the object's hour [{low}, {high})",
         ),
-        pa.Check.le(pd.Timestamp(now), error=f"is later than now ({pd.Timestamp(now).isoformat()})"),
+        pa.Check.le(pd.Timestamp(now), error=f"is later than now ({pd.Timestamp(now)})"),
     ]
 
 
@@ -273,58 +274,71 @@ def _json_type(value: Any) -> str:
 
 
 def _parse_jsonl(text: bytes) -> ParsedObject:
-    """Parse JSON Lines: one object per line; blank lines are skipped."""
+    """Parse JSON Lines: one object per line; blank lines are skipped, other bad lines kept aside.
+
+    Lines are parsed in chunks with one list comprehension each; only a chunk that holds a bad
+    line is parsed again line by line, so a large object with a few bad lines stays fast.
+    """
     if text.startswith(codecs.BOM_UTF8):
         text = text[len(codecs.BOM_UTF8):]
     lines = text.split(b"\n")
-    if lines and not lines[-1].strip():
+    while lines and not lines[-1].strip():  # the newline that ends the last line, trailing blank lines
         lines.pop()
-    if not lines:
-        raise UnreadableObject("empty object")
-    # Fast path: every line is a JSON object.
-    try:
-        records = [loads(line) for line in lines]
-        if all(isinstance(record, dict) for record in records):
-            rows = pd.DataFrame(records, dtype=object)
-            return ParsedObject(rows=rows, malformed=_malformed_frame([]), rows_in=len(rows))
-    except JSONDecodeError:
-        pass
-    return _parse_jsonl_line_by_line(lines)
-
-
-def _parse_jsonl_line_by_line(lines: list[bytes]) -> ParsedObject:
-    """Slow path: parse each line on its own and keep the lines that are not JSON objects aside."""
     records: list[dict[str, Any]] = []
-    numbers: list[int] = []
+    numbers: list[np.ndarray] = []
     malformed: list[tuple[int, str, str]] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for start in range(0, len(lines), _JSONL_CHUNK):
+        chunk = lines[start:start + _JSONL_CHUNK]
         try:
-            raw = line.decode("utf-8").rstrip("\r")
-        except UnicodeDecodeError as exc:
-            raise UnreadableObject(f"not valid UTF-8 text (line {number})") from exc
-        try:
-            value = loads(line)
-        except JSONDecodeError as exc:
-            malformed.append((number, raw, f"not valid JSON: {exc}"))
-            continue
-        if not isinstance(value, dict):
-            malformed.append((number, raw, f"line is a JSON {_json_type(value)}, not an object"))
-            continue
-        records.append(value)
-        numbers.append(number)
+            values = [loads(line) for line in chunk]
+            if all(isinstance(value, dict) for value in values):
+                records.extend(values)
+                numbers.append(np.arange(start + 1, start + len(chunk) + 1, dtype=np.int64))
+                continue
+        except JSONDecodeError:
+            pass
+        chunk_numbers = _parse_jsonl_lines(chunk, start, records, malformed)
+        numbers.append(np.asarray(chunk_numbers, dtype=np.int64))
     if not records:
         if not malformed:
             raise UnreadableObject("empty object")
         raise UnreadableObject(f"not JSON Lines: none of the {len(malformed)} line(s) is a JSON object")
     rows = pd.DataFrame(records, dtype=object)
+    line_numbers = np.concatenate(numbers)
     return ParsedObject(
         rows=rows,
         malformed=_malformed_frame(malformed),
         rows_in=len(rows) + len(malformed),
-        line_numbers=np.asarray(numbers, dtype=np.int64),
+        line_numbers=None if line_numbers[-1] == len(rows) else line_numbers,
     )
+
+
+def _parse_jsonl_lines(
+    lines: list[bytes], offset: int, records: list[dict[str, Any]], malformed: list[tuple[int, str, str]]
+) -> list[int]:
+    """Parse lines one by one into ``records``/``malformed``; returns the line numbers of the records."""
+    numbers: list[int] = []
+    for number, line in enumerate(lines, start=offset + 1):
+        if not line.strip():
+            continue
+        try:
+            value = loads(line)
+        except JSONDecodeError as exc:
+            malformed.append((number, _decoded(line, number), f"not valid JSON: {exc}"))
+            continue
+        if not isinstance(value, dict):
+            malformed.append((number, _decoded(line, number), f"line is a JSON {_json_type(value)}, not an object"))
+            continue
+        records.append(value)
+        numbers.append(number)
+    return numbers
+
+
+def _decoded(line: bytes, number: int) -> str:
+    try:
+        return line.decode("utf-8").rstrip("\r")
+    except UnicodeDecodeError as exc:
+        raise UnreadableObject(f"not valid UTF-8 text (line {number})") from exc
 
 
 def _parse_csv(data: bytes) -> ParsedObject:
@@ -449,19 +463,25 @@ class _Reasons:
         self._texts.append(texts)
 
     def joined(self) -> pd.Series:
-        """Row index -> every distinct reason of that row, joined with ``"; "``."""
+        """Row index -> every distinct reason of that row, joined with ``"; "``, by row."""
         if not self._rows:
             return pd.Series([], dtype=object)
-        frame = pd.DataFrame({"row": np.concatenate(self._rows), "reason": np.concatenate(self._texts)})
-        frame = frame.drop_duplicates()
-        return frame.groupby("row", sort=True)["reason"].agg("; ".join)
+        found = pd.DataFrame({"row": np.concatenate(self._rows), "reason": np.concatenate(self._texts)})
+        found = found.drop_duplicates().sort_values("row", kind="stable")
+        rows = found["row"].to_numpy()
+        texts = found["reason"].to_numpy()
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        ends = np.r_[starts[1:], len(rows)]
+        joined = texts[starts].copy()
+        for i in np.flatnonzero(ends - starts > 1):  # rows with more than one reason
+            joined[i] = "; ".join(texts[starts[i]:ends[i]])
+        return pd.Series(joined, index=rows[starts])
 
 
-def _format_value(value: Any) -> str:
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    text = repr(value)
-    return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 3] + "..."
+def _format_values(values: pd.Series) -> list[str]:
+    """Short printable forms of failing values (never used for PII columns)."""
+    texts = [repr(value) for value in values]
+    return [text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 3] + "..." for text in texts]
 
 
 def _check_frame_columns(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> tuple[list[str], list[str]]:
@@ -567,33 +587,45 @@ def _record_check_failures(
         elif error == "not_nullable":
             keep = [row for row in rows if (row, column) not in skip]
             reasons.add(keep, f"null in required column {column}")
-        elif schema.columns[column].metadata["pii"]:
+        elif schema.columns[column].metadata["pii"] or isinstance(schema.columns[column].dtype, pandas_engine.DateTime):
+            # No PII in reasons; a failing time stays readable in the row's own raw value.
             reasons.add(rows, f"{column} {error}")
         else:
-            reasons.add(rows, [f"{column}: {_format_value(value)} {error}" for value in group["failure_case"]])
+            reasons.add(rows, [f"{column}: {value} {error}" for value in _format_values(group["failure_case"])])
 
 
-def _raw_text(value: Any) -> Any:
-    """A raw value as text for the quarantine: strings as they are, other JSON values re-encoded."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, str):
-        return value
+def _raw_text(value: Any) -> str:
+    """A raw JSON value that is not a string, as JSON text."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
+        return repr(value)
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _as_raw_text(column: pd.Series) -> pd.Series:
+    """Raw values as text for the quarantine: strings as they are, other JSON values re-encoded."""
+    present = column.notna()
+    column = column.astype(object).where(present, None)
+    inferred = pd.api.types.infer_dtype(column, skipna=True)
+    if inferred in ("floating", "integer", "mixed-integer-float"):
+        column[present] = column[present].astype(str)
+    elif inferred not in ("string", "empty"):
+        other = present & ~column.map(type).eq(str)
+        column[other] = column[other].map(_raw_text)
+    return column
 
 
 def _quarantine(parsed: ParsedObject, rows: np.ndarray, reasons: pd.Series | str) -> pd.DataFrame:
     """Raw rows (as text) plus ``_raw``/``_reason``/``_line``, with the malformed lines, by line."""
-    raw = parsed.rows.iloc[rows].astype(object).map(_raw_text)
+    raw = parsed.rows.iloc[rows]
+    raw = pd.DataFrame({name: _as_raw_text(raw[name]) for name in raw.columns}, index=raw.index)
     raw["_raw"] = None
     raw["_reason"] = reasons if isinstance(reasons, str) else reasons.to_numpy()
     raw["_line"] = parsed.lines()[rows]
-    parts = [raw] if parsed.malformed.empty else [raw, parsed.malformed]
-    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else raw.reset_index(drop=True)
-    frame = frame.astype({"_line": np.int64})
-    frame = frame.sort_values("_line", kind="stable", ignore_index=True)
+    frame = pd.concat([raw, parsed.malformed], ignore_index=True) if len(parsed.malformed) else raw
+    frame = frame.astype({"_line": np.int64}).sort_values("_line", kind="stable", ignore_index=True)
     data_columns = [name for name in frame.columns if name not in _QUARANTINE_COLUMNS]
-    frame[data_columns] = frame[data_columns].astype(object).where(frame[data_columns].notna(), None)
+    if len(parsed.malformed):
+        frame[data_columns] = frame[data_columns].astype(object).where(frame[data_columns].notna(), None)
     return frame[data_columns + _QUARANTINE_COLUMNS]
 
 
@@ -648,10 +680,10 @@ class _RowChecker:
             for name, group in uncoercible.groupby("column", sort=False):
                 rows = group["index"].astype(np.int64).to_numpy()
                 pii = bool(self.schema.columns[name].metadata["pii"])
+                values = group["failure_case"]
+                shown = [""] * len(values) if pii else [f" {text}" for text in _format_values(values)]
                 texts = [
-                    f"uncoercible value in column {name} ({_json_type(value)}"
-                    + (")" if pii else f" {_format_value(value)})")
-                    for value in group["failure_case"]
+                    f"uncoercible value in column {name} ({_json_type(value)}{text})" for value, text in zip(values, shown)
                 ]
                 self._reject(name, rows, texts)
                 work.loc[rows, name] = None

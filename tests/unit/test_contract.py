@@ -349,8 +349,8 @@ def test_record_times_must_fall_inside_the_hour_with_tolerance() -> None:
 def test_record_times_in_the_future_are_quarantined() -> None:
     now = HOUR + timedelta(minutes=30)
     result = check_events(jsonl(event(event_time="2024-05-01T10:45:00Z"), event(event_id="e-2")), now=now)
-    assert reasons_by_event(result) == {"e-1": "event_time: 2024-05-01T10:45:00+00:00 is later than now "
-                                                "(2024-05-01T10:30:00+00:00)"}
+    assert reasons_by_event(result) == {"e-1": "event_time is later than now "
+                                                "(2024-05-01 10:30:00+00:00)"}
 
 
 def test_cross_column_rules_of_subscriptions() -> None:
