@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import click
 
-from components import datagen, demo, ingest
+from components import cli_training, datagen, demo, ingest
 from components.localstack import LocalStack
 from components.logs import setup_logging
 from components.settings import get_settings
@@ -119,8 +119,13 @@ def ingest_cmd(hour: datetime, lookback: int | None) -> None:
 
 @main.command("demo")
 @click.option("--keep", is_flag=True, help="Leave the local stack running afterwards.")
-@click.option("--hours", type=click.IntRange(min=4), default=48, show_default=True)
+@click.option("--hours", type=click.IntRange(min=40), default=48, show_default=True,
+              help="Hours of activity (training needs 24 h of history plus a 12 h label horizon).")
 @click.option("--customers", type=click.IntRange(min=50), default=2000, show_default=True)
 def demo_cmd(keep: bool, hours: int, customers: int) -> None:
     """Run the whole system end to end on the embedded local stack."""
     demo.run_demo(get_settings(), keep=keep, hours=hours, customers=customers)
+
+
+for _command in cli_training.COMMANDS:
+    main.add_command(_command)

@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import click
+import pandas as pd
 
-from components import datagen
+from components import datagen, registry
 from components.alerts import AlertSink
 from components.ingest import IngestReport, ingest_hour
 from components.localstack import LocalStack
 from components.settings import Settings
 from components.storage import ensure_bucket, storage_client
+from components.train import TrainingResult, train_from_commit
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ class DemoSummary:
 
     ingests: list[IngestReport] = field(default_factory=list)
     alerts: Counter[str] = field(default_factory=Counter)
+    training: TrainingResult | None = None
 
 
 def demo_settings(settings: Settings) -> Settings:
@@ -78,6 +81,23 @@ def print_ingest_summary(summary: DemoSummary) -> None:
     click.echo("alerts: " + (", ".join(f"{kind}={n}" for kind, n in sorted(summary.alerts.items())) or "none"))
 
 
+def train_and_register(settings: Settings, summary: DemoSummary, seed: int) -> None:
+    """Train both models on the lake's latest commit, gate, register; print runs and registry."""
+    result = train_from_commit(settings, data_commit=None, seed=seed)
+    summary.training = result
+    click.echo("\n== training ==")
+    click.echo(f"data commit {result.data_commit}; parent run {result.parent_run_id}")
+    metrics = pd.DataFrame(result.metrics).sort_index()  # one column per model, side by side
+    runs = pd.DataFrame([result.run_ids], index=["run_id"])
+    click.echo(pd.concat([runs, metrics.round(4).astype(object)]).to_string())
+    verdict = "passed" if result.gate.passed else "refused: " + "; ".join(result.gate.reasons)
+    click.echo(f"gate {verdict}")
+    click.echo("\n== registry ==")
+    rows = registry.describe(registry.client_for(settings), settings.registered_model)
+    click.echo(pd.DataFrame(rows).to_string(index=False) if rows else "no registered versions")
+    click.echo(f"\nMLflow UI: {settings.mlflow_tracking_uri}")
+
+
 def run_demo(settings: Settings, keep: bool, hours: int = 48, customers: int = 2000,
              anomaly_rate: float = 0.05, seed: int = 7) -> DemoSummary:
     """Run the demo; returns what it did."""
@@ -91,6 +111,7 @@ def run_demo(settings: Settings, keep: bool, hours: int = 48, customers: int = 2
             click.echo(f"{status.name:16} up  {status.url}")
         ingest_history(settings, hours, customers, anomaly_rate, seed, summary)
         print_ingest_summary(summary)
+        train_and_register(settings, summary, seed)
     finally:
         if keep:
             click.echo(f"\nstack left running (KEEP=1); MLflow UI: {settings.mlflow_tracking_uri}; "
