@@ -55,7 +55,6 @@ DATE = pandas_engine.DateTime(  # pylint: disable=unexpected-keyword-arg,no-valu
 TOKENIZE = "tokenize"
 DROP = "drop"
 
-_WINDOW_COLUMN = {EVENTS: "event_time", SUBSCRIPTIONS: "updated_at"}
 _QUARANTINE_COLUMNS = ["_raw", "_reason", "_line"]
 _MALFORMED_COLUMNS = ["_line", "_raw", "_reason"]
 _OBJECT_NAME = re.compile(
@@ -249,7 +248,12 @@ def hour_of(object_name: str) -> datetime:
 
 @dataclass
 class ParsedObject:
-    """Rows of raw values read from one object, plus the lines that could not be parsed."""
+    """Rows of raw values read from one object, plus the lines that could not be parsed.
+
+    ``rows`` has one object-dtype column per field seen in the object, holding the values as read
+    (CSV: strings; JSON: strings, numbers, booleans, nested lists/dicts; absent keys are null).
+    ``malformed`` has the columns ``_line``, ``_raw`` and ``_reason``.
+    """
 
     rows: pd.DataFrame
     malformed: pd.DataFrame
@@ -431,7 +435,15 @@ class Correction:
 
 @dataclass
 class ContractResult:
-    """The outcome of checking one object against its contract."""
+    """The outcome of checking one object against its contract.
+
+    ``valid`` holds the rows that passed, with exactly the contract's columns in contract order
+    and their dtypes (strings ``string[pyarrow]``, floats ``float64``, timestamps
+    ``datetime64[ns, UTC]``, dates ``datetime64[ns]``). ``quarantined`` holds every other row
+    and every malformed line: the raw values as text, ``_raw`` (the text of a malformed line),
+    ``_reason`` (all reasons, joined by ``"; "``) and ``_line`` (1-based line in the object),
+    ordered by line. When ``missing_required`` is not empty, every row is quarantined.
+    """
 
     kind: str
     schema_version: str
@@ -587,11 +599,15 @@ def _record_check_failures(
         elif error == "not_nullable":
             keep = [row for row in rows if (row, column) not in skip]
             reasons.add(keep, f"null in required column {column}")
-        elif schema.columns[column].metadata["pii"] or isinstance(schema.columns[column].dtype, pandas_engine.DateTime):
-            # No PII in reasons; a failing time stays readable in the row's own raw value.
+        elif _hide_values(schema.columns[column]):
             reasons.add(rows, f"{column} {error}")
         else:
             reasons.add(rows, [f"{column}: {value} {error}" for value in _format_values(group["failure_case"])])
+
+
+def _hide_values(col: pa.Column) -> bool:
+    """Reasons never show PII values; a failing time is left to the row's own raw value."""
+    return bool(col.metadata["pii"]) or isinstance(col.dtype, pandas_engine.DateTime)
 
 
 def _raw_text(value: Any) -> str:
@@ -678,16 +694,7 @@ class _RowChecker:
         if not uncoercible.empty:
             # Values pandera cannot coerce are reported and emptied, then the rows are checked again.
             for name, group in uncoercible.groupby("column", sort=False):
-                rows = group["index"].astype(np.int64).to_numpy()
-                pii = bool(self.schema.columns[name].metadata["pii"])
-                values = group["failure_case"]
-                shown = [""] * len(values) if pii else [f" {text}" for text in _format_values(values)]
-                texts = [
-                    f"uncoercible value in column {name} ({_json_type(value)}{text})" for value, text in zip(values, shown)
-                ]
-                self._reject(name, rows, texts)
-                work.loc[rows, name] = None
-                self.to_coerce[name] = max(0, self.to_coerce.get(name, 0) - len(rows))
+                self._reject_uncoercible(work, name, group)
             data, failures = _validate(self.schema, work)
         _record_check_failures(failures, self.schema, self.reasons, self.nulled)
         self.corrections.extend(
@@ -696,6 +703,19 @@ class _RowChecker:
             if count
         )
         return data
+
+    def _reject_uncoercible(self, work: pd.DataFrame, name: str, failures: pd.DataFrame) -> None:
+        """Quarantine the rows of values pandera could not coerce (their values only shown if not PII)."""
+        rows = failures["index"].astype(np.int64).to_numpy()
+        values = failures["failure_case"]
+        if self.schema.columns[name].metadata["pii"]:
+            shown = [""] * len(values)
+        else:
+            shown = [f" {text}" for text in _format_values(values)]
+        texts = [f"uncoercible value in column {name} ({_json_type(v)}{text})" for v, text in zip(values, shown)]
+        self._reject(name, rows, texts)
+        work.loc[rows, name] = None
+        self.to_coerce[name] = max(0, self.to_coerce.get(name, 0) - len(rows))
 
 
 def _dtype_name(schema: pa.DataFrameSchema, name: str) -> str:
@@ -719,6 +739,8 @@ def check(
     reasons. If a required column is absent, every row is quarantined (``missing_required``).
     """
     schema = contract_schema(kind, _aware(hour, "hour"), _aware(now, "now"), tolerance)
+    if not parsed.rows.index.equals(pd.RangeIndex(len(parsed.rows))):
+        raise ValueError("parsed.rows must be indexed 0..n-1, as parse_object returns it")
     unknown, missing_required = _check_frame_columns(parsed.rows, schema)
     corrections = [
         Correction(
