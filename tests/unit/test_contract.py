@@ -431,6 +431,15 @@ def test_csv_rows_with_the_wrong_field_count_are_quarantined() -> None:
     ]
 
 
+def test_csv_rows_with_broken_quoting_are_quarantined() -> None:
+    header, first = csv_object([subscription()]).decode().splitlines()
+    broken = first.replace("r-1,", 'r-2,"CUST"x', 1)
+    result = check_subscriptions(f"{header}\n{broken}\n{first}\n".encode())
+    assert result.valid["record_id"].tolist() == ["r-1"]
+    assert result.quarantined["_line"].tolist() == [2]
+    assert result.quarantined["_reason"].iloc[0].startswith("not valid CSV")
+
+
 def test_a_header_only_csv_has_no_rows() -> None:
     result = check_subscriptions(",".join(contract.CONTRACT_COLUMNS["subscriptions"]).encode() + b"\n")
     assert result.rows_in == 0 and result.valid.empty and result.quarantined.empty
