@@ -10,7 +10,9 @@ from google.cloud import storage
 from components.localstack import LocalStack
 from components.settings import Settings
 from components.storage import storage_client
+from components.versioning.lakefs import LakeFSRepository
 from tests.conftest import free_port
+from tests.support.lakefs_double import LakeFSDouble
 
 
 @pytest.fixture(scope="session", name="stack_settings")
@@ -43,3 +45,22 @@ def fixture_mlflow_tracking_uri(stack_settings: Settings) -> Iterator[str]:
     assert stack_settings.mlflow_tracking_uri is not None
     yield stack_settings.mlflow_tracking_uri
     stack.down()
+
+
+@pytest.fixture(scope="session", name="lakefs_double")
+def fixture_lakefs_double() -> Iterator[LakeFSDouble]:
+    """One lakeFS API double for the session, validating all traffic against the lakeFS spec."""
+    with LakeFSDouble() as double:
+        yield double
+
+
+def double_repository(double: LakeFSDouble, name: str) -> LakeFSRepository:
+    """A lakeFS backend (the real lakefs-sdk) on repository ``name`` of the double."""
+    return LakeFSRepository(
+        endpoint=double.url,
+        repository=name,
+        access_key_id=double.access_key_id,
+        secret_access_key=double.secret_access_key,
+        storage_namespace=f"local://churnops-tests/{name}",
+        backoff_seconds=0.01,
+    )

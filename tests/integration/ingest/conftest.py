@@ -1,8 +1,13 @@
-"""An isolated ingest environment per test: its own raw bucket and lake on the session's fake GCS."""
+"""An isolated ingest environment per test: its own raw bucket on the session's fake GCS and its own lake.
+
+Every ingest test runs on both versioning backends: the embedded git lake and lakeFS (the real
+lakefs-sdk against the spec-validating lakeFS double).
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,7 +21,10 @@ from components.ingest import IngestReport, IngestRun
 from components.privacy import Tokenizer
 from components.settings import Settings
 from components.storage import ensure_bucket
-from components.versioning import DataRepository, open_repository
+from components.versioning import DataRepository
+from components.versioning.embedded import EmbeddedRepository
+from tests.integration.conftest import double_repository
+from tests.support.lakefs_double import LakeFSDouble
 
 KEY = b"k" * 32
 START = datetime(2026, 11, 1, 0, tzinfo=timezone.utc)
@@ -31,6 +39,7 @@ class IngestEnv:
     settings: Settings
     client: storage.Client
     repo: DataRepository
+    reopen: Callable[[], DataRepository]  # a second handle on the same lake, as another process has
 
     def run(self, hour: datetime, lookback: int = 3, crash_at: str | None = None,
             repo: DataRepository | None = None) -> IngestReport:
@@ -43,16 +52,22 @@ class IngestEnv:
         """Put raw objects in this environment's bucket."""
         datagen.upload(self.client, self.settings.raw_bucket, objects)
 
-    def reopen(self) -> DataRepository:
-        """A second handle on the same lake (as another process would have)."""
-        return open_repository(self.settings)
 
-
-@pytest.fixture(name="ingest_env")
-def fixture_ingest_env(gcs_stack: Settings, gcs_client: storage.Client, tmp_path: Path) -> IngestEnv:
-    """A fresh bucket and an embedded lake under ``tmp_path``."""
+@pytest.fixture(name="ingest_env", params=["embedded", "lakefs-double"])
+def fixture_ingest_env(request: pytest.FixtureRequest, gcs_stack: Settings, gcs_client: storage.Client,
+                       tmp_path: Path) -> Iterator[IngestEnv]:
+    """A fresh bucket and a fresh lake of the backend under test."""
     settings = gcs_stack.model_copy(update={"raw_bucket": f"raw-{uuid.uuid4().hex[:10]}", "state_dir": tmp_path})
     ensure_bucket(gcs_client, settings.raw_bucket)
-    repo = open_repository(settings)
+    double: LakeFSDouble | None = None
+    if request.param == "embedded":
+        reopen: Callable[[], DataRepository] = lambda: EmbeddedRepository(settings.embedded_repo_dir)
+    else:
+        double = request.getfixturevalue("lakefs_double")
+        name = f"lake-{uuid.uuid4().hex[:10]}"
+        reopen = lambda: double_repository(double, name)  # type: ignore[arg-type]
+    repo = reopen()
     repo.ensure()
-    return IngestEnv(settings=settings, client=gcs_client, repo=repo)
+    yield IngestEnv(settings=settings, client=gcs_client, repo=repo, reopen=reopen)
+    if double is not None:
+        assert not double.validation_errors, f"traffic outside the lakeFS API spec: {double.validation_errors}"

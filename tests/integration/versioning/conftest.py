@@ -17,28 +17,11 @@ from components.settings import Settings
 from components.versioning.base import NotFoundError
 from components.versioning.embedded import EmbeddedRepository
 from components.versioning.lakefs import LakeFSRepository
+from tests.integration.conftest import double_repository
 from tests.support.lakefs_double import LakeFSDouble
 from tests.support.versioning import Harness
 
 BACKENDS = ["embedded", "lakefs-double"] + (["lakefs-live"] if Settings().lakefs_endpoint else [])
-
-
-@pytest.fixture(scope="session")
-def lakefs_double() -> Iterator[LakeFSDouble]:
-    """One lakeFS API double for the session (each test gets its own repository in it)."""
-    with LakeFSDouble() as double:
-        yield double
-
-
-def _double_repository(double: LakeFSDouble, name: str) -> LakeFSRepository:
-    return LakeFSRepository(
-        endpoint=double.url,
-        repository=name,
-        access_key_id=double.access_key_id,
-        secret_access_key=double.secret_access_key,
-        storage_namespace=f"local://churnops-tests/{name}",
-        backoff_seconds=0.01,
-    )
 
 
 @pytest.fixture(params=BACKENDS)
@@ -51,7 +34,7 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]
     elif backend == "lakefs-double":
         double: LakeFSDouble = request.getfixturevalue("lakefs_double")
         name = f"churn-{uuid.uuid4().hex[:12]}"
-        h = Harness(repo=_double_repository(double, name), reopen=lambda: _double_repository(double, name))
+        h = Harness(repo=double_repository(double, name), reopen=lambda: double_repository(double, name))
     else:
         settings = Settings()
         live = LakeFSRepository.from_settings
