@@ -60,12 +60,15 @@ def fixture_ingest_env(request: pytest.FixtureRequest, gcs_stack: Settings, gcs_
     settings = gcs_stack.model_copy(update={"raw_bucket": f"raw-{uuid.uuid4().hex[:10]}", "state_dir": tmp_path})
     ensure_bucket(gcs_client, settings.raw_bucket)
     double: LakeFSDouble | None = None
-    if request.param == "embedded":
-        reopen: Callable[[], DataRepository] = lambda: EmbeddedRepository(settings.embedded_repo_dir)
-    else:
+    if request.param == "lakefs-double":
         double = request.getfixturevalue("lakefs_double")
-        name = f"lake-{uuid.uuid4().hex[:10]}"
-        reopen = lambda: double_repository(double, name)  # type: ignore[arg-type]
+    name = f"lake-{uuid.uuid4().hex[:10]}"
+
+    def reopen() -> DataRepository:
+        if double is None:
+            return EmbeddedRepository(settings.embedded_repo_dir)
+        return double_repository(double, name)
+
     repo = reopen()
     repo.ensure()
     yield IngestEnv(settings=settings, client=gcs_client, repo=repo, reopen=reopen)
