@@ -5,7 +5,8 @@ One run handles the scheduled hour plus a lookback window (late files). It
 1. lists raw objects for those hours and skips every (name, generation) already ingested, as
    recorded by marker files in the lake itself (``_ingest/sources/<object>/<generation>.json``);
 2. parses and checks each new object against the data contract, quarantining what fails;
-3. drops duplicate ids (within the run and against what is already published);
+3. drops duplicate ids: against what is already published (on the raw ids, before the check)
+   and within the run (after it);
 4. applies the PII policy (tokenize customer ids, drop direct identifiers);
 5. writes one parquet partition per source object on a run branch, plus quarantine files, source
    markers and a run manifest, commits with the accounting as metadata and merges into ``main``.
@@ -147,6 +148,25 @@ def marker_path(ref: ObjectRef) -> str:
     return f"{SOURCES_PREFIX}/{ref.name}/{ref.generation}.json"
 
 
+def drop_ids(parsed: contract.ParsedObject, id_column: str, ids: set[str]) -> tuple[contract.ParsedObject, int]:
+    """``parsed`` without the rows whose raw ``id_column`` value is in ``ids``, and how many went."""
+    if not ids or id_column not in parsed.rows:
+        return parsed, 0
+    raw = parsed.rows[id_column]
+    drop = (raw.notna() & raw.astype(str).isin(ids)).to_numpy()
+    dropped = int(drop.sum())
+    if not dropped:
+        return parsed, 0
+    keep = ~drop
+    rest = contract.ParsedObject(
+        rows=parsed.rows.loc[keep].reset_index(drop=True),
+        malformed=parsed.malformed,
+        rows_in=parsed.rows_in - dropped,
+        line_numbers=parsed.lines()[keep],
+    )
+    return rest, dropped
+
+
 def _to_parquet(df: pd.DataFrame) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), buffer, compression="zstd")
@@ -191,8 +211,12 @@ class IngestRun:
 
     # -- per object ------------------------------------------------------------------------------
 
-    def prepare(self, ref: ObjectRef, run_id: str) -> _Prepared:
-        """Read, parse and check one object."""
+    def prepare(self, ref: ObjectRef, run_id: str, published: set[str]) -> _Prepared:
+        """Read and parse one object, drop rows whose id is already published, check the rest.
+
+        Ids are matched on the raw values before the contract check, so an event a producer
+        sends again in a later hour's file counts as a duplicate, not as out of its hour.
+        """
         kind = contract.kind_of(ref.name)
         report = ObjectReport(name=ref.name, generation=ref.generation, kind=kind, status="published")
         prepared = _Prepared(ref=ref, kind=kind, report=report)
@@ -201,8 +225,9 @@ class IngestRun:
         except contract.UnreadableObject as error:
             report.status, report.reason = "quarantined", f"unreadable object: {error.reason}"
             return prepared
+        parsed, report.duplicates_dropped = drop_ids(parsed, ID_COLUMNS[kind], published)
         result = contract.check(parsed, kind, contract.hour_of(ref.name), self.now())
-        report.rows_in = result.rows_in
+        report.rows_in = result.rows_in + report.duplicates_dropped
         report.unknown_columns = list(result.unknown_columns)
         report.corrections = [asdict(c) for c in result.corrections]
         if result.missing_required:
@@ -210,7 +235,7 @@ class IngestRun:
             report.reason = f"missing required column(s): {', '.join(result.missing_required)}"
         prepared.valid, prepared.quarantined = result.valid, result.quarantined
         report.rows_quarantined = len(result.quarantined)
-        log.debug("object checked", extra={"object": ref.name, "run_id": run_id, "rows_in": result.rows_in})
+        log.debug("object checked", extra={"object": ref.name, "run_id": run_id, "rows_in": report.rows_in})
         return prepared
 
     def published_ids(self, kind: str, hours: Iterable[datetime], superseded: set[str]) -> set[str]:
@@ -227,20 +252,23 @@ class IngestRun:
             ids.update(table.loc[keep, ID_COLUMNS[kind]].astype(str))
         return ids
 
-    def deduplicate(self, prepared: list[_Prepared], hours: list[datetime]) -> None:
-        """Drop ids seen earlier in this run or already published; count them per object."""
+    def published_ids_by_kind(self, fresh: list[ObjectRef], hours: list[datetime]) -> dict[str, set[str]]:
+        """Published ids per kind for the window and the hours of the new objects (late files)."""
+        check_hours = sorted(set(hours) | {contract.hour_of(ref.name) for ref in fresh})
+        superseded = {ref.name for ref in fresh}
+        return {kind: self.published_ids(kind, check_hours, superseded) for kind in ID_COLUMNS}
+
+    @staticmethod
+    def deduplicate_within_run(prepared: list[_Prepared]) -> None:
+        """Drop valid rows whose id an earlier object of this run already has; count them."""
         for kind, id_column in ID_COLUMNS.items():
-            mine = [p for p in prepared if p.kind == kind and p.valid is not None and p.report.status == "published"]
-            if not mine:
-                continue
-            # Late files may belong to hours before the window: check the hours of the objects too.
-            check_hours = sorted(set(hours) | {contract.hour_of(p.ref.name) for p in mine})
-            seen = self.published_ids(kind, check_hours, {p.ref.name for p in mine})
-            for item in mine:
-                assert item.valid is not None
+            seen: set[str] = set()
+            for item in prepared:
+                if item.kind != kind or item.valid is None or item.report.status != "published":
+                    continue
                 ids = item.valid[id_column].astype(str)
                 dup = ids.duplicated(keep="first") | ids.isin(seen)
-                item.report.duplicates_dropped = int(dup.sum())
+                item.report.duplicates_dropped += int(dup.sum())
                 item.valid = item.valid.loc[~dup]
                 seen.update(ids[~dup])
 
@@ -329,8 +357,9 @@ class IngestRun:
         if not fresh:
             log.info("nothing new to ingest", extra={"hour": report.hour, "objects_skipped": report.objects_skipped})
             return report
-        prepared = [self.prepare(ref, run_id) for ref in fresh]
-        self.deduplicate(prepared, hours)
+        published = self.published_ids_by_kind(fresh, hours)
+        prepared = [self.prepare(ref, run_id, published[contract.kind_of(ref.name)]) for ref in fresh]
+        self.deduplicate_within_run(prepared)
         files: dict[str, bytes] = {}
         for item in prepared:
             files.update(self.stage(item, run_id))

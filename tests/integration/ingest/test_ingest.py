@@ -246,3 +246,23 @@ def test_two_racing_runs_of_one_hour_publish_no_duplicates(ingest_env: IngestEnv
     assert events["event_id"].is_unique and subs["record_id"].is_unique
     expected = max(r.accounting()["rows_published"] for r in results if isinstance(r, IngestReport))
     assert len(events) + len(subs) == expected
+
+
+def test_event_sent_again_in_a_later_hour_is_a_duplicate_not_a_quarantined_row(ingest_env: IngestEnv) -> None:
+    data = datagen.generate(hours=2, customers=40, start=START, seed=8)
+    first = [o for o in data.objects if o.hour == START]
+    ingest_env.upload(first)
+    ingest_env.run(START, lookback=0)
+    web = next(o for o in first if "/web-" in o.name)
+    old_line = gzip.decompress(web.data).decode().splitlines()[0]
+    later = next(o for o in data.objects if o.hour > START and "/web-" in o.name)
+    lines = gzip.decompress(later.data).decode().splitlines()
+    resent = datagen.RawObject(later.name, gzip.compress("\n".join([*lines, old_line]).encode() + b"\n"),
+                               later.content_type, later.hour, later.arrival)
+    ingest_env.upload([resent])
+    report = ingest_env.run(later.hour, lookback=1)
+    obj = next(o for o in report.objects if o.name == later.name)
+    assert obj.duplicates_dropped == 1
+    assert obj.rows_quarantined == 0
+    assert obj.rows_in == len(lines) + 1
+    assert published(ingest_env, "events")["event_id"].is_unique
