@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import pyarrow
+import pyarrow.json as pyarrow_json
 from orjson import JSONDecodeError, loads  # pylint: disable=no-name-in-module  # C extension
 from pandera.engines import pandas_engine
 
@@ -415,7 +416,45 @@ def parse_object(object_name: str, data: bytes) -> ParsedObject:
         raise UnreadableObject(f"not a valid gzip stream: {exc}") from exc
     if not text.strip():
         raise UnreadableObject("empty object")
-    return _parse_jsonl(text)
+    return _parse_jsonl_arrow(text, kind) or _parse_jsonl(text)
+
+
+def _arrow_read_schema(kind: str) -> pyarrow.Schema:
+    """How pyarrow must read the contract's columns: numbers for float columns, text for the rest."""
+    return pyarrow.schema(
+        (name, pyarrow.float64() if col.dtype == FLOAT else pyarrow.string())
+        for name, col in contract_schema(kind).columns.items()
+    )
+
+
+def _parse_jsonl_arrow(text: bytes, kind: str) -> ParsedObject | None:
+    """The fast path for well-formed JSON Lines: pyarrow's multi-threaded reader.
+
+    It succeeds only when every line is a flat JSON object whose contract columns already have the
+    contract's JSON types; anything else (a malformed or blank line, a number sent as text, a
+    nested value) returns None, and the caller takes the line-by-line path, which reports it.
+    """
+    if text.startswith(codecs.BOM_UTF8):
+        return None
+    options = pyarrow_json.ParseOptions(explicit_schema=_arrow_read_schema(kind), unexpected_field_behavior="infer")
+    try:
+        table = pyarrow_json.read_json(io.BytesIO(text), parse_options=options)
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowNotImplementedError):
+        return None
+    lines = text.rstrip(b"\n").count(b"\n") + 1
+    flat = all(not pyarrow.types.is_nested(field_.type) for field_ in table.schema)
+    if table.num_rows != lines or not flat:  # blank lines would shift line numbers
+        return None
+    # The explicit schema adds every contract column; keep an all-null one only if its key is in the text.
+    absent = [
+        name for name in _arrow_read_schema(kind).names
+        if table.column(name).null_count == table.num_rows
+        and not re.search(rb'"' + re.escape(name.encode()) + rb'"\s*:', text)
+    ]
+    table = table.drop_columns(absent)
+    string_dtype = pd.StringDtype("pyarrow")
+    rows = table.to_pandas(types_mapper={pyarrow.string(): string_dtype}.get)
+    return ParsedObject(rows=rows, malformed=_malformed_frame([]), rows_in=len(rows))
 
 
 # --------------------------------------------------------------------------------------------
@@ -520,10 +559,11 @@ def _normalise_strings(
     text: pd.Series, name: str, allowed: tuple[str, ...] | None
 ) -> tuple[pd.Series, list[Correction]]:
     """Strip surrounding whitespace, lower-case allowed values, turn empty strings into nulls."""
-    text = pd.Series(
-        pd.arrays.ArrowStringArray(pyarrow.array(text.to_numpy(), type=pyarrow.string(), from_pandas=True)),
-        index=text.index,
-    )
+    if not isinstance(text.array, pd.arrays.ArrowStringArray):
+        text = pd.Series(
+            pd.arrays.ArrowStringArray(pyarrow.array(text.to_numpy(), type=pyarrow.string(), from_pandas=True)),
+            index=text.index,
+        )
     corrections: list[Correction] = []
     stripped = text.str.strip()
     empty = stripped.eq("").fillna(False).astype(bool)

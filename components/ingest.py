@@ -260,17 +260,21 @@ class IngestRun:
 
     @staticmethod
     def deduplicate_within_run(prepared: list[_Prepared]) -> None:
-        """Drop valid rows whose id an earlier object of this run already has; count them."""
+        """Drop valid rows whose id an earlier row of this run already has; count them per object."""
         for kind, id_column in ID_COLUMNS.items():
-            seen: set[str] = set()
-            for item in prepared:
-                if item.kind != kind or item.valid is None or item.report.status != "published":
-                    continue
-                ids = item.valid[id_column].astype(str)
-                dup = ids.duplicated(keep="first") | ids.isin(seen)
-                item.report.duplicates_dropped += int(dup.sum())
-                item.valid = item.valid.loc[~dup]
-                seen.update(ids[~dup])
+            items = [p for p in prepared if p.kind == kind and p.valid is not None and p.report.status == "published"]
+            if not items:
+                continue
+            ids = pd.concat([item.valid[id_column] for item in items if item.valid is not None], ignore_index=True)
+            duplicated = ids.duplicated(keep="first").to_numpy()
+            start = 0
+            for item in items:
+                assert item.valid is not None
+                dup = duplicated[start:start + len(item.valid)]
+                start += len(item.valid)
+                if dup.any():
+                    item.report.duplicates_dropped += int(dup.sum())
+                    item.valid = item.valid.loc[~dup]
 
     def quarantine_rows(self, item: _Prepared) -> pd.DataFrame:
         """Quarantined rows with the PII policy applied (raw values never reach the lake)."""

@@ -494,3 +494,39 @@ def test_any_json_rows_are_accounted_for(rows: list[dict[str, Any]]) -> None:
     result = accounted(contract.check(parsed, contract.EVENTS, HOUR, NOW))
     assert list(result.valid.columns) == contract.CONTRACT_COLUMNS["events"]
     assert (result.quarantined["_reason"].str.len() > 0).all()
+
+
+def _both_paths(data: bytes) -> tuple[ContractResult, ContractResult]:
+    """The check on the pyarrow fast path and on the line-by-line path of the same object."""
+    text = gzip.decompress(data)
+    fast = contract._parse_jsonl_arrow(text, contract.EVENTS)  # pylint: disable=protected-access
+    assert fast is not None, "a well-formed object must take the fast path"
+    slow = contract._parse_jsonl(text)  # pylint: disable=protected-access
+    return (contract.check(fast, contract.EVENTS, HOUR, NOW), contract.check(slow, contract.EVENTS, HOUR, NOW))
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [event(event_id=f"e-{i}", duration_s=float(i), device=" Web ") for i in range(5)],
+        [{k: v for k, v in event(event_id=f"e-{i}").items() if k not in ("session_id", "email")} for i in range(3)],
+        [event(event_id="e-1", event_type="teleport"), event(event_id="e-2", duration_s=-1.0), event(event_id="e-3")],
+        [{**event(event_id="e-1"), "extra": "x"}, {k: v for k, v in event(event_id="e-2").items() if k != "device"}],
+    ],
+    ids=["normalised", "absent-columns", "bad-values", "ragged"],
+)
+def test_fast_and_line_by_line_parsing_give_the_same_result(rows: list[dict[str, Any]]) -> None:
+    fast, slow = _both_paths(jsonl(*rows))
+    pd.testing.assert_frame_equal(fast.valid.reset_index(drop=True), slow.valid.reset_index(drop=True))
+    assert list(fast.quarantined["_reason"]) == list(slow.quarantined["_reason"])
+    assert (fast.unknown_columns, fast.missing_required) == (slow.unknown_columns, slow.missing_required)
+    assert sorted(map(repr, fast.corrections)) == sorted(map(repr, slow.corrections))
+
+
+def test_objects_the_fast_path_cannot_read_exactly_fall_back() -> None:
+    blank_line = gzip.decompress(jsonl(event(event_id="e-1"), b"", event(event_id="e-2")))
+    text_number = gzip.decompress(jsonl(event(event_id="e-1", duration_s="12.5")))
+    for text in (blank_line, text_number):
+        assert contract._parse_jsonl_arrow(text, contract.EVENTS) is None  # pylint: disable=protected-access
+    assert check_events(jsonl(event(event_id="e-1"), b"", event(event_id="e-2"))).valid["event_id"].tolist() == [
+        "e-1", "e-2"]
