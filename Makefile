@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 LOCK_CMD := uv pip compile pyproject.toml --extra dev --generate-hashes \
 	--python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements.lock
 
-.PHONY: help setup lock test test-unit test-integration lint demo stack-up stack-down stack-status clean
+.PHONY: help setup lock test test-unit test-integration lint bench demo stack-up stack-down stack-status clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -36,6 +36,10 @@ test-integration: setup ## Run the integration tests only (starts local services
 
 lint: setup ## pylint over all Python
 	$(BIN)/python -m pylint components pipelines serving tests benchmarks
+
+bench: setup ## Print the benchmark figures (ingest vs plain pyarrow, features vs pandas groupby)
+	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/features.py
 
 demo: setup ## Run the whole system end to end on the embedded local stack (KEEP=1 leaves it running)
 	$(BIN)/churnops demo $(if $(KEEP),--keep,)
