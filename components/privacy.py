@@ -14,15 +14,15 @@ from typing import NoReturn
 import numpy as np
 import pandas as pd
 
+from components.contract import PII_COLUMNS
+
 MIN_KEY_BYTES = 32
 TOKEN_PREFIX = "tok_"
 TOKEN_HEX_CHARS = 32
 
-# What happens to each PII column of each raw source (docs/data-contract.md). Other columns are kept.
-PII_POLICY: dict[str, dict[str, str]] = {
-    "events": {"customer_id": "tokenize", "ip_address": "drop", "user_agent": "drop", "email": "drop"},
-    "subscriptions": {"customer_id": "tokenize", "name": "drop", "email": "drop", "phone": "drop"},
-}
+# What happens to each PII column of each raw source: "tokenize" or "drop"; other columns are kept.
+# The contract schema (components/contract.py, docs/data-contract.md) is where the policy is declared.
+PII_POLICY: dict[str, dict[str, str]] = PII_COLUMNS
 
 
 def tokenized_column(column: str) -> str:
