@@ -42,7 +42,7 @@ bench: setup ## Print the benchmark figures (ingest vs plain pyarrow, features v
 	$(BIN)/python benchmarks/features.py
 
 demo: setup ## Run the whole system end to end on the embedded local stack (KEEP=1 leaves it running)
-	$(BIN)/churnops demo $(if $(KEEP),--keep,)
+	CHURNOPS_LOG_LEVEL=$${CHURNOPS_LOG_LEVEL:-WARNING} $(BIN)/churnops demo $(if $(KEEP),--keep,)
 
 stack-up: setup ## Start the embedded local stack (fake-gcs-server, MLflow)
 	$(BIN)/churnops stack up

@@ -62,8 +62,9 @@ def stack_up() -> None:
 
 @stack.command("down")
 def stack_down() -> None:
-    """Stop the services that `stack up` started."""
-    stopped = LocalStack(get_settings()).down()
+    """Stop the services that `stack up` (or `demo --keep`) started."""
+    settings = get_settings()
+    stopped = LocalStack(settings).down() + LocalStack(demo.demo_settings(settings)).down()
     click.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 

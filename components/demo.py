@@ -114,8 +114,8 @@ def run_demo(settings: Settings, keep: bool, hours: int = 48, customers: int = 2
         train_and_register(settings, summary, seed)
     finally:
         if keep:
-            click.echo(f"\nstack left running (KEEP=1); MLflow UI: {settings.mlflow_tracking_uri}; "
-                       f"stop it with: CHURNOPS_STATE_DIR={settings.state_dir} churnops stack down")
+            click.echo(f"\nstack left running; MLflow UI: {settings.mlflow_tracking_uri}; "
+                       "stop it with: make stack-down (or churnops stack down)")
         else:
             stack.down()
     return summary
