@@ -68,6 +68,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCK_FILE = PROJECT_ROOT / "requirements.lock"
 BASELINE = "baseline"
 CHALLENGER = "xgboost"
+FEATURES_BRANCH = "features"
 MODEL_ARTIFACT = "model"
 # MLflow caps a dataset digest at 36 characters; the full commit id is in the source and tags.
 DIGEST_LENGTH = 36
@@ -250,23 +251,65 @@ def _parquet_bytes(frame: pd.DataFrame) -> tuple[bytes, pa.Schema]:
     return buffer.getvalue(), table.schema
 
 
-def _log_feature_matrices(splits: dict[str, pd.DataFrame], spec: FeatureSpec, data_commit: str) -> None:
+def feature_files(splits: dict[str, pd.DataFrame], spec: FeatureSpec, data_commit: str) -> dict[str, bytes]:
+    """The run's feature matrices as files: ``<split>.parquet`` (keys, features, label) and ``schema.json``."""
     schema: dict[str, Any] = {
         "data_commit": data_commit,
         "label": LABEL,
         "keys": list(KEY_COLUMNS),
         "spec": spec.to_dict(),
     }
+    files: dict[str, bytes] = {}
     for name, frame in splits.items():
-        content, arrow_schema = _parquet_bytes(frame)
-        _log_bytes(content, f"features/{name}.parquet")
+        files[f"{name}.parquet"], arrow_schema = _parquet_bytes(frame)
         schema.setdefault("columns", [{"name": f.name, "type": str(f.type)} for f in arrow_schema])
         schema.setdefault("splits", {})[name] = {
             "rows": len(frame),
             "positives": int(frame[LABEL].sum()),
             "cutoffs": [c.isoformat() for c in sorted(frame["cutoff"].unique())],
         }
-    mlflow.log_dict(schema, "features/schema.json")
+    files["schema.json"] = json.dumps(schema, indent=2, sort_keys=True).encode()
+    return files
+
+
+def publish_features(repo: DataRepository, files: dict[str, bytes], data_commit: str, run_id: str) -> str:
+    """Commit the feature matrices to the lake's ``features`` branch under ``features/<data_commit>/<run_id>/``.
+
+    The branch starts from the data it describes and never merges into ``main``, so publishing
+    features does not change what "latest data" means. Each run writes on a branch of its own and
+    merges it into ``features``, so concurrent trainings cannot mix their files. Returns
+    ``<commit id>/<path prefix>``.
+    """
+    if not repo.branch_exists(FEATURES_BRANCH):
+        repo.create_branch(FEATURES_BRANCH, source=data_commit)
+    run_branch = f"features-{run_id[:12]}"
+    repo.create_branch(run_branch, source=FEATURES_BRANCH)
+    prefix = f"features/{data_commit}/{run_id}"
+    try:
+        repo.put_objects(run_branch, {f"{prefix}/{name}": content for name, content in files.items()})
+        lineage = {"source_commit": data_commit, "run_id": run_id}
+        repo.commit(run_branch, f"feature matrices of run {run_id} on {data_commit[:12]}", lineage)
+        commit = repo.merge(run_branch, into=FEATURES_BRANCH, message=f"features of run {run_id}", metadata=lineage)
+    finally:
+        repo.delete_branch(run_branch)
+    return f"{commit}/{prefix}"
+
+
+def _record_features(settings: Settings, splits: dict[str, pd.DataFrame], spec: FeatureSpec, data_commit: str,
+                     run_id: str, repo: DataRepository | None) -> str:
+    """Log the feature matrices as run artifacts and, with a repository, commit them to the lake.
+
+    Returns (and tags the run with) ``features_uri``: the lake location when committed, else the
+    run's artifact folder.
+    """
+    files = feature_files(splits, spec, data_commit)
+    for name, content in files.items():
+        _log_bytes(content, f"features/{name}")
+    features_uri = f"runs:/{run_id}/features"
+    if repo is not None:
+        features_uri = f"lakefs://{settings.lakefs_repository}/{publish_features(repo, files, data_commit, run_id)}"
+    mlflow.set_tag("features_uri", features_uri)
+    return features_uri
 
 
 def _log_bytes(content: bytes, artifact_path: str) -> None:
@@ -369,8 +412,13 @@ def train_on_frames(
     seed: int = 42,
     config: TrainingConfig | None = None,
     schema_versions: str = "unknown",
+    repo: DataRepository | None = None,
 ) -> TrainingResult:
-    """Train, log, gate and (when the gate passes) register, from published-format frames of ``data_commit``."""
+    """Train, log, gate and (when the gate passes) register, from published-format frames of ``data_commit``.
+
+    The feature matrices are run artifacts; with ``repo``, they are also committed to its
+    ``features`` branch (see :func:`publish_features`) and ``features_uri`` points there.
+    """
     if not data_commit:
         raise ValueError("a data commit id is required: every run records the data it was trained on")
     config = config or TrainingConfig.from_settings(settings)
@@ -395,15 +443,12 @@ def train_on_frames(
             mlflow.log_input(dataset, context="training")
         mlflow.log_params({**config.as_params(), "seed": str(seed)})
         mlflow.log_params({f"{name}_rows": str(len(frame)) for name, frame in splits.items()})
-        _log_feature_matrices(splits, spec, data_commit)
-        features_uri = f"runs:/{parent.info.run_id}/features"
-        mlflow.set_tag("features_uri", features_uri)
+        features_uri = _record_features(settings, splits, spec, data_commit, parent.info.run_id, repo)
 
-        estimators = make_estimators(seed, splits["train"][LABEL], config.xgb_params)
         run_ids: dict[str, str] = {}
         metrics: dict[str, dict[str, float]] = {}
         model_uris: dict[str, str] = {}
-        for name, estimator in estimators.items():
+        for name, estimator in make_estimators(seed, splits["train"][LABEL], config.xgb_params).items():
             run_ids[name], _, metrics[name], model_uris[name] = _train_one(
                 name, estimator, splits, spec, config, seed, {**lineage, "parent_run_id": parent.info.run_id}, datasets
             )
@@ -468,4 +513,4 @@ def train_from_commit(
     logger.info(
         "training on data commit %s (%d events, %d subscription records)", commit, len(events), len(subscriptions)
     )
-    return train_on_frames(settings, events, subscriptions, commit, seed, config, schema_versions)
+    return train_on_frames(settings, events, subscriptions, commit, seed, config, schema_versions, repo)

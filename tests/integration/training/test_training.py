@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import io
 import json
 
 import mlflow
@@ -58,12 +59,35 @@ def test_training_registers_a_candidate_whose_runs_carry_the_data_commit(trained
     assert version.tags["data_commit"] == lake.commit and version.run_id == result.run_ids["xgboost"]
 
 
+def read_features(lake: Lake, features_uri: str, name: str) -> bytes:
+    """One file of a run's feature matrices, read from the lake at the commit its URI names."""
+    prefix = f"lakefs://{lake.settings.lakefs_repository}/"
+    assert features_uri.startswith(prefix)
+    commit, path = features_uri.removeprefix(prefix).split("/", 1)
+    return lake.repo.get_object(commit, f"{path}/{name}")
+
+
+def test_feature_matrices_are_committed_to_the_lake_tied_to_the_input_commit(trained: Trained) -> None:
+    lake, result = trained
+    assert lake.repo.head("main") == lake.commit, "publishing features does not move main"
+    commit = result.features_uri.removeprefix(f"lakefs://{lake.settings.lakefs_repository}/").split("/", 1)[0]
+    assert lake.repo.commit_info(commit).metadata == {"source_commit": lake.commit, "run_id": result.parent_run_id}
+    schema = json.loads(read_features(lake, result.features_uri, "schema.json"))
+    assert schema["data_commit"] == lake.commit
+    assert {c["name"] for c in schema["columns"]} >= set(FEATURE_SPEC.columns) | {LABEL}
+    mlflow.set_tracking_uri(lake.settings.mlflow_tracking_uri)
+    assert client_of(lake).get_run(result.parent_run_id).data.tags["features_uri"] == result.features_uri
+    logged = mlflow.artifacts.download_artifacts(f"runs:/{result.parent_run_id}/features/train.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(logged), pd.read_parquet(
+        io.BytesIO(read_features(lake, result.features_uri, "train.parquet"))))
+
+
 def test_the_registered_model_scores_the_logged_feature_matrix(trained: Trained) -> None:
     lake, result = trained
     mlflow.set_tracking_uri(lake.settings.mlflow_tracking_uri)
-    test = pd.read_parquet(mlflow.artifacts.download_artifacts(f"{result.features_uri}/test.parquet"))
+    test = pd.read_parquet(io.BytesIO(read_features(lake, result.features_uri, "test.parquet")))
     assert test["cutoff"].min() > pd.read_parquet(
-        mlflow.artifacts.download_artifacts(f"{result.features_uri}/train.parquet"))["cutoff"].max()
+        io.BytesIO(read_features(lake, result.features_uri, "train.parquet")))["cutoff"].max()
     model = mlflow.sklearn.load_model(f"models:/{lake.settings.registered_model}@candidate")
     probability = model.predict_proba(test[FEATURE_SPEC.columns])[:, 1]
     assert classification_metrics(test[LABEL], probability)["roc_auc"] == pytest.approx(
