@@ -87,6 +87,7 @@ def train_and_register(settings: Settings, summary: DemoSummary, seed: int) -> N
     summary.training = result
     click.echo("\n== training ==")
     click.echo(f"data commit {result.data_commit}; parent run {result.parent_run_id}")
+    click.echo(f"feature matrices: {result.features_uri}")
     metrics = pd.DataFrame(result.metrics).sort_index()  # one column per model, side by side
     runs = pd.DataFrame([result.run_ids], index=["run_id"])
     click.echo(pd.concat([runs, metrics.round(4).astype(object)]).to_string())
