@@ -133,7 +133,8 @@ def cloud_logging_formatter() -> JsonFormatter:
 def setup_logging(settings: Settings, stream: Any = None) -> PiiScrubber:
     """Route every log record through the scrubber and one handler on the root logger.
 
-    Handlers that other libraries attached to their own loggers get the scrubber too.
+    Handlers that other libraries attached to their own loggers get the scrubber too, and (in JSON
+    format) the same formatter, so every line a process logs has one shape.
     Returns the filter so callers (and tests) can reuse it.
     """
     scrubber = PiiScrubber(Scrubber(settings.log_scrub_identifiers))
@@ -153,5 +154,7 @@ def setup_logging(settings: Settings, stream: Any = None) -> PiiScrubber:
             for other in logger.handlers:
                 if scrubber not in other.filters:
                     other.addFilter(scrubber)
+                if settings.log_format == "json" and isinstance(other, logging.StreamHandler):
+                    other.setFormatter(handler.formatter)  # e.g. MLflow's own handler: same JSON lines
     logging.captureWarnings(True)
     return scrubber

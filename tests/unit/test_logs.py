@@ -90,7 +90,7 @@ def test_exception_text_is_scrubbed(captured: io.StringIO) -> None:
     assert PII["card"] not in output and PII["email"] not in output
 
 
-def test_library_handlers_get_the_scrubber(tmp_path) -> None:
+def test_library_handlers_get_the_scrubber_and_the_json_format(tmp_path) -> None:
     stream = io.StringIO()
     library = logging.getLogger("some.library")
     library.propagate = False
@@ -101,7 +101,8 @@ def test_library_handlers_get_the_scrubber(tmp_path) -> None:
         setup_logging(Settings(state_dir=tmp_path), stream=io.StringIO())
         library.warning("peer %s", PII["ipv6"])
         assert PII["ipv6"] not in stream.getvalue()
-        assert MASK in stream.getvalue()
+        line = json.loads(stream.getvalue())
+        assert line["message"] == f"peer {MASK}" and line["severity"] == "WARNING"
     finally:
         library.handlers.clear()
         library.propagate = True
