@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -337,6 +338,13 @@ class IngestRun:
              {"rows": sum(o.rows_quarantined for o in bad_rows)})
         emit("duplicates_dropped", "duplicate ids were dropped", dups,
              {"rows": sum(o.duplicates_dropped for o in dups)})
+        corrected = [o for o in objs if o.corrections]
+        fixes: Counter[str] = Counter()
+        for obj in corrected:
+            for correction in obj.corrections:
+                fixes[str(correction["kind"])] += int(str(correction["rows"]))
+        emit("auto_corrected", "values were corrected to fit the contract: " + ", ".join(sorted(fixes)), corrected,
+             dict(fixes))
 
     # -- the run -------------------------------------------------------------------------------
 

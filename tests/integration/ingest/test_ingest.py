@@ -134,7 +134,7 @@ def test_a_day_with_anomalies_is_accounted_for_and_lands_where_the_policy_says(
     # Alerts were raised for each anomaly class.
     alert_kinds = {alert["kind"] for report in reports.values() for alert in report.alerts}
     assert {"unreadable_object", "missing_required_column", "schema_drift", "quarantined_rows",
-            "duplicates_dropped"} <= alert_kinds
+            "duplicates_dropped", "auto_corrected"} <= alert_kinds
     assert '"alert": true' in log_stream.getvalue()
 
     # No raw PII in any published object or captured log line.
