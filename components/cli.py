@@ -9,10 +9,14 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import click
+import requests
+from google.api_core.exceptions import GoogleAPIError, RetryError
 
 from components import cli_training, datagen, demo, ingest
-from components.localstack import LocalStack
-from components.logs import setup_logging
+from components.localstack import LocalStack, StackNotRunning, require_services
+from components.logs import Scrubber, setup_logging
+from components.secrets import SecretError
+from components.versioning import VersioningError
 from components.settings import get_settings
 from components.storage import ensure_bucket, storage_client
 
@@ -42,7 +46,30 @@ class HourType(click.ParamType):
 HOUR = HourType()
 
 
-@click.group()
+# Failures of the services a command talks to: reported as one clear line, not a traceback.
+OPERATIONAL_ERRORS = (
+    StackNotRunning,
+    GoogleAPIError,
+    RetryError,
+    requests.RequestException,
+    VersioningError,
+    SecretError,
+    ingest.AccountingError,
+)
+
+
+class ChurnopsGroup(click.Group):
+    """The command group; turns operational failures into a short error and exit status 1."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except OPERATIONAL_ERRORS as exc:
+            text = Scrubber(get_settings().log_scrub_identifiers).text(str(exc).splitlines()[0] if str(exc) else "")
+            raise click.ClickException(f"{type(exc).__name__}: {text[:400]}") from exc
+
+
+@click.group(cls=ChurnopsGroup)
 def main() -> None:
     """churnops: customer-churn MLOps (ingest, version, train, register, serve)."""
     setup_logging(get_settings())
@@ -93,6 +120,7 @@ def data() -> None:
 def data_generate(hours: int, customers: int, anomaly_rate: float, seed: int, start: datetime | None) -> None:
     """Upload hourly drops of activity events and billing exports to the raw bucket."""
     settings = get_settings()
+    require_services(settings, "fake-gcs-server")
     generated = datagen.generate(hours=hours, customers=customers, start=start, seed=seed, anomaly_rate=anomaly_rate)
     client = storage_client(settings)
     ensure_bucket(client, settings.raw_bucket)
@@ -108,7 +136,9 @@ def data_generate(hours: int, customers: int, anomaly_rate: float, seed: int, st
 @click.option("--lookback", type=click.IntRange(0, 72), default=None, help="Hours of late files to pick up.")
 def ingest_cmd(hour: datetime, lookback: int | None) -> None:
     """Ingest one hour of raw objects into the lake (one commit, or none if nothing is new)."""
-    report = ingest.ingest_hour(get_settings(), hour, lookback)
+    settings = get_settings()
+    require_services(settings, "fake-gcs-server")
+    report = ingest.ingest_hour(settings, hour, lookback)
     acc = report.accounting()
     click.echo(
         f"{report.hour}: commit={report.commit_id or '-'} objects={acc['objects_ingested']} "

@@ -14,6 +14,7 @@ from mlflow.exceptions import MlflowException
 
 from components import registry
 from components.evaluate import METRICS
+from components.localstack import require_services
 from components.settings import get_settings
 from components.train import train_from_commit
 from components.versioning import VersioningError
@@ -37,8 +38,10 @@ def train_command(data_commit: str | None, latest: bool, seed: int) -> None:
     """Train the baseline and XGBoost on one lake commit, log both to MLflow, gate and register."""
     if (data_commit is None) == (not latest):
         raise click.UsageError("pass exactly one of --data-commit C or --latest")
+    settings = get_settings()
+    require_services(settings, "mlflow")
     try:
-        result = train_from_commit(get_settings(), data_commit, seed)
+        result = train_from_commit(settings, data_commit, seed)
     except _FAILURES as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"data commit  {result.data_commit}")

@@ -212,3 +212,20 @@ def _stop_group(pid: int, timeout: float) -> None:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(alive, timeout=5)
+
+
+class StackNotRunning(RuntimeError):
+    """A command needs a local service that is not answering."""
+
+
+def require_services(settings: Settings, *names: str) -> None:
+    """On the local profile, fail fast with a clear message when a needed local service is down.
+
+    On the GKE profile the services are the cluster's and this checks nothing.
+    """
+    if settings.profile != "local":
+        return
+    down = [s for s in LocalStack(settings, only=names).status() if not s.healthy]
+    if down:
+        listed = ", ".join(f"{s.name} ({s.url})" for s in down)
+        raise StackNotRunning(f"not running: {listed}; start the local stack with `churnops stack up`")

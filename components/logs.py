@@ -2,9 +2,9 @@
 
 Lines are JSON in Cloud Logging's structured format (``severity``, ``message``, ``time``,
 ``logger`` and any ``extra`` fields), written by python-json-logger. Before any handler formats
-a record, :class:`PiiScrubber` masks e-mail addresses, phone numbers, IPv4/IPv6 addresses,
-card-like numbers and configured raw identifiers in the message, its arguments, the extra fields
-and the exception text.
+a record, :class:`PiiScrubber` masks e-mail addresses, phone numbers, IPv4/IPv6 addresses (not
+loopback ones), card-like numbers and configured raw identifiers in the message, its arguments,
+the extra fields and the exception text.
 """
 
 from __future__ import annotations
@@ -57,13 +57,14 @@ def _mask_card(match: re.Match[str]) -> str:
     return MASK if grouped or _luhn_ok(digits) else text
 
 
-def _mask_ipv6(match: re.Match[str]) -> str:
+def _mask_ip(match: re.Match[str]) -> str:
+    """Mask an IP address, except loopback and unspecified ones (a machine's own, never a person's)."""
     text = match.group(0)
     try:
-        ipaddress.IPv6Address(text)
+        address = ipaddress.ip_address(text)
     except ValueError:
         return text
-    return MASK
+    return text if address.is_loopback or address.is_unspecified else MASK
 
 
 class Scrubber:
@@ -75,8 +76,8 @@ class Scrubber:
     def text(self, value: str) -> str:
         """Return ``value`` with every PII match replaced by ``[REDACTED]``."""
         value = _EMAIL.sub(MASK, value)
-        value = _IPV6_CANDIDATE.sub(_mask_ipv6, value)
-        value = _IPV4.sub(MASK, value)
+        value = _IPV6_CANDIDATE.sub(_mask_ip, value)
+        value = _IPV4.sub(_mask_ip, value)
         value = _CARD.sub(_mask_card, value)
         value = _PHONE.sub(MASK, value)
         for pattern in self._identifiers:

@@ -55,6 +55,12 @@ def test_scrubber_leaves_ordinary_text_alone() -> None:
     assert Scrubber().text(text) == text
 
 
+def test_loopback_addresses_are_not_personal_data() -> None:
+    text = "mlflow at http://127.0.0.1:5050, gcs at [::1]:4443, bound to 0.0.0.0"
+    assert Scrubber().text(text) == text
+    assert Scrubber().text("client 10.1.2.3") == f"client {MASK}"
+
+
 def test_bare_digit_runs_are_masked_only_when_luhn_valid() -> None:
     assert Scrubber().text("n=1700000000000001") == f"n={MASK}"  # passes Luhn: could be a card
     assert Scrubber().text("n=1700000000000002") == "n=1700000000000002"
