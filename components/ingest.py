@@ -246,7 +246,7 @@ class IngestRun:
             prefix = f"{kind}/dt={hour:%Y-%m-%d}/hr={hour:%H}/"
             if not self.repo.list_paths("main", prefix):
                 continue
-            table = self.repo.read_table("main", prefix).to_pandas()
+            table = self.repo.read_table("main", prefix, columns=[ID_COLUMNS[kind], "_source_object"]).to_pandas()
             if table.empty:
                 continue
             keep = ~table["_source_object"].isin(superseded)

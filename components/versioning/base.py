@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -158,16 +158,17 @@ class DataRepository(ABC):
     def log(self, ref: str = DEFAULT_BRANCH, limit: int = 50) -> list[CommitInfo]:
         """Up to ``limit`` commits reachable from ``ref``, newest first."""
 
-    def read_table(self, ref: str, prefix: str) -> pa.Table:
+    def read_table(self, ref: str, prefix: str, columns: Sequence[str] | None = None) -> pa.Table:
         """Every ``*.parquet`` under ``prefix`` at ``ref``, concatenated in path order.
 
-        Columns come from the files themselves; hive partition directories (``dt=``/``hr=``)
-        are not turned into columns. Files whose schemas differ only in column order or in
-        missing nullable columns are unified; incompatible schemas raise ``pyarrow`` errors.
-        Raises :class:`NotFoundError` if there is no parquet file under ``prefix``.
+        Columns come from the files themselves (only ``columns``, when given); hive partition
+        directories (``dt=``/``hr=``) are not turned into columns. Files whose schemas differ only
+        in column order or in missing nullable columns are unified; incompatible schemas raise
+        ``pyarrow`` errors. Raises :class:`NotFoundError` if there is no parquet file under ``prefix``.
         """
         paths = [path for path in self.list_paths(ref, prefix) if path.endswith(".parquet")]
         if not paths:
             raise NotFoundError(f"no parquet files under {prefix!r} at {ref!r}")
-        tables = [pq.read_table(io.BytesIO(self.get_object(ref, path))) for path in paths]
+        wanted = list(columns) if columns is not None else None
+        tables = [pq.read_table(io.BytesIO(self.get_object(ref, path)), columns=wanted) for path in paths]
         return pa.concat_tables(tables, promote_options="default")

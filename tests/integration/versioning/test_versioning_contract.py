@@ -258,6 +258,7 @@ def test_read_table_concatenates_every_parquet_file_under_the_prefix(harness: Ha
     table = repo.read_table(commit, prefix)
     assert table.column_names == ["customer_token", "events"]
     assert table.to_pydict() == {"customer_token": ["a", "b", "c"], "events": [1, 2, 3]}
+    assert repo.read_table(commit, prefix, columns=["events"]).to_pydict() == {"events": [1, 2, 3]}
     with pytest.raises(NotFoundError):
         repo.read_table(commit, harness.path("missing/"))
 
