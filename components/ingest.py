@@ -48,6 +48,7 @@ ID_COLUMNS = {contract.EVENTS: "event_id", contract.SUBSCRIPTIONS: "record_id"}
 SOURCES_PREFIX = "_ingest/sources"
 RUNS_PREFIX = "_ingest/runs"
 MAX_MERGE_ATTEMPTS = 3
+QUARANTINE_INFO = ("_reason", "_line")
 
 
 class AccountingError(RuntimeError):
@@ -280,10 +281,11 @@ class IngestRun:
     def quarantine_rows(self, item: _Prepared) -> pd.DataFrame:
         """Quarantined rows with the PII policy applied (raw values never reach the lake)."""
         assert item.quarantined is not None
-        rows = item.quarantined.astype("string")
-        rows = apply_pii_policy(rows, item.kind, self.tokenizer)
-        # Raw text of malformed lines is never copied: the raw bucket holds the object for replay.
-        rows = rows.drop(columns=[c for c in rows.columns if c == "_raw"])
+        # Only contract columns and the diagnosis: the raw text of a malformed line and columns the
+        # contract does not know (which could hold anything) stay in the raw bucket, for replay.
+        known = {*contract.CONTRACT_COLUMNS[item.kind], *QUARANTINE_INFO}
+        keep = [column for column in item.quarantined.columns if column in known]
+        rows = apply_pii_policy(item.quarantined[keep].astype("string"), item.kind, self.tokenizer)
         rows["_source_object"] = item.ref.name
         rows["_source_generation"] = str(item.ref.generation)
         return rows

@@ -266,3 +266,24 @@ def test_event_sent_again_in_a_later_hour_is_a_duplicate_not_a_quarantined_row(i
     assert obj.rows_quarantined == 0
     assert obj.rows_in == len(lines) + 1
     assert published(ingest_env, "events")["event_id"].is_unique
+
+
+def test_quarantine_keeps_only_contract_columns_with_the_pii_policy_applied(ingest_env: IngestEnv) -> None:
+    data = datagen.generate(hours=1, customers=20, start=START, seed=9)
+    web = next(o for o in data.objects if "/web-" in o.name)
+    rows = [json.loads(line) for line in gzip.decompress(web.data).decode().splitlines()]
+    rows[0].update(event_type="teleport", note="call jane.roe@example.com", ip_address="198.51.100.7")
+    for row in rows[1:]:
+        row["note"] = "ok"
+    body = gzip.compress(("\n".join(json.dumps(r) for r in rows) + "\n{not json\n").encode())
+    ingest_env.upload([datagen.RawObject(web.name, body, web.content_type, web.hour, web.arrival)])
+    report = ingest_env.run(START, lookback=0)
+    obj = report.objects[0]
+    assert obj.rows_quarantined == 2 and obj.unknown_columns == ["note"]
+    path = next(p for p in ingest_env.repo.list_paths("main", "quarantine/") if p.endswith(".parquet"))
+    quarantined = pq.read_table(io.BytesIO(ingest_env.repo.get_object("main", path))).to_pandas()
+    assert {"note", "ip_address", "customer_id", "_raw"}.isdisjoint(quarantined.columns)
+    assert quarantined["customer_token"].dropna().str.startswith("tok_").all()
+    assert {"_reason", "_line", "_source_object", "_source_generation"} <= set(quarantined.columns)
+    text = quarantined.astype(str).to_csv()
+    assert "jane.roe@example.com" not in text and "198.51.100.7" not in text and "{not json" not in text
