@@ -35,6 +35,7 @@ from google.cloud import storage
 
 from components import contract
 from components.alerts import Alert, AlertSink
+from components.buildinfo import git_sha, lock_sha256
 from components.privacy import Tokenizer, apply_pii_policy
 from components.secrets import tokenization_key
 from components.settings import Settings
@@ -418,7 +419,8 @@ class IngestRun:
             "sources": json.dumps(sources),
             "accounting": json.dumps(report.accounting(), sort_keys=True),
             "schema_versions": json.dumps(contract.SCHEMA_VERSIONS, sort_keys=True),
-            "code_version": self.settings.code_version,
+            "code_version": git_sha(self.settings),
+            "lock_sha256": lock_sha256(),
             "tokenizer_key_id": self.tokenizer.key_id,
         }
 

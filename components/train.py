@@ -17,7 +17,6 @@ Same commit + same seed + same configuration gives the same metrics.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -34,7 +33,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pygit2
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.models import ModelSignature, infer_signature
@@ -57,6 +55,7 @@ from components.features import (
     feature_spec,
     split_by_time,
 )
+from components.buildinfo import git_sha, lock_sha256
 from components.settings import Settings
 from components.transform import DEFAULT_PERCENTILE, SKOPS_TRUSTED_TYPES, build_model
 from components.versioning import DataRepository, open_repository
@@ -64,8 +63,6 @@ from components.versioning.base import DEFAULT_BRANCH
 
 logger = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-LOCK_FILE = PROJECT_ROOT / "requirements.lock"
 BASELINE = "baseline"
 CHALLENGER = "xgboost"
 FEATURES_BRANCH = "features"
@@ -134,25 +131,6 @@ class TrainingResult:
 
 # --------------------------------------------------------------------------------------------
 # Lineage
-
-
-def git_sha(settings: Settings) -> str:
-    """HEAD of the source checkout this code runs from, else the configured code version."""
-    try:
-        found = pygit2.discover_repository(str(PROJECT_ROOT))
-        if found:
-            return str(pygit2.Repository(found).head.target)
-    except pygit2.GitError:
-        pass
-    return settings.code_version
-
-
-def lock_sha256(path: Path = LOCK_FILE) -> str:
-    """sha256 of ``requirements.lock`` ("missing" when the file is not shipped)."""
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except FileNotFoundError:
-        return "missing"
 
 
 def dataset_source(settings: Settings, data_commit: str, prefix: str) -> str:

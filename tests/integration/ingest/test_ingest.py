@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from components import datagen
+from components.buildinfo import git_sha, lock_sha256
 from components.ingest import IngestReport, SimulatedCrash
 from components.logs import setup_logging
 from tests.integration.ingest.conftest import START, IngestEnv
@@ -167,7 +168,8 @@ def test_commit_records_sources_accounting_and_versions(ingest_env: IngestEnv) -
     accounting = json.loads(metadata["accounting"])
     assert accounting["rows_in"] == report.rows_in > 0
     assert json.loads(metadata["schema_versions"]) == {"events": "events:v1", "subscriptions": "subscriptions:v1"}
-    assert metadata["code_version"] == ingest_env.settings.code_version
+    assert metadata["code_version"] == git_sha(ingest_env.settings)
+    assert metadata["lock_sha256"] == lock_sha256()
 
 
 def test_late_file_is_picked_up_by_the_next_run_within_the_lookback(ingest_env: IngestEnv) -> None:

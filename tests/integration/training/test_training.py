@@ -14,7 +14,8 @@ from mlflow import MlflowClient
 from components import registry
 from components.evaluate import classification_metrics
 from components.features import FEATURE_SPEC, LABEL
-from components.train import TrainingConfig, TrainingResult, lock_sha256, train_from_commit
+from components.buildinfo import lock_sha256
+from components.train import TrainingConfig, TrainingResult, train_from_commit
 from tests.integration.training.conftest import Lake
 
 Trained = tuple[Lake, TrainingResult]

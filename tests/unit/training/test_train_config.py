@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from components.cli_training import train_command
 from components.features import FEATURE_SPEC
 from components.settings import Settings
-from components.train import TrainingConfig, build_splits, dataset_source, lock_sha256, model_signature
+from components.buildinfo import lock_sha256
+from components.train import TrainingConfig, build_splits, dataset_source, model_signature
 from tests.unit.training.conftest import event, events_frame, record, subscriptions_frame
 
 
