@@ -800,7 +800,7 @@ def check(
     data = checker.validate(checker.prepare(parsed.rows))
     per_row = checker.reasons.joined()
     bad = per_row.index.to_numpy(dtype=np.int64)
-    valid = data.drop(index=bad).reset_index(drop=True)
+    valid = data.drop(index=bad).reset_index(drop=True) if len(bad) else data.reset_index(drop=True)
     quarantined = _quarantine(parsed, bad, per_row)
     return _result(kind, parsed, valid, quarantined, corrections + checker.corrections, unknown, [])
 
