@@ -15,6 +15,13 @@ from tests.conftest import free_port
 from tests.support.lakefs_double import LakeFSDouble
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test in this folder ``integration`` (select with ``-m integration``)."""
+    for item in items:
+        if "tests/integration/" in item.nodeid:
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session", name="stack_settings")
 def fixture_stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings for this session's local services: free ports, state in a temporary folder."""

@@ -20,7 +20,6 @@ from components.secrets import (
 from components.settings import Settings
 from tests.support.secret_manager_double import SecretManagerDouble
 
-pytestmark = pytest.mark.integration
 
 PROJECT = "churnops-test"
 

@@ -11,7 +11,6 @@ from components.settings import Settings
 from components.train import TrainingResult
 from tests.integration.training.conftest import Lake
 
-pytestmark = pytest.mark.integration
 
 
 def run(settings: Settings, monkeypatch: pytest.MonkeyPatch, command: click.Command, args: list[str]) -> str:

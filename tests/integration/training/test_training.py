@@ -20,7 +20,6 @@ from tests.integration.training.conftest import Lake
 
 Trained = tuple[Lake, TrainingResult]
 
-pytestmark = pytest.mark.integration
 
 # A deliberately weak challenger: one stump.
 CRIPPLED = TrainingConfig(xgb_params={"n_estimators": 1, "max_depth": 1, "learning_rate": 0.1})
