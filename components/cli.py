@@ -6,6 +6,7 @@ through :func:`components.logs.setup_logging`.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 import click
@@ -16,7 +17,7 @@ from components import cli_training, datagen, demo, ingest
 from components.localstack import LocalStack, StackNotRunning, require_services
 from components.logs import Scrubber, setup_logging
 from components.secrets import SecretError
-from components.versioning import VersioningError
+from components.versioning import VersioningError, open_repository
 from components.settings import get_settings
 from components.storage import ensure_bucket, storage_client
 
@@ -44,6 +45,7 @@ class HourType(click.ParamType):
 
 
 HOUR = HourType()
+ACCOUNTING_KEYS = ("rows_in", "rows_published", "rows_quarantined", "duplicates_dropped", "objects_quarantined")
 
 
 # Failures of the services a command talks to: reported as one clear line, not a traceback.
@@ -160,3 +162,35 @@ def demo_cmd(keep: bool, hours: int, customers: int) -> None:
 
 for _command in cli_training.COMMANDS:
     main.add_command(_command)
+
+
+@main.group()
+def lake() -> None:
+    """The versioned data lake (embedded git repository locally, lakeFS on GKE)."""
+
+
+@lake.command("log")
+@click.option("--ref", default="main", show_default=True, help="Branch or commit id.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+def lake_log(ref: str, limit: int) -> None:
+    """Recent commits of ``ref`` (first parents: what the branch itself published), with accounting."""
+    repo = open_repository(get_settings())
+    commit: str | None = repo.resolve(ref)
+    for _ in range(limit):
+        if commit is None:
+            break
+        info = repo.commit_info(commit)
+        commit = info.parents[0] if info.parents else None
+        acc = json.loads(info.metadata.get("accounting", "{}"))
+        counts = " ".join(f"{key}={acc[key]}" for key in ACCOUNTING_KEYS if key in acc)
+        when = info.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        click.echo(f"{info.id[:12]}  {when}  {info.metadata.get('hour', '-'):13}  {counts or info.message}")
+
+
+@lake.command("show")
+@click.argument("ref")
+def lake_show(ref: str) -> None:
+    """One commit: id, parents, message and metadata (sources, accounting, versions)."""
+    info = open_repository(get_settings()).commit_info(ref)
+    click.echo(json.dumps({"id": info.id, "parents": info.parents, "created_at": info.created_at.isoformat(),
+                           "message": info.message, "metadata": info.metadata}, indent=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 
@@ -11,6 +12,7 @@ from google.api_core.exceptions import ServiceUnavailable
 
 from components import cli
 from components.settings import get_settings
+from components.versioning import open_repository
 from tests.conftest import free_port
 
 
@@ -62,3 +64,23 @@ def test_a_malformed_hour_is_a_usage_error() -> None:
     result = CliRunner().invoke(cli.main, ["ingest", "--hour", "yesterday"])
     assert result.exit_code == 2
     assert "is not an hour like 2026-11-01T05" in result.output
+
+
+@pytest.mark.usefixtures("dead_stack")
+def test_lake_log_lists_what_main_published_with_its_accounting() -> None:
+    repo = open_repository(get_settings())
+    repo.ensure()
+    for hour, rows in (("2026-11-01T05", 10), ("2026-11-01T06", 7)):
+        branch = f"ingest-{hour}"
+        repo.create_branch(branch)
+        repo.put_objects(branch, {f"events/{hour}.parquet": b"x" * rows})
+        metadata = {"hour": hour, "accounting": json.dumps({"rows_in": rows, "rows_published": rows})}
+        repo.commit(branch, f"ingest {hour}", metadata)
+        repo.merge(branch, "main", f"publish ingest {hour}", metadata)
+    result = CliRunner().invoke(cli.main, ["lake", "log", "--limit", "2"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split()[3] for line in lines] == ["2026-11-01T06", "2026-11-01T05"]  # merges only, newest first
+    assert "rows_in=7 rows_published=7" in lines[0]
+    shown = json.loads(CliRunner().invoke(cli.main, ["lake", "show", lines[0].split()[0]]).output)
+    assert shown["id"] == repo.head("main") and shown["metadata"]["hour"] == "2026-11-01T06"
