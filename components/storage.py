@@ -25,11 +25,6 @@ class ObjectRef:
     generation: int
     size: int
 
-    @property
-    def uri(self) -> str:
-        """``gs://bucket/name#generation``."""
-        return f"gs://{self.bucket}/{self.name}#{self.generation}"
-
 
 def storage_client(settings: Settings) -> storage.Client:
     """A client for GCS, or for the emulator when ``gcs_endpoint`` is set."""
