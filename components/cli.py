@@ -12,8 +12,9 @@ from datetime import datetime, timezone
 import click
 import requests
 from google.api_core.exceptions import GoogleAPIError, RetryError
+from mlflow.exceptions import MlflowException
 
-from components import cli_training, datagen, demo, ingest
+from components import cli_training, datagen, demo, ingest, registry
 from components.localstack import LocalStack, StackNotRunning, require_services
 from components.logs import Scrubber, setup_logging
 from components.secrets import SecretError
@@ -48,8 +49,11 @@ HOUR = HourType()
 ACCOUNTING_KEYS = ("rows_in", "rows_published", "rows_quarantined", "duplicates_dropped", "objects_quarantined")
 
 
-# Failures of the services a command talks to: reported as one clear line, not a traceback.
+# Bad input and failures of the services a command talks to: one clear line, not a traceback.
 OPERATIONAL_ERRORS = (
+    ValueError,
+    MlflowException,
+    registry.RegistryError,
     StackNotRunning,
     GoogleAPIError,
     RetryError,

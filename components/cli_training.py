@@ -10,18 +10,15 @@ import math
 
 import click
 import pandas as pd
-from mlflow.exceptions import MlflowException
 
 from components import registry
 from components.evaluate import METRICS
 from components.localstack import require_services
 from components.settings import get_settings
 from components.train import train_from_commit
-from components.versioning import VersioningError
 
 # Columns of `runs compare`, in order; metrics are MLflow metric names of the per-model runs.
 COMPARE_METRICS: tuple[str, ...] = tuple(f"test_{m}" for m in METRICS) + ("validation_roc_auc", "validation_pr_auc")
-_FAILURES = (ValueError, VersioningError, registry.RegistryError, MlflowException)
 
 
 def _fmt(value: object) -> str:
@@ -40,10 +37,7 @@ def train_command(data_commit: str | None, latest: bool, seed: int) -> None:
         raise click.UsageError("pass exactly one of --data-commit C or --latest")
     settings = get_settings()
     require_services(settings, "mlflow")
-    try:
-        result = train_from_commit(settings, data_commit, seed)
-    except _FAILURES as exc:
-        raise click.ClickException(str(exc)) from exc
+    result = train_from_commit(settings, data_commit, seed)
     click.echo(f"data commit  {result.data_commit}")
     click.echo(f"parent run   {result.parent_run_id}  (features: {result.features_uri})")
     table = pd.DataFrame(result.metrics).T.reindex(columns=list(COMPARE_METRICS))
@@ -95,10 +89,7 @@ def recent_runs(experiment: str, limit: int) -> pd.DataFrame:
 def runs_compare(experiment: str | None, limit: int) -> None:
     """Recent per-model runs side by side: one row per run, metrics as columns."""
     name = experiment or get_settings().mlflow_experiment
-    try:
-        table = recent_runs(name, limit)
-    except MlflowException as exc:
-        raise click.ClickException(str(exc)) from exc
+    table = recent_runs(name, limit)
     if table.empty:
         click.echo(f"no training runs in experiment {name!r}")
         return
@@ -115,10 +106,7 @@ def model_group() -> None:
 def model_promote(to: str) -> None:
     """Move the version holding the previous alias (candidate or staging) to ``--to``."""
     settings = get_settings()
-    try:
-        event = registry.promote(registry.client_for(settings), settings.registered_model, to)
-    except _FAILURES as exc:
-        raise click.ClickException(str(exc)) from exc
+    event = registry.promote(registry.client_for(settings), settings.registered_model, to)
     previous = f" (was version {event.from_version})" if event.from_version else ""
     click.echo(f"{settings.registered_model}: version {event.version} is now {to!r}{previous}")
 
@@ -127,10 +115,7 @@ def model_promote(to: str) -> None:
 def model_rollback() -> None:
     """Give 'production' back to the version that held it before the current one."""
     settings = get_settings()
-    try:
-        event = registry.rollback(registry.client_for(settings), settings.registered_model)
-    except _FAILURES as exc:
-        raise click.ClickException(str(exc)) from exc
+    event = registry.rollback(registry.client_for(settings), settings.registered_model)
     click.echo(f"{settings.registered_model}: 'production' rolled back from version {event.from_version} "
                f"to version {event.version}")
 
@@ -139,10 +124,7 @@ def model_rollback() -> None:
 def model_show() -> None:
     """Versions of the registered model, newest first, with their aliases."""
     settings = get_settings()
-    try:
-        rows = registry.describe(registry.client_for(settings), settings.registered_model)
-    except _FAILURES as exc:
-        raise click.ClickException(str(exc)) from exc
+    rows = registry.describe(registry.client_for(settings), settings.registered_model)
     if not rows:
         click.echo(f"no versions of {settings.registered_model!r} are registered")
         return
