@@ -21,7 +21,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from components.features import EVENT_TYPES, build_features
+from churnops.training.features import EVENT_TYPES, build_features
 
 START = pd.Timestamp("2026-11-01", tz="UTC")
 HOURS = 48

@@ -25,14 +25,14 @@ from pathlib import Path
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
-from components import datagen
-from components.alerts import AlertSink
-from components.ingest import IngestRun
-from components.localstack import LocalStack
-from components.privacy import Tokenizer
-from components.settings import Settings
-from components.storage import ensure_bucket, list_objects, read_object, storage_client
-from components.versioning import open_repository
+from churnops.local import datagen
+from churnops.platform.alerts import AlertSink
+from churnops.data.ingest import IngestRun
+from churnops.local.localstack import LocalStack
+from churnops.data.privacy import Tokenizer
+from churnops.platform.settings import Settings
+from churnops.platform.storage import ensure_bucket, list_objects, read_object, storage_client
+from churnops.data.versioning import open_repository
 
 
 def plain_pyarrow(settings: Settings, prefix: str) -> tuple[int, float]:

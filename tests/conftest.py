@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from components.settings import Settings
+from churnops.platform.settings import Settings
 
 
 def free_port() -> int:

@@ -1,6 +1,6 @@
 """A stateful, in-memory stand-in for the lakeFS REST API, served over real HTTP on 127.0.0.1.
 
-It implements the subset :class:`components.versioning.lakefs.LakeFSRepository` uses, with
+It implements the subset :class:`churnops.data.versioning.lakefs.LakeFSRepository` uses, with
 lakeFS's semantics: branches over immutable commits, a per-branch staging area that branch reads
 see, "no changes" (400) for empty commits and merges, object-level three-way merges with 409 on
 conflicts, and 400 for merges into a branch with uncommitted changes.
@@ -33,19 +33,12 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 API = "/api/v1"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SPEC_PATH = REPO_ROOT / ".." / "shared" / "specs" / "lakefs-api.yaml"
+SPEC_PATH = Path(__file__).resolve().parents[1] / "specs" / "lakefs-api.yaml"
 
 
 def spec_path() -> Path:
-    """The lakeFS OpenAPI document beside the repository (``<repo>/../shared/specs``)."""
-    path = SPEC_PATH.resolve()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"lakeFS API spec not found at {path}: the tests expect the 'shared/' folder (with specs/lakefs-api.yaml) "
-            f"next to the repository checkout {REPO_ROOT}"
-        )
-    return path
+    """The vendored lakeFS OpenAPI document (``tests/specs/lakefs-api.yaml``, see its README)."""
+    return SPEC_PATH
 
 
 class ApiError(Exception):

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from components.versioning.base import DataRepository
+from churnops.data.versioning.base import DataRepository
 
 
 @dataclass

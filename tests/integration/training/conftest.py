@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from google.cloud import storage
 
-from components import datagen
-from components.alerts import AlertSink
-from components.ingest import IngestRun
-from components.privacy import Tokenizer
-from components.settings import Settings
-from components.storage import ensure_bucket
-from components.train import TrainingResult, train_from_commit
-from components.versioning import DataRepository, open_repository
+from churnops.local import datagen
+from churnops.platform.alerts import AlertSink
+from churnops.data.ingest import IngestRun
+from churnops.data.privacy import Tokenizer
+from churnops.platform.settings import Settings
+from churnops.platform.storage import ensure_bucket
+from churnops.training.train import TrainingResult, train_from_commit
+from churnops.data.versioning import DataRepository, open_repository
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 HOURS = 48

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from components import cli, cli_training, registry
-from components.settings import Settings
-from components.train import TrainingResult
+from churnops.cli import main as cli
+from churnops.cli import training as cli_training
+from churnops.training import registry
+from churnops.platform.settings import Settings
+from churnops.training.train import TrainingResult
 from tests.integration.training.conftest import Lake
 
 

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from components import registry
-from components.evaluate import classification_metrics
-from components.features import FEATURE_SPEC, LABEL
-from components.buildinfo import lock_sha256
-from components.train import TrainingConfig, TrainingResult, train_from_commit
+from churnops.training import registry
+from churnops.training.evaluate import classification_metrics
+from churnops.training.features import FEATURE_SPEC, LABEL
+from churnops.platform.buildinfo import lock_sha256
+from churnops.training.train import TrainingConfig, TrainingResult, train_from_commit
 from tests.integration.training.conftest import Lake
 
 Trained = tuple[Lake, TrainingResult]

@@ -10,9 +10,9 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from xgboost import XGBClassifier
 
-from components import evaluate
-from components.features import FeatureSpec
-from components.transform import build_model
+from churnops.training import evaluate
+from churnops.training.features import FeatureSpec
+from churnops.training.transform import build_model
 
 
 def test_metrics_at_the_half_threshold() -> None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from components.features import (
+from churnops.training.features import (
     FEATURE_SPEC,
     LABEL,
     FeatureSpec,

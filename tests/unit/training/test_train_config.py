@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from components.cli_training import train_command
-from components.features import FEATURE_SPEC
-from components.settings import Settings
-from components.buildinfo import lock_sha256
-from components.train import TrainingConfig, build_splits, dataset_source, model_signature
+from churnops.cli.training import train_command
+from churnops.training.features import FEATURE_SPEC
+from churnops.platform.settings import Settings
+from churnops.platform.buildinfo import lock_sha256
+from churnops.training.train import TrainingConfig, build_splits, dataset_source, model_signature
 from tests.unit.training.conftest import event, events_frame, record, subscriptions_frame
 
 

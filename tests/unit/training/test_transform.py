@@ -16,8 +16,8 @@ from hypothesis.extra.pandas import column, data_frames, range_indexes
 from sklearn.linear_model import LogisticRegression
 from xgboost import XGBClassifier
 
-from components.features import FeatureSpec
-from components.transform import (
+from churnops.training.features import FeatureSpec
+from churnops.training.transform import (
     SKOPS_TRUSTED_TYPES,
     build_model,
     build_transformer,

@@ -1,0 +1,1 @@
+"""churnops: the library every stage, pipeline, server and command shares."""

@@ -1,0 +1,1 @@
+"""The ``churnops`` command line."""

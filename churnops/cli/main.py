@@ -1,0 +1,203 @@
+"""``churnops``: the operations a person runs by hand.
+
+Every command reads its configuration from :func:`churnops.platform.settings.get_settings` and logs
+through :func:`churnops.platform.logs.setup_logging`.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import click
+import requests
+from google.api_core.exceptions import GoogleAPIError, RetryError
+from mlflow.exceptions import MlflowException
+
+from churnops.cli import training as cli_training
+from churnops.local import datagen, demo
+from churnops.data import ingest
+from churnops.training import registry
+from churnops.local.localstack import LocalStack, StackNotRunning, require_services
+from churnops.platform.logs import Scrubber, setup_logging
+from churnops.platform.secrets import SecretError
+from churnops.data.versioning import VersioningError, open_repository
+from churnops.platform.settings import get_settings
+from churnops.platform.storage import ensure_bucket, storage_client
+
+
+def parse_hour(value: str) -> datetime:
+    """``YYYY-MM-DDTHH`` (or any ISO-8601 time) -> tz-aware UTC datetime floored to the hour."""
+    try:
+        parsed = datetime.fromisoformat(value if len(value) != 13 else f"{value}:00")
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not an hour like 2026-11-01T05") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+class HourType(click.ParamType):
+    """A click parameter for an hour (``YYYY-MM-DDTHH``)."""
+
+    name = "hour"
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        if isinstance(value, datetime):
+            return value
+        return parse_hour(value)
+
+
+HOUR = HourType()
+ACCOUNTING_KEYS = ("rows_in", "rows_published", "rows_quarantined", "duplicates_dropped", "objects_quarantined")
+
+
+# Bad input and failures of the services a command talks to: one clear line, not a traceback.
+OPERATIONAL_ERRORS = (
+    ValueError,
+    MlflowException,
+    registry.RegistryError,
+    StackNotRunning,
+    GoogleAPIError,
+    RetryError,
+    requests.RequestException,
+    VersioningError,
+    SecretError,
+    ingest.AccountingError,
+)
+
+
+class ChurnopsGroup(click.Group):
+    """The command group; turns operational failures into a short error and exit status 1."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except OPERATIONAL_ERRORS as exc:
+            text = Scrubber(get_settings().log_scrub_identifiers).text(str(exc).splitlines()[0] if str(exc) else "")
+            raise click.ClickException(f"{type(exc).__name__}: {text[:400]}") from exc
+
+
+@click.group(cls=ChurnopsGroup)
+def main() -> None:
+    """churnops: customer-churn MLOps (ingest, version, train, register, serve)."""
+    setup_logging(get_settings())
+
+
+@main.group()
+def stack() -> None:
+    """The embedded local stack: fake-gcs-server and MLflow on 127.0.0.1."""
+
+
+@stack.command("up")
+def stack_up() -> None:
+    """Start the local services (idempotent) and create the raw bucket."""
+    for status in LocalStack(get_settings()).up():
+        click.echo(f"{status.name:16} up    {status.url}  pid={status.pid}")
+
+
+@stack.command("down")
+def stack_down() -> None:
+    """Stop the services that `stack up` (or `demo --keep`) started."""
+    settings = get_settings()
+    stopped = LocalStack(settings).down() + LocalStack(demo.demo_settings(settings)).down()
+    click.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@stack.command("status")
+def stack_status() -> None:
+    """Health of each local service; exits 1 if any is down."""
+    statuses = LocalStack(get_settings()).status()
+    for status in statuses:
+        state = "up" if status.healthy else "down"
+        click.echo(f"{status.name:16} {state:5} {status.url}  pid={status.pid}")
+    if not all(status.healthy for status in statuses):
+        raise SystemExit(1)
+
+
+@main.group()
+def data() -> None:
+    """Synthetic raw data."""
+
+
+@data.command("generate")
+@click.option("--hours", type=click.IntRange(min=1), default=24, show_default=True)
+@click.option("--customers", type=click.IntRange(min=1), default=2000, show_default=True)
+@click.option("--anomaly-rate", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--start", type=HOUR, default=None, help="First hour (UTC), e.g. 2026-11-01T00. Default: HOURS ago.")
+def data_generate(hours: int, customers: int, anomaly_rate: float, seed: int, start: datetime | None) -> None:
+    """Upload hourly drops of activity events and billing exports to the raw bucket."""
+    settings = get_settings()
+    require_services(settings, "fake-gcs-server")
+    generated = datagen.generate(hours=hours, customers=customers, start=start, seed=seed, anomaly_rate=anomaly_rate)
+    client = storage_client(settings)
+    ensure_bucket(client, settings.raw_bucket)
+    refs = datagen.upload(client, settings.raw_bucket, generated.objects)
+    click.echo(
+        f"uploaded {len(refs)} objects to gs://{settings.raw_bucket}/activity/ "
+        f"({len(generated.anomalies)} with injected anomalies)"
+    )
+
+
+@main.command("ingest")
+@click.option("--hour", "hour", type=HOUR, required=True, help="The scheduled hour (UTC), e.g. 2026-11-01T05.")
+@click.option("--lookback", type=click.IntRange(0, 72), default=None, help="Hours of late files to pick up.")
+def ingest_cmd(hour: datetime, lookback: int | None) -> None:
+    """Ingest one hour of raw objects into the lake (one commit, or none if nothing is new)."""
+    settings = get_settings()
+    require_services(settings, "fake-gcs-server")
+    report = ingest.ingest_hour(settings, hour, lookback)
+    acc = report.accounting()
+    click.echo(
+        f"{report.hour}: commit={report.commit_id or '-'} objects={acc['objects_ingested']} "
+        f"(skipped {acc['objects_skipped']}, quarantined {acc['objects_quarantined']}) rows_in={acc['rows_in']} "
+        f"published={acc['rows_published']} quarantined={acc['rows_quarantined']} "
+        f"duplicates={acc['duplicates_dropped']} alerts={len(report.alerts)}"
+    )
+
+
+@main.command("demo")
+@click.option("--keep", is_flag=True, help="Leave the local stack running afterwards.")
+@click.option("--hours", type=click.IntRange(min=40), default=48, show_default=True,
+              help="Hours of activity (training needs 24 h of history plus a 12 h label horizon).")
+@click.option("--customers", type=click.IntRange(min=50), default=2000, show_default=True)
+def demo_cmd(keep: bool, hours: int, customers: int) -> None:
+    """Run the whole system end to end on the embedded local stack."""
+    demo.run_demo(get_settings(), keep=keep, hours=hours, customers=customers)
+
+
+for _command in cli_training.COMMANDS:
+    main.add_command(_command)
+
+
+@main.group()
+def lake() -> None:
+    """The versioned data lake (embedded git repository locally, lakeFS on GKE)."""
+
+
+@lake.command("log")
+@click.option("--ref", default="main", show_default=True, help="Branch or commit id.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+def lake_log(ref: str, limit: int) -> None:
+    """Recent commits of ``ref`` (first parents: what the branch itself published), with accounting."""
+    repo = open_repository(get_settings())
+    commit: str | None = repo.resolve(ref)
+    for _ in range(limit):
+        if commit is None:
+            break
+        info = repo.commit_info(commit)
+        commit = info.parents[0] if info.parents else None
+        acc = json.loads(info.metadata.get("accounting", "{}"))
+        counts = " ".join(f"{key}={acc[key]}" for key in ACCOUNTING_KEYS if key in acc)
+        when = info.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        click.echo(f"{info.id[:12]}  {when}  {info.metadata.get('hour', '-'):13}  {counts or info.message}")
+
+
+@lake.command("show")
+@click.argument("ref")
+def lake_show(ref: str) -> None:
+    """One commit: id, parents, message and metadata (sources, accounting, versions)."""
+    info = open_repository(get_settings()).commit_info(ref)
+    click.echo(json.dumps({"id": info.id, "parents": info.parents, "created_at": info.created_at.isoformat(),
+                           "message": info.message, "metadata": info.metadata}, indent=2))

@@ -1,0 +1,134 @@
+"""Training, run comparison and model-registry commands, registered in the ``churnops`` CLI.
+
+``train``, the ``runs`` group (``compare``) and the ``model`` group (``promote``, ``rollback``,
+``show``). Each command reads its settings from :func:`churnops.platform.settings.get_settings`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import click
+import pandas as pd
+
+from churnops.training import registry
+from churnops.training.evaluate import METRICS
+from churnops.local.localstack import require_services
+from churnops.platform.settings import get_settings
+from churnops.training.train import train_from_commit
+
+# Columns of `runs compare`, in order; metrics are MLflow metric names of the per-model runs.
+COMPARE_METRICS: tuple[str, ...] = tuple(f"test_{m}" for m in METRICS) + ("validation_roc_auc", "validation_pr_auc")
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.4f}"
+    return "-" if value is None or value == "" else str(value)
+
+
+@click.command("train")
+@click.option("--data-commit", default=None, metavar="C", help="Lake commit id (or branch) to train on.")
+@click.option("--latest", is_flag=True, help="Train on the current head of the lake's main branch.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Seed for every random choice in training.")
+def train_command(data_commit: str | None, latest: bool, seed: int) -> None:
+    """Train the baseline and XGBoost on one lake commit, log both to MLflow, gate and register."""
+    if (data_commit is None) == (not latest):
+        raise click.UsageError("pass exactly one of --data-commit C or --latest")
+    settings = get_settings()
+    require_services(settings, "mlflow")
+    result = train_from_commit(settings, data_commit, seed)
+    click.echo(f"data commit  {result.data_commit}")
+    click.echo(f"parent run   {result.parent_run_id}  (features: {result.features_uri})")
+    table = pd.DataFrame(result.metrics).T.reindex(columns=list(COMPARE_METRICS))
+    table.insert(0, "run_id", pd.Series(result.run_ids))
+    click.echo(table.map(_fmt).rename_axis("model").reset_index().to_string(index=False))
+    if result.gate.passed:
+        click.echo(f"gate passed: version {result.model_version} is now 'candidate'")
+    else:
+        click.echo("gate refused the new model: " + "; ".join(result.gate.reasons))
+
+
+@click.group("runs")
+def runs_group() -> None:
+    """Tracked training runs."""
+
+
+def recent_runs(experiment: str, limit: int) -> pd.DataFrame:
+    """The ``limit`` most recent per-model runs of ``experiment``, newest first, metrics as columns."""
+    settings = get_settings()
+    client = registry.client_for(settings)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise click.ClickException(f"no experiment named {experiment!r} on {settings.mlflow_tracking_uri}")
+    runs = client.search_runs(
+        [found.experiment_id],
+        filter_string="tags.model_type LIKE '%'",
+        order_by=["attributes.start_time DESC"],
+        max_results=limit,
+    )
+    rows = []
+    for run in runs:
+        tags = run.data.tags
+        row = {
+            "started": pd.Timestamp(run.info.start_time, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M:%S"),
+            "run_id": run.info.run_id[:12],
+            "status": run.info.status,
+            "model": tags.get("model_type", ""),
+            "data_commit": tags.get("data_commit", "")[:12],
+            "seed": tags.get("seed", ""),
+        }
+        row.update({name: run.data.metrics.get(name, math.nan) for name in COMPARE_METRICS})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["started", "run_id", "status", "model", "data_commit", "seed", *COMPARE_METRICS])
+
+
+@runs_group.command("compare")
+@click.option("--experiment", default=None, help="MLflow experiment (default: the configured one).")
+@click.option("--limit", type=click.IntRange(1, 500), default=10, show_default=True, help="How many runs.")
+def runs_compare(experiment: str | None, limit: int) -> None:
+    """Recent per-model runs side by side: one row per run, metrics as columns."""
+    name = experiment or get_settings().mlflow_experiment
+    table = recent_runs(name, limit)
+    if table.empty:
+        click.echo(f"no training runs in experiment {name!r}")
+        return
+    click.echo(table.map(_fmt).to_string(index=False))
+
+
+@click.group("model")
+def model_group() -> None:
+    """The registered churn model and its aliases (candidate -> staging -> production)."""
+
+
+@model_group.command("promote")
+@click.option("--to", "to", type=click.Choice(["staging", "production"]), required=True, help="Target alias.")
+def model_promote(to: str) -> None:
+    """Move the version holding the previous alias (candidate or staging) to ``--to``."""
+    settings = get_settings()
+    event = registry.promote(registry.client_for(settings), settings.registered_model, to)
+    previous = f" (was version {event.from_version})" if event.from_version else ""
+    click.echo(f"{settings.registered_model}: version {event.version} is now {to!r}{previous}")
+
+
+@model_group.command("rollback")
+def model_rollback() -> None:
+    """Give 'production' back to the version that held it before the current one."""
+    settings = get_settings()
+    event = registry.rollback(registry.client_for(settings), settings.registered_model)
+    click.echo(f"{settings.registered_model}: 'production' rolled back from version {event.from_version} "
+               f"to version {event.version}")
+
+
+@model_group.command("show")
+def model_show() -> None:
+    """Versions of the registered model, newest first, with their aliases."""
+    settings = get_settings()
+    rows = registry.describe(registry.client_for(settings), settings.registered_model)
+    if not rows:
+        click.echo(f"no versions of {settings.registered_model!r} are registered")
+        return
+    click.echo(pd.DataFrame(rows).map(_fmt).to_string(index=False))
+
+
+COMMANDS: tuple[click.Command, ...] = (train_command, runs_group, model_group)

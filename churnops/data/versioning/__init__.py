@@ -1,0 +1,40 @@
+"""Data versioning: one interface (:class:`DataRepository`), an embedded and a lakeFS backend."""
+
+from __future__ import annotations
+
+from churnops.platform.settings import Settings
+from churnops.data.versioning.base import (
+    CommitInfo,
+    DataRepository,
+    MergeConflict,
+    NotFoundError,
+    UncommittedChangesError,
+    VersioningError,
+)
+
+__all__ = [
+    "CommitInfo",
+    "DataRepository",
+    "MergeConflict",
+    "NotFoundError",
+    "UncommittedChangesError",
+    "VersioningError",
+    "open_repository",
+]
+
+
+def open_repository(settings: Settings) -> DataRepository:
+    """The data repository ``settings.versioning_backend`` selects (not yet :meth:`ensure`-d).
+
+    ``embedded`` keeps a git repository under ``settings.embedded_repo_dir``; ``lakefs`` talks to
+    ``settings.lakefs_endpoint`` and needs the repository name and both credentials.
+    """
+    if settings.versioning_backend == "embedded":
+        from churnops.data.versioning.embedded import EmbeddedRepository  # pylint: disable=import-outside-toplevel
+
+        return EmbeddedRepository(settings.embedded_repo_dir)
+    if settings.versioning_backend == "lakefs":
+        from churnops.data.versioning.lakefs import LakeFSRepository  # pylint: disable=import-outside-toplevel
+
+        return LakeFSRepository.from_settings(settings)
+    raise ValueError(f"unknown versioning backend {settings.versioning_backend!r}: use 'embedded' or 'lakefs'")

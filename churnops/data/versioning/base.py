@@ -1,0 +1,174 @@
+"""The data-versioning interface shared by the ingest stage (writes) and training (reads).
+
+A :class:`DataRepository` holds files under paths, in commits, on branches, with the model of
+lakeFS: writes are staged on a branch, a commit makes them an immutable snapshot, and a merge
+publishes a branch's commits into another branch in one step. Two backends implement it:
+:class:`~churnops.data.versioning.embedded.EmbeddedRepository` (a git repository through pygit2) and
+:class:`~churnops.data.versioning.lakefs.LakeFSRepository` (a lakeFS server through lakefs-sdk).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+DEFAULT_BRANCH = "main"
+
+# The branch-name rule of lakeFS, applied by both backends so they accept the same names.
+_BRANCH_NAME = re.compile(r"^\w[-\w]*$", re.ASCII)
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """One commit: its id, message, string metadata, parent ids and creation time (UTC)."""
+
+    id: str
+    message: str
+    metadata: dict[str, str] = field(hash=False)
+    parents: list[str] = field(hash=False)
+    created_at: datetime
+
+
+class VersioningError(Exception):
+    """Base class of the errors a :class:`DataRepository` raises on purpose."""
+
+
+class MergeConflict(VersioningError):
+    """A merge cannot be applied cleanly: both sides changed the same path differently."""
+
+
+class NotFoundError(VersioningError):
+    """An unknown ref (branch or commit id) or path."""
+
+
+class UncommittedChangesError(VersioningError):
+    """The operation needs a branch without staged (uncommitted) changes."""
+
+
+def check_branch_name(name: str) -> str:
+    """Return ``name`` if it is a valid branch name (letters, digits, ``_`` and ``-``), else raise."""
+    if not isinstance(name, str) or not _BRANCH_NAME.match(name):
+        raise ValueError(f"invalid branch name {name!r}: use letters, digits, '_' and '-', not starting with '-'")
+    return name
+
+
+def check_path(path: str) -> str:
+    """Return ``path`` if it is a valid object path (relative, '/'-separated, no empty/'.'/'..' parts)."""
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"invalid object path {path!r}: must be a non-empty string")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts) or "\x00" in path:
+        raise ValueError(f"invalid object path {path!r}: use relative paths like 'dir/file.parquet'")
+    return path
+
+
+def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """Return a plain copy of ``metadata``; keys and values must be strings."""
+    result: dict[str, str] = {}
+    for key, value in (metadata or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str) or not key:
+            raise ValueError(f"commit metadata must map non-empty strings to strings, got {key!r}: {value!r}")
+        result[key] = value
+    return result
+
+
+class DataRepository(ABC):
+    """A versioned store of files: branches, staged writes, commits and merges.
+
+    Reads from a branch name see the branch's staged writes (as lakeFS does); reads from a commit
+    id see exactly that commit. ``create_branch`` on an existing branch leaves it where it is and
+    returns its head, so a retried run resumes its branch with its staged writes intact.
+    """
+
+    @abstractmethod
+    def ensure(self) -> None:
+        """Create the repository and its ``main`` branch (with an initial commit) if absent."""
+
+    @abstractmethod
+    def head(self, branch: str = DEFAULT_BRANCH) -> str:
+        """The commit id ``branch`` points at (staged writes are not part of it)."""
+
+    @abstractmethod
+    def resolve(self, ref: str) -> str:
+        """The commit id of ``ref``: a branch name (its head) or a commit id."""
+
+    @abstractmethod
+    def create_branch(self, name: str, source: str = DEFAULT_BRANCH) -> str:
+        """Create branch ``name`` at the commit of ``source``; return its head.
+
+        If the branch already exists it is left unchanged (wherever it points) and its head is
+        returned.
+        """
+
+    @abstractmethod
+    def delete_branch(self, name: str) -> None:
+        """Delete branch ``name`` and its staged writes; ``main`` cannot be deleted."""
+
+    @abstractmethod
+    def branch_exists(self, name: str) -> bool:
+        """Whether branch ``name`` exists."""
+
+    @abstractmethod
+    def put_objects(self, branch: str, files: Mapping[str, bytes]) -> None:
+        """Stage writes of ``files`` (path -> content) on ``branch``, uncommitted."""
+
+    @abstractmethod
+    def delete_objects(self, branch: str, paths: Iterable[str]) -> None:
+        """Stage deletions of ``paths`` on ``branch``; missing paths are ignored."""
+
+    @abstractmethod
+    def commit(self, branch: str, message: str, metadata: Mapping[str, str]) -> str | None:
+        """Commit the staged changes of ``branch``; return the commit id, or None if nothing changed."""
+
+    @abstractmethod
+    def merge(
+        self,
+        source: str,
+        into: str = DEFAULT_BRANCH,
+        message: str = "",
+        metadata: Mapping[str, str] | None = None,
+    ) -> str:
+        """Merge the committed state of ``source`` into branch ``into``; return ``into``'s head after.
+
+        Nothing to merge is not an error (the head is returned unchanged). Raises
+        :class:`MergeConflict` if both sides changed a path differently; ``into`` is then
+        unchanged. Raises :class:`UncommittedChangesError` if ``into`` has staged changes.
+        """
+
+    @abstractmethod
+    def get_object(self, ref: str, path: str) -> bytes:
+        """The content of ``path`` at ``ref``; :class:`NotFoundError` if absent."""
+
+    @abstractmethod
+    def list_paths(self, ref: str, prefix: str = "") -> list[str]:
+        """Sorted paths of every object under ``prefix`` (a plain string prefix) at ``ref``."""
+
+    @abstractmethod
+    def commit_info(self, ref: str) -> CommitInfo:
+        """The commit ``ref`` resolves to."""
+
+    @abstractmethod
+    def log(self, ref: str = DEFAULT_BRANCH, limit: int = 50) -> list[CommitInfo]:
+        """Up to ``limit`` commits reachable from ``ref``, newest first."""
+
+    def read_table(self, ref: str, prefix: str, columns: Sequence[str] | None = None) -> pa.Table:
+        """Every ``*.parquet`` under ``prefix`` at ``ref``, concatenated in path order.
+
+        Columns come from the files themselves (only ``columns``, when given); hive partition
+        directories (``dt=``/``hr=``) are not turned into columns. Files whose schemas differ only
+        in column order or in missing nullable columns are unified; incompatible schemas raise
+        ``pyarrow`` errors. Raises :class:`NotFoundError` if there is no parquet file under ``prefix``.
+        """
+        paths = [path for path in self.list_paths(ref, prefix) if path.endswith(".parquet")]
+        if not paths:
+            raise NotFoundError(f"no parquet files under {prefix!r} at {ref!r}")
+        wanted = list(columns) if columns is not None else None
+        tables = [pq.read_table(io.BytesIO(self.get_object(ref, path)), columns=wanted) for path in paths]
+        return pa.concat_tables(tables, promote_options="default")

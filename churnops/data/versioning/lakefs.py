@@ -1,0 +1,322 @@
+"""The lakeFS backend: a lakeFS server through the official ``lakefs-sdk`` REST client.
+
+Mapping of lakeFS answers onto the interface:
+
+- commit with nothing staged: lakeFS answers 400 "no changes" -> ``None``;
+- merge with nothing to merge: 400 "no changes" -> the destination head;
+- merge conflict: 409 -> :class:`MergeConflict`; merge into a dirty branch: 400 -> :class:`UncommittedChangesError`;
+- 404 -> :class:`NotFoundError`; 401/403 -> ``PermissionError``;
+- connection errors and 429/500/502/503/504 are retried with exponential backoff.
+
+A retried commit whose first attempt was applied but whose answer was lost gets "no changes" on
+the retry; the backend then recognises its own commit at the branch head (same message and
+metadata) and returns its id instead of ``None``.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lakefs_sdk
+import urllib3
+from lakefs_sdk.exceptions import ApiException
+
+from churnops.platform.settings import Settings
+from churnops.data.versioning.base import (
+    DEFAULT_BRANCH,
+    CommitInfo,
+    DataRepository,
+    MergeConflict,
+    NotFoundError,
+    UncommittedChangesError,
+    check_branch_name,
+    check_metadata,
+    check_path,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+_PAGE = 1000  # lakeFS's maximum page size (and delete batch size)
+
+
+def _is_no_changes(exc: ApiException) -> bool:
+    return exc.status == 400 and "no changes" in str(exc.body or "").lower()
+
+
+def _to_info(commit: lakefs_sdk.Commit) -> CommitInfo:
+    return CommitInfo(
+        id=commit.id,
+        message=commit.message,
+        metadata=dict(commit.metadata or {}),
+        parents=list(commit.parents),
+        created_at=datetime.fromtimestamp(commit.creation_date, tz=timezone.utc),
+    )
+
+
+class LakeFSRepository(DataRepository):
+    """A :class:`DataRepository` stored in lakeFS repository ``repository`` at ``endpoint``.
+
+    ``endpoint`` is the server URL with or without the ``/api/v1`` suffix. ``storage_namespace``
+    (e.g. ``gs://bucket/lakefs/churn-lake``) is needed only for :meth:`ensure` to create a
+    missing repository.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        repository: str,
+        access_key_id: str,
+        secret_access_key: str,
+        storage_namespace: str | None = None,
+        retries: int = 3,
+        backoff_seconds: float = 0.5,
+        timeout_seconds: float = 120.0,
+    ) -> None:
+        host = endpoint.rstrip("/")
+        if not host.endswith("/api/v1"):
+            host += "/api/v1"
+        configuration = lakefs_sdk.Configuration(host=host, username=access_key_id, password=secret_access_key)
+        configuration.retries = 0  # retries happen in _call, where they can be reasoned about
+        client = lakefs_sdk.ApiClient(configuration)
+        self.repository = repository
+        self.storage_namespace = storage_namespace
+        self.retries = retries
+        self.backoff_seconds = backoff_seconds
+        self.timeout_seconds = timeout_seconds
+        self._repositories = lakefs_sdk.RepositoriesApi(client)
+        self._branches = lakefs_sdk.BranchesApi(client)
+        self._objects = lakefs_sdk.ObjectsApi(client)
+        self._commits = lakefs_sdk.CommitsApi(client)
+        self._refs = lakefs_sdk.RefsApi(client)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "LakeFSRepository":
+        """The repository the lakeFS settings name; a clear error if any of them is missing."""
+        required = {
+            "LAKEFS_ENDPOINT": settings.lakefs_endpoint,
+            "LAKEFS_REPOSITORY": settings.lakefs_repository,
+            "LAKEFS_ACCESS_KEY_ID": settings.lakefs_access_key_id,
+            "LAKEFS_SECRET_ACCESS_KEY": settings.lakefs_secret_access_key,
+        }
+        missing = [name for name, value in required.items() if not value]
+        if missing:
+            raise ValueError(
+                "the lakeFS versioning backend needs " + ", ".join(missing) + " (or their CHURNOPS_-prefixed forms)"
+            )
+        return cls(
+            endpoint=str(settings.lakefs_endpoint),
+            repository=settings.lakefs_repository,
+            access_key_id=settings.lakefs_access_key_id.get_secret_value(),  # type: ignore[union-attr]
+            secret_access_key=settings.lakefs_secret_access_key.get_secret_value(),  # type: ignore[union-attr]
+            storage_namespace=settings.lakefs_storage_namespace,
+        )
+
+    # ----------------------------------------------------------------- plumbing
+
+    def _call(self, what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call an SDK method, retrying transient failures; map 404 and auth errors."""
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            try:
+                return func(*args, _request_timeout=self.timeout_seconds, **kwargs)
+            except ApiException as exc:
+                if exc.status == 404:
+                    raise NotFoundError(f"{what}: not found ({exc.body})") from exc
+                if exc.status in (401, 403):
+                    raise PermissionError(f"{what}: lakeFS refused the credentials ({exc.status})") from exc
+                if exc.status not in TRANSIENT_STATUSES or last:
+                    raise
+                logger.warning("%s: lakeFS answered %s, retrying", what, exc.status)
+            except urllib3.exceptions.HTTPError as exc:
+                if last:
+                    raise ConnectionError(f"{what}: cannot reach lakeFS: {exc}") from exc
+                logger.warning("%s: cannot reach lakeFS (%s), retrying", what, type(exc).__name__)
+            time.sleep(self.backoff_seconds * 2**attempt)
+        raise AssertionError("unreachable")  # the loop always returns or raises
+
+    def _last_commit(self, ref: str) -> lakefs_sdk.Commit:
+        commits = self._call(f"log {ref!r}", self._refs.log_commits, self.repository, ref, amount=1)
+        if not commits.results:
+            raise NotFoundError(f"ref {ref!r} has no commits")
+        return commits.results[0]
+
+    # ------------------------------------------------------------------ interface
+
+    def ensure(self) -> None:
+        """Create the repository (with ``main``) if absent; needs ``storage_namespace`` to create."""
+        try:
+            self._call("get repository", self._repositories.get_repository, self.repository)
+        except NotFoundError:
+            if not self.storage_namespace:
+                raise NotFoundError(
+                    f"lakeFS repository {self.repository!r} does not exist and no storage namespace was given "
+                    "to create it"
+                ) from None
+            creation = lakefs_sdk.RepositoryCreation(
+                name=self.repository, storage_namespace=self.storage_namespace, default_branch=DEFAULT_BRANCH
+            )
+            try:
+                self._call("create repository", self._repositories.create_repository, creation)
+                logger.info("created lakeFS repository %s", self.repository)
+            except ApiException as exc:
+                if exc.status != 409:  # 409: created meanwhile by someone else
+                    raise
+        self.head(DEFAULT_BRANCH)
+
+    def head(self, branch: str = DEFAULT_BRANCH) -> str:
+        check_branch_name(branch)
+        return self._call(f"branch {branch!r}", self._branches.get_branch, self.repository, branch).commit_id
+
+    def resolve(self, ref: str) -> str:
+        return self._last_commit(ref).id
+
+    def create_branch(self, name: str, source: str = DEFAULT_BRANCH) -> str:
+        check_branch_name(name)
+        creation = lakefs_sdk.BranchCreation(name=name, source=source)
+        try:
+            self._call(f"create branch {name!r}", self._branches.create_branch, self.repository, creation)
+        except ApiException as exc:
+            if exc.status != 409:  # 409: the branch exists and is left as it is
+                raise
+        return self.head(name)
+
+    def delete_branch(self, name: str) -> None:
+        if check_branch_name(name) == DEFAULT_BRANCH:
+            raise ValueError(f"the {DEFAULT_BRANCH!r} branch cannot be deleted")
+        self._call(f"delete branch {name!r}", self._branches.delete_branch, self.repository, name)
+
+    def branch_exists(self, name: str) -> bool:
+        try:
+            self.head(name)
+        except NotFoundError:
+            return False
+        return True
+
+    def put_objects(self, branch: str, files: Mapping[str, bytes]) -> None:
+        check_branch_name(branch)
+        for path, content in files.items():
+            check_path(path)
+            if not isinstance(content, (bytes, bytearray, memoryview)):
+                raise ValueError(f"content of {path!r} must be bytes, got {type(content).__name__}")
+        # The generated client uploads `content` from a file path, so each object goes through a temp file.
+        with tempfile.TemporaryDirectory(prefix="churnops-lakefs-") as tmp:
+            upload = Path(tmp) / "content"
+            for path, content in files.items():
+                upload.write_bytes(content)
+                self._call(
+                    f"upload {path!r} to {branch!r}",
+                    self._objects.upload_object,
+                    self.repository,
+                    branch,
+                    path,
+                    content=str(upload),
+                )
+
+    def delete_objects(self, branch: str, paths: Iterable[str]) -> None:
+        check_branch_name(branch)
+        batch = [check_path(path) for path in paths]
+        for start in range(0, len(batch), _PAGE):
+            path_list = lakefs_sdk.PathList(paths=batch[start : start + _PAGE])
+            result = self._call(
+                f"delete objects on {branch!r}", self._objects.delete_objects, self.repository, branch, path_list
+            )
+            if result.errors:
+                raise RuntimeError(f"lakeFS could not delete {len(result.errors)} objects: {result.errors[:3]}")
+
+    def commit(self, branch: str, message: str, metadata: Mapping[str, str]) -> str | None:
+        clean = check_metadata(metadata)
+        before = self.head(branch)
+        creation = lakefs_sdk.CommitCreation(message=message, metadata=clean)
+        try:
+            commit = self._call(f"commit {branch!r}", self._commits.commit, self.repository, branch, creation)
+        except ApiException as exc:
+            if not _is_no_changes(exc):
+                raise
+            after = self._last_commit(branch)
+            if after.id != before and after.message == message and dict(after.metadata or {}) == clean:
+                return after.id  # an earlier attempt committed; only its answer was lost
+            return None
+        logger.info("committed %s on branch %s", commit.id, branch)
+        return commit.id
+
+    def merge(
+        self,
+        source: str,
+        into: str = DEFAULT_BRANCH,
+        message: str = "",
+        metadata: Mapping[str, str] | None = None,
+    ) -> str:
+        check_branch_name(into)
+        request = lakefs_sdk.Merge(
+            message=message or f"Merge '{source}' into '{into}'", metadata=check_metadata(metadata)
+        )
+        try:
+            result = self._call(
+                f"merge {source!r} into {into!r}", self._refs.merge_into_branch, self.repository, source, into, request
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                raise MergeConflict(f"merging {source!r} into {into!r} conflicts: {exc.body}") from exc
+            if _is_no_changes(exc):
+                return self.head(into)
+            if exc.status == 400 and "dirty" in str(exc.body or "").lower():
+                raise UncommittedChangesError(
+                    f"branch {into!r} has uncommitted changes; commit them before merging"
+                ) from exc
+            raise
+        logger.info("merged %s into %s as %s", source, into, result.reference)
+        return result.reference
+
+    def get_object(self, ref: str, path: str) -> bytes:
+        check_path(path)
+        return bytes(self._call(f"get {path!r} at {ref!r}", self._objects.get_object, self.repository, ref, path))
+
+    def list_paths(self, ref: str, prefix: str = "") -> list[str]:
+        paths: list[str] = []
+        after = ""
+        while True:
+            page = self._call(
+                f"list {prefix!r} at {ref!r}",
+                self._objects.list_objects,
+                self.repository,
+                ref,
+                prefix=prefix or None,
+                after=after or None,
+                amount=_PAGE,
+            )
+            paths.extend(item.path for item in page.results if item.path_type == "object")
+            if not page.pagination.has_more:
+                return sorted(paths)
+            after = page.pagination.next_offset
+
+    def commit_info(self, ref: str) -> CommitInfo:
+        return _to_info(self._last_commit(ref))
+
+    def log(self, ref: str = DEFAULT_BRANCH, limit: int = 50) -> list[CommitInfo]:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        result: list[CommitInfo] = []
+        after = ""
+        while len(result) < limit:
+            page = self._call(
+                f"log {ref!r}",
+                self._refs.log_commits,
+                self.repository,
+                ref,
+                after=after or None,
+                amount=min(limit - len(result), _PAGE),
+            )
+            result.extend(_to_info(commit) for commit in page.results)
+            if not page.pagination.has_more:
+                break
+            after = page.pagination.next_offset
+        return result[:limit]

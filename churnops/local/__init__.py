@@ -1,0 +1,1 @@
+"""The embedded local mode: local services, the synthetic data generator, the demo."""

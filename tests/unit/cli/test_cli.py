@@ -1,0 +1,86 @@
+"""The command line reports operational failures as one clear line, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner
+from google.api_core.exceptions import ServiceUnavailable
+
+from churnops.cli import main as cli
+from churnops.platform.settings import get_settings
+from churnops.data.versioning import open_repository
+from tests.conftest import free_port
+
+
+@pytest.fixture(name="dead_stack")
+def fixture_dead_stack(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[None]:
+    """Settings whose local services listen nowhere; root logging restored afterwards."""
+    monkeypatch.setenv("CHURNOPS_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("CHURNOPS_GCS_PORT", str(free_port()))
+    monkeypatch.setenv("CHURNOPS_MLFLOW_PORT", str(free_port()))
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["ingest", "--hour", "2026-11-01T05"], ["data", "generate", "--hours", "1", "--customers", "5"],
+     ["train", "--latest"]],
+)
+@pytest.mark.usefixtures("dead_stack")
+def test_commands_needing_a_stopped_service_say_how_to_start_it(args: list[str]) -> None:
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 1
+    assert "not running" in result.output and "churnops stack up" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.usefixtures("dead_stack")
+def test_service_errors_become_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "require_services", lambda *_: None)
+
+    def failing(*_args: object) -> None:
+        raise ServiceUnavailable("storage backend unavailable for jane@example.com")
+
+    monkeypatch.setattr(cli.ingest, "ingest_hour", failing)
+    result = CliRunner().invoke(cli.main, ["ingest", "--hour", "2026-11-01T05"])
+    assert result.exit_code == 1
+    assert "ServiceUnavailable" in result.output and "storage backend unavailable" in result.output
+    assert "jane@example.com" not in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.usefixtures("dead_stack")
+def test_a_malformed_hour_is_a_usage_error() -> None:
+    result = CliRunner().invoke(cli.main, ["ingest", "--hour", "yesterday"])
+    assert result.exit_code == 2
+    assert "is not an hour like 2026-11-01T05" in result.output
+
+
+@pytest.mark.usefixtures("dead_stack")
+def test_lake_log_lists_what_main_published_with_its_accounting() -> None:
+    repo = open_repository(get_settings())
+    repo.ensure()
+    for hour, rows in (("2026-11-01T05", 10), ("2026-11-01T06", 7)):
+        branch = f"ingest-{hour}"
+        repo.create_branch(branch)
+        repo.put_objects(branch, {f"events/{hour}.parquet": b"x" * rows})
+        metadata = {"hour": hour, "accounting": json.dumps({"rows_in": rows, "rows_published": rows})}
+        repo.commit(branch, f"ingest {hour}", metadata)
+        repo.merge(branch, "main", f"publish ingest {hour}", metadata)
+    result = CliRunner().invoke(cli.main, ["lake", "log", "--limit", "2"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split()[3] for line in lines] == ["2026-11-01T06", "2026-11-01T05"]  # merges only, newest first
+    assert "rows_in=7 rows_published=7" in lines[0]
+    shown = json.loads(CliRunner().invoke(cli.main, ["lake", "show", lines[0].split()[0]]).output)
+    assert shown["id"] == repo.head("main") and shown["metadata"]["hour"] == "2026-11-01T06"

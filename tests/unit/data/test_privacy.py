@@ -1,0 +1,163 @@
+"""PII policy and tokenizer: deterministic, keyed, join-preserving, and nothing raw survives."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnops.data.privacy import PII_POLICY, Tokenizer, apply_pii_policy
+
+KEY = bytes(range(32))
+OTHER_KEY = bytes(range(1, 33))
+
+
+def events_frame() -> pd.DataFrame:
+    """Raw events with every PII column, a repeated customer and a null id."""
+    return pd.DataFrame(
+        {
+            "event_id": ["e1", "e2", "e3", "e4"],
+            "customer_id": ["CUST-0000001", "CUST-0000002", "CUST-0000001", None],
+            "event_type": ["login", "page_view", "purchase", "logout"],
+            "amount": [None, None, 12.5, None],
+            "ip_address": ["203.0.113.7", "2001:db8::1", None, "198.51.100.23"],
+            "user_agent": ["Mozilla/5.0 (X11)", "curl/8.0", "Mozilla/5.0 (iPhone)", None],
+            "email": ["ann@example.com", None, None, "bob@example.org"],
+        }
+    )
+
+
+def subscriptions_frame() -> pd.DataFrame:
+    """Raw subscription records for the same customers as :func:`events_frame`."""
+    return pd.DataFrame(
+        {
+            "record_id": ["r1", "r2"],
+            "customer_id": ["CUST-0000002", "CUST-0000001"],
+            "name": ["Ann Example", "Bob Example"],
+            "email": ["ann@example.com", "bob@example.org"],
+            "phone": ["+1 202 555 0143", "+44 20 7946 0958"],
+            "plan": ["basic", "premium"],
+        }
+    )
+
+
+def test_token_is_deterministic_and_keyed() -> None:
+    """Same key and value give the same token; another value or key gives another."""
+    tokenizer = Tokenizer(KEY)
+    token = tokenizer.token("CUST-0000001")
+    assert token == Tokenizer(KEY).token("CUST-0000001")
+    assert token.startswith("tok_") and len(token) == 4 + 32
+    assert token != tokenizer.token("CUST-0000002")
+    assert token != Tokenizer(OTHER_KEY).token("CUST-0000001")
+    assert "CUST" not in token
+
+
+def test_tokens_match_token_and_keep_nulls_index_and_name() -> None:
+    """The vectorised form agrees with ``token`` and keeps nulls, index and name."""
+    tokenizer = Tokenizer(KEY)
+    values = pd.Series(["a", None, "b", "a", np.nan], index=[10, 11, 12, 13, 14], name="customer_id")
+    tokens = tokenizer.tokens(values)
+    assert list(tokens.index) == [10, 11, 12, 13, 14]
+    assert tokens.name == "customer_id"
+    assert tokens[10] == tokens[13] == tokenizer.token("a")
+    assert tokens[12] == tokenizer.token("b")
+    assert tokens[[11, 14]].isna().all()
+
+
+def test_tokens_keep_pandas_string_dtype() -> None:
+    """A pandas string column stays a string column with its missing values."""
+    values = pd.Series(["a", pd.NA, "b"], dtype="string")
+    tokens = Tokenizer(KEY).tokens(values)
+    assert tokens.dtype == values.dtype
+    assert tokens.isna().tolist() == [False, True, False]
+
+
+def test_tokens_of_empty_and_all_null_columns() -> None:
+    """Empty and all-null columns are handled."""
+    tokenizer = Tokenizer(KEY)
+    assert tokenizer.tokens(pd.Series([], dtype=object)).empty
+    assert tokenizer.tokens(pd.Series([None, None], dtype=object)).isna().all()
+
+
+def test_tokens_reject_non_strings() -> None:
+    """Numeric ids are refused rather than tokenized from their printed form."""
+    with pytest.raises(TypeError, match="only strings"):
+        Tokenizer(KEY).tokens(pd.Series([1001, 1002]))
+
+
+def test_joins_still_work_after_tokenization() -> None:
+    """Events and subscriptions join on ``customer_token`` exactly as they did on ``customer_id``."""
+    tokenizer = Tokenizer(KEY)
+    events = events_frame()
+    subscriptions = subscriptions_frame()
+    raw = events.merge(subscriptions, on="customer_id")[["event_id", "record_id"]]
+    tokenized = apply_pii_policy(events, "events", tokenizer).merge(
+        apply_pii_policy(subscriptions, "subscriptions", tokenizer), on="customer_token"
+    )[["event_id", "record_id"]]
+    key = ["event_id", "record_id"]
+    assert len(raw) == 3
+    pd.testing.assert_frame_equal(
+        raw.sort_values(key).reset_index(drop=True), tokenized.sort_values(key).reset_index(drop=True)
+    )
+
+
+@pytest.mark.parametrize("kind, frame", [("events", events_frame), ("subscriptions", subscriptions_frame)])
+def test_no_raw_pii_value_survives(kind: str, frame: Callable[[], pd.DataFrame]) -> None:
+    """No cell of the result contains any raw value of a tokenized or dropped column."""
+    raw = frame()
+    result = apply_pii_policy(raw, kind, Tokenizer(KEY))
+    pii_columns = [column for column in PII_POLICY[kind] if column in raw.columns]
+    raw_values = {str(value) for column in pii_columns for value in raw[column].dropna()}
+    cells = [str(value) for value in result.to_numpy().ravel() if not pd.isna(value)]
+    assert raw_values
+    assert not [cell for cell in cells for value in raw_values if value in cell]
+    assert "customer_id" not in result.columns and "customer_token" in result.columns
+    assert not set(PII_POLICY[kind]) & set(result.columns)
+
+
+def test_policy_keeps_other_columns_in_order_and_leaves_input_alone() -> None:
+    """Non-PII columns are untouched, order is kept and the input frame is not modified."""
+    raw = events_frame()
+    before = raw.copy()
+    result = apply_pii_policy(raw, "events", Tokenizer(KEY))
+    assert list(result.columns) == ["event_id", "customer_token", "event_type", "amount"]
+    kept = ["event_id", "event_type", "amount"]
+    pd.testing.assert_frame_equal(result[kept], raw[kept])
+    pd.testing.assert_frame_equal(raw, before)
+
+
+def test_policy_accepts_missing_columns() -> None:
+    """A frame without any PII column passes through unchanged."""
+    raw = pd.DataFrame({"record_id": ["r1"], "plan": ["basic"]})
+    pd.testing.assert_frame_equal(apply_pii_policy(raw, "subscriptions", Tokenizer(KEY)), raw)
+
+
+def test_policy_rejects_unknown_kind_and_clashing_column() -> None:
+    """An unknown kind, or an existing ``customer_token`` column, is a clear error."""
+    with pytest.raises(ValueError, match="unknown record kind 'orders'"):
+        apply_pii_policy(events_frame(), "orders", Tokenizer(KEY))
+    clashing = events_frame().assign(customer_token="x")
+    with pytest.raises(ValueError, match="customer_token"):
+        apply_pii_policy(clashing, "events", Tokenizer(KEY))
+
+
+def test_short_or_non_bytes_key_rejected() -> None:
+    """Keys shorter than 32 bytes, or not bytes, are refused."""
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        Tokenizer(b"x" * 31)
+    with pytest.raises(TypeError):
+        Tokenizer("k" * 40)  # type: ignore[arg-type]
+
+
+def test_key_never_shown_or_pickled() -> None:
+    """The key appears in no repr and cannot leak through pickling."""
+    key = b"\x01secret-key-material-0123456789abcdef"
+    tokenizer = Tokenizer(key)
+    assert key.hex() not in repr(tokenizer) and "secret-key" not in repr(tokenizer)
+    assert repr(tokenizer) == f"Tokenizer(key_id={tokenizer.key_id!r})"
+    assert tokenizer.key_id != Tokenizer(KEY).key_id
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(tokenizer)

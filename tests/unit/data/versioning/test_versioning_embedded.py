@@ -1,0 +1,136 @@
+"""The embedded (pygit2) backend: how it stores things in git, and what the contract tests cannot see."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from churnops.data.versioning.base import MergeConflict, NotFoundError
+from churnops.data.versioning.embedded import EmbeddedRepository, decode_message, encode_message
+
+
+@pytest.fixture(name="repo")
+def repo_fixture(tmp_path: Path) -> EmbeddedRepository:
+    """A fresh, ensured embedded repository."""
+    repo = EmbeddedRepository(tmp_path / "lake")
+    repo.ensure()
+    return repo
+
+
+def test_staged_writes_are_a_git_ref_until_committed(repo: EmbeddedRepository) -> None:
+    repo.create_branch("run")
+    repo.put_objects("run", {"a/b.csv": b"1"})
+    git = pygit2.Repository(str(repo.path))
+    staged = git.references.get("refs/churnops-staging/run")
+    assert staged is not None
+    assert git[staged.target].peel(pygit2.Commit).tree["a/b.csv"].data == b"1"
+    commit = repo.commit("run", "c", {})
+    assert git.references.get("refs/churnops-staging/run") is None
+    assert str(git.references["refs/heads/run"].target) == commit
+
+
+def test_metadata_is_a_json_trailer_in_the_git_message(repo: EmbeddedRepository) -> None:
+    repo.create_branch("run")
+    repo.put_objects("run", {"x": b"x"})
+    commit = repo.commit("run", "ingest", {"rows_in": "3"})
+    raw = pygit2.Repository(str(repo.path))[commit].peel(pygit2.Commit).message
+    assert raw == 'ingest\n\nChurnops-Metadata: {"rows_in":"3"}\n'
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["", "one line", "body\n\nChurnops-Metadata: {\"fake\": \"1\"}", "trailing newlines\n\n", "\n"],
+)
+def test_message_encoding_round_trips(message: str) -> None:
+    metadata = {"a": "1", "nested": '{"x": [1, 2]}', "nl": "\n"}
+    assert decode_message(encode_message(message, metadata)) == (message, metadata)
+
+
+def test_plain_git_messages_decode_without_metadata() -> None:
+    assert decode_message("written by git\n") == ("written by git\n", {})
+
+
+def test_large_blobs_are_standard_git_objects(repo: EmbeddedRepository) -> None:
+    data = os.urandom(3 * 1024 * 1024)
+    repo.create_branch("run")
+    repo.put_objects("run", {"big.parquet": data})
+    commit = repo.commit("run", "big", {})
+    git = pygit2.Repository(str(repo.path))
+    entry = git[commit].peel(pygit2.Commit).tree["big.parquet"]
+    assert entry.id == pygit2.hash(data)
+    assert git[entry.id].data == data
+    assert EmbeddedRepository(repo.path).get_object(commit, "big.parquet") == data
+
+
+def test_text_files_changed_on_both_sides_conflict_even_on_different_lines(repo: EmbeddedRepository) -> None:
+    repo.create_branch("setup")
+    repo.put_objects("setup", {"t.csv": b"a\nb\nc\nd\ne\nf\n"})
+    repo.commit("setup", "setup", {})
+    repo.merge("setup")
+    repo.create_branch("first")
+    repo.create_branch("second")
+    repo.put_objects("first", {"t.csv": b"A\nb\nc\nd\ne\nf\n"})
+    repo.commit("first", "first", {})
+    repo.put_objects("second", {"t.csv": b"a\nb\nc\nd\ne\nF\n"})
+    repo.commit("second", "second", {})
+    repo.merge("first")
+    with pytest.raises(MergeConflict, match="t.csv"):
+        repo.merge("second")
+
+
+def test_abbreviated_commit_ids_resolve(repo: EmbeddedRepository) -> None:
+    head = repo.head()
+    assert repo.resolve(head[:10]) == head
+    with pytest.raises(NotFoundError):
+        repo.resolve("0000000000")
+
+
+def test_a_path_cannot_be_both_a_file_and_a_directory(repo: EmbeddedRepository) -> None:
+    repo.create_branch("run")
+    repo.put_objects("run", {"a": b"file"})
+    with pytest.raises(ValueError, match="both a file and a directory"):
+        repo.put_objects("run", {"a/b": b"nested"})
+    assert repo.get_object("run", "a") == b"file"
+
+
+def test_using_a_repository_before_ensure_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="ensure"):
+        EmbeddedRepository(tmp_path / "absent").head()
+
+
+def test_ensure_refuses_a_foreign_non_empty_directory(tmp_path: Path) -> None:
+    (tmp_path / "data.txt").write_text("keep me", encoding="utf-8")
+    with pytest.raises(ValueError, match="not a git repository"):
+        EmbeddedRepository(tmp_path).ensure()
+    assert (tmp_path / "data.txt").read_text(encoding="utf-8") == "keep me"
+
+
+def _publish_runs(path: str, worker: int, runs: int) -> None:
+    """Several ingest runs of one worker process: branch, write, commit, merge."""
+    repo = EmbeddedRepository(path)
+    for run in range(runs):
+        branch = f"w{worker}-r{run}"
+        repo.create_branch(branch)
+        repo.put_objects(branch, {f"hr={worker}/part-{run}.csv": f"{worker}:{run}".encode()})
+        repo.commit(branch, f"run {branch}", {"worker": str(worker)})
+        repo.merge(branch)
+        repo.delete_branch(branch)
+
+
+def test_concurrent_processes_merging_lose_no_update(repo: EmbeddedRepository) -> None:
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_publish_runs, args=(str(repo.path), worker, 4)) for worker in range(3)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(timeout=60)
+    assert [process.exitcode for process in workers] == [0, 0, 0]
+    expected = sorted(f"hr={worker}/part-{run}.csv" for worker in range(3) for run in range(4))
+    assert repo.list_paths("main") == expected
+    for path in expected:
+        worker, run = path.removeprefix("hr=").removesuffix(".csv").split("/part-")
+        assert repo.get_object("main", path) == f"{worker}:{run}".encode()
