@@ -34,8 +34,9 @@ test-unit: setup ## Run the unit tests only
 test-integration: setup ## Run the integration tests only (starts local services)
 	$(BIN)/python -m pytest tests/integration
 
-lint: setup ## pylint over all Python
-	$(BIN)/python -m pylint components pipelines serving tests benchmarks
+lint: setup ## pylint over all Python; import-linter checks the layers (pyproject.toml)
+	$(BIN)/python -m pylint churnops components pipelines serving tests benchmarks
+	$(BIN)/lint-imports
 
 bench: setup ## Print the benchmark figures (ingest vs plain pyarrow, features vs pandas groupby)
 	$(BIN)/python benchmarks/ingest.py

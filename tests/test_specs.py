@@ -27,7 +27,7 @@ def test_each_listed_spec_is_vendored_and_parses(name: str) -> None:
     assert path.is_file(), f"{path} is missing: copy it from its upstream source (tests/specs/README.md)"
     text = path.read_text(encoding="utf-8")
     if name.endswith(".proto"):
-        assert re.search(r"^service GRPCInferenceService \{", text, flags=re.M)
+        assert re.search(r"^service GRPCInferenceService\s*\{", text, flags=re.M)
         return
     document = yaml.safe_load(text)
     assert isinstance(document, dict)

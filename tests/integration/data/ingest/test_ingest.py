@@ -16,7 +16,7 @@ from churnops.local import datagen
 from churnops.platform.buildinfo import git_sha, lock_sha256
 from churnops.data.ingest import IngestReport, SimulatedCrash
 from churnops.platform.logs import setup_logging
-from tests.integration.ingest.conftest import START, IngestEnv
+from tests.integration.data.ingest.conftest import START, IngestEnv
 
 
 @pytest.fixture(scope="module", name="generated")
