@@ -18,6 +18,10 @@ def test_the_readme_lists_every_spec_the_tests_use() -> None:
         "open-inference-rest.yaml",
         "open-inference-grpc.proto",
         "kserve-inferenceservice-crd.yaml",
+        "trivy/debian-buster.json",
+        "trivy/pip.json",
+        "trivy/secrets.json",
+        "trivy/dockerfile.json",
     }
 
 
@@ -31,4 +35,7 @@ def test_each_listed_spec_is_vendored_and_parses(name: str) -> None:
         return
     document = yaml.safe_load(text)
     assert isinstance(document, dict)
+    if name.startswith("trivy/"):
+        assert document["SchemaVersion"] == 2 and isinstance(document["Results"], list)
+        return
     assert "openapi" in document or document.get("kind") == "CustomResourceDefinition"
