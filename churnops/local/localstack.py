@@ -14,13 +14,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import psutil
+import requests
 
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket, storage_client
@@ -50,9 +49,8 @@ def fake_gcs_binary() -> Path:
 
 def _healthy(url: str, timeout: float = 1.0) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback only)
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError, ValueError):
+        return requests.get(url, timeout=timeout).status_code == 200
+    except (requests.RequestException, OSError, ValueError):
         return False
 
 

@@ -12,6 +12,7 @@ No other module reads environment variables: code takes a :class:`Settings`.
 
 from __future__ import annotations
 
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +30,7 @@ GKE_DEFAULTS: dict[str, Any] = {
     "lakefs_endpoint": "http://lakefs.churnops-platform.svc.cluster.local:8000/api/v1",
     "secrets_backend": "gcp",
     "log_format": "json",
-    "state_dir": Path("/tmp/churnops"),
+    "state_dir": Path(tempfile.gettempdir()) / "churnops",  # the pod's TMPDIR (an emptyDir volume)
 }
 
 
