@@ -14,6 +14,7 @@ import requests
 from google.api_core.exceptions import GoogleAPIError, RetryError
 from mlflow.exceptions import MlflowException
 
+from churnops.cli import privacy as cli_privacy
 from churnops.cli import training as cli_training
 from churnops.local import datagen, demo
 from churnops.data import ingest
@@ -169,6 +170,7 @@ def demo_cmd(keep: bool, hours: int, customers: int) -> None:
 
 for _command in cli_training.COMMANDS:
     main.add_command(_command)
+main.add_command(cli_privacy.privacy_group)
 
 
 @main.group()

@@ -1,0 +1,76 @@
+"""``churnops privacy``: data-subject requests (erasure, access and portability) against the lake.
+
+The raw customer id a request names is tokenized with the lake's key and used only in memory: it
+is never logged, written or echoed. Pass ``--customer-id -`` to read it from standard input
+instead of the command line (where other users of the machine can see process arguments).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from churnops.data import subjects
+from churnops.data.privacy import Tokenizer
+from churnops.data.versioning import DataRepository, open_repository
+from churnops.data.versioning.base import DEFAULT_BRANCH
+from churnops.platform.secrets import tokenization_key
+from churnops.platform.settings import get_settings
+from churnops.training.train import FEATURES_BRANCH
+
+# Branches whose tables describe customers: published data (main) and the feature matrices.
+SUBJECT_BRANCHES: tuple[str, ...] = (DEFAULT_BRANCH, FEATURES_BRANCH)
+
+
+def _customer_id(value: str) -> str:
+    customer_id = sys.stdin.readline().strip() if value == "-" else value.strip()
+    if not customer_id:
+        raise click.UsageError("--customer-id is empty")
+    return customer_id
+
+
+def _lake() -> tuple[DataRepository, Tokenizer]:
+    settings = get_settings()
+    return open_repository(settings), Tokenizer(tokenization_key(settings))
+
+
+@click.group("privacy")
+def privacy_group() -> None:
+    """Data-subject requests: erase one customer (Art. 17) or export what is held about them (Art. 15/20)."""
+
+
+@privacy_group.command("forget")
+@click.option("--customer-id", required=True, metavar="ID", help="The raw customer id ('-' reads it from stdin).")
+def forget_command(customer_id: str) -> None:
+    """Remove one customer's rows from every lake table in a new commit, with an erasure record."""
+    repo, tokenizer = _lake()
+    report = subjects.forget(repo, tokenizer, _customer_id(customer_id), SUBJECT_BRANCHES)
+    click.echo(f"erasure {report.erasure_id}: {report.rows_removed} rows removed")
+    for branch in report.branches:
+        tables = ", ".join(f"{table}={rows}" for table, rows in sorted(branch.rows_removed.items())) or "nothing held"
+        click.echo(f"  {branch.branch}: commit={branch.commit_id or '-'} ({tables}; "
+                   f"{branch.files_rewritten} files rewritten, {branch.files_deleted} deleted)")
+    click.echo("earlier commits keep the rows until lake retention expires them (docs/security.md)")
+
+
+@privacy_group.command("export")
+@click.option("--customer-id", required=True, metavar="ID", help="The raw customer id ('-' reads it from stdin).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the JSON document here (mode 0600) instead of standard output.")
+def export_command(customer_id: str, output: Path | None) -> None:
+    """Everything the lake holds about one customer, as one portable JSON document."""
+    repo, tokenizer = _lake()
+    document = subjects.export(repo, tokenizer, _customer_id(customer_id), SUBJECT_BRANCHES)
+    text = json.dumps(document, indent=2, sort_keys=True, default=str)
+    if output is None:
+        click.echo(text)
+        return
+    descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text + "\n")
+    counts = ", ".join(f"{table}={len(rows)}" for table, rows in sorted(document["tables"].items()))
+    click.echo(f"wrote {output} ({counts or 'nothing held'})")
