@@ -40,9 +40,10 @@ lint: setup ## pylint over all Python; import-linter checks the layers (pyprojec
 	$(BIN)/lint-imports
 	$(BIN)/python -m bandit -q -r churnops components pipelines serving --severity-level medium
 
-bench: setup ## Print the benchmark figures (ingest vs plain pyarrow, features vs pandas groupby)
+bench: setup ## Print the benchmark figures (ingest vs plain pyarrow, features vs pandas groupby, lake blob writes)
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/features.py
+	$(BIN)/python benchmarks/lake_blobs.py
 
 demo: setup ## Run the whole system end to end on the embedded local stack (KEEP=1 leaves it running)
 	CHURNOPS_LOG_LEVEL=$${CHURNOPS_LOG_LEVEL:-WARNING} $(BIN)/churnops demo $(if $(KEEP),--keep,)

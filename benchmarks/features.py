@@ -21,6 +21,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from churnops.data.contract import CONTRACTS, PAYMENT_METHODS, PLANS
 from churnops.training.features import EVENT_TYPES, build_features
 
 START = pd.Timestamp("2026-11-01", tz="UTC")
@@ -52,9 +53,9 @@ def synthetic_tables(customers: int, events: int, seed: int = 0) -> tuple[pd.Dat
         {
             "record_id": [f"r{i}" for i in range(customers)],
             "customer_token": tokens,
-            "plan": rng.choice(["basic", "standard", "premium"], customers),
-            "contract": rng.choice(["monthly", "annual", "two_year"], customers),
-            "payment_method": rng.choice(["card", "paypal", "bank_transfer", "invoice"], customers),
+            "plan": rng.choice(list(PLANS), customers),
+            "contract": rng.choice(list(CONTRACTS), customers),
+            "payment_method": rng.choice(list(PAYMENT_METHODS), customers),
             "monthly_charges": rng.uniform(10, 100, customers),
             "total_charges": rng.uniform(10, 5000, customers),
             "signup_date": START - pd.to_timedelta(rng.integers(1, 1000, customers), unit="D"),

@@ -2,6 +2,11 @@
 
 Every command reads its configuration from :func:`churnops.platform.settings.get_settings` and logs
 through :func:`churnops.platform.logs.setup_logging`.
+
+Errors: a :class:`churnops.errors.ChurnopsError` (bad data, a missing commit, a service that is not
+running, a setting that makes no sense) is printed as one line, ``Error: <Type>: <message>``, and
+the command exits with status 2; ``--debug`` prints its traceback as well. Any other exception is
+a bug and keeps its traceback (exit status 1).
 """
 
 from __future__ import annotations
@@ -9,20 +14,18 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+import traceback
+
 import click
-import requests
-from google.api_core.exceptions import GoogleAPIError, RetryError
-from mlflow.exceptions import MlflowException
 
 from churnops.cli import privacy as cli_privacy
 from churnops.cli import training as cli_training
+from churnops.errors import ChurnopsError
 from churnops.local import datagen, demo
 from churnops.data import ingest
-from churnops.training import registry
-from churnops.local.localstack import LocalStack, StackNotRunning, require_services
+from churnops.local.localstack import LocalStack, require_services
 from churnops.platform.logs import Scrubber, setup_logging
-from churnops.platform.secrets import SecretError
-from churnops.data.versioning import VersioningError, open_repository
+from churnops.data.versioning import open_repository
 from churnops.platform.settings import get_settings
 from churnops.platform.storage import ensure_bucket, storage_client
 
@@ -51,37 +54,40 @@ class HourType(click.ParamType):
 
 HOUR = HourType()
 ACCOUNTING_KEYS = ("rows_in", "rows_published", "rows_quarantined", "duplicates_dropped", "objects_quarantined")
+DOMAIN_ERROR_EXIT = 2
 
 
-# Bad input and failures of the services a command talks to: one clear line, not a traceback.
-OPERATIONAL_ERRORS = (
-    ValueError,
-    MlflowException,
-    registry.RegistryError,
-    StackNotRunning,
-    GoogleAPIError,
-    RetryError,
-    requests.RequestException,
-    VersioningError,
-    SecretError,
-    ingest.AccountingError,
-)
+class DomainError(click.ClickException):
+    """A :class:`ChurnopsError` as the CLI reports it: one scrubbed line, exit status 2."""
+
+    exit_code = DOMAIN_ERROR_EXIT
+
+
+def one_line(exc: ChurnopsError) -> str:
+    """``<Type>: <first line of the message>``, identifiers scrubbed, at most 400 characters of message."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {Scrubber(get_settings().log_scrub_identifiers).text(text)[:400]}"
 
 
 class ChurnopsGroup(click.Group):
-    """The command group; turns operational failures into a short error and exit status 1."""
+    """The command group: a domain error becomes one line and exit status 2; anything else is a bug."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
         try:
             return super().invoke(ctx)
-        except OPERATIONAL_ERRORS as exc:
-            text = Scrubber(get_settings().log_scrub_identifiers).text(str(exc).splitlines()[0] if str(exc) else "")
-            raise click.ClickException(f"{type(exc).__name__}: {text[:400]}") from exc
+        except ChurnopsError as exc:
+            if ctx.meta.get("churnops.debug"):
+                trace = "".join(traceback.format_exception(exc))
+                click.echo(Scrubber(get_settings().log_scrub_identifiers).text(trace), err=True, nl=False)
+            raise DomainError(one_line(exc)) from exc
 
 
 @click.group(cls=ChurnopsGroup)
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Print the traceback of a domain error too (bugs always show theirs).")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
     """churnops: customer-churn MLOps (ingest, version, train, register, serve)."""
+    ctx.meta["churnops.debug"] = debug
     setup_logging(get_settings())
 
 

@@ -36,6 +36,8 @@ import pyarrow.json as pyarrow_json
 from orjson import JSONDecodeError, loads  # pylint: disable=no-name-in-module  # C extension
 from pandera.engines import pandas_engine
 
+from churnops.errors import DataContractError
+
 EVENTS = "events"
 SUBSCRIPTIONS = "subscriptions"
 SCHEMA_VERSIONS = {EVENTS: "events:v1", SUBSCRIPTIONS: "subscriptions:v1"}
@@ -67,7 +69,7 @@ _MAX_VALUE_CHARS = 60
 _JSONL_CHUNK = 65_536  # lines parsed per list comprehension
 
 
-class UnreadableObject(Exception):
+class UnreadableObject(DataContractError):
     """The object as a whole cannot be read (corrupt gzip, empty, undecodable text, not JSON/CSV)."""
 
     def __init__(self, reason: str) -> None:
@@ -75,9 +77,23 @@ class UnreadableObject(Exception):
         self.reason = reason
 
 
+class AccountingError(DataContractError):
+    """rows_in differs from rows_published + rows_quarantined + duplicates_dropped: nothing is published."""
+
+
 # --------------------------------------------------------------------------------------------
 # Schemas
 # --------------------------------------------------------------------------------------------
+
+# The contract's vocabulary, defined here only: the generator and the feature code import it.
+EVENT_TYPES: tuple[str, ...] = (
+    "page_view", "login", "logout", "search", "add_to_cart", "purchase", "support_contact", "video_play", "error",
+)
+DEVICES: tuple[str, ...] = ("web", "ios", "android")
+PLANS: tuple[str, ...] = ("basic", "standard", "premium")
+CONTRACTS: tuple[str, ...] = ("monthly", "annual", "two_year")
+PAYMENT_METHODS: tuple[str, ...] = ("card", "paypal", "bank_transfer", "invoice")
+STATUSES: tuple[str, ...] = ("active", "cancelled")
 
 
 def _column(
@@ -149,18 +165,11 @@ def contract_schema(
             "event_id": _column(STRING, True),
             "customer_id": _column(STRING, True, pii=TOKENIZE),
             "event_time": _column(TIMESTAMP, True, window),
-            "event_type": _column(
-                STRING,
-                True,
-                allowed=(
-                    "page_view", "login", "logout", "search", "add_to_cart",
-                    "purchase", "support_contact", "video_play", "error",
-                ),
-            ),
+            "event_type": _column(STRING, True, allowed=EVENT_TYPES),
             "session_id": _column(STRING, False),
             "duration_s": _column(FLOAT, False, _non_negative()),
             "amount": _column(FLOAT, False, _non_negative()),
-            "device": _column(STRING, False, allowed=("web", "ios", "android")),
+            "device": _column(STRING, False, allowed=DEVICES),
             "page": _column(STRING, False),
             "ip_address": _column(STRING, False, pii=DROP),
             "user_agent": _column(STRING, False, pii=DROP),
@@ -174,13 +183,13 @@ def contract_schema(
             "name": _column(STRING, False, pii=DROP),
             "email": _column(STRING, False, pii=DROP),
             "phone": _column(STRING, False, pii=DROP),
-            "plan": _column(STRING, True, allowed=("basic", "standard", "premium")),
-            "contract": _column(STRING, True, allowed=("monthly", "annual", "two_year")),
-            "payment_method": _column(STRING, False, allowed=("card", "paypal", "bank_transfer", "invoice")),
+            "plan": _column(STRING, True, allowed=PLANS),
+            "contract": _column(STRING, True, allowed=CONTRACTS),
+            "payment_method": _column(STRING, False, allowed=PAYMENT_METHODS),
             "monthly_charges": _column(FLOAT, True, _non_negative()),
             "total_charges": _column(FLOAT, False, _non_negative()),
             "signup_date": _column(DATE, True),
-            "status": _column(STRING, True, allowed=("active", "cancelled")),
+            "status": _column(STRING, True, allowed=STATUSES),
             "cancel_date": _column(TIMESTAMP, False),
             "updated_at": _column(TIMESTAMP, True, window),
             "country": _column(STRING, False),
@@ -212,6 +221,11 @@ PII_COLUMNS: dict[str, dict[str, str]] = {
 # --------------------------------------------------------------------------------------------
 # Object names
 # --------------------------------------------------------------------------------------------
+
+
+def hour_partition(hour: datetime) -> str:
+    """The ``dt=YYYY-MM-DD/hr=HH`` path segment of ``hour``: raw object names and lake partitions use it."""
+    return f"dt={hour:%Y-%m-%d}/hr={hour:%H}"
 
 
 def _match_name(object_name: str) -> re.Match[str]:
@@ -820,7 +834,7 @@ def _result(
     missing_required: list[str],
 ) -> ContractResult:
     if len(valid) + len(quarantined) != parsed.rows_in:
-        raise AssertionError(
+        raise AccountingError(
             f"row accounting broken: {len(valid)} valid + {len(quarantined)} quarantined != {parsed.rows_in} in"
         )
     return ContractResult(

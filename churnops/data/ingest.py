@@ -34,13 +34,14 @@ import pyarrow.parquet as pq
 from google.cloud import storage
 
 from churnops.data import contract
+from churnops.data.contract import AccountingError
 from churnops.platform.alerts import Alert, AlertSink
 from churnops.platform.buildinfo import git_sha, lock_sha256
 from churnops.data.privacy import Tokenizer, apply_pii_policy
 from churnops.platform.secrets import tokenization_key
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ObjectRef, list_objects, read_object, storage_client
-from churnops.data.versioning import DataRepository, MergeConflict, open_repository
+from churnops.data.versioning import DataRepository, MergeConflict, VersioningError, open_repository
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,6 @@ SOURCES_PREFIX = "_ingest/sources"
 RUNS_PREFIX = "_ingest/runs"
 MAX_MERGE_ATTEMPTS = 3
 QUARANTINE_INFO = ("_reason", "_line")
-
-
-class AccountingError(RuntimeError):
-    """``rows_in != rows_published + rows_quarantined + duplicates_dropped``: the run must not publish."""
 
 
 @dataclass
@@ -136,14 +133,14 @@ def hours_in_window(hour: datetime, lookback: int) -> list[datetime]:
 
 def hour_prefix(kind: str, hour: datetime) -> str:
     """Raw-bucket prefix of one kind for one hour."""
-    return f"{RAW_PREFIXES[kind]}/dt={hour:%Y-%m-%d}/hr={hour:%H}/"
+    return f"{RAW_PREFIXES[kind]}/{contract.hour_partition(hour)}/"
 
 
 def partition_path(ref: ObjectRef, kind: str) -> str:
     """Lake path of the partition published from ``ref`` (stable across generations)."""
     hour = contract.hour_of(ref.name)
     stem = PurePosixPath(ref.name).name.split(".")[0]
-    return f"{kind}/dt={hour:%Y-%m-%d}/hr={hour:%H}/{stem}.parquet"
+    return f"{kind}/{contract.hour_partition(hour)}/{stem}.parquet"
 
 
 def marker_path(ref: ObjectRef) -> str:
@@ -245,7 +242,7 @@ class IngestRun:
         """Ids already on ``main`` for these hours, except rows of objects being re-ingested."""
         ids: set[str] = set()
         for hour in hours:
-            prefix = f"{kind}/dt={hour:%Y-%m-%d}/hr={hour:%H}/"
+            prefix = f"{kind}/{contract.hour_partition(hour)}/"
             if not self.repo.list_paths("main", prefix):
                 continue
             table = self.repo.read_table("main", prefix, columns=[ID_COLUMNS[kind], "_source_object"]).to_pandas()
@@ -272,21 +269,20 @@ class IngestRun:
             duplicated = ids.duplicated(keep="first").to_numpy()
             start = 0
             for item in items:
-                assert item.valid is not None
-                dup = duplicated[start:start + len(item.valid)]
-                start += len(item.valid)
+                valid = item.valid if item.valid is not None else pd.DataFrame()
+                dup = duplicated[start:start + len(valid)]
+                start += len(valid)
                 if dup.any():
                     item.report.duplicates_dropped += int(dup.sum())
-                    item.valid = item.valid.loc[~dup]
+                    item.valid = valid.loc[~dup]
 
-    def quarantine_rows(self, item: _Prepared) -> pd.DataFrame:
-        """Quarantined rows with the PII policy applied (raw values never reach the lake)."""
-        assert item.quarantined is not None
+    def quarantine_rows(self, item: _Prepared, quarantined: pd.DataFrame) -> pd.DataFrame:
+        """The rows of ``item`` that failed, with the PII policy applied (raw values never reach the lake)."""
         # Only contract columns and the diagnosis: the raw text of a malformed line and columns the
         # contract does not know (which could hold anything) stay in the raw bucket, for replay.
         known = {*contract.CONTRACT_COLUMNS[item.kind], *QUARANTINE_INFO}
-        keep = [column for column in item.quarantined.columns if column in known]
-        rows = apply_pii_policy(item.quarantined[keep].astype("string"), item.kind, self.tokenizer)
+        keep = [column for column in quarantined.columns if column in known]
+        rows = apply_pii_policy(quarantined[keep].astype("string"), item.kind, self.tokenizer)
         rows["_source_object"] = item.ref.name
         rows["_source_generation"] = str(item.ref.generation)
         return rows
@@ -297,7 +293,7 @@ class IngestRun:
         report, ref = item.report, item.ref
         hour = contract.hour_of(ref.name)
         stem = PurePosixPath(ref.name).name.split(".")[0]
-        qdir = f"quarantine/{item.kind}/dt={hour:%Y-%m-%d}/hr={hour:%H}"
+        qdir = f"quarantine/{item.kind}/{contract.hour_partition(hour)}"
         if report.status == "published" and item.valid is not None:
             published = apply_pii_policy(item.valid, item.kind, self.tokenizer)
             published["_source_object"] = ref.name
@@ -306,7 +302,7 @@ class IngestRun:
             report.rows_published = len(published)
             files[report.partition] = _to_parquet(published)
         if item.quarantined is not None and report.rows_quarantined:
-            files[f"{qdir}/{stem}@{ref.generation}.parquet"] = _to_parquet(self.quarantine_rows(item))
+            files[f"{qdir}/{stem}@{ref.generation}.parquet"] = _to_parquet(self.quarantine_rows(item, item.quarantined))
         if report.status == "quarantined":
             detail = {"object": ref.name, "generation": ref.generation, "reason": report.reason, "run_id": run_id}
             files[f"{qdir}/{stem}@{ref.generation}.json"] = json.dumps(detail, indent=2).encode()
@@ -351,20 +347,20 @@ class IngestRun:
 
     # -- the run -------------------------------------------------------------------------------
 
-    def run(self, hour: datetime, lookback: int, crash_at: str | None = None) -> IngestReport:
+    def run(self, hour: datetime, lookback: int) -> IngestReport:
         """Ingest ``hour`` with ``lookback`` hours of late files. See the module docstring.
 
-        ``crash_at`` ("before_commit" or "before_merge") simulates a process dying at that
-        point; it exists for the failure-injection tests.
+        A merge that conflicts (another run published meanwhile) is retried from the start, up to
+        ``MAX_MERGE_ATTEMPTS`` times in all; then :class:`VersioningError` is raised.
         """
         for attempt in range(1, MAX_MERGE_ATTEMPTS + 1):
             try:
-                return self._attempt(hour, lookback, crash_at)
+                return self._attempt(hour, lookback)
             except MergeConflict:
                 log.warning("merge conflict: main moved during the run; retrying", extra={"attempt": attempt})
-        raise RuntimeError(f"ingest of {hour:%Y-%m-%dT%H} conflicted {MAX_MERGE_ATTEMPTS} times")
+        raise VersioningError(f"ingest of {hour:%Y-%m-%dT%H} conflicted {MAX_MERGE_ATTEMPTS} times; run it again")
 
-    def _attempt(self, hour: datetime, lookback: int, crash_at: str | None) -> IngestReport:
+    def _attempt(self, hour: datetime, lookback: int) -> IngestReport:
         run_id = uuid.uuid4().hex[:12]
         report = IngestReport(run_id=run_id, hour=f"{hour:%Y-%m-%dT%H}", lookback_hours=lookback)
         hours = hours_in_window(hour, lookback)
@@ -392,22 +388,23 @@ class IngestRun:
             existing = {path for kind in RAW_PREFIXES for path in self.repo.list_paths(branch, f"{kind}/")}
             if stale_existing := [path for path in stale if path in existing]:
                 self.repo.delete_objects(branch, stale_existing)
-            if crash_at == "before_commit":
-                raise SimulatedCrash("crash injected between upload and commit")
             metadata = self.commit_metadata(report)
             self.repo.commit(branch, f"ingest {report.hour} ({run_id})", metadata)
-            if crash_at == "before_merge":
-                raise SimulatedCrash("crash injected between commit and merge")
             # The merge carries the same metadata, so main's head always describes what it published.
             report.commit_id = self.repo.merge(branch, into="main", message=f"publish ingest {report.hour}",
                                                metadata=metadata)
-        finally:
-            # A dead process cleans nothing up, so an injected crash leaves the branch as it is.
-            if crash_at is None and self.repo.branch_exists(branch):
-                self.repo.delete_branch(branch)
+        except Exception:
+            # A failed run drops its branch (an interrupted or killed one leaves it; main never sees it).
+            self._drop_branch(branch)
+            raise
+        self._drop_branch(branch)
         log.info("ingest published",
                  extra={"hour": report.hour, "commit": report.commit_id, **report.accounting()})
         return report
+
+    def _drop_branch(self, branch: str) -> None:
+        if self.repo.branch_exists(branch):
+            self.repo.delete_branch(branch)
 
     def commit_metadata(self, report: IngestReport) -> dict[str, str]:
         """Commit metadata: sources with generations, accounting, schema and code versions."""
@@ -423,10 +420,6 @@ class IngestRun:
             "lock_sha256": lock_sha256(),
             "tokenizer_key_id": self.tokenizer.key_id,
         }
-
-
-class SimulatedCrash(RuntimeError):
-    """Raised by failure injection to stand for a process that died mid-run."""
 
 
 def ingest_hour(settings: Settings, hour: datetime, lookback: int | None = None,

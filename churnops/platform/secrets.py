@@ -20,22 +20,24 @@ from pathlib import Path
 from typing import Protocol
 
 import google_crc32c
-from google.api_core.exceptions import NotFound
+import requests
+from google.api_core.exceptions import Forbidden, GoogleAPIError, NotFound, RetryError, Unauthenticated
 from google.auth.credentials import AnonymousCredentials
 from google.cloud.secretmanager import SecretManagerServiceClient
 
+from churnops.errors import ChurnopsError, ConfigurationError, ServiceUnavailable
 from churnops.platform.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-MIN_TOKENIZATION_KEY_BYTES = 32
+MIN_TOKENIZATION_KEY_BYTES = 32  # the key-length rule; the tokenizer (churnops.data.privacy) imports it
 
 # Secret Manager's rule for secret ids; also keeps local names inside the secrets directory.
 _SECRET_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
 _VERSION = re.compile(r"latest|[1-9][0-9]*")
 
 
-class SecretError(Exception):
+class SecretError(ChurnopsError):
     """A secret could not be obtained or is unusable."""
 
 
@@ -47,6 +49,18 @@ class SecretCorrupted(SecretError):
     """The secret's payload does not match the checksum the server sent with it."""
 
 
+class SecretAccessDenied(SecretError):
+    """Secret Manager refused this identity access to the secret."""
+
+
+class SecretsUnavailable(SecretError, ServiceUnavailable):
+    """Secret Manager cannot be reached (or keeps failing)."""
+
+
+class InvalidSecretName(SecretError, ConfigurationError, ValueError):
+    """A secret name or version that Secret Manager would not accept."""
+
+
 class SecretSource(Protocol):
     """Anything that returns a secret's bytes by name."""
 
@@ -56,7 +70,7 @@ class SecretSource(Protocol):
 
 def _check_name(name: str) -> str:
     if not isinstance(name, str) or not _SECRET_NAME.fullmatch(name):
-        raise ValueError(
+        raise InvalidSecretName(
             f"invalid secret name {name!r}: use 1-255 letters, digits, '_' or '-' (Secret Manager's rule)"
         )
     return name
@@ -87,7 +101,7 @@ class LocalSecrets:
         except FileNotFoundError:
             raise SecretNotFound(f"secret {name!r} not found: no file {path}") from None
 
-    def ensure(self, name: str, nbytes: int = 32) -> bytes:
+    def ensure(self, name: str, nbytes: int = MIN_TOKENIZATION_KEY_BYTES) -> bytes:
         """Return secret ``name``, first creating it as ``nbytes`` random bytes if it does not exist.
 
         The file is written to a private temporary file and linked into place, so concurrent callers
@@ -124,7 +138,7 @@ class SecretManagerSecrets:
         self, project: str, client: SecretManagerServiceClient | None = None, version: str = "latest"
     ) -> None:
         if not _VERSION.fullmatch(version):
-            raise ValueError(f"invalid secret version {version!r}: use 'latest' or a version number")
+            raise InvalidSecretName(f"invalid secret version {version!r}: use 'latest' or a version number")
         self.project = project
         self.version = version
         self._client = client if client is not None else SecretManagerServiceClient()
@@ -139,6 +153,10 @@ class SecretManagerSecrets:
             response = self._client.access_secret_version(request={"name": path})
         except NotFound:
             raise SecretNotFound(f"secret version {path} not found") from None
+        except (Forbidden, Unauthenticated) as exc:
+            raise SecretAccessDenied(f"secret version {path}: access denied ({exc.code})") from None
+        except (GoogleAPIError, RetryError, requests.RequestException) as exc:
+            raise SecretsUnavailable(f"secret version {path}: Secret Manager failed ({type(exc).__name__})") from None
         data = response.payload.data
         if "data_crc32c" not in response.payload:
             logger.warning("Secret Manager returned %s without a checksum; not verified", response.name)

@@ -34,6 +34,16 @@ GKE_DEFAULTS: dict[str, Any] = {
 }
 
 
+# Training defaults, defined once: Settings, TrainingConfig and the feature functions use them.
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "feature_windows_hours": (1, 6, 24),
+    "label_horizon_hours": 12,
+    "cutoff_step_hours": 1,
+    "min_history_hours": 24,
+    "gate_margin": 0.01,
+}
+
+
 class Settings(BaseSettings):
     """All configuration. Local-profile defaults: loopback endpoints, state under ``.local/``."""
 
@@ -96,13 +106,15 @@ class Settings(BaseSettings):
     ingest_lookback_hours: int = Field(default=3, ge=0, le=72)
     alert_webhook_url: SecretStr | None = None
 
-    # Training (in hours: the generated data compresses a customer lifecycle into hours).
-    feature_windows_hours: list[int] = Field(default_factory=lambda: [1, 6, 24])
-    label_horizon_hours: int = Field(default=12, gt=0)
-    cutoff_step_hours: int = Field(default=1, gt=0)
-    min_history_hours: int = Field(default=24, ge=0)
+    # Training (in hours: the generated data compresses a customer lifecycle into hours). The
+    # defaults are TRAINING_DEFAULTS, which the feature code and TrainingConfig use as well.
+    feature_windows_hours: list[int] = Field(default_factory=lambda: list(TRAINING_DEFAULTS["feature_windows_hours"]))
+    label_horizon_hours: int = Field(default=TRAINING_DEFAULTS["label_horizon_hours"], gt=0)
+    cutoff_step_hours: int = Field(default=TRAINING_DEFAULTS["cutoff_step_hours"], gt=0)
+    min_history_hours: int = Field(default=TRAINING_DEFAULTS["min_history_hours"], ge=0)
     gate_margin: float = Field(
-        default=0.01, ge=0, le=1, description="Test ROC-AUC a new candidate may lose against production."
+        default=TRAINING_DEFAULTS["gate_margin"], ge=0, le=1,
+        description="Test ROC-AUC a new candidate may lose against production.",
     )
 
     # Logging.

@@ -7,13 +7,38 @@ Locally ``Settings.gcs_endpoint`` points the real google-cloud-storage client at
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from google.api_core.exceptions import Conflict, NotFound
+import requests
+from google.api_core.exceptions import Conflict, Forbidden, GoogleAPIError, NotFound, RetryError, Unauthorized
 from google.auth.credentials import AnonymousCredentials
+from google.auth.exceptions import TransportError
 from google.cloud import storage
 
+from churnops.errors import ChurnopsError, ServiceUnavailable
 from churnops.platform.settings import Settings
+
+
+class StorageError(ChurnopsError):
+    """The object store refused an operation: no such bucket or object, access denied."""
+
+
+class StorageUnavailable(StorageError, ServiceUnavailable):
+    """The object store (GCS or the local emulator) cannot be reached."""
+
+
+@contextmanager
+def storage_errors(what: str) -> Iterator[None]:
+    """Map the storage client's exceptions raised inside to :class:`StorageError` / :class:`StorageUnavailable`."""
+    try:
+        yield
+    except (NotFound, Forbidden, Unauthorized) as exc:
+        raise StorageError(f"{what}: {exc.code} {type(exc).__name__}") from exc
+    except (RetryError, TransportError, requests.ConnectionError, requests.Timeout) as exc:
+        raise StorageUnavailable(f"{what}: cannot reach the object store ({type(exc).__name__})") from exc
+    except GoogleAPIError as exc:
+        raise StorageUnavailable(f"{what}: the object store failed ({type(exc).__name__})") from exc
 
 
 @dataclass(frozen=True)
@@ -39,29 +64,34 @@ def storage_client(settings: Settings) -> storage.Client:
 
 def ensure_bucket(client: storage.Client, name: str) -> storage.Bucket:
     """Return bucket ``name``, creating it if it does not exist (idempotent)."""
-    try:
-        return client.get_bucket(name)
-    except NotFound:
+    with storage_errors(f"bucket gs://{name}"):
         try:
-            return client.create_bucket(name)
-        except Conflict:
             return client.get_bucket(name)
+        except NotFound:
+            try:
+                return client.create_bucket(name)
+            except Conflict:
+                return client.get_bucket(name)
 
 
 def list_objects(client: storage.Client, bucket: str, prefix: str) -> Iterator[ObjectRef]:
     """Every live object under ``prefix``, with its generation."""
-    for blob in client.list_blobs(bucket, prefix=prefix):
+    with storage_errors(f"listing gs://{bucket}/{prefix}"):
+        blobs = list(client.list_blobs(bucket, prefix=prefix))
+    for blob in blobs:
         yield ObjectRef(bucket=bucket, name=blob.name, generation=int(blob.generation), size=int(blob.size or 0))
 
 
 def read_object(client: storage.Client, ref: ObjectRef) -> bytes:
     """The bytes of exactly this generation (fails if it was overwritten since listing)."""
     blob = client.bucket(ref.bucket).blob(ref.name, generation=ref.generation)
-    return blob.download_as_bytes()
+    with storage_errors(f"reading gs://{ref.bucket}/{ref.name}#{ref.generation}"):
+        return blob.download_as_bytes()
 
 
 def write_object(client: storage.Client, bucket: str, name: str, data: bytes, content_type: str) -> ObjectRef:
     """Upload ``data`` to ``gs://bucket/name`` and return the new generation."""
     blob = client.bucket(bucket).blob(name)
-    blob.upload_from_string(data, content_type=content_type)
+    with storage_errors(f"writing gs://{bucket}/{name}"):
+        blob.upload_from_string(data, content_type=content_type)
     return ObjectRef(bucket=bucket, name=name, generation=int(blob.generation), size=len(data))

@@ -24,19 +24,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-EVENT_TYPES: tuple[str, ...] = (
-    "page_view",
-    "login",
-    "logout",
-    "search",
-    "add_to_cart",
-    "purchase",
-    "support_contact",
-    "video_play",
-    "error",
-)
-DEFAULT_WINDOWS_HOURS: tuple[int, ...] = (1, 6, 24)
-DEFAULT_HORIZON_HOURS = 12
+from churnops.data import contract
+from churnops.errors import ChurnopsError
+from churnops.platform.settings import TRAINING_DEFAULTS
+
+
+class InsufficientData(ChurnopsError, ValueError):
+    """The published data cannot make a training set: too short a span, too few cutoffs, one class only."""
+
+
+EVENT_TYPES = contract.EVENT_TYPES  # one count feature per type the contract allows
+DEFAULT_WINDOWS_HOURS: tuple[int, ...] = tuple(TRAINING_DEFAULTS["feature_windows_hours"])
+DEFAULT_HORIZON_HOURS: int = TRAINING_DEFAULTS["label_horizon_hours"]
 
 EVENT_COLUMNS: tuple[str, ...] = (
     "customer_token",
@@ -404,7 +403,7 @@ def data_span(events: pd.DataFrame, subscriptions: pd.DataFrame) -> tuple[pd.Tim
     )
     stamps = stamps[stamps != _NAT]
     if stamps.size == 0:
-        raise ValueError("the tables hold no timestamps: nothing to train on")
+        raise InsufficientData("the tables hold no timestamps: nothing to train on")
     return pd.Timestamp(int(stamps.min()), tz="UTC"), pd.Timestamp(int(stamps.max()), tz="UTC")
 
 
@@ -412,8 +411,8 @@ def choose_cutoffs(
     events: pd.DataFrame,
     subscriptions: pd.DataFrame,
     horizon: float = DEFAULT_HORIZON_HOURS,
-    step_h: int = 1,
-    min_history_h: int = 24,
+    step_h: int = TRAINING_DEFAULTS["cutoff_step_hours"],
+    min_history_h: int = TRAINING_DEFAULTS["min_history_hours"],
 ) -> list[pd.Timestamp]:
     """Hourly-aligned cutoffs every ``step_h`` hours whose label horizon lies fully inside the data.
 
@@ -426,7 +425,7 @@ def choose_cutoffs(
     first = start.floor("h") + pd.Timedelta(hours=min_history_h)
     last = end.ceil("h") - pd.Timedelta(hours=_check_horizon(horizon))
     if last < first:
-        raise ValueError(
+        raise InsufficientData(
             f"data spans {start} to {end}: too short for {min_history_h}h of history plus a {horizon}h horizon"
         )
     count = int((last - first) // pd.Timedelta(hours=step_h)) + 1
@@ -449,6 +448,6 @@ def split_by_time(
     n_val = max(1, round(len(cutoffs) * fractions[1] / total))
     n_train = len(cutoffs) - n_val - n_test
     if n_train < 1:
-        raise ValueError(f"{len(cutoffs)} cutoff(s) cannot be split into train, validation and test by time")
+        raise InsufficientData(f"{len(cutoffs)} cutoff(s) cannot be split into train, validation and test by time")
     bounds = {"train": cutoffs[:n_train], "validation": cutoffs[n_train : n_train + n_val], "test": cutoffs[-n_test:]}
     return {name: frame[frame["cutoff"].isin(values)].reset_index(drop=True) for name, values in bounds.items()}

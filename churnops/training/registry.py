@@ -13,17 +13,21 @@ action (``assign``, ``promote``, ``rollback``), the version that held the alias 
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import mlflow
+import requests
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from churnops.errors import RegistryError, ServiceUnavailable
 from churnops.platform.settings import Settings
 
 ALIASES: tuple[str, ...] = ("candidate", "staging", "production")
@@ -31,8 +35,36 @@ PREVIOUS_ALIAS: dict[str, str] = {"staging": "candidate", "production": "staging
 EVENT_TAG_PREFIX = "alias_event."
 
 
-class RegistryError(RuntimeError):
-    """A registry operation that cannot be done as asked (nothing was changed)."""
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class RegistryUnavailable(RegistryError, ServiceUnavailable):
+    """The tracking server (which holds the registry) cannot be reached."""
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` (an MlflowException) stands for a server that did not answer."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "API request to" in str(exc) and "failed with exception" in str(exc)
+
+
+def mlflow_errors(func: F) -> F:
+    """Map MLflow's exceptions raised by ``func`` to :class:`RegistryError` / :class:`RegistryUnavailable`."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MlflowException as exc:
+            if _unreachable(exc):
+                raise RegistryUnavailable(f"MLflow tracking server unreachable: {exc.message.splitlines()[0]}") from exc
+            raise RegistryError(f"MLflow refused: {exc.error_code}: {exc.message.splitlines()[0]}") from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -76,6 +108,7 @@ def _is_missing(exc: MlflowException) -> bool:
     return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE")
 
 
+@mlflow_errors
 def alias_holder(client: MlflowClient, name: str, alias: str) -> str | None:
     """The version holding ``alias`` on model ``name``, or None (also when the model does not exist)."""
     try:
@@ -100,6 +133,7 @@ def _record(client: MlflowClient, name: str, event: AliasEvent) -> None:
     client.set_model_version_tag(name, event.version, f"{EVENT_TAG_PREFIX}{number:04d}", event.to_json())
 
 
+@mlflow_errors
 def assign_alias(
     client: MlflowClient, name: str, alias: str, version: str, action: str = "assign", note: str = ""
 ) -> AliasEvent:
@@ -121,6 +155,7 @@ def assign_alias(
     return event
 
 
+@mlflow_errors
 def register_version(name: str, model_uri: str, tags: dict[str, str]) -> str:
     """Register ``model_uri`` as a new version of ``name`` (created if needed); return the version.
 
@@ -130,6 +165,7 @@ def register_version(name: str, model_uri: str, tags: dict[str, str]) -> str:
     return str(version.version)
 
 
+@mlflow_errors
 def promote(client: MlflowClient, name: str, to: str) -> AliasEvent:
     """Move the version holding the previous stage's alias to ``to`` ("staging" or "production")."""
     if to not in PREVIOUS_ALIAS:
@@ -143,6 +179,7 @@ def promote(client: MlflowClient, name: str, to: str) -> AliasEvent:
     return event
 
 
+@mlflow_errors
 def all_events(client: MlflowClient, name: str) -> list[AliasEvent]:
     """Every recorded alias change of every version of ``name``, oldest first."""
     versions = client.search_model_versions(f"name = '{_quoted(name)}'")
@@ -153,6 +190,7 @@ def all_events(client: MlflowClient, name: str) -> list[AliasEvent]:
     return [item[-1] for item in sorted(ordered, key=lambda item: item[:3])]
 
 
+@mlflow_errors
 def production_history(client: MlflowClient, name: str) -> list[str]:
     """Versions that held ``production``, oldest first, with rolled-back versions removed (a stack)."""
     return production_stack(all_events(client, name))
@@ -171,6 +209,7 @@ def production_stack(events: list[AliasEvent]) -> list[str]:
     return stack
 
 
+@mlflow_errors
 def rollback(client: MlflowClient, name: str) -> AliasEvent:
     """Give ``production`` back to the version that held it before the current one."""
     current = alias_holder(client, name, "production")
@@ -195,6 +234,7 @@ def _quoted(name: str) -> str:
     return name.replace("'", "\\'")
 
 
+@mlflow_errors
 def describe(client: MlflowClient, name: str) -> list[dict[str, Any]]:
     """One row per version, newest first: version, aliases, run, data commit, test ROC-AUC, created."""
     try:

@@ -50,13 +50,15 @@ from churnops.training.features import (
     KEY_COLUMNS,
     LABEL,
     FeatureSpec,
+    InsufficientData,
     build_training_set,
     choose_cutoffs,
     feature_spec,
     split_by_time,
 )
+from churnops.errors import DataContractError, RegistryError
 from churnops.platform.buildinfo import git_sha, lock_sha256
-from churnops.platform.settings import Settings
+from churnops.platform.settings import TRAINING_DEFAULTS, Settings
 from churnops.training.transform import DEFAULT_PERCENTILE, SKOPS_TRUSTED_TYPES, build_model
 from churnops.data.versioning import DataRepository, open_repository
 from churnops.data.versioning.base import DEFAULT_BRANCH
@@ -88,11 +90,11 @@ class TrainingConfig:
 
     windows_h: tuple[int, ...] = DEFAULT_WINDOWS_HOURS
     horizon_h: int = DEFAULT_HORIZON_HOURS
-    cutoff_step_h: int = 1
-    min_history_h: int = 24
+    cutoff_step_h: int = TRAINING_DEFAULTS["cutoff_step_hours"]
+    min_history_h: int = TRAINING_DEFAULTS["min_history_hours"]
     split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     select_percentile: float = DEFAULT_PERCENTILE
-    gate_margin: float = 0.01
+    gate_margin: float = TRAINING_DEFAULTS["gate_margin"]
     xgb_params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_XGB_PARAMS))
 
     @classmethod
@@ -173,7 +175,7 @@ def load_tables(repo: DataRepository, data_commit: str) -> tuple[pd.DataFrame, p
     events = repo.read_table(data_commit, "events/")
     missing = [c for c in EVENT_COLUMNS if c not in events.column_names]
     if missing:
-        raise ValueError(f"events at commit {data_commit} lack columns {missing}")
+        raise DataContractError(f"events at commit {data_commit} lack columns {missing}")
     events_frame = events.select(list(EVENT_COLUMNS)).to_pandas(strings_to_categorical=True)
     subscriptions = repo.read_table(data_commit, "subscriptions/").to_pandas()
     return events_frame, subscriptions
@@ -189,7 +191,7 @@ def build_splits(
     frame = build_training_set(events, subscriptions, cutoffs, horizon=config.horizon_h, windows=config.windows_h)
     splits = split_by_time(frame, config.split_fractions)
     if splits["train"][LABEL].nunique() < 2:
-        raise ValueError(
+        raise InsufficientData(
             "the training split holds one class only: no customer churns (or every one does) in its horizons; "
             "use more data or a longer horizon"
         )
@@ -369,7 +371,7 @@ def production_test_auc(
     try:
         probability = evaluate.churn_probability(production, test[spec.columns])
     except (KeyError, ValueError) as exc:
-        raise ValueError(
+        raise RegistryError(
             f"production version {version} cannot score this test set (different feature spec?): {exc}"
         ) from exc
     return evaluate.classification_metrics(test[LABEL], probability)["roc_auc"], version
@@ -382,6 +384,7 @@ def _set_tracking(settings: Settings) -> mlflow.MlflowClient:
     return client
 
 
+@registry.mlflow_errors
 def train_on_frames(
     settings: Settings,
     events: pd.DataFrame,
@@ -476,6 +479,7 @@ def train_on_frames(
     )
 
 
+@registry.mlflow_errors
 def train_from_commit(
     settings: Settings,
     data_commit: str | None = None,

@@ -5,9 +5,9 @@ lakeFS's semantics: branches over immutable commits, a per-branch staging area t
 see, "no changes" (400) for empty commits and merges, object-level three-way merges with 409 on
 conflicts, and 400 for merges into a branch with uncommitted changes.
 
-Every request and every response is validated against the upstream OpenAPI document
-(``shared/specs/lakefs-api.yaml``) with openapi-core. A request that does not fit is answered 500
-and a response that does not fit is replaced by a 500; both are recorded in
+Every request and every response is validated against the upstream OpenAPI document, vendored as
+``tests/specs/lakefs-api.yaml`` (see its README), with openapi-core. A request that does not fit
+is answered 500 and a response that does not fit is replaced by a 500; both are recorded in
 :attr:`LakeFSDouble.validation_errors`, which tests assert stays empty.
 """
 

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from churnops.errors import ConfigurationError, VersioningError
 from churnops.platform.settings import Settings
 from churnops.data.versioning.base import (
+    AccessDenied,
     CommitInfo,
     DataRepository,
+    InvalidArgument,
+    LakeUnavailable,
     MergeConflict,
     NotFoundError,
     UncommittedChangesError,
-    VersioningError,
 )
 
 __all__ = [
+    "AccessDenied",
     "CommitInfo",
     "DataRepository",
+    "InvalidArgument",
+    "LakeUnavailable",
     "MergeConflict",
     "NotFoundError",
     "UncommittedChangesError",
@@ -37,4 +43,4 @@ def open_repository(settings: Settings) -> DataRepository:
         from churnops.data.versioning.lakefs import LakeFSRepository  # pylint: disable=import-outside-toplevel
 
         return LakeFSRepository.from_settings(settings)
-    raise ValueError(f"unknown versioning backend {settings.versioning_backend!r}: use 'embedded' or 'lakefs'")
+    raise ConfigurationError(f"unknown versioning backend {settings.versioning_backend!r}: use 'embedded' or 'lakefs'")

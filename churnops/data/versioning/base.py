@@ -9,15 +9,19 @@ publishes a branch's commits into another branch in one step. Two backends imple
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from churnops.errors import ChurnopsError, ServiceUnavailable, VersioningError
 
 DEFAULT_BRANCH = "main"
 
@@ -36,10 +40,6 @@ class CommitInfo:
     created_at: datetime
 
 
-class VersioningError(Exception):
-    """Base class of the errors a :class:`DataRepository` raises on purpose."""
-
-
 class MergeConflict(VersioningError):
     """A merge cannot be applied cleanly: both sides changed the same path differently."""
 
@@ -52,21 +52,71 @@ class UncommittedChangesError(VersioningError):
     """The operation needs a branch without staged (uncommitted) changes."""
 
 
+class InvalidArgument(VersioningError, ValueError):
+    """A branch name, path, content, metadata or limit the repository cannot accept; nothing was written."""
+
+
+class AccessDenied(VersioningError):
+    """The repository refused the credentials (lakeFS 401/403) or the files (embedded: permissions)."""
+
+
+class LakeUnavailable(VersioningError, ServiceUnavailable):
+    """The repository cannot be reached: lakeFS down or failing after the retries, embedded store unreadable."""
+
+
 def check_branch_name(name: str) -> str:
     """Return ``name`` if it is a valid branch name (letters, digits, ``_`` and ``-``), else raise."""
     if not isinstance(name, str) or not _BRANCH_NAME.match(name):
-        raise ValueError(f"invalid branch name {name!r}: use letters, digits, '_' and '-', not starting with '-'")
+        raise InvalidArgument(f"invalid branch name {name!r}: use letters, digits, '_' and '-', not starting with '-'")
     return name
 
 
 def check_path(path: str) -> str:
     """Return ``path`` if it is a valid object path (relative, '/'-separated, no empty/'.'/'..' parts)."""
     if not isinstance(path, str) or not path:
-        raise ValueError(f"invalid object path {path!r}: must be a non-empty string")
+        raise InvalidArgument(f"invalid object path {path!r}: must be a non-empty string")
     parts = path.split("/")
     if any(part in ("", ".", "..") for part in parts) or "\x00" in path:
-        raise ValueError(f"invalid object path {path!r}: use relative paths like 'dir/file.parquet'")
+        raise InvalidArgument(f"invalid object path {path!r}: use relative paths like 'dir/file.parquet'")
     return path
+
+
+def check_content(path: str, content: object) -> None:
+    """Raise unless ``content`` (the content of ``path``) is bytes-like."""
+    if not isinstance(content, (bytes, bytearray, memoryview)):
+        raise InvalidArgument(f"content of {path!r} must be bytes, got {type(content).__name__}")
+
+
+def check_limit(limit: int) -> int:
+    """Return ``limit`` if it is a usable number of log entries (at least 1)."""
+    if not isinstance(limit, int) or limit < 1:
+        raise InvalidArgument(f"limit must be at least 1, got {limit!r}")
+    return limit
+
+
+def _at_boundary(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap an interface method so that its backend's library exceptions leave it as domain errors."""
+
+    @functools.wraps(method)
+    def wrapper(self: "DataRepository", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except ChurnopsError:
+            raise
+        except Exception as exc:
+            mapped = self.domain_error(exc)
+            if mapped is None:
+                raise  # not a failure the backend knows: a bug, which keeps its traceback
+            raise mapped from exc
+
+    return wrapper
+
+
+# The interface methods whose exceptions are mapped (see DataRepository.domain_error).
+_INTERFACE = (
+    "ensure", "head", "resolve", "create_branch", "delete_branch", "branch_exists", "put_objects",
+    "delete_objects", "commit", "merge", "get_object", "list_paths", "commit_info", "log", "read_table",
+)
 
 
 def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
@@ -74,7 +124,7 @@ def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     result: dict[str, str] = {}
     for key, value in (metadata or {}).items():
         if not isinstance(key, str) or not isinstance(value, str) or not key:
-            raise ValueError(f"commit metadata must map non-empty strings to strings, got {key!r}: {value!r}")
+            raise InvalidArgument(f"commit metadata must map non-empty strings to strings, got {key!r}: {value!r}")
         result[key] = value
     return result
 
@@ -85,7 +135,24 @@ class DataRepository(ABC):
     Reads from a branch name see the branch's staged writes (as lakeFS does); reads from a commit
     id see exactly that commit. ``create_branch`` on an existing branch leaves it where it is and
     returns its head, so a retried run resumes its branch with its staged writes intact.
+
+    Errors: every method raises only :class:`~churnops.errors.ChurnopsError` subclasses for what
+    can go wrong on purpose: :class:`NotFoundError`, :class:`MergeConflict`,
+    :class:`UncommittedChangesError`, :class:`InvalidArgument`, :class:`AccessDenied`,
+    :class:`LakeUnavailable` (also a :class:`~churnops.errors.ServiceUnavailable`) or another
+    :class:`~churnops.errors.VersioningError`. A backend maps its library's exceptions in
+    :meth:`domain_error`; the mapping is applied to every interface method of every subclass.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in _INTERFACE:
+            if name in cls.__dict__:
+                setattr(cls, name, _at_boundary(cls.__dict__[name]))
+
+    @abstractmethod
+    def domain_error(self, exc: Exception) -> ChurnopsError | None:
+        """The domain error standing for ``exc``, a failure of the backend's library; None for a bug."""
 
     @abstractmethod
     def ensure(self) -> None:
@@ -158,17 +225,23 @@ class DataRepository(ABC):
     def log(self, ref: str = DEFAULT_BRANCH, limit: int = 50) -> list[CommitInfo]:
         """Up to ``limit`` commits reachable from ``ref``, newest first."""
 
+    @_at_boundary
     def read_table(self, ref: str, prefix: str, columns: Sequence[str] | None = None) -> pa.Table:
         """Every ``*.parquet`` under ``prefix`` at ``ref``, concatenated in path order.
 
         Columns come from the files themselves (only ``columns``, when given); hive partition
         directories (``dt=``/``hr=``) are not turned into columns. Files whose schemas differ only
-        in column order or in missing nullable columns are unified; incompatible schemas raise
-        ``pyarrow`` errors. Raises :class:`NotFoundError` if there is no parquet file under ``prefix``.
+        in column order or in missing nullable columns are unified; unreadable files or
+        incompatible schemas raise :class:`VersioningError`. Raises :class:`NotFoundError` if there
+        is no parquet file under ``prefix``.
         """
         paths = [path for path in self.list_paths(ref, prefix) if path.endswith(".parquet")]
         if not paths:
             raise NotFoundError(f"no parquet files under {prefix!r} at {ref!r}")
         wanted = list(columns) if columns is not None else None
-        tables = [pq.read_table(io.BytesIO(self.get_object(ref, path)), columns=wanted) for path in paths]
-        return pa.concat_tables(tables, promote_options="default")
+        try:
+            tables = [pq.read_table(io.BytesIO(self.get_object(ref, path)), columns=wanted) for path in paths]
+            return pa.concat_tables(tables, promote_options="default")
+        except pa.ArrowException as exc:
+            message = f"cannot read the parquet files under {prefix!r} at {ref!r} as one table: {exc}"
+            raise VersioningError(message) from exc

@@ -36,14 +36,20 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import FileMode, MergeFlag, ObjectType, SortMode
 
+from churnops.errors import ChurnopsError, VersioningError
 from churnops.data.versioning.base import (
     DEFAULT_BRANCH,
+    AccessDenied,
     CommitInfo,
     DataRepository,
+    InvalidArgument,
+    LakeUnavailable,
     MergeConflict,
     NotFoundError,
     UncommittedChangesError,
     check_branch_name,
+    check_content,
+    check_limit,
     check_metadata,
     check_path,
 )
@@ -86,6 +92,16 @@ class EmbeddedRepository(DataRepository):
         self.path = Path(path)
         self._repo: pygit2.Repository | None = None
 
+    def domain_error(self, exc: Exception) -> ChurnopsError | None:
+        """File-system and libgit2 failures: permissions, an unreachable or a damaged repository."""
+        if isinstance(exc, PermissionError):
+            return AccessDenied(f"embedded repository at {self.path}: permission denied ({exc.filename or exc})")
+        if isinstance(exc, OSError):
+            return LakeUnavailable(f"embedded repository at {self.path} cannot be used: {exc}")
+        if isinstance(exc, pygit2.GitError):
+            return VersioningError(f"embedded repository at {self.path}: {exc}")
+        return None
+
     # ----------------------------------------------------------------- plumbing
 
     def _git(self) -> pygit2.Repository:
@@ -125,10 +141,10 @@ class EmbeddedRepository(DataRepository):
     def _commit_of(self, repo: pygit2.Repository, ref: str) -> pygit2.Commit:
         """The commit a branch name or a (possibly abbreviated) commit id points at."""
         if not isinstance(ref, str) or not ref:
-            raise ValueError(f"invalid ref {ref!r}")
+            raise InvalidArgument(f"invalid ref {ref!r}")
         try:
             check_branch_name(ref)
-        except ValueError:
+        except InvalidArgument:
             pass
         else:
             branch = repo.references.get(_BRANCH_PREFIX + ref)
@@ -231,7 +247,7 @@ class EmbeddedRepository(DataRepository):
         self.path.mkdir(parents=True, exist_ok=True)
         if not (self.path / "HEAD").is_file():
             if any(self.path.iterdir()):
-                raise ValueError(f"{self.path} exists, is not empty and is not a git repository")
+                raise InvalidArgument(f"{self.path} exists, is not empty and is not a git repository")
             pygit2.init_repository(str(self.path), bare=True, initial_head=DEFAULT_BRANCH)
             logger.info("created embedded data repository at %s", self.path)
         attributes = self.path / "info" / "attributes"
@@ -262,7 +278,7 @@ class EmbeddedRepository(DataRepository):
 
     def delete_branch(self, name: str) -> None:
         if check_branch_name(name) == DEFAULT_BRANCH:
-            raise ValueError(f"the {DEFAULT_BRANCH!r} branch cannot be deleted")
+            raise InvalidArgument(f"the {DEFAULT_BRANCH!r} branch cannot be deleted")
         with self._locked() as repo:
             self._branch_commit(repo, name)
             if repo.references.get(_STAGING_PREFIX + name) is not None:
@@ -274,9 +290,7 @@ class EmbeddedRepository(DataRepository):
 
     def put_objects(self, branch: str, files: Mapping[str, bytes]) -> None:
         for path, content in files.items():
-            check_path(path)
-            if not isinstance(content, (bytes, bytearray, memoryview)):
-                raise ValueError(f"content of {path!r} must be bytes, got {type(content).__name__}")
+            check_content(check_path(path), content)
         repo = self._git()
         self._branch_commit(repo, branch)
         blobs = {path: self._write_blob(repo, bytes(content)) for path, content in files.items()}
@@ -370,8 +384,7 @@ class EmbeddedRepository(DataRepository):
         return self._info(self._commit_of(self._git(), ref))
 
     def log(self, ref: str = DEFAULT_BRANCH, limit: int = 50) -> list[CommitInfo]:
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
+        check_limit(limit)
         repo = self._git()
         start = self._commit_of(repo, ref)
         result: list[CommitInfo] = []
@@ -388,7 +401,7 @@ def _check_no_file_directory_clash(paths: set[str], added: Iterable[str]) -> Non
     for path in added:
         parents = [path[:i] for i, char in enumerate(path) if char == "/"]
         if path in directories or any(parent in paths for parent in parents):
-            raise ValueError(f"cannot stage {path!r}: a path cannot be both a file and a directory")
+            raise InvalidArgument(f"cannot stage {path!r}: a path cannot be both a file and a directory")
 
 
 def _walk(repo: pygit2.Repository, tree: pygit2.Tree, prefix: str) -> Iterator[str]:

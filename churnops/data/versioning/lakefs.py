@@ -5,8 +5,9 @@ Mapping of lakeFS answers onto the interface:
 - commit with nothing staged: lakeFS answers 400 "no changes" -> ``None``;
 - merge with nothing to merge: 400 "no changes" -> the destination head;
 - merge conflict: 409 -> :class:`MergeConflict`; merge into a dirty branch: 400 -> :class:`UncommittedChangesError`;
-- 404 -> :class:`NotFoundError`; 401/403 -> ``PermissionError``;
-- connection errors and 429/500/502/503/504 are retried with exponential backoff.
+- 404 -> :class:`NotFoundError`; 401/403 -> :class:`AccessDenied`;
+- connection errors and 429/500/502/503/504 are retried with exponential backoff, then raise
+  :class:`LakeUnavailable`; any other refusal -> :class:`VersioningError` (see :meth:`domain_error`).
 
 A retried commit whose first attempt was applied but whose answer was lost gets "no changes" on
 the retry; the backend then recognises its own commit at the branch head (same message and
@@ -27,15 +28,21 @@ import lakefs_sdk
 import urllib3
 from lakefs_sdk.exceptions import ApiException
 
+from churnops.errors import ChurnopsError, ConfigurationError, VersioningError
 from churnops.platform.settings import Settings
 from churnops.data.versioning.base import (
     DEFAULT_BRANCH,
+    AccessDenied,
     CommitInfo,
     DataRepository,
+    InvalidArgument,
+    LakeUnavailable,
     MergeConflict,
     NotFoundError,
     UncommittedChangesError,
     check_branch_name,
+    check_content,
+    check_limit,
     check_metadata,
     check_path,
 )
@@ -87,6 +94,7 @@ class LakeFSRepository(DataRepository):
         configuration = lakefs_sdk.Configuration(host=host, username=access_key_id, password=secret_access_key)
         configuration.retries = 0  # retries happen in _call, where they can be reasoned about
         client = lakefs_sdk.ApiClient(configuration)
+        self._host = host
         self.repository = repository
         self.storage_namespace = storage_namespace
         self.retries = retries
@@ -109,7 +117,7 @@ class LakeFSRepository(DataRepository):
         }
         missing = [name for name, value in required.items() if not value]
         if missing:
-            raise ValueError(
+            raise ConfigurationError(
                 "the lakeFS versioning backend needs " + ", ".join(missing) + " (or their CHURNOPS_-prefixed forms)"
             )
         return cls(
@@ -122,9 +130,22 @@ class LakeFSRepository(DataRepository):
 
     # ----------------------------------------------------------------- plumbing
 
+    def domain_error(self, exc: Exception) -> ChurnopsError | None:
+        """An answer of lakeFS that no method handled, or a failure to reach it."""
+        if isinstance(exc, ApiException):
+            return VersioningError(f"lakeFS refused the request: {exc.status} {exc.reason} ({exc.body})")
+        if isinstance(exc, urllib3.exceptions.HTTPError):
+            return LakeUnavailable(f"cannot reach lakeFS at {self._host}: {exc}")
+        return None
+
     def _call(self, what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Call an SDK method, retrying transient failures; map 404 and auth errors."""
-        for attempt in range(self.retries + 1):
+        """Call an SDK method, retrying transient failures; map 404, auth errors and exhausted retries.
+
+        Other refusals stay ``ApiException`` for the caller to interpret (and :meth:`domain_error`
+        maps what it does not).
+        """
+        attempt = 0
+        while True:
             last = attempt == self.retries
             try:
                 return func(*args, _request_timeout=self.timeout_seconds, **kwargs)
@@ -132,16 +153,20 @@ class LakeFSRepository(DataRepository):
                 if exc.status == 404:
                     raise NotFoundError(f"{what}: not found ({exc.body})") from exc
                 if exc.status in (401, 403):
-                    raise PermissionError(f"{what}: lakeFS refused the credentials ({exc.status})") from exc
-                if exc.status not in TRANSIENT_STATUSES or last:
+                    raise AccessDenied(f"{what}: lakeFS refused the credentials ({exc.status})") from exc
+                if exc.status not in TRANSIENT_STATUSES:
                     raise
+                if last:
+                    raise LakeUnavailable(
+                        f"{what}: lakeFS answered {exc.status} {self.retries + 1} time(s) at {self._host}"
+                    ) from exc
                 logger.warning("%s: lakeFS answered %s, retrying", what, exc.status)
             except urllib3.exceptions.HTTPError as exc:
                 if last:
-                    raise ConnectionError(f"{what}: cannot reach lakeFS: {exc}") from exc
+                    raise LakeUnavailable(f"{what}: cannot reach lakeFS at {self._host}: {exc}") from exc
                 logger.warning("%s: cannot reach lakeFS (%s), retrying", what, type(exc).__name__)
             time.sleep(self.backoff_seconds * 2**attempt)
-        raise AssertionError("unreachable")  # the loop always returns or raises
+            attempt += 1
 
     def _last_commit(self, ref: str) -> lakefs_sdk.Commit:
         commits = self._call(f"log {ref!r}", self._refs.log_commits, self.repository, ref, amount=1)
@@ -191,7 +216,7 @@ class LakeFSRepository(DataRepository):
 
     def delete_branch(self, name: str) -> None:
         if check_branch_name(name) == DEFAULT_BRANCH:
-            raise ValueError(f"the {DEFAULT_BRANCH!r} branch cannot be deleted")
+            raise InvalidArgument(f"the {DEFAULT_BRANCH!r} branch cannot be deleted")
         self._call(f"delete branch {name!r}", self._branches.delete_branch, self.repository, name)
 
     def branch_exists(self, name: str) -> bool:
@@ -204,9 +229,7 @@ class LakeFSRepository(DataRepository):
     def put_objects(self, branch: str, files: Mapping[str, bytes]) -> None:
         check_branch_name(branch)
         for path, content in files.items():
-            check_path(path)
-            if not isinstance(content, (bytes, bytearray, memoryview)):
-                raise ValueError(f"content of {path!r} must be bytes, got {type(content).__name__}")
+            check_content(check_path(path), content)
         # The generated client uploads `content` from a file path, so each object goes through a temp file.
         with tempfile.TemporaryDirectory(prefix="churnops-lakefs-") as tmp:
             upload = Path(tmp) / "content"
@@ -230,7 +253,7 @@ class LakeFSRepository(DataRepository):
                 f"delete objects on {branch!r}", self._objects.delete_objects, self.repository, branch, path_list
             )
             if result.errors:
-                raise RuntimeError(f"lakeFS could not delete {len(result.errors)} objects: {result.errors[:3]}")
+                raise VersioningError(f"lakeFS could not delete {len(result.errors)} objects: {result.errors[:3]}")
 
     def commit(self, branch: str, message: str, metadata: Mapping[str, str]) -> str | None:
         clean = check_metadata(metadata)
@@ -302,8 +325,7 @@ class LakeFSRepository(DataRepository):
         return _to_info(self._last_commit(ref))
 
     def log(self, ref: str = DEFAULT_BRANCH, limit: int = 50) -> list[CommitInfo]:
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
+        check_limit(limit)
         result: list[CommitInfo] = []
         after = ""
         while len(result) < limit:

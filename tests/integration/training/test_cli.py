@@ -52,5 +52,5 @@ def test_compare_show_promote_and_rollback_from_the_command_line(
     assert shown[0].split()[:2] == ["version", "aliases"]
     assert shown[2].split()[:2] == ["1", "production"]
 
-    refused = run(settings, monkeypatch, ["model", "promote", "--to", "production"], exit_code=1)
+    refused = run(settings, monkeypatch, ["model", "promote", "--to", "production"], exit_code=2)
     assert "nothing to promote" in refused and "Traceback" not in refused

@@ -88,7 +88,7 @@ def test_the_registered_model_scores_the_logged_feature_matrix(trained: Trained)
     test = pd.read_parquet(io.BytesIO(read_features(lake, result.features_uri, "test.parquet")))
     assert test["cutoff"].min() > pd.read_parquet(
         io.BytesIO(read_features(lake, result.features_uri, "train.parquet")))["cutoff"].max()
-    model = mlflow.sklearn.load_model(f"models:/{lake.settings.registered_model}@candidate")
+    model = mlflow.sklearn.load_model(f"models:/{lake.settings.registered_model}/{result.model_version}")
     probability = model.predict_proba(test[FEATURE_SPEC.columns])[:, 1]
     assert classification_metrics(test[LABEL], probability)["roc_auc"] == pytest.approx(
         result.metrics["xgboost"]["test_roc_auc"], abs=1e-12)
@@ -103,18 +103,20 @@ def test_retraining_the_same_commit_with_the_same_seed_reproduces_the_metrics(tr
 
 def test_the_gate_refuses_a_worse_model_and_leaves_the_aliases_alone(trained: Trained) -> None:
     lake, first = trained
-    client = client_of(lake)
-    name = lake.settings.registered_model
-    registry.promote(client, name, "staging")
-    registry.promote(client, name, "production")
+    settings = lake.fresh_settings()  # a registered model of its own: no other test's aliases move
+    client = registry.client_for(settings)
+    name = settings.registered_model
+    source = client.get_model_version(lake.settings.registered_model, first.model_version).source
+    production = registry.register_version(name, source, {"data_commit": lake.commit})
+    registry.assign_alias(client, name, "production", production)
     versions_before = len(client.search_model_versions(f"name = '{name}'"))
 
-    worse = train_from_commit(lake.settings, lake.commit, seed=42, config=CRIPPLED, repo=lake.repo)
+    worse = train_from_commit(settings, lake.commit, seed=42, config=CRIPPLED, repo=lake.repo)
     assert not worse.gate.passed and worse.model_version is None
-    assert worse.gate.production_version == first.model_version
+    assert worse.gate.production_version == production
     assert worse.gate.production_auc == pytest.approx(first.metrics["xgboost"]["test_roc_auc"], abs=1e-12)
     assert any("worse than production" in reason for reason in worse.gate.reasons)
-    assert registry.alias_holder(client, name, "production") == first.model_version
+    assert registry.alias_holder(client, name, "production") == production
     assert registry.alias_holder(client, name, "candidate") is None
     assert len(client.search_model_versions(f"name = '{name}'")) == versions_before
     assert client.get_run(worse.parent_run_id).data.tags["gate_passed"] == "false"

@@ -1,4 +1,4 @@
-"""The command line reports operational failures as one clear line, never a traceback."""
+"""The command line reports domain errors as one clear line (exit 2); a bug keeps its traceback."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner
-from google.api_core.exceptions import ServiceUnavailable
-
 from churnops.cli import main as cli
+from churnops.platform.storage import StorageUnavailable
 from churnops.platform.settings import get_settings
 from churnops.data.versioning import open_repository
 from tests.conftest import free_port
@@ -39,24 +38,46 @@ def fixture_dead_stack(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[No
 @pytest.mark.usefixtures("dead_stack")
 def test_commands_needing_a_stopped_service_say_how_to_start_it(args: list[str]) -> None:
     result = CliRunner().invoke(cli.main, args)
-    assert result.exit_code == 1
-    assert "not running" in result.output and "churnops stack up" in result.output
+    assert result.exit_code == 2
+    assert "StackNotRunning: not running" in result.output and "churnops stack up" in result.output
+    assert len(result.output.splitlines()) == 1
+    assert "Traceback" not in result.output
+
+
+def _ingest_raising(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
+    monkeypatch.setattr(cli, "require_services", lambda *_: None)
+
+    def failing(*_args: object) -> None:
+        raise error
+
+    monkeypatch.setattr(cli.ingest, "ingest_hour", failing)
+
+
+@pytest.mark.usefixtures("dead_stack")
+def test_domain_errors_become_one_scrubbed_line_and_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    _ingest_raising(monkeypatch, StorageUnavailable("storage backend unavailable for jane@example.com\nsecond line"))
+    result = CliRunner().invoke(cli.main, ["ingest", "--hour", "2026-11-01T05"])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == ["Error: StorageUnavailable: storage backend unavailable for [REDACTED]"]
     assert "Traceback" not in result.output
 
 
 @pytest.mark.usefixtures("dead_stack")
-def test_service_errors_become_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "require_services", lambda *_: None)
+def test_debug_prints_the_traceback_of_a_domain_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    _ingest_raising(monkeypatch, StorageUnavailable("storage backend unavailable"))
+    result = CliRunner().invoke(cli.main, ["--debug", "ingest", "--hour", "2026-11-01T05"])
+    assert result.exit_code == 2
+    assert "Traceback (most recent call last)" in result.output and "in failing" in result.output
+    assert result.output.splitlines()[-1] == "Error: StorageUnavailable: storage backend unavailable"
 
-    def failing(*_args: object) -> None:
-        raise ServiceUnavailable("storage backend unavailable for jane@example.com")
 
-    monkeypatch.setattr(cli.ingest, "ingest_hour", failing)
+@pytest.mark.usefixtures("dead_stack")
+def test_a_bug_is_not_disguised_as_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    _ingest_raising(monkeypatch, KeyError("columns"))
     result = CliRunner().invoke(cli.main, ["ingest", "--hour", "2026-11-01T05"])
     assert result.exit_code == 1
-    assert "ServiceUnavailable" in result.output and "storage backend unavailable" in result.output
-    assert "jane@example.com" not in result.output
-    assert "Traceback" not in result.output
+    assert isinstance(result.exception, KeyError)  # uncaught: the interpreter prints its traceback
+    assert "Error:" not in result.output
 
 
 @pytest.mark.usefixtures("dead_stack")

@@ -142,8 +142,11 @@ def test_other_names_are_rejected(name: str) -> None:
 # -- the schemas are the documented contract ------------------------------------------------------
 
 
-def documented_columns(version: str) -> list[tuple[str, bool, set[str]]]:
-    """(column, required, allowed values) from the table under ``## `version` `` in the doc."""
+DOCUMENTED_POLICY = {"tokenized": contract.TOKENIZE, "dropped": contract.DROP}
+
+
+def documented_columns(version: str) -> list[tuple[str, bool, set[str], str | None]]:
+    """(column, required, allowed values, PII policy or None) from the table under ``## `version` `` in the doc."""
     section = DOC.read_text().split(f"## `{version}`", 1)[1].split("\n## ", 1)[0]
     columns = []
     for line in section.splitlines():
@@ -151,17 +154,20 @@ def documented_columns(version: str) -> list[tuple[str, bool, set[str]]]:
         if len(cells) == 5 and cells[0].startswith("`"):
             allowed = re.match(r"one of `([^`]*)`", cells[4])
             values = {value.strip() for value in allowed.group(1).split(",")} if allowed else set()
-            columns.append((cells[0].strip("`"), cells[2] == "yes", values))
+            policy = re.match(r"\*\*(\w+)\*\*", cells[3])  # "kept", or "**tokenized** ..." / "**dropped**"
+            columns.append((cells[0].strip("`"), cells[2] == "yes", values,
+                            DOCUMENTED_POLICY[policy.group(1)] if policy else None))
     return columns
 
 
 @pytest.mark.parametrize("kind", [contract.EVENTS, contract.SUBSCRIPTIONS])
 def test_schemas_match_the_documented_contract(kind: str) -> None:
     documented = documented_columns(contract.SCHEMA_VERSIONS[kind])
-    assert contract.CONTRACT_COLUMNS[kind] == [name for name, _, _ in documented]
-    assert contract.REQUIRED_COLUMNS[kind] == [name for name, required, _ in documented if required]
+    assert contract.CONTRACT_COLUMNS[kind] == [name for name, _, _, _ in documented]
+    assert contract.REQUIRED_COLUMNS[kind] == [name for name, required, _, _ in documented if required]
+    assert contract.PII_COLUMNS[kind] == {name: policy for name, _, _, policy in documented if policy}
     schema = contract.contract_schema(kind)
-    for name, _, values in documented:
+    for name, _, values, _ in documented:
         assert set(schema.columns[name].metadata["allowed"] or ()) == values, name
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churnops.data import contract
 from churnops.local.datagen import (
     ANOMALY_KINDS,
     CONTRACTS,
@@ -155,6 +156,22 @@ def test_bad_arguments_are_refused(kwargs: dict) -> None:
 
 
 # --- the contract, on clean data --------------------------------------------------------------
+
+
+def test_clean_objects_pass_the_real_contract_check_without_a_single_quarantined_row(clean: GeneratedData) -> None:
+    now = START + timedelta(hours=HOURS + 1)
+    checked = 0
+    for obj in clean.objects:
+        kind = contract.kind_of(obj.name)
+        parsed = contract.parse_object(obj.name, obj.data)
+        result = contract.check(parsed, kind, contract.hour_of(obj.name), now)
+        assert len(parsed.malformed) == 0, obj.name
+        assert len(result.quarantined) == 0, (obj.name, result.quarantined.head(3).to_dict("records"))
+        assert not result.unknown_columns and not result.missing_required, obj.name
+        assert not result.corrections, obj.name
+        assert len(result.valid) == result.rows_in > 0
+        checked += 1
+    assert checked == len(clean.objects) == 3 * HOURS
 
 
 def test_event_objects_follow_the_contract(clean: GeneratedData) -> None:

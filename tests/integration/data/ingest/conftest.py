@@ -41,12 +41,11 @@ class IngestEnv:
     repo: DataRepository
     reopen: Callable[[], DataRepository]  # a second handle on the same lake, as another process has
 
-    def run(self, hour: datetime, lookback: int = 3, crash_at: str | None = None,
-            repo: DataRepository | None = None) -> IngestReport:
+    def run(self, hour: datetime, lookback: int = 3, repo: DataRepository | None = None) -> IngestReport:
         """One ingest run of ``hour``."""
         ingest = IngestRun(self.settings, repo or self.repo, self.client, Tokenizer(KEY), AlertSink(self.settings),
                            now=lambda: NOW)
-        return ingest.run(hour, lookback, crash_at=crash_at)
+        return ingest.run(hour, lookback)
 
     def upload(self, objects: list[datagen.RawObject]) -> None:
         """Put raw objects in this environment's bucket."""

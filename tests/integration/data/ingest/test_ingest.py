@@ -14,7 +14,7 @@ import pytest
 
 from churnops.local import datagen
 from churnops.platform.buildinfo import git_sha, lock_sha256
-from churnops.data.ingest import IngestReport, SimulatedCrash
+from churnops.data.ingest import IngestReport
 from churnops.platform.logs import setup_logging
 from tests.integration.data.ingest.conftest import START, IngestEnv
 
@@ -205,13 +205,76 @@ def test_overwritten_object_supersedes_its_earlier_rows(ingest_env: IngestEnv) -
     assert len(after) == len(before) - (len(lines) - len(lines) // 2)
 
 
-@pytest.mark.parametrize("crash_at", ["before_commit", "before_merge"])
-def test_crash_leaves_main_unchanged_and_retry_converges(ingest_env: IngestEnv, crash_at: str) -> None:
+def test_an_unreadable_new_generation_takes_the_rows_of_the_old_one_off_main(ingest_env: IngestEnv) -> None:
+    data = datagen.generate(hours=1, customers=40, start=START, seed=12)
+    ingest_env.upload(data.objects)
+    ingest_env.run(START, lookback=0)
+    target = next(o for o in data.objects if o.name.endswith(".jsonl.gz"))
+    before = published(ingest_env, "events")
+    old_rows = int((before["_source_object"] == target.name).sum())
+    assert old_rows > 0
+
+    broken = datagen.RawObject(target.name, target.data[: len(target.data) // 2], target.content_type,
+                               target.hour, target.arrival)  # a truncated gzip stream: unreadable
+    ingest_env.upload([broken])
+    report = ingest_env.run(START, lookback=0)
+    assert [(o.name, o.status) for o in report.objects] == [(target.name, "quarantined")]
+    after = published(ingest_env, "events")
+    assert target.name not in set(after["_source_object"])  # the superseded rows are gone from main
+    assert len(after) == len(before) - old_rows
+    reasons = [json.loads(ingest_env.repo.get_object("main", path))["reason"]
+               for path in ingest_env.repo.list_paths("main", "quarantine/events/") if path.endswith(".json")]
+    assert len(reasons) == 1 and reasons[0].startswith("unreadable object")
+
+
+def test_a_merge_conflict_with_a_competing_run_is_retried_and_converges(ingest_env: IngestEnv,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    data = datagen.generate(hours=1, customers=40, start=START, seed=13)
+    ingest_env.upload(data.objects)
+    target = next(o for o in data.objects if o.name.endswith(".jsonl.gz"))
+    lines = gzip.decompress(target.data).decode().splitlines()
+    newer = datagen.RawObject(target.name, gzip.compress("\n".join(lines[:5]).encode() + b"\n"),
+                              target.content_type, target.hour, target.arrival)
+    slow = ingest_env.reopen()
+    real_merge = slow.merge
+    attempts: list[str] = []
+
+    def merge_after_a_competitor(*args: object, **kwargs: object) -> str:
+        if not attempts:
+            # While this run was working, the object got a new generation and another run published it:
+            # main now holds different content at the paths this run wrote.
+            ingest_env.upload([newer])
+            ingest_env.run(START, lookback=0, repo=ingest_env.reopen())
+        attempts.append("merge")
+        return real_merge(*args, **kwargs)
+
+    monkeypatch.setattr(slow, "merge", merge_after_a_competitor)
+    report = ingest_env.run(START, lookback=0, repo=slow)
+    assert attempts == ["merge"]  # the first attempt conflicted; the retry found nothing new to publish
+    assert report.commit_id is None and report.objects_skipped == len(data.objects)
+    events = published(ingest_env, "events")
+    assert (events["_source_object"] == target.name).sum() == 5  # the newer generation, not the older one
+    assert events["event_id"].is_unique
+
+
+class ProcessKilled(BaseException):
+    """Stands for the process dying: not an error the run can handle, so it cleans nothing up."""
+
+
+@pytest.mark.parametrize("dies_in", ["commit", "merge"])
+def test_crash_leaves_main_unchanged_and_retry_converges(ingest_env: IngestEnv, dies_in: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     data = datagen.generate(hours=1, customers=60, start=START, seed=5, anomaly_rate=0.0)
     ingest_env.upload(data.objects)
     head = ingest_env.repo.head("main")
-    with pytest.raises(SimulatedCrash):
-        ingest_env.run(START, lookback=0, crash_at=crash_at)
+
+    def die(*_args: object, **_kwargs: object) -> None:
+        raise ProcessKilled(f"killed at {dies_in}")
+
+    dying = ingest_env.reopen()
+    monkeypatch.setattr(dying, dies_in, die)  # this handle only: the process that dies
+    with pytest.raises(ProcessKilled):
+        ingest_env.run(START, lookback=0, repo=dying)
     assert ingest_env.repo.head("main") == head
     assert ingest_env.repo.list_paths("main", "events/") == []
 

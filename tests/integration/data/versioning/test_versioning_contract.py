@@ -8,7 +8,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from churnops.data.versioning.base import MergeConflict, NotFoundError, UncommittedChangesError
+from churnops.errors import ChurnopsError, ServiceUnavailable
+from churnops.data.versioning.base import (
+    AccessDenied,
+    InvalidArgument,
+    LakeUnavailable,
+    MergeConflict,
+    NotFoundError,
+    UncommittedChangesError,
+)
 
 from tests.support.versioning import Harness
 
@@ -301,7 +309,7 @@ def test_delete_branch_drops_it_and_its_staged_writes(harness: Harness) -> None:
     repo.create_branch(branch)
     with pytest.raises(NotFoundError):
         repo.get_object(branch, path)
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         repo.delete_branch("main")
 
 
@@ -323,12 +331,45 @@ def test_bad_input_gets_a_clear_error_and_writes_nothing(harness: Harness) -> No
     repo.create_branch(branch)
     good = harness.path("good")
     for bad_path in ("/absolute", f"{harness.ns}//double", f"{harness.ns}/../escape", ""):
-        with pytest.raises(ValueError):
+        with pytest.raises(InvalidArgument):
             repo.put_objects(branch, {good: b"ok", bad_path: b"x"})
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         repo.put_objects(branch, {good: "not bytes"})  # type: ignore[dict-item]
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         repo.create_branch("bad/name")
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         repo.commit(branch, "m", {"k": 1})  # type: ignore[dict-item]
+    with pytest.raises(InvalidArgument):
+        repo.log(branch, limit=0)
     assert not repo.list_paths(branch, harness.ns)
+
+
+def test_failure_modes_cross_the_interface_as_domain_errors(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unreachable, unauthorized, conflict, not found: each a ChurnopsError of its own type, nothing written."""
+    repo = harness.repo
+    with pytest.raises(LakeUnavailable) as unreachable:
+        harness.unreachable().ensure()
+    assert isinstance(unreachable.value, ServiceUnavailable)
+
+    refused = harness.branch("refused")
+    with pytest.raises(AccessDenied):
+        harness.denied(monkeypatch).create_branch(refused)
+    monkeypatch.undo()
+    assert not repo.branch_exists(refused)
+
+    first, second, shared = harness.branch("first"), harness.branch("second"), harness.path("shared.csv")
+    for branch in (first, second):
+        repo.create_branch(branch)
+        repo.put_objects(branch, {shared: branch.encode()})
+        repo.commit(branch, branch, {})
+    head = repo.merge(first)
+    with pytest.raises(MergeConflict):
+        repo.merge(second)
+    assert repo.head() == head
+
+    for missing in (lambda: repo.get_object("main", harness.path("absent")), lambda: repo.resolve("no-such-branch"),
+                    lambda: repo.read_table("main", harness.path("absent/"))):
+        with pytest.raises(NotFoundError):
+            missing()
+    for error in (LakeUnavailable, AccessDenied, MergeConflict, NotFoundError, InvalidArgument):
+        assert issubclass(error, ChurnopsError)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from churnops.errors import ConfigurationError
 from churnops.platform.settings import Settings
 from churnops.data.versioning import open_repository
 from churnops.data.versioning.embedded import EmbeddedRepository
@@ -45,5 +46,5 @@ def test_lakefs_backend_uses_the_lakefs_settings() -> None:
 )
 def test_lakefs_backend_names_the_missing_settings(given: dict, missing: str) -> None:
     settings = Settings(versioning_backend="lakefs", **{**_NO_LAKEFS, **given})
-    with pytest.raises(ValueError, match=missing):
+    with pytest.raises(ConfigurationError, match=missing):
         open_repository(settings)
