@@ -37,11 +37,13 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from churnops.errors import ChurnopsError
+
 SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
 
 
-class GateInputError(ValueError):
+class GateInputError(ChurnopsError, ValueError):
     """The report or the ignore file is not what the gate can judge (malformed, wrong schema)."""
 
 
