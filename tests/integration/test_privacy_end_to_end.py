@@ -215,4 +215,3 @@ def test_after_erasure_the_next_training_does_not_see_the_subject(world: World) 
     assert token not in after and len(after) >= len(before) - 1
     for table in ("events/", "subscriptions/"):
         assert token not in set(world.repo.read_table("main", table).column("customer_token").to_pylist())
-
