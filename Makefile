@@ -8,8 +8,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LOCK_CMD := uv pip compile pyproject.toml --extra dev --generate-hashes \
 	--python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements.lock
+# The Pulumi program (infra/) has its own hash-locked environment: the providers are large and no
+# runtime image needs them.
+INFRA       := infra/pulumi
+INFRA_BIN   := $(INFRA)/.venv/bin
+INFRA_STAMP := $(INFRA)/.venv/.installed
+INFRA_LOCK_CMD := uv pip compile $(INFRA)/requirements.in --generate-hashes \
+	--python-version 3.11 --python-platform x86_64-manylinux_2_28 -o $(INFRA)/requirements.lock
 
-.PHONY: help setup lock test test-unit test-integration lint bench demo stack-up stack-down stack-status clean
+.PHONY: help setup lock setup-infra lock-infra test-infra test test-unit test-integration lint bench demo stack-up stack-down stack-status clean
 .PHONY: ci scan sbom
 
 help: ## List the targets
@@ -26,8 +33,22 @@ setup: $(STAMP) ## Create .venv from requirements.lock (hash-checked); no-op whe
 lock: $(STAMP) ## Regenerate requirements.lock (with hashes) from pyproject.toml
 	$(BIN)/$(LOCK_CMD) --quiet
 
-test: setup ## Run the whole test suite (unit + integration)
+$(INFRA_STAMP): $(INFRA)/requirements.lock
+	@test -x $(INFRA_BIN)/python || $(PYTHON) -m venv $(INFRA)/.venv
+	PIP_CONFIG_FILE=/dev/null $(INFRA_BIN)/python -m pip install --quiet --require-hashes --no-deps -r $<
+	@touch $@
+
+setup-infra: $(INFRA_STAMP) ## Create infra/pulumi/.venv (Pulumi program + policy pack) from its lock; no-op when up to date
+
+lock-infra: $(STAMP) ## Regenerate infra/pulumi/requirements.lock (with hashes) from requirements.in
+	$(BIN)/$(INFRA_LOCK_CMD) --quiet
+
+test-infra: setup-infra ## Run the Pulumi program and policy-pack tests (mocked: no CLI, no cloud)
+	$(INFRA_BIN)/python -m pytest infra
+
+test: setup setup-infra ## Run the whole test suite (unit + integration), then the infra tests
 	$(BIN)/python -m pytest
+	$(INFRA_BIN)/python -m pytest infra
 
 test-unit: setup ## Run the unit tests only
 	$(BIN)/python -m pytest tests/unit
@@ -35,8 +56,9 @@ test-unit: setup ## Run the unit tests only
 test-integration: setup ## Run the integration tests only (starts local services)
 	$(BIN)/python -m pytest tests/integration
 
-lint: setup ## pylint over all Python; import-linter checks the layers (pyproject.toml); bandit (no medium/high)
+lint: setup setup-infra ## pylint over all Python (infra/ in its own venv); import-linter checks the layers; bandit (no medium/high)
 	$(BIN)/python -m pylint churnops components pipelines serving tests benchmarks
+	PYTHONPATH=infra:$(INFRA):infra/policy $(INFRA_BIN)/python -m pylint --rcfile=pyproject.toml infra
 	$(BIN)/lint-imports
 	$(BIN)/python -m bandit -q -r churnops components pipelines serving --severity-level medium
 
@@ -72,7 +94,7 @@ ci: ## Every offline step of cloudbuild.yaml, in its order; stops at the first f
 scan: setup ## Trivy misconfiguration and secret scan of the repository (offline), judged by the vulnerability gate
 	@mkdir -p $(REPORTS_DIR)
 	$(TRIVY) fs $(TRIVY_FLAGS) --scanners misconfig,secret --skip-db-update --skip-check-update --ignorefile /dev/null \
-		--skip-dirs .venv --skip-dirs .local --skip-dirs .git --skip-dirs build \
+		--skip-dirs .venv --skip-dirs infra/pulumi/.venv --skip-dirs .local --skip-dirs .git --skip-dirs build \
 		--format json --output $(REPORTS_DIR)/repository.json .
 	$(BIN)/python -m churnops.platform.vulngate --ignorefile .trivyignore $(REPORTS_DIR)/repository.json
 
@@ -84,5 +106,5 @@ sbom: setup ## CycloneDX SBOM of requirements.lock (trivy, offline) in build/sbo
 
 clean: ## Stop the local stack and remove local state, caches and the venv
 	-@test -x $(BIN)/churnops && $(BIN)/churnops stack down
-	rm -rf .local .pytest_cache .hypothesis build *.egg-info $(VENV)
+	rm -rf .local .pytest_cache .hypothesis build *.egg-info $(VENV) $(INFRA)/.venv
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

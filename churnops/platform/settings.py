@@ -25,9 +25,9 @@ Profile = Literal["local", "gke"]
 # Values that differ on GKE. Applied only to fields the caller did not set.
 GKE_DEFAULTS: dict[str, Any] = {
     "gcs_endpoint": None,
-    "mlflow_tracking_uri": "http://mlflow.churnops-platform.svc.cluster.local:5000",
+    "mlflow_tracking_uri": "http://mlflow.mlflow.svc.cluster.local:5000",
     "versioning_backend": "lakefs",
-    "lakefs_endpoint": "http://lakefs.churnops-platform.svc.cluster.local:8000/api/v1",
+    "lakefs_endpoint": "http://lakefs.lakefs.svc.cluster.local:8000/api/v1",
     "secrets_backend": "gcp",
     "log_format": "json",
     "state_dir": Path(tempfile.gettempdir()) / "churnops",  # the pod's TMPDIR (an emptyDir volume)

@@ -1,0 +1,1 @@
+"""CrossGuard controls for the churnops platform."""

@@ -1,0 +1,312 @@
+"""The controls the churnops platform must keep, as CrossGuard resource validations.
+
+Each ``check_*`` function receives ``(resource_type, props)`` as the engine sends them (camelCase
+property names, as registered) and returns the violation messages: an empty list means the resource
+complies. :data:`POLICIES` wraps them as mandatory ``ResourceValidationPolicy`` objects; the pack in
+``__main__.py`` serves them during ``pulumi preview``/``up --policy-pack infra/policy``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+from urllib.parse import urlparse
+
+from pulumi_policy import EnforcementLevel, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
+
+CLUSTER = "gcp:container/cluster:Cluster"
+NODE_POOL = "gcp:container/nodePool:NodePool"
+SERVICE_ACCOUNT_KEY = "gcp:serviceaccount/key:Key"
+BUCKET = "gcp:storage/bucket:Bucket"
+TRIGGER = "gcp:cloudbuild/trigger:Trigger"
+SQL_INSTANCE = "gcp:sql/databaseInstance:DatabaseInstance"
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+HELM_CHART_V4 = "kubernetes:helm.sh/v4:Chart"
+KUSTOMIZE_DIRECTORY = "kubernetes:kustomize/v2:Directory"
+
+PRIMITIVE_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
+PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
+SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"
+# An exact release: 1.2.3 or v1.2.3 (optionally with a pre-release), never a range, a wildcard or "latest".
+EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
+# The Compute Engine default account, and the legacy Cloud Build account.
+DEFAULT_ACCOUNT = re.compile(
+    r"^(default|\d+-compute@developer\.gserviceaccount\.com|\d+@cloudbuild\.gserviceaccount\.com)$"
+)
+ENFORCING_BINAUTHZ_MODES = frozenset(
+    {"PROJECT_SINGLETON_POLICY_ENFORCE", "POLICY_BINDINGS", "POLICY_BINDINGS_AND_PROJECT_SINGLETON_POLICY_ENFORCE"}
+)
+SECURE_SQL_MODES = frozenset({"ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"})
+
+Props = Mapping[str, Any]
+Check = Callable[[str, Props], list[str]]
+
+
+def _get(props: Any, *path: str) -> Any:
+    """``props[path[0]][path[1]]...``, or None when any step is missing (lists of one item are unwrapped)."""
+    value = props
+    for key in path:
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _is_iam_type(resource_type: str) -> bool:
+    module_type = resource_type.rsplit(":", 1)[-1]
+    return resource_type.startswith("gcp:") and ("IamMember" in module_type or "IAMMember" in module_type
+                                                 or "IamBinding" in module_type or "IAMBinding" in module_type
+                                                 or "IamPolicy" in module_type or "IAMPolicy" in module_type)
+
+
+def _bindings(resource_type: str, props: Props) -> list[tuple[str, list[str]]]:
+    """(role, members) pairs an IAM resource grants, whether member, binding or whole policy."""
+    if not _is_iam_type(resource_type):
+        return []
+    if "policyData" in props:
+        try:
+            policy = json.loads(props["policyData"]) if isinstance(props["policyData"], str) else props["policyData"]
+        except json.JSONDecodeError:
+            return [("<unparseable policyData>", [])]
+        return [(b.get("role", ""), list(b.get("members", []))) for b in (policy or {}).get("bindings", [])]
+    role = props.get("role")
+    if not isinstance(role, str):
+        return []
+    if "members" in props:
+        return [(role, list(props.get("members") or []))]
+    return [(role, [props["member"]] if isinstance(props.get("member"), str) else [])]
+
+
+def check_private_cluster(resource_type: str, props: Props) -> list[str]:
+    """Nodes have no public IP; a public control-plane endpoint is reachable only from listed networks."""
+    if resource_type != CLUSTER:
+        return []
+    problems = []
+    if _get(props, "privateClusterConfig", "enablePrivateNodes") is not True:
+        problems.append("GKE nodes must be private (privateClusterConfig.enablePrivateNodes = true)")
+    if _get(props, "privateClusterConfig", "enablePrivateEndpoint") is not True:
+        blocks = _get(props, "masterAuthorizedNetworksConfig", "cidrBlocks") or []
+        if not blocks:
+            problems.append("a public control-plane endpoint needs masterAuthorizedNetworksConfig.cidrBlocks")
+        for block in blocks:
+            cidr = block.get("cidrBlock", "") if isinstance(block, Mapping) else ""
+            try:
+                open_to_all = ipaddress.ip_network(cidr).prefixlen == 0
+            except ValueError:
+                open_to_all = True
+            if open_to_all:
+                problems.append(f"authorized network {cidr!r} opens the control plane to everyone")
+        if _get(props, "masterAuthorizedNetworksConfig", "gcpPublicCidrsAccessEnabled") is True:
+            problems.append("the control plane must not accept every Google Cloud public IP")
+    return problems
+
+
+def check_workload_identity(resource_type: str, props: Props) -> list[str]:
+    """Pods get Google identities only through Workload Identity and the GKE metadata server."""
+    problems = []
+    if resource_type == CLUSTER:
+        pool = _get(props, "workloadIdentityConfig", "workloadPool")
+        if not isinstance(pool, str) or not pool.endswith(".svc.id.goog"):
+            problems.append(
+                "Workload Identity must be enabled (workloadIdentityConfig.workloadPool = <project>.svc.id.goog)"
+            )
+    if resource_type in (CLUSTER, NODE_POOL) and _get(props, "nodeConfig") is not None:
+        if _get(props, "nodeConfig", "workloadMetadataConfig", "mode") != "GKE_METADATA":
+            problems.append("nodes must expose the GKE metadata server (workloadMetadataConfig.mode = GKE_METADATA)")
+    return problems
+
+
+def check_shielded_nodes(resource_type: str, props: Props) -> list[str]:
+    """Shielded GKE nodes with secure boot and integrity monitoring."""
+    problems = []
+    if resource_type == CLUSTER and props.get("enableShieldedNodes") is False:
+        problems.append("enableShieldedNodes must not be false")
+    if resource_type in (CLUSTER, NODE_POOL) and _get(props, "nodeConfig") is not None:
+        shielded = _get(props, "nodeConfig", "shieldedInstanceConfig") or {}
+        if shielded.get("enableSecureBoot") is not True or shielded.get("enableIntegrityMonitoring") is False:
+            problems.append("nodes need secure boot and integrity monitoring (nodeConfig.shieldedInstanceConfig)")
+    return problems
+
+
+def check_network_policy(resource_type: str, props: Props) -> list[str]:
+    """NetworkPolicy is enforced: Dataplane V2, or the legacy network-policy add-on."""
+    if resource_type != CLUSTER:
+        return []
+    if props.get("datapathProvider") == "ADVANCED_DATAPATH" or _get(props, "networkPolicy", "enabled") is True:
+        return []
+    return ["NetworkPolicy must be enforced (datapathProvider = ADVANCED_DATAPATH)"]
+
+
+def check_binary_authorization(resource_type: str, props: Props) -> list[str]:
+    """Binary Authorization admits only images the project policy trusts."""
+    if resource_type != CLUSTER:
+        return []
+    mode = _get(props, "binaryAuthorization", "evaluationMode")
+    if mode in ENFORCING_BINAUTHZ_MODES:
+        return []
+    return [f"Binary Authorization must enforce a policy (binaryAuthorization.evaluationMode is {mode!r})"]
+
+
+def check_secrets_encryption(resource_type: str, props: Props) -> list[str]:
+    """Kubernetes Secrets are encrypted in etcd with a Cloud KMS key (application-layer encryption)."""
+    if resource_type != CLUSTER:
+        return []
+    if _get(props, "databaseEncryption", "state") == "ENCRYPTED" and _get(props, "databaseEncryption", "keyName"):
+        return []
+    return ["Secrets must be encrypted with a KMS key (databaseEncryption.state = ENCRYPTED, keyName set)"]
+
+
+def check_node_service_account(resource_type: str, props: Props) -> list[str]:
+    """Nodes run as a dedicated service account, never the Compute Engine default one."""
+    if resource_type not in (CLUSTER, NODE_POOL):
+        return []
+    if resource_type == CLUSTER and _get(props, "nodeConfig") is None and props.get("removeDefaultNodePool"):
+        return []
+    account = _get(props, "nodeConfig", "serviceAccount")
+    if not isinstance(account, str) or not account or DEFAULT_ACCOUNT.match(account):
+        return [f"nodes must run as a dedicated service account, not {account or 'the default one'!r}"]
+    return []
+
+
+def check_no_service_account_keys(resource_type: str, _props: Props) -> list[str]:
+    """No long-lived service-account keys: workloads use Workload Identity, builds their own account."""
+    if resource_type == SERVICE_ACCOUNT_KEY:
+        return ["service-account keys are not allowed; use Workload Identity or an attached service account"]
+    return []
+
+
+def check_no_primitive_roles(resource_type: str, props: Props) -> list[str]:
+    """No owner, editor or viewer grant anywhere."""
+    return [
+        f"primitive role {role} is not allowed; grant a predefined role on the narrowest resource"
+        for role, _ in _bindings(resource_type, props)
+        if role in PRIMITIVE_ROLES
+    ]
+
+
+def check_secret_access_scoped(resource_type: str, props: Props) -> list[str]:
+    """Secret access is granted per secret to one identity, never on the project or to a group of members."""
+    problems = []
+    for role, members in _bindings(resource_type, props):
+        if role != SECRET_ACCESSOR:
+            continue
+        if not resource_type.startswith("gcp:secretmanager/"):
+            problems.append(f"{SECRET_ACCESSOR} must be granted on one secret, not through {resource_type}")
+        elif "policyData" in props or len(members) != 1:
+            problems.append(f"{SECRET_ACCESSOR} must be granted to exactly one identity per binding")
+        elif not members[0].startswith("serviceAccount:"):
+            problems.append(f"{SECRET_ACCESSOR} may be granted only to a service account, not {members[0]!r}")
+    return problems
+
+
+def check_bucket_private(resource_type: str, props: Props) -> list[str]:
+    """Buckets use uniform access, prevent public access and grant nothing to allUsers."""
+    problems = []
+    if resource_type == BUCKET:
+        if props.get("uniformBucketLevelAccess") is not True:
+            problems.append("buckets must use uniform bucket-level access")
+        if props.get("publicAccessPrevention") != "enforced":
+            problems.append("buckets must enforce public access prevention")
+    for role, members in _bindings(resource_type, props):
+        public = PUBLIC_MEMBERS.intersection(members)
+        if public:
+            problems.append(f"{role} must not be granted to {', '.join(sorted(public))}")
+    return problems
+
+
+def check_build_service_account(resource_type: str, props: Props) -> list[str]:
+    """Cloud Build triggers run as a dedicated service account, not the legacy Cloud Build one."""
+    if resource_type != TRIGGER:
+        return []
+    account = props.get("serviceAccount")
+    email = account.rsplit("/", 1)[-1] if isinstance(account, str) else ""
+    if not email or DEFAULT_ACCOUNT.match(email):
+        return [f"Cloud Build triggers must set serviceAccount to a dedicated account, not {email or 'the default'!r}"]
+    return []
+
+
+def check_pinned_versions(resource_type: str, props: Props) -> list[str]:
+    """Helm charts and remote kustomizations are pinned to an exact release."""
+    if resource_type in (HELM_RELEASE, HELM_CHART_V4):
+        version = props.get("version")
+        if not isinstance(version, str) or not EXACT_VERSION.match(version):
+            return [f"chart {props.get('chart')!r} must be pinned to an exact version, not {version!r}"]
+        return []
+    if resource_type == KUSTOMIZE_DIRECTORY:
+        directory = props.get("directory")
+        if isinstance(directory, str) and urlparse(directory).scheme:
+            match = re.search(r"/tree/([^/]+)/|[?&]ref=([^&]+)", directory)
+            ref = next((group for group in match.groups() if group), "") if match else ""
+            if not EXACT_VERSION.match(ref):
+                return [f"remote kustomization {directory!r} must be pinned to a release tag, not {ref or 'HEAD'!r}"]
+    return []
+
+
+def check_sql_private(resource_type: str, props: Props) -> list[str]:
+    """Cloud SQL has no public IP and accepts only encrypted connections."""
+    if resource_type != SQL_INSTANCE:
+        return []
+    problems = []
+    ip = _get(props, "settings", "ipConfiguration") or {}
+    if ip.get("ipv4Enabled") is not False:
+        problems.append("Cloud SQL must not have a public IP (settings.ipConfiguration.ipv4Enabled = false)")
+    if not ip.get("privateNetwork"):
+        problems.append("Cloud SQL needs a private network (settings.ipConfiguration.privateNetwork)")
+    if ip.get("sslMode") not in SECURE_SQL_MODES:
+        problems.append(f"Cloud SQL must require TLS (sslMode in {sorted(SECURE_SQL_MODES)})")
+    return problems
+
+
+@dataclass(frozen=True)
+class Control:
+    """A named control: its check and what it protects."""
+
+    name: str
+    check: Check
+
+    @property
+    def description(self) -> str:
+        """The check's docstring (what the control requires)."""
+        return (self.check.__doc__ or self.name).strip()
+
+
+CONTROLS: tuple[Control, ...] = (
+    Control("gke-private-cluster", check_private_cluster),
+    Control("gke-workload-identity", check_workload_identity),
+    Control("gke-shielded-nodes", check_shielded_nodes),
+    Control("gke-network-policy", check_network_policy),
+    Control("gke-binary-authorization", check_binary_authorization),
+    Control("gke-secrets-encryption", check_secrets_encryption),
+    Control("gke-node-service-account", check_node_service_account),
+    Control("no-service-account-keys", check_no_service_account_keys),
+    Control("no-primitive-roles", check_no_primitive_roles),
+    Control("secret-access-per-secret", check_secret_access_scoped),
+    Control("buckets-private", check_bucket_private),
+    Control("cloudbuild-dedicated-account", check_build_service_account),
+    Control("pinned-versions", check_pinned_versions),
+    Control("cloudsql-private", check_sql_private),
+)
+
+
+def _validation(check: Check) -> Callable[[ResourceValidationArgs, ReportViolation], None]:
+    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+        for message in check(args.resource_type, args.props):
+            report_violation(message, None)
+
+    return validate
+
+
+POLICIES = [
+    ResourceValidationPolicy(
+        name=control.name,
+        description=control.description,
+        validate=_validation(control.check),
+        enforcement_level=EnforcementLevel.MANDATORY,
+    )
+    for control in CONTROLS
+]

@@ -1,0 +1,177 @@
+"""The policy pack: every control accepts the program's own resources and refuses one that breaks it."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Callable
+
+import pytest
+from conftest import StackRun
+from pulumi_policy import EnforcementLevel, ResourceValidationArgs
+
+from churnops_policy import policies
+
+CLUSTER = policies.CLUSTER
+NODE_POOL = policies.NODE_POOL
+BY_NAME = {policy.name: policy for policy in policies.POLICIES}
+
+
+def violations(policy_name: str, resource_type: str, props: dict[str, Any]) -> list[str]:
+    """Run one policy's validation the way the engine does and collect what it reports."""
+    reported: list[str] = []
+    args = ResourceValidationArgs(
+        resource_type=resource_type,
+        props=props,
+        urn=f"urn:pulumi:test::churnops::{resource_type}::r",
+        name="r",
+        opts=None,  # type: ignore[arg-type]
+        provider=None,
+    )
+    BY_NAME[policy_name].validate(args, lambda message, urn=None: reported.append(message))
+    return reported
+
+
+def props_of(stack: StackRun, resource_type: str) -> dict[str, Any]:
+    """A deep copy of the first ``resource_type`` resource's inputs in the mocked program."""
+    return copy.deepcopy(stack.of_type(resource_type)[0].inputs)
+
+
+def test_every_control_is_a_mandatory_policy() -> None:
+    assert {control.name for control in policies.CONTROLS} == set(BY_NAME)
+    assert len(BY_NAME) == len(policies.CONTROLS)
+    assert all(policy.enforcement_level == EnforcementLevel.MANDATORY for policy in policies.POLICIES)
+    assert all(policy.description and not policy.description.startswith("check_") for policy in policies.POLICIES)
+
+
+def test_the_programs_own_resources_pass_every_policy(stack: StackRun) -> None:
+    checked = 0
+    for resource in stack.resources:
+        for name in BY_NAME:
+            assert not violations(name, resource.type, resource.inputs), (name, resource.type, resource.name)
+            checked += 1
+    assert checked > 1000
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(props: dict[str, Any]) -> None:
+        *parents, leaf = path.split(".")
+        target = props
+        for key in parents:
+            target = target.setdefault(key, {})
+        if value is DELETE:
+            target.pop(leaf, None)
+        else:
+            target[leaf] = value
+
+    return mutate
+
+
+DELETE = object()
+
+# (policy, resource type, how to break the program's resource, what the message says)
+BREAKAGES = [
+    ("gke-private-cluster", CLUSTER, _set("privateClusterConfig.enablePrivateNodes", False), "private"),
+    ("gke-private-cluster", CLUSTER, _set("masterAuthorizedNetworksConfig.cidrBlocks",
+                                          [{"cidrBlock": "0.0.0.0/0", "displayName": "all"}]), "everyone"),
+    ("gke-private-cluster", CLUSTER, _set("masterAuthorizedNetworksConfig", DELETE), "cidrBlocks"),
+    ("gke-workload-identity", CLUSTER, _set("workloadIdentityConfig", DELETE), "Workload Identity"),
+    ("gke-workload-identity", NODE_POOL, _set("nodeConfig.workloadMetadataConfig.mode", "GCE_METADATA"),
+     "GKE_METADATA"),
+    ("gke-shielded-nodes", CLUSTER, _set("enableShieldedNodes", False), "enableShieldedNodes"),
+    ("gke-shielded-nodes", NODE_POOL, _set("nodeConfig.shieldedInstanceConfig.enableSecureBoot", False), "secure boot"),
+    ("gke-network-policy", CLUSTER, _set("datapathProvider", "LEGACY_DATAPATH"), "NetworkPolicy"),
+    ("gke-binary-authorization", CLUSTER, _set("binaryAuthorization.evaluationMode", "DISABLED"),
+     "Binary Authorization"),
+    ("gke-binary-authorization", CLUSTER, _set("binaryAuthorization", DELETE), "Binary Authorization"),
+    ("gke-secrets-encryption", CLUSTER, _set("databaseEncryption.state", "DECRYPTED"), "KMS"),
+    ("gke-secrets-encryption", CLUSTER, _set("databaseEncryption.keyName", DELETE), "KMS"),
+    ("gke-node-service-account", NODE_POOL, _set("nodeConfig.serviceAccount", "default"), "dedicated"),
+    ("gke-node-service-account", NODE_POOL,
+     _set("nodeConfig.serviceAccount", "123456789012-compute@developer.gserviceaccount.com"), "dedicated"),
+    ("gke-node-service-account", CLUSTER, _set("nodeConfig.serviceAccount", DELETE), "dedicated"),
+    ("buckets-private", "gcp:storage/bucket:Bucket", _set("uniformBucketLevelAccess", False), "uniform"),
+    ("buckets-private", "gcp:storage/bucket:Bucket", _set("publicAccessPrevention", "inherited"), "public access"),
+    ("buckets-private", "gcp:storage/bucketIAMMember:BucketIAMMember", _set("member", "allUsers"), "allUsers"),
+    ("cloudbuild-dedicated-account", "gcp:cloudbuild/trigger:Trigger", _set("serviceAccount", DELETE), "dedicated"),
+    ("cloudbuild-dedicated-account", "gcp:cloudbuild/trigger:Trigger",
+     _set("serviceAccount", "projects/p/serviceAccounts/123456789012@cloudbuild.gserviceaccount.com"), "dedicated"),
+    ("pinned-versions", "kubernetes:helm.sh/v3:Release", _set("version", DELETE), "exact version"),
+    ("pinned-versions", "kubernetes:helm.sh/v3:Release", _set("version", "^1.2.0"), "exact version"),
+    ("pinned-versions", "kubernetes:helm.sh/v3:Release", _set("version", "1.x"), "exact version"),
+    ("pinned-versions", "kubernetes:kustomize/v2:Directory",
+     _set("directory", "https://github.com/kubeflow/pipelines/tree/master/manifests/kustomize/env/dev"), "release tag"),
+    ("cloudsql-private", "gcp:sql/databaseInstance:DatabaseInstance",
+     _set("settings.ipConfiguration.ipv4Enabled", True), "public IP"),
+    ("cloudsql-private", "gcp:sql/databaseInstance:DatabaseInstance",
+     _set("settings.ipConfiguration.sslMode", "ALLOW_UNENCRYPTED_AND_ENCRYPTED"), "TLS"),
+    ("secret-access-per-secret", "gcp:secretmanager/secretIamMember:SecretIamMember",
+     _set("member", "group:data@example.com"), "service account"),
+]
+
+
+@pytest.mark.parametrize(("policy", "resource_type", "breaks", "message"), BREAKAGES,
+                         ids=[f"{b[0]}-{i}" for i, b in enumerate(BREAKAGES)])
+def test_each_policy_refuses_a_resource_that_breaks_its_control(
+    stack: StackRun, policy: str, resource_type: str, breaks: Callable[[dict], None], message: str
+) -> None:
+    props = props_of(stack, resource_type)
+    assert not violations(policy, resource_type, props)
+    breaks(props)
+    reported = violations(policy, resource_type, props)
+    assert reported and any(message in text for text in reported), reported
+
+
+def test_service_account_keys_are_refused() -> None:
+    assert violations("no-service-account-keys", "gcp:serviceaccount/key:Key", {"serviceAccountId": "x"})
+    assert not violations("no-service-account-keys", "gcp:serviceaccount/account:Account", {"accountId": "x"})
+
+
+USER = "user:a@example.com"
+ACCOUNT = "serviceAccount:a@p.iam.gserviceaccount.com"
+ACCESSOR = "roles/secretmanager.secretAccessor"
+
+
+def policy_data(role: str, members: list[str]) -> str:
+    """An IAM policy document granting ``role`` to ``members``."""
+    return json.dumps({"bindings": [{"role": role, "members": members}]})
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "props"),
+    [
+        ("gcp:projects/iAMMember:IAMMember", {"project": "p", "role": "roles/editor", "member": USER}),
+        ("gcp:projects/iAMBinding:IAMBinding", {"project": "p", "role": "roles/owner", "members": [USER]}),
+        ("gcp:storage/bucketIAMMember:BucketIAMMember", {"bucket": "b", "role": "roles/viewer", "member": USER}),
+        ("gcp:projects/iAMPolicy:IAMPolicy", {"project": "p", "policyData": policy_data("roles/owner", [USER])}),
+    ],
+)
+def test_primitive_roles_are_refused_in_every_form(resource_type: str, props: dict[str, Any]) -> None:
+    assert violations("no-primitive-roles", resource_type, props)
+    props = {**props, "role": "roles/storage.objectViewer"} if "role" in props else {"project": "p", "policyData": "{}"}
+    assert not violations("no-primitive-roles", resource_type, props)
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "props", "message"),
+    [
+        ("gcp:projects/iAMMember:IAMMember", {"project": "p", "role": ACCESSOR, "member": ACCOUNT}, "one secret"),
+        ("gcp:secretmanager/secretIamBinding:SecretIamBinding",
+         {"secretId": "s", "role": ACCESSOR, "members": [ACCOUNT, ACCOUNT.replace("a@", "b@")]},
+         "exactly one identity"),
+        ("gcp:secretmanager/secretIamPolicy:SecretIamPolicy",
+         {"secretId": "s", "policyData": policy_data(ACCESSOR, [ACCOUNT])}, "exactly one identity"),
+    ],
+)
+def test_secret_access_above_one_secret_or_for_several_identities_is_refused(
+    resource_type: str, props: dict[str, Any], message: str
+) -> None:
+    reported = violations("secret-access-per-secret", resource_type, props)
+    assert reported and message in reported[0]
+
+
+def test_a_private_control_plane_endpoint_needs_no_authorized_networks(stack: StackRun) -> None:
+    props = props_of(stack, CLUSTER)
+    props["privateClusterConfig"]["enablePrivateEndpoint"] = True
+    props.pop("masterAuthorizedNetworksConfig")
+    assert not violations("gke-private-cluster", CLUSTER, props)

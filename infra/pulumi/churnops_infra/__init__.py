@@ -1,0 +1,1 @@
+"""The churnops platform as Pulumi components; ``__main__.py`` composes them into a stack."""

@@ -1,0 +1,115 @@
+"""Cloud Build triggers, all running as the dedicated deployer service account.
+
+- ``churnops-ci``: every push to ``main`` runs the CI/CD build (``cloudbuild.yaml``).
+- ``churnops-promote`` (a release tag ``vX.Y.Z``) and ``churnops-promote-manual`` (run by hand) run the
+  production canary (``cloudbuild.production.yaml``); both wait for an approval.
+- ``churnops-train``: a message on the ``churnops-train`` topic (published daily by Cloud Scheduler, or
+  by anyone allowed to publish) submits the training pipeline (``cloudbuild.training.yaml``).
+
+The build configurations declare their own defaults; a trigger passes only ``_REGION`` (every
+config declares it, and a substitution a config does not declare would fail the build).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+
+from churnops_infra import names
+from churnops_infra.config import CicdConfig
+
+RELEASE_TAG = r"^v[0-9]+\.[0-9]+\.[0-9]+$"
+
+
+@dataclass
+class CicdArgs:
+    """Inputs of :class:`Cicd`."""
+
+    region: str
+    config: CicdConfig
+    service_account: pulumi.Input[str]  # projects/<project>/serviceAccounts/<email>
+
+
+class Cicd(pulumi.ComponentResource):
+    """CI/CD, promotion and training triggers, and the schedule that starts training."""
+
+    def __init__(self, name: str, args: CicdArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("churnops:infra:Cicd", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        cfg = args.config
+        repo_uri = f"https://github.com/{cfg.github_owner}/{cfg.github_repo}"
+        substitutions = {"_REGION": args.region}
+        approval = {"approval_required": True}
+
+        def main_branch_file(path: str) -> dict:
+            return {"path": path, "uri": repo_uri, "revision": "refs/heads/main", "repo_type": "GITHUB"}
+
+        main_branch = {"uri": repo_uri, "ref": "refs/heads/main", "repo_type": "GITHUB"}
+        self.triggers = [
+            gcp.cloudbuild.Trigger(
+                f"{name}-ci",
+                name="churnops-ci",
+                description="CI/CD on every merge to main",
+                location="global",
+                github={"owner": cfg.github_owner, "name": cfg.github_repo, "push": {"branch": "^main$"}},
+                filename=names.BUILD_CI,
+                service_account=args.service_account,
+                substitutions=substitutions,
+                opts=child,
+            ),
+            gcp.cloudbuild.Trigger(
+                f"{name}-promote-tag",
+                name="churnops-promote",
+                description="Promotion on a release tag",
+                location="global",
+                github={"owner": cfg.github_owner, "name": cfg.github_repo, "push": {"tag": RELEASE_TAG}},
+                filename=names.BUILD_PROMOTE,
+                approval_config=approval,
+                service_account=args.service_account,
+                substitutions=substitutions,
+                opts=child,
+            ),
+            gcp.cloudbuild.Trigger(
+                f"{name}-promote-manual",
+                name="churnops-promote-manual",
+                description="Promotion run by hand (gcloud builds triggers run churnops-promote-manual)",
+                location="global",
+                source_to_build=main_branch,
+                git_file_source=main_branch_file(names.BUILD_PROMOTE),
+                approval_config=approval,
+                service_account=args.service_account,
+                substitutions=substitutions,
+                opts=child,
+            ),
+        ]
+        self.training_topic = gcp.pubsub.Topic(f"{name}-train", name=names.TRAINING_TOPIC, opts=child)
+        self.triggers.append(
+            gcp.cloudbuild.Trigger(
+                f"{name}-train",
+                name="churnops-train",
+                description="Training pipeline on a message to the churnops-train topic",
+                location="global",
+                pubsub_config={"topic": self.training_topic.id},
+                source_to_build=main_branch,
+                git_file_source=main_branch_file(names.BUILD_TRAIN),
+                service_account=args.service_account,
+                substitutions=substitutions,
+                opts=child,
+            )
+        )
+        gcp.cloudscheduler.Job(
+            f"{name}-train-schedule",
+            name="churnops-train",
+            region=args.region,
+            schedule=cfg.training_schedule,
+            time_zone=cfg.time_zone,
+            pubsub_target={
+                "topic_name": self.training_topic.id,
+                "data": base64.b64encode(b'{"reason": "schedule"}').decode("ascii"),
+            },
+            opts=child,
+        )
+        self.register_outputs({"triggers": [trigger.name for trigger in self.triggers]})

@@ -1,0 +1,189 @@
+"""The private, hardened GKE cluster, its node pools, their service account and the KMS key for secrets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+
+from churnops_infra import names
+from churnops_infra.config import ClusterConfig, NodePoolConfig
+from churnops_infra.network import PODS_RANGE, SERVICES_RANGE
+
+# Images the cluster may run besides GKE's own (allowed by the global policy): ours, and the
+# platform's upstream registries. Everything else is refused by Binary Authorization.
+TRUSTED_IMAGE_PATTERNS = (
+    "ghcr.io/kubeflow/*",
+    "gcr.io/ml-pipeline/*",
+    "quay.io/argoproj/*",
+    "gcr.io/knative-releases/*",
+    "docker.io/kserve/*",
+    "quay.io/jetstack/*",
+    "oci.external-secrets.io/external-secrets/*",
+    "ghcr.io/external-secrets/*",
+    "docker.io/treeverse/*",
+    "docker.io/burakince/*",
+    "docker.io/chrislusf/*",
+    "docker.io/library/mysql*",
+)
+# The one role GKE documents for a node service account (logs, metrics, resource metadata).
+NODE_ROLE = "roles/container.defaultNodeServiceAccount"
+SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]  # access is governed by IAM, not scopes
+
+
+@dataclass
+class ClusterArgs:
+    """Inputs of :class:`Cluster`."""
+
+    project: str
+    region: str
+    config: ClusterConfig
+    node_pools: tuple[NodePoolConfig, ...]
+    network: pulumi.Input[str]
+    subnet: pulumi.Input[str]
+    master_cidr: str
+
+
+class Cluster(pulumi.ComponentResource):
+    """Private nodes, an authorized-networks control plane, Workload Identity, Dataplane V2, Binary
+    Authorization, KMS-encrypted Secrets, shielded nodes on a dedicated service account."""
+
+    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("churnops:infra:Cluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        cfg = args.config
+
+        self.node_account = gcp.serviceaccount.Account(
+            f"{name}-nodes",
+            account_id=names.GSA_NODES,
+            display_name="churnops GKE nodes",
+            opts=child,
+        )
+        gcp.projects.IAMMember(
+            f"{name}-nodes-role",
+            project=args.project,
+            role=NODE_ROLE,
+            member=self.node_account.member,
+            opts=child,
+        )
+
+        # Application-layer encryption of Kubernetes Secrets in etcd with our own key.
+        keyring = gcp.kms.KeyRing(f"{name}-keyring", name="churnops-gke", location=args.region, opts=child)
+        self.secrets_key = gcp.kms.CryptoKey(
+            f"{name}-secrets-key",
+            name="gke-secrets",
+            key_ring=keyring.id,
+            purpose="ENCRYPT_DECRYPT",
+            rotation_period="7776000s",  # 90 days
+            opts=pulumi.ResourceOptions(parent=self, protect=cfg.deletion_protection),
+        )
+        project = gcp.organizations.get_project_output(project_id=args.project)
+        gke_agent = project.number.apply(
+            lambda number: f"serviceAccount:service-{number}@container-engine-robot.iam.gserviceaccount.com"
+        )
+        key_grant = gcp.kms.CryptoKeyIAMMember(
+            f"{name}-secrets-key-gke",
+            crypto_key_id=self.secrets_key.id,
+            role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
+            member=gke_agent,
+            opts=child,
+        )
+
+        self.binauthz_policy = gcp.binaryauthorization.Policy(
+            f"{name}-binauthz",
+            project=args.project,
+            global_policy_evaluation_mode="ENABLE",
+            admission_whitelist_patterns=[
+                {"name_pattern": f"{args.region}-docker.pkg.dev/{args.project}/{names.REGISTRY_REPOSITORY}/*"},
+                *({"name_pattern": pattern} for pattern in TRUSTED_IMAGE_PATTERNS),
+            ],
+            default_admission_rule={
+                "evaluation_mode": "ALWAYS_DENY",
+                "enforcement_mode": "ENFORCED_BLOCK_AND_AUDIT_LOG",
+            },
+            opts=child,
+        )
+
+        self.workload_pool = f"{args.project}.svc.id.goog"
+        node_config = self._node_config(names.POOL_SYSTEM, spot=False, machine_type="e2-small")
+        self.cluster = gcp.container.Cluster(
+            name,
+            name="churnops",
+            location=cfg.location,
+            network=args.network,
+            subnetwork=args.subnet,
+            networking_mode="VPC_NATIVE",
+            ip_allocation_policy={
+                "cluster_secondary_range_name": PODS_RANGE,
+                "services_secondary_range_name": SERVICES_RANGE,
+            },
+            # Node pools are managed separately; the default pool is removed once the cluster exists,
+            # and while it exists it runs as the node service account too.
+            remove_default_node_pool=True,
+            initial_node_count=1,
+            node_config=node_config,
+            private_cluster_config={
+                "enable_private_nodes": True,
+                "enable_private_endpoint": cfg.private_endpoint,
+                "master_ipv4_cidr_block": args.master_cidr,
+                "master_global_access_config": {"enabled": False},
+            },
+            master_authorized_networks_config={
+                "cidr_blocks": [
+                    {"cidr_block": network.cidr, "display_name": network.name} for network in cfg.authorized_networks
+                ],
+                "gcp_public_cidrs_access_enabled": False,
+            },
+            master_auth={"client_certificate_config": {"issue_client_certificate": False}},
+            datapath_provider="ADVANCED_DATAPATH",  # Dataplane V2: enforces NetworkPolicy
+            workload_identity_config={"workload_pool": self.workload_pool},
+            enable_shielded_nodes=True,
+            enable_legacy_abac=False,
+            binary_authorization={"evaluation_mode": "PROJECT_SINGLETON_POLICY_ENFORCE"},
+            database_encryption={"state": "ENCRYPTED", "key_name": self.secrets_key.id},
+            release_channel={"channel": cfg.release_channel},
+            security_posture_config={"mode": "BASIC", "vulnerability_mode": "VULNERABILITY_BASIC"},
+            logging_config={"enable_components": ["SYSTEM_COMPONENTS", "WORKLOADS"]},
+            monitoring_config={"enable_components": ["SYSTEM_COMPONENTS"]},
+            deletion_protection=cfg.deletion_protection,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[key_grant, self.binauthz_policy]),
+        )
+        self.node_pools = [self._node_pool(name, pool) for pool in args.node_pools]
+        self.register_outputs(
+            {
+                "name": self.cluster.name,
+                "endpoint": self.cluster.endpoint,
+                "node_service_account": self.node_account.email,
+                "workload_pool": self.workload_pool,
+            }
+        )
+
+    def _node_config(self, pool: str, spot: bool, machine_type: str) -> dict:
+        return {
+            "machine_type": machine_type,
+            "service_account": self.node_account.email,
+            "oauth_scopes": SCOPES,
+            "spot": spot,
+            "image_type": "COS_CONTAINERD",
+            "disk_type": "pd-balanced",
+            "disk_size_gb": 100,
+            "labels": {"churnops.io/pool": pool},
+            "metadata": {"disable-legacy-endpoints": "true"},
+            "shielded_instance_config": {"enable_secure_boot": True, "enable_integrity_monitoring": True},
+            "workload_metadata_config": {"mode": "GKE_METADATA"},
+        }
+
+    def _node_pool(self, name: str, pool: NodePoolConfig) -> gcp.container.NodePool:
+        return gcp.container.NodePool(
+            f"{name}-{pool.name}",
+            name=pool.name,
+            cluster=self.cluster.id,
+            location=self.cluster.location,
+            initial_node_count=max(pool.min_nodes, 1) if pool.name == names.POOL_SYSTEM else pool.min_nodes,
+            autoscaling={"min_node_count": pool.min_nodes, "max_node_count": pool.max_nodes},
+            management={"auto_repair": True, "auto_upgrade": True},
+            upgrade_settings={"max_surge": 1, "max_unavailable": 0},
+            node_config=self._node_config(pool.name, spot=pool.spot, machine_type=pool.machine_type),
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["initialNodeCount"]),
+        )

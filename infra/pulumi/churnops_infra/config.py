@@ -1,0 +1,256 @@
+"""The stack's configuration, read and checked in one place.
+
+Every environment-specific value lives in ``Pulumi.<stack>.yaml`` under the ``churnops:`` namespace
+(plus ``gcp:project`` and ``gcp:region``); the only secret, ``churnops:alertWebhookUrl``, is a Pulumi
+secret. :func:`load` turns them into frozen dataclasses and refuses values that would weaken a
+control (an authorized network open to the internet, a pool that cannot scale) with a message naming
+the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import pulumi
+
+NAMESPACE = "churnops"
+ENVIRONMENTS = ("staging", "prod")
+RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE")
+POOL_NAMES = ("system", "pipelines", "serving")
+
+
+class ConfigError(ValueError):
+    """A stack configuration value is missing or not allowed."""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Address plan of the VPC: nodes, pods and services ranges, and the control plane's /28."""
+
+    subnet_cidr: str
+    pods_cidr: str
+    services_cidr: str
+    master_cidr: str
+
+
+@dataclass(frozen=True)
+class AuthorizedNetwork:
+    """A CIDR allowed to reach the cluster's control plane."""
+
+    name: str
+    cidr: str
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """The GKE cluster: where it runs, its release channel and who reaches its control plane."""
+
+    location: str
+    release_channel: str
+    private_endpoint: bool
+    deletion_protection: bool
+    authorized_networks: tuple[AuthorizedNetwork, ...]
+
+
+@dataclass(frozen=True)
+class NodePoolConfig:
+    """One node pool: machine type and autoscaling bounds (per zone)."""
+
+    name: str
+    machine_type: str
+    min_nodes: int
+    max_nodes: int
+    spot: bool
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Bucket location, how long raw files are kept, and whether a destroy may empty buckets."""
+
+    location: str
+    raw_retention_days: int
+    force_destroy: bool
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """The Cloud SQL Postgres instance shared by MLflow and lakeFS."""
+
+    tier: str
+    high_availability: bool
+    disk_size_gb: int
+    deletion_protection: bool
+
+
+@dataclass(frozen=True)
+class CicdConfig:
+    """The GitHub repository the Cloud Build triggers watch and the training schedule."""
+
+    github_owner: str
+    github_repo: str
+    training_schedule: str
+    time_zone: str
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """Alerting thresholds."""
+
+    pipeline_failure_threshold: int
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Everything the program reads from the stack configuration."""
+
+    project: str
+    region: str
+    environment: str
+    network: NetworkConfig
+    cluster: ClusterConfig
+    node_pools: tuple[NodePoolConfig, ...]
+    storage: StorageConfig
+    database: DatabaseConfig
+    cicd: CicdConfig
+    monitoring: MonitoringConfig
+    alert_webhook_url: pulumi.Output[str]
+
+    @property
+    def prefix(self) -> str:
+        """Prefix of globally named resources (buckets): the project id, unique by construction."""
+        return self.project
+
+    def pool(self, name: str) -> NodePoolConfig:
+        """The node pool called ``name``."""
+        for pool in self.node_pools:
+            if pool.name == name:
+                return pool
+        raise ConfigError(f"churnops:nodePools has no pool {name!r}")
+
+
+def _section(cfg: pulumi.Config, key: str) -> Mapping[str, Any]:
+    value = cfg.require_object(key)
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"churnops:{key} must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _get(section: Mapping[str, Any], key: str, name: str, kind: type) -> Any:
+    if key not in section:
+        raise ConfigError(f"churnops:{name}.{key} is required")
+    value = section[key]
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+        raise ConfigError(f"churnops:{name}.{key} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _network(section: Mapping[str, Any]) -> NetworkConfig:
+    keys = ("subnetCidr", "podsCidr", "servicesCidr", "masterCidr")
+    values = {key: _get(section, key, "network", str) for key in keys}
+    nets = {key: ipaddress.ip_network(value) for key, value in values.items()}
+    if nets["masterCidr"].prefixlen != 28:
+        raise ConfigError("churnops:network.masterCidr must be a /28 (GKE's control-plane range)")
+    for i, first in enumerate(keys):
+        for second in keys[i + 1 :]:
+            if nets[first].overlaps(nets[second]):
+                raise ConfigError(f"churnops:network.{first} overlaps churnops:network.{second}")
+    return NetworkConfig(
+        subnet_cidr=values["subnetCidr"],
+        pods_cidr=values["podsCidr"],
+        services_cidr=values["servicesCidr"],
+        master_cidr=values["masterCidr"],
+    )
+
+
+def _cluster(section: Mapping[str, Any]) -> ClusterConfig:
+    channel = _get(section, "releaseChannel", "cluster", str)
+    if channel not in RELEASE_CHANNELS:
+        raise ConfigError(f"churnops:cluster.releaseChannel must be one of {RELEASE_CHANNELS}, got {channel!r}")
+    private_endpoint = _get(section, "privateEndpoint", "cluster", bool)
+    networks = []
+    for entry in section.get("authorizedNetworks") or []:
+        name = _get(entry, "name", "cluster.authorizedNetworks", str)
+        cidr = _get(entry, "cidr", "cluster.authorizedNetworks", str)
+        if ipaddress.ip_network(cidr).prefixlen == 0:
+            raise ConfigError(f"churnops:cluster.authorizedNetworks {name!r} opens the control plane to everyone")
+        networks.append(AuthorizedNetwork(name=name, cidr=cidr))
+    if not private_endpoint and not networks:
+        raise ConfigError(
+            "churnops:cluster.authorizedNetworks must list who may reach a public control-plane endpoint"
+        )
+    return ClusterConfig(
+        location=_get(section, "location", "cluster", str),
+        release_channel=channel,
+        private_endpoint=private_endpoint,
+        deletion_protection=_get(section, "deletionProtection", "cluster", bool),
+        authorized_networks=tuple(networks),
+    )
+
+
+def _node_pools(section: Mapping[str, Any]) -> tuple[NodePoolConfig, ...]:
+    pools = []
+    for name in POOL_NAMES:
+        if name not in section:
+            raise ConfigError(f"churnops:nodePools.{name} is required")
+        entry = section[name]
+        where = f"nodePools.{name}"
+        pool = NodePoolConfig(
+            name=name,
+            machine_type=_get(entry, "machineType", where, str),
+            min_nodes=_get(entry, "minNodes", where, int),
+            max_nodes=_get(entry, "maxNodes", where, int),
+            spot=bool(entry.get("spot", False)),
+        )
+        if not 0 <= pool.min_nodes <= pool.max_nodes or pool.max_nodes < 1:
+            raise ConfigError(f"churnops:{where} needs 0 <= minNodes <= maxNodes and maxNodes >= 1")
+        pools.append(pool)
+    if pools[0].min_nodes < 1:
+        raise ConfigError("churnops:nodePools.system.minNodes must be at least 1 (it runs the platform)")
+    return tuple(pools)
+
+
+def load() -> StackConfig:
+    """Read and check the current stack's configuration."""
+    gcp = pulumi.Config("gcp")
+    cfg = pulumi.Config(NAMESPACE)
+    environment = cfg.require("environment")
+    if environment not in ENVIRONMENTS:
+        raise ConfigError(f"churnops:environment must be one of {ENVIRONMENTS}, got {environment!r}")
+    storage = _section(cfg, "storage")
+    database = _section(cfg, "database")
+    cicd = _section(cfg, "cicd")
+    monitoring = _section(cfg, "monitoring")
+    retention = _get(storage, "rawRetentionDays", "storage", int)
+    if retention < 1:
+        raise ConfigError("churnops:storage.rawRetentionDays must be at least 1")
+    return StackConfig(
+        project=gcp.require("project"),
+        region=gcp.require("region"),
+        environment=environment,
+        network=_network(_section(cfg, "network")),
+        cluster=_cluster(_section(cfg, "cluster")),
+        node_pools=_node_pools(_section(cfg, "nodePools")),
+        storage=StorageConfig(
+            location=_get(storage, "location", "storage", str),
+            raw_retention_days=retention,
+            force_destroy=_get(storage, "forceDestroy", "storage", bool),
+        ),
+        database=DatabaseConfig(
+            tier=_get(database, "tier", "database", str),
+            high_availability=_get(database, "highAvailability", "database", bool),
+            disk_size_gb=_get(database, "diskSizeGb", "database", int),
+            deletion_protection=_get(database, "deletionProtection", "database", bool),
+        ),
+        cicd=CicdConfig(
+            github_owner=_get(cicd, "githubOwner", "cicd", str),
+            github_repo=_get(cicd, "githubRepo", "cicd", str),
+            training_schedule=_get(cicd, "trainingSchedule", "cicd", str),
+            time_zone=_get(cicd, "timeZone", "cicd", str),
+        ),
+        monitoring=MonitoringConfig(
+            pipeline_failure_threshold=_get(monitoring, "pipelineFailureThreshold", "monitoring", int),
+        ),
+        alert_webhook_url=cfg.require_secret("alertWebhookUrl"),
+    )

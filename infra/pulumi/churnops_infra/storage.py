@@ -1,0 +1,111 @@
+"""Buckets (raw, lake, artifacts) and the Artifact Registry repository, with per-resource grants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_gcp as gcp
+
+from churnops_infra import names
+from churnops_infra.config import StorageConfig
+
+# Who may do what on each bucket: (workload key, role). Nothing is granted at the project level.
+BUCKET_GRANTS: dict[str, tuple[tuple[str, str], ...]] = {
+    # Producers' landing zone: the ingest pipeline only reads it.
+    "raw": (("pipelines", "roles/storage.objectViewer"),),
+    # lakeFS's storage namespace: only the lakeFS server touches it; clients go through lakeFS.
+    "lake": (("lakefs", "roles/storage.objectAdmin"),),
+    # KFP pipeline root and MLflow artifacts: tasks and MLflow write, predictors read models.
+    "artifacts": (
+        ("pipelines", "roles/storage.objectAdmin"),
+        ("mlflow", "roles/storage.objectAdmin"),
+        ("serving", "roles/storage.objectViewer"),
+    ),
+}
+REPOSITORY_GRANTS = (("nodes", "roles/artifactregistry.reader"), ("deployer", "roles/artifactregistry.writer"))
+
+
+@dataclass
+class StorageArgs:
+    """Inputs of :class:`Storage`; ``members`` maps a workload key to its IAM member."""
+
+    project: str
+    region: str
+    config: StorageConfig
+    members: dict[str, pulumi.Input[str]] = field(default_factory=dict)
+
+
+class Storage(pulumi.ComponentResource):
+    """Private buckets with uniform access and the image repository."""
+
+    def __init__(self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("churnops:infra:Storage", name, None, opts)
+        cfg = args.config
+        self.buckets: dict[str, gcp.storage.Bucket] = {}
+        for purpose in names.BUCKET_PURPOSES:
+            lifecycle = []
+            if purpose == "raw":
+                lifecycle = [{"action": {"type": "Delete"}, "condition": {"age": cfg.raw_retention_days}}]
+            bucket = gcp.storage.Bucket(
+                f"{name}-{purpose}",
+                name=names.bucket_name(args.project, purpose),
+                location=cfg.location,
+                storage_class="STANDARD",
+                uniform_bucket_level_access=True,
+                public_access_prevention="enforced",
+                versioning={"enabled": purpose == "artifacts"},
+                lifecycle_rules=lifecycle,
+                force_destroy=cfg.force_destroy,
+                labels={"app": "churnops", "purpose": purpose},
+                # The lake holds every published version of the data: never delete it by accident.
+                opts=pulumi.ResourceOptions(parent=self, protect=purpose == "lake" and not cfg.force_destroy),
+            )
+            self.buckets[purpose] = bucket
+            for workload, role in BUCKET_GRANTS[purpose]:
+                gcp.storage.BucketIAMMember(
+                    f"{name}-{purpose}-{workload}-{role.rsplit('.', 1)[-1]}",
+                    bucket=bucket.name,
+                    role=role,
+                    member=args.members[workload],
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+
+        self.repository = gcp.artifactregistry.Repository(
+            f"{name}-images",
+            repository_id=names.REGISTRY_REPOSITORY,
+            location=args.region,
+            format="DOCKER",
+            description="churnops images: " + ", ".join(names.IMAGES),
+            docker_config={"immutable_tags": True},
+            cleanup_policies=[
+                {"id": "keep-recent", "action": "KEEP", "most_recent_versions": {"keep_count": 20}},
+                {
+                    "id": "delete-old-untagged",
+                    "action": "DELETE",
+                    "condition": {"tag_state": "UNTAGGED", "older_than": "2592000s"},
+                },
+            ],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        for workload, role in REPOSITORY_GRANTS:
+            gcp.artifactregistry.RepositoryIamMember(
+                f"{name}-images-{workload}-{role.rsplit('.', 1)[-1]}",
+                project=args.project,
+                location=args.region,
+                repository=self.repository.name,
+                role=role,
+                member=args.members[workload],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        self.registry = f"{args.region}-docker.pkg.dev/{args.project}/{names.REGISTRY_REPOSITORY}"
+        self.register_outputs(
+            {
+                **{f"{purpose}_bucket": bucket.name for purpose, bucket in self.buckets.items()},
+                "registry": self.registry,
+            }
+        )
+
+    def url(self, purpose: str) -> pulumi.Output[str]:
+        """``gs://<bucket>`` of the ``purpose`` bucket."""
+        return self.buckets[purpose].name.apply(lambda bucket: f"gs://{bucket}")

@@ -1,0 +1,321 @@
+"""The Pulumi program, run under mocks for both stacks: the security properties of what it declares."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from typing import Any, Iterator
+
+import pulumi
+import pytest
+from pulumi.runtime import rpc
+from conftest import WEBHOOK, StackRun, stack_config
+
+from churnops_infra import names, versions
+from churnops_infra.config import ConfigError, load
+from churnops_infra.identity import WORKLOADS
+from churnops_infra.secrets import ACCESSORS
+
+CLUSTER = "gcp:container/cluster:Cluster"
+NODE_POOL = "gcp:container/nodePool:NodePool"
+PRIMITIVE = {"roles/owner", "roles/editor", "roles/viewer"}
+SECRET_SIG, SECRET_SIG_VALUE = rpc._special_sig_key, rpc._special_secret_sig  # pylint: disable=protected-access
+
+
+def walk(value: Any) -> Iterator[tuple[str, Any]]:
+    """Every (key, value) pair nested anywhere in ``value``."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield key, item
+            yield from walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from walk(item)
+
+
+def secret_value(value: Any) -> tuple[bool, Any]:
+    """(whether ``value`` arrived as a Pulumi secret, the plain value)."""
+    if isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_SIG_VALUE:
+        return True, value["value"]
+    return False, value
+
+
+def email(run: StackRun, account_id: str) -> str:
+    """The e-mail of ``account_id`` in the run's project."""
+    return names.gsa_email(account_id, run.project)
+
+
+def test_every_area_is_one_component(stack: StackRun) -> None:
+    components = {r.type for r in stack.resources if not r.custom}
+    for area in ("Apis", "Network", "Cluster", "Identity", "Storage", "Secrets", "Database", "Platform", "Cicd",
+                 "Monitoring"):
+        assert f"churnops:infra:{area}" in components
+    assert len(stack.of_type("gcp:container/cluster:Cluster")) == 1
+
+
+def test_nodes_are_private_and_the_endpoint_is_restricted(stack: StackRun) -> None:
+    cluster = stack.one(CLUSTER).inputs
+    private = cluster["privateClusterConfig"]
+    assert private["enablePrivateNodes"] is True
+    assert private["masterIpv4CidrBlock"] == stack.config["churnops:network"]["masterCidr"]
+    assert private["masterGlobalAccessConfig"] == {"enabled": False}
+    blocks = cluster["masterAuthorizedNetworksConfig"]["cidrBlocks"]
+    expected = [n["cidr"] for n in stack.config["churnops:cluster"]["authorizedNetworks"]]
+    assert [b["cidrBlock"] for b in blocks] == expected
+    assert all(ipaddress.ip_network(b["cidrBlock"]).prefixlen > 0 for b in blocks)
+    assert cluster["masterAuthorizedNetworksConfig"]["gcpPublicCidrsAccessEnabled"] is False
+    assert cluster["masterAuth"]["clientCertificateConfig"]["issueClientCertificate"] is False
+
+
+def test_workload_identity_pool_and_metadata_server(stack: StackRun) -> None:
+    cluster = stack.one(CLUSTER).inputs
+    assert cluster["workloadIdentityConfig"]["workloadPool"] == f"{stack.project}.svc.id.goog"
+    for node_config in [cluster["nodeConfig"]] + [p.inputs["nodeConfig"] for p in stack.of_type(NODE_POOL)]:
+        assert node_config["workloadMetadataConfig"]["mode"] == "GKE_METADATA"
+        assert node_config["metadata"]["disable-legacy-endpoints"] == "true"
+
+
+def test_shielded_nodes(stack: StackRun) -> None:
+    cluster = stack.one(CLUSTER).inputs
+    assert cluster["enableShieldedNodes"] is True
+    for pool in stack.of_type(NODE_POOL):
+        shielded = pool.inputs["nodeConfig"]["shieldedInstanceConfig"]
+        assert shielded == {"enableSecureBoot": True, "enableIntegrityMonitoring": True}
+
+
+def test_network_policy_is_enforced_by_dataplane_v2(stack: StackRun) -> None:
+    assert stack.one(CLUSTER).inputs["datapathProvider"] == "ADVANCED_DATAPATH"
+
+
+def test_binary_authorization_denies_untrusted_images(stack: StackRun) -> None:
+    assert stack.one(CLUSTER).inputs["binaryAuthorization"]["evaluationMode"] == "PROJECT_SINGLETON_POLICY_ENFORCE"
+    policy = stack.one("gcp:binaryauthorization/policy:Policy").inputs
+    assert policy["defaultAdmissionRule"] == {
+        "evaluationMode": "ALWAYS_DENY",
+        "enforcementMode": "ENFORCED_BLOCK_AND_AUDIT_LOG",
+    }
+    patterns = [p["namePattern"] for p in policy["admissionWhitelistPatterns"]]
+    region = stack.config["gcp:region"]
+    assert f"{region}-docker.pkg.dev/{stack.project}/{names.REGISTRY_REPOSITORY}/*" in patterns
+    assert all(p.endswith("*") and "/" in p and not p.startswith("*") for p in patterns)
+
+
+def test_secrets_are_encrypted_with_a_kms_key_the_gke_agent_may_use(stack: StackRun) -> None:
+    encryption = stack.one(CLUSTER).inputs["databaseEncryption"]
+    key = stack.one("gcp:kms/cryptoKey:CryptoKey")
+    assert encryption == {"state": "ENCRYPTED", "keyName": f"{key.name}-id"}
+    assert key.inputs["rotationPeriod"] == "7776000s"
+    grant = stack.one("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember").inputs
+    assert grant["cryptoKeyId"] == f"{key.name}-id"
+    assert grant["role"] == "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+    gke_agent = r"serviceAccount:service-\d+@container-engine-robot\.iam\.gserviceaccount\.com"
+    assert re.fullmatch(gke_agent, grant["member"])
+
+
+def test_nodes_never_run_as_the_default_service_account(stack: StackRun) -> None:
+    nodes = email(stack, names.GSA_NODES)
+    cluster = stack.one(CLUSTER).inputs
+    assert cluster["removeDefaultNodePool"] is True
+    assert cluster["nodeConfig"]["serviceAccount"] == nodes
+    pools = stack.of_type(NODE_POOL)
+    assert sorted(p.inputs["name"] for p in pools) == sorted([names.POOL_SYSTEM, names.POOL_PIPELINES,
+                                                              names.POOL_SERVING])
+    assert all(p.inputs["nodeConfig"]["serviceAccount"] == nodes for p in pools)
+    project_grants = stack.of_type("gcp:projects/iAMMember:IAMMember")
+    node_roles = [r.inputs["role"] for r in project_grants if r.inputs["member"] == f"serviceAccount:{nodes}"]
+    assert node_roles == ["roles/container.defaultNodeServiceAccount"]
+
+
+def test_node_pools_follow_the_stack_configuration(stack: StackRun) -> None:
+    configured = stack.config["churnops:nodePools"]
+    for pool in stack.of_type(NODE_POOL):
+        expected = configured[pool.inputs["name"]]
+        bounds = {"minNodeCount": expected["minNodes"], "maxNodeCount": expected["maxNodes"]}
+        assert pool.inputs["autoscaling"] == bounds
+        assert pool.inputs["nodeConfig"]["machineType"] == expected["machineType"]
+        assert pool.inputs["nodeConfig"]["spot"] is expected["spot"]
+        assert pool.inputs["management"] == {"autoRepair": True, "autoUpgrade": True}
+
+
+def test_no_service_account_keys(stack: StackRun) -> None:
+    assert not [r for r in stack.resources if r.type.startswith("gcp:serviceaccount/key")]
+
+
+def test_no_primitive_role_anywhere(stack: StackRun) -> None:
+    roles = [value for r in stack.resources for key, value in walk(r.inputs) if key == "role"]
+    assert roles, "the program grants roles"
+    assert not PRIMITIVE.intersection(roles)
+    assert not [r for r in stack.resources if r.type.endswith(("IAMPolicy", "IamPolicy", "IAMBinding", "IamBinding"))]
+
+
+def test_each_secret_accessor_binding_is_one_secret_and_one_identity(stack: StackRun) -> None:
+    grants = stack.of_type("gcp:secretmanager/secretIamMember:SecretIamMember")
+    seen = set()
+    for grant in grants:
+        assert grant.inputs["role"] == "roles/secretmanager.secretAccessor"
+        secret = grant.inputs["secretId"]
+        assert re.fullmatch(rf"projects/{stack.project}/secrets/[A-Za-z0-9_-]+", secret)
+        assert grant.inputs["member"].startswith("serviceAccount:") and "," not in grant.inputs["member"]
+        seen.add((secret.rsplit("/", 1)[-1], grant.inputs["member"]))
+    expected = {
+        (secret, f"serviceAccount:{email(stack, WORKLOADS[workload].account_id)}")
+        for secret, workloads in ACCESSORS.items()
+        for workload in workloads
+    }
+    assert seen == expected and len(grants) == len(expected)
+    secret_roles = [r for r in stack.resources if "secretmanager" in str(r.inputs.get("role", "")) and
+                    not r.type.startswith("gcp:secretmanager/")]
+    assert not secret_roles, "no secret role may be granted above a single secret"
+
+
+def test_secrets_and_their_generated_values(stack: StackRun) -> None:
+    secrets = {s.inputs["secretId"] for s in stack.of_type("gcp:secretmanager/secret:Secret")}
+    assert secrets == set(ACCESSORS)
+    assert names.SECRET_TOKENIZATION_KEY in secrets
+    versions_by_secret = {
+        v.inputs["secret"].rsplit("/", 1)[-1]: v.inputs
+        for v in stack.of_type("gcp:secretmanager/secretVersion:SecretVersion")
+    }
+    assert set(versions_by_secret) == secrets
+    assert versions_by_secret[names.SECRET_TOKENIZATION_KEY]["isSecretDataBase64"] is True
+    # Every payload is a Pulumi secret: encrypted in the state, masked in previews.
+    assert all(secret_value(v["secretData"])[0] for v in versions_by_secret.values())
+    assert secret_value(versions_by_secret[names.SECRET_ALERT_WEBHOOK]["secretData"]) == (True, WEBHOOK)
+    key = stack.one("random:index/randomBytes:RandomBytes").inputs
+    assert key["length"] == 32  # churnops refuses a tokenization key shorter than 32 bytes
+    passwords = stack.of_type("random:index/randomPassword:RandomPassword")
+    assert all(p.inputs["length"] >= 32 and p.inputs["special"] is False for p in passwords)
+
+
+def test_workload_identity_bindings_match_the_kubernetes_service_accounts(stack: StackRun) -> None:
+    pool = f"{stack.project}.svc.id.goog"
+    grants = stack.of_type("gcp:serviceaccount/iAMMember:IAMMember")
+    bindings = {(b.inputs["serviceAccountId"].rsplit("/", 1)[-1], b.inputs["member"]) for b in grants}
+    assert all(b.inputs["role"] == "roles/iam.workloadIdentityUser" for b in grants)
+    expected = {
+        (email(stack, names.GSA_PIPELINES), f"serviceAccount:{pool}[kubeflow/pipeline-runner]"),
+        (email(stack, names.GSA_SERVING), f"serviceAccount:{pool}[churnops-staging/churnops-serving]"),
+        (email(stack, names.GSA_SERVING), f"serviceAccount:{pool}[churnops-production/churnops-serving]"),
+        (email(stack, names.GSA_DEPLOYER), f"serviceAccount:{pool}[churnops-staging/churnops-deployer]"),
+        (email(stack, names.GSA_DEPLOYER), f"serviceAccount:{pool}[churnops-production/churnops-deployer]"),
+        (email(stack, names.GSA_LAKEFS), f"serviceAccount:{pool}[lakefs/lakefs]"),
+        (email(stack, names.GSA_MLFLOW), f"serviceAccount:{pool}[mlflow/mlflow]"),
+    }
+    assert bindings == expected
+    # The Kubernetes side carries the matching annotation.
+    ksas = stack.of_type("kubernetes:core/v1:ServiceAccount") + stack.of_type("kubernetes:core/v1:ServiceAccountPatch")
+    annotated = {
+        (r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]):
+        r.inputs["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
+        for r in ksas
+    }
+    for gsa, member in expected:
+        namespace, ksa = member.split("[", 1)[1].rstrip("]").split("/")
+        assert annotated[(namespace, ksa)] == gsa
+
+
+def test_buckets_are_private_with_uniform_access(stack: StackRun) -> None:
+    buckets = {b.inputs["name"]: b.inputs for b in stack.of_type("gcp:storage/bucket:Bucket")}
+    assert set(buckets) == {names.bucket_name(stack.project, p) for p in ("raw", "lake", "artifacts")}
+    for bucket in buckets.values():
+        assert bucket["uniformBucketLevelAccess"] is True
+        assert bucket["publicAccessPrevention"] == "enforced"
+    raw = buckets[names.bucket_name(stack.project, "raw")]
+    days = stack.config["churnops:storage"]["rawRetentionDays"]
+    assert raw["lifecycleRules"] == [{"action": {"type": "Delete"}, "condition": {"age": days}}]
+    members = [g.inputs["member"] for g in stack.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")]
+    assert members and all(m.startswith("serviceAccount:") for m in members)
+
+
+def test_cloud_build_triggers_run_as_the_deployer(stack: StackRun) -> None:
+    deployer = email(stack, names.GSA_DEPLOYER)
+    triggers = {t.inputs["name"]: t.inputs for t in stack.of_type("gcp:cloudbuild/trigger:Trigger")}
+    assert set(triggers) == {"churnops-ci", "churnops-promote", "churnops-promote-manual", "churnops-train"}
+    for trigger in triggers.values():
+        assert trigger["serviceAccount"] == f"projects/{stack.project}/serviceAccounts/{deployer}"
+    assert triggers["churnops-ci"]["github"]["push"] == {"branch": "^main$"}
+    assert triggers["churnops-ci"]["filename"] == names.BUILD_CI
+    assert "tag" in triggers["churnops-promote"]["github"]["push"]
+    for promotion in ("churnops-promote", "churnops-promote-manual"):
+        assert triggers[promotion]["approvalConfig"] == {"approvalRequired": True}
+        build_file = triggers[promotion].get("filename") or triggers[promotion]["gitFileSource"]["path"]
+        assert build_file == names.BUILD_PROMOTE
+    assert all(t["substitutions"] == {"_REGION": stack.config["gcp:region"]} for t in triggers.values())
+    topic = stack.one("gcp:pubsub/topic:Topic")
+    assert topic.inputs["name"] == names.TRAINING_TOPIC
+    assert triggers["churnops-train"]["pubsubConfig"]["topic"] == f"{topic.name}-id"
+    schedule = stack.one("gcp:cloudscheduler/job:Job").inputs
+    assert schedule["pubsubTarget"]["topicName"] == f"{topic.name}-id"
+    assert schedule["schedule"] == stack.config["churnops:cicd"]["trainingSchedule"]
+    deployer_roles = sorted(r.inputs["role"] for r in stack.of_type("gcp:projects/iAMMember:IAMMember")
+                            if r.inputs["member"] == f"serviceAccount:{deployer}")
+    assert deployer_roles == ["roles/container.clusterViewer", "roles/logging.logWriter"]
+
+
+def test_platform_charts_and_manifests_are_pinned(stack: StackRun) -> None:
+    releases = {r.inputs["name"]: r.inputs for r in stack.of_type("kubernetes:helm.sh/v3:Release")}
+    assert set(releases) == {
+        "cert-manager", "external-secrets", "knative-operator", "kserve-crd", "kserve", "lakefs", "mlflow"
+    }
+    for release in releases.values():
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+", release["version"]), release
+    assert releases["kserve"]["values"]["kserve"]["controller"]["deploymentMode"] == "Serverless"
+    directories = [d.inputs["directory"] for d in stack.of_type("kubernetes:kustomize/v2:Directory")]
+    assert directories and all(f"/tree/{versions.KFP}/" in d for d in directories)
+    serving = stack.one("kubernetes:operator.knative.dev/v1beta1:KnativeServing").inputs
+    assert serving["spec"]["ingress"]["kourier"]["enabled"] is True
+
+
+def test_namespaces_and_service_accounts_the_manifests_use(stack: StackRun) -> None:
+    namespaces = {
+        n.inputs["metadata"]["name"]: n.inputs["metadata"]["labels"]
+        for n in stack.of_type("kubernetes:core/v1:Namespace")
+    }
+    for namespace in (names.NS_KUBEFLOW, names.NS_STAGING, names.NS_PRODUCTION, names.NS_LAKEFS, names.NS_MLFLOW):
+        assert namespace in namespaces
+    for namespace in names.SERVING_NAMESPACES:
+        assert namespaces[namespace]["pod-security.kubernetes.io/enforce"] == "restricted"
+    launcher = stack.one("kubernetes:core/v1:ConfigMap").inputs
+    artifacts = names.bucket_name(stack.project, "artifacts")
+    assert launcher["data"]["defaultPipelineRoot"] == f"gs://{artifacts}/pipeline-root"
+
+
+def test_cloud_sql_is_private_and_requires_tls(stack: StackRun) -> None:
+    instance = stack.one("gcp:sql/databaseInstance:DatabaseInstance").inputs
+    ip = instance["settings"]["ipConfiguration"]
+    assert ip["ipv4Enabled"] is False and ip["privateNetwork"] and ip["sslMode"] == "ENCRYPTED_ONLY"
+    ha = stack.config["churnops:database"]["highAvailability"]
+    assert instance["settings"]["availabilityType"] == ("REGIONAL" if ha else "ZONAL")
+    assert {d.inputs["name"] for d in stack.of_type("gcp:sql/database:Database")} == {"mlflow", "lakefs"}
+
+
+def test_alerts_notify_the_webhook(stack: StackRun) -> None:
+    channel = stack.one("gcp:monitoring/notificationChannel:NotificationChannel").inputs
+    assert secret_value(channel["labels"]) == (True, {"url": WEBHOOK})  # the URL makes the labels secret
+    metrics = {m.inputs["name"]: m.inputs for m in stack.of_type("gcp:logging/metric:Metric")}
+    assert "jsonPayload.alert=true" in metrics["churnops_ingest_anomalies"]["filter"]
+    policies = stack.of_type("gcp:monitoring/alertPolicy:AlertPolicy")
+    filters = sorted(p.inputs["conditions"][0]["conditionThreshold"]["filter"] for p in policies)
+    assert [f.split('"')[1] for f in filters] == [f"logging.googleapis.com/user/{m}" for m in sorted(metrics)]
+    channel_name = f"projects/{stack.project}/notificationChannels/monitoring-webhook"
+    assert all(p.inputs["notificationChannels"] == [channel_name] for p in policies)
+
+
+@pytest.mark.parametrize(
+    ("section", "change", "message"),
+    [
+        ("churnops:cluster", {"authorizedNetworks": [{"name": "all", "cidr": "0.0.0.0/0"}]}, "everyone"),
+        ("churnops:cluster", {"authorizedNetworks": []}, "must list"),
+        ("churnops:cluster", {"releaseChannel": "UNSPECIFIED"}, "releaseChannel"),
+        ("churnops:network", {"podsCidr": "10.10.0.0/16"}, "overlaps"),
+        ("churnops:network", {"masterCidr": "172.16.0.0/24"}, "/28"),
+        ("churnops:storage", {"rawRetentionDays": 0}, "rawRetentionDays"),
+    ],
+)
+def test_configuration_that_would_weaken_a_control_is_refused(section: str, change: dict, message: str) -> None:
+    config = stack_config("staging")
+    config[section] = {**config[section], **change}
+    pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
+    with pytest.raises(ConfigError, match=message):
+        load()
