@@ -113,12 +113,12 @@ def stack_down() -> None:
 
 @stack.command("status")
 def stack_status() -> None:
-    """Health of each local service; exits 1 if any is down."""
+    """Health of each local service; exits 1 if any is down or answered by a process this stack did not start."""
     statuses = LocalStack(get_settings()).status()
     for status in statuses:
-        state = "up" if status.healthy else "down"
-        click.echo(f"{status.name:16} {state:5} {status.url}  pid={status.pid}")
-    if not all(status.healthy for status in statuses):
+        state = ("up" if status.pid is not None else "foreign") if status.healthy else "down"
+        click.echo(f"{status.name:16} {state:7} {status.url}  pid={status.pid}")
+    if not all(status.healthy and status.pid is not None for status in statuses):
         raise SystemExit(1)
 
 

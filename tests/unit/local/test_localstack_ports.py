@@ -69,6 +69,22 @@ def test_up_refuses_when_its_own_process_is_alive_but_another_holds_the_port(tmp
         ours.wait()
 
 
+def test_stack_status_names_a_foreign_service_and_exits_1(tmp_path: Path, foreign_port: int,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHURNOPS_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("CHURNOPS_GCS_PORT", str(free_port()))
+    monkeypatch.setenv("CHURNOPS_MLFLOW_PORT", str(foreign_port))
+    monkeypatch.setattr(cli, "setup_logging", lambda _settings: None)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli.main, ["stack", "status"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1
+    states = {line.split()[0]: line.split()[1] for line in result.output.splitlines()}
+    assert states == {"fake-gcs-server": "down", "mlflow": "foreign"}
+
+
 def test_stack_up_command_prints_one_line_and_exits_2(tmp_path: Path, foreign_port: int,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHURNOPS_STATE_DIR", str(tmp_path))
