@@ -131,4 +131,16 @@ def model_show() -> None:
     click.echo(pd.DataFrame(rows).map(_fmt).to_string(index=False))
 
 
+@model_group.command("source")
+@click.option("--alias", default="staging", show_default=True, help="The alias whose version to name.")
+def model_source(alias: str) -> None:
+    """Print the storage URI and version number of the version holding ALIAS (what deploy takes)."""
+    settings = get_settings()
+    client = registry.client_for(settings)
+    version = registry.alias_holder(client, settings.registered_model, alias)
+    if version is None:
+        raise click.ClickException(f"no version of {settings.registered_model!r} holds the alias {alias!r}")
+    click.echo(f"{client.get_model_version_download_uri(settings.registered_model, version)} {version}")
+
+
 COMMANDS: tuple[click.Command, ...] = (train_command, runs_group, model_group)

@@ -168,7 +168,7 @@ def world_fixture(gcs_stack: Settings, gcs_client: storage.Client, mlflow_tracki
             for module in (cli, cli_training, cli_privacy):
                 patch.setattr(module, "get_settings", lambda: settings)
             for args in (["lake", "log", "--limit", "100"], ["runs", "compare"], ["model", "show"],
-                         ["privacy", "export", "--customer-id", subject]):
+                         ["model", "source", "--alias", "candidate"], ["privacy", "export", "--customer-id", subject]):
                 result = CliRunner().invoke(cli.main, args)  # logs to the runner's stderr, through the scrubber
                 assert result.exit_code == 0, result.output
                 world.cli_output[" ".join(args[:2])] = result.output
@@ -185,6 +185,12 @@ def test_the_generated_data_really_carries_pii(world: World) -> None:
     assert world.logs.getvalue().count("\n") > 20  # DEBUG logging of every stage was captured
     sample = sorted(world.pii)[0]
     assert leaks({"probe": f"customer {sample}, done"}, world.pii) == [f"probe: {sample}"]  # the search works
+
+
+def test_model_source_names_what_deploy_takes(world: World) -> None:
+    uri, version = world.cli_output["model source"].split()
+    assert version == world.training.model_version
+    assert uri.endswith("/model") or "artifacts" in uri
 
 
 def test_no_raw_pii_in_logs_cli_output_mlflow_or_the_lake(world: World, tmp_path: Path) -> None:
