@@ -135,7 +135,8 @@ class World:
     pii: set[str]
     training: TrainingResult
     logs: io.StringIO
-    cli_output: dict[str, str] = field(default_factory=dict)
+    cli_output: dict[str, str] = field(default_factory=dict)  # what each command printed, logs included
+    cli_stdout: dict[str, str] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="module", name="world")
@@ -172,6 +173,7 @@ def world_fixture(gcs_stack: Settings, gcs_client: storage.Client, mlflow_tracki
                 result = CliRunner().invoke(cli.main, args)  # logs to the runner's stderr, through the scrubber
                 assert result.exit_code == 0, result.output
                 world.cli_output[" ".join(args[:2])] = result.output
+                world.cli_stdout[" ".join(args[:2])] = result.stdout
         yield world
     finally:
         root.handlers[:] = saved[0]
@@ -188,7 +190,7 @@ def test_the_generated_data_really_carries_pii(world: World) -> None:
 
 
 def test_model_source_names_what_deploy_takes(world: World) -> None:
-    uri, version = world.cli_output["model source"].split()
+    uri, version = world.cli_stdout["model source"].split()
     assert version == world.training.model_version
     assert uri.endswith("/model") or "artifacts" in uri
 
