@@ -21,6 +21,7 @@ import click
 from churnops.cli import privacy as cli_privacy
 from churnops.cli import training as cli_training
 from churnops.errors import ChurnopsError
+from churnops.cli.online import features_group
 from churnops.local import datagen, demo
 from churnops.data import ingest
 from churnops.local.localstack import LocalStack, require_services
@@ -177,6 +178,7 @@ def demo_cmd(keep: bool, hours: int, customers: int) -> None:
 for _command in cli_training.COMMANDS:
     main.add_command(_command)
 main.add_command(cli_privacy.privacy_group)
+main.add_command(features_group)
 
 
 @main.group()

@@ -1,0 +1,67 @@
+"""Online feature snapshots: built by the training feature code, published to and read back from the lake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from churnops.data.versioning import NotFoundError
+from churnops.data.versioning.embedded import EmbeddedRepository
+from churnops.training import online
+from churnops.training.features import FEATURE_SPEC, build_features
+from tests.unit.training.conftest import at, event, events_frame, record, subscriptions_frame
+
+
+def small_lake() -> tuple[pd.DataFrame, pd.DataFrame]:
+    events = events_frame([event("a", 1), event("a", 20.5, "purchase", amount=5.0), event("b", 3), event("c", 2)])
+    subs = subscriptions_frame([
+        record("a", 0), record("b", 0), record("c", 0), record("c", 10, status="cancelled", cancel_hours=10),
+    ])
+    return events, subs
+
+
+def test_the_snapshot_is_the_training_feature_row_of_each_active_customer_at_the_latest_cutoff() -> None:
+    events, subs = small_lake()
+    features, inactive, cutoff = online.build_snapshot(events, subs, FEATURE_SPEC)
+
+    assert cutoff == at(21)  # the last event at 20:30 lies strictly before the cutoff
+    expected = build_features(events, subs, cutoff).set_index("customer_token")[FEATURE_SPEC.columns]
+    pd.testing.assert_frame_equal(features, expected)
+    assert list(features.index) == ["a", "b"]
+    assert features.loc["a", "n_purchase_24h"] == 1
+    assert inactive.to_dict() == {"c": "cancelled"}
+
+
+def test_a_cutoff_on_the_hour_still_includes_the_last_event() -> None:
+    events = events_frame([event("a", 5)])
+    subs = subscriptions_frame([record("a", 0)])
+    _, _, cutoff = online.build_snapshot(events, subs, FEATURE_SPEC)
+    assert cutoff == at(6)
+
+
+def test_publish_then_load_round_trips_and_a_newer_snapshot_gets_a_new_commit(tmp_path: Path) -> None:
+    repo = EmbeddedRepository(tmp_path / "lake")
+    repo.ensure()
+    data_commit = repo.head("main")
+    with pytest.raises(NotFoundError, match="no online feature snapshot"):
+        online.load_snapshot(repo)
+
+    events, subs = small_lake()
+    features, inactive, cutoff = online.build_snapshot(events, subs, FEATURE_SPEC)
+    first = online.publish_snapshot(repo, online.OnlineSnapshot(features, inactive, data_commit, cutoff, FEATURE_SPEC,
+                                                                commit_id=""))
+    loaded = online.load_snapshot(repo)
+    assert loaded.commit_id == first == online.snapshot_commit(repo)
+    pd.testing.assert_frame_equal(loaded.features, features)
+    assert loaded.inactive.to_dict() == {"c": "cancelled"}
+    assert (loaded.data_commit, loaded.cutoff, loaded.spec) == (data_commit, cutoff, FEATURE_SPEC)
+    assert repo.head("main") == data_commit  # features never move main
+
+    features, inactive, _ = online.build_snapshot(events, subs, FEATURE_SPEC, cutoff=at(30))
+    second = online.publish_snapshot(repo, online.OnlineSnapshot(features, inactive, data_commit, at(30), FEATURE_SPEC,
+                                                                 commit_id=""))
+    assert second != first
+    assert online.load_snapshot(repo).cutoff == at(30)
+    assert online.load_snapshot(repo, first).cutoff == cutoff  # the older snapshot stays readable by commit
