@@ -15,6 +15,7 @@ from tests.unit.training.conftest import at, event, events_frame, record, subscr
 
 
 def small_lake() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Three customers; c cancels at hour 10."""
     events = events_frame([event("a", 1), event("a", 20.5, "purchase", amount=5.0), event("b", 3), event("c", 2)])
     subs = subscriptions_frame([
         record("a", 0), record("b", 0), record("c", 0), record("c", 10, status="cancelled", cancel_hours=10),
