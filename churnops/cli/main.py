@@ -21,7 +21,7 @@ import click
 from churnops.cli import privacy as cli_privacy
 from churnops.cli import training as cli_training
 from churnops.errors import ChurnopsError
-from churnops.cli.online import features_group
+from churnops.cli.online import drift_group, features_group
 from churnops.local import datagen, demo
 from churnops.data import ingest
 from churnops.local.localstack import LocalStack, require_services
@@ -179,6 +179,7 @@ for _command in cli_training.COMMANDS:
     main.add_command(_command)
 main.add_command(cli_privacy.privacy_group)
 main.add_command(features_group)
+main.add_command(drift_group)
 
 
 @main.group()

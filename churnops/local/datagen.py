@@ -164,6 +164,24 @@ class GeneratedData:
     customers: pd.DataFrame  # never uploaded; see generate()
 
 
+@dataclass(frozen=True)
+class Drift:
+    """A behaviour shift from hour ``start_h`` on: a ``share`` of customers is ``activity_factor`` times as active.
+
+    Used to show drift monitoring at work: the shifted customers' activity features fall while
+    their subscriptions look the same. Customers are chosen from the seed, independently of the rest
+    of the simulation, so the unshifted part of the data is unchanged.
+    """
+
+    start_h: int
+    share: float = 0.5
+    activity_factor: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.start_h < 0 or not 0 < self.share <= 1 or not 0 <= self.activity_factor:
+            raise ValueError(f"drift needs start_h >= 0, 0 < share <= 1, activity_factor >= 0; got {self}")
+
+
 @dataclass
 class _Pii:
     """Per-customer identifying values (object arrays of str)."""
@@ -233,6 +251,7 @@ def generate(
     seed: int = 0,
     anomaly_rate: float = 0.0,
     events_per_customer_hour: float = 1.5,
+    drift: Drift | None = None,
 ) -> GeneratedData:
     """Simulate ``customers`` over ``hours`` hours from ``start`` and render the raw objects.
 
@@ -244,6 +263,8 @@ def generate(
     ``GeneratedData.customers`` is the ground truth at ``start``: ``customer_id``, ``plan``,
     ``contract``, ``payment_method``, ``monthly_charges``, ``signup_date``, ``country``,
     ``churn_probability`` and ``churn_time`` (UTC, NaT for customers who stay).
+
+    ``drift`` shifts behaviour from one hour on (see :class:`Drift`).
     """
     _check_arguments(hours, customers, seed, anomaly_rate, events_per_customer_hour)
     if start is None:
@@ -259,7 +280,10 @@ def generate(
     pii, traits = _make_population(population_rng, customers, start_ms, hours)
     truth = _ground_truth(pii, traits, start_ms)
 
-    drafts = _simulate(activity_rng, pii, traits, start, hours, events_per_customer_hour)
+    shifted = None
+    if drift is not None:
+        shifted = np.random.default_rng([seed, 1]).random(customers) < drift.share
+    drafts = _simulate(activity_rng, pii, traits, start, hours, events_per_customer_hour, drift, shifted)
     objects, anomalies = _render_all(anomaly_rng, drafts, hours, anomaly_rate)
     log.info(
         "generated %d raw objects (%d with anomalies) for %d customers over %d hours",
@@ -429,7 +453,8 @@ def _ground_truth(pii: _Pii, traits: _Traits, start_ms: int) -> pd.DataFrame:
 
 
 def _simulate(
-    rng: np.random.Generator, pii: _Pii, traits: _Traits, start: datetime, hours: int, rate: float
+    rng: np.random.Generator, pii: _Pii, traits: _Traits, start: datetime, hours: int, rate: float,
+    drift: Drift | None = None, shifted: np.ndarray | None = None,
 ) -> list[_Draft]:
     """The clean objects of every hour: web events, app events, billing export."""
     start_ms = int(start.timestamp()) * 1000
@@ -437,7 +462,10 @@ def _simulate(
     quiet = rng.random(len(pii.customer_id)) < QUIET_ENTER / (QUIET_ENTER + QUIET_EXIT)
     for h in range(hours):
         hour = start + timedelta(hours=h)
-        frames = _hour_events(rng, pii, traits, start_ms + h * _HOUR_MS, h, quiet, rate)
+        hour_rate: float | np.ndarray = rate
+        if drift is not None and shifted is not None and h >= drift.start_h:
+            hour_rate = rate * np.where(shifted, drift.activity_factor, 1.0)
+        frames = _hour_events(rng, pii, traits, start_ms + h * _HOUR_MS, h, quiet, hour_rate)
         for producer in PRODUCERS:
             drafts.append(_Draft(_event_object_name(hour, producer), "events", producer, hour, h, frames[producer]))
         billing = _billing_frame(rng, pii, traits, start_ms, h)
@@ -483,7 +511,7 @@ def _hex_ids(rng: np.random.Generator, n: int, uuid4: bool) -> np.ndarray:
 
 
 def _event_rows(
-    rng: np.random.Generator, traits: _Traits, h: int, quiet: np.ndarray, rate: float
+    rng: np.random.Generator, traits: _Traits, h: int, quiet: np.ndarray, rate: float | np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Who acts in hour ``h``: per-event customer index and ms offset, per-customer closeness and counts."""
     hour_ms = h * _HOUR_MS
@@ -522,7 +550,8 @@ def _session_ids(rng: np.random.Generator, who: np.ndarray, from_app: np.ndarray
 
 
 def _hour_events(
-    rng: np.random.Generator, pii: _Pii, traits: _Traits, hour_start_ms: int, h: int, quiet: np.ndarray, rate: float
+    rng: np.random.Generator, pii: _Pii, traits: _Traits, hour_start_ms: int, h: int, quiet: np.ndarray,
+    rate: float | np.ndarray,
 ) -> dict[str, pd.DataFrame]:
     """The events of hour ``h``, one frame per producer, each sorted by event time."""
     who, offset_ms, closeness, counts = _event_rows(rng, traits, h, quiet, rate)

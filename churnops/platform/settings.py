@@ -117,6 +117,15 @@ class Settings(BaseSettings):
         description="Test ROC-AUC a new candidate may lose against production.",
     )
 
+    # Drift monitoring (churnops.training.monitoring).
+    drift_psi_threshold: float = Field(
+        default=0.25, gt=0, description="PSI at or above which a feature or the prediction counts as drifted."
+    )
+    drift_bins: int = Field(default=10, ge=2, le=100, description="Quantile bins per numeric feature.")
+    drift_share: float = Field(
+        default=0.2, gt=0, le=1, description="Share of drifted features at or above which a drift check fires."
+    )
+
     # Logging.
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"

@@ -1,0 +1,63 @@
+"""Distribution shift between two samples of one quantity: the population stability index (PSI).
+
+One implementation for every caller: the canary analysis compares the predicted-probability
+histograms of the canary and the stable revision, and drift monitoring compares a feature or a
+score between a reference window and a recent one.
+
+``PSI = sum_i (a_i - e_i) * ln(a_i / e_i)`` over bins ``i``, where ``e_i`` and ``a_i`` are the
+shares of the expected (reference) and actual samples in bin ``i``. Shares of empty bins are
+floored at ``epsilon`` so that the logarithm stays finite. Common reading: below 0.1 no shift,
+0.1-0.25 a moderate shift, above 0.25 a major shift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+DEFAULT_EPSILON = 1e-4
+
+
+def psi(expected: Sequence[float], actual: Sequence[float], epsilon: float = DEFAULT_EPSILON) -> float:
+    """PSI of ``actual`` against ``expected``, both counts (or shares) over the same bins, in order."""
+    exp = np.asarray(expected, dtype=float)
+    act = np.asarray(actual, dtype=float)
+    if exp.ndim != 1 or exp.shape != act.shape or exp.size < 2:
+        raise ValueError(f"PSI needs two 1-D count vectors over the same >= 2 bins, got {exp.shape} and {act.shape}")
+    if (exp < 0).any() or (act < 0).any() or not (np.isfinite(exp).all() and np.isfinite(act).all()):
+        raise ValueError("PSI bin counts must be finite and non-negative")
+    if exp.sum() <= 0 or act.sum() <= 0:
+        raise ValueError("PSI needs at least one observation on each side")
+    if not 0 < epsilon < 1:
+        raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
+    e_share = np.maximum(exp / exp.sum(), epsilon)
+    a_share = np.maximum(act / act.sum(), epsilon)
+    return float(np.sum((a_share - e_share) * np.log(a_share / e_share)))
+
+
+def quantile_edges(reference: Sequence[float], bins: int = 10) -> np.ndarray:
+    """Inner bin edges at the reference sample's quantiles (duplicates removed), for :func:`psi_of_samples`."""
+    if bins < 2:
+        raise ValueError(f"need at least 2 bins, got {bins}")
+    values = np.asarray(reference, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise ValueError("the reference sample has no finite value")
+    return np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
+
+
+def bin_counts(values: Sequence[float], edges: Sequence[float]) -> np.ndarray:
+    """Counts of the finite ``values`` in the bins ``(-inf, e0], (e0, e1], ..., (e_last, inf)``."""
+    data = np.asarray(values, dtype=float)
+    data = data[np.isfinite(data)]
+    index = np.searchsorted(np.asarray(edges, dtype=float), data, side="left")
+    return np.bincount(index, minlength=len(edges) + 1)
+
+
+def psi_of_samples(
+    reference: Sequence[float], current: Sequence[float], bins: int = 10, epsilon: float = DEFAULT_EPSILON
+) -> float:
+    """PSI of two raw samples, binned at the reference's quantiles."""
+    edges = quantile_edges(reference, bins)
+    return psi(bin_counts(reference, edges), bin_counts(current, edges), epsilon)

@@ -1,0 +1,98 @@
+"""Drift monitoring end to end: a model trained on the lake, the latest snapshot, quiet on unshifted data,
+firing (and retraining with the report as reason) when customer behaviour shifts."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from google.cloud import storage
+
+from churnops.data.ingest import IngestRun
+from churnops.data.privacy import Tokenizer
+from churnops.data.versioning import open_repository
+from churnops.local import datagen
+from churnops.platform.alerts import AlertSink
+from churnops.platform.settings import Settings
+from churnops.platform.storage import ensure_bucket
+from churnops.training import monitoring, registry
+from churnops.training.online import refresh_online_features
+from churnops.training.train import TrainingResult
+from tests.integration.training.conftest import CUSTOMERS, HOURS, SEED, START, Lake
+
+SHIFT_FROM_H = HOURS - 12
+SHIFTED_CUSTOMERS = CUSTOMERS // 3  # shares are compared, so a smaller population is enough (and cheaper)
+
+
+class RecordingSink(AlertSink):
+    """The real sink (log line), remembering what it emitted."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.sent: list[str] = []
+
+    def emit(self, alert) -> None:  # type: ignore[no-untyped-def]
+        super().emit(alert)
+        self.sent.append(alert.kind)
+
+
+@pytest.fixture(name="production")
+def production_fixture(trained: tuple[Lake, TrainingResult]) -> tuple[Lake, TrainingResult]:
+    """The trained model promoted to production, as a person would."""
+    lake, result = trained
+    client = registry.client_for(lake.settings)
+    if registry.alias_holder(client, lake.settings.registered_model, "production") is None:
+        registry.promote(client, lake.settings.registered_model, "staging")
+        registry.promote(client, lake.settings.registered_model, "production")
+    return lake, result
+
+
+def test_unshifted_data_does_not_fire(production: tuple[Lake, TrainingResult]) -> None:
+    lake, result = production
+    snapshot = refresh_online_features(lake.settings, repo=lake.repo)
+    sink = RecordingSink(lake.settings)
+    report = monitoring.check_drift(lake.settings, "production", repo=lake.repo, alerts=sink)
+
+    assert report.version == result.model_version
+    assert not report.fired and not sink.sent
+    assert report.snapshot_commit == snapshot.commit_id
+    # recorded in the lake and in MLflow, whatever the verdict
+    assert report.lake_uri is not None
+    commit, _, path = report.lake_uri.removeprefix(f"lakefs://{lake.settings.lakefs_repository}/").partition("/")
+    stored = json.loads(lake.repo.get_object(commit, path))
+    assert stored["fired"] is False and len(stored["distributions"]) == len(snapshot.spec.columns) + 1
+    run = registry.client_for(lake.settings).get_run(report.mlflow_run_id)
+    assert run.data.tags["drift_fired"] == "false"
+    assert run.data.metrics["drifted_feature_share"] < lake.settings.drift_share
+
+
+def test_shifted_behaviour_fires_alerts_and_retrains_with_the_report_as_reason(
+    production: tuple[Lake, TrainingResult], gcs_client: storage.Client, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    lake, _ = production
+    settings = lake.settings.model_copy(update={"state_dir": tmp_path_factory.mktemp("shifted"),
+                                                "raw_bucket": "training-raw-shifted",
+                                                "registered_model": f"{lake.settings.registered_model}-retrained"})
+    shifted_repo = open_repository(settings)
+    shifted_repo.ensure()
+    data = datagen.generate(HOURS, SHIFTED_CUSTOMERS, start=START, seed=SEED,
+                            drift=datagen.Drift(start_h=SHIFT_FROM_H, share=0.6, activity_factor=0.1))
+    ensure_bucket(gcs_client, settings.raw_bucket)
+    datagen.upload(gcs_client, settings.raw_bucket, data.objects)
+    run = IngestRun(settings, shifted_repo, gcs_client, Tokenizer(b"integration-test-key-0123456789ab"),
+                    AlertSink(settings), now=lambda: START + timedelta(hours=HOURS + 1))
+    for offset in range(HOURS):
+        run.run(START + timedelta(hours=offset), lookback=0)
+    snapshot = refresh_online_features(settings, repo=shifted_repo)
+
+    sink = RecordingSink(lake.settings)
+    report = monitoring.check_drift(lake.settings, "production", repo=lake.repo, alerts=sink, snapshot=snapshot)
+    assert report.fired and sink.sent == ["drift"]
+    assert any(name.startswith("events_") for name in report.drifted)
+
+    retrained = monitoring.retrain_for(settings, report, repo=shifted_repo)
+    tags = registry.client_for(lake.settings).get_run(retrained.parent_run_id).data.tags
+    assert tags["trigger"] == "drift"
+    assert tags["trigger_report"] == report.lake_uri
+    assert tags["data_commit"] == shifted_repo.head("main")
