@@ -17,8 +17,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from churnops.errors import ConfigurationError
 
 Profile = Literal["local", "gke"]
 
@@ -146,6 +148,13 @@ class Settings(BaseSettings):
                 data.setdefault(key, value)
         return data
 
+    @field_validator("feature_windows_hours")
+    @classmethod
+    def _distinct_positive_windows(cls, windows: list[int]) -> list[int]:
+        if not windows or len(set(windows)) != len(windows) or min(windows) <= 0:
+            raise ValueError("feature windows must be distinct positive hours")
+        return windows
+
     @model_validator(mode="after")
     def _derive_local_endpoints(self) -> "Settings":
         if self.profile == "local":
@@ -168,5 +177,10 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings (read once)."""
-    return Settings()
+    """The process-wide settings (read once); :class:`ConfigurationError` names every invalid one."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        names = [str(error["loc"][0]).upper() if error["loc"] else "?" for error in exc.errors()]
+        problems = "; ".join(f"CHURNOPS_{name}: {error['msg']}" for name, error in zip(names, exc.errors()))
+        raise ConfigurationError(f"invalid settings: {problems}") from exc

@@ -25,8 +25,12 @@ import numpy as np
 import pandas as pd
 
 from churnops.data import contract
-from churnops.errors import ChurnopsError
+from churnops.errors import ChurnopsError, DataContractError
 from churnops.platform.settings import TRAINING_DEFAULTS
+
+
+class UnusableTable(DataContractError, ValueError):
+    """A published table lacks a column the features need, or holds values they cannot use."""
 
 
 class InsufficientData(ChurnopsError, ValueError):
@@ -149,7 +153,7 @@ FEATURE_SPEC = feature_spec()
 def _require_columns(frame: pd.DataFrame, columns: Iterable[str], table: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise ValueError(f"{table} table is missing required columns: {missing}")
+        raise UnusableTable(f"{table} table is missing required columns: {missing}")
 
 
 def to_utc(value: datetime | str | pd.Timestamp) -> pd.Timestamp:
@@ -165,7 +169,7 @@ def _utc_ns(values: pd.Series, column: str) -> np.ndarray:
     try:
         stamps = pd.to_datetime(values, utc=True)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"column {column!r} holds values that are not timestamps: {exc}") from exc
+        raise UnusableTable(f"column {column!r} holds values that are not timestamps: {exc}") from exc
     return stamps.dt.as_unit("ns").to_numpy(dtype="datetime64[ns]").view(np.int64)
 
 
@@ -184,10 +188,10 @@ def _prepare_subscriptions(subscriptions: pd.DataFrame) -> _Subscriptions:
     _require_columns(subscriptions, SUBSCRIPTION_COLUMNS, "subscriptions")
     frame = subscriptions.loc[:, [c for c in subscriptions.columns if not c.startswith("_")]].copy()
     if frame["customer_token"].isna().any():
-        raise ValueError("subscriptions table has rows without a customer_token")
+        raise UnusableTable("subscriptions table has rows without a customer_token")
     frame["_updated_ns"] = _utc_ns(frame["updated_at"], "updated_at")
     if (frame["_updated_ns"] == _NAT).any():
-        raise ValueError("subscriptions table has rows without updated_at")
+        raise UnusableTable("subscriptions table has rows without updated_at")
     cancel_ns = _utc_ns(frame["cancel_date"], "cancel_date")
     cancelled = frame["status"].astype("string").eq("cancelled").fillna(False).to_numpy()
     # A cancellation takes effect at cancel_date, or at updated_at when the date is missing.

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from churnops.platform.settings import Settings
+from churnops.errors import ConfigurationError
+from churnops.platform.settings import Settings, get_settings
 
 
 def test_local_defaults_are_loopback_and_local_state(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,3 +64,17 @@ def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHURNOPS_INGEST_LOOKBACK_HOURS", "-1")
     with pytest.raises(ValueError, match="ingest_lookback_hours"):
         Settings()
+
+
+def test_invalid_settings_are_one_configuration_error_naming_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHURNOPS_INGEST_LOOKBACK_HOURS", "500")
+    monkeypatch.setenv("CHURNOPS_FEATURE_WINDOWS_HOURS", "[6, 6]")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigurationError) as raised:
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    message = str(raised.value)
+    assert "CHURNOPS_INGEST_LOOKBACK_HOURS" in message and "CHURNOPS_FEATURE_WINDOWS_HOURS: Value error" in message
+    assert "\n" not in message

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from churnops.errors import DataContractError
 from churnops.training.features import (
     FEATURE_SPEC,
     LABEL,
@@ -237,3 +238,9 @@ def test_feature_invariants(rows: list[tuple], cutoff_h: int) -> None:
     later = events_frame([event(t, h + cutoff_h, k) for t, h, k, _, _ in rows])
     with_future = build_features(pd.concat([events, later], ignore_index=True), subs, at(cutoff_h))
     pd.testing.assert_frame_equal(features, with_future)
+
+
+def test_an_unusable_published_table_is_a_data_contract_error() -> None:
+    subs = subscriptions_frame([record("a", 0)])
+    with pytest.raises(DataContractError, match="customer_token"):
+        build_features(events_frame([]), subs.assign(customer_token=None), CUTOFF)
