@@ -32,3 +32,7 @@ class VersioningError(ChurnopsError):
 
 class RegistryError(ChurnopsError):
     """The model registry has no such model, version or alias, or refused a change."""
+
+
+class DeploymentError(ChurnopsError):
+    """Rendering, applying or verifying a deployment failed (the cluster said no, or the model server did)."""

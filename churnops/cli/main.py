@@ -22,6 +22,8 @@ from churnops.cli import privacy as cli_privacy
 from churnops.cli import training as cli_training
 from churnops.errors import ChurnopsError
 from churnops.cli.online import drift_group, features_group
+from churnops.cli.canary import canary_group
+from churnops.cli.deploy import deploy_command
 from churnops.local import datagen, demo
 from churnops.data import ingest
 from churnops.local.localstack import LocalStack, require_services
@@ -180,6 +182,8 @@ for _command in cli_training.COMMANDS:
 main.add_command(cli_privacy.privacy_group)
 main.add_command(features_group)
 main.add_command(drift_group)
+main.add_command(deploy_command)
+main.add_command(canary_group)
 
 
 @main.group()

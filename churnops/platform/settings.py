@@ -128,6 +128,32 @@ class Settings(BaseSettings):
         default=0.2, gt=0, le=1, description="Share of drifted features at or above which a drift check fires."
     )
 
+    # Deployment and canary (manifests/, `churnops deploy`, `churnops canary`). The canary is rolled
+    # back when any threshold is crossed; it holds (no decision) below canary_min_requests.
+    gcp_region: str = "europe-west1"
+    artifact_repository: str = "churnops"
+    serving_image: str = "churnops-serving"
+    manifests_dir: Path = Path("manifests")
+    kube_context: str | None = Field(default=None, description="kubeconfig context; in-cluster config when unset.")
+    deploy_service: str = "churn-predictor"
+    deploy_model_name: str = Field(default="churn", description="The model's name in the V2 protocol.")
+    deploy_field_manager: str = "churnops-deploy"
+    deploy_ready_timeout_s: float = Field(default=600.0, gt=0)
+    deploy_poll_interval_s: float = Field(default=5.0, ge=0)
+    smoke_timeout_s: float = Field(default=10.0, gt=0)
+    prometheus_url: str = "http://127.0.0.1:9090"
+    canary_window: str = Field(default="5m", pattern=r"^[0-9]+[smh]$")
+    canary_min_requests: int = Field(default=200, ge=1)
+    canary_max_error_rate: float = Field(default=0.01, ge=0, le=1, description="Share of 5xx answers.")
+    canary_max_p99_ratio: float = Field(default=1.5, gt=0, description="Canary p99 latency over the stable one.")
+    canary_max_p99_s: float = Field(default=0.5, gt=0, description="Canary p99 latency, absolute.")
+    canary_max_psi: float = Field(default=0.2, gt=0, description="Shift of predicted probabilities.")
+    canary_intervals: int = Field(default=5, ge=1)
+    canary_interval_s: float = Field(default=300.0, ge=0)
+    probability_metric: str = Field(
+        default="churnops_predicted_probability", description="Histogram the predictor exports."
+    )
+
     # Logging.
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"

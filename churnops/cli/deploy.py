@@ -1,0 +1,42 @@
+"""``churnops deploy``: put a model server release in staging or production (see docs/deployment.md)."""
+
+from __future__ import annotations
+
+import click
+
+from churnops.deploy import kube, release
+from churnops.deploy.render import ENVIRONMENTS, Release
+from churnops.errors import ChurnopsError
+from churnops.platform.settings import Settings, get_settings
+
+
+def cluster_for(settings: Settings) -> kube.Cluster:
+    """The cluster of the settings' kubeconfig context (in-cluster identity when none is set)."""
+    return kube.Cluster(kube.api_client(settings), settings.deploy_field_manager)
+
+
+@click.command("deploy")
+@click.option("--env", "env", type=click.Choice(ENVIRONMENTS), required=True, help="Target environment.")
+@click.option("--image", required=True, help="Serving image digest (sha256:...) or NAME@sha256:... reference.")
+@click.option("--model-uri", required=True, help="The registered model's storage URI (gs://...).")
+@click.option("--model-version", default=None, help="Registry version of that model (checked by the smoke test).")
+@click.option("--percent", type=click.IntRange(0, 100), default=None, help="Production only: canary traffic share.")
+@click.option("--bootstrap", is_flag=True, help="Also apply the Namespace and RBAC (platform administrators).")
+@click.option("--smoke-url", default=None, help="Smoke-test this URL instead of the revision's own.")
+def deploy_command(
+    env: str,
+    image: str,
+    model_uri: str,
+    model_version: str | None,
+    percent: int | None,
+    bootstrap: bool,
+    smoke_url: str | None,
+) -> None:
+    """Render the overlay, apply it (server-side), wait for Ready, smoke-test; one line, non-zero on failure."""
+    settings = get_settings()
+    try:
+        wanted = Release(env, image, model_uri, model_version, canary_percent=percent)  # type: ignore[arg-type]
+        report = release.deploy(settings, cluster_for(settings), wanted, bootstrap=bootstrap, smoke_url=smoke_url)
+    except ChurnopsError as exc:
+        raise click.ClickException(f"deploy to {env} failed: {exc}") from exc
+    click.echo(report.line())

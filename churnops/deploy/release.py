@@ -1,0 +1,123 @@
+"""``churnops deploy``: render an environment's overlay, apply it, wait for Ready, smoke-test.
+
+The deployer applies the predictor's objects (InferenceService, NetworkPolicies, the serving
+ServiceAccount, PodMonitoring); platform objects (Namespace, RBAC, the deployer's own account) are
+applied only with ``bootstrap`` by someone allowed to (see docs/deployment.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from churnops.deploy import render as rendering
+from churnops.deploy.kube import ISVC_KIND, Cluster
+from churnops.deploy.smoke import SmokeResult, smoke_test
+from churnops.errors import DeploymentError
+from churnops.platform.settings import Settings
+from churnops.training.features import feature_spec
+
+logger = logging.getLogger(__name__)
+
+# Cluster-scoped and identity objects go first so that what follows can refer to them.
+APPLY_ORDER = ("Namespace", "ServiceAccount", "Role", "RoleBinding", "NetworkPolicy")
+
+
+@dataclass(frozen=True)
+class DeployReport:
+    """What a deployment did."""
+
+    env: str
+    namespace: str
+    applied: list[str]
+    generation: int
+    revision: str | None
+    smoke: SmokeResult
+
+    def line(self) -> str:
+        """The one-line summary the CLI prints."""
+        return (
+            f"deployed {self.env}: {len(self.applied)} objects applied, revision {self.revision or '-'} ready, "
+            f"smoke test passed at {self.smoke.url} (model version {self.smoke.model_version or '-'}, "
+            f"{len(self.smoke.probabilities)} predictions in {self.smoke.latency_ms:.0f} ms)"
+        )
+
+
+def _order(obj: dict[str, Any]) -> int:
+    kind = obj.get("kind", "")
+    return APPLY_ORDER.index(kind) if kind in APPLY_ORDER else len(APPLY_ORDER)
+
+
+def predictor_url(isvc: dict[str, Any], tag: str | None = None) -> str:
+    """The URL of the InferenceService, or of its revision tagged ``tag`` (``latest``, ``prev``)."""
+    status = isvc.get("status") or {}
+    if tag is not None:
+        traffic = ((status.get("components") or {}).get("predictor") or {}).get("traffic") or []
+        for target in traffic:
+            if target.get("tag") == tag and target.get("url"):
+                return str(target["url"])
+    if not status.get("url"):
+        raise DeploymentError(f"InferenceService {isvc['metadata']['name']} reports no URL")
+    return str(status["url"])
+
+
+def apply_release(
+    settings: Settings, cluster: Cluster, release: rendering.Release, bootstrap: bool = False
+) -> tuple[list[str], int]:
+    """Render and apply ``release``; the applied objects (kind/name) and the InferenceService's generation."""
+    objects = rendering.render(settings, release)
+    chosen = [obj for obj in objects if bootstrap or not rendering.is_platform_object(obj)]
+    applied, generation = [], 0
+    for obj in sorted(chosen, key=_order):
+        stored = cluster.apply(obj)
+        applied.append(f"{obj['kind']}/{obj['metadata']['name']}")
+        if obj["kind"] == ISVC_KIND:
+            generation = int(stored.get("metadata", {}).get("generation") or 0)
+    if not generation:
+        raise DeploymentError(f"the {release.env} overlay rendered no InferenceService")
+    return applied, generation
+
+
+def deploy(
+    settings: Settings,
+    cluster: Cluster,
+    release: rendering.Release,
+    bootstrap: bool = False,
+    smoke_url: str | None = None,
+    session: requests.Session | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> DeployReport:
+    """Apply ``release``, wait until its InferenceService is Ready, smoke-test the new revision."""
+    applied, generation = apply_release(settings, cluster, release, bootstrap)
+    waits: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
+    isvc = cluster.wait_ready(
+        settings.deploy_service,
+        release.namespace,
+        generation,
+        settings.deploy_ready_timeout_s,
+        settings.deploy_poll_interval_s,
+        **waits,
+    )
+    predictor = ((isvc.get("status") or {}).get("components") or {}).get("predictor") or {}
+    # The smoke test talks to the newest revision, also while it is a canary.
+    url = smoke_url or predictor_url(isvc, tag="latest")
+    result = smoke_test(
+        url,
+        settings.deploy_model_name,
+        feature_spec(settings.feature_windows_hours),
+        expected_version=release.model_version,
+        timeout_s=settings.smoke_timeout_s,
+        session=session,
+    )
+    return DeployReport(
+        env=release.env,
+        namespace=release.namespace,
+        applied=applied,
+        generation=generation,
+        revision=predictor.get("latestReadyRevision"),
+        smoke=result,
+    )

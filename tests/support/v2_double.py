@@ -1,0 +1,95 @@
+"""A stand-in V2 (Open Inference Protocol) model server for deploy and canary tests.
+
+It answers the four REST endpoints the smoke test uses, shaped as the protocol specifies
+(``tests/specs/open-inference-rest.yaml``): server ready, model ready, model metadata (one input
+tensor per feature of a :class:`FeatureSpec`, the model version in ``parameters``) and inference
+(one probability per row). Attributes switch it into the ways a broken deployment answers.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+from churnops.deploy.smoke import expected_inputs
+from churnops.training.features import FeatureSpec
+
+
+class V2Double:
+    """A V2 model server on 127.0.0.1; ``inputs``, ``ready``, ``probability`` and ``model_version`` are mutable."""
+
+    def __init__(self, spec: FeatureSpec, model_name: str = "churn", model_version: str | None = "1") -> None:
+        self.model_name = model_name
+        self.model_version = model_version
+        self.inputs: list[tuple[str, str]] = expected_inputs(spec)
+        self.ready = True
+        self.probability = 0.25
+        self.calls: list[str] = []
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def __enter__(self) -> "V2Double":
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_Quiet)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="v2-double", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._server is not None and self._thread is not None
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        request = Request(environ)
+        self.calls.append(f"{request.method} {request.path}")
+        return self._answer(request)(environ, start_response)
+
+    def _answer(self, request: Request) -> Response:
+        model = f"/v2/models/{self.model_name}"
+        if request.path == "/v2/health/ready":
+            return _json({"ready": self.ready}, 200 if self.ready else 503)
+        if request.path == f"{model}/ready":
+            return _json({"name": self.model_name, "ready": self.ready}, 200 if self.ready else 503)
+        if request.path == model and request.method == "GET":
+            params = {} if self.model_version is None else {"model_version": self.model_version}
+            tensors = [{"name": n, "datatype": t, "shape": [-1]} for n, t in self.inputs]
+            return _json({"name": self.model_name, "platform": "churnops", "inputs": tensors,
+                          "outputs": [{"name": "probability", "datatype": "FP64", "shape": [-1]}],
+                          "parameters": params})
+        if request.path == f"{model}/infer" and request.method == "POST":
+            return self._infer(request)
+        return _json({"error": f"no route {request.path}"}, 404)
+
+    def _infer(self, request: Request) -> Response:
+        body = request.get_json(silent=True) or {}
+        given = {item.get("name"): item for item in body.get("inputs") or []}
+        missing = [name for name, _ in self.inputs if name not in given]
+        if missing:
+            return _json({"error": f"missing input tensors: {missing[:3]}"}, 400)
+        rows = {tuple(item.get("shape") or []) for item in given.values()}
+        if len(rows) != 1:
+            return _json({"error": "input tensors disagree on their shape"}, 400)
+        (shape,) = rows
+        return _json({"model_name": self.model_name, "id": body.get("id", ""),
+                      "outputs": [{"name": "probability", "datatype": "FP64", "shape": [shape[0]],
+                                   "data": [self.probability] * shape[0]}]})
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, content_type="application/json")
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """No access log."""

@@ -1,0 +1,179 @@
+"""Both overlays, rendered by kustomize with a release's values, are valid and safe to apply.
+
+Core kinds are checked against the upstream Kubernetes schemas (kubernetes-validate, strict), every
+InferenceService against the vendored KServe CRD with unknown fields rejected, and every pod spec
+against Pod Security ``restricted``.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from churnops.deploy.render import Release, image_reference, is_platform_object, render
+from churnops.errors import ConfigurationError, DeploymentError
+from churnops.platform.settings import Settings
+from tests.support.k8s_schemas import schema_errors
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+MANIFESTS = Path(__file__).resolve().parents[3] / "manifests"
+
+
+@pytest.fixture(scope="module", name="rendered")
+def fixture_rendered() -> dict[str, list[dict[str, Any]]]:
+    settings = Settings(gcp_project="acme-churn", manifests_dir=MANIFESTS)
+    return {
+        "staging": render(settings, Release("staging", DIGEST, "gs://acme-models/churn/3", "3")),
+        "production": render(settings, Release("production", DIGEST, "gs://acme-models/churn/4", "4")),
+    }
+
+
+def _isvc(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (isvc,) = [obj for obj in objects if obj["kind"] == "InferenceService"]
+    return isvc
+
+
+@pytest.mark.parametrize("env", ["staging", "production"])
+def test_every_rendered_object_validates_against_its_upstream_schema(rendered: dict, env: str) -> None:
+    kinds = sorted({obj["kind"] for obj in rendered[env]})
+    assert kinds == ["InferenceService", "Namespace", "NetworkPolicy", "Role", "RoleBinding", "ServiceAccount"]
+    for obj in rendered[env]:
+        assert schema_errors(obj) == [], f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+def test_the_strict_crd_schema_rejects_unknown_and_mistyped_fields(rendered: dict) -> None:
+    isvc = copy.deepcopy(_isvc(rendered["production"]))
+    isvc["spec"]["predictor"]["canaryTraficPercent"] = 10
+    assert any("canaryTraficPercent" in error for error in schema_errors(isvc))
+    isvc = copy.deepcopy(_isvc(rendered["production"]))
+    isvc["spec"]["predictor"]["minReplicas"] = "two"
+    assert schema_errors(isvc)
+    policy = copy.deepcopy(next(o for o in rendered["staging"] if o["kind"] == "NetworkPolicy"))
+    policy["spec"]["podSelectr"] = {}
+    assert schema_errors(policy)
+
+
+@pytest.mark.parametrize("env", ["staging", "production"])
+def test_objects_land_in_the_environment_namespace_with_the_release_values(rendered: dict, env: str) -> None:
+    namespace = f"churnops-{env}"
+    for obj in rendered[env]:
+        if obj["kind"] == "Namespace":
+            assert obj["metadata"]["name"] == namespace
+        else:
+            assert obj["metadata"]["namespace"] == namespace
+    isvc = _isvc(rendered[env])
+    annotations = isvc["metadata"]["annotations"]
+    assert annotations["serving.kserve.io/deploymentMode"] == "Serverless"
+    assert annotations["serving.kserve.io/enable-tag-routing"] == "true"
+    assert annotations["churnops.io/model-version"] == {"staging": "3", "production": "4"}[env]
+    predictor = isvc["spec"]["predictor"]
+    (container,) = predictor["containers"]
+    assert container["image"] == f"europe-west1-docker.pkg.dev/acme-churn/churnops/churnops-serving@{DIGEST}"
+    assert container["env"][0] == {"name": "STORAGE_URI", "value": f"gs://acme-models/churn/{3 if env == 'staging' else 4}"}
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert 1 <= predictor["minReplicas"] <= predictor["maxReplicas"] and predictor["scaleTarget"] > 0
+    assert predictor["serviceAccountName"] == "churnops-serving"
+    assert predictor["nodeSelector"] == {"cloud.google.com/gke-nodepool": "serving"}
+    assert ("canaryTrafficPercent" in predictor) == (env == "production")
+    accounts = {o["metadata"]["name"]: o for o in rendered[env] if o["kind"] == "ServiceAccount"}
+    assert accounts["churnops-serving"]["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] == (
+        "churnops-serving@acme-churn.iam.gserviceaccount.com"
+    )
+    assert accounts["churnops-serving"]["automountServiceAccountToken"] is False
+
+
+@pytest.mark.parametrize("env", ["staging", "production"])
+def test_pod_specs_meet_pod_security_restricted(rendered: dict, env: str) -> None:
+    (namespace,) = [o for o in rendered[env] if o["kind"] == "Namespace"]
+    labels = namespace["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    pod = _isvc(rendered[env])["spec"]["predictor"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in pod["containers"]:
+        context = container["securityContext"]
+        assert context["runAsNonRoot"] is True
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert context["readOnlyRootFilesystem"] is True
+        assert "privileged" not in context and "add" not in context["capabilities"]
+    assert not any(key in pod for key in ("hostNetwork", "hostPID", "hostIPC"))
+    assert all("hostPath" not in volume for volume in pod.get("volumes", []))
+
+
+@pytest.mark.parametrize("env", ["staging", "production"])
+def test_network_is_denied_by_default_and_opened_only_for_the_predictor_paths(rendered: dict, env: str) -> None:
+    policies = {o["metadata"]["name"]: o["spec"] for o in rendered[env] if o["kind"] == "NetworkPolicy"}
+    assert policies["default-deny-all"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    sources = {
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for name in ("predictor-from-gateway", "predictor-metrics-scrape")
+        for rule in policies[name]["ingress"]
+        for peer in rule["from"]
+    }
+    assert sources == {"istio-system", "knative-serving", "gmp-system"}
+    egress_ports = {port["port"] for rule in policies["predictor-egress"]["egress"] for port in rule["ports"]}
+    assert egress_ports == {53, 80, 443, 988}
+
+
+def test_the_deployer_role_is_least_privilege_and_no_secret_value_is_rendered(rendered: dict) -> None:
+    objects = rendered["production"]
+    assert not [o for o in objects if o["kind"] == "Secret"]
+    (role,) = [o for o in objects if o["kind"] == "Role"]
+    verbs = {verb for rule in role["rules"] for verb in rule["verbs"]}
+    resources = {res for rule in role["rules"] for res in rule["resources"]}
+    assert "delete" not in verbs and "*" not in verbs and "escalate" not in verbs and "bind" not in verbs
+    assert not resources & {"secrets", "roles", "rolebindings", "namespaces", "*"}
+    (binding,) = [o for o in objects if o["kind"] == "RoleBinding"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "churnops-deployer", "namespace": "churnops-production"},
+        {"kind": "User", "apiGroup": "rbac.authorization.k8s.io",
+         "name": "churnops-deployer@acme-churn.iam.gserviceaccount.com"},
+    ]
+    platform = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects if is_platform_object(o))
+    assert platform == ["Namespace/churnops-production", "Role/churnops-deployer", "RoleBinding/churnops-deployer",
+                        "ServiceAccount/churnops-deployer"]
+
+
+def test_a_canary_share_overrides_the_production_default() -> None:
+    settings = Settings(manifests_dir=MANIFESTS)
+    isvc = _isvc(render(settings, Release("production", DIGEST, "gs://m/5", canary_percent=25)))
+    assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 25
+    assert "churnops.io/model-version" not in isvc["metadata"]["annotations"]
+
+
+@pytest.mark.parametrize(
+    ("image", "uri", "env", "percent"),
+    [
+        ("churnops-serving:latest", "gs://m/1", "staging", None),
+        ("registry/churnops-serving@sha256:abc", "gs://m/1", "staging", None),
+        (DIGEST, "/local/model", "staging", None),
+        (DIGEST, "gs://m/1", "qa", None),
+        (DIGEST, "gs://m/1", "staging", 10),
+        (DIGEST, "gs://m/1", "production", 101),
+    ],
+)
+def test_releases_that_cannot_be_rendered_safely_are_refused(image: str, uri: str, env: str, percent: int | None) -> None:
+    with pytest.raises(ConfigurationError):
+        release = Release(env, image, uri, canary_percent=percent)  # type: ignore[arg-type]
+        image_reference(Settings(), release.image)
+
+
+def test_a_manifest_whose_first_variable_is_not_the_storage_uri_fails_the_render(tmp_path: Path) -> None:
+    broken = tmp_path / "manifests"
+    (broken / "base").mkdir(parents=True)
+    for source in (MANIFESTS / "base").iterdir():
+        text = source.read_text(encoding="utf-8")
+        if source.name == "inferenceservice.yaml":
+            text = text.replace("- name: STORAGE_URI", "- name: MODEL_URI")
+        (broken / "base" / source.name).write_text(text, encoding="utf-8")
+    (broken / "overlays" / "staging").mkdir(parents=True)
+    (broken / "overlays" / "staging" / "kustomization.yaml").write_text(
+        (MANIFESTS / "overlays" / "staging" / "kustomization.yaml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    with pytest.raises(DeploymentError, match="kustomize failed"):
+        render(Settings(manifests_dir=broken), Release("staging", DIGEST, "gs://m/1"))
