@@ -165,7 +165,9 @@ def judge(stable: RevisionMetrics, canary: RevisionMetrics, limits: Thresholds) 
     elif canary_p99 > limits.max_p99_s:
         reasons.append(f"p99 latency {canary_p99 * 1000:.0f} ms > {limits.max_p99_s * 1000:.0f} ms")
     elif not math.isnan(stable_p99) and stable_p99 > 0 and canary_p99 > stable_p99 * limits.max_p99_ratio:
-        reasons.append(f"p99 latency {canary_p99 * 1000:.0f} ms > {limits.max_p99_ratio:g} x stable {stable_p99 * 1000:.0f} ms")
+        reasons.append(
+            f"p99 latency {canary_p99 * 1000:.0f} ms > {limits.max_p99_ratio:g} x stable {stable_p99 * 1000:.0f} ms"
+        )
     stable_bins, canary_bins = bin_counts(stable.probability), bin_counts(canary.probability)
     if sum(canary_bins) <= 0 or sum(stable_bins) <= 0:
         return Verdict("hold", (*reasons, "no predicted-probability observations to compare"), figures)
@@ -282,6 +284,11 @@ class Canary:
             sleep=self.sleep,
         )
 
+    def _set_canary_percent(self, percent: int | None) -> dict[str, Any]:
+        """Merge patch ``spec.predictor.canaryTrafficPercent`` (None removes the field)."""
+        patch = {"spec": {"predictor": {"canaryTrafficPercent": percent}}}
+        return self.cluster.merge_patch(ISVC_API_VERSION, ISVC_KIND, self.name, self.namespace, patch)
+
     def start(self, percent: int, model_uri: str, model_version: str | None) -> CanaryState:
         """Roll ``model_uri`` out to ``percent`` % of production traffic (same image as now)."""
         if not 0 < percent < 100:
@@ -309,9 +316,7 @@ class Canary:
                 f"the canary carries no {rendering.MODEL_VERSION_ANNOTATION} annotation: its model version is "
                 "unknown, so the production alias cannot follow (start the canary with --model-version)"
             )
-        patched = self.cluster.merge_patch(
-            ISVC_API_VERSION, ISVC_KIND, self.name, self.namespace, {"spec": {"predictor": {"canaryTrafficPercent": None}}}
-        )
+        patched = self._set_canary_percent(None)
         self._wait(int(patched["metadata"]["generation"]))
         move_alias(state.model_version, f"canary revision {state.canary} promoted")
         return state
@@ -319,9 +324,7 @@ class Canary:
     def rollback(self, alerts: AlertSink, reasons: tuple[str, ...] = ()) -> CanaryState:
         """All traffic back to the stable revision (``canaryTrafficPercent: 0``); raise an alert."""
         state = canary_state(self.live())
-        patched = self.cluster.merge_patch(
-            ISVC_API_VERSION, ISVC_KIND, self.name, self.namespace, {"spec": {"predictor": {"canaryTrafficPercent": 0}}}
-        )
+        patched = self._set_canary_percent(0)
         self._wait(int(patched["metadata"]["generation"]))
         why = "; ".join(reasons) or "rolled back by hand"
         alerts.emit(
@@ -365,7 +368,8 @@ def run_auto(
         logger.info("canary window %d/%d: %s", number, intervals, verdict.line())
         if verdict.decision == "rollback":
             canary.rollback(alerts, verdict.reasons)
-            return AutoOutcome("rolled_back", verdicts, f"rolled back after window {number}: {'; '.join(verdict.reasons)}")
+            why = "; ".join(verdict.reasons)
+            return AutoOutcome("rolled_back", verdicts, f"rolled back after window {number}: {why}")
     held = sum(1 for verdict in verdicts if verdict.decision == "hold")
     if held:
         return AutoOutcome(

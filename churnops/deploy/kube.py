@@ -8,6 +8,7 @@ applies are server-side (``application/apply-patch+yaml``). API errors become on
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -34,20 +35,31 @@ class ReadinessTimeout(DeploymentError):
 
 
 def api_client(settings: Settings) -> k8s.ApiClient:
-    """A client for the cluster: the kubeconfig context from settings, else the in-cluster identity."""
+    """A client for the cluster: a kubeconfig (file and context from settings) when one is set, else the
+    pod's in-cluster identity, else the default kubeconfig."""
     try:
-        if settings.kube_context:
-            return k8s_config.new_client_from_config(context=settings.kube_context)
-        k8s_config.load_incluster_config()
+        if settings.kubeconfig is None and settings.kube_context is None:
+            try:
+                k8s_config.load_incluster_config()
+                return k8s.ApiClient()
+            except k8s_config.ConfigException:
+                pass
+        config_file = str(settings.kubeconfig) if settings.kubeconfig else None
+        return k8s_config.new_client_from_config(config_file=config_file, context=settings.kube_context)
     except k8s_config.ConfigException as exc:
         raise DeploymentError(f"no Kubernetes credentials: {exc}") from exc
-    return k8s.ApiClient()
 
 
 def _status_message(exc: DynamicApiError) -> str:
-    summary = getattr(exc, "summary", None)
-    text = summary() if callable(summary) else str(exc)
-    return " ".join(str(text).split())[:300]
+    """``HTTP <code> <reason>: <the Status object's message>`` on one line."""
+    message = ""
+    try:
+        body = json.loads(exc.body) if exc.body else {}
+        message = str(body.get("message", "")) if isinstance(body, dict) else ""
+    except (TypeError, ValueError):
+        message = ""
+    text = f"HTTP {exc.status} {exc.reason}: {message or 'no message'}"
+    return " ".join(text.split())[:400]
 
 
 def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
@@ -66,7 +78,8 @@ class Cluster:
         try:
             self._dynamic = DynamicClient(client, cache_file=discovery_cache)
         except (HTTPError, DynamicApiError) as exc:
-            raise ServiceUnavailable(f"the Kubernetes API at {client.configuration.host} is unreachable: {exc}") from exc
+            host = client.configuration.host
+            raise ServiceUnavailable(f"the Kubernetes API at {host} is unreachable: {exc}") from exc
 
     def _resource(self, api_version: str, kind: str) -> Any:
         try:
@@ -109,7 +122,9 @@ class Cluster:
             raise DeploymentError(f"no InferenceService {name} in namespace {namespace}: deploy it first")
         return found
 
-    def merge_patch(self, api_version: str, kind: str, name: str, namespace: str, patch: dict[str, Any]) -> dict[str, Any]:
+    def merge_patch(
+        self, api_version: str, kind: str, name: str, namespace: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
         """Apply a JSON merge patch (RFC 7386) as this field manager."""
         resource = self._resource(api_version, kind)
         try:

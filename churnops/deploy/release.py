@@ -1,8 +1,8 @@
 """``churnops deploy``: render an environment's overlay, apply it, wait for Ready, smoke-test.
 
-The deployer applies the predictor's objects (InferenceService, NetworkPolicies, the serving
-ServiceAccount, PodMonitoring); platform objects (Namespace, RBAC, the deployer's own account) are
-applied only with ``bootstrap`` by someone allowed to (see docs/deployment.md).
+The deployer applies the predictor's objects (the InferenceService and the serving ServiceAccount);
+platform objects (Namespace, RBAC, NetworkPolicies, the deployer's own account) are applied only
+with ``bootstrap``, by someone allowed to (see docs/deployment.md).
 """
 
 from __future__ import annotations

@@ -74,7 +74,9 @@ def image_reference(settings: Settings, image: str) -> str:
         return f"{registry}/{settings.serving_image}@{image}"
     name, sep, digest = image.rpartition("@")
     if not sep or not name or not DIGEST.match(digest):
-        raise ConfigurationError(f"the image must be pinned by digest (NAME@sha256:<64 hex> or sha256:...), got {image!r}")
+        raise ConfigurationError(
+            f"the image must be pinned by digest (NAME@sha256:<64 hex> or sha256:...), got {image!r}"
+        )
     return image
 
 
@@ -172,5 +174,5 @@ def render(settings: Settings, release: Release, manifests_dir: Path | None = No
 
 
 def is_platform_object(obj: dict[str, Any]) -> bool:
-    """Namespace, RBAC and the deployer's account: applied once per environment by a platform admin."""
+    """Namespace, RBAC, network policies, the deployer's account: applied once per environment by an admin."""
     return (obj.get("metadata", {}).get("labels") or {}).get(PLATFORM_LABEL) == "platform"

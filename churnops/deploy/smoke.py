@@ -46,7 +46,9 @@ def inference_request(spec: FeatureSpec, rows: int = SMOKE_ROWS) -> dict[str, An
         {"name": name, "datatype": "FP64", "shape": [rows], "data": [float(i + 1) for i in range(rows)]}
         for name in spec.numeric
     ]
-    inputs += [{"name": name, "datatype": "BYTES", "shape": [rows], "data": ["unknown"] * rows} for name in spec.categorical]
+    inputs += [
+        {"name": name, "datatype": "BYTES", "shape": [rows], "data": ["unknown"] * rows} for name in spec.categorical
+    ]
     return {"id": "churnops-smoke-test", "inputs": inputs}
 
 
@@ -71,13 +73,16 @@ def _check_metadata(metadata: dict[str, Any], spec: FeatureSpec, expected_versio
     declared = [(item.get("name"), item.get("datatype")) for item in metadata.get("inputs") or []]
     wanted = expected_inputs(spec)
     if declared != wanted:
-        missing = sorted({n for n, _ in wanted} - {n for n, _ in declared})
-        extra = sorted({n for n, _ in declared} - {n for n, _ in wanted})
-        wrong = sorted(n for (n, t) in declared if (n, t) not in wanted and n not in extra)
-        raise SmokeTestFailed(
-            f"model metadata does not match the feature spec: missing {missing or '-'}, unexpected {extra or '-'}, "
-            f"wrong type or order {wrong or '-'}"
-        )
+        names, wanted_names = [n for n, _ in declared], [n for n, _ in wanted]
+        missing = sorted(set(wanted_names) - set(names))
+        extra = sorted(set(names) - set(wanted_names))
+        types = dict(wanted)
+        mistyped = sorted(n for n, t in declared if n in types and types[n] != t)
+        detail = f"missing {missing or '-'}, unexpected {extra or '-'}, wrong type {mistyped or '-'}"
+        if not (missing or extra or mistyped):
+            first = next(i for i, (a, b) in enumerate(zip(names, wanted_names)) if a != b)
+            detail = f"inputs out of order from position {first} ({names[first]!r}, expected {wanted_names[first]!r})"
+        raise SmokeTestFailed(f"model metadata does not match the feature spec: {detail}")
     version = (metadata.get("parameters") or {}).get("model_version")
     if expected_version is not None and str(version) != str(expected_version):
         raise SmokeTestFailed(f"the predictor serves model version {version!r}, expected {expected_version!r}")

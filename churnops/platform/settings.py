@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     artifact_repository: str = "churnops"
     serving_image: str = "churnops-serving"
     manifests_dir: Path = Path("manifests")
+    kubeconfig: Path | None = Field(
+        default=None, validation_alias=AliasChoices("kubeconfig", "CHURNOPS_KUBECONFIG", "KUBECONFIG")
+    )
     kube_context: str | None = Field(default=None, description="kubeconfig context; in-cluster config when unset.")
     deploy_service: str = "churn-predictor"
     deploy_model_name: str = Field(default="churn", description="The model's name in the V2 protocol.")

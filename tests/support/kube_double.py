@@ -34,10 +34,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 import yaml
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from tests.support.k8s_schemas import schema_errors
+from tests.support.wsgi_double import WsgiDouble
 
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
@@ -55,6 +55,7 @@ class Kind:
 
     @property
     def api_version(self) -> str:
+        """``group/version``, or ``v1`` for the core group."""
         return f"{self.group}/{self.version}" if self.group else self.version
 
 
@@ -88,6 +89,7 @@ class ApiStatus(Exception):
         self.code, self.reason, self.message = code, reason, message
 
     def response(self) -> Response:
+        """The error as the API server sends it."""
         body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                 "message": self.message, "reason": self.reason, "code": self.code}
         return Response(json.dumps(body), status=self.code, content_type="application/json")
@@ -181,10 +183,13 @@ class _Serving:
     pending_generation: int = 0
 
 
-class KubeApiDouble:
+class KubeApiDouble(WsgiDouble):
     """The double; start it, point a kubernetes client at :attr:`url`, inspect :attr:`requests`."""
 
+    name = "kube-api-double"
+
     def __init__(self, ready_after_polls: int = 2, predictor_url: str = "http://predictor.invalid") -> None:
+        super().__init__()
         self.ready_after_polls = ready_after_polls
         self.predictor_url = predictor_url
         self.fail_readiness: tuple[str, str] | None = None
@@ -193,33 +198,6 @@ class KubeApiDouble:
         self._serving: dict[tuple[str | None, str], _Serving] = {}
         self._version = 0
         self._lock = threading.Lock()
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle -------------------------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() the double first"
-        return f"http://127.0.0.1:{self._server.server_port}"
-
-    def start(self) -> "KubeApiDouble":
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_Quiet)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="kube-api-double", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> "KubeApiDouble":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- inspection ----------------------------------------------------------------------------------
     def stored(self, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None:
@@ -234,7 +212,7 @@ class KubeApiDouble:
         return [r for r in self.requests if r.method not in ("GET",)]
 
     # -- HTTP ------------------------------------------------------------------------------------------
-    def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+    def wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
         request = Request(environ)
         raw = request.get_data()
         content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip()
@@ -250,17 +228,24 @@ class KubeApiDouble:
             response = status.response()
         return response(environ, start_response)
 
+    def _discovery(self, parts: list[str]) -> dict[str, Any] | None:
+        if parts == ["version"]:
+            return {"major": "1", "minor": "33", "gitVersion": "v1.33.4"}
+        if parts == ["api"]:
+            return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+        if parts == ["apis"]:
+            return self._group_list()
+        if parts == ["api", "v1"] or (len(parts) == 3 and parts[0] == "apis"):
+            group, version = ("", "v1") if parts[0] == "api" else (parts[1], parts[2])
+            return self._resource_list(group, version)
+        return None
+
     def _route(self, request: Request, content_type: str, body: Any) -> Response:
         parts = [p for p in request.path.split("/") if p]
-        if request.method == "GET" and request.path in ("/version", "/version/"):
-            return _json({"major": "1", "minor": "33", "gitVersion": "v1.33.4"})
-        if request.method == "GET" and parts == ["api"]:
-            return _json({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
-        if request.method == "GET" and parts == ["apis"]:
-            return _json(self._group_list())
-        if request.method == "GET" and (parts == ["api", "v1"] or (len(parts) == 3 and parts[0] == "apis")):
-            group, version = ("", "v1") if parts[0] == "api" else (parts[1], parts[2])
-            return _json(self._resource_list(group, version))
+        if request.method == "GET":
+            document = self._discovery(parts)
+            if document is not None:
+                return _json(document)
         kind, namespace, name = self._locate(parts)
         if request.method == "GET" and name is not None:
             return _json(self._read(kind, namespace, name))
@@ -269,10 +254,12 @@ class KubeApiDouble:
                 return _json(self._apply(kind, namespace, name, body, request.args))
             if content_type == MERGE:
                 return _json(self._merge(kind, namespace, name, body, request.args))
-            raise ApiStatus(415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {content_type}")
+            raise ApiStatus(
+                415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {content_type}"
+            )
         if request.method == "POST" and name is None:
             return _json(self._create(kind, namespace, body, request.args), status=201)
-        raise ApiStatus(405, "MethodNotAllowed", f"the server does not allow this method on the requested resource")
+        raise ApiStatus(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
     def _group_list(self) -> dict[str, Any]:
         groups = []
@@ -287,10 +274,12 @@ class KubeApiDouble:
         if not kinds:
             raise ApiStatus(404, "NotFound", "the server could not find the requested resource")
         resources = [
-            {"name": k.plural, "singularName": k.kind.lower(), "namespaced": k.namespaced, "kind": k.kind, "verbs": VERBS}
+            {"name": k.plural, "singularName": k.kind.lower(), "namespaced": k.namespaced, "kind": k.kind,
+             "verbs": VERBS}
             for k in kinds
         ]
-        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": kinds[0].api_version, "resources": resources}
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": kinds[0].api_version,
+                "resources": resources}
 
     def _locate(self, parts: list[str]) -> tuple[Kind, str | None, str | None]:
         if parts[:2] == ["api", "v1"]:
@@ -454,7 +443,7 @@ class KubeApiDouble:
         new = merge_patch(stored.obj, body)
         self._validate(kind, new)
         manager = args.get("fieldManager") or "unknown"
-        touched = set(leaf_paths({k: v for k, v in body.items()}))
+        touched = set(leaf_paths(dict(body)))
         changed = {p for p in touched if _get_path(new, p) is not _MISSING}
         for other in stored.owners:
             stored.owners[other] = {p for p in stored.owners[other]
@@ -546,8 +535,3 @@ def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
 
 def _json(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body), status=status, content_type="application/json")
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """No access log: tests read :attr:`KubeApiDouble.requests` instead."""

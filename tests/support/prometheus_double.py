@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.support.wsgi_double import WsgiDouble
 
 SERIES_DIR = Path(__file__).resolve().parent / "canary_series"
 _REVISION = re.compile(r'(?:revision_name|serving_knative_dev_revision)="([^"]+)"')
@@ -28,40 +28,24 @@ def load_series(name: str) -> list[dict[str, Any]]:
     return json.loads((SERIES_DIR / f"{name}.json").read_text(encoding="utf-8"))["intervals"]
 
 
-class PrometheusDouble:
+class PrometheusDouble(WsgiDouble):
     """Answers instant queries from a series; ``revisions`` maps revision name -> role."""
 
+    name = "prometheus-double"
+
     def __init__(self, series: list[dict[str, Any]], probability_metric: str) -> None:
+        super().__init__()
         self.series = series
         self.window = 0
         self.revisions: dict[str, str] = {}
         self.queries: list[str] = []
         self._probability = f"{probability_metric}_bucket"
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_port}"
 
     def advance(self, _seconds: float = 0.0) -> None:
         """Next window (usable as the canary's sleep function)."""
         self.window = min(self.window + 1, len(self.series) - 1)
 
-    def __enter__(self) -> "PrometheusDouble":
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_Quiet)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="prometheus-double", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._server is not None and self._thread is not None
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+    def wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
         request = Request(environ)
         if request.path != "/api/v1/query" or "query" not in request.args:
             body = {"status": "error", "errorType": "bad_data", "error": "unknown endpoint or no query"}
@@ -89,8 +73,3 @@ class PrometheusDouble:
 
 def _buckets(cumulative: dict[str, float]) -> list[dict[str, Any]]:
     return [{"metric": {"le": le}, "value": [1_700_000_000.0, str(float(count))]} for le, count in cumulative.items()]
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """No access log."""

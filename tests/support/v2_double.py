@@ -9,48 +9,31 @@ tensor per feature of a :class:`FeatureSpec`, the model version in ``parameters`
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from churnops.deploy.smoke import expected_inputs
 from churnops.training.features import FeatureSpec
+from tests.support.wsgi_double import WsgiDouble
 
 
-class V2Double:
+class V2Double(WsgiDouble):
     """A V2 model server on 127.0.0.1; ``inputs``, ``ready``, ``probability`` and ``model_version`` are mutable."""
 
+    name = "v2-double"
+
     def __init__(self, spec: FeatureSpec, model_name: str = "churn", model_version: str | None = "1") -> None:
+        super().__init__()
         self.model_name = model_name
         self.model_version = model_version
         self.inputs: list[tuple[str, str]] = expected_inputs(spec)
         self.ready = True
         self.probability = 0.25
         self.calls: list[str] = []
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_port}"
-
-    def __enter__(self) -> "V2Double":
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_Quiet)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="v2-double", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._server is not None and self._thread is not None
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+    def wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
         request = Request(environ)
         self.calls.append(f"{request.method} {request.path}")
         return self._answer(request)(environ, start_response)
@@ -88,8 +71,3 @@ class V2Double:
 
 def _json(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body), status=status, content_type="application/json")
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """No access log."""

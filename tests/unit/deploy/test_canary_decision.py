@@ -22,7 +22,8 @@ def _metrics(role: str, data: dict[str, Any]) -> RevisionMetrics:
 
 
 def _verdicts(series: str) -> list[Any]:
-    return [judge(_metrics("stable", w["stable"]), _metrics("canary", w["canary"]), LIMITS) for w in load_series(series)]
+    windows = load_series(series)
+    return [judge(_metrics("stable", w["stable"]), _metrics("canary", w["canary"]), LIMITS) for w in windows]
 
 
 def test_histogram_quantile_interpolates_like_prometheus() -> None:
@@ -60,7 +61,8 @@ def test_latency_within_the_absolute_limit_but_far_above_stable_is_rolled_back()
     fast = {10.0: 990.0, 20.0: 1000.0, math.inf: 1000.0}
     slower = {10.0: 100.0, 50.0: 280.0, 100.0: 300.0, math.inf: 300.0}
     probability = {0.5: 50.0, 1.0: 100.0, math.inf: 100.0}
-    verdict = judge(RevisionMetrics("s", 1000, 0, fast, probability), RevisionMetrics("c", 300, 0, slower, probability), LIMITS)
+    stable, canary = RevisionMetrics("s", 1000, 0, fast, probability), RevisionMetrics("c", 300, 0, slower, probability)
+    verdict = judge(stable, canary, LIMITS)
     assert verdict.decision == "rollback" and "x stable" in verdict.reasons[0]
 
 

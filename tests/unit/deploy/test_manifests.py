@@ -24,6 +24,7 @@ MANIFESTS = Path(__file__).resolve().parents[3] / "manifests"
 
 @pytest.fixture(scope="module", name="rendered")
 def fixture_rendered() -> dict[str, list[dict[str, Any]]]:
+    """Both overlays rendered once, with a staging and a production release."""
     settings = Settings(gcp_project="acme-churn", manifests_dir=MANIFESTS)
     return {
         "staging": render(settings, Release("staging", DIGEST, "gs://acme-models/churn/3", "3")),
@@ -72,7 +73,8 @@ def test_objects_land_in_the_environment_namespace_with_the_release_values(rende
     predictor = isvc["spec"]["predictor"]
     (container,) = predictor["containers"]
     assert container["image"] == f"europe-west1-docker.pkg.dev/acme-churn/churnops/churnops-serving@{DIGEST}"
-    assert container["env"][0] == {"name": "STORAGE_URI", "value": f"gs://acme-models/churn/{3 if env == 'staging' else 4}"}
+    model_uri = f"gs://acme-models/churn/{3 if env == 'staging' else 4}"
+    assert container["env"][0] == {"name": "STORAGE_URI", "value": model_uri}
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert 1 <= predictor["minReplicas"] <= predictor["maxReplicas"] and predictor["scaleTarget"] > 0
     assert predictor["serviceAccountName"] == "churnops-serving"
@@ -127,7 +129,7 @@ def test_the_deployer_role_is_least_privilege_and_no_secret_value_is_rendered(re
     verbs = {verb for rule in role["rules"] for verb in rule["verbs"]}
     resources = {res for rule in role["rules"] for res in rule["resources"]}
     assert "delete" not in verbs and "*" not in verbs and "escalate" not in verbs and "bind" not in verbs
-    assert not resources & {"secrets", "roles", "rolebindings", "namespaces", "*"}
+    assert not resources & {"secrets", "roles", "rolebindings", "namespaces", "networkpolicies", "services", "*"}
     (binding,) = [o for o in objects if o["kind"] == "RoleBinding"]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "churnops-deployer", "namespace": "churnops-production"},
@@ -135,8 +137,10 @@ def test_the_deployer_role_is_least_privilege_and_no_secret_value_is_rendered(re
          "name": "churnops-deployer@acme-churn.iam.gserviceaccount.com"},
     ]
     platform = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects if is_platform_object(o))
-    assert platform == ["Namespace/churnops-production", "Role/churnops-deployer", "RoleBinding/churnops-deployer",
-                        "ServiceAccount/churnops-deployer"]
+    assert platform == ["Namespace/churnops-production", "NetworkPolicy/default-deny-all",
+                        "NetworkPolicy/predictor-egress", "NetworkPolicy/predictor-from-gateway",
+                        "NetworkPolicy/predictor-metrics-scrape", "Role/churnops-deployer",
+                        "RoleBinding/churnops-deployer", "ServiceAccount/churnops-deployer"]
 
 
 def test_a_canary_share_overrides_the_production_default() -> None:
@@ -157,7 +161,9 @@ def test_a_canary_share_overrides_the_production_default() -> None:
         (DIGEST, "gs://m/1", "production", 101),
     ],
 )
-def test_releases_that_cannot_be_rendered_safely_are_refused(image: str, uri: str, env: str, percent: int | None) -> None:
+def test_releases_that_cannot_be_rendered_safely_are_refused(
+    image: str, uri: str, env: str, percent: int | None
+) -> None:
     with pytest.raises(ConfigurationError):
         release = Release(env, image, uri, canary_percent=percent)  # type: ignore[arg-type]
         image_reference(Settings(), release.image)
