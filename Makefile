@@ -16,7 +16,7 @@ INFRA_STAMP := $(INFRA)/.venv/.installed
 INFRA_LOCK_CMD := uv pip compile $(INFRA)/requirements.in --generate-hashes \
 	--python-version 3.11 --python-platform x86_64-manylinux_2_28 -o $(INFRA)/requirements.lock
 
-.PHONY: help setup lock setup-infra lock-infra test-infra test test-unit test-integration lint bench demo stack-up stack-down stack-status clean
+.PHONY: help setup lock setup-infra lock-infra test-infra test test-unit test-integration lint bench demo stack-up stack-down stack-status clean manifests-check
 .PHONY: ci scan sbom
 
 help: ## List the targets
@@ -61,6 +61,9 @@ lint: setup setup-infra ## pylint over all Python (infra/ in its own venv); impo
 	PYTHONPATH=infra:$(INFRA):infra/policy $(INFRA_BIN)/python -m pylint --rcfile=pyproject.toml infra
 	$(BIN)/lint-imports
 	$(BIN)/python -m bandit -q -r churnops components pipelines serving --severity-level medium
+
+manifests-check: setup ## Render both kustomize overlays; validate every object (upstream schemas, KServe CRD, Pod Security) and scan them with trivy
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/deploy/test_manifests.py tests/unit/deploy/test_misconfiguration_scan.py
 
 bench: setup ## Print the benchmark figures (ingest vs plain pyarrow, features vs pandas groupby, lake blob writes)
 	$(BIN)/python benchmarks/ingest.py

@@ -1,7 +1,8 @@
 """``churnops canary``: start, analyse, promote or roll back the production canary, or all automatically.
 
-Exit status: 0 done (or healthy), 1 failed (or, for ``analyze``, a canary that should be rolled
-back), 3 no decision because there was too little traffic.
+Exit status: 0 done (or healthy); 1 the canary was (``auto``) or should be (``analyze``) rolled
+back; 2 an operation failed (one line, as for every domain error); 3 no decision because there was
+too little traffic.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import click
 
 from churnops.cli.deploy import cluster_for
 from churnops.deploy.canary import Canary, Prometheus, Thresholds, run_auto
-from churnops.errors import ChurnopsError
 from churnops.platform.alerts import AlertSink
 from churnops.platform.settings import Settings, get_settings
 from churnops.training import registry
@@ -32,17 +32,7 @@ def _alias_mover(settings: Settings) -> Any:
     return move
 
 
-class _Failures(click.Group):
-    """Domain errors of every subcommand become one line and exit status 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (ChurnopsError, registry.RegistryError) as exc:
-            raise click.ClickException(f"canary {ctx.invoked_subcommand} failed: {exc}") from exc
-
-
-@click.group("canary", cls=_Failures)
+@click.group("canary")
 def canary_group() -> None:
     """The production canary (KServe canaryTrafficPercent)."""
 

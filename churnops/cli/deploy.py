@@ -1,4 +1,8 @@
-"""``churnops deploy``: put a model server release in staging or production (see docs/deployment.md)."""
+"""``churnops deploy``: put a model server release in staging or production (see docs/deployment.md).
+
+A failure (render, API refusal, readiness timeout, smoke test) is a domain error: the CLI prints it
+as one line and exits with status 2.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import click
 
 from churnops.deploy import kube, release
 from churnops.deploy.render import ENVIRONMENTS, Release
-from churnops.errors import ChurnopsError
 from churnops.platform.settings import Settings, get_settings
 
 
@@ -34,9 +37,6 @@ def deploy_command(
 ) -> None:
     """Render the overlay, apply it (server-side), wait for Ready, smoke-test; one line, non-zero on failure."""
     settings = get_settings()
-    try:
-        wanted = Release(env, image, model_uri, model_version, canary_percent=percent)  # type: ignore[arg-type]
-        report = release.deploy(settings, cluster_for(settings), wanted, bootstrap=bootstrap, smoke_url=smoke_url)
-    except ChurnopsError as exc:
-        raise click.ClickException(f"deploy to {env} failed: {exc}") from exc
+    wanted = Release(env, image, model_uri, model_version, canary_percent=percent)  # type: ignore[arg-type]
+    report = release.deploy(settings, cluster_for(settings), wanted, bootstrap=bootstrap, smoke_url=smoke_url)
     click.echo(report.line())

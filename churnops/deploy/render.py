@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess  # nosec B404: runs the kustomize binary with an argument list, never a shell
+# The kustomize binary runs with an argument list, never through a shell.
+import subprocess  # nosec B404
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +143,7 @@ def render_kustomization(settings: Settings, release: Release) -> dict[str, Any]
 def build(directory: Path) -> list[dict[str, Any]]:
     """Run kustomize on ``directory``; the rendered objects in order."""
     try:
-        completed = subprocess.run(  # nosec B603: fixed binary, argument list, no shell
+        completed = subprocess.run(  # nosec B603
             [*kustomize_command(), str(directory)],
             capture_output=True,
             text=True,

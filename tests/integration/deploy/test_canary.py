@@ -128,14 +128,14 @@ def test_manual_rollback_and_refusals(
     deploy_settings: Settings, kube: KubeApiDouble, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert kube.stored("InferenceService", "churn-predictor", PRODUCTION) is None
-    out = run_cli(deploy_settings, monkeypatch, ["canary", "rollback"], exit_code=1)
-    assert "canary rollback failed: no InferenceService churn-predictor in namespace churnops-production" in out
+    out = run_cli(deploy_settings, monkeypatch, ["canary", "rollback"], exit_code=2)
+    assert "DeploymentError: no InferenceService churn-predictor in namespace churnops-production" in out
     _deploy_v1(deploy_settings, monkeypatch)
-    out = run_cli(deploy_settings, monkeypatch, ["canary", "promote"], exit_code=1)
+    out = run_cli(deploy_settings, monkeypatch, ["canary", "promote"], exit_code=2)
     assert "no canary in progress" in out
     run_cli(deploy_settings, monkeypatch,
             ["canary", "start", "--percent", "20", "--model-uri", "gs://acme-models/churn/2"])
-    out = run_cli(deploy_settings, monkeypatch, ["canary", "promote"], exit_code=1)
+    out = run_cli(deploy_settings, monkeypatch, ["canary", "promote"], exit_code=2)
     assert "carries no churnops.io/model-version annotation" in out
     out = run_cli(deploy_settings, monkeypatch, ["canary", "rollback", "--reason", "customer complaints"])
     assert "all traffic on churn-predictor-predictor-00001; production alias unchanged" in out

@@ -71,24 +71,24 @@ def test_a_failing_smoke_test_exits_non_zero_with_one_clear_line(
     deploy_settings: Settings, predictor: V2Double, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     predictor.inputs = predictor.inputs[1:]
-    out = run_cli(deploy_settings, monkeypatch, STAGING, exit_code=1)
-    assert "deploy to staging failed: model metadata does not match the feature spec: missing ['recency_h']" in out
+    out = run_cli(deploy_settings, monkeypatch, STAGING, exit_code=2)
+    assert "SmokeTestFailed: model metadata does not match the feature spec: missing ['recency_h']" in out
     predictor.inputs = predictor.inputs + [("recency_h", "FP64")]
-    out = run_cli(deploy_settings, monkeypatch, STAGING, exit_code=1)
+    out = run_cli(deploy_settings, monkeypatch, STAGING, exit_code=2)
     assert "inputs out of order from position 0 ('" in out and "expected 'recency_h')" in out
     predictor.inputs = [(name, "FP32" if name == "recency_h" else kind) for name, kind in predictor.inputs]
-    out = run_cli(deploy_settings, monkeypatch, STAGING, exit_code=1)
+    out = run_cli(deploy_settings, monkeypatch, STAGING, exit_code=2)
     assert "wrong type ['recency_h']" in out
     predictor.inputs = [("recency_h", "FP64")] + predictor.inputs[:-1]
     predictor.model_version = "2"
-    out = run_cli(deploy_settings, monkeypatch, STAGING, exit_code=1)
+    out = run_cli(deploy_settings, monkeypatch, STAGING, exit_code=2)
     assert "the predictor serves model version '2', expected '1'" in out
     predictor.model_version = "1"
     predictor.probability = 1.5
-    out = run_cli(deploy_settings, monkeypatch, STAGING, exit_code=1)
+    out = run_cli(deploy_settings, monkeypatch, STAGING, exit_code=2)
     assert "holds values outside [0, 1]" in out
     predictor.ready = False
-    out = run_cli(deploy_settings, monkeypatch, STAGING, exit_code=1)
+    out = run_cli(deploy_settings, monkeypatch, STAGING, exit_code=2)
     assert "server not ready: GET /v2/health/ready answered HTTP 503" in out
 
 
@@ -97,7 +97,7 @@ def test_a_readiness_timeout_exits_non_zero_with_the_reason(
 ) -> None:
     kube.fail_readiness = ("RevisionFailed", "Revision failed with message: container exited: OOMKilled")
     settings = deploy_settings.model_copy(update={"deploy_ready_timeout_s": 0.3, "deploy_poll_interval_s": 0.05})
-    out = run_cli(settings, monkeypatch, STAGING, exit_code=1)
+    out = run_cli(settings, monkeypatch, STAGING, exit_code=2)
     assert "not Ready after 0.3 s" in out and "Ready=False RevisionFailed" in out and "OOMKilled" in out
     assert predictor.calls == []  # no smoke test against a revision that never became ready
 
