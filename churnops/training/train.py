@@ -59,7 +59,7 @@ from churnops.training.features import (
 from churnops.errors import DataContractError, RegistryError
 from churnops.platform.buildinfo import git_sha, lock_sha256
 from churnops.platform.settings import TRAINING_DEFAULTS, Settings
-from churnops.training.transform import DEFAULT_PERCENTILE, SKOPS_TRUSTED_TYPES, build_model
+from churnops.training.transform import DEFAULT_PERCENTILE, MODEL_CODE_PATHS, SKOPS_TRUSTED_TYPES, build_model
 from churnops.data.versioning import DataRepository, open_repository
 from churnops.data.versioning.base import DEFAULT_BRANCH
 
@@ -71,7 +71,7 @@ FEATURES_BRANCH = "features"
 MODEL_ARTIFACT = "model"
 # MLflow caps a dataset digest at 36 characters; the full commit id is in the source and tags.
 DIGEST_LENGTH = 36
-_MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "xgboost-cpu", "pandas", "numpy", "scipy", "cloudpickle")
+_MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "xgboost-cpu", "pandas", "numpy", "scipy", "cloudpickle", "skops")
 
 DEFAULT_XGB_PARAMS: dict[str, Any] = {
     "n_estimators": 400,
@@ -355,6 +355,8 @@ def _train_one(
             pyfunc_predict_fn="predict_proba",
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
             skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
+            code_paths=list(MODEL_CODE_PATHS),
+            metadata={"data_commit": lineage["data_commit"]},
         )
         logger.info("trained %s: test ROC-AUC %.4f (run %s)", name, metrics["test_roc_auc"], run.info.run_id)
         return run.info.run_id, model, metrics, info.model_uri

@@ -18,52 +18,36 @@ loaded by serving.
 
 from __future__ import annotations
 
-import sys
-import warnings
-from typing import Any
+from pathlib import Path
 
-import numpy as np
-import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
-from sklearn.feature_selection import SelectPercentile, f_classif
+from sklearn.feature_selection import SelectPercentile
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
+import churnops_preprocessing
+from churnops_preprocessing import anova_scores, as_float, as_text
+
 from churnops.training.features import FeatureSpec
 
 MISSING_CATEGORY = "missing"
+# The model's own functions (as_float, as_text, anova_scores) live in the stand-alone package
+# churnops_preprocessing, which training logs with the model (MLflow code_paths): the artifact loads
+# without this repository. The names stay importable from here for models logged before that.
+MODEL_CODE_PATHS: tuple[str, ...] = (str(Path(churnops_preprocessing.__file__).parent),)
 # Types a saved model references beyond what skops trusts by default (MLflow saves sklearn models in
 # the skops format and records this list with the model, so loading needs no extra argument).
 SKOPS_TRUSTED_TYPES: tuple[str, ...] = (
-    f"{__name__}.anova_scores",
-    f"{__name__}.as_float",
-    f"{__name__}.as_text",
+    *(f"churnops_preprocessing.{name}" for name in churnops_preprocessing.__all__),
     "numpy.dtype",
     "xgboost.core.Booster",
     "xgboost.sklearn.XGBClassifier",
 )
 DEFAULT_PERCENTILE = 90.0
-
-
-def as_float(frame: pd.DataFrame) -> pd.DataFrame:
-    """Numeric columns as float64 (unparseable values and pandas NA become NaN)."""
-    return frame.apply(pd.to_numeric, errors="coerce").astype(np.float64)
-
-
-def as_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """Categorical columns as Python strings, with every kind of missing value as NaN."""
-    return frame.astype(str).where(frame.notna(), np.nan).astype(object)
-
-
-def anova_scores(X: Any, y: Any) -> np.ndarray:
-    """ANOVA F-scores with undefined values (constant column, single class) replaced by 0."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=RuntimeWarning)
-        warnings.simplefilter("ignore", category=UserWarning)
-        scores, _ = f_classif(X, y)
-    return np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=0.0, posinf=sys.float_info.max)
+__all__ = ["MISSING_CATEGORY", "MODEL_CODE_PATHS", "SKOPS_TRUSTED_TYPES", "anova_scores", "as_float", "as_text",
+           "build_model", "build_transformer", "selected_feature_names"]
 
 
 def build_transformer(spec: FeatureSpec, percentile: float = DEFAULT_PERCENTILE) -> Pipeline:
