@@ -16,7 +16,7 @@ INFRA_STAMP := $(INFRA)/.venv/.installed
 INFRA_LOCK_CMD := uv pip compile $(INFRA)/requirements.in --generate-hashes \
 	--python-version 3.11 --python-platform x86_64-manylinux_2_28 -o $(INFRA)/requirements.lock
 
-.PHONY: help setup lock setup-infra lock-infra test-infra test test-unit test-integration lint bench demo stack-up stack-down stack-status clean manifests-check
+.PHONY: help setup lock setup-infra lock-infra test-infra test test-unit test-integration lint bench bench-serving demo stack-up stack-down stack-status clean manifests-check
 .PHONY: ci scan sbom
 
 help: ## List the targets
@@ -57,9 +57,10 @@ test-integration: setup ## Run the integration tests only (starts local services
 	$(BIN)/python -m pytest tests/integration
 
 lint: setup setup-infra ## pylint over all Python (infra/ in its own venv); import-linter checks the layers; bandit (no medium/high)
-	$(BIN)/python -m pylint churnops components pipelines serving tests benchmarks
+	$(BIN)/python -m pylint churnops churnops_preprocessing components pipelines serving tests benchmarks
 	PYTHONPATH=infra:$(INFRA):infra/policy $(INFRA_BIN)/python -m pylint --rcfile=pyproject.toml infra
 	$(BIN)/lint-imports
+	$(BIN)/hadolint serving/Dockerfile
 	$(BIN)/python -m bandit -q -r churnops components pipelines serving --severity-level medium
 
 manifests-check: setup ## Render both kustomize overlays; validate every object (upstream schemas, KServe CRD, Pod Security) and scan them with trivy
@@ -69,6 +70,9 @@ bench: setup ## Print the benchmark figures (ingest vs plain pyarrow, features v
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/features.py
 	$(BIN)/python benchmarks/lake_blobs.py
+
+bench-serving: setup ## Model server vs MLServer and a Pipeline-per-request kserve.Model (peers in .bench/)
+	$(BIN)/python benchmarks/serving.py
 
 demo: setup ## Run the whole system end to end on the embedded local stack (KEEP=1 leaves it running)
 	CHURNOPS_LOG_LEVEL=$${CHURNOPS_LOG_LEVEL:-WARNING} $(BIN)/churnops demo $(if $(KEEP),--keep,)

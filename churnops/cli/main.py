@@ -19,6 +19,7 @@ import traceback
 import click
 
 from churnops.cli import privacy as cli_privacy
+from churnops.cli import serve as cli_serve
 from churnops.cli import training as cli_training
 from churnops.errors import ChurnopsError
 from churnops.cli.online import drift_group, features_group
@@ -184,6 +185,7 @@ main.add_command(features_group)
 main.add_command(drift_group)
 main.add_command(deploy_command)
 main.add_command(canary_group)
+main.add_command(cli_serve.serve_command)
 
 
 @main.group()

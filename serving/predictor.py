@@ -1,0 +1,146 @@
+"""The churn predictor: a ``kserve.Model`` that loads the registered model and scores rows.
+
+It only loads and predicts (like KServe's sklearnserver); the protocol checks live in
+:mod:`serving.protocol`, the HTTP/gRPC wiring in :mod:`serving.server`. The same object answers
+gRPC (through kserve's servicer, :meth:`ChurnPredictor.predict`) and REST (through the server's
+strict infer route, :meth:`ChurnPredictor.score`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from kserve import Model
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from prometheus_client import Counter, Histogram
+
+from churnops.training.evaluate import THRESHOLD
+from churnops.training.scoring import ScoringModel, load_scoring_model
+from serving.protocol import (
+    LABEL,
+    OUTPUTS,
+    PROBABILITY,
+    TEXT,
+    Batch,
+    BadRequest,
+    Decoder,
+    TensorIn,
+    outputs_of,
+    shown,
+)
+
+logger = logging.getLogger("churnops.serving")
+
+REQUESTS = Counter("churnops_serving_requests", "Inference requests by protocol and outcome", ["protocol", "outcome"])
+ROWS = Counter("churnops_serving_rows", "Rows scored")
+LATENCY = Histogram("churnops_serving_request_seconds", "Inference request latency (decode, score, encode)",
+                    ["protocol"], buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+PROBABILITIES = Histogram("churnops_serving_churn_probability", "Predicted churn probabilities (drift analysis)",
+                          buckets=tuple(round(0.05 * k, 2) for k in range(1, 21)))
+
+
+class ChurnPredictor(Model):
+    """Serves one churn model under ``name``; ``model_uri`` is a directory or ``models:/<name>@<alias>``."""
+
+    def __init__(self, name: str, model_uri: str, tracking_uri: str | None = None, model_version: str | None = None,
+                 max_rows: int = 4096) -> None:
+        super().__init__(name)
+        self.model_uri = model_uri
+        self.tracking_uri = tracking_uri
+        self.requested_version = model_version
+        self.max_rows = max_rows
+        self.model: ScoringModel | None = None
+        self.decoder: Decoder | None = None
+
+    def load(self) -> bool:
+        """Load the model (once) and compile its fast path."""
+        self.model = load_scoring_model(self.model_uri, self.tracking_uri, self.requested_version)
+        self.decoder = Decoder(self.model.numeric, self.model.categorical, self.max_rows)
+        self.ready = True
+        logger.info("loaded %s version %s (data commit %s), scoring with the %s", self.model.model_name,
+                    self.model.model_version, self.model.data_commit, self.scorer)
+        return self.ready
+
+    @property
+    def scorer(self) -> str:
+        """``fast_path`` or ``pipeline``."""
+        return "fast_path" if self.model is not None and self.model.fast_path is not None else "pipeline"
+
+    @property
+    def version(self) -> str:
+        """The registry version of the loaded model (or the version given for a local one)."""
+        return self.model.model_version if self.model is not None else ""
+
+    def parameters(self) -> dict[str, str]:
+        """What every response and the model metadata carry: version, data commit, scorer."""
+        assert self.model is not None
+        return {"model_version": self.model.model_version, "data_commit": self.model.data_commit,
+                "registered_model": self.model.model_name, "scorer": self.scorer}
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        """One rank-1 tensor per feature, in the feature spec's order (numeric FP64, categorical BYTES)."""
+        assert self.model is not None
+        return ([{"name": name, "datatype": "FP64", "shape": [-1]} for name in self.model.numeric]
+                + [{"name": name, "datatype": TEXT, "shape": [-1]} for name in self.model.categorical])
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        """Churn probability (FP64) and label (INT64, probability >= 0.5) per row."""
+        return [{"name": PROBABILITY, "datatype": "FP64", "shape": [-1]},
+                {"name": LABEL, "datatype": "INT64", "shape": [-1]}]
+
+    def score(self, batch: Batch) -> dict[str, tuple[str, np.ndarray]]:
+        """The output tensors for a decoded batch."""
+        assert self.model is not None
+        probability = self.model.predict(batch.numeric, batch.categorical)
+        ROWS.inc(batch.rows)
+        for value in probability:
+            PROBABILITIES.observe(value)
+        return outputs_of(probability, THRESHOLD)
+
+    async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None,
+                      response_headers: dict[str, str] | None = None) -> InferResponse:
+        """Score a kserve ``InferRequest`` (gRPC, or any caller of the kserve data plane)."""
+        del headers, response_headers
+        assert self.decoder is not None
+        if not isinstance(payload, InferRequest):
+            raise InvalidInput("this server speaks the V2 (Open Inference) protocol: POST /v2/models/<name>/infer")
+        started = time.perf_counter()
+        protocol = "grpc" if payload.from_grpc else "kserve"
+        try:
+            batch = self.decoder.batch(
+                TensorIn(str(tensor.name), str(tensor.datatype), list(tensor.shape) if tensor.shape is not None else [],
+                         values=None if getattr(tensor, "_raw_data", None) is not None else list(tensor.data or []),
+                         raw=getattr(tensor, "_raw_data", None))
+                for tensor in payload.inputs
+            )
+            requested = [output.name for output in payload.request_outputs or []]
+            unknown = [name for name in requested if name not in OUTPUTS]
+            if unknown:
+                raise BadRequest(f"unknown output {shown(unknown[0])}; outputs are {', '.join(OUTPUTS)}")
+            outputs = self.score(batch)
+        except BadRequest as exc:
+            self.observe(protocol, "bad_request", started, rows=0)
+            raise InvalidInput(str(exc)) from exc
+        tensors = []
+        for name in requested or OUTPUTS:
+            datatype, values = outputs[name]
+            tensor = InferOutput(name=name, shape=[int(values.shape[0])], datatype=datatype)
+            tensor.set_data_from_numpy(values, binary_data=False)
+            tensors.append(tensor)
+        self.observe(protocol, "ok", started, rows=batch.rows)
+        return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=tensors,
+                             model_version=self.version, parameters=self.parameters(), from_grpc=payload.from_grpc,
+                             use_binary_outputs=payload.use_binary_outputs)
+
+    @staticmethod
+    def observe(protocol: str, outcome: str, started: float, rows: int) -> None:
+        """Count a request, its latency and a request log line (no row values: they may be personal data)."""
+        elapsed = time.perf_counter() - started
+        REQUESTS.labels(protocol, outcome).inc()
+        LATENCY.labels(protocol).observe(elapsed)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("infer %s %s rows=%d ms=%.3f", protocol, outcome, rows, elapsed * 1000)

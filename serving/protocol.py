@@ -1,0 +1,332 @@
+"""Strict decoding of Open Inference (KServe V2) requests into model rows, and encoding of responses.
+
+One named tensor per feature, rank 1 (``shape: [rows]``), all of the same length:
+
+- numeric feature: ``FP64`` (``FP32`` is accepted and widened); ``NaN`` (binary) or JSON ``null``
+  means missing (the model imputes it); infinities are refused;
+- categorical feature: ``BYTES`` holding UTF-8 text; JSON ``null`` means missing; a category the
+  model never saw scores like an all-zero one-hot row.
+
+Everything else is a :class:`BadRequest` (HTTP 400, gRPC INVALID_ARGUMENT) with a message naming
+the tensor and the problem, or :class:`PayloadTooLarge` (HTTP 413) for a batch above the limit.
+The same checks serve the REST JSON body, the REST binary tensor extension and gRPC (through
+kserve's ``InferRequest``).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from churnops.errors import ChurnopsError
+
+PROBABILITY = "churn_probability"
+LABEL = "churn_label"
+OUTPUTS: tuple[str, ...] = (PROBABILITY, LABEL)
+NUMERIC_TYPES: dict[str, np.dtype] = {"FP64": np.dtype("<f8"), "FP32": np.dtype("<f4")}
+TEXT = "BYTES"
+# kserve's own client also sends the model's name and version in the body
+REQUEST_KEYS = frozenset({"id", "parameters", "inputs", "outputs", "model_name", "model_version"})
+TENSOR_KEYS = frozenset({"name", "datatype", "shape", "data", "parameters"})
+DEFAULT_MAX_ROWS = 4096
+MAX_TEXT_BYTES = 1024
+_NAME_SHOWN = 80
+
+
+class BadRequest(ChurnopsError):
+    """A request that breaks the protocol or the model's input contract (HTTP 400)."""
+
+    status = 400
+
+
+class PayloadTooLarge(BadRequest):
+    """A batch above the server's row limit (HTTP 413)."""
+
+    status = 413
+
+
+def shown(name: Any) -> str:
+    """A client-supplied name, bounded, for an error message."""
+    text = repr(name)
+    return text if len(text) <= _NAME_SHOWN else text[: _NAME_SHOWN - 3] + "..."
+
+
+@dataclass
+class Batch:
+    """Decoded rows: a float64 matrix of the numeric features and one list per categorical feature."""
+
+    numeric: np.ndarray
+    categorical: list[list[str | None]]
+    rows: int
+
+
+@dataclass
+class RequestOptions:
+    """What the request asks of the response: its id, the outputs and whether they are binary."""
+
+    request_id: str | None = None
+    outputs: tuple[str, ...] = OUTPUTS
+    binary: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass
+class TensorIn:
+    """One input tensor as received: values are a list (JSON, gRPC contents) or raw bytes (binary)."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    values: list[Any] | None = None
+    raw: bytes | None = None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _text_elements(raw: bytes, name: str) -> list[bytes]:
+    """The elements of a binary BYTES tensor (each a 4-byte little-endian length, then the bytes)."""
+    elements, offset = [], 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise BadRequest(f"input {shown(name)}: truncated BYTES element length")
+        (length,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + length > len(raw):
+            raise BadRequest(f"input {shown(name)}: BYTES element longer than the data sent")
+        elements.append(raw[offset: offset + length])
+        offset += length
+    return elements
+
+
+class Decoder:
+    """Turns request tensors into a :class:`Batch` for a model with these numeric and categorical inputs."""
+
+    def __init__(self, numeric: Sequence[str], categorical: Sequence[str], max_rows: int = DEFAULT_MAX_ROWS) -> None:
+        self.numeric = tuple(numeric)
+        self.categorical = tuple(categorical)
+        self.max_rows = max_rows
+        self._numeric_position = {name: i for i, name in enumerate(self.numeric)}
+        self._categorical_position = {name: i for i, name in enumerate(self.categorical)}
+
+    # ---------------------------------------------------------------- tensors -> batch
+
+    def batch(self, tensors: Iterable[TensorIn]) -> Batch:
+        """Validate the tensors against the model's inputs and assemble the rows."""
+        seen: dict[str, TensorIn] = {}
+        for tensor in tensors:
+            if tensor.name in seen:
+                raise BadRequest(f"input {shown(tensor.name)} is sent twice")
+            seen[tensor.name] = tensor
+        known = self._numeric_position.keys() | self._categorical_position.keys()
+        unknown = [name for name in seen if name not in known]
+        if unknown:
+            raise BadRequest(f"unknown inputs {', '.join(shown(n) for n in unknown[:5])}"
+                             f"{' and more' if len(unknown) > 5 else ''}; the model metadata lists the inputs")
+        missing = [name for name in (*self.numeric, *self.categorical) if name not in seen]
+        if missing:
+            raise BadRequest(f"missing inputs {', '.join(missing[:5])}{' and more' if len(missing) > 5 else ''} "
+                             f"({len(missing)} of {len(self.numeric) + len(self.categorical)})")
+        rows = self._rows(seen.values())
+        numeric = np.empty((rows, len(self.numeric)), dtype=np.float64)
+        for name, position in self._numeric_position.items():
+            numeric[:, position] = self._numbers(seen[name], rows)
+        categorical = [self._texts(seen[name], rows) for name in self.categorical]
+        return Batch(numeric=numeric, categorical=categorical, rows=rows)
+
+    def _rows(self, tensors: Iterable[TensorIn]) -> int:
+        rows: int | None = None
+        for tensor in tensors:
+            shape = tensor.shape
+            if not isinstance(shape, list) or len(shape) != 1 or not _is_int(shape[0]):
+                raise BadRequest(f"input {shown(tensor.name)}: shape must be [rows], got {shown(shape)}")
+            if rows is not None and shape[0] != rows:
+                raise BadRequest(f"inputs disagree on the number of rows ({rows} and {shape[0]} "
+                                 f"for {shown(tensor.name)})")
+            rows = shape[0]
+        assert rows is not None
+        if rows < 1:
+            raise BadRequest("the batch is empty (shape [0]); send at least one row")
+        if rows > self.max_rows:
+            raise PayloadTooLarge(f"the batch has {rows} rows; this server accepts at most {self.max_rows}")
+        return rows
+
+    def _numbers(self, tensor: TensorIn, rows: int) -> np.ndarray:
+        dtype = NUMERIC_TYPES.get(tensor.datatype)
+        if dtype is None:
+            raise BadRequest(f"input {shown(tensor.name)} is numeric: datatype must be FP64 (or FP32), "
+                             f"got {shown(tensor.datatype)}")
+        if tensor.raw is not None:
+            if len(tensor.raw) != rows * dtype.itemsize:
+                raise BadRequest(f"input {shown(tensor.name)}: {len(tensor.raw)} bytes of data for shape [{rows}] "
+                                 f"{tensor.datatype} (expected {rows * dtype.itemsize})")
+            values = np.frombuffer(tensor.raw, dtype=dtype).astype(np.float64)
+        else:
+            data = tensor.values if tensor.values is not None else []
+            if len(data) != rows:
+                raise BadRequest(f"input {shown(tensor.name)}: {len(data)} values for shape [{rows}]")
+            for value in data:
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                    raise BadRequest(f"input {shown(tensor.name)}: {shown(value)} is not a number (or null)")
+            try:
+                values = np.array([math.nan if v is None else v for v in data], dtype=np.float64)
+            except OverflowError as exc:
+                raise BadRequest(f"input {shown(tensor.name)}: a value is out of the FP64 range") from exc
+            if tensor.datatype == "FP32":
+                values = values.astype(np.float32).astype(np.float64)
+        if np.isinf(values).any():
+            raise BadRequest(f"input {shown(tensor.name)}: infinite values are not allowed "
+                             "(NaN or null means missing)")
+        return values
+
+    def _texts(self, tensor: TensorIn, rows: int) -> list[str | None]:
+        if tensor.datatype != TEXT:
+            raise BadRequest(f"input {shown(tensor.name)} is categorical: datatype must be BYTES, "
+                             f"got {shown(tensor.datatype)}")
+        elements: list[Any] = _text_elements(tensor.raw, tensor.name) if tensor.raw is not None else (
+            tensor.values if tensor.values is not None else [])
+        if len(elements) != rows:
+            raise BadRequest(f"input {shown(tensor.name)}: {len(elements)} values for shape [{rows}]")
+        texts: list[str | None] = []
+        for value in elements:
+            if isinstance(value, bytes):
+                try:
+                    value = value.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise BadRequest(f"input {shown(tensor.name)}: a value is not valid UTF-8") from exc
+            elif value is not None and not isinstance(value, str):
+                raise BadRequest(f"input {shown(tensor.name)}: {shown(value)} is not text (or null)")
+            if value is not None and len(value) > MAX_TEXT_BYTES:
+                raise BadRequest(f"input {shown(tensor.name)}: a value is longer than {MAX_TEXT_BYTES} characters")
+            texts.append(value)
+        return texts
+
+    # ---------------------------------------------------------------- REST bodies
+
+    def from_rest(self, body: bytes, header_length: int | None) -> tuple[Batch, RequestOptions]:
+        """Decode a REST infer body: JSON, or JSON followed by binary tensors when ``header_length`` is set."""
+        json_part = body if header_length is None else body[:header_length]
+        if header_length is not None and not 0 < header_length <= len(body):
+            raise BadRequest(f"Inference-Header-Content-Length {header_length} does not fit "
+                             f"a body of {len(body)} bytes")
+        try:
+            request = orjson.loads(json_part)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+        if not isinstance(request, dict):
+            raise BadRequest("the body must be a JSON object with an 'inputs' list")
+        extra = sorted(set(request) - REQUEST_KEYS)
+        if extra:
+            raise BadRequest(f"unknown request fields {', '.join(shown(k) for k in extra[:5])}")
+        inputs = request.get("inputs")
+        if not isinstance(inputs, list) or not inputs:
+            raise BadRequest("'inputs' must be a non-empty list of tensors")
+        parameters = self._parameters(request.get("parameters"), "request")
+        tensors, offset = [], 0 if header_length is None else header_length
+        for item in inputs:
+            tensor, offset = self._rest_tensor(item, body, offset, header_length is not None)
+            tensors.append(tensor)
+        if header_length is not None and offset != len(body):
+            raise BadRequest(f"{len(body) - offset} bytes of binary data are not claimed by any input")
+        options = self._options(request.get("id"), parameters, request.get("outputs"))
+        return self.batch(tensors), options
+
+    @staticmethod
+    def _parameters(value: Any, where: str) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise BadRequest(f"{where} 'parameters' must be an object")
+        return value
+
+    def _rest_tensor(self, item: Any, body: bytes, offset: int, binary: bool) -> tuple[TensorIn, int]:
+        if not isinstance(item, dict):
+            raise BadRequest("each input must be an object with name, datatype, shape and data")
+        extra = sorted(set(item) - TENSOR_KEYS)
+        name = item.get("name")
+        if not isinstance(name, str):
+            raise BadRequest("each input needs a 'name' (text)")
+        if extra:
+            raise BadRequest(f"input {shown(name)}: unknown fields {', '.join(shown(k) for k in extra[:5])}")
+        datatype, shape = item.get("datatype"), item.get("shape")
+        if not isinstance(datatype, str):
+            raise BadRequest(f"input {shown(name)} needs a 'datatype' (text)")
+        if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+            raise BadRequest(f"input {shown(name)} needs a 'shape' (a list of non-negative integers)")
+        parameters = self._parameters(item.get("parameters"), f"input {shown(name)}")
+        size = parameters.get("binary_data_size")
+        if "data" in item:
+            if size is not None:
+                raise BadRequest(f"input {shown(name)} has both 'data' and binary_data_size")
+            if not isinstance(item["data"], list):
+                raise BadRequest(f"input {shown(name)}: 'data' must be a flat list")
+            return TensorIn(name, datatype, shape, values=item["data"]), offset
+        if not binary or size is None:
+            raise BadRequest(f"input {shown(name)} has no 'data'")
+        if not _is_int(size) or size < 0 or offset + size > len(body):
+            raise BadRequest(f"input {shown(name)}: binary_data_size {shown(size)} exceeds the data sent")
+        return TensorIn(name, datatype, shape, raw=body[offset: offset + size]), offset + size
+
+    def _options(self, request_id: Any, parameters: dict[str, Any], outputs: Any) -> RequestOptions:
+        if request_id is not None and not isinstance(request_id, str):
+            raise BadRequest("'id' must be text")
+        default_binary = parameters.get("binary_data_output", False)
+        if not isinstance(default_binary, bool):
+            raise BadRequest("'binary_data_output' must be true or false")
+        if outputs is None:
+            return RequestOptions(request_id, OUTPUTS, {name: default_binary for name in OUTPUTS})
+        if not isinstance(outputs, list) or not outputs:
+            raise BadRequest("'outputs' must be a non-empty list")
+        names, binary = [], {}
+        for output in outputs:
+            if not isinstance(output, dict) or not isinstance(output.get("name"), str):
+                raise BadRequest("each requested output must be an object with a 'name'")
+            if output["name"] not in OUTPUTS:
+                raise BadRequest(f"unknown output {shown(output['name'])}; outputs are {', '.join(OUTPUTS)}")
+            flag = self._parameters(output.get("parameters"), "output").get("binary_data", default_binary)
+            if not isinstance(flag, bool):
+                raise BadRequest("'binary_data' must be true or false")
+            names.append(output["name"])
+            binary[output["name"]] = flag
+        return RequestOptions(request_id, tuple(names), binary)
+
+
+# ---------------------------------------------------------------- responses
+
+
+def outputs_of(probability: np.ndarray, threshold: float) -> dict[str, tuple[str, np.ndarray]]:
+    """The response tensors: name -> (datatype, values)."""
+    return {
+        PROBABILITY: ("FP64", probability.astype(np.float64)),
+        LABEL: ("INT64", (probability >= threshold).astype(np.int64)),
+    }
+
+
+def rest_response(model_name: str, model_version: str, parameters: dict[str, str], options: RequestOptions,
+                  outputs: dict[str, tuple[str, np.ndarray]]) -> tuple[bytes, int | None]:
+    """The REST response body and, when any output is binary, the JSON header's length."""
+    tensors, raw = [], []
+    for name in options.outputs:
+        datatype, values = outputs[name]
+        tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": [int(values.shape[0])]}
+        if options.binary.get(name, False):
+            data = values.astype(values.dtype.newbyteorder("<")).tobytes()
+            tensor["parameters"] = {"binary_data_size": len(data)}
+            raw.append(data)
+        else:
+            tensor["data"] = values.tolist()
+        tensors.append(tensor)
+    response: dict[str, Any] = {"model_name": model_name, "model_version": model_version, "outputs": tensors,
+                                "parameters": parameters}
+    if options.request_id is not None:
+        response["id"] = options.request_id
+    header = orjson.dumps(response)
+    if not raw:
+        return header, None
+    return header + b"".join(raw), len(header)

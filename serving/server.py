@@ -1,0 +1,234 @@
+"""``kserve.ModelServer`` with what production needs and the stock server lacks.
+
+- **Binding**: the REST and gRPC servers listen on ``host`` (127.0.0.1 unless told otherwise; the
+  stock server always binds every interface).
+- **Strict REST infer**: ``POST /v2/models/<name>/infer`` is answered by :meth:`ChurnRESTServer.infer`,
+  which reads the body once and decodes it with :mod:`serving.protocol` (JSON, or the binary tensor
+  extension when ``Inference-Header-Content-Length`` is sent). Every bad request gets a 4xx and
+  ``{"error": ...}``; wrong content types get 415; unknown models 404. gRPC goes through kserve's
+  servicer to :meth:`serving.predictor.ChurnPredictor.predict` and the same checks.
+- **Model metadata** carries ``versions`` and ``parameters`` (model version, data commit, scorer).
+- **Errors**: framework errors (unknown route, wrong method, request validation) are JSON
+  ``{"error": ...}`` too; no response ever carries a stack trace.
+- **Workers**: ``workers > 1`` runs that many REST processes (kserve's multiprocess server) on one
+  socket; gRPC runs in the parent process.
+- **Shutdown**: SIGTERM stops accepting, lets in-flight requests finish (up to ``grace_period``)
+  and exits.
+- No per-request timing log lines (kserve's timing middleware); Prometheus metrics at ``/metrics``
+  cover requests, latency and the predicted probabilities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent import futures
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse, Response
+from grpc import aio
+from kserve import ModelServer
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
+from kserve.protocol.grpc.server import GRPCServer
+from kserve.protocol.grpc.servicer import InferenceServicer
+from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
+from kserve.protocol.rest.server import RESTServer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from churnops.platform.logs import setup_logging
+from churnops.platform.settings import get_settings
+from serving.predictor import ChurnPredictor
+from serving.protocol import BadRequest, rest_response
+
+logger = logging.getLogger("churnops.serving")
+
+JSON_TYPES = frozenset({"application/json", ""})
+BINARY_TYPES = frozenset({"application/octet-stream", "application/json", ""})
+HEADER_LENGTH = "inference-header-content-length"
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> ORJSONResponse:
+    """The V2 error body."""
+    return ORJSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+
+async def _validation_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()[:3])
+    return error(400, f"invalid request: {problems}")
+
+
+async def _repository_disabled(model_name: str) -> Response:
+    return error(403, f"loading and unloading models is disabled on this server ({model_name[:80]!r} stays as it is)")
+
+
+class ChurnRESTServer(RESTServer):
+    """kserve's REST server on ``host``, with the strict infer route and JSON errors."""
+
+    def __init__(self, *args: Any, host: str = "127.0.0.1", max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config.host = host
+        self.max_body_bytes = max_body_bytes
+
+    def run(self, sockets: Any = None) -> None:
+        """Worker process entry (kserve's multiprocess server): the project's scrubbed logging first."""
+        setup_logging(get_settings())
+        super().run(sockets=sockets)
+
+    def _add_middlewares(self, app: FastAPI) -> None:
+        """None: kserve's timing middleware logs a line per request; the metrics cover latency."""
+
+    def _register_endpoints(self, app: FastAPI) -> None:
+        if not any(isinstance(m, ChurnPredictor) for m in self.dataplane.model_registry.get_models().values()):
+            super()._register_endpoints(app)  # other kserve models keep kserve's own routes
+            return
+        for prefix in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
+            app.add_api_route(f"{prefix}/infer", self.infer, methods=["POST"], include_in_schema=False)
+            app.add_api_route(prefix, self.model_metadata, methods=["GET"], include_in_schema=False)
+        for action in ("load", "unload"):  # the served model is fixed at start: no remote (un)loading
+            app.add_api_route(f"/v2/repository/models/{{model_name}}/{action}", _repository_disabled, methods=["POST"],
+                              include_in_schema=False)
+        super()._register_endpoints(app)
+
+    def _add_exception_handlers(self, app: FastAPI) -> None:
+        super()._add_exception_handlers(app)
+        app.add_exception_handler(StarletteHTTPException, _http_error)
+        app.add_exception_handler(RequestValidationError, _validation_error)
+
+    def _predictor(self, model_name: str, model_version: str | None = None) -> ChurnPredictor | ORJSONResponse:
+        model = self.dataplane.model_registry.get_model(model_name)
+        if model is None:
+            return error(404, f"model {model_name[:80]!r} is not served here")
+        if not isinstance(model, ChurnPredictor) or not model.ready:
+            return error(503, f"model {model_name[:80]!r} is not ready")
+        if model_version is not None and model_version != model.version:
+            return error(404, f"model {model_name[:80]!r} has no version {model_version[:80]!r} here "
+                              f"(serving version {model.version})")
+        return model
+
+    async def model_metadata(self, model_name: str, model_version: str | None = None) -> Response:
+        """V2 model metadata, plus the version and lineage in ``versions`` and ``parameters``."""
+        model = self._predictor(model_name, model_version)
+        if not isinstance(model, ChurnPredictor):
+            return model
+        return ORJSONResponse({"name": model_name, "versions": [model.version], "platform": "xgboost",
+                               "inputs": model.get_input_types(), "outputs": model.get_output_types(),
+                               "parameters": model.parameters()})
+
+    async def infer(self, request: Request, model_name: str, model_version: str | None = None) -> Response:
+        """V2 inference: decode strictly, score, encode (JSON or binary tensors)."""
+        started = time.perf_counter()
+        model = self._predictor(model_name, model_version)
+        if not isinstance(model, ChurnPredictor):
+            return model
+        assert model.decoder is not None and model.model is not None
+        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        raw_length = request.headers.get(HEADER_LENGTH)
+        if content_type not in (BINARY_TYPES if raw_length is not None else JSON_TYPES):
+            model.observe("rest", "bad_request", started, rows=0)
+            return error(415, f"content type {content_type[:80]!r} is not supported: send application/json "
+                              "(or application/octet-stream with Inference-Header-Content-Length)")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            model.observe("rest", "bad_request", started, rows=0)
+            return error(413, f"the body is larger than {self.max_body_bytes} bytes")
+        body = await request.body()
+        try:
+            if len(body) > self.max_body_bytes:
+                raise BadRequest(f"the body is larger than {self.max_body_bytes} bytes")
+            if raw_length is not None and not raw_length.isdigit():
+                raise BadRequest("Inference-Header-Content-Length must be a byte count")
+            batch, options = model.decoder.from_rest(body, int(raw_length) if raw_length is not None else None)
+            if model.model.fast_path is None:
+                outputs = await asyncio.to_thread(model.score, batch)
+            else:
+                outputs = model.score(batch)
+        except BadRequest as exc:
+            model.observe("rest", "bad_request", started, rows=0)
+            logger.info("bad inference request: %s", str(exc)[:300])
+            return error(exc.status, str(exc))
+        content, header_length = rest_response(model.name, model.version, model.parameters(), options, outputs)
+        model.observe("rest", "ok", started, rows=batch.rows)
+        if header_length is None:
+            return Response(content, media_type="application/json")
+        return Response(content, media_type="application/octet-stream",
+                        headers={"Inference-Header-Content-Length": str(header_length)})
+
+
+class ChurnRESTServerMultiProcess(RESTServerMultiProcess):
+    """kserve's multiprocess REST server whose workers run :class:`ChurnRESTServer`."""
+
+    def __init__(self, *args: Any, host: str = "127.0.0.1", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        stock = self._rest_server
+        self._rest_server = ChurnRESTServer(
+            "kserve.model_server:app", stock.dataplane, stock.model_repository_extension, stock.config.port,
+            workers=stock.config.workers, grace_period=stock.config.timeout_graceful_shutdown,
+            event_loop=stock.config.loop, timeout_keep_alive=stock.config.timeout_keep_alive, host=host,
+        )
+
+
+class ChurnGRPCServer(GRPCServer):
+    """kserve's gRPC server on ``host``."""
+
+    def __init__(self, *args: Any, host: str = "127.0.0.1", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.host = host
+
+    async def start(self, max_workers: int) -> None:
+        servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
+        options = [(key, self._kwargs[key]) for key in ("grpc_max_send_message_length",
+                                                        "grpc_max_receive_message_length") if key in self._kwargs]
+        server = aio.server(futures.ThreadPoolExecutor(max_workers=max_workers),
+                            interceptors=(ExceptionToStatusInterceptor(),),
+                            options=[(f"grpc.{key[len('grpc_'):]}", value) for key, value in options])
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
+        address = f"[{self.host}]:{self._port}" if ":" in self.host else f"{self.host}:{self._port}"
+        server.add_insecure_port(address)
+        self._server = server
+        logger.info("gRPC server on %s", address)
+        await server.start()
+        await server.wait_for_termination()
+
+
+class ChurnModelServer(ModelServer):
+    """``kserve.ModelServer`` bound to ``host`` with the servers above."""
+
+    def __init__(self, host: str = "127.0.0.1", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.host = host
+
+    def start(self, models: list[Any]) -> None:
+        """Register the models, start REST (one or ``workers`` processes) and gRPC, serve until a signal."""
+        self._register_and_check_atleast_one_model_is_ready(models)
+        common = {"workers": self.workers, "grace_period": self.grace_period, "event_loop": self.event_loop,
+                  "timeout_keep_alive": self.timeout_keep_alive, "host": self.host}
+        if self.workers > 1:
+            self._rest_multiprocess_server = ChurnRESTServerMultiProcess(
+                "kserve.model_server:app", self.dataplane, self.model_repository_extension, self.http_port, **common)
+            self.servers.append(self._rest_multiprocess_server.start())
+        else:
+            self._rest_server = ChurnRESTServer(
+                "kserve.model_server:app", self.dataplane, self.model_repository_extension, self.http_port, **common)
+            self.servers.append(self._rest_server.start())
+        if self.enable_grpc:
+            self._grpc_server = ChurnGRPCServer(
+                self.grpc_port, self.dataplane, self.model_repository_extension,
+                kwargs={"grpc_max_send_message_length": 64 * 1024 * 1024,
+                        "grpc_max_receive_message_length": 64 * 1024 * 1024},
+                grace_period=self.grace_period, host=self.host)
+            self.servers.append(self._grpc_server.start(self.max_threads))
+        self.setup_event_loop()
+        self.register_signal_handler()
+        asyncio.run(self._serve())

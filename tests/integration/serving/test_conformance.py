@@ -1,0 +1,158 @@
+"""The server against independent V2 clients (tritonclient HTTP and gRPC, kserve's REST client).
+
+Every prediction is compared with in-process ``predict_proba`` of the same registered model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+import tritonclient.http as triton_http
+from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
+from tritonclient.utils import InferenceServerException
+
+from churnops.training.features import FEATURE_SPEC
+from tests.integration.serving.conftest import MODEL_NAME, Registered, Server, feature_rows
+
+ROWS = feature_rows(64, seed=7)
+ROWS.loc[3, "plan"] = "platinum"  # a category the model never saw
+
+
+def expected(registered: Registered, frame: pd.DataFrame) -> np.ndarray:
+    """In-process churn probability of the registered Pipeline."""
+    return registered.pipeline.predict_proba(frame)[:, 1]
+
+
+def triton_inputs(frame: pd.DataFrame, binary: bool) -> list:
+    """One tensor per feature, in the spec's order."""
+    inputs = []
+    for name in FEATURE_SPEC.columns:
+        if name in FEATURE_SPEC.numeric:
+            values = frame[name].to_numpy(dtype=np.float64)
+            tensor = triton_http.InferInput(name, [len(frame)], "FP64")
+        else:
+            values = np.array([b"" if v is None else v.encode() for v in frame[name]], dtype=np.object_)
+            tensor = triton_http.InferInput(name, [len(frame)], "BYTES")
+        tensor.set_data_from_numpy(values, binary_data=binary)
+        inputs.append(tensor)
+    return inputs
+
+
+def without_missing_categories(frame: pd.DataFrame) -> pd.DataFrame:
+    """Binary BYTES tensors cannot carry null: the rows with a missing category get a known one."""
+    frame = frame.copy()
+    for name in FEATURE_SPEC.categorical:
+        frame[name] = [v if v is not None else "basic" for v in frame[name]]
+    return frame
+
+
+def test_tritonclient_http_health_and_metadata(server: Server, registered: Registered) -> None:
+    client = triton_http.InferenceServerClient(server.http)
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready(MODEL_NAME)
+    assert client.get_server_metadata()["name"]
+    metadata = client.get_model_metadata(MODEL_NAME)
+    assert [t["name"] for t in metadata["inputs"]] == FEATURE_SPEC.columns
+    assert {t["datatype"] for t in metadata["inputs"][: len(FEATURE_SPEC.numeric)]} == {"FP64"}
+    assert {t["datatype"] for t in metadata["inputs"][len(FEATURE_SPEC.numeric):]} == {"BYTES"}
+    assert all(t["shape"] == [-1] for t in metadata["inputs"])
+    assert [(t["name"], t["datatype"]) for t in metadata["outputs"]] == [("churn_probability", "FP64"),
+                                                                         ("churn_label", "INT64")]
+    assert metadata["versions"] == [registered.version]
+    assert metadata["parameters"]["model_version"] == registered.version
+    assert metadata["parameters"]["data_commit"] == registered.data_commit
+    assert metadata["parameters"]["scorer"] == "fast_path"
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_tritonclient_http_infer_matches_the_registered_model(server: Server, registered: Registered,
+                                                              binary: bool) -> None:
+    frame = without_missing_categories(ROWS) if binary else ROWS
+    client = triton_http.InferenceServerClient(server.http)
+    if binary:
+        inputs = triton_inputs(frame, binary=True)
+    else:  # JSON: a missing category is null, which tritonclient cannot encode from numpy; send it by hand
+        body = {"inputs": [{"name": n, "shape": [len(frame)],
+                            "datatype": "FP64" if n in FEATURE_SPEC.numeric else "BYTES",
+                            "data": [None if pd.isna(v) else v for v in frame[n]]} for n in FEATURE_SPEC.columns]}
+        reply = requests.post(server.url(f"/v2/models/{MODEL_NAME}/infer"), json=body, timeout=30)
+        assert reply.status_code == 200, reply.text
+        result = reply.json()
+        outputs = {o["name"]: np.asarray(o["data"]) for o in result["outputs"]}
+        np.testing.assert_allclose(outputs["churn_probability"], expected(registered, frame), rtol=0, atol=1e-6)
+        assert result["parameters"]["data_commit"] == registered.data_commit
+        assert result["model_version"] == registered.version
+        # tritonclient writes NaN into JSON as a bare NaN, which is not JSON: its JSON rows are complete
+        frame = without_missing_categories(frame).fillna({n: 0.0 for n in FEATURE_SPEC.numeric})
+        inputs = triton_inputs(frame, binary=False)
+    outputs = [triton_http.InferRequestedOutput("churn_probability", binary_data=binary),
+               triton_http.InferRequestedOutput("churn_label", binary_data=binary)]
+    response = client.infer(MODEL_NAME, inputs, outputs=outputs)
+    probability = response.as_numpy("churn_probability")
+    np.testing.assert_allclose(probability, expected(registered, frame), rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(response.as_numpy("churn_label"), (probability >= 0.5).astype(np.int64))
+    assert response.get_response()["parameters"]["model_version"] == registered.version
+
+
+def test_tritonclient_grpc_health_metadata_and_infer(server: Server, registered: Registered) -> None:
+    frame = without_missing_categories(ROWS)
+    job = {"address": server.grpc, "model": MODEL_NAME, "order": FEATURE_SPEC.columns,
+           "numeric": {n: [None if np.isnan(v) else v for v in frame[n]] for n in FEATURE_SPEC.numeric},
+           "categorical": {n: list(frame[n]) for n in FEATURE_SPEC.categorical}}
+    job["numeric"] = {n: [float("nan") if v is None else v for v in values] for n, values in job["numeric"].items()}
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("grpc_probe.py"))], input=json.dumps(job),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout)
+    assert seen["live"] and seen["ready"] and seen["model_ready"] and seen["server_name"]
+    assert [i[0] for i in seen["inputs"]] == FEATURE_SPEC.columns
+    assert [o[0] for o in seen["outputs"]] == ["churn_probability", "churn_label"]
+    np.testing.assert_allclose(seen["probability"], expected(registered, frame), rtol=0, atol=1e-6)
+    assert seen["parameters"]["model_version"] == seen["model_version"] == registered.version
+    assert seen["parameters"]["data_commit"] == registered.data_commit
+    assert seen["metadata_status"] == seen["infer_status"] == "StatusCode.NOT_FOUND"
+    assert seen["bad_infer_status"] == "StatusCode.INVALID_ARGUMENT" and "missing inputs" in seen["bad_infer_message"]
+
+
+def test_unknown_model_is_404_with_an_error_body(server: Server) -> None:
+    for path in ("/v2/models/nope", "/v2/models/nope/ready"):
+        reply = requests.get(server.url(path), timeout=10)
+        assert reply.status_code == 404 and reply.json()["error"]
+    reply = requests.post(server.url("/v2/models/nope/infer"), json={"inputs": []}, timeout=10)
+    assert reply.status_code == 404 and "nope" in reply.json()["error"]
+    with pytest.raises(InferenceServerException, match="nope"):
+        triton_http.InferenceServerClient(server.http).get_model_metadata("nope")
+
+
+def test_kserve_rest_client(server: Server, registered: Registered) -> None:
+    async def scenario() -> tuple:
+        client = InferenceRESTClient(RESTConfig(protocol="v2", timeout=30))
+        base = f"http://{server.http}"
+        try:
+            live = await client.is_server_live(base)
+            ready = await client.is_server_ready(base)
+            model_ready = await client.is_model_ready(base, MODEL_NAME)
+            frame = without_missing_categories(ROWS.head(8))
+            inputs = []
+            for name in FEATURE_SPEC.columns:
+                numeric = name in FEATURE_SPEC.numeric
+                tensor = InferInput(name, [len(frame)], "FP64" if numeric else "BYTES")
+                tensor.set_data_from_numpy(frame[name].to_numpy(np.float64) if numeric
+                                           else np.array(list(frame[name]), dtype=np.object_), binary_data=False)
+                inputs.append(tensor)
+            response = await client.infer(base, InferRequest(MODEL_NAME, inputs), model_name=MODEL_NAME)
+            return live, ready, model_ready, response, frame
+        finally:
+            await client.close()
+
+    live, ready, model_ready, response, frame = asyncio.run(scenario())
+    assert live and ready and model_ready
+    probability = response.outputs[0].as_numpy()
+    np.testing.assert_allclose(probability, expected(registered, frame), rtol=0, atol=1e-6)
