@@ -83,7 +83,7 @@ def fixture_registered(mlflow_tracking_uri: str) -> Registered:
             metadata={"data_commit": commit},
         )
     version = registry.register_version(name, info.model_uri, tags={"data_commit": commit})
-    registry.assign_alias(registry.MlflowClient(mlflow_tracking_uri, mlflow_tracking_uri), name, "production", version)
+    registry.assign_alias(mlflow.MlflowClient(mlflow_tracking_uri, mlflow_tracking_uri), name, "production", version)
     return Registered(mlflow_tracking_uri, name, version, commit, pipeline)
 
 

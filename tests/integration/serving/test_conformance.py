@@ -11,10 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
 import requests
+import yaml
 import tritonclient.http as triton_http
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 from tritonclient.utils import InferenceServerException
@@ -156,3 +158,35 @@ def test_kserve_rest_client(server: Server, registered: Registered) -> None:
     assert live and ready and model_ready
     probability = response.outputs[0].as_numpy()
     np.testing.assert_allclose(probability, expected(registered, frame), rtol=0, atol=1e-6)
+
+
+SPEC = yaml.safe_load((Path(__file__).resolve().parents[2] / "specs" / "open-inference-rest.yaml").read_text())
+
+
+def conforms(body: dict, schema: str) -> None:
+    """Validate ``body`` against a schema of the vendored Open Inference REST spec."""
+    jsonschema.validate(body, {"$ref": f"#/components/schemas/{schema}", "components": SPEC["components"]})
+
+
+def test_rest_bodies_conform_to_the_open_inference_spec(server: Server) -> None:
+    conforms(requests.get(server.url("/v2"), timeout=10).json(), "metadata_server_response")
+    conforms(requests.get(server.url(f"/v2/models/{MODEL_NAME}"), timeout=10).json(), "metadata_model_response")
+    frame = without_missing_categories(ROWS.head(2))
+    body = {"id": "r-1", "inputs": [{"name": n, "shape": [2], "datatype": "FP64" if n in FEATURE_SPEC.numeric
+                                     else "BYTES", "data": [None if pd.isna(v) else v for v in frame[n]]}
+                                    for n in FEATURE_SPEC.columns]}
+    reply = requests.post(server.url(f"/v2/models/{MODEL_NAME}/infer"), json=body, timeout=10)
+    conforms(reply.json(), "inference_response")
+    assert reply.json()["id"] == "r-1"
+    refused = requests.post(server.url(f"/v2/models/{MODEL_NAME}/infer"), json={"inputs": body["inputs"][1:]},
+                            timeout=10)
+    conforms(refused.json(), "inference_error_response")
+
+
+def test_metrics_count_requests_latency_and_predicted_probabilities(server: Server) -> None:
+    text = requests.get(server.url("/metrics"), timeout=10).text
+    assert 'churnops_serving_requests_total{outcome="ok",protocol="rest"}' in text
+    assert 'churnops_serving_requests_total{outcome="bad_request",protocol="rest"}' in text
+    assert "churnops_serving_request_seconds_bucket" in text
+    count = [line for line in text.splitlines() if line.startswith("churnops_serving_churn_probability_count")]
+    assert count and float(count[0].split()[-1]) > 0
