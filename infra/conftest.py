@@ -27,6 +27,7 @@ for path in (PROGRAM, POLICY):
 STACKS = ("staging", "prod")
 WEBHOOK = "https://hooks.example.com/services/T000/B000/XXXX"
 PROJECT_NUMBER = "123456789012"
+ATTESTOR_PEM = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQc=\n-----END PUBLIC KEY-----\n"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -82,6 +83,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state.update(email=email, member=f"serviceAccount:{email}", name=resource_id)
         elif args.typ == "gcp:secretmanager/secret:Secret":
             resource_id = f"projects/{project}/secrets/{inputs['secretId']}"
+        elif args.typ == "gcp:kms/keyRing:KeyRing":
+            resource_id = f"projects/{project}/locations/{inputs['location']}/keyRings/{inputs['name']}"
+        elif args.typ == "gcp:kms/cryptoKey:CryptoKey":
+            resource_id = f"{inputs['keyRing']}/cryptoKeys/{inputs['name']}"
         elif args.typ == "gcp:storage/bucket:Bucket":
             resource_id = inputs["name"]
         elif args.typ == "gcp:monitoring/notificationChannel:NotificationChannel":
@@ -97,6 +102,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
         if args.token == "gcp:organizations/getProject:getProject":
             return {"number": PROJECT_NUMBER, "projectId": self.run.project}
+        if args.token == "gcp:kms/getKMSCryptoKeyVersion:getKMSCryptoKeyVersion":
+            key = args.args["cryptoKey"]
+            return {"id": f"{key}/cryptoKeyVersions/1", "name": f"{key}/cryptoKeyVersions/1", "cryptoKey": key,
+                    "version": 1, "algorithm": "EC_SIGN_P256_SHA256", "protectionLevel": "HSM", "state": "ENABLED",
+                    "publicKeys": [{"pem": ATTESTOR_PEM, "algorithm": "EC_SIGN_P256_SHA256"}]}
         raise AssertionError(f"unexpected invoke {args.token}")
 
 

@@ -75,9 +75,16 @@ platform = Platform(
 cicd = Cicd(
     "cicd",
     CicdArgs(
+        project=cfg.project,
         region=cfg.region,
         config=cfg.cicd,
         service_account=identity.accounts["deployer"].id,
+        member=identity.member("deployer"),
+        network=network.vpc.id,
+        private_services=network.private_services,
+        attestor=cluster.attestor,
+        attestor_key=cluster.attestor_key,
+        attestor_note=cluster.attestor_note,
     ),
     after_apis,
 )
@@ -97,3 +104,5 @@ pulumi.export("nodeServiceAccount", cluster.node_account.email)
 pulumi.export("secrets", {secret_id: secret.id for secret_id, secret in secrets.secrets.items()})
 pulumi.export("databaseInstance", database.instance.connection_name)
 pulumi.export("trainingTopic", cicd.training_topic.id)
+pulumi.export("attestor", cluster.attestor.name)
+pulumi.export("workerPool", cicd.pool.id)

@@ -23,6 +23,7 @@ SERVICE_ACCOUNT_KEY = "gcp:serviceaccount/key:Key"
 BUCKET = "gcp:storage/bucket:Bucket"
 TRIGGER = "gcp:cloudbuild/trigger:Trigger"
 SQL_INSTANCE = "gcp:sql/databaseInstance:DatabaseInstance"
+BINAUTHZ_POLICY = "gcp:binaryauthorization/policy:Policy"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 HELM_CHART_V4 = "kubernetes:helm.sh/v4:Chart"
 KUSTOMIZE_DIRECTORY = "kubernetes:kustomize/v2:Directory"
@@ -143,7 +144,16 @@ def check_network_policy(resource_type: str, props: Props) -> list[str]:
 
 
 def check_binary_authorization(resource_type: str, props: Props) -> list[str]:
-    """Binary Authorization admits only images the project policy trusts."""
+    """Binary Authorization admits only images the project policy trusts, and the policy blocks the rest."""
+    if resource_type == BINAUTHZ_POLICY:
+        rule = _get(props, "defaultAdmissionRule") or {}
+        problems = []
+        if rule.get("evaluationMode") not in ("REQUIRE_ATTESTATION", "ALWAYS_DENY"):
+            mode = rule.get("evaluationMode")
+            problems.append(f"the default admission rule must deny or require attestations, not {mode!r}")
+        if rule.get("enforcementMode") != "ENFORCED_BLOCK_AND_AUDIT_LOG":
+            problems.append("the default admission rule must block (enforcementMode = ENFORCED_BLOCK_AND_AUDIT_LOG)")
+        return problems
     if resource_type != CLUSTER:
         return []
     mode = _get(props, "binaryAuthorization", "evaluationMode")

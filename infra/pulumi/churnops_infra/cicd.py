@@ -28,9 +28,16 @@ RELEASE_TAG = r"^v[0-9]+\.[0-9]+\.[0-9]+$"
 class CicdArgs:
     """Inputs of :class:`Cicd`."""
 
+    project: str
     region: str
     config: CicdConfig
     service_account: pulumi.Input[str]  # projects/<project>/serviceAccounts/<email>
+    member: pulumi.Input[str]  # serviceAccount:<email> of the same account
+    network: pulumi.Input[str]
+    private_services: pulumi.Resource  # the peering the private pool uses
+    attestor: gcp.binaryauthorization.Attestor
+    attestor_key: gcp.kms.CryptoKey
+    attestor_note: gcp.containeranalysis.Note
 
 
 class Cicd(pulumi.ComponentResource):
@@ -85,6 +92,7 @@ class Cicd(pulumi.ComponentResource):
                 opts=child,
             ),
         ]
+        self._build_identity(name, args)
         self.training_topic = gcp.pubsub.Topic(f"{name}-train", name=names.TRAINING_TOPIC, opts=child)
         self.triggers.append(
             gcp.cloudbuild.Trigger(
@@ -112,4 +120,42 @@ class Cicd(pulumi.ComponentResource):
             },
             opts=child,
         )
-        self.register_outputs({"triggers": [trigger.name for trigger in self.triggers]})
+        self.register_outputs({"triggers": [trigger.name for trigger in self.triggers], "pool": self.pool.id})
+
+    def _build_identity(self, name: str, args: CicdArgs) -> None:
+        """The private pool builds run in, and what the build account may do to sign and use it."""
+        self.pool = gcp.cloudbuild.WorkerPool(
+            f"{name}-pool",
+            name=names.WORKER_POOL,
+            location=args.region,
+            worker_config={"machine_type": "e2-standard-4", "disk_size_gb": 100, "no_external_ip": False},
+            network_config={"peered_network": args.network},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.private_services]),
+        )
+        child = pulumi.ResourceOptions(parent=self)
+        for role in ("roles/cloudbuild.workerPoolUser", "roles/containeranalysis.occurrences.editor"):
+            gcp.projects.IAMMember(
+                f"{name}-builds-{role.rsplit('.', 1)[-1]}", project=args.project, role=role, member=args.member,
+                opts=child,
+            )
+        gcp.kms.CryptoKeyIAMMember(
+            f"{name}-builds-sign",
+            crypto_key_id=args.attestor_key.id,
+            role="roles/cloudkms.signerVerifier",
+            member=args.member,
+            opts=child,
+        )
+        gcp.containeranalysis.NoteIamMember(
+            f"{name}-builds-attach",
+            note=args.attestor_note.name,
+            role="roles/containeranalysis.notes.attacher",
+            member=args.member,
+            opts=child,
+        )
+        gcp.binaryauthorization.AttestorIamMember(
+            f"{name}-builds-attestor",
+            attestor=args.attestor.name,
+            role="roles/binaryauthorization.attestorsViewer",
+            member=args.member,
+            opts=child,
+        )

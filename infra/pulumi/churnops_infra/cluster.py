@@ -90,16 +90,17 @@ class Cluster(pulumi.ComponentResource):
             opts=child,
         )
 
+        self._attestor(name, args)
+        # Our images run only with the build's attestation; the platform's upstream images are
+        # admitted by name; anything else is refused.
         self.binauthz_policy = gcp.binaryauthorization.Policy(
             f"{name}-binauthz",
             project=args.project,
             global_policy_evaluation_mode="ENABLE",
-            admission_whitelist_patterns=[
-                {"name_pattern": f"{args.region}-docker.pkg.dev/{args.project}/{names.REGISTRY_REPOSITORY}/*"},
-                *({"name_pattern": pattern} for pattern in TRUSTED_IMAGE_PATTERNS),
-            ],
+            admission_whitelist_patterns=[{"name_pattern": pattern} for pattern in TRUSTED_IMAGE_PATTERNS],
             default_admission_rule={
-                "evaluation_mode": "ALWAYS_DENY",
+                "evaluation_mode": "REQUIRE_ATTESTATION",
+                "require_attestations_bies": [self.attestor.name],
                 "enforcement_mode": "ENFORCED_BLOCK_AND_AUDIT_LOG",
             },
             opts=child,
@@ -136,6 +137,9 @@ class Cluster(pulumi.ComponentResource):
                 "gcp_public_cidrs_access_enabled": False,
             },
             master_auth={"client_certificate_config": {"issue_client_certificate": False}},
+            # The DNS endpoint admits only callers with IAM permission on the cluster (Cloud Build's
+            # private pool reaches the control plane through it).
+            control_plane_endpoints_config={"dns_endpoint_config": {"allow_external_traffic": True}},
             datapath_provider="ADVANCED_DATAPATH",  # Dataplane V2: enforces NetworkPolicy
             workload_identity_config={"workload_pool": self.workload_pool},
             enable_shielded_nodes=True,
@@ -157,6 +161,45 @@ class Cluster(pulumi.ComponentResource):
                 "node_service_account": self.node_account.email,
                 "workload_pool": self.workload_pool,
             }
+        )
+
+    def _attestor(self, name: str, args: ClusterArgs) -> None:
+        """The attestor builds sign with: an asymmetric KMS key and the Container Analysis note it attaches to."""
+        keyring = gcp.kms.KeyRing(
+            f"{name}-attestor-keyring", name=names.ATTESTOR_KEYRING, location=args.region,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.attestor_key = gcp.kms.CryptoKey(
+            f"{name}-attestor-key",
+            name=names.ATTESTOR_KEY,
+            key_ring=keyring.id,
+            purpose="ASYMMETRIC_SIGN",
+            version_template={"algorithm": "EC_SIGN_P256_SHA256", "protection_level": "HSM"},
+            opts=pulumi.ResourceOptions(parent=self, protect=args.config.deletion_protection),
+        )
+        self.attestor_note = gcp.containeranalysis.Note(
+            f"{name}-attestor-note",
+            name=names.ATTESTOR,
+            attestation_authority={"hint": {"human_readable_name": "churnops vulnerability gate passed"}},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        version = gcp.kms.get_kms_crypto_key_version_output(crypto_key=self.attestor_key.id)
+        self.attestor = gcp.binaryauthorization.Attestor(
+            f"{name}-attestor",
+            name=names.ATTESTOR,
+            attestation_authority_note={
+                "note_reference": self.attestor_note.name,
+                "public_keys": [
+                    {
+                        "id": version.name.apply(lambda version_name: f"//cloudkms.googleapis.com/v1/{version_name}"),
+                        "pkix_public_key": {
+                            "public_key_pem": version.public_keys[0].pem,
+                            "signature_algorithm": version.public_keys[0].algorithm,
+                        },
+                    }
+                ],
+            },
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
     def _node_config(self, pool: str, spot: bool, machine_type: str) -> dict:

@@ -47,8 +47,15 @@ GSA_LAKEFS = "churnops-lakefs"
 GSA_MLFLOW = "churnops-mlflow"
 GSA_DEPLOYER = "churnops-cloudbuild"  # Cloud Build runs as it; KSA churnops-deployer acts as it
 
-# Buckets: <project>-churnops-<purpose>.
-BUCKET_PURPOSES = ("raw", "lake", "artifacts")
+# Buckets: <project>-churnops-<purpose>. build: what a build produced (digests, SBOMs, reports,
+# compiled pipelines); badges: the build status badge.
+BUCKET_PURPOSES = ("raw", "lake", "artifacts", "build", "badges")
+
+# Supply chain: builds sign an attestation per image digest with this attestor's KMS key.
+ATTESTOR = "churnops-vulnerability-gate"
+ATTESTOR_KEYRING = "churnops-binauthz"
+ATTESTOR_KEY = "attestor"
+WORKER_POOL = "churnops"
 
 # Cloud Build build configurations, relative to the repository root.
 BUILD_CI = "cloudbuild.yaml"

@@ -22,6 +22,8 @@ BUCKET_GRANTS: dict[str, tuple[tuple[str, str], ...]] = {
         ("mlflow", "roles/storage.objectAdmin"),
         ("serving", "roles/storage.objectViewer"),
     ),
+    "build": (("deployer", "roles/storage.objectAdmin"),),
+    "badges": (("deployer", "roles/storage.objectAdmin"),),
 }
 REPOSITORY_GRANTS = (("nodes", "roles/artifactregistry.reader"), ("deployer", "roles/artifactregistry.writer"))
 

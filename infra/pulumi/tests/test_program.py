@@ -92,22 +92,35 @@ def test_binary_authorization_denies_untrusted_images(stack: StackRun) -> None:
     assert stack.one(CLUSTER).inputs["binaryAuthorization"]["evaluationMode"] == "PROJECT_SINGLETON_POLICY_ENFORCE"
     policy = stack.one("gcp:binaryauthorization/policy:Policy").inputs
     assert policy["defaultAdmissionRule"] == {
-        "evaluationMode": "ALWAYS_DENY",
+        "evaluationMode": "REQUIRE_ATTESTATION",
+        "requireAttestationsBies": [names.ATTESTOR],
         "enforcementMode": "ENFORCED_BLOCK_AND_AUDIT_LOG",
     }
+    # Our own images are not admitted by name: they need the build's attestation.
     patterns = [p["namePattern"] for p in policy["admissionWhitelistPatterns"]]
-    region = stack.config["gcp:region"]
-    assert f"{region}-docker.pkg.dev/{stack.project}/{names.REGISTRY_REPOSITORY}/*" in patterns
+    assert not [p for p in patterns if "docker.pkg.dev" in p]
     assert all(p.endswith("*") and "/" in p and not p.startswith("*") for p in patterns)
+    attestor = stack.one("gcp:binaryauthorization/attestor:Attestor").inputs
+    note = stack.one("gcp:containeranalysis/note:Note").inputs
+    assert attestor["name"] == note["name"] == names.ATTESTOR
+    key = attestor["attestationAuthorityNote"]["publicKeys"][0]
+    region = stack.config["gcp:region"]
+    assert key["id"] == (f"//cloudkms.googleapis.com/v1/projects/{stack.project}/locations/{region}/keyRings/"
+                         f"{names.ATTESTOR_KEYRING}/cryptoKeys/{names.ATTESTOR_KEY}/cryptoKeyVersions/1")
+    assert key["pkixPublicKey"]["signatureAlgorithm"] == "EC_SIGN_P256_SHA256"
 
 
 def test_secrets_are_encrypted_with_a_kms_key_the_gke_agent_may_use(stack: StackRun) -> None:
     encryption = stack.one(CLUSTER).inputs["databaseEncryption"]
-    key = stack.one("gcp:kms/cryptoKey:CryptoKey")
-    assert encryption == {"state": "ENCRYPTED", "keyName": f"{key.name}-id"}
-    assert key.inputs["rotationPeriod"] == "7776000s"
-    grant = stack.one("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember").inputs
-    assert grant["cryptoKeyId"] == f"{key.name}-id"
+    region = stack.config["gcp:region"]
+    key_id = f"projects/{stack.project}/locations/{region}/keyRings/churnops-gke/cryptoKeys/gke-secrets"
+    assert encryption == {"state": "ENCRYPTED", "keyName": key_id}
+    key = [k.inputs for k in stack.of_type("gcp:kms/cryptoKey:CryptoKey") if k.inputs["purpose"] == "ENCRYPT_DECRYPT"]
+    assert key[0]["rotationPeriod"] == "7776000s"
+    grants = [g.inputs for g in stack.of_type("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")
+              if g.inputs["cryptoKeyId"] == key_id]
+    assert len(grants) == 1
+    grant = grants[0]
     assert grant["role"] == "roles/cloudkms.cryptoKeyEncrypterDecrypter"
     gke_agent = r"serviceAccount:service-\d+@container-engine-robot\.iam\.gserviceaccount\.com"
     assert re.fullmatch(gke_agent, grant["member"])
@@ -217,7 +230,8 @@ def test_workload_identity_bindings_match_the_kubernetes_service_accounts(stack:
 
 def test_buckets_are_private_with_uniform_access(stack: StackRun) -> None:
     buckets = {b.inputs["name"]: b.inputs for b in stack.of_type("gcp:storage/bucket:Bucket")}
-    assert set(buckets) == {names.bucket_name(stack.project, p) for p in ("raw", "lake", "artifacts")}
+    assert set(buckets) == {names.bucket_name(stack.project, p) for p in names.BUCKET_PURPOSES}
+    assert set(names.BUCKET_PURPOSES) == {"raw", "lake", "artifacts", "build", "badges"}
     for bucket in buckets.values():
         assert bucket["uniformBucketLevelAccess"] is True
         assert bucket["publicAccessPrevention"] == "enforced"
@@ -250,7 +264,34 @@ def test_cloud_build_triggers_run_as_the_deployer(stack: StackRun) -> None:
     assert schedule["schedule"] == stack.config["churnops:cicd"]["trainingSchedule"]
     deployer_roles = sorted(r.inputs["role"] for r in stack.of_type("gcp:projects/iAMMember:IAMMember")
                             if r.inputs["member"] == f"serviceAccount:{deployer}")
-    assert deployer_roles == ["roles/container.clusterViewer", "roles/logging.logWriter"]
+    assert deployer_roles == [
+        "roles/cloudbuild.workerPoolUser",
+        "roles/container.clusterViewer",
+        "roles/containeranalysis.occurrences.editor",
+        "roles/logging.logWriter",
+    ]
+    pool = stack.one("gcp:cloudbuild/workerPool:WorkerPool").inputs
+    assert pool["name"] == names.WORKER_POOL and pool["location"] == stack.config["gcp:region"]
+    assert pool["networkConfig"]["peeredNetwork"] == stack.one("gcp:compute/network:Network").name + "-id"
+
+
+def test_builds_may_sign_attestations_and_nothing_else_with_the_attestor(stack: StackRun) -> None:
+    member = f"serviceAccount:{email(stack, names.GSA_DEPLOYER)}"
+    region = stack.config["gcp:region"]
+    signer = [g.inputs for g in stack.of_type("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")
+              if g.inputs["member"] == member]
+    assert signer == [{
+        "cryptoKeyId": f"projects/{stack.project}/locations/{region}/keyRings/{names.ATTESTOR_KEYRING}/cryptoKeys/"
+                       f"{names.ATTESTOR_KEY}",
+        "role": "roles/cloudkms.signerVerifier",
+        "member": member,
+    }]
+    attach = stack.one("gcp:containeranalysis/noteIamMember:NoteIamMember").inputs
+    assert (attach["note"], attach["role"], attach["member"]) == (
+        names.ATTESTOR, "roles/containeranalysis.notes.attacher", member)
+    view = stack.one("gcp:binaryauthorization/attestorIamMember:AttestorIamMember").inputs
+    assert (view["attestor"], view["role"], view["member"]) == (
+        names.ATTESTOR, "roles/binaryauthorization.attestorsViewer", member)
 
 
 def test_platform_charts_and_manifests_are_pinned(stack: StackRun) -> None:
