@@ -56,12 +56,12 @@ test-unit: setup ## Run the unit tests only
 test-integration: setup ## Run the integration tests only (starts local services)
 	$(BIN)/python -m pytest tests/integration
 
-lint: setup setup-infra ## pylint over all Python (infra/ in its own venv); import-linter checks the layers; bandit (no medium/high)
+lint: setup setup-infra ## pylint over all Python (infra/ in its own venv); import-linter checks the layers; bandit (no medium/high); hadolint every Dockerfile
 	$(BIN)/python -m pylint churnops churnops_preprocessing components pipelines serving tests benchmarks
 	PYTHONPATH=infra:$(INFRA):infra/policy $(INFRA_BIN)/python -m pylint --rcfile=pyproject.toml infra
 	$(BIN)/lint-imports
-	$(BIN)/hadolint serving/Dockerfile
 	$(BIN)/python -m bandit -q -r churnops components pipelines serving --severity-level medium
+	$(BIN)/hadolint $$(find . -name 'Dockerfile*' -not -path '*/.venv/*' -not -path './.git/*' -not -path '*/node_modules/*' | sort)
 
 manifests-check: setup ## Render both kustomize overlays; validate every object (upstream schemas, KServe CRD, Pod Security) and scan them with trivy
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/deploy/test_manifests.py tests/unit/deploy/test_misconfiguration_scan.py

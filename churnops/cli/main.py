@@ -25,6 +25,7 @@ from churnops.errors import ChurnopsError
 from churnops.cli.online import drift_group, features_group
 from churnops.cli.canary import canary_group
 from churnops.cli.deploy import deploy_command
+from churnops.cli.pipeline import pipeline_group
 from churnops.local import datagen, demo
 from churnops.data import ingest
 from churnops.local.localstack import LocalStack, require_services
@@ -186,6 +187,7 @@ main.add_command(drift_group)
 main.add_command(deploy_command)
 main.add_command(canary_group)
 main.add_command(cli_serve.serve_command)
+main.add_command(pipeline_group)
 
 
 @main.group()

@@ -116,6 +116,15 @@ class IngestReport:
 
 
 @dataclass
+class StagedIngest:
+    """An ingest run staged on its run branch, not yet committed (``branch`` is None if nothing was new)."""
+
+    report: IngestReport
+    branch: str | None
+    metadata: dict[str, str]
+
+
+@dataclass
 class _Prepared:
     """One new object after parsing and the contract check, before dedup and the PII policy."""
 
@@ -361,13 +370,33 @@ class IngestRun:
         raise VersioningError(f"ingest of {hour:%Y-%m-%dT%H} conflicted {MAX_MERGE_ATTEMPTS} times; run it again")
 
     def _attempt(self, hour: datetime, lookback: int) -> IngestReport:
+        staged = self.stage_run(hour, lookback)
+        if staged.branch is None:
+            return staged.report
+        try:
+            staged.report.commit_id = self.publish(staged.branch, staged.metadata)
+        except Exception:
+            # A failed run drops its branch (an interrupted or killed one leaves it; main never sees it).
+            self._drop_branch(staged.branch)
+            raise
+        self._drop_branch(staged.branch)
+        log.info("ingest published",
+                 extra={"hour": staged.report.hour, "commit": staged.report.commit_id, **staged.report.accounting()})
+        return staged.report
+
+    def stage_run(self, hour: datetime, lookback: int) -> StagedIngest:
+        """Steps 1-4 and the upload of step 5: the run's files on a new run branch, uncommitted.
+
+        Returns the branch (None when nothing is new: no branch is created) with the report and the
+        commit metadata; :meth:`publish` commits and merges it.
+        """
         run_id = uuid.uuid4().hex[:12]
         report = IngestReport(run_id=run_id, hour=f"{hour:%Y-%m-%dT%H}", lookback_hours=lookback)
         hours = hours_in_window(hour, lookback)
         fresh = self.new_objects(hours, report)
         if not fresh:
             log.info("nothing new to ingest", extra={"hour": report.hour, "objects_skipped": report.objects_skipped})
-            return report
+            return StagedIngest(report=report, branch=None, metadata={})
         published = self.published_ids_by_kind(fresh, hours)
         prepared = [self.prepare(ref, run_id, published[contract.kind_of(ref.name)]) for ref in fresh]
         self.deduplicate_within_run(prepared)
@@ -388,19 +417,14 @@ class IngestRun:
             existing = {path for kind in RAW_PREFIXES for path in self.repo.list_paths(branch, f"{kind}/")}
             if stale_existing := [path for path in stale if path in existing]:
                 self.repo.delete_objects(branch, stale_existing)
-            metadata = self.commit_metadata(report)
-            self.repo.commit(branch, f"ingest {report.hour} ({run_id})", metadata)
-            # The merge carries the same metadata, so main's head always describes what it published.
-            report.commit_id = self.repo.merge(branch, into="main", message=f"publish ingest {report.hour}",
-                                               metadata=metadata)
         except Exception:
-            # A failed run drops its branch (an interrupted or killed one leaves it; main never sees it).
             self._drop_branch(branch)
             raise
-        self._drop_branch(branch)
-        log.info("ingest published",
-                 extra={"hour": report.hour, "commit": report.commit_id, **report.accounting()})
-        return report
+        return StagedIngest(report=report, branch=branch, metadata=self.commit_metadata(report))
+
+    def publish(self, branch: str, metadata: dict[str, str]) -> str:
+        """Commit and merge a staged run branch (see :func:`publish_branch`)."""
+        return publish_branch(self.repo, branch, metadata)
 
     def _drop_branch(self, branch: str) -> None:
         if self.repo.branch_exists(branch):
@@ -422,16 +446,89 @@ class IngestRun:
         }
 
 
-def ingest_hour(settings: Settings, hour: datetime, lookback: int | None = None,
-                alerts: AlertSink | None = None) -> IngestReport:
-    """Run the ingest stage for ``hour`` against the configured storage, lake and secrets."""
+def publish_branch(repo: DataRepository, branch: str, metadata: dict[str, str]) -> str:
+    """Commit a staged run branch with its metadata and merge it into ``main``; return main's head.
+
+    Raises :class:`MergeConflict` when ``main`` changed the same paths meanwhile; the objects then
+    stay new (no marker reached ``main``) and the next run ingests them again.
+    """
+    repo.commit(branch, f"ingest {metadata.get('hour', '?')} ({metadata.get('run_id', '?')})", metadata)
+    # The merge carries the same metadata, so main's head always describes what it published.
+    return repo.merge(branch, into="main", message=f"publish ingest {metadata.get('hour', '?')}", metadata=metadata)
+
+
+def ingest_run(settings: Settings, alerts: AlertSink | None = None) -> IngestRun:
+    """An :class:`IngestRun` on the configured storage, lake (created if absent) and tokenization key."""
     repo = open_repository(settings)
     repo.ensure()
-    run = IngestRun(
+    return IngestRun(
         settings=settings,
         repo=repo,
         client=storage_client(settings),
         tokenizer=Tokenizer(tokenization_key(settings)),
         alerts=alerts or AlertSink(settings),
     )
+
+
+def ingest_hour(settings: Settings, hour: datetime, lookback: int | None = None,
+                alerts: AlertSink | None = None) -> IngestReport:
+    """Run the ingest stage for ``hour`` against the configured storage, lake and secrets."""
+    run = ingest_run(settings, alerts)
     return run.run(hour, settings.ingest_lookback_hours if lookback is None else lookback)
+
+
+# -- the stage in two steps (the ingest pipeline's two tasks) --------------------------------------
+
+
+def stage_hour(settings: Settings, hour: datetime, lookback: int | None = None) -> StagedIngest:
+    """First step: stage ``hour`` (with ``lookback`` hours of late files) on a run branch, uncommitted."""
+    return ingest_run(settings).stage_run(hour, settings.ingest_lookback_hours if lookback is None else lookback)
+
+
+def publish_staged(settings: Settings, branch: str, metadata: dict[str, str]) -> str:
+    """Second step: commit the run branch :func:`stage_hour` staged, merge it into ``main``, delete it.
+
+    Returns main's head after the merge. On a merge conflict the branch is deleted and
+    :class:`MergeConflict` raised: nothing was published, so the next run ingests the objects. On
+    any other error the branch stays, so a retry of this step resumes it (a commit already made
+    is not made twice).
+    """
+    repo = open_repository(settings)
+    if not repo.branch_exists(branch):
+        raise ValueError(f"no staged ingest branch {branch!r}: it was published or deleted already")
+    try:
+        commit = publish_branch(repo, branch, metadata)
+    except MergeConflict:
+        repo.delete_branch(branch)
+        raise
+    repo.delete_branch(branch)
+    log.info("ingest published", extra={"hour": metadata.get("hour"), "commit": commit})
+    return commit
+
+
+def scheduled_hour(hour: str, scheduled_time: str) -> datetime:
+    """The hour a scheduled ingest run handles: ``hour`` if given, else the hour before ``scheduled_time``.
+
+    ``hour`` is ``YYYY-MM-DDTHH`` (or any ISO-8601 time, floored to its hour); ``scheduled_time`` is
+    the RFC 3339 time KFP substitutes for its schedule-time placeholder (e.g.
+    ``2026-11-01T06:00:00Z``): a run scheduled at 06:00 ingests 05:00-06:00, the last complete hour.
+    Naive times are UTC.
+    """
+    if hour.strip():
+        return _floor_hour(hour.strip(), "hour")
+    text = scheduled_time.strip()
+    if not text or text.startswith("{{"):
+        raise ValueError("no hour given and no scheduled time substituted (the run is not a scheduled one): "
+                         "pass the hour, e.g. 2026-11-01T05")
+    return _floor_hour(text, "scheduled time") - timedelta(hours=1)
+
+
+def _floor_hour(text: str, what: str) -> datetime:
+    value = f"{text}:00" if len(text) == 13 else text
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise ValueError(f"{what} {text!r} is not a time like 2026-11-01T05 or 2026-11-01T05:00:00Z") from error
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)

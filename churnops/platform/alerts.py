@@ -101,3 +101,19 @@ class AlertSink:
         if listed:
             blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": ", ".join(listed)[:3000]}]})
         return {"text": f"{headline}: {message}", "blocks": blocks}
+
+
+def alert_on_pipeline_failure(settings: Settings, pipeline: str, state: str, job: str, failed_task: str = "",
+                              error: str = "", sink: AlertSink | None = None) -> Alert | None:
+    """Raise a ``pipeline_failed`` alert when a pipeline run did not succeed; None (and no alert) when it did.
+
+    ``state`` is KFP's final state of the run's body (``SUCCEEDED``, ``FAILED``, ``CANCELLED``...);
+    ``error`` is KFP's error message, kept to its first line.
+    """
+    if state.upper() == "SUCCEEDED":
+        return None
+    first_line = error.strip().splitlines()[0] if error.strip() else ""
+    message = f"pipeline {pipeline} ended {state}" + (f": {first_line}" if first_line else "")
+    alert = Alert("pipeline_failed", message, {}, [failed_task] if failed_task else [], job or None)
+    (sink or AlertSink(settings)).emit(alert)
+    return alert

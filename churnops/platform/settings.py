@@ -157,6 +157,31 @@ class Settings(BaseSettings):
         default="churnops_predicted_probability", description="Histogram the predictor exports."
     )
 
+    # Pipelines (KFP): the components image every task runs, and how tasks run on the cluster.
+    components_image: str = Field(
+        default="churnops/components:dev",
+        description="Image (with registry, tag or digest) of components/Dockerfile; every KFP task runs it.",
+    )
+    kfp_host: str | None = Field(default=None, description="KFP API endpoint for submit, schedule and upload.")
+    pipeline_root: str | None = Field(default=None, description="Where KFP keeps artifacts, e.g. gs://bucket/kfp.")
+    pipeline_service_accounts: dict[str, str] = Field(
+        default_factory=lambda: {
+            "ingest": "churnops-ingest",
+            "training": "churnops-training",
+            "scoring": "churnops-scoring",
+        },
+        description="Kubernetes service account per pipeline (each bound to its own GCP account by Workload Identity).",
+    )
+    pipeline_node_pool: str = "pipelines"
+    pipeline_settings_config_map: str = Field(
+        default="churnops-settings", description="ConfigMap whose CHURNOPS_* keys every task gets as environment."
+    )
+    pipeline_secret: str = Field(
+        default="churnops-pipelines",
+        description="Kubernetes Secret (by reference) with the lakeFS keys and the alert webhook URL.",
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+
     # Logging.
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"

@@ -19,10 +19,12 @@ from sklearn.metrics import (
     RocCurveDisplay,
     accuracy_score,
     average_precision_score,
+    confusion_matrix,
     f1_score,
     precision_score,
     recall_score,
     roc_auc_score,
+    roc_curve,
 )
 from sklearn.pipeline import Pipeline
 
@@ -172,3 +174,27 @@ def gate(
         margin=margin,
         reasons=reasons,
     )
+
+
+def roc_points(y_true: Any, probability: Any, max_points: int = 200) -> dict[str, list[float]]:
+    """The ROC curve as ``fpr``, ``tpr`` and ``thresholds`` lists (at most ``max_points``, ends kept).
+
+    Thresholds are finite (scikit-learn's leading ``inf`` becomes 1.0), so the lists are valid JSON
+    and what the KFP UI's ROC view expects. Empty lists for a single-class split.
+    """
+    y = np.asarray(y_true).astype(int)
+    if np.unique(y).size < 2:
+        return {"fpr": [], "tpr": [], "thresholds": []}
+    fpr, tpr, thresholds = roc_curve(y, np.asarray(probability, dtype=np.float64))
+    thresholds = np.minimum(thresholds, 1.0)
+    if len(fpr) > max_points:
+        keep = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
+        fpr, tpr, thresholds = fpr[keep], tpr[keep], thresholds[keep]
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thresholds.tolist()}
+
+
+def confusion_counts(y_true: Any, probability: Any, threshold: float = THRESHOLD) -> list[list[int]]:
+    """The 2x2 confusion matrix at ``threshold``: rows are the true class (stays, churns), columns the predicted."""
+    predicted = (np.asarray(probability) >= threshold).astype(int)
+    matrix = confusion_matrix(np.asarray(y_true).astype(int), predicted, labels=[0, 1])
+    return [[int(value) for value in row] for row in matrix]

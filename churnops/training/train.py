@@ -140,14 +140,17 @@ def dataset_source(settings: Settings, data_commit: str, prefix: str) -> str:
     return f"s3://{settings.lakefs_repository}/{data_commit}/{prefix}"
 
 
-def _dataset(settings: Settings, data_commit: str, prefix: str, frame: pd.DataFrame) -> MetaDataset:
-    """The table at the commit as an MLflow dataset: S3-gateway source, commit digest, column schema."""
-    categorical = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
-    sample = frame.head(200).astype({c: object for c in categorical})
-    with warnings.catch_warnings():
-        # MLflow hints that integer columns cannot hold missing values; the schema only documents the table.
-        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column", category=UserWarning)
-        schema = infer_signature(sample).inputs
+def _dataset(settings: Settings, data_commit: str, prefix: str, frame: pd.DataFrame | None = None) -> MetaDataset:
+    """The table at the commit as an MLflow dataset: S3-gateway source, commit digest, column schema (with a frame)."""
+    schema = None
+    if frame is not None:
+        categorical = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+        sample = frame.head(200).astype({c: object for c in categorical})
+        with warnings.catch_warnings():
+            # MLflow hints that integer columns cannot hold missing values; the schema only documents the table.
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column",
+                                    category=UserWarning)
+            schema = infer_signature(sample).inputs
     return MetaDataset(
         source=resolve_dataset_source(dataset_source(settings, data_commit, prefix)),
         name=prefix.rstrip("/"),
@@ -328,10 +331,12 @@ def _train_one(
     seed: int,
     lineage: dict[str, str],
     datasets: list[MetaDataset],
+    parent_run_id: str,
 ) -> tuple[str, Pipeline, dict[str, float], str]:
-    """Fit and log one model in a nested run; return (run id, model, metrics, logged model URI)."""
+    """Fit and log one model in a child run of ``parent_run_id``; return (run id, model, metrics, model URI)."""
     train = splits["train"]
-    with mlflow.start_run(run_name=name, nested=True, tags={**lineage, "model_type": name}) as run:
+    tags = {**lineage, "model_type": name, "parent_run_id": parent_run_id}
+    with mlflow.start_run(run_name=name, parent_run_id=parent_run_id, tags=tags) as run:
         for dataset in datasets:
             mlflow.log_input(dataset, context="training")
         mlflow.log_params({**config.as_params(), "seed": str(seed), "estimator": type(estimator).__name__})
@@ -386,6 +391,161 @@ def _set_tracking(settings: Settings) -> mlflow.MlflowClient:
     return client
 
 
+@dataclass(frozen=True)
+class TrainingSetup:
+    """What :func:`begin_training` prepared: the splits, the spec, the parent run and the lineage tags."""
+
+    data_commit: str
+    experiment_id: str
+    parent_run_id: str
+    splits: dict[str, pd.DataFrame]
+    spec: FeatureSpec
+    lineage: dict[str, str]
+    features_uri: str
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    """One fitted and logged model: its run, its logged model URI and its validation/test metrics."""
+
+    name: str
+    run_id: str
+    model_uri: str
+    metrics: dict[str, float]
+
+
+@registry.mlflow_errors
+def begin_training(
+    settings: Settings,
+    events: pd.DataFrame,
+    subscriptions: pd.DataFrame,
+    data_commit: str,
+    seed: int = 42,
+    config: TrainingConfig | None = None,
+    schema_versions: str = "unknown",
+    repo: DataRepository | None = None,
+) -> TrainingSetup:
+    """Build the splits and open the parent run: lineage tags, dataset inputs, params, the feature matrices.
+
+    The feature matrices are run artifacts; with ``repo``, they are also committed to its
+    ``features`` branch (see :func:`publish_features`) and ``features_uri`` points there.
+    """
+    if not data_commit:
+        raise ValueError("a data commit id is required: every run records the data it was trained on")
+    config = config or TrainingConfig.from_settings(settings)
+    spec = feature_spec(config.windows_h)
+    splits = build_splits(events, subscriptions, config)
+    _set_tracking(settings)
+    mlflow.set_experiment(settings.mlflow_experiment)
+    lineage = {
+        "data_commit": data_commit,
+        "git_sha": git_sha(settings),
+        "lock_sha256": lock_sha256(),
+        "schema_versions": schema_versions,
+        "lakefs_repository": settings.lakefs_repository,
+        "seed": str(seed),
+    }
+    with mlflow.start_run(run_name=f"train-{data_commit[:12]}", tags={**lineage, "run_kind": "training"}) as parent:
+        for dataset in (_dataset(settings, data_commit, "events/", events),
+                        _dataset(settings, data_commit, "subscriptions/", subscriptions)):
+            mlflow.log_input(dataset, context="training")
+        mlflow.log_params({**config.as_params(), "seed": str(seed)})
+        mlflow.log_params({f"{name}_rows": str(len(frame)) for name, frame in splits.items()})
+        features_uri = _record_features(settings, splits, spec, data_commit, parent.info.run_id, repo)
+    return TrainingSetup(data_commit, parent.info.experiment_id, parent.info.run_id, splits, spec, lineage,
+                         features_uri)
+
+
+@registry.mlflow_errors
+def fit_model(
+    settings: Settings,
+    name: str,
+    splits: dict[str, pd.DataFrame],
+    spec: FeatureSpec,
+    lineage: dict[str, str],
+    parent_run_id: str,
+    config: TrainingConfig | None = None,
+) -> FittedModel:
+    """Fit model ``name`` (``baseline`` or ``xgboost``) on the train split, in a child run of ``parent_run_id``.
+
+    ``lineage`` holds the tags :func:`begin_training` set (``data_commit`` and ``seed`` among them).
+    """
+    config = config or TrainingConfig.from_settings(settings)
+    seed = int(lineage["seed"])
+    estimators = make_estimators(seed, splits["train"][LABEL], config.xgb_params)
+    if name not in estimators:
+        raise ValueError(f"unknown model {name!r}: use one of {sorted(estimators)}")
+    _set_tracking(settings)
+    data_commit = lineage["data_commit"]
+    datasets = [_dataset(settings, data_commit, "events/"), _dataset(settings, data_commit, "subscriptions/")]
+    run_id, _, metrics, model_uri = _train_one(
+        name, estimators[name], splits, spec, config, seed, lineage, datasets, parent_run_id
+    )
+    return FittedModel(name=name, run_id=run_id, model_uri=model_uri, metrics=metrics)
+
+
+@registry.mlflow_errors
+def gate_models(
+    settings: Settings,
+    parent_run_id: str,
+    test_auc: dict[str, float],
+    test: pd.DataFrame,
+    spec: FeatureSpec,
+    margin: float | None = None,
+) -> evaluate.GateDecision:
+    """Gate the challenger on test ROC-AUC against the baseline and the ``production`` model; record it.
+
+    ``test_auc`` maps ``baseline`` and ``xgboost`` to their test ROC-AUC. The decision goes to the
+    parent run (``gate.json``, ``gate_passed`` and ``gate_reasons`` tags).
+    """
+    client = _set_tracking(settings)
+    production_auc, production_version = production_test_auc(client, settings.registered_model, test, spec)
+    decision = evaluate.gate(
+        test_auc[CHALLENGER],
+        test_auc[BASELINE],
+        production_auc,
+        settings.gate_margin if margin is None else margin,
+        production_version,
+    )
+    with mlflow.start_run(run_id=parent_run_id):
+        mlflow.log_dict(decision.to_dict(), "gate.json")
+        mlflow.set_tags({"gate_passed": str(decision.passed).lower(), "gate_reasons": "; ".join(decision.reasons)})
+        if production_auc is not None and not math.isnan(production_auc):
+            mlflow.log_metric("production_test_roc_auc", production_auc)
+    if not decision.passed:
+        logger.warning("gate refused the new model: %s", "; ".join(decision.reasons))
+    return decision
+
+
+@registry.mlflow_errors
+def register_candidate(
+    settings: Settings,
+    parent_run_id: str,
+    challenger: FittedModel,
+    baseline_test_auc: float,
+    lineage: dict[str, str],
+) -> str:
+    """Register the challenger's logged model as a new version and give it the ``candidate`` alias."""
+    client = _set_tracking(settings)
+    version = registry.register_version(
+        settings.registered_model,
+        challenger.model_uri,
+        tags={
+            **lineage,
+            "run_id": challenger.run_id,
+            "test_roc_auc": f"{challenger.metrics['test_roc_auc']:.6f}",
+            "baseline_test_roc_auc": f"{baseline_test_auc:.6f}",
+        },
+    )
+    registry.assign_alias(
+        client, settings.registered_model, "candidate", version, note=f"gate passed in run {parent_run_id}"
+    )
+    with mlflow.start_run(run_id=parent_run_id):
+        mlflow.set_tag("model_version", version)
+    logger.info("registered %s version %s as candidate", settings.registered_model, version)
+    return version
+
+
 @registry.mlflow_errors
 def train_on_frames(
     settings: Settings,
@@ -399,85 +559,37 @@ def train_on_frames(
 ) -> TrainingResult:
     """Train, log, gate and (when the gate passes) register, from published-format frames of ``data_commit``.
 
-    The feature matrices are run artifacts; with ``repo``, they are also committed to its
-    ``features`` branch (see :func:`publish_features`) and ``features_uri`` points there.
+    The steps the training pipeline runs as separate tasks, in one process: :func:`begin_training`,
+    :func:`fit_model` per model, :func:`gate_models`, :func:`register_candidate`.
     """
-    if not data_commit:
-        raise ValueError("a data commit id is required: every run records the data it was trained on")
     config = config or TrainingConfig.from_settings(settings)
-    spec = feature_spec(config.windows_h)
-    splits = build_splits(events, subscriptions, config)
-    client = _set_tracking(settings)
-    mlflow.set_experiment(settings.mlflow_experiment)
-    lineage = {
-        "data_commit": data_commit,
-        "git_sha": git_sha(settings),
-        "lock_sha256": lock_sha256(),
-        "schema_versions": schema_versions,
-        "lakefs_repository": settings.lakefs_repository,
-        "seed": str(seed),
+    setup = begin_training(settings, events, subscriptions, data_commit, seed, config, schema_versions, repo)
+    fitted = {
+        name: fit_model(settings, name, setup.splits, setup.spec, setup.lineage, setup.parent_run_id, config)
+        for name in (BASELINE, CHALLENGER)
     }
-    datasets = [
-        _dataset(settings, data_commit, "events/", events),
-        _dataset(settings, data_commit, "subscriptions/", subscriptions),
-    ]
-    with mlflow.start_run(run_name=f"train-{data_commit[:12]}", tags={**lineage, "run_kind": "training"}) as parent:
-        for dataset in datasets:
-            mlflow.log_input(dataset, context="training")
-        mlflow.log_params({**config.as_params(), "seed": str(seed)})
-        mlflow.log_params({f"{name}_rows": str(len(frame)) for name, frame in splits.items()})
-        features_uri = _record_features(settings, splits, spec, data_commit, parent.info.run_id, repo)
-
-        run_ids: dict[str, str] = {}
-        metrics: dict[str, dict[str, float]] = {}
-        model_uris: dict[str, str] = {}
-        for name, estimator in make_estimators(seed, splits["train"][LABEL], config.xgb_params).items():
-            run_ids[name], _, metrics[name], model_uris[name] = _train_one(
-                name, estimator, splits, spec, config, seed, {**lineage, "parent_run_id": parent.info.run_id}, datasets
-            )
-
-        production_auc, production_version = production_test_auc(
-            client, settings.registered_model, splits["test"], spec
+    decision = gate_models(
+        settings,
+        setup.parent_run_id,
+        {name: model.metrics["test_roc_auc"] for name, model in fitted.items()},
+        setup.splits["test"],
+        setup.spec,
+        config.gate_margin,
+    )
+    version = None
+    if decision.passed:
+        version = register_candidate(
+            settings, setup.parent_run_id, fitted[CHALLENGER], fitted[BASELINE].metrics["test_roc_auc"], setup.lineage
         )
-        decision = evaluate.gate(
-            metrics[CHALLENGER]["test_roc_auc"],
-            metrics[BASELINE]["test_roc_auc"],
-            production_auc,
-            config.gate_margin,
-            production_version,
-        )
-        mlflow.log_dict(decision.to_dict(), "gate.json")
-        mlflow.set_tags({"gate_passed": str(decision.passed).lower(), "gate_reasons": "; ".join(decision.reasons)})
-        if production_auc is not None and not math.isnan(production_auc):
-            mlflow.log_metric("production_test_roc_auc", production_auc)
-        version = None
-        if decision.passed:
-            version = registry.register_version(
-                settings.registered_model,
-                model_uris[CHALLENGER],
-                tags={
-                    **lineage,
-                    "run_id": run_ids[CHALLENGER],
-                    "test_roc_auc": f"{metrics[CHALLENGER]['test_roc_auc']:.6f}",
-                    "baseline_test_roc_auc": f"{metrics[BASELINE]['test_roc_auc']:.6f}",
-                },
-            )
-            registry.assign_alias(
-                client, settings.registered_model, "candidate", version, note=f"gate passed in run {parent.info.run_id}"
-            )
-            mlflow.set_tag("model_version", version)
-            logger.info("registered %s version %s as candidate", settings.registered_model, version)
-        else:
-            logger.warning("gate refused the new model: %s", "; ".join(decision.reasons))
     return TrainingResult(
         data_commit=data_commit,
-        experiment_id=parent.info.experiment_id,
-        parent_run_id=parent.info.run_id,
-        run_ids=run_ids,
-        metrics=metrics,
+        experiment_id=setup.experiment_id,
+        parent_run_id=setup.parent_run_id,
+        run_ids={name: model.run_id for name, model in fitted.items()},
+        metrics={name: model.metrics for name, model in fitted.items()},
         gate=decision,
         model_version=version,
-        features_uri=features_uri,
+        features_uri=setup.features_uri,
     )
 
 
@@ -498,3 +610,113 @@ def train_from_commit(
         "training on data commit %s (%d events, %d subscription records)", commit, len(events), len(subscriptions)
     )
     return train_on_frames(settings, events, subscriptions, commit, seed, config, schema_versions, repo)
+
+
+@registry.mlflow_errors
+def test_probabilities(settings: Settings, model_uris: dict[str, str], test: pd.DataFrame,
+                       spec: FeatureSpec) -> dict[str, np.ndarray]:
+    """Each logged model (name -> model URI) loaded from MLflow and scored on the test split."""
+    _set_tracking(settings)
+    return {
+        name: evaluate.churn_probability(mlflow.sklearn.load_model(uri), test[spec.columns])
+        for name, uri in model_uris.items()
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The training pipeline's steps: what each task hands the next (files and artifact metadata)
+
+
+@registry.mlflow_errors
+def begin_training_at(settings: Settings, data_ref: str | None = None, seed: int = 42,
+                      repo: DataRepository | None = None) -> TrainingSetup:
+    """:func:`begin_training` on the published tables at ``data_ref`` (a commit id or branch; None = ``main``)."""
+    repo = repo or open_repository(settings)
+    commit = repo.resolve(data_ref or DEFAULT_BRANCH)
+    schema_versions = repo.commit_info(commit).metadata.get("schema_versions", "unknown")
+    events, subscriptions = load_tables(repo, commit)
+    return begin_training(settings, events, subscriptions, commit, seed, TrainingConfig.from_settings(settings),
+                          schema_versions, repo)
+
+
+def write_split(setup: TrainingSetup, split: str, path: str) -> None:
+    """Write one split (keys, features, label) as parquet to ``path``."""
+    setup.splits[split].to_parquet(path, index=False)
+
+
+def split_metadata(setup: TrainingSetup, split: str) -> dict[str, Any]:
+    """What a split's Dataset artifact carries: the feature spec, the label, rows and positives, the lineage."""
+    frame = setup.splits[split]
+    return {
+        "feature_spec": setup.spec.to_dict(),
+        "label": LABEL,
+        "rows": len(frame),
+        "positives": int(frame[LABEL].sum()),
+        "data_commit": setup.data_commit,
+        "features_uri": setup.features_uri,
+        "mlflow_run_id": setup.parent_run_id,
+    }
+
+
+def read_splits(paths: dict[str, str], metadata: dict[str, Any]) -> tuple[dict[str, pd.DataFrame], FeatureSpec]:
+    """Splits written by :func:`write_split` (name -> path) and the feature spec from their metadata."""
+    if "feature_spec" not in metadata:
+        raise ValueError("the split's metadata holds no feature_spec: it was not written by the features step")
+    return {name: pd.read_parquet(path) for name, path in paths.items()}, FeatureSpec.from_dict(metadata["feature_spec"])
+
+
+@registry.mlflow_errors
+def export_model(settings: Settings, fitted: FittedModel, path: str) -> None:
+    """Copy the fitted model's MLflow model directory to ``path`` (the task's Model artifact)."""
+    _set_tracking(settings)
+    Path(path).mkdir(parents=True, exist_ok=True)
+    mlflow.artifacts.download_artifacts(artifact_uri=fitted.model_uri, dst_path=path)
+
+
+def model_metadata(fitted: FittedModel) -> dict[str, Any]:
+    """What a Model artifact carries: the model's name, run, MLflow URI and metrics (NaN left out)."""
+    return {
+        "model_name": fitted.name,
+        "run_id": fitted.run_id,
+        "model_uri": fitted.model_uri,
+        "metrics": {key: value for key, value in fitted.metrics.items() if not math.isnan(value)},
+    }
+
+
+def fitted_from_metadata(metadata: dict[str, Any]) -> FittedModel:
+    """The inverse of :func:`model_metadata` (a metric missing there was NaN)."""
+    metrics = {key: float(value) for key, value in dict(metadata.get("metrics", {})).items()}
+    metrics.setdefault("test_roc_auc", math.nan)
+    return FittedModel(name=str(metadata["model_name"]), run_id=str(metadata["run_id"]),
+                       model_uri=str(metadata["model_uri"]), metrics=metrics)
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """Both models on the test split: metrics, the challenger's curves, the gate decision."""
+
+    metrics: dict[str, dict[str, float]]
+    roc: dict[str, dict[str, list[float]]]
+    confusion: dict[str, list[list[int]]]
+    gate: evaluate.GateDecision
+
+    def flat_metrics(self) -> dict[str, float]:
+        """``<model>_test_<metric>`` -> value, NaN left out (KFP metrics must be numbers)."""
+        return {f"{name}_test_{key}": value for name, values in self.metrics.items()
+                for key, value in values.items() if not math.isnan(value)}
+
+
+@registry.mlflow_errors
+def evaluate_models(settings: Settings, parent_run_id: str, model_uris: dict[str, str], test: pd.DataFrame,
+                    spec: FeatureSpec) -> EvaluationReport:
+    """Score each logged model on the test split, then :func:`gate_models` on their ROC-AUC."""
+    probabilities = test_probabilities(settings, model_uris, test, spec)
+    labels = test[LABEL].to_numpy()
+    metrics = {name: evaluate.classification_metrics(labels, p) for name, p in probabilities.items()}
+    decision = gate_models(settings, parent_run_id, {name: m["roc_auc"] for name, m in metrics.items()}, test, spec)
+    return EvaluationReport(
+        metrics=metrics,
+        roc={name: evaluate.roc_points(labels, p) for name, p in probabilities.items()},
+        confusion={name: evaluate.confusion_counts(labels, p) for name, p in probabilities.items()},
+        gate=decision,
+    )

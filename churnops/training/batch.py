@@ -1,0 +1,152 @@
+"""Batch scoring: the ``production`` model scores every active customer, into the lake's ``predictions/`` table.
+
+:func:`score_customers` resolves a ref of the lake (``main`` by default) to a commit, builds the
+features of every customer active at the cutoff (the hour after the last data at that commit), loads
+the model holding the registry alias (``production`` by default) with the feature spec it was
+trained with, and writes one parquet partition per cutoff,
+``predictions/dt=YYYY-MM-DD/hr=HH/predictions.parquet``: customer token, churn probability and
+label, model name and version, data commit and cutoff. The partition is committed on a run branch
+and merged into ``main`` in one step, so ``read_table(ref, "predictions/")`` is one versioned table
+of churn risk; scoring the same cutoff again replaces that cutoff's partition.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+
+import mlflow
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from churnops.data.versioning import DataRepository, open_repository
+from churnops.data.versioning.base import DEFAULT_BRANCH
+from churnops.platform.buildinfo import git_sha
+from churnops.platform.settings import Settings
+from churnops.training import evaluate, registry
+from churnops.training.features import FeatureSpec, build_features, data_span
+from churnops.training.train import load_tables
+
+logger = logging.getLogger(__name__)
+
+PREDICTIONS_PREFIX = "predictions"
+PREDICTION_COLUMNS: tuple[str, ...] = (
+    "customer_token",
+    "churn_probability",
+    "churn_label",
+    "model_name",
+    "model_version",
+    "data_commit",
+    "cutoff",
+)
+
+
+@dataclass(frozen=True)
+class ScoringResult:
+    """One scoring run: what it read, which model scored, where the predictions went."""
+
+    data_commit: str
+    cutoff: str
+    model_name: str
+    model_version: str
+    rows: int
+    positives: int
+    path: str
+    commit_id: str
+
+
+def scoring_cutoff(events: pd.DataFrame, subscriptions: pd.DataFrame) -> pd.Timestamp:
+    """The hour after the last timestamp in the tables: features then use every row of the commit."""
+    _, end = data_span(events, subscriptions)
+    return end.floor("h") + pd.Timedelta(hours=1)
+
+
+def predictions_path(cutoff: pd.Timestamp) -> str:
+    """Lake path of the predictions partition of one cutoff."""
+    return f"{PREDICTIONS_PREFIX}/dt={cutoff:%Y-%m-%d}/hr={cutoff:%H}/predictions.parquet"
+
+
+def load_alias_model(settings: Settings, alias: str) -> tuple[object, FeatureSpec, str]:
+    """The registered model holding ``alias``, the feature spec logged with it, and its version."""
+    client = registry.client_for(settings)
+    version = registry.alias_holder(client, settings.registered_model, alias)
+    if version is None:
+        raise registry.RegistryError(
+            f"no version of {settings.registered_model!r} holds the {alias!r} alias: nothing to score with"
+        )
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    model = mlflow.sklearn.load_model(f"models:/{settings.registered_model}/{version}")
+    run_id = client.get_model_version(settings.registered_model, version).run_id
+    spec = FeatureSpec.from_dict(mlflow.artifacts.load_dict(f"runs:/{run_id}/feature_spec.json"))
+    return model, spec, version
+
+
+def predictions_frame(model: object, spec: FeatureSpec, features: pd.DataFrame, model_name: str, version: str,
+                      data_commit: str) -> pd.DataFrame:
+    """The predictions table for ``features`` (one row per customer at one cutoff)."""
+    probability = evaluate.churn_probability(model, features[spec.columns])
+    return pd.DataFrame(
+        {
+            "customer_token": features["customer_token"].astype(str).to_numpy(),
+            "churn_probability": probability.astype("float64"),
+            "churn_label": (probability >= evaluate.THRESHOLD).astype("int8"),
+            "model_name": model_name,
+            "model_version": version,
+            "data_commit": data_commit,
+            "cutoff": pd.to_datetime(features["cutoff"], utc=True).to_numpy(),
+        },
+        columns=list(PREDICTION_COLUMNS),
+    )
+
+
+def score_customers(settings: Settings, data_ref: str = DEFAULT_BRANCH, alias: str = "production",
+                    repo: DataRepository | None = None) -> ScoringResult:
+    """Score every customer active at the head of ``data_ref`` and publish the predictions (see the module doc)."""
+    repo = repo or open_repository(settings)
+    data_commit = repo.resolve(data_ref)
+    model, spec, version = load_alias_model(settings, alias)
+    events, subscriptions = load_tables(repo, data_commit)
+    cutoff = scoring_cutoff(events, subscriptions)
+    features = build_features(events, subscriptions, cutoff, spec.windows_h)
+    if features.empty:
+        raise ValueError(f"no customer is active at {cutoff:%Y-%m-%dT%H} in commit {data_commit}: nothing to score")
+    table = predictions_frame(model, spec, features, settings.registered_model, version, data_commit)
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), buffer, compression="zstd")
+    path = predictions_path(cutoff)
+    metadata = {
+        "kind": "predictions",
+        "data_commit": data_commit,
+        "cutoff": cutoff.isoformat(),
+        "model_name": settings.registered_model,
+        "model_version": version,
+        "model_alias": alias,
+        "rows": str(len(table)),
+        "code_version": git_sha(settings),
+        "summary": json.dumps({"rows": len(table), "positives": int(table["churn_label"].sum())}),
+    }
+    branch = f"scoring-{cutoff:%Y%m%dT%H}-{uuid.uuid4().hex[:8]}"
+    repo.create_branch(branch, source=data_commit)
+    try:
+        repo.put_objects(branch, {path: buffer.getvalue()})
+        repo.commit(branch, f"predictions at {cutoff:%Y-%m-%dT%H} by {settings.registered_model} v{version}", metadata)
+        commit = repo.merge(branch, into=DEFAULT_BRANCH, message=f"publish predictions {cutoff:%Y-%m-%dT%H}",
+                            metadata=metadata)
+    finally:
+        repo.delete_branch(branch)
+    logger.info("predictions published", extra={"commit": commit, "rows": len(table), "model_version": version})
+    return ScoringResult(
+        data_commit=data_commit,
+        cutoff=cutoff.isoformat(),
+        model_name=settings.registered_model,
+        model_version=version,
+        rows=len(table),
+        positives=int(table["churn_label"].sum()),
+        path=path,
+        commit_id=commit,
+    )

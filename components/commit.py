@@ -1,0 +1,30 @@
+"""The commit component: commit a staged ingest branch and merge it into the lake's main branch."""
+
+# pylint: disable=import-outside-toplevel
+# KFP runs only the function's own source in the task, so every import lives in the body.
+
+
+from kfp import dsl
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def commit(branch: str, metadata: dict) -> str:
+    """Commit the run branch the ingest step staged, with its metadata (sources and generations, row
+    accounting, schema and code versions), and merge it into `main`: the atomic publish. Returns
+    main's new head commit id, or an empty string when the ingest step found nothing new (nothing
+    is published then).
+    """
+    import logging
+
+    from churnops.data import ingest as stage
+    from churnops.platform.logs import setup_logging
+    from churnops.platform.settings import get_settings
+
+    settings = get_settings()
+    setup_logging(settings)
+    if not branch:
+        logging.getLogger("churnops.components.commit").info("nothing new to ingest: nothing published")
+        return ""
+    return stage.publish_staged(settings, branch, metadata)

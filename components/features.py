@@ -1,0 +1,41 @@
+"""The features component: the train, validation and test feature matrices at one lake commit."""
+
+# pylint: disable=import-outside-toplevel
+# KFP runs only the function's own source in the task, so every import lives in the body.
+
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def features(
+    data_ref: str,
+    seed: int,
+    train: Output[Dataset],
+    validation: Output[Dataset],
+    test: Output[Dataset],
+) -> NamedTuple("FeaturesOutputs", [("data_commit", str), ("parent_run_id", str), ("lineage", dict)]):  # type: ignore[valid-type]
+    """Resolve `data_ref` (a lake commit id, or empty for the head of `main`) to a commit, build
+    customer features and churn labels at hourly cutoffs, split them by time, open the MLflow parent
+    run (lineage tags, dataset inputs) and commit the matrices to the lake's `features` branch.
+    Outputs one parquet Dataset per split, with the feature spec in its metadata.
+    """
+    from collections import namedtuple
+
+    from churnops.platform.logs import setup_logging
+    from churnops.platform.settings import get_settings
+    from churnops.training import train as training
+
+    settings = get_settings()
+    setup_logging(settings)
+    setup = training.begin_training_at(settings, data_ref or None, seed)
+    for split, artifact in (("train", train), ("validation", validation), ("test", test)):
+        training.write_split(setup, split, artifact.path)
+        artifact.metadata.update(training.split_metadata(setup, split))
+    outputs = namedtuple("FeaturesOutputs", ["data_commit", "parent_run_id", "lineage"])
+    return outputs(setup.data_commit, setup.parent_run_id, setup.lineage)

@@ -1,0 +1,36 @@
+"""The ingest component: stage one hour of raw objects on a run branch of the lake."""
+
+# pylint: disable=import-outside-toplevel,reimported
+# KFP runs only the function's own source in the task, so every import lives in the body.
+
+
+from typing import NamedTuple
+
+from kfp import dsl
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def ingest(hour: str, lookback: int, scheduled_time: str) -> NamedTuple(  # type: ignore[valid-type]
+    "IngestOutputs", [("branch", str), ("accounting", dict), ("metadata", dict)]
+):
+    """Ingest one hour: list new raw objects (the hour and `lookback` hours of late files), check them
+    against the data contract (bad rows to quarantine, alerts raised), tokenize customer ids and stage
+    the result on a new run branch of the lake, uncommitted.
+
+    `hour` (YYYY-MM-DDTHH) wins when set; otherwise the run handles the hour before its scheduled
+    time. Outputs the run branch (empty when nothing was new), the row accounting and the commit
+    metadata the commit step records.
+    """
+    from collections import namedtuple
+
+    from churnops.data import ingest as stage
+    from churnops.platform.logs import setup_logging
+    from churnops.platform.settings import get_settings
+
+    settings = get_settings()
+    setup_logging(settings)
+    staged = stage.stage_hour(settings, stage.scheduled_hour(hour, scheduled_time), lookback)
+    outputs = namedtuple("IngestOutputs", ["branch", "accounting", "metadata"])
+    return outputs(staged.branch or "", staged.report.accounting(), staged.metadata)

@@ -1,0 +1,34 @@
+"""The score component: batch predictions of the `production` model for every active customer."""
+
+# pylint: disable=import-outside-toplevel
+# KFP runs only the function's own source in the task, so every import lives in the body.
+
+
+from typing import NamedTuple
+
+from kfp import dsl
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def score(data_ref: str, alias: str) -> NamedTuple(  # type: ignore[valid-type]
+    "ScoreOutputs", [("commit_id", str), ("data_commit", str), ("model_version", str), ("rows", int),
+                     ("cutoff", str)]
+):
+    """Score every customer active at the head of `data_ref` (a lake branch or commit; `main` by
+    default) with the model holding registry alias `alias` (`production` by default), and publish
+    the predictions (customer token, churn probability and label, model version, data commit,
+    cutoff) under `predictions/` in one lake commit merged into `main`.
+    """
+    from collections import namedtuple
+
+    from churnops.platform.logs import setup_logging
+    from churnops.platform.settings import get_settings
+    from churnops.training import batch
+
+    settings = get_settings()
+    setup_logging(settings)
+    result = batch.score_customers(settings, data_ref or "main", alias or "production")
+    outputs = namedtuple("ScoreOutputs", ["commit_id", "data_commit", "model_version", "rows", "cutoff"])
+    return outputs(result.commit_id, result.data_commit, result.model_version, result.rows, result.cutoff)

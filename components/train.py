@@ -1,0 +1,46 @@
+"""The train component: fit one estimator on the train split and log it to MLflow."""
+
+# pylint: disable=import-outside-toplevel
+# KFP runs only the function's own source in the task, so every import lives in the body.
+
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def train(
+    model_name: str,
+    parent_run_id: str,
+    lineage: dict,
+    train_split: Input[Dataset],
+    validation_split: Input[Dataset],
+    test_split: Input[Dataset],
+    model: Output[Model],
+) -> NamedTuple("TrainOutputs", [("run_id", str), ("test_roc_auc", float)]):  # type: ignore[valid-type]
+    """Fit `model_name` (`baseline`: logistic regression, or `xgboost`) with the shared transform on the
+    train split, log params, validation and test metrics, plots, feature importance, the feature spec
+    and the model itself in an MLflow child run of the training run, with the data commit as lineage.
+    Outputs the model (an MLflow model directory) and its run id.
+    """
+    from collections import namedtuple
+
+    from churnops.platform.logs import setup_logging
+    from churnops.platform.settings import get_settings
+    from churnops.training import train as training
+
+    settings = get_settings()
+    setup_logging(settings)
+    splits, spec = training.read_splits(
+        {"train": train_split.path, "validation": validation_split.path, "test": test_split.path},
+        train_split.metadata,
+    )
+    fitted = training.fit_model(settings, model_name, splits, spec, lineage, parent_run_id)
+    training.export_model(settings, fitted, model.path)
+    model.metadata.update(training.model_metadata(fitted))
+    outputs = namedtuple("TrainOutputs", ["run_id", "test_roc_auc"])
+    return outputs(fitted.run_id, fitted.metrics["test_roc_auc"])

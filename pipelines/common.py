@@ -1,0 +1,90 @@
+"""Task settings every pipeline applies: retries, caching, resources, and the Kubernetes side (kfp-kubernetes).
+
+On the cluster a task gets its configuration as environment: every ``CHURNOPS_*`` key of the
+settings ConfigMap, and the secrets by reference (the Secret's keys become environment variables
+in the pod; their values never enter the pipeline spec). Tasks run on the ``pipelines`` node pool
+(node selector plus toleration of its taint), as a non-root user, with the settings' image pull
+policy. The Workload Identity service account is per pipeline and is given at submission (KFP
+runs every pod of a run under the run's service account): see :func:`service_account`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kfp import kubernetes
+from kfp.dsl import PipelineTask
+
+from churnops.platform.settings import Settings
+
+# ConfigMap keys (each the name of the environment variable it sets).
+CONFIG_KEYS: tuple[str, ...] = (
+    "CHURNOPS_PROFILE",
+    "CHURNOPS_GCP_PROJECT",
+    "CHURNOPS_RAW_BUCKET",
+    "CHURNOPS_MLFLOW_TRACKING_URI",
+    "CHURNOPS_MLFLOW_EXPERIMENT",
+    "CHURNOPS_REGISTERED_MODEL",
+    "CHURNOPS_LAKEFS_ENDPOINT",
+    "CHURNOPS_LAKEFS_REPOSITORY",
+    "CHURNOPS_TOKENIZATION_KEY_SECRET",
+    "CHURNOPS_CODE_VERSION",
+)
+# Secret key -> environment variable. The tokenization key itself comes from Secret Manager.
+SECRET_KEYS: dict[str, str] = {
+    "lakefs-access-key-id": "CHURNOPS_LAKEFS_ACCESS_KEY_ID",
+    "lakefs-secret-access-key": "CHURNOPS_LAKEFS_SECRET_ACCESS_KEY",
+    "alert-webhook-url": "CHURNOPS_ALERT_WEBHOOK_URL",
+}
+NODE_POOL_LABEL = "cloud.google.com/gke-nodepool"
+POOL_TAINT_KEY = "churnops.io/pool"
+RUN_AS_USER = 10001  # the components image's user
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Requests and limits of one task."""
+
+    cpu_request: str = "250m"
+    cpu_limit: str = "1"
+    memory_request: str = "512Mi"
+    memory_limit: str = "1Gi"
+
+
+SMALL = Resources()
+LARGE = Resources(cpu_request="1", cpu_limit="2", memory_request="2Gi", memory_limit="4Gi")
+
+
+def configure(task: PipelineTask, settings: Settings, resources: Resources = SMALL, network: bool = True,
+              display_name: str | None = None) -> PipelineTask:
+    """Apply the common settings to ``task``.
+
+    Caching is off for every task: each one reads or changes external state (the lake, the raw
+    bucket, the registry) or the clock, so an earlier result with the same inputs is no answer.
+    ``network`` tasks (all that talk to GCS, the lake or MLflow) retry three times with
+    exponential backoff (30 s, 60 s, 120 s).
+    """
+    if display_name:
+        task.set_display_name(display_name)
+    task.set_caching_options(False)
+    task.set_cpu_request(resources.cpu_request).set_cpu_limit(resources.cpu_limit)
+    task.set_memory_request(resources.memory_request).set_memory_limit(resources.memory_limit)
+    if network:
+        task.set_retry(num_retries=3, backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="300s")
+    kubernetes.use_config_map_as_env(task, settings.pipeline_settings_config_map, {key: key for key in CONFIG_KEYS})
+    kubernetes.use_secret_as_env(task, settings.pipeline_secret, dict(SECRET_KEYS))
+    kubernetes.add_node_selector(task, label_key=NODE_POOL_LABEL, label_value=settings.pipeline_node_pool)
+    kubernetes.add_toleration(task, key=POOL_TAINT_KEY, operator="Equal", value=settings.pipeline_node_pool,
+                              effect="NoSchedule")
+    kubernetes.set_image_pull_policy(task, settings.image_pull_policy)
+    kubernetes.set_security_context(task, run_as_user=RUN_AS_USER, run_as_group=RUN_AS_USER, run_as_non_root=True)
+    return task
+
+
+def service_account(settings: Settings, pipeline: str) -> str:
+    """The Kubernetes service account runs of ``pipeline`` use (bound to a GCP account by Workload Identity)."""
+    try:
+        return settings.pipeline_service_accounts[pipeline]
+    except KeyError as error:
+        raise ValueError(f"no service account is configured for pipeline {pipeline!r} "
+                         f"(CHURNOPS_PIPELINE_SERVICE_ACCOUNTS)") from error

@@ -1,0 +1,46 @@
+"""Compile pipelines to KFP IR YAML (``build/pipelines/<name>.yaml``) and load them back strictly.
+
+The YAML holds two documents: the ``PipelineSpec`` and, since the tasks carry Kubernetes
+settings, the ``PlatformSpec``. :func:`parse_strict` parses both into the kfp-pipeline-spec
+protobuf messages without ignoring unknown fields: what a KFP backend of the same version accepts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from google.protobuf import json_format
+from kfp import compiler
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from pipelines.registry import PIPELINES, get
+
+DEFAULT_OUTPUT = Path("build/pipelines")
+
+
+def compile_pipeline(name: str, output_dir: Path = DEFAULT_OUTPUT) -> Path:
+    """Compile pipeline ``name`` into ``output_dir/<name>.yaml``; return the path."""
+    entry = get(name)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / f"{name}.yaml"
+    compiler.Compiler().compile(entry.pipeline, str(path))
+    return path
+
+
+def compile_all(output_dir: Path = DEFAULT_OUTPUT) -> list[Path]:
+    """Compile every pipeline into ``output_dir``; return the paths."""
+    return [compile_pipeline(name, output_dir) for name in PIPELINES]
+
+
+def parse_strict(path: Path) -> tuple[pipeline_spec_pb2.PipelineSpec, pipeline_spec_pb2.PlatformSpec | None]:
+    """Parse a compiled YAML into ``PipelineSpec`` (and ``PlatformSpec`` when present), rejecting unknown fields."""
+    documents: list[Any] = [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc is not None]
+    if not documents or len(documents) > 2:
+        raise ValueError(f"{path}: expected one or two YAML documents, found {len(documents)}")
+    spec = json_format.ParseDict(documents[0], pipeline_spec_pb2.PipelineSpec(), ignore_unknown_fields=False)
+    platform = None
+    if len(documents) == 2:
+        platform = json_format.ParseDict(documents[1], pipeline_spec_pb2.PlatformSpec(), ignore_unknown_fields=False)
+    return spec, platform

@@ -1,0 +1,27 @@
+"""Run a pipeline with ``kfp.local`` on the embedded local stack.
+
+The SubprocessRunner runs each lightweight component with the current interpreter
+(``use_venv=False``): the task bodies import ``churnops`` from the installed package, and get the
+configuration from this process's ``CHURNOPS_*`` environment, like the pods get it from the
+settings ConfigMap on the cluster.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kfp import local
+from kfp.dsl.pipeline_task import PipelineTask
+
+from pipelines.registry import get
+
+
+def run_local(name: str, params: dict[str, Any], pipeline_root: Path) -> dict[str, Any]:
+    """Run pipeline ``name`` with ``params`` locally; return its outputs (raises ``RuntimeError`` on failure)."""
+    entry = get(name)
+    pipeline_root.mkdir(parents=True, exist_ok=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
+               raise_on_error=True)
+    task: PipelineTask = entry.pipeline(**params)
+    return dict(task.outputs) if task.outputs else {}

@@ -1,0 +1,25 @@
+"""The scoring pipeline (daily): the production model scores every active customer into ``predictions/``."""
+
+
+from kfp import dsl
+
+from churnops.platform.settings import Settings
+from components.alert import alert_on_failure
+from components.score import score
+from pipelines.common import LARGE, configure
+
+NAME = "scoring"
+CRON = "0 0 4 * * *"  # daily at 04:00 UTC, after training
+
+
+@dsl.pipeline(
+    name="churnops-scoring",
+    description="Batch scoring: the production model scores every active customer at the head of the lake's main "
+    "branch; the predictions are one lake commit under predictions/.",
+)
+def scoring_pipeline(data_ref: str = "main", alias: str = "production") -> None:
+    """``data_ref`` is a lake branch or commit id; ``alias`` the registry alias of the model that scores."""
+    settings = Settings()
+    alert = configure(alert_on_failure(pipeline=NAME), settings, display_name="alert-on-failure")
+    with dsl.ExitHandler(alert, name="scoring-run"):
+        configure(score(data_ref=data_ref, alias=alias), settings, LARGE, display_name="score")

@@ -1,0 +1,69 @@
+"""The training pipeline (daily, on new data, or on demand).
+
+features -> train baseline and XGBoost in parallel -> evaluate (metrics, ROC, gate) -> register
+when the gate passes, under an exit handler that alerts on failure.
+"""
+
+
+from kfp import dsl
+
+from churnops.platform.settings import Settings
+from components.alert import alert_on_failure
+from components.evaluate import evaluate
+from components.features import features
+from components.register import register
+from components.train import train
+from pipelines.common import LARGE, configure
+
+NAME = "training"
+CRON = "0 30 2 * * *"  # daily at 02:30 UTC
+MODELS = ("baseline", "xgboost")
+
+
+@dsl.pipeline(
+    name="churnops-training",
+    description="Features at a lake commit -> baseline and XGBoost in parallel -> evaluate and gate -> "
+    "register the candidate.",
+)
+def training_pipeline(data_commit: str = "", seed: int = 42) -> None:
+    """``data_commit`` is a lake commit id; empty trains on the head of ``main``."""
+    settings = Settings()
+    alert = configure(alert_on_failure(pipeline=NAME), settings, display_name="alert-on-failure")
+    with dsl.ExitHandler(alert, name="training-run"):
+        feats = configure(features(data_ref=data_commit, seed=seed), settings, LARGE, display_name="features")
+        trained = {}
+        for model_name in MODELS:
+            trained[model_name] = configure(
+                train(
+                    model_name=model_name,
+                    parent_run_id=feats.outputs["parent_run_id"],
+                    lineage=feats.outputs["lineage"],
+                    train_split=feats.outputs["train"],
+                    validation_split=feats.outputs["validation"],
+                    test_split=feats.outputs["test"],
+                ),
+                settings,
+                LARGE,
+                display_name=f"train-{model_name}",
+            )
+        gate = configure(
+            evaluate(
+                parent_run_id=feats.outputs["parent_run_id"],
+                test_split=feats.outputs["test"],
+                baseline=trained["baseline"].outputs["model"],
+                challenger=trained["xgboost"].outputs["model"],
+            ),
+            settings,
+            display_name="evaluate-and-gate",
+        )
+        with dsl.If(gate.outputs["passed"] == True, name="gate-passed"):  # noqa: E712 (a KFP condition)
+            configure(
+                register(
+                    parent_run_id=feats.outputs["parent_run_id"],
+                    lineage=feats.outputs["lineage"],
+                    challenger=trained["xgboost"].outputs["model"],
+                    baseline_test_roc_auc=trained["baseline"].outputs["test_roc_auc"],
+                ),
+                settings,
+                display_name="register-candidate",
+            )

@@ -1,0 +1,173 @@
+"""The three pipelines end to end with kfp.local on the embedded stack: ingest hours, train, score.
+
+Every task runs as a subprocess of this interpreter (kfp.local's SubprocessRunner) and reads its
+configuration from the ``CHURNOPS_*`` environment, as the pods read it from the settings ConfigMap.
+The checks read the real state afterwards: the lake's commits and tables, the MLflow registry,
+and what reached the alert webhook.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.cloud import storage
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from churnops.data.versioning import DataRepository, open_repository
+from churnops.local import datagen
+from churnops.platform.settings import Settings
+from churnops.platform.storage import ensure_bucket
+from churnops.training import registry
+from pipelines.local import run_local
+
+HOURS = 20
+CUSTOMERS = 300
+SEED = 3
+
+
+class Webhook:
+    """A chat-webhook stand-in on 127.0.0.1 that records every JSON body posted to it."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        self.received.append(json.loads(Request(environ).get_data(as_text=True)))
+        return Response("ok")(environ, start_response)
+
+    @property
+    def url(self) -> str:
+        """Where to post."""
+        return f"http://127.0.0.1:{self._server.server_port}/hook"
+
+    def __enter__(self) -> "Webhook":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@dataclass
+class Env:
+    """The settings the tasks see, the lake, the first hour of data, the webhook and where kfp.local writes."""
+
+    settings: Settings
+    repo: DataRepository
+    start: datetime
+    webhook: Webhook
+    root: Path
+
+
+@pytest.fixture(scope="module", name="env")
+def env_fixture(gcs_stack: Settings, gcs_client: storage.Client, mlflow_tracking_uri: str,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    state = tmp_path_factory.mktemp("kfp-local")
+    suffix = uuid.uuid4().hex[:8]
+    start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=HOURS + 1)
+    with Webhook() as webhook, pytest.MonkeyPatch.context() as patch:
+        environment = {
+            "CHURNOPS_STATE_DIR": str(state / "state"),
+            "CHURNOPS_GCS_PORT": str(gcs_stack.gcs_port),
+            "CHURNOPS_RAW_BUCKET": f"kfp-raw-{suffix}",
+            "CHURNOPS_MLFLOW_TRACKING_URI": mlflow_tracking_uri,
+            "CHURNOPS_MLFLOW_EXPERIMENT": f"kfp-{suffix}",
+            "CHURNOPS_REGISTERED_MODEL": f"churn-kfp-{suffix}",
+            "CHURNOPS_TOKENIZATION_KEY": "kfp-local-test-key-0123456789abcdef",
+            "CHURNOPS_ALERT_WEBHOOK_URL": webhook.url,
+            # A small lake: windows, history and horizon in hours that fit 20 hours of data.
+            "CHURNOPS_FEATURE_WINDOWS_HOURS": "[1, 4]",
+            "CHURNOPS_MIN_HISTORY_HOURS": "4",
+            "CHURNOPS_LABEL_HORIZON_HOURS": "4",
+            "CHURNOPS_LOG_LEVEL": "WARNING",
+        }
+        for key, value in environment.items():
+            patch.setenv(key, value)
+        settings = Settings()
+        data = datagen.generate(HOURS, CUSTOMERS, start=start, seed=SEED)
+        ensure_bucket(gcs_client, settings.raw_bucket)
+        datagen.upload(gcs_client, settings.raw_bucket, data.objects)
+        repo = open_repository(settings)
+        yield Env(settings=settings, repo=repo, start=start, webhook=webhook, root=state / "kfp")
+
+
+def _hour(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%dT%H}"
+
+
+def _first_parent_log(repo: DataRepository) -> list[Any]:
+    commits, ref = [], repo.resolve("main")
+    while ref:
+        info = repo.commit_info(ref)
+        commits.append(info)
+        ref = info.parents[0] if info.parents else None
+    return commits
+
+
+def test_ingest_training_scoring_with_kfp_local(env: Env) -> None:
+    # Ingest: the first half of the hours, then the rest; then the last hour again (nothing new).
+    half = env.start + timedelta(hours=HOURS // 2 - 1)
+    last = env.start + timedelta(hours=HOURS + 1)
+    first = run_local("ingest", {"hour": _hour(half), "lookback": HOURS // 2 - 1}, env.root)
+    assert first == {}
+    run_local("ingest", {"hour": _hour(last), "lookback": HOURS - HOURS // 2 + 1}, env.root)
+    head = env.repo.head("main")
+    run_local("ingest", {"hour": _hour(last), "lookback": 2}, env.root)
+    assert env.repo.head("main") == head  # a run with nothing new publishes nothing
+
+    published = [c for c in _first_parent_log(env.repo) if "accounting" in c.metadata]
+    assert len(published) == 2
+    for commit in published:
+        accounting = json.loads(commit.metadata["accounting"])
+        assert accounting["rows_in"] == (accounting["rows_published"] + accounting["rows_quarantined"]
+                                         + accounting["duplicates_dropped"]) > 0
+        assert json.loads(commit.metadata["sources"])
+
+    # Training on the head of main: features -> two fits -> evaluate -> register (gate passes).
+    run_local("training", {"seed": 42}, env.root)
+    client = registry.client_for(env.settings)
+    candidate = registry.alias_holder(client, env.settings.registered_model, "candidate")
+    assert candidate is not None
+    version = client.get_model_version(env.settings.registered_model, candidate)
+    assert version.tags["data_commit"] == head
+    parent = client.get_run(version.tags["run_id"]).data.tags["parent_run_id"]
+    parent_tags = client.get_run(parent).data.tags
+    assert parent_tags["gate_passed"] == "true" and parent_tags["model_version"] == candidate
+    assert env.repo.list_paths("features", f"features/{head}/{parent}/")
+
+    # Scoring with the production model (promoted by hand, as a person would).
+    registry.promote(client, env.settings.registered_model, "staging")
+    registry.promote(client, env.settings.registered_model, "production")
+    run_local("scoring", {}, env.root)
+    scoring_commit = env.repo.commit_info("main")
+    assert scoring_commit.metadata["kind"] == "predictions"
+    assert scoring_commit.metadata["data_commit"] == head
+    assert scoring_commit.metadata["model_version"] == candidate
+    predictions = env.repo.read_table("main", "predictions/").to_pandas()
+    assert len(predictions) == int(scoring_commit.metadata["rows"]) > 0
+    assert predictions["customer_token"].is_unique
+    assert predictions["churn_probability"].between(0, 1).all()
+    assert set(predictions["model_version"]) == {candidate} and set(predictions["data_commit"]) == {head}
+    assert not predictions["customer_token"].str.startswith("CUST-").any()  # tokens, never raw ids
+    assert not env.webhook.received  # nothing failed so far
+
+
+def test_a_failing_task_raises_the_alert_through_the_exit_handler(env: Env) -> None:
+    before = len(env.webhook.received)
+    with pytest.raises(RuntimeError):
+        run_local("ingest", {"hour": "not-an-hour", "lookback": 0}, env.root)
+    alerts = env.webhook.received[before:]
+    assert len(alerts) == 1
+    assert alerts[0]["text"].startswith("churnops alert: pipeline_failed: pipeline ingest ended FAILED")

@@ -1,0 +1,125 @@
+"""Every pipeline compiles to YAML that parses strictly into the KFP IR and carries the task settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from google.protobuf import json_format
+from kfp import components as kfp_components
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from churnops.platform.settings import Settings
+from pipelines.common import CONFIG_KEYS, SECRET_KEYS
+from pipelines.compile import compile_all, parse_strict
+from pipelines.registry import PIPELINES
+
+EXPECTED_TASKS = {
+    "ingest": {"ingest", "commit"},
+    "training": {"features", "train", "train-2", "evaluate", "condition-2"},
+    "scoring": {"score"},
+}
+
+
+@pytest.fixture(scope="module", name="compiled")
+def compiled_fixture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    paths = compile_all(tmp_path_factory.mktemp("pipelines"))
+    return {path.stem: path for path in paths}
+
+
+def _dag_tasks(spec: pipeline_spec_pb2.PipelineSpec, component: str) -> dict[str, pipeline_spec_pb2.PipelineTaskSpec]:
+    return dict(spec.components[component].dag.tasks)
+
+
+def test_every_pipeline_compiles_and_parses_strictly(compiled: dict[str, Path]) -> None:
+    assert set(compiled) == set(PIPELINES)
+    for name, path in compiled.items():
+        spec, platform = parse_strict(path)
+        assert spec.pipeline_info.name == f"churnops-{name}"
+        assert platform is not None and "kubernetes" in platform.platforms
+        loaded = kfp_components.load_component_from_file(str(path))
+        assert loaded.name == f"churnops-{name}"
+
+
+def test_parse_strict_rejects_unknown_fields(compiled: dict[str, Path], tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(compiled["scoring"].read_text(encoding="utf-8").replace("pipelineInfo:", "pipelineInfos:", 1),
+                      encoding="utf-8")
+    with pytest.raises(json_format.ParseError):
+        parse_strict(broken)
+
+
+def test_every_executor_runs_the_components_image_without_installing(compiled: dict[str, Path]) -> None:
+    image = Settings().components_image
+    for path in compiled.values():
+        spec, _ = parse_strict(path)
+        executors = spec.deployment_spec.fields["executors"].struct_value.fields
+        assert executors
+        for executor in executors.values():
+            container = json_format.MessageToDict(executor.struct_value)["container"]
+            assert container["image"] == image
+            assert "pip install" not in " ".join(container["command"])
+
+
+def test_tasks_are_wired_under_an_exit_handler_that_alerts(compiled: dict[str, Path]) -> None:
+    for name, path in compiled.items():
+        spec, _ = parse_strict(path)
+        root = spec.root.dag.tasks
+        exit_task = root["alert-on-failure"]
+        assert exit_task.trigger_policy.strategy == exit_task.trigger_policy.ALL_UPSTREAM_TASKS_COMPLETED
+        assert exit_task.inputs.parameters["status"].task_final_status.producer_task == "exit-handler-1"
+        body = _dag_tasks(spec, "comp-exit-handler-1")
+        assert set(body) == EXPECTED_TASKS[name]
+
+
+def test_every_task_has_resources_no_caching_and_network_retries(compiled: dict[str, Path]) -> None:
+    for path in compiled.values():
+        spec, _ = parse_strict(path)
+        tasks = dict(spec.root.dag.tasks)
+        for component in spec.components.values():
+            tasks.update(component.dag.tasks)
+        for task_name, task in tasks.items():
+            if task.component_ref.name.startswith("comp-exit-handler") or task_name.startswith("condition"):
+                continue
+            assert not task.caching_options.enable_cache, task_name
+            assert task.retry_policy.max_retry_count == 3, task_name
+        executors = spec.deployment_spec.fields["executors"].struct_value.fields
+        for executor in executors.values():
+            resources = json_format.MessageToDict(executor.struct_value)["container"]["resources"]
+            assert {"cpuRequest", "cpuLimit", "memoryRequest", "memoryLimit"} <= set(resources)
+
+
+def test_kubernetes_settings_reference_secrets_and_pin_the_pool(compiled: dict[str, Path]) -> None:
+    settings = Settings()
+    for path in compiled.values():
+        _, platform = parse_strict(path)
+        assert platform is not None
+        executors = json_format.MessageToDict(platform.platforms["kubernetes"])["deploymentSpec"]["executors"]
+        for config in executors.values():
+            assert config["nodeSelector"]["labels"] == {"cloud.google.com/gke-nodepool": settings.pipeline_node_pool}
+            assert config["tolerations"][0]["value"] == settings.pipeline_node_pool
+            assert config["imagePullPolicy"] == settings.image_pull_policy
+            assert config["securityContext"]["runAsNonRoot"] is True
+            (secret,) = config["secretAsEnv"]
+            assert secret["secretName"] == settings.pipeline_secret
+            assert {item["secretKey"]: item["envVar"] for item in secret["keyToEnv"]} == SECRET_KEYS
+            assert all(set(item) == {"secretKey", "envVar"} for item in secret["keyToEnv"])  # references only
+            (config_map,) = config["configMapAsEnv"]
+            assert [item["envVar"] for item in config_map["keyToEnv"]] == list(CONFIG_KEYS)
+
+
+def test_ingest_takes_its_hour_from_the_scheduled_time(compiled: dict[str, Path]) -> None:
+    spec, _ = parse_strict(compiled["ingest"])
+    ingest = _dag_tasks(spec, "comp-exit-handler-1")["ingest"]
+    constant = ingest.inputs.parameters["scheduled_time"].runtime_value.constant.string_value
+    assert constant == "{{$.pipeline_job_schedule_time_utc}}"
+    assert ingest.inputs.parameters["hour"].component_input_parameter == "pipelinechannel--hour"
+
+
+def test_register_runs_only_when_the_gate_passes(compiled: dict[str, Path]) -> None:
+    spec, _ = parse_strict(compiled["training"])
+    condition = _dag_tasks(spec, "comp-exit-handler-1")["condition-2"]
+    assert "passed" in condition.trigger_policy.condition
+    assert set(_dag_tasks(spec, "comp-condition-2")) == {"register"}
+    train_tasks = {n: t for n, t in _dag_tasks(spec, "comp-exit-handler-1").items() if n.startswith("train")}
+    assert all(list(t.dependent_tasks) == ["features"] for t in train_tasks.values())  # the two fits run in parallel
