@@ -39,6 +39,7 @@ def parse_strict(path: Path) -> tuple[pipeline_spec_pb2.PipelineSpec, pipeline_s
     documents: list[Any] = [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc is not None]
     if not documents or len(documents) > 2:
         raise ValueError(f"{path}: expected one or two YAML documents, found {len(documents)}")
+    # pylint: disable=no-member  # protobuf-generated message classes
     spec = json_format.ParseDict(documents[0], pipeline_spec_pb2.PipelineSpec(), ignore_unknown_fields=False)
     platform = None
     if len(documents) == 2:

@@ -2,6 +2,7 @@
 
 
 from kfp import dsl
+from kfp.dsl.graph_component import GraphComponent
 
 from churnops.platform.settings import Settings
 from components.alert import alert_on_failure
@@ -13,23 +14,38 @@ NAME = "ingest"
 CRON = "0 5 * * * *"  # every hour at minute 5 (KFP cron has a leading seconds field)
 
 
-@dsl.pipeline(
-    name="churnops-ingest",
-    description="Hourly ingest: new raw objects of an hour (plus a lookback for late files) -> contract check, "
-    "quarantine, tokenization -> one lake commit merged into main.",
-)
-def ingest_pipeline(hour: str = "", lookback: int = 3) -> None:
-    """``hour`` (YYYY-MM-DDTHH) overrides the scheduled time; a recurring run ingests the hour before it."""
-    settings = Settings()
-    alert = configure(alert_on_failure(pipeline=NAME), settings, display_name="alert-on-failure")
-    with dsl.ExitHandler(alert, name="ingest-run"):
-        staged = configure(
-            ingest(hour=hour, lookback=lookback, scheduled_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER),
-            settings,
-            display_name="ingest",
-        )
-        configure(
-            commit(branch=staged.outputs["branch"], metadata=staged.outputs["metadata"]),
-            settings,
-            display_name="commit-and-merge",
-        )
+def build(scheduled_time: str = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER) -> GraphComponent:
+    """The ingest pipeline, whose ingest task gets ``scheduled_time`` (KFP's schedule-time placeholder).
+
+    ``kfp.local`` cannot resolve that placeholder (it fails on it), so local runs build the same
+    DAG with an empty scheduled time, and the ``hour`` parameter is then required.
+    """
+
+    @dsl.pipeline(
+        name="churnops-ingest",
+        description="Hourly ingest: new raw objects of an hour (plus a lookback for late files) -> contract check, "
+        "quarantine, tokenization -> one lake commit merged into main.",
+    )
+    def ingest_pipeline(hour: str = "", lookback: int = 3) -> None:
+        """``hour`` (YYYY-MM-DDTHH) overrides the scheduled time; a recurring run ingests the hour before it."""
+        settings = Settings()
+        # The exit handler passes the status argument.
+        alert = alert_on_failure(pipeline=NAME)  # pylint: disable=no-value-for-parameter
+        configure(alert, settings, display_name="alert-on-failure")
+        with dsl.ExitHandler(alert, name="ingest-run"):
+            staged = configure(
+                ingest(hour=hour, lookback=lookback, scheduled_time=scheduled_time),
+                settings,
+                display_name="ingest",
+            )
+            configure(
+                commit(branch=staged.outputs["branch"], metadata=staged.outputs["metadata"]),
+                settings,
+                display_name="commit-and-merge",
+            )
+
+    return ingest_pipeline
+
+
+ingest_pipeline = build()
+local_ingest_pipeline = build(scheduled_time="")

@@ -23,5 +23,5 @@ def run_local(name: str, params: dict[str, Any], pipeline_root: Path) -> dict[st
     pipeline_root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
                raise_on_error=True)
-    task: PipelineTask = entry.pipeline(**params)
+    task: PipelineTask = entry.for_local(**params)
     return dict(task.outputs) if task.outputs else {}

@@ -20,6 +20,8 @@ CRON = "0 0 4 * * *"  # daily at 04:00 UTC, after training
 def scoring_pipeline(data_ref: str = "main", alias: str = "production") -> None:
     """``data_ref`` is a lake branch or commit id; ``alias`` the registry alias of the model that scores."""
     settings = Settings()
-    alert = configure(alert_on_failure(pipeline=NAME), settings, display_name="alert-on-failure")
+    # The exit handler passes the status argument.
+    alert = alert_on_failure(pipeline=NAME)  # pylint: disable=no-value-for-parameter
+    configure(alert, settings, display_name="alert-on-failure")
     with dsl.ExitHandler(alert, name="scoring-run"):
         configure(score(data_ref=data_ref, alias=alias), settings, LARGE, display_name="score")

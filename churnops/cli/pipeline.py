@@ -33,8 +33,9 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
     return params
 
 
-PARAM = click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A pipeline argument (repeatable).")
-HOST = click.option("--host", default=None, metavar="URL", help="KFP API endpoint (default: CHURNOPS_KFP_HOST).")
+param_option = click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+                            help="A pipeline argument (repeatable).")
+host_option = click.option("--host", default=None, metavar="URL", help="KFP API endpoint (default: CHURNOPS_KFP_HOST).")
 
 
 @click.group("pipeline")
@@ -56,7 +57,7 @@ def compile_command(name: str | None, output_dir: Path) -> None:
 
 @pipeline_group.command("run-local")
 @click.argument("name", type=NAME)
-@PARAM
+@param_option
 @click.option("--pipeline-root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where kfp.local keeps task outputs (default: <state_dir>/kfp).")
 def run_local_command(name: str, params: tuple[str, ...], pipeline_root: Path | None) -> None:
@@ -70,8 +71,8 @@ def run_local_command(name: str, params: tuple[str, ...], pipeline_root: Path | 
 
 @pipeline_group.command("submit")
 @click.argument("name", type=NAME)
-@PARAM
-@HOST
+@param_option
+@host_option
 def submit_command(name: str, params: tuple[str, ...], host: str | None) -> None:
     """Start one run of NAME on a KFP cluster."""
     run = remote.submit(name, parse_params(params), get_settings(), host)
@@ -83,8 +84,8 @@ def submit_command(name: str, params: tuple[str, ...], host: str | None) -> None
 @click.option("--cron", default=None, metavar="EXPR",
               help="KFP cron: SIX fields, seconds first ('0 5 * * * *' = hourly at minute 5); a five-field "
                    "expression is refused. Default: the pipeline's own schedule.")
-@PARAM
-@HOST
+@param_option
+@host_option
 def schedule_command(name: str, cron: str | None, params: tuple[str, ...], host: str | None) -> None:
     """Create a recurring run of NAME on a KFP cluster."""
     if cron is not None:
@@ -99,7 +100,7 @@ def schedule_command(name: str, cron: str | None, params: tuple[str, ...], host:
 @pipeline_group.command("upload")
 @click.argument("name", type=NAME)
 @click.option("--version", "version", default=None, help="Version name (default: the code version).")
-@HOST
+@host_option
 def upload_command(name: str, version: str | None, host: str | None) -> None:
     """Upload NAME as a new pipeline version the KFP UI lists."""
     settings = get_settings()

@@ -328,7 +328,6 @@ def _train_one(
     splits: dict[str, pd.DataFrame],
     spec: FeatureSpec,
     config: TrainingConfig,
-    seed: int,
     lineage: dict[str, str],
     datasets: list[MetaDataset],
     parent_run_id: str,
@@ -339,7 +338,7 @@ def _train_one(
     with mlflow.start_run(run_name=name, parent_run_id=parent_run_id, tags=tags) as run:
         for dataset in datasets:
             mlflow.log_input(dataset, context="training")
-        mlflow.log_params({**config.as_params(), "seed": str(seed), "estimator": type(estimator).__name__})
+        mlflow.log_params({**config.as_params(), "seed": lineage["seed"], "estimator": type(estimator).__name__})
         mlflow.log_params({f"model_{k}": str(v) for k, v in sorted(estimator.get_params().items()) if v is not None})
         model = build_model(spec, estimator, config.select_percentile).fit(train[spec.columns], train[LABEL].to_numpy())
         metrics: dict[str, float] = {}
@@ -479,7 +478,7 @@ def fit_model(
     data_commit = lineage["data_commit"]
     datasets = [_dataset(settings, data_commit, "events/"), _dataset(settings, data_commit, "subscriptions/")]
     run_id, _, metrics, model_uri = _train_one(
-        name, estimators[name], splits, spec, config, seed, lineage, datasets, parent_run_id
+        name, estimators[name], splits, spec, config, lineage, datasets, parent_run_id
     )
     return FittedModel(name=name, run_id=run_id, model_uri=model_uri, metrics=metrics)
 
@@ -658,11 +657,13 @@ def split_metadata(setup: TrainingSetup, split: str) -> dict[str, Any]:
     }
 
 
-def read_splits(paths: dict[str, str], metadata: dict[str, Any]) -> tuple[dict[str, pd.DataFrame], FeatureSpec]:
-    """Splits written by :func:`write_split` (name -> path) and the feature spec from their metadata."""
-    if "feature_spec" not in metadata:
+def read_splits(paths: dict[str, str], artifact_metadata: dict[str, Any]) -> tuple[dict[str, pd.DataFrame],
+                                                                                  FeatureSpec]:
+    """Splits written by :func:`write_split` (name -> path) and the feature spec from their artifact metadata."""
+    if "feature_spec" not in artifact_metadata:
         raise ValueError("the split's metadata holds no feature_spec: it was not written by the features step")
-    return {name: pd.read_parquet(path) for name, path in paths.items()}, FeatureSpec.from_dict(metadata["feature_spec"])
+    frames = {name: pd.read_parquet(path) for name, path in paths.items()}
+    return frames, FeatureSpec.from_dict(artifact_metadata["feature_spec"])
 
 
 @registry.mlflow_errors
@@ -683,12 +684,12 @@ def model_metadata(fitted: FittedModel) -> dict[str, Any]:
     }
 
 
-def fitted_from_metadata(metadata: dict[str, Any]) -> FittedModel:
+def fitted_from_metadata(artifact_metadata: dict[str, Any]) -> FittedModel:
     """The inverse of :func:`model_metadata` (a metric missing there was NaN)."""
-    metrics = {key: float(value) for key, value in dict(metadata.get("metrics", {})).items()}
+    metrics = {key: float(value) for key, value in dict(artifact_metadata.get("metrics", {})).items()}
     metrics.setdefault("test_roc_auc", math.nan)
-    return FittedModel(name=str(metadata["model_name"]), run_id=str(metadata["run_id"]),
-                       model_uri=str(metadata["model_uri"]), metrics=metrics)
+    return FittedModel(name=str(artifact_metadata["model_name"]), run_id=str(artifact_metadata["run_id"]),
+                       model_uri=str(artifact_metadata["model_uri"]), metrics=metrics)
 
 
 @dataclass(frozen=True)

@@ -67,8 +67,7 @@ def _check_fields(data: Any, type_name: str, where: str) -> None:
     if klass is None or not hasattr(klass, "attribute_map"):
         return  # primitives, 'object', 'datetime'
     if hasattr(klass, "allowable_values"):  # a string enum
-        if data not in klass.allowable_values:
-            raise RequestInvalid(f"{where}: {data!r} is not one of {type_name} {klass.allowable_values}")
+        _check_enum(data, klass, type_name, where)
         return
     if not isinstance(data, dict):
         raise RequestInvalid(f"{where}: expected an object for {type_name}, got {type(data).__name__}")
@@ -78,6 +77,12 @@ def _check_fields(data: Any, type_name: str, where: str) -> None:
         raise RequestInvalid(f"{where}: {type_name} has no field(s) {unknown}")
     for key, value in data.items():
         _check_fields(value, klass.openapi_types[by_json[key]], f"{where}.{key}")
+
+
+def _check_enum(data: Any, klass: type, type_name: str, where: str) -> None:
+    allowed = getattr(klass, "allowable_values")
+    if data not in allowed:
+        raise RequestInvalid(f"{where}: {data!r} is not one of {type_name} {allowed}")
 
 
 class _Body:
@@ -181,7 +186,7 @@ class KfpDouble:
 
     # -- routes ---------------------------------------------------------------------------------
 
-    def _route(self, request: Request) -> tuple[int, Any]:  # pylint: disable=too-many-return-statements
+    def _route(self, request: Request) -> tuple[int, Any]:  # pylint: disable=too-many-return-statements,too-many-branches
         path, method = request.path, request.method
         self.requests.append(Recorded(method, path, dict(request.args.items())))
         now = datetime.now(timezone.utc)

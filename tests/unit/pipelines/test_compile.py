@@ -23,6 +23,7 @@ EXPECTED_TASKS = {
 
 @pytest.fixture(scope="module", name="compiled")
 def compiled_fixture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every pipeline compiled once for the module, by name."""
     paths = compile_all(tmp_path_factory.mktemp("pipelines"))
     return {path.stem: path for path in paths}
 

@@ -15,6 +15,7 @@ from tests.support.kfp_double import KfpDouble
 
 @pytest.fixture(name="kfp_api")
 def kfp_api_fixture() -> Iterator[KfpDouble]:
+    """A KFP API double; every request it saw must have fit the kfp-server-api models."""
     with KfpDouble() as double:
         yield double
     assert not double.validation_errors, double.validation_errors
@@ -40,7 +41,7 @@ def test_schedule_creates_a_six_field_cron_recurring_run(kfp_api: KfpDouble) -> 
     job = remote.schedule("ingest", "0 5 * * * *", {"lookback": 3}, settings, host=kfp_api.url)
     (sent,) = kfp_api.recorded("POST", "/apis/v2beta1/recurringruns")
     assert sent.body["trigger"] == {"cron_schedule": {"cron": "0 5 * * * *"}}
-    assert sent.body["max_concurrency"] == "1"
+    assert int(sent.body["max_concurrency"]) == 1
     assert sent.body["no_catchup"] is False
     assert sent.body["service_account"] == settings.pipeline_service_accounts["ingest"]
     assert sent.body["runtime_config"]["parameters"] == {"lookback": 3}

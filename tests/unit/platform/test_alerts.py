@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from churnops.platform.alerts import Alert, AlertSink
+from churnops.platform.alerts import Alert, AlertSink, alert_on_pipeline_failure
 from churnops.platform.logs import PiiScrubber, Scrubber, cloud_logging_formatter
 from churnops.platform.settings import Settings
 from tests.conftest import free_port
@@ -177,3 +177,14 @@ def test_alert_counts_must_be_integers() -> None:
         Alert(kind="quarantined_rows", message="m", counts={"rows": 1.5})  # type: ignore[dict-item]
     with pytest.raises(ValueError):
         Alert(kind="", message="m")
+
+
+def test_a_failed_pipeline_raises_one_alert_and_a_succeeded_one_none(settings: Settings) -> None:
+    sink = AlertSink(settings)
+    assert alert_on_pipeline_failure(settings, "ingest", "SUCCEEDED", "run-1", sink=sink) is None
+    alert = alert_on_pipeline_failure(settings, "ingest", "FAILED", "run-2", "ingest", "Task ingest failed.\ntrace",
+                                      sink=sink)
+    assert alert is not None and sink.emitted == [alert]
+    assert alert.kind == "pipeline_failed"
+    assert alert.message == "pipeline ingest ended FAILED: Task ingest failed."
+    assert alert.objects == ["ingest"] and alert.run_id == "run-2"

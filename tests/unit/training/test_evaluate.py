@@ -86,3 +86,18 @@ def test_gate_lists_every_failed_check_and_refuses_undefined_aucs() -> None:
     with pytest.raises(ValueError, match="margin"):
         evaluate.gate(0.8, 0.7, margin=-0.1)
     assert both.to_dict()["reasons"] == both.reasons
+
+
+def test_roc_points_are_finite_json_and_bounded() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 1000)
+    p = np.clip(y * 0.3 + rng.random(1000) * 0.7, 0, 1)
+    curve = evaluate.roc_points(y, p, max_points=50)
+    assert len(curve["fpr"]) == len(curve["tpr"]) == len(curve["thresholds"]) <= 50
+    assert curve["fpr"][0] == 0.0 and curve["fpr"][-1] == 1.0 and curve["tpr"][-1] == 1.0
+    assert all(0.0 <= t <= 1.0 for t in curve["thresholds"])
+    assert evaluate.roc_points([1, 1], [0.2, 0.9]) == {"fpr": [], "tpr": [], "thresholds": []}
+
+
+def test_confusion_counts_rows_are_true_classes() -> None:
+    assert evaluate.confusion_counts([0, 0, 1, 1, 1], [0.1, 0.7, 0.2, 0.6, 0.9]) == [[1, 1], [1, 2]]
