@@ -16,7 +16,7 @@ INFRA_STAMP := $(INFRA)/.venv/.installed
 INFRA_LOCK_CMD := uv pip compile $(INFRA)/requirements.in --generate-hashes \
 	--python-version 3.11 --python-platform x86_64-manylinux_2_28 -o $(INFRA)/requirements.lock
 
-.PHONY: help setup lock setup-infra lock-infra test-infra test test-unit test-integration lint bench bench-serving demo stack-up stack-down stack-status clean manifests-check
+.PHONY: help setup lock setup-infra lock-infra test-infra test test-unit test-integration lint pipelines bench bench-serving demo stack-up stack-down stack-status clean manifests-check
 .PHONY: ci scan sbom
 
 help: ## List the targets
@@ -65,6 +65,9 @@ lint: setup setup-infra ## pylint over all Python (infra/ in its own venv); impo
 
 manifests-check: setup ## Render both kustomize overlays; validate every object (upstream schemas, KServe CRD, Pod Security) and scan them with trivy
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/deploy/test_manifests.py tests/unit/deploy/test_misconfiguration_scan.py
+
+pipelines: setup ## Compile every KFP pipeline into build/pipelines/ and parse each strictly (docs/pipelines.md)
+	$(BIN)/churnops pipeline compile --output-dir build/pipelines
 
 bench: setup ## Print the benchmark figures (ingest vs plain pyarrow, features vs pandas groupby, lake blob writes)
 	$(BIN)/python benchmarks/ingest.py

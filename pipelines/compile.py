@@ -20,18 +20,36 @@ from pipelines.registry import PIPELINES, get
 DEFAULT_OUTPUT = Path("build/pipelines")
 
 
-def compile_pipeline(name: str, output_dir: Path = DEFAULT_OUTPUT) -> Path:
-    """Compile pipeline ``name`` into ``output_dir/<name>.yaml``; return the path."""
+def compile_pipeline(name: str, output_dir: Path = DEFAULT_OUTPUT, components_image: str | None = None) -> Path:
+    """Compile pipeline ``name`` into ``output_dir/<name>.yaml``; return the path.
+
+    ``components_image`` (e.g. the digest CI just pushed) replaces the components image of every
+    executor; by default the image is ``CHURNOPS_COMPONENTS_IMAGE`` as the components read it.
+    """
     entry = get(name)
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / f"{name}.yaml"
     compiler.Compiler().compile(entry.pipeline, str(path))
+    if components_image:
+        pin_components_image(path, components_image)
     return path
 
 
-def compile_all(output_dir: Path = DEFAULT_OUTPUT) -> list[Path]:
+def compile_all(output_dir: Path = DEFAULT_OUTPUT, components_image: str | None = None) -> list[Path]:
     """Compile every pipeline into ``output_dir``; return the paths."""
-    return [compile_pipeline(name, output_dir) for name in PIPELINES]
+    return [compile_pipeline(name, output_dir, components_image) for name in PIPELINES]
+
+
+def pin_components_image(path: Path, image: str) -> None:
+    """Point every executor of the compiled pipeline at ``path`` to ``image`` (in the IR, not by text)."""
+    if not image.strip() or any(c.isspace() for c in image):
+        raise ValueError(f"{image!r} is not an image reference")
+    documents: list[Any] = [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc is not None]
+    executors = documents[0].get("deploymentSpec", {}).get("executors", {})
+    for executor in executors.values():
+        if "container" in executor:
+            executor["container"]["image"] = image
+    path.write_text(yaml.safe_dump_all(documents, sort_keys=True), encoding="utf-8")
 
 
 def parse_strict(path: Path) -> tuple[pipeline_spec_pb2.PipelineSpec, pipeline_spec_pb2.PlatformSpec | None]:

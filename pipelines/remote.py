@@ -1,7 +1,7 @@
 """Submit, schedule and upload pipelines to a KFP API (the KFP v2 REST API, through ``kfp.Client``).
 
 Every call compiles the pipeline first (into a temporary folder), so what reaches the server is
-what :mod:`pipelines.compile` produces. Runs use the pipeline's Workload Identity service
+what :mod:`pipelines.compile` produces, optionally pinned to a components image digest. Runs use the pipeline's Workload Identity service
 account (:func:`pipelines.common.service_account`). KFP cron expressions have six fields
 (seconds first); a five-field expression is refused instead of silently meaning something else.
 """
@@ -52,11 +52,12 @@ def _experiment_id(api: kfp.Client, name: str) -> str:
     return str(api.create_experiment(name=name).experiment_id)
 
 
-def submit(name: str, params: dict[str, Any], settings: Settings, host: str | None = None) -> Submitted:
+def submit(name: str, params: dict[str, Any], settings: Settings, host: str | None = None,
+           components_image: str | None = None) -> Submitted:
     """Start one run of pipeline ``name`` now."""
     api = client(host, settings)
     with tempfile.TemporaryDirectory() as tmp:
-        package = compile_pipeline(name, Path(tmp))
+        package = compile_pipeline(name, Path(tmp), components_image)
         result = api.create_run_from_pipeline_package(
             str(package),
             arguments=params,
@@ -69,12 +70,13 @@ def submit(name: str, params: dict[str, Any], settings: Settings, host: str | No
     return Submitted(id=str(result.run_id), name=f"churnops-{name}")
 
 
-def upload(name: str, version: str, settings: Settings, host: str | None = None) -> Submitted:
+def upload(name: str, version: str, settings: Settings, host: str | None = None,
+           components_image: str | None = None) -> Submitted:
     """Upload pipeline ``name`` as version ``version`` (the pipeline is created on first upload)."""
     api = client(host, settings)
     pipeline_name = f"churnops-{name}"
     with tempfile.TemporaryDirectory() as tmp:
-        package = compile_pipeline(name, Path(tmp))
+        package = compile_pipeline(name, Path(tmp), components_image)
         pipeline_id = api.get_pipeline_id(pipeline_name)
         if pipeline_id is None:
             created = api.upload_pipeline(str(package), pipeline_name=pipeline_name,
@@ -85,12 +87,12 @@ def upload(name: str, version: str, settings: Settings, host: str | None = None)
 
 
 def schedule(name: str, cron: str | None, params: dict[str, Any], settings: Settings,
-             host: str | None = None) -> Submitted:
+             host: str | None = None, components_image: str | None = None) -> Submitted:
     """Create a recurring run of pipeline ``name`` on ``cron`` (six fields; default: the pipeline's own)."""
     expression = check_cron(cron or get(name).cron)
     api = client(host, settings)
     with tempfile.TemporaryDirectory() as tmp:
-        package = compile_pipeline(name, Path(tmp))
+        package = compile_pipeline(name, Path(tmp), components_image)
         result = api.create_recurring_run(
             experiment_id=_experiment_id(api, EXPERIMENT),
             job_name=f"churnops-{name}",

@@ -36,6 +36,9 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
 param_option = click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
                             help="A pipeline argument (repeatable).")
 host_option = click.option("--host", default=None, metavar="URL", help="KFP API endpoint (default: CHURNOPS_KFP_HOST).")
+image_option = click.option("--components-image", default=None, metavar="IMAGE",
+                            help="Pin every task to this components image, e.g. a digest CI pushed "
+                                 "(default: CHURNOPS_COMPONENTS_IMAGE).")
 
 
 @click.group("pipeline")
@@ -47,9 +50,11 @@ def pipeline_group() -> None:
 @click.argument("name", type=NAME, required=False)
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=compiling.DEFAULT_OUTPUT,
               show_default=True)
-def compile_command(name: str | None, output_dir: Path) -> None:
+@image_option
+def compile_command(name: str | None, output_dir: Path, components_image: str | None) -> None:
     """Compile NAME (default: every pipeline) to YAML in --output-dir, and check it parses strictly."""
-    paths = [compiling.compile_pipeline(name, output_dir)] if name else compiling.compile_all(output_dir)
+    names = [name] if name else sorted(PIPELINES)
+    paths = [compiling.compile_pipeline(each, output_dir, components_image) for each in names]
     for path in paths:
         compiling.parse_strict(path)
         click.echo(str(path))
@@ -73,9 +78,10 @@ def run_local_command(name: str, params: tuple[str, ...], pipeline_root: Path | 
 @click.argument("name", type=NAME)
 @param_option
 @host_option
-def submit_command(name: str, params: tuple[str, ...], host: str | None) -> None:
+@image_option
+def submit_command(name: str, params: tuple[str, ...], host: str | None, components_image: str | None) -> None:
     """Start one run of NAME on a KFP cluster."""
-    run = remote.submit(name, parse_params(params), get_settings(), host)
+    run = remote.submit(name, parse_params(params), get_settings(), host, components_image)
     click.echo(f"run {run.id} ({run.name}) started")
 
 
@@ -86,23 +92,27 @@ def submit_command(name: str, params: tuple[str, ...], host: str | None) -> None
                    "expression is refused. Default: the pipeline's own schedule.")
 @param_option
 @host_option
-def schedule_command(name: str, cron: str | None, params: tuple[str, ...], host: str | None) -> None:
+@image_option
+def schedule_command(name: str, cron: str | None, params: tuple[str, ...], host: str | None,
+                     components_image: str | None) -> None:
     """Create a recurring run of NAME on a KFP cluster."""
     if cron is not None:
         try:
             remote.check_cron(cron)
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--cron") from error
-    job = remote.schedule(name, cron, parse_params(params), get_settings(), host)
+    job = remote.schedule(name, cron, parse_params(params), get_settings(), host, components_image)
     click.echo(f"recurring run {job.id} ({job.name}) created")
 
 
 @pipeline_group.command("upload")
-@click.argument("name", type=NAME)
+@click.argument("name", type=NAME, required=False)
 @click.option("--version", "version", default=None, help="Version name (default: the code version).")
 @host_option
-def upload_command(name: str, version: str | None, host: str | None) -> None:
-    """Upload NAME as a new pipeline version the KFP UI lists."""
+@image_option
+def upload_command(name: str | None, version: str | None, host: str | None, components_image: str | None) -> None:
+    """Upload NAME (default: every pipeline) as a new pipeline version the KFP UI lists."""
     settings = get_settings()
-    uploaded = remote.upload(name, version or settings.code_version, settings, host)
-    click.echo(f"pipeline version {uploaded.id} ({uploaded.name}) uploaded")
+    for each in [name] if name else sorted(PIPELINES):
+        uploaded = remote.upload(each, version or settings.code_version, settings, host, components_image)
+        click.echo(f"pipeline version {uploaded.id} ({uploaded.name}) uploaded")

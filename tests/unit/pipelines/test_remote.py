@@ -94,3 +94,17 @@ def test_cli_params_parse_json_values_else_strings() -> None:
 
     assert parse_params(("seed=7", "data_commit=abc", "flag=true", "hour=2026-11-01T05")) == {
         "seed": 7, "data_commit": "abc", "flag": True, "hour": "2026-11-01T05"}
+
+
+def test_upload_pins_the_components_image_ci_pushed(kfp_api: KfpDouble) -> None:
+    digest = "europe-docker.example/churnops/churnops-components@sha256:" + "ab" * 32
+    result = CliRunner().invoke(main, ["pipeline", "upload", "--host", kfp_api.url, "--version", "abc1234",
+                                       "--components-image", digest])
+    assert result.exit_code == 0, result.output
+    uploads = kfp_api.recorded("POST", "/apis/v2beta1/pipelines/upload")
+    assert sorted(u.query["name"] for u in uploads) == ["churnops-ingest", "churnops-scoring",
+                                                                "churnops-training"]
+    for upload in uploads:
+        assert upload.upload is not None
+        executors = upload.upload[0]["deploymentSpec"]["executors"]
+        assert {e["container"]["image"] for e in executors.values()} == {digest}
