@@ -14,14 +14,22 @@ from typing import Any
 from kfp import local
 from kfp.dsl.pipeline_task import PipelineTask
 
+from churnops.errors import ChurnopsError
 from pipelines.registry import get
 
 
+class PipelineFailed(ChurnopsError):
+    """A locally run pipeline ended with a failed task (its log is above; the exit handler alerted)."""
+
+
 def run_local(name: str, params: dict[str, Any], pipeline_root: Path) -> dict[str, Any]:
-    """Run pipeline ``name`` with ``params`` locally; return its outputs (raises ``RuntimeError`` on failure)."""
+    """Run pipeline ``name`` with ``params`` locally; return its outputs (:class:`PipelineFailed` on failure)."""
     entry = get(name)
     pipeline_root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
                raise_on_error=True)
-    task: PipelineTask = entry.for_local(**params)
+    try:
+        task: PipelineTask = entry.for_local(**params)
+    except RuntimeError as error:
+        raise PipelineFailed(f"pipeline {name} failed: {str(error).splitlines()[0] if str(error) else ''}") from error
     return dict(task.outputs) if task.outputs else {}

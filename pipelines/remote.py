@@ -9,12 +9,17 @@ account (:func:`pipelines.common.service_account`). KFP cron expressions have si
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import kfp
+import kfp_server_api
+import urllib3
 
+from churnops.errors import ConfigurationError, ServiceUnavailable
 from churnops.platform.settings import Settings
 from pipelines.common import service_account
 from pipelines.compile import compile_pipeline
@@ -31,21 +36,37 @@ class Submitted:
     name: str
 
 
+class CronError(ConfigurationError, ValueError):
+    """A cron expression KFP would not read as meant."""
+
+
 def check_cron(expression: str) -> str:
     """Return ``expression`` if it has KFP's six fields (second minute hour day month weekday), else raise."""
     fields = expression.split()
     if len(fields) != 6:
         hint = f" (for '{expression}' every minute, KFP wants '0 {expression}')" if len(fields) == 5 else ""
-        raise ValueError(f"a KFP cron expression has six fields, seconds first; got {len(fields)}{hint}")
+        raise CronError(f"a KFP cron expression has six fields, seconds first; got {len(fields)}{hint}")
     return " ".join(fields)
+
+
+@contextmanager
+def kfp_errors(endpoint: str) -> Iterator[None]:
+    """Map what ``kfp.Client`` raises when the KFP API refuses or is unreachable to domain errors."""
+    try:
+        yield
+    except kfp_server_api.ApiException as error:
+        raise ServiceUnavailable(f"KFP API at {endpoint} answered {error.status} {error.reason}") from error
+    except (urllib3.exceptions.HTTPError, OSError, TimeoutError) as error:
+        raise ServiceUnavailable(f"KFP API at {endpoint} unreachable: {type(error).__name__}") from error
 
 
 def client(host: str | None, settings: Settings) -> kfp.Client:
     """A ``kfp.Client`` for ``host`` (else ``settings.kfp_host``)."""
     endpoint = host or settings.kfp_host
     if not endpoint:
-        raise ValueError("no KFP host: pass --host or set CHURNOPS_KFP_HOST")
-    return kfp.Client(host=endpoint)
+        raise ConfigurationError("no KFP host: pass --host or set CHURNOPS_KFP_HOST")
+    with kfp_errors(endpoint):
+        return kfp.Client(host=endpoint)
 
 
 def _experiment_id(api: kfp.Client, name: str) -> str:
@@ -56,7 +77,7 @@ def submit(name: str, params: dict[str, Any], settings: Settings, host: str | No
            components_image: str | None = None) -> Submitted:
     """Start one run of pipeline ``name`` now."""
     api = client(host, settings)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, kfp_errors(host or settings.kfp_host or ""):
         package = compile_pipeline(name, Path(tmp), components_image)
         result = api.create_run_from_pipeline_package(
             str(package),
@@ -75,7 +96,7 @@ def upload(name: str, version: str, settings: Settings, host: str | None = None,
     """Upload pipeline ``name`` as version ``version`` (the pipeline is created on first upload)."""
     api = client(host, settings)
     pipeline_name = f"churnops-{name}"
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, kfp_errors(host or settings.kfp_host or ""):
         package = compile_pipeline(name, Path(tmp), components_image)
         pipeline_id = api.get_pipeline_id(pipeline_name)
         if pipeline_id is None:
@@ -91,7 +112,7 @@ def schedule(name: str, cron: str | None, params: dict[str, Any], settings: Sett
     """Create a recurring run of pipeline ``name`` on ``cron`` (six fields; default: the pipeline's own)."""
     expression = check_cron(cron or get(name).cron)
     api = client(host, settings)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, kfp_errors(host or settings.kfp_host or ""):
         package = compile_pipeline(name, Path(tmp), components_image)
         result = api.create_recurring_run(
             experiment_id=_experiment_id(api, EXPERIMENT),

@@ -99,7 +99,7 @@ def schedule_command(name: str, cron: str | None, params: tuple[str, ...], host:
     if cron is not None:
         try:
             remote.check_cron(cron)
-        except ValueError as error:
+        except remote.CronError as error:
             raise click.BadParameter(str(error), param_hint="--cron") from error
     job = remote.schedule(name, cron, parse_params(params), get_settings(), host, components_image)
     click.echo(f"recurring run {job.id} ({job.name}) created")

@@ -27,7 +27,7 @@ from churnops.local import datagen
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket
 from churnops.training import registry
-from pipelines.local import run_local
+from pipelines.local import PipelineFailed, run_local
 
 HOURS = 20
 CUSTOMERS = 300
@@ -168,7 +168,7 @@ def test_ingest_training_scoring_with_kfp_local(env: Env) -> None:
 
 def test_a_failing_task_raises_the_alert_through_the_exit_handler(env: Env) -> None:
     before = len(env.webhook.received)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(PipelineFailed):
         run_local("ingest", {"hour": "not-an-hour", "lookback": 0}, env.root)
     alerts = env.webhook.received[before:]
     assert len(alerts) == 1
