@@ -26,8 +26,11 @@ def build(scheduled_time: str = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER) 
         description="Hourly ingest: new raw objects of an hour (plus a lookback for late files) -> contract check, "
         "quarantine, tokenization -> one lake commit merged into main.",
     )
-    def ingest_pipeline(hour: str = "", lookback: int = 3) -> None:
+    def pipeline(hour: str = "", lookback: int = 3) -> None:
         """``hour`` (YYYY-MM-DDTHH) overrides the scheduled time; a recurring run ingests the hour before it."""
+        # pylint: disable=no-member
+        # The KFP decorator turns each component into a factory of tasks: pylint sees the plain function
+        # (a NamedTuple return without ``.outputs``).
         settings = Settings()
         # The exit handler passes the status argument.
         alert = alert_on_failure(pipeline=NAME)  # pylint: disable=no-value-for-parameter
@@ -44,7 +47,7 @@ def build(scheduled_time: str = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER) 
                 display_name="commit-and-merge",
             )
 
-    return ingest_pipeline
+    return pipeline
 
 
 ingest_pipeline = build()

@@ -1,9 +1,10 @@
 """Submit, schedule and upload pipelines to a KFP API (the KFP v2 REST API, through ``kfp.Client``).
 
 Every call compiles the pipeline first (into a temporary folder), so what reaches the server is
-what :mod:`pipelines.compile` produces, optionally pinned to a components image digest. Runs use the pipeline's Workload Identity service
-account (:func:`pipelines.common.service_account`). KFP cron expressions have six fields
-(seconds first); a five-field expression is refused instead of silently meaning something else.
+what :mod:`pipelines.compile` produces, optionally pinned to a components image digest. Runs use
+the pipeline's Workload Identity service account (:func:`pipelines.common.service_account`). KFP
+cron expressions have six fields (seconds first); a five-field expression is refused instead of
+silently meaning something else.
 """
 
 from __future__ import annotations
