@@ -13,6 +13,7 @@ import click
 
 from churnops.cli.deploy import cluster_for
 from churnops.deploy.canary import Canary, Prometheus, Thresholds, run_auto
+from churnops.deploy.release import resolve_model
 from churnops.platform.alerts import AlertSink
 from churnops.platform.settings import Settings, get_settings
 from churnops.training import registry
@@ -39,11 +40,14 @@ def canary_group() -> None:
 
 @canary_group.command("start")
 @click.option("--percent", type=click.IntRange(1, 99), required=True, help="Share of traffic for the new model.")
-@click.option("--model-uri", required=True, help="The new model's storage URI.")
+@click.option("--model-uri", required=True, help="models:/NAME@ALIAS, models:/NAME/VERSION or a storage URI.")
 @click.option("--model-version", default=None, help="Its registry version (promote moves the alias to it).")
-def start(percent: int, model_uri: str, model_version: str | None) -> None:
-    """Roll a new model out to PERCENT % of production traffic."""
-    state = _canary(get_settings()).start(percent, model_uri, model_version)
+@click.option("--image", default=None, help="Serving image digest for the canary (default: the one production runs).")
+def start(percent: int, model_uri: str, model_version: str | None, image: str | None) -> None:
+    """Roll a new model (and image) out to PERCENT % of production traffic."""
+    settings = get_settings()
+    model_uri, model_version = resolve_model(settings, model_uri, model_version)
+    state = _canary(settings).start(percent, model_uri, model_version, image=image)
     click.echo(f"canary {state.canary} takes {state.canary_percent}% of production; stable {state.stable}")
 
 

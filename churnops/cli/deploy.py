@@ -21,7 +21,7 @@ def cluster_for(settings: Settings) -> kube.Cluster:
 @click.command("deploy")
 @click.option("--env", "env", type=click.Choice(ENVIRONMENTS), required=True, help="Target environment.")
 @click.option("--image", required=True, help="Serving image digest (sha256:...) or NAME@sha256:... reference.")
-@click.option("--model-uri", required=True, help="The registered model's storage URI (gs://...).")
+@click.option("--model-uri", required=True, help="models:/NAME@ALIAS, models:/NAME/VERSION or a storage URI.")
 @click.option("--model-version", default=None, help="Registry version of that model (checked by the smoke test).")
 @click.option("--percent", type=click.IntRange(0, 100), default=None, help="Production only: canary traffic share.")
 @click.option("--bootstrap", is_flag=True, help="Also apply the Namespace and RBAC (platform administrators).")
@@ -37,6 +37,7 @@ def deploy_command(
 ) -> None:
     """Render the overlay, apply it (server-side), wait for Ready, smoke-test; one line, non-zero on failure."""
     settings = get_settings()
+    model_uri, model_version = release.resolve_model(settings, model_uri, model_version)
     wanted = Release(env, image, model_uri, model_version, canary_percent=percent)  # type: ignore[arg-type]
     report = release.deploy(settings, cluster_for(settings), wanted, bootstrap=bootstrap, smoke_url=smoke_url)
     click.echo(report.line())

@@ -289,12 +289,14 @@ class Canary:
         patch = {"spec": {"predictor": {"canaryTrafficPercent": percent}}}
         return self.cluster.merge_patch(ISVC_API_VERSION, ISVC_KIND, self.name, self.namespace, patch)
 
-    def start(self, percent: int, model_uri: str, model_version: str | None) -> CanaryState:
-        """Roll ``model_uri`` out to ``percent`` % of production traffic (same image as now)."""
+    def start(
+        self, percent: int, model_uri: str, model_version: str | None, image: str | None = None
+    ) -> CanaryState:
+        """Roll ``model_uri`` (and ``image``, default the live one) out to ``percent`` % of production traffic."""
         if not 0 < percent < 100:
             raise DeploymentError(f"a canary takes between 1 and 99 % of the traffic, not {percent}")
         containers = self.live()["spec"]["predictor"].get("containers") or [{}]
-        image = containers[0].get("image")
+        image = image or containers[0].get("image")
         if not image:
             raise DeploymentError("the production predictor has no container image to keep")
         release = rendering.Release("production", image, model_uri, model_version, canary_percent=percent)

@@ -8,21 +8,25 @@ with ``bootstrap``, by someone allowed to (see docs/deployment.md).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import requests
+from mlflow.exceptions import MlflowException
 
 from churnops.deploy import render as rendering
 from churnops.deploy.kube import ISVC_KIND, Cluster
 from churnops.deploy.smoke import SmokeResult, smoke_test
-from churnops.errors import DeploymentError
+from churnops.errors import ConfigurationError, DeploymentError, RegistryError
 from churnops.platform.settings import Settings
+from churnops.training import registry
 from churnops.training.features import feature_spec
 
 logger = logging.getLogger(__name__)
 
+REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<version>[0-9]+))$")
 # Cluster-scoped and identity objects go first so that what follows can refer to them.
 APPLY_ORDER = ("Namespace", "ServiceAccount", "Role", "RoleBinding", "NetworkPolicy")
 
@@ -45,6 +49,28 @@ class DeployReport:
             f"smoke test passed at {self.smoke.url} (model version {self.smoke.model_version or '-'}, "
             f"{len(self.smoke.probabilities)} predictions in {self.smoke.latency_ms:.0f} ms)"
         )
+
+
+def resolve_model(settings: Settings, model_uri: str, model_version: str | None) -> tuple[str, str | None]:
+    """A registry URI (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``) becomes the version's storage URI
+    (where KServe's storage initializer downloads it from) and its version; other URIs pass through."""
+    if not model_uri.startswith("models:/"):
+        return model_uri, model_version
+    match = REGISTRY_URI.match(model_uri)
+    if match is None:
+        raise ConfigurationError(f"{model_uri!r} is not models:/NAME@ALIAS or models:/NAME/VERSION")
+    name = match["name"]
+    try:
+        client = registry.client_for(settings)
+        version = match["version"] or registry.alias_holder(client, name, match["alias"])
+        if version is None:
+            raise RegistryError(f"no version of {name!r} holds the alias {match['alias']!r}")
+        storage_uri = str(client.get_model_version_download_uri(name, version))
+    except MlflowException as exc:
+        raise RegistryError(f"the registry could not resolve {model_uri}: {exc.message[:200]}") from exc
+    if model_version is not None and str(model_version) != str(version):
+        raise ConfigurationError(f"{model_uri} is version {version}, not the --model-version {model_version} given")
+    return storage_uri, str(version)
 
 
 def _order(obj: dict[str, Any]) -> int:

@@ -110,6 +110,8 @@ def render_kustomization(settings: Settings, release: Release) -> dict[str, Any]
         isvc_ops.append(
             {"op": "add", "path": "/metadata/annotations/churnops.io~1model-version", "value": release.model_version}
         )
+        version_arg = f"--model_version={release.model_version}"
+        isvc_ops.append({"op": "add", "path": "/spec/predictor/containers/0/args/-", "value": version_arg})
     account_op = "/metadata/annotations/iam.gke.io~1gcp-service-account"
     return {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",

@@ -90,7 +90,8 @@ def _check_metadata(metadata: dict[str, Any], spec: FeatureSpec, expected_versio
 
 
 def _probabilities(body: dict[str, Any], rows: int) -> list[float]:
-    for output in body.get("outputs") or []:
+    outputs = sorted(body.get("outputs") or [], key=lambda o: "probability" not in str(o.get("name", "")))
+    for output in outputs:
         shape = output.get("shape") or []
         data = output.get("data") or []
         if not shape or shape[0] != rows or len(data) != math.prod(shape):

@@ -154,7 +154,7 @@ class Settings(BaseSettings):
     canary_intervals: int = Field(default=5, ge=1)
     canary_interval_s: float = Field(default=300.0, ge=0)
     probability_metric: str = Field(
-        default="churnops_predicted_probability", description="Histogram the predictor exports."
+        default="churnops_serving_churn_probability", description="Histogram of predicted probabilities (serving/)."
     )
 
     # Pipelines (KFP): the components image every task runs, and how tasks run on the cluster.

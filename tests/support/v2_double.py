@@ -48,7 +48,8 @@ class V2Double(WsgiDouble):
             params = {} if self.model_version is None else {"model_version": self.model_version}
             tensors = [{"name": n, "datatype": t, "shape": [-1]} for n, t in self.inputs]
             return _json({"name": self.model_name, "platform": "churnops", "inputs": tensors,
-                          "outputs": [{"name": "probability", "datatype": "FP64", "shape": [-1]}],
+                          "outputs": [{"name": "churn_label", "datatype": "INT64", "shape": [-1]},
+                                      {"name": "churn_probability", "datatype": "FP64", "shape": [-1]}],
                           "parameters": params})
         if request.path == f"{model}/infer" and request.method == "POST":
             return self._infer(request)
@@ -65,7 +66,9 @@ class V2Double(WsgiDouble):
             return _json({"error": "input tensors disagree on their shape"}, 400)
         (shape,) = rows
         return _json({"model_name": self.model_name, "id": body.get("id", ""),
-                      "outputs": [{"name": "probability", "datatype": "FP64", "shape": [shape[0]],
+                      "outputs": [{"name": "churn_label", "datatype": "INT64", "shape": [shape[0]],
+                                   "data": [int(self.probability >= 0.5)] * shape[0]},
+                                  {"name": "churn_probability", "datatype": "FP64", "shape": [shape[0]],
                                    "data": [self.probability] * shape[0]}]})
 
 

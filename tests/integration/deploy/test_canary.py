@@ -71,8 +71,13 @@ def test_auto_promotes_a_healthy_canary_and_moves_the_production_alias(
     for number in (1, 2):
         client.create_model_version(name, source=f"gs://acme-models/churn/{number}")
     registry.assign_alias(client, name, "production", "1", action="promote")
-    _deploy_v1(settings, monkeypatch)
-    _start_v2(settings, monkeypatch)
+    # Registry URIs resolve to the version's storage location and number.
+    run_cli(settings, monkeypatch, ["deploy", "--env", "production", "--image", DIGEST,
+                                    "--model-uri", f"models:/{name}@production"])
+    run_cli(settings, monkeypatch, ["canary", "start", "--percent", "10", "--model-uri", f"models:/{name}/2"])
+    isvc = kube.stored("InferenceService", "churn-predictor", PRODUCTION)
+    assert isvc["spec"]["predictor"]["containers"][0]["env"][0]["value"] == "gs://acme-models/churn/2"
+    assert isvc["metadata"]["annotations"]["churnops.io/model-version"] == "2"
 
     out = run_cli(settings, monkeypatch, ["canary", "auto"])
     assert out.count("healthy:") == 3

@@ -76,6 +76,9 @@ def test_objects_land_in_the_environment_namespace_with_the_release_values(rende
     model_uri = f"gs://acme-models/churn/{3 if env == 'staging' else 4}"
     assert container["env"][0] == {"name": "STORAGE_URI", "value": model_uri}
     assert container["resources"]["requests"] and container["resources"]["limits"]
+    version = {"staging": "3", "production": "4"}[env]
+    assert container["args"] == ["--model_uri=/mnt/models", "--host=0.0.0.0", "--model_name=churn",
+                                 "--http_port=8080", f"--model_version={version}"]
     assert 1 <= predictor["minReplicas"] <= predictor["maxReplicas"] and predictor["scaleTarget"] > 0
     assert predictor["serviceAccountName"] == "churnops-serving"
     assert predictor["nodeSelector"] == {"cloud.google.com/gke-nodepool": "serving"}
