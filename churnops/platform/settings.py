@@ -43,6 +43,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "cutoff_step_hours": 1,
     "min_history_hours": 24,
     "gate_margin": 0.01,
+    "split_fractions": (0.6, 0.2, 0.2),  # train, validation, test (by time); not a setting
 }
 
 

@@ -437,7 +437,7 @@ def choose_cutoffs(
 
 
 def split_by_time(
-    frame: pd.DataFrame, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    frame: pd.DataFrame, fractions: tuple[float, float, float] = TRAINING_DEFAULTS["split_fractions"]
 ) -> dict[str, pd.DataFrame]:
     """Split a stacked training set by cutoff: earliest cutoffs train, next validate, latest test.
 

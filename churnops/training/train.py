@@ -92,7 +92,7 @@ class TrainingConfig:
     horizon_h: int = DEFAULT_HORIZON_HOURS
     cutoff_step_h: int = TRAINING_DEFAULTS["cutoff_step_hours"]
     min_history_h: int = TRAINING_DEFAULTS["min_history_hours"]
-    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    split_fractions: tuple[float, float, float] = TRAINING_DEFAULTS["split_fractions"]
     select_percentile: float = DEFAULT_PERCENTILE
     gate_margin: float = TRAINING_DEFAULTS["gate_margin"]
     xgb_params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_XGB_PARAMS))
