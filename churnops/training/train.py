@@ -335,7 +335,9 @@ def _train_one(
     """Fit and log one model in a child run of ``parent_run_id``; return (run id, model, metrics, model URI)."""
     train = splits["train"]
     tags = {**lineage, "model_type": name, "parent_run_id": parent_run_id}
-    with mlflow.start_run(run_name=name, parent_run_id=parent_run_id, tags=tags) as run:
+    # The parent's experiment, also when this runs in a process of its own (a pipeline task).
+    experiment_id = mlflow.get_run(parent_run_id).info.experiment_id
+    with mlflow.start_run(run_name=name, parent_run_id=parent_run_id, experiment_id=experiment_id, tags=tags) as run:
         for dataset in datasets:
             mlflow.log_input(dataset, context="training")
         mlflow.log_params({**config.as_params(), "seed": lineage["seed"], "estimator": type(estimator).__name__})

@@ -144,7 +144,9 @@ def test_ingest_training_scoring_with_kfp_local(env: Env) -> None:
     assert candidate is not None
     version = client.get_model_version(env.settings.registered_model, candidate)
     assert version.tags["data_commit"] == head
-    parent = client.get_run(version.tags["run_id"]).data.tags["parent_run_id"]
+    child = client.get_run(version.tags["run_id"])
+    parent = child.data.tags["parent_run_id"]
+    assert child.info.experiment_id == client.get_run(parent).info.experiment_id  # one experiment per training
     parent_tags = client.get_run(parent).data.tags
     assert parent_tags["gate_passed"] == "true" and parent_tags["model_version"] == candidate
     assert env.repo.list_paths("features", f"features/{head}/{parent}/")
