@@ -15,7 +15,6 @@ kserve's ``InferRequest``).
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ TENSOR_KEYS = frozenset({"name", "datatype", "shape", "data", "parameters"})
 DEFAULT_MAX_ROWS = 4096
 MAX_TEXT_BYTES = 1024
 _NAME_SHOWN = 80
+_NUMBER_TYPES = frozenset({int, float, type(None)})
 
 
 class BadRequest(ChurnopsError):
@@ -134,11 +134,22 @@ class Decoder:
             raise BadRequest(f"missing inputs {', '.join(missing[:5])}{' and more' if len(missing) > 5 else ''} "
                              f"({len(missing)} of {len(self.numeric) + len(self.categorical)})")
         rows = self._rows(seen.values())
-        numeric = np.empty((rows, len(self.numeric)), dtype=np.float64)
-        for name, position in self._numeric_position.items():
-            numeric[:, position] = self._numbers(seen[name], rows)
+        numeric = self._numeric_matrix([seen[name] for name in self.numeric], rows)
         categorical = [self._texts(seen[name], rows) for name in self.categorical]
         return Batch(numeric=numeric, categorical=categorical, rows=rows)
+
+    def _numeric_matrix(self, tensors: list[TensorIn], rows: int) -> np.ndarray:
+        """rows x numeric inputs, float64, NaN for missing; one conversion for all JSON columns."""
+        columns: list[Any] = [self._numbers(tensor, rows) for tensor in tensors]
+        try:
+            matrix = np.array(columns, dtype=np.float64).reshape(len(tensors), rows)
+        except OverflowError as exc:
+            raise BadRequest("a numeric value is out of the FP64 range") from exc
+        infinite = np.isinf(matrix).any(axis=1)
+        if infinite.any():
+            name = tensors[int(np.flatnonzero(infinite)[0])].name
+            raise BadRequest(f"input {shown(name)}: infinite values are not allowed (NaN or null means missing)")
+        return matrix.T
 
     def _rows(self, tensors: Iterable[TensorIn]) -> int:
         rows: int | None = None
@@ -157,7 +168,8 @@ class Decoder:
             raise PayloadTooLarge(f"the batch has {rows} rows; this server accepts at most {self.max_rows}")
         return rows
 
-    def _numbers(self, tensor: TensorIn, rows: int) -> np.ndarray:
+    def _numbers(self, tensor: TensorIn, rows: int) -> Any:
+        """One numeric column: a float64 array (binary) or the checked JSON/gRPC list (None = missing)."""
         dtype = NUMERIC_TYPES.get(tensor.datatype)
         if dtype is None:
             raise BadRequest(f"input {shown(tensor.name)} is numeric: datatype must be FP64 (or FP32), "
@@ -166,24 +178,16 @@ class Decoder:
             if len(tensor.raw) != rows * dtype.itemsize:
                 raise BadRequest(f"input {shown(tensor.name)}: {len(tensor.raw)} bytes of data for shape [{rows}] "
                                  f"{tensor.datatype} (expected {rows * dtype.itemsize})")
-            values = np.frombuffer(tensor.raw, dtype=dtype).astype(np.float64)
-        else:
-            data = tensor.values if tensor.values is not None else []
-            if len(data) != rows:
-                raise BadRequest(f"input {shown(tensor.name)}: {len(data)} values for shape [{rows}]")
-            for value in data:
-                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                    raise BadRequest(f"input {shown(tensor.name)}: {shown(value)} is not a number (or null)")
-            try:
-                values = np.array([math.nan if v is None else v for v in data], dtype=np.float64)
-            except OverflowError as exc:
-                raise BadRequest(f"input {shown(tensor.name)}: a value is out of the FP64 range") from exc
-            if tensor.datatype == "FP32":
-                values = values.astype(np.float32).astype(np.float64)
-        if np.isinf(values).any():
-            raise BadRequest(f"input {shown(tensor.name)}: infinite values are not allowed "
-                             "(NaN or null means missing)")
-        return values
+            return np.frombuffer(tensor.raw, dtype=dtype).astype(np.float64)
+        data = tensor.values if tensor.values is not None else []
+        if len(data) != rows:
+            raise BadRequest(f"input {shown(tensor.name)}: {len(data)} values for shape [{rows}]")
+        if not all(type(value) in _NUMBER_TYPES for value in data):  # bool is not a number here
+            bad = next(value for value in data if type(value) not in _NUMBER_TYPES)
+            raise BadRequest(f"input {shown(tensor.name)}: {shown(bad)} is not a number (or null)")
+        if tensor.datatype == "FP32":
+            return np.array(data, dtype=np.float64).astype(np.float32).astype(np.float64)
+        return data
 
     def _texts(self, tensor: TensorIn, rows: int) -> list[str | None]:
         if tensor.datatype != TEXT:
@@ -238,28 +242,28 @@ class Decoder:
         return self.batch(tensors), options
 
     @staticmethod
-    def _parameters(value: Any, where: str) -> dict[str, Any]:
+    def _parameters(value: Any, where: str, name: Any = None) -> dict[str, Any]:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            raise BadRequest(f"{where} 'parameters' must be an object")
+            raise BadRequest(f"{where}{'' if name is None else ' ' + shown(name)} 'parameters' must be an object")
         return value
 
     def _rest_tensor(self, item: Any, body: bytes, offset: int, binary: bool) -> tuple[TensorIn, int]:
         if not isinstance(item, dict):
             raise BadRequest("each input must be an object with name, datatype, shape and data")
-        extra = sorted(set(item) - TENSOR_KEYS)
         name = item.get("name")
         if not isinstance(name, str):
             raise BadRequest("each input needs a 'name' (text)")
-        if extra:
+        if not TENSOR_KEYS.issuperset(item):
+            extra = sorted(set(item) - TENSOR_KEYS)
             raise BadRequest(f"input {shown(name)}: unknown fields {', '.join(shown(k) for k in extra[:5])}")
         datatype, shape = item.get("datatype"), item.get("shape")
         if not isinstance(datatype, str):
             raise BadRequest(f"input {shown(name)} needs a 'datatype' (text)")
         if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
             raise BadRequest(f"input {shown(name)} needs a 'shape' (a list of non-negative integers)")
-        parameters = self._parameters(item.get("parameters"), f"input {shown(name)}")
+        parameters = self._parameters(item.get("parameters"), "input", name)
         size = parameters.get("binary_data_size")
         if "data" in item:
             if size is not None:
