@@ -1,0 +1,389 @@
+"""Serving benchmark: this model server against its peers, on one registered churn model, on 127.0.0.1.
+
+Servers (each started here, each given the same model directory, each bound to 127.0.0.1):
+
+- ``churnops``: ``python -m serving`` (strict V2 route, compiled fast path), 2 REST workers;
+- ``kserve-pipeline``: a plain ``kserve.Model`` that calls the Pipeline's ``predict_proba`` per
+  request, 2 REST workers;
+- ``mlserver``: MLServer 1.7.1 with its MLflow runtime, 2 parallel workers, without and with
+  adaptive batching (``max_batch_size`` 32, ``max_batch_time`` 5 ms). MLServer lives in a separate
+  virtual environment (``--peer-venv``, created on first use with the model's own library versions
+  and ``uvloop<0.22``, which MLServer 1.7.1 needs); it is never part of requirements.lock.
+
+Load: a separate process (``load`` mode of this script) keeps ``concurrency`` HTTP/1.1 keep-alive
+connections busy with the same V2 JSON request for a fixed time after a warm-up, and reports
+rows/s, p50 and p99. Ceiling: single-thread ``Booster.inplace_predict`` on rows already transformed.
+
+The model: ``--model-uri`` (``models:/...`` or a directory); by default the script builds the
+demo's model (generated data, ingested and trained on a temporary embedded stack).
+Every process competes for the same cores: the figures are for this machine at this moment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+# pylint: disable=wrong-import-position  # the thread limit above must precede numpy/xgboost imports
+import numpy as np  # noqa: E402
+import requests  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, this file's folder is on sys.path and its name would shadow the `serving` package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+PEER_VENV = ROOT / ".bench" / "serving-peers"
+DEMO_MODEL = ROOT / ".bench" / "demo-model"  # the demo's model, built once and reused
+MODEL = "churn"
+BATCHES = (1, 64)
+CONCURRENCY = (8, 32)
+PEER_PINS = ("scikit-learn", "xgboost-cpu", "skops", "mlflow", "pandas", "numpy", "scipy", "cloudpickle")
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ------------------------------------------------------------------------------------------ model
+
+
+def demo_model(state: Path) -> str:
+    """Generate, ingest and train the demo's model on a temporary embedded stack; return its directory."""
+    # pylint: disable=import-outside-toplevel  # only this path needs the local stack
+    import mlflow
+
+    from churnops.local import demo
+    from churnops.local.localstack import LocalStack
+    from churnops.platform.settings import Settings
+    from churnops.training.train import train_from_commit
+
+    settings = Settings(state_dir=state, gcs_port=free_port(), mlflow_port=free_port(), raw_bucket="bench-raw")
+    stack = LocalStack(settings)
+    stack.up()
+    try:
+        demo.ingest_history(settings, hours=48, customers=2000, anomaly_rate=0.0, seed=0, summary=demo.DemoSummary())
+        result = train_from_commit(settings, None, seed=42)
+        if result.model_version is None:
+            raise SystemExit(f"the gate refused the demo model: {result.gate.reasons}")
+        uri = f"models:/{settings.registered_model}/{result.model_version}"
+        print(f"model: {uri} (data commit {result.data_commit[:12]})", flush=True)
+        DEMO_MODEL.parent.mkdir(parents=True, exist_ok=True)
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(state / "model"),
+                                                    tracking_uri=settings.mlflow_tracking_uri)
+        shutil.copytree(local, DEMO_MODEL, dirs_exist_ok=True)
+        return str(DEMO_MODEL)
+    finally:
+        stack.down()
+
+
+def local_model(uri: str, state: Path) -> str:
+    """A local directory holding the model ``uri`` names."""
+    if not uri.startswith("models:/"):
+        return uri
+    import mlflow  # pylint: disable=import-outside-toplevel
+
+    return mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(state / "model"))
+
+
+# ------------------------------------------------------------------------------------------ requests
+
+
+def sample_rows(model_dir: str, rows: int) -> tuple[Any, Any, set[str]]:
+    """(Pipeline, feature rows, numeric column names): synthetic rows over the model's columns and categories."""
+    import mlflow  # pylint: disable=import-outside-toplevel
+
+    from churnops.training.fastpath import model_columns  # pylint: disable=import-outside-toplevel
+    import pandas as pd  # pylint: disable=import-outside-toplevel
+
+    pipeline = mlflow.sklearn.load_model(model_dir)
+    numeric, categorical = model_columns(pipeline)
+    rng = np.random.default_rng(0)
+    onehot = pipeline.named_steps["transform"].named_steps["columns"].named_transformers_["categorical"]
+    categories = onehot.named_steps["onehot"].categories_
+    frame = pd.DataFrame({name: rng.gamma(2.0, 3.0, rows) for name in numeric})
+    for name, values in zip(categorical, categories):
+        frame[name] = rng.choice([str(v) for v in values], rows)
+    return pipeline, frame[[*numeric, *categorical]], set(numeric)
+
+
+def v2_body(frame: Any, numeric: set[str]) -> bytes:
+    """The same V2 JSON request for every server (content types that MLServer's codecs need are parameters)."""
+    inputs = []
+    for name in frame.columns:
+        tensor: dict[str, Any] = {"name": name, "shape": [len(frame)],
+                                  "datatype": "FP64" if name in numeric else "BYTES", "data": frame[name].tolist()}
+        if name not in numeric:
+            tensor["parameters"] = {"content_type": "str"}
+        inputs.append(tensor)
+    return json.dumps({"parameters": {"content_type": "pd"}, "inputs": inputs}).encode()
+
+
+# ------------------------------------------------------------------------------------------ load generator
+
+
+async def _client(host: str, port: int, request: bytes, until: float, warm: float, latencies: list[float],
+                  errors: list[int]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while time.perf_counter() < until:
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            await reader.readexactly(length)
+            if started >= warm:
+                if status == 200:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    errors.append(status)
+    finally:
+        writer.close()
+
+
+def run_load(port: int, body: bytes, concurrency: int, seconds: float, warmup: float) -> dict[str, Any]:
+    """Keep ``concurrency`` connections busy for warmup + seconds; statistics of the measured part."""
+    request = (f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    latencies: list[float] = []
+    errors: list[int] = []
+
+    async def clients() -> None:
+        now = time.perf_counter()
+        await asyncio.gather(*(_client("127.0.0.1", port, request, now + warmup + seconds, now + warmup, latencies,
+                                       errors) for _ in range(concurrency)))
+
+    asyncio.run(clients())
+    ordered = sorted(latencies)
+    return {"requests": len(ordered), "errors": len(errors), "seconds": seconds,
+            "p50_ms": 1000 * statistics.median(ordered) if ordered else float("nan"),
+            "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else float("nan")}
+
+
+def measure(port: int, body: bytes, rows: int, concurrency: int, seconds: float, warmup: float) -> dict[str, Any]:
+    """Run the load generator in its own process and return its figures (with rows/s)."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as handle:
+        handle.write(body)
+        handle.flush()
+        done = subprocess.run([sys.executable, __file__, "load", "--port", str(port), "--body", handle.name,
+                               "--concurrency", str(concurrency), "--seconds", str(seconds), "--warmup", str(warmup)],
+                              capture_output=True, text=True, timeout=seconds + warmup + 120, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the load generator failed: {done.stderr[-2000:]}")
+    result = json.loads(done.stdout)
+    result["rows_per_s"] = result["requests"] * rows / seconds
+    return result
+
+
+# ------------------------------------------------------------------------------------------ servers
+
+
+def wait_ready(port: int, process: subprocess.Popen, timeout: float = 600) -> None:
+    """Wait for the V2 model-ready endpoint."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/v2/models/{MODEL}/ready", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("server not ready in time")
+
+
+def start(kind: str, model_dir: str, peer_venv: Path, work: Path) -> tuple[subprocess.Popen, int]:
+    """Start one server; return (process, HTTP port)."""
+    http, grpc = free_port(), free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CHURNOPS_LOG_LEVEL": "WARNING"}
+    if kind == "churnops":
+        command = [sys.executable, "-m", "serving", "--model_uri", model_dir, "--model_name", MODEL, "--http_port",
+                   str(http), "--grpc_port", str(grpc), "--workers", "2", "--model_version", "bench"]
+    elif kind == "kserve-pipeline":
+        command = [sys.executable, __file__, "pipeline-peer", "--model", model_dir, "--http-port", str(http),
+                   "--grpc-port", str(grpc)]
+    else:
+        folder = work / kind
+        (folder / MODEL).mkdir(parents=True, exist_ok=True)
+        settings = {"host": "127.0.0.1", "http_port": http, "grpc_port": grpc, "metrics_port": free_port(),
+                    "parallel_workers": 2}
+        model: dict[str, Any] = {"name": MODEL, "implementation": "mlserver_mlflow.MLflowRuntime",
+                                 "parameters": {"uri": model_dir}}
+        if kind == "mlserver-batching":
+            model.update(max_batch_size=32, max_batch_time=0.005)
+        (folder / "settings.json").write_text(json.dumps(settings))
+        (folder / MODEL / "model-settings.json").write_text(json.dumps(model))
+        command = [str(peer_venv / "bin" / "mlserver"), "start", str(folder)]
+    log = open(work / f"{kind}.log", "wb")  # pylint: disable=consider-using-with  # lives as long as the server
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # pylint: disable=consider-using-with
+    wait_ready(http, process)
+    return process, http
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM and wait."""
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def ensure_peer_venv(path: Path) -> None:
+    """MLServer and its MLflow runtime in a virtual environment of their own, with the model's library versions."""
+    if (path / "bin" / "mlserver").exists():
+        return
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    pins = [f"{name}=={metadata.version(name)}" for name in PEER_PINS]
+    subprocess.run([str(path / "bin" / "pip"), "install", "--quiet", "mlserver==1.7.1", "mlserver-mlflow==1.7.1",
+                    "uvloop<0.22", *pins], check=True, env={**os.environ, "PIP_CONFIG_FILE": os.devnull})
+
+
+def pipeline_peer(model_dir: str, http_port: int, grpc_port: int) -> None:
+    """The second peer: a plain kserve.Model that calls the Pipeline's predict_proba per request."""
+    # pylint: disable=import-outside-toplevel
+    import mlflow
+    import pandas as pd
+    from kserve import Model
+    from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+    # only for its 127.0.0.1 binding (kserve's own routes); pylint resolves `serving` to this file
+    from serving.server import ChurnModelServer  # pylint: disable=no-name-in-module
+
+    class PipelinePerRequest(Model):
+        """Decode to a DataFrame, predict_proba, encode."""
+
+        def __init__(self) -> None:
+            super().__init__(MODEL)
+            self.pipeline = mlflow.sklearn.load_model(model_dir)
+            self.ready = True
+
+        async def predict(self, payload: InferRequest, headers: Any = None, response_headers: Any = None) -> Any:
+            frame = pd.DataFrame({t.name: [v.decode() if isinstance(v, bytes) else v for v in t.as_numpy()]
+                                  for t in payload.inputs})
+            probability = self.pipeline.predict_proba(frame)[:, 1]
+            output = InferOutput("churn_probability", [len(probability)], "FP64")
+            output.set_data_from_numpy(probability.astype(np.float64), binary_data=False)
+            return InferResponse(payload.id or "", MODEL, [output])
+
+    ChurnModelServer(host="127.0.0.1", http_port=http_port, grpc_port=grpc_port, workers=2,
+                     enable_latency_logging=False).start([PipelinePerRequest()])
+
+
+# ------------------------------------------------------------------------------------------ ceiling
+
+
+def ceiling(pipeline: Any, frame: Any, seconds: float = 3.0) -> dict[int, float]:
+    """Rows/s of single-thread inplace_predict on already transformed rows, per batch size."""
+    booster = pipeline.named_steps["model"].get_booster()
+    booster.set_param({"nthread": 1})
+    matrix = pipeline.named_steps["transform"].transform(frame)
+    result = {}
+    for batch in BATCHES:
+        rows, calls, started = matrix[:batch], 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            booster.inplace_predict(rows)
+            calls += 1
+        result[batch] = calls * batch / (time.perf_counter() - started)
+    return result
+
+
+def report(results: dict[tuple[str, int, int], dict[str, Any]], top: dict[int, float]) -> None:
+    """The table and the ratios the targets are stated in."""
+    print(f"\n{'server':20} {'batch':>5} {'conc':>4} {'rows/s':>10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'errors':>6}")
+    for (kind, batch, conc), r in results.items():
+        print(f"{kind:20} {batch:>5} {conc:>4} {r['rows_per_s']:>10.0f} {r['requests'] / r['seconds']:>8.0f} "
+              f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>6}")
+    for batch in BATCHES:
+        print(f"{'ceiling (inplace)':20} {batch:>5} {'-':>4} {top[batch]:>10.0f}")
+    print()
+    for batch in BATCHES:
+        ours = max(r["rows_per_s"] for (k, b, _), r in results.items() if k == "churnops" and b == batch)
+        peers = {k: max(r["rows_per_s"] for (k2, b, _), r in results.items() if k2 == k and b == batch)
+                 for k in {k for (k, b, _) in results if k != "churnops" and b == batch}}
+        if peers:
+            best = max(peers, key=peers.__getitem__)
+            print(f"batch {batch:>2}: churnops {ours:.0f} rows/s = {ours / peers[best]:.1f}x the best peer "
+                  f"({best}, {peers[best]:.0f} rows/s; target >= 5x)")
+        print(f"batch {batch:>2}: churnops = {ours / top[batch]:.2f} of the ceiling ({top[batch]:.0f} rows/s"
+              f"{'; target >= 0.3' if batch == 64 else ''})")
+    if ("churnops", 1, 8) in results:
+        print(f"batch  1, concurrency 8: churnops p99 {results[('churnops', 1, 8)]['p99_ms']:.2f} ms (target <= 15 ms)")
+
+
+def main() -> None:
+    """Benchmark modes: the whole comparison (default), the load generator, the Pipeline peer."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", nargs="?", default="compare", choices=["compare", "load", "pipeline-peer"])
+    parser.add_argument("--model-uri", default=None)
+    parser.add_argument("--peer-venv", type=Path, default=PEER_VENV)
+    parser.add_argument("--servers", default="churnops,kserve-pipeline,mlserver,mlserver-batching")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=1.5)
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--body")
+    parser.add_argument("--concurrency", type=int)
+    parser.add_argument("--model")
+    parser.add_argument("--http-port", type=int)
+    parser.add_argument("--grpc-port", type=int)
+    args = parser.parse_args()
+    if args.mode == "load":
+        print(json.dumps(run_load(args.port, Path(args.body).read_bytes(), args.concurrency, args.seconds,
+                                  args.warmup)))
+        return
+    if args.mode == "pipeline-peer":
+        pipeline_peer(args.model, args.http_port, args.grpc_port)
+        return
+    kinds = args.servers.split(",")
+    if any(k.startswith("mlserver") for k in kinds):
+        ensure_peer_venv(args.peer_venv)
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        work = Path(tmp)
+        if args.model_uri:
+            model_dir = local_model(args.model_uri, work)
+        elif (DEMO_MODEL / "MLmodel").exists():
+            model_dir = str(DEMO_MODEL)
+        else:
+            model_dir = demo_model(work / "stack")
+        pipeline, frame, numeric = sample_rows(model_dir, 64)
+        bodies = {batch: v2_body(frame.head(batch), numeric) for batch in BATCHES}
+        top = ceiling(pipeline, frame)
+        results: dict[tuple[str, int, int], dict[str, Any]] = {}
+        for kind in kinds:
+            process, port = start(kind, model_dir, args.peer_venv, work)
+            try:
+                for batch in BATCHES:
+                    for conc in CONCURRENCY:
+                        results[(kind, batch, conc)] = measure(port, bodies[batch], batch, conc, args.seconds,
+                                                               args.warmup)
+                        print(kind, batch, conc, json.dumps(results[(kind, batch, conc)]), flush=True)
+            finally:
+                stop(process)
+        report(results, top)
+
+
+if __name__ == "__main__":
+    main()
