@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pytest
 from google.cloud import storage
 from werkzeug.serving import make_server
@@ -137,19 +138,32 @@ def test_ingest_training_scoring_with_kfp_local(env: Env) -> None:
                                          + accounting["duplicates_dropped"]) > 0
         assert json.loads(commit.metadata["sources"])
 
-    # Training on the head of main: features -> two fits -> evaluate -> register (gate passes).
+    # Training on the head of main: features -> two fits -> evaluate -> register only if the gate passes.
     run_local("training", {"seed": 42}, env.root)
     client = registry.client_for(env.settings)
-    candidate = registry.alias_holder(client, env.settings.registered_model, "candidate")
-    assert candidate is not None
-    version = client.get_model_version(env.settings.registered_model, candidate)
-    assert version.tags["data_commit"] == head
-    child = client.get_run(version.tags["run_id"])
-    parent = child.data.tags["parent_run_id"]
-    assert child.info.experiment_id == client.get_run(parent).info.experiment_id  # one experiment per training
-    parent_tags = client.get_run(parent).data.tags
-    assert parent_tags["gate_passed"] == "true" and parent_tags["model_version"] == candidate
+    experiment = client.get_experiment_by_name(env.settings.mlflow_experiment)
+    (parent_run,) = client.search_runs([experiment.experiment_id], "tags.run_kind = 'training'")
+    parent = parent_run.info.run_id
+    assert parent_run.data.tags["data_commit"] == head
+    children = {r.data.tags["model_type"]: r for r in client.search_runs(
+        [experiment.experiment_id], f"tags.parent_run_id = '{parent}'")}
+    assert set(children) == {"baseline", "xgboost"}  # both fits, in the parent's experiment
     assert env.repo.list_paths("features", f"features/{head}/{parent}/")
+    candidate = registry.alias_holder(client, env.settings.registered_model, "candidate")
+    gate_passed = parent_run.data.tags["gate_passed"] == "true"
+    auc = {name: run.data.metrics["test_roc_auc"] for name, run in children.items()}
+    assert gate_passed == (auc["xgboost"] > auc["baseline"])  # no production model yet: the baseline decides
+    if gate_passed:
+        assert candidate is not None and parent_run.data.tags.get("model_version") == candidate
+    else:  # the register task did not run: nothing was registered
+        assert candidate is None and parent_run.data.tags["gate_reasons"]
+        # An operator registers the challenger by hand, so that scoring has a model to use.
+        mlflow.set_tracking_uri(env.settings.mlflow_tracking_uri)
+        mlflow.set_registry_uri(env.settings.mlflow_tracking_uri)
+        candidate = registry.register_version(env.settings.registered_model,
+                                              f"runs:/{children['xgboost'].info.run_id}/model",
+                                              {"data_commit": head, "run_id": children["xgboost"].info.run_id})
+        registry.assign_alias(client, env.settings.registered_model, "candidate", candidate)
 
     # Scoring with the production model (promoted by hand, as a person would).
     registry.promote(client, env.settings.registered_model, "staging")
