@@ -60,7 +60,7 @@ lint: setup setup-infra ## pylint over all Python (infra/ in its own venv); impo
 	$(BIN)/python -m pylint churnops churnops_preprocessing components pipelines serving tests benchmarks
 	PYTHONPATH=infra:$(INFRA):infra/policy $(INFRA_BIN)/python -m pylint --rcfile=pyproject.toml infra
 	$(BIN)/lint-imports
-	$(BIN)/python -m bandit -q -r churnops components pipelines serving --severity-level medium
+	$(BIN)/python -m bandit -q -r churnops churnops_preprocessing components pipelines serving --severity-level medium
 	$(BIN)/hadolint $$(find . -name 'Dockerfile*' -not -path '*/.venv/*' -not -path './.git/*' -not -path '*/node_modules/*' | sort)
 
 manifests-check: setup ## Render both kustomize overlays; validate every object (upstream schemas, KServe CRD, Pod Security) and scan them with trivy
@@ -100,6 +100,8 @@ ci: ## Every offline step of cloudbuild.yaml, in its order; stops at the first f
 	$(MAKE) test
 	$(MAKE) scan
 	$(MAKE) sbom
+	$(MAKE) manifests-check
+	$(MAKE) pipelines
 
 scan: setup ## Trivy misconfiguration and secret scan of the repository (offline), judged by the vulnerability gate
 	@mkdir -p $(REPORTS_DIR)
