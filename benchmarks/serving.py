@@ -42,6 +42,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # pylint: disable=wrong-import-position  # the thread limit above must precede numpy/xgboost imports
 import numpy as np  # noqa: E402
 import requests  # noqa: E402
+from kserve import Model  # noqa: E402
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # Run as a script, this file's folder is on sys.path and its name would shadow the `serving` package.
@@ -261,35 +263,34 @@ def ensure_peer_venv(path: Path) -> None:
                     "uvloop<0.22", *pins], check=True, env={**os.environ, "PIP_CONFIG_FILE": os.devnull})
 
 
+class PipelinePerRequest(Model):
+    """The second peer: a plain kserve.Model that decodes to a DataFrame and calls predict_proba per request."""
+
+    def __init__(self, model_dir: str) -> None:
+        super().__init__(MODEL)
+        import mlflow  # pylint: disable=import-outside-toplevel
+
+        self.pipeline = mlflow.sklearn.load_model(model_dir)
+        self.ready = True
+
+    async def predict(self, payload: InferRequest, headers: Any = None, response_headers: Any = None) -> Any:
+        import pandas as pd  # pylint: disable=import-outside-toplevel
+
+        frame = pd.DataFrame({t.name: [v.decode() if isinstance(v, bytes) else v for v in t.as_numpy()]
+                              for t in payload.inputs})
+        probability = self.pipeline.predict_proba(frame)[:, 1]
+        output = InferOutput("churn_probability", [len(probability)], "FP64")
+        output.set_data_from_numpy(probability.astype(np.float64), binary_data=False)
+        return InferResponse(payload.id or "", MODEL, [output])
+
+
 def pipeline_peer(model_dir: str, http_port: int, grpc_port: int) -> None:
-    """The second peer: a plain kserve.Model that calls the Pipeline's predict_proba per request."""
-    # pylint: disable=import-outside-toplevel
-    import mlflow
-    import pandas as pd
-    from kserve import Model
-    from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
-
-    # only for its 127.0.0.1 binding (kserve's own routes); pylint resolves `serving` to this file
-    from serving.server import ChurnModelServer  # pylint: disable=no-name-in-module
-
-    class PipelinePerRequest(Model):
-        """Decode to a DataFrame, predict_proba, encode."""
-
-        def __init__(self) -> None:
-            super().__init__(MODEL)
-            self.pipeline = mlflow.sklearn.load_model(model_dir)
-            self.ready = True
-
-        async def predict(self, payload: InferRequest, headers: Any = None, response_headers: Any = None) -> Any:
-            frame = pd.DataFrame({t.name: [v.decode() if isinstance(v, bytes) else v for v in t.as_numpy()]
-                                  for t in payload.inputs})
-            probability = self.pipeline.predict_proba(frame)[:, 1]
-            output = InferOutput("churn_probability", [len(probability)], "FP64")
-            output.set_data_from_numpy(probability.astype(np.float64), binary_data=False)
-            return InferResponse(payload.id or "", MODEL, [output])
+    """Serve :class:`PipelinePerRequest` with 2 REST workers on 127.0.0.1 (kserve's own routes)."""
+    # pylint resolves `serving` to this file, not to the package (the script drops its folder from sys.path)
+    from serving.server import ChurnModelServer  # pylint: disable=import-error,no-name-in-module,import-outside-toplevel
 
     ChurnModelServer(host="127.0.0.1", http_port=http_port, grpc_port=grpc_port, workers=2,
-                     enable_latency_logging=False).start([PipelinePerRequest()])
+                     enable_latency_logging=False).start([PipelinePerRequest(model_dir)])
 
 
 # ------------------------------------------------------------------------------------------ ceiling
