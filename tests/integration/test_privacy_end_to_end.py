@@ -1,7 +1,7 @@
 """Personal data through the whole system: generated raw data with names, e-mails, phones, IPs and
 customer ids goes through ingest, training and the CLI; then no raw value may be found in any log
 line, MLflow param, tag or artifact, or lake object. Then one customer is erased, and the next
-training no longer sees them.
+training and scoring runs no longer see them.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from churnops.platform.alerts import AlertSink
 from churnops.platform.logs import setup_logging
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket
+from churnops.training.batch import score_customers
 from churnops.training.train import FEATURES_BRANCH, TrainingResult, train_from_commit
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -209,9 +210,17 @@ def trained_on(world: World, result: TrainingResult) -> set[str]:
     return set(world.repo.read_table(commit, prefix).column("customer_token").to_pylist())
 
 
-def test_after_erasure_the_next_training_does_not_see_the_subject(world: World) -> None:
+def predicted(world: World) -> set[str]:
+    """The customer tokens in the predictions table at the head of main."""
+    return set(world.repo.read_table("main", "predictions/").column("customer_token").to_pylist())
+
+
+def test_after_erasure_the_next_training_and_scoring_do_not_see_the_subject(world: World) -> None:
     before = trained_on(world, world.training)
-    subject = next(v for v in sorted(world.pii) if v.startswith("CUST-") and world.tokenizer.token(v) in before)
+    score_customers(world.settings, alias="candidate", repo=world.repo)
+    scored = predicted(world)
+    subject = next(v for v in sorted(world.pii)
+                   if v.startswith("CUST-") and world.tokenizer.token(v) in before & scored)
     token = world.tokenizer.token(subject)
 
     report = forget(world.repo, world.tokenizer, subject, ("main", FEATURES_BRANCH))
@@ -221,5 +230,8 @@ def test_after_erasure_the_next_training_does_not_see_the_subject(world: World) 
     assert again.data_commit == world.repo.head("main") != world.training.data_commit
     after = trained_on(world, again)
     assert token not in after and len(after) >= len(before) - 1
+    assert token not in predicted(world)  # the erasure removed the subject's predictions
+    score_customers(world.settings, alias="candidate", repo=world.repo)
+    assert token not in predicted(world) and len(predicted(world)) >= len(scored) - 1
     for table in ("events/", "subscriptions/"):
         assert token not in set(world.repo.read_table("main", table).column("customer_token").to_pylist())
