@@ -238,7 +238,9 @@ def start(kind: str, model_dir: str, peer_venv: Path, work: Path) -> tuple[subpr
         (folder / MODEL / "model-settings.json").write_text(json.dumps(model))
         command = [str(peer_venv / "bin" / "mlserver"), "start", str(folder)]
     log = open(work / f"{kind}.log", "wb")  # pylint: disable=consider-using-with  # lives as long as the server
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # pylint: disable=consider-using-with
+    # MLServer keeps its multiprocess metrics in ./.metrics: run it from the temporary folder
+    cwd = ROOT if kind in ("churnops", "kserve-pipeline") else work
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)  # pylint: disable=consider-using-with
     wait_ready(http, process)
     return process, http
 
