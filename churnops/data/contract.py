@@ -65,6 +65,7 @@ _OBJECT_NAME = re.compile(
 )
 _EXTENSIONS = {EVENTS: ".jsonl.gz", SUBSCRIPTIONS: ".csv"}
 _JSON_TYPE_NAMES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+_NAIVE_TIMESTAMP = r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}(?::\d{2}(?::\d{2}(?:[.,]\d+)?)?)?)?"
 _MAX_VALUE_CHARS = 60
 _JSONL_CHUNK = 65_536  # lines parsed per list comprehension
 
@@ -292,12 +293,22 @@ def _json_type(value: Any) -> str:
     return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
 
 
+def _require_utf8(text: bytes) -> None:
+    """Raise :class:`UnreadableObject` unless ``text`` is valid UTF-8 (both JSON paths call this first)."""
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = text.count(b"\n", 0, exc.start) + 1
+        raise UnreadableObject(f"not valid UTF-8 text (line {line})") from exc
+
+
 def _parse_jsonl(text: bytes) -> ParsedObject:
     """Parse JSON Lines: one object per line; blank lines are skipped, other bad lines kept aside.
 
     Lines are parsed in chunks with one list comprehension each; only a chunk that holds a bad
     line is parsed again line by line, so a large object with a few bad lines stays fast.
     """
+    _require_utf8(text)
     if text.startswith(codecs.BOM_UTF8):
         text = text[len(codecs.BOM_UTF8):]
     lines = text.split(b"\n")
@@ -343,21 +354,18 @@ def _parse_jsonl_lines(
         try:
             value = loads(line)
         except JSONDecodeError as exc:
-            malformed.append((number, _decoded(line, number), f"not valid JSON: {exc}"))
+            malformed.append((number, _decoded(line), f"not valid JSON: {exc}"))
             continue
         if not isinstance(value, dict):
-            malformed.append((number, _decoded(line, number), f"line is a JSON {_json_type(value)}, not an object"))
+            malformed.append((number, _decoded(line), f"line is a JSON {_json_type(value)}, not an object"))
             continue
         records.append(value)
         numbers.append(number)
     return numbers
 
 
-def _decoded(line: bytes, number: int) -> str:
-    try:
-        return line.decode("utf-8").rstrip("\r")
-    except UnicodeDecodeError as exc:
-        raise UnreadableObject(f"not valid UTF-8 text (line {number})") from exc
+def _decoded(line: bytes) -> str:
+    return line.decode("utf-8").rstrip("\r")  # the whole object was checked by _require_utf8
 
 
 def _parse_csv(data: bytes) -> ParsedObject:
@@ -375,9 +383,17 @@ def _parse_csv(data: bytes) -> ParsedObject:
             header = next(reader)
     except (csv.Error, StopIteration) as exc:
         raise UnreadableObject(f"not CSV: cannot read a header row ({exc})") from exc
+    known = set(CONTRACT_COLUMNS[SUBSCRIPTIONS])
+    if not known.intersection(header):
+        # The first row is data, not a header: its values (ids, names, e-mails) must not become
+        # column names, which reports, markers and alerts would carry.
+        raise UnreadableObject(f"no header row: none of the {len(header)} fields of the first row is a contract column")
     duplicates = sorted({name for name in header if header.count(name) > 1})
     if duplicates:
-        raise UnreadableObject(f"not CSV: duplicate column names in the header: {', '.join(duplicates)}")
+        shown = [name for name in duplicates if name in known]
+        others = len(duplicates) - len(shown)
+        listed = ", ".join(shown + ([f"{others} other name(s)"] if others else []))
+        raise UnreadableObject(f"not CSV: duplicate column names in the header: {listed}")
 
     records: list[list[str]] = []
     numbers: list[int] = []
@@ -417,9 +433,31 @@ def _parse_csv(data: bytes) -> ParsedObject:
     )
 
 
-def parse_object(object_name: str, data: bytes) -> ParsedObject:
-    """Parse a raw object's bytes into rows of raw values; raises :class:`UnreadableObject`."""
+def decode_content_encoding(data: bytes, content_encoding: str | None) -> bytes:
+    """The object's own bytes from its stored bytes: undo a ``Content-Encoding`` (``gsutil cp -Z`` writes gzip).
+
+    The encoding is a transport layer on top of the object's format, so a ``.jsonl.gz`` object
+    stored with ``Content-Encoding: gzip`` is gzip inside gzip.
+    """
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding == "identity":
+        return data
+    if encoding != "gzip":
+        raise UnreadableObject(f"unsupported Content-Encoding {encoding!r}")
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise UnreadableObject(f"stored with Content-Encoding gzip but not a valid gzip stream: {exc}") from exc
+
+
+def parse_object(object_name: str, data: bytes, content_encoding: str | None = None) -> ParsedObject:
+    """Parse a raw object's stored bytes into rows of raw values; raises :class:`UnreadableObject`.
+
+    ``content_encoding`` is the object's ``Content-Encoding`` metadata: ``data`` are the bytes as
+    stored (read without decompressive transcoding), and the encoding is undone here.
+    """
     kind = kind_of(object_name)
+    data = decode_content_encoding(data, content_encoding)
     if not data:
         raise UnreadableObject("empty object")
     if kind == SUBSCRIPTIONS:
@@ -448,6 +486,7 @@ def _parse_jsonl_arrow(text: bytes, kind: str) -> ParsedObject | None:
     contract's JSON types; anything else (a malformed or blank line, a number sent as text, a
     nested value) returns None, and the caller takes the line-by-line path, which reports it.
     """
+    _require_utf8(text)  # pyarrow's reader does not validate UTF-8
     if text.startswith(codecs.BOM_UTF8):
         return None
     options = pyarrow_json.ParseOptions(explicit_schema=_arrow_read_schema(kind), unexpected_field_behavior="infer")
@@ -705,6 +744,23 @@ def _aware(value: datetime, name: str) -> datetime:
     return value
 
 
+def _naive_as_utc(column: pd.Series) -> pd.Series:
+    """Timestamp texts without an offset made explicitly UTC, value by value.
+
+    pandas parses an ISO 8601 column as a whole and gives a naive value the offset of an earlier
+    value that has one; the contract says a naive timestamp is UTC, so each naive value gets
+    ``+00:00`` (a bare date ``T00:00:00+00:00``) before the column is parsed.
+    """
+    text = column.astype(object)
+    naive = text.str.fullmatch(_NAIVE_TIMESTAMP).eq(True)  # non-text values give NaN, not a match
+    if not naive.any():
+        return column
+    fixed = text[naive]
+    column = column.copy()
+    column[naive] = (fixed + np.where(fixed.str.len() == 10, "T00:00:00+00:00", "+00:00")).to_numpy(dtype=object)
+    return column
+
+
 class _RowChecker:
     """Accumulates the reasons and corrections of one ``check`` call."""
 
@@ -729,7 +785,7 @@ class _RowChecker:
                 )
                 continue
             normalised = _normalise_column(rows[name], name, col, self.from_json)
-            work[name] = normalised.column
+            work[name] = _naive_as_utc(normalised.column) if col.dtype == TIMESTAMP else normalised.column
             self.corrections.extend(normalised.corrections)
             self.to_coerce[name] = normalised.to_coerce
             self._reject(name, normalised.rejected.index, [f"uncoercible value in column {name} ({type_name})"

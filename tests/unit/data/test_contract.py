@@ -536,3 +536,89 @@ def test_objects_the_fast_path_cannot_read_exactly_fall_back() -> None:
         assert contract._parse_jsonl_arrow(text, contract.EVENTS) is None  # pylint: disable=protected-access
     assert check_events(jsonl(event(event_id="e-1"), b"", event(event_id="e-2"))).valid["event_id"].tolist() == [
         "e-1", "e-2"]
+
+
+# -- hostile input --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        (json.dumps(event(event_id="e-1")).encode().replace(b'"/home"', b'"/h\xffme"') + b"\n", 1),
+        (json.dumps(event(event_id="e-1")).encode() + b"\n"
+         + json.dumps(event(event_id="e-2")).encode().replace(b'"page"', b'"pa\xc3ge"') + b"\n", 2),
+        (json.dumps(event(event_id="e-1")).encode() + b"\n" + json.dumps(event(event_id="e-2")).encode()
+         + b"\n\xed\xa0\x80\n", 3),
+    ],
+    ids=["in-a-value", "in-a-key", "a-line-of-its-own"],
+)
+def test_both_parse_paths_find_invalid_utf8_unreadable(text: bytes, line: int) -> None:
+    reasons = []
+    with pytest.raises(UnreadableObject) as fast:
+        contract._parse_jsonl_arrow(text, contract.EVENTS)  # pylint: disable=protected-access
+    reasons.append(fast.value.reason)
+    with pytest.raises(UnreadableObject) as slow:
+        contract._parse_jsonl(text)  # pylint: disable=protected-access
+    reasons.append(slow.value.reason)
+    assert reasons == [f"not valid UTF-8 text (line {line})"] * 2
+    with pytest.raises(UnreadableObject, match="not valid UTF-8"):
+        contract.parse_object(EVENTS_NAME, gzip.compress(text))
+
+
+def test_a_csv_without_a_header_row_is_unreadable_and_its_values_are_not_named() -> None:
+    rows = [subscription(record_id=f"r-{i}", customer_id=f"CUST-000000{i}") for i in range(3)]
+    data = csv_object(rows).split(b"\n", 1)[1]  # the header row is missing: the first row would be the header
+    with pytest.raises(UnreadableObject) as raised:
+        contract.parse_object(SUBS_NAME, data)
+    assert raised.value.reason == "no header row: none of the 15 fields of the first row is a contract column"
+    for value in ("CUST-0000000", "Jane Doe", "jane@example.com", "+1-555-123-4567"):
+        assert value not in str(raised.value)
+
+
+def test_duplicate_unknown_header_names_are_counted_not_shown() -> None:
+    header = ["record_id", "record_id", "jane@example.com", "jane@example.com"]
+    with pytest.raises(UnreadableObject) as raised:
+        contract.parse_object(SUBS_NAME, (",".join(header) + "\n1,2,3,4\n").encode())
+    assert raised.value.reason == "not CSV: duplicate column names in the header: record_id, 1 other name(s)"
+
+
+@pytest.mark.parametrize("order", ["offset-first", "naive-first"])
+def test_naive_timestamps_are_utc_value_by_value(order: str) -> None:
+    times = {
+        "e-offset": ("2024-05-01T12:15:00+02:00", "2024-05-01T10:15:00Z"),
+        "e-naive": ("2024-05-01T10:20:00", "2024-05-01T10:20:00Z"),
+        "e-space": ("2024-05-01 10:25:00.250", "2024-05-01T10:25:00.250Z"),
+        "e-west": ("2024-05-01T05:30:00-05:00", "2024-05-01T10:30:00Z"),
+        "e-zulu": ("2024-05-01T10:35:00Z", "2024-05-01T10:35:00Z"),
+    }
+    ids = list(times) if order == "offset-first" else list(reversed(times))
+    result = check_events(jsonl(*[event(event_id=i, event_time=times[i][0]) for i in ids]))
+    assert result.quarantined.empty
+    parsed = dict(zip(result.valid["event_id"], result.valid["event_time"]))
+    assert parsed == {i: pd.Timestamp(utc) for i, (_, utc) in times.items()}
+
+
+def test_naive_and_offset_times_mix_in_a_csv_too() -> None:
+    rows = [subscription(record_id="r-1", updated_at="2024-05-01T12:20:00+02:00"),
+            subscription(record_id="r-2", updated_at="2024-05-01T10:40:00"),
+            subscription(record_id="r-3", status="cancelled", updated_at="2024-05-01T10:50:00",
+                         cancel_date="2024-05-01")]
+    result = check_subscriptions(csv_object(rows))
+    assert result.quarantined.empty
+    valid = result.valid.set_index("record_id")
+    assert valid.loc["r-1", "updated_at"] == pd.Timestamp("2024-05-01T10:20:00Z")
+    assert valid.loc["r-2", "updated_at"] == pd.Timestamp("2024-05-01T10:40:00Z")
+    assert valid.loc["r-3", "cancel_date"] == pd.Timestamp("2024-05-01T00:00:00Z")
+
+
+def test_content_encoding_gzip_is_undone_before_parsing() -> None:
+    events = jsonl(event(event_id="e-1"), event(event_id="e-2"))
+    parsed = contract.parse_object(EVENTS_NAME, gzip.compress(events), content_encoding="gzip")
+    assert parsed.rows["event_id"].tolist() == ["e-1", "e-2"]
+    subs = csv_object([subscription()])
+    assert contract.parse_object(SUBS_NAME, gzip.compress(subs), "GZIP").rows["record_id"].tolist() == ["r-1"]
+    assert contract.parse_object(SUBS_NAME, subs, "identity").rows_in == 1
+    with pytest.raises(UnreadableObject, match="stored with Content-Encoding gzip but not a valid gzip stream"):
+        contract.parse_object(SUBS_NAME, subs, "gzip")
+    with pytest.raises(UnreadableObject, match="unsupported Content-Encoding 'br'"):
+        contract.parse_object(SUBS_NAME, subs, "br")
