@@ -201,12 +201,15 @@ class DataRepository(ABC):
         into: str = DEFAULT_BRANCH,
         message: str = "",
         metadata: Mapping[str, str] | None = None,
+        expected_head: str | None = None,
     ) -> str:
         """Merge the committed state of ``source`` into branch ``into``; return ``into``'s head after.
 
         Nothing to merge is not an error (the head is returned unchanged). Raises
         :class:`MergeConflict` if both sides changed a path differently; ``into`` is then
         unchanged. Raises :class:`UncommittedChangesError` if ``into`` has staged changes.
+        With ``expected_head`` the merge is a compare-and-set: if ``into`` no longer points at
+        that commit, :class:`MergeConflict` is raised and nothing changes.
         """
 
     @abstractmethod

@@ -13,7 +13,8 @@ Layout of the repository (everything is a git object or ref, readable with plain
   merge, so two sides changing the same path differently is a conflict (as in lakeFS), never a
   line-level merge of two CSV files.
 - ``churnops.lock``: every ref update happens under an exclusive ``fcntl.flock`` on this file,
-  so concurrent processes cannot lose each other's commits or merges.
+  so concurrent processes cannot lose each other's commits or merges, and a merge with
+  ``expected_head`` compares and moves the branch in one step.
 
 One object per thread: a pygit2 repository handle is not meant to be shared between threads.
 """
@@ -324,10 +325,16 @@ class EmbeddedRepository(DataRepository):
         into: str = DEFAULT_BRANCH,
         message: str = "",
         metadata: Mapping[str, str] | None = None,
+        expected_head: str | None = None,
     ) -> str:
         clean = check_metadata(metadata)
         with self._locked() as repo:
             target = self._branch_commit(repo, into)
+            if expected_head is not None and target.id != self._commit_of(repo, expected_head).id:
+                # Checked under the repository lock: the compare and the set are one step.
+                raise MergeConflict(
+                    f"branch {into!r} moved to {target.id} since {expected_head}; not merging {source!r}"
+                )
             staged = self._staging_commit(repo, into)
             if staged is not None and staged.tree_id != target.tree_id:
                 raise UncommittedChangesError(f"branch {into!r} has uncommitted changes; commit them before merging")

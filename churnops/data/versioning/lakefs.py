@@ -7,7 +7,11 @@ Mapping of lakeFS answers onto the interface:
 - merge conflict: 409 -> :class:`MergeConflict`; merge into a dirty branch: 400 -> :class:`UncommittedChangesError`;
 - 404 -> :class:`NotFoundError`; 401/403 -> :class:`AccessDenied`;
 - connection errors and 429/500/502/503/504 are retried with exponential backoff, then raise
-  :class:`LakeUnavailable`; any other refusal -> :class:`VersioningError` (see :meth:`domain_error`).
+  :class:`LakeUnavailable`; any other refusal -> :class:`VersioningError` (see :meth:`domain_error`);
+- ``merge(expected_head=...)``: the lakeFS merge API takes no expected destination commit, so the
+  head is compared just before the merge call; a branch moved by another merge in between is
+  caught only by lakeFS's own per-object conflict check (ingest makes every run write one shared
+  path, ``_ingest/head.json``, so two runs from the same commit always conflict there).
 
 A retried commit whose first attempt was applied but whose answer was lost gets "no changes" on
 the retry; the backend then recognises its own commit at the branch head (same message and
@@ -277,8 +281,11 @@ class LakeFSRepository(DataRepository):
         into: str = DEFAULT_BRANCH,
         message: str = "",
         metadata: Mapping[str, str] | None = None,
+        expected_head: str | None = None,
     ) -> str:
         check_branch_name(into)
+        if expected_head is not None and (head := self.head(into)) != self.resolve(expected_head):
+            raise MergeConflict(f"branch {into!r} moved to {head} since {expected_head}; not merging {source!r}")
         request = lakefs_sdk.Merge(
             message=message or f"Merge '{source}' into '{into}'", metadata=check_metadata(metadata)
         )

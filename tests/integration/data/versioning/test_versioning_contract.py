@@ -193,6 +193,25 @@ def test_diverged_branches_touching_different_paths_both_merge(harness: Harness)
     assert repo.list_paths("main", harness.ns) == [harness.path("hr=01/a"), harness.path("hr=02/b")]
 
 
+def test_merge_with_an_expected_head_is_a_compare_and_set(harness: Harness) -> None:
+    repo = harness.repo
+    first, second = harness.branch("first"), harness.branch("second")
+    start = repo.head()
+    repo.create_branch(first, source=start)
+    repo.create_branch(second, source=start)
+    repo.put_objects(first, {harness.path("hr=01/a"): b"a"})
+    repo.commit(first, "first", {})
+    repo.put_objects(second, {harness.path("hr=02/b"): b"b"})  # a different path: no object conflict
+    repo.commit(second, "second", {})
+    after_first = repo.merge(first, expected_head=start)
+    with pytest.raises(MergeConflict):
+        repo.merge(second, expected_head=start)
+    assert repo.head() == after_first
+    assert repo.list_paths("main", harness.ns) == [harness.path("hr=01/a")]
+    after_second = repo.merge(second, expected_head=after_first)
+    assert repo.commit_info(after_second).parents[0] == after_first
+
+
 def test_merge_into_a_branch_with_uncommitted_changes_is_refused(harness: Harness) -> None:
     repo = harness.repo
     source, target = harness.branch("source"), harness.branch("target")
