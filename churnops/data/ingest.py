@@ -4,23 +4,33 @@ One run handles the scheduled hour plus a lookback window (late files). It
 
 1. lists raw objects for those hours and skips every (name, generation) already ingested, as
    recorded by marker files in the lake itself (``_ingest/sources/<object>/<generation>.json``);
+   an object whose name the contract does not know is quarantined whole (not read), and a
+   prefix the contract does not know raises an alert;
 2. parses and checks each new object against the data contract, quarantining what fails;
-3. drops duplicate ids: against what is already published (on the raw ids, before the check)
-   and within the run (after it);
-4. applies the PII policy (tokenize customer ids, drop direct identifiers);
+3. drops duplicate ids: against everything already published (the lake's id index, see
+   :mod:`churnops.data.id_index`, on the raw ids, before the check) and within the run (after it);
+4. applies the PII policy (tokenize customer ids, drop direct identifiers); names of columns the
+   contract does not know are data (a CSV without a header row makes values into names), so
+   reports and alerts carry keyed digests of them, never the names;
 5. writes one parquet partition per source object on a run branch, plus quarantine files, source
-   markers and a run manifest, commits with the accounting as metadata and merges into ``main``.
+   markers, the id index shards it changes and a run manifest; checks that the branch holds
+   exactly the rows the accounting claims; commits with the accounting as metadata and merges
+   into ``main`` with a compare-and-set on the commit the run started from.
 
-Partitions are named after the source object, so a new generation of an object overwrites
-(supersedes) its earlier rows instead of adding to them. Nothing reaches ``main`` until the merge,
-and a re-run of a finished hour finds nothing new and makes no commit.
+Partitions are named after the source object's full file name, so two objects never share one
+and a new generation of an object overwrites (supersedes) its earlier rows instead of adding to
+them. Nothing reaches ``main`` until the merge, and a re-run of a finished hour finds nothing new
+and makes no commit.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import itertools
 import json
 import logging
+import re
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -35,22 +45,28 @@ from google.cloud import storage
 
 from churnops.data import contract
 from churnops.data.contract import AccountingError
+from churnops.data.id_index import IdIndex
+from churnops.data.privacy import Tokenizer, apply_pii_policy
+from churnops.data.versioning import DataRepository, MergeConflict, NotFoundError, VersioningError, open_repository
+from churnops.data.versioning.base import check_path
 from churnops.platform.alerts import Alert, AlertSink
 from churnops.platform.buildinfo import git_sha, lock_sha256
-from churnops.data.privacy import Tokenizer, apply_pii_policy
 from churnops.platform.secrets import tokenization_key
 from churnops.platform.settings import Settings
-from churnops.platform.storage import ObjectRef, list_objects, read_object, storage_client
-from churnops.data.versioning import DataRepository, MergeConflict, VersioningError, open_repository
+from churnops.platform.storage import ObjectRef, list_objects, list_prefixes, read_object, storage_client
 
 log = logging.getLogger(__name__)
 
+RAW_ROOT = "activity/"
 RAW_PREFIXES = {contract.EVENTS: "activity/events", contract.SUBSCRIPTIONS: "activity/subscriptions"}
 ID_COLUMNS = {contract.EVENTS: "event_id", contract.SUBSCRIPTIONS: "record_id"}
 SOURCES_PREFIX = "_ingest/sources"
 RUNS_PREFIX = "_ingest/runs"
+HEAD_PATH = "_ingest/head.json"
 MAX_MERGE_ATTEMPTS = 3
 QUARANTINE_INFO = ("_reason", "_line")
+_DAY = re.compile(r"dt=\d{4}-\d{2}-\d{2}/")
+_HOUR = re.compile(r"hr=(?:[01]\d|2[0-3])/")
 
 
 @dataclass
@@ -68,6 +84,7 @@ class ObjectReport:
     partition: str | None = None
     reason: str | None = None
     unknown_columns: list[str] = field(default_factory=list)
+    """Keyed digests (``column_<hex>``) of the names of columns the contract does not know."""
     corrections: list[dict[str, object]] = field(default_factory=list)
 
 
@@ -83,6 +100,7 @@ class IngestReport:
     objects_skipped: int = 0
     objects: list[ObjectReport] = field(default_factory=list)
     alerts: list[dict[str, object]] = field(default_factory=list)
+    unknown_prefixes: list[str] = field(default_factory=list)
 
     def total(self, attribute: str) -> int:
         """Sum of one per-object counter."""
@@ -122,17 +140,39 @@ class StagedIngest:
     report: IngestReport
     branch: str | None
     metadata: dict[str, str]
+    superseded: list[str] = field(default_factory=list)  # partitions of earlier generations deleted on the branch
+
+
+@dataclass
+class _Source:
+    """One new raw object as listed: its kind and hour come from the listing prefix."""
+
+    ref: ObjectRef
+    kind: str
+    hour: datetime
+    earlier_markers: list[str] = field(default_factory=list)  # markers of earlier generations of this name
+    name_error: str | None = None  # why the name is not a raw object name of the contract
 
 
 @dataclass
 class _Prepared:
     """One new object after parsing and the contract check, before dedup and the PII policy."""
 
-    ref: ObjectRef
-    kind: str
+    source: _Source
     report: ObjectReport
+    parsed: contract.ParsedObject | None = None
     valid: pd.DataFrame | None = None
     quarantined: pd.DataFrame | None = None
+
+    @property
+    def ref(self) -> ObjectRef:
+        """The object."""
+        return self.source.ref
+
+    @property
+    def kind(self) -> str:
+        """``events`` or ``subscriptions``."""
+        return self.source.kind
 
 
 def hours_in_window(hour: datetime, lookback: int) -> list[datetime]:
@@ -146,23 +186,35 @@ def hour_prefix(kind: str, hour: datetime) -> str:
 
 
 def partition_path(ref: ObjectRef, kind: str) -> str:
-    """Lake path of the partition published from ``ref`` (stable across generations)."""
+    """Lake path of the partition published from ``ref``: the object's full file name, so it is
+    stable across generations and no two objects share one."""
     hour = contract.hour_of(ref.name)
-    stem = PurePosixPath(ref.name).name.split(".")[0]
-    return f"{kind}/{contract.hour_partition(hour)}/{stem}.parquet"
+    return f"{kind}/{contract.hour_partition(hour)}/{PurePosixPath(ref.name).name}.parquet"
+
+
+def _name_digest(name: str) -> str:
+    return hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
 
 
 def marker_path(ref: ObjectRef) -> str:
-    """Lake path of the marker that records ``ref`` (name and generation) as ingested."""
-    return f"{SOURCES_PREFIX}/{ref.name}/{ref.generation}.json"
+    """Lake path of the marker that records ``ref`` (name and generation) as ingested.
+
+    An object name that is not a valid lake path (empty or ``.``/``..`` parts) is recorded under
+    a digest of the name, beside the markers of its hour.
+    """
+    path = f"{SOURCES_PREFIX}/{ref.name}/{ref.generation}.json"
+    try:
+        return check_path(path)
+    except ValueError:
+        parts = list(itertools.takewhile(lambda part: part not in ("", ".", ".."), ref.name.split("/")[:-1]))
+        return "/".join([SOURCES_PREFIX, *parts, f"_unrecognised-{_name_digest(ref.name)}", f"{ref.generation}.json"])
 
 
 def drop_ids(parsed: contract.ParsedObject, id_column: str, ids: set[str]) -> tuple[contract.ParsedObject, int]:
     """``parsed`` without the rows whose raw ``id_column`` value is in ``ids``, and how many went."""
     if not ids or id_column not in parsed.rows:
         return parsed, 0
-    raw = parsed.rows[id_column]
-    drop = (raw.notna() & raw.astype(str).isin(ids)).to_numpy()
+    drop = _raw_ids(parsed.rows[id_column]).isin(ids).to_numpy()
     dropped = int(drop.sum())
     if not dropped:
         return parsed, 0
@@ -174,6 +226,12 @@ def drop_ids(parsed: contract.ParsedObject, id_column: str, ids: set[str]) -> tu
         line_numbers=parsed.lines()[keep],
     )
     return rest, dropped
+
+
+def _raw_ids(column: pd.Series) -> pd.Series:
+    """Raw id values as the stripped text they are published as (nulls stay null, so they match nothing)."""
+    present = column.notna()
+    return column.astype(object).where(~present, column[present].astype(str).str.strip()).where(present, None)
 
 
 def _to_parquet(df: pd.DataFrame) -> bytes:
@@ -203,69 +261,103 @@ class IngestRun:
 
     # -- listing -------------------------------------------------------------------------------
 
-    def new_objects(self, hours: Iterable[datetime], report: IngestReport) -> list[ObjectRef]:
-        """Raw objects in the window whose (name, generation) has no marker on ``main``."""
+    def new_objects(self, hours: Iterable[datetime], report: IngestReport, ref: str = "main") -> list[_Source]:
+        """Raw objects in the window whose (name, generation) has no marker at ``ref``."""
         fresh = []
         for hour in hours:
             for kind in RAW_PREFIXES:
                 prefix = hour_prefix(kind, hour)
-                done = set(self.repo.list_paths("main", f"{SOURCES_PREFIX}/{prefix}"))
-                for ref in list_objects(self.client, self.settings.raw_bucket, prefix):
+                done = set(self.repo.list_paths(ref, f"{SOURCES_PREFIX}/{prefix}"))
+                for obj in list_objects(self.client, self.settings.raw_bucket, prefix):
                     report.objects_listed += 1
-                    if marker_path(ref) in done:
+                    if marker_path(obj) in done:
                         report.objects_skipped += 1
-                    else:
-                        fresh.append(ref)
+                        continue
+                    source = _Source(ref=obj, kind=kind, hour=hour, name_error=self._name_error(obj, kind))
+                    own = marker_path(obj).rpartition("/")[0]
+                    source.earlier_markers = sorted(path for path in done if path.rpartition("/")[0] == own)
+                    fresh.append(source)
         return fresh
+
+    @staticmethod
+    def _name_error(ref: ObjectRef, kind: str) -> str | None:
+        """Why ``ref``'s name is not a raw object name of ``kind`` (None if it is)."""
+        try:
+            if contract.kind_of(ref.name) != kind:
+                raise ValueError(ref.name)
+            check_path(partition_path(ref, kind))
+        except ValueError:
+            return (f"unrecognised object name: the contract expects {RAW_PREFIXES[kind]}/dt=YYYY-MM-DD/hr=HH/"
+                    f"<file>{'.jsonl.gz' if kind == contract.EVENTS else '.csv'}")
+        return None
+
+    def unknown_prefixes(self, hours: Iterable[datetime]) -> list[str]:
+        """Prefixes (and objects) under ``activity/`` that the contract's layout does not know.
+
+        Looks at the top level, each kind's day level and, for the days of the window, the hour
+        level: an object there would never be listed for any hour.
+        """
+        bucket = self.settings.raw_bucket
+        known = {f"{prefix}/" for prefix in RAW_PREFIXES.values()}
+        prefixes, names = list_prefixes(self.client, bucket, RAW_ROOT)
+        unknown = [p for p in prefixes if p not in known] + names
+        days = sorted({f"dt={hour:%Y-%m-%d}/" for hour in hours})
+        for kind_prefix in sorted(known):
+            prefixes, names = list_prefixes(self.client, bucket, kind_prefix)
+            unknown += [p for p in prefixes if not _DAY.fullmatch(p.removeprefix(kind_prefix))] + names
+            for day in days:
+                if f"{kind_prefix}{day}" not in prefixes:
+                    continue
+                hour_prefixes, names = list_prefixes(self.client, bucket, f"{kind_prefix}{day}")
+                unknown += [p for p in hour_prefixes if not _HOUR.fullmatch(p.removeprefix(f"{kind_prefix}{day}"))]
+                unknown += names
+        return sorted(unknown)
 
     # -- per object ------------------------------------------------------------------------------
 
-    def prepare(self, ref: ObjectRef, run_id: str, published: set[str]) -> _Prepared:
-        """Read and parse one object, drop rows whose id is already published, check the rest.
+    def read(self, source: _Source) -> _Prepared:
+        """Read and parse one object (unrecognised names and unreadable objects are quarantined whole)."""
+        ref = source.ref
+        report = ObjectReport(name=ref.name, generation=ref.generation, kind=source.kind, status="published")
+        prepared = _Prepared(source=source, report=report)
+        if source.name_error:
+            report.status, report.reason = "quarantined", source.name_error
+            return prepared
+        try:
+            prepared.parsed = contract.parse_object(ref.name, read_object(self.client, ref), ref.content_encoding)
+        except contract.UnreadableObject as error:
+            report.status, report.reason = "quarantined", f"unreadable object: {error.reason}"
+        return prepared
+
+    def check(self, item: _Prepared, published: set[str], run_id: str) -> None:
+        """Drop rows whose id is already published, check the rest against the contract.
 
         Ids are matched on the raw values before the contract check, so an event a producer
         sends again in a later hour's file counts as a duplicate, not as out of its hour.
         """
-        kind = contract.kind_of(ref.name)
-        report = ObjectReport(name=ref.name, generation=ref.generation, kind=kind, status="published")
-        prepared = _Prepared(ref=ref, kind=kind, report=report)
-        try:
-            parsed = contract.parse_object(ref.name, read_object(self.client, ref))
-        except contract.UnreadableObject as error:
-            report.status, report.reason = "quarantined", f"unreadable object: {error.reason}"
-            return prepared
-        parsed, report.duplicates_dropped = drop_ids(parsed, ID_COLUMNS[kind], published)
-        result = contract.check(parsed, kind, contract.hour_of(ref.name), self.now())
+        if item.parsed is None:
+            return
+        report, ref = item.report, item.ref
+        parsed, report.duplicates_dropped = drop_ids(item.parsed, ID_COLUMNS[item.kind], published)
+        item.parsed = None
+        result = contract.check(parsed, item.kind, item.source.hour, self.now())
         report.rows_in = result.rows_in + report.duplicates_dropped
-        report.unknown_columns = list(result.unknown_columns)
-        report.corrections = [asdict(c) for c in result.corrections]
+        # Unknown column names may be values (a CSV whose header row is missing): keep digests only.
+        digests = {name: self.column_digest(name) for name in result.unknown_columns}
+        report.unknown_columns = [digests[name] for name in result.unknown_columns]
+        report.corrections = [
+            {**asdict(c), "column": digests.get(c.column, c.column)} for c in result.corrections
+        ]
         if result.missing_required:
             report.status = "quarantined"
             report.reason = f"missing required column(s): {', '.join(result.missing_required)}"
-        prepared.valid, prepared.quarantined = result.valid, result.quarantined
+        item.valid, item.quarantined = result.valid, result.quarantined
         report.rows_quarantined = len(result.quarantined)
         log.debug("object checked", extra={"object": ref.name, "run_id": run_id, "rows_in": report.rows_in})
-        return prepared
 
-    def published_ids(self, kind: str, hours: Iterable[datetime], superseded: set[str]) -> set[str]:
-        """Ids already on ``main`` for these hours, except rows of objects being re-ingested."""
-        ids: set[str] = set()
-        for hour in hours:
-            prefix = f"{kind}/{contract.hour_partition(hour)}/"
-            if not self.repo.list_paths("main", prefix):
-                continue
-            table = self.repo.read_table("main", prefix, columns=[ID_COLUMNS[kind], "_source_object"]).to_pandas()
-            if table.empty:
-                continue
-            keep = ~table["_source_object"].isin(superseded)
-            ids.update(table.loc[keep, ID_COLUMNS[kind]].astype(str))
-        return ids
-
-    def published_ids_by_kind(self, fresh: list[ObjectRef], hours: list[datetime]) -> dict[str, set[str]]:
-        """Published ids per kind for the window and the hours of the new objects (late files)."""
-        check_hours = sorted(set(hours) | {contract.hour_of(ref.name) for ref in fresh})
-        superseded = {ref.name for ref in fresh}
-        return {kind: self.published_ids(kind, check_hours, superseded) for kind in ID_COLUMNS}
+    def column_digest(self, name: str) -> str:
+        """A keyed digest standing for a column name that may be data (same name, same digest)."""
+        return "column_" + self.tokenizer.token(name).removeprefix("tok_")[:12]
 
     @staticmethod
     def deduplicate_within_run(prepared: list[_Prepared]) -> None:
@@ -285,8 +377,9 @@ class IngestRun:
                     item.report.duplicates_dropped += int(dup.sum())
                     item.valid = valid.loc[~dup]
 
-    def quarantine_rows(self, item: _Prepared, quarantined: pd.DataFrame) -> pd.DataFrame:
-        """The rows of ``item`` that failed, with the PII policy applied (raw values never reach the lake)."""
+    def quarantine_rows(self, item: _Prepared) -> pd.DataFrame:
+        """Quarantined rows with the PII policy applied (raw values never reach the lake)."""
+        quarantined = item.quarantined if item.quarantined is not None else pd.DataFrame()
         # Only contract columns and the diagnosis: the raw text of a malformed line and columns the
         # contract does not know (which could hold anything) stay in the raw bucket, for replay.
         known = {*contract.CONTRACT_COLUMNS[item.kind], *QUARANTINE_INFO}
@@ -300,9 +393,8 @@ class IngestRun:
         """Files this object contributes to the run branch."""
         files: dict[str, bytes] = {}
         report, ref = item.report, item.ref
-        hour = contract.hour_of(ref.name)
-        stem = PurePosixPath(ref.name).name.split(".")[0]
-        qdir = f"quarantine/{item.kind}/{contract.hour_partition(hour)}"
+        qdir = f"quarantine/{item.kind}/{contract.hour_partition(item.source.hour)}"
+        file_name = f"unrecognised-{_name_digest(ref.name)}" if item.source.name_error else PurePosixPath(ref.name).name
         if report.status == "published" and item.valid is not None:
             published = apply_pii_policy(item.valid, item.kind, self.tokenizer)
             published["_source_object"] = ref.name
@@ -311,13 +403,76 @@ class IngestRun:
             report.rows_published = len(published)
             files[report.partition] = _to_parquet(published)
         if item.quarantined is not None and report.rows_quarantined:
-            files[f"{qdir}/{stem}@{ref.generation}.parquet"] = _to_parquet(self.quarantine_rows(item, item.quarantined))
+            files[f"{qdir}/{file_name}@{ref.generation}.parquet"] = _to_parquet(self.quarantine_rows(item))
         if report.status == "quarantined":
             detail = {"object": ref.name, "generation": ref.generation, "reason": report.reason, "run_id": run_id}
-            files[f"{qdir}/{stem}@{ref.generation}.json"] = json.dumps(detail, indent=2).encode()
+            files[f"{qdir}/{file_name}@{ref.generation}.json"] = json.dumps(detail, indent=2).encode()
         marker = {k: v for k, v in asdict(report).items() if k != "corrections"}
         files[marker_path(ref)] = json.dumps(marker, sort_keys=True, indent=2).encode()
         return files
+
+    # -- what was published before -------------------------------------------------------------
+
+    def earlier_partitions(self, fresh: list[_Source], ref: str) -> dict[str, set[str]]:
+        """Per object name, the partitions its earlier generations published (from their markers)."""
+        result: dict[str, set[str]] = {}
+        for source in fresh:
+            for marker in source.earlier_markers:
+                partition = json.loads(self.repo.get_object(ref, marker)).get("partition")
+                if partition:
+                    result.setdefault(source.ref.name, set()).add(partition)
+        return result
+
+    def _ids_of_partitions(self, paths: Iterable[str], kind: str, ref: str) -> list[str]:
+        ids: list[str] = []
+        for path in paths:
+            try:
+                blob = self.repo.get_object(ref, path)
+            except NotFoundError:
+                continue
+            table = pq.read_table(io.BytesIO(blob), columns=[ID_COLUMNS[kind]])
+            ids.extend(str(value) for value in table.column(0).to_pylist())
+        return ids
+
+    def index_changes(self, indexes: dict[str, IdIndex], prepared: list[_Prepared],
+                      earlier: dict[str, set[str]], base: str) -> dict[str, bytes]:
+        """The id index shards this run changes: its published ids in, superseded objects' ids out."""
+        files: dict[str, bytes] = {}
+        for kind, index in indexes.items():
+            items = [p for p in prepared if p.kind == kind]
+            added = {p.ref.name: p.valid[ID_COLUMNS[kind]].astype(str).tolist()
+                     for p in items if p.report.partition is not None and p.valid is not None}
+            superseded = {p.ref.name for p in items if p.source.earlier_markers}
+            old_paths = {path for name in superseded for path in earlier.get(name, ())}
+            if added or superseded or index.bootstrapping:
+                files.update(index.changes(added, superseded, self._ids_of_partitions(old_paths, kind, base)))
+        return files
+
+    # -- checks against the lake ----------------------------------------------------------------
+
+    def verify_lake(self, ref: str, report: IngestReport, deleted: list[str]) -> None:
+        """Raise :class:`AccountingError` unless ``ref`` holds exactly the rows the report claims.
+
+        Each published object's partition must hold ``rows_published`` rows, all from this
+        object and generation; each per-row quarantine file ``rows_quarantined`` rows; and the
+        superseded partitions must be gone. The run calls this on its branch before it commits.
+        """
+        for obj in report.objects:
+            if obj.partition is not None:
+                table = pq.read_table(io.BytesIO(self.repo.get_object(ref, obj.partition)),
+                                      columns=["_source_object", "_source_generation"])
+                sources = set(table.column("_source_object").to_pylist())
+                generations = set(table.column("_source_generation").to_pylist())
+                if table.num_rows != obj.rows_published or (table.num_rows and (
+                        sources != {obj.name} or generations != {obj.generation})):
+                    raise AccountingError(f"the lake holds {table.num_rows} rows in {obj.partition}, "
+                                          f"the run published {obj.rows_published} from {obj.name}")
+        for path in deleted:
+            if self._exists(ref, path):
+                raise AccountingError(f"superseded partition {path} is still in the lake")
+
+    def _exists(self, ref: str, path: str) -> bool:
+        return path in self.repo.list_paths(ref, path)
 
     # -- alerts --------------------------------------------------------------------------------
 
@@ -325,34 +480,44 @@ class IngestRun:
         """One alert per anomaly class seen in this run."""
         objs = report.objects
 
-        def emit(kind: str, message: str, subset: list[ObjectReport], counts: dict[str, int]) -> None:
+        def emit(kind: str, message: str, subset: list[str], counts: dict[str, int]) -> None:
             if subset:
-                alert = Alert(kind, message, counts, [o.name for o in subset], report.run_id)
+                alert = Alert(kind, message, counts, subset, report.run_id)
                 self.alerts.emit(alert)
                 report.alerts.append(asdict(alert))
 
+        def names(subset: list[ObjectReport]) -> list[str]:
+            return [o.name for o in subset]
+
+        unrecognised = [o for o in objs if o.reason and o.reason.startswith("unrecognised")]
         unreadable = [o for o in objs if o.reason and o.reason.startswith("unreadable")]
         missing = [o for o in objs if o.reason and o.reason.startswith("missing required")]
         drift = [o for o in objs if o.unknown_columns]
         bad_rows = [o for o in objs if o.rows_quarantined and o not in missing]
         dups = [o for o in objs if o.duplicates_dropped]
-        emit("unreadable_object", "objects could not be read and were quarantined whole", unreadable,
+        emit("unknown_prefix", "objects lie under prefixes the contract does not know; no run will ingest them",
+             report.unknown_prefixes, {"prefixes": len(report.unknown_prefixes)})
+        emit("unrecognised_object", "object names do not follow the contract; quarantined whole, not read",
+             names(unrecognised), {"objects": len(unrecognised)})
+        emit("unreadable_object", "objects could not be read and were quarantined whole", names(unreadable),
              {"objects": len(unreadable)})
-        emit("missing_required_column", "objects lack a required column and were quarantined whole", missing,
+        emit("missing_required_column", "objects lack a required column and were quarantined whole", names(missing),
              {"objects": len(missing), "rows": sum(o.rows_in for o in missing)})
-        emit("schema_drift", "unknown columns were left out of the published data: "
-             + ", ".join(sorted({c for o in drift for c in o.unknown_columns})), drift, {"objects": len(drift)})
-        emit("quarantined_rows", "rows failed the contract and were quarantined", bad_rows,
+        columns = sorted({c for o in drift for c in o.unknown_columns})
+        emit("schema_drift", f"{len(columns)} unknown column(s) were left out of the published data (names are "
+             f"withheld, they may be data: {', '.join(columns)} are keyed digests; see the raw objects)",
+             names(drift), {"objects": len(drift), "columns": len(columns)})
+        emit("quarantined_rows", "rows failed the contract and were quarantined", names(bad_rows),
              {"rows": sum(o.rows_quarantined for o in bad_rows)})
-        emit("duplicates_dropped", "duplicate ids were dropped", dups,
+        emit("duplicates_dropped", "duplicate ids were dropped", names(dups),
              {"rows": sum(o.duplicates_dropped for o in dups)})
         corrected = [o for o in objs if o.corrections]
         fixes: Counter[str] = Counter()
         for obj in corrected:
             for correction in obj.corrections:
                 fixes[str(correction["kind"])] += int(str(correction["rows"]))
-        emit("auto_corrected", "values were corrected to fit the contract: " + ", ".join(sorted(fixes)), corrected,
-             dict(fixes))
+        emit("auto_corrected", "values were corrected to fit the contract: " + ", ".join(sorted(fixes)),
+             names(corrected), dict(fixes))
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -373,54 +538,80 @@ class IngestRun:
         staged = self.stage_run(hour, lookback)
         if staged.branch is None:
             return staged.report
+        report = staged.report
         try:
-            staged.report.commit_id = self.publish(staged.branch, staged.metadata)
+            report.commit_id = self.publish(staged.branch, staged.metadata)
+            if self.repo.commit_info(report.commit_id).parents[:1] != [staged.metadata["base_commit"]]:
+                # main moved between the compare and the merge (possible on lakeFS only, and only by a
+                # writer other than ingest): what main now holds is checked again.
+                self.verify_lake(report.commit_id, report, staged.superseded)
         except Exception:
             # A failed run drops its branch (an interrupted or killed one leaves it; main never sees it).
             self._drop_branch(staged.branch)
             raise
         self._drop_branch(staged.branch)
         log.info("ingest published",
-                 extra={"hour": staged.report.hour, "commit": staged.report.commit_id, **staged.report.accounting()})
-        return staged.report
+                 extra={"hour": report.hour, "commit": report.commit_id, **report.accounting()})
+        return report
 
     def stage_run(self, hour: datetime, lookback: int) -> StagedIngest:
-        """Steps 1-4 and the upload of step 5: the run's files on a new run branch, uncommitted.
+        """Steps 1-4 and the upload of step 5: the run's files on a new run branch, uncommitted and checked.
 
         Returns the branch (None when nothing is new: no branch is created) with the report and the
-        commit metadata; :meth:`publish` commits and merges it.
+        commit metadata (whose ``base_commit`` is the commit the run read); :meth:`publish` commits
+        and merges it.
         """
         run_id = uuid.uuid4().hex[:12]
         report = IngestReport(run_id=run_id, hour=f"{hour:%Y-%m-%dT%H}", lookback_hours=lookback)
         hours = hours_in_window(hour, lookback)
-        fresh = self.new_objects(hours, report)
+        base = self.repo.head("main")  # everything below reads this commit; the merge compares against it
+        fresh = self.new_objects(hours, report, base)
+        report.unknown_prefixes = self.unknown_prefixes(hours)
         if not fresh:
+            self.raise_alerts(report)
             log.info("nothing new to ingest", extra={"hour": report.hour, "objects_skipped": report.objects_skipped})
             return StagedIngest(report=report, branch=None, metadata={})
-        published = self.published_ids_by_kind(fresh, hours)
-        prepared = [self.prepare(ref, run_id, published[contract.kind_of(ref.name)]) for ref in fresh]
+        prepared = [self.read(source) for source in fresh]
+        superseded = {source.ref.name for source in fresh if source.earlier_markers}
+        indexes = {kind: IdIndex(self.repo, base, kind, column) for kind, column in ID_COLUMNS.items()}
+        for kind, index in indexes.items():
+            items = [p for p in prepared if p.kind == kind]
+            candidates: set[str] = set()
+            for item in items:
+                if item.parsed is not None and ID_COLUMNS[kind] in item.parsed.rows:
+                    candidates.update(_raw_ids(item.parsed.rows[ID_COLUMNS[kind]]).dropna())
+            published = index.published(candidates, superseded)
+            for item in items:
+                self.check(item, published, run_id)
         self.deduplicate_within_run(prepared)
         files: dict[str, bytes] = {}
         for item in prepared:
             files.update(self.stage(item, run_id))
             report.objects.append(item.report)
         report.check_accounting()
+        earlier = self.earlier_partitions(fresh, base)
+        files.update(self.index_changes(indexes, prepared, earlier, base))
+        new_partitions = {p.report.partition for p in prepared}
+        stale = sorted({path for paths in earlier.values() for path in paths} - new_partitions)
         self.raise_alerts(report)
         files[f"{RUNS_PREFIX}/{report.hour}/{run_id}.json"] = json.dumps(asdict(report), indent=2).encode()
+        # Every run rewrites this file, so two runs that started from the same commit always
+        # conflict when the second merges (the compare-and-set the lakeFS merge alone lacks).
+        files[HEAD_PATH] = json.dumps({"run_id": run_id, "hour": report.hour, "base": base}).encode()
 
         branch = f"ingest-{hour:%Y%m%dT%H}-{run_id}"
-        self.repo.create_branch(branch, source="main")
+        self.repo.create_branch(branch, source=base)
         try:
             self.repo.put_objects(branch, files)
-            # A new generation of an unreadable object supersedes the partition of the old one.
-            stale = [partition_path(p.ref, p.kind) for p in prepared if p.report.partition is None]
-            existing = {path for kind in RAW_PREFIXES for path in self.repo.list_paths(branch, f"{kind}/")}
-            if stale_existing := [path for path in stale if path in existing]:
-                self.repo.delete_objects(branch, stale_existing)
+            stale = [path for path in stale if self._exists(branch, path)]
+            if stale:
+                self.repo.delete_objects(branch, stale)
+            self.verify_lake(branch, report, stale)
         except Exception:
             self._drop_branch(branch)
             raise
-        return StagedIngest(report=report, branch=branch, metadata=self.commit_metadata(report))
+        return StagedIngest(report=report, branch=branch, metadata=self.commit_metadata(report, base),
+                            superseded=stale)
 
     def publish(self, branch: str, metadata: dict[str, str]) -> str:
         """Commit and merge a staged run branch (see :func:`publish_branch`)."""
@@ -430,13 +621,14 @@ class IngestRun:
         if self.repo.branch_exists(branch):
             self.repo.delete_branch(branch)
 
-    def commit_metadata(self, report: IngestReport) -> dict[str, str]:
-        """Commit metadata: sources with generations, accounting, schema and code versions."""
+    def commit_metadata(self, report: IngestReport, base: str) -> dict[str, str]:
+        """Commit metadata: sources with generations, accounting, schema and code versions, base commit."""
         sources = [f"gs://{self.settings.raw_bucket}/{o.name}#{o.generation}" for o in report.objects]
         return {
             "run_id": report.run_id,
             "hour": report.hour,
             "lookback_hours": str(report.lookback_hours),
+            "base_commit": base,
             "sources": json.dumps(sources),
             "accounting": json.dumps(report.accounting(), sort_keys=True),
             "schema_versions": json.dumps(contract.SCHEMA_VERSIONS, sort_keys=True),
@@ -449,12 +641,14 @@ class IngestRun:
 def publish_branch(repo: DataRepository, branch: str, metadata: dict[str, str]) -> str:
     """Commit a staged run branch with its metadata and merge it into ``main``; return main's head.
 
-    Raises :class:`MergeConflict` when ``main`` changed the same paths meanwhile; the objects then
-    stay new (no marker reached ``main``) and the next run ingests them again.
+    Raises :class:`MergeConflict` when ``main`` moved since the run read it (its ``base_commit``);
+    the objects then stay new (no marker reached ``main``) and the next run ingests them again.
     """
     repo.commit(branch, f"ingest {metadata.get('hour', '?')} ({metadata.get('run_id', '?')})", metadata)
-    # The merge carries the same metadata, so main's head always describes what it published.
-    return repo.merge(branch, into="main", message=f"publish ingest {metadata.get('hour', '?')}", metadata=metadata)
+    # The merge carries the same metadata, so main's head always describes what it published; it is a
+    # compare-and-set on the commit the run read, so a run never publishes over one it did not see.
+    return repo.merge(branch, into="main", message=f"publish ingest {metadata.get('hour', '?')}", metadata=metadata,
+                      expected_head=metadata.get("base_commit"))
 
 
 def ingest_run(settings: Settings, alerts: AlertSink | None = None) -> IngestRun:

@@ -49,6 +49,8 @@ class ObjectRef:
     name: str
     generation: int
     size: int
+    content_encoding: str | None = None
+    """The object's ``Content-Encoding`` metadata (``gzip`` for ``gsutil cp -Z``), or None."""
 
 
 def storage_client(settings: Settings) -> storage.Client:
@@ -79,14 +81,28 @@ def list_objects(client: storage.Client, bucket: str, prefix: str) -> Iterator[O
     with storage_errors(f"listing gs://{bucket}/{prefix}"):
         blobs = list(client.list_blobs(bucket, prefix=prefix))
     for blob in blobs:
-        yield ObjectRef(bucket=bucket, name=blob.name, generation=int(blob.generation), size=int(blob.size or 0))
+        yield ObjectRef(bucket=bucket, name=blob.name, generation=int(blob.generation), size=int(blob.size or 0),
+                        content_encoding=blob.content_encoding or None)
+
+
+def list_prefixes(client: storage.Client, bucket: str, prefix: str) -> tuple[list[str], list[str]]:
+    """One level under ``prefix``: the sub-prefixes ("folders", ending in ``/``) and the object names there."""
+    with storage_errors(f"listing gs://{bucket}/{prefix}"):
+        blobs = client.list_blobs(bucket, prefix=prefix, delimiter="/")
+        names = [blob.name for blob in blobs]  # the prefixes are known once the pages are consumed
+    return sorted(blobs.prefixes), names
 
 
 def read_object(client: storage.Client, ref: ObjectRef) -> bytes:
-    """The bytes of exactly this generation (fails if it was overwritten since listing)."""
+    """The stored bytes of exactly this generation (fails if it was overwritten since listing).
+
+    The bytes are read as stored: an object with ``Content-Encoding: gzip`` is not decompressed
+    on the way (``ref.content_encoding`` says how to decode it), so what is read does not depend
+    on the client's transcoding.
+    """
     blob = client.bucket(ref.bucket).blob(ref.name, generation=ref.generation)
     with storage_errors(f"reading gs://{ref.bucket}/{ref.name}#{ref.generation}"):
-        return blob.download_as_bytes()
+        return blob.download_as_bytes(raw_download=True)
 
 
 def write_object(client: storage.Client, bucket: str, name: str, data: bytes, content_type: str) -> ObjectRef:

@@ -41,11 +41,14 @@ class IngestEnv:
     repo: DataRepository
     reopen: Callable[[], DataRepository]  # a second handle on the same lake, as another process has
 
+    def ingest(self, repo: DataRepository | None = None) -> IngestRun:
+        """An ingest run on this environment (its lake, or ``repo``)."""
+        return IngestRun(self.settings, repo or self.repo, self.client, Tokenizer(KEY), AlertSink(self.settings),
+                         now=lambda: NOW)
+
     def run(self, hour: datetime, lookback: int = 3, repo: DataRepository | None = None) -> IngestReport:
         """One ingest run of ``hour``."""
-        ingest = IngestRun(self.settings, repo or self.repo, self.client, Tokenizer(KEY), AlertSink(self.settings),
-                           now=lambda: NOW)
-        return ingest.run(hour, lookback)
+        return self.ingest(repo).run(hour, lookback)
 
     def upload(self, objects: list[datagen.RawObject]) -> None:
         """Put raw objects in this environment's bucket."""

@@ -17,6 +17,7 @@ from churnops.platform.buildinfo import git_sha, lock_sha256
 from churnops.data.ingest import IngestReport
 from churnops.platform.logs import setup_logging
 from tests.integration.data.ingest.conftest import START, IngestEnv
+from tests.integration.data.ingest.lake_checks import assert_lake_matches_accounting
 
 
 @pytest.fixture(scope="module", name="generated")
@@ -128,6 +129,7 @@ def test_a_day_with_anomalies_is_accounted_for_and_lands_where_the_policy_says(
     subs = published(ingest_env, "subscriptions")
     published_rows = sum(o.rows_published for o in objects)
     assert len(events) + len(subs) == published_rows
+    assert assert_lake_matches_accounting(ingest_env.repo) == published_rows
     assert events["event_id"].is_unique and subs["record_id"].is_unique
 
     assert_anomalies_follow_policy(generated, by_name, reports, set(events.columns) | set(subs.columns))
@@ -344,7 +346,7 @@ def test_quarantine_keeps_only_contract_columns_with_the_pii_policy_applied(inge
     ingest_env.upload([datagen.RawObject(web.name, body, web.content_type, web.hour, web.arrival)])
     report = ingest_env.run(START, lookback=0)
     obj = report.objects[0]
-    assert obj.rows_quarantined == 2 and obj.unknown_columns == ["note"]
+    assert obj.rows_quarantined == 2 and obj.unknown_columns == [ingest_env.ingest().column_digest("note")]
     path = next(p for p in ingest_env.repo.list_paths("main", "quarantine/") if p.endswith(".parquet"))
     quarantined = pq.read_table(io.BytesIO(ingest_env.repo.get_object("main", path))).to_pandas()
     assert {"note", "ip_address", "customer_id", "_raw"}.isdisjoint(quarantined.columns)
