@@ -17,7 +17,7 @@ from churnops.platform.buildinfo import git_sha, lock_sha256
 from churnops.data.ingest import IngestReport
 from churnops.platform.logs import setup_logging
 from tests.integration.data.ingest.conftest import START, IngestEnv
-from tests.integration.data.ingest.lake_checks import assert_lake_matches_accounting
+from tests.integration.data.ingest.lake_checks import assert_lake_matches_accounting, lake_texts
 
 
 @pytest.fixture(scope="module", name="generated")
@@ -65,20 +65,6 @@ def _is_json(line: str) -> bool:
         return isinstance(json.loads(line), dict)
     except ValueError:
         return False
-
-
-def lake_strings(env: IngestEnv) -> list[str]:
-    """Every string cell of every parquet file and the text of every other file on main."""
-    texts = []
-    for path in env.repo.list_paths("main"):
-        blob = env.repo.get_object("main", path)
-        if path.endswith(".parquet"):
-            frame = pq.read_table(io.BytesIO(blob)).to_pandas()
-            for column in frame.columns:
-                texts.extend(str(v) for v in frame[column].dropna())
-        else:
-            texts.append(blob.decode())
-    return texts
 
 
 def assert_anomalies_follow_policy(data: datagen.GeneratedData, by_name: dict, reports: dict[str, IngestReport],
@@ -140,10 +126,10 @@ def test_a_day_with_anomalies_is_accounted_for_and_lands_where_the_policy_says(
             "duplicates_dropped", "auto_corrected"} <= alert_kinds
     assert '"alert": true' in log_stream.getvalue()
 
-    # No raw PII in any published object or captured log line.
+    # No raw PII in any lake object, commit or captured log line.
     pii = raw_pii(generated)
     assert pii, "the generator must have produced PII to look for"
-    lake = "\n".join(lake_strings(ingest_env))
+    lake = "\n".join(lake_texts(ingest_env.repo))  # objects, paths, commit messages and metadata
     logs = log_stream.getvalue()
     leaked = [value for value in pii if value in lake or value in logs]
     assert not leaked, f"{len(leaked)} raw PII values leaked"
