@@ -11,15 +11,18 @@ a bug and keeps its traceback (exit status 1).
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import datetime, timezone
 
 import traceback
 
 import click
+import pyarrow.parquet as pq
 
 from churnops.cli import privacy as cli_privacy
 from churnops.cli import serve as cli_serve
+from churnops.cli import reproduce as cli_reproduce
 from churnops.cli import training as cli_training
 from churnops.errors import ChurnopsError
 from churnops.cli.online import drift_group, features_group
@@ -31,6 +34,7 @@ from churnops.data import ingest
 from churnops.local.localstack import LocalStack, require_services
 from churnops.platform.logs import Scrubber, setup_logging
 from churnops.data.versioning import open_repository
+from churnops.data.versioning.uri import read_uri
 from churnops.platform.settings import get_settings
 from churnops.platform.storage import ensure_bucket, storage_client
 
@@ -179,7 +183,7 @@ def demo_cmd(keep: bool, hours: int, customers: int) -> None:
     demo.run_demo(get_settings(), keep=keep, hours=hours, customers=customers)
 
 
-for _command in cli_training.COMMANDS:
+for _command in cli_training.COMMANDS + cli_reproduce.COMMANDS:
     main.add_command(_command)
 main.add_command(cli_privacy.privacy_group)
 main.add_command(features_group)
@@ -220,3 +224,34 @@ def lake_show(ref: str) -> None:
     info = open_repository(get_settings()).commit_info(ref)
     click.echo(json.dumps({"id": info.id, "parents": info.parents, "created_at": info.created_at.isoformat(),
                            "message": info.message, "metadata": info.metadata}, indent=2))
+
+
+@lake.command("read")
+@click.argument("uri")
+@click.option("--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the object (or the table, as parquet) to this file instead of printing it.")
+@click.option("--limit", type=click.IntRange(0, 10_000), default=10, show_default=True, help="Rows to print.")
+def lake_read(uri: str, output: str | None, limit: int) -> None:
+    """Read back what a recorded URI names (s3://REPO/REF/PATH or lakefs://REPO/REF/PATH), on either backend."""
+    settings = get_settings()
+    found = read_uri(open_repository(settings), settings.lakefs_repository, uri)
+    if isinstance(found, bytes) and output:
+        with open(output, "wb") as handle:
+            handle.write(found)
+        click.echo(f"{len(found)} bytes written to {output}")
+        return
+    if isinstance(found, bytes) and not uri.endswith(".parquet"):
+        try:
+            click.echo(found.decode("utf-8"))
+        except UnicodeDecodeError:
+            click.echo(f"{len(found)} bytes of binary data: pass --output FILE to save them")
+        return
+    if isinstance(found, bytes):
+        found = pq.read_table(io.BytesIO(found))
+    if output:
+        pq.write_table(found, output)
+        click.echo(f"{found.num_rows} rows written to {output}")
+        return
+    click.echo(f"{found.num_rows} rows, {found.num_columns} columns")
+    if limit:
+        click.echo(found.slice(0, limit).to_pandas().to_string(index=False))

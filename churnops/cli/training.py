@@ -31,11 +31,14 @@ def _fmt(value: object) -> str:
 @click.option("--data-commit", default=None, metavar="C", help="Lake commit id (or branch) to train on.")
 @click.option("--latest", is_flag=True, help="Train on the current head of the lake's main branch.")
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed for every random choice in training.")
-def train_command(data_commit: str | None, latest: bool, seed: int) -> None:
-    """Train the baseline and XGBoost on one lake commit, log both to MLflow, gate and register."""
+@click.option("--actor", default=None, help="Who registers the result (default: CHURNOPS_ACTOR, the CI build, ...).")
+def train_command(data_commit: str | None, latest: bool, seed: int, actor: str | None) -> None:
+    """Train the baseline and XGBoost on one lake commit, log both to MLflow, gate and register the winner."""
     if (data_commit is None) == (not latest):
         raise click.UsageError("pass exactly one of --data-commit C or --latest")
     settings = get_settings()
+    if actor:
+        settings = settings.model_copy(update={"actor": actor})
     require_services(settings, "mlflow")
     result = train_from_commit(settings, data_commit, seed)
     click.echo(f"data commit  {result.data_commit}")
@@ -43,8 +46,12 @@ def train_command(data_commit: str | None, latest: bool, seed: int) -> None:
     table = pd.DataFrame(result.metrics).T.reindex(columns=list(COMPARE_METRICS))
     table.insert(0, "run_id", pd.Series(result.run_ids))
     click.echo(table.map(_fmt).rename_axis("model").reset_index().to_string(index=False))
-    if result.gate.passed:
-        click.echo(f"gate passed: version {result.model_version} is now 'candidate'")
+    click.echo(f"gate: {result.gate.summary}")
+    if result.reproduced_version is not None:
+        click.echo(f"reproduces version {result.reproduced_version} (same data commit, code version, parameters "
+                   "and seed): nothing registered, no alias moved")
+    elif result.gate.passed:
+        click.echo(f"gate passed: version {result.model_version} ({result.gate.winner}) is now 'candidate'")
     else:
         click.echo("gate refused the new model: " + "; ".join(result.gate.reasons))
 
@@ -101,21 +108,28 @@ def model_group() -> None:
     """The registered churn model and its aliases (candidate -> staging -> production)."""
 
 
+ACTOR_HELP = "Who makes the change (default: CHURNOPS_ACTOR, the CI build, the service account, the OS user)."
+
+
 @model_group.command("promote")
 @click.option("--to", "to", type=click.Choice(["staging", "production"]), required=True, help="Target alias.")
-def model_promote(to: str) -> None:
+@click.option("--actor", default=None, help=ACTOR_HELP)
+def model_promote(to: str, actor: str | None) -> None:
     """Move the version holding the previous alias (candidate or staging) to ``--to``."""
     settings = get_settings()
-    event = registry.promote(registry.client_for(settings), settings.registered_model, to)
+    event = registry.promote(registry.client_for(settings), settings.registered_model, to,
+                             actor=registry.resolve_actor(settings, actor))
     previous = f" (was version {event.from_version})" if event.from_version else ""
     click.echo(f"{settings.registered_model}: version {event.version} is now {to!r}{previous}")
 
 
 @model_group.command("rollback")
-def model_rollback() -> None:
+@click.option("--actor", default=None, help=ACTOR_HELP)
+def model_rollback(actor: str | None) -> None:
     """Give 'production' back to the version that held it before the current one."""
     settings = get_settings()
-    event = registry.rollback(registry.client_for(settings), settings.registered_model)
+    event = registry.rollback(registry.client_for(settings), settings.registered_model,
+                              actor=registry.resolve_actor(settings, actor))
     click.echo(f"{settings.registered_model}: 'production' rolled back from version {event.from_version} "
                f"to version {event.version}")
 

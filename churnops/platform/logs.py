@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import re
 import sys
 import traceback
@@ -158,4 +159,18 @@ def setup_logging(settings: Settings, stream: Any = None) -> PiiScrubber:
                 if settings.log_format == "json" and isinstance(other, logging.StreamHandler):
                     other.setFormatter(handler.formatter)  # e.g. MLflow's own handler: same JSON lines
     logging.captureWarnings(True)
+    _quiet_mlflow(root.level)
     return scrubber
+
+
+def _quiet_mlflow(level: int) -> None:
+    """Make MLflow follow the configured level: its own logger and its printed run links.
+
+    MLflow configures the ``mlflow`` logger at import (level from ``MLFLOW_LOGGING_LEVEL``, INFO by
+    default, its own handler, no propagation) and prints "View run ... at" links to stdout when a
+    run ends. Both are set here; the environment variables cover an ``mlflow`` imported later.
+    """
+    name = logging.getLevelName(level)
+    os.environ["MLFLOW_LOGGING_LEVEL"] = name if isinstance(name, str) else "WARNING"
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "false" if level <= logging.INFO else "true"
+    logging.getLogger("mlflow").setLevel(level)

@@ -102,8 +102,24 @@ class Settings(BaseSettings):
         default=None, description="Local profile only: the key itself (else a file under state_dir/secrets)."
     )
 
-    # Build identity, recorded on every data commit and training run (set at image build time).
-    code_version: str = Field(default="dev", description="Git SHA or release tag of the running code.")
+    # Build identity, recorded on every data commit and training run (baked into images at build time;
+    # unset in a source checkout, where git tells). See churnops/platform/buildinfo.py.
+    code_version: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("code_version", "CHURNOPS_CODE_VERSION", "CHURNOPS_GIT_SHA"),
+        description="Git SHA the running image was built from.",
+    )
+    code_dirty: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("code_dirty", "CHURNOPS_CODE_DIRTY", "CHURNOPS_GIT_DIRTY"),
+        description="The image was built from a tree with uncommitted changes.",
+    )
+    image_digest: str | None = Field(default=None, description="Digest of the container image this process runs in.")
+
+    # Who changes the registry: recorded on every alias change (first set wins: actor, CI build, service account).
+    actor: str | None = Field(default=None, description="The person or system on whose behalf commands run.")
+    ci_build_id: str | None = Field(default=None, description="CI build running this process.")
+    service_account: str | None = Field(default=None, description="Kubernetes/GCP service account running the pod.")
 
     # Ingest.
     ingest_lookback_hours: int = Field(default=3, ge=0, le=72)
@@ -119,6 +135,10 @@ class Settings(BaseSettings):
         default=TRAINING_DEFAULTS["gate_margin"], ge=0, le=1,
         description="Test ROC-AUC a new candidate may lose against production.",
     )
+    gate_confidence: float = Field(
+        default=0.95, gt=0.5, lt=1, description="Confidence level of the gate's intervals on ROC-AUC differences."
+    )
+    gate_resamples: int = Field(default=1000, ge=100, le=100_000, description="Paired bootstrap resamples of the gate.")
 
     # Drift monitoring (churnops.training.monitoring).
     drift_psi_threshold: float = Field(

@@ -2,12 +2,16 @@
 
 Metrics threshold the churn probability at 0.5. ROC-AUC and PR-AUC are undefined when a split holds
 one class only; they are reported as NaN then (never an error), and a NaN never passes the gate.
+
+The gate compares models on the same test rows with uncertainty: a paired, class-stratified
+bootstrap of the ROC-AUC difference (:func:`paired_auc_difference`) gives an interval, and the
+decision is taken on the interval's bounds, not on the point estimates.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -117,8 +121,106 @@ def importance_figure(importance: pd.DataFrame, title: str, top: int = 20) -> Fi
 
 
 @dataclass(frozen=True)
-class GateDecision:
-    """Whether a challenger may become ``candidate``, with the figures and reasons behind it."""
+class AucComparison:
+    """ROC-AUC of one model minus another's on the same rows, with a paired-bootstrap interval."""
+
+    difference: float
+    low: float
+    high: float
+    confidence: float
+    resamples: int
+    rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return asdict(self)
+
+    def describe(self) -> str:
+        """``+0.0123 (95% interval -0.0040 to +0.0290)``."""
+        return (f"{self.difference:+.4f} ({self.confidence:.0%} interval {self.low:+.4f} to {self.high:+.4f}, "
+                f"{self.rows} rows)")
+
+
+def _resample_counts(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+    """How often each of ``n`` rows is drawn in each of ``size`` resamples of ``n`` draws with replacement."""
+    draws = rng.integers(0, n, (size, n)) + (np.arange(size) * n)[:, None]
+    return np.bincount(draws.ravel(), minlength=size * n).reshape(size, n)
+
+
+def _weighted_aucs(positive: np.ndarray, negative: np.ndarray, w_pos: np.ndarray, w_neg: np.ndarray) -> np.ndarray:
+    """ROC-AUC per resample, the rows weighted by how often each resample drew them (ties count half).
+
+    For each positive row, the weighted count of negatives scored lower (plus half those scored
+    equal) comes from a cumulative sum over the negatives in score order: no sort per resample.
+    """
+    order = np.argsort(negative, kind="stable")
+    sorted_negative = negative[order]
+    below = np.searchsorted(sorted_negative, positive, side="left")
+    at_or_below = np.searchsorted(sorted_negative, positive, side="right")
+    cumulative = np.zeros((w_neg.shape[0], negative.size + 1))
+    np.cumsum(w_neg[:, order], axis=1, out=cumulative[:, 1:])
+    wins = (cumulative[:, below] + cumulative[:, at_or_below]) / 2
+    return (w_pos * wins).sum(axis=1) / (positive.size * negative.size)
+
+
+def _bootstrap_aucs(y: np.ndarray, scores: list[np.ndarray], resamples: int, seed: int,
+                    batch: int = 100) -> list[np.ndarray]:
+    """ROC-AUC of each score vector on ``resamples`` paired resamples of the rows, stratified by class.
+
+    Every resample draws as many positives and negatives as the data holds (with replacement), the
+    same rows for every model.
+    """
+    rng = np.random.default_rng(seed)
+    positives, negatives = y == 1, y == 0
+    out: list[list[np.ndarray]] = [[] for _ in scores]
+    for start in range(0, resamples, batch):
+        size = min(batch, resamples - start)
+        w_pos = _resample_counts(rng, int(positives.sum()), size)
+        w_neg = _resample_counts(rng, int(negatives.sum()), size)
+        for i, score in enumerate(scores):
+            out[i].append(_weighted_aucs(score[positives], score[negatives], w_pos, w_neg))
+    return [np.concatenate(parts) for parts in out]
+
+
+def paired_auc_difference(
+    y_true: Any, scores_a: Any, scores_b: Any, confidence: float = 0.95, resamples: int = 1000, seed: int = 0
+) -> AucComparison:
+    """ROC-AUC(a) - ROC-AUC(b) on the same rows and a percentile interval from a paired bootstrap.
+
+    Resampling is stratified by class, so every resample holds both classes. The same ``seed`` gives
+    the same interval. Raises ``ValueError`` when the rows hold one class only.
+    """
+    y = np.asarray(y_true).astype(int)
+    a, b = np.asarray(scores_a, dtype=np.float64), np.asarray(scores_b, dtype=np.float64)
+    if not y.shape == a.shape == b.shape:
+        raise ValueError(f"need one score per label from both models (got {a.shape}, {b.shape}, {y.shape})")
+    if np.unique(y).size != 2:
+        raise ValueError("ROC-AUC differences need both classes among the rows")
+    if not 0.5 < confidence < 1:
+        raise ValueError(f"confidence must be in (0.5, 1), got {confidence}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be positive, got {resamples}")
+    auc_a, auc_b = _bootstrap_aucs(y, [a, b], resamples, seed)
+    alpha = 1 - confidence
+    low, high = np.quantile(auc_a - auc_b, [alpha / 2, 1 - alpha / 2])
+    return AucComparison(
+        difference=float(roc_auc_score(y, a) - roc_auc_score(y, b)),
+        low=float(low),
+        high=float(high),
+        confidence=confidence,
+        resamples=resamples,
+        rows=int(y.size),
+    )
+
+
+@dataclass(frozen=True)
+class GateDecision:  # pylint: disable=too-many-instance-attributes  # a flat record the pipeline UI shows
+    """Which model may become ``candidate`` (the winner of challenger vs baseline), with figures and reasons.
+
+    ``passed`` says the winner may be registered; ``reasons`` lists every failed check. The
+    comparisons (``vs_baseline``: challenger minus baseline; ``vs_production``: winner minus
+    production) hold the differences and their intervals; they are None when no scores were given.
+    """
 
     passed: bool
     challenger_auc: float
@@ -127,44 +229,120 @@ class GateDecision:
     production_version: str | None = None
     margin: float = 0.0
     reasons: list[str] = field(default_factory=list)
+    winner: str | None = None
+    winner_auc: float | None = None
+    vs_baseline: AucComparison | None = None
+    vs_production: AucComparison | None = None
+    summary: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
         return {
             "passed": self.passed,
+            "winner": self.winner,
+            "winner_auc": self.winner_auc,
             "challenger_auc": self.challenger_auc,
             "baseline_auc": self.baseline_auc,
             "production_auc": self.production_auc,
             "production_version": self.production_version,
             "margin": self.margin,
+            "vs_baseline": self.vs_baseline.to_dict() if self.vs_baseline else None,
+            "vs_production": self.vs_production.to_dict() if self.vs_production else None,
+            "summary": self.summary,
             "reasons": list(self.reasons),
         }
 
+    def metrics(self) -> dict[str, float]:
+        """The comparisons as flat MLflow metrics (``gate_vs_<other>_auc_diff``, ``..._low``, ``..._high``)."""
+        out: dict[str, float] = {}
+        for other, comparison in (("baseline", self.vs_baseline), ("production", self.vs_production)):
+            if comparison is not None:
+                out.update({f"gate_vs_{other}_auc_diff": comparison.difference,
+                            f"gate_vs_{other}_auc_diff_low": comparison.low,
+                            f"gate_vs_{other}_auc_diff_high": comparison.high})
+        return {key: value for key, value in out.items() if not math.isnan(value)}
 
-def gate(
+
+def gate(  # pylint: disable=too-many-arguments,too-many-locals  # positional AUCs kept for existing callers
     challenger_auc: float,
     baseline_auc: float,
     production_auc: float | None = None,
     margin: float = 0.01,
     production_version: str | None = None,
+    *,
+    labels: Any = None,
+    challenger_scores: Any = None,
+    baseline_scores: Any = None,
+    production_scores: Any = None,
+    confidence: float = 0.95,
+    resamples: int = 1000,
+    seed: int = 0,
+    challenger: str = "xgboost",
+    baseline: str = "baseline",
 ) -> GateDecision:
-    """Decide on test ROC-AUC: beat the baseline, and be no worse than production by more than ``margin``.
+    """Pick the winner of challenger vs baseline, then require it not to lose to production.
 
-    ``production_auc`` is the current production model scored on the same test rows (None when no
-    model holds the ``production`` alias). Every failed check is listed in ``reasons``.
+    With ``labels`` and the models' scores on the same test rows, both comparisons use the interval
+    of :func:`paired_auc_difference`:
+
+    1. the challenger wins only if the lower bound of (challenger - baseline) is above 0; otherwise
+       the baseline wins (a challenger better by noise only does not displace the simpler model);
+    2. with a production model (``production_scores``), the winner passes only if the lower bound
+       of (winner - production) is at least ``-margin``: it is not worse than production by more
+       than the margin, with the chosen confidence.
+
+    Without scores the point estimates decide the same two questions (no interval is recorded).
+    Every failed check is listed in ``reasons``; ``summary`` says who won and why.
     """
     if margin < 0:
         raise ValueError(f"gate margin must be >= 0, got {margin}")
-    reasons = []
-    if math.isnan(challenger_auc):
-        reasons.append("challenger test ROC-AUC is undefined (test split has one class)")
-    elif math.isnan(baseline_auc) or not challenger_auc > baseline_auc:
-        reasons.append(f"challenger test ROC-AUC {challenger_auc:.4f} does not beat the baseline's {baseline_auc:.4f}")
-    if production_auc is not None and not math.isnan(challenger_auc) and challenger_auc < production_auc - margin:
-        reasons.append(
-            f"challenger test ROC-AUC {challenger_auc:.4f} is worse than production (version {production_version}) "
-            f"{production_auc:.4f} by more than {margin:.4f}"
-        )
+    y = np.asarray(labels).astype(int) if labels is not None else None
+    two_classes = y is not None and np.unique(y).size == 2
+
+    def compare(a: Any, b: Any) -> AucComparison | None:
+        if not two_classes or a is None or b is None:
+            return None
+        return paired_auc_difference(y, a, b, confidence=confidence, resamples=resamples, seed=seed)
+
+    reasons: list[str] = []
+    vs_baseline = vs_production = None
+    if math.isnan(challenger_auc) and math.isnan(baseline_auc):
+        reasons.append("test ROC-AUC is undefined for both models (the test split has one class)")
+        return GateDecision(passed=False, challenger_auc=challenger_auc, baseline_auc=baseline_auc,
+                            production_auc=production_auc, production_version=production_version, margin=margin,
+                            reasons=reasons, summary=reasons[0])
+    if math.isnan(baseline_auc):
+        challenger_wins, why = True, f"the baseline's test ROC-AUC is undefined; {challenger} wins"
+    elif math.isnan(challenger_auc):
+        challenger_wins, why = False, f"{challenger}'s test ROC-AUC is undefined; {baseline} wins"
+    else:
+        vs_baseline = compare(challenger_scores, baseline_scores)
+        if vs_baseline is not None:
+            challenger_wins = vs_baseline.low > 0
+            verdict = "beats" if challenger_wins else "does not beat beyond noise"
+            why = f"{challenger} {verdict} the baseline: ROC-AUC difference {vs_baseline.describe()}"
+        else:
+            challenger_wins = challenger_auc > baseline_auc
+            verdict = "beats" if challenger_wins else "does not beat"
+            why = f"{challenger} test ROC-AUC {challenger_auc:.4f} {verdict} the baseline's {baseline_auc:.4f}"
+    winner, winner_auc = (challenger, challenger_auc) if challenger_wins else (baseline, baseline_auc)
+    winner_scores = challenger_scores if challenger_wins else baseline_scores
+    summary = f"{why}; {winner} is the winner"
+    if production_scores is not None and production_auc is None and two_classes:
+        production_auc = float(roc_auc_score(y, np.asarray(production_scores, dtype=np.float64)))
+    if production_auc is not None:
+        vs_production = compare(winner_scores, production_scores)
+        if vs_production is not None:
+            if vs_production.low < -margin:
+                reasons.append(
+                    f"{winner} may be worse than production (version {production_version}) by more than "
+                    f"{margin:.4f}: ROC-AUC difference {vs_production.describe()}"
+                )
+        elif winner_auc < production_auc - margin:
+            reasons.append(
+                f"{winner} test ROC-AUC {winner_auc:.4f} is worse than production (version {production_version}) "
+                f"{production_auc:.4f} by more than {margin:.4f}"
+            )
     return GateDecision(
         passed=not reasons,
         challenger_auc=challenger_auc,
@@ -173,6 +351,11 @@ def gate(
         production_version=production_version,
         margin=margin,
         reasons=reasons,
+        winner=winner,
+        winner_auc=winner_auc,
+        vs_baseline=vs_baseline,
+        vs_production=vs_production,
+        summary=summary,
     )
 
 

@@ -8,7 +8,11 @@ stage's alias, gives it the target alias and removes the previous alias. :func:`
 MLflow keeps no alias history, so every alias change is recorded as a tag on the version that
 receives the alias: key ``alias_event.NNNN`` (numbered per version), value JSON with the alias, the
 action (``assign``, ``promote``, ``rollback``), the version that held the alias before, the time
-(UTC) and the user. :func:`production_history` rebuilds the production timeline from those tags.
+(UTC) and the actor (:func:`resolve_actor`: an explicit actor, the CI build, the service account, or
+the OS user as a last resort). :func:`production_history` rebuilds the production timeline from those tags.
+
+:func:`load_model` loads a registered model into memory and removes the files it downloaded;
+:func:`find_version` finds a version by its tags (training uses it to register a result once).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import functools
 import getpass
 import json
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -68,6 +73,17 @@ def mlflow_errors(func: F) -> F:
 
 
 @dataclass(frozen=True)
+class Actor:
+    """Who changes the registry, and how that was found out."""
+
+    name: str
+    source: str  # "explicit", "ci", "service-account" or "os-user"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
 class AliasEvent:
     """One alias change, as stored in a version tag."""
 
@@ -78,6 +94,7 @@ class AliasEvent:
     at: str
     by: str
     note: str = ""
+    by_source: str = ""
 
     def to_json(self) -> str:
         """Compact JSON for the tag value."""
@@ -102,6 +119,21 @@ def current_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def resolve_actor(settings: Settings | None = None, explicit: str | None = None) -> Actor:
+    """The actor of a registry change: ``explicit`` (``--actor``), else ``settings.actor``, the CI build
+    (``ci:<build id>``), the service account (``sa:<name>``), and the OS user only as a last resort."""
+    if explicit:
+        return Actor(explicit, "explicit")
+    if settings is not None:
+        if settings.actor:
+            return Actor(settings.actor, "explicit")
+        if settings.ci_build_id:
+            return Actor(f"ci:{settings.ci_build_id}", "ci")
+        if settings.service_account:
+            return Actor(f"sa:{settings.service_account}", "service-account")
+    return Actor(current_user(), "os-user")
 
 
 def _is_missing(exc: MlflowException) -> bool:
@@ -134,12 +166,19 @@ def _record(client: MlflowClient, name: str, event: AliasEvent) -> None:
 
 
 @mlflow_errors
-def assign_alias(
-    client: MlflowClient, name: str, alias: str, version: str, action: str = "assign", note: str = ""
+def assign_alias(  # pylint: disable=too-many-arguments
+    client: MlflowClient,
+    name: str,
+    alias: str,
+    version: str,
+    action: str = "assign",
+    note: str = "",
+    actor: Actor | None = None,
 ) -> AliasEvent:
-    """Point ``alias`` at ``version`` and record the change on that version."""
+    """Point ``alias`` at ``version`` and record the change, and who made it, on that version."""
     if alias not in ALIASES:
         raise RegistryError(f"unknown alias {alias!r}; expected one of {list(ALIASES)}")
+    actor = actor or resolve_actor()
     previous = alias_holder(client, name, alias)
     client.set_registered_model_alias(name, alias, str(version))
     event = AliasEvent(
@@ -148,8 +187,9 @@ def assign_alias(
         version=str(version),
         from_version=previous,
         at=datetime.now(timezone.utc).isoformat(timespec="microseconds"),
-        by=current_user(),
+        by=actor.name,
         note=note,
+        by_source=actor.source,
     )
     _record(client, name, event)
     return event
@@ -166,7 +206,31 @@ def register_version(name: str, model_uri: str, tags: dict[str, str]) -> str:
 
 
 @mlflow_errors
-def promote(client: MlflowClient, name: str, to: str) -> AliasEvent:
+def find_version(client: MlflowClient, name: str, tags: dict[str, str]) -> str | None:
+    """The oldest version of ``name`` whose tags include every item of ``tags`` (None if none, or no model)."""
+    try:
+        versions = client.search_model_versions(f"name = '{_quoted(name)}'")
+    except MlflowException as exc:
+        if _is_missing(exc):
+            return None
+        raise
+    matching = [int(v.version) for v in versions if all((v.tags or {}).get(k) == value for k, value in tags.items())]
+    return str(min(matching)) if matching else None
+
+
+@mlflow_errors
+def load_model(model_uri: str) -> Any:
+    """Load a logged or registered model (``runs:/``, ``models:/name@alias``) into memory.
+
+    The artifacts are downloaded to a temporary folder that is removed before returning (MLflow
+    would otherwise leave one folder per call behind).
+    """
+    with tempfile.TemporaryDirectory(prefix="churnops-model-") as folder:
+        return mlflow.sklearn.load_model(model_uri, dst_path=folder)
+
+
+@mlflow_errors
+def promote(client: MlflowClient, name: str, to: str, actor: Actor | None = None) -> AliasEvent:
     """Move the version holding the previous stage's alias to ``to`` ("staging" or "production")."""
     if to not in PREVIOUS_ALIAS:
         raise RegistryError(f"can only promote to {sorted(PREVIOUS_ALIAS)}, not {to!r}")
@@ -174,7 +238,7 @@ def promote(client: MlflowClient, name: str, to: str) -> AliasEvent:
     version = alias_holder(client, name, source)
     if version is None:
         raise RegistryError(f"no version of {name!r} holds the {source!r} alias: nothing to promote to {to!r}")
-    event = assign_alias(client, name, to, version, action="promote", note=f"from alias {source}")
+    event = assign_alias(client, name, to, version, action="promote", note=f"from alias {source}", actor=actor)
     client.delete_registered_model_alias(name, source)
     return event
 
@@ -210,7 +274,7 @@ def production_stack(events: list[AliasEvent]) -> list[str]:
 
 
 @mlflow_errors
-def rollback(client: MlflowClient, name: str) -> AliasEvent:
+def rollback(client: MlflowClient, name: str, actor: Actor | None = None) -> AliasEvent:
     """Give ``production`` back to the version that held it before the current one."""
     current = alias_holder(client, name, "production")
     if current is None:
@@ -223,7 +287,8 @@ def rollback(client: MlflowClient, name: str) -> AliasEvent:
         )
     if len(history) < 2:
         raise RegistryError(f"version {current} is the first production version of {name!r}: no earlier one")
-    return assign_alias(client, name, "production", history[-2], action="rollback", note=f"rolled back {current}")
+    return assign_alias(client, name, "production", history[-2], action="rollback", note=f"rolled back {current}",
+                        actor=actor)
 
 
 def _alias_order(alias: str) -> tuple[int, str]:

@@ -4,19 +4,24 @@
 ``events/`` and ``subscriptions/`` tables at that commit and calls :func:`train_on_frames`, which
 
 1. builds features and labels at hourly cutoffs and splits them by time (train / validation / test);
-2. opens one parent MLflow run (tags: ``data_commit``, ``git_sha``, ``lock_sha256``,
-   ``schema_versions``) and logs the feature matrices as its artifacts under ``features/``;
+2. opens one parent MLflow run (lineage tags: ``data_commit``, ``git_sha`` and ``git_dirty``,
+   ``lock_sha256``, ``image_digest``, ``params_sha256``, ``feature_spec_sha256``,
+   ``tokenizer_key_id``, ``schema_versions``, ``seed``) and logs the feature matrices as its
+   artifacts under ``features/``;
 3. fits, per model (``baseline`` = logistic regression, ``xgboost``), one sklearn Pipeline
    (transform + estimator) in a nested run with params, validation/test metrics, plots, feature
    importance, the feature spec, the model itself and the data commit as a dataset input;
-4. gates the XGBoost model (see :func:`churnops.training.evaluate.gate`) and, when it passes, registers it
-   and gives it the ``candidate`` alias.
+4. gates the models on the same test rows (see :func:`churnops.training.evaluate.gate`) and, when
+   the winner passes, registers it and gives it the ``candidate`` alias, unless a version trained
+   from the same data commit, code version, parameters and seed exists: then nothing is registered,
+   no alias moves, and the result names the version it reproduced.
 
 Same commit + same seed + same configuration gives the same metrics.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -57,7 +62,7 @@ from churnops.training.features import (
     split_by_time,
 )
 from churnops.errors import DataContractError, RegistryError
-from churnops.platform.buildinfo import git_sha, lock_sha256
+from churnops.platform.buildinfo import code_version, lock_sha256
 from churnops.platform.settings import TRAINING_DEFAULTS, Settings
 from churnops.training.transform import DEFAULT_PERCENTILE, MODEL_CODE_PATHS, SKOPS_TRUSTED_TYPES, build_model
 from churnops.data.versioning import DataRepository, open_repository
@@ -129,6 +134,7 @@ class TrainingResult:
     gate: evaluate.GateDecision
     model_version: str | None
     features_uri: str
+    reproduced_version: str | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,6 +144,41 @@ class TrainingResult:
 def dataset_source(settings: Settings, data_commit: str, prefix: str) -> str:
     """The S3-gateway address of a table at a commit (``s3://<repository>/<commit>/<prefix>``)."""
     return f"s3://{settings.lakefs_repository}/{data_commit}/{prefix}"
+
+
+def sha256_json(value: Any) -> str:
+    """sha256 of the canonical JSON of ``value`` (sorted keys, no spaces)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+IDENTITY_TAGS: tuple[str, ...] = ("data_commit", "git_sha", "params_sha256", "seed")
+
+
+def lineage_tags(settings: Settings, data_commit: str, seed: int, config: TrainingConfig, spec: FeatureSpec,
+                 schema_versions: str = "unknown", tokenizer_key_id: str = "unknown") -> dict[str, str]:
+    """Tags that tie a run (and the version registered from it) to its data, code, environment and inputs.
+
+    ``training_key`` hashes :data:`IDENTITY_TAGS`: equal keys mean the same data commit, code
+    version, parameters and seed, i.e. the same model.
+    """
+    code = code_version(settings)
+    tags = {
+        "data_commit": data_commit,
+        "git_sha": str(code),
+        "git_dirty": str(code.dirty).lower(),
+        "code_version_source": code.source,
+        "lock_sha256": lock_sha256(),
+        "schema_versions": schema_versions,
+        "lakefs_repository": settings.lakefs_repository,
+        "seed": str(seed),
+        "params_sha256": sha256_json(config.as_params()),
+        "feature_spec_sha256": sha256_json(spec.to_dict()),
+        "tokenizer_key_id": tokenizer_key_id,
+    }
+    if settings.image_digest:
+        tags["image_digest"] = settings.image_digest
+    tags["training_key"] = sha256_json({key: tags[key] for key in IDENTITY_TAGS})
+    return tags
 
 
 def _dataset(settings: Settings, data_commit: str, prefix: str, frame: pd.DataFrame | None = None) -> MetaDataset:
@@ -368,21 +409,30 @@ def _train_one(
         return run.info.run_id, model, metrics, info.model_uri
 
 
-def production_test_auc(
+def production_test_scores(
     client: mlflow.MlflowClient, model_name: str, test: pd.DataFrame, spec: FeatureSpec
-) -> tuple[float | None, str | None]:
-    """The ``production`` model's ROC-AUC on these test rows, and its version (None, None if none)."""
+) -> tuple[np.ndarray | None, str | None]:
+    """The ``production`` model's churn probabilities on these test rows, and its version (None, None if none)."""
     version = registry.alias_holder(client, model_name, "production")
     if version is None:
         return None, None
-    production = mlflow.sklearn.load_model(f"models:/{model_name}@production")
+    production = registry.load_model(f"models:/{model_name}@production")
     try:
-        probability = evaluate.churn_probability(production, test[spec.columns])
+        return evaluate.churn_probability(production, test[spec.columns]), version
     except (KeyError, ValueError) as exc:
         raise RegistryError(
             f"production version {version} cannot score this test set (different feature spec?): {exc}"
         ) from exc
-    return evaluate.classification_metrics(test[LABEL], probability)["roc_auc"], version
+
+
+def production_test_auc(
+    client: mlflow.MlflowClient, model_name: str, test: pd.DataFrame, spec: FeatureSpec
+) -> tuple[float | None, str | None]:
+    """The ``production`` model's ROC-AUC on these test rows, and its version (None, None if none)."""
+    scores, version = production_test_scores(client, model_name, test, spec)
+    if scores is None:
+        return None, None
+    return evaluate.classification_metrics(test[LABEL], scores)["roc_auc"], version
 
 
 def _set_tracking(settings: Settings) -> mlflow.MlflowClient:
@@ -425,6 +475,8 @@ def begin_training(
     config: TrainingConfig | None = None,
     schema_versions: str = "unknown",
     repo: DataRepository | None = None,
+    *,
+    tokenizer_key_id: str = "unknown",
 ) -> TrainingSetup:
     """Build the splits and open the parent run: lineage tags, dataset inputs, params, the feature matrices.
 
@@ -438,14 +490,7 @@ def begin_training(
     splits = build_splits(events, subscriptions, config)
     _set_tracking(settings)
     mlflow.set_experiment(settings.mlflow_experiment)
-    lineage = {
-        "data_commit": data_commit,
-        "git_sha": git_sha(settings),
-        "lock_sha256": lock_sha256(),
-        "schema_versions": schema_versions,
-        "lakefs_repository": settings.lakefs_repository,
-        "seed": str(seed),
-    }
+    lineage = lineage_tags(settings, data_commit, seed, config, spec, schema_versions, tokenizer_key_id)
     with mlflow.start_run(run_name=f"train-{data_commit[:12]}", tags={**lineage, "run_kind": "training"}) as parent:
         for dataset in (_dataset(settings, data_commit, "events/", events),
                         _dataset(settings, data_commit, "subscriptions/", subscriptions)):
@@ -493,26 +538,42 @@ def gate_models(
     test: pd.DataFrame,
     spec: FeatureSpec,
     margin: float | None = None,
+    *,
+    scores: dict[str, np.ndarray] | None = None,
+    seed: int = 0,
 ) -> evaluate.GateDecision:
-    """Gate the challenger on test ROC-AUC against the baseline and the ``production`` model; record it.
+    """Pick the winner of challenger vs baseline and check it against the ``production`` model; record it.
 
-    ``test_auc`` maps ``baseline`` and ``xgboost`` to their test ROC-AUC. The decision goes to the
-    parent run (``gate.json``, ``gate_passed`` and ``gate_reasons`` tags).
+    ``test_auc`` maps ``baseline`` and ``xgboost`` to their test ROC-AUC; ``scores`` (same keys) are
+    their probabilities on ``test``, for the paired-bootstrap intervals (see
+    :func:`churnops.training.evaluate.gate`; without them the point estimates decide). The decision
+    goes to the parent run (``gate.json``, ``gate_*`` tags and interval metrics).
     """
     client = _set_tracking(settings)
-    production_auc, production_version = production_test_auc(client, settings.registered_model, test, spec)
+    production_scores, production_version = production_test_scores(client, settings.registered_model, test, spec)
     decision = evaluate.gate(
         test_auc[CHALLENGER],
         test_auc[BASELINE],
-        production_auc,
+        None,
         settings.gate_margin if margin is None else margin,
         production_version,
+        labels=test[LABEL].to_numpy() if scores else None,
+        challenger_scores=scores.get(CHALLENGER) if scores else None,
+        baseline_scores=scores.get(BASELINE) if scores else None,
+        production_scores=production_scores,
+        confidence=settings.gate_confidence,
+        resamples=settings.gate_resamples,
+        seed=seed,
+        challenger=CHALLENGER,
+        baseline=BASELINE,
     )
     with mlflow.start_run(run_id=parent_run_id):
         mlflow.log_dict(decision.to_dict(), "gate.json")
-        mlflow.set_tags({"gate_passed": str(decision.passed).lower(), "gate_reasons": "; ".join(decision.reasons)})
-        if production_auc is not None and not math.isnan(production_auc):
-            mlflow.log_metric("production_test_roc_auc", production_auc)
+        mlflow.log_metrics(decision.metrics())
+        mlflow.set_tags({"gate_passed": str(decision.passed).lower(), "gate_reasons": "; ".join(decision.reasons),
+                         "gate_winner": decision.winner or "", "gate_summary": decision.summary[:5000]})
+        if decision.production_auc is not None and not math.isnan(decision.production_auc):
+            mlflow.log_metric("production_test_roc_auc", decision.production_auc)
     if not decision.passed:
         logger.warning("gate refused the new model: %s", "; ".join(decision.reasons))
     return decision
@@ -526,25 +587,47 @@ def register_candidate(
     baseline_test_auc: float,
     lineage: dict[str, str],
 ) -> str:
-    """Register the challenger's logged model as a new version and give it the ``candidate`` alias."""
+    """Register the gate's winner (``challenger``: whichever model won) as a new version with the ``candidate`` alias.
+
+    When a version with the same ``training_key`` exists (same data commit, code version, parameters
+    and seed), nothing is registered and no alias moves: that version is returned, and the parent
+    run is tagged ``reproduced_version``.
+    """
     client = _set_tracking(settings)
+    existing = reproduced_version(settings, lineage)
+    if existing is not None:
+        with mlflow.start_run(run_id=parent_run_id):
+            mlflow.set_tag("reproduced_version", existing)
+        logger.warning("this training reproduces %s version %s (same data commit, code version, parameters and "
+                       "seed): nothing registered, no alias moved", settings.registered_model, existing)
+        return existing
     version = registry.register_version(
         settings.registered_model,
         challenger.model_uri,
         tags={
             **lineage,
             "run_id": challenger.run_id,
+            "parent_run_id": parent_run_id,
+            "model_type": challenger.name,
             "test_roc_auc": f"{challenger.metrics['test_roc_auc']:.6f}",
             "baseline_test_roc_auc": f"{baseline_test_auc:.6f}",
         },
     )
-    registry.assign_alias(
-        client, settings.registered_model, "candidate", version, note=f"gate passed in run {parent_run_id}"
-    )
+    registry.assign_alias(client, settings.registered_model, "candidate", version,
+                          note=f"gate passed in run {parent_run_id}", actor=registry.resolve_actor(settings))
     with mlflow.start_run(run_id=parent_run_id):
         mlflow.set_tag("model_version", version)
-    logger.info("registered %s version %s as candidate", settings.registered_model, version)
+    logger.info("registered %s version %s (%s) as candidate", settings.registered_model, version, challenger.name)
     return version
+
+
+@registry.mlflow_errors
+def reproduced_version(settings: Settings, lineage: dict[str, str]) -> str | None:
+    """The registered version with this lineage's ``training_key`` (None when there is none)."""
+    if "training_key" not in lineage:
+        return None
+    client = _set_tracking(settings)
+    return registry.find_version(client, settings.registered_model, {"training_key": lineage["training_key"]})
 
 
 @registry.mlflow_errors
@@ -557,31 +640,40 @@ def train_on_frames(
     config: TrainingConfig | None = None,
     schema_versions: str = "unknown",
     repo: DataRepository | None = None,
+    *,
+    tokenizer_key_id: str = "unknown",
 ) -> TrainingResult:
     """Train, log, gate and (when the gate passes) register, from published-format frames of ``data_commit``.
 
     The steps the training pipeline runs as separate tasks, in one process: :func:`begin_training`,
-    :func:`fit_model` per model, :func:`gate_models`, :func:`register_candidate`.
+    :func:`fit_model` per model, :func:`gate_models`, :func:`register_candidate` (of the winner).
     """
     config = config or TrainingConfig.from_settings(settings)
-    setup = begin_training(settings, events, subscriptions, data_commit, seed, config, schema_versions, repo)
+    setup = begin_training(settings, events, subscriptions, data_commit, seed, config, schema_versions, repo,
+                           tokenizer_key_id=tokenizer_key_id)
     fitted = {
         name: fit_model(settings, name, setup.splits, setup.spec, setup.lineage, setup.parent_run_id, config)
         for name in (BASELINE, CHALLENGER)
     }
+    test = setup.splits["test"]
     decision = gate_models(
         settings,
         setup.parent_run_id,
         {name: model.metrics["test_roc_auc"] for name, model in fitted.items()},
-        setup.splits["test"],
+        test,
         setup.spec,
         config.gate_margin,
+        scores=test_probabilities(settings, {name: model.model_uri for name, model in fitted.items()}, test,
+                                  setup.spec),
+        seed=seed,
     )
-    version = None
-    if decision.passed:
-        version = register_candidate(
-            settings, setup.parent_run_id, fitted[CHALLENGER], fitted[BASELINE].metrics["test_roc_auc"], setup.lineage
-        )
+    version = reproduced = None
+    if decision.passed and decision.winner is not None:
+        reproduced = reproduced_version(settings, setup.lineage)
+        version = register_candidate(settings, setup.parent_run_id, fitted[decision.winner],
+                                     fitted[BASELINE].metrics["test_roc_auc"], setup.lineage)
+        if reproduced is not None:
+            version = None  # nothing registered: the existing version was returned
     return TrainingResult(
         data_commit=data_commit,
         experiment_id=setup.experiment_id,
@@ -591,6 +683,7 @@ def train_on_frames(
         gate=decision,
         model_version=version,
         features_uri=setup.features_uri,
+        reproduced_version=reproduced,
     )
 
 
@@ -605,12 +698,14 @@ def train_from_commit(
     """Train on the published tables at ``data_commit`` (a commit id or branch; None = latest ``main``)."""
     repo = repo or open_repository(settings)
     commit = repo.resolve(data_commit or DEFAULT_BRANCH)
-    schema_versions = repo.commit_info(commit).metadata.get("schema_versions", "unknown")
+    commit_metadata = repo.commit_info(commit).metadata
     events, subscriptions = load_tables(repo, commit)
     logger.info(
         "training on data commit %s (%d events, %d subscription records)", commit, len(events), len(subscriptions)
     )
-    return train_on_frames(settings, events, subscriptions, commit, seed, config, schema_versions, repo)
+    return train_on_frames(settings, events, subscriptions, commit, seed, config,
+                           commit_metadata.get("schema_versions", "unknown"), repo,
+                           tokenizer_key_id=commit_metadata.get("tokenizer_key_id", "unknown"))
 
 
 @registry.mlflow_errors
@@ -619,7 +714,7 @@ def test_probabilities(settings: Settings, model_uris: dict[str, str], test: pd.
     """Each logged model (name -> model URI) loaded from MLflow and scored on the test split."""
     _set_tracking(settings)
     return {
-        name: evaluate.churn_probability(mlflow.sklearn.load_model(uri), test[spec.columns])
+        name: evaluate.churn_probability(registry.load_model(uri), test[spec.columns])
         for name, uri in model_uris.items()
     }
 
@@ -634,10 +729,11 @@ def begin_training_at(settings: Settings, data_ref: str | None = None, seed: int
     """:func:`begin_training` on the published tables at ``data_ref`` (a commit id or branch; None = ``main``)."""
     repo = repo or open_repository(settings)
     commit = repo.resolve(data_ref or DEFAULT_BRANCH)
-    schema_versions = repo.commit_info(commit).metadata.get("schema_versions", "unknown")
+    commit_metadata = repo.commit_info(commit).metadata
     events, subscriptions = load_tables(repo, commit)
     return begin_training(settings, events, subscriptions, commit, seed, TrainingConfig.from_settings(settings),
-                          schema_versions, repo)
+                          commit_metadata.get("schema_versions", "unknown"), repo,
+                          tokenizer_key_id=commit_metadata.get("tokenizer_key_id", "unknown"))
 
 
 def write_split(setup: TrainingSetup, split: str, path: str) -> None:
@@ -716,7 +812,8 @@ def evaluate_models(settings: Settings, parent_run_id: str, model_uris: dict[str
     probabilities = test_probabilities(settings, model_uris, test, spec)
     labels = test[LABEL].to_numpy()
     metrics = {name: evaluate.classification_metrics(labels, p) for name, p in probabilities.items()}
-    decision = gate_models(settings, parent_run_id, {name: m["roc_auc"] for name, m in metrics.items()}, test, spec)
+    decision = gate_models(settings, parent_run_id, {name: m["roc_auc"] for name, m in metrics.items()}, test, spec,
+                           scores=probabilities)
     return EvaluationReport(
         metrics=metrics,
         roc={name: evaluate.roc_points(labels, p) for name, p in probabilities.items()},

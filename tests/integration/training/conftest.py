@@ -66,9 +66,12 @@ def lake_fixture(mlflow_tracking_uri: str, gcs_stack: Settings, gcs_client: stor
     return Lake(settings=settings, repo=repo, commit=commit)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(lake: Lake) -> tuple[Lake, TrainingResult]:
-    """One training on the latest main of the lake, with its own registered model and experiment."""
+    """One training per session on the latest main of the lake, with its own registered model and experiment.
+
+    Tests that move its aliases or register versions use ``fresh_settings`` or say so.
+    """
     settings = lake.fresh_settings()
     result = train_from_commit(settings, None, seed=42, repo=lake.repo)
     print(f"test ROC-AUC: xgboost {result.metrics['xgboost']['test_roc_auc']:.4f}, "

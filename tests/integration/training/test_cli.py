@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from click.testing import CliRunner
 
@@ -43,8 +45,10 @@ def test_compare_show_promote_and_rollback_from_the_command_line(
         version = registry.register_version(settings.registered_model, source, {"data_commit": lake.commit})
         registry.assign_alias(client, settings.registered_model, "candidate", version)
         run(settings, monkeypatch, ["model", "promote", "--to", "staging"])
-        out = run(settings, monkeypatch, ["model", "promote", "--to", "production"])
+        out = run(settings, monkeypatch, ["model", "promote", "--to", "production", "--actor", "release-bot"])
         assert f"version {version} is now 'production'" in out
+        event = json.loads(client.get_model_version(settings.registered_model, version).tags["alias_event.0003"])
+        assert (event["alias"], event["by"], event["by_source"]) == ("production", "release-bot", "explicit")
 
     out = run(settings, monkeypatch, ["model", "rollback"])
     assert "rolled back from version 2 to version 1" in out

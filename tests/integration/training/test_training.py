@@ -14,15 +14,16 @@ from mlflow import MlflowClient
 from churnops.training import registry
 from churnops.training.evaluate import classification_metrics
 from churnops.training.features import FEATURE_SPEC, LABEL
-from churnops.platform.buildinfo import lock_sha256
-from churnops.training.train import TrainingConfig, TrainingResult, train_from_commit
+from churnops.data.versioning.uri import read_uri
+from churnops.platform.buildinfo import git_sha, lock_sha256
+from churnops.training.train import TrainingConfig, TrainingResult, sha256_json, train_from_commit
 from tests.integration.training.conftest import Lake
 
 Trained = tuple[Lake, TrainingResult]
 
 
-# A deliberately weak challenger: one stump.
-CRIPPLED = TrainingConfig(xgb_params={"n_estimators": 1, "max_depth": 1, "learning_rate": 0.1})
+# Deliberately weak models: one encoded column for both, one stump for XGBoost.
+CRIPPLED = TrainingConfig(select_percentile=1.0, xgb_params={"n_estimators": 1, "max_depth": 1, "learning_rate": 0.1})
 
 
 def client_of(lake: Lake) -> MlflowClient:
@@ -30,12 +31,16 @@ def client_of(lake: Lake) -> MlflowClient:
     return registry.client_for(lake.settings)
 
 
-def test_training_registers_a_candidate_whose_runs_carry_the_data_commit(trained: Trained) -> None:
+def test_training_registers_the_winner_as_candidate_with_lineage_that_resolves(trained: Trained) -> None:
     lake, result = trained
     client = client_of(lake)
     assert result.data_commit == lake.commit == lake.repo.head("main")
-    assert result.metrics["xgboost"]["test_roc_auc"] > result.metrics["baseline"]["test_roc_auc"]
-    assert result.gate.passed and result.model_version is not None
+    assert result.gate.passed and result.model_version is not None and result.gate.winner in result.run_ids
+    comparison = result.gate.vs_baseline
+    assert comparison is not None and comparison.low <= comparison.difference <= comparison.high
+    assert comparison.difference == pytest.approx(
+        result.metrics["xgboost"]["test_roc_auc"] - result.metrics["baseline"]["test_roc_auc"], abs=1e-12)
+    assert (result.gate.winner == "xgboost") == (comparison.low > 0)
     assert registry.alias_holder(client, lake.settings.registered_model, "candidate") == result.model_version
 
     for run_id in [result.parent_run_id, *result.run_ids.values()]:
@@ -55,8 +60,24 @@ def test_training_registers_a_candidate_whose_runs_carry_the_data_commit(trained
     assert {"plots/test_confusion.png", "plots/test_roc_curve.png", "plots/test_pr_curve.png",
             "plots/importance.png"} <= artifacts
 
+    parent = client.get_run(result.parent_run_id)
+    assert parent.data.metrics["gate_vs_baseline_auc_diff_low"] == comparison.low
+    assert parent.data.metrics["gate_vs_baseline_auc_diff_high"] == comparison.high
+    assert parent.data.tags["gate_winner"] == result.gate.winner
+
     version = client.get_model_version(lake.settings.registered_model, result.model_version)
-    assert version.tags["data_commit"] == lake.commit and version.run_id == result.run_ids["xgboost"]
+    tags = version.tags
+    assert version.run_id == result.run_ids[result.gate.winner] and tags["model_type"] == result.gate.winner
+    assert tags["data_commit"] == lake.commit and tags["parent_run_id"] == result.parent_run_id
+    assert tags["lock_sha256"] == lock_sha256() and tags["git_sha"] == git_sha(lake.settings)
+    assert tags["git_dirty"] in ("true", "false") and len(tags["params_sha256"]) == 64
+    assert tags["tokenizer_key_id"] == lake.repo.commit_info(lake.commit).metadata["tokenizer_key_id"]
+    assert tags["feature_spec_sha256"] == sha256_json(FEATURE_SPEC.to_dict())
+    # The dataset sources resolve on the backend that wrote them.
+    for source, prefix in ((json.loads(d.dataset.source)["uri"], d.dataset.name + "/")
+                           for d in client.get_run(version.run_id).inputs.dataset_inputs):
+        table = read_uri(lake.repo, lake.settings.lakefs_repository, source)
+        assert table.equals(lake.repo.read_table(lake.commit, prefix))
 
 
 def read_features(lake: Lake, features_uri: str, name: str) -> bytes:
@@ -88,17 +109,25 @@ def test_the_registered_model_scores_the_logged_feature_matrix(trained: Trained)
     test = pd.read_parquet(io.BytesIO(read_features(lake, result.features_uri, "test.parquet")))
     assert test["cutoff"].min() > pd.read_parquet(
         io.BytesIO(read_features(lake, result.features_uri, "train.parquet")))["cutoff"].max()
-    model = mlflow.sklearn.load_model(f"models:/{lake.settings.registered_model}/{result.model_version}")
+    model = registry.load_model(f"models:/{lake.settings.registered_model}/{result.model_version}")
     probability = model.predict_proba(test[FEATURE_SPEC.columns])[:, 1]
     assert classification_metrics(test[LABEL], probability)["roc_auc"] == pytest.approx(
-        result.metrics["xgboost"]["test_roc_auc"], abs=1e-12)
+        result.metrics[result.gate.winner]["test_roc_auc"], abs=1e-12)
 
 
-def test_retraining_the_same_commit_with_the_same_seed_reproduces_the_metrics(trained: Trained) -> None:
+def test_retraining_the_same_commit_code_and_seed_registers_nothing_and_moves_no_alias(trained: Trained) -> None:
     lake, first = trained
-    again = train_from_commit(lake.fresh_settings(), lake.commit, seed=42, repo=lake.repo)
+    client = client_of(lake)
+    name = lake.settings.registered_model
+    versions_before = {v.version for v in client.search_model_versions(f"name = '{name}'")}
+    aliases_before = client.get_registered_model(name).aliases
+    again = train_from_commit(lake.settings, lake.commit, seed=42, repo=lake.repo)
     assert again.data_commit == first.data_commit
     assert again.metrics == first.metrics
+    assert again.gate.passed and again.model_version is None and again.reproduced_version == first.model_version
+    assert {v.version for v in client.search_model_versions(f"name = '{name}'")} == versions_before
+    assert client.get_registered_model(name).aliases == aliases_before
+    assert client.get_run(again.parent_run_id).data.tags["reproduced_version"] == first.model_version
 
 
 def test_the_gate_refuses_a_worse_model_and_leaves_the_aliases_alone(trained: Trained) -> None:
@@ -114,7 +143,8 @@ def test_the_gate_refuses_a_worse_model_and_leaves_the_aliases_alone(trained: Tr
     worse = train_from_commit(settings, lake.commit, seed=42, config=CRIPPLED, repo=lake.repo)
     assert not worse.gate.passed and worse.model_version is None
     assert worse.gate.production_version == production
-    assert worse.gate.production_auc == pytest.approx(first.metrics["xgboost"]["test_roc_auc"], abs=1e-12)
+    assert worse.gate.production_auc == pytest.approx(first.metrics[first.gate.winner]["test_roc_auc"], abs=1e-12)
+    assert worse.gate.vs_production is not None and worse.gate.vs_production.low < -worse.gate.margin
     assert any("worse than production" in reason for reason in worse.gate.reasons)
     assert registry.alias_holder(client, name, "production") == production
     assert registry.alias_holder(client, name, "candidate") is None

@@ -114,3 +114,31 @@ def test_library_handlers_get_the_scrubber_and_the_json_format(tmp_path) -> None
         library.propagate = True
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+
+
+def test_mlflow_follows_the_configured_level(tmp_path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import mlflow  # pylint: disable=import-outside-toplevel  # configures its own logger on import
+    from mlflow.environment_variables import (  # pylint: disable=import-outside-toplevel
+        MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT,
+    )
+
+    assert mlflow.get_tracking_uri() is not None
+    mlflow_logger = logging.getLogger("mlflow")
+    for name in ("MLFLOW_LOGGING_LEVEL", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"):
+        monkeypatch.setenv(name, "")  # restored after the test
+    monkeypatch.setattr(mlflow_logger, "level", mlflow_logger.level)
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        setup_logging(Settings(state_dir=tmp_path, log_level="WARNING"), stream=io.StringIO())
+        logging.getLogger("mlflow.tracking.fluent").info("Experiment with name 'x' does not exist")
+        assert "Experiment" not in capsys.readouterr().err
+        assert MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT.get(), "no 'View run' links at WARNING"
+        setup_logging(Settings(state_dir=tmp_path, log_level="INFO"), stream=io.StringIO())
+        logging.getLogger("mlflow.tracking.fluent").info("Experiment with name 'y' does not exist")
+        assert "Experiment with name 'y'" in capsys.readouterr().err
+        assert not MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT.get()
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])

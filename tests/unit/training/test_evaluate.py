@@ -62,30 +62,105 @@ def test_feature_importance_names_the_encoded_columns(estimator) -> None:
     assert evaluate.churn_probability(model, X).shape == (300,)
 
 
-def test_gate_passes_a_model_that_beats_the_baseline_without_production() -> None:
-    decision = evaluate.gate(0.85, 0.80)
-    assert decision.passed and not decision.reasons
+def synthetic_scores(rows: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (20 % positives) and a model's scores with a ROC-AUC near 0.80."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(rows) < 0.2).astype(int)
+    return y, y * 1.2 + rng.normal(size=rows)
 
 
-def test_gate_refuses_a_model_that_does_not_beat_the_baseline() -> None:
-    decision = evaluate.gate(0.80, 0.80)
-    assert not decision.passed and "does not beat the baseline" in decision.reasons[0]
+def noisy_copy(scores: np.ndarray, noise: float, seed: int) -> np.ndarray:
+    """The same model, disturbed: no better in expectation, a little better or worse on any sample."""
+    return scores + np.random.default_rng(seed).normal(scale=noise, size=scores.size)
 
 
-def test_gate_allows_losing_at_most_the_margin_against_production() -> None:
+def test_paired_difference_of_a_model_with_itself_is_exactly_zero() -> None:
+    y, scores = synthetic_scores()
+    same = evaluate.paired_auc_difference(y, scores, scores.copy(), resamples=200)
+    assert (same.difference, same.low, same.high) == (0.0, 0.0, 0.0)
+
+
+def test_paired_difference_interval_covers_the_difference_and_is_reproducible() -> None:
+    y, scores = synthetic_scores()
+    other = noisy_copy(scores, 0.5, seed=1)
+    first = evaluate.paired_auc_difference(y, scores, other, confidence=0.9, resamples=500, seed=7)
+    assert first.difference == pytest.approx(evaluate.classification_metrics(y, scores)["roc_auc"]
+                                             - evaluate.classification_metrics(y, other)["roc_auc"], abs=1e-12)
+    assert first.low < first.difference < first.high
+    assert first == evaluate.paired_auc_difference(y, scores, other, confidence=0.9, resamples=500, seed=7)
+    wider = evaluate.paired_auc_difference(y, scores, other, confidence=0.99, resamples=500, seed=7)
+    assert wider.low < first.low and wider.high > first.high
+    with pytest.raises(ValueError, match="both classes"):
+        evaluate.paired_auc_difference(np.zeros(10), np.ones(10), np.ones(10))
+
+
+def test_a_challenger_better_by_noise_only_is_refused_and_the_baseline_wins() -> None:
+    y, baseline = synthetic_scores()
+    # A challenger that is the baseline plus noise, picked so that its point estimate is higher.
+    challenger = next(c for c in (noisy_copy(baseline, 0.15, seed) for seed in range(50))
+                      if evaluate.classification_metrics(y, c)["roc_auc"]
+                      > evaluate.classification_metrics(y, baseline)["roc_auc"])
+    auc = {name: evaluate.classification_metrics(y, s)["roc_auc"] for name, s in
+           (("challenger", challenger), ("baseline", baseline))}
+    decision = evaluate.gate(auc["challenger"], auc["baseline"], labels=y, challenger_scores=challenger,
+                             baseline_scores=baseline)
+    assert auc["challenger"] > auc["baseline"], "better on the point estimate"
+    assert decision.winner == "baseline" and decision.winner_auc == auc["baseline"]
+    assert decision.vs_baseline is not None and decision.vs_baseline.low <= 0 < decision.vs_baseline.difference
+    assert "does not beat beyond noise" in decision.summary
+    # The point estimate alone would have picked the challenger.
+    assert evaluate.gate(auc["challenger"], auc["baseline"]).winner == "xgboost"
+
+
+def test_a_clearly_better_challenger_wins_and_the_interval_is_in_the_decision() -> None:
+    y, baseline = synthetic_scores()
+    challenger = baseline + y * 1.0
+    auc = [evaluate.classification_metrics(y, s)["roc_auc"] for s in (challenger, baseline)]
+    decision = evaluate.gate(*auc, labels=y, challenger_scores=challenger, baseline_scores=baseline,
+                             confidence=0.95, resamples=500, seed=3)
+    assert decision.passed and decision.winner == "xgboost" and not decision.reasons
+    comparison = decision.vs_baseline
+    assert comparison is not None and 0 < comparison.low < comparison.difference < comparison.high
+    recorded = decision.to_dict()["vs_baseline"]
+    assert recorded == {"difference": comparison.difference, "low": comparison.low, "high": comparison.high,
+                        "confidence": 0.95, "resamples": 500, "rows": 2000}
+    assert decision.metrics() == {"gate_vs_baseline_auc_diff": comparison.difference,
+                                  "gate_vs_baseline_auc_diff_low": comparison.low,
+                                  "gate_vs_baseline_auc_diff_high": comparison.high}
+
+
+def test_the_winner_must_not_lose_to_production_beyond_the_margin() -> None:
+    y, baseline = synthetic_scores()
+    challenger = baseline + y * 1.0
+    aucs = [evaluate.classification_metrics(y, s)["roc_auc"] for s in (challenger, baseline)]
+    kwargs = {"labels": y, "challenger_scores": challenger, "baseline_scores": baseline, "resamples": 300}
+    same = evaluate.gate(*aucs, production_scores=challenger, production_version="4", **kwargs)
+    assert same.passed and same.vs_production is not None and same.vs_production.high == 0.0
+    assert same.production_auc == pytest.approx(aucs[0])
+    much_better = challenger + y * 2.0
+    refused = evaluate.gate(*aucs, production_scores=much_better, production_version="4", margin=0.01, **kwargs)
+    assert not refused.passed and refused.winner == "xgboost"
+    assert "worse than production (version 4)" in refused.reasons[0]
+    assert refused.vs_production is not None and refused.vs_production.high < -0.01
+
+
+def test_point_estimates_decide_when_no_scores_are_given() -> None:
+    assert evaluate.gate(0.85, 0.80).winner == "xgboost"
+    tie = evaluate.gate(0.80, 0.80)
+    assert tie.passed and tie.winner == "baseline" and tie.vs_baseline is None
     assert evaluate.gate(0.845, 0.80, production_auc=0.85, margin=0.01).passed
     refused = evaluate.gate(0.83, 0.80, production_auc=0.85, margin=0.01, production_version="3")
     assert not refused.passed and "worse than production (version 3)" in refused.reasons[0]
 
 
-def test_gate_lists_every_failed_check_and_refuses_undefined_aucs() -> None:
-    both = evaluate.gate(0.70, 0.75, production_auc=0.90, margin=0.01)
-    assert len(both.reasons) == 2
-    assert not evaluate.gate(math.nan, 0.7).passed
-    assert not evaluate.gate(0.8, math.nan).passed
+def test_undefined_aucs_never_win() -> None:
+    assert not evaluate.gate(math.nan, math.nan).passed
+    assert evaluate.gate(math.nan, 0.7).winner == "baseline"
+    assert evaluate.gate(0.8, math.nan).winner == "xgboost"
     with pytest.raises(ValueError, match="margin"):
         evaluate.gate(0.8, 0.7, margin=-0.1)
-    assert both.to_dict()["reasons"] == both.reasons
+    both = evaluate.gate(0.70, 0.75, production_auc=0.90, margin=0.01)
+    assert both.to_dict()["reasons"] == both.reasons and len(both.reasons) == 1
 
 
 def test_roc_points_are_finite_json_and_bounded() -> None:
