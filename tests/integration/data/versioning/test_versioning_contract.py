@@ -17,6 +17,7 @@ from churnops.data.versioning.base import (
     NotFoundError,
     UncommittedChangesError,
 )
+from churnops.data.versioning.uri import read_uri
 
 from tests.support.versioning import Harness
 
@@ -392,3 +393,22 @@ def test_failure_modes_cross_the_interface_as_domain_errors(harness: Harness, mo
             missing()
     for error in (LakeUnavailable, AccessDenied, MergeConflict, NotFoundError, InvalidArgument):
         assert issubclass(error, ChurnopsError)
+
+
+def test_recorded_uris_read_back_what_they_name(harness: Harness) -> None:
+    repo, branch = harness.repo, harness.branch("uris")
+    name = getattr(repo, "repository", "churn-lake")  # the embedded lake answers to the configured name
+    table = pa.table({"customer_token": ["a", "b"], "events": [1, 2]})
+    prefix = harness.path("events/")
+    repo.create_branch(branch)
+    repo.put_objects(branch, {f"{prefix}dt=2024-01-01/part-0.parquet": _parquet(table),
+                              harness.path("schema.json"): b'{"label": "churned"}'})
+    commit = repo.commit(branch, "uris", {})
+    assert commit is not None
+    assert read_uri(repo, name, f"s3://{name}/{commit}/{prefix}").equals(table)
+    assert read_uri(repo, name, f"lakefs://{name}/{commit}/{prefix.rstrip('/')}").equals(table)
+    assert read_uri(repo, name, f"lakefs://{name}/{branch}/{harness.path('schema.json')}") == b'{"label": "churned"}'
+    with pytest.raises(NotFoundError):
+        read_uri(repo, name, f"s3://{name}/{commit}/{harness.path('missing.json')}")
+    with pytest.raises(NotFoundError, match="this lake is"):
+        read_uri(repo, name, f"s3://someone-else/{commit}/{prefix}")
