@@ -12,6 +12,9 @@ from churnops.platform.settings import get_settings
 from churnops.training.reproduce import DIFFERENT, Check, reproduce
 
 
+EXIT_DIFFERENT = 3
+
+
 def _number(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.6f}"
 
@@ -31,8 +34,8 @@ def _line(check: Check) -> str:
 def reproduce_command(ref: str, tolerance: float, current_settings: bool, as_json: bool) -> None:
     """Retrain a model version (or run) from its data commit, parameters and seed, and compare.
 
-    Registers nothing. Exits 1 when a metric, the test predictions or the feature matrices differ
-    beyond the tolerance.
+    Registers nothing. Exits 3 when a metric, the test predictions or the feature matrices differ
+    beyond the tolerance (2 when it cannot reproduce: no such version, data commit gone, ...).
     """
     settings = get_settings()
     require_services(settings, "mlflow")
@@ -54,7 +57,7 @@ def reproduce_command(ref: str, tolerance: float, current_settings: bool, as_jso
         if report.verdict == DIFFERENT and not report.causes:
             click.echo("differs from the original: nothing recorded differs (non-deterministic code?)")
     if report.verdict == DIFFERENT:
-        raise SystemExit(1)
+        raise SystemExit(EXIT_DIFFERENT)
 
 
 COMMANDS: tuple[click.Command, ...] = (reproduce_command,)

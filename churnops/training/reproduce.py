@@ -218,6 +218,7 @@ def _causes(original: dict[str, str], current: dict[str, str], parameters: list[
     return causes
 
 
+@registry.mlflow_errors
 def reproduce(  # pylint: disable=too-many-locals
     settings: Settings,
     ref: str,

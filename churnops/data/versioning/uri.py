@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from churnops.data.versioning.base import DataRepository, NotFoundError, check_path
+from churnops.data.versioning.base import DataRepository, InvalidArgument, NotFoundError, check_path
 
 SCHEMES: tuple[str, ...] = ("s3://", "lakefs://")
 
@@ -37,13 +37,13 @@ class LakeLocation:
 
 
 def parse_uri(uri: str) -> LakeLocation:
-    """Split ``s3://`` or ``lakefs://`` ``<repository>/<ref>/<path>``; ``ValueError`` on anything else."""
+    """Split ``s3://`` or ``lakefs://`` ``<repository>/<ref>/<path>``; :class:`InvalidArgument` on anything else."""
     scheme = next((s for s in SCHEMES if uri.startswith(s)), None)
     if scheme is None:
-        raise ValueError(f"{uri!r} is not a lake URI: expected s3://<repository>/<ref>/<path> or lakefs://...")
+        raise InvalidArgument(f"{uri!r} is not a lake URI: expected s3://<repository>/<ref>/<path> or lakefs://...")
     parts = uri[len(scheme):].split("/", 2)
     if len(parts) < 3 or not all(parts):
-        raise ValueError(f"{uri!r} lacks a repository, a ref or a path: expected {scheme}<repository>/<ref>/<path>")
+        raise InvalidArgument(f"{uri!r} lacks a repository, a ref or a path: expected {scheme}<repository>/<ref>/<path>")
     repository, ref, path = parts
     check_path(path.rstrip("/"))
     return LakeLocation(repository=repository, ref=ref, path=path)

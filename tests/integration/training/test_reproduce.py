@@ -60,7 +60,7 @@ def test_a_changed_setting_is_reported_as_the_cause_of_a_different_result(
     lake, result = trained
     changed = lake.settings.model_copy(update={"label_horizon_hours": 8, "code_version": "f" * 40})
     code, out = invoke(changed, monkeypatch, ["reproduce", result.parent_run_id, "--current-settings"])
-    assert code == 1, out
+    assert code == 3, out
     assert f"reproduced {result.gate.winner} run {result.run_ids[result.gate.winner]}" in out
     assert "verdict: different" in out and "Traceback" not in out
     assert "differs from the original: parameter horizon_h: recorded 12, used 8" in out
@@ -68,7 +68,7 @@ def test_a_changed_setting_is_reported_as_the_cause_of_a_different_result(
     assert "feature matrices rebuilt from the lake: different" in out
 
     unknown = invoke(lake.settings, monkeypatch, ["reproduce", f"{lake.settings.registered_model}@999"])
-    assert unknown[0] == 1 and "has no version or alias '999'" in unknown[1]
+    assert unknown[0] == 2 and "has no version or alias '999'" in unknown[1] and "Traceback" not in unknown[1]
 
 
 def test_recorded_uris_read_back_from_the_command_line(trained: Trained, monkeypatch: pytest.MonkeyPatch,
@@ -86,7 +86,7 @@ def test_recorded_uris_read_back_from_the_command_line(trained: Trained, monkeyp
                                                     "--output", str(target)])
     assert code == 0 and target.read_bytes()[:4] == b"PAR1"
     code, out = invoke(lake.settings, monkeypatch, ["lake", "read", f"s3://other-repo/{lake.commit}/events/"])
-    assert code == 1 and "this lake is" in out
+    assert code == 2 and "this lake is" in out
 
 
 def test_twenty_model_loads_leave_no_temporary_folder_behind(trained: Trained, tmp_path: Path,
