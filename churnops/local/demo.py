@@ -93,7 +93,7 @@ def train_and_register(settings: Settings, summary: DemoSummary, seed: int) -> N
     runs = pd.DataFrame([result.run_ids], index=["run_id"])
     click.echo(pd.concat([runs, metrics.round(4).astype(object)]).to_string())
     verdict = "passed" if result.gate.passed else "refused: " + "; ".join(result.gate.reasons)
-    click.echo(f"gate {verdict}")
+    click.echo(f"gate {verdict}: {result.gate.summary}")
     click.echo("\n== registry ==")
     rows = registry.describe(registry.client_for(settings), settings.registered_model)
     click.echo(pd.DataFrame(rows).to_string(index=False) if rows else "no registered versions")
