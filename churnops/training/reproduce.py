@@ -36,7 +36,7 @@ from churnops.errors import RegistryError
 from churnops.platform.settings import Settings
 from churnops.training import evaluate, registry
 from churnops.training import train as training
-from churnops.training.features import LABEL, SPLITS, feature_spec
+from churnops.training.features import SPLITS, feature_spec
 from churnops.training.train import MODEL_ARTIFACT, TrainingConfig
 
 logger = logging.getLogger(__name__)

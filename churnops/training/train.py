@@ -466,7 +466,7 @@ class FittedModel:
 
 
 @registry.mlflow_errors
-def begin_training(
+def begin_training(  # pylint: disable=too-many-arguments  # the stage's inputs, plus the key id as a keyword
     settings: Settings,
     events: pd.DataFrame,
     subscriptions: pd.DataFrame,
@@ -631,7 +631,7 @@ def reproduced_version(settings: Settings, lineage: dict[str, str]) -> str | Non
 
 
 @registry.mlflow_errors
-def train_on_frames(
+def train_on_frames(  # pylint: disable=too-many-arguments  # the stage's inputs, plus the key id as a keyword
     settings: Settings,
     events: pd.DataFrame,
     subscriptions: pd.DataFrame,

@@ -43,7 +43,9 @@ def parse_uri(uri: str) -> LakeLocation:
         raise InvalidArgument(f"{uri!r} is not a lake URI: expected s3://<repository>/<ref>/<path> or lakefs://...")
     parts = uri[len(scheme):].split("/", 2)
     if len(parts) < 3 or not all(parts):
-        raise InvalidArgument(f"{uri!r} lacks a repository, a ref or a path: expected {scheme}<repository>/<ref>/<path>")
+        raise InvalidArgument(
+            f"{uri!r} lacks a repository, a ref or a path: expected {scheme}<repository>/<ref>/<path>"
+        )
     repository, ref, path = parts
     check_path(path.rstrip("/"))
     return LakeLocation(repository=repository, ref=ref, path=path)
