@@ -72,11 +72,11 @@ VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 
 @dataclass
 class Recorded:
-    """One request the double received."""
+    """One request the double received: verb, path, query parameters, content type, parsed body."""
 
-    method: str
+    verb: str
     path: str
-    query: dict[str, str]
+    params: dict[str, str]
     content_type: str
     body: Any
 
@@ -209,7 +209,7 @@ class KubeApiDouble(WsgiDouble):
 
     def writes(self) -> list[Recorded]:
         """Every request that was not a read."""
-        return [r for r in self.requests if r.method not in ("GET",)]
+        return [r for r in self.requests if r.verb != "GET"]
 
     # -- HTTP ------------------------------------------------------------------------------------------
     def wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:

@@ -25,10 +25,10 @@ def test_deploy_applies_server_side_waits_for_ready_and_smoke_tests(
     assert f"smoke test passed at {predictor.url} (model version 1, 2 predictions" in out
 
     writes = kube.writes()
-    assert {w.method for w in writes} == {"PATCH"}
+    assert {w.verb for w in writes} == {"PATCH"}
     assert all(w.content_type == "application/apply-patch+yaml" for w in writes)
-    assert all(w.query.get("fieldManager") == "churnops-deploy" for w in writes)
-    assert all(w.query.get("force") in ("true", "True") for w in writes)
+    assert all(w.params.get("fieldManager") == "churnops-deploy" for w in writes)
+    assert all(w.params.get("force") in ("true", "True") for w in writes)
     written = [w.path.rsplit("/", 2)[-2] for w in writes]
     assert written == ["serviceaccounts", "inferenceservices"]  # namespace, RBAC and network are not the deployer's
     stored = kube.stored("InferenceService", "churn-predictor", "churnops-staging")
@@ -36,7 +36,7 @@ def test_deploy_applies_server_side_waits_for_ready_and_smoke_tests(
     container = stored["spec"]["predictor"]["containers"][0]
     assert container["env"][0]["value"] == "gs://acme-models/churn/3" and container["image"].endswith(DIGEST)
     assert stored["metadata"]["managedFields"][0]["manager"] == "churnops-deploy"
-    polls = [r for r in kube.requests if r.method == "GET" and r.path.endswith("/inferenceservices/churn-predictor")]
+    polls = [r for r in kube.requests if r.verb == "GET" and r.path.endswith("/inferenceservices/churn-predictor")]
     assert len(polls) == 3  # Unknown, Unknown, Ready
     assert predictor.calls == ["GET /v2/health/ready", "GET /v2/models/churn/ready", "GET /v2/models/churn",
                                "POST /v2/models/churn/infer"]
