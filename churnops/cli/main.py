@@ -26,10 +26,11 @@ from churnops.cli import reproduce as cli_reproduce
 from churnops.cli import training as cli_training
 from churnops.errors import ChurnopsError
 from churnops.cli.online import drift_group, features_group
+from churnops.cli import demo
 from churnops.cli.canary import canary_group
 from churnops.cli.deploy import deploy_command
 from churnops.cli.pipeline import pipeline_group
-from churnops.local import datagen, demo
+from churnops.local import datagen
 from churnops.data import ingest
 from churnops.local.localstack import LocalStack, require_services
 from churnops.platform.logs import Scrubber, setup_logging

@@ -1,0 +1,70 @@
+"""`churnops demo` in small: the ingest, training and scoring pipelines with kfp.local, promotion, the V2
+server and a drift check; every figure it reports is checked against the lake, the registry or the model."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import psutil
+import pytest
+
+from churnops.cli import demo
+from churnops.data.versioning import open_repository
+from churnops.platform.settings import Settings
+from churnops.training import evaluate, registry
+from tests.conftest import free_port
+
+
+HOURS = 20
+
+
+@pytest.mark.timeout(900)
+def test_demo_runs_the_system_through_its_pipelines_and_server_and_stops_what_it_started(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A smaller lake than the demo's: windows, history and horizon that fit 20 hours (the pipeline tasks,
+    # subprocesses, read the same variables).
+    for name, value in {"CHURNOPS_FEATURE_WINDOWS_HOURS": "[1, 4]", "CHURNOPS_MIN_HISTORY_HOURS": "4",
+                        "CHURNOPS_LABEL_HORIZON_HOURS": "4"}.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(state_dir=tmp_path, gcs_port=free_port(), mlflow_port=free_port())
+    summary = demo.run_demo(settings, keep=False, hours=HOURS, customers=300, seed=3)
+    ran = demo.demo_settings(settings)
+
+    # data: every figure is what the lake's commits say, and rows add up
+    repo = open_repository(ran)
+    assert summary.ingest_runs == -(-(HOURS + demo.LATE_HOURS) // demo.BATCH_HOURS)
+    assert summary.commits and summary.commits[-1]["id"] in {c.id for c in repo.log("main", limit=500)}
+    totals = summary.totals()
+    assert totals["rows_in"] == totals["rows_published"] + totals["rows_quarantined"] + totals["duplicates_dropped"]
+    assert totals["rows_published"] == repo.read_table(summary.commits[-1]["id"], "events/").num_rows + \
+        repo.read_table(summary.commits[-1]["id"], "subscriptions/").num_rows
+    assert totals["rows_quarantined"] > 0 and summary.alerts  # anomalies were injected, alerts were delivered
+
+    # registry: the promoted version holds production, with its history
+    assert {r["model"] for r in summary.training_runs} >= {"baseline", "xgboost"}
+    assert summary.production_version is not None
+    assert any("promote" in line and "production" in line for line in summary.alias_history)
+
+    # serving: what the server answered equals the production model on the same snapshot rows
+    assert summary.snapshot is not None and len(summary.predictions) == demo.EXAMPLE_CUSTOMERS
+    mlflow.set_registry_uri(ran.mlflow_tracking_uri)
+    model = mlflow.sklearn.load_model(f"models:/{ran.registered_model}/{summary.production_version}")
+    rows = summary.snapshot.features.loc[[p["customer_token"] for p in summary.predictions]]
+    expected = evaluate.churn_probability(model, rows[summary.snapshot.spec.columns])
+    served = np.array([p["churn_probability"] for p in summary.predictions])
+    np.testing.assert_allclose(served, expected, atol=1e-6)
+    assert {p["model_version"] for p in summary.predictions} == {summary.production_version}
+
+    # batch scoring: one prediction per active customer, by the production version, in the lake
+    table = summary.predictions_table
+    assert table["rows"] == len(summary.snapshot.features)
+    assert table["model_versions"] == [summary.production_version]
+    assert registry.alias_holder(registry.client_for(ran), ran.registered_model, "production") == \
+        summary.production_version
+    assert summary.drift["verdict"] in {"quiet", "FIRED"} and summary.drift["report"].startswith("lakefs://")
+
+    # it stops what it started
+    assert not list((ran.state_dir / "run").glob("*.json"))
+    ours = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+    assert not ours
