@@ -39,6 +39,7 @@ from typing import Any
 
 import click
 import pandas as pd
+import psutil
 import requests
 
 from churnops.cli.serve import server_command
@@ -74,6 +75,8 @@ class DemoSummary:
     predictions: list[dict[str, Any]] = field(default_factory=list)  # from the server's responses
     predictions_table: dict[str, Any] = field(default_factory=dict)
     drift: dict[str, Any] = field(default_factory=dict)
+    gate_refused: bool = False
+    server_url: str | None = None
 
     def totals(self) -> Counter[str]:
         """Row accounting summed over the ingest commits."""
@@ -207,15 +210,40 @@ def train_and_promote(settings: Settings, env: dict[str, str], seed: int, root: 
     summary.training_runs = [{"model": r.data.tags["model_type"], "run_id": r.info.run_id,
                               **{k: round(v, 4) for k, v in r.data.metrics.items() if k.startswith("test_")}}
                              for r in runs if "model_type" in r.data.tags]
+    summary.versions = registry.describe(client, settings.registered_model)
     if registry.alias_holder(client, settings.registered_model, "candidate") is None:
-        raise click.ClickException("the training pipeline registered no candidate (the gate refused it); "
-                                   "see the training run in MLflow")
+        summary.gate_refused = True
+        click.echo("  the evaluation gate refused the new model: nothing to promote, serve or score "
+                   "(the training run in MLflow says why)")
+        return
     _run_promote(settings, env, "staging")
     _run_promote(settings, env, "production")
     summary.production_version = registry.alias_holder(client, settings.registered_model, "production")
     summary.versions = registry.describe(client, settings.registered_model)
     summary.alias_history = [f"{e.at} {e.action:8} {e.alias:10} -> v{e.version} by {e.by}"
                              for e in registry.all_events(client, settings.registered_model)]
+
+
+def _server_pidfile(settings: Settings) -> Path:
+    return settings.state_dir / "run" / "model-server.pid"
+
+
+def stop_kept_server(settings: Settings) -> bool:
+    """Stop a model server a ``--keep`` demo left running (found by its pid file); True if one was stopped."""
+    pidfile = _server_pidfile(demo_settings(settings))
+    if not pidfile.exists():
+        return False
+    pid = int(pidfile.read_text(encoding="utf-8").strip() or 0)
+    pidfile.unlink()
+    try:
+        process = psutil.Process(pid)
+        if "serving" not in " ".join(process.cmdline()):
+            return False  # the pid was reused by something else
+        process.terminate()
+        process.wait(timeout=30)
+    except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+        return False
+    return True
 
 
 def _free_port() -> int:
@@ -233,6 +261,7 @@ def model_server(settings: Settings, env: dict[str, str], keep: bool) -> Iterato
     process = subprocess.Popen(command, env={**os.environ, **env, "OMP_NUM_THREADS": "1"},  # pylint: disable=consider-using-with
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{http_port}"
+    _server_pidfile(settings).write_text(str(process.pid), encoding="utf-8")
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -254,6 +283,7 @@ def model_server(settings: Settings, env: dict[str, str], keep: bool) -> Iterato
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+            _server_pidfile(settings).unlink(missing_ok=True)
         log.close()
 
 
@@ -333,6 +363,22 @@ def print_summary(settings: Settings, summary: DemoSummary, server_url: str | No
         click.echo(f"model server: {server_url}/v2/models/{MODEL_NAME}")
 
 
+def serve_score_and_check(settings: Settings, env: dict[str, str], keep: bool, root: Path,
+                          summary: DemoSummary) -> None:
+    """Online snapshot, the V2 server on the production model, the scoring pipeline and a drift check."""
+    summary.snapshot = refresh_online_features(settings)
+    click.echo("\n-- model server --")
+    with model_server(settings, env, keep) as url:
+        summary.server_url = url
+        ask_server(url, summary.snapshot, summary)
+    click.echo("\n-- scoring pipeline (kfp.local) and drift check --")
+    run_pipeline("scoring", {}, root)
+    read_predictions(settings, summary)
+    report = check_drift(settings, "production", snapshot=summary.snapshot)
+    summary.drift = {"verdict": "FIRED" if report.fired else "quiet", "share": report.drifted_feature_share,
+                     "report": report.lake_uri}
+
+
 def run_demo(settings: Settings, keep: bool, hours: int = 48, customers: int = 2000,
              anomaly_rate: float = 0.05, seed: int = 7) -> DemoSummary:
     """Run the demo; returns what it did."""
@@ -345,7 +391,6 @@ def run_demo(settings: Settings, keep: bool, hours: int = 48, customers: int = 2
     summary = DemoSummary()
     root = settings.state_dir / "pipelines"
     saved = dict(os.environ)
-    server_url = None
     try:
         with alert_receiver() as (webhook, received):
             env = pipeline_environment(settings, webhook)
@@ -356,19 +401,10 @@ def run_demo(settings: Settings, keep: bool, hours: int = 48, customers: int = 2
             replay_and_ingest(settings, hours, customers, anomaly_rate, seed, root, summary)
             click.echo("\n-- training pipeline (kfp.local), then promotion --")
             train_and_promote(settings, env, seed, root, summary)
-            summary.snapshot = refresh_online_features(settings)
-            click.echo("\n-- model server --")
-            with model_server(settings, env, keep) as url:
-                server_url = url
-                ask_server(url, summary.snapshot, summary)
-            click.echo("\n-- scoring pipeline (kfp.local) and drift check --")
-            run_pipeline("scoring", {}, root)
-            read_predictions(settings, summary)
-            report = check_drift(settings, "production", snapshot=summary.snapshot)
-            summary.drift = {"verdict": "FIRED" if report.fired else "quiet", "share": report.drifted_feature_share,
-                             "report": report.lake_uri}
+            if not summary.gate_refused:
+                serve_score_and_check(settings, env, keep, root, summary)
             summary.alerts = Counter(received)
-        print_summary(settings, summary, server_url if keep else None)
+        print_summary(settings, summary, summary.server_url if keep else None)
     finally:
         os.environ.clear()
         os.environ.update(saved)

@@ -118,6 +118,8 @@ def stack_down() -> None:
     """Stop the services that `stack up` (or `demo --keep`) started."""
     settings = get_settings()
     stopped = LocalStack(settings).down() + LocalStack(demo.demo_settings(settings)).down()
+    if demo.stop_kept_server(settings):
+        stopped.append("demo model server")
     click.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
