@@ -71,8 +71,12 @@ def demo_model(state: Path) -> str:
     # pylint: disable=import-outside-toplevel  # only this path needs the local stack
     import mlflow
 
-    from churnops.local import demo
+    from datetime import datetime, timedelta, timezone
+
+    from churnops.data.ingest import ingest_hour
+    from churnops.local import datagen
     from churnops.local.localstack import LocalStack
+    from churnops.platform.storage import ensure_bucket, storage_client
     from churnops.platform.settings import Settings
     from churnops.training.train import train_from_commit
 
@@ -80,7 +84,13 @@ def demo_model(state: Path) -> str:
     stack = LocalStack(settings)
     stack.up()
     try:
-        demo.ingest_history(settings, hours=48, customers=2000, anomaly_rate=0.0, seed=0, summary=demo.DemoSummary())
+        first = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=51)
+        generated = datagen.generate(hours=48, customers=2000, start=first, seed=0)
+        client = storage_client(settings)
+        ensure_bucket(client, settings.raw_bucket)
+        datagen.upload(client, settings.raw_bucket, generated.objects)
+        for offset in range(48):
+            ingest_hour(settings, first + timedelta(hours=offset))
         result = train_from_commit(settings, None, seed=42)
         if result.model_version is None:
             raise SystemExit(f"the gate refused the demo model: {result.gate.reasons}")
