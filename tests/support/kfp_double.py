@@ -24,8 +24,9 @@ from typing import Any
 import kfp_server_api
 import yaml
 from kfp_server_api import models
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.support.wsgi import BackgroundServer
 
 API = "/apis/v2beta1"
 _LIST = re.compile(r"^list\[(.+)\]$")
@@ -105,29 +106,21 @@ class KfpDouble:
         self.pipelines: dict[str, models.V2beta1Pipeline] = {}
         self.pipeline_versions: dict[str, models.V2beta1PipelineVersion] = {}
         self._lock = threading.Lock()
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http = BackgroundServer(self._wsgi, "kfp-double")
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
         """``http://127.0.0.1:<port>``."""
-        assert self._server is not None, "the double is not running"
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return f"http://127.0.0.1:{self._http.port}"
 
     def __enter__(self) -> "KfpDouble":
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="kfp-double", daemon=True)
-        self._thread.start()
+        self._http.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._http.stop()
 
     def recorded(self, method: str, path: str) -> list[Recorded]:
         """The requests with this method and path."""
@@ -254,11 +247,6 @@ class KfpDouble:
             raise RequestInvalid(f"a {what} needs exactly one of pipeline_spec and pipeline_version_reference")
         if spec is not None and "pipelineInfo" not in (spec.get("pipeline_spec") or spec):
             raise RequestInvalid(f"the {what}'s pipeline_spec is not a compiled pipeline")
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Tests do not need one line per request."""
 
 
 __all__ = ["KfpDouble", "Recorded", "RequestInvalid"]

@@ -29,8 +29,9 @@ from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAP
 from openapi_core.validation.response.exceptions import MissingData
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.support.wsgi import BackgroundServer
 
 API = "/api/v1"
 SPEC_PATH = Path(__file__).resolve().parents[1] / "specs" / "lakefs-api.yaml"
@@ -109,13 +110,6 @@ def _page(keys: list[str], after: str, amount: int) -> tuple[list[str], dict[str
     return page, _pagination(has_more, page[-1] if has_more else "", len(page), amount)
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """Request handler that does not print an access log line per request."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return None
-
-
 class LakeFSDouble:
     """The lakeFS API double; use as a context manager or call :meth:`start` / :meth:`stop`."""
 
@@ -131,8 +125,7 @@ class LakeFSDouble:
         # Fault injection: statuses for the next requests (answered without acting), and
         # operation -> status answered after acting once.
         self._faults: tuple[list[int], dict[str, int]] = ([], {})
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http = BackgroundServer(self._wsgi, "lakefs-double")
         self._routes = Map(
             [
                 Rule(f"{API}/repositories", methods=["POST"], endpoint="create_repository"),
@@ -168,26 +161,16 @@ class LakeFSDouble:
     @property
     def url(self) -> str:
         """Base URL of the API (``http://127.0.0.1:<port>/api/v1``)."""
-        if self._server is None:
-            raise RuntimeError("the lakeFS double is not running")
-        return f"http://127.0.0.1:{self._server.server_port}{API}"
+        return f"http://127.0.0.1:{self._http.port}{API}"
 
     def start(self) -> "LakeFSDouble":
         """Serve on a free port of 127.0.0.1 in a background thread."""
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="lakefs-double", daemon=True)
-        self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
         """Stop serving."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._server = None
-        self._thread = None
+        self._http.stop()
 
     def __enter__(self) -> "LakeFSDouble":
         return self.start()
