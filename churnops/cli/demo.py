@@ -213,8 +213,9 @@ def train_and_promote(settings: Settings, env: dict[str, str], seed: int, root: 
     summary.versions = registry.describe(client, settings.registered_model)
     if registry.alias_holder(client, settings.registered_model, "candidate") is None:
         summary.gate_refused = True
-        click.echo("  the evaluation gate refused the new model: nothing to promote, serve or score "
-                   "(the training run in MLflow says why)")
+        gate = next((r.data.tags["gate_passed"] for r in runs if "gate_passed" in r.data.tags), "?")
+        click.echo(f"  no candidate was registered (gate passed: {gate}): nothing to promote, serve or score; "
+                   "the training run in MLflow and the task logs say why")
         return
     _run_promote(settings, env, "staging")
     _run_promote(settings, env, "production")
