@@ -158,10 +158,7 @@ def test_ingest_training_scoring_with_kfp_local(env: Env) -> None:
     # The winner of challenger vs baseline (paired bootstrap): the challenger only if it beats the baseline
     # beyond noise; with no production model yet, the winner may be registered.
     winner = parent_run.data.tags["gate_winner"]
-    assert winner in {"baseline", "xgboost"}
-    if winner == "xgboost":
-        assert auc["xgboost"] > auc["baseline"]
-    assert gate_passed
+    assert gate_passed and winner in {"baseline", "xgboost"} and (winner == "baseline" or auc[winner] > auc["baseline"])
     if gate_passed:
         assert candidate is not None and parent_run.data.tags.get("model_version") == candidate
     else:  # the register task did not run: nothing was registered
