@@ -26,7 +26,7 @@ import yaml
 from kfp_server_api import models
 from werkzeug.wrappers import Request, Response
 
-from tests.support.wsgi import BackgroundServer
+from tests.support.wsgi_double import WsgiDouble
 
 API = "/apis/v2beta1"
 _LIST = re.compile(r"^list\[(.+)\]$")
@@ -93,10 +93,13 @@ class _Body:
         self.data = data
 
 
-class KfpDouble:
+class KfpDouble(WsgiDouble):
     """The KFP API double. Use as a context manager; ``url`` is the ``host`` for ``kfp.Client``."""
 
+    name = "kfp-double"
+
     def __init__(self) -> None:
+        super().__init__()
         self._api = kfp_server_api.ApiClient()
         self.requests: list[Recorded] = []
         self.validation_errors: list[str] = []
@@ -106,21 +109,6 @@ class KfpDouble:
         self.pipelines: dict[str, models.V2beta1Pipeline] = {}
         self.pipeline_versions: dict[str, models.V2beta1PipelineVersion] = {}
         self._lock = threading.Lock()
-        self._http = BackgroundServer(self._wsgi, "kfp-double")
-
-    # -- lifecycle ------------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        return f"http://127.0.0.1:{self._http.port}"
-
-    def __enter__(self) -> "KfpDouble":
-        self._http.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._http.stop()
 
     def recorded(self, method: str, path: str) -> list[Recorded]:
         """The requests with this method and path."""
@@ -128,7 +116,7 @@ class KfpDouble:
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
+    def wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
         try:
             with self._lock:

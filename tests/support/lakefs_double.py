@@ -31,7 +31,7 @@ from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from tests.support.wsgi import BackgroundServer
+from tests.support.wsgi_double import WsgiDouble
 
 API = "/api/v1"
 SPEC_PATH = Path(__file__).resolve().parents[1] / "specs" / "lakefs-api.yaml"
@@ -110,10 +110,13 @@ def _page(keys: list[str], after: str, amount: int) -> tuple[list[str], dict[str
     return page, _pagination(has_more, page[-1] if has_more else "", len(page), amount)
 
 
-class LakeFSDouble:
+class LakeFSDouble(WsgiDouble):
     """The lakeFS API double; use as a context manager or call :meth:`start` / :meth:`stop`."""
 
+    name = "lakefs-double"
+
     def __init__(self, access_key_id: str = "AKIATESTDOUBLE", secret_access_key: str = "double-secret") -> None:
+        super().__init__()
         self.access_key_id = access_key_id
         self.secret_access_key = secret_access_key
         self.validation_errors: list[str] = []
@@ -125,7 +128,6 @@ class LakeFSDouble:
         # Fault injection: statuses for the next requests (answered without acting), and
         # operation -> status answered after acting once.
         self._faults: tuple[list[int], dict[str, int]] = ([], {})
-        self._http = BackgroundServer(self._wsgi, "lakefs-double")
         self._routes = Map(
             [
                 Rule(f"{API}/repositories", methods=["POST"], endpoint="create_repository"),
@@ -161,22 +163,7 @@ class LakeFSDouble:
     @property
     def url(self) -> str:
         """Base URL of the API (``http://127.0.0.1:<port>/api/v1``)."""
-        return f"http://127.0.0.1:{self._http.port}{API}"
-
-    def start(self) -> "LakeFSDouble":
-        """Serve on a free port of 127.0.0.1 in a background thread."""
-        self._http.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        self._http.stop()
-
-    def __enter__(self) -> "LakeFSDouble":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return f"{super().url}{API}"
 
     # ------------------------------------------------------------- fault injection
 
@@ -192,7 +179,7 @@ class LakeFSDouble:
 
     # ------------------------------------------------------------------- plumbing
 
-    def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+    def wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
         # The upstream spec uses `allowEmptyValue`, which openapi-core reports as deprecated on every
         # validation; that is a remark about the spec, not about the traffic, so it is silenced here.
         with self._validation_lock, warnings.catch_warnings():
