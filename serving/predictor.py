@@ -29,8 +29,8 @@ from serving.protocol import (
     BadRequest,
     Decoder,
     TensorIn,
+    check_outputs,
     outputs_of,
-    shown,
 )
 
 logger = logging.getLogger("churnops.serving")
@@ -118,9 +118,7 @@ class ChurnPredictor(Model):
                 for tensor in payload.inputs
             )
             requested = [output.name for output in payload.request_outputs or []]
-            unknown = [name for name in requested if name not in OUTPUTS]
-            if unknown:
-                raise BadRequest(f"unknown output {shown(unknown[0])}; outputs are {', '.join(OUTPUTS)}")
+            check_outputs(requested)
             outputs = self.score(batch)
         except BadRequest as exc:
             self.observe(protocol, "bad_request", started, rows=0)

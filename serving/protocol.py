@@ -9,6 +9,10 @@ One named tensor per feature, rank 1 (``shape: [rows]``), all of the same length
 
 Everything else is a :class:`BadRequest` (HTTP 400, gRPC INVALID_ARGUMENT) with a message naming
 the tensor and the problem, or :class:`PayloadTooLarge` (HTTP 413) for a batch above the limit.
+A message never repeats what the client sent in a field that can hold personal data: it names a
+model input by its name, anything else by its position (``inputs[2]``, ``outputs[0]``), a value by
+its position and JSON type, a datatype only when it is one of the protocol's, and shapes and sizes
+(integers); unknown names, values and keys are counted, not shown. The server logs these messages.
 The same checks serve the REST JSON body, the REST binary tensor extension and gRPC (through
 kserve's ``InferRequest``).
 """
@@ -35,7 +39,9 @@ REQUEST_KEYS = frozenset({"id", "parameters", "inputs", "outputs", "model_name",
 TENSOR_KEYS = frozenset({"name", "datatype", "shape", "data", "parameters"})
 DEFAULT_MAX_ROWS = 4096
 MAX_TEXT_BYTES = 1024
-_NAME_SHOWN = 80
+# The protocol's datatypes: a client's datatype is shown only when it is one of these.
+DATATYPES = frozenset({"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+                       "FP16", "FP32", "FP64", "BYTES", "BF16"})
 _NUMBER_TYPES = frozenset({int, float, type(None)})
 
 
@@ -51,10 +57,38 @@ class PayloadTooLarge(BadRequest):
     status = 413
 
 
-def shown(name: Any) -> str:
-    """A client-supplied name, bounded, for an error message."""
-    text = repr(name)
-    return text if len(text) <= _NAME_SHOWN else text[: _NAME_SHOWN - 3] + "..."
+def kind(value: Any) -> str:
+    """The JSON type of a client's value, for an error message that must not repeat the value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, (str, bytes)):
+        return "text"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return "an object" if isinstance(value, dict) else "a value of another type"
+
+
+def datatype_shown(datatype: Any) -> str:
+    """A client's datatype when it is a protocol datatype; otherwise only that it is not one."""
+    return repr(datatype) if datatype in DATATYPES else "a datatype the protocol does not define"
+
+
+def shape_shown(shape: Any) -> str:
+    """A client's shape when it is a list of integers (bounded); otherwise its JSON type."""
+    if isinstance(shape, list) and all(_is_int(d) for d in shape):
+        return str(shape) if len(shape) <= 8 else f"a shape of rank {len(shape)}"
+    return kind(shape)
+
+
+def check_outputs(names: Sequence[Any]) -> None:
+    """Every requested output name is one of :data:`OUTPUTS` (an unknown one is named by position)."""
+    for position, name in enumerate(names):
+        if name not in OUTPUTS:
+            raise BadRequest(f"unknown output at outputs[{position}]; outputs are {', '.join(OUTPUTS)}")
 
 
 @dataclass
@@ -90,16 +124,16 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _text_elements(raw: bytes, name: str) -> list[bytes]:
+def _text_elements(raw: bytes, label: str) -> list[bytes]:
     """The elements of a binary BYTES tensor (each a 4-byte little-endian length, then the bytes)."""
     elements, offset = [], 0
     while offset < len(raw):
         if offset + 4 > len(raw):
-            raise BadRequest(f"input {shown(name)}: truncated BYTES element length")
+            raise BadRequest(f"{label}: truncated BYTES element length")
         (length,) = struct.unpack_from("<I", raw, offset)
         offset += 4
         if offset + length > len(raw):
-            raise BadRequest(f"input {shown(name)}: BYTES element longer than the data sent")
+            raise BadRequest(f"{label}: BYTES element {len(elements)} is longer than the data sent")
         elements.append(raw[offset: offset + length])
         offset += length
     return elements
@@ -115,20 +149,28 @@ class Decoder:
         self._numeric_position = {name: i for i, name in enumerate(self.numeric)}
         self._categorical_position = {name: i for i, name in enumerate(self.categorical)}
 
+    def label(self, name: Any, position: int | None = None) -> str:
+        """How a message names an input: by its name when the model has it, else by its position."""
+        if name in self._numeric_position or name in self._categorical_position:
+            return f"input {name!r}"
+        return "an input" if position is None else f"inputs[{position}]"
+
     # ---------------------------------------------------------------- tensors -> batch
 
     def batch(self, tensors: Iterable[TensorIn]) -> Batch:
         """Validate the tensors against the model's inputs and assemble the rows."""
         seen: dict[str, TensorIn] = {}
-        for tensor in tensors:
+        unknown: list[int] = []
+        for position, tensor in enumerate(tensors):
             if tensor.name in seen:
-                raise BadRequest(f"input {shown(tensor.name)} is sent twice")
+                raise BadRequest(f"{self.label(tensor.name, position)} is sent twice")
             seen[tensor.name] = tensor
-        known = self._numeric_position.keys() | self._categorical_position.keys()
-        unknown = [name for name in seen if name not in known]
+            if tensor.name not in self._numeric_position and tensor.name not in self._categorical_position:
+                unknown.append(position)
         if unknown:
-            raise BadRequest(f"unknown inputs {', '.join(shown(n) for n in unknown[:5])}"
-                             f"{' and more' if len(unknown) > 5 else ''}; the model metadata lists the inputs")
+            raise BadRequest(f"unknown inputs at {', '.join(f'inputs[{p}]' for p in unknown[:5])}"
+                             f"{' and more' if len(unknown) > 5 else ''} (names the model does not have; "
+                             "the model metadata lists the inputs)")
         missing = [name for name in (*self.numeric, *self.categorical) if name not in seen]
         if missing:
             raise BadRequest(f"missing inputs {', '.join(missing[:5])}{' and more' if len(missing) > 5 else ''} "
@@ -148,7 +190,7 @@ class Decoder:
         infinite = np.isinf(matrix).any(axis=1)
         if infinite.any():
             name = tensors[int(np.flatnonzero(infinite)[0])].name
-            raise BadRequest(f"input {shown(name)}: infinite values are not allowed (NaN or null means missing)")
+            raise BadRequest(f"{self.label(name)}: infinite values are not allowed (NaN or null means missing)")
         return matrix.T
 
     def _rows(self, tensors: Iterable[TensorIn]) -> int:
@@ -156,10 +198,10 @@ class Decoder:
         for tensor in tensors:
             shape = tensor.shape
             if not isinstance(shape, list) or len(shape) != 1 or not _is_int(shape[0]):
-                raise BadRequest(f"input {shown(tensor.name)}: shape must be [rows], got {shown(shape)}")
+                raise BadRequest(f"{self.label(tensor.name)}: shape must be [rows], got {shape_shown(shape)}")
             if rows is not None and shape[0] != rows:
                 raise BadRequest(f"inputs disagree on the number of rows ({rows} and {shape[0]} "
-                                 f"for {shown(tensor.name)})")
+                                 f"for {self.label(tensor.name)})")
             rows = shape[0]
         assert rows is not None
         if rows < 1:
@@ -170,44 +212,48 @@ class Decoder:
 
     def _numbers(self, tensor: TensorIn, rows: int) -> Any:
         """One numeric column: a float64 array (binary) or the checked JSON/gRPC list (None = missing)."""
+        label = self.label(tensor.name)
         dtype = NUMERIC_TYPES.get(tensor.datatype)
         if dtype is None:
-            raise BadRequest(f"input {shown(tensor.name)} is numeric: datatype must be FP64 (or FP32), "
-                             f"got {shown(tensor.datatype)}")
+            raise BadRequest(f"{label} is numeric: datatype must be FP64 (or FP32), "
+                             f"got {datatype_shown(tensor.datatype)}")
         if tensor.raw is not None:
             if len(tensor.raw) != rows * dtype.itemsize:
-                raise BadRequest(f"input {shown(tensor.name)}: {len(tensor.raw)} bytes of data for shape [{rows}] "
+                raise BadRequest(f"{label}: {len(tensor.raw)} bytes of data for shape [{rows}] "
                                  f"{tensor.datatype} (expected {rows * dtype.itemsize})")
             return np.frombuffer(tensor.raw, dtype=dtype).astype(np.float64)
         data = tensor.values if tensor.values is not None else []
         if len(data) != rows:
-            raise BadRequest(f"input {shown(tensor.name)}: {len(data)} values for shape [{rows}]")
+            raise BadRequest(f"{label}: {len(data)} values for shape [{rows}]")
         if not all(type(value) in _NUMBER_TYPES for value in data):  # bool is not a number here
-            bad = next(value for value in data if type(value) not in _NUMBER_TYPES)
-            raise BadRequest(f"input {shown(tensor.name)}: {shown(bad)} is not a number (or null)")
+            position = next(i for i, value in enumerate(data) if type(value) not in _NUMBER_TYPES)
+            raise BadRequest(f"{label}: the value at position {position} is {kind(data[position])}, "
+                             "not a number (or null)")
         if tensor.datatype == "FP32":
             return np.array(data, dtype=np.float64).astype(np.float32).astype(np.float64)
         return data
 
     def _texts(self, tensor: TensorIn, rows: int) -> list[str | None]:
+        label = self.label(tensor.name)
         if tensor.datatype != TEXT:
-            raise BadRequest(f"input {shown(tensor.name)} is categorical: datatype must be BYTES, "
-                             f"got {shown(tensor.datatype)}")
-        elements: list[Any] = _text_elements(tensor.raw, tensor.name) if tensor.raw is not None else (
+            raise BadRequest(f"{label} is categorical: datatype must be BYTES, "
+                             f"got {datatype_shown(tensor.datatype)}")
+        elements: list[Any] = _text_elements(tensor.raw, label) if tensor.raw is not None else (
             tensor.values if tensor.values is not None else [])
         if len(elements) != rows:
-            raise BadRequest(f"input {shown(tensor.name)}: {len(elements)} values for shape [{rows}]")
+            raise BadRequest(f"{label}: {len(elements)} values for shape [{rows}]")
         texts: list[str | None] = []
-        for value in elements:
+        for position, value in enumerate(elements):
             if isinstance(value, bytes):
                 try:
                     value = value.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    raise BadRequest(f"input {shown(tensor.name)}: a value is not valid UTF-8") from exc
+                    raise BadRequest(f"{label}: the value at position {position} is not valid UTF-8") from exc
             elif value is not None and not isinstance(value, str):
-                raise BadRequest(f"input {shown(tensor.name)}: {shown(value)} is not text (or null)")
+                raise BadRequest(f"{label}: the value at position {position} is {kind(value)}, not text (or null)")
             if value is not None and len(value) > MAX_TEXT_BYTES:
-                raise BadRequest(f"input {shown(tensor.name)}: a value is longer than {MAX_TEXT_BYTES} characters")
+                raise BadRequest(f"{label}: the value at position {position} is longer than {MAX_TEXT_BYTES} "
+                                 "characters")
             texts.append(value)
         return texts
 
@@ -221,20 +267,21 @@ class Decoder:
                              f"a body of {len(body)} bytes")
         try:
             request = orjson.loads(json_part)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+        except orjson.JSONDecodeError as exc:  # the parser's messages are fixed texts: they never quote the body
+            raise BadRequest(f"the body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
         if not isinstance(request, dict):
             raise BadRequest("the body must be a JSON object with an 'inputs' list")
-        extra = sorted(set(request) - REQUEST_KEYS)
+        extra = set(request) - REQUEST_KEYS
         if extra:
-            raise BadRequest(f"unknown request fields {', '.join(shown(k) for k in extra[:5])}")
+            raise BadRequest(f"unknown request fields ({len(extra)}); a request holds only "
+                             f"{', '.join(sorted(REQUEST_KEYS))}")
         inputs = request.get("inputs")
         if not isinstance(inputs, list) or not inputs:
             raise BadRequest("'inputs' must be a non-empty list of tensors")
         parameters = self._parameters(request.get("parameters"), "request")
         tensors, offset = [], 0 if header_length is None else header_length
-        for item in inputs:
-            tensor, offset = self._rest_tensor(item, body, offset, header_length is not None)
+        for position, item in enumerate(inputs):
+            tensor, offset = self._rest_tensor(item, position, body, offset, header_length is not None)
             tensors.append(tensor)
         if header_length is not None and offset != len(body):
             raise BadRequest(f"{len(body) - offset} bytes of binary data are not claimed by any input")
@@ -242,39 +289,43 @@ class Decoder:
         return self.batch(tensors), options
 
     @staticmethod
-    def _parameters(value: Any, where: str, name: Any = None) -> dict[str, Any]:
+    def _parameters(value: Any, where: str) -> dict[str, Any]:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            raise BadRequest(f"{where}{'' if name is None else ' ' + shown(name)} 'parameters' must be an object")
+            raise BadRequest(f"{where}: 'parameters' must be an object")
         return value
 
-    def _rest_tensor(self, item: Any, body: bytes, offset: int, binary: bool) -> tuple[TensorIn, int]:
+    def _rest_tensor(self, item: Any, position: int, body: bytes, offset: int,
+                     binary: bool) -> tuple[TensorIn, int]:
         if not isinstance(item, dict):
-            raise BadRequest("each input must be an object with name, datatype, shape and data")
+            raise BadRequest(f"inputs[{position}] must be an object with name, datatype, shape and data")
         name = item.get("name")
         if not isinstance(name, str):
-            raise BadRequest("each input needs a 'name' (text)")
+            raise BadRequest(f"inputs[{position}] needs a 'name' (text)")
+        label = self.label(name, position)
         if not TENSOR_KEYS.issuperset(item):
-            extra = sorted(set(item) - TENSOR_KEYS)
-            raise BadRequest(f"input {shown(name)}: unknown fields {', '.join(shown(k) for k in extra[:5])}")
+            raise BadRequest(f"{label}: unknown fields ({len(set(item) - TENSOR_KEYS)}); an input holds only "
+                             f"{', '.join(sorted(TENSOR_KEYS))}")
         datatype, shape = item.get("datatype"), item.get("shape")
         if not isinstance(datatype, str):
-            raise BadRequest(f"input {shown(name)} needs a 'datatype' (text)")
+            raise BadRequest(f"{label} needs a 'datatype' (text)")
         if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
-            raise BadRequest(f"input {shown(name)} needs a 'shape' (a list of non-negative integers)")
-        parameters = self._parameters(item.get("parameters"), "input", name)
+            raise BadRequest(f"{label} needs a 'shape' (a list of non-negative integers)")
+        parameters = self._parameters(item.get("parameters"), label)
         size = parameters.get("binary_data_size")
         if "data" in item:
             if size is not None:
-                raise BadRequest(f"input {shown(name)} has both 'data' and binary_data_size")
+                raise BadRequest(f"{label} has both 'data' and binary_data_size")
             if not isinstance(item["data"], list):
-                raise BadRequest(f"input {shown(name)}: 'data' must be a flat list")
+                raise BadRequest(f"{label}: 'data' must be a flat list")
             return TensorIn(name, datatype, shape, values=item["data"]), offset
         if not binary or size is None:
-            raise BadRequest(f"input {shown(name)} has no 'data'")
-        if not _is_int(size) or size < 0 or offset + size > len(body):
-            raise BadRequest(f"input {shown(name)}: binary_data_size {shown(size)} exceeds the data sent")
+            raise BadRequest(f"{label} has no 'data'")
+        if not _is_int(size) or size < 0:
+            raise BadRequest(f"{label}: binary_data_size must be a byte count, got {kind(size)}")
+        if offset + size > len(body):
+            raise BadRequest(f"{label}: binary_data_size {size} exceeds the data sent")
         return TensorIn(name, datatype, shape, raw=body[offset: offset + size]), offset + size
 
     def _options(self, request_id: Any, parameters: dict[str, Any], outputs: Any) -> RequestOptions:
@@ -288,12 +339,12 @@ class Decoder:
         if not isinstance(outputs, list) or not outputs:
             raise BadRequest("'outputs' must be a non-empty list")
         names, binary = [], {}
-        for output in outputs:
+        for position, output in enumerate(outputs):
             if not isinstance(output, dict) or not isinstance(output.get("name"), str):
-                raise BadRequest("each requested output must be an object with a 'name'")
-            if output["name"] not in OUTPUTS:
-                raise BadRequest(f"unknown output {shown(output['name'])}; outputs are {', '.join(OUTPUTS)}")
-            flag = self._parameters(output.get("parameters"), "output").get("binary_data", default_binary)
+                raise BadRequest(f"outputs[{position}] must be an object with a 'name'")
+            check_outputs([*names, output["name"]])
+            flag = self._parameters(output.get("parameters"), f"outputs[{position}]").get("binary_data",
+                                                                                          default_binary)
             if not isinstance(flag, bool):
                 raise BadRequest("'binary_data' must be true or false")
             names.append(output["name"])

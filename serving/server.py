@@ -9,7 +9,9 @@
   servicer to :meth:`serving.predictor.ChurnPredictor.predict` and the same checks.
 - **Model metadata** carries ``versions`` and ``parameters`` (model version, data commit, scorer).
 - **Errors**: framework errors (unknown route, wrong method, request validation) are JSON
-  ``{"error": ...}`` too; no response ever carries a stack trace.
+  ``{"error": ...}`` too; no response ever carries a stack trace, and no error message or log line
+  repeats a value the client sent (a model name, version or content type it asked for, a field of
+  the body): they can hold personal data (:mod:`serving.protocol` says how inputs are named).
 - **Workers**: ``workers > 1`` runs that many REST processes (kserve's multiprocess server) on one
   socket; gRPC runs in the parent process.
 - **Shutdown**: SIGTERM stops accepting, lets in-flight requests finish (up to ``grace_period``)
@@ -29,8 +31,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse, Response
-from grpc import aio
+from grpc import ServicerContext, StatusCode, aio
 from kserve import ModelServer
+from kserve.errors import InvalidInput, ModelNotFound
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
 from kserve.protocol.grpc.server import GRPCServer
@@ -50,6 +53,15 @@ JSON_TYPES = frozenset({"application/json", ""})
 BINARY_TYPES = frozenset({"application/octet-stream", "application/json", ""})
 HEADER_LENGTH = "inference-header-content-length"
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+# kserve's own messages for these repeat what the client sent (a model name, a datatype, a parser error)
+NOT_SERVED = "no model of that name is served here"
+NOT_V2 = ("the request does not follow the V2 (Open Inference) protocol: POST /v2/models/<name>/infer with "
+          "one tensor per input whose datatype and contents agree")
+
+
+def client_safe(exc: InvalidInput) -> str:
+    """The message for a refused request: the project's own (which names no value), else a fixed one."""
+    return str(exc) if isinstance(exc.__cause__, BadRequest) else NOT_V2
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> ORJSONResponse:
@@ -64,12 +76,31 @@ async def _http_error(_: Request, exc: Exception) -> Response:
 
 async def _validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()[:3])
+    # where (positions and the request part; names the client chose are not repeated) and the error's type
+    problems = "; ".join(f"{'.'.join(_location_part(part) for part in e.get('loc', ()))}: {e.get('type', 'invalid')}"
+                         for e in exc.errors()[:3])
     return error(400, f"invalid request: {problems}")
 
 
+def _location_part(part: Any) -> str:
+    return str(part) if isinstance(part, int) or part in ("body", "query", "path", "header") else "<field>"
+
+
+async def _invalid_input(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InvalidInput)
+    message = client_safe(exc)
+    logger.info("bad inference request: %s", message)
+    return error(400, message)
+
+
+async def _model_not_found(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ModelNotFound)
+    return error(404, NOT_SERVED)
+
+
 async def _repository_disabled(model_name: str) -> Response:
-    return error(403, f"loading and unloading models is disabled on this server ({model_name[:80]!r} stays as it is)")
+    del model_name  # the client's path segment is not repeated
+    return error(403, "loading and unloading models is disabled on this server (the served model stays as it is)")
 
 
 class ChurnRESTServer(RESTServer):
@@ -105,16 +136,19 @@ class ChurnRESTServer(RESTServer):
         super()._add_exception_handlers(app)
         app.add_exception_handler(StarletteHTTPException, _http_error)
         app.add_exception_handler(RequestValidationError, _validation_error)
+        # kserve's handlers log a traceback holding the client's values and repeat them in the body
+        app.add_exception_handler(InvalidInput, _invalid_input)
+        app.add_exception_handler(ModelNotFound, _model_not_found)
 
     def _predictor(self, model_name: str, model_version: str | None = None) -> ChurnPredictor | ORJSONResponse:
         model = self.dataplane.model_registry.get_model(model_name)
         if model is None:
-            return error(404, f"model {model_name[:80]!r} is not served here")
+            served = ", ".join(repr(name) for name in self.dataplane.model_registry.get_models())
+            return error(404, f"{NOT_SERVED} (served: {served})")
         if not isinstance(model, ChurnPredictor) or not model.ready:
-            return error(503, f"model {model_name[:80]!r} is not ready")
+            return error(503, f"model {model_name!r} is not ready")
         if model_version is not None and model_version != model.version:
-            return error(404, f"model {model_name[:80]!r} has no version {model_version[:80]!r} here "
-                              f"(serving version {model.version})")
+            return error(404, f"model {model_name!r} has no such version here (serving version {model.version})")
         return model
 
     async def model_metadata(self, model_name: str, model_version: str | None = None) -> Response:
@@ -137,7 +171,7 @@ class ChurnRESTServer(RESTServer):
         raw_length = request.headers.get(HEADER_LENGTH)
         if content_type not in (BINARY_TYPES if raw_length is not None else JSON_TYPES):
             model.observe("rest", "bad_request", started, rows=0)
-            return error(415, f"content type {content_type[:80]!r} is not supported: send application/json "
+            return error(415, "this content type is not supported: send application/json "
                               "(or application/octet-stream with Inference-Header-Content-Length)")
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
@@ -179,6 +213,21 @@ class ChurnRESTServerMultiProcess(RESTServerMultiProcess):
         )
 
 
+class ClientSafeStatusInterceptor(ExceptionToStatusInterceptor):
+    """kserve's exception-to-status mapping, without repeating (in the status or a log line) what the client sent."""
+
+    async def handle_exception(self, ex: Exception, request_or_iterator: Any, context: ServicerContext,
+                               method_name: str) -> None:
+        if isinstance(ex, InvalidInput):
+            message = client_safe(ex)
+            logger.info("bad inference request: %s", message)
+            await context.abort(StatusCode.INVALID_ARGUMENT, message)
+        elif isinstance(ex, ModelNotFound):
+            await context.abort(StatusCode.NOT_FOUND, NOT_SERVED)
+        else:
+            await super().handle_exception(ex, request_or_iterator, context, method_name)
+
+
 class ChurnGRPCServer(GRPCServer):
     """kserve's gRPC server on ``host``."""
 
@@ -191,7 +240,7 @@ class ChurnGRPCServer(GRPCServer):
         options = [(key, self._kwargs[key]) for key in ("grpc_max_send_message_length",
                                                         "grpc_max_receive_message_length") if key in self._kwargs]
         server = aio.server(futures.ThreadPoolExecutor(max_workers=max_workers),
-                            interceptors=(ExceptionToStatusInterceptor(),),
+                            interceptors=(ClientSafeStatusInterceptor(),),
                             options=[(f"grpc.{key[len('grpc_'):]}", value) for key, value in options])
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
         address = f"[{self.host}]:{self._port}" if ":" in self.host else f"{self.host}:{self._port}"

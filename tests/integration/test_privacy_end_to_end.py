@@ -1,7 +1,8 @@
 """Personal data through the whole system: generated raw data with names, e-mails, phones, IPs and
-customer ids goes through ingest, training and the CLI; then no raw value may be found in any log
-line, MLflow param, tag or artifact, or lake object. Then one customer is erased, and the next
-training and scoring runs no longer see them.
+customer ids goes through ingest, training and the CLI; the model server serves the trained model
+and is sent good requests and bad ones carrying raw ids and e-mails; then no raw value may be found
+in any log line (the server's included), server response, MLflow param, tag or artifact, or lake
+object. Then one customer is erased, and the next training and scoring runs no longer see them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import mlflow
 import pyarrow.parquet as pq
 import pytest
+import requests
 from click.testing import CliRunner
 from google.cloud import storage
 from mlflow.tracking import MlflowClient
@@ -40,6 +42,7 @@ from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket
 from churnops.training.batch import score_customers
 from churnops.training.train import FEATURES_BRANCH, TrainingResult, train_from_commit
+from tests.integration.serving.conftest import MODEL_NAME, start_server, stop_server
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 HOURS, CUSTOMERS, SEED = 40, 100, 11
@@ -181,6 +184,64 @@ def world_fixture(gcs_stack: Settings, gcs_client: storage.Client, mlflow_tracki
         root.setLevel(saved[1])
 
 
+@dataclass
+class Candidate:
+    """The model the world's training registered, as the model server finds it."""
+
+    uri: str
+    tracking_uri: str
+
+
+@dataclass
+class Served:
+    """What the model server answered (status and body per request) and logged."""
+
+    replies: dict[str, tuple[int, str]]
+    log: str
+
+
+def serving_requests(inputs: list[dict[str, object]], customer: str, email: str) -> dict[str, tuple[str, object]]:
+    """name -> (path, JSON body): one good request, and bad ones that carry the customer's id or e-mail."""
+    infer = f"/v2/models/{MODEL_NAME}/infer"
+
+    def body(change: dict[str, list[object]] | None = None, **extra: object) -> dict[str, object]:
+        tensors = [{**tensor, "shape": [1], "data": (change or {}).get(
+            str(tensor["name"]), [1.0] if tensor["datatype"] == "FP64" else ["basic"])} for tensor in inputs]
+        return {"inputs": tensors, **extra}
+
+    numeric = next(str(t["name"]) for t in inputs if t["datatype"] == "FP64")
+    textual = next(str(t["name"]) for t in inputs if t["datatype"] == "BYTES")
+    return {
+        "good": (infer, body(id="pii-e2e-1")),
+        "id as a number": (infer, body({numeric: [customer]})),
+        "e-mail inside a text value": (infer, body({textual: [[email]]})),
+        "input named after a customer": (infer, {"inputs": [*body()["inputs"], {**inputs[0], "name": customer,
+                                                                                  "shape": [1], "data": [1.0]}]}),
+        "field named after an e-mail": (infer, body(**{email: customer})),
+        "model named after a customer": (f"/v2/models/{customer}/infer", body()),
+        "v1 predict of a customer": (f"/v1/models/{customer}:predict", {"instances": [email]}),
+    }
+
+
+@pytest.fixture(scope="module", name="served")
+def served_fixture(world: World, tmp_path_factory: pytest.TempPathFactory) -> Served:
+    """Serve the candidate at DEBUG, send it good and bad requests, stop it; its replies and log."""
+    customer = sorted(v for v in world.pii if v.startswith("CUST-"))[0]
+    email = sorted(v for v in world.pii if "@" in v)[0]
+    log = tmp_path_factory.mktemp("pii-serving") / "server.log"
+    model = Candidate(f"models:/{world.settings.registered_model}@candidate", world.settings.mlflow_tracking_uri)
+    server = start_server(model, log=log, level="DEBUG")
+    try:
+        metadata = requests.get(server.url(f"/v2/models/{MODEL_NAME}"), timeout=30).json()
+        replies = {}
+        for name, (path, payload) in serving_requests(metadata["inputs"], customer, email).items():
+            reply = requests.post(server.url(path), json=payload, timeout=30)
+            replies[name] = (reply.status_code, reply.text + json.dumps(dict(reply.headers)))
+    finally:
+        assert stop_server(server) == 0
+    return Served(replies, log.read_text(encoding="utf-8", errors="replace"))
+
+
 def test_the_generated_data_really_carries_pii(world: World) -> None:
     kinds = {"id": r"CUST-\d+", "email": r".+@.+\..+", "phone": r"\+?[\d ().-]{7,}", "ip": r"[\d.]+|[0-9a-f:]+"}
     counts = {kind: sum(1 for v in world.pii if re.fullmatch(pattern, v)) for kind, pattern in kinds.items()}
@@ -188,6 +249,15 @@ def test_the_generated_data_really_carries_pii(world: World) -> None:
     assert world.logs.getvalue().count("\n") > 20  # DEBUG logging of every stage was captured
     sample = sorted(world.pii)[0]
     assert leaks({"probe": f"customer {sample}, done"}, world.pii) == [f"probe: {sample}"]  # the search works
+
+
+def test_the_model_server_repeats_no_raw_pii_in_replies_or_logs(world: World, served: Served) -> None:
+    assert served.replies["good"][0] == 200 and "churn_probability" in served.replies["good"][1]
+    refused = {name: status for name, (status, _) in served.replies.items() if name != "good"}
+    assert all(400 <= status < 500 for status in refused.values()), refused
+    assert served.log.count("bad inference request") >= 4  # the server logged the refusals (at DEBUG)
+    blobs = {f"serving reply {name}": text for name, (_, text) in served.replies.items()}
+    assert not leaks({**blobs, "serving log": served.log}, world.pii)
 
 
 def test_model_source_names_what_deploy_takes(world: World) -> None:

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import mlflow
 import numpy as np
@@ -87,6 +88,18 @@ def fixture_registered(mlflow_tracking_uri: str) -> Registered:
     return Registered(mlflow_tracking_uri, name, version, commit, pipeline)
 
 
+class Servable(Protocol):
+    """What the server needs to find a registered model."""
+
+    @property
+    def uri(self) -> str:
+        """``models:/<name>@<alias>`` (or ``/<version>``)."""
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow server holding it."""
+
+
 @dataclass
 class Server:
     """A running model server."""
@@ -100,13 +113,14 @@ class Server:
         return f"http://{self.http}{path}"
 
 
-def start_server(registered: Registered, extra: list[str] | None = None, log: Path | None = None) -> Server:
-    """Start ``python -m serving`` on free ports and wait until it is ready."""
+def start_server(registered: Servable, extra: list[str] | None = None, log: Path | None = None,
+                 level: str = "WARNING") -> Server:
+    """Start ``python -m serving`` on free ports (logging at ``level``) and wait until it is ready."""
     http_port, grpc_port = free_port(), free_port()
     command = [sys.executable, "-m", "serving", "--model_uri", registered.uri, "--tracking_uri",
                registered.tracking_uri, "--model_name", MODEL_NAME, "--http_port", str(http_port),
                "--grpc_port", str(grpc_port), *(extra or [])]
-    env = {**os.environ, "CHURNOPS_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "CHURNOPS_LOG_LEVEL": level}
     # The server outlives this function (the fixture stops it): no context managers here.
     output = open(log, "wb") if log else subprocess.DEVNULL  # pylint: disable=consider-using-with
     process = subprocess.Popen(  # pylint: disable=consider-using-with
