@@ -8,6 +8,7 @@ scanned and gated before the push and referenced by digest after it.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -141,3 +142,22 @@ def test_later_configs_use_the_digest_the_main_build_recorded(name: str) -> None
     text, _ = load(name)
     assert "gs://${_ARTIFACT_BUCKET}/builds/$COMMIT_SHA/churnops-" in text
     assert "$$(cat build/digests/churnops-" in text and ":$COMMIT_SHA" not in text
+
+
+def infra_bucket_purposes() -> tuple[str, ...]:
+    """``BUCKET_PURPOSES`` of the Pulumi program (read from its source: it lives in its own environment)."""
+    tree = ast.parse((ROOT / "infra/pulumi/churnops_infra/names.py").read_text(encoding="utf-8"))
+    node = next(n for n in tree.body
+                if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "BUCKET_PURPOSES")
+    return tuple(ast.literal_eval(node.value))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_builds_write_to_the_buckets_the_infrastructure_grants_them(name: str) -> None:
+    _, config = load(name)
+    buckets = {key: value for key, value in config["substitutions"].items() if key.endswith("_BUCKET")}
+    expected = {"_ARTIFACT_BUCKET": "${PROJECT_ID}-churnops-build", "_BADGE_BUCKET": "${PROJECT_ID}-churnops-badges"}
+    assert buckets and all(expected[key] == value for key, value in buckets.items())
+    assert {"build", "badges"} <= set(infra_bucket_purposes())  # infra/pulumi creates both, with the build's grant
+    if "artifacts" in config:
+        assert config["artifacts"]["objects"]["location"] == "gs://${_ARTIFACT_BUCKET}/builds/$COMMIT_SHA/"

@@ -21,6 +21,7 @@ CLUSTER = "gcp:container/cluster:Cluster"
 NODE_POOL = "gcp:container/nodePool:NodePool"
 SERVICE_ACCOUNT_KEY = "gcp:serviceaccount/key:Key"
 BUCKET = "gcp:storage/bucket:Bucket"
+BUCKET_IAM_MEMBER = "gcp:storage/bucketIAMMember:BucketIAMMember"
 TRIGGER = "gcp:cloudbuild/trigger:Trigger"
 SQL_INSTANCE = "gcp:sql/databaseInstance:DatabaseInstance"
 BINAUTHZ_POLICY = "gcp:binaryauthorization/policy:Policy"
@@ -31,6 +32,10 @@ KUSTOMIZE_DIRECTORY = "kubernetes:kustomize/v2:Directory"
 PRIMITIVE_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
 PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
 SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"
+# The one public bucket: <project>-churnops-badges (the CI status badge), readable by allUsers through
+# one member grant of this role, with uniform access; nothing else may be public.
+PUBLIC_BUCKET = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]-churnops-badges$")
+PUBLIC_READ_ROLE = "roles/storage.objectViewer"
 # An exact release: 1.2.3 or v1.2.3 (optionally with a pre-release), never a range, a wildcard or "latest".
 EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
 # The Compute Engine default account, and the legacy Cloud Build account.
@@ -214,17 +219,27 @@ def check_secret_access_scoped(resource_type: str, props: Props) -> list[str]:
     return problems
 
 
+def _public_badge_read(resource_type: str, props: Props, role: str, members: list[str]) -> bool:
+    """The one public grant allowed: allUsers objectViewer, as one member, on the badge bucket."""
+    return (resource_type == BUCKET_IAM_MEMBER and members == ["allUsers"] and role == PUBLIC_READ_ROLE
+            and "condition" not in props and isinstance(props.get("bucket"), str)
+            and bool(PUBLIC_BUCKET.match(props["bucket"])))
+
+
 def check_bucket_private(resource_type: str, props: Props) -> list[str]:
-    """Buckets use uniform access, prevent public access and grant nothing to allUsers."""
+    """Buckets use uniform access, prevent public access and grant nothing to allUsers; only the badge
+    bucket (<project>-churnops-badges) may be readable by allUsers (objectViewer, nothing more)."""
     problems = []
     if resource_type == BUCKET:
         if props.get("uniformBucketLevelAccess") is not True:
             problems.append("buckets must use uniform bucket-level access")
-        if props.get("publicAccessPrevention") != "enforced":
+        name = props.get("name")
+        public_badges = isinstance(name, str) and bool(PUBLIC_BUCKET.match(name))
+        if props.get("publicAccessPrevention") != "enforced" and not public_badges:
             problems.append("buckets must enforce public access prevention")
     for role, members in _bindings(resource_type, props):
         public = PUBLIC_MEMBERS.intersection(members)
-        if public:
+        if public and not _public_badge_read(resource_type, props, role, members):
             problems.append(f"{role} must not be granted to {', '.join(sorted(public))}")
     return problems
 

@@ -179,3 +179,28 @@ def test_a_private_control_plane_endpoint_needs_no_authorized_networks(stack: St
     props["privateClusterConfig"]["enablePrivateEndpoint"] = True
     props.pop("masterAuthorizedNetworksConfig")
     assert not violations("gke-private-cluster", CLUSTER, props)
+
+
+def badge_grant(stack: StackRun) -> dict[str, Any]:
+    """The program's allUsers grant on the badge bucket."""
+    grants = [g.inputs for g in stack.of_type(policies.BUCKET_IAM_MEMBER) if g.inputs["member"] == "allUsers"]
+    assert len(grants) == 1 and grants[0]["bucket"].endswith("-churnops-badges")
+    return copy.deepcopy(grants[0])
+
+
+def test_the_badge_bucket_is_the_only_public_one_and_only_for_reading(stack: StackRun) -> None:
+    grant = badge_grant(stack)
+    assert not violations("buckets-private", policies.BUCKET_IAM_MEMBER, grant)
+    for change in ({"role": "roles/storage.objectAdmin"}, {"role": "roles/storage.legacyBucketReader"},
+                   {"member": "allAuthenticatedUsers"}, {"bucket": grant["bucket"].replace("badges", "build")},
+                   {"bucket": grant["bucket"] + "-copy"}, {"condition": {"title": "t", "expression": "true"}}):
+        assert violations("buckets-private", policies.BUCKET_IAM_MEMBER, {**grant, **change}), change
+    binding = {"bucket": grant["bucket"], "role": grant["role"], "members": ["allUsers"]}
+    assert violations("buckets-private", "gcp:storage/bucketIAMBinding:BucketIAMBinding", binding)
+    bucket = next(copy.deepcopy(b.inputs) for b in stack.of_type(policies.BUCKET)
+                  if b.inputs["name"] == grant["bucket"])
+    assert bucket["publicAccessPrevention"] == "inherited"
+    assert not violations("buckets-private", policies.BUCKET, bucket)
+    assert violations("buckets-private", policies.BUCKET, {**bucket, "uniformBucketLevelAccess": False})
+    other = {**bucket, "name": bucket["name"].replace("badges", "artifacts")}
+    assert violations("buckets-private", policies.BUCKET, other)  # any other bucket must enforce prevention

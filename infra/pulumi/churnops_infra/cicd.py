@@ -152,10 +152,13 @@ class Cicd(pulumi.ComponentResource):
             member=args.member,
             opts=child,
         )
-        gcp.binaryauthorization.AttestorIamMember(
-            f"{name}-builds-attestor",
-            attestor=args.attestor.name,
-            role="roles/binaryauthorization.attestorsViewer",
-            member=args.member,
-            opts=child,
-        )
+        # `gcloud ... attestations sign-and-create` reads the attestor (viewer) and, by default, has the
+        # API check that the attestor verifies the new attestation (verifier); both on this attestor only.
+        for role in ("roles/binaryauthorization.attestorsViewer", "roles/binaryauthorization.attestorsVerifier"):
+            gcp.binaryauthorization.AttestorIamMember(
+                f"{name}-builds-attestor" + ("" if role.endswith("Viewer") else "-verify"),
+                attestor=args.attestor.name,
+                role=role,
+                member=args.member,
+                opts=child,
+            )

@@ -219,8 +219,10 @@ class Platform(pulumi.ComponentResource):
                 "config": {
                     "network": {"ingress-class": "kourier.ingress.networking.knative.dev"},
                     # Predictors select the serving node pool: let pod specs carry a selector and tolerations.
+                    # fieldref: the predictor reads its service account name through the downward API
                     "features": {"kubernetes.podspec-nodeselector": "enabled",
-                                 "kubernetes.podspec-tolerations": "enabled"},
+                                 "kubernetes.podspec-tolerations": "enabled",
+                                 "kubernetes.podspec-fieldref": "enabled"},
                 },
             },
             opts=self._opts("knative-serving", [operator]),

@@ -1,4 +1,9 @@
-"""Buckets (raw, lake, artifacts) and the Artifact Registry repository, with per-resource grants."""
+"""Buckets (raw, lake, artifacts, build, badges) and the Artifact Registry repository, with per-resource grants.
+
+Every bucket is private (uniform access, public access prevention enforced) except ``badges``, which
+holds only the CI status badge: anyone may read its objects (``allUsers`` objectViewer on that bucket
+alone), only the build account writes them.
+"""
 
 from __future__ import annotations
 
@@ -22,9 +27,16 @@ BUCKET_GRANTS: dict[str, tuple[tuple[str, str], ...]] = {
         ("mlflow", "roles/storage.objectAdmin"),
         ("serving", "roles/storage.objectViewer"),
     ),
-    "build": (("deployer", "roles/storage.objectAdmin"),),
-    "badges": (("deployer", "roles/storage.objectAdmin"),),
+    # What a build produced (digests, SBOMs, reports, compiled pipelines under builds/<commit>/): a bucket
+    # of its own, so a bucket-level grant reaches nothing else. objectUser: create, read and overwrite
+    # (a retried build rewrites its commit's objects), no IAM or ACL changes.
+    "build": (("deployer", "roles/storage.objectUser"),),
+    # The badge, overwritten by every build; read by anyone (PUBLIC_READ).
+    "badges": (("deployer", "roles/storage.objectUser"),),
 }
+# Buckets whose objects anyone may read, and the only role granted to allUsers on them.
+PUBLIC_READ: dict[str, str] = {"badges": "roles/storage.objectViewer"}
+PUBLIC_MEMBER = "allUsers"
 REPOSITORY_GRANTS = (("nodes", "roles/artifactregistry.reader"), ("deployer", "roles/artifactregistry.writer"))
 
 
@@ -55,7 +67,7 @@ class Storage(pulumi.ComponentResource):
                 location=cfg.location,
                 storage_class="STANDARD",
                 uniform_bucket_level_access=True,
-                public_access_prevention="enforced",
+                public_access_prevention="inherited" if purpose in PUBLIC_READ else "enforced",
                 versioning={"enabled": purpose == "artifacts"},
                 lifecycle_rules=lifecycle,
                 force_destroy=cfg.force_destroy,
@@ -70,6 +82,14 @@ class Storage(pulumi.ComponentResource):
                     bucket=bucket.name,
                     role=role,
                     member=args.members[workload],
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+            if purpose in PUBLIC_READ:
+                gcp.storage.BucketIAMMember(
+                    f"{name}-{purpose}-public-read",
+                    bucket=bucket.name,
+                    role=PUBLIC_READ[purpose],
+                    member=PUBLIC_MEMBER,
                     opts=pulumi.ResourceOptions(parent=self),
                 )
 

@@ -228,18 +228,43 @@ def test_workload_identity_bindings_match_the_kubernetes_service_accounts(stack:
         assert annotated[(namespace, ksa)] == gsa
 
 
-def test_buckets_are_private_with_uniform_access(stack: StackRun) -> None:
+def bucket_grants(stack: StackRun) -> dict[str, set[tuple[str, str]]]:
+    """bucket name -> {(role, member)} granted on it."""
+    grants: dict[str, set[tuple[str, str]]] = {}
+    for grant in stack.of_type("gcp:storage/bucketIAMMember:BucketIAMMember"):
+        assert "condition" not in grant.inputs
+        grants.setdefault(grant.inputs["bucket"], set()).add((grant.inputs["role"], grant.inputs["member"]))
+    return grants
+
+
+def test_buckets_are_private_with_uniform_access_except_the_badge(stack: StackRun) -> None:
     buckets = {b.inputs["name"]: b.inputs for b in stack.of_type("gcp:storage/bucket:Bucket")}
     assert set(buckets) == {names.bucket_name(stack.project, p) for p in names.BUCKET_PURPOSES}
     assert set(names.BUCKET_PURPOSES) == {"raw", "lake", "artifacts", "build", "badges"}
-    for bucket in buckets.values():
+    badges = names.bucket_name(stack.project, "badges")
+    for name, bucket in buckets.items():
         assert bucket["uniformBucketLevelAccess"] is True
-        assert bucket["publicAccessPrevention"] == "enforced"
+        assert bucket["publicAccessPrevention"] == ("inherited" if name == badges else "enforced")
     raw = buckets[names.bucket_name(stack.project, "raw")]
     days = stack.config["churnops:storage"]["rawRetentionDays"]
     assert raw["lifecycleRules"] == [{"action": {"type": "Delete"}, "condition": {"age": days}}]
-    members = [g.inputs["member"] for g in stack.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")]
-    assert members and all(m.startswith("serviceAccount:") for m in members)
+    grants = bucket_grants(stack)
+    public = {(bucket, role) for bucket, pairs in grants.items() for role, member in pairs
+              if not member.startswith("serviceAccount:")}
+    assert public == {(badges, "roles/storage.objectViewer")}  # allUsers may read the badge, nothing else
+    assert all(member == "allUsers" for pairs in grants.values() for _, member in pairs
+               if not member.startswith("serviceAccount:"))
+
+
+def test_the_build_writes_its_own_buckets_only(stack: StackRun) -> None:
+    deployer = f"serviceAccount:{email(stack, names.GSA_DEPLOYER)}"
+    writes = {bucket: {role for role, member in pairs if member == deployer}
+              for bucket, pairs in bucket_grants(stack).items()}
+    # builds/<commit>/ lives in a bucket of its own: the bucket-level role reaches nothing else
+    assert {bucket: roles for bucket, roles in writes.items() if roles} == {
+        names.bucket_name(stack.project, "build"): {"roles/storage.objectUser"},
+        names.bucket_name(stack.project, "badges"): {"roles/storage.objectUser"},
+    }
 
 
 def test_cloud_build_triggers_run_as_the_deployer(stack: StackRun) -> None:
@@ -289,9 +314,33 @@ def test_builds_may_sign_attestations_and_nothing_else_with_the_attestor(stack: 
     attach = stack.one("gcp:containeranalysis/noteIamMember:NoteIamMember").inputs
     assert (attach["note"], attach["role"], attach["member"]) == (
         names.ATTESTOR, "roles/containeranalysis.notes.attacher", member)
-    view = stack.one("gcp:binaryauthorization/attestorIamMember:AttestorIamMember").inputs
-    assert (view["attestor"], view["role"], view["member"]) == (
-        names.ATTESTOR, "roles/binaryauthorization.attestorsViewer", member)
+    attestor = {(g.inputs["attestor"], g.inputs["role"], g.inputs["member"])
+                for g in stack.of_type("gcp:binaryauthorization/attestorIamMember:AttestorIamMember")}
+    assert attestor == {(names.ATTESTOR, "roles/binaryauthorization.attestorsViewer", member),
+                        (names.ATTESTOR, "roles/binaryauthorization.attestorsVerifier", member)}
+    key = stack.one("gcp:kms/cryptoKey:CryptoKey", name="cluster-attestor-key").inputs
+    assert key["purpose"] == "ASYMMETRIC_SIGN" and key["versionTemplate"]["algorithm"] == "EC_SIGN_P256_SHA256"
+    keyring = stack.one("gcp:kms/keyRing:KeyRing", name="cluster-attestor-keyring").inputs
+    assert keyring["name"] == names.ATTESTOR_KEYRING
+
+
+def glob(pattern: str) -> re.Pattern[str]:
+    """A Binary Authorization name pattern as a regex (``*`` within one path segment, ``**`` across)."""
+    parts = (re.escape(piece).replace(r"\*", "[^/]*") for piece in pattern.split("**"))
+    return re.compile(".*".join(parts) + "$")
+
+
+def test_the_projects_images_are_admitted_only_with_the_gate_attestation(stack: StackRun) -> None:
+    policy = stack.one("gcp:binaryauthorization/policy:Policy").inputs
+    registry = f"{stack.config['gcp:region']}-docker.pkg.dev/{stack.project}/{names.REGISTRY_REPOSITORY}"
+    allowed = [glob(p["namePattern"]) for p in policy["admissionWhitelistPatterns"]]
+    assert glob("docker.io/kserve/*").match("docker.io/kserve/kserve-controller")  # the matcher works
+    for image in names.IMAGES:
+        reference = f"{registry}/{image}@sha256:{'0' * 64}"
+        assert not any(pattern.match(reference) for pattern in allowed), reference
+    rule = policy["defaultAdmissionRule"]  # what every image the allow-list does not name must pass
+    assert rule["evaluationMode"] == "REQUIRE_ATTESTATION" and rule["requireAttestationsBies"] == [names.ATTESTOR]
+    assert "clusterAdmissionRules" not in policy  # no cluster-specific rule bypasses it
 
 
 def test_platform_charts_and_manifests_are_pinned(stack: StackRun) -> None:
@@ -306,6 +355,8 @@ def test_platform_charts_and_manifests_are_pinned(stack: StackRun) -> None:
     assert directories and all(f"/tree/{versions.KFP}/" in d for d in directories)
     serving = stack.one("kubernetes:operator.knative.dev/v1beta1:KnativeServing").inputs
     assert serving["spec"]["ingress"]["kourier"]["enabled"] is True
+    # the predictor's manifest takes CHURNOPS_SERVICE_ACCOUNT from spec.serviceAccountName (downward API)
+    assert serving["spec"]["config"]["features"]["kubernetes.podspec-fieldref"] == "enabled"
 
 
 def test_namespaces_and_service_accounts_the_manifests_use(stack: StackRun) -> None:
