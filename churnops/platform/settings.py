@@ -149,6 +149,12 @@ class Settings(BaseSettings):
         default=0.2, gt=0, le=1, description="Share of drifted features at or above which a drift check fires."
     )
 
+    # Predictions by customer id (serving/transformer.py): how often the transformer asks the lake
+    # whether a newer online feature snapshot was published.
+    online_refresh_seconds: float = Field(
+        default=60.0, gt=0, description="Seconds between the transformer's checks for a newer online snapshot."
+    )
+
     # Deployment and canary (manifests/, `churnops deploy`, `churnops canary`). The canary is rolled
     # back when any threshold is crossed; it holds (no decision) below canary_min_requests.
     gcp_region: str = "europe-west1"
@@ -190,6 +196,7 @@ class Settings(BaseSettings):
             "ingest": "churnops-ingest",
             "training": "churnops-training",
             "scoring": "churnops-scoring",
+            "drift": "churnops-training",  # the drift check retrains: the training identity, nothing more
         },
         description="Kubernetes service account per pipeline (each bound to its own GCP account by Workload Identity).",
     )
