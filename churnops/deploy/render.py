@@ -103,6 +103,8 @@ def render_kustomization(settings: Settings, release: Release) -> dict[str, Any]
     isvc_ops: list[dict[str, Any]] = [
         {"op": "test", "path": "/spec/predictor/containers/0/env/0/name", "value": "STORAGE_URI"},
         {"op": "replace", "path": "/spec/predictor/containers/0/env/0/value", "value": release.model_uri},
+        {"op": "test", "path": "/spec/transformer/containers/0/env/0/name", "value": "CHURNOPS_GCP_PROJECT"},
+        {"op": "replace", "path": "/spec/transformer/containers/0/env/0/value", "value": project},
     ]
     if release.canary_percent is not None:
         isvc_ops.append({"op": "add", "path": "/spec/predictor/canaryTrafficPercent", "value": release.canary_percent})

@@ -88,6 +88,18 @@ def test_objects_land_in_the_environment_namespace_with_the_release_values(rende
         "churnops-serving@acme-churn.iam.gserviceaccount.com"
     )
     assert accounts["churnops-serving"]["automountServiceAccountToken"] is False
+    transformer = isvc["spec"]["transformer"]
+    (by_customer,) = transformer["containers"]
+    assert by_customer["image"] == container["image"]  # the same serving image, the transformer's entry point
+    assert by_customer["command"] == ["python", "-m", "serving.transformer"]
+    assert by_customer["args"] == ["--model_name=churn", "--host=0.0.0.0", "--http_port=8080",
+                                   "--predictor_protocol=v2"]
+    assert by_customer["env"][0] == {"name": "CHURNOPS_GCP_PROJECT", "value": "acme-churn"}
+    lake_keys = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in by_customer["env"] if "valueFrom" in e}
+    assert set(lake_keys) == {"CHURNOPS_LAKEFS_ACCESS_KEY_ID", "CHURNOPS_LAKEFS_SECRET_ACCESS_KEY"}
+    assert all("value" not in e for e in by_customer["env"] if "valueFrom" in e)  # references only
+    assert transformer["serviceAccountName"] == "churnops-serving"
+    assert transformer["nodeSelector"] == predictor["nodeSelector"]
 
 
 @pytest.mark.parametrize("env", ["staging", "production"])
@@ -95,19 +107,21 @@ def test_pod_specs_meet_pod_security_restricted(rendered: dict, env: str) -> Non
     (namespace,) = [o for o in rendered[env] if o["kind"] == "Namespace"]
     labels = namespace["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
-    pod = _isvc(rendered[env])["spec"]["predictor"]
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    for container in pod["containers"]:
-        context = container["securityContext"]
-        assert context["runAsNonRoot"] is True
-        assert context["allowPrivilegeEscalation"] is False
-        assert context["capabilities"] == {"drop": ["ALL"]}
-        assert context["seccompProfile"] == {"type": "RuntimeDefault"}
-        assert context["readOnlyRootFilesystem"] is True
-        assert "privileged" not in context and "add" not in context["capabilities"]
-    assert not any(key in pod for key in ("hostNetwork", "hostPID", "hostIPC"))
-    assert all("hostPath" not in volume for volume in pod.get("volumes", []))
+    for component in ("predictor", "transformer"):
+        pod = _isvc(rendered[env])["spec"][component]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["runAsNonRoot"] is True
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["capabilities"] == {"drop": ["ALL"]}
+            assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+            assert context["readOnlyRootFilesystem"] is True
+            assert "privileged" not in context and "add" not in context["capabilities"]
+        assert not any(key in pod for key in ("hostNetwork", "hostPID", "hostIPC"))
+        assert all("hostPath" not in volume for volume in pod.get("volumes", []))
 
 
 @pytest.mark.parametrize("env", ["staging", "production"])
@@ -123,6 +137,11 @@ def test_network_is_denied_by_default_and_opened_only_for_the_predictor_paths(re
     assert sources == {"istio-system", "knative-serving", "gmp-system"}
     egress_ports = {port["port"] for rule in policies["predictor-egress"]["egress"] for port in rule["ports"]}
     assert egress_ports == {53, 80, 443, 988}
+    transformer = policies["transformer-egress"]
+    assert transformer["podSelector"]["matchLabels"]["component"] == "transformer"
+    assert transformer["policyTypes"] == ["Egress"]
+    assert {(rule["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], rule["ports"][0]["port"])
+            for rule in transformer["egress"]} == {("istio-system", 8081), ("knative-serving", 8012), ("lakefs", 8000)}
 
 
 def test_the_deployer_role_is_least_privilege_and_no_secret_value_is_rendered(rendered: dict) -> None:
@@ -142,7 +161,8 @@ def test_the_deployer_role_is_least_privilege_and_no_secret_value_is_rendered(re
     platform = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects if is_platform_object(o))
     assert platform == ["Namespace/churnops-production", "NetworkPolicy/default-deny-all",
                         "NetworkPolicy/predictor-egress", "NetworkPolicy/predictor-from-gateway",
-                        "NetworkPolicy/predictor-metrics-scrape", "Role/churnops-deployer",
+                        "NetworkPolicy/predictor-metrics-scrape", "NetworkPolicy/transformer-egress",
+                        "Role/churnops-deployer",
                         "RoleBinding/churnops-deployer", "ServiceAccount/churnops-deployer"]
 
 
