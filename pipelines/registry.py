@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from kfp.dsl.graph_component import GraphComponent
 
-from pipelines import ingest, scoring, training
+from pipelines import drift, ingest, scoring, training
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ PIPELINES: dict[str, PipelineEntry] = {
         PipelineEntry(ingest.NAME, ingest.ingest_pipeline, ingest.CRON, ingest.local_ingest_pipeline),
         PipelineEntry(training.NAME, training.training_pipeline, training.CRON),
         PipelineEntry(scoring.NAME, scoring.scoring_pipeline, scoring.CRON),
+        PipelineEntry(drift.NAME, drift.drift_pipeline, drift.CRON),
     )
 }
 

@@ -43,7 +43,7 @@ image_option = click.option("--components-image", default=None, metavar="IMAGE",
 
 @click.group("pipeline")
 def pipeline_group() -> None:
-    """The KFP pipelines: ingest (hourly), training (daily), scoring (daily)."""
+    """The KFP pipelines: ingest (hourly), training (daily), scoring (daily), drift (daily)."""
 
 
 @pipeline_group.command("compile")

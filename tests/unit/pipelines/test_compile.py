@@ -18,6 +18,7 @@ EXPECTED_TASKS = {
     "ingest": {"ingest", "commit"},
     "training": {"features", "train", "train-2", "evaluate", "condition-2"},
     "scoring": {"score"},
+    "drift": {"online-features", "drift-check"},
 }
 
 

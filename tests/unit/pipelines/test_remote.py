@@ -86,7 +86,7 @@ def test_cli_schedule_says_kfp_cron_has_six_fields(kfp_api: KfpDouble) -> None:
 def test_cli_compile_writes_every_pipeline(tmp_path) -> None:  # type: ignore[no-untyped-def]
     result = CliRunner().invoke(main, ["pipeline", "compile", "--output-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ingest.yaml", "scoring.yaml", "training.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drift.yaml", "ingest.yaml", "scoring.yaml", "training.yaml"]
 
 
 def test_cli_params_parse_json_values_else_strings() -> None:
@@ -102,8 +102,8 @@ def test_upload_pins_the_components_image_ci_pushed(kfp_api: KfpDouble) -> None:
                                        "--components-image", digest])
     assert result.exit_code == 0, result.output
     uploads = kfp_api.recorded("POST", "/apis/v2beta1/pipelines/upload")
-    assert sorted(u.query["name"] for u in uploads) == ["churnops-ingest", "churnops-scoring",
-                                                                "churnops-training"]
+    assert sorted(u.query["name"] for u in uploads) == ["churnops-drift", "churnops-ingest",
+                                                                "churnops-scoring", "churnops-training"]
     for upload in uploads:
         assert upload.upload is not None
         executors = upload.upload[0]["deploymentSpec"]["executors"]

@@ -1,0 +1,67 @@
+"""The drift components: publish the online feature snapshot, then compare it with the model's training reference."""
+
+# pylint: disable=import-outside-toplevel
+# KFP runs only the function's own source in the task, so every import lives in the body.
+
+
+from typing import NamedTuple
+
+from kfp import dsl
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def online_features(data_ref: str) -> NamedTuple(  # type: ignore[valid-type]
+    "OnlineOutputs", [("snapshot_commit", str), ("data_commit", str), ("cutoff", str), ("rows", int)]
+):
+    """Build the features of every customer active at the latest cutoff of `data_ref` (a lake
+    branch or commit; `main` by default) with the training feature code, and publish them as the
+    online snapshot (`features/online/` on the lake's `features` branch, one commit). The
+    by-customer transformer serves from the newest snapshot.
+    """
+    from collections import namedtuple
+
+    from churnops.platform.logs import setup_logging
+    from churnops.platform.settings import get_settings
+    from churnops.training.online import refresh_online_features
+
+    settings = get_settings()
+    setup_logging(settings)
+    snapshot = refresh_online_features(settings, data_ref or None)
+    outputs = namedtuple("OnlineOutputs", ["snapshot_commit", "data_commit", "cutoff", "rows"])
+    return outputs(snapshot.commit_id, snapshot.data_commit, snapshot.cutoff.isoformat(), len(snapshot.features))
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def drift_check(snapshot_commit: str, model_ref: str, retrain: bool) -> NamedTuple(  # type: ignore[valid-type]
+    "DriftOutputs", [("fired", bool), ("drifted_feature_share", float), ("report_uri", str),
+                     ("mlflow_run_id", str), ("retrain_run_id", str), ("retrained_version", str)]
+):
+    """Compare the online snapshot at `snapshot_commit` with the training features of the model
+    version `model_ref` (an alias or a version; `production` by default): PSI per feature and for
+    the predicted probability. The report goes to the lake and MLflow; when it fires, a `drift`
+    alert is raised and, if `retrain`, a training run on the head of `main` records the report as
+    its reason. A firing check is a finding, not a task failure.
+    """
+    from collections import namedtuple
+
+    from churnops.data.versioning import open_repository
+    from churnops.platform.logs import setup_logging
+    from churnops.platform.settings import get_settings
+    from churnops.training.monitoring import check_drift, retrain_for
+    from churnops.training.online import load_snapshot
+
+    settings = get_settings()
+    setup_logging(settings)
+    repo = open_repository(settings)
+    report = check_drift(settings, model_ref or "production", repo=repo,
+                         snapshot=load_snapshot(repo, snapshot_commit or None))
+    run_id, version = "", ""
+    if report.fired and retrain:
+        result = retrain_for(settings, report, repo=repo)
+        run_id, version = result.parent_run_id, result.model_version or ""
+    outputs = namedtuple("DriftOutputs", ["fired", "drifted_feature_share", "report_uri", "mlflow_run_id",
+                                          "retrain_run_id", "retrained_version"])
+    return outputs(report.fired, report.drifted_feature_share, report.lake_uri or "", report.mlflow_run_id or "",
+                   run_id, version)
