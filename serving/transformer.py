@@ -54,7 +54,7 @@ from churnops.platform.logs import setup_logging
 from churnops.platform.secrets import tokenization_key
 from churnops.platform.settings import Settings, get_settings
 from churnops.training.online import OnlineSnapshot, load_snapshot, snapshot_commit
-from serving.protocol import DEFAULT_MAX_ROWS, LABEL, MAX_TEXT_BYTES, PROBABILITY, TEXT, shown
+from serving.protocol import DEFAULT_MAX_ROWS, LABEL, MAX_TEXT_BYTES, PROBABILITY, TEXT, BadRequest, datatype_shown
 from serving.server import ChurnModelServer
 
 logger = logging.getLogger("churnops.serving.transformer")
@@ -205,18 +205,18 @@ class Answer:
 def _tensor_values(tensor: InferInput) -> list[Any]:
     """The elements of the ``customer_id`` tensor (JSON list or binary BYTES), checked against its shape."""
     if str(tensor.datatype) != TEXT:
-        raise InvalidInput(f"input {CUSTOMER_ID!r} must be BYTES (UTF-8 text), not {shown(str(tensor.datatype))}")
+        raise BadRequest(f"input {CUSTOMER_ID!r} must be BYTES (UTF-8 text), not {datatype_shown(tensor.datatype)}")
     raw = getattr(tensor, "_raw_data", None)
     if raw is not None:
         try:
             values: list[Any] = list(deserialize_bytes_tensor(raw))
         except struct.error:
-            raise InvalidInput(f"input {CUSTOMER_ID!r}: malformed binary BYTES data") from None
+            raise BadRequest(f"input {CUSTOMER_ID!r}: malformed binary BYTES data") from None
     else:
         values = list(tensor.data or [])
     shape = list(tensor.shape or [])
     if len(shape) != 1 or shape[0] != len(values):
-        raise InvalidInput(f"input {CUSTOMER_ID!r} must have shape [rows] matching its {len(values)} elements")
+        raise BadRequest(f"input {CUSTOMER_ID!r} must have shape [rows] matching its {len(values)} elements")
     return values
 
 
@@ -226,30 +226,30 @@ def _customer_id(value: Any, i: int) -> str:
         try:
             value = value.decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidInput(f"input {CUSTOMER_ID!r} element {i} is not UTF-8 text") from None
+            raise BadRequest(f"input {CUSTOMER_ID!r} element {i} is not UTF-8 text") from None
     if not isinstance(value, str):
-        raise InvalidInput(f"input {CUSTOMER_ID!r} element {i} is not text")
+        raise BadRequest(f"input {CUSTOMER_ID!r} element {i} is not text")
     if not value or len(value) > MAX_TEXT_BYTES:
-        raise InvalidInput(f"input {CUSTOMER_ID!r} element {i} is empty or longer than {MAX_TEXT_BYTES}")
+        raise BadRequest(f"input {CUSTOMER_ID!r} element {i} is empty or longer than {MAX_TEXT_BYTES}")
     return value
 
 
 def customer_ids(payload: Any, max_rows: int) -> list[str]:
-    """The ids of a V2 request's ``customer_id`` tensor; :class:`InvalidInput` when the request is unusable."""
+    """The ids of a V2 request's ``customer_id`` tensor; :class:`BadRequest` when the request is unusable."""
     if not isinstance(payload, InferRequest):
-        raise InvalidInput("this transformer speaks the V2 (Open Inference) protocol: POST /v2/models/<name>/infer "
+        raise BadRequest("this transformer speaks the V2 (Open Inference) protocol: POST /v2/models/<name>/infer "
                            f"with a {CUSTOMER_ID!r} BYTES tensor")
     names = [str(tensor.name) for tensor in payload.inputs]
     if names != [CUSTOMER_ID]:
-        others = [name for name in names if name != CUSTOMER_ID]
+        others = [position for position, name in enumerate(names) if name != CUSTOMER_ID]
         if others:
-            raise InvalidInput(f"unknown input {shown(others[0])}: send exactly one tensor, {CUSTOMER_ID!r}")
-        raise InvalidInput(f"send exactly one {CUSTOMER_ID!r} tensor")
+            raise BadRequest(f"unknown input at inputs[{others[0]}]: send exactly one tensor, {CUSTOMER_ID!r}")
+        raise BadRequest(f"send exactly one {CUSTOMER_ID!r} tensor")
     values = _tensor_values(payload.inputs[0])
     if not values:
-        raise InvalidInput(f"input {CUSTOMER_ID!r} has no rows")
+        raise BadRequest(f"input {CUSTOMER_ID!r} has no rows")
     if len(values) > max_rows:
-        raise InvalidInput(f"input {CUSTOMER_ID!r} has {len(values)} rows; at most {max_rows} per request")
+        raise BadRequest(f"input {CUSTOMER_ID!r} has {len(values)} rows; at most {max_rows} per request")
     return [_customer_id(value, i) for i, value in enumerate(values)]
 
 
@@ -284,11 +284,14 @@ class CustomerTransformer(Model):
         """Tokenize the ids, look them up in one snapshot, build the predictor request for the known active ones."""
         del headers
         assert self.tokenizer is not None
-        ids = customer_ids(payload, self.max_rows)
-        requested = tuple(str(output.name) for output in payload.request_outputs or [])
-        unknown_outputs = [name for name in requested if name not in OUTPUTS]
-        if unknown_outputs:
-            raise InvalidInput(f"unknown output {shown(unknown_outputs[0])}; outputs are {', '.join(OUTPUTS)}")
+        try:
+            ids = customer_ids(payload, self.max_rows)
+            requested = tuple(str(output.name) for output in payload.request_outputs or [])
+            for position, name in enumerate(requested):
+                if name not in OUTPUTS:
+                    raise BadRequest(f"unknown output at outputs[{position}]; outputs are {', '.join(OUTPUTS)}")
+        except BadRequest as exc:  # the server's handler passes the project's own messages (they name no value)
+            raise InvalidInput(str(exc)) from exc
         table = self.store.current
         lookup = Lookup(table, rows=len(ids), request_id=payload.id or "", outputs=requested or OUTPUTS,
                         from_grpc=bool(payload.from_grpc))
