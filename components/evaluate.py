@@ -4,31 +4,30 @@
 # KFP runs only the function's own source in the task, so every import lives in the body.
 
 
-from typing import NamedTuple
-
 from kfp import dsl
-from kfp.dsl import ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def evaluate(
+def evaluate(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # one per KFP input/output
     parent_run_id: str,
     test_split: Input[Dataset],
     baseline: Input[Model],
     challenger: Input[Model],
     metrics: Output[Metrics],
-    challenger_curves: Output[ClassificationMetrics],
-) -> NamedTuple("EvaluateOutputs", [("passed", bool), ("reasons", str)]):  # type: ignore[valid-type]
+    winner_curves: Output[ClassificationMetrics],
+    gate_report: Output[Markdown],
+) -> str:
     """Score the baseline and the challenger (XGBoost) on the test split: accuracy, precision, recall,
-    F1, ROC-AUC and PR-AUC per model (the run's Metrics view), the challenger's ROC curve and
-    confusion matrix (the ROC and confusion-matrix views), then the gate: the challenger must beat
-    the baseline and be no worse than the `production` model by more than the margin. Outputs the
-    decision and its reasons; the decision is also recorded on the MLflow training run.
+    F1, ROC-AUC and PR-AUC per model (the run's Metrics view), then the gate: the winner of challenger
+    vs baseline (paired bootstrap of the ROC-AUC difference) must not lose to the `production` model by
+    more than the margin. The winner's ROC curve and confusion matrix are the ROC and confusion-matrix
+    views; the decision, its intervals and reasons are the gate report (also recorded on the MLflow
+    training run). Returns the name of the model to register (`baseline` or `xgboost`), or an empty
+    string when the gate refused both.
     """
-    from collections import namedtuple
-
     from churnops.platform.logs import setup_logging
     from churnops.platform.settings import get_settings
     from churnops.training import train as training
@@ -45,9 +44,14 @@ def evaluate(
     )
     for name, value in report.flat_metrics().items():
         metrics.log_metric(name, value)
-    curve = report.roc["xgboost"]
+    decision = report.gate
+    shown = decision.winner or "xgboost"
+    curve = report.roc[shown]
     if curve["fpr"]:
-        challenger_curves.log_roc_curve(curve["fpr"], curve["tpr"], curve["thresholds"])
-    challenger_curves.log_confusion_matrix(["stays", "churns"], report.confusion["xgboost"])
-    outputs = namedtuple("EvaluateOutputs", ["passed", "reasons"])
-    return outputs(report.gate.passed, "; ".join(report.gate.reasons))
+        winner_curves.log_roc_curve(curve["fpr"], curve["tpr"], curve["thresholds"])
+    winner_curves.log_confusion_matrix(["stays", "churns"], report.confusion[shown])
+    winner_curves.metadata["model"] = shown
+    with open(gate_report.path, "w", encoding="utf-8") as out:
+        out.write(decision.markdown())
+    gate_report.metadata.update({"passed": decision.passed, "winner": decision.winner or ""})
+    return decision.winner if decision.passed and decision.winner else ""

@@ -62,7 +62,7 @@ def configure(task: PipelineTask, settings: Settings, resources: Resources = SMA
     Caching is off for every task: each one reads or changes external state (the lake, the raw
     bucket, the registry) or the clock, so an earlier result with the same inputs is no answer.
     ``network`` tasks (all that talk to GCS, the lake or MLflow) retry three times with
-    exponential backoff (30 s, 60 s, 120 s).
+    exponential backoff (by default 30 s, 60 s, 120 s; ``pipeline_retry_backoff_seconds``).
     """
     if display_name:
         task.set_display_name(display_name)
@@ -70,7 +70,8 @@ def configure(task: PipelineTask, settings: Settings, resources: Resources = SMA
     task.set_cpu_request(resources.cpu_request).set_cpu_limit(resources.cpu_limit)
     task.set_memory_request(resources.memory_request).set_memory_limit(resources.memory_limit)
     if network:
-        task.set_retry(num_retries=3, backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="300s")
+        backoff = f"{settings.pipeline_retry_backoff_seconds}s"
+        task.set_retry(num_retries=3, backoff_duration=backoff, backoff_factor=2.0, backoff_max_duration="300s")
     kubernetes.use_config_map_as_env(task, settings.pipeline_settings_config_map, {key: key for key in CONFIG_KEYS})
     kubernetes.use_secret_as_env(task, settings.pipeline_secret, dict(SECRET_KEYS))
     kubernetes.add_node_selector(task, label_key=NODE_POOL_LABEL, label_value=settings.pipeline_node_pool)

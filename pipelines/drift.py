@@ -2,6 +2,7 @@
 
 
 from kfp import dsl
+from kfp.dsl.graph_component import GraphComponent
 
 from churnops.platform.settings import Settings
 from components.alert import alert_on_failure
@@ -12,21 +13,28 @@ NAME = "drift"
 CRON = "0 0 5 * * *"  # daily at 05:00 UTC, after training (02:30) and scoring (04:00)
 
 
-@dsl.pipeline(
-    name="churnops-drift",
-    description="Drift monitoring: publish the online features of the head of the lake's main branch, compare them "
-    "with the training features of the model version holding `model_ref` (PSI per feature and for the prediction), "
-    "record the report in the lake and MLflow, alert when it fires and, if `retrain`, train with the report as reason.",
-)
-def drift_pipeline(data_ref: str = "main", model_ref: str = "production", retrain: bool = True) -> None:
-    """``data_ref`` is a lake branch or commit; ``model_ref`` an alias or version; ``retrain`` trains when it fires."""
-    settings = Settings()
-    # The exit handler passes the status argument.
-    alert = alert_on_failure(pipeline=NAME)  # pylint: disable=no-value-for-parameter
-    configure(alert, settings, display_name="alert-on-failure")
-    with dsl.ExitHandler(alert, name="drift-run"):
-        snapshot = configure(online_features(data_ref=data_ref), settings, LARGE, display_name="online-features")
-        # At compile time a component call is a PipelineTask; pylint sees the function's NamedTuple.
-        published = snapshot.outputs["snapshot_commit"]  # pylint: disable=no-member
-        configure(drift_check(snapshot_commit=published, model_ref=model_ref, retrain=retrain), settings, LARGE,
-                  display_name="drift-check")
+def build() -> GraphComponent:
+    """The drift pipeline, its task settings read from the settings now (at compile or local run time)."""
+
+    @dsl.pipeline(
+        name="churnops-drift",
+        description="Drift monitoring: publish the online features of the head of the lake's main branch, compare them "
+        "with the training features of the model version holding `model_ref` (PSI per feature and for the prediction), "
+        "record the report in the lake and MLflow, alert when it fires and, if `retrain`, train with the report as "
+        "reason.",
+    )
+    def drift_pipeline(data_ref: str = "main", model_ref: str = "production", retrain: bool = True) -> None:
+        """``data_ref`` is a lake branch or commit; ``model_ref`` an alias or version; ``retrain`` trains when it
+        fires."""
+        settings = Settings()
+        # The exit handler passes the status argument.
+        alert = alert_on_failure(pipeline=NAME)  # pylint: disable=no-value-for-parameter
+        configure(alert, settings, display_name="alert-on-failure")
+        with dsl.ExitHandler(alert, name="drift-run"):
+            snapshot = configure(online_features(data_ref=data_ref), settings, LARGE, display_name="online-features")
+            # At compile time a component call is a PipelineTask; pylint sees the function's NamedTuple.
+            published = snapshot.outputs["snapshot_commit"]  # pylint: disable=no-member
+            configure(drift_check(snapshot_commit=published, model_ref=model_ref, retrain=retrain), settings, LARGE,
+                      display_name="drift-check")
+
+    return drift_pipeline

@@ -15,7 +15,8 @@ CRON = "0 5 * * * *"  # every hour at minute 5 (KFP cron has a leading seconds f
 
 
 def build(scheduled_time: str = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER) -> GraphComponent:
-    """The ingest pipeline, whose ingest task gets ``scheduled_time`` (KFP's schedule-time placeholder).
+    """The ingest pipeline, whose ingest task gets ``scheduled_time`` (KFP's schedule-time placeholder);
+    its task settings are read from the settings now (at compile or local run time).
 
     ``kfp.local`` cannot resolve that placeholder (it fails on it), so local runs build the same
     DAG with an empty scheduled time, and the ``hour`` parameter is then required.
@@ -50,5 +51,6 @@ def build(scheduled_time: str = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER) 
     return pipeline
 
 
-ingest_pipeline = build()
-local_ingest_pipeline = build(scheduled_time="")
+def build_local() -> GraphComponent:
+    """The ingest pipeline as ``kfp.local`` runs it (no schedule-time placeholder)."""
+    return build(scheduled_time="")

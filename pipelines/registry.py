@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kfp.dsl.graph_component import GraphComponent
@@ -11,26 +12,35 @@ from pipelines import drift, ingest, scoring, training
 
 @dataclass(frozen=True)
 class PipelineEntry:
-    """One pipeline: its name, its definition, its default cron schedule (six fields), its kfp.local variant."""
+    """One pipeline: its name, how to build it, its default cron schedule (six fields), its kfp.local variant.
+
+    Pipelines are built when they are used, not when this module is imported: the task settings
+    (node pool, config map, retries) come from the settings of the moment they are compiled or run.
+    """
 
     name: str
-    pipeline: GraphComponent
+    build: Callable[[], GraphComponent]
     cron: str
-    local: GraphComponent | None = None
+    build_local: Callable[[], GraphComponent] | None = None
+
+    @property
+    def pipeline(self) -> GraphComponent:
+        """The pipeline, built from the current settings."""
+        return self.build()
 
     @property
     def for_local(self) -> GraphComponent:
         """What ``kfp.local`` runs: the local variant when there is one, else the pipeline itself."""
-        return self.local or self.pipeline
+        return (self.build_local or self.build)()
 
 
 PIPELINES: dict[str, PipelineEntry] = {
     entry.name: entry
     for entry in (
-        PipelineEntry(ingest.NAME, ingest.ingest_pipeline, ingest.CRON, ingest.local_ingest_pipeline),
-        PipelineEntry(training.NAME, training.training_pipeline, training.CRON),
-        PipelineEntry(scoring.NAME, scoring.scoring_pipeline, scoring.CRON),
-        PipelineEntry(drift.NAME, drift.drift_pipeline, drift.CRON),
+        PipelineEntry(ingest.NAME, ingest.build, ingest.CRON, ingest.build_local),
+        PipelineEntry(training.NAME, training.build, training.CRON),
+        PipelineEntry(scoring.NAME, scoring.build, scoring.CRON),
+        PipelineEntry(drift.NAME, drift.build, drift.CRON),
     )
 }
 

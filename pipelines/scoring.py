@@ -2,6 +2,7 @@
 
 
 from kfp import dsl
+from kfp.dsl.graph_component import GraphComponent
 
 from churnops.platform.settings import Settings
 from components.alert import alert_on_failure
@@ -12,16 +13,21 @@ NAME = "scoring"
 CRON = "0 0 4 * * *"  # daily at 04:00 UTC, after training
 
 
-@dsl.pipeline(
-    name="churnops-scoring",
-    description="Batch scoring: the production model scores every active customer at the head of the lake's main "
-    "branch; the predictions are one lake commit under predictions/.",
-)
-def scoring_pipeline(data_ref: str = "main", alias: str = "production") -> None:
-    """``data_ref`` is a lake branch or commit id; ``alias`` the registry alias of the model that scores."""
-    settings = Settings()
-    # The exit handler passes the status argument.
-    alert = alert_on_failure(pipeline=NAME)  # pylint: disable=no-value-for-parameter
-    configure(alert, settings, display_name="alert-on-failure")
-    with dsl.ExitHandler(alert, name="scoring-run"):
-        configure(score(data_ref=data_ref, alias=alias), settings, LARGE, display_name="score")
+def build() -> GraphComponent:
+    """The scoring pipeline, its task settings read from the settings now (at compile or local run time)."""
+
+    @dsl.pipeline(
+        name="churnops-scoring",
+        description="Batch scoring: the production model scores every active customer at the head of the lake's main "
+        "branch; the predictions are one lake commit under predictions/.",
+    )
+    def scoring_pipeline(data_ref: str = "main", alias: str = "production") -> None:
+        """``data_ref`` is a lake branch or commit id; ``alias`` the registry alias of the model that scores."""
+        settings = Settings()
+        # The exit handler passes the status argument.
+        alert = alert_on_failure(pipeline=NAME)  # pylint: disable=no-value-for-parameter
+        configure(alert, settings, display_name="alert-on-failure")
+        with dsl.ExitHandler(alert, name="scoring-run"):
+            configure(score(data_ref=data_ref, alias=alias), settings, LARGE, display_name="score")
+
+    return scoring_pipeline

@@ -1,11 +1,12 @@
 """The training pipeline (daily, on new data, or on demand).
 
-features -> train baseline and XGBoost in parallel -> evaluate (metrics, ROC, gate) -> register
-when the gate passes, under an exit handler that alerts on failure.
+features -> train baseline and XGBoost in parallel -> evaluate (metrics, ROC, gate) -> register the
+winner when the gate passes, under an exit handler that alerts on failure.
 """
 
 
 from kfp import dsl
+from kfp.dsl.graph_component import GraphComponent
 
 from churnops.platform.settings import Settings
 from components.alert import alert_on_failure
@@ -20,55 +21,62 @@ CRON = "0 30 2 * * *"  # daily at 02:30 UTC
 MODELS = ("baseline", "xgboost")
 
 
-@dsl.pipeline(
-    name="churnops-training",
-    description="Features at a lake commit -> baseline and XGBoost in parallel -> evaluate and gate -> "
-    "register the candidate.",
-)
-def training_pipeline(data_commit: str = "", seed: int = 42) -> None:
-    """``data_commit`` is a lake commit id; empty trains on the head of ``main``."""
-    # pylint: disable=no-value-for-parameter,no-member
-    # The KFP decorator turns each component into a factory of tasks: pylint sees the plain function
-    # (outputs as parameters, a NamedTuple return without ``.outputs``).
-    settings = Settings()
-    alert = alert_on_failure(pipeline=NAME)  # the exit handler passes the status argument
-    configure(alert, settings, display_name="alert-on-failure")
-    with dsl.ExitHandler(alert, name="training-run"):
-        feats = configure(features(data_ref=data_commit, seed=seed), settings, LARGE, display_name="features")
-        trained = {}
-        for model_name in MODELS:
-            trained[model_name] = configure(
-                train(
-                    model_name=model_name,
+def build() -> GraphComponent:
+    """The training pipeline, its task settings read from the settings now (at compile or local run time)."""
+
+    @dsl.pipeline(
+        name="churnops-training",
+        description="Features at a lake commit -> baseline and XGBoost in parallel -> evaluate and gate -> "
+        "register the winner as candidate.",
+    )
+    def training_pipeline(data_commit: str = "", seed: int = 42) -> None:
+        """``data_commit`` is a lake commit id; empty trains on the head of ``main``."""
+        # pylint: disable=no-value-for-parameter,no-member
+        # The KFP decorator turns each component into a factory of tasks: pylint sees the plain function
+        # (outputs as parameters, a NamedTuple return without ``.outputs``).
+        settings = Settings()
+        alert = alert_on_failure(pipeline=NAME)  # the exit handler passes the status argument
+        configure(alert, settings, display_name="alert-on-failure")
+        with dsl.ExitHandler(alert, name="training-run"):
+            feats = configure(features(data_ref=data_commit, seed=seed), settings, LARGE, display_name="features")
+            trained = {}
+            for model_name in MODELS:
+                trained[model_name] = configure(
+                    train(
+                        model_name=model_name,
+                        parent_run_id=feats.outputs["parent_run_id"],
+                        lineage=feats.outputs["lineage"],
+                        train_split=feats.outputs["train"],
+                        validation_split=feats.outputs["validation"],
+                        test_split=feats.outputs["test"],
+                    ),
+                    settings,
+                    LARGE,
+                    display_name=f"train-{model_name}",
+                )
+            gate = configure(
+                evaluate(
                     parent_run_id=feats.outputs["parent_run_id"],
-                    lineage=feats.outputs["lineage"],
-                    train_split=feats.outputs["train"],
-                    validation_split=feats.outputs["validation"],
                     test_split=feats.outputs["test"],
-                ),
-                settings,
-                LARGE,
-                display_name=f"train-{model_name}",
-            )
-        gate = configure(
-            evaluate(
-                parent_run_id=feats.outputs["parent_run_id"],
-                test_split=feats.outputs["test"],
-                baseline=trained["baseline"].outputs["model"],
-                challenger=trained["xgboost"].outputs["model"],
-            ),
-            settings,
-            display_name="evaluate-and-gate",
-        )
-        # A KFP condition: the comparison is compiled, not evaluated here.
-        with dsl.If(gate.outputs["passed"] == True, name="gate-passed"):  # pylint: disable=singleton-comparison
-            configure(
-                register(
-                    parent_run_id=feats.outputs["parent_run_id"],
-                    lineage=feats.outputs["lineage"],
+                    baseline=trained["baseline"].outputs["model"],
                     challenger=trained["xgboost"].outputs["model"],
-                    baseline_test_roc_auc=trained["baseline"].outputs["test_roc_auc"],
                 ),
                 settings,
-                display_name="register-candidate",
+                display_name="evaluate-and-gate",
             )
+            # A KFP condition on the evaluate task's single output (the winner's name, empty when the gate
+            # refused): the comparison is compiled, not evaluated here.
+            with dsl.If(gate.outputs["Output"] != "", name="gate-passed"):
+                configure(
+                    register(
+                        parent_run_id=feats.outputs["parent_run_id"],
+                        lineage=feats.outputs["lineage"],
+                        winner=gate.outputs["Output"],
+                        baseline=trained["baseline"].outputs["model"],
+                        challenger=trained["xgboost"].outputs["model"],
+                    ),
+                    settings,
+                    display_name="register-candidate",
+                )
+
+    return training_pipeline

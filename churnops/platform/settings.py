@@ -209,6 +209,11 @@ class Settings(BaseSettings):
         description="Kubernetes Secret (by reference) with the lakeFS keys and the alert webhook URL.",
     )
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    pipeline_retry_backoff_seconds: int = Field(
+        default=30,
+        ge=0,
+        description="First retry backoff of network tasks (doubling, three retries), compiled into the pipelines.",
+    )
 
     # Logging.
     log_level: str = "INFO"

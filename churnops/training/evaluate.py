@@ -252,6 +252,23 @@ class GateDecision:  # pylint: disable=too-many-instance-attributes  # a flat re
             "reasons": list(self.reasons),
         }
 
+    def markdown(self) -> str:
+        """The decision as a short Markdown report (the pipeline UI shows it as the gate's visualization)."""
+        verdict = f"**passed**: register `{self.winner}`" if self.passed else "**refused**: nothing is registered"
+        lines = [f"# Gate: {verdict}", "", self.summary or "", "",
+                 "| model | test ROC-AUC |", "|---|---|",
+                 f"| challenger | {self.challenger_auc:.4f} |", f"| baseline | {self.baseline_auc:.4f} |"]
+        if self.production_auc is not None and not math.isnan(self.production_auc):
+            lines.append(f"| production (version {self.production_version}) | {self.production_auc:.4f} |")
+        lines.append("")
+        for label, comparison in (("challenger - baseline", self.vs_baseline),
+                                  (f"{self.winner} - production", self.vs_production)):
+            if comparison is not None:
+                lines.append(f"- {label}: {comparison.describe()}")
+        lines.append(f"- margin against production: {self.margin}")
+        lines.extend(f"- reason: {reason}" for reason in self.reasons)
+        return "\n".join(lines) + "\n"
+
     def metrics(self) -> dict[str, float]:
         """The comparisons as flat MLflow metrics (``gate_vs_<other>_auc_diff``, ``..._low``, ``..._high``)."""
         out: dict[str, float] = {}

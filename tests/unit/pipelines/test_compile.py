@@ -11,7 +11,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from churnops.platform.settings import Settings
 from pipelines.common import CONFIG_KEYS, SECRET_KEYS
-from pipelines.compile import compile_all, parse_strict
+from pipelines.compile import compile_all, compile_pipeline, parse_strict
 from pipelines.registry import PIPELINES
 
 EXPECTED_TASKS = {
@@ -121,7 +121,22 @@ def test_ingest_takes_its_hour_from_the_scheduled_time(compiled: dict[str, Path]
 def test_register_runs_only_when_the_gate_passes(compiled: dict[str, Path]) -> None:
     spec, _ = parse_strict(compiled["training"])
     condition = _dag_tasks(spec, "comp-exit-handler-1")["condition-2"]
-    assert "passed" in condition.trigger_policy.condition
-    assert set(_dag_tasks(spec, "comp-condition-2")) == {"register"}
+    # The condition reads the evaluate task's single output: the winner's name, empty when the gate refused.
+    assert condition.trigger_policy.condition == "inputs.parameter_values['pipelinechannel--evaluate-Output'] != ''"
+    assert condition.inputs.parameters["pipelinechannel--evaluate-Output"].task_output_parameter.producer_task == \
+        "evaluate"
+    (register,) = _dag_tasks(spec, "comp-condition-2").values()
+    assert register.inputs.parameters["winner"].component_input_parameter == "pipelinechannel--evaluate-Output"
+    assert {name: a.component_input_artifact for name, a in register.inputs.artifacts.items()} == {
+        "baseline": "pipelinechannel--train-model", "challenger": "pipelinechannel--train-2-model"}
     train_tasks = {n: t for n, t in _dag_tasks(spec, "comp-exit-handler-1").items() if n.startswith("train")}
     assert all(list(t.dependent_tasks) == ["features"] for t in train_tasks.values())  # the two fits run in parallel
+
+
+def test_network_tasks_retry_with_the_configured_backoff(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHURNOPS_PIPELINE_RETRY_BACKOFF_SECONDS", "7")
+    path = compile_pipeline("scoring", tmp_path)
+    spec, _ = parse_strict(path)
+    retry = _dag_tasks(spec, "comp-exit-handler-1")["score"].retry_policy
+    assert retry.max_retry_count == 3 and retry.backoff_factor == 2.0
+    assert retry.backoff_duration.seconds == 7 and retry.backoff_max_duration.seconds == 300

@@ -142,6 +142,11 @@ def test_the_winner_must_not_lose_to_production_beyond_the_margin() -> None:
     assert not refused.passed and refused.winner == "xgboost"
     assert "worse than production (version 4)" in refused.reasons[0]
     assert refused.vs_production is not None and refused.vs_production.high < -0.01
+    # The gate report the pipeline UI shows: the verdict, each interval and each reason.
+    report = refused.markdown()
+    assert report.startswith("# Gate: **refused**") and refused.reasons[0] in report
+    assert f"xgboost - production: {refused.vs_production.describe()}" in report
+    assert "production (version 4)" in report and same.markdown().startswith("# Gate: **passed**: register `xgboost`")
 
 
 def test_point_estimates_decide_when_no_scores_are_given() -> None:
