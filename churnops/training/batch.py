@@ -80,7 +80,7 @@ def load_alias_model(settings: Settings, alias: str) -> tuple[object, FeatureSpe
         )
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-    model = mlflow.sklearn.load_model(f"models:/{settings.registered_model}/{version}")
+    model = registry.load_model(f"models:/{settings.registered_model}/{version}")
     run_id = client.get_model_version(settings.registered_model, version).run_id
     spec = FeatureSpec.from_dict(mlflow.artifacts.load_dict(f"runs:/{run_id}/feature_spec.json"))
     return model, spec, version

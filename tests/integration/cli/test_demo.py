@@ -56,13 +56,9 @@ def check_figures(ran: Settings, summary: demo.DemoSummary) -> None:
     assert totals["rows_quarantined"] > 0 and summary.alerts  # anomalies were injected, alerts were delivered
 
     assert {r["model"] for r in summary.training_runs} >= {"baseline", "xgboost"}
-    client = registry.client_for(ran)
-    if summary.gate_refused:
-        # small data can make the gate refuse: then nothing is registered, served or scored
-        assert registry.alias_holder(client, ran.registered_model, "candidate") is None
-        assert summary.production_version is None and not summary.predictions and not summary.predictions_table
-    else:
-        check_served_and_scored(ran, summary)
+    # the training pipeline's gate passed on this seeded data and its register task registered the winner
+    assert not summary.gate_refused
+    check_served_and_scored(ran, summary)
 
 
 def check_served_and_scored(ran: Settings, summary: demo.DemoSummary) -> None:
