@@ -10,7 +10,8 @@ The steps are the ones the system runs on GKE, with the same code:
 3. run the **training pipeline**, then promote the registered version through ``staging`` to
    ``production`` with ``churnops model promote``, as a person would;
 4. publish the online feature snapshot, start the **V2 model server** on the production model and
-   send it real requests built from customers' snapshot rows;
+   the **by-customer transformer** in front of it, and send real requests: by feature row (built
+   from customers' snapshot rows) to the server, and by raw customer id to the transformer;
 5. run the **scoring pipeline** (predictions for every active customer into the lake) and a
    **drift check** against the production model's training reference.
 
@@ -42,11 +43,13 @@ import pandas as pd
 import psutil
 import requests
 
-from churnops.cli.serve import server_command
+from churnops.cli.serve import server_command, transformer_command
+from churnops.data.privacy import Tokenizer
 from churnops.data.versioning import open_repository
 from churnops.errors import ServiceUnavailable
 from churnops.local import datagen
 from churnops.local.localstack import LocalStack
+from churnops.platform.secrets import tokenization_key
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket, storage_client
 from churnops.training import registry
@@ -58,6 +61,8 @@ LATE_HOURS = 2  # the generator's late files arrive up to two hours after their 
 BATCH_HOURS = 6  # hours of arrivals per ingest pipeline run
 MODEL_NAME = "churn"  # the name in the server's /v2/models/<name> paths
 EXAMPLE_CUSTOMERS = 5
+UNKNOWN_CUSTOMER = "CUST-99999999"  # longer than any id the generator produces (CUST-NNNNNNN)
+PROCESSES = ("model-server", "transformer")  # what a --keep demo leaves running (pid files under run/)
 
 
 @dataclass
@@ -73,10 +78,13 @@ class DemoSummary:  # pylint: disable=too-many-instance-attributes  # one field 
     production_version: str | None = None
     snapshot: OnlineSnapshot | None = None
     predictions: list[dict[str, Any]] = field(default_factory=list)  # from the server's responses
+    by_customer: list[dict[str, Any]] = field(default_factory=list)  # from the transformer's response
+    by_customer_parameters: dict[str, Any] = field(default_factory=dict)
     predictions_table: dict[str, Any] = field(default_factory=dict)
     drift: dict[str, Any] = field(default_factory=dict)
     gate_refused: bool = False
     server_url: str | None = None
+    transformer_url: str | None = None
 
     def totals(self) -> Counter[str]:
         """Row accounting summed over the ingest commits."""
@@ -164,8 +172,12 @@ def ingest_commits(settings: Settings) -> list[dict[str, Any]]:
 
 
 def replay_and_ingest(settings: Settings, hours: int, customers: int, anomaly_rate: float, seed: int,
-                      root: Path, summary: DemoSummary) -> None:
-    """Generate activity, upload it hour by hour, run the ingest pipeline every BATCH_HOURS."""
+                      root: Path, summary: DemoSummary) -> list[str]:
+    """Generate activity, upload it hour by hour, run the ingest pipeline every BATCH_HOURS.
+
+    Returns the generated customers' raw ids: they stay in memory, to ask the transformer by id as
+    a calling service would; the demo prints tokens only.
+    """
     now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
     start = now - timedelta(hours=hours + LATE_HOURS + 1)
     generated = datagen.generate(hours=hours, customers=customers, start=start, seed=seed, anomaly_rate=anomaly_rate)
@@ -186,6 +198,7 @@ def replay_and_ingest(settings: Settings, hours: int, customers: int, anomaly_ra
         acc = summary.totals()
         click.echo(f"  [{offset + 1:3}/{total} h] ingest pipeline up to {_hour(hour)}: {len(summary.commits):3} lake "
                    f"commits, rows published {acc['rows_published']:7}, quarantined {acc['rows_quarantined']:5}")
+    return [str(raw) for raw in generated.customers["customer_id"]]
 
 
 def _run_promote(settings: Settings, env: dict[str, str], to: str) -> None:
@@ -225,26 +238,32 @@ def train_and_promote(settings: Settings, env: dict[str, str], seed: int, root: 
                              for e in registry.all_events(client, settings.registered_model)]
 
 
-def _server_pidfile(settings: Settings) -> Path:
-    return settings.state_dir / "run" / "model-server.pid"
+def _pidfile(settings: Settings, name: str) -> Path:
+    return settings.state_dir / "run" / f"{name}.pid"
 
 
 def stop_kept_server(settings: Settings) -> bool:
-    """Stop a model server a ``--keep`` demo left running (found by its pid file); True if one was stopped."""
-    pidfile = _server_pidfile(demo_settings(settings))
-    if not pidfile.exists():
-        return False
-    pid = int(pidfile.read_text(encoding="utf-8").strip() or 0)
-    pidfile.unlink()
-    try:
-        process = psutil.Process(pid)
-        if "serving" not in " ".join(process.cmdline()):
-            return False  # the pid was reused by something else
-        process.terminate()
-        process.wait(timeout=30)
-    except (psutil.NoSuchProcess, psutil.TimeoutExpired):
-        return False
-    return True
+    """Stop the model server and transformer a ``--keep`` demo left running (found by their pid files).
+
+    True if one was stopped.
+    """
+    stopped = False
+    for name in PROCESSES:
+        pidfile = _pidfile(demo_settings(settings), name)
+        if not pidfile.exists():
+            continue
+        pid = int(pidfile.read_text(encoding="utf-8").strip() or 0)
+        pidfile.unlink()
+        try:
+            process = psutil.Process(pid)
+            if "serving" not in " ".join(process.cmdline()):
+                continue  # the pid was reused by something else
+            process.terminate()
+            process.wait(timeout=30)
+            stopped = True
+        except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+            continue
+    return stopped
 
 
 def _free_port() -> int:
@@ -253,30 +272,27 @@ def _free_port() -> int:
 
 
 @contextmanager
-def model_server(settings: Settings, env: dict[str, str], keep: bool) -> Iterator[str]:
-    """The V2 model server on the production model, on 127.0.0.1; yields its base URL."""
-    http_port, grpc_port = _free_port(), _free_port()
-    command = server_command(f"models:/{settings.registered_model}@production", http_port, grpc_port, 1,
-                             "127.0.0.1", MODEL_NAME, settings.mlflow_tracking_uri)
-    log = (settings.state_dir / "run" / "model-server.log").open("ab")
+def _serving_process(settings: Settings, env: dict[str, str], keep: bool, name: str, command: list[str],
+                     ready_url: str) -> Iterator[None]:
+    """Run ``command`` (a serving process) until the block ends, once ``ready_url`` answers; log to run/<name>.log."""
+    log = (settings.state_dir / "run" / f"{name}.log").open("ab")
     process = subprocess.Popen(command, env={**os.environ, **env, "OMP_NUM_THREADS": "1"},  # pylint: disable=consider-using-with
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{http_port}"
-    _server_pidfile(settings).write_text(str(process.pid), encoding="utf-8")
+    _pidfile(settings, name).write_text(str(process.pid), encoding="utf-8")
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise ServiceUnavailable(f"the model server exited with {process.returncode}: see {log.name}")
+                raise ServiceUnavailable(f"the {name} exited with {process.returncode}: see {log.name}")
             try:
-                if requests.get(f"{url}/v2/models/{MODEL_NAME}/ready", timeout=1).ok:
+                if requests.get(ready_url, timeout=1).ok:
                     break
             except requests.RequestException:
                 pass
             time.sleep(0.5)
         else:
-            raise ServiceUnavailable(f"the model server did not become ready in 120 s: see {log.name}")
-        yield url
+            raise ServiceUnavailable(f"the {name} did not become ready in 120 s: see {log.name}")
+        yield
     finally:
         if not keep:
             process.terminate()
@@ -284,8 +300,29 @@ def model_server(settings: Settings, env: dict[str, str], keep: bool) -> Iterato
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-            _server_pidfile(settings).unlink(missing_ok=True)
+            _pidfile(settings, name).unlink(missing_ok=True)
         log.close()
+
+
+@contextmanager
+def model_server(settings: Settings, env: dict[str, str], keep: bool) -> Iterator[str]:
+    """The V2 model server on the production model, on 127.0.0.1; yields its base URL."""
+    http_port, grpc_port = _free_port(), _free_port()
+    command = server_command(f"models:/{settings.registered_model}@production", http_port, grpc_port, 1,
+                             "127.0.0.1", MODEL_NAME, settings.mlflow_tracking_uri)
+    url = f"http://127.0.0.1:{http_port}"
+    with _serving_process(settings, env, keep, "model-server", command, f"{url}/v2/models/{MODEL_NAME}/ready"):
+        yield url
+
+
+@contextmanager
+def transformer(settings: Settings, env: dict[str, str], keep: bool, predictor_url: str) -> Iterator[str]:
+    """The by-customer transformer in front of the model server at ``predictor_url``; yields its base URL."""
+    port = _free_port()
+    command = transformer_command(port, "127.0.0.1", MODEL_NAME, predictor_url.removeprefix("http://"))
+    url = f"http://127.0.0.1:{port}"
+    with _serving_process(settings, env, keep, "transformer", command, f"{url}/v2/models/{MODEL_NAME}/ready"):
+        yield url
 
 
 def v2_request(rows: pd.DataFrame, numeric: list[str], categorical: list[str]) -> dict[str, Any]:
@@ -312,6 +349,28 @@ def ask_server(url: str, snapshot: OnlineSnapshot, summary: DemoSummary) -> None
     for i, token in enumerate(rows.index):
         summary.predictions.append({"customer_token": token, **{name: data[i] for name, data in outputs.items()},
                                     "model_version": body.get("parameters", {}).get("model_version", "")})
+
+
+def ask_by_customer(url: str, settings: Settings, raw_ids: list[str], snapshot: OnlineSnapshot,
+                    summary: DemoSummary) -> None:
+    """One V2 request by raw customer id, as a calling service sends it: the customers asked by features
+    above, one known but not active, and one unknown. Keeps the answers under each customer's token."""
+    tokenizer = Tokenizer(tokenization_key(settings))
+    by_token = {tokenizer.token(raw): raw for raw in raw_ids}
+    wanted = [str(token) for token in snapshot.features.index[:EXAMPLE_CUSTOMERS]]
+    wanted += [token for token in snapshot.inactive if token in by_token][:1]
+    asked = [by_token[token] for token in wanted if token in by_token] + [UNKNOWN_CUSTOMER]
+    tokens = [tokenizer.token(raw) for raw in asked]
+    answer = requests.post(f"{url}/v2/models/{MODEL_NAME}/infer", timeout=30, json={
+        "inputs": [{"name": "customer_id", "datatype": "BYTES", "shape": [len(asked)], "data": asked}]})
+    answer.raise_for_status()
+    body = answer.json()
+    outputs = {o["name"]: o["data"] for o in body["outputs"]}
+    summary.by_customer = [{"customer_token": token, **{name: data[i] for name, data in outputs.items()}}
+                           for i, token in enumerate(tokens)]
+    summary.by_customer_parameters = dict(body.get("parameters", {}))
+    click.echo(f"  by customer id: {len(asked)} ids asked, {sum(1 for r in summary.by_customer if not r['error'])} "
+               "scored")
 
 
 def read_predictions(settings: Settings, summary: DemoSummary) -> None:
@@ -350,6 +409,11 @@ def print_summary(settings: Settings, summary: DemoSummary, server_url: str | No
     if summary.snapshot is not None:
         click.echo(f"online snapshot: {len(summary.snapshot.features)} active customers at "
                    f"{summary.snapshot.cutoff.isoformat()} (data commit {summary.snapshot.data_commit[:12]})")
+    click.echo("\n== by customer id (transformer -> model server; raw ids sent, tokens shown) ==")
+    if summary.by_customer:
+        click.echo(pd.DataFrame(summary.by_customer).to_string(index=False))
+        shown = {k: v for k, v in summary.by_customer_parameters.items() if k in ("model_version", "cutoff")}
+        click.echo(f"answered by {shown}")
     click.echo("\n== batch scoring (lake) ==")
     table = summary.predictions_table
     if table:
@@ -362,16 +426,21 @@ def print_summary(settings: Settings, summary: DemoSummary, server_url: str | No
     click.echo(f"\nMLflow UI: {settings.mlflow_tracking_uri}")
     if server_url:
         click.echo(f"model server: {server_url}/v2/models/{MODEL_NAME}")
+    if summary.transformer_url and server_url:
+        click.echo(f"by customer id: {summary.transformer_url}/v2/models/{MODEL_NAME}/infer")
 
 
-def serve_score_and_check(settings: Settings, env: dict[str, str], keep: bool, root: Path,
-                          summary: DemoSummary) -> None:
-    """Online snapshot, the V2 server on the production model, the scoring pipeline and a drift check."""
+def serve_score_and_check(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # the run's context
+    settings: Settings, env: dict[str, str], keep: bool, root: Path, raw_ids: list[str], summary: DemoSummary
+) -> None:
+    """Online snapshot, the V2 server on the production model and the transformer in front of it, the
+    scoring pipeline and a drift check."""
     summary.snapshot = refresh_online_features(settings)
-    click.echo("\n-- model server --")
-    with model_server(settings, env, keep) as url:
-        summary.server_url = url
+    click.echo("\n-- model server and by-customer transformer --")
+    with model_server(settings, env, keep) as url, transformer(settings, env, keep, url) as by_id:
+        summary.server_url, summary.transformer_url = url, by_id
         ask_server(url, summary.snapshot, summary)
+        ask_by_customer(by_id, settings, raw_ids, summary.snapshot, summary)
     click.echo("\n-- scoring pipeline (kfp.local) and drift check --")
     run_pipeline("scoring", {}, root)
     read_predictions(settings, summary)
@@ -399,11 +468,11 @@ def run_demo(settings: Settings, keep: bool, hours: int = 48, customers: int = 2
             for status in stack.up():
                 click.echo(f"{status.name:16} up  {status.url}")
             click.echo("\n-- ingest pipeline (kfp.local) --")
-            replay_and_ingest(settings, hours, customers, anomaly_rate, seed, root, summary)
+            raw_ids = replay_and_ingest(settings, hours, customers, anomaly_rate, seed, root, summary)
             click.echo("\n-- training pipeline (kfp.local), then promotion --")
             train_and_promote(settings, env, seed, root, summary)
             if not summary.gate_refused:
-                serve_score_and_check(settings, env, keep, root, summary)
+                serve_score_and_check(settings, env, keep, root, raw_ids, summary)
             summary.alerts = Counter(received)
         print_summary(settings, summary, summary.server_url if keep else None)
     finally:

@@ -119,7 +119,7 @@ def stack_down() -> None:
     settings = get_settings()
     stopped = LocalStack(settings).down() + LocalStack(demo.demo_settings(settings)).down()
     if demo.stop_kept_server(settings):
-        stopped.append("demo model server")
+        stopped.append("demo model server and transformer")
     click.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 

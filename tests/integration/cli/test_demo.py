@@ -77,6 +77,22 @@ def check_served_and_scored(ran: Settings, summary: demo.DemoSummary) -> None:
     np.testing.assert_allclose(served, expected, atol=1e-6)
     assert {p["model_version"] for p in summary.predictions} == {summary.production_version}
 
+    # by customer id through the transformer: the same answers as by features, per-row errors for the rest
+    by_id = {row["customer_token"]: row for row in summary.by_customer}
+    for served_row in summary.predictions:
+        row = by_id[served_row["customer_token"]]
+        assert row["error"] == "" and row["churn_label"] == served_row["churn_label"]
+        assert row["churn_probability"] == pytest.approx(served_row["churn_probability"], abs=1e-9)
+    unknown = summary.by_customer[-1]
+    assert unknown["churn_probability"] is None and unknown["churn_label"] == -1 and "unknown" in unknown["error"]
+    others = summary.by_customer[demo.EXAMPLE_CUSTOMERS:-1]  # a known customer that is not active, if any
+    assert all("not active" in row["error"] and row["customer_token"] in summary.snapshot.inactive for row in others)
+    assert summary.by_customer_parameters["model_version"] == summary.production_version
+    assert summary.by_customer_parameters["data_commit"] == summary.snapshot.data_commit
+    assert not any(row["customer_token"].startswith("CUST-") for row in summary.by_customer)  # tokens, never ids
+    for log in ("transformer.log", "model-server.log"):
+        assert "CUST-" not in (ran.state_dir / "run" / log).read_text(encoding="utf-8", errors="replace")
+
     # batch scoring: one prediction per active customer, by the production version, in the lake
     table = summary.predictions_table
     assert table["rows"] == len(summary.snapshot.features)
