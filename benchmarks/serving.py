@@ -347,10 +347,96 @@ def report(results: dict[tuple[str, int, int], dict[str, Any]], top: dict[int, f
         print(f"batch  1, concurrency 8: churnops p99 {results[('churnops', 1, 8)]['p99_ms']:.2f} ms (target <= 15 ms)")
 
 
+# ------------------------------------------------------------------------------------------ by customer id
+
+
+def publish_synthetic_snapshot(model_dir: str, state: Path, key: str,
+                               customers: int = 2000) -> tuple[Any, Any, list[str]]:
+    """A snapshot of ``customers`` synthetic feature rows (:func:`sample_rows`) in an embedded lake under ``state``.
+
+    Returns (feature rows, numeric column names, raw customer ids in row order).
+    """
+    # pylint: disable=import-outside-toplevel  # only the by-customer mode needs the lake and the tokenizer
+    import pandas as pd
+
+    from churnops.data.privacy import Tokenizer
+    from churnops.data.versioning.embedded import EmbeddedRepository
+    from churnops.training.features import FEATURE_SPEC, FeatureSpec
+    from churnops.training.online import OnlineSnapshot, publish_snapshot
+
+    _, frame, numeric = sample_rows(model_dir, customers)
+    ids = [f"CUST-{i:07d}" for i in range(1, customers + 1)]
+    tokenizer = Tokenizer(key.encode())
+    features = frame.set_axis(pd.Index([tokenizer.token(i) for i in ids], name="customer_token"))
+    repo = EmbeddedRepository(state / "lake")
+    repo.ensure()
+    spec = FeatureSpec(tuple(c for c in frame.columns if c in numeric),
+                       tuple(c for c in frame.columns if c not in numeric), FEATURE_SPEC.windows_h)
+    inactive = pd.Series([], dtype=object, name="status", index=pd.Index([], name="customer_token"))
+    publish_snapshot(repo, OnlineSnapshot(features, inactive, repo.head("main"), pd.Timestamp.now(tz="UTC"), spec, ""))
+    return frame, numeric, ids
+
+
+def by_customer(model_uri: str | None, seconds: float, warmup: float) -> None:
+    """By-id requests through transformer + predictor, next to the same rows sent to the predictor alone.
+
+    The snapshot is synthetic (:func:`publish_synthetic_snapshot`); every by-id request asks for
+    existing customers (64 distinct ones at batch 64). The predictor runs as in ``compare``
+    (2 REST workers), the transformer as one process.
+    """
+    key = "benchmark-tokenization-key-0123456789"
+    results: dict[tuple[str, int, int], dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-by-customer-") as tmp:
+        work = Path(tmp)
+        model_dir = local_model(model_uri, work) if model_uri else (
+            str(DEMO_MODEL) if (DEMO_MODEL / "MLmodel").exists() else demo_model(work / "stack"))
+        frame, numeric, ids = publish_synthetic_snapshot(model_dir, work / "state", key)
+        predictor, port = start("churnops", model_dir, PEER_VENV, work)
+        transformer_port = free_port()
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "CHURNOPS_LOG_LEVEL": "WARNING", "CHURNOPS_STATE_DIR":
+               str(work / "state"), "CHURNOPS_TOKENIZATION_KEY": key}
+        with open(work / "transformer.log", "wb") as log:
+            transformer = subprocess.Popen(  # pylint: disable=consider-using-with  # stopped in finally
+                [sys.executable, "-m", "serving.transformer", "--model_name", MODEL, "--http_port",
+                 str(transformer_port), "--predictor_host", f"127.0.0.1:{port}"], cwd=ROOT, env=env, stdout=log,
+                stderr=subprocess.STDOUT)
+            try:
+                wait_ready(transformer_port, transformer)
+                for batch in BATCHES:
+                    rows = v2_body(frame.head(batch), numeric)
+                    by_id = json.dumps({"inputs": [{"name": "customer_id", "datatype": "BYTES", "shape": [batch],
+                                                    "data": ids[:batch]}]}).encode()
+                    for conc in CONCURRENCY:
+                        results[("predictor (features)", batch, conc)] = measure(port, rows, batch, conc, seconds,
+                                                                                 warmup)
+                        results[("by id (transformer)", batch, conc)] = measure(transformer_port, by_id, batch, conc,
+                                                                               seconds, warmup)
+            finally:
+                stop(transformer)
+                stop(predictor)
+    by_customer_report(results)
+
+
+def by_customer_report(results: dict[tuple[str, int, int], dict[str, Any]]) -> None:
+    """The by-id figures next to the predictor alone's."""
+    print(f"\n{'path':22} {'batch':>5} {'conc':>4} {'rows/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
+    for (path, batch, conc), r in results.items():
+        print(f"{path:22} {batch:>5} {conc:>4} {r['rows_per_s']:>10.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+              f"{r['errors']:>6}")
+    for batch in BATCHES:
+        for conc in CONCURRENCY:
+            alone = results[("predictor (features)", batch, conc)]
+            via = results[("by id (transformer)", batch, conc)]
+            print(f"batch {batch:>2}, concurrency {conc:>2}: by id {via['rows_per_s']:.0f} rows/s = "
+                  f"{via['rows_per_s'] / alone['rows_per_s']:.2f} of the predictor alone; "
+                  f"p99 {via['p99_ms']:.2f} ms vs {alone['p99_ms']:.2f} ms")
+
+
 def main() -> None:
-    """Benchmark modes: the whole comparison (default), the load generator, the Pipeline peer."""
+    """Benchmark modes: the whole comparison (default), the load generator, the Pipeline peer, by customer id."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", nargs="?", default="compare", choices=["compare", "load", "pipeline-peer"])
+    parser.add_argument("mode", nargs="?", default="compare",
+                        choices=["compare", "load", "pipeline-peer", "by-customer"])
     parser.add_argument("--model-uri", default=None)
     parser.add_argument("--peer-venv", type=Path, default=PEER_VENV)
     parser.add_argument("--servers", default="churnops,kserve-pipeline,mlserver,mlserver-batching")
@@ -366,6 +452,9 @@ def main() -> None:
     if args.mode == "load":
         print(json.dumps(run_load(args.port, Path(args.body).read_bytes(), args.concurrency, args.seconds,
                                   args.warmup)))
+        return
+    if args.mode == "by-customer":
+        by_customer(args.model_uri, args.seconds, args.warmup)
         return
     if args.mode == "pipeline-peer":
         pipeline_peer(args.model, args.http_port, args.grpc_port)
