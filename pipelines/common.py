@@ -6,10 +6,17 @@ in the pod; their values never enter the pipeline spec). Tasks run on the ``pipe
 (node selector plus toleration of its taint), as a non-root user, with the settings' image pull
 policy. The Workload Identity service account is per pipeline and is given at submission (KFP
 runs every pod of a run under the run's service account): see :func:`service_account`.
+
+Lineage and actor: every task gets ``CHURNOPS_SERVICE_ACCOUNT`` from its pod's
+``spec.serviceAccountName`` (downward API), so registry changes name the run's account, and
+``CHURNOPS_IMAGE_DIGEST`` when the components image is pinned by digest (the compiled pipeline's
+image can be replaced after compiling: :func:`pipelines.compile.pin_components_image` keeps the two
+in step).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from kfp import kubernetes
@@ -39,6 +46,15 @@ SECRET_KEYS: dict[str, str] = {
 NODE_POOL_LABEL = "cloud.google.com/gke-nodepool"
 POOL_TAINT_KEY = "churnops.io/pool"
 RUN_AS_USER = 10001  # the components image's user
+SERVICE_ACCOUNT_ENV = "CHURNOPS_SERVICE_ACCOUNT"
+IMAGE_DIGEST_ENV = "CHURNOPS_IMAGE_DIGEST"
+_DIGEST = re.compile(r"@(sha256:[0-9a-f]{64})$")
+
+
+def image_digest(image: str) -> str | None:
+    """The ``sha256:...`` digest of an image reference pinned by digest (``name@sha256:...``), else None."""
+    match = _DIGEST.search(image.strip())
+    return match.group(1) if match else None
 
 
 @dataclass(frozen=True)
@@ -79,6 +95,10 @@ def configure(task: PipelineTask, settings: Settings, resources: Resources = SMA
                               effect="NoSchedule")
     kubernetes.set_image_pull_policy(task, settings.image_pull_policy)
     kubernetes.set_security_context(task, run_as_user=RUN_AS_USER, run_as_group=RUN_AS_USER, run_as_non_root=True)
+    kubernetes.use_field_path_as_env(task, env_name=SERVICE_ACCOUNT_ENV, field_path="spec.serviceAccountName")
+    digest = image_digest(settings.components_image)
+    if digest:
+        task.set_env_variable(IMAGE_DIGEST_ENV, digest)
     return task
 
 

@@ -15,6 +15,7 @@ from google.protobuf import json_format
 from kfp import compiler
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from pipelines.common import IMAGE_DIGEST_ENV, image_digest
 from pipelines.registry import PIPELINES, get
 
 DEFAULT_OUTPUT = Path("build/pipelines")
@@ -41,14 +42,26 @@ def compile_all(output_dir: Path = DEFAULT_OUTPUT, components_image: str | None 
 
 
 def pin_components_image(path: Path, image: str) -> None:
-    """Point every executor of the compiled pipeline at ``path`` to ``image`` (in the IR, not by text)."""
+    """Point every executor of the compiled pipeline at ``path`` to ``image`` (in the IR, not by text).
+
+    ``CHURNOPS_IMAGE_DIGEST`` follows: the image's digest when it is pinned by one, else unset.
+    """
     if not image.strip() or any(c.isspace() for c in image):
         raise ValueError(f"{image!r} is not an image reference")
+    digest = image_digest(image)
     documents: list[Any] = [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc is not None]
     executors = documents[0].get("deploymentSpec", {}).get("executors", {})
     for executor in executors.values():
         if "container" in executor:
-            executor["container"]["image"] = image
+            container = executor["container"]
+            container["image"] = image
+            env = [var for var in container.get("env", []) if var.get("name") != IMAGE_DIGEST_ENV]
+            if digest:
+                env.append({"name": IMAGE_DIGEST_ENV, "value": digest})
+            if env:
+                container["env"] = env
+            else:
+                container.pop("env", None)
     path.write_text(yaml.safe_dump_all(documents, sort_keys=True), encoding="utf-8")
 
 

@@ -18,6 +18,9 @@ import pytest
 import yaml
 from google.cloud.devtools import cloudbuild_v1
 
+from churnops.platform.settings import Settings
+from churnops.training.registry import Actor, resolve_actor
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ["cloudbuild.yaml", "cloudbuild.training.yaml", "cloudbuild.production.yaml"]
 SERVICE_ACCOUNT = "projects/$PROJECT_ID/serviceAccounts/churnops-cloudbuild@$PROJECT_ID.iam.gserviceaccount.com"
@@ -161,3 +164,24 @@ def test_builds_write_to_the_buckets_the_infrastructure_grants_them(name: str) -
     assert {"build", "badges"} <= set(infra_bucket_purposes())  # infra/pulumi creates both, with the build's grant
     if "artifacts" in config:
         assert config["artifacts"]["objects"]["location"] == "gs://${_ARTIFACT_BUCKET}/builds/$COMMIT_SHA/"
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_steps_that_act_on_the_platform_name_the_build_as_the_actor(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, config = load(name)
+    acting = [step for step in config["steps"] if "CHURNOPS_PROFILE=gke" in step.get("env", [])]
+    assert acting
+    for step in config["steps"]:
+        env = dict(item.split("=", 1) for item in step.get("env", []))
+        if step not in acting:  # lint and tests run without them (the tests check the OS-user fallback)
+            assert "CHURNOPS_CI_BUILD_ID" not in env and "CHURNOPS_SERVICE_ACCOUNT" not in env
+            continue
+        assert env["CHURNOPS_CI_BUILD_ID"] == "$BUILD_ID"
+        assert env["CHURNOPS_SERVICE_ACCOUNT"] == SERVICE_ACCOUNT.rsplit("/", 1)[-1]  # the build's own account
+        for key, value in env.items():  # as Cloud Build substitutes them
+            monkeypatch.setenv(key, value.replace("$BUILD_ID", "b-123").replace("$PROJECT_ID", "acme"))
+        settings = Settings()
+        assert resolve_actor(settings) == Actor("ci:b-123", "ci")
+        assert settings.service_account == "churnops-cloudbuild@acme.iam.gserviceaccount.com"
+    assert not any(item.startswith(("CHURNOPS_CI_BUILD_ID", "CHURNOPS_SERVICE_ACCOUNT"))
+                   for item in config["options"].get("env", []))

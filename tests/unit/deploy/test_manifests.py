@@ -16,6 +16,7 @@ import pytest
 from churnops.deploy.render import Release, image_reference, is_platform_object, render
 from churnops.errors import ConfigurationError, DeploymentError
 from churnops.platform.settings import Settings
+from churnops.training.registry import resolve_actor
 from tests.support.k8s_schemas import schema_errors
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
@@ -75,6 +76,9 @@ def test_objects_land_in_the_environment_namespace_with_the_release_values(rende
     assert container["image"] == f"europe-west1-docker.pkg.dev/acme-churn/churnops/churnops-serving@{DIGEST}"
     model_uri = f"gs://acme-models/churn/{3 if env == 'staging' else 4}"
     assert container["env"][0] == {"name": "STORAGE_URI", "value": model_uri}
+    env_vars = {e["name"]: e for e in container["env"]}
+    assert env_vars["CHURNOPS_IMAGE_DIGEST"] == {"name": "CHURNOPS_IMAGE_DIGEST", "value": DIGEST}  # lineage
+    assert env_vars["CHURNOPS_SERVICE_ACCOUNT"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}
     assert container["resources"]["requests"] and container["resources"]["limits"]
     version = {"staging": "3", "production": "4"}[env]
     assert container["args"] == ["--model_uri=/mnt/models", "--host=0.0.0.0", "--model_name=churn",
@@ -206,3 +210,19 @@ def test_a_manifest_whose_first_variable_is_not_the_storage_uri_fails_the_render
     )
     with pytest.raises(DeploymentError, match="kustomize failed"):
         render(Settings(manifests_dir=broken), Release("staging", DIGEST, "gs://m/1"))
+
+
+def test_the_predictors_lineage_variables_are_what_churnops_reads(rendered: dict,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    predictor = _isvc(rendered["production"])["spec"]["predictor"]
+    for var in predictor["containers"][0]["env"]:
+        if not var["name"].startswith("CHURNOPS_"):
+            continue
+        if "valueFrom" in var:  # what the kubelet resolves the downward API reference to
+            assert var["valueFrom"]["fieldRef"]["fieldPath"] == "spec.serviceAccountName"
+            monkeypatch.setenv(var["name"], predictor["serviceAccountName"])
+        else:
+            monkeypatch.setenv(var["name"], var["value"])
+    settings = Settings()
+    assert settings.image_digest == DIGEST and settings.service_account == "churnops-serving"
+    assert resolve_actor(settings).name == "sa:churnops-serving"

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 from google.protobuf import json_format
+from kfp import compiler, dsl
 from kfp import components as kfp_components
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from churnops.platform.settings import Settings
+from pipelines import common
 from pipelines.common import CONFIG_KEYS, SECRET_KEYS
-from pipelines.compile import compile_all, compile_pipeline, parse_strict
+from pipelines.compile import compile_all, compile_pipeline, parse_strict, pin_components_image
 from pipelines.registry import PIPELINES
 
 EXPECTED_TASKS = {
@@ -140,3 +142,51 @@ def test_network_tasks_retry_with_the_configured_backoff(tmp_path: Path, monkeyp
     retry = _dag_tasks(spec, "comp-exit-handler-1")["score"].retry_policy
     assert retry.max_retry_count == 3 and retry.backoff_factor == 2.0
     assert retry.backoff_duration.seconds == 7 and retry.backoff_max_duration.seconds == 300
+
+
+def test_every_task_names_its_service_account_for_the_registry(compiled: dict[str, Path]) -> None:
+    for path in compiled.values():
+        _, platform = parse_strict(path)
+        assert platform is not None
+        executors = json_format.MessageToDict(platform.platforms["kubernetes"])["deploymentSpec"]["executors"]
+        for config in executors.values():
+            assert config["fieldPathAsEnv"] == [{"name": "CHURNOPS_SERVICE_ACCOUNT",
+                                                 "fieldPath": "spec.serviceAccountName"}]
+
+
+def _container_envs(path: Path) -> list[dict[str, str]]:
+    spec, _ = parse_strict(path)
+    executors = spec.deployment_spec.fields["executors"].struct_value.fields
+    containers = [json_format.MessageToDict(e.struct_value)["container"] for e in executors.values()]
+    assert containers
+    return [{var["name"]: var["value"] for var in container.get("env", [])} for container in containers]
+
+
+def test_a_digest_pinned_image_is_recorded_as_every_tasks_image_digest(tmp_path: Path) -> None:
+    digest = "sha256:" + "ab" * 32
+    image = f"europe-west1-docker.pkg.dev/p/churnops/churnops-components@{digest}"
+    path = compile_pipeline("training", tmp_path, components_image=image)
+    assert all(env == {"CHURNOPS_IMAGE_DIGEST": digest} for env in _container_envs(path))
+    pin_components_image(path, "churnops/components:dev")  # a tag names no digest: the variable goes
+    assert all("CHURNOPS_IMAGE_DIGEST" not in env for env in _container_envs(path))
+
+
+@dsl.component(base_image="python:3.11-slim", install_kfp_package=False)
+def _noop():  # no return annotation: under postponed annotations KFP reads "None" as an output type
+    """A task for configure() to act on."""
+
+
+def test_configure_records_the_settings_image_digest_when_it_is_pinned(tmp_path: Path) -> None:
+    digest = "sha256:" + "cd" * 32
+    pinned, tagged = (Settings(components_image=f"registry.example/churnops-components@{digest}"),
+                      Settings(components_image="registry.example/churnops-components:1.2"))
+
+    @dsl.pipeline(name="configure-probe")
+    def probe():  # no return annotation (see _noop)
+        common.configure(_noop(), pinned, display_name="pinned")
+        common.configure(_noop(), tagged, display_name="tagged")
+
+    path = tmp_path / "probe.yaml"
+    compiler.Compiler().compile(probe, str(path))
+    assert sorted(map(len, _container_envs(path))) == [0, 1]  # the tagged task records no digest
+    assert {"CHURNOPS_IMAGE_DIGEST": digest} in _container_envs(path)
