@@ -8,6 +8,7 @@ settings ConfigMap on the cluster.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,11 @@ def run_local(name: str, params: dict[str, Any], pipeline_root: Path) -> dict[st
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
                raise_on_error=True)
     try:
-        task: PipelineTask = entry.for_local(**params)
+        with warnings.catch_warnings():
+            # kfp.local warns, per task and run, that resource requests and limits have no effect locally.
+            warnings.filterwarnings("ignore", message=r"Task '.*': settings \[.*\] have no effect in the current "
+                                    r"local runner", category=UserWarning)
+            task: PipelineTask = entry.for_local(**params)
     except RuntimeError as error:
         raise PipelineFailed(f"pipeline {name} failed: {str(error).splitlines()[0] if str(error) else ''}") from error
     return dict(task.outputs) if task.outputs else {}

@@ -358,7 +358,7 @@ def ask_by_customer(url: str, settings: Settings, raw_ids: list[str], snapshot: 
     tokenizer = Tokenizer(tokenization_key(settings))
     by_token = {tokenizer.token(raw): raw for raw in raw_ids}
     wanted = [str(token) for token in snapshot.features.index[:EXAMPLE_CUSTOMERS]]
-    wanted += [token for token in snapshot.inactive if token in by_token][:1]
+    wanted += [str(token) for token in snapshot.inactive.index if token in by_token][:1]
     asked = [by_token[token] for token in wanted if token in by_token] + [UNKNOWN_CUSTOMER]
     tokens = [tokenizer.token(raw) for raw in asked]
     answer = requests.post(f"{url}/v2/models/{MODEL_NAME}/infer", timeout=30, json={
