@@ -15,7 +15,7 @@ connections busy with the same V2 JSON request for a fixed time after a warm-up,
 rows/s, p50 and p99. Ceiling: single-thread ``Booster.inplace_predict`` on rows already transformed.
 
 The model: ``--model-uri`` (``models:/...`` or a directory); by default the script builds the
-demo's model (generated data, ingested and trained on a temporary embedded stack).
+demo's XGBoost model (generated data, ingested and trained on a temporary embedded stack; the training's XGBoost model whichever model its gate registers).
 Every process competes for the same cores: the figures are for this machine at this moment.
 """
 
@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Run as a script, this file's folder is on sys.path and its name would shadow the `serving` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 PEER_VENV = ROOT / ".bench" / "serving-peers"
-DEMO_MODEL = ROOT / ".bench" / "demo-model"  # the demo's model, built once and reused
+DEMO_MODEL = ROOT / ".bench" / "demo-xgboost-model"  # the demo's XGBoost model, built once and reused
 MODEL = "churn"
 BATCHES = (1, 64)
 CONCURRENCY = (8, 32)
@@ -78,7 +78,7 @@ def demo_model(state: Path) -> str:
     from churnops.local.localstack import LocalStack
     from churnops.platform.storage import ensure_bucket, storage_client
     from churnops.platform.settings import Settings
-    from churnops.training.train import train_from_commit
+    from churnops.training.train import CHALLENGER, train_from_commit
 
     settings = Settings(state_dir=state, gcs_port=free_port(), mlflow_port=free_port(), raw_bucket="bench-raw")
     stack = LocalStack(settings)
@@ -92,10 +92,15 @@ def demo_model(state: Path) -> str:
         for offset in range(48):
             ingest_hour(settings, first + timedelta(hours=offset))
         result = train_from_commit(settings, None, seed=42)
-        if result.model_version is None:
-            raise SystemExit(f"the gate refused the demo model: {result.gate.reasons}")
-        uri = f"models:/{settings.registered_model}/{result.model_version}"
-        print(f"model: {uri} (data commit {result.data_commit[:12]})", flush=True)
+        # The XGBoost model of this training, whichever model the gate registered: the figures are for it.
+        client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+        logged = client.search_logged_models(experiment_ids=[result.experiment_id],
+                                             filter_string=f"source_run_id = '{result.run_ids[CHALLENGER]}'")
+        if len(logged) != 1:
+            raise SystemExit(f"expected one logged XGBoost model in run {result.run_ids[CHALLENGER]}, got {len(logged)}")
+        uri = logged[0].model_uri
+        print(f"model: {uri}, the {CHALLENGER} model of the demo's training (data commit {result.data_commit[:12]}; "
+              f"the gate registered {result.gate.winner or 'nothing'} as version {result.model_version})", flush=True)
         DEMO_MODEL.parent.mkdir(parents=True, exist_ok=True)
         local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(state / "model"),
                                                     tracking_uri=settings.mlflow_tracking_uri)
@@ -471,6 +476,9 @@ def main() -> None:
         else:
             model_dir = demo_model(work / "stack")
         pipeline, frame, numeric = sample_rows(model_dir, 64)
+        if not hasattr(pipeline.named_steps["model"], "get_booster"):
+            raise SystemExit(f"{model_dir} holds a {type(pipeline.named_steps['model']).__name__}: the benchmark "
+                             "and its inplace_predict ceiling are for the XGBoost churn model")
         bodies = {batch: v2_body(frame.head(batch), numeric) for batch in BATCHES}
         top = ceiling(pipeline, frame)
         results: dict[tuple[str, int, int], dict[str, Any]] = {}

@@ -3,23 +3,30 @@
 It only loads and predicts (like KServe's sklearnserver); the protocol checks live in
 :mod:`serving.protocol`, the HTTP/gRPC wiring in :mod:`serving.server`. The same object answers
 gRPC (through kserve's servicer, :meth:`ChurnPredictor.predict`) and REST (through the server's
-strict infer route, :meth:`ChurnPredictor.score`).
+strict infer route, :meth:`ChurnPredictor.score_async`). On the fast path, concurrent requests are
+scored together (:mod:`serving.batching`); the Pipeline fallback runs per request, off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 from kserve import Model
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
-from prometheus_client import Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 from churnops.training.evaluate import THRESHOLD
 from churnops.training.scoring import ScoringModel, load_scoring_model
+from serving.batching import MicroBatcher
 from serving.protocol import (
     LABEL,
     OUTPUTS,
@@ -39,8 +46,46 @@ REQUESTS = Counter("churnops_serving_requests", "Inference requests by protocol 
 ROWS = Counter("churnops_serving_rows", "Rows scored")
 LATENCY = Histogram("churnops_serving_request_seconds", "Inference request latency (decode, score, encode)",
                     ["protocol"], buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
-PROBABILITIES = Histogram("churnops_serving_churn_probability", "Predicted churn probabilities (drift analysis)",
-                          buckets=tuple(round(0.05 * k, 2) for k in range(1, 21)))
+
+
+class BatchHistogram:
+    """A Prometheus histogram observed a whole array at a time (one vectorised count per request).
+
+    prometheus_client's ``Histogram.observe`` takes one value: at 64 rows a request that is 64
+    locked calls. This collector counts with numpy and exposes the usual ``_bucket``/``_count``/``_sum``.
+    """
+
+    def __init__(self, name: str, documentation: str, bounds: Sequence[float],
+                 registry: CollectorRegistry | None = REGISTRY) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = np.asarray(bounds, dtype=np.float64)
+        self._counts = np.zeros(len(self.bounds) + 1, dtype=np.int64)  # the last one is +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        if registry is not None:
+            registry.register(self)
+
+    def observe_many(self, values: np.ndarray) -> None:
+        """Count every value in its bucket (``le``: the first bound at or above it)."""
+        counts = np.bincount(np.searchsorted(self.bounds, values, side="left"), minlength=len(self._counts))
+        total = float(values.sum())
+        with self._lock:
+            self._counts += counts
+            self._sum += total
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        """The histogram family, cumulative buckets as Prometheus expects."""
+        with self._lock:
+            cumulative = np.cumsum(self._counts)
+            total = self._sum
+        labels = [floatToGoString(bound) for bound in self.bounds] + ["+Inf"]
+        yield HistogramMetricFamily(self.name, self.documentation, sum_value=total,
+                                    buckets=[(label, float(count)) for label, count in zip(labels, cumulative)])
+
+
+PROBABILITIES = BatchHistogram("churnops_serving_churn_probability", "Predicted churn probabilities (drift analysis)",
+                               bounds=tuple(round(0.05 * k, 2) for k in range(1, 21)))
 
 
 class ChurnPredictor(Model):
@@ -55,11 +100,14 @@ class ChurnPredictor(Model):
         self.max_rows = max_rows
         self.model: ScoringModel | None = None
         self.decoder: Decoder | None = None
+        self.batcher: MicroBatcher | None = None
 
     def load(self) -> bool:
         """Load the model (once) and compile its fast path."""
         self.model = load_scoring_model(self.model_uri, self.tracking_uri, self.requested_version)
         self.decoder = Decoder(self.model.numeric, self.model.categorical, self.max_rows)
+        if self.model.fast_path is not None:
+            self.batcher = MicroBatcher(self.model.fast_path.predict, max_rows=max(self.max_rows, 256))
         self.ready = True
         logger.info("loaded %s version %s (data commit %s), scoring with the %s", self.model.model_name,
                     self.model.model_version, self.model.data_commit, self.scorer)
@@ -92,13 +140,16 @@ class ChurnPredictor(Model):
         return [{"name": PROBABILITY, "datatype": "FP64", "shape": [-1]},
                 {"name": LABEL, "datatype": "INT64", "shape": [-1]}]
 
-    def score(self, batch: Batch) -> dict[str, tuple[str, np.ndarray]]:
-        """The output tensors for a decoded batch."""
+    async def score_async(self, batch: Batch) -> dict[str, tuple[str, np.ndarray]]:
+        """The output tensors for a decoded batch: fast path with the concurrent requests, else the Pipeline
+        in a thread."""
         assert self.model is not None
-        probability = self.model.predict(batch.numeric, batch.categorical)
+        if self.batcher is not None:
+            probability = await self.batcher.predict(batch.numeric, batch.categorical)
+        else:
+            probability = await asyncio.to_thread(self.model.pipeline_predict, batch.numeric, batch.categorical)
         ROWS.inc(batch.rows)
-        for value in probability:
-            PROBABILITIES.observe(value)
+        PROBABILITIES.observe_many(probability)
         return outputs_of(probability, THRESHOLD)
 
     async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None,
@@ -119,7 +170,7 @@ class ChurnPredictor(Model):
             )
             requested = [output.name for output in payload.request_outputs or []]
             check_outputs(requested)
-            outputs = self.score(batch)
+            outputs = await self.score_async(batch)
         except BadRequest as exc:
             self.observe(protocol, "bad_request", started, rows=0)
             raise InvalidInput(str(exc)) from exc

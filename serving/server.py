@@ -2,11 +2,13 @@
 
 - **Binding**: the REST and gRPC servers listen on ``host`` (127.0.0.1 unless told otherwise; the
   stock server always binds every interface).
-- **Strict REST infer**: ``POST /v2/models/<name>/infer`` is answered by :meth:`ChurnRESTServer.infer`,
-  which reads the body once and decodes it with :mod:`serving.protocol` (JSON, or the binary tensor
-  extension when ``Inference-Header-Content-Length`` is sent). Every bad request gets a 4xx and
-  ``{"error": ...}``; wrong content types get 415; unknown models 404. gRPC goes through kserve's
-  servicer to :meth:`serving.predictor.ChurnPredictor.predict` and the same checks.
+- **Strict REST infer**: ``POST /v2/models/<name>[/versions/<v>]/infer`` is answered by
+  :class:`InferRoute`, an ASGI middleware in front of FastAPI's router (the hot path skips routing,
+  dependency solving and request objects), which reads the body once and decodes it with
+  :mod:`serving.protocol` (JSON, or the binary tensor extension when ``Inference-Header-Content-Length``
+  is sent). Every bad request gets a 4xx and ``{"error": ...}``; wrong content types get 415; unknown
+  models 404. gRPC goes through kserve's servicer to :meth:`serving.predictor.ChurnPredictor.predict`
+  and the same checks. Concurrent requests are scored together (:mod:`serving.batching`).
 - **Model metadata** carries ``versions`` and ``parameters`` (model version, data commit, scorer).
 - **Errors**: framework errors (unknown route, wrong method, request validation) are JSON
   ``{"error": ...}`` too; no response ever carries a stack trace, and no error message or log line
@@ -16,8 +18,9 @@
   socket; gRPC runs in the parent process.
 - **Shutdown**: SIGTERM stops accepting, lets in-flight requests finish (up to ``grace_period``)
   and exits.
-- No per-request timing log lines (kserve's timing middleware); Prometheus metrics at ``/metrics``
-  cover requests, latency and the predicted probabilities.
+- No per-request log lines at INFO (neither kserve's timing middleware nor uvicorn's access log;
+  served requests log at DEBUG); Prometheus metrics at ``/metrics`` cover requests, latency and the
+  predicted probabilities.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import time
 from concurrent import futures
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse, Response
@@ -41,18 +45,20 @@ from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
 from kserve.protocol.rest.server import RESTServer
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from churnops.platform.logs import setup_logging
 from churnops.platform.settings import get_settings
 from serving.predictor import ChurnPredictor
-from serving.protocol import BadRequest, rest_response
+from serving.protocol import BadRequest, PayloadTooLarge, rest_response
 
 logger = logging.getLogger("churnops.serving")
 
 JSON_TYPES = frozenset({"application/json", ""})
 BINARY_TYPES = frozenset({"application/octet-stream", "application/json", ""})
-HEADER_LENGTH = "inference-header-content-length"
+HEADER_LENGTH = b"inference-header-content-length"
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+JSON_HEADERS = ((b"content-type", b"application/json"),)
 # kserve's own messages for these repeat what the client sent (a model name, a datatype, a parser error)
 NOT_SERVED = "no model of that name is served here"
 NOT_V2 = ("the request does not follow the V2 (Open Inference) protocol: POST /v2/models/<name>/infer with "
@@ -62,6 +68,45 @@ NOT_V2 = ("the request does not follow the V2 (Open Inference) protocol: POST /v
 def client_safe(exc: InvalidInput) -> str:
     """The message for a refused request: the project's own (which names no value), else a fixed one."""
     return str(exc) if isinstance(exc.__cause__, BadRequest) else NOT_V2
+
+
+def infer_path(path: str) -> tuple[str, str | None] | None:
+    """(model name, version or None) of ``/v2/models/<name>[/versions/<version>]/infer``, else None."""
+    parts = path.split("/")
+    if len(parts) == 5 and parts[1] == "v2" and parts[2] == "models" and parts[4] == "infer" and parts[3]:
+        return parts[3], None
+    if (len(parts) == 7 and parts[1] == "v2" and parts[2] == "models" and parts[4] == "versions"
+            and parts[6] == "infer" and parts[3] and parts[5]):
+        return parts[3], parts[5]
+    return None
+
+
+class InferRoute:  # pylint: disable=too-few-public-methods  # an ASGI middleware is one callable
+    """ASGI middleware: ``POST`` to an infer path goes to ``answer``; everything else to the app."""
+
+    def __init__(self, app: ASGIApp, answer: Any) -> None:
+        self.app = app
+        self.answer = answer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            target = infer_path(scope["path"])
+            if target is not None:
+                await self.answer(target[0], target[1], scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _send(send: Send, status: int, body: bytes, headers: tuple[tuple[bytes, bytes], ...] = JSON_HEADERS) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class UnsupportedMediaType(BadRequest):
+    """A body in a content type the infer route does not take (HTTP 415)."""
+
+    status = 415
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> ORJSONResponse:
@@ -117,15 +162,26 @@ class ChurnRESTServer(RESTServer):
         setup_logging(get_settings())
         super().run(sockets=sockets)
 
+    def create_application(self) -> None:
+        """kserve's application, without uvicorn's access log (a line per request; served requests log at DEBUG)."""
+        super().create_application()
+        access = logging.getLogger("uvicorn.access")
+        access.handlers = []
+        access.propagate = False
+
+    def _serves_churn_model(self) -> bool:
+        return any(isinstance(m, ChurnPredictor) for m in self.dataplane.model_registry.get_models().values())
+
     def _add_middlewares(self, app: FastAPI) -> None:
-        """None: kserve's timing middleware logs a line per request; the metrics cover latency."""
+        """The infer route in front of the router (none of kserve's: its timing middleware logs every request)."""
+        if self._serves_churn_model():
+            app.add_middleware(InferRoute, answer=self.infer)
 
     def _register_endpoints(self, app: FastAPI) -> None:
-        if not any(isinstance(m, ChurnPredictor) for m in self.dataplane.model_registry.get_models().values()):
+        if not self._serves_churn_model():
             super()._register_endpoints(app)  # other kserve models keep kserve's own routes
             return
         for prefix in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
-            app.add_api_route(f"{prefix}/infer", self.infer, methods=["POST"], include_in_schema=False)
             app.add_api_route(prefix, self.model_metadata, methods=["GET"], include_in_schema=False)
         for action in ("load", "unload"):  # the served model is fixed at start: no remote (un)loading
             app.add_api_route(f"/v2/repository/models/{{model_name}}/{action}", _repository_disabled, methods=["POST"],
@@ -160,44 +216,63 @@ class ChurnRESTServer(RESTServer):
                                "inputs": model.get_input_types(), "outputs": model.get_output_types(),
                                "parameters": model.parameters()})
 
-    async def infer(self, request: Request, model_name: str, model_version: str | None = None) -> Response:
-        """V2 inference: decode strictly, score, encode (JSON or binary tensors)."""
+    async def infer(self, model_name: str, model_version: str | None, scope: Scope, receive: Receive,
+                    send: Send) -> None:
+        """V2 inference (ASGI): decode strictly, score (with concurrent requests), encode (JSON or binary)."""
         started = time.perf_counter()
         model = self._predictor(model_name, model_version)
         if not isinstance(model, ChurnPredictor):
-            return model
-        assert model.decoder is not None and model.model is not None
-        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        raw_length = request.headers.get(HEADER_LENGTH)
-        if content_type not in (BINARY_TYPES if raw_length is not None else JSON_TYPES):
-            model.observe("rest", "bad_request", started, rows=0)
-            return error(415, "this content type is not supported: send application/json "
-                              "(or application/octet-stream with Inference-Header-Content-Length)")
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
-            model.observe("rest", "bad_request", started, rows=0)
-            return error(413, f"the body is larger than {self.max_body_bytes} bytes")
-        body = await request.body()
+            await _send(send, model.status_code, bytes(model.body))
+            return
+        assert model.decoder is not None
+        content_type, declared, raw_length = "", b"", None
+        for key, value in scope["headers"]:
+            if key == b"content-type" and not content_type:
+                content_type = value.decode("latin-1").split(";", 1)[0].strip().lower()
+            elif key == b"content-length" and not declared:
+                declared = value
+            elif key == HEADER_LENGTH and raw_length is None:
+                raw_length = value.decode("latin-1")
         try:
-            if len(body) > self.max_body_bytes:
-                raise BadRequest(f"the body is larger than {self.max_body_bytes} bytes")
+            if content_type not in (BINARY_TYPES if raw_length is not None else JSON_TYPES):
+                raise UnsupportedMediaType("this content type is not supported: send application/json "
+                                           "(or application/octet-stream with Inference-Header-Content-Length)")
+            if declared.isdigit() and int(declared) > self.max_body_bytes:
+                raise PayloadTooLarge(f"the body is larger than {self.max_body_bytes} bytes")
+            body = await self._body(receive)
+            if body is None:
+                return  # the client went away
             if raw_length is not None and not raw_length.isdigit():
                 raise BadRequest("Inference-Header-Content-Length must be a byte count")
             batch, options = model.decoder.from_rest(body, int(raw_length) if raw_length is not None else None)
-            if model.model.fast_path is None:
-                outputs = await asyncio.to_thread(model.score, batch)
-            else:
-                outputs = model.score(batch)
+            outputs = await model.score_async(batch)
         except BadRequest as exc:
             model.observe("rest", "bad_request", started, rows=0)
             logger.info("bad inference request: %s", str(exc)[:300])
-            return error(exc.status, str(exc))
+            await _send(send, exc.status, orjson.dumps({"error": str(exc)}))
+            return
         content, header_length = rest_response(model.name, model.version, model.parameters(), options, outputs)
         model.observe("rest", "ok", started, rows=batch.rows)
         if header_length is None:
-            return Response(content, media_type="application/json")
-        return Response(content, media_type="application/octet-stream",
-                        headers={"Inference-Header-Content-Length": str(header_length)})
+            await _send(send, 200, content)
+        else:
+            await _send(send, 200, content, ((b"content-type", b"application/octet-stream"),
+                                             (b"inference-header-content-length", str(header_length).encode())))
+
+    async def _body(self, receive: Receive) -> bytes | None:
+        """The whole request body (None when the client disconnects); :class:`PayloadTooLarge` past the limit."""
+        chunks, size = [], 0
+        while True:
+            message: Message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise PayloadTooLarge(f"the body is larger than {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class ChurnRESTServerMultiProcess(RESTServerMultiProcess):
