@@ -2,7 +2,9 @@
 
 Servers (each started here, each given the same model directory, each bound to 127.0.0.1):
 
-- ``churnops``: ``python -m serving`` (strict V2 route, compiled fast path), 2 REST workers;
+- ``churnops``: ``python -m serving`` (strict V2 route, compiled fast path, micro-batching), 2 REST workers;
+  ``churnops-unbatched`` is the same server with ``--no_micro_batching`` (not a peer: it shows what
+  micro-batching brings);
 - ``kserve-pipeline``: a plain ``kserve.Model`` that calls the Pipeline's ``predict_proba`` per
   request, 2 REST workers;
 - ``mlserver``: MLServer 1.7.1 with its MLflow runtime, 2 parallel workers, without and with
@@ -10,12 +12,13 @@ Servers (each started here, each given the same model directory, each bound to 1
   virtual environment (``--peer-venv``, created on first use with the model's own library versions
   and ``uvloop<0.22``, which MLServer 1.7.1 needs); it is never part of requirements.lock.
 
-Load: a separate process (``load`` mode of this script) keeps ``concurrency`` HTTP/1.1 keep-alive
+Load: a separate process (``load`` mode of this script, on uvloop) keeps ``concurrency`` HTTP/1.1 keep-alive
 connections busy with the same V2 JSON request for a fixed time after a warm-up, and reports
 rows/s, p50 and p99. Ceiling: single-thread ``Booster.inplace_predict`` on rows already transformed.
 
-The model: ``--model-uri`` (``models:/...`` or a directory); by default the script builds the
-demo's XGBoost model (generated data, ingested and trained on a temporary embedded stack; the training's XGBoost model whichever model its gate registers).
+The model: ``--model-uri`` (``models:/...`` or a directory holding an XGBoost churn model); by
+default the script builds the demo's data (generated, ingested and trained on a temporary embedded
+stack) and takes that training's XGBoost model, whichever model its gate registers.
 Every process competes for the same cores: the figures are for this machine at this moment.
 """
 
@@ -42,6 +45,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # pylint: disable=wrong-import-position  # the thread limit above must precede numpy/xgboost imports
 import numpy as np  # noqa: E402
 import requests  # noqa: E402
+import uvloop  # noqa: E402
 from kserve import Model  # noqa: E402
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse  # noqa: E402
 
@@ -97,7 +101,8 @@ def demo_model(state: Path) -> str:
         logged = client.search_logged_models(experiment_ids=[result.experiment_id],
                                              filter_string=f"source_run_id = '{result.run_ids[CHALLENGER]}'")
         if len(logged) != 1:
-            raise SystemExit(f"expected one logged XGBoost model in run {result.run_ids[CHALLENGER]}, got {len(logged)}")
+            raise SystemExit(f"expected one logged XGBoost model in run {result.run_ids[CHALLENGER]}, "
+                             f"got {len(logged)}")
         uri = logged[0].model_uri
         print(f"model: {uri}, the {CHALLENGER} model of the demo's training (data commit {result.data_commit[:12]}; "
               f"the gate registered {result.gate.winner or 'nothing'} as version {result.model_version})", flush=True)
@@ -190,7 +195,7 @@ def run_load(port: int, body: bytes, concurrency: int, seconds: float, warmup: f
         await asyncio.gather(*(_client("127.0.0.1", port, request, now + warmup + seconds, now + warmup, latencies,
                                        errors) for _ in range(concurrency)))
 
-    asyncio.run(clients())
+    uvloop.run(clients())  # the lighter event loop leaves more of the shared cores to the server under test
     ordered = sorted(latencies)
     return {"requests": len(ordered), "errors": len(errors), "seconds": seconds,
             "p50_ms": 1000 * statistics.median(ordered) if ordered else float("nan"),
@@ -234,9 +239,10 @@ def start(kind: str, model_dir: str, peer_venv: Path, work: Path) -> tuple[subpr
     """Start one server; return (process, HTTP port)."""
     http, grpc = free_port(), free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CHURNOPS_LOG_LEVEL": "WARNING"}
-    if kind == "churnops":
+    if kind in ("churnops", "churnops-unbatched"):
         command = [sys.executable, "-m", "serving", "--model_uri", model_dir, "--model_name", MODEL, "--http_port",
-                   str(http), "--grpc_port", str(grpc), "--workers", "2", "--model_version", "bench"]
+                   str(http), "--grpc_port", str(grpc), "--workers", "2", "--model_version", "bench",
+                   *(["--no_micro_batching"] if kind == "churnops-unbatched" else [])]
     elif kind == "kserve-pipeline":
         command = [sys.executable, __file__, "pipeline-peer", "--model", model_dir, "--http-port", str(http),
                    "--grpc-port", str(grpc)]
@@ -254,7 +260,7 @@ def start(kind: str, model_dir: str, peer_venv: Path, work: Path) -> tuple[subpr
         command = [str(peer_venv / "bin" / "mlserver"), "start", str(folder)]
     log = open(work / f"{kind}.log", "wb")  # pylint: disable=consider-using-with  # lives as long as the server
     # MLServer keeps its multiprocess metrics in ./.metrics: run it from the temporary folder
-    cwd = ROOT if kind in ("churnops", "kserve-pipeline") else work
+    cwd = work if kind.startswith("mlserver") else ROOT
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)  # pylint: disable=consider-using-with
     wait_ready(http, process)
     return process, http
@@ -341,13 +347,20 @@ def report(results: dict[tuple[str, int, int], dict[str, Any]], top: dict[int, f
     for batch in BATCHES:
         ours = max(r["rows_per_s"] for (k, b, _), r in results.items() if k == "churnops" and b == batch)
         peers = {k: max(r["rows_per_s"] for (k2, b, _), r in results.items() if k2 == k and b == batch)
-                 for k in {k for (k, b, _) in results if k != "churnops" and b == batch}}
+                 for k in {k for (k, b, _) in results if not k.startswith("churnops") and b == batch}}
         if peers:
             best = max(peers, key=peers.__getitem__)
             print(f"batch {batch:>2}: churnops {ours:.0f} rows/s = {ours / peers[best]:.1f}x the best peer "
                   f"({best}, {peers[best]:.0f} rows/s; target >= 5x)")
         print(f"batch {batch:>2}: churnops = {ours / top[batch]:.2f} of the ceiling ({top[batch]:.0f} rows/s"
               f"{'; target >= 0.3' if batch == 64 else ''})")
+    for batch in BATCHES:
+        for conc in CONCURRENCY:
+            if ("churnops", batch, conc) in results and ("churnops-unbatched", batch, conc) in results:
+                on, off = results[("churnops", batch, conc)], results[("churnops-unbatched", batch, conc)]
+                print(f"micro-batching, batch {batch:>2}, concurrency {conc:>2}: {on['rows_per_s']:.0f} rows/s "
+                      f"(p99 {on['p99_ms']:.1f} ms) with, {off['rows_per_s']:.0f} rows/s (p99 {off['p99_ms']:.1f} ms) "
+                      f"without: {on['rows_per_s'] / off['rows_per_s']:.2f}x")
     if ("churnops", 1, 8) in results:
         print(f"batch  1, concurrency 8: churnops p99 {results[('churnops', 1, 8)]['p99_ms']:.2f} ms (target <= 15 ms)")
 
@@ -444,7 +457,7 @@ def main() -> None:
                         choices=["compare", "load", "pipeline-peer", "by-customer"])
     parser.add_argument("--model-uri", default=None)
     parser.add_argument("--peer-venv", type=Path, default=PEER_VENV)
-    parser.add_argument("--servers", default="churnops,kserve-pipeline,mlserver,mlserver-batching")
+    parser.add_argument("--servers", default="churnops,churnops-unbatched,kserve-pipeline,mlserver,mlserver-batching")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.5)
     parser.add_argument("--port", type=int)

@@ -8,7 +8,9 @@ Arguments are kserve's model-server arguments (``--http_port``, ``--grpc_port``,
 - ``--tracking_uri``: the MLflow server for ``models:/`` (default: ``CHURNOPS_MLFLOW_TRACKING_URI``);
 - ``--model_version``: the version a local directory holds (reported in metadata and responses);
 - ``--host``: the interface to bind (default 127.0.0.1; ``0.0.0.0`` inside a container);
-- ``--max_batch_rows``: the largest batch accepted (larger ones get 413).
+- ``--max_batch_rows``: the largest batch accepted (larger ones get 413);
+- ``--no_micro_batching``: score every request alone (by default the requests waiting at the same
+  moment share one booster call, see :mod:`serving.batching`).
 
 One OpenMP thread per process: more threads collapse under concurrent load on small machines.
 """
@@ -41,6 +43,8 @@ def parser() -> argparse.ArgumentParser:
     parsed.add_argument("--model_version", default=None, help="version label of a model loaded from a directory")
     parsed.add_argument("--host", default="127.0.0.1", help="interface to bind")
     parsed.add_argument("--max_batch_rows", type=int, default=DEFAULT_MAX_ROWS, help="largest batch accepted")
+    parsed.add_argument("--no_micro_batching", action="store_true",
+                        help="score every request alone (by default concurrent requests share one booster call)")
     return parsed
 
 
@@ -51,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(settings)
     model = ChurnPredictor(args.model_name, args.model_uri,
                            tracking_uri=args.tracking_uri or settings.mlflow_tracking_uri,
-                           model_version=args.model_version, max_rows=args.max_batch_rows)
+                           model_version=args.model_version, max_rows=args.max_batch_rows,
+                           micro_batching=not args.no_micro_batching)
     model.load()
     ChurnModelServer(host=args.host, http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers,
                      max_threads=args.max_threads, enable_grpc=args.enable_grpc, enable_docs_url=False,

@@ -46,6 +46,9 @@ REQUESTS = Counter("churnops_serving_requests", "Inference requests by protocol 
 ROWS = Counter("churnops_serving_rows", "Rows scored")
 LATENCY = Histogram("churnops_serving_request_seconds", "Inference request latency (decode, score, encode)",
                     ["protocol"], buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+BOOSTER_ROWS = Histogram("churnops_serving_booster_call_rows",
+                        "Rows per booster call (the rows of the requests scored together)",
+                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096))
 
 
 class BatchHistogram:
@@ -92,8 +95,9 @@ class ChurnPredictor(Model):
     """Serves one churn model under ``name``; ``model_uri`` is a directory or ``models:/<name>@<alias>``."""
 
     def __init__(self, name: str, model_uri: str, tracking_uri: str | None = None, model_version: str | None = None,
-                 max_rows: int = 4096) -> None:
+                 max_rows: int = 4096, micro_batching: bool = True) -> None:
         super().__init__(name)
+        self.micro_batching = micro_batching
         self.model_uri = model_uri
         self.tracking_uri = tracking_uri
         self.requested_version = model_version
@@ -106,8 +110,8 @@ class ChurnPredictor(Model):
         """Load the model (once) and compile its fast path."""
         self.model = load_scoring_model(self.model_uri, self.tracking_uri, self.requested_version)
         self.decoder = Decoder(self.model.numeric, self.model.categorical, self.max_rows)
-        if self.model.fast_path is not None:
-            self.batcher = MicroBatcher(self.model.fast_path.predict, max_rows=max(self.max_rows, 256))
+        if self.model.fast_path is not None and self.micro_batching:
+            self.batcher = MicroBatcher(self.fast_predict, max_rows=max(self.max_rows, 256))
         self.ready = True
         logger.info("loaded %s version %s (data commit %s), scoring with the %s", self.model.model_name,
                     self.model.model_version, self.model.data_commit, self.scorer)
@@ -140,12 +144,20 @@ class ChurnPredictor(Model):
         return [{"name": PROBABILITY, "datatype": "FP64", "shape": [-1]},
                 {"name": LABEL, "datatype": "INT64", "shape": [-1]}]
 
+    def fast_predict(self, numeric: np.ndarray, categorical: Sequence[Sequence[str | None]]) -> np.ndarray:
+        """One booster call through the fast path (counted in ``churnops_serving_booster_call_rows``)."""
+        assert self.model is not None and self.model.fast_path is not None
+        BOOSTER_ROWS.observe(numeric.shape[0])
+        return self.model.fast_path.predict(numeric, categorical)
+
     async def score_async(self, batch: Batch) -> dict[str, tuple[str, np.ndarray]]:
-        """The output tensors for a decoded batch: fast path with the concurrent requests, else the Pipeline
-        in a thread."""
+        """The output tensors for a decoded batch: the fast path (with the concurrent requests unless
+        micro-batching is off), else the Pipeline in a thread."""
         assert self.model is not None
         if self.batcher is not None:
             probability = await self.batcher.predict(batch.numeric, batch.categorical)
+        elif self.model.fast_path is not None:
+            probability = self.fast_predict(batch.numeric, batch.categorical)
         else:
             probability = await asyncio.to_thread(self.model.pipeline_predict, batch.numeric, batch.categorical)
         ROWS.inc(batch.rows)

@@ -73,10 +73,11 @@ def client_safe(exc: InvalidInput) -> str:
 def infer_path(path: str) -> tuple[str, str | None] | None:
     """(model name, version or None) of ``/v2/models/<name>[/versions/<version>]/infer``, else None."""
     parts = path.split("/")
-    if len(parts) == 5 and parts[1] == "v2" and parts[2] == "models" and parts[4] == "infer" and parts[3]:
+    if parts[:3] != ["", "v2", "models"] or parts[-1] != "infer" or not all(parts[3:-1]):
+        return None
+    if len(parts) == 5:
         return parts[3], None
-    if (len(parts) == 7 and parts[1] == "v2" and parts[2] == "models" and parts[4] == "versions"
-            and parts[6] == "infer" and parts[3] and parts[5]):
+    if len(parts) == 7 and parts[4] == "versions":
         return parts[3], parts[5]
     return None
 

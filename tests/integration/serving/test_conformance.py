@@ -9,6 +9,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jsonschema
@@ -101,6 +102,28 @@ def test_tritonclient_http_infer_matches_the_registered_model(server: Server, re
     np.testing.assert_allclose(probability, expected(registered, frame), rtol=0, atol=1e-6)
     np.testing.assert_array_equal(response.as_numpy("churn_label"), (probability >= 0.5).astype(np.int64))
     assert response.get_response()["parameters"]["model_version"] == registered.version
+
+
+def json_body(frame: pd.DataFrame) -> dict:
+    """A V2 JSON request for ``frame`` (null for missing values)."""
+    return {"inputs": [{"name": n, "shape": [len(frame)], "datatype": "FP64" if n in FEATURE_SPEC.numeric else "BYTES",
+                        "data": [None if pd.isna(v) else v for v in frame[n]]} for n in FEATURE_SPEC.columns]}
+
+
+def test_concurrent_requests_each_get_their_own_rows_scored(server: Server, registered: Registered) -> None:
+    """Requests in flight together share booster calls; each still gets exactly its own rows' probabilities."""
+    parts = [ROWS.iloc[start: start + size] for start, size in
+             ((0, 1), (1, 7), (8, 1), (9, 20), (29, 2), (31, 1), (32, 16), (48, 16))] * 3
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        replies = list(pool.map(lambda part: requests.post(server.url(f"/v2/models/{MODEL_NAME}/infer"),
+                                                           json=json_body(part), timeout=60), parts))
+    for part, reply in zip(parts, replies):
+        assert reply.status_code == 200, reply.text
+        probability = np.asarray(reply.json()["outputs"][0]["data"])
+        np.testing.assert_allclose(probability, expected(registered, part), rtol=0, atol=1e-6)
+    metrics = requests.get(server.url("/metrics"), timeout=10).text
+    calls = [line for line in metrics.splitlines() if line.startswith("churnops_serving_booster_call_rows_count")]
+    assert calls and float(calls[0].split()[-1]) > 0
 
 
 def test_tritonclient_grpc_health_metadata_and_infer(server: Server, registered: Registered) -> None:

@@ -1,0 +1,130 @@
+"""Micro-batching scores concurrent requests together without changing any request's probabilities,
+and the batch histogram exposes exactly what prometheus_client's own histogram would."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from xgboost import XGBClassifier
+
+from churnops.training.fastpath import FastPath
+from churnops.training.transform import build_model
+from serving.batching import MicroBatcher
+from serving.predictor import BatchHistogram
+from tests.unit.training.test_fastpath import SPEC, split, training_frame
+
+
+@pytest.fixture(scope="module", name="fast_path")
+def fixture_fast_path() -> FastPath:
+    """A small XGBoost churn Pipeline, compiled."""
+    X, y = training_frame()
+    model = build_model(SPEC, XGBClassifier(n_estimators=30, max_depth=3, n_jobs=1, random_state=0),
+                        percentile=70).fit(X, y)
+    return FastPath.from_pipeline(model)
+
+
+def requests_of(sizes: list[int]) -> list[tuple[np.ndarray, list[list[str | None]]]]:
+    """Consecutive slices of a frame with missing values and unknown categories, one per request."""
+    frame, _ = training_frame(rows=sum(sizes), seed=9)
+    frame.loc[::7, "plan"] = "never-seen"
+    requests, start = [], 0
+    for size in sizes:
+        requests.append(split(frame.iloc[start: start + size]))
+        start += size
+    return requests
+
+
+class Counting:  # pylint: disable=too-few-public-methods  # a callable that records its calls
+    """The fast path's predict, recording the rows of each call."""
+
+    def __init__(self, fast_path: FastPath) -> None:
+        self.fast_path = fast_path
+        self.calls: list[int] = []
+
+    def __call__(self, numeric: np.ndarray, categorical: list[list[str | None]]) -> np.ndarray:
+        self.calls.append(numeric.shape[0])
+        return self.fast_path.predict(numeric, categorical)
+
+
+def test_concurrent_requests_share_one_call_and_get_their_own_probabilities(fast_path: FastPath) -> None:
+    sizes = [1, 5, 1, 64, 3, 1, 17]
+    requests = requests_of(sizes)
+    score = Counting(fast_path)
+    batcher = MicroBatcher(score, max_rows=4096)
+
+    async def concurrently() -> list[np.ndarray]:
+        return await asyncio.gather(*(batcher.predict(numeric, categorical) for numeric, categorical in requests))
+
+    results = asyncio.run(concurrently())
+    assert score.calls == [sum(sizes)]
+    for (numeric, categorical), result in zip(requests, results):
+        assert np.array_equal(result, fast_path.predict(numeric, categorical))  # bit for bit, as if alone
+
+
+def test_a_turn_above_the_row_limit_is_split_into_calls_within_it(fast_path: FastPath) -> None:
+    sizes = [40, 40, 40, 10, 90]
+    requests = requests_of(sizes)
+    score = Counting(fast_path)
+    batcher = MicroBatcher(score, max_rows=100)
+
+    async def concurrently() -> list[np.ndarray]:
+        return await asyncio.gather(*(batcher.predict(numeric, categorical) for numeric, categorical in requests))
+
+    results = asyncio.run(concurrently())
+    assert score.calls == [80, 50, 90]
+    for (numeric, categorical), result in zip(requests, results):
+        assert np.array_equal(result, fast_path.predict(numeric, categorical))
+
+
+def test_a_request_that_finds_the_worker_idle_is_scored_alone_at_once(fast_path: FastPath) -> None:
+    requests = requests_of([2, 3])
+    score = Counting(fast_path)
+    batcher = MicroBatcher(score, max_rows=4096)
+
+    async def one_after_the_other() -> list[np.ndarray]:
+        return [await batcher.predict(numeric, categorical) for numeric, categorical in requests]
+
+    results = asyncio.run(one_after_the_other())
+    assert score.calls == [2, 3]
+    assert [len(r) for r in results] == [2, 3]
+
+
+def test_a_failing_call_fails_every_request_of_its_turn_and_the_next_turn_works(fast_path: FastPath) -> None:
+    requests = requests_of([1, 2])
+    failures = [RuntimeError("booster failed")]
+
+    def flaky(numeric: np.ndarray, categorical: list[list[str | None]]) -> np.ndarray:
+        if failures:
+            raise failures.pop()
+        return fast_path.predict(numeric, categorical)
+
+    batcher = MicroBatcher(flaky, max_rows=4096)
+
+    async def run() -> tuple[list[object], np.ndarray]:
+        first = await asyncio.gather(*(batcher.predict(n, c) for n, c in requests), return_exceptions=True)
+        return first, await batcher.predict(*requests[1])
+
+    first, second = asyncio.run(run())
+    assert all(isinstance(outcome, RuntimeError) for outcome in first)
+    assert np.array_equal(second, fast_path.predict(*requests[1]))
+
+
+def test_batch_histogram_exposes_what_prometheus_client_would() -> None:
+    bounds = tuple(round(0.05 * k, 2) for k in range(1, 21))
+    values = np.array([0.0, 0.05, 0.050000001, 0.1, 0.333, 0.5, 0.95, 0.99, 1.0, 0.05, 0.7])
+    ours_registry, theirs_registry = CollectorRegistry(), CollectorRegistry()
+    ours = BatchHistogram("probability", "p", bounds, registry=ours_registry)
+    theirs = Histogram("probability", "p", buckets=bounds, registry=theirs_registry)
+    ours.observe_many(values[:4])
+    ours.observe_many(values[4:])
+    for value in values:
+        theirs.observe(value)
+
+    def samples(registry: CollectorRegistry) -> list[str]:
+        return [line for line in generate_latest(registry).decode().splitlines()
+                if line.startswith("probability_") and not line.startswith("probability_created")]
+
+    assert samples(ours_registry) == samples(theirs_registry)
