@@ -20,6 +20,11 @@ KSA_DEPLOYER = "churnops-deployer"  # in-cluster deploy/promotion jobs, in each 
 KSA_LAKEFS = "lakefs"
 KSA_MLFLOW = "mlflow"
 
+# Kubernetes Secrets that workloads read, rendered from Secret Manager by External Secrets; their keys
+# are what churnops reads (pipelines/common.py SECRET_KEYS, manifests/base/inferenceservice.yaml).
+K8S_SECRET_PIPELINES = "churnops-pipelines"  # in kubeflow: lakeFS keys and the alert webhook, for pipeline tasks
+K8S_SECRET_SERVING_LAKE = "churnops-serving-lake"  # in each serving namespace: lakeFS keys, for the transformer
+
 # Node pools; GKE labels every node with cloud.google.com/gke-nodepool=<name>.
 POOL_LABEL = "cloud.google.com/gke-nodepool"
 POOL_SYSTEM = "system"

@@ -133,7 +133,8 @@ class Platform(pulumi.ComponentResource):
             {"kserve": {"controller": {"deploymentMode": "Serverless"}}},
             depends_on=[kserve_crd, cert_manager],
         )
-        self._kubeflow_pipelines(args)
+        runner = self._kubeflow_pipelines(args)
+        self._workload_secrets(args, external_secrets, runner)
         self._lakefs(args, external_secrets)
         self._mlflow(args, external_secrets)
         self.register_outputs({"namespaces": list(NAMESPACES)})
@@ -228,7 +229,8 @@ class Platform(pulumi.ComponentResource):
             opts=self._opts("knative-serving", [operator]),
         )
 
-    def _kubeflow_pipelines(self, args: PlatformArgs) -> None:
+    def _kubeflow_pipelines(self, args: PlatformArgs) -> pulumi.Resource:
+        """KFP (cluster-scoped resources, then the platform-agnostic install); returns pipeline-runner's patch."""
         cluster_scoped = k8s.kustomize.v2.Directory(
             f"{self._name}-kfp-cluster",
             directory=versions.kfp_manifests("cluster-scoped-resources"),
@@ -248,7 +250,7 @@ class Platform(pulumi.ComponentResource):
             opts=self._opts(names.NS_KUBEFLOW, [kfp]),
         )
         # KFP creates pipeline-runner; tasks act as the pipelines Google identity through it.
-        k8s.core.v1.ServiceAccountPatch(
+        return k8s.core.v1.ServiceAccountPatch(
             f"{self._name}-pipeline-runner",
             metadata={
                 "name": names.KSA_PIPELINE_RUNNER,
@@ -258,18 +260,34 @@ class Platform(pulumi.ComponentResource):
             opts=self._opts(names.NS_KUBEFLOW, [kfp]),
         )
 
-    def _secret_store(self, namespace: str, ksa: str, project: str, after: pulumi.Resource) -> str:
+    def _workload_secrets(self, args: PlatformArgs, external_secrets: pulumi.Resource,
+                          runner: pulumi.Resource) -> None:
+        """The Secrets pipeline tasks and the transformer read, by reference, from Secret Manager.
+
+        Each namespace's SecretStore authenticates as the workload's own Kubernetes service account,
+        so it can read only the secrets that workload's Google identity may access (secrets.ACCESSORS).
+        """
+        lake_keys = {"lakefs-access-key-id": names.SECRET_LAKEFS_ACCESS_KEY_ID,
+                     "lakefs-secret-access-key": names.SECRET_LAKEFS_SECRET_ACCESS_KEY}
+        targets = [(names.NS_KUBEFLOW, names.KSA_PIPELINE_RUNNER, names.K8S_SECRET_PIPELINES,
+                    {**lake_keys, "alert-webhook-url": names.SECRET_ALERT_WEBHOOK}, [external_secrets, runner])]
+        targets += [(namespace, names.KSA_SERVING, names.K8S_SECRET_SERVING_LAKE, lake_keys, [external_secrets])
+                    for namespace in names.SERVING_NAMESPACES]
+        for namespace, ksa, target, refs, after in targets:
+            store = self._secret_store(namespace, ksa, args.project, *after)
+            self._external_secret(namespace, target, refs, {key: f"{{{{ .{key} }}}}" for key in refs}, store)
+
+    def _secret_store(self, namespace: str, ksa: str, project: str, *after: pulumi.Resource) -> pulumi.Resource:
         """A SecretStore reading Secret Manager as ``ksa``'s Google identity (Workload Identity)."""
-        k8s.apiextensions.CustomResource(
+        return k8s.apiextensions.CustomResource(
             f"{self._name}-secretstore-{namespace}",
             api_version="external-secrets.io/v1",
             kind="SecretStore",
             metadata={"name": "secret-manager", "namespace": namespace},
             spec={"provider": {"gcpsm": {"projectID": project, "auth": {"workloadIdentity": {
                 "serviceAccountRef": {"name": ksa}}}}}},
-            opts=self._opts(namespace, [after]),
+            opts=self._opts(namespace, list(after)),
         )
-        return "secret-manager"
 
     def _external_secret(
         self, namespace: str, target: str, refs: dict[str, str], template: dict[str, str], after: pulumi.Resource

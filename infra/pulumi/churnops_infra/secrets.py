@@ -23,8 +23,9 @@ ACCESSORS: dict[str, tuple[str, ...]] = {
     # Ingest posts its alerts; builds post a failed smoke test or a rollback.
     names.SECRET_ALERT_WEBHOOK: ("pipelines", "deployer"),
     # The lakeFS admin key: lakeFS sets itself up with it, pipeline tasks are its clients.
-    names.SECRET_LAKEFS_ACCESS_KEY_ID: ("pipelines", "lakefs"),
-    names.SECRET_LAKEFS_SECRET_ACCESS_KEY: ("pipelines", "lakefs"),
+    # serving: the by-customer transformer reads the online feature snapshot from the lake.
+    names.SECRET_LAKEFS_ACCESS_KEY_ID: ("pipelines", "lakefs", "serving"),
+    names.SECRET_LAKEFS_SECRET_ACCESS_KEY: ("pipelines", "lakefs", "serving"),
     names.SECRET_LAKEFS_ENCRYPT_KEY: ("lakefs",),
     names.SECRET_LAKEFS_DB_PASSWORD: ("lakefs",),
     names.SECRET_MLFLOW_DB_PASSWORD: ("mlflow",),

@@ -411,3 +411,28 @@ def test_configuration_that_would_weaken_a_control_is_refused(section: str, chan
     pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
     with pytest.raises(ConfigError, match=message):
         load()
+
+
+def test_pipeline_tasks_and_the_transformer_get_their_secrets_from_secret_manager(stack: StackRun) -> None:
+    stores = {r.inputs["metadata"]["namespace"]: r.inputs["spec"]["provider"]["gcpsm"]
+              for r in stack.of_type("kubernetes:external-secrets.io/v1:SecretStore")}
+    rendered = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]): r.inputs["spec"]
+                for r in stack.of_type("kubernetes:external-secrets.io/v1:ExternalSecret")}
+    lake = {"lakefs-access-key-id": names.SECRET_LAKEFS_ACCESS_KEY_ID,
+            "lakefs-secret-access-key": names.SECRET_LAKEFS_SECRET_ACCESS_KEY}
+    pipeline_refs = {**lake, "alert-webhook-url": names.SECRET_ALERT_WEBHOOK}
+    wanted = {(names.NS_KUBEFLOW, names.K8S_SECRET_PIPELINES): ("pipelines", names.KSA_PIPELINE_RUNNER, pipeline_refs),
+              **{(namespace, names.K8S_SECRET_SERVING_LAKE): ("serving", names.KSA_SERVING, lake)
+                 for namespace in names.SERVING_NAMESPACES}}
+    for (namespace, target), (workload, ksa, refs) in wanted.items():
+        spec = rendered[(namespace, target)]
+        # the Secret the workload references by name, with exactly the keys it reads
+        assert spec["target"]["name"] == target and set(spec["target"]["template"]["data"]) == set(refs)
+        assert {d["secretKey"]: d["remoteRef"]["key"] for d in spec["data"]} == refs
+        # read as the workload's own identity, which may access exactly these secrets (and no more is asked)
+        assert stores[namespace] == {"projectID": stack.project,
+                                     "auth": {"workloadIdentity": {"serviceAccountRef": {"name": ksa}}}}
+        assert all(workload in ACCESSORS[secret] for secret in refs.values())
+    # the names the pipelines and the InferenceService reference
+    assert names.K8S_SECRET_PIPELINES == "churnops-pipelines"
+    assert names.K8S_SECRET_SERVING_LAKE == "churnops-serving-lake"
