@@ -72,14 +72,12 @@ def predictions_path(cutoff: pd.Timestamp) -> str:
 
 def load_alias_model(settings: Settings, alias: str) -> tuple[object, FeatureSpec, str]:
     """The registered model holding ``alias``, the feature spec logged with it, and its version."""
-    client = registry.client_for(settings)
+    client = registry.use_tracking(settings)
     version = registry.alias_holder(client, settings.registered_model, alias)
     if version is None:
         raise registry.RegistryError(
             f"no version of {settings.registered_model!r} holds the {alias!r} alias: nothing to score with"
         )
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     model = registry.load_model(f"models:/{settings.registered_model}/{version}")
     run_id = client.get_model_version(settings.registered_model, version).run_id
     spec = FeatureSpec.from_dict(mlflow.artifacts.load_dict(f"runs:/{run_id}/feature_spec.json"))

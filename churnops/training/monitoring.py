@@ -265,8 +265,7 @@ def check_drift(
     current = snapshot.features.reindex(columns=spec.columns)
     bins = settings.drift_bins
     distributions = compare(reference, current, spec, bins)
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)  # models:/ resolves mlflow-artifacts:/ through the server
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    registry.use_tracking(settings)
     fitted = registry.load_model(f"models:/{model}/{version}")
     distributions.append(prediction_distribution(
         evaluate.churn_probability(fitted, reference[spec.columns]),

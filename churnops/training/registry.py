@@ -106,6 +106,17 @@ class AliasEvent:
         return cls(**json.loads(text))
 
 
+def use_tracking(settings: Settings) -> MlflowClient:
+    """Point this process's MLflow at the settings' tracking server and registry; return a client for them.
+
+    Runs, ``runs:/`` and ``models:/`` URIs (whose artifacts resolve through the server) need both.
+    """
+    client = client_for(settings)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    return client
+
+
 def client_for(settings: Settings) -> MlflowClient:
     """An MLflow client for the settings' tracking server (the registry lives there too)."""
     if not settings.mlflow_tracking_uri:

@@ -234,7 +234,7 @@ def reproduce(  # pylint: disable=too-many-locals
     """
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
-    client = training._set_tracking(settings)  # pylint: disable=protected-access
+    client = registry.use_tracking(settings)
     target = resolve_target(client, ref)
     original = target.run
     recorded_tags, params = original.data.tags, original.data.params

@@ -435,13 +435,6 @@ def production_test_auc(
     return evaluate.classification_metrics(test[LABEL], scores)["roc_auc"], version
 
 
-def _set_tracking(settings: Settings) -> mlflow.MlflowClient:
-    client = registry.client_for(settings)
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-    return client
-
-
 @dataclass(frozen=True)
 class TrainingSetup:
     """What :func:`begin_training` prepared: the splits, the spec, the parent run and the lineage tags."""
@@ -488,7 +481,7 @@ def begin_training(  # pylint: disable=too-many-arguments  # the stage's inputs,
     config = config or TrainingConfig.from_settings(settings)
     spec = feature_spec(config.windows_h)
     splits = build_splits(events, subscriptions, config)
-    _set_tracking(settings)
+    registry.use_tracking(settings)
     mlflow.set_experiment(settings.mlflow_experiment)
     lineage = lineage_tags(settings, data_commit, seed, config, spec, schema_versions, tokenizer_key_id)
     with mlflow.start_run(run_name=f"train-{data_commit[:12]}", tags={**lineage, "run_kind": "training"}) as parent:
@@ -521,7 +514,7 @@ def fit_model(
     estimators = make_estimators(seed, splits["train"][LABEL], config.xgb_params)
     if name not in estimators:
         raise ValueError(f"unknown model {name!r}: use one of {sorted(estimators)}")
-    _set_tracking(settings)
+    registry.use_tracking(settings)
     data_commit = lineage["data_commit"]
     datasets = [_dataset(settings, data_commit, "events/"), _dataset(settings, data_commit, "subscriptions/")]
     run_id, _, metrics, model_uri = _train_one(
@@ -549,7 +542,7 @@ def gate_models(
     :func:`churnops.training.evaluate.gate`; without them the point estimates decide). The decision
     goes to the parent run (``gate.json``, ``gate_*`` tags and interval metrics).
     """
-    client = _set_tracking(settings)
+    client = registry.use_tracking(settings)
     production_scores, production_version = production_test_scores(client, settings.registered_model, test, spec)
     decision = evaluate.gate(
         test_auc[CHALLENGER],
@@ -593,7 +586,7 @@ def register_candidate(
     and seed), nothing is registered and no alias moves: that version is returned, and the parent
     run is tagged ``reproduced_version``.
     """
-    client = _set_tracking(settings)
+    client = registry.use_tracking(settings)
     existing = reproduced_version(settings, lineage)
     if existing is not None:
         with mlflow.start_run(run_id=parent_run_id):
@@ -626,7 +619,7 @@ def reproduced_version(settings: Settings, lineage: dict[str, str]) -> str | Non
     """The registered version with this lineage's ``training_key`` (None when there is none)."""
     if "training_key" not in lineage:
         return None
-    client = _set_tracking(settings)
+    client = registry.use_tracking(settings)
     return registry.find_version(client, settings.registered_model, {"training_key": lineage["training_key"]})
 
 
@@ -712,7 +705,7 @@ def train_from_commit(
 def test_probabilities(settings: Settings, model_uris: dict[str, str], test: pd.DataFrame,
                        spec: FeatureSpec) -> dict[str, np.ndarray]:
     """Each logged model (name -> model URI) loaded from MLflow and scored on the test split."""
-    _set_tracking(settings)
+    registry.use_tracking(settings)
     return {
         name: evaluate.churn_probability(registry.load_model(uri), test[spec.columns])
         for name, uri in model_uris.items()
@@ -767,7 +760,7 @@ def read_splits(paths: dict[str, str], artifact_metadata: dict[str, Any]) -> tup
 @registry.mlflow_errors
 def export_model(settings: Settings, fitted: FittedModel, path: str) -> None:
     """Copy the fitted model's MLflow model directory to ``path`` (the task's Model artifact)."""
-    _set_tracking(settings)
+    registry.use_tracking(settings)
     Path(path).mkdir(parents=True, exist_ok=True)
     mlflow.artifacts.download_artifacts(artifact_uri=fitted.model_uri, dst_path=path)
 
