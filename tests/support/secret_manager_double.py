@@ -13,24 +13,17 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import google_crc32c
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.support.wsgi_double import WsgiDouble
+
 _ERROR_STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 405: "UNIMPLEMENTED"}
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """Serves requests without an access-log line per request."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Skip access logging."""
 
 
 @dataclass
@@ -39,26 +32,19 @@ class _Version:
     crc32c: int
 
 
-@dataclass
-class SecretManagerDouble:
-    """Secret versions held in memory, served over HTTP on a free loopback port."""
+class SecretManagerDouble(WsgiDouble):
+    """Secret versions held in memory, served over HTTP on a free loopback port (``url``: the endpoint
+    to give the client, e.g. ``http://127.0.0.1:41234``)."""
 
-    secrets: dict[tuple[str, str], list[_Version]] = field(default_factory=dict)
-    accessed: list[str] = field(default_factory=list)
+    name = "secret-manager-double"
 
-    def __post_init__(self) -> None:
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: dict[tuple[str, str], list[_Version]] = {}
+        self.accessed: list[str] = []
         self._routes = Map(
             [Rule("/v1/projects/<project>/secrets/<secret>/versions/<version>:access", endpoint="access")]
         )
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="secret-manager-double", daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        """The endpoint to give the client, e.g. ``http://127.0.0.1:41234``."""
-        return f"http://127.0.0.1:{self._server.server_port}"
 
     def add_version(self, project: str, secret: str, data: bytes, crc32c: int | None = None) -> int:
         """Add a version holding ``data`` and return its number.
@@ -70,24 +56,7 @@ class SecretManagerDouble:
         versions.append(_Version(data, checksum))
         return len(versions)
 
-    def start(self) -> "SecretManagerDouble":
-        """Start serving in a background thread."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> "SecretManagerDouble":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
+    def wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
         try:
             _, arguments = self._routes.bind_to_environ(environ).match()

@@ -9,7 +9,6 @@ and what reached the alert webhook.
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ from typing import Any
 
 import pytest
 from google.cloud import storage
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from churnops.data.versioning import DataRepository, open_repository
@@ -28,36 +26,30 @@ from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket
 from churnops.training import registry
 from pipelines.local import PipelineFailed, run_local
+from tests.support.wsgi_double import WsgiDouble
 
 HOURS = 20
 CUSTOMERS = 300
 SEED = 3
 
 
-class Webhook:
+class Webhook(WsgiDouble):
     """A chat-webhook stand-in on 127.0.0.1 that records every JSON body posted to it."""
 
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+    name = "webhook"
 
-    def _app(self, environ: dict[str, Any], start_response: Any) -> Any:
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: list[dict[str, Any]] = []
+
+    def wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
         self.received.append(json.loads(Request(environ).get_data(as_text=True)))
         return Response("ok")(environ, start_response)
 
     @property
-    def url(self) -> str:
+    def hook(self) -> str:
         """Where to post."""
-        return f"http://127.0.0.1:{self._server.server_port}/hook"
-
-    def __enter__(self) -> "Webhook":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return f"{self.url}/hook"
 
 
 @dataclass
@@ -87,7 +79,7 @@ def env_fixture(gcs_stack: Settings, gcs_client: storage.Client, mlflow_tracking
             "CHURNOPS_MLFLOW_EXPERIMENT": f"kfp-{suffix}",
             "CHURNOPS_REGISTERED_MODEL": f"churn-kfp-{suffix}",
             "CHURNOPS_TOKENIZATION_KEY": "kfp-local-test-key-0123456789abcdef",
-            "CHURNOPS_ALERT_WEBHOOK_URL": webhook.url,
+            "CHURNOPS_ALERT_WEBHOOK_URL": webhook.hook,
             # A small lake: windows, history and horizon in hours that fit 20 hours of data.
             "CHURNOPS_FEATURE_WINDOWS_HOURS": "[1, 4]",
             "CHURNOPS_MIN_HISTORY_HOURS": "4",
