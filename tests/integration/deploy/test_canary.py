@@ -3,12 +3,14 @@ registry's alias history, rollback with an alert, and a hold when traffic is too
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from churnops.cli import canary as cli_canary
+from churnops.deploy.canary import Canary
 from churnops.platform.settings import Settings
 from churnops.training import registry
 from tests.integration.deploy.conftest import DIGEST, run_cli
@@ -37,9 +39,18 @@ def fixture_prometheus(request: pytest.FixtureRequest) -> Iterator[PrometheusDou
 
 
 def _with_prometheus(settings: Settings, prometheus: PrometheusDouble, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    # Each analysis window starts after a sleep: the double moves to its next stored window instead.
-    monkeypatch.setattr("churnops.deploy.canary.time.sleep", prometheus.advance)
-    return settings.model_copy(update={"prometheus_url": prometheus.url, "canary_intervals": 3})
+    settings = settings.model_copy(update={"prometheus_url": prometheus.url, "canary_intervals": 3})
+
+    def sleep(seconds: float) -> None:
+        # Each analysis window starts after a sleep of canary_interval_s: the double moves to its next stored
+        # window instead. Other sleeps (readiness polls) stay real, and nothing else in the process is touched.
+        if seconds == settings.canary_interval_s:
+            prometheus.advance()
+        else:
+            time.sleep(seconds)
+
+    monkeypatch.setattr(cli_canary, "_canary", lambda s: Canary(s, cli_canary.cluster_for(s), sleep=sleep))
+    return settings
 
 
 def test_start_splits_traffic_between_the_stable_and_the_new_revision(
