@@ -432,8 +432,12 @@ def _make_pii(rng: np.random.Generator, n: int) -> _Pii:
 
 def _ground_truth(pii: _Pii, traits: _Traits, start_ms: int) -> pd.DataFrame:
     """The per-customer truth at the start of the span (taken before any plan change)."""
-    churn_ms = np.where(np.isfinite(traits.churn_ms), start_ms + traits.churn_ms, np.nan)
-    churn_time = pd.to_datetime(churn_ms, unit="ms", utc=True)  # NaN -> NaT
+    # Whole milliseconds as datetime64, NaT for customers who stay. (pd.to_datetime of a float array
+    # with NaN rounds uninitialised memory in the NaN slots under errstate(over="raise"): it fails at random.)
+    stays = ~np.isfinite(traits.churn_ms)
+    churn_ms = (start_ms + np.where(stays, 0.0, traits.churn_ms)).astype(np.int64).astype("datetime64[ms]")
+    churn_ms[stays] = np.datetime64("NaT")
+    churn_time = pd.to_datetime(churn_ms.astype("datetime64[ns]"), utc=True)
     return pd.DataFrame({
         "customer_id": pii.customer_id,
         "plan": np.array(PLANS, dtype=object)[traits.plan],

@@ -17,11 +17,12 @@ the OS user as a last resort). :func:`production_history` rebuilds the productio
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any, TypeVar
@@ -115,6 +116,18 @@ def use_tracking(settings: Settings) -> MlflowClient:
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     return client
+
+
+@contextlib.contextmanager
+def resume_run(run_id: str) -> Iterator[mlflow.ActiveRun]:
+    """Log into the existing run ``run_id``, whichever experiment this process last made active.
+
+    ``mlflow.start_run(run_id=...)`` refuses a run outside the active experiment, which a
+    long-lived process (a drift check followed by a reproduction, a test session) may have moved.
+    """
+    mlflow.set_experiment(experiment_id=mlflow.get_run(run_id).info.experiment_id)
+    with mlflow.start_run(run_id=run_id) as run:
+        yield run
 
 
 def client_for(settings: Settings) -> MlflowClient:

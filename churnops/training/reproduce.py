@@ -295,7 +295,7 @@ def reproduce(  # pylint: disable=too-many-locals
         features=features,
         causes=_causes(original.data.tags, lineage, _parameter_differences(recorded, config), features),
     )
-    with mlflow.start_run(run_id=run.info.run_id):
+    with registry.resume_run(run.info.run_id):
         mlflow.log_dict(report.to_dict(), "reproduction.json")
         mlflow.set_tags({"reproduction_verdict": report.verdict})
     logger.info("reproduction of run %s: %s", original.info.run_id, report.verdict)

@@ -560,7 +560,7 @@ def gate_models(
         challenger=CHALLENGER,
         baseline=BASELINE,
     )
-    with mlflow.start_run(run_id=parent_run_id):
+    with registry.resume_run(parent_run_id):
         mlflow.log_dict(decision.to_dict(), "gate.json")
         mlflow.log_metrics(decision.metrics())
         mlflow.set_tags({"gate_passed": str(decision.passed).lower(), "gate_reasons": "; ".join(decision.reasons),
@@ -589,7 +589,7 @@ def register_candidate(
     client = registry.use_tracking(settings)
     existing = reproduced_version(settings, lineage)
     if existing is not None:
-        with mlflow.start_run(run_id=parent_run_id):
+        with registry.resume_run(parent_run_id):
             mlflow.set_tag("reproduced_version", existing)
         logger.warning("this training reproduces %s version %s (same data commit, code version, parameters and "
                        "seed): nothing registered, no alias moved", settings.registered_model, existing)
@@ -608,7 +608,7 @@ def register_candidate(
     )
     registry.assign_alias(client, settings.registered_model, "candidate", version,
                           note=f"gate passed in run {parent_run_id}", actor=registry.resolve_actor(settings))
-    with mlflow.start_run(run_id=parent_run_id):
+    with registry.resume_run(parent_run_id):
         mlflow.set_tag("model_version", version)
     logger.info("registered %s version %s (%s) as candidate", settings.registered_model, version, challenger.name)
     return version

@@ -37,6 +37,9 @@ def test_reproducing_a_version_gives_identical_metrics_and_predictions_and_regis
     client = registry.client_for(lake.settings)
     name = lake.settings.registered_model
     versions_before = len(client.search_model_versions(f"name = '{name}'"))
+    # A long-lived process may have last worked in another experiment (a drift check does).
+    registry.use_tracking(lake.settings)
+    mlflow.set_experiment(f"{lake.settings.mlflow_experiment}-elsewhere")
 
     report = reproduce(lake.settings, f"{name}@{result.model_version}", repo=lake.repo)
 
@@ -50,7 +53,9 @@ def test_reproducing_a_version_gives_identical_metrics_and_predictions_and_regis
     new_run = client.get_run(report.run_id)
     assert new_run.data.tags["reproduces"] == report.source_run_id
     assert new_run.data.metrics == client.get_run(report.source_run_id).data.metrics
-    assert client.get_run(report.parent_run_id).data.tags["reproduction_verdict"] == IDENTICAL
+    parent = client.get_run(report.parent_run_id)
+    assert parent.data.tags["reproduction_verdict"] == IDENTICAL
+    assert parent.info.experiment_id == client.get_run(report.source_run_id).info.experiment_id
     assert len(client.search_model_versions(f"name = '{name}'")) == versions_before
 
 
