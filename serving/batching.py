@@ -10,7 +10,9 @@ handed its rows in as well. Nothing waits on a timer: a request that finds the w
 scored alone, at once.
 
 The rows of a request never influence another request's probabilities: the booster scores each row
-on its own, so a row's probability is the same alone or in a batch (a test checks it).
+on its own, so a row's probability is the same alone or in a batch (a test checks it). Nor does a
+request's failure reach another: when a call for several requests fails, each is scored again on
+its own, and only the requests whose own call fails get the error.
 """
 
 from __future__ import annotations
@@ -69,10 +71,13 @@ class MicroBatcher:
                 categorical = [[value for item in group for value in item[1][k]] for k in range(len(group[0][1]))]
                 probability = self.score(numeric, categorical)
                 parts = np.split(probability, np.cumsum([item[0].shape[0] for item in group])[:-1])
-        except Exception as exc:  # pylint: disable=broad-exception-caught  # handed to every waiting request
-            for _, _, future in group:
-                if not future.done():
-                    future.set_exception(exc)
+        except Exception as exc:  # pylint: disable=broad-exception-caught  # handed to the waiting request(s)
+            if len(group) == 1:
+                if not group[0][2].done():
+                    group[0][2].set_exception(exc)
+            else:  # whose rows failed? each request alone, so one request's failure is not its neighbours'
+                for item in group:
+                    self._score([item])
             return
         for (_, _, future), part in zip(group, parts):
             if not future.done():

@@ -11,7 +11,8 @@
   and the same checks. Concurrent requests are scored together (:mod:`serving.batching`).
 - **Model metadata** carries ``versions`` and ``parameters`` (model version, data commit, scorer).
 - **Errors**: framework errors (unknown route, wrong method, request validation) are JSON
-  ``{"error": ...}`` too; no response ever carries a stack trace, and no error message or log line
+  ``{"error": ...}`` too, and a failure while scoring a valid request is a JSON 500 (counted with
+  ``outcome="error"``); no response ever carries a stack trace, and no error message or log line
   repeats a value the client sent (a model name, version or content type it asked for, a field of
   the body): they can hold personal data (:mod:`serving.protocol` says how inputs are named).
 - **Workers**: ``workers > 1`` runs that many REST processes (kserve's multiprocess server) on one
@@ -61,6 +62,7 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 JSON_HEADERS = ((b"content-type", b"application/json"),)
 # kserve's own messages for these repeat what the client sent (a model name, a datatype, a parser error)
 NOT_SERVED = "no model of that name is served here"
+INTERNAL_ERROR = orjson.dumps({"error": "the model failed to score this request; the failure is logged and counted"})
 NOT_V2 = ("the request does not follow the V2 (Open Inference) protocol: POST /v2/models/<name>/infer with "
           "one tensor per input whose datatype and contents agree")
 
@@ -102,6 +104,19 @@ async def _send(send: Send, status: int, body: bytes, headers: tuple[tuple[bytes
     await send({"type": "http.response.start", "status": status,
                 "headers": [*headers, (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+def _infer_headers(scope: Scope) -> tuple[str, bytes, str | None]:
+    """(content type without parameters, Content-Length, Inference-Header-Content-Length or None): the first of each."""
+    content_type, declared, raw_length = "", b"", None
+    for key, value in scope["headers"]:
+        if key == b"content-type" and not content_type:
+            content_type = value.decode("latin-1").split(";", 1)[0].strip().lower()
+        elif key == b"content-length" and not declared:
+            declared = value
+        elif key == HEADER_LENGTH and raw_length is None:
+            raw_length = value.decode("latin-1")
+    return content_type, declared, raw_length
 
 
 class UnsupportedMediaType(BadRequest):
@@ -226,14 +241,7 @@ class ChurnRESTServer(RESTServer):
             await _send(send, model.status_code, bytes(model.body))
             return
         assert model.decoder is not None
-        content_type, declared, raw_length = "", b"", None
-        for key, value in scope["headers"]:
-            if key == b"content-type" and not content_type:
-                content_type = value.decode("latin-1").split(";", 1)[0].strip().lower()
-            elif key == b"content-length" and not declared:
-                declared = value
-            elif key == HEADER_LENGTH and raw_length is None:
-                raw_length = value.decode("latin-1")
+        content_type, declared, raw_length = _infer_headers(scope)
         try:
             if content_type not in (BINARY_TYPES if raw_length is not None else JSON_TYPES):
                 raise UnsupportedMediaType("this content type is not supported: send application/json "
@@ -251,6 +259,13 @@ class ChurnRESTServer(RESTServer):
             model.observe("rest", "bad_request", started, rows=0)
             logger.info("bad inference request: %s", str(exc)[:300])
             await _send(send, exc.status, orjson.dumps({"error": str(exc)}))
+            return
+        except Exception as exc:  # pylint: disable=broad-exception-caught  # a 500 in the protocol's shape, no trace
+            model.observe("rest", "error", started, rows=0)
+            # the type only: a message or traceback of the scorer can hold the request's values
+            logger.error("inference failed: %s (the request was valid; see churnops_serving_requests)",
+                         type(exc).__name__)
+            await _send(send, 500, INTERNAL_ERROR)
             return
         content, header_length = rest_response(model.name, model.version, model.parameters(), options, outputs)
         model.observe("rest", "ok", started, rows=batch.rows)

@@ -92,24 +92,49 @@ def test_a_request_that_finds_the_worker_idle_is_scored_alone_at_once(fast_path:
     assert [len(r) for r in results] == [2, 3]
 
 
-def test_a_failing_call_fails_every_request_of_its_turn_and_the_next_turn_works(fast_path: FastPath) -> None:
-    requests = requests_of([1, 2])
-    failures = [RuntimeError("booster failed")]
+def test_a_failing_call_fails_only_the_requests_whose_own_rows_fail_and_the_next_turn_works(
+    fast_path: FastPath,
+) -> None:
+    requests = requests_of([1, 2, 3])
+    poisoned = requests[1][0].shape[0]  # the booster fails on any call holding the 2-row request
 
-    def flaky(numeric: np.ndarray, categorical: list[list[str | None]]) -> np.ndarray:
-        if failures:
-            raise failures.pop()
+    def failing_on(numeric: np.ndarray, categorical: list[list[str | None]]) -> np.ndarray:
+        if numeric.shape[0] in (poisoned, 1 + 2 + 3):
+            raise RuntimeError("booster failed")
         return fast_path.predict(numeric, categorical)
 
-    batcher = MicroBatcher(flaky, max_rows=4096)
+    calls: list[int] = []
+
+    def score(numeric: np.ndarray, categorical: list[list[str | None]]) -> np.ndarray:
+        calls.append(numeric.shape[0])
+        return failing_on(numeric, categorical)
+
+    batcher = MicroBatcher(score, max_rows=4096)
 
     async def run() -> tuple[list[object], np.ndarray]:
         first = await asyncio.gather(*(batcher.predict(n, c) for n, c in requests), return_exceptions=True)
-        return first, await batcher.predict(*requests[1])
+        return first, await batcher.predict(*requests[2])
 
-    first, second = asyncio.run(run())
-    assert all(isinstance(outcome, RuntimeError) for outcome in first)
-    assert np.array_equal(second, fast_path.predict(*requests[1]))
+    first, after = asyncio.run(run())
+    assert calls == [6, 1, 2, 3, 3]  # the turn, each request alone, then the next turn
+    assert isinstance(first[1], RuntimeError)
+    for index in (0, 2):
+        assert np.array_equal(first[index], fast_path.predict(*requests[index]))
+    assert np.array_equal(after, fast_path.predict(*requests[2]))
+
+
+def test_a_call_that_fails_for_everyone_fails_every_request_of_its_turn() -> None:
+    requests = requests_of([1, 2])
+
+    def broken(*_: object) -> np.ndarray:
+        raise RuntimeError("booster failed")
+
+    batcher = MicroBatcher(broken, max_rows=4096)
+
+    async def run() -> list[object]:
+        return await asyncio.gather(*(batcher.predict(n, c) for n, c in requests), return_exceptions=True)
+
+    assert all(isinstance(outcome, RuntimeError) for outcome in asyncio.run(run()))
 
 
 def test_batch_histogram_exposes_what_prometheus_client_would() -> None:
