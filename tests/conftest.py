@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from churnops.platform.settings import Settings
+
+MLFLOW_LOGGING_VARIABLES = ("MLFLOW_LOGGING_LEVEL", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT")
 
 
 def free_port() -> int:
@@ -22,3 +26,33 @@ def free_port() -> int:
 def fixture_settings(tmp_path: Path) -> Iterator[Settings]:
     """Local-profile settings whose state lives in a fresh temporary folder (no services)."""
     yield Settings(state_dir=tmp_path / "state", gcs_port=free_port(), mlflow_port=free_port())
+
+
+def _ours(handler: logging.Handler) -> bool:
+    """Whether a root handler is the process's own (pytest's capture handlers come and go with each phase)."""
+    return not type(handler).__module__.startswith("_pytest")
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_before() -> Iterator[None]:
+    """Each test leaves logging as it found it: ``setup_logging`` (which the CLI, servers and some
+    tests call) sets the process's root handler and level, MLflow's level and two environment
+    variables, and a later test's output must not depend on which test ran before it."""
+    root, mlflow_logger = logging.getLogger(), logging.getLogger("mlflow")
+    handlers = [handler for handler in root.handlers if _ours(handler)]
+    levels = (root.level, mlflow_logger.level)
+    variables = {name: os.environ.get(name) for name in MLFLOW_LOGGING_VARIABLES}
+    yield
+    for handler in [handler for handler in root.handlers if _ours(handler)]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(levels[0])
+    mlflow_logger.setLevel(levels[1])
+    for name, value in variables.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
