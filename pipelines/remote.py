@@ -21,6 +21,7 @@ import kfp_server_api
 import urllib3
 
 from churnops.errors import ConfigurationError, ServiceUnavailable
+from churnops.platform import cluster_proxy
 from churnops.platform.settings import Settings
 from pipelines.common import service_account
 from pipelines.compile import compile_pipeline
@@ -62,11 +63,17 @@ def kfp_errors(endpoint: str) -> Iterator[None]:
 
 
 def client(host: str | None, settings: Settings) -> kfp.Client:
-    """A ``kfp.Client`` for ``host`` (else ``settings.kfp_host``)."""
+    """A ``kfp.Client`` for ``host`` (else ``settings.kfp_host``): a URL, or ``k8s://kubeflow/ml-pipeline:8888``
+    for the KFP API server reached through the Kubernetes API server (:mod:`churnops.platform.cluster_proxy`)."""
     endpoint = host or settings.kfp_host
     if not endpoint:
         raise ConfigurationError("no KFP host: pass --host or set CHURNOPS_KFP_HOST")
     with kfp_errors(endpoint):
+        if cluster_proxy.is_proxied(endpoint):
+            service = cluster_proxy.resolve(endpoint, settings.kubeconfig, settings.kube_context)
+            cluster_proxy.probe(service, "/apis/v2beta1/healthz", f"KFP API at {endpoint}")
+            return kfp.Client(host=service.url, existing_token=service.token, ssl_ca_cert=service.ca_cert,
+                              verify_ssl=service.verify_ssl)
         return kfp.Client(host=endpoint)
 
 

@@ -189,7 +189,8 @@ class Settings(BaseSettings):
         default="churnops/components:dev",
         description="Image (with registry, tag or digest) of components/Dockerfile; every KFP task runs it.",
     )
-    kfp_host: str | None = Field(default=None, description="KFP API endpoint for submit, schedule and upload.")
+    kfp_host: str | None = Field(default=None, description="KFP API endpoint for submit, schedule and upload "
+                                 "(a URL, or k8s://<namespace>/<service>:<port> through the API server).")
     pipeline_root: str | None = Field(default=None, description="Where KFP keeps artifacts, e.g. gs://bucket/kfp.")
     pipeline_service_accounts: dict[str, str] = Field(
         default_factory=lambda: {

@@ -232,7 +232,7 @@ def _publish(repo: DataRepository, report: DriftReport, repository: str) -> str:
 
 
 def _log_to_mlflow(settings: Settings, report: DriftReport) -> str:
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    registry.use_tracking(settings)
     mlflow.set_experiment(f"{settings.mlflow_experiment}-monitoring")
     tags = {"run_kind": "drift", "model": report.model, "model_version": report.version,
             "data_commit": report.data_commit, "snapshot_commit": report.snapshot_commit,

@@ -21,6 +21,7 @@ import contextlib
 import functools
 import getpass
 import json
+import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -34,6 +35,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from churnops.errors import RegistryError, ServiceUnavailable
+from churnops.platform import cluster_proxy
 from churnops.platform.settings import Settings
 
 ALIASES: tuple[str, ...] = ("candidate", "staging", "production")
@@ -113,9 +115,40 @@ def use_tracking(settings: Settings) -> MlflowClient:
     Runs, ``runs:/`` and ``models:/`` URIs (whose artifacts resolve through the server) need both.
     """
     client = client_for(settings)
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    mlflow.set_tracking_uri(client.tracking_uri)
+    mlflow.set_registry_uri(client.tracking_uri)
     return client
+
+
+_PROBED: set[cluster_proxy.ProxiedService] = set()
+
+
+def tracking_uri(settings: Settings) -> str:
+    """The settings' tracking URI as MLflow takes it.
+
+    A ``k8s://mlflow/mlflow:5000`` address (a build outside the cluster,
+    :mod:`churnops.platform.cluster_proxy`) becomes the API server's proxy URL, and the kubeconfig's
+    token and CA certificate go where MLflow's REST client reads them on every request
+    (``MLFLOW_TRACKING_TOKEN``, ``MLFLOW_TRACKING_SERVER_CERT_PATH``).
+    """
+    if not settings.mlflow_tracking_uri:
+        raise RegistryError("no MLflow tracking URI is configured (CHURNOPS_MLFLOW_TRACKING_URI)")
+    if not cluster_proxy.is_proxied(settings.mlflow_tracking_uri):
+        return settings.mlflow_tracking_uri
+    service = cluster_proxy.resolve(settings.mlflow_tracking_uri, settings.kubeconfig, settings.kube_context)
+    if service not in _PROBED:  # once per process: MLflow's own error for a refusal names neither cause nor remedy
+        try:
+            cluster_proxy.probe(service, "/health", f"MLflow at {settings.mlflow_tracking_uri}")
+        except ServiceUnavailable as exc:
+            raise RegistryUnavailable(str(exc)) from exc
+        _PROBED.add(service)
+    if service.token:
+        os.environ["MLFLOW_TRACKING_TOKEN"] = service.token
+    if service.ca_cert:
+        os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"] = service.ca_cert
+    if not service.verify_ssl:
+        os.environ["MLFLOW_TRACKING_INSECURE_TLS"] = "true"
+    return service.url
 
 
 @contextlib.contextmanager
@@ -132,9 +165,8 @@ def resume_run(run_id: str) -> Iterator[mlflow.ActiveRun]:
 
 def client_for(settings: Settings) -> MlflowClient:
     """An MLflow client for the settings' tracking server (the registry lives there too)."""
-    if not settings.mlflow_tracking_uri:
-        raise RegistryError("no MLflow tracking URI is configured (CHURNOPS_MLFLOW_TRACKING_URI)")
-    return MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+    uri = tracking_uri(settings)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def current_user() -> str:

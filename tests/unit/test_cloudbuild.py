@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import pytest
 import yaml
 from google.cloud.devtools import cloudbuild_v1
 
+from churnops.platform import cluster_proxy
 from churnops.platform.settings import Settings
 from churnops.training.registry import Actor, resolve_actor
 
@@ -185,3 +188,46 @@ def test_steps_that_act_on_the_platform_name_the_build_as_the_actor(name: str, m
         assert settings.service_account == "churnops-cloudbuild@acme.iam.gserviceaccount.com"
     assert not any(item.startswith(("CHURNOPS_CI_BUILD_ID", "CHURNOPS_SERVICE_ACCOUNT"))
                    for item in config["options"].get("env", []))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_steps_that_reach_in_cluster_services_use_the_kubeconfig_written_before_them(name: str) -> None:
+    _, config = load(name)
+    substitutions = config["substitutions"]
+    proxied = {key for key, value in substitutions.items() if str(value).startswith("k8s://")}
+    assert proxied == {key for key in ("_KFP_HOST", "_MLFLOW_URI") if key in substitutions}  # no cluster DNS name
+    ids = [step["id"] for step in config["steps"]]
+    (credentials,) = [step for step in config["steps"] if step["id"] == "cluster-credentials"]
+    assert ".ci/kubeconfig" in credentials["args"]
+    for position, step in enumerate(config["steps"]):
+        if any(f"${{{key}}}" in json.dumps(step) for key in proxied):
+            assert "KUBECONFIG=build/kube/config" in step.get("env", []), step["id"]
+            assert ids.index("cluster-credentials") < position, step["id"]
+
+
+FAKE_GCLOUD = """#!/usr/bin/env bash
+case "$*" in
+  *privateClusterConfig.privateEndpoint*) echo 10.8.0.2 ;;
+  *masterAuth.clusterCaCertificate*) echo "$(printf 'not a real certificate' | base64)" ;;
+  "auth print-access-token") echo ya29.short-lived ;;
+  *) echo "unexpected: $*" >&2; exit 2 ;;
+esac
+"""
+
+
+def test_the_kubeconfig_script_gives_the_private_endpoint_and_the_token_to_the_build_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gcloud = tmp_path / "bin" / "gcloud"
+    gcloud.parent.mkdir()
+    gcloud.write_text(FAKE_GCLOUD)
+    gcloud.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{gcloud.parent}:{os.environ['PATH']}")
+    subprocess.run(["bash", str(ROOT / ".ci" / "kubeconfig"), "churnops", "europe-west1"], cwd=tmp_path, check=True)
+
+    kubeconfig = tmp_path / "build" / "kube" / "config"
+    assert kubeconfig.stat().st_mode & 0o777 == 0o600
+    service = cluster_proxy.resolve("k8s://kubeflow/ml-pipeline:8888", kubeconfig)
+    assert service.url == "https://10.8.0.2/api/v1/namespaces/kubeflow/services/ml-pipeline:8888/proxy"
+    assert service.token == "ya29.short-lived"
+    assert service.ca_cert and Path(service.ca_cert).read_bytes() == b"not a real certificate"

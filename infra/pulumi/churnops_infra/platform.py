@@ -46,11 +46,19 @@ DEPLOYER_RULES = [
     {"apiGroups": [""], "resources": ["pods", "pods/log", "events"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": ["serving.knative.dev"], "resources": ["*"], "verbs": ["get", "list", "watch"]},
 ]
-# In kubeflow the deployer reaches only the KFP API server (to submit training runs).
+# In kubeflow the deployer reaches only the KFP API server (to upload pipelines and submit runs), through
+# the API server's service proxy (the builds name it k8s://kubeflow/ml-pipeline:8888).
 KFP_API_RULES = [
     {"apiGroups": [""], "resources": ["services/proxy"], "resourceNames": ["ml-pipeline", "ml-pipeline:8888"],
      "verbs": ["get", "create"]},
     {"apiGroups": [""], "resources": ["services"], "resourceNames": ["ml-pipeline"], "verbs": ["get"]},
+]
+# In mlflow the deployer reaches only the tracking server's API (k8s://mlflow/mlflow:5000): read the
+# registry, move aliases (POST) and remove one (DELETE, when a rollback moves production back).
+MLFLOW_API_RULES = [
+    {"apiGroups": [""], "resources": ["services/proxy"], "resourceNames": ["mlflow", "mlflow:5000"],
+     "verbs": ["get", "create", "delete"]},
+    {"apiGroups": [""], "resources": ["services"], "resourceNames": ["mlflow"], "verbs": ["get"]},
 ]
 
 
@@ -189,6 +197,7 @@ class Platform(pulumi.ComponentResource):
         """Cloud Build (as the deployer's Google identity) and in-cluster deploy jobs (as its KSA)."""
         scopes = [(namespace, DEPLOYER_RULES) for namespace in names.SERVING_NAMESPACES]
         scopes.append((names.NS_KUBEFLOW, KFP_API_RULES))
+        scopes.append((names.NS_MLFLOW, MLFLOW_API_RULES))
         for namespace, rules in scopes:
             role = k8s.rbac.v1.Role(
                 f"{self._name}-deployer-{namespace}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from pathlib import Path
 from typing import Any, Iterator
 
 import pulumi
@@ -20,6 +21,7 @@ from churnops_infra.secrets import ACCESSORS
 CLUSTER = "gcp:container/cluster:Cluster"
 NODE_POOL = "gcp:container/nodePool:NodePool"
 PRIMITIVE = {"roles/owner", "roles/editor", "roles/viewer"}
+REPOSITORY = Path(__file__).resolve().parents[3]
 SECRET_SIG, SECRET_SIG_VALUE = rpc._special_sig_key, rpc._special_secret_sig  # pylint: disable=protected-access
 
 
@@ -436,3 +438,19 @@ def test_pipeline_tasks_and_the_transformer_get_their_secrets_from_secret_manage
     # the names the pipelines and the InferenceService reference
     assert names.K8S_SECRET_PIPELINES == "churnops-pipelines"
     assert names.K8S_SECRET_SERVING_LAKE == "churnops-serving-lake"
+
+
+def test_the_builds_reach_exactly_the_in_cluster_services_they_name_through_the_api_server(stack: StackRun) -> None:
+    named = {(namespace, service) for config in REPOSITORY.glob("cloudbuild*.yaml")
+             for namespace, service in re.findall(r"k8s://([a-z0-9-]+)/([a-z0-9-]+:[a-z0-9-]+)", config.read_text())}
+    assert named == {(names.NS_KUBEFLOW, "ml-pipeline:8888"), (names.NS_MLFLOW, "mlflow:5000")}
+    deployer = {role.inputs["metadata"]["namespace"]: role.inputs["rules"]
+                for role in stack.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
+                if role.inputs["metadata"]["name"] == names.KSA_DEPLOYER}
+    for namespace, service in named:
+        proxied = [rule for rule in deployer[namespace] if rule["resources"] == ["services/proxy"]]
+        assert len(proxied) == 1 and service in proxied[0]["resourceNames"]
+        assert proxied[0]["resourceNames"] == [service.split(":")[0], service]  # that service, nothing else
+        assert {"get", "create"} <= set(proxied[0]["verbs"]) <= {"get", "create", "delete"}
+        others = [rule for rule in deployer[namespace] if rule not in proxied]
+        assert all(rule["verbs"] == ["get"] and rule.get("resourceNames") == [service.split(":")[0]] for rule in others)

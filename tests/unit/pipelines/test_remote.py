@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from churnops.cli.main import main
+from churnops.errors import ServiceUnavailable
 from churnops.platform.settings import Settings
 from pipelines import remote
+from tests.support.apiserver_proxy import ApiServerProxy
 from tests.support.kfp_double import KfpDouble
 
 
@@ -108,3 +111,20 @@ def test_upload_pins_the_components_image_ci_pushed(kfp_api: KfpDouble) -> None:
         assert upload.upload is not None
         executors = upload.upload[0]["deploymentSpec"]["executors"]
         assert {e["container"]["image"] for e in executors.values()} == {digest}
+
+
+def test_a_k8s_host_reaches_the_kfp_api_through_the_api_server_proxy_with_the_kubeconfig_token(
+    kfp_api: KfpDouble, tmp_path: Path
+) -> None:
+    with ApiServerProxy("build-token", {"kubeflow/ml-pipeline:8888": kfp_api.wsgi}) as proxy:
+        settings = Settings(kubeconfig=proxy.kubeconfig(tmp_path / "config"))
+        run = remote.submit("training", {"seed": 7}, settings, host="k8s://kubeflow/ml-pipeline:8888")
+        assert ("POST", "/apis/v2beta1/runs") in proxy.seen
+        assert kfp_api.runs[run.id].display_name == "churnops-training"
+
+        stale = Settings(kubeconfig=proxy.kubeconfig(tmp_path / "stale", token="expired"))
+        with pytest.raises(ServiceUnavailable, match="answered 401"):
+            remote.submit("training", {}, stale, host="k8s://kubeflow/ml-pipeline:8888")
+        with pytest.raises(ServiceUnavailable, match="answered 403"):  # no services/proxy grant on another service
+            remote.submit("training", {}, settings, host="k8s://kubeflow/ml-pipeline-ui:80")
+    assert len(kfp_api.runs) == 1
