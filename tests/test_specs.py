@@ -18,6 +18,7 @@ def test_the_readme_lists_every_spec_the_tests_use() -> None:
         "open-inference-rest.yaml",
         "open-inference-grpc.proto",
         "kserve-inferenceservice-crd.yaml",
+        "gmp-podmonitoring-crd.yaml",
         "trivy/debian-buster.json",
         "trivy/pip.json",
         "trivy/secrets.json",

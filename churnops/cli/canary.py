@@ -55,7 +55,7 @@ def start(percent: int, model_uri: str, model_version: str | None, image: str | 
 def analyze() -> None:
     """Compare the canary with the stable revision over the last window (exit 0 healthy, 1 unhealthy, 3 hold)."""
     settings = get_settings()
-    state, verdict = _canary(settings).analyze(Prometheus(settings.prometheus_url), Thresholds.from_settings(settings))
+    state, verdict = _canary(settings).analyze(Prometheus.from_settings(settings), Thresholds.from_settings(settings))
     click.echo(f"canary {state.canary} vs {state.stable}: {verdict.line()}")
     if verdict.decision == "rollback":
         raise SystemExit(1)
@@ -88,7 +88,7 @@ def auto(intervals: int | None, interval_s: float | None) -> None:
     settings = get_settings()
     outcome = run_auto(
         _canary(settings),
-        Prometheus(settings.prometheus_url),
+        Prometheus.from_settings(settings),
         Thresholds.from_settings(settings),
         intervals or settings.canary_intervals,
         settings.canary_interval_s if interval_s is None else interval_s,

@@ -28,7 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import google.auth
+import google.auth.exceptions
 import requests
+from google.auth.transport.requests import AuthorizedSession
 
 from churnops.deploy import render as rendering
 from churnops.deploy.kube import ISVC_API_VERSION, ISVC_KIND, Cluster
@@ -180,8 +183,25 @@ def judge(stable: RevisionMetrics, canary: RevisionMetrics, limits: Thresholds) 
     return Verdict("rollback" if reasons else "healthy", tuple(reasons), figures)
 
 
+MONITORING_READ = "https://www.googleapis.com/auth/monitoring.read"
+
+
 class Prometheus:
     """The Prometheus HTTP API (``/api/v1/query``), instant vectors only."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Prometheus":
+        """``prometheus_url``; with ``prometheus_auth: google`` (GKE), Managed Service for Prometheus's API
+        called with Application Default Credentials (the build's or the pod's account, ``monitoring.viewer``)."""
+        assert settings.prometheus_url is not None  # derived by Settings
+        if settings.prometheus_auth == "google":
+            try:
+                credentials, _ = google.auth.default(scopes=[MONITORING_READ])
+            except google.auth.exceptions.DefaultCredentialsError as exc:
+                raise ServiceUnavailable(f"no Google credentials to query Prometheus at {settings.prometheus_url}: "
+                                         f"{exc}") from exc
+            return cls(settings.prometheus_url, session=AuthorizedSession(credentials))
+        return cls(settings.prometheus_url)
 
     def __init__(self, url: str, session: requests.Session | None = None, timeout_s: float = 10.0) -> None:
         self.url = url.rstrip("/")

@@ -31,10 +31,14 @@ GKE_DEFAULTS: dict[str, Any] = {
     "versioning_backend": "lakefs",
     "lakefs_endpoint": "http://lakefs.lakefs.svc.cluster.local:8000/api/v1",
     "secrets_backend": "gcp",
+    "prometheus_auth": "google",
     "log_format": "json",
     "state_dir": Path(tempfile.gettempdir()) / "churnops",  # the pod's TMPDIR (an emptyDir volume)
 }
 
+
+# Managed Service for Prometheus: the Prometheus HTTP API over the project's metrics (monitoring.read).
+GMP_QUERY_URL = "https://monitoring.googleapis.com/v1/projects/{project}/location/global/prometheus"
 
 # Training defaults, defined once: Settings, TrainingConfig and the feature functions use them.
 TRAINING_DEFAULTS: dict[str, Any] = {
@@ -171,7 +175,11 @@ class Settings(BaseSettings):
     deploy_ready_timeout_s: float = Field(default=600.0, gt=0)
     deploy_poll_interval_s: float = Field(default=5.0, ge=0)
     smoke_timeout_s: float = Field(default=10.0, gt=0)
-    prometheus_url: str = "http://127.0.0.1:9090"
+    prometheus_url: str | None = Field(
+        default=None, description="Prometheus HTTP API the canary analysis queries. Default: 127.0.0.1:9090 "
+        "locally; on GKE, Managed Service for Prometheus's query API of gcp_project.")
+    prometheus_auth: Literal["none", "google"] = Field(
+        default="none", description="google: send Application Default Credentials (Managed Service for Prometheus).")
     canary_window: str = Field(default="5m", pattern=r"^[0-9]+[smh]$")
     canary_min_requests: int = Field(default=200, ge=1)
     canary_max_error_rate: float = Field(default=0.01, ge=0, le=1, description="Share of 5xx answers.")
@@ -250,6 +258,9 @@ class Settings(BaseSettings):
                 self.gcs_endpoint = f"http://{self.gcs_host}:{self.gcs_port}"
             if self.mlflow_tracking_uri is None:
                 self.mlflow_tracking_uri = f"http://{self.mlflow_host}:{self.mlflow_port}"
+        if self.prometheus_url is None:
+            self.prometheus_url = (GMP_QUERY_URL.format(project=self.gcp_project) if self.profile == "gke"
+                                   else "http://127.0.0.1:9090")
         return self
 
     @property

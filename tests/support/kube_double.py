@@ -66,6 +66,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings"),
     Kind("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies"),
     Kind("serving.kserve.io", "v1beta1", "InferenceService", "inferenceservices"),
+    Kind("monitoring.googleapis.com", "v1", "PodMonitoring", "podmonitorings"),  # GKE's Managed Prometheus
 )
 VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 

@@ -149,7 +149,9 @@ class Cluster(pulumi.ComponentResource):
             release_channel={"channel": cfg.release_channel},
             security_posture_config={"mode": "BASIC", "vulnerability_mode": "VULNERABILITY_BASIC"},
             logging_config={"enable_components": ["SYSTEM_COMPONENTS", "WORKLOADS"]},
-            monitoring_config={"enable_components": ["SYSTEM_COMPONENTS"]},
+            # Managed Service for Prometheus: collects what the serving namespaces' PodMonitoring
+            # (manifests/base/podmonitoring.yaml) selects; the canary analysis queries it.
+            monitoring_config={"enable_components": ["SYSTEM_COMPONENTS"], "managed_prometheus": {"enabled": True}},
             deletion_protection=cfg.deletion_protection,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[key_grant, self.binauthz_policy]),
         )

@@ -47,8 +47,9 @@ WORKLOADS: dict[str, Workload] = {
         "Cloud Build CI/CD, promotion and training triggers; in-cluster deploy jobs",
         tuple((namespace, names.KSA_DEPLOYER) for namespace in names.SERVING_NAMESPACES),
         # Fetch cluster credentials (what it may do inside is Kubernetes RBAC, see platform), write
-        # build logs, submit nothing else.
-        ("roles/container.clusterViewer", "roles/logging.logWriter"),
+        # build logs, read metrics (the canary analysis queries Managed Service for Prometheus;
+        # metrics have no finer resource than the project), submit nothing else.
+        ("roles/container.clusterViewer", "roles/logging.logWriter", "roles/monitoring.viewer"),
     ),
 }
 

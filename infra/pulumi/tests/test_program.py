@@ -56,6 +56,12 @@ def test_every_area_is_one_component(stack: StackRun) -> None:
     assert len(stack.of_type("gcp:container/cluster:Cluster")) == 1
 
 
+def test_managed_prometheus_collects_for_the_canary_analysis(stack: StackRun) -> None:
+    monitoring = stack.one(CLUSTER).inputs["monitoringConfig"]
+    assert monitoring["managedPrometheus"] == {"enabled": True}
+    assert "SYSTEM_COMPONENTS" in monitoring["enableComponents"]
+
+
 def test_nodes_are_private_and_the_endpoint_is_restricted(stack: StackRun) -> None:
     cluster = stack.one(CLUSTER).inputs
     private = cluster["privateClusterConfig"]
@@ -296,6 +302,7 @@ def test_cloud_build_triggers_run_as_the_deployer(stack: StackRun) -> None:
         "roles/container.clusterViewer",
         "roles/containeranalysis.occurrences.editor",
         "roles/logging.logWriter",
+        "roles/monitoring.viewer",  # the canary analysis reads Managed Service for Prometheus
     ]
     pool = stack.one("gcp:cloudbuild/workerPool:WorkerPool").inputs
     assert pool["name"] == names.WORKER_POOL and pool["location"] == stack.config["gcp:region"]

@@ -50,6 +50,8 @@ def test_bootstrap_also_applies_the_namespace_and_rbac(
     role = kube.stored("Role", "churnops-deployer", "churnops-staging")
     assert role is not None and role["rules"][0]["resources"] == ["inferenceservices"]
     assert kube.stored("NetworkPolicy", "default-deny-all", "churnops-staging") is not None
+    monitoring = kube.stored("PodMonitoring", "churn-predictor", "churnops-staging")
+    assert monitoring is not None and monitoring["spec"]["endpoints"][0]["port"] == 9091
 
 
 def test_redeploying_the_same_release_changes_nothing_and_a_new_model_makes_a_new_revision(

@@ -17,6 +17,7 @@ from churnops.deploy.render import Release, image_reference, is_platform_object,
 from churnops.errors import ConfigurationError, DeploymentError
 from churnops.platform.settings import Settings
 from churnops.training.registry import resolve_actor
+from churnops.deploy.canary import APP_REVISION_LABEL
 from tests.support.k8s_schemas import schema_errors
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
@@ -41,7 +42,8 @@ def _isvc(objects: list[dict[str, Any]]) -> dict[str, Any]:
 @pytest.mark.parametrize("env", ["staging", "production"])
 def test_every_rendered_object_validates_against_its_upstream_schema(rendered: dict, env: str) -> None:
     kinds = sorted({obj["kind"] for obj in rendered[env]})
-    assert kinds == ["InferenceService", "Namespace", "NetworkPolicy", "Role", "RoleBinding", "ServiceAccount"]
+    assert kinds == ["InferenceService", "Namespace", "NetworkPolicy", "PodMonitoring", "Role", "RoleBinding",
+                     "ServiceAccount"]
     for obj in rendered[env]:
         assert schema_errors(obj) == [], f"{obj['kind']}/{obj['metadata']['name']}"
 
@@ -56,6 +58,28 @@ def test_the_strict_crd_schema_rejects_unknown_and_mistyped_fields(rendered: dic
     policy = copy.deepcopy(next(o for o in rendered["staging"] if o["kind"] == "NetworkPolicy"))
     policy["spec"]["podSelectr"] = {}
     assert schema_errors(policy)
+    monitoring = copy.deepcopy(next(o for o in rendered["staging"] if o["kind"] == "PodMonitoring"))
+    monitoring["spec"]["targetLabels"]["fromPod"][0]["to"] = "serving.knative.dev/revision"  # not a label name
+    assert schema_errors(monitoring)
+
+
+@pytest.mark.parametrize("env", ["staging", "production"])
+def test_managed_prometheus_scrapes_what_the_canary_queries_through_the_ports_the_policy_opens(
+    rendered: dict, env: str
+) -> None:
+    objects = rendered[env]
+    (monitoring,) = [o for o in objects if o["kind"] == "PodMonitoring"]
+    (scrape,) = [o for o in objects
+                 if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "predictor-metrics-scrape"]
+    assert monitoring["metadata"]["namespace"] == f"churnops-{env}"
+    assert monitoring["spec"]["selector"] == scrape["spec"]["podSelector"]
+    assert ({endpoint["port"] for endpoint in monitoring["spec"]["endpoints"]}
+            == {port["port"] for rule in scrape["spec"]["ingress"] for port in rule["ports"]})
+    revision = {"from": "serving.knative.dev/revision", "to": APP_REVISION_LABEL}
+    assert revision in monitoring["spec"]["targetLabels"]["fromPod"]
+    (isvc,) = [o for o in objects if o["kind"] == "InferenceService"]
+    selected = monitoring["spec"]["selector"]["matchLabels"]["serving.kserve.io/inferenceservice"]
+    assert selected == isvc["metadata"]["name"]
 
 
 @pytest.mark.parametrize("env", ["staging", "production"])
@@ -166,7 +190,7 @@ def test_the_deployer_role_is_least_privilege_and_no_secret_value_is_rendered(re
     assert platform == ["Namespace/churnops-production", "NetworkPolicy/default-deny-all",
                         "NetworkPolicy/predictor-egress", "NetworkPolicy/predictor-from-gateway",
                         "NetworkPolicy/predictor-metrics-scrape", "NetworkPolicy/transformer-egress",
-                        "Role/churnops-deployer",
+                        "PodMonitoring/churn-predictor", "Role/churnops-deployer",
                         "RoleBinding/churnops-deployer", "ServiceAccount/churnops-deployer"]
 
 
