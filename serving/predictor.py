@@ -186,6 +186,9 @@ class ChurnPredictor(Model):
         except BadRequest as exc:
             self.observe(protocol, "bad_request", started, rows=0)
             raise InvalidInput(str(exc)) from exc
+        except Exception:
+            self.observe(protocol, "error", started, rows=0)  # the server answers INTERNAL with a fixed message
+            raise
         tensors = []
         for name in requested or OUTPUTS:
             datatype, values = outputs[name]

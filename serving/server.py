@@ -37,8 +37,17 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse, Response
 from grpc import ServicerContext, StatusCode, aio
+from grpc_interceptor.exceptions import GrpcException
 from kserve import ModelServer
-from kserve.errors import InvalidInput, ModelNotFound
+from kserve.errors import (
+    InferenceError,
+    InvalidInput,
+    ModelNotFound,
+    ModelNotReady,
+    ServerNotLive,
+    ServerNotReady,
+    UnsupportedProtocol,
+)
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
 from kserve.protocol.grpc.server import GRPCServer
@@ -62,7 +71,11 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 JSON_HEADERS = ((b"content-type", b"application/json"),)
 # kserve's own messages for these repeat what the client sent (a model name, a datatype, a parser error)
 NOT_SERVED = "no model of that name is served here"
-INTERNAL_ERROR = orjson.dumps({"error": "the model failed to score this request; the failure is logged and counted"})
+INTERNAL_ERROR_MESSAGE = "the model failed to score this request; the failure is logged and counted"
+INTERNAL_ERROR = orjson.dumps({"error": INTERNAL_ERROR_MESSAGE})
+# kserve's errors carry messages of its own (the server's state, not the request's values)
+HANDLED_BY_KSERVE = (InferenceError, UnsupportedProtocol, NotImplementedError, GrpcException)
+NOT_READY = "the model is not ready to serve yet: retry later"
 NOT_V2 = ("the request does not follow the V2 (Open Inference) protocol: POST /v2/models/<name>/infer with "
           "one tensor per input whose datatype and contents agree")
 
@@ -315,8 +328,13 @@ class ClientSafeStatusInterceptor(ExceptionToStatusInterceptor):
             await context.abort(StatusCode.INVALID_ARGUMENT, message)
         elif isinstance(ex, ModelNotFound):
             await context.abort(StatusCode.NOT_FOUND, NOT_SERVED)
-        else:
+        elif isinstance(ex, ModelNotReady | ServerNotReady | ServerNotLive):  # kserve's handler expects a .reason
+            await context.abort(StatusCode.UNAVAILABLE, NOT_READY)              # these have none
+        elif isinstance(ex, HANDLED_BY_KSERVE):
             await super().handle_exception(ex, request_or_iterator, context, method_name)
+        else:  # kserve would log the message and traceback, which can repeat the request's values
+            logger.error("inference failed: %s (gRPC %s)", type(ex).__name__, method_name)
+            await context.abort(StatusCode.INTERNAL, INTERNAL_ERROR_MESSAGE)
 
 
 class ChurnGRPCServer(GRPCServer):

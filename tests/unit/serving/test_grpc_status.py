@@ -7,10 +7,10 @@ import logging
 
 import pytest
 from grpc import StatusCode
-from kserve.errors import InvalidInput, ModelNotFound
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 
 from serving.protocol import BadRequest
-from serving.server import NOT_SERVED, NOT_V2, ClientSafeStatusInterceptor
+from serving.server import NOT_READY, NOT_SERVED, NOT_V2, ClientSafeStatusInterceptor
 
 CUSTOMER = "CUST-0042917"
 
@@ -62,3 +62,16 @@ def test_kserve_errors_that_repeat_the_request_get_fixed_messages(caplog: pytest
 def test_the_projects_own_refusal_is_passed_on() -> None:
     message = "input 'tenure_h': the value at position 0 is text, not a number (or null)"
     assert status_for(refused(message)) == (StatusCode.INVALID_ARGUMENT, message)
+
+
+def test_a_scoring_failure_is_internal_with_a_fixed_message_and_only_its_type_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        code, details = status_for(ValueError(f"Found unknown categories ['{CUSTOMER}'] during transform"))
+    assert code == StatusCode.INTERNAL and CUSTOMER not in details and "failed to score" in details
+    assert "inference failed: ValueError" in caplog.text and CUSTOMER not in caplog.text
+
+
+def test_not_ready_is_unavailable_without_the_name_asked_for() -> None:
+    assert status_for(ModelNotReady(CUSTOMER)) == (StatusCode.UNAVAILABLE, NOT_READY)
