@@ -35,9 +35,11 @@ from serving.protocol import (
     Batch,
     BadRequest,
     Decoder,
+    StrictModel,
     TensorIn,
     check_outputs,
     outputs_of,
+    rest_response,
 )
 
 logger = logging.getLogger("churnops.serving")
@@ -91,7 +93,7 @@ PROBABILITIES = BatchHistogram("churnops_serving_churn_probability", "Predicted 
                                bounds=tuple(round(0.05 * k, 2) for k in range(1, 21)))
 
 
-class ChurnPredictor(Model):
+class ChurnPredictor(Model, StrictModel):
     """Serves one churn model under ``name``; ``model_uri`` is a directory or ``models:/<name>@<alias>``."""
 
     def __init__(self, name: str, model_uri: str, tracking_uri: str | None = None, model_version: str | None = None,
@@ -163,6 +165,14 @@ class ChurnPredictor(Model):
         ROWS.inc(batch.rows)
         PROBABILITIES.observe_many(probability)
         return outputs_of(probability, THRESHOLD)
+
+    async def answer_rest(self, body: bytes, header_length: int | None) -> tuple[bytes, int | None, int]:
+        """A REST infer body decoded strictly, scored (with the concurrent requests) and its response encoded."""
+        assert self.decoder is not None
+        batch, options = self.decoder.from_rest(body, header_length)
+        outputs = await self.score_async(batch)
+        content, length = rest_response(self.name, self.version, self.parameters(), options, outputs)
+        return content, length, batch.rows
 
     async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None,
                       response_headers: dict[str, str] | None = None) -> InferResponse:

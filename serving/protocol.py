@@ -20,6 +20,7 @@ kserve's ``InferRequest``).
 from __future__ import annotations
 
 import struct
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,36 @@ class PayloadTooLarge(BadRequest):
     status = 413
 
 
+class UpstreamError(ChurnopsError):
+    """A valid request that a service behind this one did not answer (HTTP ``status``: 500 or 503)."""
+
+    def __init__(self, message: str, status: int = 503) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class StrictModel(ABC):
+    """A served model answered by the server's strict REST infer route (:class:`serving.server.InferRoute`)."""
+
+    name: str
+    ready: bool
+
+    @property
+    @abstractmethod
+    def version(self) -> str | None:
+        """The version a ``/versions/<v>/infer`` path must name (None: any)."""
+
+    @abstractmethod
+    async def answer_rest(self, body: bytes, header_length: int | None) -> tuple[bytes, int | None, int]:
+        """(response body, its JSON header's length when it has binary outputs, rows answered) for a REST
+        infer body; :class:`BadRequest` or :class:`UpstreamError` when it cannot be answered."""
+
+    @staticmethod
+    @abstractmethod
+    def observe(protocol: str, outcome: str, started: float, rows: int) -> None:
+        """Count a request (``outcome``: ok, bad_request, error) and its latency since ``started``."""
+
+
 def kind(value: Any) -> str:
     """The JSON type of a client's value, for an error message that must not repeat the value."""
     if value is None:
@@ -85,11 +116,11 @@ def shape_shown(shape: Any) -> str:
     return kind(shape)
 
 
-def check_outputs(names: Sequence[Any]) -> None:
-    """Every requested output name is one of :data:`OUTPUTS` (an unknown one is named by position)."""
+def check_outputs(names: Sequence[Any], outputs: Sequence[str] = OUTPUTS) -> None:
+    """Every requested output name is one of ``outputs`` (an unknown one is named by position)."""
     for position, name in enumerate(names):
-        if name not in OUTPUTS:
-            raise BadRequest(f"unknown output at outputs[{position}]; outputs are {', '.join(OUTPUTS)}")
+        if name not in outputs:
+            raise BadRequest(f"unknown output at outputs[{position}]; outputs are {', '.join(outputs)}")
 
 
 @dataclass
@@ -125,7 +156,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _text_elements(raw: bytes, label: str) -> list[bytes]:
+def text_elements(raw: bytes, label: str) -> list[bytes]:
     """The elements of a binary BYTES tensor (each a 4-byte little-endian length, then the bytes)."""
     elements, offset = [], 0
     while offset < len(raw):
@@ -141,12 +172,15 @@ def _text_elements(raw: bytes, label: str) -> list[bytes]:
 
 
 class Decoder:
-    """Turns request tensors into a :class:`Batch` for a model with these numeric and categorical inputs."""
+    """Turns request tensors into a :class:`Batch` for a model with these numeric and categorical inputs
+    (and these outputs)."""
 
-    def __init__(self, numeric: Sequence[str], categorical: Sequence[str], max_rows: int = DEFAULT_MAX_ROWS) -> None:
+    def __init__(self, numeric: Sequence[str], categorical: Sequence[str], max_rows: int = DEFAULT_MAX_ROWS,
+                 outputs: Sequence[str] = OUTPUTS) -> None:
         self.numeric = tuple(numeric)
         self.categorical = tuple(categorical)
         self.max_rows = max_rows
+        self.outputs = tuple(outputs)
         self._numeric_position = {name: i for i, name in enumerate(self.numeric)}
         self._categorical_position = {name: i for i, name in enumerate(self.categorical)}
 
@@ -239,7 +273,7 @@ class Decoder:
         if tensor.datatype != TEXT:
             raise BadRequest(f"{label} is categorical: datatype must be BYTES, "
                              f"got {datatype_shown(tensor.datatype)}")
-        elements: list[Any] = _text_elements(tensor.raw, label) if tensor.raw is not None else (
+        elements: list[Any] = text_elements(tensor.raw, label) if tensor.raw is not None else (
             tensor.values if tensor.values is not None else [])
         if len(elements) != rows:
             raise BadRequest(f"{label}: {len(elements)} values for shape [{rows}]")
@@ -264,6 +298,11 @@ class Decoder:
 
     def from_rest(self, body: bytes, header_length: int | None) -> tuple[Batch, RequestOptions]:
         """Decode a REST infer body: JSON, or JSON followed by binary tensors when ``header_length`` is set."""
+        tensors, options = self.rest_tensors(body, header_length)
+        return self.batch(tensors), options
+
+    def rest_tensors(self, body: bytes, header_length: int | None) -> tuple[list[TensorIn], RequestOptions]:
+        """The tensors of a REST infer body as sent (each one's structure checked) and what it asks of the response."""
         json_part = body if header_length is None else body[:header_length]
         if header_length is not None and not 0 < header_length <= len(body):
             raise BadRequest(f"Inference-Header-Content-Length {header_length} does not fit "
@@ -288,8 +327,7 @@ class Decoder:
             tensors.append(tensor)
         if header_length is not None and offset != len(body):
             raise BadRequest(f"{len(body) - offset} bytes of binary data are not claimed by any input")
-        options = self._options(request.get("id"), parameters, request.get("outputs"))
-        return self.batch(tensors), options
+        return tensors, self._options(request.get("id"), parameters, request.get("outputs"))
 
     @staticmethod
     def _parameters(value: Any, where: str) -> dict[str, Any]:
@@ -338,14 +376,14 @@ class Decoder:
         if not isinstance(default_binary, bool):
             raise BadRequest("'binary_data_output' must be true or false")
         if outputs is None:
-            return RequestOptions(request_id, OUTPUTS, {name: default_binary for name in OUTPUTS})
+            return RequestOptions(request_id, self.outputs, {name: default_binary for name in self.outputs})
         if not isinstance(outputs, list) or not outputs:
             raise BadRequest("'outputs' must be a non-empty list")
         names, binary = [], {}
         for position, output in enumerate(outputs):
             if not isinstance(output, dict) or not isinstance(output.get("name"), str):
                 raise BadRequest(f"outputs[{position}] must be an object with a 'name'")
-            check_outputs([*names, output["name"]])
+            check_outputs([*names, output["name"]], self.outputs)
             flag = self._parameters(output.get("parameters"), f"outputs[{position}]").get("binary_data",
                                                                                           default_binary)
             if not isinstance(flag, bool):
@@ -366,7 +404,12 @@ def outputs_of(probability: np.ndarray, threshold: float) -> dict[str, tuple[str
     }
 
 
-def rest_response(model_name: str, model_version: str, parameters: dict[str, str], options: RequestOptions,
+def bytes_tensor(texts: Iterable[str]) -> bytes:
+    """A BYTES tensor in the binary extension: each element a 4-byte little-endian length, then its UTF-8 bytes."""
+    return b"".join(struct.pack("<I", len(data)) + data for data in (text.encode("utf-8") for text in texts))
+
+
+def rest_response(model_name: str, model_version: str | None, parameters: dict[str, str], options: RequestOptions,
                   outputs: dict[str, tuple[str, np.ndarray]]) -> tuple[bytes, int | None]:
     """The REST response body and, when any output is binary, the JSON header's length."""
     tensors, raw = [], []
@@ -374,7 +417,7 @@ def rest_response(model_name: str, model_version: str, parameters: dict[str, str
         datatype, values = outputs[name]
         tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": [int(values.shape[0])]}
         if options.binary.get(name, False):
-            data = values.astype(values.dtype.newbyteorder("<")).tobytes()
+            data = bytes_tensor(values) if datatype == TEXT else values.astype(values.dtype.newbyteorder("<")).tobytes()
             tensor["parameters"] = {"binary_data_size": len(data)}
             raw.append(data)
         else:

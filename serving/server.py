@@ -7,8 +7,11 @@
   dependency solving and request objects), which reads the body once and decodes it with
   :mod:`serving.protocol` (JSON, or the binary tensor extension when ``Inference-Header-Content-Length``
   is sent). Every bad request gets a 4xx and ``{"error": ...}``; wrong content types get 415; unknown
-  models 404. gRPC goes through kserve's servicer to :meth:`serving.predictor.ChurnPredictor.predict`
-  and the same checks. Concurrent requests are scored together (:mod:`serving.batching`).
+  models 404; a service behind the model that fails gives its 500 or 503. The route serves every
+  :class:`serving.protocol.StrictModel` (the predictor, the by-customer transformer): the model
+  decodes, answers and encodes the body. gRPC goes through kserve's servicer to
+  :meth:`serving.predictor.ChurnPredictor.predict` and the same checks. Concurrent requests are
+  scored together (:mod:`serving.batching`).
 - **Model metadata** carries ``versions`` and ``parameters`` (model version, data commit, scorer).
 - **Errors**: framework errors (unknown route, wrong method, request validation) are JSON
   ``{"error": ...}`` too, and a failure while scoring a valid request is a JSON 500 (counted with
@@ -60,7 +63,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from churnops.platform.logs import setup_logging
 from churnops.platform.settings import get_settings
 from serving.predictor import ChurnPredictor
-from serving.protocol import BadRequest, PayloadTooLarge, rest_response
+from serving.protocol import BadRequest, PayloadTooLarge, StrictModel, UpstreamError
 
 logger = logging.getLogger("churnops.serving")
 
@@ -203,7 +206,7 @@ class ChurnRESTServer(RESTServer):
 
     def _add_middlewares(self, app: FastAPI) -> None:
         """The infer route in front of the router (none of kserve's: its timing middleware logs every request)."""
-        if self._serves_churn_model():
+        if any(isinstance(m, StrictModel) for m in self.dataplane.model_registry.get_models().values()):
             app.add_middleware(InferRoute, answer=self.infer)
 
     def _register_endpoints(self, app: FastAPI) -> None:
@@ -225,14 +228,16 @@ class ChurnRESTServer(RESTServer):
         app.add_exception_handler(InvalidInput, _invalid_input)
         app.add_exception_handler(ModelNotFound, _model_not_found)
 
-    def _predictor(self, model_name: str, model_version: str | None = None) -> ChurnPredictor | ORJSONResponse:
+    def _predictor(self, model_name: str, model_version: str | None = None,
+                   kind: type = ChurnPredictor) -> Any:
+        """The ready model ``kind`` served as ``model_name`` (and ``model_version``), else the error response."""
         model = self.dataplane.model_registry.get_model(model_name)
         if model is None:
             served = ", ".join(repr(name) for name in self.dataplane.model_registry.get_models())
             return error(404, f"{NOT_SERVED} (served: {served})")
-        if not isinstance(model, ChurnPredictor) or not model.ready:
+        if not isinstance(model, kind) or not model.ready:
             return error(503, f"model {model_name!r} is not ready")
-        if model_version is not None and model_version != model.version:
+        if model_version is not None and model.version is not None and model_version != model.version:
             return error(404, f"model {model_name!r} has no such version here (serving version {model.version})")
         return model
 
@@ -247,13 +252,12 @@ class ChurnRESTServer(RESTServer):
 
     async def infer(self, model_name: str, model_version: str | None, scope: Scope, receive: Receive,
                     send: Send) -> None:
-        """V2 inference (ASGI): decode strictly, score (with concurrent requests), encode (JSON or binary)."""
+        """V2 inference (ASGI): the model decodes strictly, answers and encodes (JSON or binary)."""
         started = time.perf_counter()
-        model = self._predictor(model_name, model_version)
-        if not isinstance(model, ChurnPredictor):
+        model = self._predictor(model_name, model_version, StrictModel)
+        if not isinstance(model, StrictModel):
             await _send(send, model.status_code, bytes(model.body))
             return
-        assert model.decoder is not None
         content_type, declared, raw_length = _infer_headers(scope)
         try:
             if content_type not in (BINARY_TYPES if raw_length is not None else JSON_TYPES):
@@ -266,11 +270,15 @@ class ChurnRESTServer(RESTServer):
                 return  # the client went away
             if raw_length is not None and not raw_length.isdigit():
                 raise BadRequest("Inference-Header-Content-Length must be a byte count")
-            batch, options = model.decoder.from_rest(body, int(raw_length) if raw_length is not None else None)
-            outputs = await model.score_async(batch)
+            length = int(raw_length) if raw_length is not None else None
+            content, header_length, rows = await model.answer_rest(body, length)
         except BadRequest as exc:
             model.observe("rest", "bad_request", started, rows=0)
             logger.info("bad inference request: %s", str(exc)[:300])
+            await _send(send, exc.status, orjson.dumps({"error": str(exc)}))
+            return
+        except UpstreamError as exc:  # its message names the service and the failure, never a request value
+            model.observe("rest", "error", started, rows=0)
             await _send(send, exc.status, orjson.dumps({"error": str(exc)}))
             return
         except Exception as exc:  # pylint: disable=broad-exception-caught  # a 500 in the protocol's shape, no trace
@@ -280,8 +288,7 @@ class ChurnRESTServer(RESTServer):
                          type(exc).__name__)
             await _send(send, 500, INTERNAL_ERROR)
             return
-        content, header_length = rest_response(model.name, model.version, model.parameters(), options, outputs)
-        model.observe("rest", "ok", started, rows=batch.rows)
+        model.observe("rest", "ok", started, rows=rows)
         if header_length is None:
             await _send(send, 200, content)
         else:

@@ -1,13 +1,20 @@
 """The by-customer transformer: a ``kserve.Model`` in front of the churn predictor (``spec.transformer``).
 
 A service that knows a customer id, not 51 features, sends a V2 request with one ``customer_id``
-tensor (``BYTES``, shape ``[rows]``). :meth:`CustomerTransformer.preprocess` tokenizes every id with
-the ingest tokenizer (:class:`churnops.data.privacy.Tokenizer`, key from
+tensor (``BYTES``, shape ``[rows]``, in JSON or the binary tensor extension) to
+``POST /v2/models/<name>/infer``. The server's strict infer route (:class:`serving.server.InferRoute`,
+the predictor's) hands the body to :meth:`CustomerTransformer.answer_rest`, which checks it
+(:meth:`serving.protocol.Decoder.rest_tensors` for the structure, :func:`customer_ids` for the ids),
+tokenizes every id with the ingest tokenizer (:class:`churnops.data.privacy.Tokenizer`, key from
 :func:`churnops.platform.secrets.tokenization_key`), looks the tokens up in the latest online
-snapshot (:mod:`churnops.training.online`) held in memory, and builds the predictor's V2 request (one
-tensor per feature, numeric ones as binary FP64). kserve's own transformer mechanism forwards it to
-``--predictor_host`` (:meth:`kserve.Model.predict`, REST V2 through ``InferenceRESTClient``), and
-:meth:`CustomerTransformer.postprocess` puts the answers back in request order.
+snapshot (:mod:`churnops.training.online`) held in memory, and sends the predictor at
+``--predictor_host`` one request in the binary tensor extension built from the snapshot's arrays
+(numeric features as raw FP64, categorical ones as BYTES in JSON), asking for binary outputs. One
+keep-alive ``httpx.AsyncClient`` carries every predictor request, with the timeout and connect
+retries of kserve's predictor arguments (``--predictor_request_timeout_seconds``,
+``--predictor_request_retries``, ``--predictor_use_ssl``). The answers are put back in request order
+and encoded with :func:`serving.protocol.rest_response` (JSON, or binary outputs when asked).
+kserve's own request path (its V1 route) is refused; gRPC is not served.
 
 The response has, per row, ``churn_probability`` (FP64), ``churn_label`` (INT64) and ``error``
 (BYTES, empty when the row was scored). A customer absent from the snapshot, or known but not
@@ -17,9 +24,11 @@ of the request: ``model_version`` and ``registered_model`` (from the predictor; 
 was scorable), the snapshot's ``data_commit`` and ``cutoff``, and ``snapshot_commit`` (the lake
 commit holding the snapshot).
 
-A request that is wrong as a whole (no ``customer_id`` tensor, another tensor, a datatype other than
-``BYTES``, no rows, an element that is not UTF-8 text, more rows than ``--max_batch_rows``) gets
-HTTP 400 with ``{"error": ...}``. No message or log line carries a customer id.
+A request that is wrong as a whole (not V2 JSON, no ``customer_id`` tensor, another tensor, a
+datatype other than ``BYTES``, no rows, an element that is not non-empty UTF-8 text, more rows than
+``--max_batch_rows``) gets HTTP 400 with ``{"error": ...}``. A predictor that cannot be reached or
+fails gives 503, one that refuses the rows 500, each with ``{"error": ...}``. No message or log
+line carries a customer id.
 
 Freshness: a background thread asks the lake every ``online_refresh_seconds`` (settings) for the
 head of the ``features`` branch; when it moved, the new snapshot is loaded and swapped in with one
@@ -31,21 +40,21 @@ from __future__ import annotations
 
 import argparse
 import logging
-import struct
+import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pandas as pd
 from kserve import Model, model_server
-from kserve.predictor_config import PredictorConfig
 from kserve.constants.constants import PredictorProtocol
-from kserve.errors import InferenceError, InvalidInput, ModelNotReady
-from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse, deserialize_bytes_tensor
-from prometheus_client import Counter, Gauge
+from kserve.errors import InvalidInput
+from kserve.predictor_config import PredictorConfig
+from prometheus_client import Counter, Gauge, Histogram
 
 from churnops.data.privacy import Tokenizer
 from churnops.data.versioning import DataRepository, open_repository
@@ -54,7 +63,21 @@ from churnops.platform.logs import setup_logging
 from churnops.platform.secrets import tokenization_key
 from churnops.platform.settings import Settings, get_settings
 from churnops.training.online import OnlineSnapshot, load_snapshot, snapshot_commit
-from serving.protocol import DEFAULT_MAX_ROWS, LABEL, MAX_TEXT_BYTES, PROBABILITY, TEXT, BadRequest, datatype_shown
+from serving.protocol import (
+    DEFAULT_MAX_ROWS,
+    LABEL,
+    MAX_TEXT_BYTES,
+    PROBABILITY,
+    TEXT,
+    BadRequest,
+    Decoder,
+    StrictModel,
+    TensorIn,
+    UpstreamError,
+    datatype_shown,
+    rest_response,
+    text_elements,
+)
 from serving.server import ChurnModelServer
 
 logger = logging.getLogger("churnops.serving.transformer")
@@ -68,6 +91,13 @@ UNKNOWN = "unknown customer: not in the online feature snapshot"
 ROWS = Counter("churnops_transformer_rows", "Rows asked by customer id, by outcome", ["outcome"])
 REFRESHES = Counter("churnops_transformer_snapshot_refreshes", "Online snapshot checks, by outcome", ["outcome"])
 CUTOFF = Gauge("churnops_transformer_snapshot_cutoff_seconds", "Cutoff of the served online snapshot (Unix time)")
+REQUESTS = Counter("churnops_transformer_requests", "REST inference requests by outcome", ["outcome"])
+LATENCY = Histogram("churnops_transformer_request_seconds", "Inference request latency (predictor call included)",
+                    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0))
+HEADER_LENGTH = "inference-header-content-length"
+PREDICTOR_OUTPUTS = {PROBABILITY: np.dtype("<f8"), LABEL: np.dtype("<i8")}
+# keep-alive connections to the predictor, reused by every request (httpx's default keeps 20 of 100)
+PREDICTOR_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64)
 
 
 def inactive_reason(status: str) -> str:
@@ -81,8 +111,8 @@ class SnapshotTable:
 
     snapshot: OnlineSnapshot
     positions: dict[str, int]
-    numeric: np.ndarray  # (numeric features, rows) float64; NaN = missing
-    categorical: tuple[np.ndarray, ...]  # one object array per categorical feature; None = missing
+    numeric: np.ndarray  # (numeric features, rows) little-endian float64; NaN = missing
+    categorical: np.ndarray  # (categorical features, rows) object: str, None = missing
     inactive: dict[str, str]
 
     @classmethod
@@ -90,11 +120,10 @@ class SnapshotTable:
         """Index ``snapshot`` by customer token."""
         features, spec = snapshot.features, snapshot.spec
         numeric = features[list(spec.numeric)].apply(pd.to_numeric, errors="coerce")
-        matrix = np.ascontiguousarray(numeric.to_numpy(dtype=np.float64, na_value=np.nan).T)
-        categorical = tuple(
-            np.array([None if pd.isna(v) else str(v) for v in features[name].tolist()], dtype=object)
-            for name in spec.categorical
-        )
+        matrix = np.ascontiguousarray(numeric.to_numpy(dtype=np.float64, na_value=np.nan).T, dtype="<f8")
+        categorical = np.empty((len(spec.categorical), len(features)), dtype=object)
+        for j, name in enumerate(spec.categorical):
+            categorical[j] = [None if pd.isna(v) else str(v) for v in features[name].tolist()]
         positions = {str(token): i for i, token in enumerate(features.index)}
         inactive = {str(token): str(status) for token, status in snapshot.inactive.items()}
         return cls(snapshot, positions, matrix, categorical, inactive)
@@ -109,17 +138,33 @@ class SnapshotTable:
         return {"data_commit": self.snapshot.data_commit, "cutoff": self.snapshot.cutoff.isoformat(),
                 "snapshot_commit": self.snapshot.commit_id}
 
-    def request(self, model_name: str, rows: list[int], request_id: str | None) -> InferRequest:
-        """The predictor's V2 request for snapshot rows ``rows`` (one tensor per feature)."""
+    def find(self, tokens: list[str]) -> tuple[list[int], list[int], list[str]]:
+        """(positions in ``tokens`` of the active customers, their snapshot rows, an error per token: empty
+        for an active customer, else why it is not scored)."""
+        scored, rows, errors = [], [], []
+        for i, token in enumerate(tokens):
+            position = self.positions.get(token)
+            if position is not None:
+                scored.append(i)
+                rows.append(position)
+                errors.append("")
+            else:
+                status = self.inactive.get(token)
+                errors.append(UNKNOWN if status is None else inactive_reason(status))
+        return scored, rows, errors
+
+    def predictor_body(self, rows: list[int]) -> tuple[bytes, int]:
+        """The predictor's V2 request for snapshot rows ``rows`` in the binary tensor extension, and its JSON
+        header's length: one tensor per feature, numeric ones as raw FP64 (in the header's order, after it),
+        categorical ones as BYTES in JSON (``null`` = missing); binary outputs asked."""
         spec, count = self.snapshot.spec, len(rows)
-        inputs = []
-        for j, name in enumerate(spec.numeric):
-            tensor = InferInput(name, [count], "FP64")
-            tensor.set_data_from_numpy(self.numeric[j, rows], binary_data=True)
-            inputs.append(tensor)
-        for j, name in enumerate(spec.categorical):
-            inputs.append(InferInput(name, [count], TEXT, data=self.categorical[j][rows].tolist()))
-        return InferRequest(model_name=model_name, infer_inputs=inputs, request_id=request_id)
+        size = {"binary_data_size": 8 * count}
+        inputs: list[dict[str, Any]] = [{"name": name, "datatype": "FP64", "shape": [count], "parameters": size}
+                                        for name in spec.numeric]
+        inputs += [{"name": name, "datatype": TEXT, "shape": [count], "data": values}
+                   for name, values in zip(spec.categorical, self.categorical[:, rows].tolist())]
+        header = orjson.dumps({"inputs": inputs, "parameters": {"binary_data_output": True}})
+        return header + self.numeric[:, rows].tobytes(), len(header)
 
 
 class SnapshotStore:
@@ -180,46 +225,6 @@ class SnapshotStore:
                                self._table.commit_id[:12] if self._table else "nothing", exc)
 
 
-@dataclass
-class Lookup:
-    """A request after preprocessing: its snapshot, which rows to score, per-row errors."""
-
-    table: SnapshotTable
-    rows: int
-    scored: list[int] = field(default_factory=list)  # request rows the predictor scores, in order
-    errors: list[str] = field(default_factory=list)
-    request: InferRequest | None = None
-    request_id: str = ""
-    outputs: tuple[str, ...] = OUTPUTS
-    from_grpc: bool = False
-
-
-@dataclass
-class Answer:
-    """The predictor's response (None when no row was scorable) for a :class:`Lookup`."""
-
-    lookup: Lookup
-    response: InferResponse | None
-
-
-def _tensor_values(tensor: InferInput) -> list[Any]:
-    """The elements of the ``customer_id`` tensor (JSON list or binary BYTES), checked against its shape."""
-    if str(tensor.datatype) != TEXT:
-        raise BadRequest(f"input {CUSTOMER_ID!r} must be BYTES (UTF-8 text), not {datatype_shown(tensor.datatype)}")
-    raw = getattr(tensor, "_raw_data", None)
-    if raw is not None:
-        try:
-            values: list[Any] = list(deserialize_bytes_tensor(raw))
-        except struct.error:
-            raise BadRequest(f"input {CUSTOMER_ID!r}: malformed binary BYTES data") from None
-    else:
-        values = list(tensor.data or [])
-    shape = list(tensor.shape or [])
-    if len(shape) != 1 or shape[0] != len(values):
-        raise BadRequest(f"input {CUSTOMER_ID!r} must have shape [rows] matching its {len(values)} elements")
-    return values
-
-
 def _customer_id(value: Any, i: int) -> str:
     """One element as text; never shown in a message."""
     if isinstance(value, bytes):
@@ -234,18 +239,21 @@ def _customer_id(value: Any, i: int) -> str:
     return value
 
 
-def customer_ids(payload: Any, max_rows: int) -> list[str]:
-    """The ids of a V2 request's ``customer_id`` tensor; :class:`BadRequest` when the request is unusable."""
-    if not isinstance(payload, InferRequest):
-        raise BadRequest("this transformer speaks the V2 (Open Inference) protocol: POST /v2/models/<name>/infer "
-                           f"with a {CUSTOMER_ID!r} BYTES tensor")
-    names = [str(tensor.name) for tensor in payload.inputs]
+def customer_ids(tensors: list[TensorIn], max_rows: int) -> list[str]:
+    """The ids of a request's ``customer_id`` tensor (JSON or binary BYTES); :class:`BadRequest` when unusable."""
+    names = [tensor.name for tensor in tensors]
     if names != [CUSTOMER_ID]:
         others = [position for position, name in enumerate(names) if name != CUSTOMER_ID]
         if others:
             raise BadRequest(f"unknown input at inputs[{others[0]}]: send exactly one tensor, {CUSTOMER_ID!r}")
         raise BadRequest(f"send exactly one {CUSTOMER_ID!r} tensor")
-    values = _tensor_values(payload.inputs[0])
+    tensor = tensors[0]
+    if tensor.datatype != TEXT:
+        raise BadRequest(f"input {CUSTOMER_ID!r} must be BYTES (UTF-8 text), not {datatype_shown(tensor.datatype)}")
+    values: list[Any] = (text_elements(tensor.raw, f"input {CUSTOMER_ID!r}") if tensor.raw is not None
+                         else tensor.values or [])
+    if len(tensor.shape) != 1 or tensor.shape[0] != len(values):
+        raise BadRequest(f"input {CUSTOMER_ID!r} must have shape [rows] matching its {len(values)} elements")
     if not values:
         raise BadRequest(f"input {CUSTOMER_ID!r} has no rows")
     if len(values) > max_rows:
@@ -253,120 +261,139 @@ def customer_ids(payload: Any, max_rows: int) -> list[str]:
     return [_customer_id(value, i) for i, value in enumerate(values)]
 
 
-class CustomerTransformer(Model):
+def _predictor_outputs(response: httpx.Response, rows: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """(probability, label, the response's JSON header) of the predictor's V2 answer (JSON or binary outputs)."""
+    content, length = response.content, response.headers.get(HEADER_LENGTH)
+    try:
+        offset = int(length) if length is not None else len(content)
+        header = orjson.loads(content[:offset])
+        values = {}
+        for output in header["outputs"]:
+            size = (output.get("parameters") or {}).get("binary_data_size")
+            dtype = PREDICTOR_OUTPUTS.get(output["name"])
+            if dtype is None:
+                continue
+            if size is None:
+                values[output["name"]] = np.asarray(output["data"], dtype=dtype)
+            else:
+                values[output["name"]] = np.frombuffer(content, dtype=dtype, count=size // dtype.itemsize,
+                                                       offset=offset)
+                offset += size
+        probability, label = values[PROBABILITY], values[LABEL]
+    except (ValueError, KeyError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
+        raise UpstreamError("the predictor's answer is not a V2 response with churn_probability and churn_label",
+                            500) from exc
+    if probability.shape != (rows,) or label.shape != (rows,):
+        raise UpstreamError(f"the predictor answered a number of rows other than the {rows} asked", 500)
+    return probability, label, header
+
+
+class CustomerTransformer(Model, StrictModel):
     """Answers churn risk by customer id: tokenize, look up the snapshot, ask the predictor ``name``."""
 
     def __init__(self, name: str, settings: Settings, repo: DataRepository | None = None,
-                 max_rows: int = DEFAULT_MAX_ROWS) -> None:
+                 max_rows: int = DEFAULT_MAX_ROWS, predictor: PredictorConfig | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         super().__init__(name)
         self.settings = settings
         self.max_rows = max_rows
         self.store = SnapshotStore(repo or open_repository(settings), settings.online_refresh_seconds)
         self.tokenizer: Tokenizer | None = None
+        self.decoder = Decoder((), (CUSTOMER_ID,), max_rows, outputs=OUTPUTS)  # the body's structure
+        self.predictor = predictor
+        self.transport = transport
+        self.client: httpx.AsyncClient | None = None
+
+    @property
+    def version(self) -> str | None:
+        """Any version path is answered (the predictor's model version is in every response)."""
+        return None
 
     def load(self) -> bool:
-        """Get the tokenization key, load the latest snapshot and start watching the lake for newer ones."""
+        """Get the tokenization key, load the latest snapshot, start watching the lake, open the predictor client."""
         self.tokenizer = Tokenizer(tokenization_key(self.settings))
         self.store.refresh()
         self.store.start()
+        self.client = self.predictor_client()
         self.ready = True
         return self.ready
+
+    def predictor_client(self) -> httpx.AsyncClient:
+        """One keep-alive HTTP client for every request to the predictor, with kserve's PredictorConfig
+        timeout and connect retries (and, like kserve, the CA bundle of ``REQUESTS_CA_BUNDLE``)."""
+        config = self.predictor or self.predictor_config  # kserve's context when none is given
+        if config is None or not config.predictor_host:
+            raise ChurnopsError("no predictor to forward to: give --predictor_host (host:port of the churn predictor)")
+        transport = self.transport or httpx.AsyncHTTPTransport(
+            retries=config.predictor_request_retries, limits=PREDICTOR_LIMITS,
+            verify=os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True)
+        return httpx.AsyncClient(base_url=config.predictor_base_url, transport=transport,
+                                 timeout=config.predictor_request_timeout_seconds)
 
     def stop(self) -> None:
         """Stop the snapshot refresh thread."""
         self.store.stop()
 
-    def validate(self, payload: Any) -> Any:
-        """A :class:`Lookup` is already checked."""
-        return payload if isinstance(payload, Lookup) else super().validate(payload)
+    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        """kserve's request path (its V1 route, or anything but ``POST /v2/models/<name>/infer``) is refused."""
+        del payload, headers
+        error = BadRequest("this transformer speaks the V2 (Open Inference) protocol over REST: "
+                           f"POST /v2/models/<name>/infer with a {CUSTOMER_ID!r} BYTES tensor")
+        raise InvalidInput(str(error)) from error
 
-    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Lookup:
-        """Tokenize the ids, look them up in one snapshot, build the predictor request for the known active ones."""
-        del headers
-        assert self.tokenizer is not None
-        try:
-            ids = customer_ids(payload, self.max_rows)
-            requested = tuple(str(output.name) for output in payload.request_outputs or [])
-            for position, name in enumerate(requested):
-                if name not in OUTPUTS:
-                    raise BadRequest(f"unknown output at outputs[{position}]; outputs are {', '.join(OUTPUTS)}")
-        except BadRequest as exc:  # the server's handler passes the project's own messages (they name no value)
-            raise InvalidInput(str(exc)) from exc
-        table = self.store.current
-        lookup = Lookup(table, rows=len(ids), request_id=payload.id or "", outputs=requested or OUTPUTS,
-                        from_grpc=bool(payload.from_grpc))
-        positions = []
-        for i, value in enumerate(ids):
-            token = self.tokenizer.token(value)
-            position = table.positions.get(token)
-            if position is not None:
-                lookup.scored.append(i)
-                positions.append(position)
-                lookup.errors.append("")
-            else:
-                status = table.inactive.get(token)
-                lookup.errors.append(UNKNOWN if status is None else inactive_reason(status))
-        ROWS.labels("found").inc(len(positions))
-        ROWS.labels("not_found").inc(len(ids) - len(positions))
-        if positions:
-            lookup.request = table.request(self.name, positions, payload.id)
-        return lookup
-
-    async def predict(self, payload: Any, headers: dict[str, str] | None = None,
-                      response_headers: dict[str, str] | None = None) -> Answer:
-        """Ask the predictor (kserve's ``predictor_host`` client) for the scorable rows."""
-        del response_headers
-        assert isinstance(payload, Lookup)
-        if payload.request is None:
-            return Answer(payload, None)
-        try:
-            response = await super().predict(payload.request, headers)
-        except httpx.HTTPStatusError as exc:
-            status = exc.response.status_code
-            logger.error("the predictor answered %d to %d feature rows", status, len(payload.scored))
-            if status >= 500:
-                raise ModelNotReady(self.name, f"the predictor failed ({status})") from None
-            raise InferenceError(f"the predictor refused the snapshot's feature rows ({status}): the snapshot's "
-                                 "features do not match the served model's inputs") from None
-        except httpx.HTTPError as exc:
-            logger.error("the predictor cannot be reached: %s", type(exc).__name__)
-            raise ModelNotReady(self.name, f"the predictor cannot be reached ({type(exc).__name__})") from None
-        assert isinstance(response, InferResponse)
-        return Answer(payload, response)
-
-    async def postprocess(self, result: Any, headers: dict[str, str] | None = None,
-                          response_headers: dict[str, str] | None = None) -> InferResponse:
-        """Per request row: probability, label and error, in request order; lineage in ``parameters``."""
-        del headers, response_headers
-        assert isinstance(result, Answer)
-        lookup = result.lookup
-        probability = np.full(lookup.rows, np.nan)
-        label = np.full(lookup.rows, NO_LABEL, dtype=np.int64)
-        parameters = lookup.table.parameters()
-        if result.response is not None:
-            scored = {str(output.name): output.as_numpy() for output in result.response.outputs}
-            if PROBABILITY not in scored or LABEL not in scored:
-                raise InferenceError("the predictor's response lacks churn_probability or churn_label")
-            probability[lookup.scored] = scored[PROBABILITY].astype(np.float64)
-            label[lookup.scored] = scored[LABEL].astype(np.int64)
-            upstream = dict(result.response.parameters or {})
-            parameters["model_version"] = str(result.response.model_version or upstream.get("model_version", ""))
+    async def answer_rest(self, body: bytes, header_length: int | None) -> tuple[bytes, int | None, int]:
+        """Decode the ids, tokenize them, look them up in one snapshot, ask the predictor for the known active
+        ones and answer every row in request order."""
+        assert self.tokenizer is not None and self.client is not None
+        tensors, options = self.decoder.rest_tensors(body, header_length)
+        ids = customer_ids(tensors, self.max_rows)
+        table = self.store.current  # read once: every row of the request comes from this snapshot
+        scored, rows, errors = table.find([self.tokenizer.token(value) for value in ids])
+        ROWS.labels("found").inc(len(rows))
+        ROWS.labels("not_found").inc(len(ids) - len(rows))
+        probability = np.full(len(ids), np.nan)
+        label = np.full(len(ids), NO_LABEL, dtype=np.int64)
+        parameters, model_version = table.parameters(), None
+        if rows:
+            scores, labels, header = await self._ask_predictor(table, rows)
+            probability[scored] = scores
+            label[scored] = labels
+            upstream = header.get("parameters") or {}
+            model_version = str(header.get("model_version") or upstream.get("model_version", ""))
+            parameters["model_version"] = model_version
             if "registered_model" in upstream:
                 parameters["registered_model"] = str(upstream["registered_model"])
-        values = {PROBABILITY: ("FP64", probability), LABEL: ("INT64", label),
-                  ERROR: (TEXT, np.array(lookup.errors, dtype=object))}
-        tensors = []
-        for name in lookup.outputs:
-            datatype, data = values[name]
-            tensor = InferOutput(name=name, shape=[lookup.rows], datatype=datatype)
-            tensor.set_data_from_numpy(data, binary_data=False)
-            tensors.append(tensor)
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("by-customer rows=%d scored=%d snapshot=%s", lookup.rows, len(lookup.scored),
-                         lookup.table.commit_id[:12])
-        return InferResponse(response_id=lookup.request_id, model_name=self.name, infer_outputs=tensors,
-                             model_version=parameters.get("model_version"), parameters=parameters,
-                             from_grpc=lookup.from_grpc)
+            logger.debug("by-customer rows=%d scored=%d snapshot=%s", len(ids), len(rows), table.commit_id[:12])
+        content, length = rest_response(self.name, model_version, parameters, options, {
+            PROBABILITY: ("FP64", probability), LABEL: ("INT64", label), ERROR: (TEXT, np.array(errors, dtype=object))})
+        return content, length, len(ids)
+
+    async def _ask_predictor(self, table: SnapshotTable, rows: list[int]) -> tuple[np.ndarray, np.ndarray, dict]:
+        """One binary-extension request with the snapshot rows ``rows``; the predictor's outputs."""
+        assert self.client is not None
+        body, length = table.predictor_body(rows)
+        try:
+            response = await self.client.post(f"/v2/models/{self.name}/infer", content=body, headers={
+                "content-type": "application/octet-stream", HEADER_LENGTH: str(length)})
+        except httpx.HTTPError as exc:
+            logger.error("the predictor cannot be reached: %s", type(exc).__name__)
+            raise UpstreamError(f"the predictor cannot be reached ({type(exc).__name__})") from None
+        status = response.status_code
+        if status != 200:
+            logger.error("the predictor answered %d to %d feature rows", status, len(rows))
+            if status >= 500:
+                raise UpstreamError(f"the predictor failed ({status})")
+            raise UpstreamError(f"the predictor refused the snapshot's feature rows ({status}): the snapshot's "
+                                "features do not match the served model's inputs", 500)
+        return _predictor_outputs(response, len(rows))
+
+    @staticmethod
+    def observe(protocol: str, outcome: str, started: float, rows: int) -> None:
+        """Count a request and its latency (``churnops_transformer_requests``, ``..._request_seconds``)."""
+        del protocol, rows  # REST only; rows are counted by outcome in churnops_transformer_rows
+        REQUESTS.labels(outcome).inc()
+        LATENCY.observe(time.perf_counter() - started)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -383,9 +410,13 @@ def main(argv: list[str] | None = None) -> None:
     args, _ = parser().parse_known_args(argv)
     if not args.predictor_host:
         raise SystemExit("--predictor_host is required (host:port of the churn predictor)")
+    if args.predictor_protocol != PredictorProtocol.REST_V2.value:
+        raise SystemExit(f"the transformer asks the predictor over {PredictorProtocol.REST_V2.value} only")
     settings = get_settings()
     setup_logging(settings)
-    model = CustomerTransformer(args.model_name, settings, max_rows=args.max_batch_rows)
+    predictor = PredictorConfig(args.predictor_host, args.predictor_protocol, args.predictor_use_ssl,
+                                args.predictor_request_timeout_seconds, args.predictor_request_retries)
+    model = CustomerTransformer(args.model_name, settings, max_rows=args.max_batch_rows, predictor=predictor)
     started = time.perf_counter()
     try:
         model.load()
@@ -393,8 +424,6 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"the transformer cannot start: {exc}") from None
     logger.info("transformer %s ready in %.1fs, predictor %s", args.model_name, time.perf_counter() - started,
                 args.predictor_host)
-    predictor = PredictorConfig(args.predictor_host, args.predictor_protocol, args.predictor_use_ssl,
-                                args.predictor_request_timeout_seconds, args.predictor_request_retries)
     ChurnModelServer(host=args.host, http_port=args.http_port, grpc_port=args.grpc_port, workers=1,
                      enable_grpc=False, enable_docs_url=False, enable_latency_logging=False,
                      predictor_config=predictor).start([model])

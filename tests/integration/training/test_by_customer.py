@@ -185,7 +185,7 @@ def test_a_batch_by_raw_id_gets_the_predictors_answer_for_the_known_customer_and
         ({"inputs": [{"name": "customer", "datatype": "BYTES", "shape": [1], "data": [STRANGER]}]}, "unknown input"),
         ({"inputs": [{"name": "customer_id", "datatype": "INT64", "shape": [1], "data": [7]}]}, "must be BYTES"),
         ({"inputs": [{"name": "customer_id", "datatype": "BYTES", "shape": [0], "data": []}]}, "no rows"),
-        ({"inputs": "customer_id"}, "invalid request"),
+        ({"inputs": "customer_id"}, "'inputs' must be a non-empty list"),
     ],
 )
 def test_a_bad_request_is_a_4xx_with_a_json_error_that_echoes_no_id(stack: Stack, body: dict, message: str) -> None:

@@ -1,7 +1,8 @@
-"""The by-customer transformer against a published snapshot in an embedded lake.
+"""The by-customer transformer against a published snapshot in an embedded lake, through the server's REST route.
 
-The predictor is reached through kserve's own REST client (the transformer's ``predictor_host``
-mechanism) over an httpx transport that decodes every request with the predictor's strict decoder
+Requests go through :meth:`serving.server.ChurnRESTServer.infer` (the ASGI infer route: statuses and
+bodies as a client sees them). The predictor is reached through the transformer's own HTTP client
+over an httpx transport that decodes every request with the predictor's strict decoder
 (:class:`serving.protocol.Decoder`) and answers with its encoder, so what the transformer sends is
 checked against what the real predictor accepts.
 """
@@ -11,19 +12,21 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
-from kserve import context as kserve_context
-from kserve.errors import InferenceError, InvalidInput, ModelNotReady
-from kserve.inference_client import InferenceRESTClient, RESTConfig
+from kserve.errors import InvalidInput
+from kserve.model_repository import ModelRepository
 from kserve.predictor_config import PredictorConfig
-from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse, RequestedOutput
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+from prometheus_client import REGISTRY
 
 from churnops.data.privacy import Tokenizer
 from churnops.data.versioning.embedded import EmbeddedRepository
@@ -32,8 +35,10 @@ from churnops.platform.secrets import tokenization_key
 from churnops.platform.settings import Settings
 from churnops.training import online
 from churnops.training.features import FEATURE_SPEC
-from serving.protocol import LABEL, PROBABILITY, Batch, Decoder, RequestOptions, rest_response
+from serving.protocol import LABEL, PROBABILITY, Batch, Decoder, bytes_tensor, rest_response, text_elements
+from serving.server import ChurnRESTServer
 from serving.transformer import ERROR, UNKNOWN, CustomerTransformer, inactive_reason
+from tests.conftest import free_port
 from tests.unit.training.conftest import at, event, events_frame, record, subscriptions_frame
 
 KEY = "unit-test-tokenization-key-0123456789"
@@ -49,7 +54,7 @@ class PredictorDouble:
         self.decoder = Decoder(FEATURE_SPEC.numeric, FEATURE_SPEC.categorical)
         self.batches: list[Batch] = []
         self.status: int | None = None  # answer every call with this error status instead
-        self.unreachable = False
+        self.during: Callable[[], None] | None = None  # runs while a request is at the predictor
 
     @staticmethod
     def probability(batch: Batch) -> np.ndarray:
@@ -60,19 +65,20 @@ class PredictorDouble:
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         """The transport's handler."""
-        if self.unreachable:
-            raise httpx.ConnectError("connection refused", request=request)
+        if self.during is not None:
+            self.during()
         if self.status is not None:
             return httpx.Response(self.status, json={"error": "no"})
         assert request.url.path == f"/v2/models/{MODEL}/infer"
         length = request.headers.get("inference-header-content-length")
-        batch, _ = self.decoder.from_rest(request.content, int(length) if length else None)
+        batch, options = self.decoder.from_rest(request.content, int(length) if length else None)
         self.batches.append(batch)
         probability = self.probability(batch)
-        body, _ = rest_response(MODEL, "7", {"model_version": "7", "registered_model": "churn-classifier"},
-                                RequestOptions(), {PROBABILITY: ("FP64", probability),
-                                                   LABEL: ("INT64", (probability >= 0.5).astype(np.int64))})
-        return httpx.Response(200, content=body, headers={"content-type": "application/json"})
+        body, header = rest_response(MODEL, "7", {"model_version": "7", "registered_model": "churn-classifier"},
+                                     options, {PROBABILITY: ("FP64", probability),
+                                               LABEL: ("INT64", (probability >= 0.5).astype(np.int64))})
+        return httpx.Response(200, content=body, headers={} if header is None else {
+            "content-type": "application/octet-stream", "inference-header-content-length": str(header)})
 
 
 def snapshot_frames(tokenizer: Tokenizer) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -93,174 +99,243 @@ def publish(repo: EmbeddedRepository, tokenizer: Tokenizer,
     return online.load_snapshot(repo)
 
 
+class Setup:  # pylint: disable=too-few-public-methods  # the fixture's parts, and the call every test makes
+    """A loaded transformer behind the REST server, its predictor double and the lake."""
+
+    def __init__(self, model: CustomerTransformer, predictor: PredictorDouble, repo: EmbeddedRepository) -> None:
+        self.model, self.predictor, self.repo = model, predictor, repo
+        repository = ModelRepository()
+        repository.update(model)
+        self.server = ChurnRESTServer("kserve.model_server:app", DataPlane(repository),
+                                      ModelRepositoryExtension(repository), 0)
+
+    def post(self, body: bytes, header_length: int | None = None) -> tuple[int, dict[str, Any]]:
+        """POST ``body`` to the infer route (ASGI); the status and the JSON body, binary outputs decoded."""
+        sent: list[dict[str, Any]] = []
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop(0)
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        headers = [(b"content-type", b"application/json" if header_length is None else b"application/octet-stream")]
+        if header_length is not None:
+            headers.append((b"inference-header-content-length", str(header_length).encode()))
+        scope = {"type": "http", "method": "POST", "path": f"/v2/models/{MODEL}/infer", "headers": headers}
+        asyncio.run(self.server.infer(MODEL, None, scope, receive, send))
+        content = b"".join(message.get("body", b"") for message in sent[1:])
+        length = dict(sent[0]["headers"]).get(b"inference-header-content-length")
+        answer = orjson.loads(content[:int(length)] if length else content)
+        offset = int(length or 0)
+        for output in answer.get("outputs", []):
+            size = output.pop("parameters", {}).get("binary_data_size")
+            if size is not None:
+                raw = content[offset: offset + size]
+                output["data"] = ([t.decode() for t in text_elements(raw, "")] if output["datatype"] == "BYTES"
+                                  else np.frombuffer(raw, "<f8" if output["datatype"] == "FP64" else "<i8").tolist())
+                offset += size
+        return sent[0]["status"], answer
+
+
+def v2(ids: list[Any], datatype: str = "BYTES", **fields: Any) -> bytes:
+    """A JSON V2 request with one ``customer_id`` tensor."""
+    return orjson.dumps({"id": "r1", "inputs": [{"name": "customer_id", "datatype": datatype, "shape": [len(ids)],
+                                                "data": ids}], **fields})
+
+
 @pytest.fixture(name="setup")
-def fixture_setup(tmp_path: Path) -> Iterator[tuple[CustomerTransformer, PredictorDouble, EmbeddedRepository]]:
+def fixture_setup(tmp_path: Path) -> Iterator[Setup]:
     """A loaded transformer over a published snapshot, its predictor double and the lake."""
     settings = Settings(state_dir=tmp_path / "state", tokenization_key=KEY, online_refresh_seconds=3600)
     repo = EmbeddedRepository(tmp_path / "lake")
     repo.ensure()
     publish(repo, Tokenizer(tokenization_key(settings)))
     predictor = PredictorDouble()
-    kserve_context.set_predictor_config(PredictorConfig("predictor.test", "v2"))
-    model = CustomerTransformer(MODEL, settings, repo=repo)
+    model = CustomerTransformer(MODEL, settings, repo=repo, predictor=PredictorConfig("predictor.test", "v2"),
+                                transport=httpx.MockTransport(predictor.handle))
     model.load()
-    model._http_client_instance = InferenceRESTClient(  # pylint: disable=protected-access  # kserve's client slot
-        RESTConfig(transport=httpx.MockTransport(predictor.handle), protocol="v2"))
-    yield model, predictor, repo
+    yield Setup(model, predictor, repo)
     model.stop()
 
 
-def ask(model: CustomerTransformer, ids: list[Any], datatype: str = "BYTES", **kwargs: Any) -> InferResponse:
-    """One V2 request through kserve's model call chain (preprocess, predict, postprocess)."""
-    request = InferRequest(model_name=MODEL, request_id="r1", infer_inputs=[
-        InferInput("customer_id", [len(ids)], datatype, data=ids)], **kwargs)
-    response, _ = asyncio.run(model(request, {}))
-    return response
+def ask(setup: Setup, ids: list[Any], datatype: str = "BYTES", **fields: Any) -> dict[str, Any]:
+    """A JSON request by id that must succeed; its body."""
+    status, answer = setup.post(v2(ids, datatype, **fields))
+    assert status == 200, answer
+    return answer
 
 
-def outputs(response: InferResponse) -> dict[str, list[Any]]:
-    """Output name -> values."""
-    return {str(o.name): o.as_numpy().tolist() for o in response.outputs}
+def outputs(answer: dict[str, Any]) -> dict[str, list[Any]]:
+    """Output name -> values (NaN for JSON null)."""
+    return {o["name"]: [np.nan if v is None else v for v in o["data"]] for o in answer["outputs"]}
 
 
-def test_a_batch_gets_per_row_answers_in_request_order(setup: tuple) -> None:
-    model, predictor, repo = setup
-    snapshot = online.load_snapshot(repo)
-    response = ask(model, [STRANGER, ACTIVE, CANCELLED, OTHER, ACTIVE])
+def counted(metric: str, outcome: str) -> float:
+    """A transformer counter's value so far."""
+    return REGISTRY.get_sample_value(f"churnops_transformer_{metric}_total", {"outcome": outcome}) or 0.0
 
-    (batch,) = predictor.batches  # one predictor call with the three scorable rows
+
+def test_a_batch_gets_per_row_answers_in_request_order(setup: Setup) -> None:
+    snapshot = online.load_snapshot(setup.repo)
+    before = {outcome: counted("rows", outcome) for outcome in ("found", "not_found")}
+    requests_before = counted("requests", "ok")
+    answer = ask(setup, [STRANGER, ACTIVE, CANCELLED, OTHER, ACTIVE])
+
+    (batch,) = setup.predictor.batches  # one predictor call with the three scorable rows
     assert batch.rows == 3
     tokenizer = Tokenizer(KEY.encode())
     expected_rows = snapshot.features.loc[[tokenizer.token(v) for v in (ACTIVE, OTHER, ACTIVE)]]
     np.testing.assert_array_equal(batch.numeric, expected_rows[list(FEATURE_SPEC.numeric)].to_numpy(dtype=float))
-    assert [list(c) for c in batch.categorical] == [expected_rows[c].tolist() for c in FEATURE_SPEC.categorical]
+    assert [list(c) for c in batch.categorical] == [
+        [None if pd.isna(v) else v for v in expected_rows[c]] for c in FEATURE_SPEC.categorical]
 
-    values = outputs(response)
+    values = outputs(answer)
     probability = PredictorDouble.probability(batch)
     assert np.isnan(values[PROBABILITY][0]) and np.isnan(values[PROBABILITY][2])
     assert [values[PROBABILITY][i] for i in (1, 3, 4)] == probability.tolist()
     assert values[LABEL] == [-1, int(probability[0] >= 0.5), -1, int(probability[1] >= 0.5), int(probability[2] >= 0.5)]
     assert values[ERROR] == [UNKNOWN, "", inactive_reason("cancelled"), "", ""]
-    assert response.model_version == "7"
-    assert response.parameters == {"data_commit": snapshot.data_commit, "cutoff": snapshot.cutoff.isoformat(),
-                                   "snapshot_commit": snapshot.commit_id, "model_version": "7",
-                                   "registered_model": "churn-classifier"}
+    assert answer["model_version"] == "7" and answer["id"] == "r1"
+    assert answer["parameters"] == {"data_commit": snapshot.data_commit, "cutoff": snapshot.cutoff.isoformat(),
+                                    "snapshot_commit": snapshot.commit_id, "model_version": "7",
+                                    "registered_model": "churn-classifier"}
+    assert counted("rows", "found") - before["found"] == 3 and counted("rows", "not_found") - before["not_found"] == 2
+    assert counted("requests", "ok") - requests_before == 1
 
 
-def test_a_batch_without_a_scorable_customer_is_answered_without_the_predictor(setup: tuple) -> None:
-    model, predictor, _ = setup
-    values = outputs(ask(model, [CANCELLED, STRANGER]))
-    assert not predictor.batches
+def test_a_batch_without_a_scorable_customer_is_answered_without_the_predictor(setup: Setup) -> None:
+    answer = ask(setup, [CANCELLED, STRANGER])
+    values = outputs(answer)
+    assert not setup.predictor.batches
     assert values[ERROR] == [inactive_reason("cancelled"), UNKNOWN] and values[LABEL] == [-1, -1]
+    assert "model_version" not in answer["parameters"]
 
 
-def test_requested_outputs_are_the_ones_returned(setup: tuple) -> None:
-    model, _, _ = setup
-    response = ask(model, [ACTIVE], request_outputs=[RequestedOutput(ERROR), RequestedOutput(PROBABILITY)])
-    assert [o.name for o in response.outputs] == [ERROR, PROBABILITY]
-    with pytest.raises(InvalidInput, match=r"unknown output at outputs\[0\]"):
-        ask(model, [ACTIVE], request_outputs=[RequestedOutput("score")])
+def test_requested_outputs_are_the_ones_returned(setup: Setup) -> None:
+    answer = ask(setup, [ACTIVE], outputs=[{"name": ERROR}, {"name": PROBABILITY}])
+    assert [o["name"] for o in answer["outputs"]] == [ERROR, PROBABILITY]
+    status, refused = setup.post(v2([ACTIVE], outputs=[{"name": "score"}]))
+    assert status == 400 and "unknown output at outputs[0]" in refused["error"]
+
+
+def test_binary_ids_and_binary_outputs(setup: Setup) -> None:
+    ids = [ACTIVE, STRANGER, OTHER]
+    header = orjson.dumps({"inputs": [{"name": "customer_id", "datatype": "BYTES", "shape": [3],
+                                       "parameters": {"binary_data_size": len(bytes_tensor(ids))}}],
+                           "parameters": {"binary_data_output": True}})
+    status, answer = setup.post(header + bytes_tensor(ids), len(header))
+    assert status == 200
+    values = outputs(answer)
+    assert values[ERROR] == ["", UNKNOWN, ""] and values[LABEL][1] == -1 and np.isnan(values[PROBABILITY][1])
+    assert values[PROBABILITY][0::2] == PredictorDouble.probability(setup.predictor.batches[0]).tolist()
+    status, answer = setup.post(header + bytes_tensor(ids)[:-2], len(header))
+    assert status == 400 and "customer_id" in answer["error"]
 
 
 @pytest.mark.parametrize(
     ("inputs", "message"),
     [
-        ([], "exactly one 'customer_id'"),
-        ([InferInput("customer", [1], "BYTES", data=[ACTIVE])], r"unknown input at inputs\[0\]"),
-        ([InferInput("customer_id", [1], "BYTES", data=[ACTIVE]), InferInput("x", [1], "BYTES", data=["1"])],
-         r"unknown input at inputs\[1\]"),
-        ([InferInput("customer_id", [1], "INT64", data=[7])], "must be BYTES"),
-        ([InferInput("customer_id", [0], "BYTES", data=[])], "has no rows"),
-        ([InferInput("customer_id", [3], "BYTES", data=[ACTIVE, OTHER])], "shape"),
-        ([InferInput("customer_id", [2], "BYTES", data=[ACTIVE, 5])], "element 1 is not text"),
-        ([InferInput("customer_id", [2], "BYTES", data=[ACTIVE, ""])], "element 1 is empty"),
-        ([InferInput("customer_id", [1], "BYTES", data=[b"\xff\xfe"])], "element 0 is not UTF-8"),
+        ([], "'inputs' must be a non-empty list"),
+        ([{"name": "customer", "datatype": "BYTES", "shape": [1], "data": [ACTIVE]}], r"unknown input at inputs[0]"),
+        ([{"name": "customer_id", "datatype": "BYTES", "shape": [1], "data": [ACTIVE]},
+          {"name": "x", "datatype": "BYTES", "shape": [1], "data": ["1"]}], r"unknown input at inputs[1]"),
+        ([{"name": "customer_id", "datatype": "INT64", "shape": [1], "data": [7]}], "must be BYTES"),
+        ([{"name": "customer_id", "datatype": "BYTES", "shape": [0], "data": []}], "has no rows"),
+        ([{"name": "customer_id", "datatype": "BYTES", "shape": [3], "data": [ACTIVE, OTHER]}], "shape"),
+        ([{"name": "customer_id", "datatype": "BYTES", "shape": [2], "data": [ACTIVE, 5]}], "element 1 is not text"),
+        ([{"name": "customer_id", "datatype": "BYTES", "shape": [2], "data": [ACTIVE, ""]}], "element 1 is empty"),
+        ([{"name": "customer_id", "datatype": "BYTES", "shape": [2], "data": [ACTIVE, None]}], "element 1 is not text"),
+        ([{"name": ACTIVE, "datatype": "BYTES", "shape": [1], "data": [ACTIVE]}], r"unknown input at inputs[0]"),
     ],
 )
 def test_a_request_that_is_bad_as_a_whole_is_refused_without_echoing_ids(
-    setup: tuple, inputs: list[InferInput], message: str
+    setup: Setup, inputs: list[dict[str, Any]], message: str
 ) -> None:
-    model, predictor, _ = setup
-    request = InferRequest(model_name=MODEL, request_id="r", infer_inputs=inputs)
-    with pytest.raises(InvalidInput, match=message) as caught:
-        asyncio.run(model(request, {}))
-    assert not any(raw in str(caught.value) for raw in RAW_IDS)
-    assert not predictor.batches
+    status, answer = setup.post(orjson.dumps({"inputs": inputs}))
+    assert status == 400 and set(answer) == {"error"}
+    assert message in answer["error"]
+    assert not any(raw in answer["error"] for raw in RAW_IDS)
+    assert not setup.predictor.batches
 
 
-def test_binary_ids_and_batches_over_the_limit(setup: tuple) -> None:
-    model, _, _ = setup
-    tensor = InferInput("customer_id", [2], "BYTES")
-    tensor.set_data_from_numpy(np.array([ACTIVE.encode(), STRANGER.encode()], dtype=object), binary_data=True)
-    response, _ = asyncio.run(model(InferRequest(model_name=MODEL, request_id="b", infer_inputs=[tensor]), {}))
-    assert outputs(response)[ERROR] == ["", UNKNOWN]
-    model.max_rows = 2
-    with pytest.raises(InvalidInput, match="at most 2 per request"):
-        ask(model, [ACTIVE, OTHER, ACTIVE])
-    with pytest.raises(InvalidInput, match="V2"):
-        asyncio.run(model({"instances": [ACTIVE]}, {}))
+def test_batches_over_the_limit_and_other_routes_are_refused(setup: Setup) -> None:
+    setup.model.max_rows = 2
+    status, answer = setup.post(v2([ACTIVE, OTHER, ACTIVE]))
+    assert status == 400 and "at most 2 per request" in answer["error"]
+    with pytest.raises(InvalidInput, match="V2"):  # kserve's own request path (its V1 route)
+        asyncio.run(setup.model({"instances": [ACTIVE]}, {}))
 
 
-def test_predictor_failures_are_server_errors_with_a_reason(setup: tuple) -> None:
-    model, predictor, _ = setup
-    predictor.status = 400
-    with pytest.raises(InferenceError, match="do not match the served model's inputs"):
-        ask(model, [ACTIVE])
-    predictor.status = 503
-    with pytest.raises(ModelNotReady, match="predictor failed"):
-        ask(model, [ACTIVE])
-    predictor.status, predictor.unreachable = None, True
-    with pytest.raises(ModelNotReady, match="cannot be reached"):
-        ask(model, [ACTIVE])
+def test_predictor_failures_are_server_errors_with_a_reason(setup: Setup) -> None:
+    errors_before = counted("requests", "error")
+    setup.predictor.status = 400
+    status, answer = setup.post(v2([ACTIVE]))
+    assert status == 500 and "do not match the served model's inputs" in answer["error"]
+    setup.predictor.status = 503
+    status, answer = setup.post(v2([ACTIVE]))
+    assert status == 503 and "predictor failed (503)" in answer["error"]
+    assert counted("requests", "error") - errors_before == 2
 
 
-def test_a_newer_snapshot_is_swapped_in_and_a_request_in_flight_keeps_its_own(setup: tuple) -> None:
-    model, predictor, repo = setup
-    first = online.load_snapshot(repo)
-    in_flight = asyncio.run(model.preprocess(InferRequest(model_name=MODEL, request_id="f", infer_inputs=[
-        InferInput("customer_id", [1], "BYTES", data=[ACTIVE])])))
-    newer = publish(repo, Tokenizer(KEY.encode()), cutoff=at(30))
-    assert model.store.current.commit_id == first.commit_id  # not before the next check
+def test_an_unreachable_predictor_is_a_503(setup: Setup) -> None:
+    model = setup.model
+    model.predictor, model.transport = PredictorConfig(f"127.0.0.1:{free_port()}", "v2",
+                                                       predictor_request_retries=1), None
+    model.client = model.predictor_client()  # the production client: a real connection attempt, refused
+    status, answer = setup.post(v2([ACTIVE, STRANGER]))
+    assert status == 503 and answer == {"error": "the predictor cannot be reached (ConnectError)"}
 
-    assert model.store.refresh() is True and model.store.refresh() is False
-    assert ask(model, [ACTIVE]).parameters["cutoff"] == newer.cutoff.isoformat() == at(30).isoformat()
-    late = asyncio.run(model.postprocess(asyncio.run(model.predict(in_flight))))
-    assert late.parameters["snapshot_commit"] == first.commit_id
-    assert late.parameters["cutoff"] == first.cutoff.isoformat()
-    # the in-flight request was scored on the old snapshot's row: recency at the first cutoff
+
+def test_a_request_in_flight_during_a_swap_is_answered_from_its_snapshot(setup: Setup) -> None:
+    first = online.load_snapshot(setup.repo)
+    swapped: list[online.OnlineSnapshot] = []
+
+    def swap() -> None:  # a newer snapshot is published and loaded while the request is at the predictor
+        setup.predictor.during = None
+        swapped.append(publish(setup.repo, Tokenizer(KEY.encode()), cutoff=at(30)))
+        assert setup.model.store.refresh() is True
+
+    setup.predictor.during = swap
+    late = ask(setup, [ACTIVE])
+    assert swapped and setup.model.store.current.commit_id == swapped[0].commit_id
+    assert late["parameters"]["snapshot_commit"] == first.commit_id
+    assert late["parameters"]["cutoff"] == first.cutoff.isoformat()
+    # scored on the old snapshot's row: recency at the first cutoff
     old_recency = first.features.loc[Tokenizer(KEY.encode()).token(ACTIVE), "recency_h"]
-    assert predictor.batches[-1].numeric[0, FEATURE_SPEC.numeric.index("recency_h")] == old_recency
+    assert setup.predictor.batches[0].numeric[0, FEATURE_SPEC.numeric.index("recency_h")] == old_recency
+    assert ask(setup, [ACTIVE])["parameters"]["cutoff"] == swapped[0].cutoff.isoformat() == at(30).isoformat()
+    assert setup.model.store.refresh() is False
 
 
-def test_the_background_refresh_picks_up_a_newer_snapshot(setup: tuple) -> None:
-    model, _, repo = setup
-    model.store.stop()
-    model.store.interval_s = 0.05
-    model.store.start()
-    newer = publish(repo, Tokenizer(KEY.encode()), cutoff=at(30))
+def test_the_background_refresh_picks_up_a_newer_snapshot(setup: Setup) -> None:
+    store = setup.model.store
+    store.stop()
+    store.interval_s = 0.05
+    store.start()
+    newer = publish(setup.repo, Tokenizer(KEY.encode()), cutoff=at(30))
     for _ in range(200):
-        if model.store.current.commit_id == newer.commit_id:
+        if store.current.commit_id == newer.commit_id:
             break
-        model.store._stop.wait(0.05)  # pylint: disable=protected-access  # wait on the store's own clock
-    assert model.store.current.commit_id == newer.commit_id
+        store._stop.wait(0.05)  # pylint: disable=protected-access  # wait on the store's own clock
+    assert store.current.commit_id == newer.commit_id
 
 
-def test_no_raw_customer_id_reaches_a_log_line(setup: tuple, caplog: pytest.LogCaptureFixture,
+def test_no_raw_customer_id_reaches_a_log_line(setup: Setup, caplog: pytest.LogCaptureFixture,
                                                tmp_path: Path) -> None:
-    model, predictor, repo = setup
     stream = io.StringIO()
     setup_logging(Settings(state_dir=tmp_path, log_level="DEBUG"), stream=stream)
     logging.getLogger().addHandler(caplog.handler)  # setup_logging replaced the root's handlers
     caplog.set_level(logging.DEBUG)
-    ask(model, [ACTIVE, OTHER, CANCELLED, STRANGER])
+    ask(setup, [ACTIVE, OTHER, CANCELLED, STRANGER])
     for bad in ([ACTIVE, 5], [OTHER, ""]):
-        with pytest.raises(InvalidInput):
-            ask(model, bad)
-    predictor.status = 400
-    with pytest.raises(InferenceError):
-        ask(model, [OTHER])
-    publish(repo, Tokenizer(KEY.encode()), cutoff=at(30))
-    model.store.refresh()
+        assert setup.post(v2(bad))[0] == 400
+    setup.predictor.status = 400
+    assert setup.post(v2([OTHER]))[0] == 500
+    publish(setup.repo, Tokenizer(KEY.encode()), cutoff=at(30))
+    setup.model.store.refresh()
     assert "by-customer rows=4 scored=2" in caplog.text and "online snapshot" in caplog.text
+    assert "bad inference request" in caplog.text and "the predictor answered 400" in caplog.text
     for raw in RAW_IDS:
         assert raw not in caplog.text and raw not in stream.getvalue()
