@@ -10,9 +10,11 @@ tokenizes every id with the ingest tokenizer (:class:`churnops.data.privacy.Toke
 snapshot (:mod:`churnops.training.online`) held in memory, and sends the predictor at
 ``--predictor_host`` one request in the binary tensor extension built from the snapshot's arrays
 (numeric features as raw FP64, categorical ones as BYTES in JSON), asking for binary outputs. One
-keep-alive ``httpx.AsyncClient`` carries every predictor request, with the timeout and connect
-retries of kserve's predictor arguments (``--predictor_request_timeout_seconds``,
-``--predictor_request_retries``, ``--predictor_use_ssl``). The answers are put back in request order
+keep-alive ``aiohttp.ClientSession`` (up to 64 connections) carries every predictor request, with the
+timeout and connect retries of kserve's predictor arguments (``--predictor_request_timeout_seconds``,
+``--predictor_request_retries``, ``--predictor_use_ssl``); aiohttp (a kserve dependency), not httpx
+(kserve's own client), because httpx's client code cost several times the rest of the request
+(docs/online.md, "Cost"). The answers are put back in request order
 and encoded with :func:`serving.protocol.rest_response` (JSON, or binary outputs when asked).
 kserve's own request path (its V1 route) is refused; gRPC is not served.
 
@@ -39,14 +41,16 @@ When the lake cannot be read the transformer keeps serving the snapshot it has a
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
+import ssl
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 import numpy as np
 import orjson
 import pandas as pd
@@ -96,8 +100,7 @@ LATENCY = Histogram("churnops_transformer_request_seconds", "Inference request l
                     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0))
 HEADER_LENGTH = "inference-header-content-length"
 PREDICTOR_OUTPUTS = {PROBABILITY: np.dtype("<f8"), LABEL: np.dtype("<i8")}
-# keep-alive connections to the predictor, reused by every request (httpx's default keeps 20 of 100)
-PREDICTOR_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+PREDICTOR_CONNECTIONS = 64  # keep-alive connections to the predictor, reused by every request
 
 
 def inactive_reason(status: str) -> str:
@@ -261,9 +264,9 @@ def customer_ids(tensors: list[TensorIn], max_rows: int) -> list[str]:
     return [_customer_id(value, i) for i, value in enumerate(values)]
 
 
-def _predictor_outputs(response: httpx.Response, rows: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """(probability, label, the response's JSON header) of the predictor's V2 answer (JSON or binary outputs)."""
-    content, length = response.content, response.headers.get(HEADER_LENGTH)
+def _predictor_outputs(content: bytes, length: str | None, rows: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """(probability, label, the response's JSON header) of the predictor's V2 answer (JSON or binary outputs;
+    ``length`` is its Inference-Header-Content-Length)."""
     try:
         offset = int(length) if length is not None else len(content)
         header = orjson.loads(content[:offset])
@@ -292,8 +295,7 @@ class CustomerTransformer(Model, StrictModel):
     """Answers churn risk by customer id: tokenize, look up the snapshot, ask the predictor ``name``."""
 
     def __init__(self, name: str, settings: Settings, repo: DataRepository | None = None,
-                 max_rows: int = DEFAULT_MAX_ROWS, predictor: PredictorConfig | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 max_rows: int = DEFAULT_MAX_ROWS, predictor: PredictorConfig | None = None) -> None:
         super().__init__(name)
         self.settings = settings
         self.max_rows = max_rows
@@ -301,34 +303,49 @@ class CustomerTransformer(Model, StrictModel):
         self.tokenizer: Tokenizer | None = None
         self.decoder = Decoder((), (CUSTOMER_ID,), max_rows, outputs=OUTPUTS)  # the body's structure
         self.predictor = predictor
-        self.transport = transport
-        self.client: httpx.AsyncClient | None = None
+        self._session: tuple[asyncio.AbstractEventLoop, PredictorConfig, aiohttp.ClientSession] | None = None
 
     @property
     def version(self) -> str | None:
         """Any version path is answered (the predictor's model version is in every response)."""
         return None
 
+    @property
+    def config(self) -> PredictorConfig:
+        """Where and how to ask the predictor: the one given, else kserve's context."""
+        config = self.predictor or self.predictor_config
+        if config is None or not config.predictor_host:
+            raise ChurnopsError("no predictor to forward to: give --predictor_host (host:port of the churn predictor)")
+        return config
+
     def load(self) -> bool:
-        """Get the tokenization key, load the latest snapshot, start watching the lake, open the predictor client."""
+        """Get the tokenization key, load the latest snapshot and start watching the lake for newer ones."""
+        _ = self.config  # no predictor: fail at start, not at the first request
         self.tokenizer = Tokenizer(tokenization_key(self.settings))
         self.store.refresh()
         self.store.start()
-        self.client = self.predictor_client()
         self.ready = True
         return self.ready
 
-    def predictor_client(self) -> httpx.AsyncClient:
-        """One keep-alive HTTP client for every request to the predictor, with kserve's PredictorConfig
-        timeout and connect retries (and, like kserve, the CA bundle of ``REQUESTS_CA_BUNDLE``)."""
-        config = self.predictor or self.predictor_config  # kserve's context when none is given
-        if config is None or not config.predictor_host:
-            raise ChurnopsError("no predictor to forward to: give --predictor_host (host:port of the churn predictor)")
-        transport = self.transport or httpx.AsyncHTTPTransport(
-            retries=config.predictor_request_retries, limits=PREDICTOR_LIMITS,
-            verify=os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True)
-        return httpx.AsyncClient(base_url=config.predictor_base_url, transport=transport,
-                                 timeout=config.predictor_request_timeout_seconds)
+    def session(self) -> aiohttp.ClientSession:
+        """The keep-alive HTTP client for every predictor request of the running event loop (made on first
+        use: an aiohttp session belongs to one loop), with kserve's PredictorConfig timeout and, like
+        kserve, the CA bundle of ``REQUESTS_CA_BUNDLE``."""
+        loop, config = asyncio.get_running_loop(), self.config
+        if self._session is None or self._session[0] is not loop or self._session[1] is not config:
+            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            connector = aiohttp.TCPConnector(limit=PREDICTOR_CONNECTIONS,
+                                             ssl=ssl.create_default_context(cafile=bundle) if bundle else True)
+            self._session = (loop, config, aiohttp.ClientSession(
+                base_url=config.predictor_base_url, connector=connector,
+                timeout=aiohttp.ClientTimeout(total=config.predictor_request_timeout_seconds)))
+        return self._session[2]
+
+    async def close(self) -> None:
+        """Close the predictor client's connections."""
+        if self._session is not None:
+            await self._session[2].close()
+            self._session = None
 
     def stop(self) -> None:
         """Stop the snapshot refresh thread."""
@@ -344,7 +361,7 @@ class CustomerTransformer(Model, StrictModel):
     async def answer_rest(self, body: bytes, header_length: int | None) -> tuple[bytes, int | None, int]:
         """Decode the ids, tokenize them, look them up in one snapshot, ask the predictor for the known active
         ones and answer every row in request order."""
-        assert self.tokenizer is not None and self.client is not None
+        assert self.tokenizer is not None
         tensors, options = self.decoder.rest_tensors(body, header_length)
         ids = customer_ids(tensors, self.max_rows)
         table = self.store.current  # read once: every row of the request comes from this snapshot
@@ -370,23 +387,35 @@ class CustomerTransformer(Model, StrictModel):
         return content, length, len(ids)
 
     async def _ask_predictor(self, table: SnapshotTable, rows: list[int]) -> tuple[np.ndarray, np.ndarray, dict]:
-        """One binary-extension request with the snapshot rows ``rows``; the predictor's outputs."""
-        assert self.client is not None
+        """One binary-extension request with the snapshot rows ``rows`` (a refused connection is retried
+        ``predictor_request_retries`` times, as kserve's client does); the predictor's outputs."""
         body, length = table.predictor_body(rows)
-        try:
-            response = await self.client.post(f"/v2/models/{self.name}/infer", content=body, headers={
-                "content-type": "application/octet-stream", HEADER_LENGTH: str(length)})
-        except httpx.HTTPError as exc:
-            logger.error("the predictor cannot be reached: %s", type(exc).__name__)
-            raise UpstreamError(f"the predictor cannot be reached ({type(exc).__name__})") from None
-        status = response.status_code
+        headers = {"content-type": "application/octet-stream", HEADER_LENGTH: str(length)}
+        session, retries = self.session(), self.config.predictor_request_retries
+        for attempt in range(retries + 1):
+            try:
+                async with session.post(f"/v2/models/{self.name}/infer", data=body, headers=headers) as response:
+                    status, content = response.status, await response.read()
+                    answer_length = response.headers.get(HEADER_LENGTH)
+                break
+            except aiohttp.ClientConnectorError as exc:
+                if attempt < retries:
+                    continue
+                raise self._unreachable(exc) from None
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                raise self._unreachable(exc) from None
         if status != 200:
             logger.error("the predictor answered %d to %d feature rows", status, len(rows))
             if status >= 500:
                 raise UpstreamError(f"the predictor failed ({status})")
             raise UpstreamError(f"the predictor refused the snapshot's feature rows ({status}): the snapshot's "
                                 "features do not match the served model's inputs", 500)
-        return _predictor_outputs(response, len(rows))
+        return _predictor_outputs(content, answer_length, len(rows))
+
+    @staticmethod
+    def _unreachable(exc: Exception) -> UpstreamError:
+        logger.error("the predictor cannot be reached: %s", type(exc).__name__)
+        return UpstreamError(f"the predictor cannot be reached ({type(exc).__name__})")
 
     @staticmethod
     def observe(protocol: str, outcome: str, started: float, rows: int) -> None:

@@ -1,8 +1,8 @@
 """The by-customer transformer against a published snapshot in an embedded lake, through the server's REST route.
 
 Requests go through :meth:`serving.server.ChurnRESTServer.infer` (the ASGI infer route: statuses and
-bodies as a client sees them). The predictor is reached through the transformer's own HTTP client
-over an httpx transport that decodes every request with the predictor's strict decoder
+bodies as a client sees them). The transformer reaches the predictor with its own HTTP client over
+127.0.0.1, where an aiohttp server decodes every request with the predictor's strict decoder
 (:class:`serving.protocol.Decoder`) and answers with its encoder, so what the transformer sends is
 checked against what the real predictor accepts.
 """
@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import orjson
 import pandas as pd
 import pytest
+from aiohttp import web
 from kserve.errors import InvalidInput
 from kserve.model_repository import ModelRepository
 from kserve.predictor_config import PredictorConfig
@@ -63,21 +63,20 @@ class PredictorDouble:
         premium = np.array([plan == "premium" for plan in batch.categorical[FEATURE_SPEC.categorical.index("plan")]])
         return 1 / (1 + np.exp(-(recency - 10) / 5)) * np.where(premium, 0.5, 1.0)
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        """The transport's handler."""
+    async def handle(self, request: web.Request) -> web.Response:
+        """The server's handler."""
         if self.during is not None:
             self.during()
         if self.status is not None:
-            return httpx.Response(self.status, json={"error": "no"})
-        assert request.url.path == f"/v2/models/{MODEL}/infer"
+            return web.json_response({"error": "no"}, status=self.status)
         length = request.headers.get("inference-header-content-length")
-        batch, options = self.decoder.from_rest(request.content, int(length) if length else None)
+        batch, options = self.decoder.from_rest(await request.read(), int(length) if length else None)
         self.batches.append(batch)
         probability = self.probability(batch)
         body, header = rest_response(MODEL, "7", {"model_version": "7", "registered_model": "churn-classifier"},
                                      options, {PROBABILITY: ("FP64", probability),
                                                LABEL: ("INT64", (probability >= 0.5).astype(np.int64))})
-        return httpx.Response(200, content=body, headers={} if header is None else {
+        return web.Response(body=body, headers={"content-type": "application/json"} if header is None else {
             "content-type": "application/octet-stream", "inference-header-content-length": str(header)})
 
 
@@ -102,8 +101,9 @@ def publish(repo: EmbeddedRepository, tokenizer: Tokenizer,
 class Setup:  # pylint: disable=too-few-public-methods  # the fixture's parts, and the call every test makes
     """A loaded transformer behind the REST server, its predictor double and the lake."""
 
-    def __init__(self, model: CustomerTransformer, predictor: PredictorDouble, repo: EmbeddedRepository) -> None:
-        self.model, self.predictor, self.repo = model, predictor, repo
+    def __init__(self, model: CustomerTransformer, predictor: PredictorDouble, repo: EmbeddedRepository,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.model, self.predictor, self.repo, self.loop = model, predictor, repo, loop
         repository = ModelRepository()
         repository.update(model)
         self.server = ChurnRESTServer("kserve.model_server:app", DataPlane(repository),
@@ -124,7 +124,7 @@ class Setup:  # pylint: disable=too-few-public-methods  # the fixture's parts, a
         if header_length is not None:
             headers.append((b"inference-header-content-length", str(header_length).encode()))
         scope = {"type": "http", "method": "POST", "path": f"/v2/models/{MODEL}/infer", "headers": headers}
-        asyncio.run(self.server.infer(MODEL, None, scope, receive, send))
+        self.loop.run_until_complete(self.server.infer(MODEL, None, scope, receive, send))
         content = b"".join(message.get("body", b"") for message in sent[1:])
         length = dict(sent[0]["headers"]).get(b"inference-header-content-length")
         answer = orjson.loads(content[:int(length)] if length else content)
@@ -152,12 +152,19 @@ def fixture_setup(tmp_path: Path) -> Iterator[Setup]:
     repo = EmbeddedRepository(tmp_path / "lake")
     repo.ensure()
     publish(repo, Tokenizer(tokenization_key(settings)))
-    predictor = PredictorDouble()
-    model = CustomerTransformer(MODEL, settings, repo=repo, predictor=PredictorConfig("predictor.test", "v2"),
-                                transport=httpx.MockTransport(predictor.handle))
+    predictor, loop, port = PredictorDouble(), asyncio.new_event_loop(), free_port()
+    app = web.Application()
+    app.router.add_post(f"/v2/models/{MODEL}/infer", predictor.handle)
+    runner = web.AppRunner(app, access_log=None)
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    model = CustomerTransformer(MODEL, settings, repo=repo, predictor=PredictorConfig(f"127.0.0.1:{port}", "v2"))
     model.load()
-    yield Setup(model, predictor, repo)
+    yield Setup(model, predictor, repo, loop)
     model.stop()
+    loop.run_until_complete(model.close())
+    loop.run_until_complete(runner.cleanup())
+    loop.close()
 
 
 def ask(setup: Setup, ids: list[Any], datatype: str = "BYTES", **fields: Any) -> dict[str, Any]:
@@ -280,12 +287,9 @@ def test_predictor_failures_are_server_errors_with_a_reason(setup: Setup) -> Non
 
 
 def test_an_unreachable_predictor_is_a_503(setup: Setup) -> None:
-    model = setup.model
-    model.predictor, model.transport = PredictorConfig(f"127.0.0.1:{free_port()}", "v2",
-                                                       predictor_request_retries=1), None
-    model.client = model.predictor_client()  # the production client: a real connection attempt, refused
-    status, answer = setup.post(v2([ACTIVE, STRANGER]))
-    assert status == 503 and answer == {"error": "the predictor cannot be reached (ConnectError)"}
+    setup.model.predictor = PredictorConfig(f"127.0.0.1:{free_port()}", "v2", predictor_request_retries=1)
+    status, answer = setup.post(v2([ACTIVE, STRANGER]))  # the connection is refused (twice)
+    assert status == 503 and answer == {"error": "the predictor cannot be reached (ClientConnectorError)"}
 
 
 def test_a_request_in_flight_during_a_swap_is_answered_from_its_snapshot(setup: Setup) -> None:
