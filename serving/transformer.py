@@ -341,15 +341,18 @@ class CustomerTransformer(Model, StrictModel):
                 timeout=aiohttp.ClientTimeout(total=config.predictor_request_timeout_seconds)))
         return self._session[2]
 
-    async def close(self) -> None:
-        """Close the predictor client's connections."""
-        if self._session is not None:
-            await self._session[2].close()
-            self._session = None
 
     def stop(self) -> None:
-        """Stop the snapshot refresh thread."""
+        """Stop the snapshot refresh thread and close the predictor client's connections (kserve's server
+        calls this from its running loop at shutdown)."""
         self.store.stop()
+        if self._session is not None:
+            loop, _, session = self._session
+            self._session = None
+            if loop.is_running():
+                loop.create_task(session.close())
+            elif not loop.is_closed():
+                loop.run_until_complete(session.close())
 
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
         """kserve's request path (its V1 route, or anything but ``POST /v2/models/<name>/infer``) is refused."""

@@ -162,7 +162,6 @@ def fixture_setup(tmp_path: Path) -> Iterator[Setup]:
     model.load()
     yield Setup(model, predictor, repo, loop)
     model.stop()
-    loop.run_until_complete(model.close())
     loop.run_until_complete(runner.cleanup())
     loop.close()
 
