@@ -55,6 +55,7 @@ class PredictorDouble:
         self.batches: list[Batch] = []
         self.status: int | None = None  # answer every call with this error status instead
         self.during: Callable[[], None] | None = None  # runs while a request is at the predictor
+        self.delay_s = 0.0  # answer this late
 
     @staticmethod
     def probability(batch: Batch) -> np.ndarray:
@@ -67,6 +68,8 @@ class PredictorDouble:
         """The server's handler."""
         if self.during is not None:
             self.during()
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         if self.status is not None:
             return web.json_response({"error": "no"}, status=self.status)
         length = request.headers.get("inference-header-content-length")
@@ -289,6 +292,16 @@ def test_an_unreachable_predictor_is_a_503(setup: Setup) -> None:
     setup.model.predictor = PredictorConfig(f"127.0.0.1:{free_port()}", "v2", predictor_request_retries=1)
     status, answer = setup.post(v2([ACTIVE, STRANGER]))  # the connection is refused (twice)
     assert status == 503 and answer == {"error": "the predictor cannot be reached (ClientConnectorError)"}
+
+
+def test_a_predictor_slower_than_the_timeout_is_a_503_and_the_next_request_is_served(setup: Setup) -> None:
+    host = setup.model.config.predictor_host
+    setup.model.predictor = PredictorConfig(host, "v2", predictor_request_timeout_seconds=0.2)
+    setup.predictor.delay_s = 0.6
+    status, answer = setup.post(v2([ACTIVE]))
+    assert status == 503 and answer == {"error": "the predictor cannot be reached (TimeoutError)"}
+    setup.predictor.delay_s = 0.0
+    assert outputs(ask(setup, [ACTIVE]))["error"] == [""]
 
 
 def test_a_request_in_flight_during_a_swap_is_answered_from_its_snapshot(setup: Setup) -> None:
