@@ -295,12 +295,12 @@ def test_an_unreachable_predictor_is_a_503(setup: Setup) -> None:
 
 
 def test_a_predictor_slower_than_the_timeout_is_a_503_and_the_next_request_is_served(setup: Setup) -> None:
-    host = setup.model.config.predictor_host
-    setup.model.predictor = PredictorConfig(host, "v2", predictor_request_timeout_seconds=0.2)
+    usual = setup.model.config
+    setup.model.predictor = PredictorConfig(usual.predictor_host, "v2", predictor_request_timeout_seconds=0.2)
     setup.predictor.delay_s = 0.6
     status, answer = setup.post(v2([ACTIVE]))
     assert status == 503 and answer == {"error": "the predictor cannot be reached (TimeoutError)"}
-    setup.predictor.delay_s = 0.0
+    setup.model.predictor, setup.predictor.delay_s = usual, 0.0
     assert outputs(ask(setup, [ACTIVE]))["error"] == [""]
 
 
