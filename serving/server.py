@@ -76,9 +76,11 @@ JSON_HEADERS = ((b"content-type", b"application/json"),)
 NOT_SERVED = "no model of that name is served here"
 INTERNAL_ERROR_MESSAGE = "the model failed to score this request; the failure is logged and counted"
 INTERNAL_ERROR = orjson.dumps({"error": INTERNAL_ERROR_MESSAGE})
-# kserve's errors carry messages of its own (the server's state, not the request's values)
-HANDLED_BY_KSERVE = (InferenceError, UnsupportedProtocol, NotImplementedError, GrpcException)
+# kserve's handler answers these with their ``reason`` (the server's words, not the request's values);
+# the other errors it names (not ready, not implemented) have no ``reason`` and make it fail
+HANDLED_BY_KSERVE = (InferenceError, UnsupportedProtocol, GrpcException)
 NOT_READY = "the model is not ready to serve yet: retry later"
+NOT_IMPLEMENTED = "this method is not implemented by this server"
 NOT_V2 = ("the request does not follow the V2 (Open Inference) protocol: POST /v2/models/<name>/infer with "
           "one tensor per input whose datatype and contents agree")
 
@@ -335,8 +337,10 @@ class ClientSafeStatusInterceptor(ExceptionToStatusInterceptor):
             await context.abort(StatusCode.INVALID_ARGUMENT, message)
         elif isinstance(ex, ModelNotFound):
             await context.abort(StatusCode.NOT_FOUND, NOT_SERVED)
-        elif isinstance(ex, ModelNotReady | ServerNotReady | ServerNotLive):  # kserve's handler expects a .reason
-            await context.abort(StatusCode.UNAVAILABLE, NOT_READY)              # these have none
+        elif isinstance(ex, ModelNotReady | ServerNotReady | ServerNotLive):
+            await context.abort(StatusCode.UNAVAILABLE, NOT_READY)
+        elif isinstance(ex, NotImplementedError):
+            await context.abort(StatusCode.UNIMPLEMENTED, NOT_IMPLEMENTED)
         elif isinstance(ex, HANDLED_BY_KSERVE):
             await super().handle_exception(ex, request_or_iterator, context, method_name)
         else:  # kserve would log the message and traceback, which can repeat the request's values

@@ -10,7 +10,7 @@ from grpc import StatusCode
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 
 from serving.protocol import BadRequest
-from serving.server import NOT_READY, NOT_SERVED, NOT_V2, ClientSafeStatusInterceptor
+from serving.server import NOT_IMPLEMENTED, NOT_READY, NOT_SERVED, NOT_V2, ClientSafeStatusInterceptor
 
 CUSTOMER = "CUST-0042917"
 
@@ -75,3 +75,7 @@ def test_a_scoring_failure_is_internal_with_a_fixed_message_and_only_its_type_lo
 
 def test_not_ready_is_unavailable_without_the_name_asked_for() -> None:
     assert status_for(ModelNotReady(CUSTOMER)) == (StatusCode.UNAVAILABLE, NOT_READY)
+
+
+def test_not_implemented_is_unimplemented() -> None:  # kserve's own handler fails on it (no ``reason``)
+    assert status_for(NotImplementedError(CUSTOMER)) == (StatusCode.UNIMPLEMENTED, NOT_IMPLEMENTED)
