@@ -26,6 +26,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, TypeVar
 
 import mlflow
@@ -120,7 +121,16 @@ def use_tracking(settings: Settings) -> MlflowClient:
     return client
 
 
-_PROBED: set[cluster_proxy.ProxiedService] = set()
+@functools.cache
+def _proxied_tracking(address: str, kubeconfig: Path | None, context: str | None) -> cluster_proxy.ProxiedService:
+    """The tracking server behind ``address``, resolved from the kubeconfig and probed once per process
+    (MLflow's own error for a refusal names neither cause nor remedy)."""
+    service = cluster_proxy.resolve(address, kubeconfig, context)
+    try:
+        cluster_proxy.probe(service, "/health", f"MLflow at {address}")
+    except ServiceUnavailable as exc:
+        raise RegistryUnavailable(str(exc)) from exc
+    return service
 
 
 def tracking_uri(settings: Settings) -> str:
@@ -135,13 +145,7 @@ def tracking_uri(settings: Settings) -> str:
         raise RegistryError("no MLflow tracking URI is configured (CHURNOPS_MLFLOW_TRACKING_URI)")
     if not cluster_proxy.is_proxied(settings.mlflow_tracking_uri):
         return settings.mlflow_tracking_uri
-    service = cluster_proxy.resolve(settings.mlflow_tracking_uri, settings.kubeconfig, settings.kube_context)
-    if service not in _PROBED:  # once per process: MLflow's own error for a refusal names neither cause nor remedy
-        try:
-            cluster_proxy.probe(service, "/health", f"MLflow at {settings.mlflow_tracking_uri}")
-        except ServiceUnavailable as exc:
-            raise RegistryUnavailable(str(exc)) from exc
-        _PROBED.add(service)
+    service = _proxied_tracking(settings.mlflow_tracking_uri, settings.kubeconfig, settings.kube_context)
     if service.token:
         os.environ["MLFLOW_TRACKING_TOKEN"] = service.token
     if service.ca_cert:
