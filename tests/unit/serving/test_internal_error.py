@@ -18,6 +18,7 @@ from churnops.training.scoring import ScoringModel
 from serving.predictor import ChurnPredictor
 from serving.protocol import Decoder
 from serving.server import ChurnRESTServer
+from tests.support.asgi_infer import post_infer
 
 CUSTOMER = "CUST-0042917"
 
@@ -45,23 +46,6 @@ def serving_server() -> ChurnRESTServer:
     return ChurnRESTServer("kserve.model_server:app", DataPlane(repository), ModelRepositoryExtension(repository), 0)
 
 
-def post(server: ChurnRESTServer, body: bytes) -> tuple[int, bytes]:
-    """POST ``body`` to the churn model's infer route through the ASGI interface."""
-    sent: list[dict[str, Any]] = []
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "method": "POST", "path": "/v2/models/churn/infer",
-             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
-    asyncio.run(server.infer("churn", None, scope, receive, send))
-    return sent[0]["status"], b"".join(message.get("body", b"") for message in sent[1:])
-
-
 def errors_counted() -> float:
     """``churnops_serving_requests{protocol="rest", outcome="error"}`` so far."""
     return REGISTRY.get_sample_value("churnops_serving_requests_total", {"protocol": "rest", "outcome": "error"}) or 0.0
@@ -73,7 +57,7 @@ def test_a_scoring_failure_is_a_json_500_without_the_request_values(caplog: pyte
                                   {"name": "plan", "datatype": "BYTES", "shape": [1], "data": [CUSTOMER]}]}).encode()
     before = errors_counted()
     with caplog.at_level(logging.DEBUG):
-        status, answer = post(server, body)
+        status, _, answer = asyncio.run(post_infer(server, "churn", body))
 
     assert status == 500
     assert set(json.loads(answer)) == {"error"} and "failed to score" in json.loads(answer)["error"]

@@ -39,6 +39,7 @@ from serving.protocol import LABEL, PROBABILITY, Batch, Decoder, bytes_tensor, r
 from serving.server import ChurnRESTServer
 from serving.transformer import ERROR, UNKNOWN, CustomerTransformer, inactive_reason
 from tests.conftest import free_port
+from tests.support.asgi_infer import post_infer
 from tests.unit.training.conftest import at, event, events_frame, record, subscriptions_frame
 
 KEY = "unit-test-tokenization-key-0123456789"
@@ -114,22 +115,8 @@ class Setup:  # pylint: disable=too-few-public-methods  # the fixture's parts, a
 
     def post(self, body: bytes, header_length: int | None = None) -> tuple[int, dict[str, Any]]:
         """POST ``body`` to the infer route (ASGI); the status and the JSON body, binary outputs decoded."""
-        sent: list[dict[str, Any]] = []
-        messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-        async def receive() -> dict[str, Any]:
-            return messages.pop(0)
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        headers = [(b"content-type", b"application/json" if header_length is None else b"application/octet-stream")]
-        if header_length is not None:
-            headers.append((b"inference-header-content-length", str(header_length).encode()))
-        scope = {"type": "http", "method": "POST", "path": f"/v2/models/{MODEL}/infer", "headers": headers}
-        self.loop.run_until_complete(self.server.infer(MODEL, None, scope, receive, send))
-        content = b"".join(message.get("body", b"") for message in sent[1:])
-        length = dict(sent[0]["headers"]).get(b"inference-header-content-length")
+        status, headers, content = self.loop.run_until_complete(post_infer(self.server, MODEL, body, header_length))
+        length = headers.get(b"inference-header-content-length")
         answer = orjson.loads(content[:int(length)] if length else content)
         offset = int(length or 0)
         for output in answer.get("outputs", []):
@@ -139,7 +126,7 @@ class Setup:  # pylint: disable=too-few-public-methods  # the fixture's parts, a
                 output["data"] = ([t.decode() for t in text_elements(raw, "")] if output["datatype"] == "BYTES"
                                   else np.frombuffer(raw, "<f8" if output["datatype"] == "FP64" else "<i8").tolist())
                 offset += size
-        return sent[0]["status"], answer
+        return status, answer
 
 
 def v2(ids: list[Any], datatype: str = "BYTES", **fields: Any) -> bytes:
