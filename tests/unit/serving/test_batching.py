@@ -4,6 +4,7 @@ and the batch histogram exposes exactly what prometheus_client's own histogram w
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import numpy as np
 import pytest
@@ -37,6 +38,12 @@ def requests_of(sizes: list[int]) -> list[tuple[np.ndarray, list[list[str | None
     return requests
 
 
+async def concurrently(batcher: MicroBatcher, requests: list[tuple[np.ndarray, list[list[str | None]]]]) -> list[Any]:
+    """Every request handed to ``batcher`` at the same moment; each one's probabilities, or its exception."""
+    return await asyncio.gather(*(batcher.predict(numeric, categorical) for numeric, categorical in requests),
+                                return_exceptions=True)
+
+
 class Counting:  # pylint: disable=too-few-public-methods  # a callable that records its calls
     """The fast path's predict, recording the rows of each call."""
 
@@ -55,10 +62,7 @@ def test_concurrent_requests_share_one_call_and_get_their_own_probabilities(fast
     score = Counting(fast_path)
     batcher = MicroBatcher(score, max_rows=4096)
 
-    async def concurrently() -> list[np.ndarray]:
-        return await asyncio.gather(*(batcher.predict(numeric, categorical) for numeric, categorical in requests))
-
-    results = asyncio.run(concurrently())
+    results = asyncio.run(concurrently(batcher, requests))
     assert score.calls == [sum(sizes)]
     for (numeric, categorical), result in zip(requests, results):
         assert np.array_equal(result, fast_path.predict(numeric, categorical))  # bit for bit, as if alone
@@ -70,10 +74,7 @@ def test_a_turn_above_the_row_limit_is_split_into_calls_within_it(fast_path: Fas
     score = Counting(fast_path)
     batcher = MicroBatcher(score, max_rows=100)
 
-    async def concurrently() -> list[np.ndarray]:
-        return await asyncio.gather(*(batcher.predict(numeric, categorical) for numeric, categorical in requests))
-
-    results = asyncio.run(concurrently())
+    results = asyncio.run(concurrently(batcher, requests))
     assert score.calls == [80, 50, 90]
     for (numeric, categorical), result in zip(requests, results):
         assert np.array_equal(result, fast_path.predict(numeric, categorical))
@@ -112,7 +113,7 @@ def test_a_failing_call_fails_only_the_requests_whose_own_rows_fail_and_the_next
     batcher = MicroBatcher(score, max_rows=4096)
 
     async def run() -> tuple[list[object], np.ndarray]:
-        first = await asyncio.gather(*(batcher.predict(n, c) for n, c in requests), return_exceptions=True)
+        first = await concurrently(batcher, requests)
         return first, await batcher.predict(*requests[2])
 
     first, after = asyncio.run(run())
@@ -131,10 +132,7 @@ def test_a_call_that_fails_for_everyone_fails_every_request_of_its_turn() -> Non
 
     batcher = MicroBatcher(broken, max_rows=4096)
 
-    async def run() -> list[object]:
-        return await asyncio.gather(*(batcher.predict(n, c) for n, c in requests), return_exceptions=True)
-
-    assert all(isinstance(outcome, RuntimeError) for outcome in asyncio.run(run()))
+    assert all(isinstance(outcome, RuntimeError) for outcome in asyncio.run(concurrently(batcher, requests)))
 
 
 def test_batch_histogram_exposes_what_prometheus_client_would() -> None:
