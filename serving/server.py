@@ -203,16 +203,16 @@ class ChurnRESTServer(RESTServer):
         access.handlers = []
         access.propagate = False
 
-    def _serves_churn_model(self) -> bool:
-        return any(isinstance(m, ChurnPredictor) for m in self.dataplane.model_registry.get_models().values())
+    def _serves(self, kind: type) -> bool:
+        return any(isinstance(m, kind) for m in self.dataplane.model_registry.get_models().values())
 
     def _add_middlewares(self, app: FastAPI) -> None:
         """The infer route in front of the router (none of kserve's: its timing middleware logs every request)."""
-        if any(isinstance(m, StrictModel) for m in self.dataplane.model_registry.get_models().values()):
+        if self._serves(StrictModel):
             app.add_middleware(InferRoute, answer=self.infer)
 
     def _register_endpoints(self, app: FastAPI) -> None:
-        if not self._serves_churn_model():
+        if not self._serves(ChurnPredictor):
             super()._register_endpoints(app)  # other kserve models keep kserve's own routes
             return
         for prefix in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
