@@ -1,18 +1,19 @@
 """KFP components: one file per stage, thin wrappers whose bodies call the ``churnops`` library.
 
-Every component is a lightweight Python component whose ``base_image`` is the project's components
-image (``components/Dockerfile``; the name comes from ``CHURNOPS_COMPONENTS_IMAGE``). The image
-already holds ``kfp`` and ``churnops``, so no component installs anything at run time; locally,
-``kfp.local``'s SubprocessRunner runs the same bodies with the current interpreter.
+Every component is a lightweight Python component whose image is the project's components image
+(``components/Dockerfile``), which already holds ``kfp`` and ``churnops``, so no component installs
+anything at run time; locally, ``kfp.local``'s SubprocessRunner runs the same bodies with the
+current interpreter.
+
+Nothing here reads the settings at import: a component is declared with the setting's default
+image (:data:`IMAGE`), and :func:`pipelines.common.configure` gives every task the image of the
+settings read when the pipeline is built (``CHURNOPS_COMPONENTS_IMAGE``). A task's body reads its
+settings when it starts (:func:`churnops.platform.settings.settings_or_exit`): an invalid one ends
+the task with one line naming the variable and exit status 2.
 """
 
 
-from churnops.platform.settings import Settings
+from churnops.platform.settings import DEFAULT_COMPONENTS_IMAGE
 
-
-def components_image() -> str:
-    """The image every component runs (``CHURNOPS_COMPONENTS_IMAGE``, else the settings default)."""
-    return Settings().components_image
-
-
-IMAGE = components_image()
+IMAGE = DEFAULT_COMPONENTS_IMAGE
+"""The image components are declared with (the setting's default, from no environment)."""

@@ -18,9 +18,9 @@ def alert_on_failure(pipeline: str, status: PipelineTaskFinalStatus) -> bool:
     """
     from churnops.platform.alerts import alert_on_pipeline_failure
     from churnops.platform.logs import setup_logging
-    from churnops.platform.settings import get_settings
+    from churnops.platform.settings import settings_or_exit
 
-    settings = get_settings()
+    settings = settings_or_exit()
     setup_logging(settings)
     raised = alert_on_pipeline_failure(
         settings, pipeline, status.state, status.pipeline_job_resource_name, status.pipeline_task_name,

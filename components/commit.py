@@ -20,9 +20,9 @@ def commit(branch: str, metadata: dict) -> str:
 
     from churnops.data import ingest as stage
     from churnops.platform.logs import setup_logging
-    from churnops.platform.settings import get_settings
+    from churnops.platform.settings import settings_or_exit
 
-    settings = get_settings()
+    settings = settings_or_exit()
     setup_logging(settings)
     if not branch:
         logging.getLogger("churnops.components.commit").info("nothing new to ingest: nothing published")

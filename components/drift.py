@@ -23,10 +23,10 @@ def online_features(data_ref: str) -> NamedTuple(  # type: ignore[valid-type]
     from collections import namedtuple
 
     from churnops.platform.logs import setup_logging
-    from churnops.platform.settings import get_settings
+    from churnops.platform.settings import settings_or_exit
     from churnops.training.online import refresh_online_features
 
-    settings = get_settings()
+    settings = settings_or_exit()
     setup_logging(settings)
     snapshot = refresh_online_features(settings, data_ref or None)
     outputs = namedtuple("OnlineOutputs", ["snapshot_commit", "data_commit", "cutoff", "rows"])
@@ -48,11 +48,11 @@ def drift_check(snapshot_commit: str, model_ref: str, retrain: bool) -> NamedTup
 
     from churnops.data.versioning import open_repository
     from churnops.platform.logs import setup_logging
-    from churnops.platform.settings import get_settings
+    from churnops.platform.settings import settings_or_exit
     from churnops.training.monitoring import check_drift, retrain_for
     from churnops.training.online import load_snapshot
 
-    settings = get_settings()
+    settings = settings_or_exit()
     setup_logging(settings)
     repo = open_repository(settings)
     report = check_drift(settings, model_ref or "production", repo=repo,

@@ -29,10 +29,10 @@ def evaluate(  # pylint: disable=too-many-arguments,too-many-positional-argument
     string when the gate refused both.
     """
     from churnops.platform.logs import setup_logging
-    from churnops.platform.settings import get_settings
+    from churnops.platform.settings import settings_or_exit
     from churnops.training import train as training
 
-    settings = get_settings()
+    settings = settings_or_exit()
     setup_logging(settings)
     splits, spec = training.read_splits({"test": test_split.path}, test_split.metadata)
     report = training.evaluate_models(

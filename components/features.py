@@ -28,10 +28,10 @@ def features(
     from collections import namedtuple
 
     from churnops.platform.logs import setup_logging
-    from churnops.platform.settings import get_settings
+    from churnops.platform.settings import settings_or_exit
     from churnops.training import train as training
 
-    settings = get_settings()
+    settings = settings_or_exit()
     setup_logging(settings)
     setup = training.begin_training_at(settings, data_ref or None, seed)
     for split, artifact in (("train", train), ("validation", validation), ("test", test)):

@@ -27,9 +27,9 @@ def ingest(hour: str, lookback: int, scheduled_time: str) -> NamedTuple(  # type
 
     from churnops.data import ingest as stage
     from churnops.platform.logs import setup_logging
-    from churnops.platform.settings import get_settings
+    from churnops.platform.settings import settings_or_exit
 
-    settings = get_settings()
+    settings = settings_or_exit()
     setup_logging(settings)
     staged = stage.stage_hour(settings, stage.scheduled_hour(hour, scheduled_time), lookback)
     outputs = namedtuple("IngestOutputs", ["branch", "accounting", "metadata"])

@@ -18,10 +18,10 @@ def register(parent_run_id: str, lineage: dict, winner: str, baseline: Input[Mod
     passed. A training that reproduces an existing version registers nothing. Returns the version.
     """
     from churnops.platform.logs import setup_logging
-    from churnops.platform.settings import get_settings
+    from churnops.platform.settings import settings_or_exit
     from churnops.training import train as training
 
-    settings = get_settings()
+    settings = settings_or_exit()
     setup_logging(settings)
     models = {name: training.fitted_from_metadata(model.metadata) for name, model in
               (("baseline", baseline), ("xgboost", challenger))}

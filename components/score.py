@@ -24,10 +24,10 @@ def score(data_ref: str, alias: str) -> NamedTuple(  # type: ignore[valid-type]
     from collections import namedtuple
 
     from churnops.platform.logs import setup_logging
-    from churnops.platform.settings import get_settings
+    from churnops.platform.settings import settings_or_exit
     from churnops.training import batch
 
-    settings = get_settings()
+    settings = settings_or_exit()
     setup_logging(settings)
     result = batch.score_customers(settings, data_ref or "main", alias or "production")
     outputs = namedtuple("ScoreOutputs", ["commit_id", "data_commit", "model_version", "rows", "cutoff"])

@@ -30,10 +30,10 @@ def train(
     from collections import namedtuple
 
     from churnops.platform.logs import setup_logging
-    from churnops.platform.settings import get_settings
+    from churnops.platform.settings import settings_or_exit
     from churnops.training import train as training
 
-    settings = get_settings()
+    settings = settings_or_exit()
     setup_logging(settings)
     splits, spec = training.read_splits(
         {"train": train_split.path, "validation": validation_split.path, "test": test_split.path},

@@ -1,4 +1,6 @@
-"""Task settings every pipeline applies: retries, caching, resources, and the Kubernetes side (kfp-kubernetes).
+"""Task settings every pipeline applies: image, retries, caching, resources, the Kubernetes side (kfp-kubernetes).
+
+Every task runs the settings' ``components_image`` (read when the pipeline is built, never at import).
 
 On the cluster a task gets its configuration as environment: every ``CHURNOPS_*`` key of the
 settings ConfigMap, and the secrets by reference (the Secret's keys become environment variables
@@ -82,6 +84,7 @@ def configure(task: PipelineTask, settings: Settings, resources: Resources = SMA
     """
     if display_name:
         task.set_display_name(display_name)
+    task.set_container_image(settings.components_image)  # components are declared with the default image
     task.set_caching_options(False)
     task.set_cpu_request(resources.cpu_request).set_cpu_limit(resources.cpu_limit)
     task.set_memory_request(resources.memory_request).set_memory_limit(resources.memory_limit)

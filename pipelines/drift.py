@@ -4,7 +4,7 @@
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
-from churnops.platform.settings import Settings
+from churnops.platform.settings import load_settings
 from components.alert import alert_on_failure
 from components.drift import drift_check, online_features
 from pipelines.common import LARGE, configure
@@ -26,7 +26,7 @@ def build() -> GraphComponent:
     def drift_pipeline(data_ref: str = "main", model_ref: str = "production", retrain: bool = True) -> None:
         """``data_ref`` is a lake branch or commit; ``model_ref`` an alias or version; ``retrain`` trains when it
         fires."""
-        settings = Settings()
+        settings = load_settings()
         # The exit handler passes the status argument.
         alert = alert_on_failure(pipeline=NAME)  # pylint: disable=no-value-for-parameter
         configure(alert, settings, display_name="alert-on-failure")

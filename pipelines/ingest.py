@@ -4,7 +4,7 @@
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
-from churnops.platform.settings import Settings
+from churnops.platform.settings import load_settings
 from components.alert import alert_on_failure
 from components.commit import commit
 from components.ingest import ingest
@@ -32,7 +32,7 @@ def build(scheduled_time: str = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER) 
         # pylint: disable=no-member
         # The KFP decorator turns each component into a factory of tasks: pylint sees the plain function
         # (a NamedTuple return without ``.outputs``).
-        settings = Settings()
+        settings = load_settings()
         # The exit handler passes the status argument.
         alert = alert_on_failure(pipeline=NAME)  # pylint: disable=no-value-for-parameter
         configure(alert, settings, display_name="alert-on-failure")

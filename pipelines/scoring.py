@@ -4,7 +4,7 @@
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
-from churnops.platform.settings import Settings
+from churnops.platform.settings import load_settings
 from components.alert import alert_on_failure
 from components.score import score
 from pipelines.common import LARGE, configure
@@ -23,7 +23,7 @@ def build() -> GraphComponent:
     )
     def scoring_pipeline(data_ref: str = "main", alias: str = "production") -> None:
         """``data_ref`` is a lake branch or commit id; ``alias`` the registry alias of the model that scores."""
-        settings = Settings()
+        settings = load_settings()
         # The exit handler passes the status argument.
         alert = alert_on_failure(pipeline=NAME)  # pylint: disable=no-value-for-parameter
         configure(alert, settings, display_name="alert-on-failure")

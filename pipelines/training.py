@@ -8,7 +8,7 @@ winner when the gate passes, under an exit handler that alerts on failure.
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
-from churnops.platform.settings import Settings
+from churnops.platform.settings import load_settings
 from components.alert import alert_on_failure
 from components.evaluate import evaluate
 from components.features import features
@@ -34,7 +34,7 @@ def build() -> GraphComponent:
         # pylint: disable=no-value-for-parameter,no-member
         # The KFP decorator turns each component into a factory of tasks: pylint sees the plain function
         # (outputs as parameters, a NamedTuple return without ``.outputs``).
-        settings = Settings()
+        settings = load_settings()
         alert = alert_on_failure(pipeline=NAME)  # the exit handler passes the status argument
         configure(alert, settings, display_name="alert-on-failure")
         with dsl.ExitHandler(alert, name="training-run"):

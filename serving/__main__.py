@@ -27,7 +27,7 @@ import argparse  # noqa: E402
 from kserve import model_server  # noqa: E402
 
 from churnops.platform.logs import setup_logging  # noqa: E402
-from churnops.platform.settings import get_settings  # noqa: E402
+from churnops.platform.settings import settings_or_exit  # noqa: E402
 from serving.predictor import ChurnPredictor  # noqa: E402
 from serving.protocol import DEFAULT_MAX_ROWS  # noqa: E402
 from serving.server import ChurnModelServer  # noqa: E402
@@ -51,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     """Load the model and serve it until SIGTERM/SIGINT."""
     args, _ = parser().parse_known_args(argv)
-    settings = get_settings()
+    settings = settings_or_exit()
     setup_logging(settings)
     model = ChurnPredictor(args.model_name, args.model_uri,
                            tracking_uri=args.tracking_uri or settings.mlflow_tracking_uri,

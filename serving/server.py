@@ -61,7 +61,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from churnops.platform.logs import setup_logging
-from churnops.platform.settings import get_settings
+from churnops.platform.settings import settings_or_exit
 from serving.predictor import ChurnPredictor
 from serving.protocol import BadRequest, PayloadTooLarge, StrictModel, UpstreamError
 
@@ -193,7 +193,7 @@ class ChurnRESTServer(RESTServer):
 
     def run(self, sockets: Any = None) -> None:
         """Worker process entry (kserve's multiprocess server): the project's scrubbed logging first."""
-        setup_logging(get_settings())
+        setup_logging(settings_or_exit())
         super().run(sockets=sockets)
 
     def create_application(self) -> None:

@@ -65,7 +65,7 @@ from churnops.data.versioning import DataRepository, open_repository
 from churnops.errors import ChurnopsError
 from churnops.platform.logs import setup_logging
 from churnops.platform.secrets import tokenization_key
-from churnops.platform.settings import Settings, get_settings
+from churnops.platform.settings import Settings, settings_or_exit
 from churnops.training.online import OnlineSnapshot, load_snapshot, snapshot_commit
 from serving.protocol import (
     DEFAULT_MAX_ROWS,
@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--predictor_host is required (host:port of the churn predictor)")
     if args.predictor_protocol != PredictorProtocol.REST_V2.value:
         raise SystemExit(f"the transformer asks the predictor over {PredictorProtocol.REST_V2.value} only")
-    settings = get_settings()
+    settings = settings_or_exit()
     setup_logging(settings)
     predictor = PredictorConfig(args.predictor_host, args.predictor_protocol, args.predictor_use_ssl,
                                 args.predictor_request_timeout_seconds, args.predictor_request_retries)

@@ -24,7 +24,7 @@ from churnops.cli import privacy as cli_privacy
 from churnops.cli import serve as cli_serve
 from churnops.cli import reproduce as cli_reproduce
 from churnops.cli import training as cli_training
-from churnops.errors import ChurnopsError
+from churnops.errors import ChurnopsError, ConfigurationError
 from churnops.cli.online import drift_group, features_group
 from churnops.cli import demo
 from churnops.cli.canary import canary_group
@@ -36,7 +36,7 @@ from churnops.local.localstack import LocalStack, require_services
 from churnops.platform.logs import Scrubber, setup_logging
 from churnops.data.versioning import open_repository
 from churnops.data.versioning.uri import read_uri
-from churnops.platform.settings import get_settings
+from churnops.platform.settings import DEFAULT_SCRUB_IDENTIFIERS, get_settings
 from churnops.platform.storage import ensure_bucket, storage_client
 
 
@@ -73,10 +73,18 @@ class DomainError(click.ClickException):
     exit_code = DOMAIN_ERROR_EXIT
 
 
+def scrubber() -> Scrubber:
+    """The settings' scrubber; the default patterns when the settings themselves are invalid."""
+    try:
+        return Scrubber(get_settings().log_scrub_identifiers)
+    except ConfigurationError:
+        return Scrubber(list(DEFAULT_SCRUB_IDENTIFIERS))
+
+
 def one_line(exc: ChurnopsError) -> str:
     """``<Type>: <first line of the message>``, identifiers scrubbed, at most 400 characters of message."""
     text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {Scrubber(get_settings().log_scrub_identifiers).text(text)[:400]}"
+    return f"{type(exc).__name__}: {scrubber().text(text)[:400]}"
 
 
 class ChurnopsGroup(click.Group):
@@ -88,7 +96,7 @@ class ChurnopsGroup(click.Group):
         except ChurnopsError as exc:
             if ctx.meta.get("churnops.debug"):
                 trace = "".join(traceback.format_exception(exc))
-                click.echo(Scrubber(get_settings().log_scrub_identifiers).text(trace), err=True, nl=False)
+                click.echo(scrubber().text(trace), err=True, nl=False)
             raise DomainError(one_line(exc)) from exc
 
 

@@ -7,11 +7,14 @@ Values come from, highest precedence first:
 3. the profile defaults of ``CHURNOPS_PROFILE`` (``local`` or ``gke``);
 4. the field defaults below (the local profile).
 
-No other module reads environment variables: code takes a :class:`Settings`.
+No other module reads environment variables: code takes a :class:`Settings`. Nothing reads the
+settings at import: a process reads them when it starts (:func:`get_settings`; an entry point
+without a command-line error handler uses :func:`settings_or_exit`).
 """
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -39,6 +42,11 @@ GKE_DEFAULTS: dict[str, Any] = {
 
 # Managed Service for Prometheus: the Prometheus HTTP API over the project's metrics (monitoring.read).
 GMP_QUERY_URL = "https://monitoring.googleapis.com/v1/projects/{project}/location/global/prometheus"
+
+# Defaults read without building Settings (no environment): the image components are declared with
+# (components/__init__.py) and the patterns an error line is scrubbed with when the settings are invalid.
+DEFAULT_COMPONENTS_IMAGE = "churnops/components:dev"
+DEFAULT_SCRUB_IDENTIFIERS: tuple[str, ...] = (r"\bCUST-\d+\b",)
 
 # Training defaults, defined once: Settings, TrainingConfig and the feature functions use them.
 TRAINING_DEFAULTS: dict[str, Any] = {
@@ -194,7 +202,7 @@ class Settings(BaseSettings):
 
     # Pipelines (KFP): the components image every task runs, and how tasks run on the cluster.
     components_image: str = Field(
-        default="churnops/components:dev",
+        default=DEFAULT_COMPONENTS_IMAGE,
         description="Image (with registry, tag or digest) of components/Dockerfile; every KFP task runs it.",
     )
     kfp_host: str | None = Field(default=None, description="KFP API endpoint for submit, schedule and upload "
@@ -228,7 +236,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
     log_scrub_identifiers: list[str] = Field(
-        default_factory=lambda: [r"\bCUST-\d+\b"],
+        default_factory=lambda: list(DEFAULT_SCRUB_IDENTIFIERS),
         description="Regular expressions for raw identifiers masked in every log line.",
     )
 
@@ -274,12 +282,35 @@ class Settings(BaseSettings):
         return self.state_dir / "lake"
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process-wide settings (read once); :class:`ConfigurationError` names every invalid one."""
+def load_settings() -> Settings:
+    """The settings as the environment gives them now; :class:`ConfigurationError` names every invalid one."""
     try:
         return Settings()
     except ValidationError as exc:
         names = [str(error["loc"][0]).upper() if error["loc"] else "?" for error in exc.errors()]
         problems = "; ".join(f"CHURNOPS_{name}: {error['msg']}" for name, error in zip(names, exc.errors()))
-        raise ConfigurationError(f"invalid settings: {problems}") from exc
+        # not chained: pydantic's message repeats each input value, and a setting can be a secret
+        raise ConfigurationError(f"invalid settings: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once, on first use); :class:`ConfigurationError` names every invalid one."""
+    return load_settings()
+
+
+CONFIGURATION_EXIT = 2
+"""Exit status of a process that cannot start because a setting is invalid (as the CLI's domain errors)."""
+
+
+def settings_or_exit() -> Settings:
+    """:func:`get_settings` for a process entry point (model server, transformer, KFP task).
+
+    An invalid setting prints one line on stderr, ``Error: ConfigurationError: invalid settings:
+    CHURNOPS_<NAME>: <problem>``, and exits with status 2 (no traceback: nothing is wrong with the code).
+    """
+    try:
+        return get_settings()
+    except ConfigurationError as exc:
+        print(f"Error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        raise SystemExit(CONFIGURATION_EXIT) from None

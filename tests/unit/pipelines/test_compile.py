@@ -65,6 +65,18 @@ def test_every_executor_runs_the_components_image_without_installing(compiled: d
             assert "pip install" not in " ".join(container["command"])
 
 
+def test_the_image_is_the_settings_at_compile_time_not_at_import(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    image = "registry.example/churnops-components:compile-time"
+    monkeypatch.setenv("CHURNOPS_COMPONENTS_IMAGE", image)  # set after every component was imported
+    for name in PIPELINES:
+        spec, _ = parse_strict(compile_pipeline(name, tmp_path))
+        executors = spec.deployment_spec.fields["executors"].struct_value.fields
+        images = {json_format.MessageToDict(executor.struct_value)["container"]["image"]
+                  for executor in executors.values()}
+        assert images == {image}, name
+
+
 def test_tasks_are_wired_under_an_exit_handler_that_alerts(compiled: dict[str, Path]) -> None:
     for name, path in compiled.items():
         spec, _ = parse_strict(path)
