@@ -41,6 +41,8 @@ from churnops.errors import DataContractError
 EVENTS = "events"
 SUBSCRIPTIONS = "subscriptions"
 SCHEMA_VERSIONS = {EVENTS: "events:v1", SUBSCRIPTIONS: "subscriptions:v1"}
+RECORD_TIME_COLUMNS = {EVENTS: "event_time", SUBSCRIPTIONS: "updated_at"}
+"""Per kind, the column that places a record in time (kept inside its object's hour by the contract)."""
 
 # Column types of the contract.
 _ARROW_STRING = pd.StringDtype("pyarrow")
@@ -759,6 +761,17 @@ def _naive_as_utc(column: pd.Series) -> pd.Series:
     column = column.copy()
     column[naive] = (fixed + np.where(fixed.str.len() == 10, "T00:00:00+00:00", "+00:00")).to_numpy(dtype=object)
     return column
+
+
+def record_hours(rows: pd.DataFrame, kind: str) -> pd.Series:
+    """The UTC hour of each parsed row's record time, read as :func:`check` reads it (per-value
+    offsets, naive values as UTC); NaT where the value is absent or not a timestamp."""
+    name = RECORD_TIME_COLUMNS[kind]
+    if name not in rows.columns:
+        return pd.Series(pd.NaT, index=rows.index, dtype="datetime64[ns, UTC]")
+    normalised = _normalise_column(rows[name], name, contract_schema(kind).columns[name], kind == EVENTS).column
+    times = pd.to_datetime(_naive_as_utc(normalised), format="ISO8601", utc=True, errors="coerce")
+    return times.dt.floor("h")
 
 
 class _RowChecker:

@@ -2,130 +2,168 @@
 
 Ingest drops a row whose id is already published. Looking for ids only in the partitions of the
 run's window misses an event a producer sends again days later, so the lake keeps an index of
-every published id with the object that published it, in shards:
-``_index/ids/<kind>/<shard>.parquet`` (columns ``id`` and ``source``), where the shard is the
-first hex digit of BLAKE2b of the id (16 shards). A run reads only the shards its ids fall in, and
-rewrites only the shards it changes, on its run branch: the index moves with the data in the
-same commit and merge. Any run with more than a few dozen ids touches every shard, so a run
-reads and rewrites the whole index: its cost grows with the number of ids ever published (see
-``docs/ingestion.md``).
+every published id with the object that published it. It is partitioned by the hour of the
+record's time (``event_time``, ``updated_at``), the one thing a re-sent record carries unchanged
+besides its id, and appended per run:
 
-A lake published before the index existed has no shard at all; the first run then builds the
-whole index from the partitions (and writes every shard), and the index is complete from then on.
+    _index/ids/<kind>/dt=YYYY-MM-DD/hr=HH/<run id>.parquet     (columns ``id`` and ``source``)
+    _index/ids/<kind>/_layout.json                              (the index is complete)
+
+A run looks each incoming id up in the segments of its record's hour only, and writes one new
+segment per record hour of the rows it publishes; it never rewrites a segment, except those that
+hold the ids of an object it supersedes (a new generation), which it rewrites without them. The
+contract keeps a published record inside its object's hour (± 5 minutes), so an hour's ids are
+written by the few runs that ingested the objects of that hour and the hours beside it: what a run
+reads and writes depends on the hours its rows name, never on how many ids the lake holds (see
+``docs/ingestion.md`` for the bound). Segments are written on the run branch and move with the
+data in the same commit and merge.
+
+A lake without ``_layout.json`` (published before the index existed, or with the earlier layout of
+16 hash shards) gets the index built from its partitions by its next run, which writes every
+hour's segment, deletes the earlier layout's files and writes ``_layout.json``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
+import json
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from churnops.data import contract
 from churnops.data.versioning import DataRepository
 
 INDEX_PREFIX = "_index/ids"
-SHARDS = 16
+LAYOUT = {"layout": "record-hour segments", "version": 2}
 _COLUMNS = ["id", "source"]
 
 
-def shard_of(value: str) -> int:
-    """The shard of one id (stable across processes, versions and machines)."""
-    return hashlib.blake2b(value.encode("utf-8"), digest_size=1).digest()[0] >> 4
+def kind_prefix(kind: str) -> str:
+    """Lake prefix of ``kind``'s index."""
+    return f"{INDEX_PREFIX}/{kind}/"
 
 
-def shard_path(kind: str, shard: int) -> str:
-    """Lake path of one shard of ``kind``'s index."""
-    return f"{INDEX_PREFIX}/{kind}/{shard:x}.parquet"
+def layout_path(kind: str) -> str:
+    """Lake path of the file that says ``kind``'s index is complete and in this layout."""
+    return f"{kind_prefix(kind)}_layout.json"
 
 
-def _empty() -> pd.DataFrame:
-    return pd.DataFrame({"id": pd.Series([], dtype=object), "source": pd.Series([], dtype=object)})
+def hour_prefix(kind: str, hour: datetime) -> str:
+    """Lake prefix of the segments of one record hour."""
+    return f"{kind_prefix(kind)}{contract.hour_partition(hour)}/"
 
 
-class IdIndex:
-    """The id index of one kind as of ``ref``: look ids up, and produce the shards a run changes."""
+def segment_path(kind: str, hour: datetime, run_id: str) -> str:
+    """Lake path of the segment one run writes for one record hour."""
+    return f"{hour_prefix(kind, hour)}{run_id}.parquet"
 
-    def __init__(self, repo: DataRepository, ref: str, kind: str, id_column: str) -> None:
+
+def keys(ids: pd.Series, hours: pd.Series) -> pd.DataFrame:
+    """An index lookup or addition: ``id`` and record ``hour`` (UTC) per row; rows lacking either are left out."""
+    frame = pd.DataFrame({"id": ids.astype(object).to_numpy(), "hour": pd.to_datetime(hours.to_numpy(), utc=True)})
+    return frame[frame["id"].notna() & frame["hour"].notna()]
+
+
+def _segment(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    table = pa.table({name: pa.array(frame[name].to_numpy(dtype=object), type=pa.string()) for name in _COLUMNS})
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+class IdIndex:  # pylint: disable=too-many-instance-attributes  # the lake handle, what it read, and its counters
+    """The id index of one kind as of ``ref``: look ids up, and produce the segments a run adds or changes."""
+
+    def __init__(self, repo: DataRepository, ref: str, kind: str, id_column: str, time_column: str) -> None:
         self.repo = repo
         self.ref = ref
         self.kind = kind
         self.id_column = id_column
-        self._stored = set(repo.list_paths(ref, f"{INDEX_PREFIX}/{kind}/"))
-        self._shards: dict[int, pd.DataFrame] = {}
-        self._built: dict[int, pd.DataFrame] | None = None
-        self.shards_read = 0
+        self.time_column = time_column
+        self.bootstrapping = layout_path(kind) not in repo.list_paths(ref, layout_path(kind))
+        self._hours: dict[pd.Timestamp, pd.DataFrame] = {}
+        self._built: dict[pd.Timestamp, pd.DataFrame] | None = None
+        self.segments_read = 0
+        self.ids_read = 0
 
-    @property
-    def bootstrapping(self) -> bool:
-        """True when the lake has no index for this kind yet (it is built from the partitions)."""
-        return not self._stored
-
-    def _build(self) -> dict[int, pd.DataFrame]:
+    def _build(self) -> dict[pd.Timestamp, pd.DataFrame]:
         """The index built from every published partition of this kind (for a lake without one)."""
         if self._built is None:
             paths = [path for path in self.repo.list_paths(self.ref, f"{self.kind}/") if path.endswith(".parquet")]
+            self._built = {}
             if paths:
-                table = self.repo.read_table(self.ref, f"{self.kind}/", columns=[self.id_column, "_source_object"])
-                frame = pd.DataFrame({"id": table.column(self.id_column).to_pylist(),
-                                      "source": table.column("_source_object").to_pylist()}, dtype=object)
-                frame = frame[frame["id"].notna()]
-                shards = frame["id"].map(shard_of)
-                self._built = {int(shard): group.reset_index(drop=True) for shard, group in frame.groupby(shards)}
-            else:
-                self._built = {}
+                table = self.repo.read_table(self.ref, f"{self.kind}/",
+                                             columns=[self.id_column, self.time_column, "_source_object"])
+                frame = keys(pd.Series(table.column(self.id_column).to_pylist(), dtype=object),
+                             table.column(self.time_column).to_pandas().dt.floor("h"))
+                frame["source"] = pd.Series(table.column("_source_object").to_pylist(), dtype=object)[frame.index]
+                frame["segment"] = None
+                for hour, group in frame.groupby("hour"):
+                    self._built[hour] = group[["id", "source", "segment"]].reset_index(drop=True)
         return self._built
 
-    def _shard(self, shard: int) -> pd.DataFrame:
-        if shard not in self._shards:
+    def _hour(self, hour: pd.Timestamp) -> pd.DataFrame:
+        """The ids of one record hour: ``id``, ``source`` and the ``segment`` that holds them."""
+        if hour not in self._hours:
             if self.bootstrapping:
-                frame = self._build().get(shard, _empty())
-            elif (path := shard_path(self.kind, shard)) in self._stored:
-                table = pq.read_table(io.BytesIO(self.repo.get_object(self.ref, path)), columns=_COLUMNS)
-                frame = pd.DataFrame({name: table.column(name).to_pylist() for name in _COLUMNS}, dtype=object)
-                self.shards_read += 1
+                frame = self._build().get(hour, pd.DataFrame(columns=["id", "source", "segment"], dtype=object))
             else:
-                frame = _empty()
-            self._shards[shard] = frame
-        return self._shards[shard]
+                frames = [pd.DataFrame(columns=["id", "source", "segment"], dtype=object)]
+                for path in self.repo.list_paths(self.ref, hour_prefix(self.kind, hour)):
+                    if not path.endswith(".parquet"):
+                        continue
+                    table = pq.read_table(io.BytesIO(self.repo.get_object(self.ref, path)), columns=_COLUMNS)
+                    frames.append(pd.DataFrame({name: table.column(name).to_numpy(zero_copy_only=False)
+                                                for name in _COLUMNS}, dtype=object).assign(segment=path))
+                    self.segments_read += 1
+                    self.ids_read += table.num_rows
+                frame = pd.concat(frames, ignore_index=True)
+            self._hours[hour] = frame
+        return self._hours[hour]
 
-    def published(self, ids: Iterable[str], ignore_sources: set[str]) -> set[str]:
-        """Those of ``ids`` that are published, except by an object in ``ignore_sources`` (being superseded)."""
-        wanted = set(ids)
-        by_shard: dict[int, list[str]] = {}
-        for value in wanted:
-            by_shard.setdefault(shard_of(value), []).append(value)
+    def published(self, wanted: pd.DataFrame, ignore_sources: set[str]) -> set[str]:
+        """Those ids of ``wanted`` (see :func:`keys`) published for their record hour, except by an object
+        in ``ignore_sources`` (being superseded)."""
         found: set[str] = set()
-        for shard, values in by_shard.items():
-            frame = self._shard(shard)
-            keep = frame["id"].isin(values) & ~frame["source"].isin(ignore_sources)
-            found.update(frame.loc[keep, "id"])
+        for hour, group in wanted.groupby("hour"):
+            stored = self._hour(hour)
+            if stored.empty:
+                continue
+            hit = stored["id"].isin(group["id"]) & ~stored["source"].isin(ignore_sources)
+            found.update(stored.loc[hit, "id"])
         return found
 
-    def changes(self, added: Mapping[str, Iterable[str]], removed_sources: set[str],
-                removed_ids: Iterable[str]) -> dict[str, bytes]:
-        """The shard files after a run: ``added`` (source object -> ids it publishes) in, and the rows of
-        ``removed_sources`` out (``removed_ids`` are their ids, which say which shards hold them)."""
-        touched: set[int] = {shard_of(value) for value in removed_ids}
-        new_rows: dict[int, list[tuple[str, str]]] = {}
-        for source, values in added.items():
-            for value in values:
-                shard = shard_of(value)
-                new_rows.setdefault(shard, []).append((value, source))
-                touched.add(shard)
-        if self.bootstrapping:
-            touched.update(self._build())  # a new index is written whole
+    def changes(self, run_id: str, added: Mapping[str, pd.DataFrame], removed_sources: set[str],
+                removed_hours: Iterable[pd.Timestamp]) -> tuple[dict[str, bytes], list[str]]:
+        """What a run writes to and deletes from the index: ``added`` (source object -> :func:`keys` of the
+        ids it publishes) as one new segment per record hour, and the ids of ``removed_sources`` out of
+        the segments of ``removed_hours`` (the record hours their partitions held)."""
         files: dict[str, bytes] = {}
-        for shard in sorted(touched):
-            frame = self._shard(shard)
-            frame = frame[~frame["source"].isin(removed_sources)]
-            if shard in new_rows:
-                frame = pd.concat([frame, pd.DataFrame(new_rows[shard], columns=_COLUMNS, dtype=object)],
-                                  ignore_index=True)
-            buffer = io.BytesIO()
-            table = pa.table({name: pa.array(frame[name].tolist(), type=pa.string()) for name in _COLUMNS})
-            pq.write_table(table, buffer, compression="zstd")
-            files[shard_path(self.kind, shard)] = buffer.getvalue()
-        return files
+        deleted: list[str] = []
+        new = [frame.assign(source=source) for source, frame in added.items() if not frame.empty]
+        by_hour: dict[pd.Timestamp, pd.DataFrame] = dict(
+            list(pd.concat(new, ignore_index=True).groupby("hour"))) if new else {}
+        if self.bootstrapping:
+            # A new index is written whole: every hour's published ids in one segment with the run's own.
+            for hour, stored in self._build().items():
+                kept = stored[~stored["source"].isin(removed_sources)]
+                by_hour[hour] = pd.concat([kept, by_hour[hour]]) if hour in by_hour else kept
+            deleted = self.repo.list_paths(self.ref, kind_prefix(self.kind))  # the earlier layout's files
+            files[layout_path(self.kind)] = json.dumps(LAYOUT).encode()
+        else:
+            for hour in sorted(set(removed_hours)):
+                stored = self._hour(hour)
+                for path, segment in stored.groupby("segment"):
+                    gone = segment["source"].isin(removed_sources)
+                    if gone.all():
+                        deleted.append(str(path))
+                    elif gone.any():
+                        files[str(path)] = _segment(segment[~gone])
+        for hour, frame in by_hour.items():
+            if not frame.empty:
+                files[segment_path(self.kind, hour, run_id)] = _segment(frame)
+        return files, deleted

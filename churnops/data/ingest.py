@@ -13,7 +13,7 @@ One run handles the scheduled hour plus a lookback window (late files). It
    contract does not know are data (a CSV without a header row makes values into names), so
    reports and alerts carry keyed digests of them, never the names;
 5. writes one parquet partition per source object on a run branch, plus quarantine files, source
-   markers, the id index shards it changes and a run manifest; checks that the branch holds
+   markers, the id index segments it adds or changes and a run manifest; checks that the branch holds
    exactly the rows the accounting claims; commits with the accounting as metadata and merges
    into ``main`` with a compare-and-set on the commit the run started from.
 
@@ -45,6 +45,7 @@ from google.cloud import storage
 
 from churnops.data import contract
 from churnops.data.contract import AccountingError
+from churnops.data import id_index
 from churnops.data.id_index import IdIndex
 from churnops.data.privacy import Tokenizer, apply_pii_policy
 from churnops.data.versioning import DataRepository, MergeConflict, NotFoundError, VersioningError, open_repository
@@ -423,30 +424,37 @@ class IngestRun:
                     result.setdefault(source.ref.name, set()).add(partition)
         return result
 
-    def _ids_of_partitions(self, paths: Iterable[str], kind: str, ref: str) -> list[str]:
-        ids: list[str] = []
+    def _record_hours_of_partitions(self, paths: Iterable[str], kind: str, ref: str) -> set[pd.Timestamp]:
+        """The record hours the published rows of ``paths`` fall in (the index segments that hold their ids)."""
+        hours: set[pd.Timestamp] = set()
         for path in paths:
             try:
                 blob = self.repo.get_object(ref, path)
             except NotFoundError:
                 continue
-            table = pq.read_table(io.BytesIO(blob), columns=[ID_COLUMNS[kind]])
-            ids.extend(str(value) for value in table.column(0).to_pylist())
-        return ids
+            times = pq.read_table(io.BytesIO(blob), columns=[contract.RECORD_TIME_COLUMNS[kind]]).column(0)
+            hours.update(times.to_pandas().dt.floor("h").dropna())
+        return hours
 
-    def index_changes(self, indexes: dict[str, IdIndex], prepared: list[_Prepared],
-                      earlier: dict[str, set[str]], base: str) -> dict[str, bytes]:
-        """The id index shards this run changes: its published ids in, superseded objects' ids out."""
+    def index_changes(self, indexes: dict[str, IdIndex], prepared: list[_Prepared], earlier: dict[str, set[str]],
+                      base: str, run_id: str) -> tuple[dict[str, bytes], list[str]]:
+        """The id index files this run writes and deletes: its published ids in, superseded objects' ids out."""
         files: dict[str, bytes] = {}
+        deleted: list[str] = []
         for kind, index in indexes.items():
             items = [p for p in prepared if p.kind == kind]
-            added = {p.ref.name: p.valid[ID_COLUMNS[kind]].astype(str).tolist()
+            time_column = contract.RECORD_TIME_COLUMNS[kind]
+            added = {p.ref.name: id_index.keys(p.valid[ID_COLUMNS[kind]].astype(str),
+                                               p.valid[time_column].dt.floor("h"))
                      for p in items if p.report.partition is not None and p.valid is not None}
             superseded = {p.ref.name for p in items if p.source.earlier_markers}
             old_paths = {path for name in superseded for path in earlier.get(name, ())}
             if added or superseded or index.bootstrapping:
-                files.update(index.changes(added, superseded, self._ids_of_partitions(old_paths, kind, base)))
-        return files
+                written, gone = index.changes(run_id, added, superseded,
+                                              self._record_hours_of_partitions(old_paths, kind, base))
+                files.update(written)
+                deleted.extend(gone)
+        return files, deleted
 
     # -- checks against the lake ----------------------------------------------------------------
 
@@ -573,14 +581,14 @@ class IngestRun:
             return StagedIngest(report=report, branch=None, metadata={})
         prepared = [self.read(source) for source in fresh]
         superseded = {source.ref.name for source in fresh if source.earlier_markers}
-        indexes = {kind: IdIndex(self.repo, base, kind, column) for kind, column in ID_COLUMNS.items()}
+        indexes = {kind: IdIndex(self.repo, base, kind, column, contract.RECORD_TIME_COLUMNS[kind])
+                   for kind, column in ID_COLUMNS.items()}
         for kind, index in indexes.items():
             items = [p for p in prepared if p.kind == kind]
-            candidates: set[str] = set()
-            for item in items:
-                if item.parsed is not None and ID_COLUMNS[kind] in item.parsed.rows:
-                    candidates.update(_raw_ids(item.parsed.rows[ID_COLUMNS[kind]]).dropna())
-            published = index.published(candidates, superseded)
+            candidates = [id_index.keys(_raw_ids(item.parsed.rows[ID_COLUMNS[kind]]),
+                                        contract.record_hours(item.parsed.rows, kind))
+                          for item in items if item.parsed is not None and ID_COLUMNS[kind] in item.parsed.rows]
+            published = index.published(pd.concat(candidates, ignore_index=True), superseded) if candidates else set()
             for item in items:
                 self.check(item, published, run_id)
         self.deduplicate_within_run(prepared)
@@ -590,7 +598,8 @@ class IngestRun:
             report.objects.append(item.report)
         report.check_accounting()
         earlier = self.earlier_partitions(fresh, base)
-        files.update(self.index_changes(indexes, prepared, earlier, base))
+        index_files, index_deleted = self.index_changes(indexes, prepared, earlier, base, run_id)
+        files.update(index_files)
         new_partitions = {p.report.partition for p in prepared}
         stale = sorted({path for paths in earlier.values() for path in paths} - new_partitions)
         self.raise_alerts(report)
@@ -604,8 +613,8 @@ class IngestRun:
         try:
             self.repo.put_objects(branch, files)
             stale = [path for path in stale if self._exists(branch, path)]
-            if stale:
-                self.repo.delete_objects(branch, stale)
+            if stale or index_deleted:
+                self.repo.delete_objects(branch, [*stale, *index_deleted])
             self.verify_lake(branch, report, stale)
         except Exception:
             self._drop_branch(branch)

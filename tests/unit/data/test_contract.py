@@ -622,3 +622,44 @@ def test_content_encoding_gzip_is_undone_before_parsing() -> None:
         contract.parse_object(SUBS_NAME, subs, "gzip")
     with pytest.raises(UnreadableObject, match="unsupported Content-Encoding 'br'"):
         contract.parse_object(SUBS_NAME, subs, "br")
+
+
+def test_record_hours_read_times_as_the_check_does() -> None:
+    """The id index files ids under the hour of the checked record time and looks raw rows up with
+    record_hours: both must give the same hour for every valid row, whatever its offset or form."""
+    times = ["2024-05-01T12:15:00+02:00", "2024-05-01T10:20:00", "2024-05-01 10:59:59.999", "2024-05-01T05:30:00-05:00",
+             "2024-05-01T11:02:00Z", " 2024-05-01T09:58:00Z ", "2024-05-01T11:04:59+00:00"]
+    parsed = contract.parse_object(EVENTS_NAME, jsonl(*[event(event_id=f"e-{i}", event_time=t)
+                                                        for i, t in enumerate(times)]))
+    hours = dict(zip(parsed.rows["event_id"], contract.record_hours(parsed.rows, contract.EVENTS)))
+    result = check_events(jsonl(*[event(event_id=f"e-{i}", event_time=t) for i, t in enumerate(times)]))
+    assert result.quarantined.empty
+    assert hours == dict(zip(result.valid["event_id"], result.valid["event_time"].dt.floor("h")))
+    assert sorted(set(hours.values())) == [pd.Timestamp(f"2024-05-01T{h}:00Z") for h in ("09", "10", "11")]
+
+
+def test_record_hours_are_missing_where_there_is_no_time() -> None:
+    parsed = contract.parse_object(EVENTS_NAME, jsonl(event(event_id="a", event_time="yesterday"),
+                                                      event(event_id="b", event_time=None),
+                                                      event(event_id="c", event_time=12)))
+    assert contract.record_hours(parsed.rows, contract.EVENTS).isna().all()
+    rows = contract.parse_object(SUBS_NAME, csv_object([subscription()])).rows
+    assert contract.record_hours(rows.drop(columns="updated_at"), contract.SUBSCRIPTIONS).isna().all()
+    assert contract.record_hours(rows, contract.SUBSCRIPTIONS).tolist() == [pd.Timestamp("2024-05-01T10:00Z")]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(-64, 64), st.sampled_from(["Z", "+00:00", "", "+05:30", "-08:00"]),
+                          st.integers(0, 999)), min_size=1, max_size=20))
+def test_record_hours_match_the_checked_time_of_every_valid_row(offsets: list[tuple[int, str, int]]) -> None:
+    records = []
+    for i, (minutes, zone, millis) in enumerate(offsets):
+        utc = HOUR + timedelta(minutes=minutes, milliseconds=millis)
+        shift = {"Z": 0, "+00:00": 0, "": 0, "+05:30": 330, "-08:00": -480}[zone]
+        local = (utc + timedelta(minutes=shift)).replace(tzinfo=None).isoformat(timespec="milliseconds")
+        records.append(event(event_id=f"e-{i}", event_time=f"{local}{zone}"))
+    parsed = contract.parse_object(EVENTS_NAME, jsonl(*records))
+    hours = dict(zip(parsed.rows["event_id"], contract.record_hours(parsed.rows, contract.EVENTS)))
+    result = check_events(jsonl(*records))
+    assert {i: hours[i] for i in result.valid["event_id"]} == dict(
+        zip(result.valid["event_id"], result.valid["event_time"].dt.floor("h")))

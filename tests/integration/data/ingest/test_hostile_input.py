@@ -332,7 +332,9 @@ def test_events_sent_again_days_later_are_duplicates(ingest_env: IngestEnv,
            for r in old[:50]]
     name = f"activity/events/dt={later:%Y-%m-%d}/hr={later:%H}/web-000.jsonl.gz"
     ingest_env.upload([datagen.RawObject(name, jsonl(new + old), "application/gzip", later, later)])
-    reader = CountingReads(ingest_env.repo)
+    repo = ingest_env.repo
+    before = {path: repo.get_object("main", path) for path in repo.list_paths("main", INDEX_PREFIX + "/")}
+    reader = CountingReads(repo)
     report = ingest_env.run(later, lookback=3, repo=reader)  # type: ignore[arg-type]
 
     resent = report.objects[0]
@@ -341,5 +343,14 @@ def test_events_sent_again_days_later_are_duplicates(ingest_env: IngestEnv,
     assert assert_lake_matches_accounting(ingest_env.repo) == published + 50
     # The index answered: no published partition was read, only a part of the index.
     assert not [p for p in reader.read if p.startswith((f"events/dt={START:%Y-%m-%d}", "subscriptions/"))]
-    assert 0 < len([p for p in reader.read if p.startswith(INDEX_PREFIX)]) <= 16
+    # ... only the segments of the hours the re-sent events name (and of the new events' hour, which has none).
+    index_reads = [p for p in reader.read if p.startswith(INDEX_PREFIX)]
+    assert index_reads and all(p.split("/")[2:4] == ["events", f"dt={START:%Y-%m-%d}"]
+                               and int(p.split("/")[4].removeprefix("hr=")) < 3 for p in index_reads), index_reads
     assert latest_markers(ingest_env.repo)[name]["duplicates_dropped"] == 300
+    # The index is appended to: nothing it held was rewritten, and the run added one segment, for the
+    # record hour of the 50 ids it published.
+    after = {path: repo.get_object("main", path) for path in repo.list_paths("main", INDEX_PREFIX + "/")}
+    assert {path: after[path] for path in before} == before
+    assert sorted(set(after) - set(before)) == [
+        f"{INDEX_PREFIX}/events/dt={later:%Y-%m-%d}/hr={later:%H}/{report.run_id}.parquet"]
