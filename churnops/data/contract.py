@@ -753,11 +753,13 @@ def _naive_as_utc(column: pd.Series) -> pd.Series:
     value that has one; the contract says a naive timestamp is UTC, so each naive value gets
     ``+00:00`` (a bare date ``T00:00:00+00:00``) before the column is parsed.
     """
-    text = column.astype(object)
-    naive = text.str.fullmatch(_NAIVE_TIMESTAMP).eq(True)  # non-text values give NaN, not a match
+    if isinstance(column.array, pd.arrays.ArrowStringArray):  # text only: matched by pyarrow, not value by value
+        naive = column.str.fullmatch(_NAIVE_TIMESTAMP).fillna(False).astype(bool)
+    else:
+        naive = column.astype(object).str.fullmatch(_NAIVE_TIMESTAMP).eq(True)  # non-text values give NaN
     if not naive.any():
         return column
-    fixed = text[naive]
+    fixed = column[naive].astype(object)
     column = column.copy()
     column[naive] = (fixed + np.where(fixed.str.len() == 10, "T00:00:00+00:00", "+00:00")).to_numpy(dtype=object)
     return column
@@ -770,7 +772,7 @@ def record_hours(rows: pd.DataFrame, kind: str) -> pd.Series:
     if name not in rows.columns:
         return pd.Series(pd.NaT, index=rows.index, dtype="datetime64[ns, UTC]")
     normalised = _normalise_column(rows[name], name, contract_schema(kind).columns[name], kind == EVENTS).column
-    times = pd.to_datetime(_naive_as_utc(normalised), format="ISO8601", utc=True, errors="coerce")
+    times = pd.to_datetime(_naive_as_utc(normalised), format="ISO8601", utc=True, errors="coerce", cache=False)
     return times.dt.floor("h")
 
 

@@ -64,7 +64,10 @@ def segment_path(kind: str, hour: datetime, run_id: str) -> str:
 
 def keys(ids: pd.Series, hours: pd.Series) -> pd.DataFrame:
     """An index lookup or addition: ``id`` and record ``hour`` (UTC) per row; rows lacking either are left out."""
-    frame = pd.DataFrame({"id": ids.astype(object).to_numpy(), "hour": pd.to_datetime(hours.to_numpy(), utc=True)})
+    hours = hours.reset_index(drop=True)
+    if not isinstance(hours.dtype, pd.DatetimeTZDtype):
+        hours = pd.to_datetime(hours, utc=True)
+    frame = pd.DataFrame({"id": pd.Series(ids.to_numpy(dtype=object)), "hour": hours.dt.tz_convert("UTC")})
     return frame[frame["id"].notna() & frame["hour"].notna()]
 
 
