@@ -6,8 +6,11 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-LOCK_CMD := uv pip compile pyproject.toml --extra dev --generate-hashes \
-	--python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements.lock
+LOCK_FLAGS := --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28
+# Two locks from pyproject.toml: the development environment (every extra) and what the production
+# images install (the dependencies and the wheel build's tools, no development package).
+LOCK_CMD := uv pip compile pyproject.toml --extra dev --extra build $(LOCK_FLAGS) -o requirements.lock
+RUNTIME_LOCK_CMD := uv pip compile pyproject.toml --extra build $(LOCK_FLAGS) -o requirements.runtime.lock
 # The Pulumi program (infra/) has its own hash-locked environment: the providers are large and no
 # runtime image needs them.
 INFRA       := infra/pulumi
@@ -30,8 +33,9 @@ $(STAMP): requirements.lock pyproject.toml
 
 setup: $(STAMP) ## Create .venv from requirements.lock (hash-checked); no-op when up to date
 
-lock: $(STAMP) ## Regenerate requirements.lock (with hashes) from pyproject.toml
+lock: $(STAMP) ## Regenerate requirements.lock and requirements.runtime.lock (with hashes) from pyproject.toml
 	$(BIN)/$(LOCK_CMD) --quiet
+	$(BIN)/$(RUNTIME_LOCK_CMD) --quiet
 
 $(INFRA_STAMP): $(INFRA)/requirements.lock
 	@test -x $(INFRA_BIN)/python || $(PYTHON) -m venv $(INFRA)/.venv
@@ -66,8 +70,9 @@ lint: setup setup-infra ## pylint over all Python (infra/ in its own venv); impo
 manifests-check: setup ## Render both kustomize overlays; validate every object (upstream schemas, KServe CRD, Pod Security) and scan them with trivy
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/deploy/test_manifests.py tests/unit/deploy/test_misconfiguration_scan.py
 
-pipelines: setup ## Compile every KFP pipeline into build/pipelines/ and parse each strictly (docs/pipelines.md)
+pipelines: setup ## Compile every KFP pipeline into build/pipelines/, parse each strictly, and check it with the installed KFP backend's own protos (docs/pipelines.md)
 	$(BIN)/churnops pipeline compile --output-dir build/pipelines
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/pipelines/test_backend_contract.py
 
 bench: setup ## Print the benchmark figures (ingest vs plain pyarrow, features vs pandas groupby, lake blob writes)
 	$(BIN)/python benchmarks/ingest.py

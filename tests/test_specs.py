@@ -23,6 +23,10 @@ def test_the_readme_lists_every_spec_the_tests_use() -> None:
         "trivy/pip.json",
         "trivy/secrets.json",
         "trivy/dockerfile.json",
+        "kfp/2.17.0/pipeline_spec.proto",
+        "kfp/2.17.0/kubernetes_executor_config.proto",
+        "kfp/2.14.3/pipeline_spec.proto",
+        "kfp/2.14.3/kubernetes_executor_config.proto",
     }
 
 
@@ -31,6 +35,10 @@ def test_each_listed_spec_is_vendored_and_parses(name: str) -> None:
     path = SPECS / name
     assert path.is_file(), f"{path} is missing: copy it from its upstream source (tests/specs/README.md)"
     text = path.read_text(encoding="utf-8")
+    if name.startswith("kfp/"):
+        message = "PipelineSpec" if name.endswith("pipeline_spec.proto") else "KubernetesExecutorConfig"
+        assert re.search(rf"^message {message}\s*\{{", text, flags=re.M)
+        return
     if name.endswith(".proto"):
         assert re.search(r"^service GRPCInferenceService\s*\{", text, flags=re.M)
         return

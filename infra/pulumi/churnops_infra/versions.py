@@ -40,7 +40,7 @@ MLFLOW = Chart("mlflow", "https://community-charts.github.io/helm-charts", "1.7.
 KNATIVE_SERVING = "1.18"
 
 # Kubeflow Pipelines has no Helm chart: its kustomize manifests, at a release tag.
-KFP = "2.14.3"
+KFP = "2.17.0"
 KFP_MANIFESTS = "https://github.com/kubeflow/pipelines/tree/{ref}/manifests/kustomize/{path}"
 
 # Cloud SQL engine.
