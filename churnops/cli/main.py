@@ -4,8 +4,9 @@ Every command reads its configuration from :func:`churnops.platform.settings.get
 through :func:`churnops.platform.logs.setup_logging`.
 
 Errors: a :class:`churnops.errors.ChurnopsError` (bad data, a missing commit, a service that is not
-running, a setting that makes no sense) is printed as one line, ``Error: <Type>: <message>``, and
-the command exits with status 2; ``--debug`` prints its traceback as well. Any other exception is
+running, a setting that makes no sense, and MLflow's exceptions as the registry's domain errors:
+:func:`churnops.training.registry.domain_error`) is printed as one line, ``Error: <Type>: <message>``,
+and the command exits with status 2; ``--debug`` prints its traceback as well. Any other exception is
 a bug and keeps its traceback (exit status 1).
 """
 
@@ -19,6 +20,7 @@ import traceback
 
 import click
 import pyarrow.parquet as pq
+from mlflow.exceptions import MlflowException
 
 from churnops.cli import privacy as cli_privacy
 from churnops.cli import serve as cli_serve
@@ -31,6 +33,7 @@ from churnops.cli.canary import canary_group
 from churnops.cli.deploy import deploy_command
 from churnops.cli.pipeline import pipeline_group
 from churnops.local import datagen
+from churnops.training import registry
 from churnops.data import ingest
 from churnops.local.localstack import LocalStack, require_services
 from churnops.platform.logs import Scrubber, setup_logging
@@ -93,11 +96,13 @@ class ChurnopsGroup(click.Group):
     def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
         try:
             return super().invoke(ctx)
-        except ChurnopsError as exc:
+        except (ChurnopsError, MlflowException) as exc:
+            # MLflow's exceptions leave the library here, and only here, as the registry's domain errors
+            domain = registry.domain_error(exc) if isinstance(exc, MlflowException) else exc
             if ctx.meta.get("churnops.debug"):
                 trace = "".join(traceback.format_exception(exc))
                 click.echo(scrubber().text(trace), err=True, nl=False)
-            raise DomainError(one_line(exc)) from exc
+            raise DomainError(one_line(domain)) from exc
 
 
 @click.group(cls=ChurnopsGroup)

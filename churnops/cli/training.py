@@ -67,7 +67,7 @@ def recent_runs(experiment: str, limit: int) -> pd.DataFrame:
     client = registry.client_for(settings)
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        raise click.ClickException(f"no experiment named {experiment!r} on {settings.mlflow_tracking_uri}")
+        raise registry.RegistryNotFound(f"no experiment named {experiment!r} on {settings.mlflow_tracking_uri}")
     runs = client.search_runs(
         [found.experiment_id],
         filter_string="tags.model_type LIKE '%'",
@@ -153,7 +153,7 @@ def model_source(alias: str) -> None:
     client = registry.client_for(settings)
     version = registry.alias_holder(client, settings.registered_model, alias)
     if version is None:
-        raise click.ClickException(f"no version of {settings.registered_model!r} holds the alias {alias!r}")
+        raise registry.RegistryNotFound(f"no version of {settings.registered_model!r} holds the alias {alias!r}")
     click.echo(f"{client.get_model_version_download_uri(settings.registered_model, version)} {version}")
 
 

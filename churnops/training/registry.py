@@ -23,11 +23,11 @@ import getpass
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import mlflow
 import requests
@@ -44,36 +44,42 @@ PREVIOUS_ALIAS: dict[str, str] = {"staging": "candidate", "production": "staging
 EVENT_TAG_PREFIX = "alias_event."
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
 class RegistryUnavailable(RegistryError, ServiceUnavailable):
     """The tracking server (which holds the registry) cannot be reached."""
 
 
-def _unreachable(exc: BaseException) -> bool:
-    """Whether ``exc`` (an MlflowException) stands for a server that did not answer."""
+class RegistryNotFound(RegistryError):
+    """The registry has no such model, version, alias or run."""
+
+
+# What MLflow's REST client chains to its MlflowException when the server did not answer (refused,
+# timed out, or kept failing until the retries ran out).
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    requests.exceptions.ConnectionError, requests.exceptions.Timeout, requests.exceptions.RetryError,
+)
+MISSING_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"})
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
-            return True
+        yield seen
         seen = seen.__cause__ or seen.__context__
-    return "API request to" in str(exc) and "failed with exception" in str(exc)
 
 
-def mlflow_errors(func: F) -> F:
-    """Map MLflow's exceptions raised by ``func`` to :class:`RegistryError` / :class:`RegistryUnavailable`."""
+def domain_error(exc: MlflowException) -> RegistryError:
+    """The domain error an MLflow exception stands for, decided by type and error code (never by its text).
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except MlflowException as exc:
-            if _unreachable(exc):
-                raise RegistryUnavailable(f"MLflow tracking server unreachable: {exc.message.splitlines()[0]}") from exc
-            raise RegistryError(f"MLflow refused: {exc.error_code}: {exc.message.splitlines()[0]}") from exc
-
-    return wrapper  # type: ignore[return-value]
+    A server that did not answer (a ``requests`` connection error, timeout or exhausted retries in
+    the chain) -> :class:`RegistryUnavailable`; no such model, version, alias or run ->
+    :class:`RegistryNotFound`; any other refusal -> :class:`RegistryError` with MLflow's error code.
+    """
+    first_line = exc.message.splitlines()[0] if exc.message else ""
+    if any(isinstance(cause, UNREACHABLE) for cause in _chain(exc)):
+        return RegistryUnavailable(f"MLflow tracking server unreachable: {first_line}")
+    if exc.error_code in MISSING_CODES:
+        return RegistryNotFound(f"not in the MLflow registry: {first_line}")
+    return RegistryError(f"MLflow refused: {exc.error_code}: {first_line}")
 
 
 @dataclass(frozen=True)
@@ -200,7 +206,6 @@ def _is_missing(exc: MlflowException) -> bool:
     return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE")
 
 
-@mlflow_errors
 def alias_holder(client: MlflowClient, name: str, alias: str) -> str | None:
     """The version holding ``alias`` on model ``name``, or None (also when the model does not exist)."""
     try:
@@ -225,7 +230,6 @@ def _record(client: MlflowClient, name: str, event: AliasEvent) -> None:
     client.set_model_version_tag(name, event.version, f"{EVENT_TAG_PREFIX}{number:04d}", event.to_json())
 
 
-@mlflow_errors
 def assign_alias(  # pylint: disable=too-many-arguments
     client: MlflowClient,
     name: str,
@@ -255,7 +259,6 @@ def assign_alias(  # pylint: disable=too-many-arguments
     return event
 
 
-@mlflow_errors
 def register_version(name: str, model_uri: str, tags: dict[str, str]) -> str:
     """Register ``model_uri`` as a new version of ``name`` (created if needed); return the version.
 
@@ -265,7 +268,6 @@ def register_version(name: str, model_uri: str, tags: dict[str, str]) -> str:
     return str(version.version)
 
 
-@mlflow_errors
 def find_version(client: MlflowClient, name: str, tags: dict[str, str]) -> str | None:
     """The oldest version of ``name`` whose tags include every item of ``tags`` (None if none, or no model)."""
     try:
@@ -278,7 +280,6 @@ def find_version(client: MlflowClient, name: str, tags: dict[str, str]) -> str |
     return str(min(matching)) if matching else None
 
 
-@mlflow_errors
 def load_model(model_uri: str) -> Any:
     """Load a logged or registered model (``runs:/``, ``models:/name@alias``) into memory.
 
@@ -289,7 +290,6 @@ def load_model(model_uri: str) -> Any:
         return mlflow.sklearn.load_model(model_uri, dst_path=folder)
 
 
-@mlflow_errors
 def promote(client: MlflowClient, name: str, to: str, actor: Actor | None = None) -> AliasEvent:
     """Move the version holding the previous stage's alias to ``to`` ("staging" or "production")."""
     if to not in PREVIOUS_ALIAS:
@@ -303,7 +303,6 @@ def promote(client: MlflowClient, name: str, to: str, actor: Actor | None = None
     return event
 
 
-@mlflow_errors
 def all_events(client: MlflowClient, name: str) -> list[AliasEvent]:
     """Every recorded alias change of every version of ``name``, oldest first."""
     versions = client.search_model_versions(f"name = '{_quoted(name)}'")
@@ -314,7 +313,6 @@ def all_events(client: MlflowClient, name: str) -> list[AliasEvent]:
     return [item[-1] for item in sorted(ordered, key=lambda item: item[:3])]
 
 
-@mlflow_errors
 def production_history(client: MlflowClient, name: str) -> list[str]:
     """Versions that held ``production``, oldest first, with rolled-back versions removed (a stack)."""
     return production_stack(all_events(client, name))
@@ -333,7 +331,6 @@ def production_stack(events: list[AliasEvent]) -> list[str]:
     return stack
 
 
-@mlflow_errors
 def rollback(client: MlflowClient, name: str, actor: Actor | None = None) -> AliasEvent:
     """Give ``production`` back to the version that held it before the current one."""
     current = alias_holder(client, name, "production")
@@ -359,7 +356,6 @@ def _quoted(name: str) -> str:
     return name.replace("'", "\\'")
 
 
-@mlflow_errors
 def describe(client: MlflowClient, name: str) -> list[dict[str, Any]]:
     """One row per version, newest first: version, aliases, run, data commit, test ROC-AUC, created."""
     try:

@@ -122,7 +122,9 @@ def _get_run(client: mlflow.MlflowClient, run_id: str) -> Run:
     try:
         return client.get_run(run_id)
     except MlflowException as exc:
-        raise RegistryError(f"no run {run_id!r} on the tracking server") from exc
+        if isinstance(registry.domain_error(exc), registry.RegistryUnavailable):
+            raise
+        raise registry.RegistryNotFound(f"no run {run_id!r} on the tracking server") from exc
 
 
 def _model_uri_of(run: Run) -> str:
@@ -141,7 +143,9 @@ def resolve_target(client: mlflow.MlflowClient, ref: str) -> Target:
             found = (client.get_model_version(name, which) if which.isdigit()
                      else client.get_model_version_by_alias(name, which))
         except MlflowException as exc:
-            raise RegistryError(f"model {name!r} has no version or alias {which!r}") from exc
+            if isinstance(registry.domain_error(exc), registry.RegistryUnavailable):
+                raise
+            raise registry.RegistryNotFound(f"model {name!r} has no version or alias {which!r}") from exc
         return Target(run=_get_run(client, found.run_id), version=str(found.version),
                       model_uri=f"models:/{name}/{found.version}")
     if not _RUN_ID.match(ref):
@@ -218,7 +222,6 @@ def _causes(original: dict[str, str], current: dict[str, str], parameters: list[
     return causes
 
 
-@registry.mlflow_errors
 def reproduce(  # pylint: disable=too-many-locals
     settings: Settings,
     ref: str,

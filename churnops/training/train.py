@@ -458,7 +458,6 @@ class FittedModel:
     metrics: dict[str, float]
 
 
-@registry.mlflow_errors
 def begin_training(  # pylint: disable=too-many-arguments  # the stage's inputs, plus the key id as a keyword
     settings: Settings,
     events: pd.DataFrame,
@@ -495,7 +494,6 @@ def begin_training(  # pylint: disable=too-many-arguments  # the stage's inputs,
                          features_uri)
 
 
-@registry.mlflow_errors
 def fit_model(
     settings: Settings,
     name: str,
@@ -523,7 +521,6 @@ def fit_model(
     return FittedModel(name=name, run_id=run_id, model_uri=model_uri, metrics=metrics)
 
 
-@registry.mlflow_errors
 def gate_models(
     settings: Settings,
     parent_run_id: str,
@@ -572,7 +569,6 @@ def gate_models(
     return decision
 
 
-@registry.mlflow_errors
 def register_candidate(
     settings: Settings,
     parent_run_id: str,
@@ -614,7 +610,6 @@ def register_candidate(
     return version
 
 
-@registry.mlflow_errors
 def reproduced_version(settings: Settings, lineage: dict[str, str]) -> str | None:
     """The registered version with this lineage's ``training_key`` (None when there is none)."""
     if "training_key" not in lineage:
@@ -623,7 +618,6 @@ def reproduced_version(settings: Settings, lineage: dict[str, str]) -> str | Non
     return registry.find_version(client, settings.registered_model, {"training_key": lineage["training_key"]})
 
 
-@registry.mlflow_errors
 def train_on_frames(  # pylint: disable=too-many-arguments  # the stage's inputs, plus the key id as a keyword
     settings: Settings,
     events: pd.DataFrame,
@@ -680,7 +674,6 @@ def train_on_frames(  # pylint: disable=too-many-arguments  # the stage's inputs
     )
 
 
-@registry.mlflow_errors
 def train_from_commit(
     settings: Settings,
     data_commit: str | None = None,
@@ -701,7 +694,6 @@ def train_from_commit(
                            tokenizer_key_id=commit_metadata.get("tokenizer_key_id", "unknown"))
 
 
-@registry.mlflow_errors
 def test_probabilities(settings: Settings, model_uris: dict[str, str], test: pd.DataFrame,
                        spec: FeatureSpec) -> dict[str, np.ndarray]:
     """Each logged model (name -> model URI) loaded from MLflow and scored on the test split."""
@@ -716,7 +708,6 @@ def test_probabilities(settings: Settings, model_uris: dict[str, str], test: pd.
 # The training pipeline's steps: what each task hands the next (files and artifact metadata)
 
 
-@registry.mlflow_errors
 def begin_training_at(settings: Settings, data_ref: str | None = None, seed: int = 42,
                       repo: DataRepository | None = None) -> TrainingSetup:
     """:func:`begin_training` on the published tables at ``data_ref`` (a commit id or branch; None = ``main``)."""
@@ -757,7 +748,6 @@ def read_splits(paths: dict[str, str], artifact_metadata: dict[str, Any]) -> tup
     return frames, FeatureSpec.from_dict(artifact_metadata["feature_spec"])
 
 
-@registry.mlflow_errors
 def export_model(settings: Settings, fitted: FittedModel, path: str) -> None:
     """Copy the fitted model's MLflow model directory to ``path`` (the task's Model artifact)."""
     registry.use_tracking(settings)
@@ -798,7 +788,6 @@ class EvaluationReport:
                 for key, value in values.items() if not math.isnan(value)}
 
 
-@registry.mlflow_errors
 def evaluate_models(settings: Settings, parent_run_id: str, model_uris: dict[str, str], test: pd.DataFrame,
                     spec: FeatureSpec) -> EvaluationReport:
     """Score each logged model on the test split, then :func:`gate_models` on their ROC-AUC."""
