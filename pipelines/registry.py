@@ -12,7 +12,8 @@ from pipelines import drift, ingest, scoring, training
 
 @dataclass(frozen=True)
 class PipelineEntry:
-    """One pipeline: its name, how to build it, its default cron schedule (six fields), its kfp.local variant.
+    """One pipeline: its name, how to build it, its default cron schedule (six fields; None when KFP does not
+    schedule it, ``trigger`` saying what does), its kfp.local variant.
 
     Pipelines are built when they are used, not when this module is imported: the task settings
     (node pool, config map, retries) come from the settings of the moment they are compiled or run.
@@ -20,8 +21,9 @@ class PipelineEntry:
 
     name: str
     build: Callable[[], GraphComponent]
-    cron: str
+    cron: str | None
     build_local: Callable[[], GraphComponent] | None = None
+    trigger: str = "a KFP recurring run"
 
     @property
     def pipeline(self) -> GraphComponent:
@@ -38,7 +40,7 @@ PIPELINES: dict[str, PipelineEntry] = {
     entry.name: entry
     for entry in (
         PipelineEntry(ingest.NAME, ingest.build, ingest.CRON, ingest.build_local),
-        PipelineEntry(training.NAME, training.build, training.CRON),
+        PipelineEntry(training.NAME, training.build, training.CRON, trigger=training.TRIGGER),
         PipelineEntry(scoring.NAME, scoring.build, scoring.CRON),
         PipelineEntry(drift.NAME, drift.build, drift.CRON),
     )

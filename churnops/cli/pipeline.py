@@ -19,17 +19,41 @@ from pipelines.registry import PIPELINES
 NAME = click.Choice(sorted(PIPELINES))
 
 
-def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """``k=v`` pairs as pipeline arguments: a value that parses as JSON (a number, true) is that, else a string."""
+_BOOLEANS = {"true": True, "false": False}
+
+
+def _typed(key: str, value: str, kind: str) -> Any:
+    """``value`` as the pipeline parameter type ``kind`` (KFP's String, Integer, Float, Boolean)."""
+    try:
+        if kind == "Integer":
+            return int(value)
+        if kind == "Float":
+            return float(value)
+        if kind == "Boolean":
+            return _BOOLEANS[value.strip().lower()]
+    except (ValueError, KeyError) as error:
+        raise click.BadParameter(f"{key}={value!r}: {key} is {kind.lower()}", param_hint="--param") from error
+    if kind == "String":
+        return value
+    try:
+        return json.loads(value)  # a list or a struct parameter
+    except json.JSONDecodeError as error:
+        raise click.BadParameter(f"{key}={value!r}: {key} is {kind}, as JSON", param_hint="--param") from error
+
+
+def parse_params(pairs: tuple[str, ...], name: str) -> dict[str, Any]:
+    """``k=v`` pairs as arguments of pipeline ``name``, each of the type the pipeline declares for it
+    (``hour=2026`` stays the string ``"2026"``); an unknown name or a value of the wrong type is refused."""
+    inputs = PIPELINES[name].pipeline.component_spec.inputs or {}
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--param")
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
+        if key not in inputs:
+            raise click.BadParameter(f"pipeline {name} has no parameter {key!r} (it has: {', '.join(sorted(inputs))})",
+                                     param_hint="--param")
+        params[key] = _typed(key, value, str(inputs[key].type))
     return params
 
 
@@ -68,7 +92,7 @@ def compile_command(name: str | None, output_dir: Path, components_image: str | 
 def run_local_command(name: str, params: tuple[str, ...], pipeline_root: Path | None) -> None:
     """Run NAME with kfp.local on the embedded local stack (start it with `churnops stack up`)."""
     settings = get_settings()
-    outputs = local.run_local(name, parse_params(params), pipeline_root or settings.state_dir / "kfp")
+    outputs = local.run_local(name, parse_params(params, name), pipeline_root or settings.state_dir / "kfp")
     click.echo(f"{name}: succeeded")
     for key, value in sorted(outputs.items()):
         click.echo(f"  {key} = {value}")
@@ -81,28 +105,37 @@ def run_local_command(name: str, params: tuple[str, ...], pipeline_root: Path | 
 @image_option
 def submit_command(name: str, params: tuple[str, ...], host: str | None, components_image: str | None) -> None:
     """Start one run of NAME on a KFP cluster."""
-    run = remote.submit(name, parse_params(params), get_settings(), host, components_image)
+    run = remote.submit(name, parse_params(params, name), get_settings(), host, components_image)
     click.echo(f"run {run.id} ({run.name}) started")
 
 
 @pipeline_group.command("schedule")
-@click.argument("name", type=NAME)
+@click.argument("name", type=NAME, required=False)
+@click.option("--version", "version", default=None,
+              help="The uploaded pipeline version the schedule runs (default: the code version, as upload names it).")
 @click.option("--cron", default=None, metavar="EXPR",
               help="KFP cron: SIX fields, seconds first ('0 5 * * * *' = hourly at minute 5); a five-field "
                    "expression is refused. Default: the pipeline's own schedule.")
 @param_option
 @host_option
-@image_option
-def schedule_command(name: str, cron: str | None, params: tuple[str, ...], host: str | None,
-                     components_image: str | None) -> None:
-    """Create a recurring run of NAME on a KFP cluster."""
+def schedule_command(name: str | None, version: str | None, cron: str | None, params: tuple[str, ...],
+                     host: str | None) -> None:
+    """Make NAME's one recurring run on a KFP cluster run an uploaded version (created, or replaced when it
+    differs); without NAME, every pipeline KFP schedules, each on its own cron (what CI runs after upload)."""
     if cron is not None:
         try:
             remote.check_cron(cron)
         except remote.CronError as error:
             raise click.BadParameter(str(error), param_hint="--cron") from error
-    job = remote.schedule(name, cron, parse_params(params), get_settings(), host, components_image)
-    click.echo(f"recurring run {job.id} ({job.name}) created")
+    if name is None and (cron or params):
+        raise click.UsageError("--cron and --param need a pipeline NAME")
+    if name is not None and PIPELINES[name].cron is None and cron is None:
+        raise click.UsageError(f"{name} is not scheduled by KFP: {PIPELINES[name].trigger}")
+    settings = get_settings()
+    names = [name] if name else sorted(n for n, entry in PIPELINES.items() if entry.cron)
+    for each in names:
+        job = remote.schedule(each, version or settings.code_version, cron, parse_params(params, each), settings, host)
+        click.echo(f"recurring run {job.id} ({job.name}) {'created' if job.created else 'unchanged'}")
 
 
 @pipeline_group.command("upload")
@@ -111,8 +144,9 @@ def schedule_command(name: str, cron: str | None, params: tuple[str, ...], host:
 @host_option
 @image_option
 def upload_command(name: str | None, version: str | None, host: str | None, components_image: str | None) -> None:
-    """Upload NAME (default: every pipeline) as a new pipeline version the KFP UI lists."""
+    """Upload NAME (default: every pipeline) as pipeline version VERSION the KFP UI lists; an existing one is kept."""
     settings = get_settings()
     for each in [name] if name else sorted(PIPELINES):
         uploaded = remote.upload(each, version or settings.code_version, settings, host, components_image)
-        click.echo(f"pipeline version {uploaded.id} ({uploaded.name}) uploaded")
+        click.echo(f"pipeline version {uploaded.id} ({uploaded.name}) "
+                   f"{'uploaded' if uploaded.created else 'already uploaded'}")

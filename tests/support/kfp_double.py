@@ -1,14 +1,23 @@
 """A stateful, in-memory stand-in for the KFP v2beta1 REST API, served over real HTTP on 127.0.0.1.
 
 It implements what ``kfp.Client`` calls to submit, schedule and upload: healthz, experiments (list
-with a name filter, create), runs (create), recurring runs (create), pipelines (list with a name
-filter, upload, upload a version). The reference for shapes is ``kfp-server-api``, the client
+with a name filter, create), runs (create), recurring runs (create, list with a name filter,
+enable, disable, delete), pipelines (list with a name filter, create, upload), pipeline versions
+(upload, list with a name filter). The reference for shapes is ``kfp-server-api``, the client
 library generated from the KFP API spec: every JSON request body must deserialize into the named
 ``kfp_server_api`` model with no field that model does not define (checked recursively), with
 the model's own required-field and enum validation; every response is built from those models
 and serialized by their ``ApiClient``. A request that does not fit is answered 400 and recorded in
 :attr:`KfpDouble.validation_errors`, which tests assert stays empty. Everything the client sent
 is recorded in :attr:`KfpDouble.requests`.
+
+It refuses what the real server of its declared backend version refuses (by default the version the
+platform installs): a pipeline name or a version name (within its pipeline) that exists, with 409
+as the API server's unique indexes do; and a run or recurring run whose pipeline spec or task
+Kubernetes configs do not parse strictly with that version's own protos (``tests/support/kfp_backend.py``),
+with 500 and the backend's message, as its workflow compiler does. Upload accepts such a spec, like
+the real server. Refusals are recorded in :attr:`KfpDouble.refused` (they are not validation errors:
+the client's request was well formed).
 """
 
 from __future__ import annotations
@@ -26,9 +35,12 @@ import yaml
 from kfp_server_api import models
 from werkzeug.wrappers import Request, Response
 
+from tests.support import kfp_backend
 from tests.support.wsgi_double import WsgiDouble
 
 API = "/apis/v2beta1"
+_VERSIONS = re.compile(rf"^{API}/pipelines/([^/]+)/versions$")
+_RECURRING = re.compile(rf"^{API}/recurringruns/([^/:]+)(?::(enable|disable))?$")
 _LIST = re.compile(r"^list\[(.+)\]$")
 _DICT = re.compile(r"^dict\(([^,]*), (.+)\)$")
 
@@ -86,6 +98,14 @@ def _check_enum(data: Any, klass: type, type_name: str, where: str) -> None:
         raise RequestInvalid(f"{where}: {data!r} is not one of {type_name} {allowed}")
 
 
+class Refused(Exception):
+    """What the real server answers with an error status (not a malformed request)."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
 class _Body:
     """What ``ApiClient.deserialize`` reads: an object with ``data``."""
 
@@ -98,8 +118,9 @@ class KfpDouble(WsgiDouble):
 
     name = "kfp-double"
 
-    def __init__(self) -> None:
+    def __init__(self, backend_version: str | None = None) -> None:
         super().__init__()
+        self.backend = kfp_backend.protos(backend_version or kfp_backend.installed_version())
         self._api = kfp_server_api.ApiClient()
         self.requests: list[Recorded] = []
         self.validation_errors: list[str] = []
@@ -108,6 +129,8 @@ class KfpDouble(WsgiDouble):
         self.recurring_runs: dict[str, models.V2beta1RecurringRun] = {}
         self.pipelines: dict[str, models.V2beta1Pipeline] = {}
         self.pipeline_versions: dict[str, models.V2beta1PipelineVersion] = {}
+        self.version_documents: dict[str, list[Any]] = {}  # the uploaded YAML documents, by version id
+        self.refused: list[str] = []
         self._lock = threading.Lock()
 
     def recorded(self, method: str, path: str) -> list[Recorded]:
@@ -124,6 +147,9 @@ class KfpDouble(WsgiDouble):
         except RequestInvalid as error:
             self.validation_errors.append(f"{request.method} {request.path}: {error}")
             status, payload = 400, {"code": 3, "message": str(error)}
+        except Refused as error:
+            self.refused.append(f"{request.method} {request.path}: {error.status} {error.message}")
+            status, payload = error.status, {"code": error.code, "message": error.message}
         except KeyError as error:
             status, payload = 404, {"code": 5, "message": f"not found: {error}"}
         body = json.dumps(self._api.sanitize_for_serialization(payload))
@@ -188,30 +214,27 @@ class KfpDouble(WsgiDouble):
             return 200, experiment
         if (method, path) == ("POST", f"{API}/runs"):
             run = self._model(request, "V2beta1Run")
-            self._check_spec_source(run.pipeline_spec, run.pipeline_version_reference, "run")
+            self._compile(self._spec_documents(run.pipeline_spec, run.pipeline_version_reference, "run"))
             run.run_id, run.created_at, run.state = uuid.uuid4().hex, now, "PENDING"
             self.runs[run.run_id] = run
             return 200, run
-        if (method, path) == ("POST", f"{API}/recurringruns"):
-            job = self._model(request, "V2beta1RecurringRun")
-            self._check_spec_source(job.pipeline_spec, job.pipeline_version_reference, "recurring run")
-            if job.trigger is None or (job.trigger.cron_schedule is None and job.trigger.periodic_schedule is None):
-                raise RequestInvalid("a recurring run needs a trigger (cron_schedule or periodic_schedule)")
-            job.recurring_run_id, job.created_at, job.status = uuid.uuid4().hex, now, "ENABLED"
-            self.recurring_runs[job.recurring_run_id] = job
-            return 200, job
+        if path.startswith(f"{API}/recurringruns"):
+            return self._recurring(request, now)
         if (method, path) == ("GET", f"{API}/pipelines"):
             name = self._name_filter(request)
             found = [p for p in self.pipelines.values() if name is None or p.display_name == name]
             return 200, models.V2beta1ListPipelinesResponse(pipelines=found or None, total_size=len(found))
+        if (method, path) == ("POST", f"{API}/pipelines"):
+            pipeline = self._model(request, "V2beta1Pipeline")
+            return 200, self._new_pipeline(pipeline.display_name or pipeline.name, pipeline.description, now)
         if (method, path) == ("POST", f"{API}/pipelines/upload"):
-            self._upload(request)
+            documents = self._upload(request)
             name = request.args.get("display_name") or request.args.get("name")
             if not name:
                 raise RequestInvalid("upload needs a name or display_name")
-            pipeline = models.V2beta1Pipeline(pipeline_id=uuid.uuid4().hex, display_name=name, name=name,
-                                              description=request.args.get("description"), created_at=now)
-            self.pipelines[pipeline.pipeline_id] = pipeline
+            pipeline = self._new_pipeline(name, request.args.get("description"), now)
+            # The server's upload creates the pipeline and a first version named after it.
+            self._new_version(pipeline.pipeline_id, name, documents, now)
             return 200, pipeline
         if (method, path) == ("POST", f"{API}/pipelines/upload_version"):
             documents = self._upload(request)
@@ -221,13 +244,90 @@ class KfpDouble(WsgiDouble):
             name = request.args.get("display_name") or request.args.get("name")
             if not name:
                 raise RequestInvalid("a pipeline version needs a name")
-            version = models.V2beta1PipelineVersion(
-                pipeline_id=pipeline_id, pipeline_version_id=uuid.uuid4().hex, display_name=name, name=name,
-                created_at=now, pipeline_spec=documents[0],
-            )
-            self.pipeline_versions[version.pipeline_version_id] = version
-            return 200, version
+            return 200, self._new_version(pipeline_id, name, documents, now)
+        if method == "GET" and (match := _VERSIONS.match(path)):
+            if match.group(1) not in self.pipelines:
+                return 404, {"code": 5, "message": f"pipeline {match.group(1)} not found"}
+            name = self._name_filter(request)
+            found = [v for v in self.pipeline_versions.values()
+                     if v.pipeline_id == match.group(1) and (name is None or v.display_name == name)]
+            return 200, models.V2beta1ListPipelineVersionsResponse(pipeline_versions=found or None,
+                                                                  total_size=len(found))
         return 404, {"code": 5, "message": f"{method} {path} is not part of this double"}
+
+    def _recurring(self, request: Request, now: datetime) -> tuple[int, Any]:
+        path, method = request.path, request.method
+        if (method, path) == ("POST", f"{API}/recurringruns"):
+            job = self._model(request, "V2beta1RecurringRun")
+            self._compile(self._spec_documents(job.pipeline_spec, job.pipeline_version_reference, "recurring run"))
+            if job.trigger is None or (job.trigger.cron_schedule is None and job.trigger.periodic_schedule is None):
+                raise RequestInvalid("a recurring run needs a trigger (cron_schedule or periodic_schedule)")
+            job.recurring_run_id, job.created_at = uuid.uuid4().hex, now
+            job.status = "DISABLED" if job.mode == "DISABLE" else "ENABLED"
+            self.recurring_runs[job.recurring_run_id] = job
+            return 200, job
+        if (method, path) == ("GET", f"{API}/recurringruns"):
+            name, experiment = self._name_filter(request), request.args.get("experiment_id")
+            found = [j for j in self.recurring_runs.values()
+                     if name in (None, j.display_name) and experiment in (None, j.experiment_id)]
+            return 200, models.V2beta1ListRecurringRunsResponse(recurring_runs=found or None, total_size=len(found))
+        return self._one_recurring(request, now)
+
+    def _one_recurring(self, request: Request, now: datetime) -> tuple[int, Any]:
+        """Get, delete, enable or disable one recurring run."""
+        match = _RECURRING.match(request.path)
+        action = (request.method, match.group(2) if match else "unknown")
+        if match is None or action not in {("GET", None), ("DELETE", None), ("POST", "enable"), ("POST", "disable")}:
+            return 404, {"code": 5, "message": f"{request.method} {request.path} is not part of this double"}
+        job = self.recurring_runs[match.group(1)]
+        if action == ("DELETE", None):
+            del self.recurring_runs[match.group(1)]
+        elif action[0] == "POST":
+            job.status, job.updated_at = ("ENABLED" if action[1] == "enable" else "DISABLED"), now
+        return 200, job if action == ("GET", None) else {}
+
+    def _new_pipeline(self, name: str | None, description: str | None, now: datetime) -> models.V2beta1Pipeline:
+        if not name:
+            raise RequestInvalid("a pipeline needs a display_name")
+        if any(p.display_name == name for p in self.pipelines.values()):
+            raise Refused(409, 6, f"Already exist error: Failed to create a new pipeline. The name {name} already "
+                                  "exists. Please specify a new name")
+        pipeline = models.V2beta1Pipeline(pipeline_id=uuid.uuid4().hex, display_name=name, name=name,
+                                          description=description, created_at=now)
+        self.pipelines[pipeline.pipeline_id] = pipeline
+        return pipeline
+
+    def _new_version(self, pipeline_id: str, name: str, documents: list[Any],
+                     now: datetime) -> models.V2beta1PipelineVersion:
+        if any(v.pipeline_id == pipeline_id and v.display_name == name for v in self.pipeline_versions.values()):
+            raise Refused(409, 6, f"Already exist error: Failed to create a new pipeline version. The name {name} "
+                                  "already exist. Please specify a new name")
+        version = models.V2beta1PipelineVersion(
+            pipeline_id=pipeline_id, pipeline_version_id=uuid.uuid4().hex, display_name=name, name=name,
+            created_at=now, pipeline_spec=documents[0],
+        )
+        self.pipeline_versions[version.pipeline_version_id] = version
+        self.version_documents[version.pipeline_version_id] = documents
+        return version
+
+    def _spec_documents(self, spec: Any, reference: Any, what: str) -> list[Any]:
+        """The pipeline spec (and platform spec) a run or recurring run would run."""
+        self._check_spec_source(spec, reference, what)
+        if spec is not None:
+            return [spec["pipeline_spec"], spec["platform_spec"]] if "pipeline_spec" in spec else [spec]
+        if reference.pipeline_version_id not in self.version_documents:
+            raise Refused(404, 5, f"pipeline version {reference.pipeline_version_id} not found")
+        if reference.pipeline_id and self.pipeline_versions[reference.pipeline_version_id].pipeline_id != \
+                reference.pipeline_id:
+            raise Refused(400, 3, "the pipeline version is not a version of that pipeline")
+        return self.version_documents[reference.pipeline_version_id]
+
+    def _compile(self, documents: list[Any]) -> None:
+        """What the backend's workflow compiler does first: parse the specs strictly with its own protos."""
+        try:
+            self.backend.check_documents(documents)
+        except kfp_backend.BackendRefused as error:
+            raise Refused(500, 13, f"Internal error: failed to compile the pipeline spec: {error}") from error
 
     @staticmethod
     def _check_spec_source(spec: Any, reference: Any, what: str) -> None:
