@@ -361,22 +361,17 @@ class IngestRun:
         return "column_" + self.tokenizer.token(name).removeprefix("tok_")[:12]
 
     @staticmethod
-    def deduplicate_within_run(prepared: list[_Prepared]) -> None:
-        """Drop valid rows whose id an earlier row of this run already has; count them per object."""
-        for kind, id_column in ID_COLUMNS.items():
-            items = [p for p in prepared if p.kind == kind and p.valid is not None and p.report.status == "published"]
-            if not items:
-                continue
-            ids = pd.concat([item.valid[id_column] for item in items if item.valid is not None], ignore_index=True)
-            duplicated = ids.duplicated(keep="first").to_numpy()
-            start = 0
-            for item in items:
-                valid = item.valid if item.valid is not None else pd.DataFrame()
-                dup = duplicated[start:start + len(valid)]
-                start += len(valid)
-                if dup.any():
-                    item.report.duplicates_dropped += int(dup.sum())
-                    item.valid = valid.loc[~dup]
+    def drop_seen(item: _Prepared, seen: set[str]) -> None:
+        """Drop valid rows whose id an earlier row of this run already has (``seen``, the ids of the
+        objects before it), count them, and add the object's ids to ``seen``."""
+        if item.valid is None or item.report.status != "published":
+            return
+        ids = item.valid[ID_COLUMNS[item.kind]]
+        dup = (ids.isin(seen) | ids.duplicated(keep="first")).to_numpy(dtype=bool) if len(ids) else None
+        if dup is not None and dup.any():
+            item.report.duplicates_dropped += int(dup.sum())
+            item.valid = item.valid.loc[~dup]
+        seen.update(item.valid[ID_COLUMNS[item.kind]].astype(object))
 
     def quarantine_rows(self, item: _Prepared) -> pd.DataFrame:
         """Quarantined rows with the PII policy applied (raw values never reach the lake)."""
@@ -436,21 +431,18 @@ class IngestRun:
             hours.update(times.to_pandas().dt.floor("h").dropna())
         return hours
 
-    def index_changes(self, indexes: dict[str, IdIndex], prepared: list[_Prepared], earlier: dict[str, set[str]],
-                      base: str, run_id: str) -> tuple[dict[str, bytes], list[str]]:
-        """The id index files this run writes and deletes: its published ids in, superseded objects' ids out."""
+    def index_changes(self, indexes: dict[str, IdIndex], added: dict[str, dict[str, pd.DataFrame]],
+                      fresh: list[_Source], earlier: dict[str, set[str]], base: str,
+                      run_id: str) -> tuple[dict[str, bytes], list[str]]:
+        """The id index files this run writes and deletes: its published ids in (``added``: per kind,
+        source object -> :func:`id_index.keys`), superseded objects' ids out."""
         files: dict[str, bytes] = {}
         deleted: list[str] = []
         for kind, index in indexes.items():
-            items = [p for p in prepared if p.kind == kind]
-            time_column = contract.RECORD_TIME_COLUMNS[kind]
-            added = {p.ref.name: id_index.keys(p.valid[ID_COLUMNS[kind]].astype(str),
-                                               p.valid[time_column].dt.floor("h"))
-                     for p in items if p.report.partition is not None and p.valid is not None}
-            superseded = {p.ref.name for p in items if p.source.earlier_markers}
+            superseded = {source.ref.name for source in fresh if source.kind == kind and source.earlier_markers}
             old_paths = {path for name in superseded for path in earlier.get(name, ())}
-            if added or superseded or index.bootstrapping:
-                written, gone = index.changes(run_id, added, superseded,
+            if added[kind] or superseded or index.bootstrapping:
+                written, gone = index.changes(run_id, added[kind], superseded,
                                               self._record_hours_of_partitions(old_paths, kind, base))
                 files.update(written)
                 deleted.extend(gone)
@@ -579,38 +571,23 @@ class IngestRun:
             self.raise_alerts(report)
             log.info("nothing new to ingest", extra={"hour": report.hour, "objects_skipped": report.objects_skipped})
             return StagedIngest(report=report, branch=None, metadata={})
-        prepared = [self.read(source) for source in fresh]
         superseded = {source.ref.name for source in fresh if source.earlier_markers}
         indexes = {kind: IdIndex(self.repo, base, kind, column, contract.RECORD_TIME_COLUMNS[kind])
                    for kind, column in ID_COLUMNS.items()}
-        for kind, index in indexes.items():
-            items = [p for p in prepared if p.kind == kind]
-            candidates = [id_index.keys(_raw_ids(item.parsed.rows[ID_COLUMNS[kind]]),
-                                        contract.record_hours(item.parsed.rows, kind))
-                          for item in items if item.parsed is not None and ID_COLUMNS[kind] in item.parsed.rows]
-            published = index.published(pd.concat(candidates, ignore_index=True), superseded) if candidates else set()
-            for item in items:
-                self.check(item, published, run_id)
-        self.deduplicate_within_run(prepared)
-        files: dict[str, bytes] = {}
-        for item in prepared:
-            files.update(self.stage(item, run_id))
-            report.objects.append(item.report)
-        report.check_accounting()
         earlier = self.earlier_partitions(fresh, base)
-        index_files, index_deleted = self.index_changes(indexes, prepared, earlier, base, run_id)
-        files.update(index_files)
-        new_partitions = {p.report.partition for p in prepared}
-        stale = sorted({path for paths in earlier.values() for path in paths} - new_partitions)
-        self.raise_alerts(report)
-        files[f"{RUNS_PREFIX}/{report.hour}/{run_id}.json"] = json.dumps(asdict(report), indent=2).encode()
-        # Every run rewrites this file, so two runs that started from the same commit always
-        # conflict when the second merges (the compare-and-set the lakeFS merge alone lacks).
-        files[HEAD_PATH] = json.dumps({"run_id": run_id, "hour": report.hour, "base": base}).encode()
-
         branch = f"ingest-{hour:%Y%m%dT%H}-{run_id}"
         self.repo.create_branch(branch, source=base)
         try:
+            added = self.stage_objects(branch, fresh, indexes, superseded, report)
+            report.check_accounting()
+            files, index_deleted = self.index_changes(indexes, added, fresh, earlier, base, run_id)
+            new_partitions = {obj.partition for obj in report.objects}
+            stale = sorted({path for paths in earlier.values() for path in paths} - new_partitions)
+            self.raise_alerts(report)
+            files[f"{RUNS_PREFIX}/{report.hour}/{run_id}.json"] = json.dumps(asdict(report), indent=2).encode()
+            # Every run rewrites this file, so two runs that started from the same commit always
+            # conflict when the second merges (the compare-and-set the lakeFS merge alone lacks).
+            files[HEAD_PATH] = json.dumps({"run_id": run_id, "hour": report.hour, "base": base}).encode()
             self.repo.put_objects(branch, files)
             stale = [path for path in stale if self._exists(branch, path)]
             if stale or index_deleted:
@@ -621,6 +598,31 @@ class IngestRun:
             raise
         return StagedIngest(report=report, branch=branch, metadata=self.commit_metadata(report, base),
                             superseded=stale)
+
+    def stage_objects(self, branch: str, fresh: list[_Source], indexes: dict[str, IdIndex], superseded: set[str],
+                      report: IngestReport) -> dict[str, dict[str, pd.DataFrame]]:
+        """Steps 3-5 one object at a time: read, drop what is published, check, drop what an earlier
+        object of the run has, apply the PII policy and write its files to ``branch``; only then is the
+        next object read, so the run holds one object's rows at a time. Returns, per kind, the
+        :func:`id_index.keys` of the ids each object published."""
+        seen: dict[str, set[str]] = {kind: set() for kind in ID_COLUMNS}
+        added: dict[str, dict[str, pd.DataFrame]] = {kind: {} for kind in ID_COLUMNS}
+        for source in fresh:
+            item = self.read(source)
+            kind, id_column = item.kind, ID_COLUMNS[item.kind]
+            published: set[str] = set()
+            if item.parsed is not None and id_column in item.parsed.rows:
+                wanted = id_index.keys(_raw_ids(item.parsed.rows[id_column]),
+                                       contract.record_hours(item.parsed.rows, kind))
+                published = indexes[kind].published(wanted, superseded)
+            self.check(item, published, report.run_id)
+            self.drop_seen(item, seen[kind])
+            self.repo.put_objects(branch, self.stage(item, report.run_id))
+            report.objects.append(item.report)
+            if item.report.partition is not None and item.valid is not None:
+                added[kind][source.ref.name] = id_index.keys(
+                    item.valid[id_column].astype(object), item.valid[contract.RECORD_TIME_COLUMNS[kind]].dt.floor("h"))
+        return added
 
     def publish(self, branch: str, metadata: dict[str, str]) -> str:
         """Commit and merge a staged run branch (see :func:`publish_branch`)."""
