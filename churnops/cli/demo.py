@@ -138,7 +138,8 @@ def pipeline_environment(settings: Settings, webhook: str) -> dict[str, str]:
         "CHURNOPS_MLFLOW_PORT": str(settings.mlflow_port),
         "CHURNOPS_RAW_BUCKET": settings.raw_bucket,
         "CHURNOPS_ALERT_WEBHOOK_URL": webhook,
-        "CHURNOPS_LOG_LEVEL": os.environ.get("CHURNOPS_LOG_LEVEL", "WARNING"),
+        # the tasks' logs go to files the demo names; quieter than the default unless a level was set
+        "CHURNOPS_LOG_LEVEL": settings.log_level if "log_level" in settings.model_fields_set else "WARNING",
     }
 
 
@@ -245,11 +246,12 @@ def _pidfile(settings: Settings, name: str) -> Path:
 def stop_kept_server(settings: Settings) -> bool:
     """Stop the model server and transformer a ``--keep`` demo left running (found by their pid files).
 
-    True if one was stopped.
+    The pid files are looked for in the demo's folder under ``settings.state_dir`` and in
+    ``settings.state_dir`` itself: the README's tour exports ``CHURNOPS_STATE_DIR=.local/demo``,
+    which already names the demo's folder. True if one was stopped.
     """
     stopped = False
-    for name in PROCESSES:
-        pidfile = _pidfile(demo_settings(settings), name)
+    for pidfile in (_pidfile(each, name) for each in (demo_settings(settings), settings) for name in PROCESSES):
         if not pidfile.exists():
             continue
         pid = int(pidfile.read_text(encoding="utf-8").strip() or 0)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner
+from churnops.cli import demo
 from churnops.cli import main as cli
 from churnops.platform.storage import StorageUnavailable
 from churnops.platform.settings import get_settings
@@ -105,3 +108,30 @@ def test_lake_log_lists_what_main_published_with_its_accounting() -> None:
     assert "rows_in=7 rows_published=7" in lines[0]
     shown = json.loads(CliRunner().invoke(cli.main, ["lake", "show", lines[0].split()[0]]).output)
     assert shown["id"] == repo.head("main") and shown["metadata"]["hour"] == "2026-11-01T06"
+
+
+@pytest.mark.parametrize("exported", ["state", "demo"])
+def test_stack_down_stops_what_a_kept_demo_left_running(exported: str, monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path) -> None:
+    """Whether ``CHURNOPS_STATE_DIR`` names the user's state folder or, as the README's tour says, the demo's."""
+    demo_run = tmp_path / "demo" / "run"
+    demo_run.mkdir(parents=True)
+    servers = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "serving", name])  # pylint: disable=consider-using-with
+               for name in demo.PROCESSES]
+    try:
+        for name, process in zip(demo.PROCESSES, servers):
+            (demo_run / f"{name}.pid").write_text(str(process.pid), encoding="utf-8")
+        monkeypatch.setenv("CHURNOPS_STATE_DIR", str(tmp_path if exported == "state" else tmp_path / "demo"))
+        monkeypatch.setenv("CHURNOPS_GCS_PORT", str(free_port()))
+        monkeypatch.setenv("CHURNOPS_MLFLOW_PORT", str(free_port()))
+        get_settings.cache_clear()
+        result = CliRunner().invoke(cli.main, ["stack", "down"])
+        assert result.exit_code == 0, result.output
+        assert result.output.strip() == "stopped: demo model server and transformer"
+        assert all(process.poll() is not None for process in servers)  # ended (and reaped by the command)
+        assert not list(demo_run.glob("*.pid"))
+    finally:
+        get_settings.cache_clear()
+        for process in servers:
+            process.kill()
+            process.wait()
