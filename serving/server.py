@@ -22,6 +22,8 @@
   socket; gRPC runs in the parent process.
 - **Shutdown**: SIGTERM stops accepting, lets in-flight requests finish (up to ``grace_period``)
   and exits.
+- **kserve's private members**: what this module overrides, reads or sets of kserve's is listed in
+  :mod:`serving.kserve_private`, whose test fails naming any member a kserve upgrade removed or changed.
 - No per-request log lines at INFO (neither kserve's timing middleware nor uvicorn's access log;
   served requests log at DEBUG); Prometheus metrics at ``/metrics`` cover requests, latency and the
   predicted probabilities.
