@@ -15,6 +15,8 @@ from datetime import timedelta
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from churnops.data.id_index import INDEX_PREFIX
@@ -99,8 +101,13 @@ def test_a_new_generation_replaces_a_partition_of_the_old_naming(ingest_env: Ing
     marker = json.loads(repo.get_object("main", marker_path))
     legacy = "legacy"
     repo.create_branch(legacy)
+    # The id index of that time: 16 hash shards of every id (a shard holding the partition's ids).
+    ids = pq.read_table(io.BytesIO(repo.get_object("main", new_path)), columns=["event_id"]).column(0).to_pylist()
+    shard = io.BytesIO()
+    pq.write_table(pa.table({"id": ids, "source": [web.name] * len(ids)}), shard)
     repo.put_objects(legacy, {old_path: repo.get_object("main", new_path),
-                              marker_path: json.dumps({**marker, "partition": old_path}).encode()})
+                              marker_path: json.dumps({**marker, "partition": old_path}).encode(),
+                              f"{INDEX_PREFIX}/events/3.parquet": shard.getvalue()})
     repo.delete_objects(legacy, [new_path, *repo.list_paths("main", f"{INDEX_PREFIX}/")])
     repo.commit(legacy, "a lake of the old layout", {})
     repo.merge(legacy)
@@ -110,7 +117,8 @@ def test_a_new_generation_replaces_a_partition_of_the_old_naming(ingest_env: Ing
     report = ingest_env.run(START, lookback=0)
     assert report.objects[0].rows_published == 10
     assert repo.list_paths("main", "events/") == [new_path]
-    assert assert_lake_matches_accounting(repo) == 10
+    assert assert_lake_matches_accounting(repo) == 10  # the index holds exactly the 10 ids: the shard is gone
+    assert f"{INDEX_PREFIX}/events/3.parquet" not in repo.list_paths("main", f"{INDEX_PREFIX}/")
 
 
 # -- header-less CSV and PII ----------------------------------------------------------------------
