@@ -11,14 +11,22 @@ policy:
 * any secret fails it;
 * everything else is listed, not blocking.
 
-A finding is waived by an entry in the ignore file (Trivy's ``.trivyignore`` format). The project
-adds two rules to that format: every entry must carry an expiry date (``exp:YYYY-MM-DD``, as Trivy
-reads it) and a reason (the text after ``#`` on the same line), e.g.::
+A report that lists no scanned target (no ``Results``) fails the gate: a scan that saw nothing
+proves nothing.
 
-    CVE-2019-18224 exp:2026-12-31 # libidn2 is not reachable: no IDN input is parsed
+A finding is waived by an entry in the ignore file (Trivy's ``.trivyignore`` line format, which
+Trivy itself is never given: the scans run with ``--ignorefile /dev/null`` and this gate is the only
+judge). Every entry names the finding's id, **where** it applies (``pkg:<package>``, the
+vulnerable package's name, and/or ``target:<target>``, the report's target: an image layer's OS,
+a lock file, a Dockerfile, a file holding a secret), an expiry date (``exp:YYYY-MM-DD``, as Trivy
+reads it) at most :data:`MAX_WAIVER_DAYS` days ahead, and a reason (the text after ``#``), e.g.::
 
-An entry without reason or expiry, or whose expiry date has passed, fails the gate by itself, so a
-waiver cannot outlive its review.
+    CVE-2019-18224 pkg:libidn2-0 exp:2026-12-31 # libidn2 is not reachable: no IDN input is parsed
+
+An entry waives only the findings with its id in its package and target, so a waiver written for
+one finding cannot silence the same id elsewhere (say, a secret rule id in another file). An entry
+without a place, reason or expiry, whose expiry has passed or lies more than
+:data:`MAX_WAIVER_DAYS` days ahead, fails the gate by itself, so a waiver cannot outlive its review.
 
 The module uses the standard library only, so a Cloud Build step can run it from the source tree
 (``python -m churnops.platform.vulngate report.json --ignorefile .trivyignore``). Exit status: 0
@@ -33,7 +41,7 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +49,7 @@ from churnops.errors import ChurnopsError
 
 SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+MAX_WAIVER_DAYS = 90  # the longest a waiver may run before it is reviewed again
 
 
 class GateInputError(ChurnopsError, ValueError):
@@ -55,17 +64,29 @@ class IgnoreEntry:
     line: int
     expires: date | None
     reason: str
+    package: str = ""
+    target: str = ""
 
     def problems(self, today: date) -> list[str]:
         """Why this entry is not acceptable (empty when it is)."""
         found = []
+        if not self.package and not self.target:
+            found.append("says not where it applies (add pkg:<package> and/or target:<target>)")
         if self.expires is None:
             found.append("has no expiry date (add exp:YYYY-MM-DD)")
         elif self.expires < today:
             found.append(f"expired on {self.expires.isoformat()}")
+        elif self.expires > today + timedelta(days=MAX_WAIVER_DAYS):
+            found.append(f"runs past {(today + timedelta(days=MAX_WAIVER_DAYS)).isoformat()} "
+                         f"(at most {MAX_WAIVER_DAYS} days ahead)")
         if not self.reason:
             found.append("has no reason (add '# why it is safe to ignore')")
         return found
+
+    def covers(self, finding: "Finding") -> bool:
+        """Whether this entry waives ``finding``: its id, in its package and its target (those it names)."""
+        return (self.id == finding.id and (not self.package or self.package == finding.package)
+                and (not self.target or self.target == finding.target))
 
 
 @dataclass(frozen=True)
@@ -145,18 +166,22 @@ def parse_ignore_file(text: str) -> list[IgnoreEntry]:
             continue
         body, _, reason = line.partition("#")
         fields = body.split()
-        finding_id, expires = fields[0], None
+        finding_id, expires, place = fields[0], None, {"pkg": "", "target": ""}
         if not _ID.match(finding_id):
             raise GateInputError(f"ignore file line {number}: {finding_id!r} is not a finding id")
         for extra in fields[1:]:
-            if extra.startswith("exp:"):
+            key, _, value = extra.partition(":")
+            if key == "exp":
                 try:
-                    expires = date.fromisoformat(extra.removeprefix("exp:"))
+                    expires = date.fromisoformat(value)
                 except ValueError:
                     raise GateInputError(f"ignore file line {number}: {extra!r} is not exp:YYYY-MM-DD") from None
+            elif key in place and value and not place[key]:
+                place[key] = value
             else:
-                raise GateInputError(f"ignore file line {number}: unknown field {extra!r} (put the reason after '#')")
-        entries.append(IgnoreEntry(finding_id, number, expires, reason.strip()))
+                raise GateInputError(f"ignore file line {number}: unknown or repeated field {extra!r} "
+                                     "(fields: pkg:, target:, exp:; put the reason after '#')")
+        entries.append(IgnoreEntry(finding_id, number, expires, reason.strip(), place["pkg"], place["target"]))
     return entries
 
 
@@ -181,7 +206,10 @@ def findings(report: Any) -> list[Finding]:
     """
     if not isinstance(report, dict) or report.get("SchemaVersion") != 2:
         raise GateInputError("not a Trivy JSON report of SchemaVersion 2")
-    results = report.get("Results", [])
+    results = report.get("Results")
+    if results is None or results == []:
+        raise GateInputError("the report lists no scanned target (no 'Results'): a scan that saw nothing "
+                             "proves nothing")
     if not isinstance(results, list):
         raise GateInputError("'Results' is not a list")
     found: list[Finding] = []
@@ -213,15 +241,15 @@ def evaluate(report: Any, ignores: Sequence[IgnoreEntry] = (), today: date | Non
     """Apply the policy and the ignore entries to a parsed Trivy report."""
     today = today or datetime.now(timezone.utc).date()
     result = GateResult()
-    valid: dict[str, IgnoreEntry] = {}
+    valid: list[IgnoreEntry] = []
     for entry in ignores:
         problems = entry.problems(today)
         if problems:
             result.bad_entries.append((entry, problems))
         else:
-            valid.setdefault(entry.id, entry)
+            valid.append(entry)
     for finding in findings(report):
-        waiver = valid.get(finding.id)
+        waiver = next((entry for entry in valid if entry.covers(finding)), None)
         if waiver is not None:
             result.waived.append((finding, waiver))
         elif finding.blocking():

@@ -60,9 +60,16 @@ def test_a_clean_report_passes() -> None:
         result["Vulnerabilities"] = [v for v in result["Vulnerabilities"] if v["Severity"] == "LOW"]
     outcome = evaluate(doc, today=TODAY)
     assert outcome.passed and not outcome.blocking and len(outcome.other) == 1
-    empty = copy.deepcopy(doc)
+
+
+@pytest.mark.parametrize("results", [None, []], ids=["no Results", "empty Results"])
+def test_a_report_that_scanned_nothing_fails(results: Any) -> None:
+    empty = copy.deepcopy(report("debian-buster"))
     empty.pop("Results")
-    assert evaluate(empty, today=TODAY).passed
+    if results is not None:
+        empty["Results"] = results
+    with pytest.raises(GateInputError, match="no scanned target"):
+        evaluate(empty, today=TODAY)
 
 
 def test_secrets_and_high_misconfigurations_block() -> None:
@@ -73,7 +80,7 @@ def test_secrets_and_high_misconfigurations_block() -> None:
 def test_a_valid_ignore_entry_waives_the_finding() -> None:
     ignores = parse_ignore_file(
         "# waivers are reviewed before they expire\n"
-        "CVE-2019-18224 exp:2026-12-31 # libidn2 is never given IDN input here\n"
+        "CVE-2019-18224 pkg:libidn2-0 exp:2026-12-31 # libidn2 is never given IDN input here\n"
     )
     outcome = evaluate(report("debian-buster"), ignores, today=TODAY)
     assert outcome.passed
@@ -83,22 +90,27 @@ def test_a_valid_ignore_entry_waives_the_finding() -> None:
 
 
 def test_an_expired_ignore_entry_fails_the_gate_and_waives_nothing() -> None:
-    ignores = parse_ignore_file("CVE-2019-18224 exp:2026-11-28 # was waiting for the base image\n")
+    ignores = parse_ignore_file("CVE-2019-18224 pkg:libidn2-0 exp:2026-11-28 # was waiting for the base image\n")
     outcome = evaluate(report("debian-buster"), ignores, today=TODAY)
     assert not outcome.passed
     assert [f.id for f in outcome.blocking] == ["CVE-2019-18224"]
     assert outcome.bad_entries[0][1] == ["expired on 2026-11-28"]
     # Expired even when the finding is gone: a stale waiver must be removed.
-    clean = evaluate({"SchemaVersion": 2, "Results": []}, ignores, today=TODAY)
+    clean = evaluate({"SchemaVersion": 2, "Results": [{"Target": "Dockerfile", "Class": "config"}]}, ignores,
+                     today=TODAY)
     assert not clean.passed and "BAD IGNORE ENTRY line 1" in clean.summary()
 
 
 @pytest.mark.parametrize(
     ("line", "problem"),
     [
-        ("CVE-2019-18224 # no date", "has no expiry date (add exp:YYYY-MM-DD)"),
-        ("CVE-2019-18224 exp:2027-01-01", "has no reason (add '# why it is safe to ignore')"),
-        ("CVE-2019-18224 exp:2027-01-01 #   ", "has no reason (add '# why it is safe to ignore')"),
+        ("CVE-2019-18224 pkg:libidn2-0 # no date", "has no expiry date (add exp:YYYY-MM-DD)"),
+        ("CVE-2019-18224 pkg:libidn2-0 exp:2027-01-01", "has no reason (add '# why it is safe to ignore')"),
+        ("CVE-2019-18224 pkg:libidn2-0 exp:2027-01-01 #   ", "has no reason (add '# why it is safe to ignore')"),
+        ("CVE-2019-18224 exp:2027-01-01 # anywhere", "says not where it applies (add pkg:<package> and/or "
+                                                     "target:<target>)"),
+        ("CVE-2019-18224 pkg:libidn2-0 exp:2027-02-28 # for a long time",
+         "runs past 2027-02-27 (at most 90 days ahead)"),
     ],
 )
 def test_an_entry_without_reason_or_expiry_is_refused(line: str, problem: str) -> None:
@@ -108,7 +120,9 @@ def test_an_entry_without_reason_or_expiry_is_refused(line: str, problem: str) -
     assert [f.id for f in outcome.blocking] == ["CVE-2019-18224"]
 
 
-@pytest.mark.parametrize("text", ["CVE-1 exp:31-12-2026 # date order", "CVE-1 exp:2027-01-01 because # reason"])
+@pytest.mark.parametrize("text", ["CVE-1 exp:31-12-2026 # date order", "CVE-1 exp:2027-01-01 because # reason",
+                                  "CVE-1 pkg:a pkg:b exp:2027-01-01 # two packages",
+                                  "CVE-1 pkg: exp:2027-01-01 # empty"])
 def test_a_malformed_ignore_line_is_an_input_error(text: str) -> None:
     with pytest.raises(GateInputError, match="line 1"):
         parse_ignore_file(text)
@@ -132,7 +146,7 @@ def test_a_report_the_gate_cannot_judge_is_an_error_not_a_pass(mutate: Any) -> N
 
 def test_command_line_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ignore = tmp_path / ".trivyignore"
-    ignore.write_text("CVE-2019-14806 exp:2026-12-01 # werkzeug debugger is disabled in every image\n")
+    ignore.write_text("CVE-2019-14806 pkg:Werkzeug exp:2026-12-01 # werkzeug debugger is disabled in every image\n")
     pip, debian = str(TRIVY / "pip.json"), str(TRIVY / "debian-buster.json")
     assert main([pip, "--ignorefile", str(ignore), "--today", "2026-11-29"]) == 0
     assert main([pip, debian, "--ignorefile", str(ignore), "--today", "2026-11-29"]) == 1
@@ -141,3 +155,24 @@ def test_command_line_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     assert main([str(broken)]) == 2
+
+
+def test_a_waiver_covers_its_id_only_in_its_package_and_target() -> None:
+    doc = report("debian-buster")
+    elsewhere = parse_ignore_file("CVE-2019-18224 pkg:libidn11 exp:2026-12-31 # another package\n")
+    assert [f.id for f in evaluate(doc, elsewhere, today=TODAY).blocking] == ["CVE-2019-18224"]
+    target = doc["Results"][0]["Target"].split()[0]  # an OS target holds spaces; name a lock file's instead
+    other_target = parse_ignore_file(f"CVE-2019-18224 pkg:libidn2-0 target:{target} exp:2026-12-31 # not this\n")
+    assert not evaluate(doc, other_target, today=TODAY).passed
+
+
+def test_a_secret_waiver_for_one_file_leaves_the_same_rule_in_another_blocking() -> None:
+    doc = report("secrets")
+    copied = copy.deepcopy(doc["Results"][0])
+    copied["Target"] = "config/production.env"
+    doc["Results"].append(copied)
+    waiver = parse_ignore_file("aws-access-key-id target:deploy.sh exp:2026-12-31 # a documented example key\n")
+    outcome = evaluate(doc, waiver, today=TODAY)
+    assert [(f.id, f.target) for f, _ in outcome.waived] == [("aws-access-key-id", "deploy.sh")]
+    assert ("aws-access-key-id", "config/production.env") in [(f.id, f.target) for f in outcome.blocking]
+    assert not outcome.passed
