@@ -20,6 +20,9 @@ The model: ``--model-uri`` (``models:/...`` or a directory holding an XGBoost ch
 default the script builds the demo's data (generated, ingested and trained on a temporary embedded
 stack) and takes that training's XGBoost model, whichever model its gate registers.
 Every process competes for the same cores: the figures are for this machine at this moment.
+The churnops servers authenticate their callers: the load generator sends a bearer token minted by
+the local signer of the run's state folder (the servers verify it once and then find it in their
+cache), and the transformer's ids-per-minute limit is lifted for the run.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ import requests  # noqa: E402
 import uvloop  # noqa: E402
 from kserve import Model  # noqa: E402
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse  # noqa: E402
+
+from churnops.platform.auth import mint_local_token  # noqa: E402
+from churnops.platform.settings import Settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # Run as a script, this file's folder is on sys.path and its name would shadow the `serving` package.
@@ -81,7 +87,6 @@ def demo_model(state: Path) -> str:
     from churnops.local import datagen
     from churnops.local.localstack import LocalStack
     from churnops.platform.storage import ensure_bucket, storage_client
-    from churnops.platform.settings import Settings
     from churnops.training.train import CHALLENGER, train_from_commit
 
     settings = Settings(state_dir=state, gcs_port=free_port(), mlflow_port=free_port(), raw_bucket="bench-raw")
@@ -183,9 +188,16 @@ async def _client(host: str, port: int, request: bytes, until: float, warm: floa
         writer.close()
 
 
-def run_load(port: int, body: bytes, concurrency: int, seconds: float, warmup: float) -> dict[str, Any]:
+def token(state: Path, audience: str) -> str:
+    """A bearer token of an allowed caller, signed by the local signer under ``state``."""
+    return mint_local_token(Settings(state_dir=state), "churnops-deployer", audience)
+
+
+def run_load(port: int, body: bytes, concurrency: int, seconds: float, warmup: float,
+             bearer: str = "") -> dict[str, Any]:
     """Keep ``concurrency`` connections busy for warmup + seconds; statistics of the measured part."""
-    request = (f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    auth = f"Authorization: Bearer {bearer}\r\n" if bearer else ""
+    request = (f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}"
                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
     latencies: list[float] = []
     errors: list[int] = []
@@ -202,13 +214,15 @@ def run_load(port: int, body: bytes, concurrency: int, seconds: float, warmup: f
             "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else float("nan")}
 
 
-def measure(port: int, body: bytes, rows: int, concurrency: int, seconds: float, warmup: float) -> dict[str, Any]:
+def measure(port: int, body: bytes, rows: int, concurrency: int, seconds: float, warmup: float,  # pylint: disable=too-many-arguments,too-many-positional-arguments
+            bearer: str = "") -> dict[str, Any]:
     """Run the load generator in its own process and return its figures (with rows/s)."""
     with tempfile.NamedTemporaryFile(suffix=".json") as handle:
         handle.write(body)
         handle.flush()
         done = subprocess.run([sys.executable, __file__, "load", "--port", str(port), "--body", handle.name,
-                               "--concurrency", str(concurrency), "--seconds", str(seconds), "--warmup", str(warmup)],
+                               "--concurrency", str(concurrency), "--seconds", str(seconds), "--warmup", str(warmup),
+                               "--token", bearer],
                               capture_output=True, text=True, timeout=seconds + warmup + 120, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"the load generator failed: {done.stderr[-2000:]}")
@@ -238,7 +252,8 @@ def wait_ready(port: int, process: subprocess.Popen, timeout: float = 600) -> No
 def start(kind: str, model_dir: str, peer_venv: Path, work: Path) -> tuple[subprocess.Popen, int]:
     """Start one server; return (process, HTTP port)."""
     http, grpc = free_port(), free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CHURNOPS_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CHURNOPS_LOG_LEVEL": "WARNING",
+           "CHURNOPS_STATE_DIR": str(work / "state")}
     if kind in ("churnops", "churnops-unbatched"):
         command = [sys.executable, "-m", "serving", "--model_uri", model_dir, "--model_name", MODEL, "--http_port",
                    str(http), "--grpc_port", str(grpc), "--workers", "2", "--model_version", "bench",
@@ -412,7 +427,11 @@ def by_customer(model_uri: str | None, seconds: float, warmup: float) -> None:
         predictor, port = start("churnops", model_dir, PEER_VENV, work)
         transformer_port = free_port()
         env = {**os.environ, "OMP_NUM_THREADS": "1", "CHURNOPS_LOG_LEVEL": "WARNING", "CHURNOPS_STATE_DIR":
-               str(work / "state"), "CHURNOPS_TOKENIZATION_KEY": key}
+               str(work / "state"), "CHURNOPS_TOKENIZATION_KEY": key, "CHURNOPS_TRANSFORMER_MAX_IDS_PER_MINUTE":
+               str(10**12)}
+        settings = Settings(state_dir=work / "state")
+        to_predictor = token(work / "state", settings.predictor_audience)
+        to_transformer = token(work / "state", settings.transformer_audience)
         with open(work / "transformer.log", "wb") as log:
             transformer = subprocess.Popen(  # pylint: disable=consider-using-with  # stopped in finally
                 [sys.executable, "-m", "serving.transformer", "--model_name", MODEL, "--http_port",
@@ -426,9 +445,9 @@ def by_customer(model_uri: str | None, seconds: float, warmup: float) -> None:
                                                     "data": ids[:batch]}]}).encode()
                     for conc in CONCURRENCY:
                         results[("predictor (features)", batch, conc)] = measure(port, rows, batch, conc, seconds,
-                                                                                 warmup)
+                                                                                 warmup, to_predictor)
                         results[("by id (transformer)", batch, conc)] = measure(transformer_port, by_id, batch, conc,
-                                                                               seconds, warmup)
+                                                                               seconds, warmup, to_transformer)
             finally:
                 stop(transformer)
                 stop(predictor)
@@ -466,10 +485,11 @@ def main() -> None:
     parser.add_argument("--model")
     parser.add_argument("--http-port", type=int)
     parser.add_argument("--grpc-port", type=int)
+    parser.add_argument("--token", default="")
     args = parser.parse_args()
     if args.mode == "load":
         print(json.dumps(run_load(args.port, Path(args.body).read_bytes(), args.concurrency, args.seconds,
-                                  args.warmup)))
+                                  args.warmup, args.token)))
         return
     if args.mode == "by-customer":
         by_customer(args.model_uri, args.seconds, args.warmup)
@@ -495,13 +515,14 @@ def main() -> None:
         bodies = {batch: v2_body(frame.head(batch), numeric) for batch in BATCHES}
         top = ceiling(pipeline, frame)
         results: dict[tuple[str, int, int], dict[str, Any]] = {}
+        bearer = token(work / "state", Settings().predictor_audience)  # the churnops servers' state (see start)
         for kind in kinds:
             process, port = start(kind, model_dir, args.peer_venv, work)
             try:
                 for batch in BATCHES:
                     for conc in CONCURRENCY:
                         results[(kind, batch, conc)] = measure(port, bodies[batch], batch, conc, args.seconds,
-                                                               args.warmup)
+                                                               args.warmup, bearer)
                         print(kind, batch, conc, json.dumps(results[(kind, batch, conc)]), flush=True)
             finally:
                 stop(process)

@@ -12,6 +12,9 @@ Arguments are kserve's model-server arguments (``--http_port``, ``--grpc_port``,
 - ``--no_micro_batching``: score every request alone (by default the requests waiting at the same
   moment share one booster call, see :mod:`serving.batching`).
 
+Callers: every route but the probes needs a bearer token of an account in ``predictor_callers``
+(settings) for ``predictor_audience`` (:mod:`churnops.platform.auth`).
+
 One OpenMP thread per process: more threads collapse under concurrent load on small machines.
 """
 
@@ -26,6 +29,7 @@ import argparse  # noqa: E402
 
 from kserve import model_server  # noqa: E402
 
+from churnops.platform.auth import Authenticator  # noqa: E402
 from churnops.platform.logs import setup_logging  # noqa: E402
 from churnops.platform.settings import settings_or_exit  # noqa: E402
 from serving.predictor import ChurnPredictor  # noqa: E402
@@ -58,7 +62,8 @@ def main(argv: list[str] | None = None) -> None:
                            model_version=args.model_version, max_rows=args.max_batch_rows,
                            micro_batching=not args.no_micro_batching)
     model.load()
-    ChurnModelServer(host=args.host, http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers,
+    auth = Authenticator.for_service(settings, settings.predictor_audience, settings.predictor_callers)
+    ChurnModelServer(auth, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers,
                      max_threads=args.max_threads, enable_grpc=args.enable_grpc, enable_docs_url=False,
                      enable_latency_logging=False).start([model])
 

@@ -39,7 +39,7 @@ class Private:
 
 
 MEMBERS: tuple[Private, ...] = (
-    Private(RESTServer, "_add_middlewares", "method", "overridden: the strict infer route instead of kserve's "
+    Private(RESTServer, "_add_middlewares", "method", "overridden: authentication and the strict infer route instead of kserve's "
             "timing middleware", ("self", "app"), called_by="create_application"),
     Private(RESTServer, "_register_endpoints", "method", "overridden: the model metadata routes, repository "
             "load/unload refused", ("self", "app"), called_by="create_application"),

@@ -166,8 +166,10 @@ class ChurnPredictor(Model, StrictModel):
         PROBABILITIES.observe_many(probability)
         return outputs_of(probability, THRESHOLD)
 
-    async def answer_rest(self, body: bytes, header_length: int | None) -> tuple[bytes, int | None, int]:
+    async def answer_rest(self, body: bytes, header_length: int | None,
+                          caller: str = "") -> tuple[bytes, int | None, int]:
         """A REST infer body decoded strictly, scored (with the concurrent requests) and its response encoded."""
+        del caller  # every allowed caller is served alike
         assert self.decoder is not None
         batch, options = self.decoder.from_rest(body, header_length)
         outputs = await self.score_async(batch)

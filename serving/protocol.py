@@ -53,6 +53,16 @@ class BadRequest(ChurnopsError):
     status = 400
 
 
+class TooManyRequests(BadRequest):
+    """A caller past its rate limit (HTTP 429, with ``Retry-After`` seconds)."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class PayloadTooLarge(BadRequest):
     """A batch above the server's row limit (HTTP 413)."""
 
@@ -79,9 +89,11 @@ class StrictModel(ABC):
         """The version a ``/versions/<v>/infer`` path must name (None: any)."""
 
     @abstractmethod
-    async def answer_rest(self, body: bytes, header_length: int | None) -> tuple[bytes, int | None, int]:
+    async def answer_rest(self, body: bytes, header_length: int | None,
+                          caller: str = "") -> tuple[bytes, int | None, int]:
         """(response body, its JSON header's length when it has binary outputs, rows answered) for a REST
-        infer body; :class:`BadRequest` or :class:`UpstreamError` when it cannot be answered."""
+        infer body sent by ``caller`` (the authenticated account, empty when the server does not
+        authenticate); :class:`BadRequest` or :class:`UpstreamError` when it cannot be answered."""
 
     @staticmethod
     @abstractmethod

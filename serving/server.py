@@ -24,6 +24,12 @@
   and exits.
 - **kserve's private members**: what this module overrides, reads or sets of kserve's is listed in
   :mod:`serving.kserve_private`, whose test fails naming any member a kserve upgrade removed or changed.
+- **Authentication**: with an :class:`churnops.platform.auth.Authenticator` every route but the
+  probes (``/``, ``/v2/health/live``, ``/v2/health/ready``, ``/v2/models/<name>[/versions/<v>]/ready``,
+  ``/metrics``; gRPC ``ServerLive``, ``ServerReady``, ``ModelReady``) needs ``Authorization: Bearer
+  <token>`` of an allowed caller: without a valid token 401 (``WWW-Authenticate: Bearer``) or
+  UNAUTHENTICATED, a caller not allowed 403 or PERMISSION_DENIED, each with a message that never
+  repeats the token. The caller's account is handed to the model with the request.
 - No per-request log lines at INFO (neither kserve's timing middleware nor uvicorn's access log;
   served requests log at DEBUG); Prometheus metrics at ``/metrics`` cover requests, latency and the
   predicted probabilities.
@@ -38,6 +44,7 @@ from concurrent import futures
 from typing import Any
 
 import orjson
+import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse, Response
@@ -59,9 +66,11 @@ from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
 from kserve.protocol.rest.server import RESTServer
+from prometheus_client import Counter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from churnops.platform.auth import Authenticator, PermissionDenied, Unauthenticated
 from churnops.platform.logs import setup_logging
 from churnops.platform.settings import settings_or_exit
 from serving.predictor import ChurnPredictor
@@ -83,6 +92,12 @@ INTERNAL_ERROR = orjson.dumps({"error": INTERNAL_ERROR_MESSAGE})
 HANDLED_BY_KSERVE = (InferenceError, UnsupportedProtocol, GrpcException)
 NOT_READY = "the model is not ready to serve yet: retry later"
 NOT_IMPLEMENTED = "this method is not implemented by this server"
+REFUSED = Counter("churnops_auth_refusals", "Requests refused for want of an allowed caller, by status",
+                  ["status"])
+CALLER = "churnops.caller"  # the ASGI scope key holding the authenticated caller's account
+OPEN_PATHS = frozenset({"/", "/metrics", "/v2/health/live", "/v2/health/ready"})
+GRPC_SERVICE = "/inference.GRPCInferenceService/"
+OPEN_RPCS = frozenset(GRPC_SERVICE + name for name in ("ServerLive", "ServerReady", "ModelReady"))
 NOT_V2 = ("the request does not follow the V2 (Open Inference) protocol: POST /v2/models/<name>/infer with "
           "one tensor per input whose datatype and contents agree")
 
@@ -118,6 +133,64 @@ class InferRoute:  # pylint: disable=too-few-public-methods  # an ASGI middlewar
                 await self.answer(target[0], target[1], scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def is_probe(path: str) -> bool:
+    """Whether ``path`` is a liveness/readiness probe or the metrics (open to every caller)."""
+    if path in OPEN_PATHS:
+        return True
+    parts = path.split("/")
+    return (parts[:3] == ["", "v2", "models"] and parts[-1] == "ready" and all(parts[3:-1])
+            and (len(parts) == 5 or (len(parts) == 7 and parts[4] == "versions")))
+
+
+class Authenticate:  # pylint: disable=too-few-public-methods  # an ASGI middleware is one callable
+    """ASGI middleware: every HTTP request but the probes needs an allowed caller's bearer token."""
+
+    def __init__(self, app: ASGIApp, auth: Authenticator) -> None:
+        self.app = app
+        self.auth = auth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or is_probe(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        authorization = next((value.decode("latin-1") for key, value in scope["headers"]
+                              if key == b"authorization"), None)
+        try:
+            caller = await self.auth.caller_async(authorization)
+        except (Unauthenticated, PermissionDenied) as exc:
+            REFUSED.labels(str(exc.status)).inc()
+            logger.log(logging.INFO if exc.status == 403 else logging.DEBUG, "request refused: %s", exc)
+            headers = JSON_HEADERS + (((b"www-authenticate", b'Bearer realm="churnops"'),) if exc.status == 401 else ())
+            await _send(send, exc.status, orjson.dumps({"error": str(exc)}), headers)
+            return
+        await self.app({**scope, CALLER: caller.email}, receive, send)
+
+
+class AuthInterceptor(aio.ServerInterceptor):  # pylint: disable=too-few-public-methods  # one hook
+    """gRPC: every RPC but the probes needs an allowed caller's ``authorization: Bearer <token>`` metadata."""
+
+    def __init__(self, auth: Authenticator) -> None:
+        self.auth = auth
+
+    async def intercept_service(self, continuation: Any, handler_call_details: grpc.HandlerCallDetails) -> Any:
+        if handler_call_details.method in OPEN_RPCS:
+            return await continuation(handler_call_details)
+        authorization = next((str(value) for key, value in handler_call_details.invocation_metadata or ()
+                              if key == "authorization"), None)
+        try:
+            await self.auth.caller_async(authorization)
+        except (Unauthenticated, PermissionDenied) as exc:
+            REFUSED.labels(str(exc.status)).inc()
+            code = StatusCode.UNAUTHENTICATED if exc.status == 401 else StatusCode.PERMISSION_DENIED
+            message = str(exc)
+
+            async def refuse(_: Any, context: ServicerContext) -> None:
+                await context.abort(code, message)
+
+            return grpc.unary_unary_rpc_method_handler(refuse)
+        return await continuation(handler_call_details)
 
 
 async def _send(send: Send, status: int, body: bytes, headers: tuple[tuple[bytes, bytes], ...] = JSON_HEADERS) -> None:
@@ -188,10 +261,11 @@ class ChurnRESTServer(RESTServer):
     """kserve's REST server on ``host``, with the strict infer route and JSON errors."""
 
     def __init__(self, *args: Any, host: str = "127.0.0.1", max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                 **kwargs: Any) -> None:
+                 auth: Authenticator | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.config.host = host
         self.max_body_bytes = max_body_bytes
+        self.auth = auth
 
     def run(self, sockets: Any = None) -> None:
         """Worker process entry (kserve's multiprocess server): the project's scrubbed logging first."""
@@ -209,9 +283,12 @@ class ChurnRESTServer(RESTServer):
         return any(isinstance(m, kind) for m in self.dataplane.model_registry.get_models().values())
 
     def _add_middlewares(self, app: FastAPI) -> None:
-        """The infer route in front of the router (none of kserve's: its timing middleware logs every request)."""
+        """The infer route in front of the router (none of kserve's: its timing middleware logs every request),
+        and authentication in front of both."""
         if self._serves(StrictModel):
             app.add_middleware(InferRoute, answer=self.infer)
+        if self.auth is not None:
+            app.add_middleware(Authenticate, auth=self.auth)  # added last: runs first
 
     def _register_endpoints(self, app: FastAPI) -> None:
         if not self._serves(ChurnPredictor):
@@ -275,11 +352,13 @@ class ChurnRESTServer(RESTServer):
             if raw_length is not None and not raw_length.isdigit():
                 raise BadRequest("Inference-Header-Content-Length must be a byte count")
             length = int(raw_length) if raw_length is not None else None
-            content, header_length, rows = await model.answer_rest(body, length)
+            content, header_length, rows = await model.answer_rest(body, length, scope.get(CALLER, ""))
         except BadRequest as exc:
             model.observe("rest", "bad_request", started, rows=0)
             logger.info("bad inference request: %s", str(exc)[:300])
-            await _send(send, exc.status, orjson.dumps({"error": str(exc)}))
+            retry = getattr(exc, "retry_after_s", None)
+            await _send(send, exc.status, orjson.dumps({"error": str(exc)}),
+                        JSON_HEADERS if retry is None else JSON_HEADERS + ((b"retry-after", str(retry).encode()),))
             return
         except UpstreamError as exc:  # its message names the service and the failure, never a request value
             model.observe("rest", "error", started, rows=0)
@@ -318,13 +397,13 @@ class ChurnRESTServer(RESTServer):
 class ChurnRESTServerMultiProcess(RESTServerMultiProcess):
     """kserve's multiprocess REST server whose workers run :class:`ChurnRESTServer`."""
 
-    def __init__(self, *args: Any, host: str = "127.0.0.1", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, host: str = "127.0.0.1", auth: Authenticator | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         stock = self._rest_server
         self._rest_server = ChurnRESTServer(
             "kserve.model_server:app", stock.dataplane, stock.model_repository_extension, stock.config.port,
             workers=stock.config.workers, grace_period=stock.config.timeout_graceful_shutdown,
-            event_loop=stock.config.loop, timeout_keep_alive=stock.config.timeout_keep_alive, host=host,
+            event_loop=stock.config.loop, timeout_keep_alive=stock.config.timeout_keep_alive, host=host, auth=auth,
         )
 
 
@@ -353,16 +432,18 @@ class ClientSafeStatusInterceptor(ExceptionToStatusInterceptor):
 class ChurnGRPCServer(GRPCServer):
     """kserve's gRPC server on ``host``."""
 
-    def __init__(self, *args: Any, host: str = "127.0.0.1", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, host: str = "127.0.0.1", auth: Authenticator | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.host = host
+        self.auth = auth
 
     async def start(self, max_workers: int) -> None:
         servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
         options = [(key, self._kwargs[key]) for key in ("grpc_max_send_message_length",
                                                         "grpc_max_receive_message_length") if key in self._kwargs]
         server = aio.server(futures.ThreadPoolExecutor(max_workers=max_workers),
-                            interceptors=(ClientSafeStatusInterceptor(),),
+                            interceptors=((AuthInterceptor(self.auth),) if self.auth else ())
+                            + (ClientSafeStatusInterceptor(),),
                             options=[(f"grpc.{key[len('grpc_'):]}", value) for key, value in options])
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
         address = f"[{self.host}]:{self._port}" if ":" in self.host else f"{self.host}:{self._port}"
@@ -374,17 +455,18 @@ class ChurnGRPCServer(GRPCServer):
 
 
 class ChurnModelServer(ModelServer):
-    """``kserve.ModelServer`` bound to ``host`` with the servers above."""
+    """``kserve.ModelServer`` bound to ``host`` with the servers above, authenticating callers with ``auth``."""
 
-    def __init__(self, host: str = "127.0.0.1", **kwargs: Any) -> None:
+    def __init__(self, auth: Authenticator, host: str = "127.0.0.1", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.host = host
+        self.auth = auth
 
     def start(self, models: list[Any]) -> None:
         """Register the models, start REST (one or ``workers`` processes) and gRPC, serve until a signal."""
         self._register_and_check_atleast_one_model_is_ready(models)
         common = {"workers": self.workers, "grace_period": self.grace_period, "event_loop": self.event_loop,
-                  "timeout_keep_alive": self.timeout_keep_alive, "host": self.host}
+                  "timeout_keep_alive": self.timeout_keep_alive, "host": self.host, "auth": self.auth}
         if self.workers > 1:
             self._rest_multiprocess_server = ChurnRESTServerMultiProcess(
                 "kserve.model_server:app", self.dataplane, self.model_repository_extension, self.http_port, **common)
@@ -398,7 +480,7 @@ class ChurnModelServer(ModelServer):
                 self.grpc_port, self.dataplane, self.model_repository_extension,
                 kwargs={"grpc_max_send_message_length": 64 * 1024 * 1024,
                         "grpc_max_receive_message_length": 64 * 1024 * 1024},
-                grace_period=self.grace_period, host=self.host)
+                grace_period=self.grace_period, host=self.host, auth=self.auth)
             self.servers.append(self._grpc_server.start(self.max_threads))
         self.setup_event_loop()
         self.register_signal_handler()

@@ -26,6 +26,13 @@ of the request: ``model_version`` and ``registered_model`` (from the predictor; 
 was scorable), the snapshot's ``data_commit`` and ``cutoff``, and ``snapshot_commit`` (the lake
 commit holding the snapshot).
 
+Callers: the server lets in only the accounts of ``transformer_callers`` (settings), each presenting
+a bearer token for ``transformer_audience`` (:mod:`churnops.platform.auth`; 401/403 otherwise). The
+enumeration of customers is bounded per caller: at most ``transformer_max_ids_per_request`` ids in a
+request (more is 400) and ``transformer_max_ids_per_minute`` ids a minute (a token bucket refilled
+continuously; a request past it is 429 with ``Retry-After`` and counts nothing). The transformer
+presents its own token (audience ``predictor_audience``) to the predictor.
+
 A request that is wrong as a whole (not V2 JSON, no ``customer_id`` tensor, another tensor, a
 datatype other than ``BYTES``, no rows, an element that is not non-empty UTF-8 text, more rows than
 ``--max_batch_rows``) gets HTTP 400 with ``{"error": ...}``. A predictor that cannot be reached or
@@ -43,6 +50,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import ssl
 import threading
@@ -63,12 +71,12 @@ from prometheus_client import Counter, Gauge, Histogram
 from churnops.data.privacy import Tokenizer
 from churnops.data.versioning import DataRepository, open_repository
 from churnops.errors import ChurnopsError
+from churnops.platform.auth import Authenticator, TokenSource
 from churnops.platform.logs import setup_logging
 from churnops.platform.secrets import tokenization_key
 from churnops.platform.settings import Settings, settings_or_exit
 from churnops.training.online import OnlineSnapshot, load_snapshot, snapshot_commit
 from serving.protocol import (
-    DEFAULT_MAX_ROWS,
     LABEL,
     MAX_TEXT_BYTES,
     PROBABILITY,
@@ -77,6 +85,7 @@ from serving.protocol import (
     Decoder,
     StrictModel,
     TensorIn,
+    TooManyRequests,
     UpstreamError,
     datatype_shown,
     rest_response,
@@ -95,6 +104,7 @@ UNKNOWN = "unknown customer: not in the online feature snapshot"
 ROWS = Counter("churnops_transformer_rows", "Rows asked by customer id, by outcome", ["outcome"])
 REFRESHES = Counter("churnops_transformer_snapshot_refreshes", "Online snapshot checks, by outcome", ["outcome"])
 CUTOFF = Gauge("churnops_transformer_snapshot_cutoff_seconds", "Cutoff of the served online snapshot (Unix time)")
+LIMITED = Counter("churnops_transformer_rate_limited", "Requests refused for their caller's ids-per-minute limit")
 REQUESTS = Counter("churnops_transformer_requests", "REST inference requests by outcome", ["outcome"])
 LATENCY = Histogram("churnops_transformer_request_seconds", "Inference request latency (predictor call included)",
                     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0))
@@ -228,6 +238,29 @@ class SnapshotStore:
                                self._table.commit_id[:12] if self._table else "nothing", exc)
 
 
+class CallerLimit:
+    """How many customer ids each caller may still ask about: a token bucket per caller holding at most
+    ``per_minute`` ids and refilled at ``per_minute / 60`` ids a second."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self.rate = per_minute / 60.0
+        self._buckets: dict[str, tuple[float, float]] = {}  # caller -> (ids left, when)
+
+    def take(self, caller: str, ids: int, now: float | None = None) -> None:
+        """Spend ``ids`` of ``caller``'s allowance, or :class:`TooManyRequests` (spending nothing)."""
+        now = time.monotonic() if now is None else now
+        left, then = self._buckets.get(caller, (float(self.per_minute), now))
+        left = min(float(self.per_minute), left + (now - then) * self.rate)
+        if ids > left:
+            LIMITED.inc()
+            wait = max(1, math.ceil((ids - left) / self.rate))
+            self._buckets[caller] = (left, now)
+            raise TooManyRequests(f"this caller asked about more than {self.per_minute} customer ids in a minute: "
+                                  f"retry in {wait} s", wait)
+        self._buckets[caller] = (left - ids, now)
+
+
 def _customer_id(value: Any, i: int) -> str:
     """One element as text; never shown in a message."""
     if isinstance(value, bytes):
@@ -294,14 +327,17 @@ def _predictor_outputs(content: bytes, length: str | None, rows: int) -> tuple[n
 class CustomerTransformer(Model, StrictModel):
     """Answers churn risk by customer id: tokenize, look up the snapshot, ask the predictor ``name``."""
 
-    def __init__(self, name: str, settings: Settings, repo: DataRepository | None = None,
-                 max_rows: int = DEFAULT_MAX_ROWS, predictor: PredictorConfig | None = None) -> None:
+    def __init__(self, name: str, settings: Settings, repo: DataRepository | None = None,  # pylint: disable=too-many-arguments,too-many-positional-arguments
+                 max_rows: int | None = None, predictor: PredictorConfig | None = None,
+                 tokens: TokenSource | None = None) -> None:
         super().__init__(name)
         self.settings = settings
-        self.max_rows = max_rows
+        self.max_rows = max_rows or settings.transformer_max_ids_per_request
+        self.limit = CallerLimit(settings.transformer_max_ids_per_minute)
+        self.tokens = tokens  # this transformer's token for the predictor (none: send no Authorization)
         self.store = SnapshotStore(repo or open_repository(settings), settings.online_refresh_seconds)
         self.tokenizer: Tokenizer | None = None
-        self.decoder = Decoder((), (CUSTOMER_ID,), max_rows, outputs=OUTPUTS)  # the body's structure
+        self.decoder = Decoder((), (CUSTOMER_ID,), self.max_rows, outputs=OUTPUTS)  # the body's structure
         self.predictor = predictor
         self._session: tuple[asyncio.AbstractEventLoop, PredictorConfig, aiohttp.ClientSession] | None = None
 
@@ -361,12 +397,14 @@ class CustomerTransformer(Model, StrictModel):
                            f"POST /v2/models/<name>/infer with a {CUSTOMER_ID!r} BYTES tensor")
         raise InvalidInput(str(error)) from error
 
-    async def answer_rest(self, body: bytes, header_length: int | None) -> tuple[bytes, int | None, int]:
-        """Decode the ids, tokenize them, look them up in one snapshot, ask the predictor for the known active
-        ones and answer every row in request order."""
+    async def answer_rest(self, body: bytes, header_length: int | None,
+                          caller: str = "") -> tuple[bytes, int | None, int]:
+        """Decode the ids, spend them from ``caller``'s allowance, tokenize them, look them up in one snapshot,
+        ask the predictor for the known active ones and answer every row in request order."""
         assert self.tokenizer is not None
         tensors, options = self.decoder.rest_tensors(body, header_length)
         ids = customer_ids(tensors, self.max_rows)
+        self.limit.take(caller, len(ids))
         table = self.store.current  # read once: every row of the request comes from this snapshot
         scored, rows, errors = table.find([self.tokenizer.token(value) for value in ids])
         ROWS.labels("found").inc(len(rows))
@@ -394,6 +432,8 @@ class CustomerTransformer(Model, StrictModel):
         ``predictor_request_retries`` times, as kserve's client does); the predictor's outputs."""
         body, length = table.predictor_body(rows)
         headers = {"content-type": "application/octet-stream", HEADER_LENGTH: str(length)}
+        if self.tokens is not None:
+            headers["authorization"] = f"Bearer {await self.tokens.token_async()}"
         session, retries = self.session(), self.config.predictor_request_retries
         for attempt in range(retries + 1):
             try:
@@ -411,6 +451,9 @@ class CustomerTransformer(Model, StrictModel):
             logger.error("the predictor answered %d to %d feature rows", status, len(rows))
             if status >= 500:
                 raise UpstreamError(f"the predictor failed ({status})")
+            if status in (401, 403):
+                raise UpstreamError(f"the predictor refused this transformer's identity ({status}): check "
+                                    "predictor_callers and predictor_audience", 500)
             raise UpstreamError(f"the predictor refused the snapshot's feature rows ({status}): the snapshot's "
                                 "features do not match the served model's inputs", 500)
         return _predictor_outputs(content, answer_length, len(rows))
@@ -432,7 +475,8 @@ def parser() -> argparse.ArgumentParser:
     """kserve's model-server arguments (``--predictor_host``, ``--model_name``, ...) plus the transformer's."""
     parsed = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__.splitlines()[0])
     parsed.add_argument("--host", default="127.0.0.1", help="interface to bind")
-    parsed.add_argument("--max_batch_rows", type=int, default=DEFAULT_MAX_ROWS, help="largest batch accepted")
+    parsed.add_argument("--max_batch_rows", type=int, default=None,
+                        help="most customer ids in one request (default: transformer_max_ids_per_request)")
     parsed.set_defaults(predictor_protocol=PredictorProtocol.REST_V2.value)
     return parsed
 
@@ -448,7 +492,9 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(settings)
     predictor = PredictorConfig(args.predictor_host, args.predictor_protocol, args.predictor_use_ssl,
                                 args.predictor_request_timeout_seconds, args.predictor_request_retries)
-    model = CustomerTransformer(args.model_name, settings, max_rows=args.max_batch_rows, predictor=predictor)
+    tokens = TokenSource(settings, settings.predictor_audience, settings.transformer_account)
+    model = CustomerTransformer(args.model_name, settings, max_rows=args.max_batch_rows, predictor=predictor,
+                                tokens=tokens)
     started = time.perf_counter()
     try:
         model.load()
@@ -456,7 +502,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"the transformer cannot start: {exc}") from None
     logger.info("transformer %s ready in %.1fs, predictor %s", args.model_name, time.perf_counter() - started,
                 args.predictor_host)
-    ChurnModelServer(host=args.host, http_port=args.http_port, grpc_port=args.grpc_port, workers=1,
+    auth = Authenticator.for_service(settings, settings.transformer_audience, settings.transformer_callers)
+    ChurnModelServer(auth, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port, workers=1,
                      enable_grpc=False, enable_docs_url=False, enable_latency_logging=False,
                      predictor_config=predictor).start([model])
 

@@ -49,6 +49,7 @@ from churnops.data.versioning import open_repository
 from churnops.errors import ServiceUnavailable
 from churnops.local import datagen
 from churnops.local.localstack import LocalStack
+from churnops.platform.auth import TokenSource
 from churnops.platform.secrets import tokenization_key
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket, storage_client
@@ -336,15 +337,17 @@ def v2_request(rows: pd.DataFrame, numeric: list[str], categorical: list[str]) -
     return {"inputs": inputs}
 
 
-def ask_server(url: str, snapshot: OnlineSnapshot, summary: DemoSummary) -> None:
-    """Model metadata, then one request for a few customers' snapshot rows; keep what the server answered."""
-    metadata = requests.get(f"{url}/v2/models/{MODEL_NAME}", timeout=10).json()
+def ask_server(url: str, settings: Settings, snapshot: OnlineSnapshot, summary: DemoSummary) -> None:
+    """Model metadata, then one request for a few customers' snapshot rows (as ``client_account``, a caller
+    the server allows); keep what the server answered."""
+    auth = TokenSource(settings, settings.predictor_audience, settings.client_account).header()
+    metadata = requests.get(f"{url}/v2/models/{MODEL_NAME}", timeout=10, headers=auth).json()
     click.echo(f"  model metadata: {len(metadata['inputs'])} input tensors, outputs "
                f"{[o['name'] for o in metadata['outputs']]}, parameters {metadata.get('parameters', {})}")
     rows = snapshot.features.head(EXAMPLE_CUSTOMERS)
     answer = requests.post(f"{url}/v2/models/{MODEL_NAME}/infer",
                            json=v2_request(rows, list(snapshot.spec.numeric), list(snapshot.spec.categorical)),
-                           timeout=30)
+                           timeout=30, headers=auth)
     answer.raise_for_status()
     body = answer.json()
     outputs = {o["name"]: o["data"] for o in body["outputs"]}
@@ -363,7 +366,8 @@ def ask_by_customer(url: str, settings: Settings, raw_ids: list[str], snapshot: 
     wanted += [str(token) for token in snapshot.inactive.index if token in by_token][:1]
     asked = [by_token[token] for token in wanted if token in by_token] + [UNKNOWN_CUSTOMER]
     tokens = [tokenizer.token(raw) for raw in asked]
-    answer = requests.post(f"{url}/v2/models/{MODEL_NAME}/infer", timeout=30, json={
+    auth = TokenSource(settings, settings.transformer_audience, settings.client_account).header()
+    answer = requests.post(f"{url}/v2/models/{MODEL_NAME}/infer", timeout=30, headers=auth, json={
         "inputs": [{"name": "customer_id", "datatype": "BYTES", "shape": [len(asked)], "data": asked}]})
     answer.raise_for_status()
     body = answer.json()
@@ -441,7 +445,7 @@ def serve_score_and_check(  # pylint: disable=too-many-arguments,too-many-positi
     click.echo("\n-- model server and by-customer transformer --")
     with model_server(settings, env, keep) as url, transformer(settings, env, keep, url) as by_id:
         summary.server_url, summary.transformer_url = url, by_id
-        ask_server(url, summary.snapshot, summary)
+        ask_server(url, settings, summary.snapshot, summary)
         ask_by_customer(by_id, settings, raw_ids, summary.snapshot, summary)
     click.echo("\n-- scoring pipeline (kfp.local) and drift check --")
     run_pipeline("scoring", {}, root)

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from mlflow.exceptions import MlflowException
 
 from churnops.cli import privacy as cli_privacy
+from churnops.cli.auth import auth_group
 from churnops.cli import serve as cli_serve
 from churnops.cli import reproduce as cli_reproduce
 from churnops.cli import training as cli_training
@@ -205,6 +206,7 @@ main.add_command(cli_privacy.privacy_group)
 main.add_command(features_group)
 main.add_command(drift_group)
 main.add_command(deploy_command)
+main.add_command(auth_group)
 main.add_command(canary_group)
 main.add_command(cli_serve.serve_command)
 main.add_command(pipeline_group)

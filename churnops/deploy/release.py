@@ -20,6 +20,7 @@ from churnops.deploy import render as rendering
 from churnops.deploy.kube import ISVC_KIND, Cluster
 from churnops.deploy.smoke import SmokeResult, smoke_test
 from churnops.errors import ConfigurationError, DeploymentError, RegistryError
+from churnops.platform.auth import TokenSource
 from churnops.platform.settings import Settings
 from churnops.training import registry
 from churnops.training.features import feature_spec
@@ -138,6 +139,7 @@ def deploy(
         expected_version=release.model_version,
         timeout_s=settings.smoke_timeout_s,
         session=session,
+        auth=TokenSource(settings, settings.predictor_audience, settings.client_account).header(),
     )
     return DeployReport(
         env=release.env,

@@ -108,6 +108,8 @@ def render_kustomization(settings: Settings, release: Release) -> dict[str, Any]
         # the digest of the image the container runs, recorded by churnops as the lineage's image_digest
         {"op": "test", "path": "/spec/predictor/containers/0/env/1/name", "value": "CHURNOPS_IMAGE_DIGEST"},
         {"op": "replace", "path": "/spec/predictor/containers/0/env/1/value", "value": digest},
+        {"op": "test", "path": "/spec/predictor/containers/0/env/2/name", "value": "CHURNOPS_GCP_PROJECT"},
+        {"op": "replace", "path": "/spec/predictor/containers/0/env/2/value", "value": project},
     ]
     if release.canary_percent is not None:
         isvc_ops.append({"op": "add", "path": "/spec/predictor/canaryTrafficPercent", "value": release.canary_percent})

@@ -52,9 +52,9 @@ def inference_request(spec: FeatureSpec, rows: int = SMOKE_ROWS) -> dict[str, An
     return {"id": "churnops-smoke-test", "inputs": inputs}
 
 
-def _get(session: requests.Session, url: str, timeout: float) -> requests.Response:
+def _get(session: requests.Session, url: str, timeout: float, auth: dict[str, str] | None = None) -> requests.Response:
     try:
-        return session.get(url, timeout=timeout)
+        return session.get(url, timeout=timeout, headers=auth)
     except requests.RequestException as exc:
         raise SmokeTestFailed(f"{url} unreachable ({type(exc).__name__})") from exc
 
@@ -117,8 +117,10 @@ def smoke_test(
     expected_version: str | None = None,
     timeout_s: float = 10.0,
     session: requests.Session | None = None,
+    auth: dict[str, str] | None = None,
 ) -> SmokeResult:
-    """Run the four checks against the predictor at ``base_url``; raise :class:`SmokeTestFailed` on the first miss."""
+    """Run the four checks against the predictor at ``base_url`` (metadata and inference with the ``auth``
+    headers, the probes without); raise :class:`SmokeTestFailed` on the first miss."""
     http = session or requests.Session()
     base = base_url.rstrip("/")
     ready = _get(http, f"{base}/v2/health/ready", timeout_s)
@@ -127,12 +129,13 @@ def smoke_test(
     model_ready = _get(http, f"{base}/v2/models/{model_name}/ready", timeout_s)
     if model_ready.status_code != 200:
         raise SmokeTestFailed(f"model {model_name!r} not ready: HTTP {model_ready.status_code}")
-    meta = _get(http, f"{base}/v2/models/{model_name}", timeout_s)
+    meta = _get(http, f"{base}/v2/models/{model_name}", timeout_s, auth)
     if meta.status_code != 200:
         raise SmokeTestFailed(f"model metadata: HTTP {meta.status_code}")
     version = _check_metadata(_json(meta, "model metadata"), spec, expected_version)
     try:
-        answer = http.post(f"{base}/v2/models/{model_name}/infer", json=inference_request(spec), timeout=timeout_s)
+        answer = http.post(f"{base}/v2/models/{model_name}/infer", json=inference_request(spec), timeout=timeout_s,
+                           headers=auth)
     except requests.RequestException as exc:
         raise SmokeTestFailed(f"inference request failed ({type(exc).__name__})") from exc
     if answer.status_code != 200:

@@ -39,6 +39,7 @@ GKE_DEFAULTS: dict[str, Any] = {
     "lakefs_endpoint": "http://lakefs.lakefs.svc.cluster.local:8000/api/v1",
     "secrets_backend": "gcp",
     "prometheus_auth": "google",
+    "service_auth": "google",
     "log_format": "json",
     "state_dir": Path(tempfile.gettempdir()) / "churnops",  # the pod's TMPDIR (an emptyDir volume)
 }
@@ -170,6 +171,31 @@ class Settings(BaseSettings):
     online_refresh_seconds: float = Field(
         default=60.0, gt=0, description="Seconds between the transformer's checks for a newer online snapshot."
     )
+
+    # Who may call the services (churnops/platform/auth.py): bearer tokens naming the caller's service
+    # account (names or e-mails; a name means <name>@<gcp_project>.iam.gserviceaccount.com).
+    service_auth: Literal["local", "google"] = Field(
+        default="local", description="google: Google-signed ID tokens of workload identities (GKE); local: tokens "
+        "signed by a key under state_dir/secrets whose public half local servers trust.")
+    predictor_audience: str = Field(default="churnops-predictor", description="Audience of tokens for the predictor.")
+    transformer_audience: str = Field(default="churnops-transformer",
+                                      description="Audience of tokens for the by-customer transformer.")
+    predictor_callers: list[str] = Field(
+        default_factory=lambda: ["churnops-transformer", "churnops-deployer"],
+        description="Accounts the predictor serves: the transformer, and the deployer's smoke test.")
+    transformer_callers: list[str] = Field(
+        default_factory=lambda: ["churnops-deployer"], description="Accounts the by-customer transformer serves.")
+    transformer_account: str = Field(
+        default="churnops-transformer", description="The transformer's own account in locally signed tokens "
+        "(on GKE its workload identity speaks for it).")
+    client_account: str = Field(
+        default="churnops-deployer", description="The account in locally signed tokens of the churnops commands "
+        "(smoke test, demo); on GKE their Application Default Credentials speak for them.")
+    # The enumeration bound: a caller can learn at most this many customers' answers.
+    transformer_max_ids_per_request: int = Field(default=100, ge=1, le=4096,
+                                                 description="Customer ids one request may ask about.")
+    transformer_max_ids_per_minute: int = Field(default=6000, ge=1,
+                                                description="Customer ids one caller may ask about per minute.")
 
     # Deployment and canary (manifests/, `churnops deploy`, `churnops canary`). The canary is rolled
     # back when any threshold is crossed; it holds (no decision) below canary_min_requests.

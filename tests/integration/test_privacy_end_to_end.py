@@ -43,6 +43,7 @@ from churnops.platform.storage import ensure_bucket
 from churnops.training.batch import score_customers
 from churnops.training.train import FEATURES_BRANCH, TrainingResult, train_from_commit
 from tests.integration.serving.conftest import MODEL_NAME, start_server, stop_server
+from tests.support.auth import headers
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 HOURS, CUSTOMERS, SEED = 40, 100, 11
@@ -232,10 +233,10 @@ def served_fixture(world: World, tmp_path_factory: pytest.TempPathFactory) -> Se
     model = Candidate(f"models:/{world.settings.registered_model}@candidate", world.settings.mlflow_tracking_uri)
     server = start_server(model, log=log, level="DEBUG")
     try:
-        metadata = requests.get(server.url(f"/v2/models/{MODEL_NAME}"), timeout=30).json()
+        metadata = requests.get(server.url(f"/v2/models/{MODEL_NAME}"), timeout=30, headers=headers()).json()
         replies = {}
         for name, (path, payload) in serving_requests(metadata["inputs"], customer, email).items():
-            reply = requests.post(server.url(path), json=payload, timeout=30)
+            reply = requests.post(server.url(path), json=payload, timeout=30, headers=headers())
             replies[name] = (reply.status_code, reply.text + json.dumps(dict(reply.headers)))
     finally:
         assert stop_server(server) == 0

@@ -26,6 +26,7 @@ from churnops.training.features import FEATURE_SPEC
 from churnops.training.train import _model_requirements, model_signature  # the training's own logging choices
 from churnops.training.transform import MODEL_CODE_PATHS, SKOPS_TRUSTED_TYPES, build_model
 from tests.conftest import free_port
+from tests.support.auth import server_env
 
 # MLflow's usage telemetry thread races with the registry client here (KeyError on its session id).
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -120,7 +121,7 @@ def start_server(registered: Servable, extra: list[str] | None = None, log: Path
     command = [sys.executable, "-m", "serving", "--model_uri", registered.uri, "--tracking_uri",
                registered.tracking_uri, "--model_name", MODEL_NAME, "--http_port", str(http_port),
                "--grpc_port", str(grpc_port), *(extra or [])]
-    env = {**os.environ, "CHURNOPS_LOG_LEVEL": level}
+    env = {**os.environ, "CHURNOPS_LOG_LEVEL": level, **server_env()}
     # The server outlives this function (the fixture stops it): no context managers here.
     output = open(log, "wb") if log else subprocess.DEVNULL  # pylint: disable=consider-using-with
     process = subprocess.Popen(  # pylint: disable=consider-using-with

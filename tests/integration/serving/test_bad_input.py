@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from churnops.training.features import FEATURE_SPEC
 from tests.integration.serving.conftest import MODEL_NAME, Server, feature_rows
+from tests.support.auth import headers as auth_headers
 
 ROWS = feature_rows(3, seed=11)
 INFER = f"/v2/models/{MODEL_NAME}/infer"
@@ -34,7 +35,8 @@ def tensor(body: dict[str, Any], name: str) -> dict[str, Any]:
 
 def post(server: Server, payload: Any = None, data: bytes | None = None,
          headers: dict[str, str] | None = None) -> requests.Response:
-    """POST to the infer endpoint."""
+    """POST to the infer endpoint (as an allowed caller)."""
+    headers = {**auth_headers(), **(headers or {})}
     if payload is not None:
         return requests.post(server.url(INFER), json=payload, timeout=30, headers=headers)
     return requests.post(server.url(INFER), data=data, timeout=30, headers=headers)
@@ -140,7 +142,8 @@ def test_infinite_or_nan_json_numbers_are_refused(server: Server) -> None:
 
 
 def test_the_model_cannot_be_unloaded_remotely(server: Server) -> None:
-    reply = requests.post(server.url(f"/v2/repository/models/{MODEL_NAME}/unload"), timeout=10)
+    reply = requests.post(server.url(f"/v2/repository/models/{MODEL_NAME}/unload"), timeout=10,
+                          headers=auth_headers())
     assert reply.status_code == 403 and reply.json()["error"]
     assert requests.get(server.url(f"/v2/models/{MODEL_NAME}/ready"), timeout=10).status_code == 200
 

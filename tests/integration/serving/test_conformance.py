@@ -24,6 +24,7 @@ from tritonclient.utils import InferenceServerException
 
 from churnops.training.features import FEATURE_SPEC
 from tests.integration.serving.conftest import MODEL_NAME, Registered, Server, feature_rows
+from tests.support.auth import headers, token
 
 ROWS = feature_rows(64, seed=7)
 ROWS.loc[3, "plan"] = "platinum"  # a category the model never saw
@@ -60,8 +61,8 @@ def without_missing_categories(frame: pd.DataFrame) -> pd.DataFrame:
 def test_tritonclient_http_health_and_metadata(server: Server, registered: Registered) -> None:
     client = triton_http.InferenceServerClient(server.http)
     assert client.is_server_live() and client.is_server_ready() and client.is_model_ready(MODEL_NAME)
-    assert client.get_server_metadata()["name"]
-    metadata = client.get_model_metadata(MODEL_NAME)
+    assert client.get_server_metadata(headers=headers())["name"]
+    metadata = client.get_model_metadata(MODEL_NAME, headers=headers())
     assert [t["name"] for t in metadata["inputs"]] == FEATURE_SPEC.columns
     assert {t["datatype"] for t in metadata["inputs"][: len(FEATURE_SPEC.numeric)]} == {"FP64"}
     assert {t["datatype"] for t in metadata["inputs"][len(FEATURE_SPEC.numeric):]} == {"BYTES"}
@@ -85,7 +86,7 @@ def test_tritonclient_http_infer_matches_the_registered_model(server: Server, re
         body = {"inputs": [{"name": n, "shape": [len(frame)],
                             "datatype": "FP64" if n in FEATURE_SPEC.numeric else "BYTES",
                             "data": [None if pd.isna(v) else v for v in frame[n]]} for n in FEATURE_SPEC.columns]}
-        reply = requests.post(server.url(f"/v2/models/{MODEL_NAME}/infer"), json=body, timeout=30)
+        reply = requests.post(server.url(f"/v2/models/{MODEL_NAME}/infer"), json=body, timeout=30, headers=headers())
         assert reply.status_code == 200, reply.text
         result = reply.json()
         outputs = {o["name"]: np.asarray(o["data"]) for o in result["outputs"]}
@@ -97,7 +98,7 @@ def test_tritonclient_http_infer_matches_the_registered_model(server: Server, re
         inputs = triton_inputs(frame, binary=False)
     outputs = [triton_http.InferRequestedOutput("churn_probability", binary_data=binary),
                triton_http.InferRequestedOutput("churn_label", binary_data=binary)]
-    response = client.infer(MODEL_NAME, inputs, outputs=outputs)
+    response = client.infer(MODEL_NAME, inputs, outputs=outputs, headers=headers())
     probability = response.as_numpy("churn_probability")
     np.testing.assert_allclose(probability, expected(registered, frame), rtol=0, atol=1e-6)
     np.testing.assert_array_equal(response.as_numpy("churn_label"), (probability >= 0.5).astype(np.int64))
@@ -116,7 +117,8 @@ def test_concurrent_requests_each_get_their_own_rows_scored(server: Server, regi
              ((0, 1), (1, 7), (8, 1), (9, 20), (29, 2), (31, 1), (32, 16), (48, 16))] * 3
     with ThreadPoolExecutor(max_workers=12) as pool:
         replies = list(pool.map(lambda part: requests.post(server.url(f"/v2/models/{MODEL_NAME}/infer"),
-                                                           json=json_body(part), timeout=60), parts))
+                                                           json=json_body(part), timeout=60,
+                                                           headers=headers()), parts))
     for part, reply in zip(parts, replies):
         assert reply.status_code == 200, reply.text
         probability = np.asarray(reply.json()["outputs"][0]["data"])
@@ -128,7 +130,7 @@ def test_concurrent_requests_each_get_their_own_rows_scored(server: Server, regi
 
 def test_tritonclient_grpc_health_metadata_and_infer(server: Server, registered: Registered) -> None:
     frame = without_missing_categories(ROWS)
-    job = {"address": server.grpc, "model": MODEL_NAME, "order": FEATURE_SPEC.columns,
+    job = {"address": server.grpc, "model": MODEL_NAME, "order": FEATURE_SPEC.columns, "token": token(),
            "numeric": {n: [None if np.isnan(v) else v for v in frame[n]] for n in FEATURE_SPEC.numeric},
            "categorical": {n: list(frame[n]) for n in FEATURE_SPEC.categorical}}
     job["numeric"] = {n: [float("nan") if v is None else v for v in values] for n, values in job["numeric"].items()}
@@ -144,17 +146,19 @@ def test_tritonclient_grpc_health_metadata_and_infer(server: Server, registered:
     assert seen["parameters"]["data_commit"] == registered.data_commit
     assert seen["metadata_status"] == seen["infer_status"] == "StatusCode.NOT_FOUND"
     assert seen["bad_infer_status"] == "StatusCode.INVALID_ARGUMENT" and "missing inputs" in seen["bad_infer_message"]
+    assert seen["anonymous_infer_status"] == seen["forged_infer_status"] == "StatusCode.UNAUTHENTICATED"
+    assert "bearer token" in seen["anonymous_infer_message"]
 
 
 def test_unknown_model_is_404_with_an_error_body(server: Server) -> None:
     for path in ("/v2/models/nope", "/v2/models/nope/ready"):
-        reply = requests.get(server.url(path), timeout=10)
+        reply = requests.get(server.url(path), timeout=10, headers=headers())
         assert reply.status_code == 404 and reply.json()["error"]
-    reply = requests.post(server.url("/v2/models/nope/infer"), json={"inputs": []}, timeout=10)
+    reply = requests.post(server.url("/v2/models/nope/infer"), json={"inputs": []}, timeout=10, headers=headers())
     # the name asked for is not repeated (it could be anything a client typed); the served one is named
     assert reply.status_code == 404 and "nope" not in reply.text and repr(MODEL_NAME) in reply.json()["error"]
     with pytest.raises(InferenceServerException, match="no model of that name"):
-        triton_http.InferenceServerClient(server.http).get_model_metadata("nope")
+        triton_http.InferenceServerClient(server.http).get_model_metadata("nope", headers=headers())
 
 
 def test_kserve_rest_client(server: Server, registered: Registered) -> None:
@@ -173,7 +177,8 @@ def test_kserve_rest_client(server: Server, registered: Registered) -> None:
                 tensor.set_data_from_numpy(frame[name].to_numpy(np.float64) if numeric
                                            else np.array(list(frame[name]), dtype=np.object_), binary_data=False)
                 inputs.append(tensor)
-            response = await client.infer(base, InferRequest(MODEL_NAME, inputs), model_name=MODEL_NAME)
+            response = await client.infer(base, InferRequest(MODEL_NAME, inputs), model_name=MODEL_NAME,
+                                          headers=headers())
             return live, ready, model_ready, response, frame
         finally:
             await client.close()
@@ -193,17 +198,18 @@ def conforms(body: dict, schema: str) -> None:
 
 
 def test_rest_bodies_conform_to_the_open_inference_spec(server: Server) -> None:
-    conforms(requests.get(server.url("/v2"), timeout=10).json(), "metadata_server_response")
-    conforms(requests.get(server.url(f"/v2/models/{MODEL_NAME}"), timeout=10).json(), "metadata_model_response")
+    conforms(requests.get(server.url("/v2"), timeout=10, headers=headers()).json(), "metadata_server_response")
+    conforms(requests.get(server.url(f"/v2/models/{MODEL_NAME}"), timeout=10, headers=headers()).json(),
+             "metadata_model_response")
     frame = without_missing_categories(ROWS.head(2))
     body = {"id": "r-1", "inputs": [{"name": n, "shape": [2], "datatype": "FP64" if n in FEATURE_SPEC.numeric
                                      else "BYTES", "data": [None if pd.isna(v) else v for v in frame[n]]}
                                     for n in FEATURE_SPEC.columns]}
-    reply = requests.post(server.url(f"/v2/models/{MODEL_NAME}/infer"), json=body, timeout=10)
+    reply = requests.post(server.url(f"/v2/models/{MODEL_NAME}/infer"), json=body, timeout=10, headers=headers())
     conforms(reply.json(), "inference_response")
     assert reply.json()["id"] == "r-1"
     refused = requests.post(server.url(f"/v2/models/{MODEL_NAME}/infer"), json={"inputs": body["inputs"][1:]},
-                            timeout=10)
+                            timeout=10, headers=headers())
     conforms(refused.json(), "inference_error_response")
 
 

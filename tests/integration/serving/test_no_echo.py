@@ -10,6 +10,7 @@ import requests
 from churnops.training.features import FEATURE_SPEC
 from tests.integration.serving.conftest import MODEL_NAME, Server
 from tests.integration.serving.test_bad_input import INFER, mutated, tensor, valid_body
+from tests.support.auth import headers as auth_headers
 
 EMAIL, CUSTOMER = "jane.doe@example.com", "CUST-0042917"
 NUMERIC, TEXTUAL = FEATURE_SPEC.numeric[0], FEATURE_SPEC.categorical[0]
@@ -45,9 +46,10 @@ def test_a_refusal_holds_no_value_the_client_sent(server: Server, case: str) -> 
     method, path, body, headers, status = CASES[case]
     if isinstance(body, bytes):
         reply = requests.request(method, server.url(path), data=body, timeout=30,
-                                 headers=headers or {"content-type": "application/json"})
+                                 headers={**auth_headers(), **(headers or {"content-type": "application/json"})})
     else:
-        reply = requests.request(method, server.url(path), json=body, timeout=30, headers=headers)
+        reply = requests.request(method, server.url(path), json=body, timeout=30,
+                                 headers={**auth_headers(), **(headers or {})})
     assert reply.status_code == status, reply.text
     message = reply.json()["error"]
     assert isinstance(message, str) and len(message) > 10

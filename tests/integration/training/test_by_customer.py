@@ -1,5 +1,6 @@
 """Churn risk by customer id end to end: ingested lake, trained model, online snapshot, predictor and
-transformer as processes, V2 requests by raw id; a newer snapshot is picked up without a restart."""
+transformer as processes, V2 requests by raw id; a newer snapshot is picked up without a restart.
+Both servers authenticate their callers (the transformer presents its own token to the predictor)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pytest
 import requests
 
 from churnops.data.privacy import Tokenizer
+from churnops.platform.auth import mint_local_token
 from churnops.training import online
 from churnops.training.features import feature_spec
 from churnops.training.train import TrainingConfig, TrainingResult, load_tables
@@ -134,10 +136,21 @@ def fixture_stack(trained: tuple[Lake, TrainingResult], tmp_path_factory: pytest
         stop(transformer, predictor)
 
 
-def by_id(stack: Stack, ids: list[str]) -> dict[str, Any]:
-    """Ask the transformer by raw customer id."""
-    response = requests.post(stack.transformer.url(f"/v2/models/{MODEL}/infer"), timeout=30, json={
+def bearer(stack: Stack, account: str, audience: str) -> dict[str, str]:
+    """``Authorization`` of ``account`` for ``audience``, signed by the local key the servers trust."""
+    return {"Authorization": f"Bearer {mint_local_token(stack.lake.settings, account, audience)}"}
+
+
+def ask(stack: Stack, ids: list[str], account: str | None = "churnops-deployer") -> requests.Response:
+    """POST raw customer ids to the transformer as ``account`` (None: without a token)."""
+    auth = bearer(stack, account, stack.lake.settings.transformer_audience) if account else None
+    return requests.post(stack.transformer.url(f"/v2/models/{MODEL}/infer"), timeout=30, headers=auth, json={
         "id": "q", "inputs": [{"name": "customer_id", "datatype": "BYTES", "shape": [len(ids)], "data": ids}]})
+
+
+def by_id(stack: Stack, ids: list[str]) -> dict[str, Any]:
+    """Ask the transformer by raw customer id (as the deployer, an allowed caller)."""
+    response = ask(stack, ids)
     assert response.status_code == 200, response.text
     body = response.json()
     body["values"] = {o["name"]: o["data"] for o in body["outputs"]}
@@ -154,7 +167,8 @@ def predictor_answer(stack: Stack, snapshot: online.OnlineSnapshot, raw_id: str)
     for name in snapshot.spec.categorical:
         inputs.append({"name": name, "datatype": "BYTES", "shape": [1],
                        "data": [None if pd.isna(row[name]) else str(row[name])]})
-    response = requests.post(stack.predictor.url(f"/v2/models/{MODEL}/infer"), json={"inputs": inputs}, timeout=30)
+    response = requests.post(stack.predictor.url(f"/v2/models/{MODEL}/infer"), json={"inputs": inputs}, timeout=30,
+                             headers=bearer(stack, "churnops-deployer", stack.lake.settings.predictor_audience))
     assert response.status_code == 200, response.text
     return {o["name"]: o["data"][0] for o in response.json()["outputs"]} | {
         "model_version": response.json()["model_version"]}
@@ -189,7 +203,8 @@ def test_a_batch_by_raw_id_gets_the_predictors_answer_for_the_known_customer_and
     ],
 )
 def test_a_bad_request_is_a_4xx_with_a_json_error_that_echoes_no_id(stack: Stack, body: dict, message: str) -> None:
-    response = requests.post(stack.transformer.url(f"/v2/models/{MODEL}/infer"), json=body, timeout=30)
+    response = requests.post(stack.transformer.url(f"/v2/models/{MODEL}/infer"), json=body, timeout=30,
+                             headers=bearer(stack, "churnops-deployer", stack.lake.settings.transformer_audience))
     assert 400 <= response.status_code < 500
     error = response.json()["error"]
     assert message in error and STRANGER not in error
@@ -216,3 +231,22 @@ def test_a_newer_snapshot_is_served_without_a_restart_and_no_raw_id_is_logged(st
     assert "online snapshot" in log and "by-customer rows=" in log  # the log was written at DEBUG
     for raw in (stack.known, stack.cancelled, STRANGER):
         assert raw not in log
+
+
+def test_the_transformer_refuses_anonymous_and_unlisted_callers_and_serves_listed_ones(stack: Stack) -> None:
+    anonymous = ask(stack, [stack.known], account=None)
+    assert anonymous.status_code == 401 and "bearer token" in anonymous.json()["error"]
+    # the transformer's own account may call the predictor, not the transformer
+    unlisted = ask(stack, [stack.known], account="churnops-transformer")
+    assert unlisted.status_code == 403 and unlisted.json()["error"]
+    for_predictor = requests.post(stack.transformer.url(f"/v2/models/{MODEL}/infer"), timeout=30, json={},
+                                  headers=bearer(stack, "churnops-deployer", stack.lake.settings.predictor_audience))
+    assert for_predictor.status_code == 401  # a token for another service
+    served = ask(stack, [stack.known])  # scored: the transformer's own token got it past the predictor
+    assert served.status_code == 200 and served.json()["outputs"][2]["data"] == [""]
+
+
+def test_more_ids_than_a_request_may_hold_is_400(stack: Stack) -> None:
+    limit = stack.lake.settings.transformer_max_ids_per_request
+    refused = ask(stack, [STRANGER] * (limit + 1))
+    assert refused.status_code == 400 and f"at most {limit} per request" in refused.json()["error"]

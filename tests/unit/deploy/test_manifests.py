@@ -8,6 +8,7 @@ against Pod Security ``restricted``.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 
 from churnops.deploy.render import Release, image_reference, is_platform_object, render
 from churnops.errors import ConfigurationError, DeploymentError
+from churnops.platform import auth
 from churnops.platform.settings import Settings
 from churnops.training.registry import resolve_actor
 from churnops.deploy.canary import APP_REVISION_LABEL
@@ -128,6 +130,15 @@ def test_objects_land_in_the_environment_namespace_with_the_release_values(rende
     assert all("value" not in e for e in by_customer["env"] if "valueFrom" in e)  # references only
     assert transformer["serviceAccountName"] == "churnops-serving"
     assert transformer["nodeSelector"] == predictor["nodeSelector"]
+    # the predictor knows its project (callers are named in it) and serves the transformer's Google identity
+    assert env_vars["CHURNOPS_GCP_PROJECT"]["value"] == "acme-churn"
+    gsa = accounts[transformer["serviceAccountName"]]["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
+    callers = Settings(gcp_project="acme-churn",
+                       predictor_callers=json.loads(env_vars["CHURNOPS_PREDICTOR_CALLERS"]["value"]))
+    assert gsa in auth.allowlist(callers, callers.predictor_callers)
+    transformer_env = {e["name"]: e.get("value") for e in by_customer["env"]}
+    assert json.loads(transformer_env["CHURNOPS_TRANSFORMER_CALLERS"]) and int(
+        transformer_env["CHURNOPS_TRANSFORMER_MAX_IDS_PER_MINUTE"]) > 0
 
 
 @pytest.mark.parametrize("env", ["staging", "production"])

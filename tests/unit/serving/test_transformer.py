@@ -35,9 +35,10 @@ from churnops.platform.secrets import tokenization_key
 from churnops.platform.settings import Settings
 from churnops.training import online
 from churnops.training.features import FEATURE_SPEC
-from serving.protocol import LABEL, PROBABILITY, Batch, Decoder, bytes_tensor, rest_response, text_elements
+from serving.protocol import (LABEL, PROBABILITY, Batch, Decoder, TooManyRequests, bytes_tensor, rest_response,
+                              text_elements)
 from serving.server import ChurnRESTServer
-from serving.transformer import ERROR, UNKNOWN, CustomerTransformer, inactive_reason
+from serving.transformer import ERROR, UNKNOWN, CallerLimit, CustomerTransformer, inactive_reason
 from tests.conftest import free_port
 from tests.support.asgi_infer import post_infer
 from tests.unit.training.conftest import at, event, events_frame, record, subscriptions_frame
@@ -108,14 +109,18 @@ class Setup:  # pylint: disable=too-few-public-methods  # the fixture's parts, a
     def __init__(self, model: CustomerTransformer, predictor: PredictorDouble, repo: EmbeddedRepository,
                  loop: asyncio.AbstractEventLoop) -> None:
         self.model, self.predictor, self.repo, self.loop = model, predictor, repo, loop
+        self.headers: dict[bytes, bytes] = {}  # of the last response
         repository = ModelRepository()
         repository.update(model)
         self.server = ChurnRESTServer("kserve.model_server:app", DataPlane(repository),
                                       ModelRepositoryExtension(repository), 0)
 
-    def post(self, body: bytes, header_length: int | None = None) -> tuple[int, dict[str, Any]]:
-        """POST ``body`` to the infer route (ASGI); the status and the JSON body, binary outputs decoded."""
-        status, headers, content = self.loop.run_until_complete(post_infer(self.server, MODEL, body, header_length))
+    def post(self, body: bytes, header_length: int | None = None, caller: str = "") -> tuple[int, dict[str, Any]]:
+        """POST ``body`` to the infer route (ASGI) from ``caller``; the status and the JSON body, binary outputs
+        decoded (and the response headers under ``"headers"``)."""
+        status, headers, content = self.loop.run_until_complete(post_infer(self.server, MODEL, body, header_length,
+                                                                           caller))
+        self.headers = headers
         length = headers.get(b"inference-header-content-length")
         answer = orjson.loads(content[:int(length)] if length else content)
         offset = int(length or 0)
@@ -342,3 +347,29 @@ def test_no_raw_customer_id_reaches_a_log_line(setup: Setup, caplog: pytest.LogC
     assert "bad inference request" in caplog.text and "the predictor answered 400" in caplog.text
     for raw in RAW_IDS:
         assert raw not in caplog.text and raw not in stream.getvalue()
+
+
+def test_a_caller_past_its_ids_per_minute_gets_429_and_others_are_still_served(setup: Setup) -> None:
+    setup.model.limit = CallerLimit(per_minute=5)
+    assert setup.post(v2([ACTIVE, OTHER, STRANGER]), caller="a@x")[0] == 200
+    batches = len(setup.predictor.batches)
+    status, answer = setup.post(v2([ACTIVE, OTHER, STRANGER]), caller="a@x")
+    assert status == 429 and "more than 5 customer ids in a minute" in answer["error"]
+    assert int(setup.headers[b"retry-after"]) >= 1
+    assert len(setup.predictor.batches) == batches  # refused before any lookup or predictor call
+    assert setup.post(v2([ACTIVE, OTHER]), caller="a@x")[0] == 200  # what is left (2) may still be asked
+    assert setup.post(v2([ACTIVE, OTHER, STRANGER]), caller="b@x")[0] == 200  # each caller has its own allowance
+
+
+def test_the_allowance_refills_continuously_and_a_refusal_spends_nothing() -> None:
+    limit = CallerLimit(per_minute=60)  # one id a second
+    limit.take("a", 60, now=0.0)
+    with pytest.raises(TooManyRequests) as refused:
+        limit.take("a", 10, now=0.0)
+    assert refused.value.status == 429 and refused.value.retry_after_s == 10
+    limit.take("a", 10, now=10.0)  # ten seconds later: ten ids
+    with pytest.raises(TooManyRequests):
+        limit.take("a", 1, now=10.0)
+    limit.take("a", 60, now=1000.0)  # never more than a minute's worth is saved up
+    with pytest.raises(TooManyRequests):
+        limit.take("a", 1, now=1000.0)
