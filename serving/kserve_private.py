@@ -39,8 +39,8 @@ class Private:
 
 
 MEMBERS: tuple[Private, ...] = (
-    Private(RESTServer, "_add_middlewares", "method", "overridden: authentication and the strict infer route instead of kserve's "
-            "timing middleware", ("self", "app"), called_by="create_application"),
+    Private(RESTServer, "_add_middlewares", "method", "overridden: authentication and the strict infer route "
+            "instead of kserve's timing middleware", ("self", "app"), called_by="create_application"),
     Private(RESTServer, "_register_endpoints", "method", "overridden: the model metadata routes, repository "
             "load/unload refused", ("self", "app"), called_by="create_application"),
     Private(RESTServer, "_add_exception_handlers", "method", "overridden: JSON errors that repeat no client value",
