@@ -24,29 +24,16 @@ from dataclasses import dataclass
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
+from churnops.platform import declaration as platform
 from churnops.platform.settings import Settings
 
-# ConfigMap keys (each the name of the environment variable it sets).
-CONFIG_KEYS: tuple[str, ...] = (
-    "CHURNOPS_PROFILE",
-    "CHURNOPS_GCP_PROJECT",
-    "CHURNOPS_RAW_BUCKET",
-    "CHURNOPS_MLFLOW_TRACKING_URI",
-    "CHURNOPS_MLFLOW_EXPERIMENT",
-    "CHURNOPS_REGISTERED_MODEL",
-    "CHURNOPS_LAKEFS_ENDPOINT",
-    "CHURNOPS_LAKEFS_REPOSITORY",
-    "CHURNOPS_TOKENIZATION_KEY_SECRET",
-    "CHURNOPS_CODE_VERSION",
-)
-# Secret key -> environment variable. The tokenization key itself comes from Secret Manager.
-SECRET_KEYS: dict[str, str] = {
-    "lakefs-access-key-id": "CHURNOPS_LAKEFS_ACCESS_KEY_ID",
-    "lakefs-secret-access-key": "CHURNOPS_LAKEFS_SECRET_ACCESS_KEY",
-    "alert-webhook-url": "CHURNOPS_ALERT_WEBHOOK_URL",
-}
-NODE_POOL_LABEL = "cloud.google.com/gke-nodepool"
-POOL_TAINT_KEY = "churnops.io/pool"
+# ConfigMap keys (each the name of the environment variable it sets), and Secret key -> environment
+# variable (the tokenization key itself comes from Secret Manager): the platform declaration's, which
+# the Pulumi program creates.
+CONFIG_KEYS: tuple[str, ...] = platform.PIPELINE_CONFIG_KEYS
+SECRET_KEYS: dict[str, str] = dict(platform.PIPELINE_SECRET_ENV)
+NODE_POOL_LABEL = platform.POOL_LABEL
+POOL_TAINT_KEY = platform.POOL_TAINT_KEY
 RUN_AS_USER = 10001  # the components image's user
 SERVICE_ACCOUNT_ENV = "CHURNOPS_SERVICE_ACCOUNT"
 IMAGE_DIGEST_ENV = "CHURNOPS_IMAGE_DIGEST"

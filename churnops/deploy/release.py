@@ -1,8 +1,9 @@
 """``churnops deploy``: render an environment's overlay, apply it, wait for Ready, smoke-test.
 
-The deployer applies the predictor's objects (the InferenceService and the serving ServiceAccount);
-platform objects (Namespace, RBAC, NetworkPolicies, the deployer's own account) are applied only
-with ``bootstrap``, by someone allowed to (see docs/deployment.md).
+The deployer applies the InferenceService; platform objects (Namespace, NetworkPolicies, metrics
+collection) are applied only with ``bootstrap``, by someone allowed to (see docs/deployment.md). The
+service accounts and RBAC the InferenceService relies on are created by the Pulumi program from the
+platform declaration (churnops/platform/declaration.py).
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ class DeployReport:
 
     def line(self) -> str:
         """The one-line summary the CLI prints."""
+        objects = "1 object" if len(self.applied) == 1 else f"{len(self.applied)} objects"
         return (
-            f"deployed {self.env}: {len(self.applied)} objects applied, revision {self.revision or '-'} ready, "
+            f"deployed {self.env}: {objects} applied, revision {self.revision or '-'} ready, "
             f"smoke test passed at {self.smoke.url} (model version {self.smoke.model_version or '-'}, "
             f"{len(self.smoke.probabilities)} predictions in {self.smoke.latency_ms:.0f} ms)"
         )

@@ -23,12 +23,13 @@ from typing import Any, Literal
 import yaml
 
 from churnops.errors import ConfigurationError, DeploymentError
+from churnops.platform import declaration as platform
 from churnops.platform.settings import Settings
 
 Environment = Literal["staging", "production"]
-ENVIRONMENTS: tuple[str, ...] = ("staging", "production")
-NAMESPACES: dict[str, str] = {"staging": "churnops-staging", "production": "churnops-production"}
-IMAGE_NAME = "churnops-serving"  # the image name the base manifests use, replaced at render time
+ENVIRONMENTS: tuple[str, ...] = platform.ENVIRONMENTS
+NAMESPACES: dict[str, str] = dict(platform.SERVING_NAMESPACES)
+IMAGE_NAME = platform.IMAGE_SERVING  # the image name the base manifests use, replaced at render time
 MODEL_VERSION_ANNOTATION = "churnops.io/model-version"
 PLATFORM_LABEL = "churnops.io/apply-by"
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -119,33 +120,12 @@ def render_kustomization(settings: Settings, release: Release) -> dict[str, Any]
         )
         version_arg = f"--model_version={release.model_version}"
         isvc_ops.append({"op": "add", "path": "/spec/predictor/containers/0/args/-", "value": version_arg})
-    account_op = "/metadata/annotations/iam.gke.io~1gcp-service-account"
     return {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "resources": [f"../overlays/{release.env}"],
         "images": [{"name": IMAGE_NAME, "newName": name, "digest": digest}],
-        "patches": [
-            _json_patch({"kind": "InferenceService", "name": settings.deploy_service}, isvc_ops),
-            *(
-                _json_patch(
-                    {"kind": "ServiceAccount", "name": account},
-                    [{"op": "replace", "path": account_op, "value": f"{account}@{project}.iam.gserviceaccount.com"}],
-                )
-                for account in ("churnops-serving", "churnops-deployer")
-            ),
-            _json_patch(
-                {"kind": "RoleBinding", "name": "churnops-deployer"},
-                [
-                    {"op": "test", "path": "/subjects/1/kind", "value": "User"},
-                    {
-                        "op": "replace",
-                        "path": "/subjects/1/name",
-                        "value": f"churnops-deployer@{project}.iam.gserviceaccount.com",
-                    },
-                ],
-            ),
-        ],
+        "patches": [_json_patch({"kind": "InferenceService", "name": settings.deploy_service}, isvc_ops)],
     }
 
 
@@ -184,5 +164,6 @@ def render(settings: Settings, release: Release, manifests_dir: Path | None = No
 
 
 def is_platform_object(obj: dict[str, Any]) -> bool:
-    """Namespace, RBAC, network policies, the deployer's account: applied once per environment by an admin."""
+    """Namespace, network policies, metrics collection: applied once per environment by an admin. (Service
+    accounts and RBAC are the Pulumi program's, from the platform declaration.)"""
     return (obj.get("metadata", {}).get("labels") or {}).get(PLATFORM_LABEL) == "platform"

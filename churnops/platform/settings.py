@@ -28,15 +28,16 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from churnops.errors import ConfigurationError
+from churnops.platform import declaration as platform
 
 Profile = Literal["local", "gke"]
 
 # Values that differ on GKE. Applied only to fields the caller did not set.
 GKE_DEFAULTS: dict[str, Any] = {
     "gcs_endpoint": None,
-    "mlflow_tracking_uri": "http://mlflow.mlflow.svc.cluster.local:5000",
+    "mlflow_tracking_uri": platform.MLFLOW.url,
     "versioning_backend": "lakefs",
-    "lakefs_endpoint": "http://lakefs.lakefs.svc.cluster.local:8000/api/v1",
+    "lakefs_endpoint": platform.LAKEFS.url,
     "secrets_backend": "gcp",
     "prometheus_auth": "google",
     "service_auth": "google",
@@ -85,8 +86,8 @@ class Settings(BaseSettings):
     mlflow_host: str = "127.0.0.1"
     mlflow_port: int = 5050
     mlflow_tracking_uri: str | None = None
-    mlflow_experiment: str = "churn"
-    registered_model: str = "churn-classifier"
+    mlflow_experiment: str = platform.MLFLOW_EXPERIMENT
+    registered_model: str = platform.REGISTERED_MODEL
 
     # Data versioning.
     versioning_backend: Literal["embedded", "lakefs"] = "embedded"
@@ -94,7 +95,7 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("lakefs_endpoint", "CHURNOPS_LAKEFS_ENDPOINT", "LAKEFS_ENDPOINT")
     )
     lakefs_repository: str = Field(
-        default="churn-lake",
+        default=platform.LAKEFS_REPOSITORY,
         validation_alias=AliasChoices("lakefs_repository", "CHURNOPS_LAKEFS_REPOSITORY", "LAKEFS_REPOSITORY"),
     )
     lakefs_storage_namespace: str | None = Field(
@@ -113,7 +114,7 @@ class Settings(BaseSettings):
 
     # Secrets (tokenization key and friends).
     secrets_backend: Literal["local", "gcp"] = "local"
-    tokenization_key_secret: str = "churnops-tokenization-key"
+    tokenization_key_secret: str = platform.SECRET_TOKENIZATION_KEY
     secret_manager_endpoint: str | None = None
     tokenization_key: SecretStr | None = Field(
         default=None, description="Local profile only: the key itself (else a file under state_dir/secrets)."
@@ -199,16 +200,16 @@ class Settings(BaseSettings):
 
     # Deployment and canary (manifests/, `churnops deploy`, `churnops canary`). The canary is rolled
     # back when any threshold is crossed; it holds (no decision) below canary_min_requests.
-    gcp_region: str = "europe-west1"
-    artifact_repository: str = "churnops"
-    serving_image: str = "churnops-serving"
+    gcp_region: str = platform.DEFAULT_REGION
+    artifact_repository: str = platform.REGISTRY_REPOSITORY
+    serving_image: str = platform.IMAGE_SERVING
     manifests_dir: Path = Path("manifests")
     kubeconfig: Path | None = Field(
         default=None, validation_alias=AliasChoices("kubeconfig", "CHURNOPS_KUBECONFIG", "KUBECONFIG")
     )
     kube_context: str | None = Field(default=None, description="kubeconfig context; in-cluster config when unset.")
-    deploy_service: str = "churn-predictor"
-    deploy_model_name: str = Field(default="churn", description="The model's name in the V2 protocol.")
+    deploy_service: str = platform.INFERENCE_SERVICE
+    deploy_model_name: str = Field(default=platform.MODEL_NAME, description="The model's name in the V2 protocol.")
     deploy_field_manager: str = "churnops-deploy"
     deploy_ready_timeout_s: float = Field(default=600.0, gt=0)
     deploy_poll_interval_s: float = Field(default=5.0, ge=0)
@@ -239,20 +240,16 @@ class Settings(BaseSettings):
                                  "(a URL, or k8s://<namespace>/<service>:<port> through the API server).")
     pipeline_root: str | None = Field(default=None, description="Where KFP keeps artifacts, e.g. gs://bucket/kfp.")
     pipeline_service_accounts: dict[str, str] = Field(
-        default_factory=lambda: {
-            "ingest": "churnops-ingest",
-            "training": "churnops-training",
-            "scoring": "churnops-scoring",
-            "drift": "churnops-training",  # the drift check retrains: the training identity, nothing more
-        },
+        default_factory=platform.pipeline_service_accounts,
         description="Kubernetes service account per pipeline (each bound to its own GCP account by Workload Identity).",
     )
-    pipeline_node_pool: str = "pipelines"
+    pipeline_node_pool: str = platform.POOL_PIPELINES
     pipeline_settings_config_map: str = Field(
-        default="churnops-settings", description="ConfigMap whose CHURNOPS_* keys every task gets as environment."
+        default=platform.CONFIG_MAP_PIPELINES,
+        description="ConfigMap whose CHURNOPS_* keys every task gets as environment.",
     )
     pipeline_secret: str = Field(
-        default="churnops-pipelines",
+        default=platform.SECRET_PIPELINES.name,
         description="Kubernetes Secret (by reference) with the lakeFS keys and the alert webhook URL.",
     )
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"

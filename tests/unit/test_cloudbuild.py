@@ -8,7 +8,6 @@ scanned and gated before the push and referenced by digest after it.
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
@@ -21,12 +20,13 @@ import yaml
 from google.cloud.devtools import cloudbuild_v1
 
 from churnops.platform import cluster_proxy
+from churnops.platform import declaration as platform
 from churnops.platform.settings import Settings
 from churnops.training.registry import Actor, resolve_actor
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ["cloudbuild.yaml", "cloudbuild.training.yaml", "cloudbuild.production.yaml"]
-SERVICE_ACCOUNT = "projects/$PROJECT_ID/serviceAccounts/churnops-cloudbuild@$PROJECT_ID.iam.gserviceaccount.com"
+SERVICE_ACCOUNT = "projects/$PROJECT_ID/serviceAccounts/churnops-deployer@$PROJECT_ID.iam.gserviceaccount.com"
 BUILT_IN = {"PROJECT_ID", "COMMIT_SHA", "SHORT_SHA", "BUILD_ID", "BRANCH_NAME", "REPO_NAME", "LOCATION"}
 # $VAR or ${VAR}, not the $$ escape that hands a literal $ to the shell.
 _SUBSTITUTION = re.compile(r"(?<!\$)\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
@@ -151,11 +151,8 @@ def test_later_configs_use_the_digest_the_main_build_recorded(name: str) -> None
 
 
 def infra_bucket_purposes() -> tuple[str, ...]:
-    """``BUCKET_PURPOSES`` of the Pulumi program (read from its source: it lives in its own environment)."""
-    tree = ast.parse((ROOT / "infra/pulumi/churnops_infra/names.py").read_text(encoding="utf-8"))
-    node = next(n for n in tree.body
-                if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "BUCKET_PURPOSES")
-    return tuple(ast.literal_eval(node.value))
+    """The buckets the Pulumi program creates: the platform declaration's, which it reads."""
+    return platform.BUCKET_PURPOSES
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -185,7 +182,7 @@ def test_steps_that_act_on_the_platform_name_the_build_as_the_actor(name: str, m
             monkeypatch.setenv(key, value.replace("$BUILD_ID", "b-123").replace("$PROJECT_ID", "acme"))
         settings = Settings()
         assert resolve_actor(settings) == Actor("ci:b-123", "ci")
-        assert settings.service_account == "churnops-cloudbuild@acme.iam.gserviceaccount.com"
+        assert settings.service_account == "churnops-deployer@acme.iam.gserviceaccount.com"
     assert not any(item.startswith(("CHURNOPS_CI_BUILD_ID", "CHURNOPS_SERVICE_ACCOUNT"))
                    for item in config["options"].get("env", []))
 

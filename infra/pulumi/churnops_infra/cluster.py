@@ -10,6 +10,7 @@ import pulumi_gcp as gcp
 from churnops_infra import names
 from churnops_infra.config import ClusterConfig, NodePoolConfig
 from churnops_infra.network import PODS_RANGE, SERVICES_RANGE
+from churnops.platform import declaration as platform
 
 # Images the cluster may run besides GKE's own (allowed by the global policy): ours, and the
 # platform's upstream registries. Everything else is refused by Binary Authorization.
@@ -205,6 +206,9 @@ class Cluster(pulumi.ComponentResource):
         )
 
     def _node_config(self, pool: str, spot: bool, machine_type: str) -> dict:
+        # The pipelines and serving pools take only pods that tolerate their taint (the declaration's).
+        taints = ([{"key": platform.POOL_TAINT_KEY, "value": pool, "effect": "NO_SCHEDULE"}]
+                  if pool in platform.TAINTED_POOLS else [])
         return {
             "machine_type": machine_type,
             "service_account": self.node_account.email,
@@ -213,7 +217,8 @@ class Cluster(pulumi.ComponentResource):
             "image_type": "COS_CONTAINERD",
             "disk_type": "pd-balanced",
             "disk_size_gb": 100,
-            "labels": {"churnops.io/pool": pool},
+            "labels": {platform.POOL_TAINT_KEY: pool},
+            "taints": taints,
             "metadata": {"disable-legacy-endpoints": "true"},
             "shielded_instance_config": {"enable_secure_boot": True, "enable_integrity_monitoring": True},
             "workload_metadata_config": {"mode": "GKE_METADATA"},

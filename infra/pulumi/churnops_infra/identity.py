@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from churnops_infra import names
+from churnops.platform import declaration as platform
 
 WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
 
@@ -29,29 +29,28 @@ class Workload:
     project_roles: tuple[str, ...] = ()
 
 
-WORKLOADS: dict[str, Workload] = {
-    "pipelines": Workload(
-        names.GSA_PIPELINES,
-        "Kubeflow Pipelines tasks (ingest, training, scoring)",
-        ((names.NS_KUBEFLOW, names.KSA_PIPELINE_RUNNER),),
-    ),
-    "serving": Workload(
-        names.GSA_SERVING,
-        "KServe predictors",
-        tuple((namespace, names.KSA_SERVING) for namespace in names.SERVING_NAMESPACES),
-    ),
-    "lakefs": Workload(names.GSA_LAKEFS, "lakeFS server", ((names.NS_LAKEFS, names.KSA_LAKEFS),)),
-    "mlflow": Workload(names.GSA_MLFLOW, "MLflow tracking server", ((names.NS_MLFLOW, names.KSA_MLFLOW),)),
-    "deployer": Workload(
-        names.GSA_DEPLOYER,
-        "Cloud Build CI/CD, promotion and training triggers; in-cluster deploy jobs",
-        tuple((namespace, names.KSA_DEPLOYER) for namespace in names.SERVING_NAMESPACES),
-        # Fetch cluster credentials (what it may do inside is Kubernetes RBAC, see platform), write
-        # build logs, read metrics (the canary analysis queries Managed Service for Prometheus;
-        # metrics have no finer resource than the project), submit nothing else.
-        ("roles/container.clusterViewer", "roles/logging.logWriter", "roles/monitoring.viewer"),
-    ),
+def _workloads() -> dict[str, Workload]:
+    """One Google service account per workload and environment, from the platform declaration."""
+    workloads = {}
+    for key, declared in platform.IDENTITIES.items():
+        if key == "nodes":  # the cluster's own account (churnops_infra.cluster)
+            continue
+        kubernetes: tuple[tuple[str, str], ...] = ()
+        if declared.namespace and declared.ksa:
+            kubernetes = ((declared.namespace, declared.ksa),)
+        if key == "deployer":
+            kubernetes = platform.DEPLOYER_KSAS
+        workloads[key] = Workload(declared.gsa, declared.description, kubernetes, PROJECT_ROLES.get(key, ()))
+    return workloads
+
+
+# Grants that have no narrower scope than the project. The deployer fetches cluster credentials (what
+# it may do inside is Kubernetes RBAC, see platform), writes build logs and reads metrics (the canary
+# analysis queries Managed Service for Prometheus; metrics have no finer resource than the project).
+PROJECT_ROLES: dict[str, tuple[str, ...]] = {
+    "deployer": ("roles/container.clusterViewer", "roles/logging.logWriter", "roles/monitoring.viewer"),
 }
+WORKLOADS: dict[str, Workload] = _workloads()
 
 
 @dataclass
@@ -63,7 +62,7 @@ class IdentityArgs:
 
 
 class Identity(pulumi.ComponentResource):
-    """Service accounts for pipelines, serving, lakeFS, MLflow and the deployer."""
+    """Service accounts per workload and environment, each bound to its Kubernetes service account(s)."""
 
     def __init__(self, name: str, args: IdentityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("churnops:infra:Identity", name, None, opts)

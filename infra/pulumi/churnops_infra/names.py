@@ -1,83 +1,65 @@
-"""Names the rest of churnops relies on (manifests, Cloud Build, pipelines, settings).
+"""Names the Pulumi program uses, from the platform's one declaration (churnops/platform/declaration.py).
 
-They are documented in docs/infrastructure.md; change them only together with their users.
+Only aliases live here: a name is changed in the declaration, where the manifests, the pipelines, the
+settings and the build configs read it too.
 """
 
 from __future__ import annotations
 
-# Kubernetes namespaces.
-NS_KUBEFLOW = "kubeflow"  # Kubeflow Pipelines and every pipeline task
-NS_STAGING = "churnops-staging"  # KServe InferenceServices, staging
-NS_PRODUCTION = "churnops-production"  # KServe InferenceServices, production (canary)
-NS_LAKEFS = "lakefs"
-NS_MLFLOW = "mlflow"
-SERVING_NAMESPACES = (NS_STAGING, NS_PRODUCTION)
+from churnops.platform import declaration as platform
 
-# Kubernetes service accounts, each bound through Workload Identity to one Google service account.
-KSA_PIPELINE_RUNNER = "pipeline-runner"  # KFP's task runner, in kubeflow
-KSA_SERVING = "churnops-serving"  # predictor pods, in each serving namespace
-KSA_DEPLOYER = "churnops-deployer"  # in-cluster deploy/promotion jobs, in each serving namespace
-KSA_LAKEFS = "lakefs"
-KSA_MLFLOW = "mlflow"
+NS_KUBEFLOW = platform.NS_KUBEFLOW
+NS_STAGING = platform.SERVING_NAMESPACES["staging"]
+NS_PRODUCTION = platform.SERVING_NAMESPACES["production"]
+NS_LAKEFS = platform.NS_LAKEFS
+NS_MLFLOW = platform.NS_MLFLOW
+SERVING_NAMESPACES = tuple(platform.SERVING_NAMESPACES.values())
 
-# Kubernetes Secrets that workloads read, rendered from Secret Manager by External Secrets; their keys
-# are what churnops reads (pipelines/common.py SECRET_KEYS, manifests/base/inferenceservice.yaml).
-K8S_SECRET_PIPELINES = "churnops-pipelines"  # in kubeflow: lakeFS keys and the alert webhook, for pipeline tasks
-K8S_SECRET_SERVING_LAKE = "churnops-serving-lake"  # in each serving namespace: lakeFS keys, for the transformer
+KSA_PIPELINE_RUNNER = platform.KSA_KFP_RUNNER
+KSA_DEPLOYER = platform.KSA_DEPLOYER
+KSA_LAKEFS = str(platform.identity("lakefs").ksa)
+KSA_MLFLOW = str(platform.identity("mlflow").ksa)
 
-# Node pools; GKE labels every node with cloud.google.com/gke-nodepool=<name>.
-POOL_LABEL = "cloud.google.com/gke-nodepool"
-POOL_SYSTEM = "system"
-POOL_PIPELINES = "pipelines"
-POOL_SERVING = "serving"
+K8S_SECRET_PIPELINES = platform.SECRET_PIPELINES.name
+K8S_SECRET_SERVING_LAKE = platform.SECRET_SERVING_LAKE.name
 
-# Artifact Registry repository and the images pushed to it.
-REGISTRY_REPOSITORY = "churnops"
-IMAGES = ("churnops-components", "churnops-serving")
+POOL_LABEL = platform.POOL_LABEL
+POOL_SYSTEM = platform.POOL_SYSTEM
+POOL_PIPELINES = platform.POOL_PIPELINES
+POOL_SERVING = platform.POOL_SERVING
 
-# Secret Manager secret ids.
-SECRET_TOKENIZATION_KEY = "churnops-tokenization-key"
-SECRET_ALERT_WEBHOOK = "churnops-alert-webhook-url"
-SECRET_LAKEFS_ACCESS_KEY_ID = "churnops-lakefs-access-key-id"
-SECRET_LAKEFS_SECRET_ACCESS_KEY = "churnops-lakefs-secret-access-key"
-SECRET_LAKEFS_ENCRYPT_KEY = "churnops-lakefs-encrypt-key"
-SECRET_LAKEFS_DB_PASSWORD = "churnops-lakefs-db-password"
-SECRET_MLFLOW_DB_PASSWORD = "churnops-mlflow-db-password"
+REGISTRY_REPOSITORY = platform.REGISTRY_REPOSITORY
+IMAGES = platform.IMAGES
 
-# Google service account ids (<id>@<project>.iam.gserviceaccount.com).
-GSA_NODES = "churnops-nodes"
-GSA_PIPELINES = "churnops-pipelines"
-GSA_SERVING = "churnops-serving"
-GSA_LAKEFS = "churnops-lakefs"
-GSA_MLFLOW = "churnops-mlflow"
-GSA_DEPLOYER = "churnops-cloudbuild"  # Cloud Build runs as it; KSA churnops-deployer acts as it
+SECRET_TOKENIZATION_KEY = platform.SECRET_TOKENIZATION_KEY
+SECRET_ALERT_WEBHOOK = platform.SECRET_ALERT_WEBHOOK
+SECRET_LAKEFS_ACCESS_KEY_ID = platform.SECRET_LAKEFS_ACCESS_KEY_ID
+SECRET_LAKEFS_SECRET_ACCESS_KEY = platform.SECRET_LAKEFS_SECRET_ACCESS_KEY
+SECRET_LAKEFS_ENCRYPT_KEY = platform.SECRET_LAKEFS_ENCRYPT_KEY
+SECRET_LAKEFS_DB_PASSWORD = platform.SECRET_LAKEFS_DB_PASSWORD
+SECRET_MLFLOW_DB_PASSWORD = platform.SECRET_MLFLOW_DB_PASSWORD
 
-# Buckets: <project>-churnops-<purpose>. build: what a build produced (digests, SBOMs, reports,
-# compiled pipelines); badges: the build status badge.
-BUCKET_PURPOSES = ("raw", "lake", "artifacts", "build", "badges")
+GSA_NODES = platform.identity("nodes").gsa
+GSA_LAKEFS = platform.identity("lakefs").gsa
+GSA_MLFLOW = platform.identity("mlflow").gsa
+GSA_DEPLOYER = platform.identity("deployer").gsa
 
-# Supply chain: builds sign an attestation per image digest with this attestor's KMS key.
-ATTESTOR = "churnops-vulnerability-gate"
-ATTESTOR_KEYRING = "churnops-binauthz"
-ATTESTOR_KEY = "attestor"
-WORKER_POOL = "churnops"
+BUCKET_PURPOSES = platform.BUCKET_PURPOSES
 
-# Cloud Build build configurations, relative to the repository root.
-BUILD_CI = "cloudbuild.yaml"
-BUILD_PROMOTE = "cloudbuild.production.yaml"
-BUILD_TRAIN = "cloudbuild.training.yaml"
-TRAINING_TOPIC = "churnops-train"
+ATTESTOR = platform.ATTESTOR
+ATTESTOR_KEYRING = platform.ATTESTOR_KEYRING
+ATTESTOR_KEY = platform.ATTESTOR_KEY
+WORKER_POOL = platform.WORKER_POOL
+CLUSTER = platform.CLUSTER
+
+BUILD_CI = platform.BUILD_CI
+BUILD_PROMOTE = platform.BUILD_PROMOTE
+BUILD_TRAIN = platform.BUILD_TRAIN
+TRAINING_TOPIC = platform.TRAINING_TOPIC
 
 # Databases on the shared Cloud SQL instance.
 DB_MLFLOW = "mlflow"
 DB_LAKEFS = "lakefs"
 
-
-def bucket_name(project: str, purpose: str) -> str:
-    """The bucket for ``purpose`` (raw, lake or artifacts) in ``project``."""
-    return f"{project}-churnops-{purpose}"
-
-
-def gsa_email(account_id: str, project: str) -> str:
-    """The e-mail of a service account created in ``project``."""
-    return f"{account_id}@{project}.iam.gserviceaccount.com"
+bucket_name = platform.bucket_name
+gsa_email = platform.gsa_email

@@ -1,9 +1,9 @@
 """What runs inside the cluster: namespaces, service accounts, RBAC, and the pinned platform services.
 
-Kubeflow Pipelines (kustomize manifests at a release tag), Knative Serving with Kourier (through the
-Knative operator), KServe in serverless mode, cert-manager (KServe's webhook certificates),
-External Secrets Operator (Secret Manager -> Kubernetes Secrets for lakeFS and MLflow), lakeFS and
-MLflow. Every Helm release is pinned to an exact chart version (:mod:`churnops_infra.versions`).
+Kubeflow Pipelines (its release manifests, rendered and vendored under ``infra/pulumi/upstream``),
+Knative Serving with Kourier (through the Knative operator), KServe in serverless mode, cert-manager
+(KServe's webhook certificates), External Secrets Operator (Secret Manager -> Kubernetes Secrets for
+the pipelines, the transformer, lakeFS and MLflow), lakeFS and MLflow. Every Helm release is pinned to an exact chart version (:mod:`churnops_infra.versions`).
 """
 
 from __future__ import annotations
@@ -14,23 +14,18 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from churnops_infra import names, versions
+from churnops.platform import declaration as platform
 
-# Pod Security Admission level per namespace: our own workloads meet "restricted"; the upstream
-# platform services are held to "baseline" and warned about "restricted".
-NAMESPACES: dict[str, str] = {
-    names.NS_KUBEFLOW: "baseline",
-    names.NS_STAGING: "restricted",
-    names.NS_PRODUCTION: "restricted",
-    names.NS_LAKEFS: "baseline",
-    names.NS_MLFLOW: "baseline",
-    "cert-manager": "baseline",
-    "external-secrets": "baseline",
-    "knative-operator": "baseline",
-    "knative-serving": "baseline",
-    "kserve": "baseline",
-}
+# Pod Security Admission level per namespace (the platform declaration's).
+NAMESPACES: dict[str, str] = dict(platform.NAMESPACES)
+# Objects of KFP's release manifests this program declares itself (so that each has one owner): the
+# namespace (with its Pod Security labels) and the launcher's defaults (the pipeline root).
+OWNED_HERE: frozenset[tuple[str, str]] = frozenset({("Namespace", names.NS_KUBEFLOW), ("ConfigMap", "kfp-launcher")})
 ON_SYSTEM_POOL = {names.POOL_LABEL: names.POOL_SYSTEM}
-WI_ANNOTATION = "iam.gke.io/gcp-service-account"
+WI_ANNOTATION = platform.WI_ANNOTATION
+# KFP's Role for the pods of a run (its release manifests, base/pipeline/pipeline-runner-role.yaml):
+# every pipeline's service account is bound to it.
+KFP_RUNNER_ROLE = "pipeline-runner"
 # What the deployer may do in a serving namespace: manage InferenceServices and read what they create.
 DEPLOYER_RULES = [
     {
@@ -179,17 +174,21 @@ class Platform(pulumi.ComponentResource):
         )
 
     def _service_accounts(self, args: PlatformArgs) -> None:
-        accounts = [
-            (names.NS_LAKEFS, names.KSA_LAKEFS, "lakefs"),
-            (names.NS_MLFLOW, names.KSA_MLFLOW, "mlflow"),
-            *((namespace, names.KSA_SERVING, "serving") for namespace in names.SERVING_NAMESPACES),
-            *((namespace, names.KSA_DEPLOYER, "deployer") for namespace in names.SERVING_NAMESPACES),
-        ]
+        """Every Kubernetes service account a workload runs as, annotated with its Google identity.
+
+        Only the accounts of processes that call the Kubernetes API mount a token: lakeFS, the
+        deployer, and the pipelines (KFP's launcher in every task pod reads and patches its pod).
+        """
+        accounts = [(identity.namespace, identity.ksa, key) for key, identity in platform.IDENTITIES.items()
+                    if identity.namespace and identity.ksa]
+        accounts += [(namespace, ksa, "deployer") for namespace, ksa in platform.DEPLOYER_KSAS]
+        pipelines = set(platform.PIPELINE_IDENTITY.values())
+        self.service_accounts: dict[tuple[str, str], pulumi.Resource] = {}
         for namespace, ksa, workload in accounts:
-            k8s.core.v1.ServiceAccount(
+            self.service_accounts[(namespace, ksa)] = k8s.core.v1.ServiceAccount(
                 f"{self._name}-sa-{namespace}-{ksa}",
                 metadata={"name": ksa, "namespace": namespace, "annotations": {WI_ANNOTATION: args.accounts[workload]}},
-                automount_service_account_token=workload in ("lakefs", "deployer"),
+                automount_service_account_token=workload in ("lakefs", "deployer", *pipelines),
                 opts=self._opts(namespace),
             )
 
@@ -201,7 +200,7 @@ class Platform(pulumi.ComponentResource):
         for namespace, rules in scopes:
             role = k8s.rbac.v1.Role(
                 f"{self._name}-deployer-{namespace}",
-                metadata={"name": names.KSA_DEPLOYER, "namespace": namespace},
+                metadata={"name": platform.DEPLOYER_ROLE, "namespace": namespace},
                 rules=rules,
                 opts=self._opts(namespace),
             )
@@ -210,8 +209,8 @@ class Platform(pulumi.ComponentResource):
                 subjects.append({"kind": "ServiceAccount", "name": names.KSA_DEPLOYER, "namespace": namespace})
             k8s.rbac.v1.RoleBinding(
                 f"{self._name}-deployer-{namespace}",
-                metadata={"name": names.KSA_DEPLOYER, "namespace": namespace},
-                role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": names.KSA_DEPLOYER},
+                metadata={"name": platform.DEPLOYER_ROLE, "namespace": namespace},
+                role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": platform.DEPLOYER_ROLE},
                 subjects=subjects,
                 opts=self._opts(namespace, [role]),
             )
@@ -228,27 +227,25 @@ class Platform(pulumi.ComponentResource):
                 "ingress": {"kourier": {"enabled": True}},
                 "config": {
                     "network": {"ingress-class": "kourier.ingress.networking.knative.dev"},
-                    # Predictors select the serving node pool: let pod specs carry a selector and tolerations.
-                    # fieldref: the predictor reads its service account name through the downward API
-                    "features": {"kubernetes.podspec-nodeselector": "enabled",
-                                 "kubernetes.podspec-tolerations": "enabled",
-                                 "kubernetes.podspec-fieldref": "enabled"},
+                    # The pod-spec fields Knative refuses unless their flag is enabled (the declaration
+                    # says which our InferenceServices use and why).
+                    "features": dict(platform.KNATIVE_FEATURES),
                 },
             },
             opts=self._opts("knative-serving", [operator]),
         )
 
     def _kubeflow_pipelines(self, args: PlatformArgs) -> pulumi.Resource:
-        """KFP (cluster-scoped resources, then the platform-agnostic install); returns pipeline-runner's patch."""
-        cluster_scoped = k8s.kustomize.v2.Directory(
+        """KFP (cluster-scoped resources, then the platform-agnostic install), the settings ConfigMap its tasks
+        read and the pipelines' RBAC; returns the install."""
+        cluster_scoped = k8s.yaml.v2.ConfigGroup(
             f"{self._name}-kfp-cluster",
-            directory=versions.kfp_manifests("cluster-scoped-resources"),
+            objs=versions.kfp_objects("cluster-scoped-resources", skip=OWNED_HERE),
             opts=self._opts(names.NS_KUBEFLOW),
         )
-        kfp = k8s.kustomize.v2.Directory(
+        kfp = k8s.yaml.v2.ConfigGroup(
             f"{self._name}-kfp",
-            directory=versions.kfp_manifests("env/platform-agnostic"),
-            namespace=names.NS_KUBEFLOW,
+            objs=versions.kfp_objects("platform-agnostic", skip=OWNED_HERE),
             opts=self._opts(names.NS_KUBEFLOW, [cluster_scoped]),
         )
         # Every pipeline's artifacts go to the artifacts bucket unless a run says otherwise.
@@ -258,16 +255,25 @@ class Platform(pulumi.ComponentResource):
             data={"defaultPipelineRoot": pulumi.Output.concat("gs://", args.artifacts_bucket, "/pipeline-root")},
             opts=self._opts(names.NS_KUBEFLOW, [kfp]),
         )
-        # KFP creates pipeline-runner; tasks act as the pipelines Google identity through it.
-        return k8s.core.v1.ServiceAccountPatch(
-            f"{self._name}-pipeline-runner",
-            metadata={
-                "name": names.KSA_PIPELINE_RUNNER,
-                "namespace": names.NS_KUBEFLOW,
-                "annotations": {WI_ANNOTATION: args.accounts["pipelines"]},
-            },
-            opts=self._opts(names.NS_KUBEFLOW, [kfp]),
+        # What every task reads as environment (pipelines/common.py): the declaration's keys and values.
+        k8s.core.v1.ConfigMap(
+            f"{self._name}-pipeline-settings",
+            metadata={"name": platform.CONFIG_MAP_PIPELINES, "namespace": names.NS_KUBEFLOW},
+            data=platform.pipeline_settings(args.project),
+            opts=self._opts(names.NS_KUBEFLOW),
         )
+        # Each pipeline runs as its own service account (created by _service_accounts), with the rights
+        # KFP gives its own pipeline-runner account in the pods of a run.
+        for pipeline in sorted(set(platform.PIPELINE_IDENTITY.values())):
+            ksa = str(platform.identity(pipeline).ksa)
+            k8s.rbac.v1.RoleBinding(
+                f"{self._name}-kfp-runner-{ksa}",
+                metadata={"name": f"{ksa}-{KFP_RUNNER_ROLE}", "namespace": names.NS_KUBEFLOW},
+                role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": KFP_RUNNER_ROLE},
+                subjects=[{"kind": "ServiceAccount", "name": ksa, "namespace": names.NS_KUBEFLOW}],
+                opts=self._opts(names.NS_KUBEFLOW, [kfp]),
+            )
+        return kfp
 
     def _workload_secrets(self, args: PlatformArgs, external_secrets: pulumi.Resource,
                           runner: pulumi.Resource) -> None:
@@ -276,12 +282,17 @@ class Platform(pulumi.ComponentResource):
         Each namespace's SecretStore authenticates as the workload's own Kubernetes service account,
         so it can read only the secrets that workload's Google identity may access (secrets.ACCESSORS).
         """
-        lake_keys = {"lakefs-access-key-id": names.SECRET_LAKEFS_ACCESS_KEY_ID,
-                     "lakefs-secret-access-key": names.SECRET_LAKEFS_SECRET_ACCESS_KEY}
-        targets = [(names.NS_KUBEFLOW, names.KSA_PIPELINE_RUNNER, names.K8S_SECRET_PIPELINES,
-                    {**lake_keys, "alert-webhook-url": names.SECRET_ALERT_WEBHOOK}, [external_secrets, runner])]
-        targets += [(namespace, names.KSA_SERVING, names.K8S_SECRET_SERVING_LAKE, lake_keys, [external_secrets])
-                    for namespace in names.SERVING_NAMESPACES]
+        # The store in kubeflow reads as the ingest pipeline's identity (it may read every key of the
+        # pipelines' Secret); in a serving namespace as the transformer's, the only reader there.
+        ingest = platform.identity(platform.PIPELINE_IDENTITY["ingest"])
+        targets = [(names.NS_KUBEFLOW, str(ingest.ksa), platform.SECRET_PIPELINES.name,
+                    dict(platform.SECRET_PIPELINES.keys), [external_secrets, runner,
+                                                          self.service_accounts[(names.NS_KUBEFLOW, str(ingest.ksa))]])]
+        for env, namespace in platform.SERVING_NAMESPACES.items():
+            transformer = platform.serving_identity("transformer", env)
+            targets.append((namespace, str(transformer.ksa), platform.SECRET_SERVING_LAKE.name,
+                            dict(platform.SECRET_SERVING_LAKE.keys),
+                            [external_secrets, self.service_accounts[(namespace, str(transformer.ksa))]]))
         for namespace, ksa, target, refs, after in targets:
             store = self._secret_store(namespace, ksa, args.project, *after)
             self._external_secret(namespace, target, refs, {key: f"{{{{ .{key} }}}}" for key in refs}, store)

@@ -13,19 +13,22 @@ import pulumi_gcp as gcp
 import pulumi_random as random
 
 from churnops_infra import names
+from churnops.platform import declaration as platform
 
 SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"
 
 # secret id -> the workloads that read it (each gets its own binding on that one secret).
+PIPELINES = tuple(sorted(set(platform.PIPELINE_IDENTITY.values())))
+TRANSFORMERS = tuple(f"transformer-{env}" for env in platform.ENVIRONMENTS)
 ACCESSORS: dict[str, tuple[str, ...]] = {
-    # Ingest tokenizes customer ids; a predictor given raw ids must produce the same tokens.
-    names.SECRET_TOKENIZATION_KEY: ("pipelines", "serving"),
-    # Ingest posts its alerts; builds post a failed smoke test or a rollback.
-    names.SECRET_ALERT_WEBHOOK: ("pipelines", "deployer"),
-    # The lakeFS admin key: lakeFS sets itself up with it, pipeline tasks are its clients.
-    # serving: the by-customer transformer reads the online feature snapshot from the lake.
-    names.SECRET_LAKEFS_ACCESS_KEY_ID: ("pipelines", "lakefs", "serving"),
-    names.SECRET_LAKEFS_SECRET_ACCESS_KEY: ("pipelines", "lakefs", "serving"),
+    # Ingest tokenizes customer ids; the transformer tokenizes the ids it is asked about.
+    names.SECRET_TOKENIZATION_KEY: (*PIPELINES, *TRANSFORMERS),
+    # Pipelines post their alerts; builds post a failed smoke test or a rollback.
+    names.SECRET_ALERT_WEBHOOK: (*PIPELINES, "deployer"),
+    # The lakeFS admin key: lakeFS sets itself up with it, pipeline tasks are its clients, and the
+    # by-customer transformer reads the online feature snapshot from the lake.
+    names.SECRET_LAKEFS_ACCESS_KEY_ID: (*PIPELINES, "lakefs", *TRANSFORMERS),
+    names.SECRET_LAKEFS_SECRET_ACCESS_KEY: (*PIPELINES, "lakefs", *TRANSFORMERS),
     names.SECRET_LAKEFS_ENCRYPT_KEY: ("lakefs",),
     names.SECRET_LAKEFS_DB_PASSWORD: ("lakefs",),
     names.SECRET_MLFLOW_DB_PASSWORD: ("mlflow",),

@@ -14,18 +14,21 @@ import pulumi_gcp as gcp
 
 from churnops_infra import names
 from churnops_infra.config import StorageConfig
+from churnops.platform import declaration as platform
 
 # Who may do what on each bucket: (workload key, role). Nothing is granted at the project level.
+PIPELINES = tuple(sorted(set(platform.PIPELINE_IDENTITY.values())))
+PREDICTORS = tuple(f"predictor-{env}" for env in platform.ENVIRONMENTS)
 BUCKET_GRANTS: dict[str, tuple[tuple[str, str], ...]] = {
     # Producers' landing zone: the ingest pipeline only reads it.
-    "raw": (("pipelines", "roles/storage.objectViewer"),),
+    "raw": (("pipeline-ingest", "roles/storage.objectViewer"),),
     # lakeFS's storage namespace: only the lakeFS server touches it; clients go through lakeFS.
     "lake": (("lakefs", "roles/storage.objectAdmin"),),
     # KFP pipeline root and MLflow artifacts: tasks and MLflow write, predictors read models.
     "artifacts": (
-        ("pipelines", "roles/storage.objectAdmin"),
+        *((pipeline, "roles/storage.objectAdmin") for pipeline in PIPELINES),
         ("mlflow", "roles/storage.objectAdmin"),
-        ("serving", "roles/storage.objectViewer"),
+        *((predictor, "roles/storage.objectViewer") for predictor in PREDICTORS),
     ),
     # What a build produced (digests, SBOMs, reports, compiled pipelines under builds/<commit>/): a bucket
     # of its own, so a bucket-level grant reaches nothing else. objectUser: create, read and overwrite

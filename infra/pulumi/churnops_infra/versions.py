@@ -1,52 +1,45 @@
-"""Pinned versions of everything the platform installs into the cluster.
+"""Pinned versions of everything the platform installs into the cluster, from the platform's one
+declaration (churnops/platform/declaration.py).
 
 Every chart and manifest set is pinned to an exact release so that ``pulumi up`` is repeatable and an
-upgrade is a reviewed change to this file (the policy pack refuses an unpinned Helm release).
+upgrade is a reviewed change to the declaration (the policy pack refuses an unpinned Helm release).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from churnops.platform import declaration as platform
+
+Chart = platform.Chart
+CERT_MANAGER = platform.CERT_MANAGER
+EXTERNAL_SECRETS = platform.EXTERNAL_SECRETS
+KNATIVE_OPERATOR = platform.KNATIVE_OPERATOR
+KSERVE_CRD = platform.KSERVE_CRD
+KSERVE = platform.KSERVE
+LAKEFS = platform.LAKEFS_CHART
+MLFLOW = platform.MLFLOW_CHART
+KNATIVE_SERVING = platform.KNATIVE_SERVING
+KFP = platform.KFP_BACKEND
+POSTGRES = platform.POSTGRES
+
+# Kubeflow Pipelines has no Helm chart: its release manifests, rendered by infra/pulumi/upstream/render-kfp.
+UPSTREAM = Path(__file__).resolve().parents[1] / "upstream"
 
 
-@dataclass(frozen=True)
-class Chart:
-    """A Helm chart at an exact version; ``repo`` is a chart repository URL or an ``oci://`` registry."""
-
-    name: str
-    repo: str
-    version: str
-
-    @property
-    def is_oci(self) -> bool:
-        """Whether the chart comes from an OCI registry (then ``chart`` carries the whole reference)."""
-        return self.repo.startswith("oci://")
-
-    @property
-    def reference(self) -> str:
-        """The ``chart`` argument of a Helm release."""
-        return f"{self.repo}/{self.name}" if self.is_oci else self.name
+def kfp_manifests(path: str) -> Path:
+    """The rendered manifests of one KFP kustomization at the pinned release."""
+    file = UPSTREAM / f"kfp-{KFP}" / f"{path}.yaml"
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} is missing: render KFP {KFP} with infra/pulumi/upstream/render-kfp")
+    return file
 
 
-CERT_MANAGER = Chart("cert-manager", "https://charts.jetstack.io", "v1.18.2")
-EXTERNAL_SECRETS = Chart("external-secrets", "https://charts.external-secrets.io", "0.19.2")
-KNATIVE_OPERATOR = Chart("knative-operator", "https://knative.github.io/operator", "v1.18.1")
-KSERVE_CRD = Chart("kserve-crd", "oci://ghcr.io/kserve/charts", "v0.15.2")
-KSERVE = Chart("kserve", "oci://ghcr.io/kserve/charts", "v0.15.2")
-LAKEFS = Chart("lakefs", "https://charts.lakefs.io", "1.11.1")
-MLFLOW = Chart("mlflow", "https://community-charts.github.io/helm-charts", "1.7.3")
-
-# Knative Serving version the operator installs (KnativeServing.spec.version), with Kourier.
-KNATIVE_SERVING = "1.18"
-
-# Kubeflow Pipelines has no Helm chart: its kustomize manifests, at a release tag.
-KFP = "2.17.0"
-KFP_MANIFESTS = "https://github.com/kubeflow/pipelines/tree/{ref}/manifests/kustomize/{path}"
-
-# Cloud SQL engine.
-POSTGRES = "POSTGRES_16"
-
-
-def kfp_manifests(path: str) -> str:
-    """The URL of one KFP kustomization at the pinned release."""
-    return KFP_MANIFESTS.format(ref=KFP, path=path)
+def kfp_objects(path: str, skip: frozenset[tuple[str, str]] = frozenset()) -> list[dict[str, Any]]:
+    """The objects of one KFP kustomization at the pinned release, without the (kind, name) pairs in ``skip``."""
+    with kfp_manifests(path).open(encoding="utf-8") as stream:
+        objects = [obj for obj in yaml.safe_load_all(stream) if obj]
+    return [obj for obj in objects if (obj["kind"], obj["metadata"]["name"]) not in skip]

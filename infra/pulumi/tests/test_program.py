@@ -17,6 +17,7 @@ from churnops_infra import names, versions
 from churnops_infra.config import ConfigError, load
 from churnops_infra.identity import WORKLOADS
 from churnops_infra.secrets import ACCESSORS
+from churnops.platform import declaration as platform
 
 CLUSTER = "gcp:container/cluster:Cluster"
 NODE_POOL = "gcp:container/nodePool:NodePool"
@@ -215,14 +216,15 @@ def test_workload_identity_bindings_match_the_kubernetes_service_accounts(stack:
     bindings = {(b.inputs["serviceAccountId"].rsplit("/", 1)[-1], b.inputs["member"]) for b in grants}
     assert all(b.inputs["role"] == "roles/iam.workloadIdentityUser" for b in grants)
     expected = {
-        (email(stack, names.GSA_PIPELINES), f"serviceAccount:{pool}[kubeflow/pipeline-runner]"),
-        (email(stack, names.GSA_SERVING), f"serviceAccount:{pool}[churnops-staging/churnops-serving]"),
-        (email(stack, names.GSA_SERVING), f"serviceAccount:{pool}[churnops-production/churnops-serving]"),
-        (email(stack, names.GSA_DEPLOYER), f"serviceAccount:{pool}[churnops-staging/churnops-deployer]"),
-        (email(stack, names.GSA_DEPLOYER), f"serviceAccount:{pool}[churnops-production/churnops-deployer]"),
-        (email(stack, names.GSA_LAKEFS), f"serviceAccount:{pool}[lakefs/lakefs]"),
-        (email(stack, names.GSA_MLFLOW), f"serviceAccount:{pool}[mlflow/mlflow]"),
+        (email(stack, identity.gsa), f"serviceAccount:{pool}[{identity.namespace}/{identity.ksa}]")
+        for identity in platform.IDENTITIES.values() if identity.ksa
+    } | {
+        (email(stack, names.GSA_DEPLOYER), f"serviceAccount:{pool}[{namespace}/{ksa}]")
+        for namespace, ksa in platform.DEPLOYER_KSAS
     }
+    # one identity per workload and environment: the predictors, transformers and each pipeline
+    assert f"serviceAccount:{pool}[churnops-production/churnops-transformer]" in {m for _, m in expected}
+    assert f"serviceAccount:{pool}[kubeflow/churnops-ingest]" in {m for _, m in expected}
     assert bindings == expected
     # The Kubernetes side carries the matching annotation.
     ksas = stack.of_type("kubernetes:core/v1:ServiceAccount") + stack.of_type("kubernetes:core/v1:ServiceAccountPatch")
@@ -360,8 +362,16 @@ def test_platform_charts_and_manifests_are_pinned(stack: StackRun) -> None:
     for release in releases.values():
         assert re.fullmatch(r"v?\d+\.\d+\.\d+", release["version"]), release
     assert releases["kserve"]["values"]["kserve"]["controller"]["deploymentMode"] == "Serverless"
-    directories = [d.inputs["directory"] for d in stack.of_type("kubernetes:kustomize/v2:Directory")]
-    assert directories and all(f"/tree/{versions.KFP}/" in d for d in directories)
+    # KFP from its release manifests at the pinned version, vendored (no remote kustomization to resolve)
+    assert not stack.of_type("kubernetes:kustomize/v2:Directory")
+    groups = {g.name: g.inputs["objs"] for g in stack.of_type("kubernetes:yaml/v2:ConfigGroup")}
+    assert set(groups) == {"platform-kfp-cluster", "platform-kfp"}
+    images = {c["image"] for obj in groups["platform-kfp"] if obj["kind"] == "Deployment"
+              for c in obj["spec"]["template"]["spec"]["containers"]}
+    assert f"ghcr.io/kubeflow/kfp-api-server:{versions.KFP}" in images
+    # the namespace and the launcher defaults are this program's own objects, not declared twice
+    assert not [o for objs in groups.values() for o in objs
+                if (o["kind"], o["metadata"]["name"]) in {("Namespace", "kubeflow"), ("ConfigMap", "kfp-launcher")}]
     serving = stack.one("kubernetes:operator.knative.dev/v1beta1:KnativeServing").inputs
     assert serving["spec"]["ingress"]["kourier"]["enabled"] is True
     # the predictor's manifest takes CHURNOPS_SERVICE_ACCOUNT from spec.serviceAccountName (downward API)
@@ -377,7 +387,7 @@ def test_namespaces_and_service_accounts_the_manifests_use(stack: StackRun) -> N
         assert namespace in namespaces
     for namespace in names.SERVING_NAMESPACES:
         assert namespaces[namespace]["pod-security.kubernetes.io/enforce"] == "restricted"
-    launcher = stack.one("kubernetes:core/v1:ConfigMap").inputs
+    launcher = stack.one("kubernetes:core/v1:ConfigMap", "platform-kfp-launcher").inputs
     artifacts = names.bucket_name(stack.project, "artifacts")
     assert launcher["data"]["defaultPipelineRoot"] == f"gs://{artifacts}/pipeline-root"
 
@@ -430,9 +440,9 @@ def test_pipeline_tasks_and_the_transformer_get_their_secrets_from_secret_manage
     lake = {"lakefs-access-key-id": names.SECRET_LAKEFS_ACCESS_KEY_ID,
             "lakefs-secret-access-key": names.SECRET_LAKEFS_SECRET_ACCESS_KEY}
     pipeline_refs = {**lake, "alert-webhook-url": names.SECRET_ALERT_WEBHOOK}
-    wanted = {(names.NS_KUBEFLOW, names.K8S_SECRET_PIPELINES): ("pipelines", names.KSA_PIPELINE_RUNNER, pipeline_refs),
-              **{(namespace, names.K8S_SECRET_SERVING_LAKE): ("serving", names.KSA_SERVING, lake)
-                 for namespace in names.SERVING_NAMESPACES}}
+    wanted = {(names.NS_KUBEFLOW, names.K8S_SECRET_PIPELINES): ("pipeline-ingest", "churnops-ingest", pipeline_refs),
+              **{(namespace, names.K8S_SECRET_SERVING_LAKE): (f"transformer-{env}", "churnops-transformer", lake)
+                 for env, namespace in platform.SERVING_NAMESPACES.items()}}
     for (namespace, target), (workload, ksa, refs) in wanted.items():
         spec = rendered[(namespace, target)]
         # the Secret the workload references by name, with exactly the keys it reads
@@ -461,3 +471,32 @@ def test_the_builds_reach_exactly_the_in_cluster_services_they_name_through_the_
         assert {"get", "create"} <= set(proxied[0]["verbs"]) <= {"get", "create", "delete"}
         others = [rule for rule in deployer[namespace] if rule not in proxied]
         assert all(rule["verbs"] == ["get"] and rule.get("resourceNames") == [service.split(":")[0]] for rule in others)
+
+
+def test_the_settings_config_map_pipeline_tasks_read_exists_in_kubeflow(stack: StackRun) -> None:
+    settings = stack.one("kubernetes:core/v1:ConfigMap", "platform-pipeline-settings").inputs
+    assert settings["metadata"] == {"name": platform.CONFIG_MAP_PIPELINES, "namespace": names.NS_KUBEFLOW}
+    assert set(settings["data"]) == set(platform.PIPELINE_CONFIG_KEYS)
+    assert settings["data"]["CHURNOPS_GCP_PROJECT"] == stack.project
+    assert settings["data"]["CHURNOPS_RAW_BUCKET"] == names.bucket_name(stack.project, "raw")
+
+
+def test_each_pipeline_runs_as_its_own_bound_service_account_with_kfp_runner_rights(stack: StackRun) -> None:
+    accounts = {(a.inputs["metadata"]["namespace"], a.inputs["metadata"]["name"]): a.inputs
+                for a in stack.of_type("kubernetes:core/v1:ServiceAccount")}
+    bindings = [b.inputs for b in stack.of_type("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
+                if b.inputs["roleRef"]["name"] == "pipeline-runner"]
+    for pipeline, ksa in platform.pipeline_service_accounts().items():
+        identity = platform.identity(platform.PIPELINE_IDENTITY[pipeline])
+        account = accounts[(names.NS_KUBEFLOW, ksa)]
+        assert account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] == email(stack, identity.gsa)
+        assert account["automountServiceAccountToken"] is True  # KFP's launcher reads its pod
+        assert any(b["subjects"] == [{"kind": "ServiceAccount", "name": ksa, "namespace": names.NS_KUBEFLOW}]
+                   for b in bindings), pipeline
+
+
+def test_tainted_pools_carry_the_taint_their_workloads_tolerate(stack: StackRun) -> None:
+    taints = {p.inputs["name"]: p.inputs["nodeConfig"].get("taints", []) for p in stack.of_type(NODE_POOL)}
+    assert taints[names.POOL_SYSTEM] == []
+    for pool in platform.TAINTED_POOLS:
+        assert taints[pool] == [{"key": platform.POOL_TAINT_KEY, "value": pool, "effect": "NO_SCHEDULE"}]

@@ -44,8 +44,8 @@ def _isvc(objects: list[dict[str, Any]]) -> dict[str, Any]:
 @pytest.mark.parametrize("env", ["staging", "production"])
 def test_every_rendered_object_validates_against_its_upstream_schema(rendered: dict, env: str) -> None:
     kinds = sorted({obj["kind"] for obj in rendered[env]})
-    assert kinds == ["InferenceService", "Namespace", "NetworkPolicy", "PodMonitoring", "Role", "RoleBinding",
-                     "ServiceAccount"]
+    # service accounts and RBAC are created by infra/pulumi from the platform declaration, not here
+    assert kinds == ["InferenceService", "Namespace", "NetworkPolicy", "PodMonitoring"]
     for obj in rendered[env]:
         assert schema_errors(obj) == [], f"{obj['kind']}/{obj['metadata']['name']}"
 
@@ -110,14 +110,9 @@ def test_objects_land_in_the_environment_namespace_with_the_release_values(rende
     assert container["args"] == ["--model_uri=/mnt/models", "--host=0.0.0.0", "--model_name=churn",
                                  "--http_port=8080", f"--model_version={version}"]
     assert 1 <= predictor["minReplicas"] <= predictor["maxReplicas"] and predictor["scaleTarget"] > 0
-    assert predictor["serviceAccountName"] == "churnops-serving"
+    assert predictor["serviceAccountName"] == "churnops-predictor"
     assert predictor["nodeSelector"] == {"cloud.google.com/gke-nodepool": "serving"}
     assert ("canaryTrafficPercent" in predictor) == (env == "production")
-    accounts = {o["metadata"]["name"]: o for o in rendered[env] if o["kind"] == "ServiceAccount"}
-    assert accounts["churnops-serving"]["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] == (
-        "churnops-serving@acme-churn.iam.gserviceaccount.com"
-    )
-    assert accounts["churnops-serving"]["automountServiceAccountToken"] is False
     transformer = isvc["spec"]["transformer"]
     (by_customer,) = transformer["containers"]
     assert by_customer["image"] == container["image"]  # the same serving image, the transformer's entry point
@@ -128,7 +123,7 @@ def test_objects_land_in_the_environment_namespace_with_the_release_values(rende
     lake_keys = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in by_customer["env"] if "valueFrom" in e}
     assert set(lake_keys) == {"CHURNOPS_LAKEFS_ACCESS_KEY_ID", "CHURNOPS_LAKEFS_SECRET_ACCESS_KEY"}
     assert all("value" not in e for e in by_customer["env"] if "valueFrom" in e)  # references only
-    assert transformer["serviceAccountName"] == "churnops-serving"
+    assert transformer["serviceAccountName"] == "churnops-transformer"
     assert transformer["nodeSelector"] == predictor["nodeSelector"]
     # the predictor knows its project (callers are named in it) and serves the transformer's Google identity
     assert env_vars["CHURNOPS_GCP_PROJECT"]["value"] == "acme-churn"
@@ -183,26 +178,14 @@ def test_network_is_denied_by_default_and_opened_only_for_the_predictor_paths(re
             for rule in transformer["egress"]} == {("istio-system", 8081), ("knative-serving", 8012), ("lakefs", 8000)}
 
 
-def test_the_deployer_role_is_least_privilege_and_no_secret_value_is_rendered(rendered: dict) -> None:
+def test_no_secret_value_is_rendered_and_platform_objects_are_labelled(rendered: dict) -> None:
     objects = rendered["production"]
     assert not [o for o in objects if o["kind"] == "Secret"]
-    (role,) = [o for o in objects if o["kind"] == "Role"]
-    verbs = {verb for rule in role["rules"] for verb in rule["verbs"]}
-    resources = {res for rule in role["rules"] for res in rule["resources"]}
-    assert "delete" not in verbs and "*" not in verbs and "escalate" not in verbs and "bind" not in verbs
-    assert not resources & {"secrets", "roles", "rolebindings", "namespaces", "networkpolicies", "services", "*"}
-    (binding,) = [o for o in objects if o["kind"] == "RoleBinding"]
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "churnops-deployer", "namespace": "churnops-production"},
-        {"kind": "User", "apiGroup": "rbac.authorization.k8s.io",
-         "name": "churnops-deployer@acme-churn.iam.gserviceaccount.com"},
-    ]
     platform = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects if is_platform_object(o))
     assert platform == ["Namespace/churnops-production", "NetworkPolicy/default-deny-all",
                         "NetworkPolicy/predictor-egress", "NetworkPolicy/predictor-from-gateway",
                         "NetworkPolicy/predictor-metrics-scrape", "NetworkPolicy/transformer-egress",
-                        "PodMonitoring/churn-predictor", "Role/churnops-deployer",
-                        "RoleBinding/churnops-deployer", "ServiceAccount/churnops-deployer"]
+                        "PodMonitoring/churn-predictor"]
 
 
 def test_a_canary_share_overrides_the_production_default() -> None:
@@ -259,5 +242,5 @@ def test_the_predictors_lineage_variables_are_what_churnops_reads(rendered: dict
         else:
             monkeypatch.setenv(var["name"], var["value"])
     settings = Settings()
-    assert settings.image_digest == DIGEST and settings.service_account == "churnops-serving"
-    assert resolve_actor(settings).name == "sa:churnops-serving"
+    assert settings.image_digest == DIGEST and settings.service_account == "churnops-predictor"
+    assert resolve_actor(settings).name == "sa:churnops-predictor"

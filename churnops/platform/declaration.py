@@ -1,0 +1,371 @@
+"""The platform's names, addresses and versions, declared once.
+
+Every part that needs one of these reads it from here: the Pulumi program (``infra/pulumi``, which
+imports this file by path in its own environment, so this module uses the standard library only),
+the manifest renderer (``churnops.deploy.render``), the settings' GKE profile
+(``churnops.platform.settings``), the pipelines (``pipelines/common.py``), and the tests that hold
+the build configs (``cloudbuild*.yaml``, which cannot import Python) and the kustomize manifests to
+these values. Change a value here and the tests say which YAML must follow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# ---- environments and namespaces -------------------------------------------------------------
+
+# Serving environments: each is a namespace of its own in the cluster.
+ENVIRONMENTS: tuple[str, ...] = ("staging", "production")
+SERVING_NAMESPACES: dict[str, str] = {"staging": "churnops-staging", "production": "churnops-production"}
+NS_KUBEFLOW = "kubeflow"  # Kubeflow Pipelines and every pipeline task
+NS_LAKEFS = "lakefs"
+NS_MLFLOW = "mlflow"
+NS_KNATIVE_SERVING = "knative-serving"  # Knative Serving, with Kourier (its ingress)
+NS_KNATIVE_OPERATOR = "knative-operator"
+NS_KSERVE = "kserve"
+NS_CERT_MANAGER = "cert-manager"
+NS_EXTERNAL_SECRETS = "external-secrets"
+# Namespaces GKE creates: DNS, and the Managed Service for Prometheus collectors.
+NS_KUBE_SYSTEM = "kube-system"
+NS_GMP = "gmp-system"
+
+# Pod Security Admission level per namespace the platform creates: our own workloads meet
+# "restricted"; the upstream platform services are held to "baseline".
+NAMESPACES: dict[str, str] = {
+    NS_KUBEFLOW: "baseline",
+    **{namespace: "restricted" for namespace in SERVING_NAMESPACES.values()},
+    NS_LAKEFS: "baseline",
+    NS_MLFLOW: "baseline",
+    NS_CERT_MANAGER: "baseline",
+    NS_EXTERNAL_SECRETS: "baseline",
+    NS_KNATIVE_OPERATOR: "baseline",
+    NS_KNATIVE_SERVING: "baseline",
+    NS_KSERVE: "baseline",
+}
+
+# ---- identities --------------------------------------------------------------------------------
+
+WI_ANNOTATION = "iam.gke.io/gcp-service-account"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A Google service account and, for a workload in the cluster, the Kubernetes service
+    account that acts as it through Workload Identity."""
+
+    key: str
+    gsa: str  # account id: <gsa>@<project>.iam.gserviceaccount.com
+    description: str
+    namespace: str | None = None
+    ksa: str | None = None
+    environment: str | None = None
+
+    def email(self, project: str) -> str:
+        """The Google service account's e-mail in ``project``."""
+        return gsa_email(self.gsa, project)
+
+
+def _serving(workload: str, env: str, description: str) -> Identity:
+    short = "prod" if env == "production" else env  # account ids are at most 30 characters
+    return Identity(f"{workload}-{env}", f"churnops-{workload}-{short}", f"{description} ({env})",
+                    SERVING_NAMESPACES[env], f"churnops-{workload}", env)
+
+
+# The pipelines and the identity each runs as (the drift check retrains: the training identity).
+PIPELINES: tuple[str, ...] = ("ingest", "training", "scoring", "drift")
+PIPELINE_IDENTITY: dict[str, str] = {
+    "ingest": "pipeline-ingest",
+    "training": "pipeline-training",
+    "scoring": "pipeline-scoring",
+    "drift": "pipeline-training",
+}
+
+_IDENTITIES: tuple[Identity, ...] = (
+    *(_serving("predictor", env, "KServe predictor: reads model artifacts") for env in ENVIRONMENTS),
+    *(_serving("transformer", env, "KServe by-customer transformer") for env in ENVIRONMENTS),
+    Identity("pipeline-ingest", "churnops-ingest", "ingest pipeline tasks", NS_KUBEFLOW, "churnops-ingest"),
+    Identity("pipeline-training", "churnops-training", "training and drift pipeline tasks", NS_KUBEFLOW,
+             "churnops-training"),
+    Identity("pipeline-scoring", "churnops-scoring", "scoring pipeline tasks", NS_KUBEFLOW, "churnops-scoring"),
+    Identity("lakefs", "churnops-lakefs", "lakeFS server", NS_LAKEFS, "lakefs"),
+    Identity("mlflow", "churnops-mlflow", "MLflow tracking server", NS_MLFLOW, "mlflow"),
+    Identity("builder", "churnops-builder", "Cloud Build: test, build and scan images"),
+    # Cloud Build runs its deploy, promotion and training builds as the deployer; in-cluster deploy
+    # jobs act as it through the churnops-deployer Kubernetes service account of each environment.
+    Identity("deployer", "churnops-deployer", "Cloud Build CI/CD, promotion and training; deploy jobs"),
+    Identity("attestor", "churnops-attestor", "signs Binary Authorization attestations"),
+    Identity("nodes", "churnops-nodes", "GKE nodes (logs, metrics)"),
+)
+IDENTITIES: dict[str, Identity] = {identity.key: identity for identity in _IDENTITIES}
+# The deployer's Kubernetes service account in each serving namespace (bound to the deployer GSA).
+KSA_DEPLOYER = "churnops-deployer"
+DEPLOYER_KSAS: tuple[tuple[str, str], ...] = tuple((ns, KSA_DEPLOYER) for ns in SERVING_NAMESPACES.values())
+# The Role (and RoleBinding) the deployer holds in each namespace it acts in; Pulumi creates them.
+DEPLOYER_ROLE = "churnops-deployer"
+# KFP creates this account for its own pods; no pipeline runs as it.
+KSA_KFP_RUNNER = "pipeline-runner"
+
+
+def identity(key: str) -> Identity:
+    """The identity called ``key``; a clear error for an unknown one."""
+    try:
+        return IDENTITIES[key]
+    except KeyError as error:
+        raise KeyError(f"no identity {key!r} is declared; known: {sorted(IDENTITIES)}") from error
+
+
+def serving_identity(workload: str, env: str) -> Identity:
+    """The predictor's or the transformer's identity in ``env`` (staging or production)."""
+    return identity(f"{workload}-{env}")
+
+
+def pipeline_service_accounts() -> dict[str, str]:
+    """Kubernetes service account per pipeline (KFP runs every pod of a run under it)."""
+    return {pipeline: str(identity(key).ksa) for pipeline, key in PIPELINE_IDENTITY.items()}
+
+
+def gsa_email(account_id: str, project: str) -> str:
+    """The e-mail of a service account created in ``project``."""
+    return f"{account_id}@{project}.iam.gserviceaccount.com"
+
+
+# ---- services and their addresses ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Service:
+    """A Kubernetes Service: its name, namespace and port (and the pod port behind it)."""
+
+    name: str
+    namespace: str
+    port: int
+    target_port: int | None = None
+    path: str = ""
+
+    @property
+    def url(self) -> str:
+        """The in-cluster URL."""
+        return f"http://{self.name}.{self.namespace}.svc.cluster.local:{self.port}{self.path}"
+
+    @property
+    def proxy_address(self) -> str:
+        """``k8s://<namespace>/<name>:<port>``: the service reached through the API server's proxy."""
+        return f"k8s://{self.namespace}/{self.name}:{self.port}"
+
+    @property
+    def pod_port(self) -> int:
+        """The port the pods behind the service listen on (what a NetworkPolicy must open)."""
+        return self.target_port or self.port
+
+
+MLFLOW = Service("mlflow", NS_MLFLOW, 5000)
+LAKEFS = Service("lakefs", NS_LAKEFS, 8000, path="/api/v1")
+KFP_API = Service("ml-pipeline", NS_KUBEFLOW, 8888)
+# Kourier's cluster-local gateway: KServe's transformer reaches the predictor through it (port 80 ->
+# the Envoy pods' 8081). Names and ports from net-kourier's config/300-kourier.yaml (vendored).
+KOURIER_INTERNAL = Service("kourier-internal", NS_KNATIVE_SERVING, 80, target_port=8081)
+KOURIER_GATEWAY_LABELS: dict[str, str] = {"app": "3scale-kourier-gateway"}
+# Knative's activator sits in the data path of a revision scaled to (or near) zero.
+ACTIVATOR_PORTS: tuple[int, ...] = (8012, 8013)
+QUEUE_PROXY_METRICS_PORT = 9091
+SERVING_HTTP_PORT = 8080
+
+# ---- configuration the workloads read -----------------------------------------------------------
+
+LAKEFS_REPOSITORY = "churn-lake"
+MLFLOW_EXPERIMENT = "churn"
+REGISTERED_MODEL = "churn-classifier"
+INFERENCE_SERVICE = "churn-predictor"
+MODEL_NAME = "churn"  # the model's name in the V2 protocol
+
+# The ConfigMap every pipeline task gets as environment (each key the variable it sets); Pulumi
+# creates it in kubeflow with :func:`pipeline_settings`.
+CONFIG_MAP_PIPELINES = "churnops-settings"
+PIPELINE_CONFIG_KEYS: tuple[str, ...] = (
+    "CHURNOPS_PROFILE",
+    "CHURNOPS_GCP_PROJECT",
+    "CHURNOPS_RAW_BUCKET",
+    "CHURNOPS_MLFLOW_TRACKING_URI",
+    "CHURNOPS_MLFLOW_EXPERIMENT",
+    "CHURNOPS_REGISTERED_MODEL",
+    "CHURNOPS_LAKEFS_ENDPOINT",
+    "CHURNOPS_LAKEFS_REPOSITORY",
+    "CHURNOPS_TOKENIZATION_KEY_SECRET",
+)
+
+# Secret Manager secret ids.
+SECRET_TOKENIZATION_KEY = "churnops-tokenization-key"
+SECRET_ALERT_WEBHOOK = "churnops-alert-webhook-url"
+SECRET_LAKEFS_ACCESS_KEY_ID = "churnops-lakefs-access-key-id"
+SECRET_LAKEFS_SECRET_ACCESS_KEY = "churnops-lakefs-secret-access-key"
+SECRET_LAKEFS_ENCRYPT_KEY = "churnops-lakefs-encrypt-key"
+SECRET_LAKEFS_DB_PASSWORD = "churnops-lakefs-db-password"
+SECRET_MLFLOW_DB_PASSWORD = "churnops-mlflow-db-password"
+
+
+@dataclass(frozen=True)
+class KubernetesSecret:
+    """A Kubernetes Secret rendered from Secret Manager by External Secrets: its keys (each from one
+    Secret Manager secret), the namespaces it exists in, and whose identity reads it there."""
+
+    name: str
+    keys: dict[str, str]  # key -> Secret Manager secret id
+
+
+_LAKE_KEYS = {"lakefs-access-key-id": SECRET_LAKEFS_ACCESS_KEY_ID,
+              "lakefs-secret-access-key": SECRET_LAKEFS_SECRET_ACCESS_KEY}
+# In kubeflow: lakeFS keys and the alert webhook, for pipeline tasks.
+SECRET_PIPELINES = KubernetesSecret("churnops-pipelines", {**_LAKE_KEYS, "alert-webhook-url": SECRET_ALERT_WEBHOOK})
+# In each serving namespace: lakeFS keys, for the transformer.
+SECRET_SERVING_LAKE = KubernetesSecret("churnops-serving-lake", dict(_LAKE_KEYS))
+# Secret key -> environment variable of a pipeline task.
+PIPELINE_SECRET_ENV: dict[str, str] = {
+    "lakefs-access-key-id": "CHURNOPS_LAKEFS_ACCESS_KEY_ID",
+    "lakefs-secret-access-key": "CHURNOPS_LAKEFS_SECRET_ACCESS_KEY",
+    "alert-webhook-url": "CHURNOPS_ALERT_WEBHOOK_URL",
+}
+
+# ---- node pools, images, buckets -------------------------------------------------------------------
+
+POOL_LABEL = "cloud.google.com/gke-nodepool"  # GKE labels every node with its pool's name
+POOL_TAINT_KEY = "churnops.io/pool"  # tainted pools: <key>=<pool>:NoSchedule
+POOL_SYSTEM = "system"
+POOL_PIPELINES = "pipelines"
+POOL_SERVING = "serving"
+NODE_POOLS: tuple[str, ...] = (POOL_SYSTEM, POOL_PIPELINES, POOL_SERVING)
+TAINTED_POOLS: tuple[str, ...] = (POOL_PIPELINES, POOL_SERVING)
+
+REGISTRY_REPOSITORY = "churnops"
+IMAGE_COMPONENTS = "churnops-components"
+IMAGE_SERVING = "churnops-serving"
+IMAGES: tuple[str, ...] = (IMAGE_COMPONENTS, IMAGE_SERVING)
+
+# Buckets: <project>-churnops-<purpose>. build: what a build produced (digests, SBOMs, reports,
+# compiled pipelines); badges: the build status badge.
+BUCKET_PURPOSES: tuple[str, ...] = ("raw", "lake", "artifacts", "build", "badges")
+
+
+def bucket_name(project: str, purpose: str) -> str:
+    """The bucket for ``purpose`` in ``project``."""
+    if purpose not in BUCKET_PURPOSES:
+        raise ValueError(f"no bucket purpose {purpose!r}; known: {list(BUCKET_PURPOSES)}")
+    return f"{project}-churnops-{purpose}"
+
+
+def registry(region: str, project: str) -> str:
+    """The Artifact Registry repository images are pushed to."""
+    return f"{region}-docker.pkg.dev/{project}/{REGISTRY_REPOSITORY}"
+
+
+def pipeline_settings(project: str) -> dict[str, str]:
+    """The data of the ``churnops-settings`` ConfigMap in ``project``'s cluster: exactly
+    :data:`PIPELINE_CONFIG_KEYS`."""
+    data = {
+        "CHURNOPS_PROFILE": "gke",
+        "CHURNOPS_GCP_PROJECT": project,
+        "CHURNOPS_RAW_BUCKET": bucket_name(project, "raw"),
+        "CHURNOPS_MLFLOW_TRACKING_URI": MLFLOW.url,
+        "CHURNOPS_MLFLOW_EXPERIMENT": MLFLOW_EXPERIMENT,
+        "CHURNOPS_REGISTERED_MODEL": REGISTERED_MODEL,
+        "CHURNOPS_LAKEFS_ENDPOINT": LAKEFS.url,
+        "CHURNOPS_LAKEFS_REPOSITORY": LAKEFS_REPOSITORY,
+        "CHURNOPS_TOKENIZATION_KEY_SECRET": SECRET_TOKENIZATION_KEY,
+    }
+    assert tuple(data) == PIPELINE_CONFIG_KEYS  # nosec B101 - a declaration that disagrees with itself
+    return data
+
+
+# ---- supply chain and builds ------------------------------------------------------------------------
+
+ATTESTOR = "churnops-vulnerability-gate"
+ATTESTOR_KEYRING = "churnops-binauthz"
+ATTESTOR_KEY = "attestor"
+WORKER_POOL = "churnops"
+CLUSTER = "churnops"
+DEFAULT_REGION = "europe-west1"
+TRAINING_TOPIC = "churnops-train"
+
+# Cloud Build configurations (relative to the repository root) and the identity each runs as.
+BUILD_CI = "cloudbuild.yaml"
+BUILD_PROMOTE = "cloudbuild.production.yaml"
+BUILD_TRAIN = "cloudbuild.training.yaml"
+BUILD_IDENTITY: dict[str, str] = {BUILD_CI: "deployer", BUILD_PROMOTE: "deployer", BUILD_TRAIN: "deployer"}
+
+
+def build_substitutions(build: str) -> dict[str, str]:
+    """The substitutions a build config must declare with exactly these values (Cloud Build expands
+    ``${PROJECT_ID}`` and ``${_REGION}``)."""
+    project, region = "${PROJECT_ID}", "${_REGION}"
+    common = {
+        "_REGION": DEFAULT_REGION,
+        "_CLUSTER": CLUSTER,
+        "_ARTIFACT_BUCKET": bucket_name(project, "build"),
+    }
+    if build == BUILD_CI:
+        return {
+            **common,
+            "_REPOSITORY": REGISTRY_REPOSITORY,
+            "_REGISTRY": f"{region}-docker.pkg.dev/{project}/${{_REPOSITORY}}",
+            "_ATTESTOR": f"projects/{project}/attestors/{ATTESTOR}",
+            "_ATTESTOR_KEY": f"projects/{project}/locations/{region}/keyRings/{ATTESTOR_KEYRING}"
+                             f"/cryptoKeys/{ATTESTOR_KEY}/cryptoKeyVersions/1",
+            "_BADGE_BUCKET": bucket_name(project, "badges"),
+            "_KFP_HOST": KFP_API.proxy_address,
+            "_MLFLOW_URI": MLFLOW.proxy_address,
+        }
+    if build == BUILD_PROMOTE:
+        return {**common, "_MLFLOW_URI": MLFLOW.proxy_address}
+    if build == BUILD_TRAIN:
+        return {**common, "_KFP_HOST": KFP_API.proxy_address}
+    raise ValueError(f"no build config {build!r}; known: {sorted(BUILD_IDENTITY)}")
+
+
+def build_service_account(build: str) -> str:
+    """The ``serviceAccount`` a build config names (Cloud Build expands ``$PROJECT_ID``)."""
+    email = identity(BUILD_IDENTITY[build]).email("$PROJECT_ID")
+    return f"projects/$PROJECT_ID/serviceAccounts/{email}"
+
+
+# ---- versions ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A Helm chart at an exact version; ``repo`` is a chart repository URL or an ``oci://`` registry."""
+
+    name: str
+    repo: str
+    version: str
+
+    @property
+    def is_oci(self) -> bool:
+        """Whether the chart comes from an OCI registry (then ``chart`` carries the whole reference)."""
+        return self.repo.startswith("oci://")
+
+    @property
+    def reference(self) -> str:
+        """The ``chart`` argument of a Helm release."""
+        return f"{self.repo}/{self.name}" if self.is_oci else self.name
+
+
+CERT_MANAGER = Chart("cert-manager", "https://charts.jetstack.io", "v1.18.2")
+EXTERNAL_SECRETS = Chart("external-secrets", "https://charts.external-secrets.io", "0.19.2")
+KNATIVE_OPERATOR = Chart("knative-operator", "https://knative.github.io/operator", "v1.18.1")
+KSERVE_CRD = Chart("kserve-crd", "oci://ghcr.io/kserve/charts", "v0.15.2")
+KSERVE = Chart("kserve", "oci://ghcr.io/kserve/charts", "v0.15.2")
+LAKEFS_CHART = Chart("lakefs", "https://charts.lakefs.io", "1.11.1")
+MLFLOW_CHART = Chart("mlflow", "https://community-charts.github.io/helm-charts", "1.7.3")
+# Knative Serving version the operator installs (KnativeServing.spec.version), with Kourier.
+KNATIVE_SERVING = "1.18"
+# Kubeflow Pipelines backend (the API server that compiles runs), installed from its release manifests.
+KFP_BACKEND = "2.17.0"
+# Cloud SQL engine.
+POSTGRES = "POSTGRES_16"
+
+# Knative feature flags the platform enables (KnativeServing config "features"): pod-spec fields
+# Knative refuses unless its flag is enabled.
+KNATIVE_FEATURES: dict[str, str] = {
+    "kubernetes.podspec-nodeselector": "enabled",  # serving pods select the serving pool
+    "kubernetes.podspec-tolerations": "enabled",  # and tolerate its taint
+    "kubernetes.podspec-fieldref": "enabled",  # CHURNOPS_SERVICE_ACCOUNT from spec.serviceAccountName
+}
