@@ -19,7 +19,6 @@ The backend version is the platform's declaration of it (:func:`installed_versio
 
 from __future__ import annotations
 
-import ast
 import functools
 import tempfile
 from dataclasses import dataclass
@@ -33,22 +32,16 @@ from google.protobuf.message import Message
 from google.rpc import status_pb2
 from grpc_tools import protoc
 
+from churnops.platform import declaration as platform
+
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "tests" / "specs" / "kfp"
-VERSIONS_MODULE = ROOT / "infra" / "pulumi" / "churnops_infra" / "versions.py"
 PROTOS = ("pipeline_spec.proto", "kubernetes_executor_config.proto")
 
 
 def installed_version() -> str:
-    """The KFP backend release the platform installs (``KFP`` of the platform's versions declaration).
-
-    Read from the module's source: the Pulumi program lives in its own environment.
-    """
-    tree = ast.parse(VERSIONS_MODULE.read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "KFP" for t in node.targets):
-            return str(ast.literal_eval(node.value))
-    raise LookupError(f"{VERSIONS_MODULE} declares no KFP version")
+    """The KFP backend release the platform installs (``KFP_BACKEND`` of the platform declaration)."""
+    return platform.KFP_BACKEND
 
 
 def known_versions() -> list[str]:
