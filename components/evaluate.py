@@ -13,6 +13,7 @@ from components import IMAGE
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def evaluate(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # one per KFP input/output
     parent_run_id: str,
+    lineage: dict,
     test_split: Input[Dataset],
     baseline: Input[Model],
     challenger: Input[Model],
@@ -25,8 +26,9 @@ def evaluate(  # pylint: disable=too-many-arguments,too-many-positional-argument
     vs baseline (paired bootstrap of the ROC-AUC difference) must not lose to the `production` model by
     more than the margin. The winner's ROC curve and confusion matrix are the ROC and confusion-matrix
     views; the decision, its intervals and reasons are the gate report (also recorded on the MLflow
-    training run). Returns the name of the model to register (`baseline` or `xgboost`), or an empty
-    string when the gate refused both.
+    training run). The gate's margin, confidence and resamples are the training configuration the
+    features task recorded on the split, its seed the training seed (`lineage`). Returns the name of
+    the model to register (`baseline` or `xgboost`), or an empty string when the gate refused both.
     """
     from churnops.platform.logs import setup_logging
     from churnops.platform.settings import settings_or_exit
@@ -34,13 +36,15 @@ def evaluate(  # pylint: disable=too-many-arguments,too-many-positional-argument
 
     settings = settings_or_exit()
     setup_logging(settings)
-    splits, spec = training.read_splits({"test": test_split.path}, test_split.metadata)
+    splits, spec, config = training.read_splits({"test": test_split.path}, test_split.metadata)
     report = training.evaluate_models(
         settings,
         parent_run_id,
         {"baseline": baseline.metadata["model_uri"], "xgboost": challenger.metadata["model_uri"]},
         splits["test"],
         spec,
+        lineage,
+        config,
     )
     for name, value in report.flat_metrics().items():
         metrics.log_metric(name, value)

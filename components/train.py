@@ -23,8 +23,9 @@ def train(
     model: Output[Model],
 ) -> NamedTuple("TrainOutputs", [("run_id", str), ("test_roc_auc", float)]):  # type: ignore[valid-type]
     """Fit `model_name` (`baseline`: logistic regression, or `xgboost`) with the shared transform on the
-    train split, log params, validation and test metrics, plots, feature importance, the feature spec
-    and the model itself in an MLflow child run of the training run, with the data commit as lineage.
+    train split, with the training configuration the features task recorded on the split; log params,
+    validation and test metrics, plots, feature importance, the feature spec and the model itself in
+    an MLflow child run of the training run, with the data commit as lineage.
     Outputs the model (an MLflow model directory) and its run id.
     """
     from collections import namedtuple
@@ -35,11 +36,11 @@ def train(
 
     settings = settings_or_exit()
     setup_logging(settings)
-    splits, spec = training.read_splits(
+    splits, spec, config = training.read_splits(
         {"train": train_split.path, "validation": validation_split.path, "test": test_split.path},
         train_split.metadata,
     )
-    fitted = training.fit_model(settings, model_name, splits, spec, lineage, parent_run_id)
+    fitted = training.fit_model(settings, model_name, splits, spec, lineage, parent_run_id, config)
     training.export_model(settings, fitted, model.path)
     model.metadata.update(training.model_metadata(fitted))
     outputs = namedtuple("TrainOutputs", ["run_id", "test_roc_auc"])

@@ -60,6 +60,7 @@ def build() -> GraphComponent:
             gate = configure(
                 evaluate(
                     parent_run_id=feats.outputs["parent_run_id"],
+                    lineage=feats.outputs["lineage"],
                     test_split=feats.outputs["test"],
                     baseline=trained["baseline"].outputs["model"],
                     challenger=trained["xgboost"].outputs["model"],

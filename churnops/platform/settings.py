@@ -57,11 +57,15 @@ DEFAULT_SCRUB_IDENTIFIERS: tuple[str, ...] = (r"\bCUST-\d+\b",)
 # Training defaults, defined once: Settings, TrainingConfig and the feature functions use them.
 TRAINING_DEFAULTS: dict[str, Any] = {
     "feature_windows_hours": (1, 6, 24),
-    "label_horizon_hours": 12,
+    "label_horizon_hours": 6,
     "cutoff_step_hours": 1,
-    "min_history_hours": 24,
+    "min_history_hours": 18,
     "gate_margin": 0.01,
+    "gate_confidence": 0.95,
+    "gate_resamples": 1000,
+    "gate_min_auc": 0.6,
     "split_fractions": (0.6, 0.2, 0.2),  # train, validation, test (by time); not a setting
+    "holdout_share": 0.1,  # customers (by id) never trained on, evaluated apart; not a setting
 }
 
 
@@ -154,9 +158,17 @@ class Settings(BaseSettings):
         description="Test ROC-AUC a new candidate may lose against production.",
     )
     gate_confidence: float = Field(
-        default=0.95, gt=0.5, lt=1, description="Confidence level of the gate's intervals on ROC-AUC differences."
+        default=TRAINING_DEFAULTS["gate_confidence"], gt=0.5, lt=1,
+        description="Confidence level of the gate's intervals on ROC-AUC differences.",
     )
-    gate_resamples: int = Field(default=1000, ge=100, le=100_000, description="Paired bootstrap resamples of the gate.")
+    gate_resamples: int = Field(
+        default=TRAINING_DEFAULTS["gate_resamples"], ge=100, le=100_000,
+        description="Bootstrap resamples (of customers) of the gate.",
+    )
+    gate_min_auc: float = Field(
+        default=TRAINING_DEFAULTS["gate_min_auc"], ge=0, le=1,
+        description="Test ROC-AUC the gate's winner must reach, also when there is no production model.",
+    )
 
     # Drift monitoring (churnops.training.monitoring).
     drift_psi_threshold: float = Field(

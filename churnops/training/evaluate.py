@@ -130,6 +130,7 @@ class AucComparison:
     confidence: float
     resamples: int
     rows: int
+    groups: int  # independent units resampled: customers (cluster bootstrap), else rows
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
@@ -137,8 +138,8 @@ class AucComparison:
 
     def describe(self) -> str:
         """``+0.0123 (95% interval -0.0040 to +0.0290)``."""
-        return (f"{self.difference:+.4f} ({self.confidence:.0%} interval {self.low:+.4f} to {self.high:+.4f}, "
-                f"{self.rows} rows)")
+        units = f"{self.rows} rows" if self.groups == self.rows else f"{self.rows} rows, {self.groups} customers"
+        return f"{self.difference:+.4f} ({self.confidence:.0%} interval {self.low:+.4f} to {self.high:+.4f}, {units})"
 
 
 def _resample_counts(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
@@ -151,7 +152,8 @@ def _weighted_aucs(positive: np.ndarray, negative: np.ndarray, w_pos: np.ndarray
     """ROC-AUC per resample, the rows weighted by how often each resample drew them (ties count half).
 
     For each positive row, the weighted count of negatives scored lower (plus half those scored
-    equal) comes from a cumulative sum over the negatives in score order: no sort per resample.
+    equal) comes from a cumulative sum over the negatives in score order: no sort per resample. A
+    resample without a positive or a negative has no AUC (NaN).
     """
     order = np.argsort(negative, kind="stable")
     sorted_negative = negative[order]
@@ -160,35 +162,46 @@ def _weighted_aucs(positive: np.ndarray, negative: np.ndarray, w_pos: np.ndarray
     cumulative = np.zeros((w_neg.shape[0], negative.size + 1))
     np.cumsum(w_neg[:, order], axis=1, out=cumulative[:, 1:])
     wins = (cumulative[:, below] + cumulative[:, at_or_below]) / 2
-    return (w_pos * wins).sum(axis=1) / (positive.size * negative.size)
+    pairs = w_pos.sum(axis=1) * w_neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, (w_pos * wins).sum(axis=1) / pairs, np.nan)
 
 
 def _bootstrap_aucs(y: np.ndarray, scores: list[np.ndarray], resamples: int, seed: int,
-                    batch: int = 100) -> list[np.ndarray]:
-    """ROC-AUC of each score vector on ``resamples`` paired resamples of the rows, stratified by class.
+                    groups: np.ndarray | None = None, batch: int = 100) -> list[np.ndarray]:
+    """ROC-AUC of each score vector on ``resamples`` paired resamples, the same draws for every model.
 
-    Every resample draws as many positives and negatives as the data holds (with replacement), the
-    same rows for every model.
+    Without ``groups`` the rows are drawn, stratified by class: every resample holds as many
+    positives and negatives as the data. With ``groups`` (one integer code per row, e.g. the
+    customer) whole groups are drawn with replacement and each row counts as often as its group
+    was drawn (a cluster bootstrap): rows of one customer at several cutoffs are not independent.
     """
     rng = np.random.default_rng(seed)
     positives, negatives = y == 1, y == 0
     out: list[list[np.ndarray]] = [[] for _ in scores]
     for start in range(0, resamples, batch):
         size = min(batch, resamples - start)
-        w_pos = _resample_counts(rng, int(positives.sum()), size)
-        w_neg = _resample_counts(rng, int(negatives.sum()), size)
+        if groups is None:
+            w_pos = _resample_counts(rng, int(positives.sum()), size)
+            w_neg = _resample_counts(rng, int(negatives.sum()), size)
+        else:
+            counts = _resample_counts(rng, int(groups.max()) + 1, size)
+            w_pos, w_neg = counts[:, groups[positives]], counts[:, groups[negatives]]
         for i, score in enumerate(scores):
             out[i].append(_weighted_aucs(score[positives], score[negatives], w_pos, w_neg))
     return [np.concatenate(parts) for parts in out]
 
 
-def paired_auc_difference(
-    y_true: Any, scores_a: Any, scores_b: Any, confidence: float = 0.95, resamples: int = 1000, seed: int = 0
+def paired_auc_difference(  # pylint: disable=too-many-arguments  # the comparison's inputs and its bootstrap
+    y_true: Any, scores_a: Any, scores_b: Any, confidence: float = 0.95, resamples: int = 1000, seed: int = 0,
+    groups: Any = None,
 ) -> AucComparison:
     """ROC-AUC(a) - ROC-AUC(b) on the same rows and a percentile interval from a paired bootstrap.
 
-    Resampling is stratified by class, so every resample holds both classes. The same ``seed`` gives
-    the same interval. Raises ``ValueError`` when the rows hold one class only.
+    Without ``groups`` the rows are resampled, stratified by class. With ``groups`` (a key per row,
+    e.g. the customer token) whole groups are resampled (cluster bootstrap): a customer scored at
+    several cutoffs counts as one draw, so the interval is not narrowed by the repeats. The same
+    ``seed`` gives the same interval. Raises ``ValueError`` when the rows hold one class only.
     """
     y = np.asarray(y_true).astype(int)
     a, b = np.asarray(scores_a, dtype=np.float64), np.asarray(scores_b, dtype=np.float64)
@@ -200,9 +213,15 @@ def paired_auc_difference(
         raise ValueError(f"confidence must be in (0.5, 1), got {confidence}")
     if resamples < 1:
         raise ValueError(f"resamples must be positive, got {resamples}")
-    auc_a, auc_b = _bootstrap_aucs(y, [a, b], resamples, seed)
+    codes = None
+    if groups is not None:
+        keys = np.asarray(groups)
+        if keys.shape != y.shape:
+            raise ValueError(f"need one group per label (got {keys.shape} and {y.shape})")
+        codes = pd.factorize(keys, sort=True)[0]
+    auc_a, auc_b = _bootstrap_aucs(y, [a, b], resamples, seed, codes)
     alpha = 1 - confidence
-    low, high = np.quantile(auc_a - auc_b, [alpha / 2, 1 - alpha / 2])
+    low, high = np.nanquantile(auc_a - auc_b, [alpha / 2, 1 - alpha / 2])
     return AucComparison(
         difference=float(roc_auc_score(y, a) - roc_auc_score(y, b)),
         low=float(low),
@@ -210,6 +229,7 @@ def paired_auc_difference(
         confidence=confidence,
         resamples=resamples,
         rows=int(y.size),
+        groups=int(codes.max()) + 1 if codes is not None else int(y.size),
     )
 
 
@@ -228,6 +248,7 @@ class GateDecision:  # pylint: disable=too-many-instance-attributes  # a flat re
     production_auc: float | None = None
     production_version: str | None = None
     margin: float = 0.0
+    min_auc: float = 0.0
     reasons: list[str] = field(default_factory=list)
     winner: str | None = None
     winner_auc: float | None = None
@@ -246,6 +267,7 @@ class GateDecision:  # pylint: disable=too-many-instance-attributes  # a flat re
             "production_auc": self.production_auc,
             "production_version": self.production_version,
             "margin": self.margin,
+            "min_auc": self.min_auc,
             "vs_baseline": self.vs_baseline.to_dict() if self.vs_baseline else None,
             "vs_production": self.vs_production.to_dict() if self.vs_production else None,
             "summary": self.summary,
@@ -266,6 +288,7 @@ class GateDecision:  # pylint: disable=too-many-instance-attributes  # a flat re
             if comparison is not None:
                 lines.append(f"- {label}: {comparison.describe()}")
         lines.append(f"- margin against production: {self.margin}")
+        lines.append(f"- minimum test ROC-AUC: {self.min_auc}")
         lines.extend(f"- reason: {reason}" for reason in self.reasons)
         return "\n".join(lines) + "\n"
 
@@ -296,6 +319,8 @@ def gate(  # pylint: disable=too-many-arguments,too-many-locals  # positional AU
     seed: int = 0,
     challenger: str = "xgboost",
     baseline: str = "baseline",
+    groups: Any = None,
+    min_auc: float = 0.0,
 ) -> GateDecision:
     """Pick the winner of challenger vs baseline, then require it not to lose to production.
 
@@ -308,6 +333,8 @@ def gate(  # pylint: disable=too-many-arguments,too-many-locals  # positional AU
        of (winner - production) is at least ``-margin``: it is not worse than production by more
        than the margin, with the chosen confidence.
 
+    With ``groups`` (the customer of each row) the bootstrap resamples customers, not rows. The
+    winner must also reach ``min_auc`` (test ROC-AUC), with or without a production model.
     Without scores the point estimates decide the same two questions (no interval is recorded).
     Every failed check is listed in ``reasons``; ``summary`` says who won and why.
     """
@@ -319,7 +346,7 @@ def gate(  # pylint: disable=too-many-arguments,too-many-locals  # positional AU
     def compare(a: Any, b: Any) -> AucComparison | None:
         if not two_classes or a is None or b is None:
             return None
-        return paired_auc_difference(y, a, b, confidence=confidence, resamples=resamples, seed=seed)
+        return paired_auc_difference(y, a, b, confidence=confidence, resamples=resamples, seed=seed, groups=groups)
 
     reasons: list[str] = []
     vs_baseline = vs_production = None
@@ -345,21 +372,14 @@ def gate(  # pylint: disable=too-many-arguments,too-many-locals  # positional AU
     winner, winner_auc = (challenger, challenger_auc) if challenger_wins else (baseline, baseline_auc)
     winner_scores = challenger_scores if challenger_wins else baseline_scores
     summary = f"{why}; {winner} is the winner"
+    if not winner_auc >= min_auc:
+        reasons.append(f"{winner} test ROC-AUC {winner_auc:.4f} is below the minimum {min_auc:.4f} a model must reach")
     if production_scores is not None and production_auc is None and two_classes:
         production_auc = float(roc_auc_score(y, np.asarray(production_scores, dtype=np.float64)))
     if production_auc is not None:
         vs_production = compare(winner_scores, production_scores)
-        if vs_production is not None:
-            if vs_production.low < -margin:
-                reasons.append(
-                    f"{winner} may be worse than production (version {production_version}) by more than "
-                    f"{margin:.4f}: ROC-AUC difference {vs_production.describe()}"
-                )
-        elif winner_auc < production_auc - margin:
-            reasons.append(
-                f"{winner} test ROC-AUC {winner_auc:.4f} is worse than production (version {production_version}) "
-                f"{production_auc:.4f} by more than {margin:.4f}"
-            )
+        reasons.extend(_production_reasons(winner, winner_auc, production_auc, production_version, margin,
+                                           vs_production))
     return GateDecision(
         passed=not reasons,
         challenger_auc=challenger_auc,
@@ -367,6 +387,7 @@ def gate(  # pylint: disable=too-many-arguments,too-many-locals  # positional AU
         production_auc=production_auc,
         production_version=production_version,
         margin=margin,
+        min_auc=min_auc,
         reasons=reasons,
         winner=winner,
         winner_auc=winner_auc,
@@ -374,6 +395,20 @@ def gate(  # pylint: disable=too-many-arguments,too-many-locals  # positional AU
         vs_production=vs_production,
         summary=summary,
     )
+
+
+def _production_reasons(winner: str, winner_auc: float, production_auc: float, production_version: str | None,
+                        margin: float, vs_production: AucComparison | None) -> list[str]:
+    """Why the winner may not replace production: worse by more than ``margin`` (at the interval's lower
+    bound when there is one, else on the point estimates)."""
+    if vs_production is not None:
+        if vs_production.low < -margin:
+            return [f"{winner} may be worse than production (version {production_version}) by more than "
+                    f"{margin:.4f}: ROC-AUC difference {vs_production.describe()}"]
+    elif winner_auc < production_auc - margin:
+        return [f"{winner} test ROC-AUC {winner_auc:.4f} is worse than production (version {production_version}) "
+                f"{production_auc:.4f} by more than {margin:.4f}"]
+    return []
 
 
 def roc_points(y_true: Any, probability: Any, max_points: int = 200) -> dict[str, list[float]]:

@@ -7,7 +7,8 @@ use only data strictly before the cutoff; the label says whether the customer ca
 a customer lifecycle into hours).
 
 A training set stacks several cutoffs and is split by time: the earliest cutoffs train, the next
-ones validate, the latest ones test (:func:`split_by_time`).
+ones validate, the latest ones test, with a gap of one label horizon between them
+(:func:`split_by_time`).
 
 The work is vectorised: events become integer codes and int64 times once, each window is a boolean
 mask, and per-customer aggregates are ``numpy.bincount`` over customer codes.
@@ -15,6 +16,7 @@ mask, and per-customer aggregates are ``numpy.bincount`` over customer codes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -436,22 +438,65 @@ def choose_cutoffs(
     return [last - pd.Timedelta(hours=step_h * i) for i in reversed(range(count))]
 
 
-def split_by_time(
-    frame: pd.DataFrame, fractions: tuple[float, float, float] = TRAINING_DEFAULTS["split_fractions"]
-) -> dict[str, pd.DataFrame]:
-    """Split a stacked training set by cutoff: earliest cutoffs train, next validate, latest test.
+def _purged_blocks(cutoffs: list[pd.Timestamp], n_val: int, n_test: int,
+                   horizon: pd.Timedelta) -> dict[str, list[pd.Timestamp]]:
+    """The latest ``n_test`` cutoffs test, the latest ``n_val`` whose label window ends before the first test
+    cutoff validate, and every cutoff whose label window ends before the first validation cutoff trains."""
+    test = cutoffs[-n_test:]
+    validation = [c for c in cutoffs if c + horizon < test[0]][-n_val:]
+    train = [c for c in cutoffs if validation and c + horizon < validation[0]]
+    return {"train": train, "validation": validation, "test": test}
 
-    Each split gets at least one cutoff; ``fractions`` (train, validation, test) set the shares of
-    the distinct cutoffs.
+
+def split_by_time(
+    frame: pd.DataFrame,
+    fractions: tuple[float, float, float] = TRAINING_DEFAULTS["split_fractions"],
+    horizon_h: float = DEFAULT_HORIZON_HOURS,
+) -> dict[str, pd.DataFrame]:
+    """Split a stacked training set by cutoff, purged and embargoed: train, then validation, then test.
+
+    A cutoff's label looks ``horizon_h`` hours ahead, so the last training cutoff plus the horizon
+    falls before the first validation cutoff, and the last validation cutoff plus the horizon
+    before the first test cutoff: no label window of an earlier split reaches into a later one.
+    The cutoffs in those gaps are left out. ``fractions`` (train, validation, test) set the shares
+    of the cutoffs kept; each split gets at least one. Too few cutoffs for that is refused
+    (:class:`InsufficientData`), never split with an overlap.
     """
     if len(fractions) != 3 or any(f <= 0 for f in fractions):
         raise ValueError(f"split fractions must be three positive numbers, got {fractions}")
+    horizon = pd.Timedelta(hours=_check_horizon(horizon_h))
     cutoffs = list(pd.Series(frame["cutoff"].unique()).sort_values())
     total = sum(fractions)
-    n_test = max(1, round(len(cutoffs) * fractions[2] / total))
-    n_val = max(1, round(len(cutoffs) * fractions[1] / total))
-    n_train = len(cutoffs) - n_val - n_test
-    if n_train < 1:
-        raise InsufficientData(f"{len(cutoffs)} cutoff(s) cannot be split into train, validation and test by time")
-    bounds = {"train": cutoffs[:n_train], "validation": cutoffs[n_train : n_train + n_val], "test": cutoffs[-n_test:]}
-    return {name: frame[frame["cutoff"].isin(values)].reset_index(drop=True) for name, values in bounds.items()}
+    blocks: dict[str, list[pd.Timestamp]] | None = None
+    # The shares apply to the kept cutoffs: the most kept cutoffs for which the shares hold.
+    for kept in range(len(cutoffs), 2, -1):
+        n_test = max(1, round(kept * fractions[2] / total))
+        n_val = max(1, round(kept * fractions[1] / total))
+        candidate = _purged_blocks(cutoffs, n_val, n_test, horizon)
+        if len(candidate["validation"]) == n_val and candidate["train"]:
+            blocks = candidate
+            if sum(len(block) for block in candidate.values()) >= kept:
+                break
+    if blocks is None:
+        span = f"{cutoffs[0]} to {cutoffs[-1]}" if cutoffs else "no cutoffs"
+        raise InsufficientData(
+            f"{len(cutoffs)} cutoff(s) ({span}) cannot be split into train, validation and test by time with a "
+            f"{horizon_h:g}h label horizon: the last training cutoff plus the horizon must fall before the first "
+            f"validation cutoff, and the last validation cutoff plus the horizon before the first test cutoff; "
+            f"this needs cutoffs spanning more than {2 * horizon_h:g}h (use more data or a shorter horizon)"
+        )
+    return {name: frame[frame["cutoff"].isin(values)].reset_index(drop=True) for name, values in blocks.items()}
+
+
+def held_out_customers(tokens: pd.Series, share: float) -> np.ndarray:
+    """Which rows belong to the customers held out of training: a stable ``share`` of customers by id.
+
+    A customer is held out when the first 8 bytes of sha256 of its token, as a fraction of 2**64,
+    are below ``share``: the same customers at every cutoff, in every training, on every machine.
+    """
+    if not 0 <= share < 1:
+        raise ValueError(f"held-out share must be in [0, 1), got {share}")
+    unique = pd.unique(tokens.astype(str))
+    fraction = np.array([int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "big") / 2**64 for t in unique])
+    chosen = set(unique[fraction < share].tolist())
+    return tokens.astype(str).isin(chosen).to_numpy()

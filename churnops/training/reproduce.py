@@ -232,8 +232,9 @@ def reproduce(  # pylint: disable=too-many-locals
     """Retrain the model ``ref`` names from its recorded lineage and compare the result with the original.
 
     With ``current_settings``, the settings-backed parameters (windows, horizon, cutoff step,
-    minimum history, gate margin) come from ``settings`` instead of the record, to see what a
-    change of settings does; the report lists every parameter that differs.
+    minimum history, gate margin, confidence, resamples and minimum ROC-AUC) come from ``settings``
+    instead of the record, to see what a change of settings does; the report lists every parameter
+    that differs.
     """
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
@@ -251,7 +252,8 @@ def reproduce(  # pylint: disable=too-many-locals
         current = TrainingConfig.from_settings(settings)
         config = dataclasses.replace(recorded, windows_h=current.windows_h, horizon_h=current.horizon_h,
                                      cutoff_step_h=current.cutoff_step_h, min_history_h=current.min_history_h,
-                                     gate_margin=current.gate_margin)
+                                     gate_margin=current.gate_margin, gate_confidence=current.gate_confidence,
+                                     gate_resamples=current.gate_resamples, gate_min_auc=current.gate_min_auc)
 
     repo = repo or open_repository(settings)
     try:

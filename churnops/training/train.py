@@ -28,7 +28,7 @@ import logging
 import math
 import tempfile
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ from churnops.training.features import (
     build_training_set,
     choose_cutoffs,
     feature_spec,
+    held_out_customers,
     split_by_time,
 )
 from churnops.errors import DataContractError, RegistryError
@@ -98,8 +99,12 @@ class TrainingConfig:
     cutoff_step_h: int = TRAINING_DEFAULTS["cutoff_step_hours"]
     min_history_h: int = TRAINING_DEFAULTS["min_history_hours"]
     split_fractions: tuple[float, float, float] = TRAINING_DEFAULTS["split_fractions"]
+    holdout_share: float = TRAINING_DEFAULTS["holdout_share"]
     select_percentile: float = DEFAULT_PERCENTILE
     gate_margin: float = TRAINING_DEFAULTS["gate_margin"]
+    gate_confidence: float = TRAINING_DEFAULTS["gate_confidence"]
+    gate_resamples: int = TRAINING_DEFAULTS["gate_resamples"]
+    gate_min_auc: float = TRAINING_DEFAULTS["gate_min_auc"]
     xgb_params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_XGB_PARAMS))
 
     @classmethod
@@ -111,6 +116,9 @@ class TrainingConfig:
             "cutoff_step_h": settings.cutoff_step_hours,
             "min_history_h": settings.min_history_hours,
             "gate_margin": settings.gate_margin,
+            "gate_confidence": settings.gate_confidence,
+            "gate_resamples": settings.gate_resamples,
+            "gate_min_auc": settings.gate_min_auc,
         }
         values.update(overrides)
         return cls(**values)
@@ -120,6 +128,20 @@ class TrainingConfig:
         params = {key: json.dumps(value) for key, value in asdict(self).items() if key != "xgb_params"}
         params.update({f"xgb_{key}": json.dumps(value) for key, value in sorted(self.xgb_params.items())})
         return params
+
+    def to_json(self) -> str:
+        """The configuration as JSON text (what the pipeline's tasks hand each other: KFP's artifact metadata
+        would turn integers into floats)."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainingConfig":
+        """The inverse of :meth:`to_json`."""
+        values = json.loads(text)
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown training parameters {unknown}")
+        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items()})
 
 
 @dataclass(frozen=True)
@@ -228,12 +250,16 @@ def load_tables(repo: DataRepository, data_commit: str) -> tuple[pd.DataFrame, p
 def build_splits(
     events: pd.DataFrame, subscriptions: pd.DataFrame, config: TrainingConfig
 ) -> dict[str, pd.DataFrame]:
-    """Feature/label frames per split (train, validation, test), split by cutoff time."""
+    """Feature/label frames per split (train, validation, test): split by cutoff time with a label horizon
+    between splits (:func:`split_by_time`), and the held-out customers (``config.holdout_share``, by id)
+    left out of train; validation and test keep every customer."""
     cutoffs = choose_cutoffs(
         events, subscriptions, horizon=config.horizon_h, step_h=config.cutoff_step_h, min_history_h=config.min_history_h
     )
     frame = build_training_set(events, subscriptions, cutoffs, horizon=config.horizon_h, windows=config.windows_h)
-    splits = split_by_time(frame, config.split_fractions)
+    splits = split_by_time(frame, config.split_fractions, config.horizon_h)
+    train = splits["train"]
+    splits["train"] = train[~held_out_customers(train["customer_token"], config.holdout_share)].reset_index(drop=True)
     if splits["train"][LABEL].nunique() < 2:
         raise InsufficientData(
             "the training split holds one class only: no customer churns (or every one does) in its horizons; "
@@ -348,10 +374,21 @@ def _log_bytes(content: bytes, artifact_path: str) -> None:
 # Runs
 
 
-def _log_split_evaluation(model: Pipeline, name: str, split: str, frame: pd.DataFrame, spec: FeatureSpec) -> dict:
-    """Score one split, log its metrics (``<split>_<metric>``) and plots; return the metrics."""
+def _log_split_evaluation(model: Pipeline, name: str, split: str, frame: pd.DataFrame, spec: FeatureSpec,
+                          trained_on: set[str]) -> dict:
+    """Score one split, log its metrics (``<split>_<metric>``) and plots; return the metrics.
+
+    ROC-AUC is also computed apart for the customers training saw (``<split>_seen_roc_auc``) and the
+    ones it never saw (``<split>_unseen_roc_auc``): a model that memorises customers does better on
+    the first.
+    """
     probability = evaluate.churn_probability(model, frame[spec.columns])
     metrics = evaluate.classification_metrics(frame[LABEL], probability)
+    seen = frame["customer_token"].astype(str).isin(trained_on).to_numpy()
+    for group, rows in (("seen", seen), ("unseen", ~seen)):
+        labels = frame[LABEL].to_numpy()[rows]
+        if np.unique(labels).size == 2:
+            metrics[f"{group}_roc_auc"] = evaluate.classification_metrics(labels, probability[rows])["roc_auc"]
     mlflow.log_metrics({f"{split}_{key}": value for key, value in metrics.items() if not math.isnan(value)})
     title = f"{name} ({split})"
     confusion = evaluate.confusion_matrix_figure(frame[LABEL], probability, title)
@@ -385,8 +422,9 @@ def _train_one(
         mlflow.log_params({f"model_{k}": str(v) for k, v in sorted(estimator.get_params().items()) if v is not None})
         model = build_model(spec, estimator, config.select_percentile).fit(train[spec.columns], train[LABEL].to_numpy())
         metrics: dict[str, float] = {}
+        trained_on = set(train["customer_token"].astype(str))
         for split in ("validation", "test"):
-            result = _log_split_evaluation(model, name, split, splits[split], spec)
+            result = _log_split_evaluation(model, name, split, splits[split], spec, trained_on)
             metrics.update({f"{split}_{key}": value for key, value in result.items()})
         importance = evaluate.feature_importance(model)
         mlflow.log_table(importance, "feature_importance.json")
@@ -437,7 +475,8 @@ def production_test_auc(
 
 @dataclass(frozen=True)
 class TrainingSetup:
-    """What :func:`begin_training` prepared: the splits, the spec, the parent run and the lineage tags."""
+    """What :func:`begin_training` prepared: the splits, the spec, the parent run, the lineage tags and the
+    configuration every later step uses."""
 
     data_commit: str
     experiment_id: str
@@ -446,6 +485,7 @@ class TrainingSetup:
     spec: FeatureSpec
     lineage: dict[str, str]
     features_uri: str
+    config: TrainingConfig
 
 
 @dataclass(frozen=True)
@@ -491,7 +531,7 @@ def begin_training(  # pylint: disable=too-many-arguments  # the stage's inputs,
         mlflow.log_params({f"{name}_rows": str(len(frame)) for name, frame in splits.items()})
         features_uri = _record_features(settings, splits, spec, data_commit, parent.info.run_id, repo)
     return TrainingSetup(data_commit, parent.info.experiment_id, parent.info.run_id, splits, spec, lineage,
-                         features_uri)
+                         features_uri, config)
 
 
 def fit_model(
@@ -524,38 +564,41 @@ def fit_model(
 def gate_models(
     settings: Settings,
     parent_run_id: str,
-    test_auc: dict[str, float],
+    scores: dict[str, np.ndarray],
     test: pd.DataFrame,
     spec: FeatureSpec,
-    margin: float | None = None,
-    *,
-    scores: dict[str, np.ndarray] | None = None,
-    seed: int = 0,
+    lineage: dict[str, str],
+    config: TrainingConfig,
 ) -> evaluate.GateDecision:
     """Pick the winner of challenger vs baseline and check it against the ``production`` model; record it.
 
-    ``test_auc`` maps ``baseline`` and ``xgboost`` to their test ROC-AUC; ``scores`` (same keys) are
-    their probabilities on ``test``, for the paired-bootstrap intervals (see
-    :func:`churnops.training.evaluate.gate`; without them the point estimates decide). The decision
-    goes to the parent run (``gate.json``, ``gate_*`` tags and interval metrics).
+    ``scores`` maps ``baseline`` and ``xgboost`` to their probabilities on ``test``, for the
+    paired-bootstrap intervals (see :func:`churnops.training.evaluate.gate`). The margin, confidence
+    and resamples come from ``config``, the bootstrap's seed is the training seed (``lineage``):
+    the in-process training and the pipeline's evaluate task take the same decision on the same
+    data. The decision goes to the parent run (``gate.json``, ``gate_*`` tags and interval metrics).
     """
     client = registry.use_tracking(settings)
     production_scores, production_version = production_test_scores(client, settings.registered_model, test, spec)
+    labels = test[LABEL].to_numpy()
+    auc = {name: evaluate.classification_metrics(labels, scores[name])["roc_auc"] for name in (BASELINE, CHALLENGER)}
     decision = evaluate.gate(
-        test_auc[CHALLENGER],
-        test_auc[BASELINE],
+        auc[CHALLENGER],
+        auc[BASELINE],
         None,
-        settings.gate_margin if margin is None else margin,
+        config.gate_margin,
         production_version,
-        labels=test[LABEL].to_numpy() if scores else None,
-        challenger_scores=scores.get(CHALLENGER) if scores else None,
-        baseline_scores=scores.get(BASELINE) if scores else None,
+        labels=labels,
+        challenger_scores=scores[CHALLENGER],
+        baseline_scores=scores[BASELINE],
         production_scores=production_scores,
-        confidence=settings.gate_confidence,
-        resamples=settings.gate_resamples,
-        seed=seed,
+        confidence=config.gate_confidence,
+        resamples=config.gate_resamples,
+        seed=int(lineage["seed"]),
         challenger=CHALLENGER,
         baseline=BASELINE,
+        groups=test["customer_token"].astype(str).to_numpy(),
+        min_auc=config.gate_min_auc,
     )
     with registry.resume_run(parent_run_id):
         mlflow.log_dict(decision.to_dict(), "gate.json")
@@ -632,8 +675,10 @@ def train_on_frames(  # pylint: disable=too-many-arguments  # the stage's inputs
 ) -> TrainingResult:
     """Train, log, gate and (when the gate passes) register, from published-format frames of ``data_commit``.
 
-    The steps the training pipeline runs as separate tasks, in one process: :func:`begin_training`,
-    :func:`fit_model` per model, :func:`gate_models`, :func:`register_candidate` (of the winner).
+    The steps the training pipeline runs as separate tasks, in one process and with the same
+    arguments: :func:`begin_training`, :func:`fit_model` per model, :func:`evaluate_models` (the
+    gate), :func:`register_candidate` (of the winner). ``config`` (default: from the settings) is
+    the one configuration every step uses.
     """
     config = config or TrainingConfig.from_settings(settings)
     setup = begin_training(settings, events, subscriptions, data_commit, seed, config, schema_versions, repo,
@@ -642,18 +687,9 @@ def train_on_frames(  # pylint: disable=too-many-arguments  # the stage's inputs
         name: fit_model(settings, name, setup.splits, setup.spec, setup.lineage, setup.parent_run_id, config)
         for name in (BASELINE, CHALLENGER)
     }
-    test = setup.splits["test"]
-    decision = gate_models(
-        settings,
-        setup.parent_run_id,
-        {name: model.metrics["test_roc_auc"] for name, model in fitted.items()},
-        test,
-        setup.spec,
-        config.gate_margin,
-        scores=test_probabilities(settings, {name: model.model_uri for name, model in fitted.items()}, test,
-                                  setup.spec),
-        seed=seed,
-    )
+    report = evaluate_models(settings, setup.parent_run_id, {name: model.model_uri for name, model in fitted.items()},
+                             setup.splits["test"], setup.spec, setup.lineage, config)
+    decision = report.gate
     version = reproduced = None
     if decision.passed and decision.winner is not None:
         reproduced = reproduced_version(settings, setup.lineage)
@@ -709,13 +745,14 @@ def test_probabilities(settings: Settings, model_uris: dict[str, str], test: pd.
 
 
 def begin_training_at(settings: Settings, data_ref: str | None = None, seed: int = 42,
-                      repo: DataRepository | None = None) -> TrainingSetup:
+                      repo: DataRepository | None = None, config: TrainingConfig | None = None) -> TrainingSetup:
     """:func:`begin_training` on the published tables at ``data_ref`` (a commit id or branch; None = ``main``)."""
     repo = repo or open_repository(settings)
     commit = repo.resolve(data_ref or DEFAULT_BRANCH)
     commit_metadata = repo.commit_info(commit).metadata
     events, subscriptions = load_tables(repo, commit)
-    return begin_training(settings, events, subscriptions, commit, seed, TrainingConfig.from_settings(settings),
+    config = config or TrainingConfig.from_settings(settings)
+    return begin_training(settings, events, subscriptions, commit, seed, config,
                           commit_metadata.get("schema_versions", "unknown"), repo,
                           tokenizer_key_id=commit_metadata.get("tokenizer_key_id", "unknown"))
 
@@ -730,6 +767,7 @@ def split_metadata(setup: TrainingSetup, split: str) -> dict[str, Any]:
     frame = setup.splits[split]
     return {
         "feature_spec": setup.spec.to_dict(),
+        "training_config": setup.config.to_json(),
         "label": LABEL,
         "rows": len(frame),
         "positives": int(frame[LABEL].sum()),
@@ -740,12 +778,15 @@ def split_metadata(setup: TrainingSetup, split: str) -> dict[str, Any]:
 
 
 def read_splits(paths: dict[str, str], artifact_metadata: dict[str, Any]) -> tuple[dict[str, pd.DataFrame],
-                                                                                  FeatureSpec]:
-    """Splits written by :func:`write_split` (name -> path) and the feature spec from their artifact metadata."""
-    if "feature_spec" not in artifact_metadata:
-        raise ValueError("the split's metadata holds no feature_spec: it was not written by the features step")
+                                                                                  FeatureSpec, TrainingConfig]:
+    """Splits written by :func:`write_split` (name -> path), and the feature spec and training configuration
+    from their artifact metadata: every task of a training uses the configuration the features task used."""
+    for key in ("feature_spec", "training_config"):
+        if key not in artifact_metadata:
+            raise ValueError(f"the split's metadata holds no {key}: it was not written by the features step")
     frames = {name: pd.read_parquet(path) for name, path in paths.items()}
-    return frames, FeatureSpec.from_dict(artifact_metadata["feature_spec"])
+    return (frames, FeatureSpec.from_dict(artifact_metadata["feature_spec"]),
+            TrainingConfig.from_json(str(artifact_metadata["training_config"])))
 
 
 def export_model(settings: Settings, fitted: FittedModel, path: str) -> None:
@@ -788,14 +829,20 @@ class EvaluationReport:
                 for key, value in values.items() if not math.isnan(value)}
 
 
-def evaluate_models(settings: Settings, parent_run_id: str, model_uris: dict[str, str], test: pd.DataFrame,
-                    spec: FeatureSpec) -> EvaluationReport:
-    """Score each logged model on the test split, then :func:`gate_models` on their ROC-AUC."""
+def evaluate_models(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # one step's inputs
+    settings: Settings,
+    parent_run_id: str,
+    model_uris: dict[str, str],
+    test: pd.DataFrame,
+    spec: FeatureSpec,
+    lineage: dict[str, str],
+    config: TrainingConfig,
+) -> EvaluationReport:
+    """Score each logged model (loaded from MLflow) on the test split, then :func:`gate_models`."""
     probabilities = test_probabilities(settings, model_uris, test, spec)
     labels = test[LABEL].to_numpy()
     metrics = {name: evaluate.classification_metrics(labels, p) for name, p in probabilities.items()}
-    decision = gate_models(settings, parent_run_id, {name: m["roc_auc"] for name, m in metrics.items()}, test, spec,
-                           scores=probabilities)
+    decision = gate_models(settings, parent_run_id, probabilities, test, spec, lineage, config)
     return EvaluationReport(
         metrics=metrics,
         roc={name: evaluate.roc_points(labels, p) for name, p in probabilities.items()},

@@ -1,5 +1,8 @@
 """The three pipelines end to end with kfp.local on the embedded stack: ingest hours, train, score.
 
+The training pipeline and the in-process training (``train_from_commit``) are run on the same commit
+and must agree: parameters, gate decision, metrics and registered lineage.
+
 Every task runs as a subprocess of this interpreter (kfp.local's SubprocessRunner) and reads its
 configuration from the ``CHURNOPS_*`` environment, as the pods read it from the settings ConfigMap.
 The checks read the real state afterwards: the lake's commits and tables, the MLflow registry,
@@ -16,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pytest
 from google.cloud import storage
 from werkzeug.wrappers import Request, Response
@@ -25,6 +29,8 @@ from churnops.local import datagen
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket
 from churnops.training import registry
+from churnops.training.features import feature_spec
+from churnops.training.train import TrainingConfig, lineage_tags, train_from_commit
 from pipelines.local import PipelineFailed, run_local
 from tests.support.wsgi_double import WsgiDouble
 
@@ -110,6 +116,31 @@ def _first_parent_log(repo: DataRepository) -> list[Any]:
     return commits
 
 
+def _in_process_training_agrees(env: Env, head: str, parent_run: Any, children: dict[str, Any],
+                                candidate: str) -> None:
+    """The same commit trained in process (``churnops train``, the drift retrain): one composition of training,
+    so the same parameters, metrics, gate decision and lineage; the version the pipeline registered is reproduced.
+    """
+    client = registry.client_for(env.settings)
+    registered = client.get_model_version(env.settings.registered_model, candidate)
+    in_process = train_from_commit(env.settings, head, seed=42, repo=env.repo)
+    assert in_process.reproduced_version == candidate and in_process.model_version is None
+    local_parent = client.get_run(in_process.parent_run_id)
+    assert local_parent.data.params == parent_run.data.params
+    assert {"gate_confidence", "gate_resamples", "gate_margin", "gate_min_auc", "seed"} <= set(parent_run.data.params)
+    config = TrainingConfig.from_settings(env.settings)
+    lineage_keys = set(lineage_tags(env.settings, head, 42, config, feature_spec(config.windows_h)))
+    assert {key: local_parent.data.tags[key] for key in lineage_keys} == {
+        key: registered.tags[key] for key in lineage_keys} == {key: parent_run.data.tags[key] for key in lineage_keys}
+    pipeline_gate = mlflow.artifacts.load_dict(f"runs:/{parent_run.info.run_id}/gate.json")
+    assert in_process.gate.to_dict() == pipeline_gate
+    assert pipeline_gate["vs_baseline"]["resamples"] == env.settings.gate_resamples
+    assert {key: local_parent.data.metrics[key] for key in in_process.gate.metrics()} == {
+        key: parent_run.data.metrics[key] for key in in_process.gate.metrics()}
+    assert in_process.metrics == {name: {key: run.data.metrics[key] for key in in_process.metrics[name]}
+                                  for name, run in children.items()}
+
+
 @pytest.mark.timeout(1800)  # eleven pipeline tasks, each a fresh interpreter: minutes on a busy machine
 def test_ingest_training_scoring_with_kfp_local(env: Env) -> None:
     # Ingest: the first half of the hours, then the rest; then the last hour again (nothing new).
@@ -154,6 +185,8 @@ def test_ingest_training_scoring_with_kfp_local(env: Env) -> None:
     assert registered.tags["model_type"] == winner
     assert registered.run_id == registered.tags["run_id"] == children[winner].info.run_id
     assert registered.tags["data_commit"] == head
+
+    _in_process_training_agrees(env, head, parent_run, children, candidate)
 
     # Scoring with the production model (promoted by hand, as a person would).
     registry.promote(client, env.settings.registered_model, "staging")

@@ -123,7 +123,7 @@ def test_a_clearly_better_challenger_wins_and_the_interval_is_in_the_decision() 
     assert comparison is not None and 0 < comparison.low < comparison.difference < comparison.high
     recorded = decision.to_dict()["vs_baseline"]
     assert recorded == {"difference": comparison.difference, "low": comparison.low, "high": comparison.high,
-                        "confidence": 0.95, "resamples": 500, "rows": 2000}
+                        "confidence": 0.95, "resamples": 500, "rows": 2000, "groups": 2000}
     assert decision.metrics() == {"gate_vs_baseline_auc_diff": comparison.difference,
                                   "gate_vs_baseline_auc_diff_low": comparison.low,
                                   "gate_vs_baseline_auc_diff_high": comparison.high}
@@ -181,3 +181,33 @@ def test_roc_points_are_finite_json_and_bounded() -> None:
 
 def test_confusion_counts_rows_are_true_classes() -> None:
     assert evaluate.confusion_counts([0, 0, 1, 1, 1], [0.1, 0.7, 0.2, 0.6, 0.9]) == [[1, 1], [1, 2]]
+
+
+def test_the_customer_bootstrap_is_not_narrowed_by_a_customer_scored_at_many_cutoffs() -> None:
+    y, scores = synthetic_scores(rows=600)
+    other = noisy_copy(scores, 0.5, seed=1)
+    customers = np.arange(y.size)
+    once = evaluate.paired_auc_difference(y, scores, other, resamples=1000, seed=5, groups=customers)
+    # The same customers at five cutoffs each: five times the rows, no more information.
+    repeated = [np.tile(values, 5) for values in (y, scores, other, customers)]
+    by_row = evaluate.paired_auc_difference(*repeated[:3], resamples=1000, seed=5)
+    by_customer = evaluate.paired_auc_difference(*repeated[:3], resamples=1000, seed=5, groups=repeated[3])
+    width = {name: c.high - c.low for name, c in (("once", once), ("row", by_row), ("customer", by_customer))}
+    assert by_customer.groups == 600 and by_customer.rows == 3000 and by_row.groups == 3000
+    assert width["customer"] == pytest.approx(width["once"], rel=0.15)
+    assert width["row"] < 0.6 * width["customer"]  # about 1/sqrt(5): resampling rows is anti-conservative
+    assert "3000 rows, 600 customers" in by_customer.describe()
+
+
+def test_a_winner_below_the_minimum_quality_is_refused_without_a_production_model() -> None:
+    y, baseline = synthetic_scores()
+    weak = baseline * 0.05 + np.random.default_rng(4).normal(size=y.size)
+    auc = [evaluate.classification_metrics(y, s)["roc_auc"] for s in (weak, weak)]
+    refused = evaluate.gate(*auc, labels=y, challenger_scores=weak, baseline_scores=weak, min_auc=0.6,
+                            resamples=200)
+    assert not refused.passed and refused.production_version is None
+    assert any("below the minimum 0.6000" in reason for reason in refused.reasons)
+    assert refused.to_dict()["min_auc"] == 0.6
+    good = [evaluate.classification_metrics(y, baseline)["roc_auc"]] * 2
+    assert evaluate.gate(*good, labels=y, challenger_scores=baseline, baseline_scores=baseline, min_auc=0.6,
+                         resamples=200).passed

@@ -12,12 +12,15 @@ from churnops.errors import DataContractError
 from churnops.training.features import (
     FEATURE_SPEC,
     LABEL,
+    SPLITS,
     FeatureSpec,
+    InsufficientData,
     build_features,
     build_labels,
     build_training_set,
     choose_cutoffs,
     feature_spec,
+    held_out_customers,
     split_by_time,
 )
 from tests.unit.training.conftest import at, event, events_frame, record, subscriptions_frame
@@ -185,10 +188,11 @@ def test_training_set_stacks_cutoffs_and_splits_by_time(lake) -> None:
         expected = build_features(events, subs, cutoff, windows=(1, 6))
         pd.testing.assert_frame_equal(rows.drop(columns=[LABEL]), expected)
         assert rows[LABEL].tolist() == build_labels(subs, cutoff, horizon=4).tolist()
-    splits = split_by_time(frame, (0.6, 0.2, 0.2))
-    assert sum(len(part) for part in splits.values()) == len(frame)
-    assert splits["train"]["cutoff"].max() < splits["validation"]["cutoff"].min()
-    assert splits["validation"]["cutoff"].max() < splits["test"]["cutoff"].min()
+    splits = split_by_time(frame, (0.6, 0.2, 0.2), horizon_h=4)
+    kept = pd.concat(splits.values())
+    assert len(kept) == len(frame[frame["cutoff"].isin(kept["cutoff"])])  # whole cutoffs, none twice
+    assert splits["train"]["cutoff"].max() + pd.Timedelta(hours=4) < splits["validation"]["cutoff"].min()
+    assert splits["validation"]["cutoff"].max() + pd.Timedelta(hours=4) < splits["test"]["cutoff"].min()
 
 
 def test_cutoffs_leave_history_and_a_full_horizon(lake) -> None:
@@ -205,7 +209,48 @@ def test_cutoffs_leave_history_and_a_full_horizon(lake) -> None:
 def test_split_needs_three_cutoffs() -> None:
     frame = pd.DataFrame({"cutoff": [at(1), at(2)], LABEL: [0, 1]})
     with pytest.raises(ValueError, match="cannot be split"):
-        split_by_time(frame)
+        split_by_time(frame, horizon_h=1)
+
+
+def hourly_cutoffs(count: int) -> pd.DataFrame:
+    """One row per hourly cutoff from hour 0."""
+    return pd.DataFrame({"cutoff": [at(h) for h in range(count)], LABEL: [h % 2 for h in range(count)]})
+
+
+@pytest.mark.parametrize(("count", "horizon"), [(25, 6), (13, 4), (40, 12), (9, 2)])
+def test_no_label_window_of_an_earlier_split_reaches_a_later_one(count: int, horizon: int) -> None:
+    splits = split_by_time(hourly_cutoffs(count), (0.6, 0.2, 0.2), horizon)
+    blocks = {name: sorted(frame["cutoff"].unique()) for name, frame in splits.items()}
+    gap = pd.Timedelta(hours=horizon)
+    assert blocks["train"][-1] + gap < blocks["validation"][0]
+    assert blocks["validation"][-1] + gap < blocks["test"][0]
+    assert blocks["test"][-1] == at(count - 1)  # the latest cutoffs test
+    # Only the cutoffs in the two gaps are left out, and train keeps the largest share.
+    assert sum(len(b) for b in blocks.values()) == count - 2 * horizon
+    assert len(blocks["train"]) >= max(len(blocks["validation"]), len(blocks["test"]))
+
+
+def test_the_default_history_of_48_hours_splits_7_3_3() -> None:
+    # The defaults: cutoffs from hour 18 to hour 42 (48 h of data, 6 h horizon).
+    splits = split_by_time(hourly_cutoffs(25))
+    assert [splits[name]["cutoff"].nunique() for name in SPLITS] == [7, 3, 3]
+
+
+def test_too_short_a_history_for_the_embargo_is_refused_with_the_reason() -> None:
+    with pytest.raises(InsufficientData, match=r"12 cutoff\(s\).*6h label horizon.*must fall before the first "
+                                               r"validation cutoff.*more than 12h"):
+        split_by_time(hourly_cutoffs(12), horizon_h=6)
+
+
+def test_held_out_customers_are_a_stable_share_chosen_by_id() -> None:
+    tokens = pd.Series([f"tok-{i}" for i in range(4000)] * 3)
+    held = held_out_customers(tokens, 0.1)
+    assert held[:4000].tolist() == held[4000:8000].tolist() == held[8000:].tolist()  # a customer, not a row
+    assert 0.08 < held[:4000].mean() < 0.12
+    assert held.tolist() == held_out_customers(tokens.sample(frac=1, random_state=1).sort_index(), 0.1).tolist()
+    assert not held_out_customers(tokens, 0.0).any()
+    with pytest.raises(ValueError, match="share"):
+        held_out_customers(tokens, 1.0)
 
 
 event_rows = st.lists(

@@ -69,7 +69,7 @@ def test_lineage_tags_identify_a_training_by_data_code_parameters_and_seed(tmp_p
     assert same["training_key"] == tags["training_key"]
     for other in (lineage_tags(settings, "commit2", 42, config, spec),
                   lineage_tags(settings, "commit1", 43, config, spec),
-                  lineage_tags(settings, "commit1", 42, TrainingConfig(horizon_h=6), spec),
+                  lineage_tags(settings, "commit1", 42, TrainingConfig(horizon_h=8), spec),
                   lineage_tags(settings.model_copy(update={"code_version": "d" * 40}), "commit1", 42, config, spec)):
         assert other["training_key"] != tags["training_key"]
     assert "image_digest" not in lineage_tags(Settings(state_dir=tmp_path), "commit1", 42, config, spec)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,18 @@ def test_config_follows_the_settings_and_overrides(settings: Settings) -> None:
     config = TrainingConfig.from_settings(custom, cutoff_step_h=3)
     assert (config.windows_h, config.horizon_h, config.gate_margin, config.cutoff_step_h) == ((2, 8), 4, 0.05, 3)
     assert set(config.as_params()) >= {"windows_h", "horizon_h", "xgb_max_depth", "split_fractions"}
+
+
+def test_every_gate_setting_is_a_training_parameter_and_the_config_travels_between_tasks(settings: Settings) -> None:
+    custom = settings.model_copy(update={"gate_confidence": 0.9, "gate_resamples": 250, "gate_min_auc": 0.7})
+    config = TrainingConfig.from_settings(custom, holdout_share=0.2)
+    params = config.as_params()
+    assert (params["gate_confidence"], params["gate_resamples"], params["gate_min_auc"], params["gate_margin"],
+            params["holdout_share"]) == ("0.9", "250", "0.7", "0.01", "0.2")
+    assert TrainingConfig.from_json(config.to_json()) == config
+    assert isinstance(TrainingConfig.from_json(config.to_json()).xgb_params["n_estimators"], int)
+    with pytest.raises(ValueError, match="unknown training parameters"):
+        TrainingConfig.from_json(json.dumps({**json.loads(config.to_json()), "gate_seed": 0}))
 
 
 def test_lineage_helpers(settings: Settings, tmp_path: Path) -> None:
