@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 
 from churnops.training import registry
 from churnops.training.evaluate import classification_metrics
-from churnops.training.features import FEATURE_SPEC, LABEL
+from churnops.training.features import FEATURE_SPEC, LABEL, held_out_customers
 from churnops.data.versioning.uri import read_uri
 from churnops.platform.buildinfo import git_sha, lock_sha256
 from churnops.training.train import TrainingConfig, TrainingResult, sha256_json, train_from_commit
@@ -104,6 +104,24 @@ def test_feature_matrices_are_committed_to_the_lake_tied_to_the_input_commit(tra
     logged = mlflow.artifacts.download_artifacts(f"runs:/{result.parent_run_id}/features/train.parquet")
     pd.testing.assert_frame_equal(pd.read_parquet(logged), pd.read_parquet(
         io.BytesIO(read_features(lake, result.features_uri, "train.parquet"))))
+
+
+def test_no_label_of_training_reaches_validation_or_test_and_held_out_customers_are_never_trained_on(
+        trained: Trained) -> None:
+    lake, result = trained
+    splits = {name: pd.read_parquet(io.BytesIO(read_features(lake, result.features_uri, f"{name}.parquet")))
+              for name in ("train", "validation", "test")}
+    horizon = pd.Timedelta(hours=lake.settings.label_horizon_hours)
+    assert splits["train"]["cutoff"].max() + horizon < splits["validation"]["cutoff"].min()
+    assert splits["validation"]["cutoff"].max() + horizon < splits["test"]["cutoff"].min()
+    churned_in_training = set(splits["train"].loc[splits["train"][LABEL] == 1, "customer_token"])
+    for later in ("validation", "test"):
+        positives = set(splits[later].loc[splits[later][LABEL] == 1, "customer_token"])
+        assert positives and not positives & churned_in_training  # a cancellation is labelled in one split only
+    held_out = held_out_customers(splits["test"]["customer_token"], TrainingConfig().holdout_share)
+    assert held_out.any() and not set(splits["test"]["customer_token"][held_out]) & set(splits["train"]["customer_token"])
+    for name in ("baseline", "xgboost"):
+        assert {"test_seen_roc_auc", "test_unseen_roc_auc"} <= set(result.metrics[name])
 
 
 def test_the_registered_model_scores_the_logged_feature_matrix(trained: Trained) -> None:
