@@ -119,7 +119,8 @@ def test_no_label_of_training_reaches_validation_or_test_and_held_out_customers_
         positives = set(splits[later].loc[splits[later][LABEL] == 1, "customer_token"])
         assert positives and not positives & churned_in_training  # a cancellation is labelled in one split only
     held_out = held_out_customers(splits["test"]["customer_token"], TrainingConfig().holdout_share)
-    assert held_out.any() and not set(splits["test"]["customer_token"][held_out]) & set(splits["train"]["customer_token"])
+    trained_on = set(splits["train"]["customer_token"])
+    assert held_out.any() and not set(splits["test"]["customer_token"][held_out]) & trained_on
     for name in ("baseline", "xgboost"):
         assert {"test_seen_roc_auc", "test_unseen_roc_auc"} <= set(result.metrics[name])
 
