@@ -68,7 +68,7 @@ def test_a_changed_setting_is_reported_as_the_cause_of_a_different_result(
     assert code == 3, out
     assert f"reproduced {result.gate.winner} run {result.run_ids[result.gate.winner]}" in out
     assert "verdict: different" in out and "Traceback" not in out
-    assert "differs from the original: parameter horizon_h: recorded 12, used 8" in out
+    assert "differs from the original: parameter horizon_h: recorded 6, used 8" in out
     assert f"differs from the original: code version: recorded {git_sha(lake.settings)}, now {'f' * 40}" in out
     assert "feature matrices rebuilt from the lake: different" in out
 
