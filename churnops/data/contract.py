@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import pyarrow
+import pyarrow.compute as pyarrow_compute
 import pyarrow.json as pyarrow_json
 from orjson import JSONDecodeError, loads  # pylint: disable=no-name-in-module  # C extension
 from pandera.engines import pandas_engine
@@ -67,6 +68,7 @@ _OBJECT_NAME = re.compile(
 )
 _EXTENSIONS = {EVENTS: ".jsonl.gz", SUBSCRIPTIONS: ".csv"}
 _JSON_TYPE_NAMES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+_UTC_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?(?:Z|\+00:00)$"
 _NAIVE_TIMESTAMP = r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}(?::\d{2}(?::\d{2}(?:[.,]\d+)?)?)?)?"
 _MAX_VALUE_CHARS = 60
 _JSONL_CHUNK = 65_536  # lines parsed per list comprehension
@@ -772,8 +774,27 @@ def record_hours(rows: pd.DataFrame, kind: str) -> pd.Series:
     if name not in rows.columns:
         return pd.Series(pd.NaT, index=rows.index, dtype="datetime64[ns, UTC]")
     normalised = _normalise_column(rows[name], name, contract_schema(kind).columns[name], kind == EVENTS).column
-    times = pd.to_datetime(_naive_as_utc(normalised), format="ISO8601", utc=True, errors="coerce", cache=False)
-    return times.dt.floor("h")
+    hours = pd.Series(pd.NaT, index=rows.index, dtype="datetime64[ns, UTC]")
+    rest = np.ones(len(rows), dtype=bool)
+    if isinstance(normalised.array, pd.arrays.ArrowStringArray) and len(rows):
+        # The common form, a UTC time to the second or finer: its hour is its first 13 characters.
+        text = pyarrow.array(normalised.array)
+        call = pyarrow_compute.call_function
+        utc = call("match_substring_regex", [text], pyarrow_compute.MatchSubstringOptions(_UTC_TIMESTAMP))
+        prefix = call("utf8_slice_codeunits", [text], pyarrow_compute.SliceOptions(0, 13))
+        parsed = call("strptime", [prefix], pyarrow_compute.StrptimeOptions("%Y-%m-%dT%H", "s", error_is_null=True))
+        # strptime rolls an impossible date over (February 30th is March 1st): it must print back the same.
+        exact = call("equal", [call("strftime", [parsed], pyarrow_compute.StrftimeOptions("%Y-%m-%dT%H")), prefix])
+        fast = pd.Series(parsed.to_pandas(), index=rows.index).dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
+        done = (pyarrow_compute.fill_null(utc, False).to_numpy(zero_copy_only=False)
+                & pyarrow_compute.fill_null(exact, False).to_numpy(zero_copy_only=False))
+        hours[done] = fast[done]
+        rest = ~done
+    if rest.any():
+        times = pd.to_datetime(_naive_as_utc(normalised[rest]), format="ISO8601", utc=True, errors="coerce",
+                               cache=False)
+        hours[rest] = times.dt.floor("h")
+    return hours
 
 
 class _RowChecker:

@@ -366,7 +366,7 @@ class IngestRun:
         objects before it), count them, and add the object's ids to ``seen``."""
         if item.valid is None or item.report.status != "published":
             return
-        ids = item.valid[ID_COLUMNS[item.kind]]
+        ids = item.valid[ID_COLUMNS[item.kind]].astype(object)  # pandas' arrow-string isin boxes every value
         dup = (ids.isin(seen) | ids.duplicated(keep="first")).to_numpy(dtype=bool) if len(ids) else None
         if dup is not None and dup.any():
             item.report.duplicates_dropped += int(dup.sum())

@@ -641,7 +641,9 @@ def test_record_hours_read_times_as_the_check_does() -> None:
 def test_record_hours_are_missing_where_there_is_no_time() -> None:
     parsed = contract.parse_object(EVENTS_NAME, jsonl(event(event_id="a", event_time="yesterday"),
                                                       event(event_id="b", event_time=None),
-                                                      event(event_id="c", event_time=12)))
+                                                      event(event_id="c", event_time=12),
+                                                      event(event_id="d", event_time="2024-05-01T10:61:00Z"),
+                                                      event(event_id="e", event_time="2024-02-30T10:00:00Z")))
     assert contract.record_hours(parsed.rows, contract.EVENTS).isna().all()
     rows = contract.parse_object(SUBS_NAME, csv_object([subscription()])).rows
     assert contract.record_hours(rows.drop(columns="updated_at"), contract.SUBSCRIPTIONS).isna().all()
