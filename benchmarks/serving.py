@@ -136,7 +136,7 @@ def sample_rows(model_dir: str, rows: int) -> tuple[Any, Any, set[str]]:
     """(Pipeline, feature rows, numeric column names): synthetic rows over the model's columns and categories."""
     import mlflow  # pylint: disable=import-outside-toplevel
 
-    from churnops.training.fastpath import model_columns  # pylint: disable=import-outside-toplevel
+    from churnops.model.fastpath import model_columns  # pylint: disable=import-outside-toplevel
     import pandas as pd  # pylint: disable=import-outside-toplevel
 
     pipeline = mlflow.sklearn.load_model(model_dir)

@@ -24,8 +24,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
-from churnops.training.evaluate import THRESHOLD
-from churnops.training.scoring import ScoringModel, load_scoring_model
+from churnops.model.scoring import ScoringModel, load_scoring_model
 from serving.batching import MicroBatcher
 from serving.protocol import (
     LABEL,
@@ -164,7 +163,7 @@ class ChurnPredictor(Model, StrictModel):
             probability = await asyncio.to_thread(self.model.pipeline_predict, batch.numeric, batch.categorical)
         ROWS.inc(batch.rows)
         PROBABILITIES.observe_many(probability)
-        return outputs_of(probability, THRESHOLD)
+        return outputs_of(probability)
 
     async def answer_rest(self, body: bytes, header_length: int | None,
                           caller: str = "") -> tuple[bytes, int | None, int]:

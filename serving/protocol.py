@@ -29,10 +29,8 @@ import numpy as np
 import orjson
 
 from churnops.errors import ChurnopsError
+from churnops.model.predict import LABEL, OUTPUTS, PROBABILITY, churn_label
 
-PROBABILITY = "churn_probability"
-LABEL = "churn_label"
-OUTPUTS: tuple[str, ...] = (PROBABILITY, LABEL)
 NUMERIC_TYPES: dict[str, np.dtype] = {"FP64": np.dtype("<f8"), "FP32": np.dtype("<f4")}
 TEXT = "BYTES"
 # kserve's own client also sends the model's name and version in the body
@@ -408,11 +406,11 @@ class Decoder:
 # ---------------------------------------------------------------- responses
 
 
-def outputs_of(probability: np.ndarray, threshold: float) -> dict[str, tuple[str, np.ndarray]]:
-    """The response tensors: name -> (datatype, values)."""
+def outputs_of(probability: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
+    """The response tensors: name -> (datatype, values), labels at the contract's threshold."""
     return {
         PROBABILITY: ("FP64", probability.astype(np.float64)),
-        LABEL: ("INT64", (probability >= threshold).astype(np.int64)),
+        LABEL: ("INT64", churn_label(probability)),
     }
 
 

@@ -16,7 +16,7 @@ from churnops.deploy.canary import Canary, Prometheus, Thresholds, run_auto
 from churnops.deploy.release import resolve_model
 from churnops.platform.alerts import AlertSink
 from churnops.platform.settings import Settings, get_settings
-from churnops.training import registry
+from churnops.model import registry
 
 HOLD_EXIT = 3
 

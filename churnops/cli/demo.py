@@ -53,7 +53,7 @@ from churnops.platform.auth import TokenSource
 from churnops.platform.secrets import tokenization_key
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket, storage_client
-from churnops.training import registry
+from churnops.model import registry
 from churnops.training.monitoring import check_drift
 from churnops.training.online import OnlineSnapshot, refresh_online_features
 from pipelines.local import PipelineFailed, run_local

@@ -5,7 +5,7 @@ through :func:`churnops.platform.logs.setup_logging`.
 
 Errors: a :class:`churnops.errors.ChurnopsError` (bad data, a missing commit, a service that is not
 running, a setting that makes no sense, and MLflow's exceptions as the registry's domain errors:
-:func:`churnops.training.registry.domain_error`) is printed as one line, ``Error: <Type>: <message>``,
+:func:`churnops.model.registry.domain_error`) is printed as one line, ``Error: <Type>: <message>``,
 and the command exits with status 2; ``--debug`` prints its traceback as well. Any other exception is
 a bug and keeps its traceback (exit status 1).
 """
@@ -34,7 +34,7 @@ from churnops.cli.canary import canary_group
 from churnops.cli.deploy import deploy_command
 from churnops.cli.pipeline import pipeline_group
 from churnops.local import datagen
-from churnops.training import registry
+from churnops.model import registry
 from churnops.data import ingest
 from churnops.local.localstack import LocalStack, require_services
 from churnops.platform.logs import Scrubber, setup_logging

@@ -11,7 +11,7 @@ import math
 import click
 import pandas as pd
 
-from churnops.training import registry
+from churnops.model import registry
 from churnops.training.evaluate import METRICS
 from churnops.local.localstack import require_services
 from churnops.platform.settings import get_settings

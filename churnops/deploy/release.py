@@ -23,7 +23,7 @@ from churnops.deploy.smoke import SmokeResult, smoke_test
 from churnops.errors import ConfigurationError, DeploymentError, RegistryError
 from churnops.platform.auth import TokenSource
 from churnops.platform.settings import Settings
-from churnops.training import registry
+from churnops.model import registry
 from churnops.training.features import feature_spec
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ No other module reads a ``CHURNOPS_*`` variable: code takes a :class:`Settings`.
 read elsewhere belong to other programs: ``OMP_NUM_THREADS`` (the serving processes default it to
 1), ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` (the transformer's client, as kserve's), and MLflow's
 own ``MLFLOW_*`` (set by :mod:`churnops.platform.logs` and, for a ``k8s://`` tracking address, by
-:mod:`churnops.training.registry`). Nothing reads the
+:mod:`churnops.model.registry`). Nothing reads the
 settings at import: a process reads them when it starts (:func:`get_settings`; an entry point
 without a command-line error handler uses :func:`settings_or_exit`).
 """

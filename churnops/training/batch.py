@@ -27,7 +27,8 @@ from churnops.data.versioning import DataRepository, open_repository
 from churnops.data.versioning.base import DEFAULT_BRANCH
 from churnops.platform.buildinfo import git_sha
 from churnops.platform.settings import Settings
-from churnops.training import evaluate, registry
+from churnops.model import registry
+from churnops.model.predict import LABEL, PROBABILITY, churn_label, churn_probability
 from churnops.training.features import FeatureSpec, build_features, data_span
 from churnops.training.train import load_tables
 
@@ -36,8 +37,8 @@ logger = logging.getLogger(__name__)
 PREDICTIONS_PREFIX = "predictions"
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "customer_token",
-    "churn_probability",
-    "churn_label",
+    PROBABILITY,
+    LABEL,
     "model_name",
     "model_version",
     "data_commit",
@@ -87,12 +88,12 @@ def load_alias_model(settings: Settings, alias: str) -> tuple[object, FeatureSpe
 def predictions_frame(model: object, spec: FeatureSpec, features: pd.DataFrame, model_name: str, version: str,
                       data_commit: str) -> pd.DataFrame:
     """The predictions table for ``features`` (one row per customer at one cutoff)."""
-    probability = evaluate.churn_probability(model, features[spec.columns])
+    probability = churn_probability(model, features[spec.columns])
     return pd.DataFrame(
         {
             "customer_token": features["customer_token"].astype(str).to_numpy(),
-            "churn_probability": probability.astype("float64"),
-            "churn_label": (probability >= evaluate.THRESHOLD).astype("int8"),
+            PROBABILITY: probability.astype("float64"),
+            LABEL: churn_label(probability).astype("int8"),
             "model_name": model_name,
             "model_version": version,
             "data_commit": data_commit,

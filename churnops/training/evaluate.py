@@ -32,19 +32,12 @@ from sklearn.metrics import (
 )
 from sklearn.pipeline import Pipeline
 
+from churnops.model.predict import THRESHOLD, churn_probability
 from churnops.training.transform import selected_feature_names
 
-THRESHOLD = 0.5
+__all__ = ["THRESHOLD", "churn_probability"]  # the predict contract, re-exported for the evaluation code
+
 METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
-
-
-def churn_probability(model: Any, X: pd.DataFrame) -> np.ndarray:
-    """The model's probability of the positive class (churn) for each row."""
-    proba = np.asarray(model.predict_proba(X))
-    classes = list(getattr(model, "classes_", [0, 1]))
-    if 1 not in classes:
-        return np.zeros(len(X))
-    return proba[:, classes.index(1)]
 
 
 def classification_metrics(y_true: Any, probability: Any, threshold: float = THRESHOLD) -> dict[str, float]:

@@ -42,7 +42,8 @@ from churnops.data.versioning import DataRepository, open_repository
 from churnops.errors import RegistryError
 from churnops.platform.alerts import Alert, AlertSink
 from churnops.platform.settings import Settings
-from churnops.training import drift, evaluate, registry
+from churnops.model import registry
+from churnops.training import drift, evaluate
 from churnops.training.features import FeatureSpec
 from churnops.training.online import OnlineSnapshot, load_snapshot
 from churnops.training.train import FEATURES_BRANCH, TrainingResult, train_from_commit

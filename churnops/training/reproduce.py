@@ -34,7 +34,8 @@ from churnops.data.versioning import DataRepository, NotFoundError, open_reposit
 from churnops.data.versioning.uri import locate
 from churnops.errors import RegistryError
 from churnops.platform.settings import Settings
-from churnops.training import evaluate, registry
+from churnops.model import registry
+from churnops.training import evaluate
 from churnops.training import train as training
 from churnops.training.features import SPLITS, feature_spec
 from churnops.training.train import MODEL_ARTIFACT, TrainingConfig

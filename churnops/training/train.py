@@ -47,7 +47,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from xgboost import XGBClassifier
 
-from churnops.training import evaluate, registry
+from churnops.model import registry
+from churnops.training import evaluate
 from churnops.training.features import (
     DEFAULT_HORIZON_HOURS,
     DEFAULT_WINDOWS_HOURS,

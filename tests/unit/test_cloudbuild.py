@@ -22,7 +22,7 @@ from google.cloud.devtools import cloudbuild_v1
 from churnops.platform import cluster_proxy
 from churnops.platform import declaration as platform
 from churnops.platform.settings import Settings
-from churnops.training.registry import Actor, resolve_actor
+from churnops.model.registry import Actor, resolve_actor
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ["cloudbuild.yaml", "cloudbuild.training.yaml", "cloudbuild.production.yaml"]

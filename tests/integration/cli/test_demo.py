@@ -12,7 +12,8 @@ from churnops.cli import demo
 from churnops.data.versioning import open_repository
 from churnops.local.localstack import LocalStack
 from churnops.platform.settings import Settings
-from churnops.training import evaluate, registry
+from churnops.model import registry
+from churnops.training import evaluate
 from tests.conftest import free_port
 
 

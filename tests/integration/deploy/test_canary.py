@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from churnops.cli import canary as cli_canary
 from churnops.deploy.canary import Canary
 from churnops.platform.settings import Settings
-from churnops.training import registry
+from churnops.model import registry
 from tests.integration.deploy.conftest import DIGEST, run_cli
 from tests.support.kube_double import KubeApiDouble
 from tests.support.prometheus_double import PrometheusDouble, load_series

@@ -28,7 +28,7 @@ from churnops.data.versioning import DataRepository, open_repository
 from churnops.local import datagen
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket
-from churnops.training import registry
+from churnops.model import registry
 from churnops.training.features import feature_spec
 from churnops.training.train import TrainingConfig, lineage_tags, train_from_commit
 from pipelines.local import PipelineFailed, run_local

@@ -21,7 +21,7 @@ import requests
 from sklearn.pipeline import Pipeline
 from xgboost import XGBClassifier
 
-from churnops.training import registry
+from churnops.model import registry
 from churnops.training.features import FEATURE_SPEC
 from churnops.training.train import _model_requirements, model_signature  # the training's own logging choices
 from churnops.training.transform import MODEL_CODE_PATHS, SKOPS_TRUSTED_TYPES, build_model

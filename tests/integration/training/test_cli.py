@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from churnops.cli import main as cli
 from churnops.cli import training as cli_training
-from churnops.training import registry
+from churnops.model import registry
 from churnops.platform.settings import Settings
 from churnops.training.train import TrainingResult
 from tests.integration.training.conftest import Lake

@@ -16,7 +16,8 @@ from churnops.local import datagen
 from churnops.platform.alerts import AlertSink
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket
-from churnops.training import monitoring, registry
+from churnops.model import registry
+from churnops.training import monitoring
 from churnops.training.online import refresh_online_features
 from churnops.training.train import TrainingResult
 from tests.integration.training.conftest import CUSTOMERS, HOURS, SEED, START, Lake

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from churnops.errors import RegistryError
 from churnops.platform.settings import Settings
-from churnops.training import registry
+from churnops.model import registry
 from tests.support.apiserver_proxy import ApiServerProxy
 
 ADDRESS = "k8s://mlflow/mlflow:5000"

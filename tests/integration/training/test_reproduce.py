@@ -13,7 +13,7 @@ from churnops.cli import main as cli
 from churnops.cli import reproduce as cli_reproduce
 from churnops.platform.buildinfo import git_sha
 from churnops.platform.settings import Settings
-from churnops.training import registry
+from churnops.model import registry
 from churnops.training.reproduce import IDENTICAL, reproduce
 from churnops.training.train import TrainingResult
 from tests.integration.training.conftest import Lake

@@ -18,7 +18,7 @@ from churnops.deploy.render import Release, image_reference, is_platform_object,
 from churnops.errors import ConfigurationError, DeploymentError
 from churnops.platform import auth
 from churnops.platform.settings import Settings
-from churnops.training.registry import resolve_actor
+from churnops.model.registry import resolve_actor
 from churnops.deploy.canary import APP_REVISION_LABEL
 from tests.support.k8s_schemas import schema_errors
 

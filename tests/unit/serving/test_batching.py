@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from xgboost import XGBClassifier
 
-from churnops.training.fastpath import FastPath
+from churnops.model.fastpath import FastPath
 from churnops.training.transform import build_model
 from serving.batching import MicroBatcher
 from serving.predictor import BatchHistogram

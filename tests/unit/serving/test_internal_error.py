@@ -14,7 +14,7 @@ from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from prometheus_client import REGISTRY
 
-from churnops.training.scoring import ScoringModel
+from churnops.model.scoring import ScoringModel
 from serving.predictor import ChurnPredictor
 from serving.protocol import Decoder
 from serving.server import ChurnRESTServer

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 from xgboost import XGBClassifier
 
-from churnops.training.fastpath import FastPath, UnsupportedModel
+from churnops.model.fastpath import FastPath, UnsupportedModel
 from churnops.training.features import FeatureSpec
 from churnops.training.transform import build_model
 

@@ -12,7 +12,7 @@ from churnops.data.versioning.uri import locate, parse_uri
 from churnops.platform import buildinfo
 from churnops.platform.settings import Settings
 from churnops.training.features import feature_spec
-from churnops.training.registry import AliasEvent, resolve_actor
+from churnops.model.registry import AliasEvent, resolve_actor
 from churnops.training.reproduce import recorded_config
 from churnops.training.train import TrainingConfig, lineage_tags
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from churnops.training.registry import AliasEvent, production_stack
+from churnops.model.registry import AliasEvent, production_stack
 
 
 def ev(alias: str, action: str, version: str, from_version: str | None = None) -> AliasEvent:

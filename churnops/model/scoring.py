@@ -9,7 +9,7 @@
   accepted too.
 
 The result scores rows given as arrays (see :class:`ScoringModel`), through the compiled
-:class:`~churnops.training.fastpath.FastPath` when the model is the shape it understands, else
+:class:`~churnops.model.fastpath.FastPath` when the model is the shape it understands, else
 through the Pipeline itself.
 """
 
@@ -28,7 +28,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model as MlflowModel
 
 from churnops.errors import RegistryError
-from churnops.training.fastpath import FastPath, UnsupportedModel, model_columns
+from churnops.model.fastpath import FastPath, UnsupportedModel, model_columns
+from churnops.model.predict import churn_probability
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +65,7 @@ class ScoringModel:
 
     def pipeline_predict(self, numeric: np.ndarray, categorical: Sequence[Sequence[str | None]]) -> np.ndarray:
         """Churn probability per row through the Pipeline's ``predict_proba``."""
-        proba = np.asarray(self.pipeline.predict_proba(self.frame(numeric, categorical)))
-        classes = list(getattr(self.pipeline, "classes_", [0, 1]))
-        return proba[:, classes.index(1)].astype(np.float64)
+        return churn_probability(self.pipeline, self.frame(numeric, categorical))
 
     def predict(self, numeric: np.ndarray, categorical: Sequence[Sequence[str | None]]) -> np.ndarray:
         """Churn probability per row: the fast path when available, else the Pipeline."""
