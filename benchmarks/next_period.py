@@ -37,7 +37,8 @@ from churnops.local import datagen  # noqa: E402
 from churnops.local.localstack import LocalStack  # noqa: E402
 from churnops.platform.settings import Settings  # noqa: E402
 from churnops.platform.storage import ensure_bucket, storage_client  # noqa: E402
-from churnops.training import evaluate, registry  # noqa: E402
+from churnops.model import registry  # noqa: E402
+from churnops.training import evaluate  # noqa: E402
 from churnops.training.features import LABEL, build_training_set, feature_spec  # noqa: E402
 from churnops.training.train import TrainingConfig, load_tables, train_from_commit  # noqa: E402
 
