@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -202,29 +203,149 @@ def test_steps_that_reach_in_cluster_services_use_the_kubeconfig_written_before_
             assert ids.index("cluster-credentials") < position, step["id"]
 
 
+def stack_config(stack: str) -> dict[str, Any]:
+    """The ``config`` of one Pulumi stack file (``infra/pulumi/Pulumi.<stack>.yaml``)."""
+    return yaml.safe_load((ROOT / "infra" / "pulumi" / f"Pulumi.{stack}.yaml").read_text(encoding="utf-8"))["config"]
+
+
+# gcloud as the build's Cloud SDK image runs it, for one cluster: ``describe`` answers only for the
+# cluster's own location, under --location or the flag of its kind (--zone for a zone, --region for a
+# region); a zone under --region is "not found", as gcloud says. The private endpoint is an address of
+# the cluster's VPC (which a private pool cannot reach across the peering); the DNS endpoint a name.
 FAKE_GCLOUD = """#!/usr/bin/env bash
-case "$*" in
+set -u
+location="" format=""
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[i]}" in
+    --location|--region|--zone) flag=${args[i]}; location=${args[i+1]} ;;
+    --location=*|--region=*|--zone=*) flag=${args[i]%%=*}; location=${args[i]#*=} ;;
+    --format=*) format=${args[i]#*=} ;;
+  esac
+done
+case "$1 $2" in
+  "auth print-access-token") echo ya29.short-lived; exit 0 ;;
+  "container clusters") ;;
+  *) echo "unexpected: $*" >&2; exit 2 ;;
+esac
+zonal=0; [[ "$CLUSTER_LOCATION" =~ -[a-z]$ ]] && zonal=1
+if [[ "$3" != describe || "$4" != "$CLUSTER_NAME" || "$location" != "$CLUSTER_LOCATION" ]] \
+   || [[ "$flag" == --region && $zonal == 1 ]] || [[ "$flag" == --zone && $zonal == 0 ]]; then
+  echo "ERROR: (gcloud.container.clusters.describe) ResponseError: code=404, message=Not found: $4 in $location" >&2
+  exit 1
+fi
+case "$format" in
   *privateClusterConfig.privateEndpoint*) echo 10.8.0.2 ;;
   *masterAuth.clusterCaCertificate*) echo "$(printf 'not a real certificate' | base64)" ;;
-  "auth print-access-token") echo ya29.short-lived ;;
-  *) echo "unexpected: $*" >&2; exit 2 ;;
+  *controlPlaneEndpointsConfig.dnsEndpointConfig.endpoint*) echo "$DNS_ENDPOINT" ;;
+  *) echo "unexpected format: $format" >&2; exit 2 ;;
 esac
 """
 
 
-def test_the_kubeconfig_script_gives_the_private_endpoint_and_the_token_to_the_build_only(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _fake_gcloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, location: str, dns_endpoint: str) -> None:
     gcloud = tmp_path / "bin" / "gcloud"
     gcloud.parent.mkdir()
     gcloud.write_text(FAKE_GCLOUD)
     gcloud.chmod(0o755)
     monkeypatch.setenv("PATH", f"{gcloud.parent}:{os.environ['PATH']}")
-    subprocess.run(["bash", str(ROOT / ".ci" / "kubeconfig"), "churnops", "europe-west1"], cwd=tmp_path, check=True)
+    monkeypatch.setenv("CLUSTER_NAME", "churnops")
+    monkeypatch.setenv("CLUSTER_LOCATION", location)
+    monkeypatch.setenv("DNS_ENDPOINT", dns_endpoint)
+
+
+def _credentials_location(name: str, stack: str) -> str:
+    """The location the cluster-credentials step of ``name`` passes, with the trigger's substitutions of ``stack``
+    (``_REGION`` and ``_CLUSTER_LOCATION``, as infra/pulumi sets them) over the config's own defaults."""
+    _, config = load(name)
+    (step,) = [step for step in config["steps"] if step["id"] == "cluster-credentials"]
+    settings = stack_config(stack)
+    values = {**config["substitutions"], "_REGION": settings["gcp:region"],
+              "_CLUSTER_LOCATION": settings["churnops:cluster"]["location"]}
+    argument = step["args"][2]
+    for _ in range(3):  # dynamic substitutions may refer to other substitutions
+        argument = _SUBSTITUTION.sub(lambda m: str(values.get(m.group(1) or m.group(2), m.group(0))), argument)
+    return argument
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+@pytest.mark.parametrize("name", CONFIGS)
+def test_the_kubeconfig_reaches_the_dns_endpoint_of_the_zonal_and_the_regional_cluster(
+    name: str, stack: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    location = stack_config(stack)["churnops:cluster"]["location"]
+    endpoint = f"gke-0123456789abcdef-{stack}.{location}.gke.goog"
+    _fake_gcloud(tmp_path, monkeypatch, location, endpoint)
+    argument = _credentials_location(name, stack)
+    done = subprocess.run(["bash", str(ROOT / ".ci" / "kubeconfig"), "churnops", argument], cwd=tmp_path,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
 
     kubeconfig = tmp_path / "build" / "kube" / "config"
     assert kubeconfig.stat().st_mode & 0o777 == 0o600
     service = cluster_proxy.resolve("k8s://kubeflow/ml-pipeline:8888", kubeconfig)
-    assert service.url == "https://10.8.0.2/api/v1/namespaces/kubeflow/services/ml-pipeline:8888/proxy"
+    assert service.url == f"https://{endpoint}/api/v1/namespaces/kubeflow/services/ml-pipeline:8888/proxy"
     assert service.token == "ya29.short-lived"
-    assert service.ca_cert and Path(service.ca_cert).read_bytes() == b"not a real certificate"
+    assert service.ca_cert is None and service.verify_ssl  # a publicly trusted certificate, verified
+    assert "ya29" not in done.stdout + done.stderr  # the token is written to the file only
+
+
+def test_the_kubeconfig_script_says_when_the_cluster_has_no_dns_endpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_gcloud(tmp_path, monkeypatch, "europe-west1-b", "")
+    done = subprocess.run(["bash", str(ROOT / ".ci" / "kubeconfig"), "churnops", "europe-west1-b"], cwd=tmp_path,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 1
+    assert "has no DNS-based control-plane endpoint" in done.stderr
+    assert not (tmp_path / "build" / "kube" / "config").exists()
+
+
+# A path a shell step writes: docker save -o P, trivy --output P, or a redirection > P. The badge
+# command creates its own folder (tested below), as .ci/kubeconfig does.
+_WRITTEN = re.compile(r"(?:\s-o\s+|--output[ =]|\s>\s*)(?P<path>build/[^\s;|&]+)")
+_MADE = re.compile(r"mkdir -p ((?:build/[^\s;|&]+\s*)+)")
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_folder_a_step_writes_to_is_created_before(name: str) -> None:
+    _, config = load(name)
+    made: set[str] = set()
+    for step in config["steps"]:
+        script = " ".join(str(arg) for arg in step.get("args", []))
+        if step.get("entrypoint") in ("bash", "sh") or script.startswith("-c"):
+            lines = [line for line in script.splitlines() if "churnops.platform.badge" not in line]
+            script = "\n".join(lines)
+            events = sorted([(m.start(), "made", folder) for m in _MADE.finditer(script)
+                             for folder in m.group(1).split()]
+                            + [(m.start(), "written", m.group("path")) for m in _WRITTEN.finditer(script)])
+        elif step["args"][:1] == [".ci/kubeconfig"]:
+            events = [(0, "made", "build/kube")]  # the script creates its own folder
+        else:
+            continue
+        for _, event, path in events:
+            if event == "made":
+                made.add(path.rstrip("/"))
+            else:
+                folder = str(Path(path).parent)
+                assert any(folder == m or folder.startswith(f"{m}/") for m in made), (step["id"], path)
+
+
+def test_the_badge_command_creates_its_folder(tmp_path: Path) -> None:
+    output = tmp_path / "build" / "badge.svg"
+    subprocess.run([sys.executable, "-m", "churnops.platform.badge", "--status", "passing", "--commit", "abc1234",
+                    "--output", str(output)], check=True, cwd=ROOT)
+    assert output.read_text(encoding="utf-8").startswith("<svg")
+
+
+def test_the_readme_shows_the_build_badge_the_main_build_publishes() -> None:
+    _, config = load("cloudbuild.yaml")
+    project = stack_config("staging")["gcp:project"]  # the build of main deploys to staging there
+    bucket = config["substitutions"]["_BADGE_BUCKET"].replace("${PROJECT_ID}", project)
+    steps = {step["id"]: " ".join(step["args"]) for step in config["steps"]}
+    assert "gs://${_BADGE_BUCKET}/main.svg" in steps["badge-pending"]
+    assert "gs://${_BADGE_BUCKET}/main.svg" in steps["badge-passing"]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    badge = re.search(r"!\[[^\]]*\]\((?P<url>[^)]+)\)", readme.split("\n## ", 1)[0])
+    assert badge is not None, "the README's opening shows no image"
+    assert badge["url"] == f"https://storage.googleapis.com/{bucket}/main.svg"

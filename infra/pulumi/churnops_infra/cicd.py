@@ -6,8 +6,10 @@
 - ``churnops-train``: a message on the ``churnops-train`` topic (published daily by Cloud Scheduler, or
   by anyone allowed to publish) submits the training pipeline (``cloudbuild.training.yaml``).
 
-The build configurations declare their own defaults; a trigger passes only ``_REGION`` (every
-config declares it, and a substitution a config does not declare would fail the build).
+The build configurations declare their own defaults; a trigger passes only ``_REGION`` and
+``_CLUSTER_LOCATION`` (the stack's cluster location: a zone for the zonal staging cluster, a region
+for production; every config declares both, and a substitution a config does not declare would fail
+the build).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class CicdArgs:
 
     project: str
     region: str
+    cluster_location: str  # where .ci/kubeconfig finds the cluster (zone or region)
     config: CicdConfig
     service_account: pulumi.Input[str]  # projects/<project>/serviceAccounts/<email>
     member: pulumi.Input[str]  # serviceAccount:<email> of the same account
@@ -48,7 +51,7 @@ class Cicd(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         cfg = args.config
         repo_uri = f"https://github.com/{cfg.github_owner}/{cfg.github_repo}"
-        substitutions = {"_REGION": args.region}
+        substitutions = {"_REGION": args.region, "_CLUSTER_LOCATION": args.cluster_location}
         approval = {"approval_required": True}
 
         def main_branch_file(path: str) -> dict:
