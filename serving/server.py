@@ -27,7 +27,8 @@
 - **Authentication**: with an :class:`churnops.platform.auth.Authenticator` every route but the
   probes (``/``, ``/v2/health/live``, ``/v2/health/ready``, ``/v2/models/<name>[/versions/<v>]/ready``,
   ``/metrics``; gRPC ``ServerLive``, ``ServerReady``, ``ModelReady``) needs ``Authorization: Bearer
-  <token>`` of an allowed caller: without a valid token 401 (``WWW-Authenticate: Bearer``) or
+  <token>`` of an allowed caller (or, through the Kubernetes API server's service proxy, which consumes
+  ``Authorization``, ``X-Churnops-Authorization: Bearer <token>``): without a valid token 401 (``WWW-Authenticate: Bearer``) or
   UNAUTHENTICATED, a caller not allowed 403 or PERMISSION_DENIED, each with a message that never
   repeats the token. The caller's account is handed to the model with the request.
 - No per-request log lines at INFO (neither kserve's timing middleware nor uvicorn's access log;
@@ -70,7 +71,7 @@ from prometheus_client import Counter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from churnops.platform.auth import Authenticator, PermissionDenied, Unauthenticated
+from churnops.platform.auth import PROXIED_AUTHORIZATION, Authenticator, PermissionDenied, Unauthenticated
 from churnops.platform.logs import setup_logging
 from churnops.platform.settings import settings_or_exit
 from serving.predictor import ChurnPredictor
@@ -155,8 +156,10 @@ class Authenticate:  # pylint: disable=too-few-public-methods  # an ASGI middlew
         if scope["type"] != "http" or is_probe(scope["path"]):
             await self.app(scope, receive, send)
             return
-        authorization = next((value.decode("latin-1") for key, value in scope["headers"]
-                              if key == b"authorization"), None)
+        headers = dict(scope["headers"])  # ASGI header names are lower-case bytes
+        # the Kubernetes API server's service proxy consumes Authorization: the token then comes in its own header
+        found = headers.get(b"authorization") or headers.get(PROXIED_AUTHORIZATION.lower().encode("latin-1"))
+        authorization = found.decode("latin-1") if found is not None else None
         try:
             caller = await self.auth.caller_async(authorization)
         except (Unauthenticated, PermissionDenied) as exc:

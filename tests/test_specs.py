@@ -27,6 +27,10 @@ def test_the_readme_lists_every_spec_the_tests_use() -> None:
         "kfp/2.17.0/kubernetes_executor_config.proto",
         "kfp/2.14.3/pipeline_spec.proto",
         "kfp/2.14.3/kubernetes_executor_config.proto",
+        *(f"knative-serving-v1.18.2/{path}" for path in (
+            "pkg/queue/request_metric.go", "pkg/queue/sharedmain/main.go", "pkg/metrics/key.go",
+            "vendor/knative.dev/pkg/metrics/metricskey/constants.go", "vendor/knative.dev/pkg/metrics/utils.go",
+            "LICENSE")),
     }
 
 
@@ -38,6 +42,12 @@ def test_each_listed_spec_is_vendored_and_parses(name: str) -> None:
     if name.startswith("kfp/"):
         message = "PipelineSpec" if name.endswith("pipeline_spec.proto") else "KubernetesExecutorConfig"
         assert re.search(rf"^message {message}\s*\{{", text, flags=re.M)
+        return
+    if name.endswith(".go"):
+        assert re.search(r"^package \w+$", text, flags=re.M) and "Licensed under the Apache License" in text
+        return
+    if name.endswith("LICENSE"):
+        assert text.lstrip().startswith("Apache License")
         return
     if name.endswith(".proto"):
         assert re.search(r"^service GRPCInferenceService\s*\{", text, flags=re.M)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import click
 
 from churnops.deploy import kube, release
+from churnops.deploy.canary import Canary
 from churnops.deploy.render import ENVIRONMENTS, Release
+from churnops.platform.alerts import AlertSink
 from churnops.platform.settings import Settings, get_settings
 
 
@@ -38,6 +40,13 @@ def deploy_command(
     """Render the overlay, apply it (server-side), wait for Ready, smoke-test; one line, non-zero on failure."""
     settings = get_settings()
     model_uri, model_version = release.resolve_model(settings, model_uri, model_version)
+    if env == "production" and percent is not None and 0 < percent < 100 and not bootstrap and not smoke_url:
+        # a production canary: started (and rolled back on any failure, with an alert) as `canary start` does
+        state = Canary(settings, cluster_for(settings)).start(percent, model_uri, model_version, AlertSink(settings),
+                                                              image=image)
+        click.echo(f"canary {state.canary} takes {state.canary_percent}% of production; stable {state.stable}; "
+                   "both revisions passed the smoke test")
+        return
     wanted = Release(env, image, model_uri, model_version, canary_percent=percent)  # type: ignore[arg-type]
     report = release.deploy(settings, cluster_for(settings), wanted, bootstrap=bootstrap, smoke_url=smoke_url)
     click.echo(report.line())

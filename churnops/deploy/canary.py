@@ -1,22 +1,35 @@
 """The production canary: start, analyse, promote, roll back, and the automatic loop over all four.
 
-KServe runs the canary: with ``canaryTrafficPercent: P`` on the InferenceService, a new predictor
-revision (tag ``latest``) takes P % of the traffic and the previously rolled-out one (tag ``prev``)
-the rest. The operations are the documented KServe ones: *start* applies the production overlay with
-the new model URI and ``canaryTrafficPercent: P``; *promote* removes ``canaryTrafficPercent`` (a merge
-patch setting it to null), so the latest revision takes all traffic, and then moves the registry's
-``production`` alias to the canary's model version; *rollback* sets ``canaryTrafficPercent: 0``, so the
-previous revision takes all traffic again; the alias is left alone and an alert is raised.
+KServe runs the canary: with ``canaryTrafficPercent: P`` on a component of the InferenceService, a new
+revision of it (tag ``latest``) takes P % of that component's traffic and the previously rolled-out one
+(tag ``prev``) the rest. The predictor and the transformer (same image, released together) always move
+together: every operation sets or clears ``canaryTrafficPercent`` on both in one merge patch.
 
-The analysis compares the two revisions over the last window, from Prometheus:
+* *start* applies the production overlay with the new model URI and image and ``canaryTrafficPercent: P``
+  on both components, waits for Ready and smoke-tests both new revisions through the Kubernetes API
+  server's service proxy (:mod:`churnops.deploy.release`); when any of that fails, the canary is rolled
+  back at once and an alert says why.
+* *promote* is one step with compensation: the registry's ``production`` alias moves to the canary's model
+  version, then both components' ``canaryTrafficPercent`` is removed (all traffic to the new revisions);
+  when the traffic change fails, the alias is moved back, the canary is rolled back and an alert raised.
+* *rollback* sets ``canaryTrafficPercent: 0`` on both components (all traffic on the stable revisions),
+  leaves the alias alone and raises an alert. When the rollback itself fails, the alert says so loudly:
+  production may still send the canary its share.
 
-* error rate: 5xx answers over requests, from Knative's queue-proxy (``revision_app_request_count``);
-* p99 latency: ``histogram_quantile(0.99, ...)`` of ``revision_app_request_latencies`` (milliseconds);
-* prediction shift: PSI (:func:`churnops.training.drift.psi`) of the canary's predicted-probability
-  histogram against the stable revision's (the predictor's ``<probability_metric>_bucket``, scraped
-  from the pods with their ``serving.knative.dev/revision`` label as ``serving_knative_dev_revision``).
+The analysis compares the canary with the stable revision of each component, over the traffic since the
+canary started (the increases of Knative's queue-proxy counters, summed over the analysis windows):
 
-Below ``canary_min_requests`` canary requests in the window there is no decision (*hold*).
+* 5xx rate and slow-request rate (latency above ``canary_slow_ms``, a bucket bound of the queue-proxy's
+  histogram) are each two binomial proportions. With Jeffreys priors, Beta(1/2, 1/2) (a uniform
+  prior would pull the small canary arm's rate towards 1/2, i.e. towards "worse"), the posteriors are
+  Beta distributions; the canary is worse when ``P(p_canary - p_stable > margin) >= canary_confidence``
+  (a Monte Carlo estimate with a fixed seed, so a decision is reproducible).
+* Below ``canary_min_requests`` requests on either arm there is no decision (*hold*).
+* The predicted-probability PSI (:func:`churnops.training.drift.psi`) of the canary against the stable
+  revision is reported, never a rollback reason on its own: a retrained model moves it by design.
+
+``benchmarks/canary.py`` measures the rule's false-rollback rate (the same model on both arms) and its
+missed-regression rate by simulation; docs/deployment.md states them.
 """
 
 from __future__ import annotations
@@ -26,17 +39,18 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import google.auth
 import google.auth.exceptions
+import numpy as np
 import requests
 from google.auth.transport.requests import AuthorizedSession
 
 from churnops.deploy import render as rendering
 from churnops.deploy.kube import ISVC_API_VERSION, ISVC_KIND, Cluster
-from churnops.deploy.release import apply_release
-from churnops.errors import DeploymentError, ServiceUnavailable
+from churnops.deploy.release import apply_release, newest_revisions, smoke_test_revisions
+from churnops.errors import ChurnopsError, ConfigurationError, DeploymentError, ServiceUnavailable
 from churnops.platform.alerts import Alert, AlertSink
 from churnops.platform.settings import Settings
 from churnops.training.drift import psi
@@ -44,11 +58,24 @@ from churnops.training.drift import psi
 logger = logging.getLogger(__name__)
 
 Decision = Literal["healthy", "rollback", "hold"]
+# Knative Serving 1.18's queue-proxy metrics (tests/specs/knative-serving-v1.18.2, checked by
+# tests/unit/deploy/test_knative_contract.py): the exporter's component "revision" prefixes the view
+# names; namespace and revision are resource labels, the answer's class a tag.
 REQUESTS_METRIC = "revision_app_request_count"
 LATENCY_METRIC = "revision_app_request_latencies"  # milliseconds
+NAMESPACE_LABEL = "namespace_name"
+REVISION_LABEL = "revision_name"
+CODE_CLASS_LABEL = "response_code_class"
+SERVER_ERROR_CLASS = "5xx"
+LATENCY_BUCKETS_MS = (5, 10, 20, 40, 60, 80, 100, 150, 200, 250, 300, 350, 400, 450, 500, 600,
+                      700, 800, 900, 1000, 2000, 5000, 10000, 20000, 50000, 100000)
 P99 = 0.99
 # The pod label serving.knative.dev/revision as the usual kubernetes-pods scrape job's labelmap names it.
 APP_REVISION_LABEL = "serving_knative_dev_revision"
+COMPONENTS = ("predictor", "transformer")
+PRIOR = 0.5  # Jeffreys: Beta(1/2, 1/2)
+POSTERIOR_DRAWS = 4000
+POSTERIOR_SEED = 20261206
 
 
 @dataclass(frozen=True)
@@ -56,19 +83,26 @@ class Thresholds:
     """When a canary is rolled back, and how much traffic a decision needs."""
 
     min_requests: int
-    max_error_rate: float
-    max_p99_ratio: float
-    max_p99_s: float
+    error_margin: float
+    slow_ms: float
+    slow_margin: float
+    confidence: float
     max_psi: float
+
+    def __post_init__(self) -> None:
+        if self.slow_ms not in LATENCY_BUCKETS_MS:
+            raise ConfigurationError(f"canary_slow_ms must be a bucket bound of Knative's latency histogram "
+                                     f"{list(LATENCY_BUCKETS_MS)}, not {self.slow_ms:g}")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Thresholds":
         """The thresholds configured in settings (``canary_*``)."""
         return cls(
             min_requests=settings.canary_min_requests,
-            max_error_rate=settings.canary_max_error_rate,
-            max_p99_ratio=settings.canary_max_p99_ratio,
-            max_p99_s=settings.canary_max_p99_s,
+            error_margin=settings.canary_error_margin,
+            slow_ms=settings.canary_slow_ms,
+            slow_margin=settings.canary_slow_margin,
+            confidence=settings.canary_confidence,
             max_psi=settings.canary_max_psi,
         )
 
@@ -108,9 +142,13 @@ def bin_counts(cumulative: dict[float, float]) -> list[float]:
     return counts
 
 
+def _add(left: dict[float, float], right: dict[float, float]) -> dict[float, float]:
+    return {le: left.get(le, 0.0) + right.get(le, 0.0) for le in set(left) | set(right)}
+
+
 @dataclass(frozen=True)
 class RevisionMetrics:
-    """One revision's traffic over the analysis window (increases of the counters)."""
+    """One revision's traffic over the analysed time (increases of the counters)."""
 
     revision: str
     requests: float
@@ -128,59 +166,99 @@ class RevisionMetrics:
         """99th-percentile latency in seconds (NaN without observations)."""
         return histogram_quantile(P99, self.latency_ms) / 1000.0
 
+    def slow(self, bound_ms: float) -> float:
+        """Requests slower than ``bound_ms`` (a bucket bound): all observations minus those at or below it."""
+        buckets = dict(_buckets(self.latency_ms))
+        if not buckets:
+            return 0.0
+        if float(bound_ms) not in buckets:
+            raise DeploymentError(f"revision {self.revision}'s latency histogram has no bucket at {bound_ms:g} ms "
+                                  f"(its bounds: {sorted(buckets)[:8]}...)")
+        return max(max(buckets.values()) - buckets[float(bound_ms)], 0.0)
+
+    def plus(self, later: "RevisionMetrics") -> "RevisionMetrics":
+        """This revision's traffic followed by ``later`` (the same revision's next window)."""
+        return RevisionMetrics(self.revision, self.requests + later.requests, self.errors + later.errors,
+                               _add(self.latency_ms, later.latency_ms), _add(self.probability, later.probability))
+
+
+def prob_worse(canary_events: float, canary_total: float, stable_events: float, stable_total: float,
+               margin: float) -> float:
+    """``P(p_canary - p_stable > margin)`` under Beta(1/2 + events, 1/2 + total - events) posteriors."""
+    rng = np.random.default_rng(POSTERIOR_SEED)
+    canary = rng.beta(PRIOR + canary_events, PRIOR + max(canary_total - canary_events, 0.0), POSTERIOR_DRAWS)
+    stable = rng.beta(PRIOR + stable_events, PRIOR + max(stable_total - stable_events, 0.0), POSTERIOR_DRAWS)
+    return float(np.mean(canary - stable > margin))
+
 
 @dataclass(frozen=True)
 class Verdict:
-    """The analysis of one window."""
+    """The analysis of the canary so far."""
 
     decision: Decision
     reasons: tuple[str, ...]
     figures: dict[str, float]
+    notes: tuple[str, ...] = ()
 
     def line(self) -> str:
-        """One line: decision, figures, reasons."""
+        """One line: decision, figures, reasons, notes."""
         figures = " ".join(f"{key}={value:.4g}" for key, value in self.figures.items())
-        return f"{self.decision}: {figures}" + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
+        said = [*self.reasons, *(f"note: {note}" for note in self.notes)]
+        return f"{self.decision}: {figures}" + (f" ({'; '.join(said)})" if said else "")
 
 
-def judge(stable: RevisionMetrics, canary: RevisionMetrics, limits: Thresholds) -> Verdict:
-    """Healthy, rollback (with every threshold crossed) or hold (too little traffic to decide)."""
-    figures = {"canary_requests": canary.requests, "stable_requests": stable.requests}
+def judge(stable: RevisionMetrics, canary: RevisionMetrics, limits: Thresholds, component: str = "predictor"
+          ) -> Verdict:
+    """Rollback (every rate the canary is confidently worse at), healthy, or hold (too little traffic)."""
+    prefix = "" if component == "predictor" else f"{component}_"
+    figures = {f"{prefix}canary_requests": canary.requests, f"{prefix}stable_requests": stable.requests}
     if canary.requests < limits.min_requests or stable.requests < limits.min_requests:
-        return Verdict(
-            "hold",
-            (
-                f"too little traffic to decide: canary {canary.requests:.0f} and stable {stable.requests:.0f} "
-                f"requests in the window, each needs {limits.min_requests}",
-            ),
-            figures,
-        )
-    reasons = []
-    figures["canary_error_rate"] = canary.error_rate
-    figures["stable_error_rate"] = stable.error_rate
-    if canary.error_rate > limits.max_error_rate:
-        reasons.append(f"5xx rate {canary.error_rate:.2%} > {limits.max_error_rate:.2%}")
-    canary_p99, stable_p99 = canary.p99_s, stable.p99_s
-    figures["canary_p99_s"] = canary_p99
-    figures["stable_p99_s"] = stable_p99
-    if math.isnan(canary_p99):
-        reasons.append("the canary reports no latency histogram")
-    elif canary_p99 > limits.max_p99_s:
-        reasons.append(f"p99 latency {canary_p99 * 1000:.0f} ms > {limits.max_p99_s * 1000:.0f} ms")
-    elif not math.isnan(stable_p99) and stable_p99 > 0 and canary_p99 > stable_p99 * limits.max_p99_ratio:
-        reasons.append(
-            f"p99 latency {canary_p99 * 1000:.0f} ms > {limits.max_p99_ratio:g} x stable {stable_p99 * 1000:.0f} ms"
-        )
+        return Verdict("hold", (
+            f"too little traffic to decide on the {component}: canary {canary.requests:.0f} and stable "
+            f"{stable.requests:.0f} requests so far, each needs {limits.min_requests}",
+        ), figures)
+    reasons, notes = [], []
+    figures[f"{prefix}canary_error_rate"] = canary.error_rate
+    figures[f"{prefix}stable_error_rate"] = stable.error_rate
+    worse = prob_worse(canary.errors, canary.requests, stable.errors, stable.requests, limits.error_margin)
+    figures[f"{prefix}p_error_worse"] = worse
+    if worse >= limits.confidence:
+        reasons.append(f"{component} 5xx rate {canary.error_rate:.2%} vs stable {stable.error_rate:.2%}: "
+                       f"P(worse by more than {limits.error_margin:.2%}) = {worse:.3f}")
+    if not canary.latency_ms:
+        reasons.append(f"the {component} canary reports no latency histogram")
+    else:
+        slow_canary, slow_stable = canary.slow(limits.slow_ms), stable.slow(limits.slow_ms)
+        slow_worse = prob_worse(slow_canary, canary.requests, slow_stable, stable.requests, limits.slow_margin)
+        figures[f"{prefix}canary_slow_rate"] = slow_canary / canary.requests
+        figures[f"{prefix}stable_slow_rate"] = slow_stable / stable.requests
+        figures[f"{prefix}p_slow_worse"] = slow_worse
+        figures[f"{prefix}canary_p99_s"] = canary.p99_s
+        figures[f"{prefix}stable_p99_s"] = stable.p99_s
+        if slow_worse >= limits.confidence:
+            reasons.append(
+                f"{component} requests over {limits.slow_ms:g} ms {slow_canary / canary.requests:.2%} vs stable "
+                f"{slow_stable / stable.requests:.2%}: P(worse by more than {limits.slow_margin:.2%}) = "
+                f"{slow_worse:.3f}")
     stable_bins, canary_bins = bin_counts(stable.probability), bin_counts(canary.probability)
-    if sum(canary_bins) <= 0 or sum(stable_bins) <= 0:
-        return Verdict("hold", (*reasons, "no predicted-probability observations to compare"), figures)
-    if len(stable_bins) != len(canary_bins):
-        raise DeploymentError("the revisions export probability histograms with different buckets")
-    shift = psi(stable_bins, canary_bins)
-    figures["psi"] = shift
-    if shift > limits.max_psi:
-        reasons.append(f"predicted-probability PSI {shift:.3f} > {limits.max_psi:g}")
-    return Verdict("rollback" if reasons else "healthy", tuple(reasons), figures)
+    if sum(canary_bins) > 0 and sum(stable_bins) > 0 and len(stable_bins) == len(canary_bins):
+        shift = psi(stable_bins, canary_bins)
+        figures[f"{prefix}psi"] = shift
+        if shift > limits.max_psi:
+            notes.append(f"predicted-probability PSI {shift:.3f} > {limits.max_psi:g} (reported; a retrained "
+                         "model moves its outputs by design, so this alone rolls nothing back)")
+    return Verdict("rollback" if reasons else "healthy", tuple(reasons), figures, tuple(notes))
+
+
+def combine(verdicts: list[Verdict]) -> Verdict:
+    """One verdict for the components: rollback if any says so, healthy only when all do, else hold."""
+    figures: dict[str, float] = {}
+    for verdict in verdicts:
+        figures.update(verdict.figures)
+    decisions = {verdict.decision for verdict in verdicts}
+    decision: Decision = "rollback" if "rollback" in decisions else "hold" if "hold" in decisions else "healthy"
+    reasons = tuple(r for v in verdicts if v.decision == decision for r in v.reasons)
+    return Verdict(decision, reasons, figures, tuple(n for v in verdicts for n in v.notes))
 
 
 MONITORING_READ = "https://www.googleapis.com/auth/monitoring.read"
@@ -236,15 +314,17 @@ class Prometheus:
         return {float(labels["le"]): value for labels, value in self.vector(query) if "le" in labels}
 
 
-def revision_metrics(settings: Settings, prometheus: Prometheus, namespace: str, revision: str) -> RevisionMetrics:
-    """Requests, 5xx, latency and probability histograms of ``revision`` over ``canary_window``."""
-    window = settings.canary_window
-    sel = f'namespace_name="{namespace}",revision_name="{revision}"'
+def revision_metrics(settings: Settings, prometheus: Prometheus, namespace: str, revision: str,
+                     window: str | None = None) -> RevisionMetrics:
+    """Requests, 5xx, latency and probability histograms of ``revision`` over ``window`` (``canary_window``)."""
+    window = window or settings.canary_window
+    sel = f'{NAMESPACE_LABEL}="{namespace}",{REVISION_LABEL}="{revision}"'
     app_sel = f'namespace="{namespace}",{APP_REVISION_LABEL}="{revision}"'
+    errors = f'{sel},{CODE_CLASS_LABEL}="{SERVER_ERROR_CLASS}"'
     return RevisionMetrics(
         revision=revision,
         requests=prometheus.scalar_sum(f"sum(increase({REQUESTS_METRIC}{{{sel}}}[{window}]))"),
-        errors=prometheus.scalar_sum(f'sum(increase({REQUESTS_METRIC}{{{sel},response_code_class="5xx"}}[{window}]))'),
+        errors=prometheus.scalar_sum(f"sum(increase({REQUESTS_METRIC}{{{errors}}}[{window}]))"),
         latency_ms=prometheus.histogram(f"sum by (le) (increase({LATENCY_METRIC}_bucket{{{sel}}}[{window}]))"),
         probability=prometheus.histogram(
             f"sum by (le) (increase({settings.probability_metric}_bucket{{{app_sel}}}[{window}]))"
@@ -254,41 +334,73 @@ def revision_metrics(settings: Settings, prometheus: Prometheus, namespace: str,
 
 @dataclass(frozen=True)
 class CanaryState:
-    """Which revision is stable, which is the canary, and the canary's share."""
+    """Which revision is stable and which the canary, per component; the canary's share and model version."""
 
-    stable: str
-    canary: str
+    revisions: dict[str, tuple[str, str]]  # component -> (stable, canary)
     canary_percent: int
     model_version: str | None
 
+    @property
+    def stable(self) -> str:
+        """The stable revision of the predictor (of the transformer when only it has a canary)."""
+        return next(iter(self.revisions.values()))[0]
+
+    @property
+    def canary(self) -> str:
+        """The canary revision of the predictor (of the transformer when only it has a canary)."""
+        return next(iter(self.revisions.values()))[1]
+
+    def names(self) -> list[str]:
+        """Every revision involved, canaries first."""
+        return [pair[1] for pair in self.revisions.values()] + [pair[0] for pair in self.revisions.values()]
+
 
 def canary_state(isvc: dict[str, Any]) -> CanaryState:
-    """Read the revisions from the InferenceService's traffic status; an error when no canary runs."""
-    predictor = ((isvc.get("status") or {}).get("components") or {}).get("predictor") or {}
-    tagged = {target.get("tag"): target for target in predictor.get("traffic") or []}
-    if "prev" not in tagged or "latest" not in tagged:
-        raise DeploymentError(
-            "no canary in progress: the predictor's traffic has no 'prev' and 'latest' revisions "
-            f"({[(t.get('tag'), t.get('percent')) for t in predictor.get('traffic') or []]})"
-        )
+    """Read the revisions from the InferenceService's traffic status; an error when no canary runs.
+
+    A component whose template did not change (a new model on the same image leaves the transformer as it
+    was) has no new revision and takes no part; at least one component must be split ``prev``/``latest``.
+    """
+    components = (isvc.get("status") or {}).get("components") or {}
+    revisions: dict[str, tuple[str, str]] = {}
+    percent = 0
+    seen = []
+    for component in COMPONENTS:
+        if component not in (isvc.get("spec") or {}):
+            continue
+        traffic = (components.get(component) or {}).get("traffic") or []
+        seen.append((component, [(t.get("tag"), t.get("percent")) for t in traffic]))
+        tagged = {target.get("tag"): target for target in traffic}
+        if "prev" in tagged and "latest" in tagged:
+            revisions[component] = (str(tagged["prev"]["revisionName"]), str(tagged["latest"]["revisionName"]))
+            percent = max(percent, int(tagged["latest"].get("percent") or 0))
+    if "predictor" not in revisions and "transformer" not in revisions:
+        raise DeploymentError(f"no canary in progress: no component's traffic has 'prev' and 'latest' revisions {seen}")
     annotations = isvc.get("metadata", {}).get("annotations") or {}
-    return CanaryState(
-        stable=str(tagged["prev"]["revisionName"]),
-        canary=str(tagged["latest"]["revisionName"]),
-        canary_percent=int(tagged["latest"].get("percent") or 0),
-        model_version=annotations.get(rendering.MODEL_VERSION_ANNOTATION),
-    )
+    return CanaryState(revisions, percent, annotations.get(rendering.MODEL_VERSION_ANNOTATION))
+
+
+class AliasMover(Protocol):
+    """The registry's ``production`` alias, as promotion moves it."""
+
+    def promote(self, version: str, note: str) -> None:
+        """Point ``production`` at ``version``."""
+
+    def undo(self, version: str, note: str) -> None:
+        """Give ``production`` back to the version that held it before ``version`` (none: remove it)."""
 
 
 class Canary:
     """The canary operations on the production InferenceService."""
 
-    def __init__(self, settings: Settings, cluster: Cluster, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, settings: Settings, cluster: Cluster, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.cluster = cluster
         self.namespace = rendering.NAMESPACES["production"]
         self.name = settings.deploy_service
         self.sleep = sleep
+        self.clock = clock
 
     def live(self) -> dict[str, Any]:
         """The production InferenceService as the cluster has it."""
@@ -305,99 +417,172 @@ class Canary:
         )
 
     def _set_canary_percent(self, percent: int | None) -> dict[str, Any]:
-        """Merge patch ``spec.predictor.canaryTrafficPercent`` (None removes the field)."""
-        patch = {"spec": {"predictor": {"canaryTrafficPercent": percent}}}
-        return self.cluster.merge_patch(ISVC_API_VERSION, ISVC_KIND, self.name, self.namespace, patch)
+        """One merge patch of ``canaryTrafficPercent`` on every component (None removes the field)."""
+        spec = self.live().get("spec") or {}
+        patch = {"spec": {c: {"canaryTrafficPercent": percent} for c in COMPONENTS if c in spec}}
+        patched = self.cluster.merge_patch(ISVC_API_VERSION, ISVC_KIND, self.name, self.namespace, patch)
+        return self._wait(int(patched["metadata"]["generation"]))
 
-    def start(
-        self, percent: int, model_uri: str, model_version: str | None, image: str | None = None
-    ) -> CanaryState:
-        """Roll ``model_uri`` (and ``image``, default the live one) out to ``percent`` % of production traffic."""
+    def start(self, percent: int, model_uri: str, model_version: str | None, alerts: AlertSink,
+              image: str | None = None) -> CanaryState:
+        """Roll ``model_uri`` (and ``image``, default the live one) out to ``percent`` % of production traffic,
+        on the predictor and the transformer; smoke-test both new revisions. Any failure rolls back."""
         if not 0 < percent < 100:
             raise DeploymentError(f"a canary takes between 1 and 99 % of the traffic, not {percent}")
-        containers = self.live()["spec"]["predictor"].get("containers") or [{}]
-        image = image or containers[0].get("image")
-        if not image:
-            raise DeploymentError("the production predictor has no container image to keep")
+        if image is None:
+            containers = self.live()["spec"]["predictor"].get("containers") or [{}]
+            image = containers[0].get("image")
+            if not image:
+                raise DeploymentError("the production predictor has no container image to keep")
         release = rendering.Release("production", image, model_uri, model_version, canary_percent=percent)
-        _, generation = apply_release(self.settings, self.cluster, release)
-        return canary_state(self._wait(generation))
+        try:
+            _, generation = apply_release(self.settings, self.cluster, release)
+            isvc = self._wait(generation)
+            smoke_test_revisions(self.settings, self.namespace, isvc, release.model_version)
+        except ChurnopsError as failure:
+            self.abort(alerts, f"the canary failed to start: {failure}", kind="canary_start_failed")
+            raise DeploymentError(f"canary of model version {model_version or '-'} not started and rolled back: "
+                                  f"{failure}") from failure
+        try:
+            return canary_state(isvc)
+        except DeploymentError:  # the first rollout: nothing to compare with, the new revisions take everything
+            revisions = newest_revisions(isvc)
+            return CanaryState({c: (r, r) for c, r in revisions.items()}, 100, release.model_version)
 
-    def analyze(self, prometheus: Prometheus, limits: Thresholds) -> tuple[CanaryState, Verdict]:
-        """Judge the canary against the stable revision over the last window."""
+    def analyze(self, prometheus: Prometheus, limits: Thresholds, window: str | None = None,
+                so_far: dict[str, RevisionMetrics] | None = None
+                ) -> tuple[CanaryState, Verdict, dict[str, RevisionMetrics]]:
+        """Judge each component's canary against its stable revision over ``window``, added to ``so_far``
+        (the earlier windows' traffic, by revision); the state, the verdict and the traffic so far."""
         state = canary_state(self.live())
-        stable = revision_metrics(self.settings, prometheus, self.namespace, state.stable)
-        canary = revision_metrics(self.settings, prometheus, self.namespace, state.canary)
-        return state, judge(stable, canary, limits)
+        totals = dict(so_far or {})
+        verdicts = []
+        for component, (stable_name, canary_name) in state.revisions.items():
+            for revision in (stable_name, canary_name):
+                now = revision_metrics(self.settings, prometheus, self.namespace, revision, window)
+                totals[revision] = totals[revision].plus(now) if revision in totals else now
+            verdicts.append(judge(totals[stable_name], totals[canary_name], limits, component))
+        return state, combine(verdicts), totals
 
-    def promote(self, move_alias: Callable[[str, str], Any]) -> CanaryState:
-        """All traffic to the canary, then ``move_alias(version, note)`` points ``production`` at its model version."""
+    def promote(self, aliases: AliasMover, alerts: AlertSink) -> CanaryState:
+        """One step: the ``production`` alias moves to the canary's model version, then all traffic goes to
+        the canary revisions. When the traffic change fails, the alias moves back and the canary is rolled
+        back, with an alert."""
         state = canary_state(self.live())
-        if state.model_version is None:
+        version = state.model_version
+        if version is None:
             raise DeploymentError(
                 f"the canary carries no {rendering.MODEL_VERSION_ANNOTATION} annotation: its model version is "
                 "unknown, so the production alias cannot follow (start the canary with --model-version)"
             )
-        patched = self._set_canary_percent(None)
-        self._wait(int(patched["metadata"]["generation"]))
-        move_alias(state.model_version, f"canary revision {state.canary} promoted")
+        aliases.promote(version, f"canary revision {state.canary} promoted")
+        try:
+            self._set_canary_percent(None)
+        except ChurnopsError as failure:
+            undone = "the production alias was moved back"
+            try:
+                aliases.undo(version, f"promotion of canary revision {state.canary} failed")
+            except ChurnopsError as again:
+                undone = f"moving the production alias back failed too ({again}): it points at version {version}"
+            self.abort(alerts, f"promotion failed: {failure}; {undone}", kind="canary_promotion_failed")
+            raise DeploymentError(f"promotion of {state.canary} failed and was undone: {failure}") from failure
         return state
 
     def rollback(self, alerts: AlertSink, reasons: tuple[str, ...] = ()) -> CanaryState:
-        """All traffic back to the stable revision (``canaryTrafficPercent: 0``); raise an alert."""
+        """All traffic back to the stable revisions (``canaryTrafficPercent: 0``); raise an alert."""
         state = canary_state(self.live())
-        patched = self._set_canary_percent(0)
-        self._wait(int(patched["metadata"]["generation"]))
         why = "; ".join(reasons) or "rolled back by hand"
-        alerts.emit(
-            Alert(
-                kind="canary_rolled_back",
-                message=(
-                    f"production canary {state.canary} (model version {state.model_version or 'unknown'}) rolled back "
-                    f"to {state.stable}: {why}. The production alias is unchanged."
-                ),
-                objects=[state.canary, state.stable],
-            )
-        )
+        self.abort(alerts, why, state=state)
         return state
+
+    def abort(self, alerts: AlertSink, why: str, kind: str = "canary_rolled_back",
+              state: CanaryState | None = None) -> None:
+        """Put all traffic back on the stable revisions and alert; if that fails, alert that production may
+        still send the canary its share (and re-raise)."""
+        described = ""
+        if state is not None:
+            described = (f"production canary {state.canary} (model version {state.model_version or 'unknown'}) "
+                         f"rolled back to {state.stable}: ")
+        try:
+            self._set_canary_percent(0)
+        except ChurnopsError as failure:
+            alerts.emit(Alert(
+                kind="canary_rollback_failed",
+                message=(f"PRODUCTION MAY STILL SEND TRAFFIC TO THE CANARY: rolling it back failed ({failure}) "
+                         f"after: {why}. Run `churnops canary rollback` or set canaryTrafficPercent: 0 on "
+                         f"{self.namespace}/{self.name} by hand."),
+                objects=state.names() if state else [f"{self.namespace}/{self.name}"],
+            ))
+            raise
+        alerts.emit(Alert(
+            kind=kind,
+            message=f"{described}{why}. All traffic is on the stable revisions; the production alias is unchanged.",
+            objects=state.names() if state else [f"{self.namespace}/{self.name}"],
+        ))
 
 
 @dataclass(frozen=True)
 class AutoOutcome:
     """How the automatic canary ended."""
 
-    action: Literal["promoted", "rolled_back", "held"]
+    action: Literal["promoted", "rolled_back"]
     verdicts: list[Verdict]
     message: str
 
 
-def run_auto(
+Step = Literal["rollback", "promote", "expire", "continue"]
+
+
+def next_step(verdict: Verdict, windows: int, min_windows: int, elapsed_s: float, deadline_s: float) -> Step:
+    """What the automatic canary does after ``windows`` analysed windows ending with ``verdict``."""
+    if verdict.decision == "rollback":
+        return "rollback"
+    if verdict.decision == "healthy" and windows >= min_windows:
+        return "promote"
+    if elapsed_s >= deadline_s:
+        return "expire"
+    return "continue"
+
+
+def run_auto(  # pylint: disable=too-many-arguments
     canary: Canary,
     prometheus: Prometheus,
     limits: Thresholds,
-    intervals: int,
+    min_windows: int,
     interval_s: float,
-    move_alias: Callable[[str, str], Any],
+    deadline_s: float,
+    aliases: AliasMover,
     alerts: AlertSink,
 ) -> AutoOutcome:
-    """Analyse every ``interval_s`` for ``intervals`` windows: roll back at the first failed window,
-    promote when every window was healthy, otherwise hold (too little traffic) and say so."""
+    """Analyse the traffic since the start every ``interval_s``: roll back as soon as the canary is worse;
+    promote once at least ``min_windows`` windows passed and the traffic so far is healthy; roll back (with
+    an alert) when ``deadline_s`` passes without a decision. Every exit leaves production on one revision."""
     verdicts: list[Verdict] = []
-    for number in range(1, intervals + 1):
+    started = canary.clock()
+    so_far: dict[str, RevisionMetrics] = {}
+    window = f"{max(int(math.ceil(interval_s)), 1)}s"
+    while True:
         canary.sleep(interval_s)
-        _, verdict = canary.analyze(prometheus, limits)
+        try:
+            _, verdict, so_far = canary.analyze(prometheus, limits, window, so_far)
+        except ChurnopsError as failure:
+            canary.abort(alerts, f"the canary analysis failed: {failure}")
+            return AutoOutcome("rolled_back", verdicts, f"rolled back: the analysis failed ({failure})")
         verdicts.append(verdict)
-        logger.info("canary window %d/%d: %s", number, intervals, verdict.line())
-        if verdict.decision == "rollback":
-            canary.rollback(alerts, verdict.reasons)
-            why = "; ".join(verdict.reasons)
-            return AutoOutcome("rolled_back", verdicts, f"rolled back after window {number}: {why}")
-    held = sum(1 for verdict in verdicts if verdict.decision == "hold")
-    if held:
-        return AutoOutcome(
-            "held",
-            verdicts,
-            f"held: {held} of {intervals} windows had too little traffic to decide; the canary keeps its share",
-        )
-    state = canary.promote(move_alias)
-    return AutoOutcome("promoted", verdicts, f"promoted {state.canary} (model version {state.model_version})")
+        number = len(verdicts)
+        logger.info("canary window %d: %s", number, verdict.line())
+        step = next_step(verdict, number, min_windows, canary.clock() - started, deadline_s)
+        if step == "promote":
+            state = canary.promote(aliases, alerts)
+            return AutoOutcome("promoted", verdicts,
+                               f"promoted {state.canary} (model version {state.model_version}) after {number} windows")
+        if step == "continue":
+            continue
+        if step == "rollback":
+            why, kind, said = "; ".join(verdict.reasons), "canary_rolled_back", f"rolled back after window {number}"
+        else:
+            why = (f"no decision within the deadline of {deadline_s:g} s ({number} windows): "
+                   + ("; ".join(verdict.reasons) or "fewer healthy windows than required"))
+            kind, said = "canary_expired", "rolled back"
+        canary.abort(alerts, why, kind=kind, state=canary_state(canary.live()))
+        return AutoOutcome("rolled_back", verdicts, f"{said}: {why}")

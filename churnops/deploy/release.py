@@ -19,9 +19,10 @@ from mlflow.exceptions import MlflowException
 
 from churnops.deploy import render as rendering
 from churnops.deploy.kube import ISVC_KIND, Cluster
-from churnops.deploy.smoke import SmokeResult, smoke_test
+from churnops.deploy.smoke import SmokeResult, smoke_test, transformer_smoke_test
 from churnops.errors import ConfigurationError, DeploymentError, RegistryError
-from churnops.platform.auth import TokenSource
+from churnops.platform import cluster_proxy
+from churnops.platform.auth import PROXIED_AUTHORIZATION, TokenSource
 from churnops.platform.settings import Settings
 from churnops.model import registry
 from churnops.training.features import feature_spec
@@ -29,6 +30,9 @@ from churnops.training.features import feature_spec
 logger = logging.getLogger(__name__)
 
 REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<version>[0-9]+))$")
+# Knative's private Service of a revision (<revision>-private) sends its "http" port straight to the
+# revision's pods (the queue-proxy); the API server's service proxy reaches it from outside the cluster.
+PRIVATE_SERVICE_PORT = "http"
 # Cluster-scoped and identity objects go first so that what follows can refer to them.
 APPLY_ORDER = ("Namespace", "ServiceAccount", "Role", "RoleBinding", "NetworkPolicy")
 
@@ -81,19 +85,6 @@ def _order(obj: dict[str, Any]) -> int:
     return APPLY_ORDER.index(kind) if kind in APPLY_ORDER else len(APPLY_ORDER)
 
 
-def predictor_url(isvc: dict[str, Any], tag: str | None = None) -> str:
-    """The URL of the InferenceService, or of its revision tagged ``tag`` (``latest``, ``prev``)."""
-    status = isvc.get("status") or {}
-    if tag is not None:
-        traffic = ((status.get("components") or {}).get("predictor") or {}).get("traffic") or []
-        for target in traffic:
-            if target.get("tag") == tag and target.get("url"):
-                return str(target["url"])
-    if not status.get("url"):
-        raise DeploymentError(f"InferenceService {isvc['metadata']['name']} reports no URL")
-    return str(status["url"])
-
-
 def apply_release(
     settings: Settings, cluster: Cluster, release: rendering.Release, bootstrap: bool = False
 ) -> tuple[list[str], int]:
@@ -111,6 +102,55 @@ def apply_release(
     return applied, generation
 
 
+def revision_address(namespace: str, revision: str) -> str:
+    """The ``k8s://`` address of a revision's pods: its Knative private Service, through the API server."""
+    return f"k8s://{namespace}/{revision}-private:{PRIVATE_SERVICE_PORT}"
+
+
+def proxied(settings: Settings, address: str) -> tuple[str, requests.Session]:
+    """The API-server URL of ``address`` and a session with the kubeconfig's credentials for it."""
+    service = cluster_proxy.resolve(address, settings.kubeconfig, settings.kube_context)
+    session = requests.Session()
+    if service.token:
+        session.headers["Authorization"] = f"Bearer {service.token}"
+    session.verify = (service.ca_cert or True) if service.verify_ssl else False
+    return service.url, session
+
+
+def newest_revisions(isvc: dict[str, Any]) -> dict[str, str]:
+    """Component (``predictor``, ``transformer``) -> its newest ready revision."""
+    components = (isvc.get("status") or {}).get("components") or {}
+    found = {}
+    for component in ("predictor", "transformer"):
+        if component not in (isvc.get("spec") or {}):
+            continue
+        revision = (components.get(component) or {}).get("latestReadyRevision")
+        if not revision:
+            raise DeploymentError(f"InferenceService {isvc['metadata']['name']} reports no ready {component} revision")
+        found[component] = str(revision)
+    return found
+
+
+def smoke_test_revisions(
+    settings: Settings, namespace: str, isvc: dict[str, Any], model_version: str | None
+) -> SmokeResult:
+    """Smoke-test the newest predictor and transformer revisions (also while they are a canary) through the
+    API server's service proxy, the path a build in a private pool has; the predictor's result."""
+    revisions = newest_revisions(isvc)
+    url, session = proxied(settings, revision_address(namespace, revisions["predictor"]))
+    # the API server consumes Authorization (its own credential): the services' token goes in its own header
+    auth = TokenSource(settings, settings.predictor_audience, settings.client_account).header(PROXIED_AUTHORIZATION)
+    result = smoke_test(url, settings.deploy_model_name, feature_spec(settings.feature_windows_hours),
+                        expected_version=model_version, timeout_s=settings.smoke_timeout_s, session=session,
+                        auth=auth)
+    if "transformer" in revisions:
+        url, session = proxied(settings, revision_address(namespace, revisions["transformer"]))
+        auth = TokenSource(settings, settings.transformer_audience, settings.client_account).header(
+            PROXIED_AUTHORIZATION)
+        transformer_smoke_test(url, settings.deploy_model_name, settings.smoke_timeout_s, session, auth)
+    return result
+
+
 def deploy(
     settings: Settings,
     cluster: Cluster,
@@ -120,7 +160,7 @@ def deploy(
     session: requests.Session | None = None,
     sleep: Callable[[float], None] | None = None,
 ) -> DeployReport:
-    """Apply ``release``, wait until its InferenceService is Ready, smoke-test the new revision."""
+    """Apply ``release``, wait until its InferenceService is Ready, smoke-test the new revisions."""
     applied, generation = apply_release(settings, cluster, release, bootstrap)
     waits: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
     isvc = cluster.wait_ready(
@@ -132,17 +172,13 @@ def deploy(
         **waits,
     )
     predictor = ((isvc.get("status") or {}).get("components") or {}).get("predictor") or {}
-    # The smoke test talks to the newest revision, also while it is a canary.
-    url = smoke_url or predictor_url(isvc, tag="latest")
-    result = smoke_test(
-        url,
-        settings.deploy_model_name,
-        feature_spec(settings.feature_windows_hours),
-        expected_version=release.model_version,
-        timeout_s=settings.smoke_timeout_s,
-        session=session,
-        auth=TokenSource(settings, settings.predictor_audience, settings.client_account).header(),
-    )
+    if smoke_url:
+        auth = TokenSource(settings, settings.predictor_audience, settings.client_account).header()
+        result = smoke_test(smoke_url, settings.deploy_model_name, feature_spec(settings.feature_windows_hours),
+                            expected_version=release.model_version, timeout_s=settings.smoke_timeout_s,
+                            session=session, auth=auth)
+    else:
+        result = smoke_test_revisions(settings, release.namespace, isvc, release.model_version)
     return DeployReport(
         env=release.env,
         namespace=release.namespace,

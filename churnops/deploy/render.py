@@ -113,7 +113,9 @@ def render_kustomization(settings: Settings, release: Release) -> dict[str, Any]
         {"op": "replace", "path": "/spec/predictor/containers/0/env/2/value", "value": project},
     ]
     if release.canary_percent is not None:
-        isvc_ops.append({"op": "add", "path": "/spec/predictor/canaryTrafficPercent", "value": release.canary_percent})
+        # the predictor and the transformer (same image) move together
+        isvc_ops += [{"op": "add", "path": f"/spec/{component}/canaryTrafficPercent", "value": release.canary_percent}
+                     for component in ("predictor", "transformer")]
     if release.model_version is not None:
         isvc_ops.append(
             {"op": "add", "path": "/metadata/annotations/churnops.io~1model-version", "value": release.model_version}

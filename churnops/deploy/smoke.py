@@ -1,10 +1,12 @@
-"""Smoke test of a deployed predictor over the V2 (Open Inference) REST protocol.
+"""Smoke tests of a deployed predictor and transformer over the V2 (Open Inference) REST protocol.
 
 Four checks, in order, each a clear failure line: the server is ready (``/v2/health/ready``), the
 model is ready (``/v2/models/{name}/ready``), the model metadata lists exactly the feature spec's
 inputs (one named tensor per feature: ``FP64`` for numeric, ``BYTES`` for categorical, in model-input
 order) and, when a version is expected, names it in ``parameters.model_version``; and a real
-inference on two rows answers one probability in [0, 1] per row.
+inference on two rows answers one probability in [0, 1] per row. The by-customer transformer's test
+(:func:`transformer_smoke_test`) checks that it is ready and answers a request by customer id (an id no
+snapshot holds: the answer is a row with its reason, and no customer's data is touched).
 """
 
 from __future__ import annotations
@@ -123,12 +125,7 @@ def smoke_test(
     headers, the probes without); raise :class:`SmokeTestFailed` on the first miss."""
     http = session or requests.Session()
     base = base_url.rstrip("/")
-    ready = _get(http, f"{base}/v2/health/ready", timeout_s)
-    if ready.status_code != 200:
-        raise SmokeTestFailed(f"server not ready: GET /v2/health/ready answered HTTP {ready.status_code}")
-    model_ready = _get(http, f"{base}/v2/models/{model_name}/ready", timeout_s)
-    if model_ready.status_code != 200:
-        raise SmokeTestFailed(f"model {model_name!r} not ready: HTTP {model_ready.status_code}")
+    _ready(http, base, model_name, timeout_s)
     meta = _get(http, f"{base}/v2/models/{model_name}", timeout_s, auth)
     if meta.status_code != 200:
         raise SmokeTestFailed(f"model metadata: HTTP {meta.status_code}")
@@ -145,3 +142,40 @@ def smoke_test(
     return SmokeResult(
         url=base, model_version=version, probabilities=probabilities, latency_ms=answer.elapsed.total_seconds() * 1000
     )
+
+
+SMOKE_CUSTOMER = "churnops-smoke-test"
+
+
+def _ready(http: requests.Session, base: str, model_name: str, timeout_s: float) -> None:
+    ready = _get(http, f"{base}/v2/health/ready", timeout_s)
+    if ready.status_code != 200:
+        raise SmokeTestFailed(f"server not ready: GET /v2/health/ready answered HTTP {ready.status_code}")
+    model_ready = _get(http, f"{base}/v2/models/{model_name}/ready", timeout_s)
+    if model_ready.status_code != 200:
+        raise SmokeTestFailed(f"model {model_name!r} not ready: HTTP {model_ready.status_code}")
+
+
+def transformer_smoke_test(
+    base_url: str, model_name: str, timeout_s: float = 10.0, session: requests.Session | None = None,
+    auth: dict[str, str] | None = None,
+) -> SmokeResult:
+    """The transformer is ready and answers one ``customer_id`` row (sent with the ``auth`` headers) with one row
+    per output."""
+    http = session or requests.Session()
+    base = base_url.rstrip("/")
+    _ready(http, base, model_name, timeout_s)
+    request = {"id": "churnops-smoke-test", "inputs": [
+        {"name": "customer_id", "datatype": "BYTES", "shape": [1], "data": [SMOKE_CUSTOMER]}]}
+    try:
+        answer = http.post(f"{base}/v2/models/{model_name}/infer", json=request, timeout=timeout_s, headers=auth)
+    except requests.RequestException as exc:
+        raise SmokeTestFailed(f"transformer inference request failed ({type(exc).__name__})") from exc
+    if answer.status_code != 200:
+        error = _json(answer, "transformer inference").get("error", "") if answer.content else ""
+        raise SmokeTestFailed(f"transformer inference answered HTTP {answer.status_code}: {str(error)[:200]}")
+    outputs = _json(answer, "transformer inference").get("outputs") or []
+    shapes = [(o.get("name"), o.get("shape")) for o in outputs]
+    if not outputs or any((o.get("shape") or [None])[0] != 1 for o in outputs):
+        raise SmokeTestFailed(f"the transformer did not answer one row per output for one customer: {shapes}")
+    return SmokeResult(url=base, model_version=None, probabilities=[], latency_ms=answer.elapsed.total_seconds() * 1000)

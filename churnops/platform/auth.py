@@ -15,6 +15,11 @@ service it calls. The service verifies the token and looks the account up in its
   with ``google.auth.jwt.decode``. Whoever can read the private file can mint any identity: it is a
   stand-in for Google's signer on one machine, never used on GKE.
 
+Through the Kubernetes API server's service proxy (how a build outside the cluster smoke-tests a
+revision) the ``Authorization`` header carries the caller's credential for the API server, which
+consumes it; the service's token then travels as ``X-Churnops-Authorization: Bearer <token>``
+(:data:`PROXIED_AUTHORIZATION`), which servers read when ``Authorization`` is absent and verify the same way.
+
 A missing, malformed, expired or wrongly signed token, or one for another audience, is
 :class:`Unauthenticated` (HTTP 401, gRPC UNAUTHENTICATED); a valid token of an account not in the
 allowlist is :class:`PermissionDenied` (HTTP 403, gRPC PERMISSION_DENIED). Messages never repeat
@@ -48,6 +53,8 @@ from churnops.errors import ChurnopsError
 from churnops.platform.settings import Settings
 
 LOCAL_ISSUER = "churnops-local"
+AUTHORIZATION = "Authorization"
+PROXIED_AUTHORIZATION = "X-Churnops-Authorization"  # forwarded by the API server's service proxy
 GOOGLE_ISSUERS = frozenset({"accounts.google.com", "https://accounts.google.com"})
 SIGNING_KEY = "churnops-service-signing-key"
 LOCAL_KEY_ID = "churnops-local-1"
@@ -262,9 +269,10 @@ class TokenSource:
             return held[0]
         return await asyncio.to_thread(self.token)
 
-    def header(self) -> dict[str, str]:
-        """``{"Authorization": "Bearer <token>"}``."""
-        return {"Authorization": f"Bearer {self.token()}"}
+    def header(self, name: str = AUTHORIZATION) -> dict[str, str]:
+        """``{"Authorization": "Bearer <token>"}`` (or under ``name``: :data:`PROXIED_AUTHORIZATION` through the
+        Kubernetes API server's service proxy)."""
+        return {name: f"Bearer {self.token()}"}
 
     def _renew(self) -> tuple[str, float]:
         if self.settings.service_auth == "local":

@@ -211,7 +211,8 @@ class Settings(BaseSettings):
                                                 description="Customer ids one caller may ask about per minute.")
 
     # Deployment and canary (manifests/, `churnops deploy`, `churnops canary`). The canary is rolled
-    # back when any threshold is crossed; it holds (no decision) below canary_min_requests.
+    # back when it is confidently worse than the stable revision (churnops/deploy/canary.py); below
+    # canary_min_requests on either arm there is no decision yet; past canary_deadline_s it is rolled back.
     gcp_region: str = platform.DEFAULT_REGION
     artifact_repository: str = platform.REGISTRY_REPOSITORY
     serving_image: str = platform.IMAGE_SERVING
@@ -231,14 +232,22 @@ class Settings(BaseSettings):
         "locally; on GKE, Managed Service for Prometheus's query API of gcp_project.")
     prometheus_auth: Literal["none", "google"] = Field(
         default="none", description="google: send Application Default Credentials (Managed Service for Prometheus).")
-    canary_window: str = Field(default="5m", pattern=r"^[0-9]+[smh]$")
-    canary_min_requests: int = Field(default=200, ge=1)
-    canary_max_error_rate: float = Field(default=0.01, ge=0, le=1, description="Share of 5xx answers.")
-    canary_max_p99_ratio: float = Field(default=1.5, gt=0, description="Canary p99 latency over the stable one.")
-    canary_max_p99_s: float = Field(default=0.5, gt=0, description="Canary p99 latency, absolute.")
-    canary_max_psi: float = Field(default=0.2, gt=0, description="Shift of predicted probabilities.")
-    canary_intervals: int = Field(default=5, ge=1)
+    canary_window: str = Field(default="5m", pattern=r"^[0-9]+[smh]$", description="`canary analyze`'s window.")
+    canary_min_requests: int = Field(default=300, ge=1, description="Requests on each arm before any decision.")
+    canary_error_margin: float = Field(
+        default=0.002, ge=0, le=1, description="How much higher the canary's 5xx share may be than the stable one's.")
+    canary_slow_ms: float = Field(
+        default=250, gt=0, description="A request slower than this (a bucket bound of Knative's histogram) is slow.")
+    canary_slow_margin: float = Field(
+        default=0.01, ge=0, le=1, description="How much higher the canary's slow share may be than the stable one's.")
+    canary_confidence: float = Field(
+        default=0.99, gt=0.5, lt=1, description="Posterior probability of 'worse by more than the margin' that "
+        "rolls back.")
+    canary_max_psi: float = Field(default=0.2, gt=0, description="Shift of predicted probabilities worth a note.")
+    canary_intervals: int = Field(default=3, ge=1, description="Windows analysed before a promotion.")
     canary_interval_s: float = Field(default=300.0, ge=0)
+    canary_deadline_s: float = Field(
+        default=3600.0, ge=0, description="Without a decision by then, the canary is rolled back (with an alert).")
     probability_metric: str = Field(
         default="churnops_serving_churn_probability", description="Histogram of predicted probabilities (serving/)."
     )

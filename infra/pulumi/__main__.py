@@ -69,6 +69,7 @@ platform = Platform(
         accounts={key: identity.email(key) for key in identity.accounts},
         artifacts_bucket=storage.buckets["artifacts"].name,
         database_host=database.private_ip,
+        control_plane_cidr=cfg.network.master_cidr,
         depends_on=cluster.node_pools,
     ),
 )
@@ -77,6 +78,7 @@ cicd = Cicd(
     CicdArgs(
         project=cfg.project,
         region=cfg.region,
+        cluster_location=cfg.cluster.location,
         config=cfg.cicd,
         service_account=identity.accounts["deployer"].id,
         member=identity.member("deployer"),

@@ -57,13 +57,14 @@ class ApiServerProxy(WsgiDouble):
         rest = match["rest"] or "/"
         self.seen.append((request.method, rest))
         if isinstance(backend, str):
-            return self._forward(backend, rest, request)(environ, start_response)
+            return self.forward(backend, rest, request)(environ, start_response)
         inner = dict(environ, PATH_INFO=rest, SCRIPT_NAME="")
         inner.pop("HTTP_AUTHORIZATION", None)
         return backend(inner, start_response)
 
     @staticmethod
-    def _forward(base: str, path: str, request: Request) -> Response:
+    def forward(base: str, path: str, request: Request) -> Response:
+        """``request`` sent on to ``base`` + ``path`` over HTTP (without the caller's credentials); the answer."""
         headers = {key: value for key, value in request.headers.items()
                    if key.lower() not in ("authorization", "host", "content-length")}
         answer = requests.request(request.method, f"{base.rstrip('/')}{path}", params=request.args,

@@ -17,9 +17,16 @@ Every stored object is validated first against the upstream schema (``tests/supp
 and refused with ``422 Invalid`` otherwise. ``metadata.generation`` moves when ``spec`` changes,
 ``resourceVersion`` on every change. InferenceServices get a status the way KServe in serverless
 mode reports it, changing over time: after a spec change ``Ready`` is ``Unknown`` until the object has
-been read ``ready_after_polls`` more times, then a new predictor revision is Ready and the traffic is
-split as ``canaryTrafficPercent`` says (``prev``/``latest`` tags). ``fail_readiness`` keeps it not Ready.
-Every request is recorded (method, path, query, content type, parsed body).
+been read ``ready_after_polls`` more times, then a new revision of each component (predictor,
+transformer) whose template changed is Ready and each component's traffic is split as its
+``canaryTrafficPercent`` says (``prev``/``latest`` tags). ``fail_readiness`` keeps it not Ready;
+``fail_patches`` refuses the next merge patches with a 500.
+
+The API server's service proxy (``/api/v1/namespaces/<ns>/services/<revision>-private:http/proxy/...``)
+reaches a revision's pods as Knative's private Service does: a predictor revision's requests go to
+``predictor_url``, a transformer revision's to ``transformer_url``, with the kubeconfig's bearer token
+(401 without it) and 503 for a revision that does not exist. Every request is recorded (method, path,
+query, content type, parsed body).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from typing import Any
 import yaml
 from werkzeug.wrappers import Request, Response
 
+from tests.support.apiserver_proxy import PROXY_PATH, ApiServerProxy
 from tests.support.k8s_schemas import schema_errors
 from tests.support.wsgi_double import WsgiDouble
 
@@ -172,14 +180,21 @@ class _Stored:
 
 
 @dataclass
-class _Serving:
-    """KServe's view of one InferenceService: revisions and rollout history."""
+class _Component:
+    """Knative's view of one component: revisions and rollout history."""
 
     template: Any = None
     revisions: int = 0
     latest: str | None = None
     rolled_out: str | None = None
     previous: str | None = None
+
+
+@dataclass
+class _Serving:
+    """KServe's view of one InferenceService: its components and the pending rollout."""
+
+    components: dict[str, _Component] = field(default_factory=dict)
     polls_left: int = 0
     pending_generation: int = 0
 
@@ -189,11 +204,16 @@ class KubeApiDouble(WsgiDouble):
 
     name = "kube-api-double"
 
-    def __init__(self, ready_after_polls: int = 2, predictor_url: str = "http://predictor.invalid") -> None:
+    def __init__(self, ready_after_polls: int = 2, predictor_url: str = "http://predictor.invalid",
+                 transformer_url: str = "http://transformer.invalid", token: str = "test-token") -> None:
         super().__init__()
         self.ready_after_polls = ready_after_polls
         self.predictor_url = predictor_url
+        self.transformer_url = transformer_url
+        self.token = token
         self.fail_readiness: tuple[str, str] | None = None
+        self.fail_patches = 0
+        self.proxied: list[tuple[str, str, str]] = []  # (revision, method, path) reached through the proxy
         self.requests: list[Recorded] = []
         self.objects: dict[tuple[str, str, str | None, str], _Stored] = {}
         self._serving: dict[tuple[str | None, str], _Serving] = {}
@@ -221,6 +241,9 @@ class KubeApiDouble(WsgiDouble):
             body = yaml.safe_load(raw) if raw else None
         except yaml.YAMLError:
             body = raw.decode("utf-8", "replace")
+        proxy = PROXY_PATH.fullmatch(request.path)
+        if proxy is not None:  # recorded in proxied, not as a request to the API
+            return self._proxy(request, proxy)(environ, start_response)
         self.requests.append(Recorded(request.method, request.path, dict(request.args), content_type, body))
         try:
             with self._lock:
@@ -228,6 +251,21 @@ class KubeApiDouble(WsgiDouble):
         except ApiStatus as status:
             response = status.response()
         return response(environ, start_response)
+
+    def _proxy(self, request: Request, match: Any) -> Response:
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return ApiStatus(401, "Unauthorized", "Unauthorized").response()
+        service, _, port = match["service"].partition(":")
+        revision = service.removesuffix("-private")
+        with self._lock:
+            components = {name: c for s in self._serving.values() for name, c in s.components.items()
+                          if service.endswith("-private") and port == "http"
+                          and revision in {f"{c.latest}", f"{c.rolled_out}", f"{c.previous}"}}
+        if not components:
+            return ApiStatus(503, "ServiceUnavailable", f'no endpoints available for service "{service}"').response()
+        base = self.transformer_url if "transformer" in components else self.predictor_url
+        self.proxied.append((revision, request.method, match["rest"] or "/"))
+        return ApiServerProxy.forward(base, match["rest"] or "/", request)
 
     def _discovery(self, parts: list[str]) -> dict[str, Any] | None:
         if parts == ["version"]:
@@ -436,6 +474,9 @@ class KubeApiDouble(WsgiDouble):
         return stored.obj
 
     def _merge(self, kind: Kind, namespace: str | None, name: str, body: Any, args: Any) -> dict[str, Any]:
+        if self.fail_patches > 0:
+            self.fail_patches -= 1
+            raise ApiStatus(500, "InternalError", "etcdserver: request timed out")
         stored = self.objects.get(self._key(kind, namespace, name))
         if stored is None:
             raise self._not_found(kind, name)
@@ -481,13 +522,23 @@ class KubeApiDouble(WsgiDouble):
             status["conditions"] = [dict(failed, type="PredictorReady"), failed]
             return
         serving.pending_generation = 0
-        predictor = copy.deepcopy(stored.obj["spec"]["predictor"])
-        percent = predictor.pop("canaryTrafficPercent", None)
-        if predictor != serving.template:
-            serving.template = predictor
+        ready = {"type": "Ready", "status": "True", "lastTransitionTime": datetime.now(timezone.utc).isoformat()}
+        status["conditions"] = [dict(ready, type="PredictorReady"), ready]
+        status["url"] = self.predictor_url
+        status["address"] = {"url": f"http://{name}.{namespace}.svc.cluster.local"}
+        status["components"] = {
+            component: self._roll(serving.components.setdefault(component, _Component()), name, component,
+                                  copy.deepcopy(stored.obj["spec"][component]))
+            for component in ("predictor", "transformer") if component in stored.obj["spec"]
+        }
+
+    def _roll(self, serving: _Component, name: str, component: str, spec: dict[str, Any]) -> dict[str, Any]:
+        percent = spec.pop("canaryTrafficPercent", None)
+        if spec != serving.template:
+            serving.template = spec
             serving.revisions += 1
-            serving.latest = f"{name}-predictor-{serving.revisions:05d}"
-        base = self.predictor_url
+            serving.latest = f"{name}-{component}-{serving.revisions:05d}"
+        base = self.predictor_url if component == "predictor" else self.transformer_url
         if percent is None or percent == 100 or serving.rolled_out in (None, serving.latest):
             if serving.rolled_out != serving.latest:
                 serving.previous, serving.rolled_out = serving.rolled_out, serving.latest
@@ -500,18 +551,11 @@ class KubeApiDouble(WsgiDouble):
                 {"tag": "latest", "revisionName": serving.latest, "percent": percent, "latestRevision": True,
                  "url": base},
             ]
-        ready = {"type": "Ready", "status": "True", "lastTransitionTime": datetime.now(timezone.utc).isoformat()}
-        status["conditions"] = [dict(ready, type="PredictorReady"), ready]
-        status["url"] = base
-        status["address"] = {"url": f"http://{name}.{namespace}.svc.cluster.local"}
-        predictor_status: dict[str, Any] = {"latestCreatedRevision": serving.latest,
-                                            "latestReadyRevision": serving.latest,
-                                            "latestRolledoutRevision": serving.rolled_out,
-                                            "traffic": traffic, "url": base}
+        found: dict[str, Any] = {"latestCreatedRevision": serving.latest, "latestReadyRevision": serving.latest,
+                                 "latestRolledoutRevision": serving.rolled_out, "traffic": traffic, "url": base}
         if serving.previous:
-            predictor_status["previousRolledoutRevision"] = serving.previous
-        status["components"] = {"predictor": predictor_status}
-
+            found["previousRolledoutRevision"] = serving.previous
+        return found
 
 def _owned_paths(body: dict[str, Any]) -> dict[tuple[str, ...], Any]:
     content = copy.deepcopy(body)

@@ -32,10 +32,12 @@ class V2Double(WsgiDouble):
         self.ready = True
         self.probability = 0.25
         self.calls: list[str] = []
+        self.tokens: list[tuple[str | None, str | None]] = []  # (Authorization, X-Churnops-Authorization) per call
 
     def wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
         request = Request(environ)
         self.calls.append(f"{request.method} {request.path}")
+        self.tokens.append((request.headers.get("Authorization"), request.headers.get("X-Churnops-Authorization")))
         return self._answer(request)(environ, start_response)
 
     def _answer(self, request: Request) -> Response:
@@ -74,3 +76,38 @@ class V2Double(WsgiDouble):
 
 def _json(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body), status=status, content_type="application/json")
+
+
+class TransformerDouble(WsgiDouble):
+    """The by-customer transformer's REST surface (serving/transformer.py): ready, model ready, and inference by
+    ``customer_id``, where every id is unknown (a row with its reason, as for an id no snapshot holds)."""
+
+    name = "transformer-double"
+
+    def __init__(self, model_name: str = "churn") -> None:
+        super().__init__()
+        self.model_name = model_name
+        self.ready = True
+        self.calls: list[str] = []
+
+    def wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        request = Request(environ)
+        self.calls.append(f"{request.method} {request.path}")
+        return self._answer(request)(environ, start_response)
+
+    def _answer(self, request: Request) -> Response:
+        model = f"/v2/models/{self.model_name}"
+        if request.path in ("/v2/health/ready", f"{model}/ready"):
+            return _json({"ready": self.ready}, 200 if self.ready else 503)
+        if request.path != f"{model}/infer" or request.method != "POST":
+            return _json({"error": f"no route {request.path}"}, 404)
+        body = request.get_json(silent=True) or {}
+        tensors = body.get("inputs") or []
+        if [t.get("name") for t in tensors] != ["customer_id"] or tensors[0].get("datatype") != "BYTES":
+            return _json({"error": "send exactly one tensor, 'customer_id'"}, 400)
+        rows = len(tensors[0].get("data") or [])
+        return _json({"model_name": self.model_name, "outputs": [
+            {"name": "churn_probability", "datatype": "FP64", "shape": [rows], "data": [None] * rows},
+            {"name": "churn_label", "datatype": "INT64", "shape": [rows], "data": [-1] * rows},
+            {"name": "error", "datatype": "BYTES", "shape": [rows],
+             "data": ["unknown customer: not in the online feature snapshot"] * rows}]})

@@ -40,7 +40,14 @@ DEPLOYER_RULES = [
     },
     {"apiGroups": [""], "resources": ["pods", "pods/log", "events"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": ["serving.knative.dev"], "resources": ["*"], "verbs": ["get", "list", "watch"]},
+    # The smoke test reaches each new revision's pods through the API server's service proxy (its
+    # Knative private Service <revision>-private, whose name changes with every revision).
+    {"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get", "create"]},
 ]
+# The API server's service proxy connects to a revision's pods (the queue-proxy, port 8012) from the
+# control plane's range; the serving namespaces' default-deny policy lets nothing else in from there.
+QUEUE_PROXY_PORT = 8012
+SERVING_POD_SELECTOR = {"matchLabels": {"serving.kserve.io/inferenceservice": "churn-predictor"}}
 # In kubeflow the deployer reaches only the KFP API server (to upload pipelines and submit runs), through
 # the API server's service proxy (the builds name it k8s://kubeflow/ml-pipeline:8888).
 KFP_API_RULES = [
@@ -68,6 +75,7 @@ class PlatformArgs:
     accounts: dict[str, pulumi.Input[str]]  # workload key -> Google service account e-mail
     artifacts_bucket: pulumi.Input[str]
     database_host: pulumi.Input[str]
+    control_plane_cidr: str  # where the API server's service proxy connects to pods from
     depends_on: list[pulumi.Resource]  # node pools: nothing schedules before they exist
 
 
@@ -207,6 +215,18 @@ class Platform(pulumi.ComponentResource):
             subjects = [{"kind": "User", "name": args.accounts["deployer"], "apiGroup": "rbac.authorization.k8s.io"}]
             if namespace in names.SERVING_NAMESPACES:
                 subjects.append({"kind": "ServiceAccount", "name": names.KSA_DEPLOYER, "namespace": namespace})
+            if namespace in names.SERVING_NAMESPACES:
+                k8s.networking.v1.NetworkPolicy(
+                    f"{self._name}-proxy-{namespace}",
+                    metadata={"name": "serving-from-control-plane", "namespace": namespace},
+                    spec={
+                        "podSelector": SERVING_POD_SELECTOR,
+                        "policyTypes": ["Ingress"],
+                        "ingress": [{"from": [{"ipBlock": {"cidr": args.control_plane_cidr}}],
+                                     "ports": [{"port": QUEUE_PROXY_PORT, "protocol": "TCP"}]}],
+                    },
+                    opts=self._opts(namespace),
+                )
             k8s.rbac.v1.RoleBinding(
                 f"{self._name}-deployer-{namespace}",
                 metadata={"name": platform.DEPLOYER_ROLE, "namespace": namespace},

@@ -291,7 +291,8 @@ def test_cloud_build_triggers_run_as_the_deployer(stack: StackRun) -> None:
         assert triggers[promotion]["approvalConfig"] == {"approvalRequired": True}
         build_file = triggers[promotion].get("filename") or triggers[promotion]["gitFileSource"]["path"]
         assert build_file == names.BUILD_PROMOTE
-    assert all(t["substitutions"] == {"_REGION": stack.config["gcp:region"]} for t in triggers.values())
+    passed = {"_REGION": stack.config["gcp:region"], "_CLUSTER_LOCATION": stack.config["churnops:cluster"]["location"]}
+    assert all(t["substitutions"] == passed for t in triggers.values())
     topic = stack.one("gcp:pubsub/topic:Topic")
     assert topic.inputs["name"] == names.TRAINING_TOPIC
     assert triggers["churnops-train"]["pubsubConfig"]["topic"] == f"{topic.name}-id"
@@ -501,3 +502,22 @@ def test_tainted_pools_carry_the_taint_their_workloads_tolerate(stack: StackRun)
     assert taints[names.POOL_SYSTEM] == []
     for pool in platform.TAINTED_POOLS:
         assert taints[pool] == [{"key": platform.POOL_TAINT_KEY, "value": pool, "effect": "NO_SCHEDULE"}]
+
+
+def test_the_smoke_test_reaches_new_revisions_through_the_api_server(stack: StackRun) -> None:
+    """churnops.deploy.release smoke-tests k8s://<serving namespace>/<revision>-private:http through the API server:
+    the deployer may proxy to services there (and nowhere else), and the pods admit the control plane's range."""
+    deployer = {role.inputs["metadata"]["namespace"]: role.inputs["rules"]
+                for role in stack.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
+                if role.inputs["metadata"]["name"] == names.KSA_DEPLOYER}
+    policies = {policy.inputs["metadata"]["namespace"]: policy.inputs["spec"]
+                for policy in stack.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+                if policy.inputs["metadata"]["name"] == "serving-from-control-plane"}
+    master = stack.config["churnops:network"]["masterCidr"]
+    for namespace in names.SERVING_NAMESPACES:
+        proxied = [rule for rule in deployer[namespace] if rule["resources"] == ["services/proxy"]]
+        assert len(proxied) == 1 and set(proxied[0]["verbs"]) == {"get", "create"}
+        spec = policies[namespace]
+        assert spec["podSelector"] == {"matchLabels": {"serving.kserve.io/inferenceservice": "churn-predictor"}}
+        assert spec["ingress"] == [{"from": [{"ipBlock": {"cidr": master}}], "ports": [{"port": 8012, "protocol": "TCP"}]}]
+    assert set(policies) == set(names.SERVING_NAMESPACES)

@@ -16,7 +16,7 @@ from churnops.cli import main as cli
 from churnops.platform.settings import Settings
 from churnops.training.features import feature_spec
 from tests.support.kube_double import KubeApiDouble
-from tests.support.v2_double import V2Double
+from tests.support.v2_double import TransformerDouble, V2Double
 
 MANIFESTS = Path(__file__).resolve().parents[3] / "manifests"
 DIGEST = "sha256:" + "ab" * 32
@@ -30,10 +30,18 @@ def fixture_predictor() -> Iterator[V2Double]:
         yield double
 
 
+@pytest.fixture(name="transformer")
+def fixture_transformer() -> Iterator[TransformerDouble]:
+    """The by-customer transformer's REST surface."""
+    with TransformerDouble() as double:
+        yield double
+
+
 @pytest.fixture(name="kube")
-def fixture_kube(predictor: V2Double) -> Iterator[KubeApiDouble]:
-    """The Kubernetes API double; its InferenceServices' URLs point at the V2 double."""
-    with KubeApiDouble(ready_after_polls=2, predictor_url=predictor.url) as double:
+def fixture_kube(predictor: V2Double, transformer: TransformerDouble) -> Iterator[KubeApiDouble]:
+    """The Kubernetes API double; its revisions, reached through its service proxy, are the two doubles."""
+    with KubeApiDouble(ready_after_polls=2, predictor_url=predictor.url, transformer_url=transformer.url,
+                       token="test-token") as double:
         yield double
 
 

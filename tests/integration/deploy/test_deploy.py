@@ -10,19 +10,28 @@ from churnops.errors import DeploymentError
 from churnops.platform.settings import Settings
 from tests.integration.deploy.conftest import DIGEST, run_cli
 from tests.support.kube_double import KubeApiDouble
-from tests.support.v2_double import V2Double
+from tests.support.v2_double import TransformerDouble, V2Double
 
 STAGING = ["deploy", "--env", "staging", "--image", DIGEST, "--model-uri", "gs://acme-models/churn/3",
            "--model-version", "1"]
 
 
 def test_deploy_applies_server_side_waits_for_ready_and_smoke_tests(
-    deploy_settings: Settings, kube: KubeApiDouble, predictor: V2Double, monkeypatch: pytest.MonkeyPatch
+    deploy_settings: Settings, kube: KubeApiDouble, predictor: V2Double, transformer: TransformerDouble,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     out = run_cli(deploy_settings, monkeypatch, STAGING)
     assert out.count("\n") == 1
     assert "deployed staging: 1 object applied, revision churn-predictor-predictor-00001 ready" in out
-    assert f"smoke test passed at {predictor.url} (model version 1, 2 predictions" in out
+    # the new revisions are reached through the API server's service proxy (the path a private pool has)
+    proxy = f"{kube.url}/api/v1/namespaces/churnops-staging/services/churn-predictor-predictor-00001-private:http/proxy"
+    assert f"smoke test passed at {proxy} (model version 1, 2 predictions" in out
+    assert {revision for revision, _, _ in kube.proxied} == {"churn-predictor-predictor-00001",
+                                                              "churn-predictor-transformer-00001"}
+    assert transformer.calls == ["GET /v2/health/ready", "GET /v2/models/churn/ready", "POST /v2/models/churn/infer"]
+    # the API server consumes Authorization; the model server's token travels in its own header
+    metadata_and_infer = predictor.tokens[2:]
+    assert all(authorization is None and str(own).startswith("Bearer ey") for authorization, own in metadata_and_infer)
 
     writes = kube.writes()
     assert {w.verb for w in writes} == {"PATCH"}

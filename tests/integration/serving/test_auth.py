@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from churnops.platform.auth import mint_local_token
+from churnops.platform.auth import PROXIED_AUTHORIZATION, mint_local_token
 from churnops.platform.settings import Settings
 from tests.integration.serving.conftest import MODEL_NAME, Server
 from tests.integration.serving.test_bad_input import INFER, valid_body
@@ -77,3 +77,12 @@ def test_allowed_accounts_are_served(server: Server, account: str) -> None:
                                   "/metrics"])
 def test_probes_and_metrics_stay_open(server: Server, path: str) -> None:
     assert requests.get(server.url(path), timeout=10).status_code == 200
+
+
+def test_through_the_api_server_proxy_the_token_comes_in_its_own_header(server: Server) -> None:
+    """The Kubernetes API server's service proxy consumes Authorization (its caller's credential), so the smoke
+    test of a revision sends the service's token as X-Churnops-Authorization; it is verified like the other."""
+    bearer = headers()["Authorization"]
+    assert call(server, "POST", INFER, {PROXIED_AUTHORIZATION: bearer}).status_code == 200
+    assert call(server, "POST", INFER, {PROXIED_AUTHORIZATION: headers(STRANGER)["Authorization"]}).status_code == 403
+    assert call(server, "POST", INFER, {PROXIED_AUTHORIZATION: "Bearer not-a-token"}).status_code == 401
