@@ -519,5 +519,6 @@ def test_the_smoke_test_reaches_new_revisions_through_the_api_server(stack: Stac
         assert len(proxied) == 1 and set(proxied[0]["verbs"]) == {"get", "create"}
         spec = policies[namespace]
         assert spec["podSelector"] == {"matchLabels": {"serving.kserve.io/inferenceservice": "churn-predictor"}}
-        assert spec["ingress"] == [{"from": [{"ipBlock": {"cidr": master}}], "ports": [{"port": 8012, "protocol": "TCP"}]}]
+        queue_proxy = [{"port": 8012, "protocol": "TCP"}]
+        assert spec["ingress"] == [{"from": [{"ipBlock": {"cidr": master}}], "ports": queue_proxy}]
     assert set(policies) == set(names.SERVING_NAMESPACES)
