@@ -1,6 +1,6 @@
-"""KFP pipelines: the DAGs (ingest, training, scoring) and the code that compiles, runs, submits and schedules them.
+"""KFP pipelines: the DAGs (ingest, training, scoring, drift) and the code that compiles, runs, submits and schedules them.
 
-:data:`PIPELINES` names every pipeline; :mod:`pipelines.compile` writes their YAML,
-:mod:`pipelines.local` runs one with ``kfp.local``, :mod:`pipelines.remote` talks to a KFP API
-(submit, schedule, upload).
+:data:`pipelines.registry.PIPELINES` names every pipeline; :mod:`pipelines.common` holds the task
+settings every DAG applies, :mod:`pipelines.compile` writes their YAML, :mod:`pipelines.local` runs
+one with ``kfp.local``, :mod:`pipelines.remote` talks to a KFP API (submit, schedule, upload).
 """
