@@ -1,4 +1,4 @@
-"""KFP pipelines: the DAGs (ingest, training, scoring, drift) and the code that compiles, runs, submits and schedules them.
+"""KFP pipelines: the DAGs (ingest, training, scoring, drift) and the code that compiles, runs, submits, schedules them.
 
 :data:`pipelines.registry.PIPELINES` names every pipeline; :mod:`pipelines.common` holds the task
 settings every DAG applies, :mod:`pipelines.compile` writes their YAML, :mod:`pipelines.local` runs
