@@ -1,10 +1,12 @@
 """Model evaluation: metrics, plots, feature importance and the promotion gate.
 
-Metrics threshold the churn probability at 0.5. ROC-AUC and PR-AUC are undefined when a split holds
-one class only; they are reported as NaN then (never an error), and a NaN never passes the gate.
+Metrics threshold the churn probability at 0.5; Brier score, log-loss and the expected calibration
+error (:func:`calibration_error`) say how far the probabilities are from observed churn rates.
+ROC-AUC and PR-AUC are undefined when a split holds one class only; they are reported as NaN then
+(never an error), and a NaN never passes the gate.
 
-The gate compares models on the same test rows with uncertainty: a paired, class-stratified
-bootstrap of the ROC-AUC difference (:func:`paired_auc_difference`) gives an interval, and the
+The gate compares models on the same test rows with uncertainty: a paired bootstrap of the ROC-AUC
+difference that resamples customers (:func:`paired_auc_difference`) gives an interval, and the
 decision is taken on the interval's bounds, not on the point estimates.
 """
 
@@ -17,14 +19,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from sklearn.calibration import CalibrationDisplay
 from sklearn.metrics import (
     ConfusionMatrixDisplay,
     PrecisionRecallDisplay,
     RocCurveDisplay,
     accuracy_score,
     average_precision_score,
+    brier_score_loss,
     confusion_matrix,
     f1_score,
+    log_loss,
     precision_score,
     recall_score,
     roc_auc_score,
@@ -37,17 +42,33 @@ from churnops.training.transform import selected_feature_names
 
 __all__ = ["THRESHOLD", "churn_probability"]  # the predict contract, re-exported for the evaluation code
 
-METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
+METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "brier", "log_loss",
+                            "calibration_error")
+CALIBRATION_BINS = 10
+
+
+def calibration_error(y_true: Any, probability: Any, bins: int = CALIBRATION_BINS) -> float:
+    """Expected calibration error: over ``bins`` bins of equal row count by probability, the row-weighted mean
+    of |mean probability - observed churn rate|. 0 for probabilities that mean what they say."""
+    y = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(probability, dtype=np.float64)
+    order = np.argsort(p, kind="stable")
+    error = 0.0
+    for part in np.array_split(order, min(bins, p.size)):
+        error += part.size * abs(float(p[part].mean()) - float(y[part].mean()))
+    return error / p.size
 
 
 def classification_metrics(y_true: Any, probability: Any, threshold: float = THRESHOLD) -> dict[str, float]:
-    """Accuracy, precision, recall, F1 (at ``threshold``), ROC-AUC and PR-AUC."""
+    """Accuracy, precision, recall, F1 (at ``threshold``), ROC-AUC and PR-AUC; and how far the probabilities
+    are from observed rates: Brier score, log-loss and expected calibration error."""
     y = np.asarray(y_true).astype(int)
     p = np.asarray(probability, dtype=np.float64)
     if y.shape != p.shape or y.size == 0:
         raise ValueError(f"need as many probabilities as labels, and at least one (got {p.shape} and {y.shape})")
     predicted = (p >= threshold).astype(int)
     two_classes = np.unique(y).size == 2
+    probabilities = bool(np.all((p >= 0) & (p <= 1)))
     return {
         "accuracy": float(accuracy_score(y, predicted)),
         "precision": float(precision_score(y, predicted, zero_division=0)),
@@ -55,6 +76,10 @@ def classification_metrics(y_true: Any, probability: Any, threshold: float = THR
         "f1": float(f1_score(y, predicted, zero_division=0)),
         "roc_auc": float(roc_auc_score(y, p)) if two_classes else math.nan,
         "pr_auc": float(average_precision_score(y, p)) if two_classes else math.nan,
+        # Scores that are not probabilities (outside [0, 1]) rank but have no calibration.
+        "brier": float(brier_score_loss(y, p, labels=[0, 1])) if probabilities else math.nan,
+        "log_loss": float(log_loss(y, p, labels=[0, 1])) if probabilities else math.nan,
+        "calibration_error": calibration_error(y, p) if probabilities else math.nan,
     }
 
 
@@ -67,6 +92,18 @@ def confusion_matrix_figure(y_true: Any, probability: Any, title: str) -> Figure
         np.asarray(y_true).astype(int), predicted, labels=[0, 1], display_labels=["stays", "churns"], ax=ax,
         colorbar=False,
     )
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def reliability_figure(y_true: Any, probability: Any, title: str, bins: int = CALIBRATION_BINS) -> Figure:
+    """Reliability diagram: observed churn rate against mean probability per bin of equal row count, and the
+    diagonal a calibrated model follows."""
+    fig = Figure(figsize=(4.5, 4))
+    ax = fig.add_subplot()
+    CalibrationDisplay.from_predictions(np.asarray(y_true).astype(int), np.asarray(probability, dtype=np.float64),
+                                        n_bins=bins, strategy="quantile", ax=ax, name=title)
     ax.set_title(title)
     fig.tight_layout()
     return fig

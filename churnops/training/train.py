@@ -394,6 +394,7 @@ def _log_split_evaluation(model: Pipeline, name: str, split: str, frame: pd.Data
     title = f"{name} ({split})"
     confusion = evaluate.confusion_matrix_figure(frame[LABEL], probability, title)
     mlflow.log_figure(confusion, f"plots/{split}_confusion.png")
+    mlflow.log_figure(evaluate.reliability_figure(frame[LABEL], probability, title), f"plots/{split}_reliability.png")
     for kind in ("roc", "pr"):
         figure = evaluate.curve_figure(kind, frame[LABEL], probability, title)
         if figure is not None:

@@ -211,3 +211,16 @@ def test_a_winner_below_the_minimum_quality_is_refused_without_a_production_mode
     good = [evaluate.classification_metrics(y, baseline)["roc_auc"]] * 2
     assert evaluate.gate(*good, labels=y, challenger_scores=baseline, baseline_scores=baseline, min_auc=0.6,
                          resamples=200).passed
+
+
+def test_calibration_metrics_tell_calibrated_probabilities_from_inflated_ones() -> None:
+    rng = np.random.default_rng(2)
+    probability = rng.uniform(0.0, 0.3, 20_000)
+    y = (rng.random(probability.size) < probability).astype(int)  # churns at exactly the stated rate
+    inflated = np.clip(probability * 3, 0, 0.99)  # what class weighting does: same ranking, three times the rate
+    honest, weighted = evaluate.classification_metrics(y, probability), evaluate.classification_metrics(y, inflated)
+    assert honest["roc_auc"] == pytest.approx(weighted["roc_auc"], abs=1e-12)
+    assert honest["calibration_error"] < 0.01 < 0.2 < weighted["calibration_error"]
+    assert honest["brier"] < weighted["brier"] and honest["log_loss"] < weighted["log_loss"]
+    assert evaluate.calibration_error([0, 1, 1, 0], [0.0, 1.0, 1.0, 0.0]) == 0.0
+    assert evaluate.reliability_figure(y, probability, "calibrated").axes
