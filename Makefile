@@ -19,7 +19,7 @@ INFRA_STAMP := $(INFRA)/.venv/.installed
 INFRA_LOCK_CMD := uv pip compile $(INFRA)/requirements.in --generate-hashes \
 	--python-version 3.11 --python-platform x86_64-manylinux_2_28 -o $(INFRA)/requirements.lock
 
-.PHONY: help setup lock setup-infra lock-infra test-infra test test-unit test-integration lint pipelines bench bench-serving demo stack-up stack-down stack-status clean manifests-check
+.PHONY: help setup lock setup-infra lock-infra test-infra test test-unit test-integration lint pipelines bench bench-next-period bench-serving demo stack-up stack-down stack-status clean manifests-check
 .PHONY: ci scan sbom
 
 help: ## List the targets
@@ -79,6 +79,9 @@ bench: setup ## Print the benchmark figures (ingest vs plain pyarrow, features v
 	$(BIN)/python benchmarks/features.py
 	$(BIN)/python benchmarks/lake_blobs.py
 	$(BIN)/python benchmarks/canary.py
+
+bench-next-period: setup ## Train on 48 generated hours, score the next 12: recorded test metrics vs next-period ones
+	$(BIN)/python benchmarks/next_period.py
 
 bench-serving: setup ## Model server vs MLServer and a Pipeline-per-request kserve.Model (peers in .bench/)
 	$(BIN)/python benchmarks/serving.py
