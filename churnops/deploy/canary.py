@@ -51,6 +51,7 @@ from churnops.deploy import render as rendering
 from churnops.deploy.kube import ISVC_API_VERSION, ISVC_KIND, Cluster
 from churnops.deploy.release import apply_release, newest_revisions, smoke_test_revisions
 from churnops.errors import ChurnopsError, ConfigurationError, DeploymentError, ServiceUnavailable
+from churnops.platform import declaration as platform
 from churnops.platform.alerts import Alert, AlertSink
 from churnops.platform.settings import Settings
 from churnops.training.drift import psi
@@ -58,17 +59,16 @@ from churnops.training.drift import psi
 logger = logging.getLogger(__name__)
 
 Decision = Literal["healthy", "rollback", "hold"]
-# Knative Serving 1.18's queue-proxy metrics (tests/specs/knative-serving-v1.18.2, checked by
-# tests/unit/deploy/test_knative_contract.py): the exporter's component "revision" prefixes the view
-# names; namespace and revision are resource labels, the answer's class a tag.
-REQUESTS_METRIC = "revision_app_request_count"
-LATENCY_METRIC = "revision_app_request_latencies"  # milliseconds
-NAMESPACE_LABEL = "namespace_name"
-REVISION_LABEL = "revision_name"
-CODE_CLASS_LABEL = "response_code_class"
+# Knative Serving's queue-proxy metrics, from the platform declaration (checked against the pinned
+# release's source by tests/unit/deploy/test_knative_contract.py): the exporter's component "revision"
+# prefixes the view names; namespace and revision are resource labels, the answer's class a tag.
+REQUESTS_METRIC = platform.KNATIVE_REQUESTS_METRIC
+LATENCY_METRIC = platform.KNATIVE_LATENCY_METRIC  # milliseconds
+NAMESPACE_LABEL = platform.KNATIVE_NAMESPACE_LABEL
+REVISION_LABEL = platform.KNATIVE_REVISION_LABEL
+CODE_CLASS_LABEL = platform.KNATIVE_CODE_CLASS_LABEL
 SERVER_ERROR_CLASS = "5xx"
-LATENCY_BUCKETS_MS = (5, 10, 20, 40, 60, 80, 100, 150, 200, 250, 300, 350, 400, 450, 500, 600,
-                      700, 800, 900, 1000, 2000, 5000, 10000, 20000, 50000, 100000)
+LATENCY_BUCKETS_MS = platform.KNATIVE_LATENCY_BUCKETS_MS
 P99 = 0.99
 # The pod label serving.knative.dev/revision as the usual kubernetes-pods scrape job's labelmap names it.
 APP_REVISION_LABEL = "serving_knative_dev_revision"

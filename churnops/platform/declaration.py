@@ -357,6 +357,15 @@ LAKEFS_CHART = Chart("lakefs", "https://charts.lakefs.io", "1.11.1")
 MLFLOW_CHART = Chart("mlflow", "https://community-charts.github.io/helm-charts", "1.7.3")
 # Knative Serving version the operator installs (KnativeServing.spec.version), with Kourier.
 KNATIVE_SERVING = "1.18"
+# Its queue-proxy's request metrics, labels and latency buckets (ms), which the canary analysis and the
+# serving alerts query (checked against the release's vendored source: tests/unit/deploy/test_knative_contract.py).
+KNATIVE_REQUESTS_METRIC = "revision_app_request_count"
+KNATIVE_LATENCY_METRIC = "revision_app_request_latencies"
+KNATIVE_NAMESPACE_LABEL = "namespace_name"
+KNATIVE_REVISION_LABEL = "revision_name"
+KNATIVE_CODE_CLASS_LABEL = "response_code_class"
+KNATIVE_LATENCY_BUCKETS_MS = (5, 10, 20, 40, 60, 80, 100, 150, 200, 250, 300, 350, 400, 450, 500, 600,
+                              700, 800, 900, 1000, 2000, 5000, 10000, 20000, 50000, 100000)
 # Kubeflow Pipelines backend (the API server that compiles runs), installed from its release manifests.
 KFP_BACKEND = "2.17.0"
 # Cloud SQL engine.

@@ -28,6 +28,14 @@ TRUSTED_IMAGE_PATTERNS = (
     "docker.io/chrislusf/*",
     "docker.io/library/mysql*",
 )
+# Automatic upgrades and node maintenance only in this weekly window (UTC, weekend nights).
+MAINTENANCE_WINDOW = {"start_time": "2026-01-03T01:00:00Z", "end_time": "2026-01-03T05:00:00Z",
+                      "recurrence": "FREQ=WEEKLY;BYDAY=SA,SU"}
+# Backup for GKE of the pipeline metadata store: KFP's namespace with its volumes (the metadata
+# database's and the artifact store's claims), daily, kept 30 days; Secrets are not backed up (they
+# come from Secret Manager).
+METADATA_BACKUP_SCHEDULE = "0 2 * * *"
+METADATA_BACKUP_RETAIN_DAYS = 30
 # The one role GKE documents for a node service account (logs, metrics, resource metadata).
 NODE_ROLE = "roles/container.defaultNodeServiceAccount"
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]  # access is governed by IAM, not scopes
@@ -153,10 +161,26 @@ class Cluster(pulumi.ComponentResource):
             # Managed Service for Prometheus: collects what the serving namespaces' PodMonitoring
             # (manifests/base/podmonitoring.yaml) selects; the canary analysis queries it.
             monitoring_config={"enable_components": ["SYSTEM_COMPONENTS"], "managed_prometheus": {"enabled": True}},
+            maintenance_policy={"recurring_window": MAINTENANCE_WINDOW},
+            addons_config={"gke_backup_agent_config": {"enabled": True}},
             deletion_protection=cfg.deletion_protection,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[key_grant, self.binauthz_policy]),
         )
         self.node_pools = [self._node_pool(name, pool) for pool in args.node_pools]
+        self.metadata_backup = gcp.gkebackup.BackupPlan(
+            f"{name}-kfp-backup",
+            name="churnops-pipeline-metadata",
+            cluster=self.cluster.id,
+            location=args.region,
+            retention_policy={"backup_retain_days": METADATA_BACKUP_RETAIN_DAYS},
+            backup_schedule={"cron_schedule": METADATA_BACKUP_SCHEDULE},
+            backup_config={
+                "include_volume_data": True,
+                "include_secrets": False,
+                "selected_namespaces": {"namespaces": [names.NS_KUBEFLOW]},
+            },
+            opts=child,
+        )
         self.register_outputs(
             {
                 "name": self.cluster.name,
