@@ -15,6 +15,10 @@ def alert_on_failure(pipeline: str, status: PipelineTaskFinalStatus) -> bool:
     """Runs after every other task of the pipeline, whatever happened. When the run did not succeed,
     raises a `pipeline_failed` alert through the alert sink (a log line, and the alert webhook
     when one is configured) naming the pipeline, the run and the error. Returns whether it alerted.
+
+    Args:
+        pipeline: The pipeline the alert names.
+        status: The run's final status, which KFP passes to the exit task.
     """
     from churnops.platform.alerts import alert_on_pipeline_failure
     from churnops.platform.logs import setup_logging

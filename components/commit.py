@@ -15,6 +15,10 @@ def commit(branch: str, metadata: dict) -> str:
     accounting, schema and code versions), and merge it into `main`: the atomic publish. Returns
     main's new head commit id, or an empty string when the ingest step found nothing new (nothing
     is published then).
+
+    Args:
+        branch: The run branch the ingest step staged; empty when nothing was new.
+        metadata: The commit metadata the ingest step built (sources, accounting, versions).
     """
     import logging
 

@@ -19,6 +19,9 @@ def online_features(data_ref: str) -> NamedTuple(  # type: ignore[valid-type]
     branch or commit; `main` by default) with the training feature code, and publish them as the
     online snapshot (`features/online/` on the lake's `features` branch, one commit). The
     by-customer transformer serves from the newest snapshot.
+
+    Args:
+        data_ref: The lake branch or commit whose active customers are featurized.
     """
     from collections import namedtuple
 
@@ -43,6 +46,11 @@ def drift_check(snapshot_commit: str, model_ref: str, retrain: bool) -> NamedTup
     the predicted probability. The report goes to the lake and MLflow; when it fires, a `drift`
     alert is raised and, if `retrain`, a training run on the head of `main` records the report as
     its reason. A firing check is a finding, not a task failure.
+
+    Args:
+        snapshot_commit: The lake commit of the online feature snapshot to check.
+        model_ref: The registry alias or version whose training features are the reference.
+        retrain: Whether a firing check trains a new model.
     """
     from collections import namedtuple
 

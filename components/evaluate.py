@@ -29,6 +29,16 @@ def evaluate(  # pylint: disable=too-many-arguments,too-many-positional-argument
     training run). The gate's margin, confidence and resamples are the training configuration the
     features task recorded on the split, its seed the training seed (`lineage`). Returns the name of
     the model to register (`baseline` or `xgboost`), or an empty string when the gate refused both.
+
+    Args:
+        parent_run_id: The MLflow training run the evaluation is recorded on.
+        lineage: The lineage tags the features step recorded (the training seed among them).
+        test_split: The test split (parquet Dataset).
+        baseline: The fitted baseline (an MLflow model directory).
+        challenger: The fitted XGBoost model (an MLflow model directory).
+        metrics: Both models' test metrics (the Metrics view).
+        winner_curves: The winner's ROC curve and confusion matrix.
+        gate_report: The gate decision, its intervals and reasons (Markdown).
     """
     from churnops.platform.logs import setup_logging
     from churnops.platform.settings import settings_or_exit

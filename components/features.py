@@ -24,6 +24,13 @@ def features(
     customer features and churn labels at hourly cutoffs, split them by time, open the MLflow parent
     run (lineage tags, dataset inputs) and commit the matrices to the lake's `features` branch.
     Outputs one parquet Dataset per split, with the feature spec in its metadata.
+
+    Args:
+        data_ref: The lake commit id to train on; empty: the head of `main`.
+        seed: The random seed of the split.
+        train: The train split (parquet, written).
+        validation: The validation split (parquet, written).
+        test: The test split (parquet, written).
     """
     from collections import namedtuple
 

@@ -12,7 +12,7 @@ from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def ingest(hour: str, lookback: int, scheduled_time: str) -> NamedTuple(  # type: ignore[valid-type]
+def ingest(hour: str, lookback: int, scheduled_time: str, created_time: str = "") -> NamedTuple(  # type: ignore[valid-type]
     "IngestOutputs", [("branch", str), ("accounting", dict), ("metadata", dict)]
 ):
     """Ingest one hour: list new raw objects (the hour and `lookback` hours of late files), check them
@@ -20,8 +20,16 @@ def ingest(hour: str, lookback: int, scheduled_time: str) -> NamedTuple(  # type
     the result on a new run branch of the lake, uncommitted.
 
     `hour` (YYYY-MM-DDTHH) wins when set; otherwise the run handles the hour before its scheduled
-    time. Outputs the run branch (empty when nothing was new), the row accounting and the commit
-    metadata the commit step records.
+    time, and refuses when that is only its creation time (`created_time`) late in the hour (KFP's
+    fallback when it cannot read the run's Workflow: a catch-up run would ingest the wrong hour).
+    Outputs the run branch (empty when nothing was new), the row accounting and the commit metadata
+    the commit step records.
+
+    Args:
+        hour: The hour to ingest, YYYY-MM-DDTHH (UTC); empty: the hour before the scheduled time.
+        lookback: How many hours before the hour are listed again for late files.
+        scheduled_time: The run's scheduled time (KFP's placeholder, RFC 3339).
+        created_time: The run's creation time (KFP's placeholder, RFC 3339), to detect KFP's fallback.
     """
     from collections import namedtuple
 
@@ -31,6 +39,6 @@ def ingest(hour: str, lookback: int, scheduled_time: str) -> NamedTuple(  # type
 
     settings = settings_or_exit()
     setup_logging(settings)
-    staged = stage.stage_hour(settings, stage.scheduled_hour(hour, scheduled_time), lookback)
+    staged = stage.stage_hour(settings, stage.scheduled_hour(hour, scheduled_time, created_time), lookback)
     outputs = namedtuple("IngestOutputs", ["branch", "accounting", "metadata"])
     return outputs(staged.branch or "", staged.report.accounting(), staged.metadata)

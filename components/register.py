@@ -16,6 +16,13 @@ def register(parent_run_id: str, lineage: dict, winner: str, baseline: Input[Mod
     with its lineage (data commit, code and lock versions, seed, test ROC-AUC), and point the
     `candidate` alias at it; the alias change is recorded on the version. Runs only when the gate
     passed. A training that reproduces an existing version registers nothing. Returns the version.
+
+    Args:
+        parent_run_id: The MLflow training run.
+        lineage: The lineage tags the features step recorded (data commit, code and lock versions, seed).
+        winner: The model the gate chose: `baseline` or `xgboost`.
+        baseline: The fitted baseline (an MLflow model directory).
+        challenger: The fitted XGBoost model (an MLflow model directory).
     """
     from churnops.platform.logs import setup_logging
     from churnops.platform.settings import settings_or_exit

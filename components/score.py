@@ -20,6 +20,10 @@ def score(data_ref: str, alias: str) -> NamedTuple(  # type: ignore[valid-type]
     default) with the model holding registry alias `alias` (`production` by default), and publish
     the predictions (customer token, churn probability and label, model version, data commit,
     cutoff) under `predictions/` in one lake commit merged into `main`.
+
+    Args:
+        data_ref: The lake branch or commit whose active customers are scored.
+        alias: The registry alias of the model that scores.
     """
     from collections import namedtuple
 

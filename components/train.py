@@ -27,6 +27,15 @@ def train(
     validation and test metrics, plots, feature importance, the feature spec and the model itself in
     an MLflow child run of the training run, with the data commit as lineage.
     Outputs the model (an MLflow model directory) and its run id.
+
+    Args:
+        model_name: `baseline` (logistic regression) or `xgboost`.
+        parent_run_id: The MLflow training run the fit is a child run of.
+        lineage: The lineage tags the features step recorded.
+        train_split: The train split (parquet Dataset).
+        validation_split: The validation split (parquet Dataset).
+        test_split: The test split (parquet Dataset).
+        model: The fitted model (an MLflow model directory, written).
     """
     from collections import namedtuple
 

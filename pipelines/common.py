@@ -48,24 +48,27 @@ def image_digest(image: str) -> str | None:
 
 @dataclass(frozen=True)
 class Resources:
-    """Requests and limits of one task."""
+    """Requests and limits of one task, and how long its pod may run (Kubernetes ``activeDeadlineSeconds``:
+    a hung call to the lake or the registry fails the task instead of stalling the schedule)."""
 
     cpu_request: str = "250m"
     cpu_limit: str = "1"
     memory_request: str = "512Mi"
     memory_limit: str = "1Gi"
+    timeout_seconds: int = 20 * 60
 
 
 SMALL = Resources()
-LARGE = Resources(cpu_request="1", cpu_limit="2", memory_request="2Gi", memory_limit="4Gi")
+LARGE = Resources(cpu_request="1", cpu_limit="2", memory_request="2Gi", memory_limit="4Gi", timeout_seconds=90 * 60)
 
 
 def configure(task: PipelineTask, settings: Settings, resources: Resources = SMALL, network: bool = True,
               display_name: str | None = None) -> PipelineTask:
     """Apply the common settings to ``task``.
 
-    Caching is off for every task: each one reads or changes external state (the lake, the raw
-    bucket, the registry) or the clock, so an earlier result with the same inputs is no answer.
+    Every task has a timeout (``resources.timeout_seconds``). Caching is off for every task: each one
+    reads or changes external state (the lake, the raw bucket, the registry) or the clock, so an
+    earlier result with the same inputs is no answer.
     ``network`` tasks (all that talk to GCS, the lake or MLflow) retry three times with
     exponential backoff (by default 30 s, 60 s, 120 s; ``pipeline_retry_backoff_seconds``).
     """
@@ -84,6 +87,7 @@ def configure(task: PipelineTask, settings: Settings, resources: Resources = SMA
     kubernetes.add_toleration(task, key=POOL_TAINT_KEY, operator="Equal", value=settings.pipeline_node_pool,
                               effect="NoSchedule")
     kubernetes.set_image_pull_policy(task, settings.image_pull_policy)
+    kubernetes.set_timeout(task, resources.timeout_seconds)
     kubernetes.set_security_context(task, run_as_user=RUN_AS_USER, run_as_group=RUN_AS_USER, run_as_non_root=True)
     kubernetes.use_field_path_as_env(task, env_name=SERVICE_ACCOUNT_ENV, field_path="spec.serviceAccountName")
     digest = image_digest(settings.components_image)

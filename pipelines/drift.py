@@ -24,8 +24,13 @@ def build() -> GraphComponent:
         "reason.",
     )
     def drift_pipeline(data_ref: str = "main", model_ref: str = "production", retrain: bool = True) -> None:
-        """``data_ref`` is a lake branch or commit; ``model_ref`` an alias or version; ``retrain`` trains when it
-        fires."""
+        """Check the online features for drift.
+
+        Args:
+            data_ref: The lake branch or commit whose online features are published and checked.
+            model_ref: The registry alias or version whose training features are the reference.
+            retrain: Whether a firing check trains a new model.
+        """
         settings = load_settings()
         # The exit handler passes the status argument.
         alert = alert_on_failure(pipeline=NAME)  # pylint: disable=no-value-for-parameter

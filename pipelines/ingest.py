@@ -1,6 +1,8 @@
 """The ingest pipeline (hourly): ingest -> commit, under an exit handler that alerts on failure."""
 
 
+from datetime import timedelta
+
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
@@ -12,14 +14,18 @@ from pipelines.common import configure
 
 NAME = "ingest"
 CRON = "0 5 * * * *"  # every hour at minute 5 (KFP cron has a leading seconds field)
+# A run on CRON ingests the hour before it: hour H is the run scheduled at H + SLOT_AFTER.
+SLOT_AFTER = timedelta(hours=1, minutes=5)
 
 
-def build(scheduled_time: str = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER) -> GraphComponent:
-    """The ingest pipeline, whose ingest task gets ``scheduled_time`` (KFP's schedule-time placeholder);
-    its task settings are read from the settings now (at compile or local run time).
+def build(scheduled_time: str = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER,
+          created_time: str = dsl.PIPELINE_JOB_CREATE_TIME_UTC_PLACEHOLDER) -> GraphComponent:
+    """The ingest pipeline, whose ingest task gets ``scheduled_time`` and ``created_time`` (KFP's schedule-time
+    and creation-time placeholders); its task settings are read from the settings now (at compile or
+    local run time).
 
-    ``kfp.local`` cannot resolve that placeholder (it fails on it), so local runs build the same
-    DAG with an empty scheduled time, and the ``hour`` parameter is then required.
+    ``kfp.local`` cannot resolve those placeholders (it fails on them), so local runs build the same
+    DAG with empty times, and the ``hour`` parameter is then required.
     """
 
     @dsl.pipeline(
@@ -28,7 +34,12 @@ def build(scheduled_time: str = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER) 
         "quarantine, tokenization -> one lake commit merged into main.",
     )
     def pipeline(hour: str = "", lookback: int = 3) -> None:
-        """``hour`` (YYYY-MM-DDTHH) overrides the scheduled time; a recurring run ingests the hour before it."""
+        """Ingest one hour of raw objects into the lake.
+
+        Args:
+            hour: The hour to ingest, YYYY-MM-DDTHH (UTC); empty: the hour before the run's scheduled time.
+            lookback: How many hours before `hour` are listed again for late files.
+        """
         # pylint: disable=no-member
         # The KFP decorator turns each component into a factory of tasks: pylint sees the plain function
         # (a NamedTuple return without ``.outputs``).
@@ -38,7 +49,7 @@ def build(scheduled_time: str = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER) 
         configure(alert, settings, display_name="alert-on-failure")
         with dsl.ExitHandler(alert, name="ingest-run"):
             staged = configure(
-                ingest(hour=hour, lookback=lookback, scheduled_time=scheduled_time),
+                ingest(hour=hour, lookback=lookback, scheduled_time=scheduled_time, created_time=created_time),
                 settings,
                 display_name="ingest",
             )
@@ -53,4 +64,4 @@ def build(scheduled_time: str = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER) 
 
 def build_local() -> GraphComponent:
     """The ingest pipeline as ``kfp.local`` runs it (no schedule-time placeholder)."""
-    return build(scheduled_time="")
+    return build(scheduled_time="", created_time="")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from churnops.errors import ConfigurationError, ServiceUnavailable
 from churnops.platform import cluster_proxy
 from churnops.platform.settings import Settings
 from pipelines.common import service_account
+from pipelines import ingest as ingest_pipeline
 from pipelines.compile import compile_pipeline
 from pipelines.registry import get
 
@@ -241,3 +243,56 @@ def schedule(name: str, version: str, cron: str | None, params: dict[str, Any], 
         if enabled:
             api.enable_recurring_run(created.recurring_run_id)
     return Submitted(id=str(created.recurring_run_id), name=job_name)
+
+
+def _rfc3339(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def backfill(first: datetime, last: datetime, version: str, settings: Settings, host: str | None = None,
+             params: dict[str, Any] | None = None) -> Submitted:
+    """Ingest hours ``first``..``last`` (inclusive, whole UTC hours) with uploaded version ``version``.
+
+    A recurring run ``churnops-ingest-backfill-<first>-<last>`` on the ingest cron, from the slot of
+    ``first`` to the slot of ``last``, with ``max_concurrency=1`` and catch-up: KFP's scheduler runs
+    one ingest per hour, in order, each with that hour's scheduled time, exactly as the hourly
+    schedule would have (the ScheduledWorkflow controller runs the slots after ``start_time`` up to
+    and including ``end_time``). Idempotent: the same range again finds the job.
+    """
+    if first.tzinfo is None or last.tzinfo is None:
+        raise ValueError("backfill hours must be timezone-aware (UTC)")
+    first, last = (value.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0) for value in (first, last))
+    if last < first:
+        raise ValueError(f"--to {last:%Y-%m-%dT%H} is before --from {first:%Y-%m-%dT%H}")
+    job_name = f"{display_name(ingest_pipeline.NAME)}-backfill-{first:%Y%m%dt%H}-{last:%Y%m%dt%H}"
+    api = client(host, settings)
+    with kfp_errors(host or settings.kfp_host or ""):
+        pipeline_id = _pipeline_id(api, ingest_pipeline.NAME, create=False)
+        version_id = _version_id(api, pipeline_id, version) if pipeline_id else None
+        if pipeline_id is None or version_id is None:
+            raise NotUploaded(f"{display_name(ingest_pipeline.NAME)} version {version!r} is not on the KFP server: "
+                              f"upload it first (churnops pipeline upload ingest --version {version})")
+        experiment_id = _experiment_id(api, EXPERIMENT)
+        existing = _recurring_runs(api, experiment_id, job_name)
+        if existing:
+            return Submitted(id=str(existing[0].recurring_run_id), name=job_name, created=False)
+        # The first slot strictly after start_time is first's; end_time is last's slot, included.
+        start = first + ingest_pipeline.SLOT_AFTER - timedelta(minutes=1)
+        end = last + ingest_pipeline.SLOT_AFTER
+        job = api.create_recurring_run(
+            experiment_id=experiment_id,
+            job_name=job_name,
+            description=f"ingest backfill {first:%Y-%m-%dT%H} to {last:%Y-%m-%dT%H}, version {version}",
+            start_time=_rfc3339(start),
+            end_time=_rfc3339(end),
+            cron_expression=ingest_pipeline.CRON,
+            max_concurrency=1,
+            no_catchup=False,
+            params=params or {},
+            pipeline_id=pipeline_id,
+            version_id=version_id,
+            pipeline_root=settings.pipeline_root,
+            enable_caching=False,
+            service_account=service_account(settings, ingest_pipeline.NAME),
+        )
+    return Submitted(id=str(job.recurring_run_id), name=job_name)

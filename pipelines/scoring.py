@@ -22,7 +22,12 @@ def build() -> GraphComponent:
         "branch; the predictions are one lake commit under predictions/.",
     )
     def scoring_pipeline(data_ref: str = "main", alias: str = "production") -> None:
-        """``data_ref`` is a lake branch or commit id; ``alias`` the registry alias of the model that scores."""
+        """Score every active customer.
+
+        Args:
+            data_ref: The lake branch or commit id whose customers are scored.
+            alias: The registry alias of the model that scores.
+        """
         settings = load_settings()
         # The exit handler passes the status argument.
         alert = alert_on_failure(pipeline=NAME)  # pylint: disable=no-value-for-parameter

@@ -33,7 +33,12 @@ def build() -> GraphComponent:
         "register the winner as candidate.",
     )
     def training_pipeline(data_commit: str = "", seed: int = 42) -> None:
-        """``data_commit`` is a lake commit id; empty trains on the head of ``main``."""
+        """Train, evaluate and register a churn model.
+
+        Args:
+            data_commit: The lake commit id to train on; empty: the head of `main`.
+            seed: The random seed of the split and of both fits.
+        """
         # pylint: disable=no-value-for-parameter,no-member
         # The KFP decorator turns each component into a factory of tasks: pylint sees the plain function
         # (outputs as parameters, a NamedTuple return without ``.outputs``).

@@ -6,6 +6,7 @@ The CLI is the one part of ``churnops`` that imports :mod:`pipelines` (the libra
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +151,30 @@ def upload_command(name: str | None, version: str | None, host: str | None, comp
         uploaded = remote.upload(each, version or settings.code_version, settings, host, components_image)
         click.echo(f"pipeline version {uploaded.id} ({uploaded.name}) "
                    f"{'uploaded' if uploaded.created else 'already uploaded'}")
+
+
+HOUR_FORMATS = ["%Y-%m-%dT%H", "%Y-%m-%dT%H:%M:%S"]
+
+
+@pipeline_group.command("backfill")
+@click.argument("name", type=click.Choice(["ingest"]))
+@click.option("--from", "first", type=click.DateTime(HOUR_FORMATS), required=True, metavar="HOUR",
+              help="First hour to ingest (UTC), e.g. 2026-11-01T05.")
+@click.option("--to", "last", type=click.DateTime(HOUR_FORMATS), required=True, metavar="HOUR",
+              help="Last hour to ingest (UTC), included.")
+@click.option("--version", "version", default=None,
+              help="The uploaded pipeline version to run (default: the code version).")
+@param_option
+@host_option
+def backfill_command(name: str, first: datetime, last: datetime, version: str | None, params: tuple[str, ...],
+                     host: str | None) -> None:
+    """Run NAME once per hour from --from to --to on a KFP cluster, one after another, each with its hour's
+    scheduled time (a recurring run over that range, with catch-up)."""
+    settings = get_settings()
+    try:
+        job = remote.backfill(first.replace(tzinfo=timezone.utc), last.replace(tzinfo=timezone.utc),
+                              version or settings.code_version, settings, host, parse_params(params, name))
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--from/--to") from error
+    hours = int((last - first).total_seconds() // 3600) + 1
+    click.echo(f"recurring run {job.id} ({job.name}) {'created' if job.created else 'unchanged'}: {hours} hour(s)")

@@ -711,13 +711,25 @@ def publish_staged(settings: Settings, branch: str, metadata: dict[str, str]) ->
     return commit
 
 
-def scheduled_hour(hour: str, scheduled_time: str) -> datetime:
+# How late in its hour a run may start and still be taken for the hour's scheduled run when KFP gives its
+# creation time as its scheduled time (the default schedule starts at minute 5).
+FALLBACK_START_WINDOW = timedelta(minutes=20)
+
+
+def scheduled_hour(hour: str, scheduled_time: str, created_time: str = "") -> datetime:
     """The hour a scheduled ingest run handles: ``hour`` if given, else the hour before ``scheduled_time``.
 
     ``hour`` is ``YYYY-MM-DDTHH`` (or any ISO-8601 time, floored to its hour); ``scheduled_time`` is
     the RFC 3339 time KFP substitutes for its schedule-time placeholder (e.g.
     ``2026-11-01T06:00:00Z``): a run scheduled at 06:00 ingests 05:00-06:00, the last complete hour.
     Naive times are UTC.
+
+    ``created_time`` is what KFP substitutes for the run's creation time. The 2.17 driver reads a
+    recurring run's scheduled time from its Workflow, and when the run's service account may not
+    read it, silently gives the creation time instead: then the two are equal. That is right for
+    an hourly run started on time, and wrong for a catch-up run after an outage (every one would
+    ingest the hour before now). So when they are equal and the run started more than
+    :data:`FALLBACK_START_WINDOW` into its hour, the hour cannot be known and the run is refused.
     """
     if hour.strip():
         return _floor_hour(hour.strip(), "hour")
@@ -725,10 +737,19 @@ def scheduled_hour(hour: str, scheduled_time: str) -> datetime:
     if not text or text.startswith("{{"):
         raise ValueError("no hour given and no scheduled time substituted (the run is not a scheduled one): "
                          "pass the hour, e.g. 2026-11-01T05")
-    return _floor_hour(text, "scheduled time") - timedelta(hours=1)
+    scheduled = _parse_time(text, "scheduled time")
+    created = created_time.strip()
+    if created and not created.startswith("{{") and _parse_time(created, "creation time") == scheduled:
+        into_hour = scheduled - scheduled.replace(minute=0, second=0, microsecond=0)
+        if into_hour > FALLBACK_START_WINDOW:
+            raise ValueError(
+                f"the scheduled time KFP gave is the run's creation time ({text}), {int(into_hour.total_seconds() // 60)}"
+                " min into its hour: a catch-up or manual run whose hour cannot be known (the run's service account "
+                "may not read its Workflow, docs/pipelines.md): pass the hour, e.g. 2026-11-01T05")
+    return scheduled.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
 
 
-def _floor_hour(text: str, what: str) -> datetime:
+def _parse_time(text: str, what: str) -> datetime:
     value = f"{text}:00" if len(text) == 13 else text
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -736,4 +757,8 @@ def _floor_hour(text: str, what: str) -> datetime:
         raise ValueError(f"{what} {text!r} is not a time like 2026-11-01T05 or 2026-11-01T05:00:00Z") from error
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    return parsed.astimezone(timezone.utc)
+
+
+def _floor_hour(text: str, what: str) -> datetime:
+    return _parse_time(text, what).replace(minute=0, second=0, microsecond=0)

@@ -116,6 +116,7 @@ def test_kubernetes_settings_reference_secrets_and_pin_the_pool(compiled: dict[s
             assert config["tolerations"][0]["value"] == settings.pipeline_node_pool
             assert config["imagePullPolicy"] == settings.image_pull_policy
             assert config["securityContext"]["runAsNonRoot"] is True
+            assert int(config["activeDeadlineSeconds"]) in {20 * 60, 90 * 60}  # every task has a timeout
             (secret,) = config["secretAsEnv"]
             assert secret["secretName"] == settings.pipeline_secret
             assert {item["secretKey"]: item["envVar"] for item in secret["keyToEnv"]} == SECRET_KEYS
@@ -129,7 +130,10 @@ def test_ingest_takes_its_hour_from_the_scheduled_time(compiled: dict[str, Path]
     ingest = _dag_tasks(spec, "comp-exit-handler-1")["ingest"]
     constant = ingest.inputs.parameters["scheduled_time"].runtime_value.constant.string_value
     assert constant == "{{$.pipeline_job_schedule_time_utc}}"
+    created = ingest.inputs.parameters["created_time"].runtime_value.constant.string_value
+    assert created == "{{$.pipeline_job_create_time_utc}}"  # to tell KFP's creation-time fallback apart
     assert ingest.inputs.parameters["hour"].component_input_parameter == "pipelinechannel--hour"
+
 
 
 def test_register_runs_only_when_the_gate_passes(compiled: dict[str, Path]) -> None:
@@ -202,3 +206,21 @@ def test_configure_records_the_settings_image_digest_when_it_is_pinned(tmp_path:
     compiler.Compiler().compile(probe, str(path))
     assert sorted(map(len, _container_envs(path))) == [0, 1]  # the tagged task records no digest
     assert {"CHURNOPS_IMAGE_DIGEST": digest} in _container_envs(path)
+
+
+def test_every_pipeline_parameter_and_component_input_has_a_description(compiled: dict[str, Path]) -> None:
+    """What the KFP UI shows beside each parameter and input: the ``Args`` of the pipeline's and each
+    component's docstring (the IR has no description of a component itself, nor of its outputs)."""
+    for name, path in compiled.items():
+        spec, _ = parse_strict(path)
+        parameters = dict(spec.root.input_definitions.parameters)
+        assert parameters, name
+        missing = [f"{name}: parameter {key}" for key, value in parameters.items() if not value.description]
+        assert spec.pipeline_info.description, name
+        for component_name, component in spec.components.items():
+            if component.WhichOneof("implementation") == "dag":
+                continue
+            inputs = component.input_definitions
+            described = [*inputs.parameters.items(), *inputs.artifacts.items()]
+            missing += [f"{component_name}.{key}" for key, value in described if not value.description]
+        assert not missing, missing

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import click
@@ -12,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from churnops.cli.main import main
+from churnops.data.ingest import scheduled_hour
 from churnops.errors import ServiceUnavailable
 from churnops.platform.settings import Settings
 from pipelines import remote
@@ -106,7 +108,8 @@ def test_upload_creates_the_pipeline_once_then_adds_versions(kfp_api: KfpDouble)
     settings = Settings()
     first = remote.upload("scoring", "v1", settings, host=kfp_api.url)
     second = remote.upload("scoring", "v2", settings, host=kfp_api.url)
-    assert not kfp_api.recorded("POST", "/apis/v2beta1/pipelines/upload")  # it would add a version named "churnops-scoring"
+    # upload would add a version named "churnops-scoring"
+    assert not kfp_api.recorded("POST", "/apis/v2beta1/pipelines/upload")
     assert len(kfp_api.recorded("POST", "/apis/v2beta1/pipelines")) == 1
     uploads = kfp_api.recorded("POST", "/apis/v2beta1/pipelines/upload_version")
     assert [u.query["name"] for u in uploads] == ["v1", "v2"]
@@ -231,3 +234,45 @@ def test_a_k8s_host_reaches_the_kfp_api_through_the_api_server_proxy_with_the_ku
         with pytest.raises(ServiceUnavailable, match="answered 403"):  # no services/proxy grant on another service
             remote.submit("training", {}, settings, host="k8s://kubeflow/ml-pipeline-ui:80")
     assert len(kfp_api.runs) == 1
+
+
+def test_backfill_runs_each_hour_of_the_range_once_in_order_on_the_uploaded_version(kfp_api: KfpDouble) -> None:
+    runner = CliRunner()
+    upload = ["pipeline", "upload", "ingest", "--host", kfp_api.url, "--version", "v1"]
+    assert runner.invoke(main, upload).exit_code == 0
+    args = ["pipeline", "backfill", "ingest", "--from", "2026-11-01T05", "--to", "2026-11-01T08", "--host", kfp_api.url,
+            "--version", "v1", "--param", "lookback=0"]
+    first = runner.invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert "created: 4 hour(s)" in first.output
+    again = runner.invoke(main, args)
+    assert again.exit_code == 0 and "unchanged" in again.output
+    (job,) = kfp_api.recurring_runs.values()
+    assert job.display_name == "churnops-ingest-backfill-20261101t05-20261101t08"
+    assert int(job.max_concurrency) == 1 and job.no_catchup is False and job.status == "ENABLED"
+    assert job.runtime_config.parameters == {"lookback": 0}
+    cron = job.trigger.cron_schedule
+    # The ingest cron's slots after start_time up to end_time (KFP's cron_schedule.go): 06:05 .. 09:05,
+    # the runs that ingest 05:00 .. 08:00.
+    assert cron.cron == "0 5 * * * *"
+    assert _utc(cron.start_time) == datetime(2026, 11, 1, 6, 4, tzinfo=timezone.utc)
+    assert _utc(cron.end_time) == datetime(2026, 11, 1, 9, 5, tzinfo=timezone.utc)
+    slots = [_utc(cron.start_time).replace(minute=5) + timedelta(hours=n) for n in range(5)]
+    assert [s for s in slots if _utc(cron.start_time) < s <= _utc(cron.end_time)] == slots[:4]
+    assert [scheduled_hour("", s.isoformat()).hour for s in slots[:4]] == [5, 6, 7, 8]
+
+
+def test_backfill_refuses_a_reversed_range_and_a_version_not_uploaded(kfp_api: KfpDouble) -> None:
+    runner = CliRunner()
+    reversed_range = runner.invoke(main, ["pipeline", "backfill", "ingest", "--from", "2026-11-01T08", "--to",
+                                          "2026-11-01T05", "--host", kfp_api.url])
+    assert reversed_range.exit_code == 2 and "is before --from" in reversed_range.output
+    with pytest.raises(remote.NotUploaded):
+        remote.backfill(datetime(2026, 11, 1, 5, tzinfo=timezone.utc), datetime(2026, 11, 1, 6, tzinfo=timezone.utc),
+                        "v7", Settings(), host=kfp_api.url)
+    assert not kfp_api.recurring_runs
+
+
+def _utc(value: object) -> datetime:
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed.astimezone(timezone.utc)
