@@ -742,8 +742,9 @@ def scheduled_hour(hour: str, scheduled_time: str, created_time: str = "") -> da
     if created and not created.startswith("{{") and _parse_time(created, "creation time") == scheduled:
         into_hour = scheduled - scheduled.replace(minute=0, second=0, microsecond=0)
         if into_hour > FALLBACK_START_WINDOW:
+            minutes = int(into_hour.total_seconds() // 60)
             raise ValueError(
-                f"the scheduled time KFP gave is the run's creation time ({text}), {int(into_hour.total_seconds() // 60)}"
+                f"the scheduled time KFP gave is the run's creation time ({text}), {minutes}"
                 " min into its hour: a catch-up or manual run whose hour cannot be known (the run's service account "
                 "may not read its Workflow, docs/pipelines.md): pass the hour, e.g. 2026-11-01T05")
     return scheduled.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
