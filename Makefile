@@ -19,7 +19,7 @@ INFRA_STAMP := $(INFRA)/.venv/.installed
 INFRA_LOCK_CMD := uv pip compile $(INFRA)/requirements.in --generate-hashes \
 	--python-version 3.11 --python-platform x86_64-manylinux_2_28 -o $(INFRA)/requirements.lock
 
-.PHONY: help setup lock setup-infra lock-infra test-infra test test-unit test-integration lint pipelines bench bench-next-period bench-serving demo stack-up stack-down stack-status clean manifests-check
+.PHONY: help setup lock lock-report setup-infra lock-infra test-infra test test-unit test-integration lint pipelines bench bench-next-period bench-serving demo stack-up stack-down stack-status clean manifests-check
 .PHONY: ci scan sbom
 
 help: ## List the targets
@@ -36,6 +36,11 @@ setup: $(STAMP) ## Create .venv from requirements.lock (hash-checked); no-op whe
 lock: $(STAMP) ## Regenerate requirements.lock and requirements.runtime.lock (with hashes) from pyproject.toml
 	$(BIN)/$(LOCK_CMD) --quiet
 	$(BIN)/$(RUNTIME_LOCK_CMD) --quiet
+	@$(MAKE) -s lock-report
+
+lock-report: ## How many packages each lock pins (requirements.runtime.lock is what the images install)
+	@for lock in requirements.lock requirements.runtime.lock; do \
+		printf '%-28s %s packages\n' $$lock $$(grep -cE '^[A-Za-z0-9_.-]+==' $$lock); done
 
 $(INFRA_STAMP): $(INFRA)/requirements.lock
 	@test -x $(INFRA_BIN)/python || $(PYTHON) -m venv $(INFRA)/.venv
