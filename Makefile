@@ -65,10 +65,11 @@ test-unit: setup ## Run the unit tests only
 test-integration: setup ## Run the integration tests only (starts local services)
 	$(BIN)/python -m pytest tests/integration
 
-lint: setup setup-infra ## pylint over all Python (infra/ in its own venv); import-linter checks the layers; bandit (no medium/high); hadolint every Dockerfile
+lint: setup setup-infra ## pylint over all Python (infra/ in its own venv); import-linter checks the layers; mypy (strict, pyproject.toml); bandit (no medium/high); hadolint every Dockerfile
 	$(BIN)/python -m pylint churnops churnops_preprocessing components pipelines serving tests benchmarks
 	PYTHONPATH=.:infra:$(INFRA):infra/policy $(INFRA_BIN)/python -m pylint --rcfile=pyproject.toml infra
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m bandit -q -r churnops churnops_preprocessing components pipelines serving --severity-level medium
 	$(BIN)/hadolint $$(find . -name 'Dockerfile*' -not -path '*/.venv/*' -not -path './.git/*' -not -path '*/node_modules/*' | sort)
 
