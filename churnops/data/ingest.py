@@ -690,17 +690,26 @@ def stage_hour(settings: Settings, hour: datetime, lookback: int | None = None) 
     return ingest_run(settings).stage_run(hour, settings.ingest_lookback_hours if lookback is None else lookback)
 
 
-def publish_staged(settings: Settings, branch: str, metadata: dict[str, str]) -> str:
+def publish_staged(settings: Settings, branch: str, metadata: dict[str, str],
+                   repo: DataRepository | None = None) -> str:
     """Second step: commit the run branch :func:`stage_hour` staged, merge it into ``main``, delete it.
 
-    Returns main's head after the merge. On a merge conflict the branch is deleted and
+    Returns main's commit that published the run. On a merge conflict the branch is deleted and
     :class:`MergeConflict` raised: nothing was published, so the next run ingests the objects. On
     any other error the branch stays, so a retry of this step resumes it (a commit already made
-    is not made twice).
+    is not made twice). A retry after the merge (the task died before it could answer) finds the
+    run's publish on ``main`` by its ``run_id`` and returns it, deleting the branch if it is left.
     """
-    repo = open_repository(settings)
+    repo = repo or open_repository(settings)
+    published = _published(repo, metadata.get("run_id", ""))
+    if published is not None:
+        if repo.branch_exists(branch):
+            repo.delete_branch(branch)
+        log.info("ingest already published", extra={"hour": metadata.get("hour"), "commit": published})
+        return published
     if not repo.branch_exists(branch):
-        raise ValueError(f"no staged ingest branch {branch!r}: it was published or deleted already")
+        raise ValueError(f"no staged ingest branch {branch!r} and no publish of run {metadata.get('run_id')!r} on "
+                         "main: the branch was discarded after a merge conflict (the next run ingests its objects)")
     try:
         commit = publish_branch(repo, branch, metadata)
     except MergeConflict:
@@ -709,6 +718,16 @@ def publish_staged(settings: Settings, branch: str, metadata: dict[str, str]) ->
     repo.delete_branch(branch)
     log.info("ingest published", extra={"hour": metadata.get("hour"), "commit": commit})
     return commit
+
+
+def _published(repo: DataRepository, run_id: str, depth: int = 50) -> str | None:
+    """The newest of main's last ``depth`` commits that carries run ``run_id``'s metadata, if any."""
+    if not run_id:
+        return None
+    for info in repo.log("main", limit=depth):
+        if info.metadata.get("run_id") == run_id:
+            return info.id
+    return None
 
 
 # How late in its hour a run may start and still be taken for the hour's scheduled run when KFP gives its
