@@ -11,6 +11,7 @@ wrong field.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 # The kustomize binary runs with an argument list, never through a shell.
@@ -82,6 +83,16 @@ def image_reference(settings: Settings, image: str) -> str:
     return image
 
 
+def predictor_callers(env: str) -> list[str]:
+    """The accounts the predictor of ``env`` serves: that environment's transformer, and the deployer's smoke test."""
+    return [platform.serving_identity("transformer", env).gsa, platform.identity("deployer").gsa]
+
+
+def transformer_callers() -> list[str]:
+    """The accounts the by-customer transformer serves: the deployer's smoke test."""
+    return [platform.identity("deployer").gsa]
+
+
 def kustomize_command() -> list[str]:
     """The command that builds a kustomization: ``kustomize build`` or ``kubectl kustomize``."""
     kustomize = shutil.which("kustomize")
@@ -111,6 +122,13 @@ def render_kustomization(settings: Settings, release: Release) -> dict[str, Any]
         {"op": "replace", "path": "/spec/predictor/containers/0/env/1/value", "value": digest},
         {"op": "test", "path": "/spec/predictor/containers/0/env/2/name", "value": "CHURNOPS_GCP_PROJECT"},
         {"op": "replace", "path": "/spec/predictor/containers/0/env/2/value", "value": project},
+        # who may call each component: the environment's declared identities (the platform declaration)
+        {"op": "test", "path": "/spec/predictor/containers/0/env/5/name", "value": "CHURNOPS_PREDICTOR_CALLERS"},
+        {"op": "replace", "path": "/spec/predictor/containers/0/env/5/value",
+         "value": json.dumps(predictor_callers(release.env))},
+        {"op": "test", "path": "/spec/transformer/containers/0/env/2/name", "value": "CHURNOPS_TRANSFORMER_CALLERS"},
+        {"op": "replace", "path": "/spec/transformer/containers/0/env/2/value",
+         "value": json.dumps(transformer_callers())},
     ]
     if release.canary_percent is not None:
         # the predictor and the transformer (same image) move together

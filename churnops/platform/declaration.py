@@ -271,7 +271,8 @@ def pipeline_settings(project: str) -> dict[str, str]:
         "CHURNOPS_LAKEFS_REPOSITORY": LAKEFS_REPOSITORY,
         "CHURNOPS_TOKENIZATION_KEY_SECRET": SECRET_TOKENIZATION_KEY,
     }
-    assert tuple(data) == PIPELINE_CONFIG_KEYS  # nosec B101 - a declaration that disagrees with itself
+    if tuple(data) != PIPELINE_CONFIG_KEYS:
+        raise ValueError("the pipeline settings and PIPELINE_CONFIG_KEYS disagree")
     return data
 
 
@@ -371,10 +372,86 @@ KFP_BACKEND = "2.17.0"
 # Cloud SQL engine.
 POSTGRES = "POSTGRES_16"
 
+# Binary Authorization: our images run only with the build's attestation; the upstream images the
+# pinned releases run are admitted by exact reference (each release's own manifests and chart values
+# name them; tests/support/assembly.py reads them from the vendored releases and fails when one is
+# missing here or a pattern here admits something no release runs).
+ADMITTED_IMAGES: dict[str, tuple[str, ...]] = {
+    "kubeflow-pipelines": (
+        "docker.io/library/alpine:3.23",
+        "docker.io/library/mysql:8.4",
+        "gcr.io/tfx-oss-public/ml_metadata_store_server:1.14.0",
+        "ghcr.io/chrislusf/seaweedfs:4.34",
+        "ghcr.io/kubeflow/kfp-api-server:2.17.0",
+        "ghcr.io/kubeflow/kfp-cache-deployer:2.17.0",
+        "ghcr.io/kubeflow/kfp-cache-server:2.17.0",
+        "ghcr.io/kubeflow/kfp-driver:2.17.0",
+        "ghcr.io/kubeflow/kfp-frontend:2.17.0",
+        "ghcr.io/kubeflow/kfp-launcher:2.17.0",
+        "ghcr.io/kubeflow/kfp-metadata-envoy:2.17.0",
+        "ghcr.io/kubeflow/kfp-metadata-writer:2.17.0",
+        "ghcr.io/kubeflow/kfp-persistence-agent:2.17.0",
+        "ghcr.io/kubeflow/kfp-scheduled-workflow-controller:2.17.0",
+        "ghcr.io/kubeflow/kfp-viewer-crd-controller:2.17.0",
+        "ghcr.io/kubeflow/kfp-visualization-server:2.17.0",
+        "quay.io/argoproj/argoexec:v4.0.5",
+        "quay.io/argoproj/workflow-controller:v4.0.5",
+    ),
+    "knative-serving": (  # operator v1.18.1 installs serving 1.18.0 and Kourier 1.18
+        "docker.io/envoyproxy/envoy:v1.34-latest",
+        "gcr.io/knative-releases/knative.dev/net-kourier/cmd/kourier"
+        "@sha256:15a601147ef4574386e296c4b2456bb1e230d2dc110254295dddb56e5118b5a8",
+        "gcr.io/knative-releases/knative.dev/serving/cmd/activator"
+        "@sha256:80b2e4bf6df496c692f8e148b3a72afcb88165cb7428e52b788fa53075989655",
+        "gcr.io/knative-releases/knative.dev/serving/cmd/autoscaler"
+        "@sha256:6ff1f7816c67954f4533edd7a7e35882e2d52613cc3343594ff3eddfd0c1fca2",
+        "gcr.io/knative-releases/knative.dev/serving/cmd/controller"
+        "@sha256:d4c6a0f926509e8d34795003635fdb8625dd3d4648ec55fe2ce781e0b8750e04",
+        "gcr.io/knative-releases/knative.dev/serving/cmd/queue"
+        "@sha256:cab5d14e0910c5e2e2f2be736e44724ecb38c72c211ac43c9e7977468f4934cc",
+        "gcr.io/knative-releases/knative.dev/serving/cmd/webhook"
+        "@sha256:6fb473eb7641c3f7174ed4064e6c3f5eeeb05e1420f5af425bbec33af53f4f92",
+    ),
+    "knative-operator": (
+        "gcr.io/knative-releases/knative.dev/operator/cmd/operator:v1.18.1",
+        "gcr.io/knative-releases/knative.dev/operator/cmd/webhook:v1.18.1",
+    ),
+    "kserve": (
+        "docker.io/kserve/kserve-controller:v0.15.2",
+        "docker.io/kserve/storage-initializer:v0.15.2",
+        "quay.io/brancz/kube-rbac-proxy:v0.18.0",
+    ),
+    "cert-manager": (
+        "quay.io/jetstack/cert-manager-cainjector:v1.18.2",
+        "quay.io/jetstack/cert-manager-controller:v1.18.2",
+        "quay.io/jetstack/cert-manager-startupapicheck:v1.18.2",
+        "quay.io/jetstack/cert-manager-webhook:v1.18.2",
+    ),
+    "external-secrets": (
+        "oci.external-secrets.io/external-secrets/external-secrets:v0.19.2",
+    ),
+    "lakefs": (
+        "docker.io/treeverse/lakefs:1.81.1",
+    ),
+    "mlflow": (
+        "docker.io/burakince/mlflow:3.5.1",
+    ),
+}
+
+
 # Knative feature flags the platform enables (KnativeServing config "features"): pod-spec fields
 # Knative refuses unless its flag is enabled.
 KNATIVE_FEATURES: dict[str, str] = {
     "kubernetes.podspec-nodeselector": "enabled",  # serving pods select the serving pool
     "kubernetes.podspec-tolerations": "enabled",  # and tolerate its taint
     "kubernetes.podspec-fieldref": "enabled",  # CHURNOPS_SERVICE_ACCOUNT from spec.serviceAccountName
+    # the pod-level securityContext (non-root, RuntimeDefault seccomp) that Pod Security "restricted"
+    # needs for every container of the pod, including those KServe and Knative inject
+    "kubernetes.podspec-securitycontext": "enabled",
 }
+
+# Google APIs from private nodes: the private VIP (private.googleapis.com), which a private DNS zone
+# for googleapis.com maps every *.googleapis.com name to, and which the serving egress policies allow.
+GOOGLE_APIS_VIP_CIDR = "199.36.153.8/30"
+GOOGLE_APIS_VIP_ADDRESSES: tuple[str, ...] = ("199.36.153.8", "199.36.153.9", "199.36.153.10", "199.36.153.11")
+GOOGLE_APIS_DOMAIN = "googleapis.com"

@@ -16,6 +16,7 @@ SERVICES = (
     "compute.googleapis.com",
     "container.googleapis.com",
     "containersecurity.googleapis.com",
+    "dns.googleapis.com",
     "gkebackup.googleapis.com",
     "iam.googleapis.com",
     "logging.googleapis.com",

@@ -12,22 +12,10 @@ from churnops_infra.config import ClusterConfig, NodePoolConfig
 from churnops_infra.network import PODS_RANGE, SERVICES_RANGE
 from churnops.platform import declaration as platform
 
-# Images the cluster may run besides GKE's own (allowed by the global policy): ours, and the
-# platform's upstream registries. Everything else is refused by Binary Authorization.
-TRUSTED_IMAGE_PATTERNS = (
-    "ghcr.io/kubeflow/*",
-    "gcr.io/ml-pipeline/*",
-    "quay.io/argoproj/*",
-    "gcr.io/knative-releases/*",
-    "docker.io/kserve/*",
-    "quay.io/jetstack/*",
-    "oci.external-secrets.io/external-secrets/*",
-    "ghcr.io/external-secrets/*",
-    "docker.io/treeverse/*",
-    "docker.io/burakince/*",
-    "docker.io/chrislusf/*",
-    "docker.io/library/mysql*",
-)
+# Images the cluster may run besides GKE's own (allowed by the global policy): ours with the build's
+# attestation, and exactly the upstream images the pinned releases run (the platform declaration's).
+# Everything else is refused by Binary Authorization.
+TRUSTED_IMAGE_PATTERNS = tuple(image for images in platform.ADMITTED_IMAGES.values() for image in images)
 # Automatic upgrades and node maintenance only in this weekly window (UTC, weekend nights).
 MAINTENANCE_WINDOW = {"start_time": "2026-01-03T01:00:00Z", "end_time": "2026-01-03T05:00:00Z",
                       "recurrence": "FREQ=WEEKLY;BYDAY=SA,SU"}

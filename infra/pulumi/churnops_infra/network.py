@@ -8,6 +8,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from churnops_infra.config import NetworkConfig
+from churnops.platform import declaration as platform
 
 PODS_RANGE = "pods"
 SERVICES_RANGE = "services"
@@ -97,6 +98,36 @@ class Network(pulumi.ComponentResource):
             source_ranges=["0.0.0.0/0"],
             denies=[{"protocol": "all"}],
             log_config={"metadata": "INCLUDE_ALL_METADATA"},
+            opts=child,
+        )
+        # Google APIs through their private VIP: every *.googleapis.com name resolves, inside this VPC,
+        # to private.googleapis.com's addresses (the only Google API route the egress policies allow),
+        # reached through the default internet gateway route (Private Google Access).
+        zone = gcp.dns.ManagedZone(
+            f"{name}-googleapis",
+            name="churnops-googleapis",
+            dns_name=f"{platform.GOOGLE_APIS_DOMAIN}.",
+            description="Google APIs through private.googleapis.com from the churnops VPC",
+            visibility="private",
+            private_visibility_config={"networks": [{"network_url": self.vpc.id}]},
+            opts=child,
+        )
+        gcp.dns.RecordSet(
+            f"{name}-googleapis-private",
+            managed_zone=zone.name,
+            name=f"private.{platform.GOOGLE_APIS_DOMAIN}.",
+            type="A",
+            ttl=300,
+            rrdatas=list(platform.GOOGLE_APIS_VIP_ADDRESSES),
+            opts=child,
+        )
+        gcp.dns.RecordSet(
+            f"{name}-googleapis-wildcard",
+            managed_zone=zone.name,
+            name=f"*.{platform.GOOGLE_APIS_DOMAIN}.",
+            type="CNAME",
+            ttl=300,
+            rrdatas=[f"private.{platform.GOOGLE_APIS_DOMAIN}."],
             opts=child,
         )
         # Private service access: Cloud SQL gets a private IP inside this VPC.

@@ -3,7 +3,8 @@
 Kubeflow Pipelines (its release manifests, rendered and vendored under ``infra/pulumi/upstream``),
 Knative Serving with Kourier (through the Knative operator), KServe in serverless mode, cert-manager
 (KServe's webhook certificates), External Secrets Operator (Secret Manager -> Kubernetes Secrets for
-the pipelines, the transformer, lakeFS and MLflow), lakeFS and MLflow. Every Helm release is pinned to an exact chart version (:mod:`churnops_infra.versions`).
+the pipelines, the transformer, lakeFS and MLflow), lakeFS and MLflow. Every Helm release is pinned
+to an exact chart version (:mod:`churnops_infra.versions`).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import pytest
 from churnops.deploy.render import Release, image_reference, is_platform_object, render
 from churnops.errors import ConfigurationError, DeploymentError
 from churnops.platform import auth
+from churnops.platform import declaration as platform
 from churnops.platform.settings import Settings
 from churnops.model.registry import resolve_actor
 from churnops.deploy.canary import APP_REVISION_LABEL
@@ -127,7 +128,7 @@ def test_objects_land_in_the_environment_namespace_with_the_release_values(rende
     assert transformer["nodeSelector"] == predictor["nodeSelector"]
     # the predictor knows its project (callers are named in it) and serves the transformer's Google identity
     assert env_vars["CHURNOPS_GCP_PROJECT"]["value"] == "acme-churn"
-    gsa = accounts[transformer["serviceAccountName"]]["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
+    gsa = platform.serving_identity("transformer", env).email("acme-churn")
     callers = Settings(gcp_project="acme-churn",
                        predictor_callers=json.loads(env_vars["CHURNOPS_PREDICTOR_CALLERS"]["value"]))
     assert gsa in auth.allowlist(callers, callers.predictor_callers)
@@ -168,21 +169,22 @@ def test_network_is_denied_by_default_and_opened_only_for_the_predictor_paths(re
         for rule in policies[name]["ingress"]
         for peer in rule["from"]
     }
-    assert sources == {"istio-system", "knative-serving", "gmp-system"}
+    assert sources == {"knative-serving", "gmp-system"}  # Kourier and the activator; the collectors
     egress_ports = {port["port"] for rule in policies["predictor-egress"]["egress"] for port in rule["ports"]}
     assert egress_ports == {53, 80, 443, 988}
     transformer = policies["transformer-egress"]
     assert transformer["podSelector"]["matchLabels"]["component"] == "transformer"
     assert transformer["policyTypes"] == ["Egress"]
-    assert {(rule["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], rule["ports"][0]["port"])
-            for rule in transformer["egress"]} == {("istio-system", 8081), ("knative-serving", 8012), ("lakefs", 8000)}
+    hops = {(rule["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], rule["ports"][0]["port"])
+            for rule in transformer["egress"]}
+    assert hops == {("knative-serving", 8081), ("knative-serving", 8012), ("lakefs", 8000)}  # Kourier, activator
 
 
 def test_no_secret_value_is_rendered_and_platform_objects_are_labelled(rendered: dict) -> None:
     objects = rendered["production"]
     assert not [o for o in objects if o["kind"] == "Secret"]
-    platform = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects if is_platform_object(o))
-    assert platform == ["Namespace/churnops-production", "NetworkPolicy/default-deny-all",
+    applied_by_admin = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects if is_platform_object(o))
+    assert applied_by_admin == ["Namespace/churnops-production", "NetworkPolicy/default-deny-all",
                         "NetworkPolicy/predictor-egress", "NetworkPolicy/predictor-from-gateway",
                         "NetworkPolicy/predictor-metrics-scrape", "NetworkPolicy/transformer-egress",
                         "PodMonitoring/churn-predictor"]
