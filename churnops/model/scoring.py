@@ -16,6 +16,7 @@ through the Pipeline itself.
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,17 +103,19 @@ def _resolve_registered(uri: str, tracking_uri: str | None) -> tuple[str, str, s
 def load_scoring_model(uri: str, tracking_uri: str | None = None, model_version: str | None = None) -> ScoringModel:
     """Load a churn model from ``uri`` (see the module docstring); ``model_version`` names a local one."""
     tags: dict[str, str] = {}
-    if uri.startswith("models:/"):
-        name, version, pinned, tags = _resolve_registered(uri, tracking_uri)
-        if tracking_uri:
-            mlflow.set_registry_uri(tracking_uri)
-            mlflow.set_tracking_uri(tracking_uri)
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=pinned, tracking_uri=tracking_uri))
-    else:
-        local = _model_directory(Path(uri))
-        name, version = local.name, model_version or UNREGISTERED
-    info = MlflowModel.load(str(_model_directory(local) / MLMODEL))
-    pipeline = mlflow.sklearn.load_model(str(_model_directory(local)))
+    with tempfile.TemporaryDirectory(prefix="churnops-model-") as folder:
+        if uri.startswith("models:/"):
+            name, version, pinned, tags = _resolve_registered(uri, tracking_uri)
+            if tracking_uri:  # MLflow resolves a models:/ download through the process's tracking URI
+                mlflow.set_registry_uri(tracking_uri)
+                mlflow.set_tracking_uri(tracking_uri)
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=pinned, dst_path=folder,
+                                                             tracking_uri=tracking_uri))
+        else:
+            local = _model_directory(Path(uri))
+            name, version = local.name, model_version or UNREGISTERED
+        info = MlflowModel.load(str(_model_directory(local) / MLMODEL))
+        pipeline = mlflow.sklearn.load_model(str(_model_directory(local)))  # in memory: the folder goes
     metadata = info.metadata or {}
     data_commit = tags.get("data_commit") or str(metadata.get("data_commit", "")) or "unknown"
     try:
