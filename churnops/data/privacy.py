@@ -29,6 +29,11 @@ def tokenized_column(column: str) -> str:
     return column.removesuffix("_id") + "_token"
 
 
+def normalise_id(value: str) -> str:
+    """An identifier as the contract publishes it (surrounding whitespace stripped); every token is of this."""
+    return value.strip()
+
+
 class Tokenizer:
     """Keyed, deterministic pseudonymisation of identifiers. The key is never shown."""
 
@@ -53,10 +58,20 @@ class Tokenizer:
         return "key_" + hmac.digest(self._key, b"churnops key id", "sha256").hex()[:16]
 
     def token(self, value: str) -> str:
-        """The token for one identifier."""
+        """The token for one identifier, normalised first (:func:`normalise_id`): ``" CUST-1 "`` is ``"CUST-1"``."""
         if not isinstance(value, str):
             raise TypeError(f"only strings are tokenized, not {type(value).__name__}")
-        return TOKEN_PREFIX + hmac.digest(self._key, value.encode("utf-8"), "sha256").hex()[:TOKEN_HEX_CHARS]
+        digest = hmac.digest(self._key, normalise_id(value).encode("utf-8"), "sha256")
+        return TOKEN_PREFIX + digest.hex()[:TOKEN_HEX_CHARS]
+
+    def digest(self, label: str, value: str, hex_chars: int = 12) -> str:
+        """A keyed digest of ``value`` for another use than identifiers (such as column names).
+
+        Its key is derived from the tokenization key and ``label`` (HMAC of the label under the
+        key), so a digest never equals a prefix of the token of the same text.
+        """
+        derived = hmac.digest(self._key, f"churnops digest key: {label}".encode("utf-8"), "sha256")
+        return hmac.digest(derived, value.encode("utf-8"), "sha256").hex()[:hex_chars]
 
     def tokens(self, values: pd.Series) -> pd.Series:
         """Tokenize a column: each distinct value is hashed once; nulls stay null; index and name are kept.

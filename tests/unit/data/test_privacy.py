@@ -161,3 +161,23 @@ def test_key_never_shown_or_pickled() -> None:
     assert tokenizer.key_id != Tokenizer(KEY).key_id
     with pytest.raises(TypeError, match="cannot be pickled"):
         pickle.dumps(tokenizer)
+
+
+def test_an_id_is_tokenized_from_its_stripped_value_everywhere() -> None:
+    tokenizer = Tokenizer(KEY)
+    assert tokenizer.token(" CUST-0000033 ") == tokenizer.token("CUST-0000033") == tokenizer.token("CUST-0000033\t")
+    column = pd.Series([" CUST-0000033 ", "CUST-0000033", None], dtype=object)
+    tokens = tokenizer.tokens(column)
+    assert tokens[0] == tokens[1] == tokenizer.token("CUST-0000033") and tokens[2] is None
+    quarantined = apply_pii_policy(pd.DataFrame({"customer_id": [" CUST-0000033 "]}).astype("string"),
+                                   "events", tokenizer)
+    assert quarantined["customer_token"].iloc[0] == tokenizer.token("CUST-0000033")
+
+
+def test_digests_have_their_own_key_derivation() -> None:
+    tokenizer = Tokenizer(KEY)
+    digest = tokenizer.digest("column name", "email")
+    assert len(digest) == 12 and digest == tokenizer.digest("column name", "email")
+    assert digest not in tokenizer.token("email")  # not a prefix (or any part) of the value's token
+    assert digest != tokenizer.digest("another use", "email")
+    assert digest != Tokenizer(bytes(range(1, 33))).digest("column name", "email")
