@@ -84,6 +84,7 @@ class _Repository:
     creation_date: int
     commits: dict[str, _Commit] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)
+    gc_rules: dict[str, Any] | None = None  # the GarbageCollectionRules last set, if any
     # branch -> path -> content, or None for a staged deletion (tombstone)
     staging: dict[str, dict[str, bytes | None]] = field(default_factory=dict)
 
@@ -133,6 +134,9 @@ class LakeFSDouble(WsgiDouble):
                 Rule(f"{API}/repositories", methods=["POST"], endpoint="create_repository"),
                 Rule(f"{API}/repositories/<repository>", methods=["GET"], endpoint="get_repository"),
                 Rule(f"{API}/repositories/<repository>/branches", methods=["POST"], endpoint="create_branch"),
+                Rule(f"{API}/repositories/<repository>/branches", methods=["GET"], endpoint="list_branches"),
+                Rule(f"{API}/repositories/<repository>/settings/gc_rules", methods=["GET"], endpoint="get_gc_rules"),
+                Rule(f"{API}/repositories/<repository>/settings/gc_rules", methods=["PUT"], endpoint="set_gc_rules"),
                 Rule(f"{API}/repositories/<repository>/branches/<branch>", methods=["GET"], endpoint="get_branch"),
                 Rule(
                     f"{API}/repositories/<repository>/branches/<branch>", methods=["DELETE"], endpoint="delete_branch"
@@ -176,6 +180,11 @@ class LakeFSDouble(WsgiDouble):
         """Act on the next ``endpoint`` request (e.g. ``"commit"``) but answer ``status``."""
         with self._lock:
             self._faults[1][endpoint] = status
+
+    def gc_rules(self, repository: str) -> dict[str, Any] | None:
+        """The garbage-collection rules last set on ``repository`` (what the GC job would apply)."""
+        with self._lock:
+            return self._repo(repository).gc_rules
 
     # ------------------------------------------------------------------- plumbing
 
@@ -326,6 +335,25 @@ class LakeFSDouble(WsgiDouble):
     def _op_get_branch(self, _request: Request, repository: str, branch: str) -> Response:
         head = self._branch_head(self._repo(repository), branch)
         return _json(200, {"id": branch, "commit_id": head.id})
+
+    def _op_list_branches(self, request: Request, repository: str) -> Response:
+        repo = self._repo(repository)
+        prefix = request.args.get("prefix", "")
+        amount = int(request.args.get("amount", "100"))
+        names = sorted(name for name in repo.branches if name.startswith(prefix))
+        page, pagination = _page(names, request.args.get("after", ""), amount)
+        return _json(200, {"pagination": pagination,
+                           "results": [{"id": name, "commit_id": repo.branches[name]} for name in page]})
+
+    def _op_get_gc_rules(self, _request: Request, repository: str) -> Response:
+        rules = self._repo(repository).gc_rules
+        if rules is None:
+            raise ApiError(404, "no GC rules set")
+        return _json(200, rules)
+
+    def _op_set_gc_rules(self, request: Request, repository: str) -> Response:
+        self._repo(repository).gc_rules = request.get_json()
+        return Response(status=204)
 
     def _op_delete_branch(self, _request: Request, repository: str, branch: str) -> Response:
         repo = self._repo(repository)

@@ -114,7 +114,7 @@ def _at_boundary(method: Callable[..., Any]) -> Callable[..., Any]:
 
 # The interface methods whose exceptions are mapped (see DataRepository.domain_error).
 _INTERFACE = (
-    "ensure", "head", "resolve", "create_branch", "delete_branch", "branch_exists", "put_objects",
+    "ensure", "head", "resolve", "create_branch", "delete_branch", "branch_exists", "branches", "put_objects",
     "delete_objects", "commit", "merge", "get_object", "list_paths", "commit_info", "log", "read_table",
 )
 
@@ -181,6 +181,10 @@ class DataRepository(ABC):
     @abstractmethod
     def branch_exists(self, name: str) -> bool:
         """Whether branch ``name`` exists."""
+
+    @abstractmethod
+    def branches(self) -> list[str]:
+        """The names of every branch, sorted."""
 
     @abstractmethod
     def put_objects(self, branch: str, files: Mapping[str, bytes]) -> None:

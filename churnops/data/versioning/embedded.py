@@ -26,10 +26,11 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -64,6 +65,8 @@ _INITIAL_MESSAGE = "Repository created"
 _ATTRIBUTES = "* -merge\n"
 # Blobs at least this large are written uncompressed (see _write_blob).
 _LARGE_BLOB = 1 << 20
+# rewrite_history's file filter: (path, content) -> new content, or None to delete the file.
+BlobRewrite = Callable[[str, bytes], "bytes | None"]
 
 
 def encode_message(message: str, metadata: Mapping[str, str]) -> str:
@@ -289,6 +292,10 @@ class EmbeddedRepository(DataRepository):
     def branch_exists(self, name: str) -> bool:
         return self._git().references.get(_BRANCH_PREFIX + check_branch_name(name)) is not None
 
+    def branches(self) -> list[str]:
+        return sorted(name.removeprefix(_BRANCH_PREFIX) for name in self._git().references
+                      if name.startswith(_BRANCH_PREFIX))
+
     def put_objects(self, branch: str, files: Mapping[str, bytes]) -> None:
         for path, content in files.items():
             check_content(check_path(path), content)
@@ -402,6 +409,26 @@ class EmbeddedRepository(DataRepository):
         return result
 
 
+    # ------------------------------------------------------------------ erasure
+
+    def rewrite_history(self, rewrite: BlobRewrite) -> dict[str, str]:
+        """Rewrite every commit of every branch with ``rewrite``, then delete what no ref reaches; old -> new ids.
+
+        ``rewrite(path, content)`` returns a file's new content (the same bytes to keep it, None to
+        delete it); it is called once per distinct (path, content) and must depend on nothing else.
+        Messages, metadata, authors and times are kept, so a rewritten commit differs from its
+        original only in the files ``rewrite`` changed (and in its id); only changed commits are in
+        the result. Runs under the repository lock: no commit or merge happens meanwhile. Afterwards
+        the object store holds only objects a ref reaches (see :func:`prune`).
+        """
+        with self._locked() as repo:
+            changed = _rewrite_all(repo, rewrite)
+            removed = prune(self.path, repo)
+        self._repo = None  # the handle may cache objects that are gone
+        logger.info("rewrote %d commits of %s; %d unreachable objects deleted", len(changed), self.path, removed)
+        return changed
+
+
 def _check_no_file_directory_clash(paths: set[str], added: Iterable[str]) -> None:
     """Raise if an added path is also a directory of ``paths``, or lies under one of them (git trees cannot)."""
     directories = {path[:i] for path in paths for i, char in enumerate(path) if char == "/"}
@@ -418,3 +445,155 @@ def _walk(repo: pygit2.Repository, tree: pygit2.Tree, prefix: str) -> Iterator[s
             yield from _walk(repo, repo[entry.id].peel(pygit2.Tree), f"{prefix}{entry.name}/")
         elif entry.type == ObjectType.BLOB:
             yield f"{prefix}{entry.name}"
+
+
+# --------------------------------------------------------------------------------- history rewrite
+#
+# Erasure on the embedded backend (docs/security.md, "Completing an erasure"): every commit is
+# rewritten with a content filter, the refs are moved to the rewritten commits, and every object no
+# ref reaches any more is deleted from the object store.
+
+class _HistoryRewriter:
+    """Rewrites trees and commits bottom-up with ``rewrite`` (path, content) -> new content or None (delete)."""
+
+    def __init__(self, repo: pygit2.Repository, rewrite: BlobRewrite) -> None:
+        self.repo = repo
+        self.rewrite = rewrite
+        self.blobs: dict[tuple[str, pygit2.Oid], pygit2.Oid | None] = {}
+        self.trees: dict[tuple[str, pygit2.Oid], pygit2.Oid | None] = {}
+        self.commits: dict[pygit2.Oid, pygit2.Oid] = {}
+
+    def blob(self, path: str, oid: pygit2.Oid) -> pygit2.Oid | None:
+        """The rewritten blob at ``path`` (None: the file is deleted)."""
+        key = (path, oid)
+        if key not in self.blobs:
+            data = self.repo[oid].peel(pygit2.Blob).data
+            new = self.rewrite(path, data)
+            self.blobs[key] = None if new is None else (oid if new == data else self.repo.create_blob(new))
+        return self.blobs[key]
+
+    def tree(self, prefix: str, oid: pygit2.Oid) -> pygit2.Oid | None:
+        """The rewritten tree (None when left empty, except at the root).
+
+        ``_``-prefixed entries (the id index) come after the others, so the ids of the rows removed
+        from a commit's tables are known when its index is rewritten.
+        """
+        key = (prefix, oid)
+        if key not in self.trees:
+            builder = self.repo.TreeBuilder()
+            entries = sorted(self.repo[oid].peel(pygit2.Tree), key=lambda e: (e.name.startswith("_"), e.name))
+            for entry in entries:
+                path = f"{prefix}{entry.name}"
+                if entry.type == ObjectType.TREE:
+                    new = self.tree(f"{path}/", entry.id)
+                elif entry.type == ObjectType.BLOB:
+                    new = self.blob(path, entry.id)
+                else:
+                    new = entry.id
+                if new is not None:
+                    builder.insert(entry.name, new, entry.filemode)
+            new_tree = builder.write()
+            self.trees[key] = None if prefix and len(builder) == 0 else new_tree
+        return self.trees[key]
+
+    def commit(self, commit: pygit2.Commit) -> pygit2.Oid:
+        """The rewritten commit; parents must have been rewritten first (walk oldest first)."""
+        if commit.id not in self.commits:
+            tree = self.tree("", commit.tree_id)
+            parents = [self.commits.get(parent, parent) for parent in commit.parent_ids]
+            if tree == commit.tree_id and parents == list(commit.parent_ids):
+                self.commits[commit.id] = commit.id
+            else:
+                self.commits[commit.id] = self.repo.create_commit(
+                    None, commit.author, commit.committer, commit.message, tree, parents)
+        return self.commits[commit.id]
+
+
+def _rewrite_all(repo: pygit2.Repository, rewrite: BlobRewrite) -> dict[str, str]:
+    """Rewrite every commit reachable from a branch or staging ref and move those refs; old -> new ids."""
+    refs = {name: repo.references[name].target for name in repo.references
+            if name.startswith((_BRANCH_PREFIX, _STAGING_PREFIX))}
+    rewriter = _HistoryRewriter(repo, rewrite)
+    walker = repo.walk(None, SortMode.TOPOLOGICAL | SortMode.REVERSE)
+    for target in set(refs.values()):
+        walker.push(target)
+    for commit in walker:
+        rewriter.commit(commit)
+    for name, target in refs.items():
+        new = rewriter.commits.get(target, target)
+        if new != target:
+            repo.references.create(name, new, force=True)
+    return {str(old): str(new) for old, new in rewriter.commits.items() if old != new}
+
+
+def _reachable(repo: pygit2.Repository) -> set[pygit2.Oid]:
+    """Every object some ref reaches: commits, trees and blobs."""
+    seen: set[pygit2.Oid] = set()
+    pending = [repo.references[name].target for name in repo.references]
+    while pending:
+        oid = pending.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        obj = repo[oid]
+        if obj.type == ObjectType.COMMIT:
+            commit = obj.peel(pygit2.Commit)
+            pending.append(commit.tree_id)
+            pending.extend(commit.parent_ids)
+        elif obj.type == ObjectType.TREE:
+            pending.extend(entry.id for entry in obj.peel(pygit2.Tree))
+        elif obj.type == ObjectType.TAG:
+            pending.append(obj.peel(pygit2.Tag).target)
+    return seen
+
+
+def _loose_path(root: Path, oid: pygit2.Oid) -> Path:
+    text = str(oid)
+    return root / "objects" / text[:2] / text[2:]
+
+
+def prune(root: Path, repo: pygit2.Repository) -> int:
+    """Delete every object no ref reaches (loose objects; packs are unpacked to loose objects first); return how many.
+
+    Reflogs are deleted too (a bare repository keeps none unless configured to). The caller holds
+    the repository lock.
+    """
+    keep = _reachable(repo)
+    objects = root / "objects"
+    packs = sorted((objects / "pack").glob("*.pack")) if (objects / "pack").is_dir() else []
+    for oid in keep:
+        path = _loose_path(root, oid)
+        if packs and not path.exists():
+            kind, data = repo.odb.read(oid)
+            _write_loose(path, kind, data)
+    deleted = 0
+    for pack in packs:
+        for sibling in pack.parent.glob(pack.stem + ".*"):
+            sibling.unlink()
+        deleted += 1
+    (objects / "info" / "packs").unlink(missing_ok=True)
+    names = {str(oid) for oid in keep}
+    for directory in objects.iterdir():
+        if len(directory.name) != 2 or not directory.is_dir():
+            continue
+        for path in directory.iterdir():
+            if directory.name + path.name not in names:
+                path.unlink()
+                deleted += 1
+    if (root / "logs").is_dir():
+        shutil.rmtree(root / "logs")
+    return deleted
+
+
+_TYPE_NAMES = {ObjectType.COMMIT: b"commit", ObjectType.TREE: b"tree", ObjectType.BLOB: b"blob", ObjectType.TAG: b"tag"}
+
+
+def _write_loose(path: Path, kind: int, data: bytes) -> None:
+    """Write one object in git's loose format (zlib of ``<type> <size>\\0<data>``)."""
+    path.parent.mkdir(exist_ok=True)
+    header = _TYPE_NAMES[ObjectType(kind)] + b" %d\x00" % len(data)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix="tmp_obj_")
+    with os.fdopen(fd, "wb") as tmp:
+        tmp.write(zlib.compress(header + data))
+    os.chmod(tmp_name, 0o444)
+    os.replace(tmp_name, path)

@@ -230,6 +230,34 @@ class LakeFSRepository(DataRepository):
             return False
         return True
 
+    def branches(self) -> list[str]:
+        names: list[str] = []
+        after = ""
+        while True:
+            page = self._call("list branches", self._branches.list_branches, self.repository,
+                              after=after or None, amount=_PAGE)
+            names.extend(ref.id for ref in page.results)
+            if not page.pagination.has_more:
+                return sorted(names)
+            after = page.pagination.next_offset
+
+    def set_retention(self, days: int) -> None:
+        """Set the repository's garbage-collection rules: every branch keeps history ``days`` days.
+
+        lakeFS' GC job (run by the platform) then hard-deletes objects that only commits older than
+        that reference; see docs/security.md, "Completing an erasure".
+        """
+        rules = lakefs_sdk.GarbageCollectionRules(default_retention_days=days, branches=[])
+        self._call("set GC rules", self._repositories.set_gc_rules, self.repository, rules)
+
+    def retention_days(self) -> int | None:
+        """The repository's default GC retention in days, or None when no rules are set."""
+        try:
+            rules = self._call("get GC rules", self._repositories.get_gc_rules, self.repository)
+        except NotFoundError:
+            return None
+        return int(rules.default_retention_days)
+
     def put_objects(self, branch: str, files: Mapping[str, bytes]) -> None:
         check_branch_name(branch)
         for path, content in files.items():

@@ -412,3 +412,14 @@ def test_recorded_uris_read_back_what_they_name(harness: Harness) -> None:
         read_uri(repo, name, f"s3://{name}/{commit}/{harness.path('missing.json')}")
     with pytest.raises(NotFoundError, match="this lake is"):
         read_uri(repo, name, f"s3://someone-else/{commit}/{prefix}")
+
+
+def test_branches_lists_every_branch(harness: Harness) -> None:
+    repo, first, second = harness.repo, harness.branch("b"), harness.branch("a")
+    repo.create_branch(first)
+    repo.create_branch(second)
+    names = repo.branches()
+    assert "main" in names and first in names and second in names
+    assert names == sorted(names)
+    repo.delete_branch(first)
+    assert first not in repo.branches()

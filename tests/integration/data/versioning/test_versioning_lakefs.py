@@ -109,3 +109,11 @@ def test_endpoint_may_be_given_with_or_without_the_api_suffix(double: LakeFSDoub
     bare = double.url.removesuffix("/api/v1")
     other = LakeFSRepository(bare, repo.repository, double.access_key_id, double.secret_access_key)
     assert other.head("main") == repo.head("main")
+
+
+def test_retention_is_set_as_the_repositorys_gc_rules(double: LakeFSDouble) -> None:
+    repo = _repo(double)
+    assert repo.retention_days() is None
+    repo.set_retention(7)
+    assert repo.retention_days() == 7
+    assert double.gc_rules(repo.repository) == {"default_retention_days": 7, "branches": []}

@@ -134,3 +134,55 @@ def test_concurrent_processes_merging_lose_no_update(repo: EmbeddedRepository) -
     for path in expected:
         worker, run = path.removeprefix("hr=").removesuffix(".csv").split("/part-")
         assert repo.get_object("main", path) == f"{worker}:{run}".encode()
+
+
+def _all_blob_data(path: Path) -> list[bytes]:
+    """The content of every blob in the object database, reachable or not."""
+    git = pygit2.Repository(str(path))
+    return [git.odb.read(oid)[1] for oid in git.odb if git.odb.read(oid)[0] == pygit2.enums.ObjectType.BLOB]
+
+
+def test_rewrite_history_removes_content_from_every_commit_and_the_object_store(repo: EmbeddedRepository) -> None:
+    repo.create_branch("run")
+    repo.put_objects("run", {"t/a.csv": b"keep\nsecret-1\n", "t/b.csv": b"secret-2\n", "u/c.csv": b"other\n"})
+    first = repo.commit("run", "first", {"n": "1"})
+    repo.merge("run", into="main", message="publish", metadata={"n": "1"})
+    repo.put_objects("run", {"t/a.csv": b"keep\n", "t/d.csv": b"secret-3\n"})
+    repo.commit("run", "second", {"n": "2"})
+    repo.create_branch("staged")
+    repo.put_objects("staged", {"s.csv": b"secret-4\n"})  # uncommitted writes are history too
+
+    def rewrite(_path: str, content: bytes) -> bytes | None:
+        kept = b"".join(line for line in content.splitlines(keepends=True) if not line.startswith(b"secret"))
+        return kept or None
+
+    mapping = repo.rewrite_history(rewrite)
+    assert first in mapping and repo.resolve(mapping[first]) == mapping[first]
+    with pytest.raises(NotFoundError):
+        repo.resolve(first)  # the old commit is gone
+    info = repo.commit_info(mapping[first])
+    assert (info.message, info.metadata) == ("first", {"n": "1"})
+    assert repo.get_object(mapping[first], "t/a.csv") == b"keep\n"
+    assert repo.list_paths(mapping[first]) == ["t/a.csv", "u/c.csv"]  # a file left empty is deleted
+    assert repo.list_paths("run") == ["t/a.csv", "u/c.csv"]
+    assert repo.list_paths("staged") == repo.list_paths("main") == ["t/a.csv", "u/c.csv"]
+    assert repo.commit_info("main").parents[1] == mapping[first]  # parents are mapped
+    assert not [data for data in _all_blob_data(repo.path) if b"secret" in data]
+    assert repo.rewrite_history(rewrite) == {}  # nothing left to change
+
+
+def test_prune_unpacks_packs_and_deletes_what_no_ref_reaches(repo: EmbeddedRepository, tmp_path: Path) -> None:
+    repo.create_branch("run")
+    repo.put_objects("run", {"a.csv": b"secret in a pack\n"})
+    repo.commit("run", "c", {})
+    git = pygit2.Repository(str(repo.path))
+    git.pack()  # as `git gc` would: every object into a pack file
+    for loose in (repo.path / "objects").glob("[0-9a-f][0-9a-f]/*"):
+        loose.unlink()
+    assert list((repo.path / "objects" / "pack").glob("*.pack"))
+    repo.delete_branch("run")
+    repo.rewrite_history(lambda _path, content: content)
+    assert not list((repo.path / "objects" / "pack").glob("*.pack"))
+    assert not [data for data in _all_blob_data(repo.path) if b"secret" in data]
+    assert repo.list_paths("main") == []  # what refs reach is still readable
+    del tmp_path
