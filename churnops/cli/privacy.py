@@ -10,20 +10,19 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import click
 
+from churnops.data import purge as raw
 from churnops.data import subjects
 from churnops.data.privacy import Tokenizer
 from churnops.data.versioning import DataRepository, open_repository
-from churnops.data.versioning.base import DEFAULT_BRANCH
 from churnops.platform.secrets import tokenization_key
 from churnops.platform.settings import get_settings
-from churnops.training.train import FEATURES_BRANCH
-
-# Branches whose tables describe customers: published data (main) and the feature matrices.
-SUBJECT_BRANCHES: tuple[str, ...] = (DEFAULT_BRANCH, FEATURES_BRANCH)
+from churnops.platform.storage import storage_client
+from churnops.training import erasure
 
 
 def _customer_id(value: str) -> str:
@@ -46,15 +45,38 @@ def privacy_group() -> None:
 @privacy_group.command("forget")
 @click.option("--customer-id", required=True, metavar="ID", help="The raw customer id ('-' reads it from stdin).")
 def forget_command(customer_id: str) -> None:
-    """Remove one customer's rows from every lake table in a new commit, with an erasure record."""
+    """Remove one customer's rows from every table of every branch head, with an erasure record."""
     repo, tokenizer = _lake()
-    report = subjects.forget(repo, tokenizer, _customer_id(customer_id), SUBJECT_BRANCHES)
+    grace = timedelta(hours=get_settings().erasure_grace_hours)
+    report = subjects.forget(repo, tokenizer, _customer_id(customer_id), grace=grace)
     click.echo(f"erasure {report.erasure_id}: {report.rows_removed} rows removed")
     for branch in report.branches:
         tables = ", ".join(f"{table}={rows}" for table, rows in sorted(branch.rows_removed.items())) or "nothing held"
+        if branch.skipped:
+            click.echo(f"  {branch.branch}: skipped ({branch.skipped}); the purge removes it")
+            continue
         click.echo(f"  {branch.branch}: commit={branch.commit_id or '-'} ({tables}; "
                    f"{branch.files_rewritten} files rewritten, {branch.files_deleted} deleted)")
-    click.echo("earlier commits keep the rows until lake retention expires them (docs/security.md)")
+    click.echo(f"history, the raw bucket, MLflow artifacts and pipeline datasets: removed by "
+               f"`churnops privacy purge` from {report.due_at} (docs/security.md)")
+
+
+@privacy_group.command("purge")
+def purge_command() -> None:
+    """Complete every erasure whose grace period has passed: lake history, raw bucket, MLflow, pipeline root."""
+    settings = get_settings()
+    repo, tokenizer = _lake()
+    report = erasure.purge(settings, repo, storage_client(settings), tokenizer)
+    if not report.erasures:
+        click.echo("no erasure is due")
+        return
+    click.echo(f"purged {len(report.erasures)} erasure(s): {', '.join(report.erasures)}; commit {report.commit_id}")
+    for store, count in report.stores().items():
+        click.echo(f"  {store}: {count}")
+    if report.lake is not None and report.lake.retention_days is not None:
+        click.echo(f"  lakeFS GC retention set to {report.lake.retention_days} days (history goes with the next GC)")
+    for key_id in report.skipped_keys:
+        click.echo(f"  raw bucket not searched for erasures under key {key_id} (not the loaded key)")
 
 
 @privacy_group.command("export")
@@ -64,7 +86,11 @@ def forget_command(customer_id: str) -> None:
 def export_command(customer_id: str, output: Path | None) -> None:
     """Everything the lake holds about one customer, as one portable JSON document."""
     repo, tokenizer = _lake()
-    document = subjects.export(repo, tokenizer, _customer_id(customer_id), SUBJECT_BRANCHES)
+    subject = _customer_id(customer_id)
+    document = subjects.export(repo, tokenizer, subject)
+    settings = get_settings()
+    matcher = raw.LineMatcher(tokenizer, {tokenizer.token(subject)})
+    document["raw_bucket"] = raw.export_raw(storage_client(settings), settings.raw_bucket, matcher)
     text = json.dumps(document, indent=2, sort_keys=True, default=str)
     if output is None:
         click.echo(text)
@@ -73,4 +99,6 @@ def export_command(customer_id: str, output: Path | None) -> None:
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(text + "\n")
     counts = ", ".join(f"{table}={len(rows)}" for table, rows in sorted(document["tables"].items()))
+    if document["raw_bucket"]:
+        counts = ", ".join(filter(None, [counts, f"raw bucket lines={len(document['raw_bucket'])}"]))
     click.echo(f"wrote {output} ({counts or 'nothing held'})")

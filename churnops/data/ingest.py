@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from google.cloud import storage
 
-from churnops.data import contract
+from churnops.data import contract, subjects
 from churnops.data.contract import AccountingError
 from churnops.data import id_index
 from churnops.data.id_index import IdIndex
@@ -71,7 +71,7 @@ _HOUR = re.compile(r"hr=(?:[01]\d|2[0-3])/")
 
 
 @dataclass
-class ObjectReport:
+class ObjectReport:  # pylint: disable=too-many-instance-attributes  # one flat record, written as the marker
     """What happened to one raw object."""
 
     name: str
@@ -82,6 +82,7 @@ class ObjectReport:
     rows_published: int = 0
     rows_quarantined: int = 0
     duplicates_dropped: int = 0
+    rows_erased: int = 0  # rows of erased data subjects, dropped (churnops.data.subjects.drop_erased)
     partition: str | None = None
     reason: str | None = None
     unknown_columns: list[str] = field(default_factory=list)
@@ -119,6 +120,7 @@ class IngestReport:
             "rows_published": self.total("rows_published"),
             "rows_quarantined": self.total("rows_quarantined"),
             "duplicates_dropped": self.total("duplicates_dropped"),
+            "rows_erased": self.total("rows_erased"),
             "objects_ingested": len(self.objects),
             "objects_quarantined": sum(1 for obj in self.objects if obj.status == "quarantined"),
             "objects_skipped": self.objects_skipped,
@@ -127,10 +129,11 @@ class IngestReport:
     def check_accounting(self) -> None:
         """Raise :class:`AccountingError` unless every row is accounted for, per object and in total."""
         for obj in self.objects:
-            if obj.rows_in != obj.rows_published + obj.rows_quarantined + obj.duplicates_dropped:
+            if obj.rows_in != obj.rows_published + obj.rows_quarantined + obj.duplicates_dropped + obj.rows_erased:
                 raise AccountingError(f"row accounting does not balance for {obj.name}: {asdict(obj)}")
         totals = self.accounting()
-        if totals["rows_in"] != totals["rows_published"] + totals["rows_quarantined"] + totals["duplicates_dropped"]:
+        if totals["rows_in"] != (totals["rows_published"] + totals["rows_quarantined"] + totals["duplicates_dropped"]
+                                 + totals["rows_erased"]):
             raise AccountingError(f"row accounting does not balance: {totals}")
 
 
@@ -257,6 +260,7 @@ class IngestRun:
         self.repo = repo
         self.client = client
         self.tokenizer = tokenizer
+        self.erased: set[str] = set()  # erased subjects' tokens, read from the lake at the start of a run
         self.alerts = alerts
         self.now = now
 
@@ -340,9 +344,10 @@ class IngestRun:
             return
         report, ref = item.report, item.ref
         parsed, report.duplicates_dropped = drop_ids(item.parsed, ID_COLUMNS[item.kind], published)
+        parsed, report.rows_erased = subjects.drop_erased(parsed, item.kind, self.tokenizer, self.erased)
         item.parsed = None
         result = contract.check(parsed, item.kind, item.source.hour, self.now())
-        report.rows_in = result.rows_in + report.duplicates_dropped
+        report.rows_in = result.rows_in + report.duplicates_dropped + report.rows_erased
         # Unknown column names may be values (a CSV whose header row is missing): keep digests only.
         digests = {name: self.column_digest(name) for name in result.unknown_columns}
         report.unknown_columns = [digests[name] for name in result.unknown_columns]
@@ -358,7 +363,7 @@ class IngestRun:
 
     def column_digest(self, name: str) -> str:
         """A keyed digest standing for a column name that may be data (same name, same digest)."""
-        return "column_" + self.tokenizer.token(name).removeprefix("tok_")[:12]
+        return "column_" + self.tokenizer.digest("column name", name)
 
     @staticmethod
     def drop_seen(item: _Prepared, seen: set[str]) -> None:
@@ -571,6 +576,7 @@ class IngestRun:
             self.raise_alerts(report)
             log.info("nothing new to ingest", extra={"hour": report.hour, "objects_skipped": report.objects_skipped})
             return StagedIngest(report=report, branch=None, metadata={})
+        self.erased = subjects.erased_tokens(self.repo, self.tokenizer.key_id, base)
         superseded = {source.ref.name for source in fresh if source.earlier_markers}
         indexes = {kind: IdIndex(self.repo, base, kind, column, contract.RECORD_TIME_COLUMNS[kind])
                    for kind, column in ID_COLUMNS.items()}

@@ -9,8 +9,9 @@ token in every parquet table of the given branches (``events/``, ``subscriptions
 :func:`forget` rewrites each file that holds the subject without the subject's rows (a file left
 empty is deleted) on a branch of its own, commits, and merges into the branch it came from: one new
 commit per branch, with an erasure record (``_privacy/erasures/<erasure_id>.json`` on ``main``)
-that holds the token, never the raw id. Earlier commits still hold the rows until the lake's
-retention and garbage collection remove them (``docs/security.md``). :func:`export` returns the
+that holds the token, never the raw id, and when the erasure is due to be completed. Earlier
+commits and the copies outside the lake are removed by :mod:`churnops.data.purge` once the grace
+period has passed (``docs/security.md``, "Completing an erasure"). :func:`export` returns the
 subject's rows in a portable JSON document.
 """
 
@@ -23,22 +24,25 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from churnops.data.privacy import Tokenizer
-from churnops.data.versioning import DataRepository, MergeConflict
+from churnops.data import contract
+from churnops.data.privacy import PII_POLICY, Tokenizer
+from churnops.data.versioning import DataRepository, MergeConflict, UncommittedChangesError
 from churnops.data.versioning.base import DEFAULT_BRANCH
 from churnops.errors import ConfigurationError, VersioningError
 
 log = logging.getLogger(__name__)
 
 SUBJECT_COLUMN = "customer_token"
+PRIVACY_PREFIX = "_privacy/"
 ERASURES_PREFIX = "_privacy/erasures"
+INDEX_ID_COLUMN = "id"  # the id column of the id index (churnops/data/id_index.py)
 KEY_ID_METADATA = "tokenizer_key_id"
 MAX_ATTEMPTS = 3
 
@@ -53,6 +57,7 @@ class BranchErasure:
     rows_removed: dict[str, int] = field(default_factory=dict)  # table (first path part) -> rows
     files_rewritten: int = 0
     files_deleted: int = 0
+    skipped: str | None = None  # why the branch was left as it is (staged, uncommitted writes of a running job)
 
 
 @dataclass
@@ -63,7 +68,10 @@ class ErasureReport:
     requested_at: str
     subject_token: str
     key_id: str
+    due_at: str = ""  # when `purge` completes it: requested_at + the grace period
+    purged_at: str | None = None
     branches: list[BranchErasure] = field(default_factory=list)
+    purged: dict[str, int] = field(default_factory=dict)  # store -> rows or objects removed by purge
 
     @property
     def rows_removed(self) -> int:
@@ -76,19 +84,97 @@ def _table_of(path: str) -> str:
 
 
 def _parquet_paths(repo: DataRepository, ref: str) -> list[str]:
-    return [p for p in repo.list_paths(ref) if p.endswith(".parquet") and not p.startswith("_")]
+    """Every parquet table at ``ref`` but the erasure records', ``_``-prefixed ones (the id index) last."""
+    paths = [p for p in repo.list_paths(ref) if p.endswith(".parquet") and not p.startswith(PRIVACY_PREFIX)]
+    return sorted(paths, key=lambda path: (path.startswith("_"), path))
 
 
-def _read(repo: DataRepository, ref: str, path: str) -> pa.Table:
-    return pq.read_table(io.BytesIO(repo.get_object(ref, path)))
+def _text_column(column: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    return column if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) else None
 
 
-def _subject_mask(table: pa.Table, token: str) -> np.ndarray | None:
-    """True for the subject's rows, or None when the table has no subject column."""
-    if SUBJECT_COLUMN not in table.column_names:
-        return None
-    values = np.asarray(table.column(SUBJECT_COLUMN).to_pylist(), dtype=object)
-    return np.asarray(values == token, dtype=bool)
+def subject_rows(table: pa.Table, tokens: set[str], ids: set[str] = frozenset()) -> np.ndarray:
+    """True for rows of erased subjects: any text column holding one of ``tokens``, or (in the id
+    index) an ``id`` that is one of ``ids``, the ids of such rows elsewhere."""
+    mask = np.zeros(table.num_rows, dtype=bool)
+    for name in table.column_names:
+        column = _text_column(table.column(name))
+        if column is None:
+            continue
+        values = column.to_pandas()
+        if tokens:
+            mask |= values.isin(tokens).to_numpy(dtype=bool)
+        if name == INDEX_ID_COLUMN and ids:
+            mask |= values.isin(ids).to_numpy(dtype=bool)
+    return mask
+
+
+@dataclass
+class Scrubbed:
+    """A parquet file without the erased subjects' rows."""
+
+    content: bytes | None  # the new file; None when no row is left
+    rows_removed: int
+    ids: set[str]  # the values of the removed rows' ``*_id`` columns (what the id index holds)
+
+
+def scrub_parquet(content: bytes, tokens: set[str], ids: set[str] = frozenset()) -> Scrubbed:
+    """``content`` (a parquet file) without the rows :func:`subject_rows` finds; unchanged bytes when none."""
+    table = pq.read_table(io.BytesIO(content))
+    mask = subject_rows(table, tokens, ids)
+    removed = int(mask.sum())
+    if not removed:
+        return Scrubbed(content, 0, set())
+    gone = table.filter(pa.array(mask))
+    found: set[str] = set()
+    for name in gone.column_names:
+        column = _text_column(gone.column(name))
+        if name.endswith("_id") and column is not None:
+            found.update(value for value in column.to_pylist() if value is not None)
+    kept = table.filter(pa.array(~mask))
+    if not kept.num_rows:
+        return Scrubbed(None, removed, found)
+    buffer = io.BytesIO()
+    pq.write_table(kept, buffer, compression="zstd")
+    return Scrubbed(buffer.getvalue(), removed, found)
+
+
+def erasure_records(repo: DataRepository, ref: str = DEFAULT_BRANCH) -> list[dict[str, Any]]:
+    """The erasure records at ``ref`` (oldest first)."""
+    records = [json.loads(repo.get_object(ref, path)) for path in repo.list_paths(ref, f"{ERASURES_PREFIX}/")
+               if path.endswith(".json")]
+    return sorted(records, key=lambda record: (record.get("requested_at", ""), record.get("erasure_id", "")))
+
+
+def erased_tokens(repo: DataRepository, key_id: str, ref: str = DEFAULT_BRANCH) -> set[str]:
+    """The tokens, under key ``key_id``, of every subject erased at ``ref``."""
+    return {record["subject_token"] for record in erasure_records(repo, ref) if record.get("key_id") == key_id}
+
+
+def drop_erased(parsed: contract.ParsedObject, kind: str, tokenizer: Tokenizer,
+                tokens: set[str]) -> tuple[contract.ParsedObject, int]:
+    """``parsed`` without the rows of erased subjects (whose id tokenizes to one of ``tokens``), and how many went.
+
+    Ingest calls this on every object it reads, so a replay, a late file or a re-send does not
+    bring an erased subject back; the rows are counted as ``rows_erased``.
+    """
+    columns = [c for c, action in PII_POLICY.get(kind, {}).items() if action == "tokenize" and c in parsed.rows]
+    if not tokens or not columns:
+        return parsed, 0
+    drop = np.zeros(len(parsed.rows), dtype=bool)
+    for column in columns:
+        values = parsed.rows[column]
+        present = values.notna().to_numpy()
+        text = values[present].astype(str)
+        drop[present] |= tokenizer.tokens(text).isin(tokens).to_numpy()
+    dropped = int(drop.sum())
+    if not dropped:
+        return parsed, 0
+    keep = ~drop
+    return contract.ParsedObject(rows=parsed.rows.loc[keep].reset_index(drop=True), malformed=parsed.malformed,
+                                 rows_in=parsed.rows_in - dropped, line_numbers=parsed.lines()[keep]), dropped
 
 
 def check_key(repo: DataRepository, tokenizer: Tokenizer, ref: str = DEFAULT_BRANCH, depth: int = 200) -> None:
@@ -119,23 +205,19 @@ def _erase_branch(repo: DataRepository, branch: str, token: str, erasure_id: str
     try:
         files: dict[str, bytes] = {}
         deleted: list[str] = []
+        ids: set[str] = set()
         for path in _parquet_paths(repo, base):
-            table = _read(repo, base, path)
-            mask = _subject_mask(table, token)
-            if mask is None:
+            scrubbed = scrub_parquet(repo.get_object(base, path), {token}, ids)
+            if not scrubbed.rows_removed:
                 continue
-            removed = int(mask.sum())
-            if not removed:
-                continue
-            kept = table.filter(pa.array(~mask))
-            result.rows_removed[_table_of(path)] = result.rows_removed.get(_table_of(path), 0) + removed
-            if kept.num_rows:
-                buffer = io.BytesIO()
-                pq.write_table(kept, buffer, compression="zstd")
-                files[path] = buffer.getvalue()
+            ids |= scrubbed.ids
+            table = _table_of(path)
+            result.rows_removed[table] = result.rows_removed.get(table, 0) + scrubbed.rows_removed
+            if scrubbed.content is not None:
+                files[path] = scrubbed.content
             else:
                 deleted.append(path)
-        if not files and not deleted:
+        if not files and not deleted and record is None:
             return result
         result.files_rewritten, result.files_deleted = len(files), len(deleted)
         if record is not None:
@@ -152,32 +234,52 @@ def _erase_branch(repo: DataRepository, branch: str, token: str, erasure_id: str
 
 
 def forget(repo: DataRepository, tokenizer: Tokenizer, customer_id: str,
-           branches: Sequence[str] = (DEFAULT_BRANCH,),
-           now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> ErasureReport:
-    """Erase one data subject from the current state of ``branches`` (those that exist), one commit each.
+           branches: Sequence[str] | None = None,
+           now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+           grace: timedelta = timedelta(hours=72)) -> ErasureReport:
+    """Erase one data subject from the current state of ``branches`` (default: every branch), one commit each.
 
-    The erasure record is written with the commit on ``main`` (the first branch). A branch whose
+    The erasure record is written with the commit on ``main`` (always erased first); it is due
+    for :func:`churnops.data.purge.purge` ``grace`` after now. A branch whose
     head moved while the erasure ran (for example, an ingest merged new rows of the subject) is
     erased again, up to three times. Raises :class:`ConfigurationError` for a key that did not
     tokenize the lake, :class:`VersioningError` when the lake keeps changing under the erasure.
     """
     check_key(repo, tokenizer)
-    report = ErasureReport(erasure_id=uuid.uuid4().hex[:16], requested_at=now().isoformat(timespec="seconds"),
-                           subject_token=tokenizer.token(customer_id), key_id=tokenizer.key_id)
+    requested = now()
+    report = ErasureReport(erasure_id=uuid.uuid4().hex[:16], requested_at=requested.isoformat(timespec="seconds"),
+                           subject_token=tokenizer.token(customer_id), key_id=tokenizer.key_id,
+                           due_at=(requested + grace).isoformat(timespec="seconds"))
+    return erase_heads(repo, report, branches)
+
+
+def erase_heads(repo: DataRepository, report: ErasureReport, branches: Sequence[str] | None = None,
+                write_record: bool = True) -> ErasureReport:
+    """Remove ``report``'s subject from the heads of ``branches`` (default: every branch, ``main`` first).
+
+    Appends what was done on each branch to ``report``; with ``write_record`` the erasure record
+    is committed on ``main`` (also when ``main`` holds none of the subject's rows). A branch with
+    staged, uncommitted writes (a job running on it) is left and reported as skipped; the purge
+    covers it. Used by :func:`forget` and again by the purge.
+    """
+    names = list(branches) if branches is not None else repo.branches()
+    names = sorted(names, key=lambda name: (name != DEFAULT_BRANCH, name))
 
     def record(done: BranchErasure) -> dict[str, bytes]:
         snapshot = asdict(report) | {"branches": [asdict(done)]}
         return {f"{ERASURES_PREFIX}/{report.erasure_id}.json": json.dumps(snapshot, indent=2).encode()}
 
-    for index, branch in enumerate(branches):
-        if not repo.branch_exists(branch):
+    for index, branch in enumerate(names):
+        if not repo.branch_exists(branch) or branch.startswith(f"erasure-{report.erasure_id}-"):
             continue
         for _ in range(MAX_ATTEMPTS):
             try:
                 done = _erase_branch(repo, branch, report.subject_token, report.erasure_id,
-                                     record if index == 0 else None)
+                                     record if write_record and index == 0 and branch == DEFAULT_BRANCH else None)
             except MergeConflict:
                 continue  # the branch moved under us; start again from its new head
+            except UncommittedChangesError:
+                done = BranchErasure(branch=branch, base_commit=repo.head(branch), skipped="uncommitted changes")
             if done.commit_id is not None and done.base_commit not in repo.commit_info(done.commit_id).parents:
                 # Something else was merged into the branch meanwhile and may hold the subject too.
                 again = _erase_branch(repo, branch, report.subject_token, report.erasure_id, None)
@@ -202,13 +304,14 @@ def _jsonable(value: Any) -> Any:
 
 
 def export(repo: DataRepository, tokenizer: Tokenizer, customer_id: str,
-           branches: Sequence[str] = (DEFAULT_BRANCH,),
+           branches: Sequence[str] | None = None,
            now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> dict[str, Any]:
-    """Everything the lake holds about one data subject at the heads of ``branches``, as a JSON-ready dict.
+    """Everything the lake holds about one data subject at the heads of ``branches`` (default: every branch).
 
     ``tables`` maps each table (the first part of the path) to the subject's rows, each with the
     lake path it came from; ``commits`` names the commit of each branch that was read. A file that
-    a later branch shares, unchanged, with an earlier one is listed once.
+    a later branch shares, unchanged, with an earlier one is listed once. The id index rows of the
+    subject's events and records are included (table ``_index``).
     """
     check_key(repo, tokenizer)
     token = tokenizer.token(customer_id)
@@ -218,12 +321,14 @@ def export(repo: DataRepository, tokenizer: Tokenizer, customer_id: str,
         "commits": {},
         "tables": {},
     }
+    names = sorted(branches if branches is not None else repo.branches(), key=lambda n: (n != DEFAULT_BRANCH, n))
     seen: set[tuple[str, str]] = set()  # (path, content digest): a branch started from another shares its files
-    for branch in branches:
+    for branch in names:
         if not repo.branch_exists(branch):
             continue
         commit = repo.head(branch)
         document["commits"][branch] = commit
+        ids: set[str] = set()
         for path in _parquet_paths(repo, commit):
             content = repo.get_object(commit, path)
             key = (path, hashlib.sha256(content).hexdigest())
@@ -231,9 +336,10 @@ def export(repo: DataRepository, tokenizer: Tokenizer, customer_id: str,
                 continue
             seen.add(key)
             table = pq.read_table(io.BytesIO(content))
-            mask = _subject_mask(table, token)
-            if mask is None or not mask.any():
+            mask = subject_rows(table, {token}, ids)
+            if not mask.any():
                 continue
+            ids |= scrub_parquet(content, {token}, ids).ids
             rows = table.filter(pa.array(mask)).to_pylist()
             document["tables"].setdefault(_table_of(path), []).extend(
                 {"_lake_path": f"{branch}@{commit[:12]}/{path}", **{k: _jsonable(v) for k, v in row.items()}}

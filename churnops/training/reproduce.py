@@ -30,6 +30,8 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
+from churnops.data.purge import commit_map
+from churnops.data.subjects import ERASURES_PREFIX, erasure_records
 from churnops.data.versioning import DataRepository, NotFoundError, open_repository
 from churnops.data.versioning.uri import locate
 from churnops.errors import RegistryError
@@ -187,14 +189,29 @@ def _parameter_differences(recorded: TrainingConfig, used: TrainingConfig) -> li
             for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
 
 
-def _recorded_feature_files(settings: Settings, repo: DataRepository, parent: Run) -> dict[str, bytes]:
+def later_erasures(repo: DataRepository, commit: str) -> list[dict[str, Any]]:
+    """The erasure records on ``main`` that ``commit`` does not hold: erasures requested after it."""
+    held = set(repo.list_paths(commit, f"{ERASURES_PREFIX}/"))
+    return [record for record in erasure_records(repo)
+            if f"{ERASURES_PREFIX}/{record['erasure_id']}.json" not in held]
+
+
+def _without_erased(frame: pd.DataFrame, tokens: set[str]) -> pd.DataFrame:
+    if not tokens or "customer_token" not in frame.columns:
+        return frame
+    return frame.loc[~frame["customer_token"].astype(object).isin(tokens)].reset_index(drop=True)
+
+
+def _recorded_feature_files(settings: Settings, repo: DataRepository, parent: Run,
+                            rewritten: dict[str, str]) -> dict[str, bytes]:
     """The feature files the original training recorded (in the lake, else as run artifacts)."""
     uri = parent.data.tags.get("features_uri", f"runs:/{parent.info.run_id}/features")
     files = {}
     for name in [f"{split}.parquet" for split in SPLITS] + ["schema.json"]:
         if uri.startswith("lakefs://"):
             location = locate(uri, settings.lakefs_repository)
-            files[name] = repo.get_object(location.ref, f"{location.path.rstrip('/')}/{name}")
+            ref = rewritten.get(location.ref, location.ref)
+            files[name] = repo.get_object(ref, f"{location.path.rstrip('/')}/{name}")
         else:
             with open(mlflow.artifacts.download_artifacts(f"{uri}/{name}"), "rb") as handle:
                 files[name] = handle.read()
@@ -221,6 +238,33 @@ def _causes(original: dict[str, str], current: dict[str, str], parameters: list[
     if features != IDENTICAL:
         causes.append("feature matrices rebuilt from the data commit differ from the recorded ones")
     return causes
+
+
+def _data_without_erased(repo: DataRepository, data_commit: str, rewritten: dict[str, str]
+                         ) -> tuple[str, pd.DataFrame, pd.DataFrame, list[str]]:
+    """The commit to retrain on, its tables without subjects erased since, and notes saying what that changed.
+
+    A commit rewritten by an erasure purge is replaced by its rewritten form; subjects erased after
+    the commit are left out whether the purge has run yet or not (docs/security.md).
+    """
+    notes: list[str] = []
+    if data_commit in rewritten:
+        notes.append(f"data commit {data_commit} was rewritten by an erasure purge; "
+                     f"retrained on its rewritten form {rewritten[data_commit]}")
+    try:
+        commit = repo.resolve(rewritten.get(data_commit, data_commit))
+    except NotFoundError as exc:
+        raise NotFoundError(f"data commit {data_commit} no longer resolves: {exc}") from exc
+    events, subscriptions = training.load_tables(repo, commit)
+    later = later_erasures(repo, commit)
+    if later:
+        tokens = {record["subject_token"] for record in later}
+        events, subscriptions = _without_erased(events, tokens), _without_erased(subscriptions, tokens)
+        notes.append(f"trained before {len(later)} erasure(s) "
+                     f"({', '.join(record['erasure_id'] for record in later)}): the erased subjects' rows "
+                     "are left out of the rebuilt data, so results may differ")
+    return commit, events, subscriptions, notes
+
 
 
 def reproduce(  # pylint: disable=too-many-locals
@@ -257,19 +301,15 @@ def reproduce(  # pylint: disable=too-many-locals
                                      gate_resamples=current.gate_resamples, gate_min_auc=current.gate_min_auc)
 
     repo = repo or open_repository(settings)
-    try:
-        commit = repo.resolve(data_commit)
-    except NotFoundError as exc:
-        raise NotFoundError(
-            f"data commit {data_commit} of run {original.info.run_id} no longer resolves: {exc}"
-        ) from exc
+    rewritten = commit_map(repo)
+    commit, events, subscriptions, erasure_notes = _data_without_erased(repo, data_commit, rewritten)
     metadata = repo.commit_info(commit).metadata
-    events, subscriptions = training.load_tables(repo, commit)
     splits = training.build_splits(events, subscriptions, config)
     spec = feature_spec(config.windows_h)
     parent = _get_run(client, recorded_tags["parent_run_id"]) if recorded_tags.get("parent_run_id") else None
     rebuilt = training.feature_files(splits, spec, commit)
-    features = _compare_features(rebuilt, _recorded_feature_files(settings, repo, parent)) if parent else DIFFERENT
+    features = (_compare_features(rebuilt, _recorded_feature_files(settings, repo, parent, rewritten))
+                if parent else DIFFERENT)
 
     lineage = training.lineage_tags(settings, commit, seed, config, spec, metadata.get("schema_versions", "unknown"),
                                     metadata.get("tokenizer_key_id", "unknown"))
@@ -299,7 +339,7 @@ def reproduce(  # pylint: disable=too-many-locals
         metrics=checks,
         predictions=Check(f"test predictions ({len(test)} rows, max |difference|)", 0.0, gap, prediction_verdict),
         features=features,
-        causes=_causes(original.data.tags, lineage, _parameter_differences(recorded, config), features),
+        causes=erasure_notes + _causes(original.data.tags, lineage, _parameter_differences(recorded, config), features),
     )
     with registry.resume_run(run.info.run_id):
         mlflow.log_dict(report.to_dict(), "reproduction.json")

@@ -78,3 +78,23 @@ def test_invalid_settings_are_one_configuration_error_naming_each(monkeypatch: p
     message = str(raised.value)
     assert "CHURNOPS_INGEST_LOOKBACK_HOURS" in message and "CHURNOPS_FEATURE_WINDOWS_HOURS: Value error" in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(("name", "value"), [("CHURNOPS_ERASURE_GRACE_HOURS", "169"),
+                                             ("CHURNOPS_ERASURE_GRACE_HOURS", "-1"),
+                                             ("CHURNOPS_LAKEFS_GC_RETENTION_DAYS", "22"),
+                                             ("CHURNOPS_LAKEFS_GC_RETENTION_DAYS", "0")])
+def test_erasure_bounds_keep_every_copy_under_one_month(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigurationError, match=name):
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+
+
+def test_erasure_grace_defaults_and_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().erasure_grace_hours == 72 and Settings().lakefs_gc_retention_days == 7
+    monkeypatch.setenv("CHURNOPS_ERASURE_GRACE_HOURS", "0")
+    assert Settings().erasure_grace_hours == 0
