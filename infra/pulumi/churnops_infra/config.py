@@ -15,6 +15,8 @@ from typing import Any, Mapping
 
 import pulumi
 
+# The raw bucket keeps objects (raw identifiers included) at most this long: docs/security.md, Retention.
+MAX_RAW_RETENTION_DAYS = 30
 NAMESPACE = "churnops"
 ENVIRONMENTS = ("staging", "prod")
 RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE")
@@ -223,8 +225,9 @@ def load() -> StackConfig:
     cicd = _section(cfg, "cicd")
     monitoring = _section(cfg, "monitoring")
     retention = _get(storage, "rawRetentionDays", "storage", int)
-    if retention < 1:
-        raise ConfigError("churnops:storage.rawRetentionDays must be at least 1")
+    if not 1 <= retention <= MAX_RAW_RETENTION_DAYS:
+        raise ConfigError(f"churnops:storage.rawRetentionDays must be 1 to {MAX_RAW_RETENTION_DAYS} "
+                          f"(raw objects hold raw identifiers; docs/security.md), got {retention}")
     return StackConfig(
         project=gcp.require("project"),
         region=gcp.require("region"),

@@ -427,6 +427,7 @@ def test_alerts_notify_the_webhook(stack: StackRun) -> None:
         ("churnops:network", {"podsCidr": "10.10.0.0/16"}, "overlaps"),
         ("churnops:network", {"masterCidr": "172.16.0.0/24"}, "/28"),
         ("churnops:storage", {"rawRetentionDays": 0}, "rawRetentionDays"),
+        ("churnops:storage", {"rawRetentionDays": 31}, "rawRetentionDays must be 1 to 30"),
     ],
 )
 def test_configuration_that_would_weaken_a_control_is_refused(section: str, change: dict, message: str) -> None:
