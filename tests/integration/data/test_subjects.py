@@ -126,7 +126,10 @@ def test_forget_removes_the_subject_from_every_table_in_one_new_commit_per_branc
     assert json.loads(repo.commit_info("main").metadata["rows_removed"])["events"] == 2
 
     again = forget(repo, TOKENIZER, SUBJECT, ("main", "features"))
-    assert again.rows_removed == 0 and [b.commit_id for b in again.branches] == [None, None]
+    assert again.rows_removed == 0 and again.branches[1].commit_id is None
+    assert again.branches[0].commit_id == repo.head("main")  # the second request is recorded, nothing else changes
+    assert repo.list_paths("main", f"{ERASURES_PREFIX}/") == sorted(
+        f"{ERASURES_PREFIX}/{r.erasure_id}.json" for r in (report, again))
     assert repo.head("main") == main.commit_id
 
 
