@@ -74,7 +74,6 @@ def _empty_like(content: bytes) -> bytes:
     return buffer.getvalue()
 
 
-@registry.mlflow_errors
 def purge_mlflow_artifacts(settings: Settings, tokens: set[str]) -> lake_purge.FilesPurge:
     """Rewrite every run artifact of every experiment without the subjects' rows (:func:`scrub_file`).
 

@@ -266,7 +266,6 @@ def _data_without_erased(repo: DataRepository, data_commit: str, rewritten: dict
     return commit, events, subscriptions, notes
 
 
-
 def reproduce(  # pylint: disable=too-many-locals
     settings: Settings,
     ref: str,
