@@ -576,6 +576,7 @@ class IngestRun:
             self.raise_alerts(report)
             log.info("nothing new to ingest", extra={"hour": report.hour, "objects_skipped": report.objects_skipped})
             return StagedIngest(report=report, branch=None, metadata={})
+        subjects.check_key(self.repo, self.tokenizer, base)  # a new key would split every customer in two
         self.erased = subjects.erased_tokens(self.repo, self.tokenizer.key_id, base)
         superseded = {source.ref.name for source in fresh if source.earlier_markers}
         indexes = {kind: IdIndex(self.repo, base, kind, column, contract.RECORD_TIME_COLUMNS[kind])

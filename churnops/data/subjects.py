@@ -180,6 +180,9 @@ def drop_erased(parsed: contract.ParsedObject, kind: str, tokenizer: Tokenizer,
 def check_key(repo: DataRepository, tokenizer: Tokenizer, ref: str = DEFAULT_BRANCH, depth: int = 200) -> None:
     """Refuse a key other than the one that tokenized the lake (a wrong key finds nobody, silently).
 
+    Ingest, ``forget`` and ``export`` call it: rows tokenized under another key would not join the
+    lake's (one customer would become two) and an erasure would miss them.
+
     Ingest records ``tokenizer_key_id`` on every commit it publishes; the newest such commit
     within ``depth`` commits of ``ref`` must name this tokenizer's key. A lake with no such commit
     (nothing ingested yet) is accepted.
@@ -190,7 +193,8 @@ def check_key(repo: DataRepository, tokenizer: Tokenizer, ref: str = DEFAULT_BRA
             if recorded != tokenizer.key_id:
                 raise ConfigurationError(
                     f"the tokenization key in use ({tokenizer.key_id}) is not the one that tokenized the lake "
-                    f"({recorded}, commit {info.id[:12]}): load the lake's key before handling a data-subject request"
+                    f"({recorded}, commit {info.id[:12]}): load the lake's key (a new key starts a new lake, see "
+                    f"docs/security.md, Rotating the key)"
                 )
             return
 

@@ -14,9 +14,12 @@ import pytest
 
 from churnops.local import datagen
 from churnops.platform.buildinfo import git_sha, lock_sha256
-from churnops.data.ingest import IngestReport
+from churnops.data.ingest import IngestReport, IngestRun
+from churnops.data.privacy import Tokenizer
+from churnops.errors import ConfigurationError
+from churnops.platform.alerts import AlertSink
 from churnops.platform.logs import setup_logging
-from tests.integration.data.ingest.conftest import START, IngestEnv
+from tests.integration.data.ingest.conftest import NOW, START, IngestEnv
 from tests.integration.data.ingest.lake_checks import assert_lake_matches_accounting, lake_texts
 
 
@@ -340,3 +343,18 @@ def test_quarantine_keeps_only_contract_columns_with_the_pii_policy_applied(inge
     assert {"_reason", "_line", "_source_object", "_source_generation"} <= set(quarantined.columns)
     text = quarantined.astype(str).to_csv()
     assert "jane.roe@example.com" not in text and "198.51.100.7" not in text and "{not json" not in text
+
+
+def test_a_key_other_than_the_lakes_is_refused_and_nothing_is_published(ingest_env: IngestEnv) -> None:
+    data = datagen.generate(hours=2, customers=20, start=START, seed=4)
+    ingest_env.upload([o for o in data.objects if o.hour == START])
+    ingest_env.run(START)
+    head = ingest_env.repo.head("main")
+    ingest_env.upload([o for o in data.objects if o.hour == START + timedelta(hours=1)])
+    rotated = IngestRun(ingest_env.settings, ingest_env.repo, ingest_env.client, Tokenizer(b"r" * 32),
+                        AlertSink(ingest_env.settings), now=lambda: NOW)
+    with pytest.raises(ConfigurationError, match="not the one that tokenized the lake"):
+        rotated.run(START + timedelta(hours=1), lookback=1)
+    assert ingest_env.repo.head("main") == head
+    assert [b for b in ingest_env.repo.branches() if b.startswith("ingest-")] == []
+    assert ingest_env.run(START + timedelta(hours=1), lookback=1).commit_id  # the lake's key still ingests
