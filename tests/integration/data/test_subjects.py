@@ -6,6 +6,7 @@ import io
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +20,7 @@ from pydantic import SecretStr
 from churnops.cli import main as cli
 from churnops.cli import privacy as cli_privacy
 from churnops.data.privacy import Tokenizer, apply_pii_policy
+from churnops.data.purge import commit_map, due_erasures, purge_lake, record_purge
 from churnops.data.subjects import ERASURES_PREFIX, export, forget
 from churnops.data.versioning import DataRepository
 from churnops.data.versioning.embedded import EmbeddedRepository
@@ -187,3 +189,27 @@ def test_privacy_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gcs_s
     assert "13 rows removed" in result.output and SUBJECT not in result.output  # 5 on main, 8 on features
     result = runner.invoke(cli.main, ["privacy", "export", "--customer-id", SUBJECT])
     assert not json.loads(result.output)["tables"]
+
+
+def test_purge_completes_due_erasures_on_each_backend(repo: DataRepository, request: pytest.FixtureRequest) -> None:
+    before = repo.head("main")
+    start = datetime(2026, 11, 5, tzinfo=timezone.utc)
+    forget(repo, TOKENIZER, SUBJECT, now=lambda: start, grace=timedelta(hours=24))
+    assert due_erasures(repo, start + timedelta(hours=23)) == []  # not due within the grace period
+    due = due_erasures(repo, start + timedelta(hours=24))
+    assert len(due) == 1
+    lake = purge_lake(repo, due, retention_days=7)
+    record_purge(repo, due, start + timedelta(hours=24), {"lake_rows": lake.rows_removed}, lake)
+    assert due_erasures(repo, start + timedelta(days=30)) == []  # done: marked purged
+    token = TOKENIZER.token(SUBJECT)
+    if isinstance(repo, EmbeddedRepository):
+        assert before in lake.commit_map and lake.rows_removed >= 5
+        assert token not in set(_rows(repo, lake.commit_map[before], "events/")["customer_token"])
+        assert commit_map(repo)[before] == lake.commit_map[before]
+    else:  # lakeFS: history is left to its garbage collection, with the retention the purge set
+        double: LakeFSDouble = request.getfixturevalue("lakefs_double")
+        assert double.gc_rules(repo.repository) == {"default_retention_days": 7, "branches": []}  # type: ignore[attr-defined]
+        assert lake.retention_days == 7 and lake.commit_map == {}
+    for branch in repo.branches():
+        for prefix in ("events/", "subscriptions/"):
+            assert token not in set(_rows(repo, branch, prefix)["customer_token"])
