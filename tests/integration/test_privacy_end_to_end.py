@@ -174,7 +174,10 @@ def world_fixture(gcs_stack: Settings, gcs_client: storage.Client, mlflow_tracki
             for module in (cli, cli_training, cli_privacy):
                 patch.setattr(module, "get_settings", lambda: settings)
             for args in (["lake", "log", "--limit", "100"], ["runs", "compare"], ["model", "show"],
-                         ["model", "source", "--alias", "candidate"], ["privacy", "export", "--customer-id", subject]):
+                         ["model", "source", "--alias", "candidate"],
+                         # The export document holds the subject's own raw lines (Art. 15): it goes to a file.
+                         ["privacy", "export", "--customer-id", subject,
+                          "--output", str(settings.state_dir / "export.json")]):
                 result = CliRunner().invoke(cli.main, args)  # logs to the runner's stderr, through the scrubber
                 assert result.exit_code == 0, result.output
                 world.cli_output[" ".join(args[:2])] = result.output
