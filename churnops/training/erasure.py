@@ -27,7 +27,7 @@ from churnops.data import purge as lake_purge
 from churnops.data.privacy import Tokenizer
 from churnops.data.versioning import DataRepository
 from churnops.platform.settings import Settings
-from churnops.training import registry
+from churnops.model import registry
 
 log = logging.getLogger(__name__)
 
