@@ -23,6 +23,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -95,7 +96,7 @@ def _text_column(column: pa.ChunkedArray) -> pa.ChunkedArray | None:
     return column if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) else None
 
 
-def subject_rows(table: pa.Table, tokens: set[str], ids: set[str] = frozenset()) -> np.ndarray:
+def subject_rows(table: pa.Table, tokens: AbstractSet[str], ids: AbstractSet[str] = frozenset()) -> np.ndarray:
     """True for rows of erased subjects: any text column holding one of ``tokens``, or (in the id
     index) an ``id`` that is one of ``ids``, the ids of such rows elsewhere."""
     mask = np.zeros(table.num_rows, dtype=bool)
@@ -120,7 +121,7 @@ class Scrubbed:
     ids: set[str]  # the values of the removed rows' ``*_id`` columns (what the id index holds)
 
 
-def scrub_parquet(content: bytes, tokens: set[str], ids: set[str] = frozenset()) -> Scrubbed:
+def scrub_parquet(content: bytes, tokens: AbstractSet[str], ids: AbstractSet[str] = frozenset()) -> Scrubbed:
     """``content`` (a parquet file) without the rows :func:`subject_rows` finds; unchanged bytes when none."""
     table = pq.read_table(io.BytesIO(content))
     mask = subject_rows(table, tokens, ids)

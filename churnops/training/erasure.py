@@ -97,7 +97,8 @@ def purge_mlflow_artifacts(settings: Settings, tokens: set[str]) -> lake_purge.F
                     if new is None and rows:
                         new = _empty_like(content)
                     if new is None:
-                        get_artifact_repository(run.info.artifact_uri).delete_artifacts(path)
+                        repository = get_artifact_repository(run.info.artifact_uri)
+                        repository.delete_artifacts(path)  # type: ignore[no-untyped-call]  # MLflow leaves it untyped
                         result.files_deleted += 1
                         continue
                     upload = Path(tmp) / "upload" / Path(path).name

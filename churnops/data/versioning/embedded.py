@@ -491,7 +491,7 @@ class _HistoryRewriter:
                 else:
                     new = entry.id
                 if new is not None:
-                    builder.insert(entry.name, new, entry.filemode)
+                    builder.insert(str(entry.name), new, entry.filemode)
             new_tree = builder.write()
             self.trees[key] = None if prefix and len(builder) == 0 else new_tree
         return self.trees[key]
@@ -500,6 +500,8 @@ class _HistoryRewriter:
         """The rewritten commit; parents must have been rewritten first (walk oldest first)."""
         if commit.id not in self.commits:
             tree = self.tree("", commit.tree_id)
+            if tree is None:  # a root tree is always written, empty or not
+                raise VersioningError(f"commit {commit.id}: its tree could not be rewritten")
             parents = [self.commits.get(parent, parent) for parent in commit.parent_ids]
             if tree == commit.tree_id and parents == list(commit.parent_ids):
                 self.commits[commit.id] = commit.id
@@ -511,8 +513,11 @@ class _HistoryRewriter:
 
 def _rewrite_all(repo: pygit2.Repository, rewrite: BlobRewrite) -> dict[str, str]:
     """Rewrite every commit reachable from a branch or staging ref and move those refs; old -> new ids."""
-    refs = {name: repo.references[name].target for name in repo.references
-            if name.startswith((_BRANCH_PREFIX, _STAGING_PREFIX))}
+    refs: dict[str, pygit2.Oid] = {}
+    for name in repo.references:
+        target = repo.references[name].target
+        if name.startswith((_BRANCH_PREFIX, _STAGING_PREFIX)) and isinstance(target, pygit2.Oid):
+            refs[name] = target
     rewriter = _HistoryRewriter(repo, rewrite)
     walker = repo.walk(None, SortMode.TOPOLOGICAL | SortMode.REVERSE)
     for target in set(refs.values()):
@@ -529,7 +534,8 @@ def _rewrite_all(repo: pygit2.Repository, rewrite: BlobRewrite) -> dict[str, str
 def _reachable(repo: pygit2.Repository) -> set[pygit2.Oid]:
     """Every object some ref reaches: commits, trees and blobs."""
     seen: set[pygit2.Oid] = set()
-    pending = [repo.references[name].target for name in repo.references]
+    pending = [target for name in repo.references
+               if isinstance(target := repo.references[name].target, pygit2.Oid)]
     while pending:
         oid = pending.pop()
         if oid in seen:
