@@ -71,6 +71,7 @@ platform = Platform(
         database_host=database.private_ip,
         control_plane_cidr=cfg.network.master_cidr,
         depends_on=cluster.node_pools,
+        public_ingress=cfg.cluster.public_ingress,
     ),
 )
 cicd = Cicd(

@@ -54,6 +54,8 @@ class ClusterConfig:
     private_endpoint: bool
     deletion_protection: bool
     authorized_networks: tuple[AuthorizedNetwork, ...]
+    # Kourier's gateway as an external load balancer; by default it is a ClusterIP Service (internal).
+    public_ingress: bool = False
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,7 @@ def _cluster(section: Mapping[str, Any]) -> ClusterConfig:
         release_channel=channel,
         private_endpoint=private_endpoint,
         deletion_protection=_get(section, "deletionProtection", "cluster", bool),
+        public_ingress=_get(section, "publicIngress", "cluster", bool) if "publicIngress" in section else False,
         authorized_networks=tuple(networks),
     )
 

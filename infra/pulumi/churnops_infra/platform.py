@@ -78,6 +78,7 @@ class PlatformArgs:
     database_host: pulumi.Input[str]
     control_plane_cidr: str  # where the API server's service proxy connects to pods from
     depends_on: list[pulumi.Resource]  # node pools: nothing schedules before they exist
+    public_ingress: bool = False  # Kourier's gateway as an external load balancer
 
 
 def kubeconfig(name: pulumi.Input[str], endpoint: pulumi.Input[str], ca: pulumi.Input[str]) -> pulumi.Output[str]:
@@ -113,6 +114,7 @@ class Platform(pulumi.ComponentResource):
     def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("churnops:infra:Platform", name, None, opts)
         self._name = name
+        self._public_ingress = args.public_ingress
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=kubeconfig(args.cluster_name, args.cluster_endpoint, args.cluster_ca),
@@ -245,7 +247,10 @@ class Platform(pulumi.ComponentResource):
             metadata={"name": "knative-serving", "namespace": "knative-serving"},
             spec={
                 "version": versions.KNATIVE_SERVING,
-                "ingress": {"kourier": {"enabled": True}},
+                # The serving ingress is internal (a ClusterIP Service) unless the stack sets
+                # churnops:cluster.publicIngress.
+                "ingress": {"kourier": {"enabled": True,
+                                        "service-type": "LoadBalancer" if self._public_ingress else "ClusterIP"}},
                 "config": {
                     "network": {"ingress-class": "kourier.ingress.networking.knative.dev"},
                     # The pod-spec fields Knative refuses unless their flag is enabled (the declaration

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import pulumi
 import pytest
 from pulumi.runtime import rpc
-from conftest import WEBHOOK, StackRun, stack_config
+from conftest import WEBHOOK, StackRun, run_program, stack_config
 
 from churnops_infra import names, versions
 from churnops_infra.config import ConfigError, load
@@ -559,3 +559,18 @@ def test_the_cluster_has_a_maintenance_window_and_the_pipeline_metadata_store_is
                                     "selectedNamespaces": {"namespaces": [names.NS_KUBEFLOW]}}
     assert plan["backupSchedule"] == {"cronSchedule": "0 2 * * *"}
     assert plan["retentionPolicy"] == {"backupRetainDays": 30}
+
+
+def test_the_serving_ingress_is_internal_unless_configured(stack: StackRun) -> None:
+    serving = stack.one("kubernetes:operator.knative.dev/v1beta1:KnativeServing").inputs
+    public = stack.config["churnops:cluster"].get("publicIngress", False)
+    assert serving["spec"]["ingress"]["kourier"]["service-type"] == ("LoadBalancer" if public else "ClusterIP")
+    assert public is False  # neither stack exposes it
+
+
+def test_public_ingress_is_a_stack_setting() -> None:
+    configured = stack_config("staging")
+    configured["churnops:cluster"] = {**configured["churnops:cluster"], "publicIngress": True}
+    run = run_program("staging", configured)
+    serving = run.one("kubernetes:operator.knative.dev/v1beta1:KnativeServing").inputs
+    assert serving["spec"]["ingress"]["kourier"]["service-type"] == "LoadBalancer"
