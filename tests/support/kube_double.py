@@ -75,6 +75,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies"),
     Kind("serving.kserve.io", "v1beta1", "InferenceService", "inferenceservices"),
     Kind("monitoring.googleapis.com", "v1", "PodMonitoring", "podmonitorings"),  # GKE's Managed Prometheus
+    Kind("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets"),
 )
 VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 

@@ -46,7 +46,7 @@ def _isvc(objects: list[dict[str, Any]]) -> dict[str, Any]:
 def test_every_rendered_object_validates_against_its_upstream_schema(rendered: dict, env: str) -> None:
     kinds = sorted({obj["kind"] for obj in rendered[env]})
     # service accounts and RBAC are created by infra/pulumi from the platform declaration, not here
-    assert kinds == ["InferenceService", "Namespace", "NetworkPolicy", "PodMonitoring"]
+    assert kinds == ["InferenceService", "Namespace", "NetworkPolicy", "PodDisruptionBudget", "PodMonitoring"]
     for obj in rendered[env]:
         assert schema_errors(obj) == [], f"{obj['kind']}/{obj['metadata']['name']}"
 
@@ -187,7 +187,16 @@ def test_no_secret_value_is_rendered_and_platform_objects_are_labelled(rendered:
     assert applied_by_admin == ["Namespace/churnops-production", "NetworkPolicy/default-deny-all",
                         "NetworkPolicy/predictor-egress", "NetworkPolicy/predictor-from-gateway",
                         "NetworkPolicy/predictor-metrics-scrape", "NetworkPolicy/transformer-egress",
-                        "PodMonitoring/churn-predictor"]
+                        "PodDisruptionBudget/churn-predictor-predictor",
+                        "PodDisruptionBudget/churn-predictor-transformer", "PodMonitoring/churn-predictor"]
+    # what serves keeps a pod through voluntary disruptions: one eviction at a time, per component
+    budgets = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "PodDisruptionBudget"}
+    isvc = _isvc(objects)
+    for component in ("predictor", "transformer"):
+        budget = budgets[f"churn-predictor-{component}"]
+        assert budget["maxUnavailable"] == 1 and isvc["spec"][component]["minReplicas"] >= 1
+        assert budget["selector"]["matchLabels"] == {"serving.kserve.io/inferenceservice": "churn-predictor",
+                                                     "component": component}
 
 
 def test_a_canary_share_overrides_the_production_default() -> None:
