@@ -52,7 +52,7 @@ import uvloop  # noqa: E402
 from kserve import Model  # noqa: E402
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse  # noqa: E402
 
-from churnops.platform.auth import mint_local_token  # noqa: E402
+from churnops.platform.auth import Authenticator, mint_local_token  # noqa: E402
 from churnops.platform.settings import Settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -327,7 +327,9 @@ def pipeline_peer(model_dir: str, http_port: int, grpc_port: int) -> None:
     # pylint resolves `serving` to this file, not to the package (the script drops its folder from sys.path)
     from serving.server import ChurnModelServer  # pylint: disable=import-error,no-name-in-module,import-outside-toplevel
 
-    ChurnModelServer(host="127.0.0.1", http_port=http_port, grpc_port=grpc_port, workers=2,
+    settings = Settings()  # the peer authenticates like the churnops server, so both pay for it
+    auth = Authenticator.for_service(settings, settings.predictor_audience, settings.predictor_callers)
+    ChurnModelServer(auth, host="127.0.0.1", http_port=http_port, grpc_port=grpc_port, workers=2,
                      enable_latency_logging=False).start([PipelinePerRequest(model_dir)])
 
 

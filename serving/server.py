@@ -29,8 +29,8 @@
   ``/metrics``; gRPC ``ServerLive``, ``ServerReady``, ``ModelReady``) needs ``Authorization: Bearer
   <token>`` of an allowed caller (or, through the Kubernetes API server's service proxy, which
   consumes ``Authorization``, ``X-Churnops-Authorization: Bearer <token>``): without a valid token
-  401 (``WWW-Authenticate: Bearer``) or UNAUTHENTICATED, a caller not allowed 403 or PERMISSION_DENIED, each with a message that never
-  repeats the token. The caller's account is handed to the model with the request.
+  401 (``WWW-Authenticate: Bearer``) or UNAUTHENTICATED, a caller not allowed 403 or PERMISSION_DENIED,
+  each with a message that never repeats the token. The caller's account is handed to the model with the request.
 - No per-request log lines at INFO (neither kserve's timing middleware nor uvicorn's access log;
   served requests log at DEBUG); Prometheus metrics at ``/metrics`` cover requests, latency and the
   predicted probabilities.

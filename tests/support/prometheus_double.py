@@ -2,9 +2,10 @@
 
 A series file (``tests/support/canary_series/*.json``) holds, per analysis window, each role's
 (``stable``, ``canary``) counter increases: requests, 5xx answers, and the cumulative buckets of the
-latency (ms, at the bounds of Knative's queue-proxy histogram) and predicted-probability histograms. The double maps roles to revision names, reads
-the revision, metric and ``response_code_class`` from each query's label matchers and answers an
-instant vector in Prometheus' JSON format; :meth:`advance` moves to the next window.
+latency (ms, at the bounds of Knative's queue-proxy histogram) and predicted-probability histograms.
+The double maps roles to revision names, reads the revision, metric and ``response_code_class`` from
+each query's label matchers and answers an instant vector in Prometheus' JSON format; :meth:`advance`
+moves to the next window.
 """
 
 from __future__ import annotations
