@@ -152,7 +152,10 @@ def world_fixture(gcs_stack: Settings, gcs_client: storage.Client, mlflow_tracki
     settings = gcs_stack.model_copy(update={
         "state_dir": tmp_path_factory.mktemp("pii-e2e"), "mlflow_tracking_uri": mlflow_tracking_uri,
         "raw_bucket": f"pii-e2e-{suffix}", "mlflow_experiment": f"pii-{suffix}",
-        "registered_model": f"pii-{suffix}", "log_level": "DEBUG", "tokenization_key": SecretStr(KEY)})
+        "registered_model": f"pii-{suffix}", "log_level": "DEBUG", "tokenization_key": SecretStr(KEY),
+        # A privacy check on a lake of 100 customers: its test split (a few positives) cannot show the quality
+        # floor a first model must reach, and the model only has to exist for serving, export and erasure.
+        "gate_min_auc": 0.0})
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
     logs = io.StringIO()
