@@ -152,6 +152,16 @@ def _version_id(api: kfp.Client, pipeline_id: str, version: str) -> str | None:
     return None
 
 
+def _uploaded(api: kfp.Client, name: str, version: str) -> tuple[str, str]:
+    """The ids of pipeline ``name`` and its version ``version``; :class:`NotUploaded` when either is missing."""
+    pipeline_id = _pipeline_id(api, name, create=False)
+    version_id = _version_id(api, pipeline_id, version) if pipeline_id else None
+    if pipeline_id is None or version_id is None:
+        raise NotUploaded(f"{display_name(name)} version {version!r} is not on the KFP server: "
+                          f"upload it first (churnops pipeline upload {name} --version {version})")
+    return pipeline_id, version_id
+
+
 def upload(name: str, version: str, settings: Settings, host: str | None = None,
            components_image: str | None = None) -> Submitted:
     """Upload pipeline ``name`` as version ``version`` (one per commit), creating the pipeline on first upload.
@@ -213,11 +223,7 @@ def schedule(name: str, version: str, cron: str | None, params: dict[str, Any], 
     api = client(host, settings)
     job_name, account = display_name(name), service_account(settings, name)
     with kfp_errors(host or settings.kfp_host or ""):
-        pipeline_id = _pipeline_id(api, name, create=False)
-        version_id = _version_id(api, pipeline_id, version) if pipeline_id else None
-        if pipeline_id is None or version_id is None:
-            raise NotUploaded(f"{job_name} version {version!r} is not on the KFP server: "
-                              f"upload it first (churnops pipeline upload {name} --version {version})")
+        pipeline_id, version_id = _uploaded(api, name, version)
         experiment_id = _experiment_id(api, EXPERIMENT)
         existing = _recurring_runs(api, experiment_id, job_name)
         if len(existing) == 1 and _is(existing[0], version_id, expression, params, account, settings.pipeline_root):
@@ -267,11 +273,7 @@ def backfill(first: datetime, last: datetime, version: str, settings: Settings, 
     job_name = f"{display_name(ingest_pipeline.NAME)}-backfill-{first:%Y%m%dt%H}-{last:%Y%m%dt%H}"
     api = client(host, settings)
     with kfp_errors(host or settings.kfp_host or ""):
-        pipeline_id = _pipeline_id(api, ingest_pipeline.NAME, create=False)
-        version_id = _version_id(api, pipeline_id, version) if pipeline_id else None
-        if pipeline_id is None or version_id is None:
-            raise NotUploaded(f"{display_name(ingest_pipeline.NAME)} version {version!r} is not on the KFP server: "
-                              f"upload it first (churnops pipeline upload ingest --version {version})")
+        pipeline_id, version_id = _uploaded(api, ingest_pipeline.NAME, version)
         experiment_id = _experiment_id(api, EXPERIMENT)
         existing = _recurring_runs(api, experiment_id, job_name)
         if existing:
