@@ -168,6 +168,7 @@ KOURIER_GATEWAY_LABELS: dict[str, str] = {"app": "3scale-kourier-gateway"}
 # Knative's activator sits in the data path of a revision scaled to (or near) zero.
 ACTIVATOR_PORTS: tuple[int, ...] = (8012, 8013)
 QUEUE_PROXY_METRICS_PORT = 9091
+QUEUE_PROXY_PORT = 8012  # the queue-proxy's HTTP port in every revision pod (the revision's private Service)
 SERVING_HTTP_PORT = 8080
 
 # ---- configuration the workloads read -----------------------------------------------------------

@@ -45,9 +45,8 @@ DEPLOYER_RULES = [
     # Knative private Service <revision>-private, whose name changes with every revision).
     {"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get", "create"]},
 ]
-# The API server's service proxy connects to a revision's pods (the queue-proxy, port 8012) from the
+# The API server's service proxy connects to a revision's pods (the queue-proxy's HTTP port) from the
 # control plane's range; the serving namespaces' default-deny policy lets nothing else in from there.
-QUEUE_PROXY_PORT = 8012
 SERVING_POD_SELECTOR = {"matchLabels": {"serving.kserve.io/inferenceservice": "churn-predictor"}}
 # In kubeflow the deployer reaches only the KFP API server (to upload pipelines and submit runs), through
 # the API server's service proxy (the builds name it k8s://kubeflow/ml-pipeline:8888).
@@ -226,7 +225,7 @@ class Platform(pulumi.ComponentResource):
                         "podSelector": SERVING_POD_SELECTOR,
                         "policyTypes": ["Ingress"],
                         "ingress": [{"from": [{"ipBlock": {"cidr": args.control_plane_cidr}}],
-                                     "ports": [{"port": QUEUE_PROXY_PORT, "protocol": "TCP"}]}],
+                                     "ports": [{"port": platform.QUEUE_PROXY_PORT, "protocol": "TCP"}]}],
                     },
                     opts=self._opts(namespace),
                 )
@@ -244,7 +243,7 @@ class Platform(pulumi.ComponentResource):
             f"{self._name}-knative-serving",
             api_version="operator.knative.dev/v1beta1",
             kind="KnativeServing",
-            metadata={"name": "knative-serving", "namespace": "knative-serving"},
+            metadata={"name": "knative-serving", "namespace": platform.NS_KNATIVE_SERVING},
             spec={
                 "version": versions.KNATIVE_SERVING,
                 # The serving ingress is internal (a ClusterIP Service) unless the stack sets
