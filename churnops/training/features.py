@@ -310,8 +310,9 @@ def _features_at(ev: _Events, subs: _Subscriptions, cutoff: pd.Timestamp, window
 
     columns: dict[str, Any] = {"customer_token": state["customer_token"].astype(str).to_numpy(), "cutoff": cutoff}
     last_seen = pd.Series(ev.time_ns[before]).groupby(ev.customer[before]).max()
-    last_ns = last_seen.reindex(rows).to_numpy(dtype=np.float64)
-    columns["recency_h"] = (float(cutoff_ns) - last_ns) / float(_HOUR)
+    # the difference in integer nanoseconds: as float64 an event 1 ns before the cutoff would read as 0 h
+    since_last_ns = (cutoff_ns - last_seen).reindex(rows).to_numpy(dtype=np.float64)
+    columns["recency_h"] = since_last_ns / float(_HOUR)
     signup_ns = state["_signup_ns"].to_numpy()
     known_signup = signup_ns != _NAT
     tenure_h = (cutoff_ns - np.where(known_signup, signup_ns, cutoff_ns)) / _HOUR

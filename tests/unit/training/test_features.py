@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from churnops.errors import DataContractError
@@ -267,6 +267,7 @@ event_rows = st.lists(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=event_rows, cutoff_h=st.integers(min_value=1, max_value=40))
+@example(rows=[("a", 40 - 1e-12, "page_view", "s1", None)], cutoff_h=40)  # nanoseconds before the cutoff
 def test_feature_invariants(rows: list[tuple], cutoff_h: int) -> None:
     subs = subscriptions_frame([record("a", 0), record("b", 0), record("c", 0)])
     events = events_frame([event(t, h, k, session=s, duration=d) for t, h, k, s, d in rows])
