@@ -20,7 +20,7 @@ INFRA_LOCK_CMD := uv pip compile $(INFRA)/requirements.in --generate-hashes \
 	--python-version 3.11 --python-platform x86_64-manylinux_2_28 -o $(INFRA)/requirements.lock
 
 .PHONY: help setup lock lock-report setup-infra lock-infra test-infra test test-unit test-integration lint pipelines bench bench-next-period bench-serving demo stack-up stack-down stack-status clean manifests-check
-.PHONY: ci scan sbom
+.PHONY: ci scan sbom format
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -65,13 +65,19 @@ test-unit: setup ## Run the unit tests only
 test-integration: setup ## Run the integration tests only (starts local services)
 	$(BIN)/python -m pytest tests/integration
 
-lint: setup setup-infra ## pylint over all Python (infra/ in its own venv); import-linter checks the layers; mypy (strict, pyproject.toml); bandit (no medium/high); hadolint every Dockerfile
+lint: setup setup-infra ## ruff (format check, import order); pylint over all Python (infra/ in its own venv); import-linter checks the layers; mypy (strict, pyproject.toml); bandit (no medium/high); hadolint every Dockerfile
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 	$(BIN)/python -m pylint churnops churnops_preprocessing components pipelines serving tests benchmarks
 	PYTHONPATH=.:infra:$(INFRA):infra/policy $(INFRA_BIN)/python -m pylint --rcfile=pyproject.toml infra
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m bandit -q -r churnops churnops_preprocessing components pipelines serving --severity-level medium
 	$(BIN)/hadolint $$(find . -name 'Dockerfile*' -not -path '*/.venv/*' -not -path './.git/*' -not -path '*/node_modules/*' | sort)
+
+format: setup ## Apply the formatter and sort imports (make lint checks both)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 manifests-check: setup ## Render both kustomize overlays; validate every object (upstream schemas, KServe CRD, Pod Security) and scan them with trivy
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/deploy/test_manifests.py tests/unit/deploy/test_misconfiguration_scan.py

@@ -73,8 +73,9 @@ def window(rng: np.random.Generator, arm: Arm, requests: int, revision: str) -> 
     latencies = rng.lognormal(np.log(arm.median_ms), arm.sigma, requests)
     bounds = [*LATENCY_BUCKETS_MS, float("inf")]
     counts = np.searchsorted(np.sort(latencies), bounds, side="right")
-    return RevisionMetrics(revision, float(requests), float(errors),
-                           {float(b): float(c) for b, c in zip(bounds, counts)})
+    return RevisionMetrics(
+        revision, float(requests), float(errors), {float(b): float(c) for b, c in zip(bounds, counts)}
+    )
 
 
 def simulate(scenario: Scenario, settings: Settings, rng: np.random.Generator) -> tuple[str, int]:
@@ -93,8 +94,13 @@ def simulate(scenario: Scenario, settings: Settings, rng: np.random.Generator) -
                 now = window(rng, arm, int(rng.poisson(per_window * (share if role == "canary" else 1 - share))), key)
                 totals[key] = totals[key].plus(now) if key in totals else now
             verdicts.append(judge(totals[f"{component}-stable"], totals[f"{component}-canary"], limits, component))
-        step = next_step(combine(verdicts), number, settings.canary_intervals, number * settings.canary_interval_s,
-                         settings.canary_deadline_s)
+        step = next_step(
+            combine(verdicts),
+            number,
+            settings.canary_intervals,
+            number * settings.canary_interval_s,
+            settings.canary_deadline_s,
+        )
         if step != "continue":
             return step, number
 
@@ -107,19 +113,23 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     rng = np.random.default_rng(args.seed)
-    print(f"canary rule: min {settings.canary_min_requests} requests per arm, 5xx margin "
-          f"{settings.canary_error_margin:.1%}, slow = over {settings.canary_slow_ms:g} ms with margin "
-          f"{settings.canary_slow_margin:.1%}, confidence {settings.canary_confidence}, promote after "
-          f"{settings.canary_intervals} windows of {settings.canary_interval_s:g} s, deadline "
-          f"{settings.canary_deadline_s:g} s; canary share 10 %; {args.runs} runs per scenario")
+    print(
+        f"canary rule: min {settings.canary_min_requests} requests per arm, 5xx margin "
+        f"{settings.canary_error_margin:.1%}, slow = over {settings.canary_slow_ms:g} ms with margin "
+        f"{settings.canary_slow_margin:.1%}, confidence {settings.canary_confidence}, promote after "
+        f"{settings.canary_intervals} windows of {settings.canary_interval_s:g} s, deadline "
+        f"{settings.canary_deadline_s:g} s; canary share 10 %; {args.runs} runs per scenario"
+    )
     started = time.perf_counter()
     for scenario in SCENARIOS:
         ends = [simulate(scenario, settings, rng) for _ in range(args.runs)]
         share = {step: sum(1 for s, _ in ends if s == step) / args.runs for step in ("promote", "rollback", "expire")}
         windows = sum(n for _, n in ends) / args.runs
-        print(f"{scenario.name:>13} ({scenario.requests_per_s:g} req/s): promoted {share['promote']:6.1%}  "
-              f"rolled back {share['rollback']:6.1%}  expired {share['expire']:6.1%}  "
-              f"mean windows {windows:.1f}")
+        print(
+            f"{scenario.name:>13} ({scenario.requests_per_s:g} req/s): promoted {share['promote']:6.1%}  "
+            f"rolled back {share['rollback']:6.1%}  expired {share['expire']:6.1%}  "
+            f"mean windows {windows:.1f}"
+        )
     load = os.getloadavg()
     print(f"{time.perf_counter() - started:.1f} s; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 

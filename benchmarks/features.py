@@ -106,10 +106,14 @@ def main() -> None:
     for name, seconds in rows:
         print(f"{name:44} {seconds:8.3f} {len(events) / seconds / 1e6:11.2f}")
     print(f"feature matrix: {features.shape[0]:,} rows x {features.shape[1] - 2} features")
-    print(f"ratio build_features / groupby: {features_s / groupby_s:.2f}x the time   target <= 2.0 (against a groupby "
-          "of hourly pre-aggregates; the features are built from raw events, so this groupby is of the raw events)")
-    print(f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB   "
-          f"target < 8 GiB for a 100M-event history (this run: {len(events):,} events)")
+    print(
+        f"ratio build_features / groupby: {features_s / groupby_s:.2f}x the time   target <= 2.0 (against a groupby "
+        "of hourly pre-aggregates; the features are built from raw events, so this groupby is of the raw events)"
+    )
+    print(
+        f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB   "
+        f"target < 8 GiB for a 100M-event history (this run: {len(events):,} events)"
+    )
     print(f"load average at end: {_load()}")
 
 

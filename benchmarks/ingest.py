@@ -98,8 +98,9 @@ def ingest_in_child(settings: Settings, hour: datetime) -> tuple[float, dict[str
     """Run :func:`_ingest` in a fresh (spawned) process so its peak memory is its own."""
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
-    process = context.Process(target=_ingest, args=(str(settings.state_dir), settings.gcs_port, settings.raw_bucket,
-                                                     hour, out))
+    process = context.Process(
+        target=_ingest, args=(str(settings.state_dir), settings.gcs_port, settings.raw_bucket, hour, out)
+    )
     process.start()
     result = out.get()
     process.join()
@@ -116,8 +117,12 @@ def main() -> None:
     """Generate, upload, time the three paths, print every figure beside its target."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--rate", type=float, default=14.5,
-                        help="events per customer per hour (14.5 gives about 1M events for 100k customers)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=14.5,
+        help="events per customer per hour (14.5 gives about 1M events for 100k customers)",
+    )
     parser.add_argument("--history-hours", type=int, default=100)
     parser.add_argument("--history-ids", type=int, default=100_000, help="published ids per history hour")
     args = parser.parse_args()
@@ -125,16 +130,20 @@ def main() -> None:
 
     hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
     started = time.perf_counter()
-    generated = datagen.generate(hours=1, customers=args.customers, start=hour, seed=1,
-                                 events_per_customer_hour=args.rate)
+    generated = datagen.generate(
+        hours=1, customers=args.customers, start=hour, seed=1, events_per_customer_hour=args.rate
+    )
     events = [o for o in generated.objects if o.name.startswith("activity/events/")]
-    print(f"generated {len(events)} event objects, {sum(len(o.data) for o in events) / 1e6:.1f} MB gzip, "
-          f"in {time.perf_counter() - started:.1f} s")
+    print(
+        f"generated {len(events)} event objects, {sum(len(o.data) for o in events) / 1e6:.1f} MB gzip, "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
     del generated
 
     with tempfile.TemporaryDirectory() as state:
-        settings = Settings(state_dir=Path(state), gcs_port=_free_port(), raw_bucket="bench-raw",
-                            tokenization_key=KEY.decode())
+        settings = Settings(
+            state_dir=Path(state), gcs_port=_free_port(), raw_bucket="bench-raw", tokenization_key=KEY.decode()
+        )
         stack = LocalStack(settings, only=("fake-gcs-server",))
         stack.up()
         try:
@@ -143,31 +152,43 @@ def main() -> None:
             datagen.upload(client, settings.raw_bucket, events)
             del events
             base_rows, base_s = plain_pyarrow(settings, "activity/events/")
-            empty_s, acc, commit, empty_rss = ingest_in_child(settings.model_copy(
-                update={"state_dir": Path(state) / "empty"}), hour)
+            empty_s, acc, commit, empty_rss = ingest_in_child(
+                settings.model_copy(update={"state_dir": Path(state) / "empty"}), hour
+            )
             started = time.perf_counter()
-            history = simulate_history(settings.model_copy(update={"state_dir": Path(state) / "history"}), hour,
-                                       args.history_hours, args.history_ids)
+            history = simulate_history(
+                settings.model_copy(update={"state_dir": Path(state) / "history"}),
+                hour,
+                args.history_hours,
+                args.history_ids,
+            )
             history_setup_s = time.perf_counter() - started
-            history_s, history_acc, _, history_rss = ingest_in_child(settings.model_copy(
-                update={"state_dir": Path(state) / "history"}), hour)
+            history_s, history_acc, _, history_rss = ingest_in_child(
+                settings.model_copy(update={"state_dir": Path(state) / "history"}), hour
+            )
         finally:
             stack.down()
 
     if history_acc != acc:
         raise RuntimeError(f"the two ingests disagree: {acc} against {history_acc}")
     ingest_rate, base_rate = acc["rows_in"] / empty_s, base_rows / base_s
-    gib = 1024 ** 3
+    gib = 1024**3
     print(f"plain pyarrow read+write   : {base_rows:>10,} rows in {base_s:6.2f} s = {base_rate:>10,.0f} rows/s")
-    print(f"ingest, empty lake         : {acc['rows_in']:>10,} rows in {empty_s:6.2f} s = {ingest_rate:>10,.0f} rows/s "
-          f"(published {acc['rows_published']:,}, commit {commit[:12] if commit else '-'})")
-    print(f"ingest, {history:,} ids of history ({args.history_hours} h, written in {history_setup_s:.0f} s): "
-          f"{history_s:.2f} s")
+    print(
+        f"ingest, empty lake         : {acc['rows_in']:>10,} rows in {empty_s:6.2f} s = {ingest_rate:>10,.0f} rows/s "
+        f"(published {acc['rows_published']:,}, commit {commit[:12] if commit else '-'})"
+    )
+    print(
+        f"ingest, {history:,} ids of history ({args.history_hours} h, written in {history_setup_s:.0f} s): "
+        f"{history_s:.2f} s"
+    )
     print(f"ratio ingest / pyarrow     : {ingest_rate / base_rate:5.2f}   target >= 0.60")
     print(f"ratio with / without history: {history_s / empty_s:5.2f}   target <= 1.20")
-    print(f"peak memory of the ingest  : {empty_rss / gib:5.2f} GiB for {acc['rows_in']:,} events "
-          f"({empty_rss / max(acc['rows_in'], 1):,.0f} B/event; with history {history_rss / gib:.2f} GiB)   "
-          f"target <= 1.50 GiB for a 10M-event hour")
+    print(
+        f"peak memory of the ingest  : {empty_rss / gib:5.2f} GiB for {acc['rows_in']:,} events "
+        f"({empty_rss / max(acc['rows_in'], 1):,.0f} B/event; with history {history_rss / gib:.2f} GiB)   "
+        f"target <= 1.50 GiB for a 10M-event hour"
+    )
     print(f"load average at end: {_load()}")
 
 

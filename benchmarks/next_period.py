@@ -35,9 +35,9 @@ from churnops.data.ingest import ingest_hour  # noqa: E402
 from churnops.data.versioning import open_repository  # noqa: E402
 from churnops.local import datagen  # noqa: E402
 from churnops.local.localstack import LocalStack  # noqa: E402
+from churnops.model import registry  # noqa: E402
 from churnops.platform.settings import Settings  # noqa: E402
 from churnops.platform.storage import ensure_bucket, storage_client  # noqa: E402
-from churnops.model import registry  # noqa: E402
 from churnops.training import evaluate  # noqa: E402
 from churnops.training.features import LABEL, build_training_set, feature_spec  # noqa: E402
 from churnops.training.train import TrainingConfig, load_tables, train_from_commit  # noqa: E402
@@ -57,8 +57,9 @@ def ingest(settings: Settings, first: datetime, hours: range) -> str:
     return open_repository(settings).resolve("main")
 
 
-def next_period_rows(settings: Settings, commit: str, start: pd.Timestamp, hours: int,
-                     config: TrainingConfig) -> pd.DataFrame:
+def next_period_rows(
+    settings: Settings, commit: str, start: pd.Timestamp, hours: int, config: TrainingConfig
+) -> pd.DataFrame:
     """Features and labels at every hourly cutoff in ``[start, start + hours)`` from the tables at ``commit``."""
     events, subscriptions = load_tables(open_repository(settings), commit)
     cutoffs = [start + pd.Timedelta(hours=h) for h in range(hours)]
@@ -75,8 +76,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(state_dir=Path(tmp), gcs_port=free_port(), mlflow_port=free_port(),
-                            raw_bucket="bench-raw")
+        settings = Settings(state_dir=Path(tmp), gcs_port=free_port(), mlflow_port=free_port(), raw_bucket="bench-raw")
         config = TrainingConfig.from_settings(settings)
         total = args.hours + args.next + config.horizon_h
         stack = LocalStack(settings)
@@ -94,22 +94,28 @@ def main() -> None:
             rows = next_period_rows(settings, later, start, args.next, config)
             spec = feature_spec(config.windows_h)
             mlflow_client = registry.client_for(settings)
-            print(f"trained on {args.hours} h x {args.customers} customers (commit {trained_on[:12]}); next period: "
-                  f"{args.next} hourly cutoffs from {start:%Y-%m-%d %H:%M}, {len(rows)} rows, "
-                  f"{int(rows[LABEL].sum())} churners; gate: {result.gate.summary}")
-            print(f"{'model':<22}{'test ROC-AUC':>14}{'next ROC-AUC':>14}{'gap':>9}{'test PR-AUC':>13}"
-                  f"{'next PR-AUC':>13}")
+            print(
+                f"trained on {args.hours} h x {args.customers} customers (commit {trained_on[:12]}); next period: "
+                f"{args.next} hourly cutoffs from {start:%Y-%m-%d %H:%M}, {len(rows)} rows, "
+                f"{int(rows[LABEL].sum())} churners; gate: {result.gate.summary}"
+            )
+            print(
+                f"{'model':<22}{'test ROC-AUC':>14}{'next ROC-AUC':>14}{'gap':>9}{'test PR-AUC':>13}{'next PR-AUC':>13}"
+            )
             for name, run_id in sorted(result.run_ids.items()):
                 recorded = mlflow_client.get_run(run_id).data.metrics
-                (logged,) = mlflow_client.search_logged_models(experiment_ids=[result.experiment_id],
-                                                               filter_string=f"source_run_id = '{run_id}'")
+                (logged,) = mlflow_client.search_logged_models(
+                    experiment_ids=[result.experiment_id], filter_string=f"source_run_id = '{run_id}'"
+                )
                 model = registry.load_model(logged.model_uri)
                 scores = evaluate.churn_probability(model, rows[spec.columns])
                 now = evaluate.classification_metrics(rows[LABEL], scores)
                 label = name + (" (registered)" if name == result.gate.winner and result.gate.passed else "")
-                print(f"{label:<22}{recorded['test_roc_auc']:>14.3f}{now['roc_auc']:>14.3f}"
-                      f"{now['roc_auc'] - recorded['test_roc_auc']:>+9.3f}{recorded['test_pr_auc']:>13.3f}"
-                      f"{now['pr_auc']:>13.3f}")
+                print(
+                    f"{label:<22}{recorded['test_roc_auc']:>14.3f}{now['roc_auc']:>14.3f}"
+                    f"{now['roc_auc'] - recorded['test_roc_auc']:>+9.3f}{recorded['test_pr_auc']:>13.3f}"
+                    f"{now['pr_auc']:>13.3f}"
+                )
             mlflow.end_run()
         finally:
             stack.down()

@@ -79,9 +79,9 @@ def free_port() -> int:
 def demo_model(state: Path) -> str:
     """Generate, ingest and train the demo's model on a temporary embedded stack; return its directory."""
     # pylint: disable=import-outside-toplevel  # only this path needs the local stack
-    import mlflow
-
     from datetime import datetime, timedelta, timezone
+
+    import mlflow
 
     from churnops.data.ingest import ingest_hour
     from churnops.local import datagen
@@ -103,17 +103,23 @@ def demo_model(state: Path) -> str:
         result = train_from_commit(settings, None, seed=42)
         # The XGBoost model of this training, whichever model the gate registered: the figures are for it.
         client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
-        logged = client.search_logged_models(experiment_ids=[result.experiment_id],
-                                             filter_string=f"source_run_id = '{result.run_ids[CHALLENGER]}'")
+        logged = client.search_logged_models(
+            experiment_ids=[result.experiment_id], filter_string=f"source_run_id = '{result.run_ids[CHALLENGER]}'"
+        )
         if len(logged) != 1:
-            raise SystemExit(f"expected one logged XGBoost model in run {result.run_ids[CHALLENGER]}, "
-                             f"got {len(logged)}")
+            raise SystemExit(
+                f"expected one logged XGBoost model in run {result.run_ids[CHALLENGER]}, got {len(logged)}"
+            )
         uri = logged[0].model_uri
-        print(f"model: {uri}, the {CHALLENGER} model of the demo's training (data commit {result.data_commit[:12]}; "
-              f"the gate registered {result.gate.winner or 'nothing'} as version {result.model_version})", flush=True)
+        print(
+            f"model: {uri}, the {CHALLENGER} model of the demo's training (data commit {result.data_commit[:12]}; "
+            f"the gate registered {result.gate.winner or 'nothing'} as version {result.model_version})",
+            flush=True,
+        )
         DEMO_MODEL.parent.mkdir(parents=True, exist_ok=True)
-        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(state / "model"),
-                                                    tracking_uri=settings.mlflow_tracking_uri)
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=str(state / "model"), tracking_uri=settings.mlflow_tracking_uri
+        )
         shutil.copytree(local, DEMO_MODEL, dirs_exist_ok=True)
         return str(DEMO_MODEL)
     finally:
@@ -135,9 +141,9 @@ def local_model(uri: str, state: Path) -> str:
 def sample_rows(model_dir: str, rows: int) -> tuple[Any, Any, set[str]]:
     """(Pipeline, feature rows, numeric column names): synthetic rows over the model's columns and categories."""
     import mlflow  # pylint: disable=import-outside-toplevel
+    import pandas as pd  # pylint: disable=import-outside-toplevel
 
     from churnops.model.fastpath import model_columns  # pylint: disable=import-outside-toplevel
-    import pandas as pd  # pylint: disable=import-outside-toplevel
 
     pipeline = mlflow.sklearn.load_model(model_dir)
     numeric, categorical = model_columns(pipeline)
@@ -154,8 +160,12 @@ def v2_body(frame: Any, numeric: set[str]) -> bytes:
     """The same V2 JSON request for every server (content types that MLServer's codecs need are parameters)."""
     inputs = []
     for name in frame.columns:
-        tensor: dict[str, Any] = {"name": name, "shape": [len(frame)],
-                                  "datatype": "FP64" if name in numeric else "BYTES", "data": frame[name].tolist()}
+        tensor: dict[str, Any] = {
+            "name": name,
+            "shape": [len(frame)],
+            "datatype": "FP64" if name in numeric else "BYTES",
+            "data": frame[name].tolist(),
+        }
         if name not in numeric:
             tensor["parameters"] = {"content_type": "str"}
         inputs.append(tensor)
@@ -165,8 +175,9 @@ def v2_body(frame: Any, numeric: set[str]) -> bytes:
 # ------------------------------------------------------------------------------------------ load generator
 
 
-async def _client(host: str, port: int, request: bytes, until: float, warm: float, latencies: list[float],
-                  errors: list[int]) -> None:
+async def _client(
+    host: str, port: int, request: bytes, until: float, warm: float, latencies: list[float], errors: list[int]
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while time.perf_counter() < until:
@@ -193,37 +204,74 @@ def token(state: Path, audience: str) -> str:
     return mint_local_token(Settings(state_dir=state), "churnops-deployer", audience)
 
 
-def run_load(port: int, body: bytes, concurrency: int, seconds: float, warmup: float,
-             bearer: str = "") -> dict[str, Any]:
+def run_load(
+    port: int, body: bytes, concurrency: int, seconds: float, warmup: float, bearer: str = ""
+) -> dict[str, Any]:
     """Keep ``concurrency`` connections busy for warmup + seconds; statistics of the measured part."""
     auth = f"Authorization: Bearer {bearer}\r\n" if bearer else ""
-    request = (f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}"
-               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    request = (
+        f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
     latencies: list[float] = []
     errors: list[int] = []
 
     async def clients() -> None:
         now = time.perf_counter()
-        await asyncio.gather(*(_client("127.0.0.1", port, request, now + warmup + seconds, now + warmup, latencies,
-                                       errors) for _ in range(concurrency)))
+        await asyncio.gather(
+            *(
+                _client("127.0.0.1", port, request, now + warmup + seconds, now + warmup, latencies, errors)
+                for _ in range(concurrency)
+            )
+        )
 
     uvloop.run(clients())  # the lighter event loop leaves more of the shared cores to the server under test
     ordered = sorted(latencies)
-    return {"requests": len(ordered), "errors": len(errors), "seconds": seconds,
-            "p50_ms": 1000 * statistics.median(ordered) if ordered else float("nan"),
-            "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else float("nan")}
+    return {
+        "requests": len(ordered),
+        "errors": len(errors),
+        "seconds": seconds,
+        "p50_ms": 1000 * statistics.median(ordered) if ordered else float("nan"),
+        "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else float("nan"),
+    }
 
 
-def measure(port: int, body: bytes, rows: int, concurrency: int, seconds: float, warmup: float,  # pylint: disable=too-many-arguments,too-many-positional-arguments
-            bearer: str = "") -> dict[str, Any]:
+def measure(
+    port: int,
+    body: bytes,
+    rows: int,
+    concurrency: int,
+    seconds: float,
+    warmup: float,  # pylint: disable=too-many-arguments,too-many-positional-arguments
+    bearer: str = "",
+) -> dict[str, Any]:
     """Run the load generator in its own process and return its figures (with rows/s)."""
     with tempfile.NamedTemporaryFile(suffix=".json") as handle:
         handle.write(body)
         handle.flush()
-        done = subprocess.run([sys.executable, __file__, "load", "--port", str(port), "--body", handle.name,
-                               "--concurrency", str(concurrency), "--seconds", str(seconds), "--warmup", str(warmup),
-                               "--token", bearer],
-                              capture_output=True, text=True, timeout=seconds + warmup + 120, check=False)
+        done = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "load",
+                "--port",
+                str(port),
+                "--body",
+                handle.name,
+                "--concurrency",
+                str(concurrency),
+                "--seconds",
+                str(seconds),
+                "--warmup",
+                str(warmup),
+                "--token",
+                bearer,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + warmup + 120,
+            check=False,
+        )
     if done.returncode != 0:
         raise RuntimeError(f"the load generator failed: {done.stderr[-2000:]}")
     result = json.loads(done.stdout)
@@ -252,22 +300,58 @@ def wait_ready(port: int, process: subprocess.Popen, timeout: float = 600) -> No
 def start(kind: str, model_dir: str, peer_venv: Path, work: Path) -> tuple[subprocess.Popen, int]:
     """Start one server; return (process, HTTP port)."""
     http, grpc = free_port(), free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CHURNOPS_LOG_LEVEL": "WARNING",
-           "CHURNOPS_STATE_DIR": str(work / "state")}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "CHURNOPS_LOG_LEVEL": "WARNING",
+        "CHURNOPS_STATE_DIR": str(work / "state"),
+    }
     if kind in ("churnops", "churnops-unbatched"):
-        command = [sys.executable, "-m", "serving", "--model_uri", model_dir, "--model_name", MODEL, "--http_port",
-                   str(http), "--grpc_port", str(grpc), "--workers", "2", "--model_version", "bench",
-                   *(["--no_micro_batching"] if kind == "churnops-unbatched" else [])]
+        command = [
+            sys.executable,
+            "-m",
+            "serving",
+            "--model_uri",
+            model_dir,
+            "--model_name",
+            MODEL,
+            "--http_port",
+            str(http),
+            "--grpc_port",
+            str(grpc),
+            "--workers",
+            "2",
+            "--model_version",
+            "bench",
+            *(["--no_micro_batching"] if kind == "churnops-unbatched" else []),
+        ]
     elif kind == "kserve-pipeline":
-        command = [sys.executable, __file__, "pipeline-peer", "--model", model_dir, "--http-port", str(http),
-                   "--grpc-port", str(grpc)]
+        command = [
+            sys.executable,
+            __file__,
+            "pipeline-peer",
+            "--model",
+            model_dir,
+            "--http-port",
+            str(http),
+            "--grpc-port",
+            str(grpc),
+        ]
     else:
         folder = work / kind
         (folder / MODEL).mkdir(parents=True, exist_ok=True)
-        settings = {"host": "127.0.0.1", "http_port": http, "grpc_port": grpc, "metrics_port": free_port(),
-                    "parallel_workers": 2}
-        model: dict[str, Any] = {"name": MODEL, "implementation": "mlserver_mlflow.MLflowRuntime",
-                                 "parameters": {"uri": model_dir}}
+        settings = {
+            "host": "127.0.0.1",
+            "http_port": http,
+            "grpc_port": grpc,
+            "metrics_port": free_port(),
+            "parallel_workers": 2,
+        }
+        model: dict[str, Any] = {
+            "name": MODEL,
+            "implementation": "mlserver_mlflow.MLflowRuntime",
+            "parameters": {"uri": model_dir},
+        }
         if kind == "mlserver-batching":
             model.update(max_batch_size=32, max_batch_time=0.005)
         (folder / "settings.json").write_text(json.dumps(settings))
@@ -297,8 +381,19 @@ def ensure_peer_venv(path: Path) -> None:
         return
     subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
     pins = [f"{name}=={metadata.version(name)}" for name in PEER_PINS]
-    subprocess.run([str(path / "bin" / "pip"), "install", "--quiet", "mlserver==1.7.1", "mlserver-mlflow==1.7.1",
-                    "uvloop<0.22", *pins], check=True, env={**os.environ, "PIP_CONFIG_FILE": os.devnull})
+    subprocess.run(
+        [
+            str(path / "bin" / "pip"),
+            "install",
+            "--quiet",
+            "mlserver==1.7.1",
+            "mlserver-mlflow==1.7.1",
+            "uvloop<0.22",
+            *pins,
+        ],
+        check=True,
+        env={**os.environ, "PIP_CONFIG_FILE": os.devnull},
+    )
 
 
 class PipelinePerRequest(Model):
@@ -314,8 +409,9 @@ class PipelinePerRequest(Model):
     async def predict(self, payload: InferRequest, headers: Any = None, response_headers: Any = None) -> Any:
         import pandas as pd  # pylint: disable=import-outside-toplevel
 
-        frame = pd.DataFrame({t.name: [v.decode() if isinstance(v, bytes) else v for v in t.as_numpy()]
-                              for t in payload.inputs})
+        frame = pd.DataFrame(
+            {t.name: [v.decode() if isinstance(v, bytes) else v for v in t.as_numpy()] for t in payload.inputs}
+        )
         probability = self.pipeline.predict_proba(frame)[:, 1]
         output = InferOutput("churn_probability", [len(probability)], "FP64")
         output.set_data_from_numpy(probability.astype(np.float64), binary_data=False)
@@ -329,8 +425,9 @@ def pipeline_peer(model_dir: str, http_port: int, grpc_port: int) -> None:
 
     settings = Settings()  # the peer authenticates like the churnops server, so both pay for it
     auth = Authenticator.for_service(settings, settings.predictor_audience, settings.predictor_callers)
-    ChurnModelServer(auth, host="127.0.0.1", http_port=http_port, grpc_port=grpc_port, workers=2,
-                     enable_latency_logging=False).start([PipelinePerRequest(model_dir)])
+    ChurnModelServer(
+        auth, host="127.0.0.1", http_port=http_port, grpc_port=grpc_port, workers=2, enable_latency_logging=False
+    ).start([PipelinePerRequest(model_dir)])
 
 
 # ------------------------------------------------------------------------------------------ ceiling
@@ -353,31 +450,43 @@ def ceiling(pipeline: Any, frame: Any, seconds: float = 3.0) -> dict[int, float]
 
 def report(results: dict[tuple[str, int, int], dict[str, Any]], top: dict[int, float]) -> None:
     """The table and the ratios the targets are stated in."""
-    print(f"\n{'server':20} {'batch':>5} {'conc':>4} {'rows/s':>10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'errors':>6}")
+    print(
+        f"\n{'server':20} {'batch':>5} {'conc':>4} {'rows/s':>10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'errors':>6}"
+    )
     for (kind, batch, conc), r in results.items():
-        print(f"{kind:20} {batch:>5} {conc:>4} {r['rows_per_s']:>10.0f} {r['requests'] / r['seconds']:>8.0f} "
-              f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>6}")
+        print(
+            f"{kind:20} {batch:>5} {conc:>4} {r['rows_per_s']:>10.0f} {r['requests'] / r['seconds']:>8.0f} "
+            f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>6}"
+        )
     for batch in BATCHES:
         print(f"{'ceiling (inplace)':20} {batch:>5} {'-':>4} {top[batch]:>10.0f}")
     print()
     for batch in BATCHES:
         ours = max(r["rows_per_s"] for (k, b, _), r in results.items() if k == "churnops" and b == batch)
-        peers = {k: max(r["rows_per_s"] for (k2, b, _), r in results.items() if k2 == k and b == batch)
-                 for k in {k for (k, b, _) in results if not k.startswith("churnops") and b == batch}}
+        peers = {
+            k: max(r["rows_per_s"] for (k2, b, _), r in results.items() if k2 == k and b == batch)
+            for k in {k for (k, b, _) in results if not k.startswith("churnops") and b == batch}
+        }
         if peers:
             best = max(peers, key=peers.__getitem__)
-            print(f"batch {batch:>2}: churnops {ours:.0f} rows/s = {ours / peers[best]:.1f}x the best peer "
-                  f"({best}, {peers[best]:.0f} rows/s; target >= 5x)")
-        print(f"batch {batch:>2}: churnops = {ours / top[batch]:.2f} of the ceiling ({top[batch]:.0f} rows/s"
-              f"{'; target >= 0.3' if batch == 64 else ''})")
+            print(
+                f"batch {batch:>2}: churnops {ours:.0f} rows/s = {ours / peers[best]:.1f}x the best peer "
+                f"({best}, {peers[best]:.0f} rows/s; target >= 5x)"
+            )
+        print(
+            f"batch {batch:>2}: churnops = {ours / top[batch]:.2f} of the ceiling ({top[batch]:.0f} rows/s"
+            f"{'; target >= 0.3' if batch == 64 else ''})"
+        )
     for batch in BATCHES:
         for conc in CONCURRENCY:
             if ("churnops", batch, conc) in results and ("churnops-unbatched", batch, conc) in results:
                 on, off = results[("churnops", batch, conc)], results[("churnops-unbatched", batch, conc)]
-                print(f"micro-batching, batch {batch:>2}, concurrency {conc:>2}: {on['rows_per_s']:.0f} rows/s "
-                      f"(p99 {on['p99_ms']:.1f} ms) with, {off['rows_per_s']:.0f} rows/s (p99 {off['p99_ms']:.1f} ms) "
-                      f"without: {on['rows_per_s'] / off['rows_per_s']:.2f}x")
+                print(
+                    f"micro-batching, batch {batch:>2}, concurrency {conc:>2}: {on['rows_per_s']:.0f} rows/s "
+                    f"(p99 {on['p99_ms']:.1f} ms) with, {off['rows_per_s']:.0f} rows/s (p99 {off['p99_ms']:.1f} ms) "
+                    f"without: {on['rows_per_s'] / off['rows_per_s']:.2f}x"
+                )
     if ("churnops", 1, 8) in results:
         print(f"batch  1, concurrency 8: churnops p99 {results[('churnops', 1, 8)]['p99_ms']:.2f} ms (target <= 15 ms)")
 
@@ -385,8 +494,9 @@ def report(results: dict[tuple[str, int, int], dict[str, Any]], top: dict[int, f
 # ------------------------------------------------------------------------------------------ by customer id
 
 
-def publish_synthetic_snapshot(model_dir: str, state: Path, key: str,
-                               customers: int = 2000) -> tuple[Any, Any, list[str]]:
+def publish_synthetic_snapshot(
+    model_dir: str, state: Path, key: str, customers: int = 2000
+) -> tuple[Any, Any, list[str]]:
     """A snapshot of ``customers`` synthetic feature rows (:func:`sample_rows`) in an embedded lake under ``state``.
 
     Returns (feature rows, numeric column names, raw customer ids in row order).
@@ -405,8 +515,11 @@ def publish_synthetic_snapshot(model_dir: str, state: Path, key: str,
     features = frame.set_axis(pd.Index([tokenizer.token(i) for i in ids], name="customer_token"))
     repo = EmbeddedRepository(state / "lake")
     repo.ensure()
-    spec = FeatureSpec(tuple(c for c in frame.columns if c in numeric),
-                       tuple(c for c in frame.columns if c not in numeric), FEATURE_SPEC.windows_h)
+    spec = FeatureSpec(
+        tuple(c for c in frame.columns if c in numeric),
+        tuple(c for c in frame.columns if c not in numeric),
+        FEATURE_SPEC.windows_h,
+    )
     inactive = pd.Series([], dtype=object, name="status", index=pd.Index([], name="customer_token"))
     publish_snapshot(repo, OnlineSnapshot(features, inactive, repo.head("main"), pd.Timestamp.now(tz="UTC"), spec, ""))
     return frame, numeric, ids
@@ -423,33 +536,61 @@ def by_customer(model_uri: str | None, seconds: float, warmup: float) -> None:
     results: dict[tuple[str, int, int], dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-by-customer-") as tmp:
         work = Path(tmp)
-        model_dir = local_model(model_uri, work) if model_uri else (
-            str(DEMO_MODEL) if (DEMO_MODEL / "MLmodel").exists() else demo_model(work / "stack"))
+        model_dir = (
+            local_model(model_uri, work)
+            if model_uri
+            else (str(DEMO_MODEL) if (DEMO_MODEL / "MLmodel").exists() else demo_model(work / "stack"))
+        )
         frame, numeric, ids = publish_synthetic_snapshot(model_dir, work / "state", key)
         predictor, port = start("churnops", model_dir, PEER_VENV, work)
         transformer_port = free_port()
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "CHURNOPS_LOG_LEVEL": "WARNING", "CHURNOPS_STATE_DIR":
-               str(work / "state"), "CHURNOPS_TOKENIZATION_KEY": key, "CHURNOPS_TRANSFORMER_MAX_IDS_PER_MINUTE":
-               str(10**12)}
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "CHURNOPS_LOG_LEVEL": "WARNING",
+            "CHURNOPS_STATE_DIR": str(work / "state"),
+            "CHURNOPS_TOKENIZATION_KEY": key,
+            "CHURNOPS_TRANSFORMER_MAX_IDS_PER_MINUTE": str(10**12),
+        }
         settings = Settings(state_dir=work / "state")
         to_predictor = token(work / "state", settings.predictor_audience)
         to_transformer = token(work / "state", settings.transformer_audience)
         with open(work / "transformer.log", "wb") as log:
             transformer = subprocess.Popen(  # pylint: disable=consider-using-with  # stopped in finally
-                [sys.executable, "-m", "serving.transformer", "--model_name", MODEL, "--http_port",
-                 str(transformer_port), "--predictor_host", f"127.0.0.1:{port}"], cwd=ROOT, env=env, stdout=log,
-                stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "serving.transformer",
+                    "--model_name",
+                    MODEL,
+                    "--http_port",
+                    str(transformer_port),
+                    "--predictor_host",
+                    f"127.0.0.1:{port}",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
             try:
                 wait_ready(transformer_port, transformer)
                 for batch in BATCHES:
                     rows = v2_body(frame.head(batch), numeric)
-                    by_id = json.dumps({"inputs": [{"name": "customer_id", "datatype": "BYTES", "shape": [batch],
-                                                    "data": ids[:batch]}]}).encode()
+                    by_id = json.dumps(
+                        {
+                            "inputs": [
+                                {"name": "customer_id", "datatype": "BYTES", "shape": [batch], "data": ids[:batch]}
+                            ]
+                        }
+                    ).encode()
                     for conc in CONCURRENCY:
-                        results[("predictor (features)", batch, conc)] = measure(port, rows, batch, conc, seconds,
-                                                                                 warmup, to_predictor)
-                        results[("by id (transformer)", batch, conc)] = measure(transformer_port, by_id, batch, conc,
-                                                                               seconds, warmup, to_transformer)
+                        results[("predictor (features)", batch, conc)] = measure(
+                            port, rows, batch, conc, seconds, warmup, to_predictor
+                        )
+                        results[("by id (transformer)", batch, conc)] = measure(
+                            transformer_port, by_id, batch, conc, seconds, warmup, to_transformer
+                        )
             finally:
                 stop(transformer)
                 stop(predictor)
@@ -460,22 +601,27 @@ def by_customer_report(results: dict[tuple[str, int, int], dict[str, Any]]) -> N
     """The by-id figures next to the predictor alone's."""
     print(f"\n{'path':22} {'batch':>5} {'conc':>4} {'rows/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
     for (path, batch, conc), r in results.items():
-        print(f"{path:22} {batch:>5} {conc:>4} {r['rows_per_s']:>10.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
-              f"{r['errors']:>6}")
+        print(
+            f"{path:22} {batch:>5} {conc:>4} {r['rows_per_s']:>10.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+            f"{r['errors']:>6}"
+        )
     for batch in BATCHES:
         for conc in CONCURRENCY:
             alone = results[("predictor (features)", batch, conc)]
             via = results[("by id (transformer)", batch, conc)]
-            print(f"batch {batch:>2}, concurrency {conc:>2}: by id {via['rows_per_s']:.0f} rows/s = "
-                  f"{via['rows_per_s'] / alone['rows_per_s']:.2f} of the predictor alone; "
-                  f"p99 {via['p99_ms']:.2f} ms vs {alone['p99_ms']:.2f} ms")
+            print(
+                f"batch {batch:>2}, concurrency {conc:>2}: by id {via['rows_per_s']:.0f} rows/s = "
+                f"{via['rows_per_s'] / alone['rows_per_s']:.2f} of the predictor alone; "
+                f"p99 {via['p99_ms']:.2f} ms vs {alone['p99_ms']:.2f} ms"
+            )
 
 
 def main() -> None:
     """Benchmark modes: the whole comparison (default), the load generator, the Pipeline peer, by customer id."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", nargs="?", default="compare",
-                        choices=["compare", "load", "pipeline-peer", "by-customer"])
+    parser.add_argument(
+        "mode", nargs="?", default="compare", choices=["compare", "load", "pipeline-peer", "by-customer"]
+    )
     parser.add_argument("--model-uri", default=None)
     parser.add_argument("--peer-venv", type=Path, default=PEER_VENV)
     parser.add_argument("--servers", default="churnops,churnops-unbatched,kserve-pipeline,mlserver,mlserver-batching")
@@ -490,8 +636,13 @@ def main() -> None:
     parser.add_argument("--token", default="")
     args = parser.parse_args()
     if args.mode == "load":
-        print(json.dumps(run_load(args.port, Path(args.body).read_bytes(), args.concurrency, args.seconds,
-                                  args.warmup, args.token)))
+        print(
+            json.dumps(
+                run_load(
+                    args.port, Path(args.body).read_bytes(), args.concurrency, args.seconds, args.warmup, args.token
+                )
+            )
+        )
         return
     if args.mode == "by-customer":
         by_customer(args.model_uri, args.seconds, args.warmup)
@@ -512,8 +663,10 @@ def main() -> None:
             model_dir = demo_model(work / "stack")
         pipeline, frame, numeric = sample_rows(model_dir, 64)
         if not hasattr(pipeline.named_steps["model"], "get_booster"):
-            raise SystemExit(f"{model_dir} holds a {type(pipeline.named_steps['model']).__name__}: the benchmark "
-                             "and its inplace_predict ceiling are for the XGBoost churn model")
+            raise SystemExit(
+                f"{model_dir} holds a {type(pipeline.named_steps['model']).__name__}: the benchmark "
+                "and its inplace_predict ceiling are for the XGBoost churn model"
+            )
         bodies = {batch: v2_body(frame.head(batch), numeric) for batch in BATCHES}
         top = ceiling(pipeline, frame)
         results: dict[tuple[str, int, int], dict[str, Any]] = {}
@@ -523,8 +676,9 @@ def main() -> None:
             try:
                 for batch in BATCHES:
                     for conc in CONCURRENCY:
-                        results[(kind, batch, conc)] = measure(port, bodies[batch], batch, conc, args.seconds,
-                                                               args.warmup, bearer)
+                        results[(kind, batch, conc)] = measure(
+                            port, bodies[batch], batch, conc, args.seconds, args.warmup, bearer
+                        )
                         print(kind, batch, conc, json.dumps(results[(kind, batch, conc)]), flush=True)
             finally:
                 stop(process)

@@ -12,7 +12,6 @@ settings when it starts (:func:`churnops.platform.settings.settings_or_exit`): a
 the task with one line naming the variable and exit status 2.
 """
 
-
 from churnops.platform.settings import DEFAULT_COMPONENTS_IMAGE
 
 IMAGE = DEFAULT_COMPONENTS_IMAGE

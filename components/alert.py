@@ -3,7 +3,6 @@
 # pylint: disable=import-outside-toplevel
 # KFP runs only the function's own source in the task, so every import lives in the body.
 
-
 from kfp import dsl
 from kfp.dsl import PipelineTaskFinalStatus
 
@@ -27,7 +26,11 @@ def alert_on_failure(pipeline: str, status: PipelineTaskFinalStatus) -> bool:
     settings = settings_or_exit()
     setup_logging(settings)
     raised = alert_on_pipeline_failure(
-        settings, pipeline, status.state, status.pipeline_job_resource_name, status.pipeline_task_name,
+        settings,
+        pipeline,
+        status.state,
+        status.pipeline_job_resource_name,
+        status.pipeline_task_name,
         status.error_message,
     )
     return raised is not None

@@ -3,7 +3,6 @@
 # pylint: disable=import-outside-toplevel
 # KFP runs only the function's own source in the task, so every import lives in the body.
 
-
 from typing import NamedTuple
 
 from kfp import dsl
@@ -38,8 +37,15 @@ def online_features(data_ref: str) -> NamedTuple(  # type: ignore[valid-type]
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def drift_check(snapshot_commit: str, model_ref: str, retrain: bool) -> NamedTuple(  # type: ignore[valid-type]
-    "DriftOutputs", [("fired", bool), ("drifted_feature_share", float), ("report_uri", str),
-                     ("mlflow_run_id", str), ("retrain_run_id", str), ("retrained_version", str)]
+    "DriftOutputs",
+    [
+        ("fired", bool),
+        ("drifted_feature_share", float),
+        ("report_uri", str),
+        ("mlflow_run_id", str),
+        ("retrain_run_id", str),
+        ("retrained_version", str),
+    ],
 ):
     """Compare the online snapshot at `snapshot_commit` with the training features of the model
     version `model_ref` (an alias or a version; `production` by default): PSI per feature and for
@@ -63,13 +69,17 @@ def drift_check(snapshot_commit: str, model_ref: str, retrain: bool) -> NamedTup
     settings = settings_or_exit()
     setup_logging(settings)
     repo = open_repository(settings)
-    report = check_drift(settings, model_ref or "production", repo=repo,
-                         snapshot=load_snapshot(repo, snapshot_commit or None))
+    report = check_drift(
+        settings, model_ref or "production", repo=repo, snapshot=load_snapshot(repo, snapshot_commit or None)
+    )
     run_id, version = "", ""
     if report.fired and retrain:
         result = retrain_for(settings, report, repo=repo)
         run_id, version = result.parent_run_id, result.model_version or ""
-    outputs = namedtuple("DriftOutputs", ["fired", "drifted_feature_share", "report_uri", "mlflow_run_id",
-                                          "retrain_run_id", "retrained_version"])
-    return outputs(report.fired, report.drifted_feature_share, report.lake_uri or "", report.mlflow_run_id or "",
-                   run_id, version)
+    outputs = namedtuple(
+        "DriftOutputs",
+        ["fired", "drifted_feature_share", "report_uri", "mlflow_run_id", "retrain_run_id", "retrained_version"],
+    )
+    return outputs(
+        report.fired, report.drifted_feature_share, report.lake_uri or "", report.mlflow_run_id or "", run_id, version
+    )

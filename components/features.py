@@ -3,7 +3,6 @@
 # pylint: disable=import-outside-toplevel
 # KFP runs only the function's own source in the task, so every import lives in the body.
 
-
 from typing import NamedTuple
 
 from kfp import dsl

@@ -3,7 +3,6 @@
 # pylint: disable=import-outside-toplevel
 # KFP runs only the function's own source in the task, so every import lives in the body.
 
-
 from kfp import dsl
 from kfp.dsl import Input, Model
 
@@ -30,7 +29,10 @@ def register(parent_run_id: str, lineage: dict, winner: str, baseline: Input[Mod
 
     settings = settings_or_exit()
     setup_logging(settings)
-    models = {name: training.fitted_from_metadata(model.metadata) for name, model in
-              (("baseline", baseline), ("xgboost", challenger))}
-    return training.register_candidate(settings, parent_run_id, models[winner],
-                                       models["baseline"].metrics["test_roc_auc"], lineage)
+    models = {
+        name: training.fitted_from_metadata(model.metadata)
+        for name, model in (("baseline", baseline), ("xgboost", challenger))
+    }
+    return training.register_candidate(
+        settings, parent_run_id, models[winner], models["baseline"].metrics["test_roc_auc"], lineage
+    )

@@ -3,7 +3,6 @@
 # pylint: disable=import-outside-toplevel
 # KFP runs only the function's own source in the task, so every import lives in the body.
 
-
 from typing import NamedTuple
 
 from kfp import dsl
@@ -13,8 +12,7 @@ from components import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def score(data_ref: str, alias: str) -> NamedTuple(  # type: ignore[valid-type]
-    "ScoreOutputs", [("commit_id", str), ("data_commit", str), ("model_version", str), ("rows", int),
-                     ("cutoff", str)]
+    "ScoreOutputs", [("commit_id", str), ("data_commit", str), ("model_version", str), ("rows", int), ("cutoff", str)]
 ):
     """Score every customer active at the head of `data_ref` (a lake branch or commit; `main` by
     default) with the model holding registry alias `alias` (`production` by default), and publish

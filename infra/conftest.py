@@ -104,9 +104,16 @@ class RecordingMocks(pulumi.runtime.Mocks):
             return {"number": PROJECT_NUMBER, "projectId": self.run.project}
         if args.token == "gcp:kms/getKMSCryptoKeyVersion:getKMSCryptoKeyVersion":
             key = args.args["cryptoKey"]
-            return {"id": f"{key}/cryptoKeyVersions/1", "name": f"{key}/cryptoKeyVersions/1", "cryptoKey": key,
-                    "version": 1, "algorithm": "EC_SIGN_P256_SHA256", "protectionLevel": "HSM", "state": "ENABLED",
-                    "publicKeys": [{"pem": ATTESTOR_PEM, "algorithm": "EC_SIGN_P256_SHA256"}]}
+            return {
+                "id": f"{key}/cryptoKeyVersions/1",
+                "name": f"{key}/cryptoKeyVersions/1",
+                "cryptoKey": key,
+                "version": 1,
+                "algorithm": "EC_SIGN_P256_SHA256",
+                "protectionLevel": "HSM",
+                "state": "ENABLED",
+                "publicKeys": [{"pem": ATTESTOR_PEM, "algorithm": "EC_SIGN_P256_SHA256"}],
+            }
         raise AssertionError(f"unexpected invoke {args.token}")
 
 

@@ -62,8 +62,13 @@ SMALL = Resources()
 LARGE = Resources(cpu_request="1", cpu_limit="2", memory_request="2Gi", memory_limit="4Gi", timeout_seconds=90 * 60)
 
 
-def configure(task: PipelineTask, settings: Settings, resources: Resources = SMALL, network: bool = True,
-              display_name: str | None = None) -> PipelineTask:
+def configure(
+    task: PipelineTask,
+    settings: Settings,
+    resources: Resources = SMALL,
+    network: bool = True,
+    display_name: str | None = None,
+) -> PipelineTask:
     """Apply the common settings to ``task``.
 
     Every task has a timeout (``resources.timeout_seconds``). Caching is off for every task: each one
@@ -84,8 +89,9 @@ def configure(task: PipelineTask, settings: Settings, resources: Resources = SMA
     kubernetes.use_config_map_as_env(task, settings.pipeline_settings_config_map, {key: key for key in CONFIG_KEYS})
     kubernetes.use_secret_as_env(task, settings.pipeline_secret, dict(SECRET_KEYS))
     kubernetes.add_node_selector(task, label_key=NODE_POOL_LABEL, label_value=settings.pipeline_node_pool)
-    kubernetes.add_toleration(task, key=POOL_TAINT_KEY, operator="Equal", value=settings.pipeline_node_pool,
-                              effect="NoSchedule")
+    kubernetes.add_toleration(
+        task, key=POOL_TAINT_KEY, operator="Equal", value=settings.pipeline_node_pool, effect="NoSchedule"
+    )
     kubernetes.set_image_pull_policy(task, settings.image_pull_policy)
     kubernetes.set_timeout(task, resources.timeout_seconds)
     kubernetes.set_security_context(task, run_as_user=RUN_AS_USER, run_as_group=RUN_AS_USER, run_as_non_root=True)
@@ -101,5 +107,6 @@ def service_account(settings: Settings, pipeline: str) -> str:
     try:
         return settings.pipeline_service_accounts[pipeline]
     except KeyError as error:
-        raise ValueError(f"no service account is configured for pipeline {pipeline!r} "
-                         f"(CHURNOPS_PIPELINE_SERVICE_ACCOUNTS)") from error
+        raise ValueError(
+            f"no service account is configured for pipeline {pipeline!r} (CHURNOPS_PIPELINE_SERVICE_ACCOUNTS)"
+        ) from error

@@ -1,6 +1,5 @@
 """The drift pipeline (daily): publish the online feature snapshot, then check it for drift against production."""
 
-
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
@@ -39,7 +38,11 @@ def build() -> GraphComponent:
             snapshot = configure(online_features(data_ref=data_ref), settings, LARGE, display_name="online-features")
             # At compile time a component call is a PipelineTask; pylint sees the function's NamedTuple.
             published = snapshot.outputs["snapshot_commit"]  # pylint: disable=no-member
-            configure(drift_check(snapshot_commit=published, model_ref=model_ref, retrain=retrain), settings, LARGE,
-                      display_name="drift-check")
+            configure(
+                drift_check(snapshot_commit=published, model_ref=model_ref, retrain=retrain),
+                settings,
+                LARGE,
+                display_name="drift-check",
+            )
 
     return drift_pipeline

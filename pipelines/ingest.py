@@ -1,6 +1,5 @@
 """The ingest pipeline (hourly): ingest -> commit, under an exit handler that alerts on failure."""
 
-
 from datetime import timedelta
 
 from kfp import dsl
@@ -18,8 +17,10 @@ CRON = "0 5 * * * *"  # every hour at minute 5 (KFP cron has a leading seconds f
 SLOT_AFTER = timedelta(hours=1, minutes=5)
 
 
-def build(scheduled_time: str = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER,
-          created_time: str = dsl.PIPELINE_JOB_CREATE_TIME_UTC_PLACEHOLDER) -> GraphComponent:
+def build(
+    scheduled_time: str = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER,
+    created_time: str = dsl.PIPELINE_JOB_CREATE_TIME_UTC_PLACEHOLDER,
+) -> GraphComponent:
     """The ingest pipeline, whose ingest task gets ``scheduled_time`` and ``created_time`` (KFP's schedule-time
     and creation-time placeholders); its task settings are read from the settings now (at compile or
     local run time).

@@ -27,13 +27,16 @@ def run_local(name: str, params: dict[str, Any], pipeline_root: Path) -> dict[st
     """Run pipeline ``name`` with ``params`` locally; return its outputs (:class:`PipelineFailed` on failure)."""
     entry = get(name)
     pipeline_root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
-               raise_on_error=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
     try:
         with warnings.catch_warnings():
             # kfp.local warns, per task and run, that resource requests and limits have no effect locally.
-            warnings.filterwarnings("ignore", message=r"Task '.*': settings \[.*\] have no effect in the current "
-                                    r"local runner", category=UserWarning)
+            warnings.filterwarnings(
+                "ignore",
+                message=r"Task '.*': settings \[.*\] have no effect in the current "
+                r"local runner",
+                category=UserWarning,
+            )
             task: PipelineTask = entry.for_local(**params)
     except RuntimeError as error:
         raise PipelineFailed(f"pipeline {name} failed: {str(error).splitlines()[0] if str(error) else ''}") from error

@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,8 @@ import urllib3
 from churnops.errors import ConfigurationError, ServiceUnavailable
 from churnops.platform import cluster_proxy
 from churnops.platform.settings import Settings
-from pipelines.common import service_account
 from pipelines import ingest as ingest_pipeline
+from pipelines.common import service_account
 from pipelines.compile import compile_pipeline
 from pipelines.registry import get
 
@@ -67,8 +67,9 @@ def kfp_errors(endpoint: str) -> Iterator[None]:
     try:
         yield
     except kfp_server_api.ApiException as error:
-        raise ServiceUnavailable(f"KFP API at {endpoint} answered {error.status} {error.reason}"
-                                 f"{server_message(error)}") from error
+        raise ServiceUnavailable(
+            f"KFP API at {endpoint} answered {error.status} {error.reason}{server_message(error)}"
+        ) from error
     except (urllib3.exceptions.HTTPError, OSError, TimeoutError) as error:
         raise ServiceUnavailable(f"KFP API at {endpoint} unreachable: {type(error).__name__}") from error
 
@@ -102,8 +103,12 @@ def client(host: str | None, settings: Settings) -> kfp.Client:
         if cluster_proxy.is_proxied(endpoint):
             service = cluster_proxy.resolve(endpoint, settings.kubeconfig, settings.kube_context)
             cluster_proxy.probe(service, "/apis/v2beta1/healthz", f"KFP API at {endpoint}")
-            return kfp.Client(host=service.url, existing_token=service.token, ssl_ca_cert=service.ca_cert,
-                              verify_ssl=service.verify_ssl)
+            return kfp.Client(
+                host=service.url,
+                existing_token=service.token,
+                ssl_ca_cert=service.ca_cert,
+                verify_ssl=service.verify_ssl,
+            )
         return kfp.Client(host=endpoint)
 
 
@@ -111,8 +116,9 @@ def _experiment_id(api: kfp.Client, name: str) -> str:
     return str(api.create_experiment(name=name).experiment_id)
 
 
-def submit(name: str, params: dict[str, Any], settings: Settings, host: str | None = None,
-           components_image: str | None = None) -> Submitted:
+def submit(
+    name: str, params: dict[str, Any], settings: Settings, host: str | None = None, components_image: str | None = None
+) -> Submitted:
     """Start one run of pipeline ``name`` now."""
     api = client(host, settings)
     with tempfile.TemporaryDirectory() as tmp, kfp_errors(host or settings.kfp_host or ""):
@@ -138,8 +144,9 @@ def _pipeline_id(api: kfp.Client, name: str, create: bool) -> str | None:
     found = api.get_pipeline_id(display_name(name))
     if found or not create:
         return found
-    body = kfp_server_api.V2beta1Pipeline(display_name=display_name(name), name=display_name(name),
-                                          description=get(name).pipeline.description)
+    body = kfp_server_api.V2beta1Pipeline(
+        display_name=display_name(name), name=display_name(name), description=get(name).pipeline.description
+    )
     pipelines_api = api._pipelines_api  # pylint: disable=protected-access  # the client's own service API
     return str(pipelines_api.pipeline_service_create_pipeline(pipeline=body).pipeline_id)
 
@@ -157,13 +164,16 @@ def _uploaded(api: kfp.Client, name: str, version: str) -> tuple[str, str]:
     pipeline_id = _pipeline_id(api, name, create=False)
     version_id = _version_id(api, pipeline_id, version) if pipeline_id else None
     if pipeline_id is None or version_id is None:
-        raise NotUploaded(f"{display_name(name)} version {version!r} is not on the KFP server: "
-                          f"upload it first (churnops pipeline upload {name} --version {version})")
+        raise NotUploaded(
+            f"{display_name(name)} version {version!r} is not on the KFP server: "
+            f"upload it first (churnops pipeline upload {name} --version {version})"
+        )
     return pipeline_id, version_id
 
 
-def upload(name: str, version: str, settings: Settings, host: str | None = None,
-           components_image: str | None = None) -> Submitted:
+def upload(
+    name: str, version: str, settings: Settings, host: str | None = None, components_image: str | None = None
+) -> Submitted:
     """Upload pipeline ``name`` as version ``version`` (one per commit), creating the pipeline on first upload.
 
     Idempotent: when the version exists (a rebuild of the same commit, or a concurrent build that
@@ -179,8 +189,12 @@ def upload(name: str, version: str, settings: Settings, host: str | None = None,
             return Submitted(id=existing, name=label, created=False)
         package = compile_pipeline(name, Path(tmp), components_image)
         try:
-            result = api.upload_pipeline_version(str(package), pipeline_version_name=version, pipeline_id=pipeline_id,
-                                                 description=get(name).pipeline.description)
+            result = api.upload_pipeline_version(
+                str(package),
+                pipeline_version_name=version,
+                pipeline_id=pipeline_id,
+                description=get(name).pipeline.description,
+            )
         except kfp_server_api.ApiException as error:
             existing = _version_id(api, pipeline_id, version) if error.status == 409 else None
             if existing is None:
@@ -199,15 +213,22 @@ def _is(job: Any, version_id: str, cron: str, params: dict[str, Any], account: s
     reference = job.pipeline_version_reference
     trigger = job.trigger.cron_schedule if job.trigger else None
     config = job.runtime_config
-    return (reference is not None and reference.pipeline_version_id == version_id
-            and trigger is not None and trigger.cron == cron
-            and dict((config.parameters if config else None) or {}) == params
-            and (config.pipeline_root if config else None) == root
-            and job.service_account == account and int(job.max_concurrency or 0) == 1 and not job.no_catchup)
+    return (
+        reference is not None
+        and reference.pipeline_version_id == version_id
+        and trigger is not None
+        and trigger.cron == cron
+        and dict((config.parameters if config else None) or {}) == params
+        and (config.pipeline_root if config else None) == root
+        and job.service_account == account
+        and int(job.max_concurrency or 0) == 1
+        and not job.no_catchup
+    )
 
 
-def schedule(name: str, version: str, cron: str | None, params: dict[str, Any], settings: Settings,
-             host: str | None = None) -> Submitted:
+def schedule(
+    name: str, version: str, cron: str | None, params: dict[str, Any], settings: Settings, host: str | None = None
+) -> Submitted:
     """Make ``churnops-<name>`` the one recurring run of pipeline ``name``, on uploaded version ``version``.
 
     Created when absent; left alone when it already runs that version with that cron, parameters,
@@ -255,8 +276,14 @@ def _rfc3339(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def backfill(first: datetime, last: datetime, version: str, settings: Settings, host: str | None = None,
-             params: dict[str, Any] | None = None) -> Submitted:
+def backfill(
+    first: datetime,
+    last: datetime,
+    version: str,
+    settings: Settings,
+    host: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> Submitted:
     """Ingest hours ``first``..``last`` (inclusive, whole UTC hours) with uploaded version ``version``.
 
     A recurring run ``churnops-ingest-backfill-<first>-<last>`` on the ingest cron, from the slot of

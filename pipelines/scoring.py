@@ -1,6 +1,5 @@
 """The scoring pipeline (daily): the production model scores every active customer into ``predictions/``."""
 
-
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 

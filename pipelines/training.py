@@ -4,7 +4,6 @@ features -> train baseline and XGBoost in parallel -> evaluate (metrics, ROC, ga
 winner when the gate passes, under an exit handler that alerts on failure.
 """
 
-
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 

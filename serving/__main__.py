@@ -47,8 +47,11 @@ def parser() -> argparse.ArgumentParser:
     parsed.add_argument("--model_version", default=None, help="version label of a model loaded from a directory")
     parsed.add_argument("--host", default="127.0.0.1", help="interface to bind")
     parsed.add_argument("--max_batch_rows", type=int, default=DEFAULT_MAX_ROWS, help="largest batch accepted")
-    parsed.add_argument("--no_micro_batching", action="store_true",
-                        help="score every request alone (by default concurrent requests share one booster call)")
+    parsed.add_argument(
+        "--no_micro_batching",
+        action="store_true",
+        help="score every request alone (by default concurrent requests share one booster call)",
+    )
     return parsed
 
 
@@ -57,15 +60,27 @@ def main(argv: list[str] | None = None) -> None:
     args, _ = parser().parse_known_args(argv)
     settings = settings_or_exit()
     setup_logging(settings)
-    model = ChurnPredictor(args.model_name, args.model_uri,
-                           tracking_uri=args.tracking_uri or settings.mlflow_tracking_uri,
-                           model_version=args.model_version, max_rows=args.max_batch_rows,
-                           micro_batching=not args.no_micro_batching)
+    model = ChurnPredictor(
+        args.model_name,
+        args.model_uri,
+        tracking_uri=args.tracking_uri or settings.mlflow_tracking_uri,
+        model_version=args.model_version,
+        max_rows=args.max_batch_rows,
+        micro_batching=not args.no_micro_batching,
+    )
     model.load()
     auth = Authenticator.for_service(settings, settings.predictor_audience, settings.predictor_callers)
-    ChurnModelServer(auth, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers,
-                     max_threads=args.max_threads, enable_grpc=args.enable_grpc, enable_docs_url=False,
-                     enable_latency_logging=False).start([model])
+    ChurnModelServer(
+        auth,
+        host=args.host,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        workers=args.workers,
+        max_threads=args.max_threads,
+        enable_grpc=args.enable_grpc,
+        enable_docs_url=False,
+        enable_latency_logging=False,
+    ).start([model])
 
 
 if __name__ == "__main__":

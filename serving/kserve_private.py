@@ -39,20 +39,43 @@ class Private:
 
 
 MEMBERS: tuple[Private, ...] = (
-    Private(RESTServer, "_add_middlewares", "method", "overridden: authentication and the strict infer route "
-            "instead of kserve's timing middleware", ("self", "app"), called_by="create_application"),
-    Private(RESTServer, "_register_endpoints", "method", "overridden: the model metadata routes, repository "
-            "load/unload refused", ("self", "app"), called_by="create_application"),
-    Private(RESTServer, "_add_exception_handlers", "method", "overridden: JSON errors that repeat no client value",
-            ("self", "app"), called_by="create_application"),
+    Private(
+        RESTServer,
+        "_add_middlewares",
+        "method",
+        "overridden: authentication and the strict infer route instead of kserve's timing middleware",
+        ("self", "app"),
+        called_by="create_application",
+    ),
+    Private(
+        RESTServer,
+        "_register_endpoints",
+        "method",
+        "overridden: the model metadata routes, repository load/unload refused",
+        ("self", "app"),
+        called_by="create_application",
+    ),
+    Private(
+        RESTServer,
+        "_add_exception_handlers",
+        "method",
+        "overridden: JSON errors that repeat no client value",
+        ("self", "app"),
+        called_by="create_application",
+    ),
     Private(RESTServerMultiProcess, "_rest_server", "attribute", "replaced by the server's REST server (its host)"),
     Private(GRPCServer, "_data_plane", "attribute", "read: the servicer's data plane"),
     Private(GRPCServer, "_model_repository_extension", "attribute", "read: the servicer's repository extension"),
     Private(GRPCServer, "_kwargs", "attribute", "read: the message size limits"),
     Private(GRPCServer, "_port", "attribute", "read: the port to bind on the server's host"),
     Private(GRPCServer, "_server", "attribute", "set: the started aio server, which kserve stops"),
-    Private(ModelServer, "_register_and_check_atleast_one_model_is_ready", "method",
-            "called: register the models before the servers start", ("self", "models")),
+    Private(
+        ModelServer,
+        "_register_and_check_atleast_one_model_is_ready",
+        "method",
+        "called: register the models before the servers start",
+        ("self", "models"),
+    ),
     Private(ModelServer, "_serve", "method", "called: kserve's serving loop", ("self",)),
     Private(ModelServer, "_rest_server", "attribute", "set: the single-process REST server"),
     Private(ModelServer, "_rest_multiprocess_server", "attribute", "set: the multiprocess REST server"),

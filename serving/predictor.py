@@ -31,8 +31,8 @@ from serving.protocol import (
     OUTPUTS,
     PROBABILITY,
     TEXT,
-    Batch,
     BadRequest,
+    Batch,
     Decoder,
     StrictModel,
     TensorIn,
@@ -45,11 +45,17 @@ logger = logging.getLogger("churnops.serving")
 
 REQUESTS = Counter("churnops_serving_requests", "Inference requests by protocol and outcome", ["protocol", "outcome"])
 ROWS = Counter("churnops_serving_rows", "Rows scored")
-LATENCY = Histogram("churnops_serving_request_seconds", "Inference request latency (decode, score, encode)",
-                    ["protocol"], buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
-BOOSTER_ROWS = Histogram("churnops_serving_booster_call_rows",
-                        "Rows per booster call (the rows of the requests scored together)",
-                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096))
+LATENCY = Histogram(
+    "churnops_serving_request_seconds",
+    "Inference request latency (decode, score, encode)",
+    ["protocol"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+BOOSTER_ROWS = Histogram(
+    "churnops_serving_booster_call_rows",
+    "Rows per booster call (the rows of the requests scored together)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
+)
 
 
 class BatchHistogram:
@@ -59,8 +65,9 @@ class BatchHistogram:
     locked calls. This collector counts with numpy and exposes the usual ``_bucket``/``_count``/``_sum``.
     """
 
-    def __init__(self, name: str, documentation: str, bounds: Sequence[float],
-                 registry: CollectorRegistry | None = REGISTRY) -> None:
+    def __init__(
+        self, name: str, documentation: str, bounds: Sequence[float], registry: CollectorRegistry | None = REGISTRY
+    ) -> None:
         self.name = name
         self.documentation = documentation
         self.bounds = np.asarray(bounds, dtype=np.float64)
@@ -84,19 +91,33 @@ class BatchHistogram:
             cumulative = np.cumsum(self._counts)
             total = self._sum
         labels = [floatToGoString(bound) for bound in self.bounds] + ["+Inf"]
-        yield HistogramMetricFamily(self.name, self.documentation, sum_value=total,
-                                    buckets=[(label, float(count)) for label, count in zip(labels, cumulative)])
+        yield HistogramMetricFamily(
+            self.name,
+            self.documentation,
+            sum_value=total,
+            buckets=[(label, float(count)) for label, count in zip(labels, cumulative)],
+        )
 
 
-PROBABILITIES = BatchHistogram("churnops_serving_churn_probability", "Predicted churn probabilities (drift analysis)",
-                               bounds=tuple(round(0.05 * k, 2) for k in range(1, 21)))
+PROBABILITIES = BatchHistogram(
+    "churnops_serving_churn_probability",
+    "Predicted churn probabilities (drift analysis)",
+    bounds=tuple(round(0.05 * k, 2) for k in range(1, 21)),
+)
 
 
 class ChurnPredictor(Model, StrictModel):
     """Serves one churn model under ``name``; ``model_uri`` is a directory or ``models:/<name>@<alias>``."""
 
-    def __init__(self, name: str, model_uri: str, tracking_uri: str | None = None, model_version: str | None = None,
-                 max_rows: int = 4096, micro_batching: bool = True) -> None:
+    def __init__(
+        self,
+        name: str,
+        model_uri: str,
+        tracking_uri: str | None = None,
+        model_version: str | None = None,
+        max_rows: int = 4096,
+        micro_batching: bool = True,
+    ) -> None:
         super().__init__(name)
         self.micro_batching = micro_batching
         self.model_uri = model_uri
@@ -114,8 +135,13 @@ class ChurnPredictor(Model, StrictModel):
         if self.model.fast_path is not None and self.micro_batching:
             self.batcher = MicroBatcher(self.fast_predict, max_rows=max(self.max_rows, 256))
         self.ready = True
-        logger.info("loaded %s version %s (data commit %s), scoring with the %s", self.model.model_name,
-                    self.model.model_version, self.model.data_commit, self.scorer)
+        logger.info(
+            "loaded %s version %s (data commit %s), scoring with the %s",
+            self.model.model_name,
+            self.model.model_version,
+            self.model.data_commit,
+            self.scorer,
+        )
         return self.ready
 
     @property
@@ -131,19 +157,26 @@ class ChurnPredictor(Model, StrictModel):
     def parameters(self) -> dict[str, str]:
         """What every response and the model metadata carry: version, data commit, scorer."""
         assert self.model is not None
-        return {"model_version": self.model.model_version, "data_commit": self.model.data_commit,
-                "registered_model": self.model.model_name, "scorer": self.scorer}
+        return {
+            "model_version": self.model.model_version,
+            "data_commit": self.model.data_commit,
+            "registered_model": self.model.model_name,
+            "scorer": self.scorer,
+        }
 
     def get_input_types(self) -> list[dict[str, Any]]:
         """One rank-1 tensor per feature, in the feature spec's order (numeric FP64, categorical BYTES)."""
         assert self.model is not None
-        return ([{"name": name, "datatype": "FP64", "shape": [-1]} for name in self.model.numeric]
-                + [{"name": name, "datatype": TEXT, "shape": [-1]} for name in self.model.categorical])
+        return [{"name": name, "datatype": "FP64", "shape": [-1]} for name in self.model.numeric] + [
+            {"name": name, "datatype": TEXT, "shape": [-1]} for name in self.model.categorical
+        ]
 
     def get_output_types(self) -> list[dict[str, Any]]:
         """Churn probability (FP64) and label (INT64, probability >= 0.5) per row."""
-        return [{"name": PROBABILITY, "datatype": "FP64", "shape": [-1]},
-                {"name": LABEL, "datatype": "INT64", "shape": [-1]}]
+        return [
+            {"name": PROBABILITY, "datatype": "FP64", "shape": [-1]},
+            {"name": LABEL, "datatype": "INT64", "shape": [-1]},
+        ]
 
     def fast_predict(self, numeric: np.ndarray, categorical: Sequence[Sequence[str | None]]) -> np.ndarray:
         """One booster call through the fast path (counted in ``churnops_serving_booster_call_rows``)."""
@@ -165,8 +198,9 @@ class ChurnPredictor(Model, StrictModel):
         PROBABILITIES.observe_many(probability)
         return outputs_of(probability)
 
-    async def answer_rest(self, body: bytes, header_length: int | None,
-                          caller: str = "") -> tuple[bytes, int | None, int]:
+    async def answer_rest(
+        self, body: bytes, header_length: int | None, caller: str = ""
+    ) -> tuple[bytes, int | None, int]:
         """A REST infer body decoded strictly, scored (with the concurrent requests) and its response encoded."""
         del caller  # every allowed caller is served alike
         assert self.decoder is not None
@@ -175,8 +209,12 @@ class ChurnPredictor(Model, StrictModel):
         content, length = rest_response(self.name, self.version, self.parameters(), options, outputs)
         return content, length, batch.rows
 
-    async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None,
-                      response_headers: dict[str, str] | None = None) -> InferResponse:
+    async def predict(
+        self,
+        payload: InferRequest,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> InferResponse:
         """Score a kserve ``InferRequest`` (gRPC, or any caller of the kserve data plane)."""
         del headers, response_headers
         assert self.decoder is not None
@@ -186,9 +224,13 @@ class ChurnPredictor(Model, StrictModel):
         protocol = "grpc" if payload.from_grpc else "kserve"
         try:
             batch = self.decoder.batch(
-                TensorIn(str(tensor.name), str(tensor.datatype), list(tensor.shape) if tensor.shape is not None else [],
-                         values=None if getattr(tensor, "_raw_data", None) is not None else list(tensor.data or []),
-                         raw=getattr(tensor, "_raw_data", None))
+                TensorIn(
+                    str(tensor.name),
+                    str(tensor.datatype),
+                    list(tensor.shape) if tensor.shape is not None else [],
+                    values=None if getattr(tensor, "_raw_data", None) is not None else list(tensor.data or []),
+                    raw=getattr(tensor, "_raw_data", None),
+                )
                 for tensor in payload.inputs
             )
             requested = [output.name for output in payload.request_outputs or []]
@@ -207,9 +249,15 @@ class ChurnPredictor(Model, StrictModel):
             tensor.set_data_from_numpy(values, binary_data=False)
             tensors.append(tensor)
         self.observe(protocol, "ok", started, rows=batch.rows)
-        return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=tensors,
-                             model_version=self.version, parameters=self.parameters(), from_grpc=payload.from_grpc,
-                             use_binary_outputs=payload.use_binary_outputs)
+        return InferResponse(
+            response_id=payload.id or "",
+            model_name=self.name,
+            infer_outputs=tensors,
+            model_version=self.version,
+            parameters=self.parameters(),
+            from_grpc=payload.from_grpc,
+            use_binary_outputs=payload.use_binary_outputs,
+        )
 
     @staticmethod
     def observe(protocol: str, outcome: str, started: float, rows: int) -> None:

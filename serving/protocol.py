@@ -39,8 +39,24 @@ TENSOR_KEYS = frozenset({"name", "datatype", "shape", "data", "parameters"})
 DEFAULT_MAX_ROWS = 4096
 MAX_TEXT_BYTES = 1024
 # The protocol's datatypes: a client's datatype is shown only when it is one of these.
-DATATYPES = frozenset({"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-                       "FP16", "FP32", "FP64", "BYTES", "BF16"})
+DATATYPES = frozenset(
+    {
+        "BOOL",
+        "UINT8",
+        "UINT16",
+        "UINT32",
+        "UINT64",
+        "INT8",
+        "INT16",
+        "INT32",
+        "INT64",
+        "FP16",
+        "FP32",
+        "FP64",
+        "BYTES",
+        "BF16",
+    }
+)
 _NUMBER_TYPES = frozenset({int, float, type(None)})
 _TEXT_TYPES = frozenset({str})
 
@@ -87,8 +103,9 @@ class StrictModel(ABC):
         """The version a ``/versions/<v>/infer`` path must name (None: any)."""
 
     @abstractmethod
-    async def answer_rest(self, body: bytes, header_length: int | None,
-                          caller: str = "") -> tuple[bytes, int | None, int]:
+    async def answer_rest(
+        self, body: bytes, header_length: int | None, caller: str = ""
+    ) -> tuple[bytes, int | None, int]:
         """(response body, its JSON header's length when it has binary outputs, rows answered) for a REST
         infer body sent by ``caller`` (the authenticated account, empty when the server does not
         authenticate); :class:`BadRequest` or :class:`UpstreamError` when it cannot be answered."""
@@ -176,7 +193,7 @@ def text_elements(raw: bytes, label: str) -> list[bytes]:
         offset += 4
         if offset + length > len(raw):
             raise BadRequest(f"{label}: BYTES element {len(elements)} is longer than the data sent")
-        elements.append(raw[offset: offset + length])
+        elements.append(raw[offset : offset + length])
         offset += length
     return elements
 
@@ -185,8 +202,13 @@ class Decoder:
     """Turns request tensors into a :class:`Batch` for a model with these numeric and categorical inputs
     (and these outputs)."""
 
-    def __init__(self, numeric: Sequence[str], categorical: Sequence[str], max_rows: int = DEFAULT_MAX_ROWS,
-                 outputs: Sequence[str] = OUTPUTS) -> None:
+    def __init__(
+        self,
+        numeric: Sequence[str],
+        categorical: Sequence[str],
+        max_rows: int = DEFAULT_MAX_ROWS,
+        outputs: Sequence[str] = OUTPUTS,
+    ) -> None:
         self.numeric = tuple(numeric)
         self.categorical = tuple(categorical)
         self.max_rows = max_rows
@@ -213,13 +235,17 @@ class Decoder:
             if tensor.name not in self._numeric_position and tensor.name not in self._categorical_position:
                 unknown.append(position)
         if unknown:
-            raise BadRequest(f"unknown inputs at {', '.join(f'inputs[{p}]' for p in unknown[:5])}"
-                             f"{' and more' if len(unknown) > 5 else ''} (names the model does not have; "
-                             "the model metadata lists the inputs)")
+            raise BadRequest(
+                f"unknown inputs at {', '.join(f'inputs[{p}]' for p in unknown[:5])}"
+                f"{' and more' if len(unknown) > 5 else ''} (names the model does not have; "
+                "the model metadata lists the inputs)"
+            )
         missing = [name for name in (*self.numeric, *self.categorical) if name not in seen]
         if missing:
-            raise BadRequest(f"missing inputs {', '.join(missing[:5])}{' and more' if len(missing) > 5 else ''} "
-                             f"({len(missing)} of {len(self.numeric) + len(self.categorical)})")
+            raise BadRequest(
+                f"missing inputs {', '.join(missing[:5])}{' and more' if len(missing) > 5 else ''} "
+                f"({len(missing)} of {len(self.numeric) + len(self.categorical)})"
+            )
         rows = self._rows(seen.values())
         numeric = self._numeric_matrix([seen[name] for name in self.numeric], rows)
         categorical = [self._texts(seen[name], rows) for name in self.categorical]
@@ -245,8 +271,9 @@ class Decoder:
             if not isinstance(shape, list) or len(shape) != 1 or not _is_int(shape[0]):
                 raise BadRequest(f"{self.label(tensor.name)}: shape must be [rows], got {shape_shown(shape)}")
             if rows is not None and shape[0] != rows:
-                raise BadRequest(f"inputs disagree on the number of rows ({rows} and {shape[0]} "
-                                 f"for {self.label(tensor.name)})")
+                raise BadRequest(
+                    f"inputs disagree on the number of rows ({rows} and {shape[0]} for {self.label(tensor.name)})"
+                )
             rows = shape[0]
         assert rows is not None
         if rows < 1:
@@ -260,20 +287,24 @@ class Decoder:
         label = self.label(tensor.name)
         dtype = NUMERIC_TYPES.get(tensor.datatype)
         if dtype is None:
-            raise BadRequest(f"{label} is numeric: datatype must be FP64 (or FP32), "
-                             f"got {datatype_shown(tensor.datatype)}")
+            raise BadRequest(
+                f"{label} is numeric: datatype must be FP64 (or FP32), got {datatype_shown(tensor.datatype)}"
+            )
         if tensor.raw is not None:
             if len(tensor.raw) != rows * dtype.itemsize:
-                raise BadRequest(f"{label}: {len(tensor.raw)} bytes of data for shape [{rows}] "
-                                 f"{tensor.datatype} (expected {rows * dtype.itemsize})")
+                raise BadRequest(
+                    f"{label}: {len(tensor.raw)} bytes of data for shape [{rows}] "
+                    f"{tensor.datatype} (expected {rows * dtype.itemsize})"
+                )
             return np.frombuffer(tensor.raw, dtype=dtype).astype(np.float64)
         data = tensor.values if tensor.values is not None else []
         if len(data) != rows:
             raise BadRequest(f"{label}: {len(data)} values for shape [{rows}]")
         if not _NUMBER_TYPES.issuperset(map(type, data)):  # bool is not a number here
             position = next(i for i, value in enumerate(data) if type(value) not in _NUMBER_TYPES)
-            raise BadRequest(f"{label}: the value at position {position} is {kind(data[position])}, "
-                             "not a number (or null)")
+            raise BadRequest(
+                f"{label}: the value at position {position} is {kind(data[position])}, not a number (or null)"
+            )
         if tensor.datatype == "FP32":
             return np.array(data, dtype=np.float64).astype(np.float32).astype(np.float64)
         return data
@@ -281,10 +312,12 @@ class Decoder:
     def _texts(self, tensor: TensorIn, rows: int) -> list[str | None]:
         label = self.label(tensor.name)
         if tensor.datatype != TEXT:
-            raise BadRequest(f"{label} is categorical: datatype must be BYTES, "
-                             f"got {datatype_shown(tensor.datatype)}")
-        elements: list[Any] = text_elements(tensor.raw, label) if tensor.raw is not None else (
-            tensor.values if tensor.values is not None else [])
+            raise BadRequest(f"{label} is categorical: datatype must be BYTES, got {datatype_shown(tensor.datatype)}")
+        elements: list[Any] = (
+            text_elements(tensor.raw, label)
+            if tensor.raw is not None
+            else (tensor.values if tensor.values is not None else [])
+        )
         if len(elements) != rows:
             raise BadRequest(f"{label}: {len(elements)} values for shape [{rows}]")
         if _TEXT_TYPES.issuperset(map(type, elements)) and max(map(len, elements)) <= MAX_TEXT_BYTES:
@@ -299,8 +332,9 @@ class Decoder:
             elif value is not None and not isinstance(value, str):
                 raise BadRequest(f"{label}: the value at position {position} is {kind(value)}, not text (or null)")
             if value is not None and len(value) > MAX_TEXT_BYTES:
-                raise BadRequest(f"{label}: the value at position {position} is longer than {MAX_TEXT_BYTES} "
-                                 "characters")
+                raise BadRequest(
+                    f"{label}: the value at position {position} is longer than {MAX_TEXT_BYTES} characters"
+                )
             texts.append(value)
         return texts
 
@@ -315,8 +349,9 @@ class Decoder:
         """The tensors of a REST infer body as sent (each one's structure checked) and what it asks of the response."""
         json_part = body if header_length is None else body[:header_length]
         if header_length is not None and not 0 < header_length <= len(body):
-            raise BadRequest(f"Inference-Header-Content-Length {header_length} does not fit "
-                             f"a body of {len(body)} bytes")
+            raise BadRequest(
+                f"Inference-Header-Content-Length {header_length} does not fit a body of {len(body)} bytes"
+            )
         try:
             request = orjson.loads(json_part)
         except orjson.JSONDecodeError as exc:  # the parser's messages are fixed texts: they never quote the body
@@ -325,8 +360,9 @@ class Decoder:
             raise BadRequest("the body must be a JSON object with an 'inputs' list")
         extra = set(request) - REQUEST_KEYS
         if extra:
-            raise BadRequest(f"unknown request fields ({len(extra)}); a request holds only "
-                             f"{', '.join(sorted(REQUEST_KEYS))}")
+            raise BadRequest(
+                f"unknown request fields ({len(extra)}); a request holds only {', '.join(sorted(REQUEST_KEYS))}"
+            )
         inputs = request.get("inputs")
         if not isinstance(inputs, list) or not inputs:
             raise BadRequest("'inputs' must be a non-empty list of tensors")
@@ -347,8 +383,7 @@ class Decoder:
             raise BadRequest(f"{where}: 'parameters' must be an object")
         return value
 
-    def _rest_tensor(self, item: Any, position: int, body: bytes, offset: int,
-                     binary: bool) -> tuple[TensorIn, int]:
+    def _rest_tensor(self, item: Any, position: int, body: bytes, offset: int, binary: bool) -> tuple[TensorIn, int]:
         if not isinstance(item, dict):
             raise BadRequest(f"inputs[{position}] must be an object with name, datatype, shape and data")
         name = item.get("name")
@@ -356,8 +391,10 @@ class Decoder:
             raise BadRequest(f"inputs[{position}] needs a 'name' (text)")
         label = self.label(name, position)
         if not TENSOR_KEYS.issuperset(item):
-            raise BadRequest(f"{label}: unknown fields ({len(set(item) - TENSOR_KEYS)}); an input holds only "
-                             f"{', '.join(sorted(TENSOR_KEYS))}")
+            raise BadRequest(
+                f"{label}: unknown fields ({len(set(item) - TENSOR_KEYS)}); an input holds only "
+                f"{', '.join(sorted(TENSOR_KEYS))}"
+            )
         datatype, shape = item.get("datatype"), item.get("shape")
         if not isinstance(datatype, str):
             raise BadRequest(f"{label} needs a 'datatype' (text)")
@@ -377,7 +414,7 @@ class Decoder:
             raise BadRequest(f"{label}: binary_data_size must be a byte count, got {kind(size)}")
         if offset + size > len(body):
             raise BadRequest(f"{label}: binary_data_size {size} exceeds the data sent")
-        return TensorIn(name, datatype, shape, raw=body[offset: offset + size]), offset + size
+        return TensorIn(name, datatype, shape, raw=body[offset : offset + size]), offset + size
 
     def _options(self, request_id: Any, parameters: dict[str, Any], outputs: Any) -> RequestOptions:
         if request_id is not None and not isinstance(request_id, str):
@@ -394,8 +431,7 @@ class Decoder:
             if not isinstance(output, dict) or not isinstance(output.get("name"), str):
                 raise BadRequest(f"outputs[{position}] must be an object with a 'name'")
             check_outputs([*names, output["name"]], self.outputs)
-            flag = self._parameters(output.get("parameters"), f"outputs[{position}]").get("binary_data",
-                                                                                          default_binary)
+            flag = self._parameters(output.get("parameters"), f"outputs[{position}]").get("binary_data", default_binary)
             if not isinstance(flag, bool):
                 raise BadRequest("'binary_data' must be true or false")
             names.append(output["name"])
@@ -419,8 +455,13 @@ def bytes_tensor(texts: Iterable[str]) -> bytes:
     return b"".join(struct.pack("<I", len(data)) + data for data in (text.encode("utf-8") for text in texts))
 
 
-def rest_response(model_name: str, model_version: str | None, parameters: dict[str, str], options: RequestOptions,
-                  outputs: dict[str, tuple[str, np.ndarray]]) -> tuple[bytes, int | None]:
+def rest_response(
+    model_name: str,
+    model_version: str | None,
+    parameters: dict[str, str],
+    options: RequestOptions,
+    outputs: dict[str, tuple[str, np.ndarray]],
+) -> tuple[bytes, int | None]:
     """The REST response body and, when any output is binary, the JSON header's length."""
     tensors, raw = [], []
     for name in options.outputs:
@@ -433,8 +474,12 @@ def rest_response(model_name: str, model_version: str | None, parameters: dict[s
         else:
             tensor["data"] = values.tolist()
         tensors.append(tensor)
-    response: dict[str, Any] = {"model_name": model_name, "model_version": model_version, "outputs": tensors,
-                                "parameters": parameters}
+    response: dict[str, Any] = {
+        "model_name": model_name,
+        "model_version": model_version,
+        "outputs": tensors,
+        "parameters": parameters,
+    }
     if options.request_id is not None:
         response["id"] = options.request_id
     header = orjson.dumps(response)

@@ -44,8 +44,8 @@ import time
 from concurrent import futures
 from typing import Any
 
-import orjson
 import grpc
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse, Response
@@ -93,14 +93,15 @@ INTERNAL_ERROR = orjson.dumps({"error": INTERNAL_ERROR_MESSAGE})
 HANDLED_BY_KSERVE = (InferenceError, UnsupportedProtocol, GrpcException)
 NOT_READY = "the model is not ready to serve yet: retry later"
 NOT_IMPLEMENTED = "this method is not implemented by this server"
-REFUSED = Counter("churnops_auth_refusals", "Requests refused for want of an allowed caller, by status",
-                  ["status"])
+REFUSED = Counter("churnops_auth_refusals", "Requests refused for want of an allowed caller, by status", ["status"])
 CALLER = "churnops.caller"  # the ASGI scope key holding the authenticated caller's account
 OPEN_PATHS = frozenset({"/", "/metrics", "/v2/health/live", "/v2/health/ready"})
 GRPC_SERVICE = "/inference.GRPCInferenceService/"
 OPEN_RPCS = frozenset(GRPC_SERVICE + name for name in ("ServerLive", "ServerReady", "ModelReady"))
-NOT_V2 = ("the request does not follow the V2 (Open Inference) protocol: POST /v2/models/<name>/infer with "
-          "one tensor per input whose datatype and contents agree")
+NOT_V2 = (
+    "the request does not follow the V2 (Open Inference) protocol: POST /v2/models/<name>/infer with "
+    "one tensor per input whose datatype and contents agree"
+)
 
 
 def client_safe(exc: InvalidInput) -> str:
@@ -141,8 +142,12 @@ def is_probe(path: str) -> bool:
     if path in OPEN_PATHS:
         return True
     parts = path.split("/")
-    return (parts[:3] == ["", "v2", "models"] and parts[-1] == "ready" and all(parts[3:-1])
-            and (len(parts) == 5 or (len(parts) == 7 and parts[4] == "versions")))
+    return (
+        parts[:3] == ["", "v2", "models"]
+        and parts[-1] == "ready"
+        and all(parts[3:-1])
+        and (len(parts) == 5 or (len(parts) == 7 and parts[4] == "versions"))
+    )
 
 
 class Authenticate:  # pylint: disable=too-few-public-methods  # an ASGI middleware is one callable
@@ -180,8 +185,10 @@ class AuthInterceptor(aio.ServerInterceptor):  # pylint: disable=too-few-public-
     async def intercept_service(self, continuation: Any, handler_call_details: grpc.HandlerCallDetails) -> Any:
         if handler_call_details.method in OPEN_RPCS:
             return await continuation(handler_call_details)
-        authorization = next((str(value) for key, value in handler_call_details.invocation_metadata or ()
-                              if key == "authorization"), None)
+        authorization = next(
+            (str(value) for key, value in handler_call_details.invocation_metadata or () if key == "authorization"),
+            None,
+        )
         try:
             await self.auth.caller_async(authorization)
         except (Unauthenticated, PermissionDenied) as exc:
@@ -197,8 +204,13 @@ class AuthInterceptor(aio.ServerInterceptor):  # pylint: disable=too-few-public-
 
 
 async def _send(send: Send, status: int, body: bytes, headers: tuple[tuple[bytes, bytes], ...] = JSON_HEADERS) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -234,8 +246,10 @@ async def _http_error(_: Request, exc: Exception) -> Response:
 async def _validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     # where (positions and the request part; names the client chose are not repeated) and the error's type
-    problems = "; ".join(f"{'.'.join(_location_part(part) for part in e.get('loc', ()))}: {e.get('type', 'invalid')}"
-                         for e in exc.errors()[:3])
+    problems = "; ".join(
+        f"{'.'.join(_location_part(part) for part in e.get('loc', ()))}: {e.get('type', 'invalid')}"
+        for e in exc.errors()[:3]
+    )
     return error(400, f"invalid request: {problems}")
 
 
@@ -263,8 +277,14 @@ async def _repository_disabled(model_name: str) -> Response:
 class ChurnRESTServer(RESTServer):
     """kserve's REST server on ``host``, with the strict infer route and JSON errors."""
 
-    def __init__(self, *args: Any, host: str = "127.0.0.1", max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                 auth: Authenticator | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        host: str = "127.0.0.1",
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        auth: Authenticator | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.config.host = host
         self.max_body_bytes = max_body_bytes
@@ -300,8 +320,12 @@ class ChurnRESTServer(RESTServer):
         for prefix in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
             app.add_api_route(prefix, self.model_metadata, methods=["GET"], include_in_schema=False)
         for action in ("load", "unload"):  # the served model is fixed at start: no remote (un)loading
-            app.add_api_route(f"/v2/repository/models/{{model_name}}/{action}", _repository_disabled, methods=["POST"],
-                              include_in_schema=False)
+            app.add_api_route(
+                f"/v2/repository/models/{{model_name}}/{action}",
+                _repository_disabled,
+                methods=["POST"],
+                include_in_schema=False,
+            )
         super()._register_endpoints(app)
 
     def _add_exception_handlers(self, app: FastAPI) -> None:
@@ -312,8 +336,7 @@ class ChurnRESTServer(RESTServer):
         app.add_exception_handler(InvalidInput, _invalid_input)
         app.add_exception_handler(ModelNotFound, _model_not_found)
 
-    def _predictor(self, model_name: str, model_version: str | None = None,
-                   kind: type = ChurnPredictor) -> Any:
+    def _predictor(self, model_name: str, model_version: str | None = None, kind: type = ChurnPredictor) -> Any:
         """The ready model ``kind`` served as ``model_name`` (and ``model_version``), else the error response."""
         model = self.dataplane.model_registry.get_model(model_name)
         if model is None:
@@ -330,12 +353,20 @@ class ChurnRESTServer(RESTServer):
         model = self._predictor(model_name, model_version)
         if not isinstance(model, ChurnPredictor):
             return model
-        return ORJSONResponse({"name": model_name, "versions": [model.version], "platform": "xgboost",
-                               "inputs": model.get_input_types(), "outputs": model.get_output_types(),
-                               "parameters": model.parameters()})
+        return ORJSONResponse(
+            {
+                "name": model_name,
+                "versions": [model.version],
+                "platform": "xgboost",
+                "inputs": model.get_input_types(),
+                "outputs": model.get_output_types(),
+                "parameters": model.parameters(),
+            }
+        )
 
-    async def infer(self, model_name: str, model_version: str | None, scope: Scope, receive: Receive,
-                    send: Send) -> None:
+    async def infer(
+        self, model_name: str, model_version: str | None, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         """V2 inference (ASGI): the model decodes strictly, answers and encodes (JSON or binary)."""
         started = time.perf_counter()
         model = self._predictor(model_name, model_version, StrictModel)
@@ -345,8 +376,10 @@ class ChurnRESTServer(RESTServer):
         content_type, declared, raw_length = _infer_headers(scope)
         try:
             if content_type not in (BINARY_TYPES if raw_length is not None else JSON_TYPES):
-                raise UnsupportedMediaType("this content type is not supported: send application/json "
-                                           "(or application/octet-stream with Inference-Header-Content-Length)")
+                raise UnsupportedMediaType(
+                    "this content type is not supported: send application/json "
+                    "(or application/octet-stream with Inference-Header-Content-Length)"
+                )
             if declared.isdigit() and int(declared) > self.max_body_bytes:
                 raise PayloadTooLarge(f"the body is larger than {self.max_body_bytes} bytes")
             body = await self._body(receive)
@@ -360,8 +393,12 @@ class ChurnRESTServer(RESTServer):
             model.observe("rest", "bad_request", started, rows=0)
             logger.info("bad inference request: %s", str(exc)[:300])
             retry = getattr(exc, "retry_after_s", None)
-            await _send(send, exc.status, orjson.dumps({"error": str(exc)}),
-                        JSON_HEADERS if retry is None else JSON_HEADERS + ((b"retry-after", str(retry).encode()),))
+            await _send(
+                send,
+                exc.status,
+                orjson.dumps({"error": str(exc)}),
+                JSON_HEADERS if retry is None else JSON_HEADERS + ((b"retry-after", str(retry).encode()),),
+            )
             return
         except UpstreamError as exc:  # its message names the service and the failure, never a request value
             model.observe("rest", "error", started, rows=0)
@@ -370,16 +407,24 @@ class ChurnRESTServer(RESTServer):
         except Exception as exc:  # pylint: disable=broad-exception-caught  # a 500 in the protocol's shape, no trace
             model.observe("rest", "error", started, rows=0)
             # the type only: a message or traceback of the scorer can hold the request's values
-            logger.error("inference failed: %s (the request was valid; see churnops_serving_requests)",
-                         type(exc).__name__)
+            logger.error(
+                "inference failed: %s (the request was valid; see churnops_serving_requests)", type(exc).__name__
+            )
             await _send(send, 500, INTERNAL_ERROR)
             return
         model.observe("rest", "ok", started, rows=rows)
         if header_length is None:
             await _send(send, 200, content)
         else:
-            await _send(send, 200, content, ((b"content-type", b"application/octet-stream"),
-                                             (b"inference-header-content-length", str(header_length).encode())))
+            await _send(
+                send,
+                200,
+                content,
+                (
+                    (b"content-type", b"application/octet-stream"),
+                    (b"inference-header-content-length", str(header_length).encode()),
+                ),
+            )
 
     async def _body(self, receive: Receive) -> bytes | None:
         """The whole request body (None when the client disconnects); :class:`PayloadTooLarge` past the limit."""
@@ -404,17 +449,25 @@ class ChurnRESTServerMultiProcess(RESTServerMultiProcess):
         super().__init__(*args, **kwargs)
         stock = self._rest_server
         self._rest_server = ChurnRESTServer(
-            "kserve.model_server:app", stock.dataplane, stock.model_repository_extension, stock.config.port,
-            workers=stock.config.workers, grace_period=stock.config.timeout_graceful_shutdown,
-            event_loop=stock.config.loop, timeout_keep_alive=stock.config.timeout_keep_alive, host=host, auth=auth,
+            "kserve.model_server:app",
+            stock.dataplane,
+            stock.model_repository_extension,
+            stock.config.port,
+            workers=stock.config.workers,
+            grace_period=stock.config.timeout_graceful_shutdown,
+            event_loop=stock.config.loop,
+            timeout_keep_alive=stock.config.timeout_keep_alive,
+            host=host,
+            auth=auth,
         )
 
 
 class ClientSafeStatusInterceptor(ExceptionToStatusInterceptor):
     """kserve's exception-to-status mapping, without repeating (in the status or a log line) what the client sent."""
 
-    async def handle_exception(self, ex: Exception, request_or_iterator: Any, context: ServicerContext,
-                               method_name: str) -> None:
+    async def handle_exception(
+        self, ex: Exception, request_or_iterator: Any, context: ServicerContext, method_name: str
+    ) -> None:
         if isinstance(ex, InvalidInput):
             message = client_safe(ex)
             logger.info("bad inference request: %s", message)
@@ -442,12 +495,16 @@ class ChurnGRPCServer(GRPCServer):
 
     async def start(self, max_workers: int) -> None:
         servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
-        options = [(key, self._kwargs[key]) for key in ("grpc_max_send_message_length",
-                                                        "grpc_max_receive_message_length") if key in self._kwargs]
-        server = aio.server(futures.ThreadPoolExecutor(max_workers=max_workers),
-                            interceptors=((AuthInterceptor(self.auth),) if self.auth else ())
-                            + (ClientSafeStatusInterceptor(),),
-                            options=[(f"grpc.{key[len('grpc_'):]}", value) for key, value in options])
+        options = [
+            (key, self._kwargs[key])
+            for key in ("grpc_max_send_message_length", "grpc_max_receive_message_length")
+            if key in self._kwargs
+        ]
+        server = aio.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers),
+            interceptors=((AuthInterceptor(self.auth),) if self.auth else ()) + (ClientSafeStatusInterceptor(),),
+            options=[(f"grpc.{key[len('grpc_') :]}", value) for key, value in options],
+        )
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
         address = f"[{self.host}]:{self._port}" if ":" in self.host else f"{self.host}:{self._port}"
         server.add_insecure_port(address)
@@ -468,22 +525,37 @@ class ChurnModelServer(ModelServer):
     def start(self, models: list[Any]) -> None:
         """Register the models, start REST (one or ``workers`` processes) and gRPC, serve until a signal."""
         self._register_and_check_atleast_one_model_is_ready(models)
-        common = {"workers": self.workers, "grace_period": self.grace_period, "event_loop": self.event_loop,
-                  "timeout_keep_alive": self.timeout_keep_alive, "host": self.host, "auth": self.auth}
+        common = {
+            "workers": self.workers,
+            "grace_period": self.grace_period,
+            "event_loop": self.event_loop,
+            "timeout_keep_alive": self.timeout_keep_alive,
+            "host": self.host,
+            "auth": self.auth,
+        }
         if self.workers > 1:
             self._rest_multiprocess_server = ChurnRESTServerMultiProcess(
-                "kserve.model_server:app", self.dataplane, self.model_repository_extension, self.http_port, **common)
+                "kserve.model_server:app", self.dataplane, self.model_repository_extension, self.http_port, **common
+            )
             self.servers.append(self._rest_multiprocess_server.start())
         else:
             self._rest_server = ChurnRESTServer(
-                "kserve.model_server:app", self.dataplane, self.model_repository_extension, self.http_port, **common)
+                "kserve.model_server:app", self.dataplane, self.model_repository_extension, self.http_port, **common
+            )
             self.servers.append(self._rest_server.start())
         if self.enable_grpc:
             self._grpc_server = ChurnGRPCServer(
-                self.grpc_port, self.dataplane, self.model_repository_extension,
-                kwargs={"grpc_max_send_message_length": 64 * 1024 * 1024,
-                        "grpc_max_receive_message_length": 64 * 1024 * 1024},
-                grace_period=self.grace_period, host=self.host, auth=self.auth)
+                self.grpc_port,
+                self.dataplane,
+                self.model_repository_extension,
+                kwargs={
+                    "grpc_max_send_message_length": 64 * 1024 * 1024,
+                    "grpc_max_receive_message_length": 64 * 1024 * 1024,
+                },
+                grace_period=self.grace_period,
+                host=self.host,
+                auth=self.auth,
+            )
             self.servers.append(self._grpc_server.start(self.max_threads))
         self.setup_event_loop()
         self.register_signal_handler()

@@ -106,8 +106,11 @@ REFRESHES = Counter("churnops_transformer_snapshot_refreshes", "Online snapshot 
 CUTOFF = Gauge("churnops_transformer_snapshot_cutoff_seconds", "Cutoff of the served online snapshot (Unix time)")
 LIMITED = Counter("churnops_transformer_rate_limited", "Requests refused for their caller's ids-per-minute limit")
 REQUESTS = Counter("churnops_transformer_requests", "REST inference requests by outcome", ["outcome"])
-LATENCY = Histogram("churnops_transformer_request_seconds", "Inference request latency (predictor call included)",
-                    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0))
+LATENCY = Histogram(
+    "churnops_transformer_request_seconds",
+    "Inference request latency (predictor call included)",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
 HEADER_LENGTH = "inference-header-content-length"
 PREDICTOR_OUTPUTS = {PROBABILITY: np.dtype("<f8"), LABEL: np.dtype("<i8")}
 PREDICTOR_CONNECTIONS = 64  # keep-alive connections to the predictor, reused by every request
@@ -148,8 +151,11 @@ class SnapshotTable:
 
     def parameters(self) -> dict[str, str]:
         """Where the features of a response come from."""
-        return {"data_commit": self.snapshot.data_commit, "cutoff": self.snapshot.cutoff.isoformat(),
-                "snapshot_commit": self.snapshot.commit_id}
+        return {
+            "data_commit": self.snapshot.data_commit,
+            "cutoff": self.snapshot.cutoff.isoformat(),
+            "snapshot_commit": self.snapshot.commit_id,
+        }
 
     def find(self, tokens: list[str]) -> tuple[list[int], list[int], list[str]]:
         """(positions in ``tokens`` of the active customers, their snapshot rows, an error per token: empty
@@ -172,10 +178,13 @@ class SnapshotTable:
         categorical ones as BYTES in JSON (``null`` = missing); binary outputs asked."""
         spec, count = self.snapshot.spec, len(rows)
         size = {"binary_data_size": 8 * count}
-        inputs: list[dict[str, Any]] = [{"name": name, "datatype": "FP64", "shape": [count], "parameters": size}
-                                        for name in spec.numeric]
-        inputs += [{"name": name, "datatype": TEXT, "shape": [count], "data": values}
-                   for name, values in zip(spec.categorical, self.categorical[:, rows].tolist())]
+        inputs: list[dict[str, Any]] = [
+            {"name": name, "datatype": "FP64", "shape": [count], "parameters": size} for name in spec.numeric
+        ]
+        inputs += [
+            {"name": name, "datatype": TEXT, "shape": [count], "data": values}
+            for name, values in zip(spec.categorical, self.categorical[:, rows].tolist())
+        ]
         header = orjson.dumps({"inputs": inputs, "parameters": {"binary_data_output": True}})
         return header + self.numeric[:, rows].tobytes(), len(header)
 
@@ -210,9 +219,13 @@ class SnapshotStore:
         table = SnapshotTable.of(load_snapshot(self.repo, head))
         self._table = table  # one reference assignment: a request sees the old table or the new one
         CUTOFF.set(table.snapshot.cutoff.timestamp())
-        logger.info("online snapshot %s loaded: %d active customers at cutoff %s (data commit %s)",
-                    table.commit_id[:12], len(table.positions), table.snapshot.cutoff.isoformat(),
-                    table.snapshot.data_commit[:12])
+        logger.info(
+            "online snapshot %s loaded: %d active customers at cutoff %s (data commit %s)",
+            table.commit_id[:12],
+            len(table.positions),
+            table.snapshot.cutoff.isoformat(),
+            table.snapshot.data_commit[:12],
+        )
         return True
 
     def start(self) -> None:
@@ -234,8 +247,11 @@ class SnapshotStore:
                 REFRESHES.labels("swapped" if self.refresh() else "unchanged").inc()
             except ChurnopsError as exc:  # keep serving the snapshot held
                 REFRESHES.labels("failed").inc()
-                logger.warning("online snapshot refresh failed, still serving %s: %s",
-                               self._table.commit_id[:12] if self._table else "nothing", exc)
+                logger.warning(
+                    "online snapshot refresh failed, still serving %s: %s",
+                    self._table.commit_id[:12] if self._table else "nothing",
+                    exc,
+                )
 
 
 class CallerLimit:
@@ -256,8 +272,9 @@ class CallerLimit:
             LIMITED.inc()
             wait = max(1, math.ceil((ids - left) / self.rate))
             self._buckets[caller] = (left, now)
-            raise TooManyRequests(f"this caller asked about more than {self.per_minute} customer ids in a minute: "
-                                  f"retry in {wait} s", wait)
+            raise TooManyRequests(
+                f"this caller asked about more than {self.per_minute} customer ids in a minute: retry in {wait} s", wait
+            )
         self._buckets[caller] = (left - ids, now)
 
 
@@ -286,8 +303,9 @@ def customer_ids(tensors: list[TensorIn], max_rows: int) -> list[str]:
     tensor = tensors[0]
     if tensor.datatype != TEXT:
         raise BadRequest(f"input {CUSTOMER_ID!r} must be BYTES (UTF-8 text), not {datatype_shown(tensor.datatype)}")
-    values: list[Any] = (text_elements(tensor.raw, f"input {CUSTOMER_ID!r}") if tensor.raw is not None
-                         else tensor.values or [])
+    values: list[Any] = (
+        text_elements(tensor.raw, f"input {CUSTOMER_ID!r}") if tensor.raw is not None else tensor.values or []
+    )
     if len(tensor.shape) != 1 or tensor.shape[0] != len(values):
         raise BadRequest(f"input {CUSTOMER_ID!r} must have shape [rows] matching its {len(values)} elements")
     if not values:
@@ -312,13 +330,15 @@ def _predictor_outputs(content: bytes, length: str | None, rows: int) -> tuple[n
             if size is None:
                 values[output["name"]] = np.asarray(output["data"], dtype=dtype)
             else:
-                values[output["name"]] = np.frombuffer(content, dtype=dtype, count=size // dtype.itemsize,
-                                                       offset=offset)
+                values[output["name"]] = np.frombuffer(
+                    content, dtype=dtype, count=size // dtype.itemsize, offset=offset
+                )
                 offset += size
         probability, label = values[PROBABILITY], values[LABEL]
     except (ValueError, KeyError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
-        raise UpstreamError("the predictor's answer is not a V2 response with churn_probability and churn_label",
-                            500) from exc
+        raise UpstreamError(
+            "the predictor's answer is not a V2 response with churn_probability and churn_label", 500
+        ) from exc
     if probability.shape != (rows,) or label.shape != (rows,):
         raise UpstreamError(f"the predictor answered a number of rows other than the {rows} asked", 500)
     return probability, label, header
@@ -327,9 +347,15 @@ def _predictor_outputs(content: bytes, length: str | None, rows: int) -> tuple[n
 class CustomerTransformer(Model, StrictModel):
     """Answers churn risk by customer id: tokenize, look up the snapshot, ask the predictor ``name``."""
 
-    def __init__(self, name: str, settings: Settings, repo: DataRepository | None = None,  # pylint: disable=too-many-arguments,too-many-positional-arguments
-                 max_rows: int | None = None, predictor: PredictorConfig | None = None,
-                 tokens: TokenSource | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        repo: DataRepository | None = None,  # pylint: disable=too-many-arguments,too-many-positional-arguments
+        max_rows: int | None = None,
+        predictor: PredictorConfig | None = None,
+        tokens: TokenSource | None = None,
+    ) -> None:
         super().__init__(name)
         self.settings = settings
         self.max_rows = max_rows or settings.transformer_max_ids_per_request
@@ -370,13 +396,19 @@ class CustomerTransformer(Model, StrictModel):
         loop, config = asyncio.get_running_loop(), self.config
         if self._session is None or self._session[0] is not loop or self._session[1] is not config:
             bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-            connector = aiohttp.TCPConnector(limit=PREDICTOR_CONNECTIONS,
-                                             ssl=ssl.create_default_context(cafile=bundle) if bundle else True)
-            self._session = (loop, config, aiohttp.ClientSession(
-                base_url=config.predictor_base_url, connector=connector,
-                timeout=aiohttp.ClientTimeout(total=config.predictor_request_timeout_seconds)))
+            connector = aiohttp.TCPConnector(
+                limit=PREDICTOR_CONNECTIONS, ssl=ssl.create_default_context(cafile=bundle) if bundle else True
+            )
+            self._session = (
+                loop,
+                config,
+                aiohttp.ClientSession(
+                    base_url=config.predictor_base_url,
+                    connector=connector,
+                    timeout=aiohttp.ClientTimeout(total=config.predictor_request_timeout_seconds),
+                ),
+            )
         return self._session[2]
-
 
     def stop(self) -> None:
         """Stop the snapshot refresh thread and close the predictor client's connections (kserve's server
@@ -393,12 +425,15 @@ class CustomerTransformer(Model, StrictModel):
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
         """kserve's request path (its V1 route, or anything but ``POST /v2/models/<name>/infer``) is refused."""
         del payload, headers
-        error = BadRequest("this transformer speaks the V2 (Open Inference) protocol over REST: "
-                           f"POST /v2/models/<name>/infer with a {CUSTOMER_ID!r} BYTES tensor")
+        error = BadRequest(
+            "this transformer speaks the V2 (Open Inference) protocol over REST: "
+            f"POST /v2/models/<name>/infer with a {CUSTOMER_ID!r} BYTES tensor"
+        )
         raise InvalidInput(str(error)) from error
 
-    async def answer_rest(self, body: bytes, header_length: int | None,
-                          caller: str = "") -> tuple[bytes, int | None, int]:
+    async def answer_rest(
+        self, body: bytes, header_length: int | None, caller: str = ""
+    ) -> tuple[bytes, int | None, int]:
         """Decode the ids, spend them from ``caller``'s allowance, tokenize them, look them up in one snapshot,
         ask the predictor for the known active ones and answer every row in request order."""
         assert self.tokenizer is not None
@@ -423,8 +458,17 @@ class CustomerTransformer(Model, StrictModel):
                 parameters["registered_model"] = str(upstream["registered_model"])
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("by-customer rows=%d scored=%d snapshot=%s", len(ids), len(rows), table.commit_id[:12])
-        content, length = rest_response(self.name, model_version, parameters, options, {
-            PROBABILITY: ("FP64", probability), LABEL: ("INT64", label), ERROR: (TEXT, np.array(errors, dtype=object))})
+        content, length = rest_response(
+            self.name,
+            model_version,
+            parameters,
+            options,
+            {
+                PROBABILITY: ("FP64", probability),
+                LABEL: ("INT64", label),
+                ERROR: (TEXT, np.array(errors, dtype=object)),
+            },
+        )
         return content, length, len(ids)
 
     async def _ask_predictor(self, table: SnapshotTable, rows: list[int]) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -452,10 +496,16 @@ class CustomerTransformer(Model, StrictModel):
             if status >= 500:
                 raise UpstreamError(f"the predictor failed ({status})")
             if status in (401, 403):
-                raise UpstreamError(f"the predictor refused this transformer's identity ({status}): check "
-                                    "predictor_callers and predictor_audience", 500)
-            raise UpstreamError(f"the predictor refused the snapshot's feature rows ({status}): the snapshot's "
-                                "features do not match the served model's inputs", 500)
+                raise UpstreamError(
+                    f"the predictor refused this transformer's identity ({status}): check "
+                    "predictor_callers and predictor_audience",
+                    500,
+                )
+            raise UpstreamError(
+                f"the predictor refused the snapshot's feature rows ({status}): the snapshot's "
+                "features do not match the served model's inputs",
+                500,
+            )
         return _predictor_outputs(content, answer_length, len(rows))
 
     @staticmethod
@@ -475,8 +525,12 @@ def parser() -> argparse.ArgumentParser:
     """kserve's model-server arguments (``--predictor_host``, ``--model_name``, ...) plus the transformer's."""
     parsed = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__.splitlines()[0])
     parsed.add_argument("--host", default="127.0.0.1", help="interface to bind")
-    parsed.add_argument("--max_batch_rows", type=int, default=None,
-                        help="most customer ids in one request (default: transformer_max_ids_per_request)")
+    parsed.add_argument(
+        "--max_batch_rows",
+        type=int,
+        default=None,
+        help="most customer ids in one request (default: transformer_max_ids_per_request)",
+    )
     parsed.set_defaults(predictor_protocol=PredictorProtocol.REST_V2.value)
     return parsed
 
@@ -490,22 +544,40 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"the transformer asks the predictor over {PredictorProtocol.REST_V2.value} only")
     settings = settings_or_exit()
     setup_logging(settings)
-    predictor = PredictorConfig(args.predictor_host, args.predictor_protocol, args.predictor_use_ssl,
-                                args.predictor_request_timeout_seconds, args.predictor_request_retries)
+    predictor = PredictorConfig(
+        args.predictor_host,
+        args.predictor_protocol,
+        args.predictor_use_ssl,
+        args.predictor_request_timeout_seconds,
+        args.predictor_request_retries,
+    )
     tokens = TokenSource(settings, settings.predictor_audience, settings.transformer_account)
-    model = CustomerTransformer(args.model_name, settings, max_rows=args.max_batch_rows, predictor=predictor,
-                                tokens=tokens)
+    model = CustomerTransformer(
+        args.model_name, settings, max_rows=args.max_batch_rows, predictor=predictor, tokens=tokens
+    )
     started = time.perf_counter()
     try:
         model.load()
     except ChurnopsError as exc:
         raise SystemExit(f"the transformer cannot start: {exc}") from None
-    logger.info("transformer %s ready in %.1fs, predictor %s", args.model_name, time.perf_counter() - started,
-                args.predictor_host)
+    logger.info(
+        "transformer %s ready in %.1fs, predictor %s",
+        args.model_name,
+        time.perf_counter() - started,
+        args.predictor_host,
+    )
     auth = Authenticator.for_service(settings, settings.transformer_audience, settings.transformer_callers)
-    ChurnModelServer(auth, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port, workers=1,
-                     enable_grpc=False, enable_docs_url=False, enable_latency_logging=False,
-                     predictor_config=predictor).start([model])
+    ChurnModelServer(
+        auth,
+        host=args.host,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        workers=1,
+        enable_grpc=False,
+        enable_docs_url=False,
+        enable_latency_logging=False,
+        predictor_config=predictor,
+    ).start([model])
 
 
 if __name__ == "__main__":

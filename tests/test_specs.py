@@ -27,10 +27,17 @@ def test_the_readme_lists_every_spec_the_tests_use() -> None:
         "kfp/2.17.0/kubernetes_executor_config.proto",
         "kfp/2.14.3/pipeline_spec.proto",
         "kfp/2.14.3/kubernetes_executor_config.proto",
-        *(f"knative-serving-v1.18.2/{path}" for path in (
-            "pkg/queue/request_metric.go", "pkg/queue/sharedmain/main.go", "pkg/metrics/key.go",
-            "vendor/knative.dev/pkg/metrics/metricskey/constants.go", "vendor/knative.dev/pkg/metrics/utils.go",
-            "LICENSE")),
+        *(
+            f"knative-serving-v1.18.2/{path}"
+            for path in (
+                "pkg/queue/request_metric.go",
+                "pkg/queue/sharedmain/main.go",
+                "pkg/metrics/key.go",
+                "vendor/knative.dev/pkg/metrics/metricskey/constants.go",
+                "vendor/knative.dev/pkg/metrics/utils.go",
+                "LICENSE",
+            )
+        ),
     }
 
 

@@ -19,8 +19,13 @@ def auth_group() -> None:
 
 
 @auth_group.command("token")
-@click.option("--service", type=click.Choice(["predictor", "transformer"]), default="predictor", show_default=True,
-              help="The service whose audience the token names.")
+@click.option(
+    "--service",
+    type=click.Choice(["predictor", "transformer"]),
+    default="predictor",
+    show_default=True,
+    help="The service whose audience the token names.",
+)
 @click.option("--account", default=None, help="Local profile: the account the token names (default: client_account).")
 def token_command(service: str, account: str | None) -> None:
     """Print a bearer token for SERVICE (send it as ``Authorization: Bearer <token>``)."""

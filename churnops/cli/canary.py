@@ -13,9 +13,9 @@ from churnops.cli.deploy import cluster_for
 from churnops.deploy.canary import Canary, Prometheus, Thresholds, run_auto
 from churnops.deploy.release import resolve_model
 from churnops.errors import RegistryError
+from churnops.model import registry
 from churnops.platform.alerts import AlertSink
 from churnops.platform.settings import Settings, get_settings
-from churnops.model import registry
 
 HOLD_EXIT = 3
 
@@ -33,8 +33,9 @@ class RegistryAliases:
     def promote(self, version: str, note: str) -> None:
         """Point ``production`` at ``version`` (recorded as a promotion)."""
         client = registry.client_for(self.settings)
-        registry.assign_alias(client, self.settings.registered_model, "production", version, action="promote",
-                              note=note)
+        registry.assign_alias(
+            client, self.settings.registered_model, "production", version, action="promote", note=note
+        )
 
     def undo(self, version: str, note: str) -> None:
         """Give ``production`` back to its previous holder (recorded as a rollback), or remove it if none."""
@@ -103,11 +104,19 @@ def rollback(reason: str) -> None:
 
 
 @canary_group.command("auto")
-@click.option("--intervals", type=click.IntRange(min=1), default=None,
-              help="Windows analysed before a promotion (settings default).")
+@click.option(
+    "--intervals",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Windows analysed before a promotion (settings default).",
+)
 @click.option("--interval-s", type=click.FloatRange(min=0), default=None, help="Seconds between analyses.")
-@click.option("--deadline-s", type=click.FloatRange(min=0), default=None,
-              help="Roll back when there is no decision by then (settings default).")
+@click.option(
+    "--deadline-s",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Roll back when there is no decision by then (settings default).",
+)
 def auto(intervals: int | None, interval_s: float | None, deadline_s: float | None) -> None:
     """Analyse every window: roll back as soon as the canary is worse, promote after N healthy windows, roll
     back at the deadline without a decision. Production is on one revision when this ends."""

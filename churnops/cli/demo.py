@@ -49,11 +49,11 @@ from churnops.data.versioning import open_repository
 from churnops.errors import ServiceUnavailable
 from churnops.local import datagen
 from churnops.local.localstack import LocalStack
+from churnops.model import registry
 from churnops.platform.auth import TokenSource
 from churnops.platform.secrets import tokenization_key
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket, storage_client
-from churnops.model import registry
 from churnops.training.monitoring import check_drift
 from churnops.training.online import OnlineSnapshot, refresh_online_features
 from pipelines.local import PipelineFailed, run_local
@@ -167,14 +167,20 @@ def ingest_commits(settings: Settings) -> list[dict[str, Any]]:
     while commit is not None:
         info = repo.commit_info(commit)
         if "accounting" in info.metadata:
-            commits.append({"id": info.id, "hour": info.metadata.get("hour", ""),
-                            "accounting": json.loads(info.metadata["accounting"])})
+            commits.append(
+                {
+                    "id": info.id,
+                    "hour": info.metadata.get("hour", ""),
+                    "accounting": json.loads(info.metadata["accounting"]),
+                }
+            )
         commit = info.parents[0] if info.parents else None
     return commits[::-1]
 
 
-def replay_and_ingest(settings: Settings, hours: int, customers: int, anomaly_rate: float, seed: int,
-                      root: Path, summary: DemoSummary) -> list[str]:
+def replay_and_ingest(
+    settings: Settings, hours: int, customers: int, anomaly_rate: float, seed: int, root: Path, summary: DemoSummary
+) -> list[str]:
     """Generate activity, upload it hour by hour, run the ingest pipeline every BATCH_HOURS.
 
     Returns the generated customers' raw ids: they stay in memory, to ask the transformer by id as
@@ -183,8 +189,10 @@ def replay_and_ingest(settings: Settings, hours: int, customers: int, anomaly_ra
     now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
     start = now - timedelta(hours=hours + LATE_HOURS + 1)
     generated = datagen.generate(hours=hours, customers=customers, start=start, seed=seed, anomaly_rate=anomaly_rate)
-    click.echo(f"generated {len(generated.objects)} raw objects for {hours} h x {customers} customers "
-               f"({len(generated.anomalies)} injected anomalies)")
+    click.echo(
+        f"generated {len(generated.objects)} raw objects for {hours} h x {customers} customers "
+        f"({len(generated.anomalies)} injected anomalies)"
+    )
     client = storage_client(settings)
     ensure_bucket(client, settings.raw_bucket)
     by_arrival = datagen.objects_by_arrival(generated.objects)
@@ -198,8 +206,10 @@ def replay_and_ingest(settings: Settings, hours: int, customers: int, anomaly_ra
         summary.ingest_runs += 1
         summary.commits = ingest_commits(settings)
         acc = summary.totals()
-        click.echo(f"  [{offset + 1:3}/{total} h] ingest pipeline up to {_hour(hour)}: {len(summary.commits):3} lake "
-                   f"commits, rows published {acc['rows_published']:7}, quarantined {acc['rows_quarantined']:5}")
+        click.echo(
+            f"  [{offset + 1:3}/{total} h] ingest pipeline up to {_hour(hour)}: {len(summary.commits):3} lake "
+            f"commits, rows published {acc['rows_published']:7}, quarantined {acc['rows_quarantined']:5}"
+        )
     return [str(raw) for raw in generated.customers["customer_id"]]
 
 
@@ -207,8 +217,14 @@ def _run_promote(settings: Settings, env: dict[str, str], to: str) -> None:
     """``churnops model promote --to <to>``, exactly as a person types it."""
     churnops = Path(sys.executable).with_name("churnops")
     command = [str(churnops)] if churnops.exists() else [sys.executable, "-m", "churnops.cli.main"]
-    result = subprocess.run([*command, "model", "promote", "--to", to], env={**os.environ, **env},
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [*command, "model", "promote", "--to", to],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     if result.returncode != 0:
         raise click.ClickException(f"churnops model promote --to {to} failed: {result.stderr.strip()[-400:]}")
     click.echo(f"  $ churnops model promote --to {to}: {result.stdout.strip()}")
@@ -220,24 +236,37 @@ def train_and_promote(settings: Settings, env: dict[str, str], seed: int, root: 
     run_pipeline("training", {"seed": seed}, root)
     client = registry.client_for(settings)
     experiment = client.get_experiment_by_name(settings.mlflow_experiment)
-    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"],
-                              max_results=20) if experiment else []
-    summary.training_runs = [{"model": r.data.tags["model_type"], "run_id": r.info.run_id,
-                              **{k: round(v, 4) for k, v in r.data.metrics.items() if k.startswith("test_")}}
-                             for r in runs if "model_type" in r.data.tags]
+    runs = (
+        client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=20)
+        if experiment
+        else []
+    )
+    summary.training_runs = [
+        {
+            "model": r.data.tags["model_type"],
+            "run_id": r.info.run_id,
+            **{k: round(v, 4) for k, v in r.data.metrics.items() if k.startswith("test_")},
+        }
+        for r in runs
+        if "model_type" in r.data.tags
+    ]
     summary.versions = registry.describe(client, settings.registered_model)
     if registry.alias_holder(client, settings.registered_model, "candidate") is None:
         summary.gate_refused = True
         gate = next((r.data.tags["gate_passed"] for r in runs if "gate_passed" in r.data.tags), "?")
-        click.echo(f"  no candidate was registered (gate passed: {gate}): nothing to promote, serve or score; "
-                   "the training run in MLflow and the task logs say why")
+        click.echo(
+            f"  no candidate was registered (gate passed: {gate}): nothing to promote, serve or score; "
+            "the training run in MLflow and the task logs say why"
+        )
         return
     _run_promote(settings, env, "staging")
     _run_promote(settings, env, "production")
     summary.production_version = registry.alias_holder(client, settings.registered_model, "production")
     summary.versions = registry.describe(client, settings.registered_model)
-    summary.alias_history = [f"{e.at} {e.action:8} {e.alias:10} -> v{e.version} by {e.by}"
-                             for e in registry.all_events(client, settings.registered_model)]
+    summary.alias_history = [
+        f"{e.at} {e.action:8} {e.alias:10} -> v{e.version} by {e.by}"
+        for e in registry.all_events(client, settings.registered_model)
+    ]
 
 
 def _pidfile(settings: Settings, name: str) -> Path:
@@ -275,12 +304,18 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _serving_process(settings: Settings, env: dict[str, str], keep: bool, name: str, command: list[str],
-                     ready_url: str) -> Iterator[None]:
+def _serving_process(
+    settings: Settings, env: dict[str, str], keep: bool, name: str, command: list[str], ready_url: str
+) -> Iterator[None]:
     """Run ``command`` (a serving process) until the block ends, once ``ready_url`` answers; log to run/<name>.log."""
     log = (settings.state_dir / "run" / f"{name}.log").open("ab")
-    process = subprocess.Popen(command, env={**os.environ, **env, "OMP_NUM_THREADS": "1"},  # pylint: disable=consider-using-with
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, **env, "OMP_NUM_THREADS": "1"},  # pylint: disable=consider-using-with
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     _pidfile(settings, name).write_text(str(process.pid), encoding="utf-8")
     try:
         deadline = time.monotonic() + 120
@@ -311,8 +346,15 @@ def _serving_process(settings: Settings, env: dict[str, str], keep: bool, name: 
 def model_server(settings: Settings, env: dict[str, str], keep: bool) -> Iterator[str]:
     """The V2 model server on the production model, on 127.0.0.1; yields its base URL."""
     http_port, grpc_port = _free_port(), _free_port()
-    command = server_command(f"models:/{settings.registered_model}@production", http_port, grpc_port, 1,
-                             "127.0.0.1", MODEL_NAME, settings.mlflow_tracking_uri)
+    command = server_command(
+        f"models:/{settings.registered_model}@production",
+        http_port,
+        grpc_port,
+        1,
+        "127.0.0.1",
+        MODEL_NAME,
+        settings.mlflow_tracking_uri,
+    )
     url = f"http://127.0.0.1:{http_port}"
     with _serving_process(settings, env, keep, "model-server", command, f"{url}/v2/models/{MODEL_NAME}/ready"):
         yield url
@@ -330,10 +372,24 @@ def transformer(settings: Settings, env: dict[str, str], keep: bool, predictor_u
 
 def v2_request(rows: pd.DataFrame, numeric: list[str], categorical: list[str]) -> dict[str, Any]:
     """A V2 inference request with one named tensor per feature (nulls for missing values)."""
-    inputs = [{"name": name, "datatype": "FP64", "shape": [len(rows)],
-               "data": [None if pd.isna(v) else float(v) for v in rows[name]]} for name in numeric]
-    inputs += [{"name": name, "datatype": "BYTES", "shape": [len(rows)],
-                "data": [None if pd.isna(v) else str(v) for v in rows[name]]} for name in categorical]
+    inputs = [
+        {
+            "name": name,
+            "datatype": "FP64",
+            "shape": [len(rows)],
+            "data": [None if pd.isna(v) else float(v) for v in rows[name]],
+        }
+        for name in numeric
+    ]
+    inputs += [
+        {
+            "name": name,
+            "datatype": "BYTES",
+            "shape": [len(rows)],
+            "data": [None if pd.isna(v) else str(v) for v in rows[name]],
+        }
+        for name in categorical
+    ]
     return {"inputs": inputs}
 
 
@@ -342,22 +398,33 @@ def ask_server(url: str, settings: Settings, snapshot: OnlineSnapshot, summary: 
     the server allows); keep what the server answered."""
     auth = TokenSource(settings, settings.predictor_audience, settings.client_account).header()
     metadata = requests.get(f"{url}/v2/models/{MODEL_NAME}", timeout=10, headers=auth).json()
-    click.echo(f"  model metadata: {len(metadata['inputs'])} input tensors, outputs "
-               f"{[o['name'] for o in metadata['outputs']]}, parameters {metadata.get('parameters', {})}")
+    click.echo(
+        f"  model metadata: {len(metadata['inputs'])} input tensors, outputs "
+        f"{[o['name'] for o in metadata['outputs']]}, parameters {metadata.get('parameters', {})}"
+    )
     rows = snapshot.features.head(EXAMPLE_CUSTOMERS)
-    answer = requests.post(f"{url}/v2/models/{MODEL_NAME}/infer",
-                           json=v2_request(rows, list(snapshot.spec.numeric), list(snapshot.spec.categorical)),
-                           timeout=30, headers=auth)
+    answer = requests.post(
+        f"{url}/v2/models/{MODEL_NAME}/infer",
+        json=v2_request(rows, list(snapshot.spec.numeric), list(snapshot.spec.categorical)),
+        timeout=30,
+        headers=auth,
+    )
     answer.raise_for_status()
     body = answer.json()
     outputs = {o["name"]: o["data"] for o in body["outputs"]}
     for i, token in enumerate(rows.index):
-        summary.predictions.append({"customer_token": token, **{name: data[i] for name, data in outputs.items()},
-                                    "model_version": body.get("parameters", {}).get("model_version", "")})
+        summary.predictions.append(
+            {
+                "customer_token": token,
+                **{name: data[i] for name, data in outputs.items()},
+                "model_version": body.get("parameters", {}).get("model_version", ""),
+            }
+        )
 
 
-def ask_by_customer(url: str, settings: Settings, raw_ids: list[str], snapshot: OnlineSnapshot,
-                    summary: DemoSummary) -> None:
+def ask_by_customer(
+    url: str, settings: Settings, raw_ids: list[str], snapshot: OnlineSnapshot, summary: DemoSummary
+) -> None:
     """One V2 request by raw customer id, as a calling service sends it: the customers asked by features
     above, one known but not active, and one unknown. Keeps the answers under each customer's token."""
     tokenizer = Tokenizer(tokenization_key(settings))
@@ -367,16 +434,22 @@ def ask_by_customer(url: str, settings: Settings, raw_ids: list[str], snapshot: 
     asked = [by_token[token] for token in wanted if token in by_token] + [UNKNOWN_CUSTOMER]
     tokens = [tokenizer.token(raw) for raw in asked]
     auth = TokenSource(settings, settings.transformer_audience, settings.client_account).header()
-    answer = requests.post(f"{url}/v2/models/{MODEL_NAME}/infer", timeout=30, headers=auth, json={
-        "inputs": [{"name": "customer_id", "datatype": "BYTES", "shape": [len(asked)], "data": asked}]})
+    answer = requests.post(
+        f"{url}/v2/models/{MODEL_NAME}/infer",
+        timeout=30,
+        headers=auth,
+        json={"inputs": [{"name": "customer_id", "datatype": "BYTES", "shape": [len(asked)], "data": asked}]},
+    )
     answer.raise_for_status()
     body = answer.json()
     outputs = {o["name"]: o["data"] for o in body["outputs"]}
-    summary.by_customer = [{"customer_token": token, **{name: data[i] for name, data in outputs.items()}}
-                           for i, token in enumerate(tokens)]
+    summary.by_customer = [
+        {"customer_token": token, **{name: data[i] for name, data in outputs.items()}} for i, token in enumerate(tokens)
+    ]
     summary.by_customer_parameters = dict(body.get("parameters", {}))
-    click.echo(f"  by customer id: {len(asked)} ids asked, {sum(1 for r in summary.by_customer if not r['error'])} "
-               "scored")
+    click.echo(
+        f"  by customer id: {len(asked)} ids asked, {sum(1 for r in summary.by_customer if not r['error'])} scored"
+    )
 
 
 def read_predictions(settings: Settings, summary: DemoSummary) -> None:
@@ -386,7 +459,9 @@ def read_predictions(settings: Settings, summary: DemoSummary) -> None:
     table = repo.read_table(head, "predictions/").to_pandas()
     info = repo.commit_info(head)
     summary.predictions_table = {
-        "commit": head, "rows": len(table), "message": info.message,
+        "commit": head,
+        "rows": len(table),
+        "message": info.message,
         "model_versions": sorted(table["model_version"].astype(str).unique()) if "model_version" in table else [],
         "high_risk": int((table["churn_label"] == 1).sum()) if "churn_label" in table else None,
     }
@@ -396,11 +471,15 @@ def print_summary(settings: Settings, summary: DemoSummary, server_url: str | No
     """The closing printout."""
     acc = summary.totals()
     click.echo("\n== data (lake) ==")
-    click.echo(f"ingest pipeline runs {summary.ingest_runs}; ingest commits on main {len(summary.commits)} "
-               f"(latest {summary.commits[-1]['id'][:12] if summary.commits else '-'})")
-    click.echo(f"rows in {acc['rows_in']} = published {acc['rows_published']} + quarantined "
-               f"{acc['rows_quarantined']} + duplicates dropped {acc['duplicates_dropped']}; objects quarantined "
-               f"whole {acc['objects_quarantined']}")
+    click.echo(
+        f"ingest pipeline runs {summary.ingest_runs}; ingest commits on main {len(summary.commits)} "
+        f"(latest {summary.commits[-1]['id'][:12] if summary.commits else '-'})"
+    )
+    click.echo(
+        f"rows in {acc['rows_in']} = published {acc['rows_published']} + quarantined "
+        f"{acc['rows_quarantined']} + duplicates dropped {acc['duplicates_dropped']}; objects quarantined "
+        f"whole {acc['objects_quarantined']}"
+    )
     click.echo("alerts received: " + (", ".join(f"{k}={n}" for k, n in sorted(summary.alerts.items())) or "none"))
     click.echo("\n== training (MLflow) ==")
     if summary.training_runs:
@@ -413,8 +492,10 @@ def print_summary(settings: Settings, summary: DemoSummary, server_url: str | No
     if summary.predictions:
         click.echo(pd.DataFrame(summary.predictions).to_string(index=False))
     if summary.snapshot is not None:
-        click.echo(f"online snapshot: {len(summary.snapshot.features)} active customers at "
-                   f"{summary.snapshot.cutoff.isoformat()} (data commit {summary.snapshot.data_commit[:12]})")
+        click.echo(
+            f"online snapshot: {len(summary.snapshot.features)} active customers at "
+            f"{summary.snapshot.cutoff.isoformat()} (data commit {summary.snapshot.data_commit[:12]})"
+        )
     click.echo("\n== by customer id (transformer -> model server; raw ids sent, tokens shown) ==")
     if summary.by_customer:
         click.echo(pd.DataFrame(summary.by_customer).to_string(index=False))
@@ -423,12 +504,16 @@ def print_summary(settings: Settings, summary: DemoSummary, server_url: str | No
     click.echo("\n== batch scoring (lake) ==")
     table = summary.predictions_table
     if table:
-        click.echo(f"predictions table: {table['rows']} customers, model version(s) {table['model_versions']}, "
-                   f"{table['high_risk']} labelled churn, commit {table['commit'][:12]}")
+        click.echo(
+            f"predictions table: {table['rows']} customers, model version(s) {table['model_versions']}, "
+            f"{table['high_risk']} labelled churn, commit {table['commit'][:12]}"
+        )
     click.echo("\n== drift ==")
     if summary.drift:
-        click.echo(f"{summary.drift['verdict']}: {summary.drift['share']:.0%} of features drifted; "
-                   f"report {summary.drift['report']}")
+        click.echo(
+            f"{summary.drift['verdict']}: {summary.drift['share']:.0%} of features drifted; "
+            f"report {summary.drift['report']}"
+        )
     click.echo(f"\nMLflow UI: {settings.mlflow_tracking_uri}")
     if server_url:
         click.echo(f"model server: {server_url}/v2/models/{MODEL_NAME}")
@@ -451,12 +536,16 @@ def serve_score_and_check(  # pylint: disable=too-many-arguments,too-many-positi
     run_pipeline("scoring", {}, root)
     read_predictions(settings, summary)
     report = check_drift(settings, "production", snapshot=summary.snapshot)
-    summary.drift = {"verdict": "FIRED" if report.fired else "quiet", "share": report.drifted_feature_share,
-                     "report": report.lake_uri}
+    summary.drift = {
+        "verdict": "FIRED" if report.fired else "quiet",
+        "share": report.drifted_feature_share,
+        "report": report.lake_uri,
+    }
 
 
-def run_demo(settings: Settings, keep: bool, hours: int = 48, customers: int = 2000,
-             anomaly_rate: float = 0.05, seed: int = 7) -> DemoSummary:
+def run_demo(
+    settings: Settings, keep: bool, hours: int = 48, customers: int = 2000, anomaly_rate: float = 0.05, seed: int = 7
+) -> DemoSummary:
     """Run the demo; returns what it did."""
     settings = demo_settings(settings)
     stack = LocalStack(settings)
@@ -485,8 +574,10 @@ def run_demo(settings: Settings, keep: bool, hours: int = 48, customers: int = 2
         os.environ.clear()
         os.environ.update(saved)
         if keep:
-            click.echo(f"\nstack left running; MLflow UI: {settings.mlflow_tracking_uri}; "
-                       "stop it with: make stack-down (or churnops stack down)")
+            click.echo(
+                f"\nstack left running; MLflow UI: {settings.mlflow_tracking_uri}; "
+                "stop it with: make stack-down (or churnops stack down)"
+            )
         else:
             stack.down()
     return summary

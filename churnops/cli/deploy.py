@@ -42,10 +42,13 @@ def deploy_command(
     model_uri, model_version = release.resolve_model(settings, model_uri, model_version)
     if env == "production" and percent is not None and 0 < percent < 100 and not bootstrap and not smoke_url:
         # a production canary: started (and rolled back on any failure, with an alert) as `canary start` does
-        state = Canary(settings, cluster_for(settings)).start(percent, model_uri, model_version, AlertSink(settings),
-                                                              image=image)
-        click.echo(f"canary {state.canary} takes {state.canary_percent}% of production; stable {state.stable}; "
-                   "both revisions passed the smoke test")
+        state = Canary(settings, cluster_for(settings)).start(
+            percent, model_uri, model_version, AlertSink(settings), image=image
+        )
+        click.echo(
+            f"canary {state.canary} takes {state.canary_percent}% of production; stable {state.stable}; "
+            "both revisions passed the smoke test"
+        )
         return
     wanted = Release(env, image, model_uri, model_version, canary_percent=percent)  # type: ignore[arg-type]
     report = release.deploy(settings, cluster_for(settings), wanted, bootstrap=bootstrap, smoke_url=smoke_url)

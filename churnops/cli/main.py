@@ -14,32 +14,31 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime, timezone
-
 import traceback
+from datetime import datetime, timezone
 
 import click
 import pyarrow.parquet as pq
 from mlflow.exceptions import MlflowException
 
-from churnops.cli import privacy as cli_privacy
-from churnops.cli.auth import auth_group
-from churnops.cli import serve as cli_serve
-from churnops.cli import reproduce as cli_reproduce
-from churnops.cli import training as cli_training
-from churnops.errors import ChurnopsError, ConfigurationError
-from churnops.cli.online import drift_group, features_group
 from churnops.cli import demo
+from churnops.cli import privacy as cli_privacy
+from churnops.cli import reproduce as cli_reproduce
+from churnops.cli import serve as cli_serve
+from churnops.cli import training as cli_training
+from churnops.cli.auth import auth_group
 from churnops.cli.canary import canary_group
 from churnops.cli.deploy import deploy_command
+from churnops.cli.online import drift_group, features_group
 from churnops.cli.pipeline import pipeline_group
-from churnops.local import datagen
-from churnops.model import registry
 from churnops.data import ingest
-from churnops.local.localstack import LocalStack, require_services
-from churnops.platform.logs import Scrubber, setup_logging
 from churnops.data.versioning import open_repository
 from churnops.data.versioning.uri import read_uri
+from churnops.errors import ChurnopsError, ConfigurationError
+from churnops.local import datagen
+from churnops.local.localstack import LocalStack, require_services
+from churnops.model import registry
+from churnops.platform.logs import Scrubber, setup_logging
 from churnops.platform.settings import DEFAULT_SCRUB_IDENTIFIERS, get_settings
 from churnops.platform.storage import ensure_bucket, storage_client
 
@@ -192,8 +191,13 @@ def ingest_cmd(hour: datetime, lookback: int | None) -> None:
 
 @main.command("demo")
 @click.option("--keep", is_flag=True, help="Leave the local stack running afterwards.")
-@click.option("--hours", type=click.IntRange(min=40), default=48, show_default=True,
-              help="Hours of activity (training needs 24 h of history plus a 12 h label horizon).")
+@click.option(
+    "--hours",
+    type=click.IntRange(min=40),
+    default=48,
+    show_default=True,
+    help="Hours of activity (training needs 24 h of history plus a 12 h label horizon).",
+)
 @click.option("--customers", type=click.IntRange(min=50), default=2000, show_default=True)
 def demo_cmd(keep: bool, hours: int, customers: int) -> None:
     """Run the whole system end to end on the embedded local stack."""
@@ -240,14 +244,28 @@ def lake_log(ref: str, limit: int) -> None:
 def lake_show(ref: str) -> None:
     """One commit: id, parents, message and metadata (sources, accounting, versions)."""
     info = open_repository(get_settings()).commit_info(ref)
-    click.echo(json.dumps({"id": info.id, "parents": info.parents, "created_at": info.created_at.isoformat(),
-                           "message": info.message, "metadata": info.metadata}, indent=2))
+    click.echo(
+        json.dumps(
+            {
+                "id": info.id,
+                "parents": info.parents,
+                "created_at": info.created_at.isoformat(),
+                "message": info.message,
+                "metadata": info.metadata,
+            },
+            indent=2,
+        )
+    )
 
 
 @lake.command("read")
 @click.argument("uri")
-@click.option("--output", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write the object (or the table, as parquet) to this file instead of printing it.")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write the object (or the table, as parquet) to this file instead of printing it.",
+)
 @click.option("--limit", type=click.IntRange(0, 10_000), default=10, show_default=True, help="Rows to print.")
 def lake_read(uri: str, output: str | None, limit: int) -> None:
     """Read back what a recorded URI names (s3://REPO/REF/PATH or lakefs://REPO/REF/PATH), on either backend."""

@@ -19,9 +19,11 @@ def features_group() -> None:
 def features_online(data_commit: str | None) -> None:
     """Build the features of every active customer at the latest cutoff and commit them to the lake."""
     snapshot = refresh_online_features(get_settings(), data_commit)
-    click.echo(f"online features: {len(snapshot.features)} active customers ({len(snapshot.inactive)} inactive) "
-               f"at cutoff {snapshot.cutoff.isoformat()}, data commit {snapshot.data_commit[:12]}, "
-               f"lake commit {snapshot.commit_id[:12]} (branch features)")
+    click.echo(
+        f"online features: {len(snapshot.features)} active customers ({len(snapshot.inactive)} inactive) "
+        f"at cutoff {snapshot.cutoff.isoformat()}, data commit {snapshot.data_commit[:12]}, "
+        f"lake commit {snapshot.commit_id[:12]} (branch features)"
+    )
 
 
 @click.group("drift")
@@ -30,10 +32,20 @@ def drift_group() -> None:
 
 
 @drift_group.command("check")
-@click.option("--model", "model_ref", default="production", show_default=True, metavar="ALIAS|VERSION",
-              help="The model version whose training features are the reference.")
-@click.option("--refresh/--no-refresh", default=True, show_default=True,
-              help="Publish a fresh online snapshot from main's head first.")
+@click.option(
+    "--model",
+    "model_ref",
+    default="production",
+    show_default=True,
+    metavar="ALIAS|VERSION",
+    help="The model version whose training features are the reference.",
+)
+@click.option(
+    "--refresh/--no-refresh",
+    default=True,
+    show_default=True,
+    help="Publish a fresh online snapshot from main's head first.",
+)
 @click.option("--retrain", is_flag=True, help="When the check fires, train on main's head with the report as reason.")
 def drift_check(model_ref: str, refresh: bool, retrain: bool) -> None:
     """Compare the latest online snapshot with the training reference; exit 3 when drift fires."""
@@ -43,13 +55,17 @@ def drift_check(model_ref: str, refresh: bool, retrain: bool) -> None:
     report = check_drift(settings, model_ref)
     table = report.table()
     click.echo(table.head(15).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    click.echo(f"{report.model} v{report.version} vs snapshot at {report.cutoff} (data {report.data_commit[:12]}): "
-               f"{report.drifted_feature_share:.0%} of features drifted (PSI >= {report.threshold}; fires at "
-               f"{report.share:.0%}): {'FIRED' if report.fired else 'quiet'}")
+    click.echo(
+        f"{report.model} v{report.version} vs snapshot at {report.cutoff} (data {report.data_commit[:12]}): "
+        f"{report.drifted_feature_share:.0%} of features drifted (PSI >= {report.threshold}; fires at "
+        f"{report.share:.0%}): {'FIRED' if report.fired else 'quiet'}"
+    )
     click.echo(f"report: {report.lake_uri}  MLflow run {report.mlflow_run_id}")
     if report.fired and retrain:
         result = retrain_for(settings, report)
-        click.echo(f"retrained: run {result.parent_run_id}, gate {'passed' if result.gate.passed else 'refused'}"
-                   + (f", registered version {result.model_version}" if result.model_version else ""))
+        click.echo(
+            f"retrained: run {result.parent_run_id}, gate {'passed' if result.gate.passed else 'refused'}"
+            + (f", registered version {result.model_version}" if result.model_version else "")
+        )
     if report.fired:
         raise SystemExit(3)

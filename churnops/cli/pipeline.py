@@ -52,18 +52,23 @@ def parse_params(pairs: tuple[str, ...], name: str) -> dict[str, Any]:
         if not sep or not key:
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--param")
         if key not in inputs:
-            raise click.BadParameter(f"pipeline {name} has no parameter {key!r} (it has: {', '.join(sorted(inputs))})",
-                                     param_hint="--param")
+            raise click.BadParameter(
+                f"pipeline {name} has no parameter {key!r} (it has: {', '.join(sorted(inputs))})", param_hint="--param"
+            )
         params[key] = _typed(key, value, str(inputs[key].type))
     return params
 
 
-param_option = click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
-                            help="A pipeline argument (repeatable).")
+param_option = click.option(
+    "--param", "params", multiple=True, metavar="KEY=VALUE", help="A pipeline argument (repeatable)."
+)
 host_option = click.option("--host", default=None, metavar="URL", help="KFP API endpoint (default: CHURNOPS_KFP_HOST).")
-image_option = click.option("--components-image", default=None, metavar="IMAGE",
-                            help="Pin every task to this components image, e.g. a digest CI pushed "
-                                 "(default: CHURNOPS_COMPONENTS_IMAGE).")
+image_option = click.option(
+    "--components-image",
+    default=None,
+    metavar="IMAGE",
+    help="Pin every task to this components image, e.g. a digest CI pushed (default: CHURNOPS_COMPONENTS_IMAGE).",
+)
 
 
 @click.group("pipeline")
@@ -73,8 +78,12 @@ def pipeline_group() -> None:
 
 @pipeline_group.command("compile")
 @click.argument("name", type=NAME, required=False)
-@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=compiling.DEFAULT_OUTPUT,
-              show_default=True)
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=compiling.DEFAULT_OUTPUT,
+    show_default=True,
+)
 @image_option
 def compile_command(name: str | None, output_dir: Path, components_image: str | None) -> None:
     """Compile NAME (default: every pipeline) to YAML in --output-dir, and check it parses strictly."""
@@ -88,8 +97,12 @@ def compile_command(name: str | None, output_dir: Path, components_image: str | 
 @pipeline_group.command("run-local")
 @click.argument("name", type=NAME)
 @param_option
-@click.option("--pipeline-root", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where kfp.local keeps task outputs (default: <state_dir>/kfp).")
+@click.option(
+    "--pipeline-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where kfp.local keeps task outputs (default: <state_dir>/kfp).",
+)
 def run_local_command(name: str, params: tuple[str, ...], pipeline_root: Path | None) -> None:
     """Run NAME with kfp.local on the embedded local stack (start it with `churnops stack up`)."""
     settings = get_settings()
@@ -112,15 +125,24 @@ def submit_command(name: str, params: tuple[str, ...], host: str | None, compone
 
 @pipeline_group.command("schedule")
 @click.argument("name", type=NAME, required=False)
-@click.option("--version", "version", default=None,
-              help="The uploaded pipeline version the schedule runs (default: the code version, as upload names it).")
-@click.option("--cron", default=None, metavar="EXPR",
-              help="KFP cron: SIX fields, seconds first ('0 5 * * * *' = hourly at minute 5); a five-field "
-                   "expression is refused. Default: the pipeline's own schedule.")
+@click.option(
+    "--version",
+    "version",
+    default=None,
+    help="The uploaded pipeline version the schedule runs (default: the code version, as upload names it).",
+)
+@click.option(
+    "--cron",
+    default=None,
+    metavar="EXPR",
+    help="KFP cron: SIX fields, seconds first ('0 5 * * * *' = hourly at minute 5); a five-field "
+    "expression is refused. Default: the pipeline's own schedule.",
+)
 @param_option
 @host_option
-def schedule_command(name: str | None, version: str | None, cron: str | None, params: tuple[str, ...],
-                     host: str | None) -> None:
+def schedule_command(
+    name: str | None, version: str | None, cron: str | None, params: tuple[str, ...], host: str | None
+) -> None:
     """Make NAME's one recurring run on a KFP cluster run an uploaded version (created, or replaced when it
     differs); without NAME, every pipeline KFP schedules, each on its own cron (what CI runs after upload)."""
     if cron is not None:
@@ -149,8 +171,9 @@ def upload_command(name: str | None, version: str | None, host: str | None, comp
     settings = get_settings()
     for each in [name] if name else sorted(PIPELINES):
         uploaded = remote.upload(each, version or settings.code_version, settings, host, components_image)
-        click.echo(f"pipeline version {uploaded.id} ({uploaded.name}) "
-                   f"{'uploaded' if uploaded.created else 'already uploaded'}")
+        click.echo(
+            f"pipeline version {uploaded.id} ({uploaded.name}) {'uploaded' if uploaded.created else 'already uploaded'}"
+        )
 
 
 HOUR_FORMATS = ["%Y-%m-%dT%H", "%Y-%m-%dT%H:%M:%S"]
@@ -158,22 +181,42 @@ HOUR_FORMATS = ["%Y-%m-%dT%H", "%Y-%m-%dT%H:%M:%S"]
 
 @pipeline_group.command("backfill")
 @click.argument("name", type=click.Choice(["ingest"]))
-@click.option("--from", "first", type=click.DateTime(HOUR_FORMATS), required=True, metavar="HOUR",
-              help="First hour to ingest (UTC), e.g. 2026-11-01T05.")
-@click.option("--to", "last", type=click.DateTime(HOUR_FORMATS), required=True, metavar="HOUR",
-              help="Last hour to ingest (UTC), included.")
-@click.option("--version", "version", default=None,
-              help="The uploaded pipeline version to run (default: the code version).")
+@click.option(
+    "--from",
+    "first",
+    type=click.DateTime(HOUR_FORMATS),
+    required=True,
+    metavar="HOUR",
+    help="First hour to ingest (UTC), e.g. 2026-11-01T05.",
+)
+@click.option(
+    "--to",
+    "last",
+    type=click.DateTime(HOUR_FORMATS),
+    required=True,
+    metavar="HOUR",
+    help="Last hour to ingest (UTC), included.",
+)
+@click.option(
+    "--version", "version", default=None, help="The uploaded pipeline version to run (default: the code version)."
+)
 @param_option
 @host_option
-def backfill_command(name: str, first: datetime, last: datetime, version: str | None, params: tuple[str, ...],
-                     host: str | None) -> None:
+def backfill_command(
+    name: str, first: datetime, last: datetime, version: str | None, params: tuple[str, ...], host: str | None
+) -> None:
     """Run NAME once per hour from --from to --to on a KFP cluster, one after another, each with its hour's
     scheduled time (a recurring run over that range, with catch-up)."""
     settings = get_settings()
     try:
-        job = remote.backfill(first.replace(tzinfo=timezone.utc), last.replace(tzinfo=timezone.utc),
-                              version or settings.code_version, settings, host, parse_params(params, name))
+        job = remote.backfill(
+            first.replace(tzinfo=timezone.utc),
+            last.replace(tzinfo=timezone.utc),
+            version or settings.code_version,
+            settings,
+            host,
+            parse_params(params, name),
+        )
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--from/--to") from error
     hours = int((last - first).total_seconds() // 3600) + 1

@@ -55,10 +55,14 @@ def forget_command(customer_id: str) -> None:
         if branch.skipped:
             click.echo(f"  {branch.branch}: skipped ({branch.skipped}); the purge removes it")
             continue
-        click.echo(f"  {branch.branch}: commit={branch.commit_id or '-'} ({tables}; "
-                   f"{branch.files_rewritten} files rewritten, {branch.files_deleted} deleted)")
-    click.echo(f"history, the raw bucket, MLflow artifacts and pipeline datasets: removed by "
-               f"`churnops privacy purge` from {report.due_at} (docs/security.md)")
+        click.echo(
+            f"  {branch.branch}: commit={branch.commit_id or '-'} ({tables}; "
+            f"{branch.files_rewritten} files rewritten, {branch.files_deleted} deleted)"
+        )
+    click.echo(
+        f"history, the raw bucket, MLflow artifacts and pipeline datasets: removed by "
+        f"`churnops privacy purge` from {report.due_at} (docs/security.md)"
+    )
 
 
 @privacy_group.command("purge")
@@ -81,8 +85,12 @@ def purge_command() -> None:
 
 @privacy_group.command("export")
 @click.option("--customer-id", required=True, metavar="ID", help="The raw customer id ('-' reads it from stdin).")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the JSON document here (mode 0600) instead of standard output.")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the JSON document here (mode 0600) instead of standard output.",
+)
 def export_command(customer_id: str, output: Path | None) -> None:
     """Everything the lake holds about one customer, as one portable JSON document."""
     repo, tokenizer = _lake()

@@ -11,7 +11,6 @@ from churnops.local.localstack import require_services
 from churnops.platform.settings import get_settings
 from churnops.training.reproduce import DIFFERENT, Check, reproduce
 
-
 EXIT_DIFFERENT = 3
 
 
@@ -20,16 +19,26 @@ def _number(value: float) -> str:
 
 
 def _line(check: Check) -> str:
-    return (f"  {check.name:28} {_number(check.original):>10} {_number(check.reproduced):>10} "
-            f"{check.difference:+.2e}  {check.verdict}")
+    return (
+        f"  {check.name:28} {_number(check.original):>10} {_number(check.reproduced):>10} "
+        f"{check.difference:+.2e}  {check.verdict}"
+    )
 
 
 @click.command("reproduce")
 @click.argument("ref", metavar="MODEL@ALIAS|MODEL@VERSION|RUN_ID")
-@click.option("--tolerance", type=click.FloatRange(min=0), default=1e-9, show_default=True,
-              help="Largest absolute difference reported as 'within tolerance'.")
-@click.option("--current-settings", is_flag=True,
-              help="Take windows, horizon, cutoff step and minimum history from the current settings, not the record.")
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0),
+    default=1e-9,
+    show_default=True,
+    help="Largest absolute difference reported as 'within tolerance'.",
+)
+@click.option(
+    "--current-settings",
+    is_flag=True,
+    help="Take windows, horizon, cutoff step and minimum history from the current settings, not the record.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def reproduce_command(ref: str, tolerance: float, current_settings: bool, as_json: bool) -> None:
     """Retrain a model version (or run) from its data commit, parameters and seed, and compare.
@@ -44,8 +53,9 @@ def reproduce_command(ref: str, tolerance: float, current_settings: bool, as_jso
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         version = f" (version {report.version})" if report.version else ""
-        click.echo(f"reproduced {report.model_type} run {report.source_run_id}{version} on data commit "
-                   f"{report.data_commit}")
+        click.echo(
+            f"reproduced {report.model_type} run {report.source_run_id}{version} on data commit {report.data_commit}"
+        )
         click.echo(f"new run {report.run_id} (tag reproduces={report.source_run_id}); nothing registered")
         click.echo(f"  {'metric':28} {'original':>10} {'reproduced':>10} {'difference':>9}  verdict")
         for check in [*report.metrics, report.predictions]:

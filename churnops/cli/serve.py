@@ -22,11 +22,27 @@ import click
 from churnops.platform.settings import get_settings
 
 
-def server_command(model_uri: str, http_port: int, grpc_port: int, workers: int, host: str, model_name: str,
-                   tracking_uri: str | None) -> list[str]:
+def server_command(
+    model_uri: str, http_port: int, grpc_port: int, workers: int, host: str, model_name: str, tracking_uri: str | None
+) -> list[str]:
     """The ``python -m serving`` command line for these options."""
-    command = [sys.executable, "-m", "serving", "--model_uri", model_uri, "--http_port", str(http_port),
-               "--grpc_port", str(grpc_port), "--workers", str(workers), "--host", host, "--model_name", model_name]
+    command = [
+        sys.executable,
+        "-m",
+        "serving",
+        "--model_uri",
+        model_uri,
+        "--http_port",
+        str(http_port),
+        "--grpc_port",
+        str(grpc_port),
+        "--workers",
+        str(workers),
+        "--host",
+        host,
+        "--model_name",
+        model_name,
+    ]
     if tracking_uri:
         command += ["--tracking_uri", tracking_uri]
     return command
@@ -34,8 +50,21 @@ def server_command(model_uri: str, http_port: int, grpc_port: int, workers: int,
 
 def transformer_command(http_port: int, host: str, model_name: str, predictor: str) -> list[str]:
     """The ``python -m serving.transformer`` command line: V2 REST on ``http_port``, forwarding to ``predictor``."""
-    return [sys.executable, "-m", "serving.transformer", "--http_port", str(http_port), "--host", host,
-            "--model_name", model_name, "--predictor_host", predictor, "--predictor_protocol", "v2"]
+    return [
+        sys.executable,
+        "-m",
+        "serving.transformer",
+        "--http_port",
+        str(http_port),
+        "--host",
+        host,
+        "--model_name",
+        model_name,
+        "--predictor_host",
+        predictor,
+        "--predictor_protocol",
+        "v2",
+    ]
 
 
 def loopback_if_unspecified(host: str) -> str:
@@ -78,21 +107,41 @@ def run_together(commands: list[list[str]], env: dict[str, str]) -> int:
 
 
 @click.command("serve")
-@click.option("--model-uri", default=None, metavar="URI",
-              help="models:/<name>@<alias>, models:/<name>/<version> or a model directory. "
-                   "Default: models:/<registered model>@production.")
+@click.option(
+    "--model-uri",
+    default=None,
+    metavar="URI",
+    help="models:/<name>@<alias>, models:/<name>/<version> or a model directory. "
+    "Default: models:/<registered model>@production.",
+)
 @click.option("--http-port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 @click.option("--grpc-port", type=click.IntRange(1, 65535), default=8081, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="REST worker processes.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--model-name", default="churn", show_default=True, help="Name in the /v2/models/<name> paths.")
-@click.option("--by-customer", is_flag=True,
-              help="Also start the by-customer transformer (V2 requests with a customer_id tensor; features from "
-                   "the latest online snapshot in the lake) in front of the predictor.")
-@click.option("--transformer-port", type=click.IntRange(1, 65535), default=8090, show_default=True,
-              help="REST port of the transformer (with --by-customer).")
-def serve_command(model_uri: str | None, http_port: int, grpc_port: int, workers: int, host: str,
-                  model_name: str, by_customer: bool, transformer_port: int) -> None:
+@click.option(
+    "--by-customer",
+    is_flag=True,
+    help="Also start the by-customer transformer (V2 requests with a customer_id tensor; features from "
+    "the latest online snapshot in the lake) in front of the predictor.",
+)
+@click.option(
+    "--transformer-port",
+    type=click.IntRange(1, 65535),
+    default=8090,
+    show_default=True,
+    help="REST port of the transformer (with --by-customer).",
+)
+def serve_command(
+    model_uri: str | None,
+    http_port: int,
+    grpc_port: int,
+    workers: int,
+    host: str,
+    model_name: str,
+    by_customer: bool,
+    transformer_port: int,
+) -> None:
     """Serve the churn model over KServe V2 (REST and gRPC) until interrupted."""
     settings = get_settings()
     uri = model_uri or f"models:/{settings.registered_model}@production"
@@ -106,7 +155,9 @@ def serve_command(model_uri: str | None, http_port: int, grpc_port: int, workers
         raise click.BadParameter("must differ from the predictor's ports", param_hint="--transformer-port")
     local = loopback_if_unspecified(host)
     predictor = f"[{local}]:{http_port}" if ":" in local else f"{local}:{http_port}"
-    click.echo(f"by customer id on http://{host}:{transformer_port}/v2/models/{model_name}/infer "
-               f"(transformer -> predictor {predictor})")
+    click.echo(
+        f"by customer id on http://{host}:{transformer_port}/v2/models/{model_name}/infer "
+        f"(transformer -> predictor {predictor})"
+    )
     code = run_together([command, transformer_command(transformer_port, host, model_name, predictor)], env)
     raise SystemExit(code)

@@ -11,10 +11,10 @@ import math
 import click
 import pandas as pd
 
-from churnops.model import registry
-from churnops.training.evaluate import METRICS
 from churnops.local.localstack import require_services
+from churnops.model import registry
 from churnops.platform.settings import get_settings
+from churnops.training.evaluate import METRICS
 from churnops.training.train import train_from_commit
 
 # Columns of `runs compare`, in order; metrics are MLflow metric names of the per-model runs.
@@ -48,8 +48,10 @@ def train_command(data_commit: str | None, latest: bool, seed: int, actor: str |
     click.echo(table.map(_fmt).rename_axis("model").reset_index().to_string(index=False))
     click.echo(f"gate: {result.gate.summary}")
     if result.reproduced_version is not None:
-        click.echo(f"reproduces version {result.reproduced_version} (same data commit, code version, parameters "
-                   "and seed): nothing registered, no alias moved")
+        click.echo(
+            f"reproduces version {result.reproduced_version} (same data commit, code version, parameters "
+            "and seed): nothing registered, no alias moved"
+        )
     elif result.gate.passed:
         click.echo(f"gate passed: version {result.model_version} ({result.gate.winner}) is now 'candidate'")
     else:
@@ -117,8 +119,9 @@ ACTOR_HELP = "Who makes the change (default: CHURNOPS_ACTOR, the CI build, the s
 def model_promote(to: str, actor: str | None) -> None:
     """Move the version holding the previous alias (candidate or staging) to ``--to``."""
     settings = get_settings()
-    event = registry.promote(registry.client_for(settings), settings.registered_model, to,
-                             actor=registry.resolve_actor(settings, actor))
+    event = registry.promote(
+        registry.client_for(settings), settings.registered_model, to, actor=registry.resolve_actor(settings, actor)
+    )
     previous = f" (was version {event.from_version})" if event.from_version else ""
     click.echo(f"{settings.registered_model}: version {event.version} is now {to!r}{previous}")
 
@@ -128,10 +131,13 @@ def model_promote(to: str, actor: str | None) -> None:
 def model_rollback(actor: str | None) -> None:
     """Give 'production' back to the version that held it before the current one."""
     settings = get_settings()
-    event = registry.rollback(registry.client_for(settings), settings.registered_model,
-                              actor=registry.resolve_actor(settings, actor))
-    click.echo(f"{settings.registered_model}: 'production' rolled back from version {event.from_version} "
-               f"to version {event.version}")
+    event = registry.rollback(
+        registry.client_for(settings), settings.registered_model, actor=registry.resolve_actor(settings, actor)
+    )
+    click.echo(
+        f"{settings.registered_model}: 'production' rolled back from version {event.from_version} "
+        f"to version {event.version}"
+    )
 
 
 @model_group.command("show")

@@ -92,7 +92,15 @@ class AccountingError(DataContractError):
 
 # The contract's vocabulary, defined here only: the generator and the feature code import it.
 EVENT_TYPES: tuple[str, ...] = (
-    "page_view", "login", "logout", "search", "add_to_cart", "purchase", "support_contact", "video_play", "error",
+    "page_view",
+    "login",
+    "logout",
+    "search",
+    "add_to_cart",
+    "purchase",
+    "support_contact",
+    "video_play",
+    "error",
 )
 DEVICES: tuple[str, ...] = ("web", "ios", "android")
 PLANS: tuple[str, ...] = ("basic", "standard", "premium")
@@ -128,9 +136,7 @@ def _non_negative() -> list[pa.Check]:
     ]
 
 
-def _window_checks(
-    hour: datetime | None, now: datetime | None, tolerance: timedelta
-) -> list[pa.Check]:
+def _window_checks(hour: datetime | None, now: datetime | None, tolerance: timedelta) -> list[pa.Check]:
     """Checks that keep a record time inside its object's hour (± tolerance) and not in the future."""
     if hour is None or now is None:
         return []
@@ -314,7 +320,7 @@ def _parse_jsonl(text: bytes) -> ParsedObject:
     """
     _require_utf8(text)
     if text.startswith(codecs.BOM_UTF8):
-        text = text[len(codecs.BOM_UTF8):]
+        text = text[len(codecs.BOM_UTF8) :]
     lines = text.split(b"\n")
     while lines and not lines[-1].strip():  # the newline that ends the last line, trailing blank lines
         lines.pop()
@@ -322,7 +328,7 @@ def _parse_jsonl(text: bytes) -> ParsedObject:
     numbers: list[np.ndarray] = []
     malformed: list[tuple[int, str, str]] = []
     for start in range(0, len(lines), _JSONL_CHUNK):
-        chunk = lines[start:start + _JSONL_CHUNK]
+        chunk = lines[start : start + _JSONL_CHUNK]
         try:
             values = [loads(line) for line in chunk]
             if all(isinstance(value, dict) for value in values):
@@ -425,9 +431,7 @@ def _parse_csv(data: bytes) -> ParsedObject:
     malformed: list[tuple[int, str, str]] = []
     if bad:
         physical = io.StringIO(text, newline="").readlines()
-        malformed = [
-            (first, "".join(physical[first - 1:last]).rstrip("\r\n"), reason) for first, last, reason in bad
-        ]
+        malformed = [(first, "".join(physical[first - 1 : last]).rstrip("\r\n"), reason) for first, last, reason in bad]
     rows = pd.DataFrame(records, columns=header, dtype=object)
     return ParsedObject(
         rows=rows,
@@ -504,7 +508,8 @@ def _parse_jsonl_arrow(text: bytes, kind: str) -> ParsedObject | None:
         return None
     # The explicit schema adds every contract column; keep an all-null one only if its key is in the text.
     absent = [
-        name for name in _arrow_read_schema(kind).names
+        name
+        for name in _arrow_read_schema(kind).names
         if table.column(name).null_count == table.num_rows
         and not re.search(rb'"' + re.escape(name.encode()) + rb'"\s*:', text)
     ]
@@ -582,7 +587,7 @@ class _Reasons:
         ends = np.r_[starts[1:], len(rows)]
         joined = texts[starts].copy()
         for i in np.flatnonzero(ends - starts > 1):  # rows with more than one reason
-            joined[i] = "; ".join(texts[starts[i]:ends[i]])
+            joined[i] = "; ".join(texts[starts[i] : ends[i]])
         return pd.Series(joined, index=rows[starts])
 
 
@@ -786,13 +791,15 @@ def record_hours(rows: pd.DataFrame, kind: str) -> pd.Series:
         # strptime rolls an impossible date over (February 30th is March 1st): it must print back the same.
         exact = call("equal", [call("strftime", [parsed], pyarrow_compute.StrftimeOptions("%Y-%m-%dT%H")), prefix])
         fast = pd.Series(parsed.to_pandas(), index=rows.index).dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
-        done = (pyarrow_compute.fill_null(utc, False).to_numpy(zero_copy_only=False)
-                & pyarrow_compute.fill_null(exact, False).to_numpy(zero_copy_only=False))
+        done = pyarrow_compute.fill_null(utc, False).to_numpy(zero_copy_only=False) & pyarrow_compute.fill_null(
+            exact, False
+        ).to_numpy(zero_copy_only=False)
         hours[done] = fast[done]
         rest = ~done
     if rest.any():
-        times = pd.to_datetime(_naive_as_utc(normalised[rest]), format="ISO8601", utc=True, errors="coerce",
-                               cache=False)
+        times = pd.to_datetime(
+            _naive_as_utc(normalised[rest]), format="ISO8601", utc=True, errors="coerce", cache=False
+        )
         hours[rest] = times.dt.floor("h")
     return hours
 
@@ -824,8 +831,11 @@ class _RowChecker:
             work[name] = _naive_as_utc(normalised.column) if col.dtype == TIMESTAMP else normalised.column
             self.corrections.extend(normalised.corrections)
             self.to_coerce[name] = normalised.to_coerce
-            self._reject(name, normalised.rejected.index, [f"uncoercible value in column {name} ({type_name})"
-                                                          for type_name in normalised.rejected])
+            self._reject(
+                name,
+                normalised.rejected.index,
+                [f"uncoercible value in column {name} ({type_name})" for type_name in normalised.rejected],
+            )
         return work
 
     def _reject(self, name: str, rows: pd.Index | np.ndarray, texts: list[str]) -> None:

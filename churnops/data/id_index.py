@@ -99,10 +99,13 @@ class IdIndex:  # pylint: disable=too-many-instance-attributes  # the lake handl
             paths = [path for path in self.repo.list_paths(self.ref, f"{self.kind}/") if path.endswith(".parquet")]
             self._built = {}
             if paths:
-                table = self.repo.read_table(self.ref, f"{self.kind}/",
-                                             columns=[self.id_column, self.time_column, "_source_object"])
-                frame = keys(pd.Series(table.column(self.id_column).to_pylist(), dtype=object),
-                             table.column(self.time_column).to_pandas().dt.floor("h"))
+                table = self.repo.read_table(
+                    self.ref, f"{self.kind}/", columns=[self.id_column, self.time_column, "_source_object"]
+                )
+                frame = keys(
+                    pd.Series(table.column(self.id_column).to_pylist(), dtype=object),
+                    table.column(self.time_column).to_pandas().dt.floor("h"),
+                )
                 frame["source"] = pd.Series(table.column("_source_object").to_pylist(), dtype=object)[frame.index]
                 frame["segment"] = None
                 for hour, group in frame.groupby("hour"):
@@ -120,8 +123,11 @@ class IdIndex:  # pylint: disable=too-many-instance-attributes  # the lake handl
                     if not path.endswith(".parquet"):
                         continue
                     table = pq.read_table(io.BytesIO(self.repo.get_object(self.ref, path)), columns=_COLUMNS)
-                    frames.append(pd.DataFrame({name: table.column(name).to_numpy(zero_copy_only=False)
-                                                for name in _COLUMNS}, dtype=object).assign(segment=path))
+                    frames.append(
+                        pd.DataFrame(
+                            {name: table.column(name).to_numpy(zero_copy_only=False) for name in _COLUMNS}, dtype=object
+                        ).assign(segment=path)
+                    )
                     self.segments_read += 1
                     self.ids_read += table.num_rows
                 frame = pd.concat(frames, ignore_index=True)
@@ -140,16 +146,22 @@ class IdIndex:  # pylint: disable=too-many-instance-attributes  # the lake handl
             found.update(stored.loc[hit, "id"])
         return found
 
-    def changes(self, run_id: str, added: Mapping[str, pd.DataFrame], removed_sources: set[str],
-                removed_hours: Iterable[pd.Timestamp]) -> tuple[dict[str, bytes], list[str]]:
+    def changes(
+        self,
+        run_id: str,
+        added: Mapping[str, pd.DataFrame],
+        removed_sources: set[str],
+        removed_hours: Iterable[pd.Timestamp],
+    ) -> tuple[dict[str, bytes], list[str]]:
         """What a run writes to and deletes from the index: ``added`` (source object -> :func:`keys` of the
         ids it publishes) as one new segment per record hour, and the ids of ``removed_sources`` out of
         the segments of ``removed_hours`` (the record hours their partitions held)."""
         files: dict[str, bytes] = {}
         deleted: list[str] = []
         new = [frame.assign(source=source) for source, frame in added.items() if not frame.empty]
-        by_hour: dict[pd.Timestamp, pd.DataFrame] = dict(
-            list(pd.concat(new, ignore_index=True).groupby("hour"))) if new else {}
+        by_hour: dict[pd.Timestamp, pd.DataFrame] = (
+            dict(list(pd.concat(new, ignore_index=True).groupby("hour"))) if new else {}
+        )
         if self.bootstrapping:
             # A new index is written whole: every hour's published ids in one segment with the run's own.
             for hour, stored in self._build().items():

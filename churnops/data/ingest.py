@@ -43,9 +43,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from google.cloud import storage
 
-from churnops.data import contract, subjects
+from churnops.data import contract, id_index, subjects
 from churnops.data.contract import AccountingError
-from churnops.data import id_index
 from churnops.data.id_index import IdIndex
 from churnops.data.privacy import Tokenizer, apply_pii_policy
 from churnops.data.versioning import DataRepository, MergeConflict, NotFoundError, VersioningError, open_repository
@@ -132,8 +131,9 @@ class IngestReport:
             if obj.rows_in != obj.rows_published + obj.rows_quarantined + obj.duplicates_dropped + obj.rows_erased:
                 raise AccountingError(f"row accounting does not balance for {obj.name}: {asdict(obj)}")
         totals = self.accounting()
-        if totals["rows_in"] != (totals["rows_published"] + totals["rows_quarantined"] + totals["duplicates_dropped"]
-                                 + totals["rows_erased"]):
+        if totals["rows_in"] != (
+            totals["rows_published"] + totals["rows_quarantined"] + totals["duplicates_dropped"] + totals["rows_erased"]
+        ):
             raise AccountingError(f"row accounting does not balance: {totals}")
 
 
@@ -292,8 +292,10 @@ class IngestRun:
                 raise ValueError(ref.name)
             check_path(partition_path(ref, kind))
         except ValueError:
-            return (f"unrecognised object name: the contract expects {RAW_PREFIXES[kind]}/dt=YYYY-MM-DD/hr=HH/"
-                    f"<file>{'.jsonl.gz' if kind == contract.EVENTS else '.csv'}")
+            return (
+                f"unrecognised object name: the contract expects {RAW_PREFIXES[kind]}/dt=YYYY-MM-DD/hr=HH/"
+                f"<file>{'.jsonl.gz' if kind == contract.EVENTS else '.csv'}"
+            )
         return None
 
     def unknown_prefixes(self, hours: Iterable[datetime]) -> list[str]:
@@ -351,9 +353,7 @@ class IngestRun:
         # Unknown column names may be values (a CSV whose header row is missing): keep digests only.
         digests = {name: self.column_digest(name) for name in result.unknown_columns}
         report.unknown_columns = [digests[name] for name in result.unknown_columns]
-        report.corrections = [
-            {**asdict(c), "column": digests.get(c.column, c.column)} for c in result.corrections
-        ]
+        report.corrections = [{**asdict(c), "column": digests.get(c.column, c.column)} for c in result.corrections]
         if result.missing_required:
             report.status = "quarantined"
             report.reason = f"missing required column(s): {', '.join(result.missing_required)}"
@@ -436,9 +436,15 @@ class IngestRun:
             hours.update(times.to_pandas().dt.floor("h").dropna())
         return hours
 
-    def index_changes(self, indexes: dict[str, IdIndex], added: dict[str, dict[str, pd.DataFrame]],
-                      fresh: list[_Source], earlier: dict[str, set[str]], base: str,
-                      run_id: str) -> tuple[dict[str, bytes], list[str]]:
+    def index_changes(
+        self,
+        indexes: dict[str, IdIndex],
+        added: dict[str, dict[str, pd.DataFrame]],
+        fresh: list[_Source],
+        earlier: dict[str, set[str]],
+        base: str,
+        run_id: str,
+    ) -> tuple[dict[str, bytes], list[str]]:
         """The id index files this run writes and deletes: its published ids in (``added``: per kind,
         source object -> :func:`id_index.keys`), superseded objects' ids out."""
         files: dict[str, bytes] = {}
@@ -447,8 +453,9 @@ class IngestRun:
             superseded = {source.ref.name for source in fresh if source.kind == kind and source.earlier_markers}
             old_paths = {path for name in superseded for path in earlier.get(name, ())}
             if added[kind] or superseded or index.bootstrapping:
-                written, gone = index.changes(run_id, added[kind], superseded,
-                                              self._record_hours_of_partitions(old_paths, kind, base))
+                written, gone = index.changes(
+                    run_id, added[kind], superseded, self._record_hours_of_partitions(old_paths, kind, base)
+                )
                 files.update(written)
                 deleted.extend(gone)
         return files, deleted
@@ -464,14 +471,19 @@ class IngestRun:
         """
         for obj in report.objects:
             if obj.partition is not None:
-                table = pq.read_table(io.BytesIO(self.repo.get_object(ref, obj.partition)),
-                                      columns=["_source_object", "_source_generation"])
+                table = pq.read_table(
+                    io.BytesIO(self.repo.get_object(ref, obj.partition)),
+                    columns=["_source_object", "_source_generation"],
+                )
                 sources = set(table.column("_source_object").to_pylist())
                 generations = set(table.column("_source_generation").to_pylist())
-                if table.num_rows != obj.rows_published or (table.num_rows and (
-                        sources != {obj.name} or generations != {obj.generation})):
-                    raise AccountingError(f"the lake holds {table.num_rows} rows in {obj.partition}, "
-                                          f"the run published {obj.rows_published} from {obj.name}")
+                if table.num_rows != obj.rows_published or (
+                    table.num_rows and (sources != {obj.name} or generations != {obj.generation})
+                ):
+                    raise AccountingError(
+                        f"the lake holds {table.num_rows} rows in {obj.partition}, "
+                        f"the run published {obj.rows_published} from {obj.name}"
+                    )
         for path in deleted:
             if self._exists(ref, path):
                 raise AccountingError(f"superseded partition {path} is still in the lake")
@@ -500,29 +512,61 @@ class IngestRun:
         drift = [o for o in objs if o.unknown_columns]
         bad_rows = [o for o in objs if o.rows_quarantined and o not in missing]
         dups = [o for o in objs if o.duplicates_dropped]
-        emit("unknown_prefix", "objects lie under prefixes the contract does not know; no run will ingest them",
-             report.unknown_prefixes, {"prefixes": len(report.unknown_prefixes)})
-        emit("unrecognised_object", "object names do not follow the contract; quarantined whole, not read",
-             names(unrecognised), {"objects": len(unrecognised)})
-        emit("unreadable_object", "objects could not be read and were quarantined whole", names(unreadable),
-             {"objects": len(unreadable)})
-        emit("missing_required_column", "objects lack a required column and were quarantined whole", names(missing),
-             {"objects": len(missing), "rows": sum(o.rows_in for o in missing)})
+        emit(
+            "unknown_prefix",
+            "objects lie under prefixes the contract does not know; no run will ingest them",
+            report.unknown_prefixes,
+            {"prefixes": len(report.unknown_prefixes)},
+        )
+        emit(
+            "unrecognised_object",
+            "object names do not follow the contract; quarantined whole, not read",
+            names(unrecognised),
+            {"objects": len(unrecognised)},
+        )
+        emit(
+            "unreadable_object",
+            "objects could not be read and were quarantined whole",
+            names(unreadable),
+            {"objects": len(unreadable)},
+        )
+        emit(
+            "missing_required_column",
+            "objects lack a required column and were quarantined whole",
+            names(missing),
+            {"objects": len(missing), "rows": sum(o.rows_in for o in missing)},
+        )
         columns = sorted({c for o in drift for c in o.unknown_columns})
-        emit("schema_drift", f"{len(columns)} unknown column(s) were left out of the published data (names are "
-             f"withheld, they may be data: {', '.join(columns)} are keyed digests; see the raw objects)",
-             names(drift), {"objects": len(drift), "columns": len(columns)})
-        emit("quarantined_rows", "rows failed the contract and were quarantined", names(bad_rows),
-             {"rows": sum(o.rows_quarantined for o in bad_rows)})
-        emit("duplicates_dropped", "duplicate ids were dropped", names(dups),
-             {"rows": sum(o.duplicates_dropped for o in dups)})
+        emit(
+            "schema_drift",
+            f"{len(columns)} unknown column(s) were left out of the published data (names are "
+            f"withheld, they may be data: {', '.join(columns)} are keyed digests; see the raw objects)",
+            names(drift),
+            {"objects": len(drift), "columns": len(columns)},
+        )
+        emit(
+            "quarantined_rows",
+            "rows failed the contract and were quarantined",
+            names(bad_rows),
+            {"rows": sum(o.rows_quarantined for o in bad_rows)},
+        )
+        emit(
+            "duplicates_dropped",
+            "duplicate ids were dropped",
+            names(dups),
+            {"rows": sum(o.duplicates_dropped for o in dups)},
+        )
         corrected = [o for o in objs if o.corrections]
         fixes: Counter[str] = Counter()
         for obj in corrected:
             for correction in obj.corrections:
                 fixes[str(correction["kind"])] += int(str(correction["rows"]))
-        emit("auto_corrected", "values were corrected to fit the contract: " + ", ".join(sorted(fixes)),
-             names(corrected), dict(fixes))
+        emit(
+            "auto_corrected",
+            "values were corrected to fit the contract: " + ", ".join(sorted(fixes)),
+            names(corrected),
+            dict(fixes),
+        )
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -555,8 +599,7 @@ class IngestRun:
             self._drop_branch(staged.branch)
             raise
         self._drop_branch(staged.branch)
-        log.info("ingest published",
-                 extra={"hour": report.hour, "commit": report.commit_id, **report.accounting()})
+        log.info("ingest published", extra={"hour": report.hour, "commit": report.commit_id, **report.accounting()})
         return report
 
     def stage_run(self, hour: datetime, lookback: int) -> StagedIngest:
@@ -579,8 +622,10 @@ class IngestRun:
         subjects.check_key(self.repo, self.tokenizer, base)  # a new key would split every customer in two
         self.erased = subjects.erased_tokens(self.repo, self.tokenizer.key_id, base)
         superseded = {source.ref.name for source in fresh if source.earlier_markers}
-        indexes = {kind: IdIndex(self.repo, base, kind, column, contract.RECORD_TIME_COLUMNS[kind])
-                   for kind, column in ID_COLUMNS.items()}
+        indexes = {
+            kind: IdIndex(self.repo, base, kind, column, contract.RECORD_TIME_COLUMNS[kind])
+            for kind, column in ID_COLUMNS.items()
+        }
         earlier = self.earlier_partitions(fresh, base)
         branch = f"ingest-{hour:%Y%m%dT%H}-{run_id}"
         self.repo.create_branch(branch, source=base)
@@ -603,11 +648,11 @@ class IngestRun:
         except Exception:
             self._drop_branch(branch)
             raise
-        return StagedIngest(report=report, branch=branch, metadata=self.commit_metadata(report, base),
-                            superseded=stale)
+        return StagedIngest(report=report, branch=branch, metadata=self.commit_metadata(report, base), superseded=stale)
 
-    def stage_objects(self, branch: str, fresh: list[_Source], indexes: dict[str, IdIndex], superseded: set[str],
-                      report: IngestReport) -> dict[str, dict[str, pd.DataFrame]]:
+    def stage_objects(
+        self, branch: str, fresh: list[_Source], indexes: dict[str, IdIndex], superseded: set[str], report: IngestReport
+    ) -> dict[str, dict[str, pd.DataFrame]]:
         """Steps 3-5 one object at a time: read, drop what is published, check, drop what an earlier
         object of the run has, apply the PII policy and write its files to ``branch``; only then is the
         next object read, so the run holds one object's rows at a time. Returns, per kind, the
@@ -619,8 +664,9 @@ class IngestRun:
             kind, id_column = item.kind, ID_COLUMNS[item.kind]
             published: set[str] = set()
             if item.parsed is not None and id_column in item.parsed.rows:
-                wanted = id_index.keys(_raw_ids(item.parsed.rows[id_column]),
-                                       contract.record_hours(item.parsed.rows, kind))
+                wanted = id_index.keys(
+                    _raw_ids(item.parsed.rows[id_column]), contract.record_hours(item.parsed.rows, kind)
+                )
                 published = indexes[kind].published(wanted, superseded)
             self.check(item, published, report.run_id)
             self.drop_seen(item, seen[kind])
@@ -628,7 +674,8 @@ class IngestRun:
             report.objects.append(item.report)
             if item.report.partition is not None and item.valid is not None:
                 added[kind][source.ref.name] = id_index.keys(
-                    item.valid[id_column].astype(object), item.valid[contract.RECORD_TIME_COLUMNS[kind]].dt.floor("h"))
+                    item.valid[id_column].astype(object), item.valid[contract.RECORD_TIME_COLUMNS[kind]].dt.floor("h")
+                )
         return added
 
     def publish(self, branch: str, metadata: dict[str, str]) -> str:
@@ -665,8 +712,13 @@ def publish_branch(repo: DataRepository, branch: str, metadata: dict[str, str]) 
     repo.commit(branch, f"ingest {metadata.get('hour', '?')} ({metadata.get('run_id', '?')})", metadata)
     # The merge carries the same metadata, so main's head always describes what it published; it is a
     # compare-and-set on the commit the run read, so a run never publishes over one it did not see.
-    return repo.merge(branch, into="main", message=f"publish ingest {metadata.get('hour', '?')}", metadata=metadata,
-                      expected_head=metadata.get("base_commit"))
+    return repo.merge(
+        branch,
+        into="main",
+        message=f"publish ingest {metadata.get('hour', '?')}",
+        metadata=metadata,
+        expected_head=metadata.get("base_commit"),
+    )
 
 
 def ingest_run(settings: Settings, alerts: AlertSink | None = None) -> IngestRun:
@@ -682,8 +734,9 @@ def ingest_run(settings: Settings, alerts: AlertSink | None = None) -> IngestRun
     )
 
 
-def ingest_hour(settings: Settings, hour: datetime, lookback: int | None = None,
-                alerts: AlertSink | None = None) -> IngestReport:
+def ingest_hour(
+    settings: Settings, hour: datetime, lookback: int | None = None, alerts: AlertSink | None = None
+) -> IngestReport:
     """Run the ingest stage for ``hour`` against the configured storage, lake and secrets."""
     run = ingest_run(settings, alerts)
     return run.run(hour, settings.ingest_lookback_hours if lookback is None else lookback)
@@ -697,8 +750,9 @@ def stage_hour(settings: Settings, hour: datetime, lookback: int | None = None) 
     return ingest_run(settings).stage_run(hour, settings.ingest_lookback_hours if lookback is None else lookback)
 
 
-def publish_staged(settings: Settings, branch: str, metadata: dict[str, str],
-                   repo: DataRepository | None = None) -> str:
+def publish_staged(
+    settings: Settings, branch: str, metadata: dict[str, str], repo: DataRepository | None = None
+) -> str:
     """Second step: commit the run branch :func:`stage_hour` staged, merge it into ``main``, delete it.
 
     Returns main's commit that published the run. On a merge conflict the branch is deleted and
@@ -715,8 +769,10 @@ def publish_staged(settings: Settings, branch: str, metadata: dict[str, str],
         log.info("ingest already published", extra={"hour": metadata.get("hour"), "commit": published})
         return published
     if not repo.branch_exists(branch):
-        raise ValueError(f"no staged ingest branch {branch!r} and no publish of run {metadata.get('run_id')!r} on "
-                         "main: the branch was discarded after a merge conflict (the next run ingests its objects)")
+        raise ValueError(
+            f"no staged ingest branch {branch!r} and no publish of run {metadata.get('run_id')!r} on "
+            "main: the branch was discarded after a merge conflict (the next run ingests its objects)"
+        )
     try:
         commit = publish_branch(repo, branch, metadata)
     except MergeConflict:
@@ -761,8 +817,10 @@ def scheduled_hour(hour: str, scheduled_time: str, created_time: str = "") -> da
         return _floor_hour(hour.strip(), "hour")
     text = scheduled_time.strip()
     if not text or text.startswith("{{"):
-        raise ValueError("no hour given and no scheduled time substituted (the run is not a scheduled one): "
-                         "pass the hour, e.g. 2026-11-01T05")
+        raise ValueError(
+            "no hour given and no scheduled time substituted (the run is not a scheduled one): "
+            "pass the hour, e.g. 2026-11-01T05"
+        )
     scheduled = _parse_time(text, "scheduled time")
     created = created_time.strip()
     if created and not created.startswith("{{") and _parse_time(created, "creation time") == scheduled:
@@ -772,7 +830,8 @@ def scheduled_hour(hour: str, scheduled_time: str, created_time: str = "") -> da
             raise ValueError(
                 f"the scheduled time KFP gave is the run's creation time ({text}), {minutes}"
                 " min into its hour: a catch-up or manual run whose hour cannot be known (the run's service account "
-                "may not read its Workflow, docs/pipelines.md): pass the hour, e.g. 2026-11-01T05")
+                "may not read its Workflow, docs/pipelines.md): pass the hour, e.g. 2026-11-01T05"
+            )
     return scheduled.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from churnops.data.contract import PII_COLUMNS
 from churnops.platform.secrets import MIN_TOKENIZATION_KEY_BYTES as MIN_KEY_BYTES
+
 TOKEN_PREFIX = "tok_"
 TOKEN_HEX_CHARS = 32
 

@@ -58,9 +58,11 @@ _PARQUET_MAGIC = b"PAR1"
 
 def due_erasures(repo: DataRepository, now: datetime) -> list[dict[str, Any]]:
     """The erasure records on ``main`` whose grace period has passed and that are not purged yet."""
-    return [record for record in erasure_records(repo)
-            if not record.get("purged_at") and datetime.fromisoformat(record.get("due_at") or record["requested_at"])
-            <= now]
+    return [
+        record
+        for record in erasure_records(repo)
+        if not record.get("purged_at") and datetime.fromisoformat(record.get("due_at") or record["requested_at"]) <= now
+    ]
 
 
 # ------------------------------------------------------------------------------------- the lake
@@ -99,14 +101,19 @@ def purge_lake(repo: DataRepository, records: list[dict[str, Any]], retention_da
     result = LakePurge(backend=type(repo).__name__, retention_days=retention_days)
     repo.set_retention(retention_days)  # type: ignore[attr-defined]  # the lakeFS backend
     for record in records:
-        report = ErasureReport(erasure_id=record["erasure_id"], requested_at=record["requested_at"],
-                               subject_token=record["subject_token"], key_id=record["key_id"])
+        report = ErasureReport(
+            erasure_id=record["erasure_id"],
+            requested_at=record["requested_at"],
+            subject_token=record["subject_token"],
+            key_id=record["key_id"],
+        )
         result.rows_removed += erase_heads(repo, report, write_record=False).rows_removed
     return result
 
 
-def record_purge(repo: DataRepository, records: list[dict[str, Any]], now: datetime,
-                 stores: dict[str, int], lake: LakePurge) -> str:
+def record_purge(
+    repo: DataRepository, records: list[dict[str, Any]], now: datetime, stores: dict[str, int], lake: LakePurge
+) -> str:
     """Mark ``records`` purged on ``main`` (with what was removed per store) and keep the commit map; one commit."""
     purge_id = uuid.uuid4().hex[:16]
     files: dict[str, bytes] = {}
@@ -114,9 +121,15 @@ def record_purge(repo: DataRepository, records: list[dict[str, Any]], now: datet
         done = {**record, "purged_at": now.isoformat(timespec="seconds"), "purge_id": purge_id, "purged": stores}
         files[f"{ERASURES_PREFIX}/{record['erasure_id']}.json"] = json.dumps(done, indent=2).encode()
     files[f"{PURGES_PREFIX}/{purge_id}.json"] = json.dumps(
-        {"purge_id": purge_id, "purged_at": now.isoformat(timespec="seconds"),
-         "erasures": [record["erasure_id"] for record in records], "lake": asdict(lake)},
-        indent=2, sort_keys=True).encode()
+        {
+            "purge_id": purge_id,
+            "purged_at": now.isoformat(timespec="seconds"),
+            "erasures": [record["erasure_id"] for record in records],
+            "lake": asdict(lake),
+        },
+        indent=2,
+        sort_keys=True,
+    ).encode()
     branch = f"purge-{purge_id}"
     repo.create_branch(branch, source=DEFAULT_BRANCH)
     try:
@@ -251,8 +264,9 @@ def purge_raw_bucket(client: storage.Client, bucket: str, matcher: LineMatcher) 
         new = client.bucket(bucket).blob(blob.name)
         new.content_encoding = blob.content_encoding
         with storage_errors(f"writing gs://{bucket}/{blob.name}"):
-            new.upload_from_string(_encode(blob.name, "".join(kept), blob.content_encoding),
-                                   content_type=blob.content_type)
+            new.upload_from_string(
+                _encode(blob.name, "".join(kept), blob.content_encoding), content_type=blob.content_type
+            )
         result.objects_rewritten += 1
         result.generations_deleted += _delete_older_generations(client, bucket, blob.name, int(new.generation))
     return result
@@ -268,8 +282,14 @@ def export_raw(client: storage.Client, bucket: str, matcher: LineMatcher) -> lis
             data = blob.download_as_bytes(raw_download=True)
         for number, line in enumerate(_decode(blob.name, data, blob.content_encoding).lines, start=1):
             if matcher.matches(line):
-                found.append({"object": blob.name, "generation": int(blob.generation), "line": number,
-                              "text": line.rstrip("\r\n")})
+                found.append(
+                    {
+                        "object": blob.name,
+                        "generation": int(blob.generation),
+                        "line": number,
+                        "text": line.rstrip("\r\n"),
+                    }
+                )
     return found
 
 

@@ -144,8 +144,11 @@ def scrub_parquet(content: bytes, tokens: AbstractSet[str], ids: AbstractSet[str
 
 def erasure_records(repo: DataRepository, ref: str = DEFAULT_BRANCH) -> list[dict[str, Any]]:
     """The erasure records at ``ref`` (oldest first)."""
-    records = [json.loads(repo.get_object(ref, path)) for path in repo.list_paths(ref, f"{ERASURES_PREFIX}/")
-               if path.endswith(".json")]
+    records = [
+        json.loads(repo.get_object(ref, path))
+        for path in repo.list_paths(ref, f"{ERASURES_PREFIX}/")
+        if path.endswith(".json")
+    ]
     return sorted(records, key=lambda record: (record.get("requested_at", ""), record.get("erasure_id", "")))
 
 
@@ -154,8 +157,9 @@ def erased_tokens(repo: DataRepository, key_id: str, ref: str = DEFAULT_BRANCH) 
     return {record["subject_token"] for record in erasure_records(repo, ref) if record.get("key_id") == key_id}
 
 
-def drop_erased(parsed: contract.ParsedObject, kind: str, tokenizer: Tokenizer,
-                tokens: set[str]) -> tuple[contract.ParsedObject, int]:
+def drop_erased(
+    parsed: contract.ParsedObject, kind: str, tokenizer: Tokenizer, tokens: set[str]
+) -> tuple[contract.ParsedObject, int]:
     """``parsed`` without the rows of erased subjects (whose id tokenizes to one of ``tokens``), and how many went.
 
     Ingest calls this on every object it reads, so a replay, a late file or a re-send does not
@@ -174,8 +178,12 @@ def drop_erased(parsed: contract.ParsedObject, kind: str, tokenizer: Tokenizer,
     if not dropped:
         return parsed, 0
     keep = ~drop
-    return contract.ParsedObject(rows=parsed.rows.loc[keep].reset_index(drop=True), malformed=parsed.malformed,
-                                 rows_in=parsed.rows_in - dropped, line_numbers=parsed.lines()[keep]), dropped
+    return contract.ParsedObject(
+        rows=parsed.rows.loc[keep].reset_index(drop=True),
+        malformed=parsed.malformed,
+        rows_in=parsed.rows_in - dropped,
+        line_numbers=parsed.lines()[keep],
+    ), dropped
 
 
 def check_key(repo: DataRepository, tokenizer: Tokenizer, ref: str = DEFAULT_BRANCH, depth: int = 200) -> None:
@@ -200,8 +208,13 @@ def check_key(repo: DataRepository, tokenizer: Tokenizer, ref: str = DEFAULT_BRA
             return
 
 
-def _erase_branch(repo: DataRepository, branch: str, token: str, erasure_id: str,
-                  record: Callable[[BranchErasure], dict[str, bytes]] | None) -> BranchErasure:
+def _erase_branch(
+    repo: DataRepository,
+    branch: str,
+    token: str,
+    erasure_id: str,
+    record: Callable[[BranchErasure], dict[str, bytes]] | None,
+) -> BranchErasure:
     """One attempt: rewrite the subject's files on a work branch, commit, merge into ``branch``."""
     base = repo.head(branch)
     result = BranchErasure(branch=branch, base_commit=base)
@@ -238,10 +251,14 @@ def _erase_branch(repo: DataRepository, branch: str, token: str, erasure_id: str
     return result
 
 
-def forget(repo: DataRepository, tokenizer: Tokenizer, customer_id: str,
-           branches: Sequence[str] | None = None,
-           now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-           grace: timedelta = timedelta(hours=72)) -> ErasureReport:
+def forget(
+    repo: DataRepository,
+    tokenizer: Tokenizer,
+    customer_id: str,
+    branches: Sequence[str] | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    grace: timedelta = timedelta(hours=72),
+) -> ErasureReport:
     """Erase one data subject from the current state of ``branches`` (default: every branch), one commit each.
 
     The erasure record is written with the commit on ``main`` (always erased first); it is due
@@ -252,14 +269,19 @@ def forget(repo: DataRepository, tokenizer: Tokenizer, customer_id: str,
     """
     check_key(repo, tokenizer)
     requested = now()
-    report = ErasureReport(erasure_id=uuid.uuid4().hex[:16], requested_at=requested.isoformat(timespec="seconds"),
-                           subject_token=tokenizer.token(customer_id), key_id=tokenizer.key_id,
-                           due_at=(requested + grace).isoformat(timespec="seconds"))
+    report = ErasureReport(
+        erasure_id=uuid.uuid4().hex[:16],
+        requested_at=requested.isoformat(timespec="seconds"),
+        subject_token=tokenizer.token(customer_id),
+        key_id=tokenizer.key_id,
+        due_at=(requested + grace).isoformat(timespec="seconds"),
+    )
     return erase_heads(repo, report, branches)
 
 
-def erase_heads(repo: DataRepository, report: ErasureReport, branches: Sequence[str] | None = None,
-                write_record: bool = True) -> ErasureReport:
+def erase_heads(
+    repo: DataRepository, report: ErasureReport, branches: Sequence[str] | None = None, write_record: bool = True
+) -> ErasureReport:
     """Remove ``report``'s subject from the heads of ``branches`` (default: every branch, ``main`` first).
 
     Appends what was done on each branch to ``report``; with ``write_record`` the erasure record
@@ -279,8 +301,13 @@ def erase_heads(repo: DataRepository, report: ErasureReport, branches: Sequence[
             continue
         for _ in range(MAX_ATTEMPTS):
             try:
-                done = _erase_branch(repo, branch, report.subject_token, report.erasure_id,
-                                     record if write_record and index == 0 and branch == DEFAULT_BRANCH else None)
+                done = _erase_branch(
+                    repo,
+                    branch,
+                    report.subject_token,
+                    report.erasure_id,
+                    record if write_record and index == 0 and branch == DEFAULT_BRANCH else None,
+                )
             except MergeConflict:
                 continue  # the branch moved under us; start again from its new head
             except UncommittedChangesError:
@@ -295,8 +322,14 @@ def erase_heads(repo: DataRepository, report: ErasureReport, branches: Sequence[
         else:
             raise VersioningError(f"erasure {report.erasure_id}: branch {branch!r} kept changing; run it again")
         report.branches.append(done)
-    log.info("data subject erased", extra={"erasure_id": report.erasure_id, "rows_removed": report.rows_removed,
-                                            "commits": [b.commit_id for b in report.branches]})
+    log.info(
+        "data subject erased",
+        extra={
+            "erasure_id": report.erasure_id,
+            "rows_removed": report.rows_removed,
+            "commits": [b.commit_id for b in report.branches],
+        },
+    )
     return report
 
 
@@ -308,9 +341,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def export(repo: DataRepository, tokenizer: Tokenizer, customer_id: str,
-           branches: Sequence[str] | None = None,
-           now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> dict[str, Any]:
+def export(
+    repo: DataRepository,
+    tokenizer: Tokenizer,
+    customer_id: str,
+    branches: Sequence[str] | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+) -> dict[str, Any]:
     """Everything the lake holds about one data subject at the heads of ``branches`` (default: every branch).
 
     ``tables`` maps each table (the first part of the path) to the subject's rows, each with the

@@ -91,8 +91,10 @@ class Thresholds:
 
     def __post_init__(self) -> None:
         if self.slow_ms not in LATENCY_BUCKETS_MS:
-            raise ConfigurationError(f"canary_slow_ms must be a bucket bound of Knative's latency histogram "
-                                     f"{list(LATENCY_BUCKETS_MS)}, not {self.slow_ms:g}")
+            raise ConfigurationError(
+                f"canary_slow_ms must be a bucket bound of Knative's latency histogram "
+                f"{list(LATENCY_BUCKETS_MS)}, not {self.slow_ms:g}"
+            )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Thresholds":
@@ -172,18 +174,26 @@ class RevisionMetrics:
         if not buckets:
             return 0.0
         if float(bound_ms) not in buckets:
-            raise DeploymentError(f"revision {self.revision}'s latency histogram has no bucket at {bound_ms:g} ms "
-                                  f"(its bounds: {sorted(buckets)[:8]}...)")
+            raise DeploymentError(
+                f"revision {self.revision}'s latency histogram has no bucket at {bound_ms:g} ms "
+                f"(its bounds: {sorted(buckets)[:8]}...)"
+            )
         return max(max(buckets.values()) - buckets[float(bound_ms)], 0.0)
 
     def plus(self, later: "RevisionMetrics") -> "RevisionMetrics":
         """This revision's traffic followed by ``later`` (the same revision's next window)."""
-        return RevisionMetrics(self.revision, self.requests + later.requests, self.errors + later.errors,
-                               _add(self.latency_ms, later.latency_ms), _add(self.probability, later.probability))
+        return RevisionMetrics(
+            self.revision,
+            self.requests + later.requests,
+            self.errors + later.errors,
+            _add(self.latency_ms, later.latency_ms),
+            _add(self.probability, later.probability),
+        )
 
 
-def prob_worse(canary_events: float, canary_total: float, stable_events: float, stable_total: float,
-               margin: float) -> float:
+def prob_worse(
+    canary_events: float, canary_total: float, stable_events: float, stable_total: float, margin: float
+) -> float:
     """``P(p_canary - p_stable > margin)`` under Beta(1/2 + events, 1/2 + total - events) posteriors."""
     rng = np.random.default_rng(POSTERIOR_SEED)
     canary = rng.beta(PRIOR + canary_events, PRIOR + max(canary_total - canary_events, 0.0), POSTERIOR_DRAWS)
@@ -207,24 +217,31 @@ class Verdict:
         return f"{self.decision}: {figures}" + (f" ({'; '.join(said)})" if said else "")
 
 
-def judge(stable: RevisionMetrics, canary: RevisionMetrics, limits: Thresholds, component: str = "predictor"
-          ) -> Verdict:
+def judge(
+    stable: RevisionMetrics, canary: RevisionMetrics, limits: Thresholds, component: str = "predictor"
+) -> Verdict:
     """Rollback (every rate the canary is confidently worse at), healthy, or hold (too little traffic)."""
     prefix = "" if component == "predictor" else f"{component}_"
     figures = {f"{prefix}canary_requests": canary.requests, f"{prefix}stable_requests": stable.requests}
     if canary.requests < limits.min_requests or stable.requests < limits.min_requests:
-        return Verdict("hold", (
-            f"too little traffic to decide on the {component}: canary {canary.requests:.0f} and stable "
-            f"{stable.requests:.0f} requests so far, each needs {limits.min_requests}",
-        ), figures)
+        return Verdict(
+            "hold",
+            (
+                f"too little traffic to decide on the {component}: canary {canary.requests:.0f} and stable "
+                f"{stable.requests:.0f} requests so far, each needs {limits.min_requests}",
+            ),
+            figures,
+        )
     reasons, notes = [], []
     figures[f"{prefix}canary_error_rate"] = canary.error_rate
     figures[f"{prefix}stable_error_rate"] = stable.error_rate
     worse = prob_worse(canary.errors, canary.requests, stable.errors, stable.requests, limits.error_margin)
     figures[f"{prefix}p_error_worse"] = worse
     if worse >= limits.confidence:
-        reasons.append(f"{component} 5xx rate {canary.error_rate:.2%} vs stable {stable.error_rate:.2%}: "
-                       f"P(worse by more than {limits.error_margin:.2%}) = {worse:.3f}")
+        reasons.append(
+            f"{component} 5xx rate {canary.error_rate:.2%} vs stable {stable.error_rate:.2%}: "
+            f"P(worse by more than {limits.error_margin:.2%}) = {worse:.3f}"
+        )
     if not canary.latency_ms:
         reasons.append(f"the {component} canary reports no latency histogram")
     else:
@@ -239,14 +256,17 @@ def judge(stable: RevisionMetrics, canary: RevisionMetrics, limits: Thresholds, 
             reasons.append(
                 f"{component} requests over {limits.slow_ms:g} ms {slow_canary / canary.requests:.2%} vs stable "
                 f"{slow_stable / stable.requests:.2%}: P(worse by more than {limits.slow_margin:.2%}) = "
-                f"{slow_worse:.3f}")
+                f"{slow_worse:.3f}"
+            )
     stable_bins, canary_bins = bin_counts(stable.probability), bin_counts(canary.probability)
     if sum(canary_bins) > 0 and sum(stable_bins) > 0 and len(stable_bins) == len(canary_bins):
         shift = psi(stable_bins, canary_bins)
         figures[f"{prefix}psi"] = shift
         if shift > limits.max_psi:
-            notes.append(f"predicted-probability PSI {shift:.3f} > {limits.max_psi:g} (reported; a retrained "
-                         "model moves its outputs by design, so this alone rolls nothing back)")
+            notes.append(
+                f"predicted-probability PSI {shift:.3f} > {limits.max_psi:g} (reported; a retrained "
+                "model moves its outputs by design, so this alone rolls nothing back)"
+            )
     return Verdict("rollback" if reasons else "healthy", tuple(reasons), figures, tuple(notes))
 
 
@@ -276,8 +296,9 @@ class Prometheus:
             try:
                 credentials, _ = google.auth.default(scopes=[MONITORING_READ])
             except google.auth.exceptions.DefaultCredentialsError as exc:
-                raise ServiceUnavailable(f"no Google credentials to query Prometheus at {settings.prometheus_url}: "
-                                         f"{exc}") from exc
+                raise ServiceUnavailable(
+                    f"no Google credentials to query Prometheus at {settings.prometheus_url}: {exc}"
+                ) from exc
             return cls(settings.prometheus_url, session=AuthorizedSession(credentials))
         return cls(settings.prometheus_url)
 
@@ -314,8 +335,9 @@ class Prometheus:
         return {float(labels["le"]): value for labels, value in self.vector(query) if "le" in labels}
 
 
-def revision_metrics(settings: Settings, prometheus: Prometheus, namespace: str, revision: str,
-                     window: str | None = None) -> RevisionMetrics:
+def revision_metrics(
+    settings: Settings, prometheus: Prometheus, namespace: str, revision: str, window: str | None = None
+) -> RevisionMetrics:
     """Requests, 5xx, latency and probability histograms of ``revision`` over ``window`` (``canary_window``)."""
     window = window or settings.canary_window
     sel = f'{NAMESPACE_LABEL}="{namespace}",{REVISION_LABEL}="{revision}"'
@@ -393,8 +415,13 @@ class AliasMover(Protocol):
 class Canary:
     """The canary operations on the production InferenceService."""
 
-    def __init__(self, settings: Settings, cluster: Cluster, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        cluster: Cluster,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.cluster = cluster
         self.namespace = rendering.NAMESPACES["production"]
@@ -423,8 +450,9 @@ class Canary:
         patched = self.cluster.merge_patch(ISVC_API_VERSION, ISVC_KIND, self.name, self.namespace, patch)
         return self._wait(int(patched["metadata"]["generation"]))
 
-    def start(self, percent: int, model_uri: str, model_version: str | None, alerts: AlertSink,
-              image: str | None = None) -> CanaryState:
+    def start(
+        self, percent: int, model_uri: str, model_version: str | None, alerts: AlertSink, image: str | None = None
+    ) -> CanaryState:
         """Roll ``model_uri`` (and ``image``, default the live one) out to ``percent`` % of production traffic,
         on the predictor and the transformer; smoke-test both new revisions. Any failure rolls back."""
         if not 0 < percent < 100:
@@ -441,17 +469,22 @@ class Canary:
             smoke_test_revisions(self.settings, self.namespace, isvc, release.model_version)
         except ChurnopsError as failure:
             self.abort(alerts, f"the canary failed to start: {failure}", kind="canary_start_failed")
-            raise DeploymentError(f"canary of model version {model_version or '-'} not started and rolled back: "
-                                  f"{failure}") from failure
+            raise DeploymentError(
+                f"canary of model version {model_version or '-'} not started and rolled back: {failure}"
+            ) from failure
         try:
             return canary_state(isvc)
         except DeploymentError:  # the first rollout: nothing to compare with, the new revisions take everything
             revisions = newest_revisions(isvc)
             return CanaryState({c: (r, r) for c, r in revisions.items()}, 100, release.model_version)
 
-    def analyze(self, prometheus: Prometheus, limits: Thresholds, window: str | None = None,
-                so_far: dict[str, RevisionMetrics] | None = None
-                ) -> tuple[CanaryState, Verdict, dict[str, RevisionMetrics]]:
+    def analyze(
+        self,
+        prometheus: Prometheus,
+        limits: Thresholds,
+        window: str | None = None,
+        so_far: dict[str, RevisionMetrics] | None = None,
+    ) -> tuple[CanaryState, Verdict, dict[str, RevisionMetrics]]:
         """Judge each component's canary against its stable revision over ``window``, added to ``so_far``
         (the earlier windows' traffic, by revision); the state, the verdict and the traffic so far."""
         state = canary_state(self.live())
@@ -495,30 +528,39 @@ class Canary:
         self.abort(alerts, why, state=state)
         return state
 
-    def abort(self, alerts: AlertSink, why: str, kind: str = "canary_rolled_back",
-              state: CanaryState | None = None) -> None:
+    def abort(
+        self, alerts: AlertSink, why: str, kind: str = "canary_rolled_back", state: CanaryState | None = None
+    ) -> None:
         """Put all traffic back on the stable revisions and alert; if that fails, alert that production may
         still send the canary its share (and re-raise)."""
         described = ""
         if state is not None:
-            described = (f"production canary {state.canary} (model version {state.model_version or 'unknown'}) "
-                         f"rolled back to {state.stable}: ")
+            described = (
+                f"production canary {state.canary} (model version {state.model_version or 'unknown'}) "
+                f"rolled back to {state.stable}: "
+            )
         try:
             self._set_canary_percent(0)
         except ChurnopsError as failure:
-            alerts.emit(Alert(
-                kind="canary_rollback_failed",
-                message=(f"PRODUCTION MAY STILL SEND TRAFFIC TO THE CANARY: rolling it back failed ({failure}) "
-                         f"after: {why}. Run `churnops canary rollback` or set canaryTrafficPercent: 0 on "
-                         f"{self.namespace}/{self.name} by hand."),
-                objects=state.names() if state else [f"{self.namespace}/{self.name}"],
-            ))
+            alerts.emit(
+                Alert(
+                    kind="canary_rollback_failed",
+                    message=(
+                        f"PRODUCTION MAY STILL SEND TRAFFIC TO THE CANARY: rolling it back failed ({failure}) "
+                        f"after: {why}. Run `churnops canary rollback` or set canaryTrafficPercent: 0 on "
+                        f"{self.namespace}/{self.name} by hand."
+                    ),
+                    objects=state.names() if state else [f"{self.namespace}/{self.name}"],
+                )
+            )
             raise
-        alerts.emit(Alert(
-            kind=kind,
-            message=f"{described}{why}. All traffic is on the stable revisions; the production alias is unchanged.",
-            objects=state.names() if state else [f"{self.namespace}/{self.name}"],
-        ))
+        alerts.emit(
+            Alert(
+                kind=kind,
+                message=f"{described}{why}. All traffic is on the stable revisions; the production alias is unchanged.",
+                objects=state.names() if state else [f"{self.namespace}/{self.name}"],
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -574,15 +616,19 @@ def run_auto(  # pylint: disable=too-many-arguments
         step = next_step(verdict, number, min_windows, canary.clock() - started, deadline_s)
         if step == "promote":
             state = canary.promote(aliases, alerts)
-            return AutoOutcome("promoted", verdicts,
-                               f"promoted {state.canary} (model version {state.model_version}) after {number} windows")
+            return AutoOutcome(
+                "promoted",
+                verdicts,
+                f"promoted {state.canary} (model version {state.model_version}) after {number} windows",
+            )
         if step == "continue":
             continue
         if step == "rollback":
             why, kind, said = "; ".join(verdict.reasons), "canary_rolled_back", f"rolled back after window {number}"
         else:
-            why = (f"no decision within the deadline of {deadline_s:g} s ({number} windows): "
-                   + ("; ".join(verdict.reasons) or "fewer healthy windows than required"))
+            why = f"no decision within the deadline of {deadline_s:g} s ({number} windows): " + (
+                "; ".join(verdict.reasons) or "fewer healthy windows than required"
+            )
             kind, said = "canary_expired", "rolled back"
         canary.abort(alerts, why, kind=kind, state=canary_state(canary.live()))
         return AutoOutcome("rolled_back", verdicts, f"{said}: {why}")

@@ -21,10 +21,10 @@ from churnops.deploy import render as rendering
 from churnops.deploy.kube import ISVC_KIND, Cluster
 from churnops.deploy.smoke import SmokeResult, smoke_test, transformer_smoke_test
 from churnops.errors import ConfigurationError, DeploymentError, RegistryError
+from churnops.model import registry
 from churnops.platform import cluster_proxy
 from churnops.platform.auth import PROXIED_AUTHORIZATION, TokenSource
 from churnops.platform.settings import Settings
-from churnops.model import registry
 from churnops.training.features import feature_spec
 
 logger = logging.getLogger(__name__)
@@ -140,13 +140,20 @@ def smoke_test_revisions(
     url, session = proxied(settings, revision_address(namespace, revisions["predictor"]))
     # the API server consumes Authorization (its own credential): the services' token goes in its own header
     auth = TokenSource(settings, settings.predictor_audience, settings.client_account).header(PROXIED_AUTHORIZATION)
-    result = smoke_test(url, settings.deploy_model_name, feature_spec(settings.feature_windows_hours),
-                        expected_version=model_version, timeout_s=settings.smoke_timeout_s, session=session,
-                        auth=auth)
+    result = smoke_test(
+        url,
+        settings.deploy_model_name,
+        feature_spec(settings.feature_windows_hours),
+        expected_version=model_version,
+        timeout_s=settings.smoke_timeout_s,
+        session=session,
+        auth=auth,
+    )
     if "transformer" in revisions:
         url, session = proxied(settings, revision_address(namespace, revisions["transformer"]))
         auth = TokenSource(settings, settings.transformer_audience, settings.client_account).header(
-            PROXIED_AUTHORIZATION)
+            PROXIED_AUTHORIZATION
+        )
         transformer_smoke_test(url, settings.deploy_model_name, settings.smoke_timeout_s, session, auth)
     return result
 
@@ -174,9 +181,15 @@ def deploy(
     predictor = ((isvc.get("status") or {}).get("components") or {}).get("predictor") or {}
     if smoke_url:
         auth = TokenSource(settings, settings.predictor_audience, settings.client_account).header()
-        result = smoke_test(smoke_url, settings.deploy_model_name, feature_spec(settings.feature_windows_hours),
-                            expected_version=release.model_version, timeout_s=settings.smoke_timeout_s,
-                            session=session, auth=auth)
+        result = smoke_test(
+            smoke_url,
+            settings.deploy_model_name,
+            feature_spec(settings.feature_windows_hours),
+            expected_version=release.model_version,
+            timeout_s=settings.smoke_timeout_s,
+            session=session,
+            auth=auth,
+        )
     else:
         result = smoke_test_revisions(settings, release.namespace, isvc, release.model_version)
     return DeployReport(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+
 # The kustomize binary runs with an argument list, never through a shell.
 import subprocess  # nosec B404
 import tempfile
@@ -124,16 +125,24 @@ def render_kustomization(settings: Settings, release: Release) -> dict[str, Any]
         {"op": "replace", "path": "/spec/predictor/containers/0/env/2/value", "value": project},
         # who may call each component: the environment's declared identities (the platform declaration)
         {"op": "test", "path": "/spec/predictor/containers/0/env/5/name", "value": "CHURNOPS_PREDICTOR_CALLERS"},
-        {"op": "replace", "path": "/spec/predictor/containers/0/env/5/value",
-         "value": json.dumps(predictor_callers(release.env))},
+        {
+            "op": "replace",
+            "path": "/spec/predictor/containers/0/env/5/value",
+            "value": json.dumps(predictor_callers(release.env)),
+        },
         {"op": "test", "path": "/spec/transformer/containers/0/env/2/name", "value": "CHURNOPS_TRANSFORMER_CALLERS"},
-        {"op": "replace", "path": "/spec/transformer/containers/0/env/2/value",
-         "value": json.dumps(transformer_callers())},
+        {
+            "op": "replace",
+            "path": "/spec/transformer/containers/0/env/2/value",
+            "value": json.dumps(transformer_callers()),
+        },
     ]
     if release.canary_percent is not None:
         # the predictor and the transformer (same image) move together
-        isvc_ops += [{"op": "add", "path": f"/spec/{component}/canaryTrafficPercent", "value": release.canary_percent}
-                     for component in ("predictor", "transformer")]
+        isvc_ops += [
+            {"op": "add", "path": f"/spec/{component}/canaryTrafficPercent", "value": release.canary_percent}
+            for component in ("predictor", "transformer")
+        ]
     if release.model_version is not None:
         isvc_ops.append(
             {"op": "add", "path": "/metadata/annotations/churnops.io~1model-version", "value": release.model_version}

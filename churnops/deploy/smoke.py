@@ -131,8 +131,9 @@ def smoke_test(
         raise SmokeTestFailed(f"model metadata: HTTP {meta.status_code}")
     version = _check_metadata(_json(meta, "model metadata"), spec, expected_version)
     try:
-        answer = http.post(f"{base}/v2/models/{model_name}/infer", json=inference_request(spec), timeout=timeout_s,
-                           headers=auth)
+        answer = http.post(
+            f"{base}/v2/models/{model_name}/infer", json=inference_request(spec), timeout=timeout_s, headers=auth
+        )
     except requests.RequestException as exc:
         raise SmokeTestFailed(f"inference request failed ({type(exc).__name__})") from exc
     if answer.status_code != 200:
@@ -157,7 +158,10 @@ def _ready(http: requests.Session, base: str, model_name: str, timeout_s: float)
 
 
 def transformer_smoke_test(
-    base_url: str, model_name: str, timeout_s: float = 10.0, session: requests.Session | None = None,
+    base_url: str,
+    model_name: str,
+    timeout_s: float = 10.0,
+    session: requests.Session | None = None,
     auth: dict[str, str] | None = None,
 ) -> SmokeResult:
     """The transformer is ready and answers one ``customer_id`` row (sent with the ``auth`` headers) with one row
@@ -165,8 +169,10 @@ def transformer_smoke_test(
     http = session or requests.Session()
     base = base_url.rstrip("/")
     _ready(http, base, model_name, timeout_s)
-    request = {"id": "churnops-smoke-test", "inputs": [
-        {"name": "customer_id", "datatype": "BYTES", "shape": [1], "data": [SMOKE_CUSTOMER]}]}
+    request = {
+        "id": "churnops-smoke-test",
+        "inputs": [{"name": "customer_id", "datatype": "BYTES", "shape": [1], "data": [SMOKE_CUSTOMER]}],
+    }
     try:
         answer = http.post(f"{base}/v2/models/{model_name}/infer", json=request, timeout=timeout_s, headers=auth)
     except requests.RequestException as exc:

@@ -16,7 +16,6 @@ an anomaly does not touch are the same bytes whatever ``anomaly_rate`` is.
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -24,15 +23,10 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-from pyarrow import csv as pa_csv
-
-# pyarrow.compute creates these functions when it is imported, so pylint cannot see them.
-from pyarrow.compute import binary_join_element_wise, if_else, match_substring_regex  # pylint: disable=no-name-in-module
 from google.cloud import storage
 
 from churnops.data import contract as data_contract
+from churnops.local import rawformat
 from churnops.platform.storage import ObjectRef, write_object
 
 log = logging.getLogger(__name__)
@@ -95,29 +89,81 @@ PAGE_BY_TYPE = np.array(
 _PAGE_VIEW, _LOGIN, _PURCHASE = (EVENT_TYPES.index(t) for t in ("page_view", "login", "purchase"))
 _SUPPORT, _ERROR = (EVENT_TYPES.index(t) for t in ("support_contact", "error"))
 
-FIRST_NAMES = np.array([
-    "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David", "Elizabeth", "Sofia",
-    "Lukas", "Emma", "Noah", "Olivia", "Liam", "Ana", "Mateo", "Chloe", "Hugo", "Priya", "Arjun", "Yuki", "Lea",
-], dtype=object)
-LAST_NAMES = np.array([
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Martin", "Muller", "Schmidt",
-    "Rossi", "Bianchi", "Dubois", "Moreau", "Jansen", "de Vries", "Lopez", "Fernandez", "Taylor", "Wilson",
-    "Patel", "Sharma", "Nguyen",
-], dtype=object)
+FIRST_NAMES = np.array(
+    [
+        "James",
+        "Mary",
+        "Robert",
+        "Patricia",
+        "John",
+        "Jennifer",
+        "Michael",
+        "Linda",
+        "David",
+        "Elizabeth",
+        "Sofia",
+        "Lukas",
+        "Emma",
+        "Noah",
+        "Olivia",
+        "Liam",
+        "Ana",
+        "Mateo",
+        "Chloe",
+        "Hugo",
+        "Priya",
+        "Arjun",
+        "Yuki",
+        "Lea",
+    ],
+    dtype=object,
+)
+LAST_NAMES = np.array(
+    [
+        "Smith",
+        "Johnson",
+        "Williams",
+        "Brown",
+        "Jones",
+        "Garcia",
+        "Miller",
+        "Davis",
+        "Martin",
+        "Muller",
+        "Schmidt",
+        "Rossi",
+        "Bianchi",
+        "Dubois",
+        "Moreau",
+        "Jansen",
+        "de Vries",
+        "Lopez",
+        "Fernandez",
+        "Taylor",
+        "Wilson",
+        "Patel",
+        "Sharma",
+        "Nguyen",
+    ],
+    dtype=object,
+)
 EMAIL_DOMAINS = np.array(["example.com", "example.org", "example.net", "mail.example.com"], dtype=object)
 COUNTRIES = np.array(["US", "GB", "DE", "FR", "CA", "NL", "ES", "IT", "AU", "IN"], dtype=object)
 COUNTRY_SHARE = np.array([0.40, 0.12, 0.10, 0.08, 0.08, 0.05, 0.05, 0.05, 0.04, 0.03])
 PHONE_PREFIX = np.array(
     ["+1-555", "+44-20", "+49-30", "+33-1", "+1-555", "+31-20", "+34-91", "+39-06", "+61-2", "+91-22"], dtype=object
 )
-WEB_USER_AGENTS = np.array([
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 "
-    "Safari/605.1.15",
-    "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:127.0) Gecko/20100101 Firefox/127.0",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Edg/126.0",
-], dtype=object)
+WEB_USER_AGENTS = np.array(
+    [
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 "
+        "Safari/605.1.15",
+        "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:127.0) Gecko/20100101 Firefox/127.0",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Edg/126.0",
+    ],
+    dtype=object,
+)
 IOS_USER_AGENTS = np.array(
     [f"ChurnApp/{app} (iOS {os}; iPhone)" for app in ("4.2.0", "4.3.1") for os in ("16.7", "17.4", "17.5")],
     dtype=object,
@@ -131,7 +177,6 @@ GZIP_LEVEL = 3
 _HOUR_MS = 3_600_000
 _DAY_MS = 86_400_000
 _JUNK_NUMBERS = ("abc", "twelve", "12,5 EUR", "1.2.3", "--")
-_NEEDS_JSON_ESCAPE = r'["\\\x00-\x1f]'  # RE2 syntax: text that JSON must escape
 
 
 @dataclass(frozen=True)
@@ -287,7 +332,10 @@ def generate(
     objects, anomalies = _render_all(anomaly_rng, drafts, hours, anomaly_rate)
     log.info(
         "generated %d raw objects (%d with anomalies) for %d customers over %d hours",
-        len(objects), len(anomalies), customers, hours,
+        len(objects),
+        len(anomalies),
+        customers,
+        hours,
     )
     return GeneratedData(objects=objects, anomalies=anomalies, customers=truth)
 
@@ -384,9 +432,17 @@ def _make_population(rng: np.random.Generator, n: int, start_ms: int, hours: int
     churn_ms = np.where(churns, np.floor(rng.random(n) * hours * _HOUR_MS), np.inf)
 
     traits = _Traits(
-        plan=plan, contract=contract, payment=payment, price_factor=price_factor, charges=charges,
-        signup_day=start_ms // _DAY_MS - tenure_days, activity=activity, support=support, app_share=app_share,
-        churn_probability=churn_probability, churn_ms=churn_ms,
+        plan=plan,
+        contract=contract,
+        payment=payment,
+        price_factor=price_factor,
+        charges=charges,
+        signup_day=start_ms // _DAY_MS - tenure_days,
+        activity=activity,
+        support=support,
+        app_share=app_share,
+        churn_probability=churn_probability,
+        churn_ms=churn_ms,
     )
     return _make_pii(rng, n), traits
 
@@ -438,17 +494,19 @@ def _ground_truth(pii: _Pii, traits: _Traits, start_ms: int) -> pd.DataFrame:
     churn_ms = (start_ms + np.where(stays, 0.0, traits.churn_ms)).astype(np.int64).astype("datetime64[ms]")
     churn_ms[stays] = np.datetime64("NaT")
     churn_time = pd.to_datetime(churn_ms.astype("datetime64[ns]"), utc=True)
-    return pd.DataFrame({
-        "customer_id": pii.customer_id,
-        "plan": np.array(PLANS, dtype=object)[traits.plan],
-        "contract": np.array(CONTRACTS, dtype=object)[traits.contract],
-        "payment_method": np.array(PAYMENT_METHODS, dtype=object)[traits.payment],
-        "monthly_charges": traits.charges.copy(),
-        "signup_date": pd.to_datetime(traits.signup_day, unit="D"),
-        "country": pii.country,
-        "churn_probability": traits.churn_probability,
-        "churn_time": churn_time,
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": pii.customer_id,
+            "plan": np.array(PLANS, dtype=object)[traits.plan],
+            "contract": np.array(CONTRACTS, dtype=object)[traits.contract],
+            "payment_method": np.array(PAYMENT_METHODS, dtype=object)[traits.payment],
+            "monthly_charges": traits.charges.copy(),
+            "signup_date": pd.to_datetime(traits.signup_day, unit="D"),
+            "country": pii.country,
+            "churn_probability": traits.churn_probability,
+            "churn_time": churn_time,
+        }
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -457,8 +515,14 @@ def _ground_truth(pii: _Pii, traits: _Traits, start_ms: int) -> pd.DataFrame:
 
 
 def _simulate(
-    rng: np.random.Generator, pii: _Pii, traits: _Traits, start: datetime, hours: int, rate: float,
-    drift: Drift | None = None, shifted: np.ndarray | None = None,
+    rng: np.random.Generator,
+    pii: _Pii,
+    traits: _Traits,
+    start: datetime,
+    hours: int,
+    rate: float,
+    drift: Drift | None = None,
+    shifted: np.ndarray | None = None,
 ) -> list[_Draft]:
     """The clean objects of every hour: web events, app events, billing export."""
     start_ms = int(start.timestamp()) * 1000
@@ -510,7 +574,7 @@ def _hex_ids(rng: np.random.Generator, n: int, uuid4: bool) -> np.ndarray:
     chars = np.frombuffer(raw.tobytes().hex().encode("ascii"), dtype="S1").reshape(n, 32)
     out = np.full((n, 36), b"-", dtype="S1")
     for (src_lo, src_hi), dst_lo in zip(((0, 8), (8, 12), (12, 16), (16, 20), (20, 32)), (0, 9, 14, 19, 24)):
-        out[:, dst_lo:dst_lo + src_hi - src_lo] = chars[:, src_lo:src_hi]
+        out[:, dst_lo : dst_lo + src_hi - src_lo] = chars[:, src_lo:src_hi]
     return out.view("S36").ravel().astype("U36").astype(object)
 
 
@@ -554,7 +618,12 @@ def _session_ids(rng: np.random.Generator, who: np.ndarray, from_app: np.ndarray
 
 
 def _hour_events(
-    rng: np.random.Generator, pii: _Pii, traits: _Traits, hour_start_ms: int, h: int, quiet: np.ndarray,
+    rng: np.random.Generator,
+    pii: _Pii,
+    traits: _Traits,
+    hour_start_ms: int,
+    h: int,
+    quiet: np.ndarray,
     rate: float | np.ndarray,
 ) -> dict[str, pd.DataFrame]:
     """The events of hour ``h``, one frame per producer, each sorted by event time."""
@@ -590,9 +659,7 @@ def _hour_events(
     return frames
 
 
-def _billing_frame(
-    rng: np.random.Generator, pii: _Pii, traits: _Traits, start_ms: int, h: int
-) -> pd.DataFrame:
+def _billing_frame(rng: np.random.Generator, pii: _Pii, traits: _Traits, start_ms: int, h: int) -> pd.DataFrame:
     """Hour ``h``'s billing export: every customer at h == 0, then plan changes and cancellations."""
     hour_ms = h * _HOUR_MS
     cancelling = (traits.churn_ms >= hour_ms) & (traits.churn_ms < hour_ms + _HOUR_MS)
@@ -620,90 +687,25 @@ def _billing_frame(
     cancel_date[stopped] = _iso_ms(start_ms + traits.churn_ms[who[stopped]])
     tenure_days = np.maximum((start_ms + hour_ms) // _DAY_MS - traits.signup_day[who], 0)
     stamp = f"{datetime.fromtimestamp((start_ms + hour_ms) / 1000, timezone.utc):%Y%m%d%H}"
-    return pd.DataFrame({
-        "record_id": np.array([f"BR-{stamp}-{i:07d}" for i in range(who.size)], dtype=object),
-        "customer_id": pii.customer_id[who],
-        "name": pii.name[who],
-        "email": pii.email[who],
-        "phone": pii.phone[who],
-        "plan": np.array(PLANS, dtype=object)[traits.plan[who]],
-        "contract": np.array(CONTRACTS, dtype=object)[traits.contract[who]],
-        "payment_method": np.array(PAYMENT_METHODS, dtype=object)[traits.payment[who]],
-        "monthly_charges": traits.charges[who],
-        "total_charges": np.round(traits.charges[who] * tenure_days / 30.44, 2),
-        "signup_date": np.datetime_as_string(traits.signup_day[who].astype("datetime64[D]")).astype(object),
-        "status": np.where(stopped, data_contract.STATUSES[1], data_contract.STATUSES[0]).astype(object),
-        "cancel_date": cancel_date,
-        "updated_at": _iso_ms(start_ms + updated_ms),
-        "country": pii.country[who],
-    })
-
-
-# ---------------------------------------------------------------------------------------------
-# Serialisation
-# ---------------------------------------------------------------------------------------------
-
-
-def _text(value: str) -> pa.Scalar:
-    """An Arrow large_string scalar (the type every JSON fragment has)."""
-    return pa.scalar(value, pa.large_string())
-
-
-def _json_values(column: pd.Series) -> pa.Array:
-    """Each value of ``column`` as JSON text (an Arrow large_string array); missing values are ``null``."""
-    values = column.to_numpy()
-    if values.dtype.kind == "f":
-        text = pc.cast(pa.array(values, from_pandas=True), pa.large_string())
-        # Keep a decimal point on whole numbers ("35.0", as Python writes floats).
-        whole = binary_join_element_wise(text, _text(".0"), _text(""))
-        text = if_else(match_substring_regex(text, r"[.en]"), text, whole)
-        return pc.fill_null(text, _text("null"))
-    try:
-        strings = pa.array(values, type=pa.large_string(), from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all text: an anomaly mixed in other types
-        strings = None
-    if strings is not None and match_substring_regex(strings, _NEEDS_JSON_ESCAPE).true_count == 0:
-        return pc.fill_null(binary_join_element_wise(_text('"'), strings, _text('"'), _text("")), _text("null"))
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    encoded = [json.dumps(u.item() if isinstance(u, np.generic) else u) for u in uniques] + ["null"]
-    return pa.array(encoded, type=pa.large_string()).take(pa.array(codes % len(encoded)))  # -1 -> "null"
-
-
-def _jsonl(frame: pd.DataFrame) -> bytes:
-    """JSON Lines text (UTF-8), one object per row, keys in column order."""
-    if frame.empty:
-        return b""
-    parts: list[pa.Array | pa.Scalar] = []
-    for i, column in enumerate(frame.columns):
-        key = ("{" if i == 0 else ",") + json.dumps(str(column)) + ":"
-        parts += [_text(key), _json_values(frame[column])]
-    parts.append(_text("}\n"))
-    lines = binary_join_element_wise(*parts, _text(""))
-    # The lines are contiguous in the array's data buffer: that buffer is the file.
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset: lines.offset + len(lines) + 1]
-    return lines.buffers()[2].to_pybytes()[offsets[0]: offsets[-1]]
-
-
-def _csv(frame: pd.DataFrame) -> bytes:
-    """CSV text (UTF-8) with a header row; missing values are empty fields."""
-    columns = {}
-    for name in frame.columns:
-        values = frame[name].to_numpy()
-        if values.dtype.kind == "O" and pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
-            values = np.array([None if pd.isna(v) else str(v) for v in values], dtype=object)  # mixed types
-        columns[str(name)] = pa.array(values, from_pandas=True)
-    header = (",".join(columns) + "\n").encode("utf-8")  # column names never need quoting
-    table = pa.table(columns)
-    try:  # quote nothing, as billing exports usually do ...
-        return header + _write_csv_body(table, "none")
-    except pa.ArrowInvalid:  # ... unless a value holds a comma, quote or line break
-        return header + _write_csv_body(table, "needed")
-
-
-def _write_csv_body(table: pa.Table, quoting: str) -> bytes:
-    sink = pa.BufferOutputStream()
-    pa_csv.write_csv(table, sink, pa_csv.WriteOptions(include_header=False, quoting_style=quoting))
-    return sink.getvalue().to_pybytes()
+    return pd.DataFrame(
+        {
+            "record_id": np.array([f"BR-{stamp}-{i:07d}" for i in range(who.size)], dtype=object),
+            "customer_id": pii.customer_id[who],
+            "name": pii.name[who],
+            "email": pii.email[who],
+            "phone": pii.phone[who],
+            "plan": np.array(PLANS, dtype=object)[traits.plan[who]],
+            "contract": np.array(CONTRACTS, dtype=object)[traits.contract[who]],
+            "payment_method": np.array(PAYMENT_METHODS, dtype=object)[traits.payment[who]],
+            "monthly_charges": traits.charges[who],
+            "total_charges": np.round(traits.charges[who] * tenure_days / 30.44, 2),
+            "signup_date": np.datetime_as_string(traits.signup_day[who].astype("datetime64[D]")).astype(object),
+            "status": np.where(stopped, data_contract.STATUSES[1], data_contract.STATUSES[0]).astype(object),
+            "cancel_date": cancel_date,
+            "updated_at": _iso_ms(start_ms + updated_ms),
+            "country": pii.country[who],
+        }
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -839,8 +841,13 @@ def _out_of_range(rng: np.random.Generator, target: _Target) -> tuple[pd.DataFra
         number_a, number_b, stamp = "duration_s", "amount", "event_time"
     else:
         number_a, number_b, stamp = "monthly_charges", "total_charges", "updated_at"
-    labels = (f"negative {number_a}", f"negative {number_b}", f"{stamp} in the future",
-              f"{stamp} before the hour", "signup_date after updated_at")
+    labels = (
+        f"negative {number_a}",
+        f"negative {number_b}",
+        f"{stamp} in the future",
+        f"{stamp} before the hour",
+        "signup_date after updated_at",
+    )
     counts = dict.fromkeys(labels, 0)
     for pos, variant in zip(rows.tolist(), variants.tolist()):
         if variant == 1 and pd.isna(frame.at[pos, number_b]):
@@ -917,7 +924,7 @@ def _render(
     frame, rows, detail = draft.frame, 0, ""
     if kind in _FRAME_ANOMALIES:
         frame, rows, detail = _FRAME_ANOMALIES[kind](rng, target)
-    text = _jsonl(frame) if draft.is_events else _csv(frame)
+    text = rawformat.jsonl(frame) if draft.is_events else rawformat.csv_text(frame)
     if kind == "malformed_row":
         text, rows, detail = _malform(rng, text, draft.is_events)
     data = gzip.compress(text, compresslevel=GZIP_LEVEL, mtime=0) if draft.is_events else text

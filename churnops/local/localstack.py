@@ -80,7 +80,8 @@ def _listeners(port: int) -> set[int]:
     """PIDs of the processes listening on TCP ``port`` (those this user may inspect)."""
     try:
         return {
-            conn.pid for conn in psutil.net_connections("tcp")
+            conn.pid
+            for conn in psutil.net_connections("tcp")
             if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid
         }
     except psutil.Error:
@@ -149,13 +150,20 @@ class LocalStack:
                 "fake-gcs-server",
                 [
                     str(fake_gcs_binary()),
-                    "-scheme", "http",
-                    "-backend", "filesystem",
-                    "-filesystem-root", str(self.state / "gcs"),
-                    "-host", settings.gcs_host,
-                    "-port", str(settings.gcs_port),
-                    "-external-url", gcs_url,
-                    "-log-level", "warn",
+                    "-scheme",
+                    "http",
+                    "-backend",
+                    "filesystem",
+                    "-filesystem-root",
+                    str(self.state / "gcs"),
+                    "-host",
+                    settings.gcs_host,
+                    "-port",
+                    str(settings.gcs_port),
+                    "-external-url",
+                    gcs_url,
+                    "-log-level",
+                    "warn",
                 ],
                 health_url=f"{gcs_url}/storage/v1/b",
                 base_url=gcs_url,
@@ -167,12 +175,20 @@ class LocalStack:
             Service(
                 "mlflow",
                 [
-                    sys.executable, "-m", "mlflow", "server",
-                    "--host", settings.mlflow_host,
-                    "--port", str(settings.mlflow_port),
-                    "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}",
-                    "--artifacts-destination", str(mlflow_dir / "artifacts"),
-                    "--workers", "1",
+                    sys.executable,
+                    "-m",
+                    "mlflow",
+                    "server",
+                    "--host",
+                    settings.mlflow_host,
+                    "--port",
+                    str(settings.mlflow_port),
+                    "--backend-store-uri",
+                    f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+                    "--artifacts-destination",
+                    str(mlflow_dir / "artifacts"),
+                    "--workers",
+                    "1",
                 ],
                 health_url=f"http://{settings.mlflow_host}:{settings.mlflow_port}/health",
                 base_url=f"http://{settings.mlflow_host}:{settings.mlflow_port}",

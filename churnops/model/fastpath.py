@@ -47,15 +47,21 @@ def _require(condition: bool, reason: str) -> None:
 
 def _steps(pipeline: Any, names: Sequence[str]) -> list[Any]:
     _require(isinstance(pipeline, Pipeline), f"expected a Pipeline, got {type(pipeline).__name__}")
-    _require([name for name, _ in pipeline.steps] == list(names),
-             f"expected steps {list(names)}, got {[name for name, _ in pipeline.steps]}")
+    _require(
+        [name for name, _ in pipeline.steps] == list(names),
+        f"expected steps {list(names)}, got {[name for name, _ in pipeline.steps]}",
+    )
     return [step for _, step in pipeline.steps]
 
 
 def _coercion(step: Any, function_name: str) -> None:
-    _require(isinstance(step, FunctionTransformer) and getattr(step.func, "__name__", "") == function_name
-             and not step.kw_args and step.inverse_func is None,
-             f"expected the {function_name} coercion step")
+    _require(
+        isinstance(step, FunctionTransformer)
+        and getattr(step.func, "__name__", "") == function_name
+        and not step.kw_args
+        and step.inverse_func is None,
+        f"expected the {function_name} coercion step",
+    )
 
 
 def model_columns(model: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -77,30 +83,49 @@ def _numeric_parameters(block: Any, width: int) -> tuple[np.ndarray, np.ndarray,
     """(imputed value, mean, scale) per numeric input."""
     to_float, impute, scale = _steps(block, ("to_float", "impute", "scale"))
     _coercion(to_float, "as_float")
-    _require(isinstance(impute, SimpleImputer) and impute.strategy == "median" and not impute.add_indicator
-             and len(impute.statistics_) == width and not np.isnan(impute.statistics_).any(),
-             "expected a median imputer over every numeric column")
+    _require(
+        isinstance(impute, SimpleImputer)
+        and impute.strategy == "median"
+        and not impute.add_indicator
+        and len(impute.statistics_) == width
+        and not np.isnan(impute.statistics_).any(),
+        "expected a median imputer over every numeric column",
+    )
     _require(isinstance(scale, StandardScaler), "expected a StandardScaler")
     mean = scale.mean_ if scale.with_mean else np.zeros(width)
     scales = scale.scale_ if scale.with_std else np.ones(width)
-    return (np.asarray(impute.statistics_, dtype=np.float64), np.asarray(mean, dtype=np.float64),
-            np.asarray(scales, dtype=np.float64))
+    return (
+        np.asarray(impute.statistics_, dtype=np.float64),
+        np.asarray(mean, dtype=np.float64),
+        np.asarray(scales, dtype=np.float64),
+    )
 
 
 def _categorical_parameters(block: Any, width: int) -> tuple[OneHotEncoder, str]:
     """The fitted one-hot encoder and the text that stands for a missing category."""
     to_text, impute, onehot = _steps(block, ("to_text", "impute", "onehot"))
     _coercion(to_text, "as_text")
-    _require(isinstance(impute, SimpleImputer) and impute.strategy == "constant"
-             and isinstance(impute.fill_value, str) and not impute.add_indicator, "expected a constant text imputer")
-    _require(isinstance(onehot, OneHotEncoder) and onehot.handle_unknown == "ignore" and onehot.drop_idx_ is None
-             and not getattr(onehot, "_infrequent_enabled", False), "expected a plain one-hot encoder")
+    _require(
+        isinstance(impute, SimpleImputer)
+        and impute.strategy == "constant"
+        and isinstance(impute.fill_value, str)
+        and not impute.add_indicator,
+        "expected a constant text imputer",
+    )
+    _require(
+        isinstance(onehot, OneHotEncoder)
+        and onehot.handle_unknown == "ignore"
+        and onehot.drop_idx_ is None
+        and not getattr(onehot, "_infrequent_enabled", False),
+        "expected a plain one-hot encoder",
+    )
     _require(len(onehot.categories_) == width, "one category table per categorical column")
     return onehot, impute.fill_value
 
 
-def _category_tables(categories: Sequence[np.ndarray], support: np.ndarray, out_of: np.ndarray,
-                     offset: int) -> tuple[dict[str, int], ...]:
+def _category_tables(
+    categories: Sequence[np.ndarray], support: np.ndarray, out_of: np.ndarray, offset: int
+) -> tuple[dict[str, int], ...]:
     """Per categorical input: category -> output column, for the encoded columns the selection keeps."""
     tables = []
     for values in categories:
@@ -153,20 +178,28 @@ class FastPath:  # pylint: disable=too-many-instance-attributes  # one field per
         columns, select = _steps(transform, ("columns", "select"))
         _require(isinstance(select, SelectPercentile) and hasattr(select, "scores_"), "expected a fitted selection")
         _require(isinstance(estimator, XGBClassifier), f"no fast path for {type(estimator).__name__}")
-        _require(getattr(estimator, "n_classes_", None) == 2 and estimator.get_params().get("objective")
-                 in (None, "binary:logistic"), "expected a binary:logistic XGBClassifier")
+        _require(
+            getattr(estimator, "n_classes_", None) == 2
+            and estimator.get_params().get("objective") in (None, "binary:logistic"),
+            "expected a binary:logistic XGBClassifier",
+        )
         numeric, categorical = model_columns(model)
-        _require(columns.remainder == "drop" and not columns.sparse_output_,
-                 "expected a dense, remainder-drop transform")
-        _require([name for name, _, _ in columns.transformers_ if name != "remainder"] == ["numeric", "categorical"],
-                 "expected exactly the numeric and categorical blocks, in that order")
+        _require(
+            columns.remainder == "drop" and not columns.sparse_output_, "expected a dense, remainder-drop transform"
+        )
+        _require(
+            [name for name, _, _ in columns.transformers_ if name != "remainder"] == ["numeric", "categorical"],
+            "expected exactly the numeric and categorical blocks, in that order",
+        )
         blocks = dict((name, trans) for name, trans, _ in columns.transformers_)
 
         fill, mean, scale = _numeric_parameters(blocks["numeric"], len(numeric))
         onehot, missing_category = _categorical_parameters(blocks["categorical"], len(categorical))
         support = select.get_support()
-        _require(len(support) == len(numeric) + sum(len(c) for c in onehot.categories_),
-                 "the selection does not match the encoded width")
+        _require(
+            len(support) == len(numeric) + sum(len(c) for c in onehot.categories_),
+            "the selection does not match the encoded width",
+        )
         out_of = np.cumsum(support) - 1  # output column of each encoded column (where kept)
         kept = np.flatnonzero(support[: len(numeric)])
         return cls(

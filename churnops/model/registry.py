@@ -55,7 +55,9 @@ class RegistryNotFound(RegistryError):
 # What MLflow's REST client chains to its MlflowException when the server did not answer (refused,
 # timed out, or kept failing until the retries ran out).
 UNREACHABLE: tuple[type[BaseException], ...] = (
-    requests.exceptions.ConnectionError, requests.exceptions.Timeout, requests.exceptions.RetryError,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.RetryError,
 )
 MISSING_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"})
 
@@ -344,8 +346,9 @@ def rollback(client: MlflowClient, name: str, actor: Actor | None = None) -> Ali
         )
     if len(history) < 2:
         raise RegistryError(f"version {current} is the first production version of {name!r}: no earlier one")
-    return assign_alias(client, name, "production", history[-2], action="rollback", note=f"rolled back {current}",
-                        actor=actor)
+    return assign_alias(
+        client, name, "production", history[-2], action="rollback", note=f"rolled back {current}", actor=actor
+    )
 
 
 def _alias_order(alias: str) -> tuple[int, str]:

@@ -87,7 +87,7 @@ def _model_directory(path: Path) -> Path:
 def _resolve_registered(uri: str, tracking_uri: str | None) -> tuple[str, str, str, dict[str, str]]:
     """(name, version, pinned URI, version tags) of a ``models:/`` URI."""
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    reference = uri[len("models:/"):]
+    reference = uri[len("models:/") :]
     try:
         if "@" in reference:
             name, alias = reference.split("@", 1)
@@ -109,8 +109,9 @@ def load_scoring_model(uri: str, tracking_uri: str | None = None, model_version:
             if tracking_uri:  # MLflow resolves a models:/ download through the process's tracking URI
                 mlflow.set_registry_uri(tracking_uri)
                 mlflow.set_tracking_uri(tracking_uri)
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=pinned, dst_path=folder,
-                                                             tracking_uri=tracking_uri))
+            local = Path(
+                mlflow.artifacts.download_artifacts(artifact_uri=pinned, dst_path=folder, tracking_uri=tracking_uri)
+            )
         else:
             local = _model_directory(Path(uri))
             name, version = local.name, model_version or UNREGISTERED
@@ -122,9 +123,16 @@ def load_scoring_model(uri: str, tracking_uri: str | None = None, model_version:
         numeric, categorical = model_columns(pipeline)
     except UnsupportedModel as exc:
         raise RegistryError(f"{uri} is not a churn model this server can describe: {exc}") from exc
-    model = ScoringModel(pipeline=pipeline, numeric=numeric, categorical=categorical, model_name=name,
-                         model_version=version, data_commit=data_commit, source=uri,
-                         extra={"run_id": str(info.run_id or "")})
+    model = ScoringModel(
+        pipeline=pipeline,
+        numeric=numeric,
+        categorical=categorical,
+        model_name=name,
+        model_version=version,
+        data_commit=data_commit,
+        source=uri,
+        extra={"run_id": str(info.run_id or "")},
+    )
     try:
         model.fast_path = FastPath.from_pipeline(pipeline)
     except UnsupportedModel as exc:

@@ -103,8 +103,15 @@ class AlertSink:
         return {"text": f"{headline}: {message}", "blocks": blocks}
 
 
-def alert_on_pipeline_failure(settings: Settings, pipeline: str, state: str, job: str, failed_task: str = "",
-                              error: str = "", sink: AlertSink | None = None) -> Alert | None:
+def alert_on_pipeline_failure(
+    settings: Settings,
+    pipeline: str,
+    state: str,
+    job: str,
+    failed_task: str = "",
+    error: str = "",
+    sink: AlertSink | None = None,
+) -> Alert | None:
     """Raise a ``pipeline_failed`` alert when a pipeline run did not succeed; None (and no alert) when it did.
 
     ``state`` is KFP's final state of the run's body (``SUCCEEDED``, ``FAILED``, ``CANCELLED``...);

@@ -100,13 +100,15 @@ def local_signing_key(settings: Settings) -> bytes:
     if not private.exists():
         private.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         descriptor = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(pem)
-        public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                         serialization.PublicFormat.SubjectPublicKeyInfo))
+        public.write_bytes(
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
     return private.read_bytes()
 
 
@@ -124,8 +126,15 @@ def mint_local_token(settings: Settings, account: str, audience: str, lifetime_s
     signer = google.auth.crypt.RSASigner.from_string(local_signing_key(settings), LOCAL_KEY_ID)
     now = int(time.time())
     email = account_email(settings, account)
-    payload = {"iss": LOCAL_ISSUER, "aud": audience, "sub": email, "email": email, "email_verified": True,
-               "iat": now, "exp": now + lifetime_s}
+    payload = {
+        "iss": LOCAL_ISSUER,
+        "aud": audience,
+        "sub": email,
+        "email": email,
+        "email_verified": True,
+        "iat": now,
+        "exp": now + lifetime_s,
+    }
     return google.auth.jwt.encode(signer, payload).decode("ascii")
 
 
@@ -137,8 +146,9 @@ def verifier(settings: Settings, audience: str) -> Callable[[str], Mapping[str, 
 
         def google_claims(token: str) -> Mapping[str, Any]:
             request = google.auth.transport.requests.Request(session=session)
-            return google.oauth2.id_token.verify_oauth2_token(token, request, audience=audience,
-                                                               clock_skew_in_seconds=CLOCK_SKEW_S)
+            return google.oauth2.id_token.verify_oauth2_token(
+                token, request, audience=audience, clock_skew_in_seconds=CLOCK_SKEW_S
+            )
 
         return _checked(google_claims, GOOGLE_ISSUERS)
     certs = {LOCAL_KEY_ID: local_public_key(settings).decode("ascii")}
@@ -283,5 +293,6 @@ class TokenSource:
         self._credentials.refresh(request)
         expiry = self._credentials.expiry
         # google-auth's expiry is a naive UTC datetime
-        return str(self._credentials.token), (calendar.timegm(expiry.utctimetuple()) if expiry
-                                              else time.time() + REFRESH_MARGIN_S * 2)
+        return str(self._credentials.token), (
+            calendar.timegm(expiry.utctimetuple()) if expiry else time.time() + REFRESH_MARGIN_S * 2
+        )

@@ -23,8 +23,10 @@ import requests
 from churnops.errors import ConfigurationError, ServiceUnavailable
 
 SCHEME = "k8s://"
-_ADDRESS = re.compile(r"k8s://(?P<namespace>[a-z0-9]([-a-z0-9]*[a-z0-9])?)/(?P<service>[a-z0-9]([-a-z0-9]*[a-z0-9])?)"
-                      r":(?P<port>[a-z0-9]([-a-z0-9]*[a-z0-9])?)/?")
+_ADDRESS = re.compile(
+    r"k8s://(?P<namespace>[a-z0-9]([-a-z0-9]*[a-z0-9])?)/(?P<service>[a-z0-9]([-a-z0-9]*[a-z0-9])?)"
+    r":(?P<port>[a-z0-9]([-a-z0-9]*[a-z0-9])?)/?"
+)
 
 
 @dataclass(frozen=True)
@@ -49,17 +51,23 @@ def resolve(address: str, kubeconfig: Path | None = None, context: str | None = 
         raise ConfigurationError(f"{address!r} is not a service address: use k8s://<namespace>/<service>:<port>")
     configuration = kubernetes.client.Configuration()
     try:
-        kubernetes.config.load_kube_config(config_file=str(kubeconfig) if kubeconfig else None, context=context,
-                                           client_configuration=configuration)
+        kubernetes.config.load_kube_config(
+            config_file=str(kubeconfig) if kubeconfig else None, context=context, client_configuration=configuration
+        )
     except (kubernetes.config.ConfigException, OSError) as exc:
-        raise ConfigurationError(f"{address} is reached through the Kubernetes API server, and no kubeconfig "
-                                 f"could be loaded (KUBECONFIG, CHURNOPS_KUBE_CONTEXT): {exc}") from None
+        raise ConfigurationError(
+            f"{address} is reached through the Kubernetes API server, and no kubeconfig "
+            f"could be loaded (KUBECONFIG, CHURNOPS_KUBE_CONTEXT): {exc}"
+        ) from None
     bearer = configuration.api_key.get("authorization") or configuration.api_key.get("BearerToken")
     token = bearer.removeprefix("Bearer ").strip() if bearer else None
-    url = (f"{configuration.host.rstrip('/')}/api/v1/namespaces/{match['namespace']}/services/"
-           f"{match['service']}:{match['port']}/proxy")
-    return ProxiedService(url=url, token=token or None, ca_cert=configuration.ssl_ca_cert,
-                          verify_ssl=bool(configuration.verify_ssl))
+    url = (
+        f"{configuration.host.rstrip('/')}/api/v1/namespaces/{match['namespace']}/services/"
+        f"{match['service']}:{match['port']}/proxy"
+    )
+    return ProxiedService(
+        url=url, token=token or None, ca_cert=configuration.ssl_ca_cert, verify_ssl=bool(configuration.verify_ssl)
+    )
 
 
 REFUSALS = {
@@ -83,5 +91,6 @@ def probe(service: ProxiedService, path: str, name: str, timeout_s: float = 10.0
     except requests.RequestException as exc:
         raise ServiceUnavailable(f"{name}: the Kubernetes API server is unreachable ({type(exc).__name__})") from exc
     if answer.status_code in REFUSALS:
-        raise ServiceUnavailable(f"{name} answered {answer.status_code} through the Kubernetes API server: "
-                                 f"{REFUSALS[answer.status_code]}")
+        raise ServiceUnavailable(
+            f"{name} answered {answer.status_code} through the Kubernetes API server: {REFUSALS[answer.status_code]}"
+        )

@@ -67,8 +67,14 @@ class Identity:
 
 def _serving(workload: str, env: str, description: str) -> Identity:
     short = "prod" if env == "production" else env  # account ids are at most 30 characters
-    return Identity(f"{workload}-{env}", f"churnops-{workload}-{short}", f"{description} ({env})",
-                    SERVING_NAMESPACES[env], f"churnops-{workload}", env)
+    return Identity(
+        f"{workload}-{env}",
+        f"churnops-{workload}-{short}",
+        f"{description} ({env})",
+        SERVING_NAMESPACES[env],
+        f"churnops-{workload}",
+        env,
+    )
 
 
 # The pipelines and the identity each runs as (the drift check retrains: the training identity).
@@ -84,8 +90,9 @@ _IDENTITIES: tuple[Identity, ...] = (
     *(_serving("predictor", env, "KServe predictor: reads model artifacts") for env in ENVIRONMENTS),
     *(_serving("transformer", env, "KServe by-customer transformer") for env in ENVIRONMENTS),
     Identity("pipeline-ingest", "churnops-ingest", "ingest pipeline tasks", NS_KUBEFLOW, "churnops-ingest"),
-    Identity("pipeline-training", "churnops-training", "training and drift pipeline tasks", NS_KUBEFLOW,
-             "churnops-training"),
+    Identity(
+        "pipeline-training", "churnops-training", "training and drift pipeline tasks", NS_KUBEFLOW, "churnops-training"
+    ),
     Identity("pipeline-scoring", "churnops-scoring", "scoring pipeline tasks", NS_KUBEFLOW, "churnops-scoring"),
     Identity("lakefs", "churnops-lakefs", "lakeFS server", NS_LAKEFS, "lakefs"),
     Identity("mlflow", "churnops-mlflow", "MLflow tracking server", NS_MLFLOW, "mlflow"),
@@ -213,8 +220,10 @@ class KubernetesSecret:
     keys: dict[str, str]  # key -> Secret Manager secret id
 
 
-_LAKE_KEYS = {"lakefs-access-key-id": SECRET_LAKEFS_ACCESS_KEY_ID,
-              "lakefs-secret-access-key": SECRET_LAKEFS_SECRET_ACCESS_KEY}
+_LAKE_KEYS = {
+    "lakefs-access-key-id": SECRET_LAKEFS_ACCESS_KEY_ID,
+    "lakefs-secret-access-key": SECRET_LAKEFS_SECRET_ACCESS_KEY,
+}
 # In kubeflow: lakeFS keys and the alert webhook, for pipeline tasks.
 SECRET_PIPELINES = KubernetesSecret("churnops-pipelines", {**_LAKE_KEYS, "alert-webhook-url": SECRET_ALERT_WEBHOOK})
 # In each serving namespace: lakeFS keys, for the transformer.
@@ -310,7 +319,7 @@ def build_substitutions(build: str) -> dict[str, str]:
             "_REGISTRY": f"{region}-docker.pkg.dev/{project}/${{_REPOSITORY}}",
             "_ATTESTOR": f"projects/{project}/attestors/{ATTESTOR}",
             "_ATTESTOR_KEY": f"projects/{project}/locations/{region}/keyRings/{ATTESTOR_KEYRING}"
-                             f"/cryptoKeys/{ATTESTOR_KEY}/cryptoKeyVersions/1",
+            f"/cryptoKeys/{ATTESTOR_KEY}/cryptoKeyVersions/1",
             "_BADGE_BUCKET": bucket_name(project, "badges"),
             "_KFP_HOST": KFP_API.proxy_address,
             "_MLFLOW_URI": MLFLOW.proxy_address,
@@ -366,8 +375,34 @@ KNATIVE_LATENCY_METRIC = "revision_app_request_latencies"
 KNATIVE_NAMESPACE_LABEL = "namespace_name"
 KNATIVE_REVISION_LABEL = "revision_name"
 KNATIVE_CODE_CLASS_LABEL = "response_code_class"
-KNATIVE_LATENCY_BUCKETS_MS = (5, 10, 20, 40, 60, 80, 100, 150, 200, 250, 300, 350, 400, 450, 500, 600,
-                              700, 800, 900, 1000, 2000, 5000, 10000, 20000, 50000, 100000)
+KNATIVE_LATENCY_BUCKETS_MS = (
+    5,
+    10,
+    20,
+    40,
+    60,
+    80,
+    100,
+    150,
+    200,
+    250,
+    300,
+    350,
+    400,
+    450,
+    500,
+    600,
+    700,
+    800,
+    900,
+    1000,
+    2000,
+    5000,
+    10000,
+    20000,
+    50000,
+    100000,
+)
 # Kubeflow Pipelines backend (the API server that compiles runs), installed from its release manifests.
 KFP_BACKEND = "2.17.0"
 # Cloud SQL engine.
@@ -428,15 +463,9 @@ ADMITTED_IMAGES: dict[str, tuple[str, ...]] = {
         "quay.io/jetstack/cert-manager-startupapicheck:v1.18.2",
         "quay.io/jetstack/cert-manager-webhook:v1.18.2",
     ),
-    "external-secrets": (
-        "oci.external-secrets.io/external-secrets/external-secrets:v0.19.2",
-    ),
-    "lakefs": (
-        "docker.io/treeverse/lakefs:1.81.1",
-    ),
-    "mlflow": (
-        "docker.io/burakince/mlflow:3.5.1",
-    ),
+    "external-secrets": ("oci.external-secrets.io/external-secrets/external-secrets:v0.19.2",),
+    "lakefs": ("docker.io/treeverse/lakefs:1.81.1",),
+    "mlflow": ("docker.io/burakince/mlflow:3.5.1",),
 }
 
 

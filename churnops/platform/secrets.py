@@ -134,9 +134,7 @@ class LocalSecrets:
 class SecretManagerSecrets:
     """Secrets from Google Secret Manager, checked against the CRC32C the server sends."""
 
-    def __init__(
-        self, project: str, client: SecretManagerServiceClient | None = None, version: str = "latest"
-    ) -> None:
+    def __init__(self, project: str, client: SecretManagerServiceClient | None = None, version: str = "latest") -> None:
         if not _VERSION.fullmatch(version):
             raise InvalidSecretName(f"invalid secret version {version!r}: use 'latest' or a version number")
         self.project = project
@@ -197,7 +195,6 @@ def tokenization_key(settings: Settings) -> bytes:
         key = source.get(name)
     if len(key) < MIN_TOKENIZATION_KEY_BYTES:
         raise SecretError(
-            f"tokenization key {name!r} is shorter than {MIN_TOKENIZATION_KEY_BYTES} bytes; "
-            "store a longer random key"
+            f"tokenization key {name!r} is shorter than {MIN_TOKENIZATION_KEY_BYTES} bytes; store a longer random key"
         )
     return key

@@ -161,19 +161,27 @@ class Settings(BaseSettings):
     cutoff_step_hours: int = Field(default=TRAINING_DEFAULTS["cutoff_step_hours"], gt=0)
     min_history_hours: int = Field(default=TRAINING_DEFAULTS["min_history_hours"], ge=0)
     gate_margin: float = Field(
-        default=TRAINING_DEFAULTS["gate_margin"], ge=0, le=1,
+        default=TRAINING_DEFAULTS["gate_margin"],
+        ge=0,
+        le=1,
         description="Test ROC-AUC a new candidate may lose against production.",
     )
     gate_confidence: float = Field(
-        default=TRAINING_DEFAULTS["gate_confidence"], gt=0.5, lt=1,
+        default=TRAINING_DEFAULTS["gate_confidence"],
+        gt=0.5,
+        lt=1,
         description="Confidence level of the gate's intervals on ROC-AUC differences.",
     )
     gate_resamples: int = Field(
-        default=TRAINING_DEFAULTS["gate_resamples"], ge=100, le=100_000,
+        default=TRAINING_DEFAULTS["gate_resamples"],
+        ge=100,
+        le=100_000,
         description="Bootstrap resamples (of customers) of the gate.",
     )
     gate_min_auc: float = Field(
-        default=TRAINING_DEFAULTS["gate_min_auc"], ge=0, le=1,
+        default=TRAINING_DEFAULTS["gate_min_auc"],
+        ge=0,
+        le=1,
         description="Test ROC-AUC the gate's winner must reach, also when there is no production model.",
     )
 
@@ -195,27 +203,38 @@ class Settings(BaseSettings):
     # Who may call the services (churnops/platform/auth.py): bearer tokens naming the caller's service
     # account (names or e-mails; a name means <name>@<gcp_project>.iam.gserviceaccount.com).
     service_auth: Literal["local", "google"] = Field(
-        default="local", description="google: Google-signed ID tokens of workload identities (GKE); local: tokens "
-        "signed by a key under state_dir/secrets whose public half local servers trust.")
+        default="local",
+        description="google: Google-signed ID tokens of workload identities (GKE); local: tokens "
+        "signed by a key under state_dir/secrets whose public half local servers trust.",
+    )
     predictor_audience: str = Field(default="churnops-predictor", description="Audience of tokens for the predictor.")
-    transformer_audience: str = Field(default="churnops-transformer",
-                                      description="Audience of tokens for the by-customer transformer.")
+    transformer_audience: str = Field(
+        default="churnops-transformer", description="Audience of tokens for the by-customer transformer."
+    )
     predictor_callers: list[str] = Field(
         default_factory=lambda: ["churnops-transformer", "churnops-deployer"],
-        description="Accounts the predictor serves: the transformer, and the deployer's smoke test.")
+        description="Accounts the predictor serves: the transformer, and the deployer's smoke test.",
+    )
     transformer_callers: list[str] = Field(
-        default_factory=lambda: ["churnops-deployer"], description="Accounts the by-customer transformer serves.")
+        default_factory=lambda: ["churnops-deployer"], description="Accounts the by-customer transformer serves."
+    )
     transformer_account: str = Field(
-        default="churnops-transformer", description="The transformer's own account in locally signed tokens "
-        "(on GKE its workload identity speaks for it).")
+        default="churnops-transformer",
+        description="The transformer's own account in locally signed tokens "
+        "(on GKE its workload identity speaks for it).",
+    )
     client_account: str = Field(
-        default="churnops-deployer", description="The account in locally signed tokens of the churnops commands "
-        "(smoke test, demo); on GKE their Application Default Credentials speak for them.")
+        default="churnops-deployer",
+        description="The account in locally signed tokens of the churnops commands "
+        "(smoke test, demo); on GKE their Application Default Credentials speak for them.",
+    )
     # The enumeration bound: a caller can learn at most this many customers' answers.
-    transformer_max_ids_per_request: int = Field(default=100, ge=1, le=4096,
-                                                 description="Customer ids one request may ask about.")
-    transformer_max_ids_per_minute: int = Field(default=6000, ge=1,
-                                                description="Customer ids one caller may ask about per minute.")
+    transformer_max_ids_per_request: int = Field(
+        default=100, ge=1, le=4096, description="Customer ids one request may ask about."
+    )
+    transformer_max_ids_per_minute: int = Field(
+        default=6000, ge=1, description="Customer ids one caller may ask about per minute."
+    )
 
     # Deployment and canary (manifests/, `churnops deploy`, `churnops canary`). The canary is rolled
     # back when it is confidently worse than the stable revision (churnops/deploy/canary.py); below
@@ -235,26 +254,36 @@ class Settings(BaseSettings):
     deploy_poll_interval_s: float = Field(default=5.0, ge=0)
     smoke_timeout_s: float = Field(default=10.0, gt=0)
     prometheus_url: str | None = Field(
-        default=None, description="Prometheus HTTP API the canary analysis queries. Default: 127.0.0.1:9090 "
-        "locally; on GKE, Managed Service for Prometheus's query API of gcp_project.")
+        default=None,
+        description="Prometheus HTTP API the canary analysis queries. Default: 127.0.0.1:9090 "
+        "locally; on GKE, Managed Service for Prometheus's query API of gcp_project.",
+    )
     prometheus_auth: Literal["none", "google"] = Field(
-        default="none", description="google: send Application Default Credentials (Managed Service for Prometheus).")
+        default="none", description="google: send Application Default Credentials (Managed Service for Prometheus)."
+    )
     canary_window: str = Field(default="5m", pattern=r"^[0-9]+[smh]$", description="`canary analyze`'s window.")
     canary_min_requests: int = Field(default=300, ge=1, description="Requests on each arm before any decision.")
     canary_error_margin: float = Field(
-        default=0.002, ge=0, le=1, description="How much higher the canary's 5xx share may be than the stable one's.")
+        default=0.002, ge=0, le=1, description="How much higher the canary's 5xx share may be than the stable one's."
+    )
     canary_slow_ms: float = Field(
-        default=250, gt=0, description="A request slower than this (a bucket bound of Knative's histogram) is slow.")
+        default=250, gt=0, description="A request slower than this (a bucket bound of Knative's histogram) is slow."
+    )
     canary_slow_margin: float = Field(
-        default=0.01, ge=0, le=1, description="How much higher the canary's slow share may be than the stable one's.")
+        default=0.01, ge=0, le=1, description="How much higher the canary's slow share may be than the stable one's."
+    )
     canary_confidence: float = Field(
-        default=0.99, gt=0.5, lt=1, description="Posterior probability of 'worse by more than the margin' that "
-        "rolls back.")
+        default=0.99,
+        gt=0.5,
+        lt=1,
+        description="Posterior probability of 'worse by more than the margin' that rolls back.",
+    )
     canary_max_psi: float = Field(default=0.2, gt=0, description="Shift of predicted probabilities worth a note.")
     canary_intervals: int = Field(default=3, ge=1, description="Windows analysed before a promotion.")
     canary_interval_s: float = Field(default=300.0, ge=0)
     canary_deadline_s: float = Field(
-        default=3600.0, ge=0, description="Without a decision by then, the canary is rolled back (with an alert).")
+        default=3600.0, ge=0, description="Without a decision by then, the canary is rolled back (with an alert)."
+    )
     probability_metric: str = Field(
         default="churnops_serving_churn_probability", description="Histogram of predicted probabilities (serving/)."
     )
@@ -264,8 +293,11 @@ class Settings(BaseSettings):
         default=DEFAULT_COMPONENTS_IMAGE,
         description="Image (with registry, tag or digest) of components/Dockerfile; every KFP task runs it.",
     )
-    kfp_host: str | None = Field(default=None, description="KFP API endpoint for submit, schedule and upload "
-                                 "(a URL, or k8s://<namespace>/<service>:<port> through the API server).")
+    kfp_host: str | None = Field(
+        default=None,
+        description="KFP API endpoint for submit, schedule and upload "
+        "(a URL, or k8s://<namespace>/<service>:<port> through the API server).",
+    )
     pipeline_root: str | None = Field(default=None, description="Where KFP keeps artifacts, e.g. gs://bucket/kfp.")
     pipeline_service_accounts: dict[str, str] = Field(
         default_factory=platform.pipeline_service_accounts,
@@ -322,8 +354,9 @@ class Settings(BaseSettings):
             if self.mlflow_tracking_uri is None:
                 self.mlflow_tracking_uri = f"http://{self.mlflow_host}:{self.mlflow_port}"
         if self.prometheus_url is None:
-            self.prometheus_url = (GMP_QUERY_URL.format(project=self.gcp_project) if self.profile == "gke"
-                                   else "http://127.0.0.1:9090")
+            self.prometheus_url = (
+                GMP_QUERY_URL.format(project=self.gcp_project) if self.profile == "gke" else "http://127.0.0.1:9090"
+            )
         return self
 
     @property

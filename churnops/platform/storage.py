@@ -81,8 +81,13 @@ def list_objects(client: storage.Client, bucket: str, prefix: str) -> Iterator[O
     with storage_errors(f"listing gs://{bucket}/{prefix}"):
         blobs = list(client.list_blobs(bucket, prefix=prefix))
     for blob in blobs:
-        yield ObjectRef(bucket=bucket, name=blob.name, generation=int(blob.generation), size=int(blob.size or 0),
-                        content_encoding=blob.content_encoding or None)
+        yield ObjectRef(
+            bucket=bucket,
+            name=blob.name,
+            generation=int(blob.generation),
+            size=int(blob.size or 0),
+            content_encoding=blob.content_encoding or None,
+        )
 
 
 def list_prefixes(client: storage.Client, bucket: str, prefix: str) -> tuple[list[str], list[str]]:

@@ -77,16 +77,21 @@ class IgnoreEntry:
         elif self.expires < today:
             found.append(f"expired on {self.expires.isoformat()}")
         elif self.expires > today + timedelta(days=MAX_WAIVER_DAYS):
-            found.append(f"runs past {(today + timedelta(days=MAX_WAIVER_DAYS)).isoformat()} "
-                         f"(at most {MAX_WAIVER_DAYS} days ahead)")
+            found.append(
+                f"runs past {(today + timedelta(days=MAX_WAIVER_DAYS)).isoformat()} "
+                f"(at most {MAX_WAIVER_DAYS} days ahead)"
+            )
         if not self.reason:
             found.append("has no reason (add '# why it is safe to ignore')")
         return found
 
     def covers(self, finding: "Finding") -> bool:
         """Whether this entry waives ``finding``: its id, in its package and its target (those it names)."""
-        return (self.id == finding.id and (not self.package or self.package == finding.package)
-                and (not self.target or self.target == finding.target))
+        return (
+            self.id == finding.id
+            and (not self.package or self.package == finding.package)
+            and (not self.target or self.target == finding.target)
+        )
 
 
 @dataclass(frozen=True)
@@ -152,8 +157,10 @@ class GateResult:
             listed = ", ".join(f"{counts[s]} {s}" for s in reversed(SEVERITIES) if s in counts)
             lines.append(f"not blocking: {listed}")
         verdict = "PASS" if self.passed else "FAIL"
-        lines.append(f"{verdict}: {len(self.blocking)} blocking, {len(self.waived)} waived, "
-                     f"{len(self.bad_entries)} bad ignore entries")
+        lines.append(
+            f"{verdict}: {len(self.blocking)} blocking, {len(self.waived)} waived, "
+            f"{len(self.bad_entries)} bad ignore entries"
+        )
         return "\n".join(lines)
 
 
@@ -179,8 +186,10 @@ def parse_ignore_file(text: str) -> list[IgnoreEntry]:
             elif key in place and value and not place[key]:
                 place[key] = value
             else:
-                raise GateInputError(f"ignore file line {number}: unknown or repeated field {extra!r} "
-                                     "(fields: pkg:, target:, exp:; put the reason after '#')")
+                raise GateInputError(
+                    f"ignore file line {number}: unknown or repeated field {extra!r} "
+                    "(fields: pkg:, target:, exp:; put the reason after '#')"
+                )
         entries.append(IgnoreEntry(finding_id, number, expires, reason.strip(), place["pkg"], place["target"]))
     return entries
 
@@ -208,8 +217,9 @@ def findings(report: Any) -> list[Finding]:
         raise GateInputError("not a Trivy JSON report of SchemaVersion 2")
     results = report.get("Results")
     if results is None or results == []:
-        raise GateInputError("the report lists no scanned target (no 'Results'): a scan that saw nothing "
-                             "proves nothing")
+        raise GateInputError(
+            "the report lists no scanned target (no 'Results'): a scan that saw nothing proves nothing"
+        )
     if not isinstance(results, list):
         raise GateInputError("'Results' is not a list")
     found: list[Finding] = []
@@ -221,19 +231,42 @@ def findings(report: Any) -> list[Finding]:
             where = f"{target} Vulnerabilities[{i}]"
             status = vuln.get("Status", "")
             fixed = vuln.get("FixedVersion") or ("(fixed)" if status == "fixed" else "")
-            found.append(Finding("vulnerability", _field(vuln, "VulnerabilityID", where), _severity(vuln, where),
-                                 target, _field(vuln, "PkgName", where), vuln.get("InstalledVersion", ""),
-                                 fixed, vuln.get("Title", "")))
+            found.append(
+                Finding(
+                    "vulnerability",
+                    _field(vuln, "VulnerabilityID", where),
+                    _severity(vuln, where),
+                    target,
+                    _field(vuln, "PkgName", where),
+                    vuln.get("InstalledVersion", ""),
+                    fixed,
+                    vuln.get("Title", ""),
+                )
+            )
         for i, misconf in enumerate(result.get("Misconfigurations") or []):
             where = f"{target} Misconfigurations[{i}]"
             if misconf.get("Status", "FAIL") != "FAIL":
                 continue
-            found.append(Finding("misconfiguration", _field(misconf, "ID", where), _severity(misconf, where),
-                                 target, title=misconf.get("Title", "")))
+            found.append(
+                Finding(
+                    "misconfiguration",
+                    _field(misconf, "ID", where),
+                    _severity(misconf, where),
+                    target,
+                    title=misconf.get("Title", ""),
+                )
+            )
         for i, secret in enumerate(result.get("Secrets") or []):
             where = f"{target} Secrets[{i}]"
-            found.append(Finding("secret", _field(secret, "RuleID", where), _severity(secret, where),
-                                 target, title=secret.get("Title", "")))
+            found.append(
+                Finding(
+                    "secret",
+                    _field(secret, "RuleID", where),
+                    _severity(secret, where),
+                    target,
+                    title=secret.get("Title", ""),
+                )
+            )
     return found
 
 
@@ -263,8 +296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line: judge one or more reports; print the decision; return the exit status."""
     parser = argparse.ArgumentParser(prog="python -m churnops.platform.vulngate", description=__doc__.splitlines()[0])
     parser.add_argument("reports", nargs="+", type=Path, help="Trivy JSON report(s)")
-    parser.add_argument("--ignorefile", type=Path, default=None,
-                        help="Trivy ignore file (entries need exp: and # reason)")
+    parser.add_argument(
+        "--ignorefile", type=Path, default=None, help="Trivy ignore file (entries need exp: and # reason)"
+    )
     parser.add_argument("--today", type=date.fromisoformat, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:

@@ -25,10 +25,10 @@ import pyarrow.parquet as pq
 
 from churnops.data.versioning import DataRepository, open_repository
 from churnops.data.versioning.base import DEFAULT_BRANCH
-from churnops.platform.buildinfo import git_sha
-from churnops.platform.settings import Settings
 from churnops.model import registry
 from churnops.model.predict import LABEL, PROBABILITY, churn_label, churn_probability
+from churnops.platform.buildinfo import git_sha
+from churnops.platform.settings import Settings
 from churnops.training.features import FeatureSpec, build_features, data_span
 from churnops.training.train import load_tables
 
@@ -85,8 +85,9 @@ def load_alias_model(settings: Settings, alias: str) -> tuple[object, FeatureSpe
     return model, spec, version
 
 
-def predictions_frame(model: object, spec: FeatureSpec, features: pd.DataFrame, model_name: str, version: str,
-                      data_commit: str) -> pd.DataFrame:
+def predictions_frame(
+    model: object, spec: FeatureSpec, features: pd.DataFrame, model_name: str, version: str, data_commit: str
+) -> pd.DataFrame:
     """The predictions table for ``features`` (one row per customer at one cutoff)."""
     probability = churn_probability(model, features[spec.columns])
     return pd.DataFrame(
@@ -103,8 +104,9 @@ def predictions_frame(model: object, spec: FeatureSpec, features: pd.DataFrame, 
     )
 
 
-def score_customers(settings: Settings, data_ref: str = DEFAULT_BRANCH, alias: str = "production",
-                    repo: DataRepository | None = None) -> ScoringResult:
+def score_customers(
+    settings: Settings, data_ref: str = DEFAULT_BRANCH, alias: str = "production", repo: DataRepository | None = None
+) -> ScoringResult:
     """Score every customer active at the head of ``data_ref`` and publish the predictions (see the module doc)."""
     repo = repo or open_repository(settings)
     data_commit = repo.resolve(data_ref)
@@ -134,8 +136,9 @@ def score_customers(settings: Settings, data_ref: str = DEFAULT_BRANCH, alias: s
     try:
         repo.put_objects(branch, {path: buffer.getvalue()})
         repo.commit(branch, f"predictions at {cutoff:%Y-%m-%dT%H} by {settings.registered_model} v{version}", metadata)
-        commit = repo.merge(branch, into=DEFAULT_BRANCH, message=f"publish predictions {cutoff:%Y-%m-%dT%H}",
-                            metadata=metadata)
+        commit = repo.merge(
+            branch, into=DEFAULT_BRANCH, message=f"publish predictions {cutoff:%Y-%m-%dT%H}", metadata=metadata
+        )
     finally:
         repo.delete_branch(branch)
     logger.info("predictions published", extra={"commit": commit, "rows": len(table), "model_version": version})

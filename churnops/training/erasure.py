@@ -26,8 +26,8 @@ from mlflow.tracking import MlflowClient
 from churnops.data import purge as lake_purge
 from churnops.data.privacy import Tokenizer
 from churnops.data.versioning import DataRepository
-from churnops.platform.settings import Settings
 from churnops.model import registry
+from churnops.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +120,9 @@ def _runs(client: MlflowClient, experiment_id: str) -> Iterator[Any]:
             return
 
 
-def purge(settings: Settings, repo: DataRepository, client: storage.Client, tokenizer: Tokenizer,
-          now: datetime | None = None) -> PurgeReport:
+def purge(
+    settings: Settings, repo: DataRepository, client: storage.Client, tokenizer: Tokenizer, now: datetime | None = None
+) -> PurgeReport:
     """Complete every erasure due at ``now``: lake history, raw bucket, MLflow artifacts, pipeline root.
 
     The raw bucket is searched with ``tokenizer`` (the lake's key): erasures recorded under another
@@ -138,8 +139,9 @@ def purge(settings: Settings, repo: DataRepository, client: storage.Client, toke
     current = {record["subject_token"] for record in due if record.get("key_id") == tokenizer.key_id}
     report.skipped_keys = sorted({record["key_id"] for record in due if record.get("key_id") != tokenizer.key_id})
     if current:
-        report.raw_bucket = lake_purge.purge_raw_bucket(client, settings.raw_bucket,
-                                                        lake_purge.LineMatcher(tokenizer, current))
+        report.raw_bucket = lake_purge.purge_raw_bucket(
+            client, settings.raw_bucket, lake_purge.LineMatcher(tokenizer, current)
+        )
     report.mlflow = purge_mlflow_artifacts(settings, tokens)
     root = settings.pipeline_root or str(settings.state_dir / "kfp")
     if root.startswith("gs://"):

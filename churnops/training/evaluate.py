@@ -42,8 +42,17 @@ from churnops.training.transform import selected_feature_names
 
 __all__ = ["THRESHOLD", "churn_probability"]  # the predict contract, re-exported for the evaluation code
 
-METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "brier", "log_loss",
-                            "calibration_error")
+METRICS: tuple[str, ...] = (
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+    "pr_auc",
+    "brier",
+    "log_loss",
+    "calibration_error",
+)
 CALIBRATION_BINS = 10
 
 
@@ -89,7 +98,11 @@ def confusion_matrix_figure(y_true: Any, probability: Any, title: str) -> Figure
     ax = fig.add_subplot()
     predicted = (np.asarray(probability) >= THRESHOLD).astype(int)
     ConfusionMatrixDisplay.from_predictions(
-        np.asarray(y_true).astype(int), predicted, labels=[0, 1], display_labels=["stays", "churns"], ax=ax,
+        np.asarray(y_true).astype(int),
+        predicted,
+        labels=[0, 1],
+        display_labels=["stays", "churns"],
+        ax=ax,
         colorbar=False,
     )
     ax.set_title(title)
@@ -102,8 +115,14 @@ def reliability_figure(y_true: Any, probability: Any, title: str, bins: int = CA
     diagonal a calibrated model follows."""
     fig = Figure(figsize=(4.5, 4))
     ax = fig.add_subplot()
-    CalibrationDisplay.from_predictions(np.asarray(y_true).astype(int), np.asarray(probability, dtype=np.float64),
-                                        n_bins=bins, strategy="quantile", ax=ax, name=title)
+    CalibrationDisplay.from_predictions(
+        np.asarray(y_true).astype(int),
+        np.asarray(probability, dtype=np.float64),
+        n_bins=bins,
+        strategy="quantile",
+        ax=ax,
+        name=title,
+    )
     ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -197,8 +216,14 @@ def _weighted_aucs(positive: np.ndarray, negative: np.ndarray, w_pos: np.ndarray
         return np.where(pairs > 0, (w_pos * wins).sum(axis=1) / pairs, np.nan)
 
 
-def _bootstrap_aucs(y: np.ndarray, scores: list[np.ndarray], resamples: int, seed: int,
-                    groups: np.ndarray | None = None, batch: int = 100) -> list[np.ndarray]:
+def _bootstrap_aucs(
+    y: np.ndarray,
+    scores: list[np.ndarray],
+    resamples: int,
+    seed: int,
+    groups: np.ndarray | None = None,
+    batch: int = 100,
+) -> list[np.ndarray]:
     """ROC-AUC of each score vector on ``resamples`` paired resamples, the same draws for every model.
 
     Without ``groups`` the rows are drawn, stratified by class: every resample holds as many
@@ -223,7 +248,12 @@ def _bootstrap_aucs(y: np.ndarray, scores: list[np.ndarray], resamples: int, see
 
 
 def paired_auc_difference(  # pylint: disable=too-many-arguments  # the comparison's inputs and its bootstrap
-    y_true: Any, scores_a: Any, scores_b: Any, confidence: float = 0.95, resamples: int = 1000, seed: int = 0,
+    y_true: Any,
+    scores_a: Any,
+    scores_b: Any,
+    confidence: float = 0.95,
+    resamples: int = 1000,
+    seed: int = 0,
     groups: Any = None,
 ) -> AucComparison:
     """ROC-AUC(a) - ROC-AUC(b) on the same rows and a percentile interval from a paired bootstrap.
@@ -307,14 +337,23 @@ class GateDecision:  # pylint: disable=too-many-instance-attributes  # a flat re
     def markdown(self) -> str:
         """The decision as a short Markdown report (the pipeline UI shows it as the gate's visualization)."""
         verdict = f"**passed**: register `{self.winner}`" if self.passed else "**refused**: nothing is registered"
-        lines = [f"# Gate: {verdict}", "", self.summary or "", "",
-                 "| model | test ROC-AUC |", "|---|---|",
-                 f"| challenger | {self.challenger_auc:.4f} |", f"| baseline | {self.baseline_auc:.4f} |"]
+        lines = [
+            f"# Gate: {verdict}",
+            "",
+            self.summary or "",
+            "",
+            "| model | test ROC-AUC |",
+            "|---|---|",
+            f"| challenger | {self.challenger_auc:.4f} |",
+            f"| baseline | {self.baseline_auc:.4f} |",
+        ]
         if self.production_auc is not None and not math.isnan(self.production_auc):
             lines.append(f"| production (version {self.production_version}) | {self.production_auc:.4f} |")
         lines.append("")
-        for label, comparison in (("challenger - baseline", self.vs_baseline),
-                                  (f"{self.winner} - production", self.vs_production)):
+        for label, comparison in (
+            ("challenger - baseline", self.vs_baseline),
+            (f"{self.winner} - production", self.vs_production),
+        ):
             if comparison is not None:
                 lines.append(f"- {label}: {comparison.describe()}")
         lines.append(f"- margin against production: {self.margin}")
@@ -327,9 +366,13 @@ class GateDecision:  # pylint: disable=too-many-instance-attributes  # a flat re
         out: dict[str, float] = {}
         for other, comparison in (("baseline", self.vs_baseline), ("production", self.vs_production)):
             if comparison is not None:
-                out.update({f"gate_vs_{other}_auc_diff": comparison.difference,
-                            f"gate_vs_{other}_auc_diff_low": comparison.low,
-                            f"gate_vs_{other}_auc_diff_high": comparison.high})
+                out.update(
+                    {
+                        f"gate_vs_{other}_auc_diff": comparison.difference,
+                        f"gate_vs_{other}_auc_diff_low": comparison.low,
+                        f"gate_vs_{other}_auc_diff_high": comparison.high,
+                    }
+                )
         return {key: value for key, value in out.items() if not math.isnan(value)}
 
 
@@ -382,9 +425,16 @@ def gate(  # pylint: disable=too-many-arguments,too-many-locals  # positional AU
     vs_baseline = vs_production = None
     if math.isnan(challenger_auc) and math.isnan(baseline_auc):
         reasons.append("test ROC-AUC is undefined for both models (the test split has one class)")
-        return GateDecision(passed=False, challenger_auc=challenger_auc, baseline_auc=baseline_auc,
-                            production_auc=production_auc, production_version=production_version, margin=margin,
-                            reasons=reasons, summary=reasons[0])
+        return GateDecision(
+            passed=False,
+            challenger_auc=challenger_auc,
+            baseline_auc=baseline_auc,
+            production_auc=production_auc,
+            production_version=production_version,
+            margin=margin,
+            reasons=reasons,
+            summary=reasons[0],
+        )
     if math.isnan(baseline_auc):
         challenger_wins, why = True, f"the baseline's test ROC-AUC is undefined; {challenger} wins"
     elif math.isnan(challenger_auc):
@@ -408,8 +458,9 @@ def gate(  # pylint: disable=too-many-arguments,too-many-locals  # positional AU
         production_auc = float(roc_auc_score(y, np.asarray(production_scores, dtype=np.float64)))
     if production_auc is not None:
         vs_production = compare(winner_scores, production_scores)
-        reasons.extend(_production_reasons(winner, winner_auc, production_auc, production_version, margin,
-                                           vs_production))
+        reasons.extend(
+            _production_reasons(winner, winner_auc, production_auc, production_version, margin, vs_production)
+        )
     return GateDecision(
         passed=not reasons,
         challenger_auc=challenger_auc,
@@ -427,17 +478,27 @@ def gate(  # pylint: disable=too-many-arguments,too-many-locals  # positional AU
     )
 
 
-def _production_reasons(winner: str, winner_auc: float, production_auc: float, production_version: str | None,
-                        margin: float, vs_production: AucComparison | None) -> list[str]:
+def _production_reasons(
+    winner: str,
+    winner_auc: float,
+    production_auc: float,
+    production_version: str | None,
+    margin: float,
+    vs_production: AucComparison | None,
+) -> list[str]:
     """Why the winner may not replace production: worse by more than ``margin`` (at the interval's lower
     bound when there is one, else on the point estimates)."""
     if vs_production is not None:
         if vs_production.low < -margin:
-            return [f"{winner} may be worse than production (version {production_version}) by more than "
-                    f"{margin:.4f}: ROC-AUC difference {vs_production.describe()}"]
+            return [
+                f"{winner} may be worse than production (version {production_version}) by more than "
+                f"{margin:.4f}: ROC-AUC difference {vs_production.describe()}"
+            ]
     elif winner_auc < production_auc - margin:
-        return [f"{winner} test ROC-AUC {winner_auc:.4f} is worse than production (version {production_version}) "
-                f"{production_auc:.4f} by more than {margin:.4f}"]
+        return [
+            f"{winner} test ROC-AUC {winner_auc:.4f} is worse than production (version {production_version}) "
+            f"{production_auc:.4f} by more than {margin:.4f}"
+        ]
     return []
 
 

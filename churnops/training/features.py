@@ -439,8 +439,9 @@ def choose_cutoffs(
     return [last - pd.Timedelta(hours=step_h * i) for i in reversed(range(count))]
 
 
-def _purged_blocks(cutoffs: list[pd.Timestamp], n_val: int, n_test: int,
-                   horizon: pd.Timedelta) -> dict[str, list[pd.Timestamp]]:
+def _purged_blocks(
+    cutoffs: list[pd.Timestamp], n_val: int, n_test: int, horizon: pd.Timedelta
+) -> dict[str, list[pd.Timestamp]]:
     """The latest ``n_test`` cutoffs test, the latest ``n_val`` whose label window ends before the first test
     cutoff validate, and every cutoff whose label window ends before the first validation cutoff trains."""
     test = cutoffs[-n_test:]

@@ -40,9 +40,9 @@ from matplotlib.figure import Figure
 
 from churnops.data.versioning import DataRepository, open_repository
 from churnops.errors import RegistryError
+from churnops.model import registry
 from churnops.platform.alerts import Alert, AlertSink
 from churnops.platform.settings import Settings
-from churnops.model import registry
 from churnops.training import drift, evaluate
 from churnops.training.features import FeatureSpec
 from churnops.training.online import OnlineSnapshot, load_snapshot
@@ -105,8 +105,10 @@ class DriftReport:
 
     def table(self) -> pd.DataFrame:
         """One row per feature and the prediction: name, kind, PSI, drifted; worst first."""
-        rows = [{"name": d.name, "kind": d.kind, "psi": d.psi, "drifted": d.psi >= self.threshold}
-                for d in self.distributions]
+        rows = [
+            {"name": d.name, "kind": d.kind, "psi": d.psi, "drifted": d.psi >= self.threshold}
+            for d in self.distributions
+        ]
         return pd.DataFrame(rows).sort_values("psi", ascending=False, kind="stable").reset_index(drop=True)
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,8 +134,9 @@ def numeric_distribution(name: str, reference: pd.Series, current: pd.Series, bi
     ref_counts = np.append(drift.bin_counts(ref, edges), np.count_nonzero(~np.isfinite(ref)))
     cur_counts = np.append(drift.bin_counts(cur, edges), np.count_nonzero(~np.isfinite(cur)))
     labels = [f"<= {e:.4g}" for e in edges] + [f"> {edges[-1]:.4g}" if len(edges) else "all", MISSING_BIN]
-    return Distribution(name, "numeric", drift.psi(ref_counts, cur_counts), labels, _shares(ref_counts),
-                        _shares(cur_counts))
+    return Distribution(
+        name, "numeric", drift.psi(ref_counts, cur_counts), labels, _shares(ref_counts), _shares(cur_counts)
+    )
 
 
 def categorical_distribution(name: str, reference: pd.Series, current: pd.Series) -> Distribution:
@@ -148,8 +151,14 @@ def categorical_distribution(name: str, reference: pd.Series, current: pd.Series
         return np.concatenate([seen, [int((~text.isin(categories)).sum()), int(values.isna().sum())]])
 
     ref_counts, cur_counts = counts(ref), counts(cur)
-    return Distribution(name, "categorical", drift.psi(ref_counts, cur_counts), [*categories, OTHER_BIN, MISSING_BIN],
-                        _shares(ref_counts), _shares(cur_counts))
+    return Distribution(
+        name,
+        "categorical",
+        drift.psi(ref_counts, cur_counts),
+        [*categories, OTHER_BIN, MISSING_BIN],
+        _shares(ref_counts),
+        _shares(cur_counts),
+    )
 
 
 def prediction_distribution(reference: np.ndarray, current: np.ndarray, bins: int) -> Distribution:
@@ -157,8 +166,9 @@ def prediction_distribution(reference: np.ndarray, current: np.ndarray, bins: in
     edges = np.linspace(0.0, 1.0, bins + 1)[1:-1]
     ref_counts, cur_counts = drift.bin_counts(reference, edges), drift.bin_counts(current, edges)
     labels = [f"<= {e:.2f}" for e in edges] + [f"> {edges[-1]:.2f}"]
-    return Distribution(PREDICTION, "prediction", drift.psi(ref_counts, cur_counts), labels, _shares(ref_counts),
-                        _shares(cur_counts))
+    return Distribution(
+        PREDICTION, "prediction", drift.psi(ref_counts, cur_counts), labels, _shares(ref_counts), _shares(cur_counts)
+    )
 
 
 def compare(reference: pd.DataFrame, current: pd.DataFrame, spec: FeatureSpec, bins: int) -> list[Distribution]:
@@ -222,8 +232,13 @@ def _publish(repo: DataRepository, report: DriftReport, repository: str) -> str:
     branch = f"drift-{stamp.replace('-', '').replace('+', '')[:15].lower()}-{report.version}"
     repo.create_branch(branch, source=FEATURES_BRANCH)
     try:
-        repo.put_objects(branch, {f"{prefix}/report.json": json.dumps(report.to_dict(), indent=2).encode(),
-                                  f"{prefix}/psi.parquet": table.getvalue()})
+        repo.put_objects(
+            branch,
+            {
+                f"{prefix}/report.json": json.dumps(report.to_dict(), indent=2).encode(),
+                f"{prefix}/psi.parquet": table.getvalue(),
+            },
+        )
         metadata = {"kind": "drift", "model_version": report.version, "fired": str(report.fired).lower()}
         repo.commit(branch, f"drift report of {report.model} v{report.version}", metadata)
         commit = repo.merge(branch, into=FEATURES_BRANCH, message="drift report", metadata=metadata)
@@ -235,9 +250,15 @@ def _publish(repo: DataRepository, report: DriftReport, repository: str) -> str:
 def _log_to_mlflow(settings: Settings, report: DriftReport) -> str:
     registry.use_tracking(settings)
     mlflow.set_experiment(f"{settings.mlflow_experiment}-monitoring")
-    tags = {"run_kind": "drift", "model": report.model, "model_version": report.version,
-            "data_commit": report.data_commit, "snapshot_commit": report.snapshot_commit,
-            "drift_fired": str(report.fired).lower(), "drift_report": report.lake_uri or ""}
+    tags = {
+        "run_kind": "drift",
+        "model": report.model,
+        "model_version": report.version,
+        "data_commit": report.data_commit,
+        "snapshot_commit": report.snapshot_commit,
+        "drift_fired": str(report.fired).lower(),
+        "drift_report": report.lake_uri or "",
+    }
     with mlflow.start_run(run_name=f"drift-v{report.version}-{report.cutoff[:13]}", tags=tags) as run:
         mlflow.log_param("threshold", report.threshold)
         mlflow.log_metrics({f"psi.{d.name}": d.psi for d in report.distributions})
@@ -268,25 +289,44 @@ def check_drift(
     distributions = compare(reference, current, spec, bins)
     registry.use_tracking(settings)
     fitted = registry.load_model(f"models:/{model}/{version}")
-    distributions.append(prediction_distribution(
-        evaluate.churn_probability(fitted, reference[spec.columns]),
-        evaluate.churn_probability(fitted, current[spec.columns]), bins,
-    ))
-    report = DriftReport(model, version, reference_uri, snapshot.commit_id, snapshot.data_commit,
-                         snapshot.cutoff.isoformat(), settings.drift_psi_threshold, settings.drift_share, distributions)
+    distributions.append(
+        prediction_distribution(
+            evaluate.churn_probability(fitted, reference[spec.columns]),
+            evaluate.churn_probability(fitted, current[spec.columns]),
+            bins,
+        )
+    )
+    report = DriftReport(
+        model,
+        version,
+        reference_uri,
+        snapshot.commit_id,
+        snapshot.data_commit,
+        snapshot.cutoff.isoformat(),
+        settings.drift_psi_threshold,
+        settings.drift_share,
+        distributions,
+    )
     report.lake_uri = _publish(repo, report, settings.lakefs_repository)
     report.mlflow_run_id = _log_to_mlflow(settings, report)
     if report.fired:
-        (alerts or AlertSink(settings)).emit(Alert(
-            kind="drift",
-            message=f"{model} v{version}: {report.drifted_feature_share:.0%} of features past PSI {report.threshold}: "
-                    + ", ".join(report.drifted[:10]),
-            counts={"drifted": len(report.drifted)},
-            run_id=report.mlflow_run_id,
-        ))
-    logger.info("drift check of %s v%s: %s (%.0f%% of features drifted, max PSI %.3f)", model, version,
-                "fired" if report.fired else "quiet", 100 * report.drifted_feature_share,
-                max(d.psi for d in distributions))
+        (alerts or AlertSink(settings)).emit(
+            Alert(
+                kind="drift",
+                message=f"{model} v{version}: {report.drifted_feature_share:.0%} of features past PSI "
+                f"{report.threshold}: " + ", ".join(report.drifted[:10]),
+                counts={"drifted": len(report.drifted)},
+                run_id=report.mlflow_run_id,
+            )
+        )
+    logger.info(
+        "drift check of %s v%s: %s (%.0f%% of features drifted, max PSI %.3f)",
+        model,
+        version,
+        "fired" if report.fired else "quiet",
+        100 * report.drifted_feature_share,
+        max(d.psi for d in distributions),
+    )
     return report
 
 
@@ -294,8 +334,11 @@ def retrain_for(settings: Settings, report: DriftReport, repo: DataRepository | 
     """Train on the head of ``main`` and record the drift report as the run's reason."""
     result = train_from_commit(settings, None, repo=repo)
     client = registry.client_for(settings)
-    for key, value in {"trigger": "drift", "trigger_report": report.lake_uri or "",
-                       "trigger_drift_run": report.mlflow_run_id or "",
-                       "trigger_drifted": ", ".join(report.drifted[:20])}.items():
+    for key, value in {
+        "trigger": "drift",
+        "trigger_report": report.lake_uri or "",
+        "trigger_drift_run": report.mlflow_run_id or "",
+        "trigger_drifted": ", ".join(report.drifted[:20]),
+    }.items():
         client.set_tag(result.parent_run_id, key, value)
     return result

@@ -81,8 +81,9 @@ def inactive_customers(subscriptions: pd.DataFrame, active_tokens: pd.Index, cut
     latest = known.sort_values("_t", kind="stable").drop_duplicates("customer_token", keep="last")
     latest = latest[~latest["customer_token"].astype(str).isin(active_tokens)]
     status = latest["status"].fillna("unknown").astype(str)
-    return pd.Series(status.to_numpy(), index=pd.Index(latest["customer_token"].astype(str), name="customer_token"),
-                     name="status").sort_index()
+    return pd.Series(
+        status.to_numpy(), index=pd.Index(latest["customer_token"].astype(str), name="customer_token"), name="status"
+    ).sort_index()
 
 
 def build_snapshot(
@@ -117,8 +118,9 @@ def publish_snapshot(repo: DataRepository, snapshot: OnlineSnapshot) -> str:
                 MANIFEST_PATH: json.dumps(snapshot.manifest(), indent=2, sort_keys=True).encode(),
             },
         )
-        repo.commit(run_branch, f"online features at {snapshot.cutoff.isoformat()} of {snapshot.data_commit[:12]}",
-                    metadata)
+        repo.commit(
+            run_branch, f"online features at {snapshot.cutoff.isoformat()} of {snapshot.data_commit[:12]}", metadata
+        )
         return repo.merge(run_branch, into=FEATURES_BRANCH, message="online feature snapshot", metadata=metadata)
     finally:
         repo.delete_branch(run_branch)
@@ -135,8 +137,12 @@ def refresh_online_features(
     features, inactive, cutoff = build_snapshot(events, subscriptions, spec)
     snapshot = OnlineSnapshot(features, inactive, commit, cutoff, spec, commit_id="")
     commit_id = publish_snapshot(repo, snapshot)
-    logger.info("published online features: %d active customers at %s (data commit %s)",
-                len(features), cutoff.isoformat(), commit)
+    logger.info(
+        "published online features: %d active customers at %s (data commit %s)",
+        len(features),
+        cutoff.isoformat(),
+        commit,
+    )
     return OnlineSnapshot(features, inactive, commit, cutoff, spec, commit_id)
 
 

@@ -35,8 +35,8 @@ from churnops.data.subjects import ERASURES_PREFIX, erasure_records
 from churnops.data.versioning import DataRepository, NotFoundError, open_repository
 from churnops.data.versioning.uri import locate
 from churnops.errors import RegistryError
-from churnops.platform.settings import Settings
 from churnops.model import registry
+from churnops.platform.settings import Settings
 from churnops.training import evaluate
 from churnops.training import train as training
 from churnops.training.features import SPLITS, feature_spec
@@ -143,14 +143,18 @@ def resolve_target(client: mlflow.MlflowClient, ref: str) -> Target:
     if "@" in ref or "/" in ref:
         name, _, which = ref.replace("/", "@", 1).partition("@")
         try:
-            found = (client.get_model_version(name, which) if which.isdigit()
-                     else client.get_model_version_by_alias(name, which))
+            found = (
+                client.get_model_version(name, which)
+                if which.isdigit()
+                else client.get_model_version_by_alias(name, which)
+            )
         except MlflowException as exc:
             if isinstance(registry.domain_error(exc), registry.RegistryUnavailable):
                 raise
             raise registry.RegistryNotFound(f"model {name!r} has no version or alias {which!r}") from exc
-        return Target(run=_get_run(client, found.run_id), version=str(found.version),
-                      model_uri=f"models:/{name}/{found.version}")
+        return Target(
+            run=_get_run(client, found.run_id), version=str(found.version), model_uri=f"models:/{name}/{found.version}"
+        )
     if not _RUN_ID.match(ref):
         raise RegistryError(f"{ref!r} is neither <model>@<alias|version> nor a run id")
     run = _get_run(client, ref)
@@ -185,15 +189,17 @@ def recorded_config(params: dict[str, str]) -> TrainingConfig:
 
 def _parameter_differences(recorded: TrainingConfig, used: TrainingConfig) -> list[str]:
     before, after = recorded.as_params(), used.as_params()
-    return [f"parameter {key}: recorded {before.get(key)}, used {after.get(key)}"
-            for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+    return [
+        f"parameter {key}: recorded {before.get(key)}, used {after.get(key)}"
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key)
+    ]
 
 
 def later_erasures(repo: DataRepository, commit: str) -> list[dict[str, Any]]:
     """The erasure records on ``main`` that ``commit`` does not hold: erasures requested after it."""
     held = set(repo.list_paths(commit, f"{ERASURES_PREFIX}/"))
-    return [record for record in erasure_records(repo)
-            if f"{ERASURES_PREFIX}/{record['erasure_id']}.json" not in held]
+    return [record for record in erasure_records(repo) if f"{ERASURES_PREFIX}/{record['erasure_id']}.json" not in held]
 
 
 def _without_erased(frame: pd.DataFrame, tokens: set[str]) -> pd.DataFrame:
@@ -202,8 +208,9 @@ def _without_erased(frame: pd.DataFrame, tokens: set[str]) -> pd.DataFrame:
     return frame.loc[~frame["customer_token"].astype(object).isin(tokens)].reset_index(drop=True)
 
 
-def _recorded_feature_files(settings: Settings, repo: DataRepository, parent: Run,
-                            rewritten: dict[str, str]) -> dict[str, bytes]:
+def _recorded_feature_files(
+    settings: Settings, repo: DataRepository, parent: Run, rewritten: dict[str, str]
+) -> dict[str, bytes]:
     """The feature files the original training recorded (in the lake, else as run artifacts)."""
     uri = parent.data.tags.get("features_uri", f"runs:/{parent.info.run_id}/features")
     files = {}
@@ -240,8 +247,9 @@ def _causes(original: dict[str, str], current: dict[str, str], parameters: list[
     return causes
 
 
-def _data_without_erased(repo: DataRepository, data_commit: str, rewritten: dict[str, str]
-                         ) -> tuple[str, pd.DataFrame, pd.DataFrame, list[str]]:
+def _data_without_erased(
+    repo: DataRepository, data_commit: str, rewritten: dict[str, str]
+) -> tuple[str, pd.DataFrame, pd.DataFrame, list[str]]:
     """The commit to retrain on, its tables without subjects erased since, and notes saying what that changed.
 
     A commit rewritten by an erasure purge is replaced by its rewritten form; subjects erased after
@@ -249,8 +257,10 @@ def _data_without_erased(repo: DataRepository, data_commit: str, rewritten: dict
     """
     notes: list[str] = []
     if data_commit in rewritten:
-        notes.append(f"data commit {data_commit} was rewritten by an erasure purge; "
-                     f"retrained on its rewritten form {rewritten[data_commit]}")
+        notes.append(
+            f"data commit {data_commit} was rewritten by an erasure purge; "
+            f"retrained on its rewritten form {rewritten[data_commit]}"
+        )
     try:
         commit = repo.resolve(rewritten.get(data_commit, data_commit))
     except NotFoundError as exc:
@@ -260,9 +270,11 @@ def _data_without_erased(repo: DataRepository, data_commit: str, rewritten: dict
     if later:
         tokens = {record["subject_token"] for record in later}
         events, subscriptions = _without_erased(events, tokens), _without_erased(subscriptions, tokens)
-        notes.append(f"trained before {len(later)} erasure(s) "
-                     f"({', '.join(record['erasure_id'] for record in later)}): the erased subjects' rows "
-                     "are left out of the rebuilt data, so results may differ")
+        notes.append(
+            f"trained before {len(later)} erasure(s) "
+            f"({', '.join(record['erasure_id'] for record in later)}): the erased subjects' rows "
+            "are left out of the rebuilt data, so results may differ"
+        )
     return commit, events, subscriptions, notes
 
 
@@ -294,10 +306,17 @@ def reproduce(  # pylint: disable=too-many-locals
     config = recorded
     if current_settings:
         current = TrainingConfig.from_settings(settings)
-        config = dataclasses.replace(recorded, windows_h=current.windows_h, horizon_h=current.horizon_h,
-                                     cutoff_step_h=current.cutoff_step_h, min_history_h=current.min_history_h,
-                                     gate_margin=current.gate_margin, gate_confidence=current.gate_confidence,
-                                     gate_resamples=current.gate_resamples, gate_min_auc=current.gate_min_auc)
+        config = dataclasses.replace(
+            recorded,
+            windows_h=current.windows_h,
+            horizon_h=current.horizon_h,
+            cutoff_step_h=current.cutoff_step_h,
+            min_history_h=current.min_history_h,
+            gate_margin=current.gate_margin,
+            gate_confidence=current.gate_confidence,
+            gate_resamples=current.gate_resamples,
+            gate_min_auc=current.gate_min_auc,
+        )
 
     repo = repo or open_repository(settings)
     rewritten = commit_map(repo)
@@ -307,20 +326,36 @@ def reproduce(  # pylint: disable=too-many-locals
     spec = feature_spec(config.windows_h)
     parent = _get_run(client, recorded_tags["parent_run_id"]) if recorded_tags.get("parent_run_id") else None
     rebuilt = training.feature_files(splits, spec, commit)
-    features = (_compare_features(rebuilt, _recorded_feature_files(settings, repo, parent, rewritten))
-                if parent else DIFFERENT)
+    features = (
+        _compare_features(rebuilt, _recorded_feature_files(settings, repo, parent, rewritten)) if parent else DIFFERENT
+    )
 
-    lineage = training.lineage_tags(settings, commit, seed, config, spec, metadata.get("schema_versions", "unknown"),
-                                    metadata.get("tokenizer_key_id", "unknown"))
+    lineage = training.lineage_tags(
+        settings,
+        commit,
+        seed,
+        config,
+        spec,
+        metadata.get("schema_versions", "unknown"),
+        metadata.get("tokenizer_key_id", "unknown"),
+    )
     tags = {**lineage, "reproduces": original.info.run_id}
-    with mlflow.start_run(experiment_id=original.info.experiment_id,
-                          run_name=f"reproduce-{original.info.run_id[:12]}",
-                          tags={**tags, "run_kind": "reproduction"}) as run:
+    with mlflow.start_run(
+        experiment_id=original.info.experiment_id,
+        run_name=f"reproduce-{original.info.run_id[:12]}",
+        tags={**tags, "run_kind": "reproduction"},
+    ) as run:
         mlflow.log_params({**config.as_params(), "seed": str(seed)})
     fitted = training.fit_model(settings, model_type, splits, spec, tags, run.info.run_id, config)
-    checks = [Check(name, original.data.metrics.get(name, math.nan), value,
-                    _verdict(original.data.metrics.get(name, math.nan), value, tolerance))
-              for name, value in sorted(fitted.metrics.items())]
+    checks = [
+        Check(
+            name,
+            original.data.metrics.get(name, math.nan),
+            value,
+            _verdict(original.data.metrics.get(name, math.nan), value, tolerance),
+        )
+        for name, value in sorted(fitted.metrics.items())
+    ]
     test = splits["test"][spec.columns]
     before = evaluate.churn_probability(registry.load_model(target.model_uri), test)
     after = evaluate.churn_probability(registry.load_model(fitted.model_uri), test)

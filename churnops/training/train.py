@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from mlflow.data.meta_dataset import MetaDataset
 from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.types import ColSpec, Schema
 from sklearn.base import BaseEstimator
@@ -47,7 +47,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from xgboost import XGBClassifier
 
+from churnops.data.versioning import DataRepository, open_repository
+from churnops.data.versioning.base import DEFAULT_BRANCH
+from churnops.errors import DataContractError, RegistryError
 from churnops.model import registry
+from churnops.platform.buildinfo import code_version, lock_sha256
+from churnops.platform.settings import TRAINING_DEFAULTS, Settings
 from churnops.training import evaluate
 from churnops.training.features import (
     DEFAULT_HORIZON_HOURS,
@@ -63,12 +68,7 @@ from churnops.training.features import (
     held_out_customers,
     split_by_time,
 )
-from churnops.errors import DataContractError, RegistryError
-from churnops.platform.buildinfo import code_version, lock_sha256
-from churnops.platform.settings import TRAINING_DEFAULTS, Settings
 from churnops.training.transform import DEFAULT_PERCENTILE, MODEL_CODE_PATHS, SKOPS_TRUSTED_TYPES, build_model
-from churnops.data.versioning import DataRepository, open_repository
-from churnops.data.versioning.base import DEFAULT_BRANCH
 
 logger = logging.getLogger(__name__)
 
@@ -177,8 +177,15 @@ def sha256_json(value: Any) -> str:
 IDENTITY_TAGS: tuple[str, ...] = ("data_commit", "git_sha", "params_sha256", "seed")
 
 
-def lineage_tags(settings: Settings, data_commit: str, seed: int, config: TrainingConfig, spec: FeatureSpec,
-                 schema_versions: str = "unknown", tokenizer_key_id: str = "unknown") -> dict[str, str]:
+def lineage_tags(
+    settings: Settings,
+    data_commit: str,
+    seed: int,
+    config: TrainingConfig,
+    spec: FeatureSpec,
+    schema_versions: str = "unknown",
+    tokenizer_key_id: str = "unknown",
+) -> dict[str, str]:
     """Tags that tie a run (and the version registered from it) to its data, code, environment and inputs.
 
     ``training_key`` hashes :data:`IDENTITY_TAGS`: equal keys mean the same data commit, code
@@ -212,8 +219,9 @@ def _dataset(settings: Settings, data_commit: str, prefix: str, frame: pd.DataFr
         sample = frame.head(200).astype({c: object for c in categorical})
         with warnings.catch_warnings():
             # MLflow hints that integer columns cannot hold missing values; the schema only documents the table.
-            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column",
-                                    category=UserWarning)
+            warnings.filterwarnings(
+                "ignore", message="Hint: Inferred schema contains integer column", category=UserWarning
+            )
             schema = infer_signature(sample).inputs
     return MetaDataset(
         source=resolve_dataset_source(dataset_source(settings, data_commit, prefix)),
@@ -248,9 +256,7 @@ def load_tables(repo: DataRepository, data_commit: str) -> tuple[pd.DataFrame, p
     return events_frame, subscriptions
 
 
-def build_splits(
-    events: pd.DataFrame, subscriptions: pd.DataFrame, config: TrainingConfig
-) -> dict[str, pd.DataFrame]:
+def build_splits(events: pd.DataFrame, subscriptions: pd.DataFrame, config: TrainingConfig) -> dict[str, pd.DataFrame]:
     """Feature/label frames per split (train, validation, test): split by cutoff time with a label horizon
     between splits (:func:`split_by_time`), and the held-out customers (``config.holdout_share``, by id)
     left out of train; validation and test keep every customer."""
@@ -346,8 +352,14 @@ def publish_features(repo: DataRepository, files: dict[str, bytes], data_commit:
     return f"{commit}/{prefix}"
 
 
-def _record_features(settings: Settings, splits: dict[str, pd.DataFrame], spec: FeatureSpec, data_commit: str,
-                     run_id: str, repo: DataRepository | None) -> str:
+def _record_features(
+    settings: Settings,
+    splits: dict[str, pd.DataFrame],
+    spec: FeatureSpec,
+    data_commit: str,
+    run_id: str,
+    repo: DataRepository | None,
+) -> str:
     """Log the feature matrices as run artifacts and, with a repository, commit them to the lake.
 
     Returns (and tags the run with) ``features_uri``: the lake location when committed, else the
@@ -375,8 +387,9 @@ def _log_bytes(content: bytes, artifact_path: str) -> None:
 # Runs
 
 
-def _log_split_evaluation(model: Pipeline, name: str, split: str, frame: pd.DataFrame, spec: FeatureSpec,
-                          trained_on: set[str]) -> dict:
+def _log_split_evaluation(
+    model: Pipeline, name: str, split: str, frame: pd.DataFrame, spec: FeatureSpec, trained_on: set[str]
+) -> dict:
     """Score one split, log its metrics (``<split>_<metric>``) and plots; return the metrics.
 
     ROC-AUC is also computed apart for the customers training saw (``<split>_seen_roc_auc``) and the
@@ -526,14 +539,17 @@ def begin_training(  # pylint: disable=too-many-arguments  # the stage's inputs,
     mlflow.set_experiment(settings.mlflow_experiment)
     lineage = lineage_tags(settings, data_commit, seed, config, spec, schema_versions, tokenizer_key_id)
     with mlflow.start_run(run_name=f"train-{data_commit[:12]}", tags={**lineage, "run_kind": "training"}) as parent:
-        for dataset in (_dataset(settings, data_commit, "events/", events),
-                        _dataset(settings, data_commit, "subscriptions/", subscriptions)):
+        for dataset in (
+            _dataset(settings, data_commit, "events/", events),
+            _dataset(settings, data_commit, "subscriptions/", subscriptions),
+        ):
             mlflow.log_input(dataset, context="training")
         mlflow.log_params({**config.as_params(), "seed": str(seed)})
         mlflow.log_params({f"{name}_rows": str(len(frame)) for name, frame in splits.items()})
         features_uri = _record_features(settings, splits, spec, data_commit, parent.info.run_id, repo)
-    return TrainingSetup(data_commit, parent.info.experiment_id, parent.info.run_id, splits, spec, lineage,
-                         features_uri, config)
+    return TrainingSetup(
+        data_commit, parent.info.experiment_id, parent.info.run_id, splits, spec, lineage, features_uri, config
+    )
 
 
 def fit_model(
@@ -605,8 +621,14 @@ def gate_models(
     with registry.resume_run(parent_run_id):
         mlflow.log_dict(decision.to_dict(), "gate.json")
         mlflow.log_metrics(decision.metrics())
-        mlflow.set_tags({"gate_passed": str(decision.passed).lower(), "gate_reasons": "; ".join(decision.reasons),
-                         "gate_winner": decision.winner or "", "gate_summary": decision.summary[:5000]})
+        mlflow.set_tags(
+            {
+                "gate_passed": str(decision.passed).lower(),
+                "gate_reasons": "; ".join(decision.reasons),
+                "gate_winner": decision.winner or "",
+                "gate_summary": decision.summary[:5000],
+            }
+        )
         if decision.production_auc is not None and not math.isnan(decision.production_auc):
             mlflow.log_metric("production_test_roc_auc", decision.production_auc)
     if not decision.passed:
@@ -632,8 +654,12 @@ def register_candidate(
     if existing is not None:
         with registry.resume_run(parent_run_id):
             mlflow.set_tag("reproduced_version", existing)
-        logger.warning("this training reproduces %s version %s (same data commit, code version, parameters and "
-                       "seed): nothing registered, no alias moved", settings.registered_model, existing)
+        logger.warning(
+            "this training reproduces %s version %s (same data commit, code version, parameters and "
+            "seed): nothing registered, no alias moved",
+            settings.registered_model,
+            existing,
+        )
         return existing
     version = registry.register_version(
         settings.registered_model,
@@ -647,8 +673,14 @@ def register_candidate(
             "baseline_test_roc_auc": f"{baseline_test_auc:.6f}",
         },
     )
-    registry.assign_alias(client, settings.registered_model, "candidate", version,
-                          note=f"gate passed in run {parent_run_id}", actor=registry.resolve_actor(settings))
+    registry.assign_alias(
+        client,
+        settings.registered_model,
+        "candidate",
+        version,
+        note=f"gate passed in run {parent_run_id}",
+        actor=registry.resolve_actor(settings),
+    )
     with registry.resume_run(parent_run_id):
         mlflow.set_tag("model_version", version)
     logger.info("registered %s version %s (%s) as candidate", settings.registered_model, version, challenger.name)
@@ -683,20 +715,41 @@ def train_on_frames(  # pylint: disable=too-many-arguments  # the stage's inputs
     the one configuration every step uses.
     """
     config = config or TrainingConfig.from_settings(settings)
-    setup = begin_training(settings, events, subscriptions, data_commit, seed, config, schema_versions, repo,
-                           tokenizer_key_id=tokenizer_key_id)
+    setup = begin_training(
+        settings,
+        events,
+        subscriptions,
+        data_commit,
+        seed,
+        config,
+        schema_versions,
+        repo,
+        tokenizer_key_id=tokenizer_key_id,
+    )
     fitted = {
         name: fit_model(settings, name, setup.splits, setup.spec, setup.lineage, setup.parent_run_id, config)
         for name in (BASELINE, CHALLENGER)
     }
-    report = evaluate_models(settings, setup.parent_run_id, {name: model.model_uri for name, model in fitted.items()},
-                             setup.splits["test"], setup.spec, setup.lineage, config)
+    report = evaluate_models(
+        settings,
+        setup.parent_run_id,
+        {name: model.model_uri for name, model in fitted.items()},
+        setup.splits["test"],
+        setup.spec,
+        setup.lineage,
+        config,
+    )
     decision = report.gate
     version = reproduced = None
     if decision.passed and decision.winner is not None:
         reproduced = reproduced_version(settings, setup.lineage)
-        version = register_candidate(settings, setup.parent_run_id, fitted[decision.winner],
-                                     fitted[BASELINE].metrics["test_roc_auc"], setup.lineage)
+        version = register_candidate(
+            settings,
+            setup.parent_run_id,
+            fitted[decision.winner],
+            fitted[BASELINE].metrics["test_roc_auc"],
+            setup.lineage,
+        )
         if reproduced is not None:
             version = None  # nothing registered: the existing version was returned
     return TrainingResult(
@@ -727,13 +780,22 @@ def train_from_commit(
     logger.info(
         "training on data commit %s (%d events, %d subscription records)", commit, len(events), len(subscriptions)
     )
-    return train_on_frames(settings, events, subscriptions, commit, seed, config,
-                           commit_metadata.get("schema_versions", "unknown"), repo,
-                           tokenizer_key_id=commit_metadata.get("tokenizer_key_id", "unknown"))
+    return train_on_frames(
+        settings,
+        events,
+        subscriptions,
+        commit,
+        seed,
+        config,
+        commit_metadata.get("schema_versions", "unknown"),
+        repo,
+        tokenizer_key_id=commit_metadata.get("tokenizer_key_id", "unknown"),
+    )
 
 
-def test_probabilities(settings: Settings, model_uris: dict[str, str], test: pd.DataFrame,
-                       spec: FeatureSpec) -> dict[str, np.ndarray]:
+def test_probabilities(
+    settings: Settings, model_uris: dict[str, str], test: pd.DataFrame, spec: FeatureSpec
+) -> dict[str, np.ndarray]:
     """Each logged model (name -> model URI) loaded from MLflow and scored on the test split."""
     registry.use_tracking(settings)
     return {
@@ -746,17 +808,30 @@ def test_probabilities(settings: Settings, model_uris: dict[str, str], test: pd.
 # The training pipeline's steps: what each task hands the next (files and artifact metadata)
 
 
-def begin_training_at(settings: Settings, data_ref: str | None = None, seed: int = 42,
-                      repo: DataRepository | None = None, config: TrainingConfig | None = None) -> TrainingSetup:
+def begin_training_at(
+    settings: Settings,
+    data_ref: str | None = None,
+    seed: int = 42,
+    repo: DataRepository | None = None,
+    config: TrainingConfig | None = None,
+) -> TrainingSetup:
     """:func:`begin_training` on the published tables at ``data_ref`` (a commit id or branch; None = ``main``)."""
     repo = repo or open_repository(settings)
     commit = repo.resolve(data_ref or DEFAULT_BRANCH)
     commit_metadata = repo.commit_info(commit).metadata
     events, subscriptions = load_tables(repo, commit)
     config = config or TrainingConfig.from_settings(settings)
-    return begin_training(settings, events, subscriptions, commit, seed, config,
-                          commit_metadata.get("schema_versions", "unknown"), repo,
-                          tokenizer_key_id=commit_metadata.get("tokenizer_key_id", "unknown"))
+    return begin_training(
+        settings,
+        events,
+        subscriptions,
+        commit,
+        seed,
+        config,
+        commit_metadata.get("schema_versions", "unknown"),
+        repo,
+        tokenizer_key_id=commit_metadata.get("tokenizer_key_id", "unknown"),
+    )
 
 
 def write_split(setup: TrainingSetup, split: str, path: str) -> None:
@@ -779,16 +854,20 @@ def split_metadata(setup: TrainingSetup, split: str) -> dict[str, Any]:
     }
 
 
-def read_splits(paths: dict[str, str], artifact_metadata: dict[str, Any]) -> tuple[dict[str, pd.DataFrame],
-                                                                                  FeatureSpec, TrainingConfig]:
+def read_splits(
+    paths: dict[str, str], artifact_metadata: dict[str, Any]
+) -> tuple[dict[str, pd.DataFrame], FeatureSpec, TrainingConfig]:
     """Splits written by :func:`write_split` (name -> path), and the feature spec and training configuration
     from their artifact metadata: every task of a training uses the configuration the features task used."""
     for key in ("feature_spec", "training_config"):
         if key not in artifact_metadata:
             raise ValueError(f"the split's metadata holds no {key}: it was not written by the features step")
     frames = {name: pd.read_parquet(path) for name, path in paths.items()}
-    return (frames, FeatureSpec.from_dict(artifact_metadata["feature_spec"]),
-            TrainingConfig.from_json(str(artifact_metadata["training_config"])))
+    return (
+        frames,
+        FeatureSpec.from_dict(artifact_metadata["feature_spec"]),
+        TrainingConfig.from_json(str(artifact_metadata["training_config"])),
+    )
 
 
 def export_model(settings: Settings, fitted: FittedModel, path: str) -> None:
@@ -812,8 +891,12 @@ def fitted_from_metadata(artifact_metadata: dict[str, Any]) -> FittedModel:
     """The inverse of :func:`model_metadata` (a metric missing there was NaN)."""
     metrics = {key: float(value) for key, value in dict(artifact_metadata.get("metrics", {})).items()}
     metrics.setdefault("test_roc_auc", math.nan)
-    return FittedModel(name=str(artifact_metadata["model_name"]), run_id=str(artifact_metadata["run_id"]),
-                       model_uri=str(artifact_metadata["model_uri"]), metrics=metrics)
+    return FittedModel(
+        name=str(artifact_metadata["model_name"]),
+        run_id=str(artifact_metadata["run_id"]),
+        model_uri=str(artifact_metadata["model_uri"]),
+        metrics=metrics,
+    )
 
 
 @dataclass(frozen=True)
@@ -827,8 +910,12 @@ class EvaluationReport:
 
     def flat_metrics(self) -> dict[str, float]:
         """``<model>_test_<metric>`` -> value, NaN left out (KFP metrics must be numbers)."""
-        return {f"{name}_test_{key}": value for name, values in self.metrics.items()
-                for key, value in values.items() if not math.isnan(value)}
+        return {
+            f"{name}_test_{key}": value
+            for name, values in self.metrics.items()
+            for key, value in values.items()
+            if not math.isnan(value)
+        }
 
 
 def evaluate_models(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # one step's inputs

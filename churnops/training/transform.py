@@ -28,9 +28,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 import churnops_preprocessing
-from churnops_preprocessing import anova_scores, as_float, as_text
-
 from churnops.training.features import FeatureSpec
+from churnops_preprocessing import anova_scores, as_float, as_text
 
 MISSING_CATEGORY = "missing"
 # The model's own functions (as_float, as_text, anova_scores) live in the stand-alone package
@@ -46,8 +45,17 @@ SKOPS_TRUSTED_TYPES: tuple[str, ...] = (
     "xgboost.sklearn.XGBClassifier",
 )
 DEFAULT_PERCENTILE = 90.0
-__all__ = ["MISSING_CATEGORY", "MODEL_CODE_PATHS", "SKOPS_TRUSTED_TYPES", "anova_scores", "as_float", "as_text",
-           "build_model", "build_transformer", "selected_feature_names"]
+__all__ = [
+    "MISSING_CATEGORY",
+    "MODEL_CODE_PATHS",
+    "SKOPS_TRUSTED_TYPES",
+    "anova_scores",
+    "as_float",
+    "as_text",
+    "build_model",
+    "build_transformer",
+    "selected_feature_names",
+]
 
 
 def build_transformer(spec: FeatureSpec, percentile: float = DEFAULT_PERCENTILE) -> Pipeline:

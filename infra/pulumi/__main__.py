@@ -1,7 +1,6 @@
 """The churnops platform: composes the components and exports what operators and builds need."""
 
 import pulumi
-
 from churnops_infra import config, names
 from churnops_infra.apis import Apis, ApisArgs
 from churnops_infra.cicd import Cicd, CicdArgs

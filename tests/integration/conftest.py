@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import pytest
 from google.cloud import storage
 
+from churnops.data.versioning.lakefs import LakeFSRepository
 from churnops.local.localstack import LocalStack
 from churnops.platform.settings import Settings
 from churnops.platform.storage import storage_client
-from churnops.data.versioning.lakefs import LakeFSRepository
 from tests.conftest import free_port
 from tests.support.lakefs_double import LakeFSDouble
 

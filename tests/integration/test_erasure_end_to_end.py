@@ -63,8 +63,13 @@ class Subject:
 
     def needles(self) -> dict[str, str]:
         """What must not be found anywhere (raw values and the token)."""
-        return {"id": self.customer_id, "name": self.name, "email": self.email, "phone": self.phone,
-                "token": self.token}
+        return {
+            "id": self.customer_id,
+            "name": self.name,
+            "email": self.email,
+            "phone": self.phone,
+            "token": self.token,
+        }
 
 
 @dataclass
@@ -82,45 +87,80 @@ class World:
 
 def _subject(objects: list[datagen.RawObject], tokenizer: Tokenizer) -> Subject:
     """A customer with a subscription record (name, e-mail and phone) in the generated data."""
-    rows = [row for obj in objects if obj.name.endswith(".csv")
-            for row in csv.DictReader(io.StringIO(obj.data.decode("utf-8", "replace")))]
+    rows = [
+        row
+        for obj in objects
+        if obj.name.endswith(".csv")
+        for row in csv.DictReader(io.StringIO(obj.data.decode("utf-8", "replace")))
+    ]
     for row in sorted(rows, key=lambda r: r.get("customer_id") or ""):
         if all(len((row.get(key) or "").strip()) >= 6 for key in ("customer_id", "name", "email", "phone")):
             customer_id = row["customer_id"].strip()
-            return Subject(customer_id, row["name"].strip(), row["email"].strip(), row["phone"].strip(),
-                           tokenizer.token(customer_id))
+            return Subject(
+                customer_id,
+                row["name"].strip(),
+                row["email"].strip(),
+                row["phone"].strip(),
+                tokenizer.token(customer_id),
+            )
     raise AssertionError("the generated data has no complete subscription record")
 
 
 def _extra_object(subject: Subject) -> datagen.RawObject:
     """An events object with the subject's id padded with spaces: one valid row, one the contract refuses."""
     hour = START + timedelta(hours=5)
-    base = {"customer_id": f"  {subject.customer_id} ", "event_time": (hour + timedelta(minutes=7)).isoformat(),
-            "session_id": "s-erasure", "device": "web", "page": "/home", "email": subject.email}
-    lines = [{**base, "event_id": "evt-erasure-valid", "event_type": "page_view"},
-             {**base, "event_id": "evt-erasure-bad", "event_type": "not-an-event-type"}]
+    base = {
+        "customer_id": f"  {subject.customer_id} ",
+        "event_time": (hour + timedelta(minutes=7)).isoformat(),
+        "session_id": "s-erasure",
+        "device": "web",
+        "page": "/home",
+        "email": subject.email,
+    }
+    lines = [
+        {**base, "event_id": "evt-erasure-valid", "event_type": "page_view"},
+        {**base, "event_id": "evt-erasure-bad", "event_type": "not-an-event-type"},
+    ]
     data = gzip.compress("".join(json.dumps(line) + "\n" for line in lines).encode())
     name = f"activity/events/dt={hour:%Y-%m-%d}/hr={hour:%H}/erasure-extra.jsonl.gz"
     return datagen.RawObject(name=name, data=data, content_type="application/gzip", hour=hour, arrival=hour)
 
 
 def _ingest(settings: Settings, repo: DataRepository, client: storage.Client) -> IngestRun:
-    run = IngestRun(settings, repo, client, Tokenizer(KEY.encode()), AlertSink(settings),
-                    now=lambda: START + timedelta(hours=HOURS + 1))
+    run = IngestRun(
+        settings,
+        repo,
+        client,
+        Tokenizer(KEY.encode()),
+        AlertSink(settings),
+        now=lambda: START + timedelta(hours=HOURS + 1),
+    )
     run.run(START + timedelta(hours=HOURS - 1), lookback=HOURS - 1)
     return run
 
 
 @pytest.fixture(scope="module", name="world")
-def world_fixture(stack_settings: Settings, gcs_stack: Settings, gcs_client: storage.Client,
-                  mlflow_tracking_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world_fixture(
+    stack_settings: Settings,
+    gcs_stack: Settings,
+    gcs_client: storage.Client,
+    mlflow_tracking_uri: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[World]:
     """Build the lake, train, publish, forget and purge (grace 0) through the CLI."""
     suffix = uuid.uuid4().hex[:8]
     state = tmp_path_factory.mktemp("erasure-e2e")
-    settings = gcs_stack.model_copy(update={
-        "state_dir": state, "mlflow_tracking_uri": mlflow_tracking_uri, "raw_bucket": f"erasure-e2e-{suffix}",
-        "mlflow_experiment": f"erasure-{suffix}", "registered_model": f"erasure-{suffix}",
-        "tokenization_key": SecretStr(KEY), "erasure_grace_hours": 0})
+    settings = gcs_stack.model_copy(
+        update={
+            "state_dir": state,
+            "mlflow_tracking_uri": mlflow_tracking_uri,
+            "raw_bucket": f"erasure-e2e-{suffix}",
+            "mlflow_experiment": f"erasure-{suffix}",
+            "registered_model": f"erasure-{suffix}",
+            "tokenization_key": SecretStr(KEY),
+            "erasure_grace_hours": 0,
+        }
+    )
     tokenizer = Tokenizer(KEY.encode())
     data = datagen.generate(HOURS, CUSTOMERS, start=START, seed=SEED, anomaly_rate=0.05)
     subject = _subject(data.objects, tokenizer)
@@ -145,11 +185,19 @@ def world_fixture(stack_settings: Settings, gcs_stack: Settings, gcs_client: sto
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cli_privacy, "get_settings", lambda: settings)
         export = state / "before.json"
-        for name, args in (("export before", ["--output", str(export)]), ("forget", []), ("purge", []),
-                           ("export after", [])):
+        for name, args in (
+            ("export before", ["--output", str(export)]),
+            ("forget", []),
+            ("purge", []),
+            ("export after", []),
+        ):
             command = name.split()[0]
-            result = CliRunner().invoke(cli.main, ["privacy", command, "--customer-id", subject.customer_id, *args]
-                                        if command != "purge" else ["privacy", "purge"])
+            result = CliRunner().invoke(
+                cli.main,
+                ["privacy", command, "--customer-id", subject.customer_id, *args]
+                if command != "purge"
+                else ["privacy", "purge"],
+            )
             assert result.exit_code == 0, result.output
             outputs[name] = result.stdout
         outputs["before.json"] = export.read_text(encoding="utf-8")
@@ -194,14 +242,17 @@ def lake_texts(world: World) -> dict[str, str]:
 
 def raw_texts(world: World) -> dict[str, str]:
     """Every generation of every object in the raw bucket, decoded."""
-    return {f"raw {blob.name}#{blob.generation}": _decoded(blob.download_as_bytes(raw_download=True))
-            for blob in world.client.list_blobs(world.settings.raw_bucket, versions=True)}
+    return {
+        f"raw {blob.name}#{blob.generation}": _decoded(blob.download_as_bytes(raw_download=True))
+        for blob in world.client.list_blobs(world.settings.raw_bucket, versions=True)
+    }
 
 
 def files_texts(root: Path, label: str) -> dict[str, str]:
     """Every file under ``root``, decoded (an sqlite database is searched as raw bytes too)."""
-    return {f"{label} {path.relative_to(root)}": _decoded(path.read_bytes())
-            for path in root.rglob("*") if path.is_file()}
+    return {
+        f"{label} {path.relative_to(root)}": _decoded(path.read_bytes()) for path in root.rglob("*") if path.is_file()
+    }
 
 
 def found(texts: dict[str, str], needles: dict[str, str]) -> list[str]:
@@ -210,7 +261,7 @@ def found(texts: dict[str, str], needles: dict[str, str]) -> list[str]:
     for where, text in texts.items():
         for what, value in needles.items():
             for match in re.finditer(re.escape(value), text):
-                before, after = text[match.start() - 1:match.start()], text[match.end():match.end() + 1]
+                before, after = text[match.start() - 1 : match.start()], text[match.end() : match.end() + 1]
                 if not (before and _WORD.match(before)) and not (after and _WORD.match(after)):
                     hits.append(f"{where}: {what}")
                     break
@@ -232,13 +283,18 @@ def test_before_the_erasure_every_store_held_the_subject(world: World) -> None:
 
 def test_purge_leaves_no_trace_in_any_store(world: World) -> None:
     assert "purged 1 erasure(s)" in world.outputs["purge"], world.outputs["purge"]
-    texts = {**lake_texts(world), **raw_texts(world), **files_texts(world.mlflow_dir, "mlflow"),
-             **files_texts(world.settings.state_dir / "kfp", "pipeline root")}
+    texts = {
+        **lake_texts(world),
+        **raw_texts(world),
+        **files_texts(world.mlflow_dir, "mlflow"),
+        **files_texts(world.settings.state_dir / "kfp", "pipeline root"),
+    }
     assert any(name.startswith("lake object") for name in texts) and any(name.startswith("raw") for name in texts)
     # The search finds what is there: the other customers' ids are still in the raw bucket.
     raw = raw_texts(world)
-    others = sorted({match for text in raw.values() for match in re.findall(r"CUST-\d+", text)}
-                    - {world.subject.customer_id})
+    others = sorted(
+        {match for text in raw.values() for match in re.findall(r"CUST-\d+", text)} - {world.subject.customer_id}
+    )
     assert others and found(raw, {"another customer": others[0]})
     assert not found(texts, world.subject.needles())
 
@@ -267,8 +323,12 @@ def test_replaying_the_raw_objects_brings_nothing_back(world: World) -> None:
     head = world.repo.commit_info("main")
     accounting = json.loads(head.metadata["accounting"])
     assert accounting["rows_erased"] > 0
-    assert accounting["rows_in"] == (accounting["rows_published"] + accounting["rows_quarantined"]
-                                     + accounting["duplicates_dropped"] + accounting["rows_erased"])
+    assert accounting["rows_in"] == (
+        accounting["rows_published"]
+        + accounting["rows_quarantined"]
+        + accounting["duplicates_dropped"]
+        + accounting["rows_erased"]
+    )
     for table in ("events/", "subscriptions/", "quarantine/"):
         tokens = world.repo.read_table("main", table).column("customer_token").to_pylist()
         assert world.subject.token not in tokens

@@ -86,7 +86,7 @@ def leaks(blobs: dict[str, str], values: set[str]) -> list[str]:
             start = text.find(value)
             while start >= 0:
                 end = start + len(value)
-                before, after = text[start - 1:start], text[end:end + 1]
+                before, after = text[start - 1 : start], text[end : end + 1]
                 if not (before and _WORD.match(before)) and not (after and _WORD.match(after)):
                     found.append(f"{where}: {value}")
                     break
@@ -120,8 +120,11 @@ def mlflow_blobs(settings: Settings, tmp: Path) -> dict[str, str]:
     for run in client.search_runs([experiment.experiment_id], max_results=100):
         run_id = run.info.run_id
         blobs[f"mlflow {run_id} params/tags"] = json.dumps([run.data.params, run.data.tags, run.info.run_name])
-        local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, dst_path=str(tmp / run_id),
-                                                         tracking_uri=settings.mlflow_tracking_uri))
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id, dst_path=str(tmp / run_id), tracking_uri=settings.mlflow_tracking_uri
+            )
+        )
         for path in local.rglob("*"):
             if path.is_file():
                 blobs[f"mlflow {run_id}:{path.relative_to(local)}"] = _as_text(path.name, path.read_bytes())
@@ -145,17 +148,25 @@ class World:
 
 
 @pytest.fixture(scope="module", name="world")
-def world_fixture(gcs_stack: Settings, gcs_client: storage.Client, mlflow_tracking_uri: str,
-                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world_fixture(
+    gcs_stack: Settings, gcs_client: storage.Client, mlflow_tracking_uri: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
     """Generate, ingest and train once, logging at DEBUG into a buffer; run the CLI over the result."""
     suffix = uuid.uuid4().hex[:8]
-    settings = gcs_stack.model_copy(update={
-        "state_dir": tmp_path_factory.mktemp("pii-e2e"), "mlflow_tracking_uri": mlflow_tracking_uri,
-        "raw_bucket": f"pii-e2e-{suffix}", "mlflow_experiment": f"pii-{suffix}",
-        "registered_model": f"pii-{suffix}", "log_level": "DEBUG", "tokenization_key": SecretStr(KEY),
-        # A privacy check on a lake of 100 customers: its test split (a few positives) cannot show the quality
-        # floor a first model must reach, and the model only has to exist for serving, export and erasure.
-        "gate_min_auc": 0.0})
+    settings = gcs_stack.model_copy(
+        update={
+            "state_dir": tmp_path_factory.mktemp("pii-e2e"),
+            "mlflow_tracking_uri": mlflow_tracking_uri,
+            "raw_bucket": f"pii-e2e-{suffix}",
+            "mlflow_experiment": f"pii-{suffix}",
+            "registered_model": f"pii-{suffix}",
+            "log_level": "DEBUG",
+            "tokenization_key": SecretStr(KEY),
+            # A privacy check on a lake of 100 customers: its test split (a few positives) cannot show the quality
+            # floor a first model must reach, and the model only has to exist for serving, export and erasure.
+            "gate_min_auc": 0.0,
+        }
+    )
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
     logs = io.StringIO()
@@ -167,8 +178,9 @@ def world_fixture(gcs_stack: Settings, gcs_client: storage.Client, mlflow_tracki
         repo = open_repository(settings)
         repo.ensure()
         tokenizer = Tokenizer(KEY.encode())
-        run = IngestRun(settings, repo, gcs_client, tokenizer, AlertSink(settings),
-                        now=lambda: START + timedelta(hours=HOURS + 1))
+        run = IngestRun(
+            settings, repo, gcs_client, tokenizer, AlertSink(settings), now=lambda: START + timedelta(hours=HOURS + 1)
+        )
         run.run(START + timedelta(hours=HOURS - 1), lookback=HOURS - 1)  # one run picks up every hour
         training = train_from_commit(settings, None, seed=3, repo=repo)
         world = World(settings, repo, tokenizer, raw_pii(data.objects), training, logs)
@@ -176,11 +188,14 @@ def world_fixture(gcs_stack: Settings, gcs_client: storage.Client, mlflow_tracki
         with pytest.MonkeyPatch.context() as patch:
             for module in (cli, cli_training, cli_privacy):
                 patch.setattr(module, "get_settings", lambda: settings)
-            for args in (["lake", "log", "--limit", "100"], ["runs", "compare"], ["model", "show"],
-                         ["model", "source", "--alias", "candidate"],
-                         # The export document holds the subject's own raw lines (Art. 15): it goes to a file.
-                         ["privacy", "export", "--customer-id", subject,
-                          "--output", str(settings.state_dir / "export.json")]):
+            for args in (
+                ["lake", "log", "--limit", "100"],
+                ["runs", "compare"],
+                ["model", "show"],
+                ["model", "source", "--alias", "candidate"],
+                # The export document holds the subject's own raw lines (Art. 15): it goes to a file.
+                ["privacy", "export", "--customer-id", subject, "--output", str(settings.state_dir / "export.json")],
+            ):
                 result = CliRunner().invoke(cli.main, args)  # logs to the runner's stderr, through the scrubber
                 assert result.exit_code == 0, result.output
                 world.cli_output[" ".join(args[:2])] = result.output
@@ -212,8 +227,14 @@ def serving_requests(inputs: list[dict[str, object]], customer: str, email: str)
     infer = f"/v2/models/{MODEL_NAME}/infer"
 
     def body(change: dict[str, list[object]] | None = None, **extra: object) -> dict[str, object]:
-        tensors = [{**tensor, "shape": [1], "data": (change or {}).get(
-            str(tensor["name"]), [1.0] if tensor["datatype"] == "FP64" else ["basic"])} for tensor in inputs]
+        tensors = [
+            {
+                **tensor,
+                "shape": [1],
+                "data": (change or {}).get(str(tensor["name"]), [1.0] if tensor["datatype"] == "FP64" else ["basic"]),
+            }
+            for tensor in inputs
+        ]
         return {"inputs": tensors, **extra}
 
     numeric = next(str(t["name"]) for t in inputs if t["datatype"] == "FP64")
@@ -222,8 +243,10 @@ def serving_requests(inputs: list[dict[str, object]], customer: str, email: str)
         "good": (infer, body(id="pii-e2e-1")),
         "id as a number": (infer, body({numeric: [customer]})),
         "e-mail inside a text value": (infer, body({textual: [[email]]})),
-        "input named after a customer": (infer, {"inputs": [*body()["inputs"], {**inputs[0], "name": customer,
-                                                                                  "shape": [1], "data": [1.0]}]}),
+        "input named after a customer": (
+            infer,
+            {"inputs": [*body()["inputs"], {**inputs[0], "name": customer, "shape": [1], "data": [1.0]}]},
+        ),
         "field named after an e-mail": (infer, body(**{email: customer})),
         "model named after a customer": (f"/v2/models/{customer}/infer", body()),
         "v1 predict of a customer": (f"/v1/models/{customer}:predict", {"instances": [email]}),
@@ -296,8 +319,9 @@ def test_after_erasure_the_next_training_and_scoring_do_not_see_the_subject(worl
     before = trained_on(world, world.training)
     score_customers(world.settings, alias="candidate", repo=world.repo)
     scored = predicted(world)
-    subject = next(v for v in sorted(world.pii)
-                   if v.startswith("CUST-") and world.tokenizer.token(v) in before & scored)
+    subject = next(
+        v for v in sorted(world.pii) if v.startswith("CUST-") and world.tokenizer.token(v) in before & scored
+    )
     token = world.tokenizer.token(subject)
 
     report = forget(world.repo, world.tokenizer, subject, ("main", FEATURES_BRANCH))

@@ -36,24 +36,32 @@ class ApiServerProxy(WsgiDouble):
 
     def kubeconfig(self, path: Path, token: str | None = None) -> Path:
         """A kubeconfig whose one user holds ``token`` (default: the expected one), like the build writes."""
-        path.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "gke",
-            "clusters": [{"name": "gke", "cluster": {"server": self.url}}],
-            "users": [{"name": "cloudbuild", "user": {"token": token or self.token}}],
-            "contexts": [{"name": "gke", "context": {"cluster": "gke", "user": "cloudbuild"}}],
-        }))
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "gke",
+                    "clusters": [{"name": "gke", "cluster": {"server": self.url}}],
+                    "users": [{"name": "cloudbuild", "user": {"token": token or self.token}}],
+                    "contexts": [{"name": "gke", "context": {"cluster": "gke", "user": "cloudbuild"}}],
+                }
+            )
+        )
         return path
 
     def wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
         request = Request(environ)
         if request.headers.get("Authorization") != f"Bearer {self.token}":
-            return Response('{"kind":"Status","code":401,"reason":"Unauthorized"}', 401,
-                            content_type="application/json")(environ, start_response)
+            return Response(
+                '{"kind":"Status","code":401,"reason":"Unauthorized"}', 401, content_type="application/json"
+            )(environ, start_response)
         match = PROXY_PATH.fullmatch(request.path)
         backend = self.backends.get(f"{match['namespace']}/{match['service']}") if match else None
         if match is None or backend is None:
-            return Response('{"kind":"Status","code":403,"reason":"Forbidden"}', 403,
-                            content_type="application/json")(environ, start_response)
+            return Response('{"kind":"Status","code":403,"reason":"Forbidden"}', 403, content_type="application/json")(
+                environ, start_response
+            )
         rest = match["rest"] or "/"
         self.seen.append((request.method, rest))
         if isinstance(backend, str):
@@ -65,8 +73,17 @@ class ApiServerProxy(WsgiDouble):
     @staticmethod
     def forward(base: str, path: str, request: Request) -> Response:
         """``request`` sent on to ``base`` + ``path`` over HTTP (without the caller's credentials); the answer."""
-        headers = {key: value for key, value in request.headers.items()
-                   if key.lower() not in ("authorization", "host", "content-length")}
-        answer = requests.request(request.method, f"{base.rstrip('/')}{path}", params=request.args,
-                                  data=request.get_data(), headers=headers, timeout=30)
+        headers = {
+            key: value
+            for key, value in request.headers.items()
+            if key.lower() not in ("authorization", "host", "content-length")
+        }
+        answer = requests.request(
+            request.method,
+            f"{base.rstrip('/')}{path}",
+            params=request.args,
+            data=request.get_data(),
+            headers=headers,
+            timeout=30,
+        )
         return Response(answer.content, answer.status_code, content_type=answer.headers.get("Content-Type"))

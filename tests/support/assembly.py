@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+
 # The Pulumi program's own interpreter runs the dump script: an argument list, never a shell.
 import subprocess  # nosec B404
 from dataclasses import dataclass, field
@@ -66,7 +67,11 @@ def dump_stack(name: str) -> Stack:
     """Run the Pulumi program for stack ``name`` under mocks in its environment; its resources."""
     completed = subprocess.run(  # nosec B603
         [str(INFRA_PYTHON), str(ROOT / "infra" / "dump_resources.py"), name],
-        capture_output=True, text=True, timeout=600, check=False, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=ROOT,
     )
     if completed.returncode != 0:
         raise RuntimeError(f"the Pulumi program failed for {name}: {completed.stderr[-2000:]}")
@@ -99,25 +104,32 @@ def _ksas(stack: Stack) -> dict[tuple[str, str], dict[str, Any]]:
 
 def _roles(stack: Stack) -> set[tuple[str, str]]:
     roles = {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in stack.of_type(ROLE)}
-    roles |= {(o["metadata"].get("namespace", platform.NS_KUBEFLOW), o["metadata"]["name"])
-              for o in stack.kfp_objects() if o["kind"] == "Role"}
+    roles |= {
+        (o["metadata"].get("namespace", platform.NS_KUBEFLOW), o["metadata"]["name"])
+        for o in stack.kfp_objects()
+        if o["kind"] == "Role"
+    }
     return roles
 
 
 def _config_maps(stack: Stack) -> dict[tuple[str, str], set[str]]:
-    return {(c["metadata"]["namespace"], c["metadata"]["name"]): set(c.get("data") or {})
-            for c in stack.of_type(CONFIG_MAP)}
+    return {
+        (c["metadata"]["namespace"], c["metadata"]["name"]): set(c.get("data") or {}) for c in stack.of_type(CONFIG_MAP)
+    }
 
 
 def _secrets(stack: Stack) -> dict[tuple[str, str], set[str]]:
     """Kubernetes Secrets External Secrets renders: (namespace, name) -> keys."""
-    return {(e["metadata"]["namespace"], e["spec"]["target"]["name"]): set(e["spec"]["target"]["template"]["data"])
-            for e in stack.of_type(EXTERNAL_SECRET)}
+    return {
+        (e["metadata"]["namespace"], e["spec"]["target"]["name"]): set(e["spec"]["target"]["template"]["data"])
+        for e in stack.of_type(EXTERNAL_SECRET)
+    }
 
 
 def _gsas(stack: Stack) -> set[str]:
     return {platform.gsa_email(a["accountId"], stack.project) for a in stack.of_type(GSA)} | {
-        platform.gsa_email(platform.identity("nodes").gsa, stack.project)}
+        platform.gsa_email(platform.identity("nodes").gsa, stack.project)
+    }
 
 
 def _wi_members(stack: Stack) -> set[tuple[str, str]]:
@@ -141,8 +153,9 @@ def _services(stack: Stack) -> set[tuple[str, str, int]]:
     for obj in stack.kfp_objects():
         if obj["kind"] == "Service":
             for port in obj["spec"].get("ports", []):
-                found.add((obj["metadata"].get("namespace", platform.NS_KUBEFLOW), obj["metadata"]["name"],
-                           int(port["port"])))
+                found.add(
+                    (obj["metadata"].get("namespace", platform.NS_KUBEFLOW), obj["metadata"]["name"], int(port["port"]))
+                )
     return found
 
 
@@ -177,14 +190,28 @@ def check_references(parts: Parts) -> list[str]:
                 pod = isvc["spec"][component]
                 where = f"{env} {component}"
                 problems += check_identity(stack, namespace, pod.get("serviceAccountName", "default"), where)
-                refs = [(env_var.get("valueFrom") or {}).get("secretKeyRef") for container in pod["containers"]
-                        for env_var in container.get("env", [])]
-                problems += [f"{where}: Secret {namespace}/{ref['name']} key {ref['key']} is created by nothing"
-                             for ref in refs if ref and ref["key"] not in secrets.get((namespace, ref["name"]), set())]
-                callers = [account for container in pod["containers"] for env_var in container.get("env", [])
-                           if env_var["name"].endswith("_CALLERS") for account in json.loads(env_var["value"])]
-                problems += [f"{where}: caller {account} is created by nothing" for account in callers
-                             if platform.gsa_email(account, stack.project) not in _gsas(stack)]
+                refs = [
+                    (env_var.get("valueFrom") or {}).get("secretKeyRef")
+                    for container in pod["containers"]
+                    for env_var in container.get("env", [])
+                ]
+                problems += [
+                    f"{where}: Secret {namespace}/{ref['name']} key {ref['key']} is created by nothing"
+                    for ref in refs
+                    if ref and ref["key"] not in secrets.get((namespace, ref["name"]), set())
+                ]
+                callers = [
+                    account
+                    for container in pod["containers"]
+                    for env_var in container.get("env", [])
+                    if env_var["name"].endswith("_CALLERS")
+                    for account in json.loads(env_var["value"])
+                ]
+                problems += [
+                    f"{where}: caller {account} is created by nothing"
+                    for account in callers
+                    if platform.gsa_email(account, stack.project) not in _gsas(stack)
+                ]
     problems += _check_rbac(stack)
     problems += _check_builds(parts)
     for url, what in ((platform.MLFLOW, "MLflow"), (platform.LAKEFS, "lakeFS")):
@@ -196,8 +223,10 @@ def check_references(parts: Parts) -> list[str]:
 def _check_pipeline_configs(parts: Parts) -> list[str]:
     """The ConfigMaps and Secrets every compiled task takes as environment exist in kubeflow with those keys."""
     problems = []
-    kinds = (("configMapAsEnv", "configMapName", "configMapKey", "ConfigMap", _config_maps(parts.stack)),
-             ("secretAsEnv", "secretName", "secretKey", "Secret", _secrets(parts.stack)))
+    kinds = (
+        ("configMapAsEnv", "configMapName", "configMapKey", "ConfigMap", _config_maps(parts.stack)),
+        ("secretAsEnv", "secretName", "secretKey", "Secret", _secrets(parts.stack)),
+    )
     for pipeline, spec in parts.pipelines.items():
         for task, config in spec.items():
             for field_name, name_key, key_key, kind, existing in kinds:
@@ -222,8 +251,11 @@ def _check_rbac(stack: Stack) -> list[str]:
         for subject in binding["subjects"]:
             if subject["kind"] == "ServiceAccount" and (subject["namespace"], subject["name"]) not in accounts:
                 problems.append(f"{name}: subject {subject['namespace']}/{subject['name']} is created by nothing")
-            if subject["kind"] == "User" and subject["name"].endswith(".iam.gserviceaccount.com") and \
-                    subject["name"] not in gsas:
+            if (
+                subject["kind"] == "User"
+                and subject["name"].endswith(".iam.gserviceaccount.com")
+                and subject["name"] not in gsas
+            ):
                 problems.append(f"{name}: subject {subject['name']} is created by nothing")
     return problems
 
@@ -264,7 +296,7 @@ def pattern_admits(pattern: str, image: str) -> bool:
         return image.startswith(pattern[:-2])
     if pattern.endswith("*"):
         prefix = pattern[:-1]
-        return image.startswith(prefix) and "/" not in image[len(prefix):]
+        return image.startswith(prefix) and "/" not in image[len(prefix) :]
     return image == pattern
 
 
@@ -280,8 +312,11 @@ def _dig(values: Any, dotted: str) -> Any:
 
 def _containers(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
     spec = obj.get("spec") or {}
-    pod = (spec.get("template") or {}).get("spec") or (spec.get("jobTemplate", {}).get("spec", {})
-                                                        .get("template", {}).get("spec")) or {}
+    pod = (
+        (spec.get("template") or {}).get("spec")
+        or (spec.get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec"))
+        or {}
+    )
     yield from pod.get("containers", [])
     yield from pod.get("initContainers", [])
 
@@ -301,8 +336,12 @@ def _manifest_images(objects: list[dict[str, Any]]) -> set[str]:
 
 def upstream_images(stack: Stack) -> dict[str, set[str]]:
     """Every image the pinned platform releases run, by release, read from their vendored sources."""
-    knative = [o for f in (OPERATOR / "serving-core-1.18.0.yaml", OPERATOR / "kourier-1.18.yaml")
-               for o in yaml.safe_load_all(f.read_text(encoding="utf-8")) if o]
+    knative = [
+        o
+        for f in (OPERATOR / "serving-core-1.18.0.yaml", OPERATOR / "kourier-1.18.yaml")
+        for o in yaml.safe_load_all(f.read_text(encoding="utf-8"))
+        if o
+    ]
     kserve = _values(CHARTS / "kserve-v0.15.2" / "values.yaml")["kserve"]
     kserve_tag = _values(CHARTS / "kserve-v0.15.2" / "Chart.yaml")["version"]
     certs = _values(CHARTS / "cert-manager-v1.18.2" / "values.yaml")
@@ -314,22 +353,29 @@ def upstream_images(stack: Stack) -> dict[str, set[str]]:
     # The release substitutes its version for the template's {{ tag }}.
     operator_values = (CHARTS / "knative-operator-v1.18.1" / "values.yaml").read_text(encoding="utf-8")
     operator = yaml.safe_load(operator_values.replace("{{ tag }}", platform.KNATIVE_OPERATOR.version))[
-        "knative_operator"]
+        "knative_operator"
+    ]
     return {
         "kubeflow-pipelines": _manifest_images(stack.kfp_objects()),
         "knative-serving": _manifest_images(knative),
-        "knative-operator": {f"{operator[c]['image']}:{operator[c]['tag']}"
-                             for c in ("knative_operator", "operator_webhook")},
-        "kserve": {f"{kserve['controller']['image']}:{kserve_tag}",
-                   kserve["controller"]["rbacProxyImage"],
-                   f"{kserve['storage']['image']}:{kserve_tag}"},  # injected into every predictor
-        "cert-manager": {f"{certs[part]['repository']}:{platform.CERT_MANAGER.version}"
-                         for part in ("image",)} | {
+        "knative-operator": {
+            f"{operator[c]['image']}:{operator[c]['tag']}" for c in ("knative_operator", "operator_webhook")
+        },
+        "kserve": {
+            f"{kserve['controller']['image']}:{kserve_tag}",
+            kserve["controller"]["rbacProxyImage"],
+            f"{kserve['storage']['image']}:{kserve_tag}",
+        },  # injected into every predictor
+        "cert-manager": {f"{certs[part]['repository']}:{platform.CERT_MANAGER.version}" for part in ("image",)}
+        | {
             f"{_dig(certs, part + '.image.repository')}:{platform.CERT_MANAGER.version}"
-            for part in ("webhook", "cainjector", "startupapicheck")},
-        "external-secrets": {f"{eso['image']['repository']}:{eso_tag}",
-                             f"{eso['webhook']['image']['repository']}:{eso_tag}",
-                             f"{eso['certController']['image']['repository']}:{eso_tag}"},
+            for part in ("webhook", "cainjector", "startupapicheck")
+        },
+        "external-secrets": {
+            f"{eso['image']['repository']}:{eso_tag}",
+            f"{eso['webhook']['image']['repository']}:{eso_tag}",
+            f"{eso['certController']['image']['repository']}:{eso_tag}",
+        },
         "lakefs": {f"treeverse/lakefs:{lakefs['image']['community']['tag']}"},
         "mlflow": {f"{mlflow['image']['repository']}:{mlflow_tag}"},
     }
@@ -365,18 +411,20 @@ def _json_name(go_field: str) -> str:
     """The JSON name of a Kubernetes Go field: its leading initialism or word in lower case (FSGroup: fsGroup)."""
     lead = re.match(r"[A-Z]+(?=[A-Z][a-z]|$)|[A-Z]", go_field)
     assert lead is not None, go_field
-    return lead.group(0).lower() + go_field[lead.end():]
+    return lead.group(0).lower() + go_field[lead.end() :]
 
 
 def knative_flags(features: dict[str, str]) -> dict[str, str]:
     """Feature flag name -> value: the release's defaults with ``features`` (the config the platform sets)."""
     source = (KNATIVE / "features.go").read_text(encoding="utf-8")
-    defaults_body = source[source.index("func defaultFeaturesConfig()"):]
-    defaults_body = defaults_body[:defaults_body.index("\n}\n")]
+    defaults_body = source[source.index("func defaultFeaturesConfig()") :]
+    defaults_body = defaults_body[: defaults_body.index("\n}\n")]
     defaults = dict(re.findall(r"^\s+(\w+):\s+(\w+),$", defaults_body, flags=re.M))
     constants = dict(re.findall(r'^\t(Feature\w+)\s+= "([\w.-]+)"$', source, flags=re.M))
-    names = {constants.get(name, name.strip('"')): go_field
-             for name, go_field in re.findall(r'asFlag\(("[\w.-]+"|Feature\w+), &nc\.(\w+)\)', source)}
+    names = {
+        constants.get(name, name.strip('"')): go_field
+        for name, go_field in re.findall(r'asFlag\(("[\w.-]+"|Feature\w+), &nc\.(\w+)\)', source)
+    }
     flags = {name: defaults.get(go_field, "Disabled").lower() for name, go_field in names.items()}
     flags.update({key: value.lower() for key, value in features.items()})
     return flags | {"__fields__": json.dumps(names)}
@@ -387,17 +435,16 @@ def knative_allowed_pod_fields(flags: dict[str, str]) -> tuple[set[str], set[str
     names = json.loads(flags["__fields__"])
     by_field = {go_field: name for name, go_field in names.items()}
     source = (KNATIVE / "fieldmask.go").read_text(encoding="utf-8")
-    body = source[source.index("func PodSpecMask("):]
-    body = body[:body.index("\n}\n")]
-    allowed = set(re.findall(r"^\tout\.(\w+) = in\.\1$", body[:body.index("// Feature fields")], flags=re.M))
+    body = source[source.index("func PodSpecMask(") :]
+    body = body[: body.index("\n}\n")]
+    allowed = set(re.findall(r"^\tout\.(\w+) = in\.\1$", body[: body.index("// Feature fields")], flags=re.M))
     if "AutomountServiceAccountToken" in body:
         allowed.add("AutomountServiceAccountToken")  # admitted when false (the mask's own comment)
-    for go_flag, go_field in re.findall(r"if cfg\.Features\.(\w+) != config\.Disabled \{\n\t\tout\.(\w+) = in",
-                                        body):
+    for go_flag, go_field in re.findall(r"if cfg\.Features\.(\w+) != config\.Disabled \{\n\t\tout\.(\w+) = in", body):
         if flags.get(by_field.get(go_flag, ""), "disabled") != "disabled":
             allowed.add(go_field)
-    security = source[source.index("func PodSecurityContextMask("):]
-    security = security[:security.index("\n}\n")]
+    security = source[source.index("func PodSecurityContextMask(") :]
+    security = security[: security.index("\n}\n")]
     security_fields = {"SeccompProfile"} if flags.get("secure-pod-defaults") == "enabled" else set()
     if flags.get("kubernetes.podspec-securitycontext", "disabled") != "disabled":
         security_fields |= set(re.findall(r"^\tout\.(\w+) = in\.\1$", security, flags=re.M))
@@ -405,9 +452,22 @@ def knative_allowed_pod_fields(flags: dict[str, str]) -> tuple[set[str], set[str
 
 
 # Fields of a KServe component that are KServe's own, not the pod's (the CRD's ComponentExtensionSpec).
-KSERVE_COMPONENT_FIELDS = {"minReplicas", "maxReplicas", "scaleMetric", "scaleMetricType", "scaleTarget",
-                           "containerConcurrency", "timeout", "canaryTrafficPercent", "logger", "batcher",
-                           "labels", "annotations", "deploymentStrategy", "autoScaling"}
+KSERVE_COMPONENT_FIELDS = {
+    "minReplicas",
+    "maxReplicas",
+    "scaleMetric",
+    "scaleMetricType",
+    "scaleTarget",
+    "containerConcurrency",
+    "timeout",
+    "canaryTrafficPercent",
+    "logger",
+    "batcher",
+    "labels",
+    "annotations",
+    "deploymentStrategy",
+    "autoScaling",
+}
 
 
 def check_knative_fields(stack: Stack, rendered: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -459,15 +519,20 @@ def _peer_matches(peer: dict[str, Any], other: Endpoint) -> bool:
 
 def _allowed(policies: list[dict[str, Any]], pod: Endpoint, other: Endpoint, port: int, direction: str) -> bool:
     kind, key = ("Egress", "to") if direction == "egress" else ("Ingress", "from")
-    applying = [p for p in policies if p["metadata"].get("namespace") == pod.namespace
-                and _selects(p["spec"].get("podSelector"), dict(pod.labels))
-                and kind in p["spec"].get("policyTypes", ["Ingress"])]
+    applying = [
+        p
+        for p in policies
+        if p["metadata"].get("namespace") == pod.namespace
+        and _selects(p["spec"].get("podSelector"), dict(pod.labels))
+        and kind in p["spec"].get("policyTypes", ["Ingress"])
+    ]
     if not applying:
         return True
     for policy in applying:
         for rule in policy["spec"].get(direction, []):
-            peers_ok = "to" not in rule and "from" not in rule or any(_peer_matches(peer, other)
-                                                                       for peer in rule.get(key, []))
+            peers_ok = (
+                "to" not in rule and "from" not in rule or any(_peer_matches(peer, other) for peer in rule.get(key, []))
+            )
             ports_ok = "ports" not in rule or any(p.get("port") == port for p in rule["ports"])
             if peers_ok and ports_ok:
                 return True
@@ -525,15 +590,26 @@ def check_network(stack: Stack, rendered: dict[str, list[dict[str, Any]]]) -> li
             ("transformer -> Secret Manager", transformer, Endpoint(ip=(google or ["8.8.8.8"])[0]), 443),
             ("transformer -> Kourier internal gateway", transformer, gateway, gateway_port),
             ("Kourier gateway -> predictor queue-proxy", gateway, predictor, 8012),
-            ("transformer -> lakeFS", transformer, Endpoint(platform.NS_LAKEFS, (("app", "lakefs"),)),
-             platform.LAKEFS.pod_port),
-            ("metrics scrape -> queue-proxy", Endpoint(platform.NS_GMP, ()), predictor,
-             platform.QUEUE_PROXY_METRICS_PORT),
+            (
+                "transformer -> lakeFS",
+                transformer,
+                Endpoint(platform.NS_LAKEFS, (("app", "lakefs"),)),
+                platform.LAKEFS.pod_port,
+            ),
+            (
+                "metrics scrape -> queue-proxy",
+                Endpoint(platform.NS_GMP, ()),
+                predictor,
+                platform.QUEUE_PROXY_METRICS_PORT,
+            ),
             ("metrics scrape -> model server", Endpoint(platform.NS_GMP, ()), predictor, platform.SERVING_HTTP_PORT),
         ]
         for name, source, target, port in flows:
-            if source.namespace is not None and source.namespace not in platform.NAMESPACES and \
-                    source.namespace != platform.NS_GMP:
+            if (
+                source.namespace is not None
+                and source.namespace not in platform.NAMESPACES
+                and source.namespace != platform.NS_GMP
+            ):
                 problems.append(f"{env}: {name}: namespace {source.namespace} does not exist")
             if not flow_allowed(policies, source, target, port):
                 problems.append(f"{env}: {name} (port {port}) is not allowed by the NetworkPolicies")
@@ -541,16 +617,23 @@ def check_network(stack: Stack, rendered: dict[str, list[dict[str, Any]]]) -> li
             for rule in policy["spec"].get("egress", []) + policy["spec"].get("ingress", []):
                 for peer in rule.get("to", []) + rule.get("from", []):
                     named = ((peer.get("namespaceSelector") or {}).get("matchLabels") or {}).get(
-                        "kubernetes.io/metadata.name")
-                    if named and named not in platform.NAMESPACES and named not in (platform.NS_GMP,
-                                                                                     platform.NS_KUBE_SYSTEM):
-                        problems.append(f"{env}: {policy['metadata']['name']} names namespace {named}, "
-                                        "which does not exist")
+                        "kubernetes.io/metadata.name"
+                    )
+                    if (
+                        named
+                        and named not in platform.NAMESPACES
+                        and named not in (platform.NS_GMP, platform.NS_KUBE_SYSTEM)
+                    ):
+                        problems.append(
+                            f"{env}: {policy['metadata']['name']} names namespace {named}, which does not exist"
+                        )
     pipeline = Endpoint(platform.NS_KUBEFLOW, (("pipelines.kubeflow.org/v2_component", "true"),))
     kubeflow_policies: list[dict[str, Any]] = []  # the platform declares none in kubeflow, lakefs or mlflow
-    for name, target, port in (("lakeFS", Endpoint(platform.NS_LAKEFS, ()), platform.LAKEFS.pod_port),
-                               ("MLflow", Endpoint(platform.NS_MLFLOW, ()), platform.MLFLOW.pod_port),
-                               ("GCS and Secret Manager", Endpoint(ip=(google or ["8.8.8.8"])[0]), 443)):
+    for name, target, port in (
+        ("lakeFS", Endpoint(platform.NS_LAKEFS, ()), platform.LAKEFS.pod_port),
+        ("MLflow", Endpoint(platform.NS_MLFLOW, ()), platform.MLFLOW.pod_port),
+        ("GCS and Secret Manager", Endpoint(ip=(google or ["8.8.8.8"])[0]), 443),
+    ):
         if not flow_allowed(kubeflow_policies, pipeline, target, port):
             problems.append(f"pipelines -> {name} is not allowed")
     return problems

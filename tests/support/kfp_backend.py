@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
-from google.protobuf import duration_pb2, struct_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool, duration_pb2, json_format, message_factory, struct_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 from grpc_tools import protoc
@@ -111,13 +110,23 @@ def protos(version: str) -> BackendProtos:
     source = SPECS / version
     missing = [name for name in PROTOS if not (source / name).is_file()]
     if missing:
-        raise LookupError(f"no vendored KFP {version} protos ({', '.join(missing)}) under {source}: copy them from "
-                          f"kubeflow/pipelines at tag {version} (tests/specs/README.md)")
+        raise LookupError(
+            f"no vendored KFP {version} protos ({', '.join(missing)}) under {source}: copy them from "
+            f"kubeflow/pipelines at tag {version} (tests/specs/README.md)"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         imports, output = Path(tmp) / "imports.pb", Path(tmp) / "kfp.pb"
         imports.write_bytes(_imports().SerializeToString())
-        status = protoc.main(["protoc", f"--proto_path={source}", f"--descriptor_set_in={imports}",
-                              f"--descriptor_set_out={output}", "--include_imports", *PROTOS])
+        status = protoc.main(
+            [
+                "protoc",
+                f"--proto_path={source}",
+                f"--descriptor_set_in={imports}",
+                f"--descriptor_set_out={output}",
+                "--include_imports",
+                *PROTOS,
+            ]
+        )
         if status != 0:
             raise RuntimeError(f"protoc failed ({status}) on the KFP {version} protos")
         compiled = descriptor_pb2.FileDescriptorSet.FromString(output.read_bytes())

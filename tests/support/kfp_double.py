@@ -249,10 +249,14 @@ class KfpDouble(WsgiDouble):
             if match.group(1) not in self.pipelines:
                 return 404, {"code": 5, "message": f"pipeline {match.group(1)} not found"}
             name = self._name_filter(request)
-            found = [v for v in self.pipeline_versions.values()
-                     if v.pipeline_id == match.group(1) and (name is None or v.display_name == name)]
-            return 200, models.V2beta1ListPipelineVersionsResponse(pipeline_versions=found or None,
-                                                                  total_size=len(found))
+            found = [
+                v
+                for v in self.pipeline_versions.values()
+                if v.pipeline_id == match.group(1) and (name is None or v.display_name == name)
+            ]
+            return 200, models.V2beta1ListPipelineVersionsResponse(
+                pipeline_versions=found or None, total_size=len(found)
+            )
         return 404, {"code": 5, "message": f"{method} {path} is not part of this double"}
 
     def _recurring(self, request: Request, now: datetime) -> tuple[int, Any]:
@@ -268,8 +272,11 @@ class KfpDouble(WsgiDouble):
             return 200, job
         if (method, path) == ("GET", f"{API}/recurringruns"):
             name, experiment = self._name_filter(request), request.args.get("experiment_id")
-            found = [j for j in self.recurring_runs.values()
-                     if name in (None, j.display_name) and experiment in (None, j.experiment_id)]
+            found = [
+                j
+                for j in self.recurring_runs.values()
+                if name in (None, j.display_name) and experiment in (None, j.experiment_id)
+            ]
             return 200, models.V2beta1ListRecurringRunsResponse(recurring_runs=found or None, total_size=len(found))
         return self._one_recurring(request, now)
 
@@ -290,21 +297,35 @@ class KfpDouble(WsgiDouble):
         if not name:
             raise RequestInvalid("a pipeline needs a display_name")
         if any(p.display_name == name for p in self.pipelines.values()):
-            raise Refused(409, 6, f"Already exist error: Failed to create a new pipeline. The name {name} already "
-                                  "exists. Please specify a new name")
-        pipeline = models.V2beta1Pipeline(pipeline_id=uuid.uuid4().hex, display_name=name, name=name,
-                                          description=description, created_at=now)
+            raise Refused(
+                409,
+                6,
+                f"Already exist error: Failed to create a new pipeline. The name {name} already "
+                "exists. Please specify a new name",
+            )
+        pipeline = models.V2beta1Pipeline(
+            pipeline_id=uuid.uuid4().hex, display_name=name, name=name, description=description, created_at=now
+        )
         self.pipelines[pipeline.pipeline_id] = pipeline
         return pipeline
 
-    def _new_version(self, pipeline_id: str, name: str, documents: list[Any],
-                     now: datetime) -> models.V2beta1PipelineVersion:
+    def _new_version(
+        self, pipeline_id: str, name: str, documents: list[Any], now: datetime
+    ) -> models.V2beta1PipelineVersion:
         if any(v.pipeline_id == pipeline_id and v.display_name == name for v in self.pipeline_versions.values()):
-            raise Refused(409, 6, f"Already exist error: Failed to create a new pipeline version. The name {name} "
-                                  "already exist. Please specify a new name")
+            raise Refused(
+                409,
+                6,
+                f"Already exist error: Failed to create a new pipeline version. The name {name} "
+                "already exist. Please specify a new name",
+            )
         version = models.V2beta1PipelineVersion(
-            pipeline_id=pipeline_id, pipeline_version_id=uuid.uuid4().hex, display_name=name, name=name,
-            created_at=now, pipeline_spec=documents[0],
+            pipeline_id=pipeline_id,
+            pipeline_version_id=uuid.uuid4().hex,
+            display_name=name,
+            name=name,
+            created_at=now,
+            pipeline_spec=documents[0],
         )
         self.pipeline_versions[version.pipeline_version_id] = version
         self.version_documents[version.pipeline_version_id] = documents
@@ -317,8 +338,10 @@ class KfpDouble(WsgiDouble):
             return [spec["pipeline_spec"], spec["platform_spec"]] if "pipeline_spec" in spec else [spec]
         if reference.pipeline_version_id not in self.version_documents:
             raise Refused(404, 5, f"pipeline version {reference.pipeline_version_id} not found")
-        if reference.pipeline_id and self.pipeline_versions[reference.pipeline_version_id].pipeline_id != \
-                reference.pipeline_id:
+        if (
+            reference.pipeline_id
+            and self.pipeline_versions[reference.pipeline_version_id].pipeline_id != reference.pipeline_id
+        ):
             raise Refused(400, 3, "the pipeline version is not a version of that pipeline")
         return self.version_documents[reference.pipeline_version_id]
 

@@ -100,8 +100,15 @@ class ApiStatus(Exception):
 
     def response(self) -> Response:
         """The error as the API server sends it."""
-        body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": self.message, "reason": self.reason, "code": self.code}
+        body = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
         return Response(json.dumps(body), status=self.code, content_type="application/json")
 
 
@@ -205,8 +212,13 @@ class KubeApiDouble(WsgiDouble):
 
     name = "kube-api-double"
 
-    def __init__(self, ready_after_polls: int = 2, predictor_url: str = "http://predictor.invalid",
-                 transformer_url: str = "http://transformer.invalid", token: str = "test-token") -> None:
+    def __init__(
+        self,
+        ready_after_polls: int = 2,
+        predictor_url: str = "http://predictor.invalid",
+        transformer_url: str = "http://transformer.invalid",
+        token: str = "test-token",
+    ) -> None:
         super().__init__()
         self.ready_after_polls = ready_after_polls
         self.predictor_url = predictor_url
@@ -259,9 +271,14 @@ class KubeApiDouble(WsgiDouble):
         service, _, port = match["service"].partition(":")
         revision = service.removesuffix("-private")
         with self._lock:
-            components = {name: c for s in self._serving.values() for name, c in s.components.items()
-                          if service.endswith("-private") and port == "http"
-                          and revision in {f"{c.latest}", f"{c.rolled_out}", f"{c.previous}"}}
+            components = {
+                name: c
+                for s in self._serving.values()
+                for name, c in s.components.items()
+                if service.endswith("-private")
+                and port == "http"
+                and revision in {f"{c.latest}", f"{c.rolled_out}", f"{c.previous}"}
+            }
         if not components:
             return ApiStatus(503, "ServiceUnavailable", f'no endpoints available for service "{service}"').response()
         base = self.transformer_url if "transformer" in components else self.predictor_url
@@ -314,12 +331,21 @@ class KubeApiDouble(WsgiDouble):
         if not kinds:
             raise ApiStatus(404, "NotFound", "the server could not find the requested resource")
         resources = [
-            {"name": k.plural, "singularName": k.kind.lower(), "namespaced": k.namespaced, "kind": k.kind,
-             "verbs": VERBS}
+            {
+                "name": k.plural,
+                "singularName": k.kind.lower(),
+                "namespaced": k.namespaced,
+                "kind": k.kind,
+                "verbs": VERBS,
+            }
             for k in kinds
         ]
-        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": kinds[0].api_version,
-                "resources": resources}
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": kinds[0].api_version,
+            "resources": resources,
+        }
 
     def _locate(self, parts: list[str]) -> tuple[Kind, str | None, str | None]:
         if parts[:2] == ["api", "v1"]:
@@ -360,14 +386,20 @@ class KubeApiDouble(WsgiDouble):
         if not isinstance(body, dict):
             raise ApiStatus(400, "BadRequest", "the request body is not an object")
         if body.get("apiVersion") != kind.api_version or body.get("kind") != kind.kind:
-            raise ApiStatus(400, "BadRequest", f"the body is {body.get('apiVersion')}/{body.get('kind')}, "
-                                               f"the URL is {kind.api_version}/{kind.kind}")
+            raise ApiStatus(
+                400,
+                "BadRequest",
+                f"the body is {body.get('apiVersion')}/{body.get('kind')}, the URL is {kind.api_version}/{kind.kind}",
+            )
         meta = body.get("metadata") or {}
         if name is not None and meta.get("name") != name:
             raise ApiStatus(400, "BadRequest", "the name of the object does not match the name on the URL")
         if kind.namespaced and meta.get("namespace") not in (None, namespace):
-            raise ApiStatus(400, "BadRequest",
-                            "the namespace of the provided object does not match the namespace sent on the request")
+            raise ApiStatus(
+                400,
+                "BadRequest",
+                "the namespace of the provided object does not match the namespace sent on the request",
+            )
         return body
 
     def _validate(self, kind: Kind, obj: dict[str, Any]) -> None:
@@ -386,8 +418,14 @@ class KubeApiDouble(WsgiDouble):
         if kind.namespaced:
             meta["namespace"] = namespace
         self._version += 1
-        meta.update({"uid": str(uuid.uuid4()), "resourceVersion": str(self._version), "generation": 1,
-                     "creationTimestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
+        meta.update(
+            {
+                "uid": str(uuid.uuid4()),
+                "resourceVersion": str(self._version),
+                "generation": 1,
+                "creationTimestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        )
         return obj
 
     def _commit(self, kind: Kind, stored: _Stored, new: dict[str, Any], namespace: str | None) -> None:
@@ -411,9 +449,15 @@ class KubeApiDouble(WsgiDouble):
 
     def _managed_fields(self, stored: _Stored) -> None:
         stored.obj["metadata"]["managedFields"] = [
-            {"manager": manager, "operation": stored.operations[manager], "apiVersion": stored.obj["apiVersion"],
-             "fieldsType": "FieldsV1", "fieldsV1": _fields_v1(paths)}
-            for manager, paths in sorted(stored.owners.items()) if paths
+            {
+                "manager": manager,
+                "operation": stored.operations[manager],
+                "apiVersion": stored.obj["apiVersion"],
+                "fieldsType": "FieldsV1",
+                "fieldsV1": _fields_v1(paths),
+            }
+            for manager, paths in sorted(stored.owners.items())
+            if paths
         ]
 
     def _create(self, kind: Kind, namespace: str | None, body: Any, args: Any) -> dict[str, Any]:
@@ -435,8 +479,11 @@ class KubeApiDouble(WsgiDouble):
     def _apply(self, kind: Kind, namespace: str | None, name: str, body: Any, args: Any) -> dict[str, Any]:
         manager = args.get("fieldManager")
         if not manager:
-            raise ApiStatus(422, "Invalid", 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
-                                            "is required for apply patch")
+            raise ApiStatus(
+                422,
+                "Invalid",
+                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
+            )
         body = self._check_identity(kind, namespace, name, body)
         force = args.get("force") in ("true", "True", "1")
         applied = _owned_paths(body)
@@ -444,8 +491,11 @@ class KubeApiDouble(WsgiDouble):
         stored = self.objects.get(key)
         if stored is None:
             self._validate(kind, body)
-            stored = _Stored(obj=self._new_object(kind, namespace, body), owners={manager: set(applied)},
-                             operations={manager: "Apply"})
+            stored = _Stored(
+                obj=self._new_object(kind, namespace, body),
+                owners={manager: set(applied)},
+                operations={manager: "Apply"},
+            )
             self.objects[key] = stored
             self._managed_fields(stored)
             if kind.kind == "InferenceService":
@@ -489,8 +539,9 @@ class KubeApiDouble(WsgiDouble):
         touched = set(leaf_paths(dict(body)))
         changed = {p for p in touched if _get_path(new, p) is not _MISSING}
         for other in stored.owners:
-            stored.owners[other] = {p for p in stored.owners[other]
-                                    if _get_path(new, p) is not _MISSING and p not in touched}
+            stored.owners[other] = {
+                p for p in stored.owners[other] if _get_path(new, p) is not _MISSING and p not in touched
+            }
         stored.owners.setdefault(manager, set()).update(changed)
         stored.operations.setdefault(manager, "Update")
         self._commit(kind, stored, new, namespace)
@@ -502,8 +553,12 @@ class KubeApiDouble(WsgiDouble):
         serving.polls_left = self.ready_after_polls
         serving.pending_generation = int(stored.obj["metadata"]["generation"])
         status = stored.obj.setdefault("status", {})
-        pending = {"type": "Ready", "status": "Unknown", "reason": "RevisionMissing",
-                   "message": "Configuration is waiting for a Revision to become ready."}
+        pending = {
+            "type": "Ready",
+            "status": "Unknown",
+            "reason": "RevisionMissing",
+            "message": "Configuration is waiting for a Revision to become ready.",
+        }
         status["conditions"] = [dict(pending, type="PredictorReady"), pending]
         if serving.polls_left == 0:
             self._progress(stored, namespace, name)
@@ -528,9 +583,14 @@ class KubeApiDouble(WsgiDouble):
         status["url"] = self.predictor_url
         status["address"] = {"url": f"http://{name}.{namespace}.svc.cluster.local"}
         status["components"] = {
-            component: self._roll(serving.components.setdefault(component, _Component()), name, component,
-                                  copy.deepcopy(stored.obj["spec"][component]))
-            for component in ("predictor", "transformer") if component in stored.obj["spec"]
+            component: self._roll(
+                serving.components.setdefault(component, _Component()),
+                name,
+                component,
+                copy.deepcopy(stored.obj["spec"][component]),
+            )
+            for component in ("predictor", "transformer")
+            if component in stored.obj["spec"]
         }
 
     def _roll(self, serving: _Component, name: str, component: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -543,20 +603,37 @@ class KubeApiDouble(WsgiDouble):
         if percent is None or percent == 100 or serving.rolled_out in (None, serving.latest):
             if serving.rolled_out != serving.latest:
                 serving.previous, serving.rolled_out = serving.rolled_out, serving.latest
-            traffic = [{"tag": "latest", "revisionName": serving.latest, "percent": 100, "latestRevision": True,
-                        "url": base}]
+            traffic = [
+                {"tag": "latest", "revisionName": serving.latest, "percent": 100, "latestRevision": True, "url": base}
+            ]
         else:
             traffic = [
-                {"tag": "prev", "revisionName": serving.rolled_out, "percent": 100 - percent, "latestRevision": False,
-                 "url": base},
-                {"tag": "latest", "revisionName": serving.latest, "percent": percent, "latestRevision": True,
-                 "url": base},
+                {
+                    "tag": "prev",
+                    "revisionName": serving.rolled_out,
+                    "percent": 100 - percent,
+                    "latestRevision": False,
+                    "url": base,
+                },
+                {
+                    "tag": "latest",
+                    "revisionName": serving.latest,
+                    "percent": percent,
+                    "latestRevision": True,
+                    "url": base,
+                },
             ]
-        found: dict[str, Any] = {"latestCreatedRevision": serving.latest, "latestReadyRevision": serving.latest,
-                                 "latestRolledoutRevision": serving.rolled_out, "traffic": traffic, "url": base}
+        found: dict[str, Any] = {
+            "latestCreatedRevision": serving.latest,
+            "latestReadyRevision": serving.latest,
+            "latestRolledoutRevision": serving.rolled_out,
+            "traffic": traffic,
+            "url": base,
+        }
         if serving.previous:
             found["previousRolledoutRevision"] = serving.previous
         return found
+
 
 def _owned_paths(body: dict[str, Any]) -> dict[tuple[str, ...], Any]:
     content = copy.deepcopy(body)

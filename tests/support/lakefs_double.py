@@ -141,9 +141,7 @@ class LakeFSDouble(WsgiDouble):
                 Rule(
                     f"{API}/repositories/<repository>/branches/<branch>", methods=["DELETE"], endpoint="delete_branch"
                 ),
-                Rule(
-                    f"{API}/repositories/<repository>/branches/<branch>/objects", methods=["POST"], endpoint="upload"
-                ),
+                Rule(f"{API}/repositories/<repository>/branches/<branch>/objects", methods=["POST"], endpoint="upload"),
                 Rule(
                     f"{API}/repositories/<repository>/branches/<branch>/objects/delete",
                     methods=["POST"],
@@ -342,8 +340,10 @@ class LakeFSDouble(WsgiDouble):
         amount = int(request.args.get("amount", "100"))
         names = sorted(name for name in repo.branches if name.startswith(prefix))
         page, pagination = _page(names, request.args.get("after", ""), amount)
-        return _json(200, {"pagination": pagination,
-                           "results": [{"id": name, "commit_id": repo.branches[name]} for name in page]})
+        return _json(
+            200,
+            {"pagination": pagination, "results": [{"id": name, "commit_id": repo.branches[name]} for name in page]},
+        )
 
     def _op_get_gc_rules(self, _request: Request, repository: str) -> Response:
         rules = self._repo(repository).gc_rules

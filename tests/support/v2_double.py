@@ -49,10 +49,18 @@ class V2Double(WsgiDouble):
         if request.path == model and request.method == "GET":
             params = {} if self.model_version is None else {"model_version": self.model_version}
             tensors = [{"name": n, "datatype": t, "shape": [-1]} for n, t in self.inputs]
-            return _json({"name": self.model_name, "platform": "churnops", "inputs": tensors,
-                          "outputs": [{"name": "churn_label", "datatype": "INT64", "shape": [-1]},
-                                      {"name": "churn_probability", "datatype": "FP64", "shape": [-1]}],
-                          "parameters": params})
+            return _json(
+                {
+                    "name": self.model_name,
+                    "platform": "churnops",
+                    "inputs": tensors,
+                    "outputs": [
+                        {"name": "churn_label", "datatype": "INT64", "shape": [-1]},
+                        {"name": "churn_probability", "datatype": "FP64", "shape": [-1]},
+                    ],
+                    "parameters": params,
+                }
+            )
         if request.path == f"{model}/infer" and request.method == "POST":
             return self._infer(request)
         return _json({"error": f"no route {request.path}"}, 404)
@@ -67,11 +75,26 @@ class V2Double(WsgiDouble):
         if len(rows) != 1:
             return _json({"error": "input tensors disagree on their shape"}, 400)
         (shape,) = rows
-        return _json({"model_name": self.model_name, "id": body.get("id", ""),
-                      "outputs": [{"name": "churn_label", "datatype": "INT64", "shape": [shape[0]],
-                                   "data": [int(self.probability >= 0.5)] * shape[0]},
-                                  {"name": "churn_probability", "datatype": "FP64", "shape": [shape[0]],
-                                   "data": [self.probability] * shape[0]}]})
+        return _json(
+            {
+                "model_name": self.model_name,
+                "id": body.get("id", ""),
+                "outputs": [
+                    {
+                        "name": "churn_label",
+                        "datatype": "INT64",
+                        "shape": [shape[0]],
+                        "data": [int(self.probability >= 0.5)] * shape[0],
+                    },
+                    {
+                        "name": "churn_probability",
+                        "datatype": "FP64",
+                        "shape": [shape[0]],
+                        "data": [self.probability] * shape[0],
+                    },
+                ],
+            }
+        )
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -106,8 +129,18 @@ class TransformerDouble(WsgiDouble):
         if [t.get("name") for t in tensors] != ["customer_id"] or tensors[0].get("datatype") != "BYTES":
             return _json({"error": "send exactly one tensor, 'customer_id'"}, 400)
         rows = len(tensors[0].get("data") or [])
-        return _json({"model_name": self.model_name, "outputs": [
-            {"name": "churn_probability", "datatype": "FP64", "shape": [rows], "data": [None] * rows},
-            {"name": "churn_label", "datatype": "INT64", "shape": [rows], "data": [-1] * rows},
-            {"name": "error", "datatype": "BYTES", "shape": [rows],
-             "data": ["unknown customer: not in the online feature snapshot"] * rows}]})
+        return _json(
+            {
+                "model_name": self.model_name,
+                "outputs": [
+                    {"name": "churn_probability", "datatype": "FP64", "shape": [rows], "data": [None] * rows},
+                    {"name": "churn_label", "datatype": "INT64", "shape": [rows], "data": [-1] * rows},
+                    {
+                        "name": "error",
+                        "datatype": "BYTES",
+                        "shape": [rows],
+                        "data": ["unknown customer: not in the online feature snapshot"] * rows,
+                    },
+                ],
+            }
+        )

@@ -20,10 +20,10 @@ import pytest
 import yaml
 from google.cloud.devtools import cloudbuild_v1
 
+from churnops.model.registry import Actor, resolve_actor
 from churnops.platform import cluster_proxy
 from churnops.platform import declaration as platform
 from churnops.platform.settings import Settings
-from churnops.model.registry import Actor, resolve_actor
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ["cloudbuild.yaml", "cloudbuild.training.yaml", "cloudbuild.production.yaml"]
@@ -54,7 +54,7 @@ def make_targets(recipe_of: str) -> list[str]:
     lines = (ROOT / "Makefile").read_text(encoding="utf-8").splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(f"{recipe_of}:"))
     targets = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if not line.startswith("\t"):
             break
         if match := re.match(r"\t\$\(MAKE\) ([\w-]+)", line):
@@ -129,14 +129,25 @@ def test_the_offline_steps_are_make_ci_in_the_same_order() -> None:
 def test_images_are_gated_before_the_push_and_named_by_digest_after_it() -> None:
     _, config = load("cloudbuild.yaml")
     ids = [step["id"] for step in config["steps"]]
-    order = [ids.index(i) for i in ("test", "build-images", "scan-images", "vulnerability-gate", "push-images",
-                                     "attest", "deploy-staging", "badge-passing")]
+    order = [
+        ids.index(i)
+        for i in (
+            "test",
+            "build-images",
+            "scan-images",
+            "vulnerability-gate",
+            "push-images",
+            "attest",
+            "deploy-staging",
+            "badge-passing",
+        )
+    ]
     assert order == sorted(order) and ids[-1] == "badge-passing" and ids[0] == "badge-pending"
     gate = config["steps"][ids.index("vulnerability-gate")]
     assert gate["args"][:3] == ["python", "-m", "churnops.platform.vulngate"] and ".trivyignore" in gate["args"]
     scan = "\n".join(config["steps"][ids.index("scan-images")]["args"])
     assert "--ignorefile /dev/null" in scan and "--format cyclonedx" in scan  # the gate alone applies waivers
-    for step in config["steps"][ids.index("push-images") + 1:]:
+    for step in config["steps"][ids.index("push-images") + 1 :]:
         script = "\n".join(step.get("args", []))
         assert "$COMMIT_SHA" not in script.replace("builds/$COMMIT_SHA", "")
         if "churnops-serving" in script or "churnops-components" in script:
@@ -184,8 +195,10 @@ def test_steps_that_act_on_the_platform_name_the_build_as_the_actor(name: str, m
         settings = Settings()
         assert resolve_actor(settings) == Actor("ci:b-123", "ci")
         assert settings.service_account == "churnops-deployer@acme.iam.gserviceaccount.com"
-    assert not any(item.startswith(("CHURNOPS_CI_BUILD_ID", "CHURNOPS_SERVICE_ACCOUNT"))
-                   for item in config["options"].get("env", []))
+    assert not any(
+        item.startswith(("CHURNOPS_CI_BUILD_ID", "CHURNOPS_SERVICE_ACCOUNT"))
+        for item in config["options"].get("env", [])
+    )
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -260,8 +273,11 @@ def _credentials_location(name: str, stack: str) -> str:
     _, config = load(name)
     (step,) = [step for step in config["steps"] if step["id"] == "cluster-credentials"]
     settings = stack_config(stack)
-    values = {**config["substitutions"], "_REGION": settings["gcp:region"],
-              "_CLUSTER_LOCATION": settings["churnops:cluster"]["location"]}
+    values = {
+        **config["substitutions"],
+        "_REGION": settings["gcp:region"],
+        "_CLUSTER_LOCATION": settings["churnops:cluster"]["location"],
+    }
     argument = step["args"][2]
     for _ in range(3):  # dynamic substitutions may refer to other substitutions
         argument = _SUBSTITUTION.sub(lambda m: str(values.get(m.group(1) or m.group(2), m.group(0))), argument)
@@ -277,8 +293,13 @@ def test_the_kubeconfig_reaches_the_dns_endpoint_of_the_zonal_and_the_regional_c
     endpoint = f"gke-0123456789abcdef-{stack}.{location}.gke.goog"
     _fake_gcloud(tmp_path, monkeypatch, location, endpoint)
     argument = _credentials_location(name, stack)
-    done = subprocess.run(["bash", str(ROOT / ".ci" / "kubeconfig"), "churnops", argument], cwd=tmp_path,
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "kubeconfig"), "churnops", argument],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
 
     kubeconfig = tmp_path / "build" / "kube" / "config"
@@ -294,8 +315,13 @@ def test_the_kubeconfig_script_says_when_the_cluster_has_no_dns_endpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _fake_gcloud(tmp_path, monkeypatch, "europe-west1-b", "")
-    done = subprocess.run(["bash", str(ROOT / ".ci" / "kubeconfig"), "churnops", "europe-west1-b"], cwd=tmp_path,
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "kubeconfig"), "churnops", "europe-west1-b"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 1
     assert "has no DNS-based control-plane endpoint" in done.stderr
     assert not (tmp_path / "build" / "kube" / "config").exists()
@@ -316,9 +342,10 @@ def test_every_folder_a_step_writes_to_is_created_before(name: str) -> None:
         if step.get("entrypoint") in ("bash", "sh") or script.startswith("-c"):
             lines = [line for line in script.splitlines() if "churnops.platform.badge" not in line]
             script = "\n".join(lines)
-            events = sorted([(m.start(), "made", folder) for m in _MADE.finditer(script)
-                             for folder in m.group(1).split()]
-                            + [(m.start(), "written", m.group("path")) for m in _WRITTEN.finditer(script)])
+            events = sorted(
+                [(m.start(), "made", folder) for m in _MADE.finditer(script) for folder in m.group(1).split()]
+                + [(m.start(), "written", m.group("path")) for m in _WRITTEN.finditer(script)]
+            )
         elif step["args"][:1] == [".ci/kubeconfig"]:
             events = [(0, "made", "build/kube")]  # the script creates its own folder
         else:
@@ -333,8 +360,21 @@ def test_every_folder_a_step_writes_to_is_created_before(name: str) -> None:
 
 def test_the_badge_command_creates_its_folder(tmp_path: Path) -> None:
     output = tmp_path / "build" / "badge.svg"
-    subprocess.run([sys.executable, "-m", "churnops.platform.badge", "--status", "passing", "--commit", "abc1234",
-                    "--output", str(output)], check=True, cwd=ROOT)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "churnops.platform.badge",
+            "--status",
+            "passing",
+            "--commit",
+            "abc1234",
+            "--output",
+            str(output),
+        ],
+        check=True,
+        cwd=ROOT,
+    )
     assert output.read_text(encoding="utf-8").startswith("<svg")
 
 

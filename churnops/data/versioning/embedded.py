@@ -38,7 +38,6 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import FileMode, MergeFlag, ObjectType, SortMode
 
-from churnops.errors import ChurnopsError, VersioningError
 from churnops.data.versioning.base import (
     DEFAULT_BRANCH,
     AccessDenied,
@@ -55,6 +54,7 @@ from churnops.data.versioning.base import (
     check_metadata,
     check_path,
 )
+from churnops.errors import ChurnopsError, VersioningError
 
 logger = logging.getLogger(__name__)
 
@@ -293,8 +293,9 @@ class EmbeddedRepository(DataRepository):
         return self._git().references.get(_BRANCH_PREFIX + check_branch_name(name)) is not None
 
     def branches(self) -> list[str]:
-        return sorted(name.removeprefix(_BRANCH_PREFIX) for name in self._git().references
-                      if name.startswith(_BRANCH_PREFIX))
+        return sorted(
+            name.removeprefix(_BRANCH_PREFIX) for name in self._git().references if name.startswith(_BRANCH_PREFIX)
+        )
 
     def put_objects(self, branch: str, files: Mapping[str, bytes]) -> None:
         for path, content in files.items():
@@ -408,7 +409,6 @@ class EmbeddedRepository(DataRepository):
                 break
         return result
 
-
     # ------------------------------------------------------------------ erasure
 
     def rewrite_history(self, rewrite: BlobRewrite) -> dict[str, str]:
@@ -452,6 +452,7 @@ def _walk(repo: pygit2.Repository, tree: pygit2.Tree, prefix: str) -> Iterator[s
 # Erasure on the embedded backend (docs/security.md, "Completing an erasure"): every commit is
 # rewritten with a content filter, the refs are moved to the rewritten commits, and every object no
 # ref reaches any more is deleted from the object store.
+
 
 class _HistoryRewriter:
     """Rewrites trees and commits bottom-up with ``rewrite`` (path, content) -> new content or None (delete)."""
@@ -507,7 +508,8 @@ class _HistoryRewriter:
                 self.commits[commit.id] = commit.id
             else:
                 self.commits[commit.id] = self.repo.create_commit(
-                    None, commit.author, commit.committer, commit.message, tree, parents)
+                    None, commit.author, commit.committer, commit.message, tree, parents
+                )
         return self.commits[commit.id]
 
 
@@ -534,8 +536,7 @@ def _rewrite_all(repo: pygit2.Repository, rewrite: BlobRewrite) -> dict[str, str
 def _reachable(repo: pygit2.Repository) -> set[pygit2.Oid]:
     """Every object some ref reaches: commits, trees and blobs."""
     seen: set[pygit2.Oid] = set()
-    pending = [target for name in repo.references
-               if isinstance(target := repo.references[name].target, pygit2.Oid)]
+    pending = [target for name in repo.references if isinstance(target := repo.references[name].target, pygit2.Oid)]
     while pending:
         oid = pending.pop()
         if oid in seen:

@@ -32,8 +32,6 @@ import lakefs_sdk
 import urllib3
 from lakefs_sdk.exceptions import ApiException
 
-from churnops.errors import ChurnopsError, ConfigurationError, VersioningError
-from churnops.platform.settings import Settings
 from churnops.data.versioning.base import (
     DEFAULT_BRANCH,
     AccessDenied,
@@ -50,6 +48,8 @@ from churnops.data.versioning.base import (
     check_metadata,
     check_path,
 )
+from churnops.errors import ChurnopsError, ConfigurationError, VersioningError
+from churnops.platform.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -234,8 +234,9 @@ class LakeFSRepository(DataRepository):
         names: list[str] = []
         after = ""
         while True:
-            page = self._call("list branches", self._branches.list_branches, self.repository,
-                              after=after or None, amount=_PAGE)
+            page = self._call(
+                "list branches", self._branches.list_branches, self.repository, after=after or None, amount=_PAGE
+            )
             names.extend(ref.id for ref in page.results)
             if not page.pagination.has_more:
                 return sorted(names)

@@ -41,7 +41,7 @@ def parse_uri(uri: str) -> LakeLocation:
     scheme = next((s for s in SCHEMES if uri.startswith(s)), None)
     if scheme is None:
         raise InvalidArgument(f"{uri!r} is not a lake URI: expected s3://<repository>/<ref>/<path> or lakefs://...")
-    parts = uri[len(scheme):].split("/", 2)
+    parts = uri[len(scheme) :].split("/", 2)
     if len(parts) < 3 or not all(parts):
         raise InvalidArgument(
             f"{uri!r} lacks a repository, a ref or a path: expected {scheme}<repository>/<ref>/<path>"

@@ -65,9 +65,14 @@ def _get(props: Any, *path: str) -> Any:
 
 def _is_iam_type(resource_type: str) -> bool:
     module_type = resource_type.rsplit(":", 1)[-1]
-    return resource_type.startswith("gcp:") and ("IamMember" in module_type or "IAMMember" in module_type
-                                                 or "IamBinding" in module_type or "IAMBinding" in module_type
-                                                 or "IamPolicy" in module_type or "IAMPolicy" in module_type)
+    return resource_type.startswith("gcp:") and (
+        "IamMember" in module_type
+        or "IAMMember" in module_type
+        or "IamBinding" in module_type
+        or "IAMBinding" in module_type
+        or "IamPolicy" in module_type
+        or "IAMPolicy" in module_type
+    )
 
 
 def _bindings(resource_type: str, props: Props) -> list[tuple[str, list[str]]]:
@@ -221,9 +226,14 @@ def check_secret_access_scoped(resource_type: str, props: Props) -> list[str]:
 
 def _public_badge_read(resource_type: str, props: Props, role: str, members: list[str]) -> bool:
     """The one public grant allowed: allUsers objectViewer, as one member, on the badge bucket."""
-    return (resource_type == BUCKET_IAM_MEMBER and members == ["allUsers"] and role == PUBLIC_READ_ROLE
-            and "condition" not in props and isinstance(props.get("bucket"), str)
-            and bool(PUBLIC_BUCKET.match(props["bucket"])))
+    return (
+        resource_type == BUCKET_IAM_MEMBER
+        and members == ["allUsers"]
+        and role == PUBLIC_READ_ROLE
+        and "condition" not in props
+        and isinstance(props.get("bucket"), str)
+        and bool(PUBLIC_BUCKET.match(props["bucket"]))
+    )
 
 
 def check_bucket_private(resource_type: str, props: Props) -> list[str]:

@@ -7,10 +7,9 @@ import json
 from typing import Any, Callable
 
 import pytest
+from churnops_policy import policies
 from conftest import StackRun
 from pulumi_policy import EnforcementLevel, ResourceValidationArgs
-
-from churnops_policy import policies
 
 CLUSTER = policies.CLUSTER
 NODE_POOL = policies.NODE_POOL
@@ -72,48 +71,89 @@ DELETE = object()
 # (policy, resource type, how to break the program's resource, what the message says)
 BREAKAGES = [
     ("gke-private-cluster", CLUSTER, _set("privateClusterConfig.enablePrivateNodes", False), "private"),
-    ("gke-private-cluster", CLUSTER, _set("masterAuthorizedNetworksConfig.cidrBlocks",
-                                          [{"cidrBlock": "0.0.0.0/0", "displayName": "all"}]), "everyone"),
+    (
+        "gke-private-cluster",
+        CLUSTER,
+        _set("masterAuthorizedNetworksConfig.cidrBlocks", [{"cidrBlock": "0.0.0.0/0", "displayName": "all"}]),
+        "everyone",
+    ),
     ("gke-private-cluster", CLUSTER, _set("masterAuthorizedNetworksConfig", DELETE), "cidrBlocks"),
     ("gke-workload-identity", CLUSTER, _set("workloadIdentityConfig", DELETE), "Workload Identity"),
-    ("gke-workload-identity", NODE_POOL, _set("nodeConfig.workloadMetadataConfig.mode", "GCE_METADATA"),
-     "GKE_METADATA"),
+    (
+        "gke-workload-identity",
+        NODE_POOL,
+        _set("nodeConfig.workloadMetadataConfig.mode", "GCE_METADATA"),
+        "GKE_METADATA",
+    ),
     ("gke-shielded-nodes", CLUSTER, _set("enableShieldedNodes", False), "enableShieldedNodes"),
     ("gke-shielded-nodes", NODE_POOL, _set("nodeConfig.shieldedInstanceConfig.enableSecureBoot", False), "secure boot"),
     ("gke-network-policy", CLUSTER, _set("datapathProvider", "LEGACY_DATAPATH"), "NetworkPolicy"),
-    ("gke-binary-authorization", CLUSTER, _set("binaryAuthorization.evaluationMode", "DISABLED"),
-     "Binary Authorization"),
+    (
+        "gke-binary-authorization",
+        CLUSTER,
+        _set("binaryAuthorization.evaluationMode", "DISABLED"),
+        "Binary Authorization",
+    ),
     ("gke-binary-authorization", CLUSTER, _set("binaryAuthorization", DELETE), "Binary Authorization"),
-    ("gke-binary-authorization", "gcp:binaryauthorization/policy:Policy",
-     _set("defaultAdmissionRule.evaluationMode", "ALWAYS_ALLOW"), "deny or require"),
-    ("gke-binary-authorization", "gcp:binaryauthorization/policy:Policy",
-     _set("defaultAdmissionRule.enforcementMode", "DRYRUN_AUDIT_LOG_ONLY"), "must block"),
+    (
+        "gke-binary-authorization",
+        "gcp:binaryauthorization/policy:Policy",
+        _set("defaultAdmissionRule.evaluationMode", "ALWAYS_ALLOW"),
+        "deny or require",
+    ),
+    (
+        "gke-binary-authorization",
+        "gcp:binaryauthorization/policy:Policy",
+        _set("defaultAdmissionRule.enforcementMode", "DRYRUN_AUDIT_LOG_ONLY"),
+        "must block",
+    ),
     ("gke-secrets-encryption", CLUSTER, _set("databaseEncryption.state", "DECRYPTED"), "KMS"),
     ("gke-secrets-encryption", CLUSTER, _set("databaseEncryption.keyName", DELETE), "KMS"),
     ("gke-node-service-account", NODE_POOL, _set("nodeConfig.serviceAccount", "default"), "dedicated"),
-    ("gke-node-service-account", NODE_POOL,
-     _set("nodeConfig.serviceAccount", "123456789012-compute@developer.gserviceaccount.com"), "dedicated"),
+    (
+        "gke-node-service-account",
+        NODE_POOL,
+        _set("nodeConfig.serviceAccount", "123456789012-compute@developer.gserviceaccount.com"),
+        "dedicated",
+    ),
     ("gke-node-service-account", CLUSTER, _set("nodeConfig.serviceAccount", DELETE), "dedicated"),
     ("buckets-private", "gcp:storage/bucket:Bucket", _set("uniformBucketLevelAccess", False), "uniform"),
     ("buckets-private", "gcp:storage/bucket:Bucket", _set("publicAccessPrevention", "inherited"), "public access"),
     ("buckets-private", "gcp:storage/bucketIAMMember:BucketIAMMember", _set("member", "allUsers"), "allUsers"),
     ("cloudbuild-dedicated-account", "gcp:cloudbuild/trigger:Trigger", _set("serviceAccount", DELETE), "dedicated"),
-    ("cloudbuild-dedicated-account", "gcp:cloudbuild/trigger:Trigger",
-     _set("serviceAccount", "projects/p/serviceAccounts/123456789012@cloudbuild.gserviceaccount.com"), "dedicated"),
+    (
+        "cloudbuild-dedicated-account",
+        "gcp:cloudbuild/trigger:Trigger",
+        _set("serviceAccount", "projects/p/serviceAccounts/123456789012@cloudbuild.gserviceaccount.com"),
+        "dedicated",
+    ),
     ("pinned-versions", "kubernetes:helm.sh/v3:Release", _set("version", DELETE), "exact version"),
     ("pinned-versions", "kubernetes:helm.sh/v3:Release", _set("version", "^1.2.0"), "exact version"),
     ("pinned-versions", "kubernetes:helm.sh/v3:Release", _set("version", "1.x"), "exact version"),
-    ("cloudsql-private", "gcp:sql/databaseInstance:DatabaseInstance",
-     _set("settings.ipConfiguration.ipv4Enabled", True), "public IP"),
-    ("cloudsql-private", "gcp:sql/databaseInstance:DatabaseInstance",
-     _set("settings.ipConfiguration.sslMode", "ALLOW_UNENCRYPTED_AND_ENCRYPTED"), "TLS"),
-    ("secret-access-per-secret", "gcp:secretmanager/secretIamMember:SecretIamMember",
-     _set("member", "group:data@example.com"), "service account"),
+    (
+        "cloudsql-private",
+        "gcp:sql/databaseInstance:DatabaseInstance",
+        _set("settings.ipConfiguration.ipv4Enabled", True),
+        "public IP",
+    ),
+    (
+        "cloudsql-private",
+        "gcp:sql/databaseInstance:DatabaseInstance",
+        _set("settings.ipConfiguration.sslMode", "ALLOW_UNENCRYPTED_AND_ENCRYPTED"),
+        "TLS",
+    ),
+    (
+        "secret-access-per-secret",
+        "gcp:secretmanager/secretIamMember:SecretIamMember",
+        _set("member", "group:data@example.com"),
+        "service account",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("policy", "resource_type", "breaks", "message"), BREAKAGES,
-                         ids=[f"{b[0]}-{i}" for i, b in enumerate(BREAKAGES)])
+@pytest.mark.parametrize(
+    ("policy", "resource_type", "breaks", "message"), BREAKAGES, ids=[f"{b[0]}-{i}" for i, b in enumerate(BREAKAGES)]
+)
 def test_each_policy_refuses_a_resource_that_breaks_its_control(
     stack: StackRun, policy: str, resource_type: str, breaks: Callable[[dict], None], message: str
 ) -> None:
@@ -168,11 +208,16 @@ def test_primitive_roles_are_refused_in_every_form(resource_type: str, props: di
     ("resource_type", "props", "message"),
     [
         ("gcp:projects/iAMMember:IAMMember", {"project": "p", "role": ACCESSOR, "member": ACCOUNT}, "one secret"),
-        ("gcp:secretmanager/secretIamBinding:SecretIamBinding",
-         {"secretId": "s", "role": ACCESSOR, "members": [ACCOUNT, ACCOUNT.replace("a@", "b@")]},
-         "exactly one identity"),
-        ("gcp:secretmanager/secretIamPolicy:SecretIamPolicy",
-         {"secretId": "s", "policyData": policy_data(ACCESSOR, [ACCOUNT])}, "exactly one identity"),
+        (
+            "gcp:secretmanager/secretIamBinding:SecretIamBinding",
+            {"secretId": "s", "role": ACCESSOR, "members": [ACCOUNT, ACCOUNT.replace("a@", "b@")]},
+            "exactly one identity",
+        ),
+        (
+            "gcp:secretmanager/secretIamPolicy:SecretIamPolicy",
+            {"secretId": "s", "policyData": policy_data(ACCESSOR, [ACCOUNT])},
+            "exactly one identity",
+        ),
     ],
 )
 def test_secret_access_above_one_secret_or_for_several_identities_is_refused(
@@ -199,14 +244,20 @@ def badge_grant(stack: StackRun) -> dict[str, Any]:
 def test_the_badge_bucket_is_the_only_public_one_and_only_for_reading(stack: StackRun) -> None:
     grant = badge_grant(stack)
     assert not violations("buckets-private", policies.BUCKET_IAM_MEMBER, grant)
-    for change in ({"role": "roles/storage.objectAdmin"}, {"role": "roles/storage.legacyBucketReader"},
-                   {"member": "allAuthenticatedUsers"}, {"bucket": grant["bucket"].replace("badges", "build")},
-                   {"bucket": grant["bucket"] + "-copy"}, {"condition": {"title": "t", "expression": "true"}}):
+    for change in (
+        {"role": "roles/storage.objectAdmin"},
+        {"role": "roles/storage.legacyBucketReader"},
+        {"member": "allAuthenticatedUsers"},
+        {"bucket": grant["bucket"].replace("badges", "build")},
+        {"bucket": grant["bucket"] + "-copy"},
+        {"condition": {"title": "t", "expression": "true"}},
+    ):
         assert violations("buckets-private", policies.BUCKET_IAM_MEMBER, {**grant, **change}), change
     binding = {"bucket": grant["bucket"], "role": grant["role"], "members": ["allUsers"]}
     assert violations("buckets-private", "gcp:storage/bucketIAMBinding:BucketIAMBinding", binding)
-    bucket = next(copy.deepcopy(b.inputs) for b in stack.of_type(policies.BUCKET)
-                  if b.inputs["name"] == grant["bucket"])
+    bucket = next(
+        copy.deepcopy(b.inputs) for b in stack.of_type(policies.BUCKET) if b.inputs["name"] == grant["bucket"]
+    )
     assert bucket["publicAccessPrevention"] == "inherited"
     assert not violations("buckets-private", policies.BUCKET, bucket)
     assert violations("buckets-private", policies.BUCKET, {**bucket, "uniformBucketLevelAccess": False})

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
-
 from churnops_infra import names
 from churnops_infra.config import CicdConfig
 
@@ -138,7 +137,10 @@ class Cicd(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         for role in ("roles/cloudbuild.workerPoolUser", "roles/containeranalysis.occurrences.editor"):
             gcp.projects.IAMMember(
-                f"{name}-builds-{role.rsplit('.', 1)[-1]}", project=args.project, role=role, member=args.member,
+                f"{name}-builds-{role.rsplit('.', 1)[-1]}",
+                project=args.project,
+                role=role,
+                member=args.member,
                 opts=child,
             )
         gcp.kms.CryptoKeyIAMMember(

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
-
 from churnops_infra import names
 from churnops_infra.config import ClusterConfig, NodePoolConfig
 from churnops_infra.network import PODS_RANGE, SERVICES_RANGE
+
 from churnops.platform import declaration as platform
 
 # Images the cluster may run besides GKE's own (allowed by the global policy): ours with the build's
@@ -17,8 +17,11 @@ from churnops.platform import declaration as platform
 # Everything else is refused by Binary Authorization.
 TRUSTED_IMAGE_PATTERNS = tuple(image for images in platform.ADMITTED_IMAGES.values() for image in images)
 # Automatic upgrades and node maintenance only in this weekly window (UTC, weekend nights).
-MAINTENANCE_WINDOW = {"start_time": "2026-01-03T01:00:00Z", "end_time": "2026-01-03T05:00:00Z",
-                      "recurrence": "FREQ=WEEKLY;BYDAY=SA,SU"}
+MAINTENANCE_WINDOW = {
+    "start_time": "2026-01-03T01:00:00Z",
+    "end_time": "2026-01-03T05:00:00Z",
+    "recurrence": "FREQ=WEEKLY;BYDAY=SA,SU",
+}
 # Backup for GKE of the pipeline metadata store: KFP's namespace with its volumes (the metadata
 # database's and the artifact store's claims), daily, kept 30 days; Secrets are not backed up (they
 # come from Secret Manager).
@@ -181,7 +184,9 @@ class Cluster(pulumi.ComponentResource):
     def _attestor(self, name: str, args: ClusterArgs) -> None:
         """The attestor builds sign with: an asymmetric KMS key and the Container Analysis note it attaches to."""
         keyring = gcp.kms.KeyRing(
-            f"{name}-attestor-keyring", name=names.ATTESTOR_KEYRING, location=args.region,
+            f"{name}-attestor-keyring",
+            name=names.ATTESTOR_KEYRING,
+            location=args.region,
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.attestor_key = gcp.kms.CryptoKey(
@@ -219,8 +224,11 @@ class Cluster(pulumi.ComponentResource):
 
     def _node_config(self, pool: str, spot: bool, machine_type: str) -> dict:
         # The pipelines and serving pools take only pods that tolerate their taint (the declaration's).
-        taints = ([{"key": platform.POOL_TAINT_KEY, "value": pool, "effect": "NO_SCHEDULE"}]
-                  if pool in platform.TAINTED_POOLS else [])
+        taints = (
+            [{"key": platform.POOL_TAINT_KEY, "value": pool, "effect": "NO_SCHEDULE"}]
+            if pool in platform.TAINTED_POOLS
+            else []
+        )
         return {
             "machine_type": machine_type,
             "service_account": self.node_account.email,

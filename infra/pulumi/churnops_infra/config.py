@@ -181,9 +181,7 @@ def _cluster(section: Mapping[str, Any]) -> ClusterConfig:
             raise ConfigError(f"churnops:cluster.authorizedNetworks {name!r} opens the control plane to everyone")
         networks.append(AuthorizedNetwork(name=name, cidr=cidr))
     if not private_endpoint and not networks:
-        raise ConfigError(
-            "churnops:cluster.authorizedNetworks must list who may reach a public control-plane endpoint"
-        )
+        raise ConfigError("churnops:cluster.authorizedNetworks must list who may reach a public control-plane endpoint")
     return ClusterConfig(
         location=_get(section, "location", "cluster", str),
         release_channel=channel,
@@ -229,8 +227,10 @@ def load() -> StackConfig:
     monitoring = _section(cfg, "monitoring")
     retention = _get(storage, "rawRetentionDays", "storage", int)
     if not 1 <= retention <= MAX_RAW_RETENTION_DAYS:
-        raise ConfigError(f"churnops:storage.rawRetentionDays must be 1 to {MAX_RAW_RETENTION_DAYS} "
-                          f"(raw objects hold raw identifiers; docs/security.md), got {retention}")
+        raise ConfigError(
+            f"churnops:storage.rawRetentionDays must be 1 to {MAX_RAW_RETENTION_DAYS} "
+            f"(raw objects hold raw identifiers; docs/security.md), got {retention}"
+        )
     return StackConfig(
         project=gcp.require("project"),
         region=gcp.require("region"),

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
-
 from churnops_infra import names, versions
 from churnops_infra.config import DatabaseConfig
 

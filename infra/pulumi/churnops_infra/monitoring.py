@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
-
 from churnops_infra import names
 from churnops_infra.config import MonitoringConfig
+
 from churnops.platform import declaration as platform
 
 IN_KUBEFLOW = f'resource.type="k8s_container" AND resource.labels.namespace_name="{names.NS_KUBEFLOW}"'
@@ -147,11 +147,16 @@ class Monitoring(pulumi.ComponentResource):
             name,
             display_name=title,
             combiner="OR",
-            conditions=[{
-                "display_name": title,
-                "condition_prometheus_query_language": {"query": query, "duration": "300s",
-                                                        "evaluation_interval": "60s"},
-            }],
+            conditions=[
+                {
+                    "display_name": title,
+                    "condition_prometheus_query_language": {
+                        "query": query,
+                        "duration": "300s",
+                        "evaluation_interval": "60s",
+                    },
+                }
+            ],
             notification_channels=[self.channel.name],
             alert_strategy={"auto_close": "86400s"},
             documentation={"content": runbook, "mime_type": "text/markdown"},
@@ -159,7 +164,12 @@ class Monitoring(pulumi.ComponentResource):
         )
 
     def _policy(  # pylint: disable=too-many-arguments
-        self, name: str, title: str, metric: gcp.logging.Metric, threshold: int, runbook: str,
+        self,
+        name: str,
+        title: str,
+        metric: gcp.logging.Metric,
+        threshold: int,
+        runbook: str,
         resource: str = "k8s_container",
     ) -> gcp.monitoring.AlertPolicy:
         return gcp.monitoring.AlertPolicy(
@@ -171,8 +181,10 @@ class Monitoring(pulumi.ComponentResource):
                     "display_name": f"{title} (more than {threshold} in 5 min)",
                     "condition_threshold": {
                         "filter": metric.name.apply(
-                            lambda metric_name: f'metric.type="logging.googleapis.com/user/{metric_name}" '
-                            f'AND resource.type="{resource}"'
+                            lambda metric_name: (
+                                f'metric.type="logging.googleapis.com/user/{metric_name}" '
+                                f'AND resource.type="{resource}"'
+                            )
                         ),
                         "comparison": "COMPARISON_GT",
                         "threshold_value": threshold,

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
-
 from churnops_infra.config import NetworkConfig
+
 from churnops.platform import declaration as platform
 
 PODS_RANGE = "pods"

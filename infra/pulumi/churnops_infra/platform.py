@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-
 from churnops_infra import names, versions
+
 from churnops.platform import declaration as platform
 
 # Pod Security Admission level per namespace (the platform declaration's).
@@ -51,15 +51,23 @@ SERVING_POD_SELECTOR = {"matchLabels": {"serving.kserve.io/inferenceservice": "c
 # In kubeflow the deployer reaches only the KFP API server (to upload pipelines and submit runs), through
 # the API server's service proxy (the builds name it k8s://kubeflow/ml-pipeline:8888).
 KFP_API_RULES = [
-    {"apiGroups": [""], "resources": ["services/proxy"], "resourceNames": ["ml-pipeline", "ml-pipeline:8888"],
-     "verbs": ["get", "create"]},
+    {
+        "apiGroups": [""],
+        "resources": ["services/proxy"],
+        "resourceNames": ["ml-pipeline", "ml-pipeline:8888"],
+        "verbs": ["get", "create"],
+    },
     {"apiGroups": [""], "resources": ["services"], "resourceNames": ["ml-pipeline"], "verbs": ["get"]},
 ]
 # In mlflow the deployer reaches only the tracking server's API (k8s://mlflow/mlflow:5000): read the
 # registry, move aliases (POST) and remove one (DELETE, when a rollback moves production back).
 MLFLOW_API_RULES = [
-    {"apiGroups": [""], "resources": ["services/proxy"], "resourceNames": ["mlflow", "mlflow:5000"],
-     "verbs": ["get", "create", "delete"]},
+    {
+        "apiGroups": [""],
+        "resources": ["services/proxy"],
+        "resourceNames": ["mlflow", "mlflow:5000"],
+        "verbs": ["get", "create", "delete"],
+    },
     {"apiGroups": [""], "resources": ["services"], "resourceNames": ["mlflow"], "verbs": ["get"]},
 ]
 
@@ -86,8 +94,12 @@ def kubeconfig(name: pulumi.Input[str], endpoint: pulumi.Input[str], ca: pulumi.
         {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": name, "cluster": {"server": pulumi.Output.concat("https://", endpoint),
-                                                    "certificate-authority-data": ca}}],
+            "clusters": [
+                {
+                    "name": name,
+                    "cluster": {"server": pulumi.Output.concat("https://", endpoint), "certificate-authority-data": ca},
+                }
+            ],
             "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
             "current-context": name,
             "users": [
@@ -189,8 +201,11 @@ class Platform(pulumi.ComponentResource):
         Only the accounts of processes that call the Kubernetes API mount a token: lakeFS, the
         deployer, and the pipelines (KFP's launcher in every task pod reads and patches its pod).
         """
-        accounts = [(identity.namespace, identity.ksa, key) for key, identity in platform.IDENTITIES.items()
-                    if identity.namespace and identity.ksa]
+        accounts = [
+            (identity.namespace, identity.ksa, key)
+            for key, identity in platform.IDENTITIES.items()
+            if identity.namespace and identity.ksa
+        ]
         accounts += [(namespace, ksa, "deployer") for namespace, ksa in platform.DEPLOYER_KSAS]
         pipelines = set(platform.PIPELINE_IDENTITY.values())
         self.service_accounts: dict[tuple[str, str], pulumi.Resource] = {}
@@ -224,8 +239,12 @@ class Platform(pulumi.ComponentResource):
                     spec={
                         "podSelector": SERVING_POD_SELECTOR,
                         "policyTypes": ["Ingress"],
-                        "ingress": [{"from": [{"ipBlock": {"cidr": args.control_plane_cidr}}],
-                                     "ports": [{"port": platform.QUEUE_PROXY_PORT, "protocol": "TCP"}]}],
+                        "ingress": [
+                            {
+                                "from": [{"ipBlock": {"cidr": args.control_plane_cidr}}],
+                                "ports": [{"port": platform.QUEUE_PROXY_PORT, "protocol": "TCP"}],
+                            }
+                        ],
                     },
                     opts=self._opts(namespace),
                 )
@@ -248,8 +267,12 @@ class Platform(pulumi.ComponentResource):
                 "version": versions.KNATIVE_SERVING,
                 # The serving ingress is internal (a ClusterIP Service) unless the stack sets
                 # churnops:cluster.publicIngress.
-                "ingress": {"kourier": {"enabled": True,
-                                        "service-type": "LoadBalancer" if self._public_ingress else "ClusterIP"}},
+                "ingress": {
+                    "kourier": {
+                        "enabled": True,
+                        "service-type": "LoadBalancer" if self._public_ingress else "ClusterIP",
+                    }
+                },
                 "config": {
                     "network": {"ingress-class": "kourier.ingress.networking.knative.dev"},
                     # The pod-spec fields Knative refuses unless their flag is enabled (the declaration
@@ -300,8 +323,7 @@ class Platform(pulumi.ComponentResource):
             )
         return kfp
 
-    def _workload_secrets(self, args: PlatformArgs, external_secrets: pulumi.Resource,
-                          runner: pulumi.Resource) -> None:
+    def _workload_secrets(self, args: PlatformArgs, external_secrets: pulumi.Resource, runner: pulumi.Resource) -> None:
         """The Secrets pipeline tasks and the transformer read, by reference, from Secret Manager.
 
         Each namespace's SecretStore authenticates as the workload's own Kubernetes service account,
@@ -310,14 +332,26 @@ class Platform(pulumi.ComponentResource):
         # The store in kubeflow reads as the ingest pipeline's identity (it may read every key of the
         # pipelines' Secret); in a serving namespace as the transformer's, the only reader there.
         ingest = platform.identity(platform.PIPELINE_IDENTITY["ingest"])
-        targets = [(names.NS_KUBEFLOW, str(ingest.ksa), platform.SECRET_PIPELINES.name,
-                    dict(platform.SECRET_PIPELINES.keys), [external_secrets, runner,
-                                                          self.service_accounts[(names.NS_KUBEFLOW, str(ingest.ksa))]])]
+        targets = [
+            (
+                names.NS_KUBEFLOW,
+                str(ingest.ksa),
+                platform.SECRET_PIPELINES.name,
+                dict(platform.SECRET_PIPELINES.keys),
+                [external_secrets, runner, self.service_accounts[(names.NS_KUBEFLOW, str(ingest.ksa))]],
+            )
+        ]
         for env, namespace in platform.SERVING_NAMESPACES.items():
             transformer = platform.serving_identity("transformer", env)
-            targets.append((namespace, str(transformer.ksa), platform.SECRET_SERVING_LAKE.name,
-                            dict(platform.SECRET_SERVING_LAKE.keys),
-                            [external_secrets, self.service_accounts[(namespace, str(transformer.ksa))]]))
+            targets.append(
+                (
+                    namespace,
+                    str(transformer.ksa),
+                    platform.SECRET_SERVING_LAKE.name,
+                    dict(platform.SECRET_SERVING_LAKE.keys),
+                    [external_secrets, self.service_accounts[(namespace, str(transformer.ksa))]],
+                )
+            )
         for namespace, ksa, target, refs, after in targets:
             store = self._secret_store(namespace, ksa, args.project, *after)
             self._external_secret(namespace, target, refs, {key: f"{{{{ .{key} }}}}" for key in refs}, store)
@@ -329,8 +363,11 @@ class Platform(pulumi.ComponentResource):
             api_version="external-secrets.io/v1",
             kind="SecretStore",
             metadata={"name": "secret-manager", "namespace": namespace},
-            spec={"provider": {"gcpsm": {"projectID": project, "auth": {"workloadIdentity": {
-                "serviceAccountRef": {"name": ksa}}}}}},
+            spec={
+                "provider": {
+                    "gcpsm": {"projectID": project, "auth": {"workloadIdentity": {"serviceAccountRef": {"name": ksa}}}}
+                }
+            },
             opts=self._opts(namespace, list(after)),
         )
 
@@ -345,8 +382,11 @@ class Platform(pulumi.ComponentResource):
             spec={
                 "refreshInterval": "1h",
                 "secretStoreRef": {"kind": "SecretStore", "name": "secret-manager"},
-                "target": {"name": target, "creationPolicy": "Owner",
-                           "template": {"engineVersion": "v2", "data": template}},
+                "target": {
+                    "name": target,
+                    "creationPolicy": "Owner",
+                    "template": {"engineVersion": "v2", "data": template},
+                },
                 "data": [{"secretKey": key, "remoteRef": {"key": secret}} for key, secret in refs.items()],
             },
             opts=self._opts(namespace, [after]),
@@ -355,7 +395,12 @@ class Platform(pulumi.ComponentResource):
     def _lakefs(self, args: PlatformArgs, external_secrets: pulumi.Resource) -> None:
         self._secret_store(names.NS_LAKEFS, names.KSA_LAKEFS, args.project, external_secrets)
         connection = pulumi.Output.concat(
-            "postgres://", names.DB_LAKEFS, ":{{ .dbPassword }}@", args.database_host, ":5432/", names.DB_LAKEFS,
+            "postgres://",
+            names.DB_LAKEFS,
+            ":{{ .dbPassword }}@",
+            args.database_host,
+            ":5432/",
+            names.DB_LAKEFS,
             "?sslmode=require",
         )
         secret = self._external_secret(
@@ -425,8 +470,11 @@ class Platform(pulumi.ComponentResource):
                         "port": 5432,
                         "database": names.DB_MLFLOW,
                     },
-                    "existingDatabaseSecret": {"name": "mlflow-secrets", "usernameKey": "username",
-                                               "passwordKey": "password"},
+                    "existingDatabaseSecret": {
+                        "name": "mlflow-secrets",
+                        "usernameKey": "username",
+                        "passwordKey": "password",
+                    },
                 },
                 "artifactRoot": {"gcs": {"enabled": True, "bucket": args.artifacts_bucket, "path": "mlflow"}},
             },

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_random as random
-
 from churnops_infra import names
+
 from churnops.platform import declaration as platform
 
 SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_gcp as gcp
-
 from churnops_infra import names
 from churnops_infra.config import StorageConfig
+
 from churnops.platform import declaration as platform
 
 # Who may do what on each bucket: (workload key, role). Nothing is granted at the project level.

@@ -9,20 +9,24 @@ same hour).
 
 from __future__ import annotations
 
+from churnops_infra import names, versions
 from conftest import StackRun
 
-from churnops_infra import names, versions
 from churnops.platform import declaration as platform
 
 
 def _grants(rules: list[dict], group: str, resource: str, verb: str) -> bool:
-    return any(group in rule.get("apiGroups", []) and resource in rule.get("resources", [])
-               and verb in rule.get("verbs", []) and not rule.get("resourceNames") for rule in rules)
+    return any(
+        group in rule.get("apiGroups", [])
+        and resource in rule.get("resources", [])
+        and verb in rule.get("verbs", [])
+        and not rule.get("resourceNames")
+        for rule in rules
+    )
 
 
 def test_every_pipeline_account_may_get_the_workflow_of_its_run(stack: StackRun) -> None:
-    roles = {obj["metadata"]["name"]: obj for obj in versions.kfp_objects("platform-agnostic")
-             if obj["kind"] == "Role"}
+    roles = {obj["metadata"]["name"]: obj for obj in versions.kfp_objects("platform-agnostic") if obj["kind"] == "Role"}
     bound = {}
     for binding in stack.of_type("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"):
         inputs = binding.inputs
@@ -36,7 +40,12 @@ def test_every_pipeline_account_may_get_the_workflow_of_its_run(stack: StackRun)
 
 
 def test_the_check_fails_for_an_account_bound_to_nothing_that_reads_workflows() -> None:
-    assert not _grants([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}], "argoproj.io", "workflows",
-                       "get")
-    assert not _grants([{"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["get"],
-                         "resourceNames": ["another"]}], "argoproj.io", "workflows", "get")
+    assert not _grants(
+        [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}], "argoproj.io", "workflows", "get"
+    )
+    assert not _grants(
+        [{"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["get"], "resourceNames": ["another"]}],
+        "argoproj.io",
+        "workflows",
+        "get",
+    )

@@ -10,13 +10,13 @@ from typing import Any, Iterator
 
 import pulumi
 import pytest
-from pulumi.runtime import rpc
-from conftest import WEBHOOK, StackRun, run_program, stack_config
-
 from churnops_infra import names, versions
 from churnops_infra.config import ConfigError, load
 from churnops_infra.identity import WORKLOADS
 from churnops_infra.secrets import ACCESSORS
+from conftest import WEBHOOK, StackRun, run_program, stack_config
+from pulumi.runtime import rpc
+
 from churnops.platform import declaration as platform
 
 CLUSTER = "gcp:container/cluster:Cluster"
@@ -51,8 +51,18 @@ def email(run: StackRun, account_id: str) -> str:
 
 def test_every_area_is_one_component(stack: StackRun) -> None:
     components = {r.type for r in stack.resources if not r.custom}
-    for area in ("Apis", "Network", "Cluster", "Identity", "Storage", "Secrets", "Database", "Platform", "Cicd",
-                 "Monitoring"):
+    for area in (
+        "Apis",
+        "Network",
+        "Cluster",
+        "Identity",
+        "Storage",
+        "Secrets",
+        "Database",
+        "Platform",
+        "Cicd",
+        "Monitoring",
+    ):
         assert f"churnops:infra:{area}" in components
     assert len(stack.of_type("gcp:container/cluster:Cluster")) == 1
 
@@ -116,8 +126,10 @@ def test_binary_authorization_denies_untrusted_images(stack: StackRun) -> None:
     assert attestor["name"] == note["name"] == names.ATTESTOR
     key = attestor["attestationAuthorityNote"]["publicKeys"][0]
     region = stack.config["gcp:region"]
-    assert key["id"] == (f"//cloudkms.googleapis.com/v1/projects/{stack.project}/locations/{region}/keyRings/"
-                         f"{names.ATTESTOR_KEYRING}/cryptoKeys/{names.ATTESTOR_KEY}/cryptoKeyVersions/1")
+    assert key["id"] == (
+        f"//cloudkms.googleapis.com/v1/projects/{stack.project}/locations/{region}/keyRings/"
+        f"{names.ATTESTOR_KEYRING}/cryptoKeys/{names.ATTESTOR_KEY}/cryptoKeyVersions/1"
+    )
     assert key["pkixPublicKey"]["signatureAlgorithm"] == "EC_SIGN_P256_SHA256"
 
 
@@ -128,8 +140,11 @@ def test_secrets_are_encrypted_with_a_kms_key_the_gke_agent_may_use(stack: Stack
     assert encryption == {"state": "ENCRYPTED", "keyName": key_id}
     key = [k.inputs for k in stack.of_type("gcp:kms/cryptoKey:CryptoKey") if k.inputs["purpose"] == "ENCRYPT_DECRYPT"]
     assert key[0]["rotationPeriod"] == "7776000s"
-    grants = [g.inputs for g in stack.of_type("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")
-              if g.inputs["cryptoKeyId"] == key_id]
+    grants = [
+        g.inputs
+        for g in stack.of_type("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")
+        if g.inputs["cryptoKeyId"] == key_id
+    ]
     assert len(grants) == 1
     grant = grants[0]
     assert grant["role"] == "roles/cloudkms.cryptoKeyEncrypterDecrypter"
@@ -143,8 +158,9 @@ def test_nodes_never_run_as_the_default_service_account(stack: StackRun) -> None
     assert cluster["removeDefaultNodePool"] is True
     assert cluster["nodeConfig"]["serviceAccount"] == nodes
     pools = stack.of_type(NODE_POOL)
-    assert sorted(p.inputs["name"] for p in pools) == sorted([names.POOL_SYSTEM, names.POOL_PIPELINES,
-                                                              names.POOL_SERVING])
+    assert sorted(p.inputs["name"] for p in pools) == sorted(
+        [names.POOL_SYSTEM, names.POOL_PIPELINES, names.POOL_SERVING]
+    )
     assert all(p.inputs["nodeConfig"]["serviceAccount"] == nodes for p in pools)
     project_grants = stack.of_type("gcp:projects/iAMMember:IAMMember")
     node_roles = [r.inputs["role"] for r in project_grants if r.inputs["member"] == f"serviceAccount:{nodes}"]
@@ -167,8 +183,9 @@ def test_no_service_account_keys(stack: StackRun) -> None:
 
 
 def test_no_primitive_role_anywhere(stack: StackRun) -> None:
-    roles = [value for r in stack.resources for key, value in walk(r.inputs)
-             if key == "role" and isinstance(value, str)]
+    roles = [
+        value for r in stack.resources for key, value in walk(r.inputs) if key == "role" and isinstance(value, str)
+    ]
     assert roles, "the program grants roles"
     assert not PRIMITIVE.intersection(roles)
     assert not [r for r in stack.resources if r.type.endswith(("IAMPolicy", "IamPolicy", "IAMBinding", "IamBinding"))]
@@ -189,8 +206,11 @@ def test_each_secret_accessor_binding_is_one_secret_and_one_identity(stack: Stac
         for workload in workloads
     }
     assert seen == expected and len(grants) == len(expected)
-    secret_roles = [r for r in stack.resources if "secretmanager" in str(r.inputs.get("role", "")) and
-                    not r.type.startswith("gcp:secretmanager/")]
+    secret_roles = [
+        r
+        for r in stack.resources
+        if "secretmanager" in str(r.inputs.get("role", "")) and not r.type.startswith("gcp:secretmanager/")
+    ]
     assert not secret_roles, "no secret role may be granted above a single secret"
 
 
@@ -220,7 +240,8 @@ def test_workload_identity_bindings_match_the_kubernetes_service_accounts(stack:
     assert all(b.inputs["role"] == "roles/iam.workloadIdentityUser" for b in grants)
     expected = {
         (email(stack, identity.gsa), f"serviceAccount:{pool}[{identity.namespace}/{identity.ksa}]")
-        for identity in platform.IDENTITIES.values() if identity.ksa
+        for identity in platform.IDENTITIES.values()
+        if identity.ksa
     } | {
         (email(stack, names.GSA_DEPLOYER), f"serviceAccount:{pool}[{namespace}/{ksa}]")
         for namespace, ksa in platform.DEPLOYER_KSAS
@@ -232,8 +253,9 @@ def test_workload_identity_bindings_match_the_kubernetes_service_accounts(stack:
     # The Kubernetes side carries the matching annotation.
     ksas = stack.of_type("kubernetes:core/v1:ServiceAccount") + stack.of_type("kubernetes:core/v1:ServiceAccountPatch")
     annotated = {
-        (r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]):
-        r.inputs["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
+        (r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]): r.inputs["metadata"]["annotations"][
+            "iam.gke.io/gcp-service-account"
+        ]
         for r in ksas
     }
     for gsa, member in expected:
@@ -262,17 +284,26 @@ def test_buckets_are_private_with_uniform_access_except_the_badge(stack: StackRu
     days = stack.config["churnops:storage"]["rawRetentionDays"]
     assert raw["lifecycleRules"] == [{"action": {"type": "Delete"}, "condition": {"age": days}}]
     grants = bucket_grants(stack)
-    public = {(bucket, role) for bucket, pairs in grants.items() for role, member in pairs
-              if not member.startswith("serviceAccount:")}
+    public = {
+        (bucket, role)
+        for bucket, pairs in grants.items()
+        for role, member in pairs
+        if not member.startswith("serviceAccount:")
+    }
     assert public == {(badges, "roles/storage.objectViewer")}  # allUsers may read the badge, nothing else
-    assert all(member == "allUsers" for pairs in grants.values() for _, member in pairs
-               if not member.startswith("serviceAccount:"))
+    assert all(
+        member == "allUsers"
+        for pairs in grants.values()
+        for _, member in pairs
+        if not member.startswith("serviceAccount:")
+    )
 
 
 def test_the_build_writes_its_own_buckets_only(stack: StackRun) -> None:
     deployer = f"serviceAccount:{email(stack, names.GSA_DEPLOYER)}"
-    writes = {bucket: {role for role, member in pairs if member == deployer}
-              for bucket, pairs in bucket_grants(stack).items()}
+    writes = {
+        bucket: {role for role, member in pairs if member == deployer} for bucket, pairs in bucket_grants(stack).items()
+    }
     # builds/<commit>/ lives in a bucket of its own: the bucket-level role reaches nothing else
     assert {bucket: roles for bucket, roles in writes.items() if roles} == {
         names.bucket_name(stack.project, "build"): {"roles/storage.objectUser"},
@@ -301,8 +332,11 @@ def test_cloud_build_triggers_run_as_the_deployer(stack: StackRun) -> None:
     schedule = stack.one("gcp:cloudscheduler/job:Job").inputs
     assert schedule["pubsubTarget"]["topicName"] == f"{topic.name}-id"
     assert schedule["schedule"] == stack.config["churnops:cicd"]["trainingSchedule"]
-    deployer_roles = sorted(r.inputs["role"] for r in stack.of_type("gcp:projects/iAMMember:IAMMember")
-                            if r.inputs["member"] == f"serviceAccount:{deployer}")
+    deployer_roles = sorted(
+        r.inputs["role"]
+        for r in stack.of_type("gcp:projects/iAMMember:IAMMember")
+        if r.inputs["member"] == f"serviceAccount:{deployer}"
+    )
     assert deployer_roles == [
         "roles/cloudbuild.workerPoolUser",
         "roles/container.clusterViewer",
@@ -318,21 +352,31 @@ def test_cloud_build_triggers_run_as_the_deployer(stack: StackRun) -> None:
 def test_builds_may_sign_attestations_and_nothing_else_with_the_attestor(stack: StackRun) -> None:
     member = f"serviceAccount:{email(stack, names.GSA_DEPLOYER)}"
     region = stack.config["gcp:region"]
-    signer = [g.inputs for g in stack.of_type("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")
-              if g.inputs["member"] == member]
-    assert signer == [{
-        "cryptoKeyId": f"projects/{stack.project}/locations/{region}/keyRings/{names.ATTESTOR_KEYRING}/cryptoKeys/"
-                       f"{names.ATTESTOR_KEY}",
-        "role": "roles/cloudkms.signerVerifier",
-        "member": member,
-    }]
+    signer = [
+        g.inputs for g in stack.of_type("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember") if g.inputs["member"] == member
+    ]
+    assert signer == [
+        {
+            "cryptoKeyId": f"projects/{stack.project}/locations/{region}/keyRings/{names.ATTESTOR_KEYRING}/cryptoKeys/"
+            f"{names.ATTESTOR_KEY}",
+            "role": "roles/cloudkms.signerVerifier",
+            "member": member,
+        }
+    ]
     attach = stack.one("gcp:containeranalysis/noteIamMember:NoteIamMember").inputs
     assert (attach["note"], attach["role"], attach["member"]) == (
-        names.ATTESTOR, "roles/containeranalysis.notes.attacher", member)
-    attestor = {(g.inputs["attestor"], g.inputs["role"], g.inputs["member"])
-                for g in stack.of_type("gcp:binaryauthorization/attestorIamMember:AttestorIamMember")}
-    assert attestor == {(names.ATTESTOR, "roles/binaryauthorization.attestorsViewer", member),
-                        (names.ATTESTOR, "roles/binaryauthorization.attestorsVerifier", member)}
+        names.ATTESTOR,
+        "roles/containeranalysis.notes.attacher",
+        member,
+    )
+    attestor = {
+        (g.inputs["attestor"], g.inputs["role"], g.inputs["member"])
+        for g in stack.of_type("gcp:binaryauthorization/attestorIamMember:AttestorIamMember")
+    }
+    assert attestor == {
+        (names.ATTESTOR, "roles/binaryauthorization.attestorsViewer", member),
+        (names.ATTESTOR, "roles/binaryauthorization.attestorsVerifier", member),
+    }
     key = stack.one("gcp:kms/cryptoKey:CryptoKey", name="cluster-attestor-key").inputs
     assert key["purpose"] == "ASYMMETRIC_SIGN" and key["versionTemplate"]["algorithm"] == "EC_SIGN_P256_SHA256"
     keyring = stack.one("gcp:kms/keyRing:KeyRing", name="cluster-attestor-keyring").inputs
@@ -361,7 +405,13 @@ def test_the_projects_images_are_admitted_only_with_the_gate_attestation(stack: 
 def test_platform_charts_and_manifests_are_pinned(stack: StackRun) -> None:
     releases = {r.inputs["name"]: r.inputs for r in stack.of_type("kubernetes:helm.sh/v3:Release")}
     assert set(releases) == {
-        "cert-manager", "external-secrets", "knative-operator", "kserve-crd", "kserve", "lakefs", "mlflow"
+        "cert-manager",
+        "external-secrets",
+        "knative-operator",
+        "kserve-crd",
+        "kserve",
+        "lakefs",
+        "mlflow",
     }
     for release in releases.values():
         assert re.fullmatch(r"v?\d+\.\d+\.\d+", release["version"]), release
@@ -370,12 +420,20 @@ def test_platform_charts_and_manifests_are_pinned(stack: StackRun) -> None:
     assert not stack.of_type("kubernetes:kustomize/v2:Directory")
     groups = {g.name: g.inputs["objs"] for g in stack.of_type("kubernetes:yaml/v2:ConfigGroup")}
     assert set(groups) == {"platform-kfp-cluster", "platform-kfp"}
-    images = {c["image"] for obj in groups["platform-kfp"] if obj["kind"] == "Deployment"
-              for c in obj["spec"]["template"]["spec"]["containers"]}
+    images = {
+        c["image"]
+        for obj in groups["platform-kfp"]
+        if obj["kind"] == "Deployment"
+        for c in obj["spec"]["template"]["spec"]["containers"]
+    }
     assert f"ghcr.io/kubeflow/kfp-api-server:{versions.KFP}" in images
     # the namespace and the launcher defaults are this program's own objects, not declared twice
-    assert not [o for objs in groups.values() for o in objs
-                if (o["kind"], o["metadata"]["name"]) in {("Namespace", "kubeflow"), ("ConfigMap", "kfp-launcher")}]
+    assert not [
+        o
+        for objs in groups.values()
+        for o in objs
+        if (o["kind"], o["metadata"]["name"]) in {("Namespace", "kubeflow"), ("ConfigMap", "kfp-launcher")}
+    ]
     serving = stack.one("kubernetes:operator.knative.dev/v1beta1:KnativeServing").inputs
     assert serving["spec"]["ingress"]["kourier"]["enabled"] is True
     # the predictor's manifest takes CHURNOPS_SERVICE_ACCOUNT from spec.serviceAccountName (downward API)
@@ -439,24 +497,36 @@ def test_configuration_that_would_weaken_a_control_is_refused(section: str, chan
 
 
 def test_pipeline_tasks_and_the_transformer_get_their_secrets_from_secret_manager(stack: StackRun) -> None:
-    stores = {r.inputs["metadata"]["namespace"]: r.inputs["spec"]["provider"]["gcpsm"]
-              for r in stack.of_type("kubernetes:external-secrets.io/v1:SecretStore")}
-    rendered = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]): r.inputs["spec"]
-                for r in stack.of_type("kubernetes:external-secrets.io/v1:ExternalSecret")}
-    lake = {"lakefs-access-key-id": names.SECRET_LAKEFS_ACCESS_KEY_ID,
-            "lakefs-secret-access-key": names.SECRET_LAKEFS_SECRET_ACCESS_KEY}
+    stores = {
+        r.inputs["metadata"]["namespace"]: r.inputs["spec"]["provider"]["gcpsm"]
+        for r in stack.of_type("kubernetes:external-secrets.io/v1:SecretStore")
+    }
+    rendered = {
+        (r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]): r.inputs["spec"]
+        for r in stack.of_type("kubernetes:external-secrets.io/v1:ExternalSecret")
+    }
+    lake = {
+        "lakefs-access-key-id": names.SECRET_LAKEFS_ACCESS_KEY_ID,
+        "lakefs-secret-access-key": names.SECRET_LAKEFS_SECRET_ACCESS_KEY,
+    }
     pipeline_refs = {**lake, "alert-webhook-url": names.SECRET_ALERT_WEBHOOK}
-    wanted = {(names.NS_KUBEFLOW, names.K8S_SECRET_PIPELINES): ("pipeline-ingest", "churnops-ingest", pipeline_refs),
-              **{(namespace, names.K8S_SECRET_SERVING_LAKE): (f"transformer-{env}", "churnops-transformer", lake)
-                 for env, namespace in platform.SERVING_NAMESPACES.items()}}
+    wanted = {
+        (names.NS_KUBEFLOW, names.K8S_SECRET_PIPELINES): ("pipeline-ingest", "churnops-ingest", pipeline_refs),
+        **{
+            (namespace, names.K8S_SECRET_SERVING_LAKE): (f"transformer-{env}", "churnops-transformer", lake)
+            for env, namespace in platform.SERVING_NAMESPACES.items()
+        },
+    }
     for (namespace, target), (workload, ksa, refs) in wanted.items():
         spec = rendered[(namespace, target)]
         # the Secret the workload references by name, with exactly the keys it reads
         assert spec["target"]["name"] == target and set(spec["target"]["template"]["data"]) == set(refs)
         assert {d["secretKey"]: d["remoteRef"]["key"] for d in spec["data"]} == refs
         # read as the workload's own identity, which may access exactly these secrets (and no more is asked)
-        assert stores[namespace] == {"projectID": stack.project,
-                                     "auth": {"workloadIdentity": {"serviceAccountRef": {"name": ksa}}}}
+        assert stores[namespace] == {
+            "projectID": stack.project,
+            "auth": {"workloadIdentity": {"serviceAccountRef": {"name": ksa}}},
+        }
         assert all(workload in ACCESSORS[secret] for secret in refs.values())
     # the names the pipelines and the InferenceService reference
     assert names.K8S_SECRET_PIPELINES == "churnops-pipelines"
@@ -464,12 +534,17 @@ def test_pipeline_tasks_and_the_transformer_get_their_secrets_from_secret_manage
 
 
 def test_the_builds_reach_exactly_the_in_cluster_services_they_name_through_the_api_server(stack: StackRun) -> None:
-    named = {(namespace, service) for config in REPOSITORY.glob("cloudbuild*.yaml")
-             for namespace, service in re.findall(r"k8s://([a-z0-9-]+)/([a-z0-9-]+:[a-z0-9-]+)", config.read_text())}
+    named = {
+        (namespace, service)
+        for config in REPOSITORY.glob("cloudbuild*.yaml")
+        for namespace, service in re.findall(r"k8s://([a-z0-9-]+)/([a-z0-9-]+:[a-z0-9-]+)", config.read_text())
+    }
     assert named == {(names.NS_KUBEFLOW, "ml-pipeline:8888"), (names.NS_MLFLOW, "mlflow:5000")}
-    deployer = {role.inputs["metadata"]["namespace"]: role.inputs["rules"]
-                for role in stack.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
-                if role.inputs["metadata"]["name"] == names.KSA_DEPLOYER}
+    deployer = {
+        role.inputs["metadata"]["namespace"]: role.inputs["rules"]
+        for role in stack.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
+        if role.inputs["metadata"]["name"] == names.KSA_DEPLOYER
+    }
     for namespace, service in named:
         proxied = [rule for rule in deployer[namespace] if rule["resources"] == ["services/proxy"]]
         assert len(proxied) == 1 and service in proxied[0]["resourceNames"]
@@ -488,17 +563,23 @@ def test_the_settings_config_map_pipeline_tasks_read_exists_in_kubeflow(stack: S
 
 
 def test_each_pipeline_runs_as_its_own_bound_service_account_with_kfp_runner_rights(stack: StackRun) -> None:
-    accounts = {(a.inputs["metadata"]["namespace"], a.inputs["metadata"]["name"]): a.inputs
-                for a in stack.of_type("kubernetes:core/v1:ServiceAccount")}
-    bindings = [b.inputs for b in stack.of_type("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
-                if b.inputs["roleRef"]["name"] == "pipeline-runner"]
+    accounts = {
+        (a.inputs["metadata"]["namespace"], a.inputs["metadata"]["name"]): a.inputs
+        for a in stack.of_type("kubernetes:core/v1:ServiceAccount")
+    }
+    bindings = [
+        b.inputs
+        for b in stack.of_type("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
+        if b.inputs["roleRef"]["name"] == "pipeline-runner"
+    ]
     for pipeline, ksa in platform.pipeline_service_accounts().items():
         identity = platform.identity(platform.PIPELINE_IDENTITY[pipeline])
         account = accounts[(names.NS_KUBEFLOW, ksa)]
         assert account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] == email(stack, identity.gsa)
         assert account["automountServiceAccountToken"] is True  # KFP's launcher reads its pod
-        assert any(b["subjects"] == [{"kind": "ServiceAccount", "name": ksa, "namespace": names.NS_KUBEFLOW}]
-                   for b in bindings), pipeline
+        assert any(
+            b["subjects"] == [{"kind": "ServiceAccount", "name": ksa, "namespace": names.NS_KUBEFLOW}] for b in bindings
+        ), pipeline
 
 
 def test_tainted_pools_carry_the_taint_their_workloads_tolerate(stack: StackRun) -> None:
@@ -511,12 +592,16 @@ def test_tainted_pools_carry_the_taint_their_workloads_tolerate(stack: StackRun)
 def test_the_smoke_test_reaches_new_revisions_through_the_api_server(stack: StackRun) -> None:
     """churnops.deploy.release smoke-tests k8s://<serving namespace>/<revision>-private:http through the API server:
     the deployer may proxy to services there (and nowhere else), and the pods admit the control plane's range."""
-    deployer = {role.inputs["metadata"]["namespace"]: role.inputs["rules"]
-                for role in stack.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
-                if role.inputs["metadata"]["name"] == names.KSA_DEPLOYER}
-    policies = {policy.inputs["metadata"]["namespace"]: policy.inputs["spec"]
-                for policy in stack.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
-                if policy.inputs["metadata"]["name"] == "serving-from-control-plane"}
+    deployer = {
+        role.inputs["metadata"]["namespace"]: role.inputs["rules"]
+        for role in stack.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
+        if role.inputs["metadata"]["name"] == names.KSA_DEPLOYER
+    }
+    policies = {
+        policy.inputs["metadata"]["namespace"]: policy.inputs["spec"]
+        for policy in stack.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+        if policy.inputs["metadata"]["name"] == "serving-from-control-plane"
+    }
     master = stack.config["churnops:network"]["masterCidr"]
     for namespace in names.SERVING_NAMESPACES:
         proxied = [rule for rule in deployer[namespace] if rule["resources"] == ["services/proxy"]]
@@ -539,9 +624,12 @@ def test_day_one_operations_alert_on_failed_builds_and_production_5xx_and_latenc
     # the queue-proxy's metrics and labels the canary analysis uses too (the platform declaration's)
     assert errors["query"] == (
         'sum(rate(revision_app_request_count{namespace_name="churnops-production",response_code_class="5xx"}[5m])) '
-        '/ sum(rate(revision_app_request_count{namespace_name="churnops-production"}[5m])) > 0.02')
-    assert latency["query"] == ('histogram_quantile(0.99, sum by (le) (rate(revision_app_request_latencies_bucket'
-                                '{namespace_name="churnops-production"}[5m]))) > 1000')
+        '/ sum(rate(revision_app_request_count{namespace_name="churnops-production"}[5m])) > 0.02'
+    )
+    assert latency["query"] == (
+        "histogram_quantile(0.99, sum by (le) (rate(revision_app_request_latencies_bucket"
+        '{namespace_name="churnops-production"}[5m]))) > 1000'
+    )
     assert errors["duration"] == latency["duration"] == "300s"
     channel_name = f"projects/{stack.project}/notificationChannels/monitoring-webhook"
     assert all(p["notificationChannels"] == [channel_name] for p in policies.values())
@@ -555,8 +643,11 @@ def test_the_cluster_has_a_maintenance_window_and_the_pipeline_metadata_store_is
     assert cluster["addonsConfig"]["gkeBackupAgentConfig"] == {"enabled": True}
     plan = stack.one("gcp:gkebackup/backupPlan:BackupPlan").inputs
     assert plan["cluster"] == f"{stack.one(CLUSTER).name}-id"
-    assert plan["backupConfig"] == {"includeVolumeData": True, "includeSecrets": False,
-                                    "selectedNamespaces": {"namespaces": [names.NS_KUBEFLOW]}}
+    assert plan["backupConfig"] == {
+        "includeVolumeData": True,
+        "includeSecrets": False,
+        "selectedNamespaces": {"namespaces": [names.NS_KUBEFLOW]},
+    }
     assert plan["backupSchedule"] == {"cronSchedule": "0 2 * * *"}
     assert plan["retentionPolicy"] == {"backupRetainDays": 30}
 

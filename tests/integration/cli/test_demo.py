@@ -11,11 +11,10 @@ import pytest
 from churnops.cli import demo
 from churnops.data.versioning import open_repository
 from churnops.local.localstack import LocalStack
-from churnops.platform.settings import Settings
 from churnops.model import registry
+from churnops.platform.settings import Settings
 from churnops.training import evaluate
 from tests.conftest import free_port
-
 
 HOURS = 20
 
@@ -26,8 +25,11 @@ def test_demo_runs_the_system_through_its_pipelines_and_server_and_stops_what_it
 ) -> None:
     # A smaller lake than the demo's: windows, history and horizon that fit 20 hours (the pipeline tasks,
     # subprocesses, read the same variables).
-    for name, value in {"CHURNOPS_FEATURE_WINDOWS_HOURS": "[1, 4]", "CHURNOPS_MIN_HISTORY_HOURS": "4",
-                        "CHURNOPS_LABEL_HORIZON_HOURS": "4"}.items():
+    for name, value in {
+        "CHURNOPS_FEATURE_WINDOWS_HOURS": "[1, 4]",
+        "CHURNOPS_MIN_HISTORY_HOURS": "4",
+        "CHURNOPS_LABEL_HORIZON_HOURS": "4",
+    }.items():
         monkeypatch.setenv(name, value)
     settings = Settings(state_dir=tmp_path, gcs_port=free_port(), mlflow_port=free_port())
     # keep=True: the stack and the server stay up so the figures can be checked against them; stopped below
@@ -86,7 +88,7 @@ def check_served_and_scored(ran: Settings, summary: demo.DemoSummary) -> None:
         assert row["churn_probability"] == pytest.approx(served_row["churn_probability"], abs=1e-9)
     unknown = summary.by_customer[-1]
     assert unknown["churn_probability"] is None and unknown["churn_label"] == -1 and "unknown" in unknown["error"]
-    (inactive,) = summary.by_customer[demo.EXAMPLE_CUSTOMERS:-1]  # a known customer that is not active
+    (inactive,) = summary.by_customer[demo.EXAMPLE_CUSTOMERS : -1]  # a known customer that is not active
     assert "not active" in inactive["error"] and inactive["customer_token"] in summary.snapshot.inactive.index
     assert summary.by_customer_parameters["model_version"] == summary.production_version
     assert summary.by_customer_parameters["data_commit"] == summary.snapshot.data_commit
@@ -98,6 +100,8 @@ def check_served_and_scored(ran: Settings, summary: demo.DemoSummary) -> None:
     table = summary.predictions_table
     assert table["rows"] == len(summary.snapshot.features)
     assert table["model_versions"] == [summary.production_version]
-    assert registry.alias_holder(registry.client_for(ran), ran.registered_model, "production") == \
-        summary.production_version
+    assert (
+        registry.alias_holder(registry.client_for(ran), ran.registered_model, "production")
+        == summary.production_version
+    )
     assert summary.drift["verdict"] in {"quiet", "FIRED"} and summary.drift["report"].startswith("lakefs://")

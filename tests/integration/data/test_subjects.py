@@ -47,28 +47,42 @@ def _rows(repo: DataRepository, ref: str, prefix: str) -> pd.DataFrame:
 
 def publish(repo: DataRepository) -> None:
     """A lake in the published format: events, subscriptions, quarantine, predictions (main) and features."""
-    events = pd.DataFrame({
-        "event_id": ["e1", "e2", "e3", "e4"],
-        "customer_id": [SUBJECT, OTHER, SUBJECT, THIRD],
-        "event_type": ["login", "login", "logout", "login"],
-        "email": ["a@example.com", "b@example.com", "a@example.com", "c@example.com"],
-        "ip_address": ["203.0.113.5", "198.51.100.7", "203.0.113.5", "192.0.2.1"],
-    })
-    subscriptions = pd.DataFrame({
-        "record_id": ["r1", "r2"], "customer_id": [SUBJECT, OTHER], "plan": ["pro", "basic"],
-        "name": ["Ada L", "Bo K"], "phone": ["+44 20 7946 0000", "+1 202 555 0100"],
-    })
+    events = pd.DataFrame(
+        {
+            "event_id": ["e1", "e2", "e3", "e4"],
+            "customer_id": [SUBJECT, OTHER, SUBJECT, THIRD],
+            "event_type": ["login", "login", "logout", "login"],
+            "email": ["a@example.com", "b@example.com", "a@example.com", "c@example.com"],
+            "ip_address": ["203.0.113.5", "198.51.100.7", "203.0.113.5", "192.0.2.1"],
+        }
+    )
+    subscriptions = pd.DataFrame(
+        {
+            "record_id": ["r1", "r2"],
+            "customer_id": [SUBJECT, OTHER],
+            "plan": ["pro", "basic"],
+            "name": ["Ada L", "Bo K"],
+            "phone": ["+44 20 7946 0000", "+1 202 555 0100"],
+        }
+    )
     quarantine = pd.DataFrame({"event_id": ["e9"], "customer_id": [SUBJECT], "_reason": ["event_time: null"]})
     main_files = {
         "events/dt=2026-11-01/hr=05/web-000.parquet": _parquet(apply_pii_policy(events.iloc[:2], "events", TOKENIZER)),
         "events/dt=2026-11-01/hr=06/web-000.parquet": _parquet(apply_pii_policy(events.iloc[2:], "events", TOKENIZER)),
         "subscriptions/dt=2026-11-01/hr=05/billing.parquet": _parquet(
-            apply_pii_policy(subscriptions, "subscriptions", TOKENIZER)),
+            apply_pii_policy(subscriptions, "subscriptions", TOKENIZER)
+        ),
         "quarantine/events/dt=2026-11-01/hr=06/web-001@7.parquet": _parquet(
-            apply_pii_policy(quarantine.astype("string"), "events", TOKENIZER)),
-        "predictions/dt=2026-11-01/hr=06/predictions.parquet": _parquet(pd.DataFrame({
-            "customer_token": [TOKENIZER.token(c) for c in (SUBJECT, OTHER, THIRD)],
-            "churn_probability": [0.9, 0.1, 0.4]})),
+            apply_pii_policy(quarantine.astype("string"), "events", TOKENIZER)
+        ),
+        "predictions/dt=2026-11-01/hr=06/predictions.parquet": _parquet(
+            pd.DataFrame(
+                {
+                    "customer_token": [TOKENIZER.token(c) for c in (SUBJECT, OTHER, THIRD)],
+                    "churn_probability": [0.9, 0.1, 0.4],
+                }
+            )
+        ),
         "_ingest/sources/activity/events/web-000.jsonl.gz/1.json": b'{"rows_in": 2}',
     }
     branch = f"setup-{uuid.uuid4().hex[:8]}"
@@ -78,11 +92,20 @@ def publish(repo: DataRepository) -> None:
     repo.merge(branch, "main", "publish", {"tokenizer_key_id": TOKENIZER.key_id})
     repo.delete_branch(branch)
     repo.create_branch("features", "main")
-    matrix = pd.DataFrame({"customer_token": [TOKENIZER.token(c) for c in (SUBJECT, OTHER, SUBJECT)],
-                           "cutoff": pd.to_datetime(["2026-11-01T05", "2026-11-01T05", "2026-11-01T06"], utc=True),
-                           "events_24h": [3, 1, 4]})
-    repo.put_objects("features", {"features/abc/run1/train.parquet": _parquet(matrix),
-                                  "features/abc/run1/test.parquet": _parquet(matrix.iloc[[0]])})
+    matrix = pd.DataFrame(
+        {
+            "customer_token": [TOKENIZER.token(c) for c in (SUBJECT, OTHER, SUBJECT)],
+            "cutoff": pd.to_datetime(["2026-11-01T05", "2026-11-01T05", "2026-11-01T06"], utc=True),
+            "events_24h": [3, 1, 4],
+        }
+    )
+    repo.put_objects(
+        "features",
+        {
+            "features/abc/run1/train.parquet": _parquet(matrix),
+            "features/abc/run1/test.parquet": _parquet(matrix.iloc[[0]]),
+        },
+    )
     repo.commit("features", "feature matrices", {"source_commit": "abc"})
 
 
@@ -134,13 +157,19 @@ def test_forget_removes_the_subject_from_every_table_in_one_new_commit_per_branc
     assert again.rows_removed == 0 and again.branches[1].commit_id is None
     assert again.branches[0].commit_id == repo.head("main")  # the second request is recorded, nothing else changes
     assert repo.list_paths("main", f"{ERASURES_PREFIX}/") == sorted(
-        f"{ERASURES_PREFIX}/{r.erasure_id}.json" for r in (report, again))
+        f"{ERASURES_PREFIX}/{r.erasure_id}.json" for r in (report, again)
+    )
 
 
 def test_export_returns_every_row_held_and_nothing_after_erasure(repo: DataRepository) -> None:
     document = export(repo, TOKENIZER, SUBJECT, ("main", "features"))
     assert {table: len(rows) for table, rows in document["tables"].items()} == {
-        "events": 2, "subscriptions": 1, "quarantine": 1, "predictions": 1, "features": 3}
+        "events": 2,
+        "subscriptions": 1,
+        "quarantine": 1,
+        "predictions": 1,
+        "features": 3,
+    }
     assert {row["event_id"] for row in document["tables"]["events"]} == {"e1", "e3"}
     assert document["tables"]["subscriptions"][0]["plan"] == "pro"
     assert document["commits"] == {"main": repo.head("main"), "features": repo.head("features")}
@@ -159,14 +188,21 @@ def test_a_key_that_did_not_tokenize_the_lake_is_refused(repo: DataRepository) -
     assert repo.head("main") == head
 
 
-def test_privacy_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gcs_stack: Settings,
-                          gcs_client: storage.Client) -> None:
-    settings = gcs_stack.model_copy(update={"state_dir": tmp_path, "tokenization_key": SecretStr(KEY.decode()),
-                                            "raw_bucket": f"subjects-{uuid.uuid4().hex[:8]}"})
+def test_privacy_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gcs_stack: Settings, gcs_client: storage.Client
+) -> None:
+    settings = gcs_stack.model_copy(
+        update={
+            "state_dir": tmp_path,
+            "tokenization_key": SecretStr(KEY.decode()),
+            "raw_bucket": f"subjects-{uuid.uuid4().hex[:8]}",
+        }
+    )
     ensure_bucket(gcs_client, settings.raw_bucket)
     raw = "activity/subscriptions/dt=2026-11-01/hr=03/crm.csv"
     gcs_client.bucket(settings.raw_bucket).blob(raw).upload_from_string(
-        f"record_id,customer_id,name\nr1, {SUBJECT} ,A Person\nr2,{OTHER},B Person\n", content_type="text/csv")
+        f"record_id,customer_id,name\nr1, {SUBJECT} ,A Person\nr2,{OTHER},B Person\n", content_type="text/csv"
+    )
     repo = EmbeddedRepository(settings.embedded_repo_dir)
     repo.ensure()
     publish(repo)
@@ -175,8 +211,9 @@ def test_privacy_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gcs_s
     runner = CliRunner()
 
     out = tmp_path / "export.json"
-    result = runner.invoke(cli.main, ["privacy", "export", "--customer-id", "-", "--output", str(out)],
-                           input=f"{SUBJECT}\n")
+    result = runner.invoke(
+        cli.main, ["privacy", "export", "--customer-id", "-", "--output", str(out)], input=f"{SUBJECT}\n"
+    )
     assert result.exit_code == 0, result.output
     assert "events=2" in result.output and SUBJECT not in result.output
     assert out.stat().st_mode & 0o777 == 0o600

@@ -40,8 +40,9 @@ def fixture_transformer() -> Iterator[TransformerDouble]:
 @pytest.fixture(name="kube")
 def fixture_kube(predictor: V2Double, transformer: TransformerDouble) -> Iterator[KubeApiDouble]:
     """The Kubernetes API double; its revisions, reached through its service proxy, are the two doubles."""
-    with KubeApiDouble(ready_after_polls=2, predictor_url=predictor.url, transformer_url=transformer.url,
-                       token="test-token") as double:
+    with KubeApiDouble(
+        ready_after_polls=2, predictor_url=predictor.url, transformer_url=transformer.url, token="test-token"
+    ) as double:
         yield double
 
 
@@ -49,16 +50,28 @@ def fixture_kube(predictor: V2Double, transformer: TransformerDouble) -> Iterato
 def fixture_deploy_settings(kube: KubeApiDouble, tmp_path: Path) -> Settings:
     """Settings whose kubeconfig context is the double; no waiting between readiness polls."""
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": CONTEXT,
-        "clusters": [{"name": CONTEXT, "cluster": {"server": kube.url}}],
-        "contexts": [{"name": CONTEXT, "context": {"cluster": CONTEXT, "user": CONTEXT}}],
-        "users": [{"name": CONTEXT, "user": {"token": "test-token"}}],
-    }), encoding="utf-8")
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": CONTEXT,
+                "clusters": [{"name": CONTEXT, "cluster": {"server": kube.url}}],
+                "contexts": [{"name": CONTEXT, "context": {"cluster": CONTEXT, "user": CONTEXT}}],
+                "users": [{"name": CONTEXT, "user": {"token": "test-token"}}],
+            }
+        ),
+        encoding="utf-8",
+    )
     return Settings(
-        state_dir=tmp_path / "state", gcp_project="acme-churn", manifests_dir=MANIFESTS, kubeconfig=kubeconfig,
+        state_dir=tmp_path / "state",
+        gcp_project="acme-churn",
+        manifests_dir=MANIFESTS,
+        kubeconfig=kubeconfig,
         kube_context=CONTEXT,
-        deploy_poll_interval_s=0.0, deploy_ready_timeout_s=5.0, canary_interval_s=0.0,
+        deploy_poll_interval_s=0.0,
+        deploy_ready_timeout_s=5.0,
+        canary_interval_s=0.0,
     )
 
 

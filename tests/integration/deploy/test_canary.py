@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 
 from churnops.cli import canary as cli_canary
 from churnops.deploy.canary import Canary
-from churnops.platform.settings import Settings
 from churnops.model import registry
+from churnops.platform.settings import Settings
 from tests.integration.deploy.conftest import DIGEST, run_cli
 from tests.support.kube_double import KubeApiDouble
 from tests.support.prometheus_double import PrometheusDouble, load_series
@@ -28,22 +28,51 @@ BOTH = ("predictor", "transformer")
 
 
 def _deploy_v1(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    run_cli(settings, monkeypatch, ["deploy", "--env", "production", "--image", DIGEST, "--model-uri",
-                                    "gs://acme-models/churn/1", "--model-version", "1"])
+    run_cli(
+        settings,
+        monkeypatch,
+        [
+            "deploy",
+            "--env",
+            "production",
+            "--image",
+            DIGEST,
+            "--model-uri",
+            "gs://acme-models/churn/1",
+            "--model-version",
+            "1",
+        ],
+    )
 
 
 def _start_v2(settings: Settings, monkeypatch: pytest.MonkeyPatch, predictor: V2Double, exit_code: int = 0) -> str:
     """A new model on a new image: the predictor and the transformer both get a new revision."""
     predictor.model_version = "2"  # what the new revision serves
-    return run_cli(settings, monkeypatch, ["canary", "start", "--percent", "10", "--model-uri",
-                                           "gs://acme-models/churn/2", "--model-version", "2", "--image", NEW_IMAGE],
-                   exit_code=exit_code)
+    return run_cli(
+        settings,
+        monkeypatch,
+        [
+            "canary",
+            "start",
+            "--percent",
+            "10",
+            "--model-uri",
+            "gs://acme-models/churn/2",
+            "--model-version",
+            "2",
+            "--image",
+            NEW_IMAGE,
+        ],
+        exit_code=exit_code,
+    )
 
 
 def _traffic(kube: KubeApiDouble) -> dict[str, dict[str, int]]:
     isvc = kube.stored("InferenceService", "churn-predictor", PRODUCTION)
-    return {component: {t["tag"]: t["percent"] for t in isvc["status"]["components"][component]["traffic"]}
-            for component in BOTH}
+    return {
+        component: {t["tag"]: t["percent"] for t in isvc["status"]["components"][component]["traffic"]}
+        for component in BOTH
+    }
 
 
 def _patches(kube: KubeApiDouble) -> list[Any]:
@@ -62,14 +91,18 @@ def _alerts(caplog: pytest.LogCaptureFixture, kind: str) -> list[str]:
 def fixture_prometheus(request: pytest.FixtureRequest) -> Iterator[PrometheusDouble]:
     """The Prometheus double replaying the series named by the test's parameter, for both components."""
     with PrometheusDouble(load_series(request.param), Settings().probability_metric) as double:
-        double.revisions = {f"churn-predictor-{component}-0000{number}": role
-                            for component in BOTH for number, role in ((1, "stable"), (2, "canary"))}
+        double.revisions = {
+            f"churn-predictor-{component}-0000{number}": role
+            for component in BOTH
+            for number, role in ((1, "stable"), (2, "canary"))
+        }
         yield double
 
 
 def _with_prometheus(settings: Settings, prometheus: PrometheusDouble, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    settings = settings.model_copy(update={"prometheus_url": prometheus.url, "canary_intervals": 3,
-                                           "canary_interval_s": 0.5})
+    settings = settings.model_copy(
+        update={"prometheus_url": prometheus.url, "canary_intervals": 3, "canary_interval_s": 0.5}
+    )
 
     def sleep(seconds: float) -> None:
         # Each analysis window starts after a sleep of canary_interval_s: the double moves to its next stored
@@ -95,15 +128,19 @@ def _registry(settings: Settings, tracking_uri: str) -> tuple[Settings, MlflowCl
 
 
 def test_start_splits_the_predictor_and_the_transformer_and_smoke_tests_both(
-    deploy_settings: Settings, kube: KubeApiDouble, predictor: V2Double, transformer: TransformerDouble,
+    deploy_settings: Settings,
+    kube: KubeApiDouble,
+    predictor: V2Double,
+    transformer: TransformerDouble,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     transformer.calls.clear()
     _deploy_v1(deploy_settings, monkeypatch)
     kube.proxied.clear()
     out = _start_v2(deploy_settings, monkeypatch, predictor)
-    assert out.strip() == ("canary churn-predictor-predictor-00002 takes 10% of production; "
-                           "stable churn-predictor-predictor-00001")
+    assert out.strip() == (
+        "canary churn-predictor-predictor-00002 takes 10% of production; stable churn-predictor-predictor-00001"
+    )
     isvc = kube.stored("InferenceService", "churn-predictor", PRODUCTION)
     assert [isvc["spec"][component]["canaryTrafficPercent"] for component in BOTH] == [10, 10]
     for component in BOTH:
@@ -111,24 +148,35 @@ def test_start_splits_the_predictor_and_the_transformer_and_smoke_tests_both(
     assert isvc["metadata"]["annotations"]["churnops.io/model-version"] == "2"
     assert _traffic(kube) == {"predictor": {"prev": 90, "latest": 10}, "transformer": {"prev": 90, "latest": 10}}
     # both new revisions were smoke-tested through the API server's service proxy
-    assert {revision for revision, _, _ in kube.proxied} == {"churn-predictor-predictor-00002",
-                                                              "churn-predictor-transformer-00002"}
+    assert {revision for revision, _, _ in kube.proxied} == {
+        "churn-predictor-predictor-00002",
+        "churn-predictor-transformer-00002",
+    }
     assert transformer.calls[-1] == "POST /v2/models/churn/infer"
 
 
 @pytest.mark.parametrize("prometheus", ["healthy", "shifted"], indirect=True)
 def test_auto_promotes_a_healthy_canary_moving_alias_and_traffic_together(
-    deploy_settings: Settings, kube: KubeApiDouble, prometheus: PrometheusDouble, predictor: V2Double,
-    mlflow_tracking_uri: str, monkeypatch: pytest.MonkeyPatch,
+    deploy_settings: Settings,
+    kube: KubeApiDouble,
+    prometheus: PrometheusDouble,
+    predictor: V2Double,
+    mlflow_tracking_uri: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    settings, client, name = _registry(_with_prometheus(deploy_settings, prometheus, monkeypatch),
-                                       mlflow_tracking_uri)
+    settings, client, name = _registry(_with_prometheus(deploy_settings, prometheus, monkeypatch), mlflow_tracking_uri)
     # Registry URIs resolve to the version's storage location and number.
-    run_cli(settings, monkeypatch, ["deploy", "--env", "production", "--image", DIGEST,
-                                    "--model-uri", f"models:/{name}@production"])
+    run_cli(
+        settings,
+        monkeypatch,
+        ["deploy", "--env", "production", "--image", DIGEST, "--model-uri", f"models:/{name}@production"],
+    )
     predictor.model_version = "2"
-    run_cli(settings, monkeypatch, ["canary", "start", "--percent", "10", "--model-uri", f"models:/{name}/2",
-                                    "--image", NEW_IMAGE])
+    run_cli(
+        settings,
+        monkeypatch,
+        ["canary", "start", "--percent", "10", "--model-uri", f"models:/{name}/2", "--image", NEW_IMAGE],
+    )
     isvc = kube.stored("InferenceService", "churn-predictor", PRODUCTION)
     assert isvc["spec"]["predictor"]["containers"][0]["env"][0]["value"] == "gs://acme-models/churn/2"
 
@@ -147,11 +195,15 @@ def test_auto_promotes_a_healthy_canary_moving_alias_and_traffic_together(
 
 @pytest.mark.parametrize("prometheus", ["healthy"], indirect=True)
 def test_a_failed_promotion_moves_the_alias_back_rolls_back_and_alerts(
-    deploy_settings: Settings, kube: KubeApiDouble, prometheus: PrometheusDouble, predictor: V2Double,
-    mlflow_tracking_uri: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    deploy_settings: Settings,
+    kube: KubeApiDouble,
+    prometheus: PrometheusDouble,
+    predictor: V2Double,
+    mlflow_tracking_uri: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings, client, name = _registry(_with_prometheus(deploy_settings, prometheus, monkeypatch),
-                                       mlflow_tracking_uri)
+    settings, client, name = _registry(_with_prometheus(deploy_settings, prometheus, monkeypatch), mlflow_tracking_uri)
     _deploy_v1(settings, monkeypatch)
     _start_v2(settings, monkeypatch, predictor)
     kube.fail_patches = 1  # the API server refuses the traffic change of the promotion
@@ -168,12 +220,17 @@ def test_a_failed_promotion_moves_the_alias_back_rolls_back_and_alerts(
 
 @pytest.mark.parametrize("prometheus", ["errors", "latency"], indirect=True)
 def test_auto_rolls_back_a_worse_canary_keeps_the_alias_and_alerts(
-    deploy_settings: Settings, kube: KubeApiDouble, prometheus: PrometheusDouble, predictor: V2Double,
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    deploy_settings: Settings,
+    kube: KubeApiDouble,
+    prometheus: PrometheusDouble,
+    predictor: V2Double,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = _with_prometheus(deploy_settings, prometheus, monkeypatch)
     _deploy_v1(settings, monkeypatch)
     _start_v2(settings, monkeypatch, predictor)
+
     class Untouchable:
         """The registry, which a rollback must not touch."""
 
@@ -196,8 +253,12 @@ def test_auto_rolls_back_a_worse_canary_keeps_the_alias_and_alerts(
 
 @pytest.mark.parametrize("prometheus", ["little_traffic"], indirect=True)
 def test_too_little_traffic_holds_then_the_deadline_rolls_back_with_an_alert(
-    deploy_settings: Settings, kube: KubeApiDouble, prometheus: PrometheusDouble, predictor: V2Double,
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    deploy_settings: Settings,
+    kube: KubeApiDouble,
+    prometheus: PrometheusDouble,
+    predictor: V2Double,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = _with_prometheus(deploy_settings, prometheus, monkeypatch)
     _deploy_v1(settings, monkeypatch)
@@ -215,8 +276,12 @@ def test_too_little_traffic_holds_then_the_deadline_rolls_back_with_an_alert(
 
 
 def test_a_failed_smoke_test_rolls_the_new_canary_back_with_an_alert(
-    deploy_settings: Settings, kube: KubeApiDouble, predictor: V2Double, transformer: TransformerDouble,
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    deploy_settings: Settings,
+    kube: KubeApiDouble,
+    predictor: V2Double,
+    transformer: TransformerDouble,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     _deploy_v1(deploy_settings, monkeypatch)
     transformer.ready = False  # the new transformer revision does not answer
@@ -229,7 +294,10 @@ def test_a_failed_smoke_test_rolls_the_new_canary_back_with_an_alert(
 
 
 def test_a_rollback_that_fails_says_loudly_that_production_may_be_on_the_canary(
-    deploy_settings: Settings, kube: KubeApiDouble, predictor: V2Double, monkeypatch: pytest.MonkeyPatch,
+    deploy_settings: Settings,
+    kube: KubeApiDouble,
+    predictor: V2Double,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     _deploy_v1(deploy_settings, monkeypatch)
@@ -245,7 +313,10 @@ def test_a_rollback_that_fails_says_loudly_that_production_may_be_on_the_canary(
 
 
 def test_manual_rollback_and_refusals(
-    deploy_settings: Settings, kube: KubeApiDouble, predictor: V2Double, monkeypatch: pytest.MonkeyPatch,
+    deploy_settings: Settings,
+    kube: KubeApiDouble,
+    predictor: V2Double,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     assert kube.stored("InferenceService", "churn-predictor", PRODUCTION) is None
@@ -255,8 +326,9 @@ def test_manual_rollback_and_refusals(
     out = run_cli(deploy_settings, monkeypatch, ["canary", "promote"], exit_code=2)
     assert "no canary in progress" in out
     predictor.model_version = None
-    run_cli(deploy_settings, monkeypatch,
-            ["canary", "start", "--percent", "20", "--model-uri", "gs://acme-models/churn/2"])
+    run_cli(
+        deploy_settings, monkeypatch, ["canary", "start", "--percent", "20", "--model-uri", "gs://acme-models/churn/2"]
+    )
     out = run_cli(deploy_settings, monkeypatch, ["canary", "promote"], exit_code=2)
     assert "carries no churnops.io/model-version annotation" in out
     # a new model on the same image: the transformer has no new revision and keeps all its traffic

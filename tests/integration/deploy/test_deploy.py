@@ -12,12 +12,24 @@ from tests.integration.deploy.conftest import DIGEST, run_cli
 from tests.support.kube_double import KubeApiDouble
 from tests.support.v2_double import TransformerDouble, V2Double
 
-STAGING = ["deploy", "--env", "staging", "--image", DIGEST, "--model-uri", "gs://acme-models/churn/3",
-           "--model-version", "1"]
+STAGING = [
+    "deploy",
+    "--env",
+    "staging",
+    "--image",
+    DIGEST,
+    "--model-uri",
+    "gs://acme-models/churn/3",
+    "--model-version",
+    "1",
+]
 
 
 def test_deploy_applies_server_side_waits_for_ready_and_smoke_tests(
-    deploy_settings: Settings, kube: KubeApiDouble, predictor: V2Double, transformer: TransformerDouble,
+    deploy_settings: Settings,
+    kube: KubeApiDouble,
+    predictor: V2Double,
+    transformer: TransformerDouble,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     out = run_cli(deploy_settings, monkeypatch, STAGING)
@@ -26,8 +38,10 @@ def test_deploy_applies_server_side_waits_for_ready_and_smoke_tests(
     # the new revisions are reached through the API server's service proxy (the path a private pool has)
     proxy = f"{kube.url}/api/v1/namespaces/churnops-staging/services/churn-predictor-predictor-00001-private:http/proxy"
     assert f"smoke test passed at {proxy} (model version 1, 2 predictions" in out
-    assert {revision for revision, _, _ in kube.proxied} == {"churn-predictor-predictor-00001",
-                                                              "churn-predictor-transformer-00001"}
+    assert {revision for revision, _, _ in kube.proxied} == {
+        "churn-predictor-predictor-00001",
+        "churn-predictor-transformer-00001",
+    }
     assert transformer.calls == ["GET /v2/health/ready", "GET /v2/models/churn/ready", "POST /v2/models/churn/infer"]
     # the API server consumes Authorization; the model server's token travels in its own header
     metadata_and_infer = predictor.tokens[2:]
@@ -47,8 +61,12 @@ def test_deploy_applies_server_side_waits_for_ready_and_smoke_tests(
     assert stored["metadata"]["managedFields"][0]["manager"] == "churnops-deploy"
     polls = [r for r in kube.requests if r.verb == "GET" and r.path.endswith("/inferenceservices/churn-predictor")]
     assert len(polls) == 3  # Unknown, Unknown, Ready
-    assert predictor.calls == ["GET /v2/health/ready", "GET /v2/models/churn/ready", "GET /v2/models/churn",
-                               "POST /v2/models/churn/infer"]
+    assert predictor.calls == [
+        "GET /v2/health/ready",
+        "GET /v2/models/churn/ready",
+        "GET /v2/models/churn",
+        "POST /v2/models/churn/infer",
+    ]
 
 
 def test_bootstrap_also_applies_the_namespace_and_network(
@@ -115,17 +133,24 @@ def test_a_readiness_timeout_exits_non_zero_with_the_reason(
 
 def test_the_api_server_refusals_come_back_as_one_line(kube: KubeApiDouble) -> None:
     cluster = Cluster(k8s.ApiClient(k8s.Configuration(host=kube.url)), "someone-else")
-    sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "x", "namespace": "churnops-staging"},
-          "automountServiceAccountToken": False}
+    sa = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "x", "namespace": "churnops-staging"},
+        "automountServiceAccountToken": False,
+    }
     cluster.apply(sa)
     mine = Cluster(k8s.ApiClient(k8s.Configuration(host=kube.url)), "churnops-deploy")
     changed = {**sa, "automountServiceAccountToken": True}
     with pytest.raises(DeploymentError, match=r'409.*conflict with "someone-else": .automountServiceAccountToken'):
         mine.apply(changed, force=False)
     assert mine.apply(changed, force=True)["automountServiceAccountToken"] is True
-    bad = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-           "metadata": {"name": "churn-predictor", "namespace": "churnops-staging"},
-           "spec": {"predictor": {"minReplicas": "two"}}}
+    bad = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "churn-predictor", "namespace": "churnops-staging"},
+        "spec": {"predictor": {"minReplicas": "two"}},
+    }
     with pytest.raises(DeploymentError, match=r"422.*is invalid"):
         mine.apply(bad)
     assert mine.get("serving.kserve.io/v1beta1", "InferenceService", "churn-predictor", "churnops-staging") is None

@@ -29,8 +29,9 @@ def test_up_is_idempotent_and_down_stops_only_ours(tmp_path) -> None:
     finally:
         stopped = stack.down()
     assert sorted(stopped) == ["fake-gcs-server", "mlflow"]
-    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-                   for pid in pids.values())
+    assert not any(
+        psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids.values()
+    )
     assert all(not s.healthy and s.pid is None for s in stack.status())
     assert not stack.down()  # a second down is a no-op
 

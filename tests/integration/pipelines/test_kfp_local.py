@@ -26,9 +26,9 @@ from werkzeug.wrappers import Request, Response
 
 from churnops.data.versioning import DataRepository, open_repository
 from churnops.local import datagen
+from churnops.model import registry
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket
-from churnops.model import registry
 from churnops.training.features import feature_spec
 from churnops.training.train import TrainingConfig, lineage_tags, train_from_commit
 from pipelines.local import PipelineFailed, run_local
@@ -70,8 +70,9 @@ class Env:
 
 
 @pytest.fixture(scope="module", name="env")
-def env_fixture(gcs_stack: Settings, gcs_client: storage.Client, mlflow_tracking_uri: str,
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+def env_fixture(
+    gcs_stack: Settings, gcs_client: storage.Client, mlflow_tracking_uri: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Env]:
     """Raw data in the bucket, and the CHURNOPS_* environment the tasks inherit."""
     state = tmp_path_factory.mktemp("kfp-local")
     suffix = uuid.uuid4().hex[:8]
@@ -116,8 +117,7 @@ def _first_parent_log(repo: DataRepository) -> list[Any]:
     return commits
 
 
-def _in_process_training_agrees(env: Env, head: str, parent_run: Any, children: dict[str, Any],
-                                candidate: str) -> None:
+def _in_process_training_agrees(env: Env, head: str, parent_run: Any, children: dict[str, Any], candidate: str) -> None:
     """The same commit trained in process (``churnops train``, the drift retrain): one composition of training,
     so the same parameters, metrics, gate decision and lineage; the version the pipeline registered is reproduced.
     """
@@ -130,15 +130,20 @@ def _in_process_training_agrees(env: Env, head: str, parent_run: Any, children: 
     assert {"gate_confidence", "gate_resamples", "gate_margin", "gate_min_auc", "seed"} <= set(parent_run.data.params)
     config = TrainingConfig.from_settings(env.settings)
     lineage_keys = set(lineage_tags(env.settings, head, 42, config, feature_spec(config.windows_h)))
-    assert {key: local_parent.data.tags[key] for key in lineage_keys} == {
-        key: registered.tags[key] for key in lineage_keys} == {key: parent_run.data.tags[key] for key in lineage_keys}
+    assert (
+        {key: local_parent.data.tags[key] for key in lineage_keys}
+        == {key: registered.tags[key] for key in lineage_keys}
+        == {key: parent_run.data.tags[key] for key in lineage_keys}
+    )
     pipeline_gate = mlflow.artifacts.load_dict(f"runs:/{parent_run.info.run_id}/gate.json")
     assert in_process.gate.to_dict() == pipeline_gate
     assert pipeline_gate["vs_baseline"]["resamples"] == env.settings.gate_resamples
     assert {key: local_parent.data.metrics[key] for key in in_process.gate.metrics()} == {
-        key: parent_run.data.metrics[key] for key in in_process.gate.metrics()}
-    assert in_process.metrics == {name: {key: run.data.metrics[key] for key in in_process.metrics[name]}
-                                  for name, run in children.items()}
+        key: parent_run.data.metrics[key] for key in in_process.gate.metrics()
+    }
+    assert in_process.metrics == {
+        name: {key: run.data.metrics[key] for key in in_process.metrics[name]} for name, run in children.items()
+    }
 
 
 @pytest.mark.timeout(1800)  # eleven pipeline tasks, each a fresh interpreter: minutes on a busy machine
@@ -157,8 +162,11 @@ def test_ingest_training_scoring_with_kfp_local(env: Env) -> None:
     assert len(published) == 2
     for commit in published:
         accounting = json.loads(commit.metadata["accounting"])
-        assert accounting["rows_in"] == (accounting["rows_published"] + accounting["rows_quarantined"]
-                                         + accounting["duplicates_dropped"]) > 0
+        assert (
+            accounting["rows_in"]
+            == (accounting["rows_published"] + accounting["rows_quarantined"] + accounting["duplicates_dropped"])
+            > 0
+        )
         assert json.loads(commit.metadata["sources"])
 
     # Training on the head of main: features -> two fits -> evaluate -> register only if the gate passes.
@@ -168,8 +176,10 @@ def test_ingest_training_scoring_with_kfp_local(env: Env) -> None:
     (parent_run,) = client.search_runs([experiment.experiment_id], "tags.run_kind = 'training'")
     parent = parent_run.info.run_id
     assert parent_run.data.tags["data_commit"] == head
-    children = {r.data.tags["model_type"]: r for r in client.search_runs(
-        [experiment.experiment_id], f"tags.parent_run_id = '{parent}'")}
+    children = {
+        r.data.tags["model_type"]: r
+        for r in client.search_runs([experiment.experiment_id], f"tags.parent_run_id = '{parent}'")
+    }
     assert set(children) == {"baseline", "xgboost"}  # both fits, in the parent's experiment
     assert env.repo.list_paths("features", f"features/{head}/{parent}/")
     candidate = registry.alias_holder(client, env.settings.registered_model, "candidate")

@@ -36,8 +36,10 @@ def stack_fixture(request: pytest.FixtureRequest) -> Stack:
 def rendered_fixture(stack: Stack) -> dict[str, list[dict[str, Any]]]:
     """Both overlays rendered by kustomize for the stack's project."""
     settings = Settings(profile="gke", gcp_project=stack.project)
-    return {env: render(settings, Release(env=env, image=DIGEST, model_uri="gs://m/1"), ROOT / "manifests")
-            for env in platform.ENVIRONMENTS}
+    return {
+        env: render(settings, Release(env=env, image=DIGEST, model_uri="gs://m/1"), ROOT / "manifests")
+        for env in platform.ENVIRONMENTS
+    }
 
 
 @pytest.fixture(name="pipelines", scope="module")
@@ -47,8 +49,7 @@ def pipelines_fixture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dic
     for path in compile_all(tmp_path_factory.mktemp("pipelines")):
         name = path.stem
         documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
-        executors = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"] if len(documents) > 1 \
-            else {}
+        executors = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"] if len(documents) > 1 else {}
         specs[name] = executors
     return specs
 
@@ -68,17 +69,27 @@ def test_every_reference_is_created_by_a_part(parts: Parts) -> None:
 
 def test_a_removed_config_map_is_caught(parts: Parts) -> None:
     broken = copy.deepcopy(parts)
-    broken.stack.resources = [r for r in broken.stack.resources if not (
-        r["type"] == assembly.CONFIG_MAP and r["inputs"]["metadata"]["name"] == platform.CONFIG_MAP_PIPELINES)]
+    broken.stack.resources = [
+        r
+        for r in broken.stack.resources
+        if not (r["type"] == assembly.CONFIG_MAP and r["inputs"]["metadata"]["name"] == platform.CONFIG_MAP_PIPELINES)
+    ]
     problems = assembly.check_references(broken)
     assert problems and all("ConfigMap kubeflow/churnops-settings is created by nothing" in p for p in problems)
 
 
 def test_an_unbound_identity_and_a_missing_service_are_caught(parts: Parts) -> None:
     broken = copy.deepcopy(parts)
-    broken.stack.resources = [r for r in broken.stack.resources if not (
-        r["type"] == assembly.WI_BINDING and "churnops-transformer" in r["inputs"]["member"]
-        or r["type"] == assembly.HELM and r["inputs"]["name"] == "mlflow")]
+    broken.stack.resources = [
+        r
+        for r in broken.stack.resources
+        if not (
+            r["type"] == assembly.WI_BINDING
+            and "churnops-transformer" in r["inputs"]["member"]
+            or r["type"] == assembly.HELM
+            and r["inputs"]["name"] == "mlflow"
+        )
+    ]
     problems = assembly.check_references(broken)
     assert any("transformer" in p and "not Workload-Identity-bound" in p for p in problems)
     assert any("MLflow's address" in p for p in problems)
@@ -93,8 +104,10 @@ def test_every_image_that_will_run_is_admitted(stack: Stack) -> None:
 def test_binary_authorization_pattern_rule() -> None:
     """The rule pattern_admits implements, as the vendored API definition states it."""
     proto = " ".join((assembly.UPSTREAM / "binauthz" / "resources.proto").read_text(encoding="utf-8").split())
-    assert ("This supports a trailing `*` wildcard, but this is allowed only in // text after the `registry/` part. "
-            "This also supports a trailing `**` // wildcard which matches subdirectories of a given entry.") in proto
+    assert (
+        "This supports a trailing `*` wildcard, but this is allowed only in // text after the `registry/` part. "
+        "This also supports a trailing `**` // wildcard which matches subdirectories of a given entry."
+    ) in proto
     queue = "gcr.io/knative-releases/knative.dev/serving/cmd/queue@sha256:" + "c" * 64
     assert not assembly.pattern_admits("gcr.io/knative-releases/*", queue)  # '*' stops at '/'
     assert assembly.pattern_admits("gcr.io/knative-releases/**", queue)  # '**' crosses it
@@ -106,8 +119,9 @@ def test_binary_authorization_pattern_rule() -> None:
 def test_a_star_pattern_on_a_nested_image_is_caught(stack: Stack) -> None:
     broken = copy.deepcopy(stack)
     (policy,) = broken.of_type(assembly.BINAUTHZ)
-    policy["admissionWhitelistPatterns"] = [p for p in policy["admissionWhitelistPatterns"]
-                                            if "knative.dev/serving" not in p["namePattern"]]
+    policy["admissionWhitelistPatterns"] = [
+        p for p in policy["admissionWhitelistPatterns"] if "knative.dev/serving" not in p["namePattern"]
+    ]
     policy["admissionWhitelistPatterns"].append({"namePattern": "gcr.io/knative-releases/*"})
     problems = assembly.check_admission(broken, assembly.upstream_images(broken))
     assert any("serving/cmd/queue" in p and "admitted by no allowlist pattern" in p for p in problems)
@@ -138,8 +152,7 @@ def test_a_policy_that_drops_the_ingress_hop_is_caught(stack: Stack, rendered: d
     for objects in broken.values():
         for obj in objects:
             if obj["kind"] == "NetworkPolicy" and obj["metadata"]["name"] == "transformer-egress":
-                obj["spec"]["egress"] = [rule for rule in obj["spec"]["egress"]
-                                         if rule["ports"][0]["port"] != 8081]
+                obj["spec"]["egress"] = [rule for rule in obj["spec"]["egress"] if rule["ports"][0]["port"] != 8081]
     problems = assembly.check_network(stack, broken)
     assert any("transformer -> Kourier internal gateway" in p for p in problems)
 

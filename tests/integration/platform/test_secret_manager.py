@@ -20,7 +20,6 @@ from churnops.platform.secrets import (
 from churnops.platform.settings import Settings
 from tests.support.secret_manager_double import SecretManagerDouble
 
-
 PROJECT = "churnops-test"
 
 

@@ -32,8 +32,12 @@ from tests.support.auth import server_env
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 REPO = Path(__file__).resolve().parents[3]
 MODEL_NAME = "churn"
-CATEGORIES = {"plan": ["basic", "standard", "premium"], "contract": ["monthly", "annual"],
-              "payment_method": ["card", "paypal", "invoice"], "country": ["DE", "FR", "US", "PL"]}
+CATEGORIES = {
+    "plan": ["basic", "standard", "premium"],
+    "contract": ["monthly", "annual"],
+    "payment_method": ["card", "paypal", "invoice"],
+    "country": ["DE", "FR", "US", "PL"],
+}
 
 
 def feature_rows(rows: int, seed: int) -> pd.DataFrame:
@@ -77,11 +81,14 @@ def fixture_registered(mlflow_tracking_uri: str) -> Registered:
     mlflow.set_experiment(name)
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(
-            pipeline, name="model",
+            pipeline,
+            name="model",
             signature=model_signature(FEATURE_SPEC, X.head(5), pipeline.predict_proba(X.head(5))),
-            pip_requirements=_model_requirements(), pyfunc_predict_fn="predict_proba",
+            pip_requirements=_model_requirements(),
+            pyfunc_predict_fn="predict_proba",
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
-            skops_trusted_types=list(SKOPS_TRUSTED_TYPES), code_paths=list(MODEL_CODE_PATHS),
+            skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
+            code_paths=list(MODEL_CODE_PATHS),
             metadata={"data_commit": commit},
         )
     version = registry.register_version(name, info.model_uri, tags={"data_commit": commit})
@@ -114,24 +121,40 @@ class Server:
         return f"http://{self.http}{path}"
 
 
-def start_server(registered: Servable, extra: list[str] | None = None, log: Path | None = None,
-                 level: str = "WARNING") -> Server:
+def start_server(
+    registered: Servable, extra: list[str] | None = None, log: Path | None = None, level: str = "WARNING"
+) -> Server:
     """Start ``python -m serving`` on free ports (logging at ``level``) and wait until it is ready."""
     http_port, grpc_port = free_port(), free_port()
-    command = [sys.executable, "-m", "serving", "--model_uri", registered.uri, "--tracking_uri",
-               registered.tracking_uri, "--model_name", MODEL_NAME, "--http_port", str(http_port),
-               "--grpc_port", str(grpc_port), *(extra or [])]
+    command = [
+        sys.executable,
+        "-m",
+        "serving",
+        "--model_uri",
+        registered.uri,
+        "--tracking_uri",
+        registered.tracking_uri,
+        "--model_name",
+        MODEL_NAME,
+        "--http_port",
+        str(http_port),
+        "--grpc_port",
+        str(grpc_port),
+        *(extra or []),
+    ]
     env = {**os.environ, "CHURNOPS_LOG_LEVEL": level, **server_env()}
     # The server outlives this function (the fixture stops it): no context managers here.
     output = open(log, "wb") if log else subprocess.DEVNULL  # pylint: disable=consider-using-with
     process = subprocess.Popen(  # pylint: disable=consider-using-with
-        command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
+        command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT
+    )
     server = Server(f"127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", process)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the model server exited with {process.returncode}"
-                               + (f": {log.read_text()[-2000:]}" if log else ""))
+            raise RuntimeError(
+                f"the model server exited with {process.returncode}" + (f": {log.read_text()[-2000:]}" if log else "")
+            )
         try:
             if requests.get(server.url(f"/v2/models/{MODEL_NAME}/ready"), timeout=2).status_code == 200:
                 return server

@@ -14,21 +14,29 @@ from tests.integration.serving.conftest import MODEL_NAME, Server
 from tests.integration.serving.test_bad_input import INFER, valid_body
 from tests.support.auth import SETTINGS, STRANGER, TRANSFORMER, headers, token
 
-PROTECTED = [("POST", INFER), ("GET", f"/v2/models/{MODEL_NAME}"), ("GET", "/v2"),
-             ("POST", f"/v1/models/{MODEL_NAME}:predict"), ("POST", f"/v2/repository/models/{MODEL_NAME}/unload")]
+PROTECTED = [
+    ("POST", INFER),
+    ("GET", f"/v2/models/{MODEL_NAME}"),
+    ("GET", "/v2"),
+    ("POST", f"/v1/models/{MODEL_NAME}:predict"),
+    ("POST", f"/v2/repository/models/{MODEL_NAME}/unload"),
+]
 
 
 def call(server: Server, method: str, path: str, auth: dict[str, str] | None) -> requests.Response:
     """``method path`` with a valid V2 body, sending ``auth`` headers."""
-    return requests.request(method, server.url(path), json=valid_body() if method == "POST" else None,
-                            headers=auth, timeout=30)
+    return requests.request(
+        method, server.url(path), json=valid_body() if method == "POST" else None, headers=auth, timeout=30
+    )
 
 
 def refusals(server: Server, status: int) -> float:
     """churnops_auth_refusals_total for ``status``."""
     text = requests.get(server.url("/metrics"), timeout=10).text
-    line = next((line for line in text.splitlines()
-                 if line.startswith(f'churnops_auth_refusals_total{{status="{status}"}}')), None)
+    line = next(
+        (line for line in text.splitlines() if line.startswith(f'churnops_auth_refusals_total{{status="{status}"}}')),
+        None,
+    )
     return float(line.split()[-1]) if line else 0.0
 
 
@@ -73,8 +81,9 @@ def test_allowed_accounts_are_served(server: Server, account: str) -> None:
     assert call(server, "GET", f"/v2/models/{MODEL_NAME}", headers(account)).status_code == 200
 
 
-@pytest.mark.parametrize("path", ["/", "/v2/health/live", "/v2/health/ready", f"/v2/models/{MODEL_NAME}/ready",
-                                  "/metrics"])
+@pytest.mark.parametrize(
+    "path", ["/", "/v2/health/live", "/v2/health/ready", f"/v2/models/{MODEL_NAME}/ready", "/metrics"]
+)
 def test_probes_and_metrics_stay_open(server: Server, path: str) -> None:
     assert requests.get(server.url(path), timeout=10).status_code == 200
 

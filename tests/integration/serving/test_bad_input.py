@@ -23,9 +23,17 @@ INFER = f"/v2/models/{MODEL_NAME}/infer"
 
 def valid_body() -> dict[str, Any]:
     """A correct JSON request for ROWS (null for missing values)."""
-    return {"inputs": [{"name": n, "shape": [len(ROWS)], "datatype": "FP64" if n in FEATURE_SPEC.numeric else "BYTES",
-                        "data": [None if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in ROWS[n]]}
-                       for n in FEATURE_SPEC.columns]}
+    return {
+        "inputs": [
+            {
+                "name": n,
+                "shape": [len(ROWS)],
+                "datatype": "FP64" if n in FEATURE_SPEC.numeric else "BYTES",
+                "data": [None if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in ROWS[n]],
+            }
+            for n in FEATURE_SPEC.columns
+        ]
+    }
 
 
 def tensor(body: dict[str, Any], name: str) -> dict[str, Any]:
@@ -33,8 +41,9 @@ def tensor(body: dict[str, Any], name: str) -> dict[str, Any]:
     return next(t for t in body["inputs"] if t["name"] == name)
 
 
-def post(server: Server, payload: Any = None, data: bytes | None = None,
-         headers: dict[str, str] | None = None) -> requests.Response:
+def post(
+    server: Server, payload: Any = None, data: bytes | None = None, headers: dict[str, str] | None = None
+) -> requests.Response:
     """POST to the infer endpoint (as an allowed caller)."""
     headers = {**auth_headers(), **(headers or {})}
     if payload is not None:
@@ -59,12 +68,18 @@ def mutated(change) -> dict[str, Any]:
 NUMERIC, TEXTUAL = FEATURE_SPEC.numeric[0], FEATURE_SPEC.categorical[0]
 CASES = {
     "missing tensor": (mutated(lambda b: b["inputs"].pop()), 400, "missing inputs"),
-    "unknown tensor": (mutated(lambda b: b["inputs"].append({**b["inputs"][0], "name": "shoe_size"})), 400,
-                       "unknown inputs"),
+    "unknown tensor": (
+        mutated(lambda b: b["inputs"].append({**b["inputs"][0], "name": "shoe_size"})),
+        400,
+        "unknown inputs",
+    ),
     "duplicate tensor": (mutated(lambda b: b["inputs"].append(b["inputs"][0])), 400, "twice"),
     "wrong datatype": (mutated(lambda b: tensor(b, NUMERIC).update(datatype="INT32")), 400, "FP64"),
-    "text where a number belongs": (mutated(lambda b: tensor(b, NUMERIC).update(data=["1", 2.0, 3.0])), 400,
-                                    "not a number"),
+    "text where a number belongs": (
+        mutated(lambda b: tensor(b, NUMERIC).update(data=["1", 2.0, 3.0])),
+        400,
+        "not a number",
+    ),
     "number where text belongs": (mutated(lambda b: tensor(b, TEXTUAL).update(data=[1, "a", "b"])), 400, "not text"),
     "rank-2 shape": (mutated(lambda b: tensor(b, NUMERIC).update(shape=[3, 1])), 400, "shape must be [rows]"),
     "inconsistent shapes": (mutated(lambda b: tensor(b, NUMERIC).update(shape=[2], data=[1.0, 2.0])), 400, "disagree"),
@@ -84,18 +99,30 @@ def test_each_class_of_bad_json_request_is_a_4xx_with_a_message(server: Server, 
 
 def test_oversized_batch_is_413(server: Server) -> None:
     rows = 5000
-    body = {"inputs": [{"name": n, "shape": [rows], "datatype": "FP64" if n in FEATURE_SPEC.numeric else "BYTES",
-                        "data": [0.0] * rows if n in FEATURE_SPEC.numeric else ["basic"] * rows}
-                       for n in FEATURE_SPEC.columns]}
+    body = {
+        "inputs": [
+            {
+                "name": n,
+                "shape": [rows],
+                "datatype": "FP64" if n in FEATURE_SPEC.numeric else "BYTES",
+                "data": [0.0] * rows if n in FEATURE_SPEC.numeric else ["basic"] * rows,
+            }
+            for n in FEATURE_SPEC.columns
+        ]
+    }
     assert_refused(post(server, body), 413, "at most")
 
 
 def test_invalid_json_and_wrong_content_type(server: Server) -> None:
-    assert_refused(post(server, data=b'{"inputs": [', headers={"content-type": "application/json"}), 400,
-                   "not valid JSON")
+    assert_refused(
+        post(server, data=b'{"inputs": [', headers={"content-type": "application/json"}), 400, "not valid JSON"
+    )
     assert_refused(post(server, data=b'{"inputs": [1e999]}', headers={"content-type": "application/json"}), 400, "")
-    assert_refused(post(server, data=b"inputs=1", headers={"content-type": "application/x-www-form-urlencoded"}),
-                   415, "application/json")
+    assert_refused(
+        post(server, data=b"inputs=1", headers={"content-type": "application/x-www-form-urlencoded"}),
+        415,
+        "application/json",
+    )
     assert_refused(post(server, data=b"{}", headers={"content-type": "text/plain"}), 415, "content type")
 
 
@@ -109,12 +136,13 @@ def binary_request(numeric: dict[str, bytes] | None = None, text: bytes | None =
         else:
             data = text if text is not None and name == TEXTUAL else struct.pack("<I", 5) + b"basic"
             datatype = "BYTES"
-        inputs.append({"name": name, "shape": [1], "datatype": datatype,
-                       "parameters": {"binary_data_size": len(data)}})
+        inputs.append({"name": name, "shape": [1], "datatype": datatype, "parameters": {"binary_data_size": len(data)}})
         raw.append(data)
     header = json.dumps({"inputs": inputs}).encode()
-    return header + b"".join(raw), {"Inference-Header-Content-Length": str(len(header)),
-                                    "content-type": "application/octet-stream"}
+    return header + b"".join(raw), {
+        "Inference-Header-Content-Length": str(len(header)),
+        "content-type": "application/octet-stream",
+    }
 
 
 def test_binary_tensors_are_checked_too(server: Server) -> None:
@@ -130,8 +158,9 @@ def test_binary_tensors_are_checked_too(server: Server) -> None:
     assert_refused(post(server, data=body, headers=headers), 400, "UTF-8")
     body, headers = binary_request(text=struct.pack("<I", 99) + b"ab")
     assert_refused(post(server, data=body, headers=headers), 400, "BYTES element")
-    assert_refused(post(server, data=body, headers={**headers, "Inference-Header-Content-Length": "99999"}), 400,
-                   "does not fit")
+    assert_refused(
+        post(server, data=body, headers={**headers, "Inference-Header-Content-Length": "99999"}), 400, "does not fit"
+    )
 
 
 def test_infinite_or_nan_json_numbers_are_refused(server: Server) -> None:
@@ -142,14 +171,16 @@ def test_infinite_or_nan_json_numbers_are_refused(server: Server) -> None:
 
 
 def test_the_model_cannot_be_unloaded_remotely(server: Server) -> None:
-    reply = requests.post(server.url(f"/v2/repository/models/{MODEL_NAME}/unload"), timeout=10,
-                          headers=auth_headers())
+    reply = requests.post(server.url(f"/v2/repository/models/{MODEL_NAME}/unload"), timeout=10, headers=auth_headers())
     assert reply.status_code == 403 and reply.json()["error"]
     assert requests.get(server.url(f"/v2/models/{MODEL_NAME}/ready"), timeout=10).status_code == 200
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-import yaml
 import tritonclient.http as triton_http
+import yaml
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 from tritonclient.utils import InferenceServerException
 
@@ -65,10 +65,12 @@ def test_tritonclient_http_health_and_metadata(server: Server, registered: Regis
     metadata = client.get_model_metadata(MODEL_NAME, headers=headers())
     assert [t["name"] for t in metadata["inputs"]] == FEATURE_SPEC.columns
     assert {t["datatype"] for t in metadata["inputs"][: len(FEATURE_SPEC.numeric)]} == {"FP64"}
-    assert {t["datatype"] for t in metadata["inputs"][len(FEATURE_SPEC.numeric):]} == {"BYTES"}
+    assert {t["datatype"] for t in metadata["inputs"][len(FEATURE_SPEC.numeric) :]} == {"BYTES"}
     assert all(t["shape"] == [-1] for t in metadata["inputs"])
-    assert [(t["name"], t["datatype"]) for t in metadata["outputs"]] == [("churn_probability", "FP64"),
-                                                                         ("churn_label", "INT64")]
+    assert [(t["name"], t["datatype"]) for t in metadata["outputs"]] == [
+        ("churn_probability", "FP64"),
+        ("churn_label", "INT64"),
+    ]
     assert metadata["versions"] == [registered.version]
     assert metadata["parameters"]["model_version"] == registered.version
     assert metadata["parameters"]["data_commit"] == registered.data_commit
@@ -76,16 +78,25 @@ def test_tritonclient_http_health_and_metadata(server: Server, registered: Regis
 
 
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
-def test_tritonclient_http_infer_matches_the_registered_model(server: Server, registered: Registered,
-                                                              binary: bool) -> None:
+def test_tritonclient_http_infer_matches_the_registered_model(
+    server: Server, registered: Registered, binary: bool
+) -> None:
     frame = without_missing_categories(ROWS) if binary else ROWS
     client = triton_http.InferenceServerClient(server.http)
     if binary:
         inputs = triton_inputs(frame, binary=True)
     else:  # JSON: a missing category is null, which tritonclient cannot encode from numpy; send it by hand
-        body = {"inputs": [{"name": n, "shape": [len(frame)],
-                            "datatype": "FP64" if n in FEATURE_SPEC.numeric else "BYTES",
-                            "data": [None if pd.isna(v) else v for v in frame[n]]} for n in FEATURE_SPEC.columns]}
+        body = {
+            "inputs": [
+                {
+                    "name": n,
+                    "shape": [len(frame)],
+                    "datatype": "FP64" if n in FEATURE_SPEC.numeric else "BYTES",
+                    "data": [None if pd.isna(v) else v for v in frame[n]],
+                }
+                for n in FEATURE_SPEC.columns
+            ]
+        }
         reply = requests.post(server.url(f"/v2/models/{MODEL_NAME}/infer"), json=body, timeout=30, headers=headers())
         assert reply.status_code == 200, reply.text
         result = reply.json()
@@ -96,8 +107,10 @@ def test_tritonclient_http_infer_matches_the_registered_model(server: Server, re
         # tritonclient writes NaN into JSON as a bare NaN, which is not JSON: its JSON rows are complete
         frame = without_missing_categories(frame).fillna({n: 0.0 for n in FEATURE_SPEC.numeric})
         inputs = triton_inputs(frame, binary=False)
-    outputs = [triton_http.InferRequestedOutput("churn_probability", binary_data=binary),
-               triton_http.InferRequestedOutput("churn_label", binary_data=binary)]
+    outputs = [
+        triton_http.InferRequestedOutput("churn_probability", binary_data=binary),
+        triton_http.InferRequestedOutput("churn_label", binary_data=binary),
+    ]
     response = client.infer(MODEL_NAME, inputs, outputs=outputs, headers=headers())
     probability = response.as_numpy("churn_probability")
     np.testing.assert_allclose(probability, expected(registered, frame), rtol=0, atol=1e-6)
@@ -107,18 +120,34 @@ def test_tritonclient_http_infer_matches_the_registered_model(server: Server, re
 
 def json_body(frame: pd.DataFrame) -> dict:
     """A V2 JSON request for ``frame`` (null for missing values)."""
-    return {"inputs": [{"name": n, "shape": [len(frame)], "datatype": "FP64" if n in FEATURE_SPEC.numeric else "BYTES",
-                        "data": [None if pd.isna(v) else v for v in frame[n]]} for n in FEATURE_SPEC.columns]}
+    return {
+        "inputs": [
+            {
+                "name": n,
+                "shape": [len(frame)],
+                "datatype": "FP64" if n in FEATURE_SPEC.numeric else "BYTES",
+                "data": [None if pd.isna(v) else v for v in frame[n]],
+            }
+            for n in FEATURE_SPEC.columns
+        ]
+    }
 
 
 def test_concurrent_requests_each_get_their_own_rows_scored(server: Server, registered: Registered) -> None:
     """Requests in flight together share booster calls; each still gets exactly its own rows' probabilities."""
-    parts = [ROWS.iloc[start: start + size] for start, size in
-             ((0, 1), (1, 7), (8, 1), (9, 20), (29, 2), (31, 1), (32, 16), (48, 16))] * 3
+    parts = [
+        ROWS.iloc[start : start + size]
+        for start, size in ((0, 1), (1, 7), (8, 1), (9, 20), (29, 2), (31, 1), (32, 16), (48, 16))
+    ] * 3
     with ThreadPoolExecutor(max_workers=12) as pool:
-        replies = list(pool.map(lambda part: requests.post(server.url(f"/v2/models/{MODEL_NAME}/infer"),
-                                                           json=json_body(part), timeout=60,
-                                                           headers=headers()), parts))
+        replies = list(
+            pool.map(
+                lambda part: requests.post(
+                    server.url(f"/v2/models/{MODEL_NAME}/infer"), json=json_body(part), timeout=60, headers=headers()
+                ),
+                parts,
+            )
+        )
     for part, reply in zip(parts, replies):
         assert reply.status_code == 200, reply.text
         probability = np.asarray(reply.json()["outputs"][0]["data"])
@@ -130,12 +159,23 @@ def test_concurrent_requests_each_get_their_own_rows_scored(server: Server, regi
 
 def test_tritonclient_grpc_health_metadata_and_infer(server: Server, registered: Registered) -> None:
     frame = without_missing_categories(ROWS)
-    job = {"address": server.grpc, "model": MODEL_NAME, "order": FEATURE_SPEC.columns, "token": token(),
-           "numeric": {n: [None if np.isnan(v) else v for v in frame[n]] for n in FEATURE_SPEC.numeric},
-           "categorical": {n: list(frame[n]) for n in FEATURE_SPEC.categorical}}
+    job = {
+        "address": server.grpc,
+        "model": MODEL_NAME,
+        "order": FEATURE_SPEC.columns,
+        "token": token(),
+        "numeric": {n: [None if np.isnan(v) else v for v in frame[n]] for n in FEATURE_SPEC.numeric},
+        "categorical": {n: list(frame[n]) for n in FEATURE_SPEC.categorical},
+    }
     job["numeric"] = {n: [float("nan") if v is None else v for v in values] for n, values in job["numeric"].items()}
-    done = subprocess.run([sys.executable, str(Path(__file__).with_name("grpc_probe.py"))], input=json.dumps(job),
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("grpc_probe.py"))],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads(done.stdout)
     assert seen["live"] and seen["ready"] and seen["model_ready"] and seen["server_name"]
@@ -174,11 +214,14 @@ def test_kserve_rest_client(server: Server, registered: Registered) -> None:
             for name in FEATURE_SPEC.columns:
                 numeric = name in FEATURE_SPEC.numeric
                 tensor = InferInput(name, [len(frame)], "FP64" if numeric else "BYTES")
-                tensor.set_data_from_numpy(frame[name].to_numpy(np.float64) if numeric
-                                           else np.array(list(frame[name]), dtype=np.object_), binary_data=False)
+                tensor.set_data_from_numpy(
+                    frame[name].to_numpy(np.float64) if numeric else np.array(list(frame[name]), dtype=np.object_),
+                    binary_data=False,
+                )
                 inputs.append(tensor)
-            response = await client.infer(base, InferRequest(MODEL_NAME, inputs), model_name=MODEL_NAME,
-                                          headers=headers())
+            response = await client.infer(
+                base, InferRequest(MODEL_NAME, inputs), model_name=MODEL_NAME, headers=headers()
+            )
             return live, ready, model_ready, response, frame
         finally:
             await client.close()
@@ -199,17 +242,29 @@ def conforms(body: dict, schema: str) -> None:
 
 def test_rest_bodies_conform_to_the_open_inference_spec(server: Server) -> None:
     conforms(requests.get(server.url("/v2"), timeout=10, headers=headers()).json(), "metadata_server_response")
-    conforms(requests.get(server.url(f"/v2/models/{MODEL_NAME}"), timeout=10, headers=headers()).json(),
-             "metadata_model_response")
+    conforms(
+        requests.get(server.url(f"/v2/models/{MODEL_NAME}"), timeout=10, headers=headers()).json(),
+        "metadata_model_response",
+    )
     frame = without_missing_categories(ROWS.head(2))
-    body = {"id": "r-1", "inputs": [{"name": n, "shape": [2], "datatype": "FP64" if n in FEATURE_SPEC.numeric
-                                     else "BYTES", "data": [None if pd.isna(v) else v for v in frame[n]]}
-                                    for n in FEATURE_SPEC.columns]}
+    body = {
+        "id": "r-1",
+        "inputs": [
+            {
+                "name": n,
+                "shape": [2],
+                "datatype": "FP64" if n in FEATURE_SPEC.numeric else "BYTES",
+                "data": [None if pd.isna(v) else v for v in frame[n]],
+            }
+            for n in FEATURE_SPEC.columns
+        ],
+    }
     reply = requests.post(server.url(f"/v2/models/{MODEL_NAME}/infer"), json=body, timeout=10, headers=headers())
     conforms(reply.json(), "inference_response")
     assert reply.json()["id"] == "r-1"
-    refused = requests.post(server.url(f"/v2/models/{MODEL_NAME}/infer"), json={"inputs": body["inputs"][1:]},
-                            timeout=10, headers=headers())
+    refused = requests.post(
+        server.url(f"/v2/models/{MODEL_NAME}/infer"), json={"inputs": body["inputs"][1:]}, timeout=10, headers=headers()
+    )
     conforms(refused.json(), "inference_error_response")
 
 

@@ -20,7 +20,10 @@ def test_a_registered_model_loads_in_memory_and_leaves_no_files(
     model = load_scoring_model(registered.uri, tracking_uri=registered.tracking_uri)
     assert not list(tmp_path.iterdir())  # the downloaded artifacts are gone; the model is in memory
     assert (model.model_name, model.model_version, model.data_commit) == (
-        registered.name, registered.version, registered.data_commit)
+        registered.name,
+        registered.version,
+        registered.data_commit,
+    )
     rows = feature_rows(20, seed=5)[model.columns]
     expected = churn_probability(registered.pipeline, rows)
     numeric = rows[list(model.numeric)].to_numpy(dtype=np.float64)

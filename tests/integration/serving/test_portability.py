@@ -40,9 +40,16 @@ def test_registered_model_loads_without_this_repository(registered: Registered, 
     rows = feature_rows(20, seed=5)
     rows.loc[0, "country"] = "unseen-country"
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, "-I", "-c", PROBE, str(REPO), registered.tracking_uri, registered.uri],
-                          input=rows.to_json(orient="split"), capture_output=True, text=True, cwd=tmp_path, env=env,
-                          timeout=240, check=False)
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", PROBE, str(REPO), registered.tracking_uri, registered.uri],
+        input=rows.to_json(orient="split"),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=240,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert not result["preprocessing"].startswith(str(REPO))  # it came with the model

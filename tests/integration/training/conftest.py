@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from google.cloud import storage
 
-from churnops.local import datagen
-from churnops.platform.alerts import AlertSink
 from churnops.data.ingest import IngestRun
 from churnops.data.privacy import Tokenizer
+from churnops.data.versioning import DataRepository, open_repository
+from churnops.local import datagen
+from churnops.platform.alerts import AlertSink
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket
 from churnops.training.train import TrainingResult, train_from_commit
-from churnops.data.versioning import DataRepository, open_repository
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 HOURS = 48
@@ -31,8 +31,14 @@ def publish_through_ingest(settings: Settings, repo: DataRepository, client: sto
     ensure_bucket(client, settings.raw_bucket)
     datagen.upload(client, settings.raw_bucket, data.objects)
     repo.ensure()
-    run = IngestRun(settings, repo, client, Tokenizer(b"integration-test-key-0123456789ab"), AlertSink(settings),
-                    now=lambda: START + timedelta(hours=HOURS + 1))
+    run = IngestRun(
+        settings,
+        repo,
+        client,
+        Tokenizer(b"integration-test-key-0123456789ab"),
+        AlertSink(settings),
+        now=lambda: START + timedelta(hours=HOURS + 1),
+    )
     for offset in range(HOURS):
         run.run(START + timedelta(hours=offset), lookback=0)
     return repo.head("main")
@@ -55,12 +61,14 @@ class Lake:
 
 
 @pytest.fixture(scope="session", name="lake")
-def lake_fixture(mlflow_tracking_uri: str, gcs_stack: Settings, gcs_client: storage.Client,
-                 tmp_path_factory: pytest.TempPathFactory) -> Lake:
+def lake_fixture(
+    mlflow_tracking_uri: str, gcs_stack: Settings, gcs_client: storage.Client, tmp_path_factory: pytest.TempPathFactory
+) -> Lake:
     """48 generated hours of 800 customers, ingested once per session into an embedded lake."""
     state: Path = tmp_path_factory.mktemp("training-lake")
-    settings = gcs_stack.model_copy(update={"state_dir": state, "mlflow_tracking_uri": mlflow_tracking_uri,
-                                            "raw_bucket": "training-raw"})
+    settings = gcs_stack.model_copy(
+        update={"state_dir": state, "mlflow_tracking_uri": mlflow_tracking_uri, "raw_bucket": "training-raw"}
+    )
     repo = open_repository(settings)
     commit = publish_through_ingest(settings, repo, gcs_client)
     return Lake(settings=settings, repo=repo, commit=commit)
@@ -74,6 +82,8 @@ def trained(lake: Lake) -> tuple[Lake, TrainingResult]:
     """
     settings = lake.fresh_settings()
     result = train_from_commit(settings, None, seed=42, repo=lake.repo)
-    print(f"test ROC-AUC: xgboost {result.metrics['xgboost']['test_roc_auc']:.4f}, "
-          f"baseline {result.metrics['baseline']['test_roc_auc']:.4f}")
+    print(
+        f"test ROC-AUC: xgboost {result.metrics['xgboost']['test_roc_auc']:.4f}, "
+        f"baseline {result.metrics['baseline']['test_roc_auc']:.4f}"
+    )
     return Lake(settings, lake.repo, lake.commit), result

@@ -50,8 +50,9 @@ def start(command: list[str], port: int, log: Path, env: dict[str, str]) -> Serv
     """Start a server process writing to ``log``; do not wait."""
     # The server outlives this function (the fixture stops it): no context manager here.
     output = open(log, "wb")  # pylint: disable=consider-using-with
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output,  # pylint: disable=consider-using-with
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(  # pylint: disable=consider-using-with
+        command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT
+    )
     return Service(f"127.0.0.1:{port}", process, log)
 
 
@@ -117,17 +118,50 @@ def fixture_stack(trained: tuple[Lake, TrainingResult], tmp_path_factory: pytest
     first = online.load_snapshot(lake.repo)
 
     logs = tmp_path_factory.mktemp("by-customer")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CHURNOPS_STATE_DIR": str(lake.settings.state_dir),
-           "CHURNOPS_TOKENIZATION_KEY": KEY, "CHURNOPS_ONLINE_REFRESH_SECONDS": "0.5", "CHURNOPS_LOG_LEVEL": "DEBUG",
-           "CHURNOPS_MLFLOW_TRACKING_URI": str(lake.settings.mlflow_tracking_uri)}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "CHURNOPS_STATE_DIR": str(lake.settings.state_dir),
+        "CHURNOPS_TOKENIZATION_KEY": KEY,
+        "CHURNOPS_ONLINE_REFRESH_SECONDS": "0.5",
+        "CHURNOPS_LOG_LEVEL": "DEBUG",
+        "CHURNOPS_MLFLOW_TRACKING_URI": str(lake.settings.mlflow_tracking_uri),
+    }
     predictor_port, transformer_port = free_port(), free_port()
-    predictor = start([sys.executable, "-m", "serving", "--model_uri",
-                       f"models:/{lake.settings.registered_model}/{result.model_version}", "--model_name", MODEL,
-                       "--http_port", str(predictor_port), "--grpc_port", str(free_port())],
-                      predictor_port, logs / "predictor.log", {**env, "CHURNOPS_LOG_LEVEL": "WARNING"})
-    transformer = start([sys.executable, "-m", "serving.transformer", "--model_name", MODEL, "--http_port",
-                         str(transformer_port), "--predictor_host", f"127.0.0.1:{predictor_port}"],
-                        transformer_port, logs / "transformer.log", env)
+    predictor = start(
+        [
+            sys.executable,
+            "-m",
+            "serving",
+            "--model_uri",
+            f"models:/{lake.settings.registered_model}/{result.model_version}",
+            "--model_name",
+            MODEL,
+            "--http_port",
+            str(predictor_port),
+            "--grpc_port",
+            str(free_port()),
+        ],
+        predictor_port,
+        logs / "predictor.log",
+        {**env, "CHURNOPS_LOG_LEVEL": "WARNING"},
+    )
+    transformer = start(
+        [
+            sys.executable,
+            "-m",
+            "serving.transformer",
+            "--model_name",
+            MODEL,
+            "--http_port",
+            str(transformer_port),
+            "--predictor_host",
+            f"127.0.0.1:{predictor_port}",
+        ],
+        transformer_port,
+        logs / "transformer.log",
+        env,
+    )
     try:
         wait_ready(predictor)
         wait_ready(transformer)
@@ -144,8 +178,12 @@ def bearer(stack: Stack, account: str, audience: str) -> dict[str, str]:
 def ask(stack: Stack, ids: list[str], account: str | None = "churnops-deployer") -> requests.Response:
     """POST raw customer ids to the transformer as ``account`` (None: without a token)."""
     auth = bearer(stack, account, stack.lake.settings.transformer_audience) if account else None
-    return requests.post(stack.transformer.url(f"/v2/models/{MODEL}/infer"), timeout=30, headers=auth, json={
-        "id": "q", "inputs": [{"name": "customer_id", "datatype": "BYTES", "shape": [len(ids)], "data": ids}]})
+    return requests.post(
+        stack.transformer.url(f"/v2/models/{MODEL}/infer"),
+        timeout=30,
+        headers=auth,
+        json={"id": "q", "inputs": [{"name": "customer_id", "datatype": "BYTES", "shape": [len(ids)], "data": ids}]},
+    )
 
 
 def by_id(stack: Stack, ids: list[str]) -> dict[str, Any]:
@@ -165,13 +203,19 @@ def predictor_answer(stack: Stack, snapshot: online.OnlineSnapshot, raw_id: str)
         value = float(row[name]) if pd.notna(row[name]) else None
         inputs.append({"name": name, "datatype": "FP64", "shape": [1], "data": [value]})
     for name in snapshot.spec.categorical:
-        inputs.append({"name": name, "datatype": "BYTES", "shape": [1],
-                       "data": [None if pd.isna(row[name]) else str(row[name])]})
-    response = requests.post(stack.predictor.url(f"/v2/models/{MODEL}/infer"), json={"inputs": inputs}, timeout=30,
-                             headers=bearer(stack, "churnops-deployer", stack.lake.settings.predictor_audience))
+        inputs.append(
+            {"name": name, "datatype": "BYTES", "shape": [1], "data": [None if pd.isna(row[name]) else str(row[name])]}
+        )
+    response = requests.post(
+        stack.predictor.url(f"/v2/models/{MODEL}/infer"),
+        json={"inputs": inputs},
+        timeout=30,
+        headers=bearer(stack, "churnops-deployer", stack.lake.settings.predictor_audience),
+    )
     assert response.status_code == 200, response.text
     return {o["name"]: o["data"][0] for o in response.json()["outputs"]} | {
-        "model_version": response.json()["model_version"]}
+        "model_version": response.json()["model_version"]
+    }
 
 
 def test_a_batch_by_raw_id_gets_the_predictors_answer_for_the_known_customer_and_errors_for_the_others(
@@ -203,8 +247,12 @@ def test_a_batch_by_raw_id_gets_the_predictors_answer_for_the_known_customer_and
     ],
 )
 def test_a_bad_request_is_a_4xx_with_a_json_error_that_echoes_no_id(stack: Stack, body: dict, message: str) -> None:
-    response = requests.post(stack.transformer.url(f"/v2/models/{MODEL}/infer"), json=body, timeout=30,
-                             headers=bearer(stack, "churnops-deployer", stack.lake.settings.transformer_audience))
+    response = requests.post(
+        stack.transformer.url(f"/v2/models/{MODEL}/infer"),
+        json=body,
+        timeout=30,
+        headers=bearer(stack, "churnops-deployer", stack.lake.settings.transformer_audience),
+    )
     assert 400 <= response.status_code < 500
     error = response.json()["error"]
     assert message in error and STRANGER not in error
@@ -239,8 +287,12 @@ def test_the_transformer_refuses_anonymous_and_unlisted_callers_and_serves_liste
     # the transformer's own account may call the predictor, not the transformer
     unlisted = ask(stack, [stack.known], account="churnops-transformer")
     assert unlisted.status_code == 403 and unlisted.json()["error"]
-    for_predictor = requests.post(stack.transformer.url(f"/v2/models/{MODEL}/infer"), timeout=30, json={},
-                                  headers=bearer(stack, "churnops-deployer", stack.lake.settings.predictor_audience))
+    for_predictor = requests.post(
+        stack.transformer.url(f"/v2/models/{MODEL}/infer"),
+        timeout=30,
+        json={},
+        headers=bearer(stack, "churnops-deployer", stack.lake.settings.predictor_audience),
+    )
     assert for_predictor.status_code == 401  # a token for another service
     served = ask(stack, [stack.known])  # scored: the transformer's own token got it past the predictor
     assert served.status_code == 200 and served.json()["outputs"][2]["data"] == [""]

@@ -15,7 +15,6 @@ from churnops.training.train import TrainingResult
 from tests.integration.training.conftest import Lake
 
 
-
 def run(settings: Settings, monkeypatch: pytest.MonkeyPatch, args: list[str], exit_code: int = 0) -> str:
     """Invoke ``churnops ARGS`` with ``settings`` as the process settings; return its output."""
     monkeypatch.setattr(cli_training, "get_settings", lambda: settings)

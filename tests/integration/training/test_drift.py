@@ -13,10 +13,10 @@ from churnops.data.ingest import IngestRun
 from churnops.data.privacy import Tokenizer
 from churnops.data.versioning import open_repository
 from churnops.local import datagen
+from churnops.model import registry
 from churnops.platform.alerts import AlertSink
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket
-from churnops.model import registry
 from churnops.training import monitoring
 from churnops.training.online import refresh_online_features
 from churnops.training.train import TrainingResult
@@ -72,17 +72,32 @@ def test_shifted_behaviour_fires_alerts_and_retrains_with_the_report_as_reason(
     production: tuple[Lake, TrainingResult], gcs_client: storage.Client, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     lake, _ = production
-    settings = lake.settings.model_copy(update={"state_dir": tmp_path_factory.mktemp("shifted"),
-                                                "raw_bucket": "training-raw-shifted",
-                                                "registered_model": f"{lake.settings.registered_model}-retrained"})
+    settings = lake.settings.model_copy(
+        update={
+            "state_dir": tmp_path_factory.mktemp("shifted"),
+            "raw_bucket": "training-raw-shifted",
+            "registered_model": f"{lake.settings.registered_model}-retrained",
+        }
+    )
     shifted_repo = open_repository(settings)
     shifted_repo.ensure()
-    data = datagen.generate(HOURS, SHIFTED_CUSTOMERS, start=START, seed=SEED,
-                            drift=datagen.Drift(start_h=SHIFT_FROM_H, share=0.6, activity_factor=0.1))
+    data = datagen.generate(
+        HOURS,
+        SHIFTED_CUSTOMERS,
+        start=START,
+        seed=SEED,
+        drift=datagen.Drift(start_h=SHIFT_FROM_H, share=0.6, activity_factor=0.1),
+    )
     ensure_bucket(gcs_client, settings.raw_bucket)
     datagen.upload(gcs_client, settings.raw_bucket, data.objects)
-    run = IngestRun(settings, shifted_repo, gcs_client, Tokenizer(b"integration-test-key-0123456789ab"),
-                    AlertSink(settings), now=lambda: START + timedelta(hours=HOURS + 1))
+    run = IngestRun(
+        settings,
+        shifted_repo,
+        gcs_client,
+        Tokenizer(b"integration-test-key-0123456789ab"),
+        AlertSink(settings),
+        now=lambda: START + timedelta(hours=HOURS + 1),
+    )
     for offset in range(HOURS):
         run.run(START + timedelta(hours=offset), lookback=0)
     snapshot = refresh_online_features(settings, repo=shifted_repo)

@@ -65,10 +65,12 @@ def test_reproduce_with_an_unreachable_server_says_the_service_is_down(registry_
     assert _one_line(["reproduce", "churn-classifier@production"]).startswith("Error: StackNotRunning:")
 
 
-@pytest.mark.parametrize("args", [*MODEL_COMMANDS, ["reproduce", "{model}@production"],
-                                  ["runs", "compare", "--experiment", "{model}"]])
-def test_a_missing_model_is_a_registry_error_naming_it(registry_env: pytest.MonkeyPatch, mlflow_tracking_uri: str,
-                                                      args: list[str]) -> None:
+@pytest.mark.parametrize(
+    "args", [*MODEL_COMMANDS, ["reproduce", "{model}@production"], ["runs", "compare", "--experiment", "{model}"]]
+)
+def test_a_missing_model_is_a_registry_error_naming_it(
+    registry_env: pytest.MonkeyPatch, mlflow_tracking_uri: str, args: list[str]
+) -> None:
     model = _use_server(registry_env, mlflow_tracking_uri)
     line = _one_line([arg.format(model=model) for arg in args])
     assert line.startswith(("Error: RegistryError: ", "Error: RegistryNotFound: "))
@@ -76,8 +78,9 @@ def test_a_missing_model_is_a_registry_error_naming_it(registry_env: pytest.Monk
 
 
 @pytest.mark.parametrize("args", [*MODEL_COMMANDS, ["reproduce", "{model}@production"]])
-def test_a_missing_alias_is_a_registry_error_naming_it(registry_env: pytest.MonkeyPatch, mlflow_tracking_uri: str,
-                                                      args: list[str]) -> None:
+def test_a_missing_alias_is_a_registry_error_naming_it(
+    registry_env: pytest.MonkeyPatch, mlflow_tracking_uri: str, args: list[str]
+) -> None:
     model = _use_server(registry_env, mlflow_tracking_uri)
     MlflowClient(mlflow_tracking_uri, registry_uri=mlflow_tracking_uri).create_registered_model(model)
     line = _one_line([arg.format(model=model) for arg in args])

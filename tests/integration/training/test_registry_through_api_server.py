@@ -11,8 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from churnops.errors import RegistryError
-from churnops.platform.settings import Settings
 from churnops.model import registry
+from churnops.platform.settings import Settings
 from tests.support.apiserver_proxy import ApiServerProxy
 
 ADDRESS = "k8s://mlflow/mlflow:5000"
@@ -27,8 +27,9 @@ def fixture_proxy(mlflow_tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> 
         yield double
 
 
-def test_the_registry_is_read_and_written_through_the_proxy(proxy: ApiServerProxy, mlflow_tracking_uri: str,
-                                                            tmp_path: Path) -> None:
+def test_the_registry_is_read_and_written_through_the_proxy(
+    proxy: ApiServerProxy, mlflow_tracking_uri: str, tmp_path: Path
+) -> None:
     settings = Settings(mlflow_tracking_uri=ADDRESS, kubeconfig=proxy.kubeconfig(tmp_path / "config"))
     name = f"through-proxy-{uuid.uuid4().hex[:8]}"
     client = registry.use_tracking(settings)

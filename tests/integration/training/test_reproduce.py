@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from churnops.cli import main as cli
 from churnops.cli import reproduce as cli_reproduce
+from churnops.model import registry
 from churnops.platform.buildinfo import git_sha
 from churnops.platform.settings import Settings
-from churnops.model import registry
 from churnops.training.reproduce import IDENTICAL, reproduce
 from churnops.training.train import TrainingResult
 from tests.integration.training.conftest import Lake
@@ -76,8 +76,9 @@ def test_a_changed_setting_is_reported_as_the_cause_of_a_different_result(
     assert unknown[0] == 2 and "has no version or alias '999'" in unknown[1] and "Traceback" not in unknown[1]
 
 
-def test_recorded_uris_read_back_from_the_command_line(trained: Trained, monkeypatch: pytest.MonkeyPatch,
-                                                       tmp_path: Path) -> None:
+def test_recorded_uris_read_back_from_the_command_line(
+    trained: Trained, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     lake, result = trained
     source = f"s3://{lake.settings.lakefs_repository}/{lake.commit}/subscriptions/"
     code, out = invoke(lake.settings, monkeypatch, ["lake", "read", source, "--limit", "2"])
@@ -87,15 +88,17 @@ def test_recorded_uris_read_back_from_the_command_line(trained: Trained, monkeyp
     code, out = invoke(lake.settings, monkeypatch, ["lake", "read", schema])
     assert code == 0 and f'"data_commit": "{lake.commit}"' in out
     target = tmp_path / "test.parquet"
-    code, out = invoke(lake.settings, monkeypatch, ["lake", "read", f"{result.features_uri}/test.parquet",
-                                                    "--output", str(target)])
+    code, out = invoke(
+        lake.settings, monkeypatch, ["lake", "read", f"{result.features_uri}/test.parquet", "--output", str(target)]
+    )
     assert code == 0 and target.read_bytes()[:4] == b"PAR1"
     code, out = invoke(lake.settings, monkeypatch, ["lake", "read", f"s3://other-repo/{lake.commit}/events/"])
     assert code == 2 and "this lake is" in out
 
 
-def test_twenty_model_loads_leave_no_temporary_folder_behind(trained: Trained, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_twenty_model_loads_leave_no_temporary_folder_behind(
+    trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lake, result = trained
     uri = f"models:/{lake.settings.registered_model}/{result.model_version}"
     mlflow.set_tracking_uri(lake.settings.mlflow_tracking_uri)

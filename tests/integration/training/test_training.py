@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from churnops.data.versioning.uri import read_uri
 from churnops.model import registry
+from churnops.platform.buildinfo import git_sha, lock_sha256
 from churnops.training.evaluate import classification_metrics
 from churnops.training.features import FEATURE_SPEC, LABEL, held_out_customers
-from churnops.data.versioning.uri import read_uri
-from churnops.platform.buildinfo import git_sha, lock_sha256
 from churnops.training.train import TrainingConfig, TrainingResult, sha256_json, train_from_commit
 from tests.integration.training.conftest import Lake
 
@@ -39,29 +39,40 @@ def test_training_registers_the_winner_as_candidate_with_lineage_that_resolves(t
     comparison = result.gate.vs_baseline
     assert comparison is not None and comparison.low <= comparison.difference <= comparison.high
     assert comparison.difference == pytest.approx(
-        result.metrics["xgboost"]["test_roc_auc"] - result.metrics["baseline"]["test_roc_auc"], abs=1e-12)
+        result.metrics["xgboost"]["test_roc_auc"] - result.metrics["baseline"]["test_roc_auc"], abs=1e-12
+    )
     assert (result.gate.winner == "xgboost") == (comparison.low > 0)
     # Other tests share this training and may promote it on, so the alias is checked on its recorded history.
-    first_event = json.loads(client.get_model_version(lake.settings.registered_model, result.model_version)
-                             .tags["alias_event.0001"])
+    first_event = json.loads(
+        client.get_model_version(lake.settings.registered_model, result.model_version).tags["alias_event.0001"]
+    )
     assert (first_event["alias"], first_event["action"]) == ("candidate", "assign")
 
     for run_id in [result.parent_run_id, *result.run_ids.values()]:
         run = client.get_run(run_id)
         assert run.data.tags["data_commit"] == lake.commit
         assert run.data.tags["lock_sha256"] == lock_sha256()
-        assert json.loads(run.data.tags["schema_versions"]) == {"events": "events:v1",
-                                                                "subscriptions": "subscriptions:v1"}
+        assert json.loads(run.data.tags["schema_versions"]) == {
+            "events": "events:v1",
+            "subscriptions": "subscriptions:v1",
+        }
         assert len(run.data.tags["git_sha"]) >= 7
         sources = {json.loads(d.dataset.source)["uri"]: d.dataset.digest for d in run.inputs.dataset_inputs}
-        assert sources == {f"s3://{lake.settings.lakefs_repository}/{lake.commit}/events/": lake.commit[:36],
-                           f"s3://{lake.settings.lakefs_repository}/{lake.commit}/subscriptions/": lake.commit[:36]}
+        assert sources == {
+            f"s3://{lake.settings.lakefs_repository}/{lake.commit}/events/": lake.commit[:36],
+            f"s3://{lake.settings.lakefs_repository}/{lake.commit}/subscriptions/": lake.commit[:36],
+        }
     xgb_run = client.get_run(result.run_ids["xgboost"])
     assert {"test_roc_auc", "test_pr_auc", "test_f1", "validation_roc_auc", "validation_accuracy"} <= set(
-        xgb_run.data.metrics)
+        xgb_run.data.metrics
+    )
     artifacts = {a.path for a in client.list_artifacts(result.run_ids["xgboost"], "plots")}
-    assert {"plots/test_confusion.png", "plots/test_roc_curve.png", "plots/test_pr_curve.png",
-            "plots/importance.png"} <= artifacts
+    assert {
+        "plots/test_confusion.png",
+        "plots/test_roc_curve.png",
+        "plots/test_pr_curve.png",
+        "plots/importance.png",
+    } <= artifacts
 
     parent = client.get_run(result.parent_run_id)
     assert parent.data.metrics["gate_vs_baseline_auc_diff_low"] == comparison.low
@@ -77,8 +88,10 @@ def test_training_registers_the_winner_as_candidate_with_lineage_that_resolves(t
     assert tags["tokenizer_key_id"] == lake.repo.commit_info(lake.commit).metadata["tokenizer_key_id"]
     assert tags["feature_spec_sha256"] == sha256_json(FEATURE_SPEC.to_dict())
     # The dataset sources resolve on the backend that wrote them.
-    for source, prefix in ((json.loads(d.dataset.source)["uri"], d.dataset.name + "/")
-                           for d in client.get_run(version.run_id).inputs.dataset_inputs):
+    for source, prefix in (
+        (json.loads(d.dataset.source)["uri"], d.dataset.name + "/")
+        for d in client.get_run(version.run_id).inputs.dataset_inputs
+    ):
         table = read_uri(lake.repo, lake.settings.lakefs_repository, source)
         assert table.equals(lake.repo.read_table(lake.commit, prefix))
 
@@ -102,15 +115,19 @@ def test_feature_matrices_are_committed_to_the_lake_tied_to_the_input_commit(tra
     mlflow.set_tracking_uri(lake.settings.mlflow_tracking_uri)
     assert client_of(lake).get_run(result.parent_run_id).data.tags["features_uri"] == result.features_uri
     logged = mlflow.artifacts.download_artifacts(f"runs:/{result.parent_run_id}/features/train.parquet")
-    pd.testing.assert_frame_equal(pd.read_parquet(logged), pd.read_parquet(
-        io.BytesIO(read_features(lake, result.features_uri, "train.parquet"))))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(logged), pd.read_parquet(io.BytesIO(read_features(lake, result.features_uri, "train.parquet")))
+    )
 
 
 def test_no_label_of_training_reaches_validation_or_test_and_held_out_customers_are_never_trained_on(
-        trained: Trained) -> None:
+    trained: Trained,
+) -> None:
     lake, result = trained
-    splits = {name: pd.read_parquet(io.BytesIO(read_features(lake, result.features_uri, f"{name}.parquet")))
-              for name in ("train", "validation", "test")}
+    splits = {
+        name: pd.read_parquet(io.BytesIO(read_features(lake, result.features_uri, f"{name}.parquet")))
+        for name in ("train", "validation", "test")
+    }
     horizon = pd.Timedelta(hours=lake.settings.label_horizon_hours)
     assert splits["train"]["cutoff"].max() + horizon < splits["validation"]["cutoff"].min()
     assert splits["validation"]["cutoff"].max() + horizon < splits["test"]["cutoff"].min()
@@ -129,12 +146,15 @@ def test_the_registered_model_scores_the_logged_feature_matrix(trained: Trained)
     lake, result = trained
     mlflow.set_tracking_uri(lake.settings.mlflow_tracking_uri)
     test = pd.read_parquet(io.BytesIO(read_features(lake, result.features_uri, "test.parquet")))
-    assert test["cutoff"].min() > pd.read_parquet(
-        io.BytesIO(read_features(lake, result.features_uri, "train.parquet")))["cutoff"].max()
+    assert (
+        test["cutoff"].min()
+        > pd.read_parquet(io.BytesIO(read_features(lake, result.features_uri, "train.parquet")))["cutoff"].max()
+    )
     model = registry.load_model(f"models:/{lake.settings.registered_model}/{result.model_version}")
     probability = model.predict_proba(test[FEATURE_SPEC.columns])[:, 1]
     assert classification_metrics(test[LABEL], probability)["roc_auc"] == pytest.approx(
-        result.metrics[result.gate.winner]["test_roc_auc"], abs=1e-12)
+        result.metrics[result.gate.winner]["test_roc_auc"], abs=1e-12
+    )
 
 
 def test_retraining_the_same_commit_code_and_seed_registers_nothing_and_moves_no_alias(trained: Trained) -> None:

@@ -10,11 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner
+
 from churnops.cli import demo
 from churnops.cli import main as cli
-from churnops.platform.storage import StorageUnavailable
-from churnops.platform.settings import get_settings
 from churnops.data.versioning import open_repository
+from churnops.platform.settings import get_settings
+from churnops.platform.storage import StorageUnavailable
 from tests.conftest import free_port
 
 
@@ -35,8 +36,11 @@ def fixture_dead_stack(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[No
 
 @pytest.mark.parametrize(
     "args",
-    [["ingest", "--hour", "2026-11-01T05"], ["data", "generate", "--hours", "1", "--customers", "5"],
-     ["train", "--latest"]],
+    [
+        ["ingest", "--hour", "2026-11-01T05"],
+        ["data", "generate", "--hours", "1", "--customers", "5"],
+        ["train", "--latest"],
+    ],
 )
 @pytest.mark.usefixtures("dead_stack")
 def test_commands_needing_a_stopped_service_say_how_to_start_it(args: list[str]) -> None:
@@ -111,13 +115,16 @@ def test_lake_log_lists_what_main_published_with_its_accounting() -> None:
 
 
 @pytest.mark.parametrize("exported", ["state", "demo"])
-def test_stack_down_stops_what_a_kept_demo_left_running(exported: str, monkeypatch: pytest.MonkeyPatch,
-                                                        tmp_path) -> None:
+def test_stack_down_stops_what_a_kept_demo_left_running(
+    exported: str, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
     """Whether ``CHURNOPS_STATE_DIR`` names the user's state folder or, as the README's tour says, the demo's."""
     demo_run = tmp_path / "demo" / "run"
     demo_run.mkdir(parents=True)
-    servers = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "serving", name])  # pylint: disable=consider-using-with
-               for name in demo.PROCESSES]
+    servers = [
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "serving", name])  # pylint: disable=consider-using-with
+        for name in demo.PROCESSES
+    ]
     try:
         for name, process in zip(demo.PROCESSES, servers):
             (demo_run / f"{name}.pid").write_text(str(process.pid), encoding="utf-8")

@@ -23,9 +23,15 @@ def test_options_become_the_servers_arguments(monkeypatch) -> None:
     path, args, env = executed[0]
     assert path == sys.executable and args[1:3] == ["-m", "serving"]
     options = dict(zip(args[3::2], args[4::2]))
-    assert options == {"--model_uri": "models:/churn-classifier@production", "--http_port": "9001",
-                       "--grpc_port": "9002", "--workers": "3", "--host": "127.0.0.1", "--model_name": "churn",
-                       "--tracking_uri": "http://127.0.0.1:5999"}
+    assert options == {
+        "--model_uri": "models:/churn-classifier@production",
+        "--http_port": "9001",
+        "--grpc_port": "9002",
+        "--workers": "3",
+        "--host": "127.0.0.1",
+        "--model_name": "churn",
+        "--tracking_uri": "http://127.0.0.1:5999",
+    }
     assert env["OMP_NUM_THREADS"] == "1"
 
 
@@ -39,16 +45,33 @@ def test_by_customer_runs_the_predictor_and_a_transformer_pointed_at_it(monkeypa
     started: list = []
     monkeypatch.setattr(serve.os, "execve", lambda *_: (_ for _ in ()).throw(AssertionError("exec")))
     monkeypatch.setattr(serve, "run_together", lambda commands, env: started.append((commands, env)) or 0)
-    result = CliRunner().invoke(main, ["serve", "--by-customer", "--http-port", "9001", "--grpc-port", "9002",
-                                       "--transformer-port", "9003", "--host", "0.0.0.0"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "serve",
+            "--by-customer",
+            "--http-port",
+            "9001",
+            "--grpc-port",
+            "9002",
+            "--transformer-port",
+            "9003",
+            "--host",
+            "0.0.0.0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert len(started) == 1
     (predictor, transformer), env = started[0]
     assert predictor[1:3] == ["-m", "serving"] and dict(zip(predictor[3::2], predictor[4::2]))["--http_port"] == "9001"
     assert transformer[1:3] == ["-m", "serving.transformer"]
     assert dict(zip(transformer[3::2], transformer[4::2])) == {
-        "--http_port": "9003", "--host": "0.0.0.0", "--model_name": "churn", "--predictor_host": "127.0.0.1:9001",
-        "--predictor_protocol": "v2"}
+        "--http_port": "9003",
+        "--host": "0.0.0.0",
+        "--model_name": "churn",
+        "--predictor_host": "127.0.0.1:9001",
+        "--predictor_protocol": "v2",
+    }
     assert "http://0.0.0.0:9001" in result.output and "http://0.0.0.0:9003/v2/models/churn/infer" in result.output
     assert env["OMP_NUM_THREADS"]
 
@@ -62,6 +85,8 @@ def test_by_customer_is_documented_and_its_port_must_be_free(monkeypatch) -> Non
 
 def test_run_together_stops_the_other_process_when_one_exits() -> None:
     started = time.monotonic()
-    code = serve.run_together([[sys.executable, "-c", "import sys; sys.exit(4)"],
-                               [sys.executable, "-c", "import time; time.sleep(120)"]], env=dict(os.environ))
+    code = serve.run_together(
+        [[sys.executable, "-c", "import sys; sys.exit(4)"], [sys.executable, "-c", "import time; time.sleep(120)"]],
+        env=dict(os.environ),
+    )
     assert code == 4 and time.monotonic() - started < 30

@@ -155,8 +155,9 @@ def documented_columns(version: str) -> list[tuple[str, bool, set[str], str | No
             allowed = re.match(r"one of `([^`]*)`", cells[4])
             values = {value.strip() for value in allowed.group(1).split(",")} if allowed else set()
             policy = re.match(r"\*\*(\w+)\*\*", cells[3])  # "kept", or "**tokenized** ..." / "**dropped**"
-            columns.append((cells[0].strip("`"), cells[2] == "yes", values,
-                            DOCUMENTED_POLICY[policy.group(1)] if policy else None))
+            columns.append(
+                (cells[0].strip("`"), cells[2] == "yes", values, DOCUMENTED_POLICY[policy.group(1)] if policy else None)
+            )
     return columns
 
 
@@ -291,9 +292,7 @@ def test_uncoercible_dates_and_timestamps_are_quarantined() -> None:
 
 def test_reasons_for_pii_columns_never_contain_the_value() -> None:
     secret = "jane.secret@example.com"
-    result = check_events(
-        jsonl(event(email={"address": secret}), event(event_id="e-2", customer_id=["CUST-0009999"]))
-    )
+    result = check_events(jsonl(event(email={"address": secret}), event(event_id="e-2", customer_id=["CUST-0009999"])))
     reasons = reasons_by_event(result)
     assert reasons == {
         "e-1": "uncoercible value in column email (object)",
@@ -355,8 +354,7 @@ def test_record_times_must_fall_inside_the_hour_with_tolerance() -> None:
 def test_record_times_in_the_future_are_quarantined() -> None:
     now = HOUR + timedelta(minutes=30)
     result = check_events(jsonl(event(event_time="2024-05-01T10:45:00Z"), event(event_id="e-2")), now=now)
-    assert reasons_by_event(result) == {"e-1": "event_time is later than now "
-                                                "(2024-05-01 10:30:00+00:00)"}
+    assert reasons_by_event(result) == {"e-1": "event_time is later than now (2024-05-01 10:30:00+00:00)"}
 
 
 def test_cross_column_rules_of_subscriptions() -> None:
@@ -492,8 +490,13 @@ json_values = st.one_of(
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.dictionaries(st.sampled_from(contract.CONTRACT_COLUMNS["events"] + ["extra"]), json_values),
-                min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.dictionaries(st.sampled_from(contract.CONTRACT_COLUMNS["events"] + ["extra"]), json_values),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_any_json_rows_are_accounted_for(rows: list[dict[str, Any]]) -> None:
     filled = [event(**row) for row in rows]
     parsed = ParsedObject(rows=pd.DataFrame(filled, dtype=object), malformed=pd.DataFrame(), rows_in=len(filled))
@@ -535,7 +538,9 @@ def test_objects_the_fast_path_cannot_read_exactly_fall_back() -> None:
     for text in (blank_line, text_number):
         assert contract._parse_jsonl_arrow(text, contract.EVENTS) is None  # pylint: disable=protected-access
     assert check_events(jsonl(event(event_id="e-1"), b"", event(event_id="e-2"))).valid["event_id"].tolist() == [
-        "e-1", "e-2"]
+        "e-1",
+        "e-2",
+    ]
 
 
 # -- hostile input --------------------------------------------------------------------------------
@@ -545,10 +550,20 @@ def test_objects_the_fast_path_cannot_read_exactly_fall_back() -> None:
     ("text", "line"),
     [
         (json.dumps(event(event_id="e-1")).encode().replace(b'"/home"', b'"/h\xffme"') + b"\n", 1),
-        (json.dumps(event(event_id="e-1")).encode() + b"\n"
-         + json.dumps(event(event_id="e-2")).encode().replace(b'"page"', b'"pa\xc3ge"') + b"\n", 2),
-        (json.dumps(event(event_id="e-1")).encode() + b"\n" + json.dumps(event(event_id="e-2")).encode()
-         + b"\n\xed\xa0\x80\n", 3),
+        (
+            json.dumps(event(event_id="e-1")).encode()
+            + b"\n"
+            + json.dumps(event(event_id="e-2")).encode().replace(b'"page"', b'"pa\xc3ge"')
+            + b"\n",
+            2,
+        ),
+        (
+            json.dumps(event(event_id="e-1")).encode()
+            + b"\n"
+            + json.dumps(event(event_id="e-2")).encode()
+            + b"\n\xed\xa0\x80\n",
+            3,
+        ),
     ],
     ids=["in-a-value", "in-a-key", "a-line-of-its-own"],
 )
@@ -599,10 +614,11 @@ def test_naive_timestamps_are_utc_value_by_value(order: str) -> None:
 
 
 def test_naive_and_offset_times_mix_in_a_csv_too() -> None:
-    rows = [subscription(record_id="r-1", updated_at="2024-05-01T12:20:00+02:00"),
-            subscription(record_id="r-2", updated_at="2024-05-01T10:40:00"),
-            subscription(record_id="r-3", status="cancelled", updated_at="2024-05-01T10:50:00",
-                         cancel_date="2024-05-01")]
+    rows = [
+        subscription(record_id="r-1", updated_at="2024-05-01T12:20:00+02:00"),
+        subscription(record_id="r-2", updated_at="2024-05-01T10:40:00"),
+        subscription(record_id="r-3", status="cancelled", updated_at="2024-05-01T10:50:00", cancel_date="2024-05-01"),
+    ]
     result = check_subscriptions(csv_object(rows))
     assert result.quarantined.empty
     valid = result.valid.set_index("record_id")
@@ -627,10 +643,18 @@ def test_content_encoding_gzip_is_undone_before_parsing() -> None:
 def test_record_hours_read_times_as_the_check_does() -> None:
     """The id index files ids under the hour of the checked record time and looks raw rows up with
     record_hours: both must give the same hour for every valid row, whatever its offset or form."""
-    times = ["2024-05-01T12:15:00+02:00", "2024-05-01T10:20:00", "2024-05-01 10:59:59.999", "2024-05-01T05:30:00-05:00",
-             "2024-05-01T11:02:00Z", " 2024-05-01T09:58:00Z ", "2024-05-01T11:04:59+00:00"]
-    parsed = contract.parse_object(EVENTS_NAME, jsonl(*[event(event_id=f"e-{i}", event_time=t)
-                                                        for i, t in enumerate(times)]))
+    times = [
+        "2024-05-01T12:15:00+02:00",
+        "2024-05-01T10:20:00",
+        "2024-05-01 10:59:59.999",
+        "2024-05-01T05:30:00-05:00",
+        "2024-05-01T11:02:00Z",
+        " 2024-05-01T09:58:00Z ",
+        "2024-05-01T11:04:59+00:00",
+    ]
+    parsed = contract.parse_object(
+        EVENTS_NAME, jsonl(*[event(event_id=f"e-{i}", event_time=t) for i, t in enumerate(times)])
+    )
     hours = dict(zip(parsed.rows["event_id"], contract.record_hours(parsed.rows, contract.EVENTS)))
     result = check_events(jsonl(*[event(event_id=f"e-{i}", event_time=t) for i, t in enumerate(times)]))
     assert result.quarantined.empty
@@ -639,11 +663,16 @@ def test_record_hours_read_times_as_the_check_does() -> None:
 
 
 def test_record_hours_are_missing_where_there_is_no_time() -> None:
-    parsed = contract.parse_object(EVENTS_NAME, jsonl(event(event_id="a", event_time="yesterday"),
-                                                      event(event_id="b", event_time=None),
-                                                      event(event_id="c", event_time=12),
-                                                      event(event_id="d", event_time="2024-05-01T10:61:00Z"),
-                                                      event(event_id="e", event_time="2024-02-30T10:00:00Z")))
+    parsed = contract.parse_object(
+        EVENTS_NAME,
+        jsonl(
+            event(event_id="a", event_time="yesterday"),
+            event(event_id="b", event_time=None),
+            event(event_id="c", event_time=12),
+            event(event_id="d", event_time="2024-05-01T10:61:00Z"),
+            event(event_id="e", event_time="2024-02-30T10:00:00Z"),
+        ),
+    )
     assert contract.record_hours(parsed.rows, contract.EVENTS).isna().all()
     rows = contract.parse_object(SUBS_NAME, csv_object([subscription()])).rows
     assert contract.record_hours(rows.drop(columns="updated_at"), contract.SUBSCRIPTIONS).isna().all()
@@ -651,8 +680,13 @@ def test_record_hours_are_missing_where_there_is_no_time() -> None:
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.integers(-64, 64), st.sampled_from(["Z", "+00:00", "", "+05:30", "-08:00"]),
-                          st.integers(0, 999)), min_size=1, max_size=20))
+@given(
+    st.lists(
+        st.tuples(st.integers(-64, 64), st.sampled_from(["Z", "+00:00", "", "+05:30", "-08:00"]), st.integers(0, 999)),
+        min_size=1,
+        max_size=20,
+    )
+)
 def test_record_hours_match_the_checked_time_of_every_valid_row(offsets: list[tuple[int, str, int]]) -> None:
     records = []
     for i, (minutes, zone, millis) in enumerate(offsets):
@@ -664,4 +698,5 @@ def test_record_hours_match_the_checked_time_of_every_valid_row(offsets: list[tu
     hours = dict(zip(parsed.rows["event_id"], contract.record_hours(parsed.rows, contract.EVENTS)))
     result = check_events(jsonl(*records))
     assert {i: hours[i] for i in result.valid["event_id"]} == dict(
-        zip(result.valid["event_id"], result.valid["event_time"].dt.floor("h")))
+        zip(result.valid["event_id"], result.valid["event_time"].dt.floor("h"))
+    )

@@ -17,10 +17,14 @@ def ref(name: str, generation: int = 7) -> ObjectRef:
 
 
 def test_partitions_are_keyed_by_the_whole_file_name() -> None:
-    paths = {partition_path(ref(HOUR + name), "events")
-             for name in ("web-000.jsonl.gz", "web-000.copy.jsonl.gz", "web-000.late.jsonl.gz")}
-    assert paths == {f"events/dt=2026-11-01/hr=05/{name}.parquet"
-                     for name in ("web-000.jsonl.gz", "web-000.copy.jsonl.gz", "web-000.late.jsonl.gz")}
+    paths = {
+        partition_path(ref(HOUR + name), "events")
+        for name in ("web-000.jsonl.gz", "web-000.copy.jsonl.gz", "web-000.late.jsonl.gz")
+    }
+    assert paths == {
+        f"events/dt=2026-11-01/hr=05/{name}.parquet"
+        for name in ("web-000.jsonl.gz", "web-000.copy.jsonl.gz", "web-000.late.jsonl.gz")
+    }
 
 
 def test_markers_of_ordinary_names_keep_the_name() -> None:

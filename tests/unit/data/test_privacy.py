@@ -169,8 +169,9 @@ def test_an_id_is_tokenized_from_its_stripped_value_everywhere() -> None:
     column = pd.Series([" CUST-0000033 ", "CUST-0000033", None], dtype=object)
     tokens = tokenizer.tokens(column)
     assert tokens[0] == tokens[1] == tokenizer.token("CUST-0000033") and tokens[2] is None
-    quarantined = apply_pii_policy(pd.DataFrame({"customer_id": [" CUST-0000033 "]}).astype("string"),
-                                   "events", tokenizer)
+    quarantined = apply_pii_policy(
+        pd.DataFrame({"customer_id": [" CUST-0000033 "]}).astype("string"), "events", tokenizer
+    )
     assert quarantined["customer_token"].iloc[0] == tokenizer.token("CUST-0000033")
 
 

@@ -53,7 +53,8 @@ def test_a_catch_up_run_with_the_creation_time_fallback_is_refused() -> None:
     with pytest.raises(ValueError, match="creation time .* 42 min into its hour.*pass the hour"):
         scheduled_hour("", "2026-11-01T09:42:10Z", "2026-11-01T09:42:10Z")
     assert scheduled_hour("2026-11-01T05", "2026-11-01T09:42:10Z", "2026-11-01T09:42:10Z") == datetime(
-        2026, 11, 1, 5, tzinfo=UTC)  # an explicit hour (a backfill) is still served
+        2026, 11, 1, 5, tzinfo=UTC
+    )  # an explicit hour (a backfill) is still served
 
 
 def test_a_catch_up_run_with_its_real_scheduled_time_ingests_its_own_hour() -> None:

@@ -23,16 +23,20 @@ from churnops.errors import ConfigurationError, DeploymentError
 from churnops.platform.settings import Settings
 from tests.support.prometheus_double import load_series
 
-LIMITS = Thresholds(min_requests=500, error_margin=0.002, slow_ms=250, slow_margin=0.01, confidence=0.99,
-                    max_psi=0.2)
+LIMITS = Thresholds(min_requests=500, error_margin=0.002, slow_ms=250, slow_margin=0.01, confidence=0.99, max_psi=0.2)
 
 
 def _metrics(role: str, data: dict[str, Any]) -> RevisionMetrics:
     def buckets(raw: dict[str, float]) -> dict[float, float]:
         return {float(le): float(count) for le, count in raw.items()}
 
-    return RevisionMetrics(role, float(data["requests"]), float(data["errors_5xx"]),
-                           buckets(data["latency_ms"]), buckets(data["probability"]))
+    return RevisionMetrics(
+        role,
+        float(data["requests"]),
+        float(data["errors_5xx"]),
+        buckets(data["latency_ms"]),
+        buckets(data["probability"]),
+    )
 
 
 def _verdicts(series: str) -> list[Verdict]:
@@ -130,14 +134,17 @@ def test_the_components_are_judged_together() -> None:
     assert combine([healthy, healthy]).decision == "healthy"
 
 
-@pytest.mark.parametrize(("decision", "windows", "elapsed", "expected"), [
-    ("rollback", 1, 0, "rollback"),
-    ("healthy", 2, 600, "continue"),  # fewer healthy windows than required
-    ("healthy", 3, 900, "promote"),
-    ("hold", 5, 1500, "continue"),
-    ("hold", 12, 3600, "expire"),  # no decision by the deadline: rolled back, never left at its share
-    ("healthy", 1, 3600, "expire"),
-])
+@pytest.mark.parametrize(
+    ("decision", "windows", "elapsed", "expected"),
+    [
+        ("rollback", 1, 0, "rollback"),
+        ("healthy", 2, 600, "continue"),  # fewer healthy windows than required
+        ("healthy", 3, 900, "promote"),
+        ("hold", 5, 1500, "continue"),
+        ("hold", 12, 3600, "expire"),  # no decision by the deadline: rolled back, never left at its share
+        ("healthy", 1, 3600, "expire"),
+    ],
+)
 def test_every_window_ends_in_one_step(decision: str, windows: int, elapsed: float, expected: str) -> None:
     verdict = Verdict(decision, (), {})  # type: ignore[arg-type]
     assert next_step(verdict, windows, 3, elapsed, 3600) == expected

@@ -37,7 +37,7 @@ def test_metric_names_are_the_exporter_component_and_the_queue_proxy_views() -> 
     assert count is not None and latencies is not None
     assert canary.REQUESTS_METRIC == f"{component.group(1)}_{count.group(1)}"
     assert canary.LATENCY_METRIC == f"{component.group(1)}_{latencies.group(1)}"
-    assert "stats.UnitMilliseconds" in request_metric[latencies.end():latencies.end() + 200]  # milliseconds
+    assert "stats.UnitMilliseconds" in request_metric[latencies.end() : latencies.end() + 200]  # milliseconds
 
 
 def test_the_latency_buckets_are_the_queue_proxys() -> None:

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
+from churnops.deploy.canary import APP_REVISION_LABEL
 from churnops.deploy.render import Release, image_reference, is_platform_object, render
 from churnops.errors import ConfigurationError, DeploymentError
+from churnops.model.registry import resolve_actor
 from churnops.platform import auth
 from churnops.platform import declaration as platform
 from churnops.platform.settings import Settings
-from churnops.model.registry import resolve_actor
-from churnops.deploy.canary import APP_REVISION_LABEL
 from tests.support.k8s_schemas import schema_errors
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
@@ -72,12 +72,14 @@ def test_managed_prometheus_scrapes_what_the_canary_queries_through_the_ports_th
 ) -> None:
     objects = rendered[env]
     (monitoring,) = [o for o in objects if o["kind"] == "PodMonitoring"]
-    (scrape,) = [o for o in objects
-                 if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "predictor-metrics-scrape"]
+    (scrape,) = [
+        o for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "predictor-metrics-scrape"
+    ]
     assert monitoring["metadata"]["namespace"] == f"churnops-{env}"
     assert monitoring["spec"]["selector"] == scrape["spec"]["podSelector"]
-    assert ({endpoint["port"] for endpoint in monitoring["spec"]["endpoints"]}
-            == {port["port"] for rule in scrape["spec"]["ingress"] for port in rule["ports"]})
+    assert {endpoint["port"] for endpoint in monitoring["spec"]["endpoints"]} == {
+        port["port"] for rule in scrape["spec"]["ingress"] for port in rule["ports"]
+    }
     revision = {"from": "serving.knative.dev/revision", "to": APP_REVISION_LABEL}
     assert revision in monitoring["spec"]["targetLabels"]["fromPod"]
     (isvc,) = [o for o in objects if o["kind"] == "InferenceService"]
@@ -108,8 +110,13 @@ def test_objects_land_in_the_environment_namespace_with_the_release_values(rende
     assert env_vars["CHURNOPS_SERVICE_ACCOUNT"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}
     assert container["resources"]["requests"] and container["resources"]["limits"]
     version = {"staging": "3", "production": "4"}[env]
-    assert container["args"] == ["--model_uri=/mnt/models", "--host=0.0.0.0", "--model_name=churn",
-                                 "--http_port=8080", f"--model_version={version}"]
+    assert container["args"] == [
+        "--model_uri=/mnt/models",
+        "--host=0.0.0.0",
+        "--model_name=churn",
+        "--http_port=8080",
+        f"--model_version={version}",
+    ]
     assert 1 <= predictor["minReplicas"] <= predictor["maxReplicas"] and predictor["scaleTarget"] > 0
     assert predictor["serviceAccountName"] == "churnops-predictor"
     assert predictor["nodeSelector"] == {"cloud.google.com/gke-nodepool": "serving"}
@@ -118,8 +125,12 @@ def test_objects_land_in_the_environment_namespace_with_the_release_values(rende
     (by_customer,) = transformer["containers"]
     assert by_customer["image"] == container["image"]  # the same serving image, the transformer's entry point
     assert by_customer["command"] == ["python", "-m", "serving.transformer"]
-    assert by_customer["args"] == ["--model_name=churn", "--host=0.0.0.0", "--http_port=8080",
-                                   "--predictor_protocol=v2"]
+    assert by_customer["args"] == [
+        "--model_name=churn",
+        "--host=0.0.0.0",
+        "--http_port=8080",
+        "--predictor_protocol=v2",
+    ]
     assert by_customer["env"][0] == {"name": "CHURNOPS_GCP_PROJECT", "value": "acme-churn"}
     lake_keys = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in by_customer["env"] if "valueFrom" in e}
     assert set(lake_keys) == {"CHURNOPS_LAKEFS_ACCESS_KEY_ID", "CHURNOPS_LAKEFS_SECRET_ACCESS_KEY"}
@@ -129,12 +140,15 @@ def test_objects_land_in_the_environment_namespace_with_the_release_values(rende
     # the predictor knows its project (callers are named in it) and serves the transformer's Google identity
     assert env_vars["CHURNOPS_GCP_PROJECT"]["value"] == "acme-churn"
     gsa = platform.serving_identity("transformer", env).email("acme-churn")
-    callers = Settings(gcp_project="acme-churn",
-                       predictor_callers=json.loads(env_vars["CHURNOPS_PREDICTOR_CALLERS"]["value"]))
+    callers = Settings(
+        gcp_project="acme-churn", predictor_callers=json.loads(env_vars["CHURNOPS_PREDICTOR_CALLERS"]["value"])
+    )
     assert gsa in auth.allowlist(callers, callers.predictor_callers)
     transformer_env = {e["name"]: e.get("value") for e in by_customer["env"]}
-    assert json.loads(transformer_env["CHURNOPS_TRANSFORMER_CALLERS"]) and int(
-        transformer_env["CHURNOPS_TRANSFORMER_MAX_IDS_PER_MINUTE"]) > 0
+    assert (
+        json.loads(transformer_env["CHURNOPS_TRANSFORMER_CALLERS"])
+        and int(transformer_env["CHURNOPS_TRANSFORMER_MAX_IDS_PER_MINUTE"]) > 0
+    )
 
 
 @pytest.mark.parametrize("env", ["staging", "production"])
@@ -175,8 +189,10 @@ def test_network_is_denied_by_default_and_opened_only_for_the_predictor_paths(re
     transformer = policies["transformer-egress"]
     assert transformer["podSelector"]["matchLabels"]["component"] == "transformer"
     assert transformer["policyTypes"] == ["Egress"]
-    hops = {(rule["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], rule["ports"][0]["port"])
-            for rule in transformer["egress"]}
+    hops = {
+        (rule["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], rule["ports"][0]["port"])
+        for rule in transformer["egress"]
+    }
     assert hops == {("knative-serving", 8081), ("knative-serving", 8012), ("lakefs", 8000)}  # Kourier, activator
 
 
@@ -184,19 +200,27 @@ def test_no_secret_value_is_rendered_and_platform_objects_are_labelled(rendered:
     objects = rendered["production"]
     assert not [o for o in objects if o["kind"] == "Secret"]
     applied_by_admin = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects if is_platform_object(o))
-    assert applied_by_admin == ["Namespace/churnops-production", "NetworkPolicy/default-deny-all",
-                        "NetworkPolicy/predictor-egress", "NetworkPolicy/predictor-from-gateway",
-                        "NetworkPolicy/predictor-metrics-scrape", "NetworkPolicy/transformer-egress",
-                        "PodDisruptionBudget/churn-predictor-predictor",
-                        "PodDisruptionBudget/churn-predictor-transformer", "PodMonitoring/churn-predictor"]
+    assert applied_by_admin == [
+        "Namespace/churnops-production",
+        "NetworkPolicy/default-deny-all",
+        "NetworkPolicy/predictor-egress",
+        "NetworkPolicy/predictor-from-gateway",
+        "NetworkPolicy/predictor-metrics-scrape",
+        "NetworkPolicy/transformer-egress",
+        "PodDisruptionBudget/churn-predictor-predictor",
+        "PodDisruptionBudget/churn-predictor-transformer",
+        "PodMonitoring/churn-predictor",
+    ]
     # what serves keeps a pod through voluntary disruptions: one eviction at a time, per component
     budgets = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "PodDisruptionBudget"}
     isvc = _isvc(objects)
     for component in ("predictor", "transformer"):
         budget = budgets[f"churn-predictor-{component}"]
         assert budget["maxUnavailable"] == 1 and isvc["spec"][component]["minReplicas"] >= 1
-        assert budget["selector"]["matchLabels"] == {"serving.kserve.io/inferenceservice": "churn-predictor",
-                                                     "component": component}
+        assert budget["selector"]["matchLabels"] == {
+            "serving.kserve.io/inferenceservice": "churn-predictor",
+            "component": component,
+        }
 
 
 def test_a_canary_share_overrides_the_production_default() -> None:
@@ -241,8 +265,9 @@ def test_a_manifest_whose_first_variable_is_not_the_storage_uri_fails_the_render
         render(Settings(manifests_dir=broken), Release("staging", DIGEST, "gs://m/1"))
 
 
-def test_the_predictors_lineage_variables_are_what_churnops_reads(rendered: dict,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_predictors_lineage_variables_are_what_churnops_reads(
+    rendered: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     predictor = _isvc(rendered["production"])["spec"]["predictor"]
     for var in predictor["containers"][0]["env"]:
         if not var["name"].startswith("CHURNOPS_"):

@@ -68,9 +68,25 @@ def fixture_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (scan / "known-bad" / "deployment.yaml").write_text(KNOWN_BAD, encoding="utf-8")
     out = scan / "report.json"
     completed = subprocess.run(  # nosec B603
-        [_trivy(), "config", "--skip-check-update", "--disable-telemetry", "--skip-version-check", "--quiet",
-         "--cache-dir", str(scan / "cache"), "--format", "json", "--output", str(out), str(scan)],
-        capture_output=True, text=True, timeout=240, check=False,
+        [
+            _trivy(),
+            "config",
+            "--skip-check-update",
+            "--disable-telemetry",
+            "--skip-version-check",
+            "--quiet",
+            "--cache-dir",
+            str(scan / "cache"),
+            "--format",
+            "json",
+            "--output",
+            str(out),
+            str(scan),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     return json.loads(out.read_text(encoding="utf-8"))

@@ -134,8 +134,10 @@ def test_start_is_floored_to_the_hour_and_defaults_to_the_past() -> None:
     after = datetime.now(timezone.utc)
     first = default.objects[0].hour
     assert first.minute == first.second == first.microsecond == 0
-    assert first in {before.replace(minute=0, second=0, microsecond=0) - 2 * HOUR,
-                     after.replace(minute=0, second=0, microsecond=0) - 2 * HOUR}
+    assert first in {
+        before.replace(minute=0, second=0, microsecond=0) - 2 * HOUR,
+        after.replace(minute=0, second=0, microsecond=0) - 2 * HOUR,
+    }
     assert max(obj.hour for obj in default.objects) + HOUR <= after
 
 
@@ -267,8 +269,17 @@ def test_churn_rate_and_its_drivers() -> None:
     truth = generate(1, 4000, start=START, seed=2, events_per_customer_hour=0).customers
     churned = truth["churn_time"].notna()
     assert 0.22 <= churned.mean() <= 0.32
-    assert set(truth.columns) == {"customer_id", "plan", "contract", "payment_method", "monthly_charges",
-                                  "signup_date", "country", "churn_probability", "churn_time"}
+    assert set(truth.columns) == {
+        "customer_id",
+        "plan",
+        "contract",
+        "payment_method",
+        "monthly_charges",
+        "signup_date",
+        "country",
+        "churn_probability",
+        "churn_time",
+    }
     by_contract = truth.groupby("contract")["churn_probability"].mean()
     assert by_contract["monthly"] > by_contract["annual"] > by_contract["two_year"]
     by_payment = truth.groupby("payment_method")["churn_probability"].mean()

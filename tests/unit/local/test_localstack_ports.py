@@ -53,8 +53,7 @@ def test_up_refuses_a_healthy_foreign_service_and_starts_nothing(tmp_path: Path,
     assert [status.pid for status in stack.status()] == [None, None]
 
 
-def test_up_refuses_when_its_own_process_is_alive_but_another_holds_the_port(tmp_path: Path,
-                                                                            foreign_port: int) -> None:
+def test_up_refuses_when_its_own_process_is_alive_but_another_holds_the_port(tmp_path: Path, foreign_port: int) -> None:
     settings = Settings(state_dir=tmp_path, gcs_port=free_port(), mlflow_port=foreign_port)
     stack = LocalStack(settings, only=("mlflow",))
     ours = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # pylint: disable=consider-using-with
@@ -69,8 +68,9 @@ def test_up_refuses_when_its_own_process_is_alive_but_another_holds_the_port(tmp
         ours.wait()
 
 
-def test_stack_status_names_a_foreign_service_and_exits_1(tmp_path: Path, foreign_port: int,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stack_status_names_a_foreign_service_and_exits_1(
+    tmp_path: Path, foreign_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CHURNOPS_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("CHURNOPS_GCS_PORT", str(free_port()))
     monkeypatch.setenv("CHURNOPS_MLFLOW_PORT", str(foreign_port))
@@ -85,8 +85,9 @@ def test_stack_status_names_a_foreign_service_and_exits_1(tmp_path: Path, foreig
     assert states == {"fake-gcs-server": "down", "mlflow": "foreign"}
 
 
-def test_stack_up_command_prints_one_line_and_exits_2(tmp_path: Path, foreign_port: int,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stack_up_command_prints_one_line_and_exits_2(
+    tmp_path: Path, foreign_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CHURNOPS_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("CHURNOPS_GCS_PORT", str(foreign_port))
     monkeypatch.setenv("CHURNOPS_MLFLOW_PORT", str(free_port()))

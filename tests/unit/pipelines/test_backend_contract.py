@@ -40,7 +40,7 @@ def test_the_installed_backend_protos_are_vendored() -> None:
 
 
 def test_every_pipeline_spec_and_task_config_parses_with_the_installed_backend_protos(
-    compiled: dict[str, list[Any]]
+    compiled: dict[str, list[Any]],
 ) -> None:
     backend = kfp_backend.protos(INSTALLED)
     checked = {name: backend.check_documents(documents, name) for name, documents in compiled.items()}

@@ -47,8 +47,9 @@ def test_every_pipeline_compiles_and_parses_strictly(compiled: dict[str, Path]) 
 
 def test_parse_strict_rejects_unknown_fields(compiled: dict[str, Path], tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
-    broken.write_text(compiled["scoring"].read_text(encoding="utf-8").replace("pipelineInfo:", "pipelineInfos:", 1),
-                      encoding="utf-8")
+    broken.write_text(
+        compiled["scoring"].read_text(encoding="utf-8").replace("pipelineInfo:", "pipelineInfos:", 1), encoding="utf-8"
+    )
     with pytest.raises(json_format.ParseError):
         parse_strict(broken)
 
@@ -65,15 +66,17 @@ def test_every_executor_runs_the_components_image_without_installing(compiled: d
             assert "pip install" not in " ".join(container["command"])
 
 
-def test_the_image_is_the_settings_at_compile_time_not_at_import(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_image_is_the_settings_at_compile_time_not_at_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     image = "registry.example/churnops-components:compile-time"
     monkeypatch.setenv("CHURNOPS_COMPONENTS_IMAGE", image)  # set after every component was imported
     for name in PIPELINES:
         spec, _ = parse_strict(compile_pipeline(name, tmp_path))
         executors = spec.deployment_spec.fields["executors"].struct_value.fields
-        images = {json_format.MessageToDict(executor.struct_value)["container"]["image"]
-                  for executor in executors.values()}
+        images = {
+            json_format.MessageToDict(executor.struct_value)["container"]["image"] for executor in executors.values()
+        }
         assert images == {image}, name
 
 
@@ -135,18 +138,21 @@ def test_ingest_takes_its_hour_from_the_scheduled_time(compiled: dict[str, Path]
     assert ingest.inputs.parameters["hour"].component_input_parameter == "pipelinechannel--hour"
 
 
-
 def test_register_runs_only_when_the_gate_passes(compiled: dict[str, Path]) -> None:
     spec, _ = parse_strict(compiled["training"])
     condition = _dag_tasks(spec, "comp-exit-handler-1")["condition-2"]
     # The condition reads the evaluate task's single output: the winner's name, empty when the gate refused.
     assert condition.trigger_policy.condition == "inputs.parameter_values['pipelinechannel--evaluate-Output'] != ''"
-    assert condition.inputs.parameters["pipelinechannel--evaluate-Output"].task_output_parameter.producer_task == \
-        "evaluate"
+    assert (
+        condition.inputs.parameters["pipelinechannel--evaluate-Output"].task_output_parameter.producer_task
+        == "evaluate"
+    )
     (register,) = _dag_tasks(spec, "comp-condition-2").values()
     assert register.inputs.parameters["winner"].component_input_parameter == "pipelinechannel--evaluate-Output"
     assert {name: a.component_input_artifact for name, a in register.inputs.artifacts.items()} == {
-        "baseline": "pipelinechannel--train-model", "challenger": "pipelinechannel--train-2-model"}
+        "baseline": "pipelinechannel--train-model",
+        "challenger": "pipelinechannel--train-2-model",
+    }
     train_tasks = {n: t for n, t in _dag_tasks(spec, "comp-exit-handler-1").items() if n.startswith("train")}
     assert all(list(t.dependent_tasks) == ["features"] for t in train_tasks.values())  # the two fits run in parallel
 
@@ -166,8 +172,9 @@ def test_every_task_names_its_service_account_for_the_registry(compiled: dict[st
         assert platform is not None
         executors = json_format.MessageToDict(platform.platforms["kubernetes"])["deploymentSpec"]["executors"]
         for config in executors.values():
-            assert config["fieldPathAsEnv"] == [{"name": "CHURNOPS_SERVICE_ACCOUNT",
-                                                 "fieldPath": "spec.serviceAccountName"}]
+            assert config["fieldPathAsEnv"] == [
+                {"name": "CHURNOPS_SERVICE_ACCOUNT", "fieldPath": "spec.serviceAccountName"}
+            ]
 
 
 def _container_envs(path: Path) -> list[dict[str, str]]:
@@ -194,8 +201,10 @@ def _noop():  # no return annotation: under postponed annotations KFP reads "Non
 
 def test_configure_records_the_settings_image_digest_when_it_is_pinned(tmp_path: Path) -> None:
     digest = "sha256:" + "cd" * 32
-    pinned, tagged = (Settings(components_image=f"registry.example/churnops-components@{digest}"),
-                      Settings(components_image="registry.example/churnops-components:1.2"))
+    pinned, tagged = (
+        Settings(components_image=f"registry.example/churnops-components@{digest}"),
+        Settings(components_image="registry.example/churnops-components:1.2"),
+    )
 
     @dsl.pipeline(name="configure-probe")
     def probe():  # no return annotation (see _noop)

@@ -36,8 +36,10 @@ def test_submit_sends_the_compiled_spec_with_arguments_and_service_account(kfp_a
     (sent,) = kfp_api.recorded("POST", "/apis/v2beta1/runs")
     assert sent.body["display_name"] == "churnops-training"
     assert sent.body["service_account"] == settings.pipeline_service_accounts["training"]
-    assert sent.body["runtime_config"] == {"parameters": {"data_commit": "abc123", "seed": 7},
-                                           "pipeline_root": "gs://kfp-artifacts/root"}
+    assert sent.body["runtime_config"] == {
+        "parameters": {"data_commit": "abc123", "seed": 7},
+        "pipeline_root": "gs://kfp-artifacts/root",
+    }
     spec = sent.body["pipeline_spec"]
     assert spec["pipeline_spec"]["pipelineInfo"]["name"] == "churnops-training"
     assert "kubernetes" in spec["platform_spec"]["platforms"]
@@ -121,24 +123,32 @@ def test_upload_creates_the_pipeline_once_then_adds_versions(kfp_api: KfpDouble)
 
 
 def test_running_ci_upload_and_schedule_twice_leaves_one_version_per_commit_and_one_job_per_pipeline(
-    kfp_api: KfpDouble
+    kfp_api: KfpDouble,
 ) -> None:
     runner = CliRunner()
     digest = "europe-docker.example/churnops/churnops-components@sha256:" + "cd" * 32
     for attempt in range(2):
-        uploaded = runner.invoke(main, ["pipeline", "upload", "--host", kfp_api.url, "--version", "abc1234",
-                                        "--components-image", digest])
+        uploaded = runner.invoke(
+            main, ["pipeline", "upload", "--host", kfp_api.url, "--version", "abc1234", "--components-image", digest]
+        )
         assert uploaded.exit_code == 0, uploaded.output
         assert uploaded.output.count("already uploaded") == (4 if attempt else 0)
         scheduled = runner.invoke(main, ["pipeline", "schedule", "--host", kfp_api.url, "--version", "abc1234"])
         assert scheduled.exit_code == 0, scheduled.output
         assert scheduled.output.count("unchanged") == (3 if attempt else 0)
     assert sorted(p.display_name for p in kfp_api.pipelines.values()) == [
-        "churnops-drift", "churnops-ingest", "churnops-scoring", "churnops-training"]
+        "churnops-drift",
+        "churnops-ingest",
+        "churnops-scoring",
+        "churnops-training",
+    ]
     assert sorted(v.display_name for v in kfp_api.pipeline_versions.values()) == ["abc1234"] * 4
     # one recurring run per pipeline KFP schedules; training has one trigger, Cloud Scheduler's
     assert sorted(j.display_name for j in kfp_api.recurring_runs.values()) == [
-        "churnops-drift", "churnops-ingest", "churnops-scoring"]
+        "churnops-drift",
+        "churnops-ingest",
+        "churnops-scoring",
+    ]
     assert all(j.status == "ENABLED" for j in kfp_api.recurring_runs.values())
 
 
@@ -157,8 +167,9 @@ def test_a_backend_older_than_the_sdk_accepts_the_upload_and_refuses_the_run_wit
         settings = Settings()
         remote.upload("scoring", "v1", settings, host=old.url)  # upload keeps the config as a generic struct
         # The first task config the server parses names its first unknown field: either one 2.14.3 lacks.
-        with pytest.raises(ServiceUnavailable,
-                           match=r"answered 500 .*has no field named \"(optional|securityContext)\""):
+        with pytest.raises(
+            ServiceUnavailable, match=r"answered 500 .*has no field named \"(optional|securityContext)\""
+        ):
             remote.submit("scoring", {}, settings, host=old.url)
         with pytest.raises(ServiceUnavailable, match="answered 500"):
             remote.schedule("scoring", "v1", None, {}, settings, host=old.url)
@@ -200,18 +211,21 @@ def test_cli_params_take_the_type_the_pipeline_declares() -> None:
     assert parse_params(("hour=2026", "lookback=7"), "ingest") == {"hour": "2026", "lookback": 7}
     assert parse_params(("data_commit=123", "seed=7"), "training") == {"data_commit": "123", "seed": 7}
     assert parse_params(("retrain=false", "model_ref=3"), "drift") == {"retrain": False, "model_ref": "3"}
-    for pairs, name, message in [(("lookback=three",), "ingest", "lookback is integer"),
-                                 (("retrain=maybe",), "drift", "retrain is boolean"),
-                                 (("hours=5",), "ingest", "has no parameter 'hours'"),
-                                 (("hour",), "ingest", "not KEY=VALUE")]:
+    for pairs, name, message in [
+        (("lookback=three",), "ingest", "lookback is integer"),
+        (("retrain=maybe",), "drift", "retrain is boolean"),
+        (("hours=5",), "ingest", "has no parameter 'hours'"),
+        (("hour",), "ingest", "not KEY=VALUE"),
+    ]:
         with pytest.raises(click.BadParameter, match=message):
             parse_params(pairs, name)
 
 
 def test_upload_pins_the_components_image_ci_pushed(kfp_api: KfpDouble) -> None:
     digest = "europe-docker.example/churnops/churnops-components@sha256:" + "ab" * 32
-    result = CliRunner().invoke(main, ["pipeline", "upload", "--host", kfp_api.url, "--version", "abc1234",
-                                       "--components-image", digest])
+    result = CliRunner().invoke(
+        main, ["pipeline", "upload", "--host", kfp_api.url, "--version", "abc1234", "--components-image", digest]
+    )
     assert result.exit_code == 0, result.output
     uploads = kfp_api.recorded("POST", "/apis/v2beta1/pipelines/upload_version")
     assert [u.query["name"] for u in uploads] == ["abc1234"] * 4
@@ -242,8 +256,21 @@ def test_backfill_runs_each_hour_of_the_range_once_in_order_on_the_uploaded_vers
     runner = CliRunner()
     upload = ["pipeline", "upload", "ingest", "--host", kfp_api.url, "--version", "v1"]
     assert runner.invoke(main, upload).exit_code == 0
-    args = ["pipeline", "backfill", "ingest", "--from", "2026-11-01T05", "--to", "2026-11-01T08", "--host", kfp_api.url,
-            "--version", "v1", "--param", "lookback=0"]
+    args = [
+        "pipeline",
+        "backfill",
+        "ingest",
+        "--from",
+        "2026-11-01T05",
+        "--to",
+        "2026-11-01T08",
+        "--host",
+        kfp_api.url,
+        "--version",
+        "v1",
+        "--param",
+        "lookback=0",
+    ]
     first = runner.invoke(main, args)
     assert first.exit_code == 0, first.output
     assert "created: 4 hour(s)" in first.output
@@ -266,12 +293,19 @@ def test_backfill_runs_each_hour_of_the_range_once_in_order_on_the_uploaded_vers
 
 def test_backfill_refuses_a_reversed_range_and_a_version_not_uploaded(kfp_api: KfpDouble) -> None:
     runner = CliRunner()
-    reversed_range = runner.invoke(main, ["pipeline", "backfill", "ingest", "--from", "2026-11-01T08", "--to",
-                                          "2026-11-01T05", "--host", kfp_api.url])
+    reversed_range = runner.invoke(
+        main,
+        ["pipeline", "backfill", "ingest", "--from", "2026-11-01T08", "--to", "2026-11-01T05", "--host", kfp_api.url],
+    )
     assert reversed_range.exit_code == 2 and "is before --from" in reversed_range.output
     with pytest.raises(remote.NotUploaded):
-        remote.backfill(datetime(2026, 11, 1, 5, tzinfo=timezone.utc), datetime(2026, 11, 1, 6, tzinfo=timezone.utc),
-                        "v7", Settings(), host=kfp_api.url)
+        remote.backfill(
+            datetime(2026, 11, 1, 5, tzinfo=timezone.utc),
+            datetime(2026, 11, 1, 6, tzinfo=timezone.utc),
+            "v7",
+            Settings(),
+            host=kfp_api.url,
+        )
     assert not kfp_api.recurring_runs
 
 

@@ -182,8 +182,9 @@ def test_alert_counts_must_be_integers() -> None:
 def test_a_failed_pipeline_raises_one_alert_and_a_succeeded_one_none(settings: Settings) -> None:
     sink = AlertSink(settings)
     assert alert_on_pipeline_failure(settings, "ingest", "SUCCEEDED", "run-1", sink=sink) is None
-    alert = alert_on_pipeline_failure(settings, "ingest", "FAILED", "run-2", "ingest", "Task ingest failed.\ntrace",
-                                      sink=sink)
+    alert = alert_on_pipeline_failure(
+        settings, "ingest", "FAILED", "run-2", "ingest", "Task ingest failed.\ntrace", sink=sink
+    )
     assert alert is not None and sink.emitted == [alert]
     assert alert.kind == "pipeline_failed"
     assert alert.message == "pipeline ingest ended FAILED: Task ingest failed."

@@ -69,8 +69,14 @@ def test_a_valid_account_not_in_the_allowlist_is_permission_denied(settings: Set
 
 def test_tokens_that_prove_nothing_are_unauthenticated(settings: Settings, tmp_path: Path) -> None:
     now = int(time.time())
-    good = {"iss": "churnops-local", "aud": AUDIENCE, "email": account_email(settings, "churnops-transformer"),
-            "email_verified": True, "iat": now, "exp": now + 600}
+    good = {
+        "iss": "churnops-local",
+        "aud": AUDIENCE,
+        "email": account_email(settings, "churnops-transformer"),
+        "email_verified": True,
+        "iat": now,
+        "exp": now + 600,
+    }
     cases = {
         "no header": None,
         "empty": "",
@@ -79,8 +85,9 @@ def test_tokens_that_prove_nothing_are_unauthenticated(settings: Settings, tmp_p
         "garbage": bearer("abc.def.ghi"),
         "expired": bearer(mint_local_token(settings, "churnops-transformer", AUDIENCE, lifetime_s=-60)),
         "another audience": bearer(mint_local_token(settings, "churnops-transformer", "churnops-transformer")),
-        "another signer": bearer(mint_local_token(Settings(state_dir=tmp_path / "other"), "churnops-transformer",
-                                                  AUDIENCE)),
+        "another signer": bearer(
+            mint_local_token(Settings(state_dir=tmp_path / "other"), "churnops-transformer", AUDIENCE)
+        ),
         "another issuer": bearer(signed(settings, **{**good, "iss": "https://accounts.google.com"})),
         "unverified e-mail": bearer(signed(settings, **{**good, "email_verified": False})),
         "no e-mail": bearer(signed(settings, **{key: v for key, v in good.items() if key != "email"})),

@@ -19,8 +19,15 @@ def test_a_service_address_becomes_the_proxy_url_with_the_kubeconfig_token(tmp_p
     assert service.token == "t0ken"
 
 
-@pytest.mark.parametrize("address", ["k8s://kubeflow/ml-pipeline", "k8s://kubeflow/ml-pipeline:8888/apis",
-                                     "k8s://Kubeflow/ml-pipeline:8888", "http://ml-pipeline:8888"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "k8s://kubeflow/ml-pipeline",
+        "k8s://kubeflow/ml-pipeline:8888/apis",
+        "k8s://Kubeflow/ml-pipeline:8888",
+        "http://ml-pipeline:8888",
+    ],
+)
 def test_anything_else_is_refused_with_the_expected_form(address: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="k8s://<namespace>/<service>:<port>"):
         cluster_proxy.resolve(address, tmp_path / "unused")

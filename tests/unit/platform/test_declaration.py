@@ -39,10 +39,14 @@ def build_config(name: str) -> dict[str, Any]:
 def test_the_declaration_imports_only_the_standard_library() -> None:
     """The Pulumi program imports it in an environment without churnops' dependencies."""
     tree = ast.parse(Path(platform.__file__).read_text(encoding="utf-8"))
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {str(node.module).split(".", maxsplit=1)[0] for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom) and node.level == 0}
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    imported |= {
+        str(node.module).split(".", maxsplit=1)[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level == 0
+    }
     assert imported - {"__future__"} <= set(sys.stdlib_module_names)
 
 
@@ -77,8 +81,12 @@ def test_build_configs_use_the_declared_names(name: str) -> None:
     assert declared == expected
     assert config["options"]["pool"]["name"].endswith(f"/workerPools/{platform.WORKER_POOL}")
     email = platform.identity(platform.BUILD_IDENTITY[name]).email("$PROJECT_ID")
-    actors = [entry.split("=", 1)[1] for step in config["steps"] for entry in step.get("env", [])
-              if entry.startswith("CHURNOPS_SERVICE_ACCOUNT=")]
+    actors = [
+        entry.split("=", 1)[1]
+        for step in config["steps"]
+        for entry in step.get("env", [])
+        if entry.startswith("CHURNOPS_SERVICE_ACCOUNT=")
+    ]
     assert all(actor == email for actor in actors)
 
 
@@ -121,8 +129,14 @@ def test_rendered_serving_pods_run_as_their_declared_identities_on_their_pool(en
         pod = isvc["spec"][workload]
         assert pod["serviceAccountName"] == platform.serving_identity(workload, env).ksa
         assert pod["nodeSelector"] == {platform.POOL_LABEL: platform.POOL_SERVING}
-        assert pod["tolerations"] == [{"key": platform.POOL_TAINT_KEY, "operator": "Equal",
-                                       "value": platform.POOL_SERVING, "effect": "NoSchedule"}]
+        assert pod["tolerations"] == [
+            {
+                "key": platform.POOL_TAINT_KEY,
+                "operator": "Equal",
+                "value": platform.POOL_SERVING,
+                "effect": "NoSchedule",
+            }
+        ]
     # Service accounts and RBAC are the Pulumi program's: the manifests do not define them a second time.
     assert not {obj["kind"] for obj in objects} & {"ServiceAccount", "Role", "RoleBinding"}
 

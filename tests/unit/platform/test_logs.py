@@ -116,8 +116,9 @@ def test_library_handlers_get_the_scrubber_and_the_json_format(tmp_path) -> None
         root.setLevel(saved[1])
 
 
-def test_mlflow_follows_the_configured_level(tmp_path, monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_mlflow_follows_the_configured_level(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import mlflow  # pylint: disable=import-outside-toplevel  # configures its own logger on import
     from mlflow.environment_variables import (  # pylint: disable=import-outside-toplevel
         MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT,

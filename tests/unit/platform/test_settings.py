@@ -80,10 +80,15 @@ def test_invalid_settings_are_one_configuration_error_naming_each(monkeypatch: p
     assert "\n" not in message
 
 
-@pytest.mark.parametrize(("name", "value"), [("CHURNOPS_ERASURE_GRACE_HOURS", "169"),
-                                             ("CHURNOPS_ERASURE_GRACE_HOURS", "-1"),
-                                             ("CHURNOPS_LAKEFS_GC_RETENTION_DAYS", "22"),
-                                             ("CHURNOPS_LAKEFS_GC_RETENTION_DAYS", "0")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CHURNOPS_ERASURE_GRACE_HOURS", "169"),
+        ("CHURNOPS_ERASURE_GRACE_HOURS", "-1"),
+        ("CHURNOPS_LAKEFS_GC_RETENTION_DAYS", "22"),
+        ("CHURNOPS_LAKEFS_GC_RETENTION_DAYS", "0"),
+    ],
+)
 def test_erasure_bounds_keep_every_copy_under_one_month(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     get_settings.cache_clear()

@@ -96,8 +96,9 @@ def test_an_expired_ignore_entry_fails_the_gate_and_waives_nothing() -> None:
     assert [f.id for f in outcome.blocking] == ["CVE-2019-18224"]
     assert outcome.bad_entries[0][1] == ["expired on 2026-11-28"]
     # Expired even when the finding is gone: a stale waiver must be removed.
-    clean = evaluate({"SchemaVersion": 2, "Results": [{"Target": "Dockerfile", "Class": "config"}]}, ignores,
-                     today=TODAY)
+    clean = evaluate(
+        {"SchemaVersion": 2, "Results": [{"Target": "Dockerfile", "Class": "config"}]}, ignores, today=TODAY
+    )
     assert not clean.passed and "BAD IGNORE ENTRY line 1" in clean.summary()
 
 
@@ -107,10 +108,14 @@ def test_an_expired_ignore_entry_fails_the_gate_and_waives_nothing() -> None:
         ("CVE-2019-18224 pkg:libidn2-0 # no date", "has no expiry date (add exp:YYYY-MM-DD)"),
         ("CVE-2019-18224 pkg:libidn2-0 exp:2027-01-01", "has no reason (add '# why it is safe to ignore')"),
         ("CVE-2019-18224 pkg:libidn2-0 exp:2027-01-01 #   ", "has no reason (add '# why it is safe to ignore')"),
-        ("CVE-2019-18224 exp:2027-01-01 # anywhere", "says not where it applies (add pkg:<package> and/or "
-                                                     "target:<target>)"),
-        ("CVE-2019-18224 pkg:libidn2-0 exp:2027-02-28 # for a long time",
-         "runs past 2027-02-27 (at most 90 days ahead)"),
+        (
+            "CVE-2019-18224 exp:2027-01-01 # anywhere",
+            "says not where it applies (add pkg:<package> and/or target:<target>)",
+        ),
+        (
+            "CVE-2019-18224 pkg:libidn2-0 exp:2027-02-28 # for a long time",
+            "runs past 2027-02-27 (at most 90 days ahead)",
+        ),
     ],
 )
 def test_an_entry_without_reason_or_expiry_is_refused(line: str, problem: str) -> None:
@@ -120,9 +125,15 @@ def test_an_entry_without_reason_or_expiry_is_refused(line: str, problem: str) -
     assert [f.id for f in outcome.blocking] == ["CVE-2019-18224"]
 
 
-@pytest.mark.parametrize("text", ["CVE-1 exp:31-12-2026 # date order", "CVE-1 exp:2027-01-01 because # reason",
-                                  "CVE-1 pkg:a pkg:b exp:2027-01-01 # two packages",
-                                  "CVE-1 pkg: exp:2027-01-01 # empty"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "CVE-1 exp:31-12-2026 # date order",
+        "CVE-1 exp:2027-01-01 because # reason",
+        "CVE-1 pkg:a pkg:b exp:2027-01-01 # two packages",
+        "CVE-1 pkg: exp:2027-01-01 # empty",
+    ],
+)
 def test_a_malformed_ignore_line_is_an_input_error(text: str) -> None:
     with pytest.raises(GateInputError, match="line 1"):
         parse_ignore_file(text)

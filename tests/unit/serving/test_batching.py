@@ -22,8 +22,9 @@ from tests.unit.training.test_fastpath import SPEC, split, training_frame
 def fixture_fast_path() -> FastPath:
     """A small XGBoost churn Pipeline, compiled."""
     X, y = training_frame()
-    model = build_model(SPEC, XGBClassifier(n_estimators=30, max_depth=3, n_jobs=1, random_state=0),
-                        percentile=70).fit(X, y)
+    model = build_model(SPEC, XGBClassifier(n_estimators=30, max_depth=3, n_jobs=1, random_state=0), percentile=70).fit(
+        X, y
+    )
     return FastPath.from_pipeline(model)
 
 
@@ -33,15 +34,16 @@ def requests_of(sizes: list[int]) -> list[tuple[np.ndarray, list[list[str | None
     frame.loc[::7, "plan"] = "never-seen"
     requests, start = [], 0
     for size in sizes:
-        requests.append(split(frame.iloc[start: start + size]))
+        requests.append(split(frame.iloc[start : start + size]))
         start += size
     return requests
 
 
 async def concurrently(batcher: MicroBatcher, requests: list[tuple[np.ndarray, list[list[str | None]]]]) -> list[Any]:
     """Every request handed to ``batcher`` at the same moment; each one's probabilities, or its exception."""
-    return await asyncio.gather(*(batcher.predict(numeric, categorical) for numeric, categorical in requests),
-                                return_exceptions=True)
+    return await asyncio.gather(
+        *(batcher.predict(numeric, categorical) for numeric, categorical in requests), return_exceptions=True
+    )
 
 
 class Counting:  # pylint: disable=too-few-public-methods  # a callable that records its calls
@@ -147,7 +149,10 @@ def test_batch_histogram_exposes_what_prometheus_client_would() -> None:
         theirs.observe(value)
 
     def samples(registry: CollectorRegistry) -> list[str]:
-        return [line for line in generate_latest(registry).decode().splitlines()
-                if line.startswith("probability_") and not line.startswith("probability_created")]
+        return [
+            line
+            for line in generate_latest(registry).decode().splitlines()
+            if line.startswith("probability_") and not line.startswith("probability_created")
+        ]
 
     assert samples(ours_registry) == samples(theirs_registry)

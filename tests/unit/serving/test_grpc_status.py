@@ -55,7 +55,9 @@ def test_kserve_errors_that_repeat_the_request_get_fixed_messages(caplog: pytest
     with caplog.at_level(logging.DEBUG):
         assert status_for(ModelNotFound(CUSTOMER)) == (StatusCode.NOT_FOUND, NOT_SERVED)
         assert status_for(InvalidInput(f"invalid datatype {CUSTOMER} in the input")) == (
-            StatusCode.INVALID_ARGUMENT, NOT_V2)
+            StatusCode.INVALID_ARGUMENT,
+            NOT_V2,
+        )
     assert CUSTOMER not in caplog.text
 
 

@@ -36,9 +36,15 @@ class ChokingPipeline:  # pylint: disable=too-few-public-methods  # the one meth
 def serving_server() -> ChurnRESTServer:
     """The REST server with one ready churn predictor whose Pipeline fails."""
     predictor = ChurnPredictor("churn", model_uri="unused")
-    predictor.model = ScoringModel(pipeline=ChokingPipeline(), numeric=("tenure_h",), categorical=("plan",),
-                                   model_name="churn-classifier", model_version="3", data_commit="c" * 64,
-                                   source="test")
+    predictor.model = ScoringModel(
+        pipeline=ChokingPipeline(),
+        numeric=("tenure_h",),
+        categorical=("plan",),
+        model_name="churn-classifier",
+        model_version="3",
+        data_commit="c" * 64,
+        source="test",
+    )
     predictor.decoder = Decoder(predictor.model.numeric, predictor.model.categorical, max_rows=8)
     predictor.ready = True
     repository = ModelRepository()
@@ -53,8 +59,14 @@ def errors_counted() -> float:
 
 def test_a_scoring_failure_is_a_json_500_without_the_request_values(caplog: pytest.LogCaptureFixture) -> None:
     server = serving_server()
-    body = json.dumps({"inputs": [{"name": "tenure_h", "datatype": "FP64", "shape": [1], "data": [3.0]},
-                                  {"name": "plan", "datatype": "BYTES", "shape": [1], "data": [CUSTOMER]}]}).encode()
+    body = json.dumps(
+        {
+            "inputs": [
+                {"name": "tenure_h", "datatype": "FP64", "shape": [1], "data": [3.0]},
+                {"name": "plan", "datatype": "BYTES", "shape": [1], "data": [CUSTOMER]},
+            ]
+        }
+    ).encode()
     before = errors_counted()
     with caplog.at_level(logging.DEBUG):
         status, _, answer = asyncio.run(post_infer(server, "churn", body))

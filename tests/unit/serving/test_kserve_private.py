@@ -37,7 +37,10 @@ def test_the_list_names_every_private_member_the_server_touches() -> None:
     """Each private name serving/server.py reads, sets or overrides is a method it defines or listed."""
     tree = ast.parse(SERVER.read_text(encoding="utf-8"))
     ours = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)}
-    used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr.startswith("_")
-            and not node.attr.startswith("__")}
+    used = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+    }
     listed = {member.name for member in MEMBERS}
     assert used - ours - listed == set()

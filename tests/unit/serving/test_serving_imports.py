@@ -13,16 +13,26 @@ FITTING_STACK = ("churnops.training", "churnops.data", "matplotlib", "pandera", 
 
 
 def test_importing_the_model_server_loads_no_training_code() -> None:
-    probe = ("import sys; import serving.__main__, serving.server, serving.predictor; "
-             f"print(sorted(m for m in {FITTING_STACK!r} if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                            check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    probe = (
+        "import sys; import serving.__main__, serving.server, serving.predictor; "
+        f"print(sorted(m for m in {FITTING_STACK!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
 
 def test_the_serving_image_copies_no_components_or_pipelines() -> None:
-    copied = re.findall(r"^COPY\s+(?!--from)(\S+)", (ROOT / "serving" / "Dockerfile").read_text(encoding="utf-8"),
-                        flags=re.M)
+    copied = re.findall(
+        r"^COPY\s+(?!--from)(\S+)", (ROOT / "serving" / "Dockerfile").read_text(encoding="utf-8"), flags=re.M
+    )
     assert "churnops" in copied and "serving" in copied
     assert not {"components", "pipelines"} & set(copied)

@@ -35,8 +35,16 @@ from churnops.platform.secrets import tokenization_key
 from churnops.platform.settings import Settings
 from churnops.training import online
 from churnops.training.features import FEATURE_SPEC
-from serving.protocol import (LABEL, PROBABILITY, Batch, Decoder, TooManyRequests, bytes_tensor, rest_response,
-                              text_elements)
+from serving.protocol import (
+    LABEL,
+    PROBABILITY,
+    Batch,
+    Decoder,
+    TooManyRequests,
+    bytes_tensor,
+    rest_response,
+    text_elements,
+)
 from serving.server import ChurnRESTServer
 from serving.transformer import ERROR, UNKNOWN, CallerLimit, CustomerTransformer, inactive_reason
 from tests.conftest import free_port
@@ -78,24 +86,34 @@ class PredictorDouble:
         batch, options = self.decoder.from_rest(await request.read(), int(length) if length else None)
         self.batches.append(batch)
         probability = self.probability(batch)
-        body, header = rest_response(MODEL, "7", {"model_version": "7", "registered_model": "churn-classifier"},
-                                     options, {PROBABILITY: ("FP64", probability),
-                                               LABEL: ("INT64", (probability >= 0.5).astype(np.int64))})
-        return web.Response(body=body, headers={"content-type": "application/json"} if header is None else {
-            "content-type": "application/octet-stream", "inference-header-content-length": str(header)})
+        body, header = rest_response(
+            MODEL,
+            "7",
+            {"model_version": "7", "registered_model": "churn-classifier"},
+            options,
+            {PROBABILITY: ("FP64", probability), LABEL: ("INT64", (probability >= 0.5).astype(np.int64))},
+        )
+        return web.Response(
+            body=body,
+            headers={"content-type": "application/json"}
+            if header is None
+            else {"content-type": "application/octet-stream", "inference-header-content-length": str(header)},
+        )
 
 
 def snapshot_frames(tokenizer: Tokenizer) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Two active customers (one premium), one cancelled at hour 10; a token nobody asks for."""
     a, b, c = (tokenizer.token(value) for value in (ACTIVE, OTHER, CANCELLED))
     events = events_frame([event(a, 1), event(a, 20.5, "purchase", amount=5.0), event(b, 3), event(c, 2)])
-    subs = subscriptions_frame([record(a, 0), record(b, 0, plan="premium"), record(c, 0),
-                                record(c, 10, status="cancelled", cancel_hours=10)])
+    subs = subscriptions_frame(
+        [record(a, 0), record(b, 0, plan="premium"), record(c, 0), record(c, 10, status="cancelled", cancel_hours=10)]
+    )
     return events, subs
 
 
-def publish(repo: EmbeddedRepository, tokenizer: Tokenizer,
-            cutoff: pd.Timestamp | None = None) -> online.OnlineSnapshot:
+def publish(
+    repo: EmbeddedRepository, tokenizer: Tokenizer, cutoff: pd.Timestamp | None = None
+) -> online.OnlineSnapshot:
     """Build the snapshot with the library and publish it; return what the lake now holds."""
     events, subs = snapshot_frames(tokenizer)
     features, inactive, cut = online.build_snapshot(events, subs, FEATURE_SPEC, cutoff=cutoff)
@@ -106,38 +124,53 @@ def publish(repo: EmbeddedRepository, tokenizer: Tokenizer,
 class Setup:  # pylint: disable=too-few-public-methods  # the fixture's parts, and the call every test makes
     """A loaded transformer behind the REST server, its predictor double and the lake."""
 
-    def __init__(self, model: CustomerTransformer, predictor: PredictorDouble, repo: EmbeddedRepository,
-                 loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        model: CustomerTransformer,
+        predictor: PredictorDouble,
+        repo: EmbeddedRepository,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         self.model, self.predictor, self.repo, self.loop = model, predictor, repo, loop
         self.headers: dict[bytes, bytes] = {}  # of the last response
         repository = ModelRepository()
         repository.update(model)
-        self.server = ChurnRESTServer("kserve.model_server:app", DataPlane(repository),
-                                      ModelRepositoryExtension(repository), 0)
+        self.server = ChurnRESTServer(
+            "kserve.model_server:app", DataPlane(repository), ModelRepositoryExtension(repository), 0
+        )
 
     def post(self, body: bytes, header_length: int | None = None, caller: str = "") -> tuple[int, dict[str, Any]]:
         """POST ``body`` to the infer route (ASGI) from ``caller``; the status and the JSON body, binary outputs
         decoded (and the response headers under ``"headers"``)."""
-        status, headers, content = self.loop.run_until_complete(post_infer(self.server, MODEL, body, header_length,
-                                                                           caller))
+        status, headers, content = self.loop.run_until_complete(
+            post_infer(self.server, MODEL, body, header_length, caller)
+        )
         self.headers = headers
         length = headers.get(b"inference-header-content-length")
-        answer = orjson.loads(content[:int(length)] if length else content)
+        answer = orjson.loads(content[: int(length)] if length else content)
         offset = int(length or 0)
         for output in answer.get("outputs", []):
             size = output.pop("parameters", {}).get("binary_data_size")
             if size is not None:
-                raw = content[offset: offset + size]
-                output["data"] = ([t.decode() for t in text_elements(raw, "")] if output["datatype"] == "BYTES"
-                                  else np.frombuffer(raw, "<f8" if output["datatype"] == "FP64" else "<i8").tolist())
+                raw = content[offset : offset + size]
+                output["data"] = (
+                    [t.decode() for t in text_elements(raw, "")]
+                    if output["datatype"] == "BYTES"
+                    else np.frombuffer(raw, "<f8" if output["datatype"] == "FP64" else "<i8").tolist()
+                )
                 offset += size
         return status, answer
 
 
 def v2(ids: list[Any], datatype: str = "BYTES", **fields: Any) -> bytes:
     """A JSON V2 request with one ``customer_id`` tensor."""
-    return orjson.dumps({"id": "r1", "inputs": [{"name": "customer_id", "datatype": datatype, "shape": [len(ids)],
-                                                "data": ids}], **fields})
+    return orjson.dumps(
+        {
+            "id": "r1",
+            "inputs": [{"name": "customer_id", "datatype": datatype, "shape": [len(ids)], "data": ids}],
+            **fields,
+        }
+    )
 
 
 @pytest.fixture(name="setup")
@@ -190,7 +223,8 @@ def test_a_batch_gets_per_row_answers_in_request_order(setup: Setup) -> None:
     expected_rows = snapshot.features.loc[[tokenizer.token(v) for v in (ACTIVE, OTHER, ACTIVE)]]
     np.testing.assert_array_equal(batch.numeric, expected_rows[list(FEATURE_SPEC.numeric)].to_numpy(dtype=float))
     assert [list(c) for c in batch.categorical] == [
-        [None if pd.isna(v) else v for v in expected_rows[c]] for c in FEATURE_SPEC.categorical]
+        [None if pd.isna(v) else v for v in expected_rows[c]] for c in FEATURE_SPEC.categorical
+    ]
 
     values = outputs(answer)
     probability = PredictorDouble.probability(batch)
@@ -199,9 +233,13 @@ def test_a_batch_gets_per_row_answers_in_request_order(setup: Setup) -> None:
     assert values[LABEL] == [-1, int(probability[0] >= 0.5), -1, int(probability[1] >= 0.5), int(probability[2] >= 0.5)]
     assert values[ERROR] == [UNKNOWN, "", inactive_reason("cancelled"), "", ""]
     assert answer["model_version"] == "7" and answer["id"] == "r1"
-    assert answer["parameters"] == {"data_commit": snapshot.data_commit, "cutoff": snapshot.cutoff.isoformat(),
-                                    "snapshot_commit": snapshot.commit_id, "model_version": "7",
-                                    "registered_model": "churn-classifier"}
+    assert answer["parameters"] == {
+        "data_commit": snapshot.data_commit,
+        "cutoff": snapshot.cutoff.isoformat(),
+        "snapshot_commit": snapshot.commit_id,
+        "model_version": "7",
+        "registered_model": "churn-classifier",
+    }
     assert counted("rows", "found") - before["found"] == 3 and counted("rows", "not_found") - before["not_found"] == 2
     assert counted("requests", "ok") - requests_before == 1
 
@@ -223,9 +261,19 @@ def test_requested_outputs_are_the_ones_returned(setup: Setup) -> None:
 
 def test_binary_ids_and_binary_outputs(setup: Setup) -> None:
     ids = [ACTIVE, STRANGER, OTHER]
-    header = orjson.dumps({"inputs": [{"name": "customer_id", "datatype": "BYTES", "shape": [3],
-                                       "parameters": {"binary_data_size": len(bytes_tensor(ids))}}],
-                           "parameters": {"binary_data_output": True}})
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "customer_id",
+                    "datatype": "BYTES",
+                    "shape": [3],
+                    "parameters": {"binary_data_size": len(bytes_tensor(ids))},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    )
     status, answer = setup.post(header + bytes_tensor(ids), len(header))
     assert status == 200
     values = outputs(answer)
@@ -240,8 +288,13 @@ def test_binary_ids_and_binary_outputs(setup: Setup) -> None:
     [
         ([], "'inputs' must be a non-empty list"),
         ([{"name": "customer", "datatype": "BYTES", "shape": [1], "data": [ACTIVE]}], r"unknown input at inputs[0]"),
-        ([{"name": "customer_id", "datatype": "BYTES", "shape": [1], "data": [ACTIVE]},
-          {"name": "x", "datatype": "BYTES", "shape": [1], "data": ["1"]}], r"unknown input at inputs[1]"),
+        (
+            [
+                {"name": "customer_id", "datatype": "BYTES", "shape": [1], "data": [ACTIVE]},
+                {"name": "x", "datatype": "BYTES", "shape": [1], "data": ["1"]},
+            ],
+            r"unknown input at inputs[1]",
+        ),
         ([{"name": "customer_id", "datatype": "INT64", "shape": [1], "data": [7]}], "must be BYTES"),
         ([{"name": "customer_id", "datatype": "BYTES", "shape": [0], "data": []}], "has no rows"),
         ([{"name": "customer_id", "datatype": "BYTES", "shape": [3], "data": [ACTIVE, OTHER]}], "shape"),
@@ -330,8 +383,7 @@ def test_the_background_refresh_picks_up_a_newer_snapshot(setup: Setup) -> None:
     assert store.current.commit_id == newer.commit_id
 
 
-def test_no_raw_customer_id_reaches_a_log_line(setup: Setup, caplog: pytest.LogCaptureFixture,
-                                               tmp_path: Path) -> None:
+def test_no_raw_customer_id_reaches_a_log_line(setup: Setup, caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     stream = io.StringIO()
     setup_logging(Settings(state_dir=tmp_path, log_level="DEBUG"), stream=stream)
     logging.getLogger().addHandler(caplog.handler)  # setup_logging replaced the root's handlers

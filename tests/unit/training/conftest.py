@@ -16,17 +16,30 @@ def at(hours: float) -> pd.Timestamp:
     return T0 + pd.Timedelta(hours=hours)
 
 
-def event(token: str, hours: float, kind: str = "page_view", session: str | None = "s1",
-          duration: float | None = None, amount: float | None = None) -> dict[str, Any]:
+def event(
+    token: str,
+    hours: float,
+    kind: str = "page_view",
+    session: str | None = "s1",
+    duration: float | None = None,
+    amount: float | None = None,
+) -> dict[str, Any]:
     """One event row (published columns the features read)."""
-    return {"customer_token": token, "event_time": at(hours), "event_type": kind, "session_id": session,
-            "duration_s": duration, "amount": amount}
+    return {
+        "customer_token": token,
+        "event_time": at(hours),
+        "event_type": kind,
+        "session_id": session,
+        "duration_s": duration,
+        "amount": amount,
+    }
 
 
 def events_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """An events table in published format (every column, lake dtypes)."""
-    frame = pd.DataFrame(rows, columns=["customer_token", "event_time", "event_type", "session_id", "duration_s",
-                                        "amount"])
+    frame = pd.DataFrame(
+        rows, columns=["customer_token", "event_time", "event_type", "session_id", "duration_s", "amount"]
+    )
     frame.insert(0, "event_id", [f"e{i}" for i in range(len(frame))])
     frame["event_time"] = pd.to_datetime(frame["event_time"], utc=True)
     frame["duration_s"] = frame["duration_s"].astype("float64")
@@ -39,8 +52,14 @@ def events_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 RECORD_DEFAULTS: dict[str, Any] = {
-    "plan": "basic", "contract": "monthly", "payment_method": "card", "monthly_charges": 20.0,
-    "total_charges": 100.0, "signup_date": "2026-10-31", "status": "active", "country": "DE",
+    "plan": "basic",
+    "contract": "monthly",
+    "payment_method": "card",
+    "monthly_charges": 20.0,
+    "total_charges": 100.0,
+    "signup_date": "2026-10-31",
+    "status": "active",
+    "country": "DE",
 }
 
 
@@ -73,18 +92,35 @@ def synthetic_lake(customers: int = 120, hours: int = 30, seed: int = 0) -> tupl
     subs, events = [], []
     for i in range(customers):
         token = f"tok_{i:04d}"
-        subs.append(record(token, 0, contract=str(contracts[i]), plan=str(rng.choice(["basic", "premium"])),
-                           payment_method=None if i % 9 == 0 else "card", country=str(rng.choice(["DE", "FR", "US"]))))
+        subs.append(
+            record(
+                token,
+                0,
+                contract=str(contracts[i]),
+                plan=str(rng.choice(["basic", "premium"])),
+                payment_method=None if i % 9 == 0 else "card",
+                country=str(rng.choice(["DE", "FR", "US"])),
+            )
+        )
         if np.isfinite(churn_at[i]):
-            subs.append(record(token, churn_at[i], contract=str(contracts[i]), status="cancelled",
-                               cancel_hours=churn_at[i]))
+            subs.append(
+                record(token, churn_at[i], contract=str(contracts[i]), status="cancelled", cancel_hours=churn_at[i])
+            )
         end = min(hours, churn_at[i])
         times = np.sort(rng.uniform(0, end, rng.poisson(3 * end)))
         times = times[rng.random(times.size) > np.clip((times - (end - 6)) / 6, 0, 1) * np.isfinite(churn_at[i])]
         for t in times:
             kind = str(rng.choice(["page_view", "login", "search", "purchase", "support_contact", "error"]))
-            events.append(event(token, float(t), kind, session=f"s{i}-{int(t)}", duration=float(rng.uniform(1, 60)),
-                                amount=9.99 if kind == "purchase" else None))
+            events.append(
+                event(
+                    token,
+                    float(t),
+                    kind,
+                    session=f"s{i}-{int(t)}",
+                    duration=float(rng.uniform(1, 60)),
+                    amount=9.99 if kind == "purchase" else None,
+                )
+            )
     return events_frame(events), subscriptions_frame(subs)
 
 

@@ -26,11 +26,7 @@ def test_psi_is_zero_for_equal_shares_and_grows_with_the_shift() -> None:
 
 def test_empty_bins_are_floored_at_epsilon_instead_of_infinite() -> None:
     value = psi([50, 50, 0], [50, 40, 10], epsilon=1e-4)
-    by_hand = (
-        (0.5 - 0.5) * 0
-        + (0.4 - 0.5) * math.log(0.4 / 0.5)
-        + (0.1 - 1e-4) * math.log(0.1 / 1e-4)
-    )
+    by_hand = (0.5 - 0.5) * 0 + (0.4 - 0.5) * math.log(0.4 / 0.5) + (0.1 - 1e-4) * math.log(0.1 / 1e-4)
     assert value == pytest.approx(by_hand, abs=1e-12)
 
 

@@ -52,13 +52,18 @@ def test_feature_importance_names_the_encoded_columns(estimator) -> None:
     spec = FeatureSpec(numeric=("signal", "noise"), categorical=("plan",), windows_h=(1,))
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 300)
-    X = pd.DataFrame({"signal": y + rng.normal(0, 0.3, 300), "noise": rng.normal(size=300),
-                      "plan": rng.choice(["a", "b"], 300)})
+    X = pd.DataFrame(
+        {"signal": y + rng.normal(0, 0.3, 300), "noise": rng.normal(size=300), "plan": rng.choice(["a", "b"], 300)}
+    )
     model = build_model(spec, estimator, percentile=100).fit(X, y)
     importance = evaluate.feature_importance(model)
     assert importance.iloc[0]["feature"] == "numeric__signal"
-    assert set(importance["feature"]) == {"numeric__signal", "numeric__noise", "categorical__plan_a",
-                                          "categorical__plan_b"}
+    assert set(importance["feature"]) == {
+        "numeric__signal",
+        "numeric__noise",
+        "categorical__plan_a",
+        "categorical__plan_b",
+    }
     assert evaluate.churn_probability(model, X).shape == (300,)
 
 
@@ -84,8 +89,10 @@ def test_paired_difference_interval_covers_the_difference_and_is_reproducible() 
     y, scores = synthetic_scores()
     other = noisy_copy(scores, 0.5, seed=1)
     first = evaluate.paired_auc_difference(y, scores, other, confidence=0.9, resamples=500, seed=7)
-    assert first.difference == pytest.approx(evaluate.classification_metrics(y, scores)["roc_auc"]
-                                             - evaluate.classification_metrics(y, other)["roc_auc"], abs=1e-12)
+    assert first.difference == pytest.approx(
+        evaluate.classification_metrics(y, scores)["roc_auc"] - evaluate.classification_metrics(y, other)["roc_auc"],
+        abs=1e-12,
+    )
     assert first.low < first.difference < first.high
     assert first == evaluate.paired_auc_difference(y, scores, other, confidence=0.9, resamples=500, seed=7)
     wider = evaluate.paired_auc_difference(y, scores, other, confidence=0.99, resamples=500, seed=7)
@@ -97,13 +104,18 @@ def test_paired_difference_interval_covers_the_difference_and_is_reproducible() 
 def test_a_challenger_better_by_noise_only_is_refused_and_the_baseline_wins() -> None:
     y, baseline = synthetic_scores()
     # A challenger that is the baseline plus noise, picked so that its point estimate is higher.
-    challenger = next(c for c in (noisy_copy(baseline, 0.15, seed) for seed in range(50))
-                      if evaluate.classification_metrics(y, c)["roc_auc"]
-                      > evaluate.classification_metrics(y, baseline)["roc_auc"])
-    auc = {name: evaluate.classification_metrics(y, s)["roc_auc"] for name, s in
-           (("challenger", challenger), ("baseline", baseline))}
-    decision = evaluate.gate(auc["challenger"], auc["baseline"], labels=y, challenger_scores=challenger,
-                             baseline_scores=baseline)
+    challenger = next(
+        c
+        for c in (noisy_copy(baseline, 0.15, seed) for seed in range(50))
+        if evaluate.classification_metrics(y, c)["roc_auc"] > evaluate.classification_metrics(y, baseline)["roc_auc"]
+    )
+    auc = {
+        name: evaluate.classification_metrics(y, s)["roc_auc"]
+        for name, s in (("challenger", challenger), ("baseline", baseline))
+    }
+    decision = evaluate.gate(
+        auc["challenger"], auc["baseline"], labels=y, challenger_scores=challenger, baseline_scores=baseline
+    )
     assert auc["challenger"] > auc["baseline"], "better on the point estimate"
     assert decision.winner == "baseline" and decision.winner_auc == auc["baseline"]
     assert decision.vs_baseline is not None and decision.vs_baseline.low <= 0 < decision.vs_baseline.difference
@@ -116,17 +128,27 @@ def test_a_clearly_better_challenger_wins_and_the_interval_is_in_the_decision() 
     y, baseline = synthetic_scores()
     challenger = baseline + y * 1.0
     auc = [evaluate.classification_metrics(y, s)["roc_auc"] for s in (challenger, baseline)]
-    decision = evaluate.gate(*auc, labels=y, challenger_scores=challenger, baseline_scores=baseline,
-                             confidence=0.95, resamples=500, seed=3)
+    decision = evaluate.gate(
+        *auc, labels=y, challenger_scores=challenger, baseline_scores=baseline, confidence=0.95, resamples=500, seed=3
+    )
     assert decision.passed and decision.winner == "xgboost" and not decision.reasons
     comparison = decision.vs_baseline
     assert comparison is not None and 0 < comparison.low < comparison.difference < comparison.high
     recorded = decision.to_dict()["vs_baseline"]
-    assert recorded == {"difference": comparison.difference, "low": comparison.low, "high": comparison.high,
-                        "confidence": 0.95, "resamples": 500, "rows": 2000, "groups": 2000}
-    assert decision.metrics() == {"gate_vs_baseline_auc_diff": comparison.difference,
-                                  "gate_vs_baseline_auc_diff_low": comparison.low,
-                                  "gate_vs_baseline_auc_diff_high": comparison.high}
+    assert recorded == {
+        "difference": comparison.difference,
+        "low": comparison.low,
+        "high": comparison.high,
+        "confidence": 0.95,
+        "resamples": 500,
+        "rows": 2000,
+        "groups": 2000,
+    }
+    assert decision.metrics() == {
+        "gate_vs_baseline_auc_diff": comparison.difference,
+        "gate_vs_baseline_auc_diff_low": comparison.low,
+        "gate_vs_baseline_auc_diff_high": comparison.high,
+    }
 
 
 def test_the_winner_must_not_lose_to_production_beyond_the_margin() -> None:
@@ -203,14 +225,14 @@ def test_a_winner_below_the_minimum_quality_is_refused_without_a_production_mode
     y, baseline = synthetic_scores()
     weak = baseline * 0.05 + np.random.default_rng(4).normal(size=y.size)
     auc = [evaluate.classification_metrics(y, s)["roc_auc"] for s in (weak, weak)]
-    refused = evaluate.gate(*auc, labels=y, challenger_scores=weak, baseline_scores=weak, min_auc=0.6,
-                            resamples=200)
+    refused = evaluate.gate(*auc, labels=y, challenger_scores=weak, baseline_scores=weak, min_auc=0.6, resamples=200)
     assert not refused.passed and refused.production_version is None
     assert any("below the minimum 0.6000" in reason for reason in refused.reasons)
     assert refused.to_dict()["min_auc"] == 0.6
     good = [evaluate.classification_metrics(y, baseline)["roc_auc"]] * 2
-    assert evaluate.gate(*good, labels=y, challenger_scores=baseline, baseline_scores=baseline, min_auc=0.6,
-                         resamples=200).passed
+    assert evaluate.gate(
+        *good, labels=y, challenger_scores=baseline, baseline_scores=baseline, min_auc=0.6, resamples=200
+    ).passed
 
 
 def test_calibration_metrics_tell_calibrated_probabilities_from_inflated_ones() -> None:

@@ -22,19 +22,27 @@ COUNTRIES = ["DE", "FR", "US", "PL", "ES"]
 def training_frame(rows: int = 300, seed: int = 3) -> tuple[pd.DataFrame, np.ndarray]:
     """Rows with missing values everywhere, a column empty in training and a constant one."""
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "a": rng.normal(0, 1, rows),
-        "b": rng.exponential(5, rows),
-        "c": rng.integers(0, 40, rows).astype(np.float64),
-        "empty": np.full(rows, np.nan),
-        "flat": np.full(rows, 7.0),
-        "plan": rng.choice(PLANS[:3] + [None], rows).astype(object),
-        "country": rng.choice(COUNTRIES[:4], rows).astype(object),
-    })
+    frame = pd.DataFrame(
+        {
+            "a": rng.normal(0, 1, rows),
+            "b": rng.exponential(5, rows),
+            "c": rng.integers(0, 40, rows).astype(np.float64),
+            "empty": np.full(rows, np.nan),
+            "flat": np.full(rows, 7.0),
+            "plan": rng.choice(PLANS[:3] + [None], rows).astype(object),
+            "country": rng.choice(COUNTRIES[:4], rows).astype(object),
+        }
+    )
     frame.loc[rng.random(rows) < 0.1, "a"] = np.nan
     frame.loc[rng.random(rows) < 0.1, "b"] = np.nan
-    label = ((frame["a"].fillna(0) + (frame["plan"] == "premium") - frame["b"].fillna(5) / 5
-              + rng.normal(0, 0.5, rows)) > 0).astype(int).to_numpy()
+    label = (
+        (
+            (frame["a"].fillna(0) + (frame["plan"] == "premium") - frame["b"].fillna(5) / 5 + rng.normal(0, 0.5, rows))
+            > 0
+        )
+        .astype(int)
+        .to_numpy()
+    )
     return frame, label
 
 
@@ -42,8 +50,9 @@ def training_frame(rows: int = 300, seed: int = 3) -> tuple[pd.DataFrame, np.nda
 def fixture_fitted():
     """A small XGBoost churn Pipeline and its compiled fast path."""
     X, y = training_frame()
-    model = build_model(SPEC, XGBClassifier(n_estimators=30, max_depth=3, n_jobs=1, random_state=0),
-                        percentile=70).fit(X, y)
+    model = build_model(SPEC, XGBClassifier(n_estimators=30, max_depth=3, n_jobs=1, random_state=0), percentile=70).fit(
+        X, y
+    )
     return model, FastPath.from_pipeline(model)
 
 
@@ -56,8 +65,9 @@ def split(frame: pd.DataFrame) -> tuple[np.ndarray, list[list[str | None]]]:
 
 number = st.one_of(st.just(float("nan")), st.floats(-1e9, 1e9, allow_nan=False, allow_infinity=False))
 category = st.one_of(st.none(), st.sampled_from(PLANS + COUNTRIES + ["", "unseen", "ünïcode"]), st.text(max_size=5))
-row = st.fixed_dictionaries({**{name: number for name in SPEC.numeric},
-                             **{name: category for name in SPEC.categorical}})
+row = st.fixed_dictionaries(
+    {**{name: number for name in SPEC.numeric}, **{name: category for name in SPEC.categorical}}
+)
 
 
 @settings(max_examples=150, deadline=None)

@@ -88,14 +88,16 @@ def test_output_has_the_spec_columns_in_order_one_row_per_active_customer() -> N
 
 
 def test_population_uses_the_latest_record_before_the_cutoff() -> None:
-    subs = subscriptions_frame([
-        record("a", 0, plan="basic"),
-        record("a", 20, plan="premium", monthly_charges=90.0),  # change before the cutoff: used
-        record("a", 31, plan="standard"),  # change after the cutoff: ignored
-        record("late", 35),  # signs up after the cutoff: not in the population
-        record("gone", 0),
-        record("gone", 10, status="cancelled", cancel_hours=10),  # cancelled before: excluded
-    ])
+    subs = subscriptions_frame(
+        [
+            record("a", 0, plan="basic"),
+            record("a", 20, plan="premium", monthly_charges=90.0),  # change before the cutoff: used
+            record("a", 31, plan="standard"),  # change after the cutoff: ignored
+            record("late", 35),  # signs up after the cutoff: not in the population
+            record("gone", 0),
+            record("gone", 10, status="cancelled", cancel_hours=10),  # cancelled before: excluded
+        ]
+    )
     features = build_features(events_frame([]), subs, CUTOFF).set_index("customer_token")
     assert list(features.index) == ["a"]
     assert features.loc["a", "plan"] == "premium" and features.loc["a", "monthly_charges"] == 90.0
@@ -114,14 +116,21 @@ def test_data_after_the_cutoff_changes_nothing() -> None:
 
 
 def test_labels_mark_cancellations_inside_the_horizon_only() -> None:
-    subs = subscriptions_frame([
-        record("stays", 0),
-        record("inside", 0), record("inside", 35, status="cancelled", cancel_hours=35),
-        record("edge", 0), record("edge", 42, status="cancelled", cancel_hours=42),  # cutoff + 12h: inside
-        record("later", 0), record("later", 43, status="cancelled", cancel_hours=43),
-        record("before", 0), record("before", 20, status="cancelled", cancel_hours=20),
-        record("undated", 0), record("undated", 33, status="cancelled", cancel_hours=None),  # uses updated_at
-    ])
+    subs = subscriptions_frame(
+        [
+            record("stays", 0),
+            record("inside", 0),
+            record("inside", 35, status="cancelled", cancel_hours=35),
+            record("edge", 0),
+            record("edge", 42, status="cancelled", cancel_hours=42),  # cutoff + 12h: inside
+            record("later", 0),
+            record("later", 43, status="cancelled", cancel_hours=43),
+            record("before", 0),
+            record("before", 20, status="cancelled", cancel_hours=20),
+            record("undated", 0),
+            record("undated", 33, status="cancelled", cancel_hours=None),  # uses updated_at
+        ]
+    )
     labels = build_labels(subs, CUTOFF, horizon=12)
     assert labels.to_dict() == {"edge": 1, "inside": 1, "later": 0, "stays": 0, "undated": 1}
     assert labels.name == LABEL
@@ -237,8 +246,11 @@ def test_the_default_history_of_48_hours_splits_7_3_3() -> None:
 
 
 def test_too_short_a_history_for_the_embargo_is_refused_with_the_reason() -> None:
-    with pytest.raises(InsufficientData, match=r"12 cutoff\(s\).*6h label horizon.*must fall before the first "
-                                               r"validation cutoff.*more than 12h"):
+    with pytest.raises(
+        InsufficientData,
+        match=r"12 cutoff\(s\).*6h label horizon.*must fall before the first "
+        r"validation cutoff.*more than 12h",
+    ):
         split_by_time(hourly_cutoffs(12), horizon_h=6)
 
 

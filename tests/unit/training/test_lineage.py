@@ -9,10 +9,10 @@ import pytest
 
 from churnops.data.versioning.base import NotFoundError
 from churnops.data.versioning.uri import locate, parse_uri
+from churnops.model.registry import AliasEvent, resolve_actor
 from churnops.platform import buildinfo
 from churnops.platform.settings import Settings
 from churnops.training.features import feature_spec
-from churnops.model.registry import AliasEvent, resolve_actor
 from churnops.training.reproduce import recorded_config
 from churnops.training.train import TrainingConfig, lineage_tags
 
@@ -67,10 +67,12 @@ def test_lineage_tags_identify_a_training_by_data_code_parameters_and_seed(tmp_p
     assert len(tags["feature_spec_sha256"]) == 64
     same = lineage_tags(settings, "commit1", 42, config, spec, tokenizer_key_id="key_0123")
     assert same["training_key"] == tags["training_key"]
-    for other in (lineage_tags(settings, "commit2", 42, config, spec),
-                  lineage_tags(settings, "commit1", 43, config, spec),
-                  lineage_tags(settings, "commit1", 42, TrainingConfig(horizon_h=8), spec),
-                  lineage_tags(settings.model_copy(update={"code_version": "d" * 40}), "commit1", 42, config, spec)):
+    for other in (
+        lineage_tags(settings, "commit2", 42, config, spec),
+        lineage_tags(settings, "commit1", 43, config, spec),
+        lineage_tags(settings, "commit1", 42, TrainingConfig(horizon_h=8), spec),
+        lineage_tags(settings.model_copy(update={"code_version": "d" * 40}), "commit1", 42, config, spec),
+    ):
         assert other["training_key"] != tags["training_key"]
     assert "image_digest" not in lineage_tags(Settings(state_dir=tmp_path), "commit1", 42, config, spec)
 

@@ -60,8 +60,9 @@ def test_prediction_bins_are_equal_width_on_the_unit_interval() -> None:
 def _report(psis: list[float], prediction_psi: float) -> DriftReport:
     distributions = [Distribution(f"f{i}", "numeric", p, [], [], []) for i, p in enumerate(psis)]
     distributions.append(Distribution(monitoring.PREDICTION, "prediction", prediction_psi, [], [], []))
-    return DriftReport("m", "1", "ref", "snap", "data", "cutoff", threshold=0.25, share=0.2,
-                       distributions=distributions)
+    return DriftReport(
+        "m", "1", "ref", "snap", "data", "cutoff", threshold=0.25, share=0.2, distributions=distributions
+    )
 
 
 def test_one_drifted_feature_of_many_is_reported_but_does_not_fire() -> None:
@@ -80,13 +81,18 @@ def test_a_share_of_drifted_features_at_the_setting_fires() -> None:
 def test_the_generator_drift_option_lowers_activity_of_the_shifted_share_only_after_its_start() -> None:
     start = datetime(2026, 11, 1, tzinfo=timezone.utc)
     plain = datagen.generate(12, 200, start=start, seed=4)
-    shifted = datagen.generate(12, 200, start=start, seed=4, drift=datagen.Drift(start_h=6, share=0.5,
-                                                                                 activity_factor=0.0))
+    shifted = datagen.generate(
+        12, 200, start=start, seed=4, drift=datagen.Drift(start_h=6, share=0.5, activity_factor=0.0)
+    )
 
     def event_lines(data: datagen.GeneratedData, from_h: int, to_h: int) -> list[bytes]:
         window = (start + timedelta(hours=from_h), start + timedelta(hours=to_h))
-        return [line for o in data.objects if "/events/" in o.name and window[0] <= o.hour < window[1]
-                for line in gzip.decompress(o.data).splitlines()]
+        return [
+            line
+            for o in data.objects
+            if "/events/" in o.name and window[0] <= o.hour < window[1]
+            for line in gzip.decompress(o.data).splitlines()
+        ]
 
     assert event_lines(plain, 0, 6) == event_lines(shifted, 0, 6)  # nothing changes before the shift
     assert len(event_lines(shifted, 6, 12)) < 0.7 * len(event_lines(plain, 6, 12))

@@ -17,9 +17,14 @@ from tests.unit.training.conftest import at, event, events_frame, record, subscr
 def small_lake() -> tuple[pd.DataFrame, pd.DataFrame]:
     """Three customers; c cancels at hour 10."""
     events = events_frame([event("a", 1), event("a", 20.5, "purchase", amount=5.0), event("b", 3), event("c", 2)])
-    subs = subscriptions_frame([
-        record("a", 0), record("b", 0), record("c", 0), record("c", 10, status="cancelled", cancel_hours=10),
-    ])
+    subs = subscriptions_frame(
+        [
+            record("a", 0),
+            record("b", 0),
+            record("c", 0),
+            record("c", 10, status="cancelled", cancel_hours=10),
+        ]
+    )
     return events, subs
 
 
@@ -51,8 +56,9 @@ def test_publish_then_load_round_trips_and_a_newer_snapshot_gets_a_new_commit(tm
 
     events, subs = small_lake()
     features, inactive, cutoff = online.build_snapshot(events, subs, FEATURE_SPEC)
-    first = online.publish_snapshot(repo, online.OnlineSnapshot(features, inactive, data_commit, cutoff, FEATURE_SPEC,
-                                                                commit_id=""))
+    first = online.publish_snapshot(
+        repo, online.OnlineSnapshot(features, inactive, data_commit, cutoff, FEATURE_SPEC, commit_id="")
+    )
     loaded = online.load_snapshot(repo)
     assert loaded.commit_id == first == online.snapshot_commit(repo)
     pd.testing.assert_frame_equal(loaded.features, features)
@@ -61,8 +67,9 @@ def test_publish_then_load_round_trips_and_a_newer_snapshot_gets_a_new_commit(tm
     assert repo.head("main") == data_commit  # features never move main
 
     features, inactive, _ = online.build_snapshot(events, subs, FEATURE_SPEC, cutoff=at(30))
-    second = online.publish_snapshot(repo, online.OnlineSnapshot(features, inactive, data_commit, at(30), FEATURE_SPEC,
-                                                                 commit_id=""))
+    second = online.publish_snapshot(
+        repo, online.OnlineSnapshot(features, inactive, data_commit, at(30), FEATURE_SPEC, commit_id="")
+    )
     assert second != first
     assert online.load_snapshot(repo).cutoff == at(30)
     assert online.load_snapshot(repo, first).cutoff == cutoff  # the older snapshot stays readable by commit

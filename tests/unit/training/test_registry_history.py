@@ -11,14 +11,23 @@ def ev(alias: str, action: str, version: str, from_version: str | None = None) -
 
 
 def test_promotions_stack_up_and_other_aliases_are_ignored() -> None:
-    events = [ev("candidate", "assign", "1"), ev("production", "promote", "1"), ev("staging", "promote", "2"),
-              ev("production", "promote", "2", "1"), ev("production", "promote", "3", "2")]
+    events = [
+        ev("candidate", "assign", "1"),
+        ev("production", "promote", "1"),
+        ev("staging", "promote", "2"),
+        ev("production", "promote", "2", "1"),
+        ev("production", "promote", "3", "2"),
+    ]
     assert production_stack(events) == ["1", "2", "3"]
 
 
 def test_a_rollback_pops_the_rolled_back_version_so_a_second_goes_further_back() -> None:
-    events = [ev("production", "promote", "1"), ev("production", "promote", "2", "1"),
-              ev("production", "promote", "3", "2"), ev("production", "rollback", "2", "3")]
+    events = [
+        ev("production", "promote", "1"),
+        ev("production", "promote", "2", "1"),
+        ev("production", "promote", "3", "2"),
+        ev("production", "rollback", "2", "3"),
+    ]
     assert production_stack(events) == ["1", "2"]
     events.append(ev("production", "rollback", "1", "2"))
     assert production_stack(events) == ["1"]

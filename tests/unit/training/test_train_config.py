@@ -12,16 +12,17 @@ import pytest
 from click.testing import CliRunner
 
 from churnops.cli.training import train_command
-from churnops.training.features import FEATURE_SPEC
-from churnops.platform.settings import Settings
 from churnops.platform.buildinfo import lock_sha256
+from churnops.platform.settings import Settings
+from churnops.training.features import FEATURE_SPEC
 from churnops.training.train import TrainingConfig, build_splits, dataset_source, model_signature
 from tests.unit.training.conftest import event, events_frame, record, subscriptions_frame
 
 
 def test_config_follows_the_settings_and_overrides(settings: Settings) -> None:
-    custom = settings.model_copy(update={"feature_windows_hours": [2, 8], "label_horizon_hours": 4,
-                                         "gate_margin": 0.05})
+    custom = settings.model_copy(
+        update={"feature_windows_hours": [2, 8], "label_horizon_hours": 4, "gate_margin": 0.05}
+    )
     config = TrainingConfig.from_settings(custom, cutoff_step_h=3)
     assert (config.windows_h, config.horizon_h, config.gate_margin, config.cutoff_step_h) == ((2, 8), 4, 0.05, 3)
     assert set(config.as_params()) >= {"windows_h", "horizon_h", "xgb_max_depth", "split_fractions"}
@@ -31,8 +32,13 @@ def test_every_gate_setting_is_a_training_parameter_and_the_config_travels_betwe
     custom = settings.model_copy(update={"gate_confidence": 0.9, "gate_resamples": 250, "gate_min_auc": 0.7})
     config = TrainingConfig.from_settings(custom, holdout_share=0.2)
     params = config.as_params()
-    assert (params["gate_confidence"], params["gate_resamples"], params["gate_min_auc"], params["gate_margin"],
-            params["holdout_share"]) == ("0.9", "250", "0.7", "0.01", "0.2")
+    assert (
+        params["gate_confidence"],
+        params["gate_resamples"],
+        params["gate_min_auc"],
+        params["gate_margin"],
+        params["holdout_share"],
+    ) == ("0.9", "250", "0.7", "0.01", "0.2")
     assert TrainingConfig.from_json(config.to_json()) == config
     assert isinstance(TrainingConfig.from_json(config.to_json()).xgb_params["n_estimators"], int)
     with pytest.raises(ValueError, match="unknown training parameters"):

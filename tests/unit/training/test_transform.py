@@ -135,14 +135,22 @@ def test_transformer_invariants_and_the_serving_path(train: pd.DataFrame, serve:
 @pytest.mark.parametrize("estimator", [LogisticRegression(max_iter=500), XGBClassifier(n_estimators=5, n_jobs=1)])
 def test_mlflow_saved_model_scores_exactly_like_the_trained_one(tmp_path: Path, estimator) -> None:
     rng = np.random.default_rng(1)
-    X = frame(list(rng.normal(size=60)), [None if i % 7 == 0 else float(i) for i in range(60)],
-              [["a", "b", None][i % 3] for i in range(60)])
+    X = frame(
+        list(rng.normal(size=60)),
+        [None if i % 7 == 0 else float(i) for i in range(60)],
+        [["a", "b", None][i % 3] for i in range(60)],
+    )
     y = (X["x"] > 0).astype(int).to_numpy()
     model = build_model(SPEC, estimator).fit(X, y)
     path = tmp_path / "model"
-    mlflow.sklearn.save_model(model, str(path), serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
-                              skops_trusted_types=list(SKOPS_TRUSTED_TYPES), pyfunc_predict_fn="predict_proba",
-                              pip_requirements=["scikit-learn", "xgboost-cpu"])
+    mlflow.sklearn.save_model(
+        model,
+        str(path),
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+        skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
+        pyfunc_predict_fn="predict_proba",
+        pip_requirements=["scikit-learn", "xgboost-cpu"],
+    )
     probe = X.copy()
     probe.loc[len(probe)] = [np.nan, np.nan, "unseen"]
     expected = model.predict_proba(probe)

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 from google.cloud import storage
 
-from churnops.local import datagen
-from churnops.platform.alerts import AlertSink
 from churnops.data.ingest import IngestReport, IngestRun
 from churnops.data.privacy import Tokenizer
-from churnops.platform.settings import Settings
-from churnops.platform.storage import ensure_bucket
 from churnops.data.versioning import DataRepository
 from churnops.data.versioning.embedded import EmbeddedRepository
+from churnops.local import datagen
+from churnops.platform.alerts import AlertSink
+from churnops.platform.settings import Settings
+from churnops.platform.storage import ensure_bucket
 from tests.integration.conftest import double_repository
 from tests.support.lakefs_double import LakeFSDouble
 
@@ -43,8 +43,9 @@ class IngestEnv:
 
     def ingest(self, repo: DataRepository | None = None) -> IngestRun:
         """An ingest run on this environment (its lake, or ``repo``)."""
-        return IngestRun(self.settings, repo or self.repo, self.client, Tokenizer(KEY), AlertSink(self.settings),
-                         now=lambda: NOW)
+        return IngestRun(
+            self.settings, repo or self.repo, self.client, Tokenizer(KEY), AlertSink(self.settings), now=lambda: NOW
+        )
 
     def run(self, hour: datetime, lookback: int = 3, repo: DataRepository | None = None) -> IngestReport:
         """One ingest run of ``hour``."""
@@ -56,8 +57,9 @@ class IngestEnv:
 
 
 @pytest.fixture(name="ingest_env", params=["embedded", "lakefs-double"])
-def fixture_ingest_env(request: pytest.FixtureRequest, gcs_stack: Settings, gcs_client: storage.Client,
-                       tmp_path: Path) -> Iterator[IngestEnv]:
+def fixture_ingest_env(
+    request: pytest.FixtureRequest, gcs_stack: Settings, gcs_client: storage.Client, tmp_path: Path
+) -> Iterator[IngestEnv]:
     """A fresh bucket and a fresh lake of the backend under test."""
     settings = gcs_stack.model_copy(update={"raw_bucket": f"raw-{uuid.uuid4().hex[:10]}", "state_dir": tmp_path})
     ensure_bucket(gcs_client, settings.raw_bucket)

@@ -43,8 +43,11 @@ def assert_lake_matches_accounting(repo: DataRepository, ref: str = "main") -> i
         rows = published_rows(repo, kind, ref)
         assert rows[id_column].is_unique, f"duplicate {id_column} in the lake"
         counts = rows.groupby(["_source_object", "_source_generation"]).size().to_dict()
-        expected = {(name, m["generation"]): m["rows_published"] for name, m in markers.items()
-                    if m["kind"] == kind and m["rows_published"]}
+        expected = {
+            (name, m["generation"]): m["rows_published"]
+            for name, m in markers.items()
+            if m["kind"] == kind and m["rows_published"]
+        }
         assert counts == expected, f"{kind}: lake holds {counts}, markers claim {expected}"
         for name, marker in markers.items():
             if marker["kind"] == kind and marker["partition"]:

@@ -66,18 +66,23 @@ def first(data: datagen.GeneratedData, part: str, hour_offset: int = 0) -> datag
 # -- partition keys ---------------------------------------------------------------------------------
 
 
-def test_objects_sharing_a_stem_never_share_a_partition(ingest_env: IngestEnv,
-                                                        hour_data: datagen.GeneratedData) -> None:
+def test_objects_sharing_a_stem_never_share_a_partition(
+    ingest_env: IngestEnv, hour_data: datagen.GeneratedData
+) -> None:
     web = first(hour_data, "web-")
     records = lines_of(web)
     third = len(records) // 3
     copy = [{**r, "event_id": r["event_id"] + "-copy"} for r in records[:third]]
-    late = [{**r, "event_id": r["event_id"] + "-late"} for r in records[third:2 * third]]
+    late = [{**r, "event_id": r["event_id"] + "-late"} for r in records[third : 2 * third]]
     ingest_env.upload([web])
     ingest_env.run(START, lookback=0)
     assert_lake_matches_accounting(ingest_env.repo)
-    ingest_env.upload([obj(HOUR_PREFIX + "web-000.copy.jsonl.gz", jsonl(copy), web),
-                       obj(HOUR_PREFIX + "web-000.late.jsonl.gz", jsonl(late), web)])
+    ingest_env.upload(
+        [
+            obj(HOUR_PREFIX + "web-000.copy.jsonl.gz", jsonl(copy), web),
+            obj(HOUR_PREFIX + "web-000.late.jsonl.gz", jsonl(late), web),
+        ]
+    )
     report = ingest_env.run(START, lookback=0)
 
     assert sorted(o.rows_published for o in report.objects) == sorted([len(copy), len(late)])
@@ -88,8 +93,9 @@ def test_objects_sharing_a_stem_never_share_a_partition(ingest_env: IngestEnv,
     assert assert_lake_matches_accounting(ingest_env.repo) == len(events)
 
 
-def test_a_new_generation_replaces_a_partition_of_the_old_naming(ingest_env: IngestEnv,
-                                                                  hour_data: datagen.GeneratedData) -> None:
+def test_a_new_generation_replaces_a_partition_of_the_old_naming(
+    ingest_env: IngestEnv, hour_data: datagen.GeneratedData
+) -> None:
     """A lake written when partitions were named after the stem: the new generation's rows replace them."""
     web = first(hour_data, "web-")
     ingest_env.upload([web])
@@ -105,9 +111,14 @@ def test_a_new_generation_replaces_a_partition_of_the_old_naming(ingest_env: Ing
     ids = pq.read_table(io.BytesIO(repo.get_object("main", new_path)), columns=["event_id"]).column(0).to_pylist()
     shard = io.BytesIO()
     pq.write_table(pa.table({"id": ids, "source": [web.name] * len(ids)}), shard)
-    repo.put_objects(legacy, {old_path: repo.get_object("main", new_path),
-                              marker_path: json.dumps({**marker, "partition": old_path}).encode(),
-                              f"{INDEX_PREFIX}/events/3.parquet": shard.getvalue()})
+    repo.put_objects(
+        legacy,
+        {
+            old_path: repo.get_object("main", new_path),
+            marker_path: json.dumps({**marker, "partition": old_path}).encode(),
+            f"{INDEX_PREFIX}/events/3.parquet": shard.getvalue(),
+        },
+    )
     repo.delete_objects(legacy, [new_path, *repo.list_paths("main", f"{INDEX_PREFIX}/")])
     repo.commit(legacy, "a lake of the old layout", {})
     repo.merge(legacy)
@@ -157,15 +168,20 @@ def test_csv_without_a_header_row_leaks_no_pii(ingest_env: IngestEnv, hour_data:
 
 
 def test_objects_with_unknown_names_are_quarantined_and_the_hour_proceeds(
-        ingest_env: IngestEnv, hour_data: datagen.GeneratedData) -> None:
+    ingest_env: IngestEnv, hour_data: datagen.GeneratedData
+) -> None:
     web, billing = first(hour_data, "web-"), first(hour_data, "billing-")
-    strange = [obj(HOUR_PREFIX + "_SUCCESS", b"", web),
-               obj(HOUR_PREFIX + "web-001.JSONL.GZ", web.data, web),
-               obj(BILLING_PREFIX + "billing-001.csv.gz", gzip.compress(billing.data), billing),
-               obj(HOUR_PREFIX + "retry/web-000.jsonl.gz", web.data, web)]
-    elsewhere = [obj(f"activity/events/dt={START:%Y-%m-%d}/hr=5/web-000.jsonl.gz", web.data, web),
-                 obj(f"activity/Events/dt={START:%Y-%m-%d}/hr={START:%H}/web-000.jsonl.gz", web.data, web),
-                 obj("activity/subscriptions/2026-11-01/billing-000.csv", billing.data, billing)]
+    strange = [
+        obj(HOUR_PREFIX + "_SUCCESS", b"", web),
+        obj(HOUR_PREFIX + "web-001.JSONL.GZ", web.data, web),
+        obj(BILLING_PREFIX + "billing-001.csv.gz", gzip.compress(billing.data), billing),
+        obj(HOUR_PREFIX + "retry/web-000.jsonl.gz", web.data, web),
+    ]
+    elsewhere = [
+        obj(f"activity/events/dt={START:%Y-%m-%d}/hr=5/web-000.jsonl.gz", web.data, web),
+        obj(f"activity/Events/dt={START:%Y-%m-%d}/hr={START:%H}/web-000.jsonl.gz", web.data, web),
+        obj("activity/subscriptions/2026-11-01/billing-000.csv", billing.data, billing),
+    ]
     ingest_env.upload([web, billing, *strange, *elsewhere])
     report = ingest_env.run(START, lookback=0)
 
@@ -176,8 +192,9 @@ def test_objects_with_unknown_names_are_quarantined_and_the_hour_proceeds(
         assert by_name[item.name].reason.startswith("unrecognised object name")
     alerts = {a["kind"]: a for a in report.alerts}
     assert set(alerts["unrecognised_object"]["objects"]) == {o.name for o in strange}
-    assert alerts["unknown_prefix"]["objects"] == sorted([
-        "activity/Events/", "activity/subscriptions/2026-11-01/", f"activity/events/dt={START:%Y-%m-%d}/hr=5/"])
+    assert alerts["unknown_prefix"]["objects"] == sorted(
+        ["activity/Events/", "activity/subscriptions/2026-11-01/", f"activity/events/dt={START:%Y-%m-%d}/hr=5/"]
+    )
     notes = [p for p in ingest_env.repo.list_paths("main", "quarantine/") if p.endswith(".json")]
     assert len(notes) == len(strange)
     assert_lake_matches_accounting(ingest_env.repo)
@@ -209,8 +226,9 @@ def test_invalid_utf8_quarantines_its_object_only(ingest_env: IngestEnv, hour_da
 # -- time zones ---------------------------------------------------------------------------------------
 
 
-def test_naive_times_are_utc_whatever_comes_before_them(ingest_env: IngestEnv,
-                                                        hour_data: datagen.GeneratedData) -> None:
+def test_naive_times_are_utc_whatever_comes_before_them(
+    ingest_env: IngestEnv, hour_data: datagen.GeneratedData
+) -> None:
     web = first(hour_data, "web-")
     records = lines_of(web)[:4]
     records[0]["event_time"] = f"{START:%Y-%m-%d}T02:10:00+02:00"  # 00:10 UTC
@@ -230,8 +248,9 @@ def test_naive_times_are_utc_whatever_comes_before_them(ingest_env: IngestEnv,
 # -- Content-Encoding ---------------------------------------------------------------------------------
 
 
-def test_objects_stored_with_content_encoding_gzip_are_read(ingest_env: IngestEnv,
-                                                            hour_data: datagen.GeneratedData) -> None:
+def test_objects_stored_with_content_encoding_gzip_are_read(
+    ingest_env: IngestEnv, hour_data: datagen.GeneratedData
+) -> None:
     web, billing = first(hour_data, "web-"), first(hour_data, "billing-")
     bucket = ingest_env.client.bucket(ingest_env.settings.raw_bucket)
     for raw in (web, billing):  # what `gsutil cp -Z` stores: the file gzipped once more, marked as encoded
@@ -257,8 +276,14 @@ class MeetAtMerge:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def merge(self, source: str, into: str = "main", message: str = "",
-              metadata: Mapping[str, str] | None = None, expected_head: str | None = None) -> str:
+    def merge(
+        self,
+        source: str,
+        into: str = "main",
+        message: str = "",
+        metadata: Mapping[str, str] | None = None,
+        expected_head: str | None = None,
+    ) -> str:
         """The real merge, once both racers are here."""
         self.merges += 1
         if self.merges == 1:
@@ -324,8 +349,7 @@ class CountingReads:
         return self.inner.get_object(ref, path)
 
 
-def test_events_sent_again_days_later_are_duplicates(ingest_env: IngestEnv,
-                                                     many_hours: datagen.GeneratedData) -> None:
+def test_events_sent_again_days_later_are_duplicates(ingest_env: IngestEnv, many_hours: datagen.GeneratedData) -> None:
     ingest_env.upload(many_hours.objects)
     first_run = ingest_env.run(START + timedelta(hours=11), lookback=11)
     assert first_run.accounting()["rows_quarantined"] == 0
@@ -336,8 +360,7 @@ def test_events_sent_again_days_later_are_duplicates(ingest_env: IngestEnv,
     old = [r for hour in range(3) for r in lines_of(first(many_hours, "web-", hour))][:300]
     assert len(old) == 300
     later = START + timedelta(hours=40)
-    new = [{**r, "event_id": f"{r['event_id']}-new", "event_time": f"{later:%Y-%m-%dT%H}:05:00Z"}
-           for r in old[:50]]
+    new = [{**r, "event_id": f"{r['event_id']}-new", "event_time": f"{later:%Y-%m-%dT%H}:05:00Z"} for r in old[:50]]
     name = f"activity/events/dt={later:%Y-%m-%d}/hr={later:%H}/web-000.jsonl.gz"
     ingest_env.upload([datagen.RawObject(name, jsonl(new + old), "application/gzip", later, later)])
     repo = ingest_env.repo
@@ -347,18 +370,25 @@ def test_events_sent_again_days_later_are_duplicates(ingest_env: IngestEnv,
 
     resent = report.objects[0]
     assert (resent.rows_in, resent.duplicates_dropped, resent.rows_published, resent.rows_quarantined) == (
-        350, 300, 50, 0)
+        350,
+        300,
+        50,
+        0,
+    )
     assert assert_lake_matches_accounting(ingest_env.repo) == published + 50
     # The index answered: no published partition was read, only a part of the index.
     assert not [p for p in reader.read if p.startswith((f"events/dt={START:%Y-%m-%d}", "subscriptions/"))]
     # ... only the segments of the hours the re-sent events name (and of the new events' hour, which has none).
     index_reads = [p for p in reader.read if p.startswith(INDEX_PREFIX)]
-    assert index_reads and all(p.split("/")[2:4] == ["events", f"dt={START:%Y-%m-%d}"]
-                               and int(p.split("/")[4].removeprefix("hr=")) < 3 for p in index_reads), index_reads
+    assert index_reads and all(
+        p.split("/")[2:4] == ["events", f"dt={START:%Y-%m-%d}"] and int(p.split("/")[4].removeprefix("hr=")) < 3
+        for p in index_reads
+    ), index_reads
     assert latest_markers(ingest_env.repo)[name]["duplicates_dropped"] == 300
     # The index is appended to: nothing it held was rewritten, and the run added one segment, for the
     # record hour of the 50 ids it published.
     after = {path: repo.get_object("main", path) for path in repo.list_paths("main", INDEX_PREFIX + "/")}
     assert {path: after[path] for path in before} == before
     assert sorted(set(after) - set(before)) == [
-        f"{INDEX_PREFIX}/events/dt={later:%Y-%m-%d}/hr={later:%H}/{report.run_id}.parquet"]
+        f"{INDEX_PREFIX}/events/dt={later:%Y-%m-%d}/hr={later:%H}/{report.run_id}.parquet"
+    ]

@@ -12,12 +12,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from churnops.local import datagen
-from churnops.platform.buildinfo import git_sha, lock_sha256
 from churnops.data.ingest import IngestReport, IngestRun
 from churnops.data.privacy import Tokenizer
 from churnops.errors import ConfigurationError
+from churnops.local import datagen
 from churnops.platform.alerts import AlertSink
+from churnops.platform.buildinfo import git_sha, lock_sha256
 from churnops.platform.logs import setup_logging
 from tests.integration.data.ingest.conftest import NOW, START, IngestEnv
 from tests.integration.data.ingest.lake_checks import assert_lake_matches_accounting, lake_texts
@@ -70,8 +70,9 @@ def _is_json(line: str) -> bool:
         return False
 
 
-def assert_anomalies_follow_policy(data: datagen.GeneratedData, by_name: dict, reports: dict[str, IngestReport],
-                                   published_columns: set[str]) -> None:
+def assert_anomalies_follow_policy(
+    data: datagen.GeneratedData, by_name: dict, reports: dict[str, IngestReport], published_columns: set[str]
+) -> None:
     """Every injected anomaly ends where the policy in docs/data-contract.md says."""
     kinds_seen = set()
     for anomaly in data.anomalies:
@@ -125,8 +126,14 @@ def test_a_day_with_anomalies_is_accounted_for_and_lands_where_the_policy_says(
 
     # Alerts were raised for each anomaly class.
     alert_kinds = {alert["kind"] for report in reports.values() for alert in report.alerts}
-    assert {"unreadable_object", "missing_required_column", "schema_drift", "quarantined_rows",
-            "duplicates_dropped", "auto_corrected"} <= alert_kinds
+    assert {
+        "unreadable_object",
+        "missing_required_column",
+        "schema_drift",
+        "quarantined_rows",
+        "duplicates_dropped",
+        "auto_corrected",
+    } <= alert_kinds
     assert '"alert": true' in log_stream.getvalue()
 
     # No raw PII in any lake object, commit or captured log line.
@@ -185,8 +192,13 @@ def test_overwritten_object_supersedes_its_earlier_rows(ingest_env: IngestEnv) -
     target = next(o for o in data.objects if o.name.endswith(".jsonl.gz"))
     before = published(ingest_env, "events")
     lines = gzip.decompress(target.data).decode().splitlines()
-    shorter = datagen.RawObject(target.name, gzip.compress("\n".join(lines[: len(lines) // 2]).encode() + b"\n"),
-                                target.content_type, target.hour, target.arrival)
+    shorter = datagen.RawObject(
+        target.name,
+        gzip.compress("\n".join(lines[: len(lines) // 2]).encode() + b"\n"),
+        target.content_type,
+        target.hour,
+        target.arrival,
+    )
     ingest_env.upload([shorter])
     report = ingest_env.run(START, lookback=0)
     assert [o.name for o in report.objects] == [target.name]
@@ -205,27 +217,37 @@ def test_an_unreadable_new_generation_takes_the_rows_of_the_old_one_off_main(ing
     old_rows = int((before["_source_object"] == target.name).sum())
     assert old_rows > 0
 
-    broken = datagen.RawObject(target.name, target.data[: len(target.data) // 2], target.content_type,
-                               target.hour, target.arrival)  # a truncated gzip stream: unreadable
+    broken = datagen.RawObject(
+        target.name, target.data[: len(target.data) // 2], target.content_type, target.hour, target.arrival
+    )  # a truncated gzip stream: unreadable
     ingest_env.upload([broken])
     report = ingest_env.run(START, lookback=0)
     assert [(o.name, o.status) for o in report.objects] == [(target.name, "quarantined")]
     after = published(ingest_env, "events")
     assert target.name not in set(after["_source_object"])  # the superseded rows are gone from main
     assert len(after) == len(before) - old_rows
-    reasons = [json.loads(ingest_env.repo.get_object("main", path))["reason"]
-               for path in ingest_env.repo.list_paths("main", "quarantine/events/") if path.endswith(".json")]
+    reasons = [
+        json.loads(ingest_env.repo.get_object("main", path))["reason"]
+        for path in ingest_env.repo.list_paths("main", "quarantine/events/")
+        if path.endswith(".json")
+    ]
     assert len(reasons) == 1 and reasons[0].startswith("unreadable object")
 
 
-def test_a_merge_conflict_with_a_competing_run_is_retried_and_converges(ingest_env: IngestEnv,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_merge_conflict_with_a_competing_run_is_retried_and_converges(
+    ingest_env: IngestEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = datagen.generate(hours=1, customers=40, start=START, seed=13)
     ingest_env.upload(data.objects)
     target = next(o for o in data.objects if o.name.endswith(".jsonl.gz"))
     lines = gzip.decompress(target.data).decode().splitlines()
-    newer = datagen.RawObject(target.name, gzip.compress("\n".join(lines[:5]).encode() + b"\n"),
-                              target.content_type, target.hour, target.arrival)
+    newer = datagen.RawObject(
+        target.name,
+        gzip.compress("\n".join(lines[:5]).encode() + b"\n"),
+        target.content_type,
+        target.hour,
+        target.arrival,
+    )
     slow = ingest_env.reopen()
     real_merge = slow.merge
     attempts: list[str] = []
@@ -253,8 +275,9 @@ class ProcessKilled(BaseException):
 
 
 @pytest.mark.parametrize("dies_in", ["commit", "merge"])
-def test_crash_leaves_main_unchanged_and_retry_converges(ingest_env: IngestEnv, dies_in: str,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_leaves_main_unchanged_and_retry_converges(
+    ingest_env: IngestEnv, dies_in: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = datagen.generate(hours=1, customers=60, start=START, seed=5, anomaly_rate=0.0)
     ingest_env.upload(data.objects)
     head = ingest_env.repo.head("main")
@@ -313,8 +336,13 @@ def test_event_sent_again_in_a_later_hour_is_a_duplicate_not_a_quarantined_row(i
     old_line = gzip.decompress(web.data).decode().splitlines()[0]
     later = next(o for o in data.objects if o.hour > START and "/web-" in o.name)
     lines = gzip.decompress(later.data).decode().splitlines()
-    resent = datagen.RawObject(later.name, gzip.compress("\n".join([*lines, old_line]).encode() + b"\n"),
-                               later.content_type, later.hour, later.arrival)
+    resent = datagen.RawObject(
+        later.name,
+        gzip.compress("\n".join([*lines, old_line]).encode() + b"\n"),
+        later.content_type,
+        later.hour,
+        later.arrival,
+    )
     ingest_env.upload([resent])
     report = ingest_env.run(later.hour, lookback=1)
     obj = next(o for o in report.objects if o.name == later.name)
@@ -351,8 +379,14 @@ def test_a_key_other_than_the_lakes_is_refused_and_nothing_is_published(ingest_e
     ingest_env.run(START)
     head = ingest_env.repo.head("main")
     ingest_env.upload([o for o in data.objects if o.hour == START + timedelta(hours=1)])
-    rotated = IngestRun(ingest_env.settings, ingest_env.repo, ingest_env.client, Tokenizer(b"r" * 32),
-                        AlertSink(ingest_env.settings), now=lambda: NOW)
+    rotated = IngestRun(
+        ingest_env.settings,
+        ingest_env.repo,
+        ingest_env.client,
+        Tokenizer(b"r" * 32),
+        AlertSink(ingest_env.settings),
+        now=lambda: NOW,
+    )
     with pytest.raises(ConfigurationError, match="not the one that tokenized the lake"):
         rotated.run(START + timedelta(hours=1), lookback=1)
     assert ingest_env.repo.head("main") == head

@@ -23,8 +23,9 @@ def _staged(ingest_env: IngestEnv) -> tuple[str, dict[str, str]]:
 
 def _publishes(ingest_env: IngestEnv, run_id: str) -> list[str]:
     """main's commits that carry the run's metadata and are merges (the publish itself)."""
-    return [c.id for c in ingest_env.repo.log("main", limit=50)
-            if c.metadata.get("run_id") == run_id and len(c.parents) > 1]
+    return [
+        c.id for c in ingest_env.repo.log("main", limit=50) if c.metadata.get("run_id") == run_id and len(c.parents) > 1
+    ]
 
 
 def test_a_retry_after_the_merge_returns_the_publish_and_removes_the_branch(ingest_env: IngestEnv) -> None:

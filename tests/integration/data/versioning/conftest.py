@@ -7,19 +7,18 @@ repository ``LAKEFS_REPOSITORY`` (default ``churn-lake``), on branches and paths
 
 from __future__ import annotations
 
+import errno
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import errno
-
 import pytest
 
-from churnops.platform.settings import Settings
 from churnops.data.versioning import embedded as embedded_module
 from churnops.data.versioning.base import NotFoundError
 from churnops.data.versioning.embedded import EmbeddedRepository
 from churnops.data.versioning.lakefs import LakeFSRepository
+from churnops.platform.settings import Settings
 from tests.conftest import free_port
 from tests.integration.conftest import double_repository
 from tests.support.lakefs_double import LakeFSDouble
@@ -32,8 +31,9 @@ BACKENDS = ["embedded", "lakefs-double"] + (["lakefs-live"] if Settings().lakefs
 
 def _unreachable_lakefs() -> LakeFSRepository:
     """A lakeFS handle on a port nothing listens on (one quick retry)."""
-    return LakeFSRepository(f"http://127.0.0.1:{free_port()}", "churn-any", "key", "secret", retries=1,
-                            backoff_seconds=0.01)
+    return LakeFSRepository(
+        f"http://127.0.0.1:{free_port()}", "churn-any", "key", "secret", retries=1, backoff_seconds=0.01
+    )
 
 
 def _embedded_denied(path: Path) -> Callable[[pytest.MonkeyPatch], EmbeddedRepository]:
@@ -56,21 +56,32 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]
     if backend == "embedded":
         path = tmp_path / "lake"
         (tmp_path / "a-file").write_bytes(b"")
-        h = Harness(repo=EmbeddedRepository(path), reopen=lambda: EmbeddedRepository(path),
-                    unreachable=lambda: EmbeddedRepository(tmp_path / "a-file" / "lake"),
-                    denied=_embedded_denied(path))
+        h = Harness(
+            repo=EmbeddedRepository(path),
+            reopen=lambda: EmbeddedRepository(path),
+            unreachable=lambda: EmbeddedRepository(tmp_path / "a-file" / "lake"),
+            denied=_embedded_denied(path),
+        )
     elif backend == "lakefs-double":
         double: LakeFSDouble = request.getfixturevalue("lakefs_double")
         name = f"churn-{uuid.uuid4().hex[:12]}"
-        h = Harness(repo=double_repository(double, name), reopen=lambda: double_repository(double, name),
-                    unreachable=_unreachable_lakefs,
-                    denied=lambda _mp: LakeFSRepository(double.url, name, double.access_key_id, "wrong-secret"))
+        h = Harness(
+            repo=double_repository(double, name),
+            reopen=lambda: double_repository(double, name),
+            unreachable=_unreachable_lakefs,
+            denied=lambda _mp: LakeFSRepository(double.url, name, double.access_key_id, "wrong-secret"),
+        )
     else:
         settings = Settings()
         live = LakeFSRepository.from_settings
-        h = Harness(repo=live(settings), reopen=lambda: live(settings), unreachable=_unreachable_lakefs,
-                    denied=lambda _mp: LakeFSRepository(str(settings.lakefs_endpoint), settings.lakefs_repository,
-                                                        "AKIAWRONGKEYEXAMPLE", "wrong-secret"))
+        h = Harness(
+            repo=live(settings),
+            reopen=lambda: live(settings),
+            unreachable=_unreachable_lakefs,
+            denied=lambda _mp: LakeFSRepository(
+                str(settings.lakefs_endpoint), settings.lakefs_repository, "AKIAWRONGKEYEXAMPLE", "wrong-secret"
+            ),
+        )
     h.repo.ensure()
     yield h
     for name in h.branches:

@@ -8,7 +8,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from churnops.errors import ChurnopsError, ServiceUnavailable
 from churnops.data.versioning.base import (
     AccessDenied,
     InvalidArgument,
@@ -18,7 +17,7 @@ from churnops.data.versioning.base import (
     UncommittedChangesError,
 )
 from churnops.data.versioning.uri import read_uri
-
+from churnops.errors import ChurnopsError, ServiceUnavailable
 from tests.support.versioning import Harness
 
 
@@ -387,8 +386,11 @@ def test_failure_modes_cross_the_interface_as_domain_errors(harness: Harness, mo
         repo.merge(second)
     assert repo.head() == head
 
-    for missing in (lambda: repo.get_object("main", harness.path("absent")), lambda: repo.resolve("no-such-branch"),
-                    lambda: repo.read_table("main", harness.path("absent/"))):
+    for missing in (
+        lambda: repo.get_object("main", harness.path("absent")),
+        lambda: repo.resolve("no-such-branch"),
+        lambda: repo.read_table("main", harness.path("absent/")),
+    ):
         with pytest.raises(NotFoundError):
             missing()
     for error in (LakeUnavailable, AccessDenied, MergeConflict, NotFoundError, InvalidArgument):
@@ -401,8 +403,13 @@ def test_recorded_uris_read_back_what_they_name(harness: Harness) -> None:
     table = pa.table({"customer_token": ["a", "b"], "events": [1, 2]})
     prefix = harness.path("events/")
     repo.create_branch(branch)
-    repo.put_objects(branch, {f"{prefix}dt=2024-01-01/part-0.parquet": _parquet(table),
-                              harness.path("schema.json"): b'{"label": "churned"}'})
+    repo.put_objects(
+        branch,
+        {
+            f"{prefix}dt=2024-01-01/part-0.parquet": _parquet(table),
+            harness.path("schema.json"): b'{"label": "churned"}',
+        },
+    )
     commit = repo.commit(branch, "uris", {})
     assert commit is not None
     assert read_uri(repo, name, f"s3://{name}/{commit}/{prefix}").equals(table)

@@ -43,7 +43,7 @@ def test_metadata_is_a_json_trailer_in_the_git_message(repo: EmbeddedRepository)
 
 @pytest.mark.parametrize(
     "message",
-    ["", "one line", "body\n\nChurnops-Metadata: {\"fake\": \"1\"}", "trailing newlines\n\n", "\n"],
+    ["", "one line", 'body\n\nChurnops-Metadata: {"fake": "1"}', "trailing newlines\n\n", "\n"],
 )
 def test_message_encoding_round_trips(message: str) -> None:
     metadata = {"a": "1", "nested": '{"x": [1, 2]}', "nl": "\n"}

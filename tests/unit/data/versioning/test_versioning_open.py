@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from churnops.errors import ConfigurationError
-from churnops.platform.settings import Settings
 from churnops.data.versioning import open_repository
 from churnops.data.versioning.embedded import EmbeddedRepository
 from churnops.data.versioning.lakefs import LakeFSRepository
+from churnops.errors import ConfigurationError
+from churnops.platform.settings import Settings
 
 _NO_LAKEFS = {"lakefs_endpoint": None, "lakefs_access_key_id": None, "lakefs_secret_access_key": None}
 
