@@ -22,7 +22,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from churnops.data.contract import CONTRACTS, PAYMENT_METHODS, PLANS
+from churnops.data.schema import CONTRACTS, PAYMENT_METHODS, PLANS
 from churnops.training.features import EVENT_TYPES, build_features
 
 START = pd.Timestamp("2026-11-01", tz="UTC")

@@ -35,7 +35,7 @@ import pandas as pd
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
-from churnops.data import contract, id_index
+from churnops.data import id_index, naming, schema
 from churnops.data.ingest import ID_COLUMNS, IngestRun
 from churnops.data.privacy import Tokenizer
 from churnops.data.versioning import open_repository
@@ -65,14 +65,14 @@ def simulate_history(settings: Settings, before: datetime, hours: int, ids_per_h
     hours just before ``before``), committed and merged like a run's. Returns the ids written."""
     repo = open_repository(settings)
     repo.ensure()
-    kind = contract.EVENTS
+    kind = schema.EVENTS
     repo.create_branch("history")
     repo.put_objects("history", {id_index.layout_path(kind): json.dumps(id_index.LAYOUT).encode()})
-    index = id_index.IdIndex(repo, "history", kind, ID_COLUMNS[kind], contract.RECORD_TIME_COLUMNS[kind])
+    index = id_index.IdIndex(repo, "history", kind, ID_COLUMNS[kind], schema.RECORD_TIME_COLUMNS[kind])
     for offset in range(hours, 0, -1):
         hour = pd.Timestamp(before - timedelta(hours=offset))
         ids = pd.Series([os.urandom(16).hex() for _ in range(ids_per_hour)], dtype=object)
-        source = f"activity/events/{contract.hour_partition(hour)}/web-000.jsonl.gz"
+        source = f"activity/events/{naming.hour_partition(hour)}/web-000.jsonl.gz"
         added = {source: id_index.keys(ids, pd.Series(hour, index=ids.index))}
         files, _ = index.changes(f"history-{offset:04d}", added, set(), [])
         repo.put_objects("history", files)

@@ -1,31 +1,17 @@
-"""Raw data contract: parse raw objects and validate them against the pandera schemas.
+"""Checking parsed raw objects against the data contract.
 
-``docs/data-contract.md`` describes the contract in prose; the pandera schemas built by
-:func:`contract_schema` are its executable form and the single source of truth for the columns,
-which of them are required, their types, allowed values and ranges.
-
-Two steps, both pure (no I/O):
-
-* :func:`parse_object` turns the bytes of a raw object into rows of raw values (JSON Lines for
-  events, CSV for subscriptions). Lines that cannot be parsed are kept aside as *malformed*;
-  an object that cannot be read at all raises :class:`UnreadableObject`.
-* :func:`check` normalises, coerces and validates the rows (pandera, ``coerce=True``,
-  ``lazy=True``) and splits them into ``valid`` rows with proper dtypes and ``quarantined`` rows
-  that keep their raw values and every reason they failed. No row is dropped:
-  ``rows_in == len(valid) + len(quarantined)``.
+:func:`check` normalises, coerces and validates the rows read by
+:func:`churnops.data.parse.parse_object` against the pandera schema of their kind
+(:mod:`churnops.data.schema`; ``coerce=True``, ``lazy=True``) and splits them into ``valid`` rows
+with proper dtypes and ``quarantined`` rows that keep their raw values and every reason they
+failed. No row is dropped: ``rows_in == len(valid) + len(quarantined)``. Pure: no I/O.
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
-import gzip
-import io
 import json
-import re
-import zlib
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -33,495 +19,20 @@ import pandas as pd
 import pandera.pandas as pa
 import pyarrow
 import pyarrow.compute as pyarrow_compute
-import pyarrow.json as pyarrow_json
-from orjson import JSONDecodeError, loads  # pylint: disable=no-name-in-module  # C extension
 from pandera.engines import pandas_engine
 
+from churnops.data.parse import ParsedObject, json_type
+from churnops.data.schema import EVENTS, FLOAT, RECORD_TIME_COLUMNS, SCHEMA_VERSIONS, STRING, TIMESTAMP, contract_schema
 from churnops.errors import DataContractError
 
-EVENTS = "events"
-SUBSCRIPTIONS = "subscriptions"
-SCHEMA_VERSIONS = {EVENTS: "events:v1", SUBSCRIPTIONS: "subscriptions:v1"}
-RECORD_TIME_COLUMNS = {EVENTS: "event_time", SUBSCRIPTIONS: "updated_at"}
-"""Per kind, the column that places a record in time (kept inside its object's hour by the contract)."""
-
-# Column types of the contract.
-_ARROW_STRING = pd.StringDtype("pyarrow")
-STRING = pandas_engine.Engine.dtype(_ARROW_STRING)
-FLOAT = pandas_engine.Engine.dtype("float64")
-# pandera's dtype dataclasses take keyword fields that pylint cannot see.
-TIMESTAMP = pandas_engine.DateTime(  # pylint: disable=unexpected-keyword-arg,no-value-for-parameter
-    tz="UTC", to_datetime_kwargs={"format": "ISO8601"}
-)
-DATE = pandas_engine.DateTime(  # pylint: disable=unexpected-keyword-arg,no-value-for-parameter
-    to_datetime_kwargs={"format": "%Y-%m-%d"}
-)
-
-# PII policy values kept in each column's pandera metadata.
-TOKENIZE = "tokenize"
-DROP = "drop"
-
 _QUARANTINE_COLUMNS = ["_raw", "_reason", "_line"]
-_MALFORMED_COLUMNS = ["_line", "_raw", "_reason"]
-_OBJECT_NAME = re.compile(
-    r"(?:^|/)activity/(?P<kind>events|subscriptions)/dt=(?P<dt>\d{4}-\d{2}-\d{2})/hr=(?P<hr>\d{2})/[^/]+$"
-)
-_EXTENSIONS = {EVENTS: ".jsonl.gz", SUBSCRIPTIONS: ".csv"}
-_JSON_TYPE_NAMES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
 _UTC_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?(?:Z|\+00:00)$"
 _NAIVE_TIMESTAMP = r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}(?::\d{2}(?::\d{2}(?:[.,]\d+)?)?)?)?"
 _MAX_VALUE_CHARS = 60
-_JSONL_CHUNK = 65_536  # lines parsed per list comprehension
-
-
-class UnreadableObject(DataContractError):
-    """The object as a whole cannot be read (corrupt gzip, empty, undecodable text, not JSON/CSV)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class AccountingError(DataContractError):
     """rows_in differs from rows_published + rows_quarantined + duplicates_dropped: nothing is published."""
-
-
-# --------------------------------------------------------------------------------------------
-# Schemas
-# --------------------------------------------------------------------------------------------
-
-# The contract's vocabulary, defined here only: the generator and the feature code import it.
-EVENT_TYPES: tuple[str, ...] = (
-    "page_view",
-    "login",
-    "logout",
-    "search",
-    "add_to_cart",
-    "purchase",
-    "support_contact",
-    "video_play",
-    "error",
-)
-DEVICES: tuple[str, ...] = ("web", "ios", "android")
-PLANS: tuple[str, ...] = ("basic", "standard", "premium")
-CONTRACTS: tuple[str, ...] = ("monthly", "annual", "two_year")
-PAYMENT_METHODS: tuple[str, ...] = ("card", "paypal", "bank_transfer", "invoice")
-STATUSES: tuple[str, ...] = ("active", "cancelled")
-
-
-def _column(
-    dtype: Any,
-    required: bool,
-    checks: list[pa.Check] | None = None,
-    pii: str | None = None,
-    allowed: tuple[str, ...] | None = None,
-) -> pa.Column:
-    """A contract column: required columns must exist and be non-null; optional ones may be absent."""
-    checks = list(checks or [])
-    if allowed is not None:
-        checks.append(pa.Check.isin(list(allowed), error=f"is not one of {', '.join(allowed)}"))
-    return pa.Column(
-        dtype,
-        checks=checks,
-        nullable=not required,
-        required=required,
-        metadata={"pii": pii, "allowed": allowed},
-    )
-
-
-def _non_negative() -> list[pa.Check]:
-    return [
-        pa.Check(np.isfinite, error="is not a finite number"),
-        pa.Check.ge(0, error="is negative"),
-    ]
-
-
-def _window_checks(hour: datetime | None, now: datetime | None, tolerance: timedelta) -> list[pa.Check]:
-    """Checks that keep a record time inside its object's hour (± tolerance) and not in the future."""
-    if hour is None or now is None:
-        return []
-    low = pd.Timestamp(hour - tolerance)
-    high = pd.Timestamp(hour + timedelta(hours=1) + tolerance)
-    return [
-        pa.Check.in_range(
-            low,
-            high,
-            include_max=False,
-            error=f"is outside the object's hour [{low}, {high})",
-        ),
-        pa.Check.le(pd.Timestamp(now), error=f"is later than now ({pd.Timestamp(now)})"),
-    ]
-
-
-def _signup_not_after_update(frame: pd.DataFrame) -> pd.Series:
-    signup = frame["signup_date"].dt.tz_localize("UTC")
-    return ~(signup.notna() & frame["updated_at"].notna() & (signup > frame["updated_at"]))
-
-
-def _cancel_date_when_cancelled(frame: pd.DataFrame) -> pd.Series:
-    cancelled = frame["status"].eq("cancelled").fillna(False).astype(bool)
-    return ~(cancelled & frame["cancel_date"].isna())
-
-
-def contract_schema(
-    kind: str,
-    hour: datetime | None = None,
-    now: datetime | None = None,
-    tolerance: timedelta = timedelta(minutes=5),
-) -> pa.DataFrameSchema:
-    """The pandera schema of ``kind``; with ``hour`` and ``now`` it also checks the time window."""
-    window = _window_checks(hour, now, tolerance)
-    if kind == EVENTS:
-        columns = {
-            "event_id": _column(STRING, True),
-            "customer_id": _column(STRING, True, pii=TOKENIZE),
-            "event_time": _column(TIMESTAMP, True, window),
-            "event_type": _column(STRING, True, allowed=EVENT_TYPES),
-            "session_id": _column(STRING, False),
-            "duration_s": _column(FLOAT, False, _non_negative()),
-            "amount": _column(FLOAT, False, _non_negative()),
-            "device": _column(STRING, False, allowed=DEVICES),
-            "page": _column(STRING, False),
-            "ip_address": _column(STRING, False, pii=DROP),
-            "user_agent": _column(STRING, False, pii=DROP),
-            "email": _column(STRING, False, pii=DROP),
-        }
-        checks: list[pa.Check] = []
-    elif kind == SUBSCRIPTIONS:
-        columns = {
-            "record_id": _column(STRING, True),
-            "customer_id": _column(STRING, True, pii=TOKENIZE),
-            "name": _column(STRING, False, pii=DROP),
-            "email": _column(STRING, False, pii=DROP),
-            "phone": _column(STRING, False, pii=DROP),
-            "plan": _column(STRING, True, allowed=PLANS),
-            "contract": _column(STRING, True, allowed=CONTRACTS),
-            "payment_method": _column(STRING, False, allowed=PAYMENT_METHODS),
-            "monthly_charges": _column(FLOAT, True, _non_negative()),
-            "total_charges": _column(FLOAT, False, _non_negative()),
-            "signup_date": _column(DATE, True),
-            "status": _column(STRING, True, allowed=STATUSES),
-            "cancel_date": _column(TIMESTAMP, False),
-            "updated_at": _column(TIMESTAMP, True, window),
-            "country": _column(STRING, False),
-        }
-        checks = [
-            pa.Check(_signup_not_after_update, error="signup_date is after updated_at"),
-            pa.Check(_cancel_date_when_cancelled, error="status is cancelled but cancel_date is empty"),
-        ]
-    else:
-        raise ValueError(f"unknown kind {kind!r}; expected one of {sorted(SCHEMA_VERSIONS)}")
-    return pa.DataFrameSchema(columns, checks=checks, coerce=True, name=SCHEMA_VERSIONS[kind])
-
-
-def _columns_where(kind: str, wanted: Any) -> list[str]:
-    return [name for name, col in contract_schema(kind).columns.items() if wanted(col)]
-
-
-CONTRACT_COLUMNS: dict[str, list[str]] = {kind: _columns_where(kind, lambda _: True) for kind in SCHEMA_VERSIONS}
-REQUIRED_COLUMNS: dict[str, list[str]] = {
-    kind: _columns_where(kind, lambda col: col.required) for kind in SCHEMA_VERSIONS
-}
-PII_COLUMNS: dict[str, dict[str, str]] = {
-    kind: {name: col.metadata["pii"] for name, col in contract_schema(kind).columns.items() if col.metadata["pii"]}
-    for kind in SCHEMA_VERSIONS
-}
-"""Per kind, the PII columns and their policy: ``tokenize`` or ``drop``."""
-
-
-# --------------------------------------------------------------------------------------------
-# Object names
-# --------------------------------------------------------------------------------------------
-
-
-def hour_partition(hour: datetime) -> str:
-    """The ``dt=YYYY-MM-DD/hr=HH`` path segment of ``hour``: raw object names and lake partitions use it."""
-    return f"dt={hour:%Y-%m-%d}/hr={hour:%H}"
-
-
-def _match_name(object_name: str) -> re.Match[str]:
-    match = _OBJECT_NAME.search(object_name)
-    if match is None or not object_name.endswith(_EXTENSIONS[match["kind"]]):
-        raise ValueError(
-            f"not a raw object name: {object_name!r} (expected activity/events/dt=YYYY-MM-DD/hr=HH/*.jsonl.gz "
-            "or activity/subscriptions/dt=YYYY-MM-DD/hr=HH/*.csv)"
-        )
-    return match
-
-
-def kind_of(object_name: str) -> str:
-    """``"events"`` or ``"subscriptions"`` from a raw object's name; ``ValueError`` for anything else."""
-    return _match_name(object_name)["kind"]
-
-
-def hour_of(object_name: str) -> datetime:
-    """The UTC hour named by the ``dt=YYYY-MM-DD/hr=HH`` part of a raw object's name."""
-    match = _match_name(object_name)
-    try:
-        day = datetime.strptime(match["dt"], "%Y-%m-%d")
-    except ValueError as exc:
-        raise ValueError(f"invalid date in object name {object_name!r}: {exc}") from exc
-    hour = int(match["hr"])
-    if hour > 23:
-        raise ValueError(f"invalid hour in object name {object_name!r}: {hour}")
-    return day.replace(hour=hour, tzinfo=timezone.utc)
-
-
-# --------------------------------------------------------------------------------------------
-# Parsing
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ParsedObject:
-    """Rows of raw values read from one object, plus the lines that could not be parsed.
-
-    ``rows`` has one object-dtype column per field seen in the object, holding the values as read
-    (CSV: strings; JSON: strings, numbers, booleans, nested lists/dicts; absent keys are null).
-    ``malformed`` has the columns ``_line``, ``_raw`` and ``_reason``.
-    """
-
-    rows: pd.DataFrame
-    malformed: pd.DataFrame
-    rows_in: int
-    line_numbers: np.ndarray | None = field(default=None)
-    """1-based line in the object where each row starts; ``None`` means row ``i`` is on line ``i + 1``."""
-
-    def lines(self) -> np.ndarray:
-        """The line number of every row in ``rows``."""
-        if self.line_numbers is None:
-            return np.arange(1, len(self.rows) + 1, dtype=np.int64)
-        return np.asarray(self.line_numbers, dtype=np.int64)
-
-
-def _malformed_frame(entries: list[tuple[int, str, str]]) -> pd.DataFrame:
-    frame = pd.DataFrame(entries, columns=_MALFORMED_COLUMNS)
-    return frame.astype({"_line": np.int64, "_raw": object, "_reason": object})
-
-
-def _json_type(value: Any) -> str:
-    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
-
-
-def _require_utf8(text: bytes) -> None:
-    """Raise :class:`UnreadableObject` unless ``text`` is valid UTF-8 (both JSON paths call this first)."""
-    try:
-        text.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = text.count(b"\n", 0, exc.start) + 1
-        raise UnreadableObject(f"not valid UTF-8 text (line {line})") from exc
-
-
-def _parse_jsonl(text: bytes) -> ParsedObject:
-    """Parse JSON Lines: one object per line; blank lines are skipped, other bad lines kept aside.
-
-    Lines are parsed in chunks with one list comprehension each; only a chunk that holds a bad
-    line is parsed again line by line, so a large object with a few bad lines stays fast.
-    """
-    _require_utf8(text)
-    if text.startswith(codecs.BOM_UTF8):
-        text = text[len(codecs.BOM_UTF8) :]
-    lines = text.split(b"\n")
-    while lines and not lines[-1].strip():  # the newline that ends the last line, trailing blank lines
-        lines.pop()
-    records: list[dict[str, Any]] = []
-    numbers: list[np.ndarray] = []
-    malformed: list[tuple[int, str, str]] = []
-    for start in range(0, len(lines), _JSONL_CHUNK):
-        chunk = lines[start : start + _JSONL_CHUNK]
-        try:
-            values = [loads(line) for line in chunk]
-            if all(isinstance(value, dict) for value in values):
-                records.extend(values)
-                numbers.append(np.arange(start + 1, start + len(chunk) + 1, dtype=np.int64))
-                continue
-        except JSONDecodeError:
-            pass
-        chunk_numbers = _parse_jsonl_lines(chunk, start, records, malformed)
-        numbers.append(np.asarray(chunk_numbers, dtype=np.int64))
-    if not records:
-        if not malformed:
-            raise UnreadableObject("empty object")
-        raise UnreadableObject(f"not JSON Lines: none of the {len(malformed)} line(s) is a JSON object")
-    rows = pd.DataFrame(records, dtype=object)
-    line_numbers = np.concatenate(numbers)
-    return ParsedObject(
-        rows=rows,
-        malformed=_malformed_frame(malformed),
-        rows_in=len(rows) + len(malformed),
-        line_numbers=None if line_numbers[-1] == len(rows) else line_numbers,
-    )
-
-
-def _parse_jsonl_lines(
-    lines: list[bytes], offset: int, records: list[dict[str, Any]], malformed: list[tuple[int, str, str]]
-) -> list[int]:
-    """Parse lines one by one into ``records``/``malformed``; returns the line numbers of the records."""
-    numbers: list[int] = []
-    for number, line in enumerate(lines, start=offset + 1):
-        if not line.strip():
-            continue
-        try:
-            value = loads(line)
-        except JSONDecodeError as exc:
-            malformed.append((number, _decoded(line), f"not valid JSON: {exc}"))
-            continue
-        if not isinstance(value, dict):
-            malformed.append((number, _decoded(line), f"line is a JSON {_json_type(value)}, not an object"))
-            continue
-        records.append(value)
-        numbers.append(number)
-    return numbers
-
-
-def _decoded(line: bytes) -> str:
-    return line.decode("utf-8").rstrip("\r")  # the whole object was checked by _require_utf8
-
-
-def _parse_csv(data: bytes) -> ParsedObject:
-    """Parse CSV with a header row; rows with the wrong number of fields are kept aside."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise UnreadableObject(f"not valid UTF-8 text (byte {exc.start})") from exc
-    if not text.strip():
-        raise UnreadableObject("empty object")
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = next(reader)
-        while not header:  # blank lines before the header
-            header = next(reader)
-    except (csv.Error, StopIteration) as exc:
-        raise UnreadableObject(f"not CSV: cannot read a header row ({exc})") from exc
-    known = set(CONTRACT_COLUMNS[SUBSCRIPTIONS])
-    if not known.intersection(header):
-        # The first row is data, not a header: its values (ids, names, e-mails) must not become
-        # column names, which reports, markers and alerts would carry.
-        raise UnreadableObject(f"no header row: none of the {len(header)} fields of the first row is a contract column")
-    duplicates = sorted({name for name in header if header.count(name) > 1})
-    if duplicates:
-        shown = [name for name in duplicates if name in known]
-        others = len(duplicates) - len(shown)
-        listed = ", ".join(shown + ([f"{others} other name(s)"] if others else []))
-        raise UnreadableObject(f"not CSV: duplicate column names in the header: {listed}")
-
-    records: list[list[str]] = []
-    numbers: list[int] = []
-    bad: list[tuple[int, int, str]] = []  # (first line, last line, reason)
-    last_line = reader.line_num
-    while True:
-        first_line = last_line + 1
-        try:
-            record = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            bad.append((first_line, reader.line_num, f"not valid CSV: {exc}"))
-            last_line = reader.line_num
-            continue
-        last_line = reader.line_num
-        if not record:
-            continue
-        if len(record) != len(header):
-            bad.append((first_line, last_line, f"has {len(record)} fields, the header has {len(header)}"))
-            continue
-        records.append(record)
-        numbers.append(first_line)
-
-    malformed: list[tuple[int, str, str]] = []
-    if bad:
-        physical = io.StringIO(text, newline="").readlines()
-        malformed = [(first, "".join(physical[first - 1 : last]).rstrip("\r\n"), reason) for first, last, reason in bad]
-    rows = pd.DataFrame(records, columns=header, dtype=object)
-    return ParsedObject(
-        rows=rows,
-        malformed=_malformed_frame(malformed),
-        rows_in=len(rows) + len(malformed),
-        line_numbers=np.asarray(numbers, dtype=np.int64),
-    )
-
-
-def decode_content_encoding(data: bytes, content_encoding: str | None) -> bytes:
-    """The object's own bytes from its stored bytes: undo a ``Content-Encoding`` (``gsutil cp -Z`` writes gzip).
-
-    The encoding is a transport layer on top of the object's format, so a ``.jsonl.gz`` object
-    stored with ``Content-Encoding: gzip`` is gzip inside gzip.
-    """
-    encoding = (content_encoding or "identity").strip().lower()
-    if encoding == "identity":
-        return data
-    if encoding != "gzip":
-        raise UnreadableObject(f"unsupported Content-Encoding {encoding!r}")
-    try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise UnreadableObject(f"stored with Content-Encoding gzip but not a valid gzip stream: {exc}") from exc
-
-
-def parse_object(object_name: str, data: bytes, content_encoding: str | None = None) -> ParsedObject:
-    """Parse a raw object's stored bytes into rows of raw values; raises :class:`UnreadableObject`.
-
-    ``content_encoding`` is the object's ``Content-Encoding`` metadata: ``data`` are the bytes as
-    stored (read without decompressive transcoding), and the encoding is undone here.
-    """
-    kind = kind_of(object_name)
-    data = decode_content_encoding(data, content_encoding)
-    if not data:
-        raise UnreadableObject("empty object")
-    if kind == SUBSCRIPTIONS:
-        return _parse_csv(data)
-    try:
-        text = gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise UnreadableObject(f"not a valid gzip stream: {exc}") from exc
-    if not text.strip():
-        raise UnreadableObject("empty object")
-    return _parse_jsonl_arrow(text, kind) or _parse_jsonl(text)
-
-
-def _arrow_read_schema(kind: str) -> pyarrow.Schema:
-    """How pyarrow must read the contract's columns: numbers for float columns, text for the rest."""
-    return pyarrow.schema(
-        (name, pyarrow.float64() if col.dtype == FLOAT else pyarrow.string())
-        for name, col in contract_schema(kind).columns.items()
-    )
-
-
-def _parse_jsonl_arrow(text: bytes, kind: str) -> ParsedObject | None:
-    """The fast path for well-formed JSON Lines: pyarrow's multi-threaded reader.
-
-    It succeeds only when every line is a flat JSON object whose contract columns already have the
-    contract's JSON types; anything else (a malformed or blank line, a number sent as text, a
-    nested value) returns None, and the caller takes the line-by-line path, which reports it.
-    """
-    _require_utf8(text)  # pyarrow's reader does not validate UTF-8
-    if text.startswith(codecs.BOM_UTF8):
-        return None
-    options = pyarrow_json.ParseOptions(explicit_schema=_arrow_read_schema(kind), unexpected_field_behavior="infer")
-    try:
-        table = pyarrow_json.read_json(io.BytesIO(text), parse_options=options)
-    except (pyarrow.ArrowInvalid, pyarrow.ArrowNotImplementedError):
-        return None
-    lines = text.rstrip(b"\n").count(b"\n") + 1
-    flat = all(not pyarrow.types.is_nested(field_.type) for field_ in table.schema)
-    if table.num_rows != lines or not flat:  # blank lines would shift line numbers
-        return None
-    # The explicit schema adds every contract column; keep an all-null one only if its key is in the text.
-    absent = [
-        name
-        for name in _arrow_read_schema(kind).names
-        if table.column(name).null_count == table.num_rows
-        and not re.search(rb'"' + re.escape(name.encode()) + rb'"\s*:', text)
-    ]
-    table = table.drop_columns(absent)
-    string_dtype = pd.StringDtype("pyarrow")
-    rows = table.to_pandas(types_mapper={pyarrow.string(): string_dtype}.get)
-    return ParsedObject(rows=rows, malformed=_malformed_frame([]), rows_in=len(rows))
-
-
-# --------------------------------------------------------------------------------------------
-# Checking
-# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -651,8 +162,8 @@ def _normalise_column(column: pd.Series, name: str, col: pa.Column, from_json: b
     inferred = pd.api.types.infer_dtype(column, skipna=True)
     no_rejects = pd.Series([], dtype=object)
     if inferred in ("string", "empty"):  # the common case: text only
-        text, corrections = _normalise_strings(column, name, allowed)
-        return _Normalised(text, corrections, no_rejects, int(present.sum()) if expected is float else 0)
+        text, fixed = _normalise_strings(column, name, allowed)
+        return _Normalised(text, fixed, no_rejects, int(present.sum()) if expected is float else 0)
     if inferred == "floating" and col.dtype == FLOAT:  # JSON numbers in a float column
         return _Normalised(column, [], no_rejects, 0 if expected is float else int(present.sum()))
 
@@ -668,7 +179,7 @@ def _normalise_column(column: pd.Series, name: str, col: pa.Column, from_json: b
     if not isinstance(col.dtype, pandas_engine.DateTime):
         coercible |= types.isin([int, float])
     rejected = present & ~coercible
-    rejected_types = column[rejected].map(_json_type)
+    rejected_types = column[rejected].map(json_type)
     column[rejected] = None
     to_coerce = int((present & ~rejected & types.ne(expected)).sum())
     return _Normalised(column, corrections, rejected_types, to_coerce)
@@ -868,7 +379,7 @@ class _RowChecker:
             shown = [""] * len(values)
         else:
             shown = [f" {text}" for text in _format_values(values)]
-        texts = [f"uncoercible value in column {name} ({_json_type(v)}{text})" for v, text in zip(values, shown)]
+        texts = [f"uncoercible value in column {name} ({json_type(v)}{text})" for v, text in zip(values, shown)]
         self._reject(name, rows, texts)
         work.loc[rows, name] = None
         self.to_coerce[name] = max(0, self.to_coerce.get(name, 0) - len(rows))

@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from churnops.data import contract
+from churnops.data import naming
 from churnops.data.versioning import DataRepository
 
 INDEX_PREFIX = "_index/ids"
@@ -54,7 +54,7 @@ def layout_path(kind: str) -> str:
 
 def hour_prefix(kind: str, hour: datetime) -> str:
     """Lake prefix of the segments of one record hour."""
-    return f"{kind_prefix(kind)}{contract.hour_partition(hour)}/"
+    return f"{kind_prefix(kind)}{naming.hour_partition(hour)}/"
 
 
 def segment_path(kind: str, hour: datetime, run_id: str) -> str:

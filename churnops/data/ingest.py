@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from google.cloud import storage
 
-from churnops.data import contract, id_index, subjects
+from churnops.data import contract, id_index, naming, parse, schema, subjects
 from churnops.data.contract import AccountingError
 from churnops.data.id_index import IdIndex
 from churnops.data.privacy import Tokenizer, apply_pii_policy
@@ -58,8 +58,8 @@ from churnops.platform.storage import ObjectRef, list_objects, list_prefixes, re
 log = logging.getLogger(__name__)
 
 RAW_ROOT = "activity/"
-RAW_PREFIXES = {contract.EVENTS: "activity/events", contract.SUBSCRIPTIONS: "activity/subscriptions"}
-ID_COLUMNS = {contract.EVENTS: "event_id", contract.SUBSCRIPTIONS: "record_id"}
+RAW_PREFIXES = {schema.EVENTS: "activity/events", schema.SUBSCRIPTIONS: "activity/subscriptions"}
+ID_COLUMNS = {schema.EVENTS: "event_id", schema.SUBSCRIPTIONS: "record_id"}
 SOURCES_PREFIX = "_ingest/sources"
 RUNS_PREFIX = "_ingest/runs"
 HEAD_PATH = "_ingest/head.json"
@@ -164,7 +164,7 @@ class _Prepared:
 
     source: _Source
     report: ObjectReport
-    parsed: contract.ParsedObject | None = None
+    parsed: parse.ParsedObject | None = None
     valid: pd.DataFrame | None = None
     quarantined: pd.DataFrame | None = None
 
@@ -186,14 +186,14 @@ def hours_in_window(hour: datetime, lookback: int) -> list[datetime]:
 
 def hour_prefix(kind: str, hour: datetime) -> str:
     """Raw-bucket prefix of one kind for one hour."""
-    return f"{RAW_PREFIXES[kind]}/{contract.hour_partition(hour)}/"
+    return f"{RAW_PREFIXES[kind]}/{naming.hour_partition(hour)}/"
 
 
 def partition_path(ref: ObjectRef, kind: str) -> str:
     """Lake path of the partition published from ``ref``: the object's full file name, so it is
     stable across generations and no two objects share one."""
-    hour = contract.hour_of(ref.name)
-    return f"{kind}/{contract.hour_partition(hour)}/{PurePosixPath(ref.name).name}.parquet"
+    hour = naming.hour_of(ref.name)
+    return f"{kind}/{naming.hour_partition(hour)}/{PurePosixPath(ref.name).name}.parquet"
 
 
 def _name_digest(name: str) -> str:
@@ -214,7 +214,7 @@ def marker_path(ref: ObjectRef) -> str:
         return "/".join([SOURCES_PREFIX, *parts, f"_unrecognised-{_name_digest(ref.name)}", f"{ref.generation}.json"])
 
 
-def drop_ids(parsed: contract.ParsedObject, id_column: str, ids: set[str]) -> tuple[contract.ParsedObject, int]:
+def drop_ids(parsed: parse.ParsedObject, id_column: str, ids: set[str]) -> tuple[parse.ParsedObject, int]:
     """``parsed`` without the rows whose raw ``id_column`` value is in ``ids``, and how many went."""
     if not ids or id_column not in parsed.rows:
         return parsed, 0
@@ -223,7 +223,7 @@ def drop_ids(parsed: contract.ParsedObject, id_column: str, ids: set[str]) -> tu
     if not dropped:
         return parsed, 0
     keep = ~drop
-    rest = contract.ParsedObject(
+    rest = parse.ParsedObject(
         rows=parsed.rows.loc[keep].reset_index(drop=True),
         malformed=parsed.malformed,
         rows_in=parsed.rows_in - dropped,
@@ -288,13 +288,13 @@ class IngestRun:
     def _name_error(ref: ObjectRef, kind: str) -> str | None:
         """Why ``ref``'s name is not a raw object name of ``kind`` (None if it is)."""
         try:
-            if contract.kind_of(ref.name) != kind:
+            if naming.kind_of(ref.name) != kind:
                 raise ValueError(ref.name)
             check_path(partition_path(ref, kind))
         except ValueError:
             return (
                 f"unrecognised object name: the contract expects {RAW_PREFIXES[kind]}/dt=YYYY-MM-DD/hr=HH/"
-                f"<file>{'.jsonl.gz' if kind == contract.EVENTS else '.csv'}"
+                f"<file>{'.jsonl.gz' if kind == schema.EVENTS else '.csv'}"
             )
         return None
 
@@ -331,8 +331,8 @@ class IngestRun:
             report.status, report.reason = "quarantined", source.name_error
             return prepared
         try:
-            prepared.parsed = contract.parse_object(ref.name, read_object(self.client, ref), ref.content_encoding)
-        except contract.UnreadableObject as error:
+            prepared.parsed = parse.parse_object(ref.name, read_object(self.client, ref), ref.content_encoding)
+        except parse.UnreadableObject as error:
             report.status, report.reason = "quarantined", f"unreadable object: {error.reason}"
         return prepared
 
@@ -383,7 +383,7 @@ class IngestRun:
         quarantined = item.quarantined if item.quarantined is not None else pd.DataFrame()
         # Only contract columns and the diagnosis: the raw text of a malformed line and columns the
         # contract does not know (which could hold anything) stay in the raw bucket, for replay.
-        known = {*contract.CONTRACT_COLUMNS[item.kind], *QUARANTINE_INFO}
+        known = {*schema.CONTRACT_COLUMNS[item.kind], *QUARANTINE_INFO}
         keep = [column for column in quarantined.columns if column in known]
         rows = apply_pii_policy(quarantined[keep].astype("string"), item.kind, self.tokenizer)
         rows["_source_object"] = item.ref.name
@@ -394,7 +394,7 @@ class IngestRun:
         """Files this object contributes to the run branch."""
         files: dict[str, bytes] = {}
         report, ref = item.report, item.ref
-        qdir = f"quarantine/{item.kind}/{contract.hour_partition(item.source.hour)}"
+        qdir = f"quarantine/{item.kind}/{naming.hour_partition(item.source.hour)}"
         file_name = f"unrecognised-{_name_digest(ref.name)}" if item.source.name_error else PurePosixPath(ref.name).name
         if report.status == "published" and item.valid is not None:
             published = apply_pii_policy(item.valid, item.kind, self.tokenizer)
@@ -432,7 +432,7 @@ class IngestRun:
                 blob = self.repo.get_object(ref, path)
             except NotFoundError:
                 continue
-            times = pq.read_table(io.BytesIO(blob), columns=[contract.RECORD_TIME_COLUMNS[kind]]).column(0)
+            times = pq.read_table(io.BytesIO(blob), columns=[schema.RECORD_TIME_COLUMNS[kind]]).column(0)
             hours.update(times.to_pandas().dt.floor("h").dropna())
         return hours
 
@@ -623,7 +623,7 @@ class IngestRun:
         self.erased = subjects.erased_tokens(self.repo, self.tokenizer.key_id, base)
         superseded = {source.ref.name for source in fresh if source.earlier_markers}
         indexes = {
-            kind: IdIndex(self.repo, base, kind, column, contract.RECORD_TIME_COLUMNS[kind])
+            kind: IdIndex(self.repo, base, kind, column, schema.RECORD_TIME_COLUMNS[kind])
             for kind, column in ID_COLUMNS.items()
         }
         earlier = self.earlier_partitions(fresh, base)
@@ -674,7 +674,7 @@ class IngestRun:
             report.objects.append(item.report)
             if item.report.partition is not None and item.valid is not None:
                 added[kind][source.ref.name] = id_index.keys(
-                    item.valid[id_column].astype(object), item.valid[contract.RECORD_TIME_COLUMNS[kind]].dt.floor("h")
+                    item.valid[id_column].astype(object), item.valid[schema.RECORD_TIME_COLUMNS[kind]].dt.floor("h")
                 )
         return added
 
@@ -696,7 +696,7 @@ class IngestRun:
             "base_commit": base,
             "sources": json.dumps(sources),
             "accounting": json.dumps(report.accounting(), sort_keys=True),
-            "schema_versions": json.dumps(contract.SCHEMA_VERSIONS, sort_keys=True),
+            "schema_versions": json.dumps(schema.SCHEMA_VERSIONS, sort_keys=True),
             "code_version": git_sha(self.settings),
             "lock_sha256": lock_sha256(),
             "tokenizer_key_id": self.tokenizer.key_id,

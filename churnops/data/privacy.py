@@ -14,14 +14,14 @@ from typing import NoReturn
 import numpy as np
 import pandas as pd
 
-from churnops.data.contract import PII_COLUMNS
+from churnops.data.schema import PII_COLUMNS
 from churnops.platform.secrets import MIN_TOKENIZATION_KEY_BYTES as MIN_KEY_BYTES
 
 TOKEN_PREFIX = "tok_"
 TOKEN_HEX_CHARS = 32
 
 # What happens to each PII column of each raw source: "tokenize" or "drop"; other columns are kept.
-# The contract schema (churnops/data/contract.py, docs/data-contract.md) is where the policy is declared.
+# The contract schema (churnops/data/schema.py, docs/data-contract.md) is where the policy is declared.
 PII_POLICY: dict[str, dict[str, str]] = PII_COLUMNS
 
 

@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from churnops.data import contract
+from churnops.data import parse
 from churnops.data.privacy import PII_POLICY, Tokenizer
 from churnops.data.versioning import DataRepository, MergeConflict, UncommittedChangesError
 from churnops.data.versioning.base import DEFAULT_BRANCH
@@ -158,8 +158,8 @@ def erased_tokens(repo: DataRepository, key_id: str, ref: str = DEFAULT_BRANCH) 
 
 
 def drop_erased(
-    parsed: contract.ParsedObject, kind: str, tokenizer: Tokenizer, tokens: set[str]
-) -> tuple[contract.ParsedObject, int]:
+    parsed: parse.ParsedObject, kind: str, tokenizer: Tokenizer, tokens: set[str]
+) -> tuple[parse.ParsedObject, int]:
     """``parsed`` without the rows of erased subjects (whose id tokenizes to one of ``tokens``), and how many went.
 
     Ingest calls this on every object it reads, so a replay, a late file or a re-send does not
@@ -178,7 +178,7 @@ def drop_erased(
     if not dropped:
         return parsed, 0
     keep = ~drop
-    return contract.ParsedObject(
+    return parse.ParsedObject(
         rows=parsed.rows.loc[keep].reset_index(drop=True),
         malformed=parsed.malformed,
         rows_in=parsed.rows_in - dropped,

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from google.cloud import storage
 
-from churnops.data import contract as data_contract
+from churnops.data import naming, schema
 from churnops.local import rawformat
 from churnops.platform.storage import ObjectRef, write_object
 
@@ -46,15 +46,15 @@ ANOMALY_KINDS: tuple[str, ...] = (
 )
 
 # The contract's vocabulary and columns (in the contract's order), from the contract itself.
-EVENT_TYPES = data_contract.EVENT_TYPES
-EVENT_COLUMNS: tuple[str, ...] = tuple(data_contract.CONTRACT_COLUMNS[data_contract.EVENTS])
-EVENT_REQUIRED: tuple[str, ...] = tuple(data_contract.REQUIRED_COLUMNS[data_contract.EVENTS])
-SUBSCRIPTION_COLUMNS: tuple[str, ...] = tuple(data_contract.CONTRACT_COLUMNS[data_contract.SUBSCRIPTIONS])
-SUBSCRIPTION_REQUIRED: tuple[str, ...] = tuple(data_contract.REQUIRED_COLUMNS[data_contract.SUBSCRIPTIONS])
+EVENT_TYPES = schema.EVENT_TYPES
+EVENT_COLUMNS: tuple[str, ...] = tuple(schema.CONTRACT_COLUMNS[schema.EVENTS])
+EVENT_REQUIRED: tuple[str, ...] = tuple(schema.REQUIRED_COLUMNS[schema.EVENTS])
+SUBSCRIPTION_COLUMNS: tuple[str, ...] = tuple(schema.CONTRACT_COLUMNS[schema.SUBSCRIPTIONS])
+SUBSCRIPTION_REQUIRED: tuple[str, ...] = tuple(schema.REQUIRED_COLUMNS[schema.SUBSCRIPTIONS])
 PRODUCERS: tuple[str, ...] = ("web", "app")
-PLANS = data_contract.PLANS
-CONTRACTS = data_contract.CONTRACTS
-PAYMENT_METHODS = data_contract.PAYMENT_METHODS
+PLANS = schema.PLANS
+CONTRACTS = schema.CONTRACTS
+PAYMENT_METHODS = schema.PAYMENT_METHODS
 MAX_CUSTOMERS = 9_999_999  # customer ids are CUST-NNNNNNN
 
 # The churn model: logit contributions, calibrated so that CHURN_RATE of customers churn in the span.
@@ -544,11 +544,11 @@ def _simulate(
 
 
 def _event_object_name(hour: datetime, producer: str) -> str:
-    return f"activity/events/{data_contract.hour_partition(hour)}/{producer}-000.jsonl.gz"
+    return f"activity/events/{naming.hour_partition(hour)}/{producer}-000.jsonl.gz"
 
 
 def _billing_object_name(hour: datetime) -> str:
-    return f"activity/subscriptions/{data_contract.hour_partition(hour)}/billing-000.csv"
+    return f"activity/subscriptions/{naming.hour_partition(hour)}/billing-000.csv"
 
 
 def _closeness(churn_ms: np.ndarray, at_ms: np.ndarray | float) -> np.ndarray:
@@ -700,7 +700,7 @@ def _billing_frame(rng: np.random.Generator, pii: _Pii, traits: _Traits, start_m
             "monthly_charges": traits.charges[who],
             "total_charges": np.round(traits.charges[who] * tenure_days / 30.44, 2),
             "signup_date": np.datetime_as_string(traits.signup_day[who].astype("datetime64[D]")).astype(object),
-            "status": np.where(stopped, data_contract.STATUSES[1], data_contract.STATUSES[0]).astype(object),
+            "status": np.where(stopped, schema.STATUSES[1], schema.STATUSES[0]).astype(object),
             "cancel_date": cancel_date,
             "updated_at": _iso_ms(start_ms + updated_ms),
             "country": pii.country[who],

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnops.data import contract
+from churnops.data import schema
 from churnops.errors import ChurnopsError, DataContractError
 from churnops.platform.settings import TRAINING_DEFAULTS
 
@@ -39,7 +39,7 @@ class InsufficientData(ChurnopsError, ValueError):
     """The published data cannot make a training set: too short a span, too few cutoffs, one class only."""
 
 
-EVENT_TYPES = contract.EVENT_TYPES  # one count feature per type the contract allows
+EVENT_TYPES = schema.EVENT_TYPES  # one count feature per type the contract allows
 DEFAULT_WINDOWS_HOURS: tuple[int, ...] = tuple(TRAINING_DEFAULTS["feature_windows_hours"])
 DEFAULT_HORIZON_HOURS: int = TRAINING_DEFAULTS["label_horizon_hours"]
 

@@ -16,8 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from churnops.data import contract
-from churnops.data.contract import ContractResult, ParsedObject, UnreadableObject
+from churnops.data import contract, naming, parse, schema
+from churnops.data.contract import ContractResult
+from churnops.data.parse import ParsedObject, UnreadableObject
 
 HOUR = datetime(2024, 5, 1, 10, tzinfo=timezone.utc)
 NOW = HOUR + timedelta(hours=2)
@@ -93,12 +94,12 @@ def accounted(result: ContractResult) -> ContractResult:
 
 def check_events(data: bytes, now: datetime = NOW) -> ContractResult:
     """Parse and check an events object of HOUR."""
-    return accounted(contract.check(contract.parse_object(EVENTS_NAME, data), contract.EVENTS, HOUR, now))
+    return accounted(contract.check(parse.parse_object(EVENTS_NAME, data), schema.EVENTS, HOUR, now))
 
 
 def check_subscriptions(data: bytes) -> ContractResult:
     """Parse and check a subscriptions object of HOUR."""
-    return accounted(contract.check(contract.parse_object(SUBS_NAME, data), contract.SUBSCRIPTIONS, HOUR, NOW))
+    return accounted(contract.check(parse.parse_object(SUBS_NAME, data), schema.SUBSCRIPTIONS, HOUR, NOW))
 
 
 def reasons_by_event(result: ContractResult) -> dict[str, str]:
@@ -115,10 +116,10 @@ def corrections(result: ContractResult, kind: str) -> dict[str, contract.Correct
 
 
 def test_kind_and_hour_come_from_the_object_name() -> None:
-    assert contract.kind_of(EVENTS_NAME) == "events"
-    assert contract.kind_of(SUBS_NAME) == "subscriptions"
-    assert contract.hour_of(SUBS_NAME) == HOUR
-    assert contract.hour_of("gs://raw/activity/events/dt=2024-12-31/hr=23/app-7.jsonl.gz") == datetime(
+    assert naming.kind_of(EVENTS_NAME) == "events"
+    assert naming.kind_of(SUBS_NAME) == "subscriptions"
+    assert naming.hour_of(SUBS_NAME) == HOUR
+    assert naming.hour_of("gs://raw/activity/events/dt=2024-12-31/hr=23/app-7.jsonl.gz") == datetime(
         2024, 12, 31, 23, tzinfo=timezone.utc
     )
 
@@ -136,13 +137,13 @@ def test_kind_and_hour_come_from_the_object_name() -> None:
 )
 def test_other_names_are_rejected(name: str) -> None:
     with pytest.raises(ValueError):
-        contract.hour_of(name)
+        naming.hour_of(name)
 
 
 # -- the schemas are the documented contract ------------------------------------------------------
 
 
-DOCUMENTED_POLICY = {"tokenized": contract.TOKENIZE, "dropped": contract.DROP}
+DOCUMENTED_POLICY = {"tokenized": schema.TOKENIZE, "dropped": schema.DROP}
 
 
 def documented_columns(version: str) -> list[tuple[str, bool, set[str], str | None]]:
@@ -161,15 +162,15 @@ def documented_columns(version: str) -> list[tuple[str, bool, set[str], str | No
     return columns
 
 
-@pytest.mark.parametrize("kind", [contract.EVENTS, contract.SUBSCRIPTIONS])
+@pytest.mark.parametrize("kind", [schema.EVENTS, schema.SUBSCRIPTIONS])
 def test_schemas_match_the_documented_contract(kind: str) -> None:
-    documented = documented_columns(contract.SCHEMA_VERSIONS[kind])
-    assert contract.CONTRACT_COLUMNS[kind] == [name for name, _, _, _ in documented]
-    assert contract.REQUIRED_COLUMNS[kind] == [name for name, required, _, _ in documented if required]
-    assert contract.PII_COLUMNS[kind] == {name: policy for name, _, _, policy in documented if policy}
-    schema = contract.contract_schema(kind)
+    documented = documented_columns(schema.SCHEMA_VERSIONS[kind])
+    assert schema.CONTRACT_COLUMNS[kind] == [name for name, _, _, _ in documented]
+    assert schema.REQUIRED_COLUMNS[kind] == [name for name, required, _, _ in documented if required]
+    assert schema.PII_COLUMNS[kind] == {name: policy for name, _, _, policy in documented if policy}
+    contract_schema = schema.contract_schema(kind)
     for name, _, values, _ in documented:
-        assert set(schema.columns[name].metadata["allowed"] or ()) == values, name
+        assert set(contract_schema.columns[name].metadata["allowed"] or ()) == values, name
 
 
 # -- valid data -----------------------------------------------------------------------------------
@@ -179,7 +180,7 @@ def test_valid_events_get_the_contract_columns_and_dtypes() -> None:
     result = check_events(jsonl(event(), event(event_id="e-2", event_time="2024-05-01T12:30:00+02:00")))
     assert result.schema_version == "events:v1"
     assert result.quarantined.empty and len(result.valid) == 2
-    assert list(result.valid.columns) == contract.CONTRACT_COLUMNS["events"]
+    assert list(result.valid.columns) == schema.CONTRACT_COLUMNS["events"]
     dtypes = result.valid.dtypes
     assert all(isinstance(dtypes[c], pd.StringDtype) for c in ("event_id", "customer_id", "event_type", "device"))
     assert dtypes["duration_s"] == "float64" and dtypes["amount"] == "float64"
@@ -198,7 +199,7 @@ def test_valid_subscriptions_get_the_contract_columns_and_dtypes() -> None:
         )
     )
     assert result.quarantined.empty and len(result.valid) == 2
-    assert list(result.valid.columns) == contract.CONTRACT_COLUMNS["subscriptions"]
+    assert list(result.valid.columns) == schema.CONTRACT_COLUMNS["subscriptions"]
     assert result.valid["monthly_charges"].dtype == "float64"
     assert result.valid["monthly_charges"].tolist() == [29.99, 29.99]
     assert result.valid["signup_date"].dtype == "datetime64[ns]"
@@ -223,7 +224,7 @@ def test_a_missing_required_column_quarantines_the_whole_object() -> None:
     rows = [{k: v for k, v in event(event_id=f"e-{i}").items() if k != "event_type"} for i in range(3)]
     result = check_events(jsonl(*rows, b"{not json"))
     assert result.missing_required == ["event_type"]
-    assert result.valid.empty and list(result.valid.columns) == contract.CONTRACT_COLUMNS["events"]
+    assert result.valid.empty and list(result.valid.columns) == schema.CONTRACT_COLUMNS["events"]
     assert len(result.quarantined) == 4 and result.rows_in == 4
     parsed_rows = result.quarantined[result.quarantined["_raw"].isna()]
     assert (parsed_rows["_reason"] == "missing required column(s): event_type").all()
@@ -400,10 +401,10 @@ def test_duplicates_are_kept() -> None:
 
 def test_malformed_json_lines_are_quarantined_with_their_line() -> None:
     data = jsonl(event(), b'{"event_id": "e-2", "customer', b"[1, 2]", event(event_id="e-4"))
-    parsed = contract.parse_object(EVENTS_NAME, data)
+    parsed = parse.parse_object(EVENTS_NAME, data)
     assert parsed.rows_in == 4 and len(parsed.rows) == 2
     assert list(parsed.malformed.columns) == ["_line", "_raw", "_reason"]
-    result = accounted(contract.check(parsed, contract.EVENTS, HOUR, NOW))
+    result = accounted(contract.check(parsed, schema.EVENTS, HOUR, NOW))
     assert result.valid["event_id"].tolist() == ["e-1", "e-4"]
     quarantined = result.quarantined
     assert quarantined["_line"].tolist() == [2, 3]
@@ -422,9 +423,9 @@ def test_csv_rows_with_the_wrong_field_count_are_quarantined() -> None:
     good = csv_object([subscription(), subscription(record_id="r-2", name='Doe, "Jane"\nJr.')]).decode()
     header, first, *second = good.splitlines()
     text = "\n".join([header, first, "r-x,CUST-1,too,few", *second, first + ",extra"]) + "\n"
-    parsed = contract.parse_object(SUBS_NAME, text.encode())
+    parsed = parse.parse_object(SUBS_NAME, text.encode())
     assert parsed.rows_in == 4
-    result = accounted(contract.check(parsed, contract.SUBSCRIPTIONS, HOUR, NOW))
+    result = accounted(contract.check(parsed, schema.SUBSCRIPTIONS, HOUR, NOW))
     assert result.valid["record_id"].tolist() == ["r-1", "r-2"]
     assert result.valid["name"].iloc[1] == 'Doe, "Jane"\nJr.'
     assert result.quarantined["_line"].tolist() == [3, 6]
@@ -445,7 +446,7 @@ def test_csv_rows_with_broken_quoting_are_quarantined() -> None:
 
 
 def test_a_header_only_csv_has_no_rows() -> None:
-    result = check_subscriptions(",".join(contract.CONTRACT_COLUMNS["subscriptions"]).encode() + b"\n")
+    result = check_subscriptions(",".join(schema.CONTRACT_COLUMNS["subscriptions"]).encode() + b"\n")
     assert result.rows_in == 0 and result.valid.empty and result.quarantined.empty
 
 
@@ -466,14 +467,14 @@ def test_a_header_only_csv_has_no_rows() -> None:
 )
 def test_unreadable_objects_raise_with_a_reason(name: str, data: bytes, reason: str) -> None:
     with pytest.raises(UnreadableObject) as raised:
-        contract.parse_object(name, data)
+        parse.parse_object(name, data)
     assert raised.value.reason.startswith(reason)
 
 
 def test_check_needs_timezone_aware_times() -> None:
-    parsed = contract.parse_object(EVENTS_NAME, jsonl(event()))
+    parsed = parse.parse_object(EVENTS_NAME, jsonl(event()))
     with pytest.raises(ValueError, match="timezone-aware"):
-        contract.check(parsed, contract.EVENTS, HOUR.replace(tzinfo=None), NOW)
+        contract.check(parsed, schema.EVENTS, HOUR.replace(tzinfo=None), NOW)
 
 
 # -- any input is accounted for -------------------------------------------------------------------
@@ -492,7 +493,7 @@ json_values = st.one_of(
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
-        st.dictionaries(st.sampled_from(contract.CONTRACT_COLUMNS["events"] + ["extra"]), json_values),
+        st.dictionaries(st.sampled_from(schema.CONTRACT_COLUMNS["events"] + ["extra"]), json_values),
         min_size=1,
         max_size=6,
     )
@@ -500,18 +501,18 @@ json_values = st.one_of(
 def test_any_json_rows_are_accounted_for(rows: list[dict[str, Any]]) -> None:
     filled = [event(**row) for row in rows]
     parsed = ParsedObject(rows=pd.DataFrame(filled, dtype=object), malformed=pd.DataFrame(), rows_in=len(filled))
-    result = accounted(contract.check(parsed, contract.EVENTS, HOUR, NOW))
-    assert list(result.valid.columns) == contract.CONTRACT_COLUMNS["events"]
+    result = accounted(contract.check(parsed, schema.EVENTS, HOUR, NOW))
+    assert list(result.valid.columns) == schema.CONTRACT_COLUMNS["events"]
     assert (result.quarantined["_reason"].str.len() > 0).all()
 
 
 def _both_paths(data: bytes) -> tuple[ContractResult, ContractResult]:
     """The check on the pyarrow fast path and on the line-by-line path of the same object."""
     text = gzip.decompress(data)
-    fast = contract._parse_jsonl_arrow(text, contract.EVENTS)  # pylint: disable=protected-access
+    fast = parse._parse_jsonl_arrow(text, schema.EVENTS)  # pylint: disable=protected-access
     assert fast is not None, "a well-formed object must take the fast path"
-    slow = contract._parse_jsonl(text)  # pylint: disable=protected-access
-    return (contract.check(fast, contract.EVENTS, HOUR, NOW), contract.check(slow, contract.EVENTS, HOUR, NOW))
+    slow = parse._parse_jsonl(text)  # pylint: disable=protected-access
+    return (contract.check(fast, schema.EVENTS, HOUR, NOW), contract.check(slow, schema.EVENTS, HOUR, NOW))
 
 
 @pytest.mark.parametrize(
@@ -536,7 +537,7 @@ def test_objects_the_fast_path_cannot_read_exactly_fall_back() -> None:
     blank_line = gzip.decompress(jsonl(event(event_id="e-1"), b"", event(event_id="e-2")))
     text_number = gzip.decompress(jsonl(event(event_id="e-1", duration_s="12.5")))
     for text in (blank_line, text_number):
-        assert contract._parse_jsonl_arrow(text, contract.EVENTS) is None  # pylint: disable=protected-access
+        assert parse._parse_jsonl_arrow(text, schema.EVENTS) is None  # pylint: disable=protected-access
     assert check_events(jsonl(event(event_id="e-1"), b"", event(event_id="e-2"))).valid["event_id"].tolist() == [
         "e-1",
         "e-2",
@@ -570,21 +571,21 @@ def test_objects_the_fast_path_cannot_read_exactly_fall_back() -> None:
 def test_both_parse_paths_find_invalid_utf8_unreadable(text: bytes, line: int) -> None:
     reasons = []
     with pytest.raises(UnreadableObject) as fast:
-        contract._parse_jsonl_arrow(text, contract.EVENTS)  # pylint: disable=protected-access
+        parse._parse_jsonl_arrow(text, schema.EVENTS)  # pylint: disable=protected-access
     reasons.append(fast.value.reason)
     with pytest.raises(UnreadableObject) as slow:
-        contract._parse_jsonl(text)  # pylint: disable=protected-access
+        parse._parse_jsonl(text)  # pylint: disable=protected-access
     reasons.append(slow.value.reason)
     assert reasons == [f"not valid UTF-8 text (line {line})"] * 2
     with pytest.raises(UnreadableObject, match="not valid UTF-8"):
-        contract.parse_object(EVENTS_NAME, gzip.compress(text))
+        parse.parse_object(EVENTS_NAME, gzip.compress(text))
 
 
 def test_a_csv_without_a_header_row_is_unreadable_and_its_values_are_not_named() -> None:
     rows = [subscription(record_id=f"r-{i}", customer_id=f"CUST-000000{i}") for i in range(3)]
     data = csv_object(rows).split(b"\n", 1)[1]  # the header row is missing: the first row would be the header
     with pytest.raises(UnreadableObject) as raised:
-        contract.parse_object(SUBS_NAME, data)
+        parse.parse_object(SUBS_NAME, data)
     assert raised.value.reason == "no header row: none of the 15 fields of the first row is a contract column"
     for value in ("CUST-0000000", "Jane Doe", "jane@example.com", "+1-555-123-4567"):
         assert value not in str(raised.value)
@@ -593,7 +594,7 @@ def test_a_csv_without_a_header_row_is_unreadable_and_its_values_are_not_named()
 def test_duplicate_unknown_header_names_are_counted_not_shown() -> None:
     header = ["record_id", "record_id", "jane@example.com", "jane@example.com"]
     with pytest.raises(UnreadableObject) as raised:
-        contract.parse_object(SUBS_NAME, (",".join(header) + "\n1,2,3,4\n").encode())
+        parse.parse_object(SUBS_NAME, (",".join(header) + "\n1,2,3,4\n").encode())
     assert raised.value.reason == "not CSV: duplicate column names in the header: record_id, 1 other name(s)"
 
 
@@ -629,15 +630,15 @@ def test_naive_and_offset_times_mix_in_a_csv_too() -> None:
 
 def test_content_encoding_gzip_is_undone_before_parsing() -> None:
     events = jsonl(event(event_id="e-1"), event(event_id="e-2"))
-    parsed = contract.parse_object(EVENTS_NAME, gzip.compress(events), content_encoding="gzip")
+    parsed = parse.parse_object(EVENTS_NAME, gzip.compress(events), content_encoding="gzip")
     assert parsed.rows["event_id"].tolist() == ["e-1", "e-2"]
     subs = csv_object([subscription()])
-    assert contract.parse_object(SUBS_NAME, gzip.compress(subs), "GZIP").rows["record_id"].tolist() == ["r-1"]
-    assert contract.parse_object(SUBS_NAME, subs, "identity").rows_in == 1
+    assert parse.parse_object(SUBS_NAME, gzip.compress(subs), "GZIP").rows["record_id"].tolist() == ["r-1"]
+    assert parse.parse_object(SUBS_NAME, subs, "identity").rows_in == 1
     with pytest.raises(UnreadableObject, match="stored with Content-Encoding gzip but not a valid gzip stream"):
-        contract.parse_object(SUBS_NAME, subs, "gzip")
+        parse.parse_object(SUBS_NAME, subs, "gzip")
     with pytest.raises(UnreadableObject, match="unsupported Content-Encoding 'br'"):
-        contract.parse_object(SUBS_NAME, subs, "br")
+        parse.parse_object(SUBS_NAME, subs, "br")
 
 
 def test_record_hours_read_times_as_the_check_does() -> None:
@@ -652,10 +653,10 @@ def test_record_hours_read_times_as_the_check_does() -> None:
         " 2024-05-01T09:58:00Z ",
         "2024-05-01T11:04:59+00:00",
     ]
-    parsed = contract.parse_object(
+    parsed = parse.parse_object(
         EVENTS_NAME, jsonl(*[event(event_id=f"e-{i}", event_time=t) for i, t in enumerate(times)])
     )
-    hours = dict(zip(parsed.rows["event_id"], contract.record_hours(parsed.rows, contract.EVENTS)))
+    hours = dict(zip(parsed.rows["event_id"], contract.record_hours(parsed.rows, schema.EVENTS)))
     result = check_events(jsonl(*[event(event_id=f"e-{i}", event_time=t) for i, t in enumerate(times)]))
     assert result.quarantined.empty
     assert hours == dict(zip(result.valid["event_id"], result.valid["event_time"].dt.floor("h")))
@@ -663,7 +664,7 @@ def test_record_hours_read_times_as_the_check_does() -> None:
 
 
 def test_record_hours_are_missing_where_there_is_no_time() -> None:
-    parsed = contract.parse_object(
+    parsed = parse.parse_object(
         EVENTS_NAME,
         jsonl(
             event(event_id="a", event_time="yesterday"),
@@ -673,10 +674,10 @@ def test_record_hours_are_missing_where_there_is_no_time() -> None:
             event(event_id="e", event_time="2024-02-30T10:00:00Z"),
         ),
     )
-    assert contract.record_hours(parsed.rows, contract.EVENTS).isna().all()
-    rows = contract.parse_object(SUBS_NAME, csv_object([subscription()])).rows
-    assert contract.record_hours(rows.drop(columns="updated_at"), contract.SUBSCRIPTIONS).isna().all()
-    assert contract.record_hours(rows, contract.SUBSCRIPTIONS).tolist() == [pd.Timestamp("2024-05-01T10:00Z")]
+    assert contract.record_hours(parsed.rows, schema.EVENTS).isna().all()
+    rows = parse.parse_object(SUBS_NAME, csv_object([subscription()])).rows
+    assert contract.record_hours(rows.drop(columns="updated_at"), schema.SUBSCRIPTIONS).isna().all()
+    assert contract.record_hours(rows, schema.SUBSCRIPTIONS).tolist() == [pd.Timestamp("2024-05-01T10:00Z")]
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -694,8 +695,8 @@ def test_record_hours_match_the_checked_time_of_every_valid_row(offsets: list[tu
         shift = {"Z": 0, "+00:00": 0, "": 0, "+05:30": 330, "-08:00": -480}[zone]
         local = (utc + timedelta(minutes=shift)).replace(tzinfo=None).isoformat(timespec="milliseconds")
         records.append(event(event_id=f"e-{i}", event_time=f"{local}{zone}"))
-    parsed = contract.parse_object(EVENTS_NAME, jsonl(*records))
-    hours = dict(zip(parsed.rows["event_id"], contract.record_hours(parsed.rows, contract.EVENTS)))
+    parsed = parse.parse_object(EVENTS_NAME, jsonl(*records))
+    hours = dict(zip(parsed.rows["event_id"], contract.record_hours(parsed.rows, schema.EVENTS)))
     result = check_events(jsonl(*records))
     assert {i: hours[i] for i in result.valid["event_id"]} == dict(
         zip(result.valid["event_id"], result.valid["event_time"].dt.floor("h"))

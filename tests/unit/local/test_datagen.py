@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnops.data import contract
+from churnops.data import contract, naming, parse
 from churnops.local.datagen import (
     ANOMALY_KINDS,
     CONTRACTS,
@@ -164,9 +164,9 @@ def test_clean_objects_pass_the_real_contract_check_without_a_single_quarantined
     now = START + timedelta(hours=HOURS + 1)
     checked = 0
     for obj in clean.objects:
-        kind = contract.kind_of(obj.name)
-        parsed = contract.parse_object(obj.name, obj.data)
-        result = contract.check(parsed, kind, contract.hour_of(obj.name), now)
+        kind = naming.kind_of(obj.name)
+        parsed = parse.parse_object(obj.name, obj.data)
+        result = contract.check(parsed, kind, naming.hour_of(obj.name), now)
         assert len(parsed.malformed) == 0, obj.name
         assert len(result.quarantined) == 0, (obj.name, result.quarantined.head(3).to_dict("records"))
         assert not result.unknown_columns and not result.missing_required, obj.name
