@@ -1,6 +1,6 @@
 """The by-customer transformer: a ``kserve.Model`` in front of the churn predictor (``spec.transformer``).
 
-A service that knows a customer id, not 51 features, sends a V2 request with one ``customer_id``
+A service that knows a customer id, not the model's features, sends a V2 request with one ``customer_id``
 tensor (``BYTES``, shape ``[rows]``, in JSON or the binary tensor extension) to
 ``POST /v2/models/<name>/infer``. The server's strict infer route (:class:`serving.server.InferRoute`,
 the predictor's) hands the body to :meth:`CustomerTransformer.answer_rest`, which checks it

@@ -1,9 +1,11 @@
 """Customer features and churn labels at a cutoff, built from the published lake tables.
 
-A *cutoff* is a point in time (UTC). The population at a cutoff is every customer whose latest
-subscription record before the cutoff says ``active`` and who had not cancelled by then. Features
-use only data strictly before the cutoff; the label says whether the customer cancelled within
-``(cutoff, cutoff + horizon]``. Windows and the horizon are in hours (the generated data compresses
+A *cutoff* is a point in time (UTC). The population at a cutoff is judged only by the subscription
+records known then (``updated_at`` before the cutoff): every customer whose latest known record says
+``active`` and who has no known cancellation taking effect after that record and by the cutoff.
+Features use only data strictly before the cutoff; the label says whether the customer's
+subscription ended by ``cutoff + horizon`` by a cancellation not yet in effect (or not yet known)
+at the cutoff. Windows and the horizon are in hours (the generated data compresses
 a customer lifecycle into hours).
 
 A training set stacks several cutoffs and is split by time: the earliest cutoffs train, the next
@@ -71,7 +73,13 @@ SUBSCRIPTION_NUMERIC: tuple[str, ...] = (
     "total_charges",
     "hours_since_change",
     "subscription_changes",
+    "plan_direction",
 )
+# What makes a record a change of the subscription (a record repeating the previous one is not).
+CHANGE_COLUMNS: tuple[str, ...] = ("plan", "contract", "payment_method", "monthly_charges")
+PLAN_TIERS: dict[str, int] = {plan: tier for tier, plan in enumerate(contract.PLANS)}  # basic < standard < premium
+# Events per hour added to both sides of an activity ratio, so a quiet customer's ratio stays finite and near 1.
+ACTIVITY_PRIOR_PER_H = 0.1
 KEY_COLUMNS: tuple[str, ...] = ("customer_token", "cutoff")
 LABEL = "churned"
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -135,6 +143,11 @@ def trend_feature_names(windows_h: Sequence[int]) -> list[str]:
     return [f"rate_change_{short}h_{long}h" for short, long in zip(windows, windows[1:])]
 
 
+def relative_activity_names(windows_h: Sequence[int]) -> list[str]:
+    """Activity relative to the customer's own baseline: one ratio per window (see :func:`build_features`)."""
+    return [f"relative_activity_{window}h" for window in sorted(windows_h)]
+
+
 def feature_spec(windows_h: Sequence[int] = DEFAULT_WINDOWS_HOURS) -> FeatureSpec:
     """The feature spec for the given windows (hours)."""
     windows = _check_windows(windows_h)
@@ -142,6 +155,7 @@ def feature_spec(windows_h: Sequence[int] = DEFAULT_WINDOWS_HOURS) -> FeatureSpe
     for window in windows:
         numeric.extend(window_feature_names(window))
     numeric.extend(trend_feature_names(windows))
+    numeric.extend(relative_activity_names(windows))
     return FeatureSpec(numeric=tuple(numeric), categorical=CATEGORICAL_FEATURES, windows_h=windows)
 
 
@@ -184,6 +198,7 @@ class _Subscriptions:
 
     tokens: pd.Index  # the customer universe; codes index into it
     frame: pd.DataFrame  # the sorted records, with integer ``_code``, ``_updated_ns`` and ``_cancel_ns``
+    first_seen_ns: np.ndarray  # per code: ``updated_at`` of the customer's first record
 
 
 def _prepare_subscriptions(subscriptions: pd.DataFrame) -> _Subscriptions:
@@ -207,7 +222,19 @@ def _prepare_subscriptions(subscriptions: pd.DataFrame) -> _Subscriptions:
     frame = frame.sort_values(order, kind="mergesort").reset_index(drop=True)
     codes, tokens = pd.factorize(frame["customer_token"].astype(str), sort=True)
     frame["_code"] = codes
-    return _Subscriptions(tokens=pd.Index(tokens), frame=frame)
+    # A record is a change when it differs from the customer's previous record (the first one seen is not).
+    first = ~frame.duplicated("_code", keep="first").to_numpy()
+    changed = np.zeros(len(frame), dtype=bool)
+    for name in CHANGE_COLUMNS:
+        values = frame[name].astype(object).where(frame[name].notna(), None).astype(str)
+        changed |= (values != values.groupby(frame["_code"]).shift(1)).to_numpy()
+    frame["_is_change"] = changed & ~first
+    tier = frame["plan"].astype(object).map(PLAN_TIERS).astype("float64")
+    step = np.sign((tier - tier.groupby(frame["_code"]).shift(1)).fillna(0.0)).to_numpy()
+    frame["_plan_step"] = np.where(first, 0.0, step)
+    first_seen = np.full(len(tokens), _NAT, dtype=np.int64)
+    first_seen[codes[first]] = frame["_updated_ns"].to_numpy()[first]
+    return _Subscriptions(tokens=pd.Index(tokens), frame=frame, first_seen_ns=first_seen)
 
 
 @dataclass(frozen=True)
@@ -265,16 +292,36 @@ def _prepare_events(events: pd.DataFrame, universe: pd.Index) -> _Events:
 # Population, features and labels at one cutoff
 
 
+def _latest_per_customer(records: pd.DataFrame, codes: pd.Series, column: str, missing: Any) -> np.ndarray:
+    """``column`` of each customer's latest record among ``records`` (sorted by time), in the order of ``codes``."""
+    latest = records.drop_duplicates("_code", keep="last").set_index("_code")[column]
+    return latest.reindex(codes.to_numpy(), fill_value=missing).to_numpy()
+
+
 def _state_at(subs: _Subscriptions, cutoff_ns: np.int64) -> pd.DataFrame:
-    """Latest record per customer known before the cutoff, for customers active at the cutoff."""
+    """Each customer active at the cutoff, by the records known then (``updated_at`` before it): the latest
+    known record, with the subscription's change history (``_changes``, ``_changed_ns``, ``_plan_direction``).
+
+    A customer is active when the latest known record says ``active`` and no known cancellation takes
+    effect after that record and by the cutoff. A cancellation recorded after the cutoff (even one
+    dated before it) was not known then, and a customer who cancelled and came back is active again.
+    """
     frame = subs.frame
     known = frame[frame["_updated_ns"] < cutoff_ns]
     latest = known.drop_duplicates("_code", keep="last")
-    cancelled_by_cutoff = frame.loc[(frame["_cancel_ns"] != _NAT) & (frame["_cancel_ns"] <= cutoff_ns), "_code"]
     active = latest[latest["status"].astype("string").eq("active").fillna(False).to_numpy()]
-    active = active[~active["_code"].isin(cancelled_by_cutoff)]
-    changes = known.groupby("_code").size()
-    active = active.assign(_records=active["_code"].map(changes).to_numpy())
+    in_effect = known[(known["_cancel_ns"] != _NAT) & (known["_cancel_ns"] <= cutoff_ns)]
+    last_cancel = in_effect.groupby("_code")["_cancel_ns"].max()
+    cancelled_since = last_cancel.reindex(active["_code"].to_numpy(), fill_value=_NAT).to_numpy()
+    active = active[cancelled_since <= active["_updated_ns"].to_numpy()]
+    codes = active["_code"]
+    changes = known[known["_is_change"]]
+    plan_changes = known[known["_plan_step"] != 0]
+    active = active.assign(
+        _changes=changes.groupby("_code").size().reindex(codes.to_numpy(), fill_value=0).to_numpy(),
+        _changed_ns=_latest_per_customer(changes, codes, "_updated_ns", _NAT),
+        _plan_direction=_latest_per_customer(plan_changes, codes, "_plan_step", 0.0),
+    )
     return active.sort_values("customer_token", kind="mergesort").reset_index(drop=True)
 
 
@@ -301,6 +348,34 @@ def _window_block(ev: _Events, window: np.ndarray, n_customers: int) -> np.ndarr
     return np.column_stack([total, per_type, sessions, mean_duration, spend])
 
 
+def _observed_hours(ev: _Events, subs: _Subscriptions, before: np.ndarray, cutoff_ns: np.int64) -> np.ndarray:
+    """Per customer code: hours from the customer's first record or event (the earlier) to the cutoff, at least 1."""
+    first_ns = subs.first_seen_ns.copy()
+    first_ns[first_ns == _NAT] = cutoff_ns
+    np.minimum.at(first_ns, ev.customer[before], ev.time_ns[before])
+    return np.maximum((cutoff_ns - first_ns) / float(_HOUR), 1.0)
+
+
+def _subscription_columns(state: pd.DataFrame, cutoff_ns: np.int64) -> dict[str, np.ndarray]:
+    """The numeric columns read from the subscription records (``SUBSCRIPTION_NUMERIC``), one value per state row."""
+    columns: dict[str, np.ndarray] = {}
+    signup_ns = state["_signup_ns"].to_numpy()
+    known_signup = signup_ns != _NAT
+    tenure_h = (cutoff_ns - np.where(known_signup, signup_ns, cutoff_ns)) / _HOUR
+    columns["tenure_h"] = np.where(known_signup, np.clip(tenure_h, 0, None), np.nan)
+    columns["monthly_charges"] = pd.to_numeric(state["monthly_charges"], errors="coerce").to_numpy(np.float64)
+    columns["total_charges"] = pd.to_numeric(state["total_charges"], errors="coerce").to_numpy(np.float64)
+    # Since the latest change of the subscription; with none on record, since signup (as signed up, as far as
+    # the records show). Not since the customer's first record: that is where the data begins, not a change.
+    changed_ns = state["_changed_ns"].to_numpy()
+    has_change = changed_ns != _NAT
+    since_change = (cutoff_ns - np.where(has_change, changed_ns, cutoff_ns)) / _HOUR
+    columns["hours_since_change"] = np.where(has_change, since_change, columns["tenure_h"]).astype(np.float64)
+    columns["subscription_changes"] = state["_changes"].to_numpy().astype(np.float64)
+    columns["plan_direction"] = state["_plan_direction"].to_numpy().astype(np.float64)
+    return columns
+
+
 def _features_at(ev: _Events, subs: _Subscriptions, cutoff: pd.Timestamp, windows: tuple[int, ...]) -> pd.DataFrame:
     cutoff_ns = np.int64(cutoff.value)
     state = _state_at(subs, cutoff_ns)
@@ -313,14 +388,7 @@ def _features_at(ev: _Events, subs: _Subscriptions, cutoff: pd.Timestamp, window
     # the difference in integer nanoseconds: as float64 an event 1 ns before the cutoff would read as 0 h
     since_last_ns = (cutoff_ns - last_seen).reindex(rows).to_numpy(dtype=np.float64)
     columns["recency_h"] = since_last_ns / float(_HOUR)
-    signup_ns = state["_signup_ns"].to_numpy()
-    known_signup = signup_ns != _NAT
-    tenure_h = (cutoff_ns - np.where(known_signup, signup_ns, cutoff_ns)) / _HOUR
-    columns["tenure_h"] = np.where(known_signup, np.clip(tenure_h, 0, None), np.nan)
-    columns["monthly_charges"] = pd.to_numeric(state["monthly_charges"], errors="coerce").to_numpy(np.float64)
-    columns["total_charges"] = pd.to_numeric(state["total_charges"], errors="coerce").to_numpy(np.float64)
-    columns["hours_since_change"] = ((cutoff_ns - state["_updated_ns"].to_numpy()) / _HOUR).astype(np.float64)
-    columns["subscription_changes"] = (state["_records"].to_numpy() - 1).astype(np.float64)
+    columns.update(_subscription_columns(state, cutoff_ns))
     for window in windows:
         in_window = before & (ev.time_ns >= cutoff_ns - np.int64(window) * _HOUR)
         block = _window_block(ev, in_window, n_customers)[rows]
@@ -329,6 +397,11 @@ def _features_at(ev: _Events, subs: _Subscriptions, cutoff: pd.Timestamp, window
     for short, long in zip(windows, windows[1:]):
         short_rate = columns[f"events_{short}h"] / short
         columns[f"rate_change_{short}h_{long}h"] = short_rate - columns[f"events_{long}h"] / long
+    history_h = _observed_hours(ev, subs, before, cutoff_ns)[rows]
+    baseline_rate = np.bincount(ev.customer[before], minlength=n_customers)[rows] / history_h
+    for window, name in zip(windows, relative_activity_names(windows)):
+        window_rate = columns[f"events_{window}h"] / np.minimum(window, history_h)
+        columns[name] = (window_rate + ACTIVITY_PRIOR_PER_H) / (baseline_rate + ACTIVITY_PRIOR_PER_H)
     for name in CATEGORICAL_FEATURES:
         values = state[name].astype(object)
         columns[name] = values.where(values.notna(), None).to_numpy()
@@ -337,11 +410,15 @@ def _features_at(ev: _Events, subs: _Subscriptions, cutoff: pd.Timestamp, window
 
 
 def _labels_at(subs: _Subscriptions, cutoff: pd.Timestamp, horizon_h: float) -> pd.Series:
+    """1 for a customer of the population whose subscription ends by ``cutoff + horizon``: a cancellation taking
+    effect after the cutoff, or one recorded after it (a backdated cancellation nobody knew of at the cutoff)."""
     cutoff_ns = np.int64(cutoff.value)
     end_ns = cutoff_ns + np.int64(round(horizon_h * _HOUR))
     state = _state_at(subs, cutoff_ns)
-    cancel = subs.frame["_cancel_ns"]
-    churned = subs.frame.loc[(cancel != _NAT) & (cancel > cutoff_ns) & (cancel <= end_ns), "_code"]
+    frame = subs.frame
+    cancel = frame["_cancel_ns"]
+    unknown_at_cutoff = (cancel > cutoff_ns) | (frame["_updated_ns"] >= cutoff_ns)
+    churned = frame.loc[(cancel != _NAT) & (cancel <= end_ns) & unknown_at_cutoff, "_code"]
     labels = state["_code"].isin(churned).astype(np.int64).to_numpy()
     return pd.Series(labels, index=pd.Index(state["customer_token"].astype(str), name="customer_token"), name=LABEL)
 

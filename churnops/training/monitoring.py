@@ -16,10 +16,8 @@ A feature (or the prediction) whose PSI reaches ``drift_psi_threshold`` (0.25, t
 shift" reading, by default) counts as drifted. The check *fires* when the share of drifted
 features reaches ``drift_share`` (0.2 by default; the same rule as a "dataset drift" share of
 drifted columns): one feature alone does not fire it, because a single feature can move for a
-known reason. In the generated data, for example, ``hours_since_change`` grows with the clock
-(every customer's first billing record is in the first hour), so it always shifts between the
-training cutoffs and the latest one, and the predicted probability follows it. Both stay in the
-report, flagged, so a person sees them. The report is committed to the lake and logged to MLflow
+known reason (a price change moves ``monthly_charges`` and ``total_charges`` together, for
+example). Every feature stays in the report, flagged, so a person sees it. The report is committed to the lake and logged to MLflow
 either way; a firing check raises a ``drift`` alert and, when asked, retrains.
 """
 

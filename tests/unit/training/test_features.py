@@ -68,7 +68,7 @@ def test_sessions_duration_spend_and_subscription_columns() -> None:
     assert features["spend_6h"] == pytest.approx(12.5)
     assert features["n_support_contact_6h"] == 1
     assert features["tenure_h"] == pytest.approx(24 + 30)
-    assert features["hours_since_change"] == pytest.approx(30)
+    assert features["hours_since_change"] == pytest.approx(24 + 30)  # no change on record: since signup
     assert features["plan"] == "premium" and np.isnan(features["total_charges"])
 
 
@@ -103,6 +103,42 @@ def test_population_uses_the_latest_record_before_the_cutoff() -> None:
     assert features.loc["a", "plan"] == "premium" and features.loc["a", "monthly_charges"] == 90.0
     assert features.loc["a", "subscription_changes"] == 1
     assert features.loc["a", "hours_since_change"] == pytest.approx(10)
+    assert features.loc["a", "plan_direction"] == 1  # basic -> premium
+
+
+def test_a_record_repeating_the_previous_one_is_no_change_and_the_latest_plan_change_gives_the_direction() -> None:
+    subs = subscriptions_frame(
+        [
+            record("a", 0, plan="premium", monthly_charges=90.0),
+            record("a", 5, plan="basic", monthly_charges=20.0),  # downgrade
+            record("a", 12, plan="basic", monthly_charges=20.0),  # the same again: no change
+            record("a", 18, plan="basic", monthly_charges=20.0, payment_method="invoice"),  # change, same plan
+        ]
+    )
+    features = build_features(events_frame([]), subs, CUTOFF).set_index("customer_token")
+    assert features.loc["a", "subscription_changes"] == 2
+    assert features.loc["a", "hours_since_change"] == pytest.approx(30 - 18)
+    assert features.loc["a", "plan_direction"] == -1
+
+
+def test_population_is_judged_by_the_records_known_at_the_cutoff() -> None:
+    subs = subscriptions_frame(
+        [
+            record("backdated", 0),
+            record("backdated", 33, status="cancelled", cancel_hours=25),  # recorded after the cutoff
+            record("returned", 0),
+            record("returned", 10, status="cancelled", cancel_hours=10),
+            record("returned", 20),  # came back
+            record("scheduled", 0),
+            record("scheduled", 5, status="cancelled", cancel_hours=28),  # known, in effect before the cutoff
+            record("scheduled", 8, monthly_charges=25.0),
+        ]
+    )
+    features = build_features(events_frame([]), subs, CUTOFF)
+    assert list(features["customer_token"]) == ["backdated", "returned"]
+    labels = build_labels(subs, CUTOFF, horizon=6)
+    # the backdated cancellation was not known at the cutoff: the customer was scored, and churned
+    assert labels.to_dict() == {"backdated": 1, "returned": 0}
 
 
 def test_data_after_the_cutoff_changes_nothing() -> None:
