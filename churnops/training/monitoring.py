@@ -17,8 +17,9 @@ shift" reading, by default) counts as drifted. The check *fires* when the share 
 features reaches ``drift_share`` (0.2 by default; the same rule as a "dataset drift" share of
 drifted columns): one feature alone does not fire it, because a single feature can move for a
 known reason (a price change moves ``monthly_charges`` and ``total_charges`` together, for
-example). Every feature stays in the report, flagged, so a person sees it. The report is committed to the lake and logged to MLflow
-either way; a firing check raises a ``drift`` alert and, when asked, retrains.
+example). Every feature stays in the report, flagged, so a person sees it. The report is committed
+to the lake and logged to MLflow either way; a firing check raises a ``drift`` alert and, when
+asked, retrains.
 """
 
 from __future__ import annotations
