@@ -307,7 +307,8 @@ def generate(
 
     ``GeneratedData.customers`` is the ground truth at ``start``: ``customer_id``, ``plan``,
     ``contract``, ``payment_method``, ``monthly_charges``, ``signup_date``, ``country``,
-    ``churn_probability`` and ``churn_time`` (UTC, NaT for customers who stay).
+    ``churn_probability``, ``churn_time`` (UTC, NaT for customers who stay), and the latent
+    ``activity`` (event-rate multiplier, mean 1) and ``support`` (support-contact propensity).
 
     ``drift`` shifts behaviour from one hour on (see :class:`Drift`).
     """
@@ -505,6 +506,8 @@ def _ground_truth(pii: _Pii, traits: _Traits, start_ms: int) -> pd.DataFrame:
             "country": pii.country,
             "churn_probability": traits.churn_probability,
             "churn_time": churn_time,
+            "activity": traits.activity,
+            "support": traits.support,
         }
     )
 
