@@ -77,7 +77,7 @@ SUBSCRIPTION_NUMERIC: tuple[str, ...] = (
 )
 # What makes a record a change of the subscription (a record repeating the previous one is not).
 CHANGE_COLUMNS: tuple[str, ...] = ("plan", "contract", "payment_method", "monthly_charges")
-PLAN_TIERS: dict[str, int] = {plan: tier for tier, plan in enumerate(contract.PLANS)}  # basic < standard < premium
+PLAN_TIERS: dict[str, int] = {plan: tier for tier, plan in enumerate(schema.PLANS)}  # basic < standard < premium
 # Events per hour added to both sides of an activity ratio, so a quiet customer's ratio stays finite and near 1.
 ACTIVITY_PRIOR_PER_H = 0.1
 KEY_COLUMNS: tuple[str, ...] = ("customer_token", "cutoff")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from churnops.data.contract import PLANS
+from churnops.data.schema import PLANS
 from churnops.training.features import PLAN_TIERS, build_features, build_labels, relative_activity_names
 from tests.unit.training.conftest import at, event, events_frame, record, subscriptions_frame
 
