@@ -6,8 +6,9 @@ On the cluster a task gets its configuration as environment: every ``CHURNOPS_*`
 settings ConfigMap, and the secrets by reference (the Secret's keys become environment variables
 in the pod; their values never enter the pipeline spec). Tasks run on the ``pipelines`` node pool
 (node selector plus toleration of its taint), as a non-root user, with the settings' image pull
-policy. The Workload Identity service account is per pipeline and is given at submission (KFP
-runs every pod of a run under the run's service account): see :func:`service_account`.
+policy, and carry their display name as the label ``churnops.io/task``. The Workload Identity
+service account is per pipeline and is given at submission (KFP runs every pod of a run under the
+run's service account): see :func:`service_account`.
 
 Lineage and actor: every task gets ``CHURNOPS_SERVICE_ACCOUNT`` from its pod's
 ``spec.serviceAccountName`` (downward API), so registry changes name the run's account, and
@@ -79,6 +80,9 @@ def configure(
     """
     if display_name:
         task.set_display_name(display_name)
+        # The pod carries its task's name: the kubeflow namespace's NetworkPolicies single out a task by it
+        # (only the failure alert may send to the internet, to its webhook).
+        kubernetes.add_pod_label(task, platform.TASK_LABEL, display_name)
     task.set_container_image(settings.components_image)  # components are declared with the default image
     task.set_caching_options(False)
     task.set_cpu_request(resources.cpu_request).set_cpu_limit(resources.cpu_limit)

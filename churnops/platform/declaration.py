@@ -168,15 +168,37 @@ class Service:
 MLFLOW = Service("mlflow", NS_MLFLOW, 5000)
 LAKEFS = Service("lakefs", NS_LAKEFS, 8000, path="/api/v1")
 KFP_API = Service("ml-pipeline", NS_KUBEFLOW, 8888)
+KFP_API_GRPC_PORT = 8887  # the same Service's gRPC port: the pods of a run and KFP's controllers call it
+KFP_UI = Service("ml-pipeline-ui", NS_KUBEFLOW, 80, target_port=3000)
 # Kourier's cluster-local gateway: KServe's transformer reaches the predictor through it (port 80 ->
 # the Envoy pods' 8081). Names and ports from net-kourier's config/300-kourier.yaml (vendored).
 KOURIER_INTERNAL = Service("kourier-internal", NS_KNATIVE_SERVING, 80, target_port=8081)
 KOURIER_GATEWAY_LABELS: dict[str, str] = {"app": "3scale-kourier-gateway"}
+# KServe 0.15.2 labels the pods of every InferenceService component with the service's name and the
+# component (pkg/constants/constants.go and the components' reconcilers; checked against the vendored
+# source in tests/specs/upstream/kserve-v0.15.2). The NetworkPolicies select serving pods by them.
+KSERVE_ISVC_LABEL = "serving.kserve.io/inferenceservice"
+KSERVE_COMPONENT_LABEL = "component"
 # Knative's activator sits in the data path of a revision scaled to (or near) zero.
 ACTIVATOR_PORTS: tuple[int, ...] = (8012, 8013)
 QUEUE_PROXY_METRICS_PORT = 9091
 QUEUE_PROXY_PORT = 8012  # the queue-proxy's HTTP port in every revision pod (the revision's private Service)
 SERVING_HTTP_PORT = 8080
+# Ports of what the in-cluster services reach outside the cluster's pods.
+DNS_PORT = 53  # kube-dns (GKE runs it in kube-system, its pods labelled k8s-app=kube-dns)
+KUBE_DNS_LABELS: dict[str, str] = {"k8s-app": "kube-dns"}
+POSTGRES_PORT = 5432  # Cloud SQL's private IP (MLflow's and lakeFS's metadata databases)
+HTTPS_PORT = 443  # Google APIs through their private VIP, the Kubernetes API server, the alert webhook
+# The GKE metadata server, which hands out Workload Identity tokens: (address, port) pairs a pod calling a
+# Google API must reach.
+GKE_METADATA_SERVER: tuple[tuple[str, int], ...] = (("169.254.169.254", 80), ("169.254.169.252", 988))
+# Every pod of a KFP run (its drivers and its task pods) carries this label: KFP 2.17.0 sets it as the
+# Workflow's podMetadata (backend/src/v2/compiler/argocompiler/argo.go; checked against the vendored file).
+KFP_RUN_POD_LABELS: dict[str, str] = {"pipelines.kubeflow.org/v2_component": "true"}
+# Pipeline tasks also carry the task's display name, so that a policy can single one out (only the
+# failure alert sends to the internet: its webhook).
+TASK_LABEL = "churnops.io/task"
+ALERT_TASK = "alert-on-failure"
 
 # ---- configuration the workloads read -----------------------------------------------------------
 
@@ -185,6 +207,15 @@ MLFLOW_EXPERIMENT = "churn"
 REGISTERED_MODEL = "churn-classifier"
 INFERENCE_SERVICE = "churn-predictor"
 MODEL_NAME = "churn"  # the model's name in the V2 protocol
+
+
+def serving_pod_labels(component: str | None = None) -> dict[str, str]:
+    """The labels KServe sets on the pods of our InferenceService (of one ``component`` when given)."""
+    labels = {KSERVE_ISVC_LABEL: INFERENCE_SERVICE}
+    if component is not None:
+        labels[KSERVE_COMPONENT_LABEL] = component
+    return labels
+
 
 # The ConfigMap every pipeline task gets as environment (each key the variable it sets); Pulumi
 # creates it in kubeflow with :func:`pipeline_settings`.

@@ -11,7 +11,6 @@ a test can run it on the real parts and on a deliberately broken copy.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 
@@ -42,8 +41,6 @@ HELM = "kubernetes:helm.sh/v3:Release"
 CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
 KNATIVE_SERVING = "kubernetes:operator.knative.dev/v1beta1:KnativeServing"
 BINAUTHZ = "gcp:binaryauthorization/policy:Policy"
-DNS_ZONE = "gcp:dns/managedZone:ManagedZone"
-DNS_RECORD = "gcp:dns/recordSet:RecordSet"
 
 
 @dataclass
@@ -278,15 +275,45 @@ def _check_builds(parts: Parts) -> list[str]:
 # ---- admission: Binary Authorization ------------------------------------------------------------------
 
 
+def _go_constants(path: Path) -> dict[str, str]:
+    """The string constants a Go file declares (``name = "value"``)."""
+    return dict(re.findall(r'^\s+(\w+)\s+= "([^"]*)"$', path.read_text(encoding="utf-8"), flags=re.M))
+
+
 def normalize_image(image: str) -> str:
-    """A reference as the registry names it: Docker Hub's short forms get ``docker.io/`` (and ``library/``)."""
-    first = image.split("/", 1)[0]
-    if "/" not in image or not ("." in first or ":" in first or first == "localhost"):
-        image = f"docker.io/{image}"
-    registry, path = image.split("/", 1)
-    if registry == "docker.io" and "/" not in path:
-        image = f"docker.io/library/{path}"
-    return image
+    """A reference as the registry names it, by Docker's normalisation (distribution/reference's
+    ``splitDockerDomain``, vendored): a first element with a ``.`` or ``:``, ``localhost`` or an upper-case
+    letter is a registry; anything else is on Docker Hub, whose one-element names are under ``library/``."""
+    constants = _go_constants(UPSTREAM / "distribution-reference" / "normalize.go")
+    hub, legacy, official = (
+        constants["defaultDomain"],
+        constants["legacyDefaultDomain"],
+        constants["officialRepoPrefix"],
+    )
+    first, has_path, rest = image.partition("/")
+    if not has_path:
+        domain, remote = hub, image
+    elif first == "localhost" or any(c in first for c in ".:") or first.lower() != first:
+        domain, remote = (hub if first == legacy else first), rest
+    else:
+        domain, remote = hub, image
+    if domain == hub and "/" not in remote:
+        remote = official + remote
+    return f"{domain}/{remote}"
+
+
+def operator_image_tag(chart_version: str) -> str:
+    """The tag the Knative operator's chart gives its images: its release script (``hack/generate-helm.sh``,
+    vendored) writes ``${VERSION}`` for ``{{ tag }}`` in values.yaml and ``${VERSION:1}`` (the version
+    without its leading ``v``) for ``{{ version }}`` in Chart.yaml, so the tag is the chart version with
+    its ``v``."""
+    script = (OPERATOR / "generate-helm.sh").read_text(encoding="utf-8")
+    tag = re.search(r'sed -i\.bak "s/\{\{ tag \}\}/\$\{VERSION\}/g" \$\{TARGET_DIR\}/values\.yaml', script)
+    version = re.search(r'sed -i\.bak "s/\{\{ version \}\}/\$\{VERSION:1\}/g" \$\{TARGET_DIR\}/Chart\.yaml', script)
+    default = re.search(r"^VERSION=(v[\d.]+)$", script, flags=re.M)
+    if not (tag and version and default):
+        raise ValueError("the vendored generate-helm.sh no longer sets the chart's tag this way")
+    return chart_version if chart_version.startswith("v") else "v" + chart_version
 
 
 def pattern_admits(pattern: str, image: str) -> bool:
@@ -350,11 +377,11 @@ def upstream_images(stack: Stack) -> dict[str, set[str]]:
     lakefs = _values(CHARTS / "lakefs-1.11.1" / "values.yaml")
     mlflow = _values(CHARTS / "mlflow-1.7.3" / "values.yaml")
     mlflow_tag = _values(CHARTS / "mlflow-1.7.3" / "Chart.yaml")["appVersion"]
-    # The release substitutes its version for the template's {{ tag }}.
+    # The chart's release script substitutes the release's tag for the template's {{ tag }}.
     operator_values = (CHARTS / "knative-operator-v1.18.1" / "values.yaml").read_text(encoding="utf-8")
-    operator = yaml.safe_load(operator_values.replace("{{ tag }}", platform.KNATIVE_OPERATOR.version))[
-        "knative_operator"
-    ]
+    operator = yaml.safe_load(
+        operator_values.replace("{{ tag }}", operator_image_tag(platform.KNATIVE_OPERATOR.version))
+    )["knative_operator"]
     return {
         "kubeflow-pipelines": _manifest_images(stack.kfp_objects()),
         "knative-serving": _manifest_images(knative),
@@ -487,158 +514,3 @@ def check_knative_fields(stack: Stack, rendered: dict[str, list[dict[str, Any]]]
                     for key in sorted(set(pod["securityContext"]) - security_fields):
                         problems.append(f"{env} {component}: Knative refuses securityContext.{key}")
     return problems
-
-
-# ---- network: required flows under the policies and DNS that exist ------------------------------------
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A pod (namespace and labels) or an address (ip)."""
-
-    namespace: str | None = None
-    labels: tuple[tuple[str, str], ...] = ()
-    ip: str | None = None
-
-
-def _selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
-    match = (selector or {}).get("matchLabels") or {}
-    return all(labels.get(key) == value for key, value in match.items())
-
-
-def _peer_matches(peer: dict[str, Any], other: Endpoint) -> bool:
-    if "ipBlock" in peer:
-        return other.ip is not None and ipaddress.ip_address(other.ip) in ipaddress.ip_network(peer["ipBlock"]["cidr"])
-    if other.namespace is None:
-        return False
-    ns_labels = {"kubernetes.io/metadata.name": other.namespace}
-    if "namespaceSelector" in peer and not _selects(peer["namespaceSelector"], ns_labels):
-        return False
-    return _selects(peer.get("podSelector"), dict(other.labels))
-
-
-def _allowed(policies: list[dict[str, Any]], pod: Endpoint, other: Endpoint, port: int, direction: str) -> bool:
-    kind, key = ("Egress", "to") if direction == "egress" else ("Ingress", "from")
-    applying = [
-        p
-        for p in policies
-        if p["metadata"].get("namespace") == pod.namespace
-        and _selects(p["spec"].get("podSelector"), dict(pod.labels))
-        and kind in p["spec"].get("policyTypes", ["Ingress"])
-    ]
-    if not applying:
-        return True
-    for policy in applying:
-        for rule in policy["spec"].get(direction, []):
-            peers_ok = (
-                "to" not in rule and "from" not in rule or any(_peer_matches(peer, other) for peer in rule.get(key, []))
-            )
-            ports_ok = "ports" not in rule or any(p.get("port") == port for p in rule["ports"])
-            if peers_ok and ports_ok:
-                return True
-    return False
-
-
-def flow_allowed(policies: list[dict[str, Any]], source: Endpoint, target: Endpoint, port: int) -> bool:
-    """Whether the NetworkPolicies let ``source`` open a TCP connection to ``target`` on ``port``."""
-    egress = source.namespace is None or _allowed(policies, source, target, port, "egress")
-    ingress = target.namespace is None or _allowed(policies, target, source, port, "ingress")
-    return egress and ingress
-
-
-def resolve_google_api(stack: Stack, host: str) -> list[str]:
-    """The addresses ``host`` resolves to inside the VPC (its private zones), or [] (public DNS)."""
-    zones = {z["name"]: z["dnsName"] for z in stack.of_type(DNS_ZONE) if z.get("visibility") == "private"}
-    records = [r for r in stack.of_type(DNS_RECORD) if r["managedZone"] in zones]
-    name = host.rstrip(".") + "."
-    for _ in range(5):
-        exact = [r for r in records if r["name"] == name]
-        wildcard = [r for r in records if r["name"].startswith("*.") and name.endswith(r["name"][1:])]
-        record = (exact or wildcard or [None])[0]
-        if record is None:
-            return []
-        if record["type"] == "A":
-            return list(record["rrdatas"])
-        name = record["rrdatas"][0]
-    return []
-
-
-def _kourier_internal() -> tuple[int, dict[str, str]]:
-    objects = yaml.safe_load_all((OPERATOR / "kourier-1.18.yaml").read_text(encoding="utf-8"))
-    service = next(o for o in objects if o and o["kind"] == "Service" and o["metadata"]["name"] == "kourier-internal")
-    http = next(p for p in service["spec"]["ports"] if p["port"] == 80)
-    return int(http["targetPort"]), dict(service["spec"]["selector"])
-
-
-def check_network(stack: Stack, rendered: dict[str, list[dict[str, Any]]]) -> list[str]:
-    """The flows the system needs, each allowed by the NetworkPolicies and resolvable by the DNS that exist."""
-    problems = []
-    gateway_port, gateway_labels = _kourier_internal()
-    isvc = (("serving.kserve.io/inferenceservice", platform.INFERENCE_SERVICE),)
-    google = resolve_google_api(stack, "storage.googleapis.com")
-    if not google:
-        problems.append("storage.googleapis.com resolves to no private address inside the VPC")
-    for env, objects in rendered.items():
-        namespace = platform.SERVING_NAMESPACES[env]
-        policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
-        predictor = Endpoint(namespace, isvc + (("component", "predictor"),))
-        transformer = Endpoint(namespace, isvc + (("component", "transformer"),))
-        gateway = Endpoint(platform.NS_KNATIVE_SERVING, tuple(gateway_labels.items()))
-        flows = [
-            ("storage initializer -> GCS", predictor, Endpoint(ip=(google or ["8.8.8.8"])[0]), 443),
-            ("predictor -> metadata server (Workload Identity)", predictor, Endpoint(ip="169.254.169.254"), 80),
-            ("transformer -> Secret Manager", transformer, Endpoint(ip=(google or ["8.8.8.8"])[0]), 443),
-            ("transformer -> Kourier internal gateway", transformer, gateway, gateway_port),
-            ("Kourier gateway -> predictor queue-proxy", gateway, predictor, 8012),
-            (
-                "transformer -> lakeFS",
-                transformer,
-                Endpoint(platform.NS_LAKEFS, (("app", "lakefs"),)),
-                platform.LAKEFS.pod_port,
-            ),
-            (
-                "metrics scrape -> queue-proxy",
-                Endpoint(platform.NS_GMP, ()),
-                predictor,
-                platform.QUEUE_PROXY_METRICS_PORT,
-            ),
-            ("metrics scrape -> model server", Endpoint(platform.NS_GMP, ()), predictor, platform.SERVING_HTTP_PORT),
-        ]
-        for name, source, target, port in flows:
-            if (
-                source.namespace is not None
-                and source.namespace not in platform.NAMESPACES
-                and source.namespace != platform.NS_GMP
-            ):
-                problems.append(f"{env}: {name}: namespace {source.namespace} does not exist")
-            if not flow_allowed(policies, source, target, port):
-                problems.append(f"{env}: {name} (port {port}) is not allowed by the NetworkPolicies")
-        for policy in policies:
-            for rule in policy["spec"].get("egress", []) + policy["spec"].get("ingress", []):
-                for peer in rule.get("to", []) + rule.get("from", []):
-                    named = ((peer.get("namespaceSelector") or {}).get("matchLabels") or {}).get(
-                        "kubernetes.io/metadata.name"
-                    )
-                    if (
-                        named
-                        and named not in platform.NAMESPACES
-                        and named not in (platform.NS_GMP, platform.NS_KUBE_SYSTEM)
-                    ):
-                        problems.append(
-                            f"{env}: {policy['metadata']['name']} names namespace {named}, which does not exist"
-                        )
-    pipeline = Endpoint(platform.NS_KUBEFLOW, (("pipelines.kubeflow.org/v2_component", "true"),))
-    kubeflow_policies: list[dict[str, Any]] = []  # the platform declares none in kubeflow, lakefs or mlflow
-    for name, target, port in (
-        ("lakeFS", Endpoint(platform.NS_LAKEFS, ()), platform.LAKEFS.pod_port),
-        ("MLflow", Endpoint(platform.NS_MLFLOW, ()), platform.MLFLOW.pod_port),
-        ("GCS and Secret Manager", Endpoint(ip=(google or ["8.8.8.8"])[0]), 443),
-    ):
-        if not flow_allowed(kubeflow_policies, pipeline, target, port):
-            problems.append(f"pipelines -> {name} is not allowed")
-    return problems
-
-
-def ip_in(cidr: str, ips: list[str]) -> bool:
-    """Whether every address in ``ips`` is within ``cidr``."""
-    return bool(ips) and all(ipaddress.ip_address(ip) in ipaddress.ip_network(cidr) for ip in ips)

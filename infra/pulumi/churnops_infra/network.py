@@ -13,8 +13,19 @@ from churnops.platform import declaration as platform
 PODS_RANGE = "pods"
 SERVICES_RANGE = "services"
 # Ports the control plane must reach on nodes for admission webhooks (GKE opens 443 and 10250 itself):
-# Knative and KServe webhooks listen on 8443 and 9443.
+# Knative and KServe webhooks (and KFP's cache server) listen on 8443 and 9443.
 WEBHOOK_PORTS = ["8443", "9443"]
+# Pod ports the API server's service proxy connects to: the builds reach the KFP API and MLflow, the smoke
+# test a new revision's queue-proxy, operators the KFP UI.
+PROXY_PORTS = [
+    str(port)
+    for port in (
+        platform.KFP_API.pod_port,
+        platform.KFP_UI.pod_port,
+        platform.MLFLOW.pod_port,
+        platform.QUEUE_PROXY_PORT,
+    )
+]
 
 
 @dataclass
@@ -86,7 +97,7 @@ class Network(pulumi.ComponentResource):
             network=self.vpc.id,
             direction="INGRESS",
             source_ranges=[cfg.master_cidr],
-            allows=[{"protocol": "tcp", "ports": WEBHOOK_PORTS}],
+            allows=[{"protocol": "tcp", "ports": WEBHOOK_PORTS + PROXY_PORTS}],
             opts=child,
         )
         gcp.compute.Firewall(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-from churnops_infra import names, versions
+from churnops_infra import names, netpol, versions
 
 from churnops.platform import declaration as platform
 
@@ -47,7 +47,7 @@ DEPLOYER_RULES = [
 ]
 # The API server's service proxy connects to a revision's pods (the queue-proxy's HTTP port) from the
 # control plane's range; the serving namespaces' default-deny policy lets nothing else in from there.
-SERVING_POD_SELECTOR = {"matchLabels": {"serving.kserve.io/inferenceservice": "churn-predictor"}}
+SERVING_POD_SELECTOR = {"matchLabels": platform.serving_pod_labels()}
 # In kubeflow the deployer reaches only the KFP API server (to upload pipelines and submit runs), through
 # the API server's service proxy (the builds name it k8s://kubeflow/ml-pipeline:8888).
 KFP_API_RULES = [
@@ -148,6 +148,7 @@ class Platform(pulumi.ComponentResource):
         }
         self._service_accounts(args)
         self._deployer_rbac(args)
+        self._network_policies(args)
         cert_manager = self._release(versions.CERT_MANAGER, "cert-manager", {"crds": {"enabled": True}})
         external_secrets = self._release(versions.EXTERNAL_SECRETS, "external-secrets", {"installCRDs": True})
         self._knative()
@@ -254,6 +255,18 @@ class Platform(pulumi.ComponentResource):
                 role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": platform.DEPLOYER_ROLE},
                 subjects=subjects,
                 opts=self._opts(namespace, [role]),
+            )
+
+    def _network_policies(self, args: PlatformArgs) -> None:
+        """Default deny and the flows each needs, in the namespaces of KFP, MLflow and lakeFS
+        (:mod:`churnops_infra.netpol`)."""
+        for policy in netpol.all_policies(args.control_plane_cidr, args.database_host):
+            metadata = policy["metadata"]
+            k8s.networking.v1.NetworkPolicy(
+                f"{self._name}-netpol-{metadata['namespace']}-{metadata['name']}",
+                metadata=metadata,
+                spec=policy["spec"],
+                opts=self._opts(metadata["namespace"]),
             )
 
     def _knative(self) -> None:

@@ -2,13 +2,16 @@
 pipelines and the build configs read together, and held to the rules of the pinned upstream releases.
 
 Each check also runs on a deliberately broken copy of one part and must fail there: a removed ConfigMap,
-a ``*`` pattern on a nested image, a pod ``securityContext`` without Knative's flag, a NetworkPolicy that
-drops the hop through Kourier's gateway.
-"""
+a ``*`` pattern on a nested image, a pod ``securityContext`` without Knative's flag, and, for every
+required network flow (serving, pipelines, KFP's own components, MLflow, lakeFS, build -> cluster), a
+copy of the NetworkPolicies without the rules that admit it; a policy that opens a platform service
+beyond its callers; a build path that cannot reach the control plane or a firewall that drops the
+smoke test's hop."""
 
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ from churnops.deploy.render import Release, render
 from churnops.platform import declaration as platform
 from churnops.platform.settings import Settings
 from pipelines.compile import compile_all
-from tests.support import assembly
+from tests.support import assembly, network_flows
 from tests.support.assembly import Parts, Stack
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -141,24 +144,146 @@ def test_a_pod_security_context_without_the_flag_is_caught(stack: Stack, rendere
     assert any("transformer: Knative refuses spec.securityContext" in p for p in problems)
 
 
-def test_the_required_network_flows_are_allowed(stack: Stack, rendered: dict) -> None:
-    vip = assembly.resolve_google_api(stack, "storage.googleapis.com")
-    assert assembly.ip_in(platform.GOOGLE_APIS_VIP_CIDR, vip)
-    assert not (problems := assembly.check_network(stack, rendered)), problems
+@pytest.fixture(name="net")
+def net_fixture(stack: Stack, rendered: dict, pipelines: dict) -> network_flows.Network:
+    """The NetworkPolicies, firewall and DNS of one stack with both overlays and the compiled pipelines."""
+    return network_flows.Network.of(stack, rendered, pipelines)
 
 
-def test_a_policy_that_drops_the_ingress_hop_is_caught(stack: Stack, rendered: dict) -> None:
+def test_the_required_network_flows_are_allowed(net: network_flows.Network) -> None:
+    vip = network_flows.resolve_google_api(net.stack, "storage.googleapis.com")
+    assert network_flows.ip_in(platform.GOOGLE_APIS_VIP_CIDR, vip)
+    flows = {flow.name for flow in network_flows.required_flows(net)}
+    assert {"pipelines -> lakeFS", "pipelines -> MLflow", "pipelines -> Google APIs (GCS, Secret Manager)"} <= flows
+    assert {
+        f"pipeline {name}: failure alert -> webhook" for name in ("ingest", "training", "scoring", "drift")
+    } <= flows
+    assert not (problems := network_flows.check(net)), problems
+
+
+def test_each_flow_fails_on_a_copy_without_the_rules_that_allow_it(net: network_flows.Network) -> None:
+    """Every required flow passes because a policy allows it: drop the rules that admit it and it fails."""
+    flows = network_flows.required_flows(net)
+    assert len(flows) > 60
+    for flow in flows:
+        broken = network_flows.without_rules_for(net, flow)
+        problems = network_flows.check(broken)
+        assert any(p.startswith(f"{flow.name} (port {flow.port}) is not allowed") for p in problems), flow
+
+
+def test_a_policy_that_drops_the_ingress_hop_is_caught(stack: Stack, rendered: dict, pipelines: dict) -> None:
     broken = copy.deepcopy(rendered)
     for objects in broken.values():
         for obj in objects:
             if obj["kind"] == "NetworkPolicy" and obj["metadata"]["name"] == "transformer-egress":
                 obj["spec"]["egress"] = [rule for rule in obj["spec"]["egress"] if rule["ports"][0]["port"] != 8081]
-    problems = assembly.check_network(stack, broken)
+    problems = network_flows.check(network_flows.Network.of(stack, broken, pipelines))
     assert any("transformer -> Kourier internal gateway" in p for p in problems)
 
 
-def test_google_apis_without_the_private_zone_are_caught(stack: Stack, rendered: dict) -> None:
-    broken = copy.deepcopy(stack)
-    broken.resources = [r for r in broken.resources if r["type"] != assembly.DNS_ZONE]
-    problems = assembly.check_network(broken, rendered)
+def test_a_policy_that_opens_a_platform_service_is_caught(net: network_flows.Network) -> None:
+    """The refused flows hold the policies to least privilege: MLflow open to every pod, or the pods of a
+    run sent to the internet, fails the check."""
+    broken = copy.deepcopy(net)
+    for policy in broken.policies:
+        if policy["metadata"]["namespace"] == platform.NS_MLFLOW and policy["metadata"]["name"] == "server-ingress":
+            policy["spec"]["ingress"].append({"from": [{"namespaceSelector": {}}]})
+        if policy["metadata"]["name"] == "run-pods-egress":
+            policy["spec"]["egress"].append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]})
+    problems = network_flows.check(broken)
+    assert any(p.startswith("another namespace -> MLflow (port 5000) is allowed, and must not be") for p in problems)
+    assert any(p.startswith("pipelines (not the alert) -> internet") for p in problems)
+
+
+def test_a_platform_namespace_without_default_deny_is_caught(net: network_flows.Network) -> None:
+    broken = copy.deepcopy(net)
+    broken.policies = [
+        p
+        for p in broken.policies
+        if not (p["metadata"]["namespace"] == platform.NS_LAKEFS and p["metadata"]["name"] == "default-deny-all")
+    ]
+    assert "namespace lakefs has no default-deny policy (ingress and egress)" in network_flows.check(broken)
+
+
+def test_google_apis_without_the_private_zone_are_caught(net: network_flows.Network) -> None:
+    broken = copy.deepcopy(net)
+    broken.stack.resources = [r for r in broken.stack.resources if r["type"] != network_flows.DNS_ZONE]
+    problems = network_flows.check(broken)
     assert any("storage.googleapis.com resolves to no private address" in p for p in problems)
+
+
+def test_an_unlabelled_alert_task_is_caught(net: network_flows.Network) -> None:
+    """The alert's webhook egress selects its pods by the task label the compiled pipelines carry."""
+    broken = copy.deepcopy(net)
+    for executors in broken.pipelines.values():
+        for config in executors.values():
+            config.pop("podMetadata", None)
+    problems = network_flows.check(broken)
+    assert any(p.startswith("pipeline ingest: failure alert -> webhook (port 443) is not allowed") for p in problems)
+
+
+# ---- build -> cluster ----------------------------------------------------------------------------------------
+
+
+def test_builds_reach_the_control_plane_and_through_it_the_cluster(parts: Parts) -> None:
+    """The private pool reaches the DNS-based endpoint, the kubeconfig targets it before any step uses the
+    cluster, and the API server's proxy reaches the revision (smoke test), the KFP API and MLflow (the
+    flows above, through the firewall too)."""
+    script = (ROOT / ".ci" / "kubeconfig").read_text(encoding="utf-8")
+    assert not (problems := network_flows.check_build_path(parts.stack, script, parts.builds)), problems
+
+
+def test_a_build_path_that_cannot_reach_the_cluster_is_caught(parts: Parts, net: network_flows.Network) -> None:
+    broken = copy.deepcopy(parts)
+    (cluster,) = broken.stack.of_type(network_flows.CLUSTER)
+    cluster["controlPlaneEndpointsConfig"]["dnsEndpointConfig"]["allowExternalTraffic"] = False
+    (pool,) = broken.stack.of_type(network_flows.WORKER_POOL)
+    pool["workerConfig"]["noExternalIp"] = True
+    steps = broken.builds[platform.BUILD_CI]["steps"]
+    steps.insert(0, steps.pop(next(i for i, s in enumerate(steps) if ".ci/kubeconfig" in s.get("args", []))))
+    steps.append(steps.pop(0))
+    problems = network_flows.check_build_path(broken.stack, "endpoint=$(gcloud ... privateEndpoint)", broken.builds)
+    assert "the private pool has no external egress: it cannot reach the DNS-based endpoint" in problems
+    assert "the cluster's DNS-based endpoint does not admit traffic from outside the VPC" in problems
+    assert ".ci/kubeconfig does not target the DNS-based endpoint" in problems
+    assert any(p.startswith(f"{platform.BUILD_CI}: step") and "before .ci/kubeconfig" in p for p in problems)
+    # the firewall in front of the pods: the control plane's range on the queue-proxy's port
+    walled = copy.deepcopy(net)
+    for rule in walled.stack.of_type(network_flows.FIREWALL):
+        for allow in rule.get("allows", []):
+            if "ports" in allow:
+                allow["ports"] = [p for p in allow["ports"] if p != str(platform.QUEUE_PROXY_PORT)]
+    problems = network_flows.check(walled)
+    assert "staging: build smoke test (API server proxy) -> predictor (port 8012) is refused by the VPC firewall" in (
+        p.split(" (control plane range)")[0] for p in problems
+    )
+
+
+# ---- upstream facts the platform declaration states ----------------------------------------------------------
+
+
+def test_the_serving_pod_labels_are_kserves() -> None:
+    for component in ("predictor", "transformer"):
+        assert network_flows.kserve_pod_labels(component) == platform.serving_pod_labels(component)
+
+
+def test_the_run_pod_label_is_kfps() -> None:
+    assert network_flows.kfp_run_pod_labels() == platform.KFP_RUN_POD_LABELS
+    assert network_flows.kfp_client_ports()["ml-pipeline"] == platform.KFP_API_GRPC_PORT
+
+
+def test_image_names_are_normalised_as_docker_does() -> None:
+    """Every case of distribution/reference's own test table (vendored normalize_test.go)."""
+    source = (assembly.UPSTREAM / "distribution-reference" / "normalize_test.go").read_text(encoding="utf-8")
+    table = source[source.index("func TestNormalizedSplitHostname") :]
+    table = table[: table.index("for _, tc := range tests")]
+    cases = re.findall(r'input:\s+"([^"]+)",\s+domain:\s+"([^"]+)",\s+path:\s+"([^"]+)"', table)
+    assert len(cases) >= 10
+    for image, domain, path in cases:
+        assert assembly.normalize_image(image) == f"{domain}/{path}", image
+    assert assembly.normalize_image("index.docker.io/treeverse/lakefs:1") == "docker.io/treeverse/lakefs:1"
+
+
+def test_the_operator_chart_tags_its_images_with_the_release() -> None:
+    assert assembly.operator_image_tag("1.18.1") == "v1.18.1"
+    assert assembly.operator_image_tag(platform.KNATIVE_OPERATOR.version) == platform.KNATIVE_OPERATOR.version
