@@ -6,7 +6,7 @@ tensor (``BYTES``, shape ``[rows]``, in JSON or the binary tensor extension) to
 the predictor's) hands the body to :meth:`CustomerTransformer.answer_rest`, which checks it
 (:meth:`serving.protocol.Decoder.rest_tensors` for the structure, :func:`customer_ids` for the ids),
 tokenizes every id with the ingest tokenizer (:class:`churnops.data.privacy.Tokenizer`, key from
-:func:`churnops.platform.secrets.tokenization_key`), looks the tokens up in the latest online
+:func:`churnops.data.privacy.lake_tokenizer`), looks the tokens up in the latest online
 snapshot (:mod:`churnops.training.online`) held in memory, and sends the predictor at
 ``--predictor_host`` one request in the binary tensor extension built from the snapshot's arrays
 (numeric features as raw FP64, categorical ones as BYTES in JSON), asking for binary outputs. One
@@ -68,12 +68,11 @@ from kserve.errors import InvalidInput
 from kserve.predictor_config import PredictorConfig
 from prometheus_client import Counter, Gauge, Histogram
 
-from churnops.data.privacy import Tokenizer
+from churnops.data.privacy import Tokenizer, lake_tokenizer
 from churnops.data.versioning import DataRepository, open_repository
 from churnops.errors import ChurnopsError
 from churnops.platform.auth import Authenticator, TokenSource
 from churnops.platform.logs import setup_logging
-from churnops.platform.secrets import tokenization_key
 from churnops.platform.settings import Settings, settings_or_exit
 from churnops.training.online import OnlineSnapshot, load_snapshot, snapshot_commit
 from serving.protocol import (
@@ -383,7 +382,7 @@ class CustomerTransformer(Model, StrictModel):
     def load(self) -> bool:
         """Get the tokenization key, load the latest snapshot and start watching the lake for newer ones."""
         _ = self.config  # no predictor: fail at start, not at the first request
-        self.tokenizer = Tokenizer(tokenization_key(self.settings))
+        self.tokenizer = lake_tokenizer(self.settings)
         self.store.refresh()
         self.store.start()
         self.ready = True

@@ -44,14 +44,13 @@ import psutil
 import requests
 
 from churnops.cli.serve import server_command, transformer_command
-from churnops.data.privacy import Tokenizer
+from churnops.data.privacy import lake_tokenizer
 from churnops.data.versioning import open_repository
 from churnops.errors import ServiceUnavailable
 from churnops.local import datagen
 from churnops.local.localstack import LocalStack
 from churnops.model import registry
 from churnops.platform.auth import TokenSource
-from churnops.platform.secrets import tokenization_key
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket, storage_client
 from churnops.training.monitoring import check_drift
@@ -427,7 +426,7 @@ def ask_by_customer(
 ) -> None:
     """One V2 request by raw customer id, as a calling service sends it: the customers asked by features
     above, one known but not active, and one unknown. Keeps the answers under each customer's token."""
-    tokenizer = Tokenizer(tokenization_key(settings))
+    tokenizer = lake_tokenizer(settings)
     by_token = {tokenizer.token(raw): raw for raw in raw_ids}
     wanted = [str(token) for token in snapshot.features.index[:EXAMPLE_CUSTOMERS]]
     wanted += [str(token) for token in snapshot.inactive.index if token in by_token][:1]

@@ -16,10 +16,10 @@ from pathlib import Path
 import click
 
 from churnops.data import purge as raw
-from churnops.data import subjects
-from churnops.data.privacy import Tokenizer
+from churnops.data import rotation, subjects
+from churnops.data.privacy import Tokenizer, lake_tokenizer
 from churnops.data.versioning import DataRepository, open_repository
-from churnops.platform.secrets import tokenization_key
+from churnops.platform.secrets import LocalSecrets, secret_source
 from churnops.platform.settings import get_settings
 from churnops.platform.storage import storage_client
 from churnops.training import erasure
@@ -34,7 +34,7 @@ def _customer_id(value: str) -> str:
 
 def _lake() -> tuple[DataRepository, Tokenizer]:
     settings = get_settings()
-    return open_repository(settings), Tokenizer(tokenization_key(settings))
+    return open_repository(settings), lake_tokenizer(settings)
 
 
 @click.group("privacy")
@@ -81,6 +81,35 @@ def purge_command() -> None:
         click.echo(f"  lakeFS GC retention set to {report.lake.retention_days} days (history goes with the next GC)")
     for key_id in report.skipped_keys:
         click.echo(f"  raw bucket not searched for erasures under key {key_id} (not the loaded key)")
+
+
+@privacy_group.command("rotate-key")
+def rotate_key_command() -> None:
+    """Re-tokenize the lake under the tokenization key's newest version, one commit per branch.
+
+    With the local secrets backend a new version is added first when the lake already uses every
+    version; on Secret Manager add the version there (``gcloud secrets versions add``) and run this.
+    """
+    settings = get_settings()
+    repo, tokenizer = _lake()
+    if subjects.lake_key_id(repo) == tokenizer.key_id:
+        source = secret_source(settings)
+        if not isinstance(source, LocalSecrets):
+            raise click.ClickException(
+                f"the lake already uses every version of {settings.tokenization_key_secret} ({tokenizer.key_id}): "
+                "add a version to the secret first, then run this again"
+            )
+        number = source.add_version(settings.tokenization_key_secret)
+        click.echo(f"added version {number} of the local key {settings.tokenization_key_secret}")
+        repo, tokenizer = _lake()
+    report = rotation.rotate(repo, tokenizer)
+    click.echo(
+        f"rotation {report.rotation_id}: {report.previous_key_id} -> {report.key_id}; "
+        f"{report.tokens_rewritten} tokens in {report.files_rewritten} files, "
+        f"{report.erasure_records} erasure records"
+    )
+    for branch, commit in sorted(report.commits.items()):
+        click.echo(f"  {branch}: commit={commit}")
 
 
 @privacy_group.command("export")

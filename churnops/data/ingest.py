@@ -46,12 +46,11 @@ from google.cloud import storage
 from churnops.data import contract, id_index, naming, parse, schema, subjects
 from churnops.data.contract import AccountingError
 from churnops.data.id_index import IdIndex
-from churnops.data.privacy import Tokenizer, apply_pii_policy
+from churnops.data.privacy import Tokenizer, apply_pii_policy, lake_tokenizer
 from churnops.data.versioning import DataRepository, MergeConflict, NotFoundError, VersioningError, open_repository
 from churnops.data.versioning.base import check_path
 from churnops.platform.alerts import Alert, AlertSink
 from churnops.platform.buildinfo import git_sha, lock_sha256
-from churnops.platform.secrets import tokenization_key
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ObjectRef, list_objects, list_prefixes, read_object, storage_client
 
@@ -729,7 +728,7 @@ def ingest_run(settings: Settings, alerts: AlertSink | None = None) -> IngestRun
         settings=settings,
         repo=repo,
         client=storage_client(settings),
-        tokenizer=Tokenizer(tokenization_key(settings)),
+        tokenizer=lake_tokenizer(settings),
         alerts=alerts or AlertSink(settings),
     )
 

@@ -3,19 +3,29 @@
 A token is ``"tok_"`` followed by the first 32 hex characters (128 bits) of
 HMAC-SHA256(key, UTF-8 value). The same key and value always give the same token, so tokenized
 tables still join on ``customer_token``; without the key a token cannot be reversed or recomputed
-from a guessed id. Changing the key changes every token (see ``docs/security.md``).
+from a guessed id.
+
+The key has versions (oldest first). Under versions ``k1 .. kn`` a token is the chain
+``T_kn(... T_k2(T_k1(id)))``: rotating to a new version re-tokenizes every token of the lake from
+the token alone (``T_new(old token)``), and nobody holding only some of the versions can compute a
+token from a guessed id (``docs/security.md``, "Rotating the key").
 """
 
 from __future__ import annotations
 
 import hmac
-from typing import NoReturn
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 import pandas as pd
 
 from churnops.data.schema import PII_COLUMNS
 from churnops.platform.secrets import MIN_TOKENIZATION_KEY_BYTES as MIN_KEY_BYTES
+from churnops.platform.secrets import tokenization_keys
+
+if TYPE_CHECKING:
+    from churnops.platform.settings import Settings
 
 TOKEN_PREFIX = "tok_"
 TOKEN_HEX_CHARS = 32
@@ -35,41 +45,95 @@ def normalise_id(value: str) -> str:
     return value.strip()
 
 
+def _check_key(key: bytes) -> bytes:
+    if not isinstance(key, bytes):
+        raise TypeError(f"tokenization key must be bytes, not {type(key).__name__}")
+    if len(key) < MIN_KEY_BYTES:
+        raise ValueError(f"tokenization key must be at least {MIN_KEY_BYTES} bytes")
+    return key
+
+
+def _link(key: bytes, text: str) -> str:
+    return TOKEN_PREFIX + hmac.digest(key, text.encode("utf-8"), "sha256").hex()[:TOKEN_HEX_CHARS]
+
+
 class Tokenizer:
-    """Keyed, deterministic pseudonymisation of identifiers. The key is never shown."""
+    """Keyed, deterministic pseudonymisation of identifiers. The keys are never shown.
 
-    __slots__ = ("_key",)
+    ``key`` is the newest key version; ``earlier`` the versions before it, oldest first (empty for a
+    key that was never rotated).
+    """
 
-    def __init__(self, key: bytes) -> None:
-        if not isinstance(key, bytes):
-            raise TypeError(f"tokenization key must be bytes, not {type(key).__name__}")
-        if len(key) < MIN_KEY_BYTES:
-            raise ValueError(f"tokenization key must be at least {MIN_KEY_BYTES} bytes")
-        self._key = key
+    __slots__ = ("_key", "_earlier")
+
+    def __init__(self, key: bytes, earlier: Sequence[bytes] = ()) -> None:
+        self._key = _check_key(key)
+        self._earlier = tuple(_check_key(k) for k in earlier)
 
     def __repr__(self) -> str:
-        return f"Tokenizer(key_id={self.key_id!r})"
+        return f"Tokenizer(key_id={self.key_id!r}, versions={len(self._earlier) + 1})"
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("a Tokenizer holds a secret key and cannot be pickled; build one where it is used")
 
     @property
     def key_id(self) -> str:
-        """A stable, non-secret name for the key (record it with tokenized data to know which key made it)."""
-        return "key_" + hmac.digest(self._key, b"churnops key id", "sha256").hex()[:16]
+        """A stable, non-secret name for the key versions (record it with tokenized data to know what made it).
+
+        One version: ``key_`` + an HMAC of a fixed label under the key. After a rotation the name
+        also covers the versions before (the HMAC of the label and the previous name under the new key).
+        """
+        return self.key_ids()[-1]
+
+    def key_ids(self) -> list[str]:
+        """The names of the key chain after each version, oldest first (the last is :attr:`key_id`)."""
+        names: list[str] = []
+        for key in (*self._earlier, self._key):
+            label = b"churnops key id" + (f" after {names[-1]}".encode() if names else b"")
+            names.append("key_" + hmac.digest(key, label, "sha256").hex()[:16])
+        return names
+
+    @property
+    def previous(self) -> Tokenizer | None:
+        """The tokenizer before the newest version was added (``None`` for a single version)."""
+        if not self._earlier:
+            return None
+        return Tokenizer(self._earlier[-1], self._earlier[:-1])
 
     def token(self, value: str) -> str:
         """The token for one identifier, normalised first (:func:`normalise_id`): ``" CUST-1 "`` is ``"CUST-1"``."""
+        return self.token_versions(value)[-1]
+
+    def token_versions(self, value: str) -> list[str]:
+        """The identifier's token under each key version's chain, oldest first (the last is :meth:`token`).
+
+        Copies made before a rotation (history, MLflow artifacts, pipeline datasets) hold the earlier ones.
+        """
         if not isinstance(value, str):
             raise TypeError(f"only strings are tokenized, not {type(value).__name__}")
-        digest = hmac.digest(self._key, normalise_id(value).encode("utf-8"), "sha256")
-        return TOKEN_PREFIX + digest.hex()[:TOKEN_HEX_CHARS]
+        text = normalise_id(value)
+        chain: list[str] = []
+        for key in (*self._earlier, self._key):
+            text = _link(key, text)
+            chain.append(text)
+        return chain
+
+    def retokenize(self, token: str) -> str:
+        """A token made under the versions before the newest one, as the newest chain makes it.
+
+        This is how a rotation rewrites the lake without any raw identifier.
+        """
+        if not self._earlier:
+            raise ValueError("a single key version has nothing to re-tokenize from")
+        if not (isinstance(token, str) and token.startswith(TOKEN_PREFIX)):
+            raise ValueError("only tokens are re-tokenized")
+        return _link(self._key, token)
 
     def digest(self, label: str, value: str, hex_chars: int = 12) -> str:
         """A keyed digest of ``value`` for another use than identifiers (such as column names).
 
-        Its key is derived from the tokenization key and ``label`` (HMAC of the label under the
-        key), so a digest never equals a prefix of the token of the same text.
+        Its key is derived from the newest tokenization key and ``label`` (HMAC of the label under
+        the key), so a digest never equals a prefix of the token of the same text.
         """
         derived = hmac.digest(self._key, f"churnops digest key: {label}".encode("utf-8"), "sha256")
         return hmac.digest(derived, value.encode("utf-8"), "sha256").hex()[:hex_chars]
@@ -106,3 +170,9 @@ def apply_pii_policy(df: pd.DataFrame, kind: str, tokenizer: Tokenizer) -> pd.Da
     for column in tokenized:
         result[column] = tokenizer.tokens(result[column])
     return result.rename(columns={column: tokenized_column(column) for column in tokenized})
+
+
+def lake_tokenizer(settings: Settings) -> Tokenizer:
+    """The tokenizer of every key version the settings' secret holds (the newest last)."""
+    keys = tokenization_keys(settings)
+    return Tokenizer(keys[-1], keys[:-1])

@@ -41,6 +41,7 @@ from churnops.data.subjects import (
     ErasureReport,
     erase_heads,
     erasure_records,
+    record_tokens,
     scrub_parquet,
 )
 from churnops.data.versioning import DataRepository
@@ -81,7 +82,7 @@ class LakePurge:
 
 def purge_lake(repo: DataRepository, records: list[dict[str, Any]], retention_days: int) -> LakePurge:
     """Remove the subjects of ``records`` from the lake's history (embedded) or hand history to GC (lakeFS)."""
-    tokens = {record["subject_token"] for record in records}
+    tokens = set().union(*(record_tokens(record) for record in records))
     rewrite_history = getattr(repo, "rewrite_history", None)
     if rewrite_history is not None:
         result = LakePurge(backend="embedded")
@@ -106,6 +107,7 @@ def purge_lake(repo: DataRepository, records: list[dict[str, Any]], retention_da
             requested_at=record["requested_at"],
             subject_token=record["subject_token"],
             key_id=record["key_id"],
+            earlier_tokens=record.get("earlier_tokens", []),
         )
         result.rows_removed += erase_heads(repo, report, write_record=False).rows_removed
     return result

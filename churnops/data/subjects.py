@@ -69,6 +69,7 @@ class ErasureReport:
     requested_at: str
     subject_token: str
     key_id: str
+    earlier_tokens: list[str] = field(default_factory=list)  # the token under the key chains before rotations
     due_at: str = ""  # when `purge` completes it: requested_at + the grace period
     purged_at: str | None = None
     branches: list[BranchErasure] = field(default_factory=list)
@@ -78,6 +79,16 @@ class ErasureReport:
     def rows_removed(self) -> int:
         """Rows removed over every branch and table."""
         return sum(sum(b.rows_removed.values()) for b in self.branches)
+
+    @property
+    def tokens(self) -> set[str]:
+        """The subject's token under the current key chain and every earlier one."""
+        return {self.subject_token, *self.earlier_tokens}
+
+
+def record_tokens(record: dict[str, Any]) -> set[str]:
+    """An erasure record's tokens of the subject: the current one and those from before key rotations."""
+    return {record["subject_token"], *record.get("earlier_tokens", [])}
 
 
 def _table_of(path: str) -> str:
@@ -192,26 +203,39 @@ def check_key(repo: DataRepository, tokenizer: Tokenizer, ref: str = DEFAULT_BRA
     Ingest, ``forget`` and ``export`` call it: rows tokenized under another key would not join the
     lake's (one customer would become two) and an erasure would miss them.
 
-    Ingest records ``tokenizer_key_id`` on every commit it publishes; the newest such commit
-    within ``depth`` commits of ``ref`` must name this tokenizer's key. A lake with no such commit
-    (nothing ingested yet) is accepted.
+    Ingest (and a key rotation) records ``tokenizer_key_id`` on every commit it publishes; the
+    newest such commit within ``depth`` commits of ``ref`` must name this tokenizer's key chain. A
+    lake with no such commit (nothing ingested yet) is accepted. A key with a version the lake does
+    not use yet is refused until ``churnops privacy rotate-key`` re-tokenized the lake.
     """
+    recorded = lake_key_id(repo, ref, depth)
+    if recorded is None or recorded == tokenizer.key_id:
+        return
+    if tokenizer.previous is not None and recorded == tokenizer.previous.key_id:
+        raise ConfigurationError(
+            f"the tokenization key has a version the lake does not use yet ({tokenizer.key_id}; the lake is "
+            f"{recorded}): run `churnops privacy rotate-key` first (docs/security.md, Rotating the key)"
+        )
+    raise ConfigurationError(
+        f"the tokenization key in use ({tokenizer.key_id}) is not the one that tokenized the lake "
+        f"({recorded}): load the lake's key versions (docs/security.md, Rotating the key)"
+    )
+
+
+def lake_key_id(repo: DataRepository, ref: str = DEFAULT_BRANCH, depth: int = 200) -> str | None:
+    """The ``tokenizer_key_id`` of the newest commit within ``depth`` of ``ref`` that records one (ingest and
+    rotation commits do); None when there is none (nothing ingested yet)."""
     for info in repo.log(ref, limit=depth):
         recorded = info.metadata.get(KEY_ID_METADATA)
         if recorded:
-            if recorded != tokenizer.key_id:
-                raise ConfigurationError(
-                    f"the tokenization key in use ({tokenizer.key_id}) is not the one that tokenized the lake "
-                    f"({recorded}, commit {info.id[:12]}): load the lake's key (a new key starts a new lake, see "
-                    f"docs/security.md, Rotating the key)"
-                )
-            return
+            return str(recorded)
+    return None
 
 
 def _erase_branch(
     repo: DataRepository,
     branch: str,
-    token: str,
+    tokens: AbstractSet[str],
     erasure_id: str,
     record: Callable[[BranchErasure], dict[str, bytes]] | None,
 ) -> BranchErasure:
@@ -225,7 +249,7 @@ def _erase_branch(
         deleted: list[str] = []
         ids: set[str] = set()
         for path in _parquet_paths(repo, base):
-            scrubbed = scrub_parquet(repo.get_object(base, path), {token}, ids)
+            scrubbed = scrub_parquet(repo.get_object(base, path), tokens, ids)
             if not scrubbed.rows_removed:
                 continue
             ids |= scrubbed.ids
@@ -274,6 +298,7 @@ def forget(
         requested_at=requested.isoformat(timespec="seconds"),
         subject_token=tokenizer.token(customer_id),
         key_id=tokenizer.key_id,
+        earlier_tokens=tokenizer.token_versions(customer_id)[:-1],
         due_at=(requested + grace).isoformat(timespec="seconds"),
     )
     return erase_heads(repo, report, branches)
@@ -304,7 +329,7 @@ def erase_heads(
                 done = _erase_branch(
                     repo,
                     branch,
-                    report.subject_token,
+                    report.tokens,
                     report.erasure_id,
                     record if write_record and index == 0 and branch == DEFAULT_BRANCH else None,
                 )
@@ -314,7 +339,7 @@ def erase_heads(
                 done = BranchErasure(branch=branch, base_commit=repo.head(branch), skipped="uncommitted changes")
             if done.commit_id is not None and done.base_commit not in repo.commit_info(done.commit_id).parents:
                 # Something else was merged into the branch meanwhile and may hold the subject too.
-                again = _erase_branch(repo, branch, report.subject_token, report.erasure_id, None)
+                again = _erase_branch(repo, branch, report.tokens, report.erasure_id, None)
                 done.commit_id = again.commit_id or done.commit_id
                 for table, rows in again.rows_removed.items():
                     done.rows_removed[table] = done.rows_removed.get(table, 0) + rows
@@ -357,6 +382,7 @@ def export(
     """
     check_key(repo, tokenizer)
     token = tokenizer.token(customer_id)
+    tokens = set(tokenizer.token_versions(customer_id))
     document: dict[str, Any] = {
         "generated_at": now().isoformat(timespec="seconds"),
         "subject": {SUBJECT_COLUMN: token, "key_id": tokenizer.key_id},
@@ -378,10 +404,10 @@ def export(
                 continue
             seen.add(key)
             table = pq.read_table(io.BytesIO(content))
-            mask = subject_rows(table, {token}, ids)
+            mask = subject_rows(table, tokens, ids)
             if not mask.any():
                 continue
-            ids |= scrub_parquet(content, {token}, ids).ids
+            ids |= scrub_parquet(content, tokens, ids).ids
             rows = table.filter(pa.array(mask)).to_pylist()
             document["tables"].setdefault(_table_of(path), []).extend(
                 {"_lake_path": f"{branch}@{commit[:12]}/{path}", **{k: _jsonable(v) for k, v in row.items()}}

@@ -21,7 +21,14 @@ from typing import Protocol
 
 import google_crc32c
 import requests
-from google.api_core.exceptions import Forbidden, GoogleAPIError, NotFound, RetryError, Unauthenticated
+from google.api_core.exceptions import (
+    FailedPrecondition,
+    Forbidden,
+    GoogleAPIError,
+    NotFound,
+    RetryError,
+    Unauthenticated,
+)
 from google.auth.credentials import AnonymousCredentials
 from google.cloud.secretmanager import SecretManagerServiceClient
 
@@ -67,6 +74,9 @@ class SecretSource(Protocol):
     def get(self, name: str) -> bytes:
         """The secret's value; raises :class:`SecretNotFound` if there is none."""
 
+    def versions(self, name: str) -> list[bytes]:
+        """Every version of the secret, oldest first."""
+
 
 def _check_name(name: str) -> str:
     if not isinstance(name, str) or not _SECRET_NAME.fullmatch(name):
@@ -100,6 +110,32 @@ class LocalSecrets:
             return path.read_bytes()
         except FileNotFoundError:
             raise SecretNotFound(f"secret {name!r} not found: no file {path}") from None
+
+    def versions(self, name: str) -> list[bytes]:
+        """Every version of secret ``name``, oldest first: ``<name>`` (or the settings' key), then ``<name>.v2``, ...
+
+        Raises :class:`SecretNotFound` when there is no first version.
+        """
+        found = [self.get(name)]
+        number = 2
+        while (path := self.version_path(name, number)).exists():
+            found.append(path.read_bytes())
+            number += 1
+        return found
+
+    def version_path(self, name: str, number: int) -> Path:
+        """The file of version ``number`` (2 or more) of secret ``name``."""
+        return self._directory / f"{_check_name(name)}.v{number}"
+
+    def add_version(self, name: str, nbytes: int = MIN_TOKENIZATION_KEY_BYTES) -> int:
+        """Add a version of ``nbytes`` random bytes to secret ``name`` (mode 0600); return its number."""
+        number = len(self.versions(name)) + 1
+        path = self.version_path(name, number)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(random_source.token_bytes(nbytes))
+        logger.info("added version %d of local secret %s", number, name)
+        return number
 
     def ensure(self, name: str, nbytes: int = MIN_TOKENIZATION_KEY_BYTES) -> bytes:
         """Return secret ``name``, first creating it as ``nbytes`` random bytes if it does not exist.
@@ -144,27 +180,42 @@ class SecretManagerSecrets:
     def __repr__(self) -> str:
         return f"SecretManagerSecrets(project={self.project!r}, version={self.version!r})"
 
+    def versions(self, name: str) -> list[bytes]:
+        """Every version of secret ``name`` up to this source's version, oldest first.
+
+        Each version is accessed by number (1 to the number ``latest`` resolves to); a disabled or
+        destroyed version is an error, since tokens made under it can no longer be computed.
+        """
+        newest, data = self._access(name, self.version)
+        number = int(newest.rsplit("/", 1)[-1])
+        return [self._access(name, str(n))[1] for n in range(1, number)] + [data]
+
     def get(self, name: str) -> bytes:
         """Access the secret version; raises :class:`SecretNotFound` or :class:`SecretCorrupted`."""
-        path = self._client.secret_version_path(self.project, _check_name(name), self.version)
+        return self._access(name, self.version)[1]
+
+    def _access(self, name: str, version: str) -> tuple[str, bytes]:
+        path = self._client.secret_version_path(self.project, _check_name(name), version)
         try:
             response = self._client.access_secret_version(request={"name": path})
         except NotFound:
             raise SecretNotFound(f"secret version {path} not found") from None
         except (Forbidden, Unauthenticated) as exc:
             raise SecretAccessDenied(f"secret version {path}: access denied ({exc.code})") from None
+        except FailedPrecondition:
+            raise SecretNotFound(f"secret version {path} is disabled or destroyed") from None
         except (GoogleAPIError, RetryError, requests.RequestException) as exc:
             raise SecretsUnavailable(f"secret version {path}: Secret Manager failed ({type(exc).__name__})") from None
         data = response.payload.data
         if "data_crc32c" not in response.payload:
             logger.warning("Secret Manager returned %s without a checksum; not verified", response.name)
-            return data
+            return response.name or path, data
         if google_crc32c.value(data) != response.payload.data_crc32c:
             raise SecretCorrupted(
                 f"secret version {response.name or path}: payload does not match its CRC32C checksum "
                 "(corrupted in transit or storage); refusing to use it"
             )
-        return data
+        return response.name or path, data
 
 
 def secret_source(settings: Settings) -> SecretSource:
@@ -193,6 +244,23 @@ def tokenization_key(settings: Settings) -> bytes:
         key = source.ensure(name, MIN_TOKENIZATION_KEY_BYTES)
     else:
         key = source.get(name)
+    return _long_enough(name, key)
+
+
+def tokenization_keys(settings: Settings) -> list[bytes]:
+    """Every version of the PII tokenization key, oldest first (each at least 32 bytes).
+
+    A lake tokenized before a rotation needs them all (``churnops.data.privacy``); the first is
+    created locally as :func:`tokenization_key` does.
+    """
+    name = settings.tokenization_key_secret
+    source = secret_source(settings)
+    if isinstance(source, LocalSecrets) and settings.profile == "local":
+        source.ensure(name, MIN_TOKENIZATION_KEY_BYTES)
+    return [_long_enough(name, key) for key in source.versions(name)]
+
+
+def _long_enough(name: str, key: bytes) -> bytes:
     if len(key) < MIN_TOKENIZATION_KEY_BYTES:
         raise SecretError(
             f"tokenization key {name!r} is shorter than {MIN_TOKENIZATION_KEY_BYTES} bytes; store a longer random key"

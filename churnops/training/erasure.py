@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from churnops.data import purge as lake_purge
 from churnops.data.privacy import Tokenizer
+from churnops.data.subjects import record_tokens
 from churnops.data.versioning import DataRepository
 from churnops.model import registry
 from churnops.platform.settings import Settings
@@ -134,7 +135,7 @@ def purge(
     report = PurgeReport(erasures=[record["erasure_id"] for record in due])
     if not due:
         return report
-    tokens = {record["subject_token"] for record in due}
+    tokens = set().union(*(record_tokens(record) for record in due))
     report.lake = lake_purge.purge_lake(repo, due, settings.lakefs_gc_retention_days)
     current = {record["subject_token"] for record in due if record.get("key_id") == tokenizer.key_id}
     report.skipped_keys = sorted({record["key_id"] for record in due if record.get("key_id") != tokenizer.key_id})

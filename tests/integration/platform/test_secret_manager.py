@@ -16,6 +16,7 @@ from churnops.platform.secrets import (
     SecretManagerSecrets,
     SecretNotFound,
     tokenization_key,
+    tokenization_keys,
 )
 from churnops.platform.settings import Settings
 from tests.support.secret_manager_double import SecretManagerDouble
@@ -86,3 +87,13 @@ def test_short_key_in_secret_manager_is_refused(double: SecretManagerDouble, gcp
     double.add_version(PROJECT, gcp_settings.tokenization_key_secret, b"short")
     with pytest.raises(SecretError, match="shorter than 32 bytes"):
         tokenization_key(gcp_settings)
+
+
+def test_every_key_version_is_read_by_number(double: SecretManagerDouble, gcp_settings: Settings) -> None:
+    """After a rotation the chain needs every version: read by number up to what ``latest`` names."""
+    name = gcp_settings.tokenization_key_secret
+    versions = [bytes([n]) * 32 for n in (1, 2, 3)]
+    for version in versions:
+        double.add_version(PROJECT, name, version)
+    assert tokenization_keys(gcp_settings) == versions
+    assert double.accessed == [f"projects/{PROJECT}/secrets/{name}/versions/{n}" for n in (3, 1, 2)]

@@ -157,7 +157,7 @@ def test_key_never_shown_or_pickled() -> None:
     key = b"\x01secret-key-material-0123456789abcdef"
     tokenizer = Tokenizer(key)
     assert key.hex() not in repr(tokenizer) and "secret-key" not in repr(tokenizer)
-    assert repr(tokenizer) == f"Tokenizer(key_id={tokenizer.key_id!r})"
+    assert repr(tokenizer) == f"Tokenizer(key_id={tokenizer.key_id!r}, versions=1)"
     assert tokenizer.key_id != Tokenizer(KEY).key_id
     with pytest.raises(TypeError, match="cannot be pickled"):
         pickle.dumps(tokenizer)
@@ -182,3 +182,20 @@ def test_digests_have_their_own_key_derivation() -> None:
     assert digest not in tokenizer.token("email")  # not a prefix (or any part) of the value's token
     assert digest != tokenizer.digest("another use", "email")
     assert digest != Tokenizer(bytes(range(1, 33))).digest("column name", "email")
+
+
+def test_a_rotated_key_chains_the_versions() -> None:
+    """Under versions k1, k2 a token is T_k2(T_k1(id)): the lake re-tokenizes from tokens alone."""
+    old = Tokenizer(KEY)
+    new_key = b"second-version-of-the-key-0123456789"
+    new = Tokenizer(new_key, [KEY])
+    assert new.token_versions(" CUST-0000033 ") == [old.token("CUST-0000033"), new.token("CUST-0000033")]
+    assert new.retokenize(old.token("CUST-0000033")) == new.token("CUST-0000033")
+    assert new.token("CUST-0000033") != Tokenizer(new_key).token("CUST-0000033")  # not the new key alone
+    assert new.previous is not None and new.previous.key_id == old.key_id
+    assert new.key_ids() == [old.key_id, new.key_id] and new.key_id != Tokenizer(new_key).key_id
+    assert repr(new) == f"Tokenizer(key_id={new.key_id!r}, versions=2)" and new_key.hex() not in repr(new)
+    with pytest.raises(ValueError, match="nothing to re-tokenize"):
+        old.retokenize(old.token("CUST-0000033"))
+    with pytest.raises(ValueError, match="only tokens"):
+        new.retokenize("CUST-0000033")

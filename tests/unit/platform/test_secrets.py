@@ -15,6 +15,7 @@ from churnops.platform.secrets import (
     SecretNotFound,
     secret_source,
     tokenization_key,
+    tokenization_keys,
 )
 from churnops.platform.settings import Settings
 
@@ -116,3 +117,15 @@ def test_secret_manager_version_is_validated() -> None:
     """Only 'latest' or a positive version number is accepted."""
     with pytest.raises(ValueError, match="invalid secret version"):
         SecretManagerSecrets("proj", client=object(), version="0")  # type: ignore[arg-type]
+
+
+def test_local_key_versions_are_added_privately_and_read_oldest_first(settings: Settings) -> None:
+    """``add_version`` writes ``<name>.v2`` (0600) and ``tokenization_keys`` reads every version in order."""
+    first = tokenization_key(settings)
+    source = LocalSecrets(settings)
+    assert source.add_version(settings.tokenization_key_secret) == 2
+    second = source.version_path(settings.tokenization_key_secret, 2)
+    assert mode(second) == 0o600 and second.read_bytes() != first
+    assert tokenization_keys(settings) == [first, second.read_bytes()]
+    assert source.add_version(settings.tokenization_key_secret) == 3
+    assert len(tokenization_keys(settings)) == 3 and tokenization_keys(settings)[0] == first
