@@ -131,7 +131,7 @@ class _Normalised:
 def _normalise_strings(
     text: pd.Series, name: str, allowed: tuple[str, ...] | None
 ) -> tuple[pd.Series, list[Correction]]:
-    """Strip surrounding whitespace, lower-case allowed values, turn empty strings into nulls."""
+    """Strip surrounding whitespace, fix the letter case of allowed values, turn empty strings into nulls."""
     if not isinstance(text.array, pd.arrays.ArrowStringArray):
         text = pd.Series(
             pd.arrays.ArrowStringArray(pyarrow.array(text.to_numpy(), type=pyarrow.string(), from_pandas=True)),
@@ -144,13 +144,13 @@ def _normalise_strings(
     if strip_count:
         corrections.append(Correction("normalised_value", name, strip_count, "surrounding whitespace stripped"))
     if allowed is not None:
-        lowered = stripped.str.lower()
-        fixable = lowered.ne(stripped).fillna(False).astype(bool) & lowered.isin(allowed)
+        lower = all(value == value.lower() for value in allowed)
+        cased = stripped.str.lower() if lower else stripped.str.upper()
+        fixable = cased.ne(stripped).fillna(False).astype(bool) & cased.isin(allowed)
         if fixable.any():
-            stripped = stripped.where(~fixable, lowered)
-            corrections.append(
-                Correction("normalised_value", name, int(fixable.sum()), "lower-cased to an allowed value")
-            )
+            stripped = stripped.where(~fixable, cased)
+            detail = f"{'lower' if lower else 'upper'}-cased to an allowed value"
+            corrections.append(Correction("normalised_value", name, int(fixable.sum()), detail))
     return stripped.mask(empty), corrections
 
 
@@ -219,8 +219,13 @@ def _record_check_failures(
 
 
 def _hide_values(col: pa.Column) -> bool:
-    """Reasons never show PII values; a failing time is left to the row's own raw value."""
-    return bool(col.metadata["pii"]) or isinstance(col.dtype, pandas_engine.DateTime)
+    """Reasons never show PII values, nor a value outside a set too long to list (it may be anything,
+    an e-mail address in ``country``); a failing time is left to the row's own raw value."""
+    return (
+        bool(col.metadata["pii"])
+        or bool(col.metadata.get("hide_values"))
+        or isinstance(col.dtype, pandas_engine.DateTime)
+    )
 
 
 def _raw_text(value: Any) -> str:

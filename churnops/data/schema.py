@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pytz
 from pandera.engines import pandas_engine
 
 EVENTS = "events"
@@ -55,6 +56,9 @@ PLANS: tuple[str, ...] = ("basic", "standard", "premium")
 CONTRACTS: tuple[str, ...] = ("monthly", "annual", "two_year")
 PAYMENT_METHODS: tuple[str, ...] = ("card", "paypal", "bank_transfer", "invoice")
 STATUSES: tuple[str, ...] = ("active", "cancelled")
+# ISO 3166-1 alpha-2, as the tz database's iso3166.tab lists them (through pytz, pinned in the lock).
+COUNTRY_CODES: tuple[str, ...] = tuple(sorted(pytz.country_names))
+COUNTRY_CODE_ERROR = "is not an ISO 3166-1 alpha-2 country code"
 
 
 def _column(
@@ -63,17 +67,22 @@ def _column(
     checks: list[pa.Check] | None = None,
     pii: str | None = None,
     allowed: tuple[str, ...] | None = None,
+    allowed_error: str | None = None,
 ) -> pa.Column:
-    """A contract column: required columns must exist and be non-null; optional ones may be absent."""
+    """A contract column: required columns must exist and be non-null; optional ones may be absent.
+
+    A value outside ``allowed`` fails with ``allowed_error`` when given (a reason that does not
+    quote the value, for sets too long to list), else with the list of allowed values.
+    """
     checks = list(checks or [])
     if allowed is not None:
-        checks.append(pa.Check.isin(list(allowed), error=f"is not one of {', '.join(allowed)}"))
+        checks.append(pa.Check.isin(list(allowed), error=allowed_error or f"is not one of {', '.join(allowed)}"))
     return pa.Column(
         dtype,
         checks=checks,
         nullable=not required,
         required=required,
-        metadata={"pii": pii, "allowed": allowed},
+        metadata={"pii": pii, "allowed": allowed, "hide_values": allowed_error is not None},
     )
 
 
@@ -151,7 +160,7 @@ def contract_schema(
             "status": _column(STRING, True, allowed=STATUSES),
             "cancel_date": _column(TIMESTAMP, False),
             "updated_at": _column(TIMESTAMP, True, window),
-            "country": _column(STRING, False),
+            "country": _column(STRING, False, allowed=COUNTRY_CODES, allowed_error=COUNTRY_CODE_ERROR),
         }
         checks = [
             pa.Check(_signup_not_after_update, error="signup_date is after updated_at"),

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import pytz
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -155,6 +156,8 @@ def documented_columns(version: str) -> list[tuple[str, bool, set[str], str | No
         if len(cells) == 5 and cells[0].startswith("`"):
             allowed = re.match(r"one of `([^`]*)`", cells[4])
             values = {value.strip() for value in allowed.group(1).split(",")} if allowed else set()
+            if cells[4].startswith("an ISO 3166-1 alpha-2 code"):
+                values = set(pytz.country_names)
             policy = re.match(r"\*\*(\w+)\*\*", cells[3])  # "kept", or "**tokenized** ..." / "**dropped**"
             columns.append(
                 (cells[0].strip("`"), cells[2] == "yes", values, DOCUMENTED_POLICY[policy.group(1)] if policy else None)
@@ -328,6 +331,29 @@ def test_values_outside_the_allowed_set_are_quarantined_and_case_is_normalised()
     assert ("event_type", 1, "surrounding whitespace stripped") in normalised
     assert ("event_type", 1, "lower-cased to an allowed value") in normalised
     assert ("device", 1, "lower-cased to an allowed value") in normalised
+
+
+def test_a_country_must_be_an_iso_code_and_the_reason_never_quotes_it() -> None:
+    result = check_subscriptions(
+        csv_object(
+            [
+                subscription(country="someone@example.com"),
+                subscription(record_id="r-2", country=" de "),
+                subscription(record_id="r-3", country="XX"),
+                subscription(record_id="r-4", country=""),
+            ]
+        )
+    )
+    reasons = dict(zip(result.quarantined["record_id"], result.quarantined["_reason"], strict=True))
+    assert reasons == {
+        "r-1": "country is not an ISO 3166-1 alpha-2 country code",
+        "r-3": "country is not an ISO 3166-1 alpha-2 country code",
+    }
+    valid = result.valid.set_index("record_id")
+    assert valid.loc["r-2", "country"] == "DE" and pd.isna(valid.loc["r-4", "country"])
+    normalised = [(c.column, c.rows, c.detail) for c in result.corrections if c.kind == "normalised_value"]
+    assert ("country", 1, "upper-cased to an allowed value") in normalised
+    assert len(schema.COUNTRY_CODES) > 240 and {"DE", "GB", "US", "IN"} <= set(schema.COUNTRY_CODES)
 
 
 def test_negative_amounts_durations_and_charges_are_quarantined() -> None:
