@@ -17,6 +17,9 @@ import pulumi
 
 # The raw bucket keeps objects (raw identifiers included) at most this long: docs/security.md, Retention.
 MAX_RAW_RETENTION_DAYS = 30
+# Days a noncurrent artifact generation (what an overwrite or a delete, such as the erasure purge's, leaves
+# behind in the versioned artifacts bucket) is kept: part of the erasure bound (docs/security.md).
+MAX_ARTIFACTS_NONCURRENT_DAYS = 7
 NAMESPACE = "churnops"
 ENVIRONMENTS = ("staging", "prod")
 RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE")
@@ -71,11 +74,13 @@ class NodePoolConfig:
 
 @dataclass(frozen=True)
 class StorageConfig:
-    """Bucket location, how long raw files are kept, and whether a destroy may empty buckets."""
+    """Bucket location, how long raw files and noncurrent artifact generations are kept, and whether a
+    destroy may empty buckets."""
 
     location: str
     raw_retention_days: int
     force_destroy: bool
+    artifacts_noncurrent_days: int
 
 
 @dataclass(frozen=True)
@@ -231,6 +236,12 @@ def load() -> StackConfig:
             f"churnops:storage.rawRetentionDays must be 1 to {MAX_RAW_RETENTION_DAYS} "
             f"(raw objects hold raw identifiers; docs/security.md), got {retention}"
         )
+    noncurrent = _get(storage, "artifactsNoncurrentDays", "storage", int)
+    if not 1 <= noncurrent <= MAX_ARTIFACTS_NONCURRENT_DAYS:
+        raise ConfigError(
+            f"churnops:storage.artifactsNoncurrentDays must be 1 to {MAX_ARTIFACTS_NONCURRENT_DAYS} "
+            f"(an erased subject's rows live on in noncurrent artifact generations; docs/security.md), got {noncurrent}"
+        )
     return StackConfig(
         project=gcp.require("project"),
         region=gcp.require("region"),
@@ -242,6 +253,7 @@ def load() -> StackConfig:
             location=_get(storage, "location", "storage", str),
             raw_retention_days=retention,
             force_destroy=_get(storage, "forceDestroy", "storage", bool),
+            artifacts_noncurrent_days=noncurrent,
         ),
         database=DatabaseConfig(
             tier=_get(database, "tier", "database", str),

@@ -64,6 +64,13 @@ class Storage(pulumi.ComponentResource):
             lifecycle = []
             if purpose == "raw":
                 lifecycle = [{"action": {"type": "Delete"}, "condition": {"age": cfg.raw_retention_days}}]
+            if purpose == "artifacts":  # versioned: what is overwritten or deleted goes after this many days
+                lifecycle = [
+                    {
+                        "action": {"type": "Delete"},
+                        "condition": {"days_since_noncurrent_time": cfg.artifacts_noncurrent_days},
+                    }
+                ]
             bucket = gcp.storage.Bucket(
                 f"{name}-{purpose}",
                 name=names.bucket_name(args.project, purpose),

@@ -283,6 +283,13 @@ def test_buckets_are_private_with_uniform_access_except_the_badge(stack: StackRu
     raw = buckets[names.bucket_name(stack.project, "raw")]
     days = stack.config["churnops:storage"]["rawRetentionDays"]
     assert raw["lifecycleRules"] == [{"action": {"type": "Delete"}, "condition": {"age": days}}]
+    # Versioned artifacts: a generation the purge overwrote or deleted is gone within the configured days.
+    artifacts = buckets[names.bucket_name(stack.project, "artifacts")]
+    noncurrent = stack.config["churnops:storage"]["artifactsNoncurrentDays"]
+    assert artifacts["versioning"] == {"enabled": True} and 1 <= noncurrent <= 7
+    assert artifacts["lifecycleRules"] == [
+        {"action": {"type": "Delete"}, "condition": {"daysSinceNoncurrentTime": noncurrent}}
+    ]
     grants = bucket_grants(stack)
     public = {
         (bucket, role)
@@ -486,6 +493,8 @@ def test_alerts_notify_the_webhook(stack: StackRun) -> None:
         ("churnops:network", {"masterCidr": "172.16.0.0/24"}, "/28"),
         ("churnops:storage", {"rawRetentionDays": 0}, "rawRetentionDays"),
         ("churnops:storage", {"rawRetentionDays": 31}, "rawRetentionDays must be 1 to 30"),
+        ("churnops:storage", {"artifactsNoncurrentDays": 0}, "artifactsNoncurrentDays must be 1 to 7"),
+        ("churnops:storage", {"artifactsNoncurrentDays": 8}, "artifactsNoncurrentDays must be 1 to 7"),
     ],
 )
 def test_configuration_that_would_weaken_a_control_is_refused(section: str, change: dict, message: str) -> None:
