@@ -1,4 +1,5 @@
-"""The alert component: the exit task of every pipeline; raises an alert when the run failed."""
+"""How a run fails: the alert (the exit task of every pipeline, raises an alert when the run failed) and the gate
+(fails the run when a step refused its input, never retried)."""
 
 # pylint: disable=import-outside-toplevel
 # KFP runs only the function's own source in the task, so every import lives in the body.
@@ -34,3 +35,24 @@ def alert_on_failure(pipeline: str, status: PipelineTaskFinalStatus) -> bool:
         status.error_message,
     )
     return raised is not None
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def gate(step: str, refused: str, passes: str = "") -> str:
+    """Fail with the refusal of step `step` (a data or contract error, which no retry can mend), else pass
+    `passes` on. A step that refuses ends normally with the refusal as an output, so the pipeline's retry
+    (which retries any failed task) does not run it again; this task has no retry, so the run fails once
+    with the step's reason and the exit handler alerts. Returns `passes`.
+
+    Args:
+        step: The step whose refusal this gate checks.
+        refused: The step's refusal (`<error class>: <message>`); empty when it did not refuse.
+        passes: A value of the step passed on when it did not refuse (what later conditions test).
+    """
+    from churnops.platform.logs import setup_logging
+    from churnops.platform.retry import check_refusal
+    from churnops.platform.settings import settings_or_exit
+
+    setup_logging(settings_or_exit())
+    check_refusal(step, refused)
+    return passes

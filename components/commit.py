@@ -12,8 +12,9 @@ from components import IMAGE
 def commit(branch: str, metadata: dict) -> str:
     """Commit the run branch the ingest step staged, with its metadata (sources and generations, row
     accounting, schema and code versions), and merge it into `main`: the atomic publish. Returns
-    main's new head commit id, or an empty string when the ingest step found nothing new (nothing
-    is published then).
+    main's new head commit id. The pipeline runs it only when the ingest step staged something; given no
+    branch it publishes nothing and returns an empty string. An unreachable lake is retried inside the
+    task; a merge conflict fails it (nothing was published: the next run ingests those objects).
 
     Args:
         branch: The run branch the ingest step staged; empty when nothing was new.
@@ -23,6 +24,7 @@ def commit(branch: str, metadata: dict) -> str:
 
     from churnops.data import ingest as stage
     from churnops.platform.logs import setup_logging
+    from churnops.platform.retry import run_step
     from churnops.platform.settings import settings_or_exit
 
     settings = settings_or_exit()
@@ -30,4 +32,6 @@ def commit(branch: str, metadata: dict) -> str:
     if not branch:
         logging.getLogger("churnops.components.commit").info("nothing new to ingest: nothing published")
         return ""
-    return stage.publish_staged(settings, branch, metadata)
+    return run_step(
+        "commit", lambda: stage.publish_staged(settings, branch, metadata), settings.step_retry_seconds
+    ).result("commit")

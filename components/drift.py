@@ -12,12 +12,13 @@ from components import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def online_features(data_ref: str) -> NamedTuple(  # type: ignore[valid-type]
-    "OnlineOutputs", [("snapshot_commit", str), ("data_commit", str), ("cutoff", str), ("rows", int)]
+    "OnlineOutputs", [("snapshot_commit", str), ("data_commit", str), ("cutoff", str), ("rows", int), ("refused", str)]
 ):
     """Build the features of every customer active at the latest cutoff of `data_ref` (a lake
     branch or commit; `main` by default) with the training feature code, and publish them as the
     online snapshot (`features/online/` on the lake's `features` branch, one commit). The
-    by-customer transformer serves from the newest snapshot.
+    by-customer transformer serves from the newest snapshot. No active customer is the `refused` output,
+    which the gate after it fails the run with, never retried.
 
     Args:
         data_ref: The lake branch or commit whose active customers are featurized.
@@ -25,14 +26,20 @@ def online_features(data_ref: str) -> NamedTuple(  # type: ignore[valid-type]
     from collections import namedtuple
 
     from churnops.platform.logs import setup_logging
+    from churnops.platform.retry import run_step
     from churnops.platform.settings import settings_or_exit
     from churnops.training.online import refresh_online_features
 
     settings = settings_or_exit()
     setup_logging(settings)
-    snapshot = refresh_online_features(settings, data_ref or None)
-    outputs = namedtuple("OnlineOutputs", ["snapshot_commit", "data_commit", "cutoff", "rows"])
-    return outputs(snapshot.commit_id, snapshot.data_commit, snapshot.cutoff.isoformat(), len(snapshot.features))
+    outputs = namedtuple("OnlineOutputs", ["snapshot_commit", "data_commit", "cutoff", "rows", "refused"])
+    outcome = run_step(
+        "online-features", lambda: refresh_online_features(settings, data_ref or None), settings.step_retry_seconds
+    )
+    snapshot = outcome.value
+    if snapshot is None:
+        return outputs("", "", "", 0, outcome.refused)
+    return outputs(snapshot.commit_id, snapshot.data_commit, snapshot.cutoff.isoformat(), len(snapshot.features), "")
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -45,13 +52,15 @@ def drift_check(snapshot_commit: str, model_ref: str, retrain: bool) -> NamedTup
         ("mlflow_run_id", str),
         ("retrain_run_id", str),
         ("retrained_version", str),
+        ("refused", str),
     ],
 ):
     """Compare the online snapshot at `snapshot_commit` with the training features of the model
     version `model_ref` (an alias or a version; `production` by default): PSI per feature and for
     the predicted probability. The report goes to the lake and MLflow; when it fires, a `drift`
     alert is raised and, if `retrain`, a training run on the head of `main` records the report as
-    its reason. A firing check is a finding, not a task failure.
+    its reason. A firing check is a finding, not a task failure. No model holding `model_ref`, or no
+    training reference for it, is the `refused` output, which the gate after it fails the run with.
 
     Args:
         snapshot_commit: The lake commit of the online feature snapshot to check.
@@ -62,24 +71,48 @@ def drift_check(snapshot_commit: str, model_ref: str, retrain: bool) -> NamedTup
 
     from churnops.data.versioning import open_repository
     from churnops.platform.logs import setup_logging
+    from churnops.platform.retry import run_step
     from churnops.platform.settings import settings_or_exit
     from churnops.training.monitoring import check_drift, retrain_for
     from churnops.training.online import load_snapshot
 
     settings = settings_or_exit()
     setup_logging(settings)
-    repo = open_repository(settings)
-    report = check_drift(
-        settings, model_ref or "production", repo=repo, snapshot=load_snapshot(repo, snapshot_commit or None)
-    )
-    run_id, version = "", ""
-    if report.fired and retrain:
-        result = retrain_for(settings, report, repo=repo)
-        run_id, version = result.parent_run_id, result.model_version or ""
     outputs = namedtuple(
         "DriftOutputs",
-        ["fired", "drifted_feature_share", "report_uri", "mlflow_run_id", "retrain_run_id", "retrained_version"],
+        [
+            "fired",
+            "drifted_feature_share",
+            "report_uri",
+            "mlflow_run_id",
+            "retrain_run_id",
+            "retrained_version",
+            "refused",
+        ],
     )
+    repo = open_repository(settings)
+    checked = run_step(
+        "drift-check",
+        lambda: check_drift(
+            settings, model_ref or "production", repo=repo, snapshot=load_snapshot(repo, snapshot_commit or None)
+        ),
+        settings.step_retry_seconds,
+    )
+    report = checked.value
+    if report is None:
+        return outputs(False, 0.0, "", "", "", "", checked.refused)
+    run_id, version = "", ""
+    if report.fired and retrain:
+        result = run_step(
+            "retrain", lambda: retrain_for(settings, report, repo=repo), settings.step_retry_seconds
+        ).result("retrain")
+        run_id, version = result.parent_run_id, result.model_version or ""
     return outputs(
-        report.fired, report.drifted_feature_share, report.lake_uri or "", report.mlflow_run_id or "", run_id, version
+        report.fired,
+        report.drifted_feature_share,
+        report.lake_uri or "",
+        report.mlflow_run_id or "",
+        run_id,
+        version,
+        "",
     )

@@ -40,21 +40,26 @@ def evaluate(  # pylint: disable=too-many-arguments,too-many-positional-argument
         gate_report: The gate decision, its intervals and reasons (Markdown).
     """
     from churnops.platform.logs import setup_logging
+    from churnops.platform.retry import run_step
     from churnops.platform.settings import settings_or_exit
     from churnops.training import train as training
 
     settings = settings_or_exit()
     setup_logging(settings)
     splits, spec, config = training.read_splits({"test": test_split.path}, test_split.metadata)
-    report = training.evaluate_models(
-        settings,
-        parent_run_id,
-        {"baseline": baseline.metadata["model_uri"], "xgboost": challenger.metadata["model_uri"]},
-        splits["test"],
-        spec,
-        lineage,
-        config,
-    )
+    report = run_step(
+        "evaluate",
+        lambda: training.evaluate_models(
+            settings,
+            parent_run_id,
+            {"baseline": baseline.metadata["model_uri"], "xgboost": challenger.metadata["model_uri"]},
+            splits["test"],
+            spec,
+            lineage,
+            config,
+        ),
+        settings.step_retry_seconds,
+    ).result("evaluate")
     for name, value in report.flat_metrics().items():
         metrics.log_metric(name, value)
     decision = report.gate

@@ -18,11 +18,15 @@ def features(
     train: Output[Dataset],
     validation: Output[Dataset],
     test: Output[Dataset],
-) -> NamedTuple("FeaturesOutputs", [("data_commit", str), ("parent_run_id", str), ("lineage", dict)]):  # type: ignore[valid-type]
+) -> NamedTuple(  # type: ignore[valid-type]
+    "FeaturesOutputs", [("data_commit", str), ("parent_run_id", str), ("lineage", dict), ("refused", str)]
+):
     """Resolve `data_ref` (a lake commit id, or empty for the head of `main`) to a commit, build
     customer features and churn labels at hourly cutoffs, split them by time, open the MLflow parent
     run (lineage tags, dataset inputs) and commit the matrices to the lake's `features` branch.
-    Outputs one parquet Dataset per split, with the feature spec in its metadata.
+    Outputs one parquet Dataset per split, with the feature spec in its metadata. Too little data (or a
+    lake commit that breaks the contract) is the `refused` output (the splits are then empty files), which
+    the gate after it fails the run with, never retried.
 
     Args:
         data_ref: The lake commit id to train on; empty: the head of `main`.
@@ -32,16 +36,27 @@ def features(
         test: The test split (parquet, written).
     """
     from collections import namedtuple
+    from pathlib import Path
 
     from churnops.platform.logs import setup_logging
+    from churnops.platform.retry import run_step
     from churnops.platform.settings import settings_or_exit
     from churnops.training import train as training
 
     settings = settings_or_exit()
     setup_logging(settings)
-    setup = training.begin_training_at(settings, data_ref or None, seed)
-    for split, artifact in (("train", train), ("validation", validation), ("test", test)):
+    outputs = namedtuple("FeaturesOutputs", ["data_commit", "parent_run_id", "lineage", "refused"])
+    splits = (("train", train), ("validation", validation), ("test", test))
+    outcome = run_step(
+        "features", lambda: training.begin_training_at(settings, data_ref or None, seed), settings.step_retry_seconds
+    )
+    setup = outcome.value
+    if setup is None:
+        for _, artifact in splits:  # the backend uploads every output artifact: an empty file, never read
+            Path(artifact.path).parent.mkdir(parents=True, exist_ok=True)
+            Path(artifact.path).touch()
+        return outputs("", "", {}, outcome.refused)
+    for split, artifact in splits:
         training.write_split(setup, split, artifact.path)
         artifact.metadata.update(training.split_metadata(setup, split))
-    outputs = namedtuple("FeaturesOutputs", ["data_commit", "parent_run_id", "lineage"])
-    return outputs(setup.data_commit, setup.parent_run_id, setup.lineage)
+    return outputs(setup.data_commit, setup.parent_run_id, setup.lineage, "")

@@ -12,7 +12,7 @@ from components import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def ingest(hour: str, lookback: int, scheduled_time: str, created_time: str = "") -> NamedTuple(  # type: ignore[valid-type]
-    "IngestOutputs", [("branch", str), ("accounting", dict), ("metadata", dict)]
+    "IngestOutputs", [("branch", str), ("accounting", dict), ("metadata", dict), ("refused", str)]
 ):
     """Ingest one hour: list new raw objects (the hour and `lookback` hours of late files), check them
     against the data contract (bad rows to quarantine, alerts raised), tokenize customer ids and stage
@@ -22,7 +22,9 @@ def ingest(hour: str, lookback: int, scheduled_time: str, created_time: str = ""
     time, and refuses when that is only its creation time (`created_time`) late in the hour (KFP's
     fallback when it cannot read the run's Workflow: a catch-up run would ingest the wrong hour).
     Outputs the run branch (empty when nothing was new), the row accounting and the commit metadata
-    the commit step records.
+    the commit step records. An unreachable service is retried inside the task; an input it refuses (an
+    hour it cannot know or parse, a data-contract error) is the `refused` output, which the gate after
+    it fails the run with, never retried.
 
     Args:
         hour: The hour to ingest, YYYY-MM-DDTHH (UTC); empty: the hour before the scheduled time.
@@ -34,10 +36,18 @@ def ingest(hour: str, lookback: int, scheduled_time: str, created_time: str = ""
 
     from churnops.data import ingest as stage
     from churnops.platform.logs import setup_logging
+    from churnops.platform.retry import run_step
     from churnops.platform.settings import settings_or_exit
 
     settings = settings_or_exit()
     setup_logging(settings)
-    staged = stage.stage_hour(settings, stage.scheduled_hour(hour, scheduled_time, created_time), lookback)
-    outputs = namedtuple("IngestOutputs", ["branch", "accounting", "metadata"])
-    return outputs(staged.branch or "", staged.report.accounting(), staged.metadata)
+    outcome = run_step(
+        "ingest",
+        lambda: stage.stage_hour(settings, stage.scheduled_hour(hour, scheduled_time, created_time), lookback),
+        settings.step_retry_seconds,
+    )
+    outputs = namedtuple("IngestOutputs", ["branch", "accounting", "metadata", "refused"])
+    staged = outcome.value
+    if staged is None:
+        return outputs("", {}, {}, outcome.refused)
+    return outputs(staged.branch or "", staged.report.accounting(), staged.metadata, "")

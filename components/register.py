@@ -24,6 +24,7 @@ def register(parent_run_id: str, lineage: dict, winner: str, baseline: Input[Mod
         challenger: The fitted XGBoost model (an MLflow model directory).
     """
     from churnops.platform.logs import setup_logging
+    from churnops.platform.retry import run_step
     from churnops.platform.settings import settings_or_exit
     from churnops.training import train as training
 
@@ -33,6 +34,10 @@ def register(parent_run_id: str, lineage: dict, winner: str, baseline: Input[Mod
         name: training.fitted_from_metadata(model.metadata)
         for name, model in (("baseline", baseline), ("xgboost", challenger))
     }
-    return training.register_candidate(
-        settings, parent_run_id, models[winner], models["baseline"].metrics["test_roc_auc"], lineage
-    )
+    return run_step(
+        "register",
+        lambda: training.register_candidate(
+            settings, parent_run_id, models[winner], models["baseline"].metrics["test_roc_auc"], lineage
+        ),
+        settings.step_retry_seconds,
+    ).result("register")

@@ -12,12 +12,21 @@ from components import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def score(data_ref: str, alias: str) -> NamedTuple(  # type: ignore[valid-type]
-    "ScoreOutputs", [("commit_id", str), ("data_commit", str), ("model_version", str), ("rows", int), ("cutoff", str)]
+    "ScoreOutputs",
+    [
+        ("commit_id", str),
+        ("data_commit", str),
+        ("model_version", str),
+        ("rows", int),
+        ("cutoff", str),
+        ("refused", str),
+    ],
 ):
     """Score every customer active at the head of `data_ref` (a lake branch or commit; `main` by
     default) with the model holding registry alias `alias` (`production` by default), and publish
     the predictions (customer token, churn probability and label, model version, data commit,
-    cutoff) under `predictions/` in one lake commit merged into `main`.
+    cutoff) under `predictions/` in one lake commit merged into `main`. No active customer, or no model
+    holding the alias, is the `refused` output, which the gate after it fails the run with, never retried.
 
     Args:
         data_ref: The lake branch or commit whose active customers are scored.
@@ -26,11 +35,19 @@ def score(data_ref: str, alias: str) -> NamedTuple(  # type: ignore[valid-type]
     from collections import namedtuple
 
     from churnops.platform.logs import setup_logging
+    from churnops.platform.retry import run_step
     from churnops.platform.settings import settings_or_exit
     from churnops.training import batch
 
     settings = settings_or_exit()
     setup_logging(settings)
-    result = batch.score_customers(settings, data_ref or "main", alias or "production")
-    outputs = namedtuple("ScoreOutputs", ["commit_id", "data_commit", "model_version", "rows", "cutoff"])
-    return outputs(result.commit_id, result.data_commit, result.model_version, result.rows, result.cutoff)
+    outputs = namedtuple("ScoreOutputs", ["commit_id", "data_commit", "model_version", "rows", "cutoff", "refused"])
+    outcome = run_step(
+        "score",
+        lambda: batch.score_customers(settings, data_ref or "main", alias or "production"),
+        settings.step_retry_seconds,
+    )
+    result = outcome.value
+    if result is None:
+        return outputs("", "", "", 0, "", outcome.refused)
+    return outputs(result.commit_id, result.data_commit, result.model_version, result.rows, result.cutoff, "")

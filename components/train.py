@@ -39,6 +39,7 @@ def train(
     from collections import namedtuple
 
     from churnops.platform.logs import setup_logging
+    from churnops.platform.retry import run_step
     from churnops.platform.settings import settings_or_exit
     from churnops.training import train as training
 
@@ -48,7 +49,11 @@ def train(
         {"train": train_split.path, "validation": validation_split.path, "test": test_split.path},
         train_split.metadata,
     )
-    fitted = training.fit_model(settings, model_name, splits, spec, lineage, parent_run_id, config)
+    fitted = run_step(
+        f"train {model_name}",
+        lambda: training.fit_model(settings, model_name, splits, spec, lineage, parent_run_id, config),
+        settings.step_retry_seconds,
+    ).result(f"train {model_name}")
     training.export_model(settings, fitted, model.path)
     model.metadata.update(training.model_metadata(fitted))
     outputs = namedtuple("TrainOutputs", ["run_id", "test_roc_auc"])

@@ -4,7 +4,7 @@ from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
 from churnops.platform.settings import load_settings
-from components.alert import alert_on_failure
+from components.alert import alert_on_failure, gate
 from components.drift import drift_check, online_features
 from pipelines.common import LARGE, configure
 
@@ -37,12 +37,28 @@ def build() -> GraphComponent:
         with dsl.ExitHandler(alert, name="drift-run"):
             snapshot = configure(online_features(data_ref=data_ref), settings, LARGE, display_name="online-features")
             # At compile time a component call is a PipelineTask; pylint sees the function's NamedTuple.
-            published = snapshot.outputs["snapshot_commit"]  # pylint: disable=no-member
-            configure(
-                drift_check(snapshot_commit=published, model_ref=model_ref, retrain=retrain),
+            # pylint: disable=no-member
+            published = configure(
+                gate(
+                    step="online-features",
+                    refused=snapshot.outputs["refused"],
+                    passes=snapshot.outputs["snapshot_commit"],
+                ),
+                settings,
+                network=False,
+                display_name="online-features-gate",
+            )
+            checked = configure(
+                drift_check(snapshot_commit=published.output, model_ref=model_ref, retrain=retrain),
                 settings,
                 LARGE,
                 display_name="drift-check",
+            )
+            configure(
+                gate(step="drift-check", refused=checked.outputs["refused"]),
+                settings,
+                network=False,
+                display_name="drift-check-gate",
             )
 
     return drift_pipeline

@@ -1,4 +1,5 @@
-"""The ingest pipeline (hourly): ingest -> commit, under an exit handler that alerts on failure."""
+"""The ingest pipeline (hourly): ingest -> gate -> commit (only when something is new), under an exit handler that
+alerts on failure."""
 
 from datetime import timedelta
 
@@ -6,7 +7,7 @@ from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
 from churnops.platform.settings import load_settings
-from components.alert import alert_on_failure
+from components.alert import alert_on_failure, gate
 from components.commit import commit
 from components.ingest import ingest
 from pipelines.common import configure
@@ -54,11 +55,21 @@ def build(
                 settings,
                 display_name="ingest",
             )
-            configure(
-                commit(branch=staged.outputs["branch"], metadata=staged.outputs["metadata"]),
+            # The gate fails the run on a refusal (never retried) and passes the run branch on; the condition
+            # tests the gate's single output, which kfp.local resolves as the backend does (it resolves a
+            # condition on a task output only when the output is the task's `Output`).
+            checked = configure(
+                gate(step="ingest", refused=staged.outputs["refused"], passes=staged.outputs["branch"]),
                 settings,
-                display_name="commit-and-merge",
+                network=False,
+                display_name="ingest-gate",
             )
+            with dsl.If(checked.output != "", name="something-new"):
+                configure(
+                    commit(branch=checked.output, metadata=staged.outputs["metadata"]),
+                    settings,
+                    display_name="commit-and-merge",
+                )
 
     return pipeline
 

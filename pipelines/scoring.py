@@ -4,7 +4,7 @@ from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
 from churnops.platform.settings import load_settings
-from components.alert import alert_on_failure
+from components.alert import alert_on_failure, gate
 from components.score import score
 from pipelines.common import LARGE, configure
 
@@ -32,6 +32,8 @@ def build() -> GraphComponent:
         alert = alert_on_failure(pipeline=NAME)  # pylint: disable=no-value-for-parameter
         configure(alert, settings, display_name="alert-on-failure")
         with dsl.ExitHandler(alert, name="scoring-run"):
-            configure(score(data_ref=data_ref, alias=alias), settings, LARGE, display_name="score")
+            scored = configure(score(data_ref=data_ref, alias=alias), settings, LARGE, display_name="score")
+            refused = scored.outputs["refused"]  # pylint: disable=no-member  # a PipelineTask at compile time
+            configure(gate(step="score", refused=refused), settings, network=False, display_name="score-gate")
 
     return scoring_pipeline

@@ -1,6 +1,6 @@
 """The training pipeline (daily, on new data, or on demand).
 
-features -> train baseline and XGBoost in parallel -> evaluate (metrics, ROC, gate) -> register the
+features -> gate -> train baseline and XGBoost in parallel -> evaluate (metrics, ROC, gate) -> register the
 winner when the gate passes, under an exit handler that alerts on failure.
 """
 
@@ -8,7 +8,7 @@ from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
 from churnops.platform.settings import load_settings
-from components.alert import alert_on_failure
+from components.alert import alert_on_failure, gate
 from components.evaluate import evaluate
 from components.features import features
 from components.register import register
@@ -46,6 +46,12 @@ def build() -> GraphComponent:
         configure(alert, settings, display_name="alert-on-failure")
         with dsl.ExitHandler(alert, name="training-run"):
             feats = configure(features(data_ref=data_commit, seed=seed), settings, LARGE, display_name="features")
+            checked = configure(
+                gate(step="features", refused=feats.outputs["refused"]),
+                settings,
+                network=False,
+                display_name="features-gate",
+            )
             trained = {}
             for model_name in MODELS:
                 trained[model_name] = configure(
@@ -60,8 +66,8 @@ def build() -> GraphComponent:
                     settings,
                     LARGE,
                     display_name=f"train-{model_name}",
-                )
-            gate = configure(
+                ).after(checked)
+            evaluated = configure(
                 evaluate(
                     parent_run_id=feats.outputs["parent_run_id"],
                     lineage=feats.outputs["lineage"],
@@ -74,12 +80,12 @@ def build() -> GraphComponent:
             )
             # A KFP condition on the evaluate task's single output (the winner's name, empty when the gate
             # refused): the comparison is compiled, not evaluated here.
-            with dsl.If(gate.outputs["Output"] != "", name="gate-passed"):
+            with dsl.If(evaluated.outputs["Output"] != "", name="gate-passed"):
                 configure(
                     register(
                         parent_run_id=feats.outputs["parent_run_id"],
                         lineage=feats.outputs["lineage"],
-                        winner=gate.outputs["Output"],
+                        winner=evaluated.outputs["Output"],
                         baseline=trained["baseline"].outputs["model"],
                         challenger=trained["xgboost"].outputs["model"],
                     ),

@@ -37,6 +37,7 @@ from mlflow.tracking import MlflowClient
 
 from churnops.errors import RegistryError, ServiceUnavailable
 from churnops.platform import cluster_proxy
+from churnops.platform.retry import chain
 from churnops.platform.settings import Settings
 
 ALIASES: tuple[str, ...] = ("candidate", "staging", "production")
@@ -62,13 +63,6 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
 MISSING_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"})
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: BaseException | None = exc
-    while seen is not None:
-        yield seen
-        seen = seen.__cause__ or seen.__context__
-
-
 def domain_error(exc: MlflowException) -> RegistryError:
     """The domain error an MLflow exception stands for, decided by type and error code (never by its text).
 
@@ -77,7 +71,7 @@ def domain_error(exc: MlflowException) -> RegistryError:
     :class:`RegistryNotFound`; any other refusal -> :class:`RegistryError` with MLflow's error code.
     """
     first_line = exc.message.splitlines()[0] if exc.message else ""
-    if any(isinstance(cause, UNREACHABLE) for cause in _chain(exc)):
+    if any(isinstance(cause, UNREACHABLE) for cause in chain(exc)):
         return RegistryUnavailable(f"MLflow tracking server unreachable: {first_line}")
     if exc.error_code in MISSING_CODES:
         return RegistryNotFound(f"not in the MLflow registry: {first_line}")

@@ -316,7 +316,15 @@ class Settings(BaseSettings):
     pipeline_retry_backoff_seconds: int = Field(
         default=30,
         ge=0,
-        description="First retry backoff of network tasks (doubling, three retries), compiled into the pipelines.",
+        description="First backoff of the pipeline's retry of a failed task (doubling, three retries), compiled "
+        "into the pipelines.",
+    )
+    step_retry_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=1800,
+        description="How long a pipeline step retries a transient failure (an unreachable lake, registry, bucket "
+        "or secret store; 429/5xx; a timeout) inside its task, with exponential backoff, before it fails.",
     )
 
     # Logging.

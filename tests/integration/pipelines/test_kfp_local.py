@@ -12,6 +12,7 @@ and what reached the alert webhook.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -108,6 +109,14 @@ def _hour(moment: datetime) -> str:
     return f"{moment:%Y-%m-%dT%H}"
 
 
+def _tasks_run(env: Env, pipeline: str, params: dict[str, Any]) -> set[str]:
+    """Run ``pipeline`` locally; the tasks that ran (kfp.local gives each a directory under the run's root)."""
+    before = set(env.root.iterdir())
+    run_local(pipeline, params, env.root)
+    (run,) = set(env.root.iterdir()) - before
+    return {task.name for task in run.iterdir() if task.is_dir()}
+
+
 def _first_parent_log(repo: DataRepository) -> list[Any]:
     commits, ref = [], repo.resolve("main")
     while ref:
@@ -155,8 +164,8 @@ def test_ingest_training_scoring_with_kfp_local(env: Env) -> None:
     assert not first  # the ingest pipeline has no outputs of its own
     run_local("ingest", {"hour": _hour(last), "lookback": HOURS - HOURS // 2 + 1}, env.root)
     head = env.repo.head("main")
-    run_local("ingest", {"hour": _hour(last), "lookback": 2}, env.root)
-    assert env.repo.head("main") == head  # a run with nothing new publishes nothing
+    assert _tasks_run(env, "ingest", {"hour": _hour(last), "lookback": 2}) == {"ingest", "gate", "alert-on-failure"}
+    assert env.repo.head("main") == head  # a run with nothing new publishes nothing, and commit did not run
 
     published = [c for c in _first_parent_log(env.repo) if "accounting" in c.metadata]
     assert len(published) == 2
@@ -215,10 +224,16 @@ def test_ingest_training_scoring_with_kfp_local(env: Env) -> None:
     assert not env.webhook.received  # nothing failed so far
 
 
-def test_a_failing_task_raises_the_alert_through_the_exit_handler(env: Env) -> None:
+def test_a_refused_input_fails_the_run_once_and_the_exit_handler_alerts(
+    env: Env, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
     before = len(env.webhook.received)
-    with pytest.raises(PipelineFailed):
+    with caplog.at_level(logging.INFO), pytest.raises(PipelineFailed):
         run_local("ingest", {"hour": "not-an-hour", "lookback": 0}, env.root)
+    # kfp.local retries as the backend does (the gate aside, every task has three retries): nothing was retried.
+    assert not [record for record in caplog.records if "Retrying in" in record.getMessage()]
+    # The gate failed with the step's reason (the task logs are the runner's output).
+    assert "StepRefused: ingest refused: ValueError: hour 'not-an-hour' is not a time" in capfd.readouterr().out
     alerts = env.webhook.received[before:]
     assert len(alerts) == 1
     assert alerts[0]["text"].startswith("churnops alert: pipeline_failed: pipeline ingest ended FAILED")

@@ -17,10 +17,17 @@ from pipelines.compile import compile_all, compile_pipeline, parse_strict, pin_c
 from pipelines.registry import PIPELINES
 
 EXPECTED_TASKS = {
-    "ingest": {"ingest", "commit"},
-    "training": {"features", "train", "train-2", "evaluate", "condition-2"},
-    "scoring": {"score"},
-    "drift": {"online-features", "drift-check"},
+    "ingest": {"ingest", "gate", "condition-2"},
+    "training": {"features", "gate", "train", "train-2", "evaluate", "condition-2"},
+    "scoring": {"score", "gate"},
+    "drift": {"online-features", "gate", "drift-check", "gate-2"},
+}
+# Each step that can refuse its input, and the gate (never retried) that fails the run with the refusal.
+GATES = {
+    "ingest": {"gate": "ingest"},
+    "training": {"gate": "features"},
+    "scoring": {"gate": "score"},
+    "drift": {"gate": "online-features", "gate-2": "drift-check"},
 }
 
 
@@ -33,6 +40,21 @@ def compiled_fixture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
 
 def _dag_tasks(spec: pipeline_spec_pb2.PipelineSpec, component: str) -> dict[str, pipeline_spec_pb2.PipelineTaskSpec]:
     return dict(spec.components[component].dag.tasks)
+
+
+def _upstream(body: dict[str, pipeline_spec_pb2.PipelineTaskSpec]) -> dict[str, set[str]]:
+    """Every task of a DAG and all the tasks it waits for, directly or not."""
+    found: dict[str, set[str]] = {}
+
+    def visit(task: str) -> set[str]:
+        if task not in found:
+            direct = set(body[task].dependent_tasks)
+            found[task] = direct.union(*(visit(parent) for parent in direct))
+        return found[task]
+
+    for task in body:
+        visit(task)
+    return found
 
 
 def test_every_pipeline_compiles_and_parses_strictly(compiled: dict[str, Path]) -> None:
@@ -101,7 +123,8 @@ def test_every_task_has_resources_no_caching_and_network_retries(compiled: dict[
             if task.component_ref.name.startswith("comp-exit-handler") or task_name.startswith("condition"):
                 continue
             assert not task.caching_options.enable_cache, task_name
-            assert task.retry_policy.max_retry_count == 3, task_name
+            gate = task.component_ref.name.startswith("comp-gate")
+            assert task.retry_policy.max_retry_count == (0 if gate else 3), task_name
         executors = spec.deployment_spec.fields["executors"].struct_value.fields
         for executor in executors.values():
             resources = json_format.MessageToDict(executor.struct_value)["container"]["resources"]
@@ -138,6 +161,35 @@ def test_ingest_takes_its_hour_from_the_scheduled_time(compiled: dict[str, Path]
     assert ingest.inputs.parameters["hour"].component_input_parameter == "pipelinechannel--hour"
 
 
+def test_a_refusal_fails_the_run_at_a_gate_that_is_never_retried(compiled: dict[str, Path]) -> None:
+    for name, gates in GATES.items():
+        spec, _ = parse_strict(compiled[name])
+        body = _dag_tasks(spec, "comp-exit-handler-1")
+        for gate_name, step in gates.items():
+            gate = body[gate_name]
+            assert not gate.HasField("retry_policy"), (name, gate_name)
+            assert gate.inputs.parameters["step"].runtime_value.constant.string_value == step
+            refused = gate.inputs.parameters["refused"].task_output_parameter
+            assert (refused.producer_task, refused.output_parameter_key) == (step, "refused")
+            # Whatever comes after the step runs only after its gate passed.
+            later = [task for task, upstream in _upstream(body).items() if step in upstream and task != gate_name]
+            assert all(gate_name in _upstream(body)[task] for task in later), (name, step)
+
+
+def test_commit_runs_only_when_the_ingest_staged_something(compiled: dict[str, Path]) -> None:
+    spec, _ = parse_strict(compiled["ingest"])
+    body = _dag_tasks(spec, "comp-exit-handler-1")
+    gate = body["gate"]
+    assert gate.inputs.parameters["passes"].task_output_parameter.output_parameter_key == "branch"
+    condition = body["condition-2"]
+    # On the gate's single output (the run branch, empty when nothing was new): kfp.local resolves a condition
+    # on a task output only when it is the task's `Output`.
+    assert condition.trigger_policy.condition == "inputs.parameter_values['pipelinechannel--gate-Output'] != ''"
+    (commit,) = _dag_tasks(spec, "comp-condition-2").values()
+    assert commit.component_ref.name == "comp-commit"
+    assert commit.inputs.parameters["branch"].component_input_parameter == "pipelinechannel--gate-Output"
+
+
 def test_register_runs_only_when_the_gate_passes(compiled: dict[str, Path]) -> None:
     spec, _ = parse_strict(compiled["training"])
     condition = _dag_tasks(spec, "comp-exit-handler-1")["condition-2"]
@@ -154,7 +206,8 @@ def test_register_runs_only_when_the_gate_passes(compiled: dict[str, Path]) -> N
         "challenger": "pipelinechannel--train-2-model",
     }
     train_tasks = {n: t for n, t in _dag_tasks(spec, "comp-exit-handler-1").items() if n.startswith("train")}
-    assert all(list(t.dependent_tasks) == ["features"] for t in train_tasks.values())  # the two fits run in parallel
+    # The two fits run in parallel, after the features and their gate.
+    assert all(sorted(t.dependent_tasks) == ["features", "gate"] for t in train_tasks.values())
 
 
 def test_network_tasks_retry_with_the_configured_backoff(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from churnops.data.ingest import publish_branch, publish_staged
+from churnops.data.ingest import ID_COLUMNS, publish_branch, publish_staged
 from churnops.local import datagen
 from tests.integration.data.ingest.conftest import START, IngestEnv
+from tests.integration.data.ingest.lake_checks import assert_lake_matches_accounting, published_rows
 
 
 def _staged(ingest_env: IngestEnv) -> tuple[str, dict[str, str]]:
@@ -51,3 +52,20 @@ def test_a_branch_discarded_without_a_publish_is_named_as_such(ingest_env: Inges
     ingest_env.repo.delete_branch(branch)  # what a merge conflict leaves
     with pytest.raises(ValueError, match="no publish of run .* on main: the branch was discarded"):
         publish_staged(ingest_env.settings, branch, metadata, repo=ingest_env.repo)
+
+
+def test_a_stage_retried_after_it_staged_publishes_the_hour_once(ingest_env: IngestEnv) -> None:
+    """The ingest step staged its branch and its answer was lost (its pod died): the retry stages the same
+    objects again, and publishing it puts each row on main once; the lost attempt's branch never reaches main."""
+    ingest_env.upload(datagen.generate(hours=1, customers=40, start=START, seed=12, anomaly_rate=0.0).objects)
+    lost = ingest_env.ingest().stage_run(START, 0)
+    retried = ingest_env.ingest(repo=ingest_env.reopen()).stage_run(START, 0)
+    assert lost.branch and retried.branch and lost.branch != retried.branch
+    assert retried.report.accounting() == lost.report.accounting()
+
+    published = publish_staged(ingest_env.settings, retried.branch, retried.metadata, repo=ingest_env.repo)
+    assert ingest_env.repo.head("main") == published
+    rows = sum(len(published_rows(ingest_env.repo, kind)) for kind in ID_COLUMNS)
+    assert rows == retried.report.accounting()["rows_published"] > 0
+    assert_lake_matches_accounting(ingest_env.repo)
+    assert ingest_env.ingest().stage_run(START, 0).branch is None  # nothing left to ingest
