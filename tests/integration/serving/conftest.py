@@ -36,7 +36,6 @@ CATEGORIES = {
     "plan": ["basic", "standard", "premium"],
     "contract": ["monthly", "annual"],
     "payment_method": ["card", "paypal", "invoice"],
-    "country": ["DE", "FR", "US", "PL"],
 }
 
 

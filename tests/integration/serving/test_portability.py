@@ -38,7 +38,7 @@ print(json.dumps({"proba": [list(map(float, r)) for r in proba],
 
 def test_registered_model_loads_without_this_repository(registered: Registered, tmp_path: Path) -> None:
     rows = feature_rows(20, seed=5)
-    rows.loc[0, "country"] = "unseen-country"
+    rows.loc[0, "plan"] = "unseen-plan"
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     done = subprocess.run(
         [sys.executable, "-I", "-c", PROBE, str(REPO), registered.tracking_uri, registered.uri],

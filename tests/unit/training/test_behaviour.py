@@ -1,0 +1,157 @@
+"""Behavioural tests: the trained model against what the generator knows to be true.
+
+One training per module, on a small generated lake (the real feature build, split and model pipeline); the
+checks score a *fresh* population (another seed: other customers, other histories) whose every customer's
+churn logit and cancellation time the generator knows:
+
+- directional: what raises the generator's churn logit raises the model's probability, row by row;
+- invariance: what the generator ignores (country) barely moves it;
+- minimum functionality: ROC-AUC on the true labels of the fresh population between a floor and the
+  generator's own Bayes ceiling (a model above the ceiling sees something it should not: leakage);
+- memorisation: the customers training never saw are ranked as well as the ones it did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import Pipeline
+
+from churnops.training import evaluate
+from churnops.training.features import LABEL, FeatureSpec, build_features, feature_spec, held_out_customers
+from churnops.training.train import BASELINE, TrainingConfig, build_splits, make_estimators
+from churnops.training.transform import build_model
+from tests.support.generated import START, GeneratedLake, generate_lake, label_agreement, oracle_scores
+
+HOURS, CUSTOMERS = 48, 1200
+TRAIN_SEED, FRESH_SEED = 11, 12
+# Cutoffs of the fresh population: each with a full label horizon inside the generated span.
+FRESH_CUTOFFS = tuple(pd.Timestamp(START) + pd.Timedelta(hours=h) for h in range(24, 43, 3))
+PERTURBED_CUTOFFS = FRESH_CUTOFFS[::2]
+AUC_FLOOR = 0.75  # the floor the model must reach on a population it never saw (stated in docs/training.md)
+DIRECTIONAL_SHARE = 0.99
+INVARIANCE_SHARE, INVARIANCE_TOLERANCE = 0.95, 0.02
+# Half the customers held out of training (by id, as training does with 10 %): a tighter seen/unseen comparison.
+HOLDOUT_SHARE = 0.5
+MEMORISATION_GAP = 0.02
+
+
+@dataclass(frozen=True)
+class Trained:
+    """The model under test, its spec and configuration, the training split, and the fresh population."""
+
+    model: Pipeline
+    spec: FeatureSpec
+    config: TrainingConfig
+    splits: dict[str, pd.DataFrame]
+    lake: GeneratedLake
+    fresh: GeneratedLake
+    fresh_rows: pd.DataFrame
+
+    def score(self, rows: pd.DataFrame) -> np.ndarray:
+        """The model's churn probability per row."""
+        return evaluate.churn_probability(self.model, rows[self.spec.columns])
+
+    def rebuilt(self, events: pd.DataFrame, subscriptions: pd.DataFrame) -> pd.DataFrame:
+        """The fresh population's feature rows at the perturbation cutoffs, from (changed) tables."""
+        frames = [build_features(events, subscriptions, c, self.config.windows_h) for c in PERTURBED_CUTOFFS]
+        return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module", name="trained")
+def trained_fixture() -> Trained:
+    """The baseline as training fits it (its features, split, estimator and preprocessing), trained once."""
+    config = TrainingConfig(holdout_share=HOLDOUT_SHARE)
+    lake = generate_lake(HOURS, CUSTOMERS, TRAIN_SEED)
+    splits = build_splits(lake.events, lake.subscriptions, config)
+    spec = feature_spec(config.windows_h)
+    train = splits["train"]
+    estimator = make_estimators(42, train[LABEL], config.xgb_params)[BASELINE]
+    model = build_model(spec, estimator, config.select_percentile).fit(train[spec.columns], train[LABEL].to_numpy())
+    fresh = generate_lake(HOURS, CUSTOMERS, FRESH_SEED)
+    rows = pd.concat(
+        [build_features(fresh.events, fresh.subscriptions, c, config.windows_h) for c in FRESH_CUTOFFS],
+        ignore_index=True,
+    )
+    return Trained(model, spec, config, splits, lake, fresh, rows)
+
+
+def _with_subscription_value(trained: Trained, column: str, value: str) -> pd.DataFrame:
+    """The perturbation rows with ``column`` set to ``value`` on every subscription record, all else unchanged."""
+    return trained.rebuilt(trained.fresh.events, trained.fresh.subscriptions.assign(**{column: value}))
+
+
+def test_the_lake_labels_are_the_generators_truth(trained: Trained) -> None:
+    for frame in trained.splits.values():
+        assert label_agreement(trained.lake, frame, trained.config.horizon_h) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("column", "riskier", "safer"),
+    [
+        ("contract", "monthly", "annual"),
+        ("contract", "annual", "two_year"),
+        ("payment_method", "invoice", "card"),
+    ],
+)
+def test_directional_what_the_generator_makes_riskier_the_model_scores_higher(
+    trained: Trained, column: str, riskier: str, safer: str
+) -> None:
+    higher = trained.score(_with_subscription_value(trained, column, riskier))
+    lower = trained.score(_with_subscription_value(trained, column, safer))
+    assert (higher > lower).mean() >= DIRECTIONAL_SHARE, (higher > lower).mean()
+
+
+def test_directional_a_support_spike_with_falling_activity_raises_the_risk(trained: Trained) -> None:
+    """Every customer's last six hours: half the events gone, three support contacts in the last three hours."""
+    events = trained.fresh.events
+    before = trained.rebuilt(events, trained.fresh.subscriptions)
+    changed = []
+    for cutoff in PERTURBED_CUTOFFS:
+        recent = (events["event_time"] >= cutoff - pd.Timedelta(hours=6)) & (events["event_time"] < cutoff)
+        kept = events[~recent | (np.arange(len(events)) % 2 == 0)]
+        spike = pd.DataFrame(
+            {
+                "customer_token": np.repeat(trained.fresh.truth.index.to_numpy(), 3),
+                "event_time": np.tile(
+                    [cutoff - pd.Timedelta(hours=h) for h in (0.5, 1.5, 2.5)], len(trained.fresh.truth)
+                ),
+                "event_type": "support_contact",
+                "session_id": "support",
+                "duration_s": 60.0,
+                "amount": np.nan,
+            }
+        )
+        changed.append(build_features(pd.concat([kept, spike], ignore_index=True), trained.fresh.subscriptions, cutoff))
+    after = pd.concat(changed, ignore_index=True)
+    assert after["customer_token"].tolist() == before["customer_token"].tolist()
+    assert (trained.score(after) > trained.score(before)).mean() >= DIRECTIONAL_SHARE
+
+
+@pytest.mark.parametrize("country", ["US", "DE", "IN"])
+def test_invariance_changing_only_the_country_barely_moves_the_probability(trained: Trained, country: str) -> None:
+    original = trained.score(trained.rebuilt(trained.fresh.events, trained.fresh.subscriptions))
+    moved = np.abs(trained.score(_with_subscription_value(trained, "country", country)) - original)
+    assert (moved < INVARIANCE_TOLERANCE).mean() >= INVARIANCE_SHARE
+
+
+def test_minimum_functionality_between_a_floor_and_the_generators_ceiling(trained: Trained) -> None:
+    rows = trained.fresh_rows
+    truth = trained.fresh.true_labels(rows, trained.config.horizon_h)
+    auc = roc_auc_score(truth, trained.score(rows))
+    ceiling = roc_auc_score(truth, oracle_scores(trained.fresh, rows, trained.config.horizon_h))
+    assert AUC_FLOOR <= auc <= ceiling, (auc, ceiling)
+
+
+def test_no_memorisation_customers_never_trained_on_are_ranked_as_well_as_the_others(trained: Trained) -> None:
+    """On validation and test, the customers training saw are not ranked better than the held-out ones."""
+    rows = pd.concat([trained.splits["validation"], trained.splits["test"]], ignore_index=True)
+    held_out = held_out_customers(rows["customer_token"], trained.config.holdout_share)
+    scores, truth = trained.score(rows), rows[LABEL].to_numpy()
+    unseen = roc_auc_score(truth[held_out], scores[held_out])
+    seen = roc_auc_score(truth[~held_out], scores[~held_out])
+    assert seen - unseen <= MEMORISATION_GAP, (seen, unseen)
