@@ -240,6 +240,10 @@ SECRET_LAKEFS_SECRET_ACCESS_KEY = "churnops-lakefs-secret-access-key"
 SECRET_LAKEFS_ENCRYPT_KEY = "churnops-lakefs-encrypt-key"
 SECRET_LAKEFS_DB_PASSWORD = "churnops-lakefs-db-password"
 SECRET_MLFLOW_DB_PASSWORD = "churnops-mlflow-db-password"
+# A GitHub OAuth token (repo scope, of an account with admin rights on the repository) with which Cloud
+# Build's repository connection reads the repository: created by hand once per project, before the first
+# `pulumi up` (docs/infrastructure.md); only Cloud Build's service agent may read it.
+SECRET_GITHUB_TOKEN = "churnops-github-oauth-token"
 
 
 @dataclass(frozen=True)
@@ -326,6 +330,9 @@ WORKER_POOL = "churnops"
 CLUSTER = "churnops"
 DEFAULT_REGION = "europe-west1"
 TRAINING_TOPIC = "churnops-train"
+# Cloud Build's connection to GitHub and the repository linked through it (the triggers watch it).
+BUILD_CONNECTION = "churnops-github"
+BUILD_REPOSITORY = "churnops"
 
 # Cloud Build configurations (relative to the repository root) and the identity each runs as.
 BUILD_CI = "cloudbuild.yaml"

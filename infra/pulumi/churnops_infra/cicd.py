@@ -6,6 +6,13 @@
 - ``churnops-train``: a message on the ``churnops-train`` topic (published daily by Cloud Scheduler, or
   by anyone allowed to publish) submits the training pipeline (``cloudbuild.training.yaml``).
 
+The triggers watch the GitHub repository through a Cloud Build (2nd gen) connection this program creates
+(``churnops-github``, regional, with the repository linked as ``churnops``). The connection reads
+GitHub with an OAuth token kept in Secret Manager (``churnops-github-oauth-token``), which a person
+creates once per project, with the Cloud Build GitHub App's installation id in the stack configuration
+(docs/infrastructure.md, "First pulumi up on a new project"); only Cloud Build's service agent may read
+the token, and its value is never in the repository, the stack configuration or Pulumi's state.
+
 The build configurations declare their own defaults; a trigger passes only ``_REGION`` and
 ``_CLUSTER_LOCATION`` (the stack's cluster location: a zone for the zonal staging cluster, a region
 for production; every config declares both, and a substitution a config does not declare would fail
@@ -49,21 +56,22 @@ class Cicd(pulumi.ComponentResource):
         super().__init__("churnops:infra:Cicd", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         cfg = args.config
-        repo_uri = f"https://github.com/{cfg.github_owner}/{cfg.github_repo}"
+        self.repository = self._repository(name, args)
+        repository = self.repository.id
         substitutions = {"_REGION": args.region, "_CLUSTER_LOCATION": args.cluster_location}
         approval = {"approval_required": True}
 
         def main_branch_file(path: str) -> dict:
-            return {"path": path, "uri": repo_uri, "revision": "refs/heads/main", "repo_type": "GITHUB"}
+            return {"path": path, "repository": repository, "revision": "refs/heads/main", "repo_type": "GITHUB"}
 
-        main_branch = {"uri": repo_uri, "ref": "refs/heads/main", "repo_type": "GITHUB"}
+        main_branch = {"repository": repository, "ref": "refs/heads/main", "repo_type": "GITHUB"}
         self.triggers = [
             gcp.cloudbuild.Trigger(
                 f"{name}-ci",
                 name="churnops-ci",
                 description="CI/CD on every merge to main",
-                location="global",
-                github={"owner": cfg.github_owner, "name": cfg.github_repo, "push": {"branch": "^main$"}},
+                location=args.region,
+                repository_event_config={"repository": repository, "push": {"branch": "^main$"}},
                 filename=names.BUILD_CI,
                 service_account=args.service_account,
                 substitutions=substitutions,
@@ -73,8 +81,8 @@ class Cicd(pulumi.ComponentResource):
                 f"{name}-promote-tag",
                 name="churnops-promote",
                 description="Promotion on a release tag",
-                location="global",
-                github={"owner": cfg.github_owner, "name": cfg.github_repo, "push": {"tag": RELEASE_TAG}},
+                location=args.region,
+                repository_event_config={"repository": repository, "push": {"tag": RELEASE_TAG}},
                 filename=names.BUILD_PROMOTE,
                 approval_config=approval,
                 service_account=args.service_account,
@@ -85,7 +93,7 @@ class Cicd(pulumi.ComponentResource):
                 f"{name}-promote-manual",
                 name="churnops-promote-manual",
                 description="Promotion run by hand (gcloud builds triggers run churnops-promote-manual)",
-                location="global",
+                location=args.region,
                 source_to_build=main_branch,
                 git_file_source=main_branch_file(names.BUILD_PROMOTE),
                 approval_config=approval,
@@ -101,7 +109,7 @@ class Cicd(pulumi.ComponentResource):
                 f"{name}-train",
                 name="churnops-train",
                 description="Training pipeline on a message to the churnops-train topic",
-                location="global",
+                location=args.region,
                 pubsub_config={"topic": self.training_topic.id},
                 source_to_build=main_branch,
                 git_file_source=main_branch_file(names.BUILD_TRAIN),
@@ -123,6 +131,41 @@ class Cicd(pulumi.ComponentResource):
             opts=child,
         )
         self.register_outputs({"triggers": [trigger.name for trigger in self.triggers], "pool": self.pool.id})
+
+    def _repository(self, name: str, args: CicdArgs) -> gcp.cloudbuildv2.Repository:
+        """The connection to GitHub (through the Cloud Build GitHub App's installation, authorised by the
+        OAuth token in Secret Manager, which only Cloud Build's service agent may read) and the repository."""
+        cfg = args.config
+        child = pulumi.ResourceOptions(parent=self)
+        token = f"projects/{args.project}/secrets/{names.SECRET_GITHUB_TOKEN}"
+        agent = gcp.organizations.get_project_output(project_id=args.project).number.apply(
+            lambda number: f"serviceAccount:service-{number}@gcp-sa-cloudbuild.iam.gserviceaccount.com"
+        )
+        read_token = gcp.secretmanager.SecretIamMember(
+            f"{name}-github-token-agent",
+            secret_id=token,
+            role="roles/secretmanager.secretAccessor",
+            member=agent,
+            opts=child,
+        )
+        connection = gcp.cloudbuildv2.Connection(
+            f"{name}-github",
+            name=names.BUILD_CONNECTION,
+            location=args.region,
+            github_config={
+                "app_installation_id": cfg.github_app_installation_id,
+                "authorizer_credential": {"oauth_token_secret_version": f"{token}/versions/latest"},
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[read_token]),
+        )
+        return gcp.cloudbuildv2.Repository(
+            f"{name}-repository",
+            name=names.BUILD_REPOSITORY,
+            location=args.region,
+            parent_connection=connection.name,
+            remote_uri=f"https://github.com/{cfg.github_owner}/{cfg.github_repo}.git",
+            opts=child,
+        )
 
     def _build_identity(self, name: str, args: CicdArgs) -> None:
         """The private pool builds run in, and what the build account may do to sign and use it."""

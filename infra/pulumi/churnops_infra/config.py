@@ -99,6 +99,7 @@ class CicdConfig:
 
     github_owner: str
     github_repo: str
+    github_app_installation_id: int  # the Cloud Build GitHub App's installation on the repository's owner
     training_schedule: str
     time_zone: str
 
@@ -219,6 +220,17 @@ def _node_pools(section: Mapping[str, Any]) -> tuple[NodePoolConfig, ...]:
     return tuple(pools)
 
 
+def _installation(cicd: Mapping[str, Any]) -> int:
+    """The Cloud Build GitHub App's installation id: a positive integer, from installing the app."""
+    value = cicd.get("githubAppInstallationId")
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(
+            "churnops:cicd.githubAppInstallationId must be the installation id of the Cloud Build GitHub App "
+            "on the repository's owner (a positive integer; docs/infrastructure.md, 'First pulumi up', step 5)"
+        )
+    return value
+
+
 def load() -> StackConfig:
     """Read and check the current stack's configuration."""
     gcp = pulumi.Config("gcp")
@@ -264,6 +276,7 @@ def load() -> StackConfig:
         cicd=CicdConfig(
             github_owner=_get(cicd, "githubOwner", "cicd", str),
             github_repo=_get(cicd, "githubRepo", "cicd", str),
+            github_app_installation_id=_installation(cicd),
             training_schedule=_get(cicd, "trainingSchedule", "cicd", str),
             time_zone=_get(cicd, "timeZone", "cicd", str),
         ),

@@ -14,7 +14,7 @@ from churnops_infra import names, versions
 from churnops_infra.config import ConfigError, load
 from churnops_infra.identity import WORKLOADS
 from churnops_infra.secrets import ACCESSORS
-from conftest import WEBHOOK, StackRun, run_program, stack_config
+from conftest import PROJECT_NUMBER, WEBHOOK, StackRun, run_program, stack_config
 from pulumi.runtime import rpc
 
 from churnops.platform import declaration as platform
@@ -205,6 +205,13 @@ def test_each_secret_accessor_binding_is_one_secret_and_one_identity(stack: Stac
         for secret, workloads in ACCESSORS.items()
         for workload in workloads
     }
+    # the GitHub token of Cloud Build's repository connection: read by Cloud Build's service agent only
+    expected.add(
+        (
+            names.SECRET_GITHUB_TOKEN,
+            f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-cloudbuild.iam.gserviceaccount.com",
+        )
+    )
     assert seen == expected and len(grants) == len(expected)
     secret_roles = [
         r
@@ -324,9 +331,14 @@ def test_cloud_build_triggers_run_as_the_deployer(stack: StackRun) -> None:
     assert set(triggers) == {"churnops-ci", "churnops-promote", "churnops-promote-manual", "churnops-train"}
     for trigger in triggers.values():
         assert trigger["serviceAccount"] == f"projects/{stack.project}/serviceAccounts/{deployer}"
-    assert triggers["churnops-ci"]["github"]["push"] == {"branch": "^main$"}
+    repository = f"{stack.one('gcp:cloudbuildv2/repository:Repository').name}-id"
+    assert triggers["churnops-ci"]["repositoryEventConfig"] == {"repository": repository, "push": {"branch": "^main$"}}
     assert triggers["churnops-ci"]["filename"] == names.BUILD_CI
-    assert "tag" in triggers["churnops-promote"]["github"]["push"]
+    assert "tag" in triggers["churnops-promote"]["repositoryEventConfig"]["push"]
+    for manual in ("churnops-promote-manual", "churnops-train"):
+        assert triggers[manual]["sourceToBuild"]["repository"] == repository
+        assert triggers[manual]["gitFileSource"]["repository"] == repository
+    assert {t["location"] for t in triggers.values()} == {stack.config["gcp:region"]}
     for promotion in ("churnops-promote", "churnops-promote-manual"):
         assert triggers[promotion]["approvalConfig"] == {"approvalRequired": True}
         build_file = triggers[promotion].get("filename") or triggers[promotion]["gitFileSource"]["path"]
@@ -620,6 +632,42 @@ def test_the_smoke_test_reaches_new_revisions_through_the_api_server(stack: Stac
         queue_proxy = [{"port": 8012, "protocol": "TCP"}]
         assert spec["ingress"] == [{"from": [{"ipBlock": {"cidr": master}}], "ports": queue_proxy}]
     assert set(policies) == set(names.SERVING_NAMESPACES)
+
+
+def test_the_repository_connection_reads_its_token_from_secret_manager(stack: StackRun) -> None:
+    """Cloud Build's GitHub connection is a resource of the program: the App installation from the stack's
+    configuration, the OAuth token by reference to its Secret Manager secret (never a value), which only
+    Cloud Build's service agent may read; the repository is linked through it."""
+    token = f"projects/{stack.project}/secrets/{names.SECRET_GITHUB_TOKEN}"
+    connection = stack.one("gcp:cloudbuildv2/connection:Connection")
+    assert connection.inputs["name"] == names.BUILD_CONNECTION
+    assert connection.inputs["location"] == stack.config["gcp:region"]
+    github = connection.inputs["githubConfig"]
+    assert github["appInstallationId"] == stack.config["churnops:cicd"]["githubAppInstallationId"]
+    assert github["authorizerCredential"] == {"oauthTokenSecretVersion": f"{token}/versions/latest"}
+    repository = stack.one("gcp:cloudbuildv2/repository:Repository").inputs
+    owner, repo = stack.config["churnops:cicd"]["githubOwner"], stack.config["churnops:cicd"]["githubRepo"]
+    assert repository["remoteUri"] == f"https://github.com/{owner}/{repo}.git"
+    assert repository["parentConnection"] == names.BUILD_CONNECTION
+    readers = [
+        g.inputs
+        for g in stack.of_type("gcp:secretmanager/secretIamMember:SecretIamMember")
+        if g.inputs["secretId"] == token
+    ]
+    agent = f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-cloudbuild.iam.gserviceaccount.com"
+    assert readers == [{"secretId": token, "role": "roles/secretmanager.secretAccessor", "member": agent}]
+    # the program creates no version of it: the token never passes through the program or its state
+    assert token not in {s.inputs.get("secret") for s in stack.of_type("gcp:secretmanager/secretVersion:SecretVersion")}
+
+
+@pytest.mark.parametrize("installation", [None, 0, "12345678"])
+def test_a_missing_app_installation_is_refused_with_the_step_to_take(installation: Any) -> None:
+    config = stack_config("staging")
+    cicd = {key: value for key, value in config["churnops:cicd"].items() if key != "githubAppInstallationId"}
+    config["churnops:cicd"] = cicd if installation is None else {**cicd, "githubAppInstallationId": installation}
+    pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
+    with pytest.raises(ConfigError, match="githubAppInstallationId must be the installation id of the Cloud Build"):
+        load()
 
 
 def test_day_one_operations_alert_on_failed_builds_and_production_5xx_and_latency(stack: StackRun) -> None:
