@@ -69,7 +69,15 @@ def start(percent: int, model_uri: str, model_version: str | None, image: str | 
     revisions are smoke-tested, and any failure rolls the canary back with an alert."""
     settings = get_settings()
     model_uri, model_version = resolve_model(settings, model_uri, model_version)
-    state = _canary(settings).start(percent, model_uri, model_version, AlertSink(settings), image=image)
+    state = _canary(settings).start(
+        percent, model_uri, model_version, AlertSink(settings), image=image, aliases=_alias_mover(settings)
+    )
+    if state.first:
+        click.echo(
+            f"first production release: {state.canary} takes all traffic (no stable revision to compare with); "
+            f"production alias -> version {state.model_version}"
+        )
+        return
     click.echo(f"canary {state.canary} takes {state.canary_percent}% of production; stable {state.stable}")
 
 

@@ -361,6 +361,7 @@ class CanaryState:
     revisions: dict[str, tuple[str, str]]  # component -> (stable, canary)
     canary_percent: int
     model_version: str | None
+    first: bool = False  # the first production release: no stable revision, the new one serves everything
 
     @property
     def stable(self) -> str:
@@ -450,13 +451,27 @@ class Canary:
         patched = self.cluster.merge_patch(ISVC_API_VERSION, ISVC_KIND, self.name, self.namespace, patch)
         return self._wait(int(patched["metadata"]["generation"]))
 
-    def start(
-        self, percent: int, model_uri: str, model_version: str | None, alerts: AlertSink, image: str | None = None
+    def start(  # pylint: disable=too-many-arguments
+        self,
+        percent: int,
+        model_uri: str,
+        model_version: str | None,
+        alerts: AlertSink,
+        image: str | None = None,
+        aliases: AliasMover | None = None,
     ) -> CanaryState:
         """Roll ``model_uri`` (and ``image``, default the live one) out to ``percent`` % of production traffic,
-        on the predictor and the transformer; smoke-test both new revisions. Any failure rolls back."""
+        on the predictor and the transformer; smoke-test both new revisions. Any failure rolls back.
+
+        The first production release (no InferenceService in production yet) has no stable revision to
+        compare with: :meth:`first_release` serves it whole once its smoke tests pass and moves the
+        ``production`` alias to it (``aliases``)."""
         if not 0 < percent < 100:
             raise DeploymentError(f"a canary takes between 1 and 99 % of the traffic, not {percent}")
+        if self.cluster.get(ISVC_API_VERSION, ISVC_KIND, self.name, self.namespace) is None:
+            if aliases is None:
+                raise DeploymentError("the first production release moves the production alias: give the registry")
+            return self.first_release(model_uri, model_version, alerts, image, aliases)
         if image is None:
             containers = self.live()["spec"]["predictor"].get("containers") or [{}]
             image = containers[0].get("image")
@@ -474,9 +489,64 @@ class Canary:
             ) from failure
         try:
             return canary_state(isvc)
-        except DeploymentError:  # the first rollout: nothing to compare with, the new revisions take everything
+        except DeploymentError as unchanged:
+            raise DeploymentError(
+                f"the release changes neither the predictor nor the transformer (same image and model): "
+                f"no new revision to compare ({unchanged})"
+            ) from unchanged
+
+    def first_release(
+        self, model_uri: str, model_version: str | None, alerts: AlertSink, image: str | None, aliases: AliasMover
+    ) -> CanaryState:
+        """The first production release: nothing runs in production, so there is no stable revision to split
+        traffic with or compare against. The new predictor and transformer take all traffic once both pass
+        their smoke tests (the only gate there can be), then the ``production`` alias moves to the version.
+        A failure leaves no stable revision to return to: it is alerted loudly, saying so."""
+        if image is None or model_version is None:
+            raise DeploymentError(
+                "the first production release needs --image (no production image to keep) and the model's "
+                "registry version (the production alias moves to it)"
+            )
+        # 100: all traffic on the new revisions (the production overlay's canary share has nothing to split with)
+        release = rendering.Release("production", image, model_uri, model_version, canary_percent=100)
+        where = f"{self.namespace}/{self.name}"
+        try:
+            _, generation = apply_release(self.settings, self.cluster, release)
+            isvc = self._wait(generation)
+            smoke_test_revisions(self.settings, self.namespace, isvc, model_version)
             revisions = newest_revisions(isvc)
-            return CanaryState({c: (r, r) for c, r in revisions.items()}, 100, release.model_version)
+        except ChurnopsError as failure:
+            alerts.emit(
+                Alert(
+                    kind="first_release_failed",
+                    message=(
+                        f"THE FIRST PRODUCTION RELEASE FAILED and there is no stable revision to return to: "
+                        f"{where} (model version {model_version}) {failure}. Production serves nothing reliable; "
+                        "the production alias is not set. Fix the release and run `churnops canary start` again, "
+                        f"or remove it (kubectl delete inferenceservice -n {self.namespace} {self.name})."
+                    ),
+                    objects=[where],
+                )
+            )
+            raise DeploymentError(f"first production release of model version {model_version} failed: {failure}") from (
+                failure
+            )
+        try:
+            aliases.promote(model_version, "first production release: no stable revision to compare with")
+        except ChurnopsError as failure:
+            alerts.emit(
+                Alert(
+                    kind="first_release_alias_failed",
+                    message=(
+                        f"PRODUCTION SERVES MODEL VERSION {model_version} ({where}) BUT THE PRODUCTION ALIAS DOES "
+                        f"NOT NAME IT: moving the alias failed ({failure}). Move it by hand "
+                        f"(`churnops model promote --to production` while staging holds version {model_version})."
+                    ),
+                    objects=[where],
+                )
+            )
+            raise
+        return CanaryState({c: (r, r) for c, r in revisions.items()}, 100, model_version, first=True)
 
     def analyze(
         self,
@@ -567,7 +637,7 @@ class Canary:
 class AutoOutcome:
     """How the automatic canary ended."""
 
-    action: Literal["promoted", "rolled_back"]
+    action: Literal["promoted", "rolled_back", "none"]  # none: no canary in progress (e.g. after a first release)
     verdicts: list[Verdict]
     message: str
 
@@ -599,6 +669,10 @@ def run_auto(  # pylint: disable=too-many-arguments
     """Analyse the traffic since the start every ``interval_s``: roll back as soon as the canary is worse;
     promote once at least ``min_windows`` windows passed and the traffic so far is healthy; roll back (with
     an alert) when ``deadline_s`` passes without a decision. Every exit leaves production on one revision."""
+    try:
+        canary_state(canary.live())
+    except DeploymentError as nothing:
+        return AutoOutcome("none", [], f"nothing to analyse: {nothing}")
     verdicts: list[Verdict] = []
     started = canary.clock()
     so_far: dict[str, RevisionMetrics] = {}

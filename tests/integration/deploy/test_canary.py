@@ -339,3 +339,76 @@ def test_manual_rollback_and_refusals(
     assert [isvc["spec"][component]["canaryTrafficPercent"] for component in BOTH] == [0, 0]
     (alert,) = _alerts(caplog, "canary_rolled_back")
     assert "customer complaints" in alert
+
+
+def _first_registry(settings: Settings, tracking_uri: str) -> tuple[Settings, MlflowClient, str]:
+    """A registry with one version and no production alias: nothing was ever released."""
+    name = f"churn-first-{time.monotonic_ns()}"
+    settings = settings.model_copy(update={"mlflow_tracking_uri": tracking_uri, "registered_model": name})
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client.create_registered_model(name)
+    client.create_model_version(name, source="gs://acme-models/churn/1")
+    return settings, client, name
+
+
+def _first_start(settings: Settings, monkeypatch: pytest.MonkeyPatch, name: str, exit_code: int = 0) -> str:
+    args = ["canary", "start", "--percent", "10", "--model-uri", f"models:/{name}/1", "--image", NEW_IMAGE]
+    return run_cli(settings, monkeypatch, args, exit_code=exit_code)
+
+
+def test_the_first_release_serves_everything_after_its_smoke_tests_and_moves_the_alias(
+    deploy_settings: Settings,
+    kube: KubeApiDouble,
+    predictor: V2Double,
+    transformer: TransformerDouble,
+    mlflow_tracking_uri: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No production InferenceService yet: no stable revision to split with or compare against. The new
+    revisions take all traffic once both pass their smoke tests, the alias moves to the version, and the
+    automatic analysis that follows in the build has nothing to analyse (and changes nothing)."""
+    settings, client, name = _first_registry(deploy_settings, mlflow_tracking_uri)
+    predictor.model_version = "1"
+    transformer.calls.clear()
+    assert kube.stored("InferenceService", "churn-predictor", PRODUCTION) is None
+    out = _first_start(settings, monkeypatch, name)
+    assert out.strip() == (
+        "first production release: churn-predictor-predictor-00001 takes all traffic (no stable revision to "
+        "compare with); production alias -> version 1"
+    )
+    isvc = kube.stored("InferenceService", "churn-predictor", PRODUCTION)
+    assert [isvc["spec"][component]["canaryTrafficPercent"] for component in BOTH] == [100, 100]
+    assert _traffic(kube) == {"predictor": {"latest": 100}, "transformer": {"latest": 100}}
+    assert {revision for revision, _, _ in kube.proxied} == {
+        "churn-predictor-predictor-00001",
+        "churn-predictor-transformer-00001",
+    }
+    assert transformer.calls[-1] == "POST /v2/models/churn/infer"
+    assert registry.alias_holder(client, name, "production") == "1"
+    assert registry.production_history(client, name) == ["1"]
+    writes = len(kube.writes())
+    out = run_cli(settings, monkeypatch, ["canary", "auto"])
+    assert "nothing to analyse: no canary in progress" in out
+    assert len(kube.writes()) == writes and not _alerts(caplog, "canary_rolled_back")
+
+
+def test_a_failed_first_release_says_loudly_that_there_is_no_stable_revision(
+    deploy_settings: Settings,
+    kube: KubeApiDouble,
+    predictor: V2Double,
+    transformer: TransformerDouble,
+    mlflow_tracking_uri: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings, client, name = _first_registry(deploy_settings, mlflow_tracking_uri)
+    predictor.model_version = "1"
+    transformer.ready = False  # the new transformer does not answer its smoke test
+    out = _first_start(settings, monkeypatch, name, exit_code=2)
+    assert "first production release of model version 1 failed" in out and "server not ready" in out
+    (alert,) = _alerts(caplog, "first_release_failed")
+    assert "THE FIRST PRODUCTION RELEASE FAILED and there is no stable revision to return to" in alert
+    assert "the production alias is not set" in alert
+    assert registry.alias_holder(client, name, "production") is None
+    assert not _patches(kube)  # nothing to roll back to: no traffic change was attempted
