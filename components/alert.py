@@ -11,28 +11,36 @@ from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def alert_on_failure(pipeline: str, status: PipelineTaskFinalStatus) -> bool:
+def alert_on_failure(pipeline: str, status: PipelineTaskFinalStatus, run_id: str = "", run_name: str = "") -> bool:
     """Runs after every other task of the pipeline, whatever happened. When the run did not succeed,
     raises a `pipeline_failed` alert through the alert sink (a log line, and the alert webhook
-    when one is configured) naming the pipeline, the run and the error. Returns whether it alerted.
+    when one is configured) naming the pipeline, the run and the failing task with its error (on the
+    cluster asked of the KFP API: the final status names neither). Returns whether it alerted.
 
     Args:
         pipeline: The pipeline the alert names.
         status: The run's final status, which KFP passes to the exit task.
+        run_id: The run's id (KFP's placeholder), by which the failing task is looked up.
+        run_name: The run's name (KFP's placeholder), which the alert names.
     """
     from churnops.platform.alerts import alert_on_pipeline_failure
+    from churnops.platform.kfp_runs import describe_failure
     from churnops.platform.logs import setup_logging
     from churnops.platform.settings import settings_or_exit
 
     settings = settings_or_exit()
     setup_logging(settings)
+    failed_task, error = status.pipeline_task_name, status.error_message
+    if status.state.upper() != "SUCCEEDED":
+        failed_task, error = describe_failure(settings, run_id, failed_task, error)
     raised = alert_on_pipeline_failure(
         settings,
         pipeline,
         status.state,
-        status.pipeline_job_resource_name,
-        status.pipeline_task_name,
-        status.error_message,
+        run_id or status.pipeline_job_resource_name,
+        failed_task,
+        error,
+        run_name=run_name,
     )
     return raised is not None
 

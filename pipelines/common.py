@@ -22,11 +22,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kfp import kubernetes
+from kfp import dsl, kubernetes
 from kfp.dsl import PipelineTask
 
 from churnops.platform import declaration as platform
 from churnops.platform.settings import Settings
+from components.alert import alert_on_failure
 
 # ConfigMap keys (each the name of the environment variable it sets), and Secret key -> environment
 # variable (the tokenization key itself comes from Secret Manager): the platform declaration's, which
@@ -114,3 +115,13 @@ def service_account(settings: Settings, pipeline: str) -> str:
         raise ValueError(
             f"no service account is configured for pipeline {pipeline!r} (CHURNOPS_PIPELINE_SERVICE_ACCOUNTS)"
         ) from error
+
+
+def failure_alert(pipeline: str, settings: Settings) -> PipelineTask:
+    """The exit task of every pipeline: alerts when the run did not succeed, naming the pipeline, the run (its
+    id and name, from KFP's placeholders) and the failing task."""
+    # The exit handler passes the status argument.
+    task = alert_on_failure(  # pylint: disable=no-value-for-parameter
+        pipeline=pipeline, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER
+    )
+    return configure(task, settings, display_name="alert-on-failure")

@@ -4,9 +4,9 @@ from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
 from churnops.platform.settings import load_settings
-from components.alert import alert_on_failure, gate
+from components.alert import gate
 from components.drift import drift_check, online_features
-from pipelines.common import LARGE, configure
+from pipelines.common import LARGE, configure, failure_alert
 
 NAME = "drift"
 CRON = "0 0 5 * * *"  # daily at 05:00 UTC, after training (02:30) and scoring (04:00)
@@ -31,9 +31,7 @@ def build() -> GraphComponent:
             retrain: Whether a firing check trains a new model.
         """
         settings = load_settings()
-        # The exit handler passes the status argument.
-        alert = alert_on_failure(pipeline=NAME)  # pylint: disable=no-value-for-parameter
-        configure(alert, settings, display_name="alert-on-failure")
+        alert = failure_alert(NAME, settings)
         with dsl.ExitHandler(alert, name="drift-run"):
             snapshot = configure(online_features(data_ref=data_ref), settings, LARGE, display_name="online-features")
             # At compile time a component call is a PipelineTask; pylint sees the function's NamedTuple.

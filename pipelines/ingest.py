@@ -7,10 +7,10 @@ from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
 from churnops.platform.settings import load_settings
-from components.alert import alert_on_failure, gate
+from components.alert import gate
 from components.commit import commit
 from components.ingest import ingest
-from pipelines.common import configure
+from pipelines.common import configure, failure_alert
 
 NAME = "ingest"
 CRON = "0 5 * * * *"  # every hour at minute 5 (KFP cron has a leading seconds field)
@@ -46,9 +46,7 @@ def build(
         # The KFP decorator turns each component into a factory of tasks: pylint sees the plain function
         # (a NamedTuple return without ``.outputs``).
         settings = load_settings()
-        # The exit handler passes the status argument.
-        alert = alert_on_failure(pipeline=NAME)  # pylint: disable=no-value-for-parameter
-        configure(alert, settings, display_name="alert-on-failure")
+        alert = failure_alert(NAME, settings)
         with dsl.ExitHandler(alert, name="ingest-run"):
             staged = configure(
                 ingest(hour=hour, lookback=lookback, scheduled_time=scheduled_time, created_time=created_time),

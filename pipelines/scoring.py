@@ -4,9 +4,9 @@ from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
 from churnops.platform.settings import load_settings
-from components.alert import alert_on_failure, gate
+from components.alert import gate
 from components.score import score
-from pipelines.common import LARGE, configure
+from pipelines.common import LARGE, configure, failure_alert
 
 NAME = "scoring"
 CRON = "0 0 4 * * *"  # daily at 04:00 UTC, after training
@@ -28,9 +28,7 @@ def build() -> GraphComponent:
             alias: The registry alias of the model that scores.
         """
         settings = load_settings()
-        # The exit handler passes the status argument.
-        alert = alert_on_failure(pipeline=NAME)  # pylint: disable=no-value-for-parameter
-        configure(alert, settings, display_name="alert-on-failure")
+        alert = failure_alert(NAME, settings)
         with dsl.ExitHandler(alert, name="scoring-run"):
             scored = configure(score(data_ref=data_ref, alias=alias), settings, LARGE, display_name="score")
             refused = scored.outputs["refused"]  # pylint: disable=no-member  # a PipelineTask at compile time

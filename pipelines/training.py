@@ -8,12 +8,12 @@ from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
 from churnops.platform.settings import load_settings
-from components.alert import alert_on_failure, gate
+from components.alert import gate
 from components.evaluate import evaluate
 from components.features import features
 from components.register import register
 from components.train import train
-from pipelines.common import LARGE, configure
+from pipelines.common import LARGE, configure, failure_alert
 
 NAME = "training"
 # No KFP recurring run: one trigger starts training, Cloud Scheduler's daily message to the Cloud Build
@@ -42,8 +42,7 @@ def build() -> GraphComponent:
         # The KFP decorator turns each component into a factory of tasks: pylint sees the plain function
         # (outputs as parameters, a NamedTuple return without ``.outputs``).
         settings = load_settings()
-        alert = alert_on_failure(pipeline=NAME)  # the exit handler passes the status argument
-        configure(alert, settings, display_name="alert-on-failure")
+        alert = failure_alert(NAME, settings)
         with dsl.ExitHandler(alert, name="training-run"):
             feats = configure(features(data_ref=data_commit, seed=seed), settings, LARGE, display_name="features")
             checked = configure(

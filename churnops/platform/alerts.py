@@ -111,16 +111,24 @@ def alert_on_pipeline_failure(
     failed_task: str = "",
     error: str = "",
     sink: AlertSink | None = None,
+    run_name: str = "",
 ) -> Alert | None:
     """Raise a ``pipeline_failed`` alert when a pipeline run did not succeed; None (and no alert) when it did.
 
     ``state`` is KFP's final state of the run's body (``SUCCEEDED``, ``FAILED``, ``CANCELLED``...);
-    ``error`` is KFP's error message, kept to its first line.
+    ``job`` the run's id, ``run_name`` its name; ``failed_task`` the task that failed and ``error`` its
+    error, kept to its first line. The message names each that is known.
     """
     if state.upper() == "SUCCEEDED":
         return None
     first_line = error.strip().splitlines()[0] if error.strip() else ""
-    message = f"pipeline {pipeline} ended {state}" + (f": {first_line}" if first_line else "")
+    message = f"pipeline {pipeline} ended {state}"
+    if failed_task:
+        message += f" in task {failed_task}"
+    if first_line:
+        message += f": {first_line}"
+    if run_name:
+        message += f" (run {run_name})"
     alert = Alert("pipeline_failed", message, {}, [failed_task] if failed_task else [], job or None)
     (sink or AlertSink(settings)).emit(alert)
     return alert

@@ -1,7 +1,7 @@
 """A stateful, in-memory stand-in for the KFP v2beta1 REST API, served over real HTTP on 127.0.0.1.
 
 It implements what ``kfp.Client`` calls to submit, schedule and upload: healthz, experiments (list
-with a name filter, create), runs (create), recurring runs (create, list with a name filter,
+with a name filter, create), runs (create, get), recurring runs (create, list with a name filter,
 enable, disable, delete), pipelines (list with a name filter, create, upload), pipeline versions
 (upload, list with a name filter). The reference for shapes is ``kfp-server-api``, the client
 library generated from the KFP API spec: every JSON request body must deserialize into the named
@@ -40,6 +40,7 @@ from tests.support.wsgi_double import WsgiDouble
 
 API = "/apis/v2beta1"
 _VERSIONS = re.compile(rf"^{API}/pipelines/([^/]+)/versions$")
+_RUN = re.compile(rf"^{API}/runs/([^/:]+)$")
 _RECURRING = re.compile(rf"^{API}/recurringruns/([^/:]+)(?::(enable|disable))?$")
 _LIST = re.compile(r"^list\[(.+)\]$")
 _DICT = re.compile(r"^dict\(([^,]*), (.+)\)$")
@@ -218,6 +219,8 @@ class KfpDouble(WsgiDouble):
             run.run_id, run.created_at, run.state = uuid.uuid4().hex, now, "PENDING"
             self.runs[run.run_id] = run
             return 200, run
+        if method == "GET" and (match := _RUN.match(path)):
+            return 200, self.runs[match.group(1)]  # 404 when there is no such run
         if path.startswith(f"{API}/recurringruns"):
             return self._recurring(request, now)
         if (method, path) == ("GET", f"{API}/pipelines"):

@@ -443,7 +443,7 @@ def _serving_flows(stack: Stack) -> list[Flow]:
 
 
 def _pipeline_flows(net: Network) -> list[Flow]:
-    """Every pod of a run (driver and task), and the failure alert to its webhook."""
+    """Every pod of a run (driver and task), and the failure alert to its webhook and the KFP API."""
     stack, api = net.stack, Endpoint(ip=control_plane_ip(net.stack))
     run = Endpoint.pod(platform.NS_KUBEFLOW, kfp_run_pod_labels())
     flows = [
@@ -462,6 +462,9 @@ def _pipeline_flows(net: Network) -> list[Flow]:
     for pipeline, labels in sorted(alert_task_labels(net.pipelines).items()):
         alert = Endpoint.pod(platform.NS_KUBEFLOW, labels)
         flows.append(Flow(f"pipeline {pipeline}: failure alert -> webhook", alert, Endpoint(ip=INTERNET), 443))
+        # It reads the run's failed tasks from the KFP API (churnops/platform/kfp_runs.py).
+        kfp_api, kfp_api_port = kfp_service(stack, platform.KFP_API.name, platform.KFP_API.port)
+        flows.append(Flow(f"pipeline {pipeline}: failure alert -> KFP API", alert, kfp_api, kfp_api_port))
     return flows
 
 
@@ -508,8 +511,8 @@ def required_flows(net: Network) -> list[Flow]:
 
 def refused_flows(net: Network) -> list[Flow]:
     """Connections no policy may allow: serving to the registry and KFP, other namespaces to the platform
-    services, the pods of a run (other than the alert) to the internet, one KFP component to another's
-    database."""
+    services, the pods of a run (other than the alert) to the internet and the KFP API's REST port, one KFP
+    component to another's database."""
     stack = net.stack
     elsewhere = Endpoint.pod(platform.NS_KSERVE, {"app": "anything"})
     mlflow, lakefs = MLFLOW_POD, LAKEFS_POD
@@ -532,6 +535,7 @@ def refused_flows(net: Network) -> list[Flow]:
         Flow("another namespace -> KFP API", elsewhere, kfp_api, kfp_api_port),
         Flow("another namespace -> KFP database", elsewhere, mysql, mysql_port),
         Flow("pipelines (not the alert) -> internet", run, Endpoint(ip=INTERNET), 443),
+        Flow("pipelines (not the alert) -> KFP API", run, kfp_api, kfp_api_port),
         Flow("pipelines -> KFP database", run, mysql, mysql_port),
         Flow("KFP UI -> KFP database", kfp_pod(stack, "ml-pipeline-ui"), mysql, mysql_port),
         Flow("lakeFS -> internet", lakefs, Endpoint(ip=INTERNET), 443),

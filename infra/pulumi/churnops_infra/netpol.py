@@ -9,7 +9,8 @@ flows its pods need (the serving namespaces' policies live with their manifests,
   lists decide. Outside the namespace, KFP's controllers and every pod of a run reach the Kubernetes
   API; the pods of a run reach lakeFS, MLflow, Google APIs (GCS, Secret Manager, through the private
   VIP) and the GKE metadata server (Workload Identity); only the failure-alert task reaches the
-  internet (its webhook, through Cloud NAT). The control plane reaches the KFP API (builds, through
+  internet (its webhook, through Cloud NAT), and only it reaches the KFP API's REST port (it reads
+  the run's failed tasks, which its final status does not name). The control plane reaches the KFP API (builds, through
   the API server's service proxy), the UI (operators, the same way) and the cache webhook.
 - ``mlflow``: the tracking server receives the pods of a run and the control plane (the deployer's
   builds through the service proxy); it reaches its Cloud SQL database, GCS and the metadata server.
@@ -46,12 +47,13 @@ KFP_API_CLIENTS = (
 )
 RUN_PODS = "run pods"  # every pod of a KFP run (platform.KFP_RUN_POD_LABELS)
 CONTROL_PLANE = "control plane"  # the API server (its service proxy, admission webhooks)
+FAILURE_ALERT = "failure alert"  # the exit task of every pipeline run (platform.ALERT_TASK)
 # KFP component -> (pod port, who may connect): the callers of each, from the release's configuration
 # (service addresses in its manifests and the defaults of its binaries at 2.17.0).
 KFP_INGRESS: dict[str, tuple[tuple[int, tuple[str, ...]], ...]] = {
     "mysql": ((3306, ("ml-pipeline", "metadata-grpc-deployment", "cache-server")),),
     "ml-pipeline": (
-        (platform.KFP_API.pod_port, ("ml-pipeline-ui", "ml-pipeline-persistenceagent", CONTROL_PLANE)),
+        (platform.KFP_API.pod_port, ("ml-pipeline-ui", "ml-pipeline-persistenceagent", CONTROL_PLANE, FAILURE_ALERT)),
         (platform.KFP_API_GRPC_PORT, ("ml-pipeline-persistenceagent", "ml-pipeline-scheduledworkflow", RUN_PODS)),
     ),
     "metadata-grpc-deployment": ((8080, ("metadata-envoy-deployment", "metadata-writer", RUN_PODS)),),
@@ -121,6 +123,10 @@ def _peer(caller: str, control_plane_cidr: str) -> dict[str, Any]:
         return _cidr(control_plane_cidr)
     if caller == RUN_PODS:
         return {"podSelector": {"matchLabels": dict(platform.KFP_RUN_POD_LABELS)}}
+    if caller == FAILURE_ALERT:
+        return {
+            "podSelector": {"matchLabels": {**platform.KFP_RUN_POD_LABELS, platform.TASK_LABEL: platform.ALERT_TASK}}
+        }
     return {"podSelector": {"matchLabels": kfp_pod_labels(caller)}}
 
 

@@ -237,3 +237,4 @@ def test_a_refused_input_fails_the_run_once_and_the_exit_handler_alerts(
     alerts = env.webhook.received[before:]
     assert len(alerts) == 1
     assert alerts[0]["text"].startswith("churnops alert: pipeline_failed: pipeline ingest ended FAILED")
+    assert "(run churnops-ingest-" in alerts[0]["text"]  # the run's name, from KFP's placeholder

@@ -109,6 +109,14 @@ def test_tasks_are_wired_under_an_exit_handler_that_alerts(compiled: dict[str, P
         exit_task = root["alert-on-failure"]
         assert exit_task.trigger_policy.strategy == exit_task.trigger_policy.ALL_UPSTREAM_TASKS_COMPLETED
         assert exit_task.inputs.parameters["status"].task_final_status.producer_task == "exit-handler-1"
+        # The alert names the pipeline and the run (the 2.17.0 driver resolves both placeholders, resolve.go), and
+        # looks the failing task up by the run's id (the final status names only exit-handler-1).
+        constants = {
+            key: value.runtime_value.constant.string_value for key, value in exit_task.inputs.parameters.items()
+        }
+        assert constants["pipeline"] == name
+        assert constants["run_id"] == "{{$.pipeline_job_uuid}}"
+        assert constants["run_name"] == "{{$.pipeline_job_name}}"
         body = _dag_tasks(spec, "comp-exit-handler-1")
         assert set(body) == EXPECTED_TASKS[name]
 

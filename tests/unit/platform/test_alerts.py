@@ -187,5 +187,20 @@ def test_a_failed_pipeline_raises_one_alert_and_a_succeeded_one_none(settings: S
     )
     assert alert is not None and sink.emitted == [alert]
     assert alert.kind == "pipeline_failed"
-    assert alert.message == "pipeline ingest ended FAILED: Task ingest failed."
+    assert alert.message == "pipeline ingest ended FAILED in task ingest: Task ingest failed."
     assert alert.objects == ["ingest"] and alert.run_id == "run-2"
+    named = alert_on_pipeline_failure(
+        settings,
+        "ingest",
+        "FAILED",
+        "9f0c",
+        "ingest-gate",
+        "ingest refused: ValueError: hour 'x' is not a time",
+        sink=sink,
+        run_name="churnops-ingest hourly",
+    )
+    assert named is not None and named.message == (
+        "pipeline ingest ended FAILED in task ingest-gate: ingest refused: ValueError: hour 'x' is not a time "
+        "(run churnops-ingest hourly)"
+    )
+    assert named.objects == ["ingest-gate"] and named.run_id == "9f0c"
