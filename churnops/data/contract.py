@@ -128,30 +128,53 @@ class _Normalised:
     to_coerce: int  # values whose type differs from the expected raw type but may be coerced
 
 
+def arrow_call(name: str, *args: Any, options: Any = None) -> Any:
+    """pyarrow's compute function ``name`` on ``args`` (its generated module-level wrappers are
+    invisible to static analysis, so they are called by name)."""
+    return pyarrow_compute.call_function(name, list(args), options)
+
+
+def _count(mask: Any) -> int:
+    """How many values of a boolean Arrow array are true (nulls count as false)."""
+    return int(arrow_call("sum", mask).as_py() or 0)
+
+
 def _normalise_strings(
     text: pd.Series, name: str, allowed: tuple[str, ...] | None
 ) -> tuple[pd.Series, list[Correction]]:
-    """Strip surrounding whitespace, fix the letter case of allowed values, turn empty strings into nulls."""
-    if not isinstance(text.array, pd.arrays.ArrowStringArray):
-        text = pd.Series(
-            pd.arrays.ArrowStringArray(pyarrow.array(text.to_numpy(), type=pyarrow.string(), from_pandas=True)),
-            index=text.index,
-        )
+    """Strip surrounding whitespace, fix the letter case of allowed values, turn empty strings into nulls.
+
+    Done with pyarrow's compute functions on the column's Arrow data (the ones pandas' ``str``
+    methods call for Arrow strings), without a pandas round trip per step.
+    """
+    if isinstance(text.array, pd.arrays.ArrowStringArray):
+        raw = pyarrow.array(text.array)
+    else:
+        raw = pyarrow.array(text.to_numpy(), type=pyarrow.string(), from_pandas=True)
     corrections: list[Correction] = []
-    stripped = text.str.strip()
-    empty = stripped.eq("").fillna(False).astype(bool)
-    strip_count = int((stripped.ne(text).fillna(False).astype(bool) & ~empty).sum())
+    stripped = arrow_call("utf8_trim_whitespace", raw)
+    empty = pyarrow_compute.fill_null(arrow_call("equal", stripped, ""), False)
+    changed = pyarrow_compute.fill_null(arrow_call("not_equal", stripped, raw), False)
+    strip_count = _count(arrow_call("and", changed, arrow_call("invert", empty)))
     if strip_count:
         corrections.append(Correction("normalised_value", name, strip_count, "surrounding whitespace stripped"))
     if allowed is not None:
         lower = all(value == value.lower() for value in allowed)
-        cased = stripped.str.lower() if lower else stripped.str.upper()
-        fixable = cased.ne(stripped).fillna(False).astype(bool) & cased.isin(allowed)
-        if fixable.any():
-            stripped = stripped.where(~fixable, cased)
+        cased = arrow_call("utf8_lower" if lower else "utf8_upper", stripped)
+        allowed_values = pyarrow_compute.SetLookupOptions(pyarrow.array(allowed, type=pyarrow.string()))
+        fixable = arrow_call(
+            "and",
+            pyarrow_compute.fill_null(arrow_call("not_equal", cased, stripped), False),
+            arrow_call("is_in", cased, options=allowed_values),
+        )
+        fixed = _count(fixable)
+        if fixed:
+            stripped = arrow_call("if_else", fixable, cased, stripped)
             detail = f"{'lower' if lower else 'upper'}-cased to an allowed value"
-            corrections.append(Correction("normalised_value", name, int(fixable.sum()), detail))
-    return stripped.mask(empty), corrections
+            corrections.append(Correction("normalised_value", name, fixed, detail))
+    if _count(empty):
+        stripped = arrow_call("if_else", empty, pyarrow.scalar(None, pyarrow.string()), stripped)
+    return pd.Series(pd.arrays.ArrowStringArray(stripped), index=text.index, name=text.name), corrections
 
 
 def _normalise_column(column: pd.Series, name: str, col: pa.Column, from_json: bool) -> _Normalised:
@@ -288,6 +311,30 @@ def _naive_as_utc(column: pd.Series) -> pd.Series:
     return column
 
 
+def _utc_times(column: pd.Series) -> tuple[pd.Series, np.ndarray] | None:
+    """The values of a text column in the common form, a UTC time to the second or finer
+    (``2026-11-01T05:00:00.123Z``, ``...+00:00``), parsed by pyarrow: (times, mask of the values parsed).
+
+    Only that form is taken (pyarrow's ISO 8601 cast rejects impossible dates and times outside
+    the nanosecond range); every other value is left to :func:`pandas.to_datetime`, which reads
+    the contract's other forms (per-value offsets, naive values as UTC). None when nothing can
+    be taken this way (not text, no such value, or a value pyarrow refuses).
+    """
+    if not isinstance(column.array, pd.arrays.ArrowStringArray) or column.empty:
+        return None
+    text = pyarrow.array(column.array)
+    matched = arrow_call("match_substring_regex", text, options=pyarrow_compute.MatchSubstringOptions(_UTC_TIMESTAMP))
+    mask = pyarrow_compute.fill_null(matched, False)
+    if not _count(mask):
+        return None
+    try:
+        parsed = pyarrow_compute.cast(arrow_call("if_else", mask, text, None), pyarrow.timestamp("ns", tz="UTC"))
+    except pyarrow.ArrowInvalid:  # e.g. February 30th: the caller's pandas path reports it
+        return None
+    times = pd.Series(parsed.to_pandas(), index=column.index).astype("datetime64[ns, UTC]")
+    return times, mask.to_numpy(zero_copy_only=False)
+
+
 def record_hours(rows: pd.DataFrame, kind: str) -> pd.Series:
     """The UTC hour of each parsed row's record time, read as :func:`check` reads it (per-value
     offsets, naive values as UTC); NaT where the value is absent or not a timestamp."""
@@ -296,22 +343,12 @@ def record_hours(rows: pd.DataFrame, kind: str) -> pd.Series:
         return pd.Series(pd.NaT, index=rows.index, dtype="datetime64[ns, UTC]")
     normalised = _normalise_column(rows[name], name, contract_schema(kind).columns[name], kind == EVENTS).column
     hours = pd.Series(pd.NaT, index=rows.index, dtype="datetime64[ns, UTC]")
-    rest = np.ones(len(rows), dtype=bool)
-    if isinstance(normalised.array, pd.arrays.ArrowStringArray) and len(rows):
-        # The common form, a UTC time to the second or finer: its hour is its first 13 characters.
-        text = pyarrow.array(normalised.array)
-        call = pyarrow_compute.call_function
-        utc = call("match_substring_regex", [text], pyarrow_compute.MatchSubstringOptions(_UTC_TIMESTAMP))
-        prefix = call("utf8_slice_codeunits", [text], pyarrow_compute.SliceOptions(0, 13))
-        parsed = call("strptime", [prefix], pyarrow_compute.StrptimeOptions("%Y-%m-%dT%H", "s", error_is_null=True))
-        # strptime rolls an impossible date over (February 30th is March 1st): it must print back the same.
-        exact = call("equal", [call("strftime", [parsed], pyarrow_compute.StrftimeOptions("%Y-%m-%dT%H")), prefix])
-        fast = pd.Series(parsed.to_pandas(), index=rows.index).dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
-        done = pyarrow_compute.fill_null(utc, False).to_numpy(zero_copy_only=False) & pyarrow_compute.fill_null(
-            exact, False
-        ).to_numpy(zero_copy_only=False)
-        hours[done] = fast[done]
-        rest = ~done
+    rest = normalised.notna().to_numpy(dtype=bool)
+    fast = _utc_times(normalised)
+    if fast is not None:
+        times, done = fast
+        hours[done] = times[done].dt.floor("h")
+        rest &= ~done
     if rest.any():
         times = pd.to_datetime(
             _naive_as_utc(normalised[rest]), format="ISO8601", utc=True, errors="coerce", cache=False
@@ -344,7 +381,7 @@ class _RowChecker:
                 )
                 continue
             normalised = _normalise_column(rows[name], name, col, self.from_json)
-            work[name] = _naive_as_utc(normalised.column) if col.dtype == TIMESTAMP else normalised.column
+            work[name] = self._times(normalised.column) if col.dtype == TIMESTAMP else normalised.column
             self.corrections.extend(normalised.corrections)
             self.to_coerce[name] = normalised.to_coerce
             self._reject(
@@ -353,6 +390,16 @@ class _RowChecker:
                 [f"uncoercible value in column {name} ({type_name})" for type_name in normalised.rejected],
             )
         return work
+
+    @staticmethod
+    def _times(column: pd.Series) -> pd.Series:
+        """A timestamp column as pandera is to coerce it: parsed already when every value has the
+        common UTC form (:func:`_utc_times`; pandera then has nothing to parse), else the text with
+        naive values made explicitly UTC."""
+        fast = _utc_times(column)
+        if fast is not None and fast[1].sum() == column.notna().sum():
+            return fast[0]
+        return _naive_as_utc(column)
 
     def _reject(self, name: str, rows: pd.Index | np.ndarray, texts: list[str]) -> None:
         rows = np.asarray(rows, dtype=np.int64)

@@ -38,8 +38,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import PurePosixPath
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from google.cloud import storage
 
@@ -233,8 +235,21 @@ def drop_ids(parsed: parse.ParsedObject, id_column: str, ids: set[str]) -> tuple
 
 def _raw_ids(column: pd.Series) -> pd.Series:
     """Raw id values as the stripped text they are published as (nulls stay null, so they match nothing)."""
+    if isinstance(column.array, pd.arrays.ArrowStringArray):  # text only: stripped by pyarrow, as the contract does
+        return pd.Series(
+            contract.arrow_call("utf8_trim_whitespace", _arrow_strings(column)).to_numpy(zero_copy_only=False),
+            index=column.index,
+        )
     present = column.notna()
     return column.astype(object).where(~present, column[present].astype(str).str.strip()).where(present, None)
+
+
+def _arrow_strings(column: pd.Series) -> pa.Array:
+    """A text column's values as one Arrow string array (no copy for pandas' Arrow-backed strings)."""
+    values = pa.array(column.array) if isinstance(column.dtype, pd.StringDtype) else pa.array(column, from_pandas=True)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return values.cast(pa.string())
 
 
 def _to_parquet(df: pd.DataFrame) -> bytes:
@@ -365,17 +380,28 @@ class IngestRun:
         return "column_" + self.tokenizer.digest("column name", name)
 
     @staticmethod
-    def drop_seen(item: _Prepared, seen: set[str]) -> None:
+    def drop_seen(item: _Prepared, seen: list[pa.Array]) -> None:
         """Drop valid rows whose id an earlier row of this run already has (``seen``, the ids of the
-        objects before it), count them, and add the object's ids to ``seen``."""
-        if item.valid is None or item.report.status != "published":
+        objects before it), count them, and add the object's ids to ``seen``.
+
+        Done on the ids' Arrow data: pyarrow's hash-based ``is_in`` against the earlier objects' ids,
+        and its dictionary encoding for the first occurrence of each id within the object.
+        """
+        if item.valid is None or item.report.status != "published" or item.valid.empty:
             return
-        ids = item.valid[ID_COLUMNS[item.kind]].astype(object)  # pandas' arrow-string isin boxes every value
-        dup = (ids.isin(seen) | ids.duplicated(keep="first")).to_numpy(dtype=bool) if len(ids) else None
-        if dup is not None and dup.any():
+        ids = _arrow_strings(item.valid[ID_COLUMNS[item.kind]])
+        codes = ids.dictionary_encode().indices.to_numpy(zero_copy_only=False)
+        dup = np.ones(len(codes), dtype=bool)
+        dup[np.unique(codes, return_index=True)[1]] = False  # the first row of each id stays
+        if seen:
+            dup |= contract.arrow_call("is_in", ids, options=pc.SetLookupOptions(pa.concat_arrays(seen))).to_numpy(
+                zero_copy_only=False
+            )
+        if dup.any():
             item.report.duplicates_dropped += int(dup.sum())
             item.valid = item.valid.loc[~dup]
-        seen.update(item.valid[ID_COLUMNS[item.kind]].astype(object))
+            ids = ids.filter(pa.array(~dup))
+        seen.append(ids)
 
     def quarantine_rows(self, item: _Prepared) -> pd.DataFrame:
         """Quarantined rows with the PII policy applied (raw values never reach the lake)."""
@@ -656,7 +682,7 @@ class IngestRun:
         object of the run has, apply the PII policy and write its files to ``branch``; only then is the
         next object read, so the run holds one object's rows at a time. Returns, per kind, the
         :func:`id_index.keys` of the ids each object published."""
-        seen: dict[str, set[str]] = {kind: set() for kind in ID_COLUMNS}
+        seen: dict[str, list[pa.Array]] = {kind: [] for kind in ID_COLUMNS}
         added: dict[str, dict[str, pd.DataFrame]] = {kind: {} for kind in ID_COLUMNS}
         for source in fresh:
             item = self.read(source)

@@ -242,7 +242,7 @@ def parse_object(object_name: str, data: bytes, content_encoding: str | None = N
         text = gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as exc:
         raise UnreadableObject(f"not a valid gzip stream: {exc}") from exc
-    if not text.strip():
+    if not text or text.isspace():  # isspace stops at the first other byte; strip() would copy the object
         raise UnreadableObject("empty object")
     return _parse_jsonl_arrow(text, kind) or _parse_jsonl(text)
 
@@ -270,7 +270,10 @@ def _parse_jsonl_arrow(text: bytes, kind: str) -> ParsedObject | None:
         table = pyarrow_json.read_json(io.BytesIO(text), parse_options=options)
     except (pyarrow.ArrowInvalid, pyarrow.ArrowNotImplementedError):
         return None
-    lines = text.rstrip(b"\n").count(b"\n") + 1
+    end = len(text)
+    while end and text[end - 1] == 0x0A:  # trailing newlines, without copying the object as rstrip would
+        end -= 1
+    lines = text.count(b"\n", 0, end) + 1
     flat = all(not pyarrow.types.is_nested(field_.type) for field_ in table.schema)
     if table.num_rows != lines or not flat:  # blank lines would shift line numbers
         return None

@@ -727,3 +727,32 @@ def test_record_hours_match_the_checked_time_of_every_valid_row(offsets: list[tu
     assert {i: hours[i] for i in result.valid["event_id"]} == dict(
         zip(result.valid["event_id"], result.valid["event_time"].dt.floor("h"))
     )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    offsets=st.lists(st.integers(min_value=-299_999_999_999, max_value=3_899_999_999_999), min_size=1, max_size=20),
+    digits=st.lists(st.integers(min_value=0, max_value=9), min_size=20, max_size=20),
+    suffixes=st.lists(st.sampled_from(["Z", "+00:00"]), min_size=20, max_size=20),
+    impossible=st.booleans(),
+)
+def test_utc_times_read_by_pyarrow_equal_pandas_reading(
+    offsets: list[int], digits: list[int], suffixes: list[str], impossible: bool
+) -> None:
+    """The common UTC form is parsed by pyarrow when every value of a column has it; the result is
+    what pandas' ISO 8601 parser gives, to the nanosecond, and one impossible date sends the column
+    back to pandas, which quarantines that row only."""
+    start = pd.Timestamp(HOUR)
+    texts = []
+    for i, offset in enumerate(offsets):
+        moment = start + pd.Timedelta(offset, unit="ns")
+        fraction = f"{moment.nanosecond + moment.microsecond * 1000:09d}"[: digits[i]]
+        texts.append(moment.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if digits[i] else "") + suffixes[i])
+    rows = [event(event_id=f"e-{i}", event_time=text) for i, text in enumerate(texts)]
+    if impossible:
+        rows.append(event(event_id="bad", event_time="2024-02-30T10:00:00Z"))
+    result = check_events(jsonl(*rows))
+    expected = pd.to_datetime(pd.Series(texts), format="ISO8601", utc=True)
+    assert result.valid["event_id"].tolist() == [f"e-{i}" for i in range(len(texts))]
+    assert result.valid["event_time"].tolist() == expected.tolist()
+    assert result.quarantined["event_id"].tolist() == (["bad"] if impossible else [])
