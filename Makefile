@@ -38,9 +38,8 @@ lock: $(STAMP) ## Regenerate requirements.lock and requirements.runtime.lock (wi
 	$(BIN)/$(RUNTIME_LOCK_CMD) --quiet
 	@$(MAKE) -s lock-report
 
-lock-report: ## How many packages each lock pins (requirements.runtime.lock is what the images install)
-	@for lock in requirements.lock requirements.runtime.lock; do \
-		printf '%-28s %s packages\n' $$lock $$(grep -cE '^[A-Za-z0-9_.-]+==' $$lock); done
+lock-report: $(STAMP) ## Each lock's package count and installed size (requirements.runtime.lock: what the images install)
+	@$(BIN)/python -m churnops.platform.lockreport requirements.lock requirements.runtime.lock
 
 $(INFRA_STAMP): $(INFRA)/requirements.lock
 	@test -x $(INFRA_BIN)/python || $(PYTHON) -m venv $(INFRA)/.venv

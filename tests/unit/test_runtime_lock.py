@@ -6,8 +6,10 @@ import re
 import tomllib
 from pathlib import Path
 
+from churnops.platform.lockreport import PIN as LOCK_PIN
+from churnops.platform.lockreport import installed_size, pins
+
 ROOT = Path(__file__).resolve().parents[2]
-PIN = re.compile(r"^([A-Za-z0-9_.-]+)==([^ \\\n]+)", flags=re.M)
 REQUIREMENT_NAME = re.compile(r"^[A-Za-z0-9_.-]+")
 
 
@@ -16,7 +18,7 @@ def _normal(name: str) -> str:
 
 
 def _pins(lock: str) -> dict[str, str]:
-    return {_normal(name): version for name, version in PIN.findall((ROOT / lock).read_text(encoding="utf-8"))}
+    return pins(ROOT / lock)
 
 
 def _extra(name: str) -> set[str]:
@@ -29,7 +31,7 @@ def _parents() -> dict[str, set[str]]:
     text = (ROOT / "requirements.lock").read_text(encoding="utf-8")
     parents: dict[str, set[str]] = {}
     for block in re.split(r"\n(?=[A-Za-z0-9_.-]+==)", text):
-        match = PIN.match(block)
+        match = LOCK_PIN.match(block)
         if not match:
             continue
         comments = [line.strip().lstrip("#").strip() for line in block.splitlines() if line.lstrip().startswith("#")]
@@ -83,7 +85,7 @@ def test_the_runtime_lock_pins_what_the_development_lock_pins() -> None:
 
 def test_the_runtime_lock_is_hash_checked() -> None:
     text = (ROOT / "requirements.runtime.lock").read_text(encoding="utf-8")
-    blocks = [b for b in re.split(r"\n(?=[A-Za-z0-9_.-]+==)", text) if PIN.match(b)]
+    blocks = [b for b in re.split(r"\n(?=[A-Za-z0-9_.-]+==)", text) if LOCK_PIN.match(b)]
     assert blocks and all("--hash=sha256:" in block for block in blocks)
 
 
@@ -92,3 +94,17 @@ def test_both_images_install_the_runtime_lock() -> None:
         text = (ROOT / dockerfile).read_text(encoding="utf-8")
         assert "--require-hashes --no-deps -r requirements.runtime.lock" in text, dockerfile
         assert "requirements.lock" not in text.replace("requirements.runtime.lock", ""), dockerfile
+
+
+def test_the_lock_report_counts_and_sizes_what_the_images_install() -> None:
+    """``make lock-report``: every package of each lock is installed here at its pin, and the runtime environment
+    (what the images install) is smaller than the development one."""
+    full = installed_size(ROOT / "requirements.lock")
+    runtime = installed_size(ROOT / "requirements.runtime.lock")
+    assert not full.missing and not runtime.missing
+    assert (full.packages, runtime.packages) == (
+        len(_pins("requirements.lock")),
+        len(_pins("requirements.runtime.lock")),
+    )
+    assert 0 < runtime.installed_bytes < full.installed_bytes
+    assert str(runtime).startswith(f"requirements.runtime.lock    {runtime.packages} packages, ")
