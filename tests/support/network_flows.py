@@ -544,7 +544,8 @@ def refused_flows(net: Network) -> list[Flow]:
     return flows
 
 
-def _flow_problems(net: Network, flow: Flow) -> list[str]:
+def flow_problems(net: Network, flow: Flow) -> list[str]:
+    """What :func:`check` reports about one required flow (empty: it passes)."""
     problems = []
     if not policies_allow(net.policies, flow):
         problems.append(f"{flow.name} (port {flow.port}) is not allowed by the NetworkPolicies")
@@ -563,7 +564,7 @@ def check(net: Network) -> list[str]:
     if not alert_task_labels(net.pipelines) and net.pipelines:
         problems.append("no pipeline has a failure-alert task whose pods a policy can select")
     for flow in required_flows(net):
-        problems += _flow_problems(net, flow)
+        problems += flow_problems(net, flow)
     for flow in refused_flows(net):
         if policies_allow(net.policies, flow):
             problems.append(f"{flow.name} (port {flow.port}) is allowed, and must not be")
