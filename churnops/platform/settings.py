@@ -66,6 +66,9 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "gate_min_auc": 0.6,
     "split_fractions": (0.6, 0.2, 0.2),  # train, validation, test (by time); not a setting
     "holdout_share": 0.1,  # customers (by id) never trained on, evaluated apart; not a setting
+    # A customer silent this long (no event, no subscription record) with no cancellation is a ghost: left out
+    # of labels, training and scoring until heard of again. Not a setting: training and scoring must agree.
+    "ghost_after_hours": 12,
 }
 
 

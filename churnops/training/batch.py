@@ -29,7 +29,7 @@ from churnops.model import registry
 from churnops.model.predict import LABEL, PROBABILITY, churn_label, churn_probability
 from churnops.platform.buildinfo import git_sha
 from churnops.platform.settings import Settings
-from churnops.training.features import FeatureSpec, build_features, data_span
+from churnops.training.features import GHOST_AFTER_HOURS, FeatureSpec, build_features, data_span
 from churnops.training.train import load_tables
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def score_customers(
     model, spec, version = load_alias_model(settings, alias)
     events, subscriptions = load_tables(repo, data_commit)
     cutoff = scoring_cutoff(events, subscriptions)
-    features = build_features(events, subscriptions, cutoff, spec.windows_h)
+    features = build_features(events, subscriptions, cutoff, spec.windows_h, ghost_after_h=GHOST_AFTER_HOURS)
     if features.empty:
         raise ValueError(f"no customer is active at {cutoff:%Y-%m-%dT%H} in commit {data_commit}: nothing to score")
     table = predictions_frame(model, spec, features, settings.registered_model, version, data_commit)

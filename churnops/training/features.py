@@ -44,6 +44,7 @@ class InsufficientData(ChurnopsError, ValueError):
 EVENT_TYPES = schema.EVENT_TYPES  # one count feature per type the contract allows
 DEFAULT_WINDOWS_HOURS: tuple[int, ...] = tuple(TRAINING_DEFAULTS["feature_windows_hours"])
 DEFAULT_HORIZON_HOURS: int = TRAINING_DEFAULTS["label_horizon_hours"]
+GHOST_AFTER_HOURS: float = TRAINING_DEFAULTS["ghost_after_hours"]
 
 EVENT_COLUMNS: tuple[str, ...] = (
     "customer_token",
@@ -363,6 +364,27 @@ def _observed_hours(ev: _Events, subs: _Subscriptions, before: np.ndarray, cutof
     return np.maximum((cutoff_ns - first_ns) / float(_HOUR), 1.0)
 
 
+def _last_heard_ns(ev: _Events, state: pd.DataFrame, cutoff_ns: np.int64) -> np.ndarray:
+    """Per state row: the latest event or known record of the customer before the cutoff (int64 ns)."""
+    before = ev.time_ns < cutoff_ns
+    last_event = pd.Series(ev.time_ns[before]).groupby(ev.customer[before]).max()
+    events_ns = last_event.reindex(state["_code"].to_numpy(), fill_value=_NAT).to_numpy()
+    return np.maximum(events_ns, state["_updated_ns"].to_numpy())
+
+
+def _population(
+    ev: _Events | None, subs: _Subscriptions, cutoff_ns: np.int64, ghost_after_h: float | None
+) -> pd.DataFrame:
+    """:func:`_state_at` without the ghosts: customers silent (no event, no record) for more than
+    ``ghost_after_h`` hours before the cutoff. ``None`` keeps everyone."""
+    state = _state_at(subs, cutoff_ns)
+    if ghost_after_h is None or ev is None:
+        return state
+    silent_since = _last_heard_ns(ev, state, cutoff_ns)
+    heard = cutoff_ns - silent_since <= np.int64(round(ghost_after_h * _HOUR))
+    return state[heard].reset_index(drop=True)
+
+
 def _subscription_columns(state: pd.DataFrame, cutoff_ns: np.int64) -> dict[str, np.ndarray]:
     """The numeric columns read from the subscription records (``SUBSCRIPTION_NUMERIC``), one value per state row."""
     columns: dict[str, np.ndarray] = {}
@@ -384,9 +406,11 @@ def _subscription_columns(state: pd.DataFrame, cutoff_ns: np.int64) -> dict[str,
     return columns
 
 
-def _features_at(ev: _Events, subs: _Subscriptions, cutoff: pd.Timestamp, windows: tuple[int, ...]) -> pd.DataFrame:
+def _features_at(
+    ev: _Events, subs: _Subscriptions, cutoff: pd.Timestamp, windows: tuple[int, ...], ghost_after_h: float | None
+) -> pd.DataFrame:
     cutoff_ns = np.int64(cutoff.value)
-    state = _state_at(subs, cutoff_ns)
+    state = _population(ev, subs, cutoff_ns, ghost_after_h)
     n_customers = len(subs.tokens)
     rows = state["_code"].to_numpy()
     before = ev.time_ns < cutoff_ns  # strictly before the cutoff
@@ -413,16 +437,17 @@ def _features_at(ev: _Events, subs: _Subscriptions, cutoff: pd.Timestamp, window
     for name in CATEGORICAL_FEATURES:
         values = state[name].astype(object)
         columns[name] = values.where(values.notna(), None).to_numpy()
-    spec = feature_spec(windows)
-    return pd.DataFrame(columns, columns=[*KEY_COLUMNS, *spec.columns])
+    return pd.DataFrame(columns, columns=[*KEY_COLUMNS, *feature_spec(windows).columns])
 
 
-def _labels_at(subs: _Subscriptions, cutoff: pd.Timestamp, horizon_h: float) -> pd.Series:
+def _labels_at(
+    subs: _Subscriptions, cutoff: pd.Timestamp, horizon_h: float, ev: _Events | None, ghost_after_h: float | None
+) -> pd.Series:
     """1 for a customer of the population whose subscription ends by ``cutoff + horizon``: a cancellation taking
     effect after the cutoff, or one recorded after it (a backdated cancellation nobody knew of at the cutoff)."""
     cutoff_ns = np.int64(cutoff.value)
     end_ns = cutoff_ns + np.int64(round(horizon_h * _HOUR))
-    state = _state_at(subs, cutoff_ns)
+    state = _population(ev, subs, cutoff_ns, ghost_after_h)
     frame = subs.frame
     cancel = frame["_cancel_ns"]
     unknown_at_cutoff = (cancel > cutoff_ns) | (frame["_updated_ns"] >= cutoff_ns)
@@ -442,37 +467,49 @@ def build_features(
     subscriptions: pd.DataFrame,
     cutoff: datetime | str | pd.Timestamp,
     windows: Sequence[int] = DEFAULT_WINDOWS_HOURS,
+    ghost_after_h: float | None = None,
 ) -> pd.DataFrame:
     """One row per customer active at ``cutoff``: keys (``customer_token``, ``cutoff``) + spec columns.
 
     Only events and subscription records strictly before the cutoff contribute. Rows are sorted by
-    ``customer_token``.
+    ``customer_token``. With ``ghost_after_h``, customers silent for longer (see :func:`ghost_customers`)
+    are left out.
     """
     windows_h = _check_windows(windows)
     subs = _prepare_subscriptions(subscriptions)
-    return _features_at(_prepare_events(events, subs.tokens), subs, to_utc(cutoff), windows_h)
+    return _features_at(_prepare_events(events, subs.tokens), subs, to_utc(cutoff), windows_h, ghost_after_h)
 
 
 def build_labels(
     subscriptions: pd.DataFrame,
     cutoff: datetime | str | pd.Timestamp,
     horizon: float = DEFAULT_HORIZON_HOURS,
+    events: pd.DataFrame | None = None,
+    ghost_after_h: float | None = None,
 ) -> pd.Series:
     """1 if a customer active at ``cutoff`` cancels within ``(cutoff, cutoff + horizon hours]``, else 0.
 
-    Indexed by ``customer_token`` in the same order as :func:`build_features`.
+    Indexed by ``customer_token`` in the same order as :func:`build_features` (given the same ``events``
+    and ``ghost_after_h``: ghosts have no label).
     """
-    return _labels_at(_prepare_subscriptions(subscriptions), to_utc(cutoff), _check_horizon(horizon))
+    subs = _prepare_subscriptions(subscriptions)
+    prepared = _prepare_events(events, subs.tokens) if events is not None else None
+    return _labels_at(subs, to_utc(cutoff), _check_horizon(horizon), prepared, ghost_after_h)
 
 
-def build_training_set(
+def build_training_set(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # the stage's inputs
     events: pd.DataFrame,
     subscriptions: pd.DataFrame,
     cutoffs: Iterable[datetime | str | pd.Timestamp],
     horizon: float = DEFAULT_HORIZON_HOURS,
     windows: Sequence[int] = DEFAULT_WINDOWS_HOURS,
+    ghost_after_h: float | None = GHOST_AFTER_HOURS,
 ) -> pd.DataFrame:
-    """Features plus the ``churned`` label at every cutoff, stacked and sorted by (cutoff, customer)."""
+    """Features plus the ``churned`` label at every cutoff, stacked and sorted by (cutoff, customer).
+
+    Ghosts (customers silent for more than ``ghost_after_h`` hours with no cancellation, by default
+    ``GHOST_AFTER_HOURS``) are left out: their label would say "stayed" for a customer who may be gone.
+    """
     windows_h = _check_windows(windows)
     horizon_h = _check_horizon(horizon)
     stamps = sorted({to_utc(c) for c in cutoffs})
@@ -482,10 +519,37 @@ def build_training_set(
     prepared = _prepare_events(events, subs.tokens)
     parts = []
     for cutoff in stamps:
-        features = _features_at(prepared, subs, cutoff, windows_h)
-        features[LABEL] = _labels_at(subs, cutoff, horizon_h).to_numpy()
+        features = _features_at(prepared, subs, cutoff, windows_h, ghost_after_h)
+        features[LABEL] = _labels_at(subs, cutoff, horizon_h, prepared, ghost_after_h).to_numpy()
         parts.append(features)
     return pd.concat(parts, ignore_index=True)
+
+
+def ghost_customers(
+    events: pd.DataFrame,
+    subscriptions: pd.DataFrame,
+    cutoff: datetime | str | pd.Timestamp,
+    ghost_after_h: float = GHOST_AFTER_HOURS,
+) -> pd.DataFrame:
+    """Customers active at ``cutoff`` by their records, but silent for more than ``ghost_after_h`` hours:
+    no event and no subscription record since. With no cancellation on record they may be gone (a lost
+    billing export); they are left out of labels and scoring until heard of again.
+
+    Columns: ``customer_token``, ``last_heard`` (UTC), ``silent_h``; sorted by token.
+    """
+    subs = _prepare_subscriptions(subscriptions)
+    cutoff_ns = np.int64(to_utc(cutoff).value)
+    state = _state_at(subs, cutoff_ns)
+    last_heard = _last_heard_ns(_prepare_events(events, subs.tokens), state, cutoff_ns)
+    silent_h = (cutoff_ns - last_heard) / float(_HOUR)
+    ghost = silent_h > ghost_after_h
+    return pd.DataFrame(
+        {
+            "customer_token": state["customer_token"].astype(str).to_numpy()[ghost],
+            "last_heard": pd.to_datetime(last_heard[ghost], utc=True),
+            "silent_h": silent_h[ghost],
+        }
+    )
 
 
 def data_span(events: pd.DataFrame, subscriptions: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timestamp]:

@@ -33,8 +33,16 @@ import pyarrow.parquet as pq
 
 from churnops.data.versioning import DataRepository, NotFoundError, open_repository
 from churnops.data.versioning.base import DEFAULT_BRANCH
+from churnops.platform.alerts import Alert, AlertSink
 from churnops.platform.settings import Settings
-from churnops.training.features import FeatureSpec, build_features, data_span, feature_spec
+from churnops.training.features import (
+    GHOST_AFTER_HOURS,
+    FeatureSpec,
+    build_features,
+    data_span,
+    feature_spec,
+    ghost_customers,
+)
 from churnops.training.train import FEATURES_BRANCH, TrainingConfig, load_tables
 
 logger = logging.getLogger(__name__)
@@ -43,6 +51,7 @@ ONLINE_PREFIX = "features/online"
 SNAPSHOT_PATH = f"{ONLINE_PREFIX}/snapshot.parquet"
 INACTIVE_PATH = f"{ONLINE_PREFIX}/inactive.parquet"
 MANIFEST_PATH = f"{ONLINE_PREFIX}/manifest.json"
+SILENT = "silent"  # the inactive status of a ghost: active by its records, silent beyond GHOST_AFTER_HOURS
 
 
 @dataclass(frozen=True)
@@ -89,11 +98,18 @@ def inactive_customers(subscriptions: pd.DataFrame, active_tokens: pd.Index, cut
 def build_snapshot(
     events: pd.DataFrame, subscriptions: pd.DataFrame, spec: FeatureSpec, cutoff: pd.Timestamp | None = None
 ) -> tuple[pd.DataFrame, pd.Series, pd.Timestamp]:
-    """Feature rows (indexed by token) of customers active at ``cutoff`` (default: the latest), and the inactive."""
+    """Feature rows (indexed by token) of customers active at ``cutoff`` (default: the latest), and the inactive.
+
+    Ghosts (silent for more than ``GHOST_AFTER_HOURS`` with no cancellation) are not scored: they are
+    listed as inactive with the status ``silent``.
+    """
     cutoff = cutoff if cutoff is not None else latest_cutoff(events, subscriptions)
-    frame = build_features(events, subscriptions, cutoff, windows=spec.windows_h)
+    frame = build_features(events, subscriptions, cutoff, windows=spec.windows_h, ghost_after_h=GHOST_AFTER_HOURS)
     features = frame.set_index("customer_token")[spec.columns]
-    return features, inactive_customers(subscriptions, features.index, cutoff), cutoff
+    inactive = inactive_customers(subscriptions, features.index, cutoff)
+    ghosts = ghost_customers(events, subscriptions, cutoff, GHOST_AFTER_HOURS)["customer_token"]
+    inactive.loc[inactive.index.isin(ghosts)] = SILENT
+    return features, inactive, cutoff
 
 
 def _parquet(frame: pd.DataFrame) -> bytes:
@@ -127,9 +143,16 @@ def publish_snapshot(repo: DataRepository, snapshot: OnlineSnapshot) -> str:
 
 
 def refresh_online_features(
-    settings: Settings, data_commit: str | None = None, repo: DataRepository | None = None
+    settings: Settings,
+    data_commit: str | None = None,
+    repo: DataRepository | None = None,
+    alerts: AlertSink | None = None,
 ) -> OnlineSnapshot:
-    """Build the snapshot at ``data_commit`` (default: the head of ``main``) and publish it."""
+    """Build the snapshot at ``data_commit`` (default: the head of ``main``) and publish it.
+
+    Ghost customers left out of it raise a ``ghost_customers`` alert (a count, no identifier): their
+    cancellations may be in a billing export that never arrived.
+    """
     repo = repo or open_repository(settings)
     commit = repo.resolve(data_commit or DEFAULT_BRANCH)
     events, subscriptions = load_tables(repo, commit)
@@ -137,6 +160,17 @@ def refresh_online_features(
     features, inactive, cutoff = build_snapshot(events, subscriptions, spec)
     snapshot = OnlineSnapshot(features, inactive, commit, cutoff, spec, commit_id="")
     commit_id = publish_snapshot(repo, snapshot)
+    ghosts = int((inactive == SILENT).sum())
+    if ghosts:
+        (alerts or AlertSink(settings)).emit(
+            Alert(
+                kind="ghost_customers",
+                message=f"{ghosts} customers active by their records have been silent for more than "
+                f"{GHOST_AFTER_HOURS:g} h with no cancellation (a lost billing export?): left out of scoring and "
+                "labels until heard of again",
+                counts={"ghosts": ghosts, "active": len(features)},
+            )
+        )
     logger.info(
         "published online features: %d active customers at %s (data commit %s)",
         len(features),

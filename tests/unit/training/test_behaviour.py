@@ -22,7 +22,15 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
 from churnops.training import evaluate
-from churnops.training.features import LABEL, FeatureSpec, build_features, feature_spec, held_out_customers
+from churnops.training.features import (
+    GHOST_AFTER_HOURS,
+    LABEL,
+    FeatureSpec,
+    build_features,
+    build_training_set,
+    feature_spec,
+    held_out_customers,
+)
 from churnops.training.train import BASELINE, TrainingConfig, build_splits, make_estimators
 from churnops.training.transform import build_model
 from tests.support.generated import START, GeneratedLake, generate_lake, label_agreement, oracle_scores
@@ -155,3 +163,22 @@ def test_no_memorisation_customers_never_trained_on_are_ranked_as_well_as_the_ot
     unseen = roc_auc_score(truth[held_out], scores[held_out])
     seen = roc_auc_score(truth[~held_out], scores[~held_out])
     assert seen - unseen <= MEMORISATION_GAP, (seen, unseen)
+
+
+def test_churners_whose_cancellation_was_lost_become_ghosts_not_negatives(trained: Trained) -> None:
+    """Lose every cancellation record (as an empty billing export would): a churner falls silent when it leaves,
+    so once silent beyond the span it is a ghost and is neither labelled "stayed" nor scored; few live
+    customers are silent that long."""
+    lake = trained.lake
+    lost = lake.subscriptions[lake.subscriptions["status"] != "cancelled"]
+    frame = build_training_set(lake.events, lost, FRESH_CUTOFFS, trained.config.horizon_h)
+    churn = lake.truth.loc[frame["customer_token"], "churn_time"].to_numpy()
+    gone_for = (pd.DatetimeIndex(frame["cutoff"]) - pd.DatetimeIndex(churn)) / pd.Timedelta(hours=1)
+    assert not (gone_for > GHOST_AFTER_HOURS + 2).any()  # two hours of decayed activity at most before leaving
+    live = frame[pd.isna(churn) | (gone_for < 0)]
+    everyone = build_training_set(lake.events, lost, FRESH_CUTOFFS, trained.config.horizon_h, ghost_after_h=None)
+    everyone_churn = lake.truth.loc[everyone["customer_token"], "churn_time"].to_numpy()
+    everyone_live = (pd.isna(everyone_churn)) | (
+        pd.DatetimeIndex(everyone_churn) > pd.DatetimeIndex(everyone["cutoff"])
+    )
+    assert 1 - len(live) / everyone_live.sum() < 0.01, (len(live), everyone_live.sum())

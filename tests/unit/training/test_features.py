@@ -20,6 +20,7 @@ from churnops.training.features import (
     build_training_set,
     choose_cutoffs,
     feature_spec,
+    ghost_customers,
     held_out_customers,
     split_by_time,
 )
@@ -338,3 +339,24 @@ def test_an_unusable_published_table_is_a_data_contract_error() -> None:
     subs = subscriptions_frame([record("a", 0)])
     with pytest.raises(DataContractError, match="customer_token"):
         build_features(events_frame([]), subs.assign(customer_token=None), CUTOFF)
+
+
+def test_a_customer_silent_beyond_the_span_without_a_cancellation_is_a_ghost_left_out_of_features_and_labels() -> None:
+    subs = subscriptions_frame(
+        [record("heard", 0), record("ghost", 0), record("back", 0), record("billed", 0), record("billed", 25)]
+    )
+    events = events_frame([event("heard", 29), event("ghost", 10), event("back", 10), event("back", 40)])
+    assert ghost_customers(events, subs, CUTOFF, 12).to_dict("list") == {
+        "customer_token": ["back", "ghost"],
+        "last_heard": [at(10), at(10)],
+        "silent_h": [20.0, 20.0],
+    }
+    features = build_features(events, subs, CUTOFF, ghost_after_h=12)
+    assert list(features["customer_token"]) == ["billed", "heard"]  # a recent record is a sign of life too
+    labels = build_labels(subs, CUTOFF, 6, events=events, ghost_after_h=12)
+    assert list(labels.index) == ["billed", "heard"]
+    assert list(build_features(events, subs, CUTOFF)["customer_token"]) == ["back", "billed", "ghost", "heard"]
+    # back is heard of again: no longer a ghost; heard is silent exactly 12 h, not beyond
+    assert list(build_features(events, subs, at(41), ghost_after_h=12)["customer_token"]) == ["back", "heard"]
+    frame = build_training_set(events, subs, [CUTOFF], horizon=6)  # training leaves ghosts out by default
+    assert list(frame["customer_token"]) == ["billed", "heard"]

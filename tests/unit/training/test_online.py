@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +10,8 @@ import pytest
 
 from churnops.data.versioning import NotFoundError
 from churnops.data.versioning.embedded import EmbeddedRepository
+from churnops.platform.alerts import AlertSink
+from churnops.platform.settings import Settings
 from churnops.training import online
 from churnops.training.features import FEATURE_SPEC, build_features
 from tests.unit.training.conftest import at, event, events_frame, record, subscriptions_frame
@@ -16,7 +19,7 @@ from tests.unit.training.conftest import at, event, events_frame, record, subscr
 
 def small_lake() -> tuple[pd.DataFrame, pd.DataFrame]:
     """Three customers; c cancels at hour 10."""
-    events = events_frame([event("a", 1), event("a", 20.5, "purchase", amount=5.0), event("b", 3), event("c", 2)])
+    events = events_frame([event("a", 1), event("a", 20.5, "purchase", amount=5.0), event("b", 15), event("c", 2)])
     subs = subscriptions_frame(
         [
             record("a", 0),
@@ -73,3 +76,35 @@ def test_publish_then_load_round_trips_and_a_newer_snapshot_gets_a_new_commit(tm
     assert second != first
     assert online.load_snapshot(repo).cutoff == at(30)
     assert online.load_snapshot(repo, first).cutoff == cutoff  # the older snapshot stays readable by commit
+
+
+def ghost_lake() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``a`` active and heard of lately; ``gone`` active by its records but silent since hour 2."""
+    events = events_frame([event("a", 1), event("a", 20.5), event("gone", 2)])
+    return events, subscriptions_frame([record("a", 0), record("gone", 0)])
+
+
+def test_a_ghost_is_not_scored_and_is_listed_as_silent() -> None:
+    events, subs = ghost_lake()
+    features, inactive, cutoff = online.build_snapshot(events, subs, FEATURE_SPEC)
+    assert cutoff == at(21)
+    assert list(features.index) == ["a"]
+    assert inactive.to_dict() == {"gone": online.SILENT}
+
+
+def test_refreshing_the_snapshot_alerts_on_ghosts_with_a_count_only(settings: Settings, tmp_path: Path) -> None:
+    repo = EmbeddedRepository(tmp_path / "lake")
+    repo.ensure()
+    events, subs = ghost_lake()
+    tables = {}
+    for prefix, frame in (("events", events), ("subscriptions", subs)):
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        tables[f"{prefix}/part-0.parquet"] = buffer.getvalue()
+    repo.put_objects("main", tables)
+    repo.commit("main", "published tables", {})
+    sink = AlertSink(settings)
+    snapshot = online.refresh_online_features(settings, repo=repo, alerts=sink)
+    assert list(snapshot.features.index) == ["a"]
+    assert [(alert.kind, alert.counts) for alert in sink.emitted] == [("ghost_customers", {"ghosts": 1, "active": 1})]
+    assert "gone" not in sink.emitted[0].message
