@@ -21,6 +21,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
+from churnops.platform.alerts import AlertSink
+from churnops.platform.settings import Settings
 from churnops.training import evaluate
 from churnops.training.features import (
     GHOST_AFTER_HOURS,
@@ -31,6 +33,7 @@ from churnops.training.features import (
     feature_spec,
     held_out_customers,
 )
+from churnops.training.performance import check_matured_performance, matured_cutoffs, matured_performance
 from churnops.training.train import BASELINE, TrainingConfig, build_splits, make_estimators
 from churnops.training.transform import build_model
 from tests.support.generated import START, GeneratedLake, generate_lake, label_agreement, oracle_scores
@@ -182,3 +185,27 @@ def test_churners_whose_cancellation_was_lost_become_ghosts_not_negatives(traine
         pd.DatetimeIndex(everyone_churn) > pd.DatetimeIndex(everyone["cutoff"])
     )
     assert 1 - len(live) / everyone_live.sum() < 0.01, (len(live), everyone_live.sum())
+
+
+def test_matured_labels_measure_the_model_and_alert_on_degradation(trained: Trained, settings: Settings) -> None:
+    """The fresh population stands in for the period after training: its labels have matured."""
+    fresh = trained.fresh
+    since = FRESH_CUTOFFS[0]
+    result = matured_performance(
+        trained.model, fresh.events, fresh.subscriptions, since, columns=trained.spec.columns, k_share=0.1
+    )
+    assert result.first_cutoff == since.isoformat() and result.cutoffs == HOURS - 6 - 24 + 1
+    rows = build_training_set(
+        fresh.events, fresh.subscriptions, matured_cutoffs(fresh.events, fresh.subscriptions, since, 6)
+    )
+    assert (rows[LABEL].to_numpy() == fresh.true_labels(rows, 6)).all()  # the lake's matured labels are the truth
+    assert result.rows == len(rows) and result.churners == int(rows[LABEL].sum())
+    assert result.roc_auc == pytest.approx(roc_auc_score(rows[LABEL], trained.score(rows)))
+    assert result.precision_at_k > 2 * result.churn_rate  # the top tenth holds churners well above the base rate
+    sink = AlertSink(settings)
+    assert not check_matured_performance(result, sink, min_auc=0.6, max_calibration_error=1.0, model="m")
+    assert not sink.emitted
+    problems = check_matured_performance(
+        result, sink, min_auc=result.roc_auc + 0.01, max_calibration_error=1.0, model="m"
+    )
+    assert len(problems) == 1 and [a.kind for a in sink.emitted] == ["performance"]
