@@ -301,6 +301,17 @@ def model_signature(spec: FeatureSpec, X: pd.DataFrame, probability: np.ndarray)
     return ModelSignature(inputs=inputs, outputs=infer_signature(X.head(5), probability).outputs)
 
 
+def input_example(spec: FeatureSpec) -> pd.DataFrame:
+    """The logged model's input example: one synthetic row of the spec's types (zeros and nulls).
+
+    It shows the input's shape without any customer's values (``docs/security.md``): the model
+    accepts nulls in every column, as serving may send them.
+    """
+    numeric = {name: pd.Series([0.0], dtype="float64") for name in spec.numeric}
+    categorical = {name: pd.Series([None], dtype=object) for name in spec.categorical}
+    return pd.DataFrame({**numeric, **categorical})[spec.columns]
+
+
 def _parquet_bytes(frame: pd.DataFrame) -> tuple[bytes, pa.Schema]:
     table = pa.Table.from_pandas(frame, preserve_index=False)
     buffer = io.BytesIO()
@@ -445,11 +456,11 @@ def _train_one(
         mlflow.log_table(importance, "feature_importance.json")
         mlflow.log_figure(evaluate.importance_figure(importance, f"{name}: feature importance"), "plots/importance.png")
         mlflow.log_dict(spec.to_dict(), "feature_spec.json")
-        example = train[spec.columns].head(5)
+        example = input_example(spec)
         info = mlflow.sklearn.log_model(
             model,
             name=MODEL_ARTIFACT,
-            signature=model_signature(spec, example, model.predict_proba(example)),
+            signature=model_signature(spec, example, model.predict_proba(train[spec.columns].head(5))),
             input_example=example,
             pip_requirements=_model_requirements(),
             pyfunc_predict_fn="predict_proba",

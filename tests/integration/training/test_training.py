@@ -16,7 +16,7 @@ from churnops.model import registry
 from churnops.platform.buildinfo import git_sha, lock_sha256
 from churnops.training.evaluate import classification_metrics
 from churnops.training.features import FEATURE_SPEC, LABEL, held_out_customers
-from churnops.training.train import TrainingConfig, TrainingResult, sha256_json, train_from_commit
+from churnops.training.train import MODEL_ARTIFACT, TrainingConfig, TrainingResult, sha256_json, train_from_commit
 from tests.integration.training.conftest import Lake
 
 Trained = tuple[Lake, TrainingResult]
@@ -118,6 +118,21 @@ def test_feature_matrices_are_committed_to_the_lake_tied_to_the_input_commit(tra
     pd.testing.assert_frame_equal(
         pd.read_parquet(logged), pd.read_parquet(io.BytesIO(read_features(lake, result.features_uri, "train.parquet")))
     )
+
+
+def test_logged_models_hold_a_synthetic_input_example_and_no_training_row(trained: Trained) -> None:
+    """``input_example.json`` is one row of zeros and nulls, not a customer's features."""
+    lake, result = trained
+    mlflow.set_tracking_uri(lake.settings.mlflow_tracking_uri)
+    for run_id in result.run_ids.values():
+        path = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{MODEL_ARTIFACT}/input_example.json")
+        with open(path, encoding="utf-8") as handle:
+            example = json.load(handle)
+        assert example["columns"] == FEATURE_SPEC.columns
+        row = dict(zip(example["columns"], example["data"][0], strict=True))
+        assert len(example["data"]) == 1
+        assert all(row[name] == 0.0 for name in FEATURE_SPEC.numeric)
+        assert all(row[name] is None for name in FEATURE_SPEC.categorical)
 
 
 def test_no_label_of_training_reaches_validation_or_test_and_held_out_customers_are_never_trained_on(
