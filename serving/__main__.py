@@ -31,6 +31,7 @@ from kserve import model_server  # noqa: E402
 
 from churnops.platform.auth import Authenticator  # noqa: E402
 from churnops.platform.logs import setup_logging  # noqa: E402
+from churnops.platform.mlflow_login import use_mlflow_credentials  # noqa: E402
 from churnops.platform.settings import settings_or_exit  # noqa: E402
 from serving.predictor import ChurnPredictor  # noqa: E402
 from serving.protocol import DEFAULT_MAX_ROWS  # noqa: E402
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     args, _ = parser().parse_known_args(argv)
     settings = settings_or_exit()
     setup_logging(settings)
+    use_mlflow_credentials(settings)  # models:/ URIs are read from the registry as the settings' MLflow user
     model = ChurnPredictor(
         args.model_name,
         args.model_uri,

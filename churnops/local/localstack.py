@@ -1,5 +1,13 @@
 """The embedded local stack: fake-gcs-server and an MLflow tracking server on 127.0.0.1.
 
+MLflow runs its basic-auth app (``mlflow server --app-name basic-auth``): every request but
+``/health`` needs a user. The admin (``churnops-admin``) and one user per workload
+(:data:`MLFLOW_USERS`) get random passwords kept under ``<state_dir>/secrets/`` (0600); users
+read everything (``default_permission = READ``) and write what they create; on the registered
+model, ``churnops-training`` (registers versions, sets ``candidate``) and ``churnops-deployer``
+(promotes, rolls back) may move aliases, nobody else. Clients log in with
+:func:`churnops.platform.mlflow_login.use_mlflow_credentials`.
+
 ``up`` is idempotent (a service this state directory started is left alone), records each process
 in a PID file under ``<state_dir>/run/``, and ``down`` stops only the processes those files name,
 after checking that the PID still belongs to the command that was started (PIDs get reused).
@@ -15,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -26,12 +35,28 @@ from pathlib import Path
 
 import psutil
 import requests
+from mlflow.server.auth import routes as auth_routes
+from mlflow.server.auth.permissions import RESOURCE_TYPE_REGISTERED_MODEL
 
 from churnops.errors import ConfigurationError, ServiceUnavailable
+from churnops.platform.mlflow_login import mlflow_password_file
+from churnops.platform.mlflow_server_auth import AUTHORIZATION_FUNCTION
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket, storage_client
 
 log = logging.getLogger(__name__)
+
+MLFLOW_ADMIN = "churnops-admin"
+# The MLflow users of the local stack: the training pipeline (and the drift check, which retrains),
+# the deployer, and readers (scoring, serving).
+MLFLOW_USERS = ("churnops-training", "churnops-deployer", "churnops-scoring", "churnops-serving")
+ALIAS_MOVERS = ("churnops-training", "churnops-deployer")
+MLFLOW_AUTH_INI = """[mlflow]
+default_permission = READ
+database_uri = sqlite:///{database}
+admin_username = {admin}
+authorization_function = {function}
+"""
 
 
 @dataclass(frozen=True)
@@ -59,6 +84,16 @@ def _healthy(url: str, timeout: float = 1.0) -> bool:
         return requests.get(url, timeout=timeout).status_code == 200
     except (requests.RequestException, OSError, ValueError):
         return False
+
+
+def _local_secret(path: Path) -> str:
+    """A random secret kept in ``path`` (0600 in a 0700 folder), created on first use."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(secrets.token_urlsafe(24))
+    return path.read_text(encoding="utf-8").strip()
 
 
 class StackNotRunning(ServiceUnavailable):
@@ -189,10 +224,15 @@ class LocalStack:
                     str(mlflow_dir / "artifacts"),
                     "--workers",
                     "1",
+                    "--app-name",
+                    "basic-auth",
                 ],
                 health_url=f"http://{settings.mlflow_host}:{settings.mlflow_port}/health",
                 base_url=f"http://{settings.mlflow_host}:{settings.mlflow_port}",
-                env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+                env={
+                    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                    "MLFLOW_AUTH_CONFIG_PATH": str(mlflow_dir / "basic_auth.ini"),
+                },
                 host=settings.mlflow_host,
                 port=settings.mlflow_port,
                 port_setting="CHURNOPS_MLFLOW_PORT",
@@ -239,12 +279,56 @@ class LocalStack:
                 time.sleep(0.25)
         if any(s.name == "fake-gcs-server" for s in self.services):
             ensure_bucket(storage_client(self.settings), self.settings.raw_bucket)
+        if any(s.name == "mlflow" for s in self.services):
+            self._provision_mlflow()
         return self.status()
+
+    def _password(self, user: str) -> str:
+        """The local password of an MLflow user, created (random, 0600) on first use."""
+        return _local_secret(mlflow_password_file(self.settings, user))
+
+    def _provision_mlflow(self) -> None:
+        """Create the workload users and the registered model whose aliases only the movers may change."""
+        base = f"http://{self.settings.mlflow_host}:{self.settings.mlflow_port}"
+        admin = (MLFLOW_ADMIN, self._password(MLFLOW_ADMIN))
+
+        def call(path: str, body: dict[str, str], exists: str = "RESOURCE_ALREADY_EXISTS") -> None:
+            answer = requests.post(f"{base}{path}", json=body, auth=admin, timeout=30)
+            if not answer.ok and exists not in answer.text:
+                raise ServiceUnavailable(
+                    f"MLflow refused to provision {path} ({answer.status_code}): {answer.text[:200]}"
+                )
+
+        for user in MLFLOW_USERS:
+            call(auth_routes.CREATE_USER, {"username": user, "password": self._password(user)})
+        model = self.settings.registered_model
+        call("/api/2.0/mlflow/registered-models/create", {"name": model})
+        for user in ALIAS_MOVERS:
+            call(
+                auth_routes.GRANT_USER_PERMISSION,
+                {
+                    "username": user,
+                    "resource_type": RESOURCE_TYPE_REGISTERED_MODEL,
+                    "resource_id": model,
+                    "permission": "EDIT",
+                },
+            )
 
     def _logfile(self, service: Service) -> Path:
         return self.run_dir / f"{service.name}.log"
 
     def _start(self, service: Service) -> None:
+        env = dict(service.env)
+        if service.name == "mlflow":  # the auth app's configuration; the admin exists from its first start
+            database = self.state / "mlflow" / "basic_auth.db"
+            Path(env["MLFLOW_AUTH_CONFIG_PATH"]).write_text(
+                MLFLOW_AUTH_INI.format(database=database, admin=MLFLOW_ADMIN, function=AUTHORIZATION_FUNCTION),
+                encoding="utf-8",
+            )
+            env["MLFLOW_AUTH_ADMIN_PASSWORD"] = self._password(MLFLOW_ADMIN)
+            # the key of the UI's CSRF tokens
+            flask_key = self.settings.local_secrets_dir / "churnops-mlflow-flask-key"
+            env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = _local_secret(flask_key)
         with open(self._logfile(service), "ab") as logfile:
             proc = subprocess.Popen(  # pylint: disable=consider-using-with  # detached on purpose
                 service.argv,
@@ -252,7 +336,7 @@ class LocalStack:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=self.state,
-                env={**os.environ, **service.env},
+                env={**os.environ, **env},
                 start_new_session=True,
             )
         record = {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time(), "argv": service.argv}

@@ -37,6 +37,7 @@ from mlflow.tracking import MlflowClient
 
 from churnops.errors import RegistryError, ServiceUnavailable
 from churnops.platform import cluster_proxy
+from churnops.platform.mlflow_login import use_mlflow_credentials
 from churnops.platform.retry import chain
 from churnops.platform.settings import Settings
 
@@ -141,13 +142,17 @@ def tracking_uri(settings: Settings) -> str:
     A ``k8s://mlflow/mlflow:5000`` address (a build outside the cluster,
     :mod:`churnops.platform.cluster_proxy`) becomes the API server's proxy URL, and the kubeconfig's
     token and CA certificate go where MLflow's REST client reads them on every request
-    (``MLFLOW_TRACKING_TOKEN``, ``MLFLOW_TRACKING_SERVER_CERT_PATH``).
+    (``MLFLOW_TRACKING_TOKEN``, ``MLFLOW_TRACKING_SERVER_CERT_PATH``), and the settings' MLflow user and
+    password go in ``X-MLflow-Authorization`` (the API server keeps ``Authorization`` for itself). A direct
+    address gets them in ``Authorization`` (:func:`churnops.platform.mlflow_login.use_mlflow_credentials`).
     """
     if not settings.mlflow_tracking_uri:
         raise RegistryError("no MLflow tracking URI is configured (CHURNOPS_MLFLOW_TRACKING_URI)")
     if not cluster_proxy.is_proxied(settings.mlflow_tracking_uri):
+        use_mlflow_credentials(settings)
         return settings.mlflow_tracking_uri
     service = _proxied_tracking(settings.mlflow_tracking_uri, settings.kubeconfig, settings.kube_context)
+    use_mlflow_credentials(settings, forwarded=True)  # Authorization is the API server's
     if service.token:
         os.environ["MLFLOW_TRACKING_TOKEN"] = service.token
     if service.ca_cert:
@@ -202,12 +207,23 @@ def _is_missing(exc: MlflowException) -> bool:
     return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE")
 
 
+def _model_absent(client: MlflowClient, name: str, exc: MlflowException) -> bool:
+    """Whether ``exc`` means that no registered model ``name`` exists. MLflow's basic-auth app answers a
+    request about a model that does not exist with 403 (no permission can be looked up): a search, which
+    it filters instead of refusing, tells the two apart."""
+    if _is_missing(exc):
+        return True
+    return exc.error_code == "PERMISSION_DENIED" and not client.search_registered_models(
+        filter_string=f"name = '{_quoted(name)}'"
+    )
+
+
 def alias_holder(client: MlflowClient, name: str, alias: str) -> str | None:
     """The version holding ``alias`` on model ``name``, or None (also when the model does not exist)."""
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException as exc:
-        if _is_missing(exc):
+        if _model_absent(client, name, exc):
             return None
         raise
 
@@ -358,7 +374,7 @@ def describe(client: MlflowClient, name: str) -> list[dict[str, Any]]:
     try:
         aliases_by_name = client.get_registered_model(name).aliases or {}
     except MlflowException as exc:
-        if _is_missing(exc):
+        if _model_absent(client, name, exc):
             return []
         raise
     held: dict[str, list[str]] = {}

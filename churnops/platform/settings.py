@@ -93,6 +93,17 @@ class Settings(BaseSettings):
     mlflow_host: str = "127.0.0.1"
     mlflow_port: int = 5050
     mlflow_tracking_uri: str | None = None
+    mlflow_username: str = Field(
+        default="churnops-training",
+        description="The MLflow user this process acts as (the server runs MLflow's basic-auth app): "
+        "churnops-training may write runs and versions and move aliases, churnops-deployer may move aliases, "
+        "others read.",
+    )
+    mlflow_password: SecretStr | None = Field(
+        default=None,
+        description="Its password; on the local profile, when unset, the file "
+        "state_dir/secrets/churnops-mlflow-password-<user> that the local stack writes.",
+    )
     mlflow_experiment: str = platform.MLFLOW_EXPERIMENT
     registered_model: str = platform.REGISTERED_MODEL
 

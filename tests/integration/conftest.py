@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -9,6 +10,7 @@ from google.cloud import storage
 
 from churnops.data.versioning.lakefs import LakeFSRepository
 from churnops.local.localstack import LocalStack
+from churnops.platform.mlflow_login import FORWARDED_VARIABLE, MLFLOW_LOGIN_VARIABLES, use_mlflow_credentials
 from churnops.platform.settings import Settings
 from churnops.platform.storage import storage_client
 from tests.conftest import free_port
@@ -46,11 +48,19 @@ def fixture_gcs_client(gcs_stack: Settings) -> storage.Client:
 
 @pytest.fixture(scope="session", name="mlflow_tracking_uri")
 def fixture_mlflow_tracking_uri(stack_settings: Settings) -> Iterator[str]:
-    """A running MLflow tracking server (sqlite, local artifacts); yields its URI."""
+    """A running MLflow tracking server (sqlite, local artifacts, basic auth); yields its URI. The session's
+    clients (and the processes it starts) log in as the settings' user, ``churnops-training``."""
     stack = LocalStack(stack_settings, only=("mlflow",))
     stack.up()
     assert stack_settings.mlflow_tracking_uri is not None
+    before = {name: os.environ.get(name) for name in (*MLFLOW_LOGIN_VARIABLES, FORWARDED_VARIABLE)}
+    assert use_mlflow_credentials(stack_settings)
     yield stack_settings.mlflow_tracking_uri
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     stack.down()
 
 

@@ -1,0 +1,107 @@
+"""The local stack's MLflow refuses anonymous callers, lets every workload user read, and lets only the
+training pipeline and the deployer move the registered model's aliases (MLflow's basic-auth app)."""
+
+from __future__ import annotations
+
+import stat
+import uuid
+
+import mlflow
+import pytest
+import requests
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from churnops.local.localstack import MLFLOW_ADMIN, MLFLOW_USERS
+from churnops.platform.mlflow_login import mlflow_password_file
+from churnops.platform.settings import Settings
+
+API = "/api/2.0/mlflow"
+
+
+def login(settings: Settings, user: str) -> tuple[str, str]:
+    """``user`` and the password the local stack gave it."""
+    return user, mlflow_password_file(settings, user).read_text(encoding="utf-8").strip()
+
+
+@pytest.fixture(scope="module", name="version")
+def fixture_version(mlflow_tracking_uri: str, stack_settings: Settings) -> str:
+    """A version of the platform's registered model, registered by the training user (the session's)."""
+    client = MlflowClient(mlflow_tracking_uri, mlflow_tracking_uri)
+    experiment = client.create_experiment(f"auth-{uuid.uuid4().hex[:8]}")
+    run = client.create_run(experiment)
+    created = client.create_model_version(
+        stack_settings.registered_model, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id
+    )
+    return str(created.version)
+
+
+def test_anonymous_callers_can_neither_write_nor_read(mlflow_tracking_uri: str) -> None:
+    create = requests.post(f"{mlflow_tracking_uri}{API}/experiments/create", json={"name": "anonymous"}, timeout=30)
+    search = requests.get(f"{mlflow_tracking_uri}{API}/registered-models/search", timeout=30)
+    assert create.status_code == search.status_code == 401
+    assert create.headers["WWW-Authenticate"].startswith("Basic")
+    assert requests.get(f"{mlflow_tracking_uri}/health", timeout=30).status_code == 200  # the probe stays open
+
+
+def test_a_wrong_password_is_refused(mlflow_tracking_uri: str) -> None:
+    reply = requests.get(
+        f"{mlflow_tracking_uri}{API}/registered-models/search", auth=("churnops-deployer", "guess"), timeout=30
+    )
+    assert reply.status_code == 401
+
+
+@pytest.mark.parametrize("user", ["churnops-training", "churnops-deployer"])
+def test_the_training_pipeline_and_the_deployer_move_aliases(
+    mlflow_tracking_uri: str, stack_settings: Settings, version: str, user: str
+) -> None:
+    reply = requests.post(
+        f"{mlflow_tracking_uri}{API}/registered-models/alias",
+        auth=login(stack_settings, user),
+        json={"name": stack_settings.registered_model, "alias": "staging", "version": version},
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
+    assert (
+        MlflowClient(mlflow_tracking_uri).get_model_version_by_alias(stack_settings.registered_model, "staging").version
+        == version
+    )
+
+
+@pytest.mark.parametrize("user", ["churnops-scoring", "churnops-serving"])
+def test_other_workloads_read_the_registry_but_cannot_move_an_alias_or_register(
+    mlflow_tracking_uri: str, stack_settings: Settings, version: str, user: str
+) -> None:
+    auth = login(stack_settings, user)
+    name = stack_settings.registered_model
+    read = requests.get(
+        f"{mlflow_tracking_uri}{API}/registered-models/get", params={"name": name}, auth=auth, timeout=30
+    )
+    assert read.status_code == 200
+    move = requests.post(
+        f"{mlflow_tracking_uri}{API}/registered-models/alias",
+        auth=auth,
+        timeout=30,
+        json={"name": name, "alias": "production", "version": version},
+    )
+    assert move.status_code == 403
+    register = requests.post(
+        f"{mlflow_tracking_uri}{API}/model-versions/create",
+        auth=auth,
+        timeout=30,
+        json={"name": name, "source": "runs:/0/model"},
+    )
+    assert register.status_code == 403
+    with pytest.raises(MlflowException):
+        MlflowClient(mlflow_tracking_uri).get_model_version_by_alias(name, "production")  # nothing moved
+
+
+def test_every_local_password_is_private(stack_settings: Settings) -> None:
+    for user in (MLFLOW_ADMIN, *MLFLOW_USERS):
+        path = mlflow_password_file(stack_settings, user)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(path.read_text().strip()) >= 24
+
+
+def test_the_session_logs_in_through_the_library(mlflow_tracking_uri: str) -> None:
+    mlflow.set_tracking_uri(mlflow_tracking_uri)
+    assert mlflow.search_experiments()  # the credentials the fixture set through use_mlflow_credentials
