@@ -47,6 +47,37 @@ ENFORCING_BINAUTHZ_MODES = frozenset(
 )
 SECURE_SQL_MODES = frozenset({"ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"})
 
+# The platform's Google service accounts (churnops/platform/declaration.py), by account id.
+ACCOUNT = r"serviceAccount:{}@[a-z][a-z0-9-]{{4,28}}[a-z0-9]\.iam\.gserviceaccount\.com"
+PREDICTOR = re.compile(ACCOUNT.format(r"churnops-predictor-[a-z]+"))
+ARTIFACTS_BUCKET = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]-churnops-artifacts$")
+# Project-level roles, the only ones that have no narrower resource: who may hold each.
+PROJECT_ROLES: dict[str, re.Pattern[str]] = {
+    "roles/container.defaultNodeServiceAccount": re.compile(ACCOUNT.format("churnops-nodes")),
+    "roles/container.clusterViewer": re.compile(ACCOUNT.format("churnops-deployer")),
+    "roles/logging.logWriter": re.compile(ACCOUNT.format("churnops-deployer")),
+    "roles/monitoring.viewer": re.compile(ACCOUNT.format("churnops-deployer")),
+    "roles/cloudbuild.workerPoolUser": re.compile(ACCOUNT.format("churnops-deployer")),
+    "roles/containeranalysis.occurrences.editor": re.compile(ACCOUNT.format("churnops-deployer")),
+}
+PROJECT_IAM_MEMBER = "gcp:projects/iAMMember:IAMMember"
+# Secrets that re-identify customers or open the lake, and the only workloads that may read each.
+_PIPELINES_AND_TRANSFORMERS = r"churnops-(ingest|training|scoring|transformer-[a-z]+)"
+SENSITIVE_SECRETS: dict[str, re.Pattern[str]] = {
+    "churnops-tokenization-key": re.compile(ACCOUNT.format(_PIPELINES_AND_TRANSFORMERS)),
+    "churnops-lakefs-access-key-id": re.compile(
+        ACCOUNT.format(r"churnops-(ingest|training|scoring|transformer-[a-z]+|lakefs)")
+    ),
+    "churnops-lakefs-secret-access-key": re.compile(
+        ACCOUNT.format(r"churnops-(ingest|training|scoring|transformer-[a-z]+|lakefs)")
+    ),
+}
+# Roles that sign or attach Binary Authorization attestations: never to the identity that runs the tests.
+SIGNING_ROLES = frozenset(
+    {"roles/cloudkms.signer", "roles/cloudkms.signerVerifier", "roles/containeranalysis.notes.attacher"}
+)
+SIGNERS = re.compile(ACCOUNT.format(r"churnops-(attestor|deployer)"))
+
 Props = Mapping[str, Any]
 Check = Callable[[str, Props], list[str]]
 
@@ -224,6 +255,63 @@ def check_secret_access_scoped(resource_type: str, props: Props) -> list[str]:
     return problems
 
 
+def check_project_roles(resource_type: str, props: Props) -> list[str]:
+    """Project-level roles only where no narrower resource exists, each to the one identity that needs it."""
+    if resource_type != PROJECT_IAM_MEMBER:
+        return []
+    problems = []
+    for role, members in _bindings(resource_type, props):
+        allowed = PROJECT_ROLES.get(role)
+        for member in members:
+            if allowed is None or not allowed.fullmatch(member):
+                problems.append(f"project-level {role} must not be granted to {member!r}; grant on the resource")
+    return problems
+
+
+def check_predictor_reads_artifacts_only(resource_type: str, props: Props) -> list[str]:
+    """A predictor identity may only read the artifacts bucket: no secret, no lake, no project role."""
+    problems = []
+    for role, members in _bindings(resource_type, props):
+        if not any(PREDICTOR.fullmatch(member) for member in members):
+            continue
+        bucket = props.get("bucket")
+        if not (
+            resource_type == BUCKET_IAM_MEMBER
+            and role == PUBLIC_READ_ROLE
+            and isinstance(bucket, str)
+            and ARTIFACTS_BUCKET.match(bucket)
+        ):
+            problems.append(f"a predictor identity reads model artifacts only; not {role} through {resource_type}")
+    return problems
+
+
+def check_sensitive_secret_readers(resource_type: str, props: Props) -> list[str]:
+    """The tokenization key and the lakeFS keys are read only by the workloads that use them."""
+    secret = props.get("secretId")
+    if not resource_type.startswith("gcp:secretmanager/") or not isinstance(secret, str):
+        return []
+    readers = SENSITIVE_SECRETS.get(secret.rsplit("/", 1)[-1])
+    if readers is None:
+        return []
+    return [
+        f"{member!r} must not read {secret.rsplit('/', 1)[-1]}"
+        for _, members in _bindings(resource_type, props)
+        for member in members
+        if not readers.fullmatch(member)
+    ]
+
+
+def check_attestation_signers(resource_type: str, props: Props) -> list[str]:
+    """Only the attestation signer may sign with a key or attach to a note; never the test-running builder."""
+    return [
+        f"{role} must not be granted to {member!r}"
+        for role, members in _bindings(resource_type, props)
+        if role in SIGNING_ROLES
+        for member in members
+        if not SIGNERS.fullmatch(member)
+    ]
+
+
 def _public_badge_read(resource_type: str, props: Props, role: str, members: list[str]) -> bool:
     """The one public grant allowed: allUsers objectViewer, as one member, on the badge bucket."""
     return (
@@ -321,6 +409,10 @@ CONTROLS: tuple[Control, ...] = (
     Control("no-service-account-keys", check_no_service_account_keys),
     Control("no-primitive-roles", check_no_primitive_roles),
     Control("secret-access-per-secret", check_secret_access_scoped),
+    Control("project-roles-allowlisted", check_project_roles),
+    Control("predictor-reads-artifacts-only", check_predictor_reads_artifacts_only),
+    Control("sensitive-secret-readers", check_sensitive_secret_readers),
+    Control("attestation-signers", check_attestation_signers),
     Control("buckets-private", check_bucket_private),
     Control("cloudbuild-dedicated-account", check_build_service_account),
     Control("pinned-versions", check_pinned_versions),

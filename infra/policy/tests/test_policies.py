@@ -263,3 +263,100 @@ def test_the_badge_bucket_is_the_only_public_one_and_only_for_reading(stack: Sta
     assert violations("buckets-private", policies.BUCKET, {**bucket, "uniformBucketLevelAccess": False})
     other = {**bucket, "name": bucket["name"].replace("badges", "artifacts")}
     assert violations("buckets-private", policies.BUCKET, other)  # any other bucket must enforce prevention
+
+
+def _account(stack: StackRun, account_id: str) -> str:
+    return f"serviceAccount:{account_id}@{stack.project}.iam.gserviceaccount.com"
+
+
+def _inputs(stack: StackRun, resource_type: str, **matching: str) -> dict[str, Any]:
+    """A deep copy of the inputs of the program's ``resource_type`` whose inputs end with ``matching``."""
+    found = [
+        r.inputs
+        for r in stack.of_type(resource_type)
+        if all(str(r.inputs.get(key, "")).endswith(value) for key, value in matching.items())
+    ]
+    assert found, (resource_type, matching)
+    return copy.deepcopy(found[0])
+
+
+# (policy, resource type, which of the program's resources, how it is widened, what the message says)
+WIDENED_GRANTS = [
+    (
+        "project-roles-allowlisted",
+        "gcp:projects/iAMMember:IAMMember",
+        {"role": "roles/monitoring.viewer"},
+        lambda stack, props: props.update(member=_account(stack, "churnops-training")),
+        "project-level roles/monitoring.viewer",
+    ),
+    (
+        "project-roles-allowlisted",
+        "gcp:projects/iAMMember:IAMMember",
+        {"role": "roles/logging.logWriter"},
+        lambda stack, props: props.update(role="roles/storage.admin"),
+        "project-level roles/storage.admin",
+    ),
+    (
+        "predictor-reads-artifacts-only",
+        "gcp:secretmanager/secretIamMember:SecretIamMember",
+        {"secretId": "churnops-tokenization-key", "member": "churnops-ingest@churnops-staging.iam.gserviceaccount.com"},
+        lambda stack, props: props.update(member=_account(stack, "churnops-predictor-prod")),
+        "model artifacts only",
+    ),
+    (
+        "predictor-reads-artifacts-only",
+        "gcp:storage/bucketIAMMember:BucketIAMMember",
+        {"bucket": "churnops-raw"},
+        lambda stack, props: props.update(member=_account(stack, "churnops-predictor-staging")),
+        "model artifacts only",
+    ),
+    (
+        "sensitive-secret-readers",
+        "gcp:secretmanager/secretIamMember:SecretIamMember",
+        {"secretId": "churnops-tokenization-key"},
+        lambda stack, props: props.update(member=_account(stack, "churnops-deployer")),
+        "must not read churnops-tokenization-key",
+    ),
+    (
+        "sensitive-secret-readers",
+        "gcp:secretmanager/secretIamMember:SecretIamMember",
+        {"secretId": "churnops-lakefs-secret-access-key"},
+        lambda stack, props: props.update(member=_account(stack, "churnops-mlflow")),
+        "must not read churnops-lakefs-secret-access-key",
+    ),
+    (
+        "attestation-signers",
+        "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember",
+        {"cryptoKeyId": "attestor"},
+        lambda stack, props: props.update(member=_account(stack, "churnops-builder")),
+        "roles/cloudkms.signerVerifier must not be granted",
+    ),
+    (
+        "attestation-signers",
+        "gcp:containeranalysis/noteIamMember:NoteIamMember",
+        {},
+        lambda stack, props: props.update(member=_account(stack, "churnops-builder")),
+        "roles/containeranalysis.notes.attacher must not be granted",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("policy", "resource_type", "matching", "widen", "message"),
+    WIDENED_GRANTS,
+    ids=[f"{w[0]}-{i}" for i, w in enumerate(WIDENED_GRANTS)],
+)
+def test_each_grant_policy_refuses_a_widened_grant_of_the_program(
+    stack: StackRun,
+    policy: str,
+    resource_type: str,
+    matching: dict[str, str],
+    widen: Callable[[StackRun, dict[str, Any]], None],
+    message: str,
+) -> None:
+    matching = {key: value.replace("churnops-staging", stack.project) for key, value in matching.items()}
+    props = _inputs(stack, resource_type, **matching)
+    assert not violations(policy, resource_type, props)
+    widen(stack, props)
+    reported = violations(policy, resource_type, props)
+    assert reported and any(message in text for text in reported), reported

@@ -1,0 +1,188 @@
+"""Per identity and stack, the exact Google Cloud roles and Secret Manager secrets it holds.
+
+Read from what the Pulumi program registers (under mocks, both stacks) and from the manifests that put
+pods on Kubernetes service accounts: a serving pod's account (``manifests/base/inferenceservice.yaml``)
+is followed through its Workload Identity binding to the Google service account whose grants it gets.
+Every grant any identity holds is listed in :data:`EXPECTED`; a grant added anywhere (a wider role, one
+more secret, a project-level role, another bucket) fails here until this table says so on purpose.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from churnops_infra import names
+from conftest import PROJECT_NUMBER, StackRun
+
+from churnops.platform import declaration as platform
+
+REPOSITORY = Path(__file__).resolve().parents[3]
+ACCESSOR = "roles/secretmanager.secretAccessor"
+OBJECT_ADMIN, OBJECT_USER, OBJECT_VIEWER = (
+    "roles/storage.objectAdmin",
+    "roles/storage.objectUser",
+    "roles/storage.objectViewer",
+)
+
+# (kind, resource, role): kind "project", "bucket" (by purpose), "secret" (its id), "kms-key", "note",
+# "attestor", "repository"
+Grant = tuple[str, str, str]
+PIPELINE_SECRETS: frozenset[Grant] = frozenset(
+    ("secret", secret, ACCESSOR)
+    for secret in (
+        names.SECRET_ALERT_WEBHOOK,
+        names.SECRET_LAKEFS_ACCESS_KEY_ID,
+        names.SECRET_LAKEFS_SECRET_ACCESS_KEY,
+        names.SECRET_TOKENIZATION_KEY,
+    )
+)
+TRANSFORMER: frozenset[Grant] = frozenset(
+    ("secret", secret, ACCESSOR)
+    for secret in (
+        names.SECRET_LAKEFS_ACCESS_KEY_ID,
+        names.SECRET_LAKEFS_SECRET_ACCESS_KEY,
+        names.SECRET_TOKENIZATION_KEY,
+    )
+)
+PREDICTOR: frozenset[Grant] = frozenset({("bucket", "artifacts", OBJECT_VIEWER)})  # model artifacts, nothing else
+
+EXPECTED: dict[str, frozenset[Grant]] = {
+    "predictor-staging": PREDICTOR,
+    "predictor-production": PREDICTOR,
+    "transformer-staging": TRANSFORMER,
+    "transformer-production": TRANSFORMER,
+    "pipeline-ingest": PIPELINE_SECRETS
+    | {("bucket", "artifacts", OBJECT_ADMIN), ("bucket", "raw", OBJECT_VIEWER)},  # the only reader of raw PII
+    "pipeline-training": PIPELINE_SECRETS | {("bucket", "artifacts", OBJECT_ADMIN)},
+    "pipeline-scoring": PIPELINE_SECRETS | {("bucket", "artifacts", OBJECT_ADMIN)},
+    "lakefs": frozenset(
+        {
+            ("bucket", "lake", OBJECT_ADMIN),
+            ("secret", names.SECRET_LAKEFS_ACCESS_KEY_ID, ACCESSOR),
+            ("secret", names.SECRET_LAKEFS_SECRET_ACCESS_KEY, ACCESSOR),
+            ("secret", names.SECRET_LAKEFS_ENCRYPT_KEY, ACCESSOR),
+            ("secret", names.SECRET_LAKEFS_DB_PASSWORD, ACCESSOR),
+        }
+    ),
+    "mlflow": frozenset({("bucket", "artifacts", OBJECT_ADMIN), ("secret", names.SECRET_MLFLOW_DB_PASSWORD, ACCESSOR)}),
+    "builder": frozenset(),
+    "deployer": frozenset(
+        {
+            ("project", "", "roles/cloudbuild.workerPoolUser"),
+            ("project", "", "roles/container.clusterViewer"),
+            ("project", "", "roles/containeranalysis.occurrences.editor"),
+            ("project", "", "roles/logging.logWriter"),
+            ("project", "", "roles/monitoring.viewer"),
+            ("repository", names.REGISTRY_REPOSITORY, "roles/artifactregistry.writer"),
+            ("bucket", "build", OBJECT_USER),
+            ("bucket", "badges", OBJECT_USER),
+            ("secret", names.SECRET_ALERT_WEBHOOK, ACCESSOR),
+            # signing: the build account still attests what it built (a separate attestor is not wired yet)
+            ("kms-key", names.ATTESTOR_KEY, "roles/cloudkms.signerVerifier"),
+            ("note", names.ATTESTOR, "roles/containeranalysis.notes.attacher"),
+            ("attestor", names.ATTESTOR, "roles/binaryauthorization.attestorsViewer"),
+            ("attestor", names.ATTESTOR, "roles/binaryauthorization.attestorsVerifier"),
+        }
+    ),
+    "attestor": frozenset(),
+    "nodes": frozenset(
+        {
+            ("project", "", "roles/container.defaultNodeServiceAccount"),
+            ("repository", names.REGISTRY_REPOSITORY, "roles/artifactregistry.reader"),
+        }
+    ),
+}
+
+
+def _resource(kind: str, inputs: dict[str, str], stack: StackRun) -> str:
+    if kind == "project":
+        assert inputs["project"] == stack.project
+        return ""
+    if kind == "bucket":
+        purpose = inputs["bucket"].removeprefix(f"{stack.project}-churnops-")
+        assert purpose in names.BUCKET_PURPOSES, inputs["bucket"]
+        return purpose
+    if kind == "repository":  # the name is the repository resource's output: the program's one repository
+        return str(stack.one("gcp:artifactregistry/repository:Repository").inputs["repositoryId"])
+    key = {"secret": "secretId", "kms-key": "cryptoKeyId", "note": "note", "attestor": "attestor"}[kind]
+    return inputs[key].rsplit("/", 1)[-1]
+
+
+KINDS = {
+    "gcp:projects/iAMMember:IAMMember": "project",
+    "gcp:storage/bucketIAMMember:BucketIAMMember": "bucket",
+    "gcp:secretmanager/secretIamMember:SecretIamMember": "secret",
+    "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember": "kms-key",
+    "gcp:containeranalysis/noteIamMember:NoteIamMember": "note",
+    "gcp:binaryauthorization/attestorIamMember:AttestorIamMember": "attestor",
+    "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": "repository",
+}
+
+
+def held(stack: StackRun) -> dict[str, set[Grant]]:
+    """Google service account e-mail -> every (kind, resource, role) granted to it in the program."""
+    grants: dict[str, set[Grant]] = {}
+    for resource in stack.resources:
+        role, member = resource.inputs.get("role"), resource.inputs.get("member")
+        if not (isinstance(role, str) and isinstance(member, str)) or resource.type.startswith(
+            "gcp:serviceaccount/"  # Workload Identity bindings: checked below, from the manifests' side
+        ):
+            continue
+        assert resource.type in KINDS, f"a grant of a kind this test does not read: {resource.type}"
+        if not member.startswith("serviceAccount:"):
+            continue
+        kind = KINDS[resource.type]
+        grants.setdefault(member.removeprefix("serviceAccount:"), set()).add(
+            (kind, _resource(kind, resource.inputs, stack), role)
+        )
+    return grants
+
+
+def test_the_table_names_every_declared_identity() -> None:
+    assert set(EXPECTED) == set(platform.IDENTITIES)
+
+
+def test_each_identity_holds_exactly_its_grants(stack: StackRun) -> None:
+    grants = held(stack)
+    by_email = {identity.email(stack.project): key for key, identity in platform.IDENTITIES.items()}
+    unknown = (
+        set(grants) - set(by_email) - {f"service-{PROJECT_NUMBER}@container-engine-robot.iam.gserviceaccount.com"}
+    )  # the GKE agent: secrets encryption
+    assert not unknown, f"grants to accounts no identity declares: {unknown}"
+    for email, key in by_email.items():
+        assert grants.get(email, set()) == EXPECTED[key], key
+
+
+def workload_identity(stack: StackRun) -> dict[tuple[str, str], str]:
+    """(namespace, Kubernetes service account) -> the identity key it acts as."""
+    by_email = {identity.email(stack.project): key for key, identity in platform.IDENTITIES.items()}
+    bound = {}
+    for binding in stack.of_type("gcp:serviceaccount/iAMMember:IAMMember"):
+        member = binding.inputs["member"]
+        namespace, ksa = member.split("[", 1)[1].rstrip("]").split("/")
+        bound[(namespace, ksa)] = by_email[binding.inputs["serviceAccountId"].rsplit("/", 1)[-1]]
+    return bound
+
+
+def serving_accounts() -> dict[str, str]:
+    """Component of the InferenceService (predictor, transformer) -> the Kubernetes account its pods run as."""
+    documents = yaml.safe_load_all((REPOSITORY / "manifests/base/inferenceservice.yaml").read_text(encoding="utf-8"))
+    service = next(d for d in documents if d and d.get("kind") == "InferenceService")
+    return {part: service["spec"][part]["serviceAccountName"] for part in ("predictor", "transformer")}
+
+
+@pytest.mark.parametrize("environment", sorted(platform.SERVING_NAMESPACES))
+def test_serving_pods_get_only_their_components_grants(stack: StackRun, environment: str) -> None:
+    namespace = platform.SERVING_NAMESPACES[environment]
+    overlay = yaml.safe_load((REPOSITORY / "manifests/overlays" / environment / "kustomization.yaml").read_text())
+    assert overlay["namespace"] == namespace
+    bound, grants = workload_identity(stack), held(stack)
+    for part, ksa in serving_accounts().items():
+        key = bound[(namespace, ksa)]
+        assert key == f"{part}-{environment}"  # one identity per component and environment
+        email = platform.IDENTITIES[key].email(stack.project)
+        assert grants.get(email, set()) == EXPECTED[key]
+    predictor = grants.get(platform.IDENTITIES[f"predictor-{environment}"].email(stack.project), set())
+    assert not {g for g in predictor if g[0] == "secret"}, "the predictor reads no secret (no key, no lake)"
