@@ -138,6 +138,7 @@ def test_images_are_gated_before_the_push_and_named_by_digest_after_it() -> None
             "vulnerability-gate",
             "push-images",
             "attest",
+            "attest-sbom",
             "deploy-staging",
             "badge-passing",
         )
@@ -153,6 +154,23 @@ def test_images_are_gated_before_the_push_and_named_by_digest_after_it() -> None
         if "churnops-serving" in script or "churnops-components" in script:
             assert "build/digests/" in script
     assert "build/digests/*" in config["artifacts"]["objects"]["paths"]
+    sbom = "\n".join(config["steps"][ids.index("attest-sbom")]["args"])
+    assert "gcloud artifacts sbom load --source=build/sbom/$$name.cdx.json" in sbom  # what scan-images wrote
+    assert '--uri="$$(cat build/digests/$$name)"' in sbom and "--kms-key-version=${_ATTESTOR_KEY}" in sbom
+
+
+def test_the_images_revision_label_is_the_built_commit() -> None:
+    """Every build argument the build passes is declared in the final stage of the Dockerfile it builds,
+    and the OCI revision label reads it: the build passes the commit."""
+    _, config = load("cloudbuild.yaml")
+    script = "\n".join(config["steps"][[s["id"] for s in config["steps"]].index("build-images")]["args"])
+    passed = dict(re.findall(r"--build-arg ([A-Z_]+)=(\S+)", script))
+    assert passed == {"CODE_VERSION": "$COMMIT_SHA"}
+    for dockerfile in ("serving/Dockerfile", "components/Dockerfile"):
+        final = (ROOT / dockerfile).read_text(encoding="utf-8").rsplit("\nFROM ", 1)[1]
+        declared = set(re.findall(r"^ARG ([A-Z_]+)", final, re.M))
+        assert set(passed) <= declared, dockerfile
+        assert 'org.opencontainers.image.revision="${CODE_VERSION}"' in final, dockerfile
 
 
 @pytest.mark.parametrize("name", ["cloudbuild.training.yaml", "cloudbuild.production.yaml"])
