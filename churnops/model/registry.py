@@ -218,6 +218,17 @@ def _model_absent(client: MlflowClient, name: str, exc: MlflowException) -> bool
     )
 
 
+def model_version(client: MlflowClient, name: str, version: str) -> ModelVersion:
+    """Version ``version`` of model ``name``; :class:`RegistryNotFound` naming both when either does not exist
+    (which MLflow's basic-auth app answers with 403 for a model that does not exist)."""
+    try:
+        return client.get_model_version(name, version)
+    except MlflowException as exc:
+        if _model_absent(client, name, exc):
+            raise RegistryNotFound(f"model {name!r} has no version {version}") from exc
+        raise
+
+
 def alias_holder(client: MlflowClient, name: str, alias: str) -> str | None:
     """The version holding ``alias`` on model ``name``, or None (also when the model does not exist)."""
     try:

@@ -190,7 +190,7 @@ def reference_features(
     client: mlflow.MlflowClient, model: str, version: str, repo: DataRepository
 ) -> tuple[pd.DataFrame, FeatureSpec, str]:
     """The training split a model version was fitted on, its feature spec and where it was read from."""
-    run = client.get_run(client.get_model_version(model, version).run_id)
+    run = client.get_run(registry.model_version(client, model, version).run_id)
     parent_id = run.data.tags.get("parent_run_id") or run.info.run_id
     uri = client.get_run(parent_id).data.tags.get("features_uri", "")
     commit, prefix = _parse_lake_uri(uri)
