@@ -5,7 +5,9 @@ MLflow runs its basic-auth app (``mlflow server --app-name basic-auth``): every 
 (:data:`MLFLOW_USERS`) get random passwords kept under ``<state_dir>/secrets/`` (0600); users
 read everything (``default_permission = READ``) and write what they create; on the registered
 model, ``churnops-training`` (registers versions, sets ``candidate``) and ``churnops-deployer``
-(promotes, rolls back) may move aliases, nobody else. Clients log in with
+(promotes, rolls back) may move aliases, nobody else: they hold ``MANAGE`` on it, since the auth
+app lets only ``MANAGE`` remove an alias (a promotion does), which also lets them delete the model
+and grant on it. Clients log in with
 :func:`churnops.platform.mlflow_login.use_mlflow_credentials`.
 
 ``up`` is idempotent (a service this state directory started is left alone), records each process
@@ -36,7 +38,7 @@ from pathlib import Path
 import psutil
 import requests
 from mlflow.server.auth import routes as auth_routes
-from mlflow.server.auth.permissions import RESOURCE_TYPE_REGISTERED_MODEL
+from mlflow.server.auth.permissions import MANAGE, RESOURCE_TYPE_REGISTERED_MODEL
 
 from churnops.errors import ConfigurationError, ServiceUnavailable
 from churnops.platform.mlflow_login import mlflow_password_file
@@ -310,7 +312,7 @@ class LocalStack:
                     "username": user,
                     "resource_type": RESOURCE_TYPE_REGISTERED_MODEL,
                     "resource_id": model,
-                    "permission": "EDIT",
+                    "permission": MANAGE.name,
                 },
             )
 

@@ -66,6 +66,13 @@ def test_the_training_pipeline_and_the_deployer_move_aliases(
         MlflowClient(mlflow_tracking_uri).get_model_version_by_alias(stack_settings.registered_model, "staging").version
         == version
     )
+    removed = requests.delete(  # a promotion removes the alias it moved the model from
+        f"{mlflow_tracking_uri}{API}/registered-models/alias",
+        auth=login(stack_settings, user),
+        json={"name": stack_settings.registered_model, "alias": "staging"},
+        timeout=30,
+    )
+    assert removed.status_code == 200, removed.text
 
 
 @pytest.mark.parametrize("user", ["churnops-scoring", "churnops-serving"])
@@ -85,6 +92,19 @@ def test_other_workloads_read_the_registry_but_cannot_move_an_alias_or_register(
         json={"name": name, "alias": "production", "version": version},
     )
     assert move.status_code == 403
+    candidate = {"name": name, "alias": "candidate", "version": version}
+    trainer = login(stack_settings, "churnops-training")
+    assert requests.post(
+        f"{mlflow_tracking_uri}{API}/registered-models/alias", auth=trainer, json=candidate, timeout=30
+    ).ok
+    remove = requests.delete(
+        f"{mlflow_tracking_uri}{API}/registered-models/alias",
+        auth=auth,
+        timeout=30,
+        json={"name": name, "alias": "candidate"},
+    )
+    assert remove.status_code == 403
+    assert MlflowClient(mlflow_tracking_uri).get_model_version_by_alias(name, "candidate").version == version
     register = requests.post(
         f"{mlflow_tracking_uri}{API}/model-versions/create",
         auth=auth,
