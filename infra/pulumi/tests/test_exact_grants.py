@@ -144,15 +144,27 @@ def test_the_table_names_every_declared_identity() -> None:
     assert set(EXPECTED) == set(platform.IDENTITIES)
 
 
+# Google-managed service agents and the one grant each gets: the GKE agent encrypts the cluster's
+# secrets, the Cloud Build agent reads the GitHub connection's token.
+AGENTS: dict[str, frozenset[Grant]] = {
+    f"service-{PROJECT_NUMBER}@container-engine-robot.iam.gserviceaccount.com": frozenset(
+        {("kms-key", "gke-secrets", "roles/cloudkms.cryptoKeyEncrypterDecrypter")}
+    ),
+    f"service-{PROJECT_NUMBER}@gcp-sa-cloudbuild.iam.gserviceaccount.com": frozenset(
+        {("secret", names.SECRET_GITHUB_TOKEN, ACCESSOR)}
+    ),
+}
+
+
 def test_each_identity_holds_exactly_its_grants(stack: StackRun) -> None:
     grants = held(stack)
     by_email = {identity.email(stack.project): key for key, identity in platform.IDENTITIES.items()}
-    unknown = (
-        set(grants) - set(by_email) - {f"service-{PROJECT_NUMBER}@container-engine-robot.iam.gserviceaccount.com"}
-    )  # the GKE agent: secrets encryption
+    unknown = set(grants) - set(by_email) - set(AGENTS)
     assert not unknown, f"grants to accounts no identity declares: {unknown}"
     for email, key in by_email.items():
         assert grants.get(email, set()) == EXPECTED[key], key
+    for agent, expected in AGENTS.items():
+        assert grants.get(agent, set()) == expected, agent
 
 
 def workload_identity(stack: StackRun) -> dict[tuple[str, str], str]:
