@@ -36,6 +36,7 @@ from churnops.data.versioning import open_repository  # noqa: E402
 from churnops.local import datagen  # noqa: E402
 from churnops.local.localstack import LocalStack  # noqa: E402
 from churnops.model import registry  # noqa: E402
+from churnops.model.scoring import load_model  # noqa: E402
 from churnops.platform.settings import Settings  # noqa: E402
 from churnops.platform.storage import ensure_bucket, storage_client  # noqa: E402
 from churnops.training import evaluate  # noqa: E402
@@ -107,7 +108,7 @@ def main() -> None:
                 (logged,) = mlflow_client.search_logged_models(
                     experiment_ids=[result.experiment_id], filter_string=f"source_run_id = '{run_id}'"
                 )
-                model = registry.load_model(logged.model_uri)
+                model = load_model(logged.model_uri).pipeline
                 scores = evaluate.churn_probability(model, rows[spec.columns])
                 now = evaluate.classification_metrics(rows[LABEL], scores)
                 label = name + (" (registered)" if name == result.gate.winner and result.gate.passed else "")

@@ -24,7 +24,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
-from churnops.model.scoring import ScoringModel, load_scoring_model
+from churnops.model.scoring import ScoringModel, load_model
 from serving.batching import MicroBatcher
 from serving.protocol import (
     LABEL,
@@ -130,7 +130,8 @@ class ChurnPredictor(Model, StrictModel):
 
     def load(self) -> bool:
         """Load the model (once) and compile its fast path."""
-        self.model = load_scoring_model(self.model_uri, self.tracking_uri, self.requested_version)
+        self.model = load_model(self.model_uri, self.tracking_uri, self.requested_version)
+        self.model.require_columns()
         self.decoder = Decoder(self.model.numeric, self.model.categorical, self.max_rows)
         if self.model.fast_path is not None and self.micro_batching:
             self.batcher = MicroBatcher(self.fast_predict, max_rows=max(self.max_rows, 256))

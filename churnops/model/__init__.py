@@ -2,7 +2,8 @@
 
 - :mod:`churnops.model.registry`: the registry client (aliases, versions, their history) and the
   mapping of MLflow's errors to the registry's domain errors;
-- :mod:`churnops.model.scoring`: loading a registered or local model for scoring (:class:`ScoringModel`);
+- :mod:`churnops.model.scoring`: the one model loader (:func:`~churnops.model.scoring.load_model`): a logged,
+  registered or local model, error-mapped, for scoring (:class:`~churnops.model.scoring.ScoringModel`);
 - :mod:`churnops.model.predict`: the predict contract: output names, the threshold, the probability of churn;
 - :mod:`churnops.model.fastpath`: the compiled fast path of the logged Pipeline.
 

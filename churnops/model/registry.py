@@ -11,7 +11,6 @@ action (``assign``, ``promote``, ``rollback``), the version that held the alias 
 (UTC) and the actor (:func:`resolve_actor`: an explicit actor, the CI build, the service account, or
 the OS user as a last resort). :func:`production_history` rebuilds the production timeline from those tags.
 
-:func:`load_model` loads a registered model into memory and removes the files it downloaded;
 :func:`find_version` finds a version by its tags (training uses it to register a result once).
 """
 
@@ -22,7 +21,6 @@ import functools
 import getpass
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -301,16 +299,6 @@ def find_version(client: MlflowClient, name: str, tags: dict[str, str]) -> str |
         raise
     matching = [int(v.version) for v in versions if all((v.tags or {}).get(k) == value for k, value in tags.items())]
     return str(min(matching)) if matching else None
-
-
-def load_model(model_uri: str) -> Any:
-    """Load a logged or registered model (``runs:/``, ``models:/name@alias``) into memory.
-
-    The artifacts are downloaded to a temporary folder that is removed before returning (MLflow
-    would otherwise leave one folder per call behind).
-    """
-    with tempfile.TemporaryDirectory(prefix="churnops-model-") as folder:
-        return mlflow.sklearn.load_model(model_uri, dst_path=folder)
 
 
 def promote(client: MlflowClient, name: str, to: str, actor: Actor | None = None) -> AliasEvent:

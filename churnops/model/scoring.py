@@ -1,16 +1,21 @@
-"""A registered churn model, loaded for scoring: where it comes from, what it is, and how to call it.
+"""The one model loader: a logged, registered or local churn model, loaded into memory for scoring.
 
-:func:`load_scoring_model` accepts
+:func:`load_model` accepts
 
 - ``models:/<name>@<alias>`` or ``models:/<name>/<version>`` (the alias is resolved once, to a
   version, so a moving alias cannot change the model under a running server);
+- any other MLflow model URI: ``runs:/<run id>/<path>``, ``models:/<logged model id>``;
 - a local directory holding an MLflow model (``MLmodel`` at its root), which is also KServe's
   storage-initializer layout (``/mnt/models``); a directory whose only model is one level down is
   accepted too.
 
+The tracking server is passed in (``tracking_uri``, also the registry's); nothing is set in the
+process. The artifacts go to a temporary folder removed before returning (the model is in memory).
+MLflow's errors come out as the registry's domain errors (:func:`churnops.model.registry.domain_error`).
+
 The result scores rows given as arrays (see :class:`ScoringModel`), through the compiled
 :class:`~churnops.model.fastpath.FastPath` when the model is the shape it understands, else
-through the Pipeline itself.
+through the Pipeline itself; :attr:`ScoringModel.pipeline` is the fitted model for any other use.
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model as MlflowModel
 
 from churnops.errors import RegistryError
 from churnops.model.fastpath import FastPath, UnsupportedModel, model_columns
 from churnops.model.predict import churn_probability
+from churnops.model.registry import RegistryNotFound, domain_error
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +59,13 @@ class ScoringModel:
     fast_path: FastPath | None = None
     fallback_reason: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    undescribed: str = ""
+    """Why the input columns could not be read from the Pipeline ("" when they were)."""
+
+    def require_columns(self) -> None:
+        """Raise :class:`RegistryError` unless the input columns are known (the model server needs them)."""
+        if self.undescribed:
+            raise RegistryError(f"{self.source} is not a churn model this server can describe: {self.undescribed}")
 
     @property
     def columns(self) -> list[str]:
@@ -84,33 +98,68 @@ def _model_directory(path: Path) -> Path:
     raise RegistryError(f"{path} holds no MLflow model (no {MLMODEL} file at its root or one level down)")
 
 
-def _resolve_registered(uri: str, tracking_uri: str | None) -> tuple[str, str, str, dict[str, str]]:
-    """(name, version, pinned URI, version tags) of a ``models:/`` URI."""
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+def _registry_reference(uri: str) -> tuple[str, str, str] | None:
+    """(name, "@" or "/", alias or version) of a registered model URI; None for any other URI."""
+    if not uri.startswith("models:/"):
+        return None
     reference = uri[len("models:/") :]
+    for separator in ("@", "/"):
+        name, found, rest = reference.partition(separator)
+        if found and name and rest:
+            return name, separator, rest
+    return None  # models:/<logged model id>
+
+
+def _alias_holder(client: mlflow.MlflowClient, name: str, alias: str) -> ModelVersion:
+    """The version holding ``alias``; MLflow answers an alias nobody holds with INVALID_PARAMETER_VALUE."""
     try:
-        if "@" in reference:
-            name, alias = reference.split("@", 1)
-            version = client.get_model_version_by_alias(name, alias)
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code == "INVALID_PARAMETER_VALUE":
+            raise RegistryNotFound(
+                f"not in the MLflow registry: no version of {name!r} holds the alias {alias!r}"
+            ) from exc
+        raise
+
+
+def _resolve(uri: str, client: mlflow.MlflowClient) -> tuple[str, str, str, dict[str, str]]:
+    """(name, version, artifact location, version tags) of an MLflow model URI, through ``client``.
+
+    MLflow's own ``models:/`` download asks the process's registry URI, whatever it is given, so
+    the location is resolved here with the client that names the server.
+    """
+    reference = _registry_reference(uri)
+    if reference is not None:
+        name, separator, rest = reference
+        if separator == "@":
+            version = _alias_holder(client, name, rest)
         else:
-            name, number = reference.rsplit("/", 1)
-            version = client.get_model_version(name, number)
-    except (MlflowException, ValueError) as exc:
-        raise RegistryError(f"cannot resolve {uri}: {str(exc).splitlines()[0] if str(exc) else exc}") from exc
-    return name, str(version.version), f"models:/{name}/{version.version}", dict(version.tags or {})
+            version = client.get_model_version(name, rest)
+        location = client.get_model_version_download_uri(name, str(version.version))
+        return name, str(version.version), location, dict(version.tags or {})
+    if uri.startswith("models:/"):
+        return uri, UNREGISTERED, client.get_logged_model(uri[len("models:/") :]).artifact_location, {}
+    return uri, UNREGISTERED, uri, {}
 
 
-def load_scoring_model(uri: str, tracking_uri: str | None = None, model_version: str | None = None) -> ScoringModel:
+def load_model(uri: str, tracking_uri: str | None = None, model_version: str | None = None) -> ScoringModel:
     """Load a churn model from ``uri`` (see the module docstring); ``model_version`` names a local one."""
+    try:
+        return _load(uri, tracking_uri, model_version)
+    except MlflowException as exc:
+        raise domain_error(exc) from exc
+
+
+def _load(uri: str, tracking_uri: str | None, model_version: str | None) -> ScoringModel:
     tags: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="churnops-model-") as folder:
-        if uri.startswith("models:/"):
-            name, version, pinned, tags = _resolve_registered(uri, tracking_uri)
-            if tracking_uri:  # MLflow resolves a models:/ download through the process's tracking URI
-                mlflow.set_registry_uri(tracking_uri)
-                mlflow.set_tracking_uri(tracking_uri)
+        if "://" in uri or uri.startswith(("models:/", "runs:/")):
+            client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+            name, version, location, tags = _resolve(uri, client)
             local = Path(
-                mlflow.artifacts.download_artifacts(artifact_uri=pinned, dst_path=folder, tracking_uri=tracking_uri)
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=location, dst_path=folder, tracking_uri=client.tracking_uri, registry_uri=tracking_uri
+                )
             )
         else:
             local = _model_directory(Path(uri))
@@ -118,24 +167,22 @@ def load_scoring_model(uri: str, tracking_uri: str | None = None, model_version:
         info = MlflowModel.load(str(_model_directory(local) / MLMODEL))
         pipeline = mlflow.sklearn.load_model(str(_model_directory(local)))  # in memory: the folder goes
     metadata = info.metadata or {}
-    data_commit = tags.get("data_commit") or str(metadata.get("data_commit", "")) or "unknown"
-    try:
-        numeric, categorical = model_columns(pipeline)
-    except UnsupportedModel as exc:
-        raise RegistryError(f"{uri} is not a churn model this server can describe: {exc}") from exc
     model = ScoringModel(
         pipeline=pipeline,
-        numeric=numeric,
-        categorical=categorical,
+        numeric=(),
+        categorical=(),
         model_name=name,
         model_version=version,
-        data_commit=data_commit,
+        data_commit=tags.get("data_commit") or str(metadata.get("data_commit", "")) or "unknown",
         source=uri,
         extra={"run_id": str(info.run_id or "")},
     )
     try:
+        model.numeric, model.categorical = model_columns(pipeline)
         model.fast_path = FastPath.from_pipeline(pipeline)
     except UnsupportedModel as exc:
         model.fallback_reason = str(exc)
+        if not model.numeric:
+            model.undescribed = str(exc)
         logger.warning("no fast path for %s (%s): scoring through the Pipeline", uri, exc)
     return model

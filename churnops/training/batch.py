@@ -27,6 +27,7 @@ from churnops.data.versioning import DataRepository, open_repository
 from churnops.data.versioning.base import DEFAULT_BRANCH
 from churnops.model import registry
 from churnops.model.predict import LABEL, PROBABILITY, churn_label, churn_probability
+from churnops.model.scoring import load_model
 from churnops.platform.buildinfo import git_sha
 from churnops.platform.settings import Settings
 from churnops.training.features import GHOST_AFTER_HOURS, FeatureSpec, build_features, data_span
@@ -79,7 +80,7 @@ def load_alias_model(settings: Settings, alias: str) -> tuple[object, FeatureSpe
         raise registry.RegistryError(
             f"no version of {settings.registered_model!r} holds the {alias!r} alias: nothing to score with"
         )
-    model = registry.load_model(f"models:/{settings.registered_model}/{version}")
+    model = load_model(f"models:/{settings.registered_model}/{version}", client.tracking_uri).pipeline
     run_id = client.get_model_version(settings.registered_model, version).run_id
     spec = FeatureSpec.from_dict(mlflow.artifacts.load_dict(f"runs:/{run_id}/feature_spec.json"))
     return model, spec, version

@@ -40,6 +40,7 @@ from matplotlib.figure import Figure
 from churnops.data.versioning import DataRepository, open_repository
 from churnops.errors import RegistryError
 from churnops.model import registry
+from churnops.model.scoring import load_model
 from churnops.platform.alerts import Alert, AlertSink
 from churnops.platform.settings import Settings
 from churnops.training import drift, evaluate
@@ -286,8 +287,7 @@ def check_drift(
     current = snapshot.features.reindex(columns=spec.columns)
     bins = settings.drift_bins
     distributions = compare(reference, current, spec, bins)
-    registry.use_tracking(settings)
-    fitted = registry.load_model(f"models:/{model}/{version}")
+    fitted = load_model(f"models:/{model}/{version}", client.tracking_uri).pipeline
     distributions.append(
         prediction_distribution(
             evaluate.churn_probability(fitted, reference[spec.columns]),

@@ -36,6 +36,7 @@ from churnops.data.versioning import DataRepository, NotFoundError, open_reposit
 from churnops.data.versioning.uri import locate
 from churnops.errors import RegistryError
 from churnops.model import registry
+from churnops.model.scoring import load_model
 from churnops.platform.settings import Settings
 from churnops.training import evaluate
 from churnops.training import train as training
@@ -357,8 +358,8 @@ def reproduce(  # pylint: disable=too-many-locals
         for name, value in sorted(fitted.metrics.items())
     ]
     test = splits["test"][spec.columns]
-    before = evaluate.churn_probability(registry.load_model(target.model_uri), test)
-    after = evaluate.churn_probability(registry.load_model(fitted.model_uri), test)
+    before = evaluate.churn_probability(load_model(target.model_uri, client.tracking_uri).pipeline, test)
+    after = evaluate.churn_probability(load_model(fitted.model_uri, client.tracking_uri).pipeline, test)
     gap = float(np.max(np.abs(after - before))) if len(test) else 0.0
     prediction_verdict = IDENTICAL if np.array_equal(before, after) else _verdict(0.0, gap, tolerance)
     report = ReproductionReport(

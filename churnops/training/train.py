@@ -51,6 +51,7 @@ from churnops.data.versioning import DataRepository, open_repository
 from churnops.data.versioning.base import DEFAULT_BRANCH
 from churnops.errors import DataContractError, RegistryError
 from churnops.model import registry
+from churnops.model.scoring import load_model
 from churnops.platform.buildinfo import code_version, lock_sha256
 from churnops.platform.settings import TRAINING_DEFAULTS, Settings
 from churnops.training import evaluate
@@ -480,7 +481,7 @@ def production_test_scores(
     version = registry.alias_holder(client, model_name, "production")
     if version is None:
         return None, None
-    production = registry.load_model(f"models:/{model_name}@production")
+    production = load_model(f"models:/{model_name}@production", client.tracking_uri).pipeline
     try:
         return evaluate.churn_probability(production, test[spec.columns]), version
     except (KeyError, ValueError) as exc:
@@ -808,9 +809,9 @@ def test_probabilities(
     settings: Settings, model_uris: dict[str, str], test: pd.DataFrame, spec: FeatureSpec
 ) -> dict[str, np.ndarray]:
     """Each logged model (name -> model URI) loaded from MLflow and scored on the test split."""
-    registry.use_tracking(settings)
+    tracking = registry.use_tracking(settings).tracking_uri
     return {
-        name: evaluate.churn_probability(registry.load_model(uri), test[spec.columns])
+        name: evaluate.churn_probability(load_model(uri, tracking).pipeline, test[spec.columns])
         for name, uri in model_uris.items()
     }
 

@@ -59,6 +59,8 @@ class Registered:
     version: str
     data_commit: str
     pipeline: Pipeline
+    logged_uri: str
+    """The logged model (``models:/<logged model id>``) the version was registered from."""
 
     @property
     def uri(self) -> str:
@@ -92,7 +94,7 @@ def fixture_registered(mlflow_tracking_uri: str) -> Registered:
         )
     version = registry.register_version(name, info.model_uri, tags={"data_commit": commit})
     registry.assign_alias(mlflow.MlflowClient(mlflow_tracking_uri, mlflow_tracking_uri), name, "production", version)
-    return Registered(mlflow_tracking_uri, name, version, commit, pipeline)
+    return Registered(mlflow_tracking_uri, name, version, commit, pipeline, info.model_uri)
 
 
 class Servable(Protocol):

@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 
 from churnops.data.versioning.uri import read_uri
 from churnops.model import registry
+from churnops.model.scoring import load_model
 from churnops.platform.buildinfo import git_sha, lock_sha256
 from churnops.training.evaluate import classification_metrics
 from churnops.training.features import FEATURE_SPEC, LABEL, held_out_customers
@@ -165,7 +166,7 @@ def test_the_registered_model_scores_the_logged_feature_matrix(trained: Trained)
         test["cutoff"].min()
         > pd.read_parquet(io.BytesIO(read_features(lake, result.features_uri, "train.parquet")))["cutoff"].max()
     )
-    model = registry.load_model(f"models:/{lake.settings.registered_model}/{result.model_version}")
+    model = load_model(f"models:/{lake.settings.registered_model}/{result.model_version}").pipeline
     probability = model.predict_proba(test[FEATURE_SPEC.columns])[:, 1]
     assert classification_metrics(test[LABEL], probability)["roc_auc"] == pytest.approx(
         result.metrics[result.gate.winner]["test_roc_auc"], abs=1e-12
