@@ -506,8 +506,9 @@ def publish_synthetic_snapshot(
 
     from churnops.data.privacy import Tokenizer
     from churnops.data.versioning.embedded import EmbeddedRepository
-    from churnops.training.features import FEATURE_SPEC, FeatureSpec
-    from churnops.training.online import OnlineSnapshot, publish_snapshot
+    from churnops.model.online import OnlineSnapshot, publish_snapshot
+    from churnops.model.spec import FeatureSpec
+    from churnops.training.features import FEATURE_SPEC
 
     _, frame, numeric = sample_rows(model_dir, customers)
     ids = [f"CUST-{i:07d}" for i in range(1, customers + 1)]

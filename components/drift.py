@@ -70,11 +70,11 @@ def drift_check(snapshot_commit: str, model_ref: str, retrain: bool) -> NamedTup
     from collections import namedtuple
 
     from churnops.data.versioning import open_repository
+    from churnops.model.online import load_snapshot
     from churnops.platform.logs import setup_logging
     from churnops.platform.retry import run_step
     from churnops.platform.settings import settings_or_exit
     from churnops.training.monitoring import check_drift, retrain_for
-    from churnops.training.online import load_snapshot
 
     settings = settings_or_exit()
     setup_logging(settings)

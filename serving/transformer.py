@@ -7,7 +7,7 @@ the predictor's) hands the body to :meth:`CustomerTransformer.answer_rest`, whic
 (:meth:`serving.protocol.Decoder.rest_tensors` for the structure, :func:`customer_ids` for the ids),
 tokenizes every id with the ingest tokenizer (:class:`churnops.data.privacy.Tokenizer`, key from
 :func:`churnops.data.privacy.lake_tokenizer`), looks the tokens up in the latest online
-snapshot (:mod:`churnops.training.online`) held in memory, and sends the predictor at
+snapshot (:mod:`churnops.model.online`) held in memory, and sends the predictor at
 ``--predictor_host`` one request in the binary tensor extension built from the snapshot's arrays
 (numeric features as raw FP64, categorical ones as BYTES in JSON), asking for binary outputs. One
 keep-alive ``aiohttp.ClientSession`` (up to 64 connections) carries every predictor request, with the
@@ -71,10 +71,10 @@ from prometheus_client import Counter, Gauge, Histogram
 from churnops.data.privacy import Tokenizer, lake_tokenizer
 from churnops.data.versioning import DataRepository, open_repository
 from churnops.errors import ChurnopsError
+from churnops.model.online import OnlineSnapshot, load_snapshot, snapshot_commit
 from churnops.platform.auth import Authenticator, TokenSource
 from churnops.platform.logs import setup_logging
 from churnops.platform.settings import Settings, settings_or_exit
-from churnops.training.online import OnlineSnapshot, load_snapshot, snapshot_commit
 from serving.protocol import (
     LABEL,
     MAX_TEXT_BYTES,

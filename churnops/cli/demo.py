@@ -50,11 +50,12 @@ from churnops.errors import ServiceUnavailable
 from churnops.local import datagen
 from churnops.local.localstack import LocalStack
 from churnops.model import registry
+from churnops.model.online import OnlineSnapshot
 from churnops.platform.auth import TokenSource
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket, storage_client
 from churnops.training.monitoring import check_drift
-from churnops.training.online import OnlineSnapshot, refresh_online_features
+from churnops.training.online import refresh_online_features
 from pipelines.local import PipelineFailed, run_local
 
 LATE_HOURS = 2  # the generator's late files arrive up to two hours after their hour

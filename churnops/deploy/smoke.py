@@ -18,7 +18,7 @@ from typing import Any
 import requests
 
 from churnops.errors import DeploymentError
-from churnops.training.features import FeatureSpec
+from churnops.model.spec import FeatureSpec
 
 SMOKE_ROWS = 2
 

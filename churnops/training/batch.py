@@ -28,9 +28,10 @@ from churnops.data.versioning.base import DEFAULT_BRANCH
 from churnops.model import registry
 from churnops.model.predict import LABEL, PROBABILITY, churn_label, churn_probability
 from churnops.model.scoring import load_model
+from churnops.model.spec import FeatureSpec
 from churnops.platform.buildinfo import git_sha
 from churnops.platform.settings import Settings
-from churnops.training.features import GHOST_AFTER_HOURS, FeatureSpec, build_features, data_span
+from churnops.training.features import GHOST_AFTER_HOURS, build_features, data_span
 from churnops.training.train import load_tables
 
 logger = logging.getLogger(__name__)

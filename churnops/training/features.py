@@ -19,7 +19,6 @@ mask, and per-customer aggregates are ``numpy.bincount`` over customer codes.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +29,7 @@ import pandas as pd
 
 from churnops.data import schema
 from churnops.errors import ChurnopsError, DataContractError
+from churnops.model.spec import FeatureSpec
 from churnops.platform.settings import TRAINING_DEFAULTS
 
 
@@ -93,37 +93,6 @@ LABEL = "churned"
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
 _HOUR = np.int64(3_600_000_000_000)  # nanoseconds
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """Names and kinds of the model's input columns; transform and serving read it."""
-
-    numeric: tuple[str, ...]
-    categorical: tuple[str, ...]
-    windows_h: tuple[int, ...]
-
-    @property
-    def columns(self) -> list[str]:
-        """Every feature column, numeric first, in model-input order."""
-        return [*self.numeric, *self.categorical]
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready description (kinds and the windows that produced the names)."""
-        return {"numeric": list(self.numeric), "categorical": list(self.categorical), "windows_h": list(self.windows_h)}
-
-    def to_json(self) -> str:
-        """The spec as indented JSON."""
-        return json.dumps(self.to_dict(), indent=2)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FeatureSpec":
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            numeric=tuple(data["numeric"]),
-            categorical=tuple(data["categorical"]),
-            windows_h=tuple(int(w) for w in data["windows_h"]),
-        )
 
 
 def _check_windows(windows_h: Sequence[int]) -> tuple[int, ...]:

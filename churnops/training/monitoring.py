@@ -2,7 +2,7 @@
 
 The *reference* is the feature matrix the version was trained on (the ``train`` split its training
 run committed to the lake, found through the run's ``features_uri`` tag). The *current* sample is
-the latest online feature snapshot (:mod:`churnops.training.online`). For every feature, and for
+the latest online feature snapshot (:mod:`churnops.model.online`). For every feature, and for
 the probability the model predicts on each sample, the population stability index
 (:func:`churnops.training.drift.psi`) says how far the current distribution moved:
 
@@ -38,15 +38,16 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from churnops.data.versioning import DataRepository, open_repository
+from churnops.data.versioning.base import FEATURES_BRANCH
 from churnops.errors import RegistryError
 from churnops.model import registry
+from churnops.model.online import OnlineSnapshot, load_snapshot
 from churnops.model.scoring import load_model
+from churnops.model.spec import FeatureSpec
 from churnops.platform.alerts import Alert, AlertSink
 from churnops.platform.settings import Settings
 from churnops.training import drift, evaluate
-from churnops.training.features import FeatureSpec
-from churnops.training.online import OnlineSnapshot, load_snapshot
-from churnops.training.train import FEATURES_BRANCH, TrainingResult, train_from_commit
+from churnops.training.train import TrainingResult, train_from_commit
 
 matplotlib.use("Agg")
 logger = logging.getLogger(__name__)

@@ -48,10 +48,11 @@ from sklearn.pipeline import Pipeline
 from xgboost import XGBClassifier
 
 from churnops.data.versioning import DataRepository, open_repository
-from churnops.data.versioning.base import DEFAULT_BRANCH
+from churnops.data.versioning.base import DEFAULT_BRANCH, FEATURES_BRANCH
 from churnops.errors import DataContractError, RegistryError
 from churnops.model import registry
 from churnops.model.scoring import load_model
+from churnops.model.spec import FeatureSpec
 from churnops.platform.buildinfo import code_version, lock_sha256
 from churnops.platform.settings import TRAINING_DEFAULTS, Settings
 from churnops.training import evaluate
@@ -61,7 +62,6 @@ from churnops.training.features import (
     EVENT_COLUMNS,
     KEY_COLUMNS,
     LABEL,
-    FeatureSpec,
     InsufficientData,
     build_training_set,
     choose_cutoffs,
@@ -75,7 +75,6 @@ logger = logging.getLogger(__name__)
 
 BASELINE = "baseline"
 CHALLENGER = "xgboost"
-FEATURES_BRANCH = "features"
 MODEL_ARTIFACT = "model"
 # MLflow caps a dataset digest at 36 characters; the full commit id is in the source and tags.
 DIGEST_LENGTH = 36

@@ -28,7 +28,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 import churnops_preprocessing
-from churnops.training.features import FeatureSpec
+from churnops.model.spec import FeatureSpec
 from churnops_preprocessing import anova_scores, as_float, as_text
 
 MISSING_CATEGORY = "missing"

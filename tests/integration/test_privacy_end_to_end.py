@@ -35,13 +35,14 @@ from churnops.data.ingest import IngestRun
 from churnops.data.privacy import Tokenizer
 from churnops.data.subjects import forget
 from churnops.data.versioning import DataRepository, open_repository
+from churnops.data.versioning.base import FEATURES_BRANCH
 from churnops.local import datagen
 from churnops.platform.alerts import AlertSink
 from churnops.platform.logs import setup_logging
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket
 from churnops.training.batch import score_customers
-from churnops.training.train import FEATURES_BRANCH, TrainingResult, train_from_commit
+from churnops.training.train import TrainingResult, train_from_commit
 from tests.integration.serving.conftest import MODEL_NAME, start_server, stop_server
 from tests.support.auth import headers
 

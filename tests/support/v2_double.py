@@ -15,7 +15,7 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from churnops.deploy.smoke import expected_inputs
-from churnops.training.features import FeatureSpec
+from churnops.model.spec import FeatureSpec
 from tests.support.wsgi_double import WsgiDouble
 
 

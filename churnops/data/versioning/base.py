@@ -24,6 +24,8 @@ import pyarrow.parquet as pq
 from churnops.errors import ChurnopsError, ServiceUnavailable, VersioningError
 
 DEFAULT_BRANCH = "main"
+FEATURES_BRANCH = "features"
+"""The branch of derived tables (feature matrices, the online snapshot, drift reports); never merged into main."""
 
 # The branch-name rule of lakeFS, applied by both backends so they accept the same names.
 _BRANCH_NAME = re.compile(r"^\w[-\w]*$", re.ASCII)

@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from churnops.data.privacy import Tokenizer
+from churnops.model import online as model_online
 from churnops.platform.auth import mint_local_token
 from churnops.training import online
 from churnops.training.features import feature_spec
@@ -89,14 +90,14 @@ class Stack:
 
     lake: Lake
     result: TrainingResult
-    first: online.OnlineSnapshot
+    first: model_online.OnlineSnapshot
     predictor: Service
     transformer: Service
     known: str
     cancelled: str
 
 
-def raw_ids(snapshot: online.OnlineSnapshot) -> tuple[str, str]:
+def raw_ids(snapshot: model_online.OnlineSnapshot) -> tuple[str, str]:
     """A raw id active in ``snapshot`` and one cancelled before its cutoff (the generator's id scheme)."""
     tokenizer = Tokenizer(KEY.encode())
     by_token = {tokenizer.token(f"CUST-{i:07d}"): f"CUST-{i:07d}" for i in range(1, CUSTOMERS + 1)}
@@ -114,8 +115,10 @@ def fixture_stack(trained: tuple[Lake, TrainingResult], tmp_path_factory: pytest
     spec = feature_spec(TrainingConfig.from_settings(lake.settings).windows_h)
     cutoff = online.latest_cutoff(events, subscriptions) - pd.Timedelta(hours=6)
     features, inactive, cutoff = online.build_snapshot(events, subscriptions, spec, cutoff=cutoff)
-    online.publish_snapshot(lake.repo, online.OnlineSnapshot(features, inactive, lake.commit, cutoff, spec, ""))
-    first = online.load_snapshot(lake.repo)
+    model_online.publish_snapshot(
+        lake.repo, model_online.OnlineSnapshot(features, inactive, lake.commit, cutoff, spec, "")
+    )
+    first = model_online.load_snapshot(lake.repo)
 
     logs = tmp_path_factory.mktemp("by-customer")
     env = {
@@ -195,7 +198,7 @@ def by_id(stack: Stack, ids: list[str]) -> dict[str, Any]:
     return body
 
 
-def predictor_answer(stack: Stack, snapshot: online.OnlineSnapshot, raw_id: str) -> dict[str, Any]:
+def predictor_answer(stack: Stack, snapshot: model_online.OnlineSnapshot, raw_id: str) -> dict[str, Any]:
     """What the predictor returns for the customer's snapshot row, asked directly with that row."""
     row = snapshot.features.loc[Tokenizer(KEY.encode()).token(raw_id)]
     inputs = []

@@ -1,4 +1,5 @@
-"""The model server loads nothing of training's fitting stack, and its image holds no KFP code."""
+"""The model server loads nothing of training's fitting stack, the transformer nothing of training, and
+the serving image holds no KFP code."""
 
 from __future__ import annotations
 
@@ -10,13 +11,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 FITTING_STACK = ("churnops.training", "churnops.data", "matplotlib", "pandera", "pygit2", "components", "pipelines")
+TRAINING = ("churnops.training", "matplotlib", "components", "pipelines")
 
 
-def test_importing_the_model_server_loads_no_training_code() -> None:
-    probe = (
-        "import sys; import serving.__main__, serving.server, serving.predictor; "
-        f"print(sorted(m for m in {FITTING_STACK!r} if m in sys.modules))"
-    )
+def _loaded(modules: str, watched: tuple[str, ...]) -> str:
+    """Which of ``watched`` a fresh interpreter has loaded after importing ``modules``."""
+    probe = f"import sys; import {modules}; print(sorted(m for m in {watched!r} if m in sys.modules))"
     result = subprocess.run(
         [sys.executable, "-c", probe],
         cwd=ROOT,
@@ -27,7 +27,15 @@ def test_importing_the_model_server_loads_no_training_code() -> None:
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    return result.stdout.strip()
+
+
+def test_importing_the_model_server_loads_no_training_code() -> None:
+    assert _loaded("serving.__main__, serving.server, serving.predictor", FITTING_STACK) == "[]"
+
+
+def test_importing_the_transformer_loads_no_training_code() -> None:
+    assert _loaded("serving.transformer", TRAINING) == "[]"
 
 
 def test_the_serving_image_copies_no_components_or_pipelines() -> None:

@@ -30,6 +30,7 @@ from prometheus_client import REGISTRY
 
 from churnops.data.privacy import Tokenizer
 from churnops.data.versioning.embedded import EmbeddedRepository
+from churnops.model import online as model_online
 from churnops.platform.logs import setup_logging
 from churnops.platform.secrets import tokenization_key
 from churnops.platform.settings import Settings
@@ -113,12 +114,14 @@ def snapshot_frames(tokenizer: Tokenizer) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def publish(
     repo: EmbeddedRepository, tokenizer: Tokenizer, cutoff: pd.Timestamp | None = None
-) -> online.OnlineSnapshot:
+) -> model_online.OnlineSnapshot:
     """Build the snapshot with the library and publish it; return what the lake now holds."""
     events, subs = snapshot_frames(tokenizer)
     features, inactive, cut = online.build_snapshot(events, subs, FEATURE_SPEC, cutoff=cutoff)
-    online.publish_snapshot(repo, online.OnlineSnapshot(features, inactive, repo.head("main"), cut, FEATURE_SPEC, ""))
-    return online.load_snapshot(repo)
+    model_online.publish_snapshot(
+        repo, model_online.OnlineSnapshot(features, inactive, repo.head("main"), cut, FEATURE_SPEC, "")
+    )
+    return model_online.load_snapshot(repo)
 
 
 class Setup:  # pylint: disable=too-few-public-methods  # the fixture's parts, and the call every test makes
@@ -212,7 +215,7 @@ def counted(metric: str, outcome: str) -> float:
 
 
 def test_a_batch_gets_per_row_answers_in_request_order(setup: Setup) -> None:
-    snapshot = online.load_snapshot(setup.repo)
+    snapshot = model_online.load_snapshot(setup.repo)
     before = {outcome: counted("rows", outcome) for outcome in ("found", "not_found")}
     requests_before = counted("requests", "ok")
     answer = ask(setup, [STRANGER, ACTIVE, CANCELLED, OTHER, ACTIVE])
@@ -350,8 +353,8 @@ def test_a_predictor_slower_than_the_timeout_is_a_503_and_the_next_request_is_se
 
 
 def test_a_request_in_flight_during_a_swap_is_answered_from_its_snapshot(setup: Setup) -> None:
-    first = online.load_snapshot(setup.repo)
-    swapped: list[online.OnlineSnapshot] = []
+    first = model_online.load_snapshot(setup.repo)
+    swapped: list[model_online.OnlineSnapshot] = []
 
     def swap() -> None:  # a newer snapshot is published and loaded while the request is at the predictor
         setup.predictor.during = None

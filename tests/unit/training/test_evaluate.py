@@ -10,8 +10,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from xgboost import XGBClassifier
 
+from churnops.model.spec import FeatureSpec
 from churnops.training import evaluate
-from churnops.training.features import FeatureSpec
 from churnops.training.transform import build_model
 
 

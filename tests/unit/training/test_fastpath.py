@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from xgboost import XGBClassifier
 
 from churnops.model.fastpath import FastPath, UnsupportedModel
-from churnops.training.features import FeatureSpec
+from churnops.model.spec import FeatureSpec
 from churnops.training.transform import build_model
 
 SPEC = FeatureSpec(numeric=("a", "b", "c", "empty", "flat"), categorical=("plan", "country"), windows_h=(1,))

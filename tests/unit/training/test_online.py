@@ -10,6 +10,7 @@ import pytest
 
 from churnops.data.versioning import NotFoundError
 from churnops.data.versioning.embedded import EmbeddedRepository
+from churnops.model import online as model_online
 from churnops.platform.alerts import AlertSink
 from churnops.platform.settings import Settings
 from churnops.training import online
@@ -55,27 +56,27 @@ def test_publish_then_load_round_trips_and_a_newer_snapshot_gets_a_new_commit(tm
     repo.ensure()
     data_commit = repo.head("main")
     with pytest.raises(NotFoundError, match="no online feature snapshot"):
-        online.load_snapshot(repo)
+        model_online.load_snapshot(repo)
 
     events, subs = small_lake()
     features, inactive, cutoff = online.build_snapshot(events, subs, FEATURE_SPEC)
-    first = online.publish_snapshot(
-        repo, online.OnlineSnapshot(features, inactive, data_commit, cutoff, FEATURE_SPEC, commit_id="")
+    first = model_online.publish_snapshot(
+        repo, model_online.OnlineSnapshot(features, inactive, data_commit, cutoff, FEATURE_SPEC, commit_id="")
     )
-    loaded = online.load_snapshot(repo)
-    assert loaded.commit_id == first == online.snapshot_commit(repo)
+    loaded = model_online.load_snapshot(repo)
+    assert loaded.commit_id == first == model_online.snapshot_commit(repo)
     pd.testing.assert_frame_equal(loaded.features, features)
     assert loaded.inactive.to_dict() == {"c": "cancelled"}
     assert (loaded.data_commit, loaded.cutoff, loaded.spec) == (data_commit, cutoff, FEATURE_SPEC)
     assert repo.head("main") == data_commit  # features never move main
 
     features, inactive, _ = online.build_snapshot(events, subs, FEATURE_SPEC, cutoff=at(30))
-    second = online.publish_snapshot(
-        repo, online.OnlineSnapshot(features, inactive, data_commit, at(30), FEATURE_SPEC, commit_id="")
+    second = model_online.publish_snapshot(
+        repo, model_online.OnlineSnapshot(features, inactive, data_commit, at(30), FEATURE_SPEC, commit_id="")
     )
     assert second != first
-    assert online.load_snapshot(repo).cutoff == at(30)
-    assert online.load_snapshot(repo, first).cutoff == cutoff  # the older snapshot stays readable by commit
+    assert model_online.load_snapshot(repo).cutoff == at(30)
+    assert model_online.load_snapshot(repo, first).cutoff == cutoff  # the older snapshot stays readable by commit
 
 
 def ghost_lake() -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -16,7 +16,7 @@ from hypothesis.extra.pandas import column, data_frames, range_indexes
 from sklearn.linear_model import LogisticRegression
 from xgboost import XGBClassifier
 
-from churnops.training.features import FeatureSpec
+from churnops.model.spec import FeatureSpec
 from churnops.training.transform import (
     SKOPS_TRUSTED_TYPES,
     build_model,
