@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from kfp.dsl.graph_component import GraphComponent
 
-from pipelines import drift, ingest, scoring, training
+from pipelines import drift, ingest, privacy, scoring, training
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ PIPELINES: dict[str, PipelineEntry] = {
         PipelineEntry(training.NAME, training.build, training.CRON, trigger=training.TRIGGER),
         PipelineEntry(scoring.NAME, scoring.build, scoring.CRON),
         PipelineEntry(drift.NAME, drift.build, drift.CRON),
+        PipelineEntry(privacy.NAME, privacy.build, privacy.CRON),
     )
 }
 

@@ -78,12 +78,14 @@ def _serving(workload: str, env: str, description: str) -> Identity:
 
 
 # The pipelines and the identity each runs as (the drift check retrains: the training identity).
-PIPELINES: tuple[str, ...] = ("ingest", "training", "scoring", "drift")
+# The purge completes erasures in the raw bucket too: its identity is the only pipeline one that may change it.
+PIPELINES: tuple[str, ...] = ("ingest", "training", "scoring", "drift", "purge")
 PIPELINE_IDENTITY: dict[str, str] = {
     "ingest": "pipeline-ingest",
     "training": "pipeline-training",
     "scoring": "pipeline-scoring",
     "drift": "pipeline-training",
+    "purge": "pipeline-purge",
 }
 
 _IDENTITIES: tuple[Identity, ...] = (
@@ -94,6 +96,7 @@ _IDENTITIES: tuple[Identity, ...] = (
         "pipeline-training", "churnops-training", "training and drift pipeline tasks", NS_KUBEFLOW, "churnops-training"
     ),
     Identity("pipeline-scoring", "churnops-scoring", "scoring pipeline tasks", NS_KUBEFLOW, "churnops-scoring"),
+    Identity("pipeline-purge", "churnops-purge", "erasure purge pipeline tasks", NS_KUBEFLOW, "churnops-purge"),
     Identity("lakefs", "churnops-lakefs", "lakeFS server", NS_LAKEFS, "lakefs"),
     Identity("mlflow", "churnops-mlflow", "MLflow tracking server", NS_MLFLOW, "mlflow"),
     Identity("builder", "churnops-builder", "Cloud Build: test, build and scan images"),

@@ -121,6 +121,22 @@ def _runs(client: MlflowClient, experiment_id: str) -> Iterator[Any]:
             return
 
 
+def as_of(text: str, now: datetime | None = None) -> datetime:
+    """The moment a purge completes erasures for: ``text`` (ISO 8601, UTC when naive), or now when empty.
+
+    A moment later than now is refused (``ValueError``): it would complete erasures inside their
+    grace period.
+    """
+    current = now or datetime.now(timezone.utc)
+    if not text.strip():
+        return current
+    moment = datetime.fromisoformat(text.strip())
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    if moment > current:
+        raise ValueError(f"as_of {text!r} is later than now: erasures are completed only once they are due")
+    return moment
+
+
 def purge(
     settings: Settings, repo: DataRepository, client: storage.Client, tokenizer: Tokenizer, now: datetime | None = None
 ) -> PurgeReport:

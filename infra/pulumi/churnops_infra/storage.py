@@ -20,8 +20,9 @@ from churnops.platform import declaration as platform
 PIPELINES = tuple(sorted(set(platform.PIPELINE_IDENTITY.values())))
 PREDICTORS = tuple(f"predictor-{env}" for env in platform.ENVIRONMENTS)
 BUCKET_GRANTS: dict[str, tuple[tuple[str, str], ...]] = {
-    # Producers' landing zone: the ingest pipeline only reads it.
-    "raw": (("pipeline-ingest", "roles/storage.objectViewer"),),
+    # Producers' landing zone: the ingest pipeline only reads it; the erasure purge rewrites the objects
+    # that hold an erased subject and deletes their earlier generations.
+    "raw": (("pipeline-ingest", "roles/storage.objectViewer"), ("pipeline-purge", "roles/storage.objectAdmin")),
     # lakeFS's storage namespace: only the lakeFS server touches it; clients go through lakeFS.
     "lake": (("lakefs", "roles/storage.objectAdmin"),),
     # KFP pipeline root and MLflow artifacts: tasks and MLflow write, predictors read models.

@@ -313,6 +313,28 @@ def test_buckets_are_private_with_uniform_access_except_the_badge(stack: StackRu
     )
 
 
+def test_data_residency_is_what_the_compliance_section_states(stack: StackRun) -> None:
+    """docs/security.md, Compliance: buckets in the EU multi-region, the stack in europe-west1, secrets
+    replicated automatically (Google chooses where)."""
+    assert stack.config["gcp:region"] == "europe-west1"
+    assert {b.inputs["location"] for b in stack.of_type("gcp:storage/bucket:Bucket")} == {"EU"}
+    secrets = stack.of_type("gcp:secretmanager/secret:Secret")
+    assert secrets and all(s.inputs["replication"] == {"auto": {}} for s in secrets)
+
+
+def test_only_the_purge_pipeline_may_change_the_raw_bucket(stack: StackRun) -> None:
+    """Ingest only reads raw objects; the erasure purge (its own identity) rewrites and deletes them."""
+    raw = bucket_grants(stack)[names.bucket_name(stack.project, "raw")]
+    purge = platform.identity(platform.PIPELINE_IDENTITY["purge"])
+    ingest = platform.identity(platform.PIPELINE_IDENTITY["ingest"])
+    assert raw == {
+        ("roles/storage.objectViewer", f"serviceAccount:{email(stack, str(ingest.gsa))}"),
+        ("roles/storage.objectAdmin", f"serviceAccount:{email(stack, str(purge.gsa))}"),
+    }
+    artifacts = bucket_grants(stack)[names.bucket_name(stack.project, "artifacts")]
+    assert ("roles/storage.objectAdmin", f"serviceAccount:{email(stack, str(purge.gsa))}") in artifacts
+
+
 def test_the_build_writes_its_own_buckets_only(stack: StackRun) -> None:
     deployer = f"serviceAccount:{email(stack, names.GSA_DEPLOYER)}"
     writes = {

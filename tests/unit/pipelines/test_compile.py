@@ -21,6 +21,7 @@ EXPECTED_TASKS = {
     "training": {"features", "gate", "train", "train-2", "evaluate", "condition-2"},
     "scoring": {"score", "gate"},
     "drift": {"online-features", "gate", "drift-check", "gate-2"},
+    "purge": {"purge", "gate"},
 }
 # Each step that can refuse its input, and the gate (never retried) that fails the run with the refusal.
 GATES = {
@@ -28,6 +29,7 @@ GATES = {
     "training": {"gate": "features"},
     "scoring": {"gate": "score"},
     "drift": {"gate": "online-features", "gate-2": "drift-check"},
+    "purge": {"gate": "purge"},
 }
 
 

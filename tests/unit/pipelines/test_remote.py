@@ -132,21 +132,23 @@ def test_running_ci_upload_and_schedule_twice_leaves_one_version_per_commit_and_
             main, ["pipeline", "upload", "--host", kfp_api.url, "--version", "abc1234", "--components-image", digest]
         )
         assert uploaded.exit_code == 0, uploaded.output
-        assert uploaded.output.count("already uploaded") == (4 if attempt else 0)
+        assert uploaded.output.count("already uploaded") == (5 if attempt else 0)
         scheduled = runner.invoke(main, ["pipeline", "schedule", "--host", kfp_api.url, "--version", "abc1234"])
         assert scheduled.exit_code == 0, scheduled.output
-        assert scheduled.output.count("unchanged") == (3 if attempt else 0)
+        assert scheduled.output.count("unchanged") == (4 if attempt else 0)
     assert sorted(p.display_name for p in kfp_api.pipelines.values()) == [
         "churnops-drift",
         "churnops-ingest",
+        "churnops-purge",
         "churnops-scoring",
         "churnops-training",
     ]
-    assert sorted(v.display_name for v in kfp_api.pipeline_versions.values()) == ["abc1234"] * 4
+    assert sorted(v.display_name for v in kfp_api.pipeline_versions.values()) == ["abc1234"] * 5
     # one recurring run per pipeline KFP schedules; training has one trigger, Cloud Scheduler's
     assert sorted(j.display_name for j in kfp_api.recurring_runs.values()) == [
         "churnops-drift",
         "churnops-ingest",
+        "churnops-purge",
         "churnops-scoring",
     ]
     assert all(j.status == "ENABLED" for j in kfp_api.recurring_runs.values())
@@ -202,7 +204,13 @@ def test_cli_refuses_to_schedule_training_which_has_one_trigger(kfp_api: KfpDoub
 def test_cli_compile_writes_every_pipeline(tmp_path) -> None:  # type: ignore[no-untyped-def]
     result = CliRunner().invoke(main, ["pipeline", "compile", "--output-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["drift.yaml", "ingest.yaml", "scoring.yaml", "training.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "drift.yaml",
+        "ingest.yaml",
+        "purge.yaml",
+        "scoring.yaml",
+        "training.yaml",
+    ]
 
 
 def test_cli_params_take_the_type_the_pipeline_declares() -> None:
@@ -228,7 +236,7 @@ def test_upload_pins_the_components_image_ci_pushed(kfp_api: KfpDouble) -> None:
     )
     assert result.exit_code == 0, result.output
     uploads = kfp_api.recorded("POST", "/apis/v2beta1/pipelines/upload_version")
-    assert [u.query["name"] for u in uploads] == ["abc1234"] * 4
+    assert [u.query["name"] for u in uploads] == ["abc1234"] * 5
     for upload in uploads:
         assert upload.upload is not None
         executors = upload.upload[0]["deploymentSpec"]["executors"]

@@ -65,7 +65,7 @@ def test_one_identity_per_workload_and_environment() -> None:
         assert len({identity.gsa for identity in per_env}) == len(platform.ENVIRONMENTS)
         assert [identity.namespace for identity in per_env] == list(platform.SERVING_NAMESPACES.values())
     pipelines = {key for pipeline, key in platform.PIPELINE_IDENTITY.items() if pipeline != "drift"}
-    assert len(pipelines) == 3 and platform.PIPELINE_IDENTITY["drift"] == platform.PIPELINE_IDENTITY["training"]
+    assert len(pipelines) == 4 and platform.PIPELINE_IDENTITY["drift"] == platform.PIPELINE_IDENTITY["training"]
     for key in ("mlflow", "lakefs", "builder", "deployer", "attestor"):
         assert platform.identity(key).gsa.startswith("churnops-")
     with pytest.raises(KeyError, match="no identity 'nobody'"):

@@ -1,0 +1,36 @@
+"""The purge pipeline (daily): complete the erasures whose grace period has passed, in every store."""
+
+from kfp import dsl
+from kfp.dsl.graph_component import GraphComponent
+
+from churnops.platform.settings import load_settings
+from components.alert import gate
+from components.privacy import purge
+from pipelines.common import LARGE, configure, failure_alert
+
+NAME = "purge"
+CRON = "0 30 3 * * *"  # daily at 03:30 UTC: an erasure is completed within a day of its grace period's end
+
+
+def build() -> GraphComponent:
+    """The purge pipeline, its task settings read from the settings now (at compile or local run time)."""
+
+    @dsl.pipeline(  # type: ignore[untyped-decorator]  # KFP is untyped
+        name="churnops-purge",
+        description="Erasure purge: every erasure whose grace period has passed is completed in the lake's history, "
+        "the raw bucket, MLflow run artifacts and the pipeline root, and recorded on its erasure record.",
+    )
+    def purge_pipeline(as_of: str = "") -> None:
+        """Complete the due erasures.
+
+        Args:
+            as_of: Complete the erasures due at this UTC time (ISO 8601, not later than now); empty means now.
+        """
+        settings = load_settings()
+        alert = failure_alert(NAME, settings)
+        with dsl.ExitHandler(alert, name="purge-run"):
+            purged = configure(purge(as_of=as_of), settings, LARGE, display_name="purge")
+            refused = purged.outputs["refused"]  # pylint: disable=no-member  # a PipelineTask at compile time
+            configure(gate(step="purge", refused=refused), settings, network=False, display_name="purge-gate")
+
+    return purge_pipeline
