@@ -62,14 +62,14 @@ PROJECT_ROLES: dict[str, re.Pattern[str]] = {
 }
 PROJECT_IAM_MEMBER = "gcp:projects/iAMMember:IAMMember"
 # Secrets that re-identify customers or open the lake, and the only workloads that may read each.
-_PIPELINES_AND_TRANSFORMERS = r"churnops-(ingest|training|scoring|transformer-[a-z]+)"
+_PIPELINES_AND_TRANSFORMERS = r"churnops-(ingest|training|scoring|purge|transformer-[a-z]+)"
 SENSITIVE_SECRETS: dict[str, re.Pattern[str]] = {
     "churnops-tokenization-key": re.compile(ACCOUNT.format(_PIPELINES_AND_TRANSFORMERS)),
     "churnops-lakefs-access-key-id": re.compile(
-        ACCOUNT.format(r"churnops-(ingest|training|scoring|transformer-[a-z]+|lakefs)")
+        ACCOUNT.format(r"churnops-(ingest|training|scoring|purge|transformer-[a-z]+|lakefs)")
     ),
     "churnops-lakefs-secret-access-key": re.compile(
-        ACCOUNT.format(r"churnops-(ingest|training|scoring|transformer-[a-z]+|lakefs)")
+        ACCOUNT.format(r"churnops-(ingest|training|scoring|purge|transformer-[a-z]+|lakefs)")
     ),
 }
 # Roles that sign or attach Binary Authorization attestations: never to the identity that runs the tests.

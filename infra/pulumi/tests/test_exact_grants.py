@@ -54,7 +54,9 @@ EXPECTED: dict[str, frozenset[Grant]] = {
     "transformer-staging": TRANSFORMER,
     "transformer-production": TRANSFORMER,
     "pipeline-ingest": PIPELINE_SECRETS
-    | {("bucket", "artifacts", OBJECT_ADMIN), ("bucket", "raw", OBJECT_VIEWER)},  # the only reader of raw PII
+    | {("bucket", "artifacts", OBJECT_ADMIN), ("bucket", "raw", OBJECT_VIEWER)},  # reads raw PII, never changes it
+    # The erasure purge: the only identity that may rewrite or delete raw objects (and their PII).
+    "pipeline-purge": PIPELINE_SECRETS | {("bucket", "artifacts", OBJECT_ADMIN), ("bucket", "raw", OBJECT_ADMIN)},
     "pipeline-training": PIPELINE_SECRETS | {("bucket", "artifacts", OBJECT_ADMIN)},
     "pipeline-scoring": PIPELINE_SECRETS | {("bucket", "artifacts", OBJECT_ADMIN)},
     "lakefs": frozenset(
