@@ -103,9 +103,9 @@ class PredictorDouble:
 
 
 def snapshot_frames(tokenizer: Tokenizer) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Two active customers (one premium), one cancelled at hour 10; a token nobody asks for."""
+    """Two active customers (one premium, heard of within the ghost span), one cancelled at hour 10."""
     a, b, c = (tokenizer.token(value) for value in (ACTIVE, OTHER, CANCELLED))
-    events = events_frame([event(a, 1), event(a, 20.5, "purchase", amount=5.0), event(b, 3), event(c, 2)])
+    events = events_frame([event(a, 1), event(a, 20.5, "purchase", amount=5.0), event(b, 13), event(c, 2)])
     subs = subscriptions_frame(
         [record(a, 0), record(b, 0, plan="premium"), record(c, 0), record(c, 10, status="cancelled", cancel_hours=10)]
     )
