@@ -58,7 +58,11 @@ default_permission = READ
 database_uri = sqlite:///{database}
 admin_username = {admin}
 authorization_function = {function}
+auth_cache_ttl_seconds = 60
 """
+# auth_cache_ttl_seconds: a verified user and password is remembered for a minute (MLflow's default, 0,
+# hashes the password again on every request, which slows a training run's many requests); a changed
+# password or a removed user takes effect within that minute.
 
 
 @dataclass(frozen=True)
