@@ -13,6 +13,8 @@ from components import IMAGE
 def evaluate(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # one per KFP input/output
     parent_run_id: str,
     lineage: dict,
+    train_split: Input[Dataset],
+    validation_split: Input[Dataset],
     test_split: Input[Dataset],
     baseline: Input[Model],
     challenger: Input[Model],
@@ -20,19 +22,23 @@ def evaluate(  # pylint: disable=too-many-arguments,too-many-positional-argument
     winner_curves: Output[ClassificationMetrics],
     gate_report: Output[Markdown],
 ) -> str:
-    """Score the baseline and the challenger (XGBoost) on the test split: accuracy, precision, recall,
-    F1, ROC-AUC and PR-AUC per model (the run's Metrics view), then the gate: the winner of challenger
-    vs baseline (paired bootstrap of the ROC-AUC difference) must not lose to the `production` model by
-    more than the margin. The winner's ROC curve and confusion matrix are the ROC and confusion-matrix
-    views; the decision, its intervals and reasons are the gate report (also recorded on the MLflow
-    training run). The gate's margin, confidence and resamples are the training configuration the
+    """The gate: the winner of challenger (XGBoost) vs baseline chosen on the validation split (paired
+    bootstrap over customers of the ROC-AUC difference), then both models scored once on the test split:
+    accuracy, precision, recall, F1 at each model's decision threshold, ROC-AUC, PR-AUC, precision and
+    lift at k, Brier, log-loss and calibration error per model (the run's Metrics view and each model's
+    MLflow run); the winner must reach the minimum test ROC-AUC and not lose to the best recent
+    `production` version on test by more than the margin. The winner's ROC curve and confusion matrix
+    are the ROC and confusion-matrix views; the decision, its intervals and reasons are the gate report
+    (also recorded on the MLflow training run). The gate's margin, confidence and resamples are the training configuration the
     features task recorded on the split, its seed the training seed (`lineage`). Returns the name of
     the model to register (`baseline` or `xgboost`), or an empty string when the gate refused both.
 
     Args:
         parent_run_id: The MLflow training run the evaluation is recorded on.
         lineage: The lineage tags the features step recorded (the training seed among them).
-        test_split: The test split (parquet Dataset).
+        train_split: The train split (parquet Dataset): which customers training saw.
+        validation_split: The validation split (parquet Dataset): where the winner is chosen.
+        test_split: The test split (parquet Dataset): where the winner is confirmed.
         baseline: The fitted baseline (an MLflow model directory).
         challenger: The fitted XGBoost model (an MLflow model directory).
         metrics: Both models' test metrics (the Metrics view).
@@ -46,18 +52,17 @@ def evaluate(  # pylint: disable=too-many-arguments,too-many-positional-argument
 
     settings = settings_or_exit()
     setup_logging(settings)
-    splits, spec, config = training.read_splits({"test": test_split.path}, test_split.metadata)
+    splits, spec, config = training.read_splits(
+        {"train": train_split.path, "validation": validation_split.path, "test": test_split.path},
+        test_split.metadata,
+    )
+    fitted = {
+        name: training.fitted_from_metadata(model.metadata)
+        for name, model in (("baseline", baseline), ("xgboost", challenger))
+    }
     report = run_step(
         "evaluate",
-        lambda: training.evaluate_models(
-            settings,
-            parent_run_id,
-            {"baseline": baseline.metadata["model_uri"], "xgboost": challenger.metadata["model_uri"]},
-            splits["test"],
-            spec,
-            lineage,
-            config,
-        ),
+        lambda: training.evaluate_models(settings, parent_run_id, fitted, splits, spec, lineage, config),
         settings.step_retry_seconds,
     ).result("evaluate")
     for name, value in report.flat_metrics().items():

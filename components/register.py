@@ -4,22 +4,36 @@
 # KFP runs only the function's own source in the task, so every import lives in the body.
 
 from kfp import dsl
-from kfp.dsl import Input, Model
+from kfp.dsl import Dataset, Input, Model
 
 from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def register(parent_run_id: str, lineage: dict, winner: str, baseline: Input[Model], challenger: Input[Model]) -> str:
-    """Register the gate's winner (`baseline` or `xgboost`) as a new version of the churn model, tagged
-    with its lineage (data commit, code and lock versions, seed, test ROC-AUC), and point the
-    `candidate` alias at it; the alias change is recorded on the version. Runs only when the gate
-    passed. A training that reproduces an existing version registers nothing. Returns the version.
+def register(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # one per KFP input
+    parent_run_id: str,
+    lineage: dict,
+    winner: str,
+    train_split: Input[Dataset],
+    validation_split: Input[Dataset],
+    test_split: Input[Dataset],
+    baseline: Input[Model],
+    challenger: Input[Model],
+) -> str:
+    """Refit the gate's winner (`baseline` or `xgboost`, with the hyperparameters validation chose) on every
+    labelled cutoff (train, validation and test rows), calibrated out of fold, and register the refit as a
+    new version of the churn model, tagged with its lineage (data commit, code and lock versions, seed,
+    the evaluated model's test ROC-AUC, `refit_on_all_cutoffs`, the decision rule); point the `candidate`
+    alias at it; the alias change is recorded on the version. Runs only when the gate passed. A training
+    that reproduces an existing version registers nothing. Returns the version.
 
     Args:
         parent_run_id: The MLflow training run.
         lineage: The lineage tags the features step recorded (data commit, code and lock versions, seed).
         winner: The model the gate chose: `baseline` or `xgboost`.
+        train_split: The train split (parquet Dataset).
+        validation_split: The validation split (parquet Dataset).
+        test_split: The test split (parquet Dataset).
         baseline: The fitted baseline (an MLflow model directory).
         challenger: The fitted XGBoost model (an MLflow model directory).
     """
@@ -30,6 +44,10 @@ def register(parent_run_id: str, lineage: dict, winner: str, baseline: Input[Mod
 
     settings = settings_or_exit()
     setup_logging(settings)
+    splits, spec, config = training.read_splits(
+        {"train": train_split.path, "validation": validation_split.path, "test": test_split.path},
+        test_split.metadata,
+    )
     models = {
         name: training.fitted_from_metadata(model.metadata)
         for name, model in (("baseline", baseline), ("xgboost", challenger))
@@ -37,7 +55,7 @@ def register(parent_run_id: str, lineage: dict, winner: str, baseline: Input[Mod
     return run_step(
         "register",
         lambda: training.register_candidate(
-            settings, parent_run_id, models[winner], models["baseline"].metrics["test_roc_auc"], lineage
+            settings, parent_run_id, models[winner], models["baseline"], lineage, splits, spec, config
         ),
         settings.step_retry_seconds,
     ).result("register")

@@ -18,13 +18,14 @@ def train(
     lineage: dict,
     train_split: Input[Dataset],
     validation_split: Input[Dataset],
-    test_split: Input[Dataset],
     model: Output[Model],
-) -> NamedTuple("TrainOutputs", [("run_id", str), ("test_roc_auc", float)]):  # type: ignore[valid-type]
+) -> NamedTuple("TrainOutputs", [("run_id", str), ("validation_roc_auc", float)]):  # type: ignore[valid-type]
     """Fit `model_name` (`baseline`: logistic regression, or `xgboost`) with the shared transform on the
-    train split, with the training configuration the features task recorded on the split; log params,
-    validation and test metrics, plots, feature importance, the feature spec and the model itself in
-    an MLflow child run of the training run, with the data commit as lineage.
+    train split, with the training configuration the features task recorded on the split: each candidate
+    of the hyperparameter grid is fitted on train and the best by validation ROC-AUC is kept, calibrated
+    on validation, and given the decision rule of the retention terms. Log params, validation metrics,
+    plots, feature importance, the feature spec and the model itself in an MLflow child run of the
+    training run, with the data commit as lineage. The test split is not read here.
     Outputs the model (an MLflow model directory) and its run id.
 
     Args:
@@ -33,7 +34,6 @@ def train(
         lineage: The lineage tags the features step recorded.
         train_split: The train split (parquet Dataset).
         validation_split: The validation split (parquet Dataset).
-        test_split: The test split (parquet Dataset).
         model: The fitted model (an MLflow model directory, written).
     """
     from collections import namedtuple
@@ -46,7 +46,7 @@ def train(
     settings = settings_or_exit()
     setup_logging(settings)
     splits, spec, config = training.read_splits(
-        {"train": train_split.path, "validation": validation_split.path, "test": test_split.path},
+        {"train": train_split.path, "validation": validation_split.path},
         train_split.metadata,
     )
     fitted = run_step(
@@ -56,5 +56,5 @@ def train(
     ).result(f"train {model_name}")
     training.export_model(settings, fitted, model.path)
     model.metadata.update(training.model_metadata(fitted))
-    outputs = namedtuple("TrainOutputs", ["run_id", "test_roc_auc"])
-    return outputs(fitted.run_id, fitted.metrics["test_roc_auc"])
+    outputs = namedtuple("TrainOutputs", ["run_id", "validation_roc_auc"])
+    return outputs(fitted.run_id, fitted.metrics["validation_roc_auc"])

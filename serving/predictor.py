@@ -197,7 +197,7 @@ class ChurnPredictor(Model, StrictModel):
             probability = await asyncio.to_thread(self.model.pipeline_predict, batch.numeric, batch.categorical)
         ROWS.inc(batch.rows)
         PROBABILITIES.observe_many(probability)
-        return outputs_of(probability)
+        return outputs_of(probability, self.model.rule.threshold)
 
     async def answer_rest(
         self, body: bytes, header_length: int | None, caller: str = ""

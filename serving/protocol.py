@@ -442,11 +442,11 @@ class Decoder:
 # ---------------------------------------------------------------- responses
 
 
-def outputs_of(probability: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
-    """The response tensors: name -> (datatype, values), labels at the contract's threshold."""
+def outputs_of(probability: np.ndarray, threshold: float) -> dict[str, tuple[str, np.ndarray]]:
+    """The response tensors: name -> (datatype, values), labels at the model's decision ``threshold``."""
     return {
         PROBABILITY: ("FP64", probability.astype(np.float64)),
-        LABEL: ("INT64", churn_label(probability)),
+        LABEL: ("INT64", churn_label(probability, threshold)),
     }
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import mlflow
 import pandas as pd
 import psutil
 import requests
@@ -51,6 +52,7 @@ from churnops.local import datagen
 from churnops.local.localstack import LocalStack
 from churnops.model import registry
 from churnops.model.online import OnlineSnapshot
+from churnops.model.predict import decision_rule_of
 from churnops.platform.auth import TokenSource
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket, storage_client
@@ -61,6 +63,15 @@ from pipelines.local import PipelineFailed, run_local
 LATE_HOURS = 2  # the generator's late files arrive up to two hours after their hour
 BATCH_HOURS = 6  # hours of arrivals per ingest pipeline run
 MODEL_NAME = "churn"  # the name in the server's /v2/models/<name> paths
+SHOWN_TEST_METRICS: tuple[str, ...] = (
+    "test_roc_auc",
+    "test_pr_auc",
+    "test_brier",
+    "test_log_loss",
+    "test_calibration_error",
+    "test_precision_at_k",
+    "test_lift_at_k",
+)
 EXAMPLE_CUSTOMERS = 5
 UNKNOWN_CUSTOMER = "CUST-99999999"  # longer than any id the generator produces (CUST-NNNNNNN)
 PROCESSES = ("model-server", "transformer")  # what a --keep demo leaves running (pid files under run/)
@@ -84,6 +95,7 @@ class DemoSummary:  # pylint: disable=too-many-instance-attributes  # one field 
     predictions_table: dict[str, Any] = field(default_factory=dict)
     drift: dict[str, Any] = field(default_factory=dict)
     gate_refused: bool = False
+    decision_rule: str = ""  # the production version's rule, as recorded with it
     server_url: str | None = None
     transformer_url: str | None = None
 
@@ -245,10 +257,11 @@ def train_and_promote(settings: Settings, env: dict[str, str], seed: int, root: 
         {
             "model": r.data.tags["model_type"],
             "run_id": r.info.run_id,
-            **{k: round(v, 4) for k, v in r.data.metrics.items() if k.startswith("test_")},
+            "calibration": r.data.tags.get("calibration", ""),
+            **{k: round(v, 4) for k, v in r.data.metrics.items() if k in SHOWN_TEST_METRICS},
         }
         for r in runs
-        if "model_type" in r.data.tags
+        if "model_type" in r.data.tags and r.data.tags.get("refit_on_all_cutoffs") != "true"
     ]
     summary.versions = registry.describe(client, settings.registered_model)
     if registry.alias_holder(client, settings.registered_model, "candidate") is None:
@@ -263,6 +276,9 @@ def train_and_promote(settings: Settings, env: dict[str, str], seed: int, root: 
     _run_promote(settings, env, "production")
     summary.production_version = registry.alias_holder(client, settings.registered_model, "production")
     summary.versions = registry.describe(client, settings.registered_model)
+    if summary.production_version is not None:
+        uri = f"models:/{settings.registered_model}/{summary.production_version}"
+        summary.decision_rule = decision_rule_of(mlflow.models.get_model_info(uri).metadata).describe()
     summary.alias_history = [
         f"{e.at} {e.action:8} {e.alias:10} -> v{e.version} by {e.by}"
         for e in registry.all_events(client, settings.registered_model)
@@ -483,11 +499,15 @@ def print_summary(settings: Settings, summary: DemoSummary, server_url: str | No
     click.echo("alerts received: " + (", ".join(f"{k}={n}" for k, n in sorted(summary.alerts.items())) or "none"))
     click.echo("\n== training (MLflow) ==")
     if summary.training_runs:
+        click.echo("test split, scored once after the winner was chosen on validation; probabilities calibrated")
+        click.echo("on validation (Brier, log-loss, calibration error: lower is better; k = the team's capacity)")
         click.echo(pd.DataFrame(summary.training_runs).set_index("model").T.to_string())
     click.echo("\n== registry ==")
     click.echo(pd.DataFrame(summary.versions).to_string(index=False) if summary.versions else "no versions")
     for line in summary.alias_history:
         click.echo(f"  {line}")
+    if summary.decision_rule:
+        click.echo(f"production decision rule (served as churn_label): {summary.decision_rule}")
     click.echo("\n== serving (V2 responses of the production model) ==")
     if summary.predictions:
         click.echo(pd.DataFrame(summary.predictions).to_string(index=False))

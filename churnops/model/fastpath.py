@@ -11,7 +11,10 @@ values, means and scales, category tables, the selected columns) and scores rows
 - categorical: a dictionary from category to output column (unknown categories and unselected
   columns set nothing, exactly like ``handle_unknown="ignore"`` followed by the selection);
 - the float64 matrix goes to the booster's ``inplace_predict`` with the classifier's own
-  ``missing`` value and iteration range.
+  ``missing`` value and iteration range;
+- a calibrated model (the estimator a ``CalibratedClassifierCV`` with one calibrated classifier:
+  a frozen, prefit estimator calibrated on validation, or a refit with ``ensemble=False``) passes
+  the booster's probability through its fitted calibrator, as scikit-learn does.
 
 The same float64 operations in the same order as scikit-learn give the same matrix, so the
 probabilities equal the Pipeline's ``predict_proba`` (a property-based test checks it on arbitrary
@@ -26,8 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_selection import SelectPercentile
+from sklearn.frozen import FrozenEstimator
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
@@ -153,6 +158,21 @@ def _iteration_range(estimator: XGBClassifier) -> tuple[int, int]:
         return (0, 0)
 
 
+def _calibrated(estimator: Any) -> tuple[Any, Any]:
+    """(the estimator under the calibration, its calibrator), or (``estimator``, None) when not calibrated."""
+    if not isinstance(estimator, CalibratedClassifierCV):
+        return estimator, None
+    _require(len(estimator.calibrated_classifiers_) == 1, "expected one calibrated classifier")
+    inner = estimator.calibrated_classifiers_[0]
+    _require(
+        inner.method in ("sigmoid", "isotonic") and len(inner.calibrators) == 1 and list(inner.classes) == [0, 1],
+        "expected a sigmoid or isotonic calibration of a binary classifier",
+    )
+    base = inner.estimator.estimator if isinstance(inner.estimator, FrozenEstimator) else inner.estimator
+    _require(list(getattr(base, "classes_", [])) == [0, 1], "expected classes 0 and 1 under the calibration")
+    return base, inner.calibrators[0]
+
+
 @dataclass(frozen=True)
 class FastPath:  # pylint: disable=too-many-instance-attributes  # one field per fitted parameter array
     """The compiled transform + booster of one fitted churn Pipeline (see the module docstring)."""
@@ -170,11 +190,13 @@ class FastPath:  # pylint: disable=too-many-instance-attributes  # one field per
     booster: Any
     missing: float
     iteration_range: tuple[int, int]
+    calibrator: Any = None  # the fitted sigmoid or isotonic calibrator of a calibrated model
 
     @classmethod
     def from_pipeline(cls, model: Any) -> "FastPath":
         """Compile a fitted churn Pipeline; :class:`UnsupportedModel` if it is not the expected shape."""
-        transform, estimator = _steps(model, ("transform", "model"))
+        transform, step = _steps(model, ("transform", "model"))
+        estimator, calibrator = _calibrated(step)
         columns, select = _steps(transform, ("columns", "select"))
         _require(isinstance(select, SelectPercentile) and hasattr(select, "scores_"), "expected a fitted selection")
         _require(isinstance(estimator, XGBClassifier), f"no fast path for {type(estimator).__name__}")
@@ -216,6 +238,7 @@ class FastPath:  # pylint: disable=too-many-instance-attributes  # one field per
             booster=_single_thread_booster(estimator),
             missing=float("nan") if estimator.missing is None else float(estimator.missing),
             iteration_range=_iteration_range(estimator),
+            calibrator=calibrator,
         )
 
     def transform(self, numeric: np.ndarray, categorical: Sequence[Sequence[str | None]]) -> np.ndarray:
@@ -240,4 +263,9 @@ class FastPath:  # pylint: disable=too-many-instance-attributes  # one field per
         """Churn probability per row (float64), equal to the Pipeline's ``predict_proba(...)[:, 1]``."""
         matrix = self.transform(numeric, categorical)
         probability = self.booster.inplace_predict(matrix, iteration_range=self.iteration_range, missing=self.missing)
-        return np.asarray(probability, dtype=np.float64).reshape(-1)
+        if self.calibrator is None:
+            return np.asarray(probability, dtype=np.float64).reshape(-1)
+        calibrated = np.asarray(self.calibrator.predict(np.asarray(probability).reshape(-1)), dtype=np.float64)
+        # scikit-learn's own clean-up of a probability a hair above 1
+        calibrated[(calibrated > 1.0) & (calibrated <= 1.0 + 1e-5)] = 1.0
+        return calibrated

@@ -36,7 +36,7 @@ from mlflow.models import Model as MlflowModel
 
 from churnops.errors import RegistryError
 from churnops.model.fastpath import FastPath, UnsupportedModel, model_columns
-from churnops.model.predict import churn_probability
+from churnops.model.predict import DecisionRule, churn_probability, decision_rule_of
 from churnops.model.registry import RegistryNotFound, domain_error
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,9 @@ class ScoringModel:
         """Raise :class:`RegistryError` unless the input columns are known (the model server needs them)."""
         if self.undescribed:
             raise RegistryError(f"{self.source} is not a churn model this server can describe: {self.undescribed}")
+
+    rule: DecisionRule = field(default_factory=DecisionRule)
+    """Where ``churn_label`` is 1: the decision rule recorded with the model (a fixed 0.5 if none was)."""
 
     @property
     def columns(self) -> list[str]:
@@ -176,6 +179,7 @@ def _load(uri: str, tracking_uri: str | None, model_version: str | None) -> Scor
         data_commit=tags.get("data_commit") or str(metadata.get("data_commit", "")) or "unknown",
         source=uri,
         extra={"run_id": str(info.run_id or "")},
+        rule=decision_rule_of(metadata),
     )
     try:
         model.numeric, model.categorical = model_columns(pipeline)

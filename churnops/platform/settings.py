@@ -64,6 +64,13 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "gate_confidence": 0.95,
     "gate_resamples": 1000,
     "gate_min_auc": 0.6,
+    "gate_recent_production": 3,
+    "calibration": "sigmoid",
+    "decision_rule": "top_k",
+    "retention_capacity_share": 0.1,
+    "retention_save_rate": 0.3,
+    "retention_customer_value": 100.0,
+    "retention_contact_cost": 5.0,
     "split_fractions": (0.6, 0.2, 0.2),  # train, validation, test (by time); not a setting
     "holdout_share": 0.1,  # customers (by id) never trained on, evaluated apart; not a setting
     # A customer silent this long (no event, no subscription record) with no cancellation is a ghost: left out
@@ -197,6 +204,37 @@ class Settings(BaseSettings):
         ge=0,
         le=1,
         description="Test ROC-AUC the gate's winner must reach, also when there is no production model.",
+    )
+    gate_recent_production: int = Field(
+        default=TRAINING_DEFAULTS["gate_recent_production"],
+        ge=1,
+        le=20,
+        description="Recent production versions the gate compares with: the winner must not lose to the best.",
+    )
+    calibration: Literal["sigmoid", "isotonic"] = Field(
+        default=TRAINING_DEFAULTS["calibration"],
+        description="Calibration fitted on validation: Platt scaling (sigmoid) or isotonic regression.",
+    )
+    # The retention team's terms: they choose the threshold at which churn_label is 1.
+    decision_rule: Literal["top_k", "expected_value"] = Field(
+        default=TRAINING_DEFAULTS["decision_rule"],
+        description="top_k: label the share of customers the team can contact; expected_value: label where "
+        "probability x save rate x customer value exceeds the contact cost.",
+    )
+    retention_capacity_share: float = Field(
+        default=TRAINING_DEFAULTS["retention_capacity_share"],
+        gt=0,
+        le=1,
+        description="Share of active customers the retention team can contact per scoring (the k of top-k).",
+    )
+    retention_save_rate: float = Field(
+        default=TRAINING_DEFAULTS["retention_save_rate"], gt=0, le=1, description="Share of contacted churners kept."
+    )
+    retention_customer_value: float = Field(
+        default=TRAINING_DEFAULTS["retention_customer_value"], gt=0, description="Value of a kept customer."
+    )
+    retention_contact_cost: float = Field(
+        default=TRAINING_DEFAULTS["retention_contact_cost"], ge=0, description="Cost of one retention contact."
     )
 
     # Drift monitoring (churnops.training.monitoring).

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from churnops.data.versioning import DataRepository, open_repository
 from churnops.data.versioning.base import DEFAULT_BRANCH
 from churnops.model import registry
-from churnops.model.predict import LABEL, PROBABILITY, churn_label, churn_probability
+from churnops.model.predict import LABEL, PROBABILITY, DecisionRule, churn_label, churn_probability, decision_rule_of
 from churnops.model.scoring import load_model
 from churnops.model.spec import FeatureSpec
 from churnops.platform.buildinfo import git_sha
@@ -73,30 +73,38 @@ def predictions_path(cutoff: pd.Timestamp) -> str:
     return f"{PREDICTIONS_PREFIX}/dt={cutoff:%Y-%m-%d}/hr={cutoff:%H}/predictions.parquet"
 
 
-def load_alias_model(settings: Settings, alias: str) -> tuple[object, FeatureSpec, str]:
-    """The registered model holding ``alias``, the feature spec logged with it, and its version."""
+def load_alias_model(settings: Settings, alias: str) -> tuple[object, FeatureSpec, str, DecisionRule]:
+    """The registered model holding ``alias``, the feature spec logged with it, its version and its decision rule."""
     client = registry.use_tracking(settings)
     version = registry.alias_holder(client, settings.registered_model, alias)
     if version is None:
         raise registry.RegistryError(
             f"no version of {settings.registered_model!r} holds the {alias!r} alias: nothing to score with"
         )
-    model = load_model(f"models:/{settings.registered_model}/{version}", client.tracking_uri).pipeline
+    loaded = load_model(f"models:/{settings.registered_model}/{version}", client.tracking_uri)
+    model = loaded.pipeline
     run_id = client.get_model_version(settings.registered_model, version).run_id
     spec = FeatureSpec.from_dict(mlflow.artifacts.load_dict(f"runs:/{run_id}/feature_spec.json"))
-    return model, spec, version
+    return model, spec, version, loaded.rule
 
 
-def predictions_frame(
-    model: object, spec: FeatureSpec, features: pd.DataFrame, model_name: str, version: str, data_commit: str
+def predictions_frame(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # one table's inputs
+    model: object,
+    spec: FeatureSpec,
+    features: pd.DataFrame,
+    model_name: str,
+    version: str,
+    data_commit: str,
+    rule: DecisionRule | None = None,
 ) -> pd.DataFrame:
-    """The predictions table for ``features`` (one row per customer at one cutoff)."""
+    """The predictions table for ``features`` (one row per customer at one cutoff); ``churn_label`` by the
+    model's decision ``rule``."""
     probability = churn_probability(model, features[spec.columns])
     return pd.DataFrame(
         {
             "customer_token": features["customer_token"].astype(str).to_numpy(),
             PROBABILITY: probability.astype("float64"),
-            LABEL: churn_label(probability).astype("int8"),
+            LABEL: churn_label(probability, (rule or DecisionRule()).threshold).astype("int8"),
             "model_name": model_name,
             "model_version": version,
             "data_commit": data_commit,
@@ -112,13 +120,13 @@ def score_customers(
     """Score every customer active at the head of ``data_ref`` and publish the predictions (see the module doc)."""
     repo = repo or open_repository(settings)
     data_commit = repo.resolve(data_ref)
-    model, spec, version = load_alias_model(settings, alias)
+    model, spec, version, rule = load_alias_model(settings, alias)
     events, subscriptions = load_tables(repo, data_commit)
     cutoff = scoring_cutoff(events, subscriptions)
     features = build_features(events, subscriptions, cutoff, spec.windows_h, ghost_after_h=GHOST_AFTER_HOURS)
     if features.empty:
         raise ValueError(f"no customer is active at {cutoff:%Y-%m-%dT%H} in commit {data_commit}: nothing to score")
-    table = predictions_frame(model, spec, features, settings.registered_model, version, data_commit)
+    table = predictions_frame(model, spec, features, settings.registered_model, version, data_commit, rule)
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(table, preserve_index=False), buffer, compression="zstd")
     path = predictions_path(cutoff)

@@ -1,18 +1,22 @@
-"""Model evaluation: metrics, plots, feature importance and the promotion gate.
+"""Model evaluation: metrics, plots, feature importance, the decision rule and the promotion gate.
 
-Metrics threshold the churn probability at 0.5; Brier score, log-loss and the expected calibration
-error (:func:`calibration_error`) say how far the probabilities are from observed churn rates.
-ROC-AUC and PR-AUC are undefined when a split holds one class only; they are reported as NaN then
-(never an error), and a NaN never passes the gate.
+Accuracy, precision, recall and F1 threshold the churn probability at the model's decision threshold
+(:func:`decision_rule`); precision and lift at k rank the rows and look at the top ``capacity_share``
+of them (the customers a retention team can contact); Brier score, log-loss and the expected
+calibration error (:func:`calibration_error`) say how far the probabilities are from observed churn
+rates. ROC-AUC and PR-AUC are undefined when a split holds one class only; they are reported as NaN
+then (never an error), and a NaN never passes the gate.
 
-The gate compares models on the same test rows with uncertainty: a paired bootstrap of the ROC-AUC
-difference that resamples customers (:func:`paired_auc_difference`) gives an interval, and the
-decision is taken on the interval's bounds, not on the point estimates.
+The gate chooses the winner on the validation rows and confirms it on the test rows, with
+uncertainty: a paired bootstrap of the ROC-AUC difference that resamples customers
+(:func:`paired_auc_difference`) gives an interval, and the decision is taken on the interval's
+bounds, not on the point estimates.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -37,10 +41,12 @@ from sklearn.metrics import (
 )
 from sklearn.pipeline import Pipeline
 
-from churnops.model.predict import THRESHOLD, churn_probability
+from churnops.model.predict import THRESHOLD, DecisionRule, churn_probability
 from churnops.training.transform import selected_feature_names
 
 __all__ = ["THRESHOLD", "churn_probability"]  # the predict contract, re-exported for the evaluation code
+
+DEFAULT_CAPACITY_SHARE = 0.1
 
 METRICS: tuple[str, ...] = (
     "accuracy",
@@ -52,6 +58,8 @@ METRICS: tuple[str, ...] = (
     "brier",
     "log_loss",
     "calibration_error",
+    "precision_at_k",
+    "lift_at_k",
 )
 CALIBRATION_BINS = 10
 
@@ -68,9 +76,27 @@ def calibration_error(y_true: Any, probability: Any, bins: int = CALIBRATION_BIN
     return error / p.size
 
 
-def classification_metrics(y_true: Any, probability: Any, threshold: float = THRESHOLD) -> dict[str, float]:
-    """Accuracy, precision, recall, F1 (at ``threshold``), ROC-AUC and PR-AUC; and how far the probabilities
-    are from observed rates: Brier score, log-loss and expected calibration error."""
+def precision_lift_at_k(y_true: Any, probability: Any, share: float) -> tuple[float, float]:
+    """(precision, lift) among the ``share`` of rows with the highest probability (at least one row): the
+    churn rate of the customers a team contacting that share would reach, and that rate over the base rate
+    (NaN when no row churns). Ties at the cut are broken by row order."""
+    if not 0 < share <= 1:
+        raise ValueError(f"the share at k must be in (0, 1], got {share}")
+    y = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(probability, dtype=np.float64)
+    k = max(1, math.ceil(share * y.size))
+    top = np.argsort(-p, kind="stable")[:k]
+    precision = float(y[top].mean())
+    base = float(y.mean())
+    return precision, precision / base if base > 0 else math.nan
+
+
+def classification_metrics(
+    y_true: Any, probability: Any, threshold: float = THRESHOLD, capacity_share: float = DEFAULT_CAPACITY_SHARE
+) -> dict[str, float]:
+    """Accuracy, precision, recall, F1 (at ``threshold``), ROC-AUC and PR-AUC; precision and lift at k (the
+    top ``capacity_share`` of rows); and how far the probabilities are from observed rates: Brier score,
+    log-loss and expected calibration error."""
     y = np.asarray(y_true).astype(int)
     p = np.asarray(probability, dtype=np.float64)
     if y.shape != p.shape or y.size == 0:
@@ -78,6 +104,7 @@ def classification_metrics(y_true: Any, probability: Any, threshold: float = THR
     predicted = (p >= threshold).astype(int)
     two_classes = np.unique(y).size == 2
     probabilities = bool(np.all((p >= 0) & (p <= 1)))
+    precision_k, lift_k = precision_lift_at_k(y, p, capacity_share)
     return {
         "accuracy": float(accuracy_score(y, predicted)),
         "precision": float(precision_score(y, predicted, zero_division=0)),
@@ -89,14 +116,52 @@ def classification_metrics(y_true: Any, probability: Any, threshold: float = THR
         "brier": float(brier_score_loss(y, p, labels=[0, 1])) if probabilities else math.nan,
         "log_loss": float(log_loss(y, p, labels=[0, 1])) if probabilities else math.nan,
         "calibration_error": calibration_error(y, p) if probabilities else math.nan,
+        "precision_at_k": precision_k,
+        "lift_at_k": lift_k,
     }
 
 
-def confusion_matrix_figure(y_true: Any, probability: Any, title: str) -> Figure:
-    """Confusion matrix at the 0.5 threshold."""
+def decision_rule(  # pylint: disable=too-many-arguments  # the retention team's terms
+    kind: str,
+    probability: Any,
+    *,
+    capacity_share: float,
+    save_rate: float,
+    customer_value: float,
+    contact_cost: float,
+) -> DecisionRule:
+    """The threshold at which ``churn_label`` is 1, from the retention team's terms.
+
+    - ``top_k``: the team contacts ``capacity_share`` of the customers; the threshold is the probability
+      of the last customer in that share of ``probability`` (calibrated probabilities of a population
+      like the one scored, e.g. validation), so about that share is labelled 1.
+    - ``expected_value``: contacting a customer is worth ``p x save_rate x customer_value -
+      contact_cost``; the threshold is where that is 0, ``contact_cost / (save_rate x customer_value)``
+      (which needs calibrated probabilities to mean anything).
+    """
+    if kind == "top_k":
+        p = np.sort(np.asarray(probability, dtype=np.float64))[::-1]
+        if p.size == 0:
+            raise ValueError("the top-k rule needs probabilities to choose its threshold from")
+        k = max(1, math.ceil(capacity_share * p.size))
+        return DecisionRule("top_k", float(p[k - 1]), {"capacity_share": capacity_share, "rows": float(p.size)})
+    if kind == "expected_value":
+        break_even = contact_cost / (save_rate * customer_value)
+        if break_even > 1:
+            raise ValueError(
+                f"a contact costs more ({contact_cost:g}) than a certain churner is worth saving "
+                f"({save_rate:g} x {customer_value:g}): no customer is worth contacting"
+            )
+        terms = {"save_rate": save_rate, "customer_value": customer_value, "contact_cost": contact_cost}
+        return DecisionRule("expected_value", break_even, terms)
+    raise ValueError(f"unknown decision rule {kind!r}: use top_k or expected_value")
+
+
+def confusion_matrix_figure(y_true: Any, probability: Any, title: str, threshold: float = THRESHOLD) -> Figure:
+    """Confusion matrix at the decision threshold."""
     fig = Figure(figsize=(4.5, 4))
     ax = fig.add_subplot()
-    predicted = (np.asarray(probability) >= THRESHOLD).astype(int)
+    predicted = (np.asarray(probability) >= threshold).astype(int)
     ConfusionMatrixDisplay.from_predictions(
         np.asarray(y_true).astype(int),
         predicted,
@@ -297,9 +362,12 @@ def paired_auc_difference(  # pylint: disable=too-many-arguments  # the comparis
 class GateDecision:  # pylint: disable=too-many-instance-attributes  # a flat record the pipeline UI shows
     """Which model may become ``candidate`` (the winner of challenger vs baseline), with figures and reasons.
 
-    ``passed`` says the winner may be registered; ``reasons`` lists every failed check. The
-    comparisons (``vs_baseline``: challenger minus baseline; ``vs_production``: winner minus
-    production) hold the differences and their intervals; they are None when no scores were given.
+    ``passed`` says the winner may be registered; ``reasons`` lists every failed check. The winner is
+    chosen on the ``selection_split`` (``challenger_auc`` and ``baseline_auc`` are ROC-AUCs there,
+    ``vs_baseline`` the challenger minus the baseline); ``winner_auc`` is the winner's ROC-AUC on the
+    test rows, where it is compared with the best of the recent production versions
+    (``recent_production``: version -> test ROC-AUC; ``production_version`` and ``production_auc``
+    name the best, ``vs_production`` the winner minus it). Comparisons are None when no scores were given.
     """
 
     passed: bool
@@ -315,6 +383,8 @@ class GateDecision:  # pylint: disable=too-many-instance-attributes  # a flat re
     vs_baseline: AucComparison | None = None
     vs_production: AucComparison | None = None
     summary: str = ""
+    selection_split: str = "test"
+    recent_production: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
@@ -322,10 +392,12 @@ class GateDecision:  # pylint: disable=too-many-instance-attributes  # a flat re
             "passed": self.passed,
             "winner": self.winner,
             "winner_auc": self.winner_auc,
+            "selection_split": self.selection_split,
             "challenger_auc": self.challenger_auc,
             "baseline_auc": self.baseline_auc,
             "production_auc": self.production_auc,
             "production_version": self.production_version,
+            "recent_production": dict(self.recent_production),
             "margin": self.margin,
             "min_auc": self.min_auc,
             "vs_baseline": self.vs_baseline.to_dict() if self.vs_baseline else None,
@@ -342,17 +414,20 @@ class GateDecision:  # pylint: disable=too-many-instance-attributes  # a flat re
             "",
             self.summary or "",
             "",
-            "| model | test ROC-AUC |",
+            f"| model | {self.selection_split} ROC-AUC |",
             "|---|---|",
             f"| challenger | {self.challenger_auc:.4f} |",
             f"| baseline | {self.baseline_auc:.4f} |",
+            "",
         ]
-        if self.production_auc is not None and not math.isnan(self.production_auc):
-            lines.append(f"| production (version {self.production_version}) | {self.production_auc:.4f} |")
-        lines.append("")
+        if self.winner_auc is not None:
+            lines.append(f"- {self.winner} test ROC-AUC: {self.winner_auc:.4f}")
+        lines.extend(
+            f"- production version {version} test ROC-AUC: {auc:.4f}" for version, auc in self.recent_production.items()
+        )
         for label, comparison in (
-            ("challenger - baseline", self.vs_baseline),
-            (f"{self.winner} - production", self.vs_production),
+            (f"challenger - baseline ({self.selection_split})", self.vs_baseline),
+            (f"{self.winner} - best recent production, version {self.production_version} (test)", self.vs_production),
         ):
             if comparison is not None:
                 lines.append(f"- {label}: {comparison.describe()}")
@@ -376,7 +451,46 @@ class GateDecision:  # pylint: disable=too-many-instance-attributes  # a flat re
         return {key: value for key, value in out.items() if not math.isnan(value)}
 
 
-def gate(  # pylint: disable=too-many-arguments,too-many-locals  # positional AUCs kept for existing callers
+@dataclass(frozen=True)
+class GateRows:
+    """Labels, the customer of each row and each model's scores on one split (``scores``: name -> probabilities)."""
+
+    labels: Any
+    scores: Mapping[str, Any]
+    groups: Any = None
+
+
+def _auc(labels: Any, scores: Any) -> float:
+    y = np.asarray(labels).astype(int)
+    if np.unique(y).size != 2:
+        return math.nan
+    return float(roc_auc_score(y, np.asarray(scores, dtype=np.float64)))
+
+
+def _best_production(
+    production_scores: Any, production_version: str | None, test: GateRows | None
+) -> tuple[dict[str, float], str | None, Any]:
+    """(version -> test ROC-AUC, best version, its scores) of the production versions' scores on the test rows.
+
+    ``production_scores`` is one score vector (the current version, ``production_version``) or a
+    mapping version -> scores (the recent production versions); the best is the highest test ROC-AUC.
+    """
+    if production_scores is None or test is None:
+        return {}, production_version, None
+    by_version = (
+        dict(production_scores)
+        if isinstance(production_scores, Mapping)
+        else {production_version or "production": production_scores}
+    )
+    aucs = {str(version): _auc(test.labels, scores) for version, scores in by_version.items()}
+    defined = {version: auc for version, auc in aucs.items() if not math.isnan(auc)}
+    if not defined:
+        return aucs, production_version, None
+    best = max(defined, key=lambda version: (defined[version], version))
+    return aucs, best, by_version[best]
+
+
+def gate(  # pylint: disable=too-many-arguments,too-many-locals,too-many-branches  # both splits' inputs and checks
     challenger_auc: float,
     baseline_auc: float,
     production_auc: float | None = None,
@@ -394,37 +508,50 @@ def gate(  # pylint: disable=too-many-arguments,too-many-locals  # positional AU
     baseline: str = "baseline",
     groups: Any = None,
     min_auc: float = 0.0,
+    test: GateRows | None = None,
+    selection_split: str = "validation",
 ) -> GateDecision:
-    """Pick the winner of challenger vs baseline, then require it not to lose to production.
+    """Pick the winner of challenger vs baseline on the selection rows, then confirm it on the test rows.
 
-    With ``labels`` and the models' scores on the same test rows, both comparisons use the interval
-    of :func:`paired_auc_difference`:
+    ``challenger_auc``/``baseline_auc`` and, for intervals, ``labels``, the two models' scores and
+    ``groups`` are the selection rows (validation). ``test`` holds the test rows, with the scores of
+    both models (``challenger``, ``baseline`` keys); without it the selection rows serve as test rows.
+    Both comparisons use the interval of :func:`paired_auc_difference`:
 
-    1. the challenger wins only if the lower bound of (challenger - baseline) is above 0; otherwise
-       the baseline wins (a challenger better by noise only does not displace the simpler model);
-    2. with a production model (``production_scores``), the winner passes only if the lower bound
-       of (winner - production) is at least ``-margin``: it is not worse than production by more
-       than the margin, with the chosen confidence.
+    1. on the selection rows, the challenger wins only if the lower bound of (challenger - baseline)
+       is above 0; otherwise the baseline wins (a challenger better by noise only does not displace
+       the simpler model);
+    2. on the test rows, the winner must reach ``min_auc``, and with production scores (one vector,
+       or a mapping version -> scores of the recent production versions) the lower bound of
+       (winner - best production version) must be at least ``-margin``: it is not worse than the best
+       recent production model by more than the margin, with the chosen confidence, so quality cannot
+       ratchet down by the margin at each retrain.
 
-    With ``groups`` (the customer of each row) the bootstrap resamples customers, not rows. The
-    winner must also reach ``min_auc`` (test ROC-AUC), with or without a production model.
-    Without scores the point estimates decide the same two questions (no interval is recorded).
-    Every failed check is listed in ``reasons``; ``summary`` says who won and why.
+    With ``groups`` (the customer of each row) the bootstrap resamples customers, not rows. Without
+    scores the point estimates decide the same questions (no interval is recorded). Every failed
+    check is listed in ``reasons``; ``summary`` says who won and why.
     """
     if margin < 0:
         raise ValueError(f"gate margin must be >= 0, got {margin}")
     y = np.asarray(labels).astype(int) if labels is not None else None
     two_classes = y is not None and np.unique(y).size == 2
+    if test is None and labels is not None:
+        test = GateRows(labels, {challenger: challenger_scores, baseline: baseline_scores}, groups)
+        selection_split = "test"
+    if test is None:
+        selection_split = "test"
 
-    def compare(a: Any, b: Any) -> AucComparison | None:
-        if not two_classes or a is None or b is None:
+    def compare(rows_labels: Any, a: Any, b: Any, rows_groups: Any) -> AucComparison | None:
+        if a is None or b is None or rows_labels is None or np.unique(np.asarray(rows_labels)).size != 2:
             return None
-        return paired_auc_difference(y, a, b, confidence=confidence, resamples=resamples, seed=seed, groups=groups)
+        return paired_auc_difference(
+            rows_labels, a, b, confidence=confidence, resamples=resamples, seed=seed, groups=rows_groups
+        )
 
     reasons: list[str] = []
     vs_baseline = vs_production = None
     if math.isnan(challenger_auc) and math.isnan(baseline_auc):
-        reasons.append("test ROC-AUC is undefined for both models (the test split has one class)")
+        reasons.append(f"{selection_split} ROC-AUC is undefined for both models (the split has one class)")
         return GateDecision(
             passed=False,
             challenger_auc=challenger_auc,
@@ -434,30 +561,43 @@ def gate(  # pylint: disable=too-many-arguments,too-many-locals  # positional AU
             margin=margin,
             reasons=reasons,
             summary=reasons[0],
+            selection_split=selection_split,
         )
     if math.isnan(baseline_auc):
-        challenger_wins, why = True, f"the baseline's test ROC-AUC is undefined; {challenger} wins"
+        challenger_wins, why = True, f"the baseline's {selection_split} ROC-AUC is undefined; {challenger} wins"
     elif math.isnan(challenger_auc):
-        challenger_wins, why = False, f"{challenger}'s test ROC-AUC is undefined; {baseline} wins"
+        challenger_wins, why = False, f"{challenger}'s {selection_split} ROC-AUC is undefined; {baseline} wins"
     else:
-        vs_baseline = compare(challenger_scores, baseline_scores)
+        vs_baseline = compare(y if two_classes else None, challenger_scores, baseline_scores, groups)
         if vs_baseline is not None:
             challenger_wins = vs_baseline.low > 0
             verdict = "beats" if challenger_wins else "does not beat beyond noise"
-            why = f"{challenger} {verdict} the baseline: ROC-AUC difference {vs_baseline.describe()}"
+            why = (
+                f"{challenger} {verdict} the baseline on {selection_split}: ROC-AUC difference {vs_baseline.describe()}"
+            )
         else:
             challenger_wins = challenger_auc > baseline_auc
             verdict = "beats" if challenger_wins else "does not beat"
-            why = f"{challenger} test ROC-AUC {challenger_auc:.4f} {verdict} the baseline's {baseline_auc:.4f}"
-    winner, winner_auc = (challenger, challenger_auc) if challenger_wins else (baseline, baseline_auc)
-    winner_scores = challenger_scores if challenger_wins else baseline_scores
+            why = (
+                f"{challenger} {selection_split} ROC-AUC {challenger_auc:.4f} {verdict} "
+                f"the baseline's {baseline_auc:.4f}"
+            )
+    winner = challenger if challenger_wins else baseline
+    if test is not None and test.scores.get(winner) is not None:
+        winner_scores = test.scores[winner]
+        winner_auc = _auc(test.labels, winner_scores)
+    else:
+        winner_scores = None
+        winner_auc = challenger_auc if challenger_wins else baseline_auc
     summary = f"{why}; {winner} is the winner"
     if not winner_auc >= min_auc:
         reasons.append(f"{winner} test ROC-AUC {winner_auc:.4f} is below the minimum {min_auc:.4f} a model must reach")
-    if production_scores is not None and production_auc is None and two_classes:
-        production_auc = float(roc_auc_score(y, np.asarray(production_scores, dtype=np.float64)))
+    recent, production_version, best_scores = _best_production(production_scores, production_version, test)
+    if best_scores is not None:
+        production_auc = recent[str(production_version)]
     if production_auc is not None:
-        vs_production = compare(winner_scores, production_scores)
+        if test is not None:
+            vs_production = compare(test.labels, winner_scores, best_scores, test.groups)
         reasons.extend(
             _production_reasons(winner, winner_auc, production_auc, production_version, margin, vs_production)
         )
@@ -475,6 +615,8 @@ def gate(  # pylint: disable=too-many-arguments,too-many-locals  # positional AU
         vs_baseline=vs_baseline,
         vs_production=vs_production,
         summary=summary,
+        selection_split=selection_split,
+        recent_production=recent,
     )
 
 
@@ -491,12 +633,13 @@ def _production_reasons(
     if vs_production is not None:
         if vs_production.low < -margin:
             return [
-                f"{winner} may be worse than production (version {production_version}) by more than "
+                f"{winner} may be worse than the best recent production version ({production_version}) by more than "
                 f"{margin:.4f}: ROC-AUC difference {vs_production.describe()}"
             ]
     elif winner_auc < production_auc - margin:
         return [
-            f"{winner} test ROC-AUC {winner_auc:.4f} is worse than production (version {production_version}) "
+            f"{winner} test ROC-AUC {winner_auc:.4f} is worse than the best recent production version "
+            f"({production_version}) "
             f"{production_auc:.4f} by more than {margin:.4f}"
         ]
     return []

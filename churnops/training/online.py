@@ -18,6 +18,7 @@ from churnops.model.online import OnlineSnapshot, publish_snapshot
 from churnops.model.spec import FeatureSpec
 from churnops.platform.alerts import Alert, AlertSink
 from churnops.platform.settings import Settings
+from churnops.training.config import TrainingConfig
 from churnops.training.features import (
     GHOST_AFTER_HOURS,
     build_features,
@@ -25,7 +26,7 @@ from churnops.training.features import (
     feature_spec,
     ghost_customers,
 )
-from churnops.training.train import TrainingConfig, load_tables
+from churnops.training.train import load_tables
 
 logger = logging.getLogger(__name__)
 

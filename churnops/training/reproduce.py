@@ -40,8 +40,11 @@ from churnops.model.scoring import load_model
 from churnops.platform.settings import Settings
 from churnops.training import evaluate
 from churnops.training import train as training
+from churnops.training.config import REFIT_TAG, TrainingConfig
+from churnops.training.featurefiles import feature_files
 from churnops.training.features import SPLITS, feature_spec
-from churnops.training.train import MODEL_ARTIFACT, TrainingConfig
+from churnops.training.lineage import lineage_tags
+from churnops.training.train import MODEL_ARTIFACT
 
 logger = logging.getLogger(__name__)
 
@@ -326,12 +329,12 @@ def reproduce(  # pylint: disable=too-many-locals
     splits = training.build_splits(events, subscriptions, config)
     spec = feature_spec(config.windows_h)
     parent = _get_run(client, recorded_tags["parent_run_id"]) if recorded_tags.get("parent_run_id") else None
-    rebuilt = training.feature_files(splits, spec, commit)
+    rebuilt = feature_files(splits, spec, commit)
     features = (
         _compare_features(rebuilt, _recorded_feature_files(settings, repo, parent, rewritten)) if parent else DIFFERENT
     )
 
-    lineage = training.lineage_tags(
+    lineage = lineage_tags(
         settings,
         commit,
         seed,
@@ -348,6 +351,8 @@ def reproduce(  # pylint: disable=too-many-locals
     ) as run:
         mlflow.log_params({**config.as_params(), "seed": str(seed)})
     fitted = training.fit_model(settings, model_type, splits, spec, tags, run.info.run_id, config)
+    if recorded_tags.get(REFIT_TAG) == "true":  # the registered model was refit on every labelled cutoff
+        fitted = training.refit_model(settings, fitted, splits, spec, tags, run.info.run_id, config)
     checks = [
         Check(
             name,

@@ -8,27 +8,27 @@
    ``lock_sha256``, ``image_digest``, ``params_sha256``, ``feature_spec_sha256``,
    ``tokenizer_key_id``, ``schema_versions``, ``seed``) and logs the feature matrices as its
    artifacts under ``features/``;
-3. fits, per model (``baseline`` = logistic regression, ``xgboost``), one sklearn Pipeline
-   (transform + estimator) in a nested run with params, validation/test metrics, plots, feature
+3. per model (``baseline`` = logistic regression, ``xgboost``), fits each candidate of a small
+   hyperparameter grid on train, keeps the best by validation ROC-AUC, calibrates it on validation
+   and chooses its decision rule (the retention team's terms) there: one sklearn Pipeline (transform
+   + calibrated estimator) in a nested run with params, validation metrics, plots, feature
    importance, the feature spec, the model itself and the data commit as a dataset input;
-4. gates the models on the same test rows (see :func:`churnops.training.evaluate.gate`) and, when
-   the winner passes, registers it and gives it the ``candidate`` alias, unless a version trained
-   from the same data commit, code version, parameters and seed exists: then nothing is registered,
-   no alias moves, and the result names the version it reproduced.
+4. gates the models (see :func:`churnops.training.evaluate.gate`): the winner is chosen on
+   validation, the test split is scored once for the recorded metrics and to compare the winner
+   with the minimum and the best recent ``production`` version; when it passes, the winner is refit
+   on every labelled cutoff and the refit registered with the ``candidate`` alias, unless a version
+   trained from the same data commit, code version, parameters and seed exists: then nothing is
+   registered, no alias moves, and the result names the version it reproduced.
 
 Same commit + same seed + same configuration gives the same metrics.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import logging
 import math
-import tempfile
-import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -36,14 +36,14 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
-from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.types import ColSpec, Schema
 from sklearn.base import BaseEstimator
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import Pipeline
 from xgboost import XGBClassifier
 
@@ -51,16 +51,15 @@ from churnops.data.versioning import DataRepository, open_repository
 from churnops.data.versioning.base import DEFAULT_BRANCH, FEATURES_BRANCH
 from churnops.errors import DataContractError, RegistryError
 from churnops.model import registry
+from churnops.model.predict import DECISION_RULE_KEY, DecisionRule, decision_rule_of
 from churnops.model.scoring import load_model
 from churnops.model.spec import FeatureSpec
-from churnops.platform.buildinfo import code_version, lock_sha256
-from churnops.platform.settings import TRAINING_DEFAULTS, Settings
+from churnops.platform.settings import Settings
 from churnops.training import evaluate
+from churnops.training.config import REFIT_TAG, TrainingConfig
+from churnops.training.featurefiles import record_features
 from churnops.training.features import (
-    DEFAULT_HORIZON_HOURS,
-    DEFAULT_WINDOWS_HOURS,
     EVENT_COLUMNS,
-    KEY_COLUMNS,
     LABEL,
     InsufficientData,
     build_training_set,
@@ -69,80 +68,15 @@ from churnops.training.features import (
     held_out_customers,
     split_by_time,
 )
-from churnops.training.transform import DEFAULT_PERCENTILE, MODEL_CODE_PATHS, SKOPS_TRUSTED_TYPES, build_model
+from churnops.training.lineage import dataset, lineage_tags
+from churnops.training.transform import MODEL_CODE_PATHS, SKOPS_TRUSTED_TYPES, build_model
 
 logger = logging.getLogger(__name__)
 
 BASELINE = "baseline"
 CHALLENGER = "xgboost"
 MODEL_ARTIFACT = "model"
-# MLflow caps a dataset digest at 36 characters; the full commit id is in the source and tags.
-DIGEST_LENGTH = 36
 _MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "xgboost-cpu", "pandas", "numpy", "scipy", "cloudpickle", "skops")
-
-DEFAULT_XGB_PARAMS: dict[str, Any] = {
-    "n_estimators": 400,
-    "max_depth": 5,
-    "learning_rate": 0.05,
-    "subsample": 0.8,
-    "colsample_bytree": 0.8,
-    "min_child_weight": 5.0,
-    "reg_lambda": 1.0,
-}
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """Everything besides the data and the seed that decides a training result."""
-
-    windows_h: tuple[int, ...] = DEFAULT_WINDOWS_HOURS
-    horizon_h: int = DEFAULT_HORIZON_HOURS
-    cutoff_step_h: int = TRAINING_DEFAULTS["cutoff_step_hours"]
-    min_history_h: int = TRAINING_DEFAULTS["min_history_hours"]
-    split_fractions: tuple[float, float, float] = TRAINING_DEFAULTS["split_fractions"]
-    holdout_share: float = TRAINING_DEFAULTS["holdout_share"]
-    select_percentile: float = DEFAULT_PERCENTILE
-    gate_margin: float = TRAINING_DEFAULTS["gate_margin"]
-    gate_confidence: float = TRAINING_DEFAULTS["gate_confidence"]
-    gate_resamples: int = TRAINING_DEFAULTS["gate_resamples"]
-    gate_min_auc: float = TRAINING_DEFAULTS["gate_min_auc"]
-    xgb_params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_XGB_PARAMS))
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> "TrainingConfig":
-        """The configuration the settings describe, with keyword overrides."""
-        values: dict[str, Any] = {
-            "windows_h": tuple(settings.feature_windows_hours),
-            "horizon_h": settings.label_horizon_hours,
-            "cutoff_step_h": settings.cutoff_step_hours,
-            "min_history_h": settings.min_history_hours,
-            "gate_margin": settings.gate_margin,
-            "gate_confidence": settings.gate_confidence,
-            "gate_resamples": settings.gate_resamples,
-            "gate_min_auc": settings.gate_min_auc,
-        }
-        values.update(overrides)
-        return cls(**values)
-
-    def as_params(self) -> dict[str, str]:
-        """Flat MLflow params."""
-        params = {key: json.dumps(value) for key, value in asdict(self).items() if key != "xgb_params"}
-        params.update({f"xgb_{key}": json.dumps(value) for key, value in sorted(self.xgb_params.items())})
-        return params
-
-    def to_json(self) -> str:
-        """The configuration as JSON text (what the pipeline's tasks hand each other: KFP's artifact metadata
-        would turn integers into floats)."""
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "TrainingConfig":
-        """The inverse of :meth:`to_json`."""
-        values = json.loads(text)
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown training parameters {unknown}")
-        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items()})
 
 
 @dataclass(frozen=True)
@@ -162,73 +96,6 @@ class TrainingResult:
 
 # --------------------------------------------------------------------------------------------
 # Lineage
-
-
-def dataset_source(settings: Settings, data_commit: str, prefix: str) -> str:
-    """The S3-gateway address of a table at a commit (``s3://<repository>/<commit>/<prefix>``)."""
-    return f"s3://{settings.lakefs_repository}/{data_commit}/{prefix}"
-
-
-def sha256_json(value: Any) -> str:
-    """sha256 of the canonical JSON of ``value`` (sorted keys, no spaces)."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-IDENTITY_TAGS: tuple[str, ...] = ("data_commit", "git_sha", "params_sha256", "seed")
-
-
-def lineage_tags(
-    settings: Settings,
-    data_commit: str,
-    seed: int,
-    config: TrainingConfig,
-    spec: FeatureSpec,
-    schema_versions: str = "unknown",
-    tokenizer_key_id: str = "unknown",
-) -> dict[str, str]:
-    """Tags that tie a run (and the version registered from it) to its data, code, environment and inputs.
-
-    ``training_key`` hashes :data:`IDENTITY_TAGS`: equal keys mean the same data commit, code
-    version, parameters and seed, i.e. the same model.
-    """
-    code = code_version(settings)
-    tags = {
-        "data_commit": data_commit,
-        "git_sha": str(code),
-        "git_dirty": str(code.dirty).lower(),
-        "code_version_source": code.source,
-        "lock_sha256": lock_sha256(),
-        "schema_versions": schema_versions,
-        "lakefs_repository": settings.lakefs_repository,
-        "seed": str(seed),
-        "params_sha256": sha256_json(config.as_params()),
-        "feature_spec_sha256": sha256_json(spec.to_dict()),
-        "tokenizer_key_id": tokenizer_key_id,
-    }
-    if settings.image_digest:
-        tags["image_digest"] = settings.image_digest
-    tags["training_key"] = sha256_json({key: tags[key] for key in IDENTITY_TAGS})
-    return tags
-
-
-def _dataset(settings: Settings, data_commit: str, prefix: str, frame: pd.DataFrame | None = None) -> MetaDataset:
-    """The table at the commit as an MLflow dataset: S3-gateway source, commit digest, column schema (with a frame)."""
-    schema = None
-    if frame is not None:
-        categorical = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
-        sample = frame.head(200).astype({c: object for c in categorical})
-        with warnings.catch_warnings():
-            # MLflow hints that integer columns cannot hold missing values; the schema only documents the table.
-            warnings.filterwarnings(
-                "ignore", message="Hint: Inferred schema contains integer column", category=UserWarning
-            )
-            schema = infer_signature(sample).inputs
-    return MetaDataset(
-        source=resolve_dataset_source(dataset_source(settings, data_commit, prefix)),
-        name=prefix.rstrip("/"),
-        digest=data_commit[:DIGEST_LENGTH],
-        schema=schema,
-    )
 
 
 def _model_requirements() -> list[str]:
@@ -275,21 +142,54 @@ def build_splits(events: pd.DataFrame, subscriptions: pd.DataFrame, config: Trai
     return splits
 
 
-def make_estimators(seed: int, train_labels: pd.Series, xgb_params: dict[str, Any]) -> dict[str, BaseEstimator]:
-    """The baseline and the challenger, seeded and weighted for class imbalance."""
-    positives = int(train_labels.sum())
-    negatives = int(len(train_labels) - positives)
+def make_estimators(
+    seed: int, xgb_params: dict[str, Any], config: "TrainingConfig | None" = None
+) -> dict[str, list[BaseEstimator]]:
+    """The candidates per model, seeded and unweighted (calibration on validation makes their scores
+    probabilities): the baseline per C of ``config.baseline_c_grid``, the challenger per depth of
+    ``config.challenger_depth_grid`` (default grids without a config)."""
+    config = config or TrainingConfig()
     return {
-        BASELINE: LogisticRegression(max_iter=2000, class_weight="balanced", random_state=seed),
-        CHALLENGER: XGBClassifier(
-            **xgb_params,
-            tree_method="hist",
-            n_jobs=1,
-            random_state=seed,
-            scale_pos_weight=negatives / max(positives, 1),
-            eval_metric="logloss",
-        ),
+        BASELINE: [LogisticRegression(C=c, max_iter=2000, random_state=seed) for c in config.baseline_c_grid],
+        CHALLENGER: [
+            XGBClassifier(
+                **{**xgb_params, "max_depth": depth},
+                tree_method="hist",
+                n_jobs=1,
+                random_state=seed,
+                eval_metric="logloss",
+            )
+            for depth in config.challenger_depth_grid
+        ],
     }
+
+
+def tuned_params(estimator: BaseEstimator) -> dict[str, Any]:
+    """The hyperparameters the validation search chose among (``C`` or ``max_depth``) as the estimator holds them."""
+    params = estimator.get_params()
+    return {"C": params["C"]} if isinstance(estimator, LogisticRegression) else {"max_depth": params["max_depth"]}
+
+
+def calibrate(model: Pipeline, frame: pd.DataFrame, spec: FeatureSpec, method: str) -> Pipeline:
+    """``model`` (fitted) with its estimator calibrated on ``frame`` (validation): scikit-learn's
+    CalibratedClassifierCV over the frozen estimator, Platt (``sigmoid``) or ``isotonic``. The transform
+    and the estimator are not refitted."""
+    transform = model.named_steps["transform"]
+    calibrated = CalibratedClassifierCV(FrozenEstimator(model.named_steps["model"]), method=method)
+    calibrated.fit(transform.transform(frame[spec.columns]), frame[LABEL].to_numpy())
+    return Pipeline([("transform", transform), ("model", calibrated)])
+
+
+def choose_rule(config: "TrainingConfig", probability: np.ndarray) -> DecisionRule:
+    """The decision rule of ``config``'s retention terms, its top-k threshold taken from ``probability``."""
+    return evaluate.decision_rule(
+        config.decision_rule,
+        probability,
+        capacity_share=config.capacity_share,
+        save_rate=config.save_rate,
+        customer_value=config.customer_value,
+        contact_cost=config.contact_cost,
+    )
 
 
 def model_signature(spec: FeatureSpec, X: pd.DataFrame, probability: np.ndarray) -> ModelSignature:
@@ -299,6 +199,68 @@ def model_signature(spec: FeatureSpec, X: pd.DataFrame, probability: np.ndarray)
         + [ColSpec("string", name, required=False) for name in spec.categorical]
     )
     return ModelSignature(inputs=inputs, outputs=infer_signature(X.head(5), probability).outputs)
+
+
+# --------------------------------------------------------------------------------------------
+# Runs
+
+
+def _log_split_evaluation(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # one split's inputs
+    probability: np.ndarray,
+    name: str,
+    split: str,
+    frame: pd.DataFrame,
+    trained_on: set[str],
+    rule: DecisionRule,
+    capacity_share: float,
+) -> dict[str, float]:
+    """Log one split's metrics (``<split>_<metric>``) and plots from the model's ``probability`` on ``frame``
+    in the active run; return the metrics.
+
+    Labels use the model's decision ``rule``; precision and lift at k the top ``capacity_share``.
+    ROC-AUC is also computed apart for the customers training saw (``<split>_seen_roc_auc``) and the
+    ones it never saw (``<split>_unseen_roc_auc``): a model that memorises customers does better on
+    the first.
+    """
+    metrics = evaluate.classification_metrics(frame[LABEL], probability, rule.threshold, capacity_share)
+    seen = frame["customer_token"].astype(str).isin(trained_on).to_numpy()
+    for group, rows in (("seen", seen), ("unseen", ~seen)):
+        labels = frame[LABEL].to_numpy()[rows]
+        if np.unique(labels).size == 2:
+            metrics[f"{group}_roc_auc"] = evaluate.classification_metrics(labels, probability[rows])["roc_auc"]
+    mlflow.log_metrics({f"{split}_{key}": value for key, value in metrics.items() if not math.isnan(value)})
+    title = f"{name} ({split})"
+    confusion = evaluate.confusion_matrix_figure(frame[LABEL], probability, title, rule.threshold)
+    mlflow.log_figure(confusion, f"plots/{split}_confusion.png")
+    mlflow.log_figure(evaluate.reliability_figure(frame[LABEL], probability, title), f"plots/{split}_reliability.png")
+    for kind in ("roc", "pr"):
+        figure = evaluate.curve_figure(kind, frame[LABEL], probability, title)
+        if figure is not None:
+            mlflow.log_figure(figure, f"plots/{split}_{kind}_curve.png")
+    return metrics
+
+
+def _select(
+    candidates: list[BaseEstimator], splits: dict[str, pd.DataFrame], spec: FeatureSpec, config: "TrainingConfig"
+) -> tuple[Pipeline, dict[str, float]]:
+    """Fit every candidate on train and keep the one with the best validation ROC-AUC (the first on a tie);
+    return it and each candidate's validation ROC-AUC (``search_<param>_<value>_validation_roc_auc``)."""
+    train, validation = splits["train"], splits["validation"]
+    if not candidates:
+        raise ValueError("no candidate to choose from: the hyperparameter grid is empty")
+    best_rank, best = -math.inf, None
+    scores: dict[str, float] = {}
+    for estimator in candidates:
+        model = build_model(spec, estimator, config.select_percentile).fit(train[spec.columns], train[LABEL].to_numpy())
+        probability = evaluate.churn_probability(model, validation[spec.columns])
+        auc = evaluate.classification_metrics(validation[LABEL], probability)["roc_auc"]
+        label = "_".join(f"{key}_{value}" for key, value in tuned_params(estimator).items())
+        scores[f"search_{label}_validation_roc_auc"] = auc
+        rank = -math.inf if math.isnan(auc) else auc
+        if best is None or rank > best_rank:
+            best_rank, best = rank, model
+    assert best is not None  # there was a candidate
+    return best, scores
 
 
 def input_example(spec: FeatureSpec) -> pd.DataFrame:
@@ -312,191 +274,102 @@ def input_example(spec: FeatureSpec) -> pd.DataFrame:
     return pd.DataFrame({**numeric, **categorical})[spec.columns]
 
 
-def _parquet_bytes(frame: pd.DataFrame) -> tuple[bytes, pa.Schema]:
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer)
-    return buffer.getvalue(), table.schema
+def _log_model(model: Pipeline, spec: FeatureSpec, example: pd.DataFrame, recorded: dict[str, Any]) -> str:
+    """Log ``model`` (the churn Pipeline) in the active run, its outputs' signature from ``example`` rows and a
+    synthetic input example (:func:`input_example`); return its model URI."""
+    info = mlflow.sklearn.log_model(
+        model,
+        name=MODEL_ARTIFACT,
+        signature=model_signature(spec, input_example(spec), model.predict_proba(example)),
+        input_example=input_example(spec),
+        pip_requirements=_model_requirements(),
+        pyfunc_predict_fn="predict_proba",
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+        skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
+        code_paths=list(MODEL_CODE_PATHS),
+        metadata=recorded,
+    )
+    return str(info.model_uri)
 
 
-def feature_files(splits: dict[str, pd.DataFrame], spec: FeatureSpec, data_commit: str) -> dict[str, bytes]:
-    """The run's feature matrices as files: ``<split>.parquet`` (keys, features, label) and ``schema.json``."""
-    schema: dict[str, Any] = {
-        "data_commit": data_commit,
-        "label": LABEL,
-        "keys": list(KEY_COLUMNS),
-        "spec": spec.to_dict(),
-    }
-    files: dict[str, bytes] = {}
-    for name, frame in splits.items():
-        files[f"{name}.parquet"], arrow_schema = _parquet_bytes(frame)
-        schema.setdefault("columns", [{"name": f.name, "type": str(f.type)} for f in arrow_schema])
-        schema.setdefault("splits", {})[name] = {
-            "rows": len(frame),
-            "positives": int(frame[LABEL].sum()),
-            "cutoffs": [c.isoformat() for c in sorted(frame["cutoff"].unique())],
-        }
-    files["schema.json"] = json.dumps(schema, indent=2, sort_keys=True).encode()
-    return files
-
-
-def publish_features(repo: DataRepository, files: dict[str, bytes], data_commit: str, run_id: str) -> str:
-    """Commit the feature matrices to the lake's ``features`` branch under ``features/<data_commit>/<run_id>/``.
-
-    The branch starts from the data it describes and never merges into ``main``, so publishing
-    features does not change what "latest data" means. Each run writes on a branch of its own and
-    merges it into ``features``, so concurrent trainings cannot mix their files. Returns
-    ``<commit id>/<path prefix>``.
-    """
-    if not repo.branch_exists(FEATURES_BRANCH):
-        repo.create_branch(FEATURES_BRANCH, source=data_commit)
-    run_branch = f"features-{run_id[:12]}"
-    repo.create_branch(run_branch, source=FEATURES_BRANCH)
-    prefix = f"features/{data_commit}/{run_id}"
-    try:
-        repo.put_objects(run_branch, {f"{prefix}/{name}": content for name, content in files.items()})
-        lineage = {"source_commit": data_commit, "run_id": run_id}
-        repo.commit(run_branch, f"feature matrices of run {run_id} on {data_commit[:12]}", lineage)
-        commit = repo.merge(run_branch, into=FEATURES_BRANCH, message=f"features of run {run_id}", metadata=lineage)
-    finally:
-        repo.delete_branch(run_branch)
-    return f"{commit}/{prefix}"
-
-
-def _record_features(
-    settings: Settings,
-    splits: dict[str, pd.DataFrame],
-    spec: FeatureSpec,
-    data_commit: str,
-    run_id: str,
-    repo: DataRepository | None,
-) -> str:
-    """Log the feature matrices as run artifacts and, with a repository, commit them to the lake.
-
-    Returns (and tags the run with) ``features_uri``: the lake location when committed, else the
-    run's artifact folder.
-    """
-    files = feature_files(splits, spec, data_commit)
-    for name, content in files.items():
-        _log_bytes(content, f"features/{name}")
-    features_uri = f"runs:/{run_id}/features"
-    if repo is not None:
-        features_uri = f"lakefs://{settings.lakefs_repository}/{publish_features(repo, files, data_commit, run_id)}"
-    mlflow.set_tag("features_uri", features_uri)
-    return features_uri
-
-
-def _log_bytes(content: bytes, artifact_path: str) -> None:
-    """Log raw bytes as a run artifact at ``artifact_path``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / Path(artifact_path).name
-        local.write_bytes(content)
-        mlflow.log_artifact(str(local), artifact_path=str(Path(artifact_path).parent))
-
-
-# --------------------------------------------------------------------------------------------
-# Runs
-
-
-def _log_split_evaluation(
-    model: Pipeline, name: str, split: str, frame: pd.DataFrame, spec: FeatureSpec, trained_on: set[str]
-) -> dict:
-    """Score one split, log its metrics (``<split>_<metric>``) and plots; return the metrics.
-
-    ROC-AUC is also computed apart for the customers training saw (``<split>_seen_roc_auc``) and the
-    ones it never saw (``<split>_unseen_roc_auc``): a model that memorises customers does better on
-    the first.
-    """
-    probability = evaluate.churn_probability(model, frame[spec.columns])
-    metrics = evaluate.classification_metrics(frame[LABEL], probability)
-    seen = frame["customer_token"].astype(str).isin(trained_on).to_numpy()
-    for group, rows in (("seen", seen), ("unseen", ~seen)):
-        labels = frame[LABEL].to_numpy()[rows]
-        if np.unique(labels).size == 2:
-            metrics[f"{group}_roc_auc"] = evaluate.classification_metrics(labels, probability[rows])["roc_auc"]
-    mlflow.log_metrics({f"{split}_{key}": value for key, value in metrics.items() if not math.isnan(value)})
-    title = f"{name} ({split})"
-    confusion = evaluate.confusion_matrix_figure(frame[LABEL], probability, title)
-    mlflow.log_figure(confusion, f"plots/{split}_confusion.png")
-    mlflow.log_figure(evaluate.reliability_figure(frame[LABEL], probability, title), f"plots/{split}_reliability.png")
-    for kind in ("roc", "pr"):
-        figure = evaluate.curve_figure(kind, frame[LABEL], probability, title)
-        if figure is not None:
-            mlflow.log_figure(figure, f"plots/{split}_{kind}_curve.png")
-    return metrics
-
-
-def _train_one(
+def _train_one(  # pylint: disable=too-many-arguments,too-many-positional-arguments,too-many-locals  # one fit's inputs
     name: str,
-    estimator: BaseEstimator,
+    candidates: list[BaseEstimator],
     splits: dict[str, pd.DataFrame],
     spec: FeatureSpec,
     config: TrainingConfig,
     lineage: dict[str, str],
     datasets: list[MetaDataset],
     parent_run_id: str,
-) -> tuple[str, Pipeline, dict[str, float], str]:
-    """Fit and log one model in a child run of ``parent_run_id``; return (run id, model, metrics, model URI)."""
+) -> FittedModel:
+    """Choose, fit, calibrate and log one model in a child run of ``parent_run_id``.
+
+    Every candidate is fitted on train; the best by validation ROC-AUC is calibrated on validation
+    and its decision rule chosen on validation (:func:`choose_rule`). The test split is not read
+    here: it is scored once, by :func:`evaluate_models`, after the winner is chosen.
+    """
     train = splits["train"]
     tags = {**lineage, "model_type": name, "parent_run_id": parent_run_id}
     # The parent's experiment, also when this runs in a process of its own (a pipeline task).
     experiment_id = mlflow.get_run(parent_run_id).info.experiment_id
     with mlflow.start_run(run_name=name, parent_run_id=parent_run_id, experiment_id=experiment_id, tags=tags) as run:
-        for dataset in datasets:
-            mlflow.log_input(dataset, context="training")
+        for table_input in datasets:
+            mlflow.log_input(table_input, context="training")
+        raw, search = _select(candidates, splits, spec, config)
+        estimator = raw.named_steps["model"]
+        chosen = tuned_params(estimator)
         mlflow.log_params({**config.as_params(), "seed": lineage["seed"], "estimator": type(estimator).__name__})
         mlflow.log_params({f"model_{k}": str(v) for k, v in sorted(estimator.get_params().items()) if v is not None})
-        model = build_model(spec, estimator, config.select_percentile).fit(train[spec.columns], train[LABEL].to_numpy())
-        metrics: dict[str, float] = {}
+        mlflow.log_metrics({key: value for key, value in search.items() if not math.isnan(value)})
+        model = calibrate(raw, splits["validation"], spec, config.calibration)
+        validation_probability = evaluate.churn_probability(model, splits["validation"][spec.columns])
+        rule = choose_rule(config, validation_probability)
+        mlflow.log_dict(rule.to_dict(), "decision_rule.json")
+        mlflow.set_tags({"decision_rule": rule.describe(), "calibration": config.calibration})
         trained_on = set(train["customer_token"].astype(str))
-        for split in ("validation", "test"):
-            result = _log_split_evaluation(model, name, split, splits[split], spec, trained_on)
-            metrics.update({f"{split}_{key}": value for key, value in result.items()})
-        importance = evaluate.feature_importance(model)
+        result = _log_split_evaluation(
+            validation_probability, name, "validation", splits["validation"], trained_on, rule, config.capacity_share
+        )
+        metrics = {f"validation_{key}": value for key, value in result.items()}
+        importance = evaluate.feature_importance(raw)
         mlflow.log_table(importance, "feature_importance.json")
         mlflow.log_figure(evaluate.importance_figure(importance, f"{name}: feature importance"), "plots/importance.png")
         mlflow.log_dict(spec.to_dict(), "feature_spec.json")
-        example = input_example(spec)
-        info = mlflow.sklearn.log_model(
+        model_uri = _log_model(
             model,
-            name=MODEL_ARTIFACT,
-            signature=model_signature(spec, example, model.predict_proba(train[spec.columns].head(5))),
-            input_example=example,
-            pip_requirements=_model_requirements(),
-            pyfunc_predict_fn="predict_proba",
-            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
-            skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
-            code_paths=list(MODEL_CODE_PATHS),
-            metadata={"data_commit": lineage["data_commit"]},
+            spec,
+            train[spec.columns].head(5),
+            {"data_commit": lineage["data_commit"], DECISION_RULE_KEY: rule.to_dict()},
         )
-        logger.info("trained %s: test ROC-AUC %.4f (run %s)", name, metrics["test_roc_auc"], run.info.run_id)
-        return run.info.run_id, model, metrics, info.model_uri
+        logger.info(
+            "trained %s %s: validation ROC-AUC %.4f (run %s)",
+            name,
+            chosen,
+            metrics["validation_roc_auc"],
+            run.info.run_id,
+        )
+        return FittedModel(name, run.info.run_id, model_uri, metrics, chosen, rule.to_dict())
 
 
-def production_test_scores(
-    client: mlflow.MlflowClient, model_name: str, test: pd.DataFrame, spec: FeatureSpec
-) -> tuple[np.ndarray | None, str | None]:
-    """The ``production`` model's churn probabilities on these test rows, and its version (None, None if none)."""
-    version = registry.alias_holder(client, model_name, "production")
-    if version is None:
-        return None, None
-    production = load_model(f"models:/{model_name}@production", client.tracking_uri).pipeline
-    try:
-        return evaluate.churn_probability(production, test[spec.columns]), version
-    except (KeyError, ValueError) as exc:
-        raise RegistryError(
-            f"production version {version} cannot score this test set (different feature spec?): {exc}"
-        ) from exc
-
-
-def production_test_auc(
-    client: mlflow.MlflowClient, model_name: str, test: pd.DataFrame, spec: FeatureSpec
-) -> tuple[float | None, str | None]:
-    """The ``production`` model's ROC-AUC on these test rows, and its version (None, None if none)."""
-    scores, version = production_test_scores(client, model_name, test, spec)
-    if scores is None:
-        return None, None
-    return evaluate.classification_metrics(test[LABEL], scores)["roc_auc"], version
+def recent_production_scores(
+    client: mlflow.MlflowClient, model_name: str, test: pd.DataFrame, spec: FeatureSpec, count: int
+) -> dict[str, np.ndarray]:
+    """Churn probabilities on these test rows of each of the last ``count`` versions that held ``production``
+    (rolled-back versions left out, the current holder always in), oldest first: version -> probabilities."""
+    versions = registry.production_history(client, model_name)[-count:]
+    current = registry.alias_holder(client, model_name, "production")
+    if current is not None and current not in versions:
+        versions = [*versions[1:], current] if len(versions) >= count else [*versions, current]
+    scores: dict[str, np.ndarray] = {}
+    for version in versions:
+        model = load_model(f"models:/{model_name}/{version}", client.tracking_uri).pipeline
+        try:
+            scores[version] = evaluate.churn_probability(model, test[spec.columns])
+        except (KeyError, ValueError) as exc:
+            raise RegistryError(
+                f"production version {version} cannot score this test set (different feature spec?): {exc}"
+            ) from exc
+    return scores
 
 
 @dataclass(frozen=True)
@@ -516,12 +389,15 @@ class TrainingSetup:
 
 @dataclass(frozen=True)
 class FittedModel:
-    """One fitted and logged model: its run, its logged model URI and its validation/test metrics."""
+    """One fitted and logged model: its run, its logged model URI, its metrics (validation; test once
+    evaluated), the hyperparameters validation chose and its decision rule."""
 
     name: str
     run_id: str
     model_uri: str
     metrics: dict[str, float]
+    params: dict[str, Any] = field(default_factory=dict)
+    decision_rule: dict[str, Any] = field(default_factory=dict)
 
 
 def begin_training(  # pylint: disable=too-many-arguments  # the stage's inputs, plus the key id as a keyword
@@ -550,20 +426,20 @@ def begin_training(  # pylint: disable=too-many-arguments  # the stage's inputs,
     mlflow.set_experiment(settings.mlflow_experiment)
     lineage = lineage_tags(settings, data_commit, seed, config, spec, schema_versions, tokenizer_key_id)
     with mlflow.start_run(run_name=f"train-{data_commit[:12]}", tags={**lineage, "run_kind": "training"}) as parent:
-        for dataset in (
-            _dataset(settings, data_commit, "events/", events),
-            _dataset(settings, data_commit, "subscriptions/", subscriptions),
+        for table_input in (
+            dataset(settings, data_commit, "events/", events),
+            dataset(settings, data_commit, "subscriptions/", subscriptions),
         ):
-            mlflow.log_input(dataset, context="training")
+            mlflow.log_input(table_input, context="training")
         mlflow.log_params({**config.as_params(), "seed": str(seed)})
         mlflow.log_params({f"{name}_rows": str(len(frame)) for name, frame in splits.items()})
-        features_uri = _record_features(settings, splits, spec, data_commit, parent.info.run_id, repo)
+        features_uri = record_features(settings, splits, spec, data_commit, parent.info.run_id, repo)
     return TrainingSetup(
         data_commit, parent.info.experiment_id, parent.info.run_id, splits, spec, lineage, features_uri, config
     )
 
 
-def fit_model(
+def fit_model(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # one step's inputs
     settings: Settings,
     name: str,
     splits: dict[str, pd.DataFrame],
@@ -572,62 +448,140 @@ def fit_model(
     parent_run_id: str,
     config: TrainingConfig | None = None,
 ) -> FittedModel:
-    """Fit model ``name`` (``baseline`` or ``xgboost``) on the train split, in a child run of ``parent_run_id``.
+    """Choose, fit and calibrate model ``name`` (``baseline`` or ``xgboost``) on the train and validation splits,
+    in a child run of ``parent_run_id`` (see :func:`_train_one`); ``splits`` needs no test split.
 
     ``lineage`` holds the tags :func:`begin_training` set (``data_commit`` and ``seed`` among them).
     """
     config = config or TrainingConfig.from_settings(settings)
     seed = int(lineage["seed"])
-    estimators = make_estimators(seed, splits["train"][LABEL], config.xgb_params)
+    estimators = make_estimators(seed, config.xgb_params, config)
     if name not in estimators:
         raise ValueError(f"unknown model {name!r}: use one of {sorted(estimators)}")
     registry.use_tracking(settings)
     data_commit = lineage["data_commit"]
-    datasets = [_dataset(settings, data_commit, "events/"), _dataset(settings, data_commit, "subscriptions/")]
-    run_id, _, metrics, model_uri = _train_one(
-        name, estimators[name], splits, spec, config, lineage, datasets, parent_run_id
+    datasets = [dataset(settings, data_commit, "events/"), dataset(settings, data_commit, "subscriptions/")]
+    return _train_one(name, estimators[name], splits, spec, config, lineage, datasets, parent_run_id)
+
+
+def refit_model(  # pylint: disable=too-many-arguments,too-many-positional-arguments,too-many-locals  # one step's inputs
+    settings: Settings,
+    fitted: FittedModel,
+    splits: dict[str, pd.DataFrame],
+    spec: FeatureSpec,
+    lineage: dict[str, str],
+    parent_run_id: str,
+    config: TrainingConfig,
+) -> FittedModel:
+    """The chosen model refit on every labelled cutoff (train, validation and test rows, every customer),
+    in a child run tagged ``refit_on_all_cutoffs``: what is registered once the gate passed.
+
+    The estimator has the hyperparameters validation chose (``fitted.params``). It is calibrated out of
+    fold: scikit-learn's CalibratedClassifierCV (``ensemble=False``) fits the calibrator on predictions
+    for customers its fold never trained on (``config.refit_folds`` folds by customer), then refits the
+    estimator on all rows. The top-k threshold is taken on the last labelled cutoff's rows, the
+    population most like the one scored next. Its metrics are the evaluated model's as recorded in its run
+    (``evaluated_run_id``), since no labelled rows are left to measure the refit on.
+    """
+    seed = int(lineage["seed"])
+    estimator = make_estimators(seed, config.xgb_params, config)[fitted.name][0].set_params(**fitted.params)
+    frame = pd.concat([splits[name] for name in ("train", "validation", "test")], ignore_index=True)
+    customers = frame["customer_token"].astype(str).to_numpy()
+    folds = list(GroupKFold(n_splits=config.refit_folds).split(frame, frame[LABEL], customers))
+    calibrated = CalibratedClassifierCV(estimator, method=config.calibration, cv=folds, ensemble=False)
+    model = build_model(spec, calibrated, config.select_percentile).fit(frame[spec.columns], frame[LABEL].to_numpy())
+    last = frame[frame["cutoff"] == frame["cutoff"].max()]
+    rule = choose_rule(config, evaluate.churn_probability(model, last[spec.columns]))
+    registry.use_tracking(settings)
+    experiment_id = mlflow.get_run(parent_run_id).info.experiment_id
+    tags = {
+        **lineage,
+        "model_type": fitted.name,
+        "parent_run_id": parent_run_id,
+        REFIT_TAG: "true",
+        "evaluated_run_id": fitted.run_id,
+        "decision_rule": rule.describe(),
+        "calibration": config.calibration,
+    }
+    with mlflow.start_run(
+        run_name=f"{fitted.name}-refit", parent_run_id=parent_run_id, experiment_id=experiment_id, tags=tags
+    ) as run:
+        for prefix in ("events/", "subscriptions/"):
+            mlflow.log_input(dataset(settings, lineage["data_commit"], prefix), context="training")
+        mlflow.log_params({**config.as_params(), "seed": lineage["seed"], "estimator": type(estimator).__name__})
+        mlflow.log_params({f"model_{key}": str(value) for key, value in sorted(fitted.params.items())})
+        mlflow.log_params(
+            {
+                "refit_rows": str(len(frame)),
+                "refit_cutoffs": str(frame["cutoff"].nunique()),
+                "refit_customers": str(len(set(customers))),
+                "refit_calibration": f"out-of-fold, {config.refit_folds} folds by customer",
+            }
+        )
+        mlflow.log_metrics(mlflow.MlflowClient().get_run(fitted.run_id).data.metrics)
+        mlflow.log_dict(rule.to_dict(), "decision_rule.json")
+        mlflow.log_dict(spec.to_dict(), "feature_spec.json")
+        recorded = {"data_commit": lineage["data_commit"], DECISION_RULE_KEY: rule.to_dict(), REFIT_TAG: True}
+        model_uri = _log_model(model, spec, frame[spec.columns].head(5), recorded)
+    logger.info(
+        "refit %s on %d rows of %d cutoffs (run %s)",
+        fitted.name,
+        len(frame),
+        frame["cutoff"].nunique(),
+        run.info.run_id,
     )
-    return FittedModel(name=name, run_id=run_id, model_uri=model_uri, metrics=metrics)
+    return FittedModel(
+        fitted.name, run.info.run_id, model_uri, dict(fitted.metrics), dict(fitted.params), rule.to_dict()
+    )
 
 
-def gate_models(
+def gate_models(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # one step's inputs
     settings: Settings,
     parent_run_id: str,
-    scores: dict[str, np.ndarray],
-    test: pd.DataFrame,
+    scores: dict[str, dict[str, np.ndarray]],
+    splits: dict[str, pd.DataFrame],
     spec: FeatureSpec,
     lineage: dict[str, str],
     config: TrainingConfig,
 ) -> evaluate.GateDecision:
-    """Pick the winner of challenger vs baseline and check it against the ``production`` model; record it.
+    """Choose the winner of challenger vs baseline on validation, confirm it on test against the recent
+    ``production`` versions; record the decision.
 
-    ``scores`` maps ``baseline`` and ``xgboost`` to their probabilities on ``test``, for the
-    paired-bootstrap intervals (see :func:`churnops.training.evaluate.gate`). The margin, confidence
-    and resamples come from ``config``, the bootstrap's seed is the training seed (``lineage``):
-    the in-process training and the pipeline's evaluate task take the same decision on the same
-    data. The decision goes to the parent run (``gate.json``, ``gate_*`` tags and interval metrics).
+    ``scores`` maps ``validation`` and ``test`` to each model's probabilities on those splits (in
+    ``splits``), for the paired-bootstrap intervals over customers (see
+    :func:`churnops.training.evaluate.gate`); the last ``config.gate_recent_production`` production
+    versions are scored on the test rows and the winner must not lose to the best of them by more
+    than the margin. The margin, confidence and resamples come from ``config``, the bootstrap's seed
+    is the training seed (``lineage``): the in-process training and the pipeline's evaluate task take
+    the same decision on the same data. The decision goes to the parent run (``gate.json``, ``gate_*``
+    tags and interval metrics).
     """
     client = registry.use_tracking(settings)
-    production_scores, production_version = production_test_scores(client, settings.registered_model, test, spec)
-    labels = test[LABEL].to_numpy()
-    auc = {name: evaluate.classification_metrics(labels, scores[name])["roc_auc"] for name in (BASELINE, CHALLENGER)}
+    validation, test = splits["validation"], splits["test"]
+    production = recent_production_scores(client, settings.registered_model, test, spec, config.gate_recent_production)
+    labels = validation[LABEL].to_numpy()
+    auc = {
+        name: evaluate.classification_metrics(labels, scores["validation"][name])["roc_auc"]
+        for name in (BASELINE, CHALLENGER)
+    }
     decision = evaluate.gate(
         auc[CHALLENGER],
         auc[BASELINE],
         None,
         config.gate_margin,
-        production_version,
+        None,
         labels=labels,
-        challenger_scores=scores[CHALLENGER],
-        baseline_scores=scores[BASELINE],
-        production_scores=production_scores,
+        challenger_scores=scores["validation"][CHALLENGER],
+        baseline_scores=scores["validation"][BASELINE],
+        production_scores=production or None,
         confidence=config.gate_confidence,
         resamples=config.gate_resamples,
         seed=int(lineage["seed"]),
         challenger=CHALLENGER,
         baseline=BASELINE,
-        groups=test["customer_token"].astype(str).to_numpy(),
+        groups=validation["customer_token"].astype(str).to_numpy(),
         min_auc=config.gate_min_auc,
+        test=evaluate.GateRows(test[LABEL].to_numpy(), scores["test"], test["customer_token"].astype(str).to_numpy()),
     )
     with registry.resume_run(parent_run_id):
         mlflow.log_dict(decision.to_dict(), "gate.json")
@@ -638,6 +592,7 @@ def gate_models(
                 "gate_reasons": "; ".join(decision.reasons),
                 "gate_winner": decision.winner or "",
                 "gate_summary": decision.summary[:5000],
+                "gate_selection_split": decision.selection_split,
             }
         )
         if decision.production_auc is not None and not math.isnan(decision.production_auc):
@@ -647,18 +602,23 @@ def gate_models(
     return decision
 
 
-def register_candidate(
+def register_candidate(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # one step's inputs
     settings: Settings,
     parent_run_id: str,
-    challenger: FittedModel,
-    baseline_test_auc: float,
+    winner: FittedModel,
+    baseline: FittedModel,
     lineage: dict[str, str],
+    splits: dict[str, pd.DataFrame],
+    spec: FeatureSpec,
+    config: TrainingConfig,
 ) -> str:
-    """Register the gate's winner (``challenger``: whichever model won) as a new version with the ``candidate`` alias.
+    """Refit the gate's winner on every labelled cutoff (:func:`refit_model`) and register the refit as a new
+    version with the ``candidate`` alias; the version's tags carry the evaluated model's test metrics,
+    ``refit_on_all_cutoffs`` and the decision rule.
 
     When a version with the same ``training_key`` exists (same data commit, code version, parameters
-    and seed), nothing is registered and no alias moves: that version is returned, and the parent
-    run is tagged ``reproduced_version``.
+    and seed), nothing is refitted or registered and no alias moves: that version is returned, and the
+    parent run is tagged ``reproduced_version``.
     """
     client = registry.use_tracking(settings)
     existing = reproduced_version(settings, lineage)
@@ -672,16 +632,25 @@ def register_candidate(
             existing,
         )
         return existing
+    refit = refit_model(settings, winner, splits, spec, lineage, parent_run_id, config)
+    test_auc = {
+        name: client.get_run(model.run_id).data.metrics.get("test_roc_auc", math.nan)
+        for name, model in (("winner", winner), ("baseline", baseline))
+    }
     version = registry.register_version(
         settings.registered_model,
-        challenger.model_uri,
+        refit.model_uri,
         tags={
             **lineage,
-            "run_id": challenger.run_id,
+            "run_id": refit.run_id,
+            "evaluated_run_id": winner.run_id,
             "parent_run_id": parent_run_id,
-            "model_type": challenger.name,
-            "test_roc_auc": f"{challenger.metrics['test_roc_auc']:.6f}",
-            "baseline_test_roc_auc": f"{baseline_test_auc:.6f}",
+            "model_type": winner.name,
+            REFIT_TAG: "true",
+            "calibration": config.calibration,
+            DECISION_RULE_KEY: json.dumps(refit.decision_rule, sort_keys=True),
+            "test_roc_auc": f"{test_auc['winner']:.6f}",
+            "baseline_test_roc_auc": f"{test_auc['baseline']:.6f}",
         },
     )
     registry.assign_alias(
@@ -694,7 +663,7 @@ def register_candidate(
     )
     with registry.resume_run(parent_run_id):
         mlflow.set_tag("model_version", version)
-    logger.info("registered %s version %s (%s) as candidate", settings.registered_model, version, challenger.name)
+    logger.info("registered %s version %s (%s) as candidate", settings.registered_model, version, winner.name)
     return version
 
 
@@ -718,12 +687,14 @@ def train_on_frames(  # pylint: disable=too-many-arguments  # the stage's inputs
     *,
     tokenizer_key_id: str = "unknown",
 ) -> TrainingResult:
-    """Train, log, gate and (when the gate passes) register, from published-format frames of ``data_commit``.
+    """Train, log, gate and (when the gate passes) refit and register, from published-format frames of
+    ``data_commit``.
 
     The steps the training pipeline runs as separate tasks, in one process and with the same
-    arguments: :func:`begin_training`, :func:`fit_model` per model, :func:`evaluate_models` (the
-    gate), :func:`register_candidate` (of the winner). ``config`` (default: from the settings) is
-    the one configuration every step uses.
+    arguments: :func:`begin_training`, :func:`fit_model` per model (train and validation only),
+    :func:`evaluate_models` (the gate: winner on validation, test scored once),
+    :func:`register_candidate` (the winner refit on every labelled cutoff). ``config`` (default: from
+    the settings) is the one configuration every step uses.
     """
     config = config or TrainingConfig.from_settings(settings)
     setup = begin_training(
@@ -741,15 +712,8 @@ def train_on_frames(  # pylint: disable=too-many-arguments  # the stage's inputs
         name: fit_model(settings, name, setup.splits, setup.spec, setup.lineage, setup.parent_run_id, config)
         for name in (BASELINE, CHALLENGER)
     }
-    report = evaluate_models(
-        settings,
-        setup.parent_run_id,
-        {name: model.model_uri for name, model in fitted.items()},
-        setup.splits["test"],
-        setup.spec,
-        setup.lineage,
-        config,
-    )
+    report = evaluate_models(settings, setup.parent_run_id, fitted, setup.splits, setup.spec, setup.lineage, config)
+    evaluated = report.evaluated(fitted)
     decision = report.gate
     version = reproduced = None
     if decision.passed and decision.winner is not None:
@@ -757,9 +721,12 @@ def train_on_frames(  # pylint: disable=too-many-arguments  # the stage's inputs
         version = register_candidate(
             settings,
             setup.parent_run_id,
-            fitted[decision.winner],
-            fitted[BASELINE].metrics["test_roc_auc"],
+            evaluated[decision.winner],
+            evaluated[BASELINE],
             setup.lineage,
+            setup.splits,
+            setup.spec,
+            config,
         )
         if reproduced is not None:
             version = None  # nothing registered: the existing version was returned
@@ -768,7 +735,7 @@ def train_on_frames(  # pylint: disable=too-many-arguments  # the stage's inputs
         experiment_id=setup.experiment_id,
         parent_run_id=setup.parent_run_id,
         run_ids={name: model.run_id for name, model in fitted.items()},
-        metrics={name: model.metrics for name, model in fitted.items()},
+        metrics={name: model.metrics for name, model in evaluated.items()},
         gate=decision,
         model_version=version,
         features_uri=setup.features_uri,
@@ -804,19 +771,17 @@ def train_from_commit(
     )
 
 
-def test_probabilities(
-    settings: Settings, model_uris: dict[str, str], test: pd.DataFrame, spec: FeatureSpec
-) -> dict[str, np.ndarray]:
-    """Each logged model (name -> model URI) loaded from MLflow and scored on the test split."""
+def split_probabilities(
+    settings: Settings, model_uris: dict[str, str], frames: dict[str, pd.DataFrame], spec: FeatureSpec
+) -> dict[str, dict[str, np.ndarray]]:
+    """Each logged model (name -> model URI) loaded once from MLflow and scored on each frame:
+    split -> model name -> probabilities."""
     tracking = registry.use_tracking(settings).tracking_uri
+    models = {name: load_model(uri, tracking).pipeline for name, uri in model_uris.items()}
     return {
-        name: evaluate.churn_probability(load_model(uri, tracking).pipeline, test[spec.columns])
-        for name, uri in model_uris.items()
+        split: {name: evaluate.churn_probability(model, frame[spec.columns]) for name, model in models.items()}
+        for split, frame in frames.items()
     }
-
-
-# --------------------------------------------------------------------------------------------
-# The training pipeline's steps: what each task hands the next (files and artifact metadata)
 
 
 def begin_training_at(
@@ -889,30 +854,36 @@ def export_model(settings: Settings, fitted: FittedModel, path: str) -> None:
 
 
 def model_metadata(fitted: FittedModel) -> dict[str, Any]:
-    """What a Model artifact carries: the model's name, run, MLflow URI and metrics (NaN left out)."""
+    """What a Model artifact carries: the model's name, run, MLflow URI, metrics (NaN left out), the
+    hyperparameters validation chose and the decision rule."""
     return {
         "model_name": fitted.name,
         "run_id": fitted.run_id,
         "model_uri": fitted.model_uri,
         "metrics": {key: value for key, value in fitted.metrics.items() if not math.isnan(value)},
+        "params": json.dumps(fitted.params, sort_keys=True),
+        "decision_rule": json.dumps(fitted.decision_rule, sort_keys=True),
     }
 
 
 def fitted_from_metadata(artifact_metadata: dict[str, Any]) -> FittedModel:
     """The inverse of :func:`model_metadata` (a metric missing there was NaN)."""
     metrics = {key: float(value) for key, value in dict(artifact_metadata.get("metrics", {})).items()}
-    metrics.setdefault("test_roc_auc", math.nan)
+    metrics.setdefault("validation_roc_auc", math.nan)
     return FittedModel(
         name=str(artifact_metadata["model_name"]),
         run_id=str(artifact_metadata["run_id"]),
         model_uri=str(artifact_metadata["model_uri"]),
         metrics=metrics,
+        params=json.loads(str(artifact_metadata.get("params", "{}"))),
+        decision_rule=json.loads(str(artifact_metadata.get("decision_rule", "{}"))),
     )
 
 
 @dataclass(frozen=True)
 class EvaluationReport:
-    """Both models on the test split: metrics, the challenger's curves, the gate decision."""
+    """Both models on the test split (scored once, after the winner was chosen on validation): metrics,
+    curves and confusion matrices at each model's decision threshold, the gate decision."""
 
     metrics: dict[str, dict[str, float]]
     roc: dict[str, dict[str, list[float]]]
@@ -928,24 +899,45 @@ class EvaluationReport:
             if not math.isnan(value)
         }
 
+    def evaluated(self, fitted: dict[str, FittedModel]) -> dict[str, FittedModel]:
+        """``fitted`` with each model's test metrics (``test_<metric>``) added to its validation metrics."""
+        return {
+            name: replace(
+                model, metrics={**model.metrics, **{f"test_{key}": value for key, value in self.metrics[name].items()}}
+            )
+            for name, model in fitted.items()
+        }
 
-def evaluate_models(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # one step's inputs
+
+def evaluate_models(  # pylint: disable=too-many-arguments,too-many-positional-arguments,too-many-locals  # one step
     settings: Settings,
     parent_run_id: str,
-    model_uris: dict[str, str],
-    test: pd.DataFrame,
+    fitted: dict[str, FittedModel],
+    splits: dict[str, pd.DataFrame],
     spec: FeatureSpec,
     lineage: dict[str, str],
     config: TrainingConfig,
 ) -> EvaluationReport:
-    """Score each logged model (loaded from MLflow) on the test split, then :func:`gate_models`."""
-    probabilities = test_probabilities(settings, model_uris, test, spec)
+    """Score each logged model (loaded from MLflow) on validation and, once, on test; :func:`gate_models`;
+    log each model's test metrics and plots in its own run (``test_<metric>``)."""
+    uris = {name: model.model_uri for name, model in fitted.items()}
+    scores = split_probabilities(settings, uris, {split: splits[split] for split in ("validation", "test")}, spec)
+    decision = gate_models(settings, parent_run_id, scores, splits, spec, lineage, config)
+    test = splits["test"]
     labels = test[LABEL].to_numpy()
-    metrics = {name: evaluate.classification_metrics(labels, p) for name, p in probabilities.items()}
-    decision = gate_models(settings, parent_run_id, probabilities, test, spec, lineage, config)
+    trained_on = set(splits["train"]["customer_token"].astype(str))
+    metrics: dict[str, dict[str, float]] = {}
+    rules = {name: decision_rule_of({DECISION_RULE_KEY: model.decision_rule}) for name, model in fitted.items()}
+    for name, model in fitted.items():
+        with registry.resume_run(model.run_id):
+            metrics[name] = _log_split_evaluation(
+                scores["test"][name], name, "test", test, trained_on, rules[name], config.capacity_share
+            )
     return EvaluationReport(
         metrics=metrics,
-        roc={name: evaluate.roc_points(labels, p) for name, p in probabilities.items()},
-        confusion={name: evaluate.confusion_counts(labels, p) for name, p in probabilities.items()},
+        roc={name: evaluate.roc_points(labels, p) for name, p in scores["test"].items()},
+        confusion={
+            name: evaluate.confusion_counts(labels, p, rules[name].threshold) for name, p in scores["test"].items()
+        },
         gate=decision,
     )

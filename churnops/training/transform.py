@@ -41,6 +41,9 @@ MODEL_CODE_PATHS: tuple[str, ...] = (str(Path(churnops_preprocessing.__file__).p
 SKOPS_TRUSTED_TYPES: tuple[str, ...] = (
     *(f"churnops_preprocessing.{name}" for name in churnops_preprocessing.__all__),
     "numpy.dtype",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.frozen._frozen.FrozenEstimator",
     "xgboost.core.Booster",
     "xgboost.sklearn.XGBClassifier",
 )

@@ -3,6 +3,8 @@ server and a drift check; every figure it reports is checked against the lake, t
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 import numpy as np
 import psutil
@@ -12,6 +14,7 @@ from churnops.cli import demo
 from churnops.data.versioning import open_repository
 from churnops.local.localstack import LocalStack
 from churnops.model import registry
+from churnops.model.predict import DecisionRule
 from churnops.platform.settings import Settings
 from churnops.training import evaluate
 from tests.conftest import free_port
@@ -59,6 +62,13 @@ def check_figures(ran: Settings, summary: demo.DemoSummary) -> None:
     assert totals["rows_quarantined"] > 0 and summary.alerts  # anomalies were injected, alerts were delivered
 
     assert {r["model"] for r in summary.training_runs} >= {"baseline", "xgboost"}
+    # calibrated probabilities: each model's test calibration figures are shown, read back from its run
+    client = registry.client_for(ran)
+    for row in summary.training_runs:
+        metrics = client.get_run(row["run_id"]).data.metrics
+        assert row["calibration"] == ran.calibration
+        assert row["test_calibration_error"] == round(metrics["test_calibration_error"], 4)
+        assert row["test_brier"] == round(metrics["test_brier"], 4) and "test_lift_at_k" in row
     # the training pipeline's gate passed on this seeded data and its register task registered the winner
     assert not summary.gate_refused
     check_served_and_scored(ran, summary)
@@ -69,6 +79,9 @@ def check_served_and_scored(ran: Settings, summary: demo.DemoSummary) -> None:
     # registry: the promoted version holds production, with its history
     assert summary.production_version is not None
     assert any("promote" in line and "production" in line for line in summary.alias_history)
+    # the decision rule shown is the one recorded with the production version
+    version = registry.client_for(ran).get_model_version(ran.registered_model, summary.production_version)
+    assert summary.decision_rule == DecisionRule.from_dict(json.loads(version.tags["decision_rule"])).describe()
 
     # serving: what the server answered equals the production model on the same snapshot rows
     assert summary.snapshot is not None and len(summary.predictions) == demo.EXAMPLE_CUSTOMERS

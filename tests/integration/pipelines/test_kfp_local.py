@@ -185,24 +185,27 @@ def test_ingest_training_scoring_with_kfp_local(env: Env) -> None:
     (parent_run,) = client.search_runs([experiment.experiment_id], "tags.run_kind = 'training'")
     parent = parent_run.info.run_id
     assert parent_run.data.tags["data_commit"] == head
-    children = {
-        r.data.tags["model_type"]: r
-        for r in client.search_runs([experiment.experiment_id], f"tags.parent_run_id = '{parent}'")
-    }
+    runs = client.search_runs([experiment.experiment_id], f"tags.parent_run_id = '{parent}'")
+    children = {r.data.tags["model_type"]: r for r in runs if r.data.tags.get("refit_on_all_cutoffs") != "true"}
+    refits = [r for r in runs if r.data.tags.get("refit_on_all_cutoffs") == "true"]
     assert set(children) == {"baseline", "xgboost"}  # both fits, in the parent's experiment
     assert env.repo.list_paths("features", f"features/{head}/{parent}/")
     candidate = registry.alias_holder(client, env.settings.registered_model, "candidate")
     gate_passed = parent_run.data.tags["gate_passed"] == "true"
-    auc = {name: run.data.metrics["test_roc_auc"] for name, run in children.items()}
-    # The winner of challenger vs baseline (paired bootstrap): the challenger only if it beats the baseline
-    # beyond noise; with no production model yet, the winner may be registered.
+    auc = {name: run.data.metrics["validation_roc_auc"] for name, run in children.items()}
+    # The winner of challenger vs baseline on validation (paired bootstrap): the challenger only if it beats the
+    # baseline beyond noise; with no production model yet, the winner may be registered.
     winner = parent_run.data.tags["gate_winner"]
     assert gate_passed and winner in {"baseline", "xgboost"} and (winner == "baseline" or auc[winner] > auc["baseline"])
     # The register task ran (the condition on the evaluate task's output resolved) and registered the winner.
     assert candidate is not None and parent_run.data.tags.get("model_version") == candidate
     registered = client.get_model_version(env.settings.registered_model, candidate)
     assert registered.tags["model_type"] == winner
-    assert registered.run_id == registered.tags["run_id"] == children[winner].info.run_id
+    # What is registered is the winner refit on every labelled cutoff, in a run of its own.
+    assert [r.data.tags["model_type"] for r in refits] == [winner]
+    assert registered.run_id == registered.tags["run_id"] == refits[0].info.run_id
+    assert registered.tags["evaluated_run_id"] == children[winner].info.run_id
+    assert registered.tags["refit_on_all_cutoffs"] == "true"
     assert registered.tags["data_commit"] == head
 
     _in_process_training_agrees(env, head, parent_run, children, candidate)

@@ -22,8 +22,14 @@ from sklearn.pipeline import Pipeline
 from xgboost import XGBClassifier
 
 from churnops.model import registry
-from churnops.training.features import FEATURE_SPEC
-from churnops.training.train import _model_requirements, model_signature  # the training's own logging choices
+from churnops.model.predict import DECISION_RULE_KEY, DecisionRule
+from churnops.training.evaluate import decision_rule
+from churnops.training.features import FEATURE_SPEC, LABEL
+from churnops.training.train import (  # the training's own logging choices
+    _model_requirements,
+    calibrate,
+    model_signature,
+)
 from churnops.training.transform import MODEL_CODE_PATHS, SKOPS_TRUSTED_TYPES, build_model
 from tests.conftest import free_port
 from tests.support.auth import server_env
@@ -61,6 +67,7 @@ class Registered:
     pipeline: Pipeline
     logged_uri: str
     """The logged model (``models:/<logged model id>``) the version was registered from."""
+    rule: DecisionRule
 
     @property
     def uri(self) -> str:
@@ -70,12 +77,23 @@ class Registered:
 
 @pytest.fixture(scope="session", name="registered")
 def fixture_registered(mlflow_tracking_uri: str) -> Registered:
-    """A small XGBoost churn model, logged the way training logs it, registered with the production alias."""
-    X = feature_rows(400, seed=0)
+    """A small XGBoost churn model, logged the way training logs it (calibrated on held-back rows, with a top-k
+    decision rule whose threshold is not 0.5), registered with the production alias."""
+    X = feature_rows(600, seed=0)
     score = X["monthly_charges"].fillna(5) - X["tenure_h"].fillna(5) + (X["contract"] == "monthly") * 3
     y = (score + np.random.default_rng(1).normal(0, 2, len(X)) > 0).astype(int).to_numpy()
-    pipeline = build_model(FEATURE_SPEC, XGBClassifier(n_estimators=60, max_depth=4, n_jobs=1, random_state=0))
-    pipeline.fit(X, y)
+    raw = build_model(FEATURE_SPEC, XGBClassifier(n_estimators=60, max_depth=4, n_jobs=1, random_state=0))
+    raw.fit(X.iloc[:400], y[:400])
+    pipeline = calibrate(raw, X.iloc[400:].assign(**{LABEL: y[400:]}), FEATURE_SPEC, "sigmoid")
+    rule = decision_rule(
+        "top_k",
+        pipeline.predict_proba(X.iloc[400:])[:, 1],
+        capacity_share=0.2,
+        save_rate=0.3,
+        customer_value=100,
+        contact_cost=5,
+    )
+    assert abs(rule.threshold - 0.5) > 0.01, "the served labels must tell the recorded rule from the old 0.5"
     mlflow.set_tracking_uri(mlflow_tracking_uri)
     mlflow.set_registry_uri(mlflow_tracking_uri)
     name, commit = f"churn-serving-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex + "abcd1234"
@@ -90,11 +108,11 @@ def fixture_registered(mlflow_tracking_uri: str) -> Registered:
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
             skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
             code_paths=list(MODEL_CODE_PATHS),
-            metadata={"data_commit": commit},
+            metadata={"data_commit": commit, DECISION_RULE_KEY: rule.to_dict()},
         )
     version = registry.register_version(name, info.model_uri, tags={"data_commit": commit})
     registry.assign_alias(mlflow.MlflowClient(mlflow_tracking_uri, mlflow_tracking_uri), name, "production", version)
-    return Registered(mlflow_tracking_uri, name, version, commit, pipeline, info.model_uri)
+    return Registered(mlflow_tracking_uri, name, version, commit, pipeline, info.model_uri, rule)
 
 
 class Servable(Protocol):

@@ -114,7 +114,10 @@ def test_tritonclient_http_infer_matches_the_registered_model(
     response = client.infer(MODEL_NAME, inputs, outputs=outputs, headers=headers())
     probability = response.as_numpy("churn_probability")
     np.testing.assert_allclose(probability, expected(registered, frame), rtol=0, atol=1e-6)
-    np.testing.assert_array_equal(response.as_numpy("churn_label"), (probability >= 0.5).astype(np.int64))
+    # churn_label follows the decision rule recorded with the model, not a fixed 0.5
+    labels = response.as_numpy("churn_label")
+    np.testing.assert_array_equal(labels, (probability >= registered.rule.threshold).astype(np.int64))
+    assert not np.array_equal(labels, (probability >= 0.5).astype(np.int64))
     assert response.get_response()["parameters"]["model_version"] == registered.version
 
 

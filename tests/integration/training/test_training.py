@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import io
 import json
@@ -13,11 +14,13 @@ from mlflow import MlflowClient
 
 from churnops.data.versioning.uri import read_uri
 from churnops.model import registry
+from churnops.model.predict import churn_label, decision_rule_of
 from churnops.model.scoring import load_model
 from churnops.platform.buildinfo import git_sha, lock_sha256
 from churnops.training.evaluate import classification_metrics
 from churnops.training.features import FEATURE_SPEC, LABEL, held_out_customers
-from churnops.training.train import MODEL_ARTIFACT, TrainingConfig, TrainingResult, sha256_json, train_from_commit
+from churnops.training.lineage import sha256_json
+from churnops.training.train import MODEL_ARTIFACT, TrainingConfig, TrainingResult, train_from_commit
 from tests.integration.training.conftest import Lake
 
 Trained = tuple[Lake, TrainingResult]
@@ -39,9 +42,12 @@ def test_training_registers_the_winner_as_candidate_with_lineage_that_resolves(t
     assert result.gate.passed and result.model_version is not None and result.gate.winner in result.run_ids
     comparison = result.gate.vs_baseline
     assert comparison is not None and comparison.low <= comparison.difference <= comparison.high
+    # The winner is chosen on validation; test is scored once, for the recorded metrics and the confirmation.
+    assert result.gate.selection_split == "validation"
     assert comparison.difference == pytest.approx(
-        result.metrics["xgboost"]["test_roc_auc"] - result.metrics["baseline"]["test_roc_auc"], abs=1e-12
+        result.metrics["xgboost"]["validation_roc_auc"] - result.metrics["baseline"]["validation_roc_auc"], abs=1e-12
     )
+    assert result.gate.winner_auc == pytest.approx(result.metrics[result.gate.winner]["test_roc_auc"], abs=1e-12)
     assert (result.gate.winner == "xgboost") == (comparison.low > 0)
     # Other tests share this training and may promote it on, so the alias is checked on its recorded history.
     first_event = json.loads(
@@ -82,7 +88,13 @@ def test_training_registers_the_winner_as_candidate_with_lineage_that_resolves(t
 
     version = client.get_model_version(lake.settings.registered_model, result.model_version)
     tags = version.tags
-    assert version.run_id == result.run_ids[result.gate.winner] and tags["model_type"] == result.gate.winner
+    # The registered model is the winner refit on every labelled cutoff, recorded as such.
+    assert tags["evaluated_run_id"] == result.run_ids[result.gate.winner] and tags["model_type"] == result.gate.winner
+    assert tags["refit_on_all_cutoffs"] == "true" and version.run_id != result.run_ids[result.gate.winner]
+    refit = client.get_run(version.run_id)
+    assert refit.data.tags["refit_on_all_cutoffs"] == "true"
+    assert refit.data.tags["mlflow.parentRunId"] == result.parent_run_id
+    assert tags["test_roc_auc"] == f"{result.metrics[result.gate.winner]['test_roc_auc']:.6f}"
     assert tags["data_commit"] == lake.commit and tags["parent_run_id"] == result.parent_run_id
     assert tags["lock_sha256"] == lock_sha256() and tags["git_sha"] == git_sha(lake.settings)
     assert tags["git_dirty"] in ("true", "false") and len(tags["params_sha256"]) == 64
@@ -158,19 +170,36 @@ def test_no_label_of_training_reaches_validation_or_test_and_held_out_customers_
         assert {"test_seen_roc_auc", "test_unseen_roc_auc"} <= set(result.metrics[name])
 
 
-def test_the_registered_model_scores_the_logged_feature_matrix(trained: Trained) -> None:
+def test_recorded_test_metrics_are_the_evaluated_models_and_the_registered_refit_saw_every_labelled_cutoff(
+    trained: Trained,
+) -> None:
     lake, result = trained
     mlflow.set_tracking_uri(lake.settings.mlflow_tracking_uri)
-    test = pd.read_parquet(io.BytesIO(read_features(lake, result.features_uri, "test.parquet")))
-    assert (
-        test["cutoff"].min()
-        > pd.read_parquet(io.BytesIO(read_features(lake, result.features_uri, "train.parquet")))["cutoff"].max()
-    )
-    model = load_model(f"models:/{lake.settings.registered_model}/{result.model_version}").pipeline
-    probability = model.predict_proba(test[FEATURE_SPEC.columns])[:, 1]
+    splits = {
+        name: pd.read_parquet(io.BytesIO(read_features(lake, result.features_uri, f"{name}.parquet")))
+        for name in ("train", "validation", "test")
+    }
+    test = splits["test"]
+    assert test["cutoff"].min() > splits["train"]["cutoff"].max()
+    winner = result.gate.winner
+    evaluated = load_model(f"runs:/{result.run_ids[winner]}/model").pipeline
+    probability = evaluated.predict_proba(test[FEATURE_SPEC.columns])[:, 1]
     assert classification_metrics(test[LABEL], probability)["roc_auc"] == pytest.approx(
-        result.metrics[result.gate.winner]["test_roc_auc"], abs=1e-12
+        result.metrics[winner]["test_roc_auc"], abs=1e-12
     )
+    version = client_of(lake).get_model_version(lake.settings.registered_model, result.model_version)
+    params = client_of(lake).get_run(version.run_id).data.params
+    assert int(params["refit_rows"]) == sum(len(frame) for frame in splits.values())
+    assert int(params["refit_cutoffs"]) == sum(frame["cutoff"].nunique() for frame in splits.values())
+    # The decision rule is recorded with the model and the version; the top-k threshold labels about the
+    # share the retention team can contact on the last labelled cutoff.
+    uri = f"models:/{lake.settings.registered_model}/{result.model_version}"
+    rule = decision_rule_of(mlflow.models.get_model_info(uri).metadata)
+    assert rule.kind == "top_k" and json.loads(version.tags["decision_rule"]) == rule.to_dict()
+    last = test[test["cutoff"] == test["cutoff"].max()]
+    labelled = churn_label(load_model(uri).pipeline.predict_proba(last[FEATURE_SPEC.columns])[:, 1], rule.threshold)
+    share = lake.settings.retention_capacity_share
+    assert share <= labelled.mean() <= share + 5 / len(last)
 
 
 def test_retraining_the_same_commit_code_and_seed_registers_nothing_and_moves_no_alias(trained: Trained) -> None:
@@ -201,13 +230,42 @@ def test_the_gate_refuses_a_worse_model_and_leaves_the_aliases_alone(trained: Tr
     worse = train_from_commit(settings, lake.commit, seed=42, config=CRIPPLED, repo=lake.repo)
     assert not worse.gate.passed and worse.model_version is None
     assert worse.gate.production_version == production
-    assert worse.gate.production_auc == pytest.approx(first.metrics[first.gate.winner]["test_roc_auc"], abs=1e-12)
+    assert set(worse.gate.recent_production) == {production}
     assert worse.gate.vs_production is not None and worse.gate.vs_production.low < -worse.gate.margin
-    assert any("worse than production" in reason for reason in worse.gate.reasons)
+    assert any("worse than the best recent production version" in reason for reason in worse.gate.reasons)
     assert registry.alias_holder(client, name, "production") == production
     assert registry.alias_holder(client, name, "candidate") is None
     assert len(client.search_model_versions(f"name = '{name}'")) == versions_before
     assert client.get_run(worse.parent_run_id).data.tags["gate_passed"] == "false"
+
+
+def test_the_gate_compares_with_the_best_recent_production_version_not_only_the_current_one(trained: Trained) -> None:
+    """Production went from a good version to a weak one (each step within a margin, say): a new model as weak
+    as the current version is not worse than it, but it is worse than the best recent version, and the gate
+    refuses it. Checked against the local MLflow registry's versions and alias history."""
+    lake, first = trained
+    settings = lake.fresh_settings()
+    client = registry.client_for(settings)
+    name = settings.registered_model
+    good_source = client.get_model_version(lake.settings.registered_model, first.model_version).source
+    good = registry.register_version(name, good_source, {"data_commit": lake.commit})
+    registry.assign_alias(client, name, "production", good)
+    weak_config = dataclasses.replace(CRIPPLED, gate_min_auc=0.0)
+    weak_training = train_from_commit(settings, lake.commit, seed=42, config=weak_config, repo=lake.repo)
+    weak_source = f"runs:/{weak_training.run_ids[weak_training.gate.winner]}/model"
+    weak = registry.register_version(name, weak_source, {"data_commit": lake.commit})
+    registry.assign_alias(client, name, "production", weak)
+    assert registry.production_history(client, name) == [good, weak]
+
+    again = train_from_commit(settings, lake.commit, seed=42, config=weak_config, repo=lake.repo)
+    gate = again.gate
+    assert set(gate.recent_production) == {good, weak} and gate.production_version == good
+    # The same configuration and seed give the weak model again: no worse than the current version ...
+    assert gate.recent_production[weak] == pytest.approx(gate.winner_auc, abs=1e-12)
+    # ... but worse than the best recent one by more than the margin: refused, nothing registered.
+    assert not gate.passed and any(f"best recent production version ({good})" in reason for reason in gate.reasons)
+    assert again.model_version is None and registry.alias_holder(client, name, "production") == weak
+    assert json.loads(client.get_run(again.parent_run_id).data.tags["gate_passed"]) is False
 
 
 def test_promote_and_rollback_move_aliases_and_record_history(trained: Trained) -> None:

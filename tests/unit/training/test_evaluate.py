@@ -10,6 +10,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from xgboost import XGBClassifier
 
+from churnops.model.predict import DecisionRule, churn_label, decision_rule_of
 from churnops.model.spec import FeatureSpec
 from churnops.training import evaluate
 from churnops.training.transform import build_model
@@ -162,13 +163,15 @@ def test_the_winner_must_not_lose_to_production_beyond_the_margin() -> None:
     much_better = challenger + y * 2.0
     refused = evaluate.gate(*aucs, production_scores=much_better, production_version="4", margin=0.01, **kwargs)
     assert not refused.passed and refused.winner == "xgboost"
-    assert "worse than production (version 4)" in refused.reasons[0]
+    assert "worse than the best recent production version (4)" in refused.reasons[0]
     assert refused.vs_production is not None and refused.vs_production.high < -0.01
     # The gate report the pipeline UI shows: the verdict, each interval and each reason.
     report = refused.markdown()
     assert report.startswith("# Gate: **refused**") and refused.reasons[0] in report
-    assert f"xgboost - production: {refused.vs_production.describe()}" in report
-    assert "production (version 4)" in report and same.markdown().startswith("# Gate: **passed**: register `xgboost`")
+    assert f"xgboost - best recent production, version 4 (test): {refused.vs_production.describe()}" in report
+    assert "production version 4 test ROC-AUC" in report and same.markdown().startswith(
+        "# Gate: **passed**: register `xgboost`"
+    )
 
 
 def test_point_estimates_decide_when_no_scores_are_given() -> None:
@@ -177,7 +180,7 @@ def test_point_estimates_decide_when_no_scores_are_given() -> None:
     assert tie.passed and tie.winner == "baseline" and tie.vs_baseline is None
     assert evaluate.gate(0.845, 0.80, production_auc=0.85, margin=0.01).passed
     refused = evaluate.gate(0.83, 0.80, production_auc=0.85, margin=0.01, production_version="3")
-    assert not refused.passed and "worse than production (version 3)" in refused.reasons[0]
+    assert not refused.passed and "worse than the best recent production version (3)" in refused.reasons[0]
 
 
 def test_undefined_aucs_never_win() -> None:
@@ -246,3 +249,97 @@ def test_calibration_metrics_tell_calibrated_probabilities_from_inflated_ones() 
     assert honest["brier"] < weighted["brier"] and honest["log_loss"] < weighted["log_loss"]
     assert evaluate.calibration_error([0, 1, 1, 0], [0.0, 1.0, 1.0, 0.0]) == 0.0
     assert evaluate.reliability_figure(y, probability, "calibrated").axes
+
+
+def test_precision_and_lift_at_k_look_at_the_top_share() -> None:
+    y = [1, 0, 1, 0, 0, 0, 0, 0, 0, 1]
+    p = [0.9, 0.8, 0.7, 0.1, 0.2, 0.3, 0.1, 0.05, 0.0, 0.15]
+    # top 30% = 3 rows (0.9, 0.8, 0.7): two churners; base rate 0.3
+    assert evaluate.precision_lift_at_k(y, p, 0.3) == pytest.approx((2 / 3, (2 / 3) / 0.3))
+    metrics = evaluate.classification_metrics(y, p, capacity_share=0.1)
+    assert metrics["precision_at_k"] == 1.0 and metrics["lift_at_k"] == pytest.approx(1 / 0.3)
+    assert math.isnan(evaluate.precision_lift_at_k([0, 0], [0.1, 0.2], 0.5)[1])
+    with pytest.raises(ValueError, match="share"):
+        evaluate.precision_lift_at_k(y, p, 0.0)
+
+
+def test_metrics_label_at_the_decision_threshold() -> None:
+    metrics = evaluate.classification_metrics([0, 0, 1, 1], [0.1, 0.3, 0.25, 0.9], threshold=0.2)
+    assert metrics["recall"] == 1.0 and metrics["precision"] == pytest.approx(2 / 3)
+
+
+def test_top_k_rule_labels_the_share_the_team_can_contact() -> None:
+    probability = np.linspace(0.0, 0.99, 100)
+    rule = evaluate.decision_rule(
+        "top_k", probability, capacity_share=0.1, save_rate=0.3, customer_value=100, contact_cost=5
+    )
+    assert rule.kind == "top_k" and rule.terms["capacity_share"] == 0.1
+    assert int(churn_label(probability, rule.threshold).sum()) == 10
+    assert DecisionRule.from_dict(rule.to_dict()) == rule
+
+
+def test_expected_value_rule_contacts_where_the_saving_exceeds_the_cost() -> None:
+    rule = evaluate.decision_rule(
+        "expected_value", [0.5], capacity_share=0.1, save_rate=0.25, customer_value=80, contact_cost=5
+    )
+    assert rule.threshold == pytest.approx(0.25)  # 0.25 x 0.25 x 80 = 5: break-even
+    assert churn_label(np.array([0.249, 0.25, 0.9]), rule.threshold).tolist() == [0, 1, 1]
+    with pytest.raises(ValueError, match="no customer is worth contacting"):
+        evaluate.decision_rule(
+            "expected_value", [0.5], capacity_share=0.1, save_rate=0.1, customer_value=10, contact_cost=5
+        )
+    with pytest.raises(ValueError, match="unknown decision rule"):
+        evaluate.decision_rule("top_half", [0.5], capacity_share=0.1, save_rate=0.1, customer_value=1, contact_cost=0)
+
+
+def test_a_model_without_a_recorded_rule_labels_at_one_half() -> None:
+    assert decision_rule_of(None) == DecisionRule("fixed", 0.5, {})
+    recorded = {"decision_rule": {"kind": "top_k", "threshold": 0.12, "terms": {"capacity_share": 0.1}}}
+    assert decision_rule_of(recorded).threshold == 0.12
+    with pytest.raises(ValueError, match="probability"):
+        DecisionRule("top_k", 1.5)
+
+
+def test_the_winner_is_chosen_on_validation_and_confirmed_on_test() -> None:
+    """Validation says the challenger is better; on test the baseline would look better: the choice stands,
+    and the winner's test ROC-AUC is what the gate reports and checks against the minimum."""
+    y, baseline = synthetic_scores()
+    strong = baseline + y * 1.0
+    aucs = [evaluate.classification_metrics(y, s)["roc_auc"] for s in (strong, baseline)]
+    test_y, test_baseline = synthetic_scores(seed=1)
+    test_scores = {"xgboost": test_baseline - test_y * 1.2, "baseline": test_baseline}  # no signal left on test
+    decision = evaluate.gate(
+        *aucs,
+        labels=y,
+        challenger_scores=strong,
+        baseline_scores=baseline,
+        resamples=200,
+        test=evaluate.GateRows(test_y, test_scores),
+        min_auc=0.6,
+    )
+    assert decision.winner == "xgboost" and decision.selection_split == "validation"
+    assert decision.winner_auc == pytest.approx(
+        evaluate.classification_metrics(test_y, test_scores["xgboost"])["roc_auc"]
+    )
+    assert decision.winner_auc < decision.challenger_auc
+    assert (
+        not decision.passed
+        and "xgboost test ROC-AUC" in decision.reasons[0]
+        and "below the minimum" in decision.reasons[0]
+    )
+
+
+def test_quality_cannot_ratchet_down_the_best_recent_production_version_is_the_bar() -> None:
+    """Production moved from a strong version 2 to a weaker version 3 (within the margin each time): a new
+    model as weak as version 3 passes against the current version but is refused against the best recent one."""
+    y, baseline = synthetic_scores()
+    strong, weaker = baseline + y * 1.0, baseline + y * 0.6
+    aucs = [evaluate.classification_metrics(y, s)["roc_auc"] for s in (weaker, baseline)]
+    kwargs = {"labels": y, "challenger_scores": weaker, "baseline_scores": baseline, "resamples": 300, "margin": 0.01}
+    against_current = evaluate.gate(*aucs, production_scores={"3": weaker}, **kwargs)
+    assert against_current.passed and against_current.production_version == "3"
+    against_recent = evaluate.gate(*aucs, production_scores={"2": strong, "3": weaker}, **kwargs)
+    assert not against_recent.passed and against_recent.production_version == "2"
+    assert set(against_recent.recent_production) == {"2", "3"}
+    assert against_recent.recent_production["2"] > against_recent.recent_production["3"]
+    assert "best recent production version (2)" in against_recent.reasons[0]

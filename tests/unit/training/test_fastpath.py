@@ -7,11 +7,13 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from xgboost import XGBClassifier
 
 from churnops.model.fastpath import FastPath, UnsupportedModel
 from churnops.model.spec import FeatureSpec
+from churnops.training.train import calibrate
 from churnops.training.transform import build_model
 
 SPEC = FeatureSpec(numeric=("a", "b", "c", "empty", "flat"), categorical=("plan", "country"), windows_h=(1,))
@@ -93,3 +95,43 @@ def test_other_estimators_are_refused_so_callers_fall_back_to_the_pipeline() -> 
         FastPath.from_pipeline(model)
     with pytest.raises(UnsupportedModel, match="Pipeline"):
         FastPath.from_pipeline(model.named_steps["model"])
+
+
+@pytest.fixture(scope="module", name="calibrated", params=["frozen-sigmoid", "frozen-isotonic", "refit-isotonic"])
+def fixture_calibrated(request):
+    """Calibrated XGBoost churn Pipelines as training makes them: calibrated on validation rows over the frozen
+    estimator (Platt or isotonic), or refit on every row with out-of-fold calibration (``ensemble=False``)."""
+    X, y = training_frame()
+    validation, validation_y = training_frame(200, seed=5)
+    xgb = XGBClassifier(n_estimators=30, max_depth=3, n_jobs=1, random_state=0)
+    kind, method = request.param.split("-")
+    if kind == "frozen":
+        raw = build_model(SPEC, xgb, percentile=70).fit(X, y)
+        model = calibrate(raw, validation.assign(churned=validation_y), SPEC, method)
+    else:
+        model = build_model(SPEC, CalibratedClassifierCV(xgb, method=method, cv=3, ensemble=False), percentile=70)
+        model.fit(X, y)
+    return model, FastPath.from_pipeline(model)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.lists(row, min_size=1, max_size=20))
+def test_fast_path_equals_a_calibrated_pipeline_on_arbitrary_rows(calibrated, rows) -> None:
+    model, fast = calibrated
+    assert fast.calibrator is not None
+    frame = pd.DataFrame(rows, columns=SPEC.columns).astype({name: np.float64 for name in SPEC.numeric})
+    frame = frame.astype({name: object for name in SPEC.categorical})
+    np.testing.assert_allclose(fast.predict(*split(frame)), model.predict_proba(frame)[:, 1], rtol=0, atol=1e-7)
+
+
+def test_calibration_changes_what_the_fast_path_returns(calibrated, fitted) -> None:
+    """The calibrator is applied, not skipped: the raw booster's probabilities differ from the calibrated ones."""
+    model, fast = calibrated
+    X, _ = training_frame(50, seed=9)
+    raw = (
+        model.named_steps["model"]
+        .calibrated_classifiers_[0]
+        .estimator.predict_proba(model.named_steps["transform"].transform(X))[:, 1]
+    )
+    assert not np.allclose(fast.predict(*split(X)), raw)
+    assert fitted[1].calibrator is None
