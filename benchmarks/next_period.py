@@ -29,6 +29,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 # pylint: disable=wrong-import-position  # the environment above must precede mlflow's import
 import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from churnops.data.ingest import ingest_hour  # noqa: E402
@@ -36,6 +37,7 @@ from churnops.data.versioning import open_repository  # noqa: E402
 from churnops.local import datagen  # noqa: E402
 from churnops.local.localstack import LocalStack  # noqa: E402
 from churnops.model import registry  # noqa: E402
+from churnops.model.predict import decision_rule_of  # noqa: E402
 from churnops.model.scoring import load_model  # noqa: E402
 from churnops.platform.settings import Settings  # noqa: E402
 from churnops.platform.storage import ensure_bucket, storage_client  # noqa: E402
@@ -65,6 +67,24 @@ def next_period_rows(
     events, subscriptions = load_tables(open_repository(settings), commit)
     cutoffs = [start + pd.Timedelta(hours=h) for h in range(hours)]
     return build_training_set(events, subscriptions, cutoffs, horizon=config.horizon_h, windows=config.windows_h)
+
+
+def registered_report(settings: Settings, version: str, rows: pd.DataFrame, config: TrainingConfig) -> str:
+    """The registered version (the winner refit on every labelled cutoff) on the next period: ranking,
+    calibration against always predicting the base rate, and its decision rule's labels."""
+    uri = f"models:/{settings.registered_model}/{version}"
+    rule = decision_rule_of(mlflow.models.get_model_info(uri).metadata)
+    scores = evaluate.churn_probability(load_model(uri).pipeline, rows[feature_spec(config.windows_h).columns])
+    now = evaluate.classification_metrics(rows[LABEL], scores, rule.threshold, config.capacity_share)
+    base_rate = float(rows[LABEL].mean())
+    constant = evaluate.classification_metrics(rows[LABEL], np.full(len(rows), base_rate))["brier"]
+    return (
+        f"registered version {version} (the winner refit on every labelled cutoff), next period: ROC-AUC "
+        f"{now['roc_auc']:.3f}, ECE {now['calibration_error']:.3f}, Brier {now['brier']:.4f} (the base rate "
+        f"always: {constant:.4f}); mean probability {scores.mean():.3f} vs churn rate {base_rate:.3f}; rule "
+        f"{rule.describe()}: {(scores >= rule.threshold).mean():.1%} of rows labelled, precision "
+        f"{now['precision']:.3f}, recall {now['recall']:.3f}"
+    )
 
 
 def main() -> None:
@@ -101,7 +121,8 @@ def main() -> None:
                 f"{int(rows[LABEL].sum())} churners; gate: {result.gate.summary}"
             )
             print(
-                f"{'model':<22}{'test ROC-AUC':>14}{'next ROC-AUC':>14}{'gap':>9}{'test PR-AUC':>13}{'next PR-AUC':>13}"
+                f"{'model':<22}{'test ROC-AUC':>14}{'next ROC-AUC':>14}{'gap':>9}{'test ECE':>10}{'next ECE':>10}"
+                f"{'next Brier':>12}{'next P@k':>10}{'next lift@k':>13}"
             )
             for name, run_id in sorted(result.run_ids.items()):
                 recorded = mlflow_client.get_run(run_id).data.metrics
@@ -110,13 +131,16 @@ def main() -> None:
                 )
                 model = load_model(logged.model_uri).pipeline
                 scores = evaluate.churn_probability(model, rows[spec.columns])
-                now = evaluate.classification_metrics(rows[LABEL], scores)
-                label = name + (" (registered)" if name == result.gate.winner and result.gate.passed else "")
+                now = evaluate.classification_metrics(rows[LABEL], scores, capacity_share=config.capacity_share)
+                label = name + (" (winner)" if name == result.gate.winner and result.gate.passed else "")
                 print(
                     f"{label:<22}{recorded['test_roc_auc']:>14.3f}{now['roc_auc']:>14.3f}"
-                    f"{now['roc_auc'] - recorded['test_roc_auc']:>+9.3f}{recorded['test_pr_auc']:>13.3f}"
-                    f"{now['pr_auc']:>13.3f}"
+                    f"{now['roc_auc'] - recorded['test_roc_auc']:>+9.3f}{recorded['test_calibration_error']:>10.3f}"
+                    f"{now['calibration_error']:>10.3f}{now['brier']:>12.4f}{now['precision_at_k']:>10.3f}"
+                    f"{now['lift_at_k']:>13.2f}"
                 )
+            if result.model_version is not None:
+                print(registered_report(settings, result.model_version, rows, config))
             mlflow.end_run()
         finally:
             stack.down()

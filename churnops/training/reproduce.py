@@ -142,7 +142,8 @@ def _model_uri_of(run: Run) -> str:
 
 
 def resolve_target(client: mlflow.MlflowClient, ref: str) -> Target:
-    """``name@alias``, ``name@version``, ``models:/name@alias``, a model run id or a training (parent) run id."""
+    """``name@alias``, ``name@version``, ``models:/name@alias``, a model run id or a training (parent) run id
+    (its winner's refit when there is one, else the winner's run)."""
     ref = ref.removeprefix("models:/").removeprefix("runs:/").strip("/")
     if "@" in ref or "/" in ref:
         name, _, which = ref.replace("/", "@", 1).partition("@")
@@ -170,7 +171,9 @@ def resolve_target(client: mlflow.MlflowClient, ref: str) -> Target:
         )
         if not children:
             raise RegistryError(f"run {ref} is neither a model run nor a training run with a {winner!r} model")
-        run = children[0]
+        # the registered model is the winner's refit on every labelled cutoff, when the gate passed
+        refits = [child for child in children if child.data.tags.get(REFIT_TAG) == "true"]
+        run = (refits or children)[0]
     return Target(run=run, version=run.data.tags.get("model_version"), model_uri=_model_uri_of(run))
 
 
@@ -351,6 +354,9 @@ def reproduce(  # pylint: disable=too-many-locals
     ) as run:
         mlflow.log_params({**config.as_params(), "seed": str(seed)})
     fitted = training.fit_model(settings, model_type, splits, spec, tags, run.info.run_id, config)
+    scored = training.split_probabilities(settings, {model_type: fitted.model_uri}, {"test": splits["test"]}, spec)
+    tested = training.record_test({model_type: fitted}, scored["test"], splits, config)[model_type]
+    fitted = dataclasses.replace(fitted, metrics={**fitted.metrics, **{f"test_{k}": v for k, v in tested.items()}})
     if recorded_tags.get(REFIT_TAG) == "true":  # the registered model was refit on every labelled cutoff
         fitted = training.refit_model(settings, fitted, splits, spec, tags, run.info.run_id, config)
     checks = [

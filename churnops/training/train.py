@@ -909,6 +909,26 @@ class EvaluationReport:
         }
 
 
+def record_test(
+    fitted: dict[str, FittedModel],
+    probabilities: dict[str, np.ndarray],
+    splits: dict[str, pd.DataFrame],
+    config: TrainingConfig,
+) -> dict[str, dict[str, float]]:
+    """Log each model's test metrics and plots (``test_<metric>``, at its decision rule) in its own run, from
+    its ``probabilities`` on the test split; return them (name -> metric -> value)."""
+    test = splits["test"]
+    trained_on = set(splits["train"]["customer_token"].astype(str))
+    metrics: dict[str, dict[str, float]] = {}
+    for name, model in fitted.items():
+        rule = decision_rule_of({DECISION_RULE_KEY: model.decision_rule})
+        with registry.resume_run(model.run_id):
+            metrics[name] = _log_split_evaluation(
+                probabilities[name], name, "test", test, trained_on, rule, config.capacity_share
+            )
+    return metrics
+
+
 def evaluate_models(  # pylint: disable=too-many-arguments,too-many-positional-arguments,too-many-locals  # one step
     settings: Settings,
     parent_run_id: str,
@@ -923,16 +943,9 @@ def evaluate_models(  # pylint: disable=too-many-arguments,too-many-positional-a
     uris = {name: model.model_uri for name, model in fitted.items()}
     scores = split_probabilities(settings, uris, {split: splits[split] for split in ("validation", "test")}, spec)
     decision = gate_models(settings, parent_run_id, scores, splits, spec, lineage, config)
-    test = splits["test"]
-    labels = test[LABEL].to_numpy()
-    trained_on = set(splits["train"]["customer_token"].astype(str))
-    metrics: dict[str, dict[str, float]] = {}
+    labels = splits["test"][LABEL].to_numpy()
+    metrics = record_test(fitted, scores["test"], splits, config)
     rules = {name: decision_rule_of({DECISION_RULE_KEY: model.decision_rule}) for name, model in fitted.items()}
-    for name, model in fitted.items():
-        with registry.resume_run(model.run_id):
-            metrics[name] = _log_split_evaluation(
-                scores["test"][name], name, "test", test, trained_on, rules[name], config.capacity_share
-            )
     return EvaluationReport(
         metrics=metrics,
         roc={name: evaluate.roc_points(labels, p) for name, p in scores["test"].items()},

@@ -87,3 +87,11 @@ def trained(lake: Lake) -> tuple[Lake, TrainingResult]:
         f"baseline {result.metrics['baseline']['test_roc_auc']:.4f}"
     )
     return Lake(settings, lake.repo, lake.commit), result
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The test that first asks for the session's training pays for it (features, the validation search, the
+    calibration and the refit of the winner): minutes on a busy machine, so those tests get 900 s, not 300 s."""
+    for item in items:
+        if "trained" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.timeout(900))

@@ -46,7 +46,10 @@ def test_reproducing_a_version_gives_identical_metrics_and_predictions_and_regis
 
     assert report.verdict == IDENTICAL and not report.causes
     assert report.version == result.model_version and report.model_type == result.gate.winner
-    assert report.source_run_id == result.run_ids[result.gate.winner] and report.data_commit == lake.commit
+    # the version's run is the winner's refit on every labelled cutoff: reproduced as such
+    version = client.get_model_version(name, result.model_version)
+    assert report.source_run_id == version.run_id and report.data_commit == lake.commit
+    assert client.get_run(report.run_id).data.tags["refit_on_all_cutoffs"] == "true"
     assert {check.name for check in report.metrics} == set(result.metrics[result.gate.winner])
     assert all(check.verdict == IDENTICAL for check in report.metrics)
     assert report.predictions.verdict == IDENTICAL and report.predictions.reproduced == 0.0
@@ -67,7 +70,12 @@ def test_a_changed_setting_is_reported_as_the_cause_of_a_different_result(
     changed = lake.settings.model_copy(update={"label_horizon_hours": 8, "code_version": "f" * 40})
     code, out = invoke(changed, monkeypatch, ["reproduce", result.parent_run_id, "--current-settings"])
     assert code == 3, out
-    assert f"reproduced {result.gate.winner} run {result.run_ids[result.gate.winner]}" in out
+    refit_run = (
+        registry.client_for(lake.settings)
+        .get_model_version(lake.settings.registered_model, result.model_version)
+        .run_id
+    )
+    assert f"reproduced {result.gate.winner} run {refit_run}" in out
     assert "verdict: different" in out and "Traceback" not in out
     assert "differs from the original: parameter horizon_h: recorded 6, used 8" in out
     assert f"differs from the original: code version: recorded {git_sha(lake.settings)}, now {'f' * 40}" in out

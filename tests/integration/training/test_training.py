@@ -20,7 +20,14 @@ from churnops.platform.buildinfo import git_sha, lock_sha256
 from churnops.training.evaluate import classification_metrics
 from churnops.training.features import FEATURE_SPEC, LABEL, held_out_customers
 from churnops.training.lineage import sha256_json
-from churnops.training.train import MODEL_ARTIFACT, TrainingConfig, TrainingResult, train_from_commit
+from churnops.training.train import (
+    MODEL_ARTIFACT,
+    TrainingConfig,
+    TrainingResult,
+    gate_models,
+    split_probabilities,
+    train_from_commit,
+)
 from tests.integration.training.conftest import Lake
 
 Trained = tuple[Lake, TrainingResult]
@@ -257,15 +264,35 @@ def test_the_gate_compares_with_the_best_recent_production_version_not_only_the_
     registry.assign_alias(client, name, "production", weak)
     assert registry.production_history(client, name) == [good, weak]
 
-    again = train_from_commit(settings, lake.commit, seed=42, config=weak_config, repo=lake.repo)
-    gate = again.gate
+    # The gate of a new training whose models are the weak ones again, on that training's own splits.
+    splits = {
+        name: pd.read_parquet(io.BytesIO(read_features(lake, weak_training.features_uri, f"{name}.parquet")))
+        for name in ("train", "validation", "test")
+    }
+    uris = {name: f"runs:/{run_id}/model" for name, run_id in weak_training.run_ids.items()}
+    scores = split_probabilities(
+        settings, uris, {split: splits[split] for split in ("validation", "test")}, FEATURE_SPEC
+    )
+    lineage = {"seed": "42"}
+    gate = gate_models(settings, weak_training.parent_run_id, scores, splits, FEATURE_SPEC, lineage, weak_config)
     assert set(gate.recent_production) == {good, weak} and gate.production_version == good
-    # The same configuration and seed give the weak model again: no worse than the current version ...
+    # The weak model again: no worse than the current version ...
     assert gate.recent_production[weak] == pytest.approx(gate.winner_auc, abs=1e-12)
-    # ... but worse than the best recent one by more than the margin: refused, nothing registered.
+    # ... but worse than the best recent one by more than the margin: refused.
     assert not gate.passed and any(f"best recent production version ({good})" in reason for reason in gate.reasons)
-    assert again.model_version is None and registry.alias_holder(client, name, "production") == weak
-    assert json.loads(client.get_run(again.parent_run_id).data.tags["gate_passed"]) is False
+    assert client.get_run(weak_training.parent_run_id).data.tags["gate_passed"] == "false"
+    # Compared with the current version only (one recent version), the same models pass.
+    only_current = gate_models(
+        settings,
+        weak_training.parent_run_id,
+        scores,
+        splits,
+        FEATURE_SPEC,
+        lineage,
+        dataclasses.replace(weak_config, gate_recent_production=1),
+    )
+    assert only_current.passed and set(only_current.recent_production) == {weak}
+    assert registry.alias_holder(client, name, "production") == weak
 
 
 def test_promote_and_rollback_move_aliases_and_record_history(trained: Trained) -> None:
