@@ -274,6 +274,15 @@ def input_example(spec: FeatureSpec) -> pd.DataFrame:
     return pd.DataFrame({**numeric, **categorical})[spec.columns]
 
 
+def fit_chosen(
+    name: str, splits: dict[str, pd.DataFrame], spec: FeatureSpec, config: TrainingConfig, seed: int
+) -> tuple[Pipeline, Pipeline]:
+    """Model ``name`` as training fits it, without logging: (the candidate validation chose, fitted on train;
+    that model calibrated on validation)."""
+    raw, _ = _select(make_estimators(seed, config.xgb_params, config)[name], splits, spec, config)
+    return raw, calibrate(raw, splits["validation"], spec, config.calibration)
+
+
 def _log_model(model: Pipeline, spec: FeatureSpec, example: pd.DataFrame, recorded: dict[str, Any]) -> str:
     """Log ``model`` (the churn Pipeline) in the active run, its outputs' signature from ``example`` rows and a
     synthetic input example (:func:`input_example`); return its model URI."""

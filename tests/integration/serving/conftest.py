@@ -80,7 +80,7 @@ def fixture_registered(mlflow_tracking_uri: str) -> Registered:
     """A small XGBoost churn model, logged the way training logs it (calibrated on held-back rows, with a top-k
     decision rule whose threshold is not 0.5), registered with the production alias."""
     X = feature_rows(600, seed=0)
-    score = X["monthly_charges"].fillna(5) - X["tenure_h"].fillna(5) + (X["contract"] == "monthly") * 3
+    score = X["monthly_charges"].fillna(5) - X["tenure_h"].fillna(5) + (X["payment_method"] == "invoice") * 3
     y = (score + np.random.default_rng(1).normal(0, 2, len(X)) > 0).astype(int).to_numpy()
     raw = build_model(FEATURE_SPEC, XGBClassifier(n_estimators=60, max_depth=4, n_jobs=1, random_state=0))
     raw.fit(X.iloc[:400], y[:400])

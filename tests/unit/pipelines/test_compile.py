@@ -214,6 +214,10 @@ def test_register_runs_only_when_the_gate_passes(compiled: dict[str, Path]) -> N
     assert {name: a.component_input_artifact for name, a in register.inputs.artifacts.items()} == {
         "baseline": "pipelinechannel--train-model",
         "challenger": "pipelinechannel--train-2-model",
+        # the splits the winner is refit on before registration
+        "train_split": "pipelinechannel--features-train",
+        "validation_split": "pipelinechannel--features-validation",
+        "test_split": "pipelinechannel--features-test",
     }
     train_tasks = {n: t for n, t in _dag_tasks(spec, "comp-exit-handler-1").items() if n.startswith("train")}
     # The two fits run in parallel, after the features and their gate.

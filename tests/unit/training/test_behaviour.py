@@ -34,7 +34,7 @@ from churnops.training.features import (
     held_out_customers,
 )
 from churnops.training.performance import check_matured_performance, matured_cutoffs, matured_performance
-from churnops.training.train import BASELINE, TrainingConfig, build_splits, make_estimators
+from churnops.training.train import BASELINE, TrainingConfig, build_splits, fit_chosen
 from churnops.training.transform import build_model
 from tests.support.generated import START, GeneratedLake, generate_lake, label_agreement, oracle_scores
 
@@ -81,8 +81,7 @@ def trained_fixture() -> Trained:
     splits = build_splits(lake.events, lake.subscriptions, config)
     spec = feature_spec(config.windows_h)
     train = splits["train"]
-    estimator = make_estimators(42, train[LABEL], config.xgb_params)[BASELINE]
-    model = build_model(spec, estimator, config.select_percentile).fit(train[spec.columns], train[LABEL].to_numpy())
+    _, model = fit_chosen(BASELINE, splits, spec, config, 42)  # chosen on validation, calibrated there
     fresh = generate_lake(HOURS, CUSTOMERS, FRESH_SEED)
     rows = pd.concat(
         [build_features(fresh.events, fresh.subscriptions, c, config.windows_h) for c in FRESH_CUTOFFS],
