@@ -10,7 +10,7 @@ from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def evaluate(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # one per KFP input/output
+def evaluate(  # pylint: disable=too-many-arguments,too-many-positional-arguments,too-many-locals  # one per KFP input/output
     parent_run_id: str,
     lineage: dict,
     train_split: Input[Dataset],
@@ -29,8 +29,9 @@ def evaluate(  # pylint: disable=too-many-arguments,too-many-positional-argument
     MLflow run); the winner must reach the minimum test ROC-AUC and not lose to the best recent
     `production` version on test by more than the margin. The winner's ROC curve and confusion matrix
     are the ROC and confusion-matrix views; the decision, its intervals and reasons are the gate report
-    (also recorded on the MLflow training run). The gate's margin, confidence and resamples are the training configuration the
-    features task recorded on the split, its seed the training seed (`lineage`). Returns the name of
+    (also recorded on the MLflow training run). The gate's margin, confidence and resamples are the
+    training configuration the features task recorded on the split, its seed the training seed (`lineage`).
+    Returns the name of
     the model to register (`baseline` or `xgboost`), or an empty string when the gate refused both.
 
     Args:
@@ -57,8 +58,7 @@ def evaluate(  # pylint: disable=too-many-arguments,too-many-positional-argument
         test_split.metadata,
     )
     fitted = {
-        name: training.fitted_from_metadata(model.metadata)
-        for name, model in (("baseline", baseline), ("xgboost", challenger))
+        name: training.fitted_from_metadata(m.metadata) for name, m in (("baseline", baseline), ("xgboost", challenger))
     }
     report = run_step(
         "evaluate",

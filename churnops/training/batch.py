@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from churnops.data.versioning import DataRepository, open_repository
 from churnops.data.versioning.base import DEFAULT_BRANCH
 from churnops.model import registry
-from churnops.model.predict import LABEL, PROBABILITY, DecisionRule, churn_label, churn_probability, decision_rule_of
+from churnops.model.predict import LABEL, PROBABILITY, DecisionRule, churn_label, churn_probability
 from churnops.model.scoring import load_model
 from churnops.model.spec import FeatureSpec
 from churnops.platform.buildinfo import git_sha

@@ -48,7 +48,7 @@ from sklearn.pipeline import Pipeline
 from xgboost import XGBClassifier
 
 from churnops.data.versioning import DataRepository, open_repository
-from churnops.data.versioning.base import DEFAULT_BRANCH, FEATURES_BRANCH
+from churnops.data.versioning.base import DEFAULT_BRANCH
 from churnops.errors import DataContractError, RegistryError
 from churnops.model import registry
 from churnops.model.predict import DECISION_RULE_KEY, DecisionRule, decision_rule_of
