@@ -21,17 +21,13 @@ is left out (it needs a registered model).
 from __future__ import annotations
 
 import argparse
-import gzip
-import io
 import os
 from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
-import pyarrow.json as pa_json
 
-from churnops.data import naming, schema
-from churnops.local import datagen
+from churnops.local import datagen, rawformat
 from churnops.platform.settings import Settings
 from churnops.training.features import build_features, feature_spec
 from churnops.training.monitoring import compare
@@ -43,20 +39,7 @@ START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
 def frames(data: datagen.GeneratedData) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The generated objects as published-format frames (the customer id stands in for the token)."""
-    events, subscriptions = [], []
-    for obj in data.objects:
-        if naming.kind_of(obj.name) == schema.EVENTS:
-            events.append(pa_json.read_json(io.BytesIO(gzip.decompress(obj.data))).to_pandas())
-        else:
-            subscriptions.append(pd.read_csv(io.BytesIO(obj.data), dtype=str, keep_default_na=False, na_values=[""]))
-    event_frame = pd.concat(events, ignore_index=True).rename(columns={"customer_id": "customer_token"})
-    event_frame["event_time"] = pd.to_datetime(event_frame["event_time"], utc=True)
-    subs = pd.concat(subscriptions, ignore_index=True).rename(columns={"customer_id": "customer_token"})
-    for column in ("monthly_charges", "total_charges"):
-        subs[column] = subs[column].astype("float64")
-    for column in ("cancel_date", "updated_at"):
-        subs[column] = pd.to_datetime(subs[column], utc=True)
-    return event_frame, subs
+    return rawformat.published_frames(data.objects)
 
 
 def raise_prices(subs: pd.DataFrame, at_hour: int, rise: float) -> pd.DataFrame:

@@ -7,18 +7,14 @@ columns, with ``customer_id`` standing in for the token.
 
 from __future__ import annotations
 
-import gzip
 import inspect
-import io
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
-import pyarrow.json as pa_json
 
-from churnops.data import naming, schema
-from churnops.local import datagen
+from churnops.local import datagen, rawformat
 from churnops.training.features import LABEL
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -44,19 +40,7 @@ class GeneratedLake:
 def generate_lake(hours: int, customers: int, seed: int, start: datetime = START) -> GeneratedLake:
     """``hours`` generated hours of ``customers`` customers, as published frames."""
     data = datagen.generate(hours, customers, start=start, seed=seed)
-    events, subscriptions = [], []
-    for obj in data.objects:
-        if naming.kind_of(obj.name) == schema.EVENTS:
-            events.append(pa_json.read_json(io.BytesIO(gzip.decompress(obj.data))).to_pandas())
-        else:
-            subscriptions.append(pd.read_csv(io.BytesIO(obj.data), dtype=str, keep_default_na=False, na_values=[""]))
-    event_frame = pd.concat(events, ignore_index=True).rename(columns={"customer_id": "customer_token"})
-    event_frame["event_time"] = pd.to_datetime(event_frame["event_time"], utc=True)
-    subs = pd.concat(subscriptions, ignore_index=True).rename(columns={"customer_id": "customer_token"})
-    for column in ("monthly_charges", "total_charges"):
-        subs[column] = subs[column].astype("float64")
-    for column in ("cancel_date", "updated_at"):
-        subs[column] = pd.to_datetime(subs[column], utc=True)
+    event_frame, subs = rawformat.published_frames(data.objects)
     truth = data.customers.rename(columns={"customer_id": "customer_token"}).set_index("customer_token")
     return GeneratedLake(events=event_frame, subscriptions=subs, truth=truth, hours=hours)
 
