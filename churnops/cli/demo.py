@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import mlflow
 import pandas as pd
 import psutil
 import requests
@@ -52,7 +51,7 @@ from churnops.local import datagen
 from churnops.local.localstack import LocalStack
 from churnops.model import registry
 from churnops.model.online import OnlineSnapshot
-from churnops.model.predict import decision_rule_of
+from churnops.model.predict import DECISION_RULE_KEY, decision_rule_of
 from churnops.platform.auth import TokenSource
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket, storage_client
@@ -277,8 +276,12 @@ def train_and_promote(settings: Settings, env: dict[str, str], seed: int, root: 
     summary.production_version = registry.alias_holder(client, settings.registered_model, "production")
     summary.versions = registry.describe(client, settings.registered_model)
     if summary.production_version is not None:
-        uri = f"models:/{settings.registered_model}/{summary.production_version}"
-        summary.decision_rule = decision_rule_of(mlflow.models.get_model_info(uri).metadata).describe()
+        # the rule as registered with the version (its tag), read through this stack's client
+        version = registry.model_version(client, settings.registered_model, summary.production_version)
+        recorded = version.tags.get(DECISION_RULE_KEY)
+        summary.decision_rule = decision_rule_of(
+            {DECISION_RULE_KEY: json.loads(recorded)} if recorded else None
+        ).describe()
     summary.alias_history = [
         f"{e.at} {e.action:8} {e.alias:10} -> v{e.version} by {e.by}"
         for e in registry.all_events(client, settings.registered_model)
