@@ -37,7 +37,7 @@ from mlflow.models import Model as MlflowModel
 from churnops.errors import RegistryError
 from churnops.model.fastpath import FastPath, UnsupportedModel, model_columns
 from churnops.model.predict import DecisionRule, churn_probability, decision_rule_of
-from churnops.model.registry import RegistryNotFound, domain_error
+from churnops.model.registry import RegistryNotFound, alias_holder, domain_error
 
 logger = logging.getLogger(__name__)
 
@@ -114,15 +114,12 @@ def _registry_reference(uri: str) -> tuple[str, str, str] | None:
 
 
 def _alias_holder(client: mlflow.MlflowClient, name: str, alias: str) -> ModelVersion:
-    """The version holding ``alias``; MLflow answers an alias nobody holds with INVALID_PARAMETER_VALUE."""
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        if exc.error_code == "INVALID_PARAMETER_VALUE":
-            raise RegistryNotFound(
-                f"not in the MLflow registry: no version of {name!r} holds the alias {alias!r}"
-            ) from exc
-        raise
+    """The version holding ``alias``: :class:`RegistryNotFound` when nobody holds it or the model does not
+    exist (which MLflow's basic-auth app answers with 403, :func:`registry.alias_holder` tells them apart)."""
+    version = alias_holder(client, name, alias)
+    if version is None:
+        raise RegistryNotFound(f"not in the MLflow registry: no version of {name!r} holds the alias {alias!r}")
+    return client.get_model_version(name, version)
 
 
 def _resolve(uri: str, client: mlflow.MlflowClient) -> tuple[str, str, str, dict[str, str]]:

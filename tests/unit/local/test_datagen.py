@@ -279,6 +279,8 @@ def test_churn_rate_and_its_drivers() -> None:
         "country",
         "churn_probability",
         "churn_time",
+        "activity",
+        "support",
     }
     by_contract = truth.groupby("contract")["churn_probability"].mean()
     assert by_contract["monthly"] > by_contract["annual"] > by_contract["two_year"]
