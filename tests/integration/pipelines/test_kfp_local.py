@@ -210,6 +210,11 @@ def test_ingest_training_scoring_with_kfp_local(env: Env) -> None:
 
     _in_process_training_agrees(env, head, parent_run, children, candidate)
 
+    _scoring_with_the_promoted_model(env, client, head, candidate)
+    assert not env.webhook.received  # nothing failed so far
+
+
+def _scoring_with_the_promoted_model(env: Env, client: Any, head: str, candidate: str) -> None:
     # Scoring with the production model (promoted by hand, as a person would).
     registry.promote(client, env.settings.registered_model, "staging")
     registry.promote(client, env.settings.registered_model, "production")
@@ -224,7 +229,6 @@ def test_ingest_training_scoring_with_kfp_local(env: Env) -> None:
     assert predictions["churn_probability"].between(0, 1).all()
     assert set(predictions["model_version"]) == {candidate} and set(predictions["data_commit"]) == {head}
     assert not predictions["customer_token"].str.startswith("CUST-").any()  # tokens, never raw ids
-    assert not env.webhook.received  # nothing failed so far
 
 
 def test_a_refused_input_fails_the_run_once_and_the_exit_handler_alerts(

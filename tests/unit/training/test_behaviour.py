@@ -35,7 +35,6 @@ from churnops.training.features import (
 )
 from churnops.training.performance import check_matured_performance, matured_cutoffs, matured_performance
 from churnops.training.train import BASELINE, TrainingConfig, build_splits, fit_chosen
-from churnops.training.transform import build_model
 from tests.support.generated import START, GeneratedLake, generate_lake, label_agreement, oracle_scores
 
 HOURS, CUSTOMERS = 48, 1200
@@ -80,7 +79,6 @@ def trained_fixture() -> Trained:
     lake = generate_lake(HOURS, CUSTOMERS, TRAIN_SEED)
     splits = build_splits(lake.events, lake.subscriptions, config)
     spec = feature_spec(config.windows_h)
-    train = splits["train"]
     _, model = fit_chosen(BASELINE, splits, spec, config, 42)  # chosen on validation, calibrated there
     fresh = generate_lake(HOURS, CUSTOMERS, FRESH_SEED)
     rows = pd.concat(
