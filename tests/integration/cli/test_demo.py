@@ -35,10 +35,11 @@ def test_demo_runs_the_system_through_its_pipelines_and_server_and_stops_what_it
     }.items():
         monkeypatch.setenv(name, value)
     settings = Settings(state_dir=tmp_path, gcs_port=free_port(), mlflow_port=free_port())
-    # keep=True: the stack and the server stay up so the figures can be checked against them; stopped below
-    summary = demo.run_demo(settings, keep=True, hours=HOURS, customers=300, seed=3)
     ran = demo.demo_settings(settings)
+    # keep=True: the stack and the server stay up so the figures can be checked against them; stopped below,
+    # also when the demo itself fails (nothing it started may outlive the test)
     try:
+        summary = demo.run_demo(settings, keep=True, hours=HOURS, customers=300, seed=3)
         check_figures(ran, summary)
     finally:
         demo.stop_kept_server(settings)
