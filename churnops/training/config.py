@@ -31,6 +31,9 @@ DEFAULT_CHALLENGER_DEPTH_GRID: tuple[int, ...] = (3, 5)
 # Folds (by customer) of the final refit's out-of-fold calibration.
 DEFAULT_REFIT_FOLDS = 3
 REFIT_TAG = "refit_on_all_cutoffs"
+# A registered version's tag: the end of the last label window it was refit on (ISO 8601); the gate compares
+# it with a new model only on test rows from that time on.
+LABELS_THROUGH_TAG = "labels_through"
 
 
 @dataclass(frozen=True)

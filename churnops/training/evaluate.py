@@ -490,6 +490,24 @@ def _best_production(
     return aucs, best, by_version[best]
 
 
+def _unseen_rows(
+    test: GateRows | None, production_scores: Any, winner_scores: Any, production_rows: Any
+) -> tuple[GateRows | None, Any, Any]:
+    """The test rows, the production scores and the winner's scores, limited to ``production_rows`` (a boolean
+    mask over the test rows) when it is given."""
+    if test is None or production_rows is None or production_scores is None:
+        return test, production_scores, winner_scores
+    keep = np.asarray(production_rows, dtype=bool)
+
+    def pick(values: Any) -> Any:
+        return None if values is None else np.asarray(values)[keep]
+
+    rows = GateRows(pick(test.labels), {name: pick(scores) for name, scores in test.scores.items()}, pick(test.groups))
+    if isinstance(production_scores, Mapping):
+        return rows, {version: pick(scores) for version, scores in production_scores.items()}, pick(winner_scores)
+    return rows, pick(production_scores), pick(winner_scores)
+
+
 def gate(  # pylint: disable=too-many-arguments,too-many-locals,too-many-branches  # both splits' inputs and checks
     challenger_auc: float,
     baseline_auc: float,
@@ -510,6 +528,7 @@ def gate(  # pylint: disable=too-many-arguments,too-many-locals,too-many-branche
     min_auc: float = 0.0,
     test: GateRows | None = None,
     selection_split: str = "validation",
+    production_rows: Any = None,
 ) -> GateDecision:
     """Pick the winner of challenger vs baseline on the selection rows, then confirm it on the test rows.
 
@@ -526,6 +545,10 @@ def gate(  # pylint: disable=too-many-arguments,too-many-locals,too-many-branche
        (winner - best production version) must be at least ``-margin``: it is not worse than the best
        recent production model by more than the margin, with the chosen confidence, so quality cannot
        ratchet down by the margin at each retrain.
+
+    ``production_rows`` (a boolean mask over the test rows) limits the comparison with production to
+    the rows no compared production version was trained on: a registered version was refit on every
+    labelled cutoff of its commit, so on those rows it would grade its own homework.
 
     With ``groups`` (the customer of each row) the bootstrap resamples customers, not rows. Without
     scores the point estimates decide the same questions (no interval is recorded). Every failed
@@ -592,14 +615,18 @@ def gate(  # pylint: disable=too-many-arguments,too-many-locals,too-many-branche
     summary = f"{why}; {winner} is the winner"
     if not winner_auc >= min_auc:
         reasons.append(f"{winner} test ROC-AUC {winner_auc:.4f} is below the minimum {min_auc:.4f} a model must reach")
-    recent, production_version, best_scores = _best_production(production_scores, production_version, test)
+    unseen, production_scores, unseen_winner = _unseen_rows(test, production_scores, winner_scores, production_rows)
+    recent, production_version, best_scores = _best_production(production_scores, production_version, unseen)
     if best_scores is not None:
         production_auc = recent[str(production_version)]
     if production_auc is not None:
-        if test is not None:
-            vs_production = compare(test.labels, winner_scores, best_scores, test.groups)
+        unseen_auc = winner_auc
+        if unseen is not None:
+            vs_production = compare(unseen.labels, unseen_winner, best_scores, unseen.groups)
+            if unseen_winner is not None:
+                unseen_auc = _auc(unseen.labels, unseen_winner)
         reasons.extend(
-            _production_reasons(winner, winner_auc, production_auc, production_version, margin, vs_production)
+            _production_reasons(winner, unseen_auc, production_auc, production_version, margin, vs_production)
         )
     return GateDecision(
         passed=not reasons,

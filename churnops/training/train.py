@@ -56,7 +56,7 @@ from churnops.model.scoring import load_model
 from churnops.model.spec import FeatureSpec
 from churnops.platform.settings import Settings
 from churnops.training import evaluate
-from churnops.training.config import REFIT_TAG, TrainingConfig
+from churnops.training.config import LABELS_THROUGH_TAG, REFIT_TAG, TrainingConfig
 from churnops.training.featurefiles import record_features
 from churnops.training.features import (
     EVENT_COLUMNS,
@@ -381,6 +381,35 @@ def recent_production_scores(
     return scores
 
 
+def labels_through(splits: dict[str, pd.DataFrame], horizon_h: float) -> pd.Timestamp:
+    """The end of the last label window in ``splits``: what a model refit on all of them has seen."""
+    last = max(splits[name]["cutoff"].max() for name in ("train", "validation", "test"))
+    return pd.Timestamp(last) + pd.Timedelta(hours=horizon_h)
+
+
+def unseen_by_production(
+    client: mlflow.MlflowClient, model_name: str, versions: list[str], test: pd.DataFrame
+) -> tuple[np.ndarray, list[str]]:
+    """The test rows none of ``versions`` was trained on (cutoff at or after each version's ``labels_through``
+    tag), and the versions left out because they were trained on every test row (on both classes, at least).
+
+    A version registered without the tag is compared on every test row.
+    """
+    cutoffs = pd.to_datetime(test["cutoff"], utc=True)
+    keep = np.ones(len(test), dtype=bool)
+    left_out: list[str] = []
+    for version in versions:
+        tag = client.get_model_version(model_name, version).tags.get(LABELS_THROUGH_TAG)
+        if tag is None:
+            continue
+        unseen = (cutoffs >= pd.Timestamp(tag)).to_numpy()
+        if test.loc[keep & unseen, LABEL].nunique() < 2:
+            left_out.append(version)
+        else:
+            keep &= unseen
+    return keep, left_out
+
+
 @dataclass(frozen=True)
 class TrainingSetup:
     """What :func:`begin_training` prepared: the splits, the spec, the parent run, the lineage tags and the
@@ -568,6 +597,10 @@ def gate_models(  # pylint: disable=too-many-arguments,too-many-positional-argum
     client = registry.use_tracking(settings)
     validation, test = splits["validation"], splits["test"]
     production = recent_production_scores(client, settings.registered_model, test, spec, config.gate_recent_production)
+    unseen, trained_on_test = unseen_by_production(client, settings.registered_model, list(production), test)
+    for version in trained_on_test:
+        logger.warning("production version %s was trained on every test row: it is not compared", version)
+        del production[version]
     labels = validation[LABEL].to_numpy()
     auc = {
         name: evaluate.classification_metrics(labels, scores["validation"][name])["roc_auc"]
@@ -591,6 +624,7 @@ def gate_models(  # pylint: disable=too-many-arguments,too-many-positional-argum
         groups=validation["customer_token"].astype(str).to_numpy(),
         min_auc=config.gate_min_auc,
         test=evaluate.GateRows(test[LABEL].to_numpy(), scores["test"], test["customer_token"].astype(str).to_numpy()),
+        production_rows=unseen,
     )
     with registry.resume_run(parent_run_id):
         mlflow.log_dict(decision.to_dict(), "gate.json")
@@ -658,6 +692,7 @@ def register_candidate(  # pylint: disable=too-many-arguments,too-many-positiona
             REFIT_TAG: "true",
             "calibration": config.calibration,
             DECISION_RULE_KEY: json.dumps(refit.decision_rule, sort_keys=True),
+            LABELS_THROUGH_TAG: labels_through(splits, config.horizon_h).isoformat(),
             "test_roc_auc": f"{test_auc['winner']:.6f}",
             "baseline_test_roc_auc": f"{test_auc['baseline']:.6f}",
         },

@@ -343,3 +343,20 @@ def test_quality_cannot_ratchet_down_the_best_recent_production_version_is_the_b
     assert set(against_recent.recent_production) == {"2", "3"}
     assert against_recent.recent_production["2"] > against_recent.recent_production["3"]
     assert "best recent production version (2)" in against_recent.reasons[0]
+
+
+def test_production_is_compared_only_on_test_rows_it_was_not_trained_on() -> None:
+    """A registered version was refit on every labelled cutoff of its commit: on the rows it saw it is perfect,
+    on later rows it is as good as the new model. Compared on every row it refuses an equal model; limited
+    to the rows it never saw (``production_rows``), it does not, and its reported ROC-AUC is the one there."""
+    y, baseline = synthetic_scores()
+    winner = baseline + y * 0.6
+    seen = np.arange(y.size) < y.size // 2
+    production = np.where(seen, y.astype(float), winner)  # memorised where seen, the same model elsewhere
+    aucs = [evaluate.classification_metrics(y, s)["roc_auc"] for s in (winner, baseline)]
+    kwargs = {"labels": y, "challenger_scores": winner, "baseline_scores": baseline, "resamples": 300, "margin": 0.01}
+    everywhere = evaluate.gate(*aucs, production_scores={"1": production}, **kwargs)
+    assert not everywhere.passed and "best recent production version (1)" in everywhere.reasons[0]
+    unseen = evaluate.gate(*aucs, production_scores={"1": production}, production_rows=~seen, **kwargs)
+    assert unseen.passed and unseen.vs_production is not None
+    assert unseen.production_auc == pytest.approx(evaluate.classification_metrics(y[~seen], winner[~seen])["roc_auc"])
