@@ -114,7 +114,7 @@ def lake_blobs(repo: DataRepository) -> dict[str, str]:
 
 def mlflow_blobs(settings: Settings, tmp: Path) -> dict[str, str]:
     """Params, tags and every artifact of every run of the experiment, and the registry's model versions."""
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
     experiment = client.get_experiment_by_name(settings.mlflow_experiment)
     assert experiment is not None
     blobs: dict[str, str] = {}

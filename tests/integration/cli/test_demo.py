@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import mlflow
 import numpy as np
 import psutil
 import pytest
@@ -15,6 +14,7 @@ from churnops.data.versioning import open_repository
 from churnops.local.localstack import LocalStack
 from churnops.model import registry
 from churnops.model.predict import DecisionRule
+from churnops.model.scoring import load_model
 from churnops.platform.settings import Settings
 from churnops.training import evaluate
 from tests.conftest import free_port
@@ -86,8 +86,8 @@ def check_served_and_scored(ran: Settings, summary: demo.DemoSummary) -> None:
 
     # serving: what the server answered equals the production model on the same snapshot rows
     assert summary.snapshot is not None and len(summary.predictions) == demo.EXAMPLE_CUSTOMERS
-    mlflow.set_registry_uri(ran.mlflow_tracking_uri)
-    model = mlflow.sklearn.load_model(f"models:/{ran.registered_model}/{summary.production_version}")
+    uri = f"models:/{ran.registered_model}/{summary.production_version}"
+    model = load_model(uri, ran.mlflow_tracking_uri).pipeline  # not the process-wide registry: it stops below
     rows = summary.snapshot.features.loc[[p["customer_token"] for p in summary.predictions]]
     expected = evaluate.churn_probability(model, rows[summary.snapshot.spec.columns])
     served = np.array([p["churn_probability"] for p in summary.predictions])

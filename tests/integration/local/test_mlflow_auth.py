@@ -63,7 +63,9 @@ def test_the_training_pipeline_and_the_deployer_move_aliases(
     )
     assert reply.status_code == 200, reply.text
     assert (
-        MlflowClient(mlflow_tracking_uri).get_model_version_by_alias(stack_settings.registered_model, "staging").version
+        MlflowClient(mlflow_tracking_uri, mlflow_tracking_uri)
+        .get_model_version_by_alias(stack_settings.registered_model, "staging")
+        .version
         == version
     )
     removed = requests.delete(  # a promotion removes the alias it moved the model from
@@ -104,7 +106,10 @@ def test_other_workloads_read_the_registry_but_cannot_move_an_alias_or_register(
         json={"name": name, "alias": "candidate"},
     )
     assert remove.status_code == 403
-    assert MlflowClient(mlflow_tracking_uri).get_model_version_by_alias(name, "candidate").version == version
+    assert (
+        MlflowClient(mlflow_tracking_uri, mlflow_tracking_uri).get_model_version_by_alias(name, "candidate").version
+        == version
+    )
     register = requests.post(
         f"{mlflow_tracking_uri}{API}/model-versions/create",
         auth=auth,
@@ -113,7 +118,9 @@ def test_other_workloads_read_the_registry_but_cannot_move_an_alias_or_register(
     )
     assert register.status_code == 403
     with pytest.raises(MlflowException):
-        MlflowClient(mlflow_tracking_uri).get_model_version_by_alias(name, "production")  # nothing moved
+        MlflowClient(mlflow_tracking_uri, mlflow_tracking_uri).get_model_version_by_alias(
+            name, "production"
+        )  # nothing moved
 
 
 def test_every_local_password_is_private(stack_settings: Settings) -> None:
