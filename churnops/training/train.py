@@ -123,6 +123,34 @@ def load_tables(repo: DataRepository, data_commit: str) -> tuple[pd.DataFrame, p
     return events_frame, subscriptions
 
 
+@dataclass(frozen=True)
+class PublishedData:
+    """The published tables at one commit and what its metadata says about them."""
+
+    commit: str
+    events: pd.DataFrame
+    subscriptions: pd.DataFrame
+    schema_versions: str
+    tokenizer_key_id: str
+
+
+def published_at(repo: DataRepository, ref: str | None) -> PublishedData:
+    """The published tables at ``ref`` (a commit id or branch; None = ``main``), resolved to its commit."""
+    commit = repo.resolve(ref or DEFAULT_BRANCH)
+    metadata = repo.commit_info(commit).metadata
+    events, subscriptions = load_tables(repo, commit)
+    logger.info(
+        "training on data commit %s (%d events, %d subscription records)", commit, len(events), len(subscriptions)
+    )
+    return PublishedData(
+        commit,
+        events,
+        subscriptions,
+        metadata.get("schema_versions", "unknown"),
+        metadata.get("tokenizer_key_id", "unknown"),
+    )
+
+
 def build_splits(events: pd.DataFrame, subscriptions: pd.DataFrame, config: TrainingConfig) -> dict[str, pd.DataFrame]:
     """Feature/label frames per split (train, validation, test): split by cutoff time with a label horizon
     between splits (:func:`split_by_time`), and the held-out customers (``config.holdout_share``, by id)
@@ -796,22 +824,17 @@ def train_from_commit(
 ) -> TrainingResult:
     """Train on the published tables at ``data_commit`` (a commit id or branch; None = latest ``main``)."""
     repo = repo or open_repository(settings)
-    commit = repo.resolve(data_commit or DEFAULT_BRANCH)
-    commit_metadata = repo.commit_info(commit).metadata
-    events, subscriptions = load_tables(repo, commit)
-    logger.info(
-        "training on data commit %s (%d events, %d subscription records)", commit, len(events), len(subscriptions)
-    )
+    data = published_at(repo, data_commit)
     return train_on_frames(
         settings,
-        events,
-        subscriptions,
-        commit,
+        data.events,
+        data.subscriptions,
+        data.commit,
         seed,
         config,
-        commit_metadata.get("schema_versions", "unknown"),
+        data.schema_versions,
         repo,
-        tokenizer_key_id=commit_metadata.get("tokenizer_key_id", "unknown"),
+        tokenizer_key_id=data.tokenizer_key_id,
     )
 
 
@@ -837,20 +860,17 @@ def begin_training_at(
 ) -> TrainingSetup:
     """:func:`begin_training` on the published tables at ``data_ref`` (a commit id or branch; None = ``main``)."""
     repo = repo or open_repository(settings)
-    commit = repo.resolve(data_ref or DEFAULT_BRANCH)
-    commit_metadata = repo.commit_info(commit).metadata
-    events, subscriptions = load_tables(repo, commit)
-    config = config or TrainingConfig.from_settings(settings)
+    data = published_at(repo, data_ref)
     return begin_training(
         settings,
-        events,
-        subscriptions,
-        commit,
+        data.events,
+        data.subscriptions,
+        data.commit,
         seed,
-        config,
-        commit_metadata.get("schema_versions", "unknown"),
+        config or TrainingConfig.from_settings(settings),
+        data.schema_versions,
         repo,
-        tokenizer_key_id=commit_metadata.get("tokenizer_key_id", "unknown"),
+        tokenizer_key_id=data.tokenizer_key_id,
     )
 
 
