@@ -26,6 +26,8 @@ for path in (PROGRAM, POLICY):
 
 STACKS = ("staging", "prod")
 WEBHOOK = "https://hooks.example.com/services/T000/B000/XXXX"
+# What step 5 of docs/infrastructure.md sets on each stack (the stack files carry no installation id).
+APP_INSTALLATION = 31337
 PROJECT_NUMBER = "123456789012"
 ATTESTOR_PEM = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQc=\n-----END PUBLIC KEY-----\n"
 
@@ -118,9 +120,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
 
 def stack_config(stack_name: str) -> dict[str, Any]:
-    """The stack's configuration as the CLI would pass it, plus the webhook secret."""
+    """The stack's configuration as the CLI would pass it, plus what an SRE sets on the stack: the webhook
+    secret and the GitHub App's installation id."""
     values = yaml.safe_load((PROGRAM / f"Pulumi.{stack_name}.yaml").read_text(encoding="utf-8"))["config"]
     values["churnops:alertWebhookUrl"] = WEBHOOK
+    values["churnops:cicd"] = {**values["churnops:cicd"], "githubAppInstallationId": APP_INSTALLATION}
     return values
 
 

@@ -10,11 +10,12 @@ from typing import Any, Iterator
 
 import pulumi
 import pytest
+import yaml
 from churnops_infra import names, versions
 from churnops_infra.config import ConfigError, load
 from churnops_infra.identity import WORKLOADS
 from churnops_infra.secrets import ACCESSORS
-from conftest import PROJECT_NUMBER, WEBHOOK, StackRun, run_program, stack_config
+from conftest import PROGRAM, PROJECT_NUMBER, WEBHOOK, StackRun, run_program, stack_config
 from pulumi.runtime import rpc
 
 from churnops.platform import declaration as platform
@@ -689,6 +690,16 @@ def test_a_missing_app_installation_is_refused_with_the_step_to_take(installatio
     config["churnops:cicd"] = cicd if installation is None else {**cicd, "githubAppInstallationId": installation}
     pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
     with pytest.raises(ConfigError, match="githubAppInstallationId must be the installation id of the Cloud Build"):
+        load()
+
+
+@pytest.mark.parametrize("stack_name", ["staging", "prod"])
+def test_the_stack_files_leave_the_app_installation_to_the_operator(stack_name: str) -> None:
+    """No made-up installation id is committed: a stack as checked out is refused until step 5's id is set."""
+    committed = yaml.safe_load((PROGRAM / f"Pulumi.{stack_name}.yaml").read_text(encoding="utf-8"))["config"]
+    assert "githubAppInstallationId" not in committed["churnops:cicd"]
+    pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in committed.items()})
+    with pytest.raises(ConfigError, match="'First pulumi up', step 5"):
         load()
 
 
