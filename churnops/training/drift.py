@@ -8,6 +8,13 @@ score between a reference window and a recent one.
 shares of the expected (reference) and actual samples in bin ``i``. Shares of empty bins are
 floored at ``epsilon`` so that the logarithm stays finite. Common reading: below 0.1 no shift,
 0.1-0.25 a moderate shift, above 0.25 a major shift.
+
+PSI is the symmetric (Jeffreys) divergence of the two histograms. For two independent samples of
+one distribution, of sizes ``n`` and ``m``, over ``B`` bins, ``PSI * n * m / (n + m)`` follows a
+chi-squared distribution with ``B - 1`` degrees of freedom as the samples grow (Yurdakul and
+Naranjo, "Statistical properties of the population stability index", Journal of Risk Model
+Validation, 2020). :func:`psi_noise_bound` turns that into the PSI that sampling noise alone
+reaches with a given probability: below it, a PSI says nothing about a shift.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import stats
 
 DEFAULT_EPSILON = 1e-4
 
@@ -61,3 +69,17 @@ def psi_of_samples(
     """PSI of two raw samples, binned at the reference's quantiles."""
     edges = quantile_edges(reference, bins)
     return psi(bin_counts(reference, edges), bin_counts(current, edges), epsilon)
+
+
+def psi_noise_bound(bins: int, reference_size: int, current_size: int, false_alarm_rate: float) -> float:
+    """The PSI that two independent samples of one distribution (sizes ``reference_size`` and ``current_size``,
+    over ``bins`` occupied bins) exceed with probability ``false_alarm_rate``: the chi-squared quantile
+    with ``bins - 1`` degrees of freedom, times ``1 / reference_size + 1 / current_size``."""
+    if bins < 2 or reference_size < 1 or current_size < 1:
+        raise ValueError(
+            f"need >= 2 bins and two non-empty samples, got {bins} bins, {reference_size} and {current_size}"
+        )
+    if not 0 < false_alarm_rate < 1:
+        raise ValueError(f"the false-alarm rate must be in (0, 1), got {false_alarm_rate}")
+    quantile = float(stats.chi2.isf(false_alarm_rate, bins - 1))
+    return quantile * (1 / reference_size + 1 / current_size)

@@ -1,4 +1,4 @@
-"""PSI against values computed by hand."""
+"""PSI against values computed by hand, and its noise bound against simulated samples of one distribution."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from churnops.training.drift import bin_counts, psi, psi_of_samples, quantile_edges
+from churnops.training.drift import bin_counts, psi, psi_noise_bound, psi_of_samples, quantile_edges
 
 
 def test_psi_of_a_known_shift_matches_the_hand_computed_value() -> None:
@@ -49,3 +49,27 @@ def test_samples_are_binned_at_the_reference_quantiles() -> None:
     # shifted: 0 below 24.75, 0 in (24.75, 49.5], 25 in (49.5, 74.25], 75 above
     by_hand = 2 * (1e-4 - 0.25) * math.log(1e-4 / 0.25) + 0 + (0.75 - 0.25) * math.log(0.75 / 0.25)
     assert psi_of_samples(reference, shifted, bins=4) == pytest.approx(by_hand, abs=1e-12)
+
+
+@pytest.mark.parametrize(("size", "bins", "rate"), [(200, 10, 0.05), (1000, 4, 0.05), (300, 10, 0.01)])
+def test_the_noise_bound_is_exceeded_by_unshifted_samples_at_about_its_false_alarm_rate(
+    size: int, bins: int, rate: float
+) -> None:
+    rng = np.random.default_rng(11)
+    shares = rng.dirichlet(np.full(bins, 5.0))
+    draws = 4000
+    reference = rng.multinomial(size, shares, size=draws)
+    current = rng.multinomial(size, shares, size=draws)
+    values = np.array([psi(r, c) for r, c in zip(reference, current)])
+    observed = float(np.mean(values >= psi_noise_bound(bins, size, size, rate)))
+    # the chi-squared law is asymptotic: the observed rate is near the nominal one, not exactly it
+    assert 0.4 * rate <= observed <= 1.6 * rate
+
+
+def test_the_noise_bound_shrinks_with_the_samples_and_the_false_alarm_rate_it_allows() -> None:
+    assert psi_noise_bound(10, 100, 100, 0.01) > psi_noise_bound(10, 1000, 1000, 0.01)
+    assert psi_noise_bound(10, 1000, 1000, 0.001) > psi_noise_bound(10, 1000, 1000, 0.01)
+    with pytest.raises(ValueError, match="false-alarm rate"):
+        psi_noise_bound(10, 100, 100, 0.0)
+    with pytest.raises(ValueError, match="bins"):
+        psi_noise_bound(1, 100, 100, 0.01)
