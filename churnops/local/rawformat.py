@@ -89,8 +89,15 @@ def _write_csv_body(table: pa.Table, quoting: str) -> bytes:
 
 
 class _Object(Protocol):
-    name: str
-    data: bytes
+    """What :func:`published_frames` reads of an object: its name and bytes (read-only, as a frozen RawObject's)."""
+
+    @property
+    def name(self) -> str:
+        """The object's name in the raw bucket."""
+
+    @property
+    def data(self) -> bytes:
+        """The object's bytes."""
 
 
 def published_frames(objects: Iterable[_Object]) -> tuple[pd.DataFrame, pd.DataFrame]:
