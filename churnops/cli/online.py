@@ -57,8 +57,8 @@ def drift_check(model_ref: str, refresh: bool, retrain: bool) -> None:
     click.echo(table.head(15).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     click.echo(
         f"{report.model} v{report.version} vs snapshot at {report.cutoff} (data {report.data_commit[:12]}): "
-        f"{report.drifted_feature_share:.0%} of features drifted (PSI >= {report.threshold}; fires at "
-        f"{report.share:.0%}): {'FIRED' if report.fired else 'quiet'}"
+        f"{report.drifted_feature_share:.0%} of features drifted (PSI past its bar, at least {report.threshold}; "
+        f"fires on any feature): {'FIRED' if report.fired else 'quiet'}"
     )
     click.echo(f"report: {report.lake_uri}  MLflow run {report.mlflow_run_id}")
     if report.fired and retrain:

@@ -239,11 +239,17 @@ class Settings(BaseSettings):
 
     # Drift monitoring (churnops.training.monitoring).
     drift_psi_threshold: float = Field(
-        default=0.25, gt=0, description="PSI at or above which a feature or the prediction counts as drifted."
+        default=0.25,
+        gt=0,
+        description="Least PSI at which a feature or the prediction counts as drifted; a check fires on any feature.",
     )
     drift_bins: int = Field(default=10, ge=2, le=100, description="Quantile bins per numeric feature.")
-    drift_share: float = Field(
-        default=0.2, gt=0, le=1, description="Share of drifted features at or above which a drift check fires."
+    drift_false_alarm_rate: float = Field(
+        default=0.01,
+        gt=0,
+        lt=1,
+        description="Chance that a check on unshifted data fires by sampling noise: a feature's PSI must also pass "
+        "the noise bound at this rate divided by the number of features (Bonferroni).",
     )
 
     # Predictions by customer id (serving/transformer.py): how often the transformer asks the lake

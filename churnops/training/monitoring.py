@@ -1,9 +1,13 @@
 """Drift monitoring: live features and scores against the training reference of a model version.
 
-The *reference* is the feature matrix the version was trained on (the ``train`` split its training
-run committed to the lake, found through the run's ``features_uri`` tag). The *current* sample is
-the latest online feature snapshot (:mod:`churnops.model.online`). For every feature, and for
-the probability the model predicts on each sample, the population stability index
+The *reference* is the latest labelled cutoffs the version was fitted on: the ``test`` split its
+training run committed to the lake (found through the run's ``features_uri`` tag; the registered
+model is refit on every labelled cutoff, test included). The *current* sample is the latest online
+feature snapshot (:mod:`churnops.model.online`). The latest cutoffs are the reference, not the
+earliest, because several features depend on how much history a cutoff has: at the first training
+cutoffs the 24-hour window covers the whole history, so ``relative_activity_24h`` is 1 for every
+customer, and unshifted data would read as a major shift. For every feature, and for the
+probability the model predicts on each sample, the population stability index
 (:func:`churnops.training.drift.psi`) says how far the current distribution moved:
 
 - numeric features: ``drift_bins`` bins at the reference's quantiles (deciles by default), plus
@@ -12,14 +16,18 @@ the probability the model predicts on each sample, the population stability inde
   reference never saw, one for missing values;
 - the predicted probability: ``drift_bins`` equal-width bins on [0, 1].
 
-A feature (or the prediction) whose PSI reaches ``drift_psi_threshold`` (0.25, the usual "major
-shift" reading, by default) counts as drifted. The check *fires* when the share of drifted
-features reaches ``drift_share`` (0.2 by default; the same rule as a "dataset drift" share of
-drifted columns): one feature alone does not fire it, because a single feature can move for a
-known reason (a price change moves ``monthly_charges`` and ``total_charges`` together, for
-example). Every feature stays in the report, flagged, so a person sees it. The report is committed
-to the lake and logged to MLflow either way; a firing check raises a ``drift`` alert and, when
-asked, retrains.
+A quantity counts as drifted when its PSI reaches its *bar*: the larger of ``drift_psi_threshold``
+(0.25, the usual "major shift" reading, by default: a shift that matters) and the PSI that sampling
+noise alone reaches with probability ``drift_false_alarm_rate / features``
+(:func:`churnops.training.drift.psi_noise_bound`; the reference's size is its number of customers,
+each of whom appears at every reference cutoff). The check *fires* when any feature is drifted: a
+price change moves only the charges and the subscription-change features, an engagement drop only
+activity features, and a share-of-features rule would dilute both. Dividing the false-alarm rate by
+the number of features (Bonferroni) keeps the chance that unshifted data fire the check by sampling
+noise at most about ``drift_false_alarm_rate`` (0.01 by default; the chi-squared law is asymptotic).
+The prediction is reported and flagged against the same bar but does not decide the verdict. The
+report is committed to the lake and logged to MLflow either way; a firing check raises a ``drift``
+alert and, when asked, retrains.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ PREDICTION = "predicted_probability"
 MISSING_BIN = "(missing)"
 OTHER_BIN = "(other)"
 REPORT_PREFIX = "monitoring/drift"
+REFERENCE_SPLIT = "test"  # the latest labelled cutoffs of the version's training features
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,54 @@ class Distribution:
     bins: list[str]
     reference_share: list[float]
     current_share: list[float]
+    reference_size: int  # independent units: the reference's customers (each at several cutoffs)
+    current_size: int
+
+    @property
+    def occupied_bins(self) -> int:
+        """Bins holding a value of either sample: the degrees of freedom of the PSI's noise, plus one."""
+        return sum(r > 0 or c > 0 for r, c in zip(self.reference_share, self.current_share))
+
+
+@dataclass(frozen=True)
+class DriftRule:
+    """When a quantity counts as drifted, and when the check fires (see the module docstring)."""
+
+    threshold: float
+    false_alarm_rate: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DriftRule:
+        """The rule the settings configure (``drift_psi_threshold``, ``drift_false_alarm_rate``)."""
+        return cls(settings.drift_psi_threshold, settings.drift_false_alarm_rate)
+
+    def psi_bar(self, distribution: Distribution, features: int) -> float:
+        """The PSI ``distribution`` must reach to count as drifted, among ``features`` features tested."""
+        if distribution.occupied_bins < 2:
+            return self.threshold
+        noise = drift.psi_noise_bound(
+            distribution.occupied_bins,
+            distribution.reference_size,
+            distribution.current_size,
+            self.false_alarm_rate / max(features, 1),
+        )
+        return max(self.threshold, noise)
+
+    def psi_bars(self, distributions: list[Distribution]) -> dict[str, float]:
+        """Each quantity's bar, the features counted for the Bonferroni correction."""
+        features = sum(d.kind != "prediction" for d in distributions)
+        return {d.name: self.psi_bar(d, features) for d in distributions}
+
+    def drifted(self, distributions: list[Distribution]) -> list[str]:
+        """Names (features and the prediction) whose PSI reaches their bar, worst first."""
+        bars = self.psi_bars(distributions)
+        worst = sorted(distributions, key=lambda d: d.psi, reverse=True)
+        return [d.name for d in worst if d.psi >= bars[d.name]]
+
+    def fires(self, distributions: list[Distribution]) -> bool:
+        """Whether any feature (the prediction aside) is drifted."""
+        drifted = set(self.drifted(distributions))
+        return any(d.name in drifted for d in distributions if d.kind != "prediction")
 
 
 @dataclass
@@ -81,33 +138,39 @@ class DriftReport:
     data_commit: str
     cutoff: str
     threshold: float
-    share: float
+    false_alarm_rate: float
     distributions: list[Distribution]
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     lake_uri: str | None = None
     mlflow_run_id: str | None = None
 
     @property
+    def rule(self) -> DriftRule:
+        """The rule this report was judged by."""
+        return DriftRule(self.threshold, self.false_alarm_rate)
+
+    @property
     def drifted(self) -> list[str]:
-        """Names whose PSI reaches the threshold, worst first."""
-        worst = sorted(self.distributions, key=lambda d: d.psi, reverse=True)
-        return [d.name for d in worst if d.psi >= self.threshold]
+        """Names whose PSI reaches their bar, worst first."""
+        return self.rule.drifted(self.distributions)
 
     @property
     def drifted_feature_share(self) -> float:
-        """The share of features (the prediction excluded) whose PSI reaches the threshold."""
+        """The share of features (the prediction excluded) whose PSI reaches their bar (for reading only)."""
+        drifted = set(self.drifted)
         features = [d for d in self.distributions if d.kind != "prediction"]
-        return sum(d.psi >= self.threshold for d in features) / max(len(features), 1)
+        return sum(d.name in drifted for d in features) / max(len(features), 1)
 
     @property
     def fired(self) -> bool:
-        """Whether the share of drifted features reaches ``share``."""
-        return self.drifted_feature_share >= self.share
+        """Whether any feature is drifted."""
+        return self.rule.fires(self.distributions)
 
     def table(self) -> pd.DataFrame:
-        """One row per feature and the prediction: name, kind, PSI, drifted; worst first."""
+        """One row per feature and the prediction: name, kind, PSI, bar, drifted; worst first."""
+        bars = self.rule.psi_bars(self.distributions)
         rows = [
-            {"name": d.name, "kind": d.kind, "psi": d.psi, "drifted": d.psi >= self.threshold}
+            {"name": d.name, "kind": d.kind, "psi": d.psi, "bar": bars[d.name], "drifted": d.psi >= bars[d.name]}
             for d in self.distributions
         ]
         return pd.DataFrame(rows).sort_values("psi", ascending=False, kind="stable").reset_index(drop=True)
@@ -126,8 +189,19 @@ def _shares(counts: np.ndarray) -> list[float]:
     return [float(c) / total if total else 0.0 for c in counts]
 
 
-def numeric_distribution(name: str, reference: pd.Series, current: pd.Series, bins: int) -> Distribution:
-    """PSI over the reference's quantile bins plus a missing-value bin."""
+def sample_size(frame: pd.DataFrame) -> int:
+    """A sample's independent units: its customers when it has a ``customer_token`` column (a customer appears at
+    every cutoff of a training split, and rows of one customer are nearly alike), else its rows."""
+    if "customer_token" in frame.columns:
+        return int(frame["customer_token"].nunique())
+    return len(frame)
+
+
+def numeric_distribution(
+    name: str, reference: pd.Series, current: pd.Series, bins: int, sizes: tuple[int, int] | None = None
+) -> Distribution:
+    """PSI over the reference's quantile bins plus a missing-value bin; ``sizes`` (default: the lengths) are
+    the samples' independent units."""
     ref = pd.to_numeric(reference, errors="coerce").to_numpy(dtype=float)
     cur = pd.to_numeric(current, errors="coerce").to_numpy(dtype=float)
     finite = ref[np.isfinite(ref)]
@@ -136,11 +210,19 @@ def numeric_distribution(name: str, reference: pd.Series, current: pd.Series, bi
     cur_counts = np.append(drift.bin_counts(cur, edges), np.count_nonzero(~np.isfinite(cur)))
     labels = [f"<= {e:.4g}" for e in edges] + [f"> {edges[-1]:.4g}" if len(edges) else "all", MISSING_BIN]
     return Distribution(
-        name, "numeric", drift.psi(ref_counts, cur_counts), labels, _shares(ref_counts), _shares(cur_counts)
+        name,
+        "numeric",
+        drift.psi(ref_counts, cur_counts),
+        labels,
+        _shares(ref_counts),
+        _shares(cur_counts),
+        *(sizes or (len(reference), len(current))),
     )
 
 
-def categorical_distribution(name: str, reference: pd.Series, current: pd.Series) -> Distribution:
+def categorical_distribution(
+    name: str, reference: pd.Series, current: pd.Series, sizes: tuple[int, int] | None = None
+) -> Distribution:
     """PSI over the reference's categories, plus bins for unseen categories and for missing values."""
     ref = reference.astype(object).where(reference.notna(), None)
     cur = current.astype(object).where(current.notna(), None)
@@ -159,23 +241,33 @@ def categorical_distribution(name: str, reference: pd.Series, current: pd.Series
         [*categories, OTHER_BIN, MISSING_BIN],
         _shares(ref_counts),
         _shares(cur_counts),
+        *(sizes or (len(reference), len(current))),
     )
 
 
-def prediction_distribution(reference: np.ndarray, current: np.ndarray, bins: int) -> Distribution:
+def prediction_distribution(
+    reference: np.ndarray, current: np.ndarray, bins: int, sizes: tuple[int, int] | None = None
+) -> Distribution:
     """PSI of predicted probabilities over ``bins`` equal-width bins on [0, 1]."""
     edges = np.linspace(0.0, 1.0, bins + 1)[1:-1]
     ref_counts, cur_counts = drift.bin_counts(reference, edges), drift.bin_counts(current, edges)
     labels = [f"<= {e:.2f}" for e in edges] + [f"> {edges[-1]:.2f}"]
     return Distribution(
-        PREDICTION, "prediction", drift.psi(ref_counts, cur_counts), labels, _shares(ref_counts), _shares(cur_counts)
+        PREDICTION,
+        "prediction",
+        drift.psi(ref_counts, cur_counts),
+        labels,
+        _shares(ref_counts),
+        _shares(cur_counts),
+        *(sizes or (len(reference), len(current))),
     )
 
 
 def compare(reference: pd.DataFrame, current: pd.DataFrame, spec: FeatureSpec, bins: int) -> list[Distribution]:
-    """One :class:`Distribution` per feature of ``spec``, in spec order."""
-    result = [numeric_distribution(name, reference[name], current[name], bins) for name in spec.numeric]
-    result += [categorical_distribution(name, reference[name], current[name]) for name in spec.categorical]
+    """One :class:`Distribution` per feature of ``spec``, in spec order (sizes by :func:`sample_size`)."""
+    sizes = (sample_size(reference), sample_size(current))
+    result = [numeric_distribution(name, reference[name], current[name], bins, sizes) for name in spec.numeric]
+    result += [categorical_distribution(name, reference[name], current[name], sizes) for name in spec.categorical]
     return result
 
 
@@ -191,14 +283,16 @@ def _parse_lake_uri(uri: str) -> tuple[str, str]:
 def reference_features(
     client: mlflow.MlflowClient, model: str, version: str, repo: DataRepository
 ) -> tuple[pd.DataFrame, FeatureSpec, str]:
-    """The training split a model version was fitted on, its feature spec and where it was read from."""
+    """The reference split (:data:`REFERENCE_SPLIT`) of a model version's training features, its feature spec
+    and where it was read from."""
     run = client.get_run(registry.model_version(client, model, version).run_id)
     parent_id = run.data.tags.get("parent_run_id") or run.info.run_id
     uri = client.get_run(parent_id).data.tags.get("features_uri", "")
     commit, prefix = _parse_lake_uri(uri)
     schema = json.loads(repo.get_object(commit, f"{prefix}/schema.json"))
-    frame = pd.read_parquet(io.BytesIO(repo.get_object(commit, f"{prefix}/train.parquet")))
-    return frame, FeatureSpec.from_dict(schema["spec"]), f"{uri}/train.parquet"
+    path = f"{REFERENCE_SPLIT}.parquet"
+    frame = pd.read_parquet(io.BytesIO(repo.get_object(commit, f"{prefix}/{path}")))
+    return frame, FeatureSpec.from_dict(schema["spec"]), f"{uri}/{path}"
 
 
 def _resolve_version(client: mlflow.MlflowClient, model: str, ref: str) -> str:
@@ -216,6 +310,7 @@ def _figure(report: DriftReport) -> Figure:
     axes = figure.add_subplot()
     colors = ["tab:red" if d else "tab:blue" for d in table["drifted"]]
     axes.barh(table["name"][::-1], table["psi"][::-1], color=colors[::-1])
+    axes.scatter(table["bar"][::-1], table["name"][::-1], marker="|", color="black", label="bar (threshold or noise)")
     axes.axvline(report.threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {report.threshold}")
     axes.set_xlabel("PSI (current snapshot vs training reference)")
     axes.set_title(f"Drift of {report.model} v{report.version} at {report.cutoff}")
@@ -261,7 +356,7 @@ def _log_to_mlflow(settings: Settings, report: DriftReport) -> str:
         "drift_report": report.lake_uri or "",
     }
     with mlflow.start_run(run_name=f"drift-v{report.version}-{report.cutoff[:13]}", tags=tags) as run:
-        mlflow.log_param("threshold", report.threshold)
+        mlflow.log_params({"threshold": report.threshold, "false_alarm_rate": report.false_alarm_rate})
         mlflow.log_metrics({f"psi.{d.name}": d.psi for d in report.distributions})
         mlflow.log_metric("psi_max", max(d.psi for d in report.distributions))
         mlflow.log_metric("drifted_feature_share", report.drifted_feature_share)
@@ -294,6 +389,7 @@ def check_drift(
             evaluate.churn_probability(fitted, reference[spec.columns]),
             evaluate.churn_probability(fitted, current[spec.columns]),
             bins,
+            (sample_size(reference), len(current)),
         )
     )
     report = DriftReport(
@@ -304,7 +400,7 @@ def check_drift(
         snapshot.data_commit,
         snapshot.cutoff.isoformat(),
         settings.drift_psi_threshold,
-        settings.drift_share,
+        settings.drift_false_alarm_rate,
         distributions,
     )
     report.lake_uri = _publish(repo, report, settings.lakefs_repository)
@@ -313,8 +409,8 @@ def check_drift(
         (alerts or AlertSink(settings)).emit(
             Alert(
                 kind="drift",
-                message=f"{model} v{version}: {report.drifted_feature_share:.0%} of features past PSI "
-                f"{report.threshold}: " + ", ".join(report.drifted[:10]),
+                message=f"{model} v{version}: features past their PSI bar (at least {report.threshold}): "
+                + ", ".join(report.drifted[:10]),
                 counts={"drifted": len(report.drifted)},
                 run_id=report.mlflow_run_id,
             )
