@@ -252,6 +252,17 @@ class Settings(BaseSettings):
         "the noise bound at this rate divided by the number of features (Bonferroni).",
     )
 
+    # Performance on matured labels (churnops.training.performance): below these, a `performance` alert.
+    performance_min_auc: float = Field(
+        default=0.6, ge=0, le=1, description="Least ROC-AUC of the production model on its matured labels."
+    )
+    performance_max_calibration_error: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="Largest expected calibration error of the production model on its matured labels.",
+    )
+
     # Predictions by customer id (serving/transformer.py): how often the transformer asks the lake
     # whether a newer online feature snapshot was published.
     online_refresh_seconds: float = Field(
