@@ -1,7 +1,8 @@
 """Training, run comparison and model-registry commands, registered in the ``churnops`` CLI.
 
 ``train``, the ``runs`` group (``compare``) and the ``model`` group (``promote``, ``rollback``,
-``show``). Each command reads its settings from :func:`churnops.platform.settings.get_settings`.
+``show``, ``source``, ``performance``). Each command reads its settings from
+:func:`churnops.platform.settings.get_settings`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from churnops.local.localstack import require_services
 from churnops.model import registry
 from churnops.platform.settings import get_settings
 from churnops.training.evaluate import METRICS
+from churnops.training.performance import check_production_performance
 from churnops.training.train import train_from_commit
 
 # Columns of `runs compare`, in order; metrics are MLflow metric names of the per-model runs.
@@ -161,6 +163,41 @@ def model_source(alias: str) -> None:
     if version is None:
         raise registry.RegistryNotFound(f"no version of {settings.registered_model!r} holds the alias {alias!r}")
     click.echo(f"{client.get_model_version_download_uri(settings.registered_model, version)} {version}")
+
+
+PERFORMANCE_DEGRADED_EXIT = 3  # as `drift check` when it fires
+
+
+@model_group.command("performance")
+@click.option(
+    "--model",
+    "model_ref",
+    default="production",
+    show_default=True,
+    metavar="ALIAS|VERSION",
+    help="The registered version to judge.",
+)
+def model_performance(model_ref: str) -> None:
+    """Judge a version on the labels matured since its training data (main's head); exit 3 when it degraded."""
+    check = check_production_performance(get_settings(), model_ref)
+    subject = f"{check.model} v{check.version} on data commit {check.data_commit[:12]}, labels since {check.since}"
+    if check.performance is None:
+        click.echo(f"{subject}: nothing to judge yet: {check.waiting}")
+        return
+    figures = check.performance
+    click.echo(
+        f"{subject}: {figures.cutoffs} matured cutoffs ({figures.first_cutoff} to {figures.last_cutoff}), "
+        f"{figures.rows} rows, {figures.churners} churners"
+    )
+    click.echo(f"ROC-AUC            {figures.roc_auc:.4f}  (least {check.min_auc})")
+    click.echo(f"calibration error  {figures.calibration_error:.4f}  (largest {check.max_calibration_error})")
+    click.echo(f"mean probability   {figures.mean_probability:.4f}  (churn rate {figures.churn_rate:.4f})")
+    click.echo(f"precision at {figures.k_share:.0%}    {figures.precision_at_k:.4f}")
+    click.echo(f"MLflow run {check.mlflow_run_id}")
+    if check.degraded:
+        click.echo("DEGRADED: " + "; ".join(check.problems))
+        raise SystemExit(PERFORMANCE_DEGRADED_EXIT)
+    click.echo("within limits")
 
 
 COMMANDS: tuple[click.Command, ...] = (train_command, runs_group, model_group)
