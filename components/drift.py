@@ -116,3 +116,46 @@ def drift_check(snapshot_commit: str, model_ref: str, retrain: bool) -> NamedTup
         version,
         "",
     )
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def performance_check(data_ref: str, model_ref: str) -> NamedTuple(  # type: ignore[valid-type]
+    "PerformanceOutputs",
+    [
+        ("degraded", bool),
+        ("waiting", str),
+        ("mlflow_run_id", str),
+        ("refused", str),
+    ],
+):
+    """Judge the model version `model_ref` (an alias or a version; `production` by default) on every
+    label matured at `data_ref` (a lake branch or commit; `main` by default) since its training data:
+    ROC-AUC, calibration error and precision at k, logged to MLflow (the run is the `mlflow_run_id`
+    output); a `performance` alert when it fell below the settings' limits. A degraded model is a
+    finding, not a task failure; nothing matured yet is the `waiting` output (why), not a failure
+    either. No model holding `model_ref` is the `refused` output, which the gate after it fails the
+    run with.
+
+    Args:
+        data_ref: The lake branch or commit whose matured labels judge the model.
+        model_ref: The registry alias or version to judge.
+    """
+    from collections import namedtuple
+
+    from churnops.platform.logs import setup_logging
+    from churnops.platform.retry import run_step
+    from churnops.platform.settings import settings_or_exit
+    from churnops.training.performance import check_production_performance
+
+    settings = settings_or_exit()
+    setup_logging(settings)
+    outputs = namedtuple("PerformanceOutputs", ["degraded", "waiting", "mlflow_run_id", "refused"])
+    checked = run_step(
+        "performance-check",
+        lambda: check_production_performance(settings, model_ref or "production", data_ref=data_ref or None),
+        settings.step_retry_seconds,
+    )
+    check = checked.value
+    if check is None:
+        return outputs(False, "", "", checked.refused)
+    return outputs(check.degraded, check.waiting, check.mlflow_run_id or "", "")

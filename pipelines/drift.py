@@ -1,11 +1,12 @@
-"""The drift pipeline (daily): publish the online feature snapshot, then check it for drift against production."""
+"""The drift pipeline (daily): publish the online feature snapshot, then check it for drift against production;
+beside them, judge production on the labels matured since its training data."""
 
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
 from churnops.platform.settings import load_settings
 from components.alert import gate
-from components.drift import drift_check, online_features
+from components.drift import drift_check, online_features, performance_check
 from pipelines.common import LARGE, configure, failure_alert
 
 NAME = "drift"
@@ -20,14 +21,16 @@ def build() -> GraphComponent:
         description="Drift monitoring: publish the online features of the head of the lake's main branch, compare them "
         "with the training features of the model version holding `model_ref` (PSI per feature and for the prediction), "
         "record the report in the lake and MLflow, alert when it fires and, if `retrain`, train with the report as "
-        "reason.",
+        "reason; judge the same version on the labels matured since its training data (ROC-AUC, calibration, "
+        "precision at k in MLflow, alert when it degraded).",
     )
     def drift_pipeline(data_ref: str = "main", model_ref: str = "production", retrain: bool = True) -> None:
         """Check the online features for drift.
 
         Args:
-            data_ref: The lake branch or commit whose online features are published and checked.
-            model_ref: The registry alias or version whose training features are the reference.
+            data_ref: The lake branch or commit whose online features are published and checked, and whose matured
+                labels judge the model.
+            model_ref: The registry alias or version whose training features are the reference, and which is judged.
             retrain: Whether a firing check trains a new model.
         """
         settings = load_settings()
@@ -57,6 +60,18 @@ def build() -> GraphComponent:
                 settings,
                 network=False,
                 display_name="drift-check-gate",
+            )
+            judged = configure(
+                performance_check(data_ref=data_ref, model_ref=model_ref),
+                settings,
+                LARGE,
+                display_name="performance-check",
+            )
+            configure(
+                gate(step="performance-check", refused=judged.outputs["refused"]),
+                settings,
+                network=False,
+                display_name="performance-check-gate",
             )
 
     return drift_pipeline

@@ -20,7 +20,7 @@ EXPECTED_TASKS = {
     "ingest": {"ingest", "gate", "condition-2"},
     "training": {"features", "gate", "train", "train-2", "evaluate", "condition-2"},
     "scoring": {"score", "gate"},
-    "drift": {"online-features", "gate", "drift-check", "gate-2"},
+    "drift": {"online-features", "gate", "drift-check", "gate-2", "performance-check", "gate-3"},
     "purge": {"purge", "gate"},
 }
 # Each step that can refuse its input, and the gate (never retried) that fails the run with the refusal.
@@ -28,7 +28,7 @@ GATES = {
     "ingest": {"gate": "ingest"},
     "training": {"gate": "features"},
     "scoring": {"gate": "score"},
-    "drift": {"gate": "online-features", "gate-2": "drift-check"},
+    "drift": {"gate": "online-features", "gate-2": "drift-check", "gate-3": "performance-check"},
     "purge": {"gate": "purge"},
 }
 
