@@ -14,7 +14,7 @@ scores them with the model and measures what a retention team relies on:
 the model has degraded: ROC-AUC below ``min_auc``, or calibration error above ``max_calibration_error``.
 
 :func:`check_production_performance` runs them on a registered version (``production`` by default) and the
-head of the lake's ``main``: the period starts where the version's labels end (its ``labels_through``
+head of the lake's ``main`` (or another ref): the period starts where the version's labels end (its ``labels_through``
 tag), the limits are the settings' ``performance_min_auc`` and ``performance_max_calibration_error``, k is
 ``retention_capacity_share``, and the figures go to an MLflow run of the monitoring experiment. When no
 label has matured since, or the matured ones hold one class only, it says so (:class:`NotYetMatured`) and
