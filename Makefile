@@ -54,8 +54,8 @@ lock-infra: $(STAMP) ## Regenerate infra/pulumi/requirements.lock (with hashes) 
 test-infra: setup-infra ## Run the Pulumi program and policy-pack tests (mocked: no CLI, no cloud)
 	$(INFRA_BIN)/python -m pytest infra
 
-test: setup setup-infra ## Run the whole test suite (unit + integration), then the infra tests
-	$(BIN)/python -m pytest
+test: setup setup-infra ## Run the whole test suite (unit + integration) on every core, then the infra tests
+	$(BIN)/python -m pytest -n auto --dist loadgroup
 	$(INFRA_BIN)/python -m pytest infra
 
 test-unit: setup ## Run the unit tests only

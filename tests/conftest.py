@@ -10,9 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from churnops.platform.settings import Settings
+from churnops.platform.settings import Settings, get_settings
 
 MLFLOW_LOGGING_VARIABLES = ("MLFLOW_LOGGING_LEVEL", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT")
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Each test's ``xdist_group`` for ``make test`` (``--dist loadgroup``): an integration test runs with its
+    folder (the folder's session fixtures, a trained model or a model server, are built once), any other
+    test with its file. Set as each test is collected, before xdist reads the groups."""
+    parts = item.path.resolve().relative_to(TESTS).parts
+    group = "/".join(parts[:2]) if parts[0] == "integration" and len(parts) > 2 else "/".join(parts)
+    item.add_marker(pytest.mark.xdist_group(group))
 
 
 def free_port() -> int:
@@ -26,6 +38,15 @@ def free_port() -> int:
 def fixture_settings(tmp_path: Path) -> Iterator[Settings]:
     """Local-profile settings whose state lives in a fresh temporary folder (no services)."""
     yield Settings(state_dir=tmp_path / "state", gcs_port=free_port(), mlflow_port=free_port())
+
+
+@pytest.fixture(autouse=True)
+def _settings_read_afresh() -> Iterator[None]:
+    """Each test reads the process-wide settings from its own environment: ``get_settings`` caches the first
+    read, and which test ran before it in this process must not decide what a test sees."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 def _ours(handler: logging.Handler) -> bool:

@@ -139,9 +139,7 @@ def published_at(repo: DataRepository, ref: str | None) -> PublishedData:
     commit = repo.resolve(ref or DEFAULT_BRANCH)
     metadata = repo.commit_info(commit).metadata
     events, subscriptions = load_tables(repo, commit)
-    logger.info(
-        "training on data commit %s (%d events, %d subscription records)", commit, len(events), len(subscriptions)
-    )
+    logger.info("data commit %s: %d events, %d subscription records", commit, len(events), len(subscriptions))
     return PublishedData(
         commit,
         events,
