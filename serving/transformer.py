@@ -5,9 +5,9 @@ tensor (``BYTES``, shape ``[rows]``, in JSON or the binary tensor extension) to
 ``POST /v2/models/<name>/infer``. The server's strict infer route (:class:`serving.server.InferRoute`,
 the predictor's) hands the body to :meth:`CustomerTransformer.answer_rest`, which checks it
 (:meth:`serving.protocol.Decoder.rest_tensors` for the structure, :func:`customer_ids` for the ids),
-tokenizes every id with the ingest tokenizer (:class:`churnops.data.privacy.Tokenizer`, key from
-:func:`churnops.data.privacy.lake_tokenizer`), looks the tokens up in the latest online
-snapshot (:mod:`churnops.model.online`) held in memory, and sends the predictor at
+tokenizes every id with the ingest tokenizer (:class:`churnops.data.privacy.Tokenizer`, the key chain
+the snapshot's commit records, from :func:`churnops.data.privacy.lake_tokenizer`), looks the tokens up
+in the latest online snapshot (:mod:`churnops.model.online`) held in memory, and sends the predictor at
 ``--predictor_host`` one request in the binary tensor extension built from the snapshot's arrays
 (numeric features as raw FP64, categorical ones as BYTES in JSON), asking for binary outputs. One
 keep-alive ``aiohttp.ClientSession`` (up to 64 connections) carries every predictor request, with the
@@ -55,6 +55,7 @@ import os
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,7 @@ from kserve.predictor_config import PredictorConfig
 from prometheus_client import Counter, Gauge, Histogram
 
 from churnops.data.privacy import Tokenizer, lake_tokenizer
+from churnops.data.subjects import lake_key_id
 from churnops.data.versioning import DataRepository, open_repository
 from churnops.errors import ChurnopsError
 from churnops.model.online import OnlineSnapshot, load_snapshot, snapshot_commit
@@ -129,10 +131,11 @@ class SnapshotTable:
     numeric: np.ndarray  # (numeric features, rows) little-endian float64; NaN = missing
     categorical: np.ndarray  # (categorical features, rows) object: str, None = missing
     inactive: dict[str, str]
+    tokenizer: Tokenizer  # the key chain the snapshot's tokens were made with
 
     @classmethod
-    def of(cls, snapshot: OnlineSnapshot) -> "SnapshotTable":
-        """Index ``snapshot`` by customer token."""
+    def of(cls, snapshot: OnlineSnapshot, tokenizer: Tokenizer) -> "SnapshotTable":
+        """Index ``snapshot`` by customer token; ids are tokenized with ``tokenizer`` to look them up."""
         features, spec = snapshot.features, snapshot.spec
         numeric = features[list(spec.numeric)].apply(pd.to_numeric, errors="coerce")
         matrix = np.ascontiguousarray(numeric.to_numpy(dtype=np.float64, na_value=np.nan).T, dtype="<f8")
@@ -141,7 +144,7 @@ class SnapshotTable:
             categorical[j] = [None if pd.isna(v) else str(v) for v in features[name].tolist()]
         positions = {str(token): i for i, token in enumerate(features.index)}
         inactive = {str(token): str(status) for token, status in snapshot.inactive.items()}
-        return cls(snapshot, positions, matrix, categorical, inactive)
+        return cls(snapshot, positions, matrix, categorical, inactive, tokenizer)
 
     @property
     def commit_id(self) -> str:
@@ -189,11 +192,14 @@ class SnapshotTable:
 
 
 class SnapshotStore:
-    """The latest online snapshot of a lake, in memory, refreshed by a background thread."""
+    """The latest online snapshot of a lake, in memory, refreshed by a background thread, with the tokenizer of
+    the key chain its tokens were made with: after ``churnops privacy rotate-key`` re-tokenized the lake, the
+    next snapshot comes with the new chain (``tokenizers`` gives the chain named by a key id)."""
 
-    def __init__(self, repo: DataRepository, interval_s: float) -> None:
+    def __init__(self, repo: DataRepository, interval_s: float, tokenizers: Callable[[str | None], Tokenizer]) -> None:
         self.repo = repo
         self.interval_s = interval_s
+        self.tokenizers = tokenizers
         self._table: SnapshotTable | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -215,7 +221,11 @@ class SnapshotStore:
             return False
         if self._table is not None and self.repo.resolve(head) == self._table.commit_id:
             return False
-        table = SnapshotTable.of(load_snapshot(self.repo, head))
+        key_id, held = lake_key_id(self.repo, head), self._table.tokenizer if self._table is not None else None
+        tokenizer = held if held is not None and key_id in (None, held.key_id) else self.tokenizers(key_id)
+        table = SnapshotTable.of(load_snapshot(self.repo, head), tokenizer)
+        if held is not None and tokenizer is not held:
+            logger.info("online snapshot %s is tokenized under %s: the key chain follows it", head[:12], key_id)
         self._table = table  # one reference assignment: a request sees the old table or the new one
         CUTOFF.set(table.snapshot.cutoff.timestamp())
         logger.info(
@@ -360,8 +370,11 @@ class CustomerTransformer(Model, StrictModel):
         self.max_rows = max_rows or settings.transformer_max_ids_per_request
         self.limit = CallerLimit(settings.transformer_max_ids_per_minute)
         self.tokens = tokens  # this transformer's token for the predictor (none: send no Authorization)
-        self.store = SnapshotStore(repo or open_repository(settings), settings.online_refresh_seconds)
-        self.tokenizer: Tokenizer | None = None
+        self.store = SnapshotStore(
+            repo or open_repository(settings),
+            settings.online_refresh_seconds,
+            lambda key_id: lake_tokenizer(settings, key_id),
+        )
         self.decoder = Decoder((), (CUSTOMER_ID,), self.max_rows, outputs=OUTPUTS)  # the body's structure
         self.predictor = predictor
         self._session: tuple[asyncio.AbstractEventLoop, PredictorConfig, aiohttp.ClientSession] | None = None
@@ -380,9 +393,9 @@ class CustomerTransformer(Model, StrictModel):
         return config
 
     def load(self) -> bool:
-        """Get the tokenization key, load the latest snapshot and start watching the lake for newer ones."""
+        """Load the latest snapshot with the tokenization key chain it was made with and start watching the lake
+        for newer ones."""
         _ = self.config  # no predictor: fail at start, not at the first request
-        self.tokenizer = lake_tokenizer(self.settings)
         self.store.refresh()
         self.store.start()
         self.ready = True
@@ -435,12 +448,11 @@ class CustomerTransformer(Model, StrictModel):
     ) -> tuple[bytes, int | None, int]:
         """Decode the ids, spend them from ``caller``'s allowance, tokenize them, look them up in one snapshot,
         ask the predictor for the known active ones and answer every row in request order."""
-        assert self.tokenizer is not None
         tensors, options = self.decoder.rest_tensors(body, header_length)
         ids = customer_ids(tensors, self.max_rows)
         self.limit.take(caller, len(ids))
         table = self.store.current  # read once: every row of the request comes from this snapshot
-        scored, rows, errors = table.find([self.tokenizer.token(value) for value in ids])
+        scored, rows, errors = table.find([table.tokenizer.token(value) for value in ids])
         ROWS.labels("found").inc(len(rows))
         ROWS.labels("not_found").inc(len(ids) - len(rows))
         probability = np.full(len(ids), np.nan)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from churnops.data.schema import PII_COLUMNS
+from churnops.errors import ConfigurationError
 from churnops.platform.secrets import MIN_TOKENIZATION_KEY_BYTES as MIN_KEY_BYTES
 from churnops.platform.secrets import tokenization_keys
 
@@ -172,7 +173,28 @@ def apply_pii_policy(df: pd.DataFrame, kind: str, tokenizer: Tokenizer) -> pd.Da
     return result.rename(columns={column: tokenized_column(column) for column in tokenized})
 
 
-def lake_tokenizer(settings: Settings) -> Tokenizer:
-    """The tokenizer of every key version the settings' secret holds (the newest last)."""
-    keys = tokenization_keys(settings)
-    return Tokenizer(keys[-1], keys[:-1])
+def chain_named(keys: Sequence[bytes], key_id: str | None) -> Tokenizer:
+    """The tokenizer of the versions ``keys`` (oldest first) up to the one whose chain is named ``key_id`` (what a
+    lake or a snapshot recorded as tokenizing it); ``None``: every version.
+
+    A version added to the secret before ``churnops privacy rotate-key`` ran is left out, so data still under
+    the earlier chain is read with that chain. A ``key_id`` none of the chains has is refused
+    (:class:`ConfigurationError`): tokens made with another key find nobody.
+    """
+    newest = Tokenizer(keys[-1], keys[:-1])
+    if key_id is None:
+        return newest
+    names = newest.key_ids()
+    if key_id not in names:
+        raise ConfigurationError(
+            f"the data is tokenized under {key_id}, which none of the {len(keys)} key versions makes (the newest "
+            f"chain is {names[-1]}): load the lake's key versions (docs/security.md, Rotating the key)"
+        )
+    last = names.index(key_id)
+    return Tokenizer(keys[last], keys[:last])
+
+
+def lake_tokenizer(settings: Settings, key_id: str | None = None) -> Tokenizer:
+    """The tokenizer of the key versions the settings' secret holds, up to the chain named ``key_id``
+    (:func:`chain_named`; ``None``: every version, the newest last)."""
+    return chain_named(tokenization_keys(settings), key_id)

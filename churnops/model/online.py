@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from churnops.data.subjects import KEY_ID_METADATA, lake_key_id
 from churnops.data.versioning import DataRepository, NotFoundError
 from churnops.data.versioning.base import FEATURES_BRANCH
 from churnops.model.spec import FeatureSpec
@@ -76,6 +77,9 @@ def publish_snapshot(repo: DataRepository, snapshot: OnlineSnapshot) -> str:
     run_branch = f"online-{uuid.uuid4().hex[:12]}"
     repo.create_branch(run_branch, source=FEATURES_BRANCH)
     metadata = {"source_commit": snapshot.data_commit, "cutoff": snapshot.cutoff.isoformat(), "kind": "online"}
+    key_id = lake_key_id(repo, snapshot.data_commit)
+    if key_id is not None:  # the key chain the snapshot's tokens were made with (the transformer's key)
+        metadata[KEY_ID_METADATA] = key_id
     try:
         repo.put_objects(
             run_branch,

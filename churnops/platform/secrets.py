@@ -131,6 +131,7 @@ class LocalSecrets:
         """Add a version of ``nbytes`` random bytes to secret ``name`` (mode 0600); return its number."""
         number = len(self.versions(name)) + 1
         path = self.version_path(name, number)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # none yet when version 1 is the settings' key
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(random_source.token_bytes(nbytes))

@@ -28,11 +28,13 @@ from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from prometheus_client import REGISTRY
 
-from churnops.data.privacy import Tokenizer
+from churnops.data.privacy import Tokenizer, lake_tokenizer
+from churnops.data.rotation import rotate
 from churnops.data.versioning.embedded import EmbeddedRepository
+from churnops.errors import ConfigurationError
 from churnops.model import online as model_online
 from churnops.platform.logs import setup_logging
-from churnops.platform.secrets import tokenization_key
+from churnops.platform.secrets import secret_source, tokenization_key
 from churnops.platform.settings import Settings
 from churnops.training import online
 from churnops.training.features import FEATURE_SPEC
@@ -384,6 +386,48 @@ def test_the_background_refresh_picks_up_a_newer_snapshot(setup: Setup) -> None:
             break
         store._stop.wait(0.05)  # pylint: disable=protected-access  # wait on the store's own clock
     assert store.current.commit_id == newer.commit_id
+
+
+def test_after_a_key_rotation_the_next_snapshot_is_read_with_the_new_key_chain(setup: Setup) -> None:
+    """A version is added to the key secret and the lake re-tokenized (``churnops privacy rotate-key``): the
+    transformer answers from the old snapshot with the old chain until the refresh, then from the re-tokenized
+    snapshot with the new chain, without a restart."""
+    settings = setup.model.settings
+    secret_source(settings).add_version(settings.tokenization_key_secret)
+    old, new = Tokenizer(KEY.encode()), lake_tokenizer(settings)
+    assert new.previous is not None and new.previous.key_id == old.key_id
+    assert outputs(ask(setup, [ACTIVE, CANCELLED]))[ERROR] == ["", inactive_reason("cancelled")]
+
+    rotate(setup.repo, new)
+    assert setup.model.store.refresh() is True
+    assert setup.model.store.current.tokenizer.key_id == new.key_id
+    assert new.token(ACTIVE) in setup.model.store.current.positions  # the lake holds the new chain's tokens
+    assert outputs(ask(setup, [ACTIVE, CANCELLED, STRANGER]))[ERROR] == ["", inactive_reason("cancelled"), UNKNOWN]
+
+
+def test_a_key_version_the_lake_does_not_use_yet_is_not_used_to_look_customers_up(tmp_path: Path) -> None:
+    """A version was added to the secret but the lake not re-tokenized yet: a transformer started now reads the
+    snapshot with the chain its data commit recorded, not the newest one; a snapshot under a chain none of the
+    versions makes is refused at start with the remedy."""
+    settings = Settings(state_dir=tmp_path / "state", tokenization_key=KEY, online_refresh_seconds=3600)
+    repo = EmbeddedRepository(tmp_path / "lake")
+    repo.ensure()
+    old = Tokenizer(KEY.encode())
+    repo.put_objects("main", {"events/ingested.json": b"{}"})
+    repo.commit("main", "ingest", {"tokenizer_key_id": old.key_id})
+    publish(repo, old)
+    assert repo.commit_info(model_online.snapshot_commit(repo) or "").metadata["tokenizer_key_id"] == old.key_id
+    secret_source(settings).add_version(settings.tokenization_key_secret)
+    model = CustomerTransformer(MODEL, settings, repo=repo, predictor=PredictorConfig("127.0.0.1:9", "v2"))
+    model.load()
+    try:
+        assert model.store.current.tokenizer.key_id == old.key_id and old.token(ACTIVE) in model.store.current.positions
+    finally:
+        model.stop()
+    other = Settings(state_dir=tmp_path / "other", tokenization_key="another-key-of-32-bytes-0123456789ab")
+    stranger = CustomerTransformer(MODEL, other, repo=repo, predictor=PredictorConfig("127.0.0.1:9", "v2"))
+    with pytest.raises(ConfigurationError, match="none of the 1 key versions makes"):
+        stranger.load()
 
 
 def test_no_raw_customer_id_reaches_a_log_line(setup: Setup, caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
