@@ -287,6 +287,9 @@ REGISTRY_REPOSITORY = "churnops"
 IMAGE_COMPONENTS = "churnops-components"
 IMAGE_SERVING = "churnops-serving"
 IMAGES: tuple[str, ...] = (IMAGE_COMPONENTS, IMAGE_SERVING)
+# The transformer's entry point in the serving image (the predictor keeps the image's own); the admission
+# policy of the serving namespaces admits no other.
+TRANSFORMER_COMMAND: tuple[str, ...] = ("python", "-m", "serving.transformer")
 
 # Buckets: <project>-churnops-<purpose>. build: what a build produced (digests, SBOMs, reports,
 # compiled pipelines); badges: the build status badge.

@@ -13,6 +13,8 @@ from churnops_infra.platform import Platform, PlatformArgs
 from churnops_infra.secrets import Secrets, SecretsArgs
 from churnops_infra.storage import Storage, StorageArgs
 
+from churnops.platform import declaration
+
 cfg = config.load()
 apis = Apis("apis", ApisArgs(project=cfg.project))
 after_apis = pulumi.ResourceOptions(depends_on=apis.services)
@@ -71,6 +73,7 @@ platform = Platform(
         control_plane_cidr=cfg.network.master_cidr,
         depends_on=cluster.node_pools,
         public_ingress=cfg.cluster.public_ingress,
+        registry=declaration.registry(cfg.region, cfg.project),
     ),
 )
 cicd = Cicd(

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import celpy
 import yaml
+from celpy import celtypes
 
 from churnops.platform import declaration as platform
 
@@ -514,3 +516,57 @@ def check_knative_fields(stack: Stack, rendered: dict[str, list[dict[str, Any]]]
                     for key in sorted(set(pod["securityContext"]) - security_fields):
                         problems.append(f"{env} {component}: Knative refuses securityContext.{key}")
     return problems
+
+
+# ---- admission: what an InferenceService in a serving namespace may run -------------------------------
+
+ADMISSION_POLICY = "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy"
+ADMISSION_BINDING = "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicyBinding"
+
+
+def _selects(binding: dict[str, Any], namespace: str) -> bool:
+    """Whether a binding's namespace selector (``kubernetes.io/metadata.name`` expressions) selects ``namespace``."""
+    selector = binding["spec"].get("matchResources", {}).get("namespaceSelector", {})
+    for expression in selector.get("matchExpressions", []):
+        if expression["key"] != "kubernetes.io/metadata.name":
+            raise AssertionError(f"unexpected namespace selector {expression}")
+        inside = namespace in expression["values"]
+        if inside != (expression["operator"] == "In"):
+            return False
+    return True
+
+
+def _matches(policy: dict[str, Any], obj: dict[str, Any], operation: str) -> bool:
+    group, _, version = obj["apiVersion"].rpartition("/")
+    for rule in policy["spec"]["matchConstraints"]["resourceRules"]:
+        if (
+            group in rule["apiGroups"]
+            and (version in rule["apiVersions"] or "*" in rule["apiVersions"])
+            and operation in rule["operations"]
+            and f"{obj['kind'].lower()}s" in rule["resources"]
+        ):
+            return True
+    return False
+
+
+def admission_refusals(stack: Stack, namespace: str, obj: dict[str, Any], operation: str = "CREATE") -> list[str]:
+    """The messages of the stack's ValidatingAdmissionPolicies (bound to ``namespace`` with ``Deny``) whose CEL
+    rules refuse ``obj``; an expression that fails to evaluate refuses too (``failurePolicy: Fail``)."""
+    policies = {p["metadata"]["name"]: p for p in stack.of_type(ADMISSION_POLICY)}
+    refusals: list[str] = []
+    environment = celpy.Environment()
+    for binding in stack.of_type(ADMISSION_BINDING):
+        if "Deny" not in binding["spec"]["validationActions"] or not _selects(binding, namespace):
+            continue
+        policy = policies[binding["spec"]["policyName"]]
+        if not _matches(policy, obj, operation):
+            continue
+        activation = {"object": celpy.json_to_cel(obj)}
+        for rule in policy["spec"]["validations"]:
+            try:
+                result = environment.program(environment.compile(rule["expression"])).evaluate(activation)
+            except celpy.CELEvalError:
+                result = None
+            if not (isinstance(result, celtypes.BoolType) and bool(result)):
+                refusals.append(f"{policy['metadata']['name']}: {rule['message']}")
+    return refusals

