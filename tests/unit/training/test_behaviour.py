@@ -8,6 +8,7 @@ churn logit and cancellation time the generator knows:
 - invariance: what the generator ignores (country) barely moves it;
 - minimum functionality: ROC-AUC on the true labels of the fresh population between a floor and the
   generator's own Bayes ceiling (a model above the ceiling sees something it should not: leakage);
+- calibration: on the true labels, probabilities are churn rates (calibration error, mean probability);
 - memorisation: the customers training never saw are ranked as well as the ones it did.
 """
 
@@ -48,6 +49,9 @@ INVARIANCE_SHARE, INVARIANCE_TOLERANCE = 0.95, 0.02
 # Half the customers held out of training (by id, as training does with 10 %): a tighter seen/unseen comparison.
 HOLDOUT_SHARE = 0.5
 MEMORISATION_GAP = 0.02
+# Calibration on the fresh population's true labels (stated in docs/training.md): expected calibration error and
+# the gap between the mean probability and the churn rate.
+CALIBRATION_ERROR_MAX, MEAN_PROBABILITY_GAP = 0.02, 0.01
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,18 @@ def test_minimum_functionality_between_a_floor_and_the_generators_ceiling(traine
     auc = roc_auc_score(truth, trained.score(rows))
     ceiling = roc_auc_score(truth, oracle_scores(trained.fresh, rows, trained.config.horizon_h))
     assert AUC_FLOOR <= auc <= ceiling, (auc, ceiling)
+
+
+def test_calibration_on_a_fresh_population_probabilities_are_churn_rates(trained: Trained) -> None:
+    """What a retention team reads as "p = 0.2" is a 20 % chance: on the fresh population's true labels the
+    expected calibration error stays small, the mean probability is the observed churn rate, and the Brier
+    score beats always predicting that rate."""
+    rows = trained.fresh_rows
+    truth = trained.fresh.true_labels(rows, trained.config.horizon_h)
+    probability = trained.score(rows)
+    assert evaluate.calibration_error(truth, probability) <= CALIBRATION_ERROR_MAX
+    assert abs(probability.mean() - truth.mean()) <= MEAN_PROBABILITY_GAP, (probability.mean(), truth.mean())
+    assert np.mean((probability - truth) ** 2) < np.mean((truth.mean() - truth) ** 2)
 
 
 def test_no_memorisation_customers_never_trained_on_are_ranked_as_well_as_the_others(trained: Trained) -> None:
