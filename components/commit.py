@@ -3,24 +3,30 @@
 # pylint: disable=import-outside-toplevel
 # KFP runs only the function's own source in the task, so every import lives in the body.
 
+from typing import NamedTuple
+
 from kfp import dsl
 
 from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def commit(branch: str, metadata: dict) -> str:
+def commit(branch: str, metadata: dict) -> NamedTuple(  # type: ignore[valid-type]
+    "CommitOutputs", [("head", str), ("refused", str)]
+):
     """Commit the run branch the ingest step staged, with its metadata (sources and generations, row
-    accounting, schema and code versions), and merge it into `main`: the atomic publish. Returns
-    main's new head commit id. The pipeline runs it only when the ingest step staged something; given no
-    branch it publishes nothing and returns an empty string. An unreachable lake is retried inside the
-    task; a merge conflict fails it (nothing was published: the next run ingests those objects).
+    accounting, schema and code versions), and merge it into `main`: the atomic publish. Outputs
+    main's commit that published the run. The pipeline runs it only when the ingest step staged something;
+    given no branch it publishes nothing and outputs an empty commit. An unreachable lake is retried inside
+    the task; a merge conflict (nothing was published: the next run ingests those objects) is the `refused`
+    output, which the gate after it fails the run with, never retried.
 
     Args:
         branch: The run branch the ingest step staged; empty when nothing was new.
         metadata: The commit metadata the ingest step built (sources, accounting, versions).
     """
     import logging
+    from collections import namedtuple
 
     from churnops.data import ingest as stage
     from churnops.platform.logs import setup_logging
@@ -29,9 +35,9 @@ def commit(branch: str, metadata: dict) -> str:
 
     settings = settings_or_exit()
     setup_logging(settings)
+    outputs = namedtuple("CommitOutputs", ["head", "refused"])
     if not branch:
         logging.getLogger("churnops.components.commit").info("nothing new to ingest: nothing published")
-        return ""
-    return run_step(
-        "commit", lambda: stage.publish_staged(settings, branch, metadata), settings.step_retry_seconds
-    ).result("commit")
+        return outputs("", "")
+    outcome = run_step("commit", lambda: stage.publish_staged(settings, branch, metadata), settings.step_retry_seconds)
+    return outputs(outcome.value or "", outcome.refused)

@@ -60,7 +60,8 @@ def drift_check(snapshot_commit: str, model_ref: str, retrain: bool) -> NamedTup
     the predicted probability. The report goes to the lake and MLflow; when it fires, a `drift`
     alert is raised and, if `retrain`, a training run on the head of `main` records the report as
     its reason. A firing check is a finding, not a task failure. No model holding `model_ref`, or no
-    training reference for it, is the `refused` output, which the gate after it fails the run with.
+    training reference for it, is the `refused` output, which the gate after it fails the run with; so is
+    a retraining that refuses its data (`retrain: <reason>`), after the report was recorded.
 
     Args:
         snapshot_commit: The lake commit of the online feature snapshot to check.
@@ -101,12 +102,13 @@ def drift_check(snapshot_commit: str, model_ref: str, retrain: bool) -> NamedTup
     report = checked.value
     if report is None:
         return outputs(False, 0.0, "", "", "", "", checked.refused)
-    run_id, version = "", ""
+    run_id, version, refused = "", "", ""
     if report.fired and retrain:
-        result = run_step(
-            "retrain", lambda: retrain_for(settings, report, repo=repo), settings.step_retry_seconds
-        ).result("retrain")
-        run_id, version = result.parent_run_id, result.model_version or ""
+        retrained = run_step("retrain", lambda: retrain_for(settings, report, repo=repo), settings.step_retry_seconds)
+        if retrained.value is not None:
+            run_id, version = retrained.value.parent_run_id, retrained.value.model_version or ""
+        else:
+            refused = f"retrain: {retrained.refused}"
     return outputs(
         report.fired,
         report.drifted_feature_share,
@@ -114,7 +116,7 @@ def drift_check(snapshot_commit: str, model_ref: str, retrain: bool) -> NamedTup
         report.mlflow_run_id or "",
         run_id,
         version,
-        "",
+        refused,
     )
 
 

@@ -3,6 +3,8 @@
 # pylint: disable=import-outside-toplevel
 # KFP runs only the function's own source in the task, so every import lives in the body.
 
+from typing import NamedTuple
+
 from kfp import dsl
 from kfp.dsl import ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
@@ -21,7 +23,9 @@ def evaluate(  # pylint: disable=too-many-arguments,too-many-positional-argument
     metrics: Output[Metrics],
     winner_curves: Output[ClassificationMetrics],
     gate_report: Output[Markdown],
-) -> str:
+) -> NamedTuple(  # type: ignore[valid-type]
+    "EvaluateOutputs", [("winner", str), ("refused", str)]
+):
     """The gate: the winner of challenger (XGBoost) vs baseline chosen on the validation split (paired
     bootstrap over customers of the ROC-AUC difference), then both models scored once on the test split:
     accuracy, precision, recall, F1 at each model's decision threshold, ROC-AUC, PR-AUC, precision and
@@ -31,8 +35,9 @@ def evaluate(  # pylint: disable=too-many-arguments,too-many-positional-argument
     are the ROC and confusion-matrix views; the decision, its intervals and reasons are the gate report
     (also recorded on the MLflow training run). The gate's margin, confidence and resamples are the
     training configuration the features task recorded on the split, its seed the training seed (`lineage`).
-    Returns the name of
-    the model to register (`baseline` or `xgboost`), or an empty string when the gate refused both.
+    Outputs the name of the model to register (`baseline` or `xgboost`), or an empty string when the gate
+    refused both. An input it refuses is the `refused` output (the views are then empty), which the gate
+    task after it fails the run with, never retried.
 
     Args:
         parent_run_id: The MLflow training run the evaluation is recorded on.
@@ -46,8 +51,10 @@ def evaluate(  # pylint: disable=too-many-arguments,too-many-positional-argument
         winner_curves: The winner's ROC curve and confusion matrix.
         gate_report: The gate decision, its intervals and reasons (Markdown).
     """
+    from collections import namedtuple
+
     from churnops.platform.logs import setup_logging
-    from churnops.platform.retry import run_step
+    from churnops.platform.retry import leave_empty, run_step
     from churnops.platform.settings import settings_or_exit
     from churnops.training import train as training
 
@@ -60,11 +67,16 @@ def evaluate(  # pylint: disable=too-many-arguments,too-many-positional-argument
     fitted = {
         name: training.fitted_from_metadata(m.metadata) for name, m in (("baseline", baseline), ("xgboost", challenger))
     }
-    report = run_step(
+    outputs = namedtuple("EvaluateOutputs", ["winner", "refused"])
+    outcome = run_step(
         "evaluate",
         lambda: training.evaluate_models(settings, parent_run_id, fitted, splits, spec, lineage, config),
         settings.step_retry_seconds,
-    ).result("evaluate")
+    )
+    report = outcome.value
+    if report is None:
+        leave_empty(metrics.path, winner_curves.path, gate_report.path)
+        return outputs("", outcome.refused)
     for name, value in report.flat_metrics().items():
         metrics.log_metric(name, value)
     decision = report.gate
@@ -77,4 +89,4 @@ def evaluate(  # pylint: disable=too-many-arguments,too-many-positional-argument
     with open(gate_report.path, "w", encoding="utf-8") as out:
         out.write(decision.markdown())
     gate_report.metadata.update({"passed": decision.passed, "winner": decision.winner or ""})
-    return decision.winner if decision.passed and decision.winner else ""
+    return outputs(decision.winner if decision.passed and decision.winner else "", "")

@@ -3,6 +3,8 @@
 # pylint: disable=import-outside-toplevel
 # KFP runs only the function's own source in the task, so every import lives in the body.
 
+from typing import NamedTuple
+
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Model
 
@@ -19,13 +21,16 @@ def register(  # pylint: disable=too-many-arguments,too-many-positional-argument
     test_split: Input[Dataset],
     baseline: Input[Model],
     challenger: Input[Model],
-) -> str:
+) -> NamedTuple(  # type: ignore[valid-type]
+    "RegisterOutputs", [("version", str), ("refused", str)]
+):
     """Refit the gate's winner (`baseline` or `xgboost`, with the hyperparameters validation chose) on every
     labelled cutoff (train, validation and test rows), calibrated out of fold, and register the refit as a
     new version of the churn model, tagged with its lineage (data commit, code and lock versions, seed,
     the evaluated model's test ROC-AUC, `refit_on_all_cutoffs`, the decision rule); point the `candidate`
     alias at it; the alias change is recorded on the version. Runs only when the gate passed. A training
-    that reproduces an existing version registers nothing. Returns the version.
+    that reproduces an existing version registers nothing. Outputs the version. An input it refuses is
+    the `refused` output, which the gate after it fails the run with, never retried.
 
     Args:
         parent_run_id: The MLflow training run.
@@ -37,6 +42,8 @@ def register(  # pylint: disable=too-many-arguments,too-many-positional-argument
         baseline: The fitted baseline (an MLflow model directory).
         challenger: The fitted XGBoost model (an MLflow model directory).
     """
+    from collections import namedtuple
+
     from churnops.platform.logs import setup_logging
     from churnops.platform.retry import run_step
     from churnops.platform.settings import settings_or_exit
@@ -52,10 +59,12 @@ def register(  # pylint: disable=too-many-arguments,too-many-positional-argument
         name: training.fitted_from_metadata(model.metadata)
         for name, model in (("baseline", baseline), ("xgboost", challenger))
     }
-    return run_step(
+    outputs = namedtuple("RegisterOutputs", ["version", "refused"])
+    outcome = run_step(
         "register",
         lambda: training.register_candidate(
             settings, parent_run_id, models[winner], models["baseline"], lineage, splits, spec, config
         ),
         settings.step_retry_seconds,
-    ).result("register")
+    )
+    return outputs(outcome.value or "", outcome.refused)

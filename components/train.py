@@ -19,14 +19,18 @@ def train(
     train_split: Input[Dataset],
     validation_split: Input[Dataset],
     model: Output[Model],
-) -> NamedTuple("TrainOutputs", [("run_id", str), ("validation_roc_auc", float)]):  # type: ignore[valid-type]
+) -> NamedTuple(  # type: ignore[valid-type]
+    "TrainOutputs", [("run_id", str), ("validation_roc_auc", float), ("refused", str)]
+):
     """Fit `model_name` (`baseline`: logistic regression, or `xgboost`) with the shared transform on the
     train split, with the training configuration the features task recorded on the split: each candidate
     of the hyperparameter grid is fitted on train and the best by validation ROC-AUC is kept, calibrated
     on validation, and given the decision rule of the retention terms. Log params, validation metrics,
     plots, feature importance, the feature spec and the model itself in an MLflow child run of the
     training run, with the data commit as lineage. The test split is not read here.
-    Outputs the model (an MLflow model directory) and its run id.
+    Outputs the model (an MLflow model directory) and its run id. An input it refuses (e.g. a split
+    without both classes) is the `refused` output (the model is then an empty file), which the gate after
+    it fails the run with, never retried.
 
     Args:
         model_name: `baseline` (logistic regression) or `xgboost`.
@@ -39,7 +43,7 @@ def train(
     from collections import namedtuple
 
     from churnops.platform.logs import setup_logging
-    from churnops.platform.retry import run_step
+    from churnops.platform.retry import leave_empty, run_step
     from churnops.platform.settings import settings_or_exit
     from churnops.training import train as training
 
@@ -49,12 +53,16 @@ def train(
         {"train": train_split.path, "validation": validation_split.path},
         train_split.metadata,
     )
-    fitted = run_step(
-        f"train {model_name}",
+    outputs = namedtuple("TrainOutputs", ["run_id", "validation_roc_auc", "refused"])
+    outcome = run_step(
+        f"train-{model_name}",
         lambda: training.fit_model(settings, model_name, splits, spec, lineage, parent_run_id, config),
         settings.step_retry_seconds,
-    ).result(f"train {model_name}")
+    )
+    fitted = outcome.value
+    if fitted is None:
+        leave_empty(model.path)
+        return outputs("", 0.0, outcome.refused)
     training.export_model(settings, fitted, model.path)
     model.metadata.update(training.model_metadata(fitted))
-    outputs = namedtuple("TrainOutputs", ["run_id", "validation_roc_auc"])
-    return outputs(fitted.run_id, fitted.metrics["validation_roc_auc"])
+    return outputs(fitted.run_id, fitted.metrics["validation_roc_auc"], "")

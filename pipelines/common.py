@@ -27,7 +27,7 @@ from kfp.dsl import PipelineTask
 
 from churnops.platform import declaration as platform
 from churnops.platform.settings import Settings
-from components.alert import alert_on_failure
+from components.alert import alert_on_failure, gate
 
 # ConfigMap keys (each the name of the environment variable it sets), and Secret key -> environment
 # variable (the tokenization key itself comes from Secret Manager): the platform declaration's, which
@@ -125,3 +125,13 @@ def failure_alert(pipeline: str, settings: Settings) -> PipelineTask:
         pipeline=pipeline, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER
     )
     return configure(task, settings, display_name="alert-on-failure")
+
+
+def refusal_gate(step_task: PipelineTask, step: str, settings: Settings, passes: object = None) -> PipelineTask:
+    """The gate after ``step_task`` (whose ``refused`` output is its refusal, empty when it did not refuse): fails
+    the run with ``<step> refused: <reason>``, never retried; else passes ``passes`` (an output of the step) on
+    as its single output, which later conditions test. Whatever runs after the step waits for this gate."""
+    inputs = {"step": step, "refused": step_task.outputs["refused"]}
+    if passes is not None:
+        inputs["passes"] = passes
+    return configure(gate(**inputs), settings, network=False, display_name=f"{step}-gate")

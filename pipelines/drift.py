@@ -5,9 +5,8 @@ from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
 from churnops.platform.settings import load_settings
-from components.alert import gate
 from components.drift import drift_check, online_features, performance_check
-from pipelines.common import LARGE, configure, failure_alert
+from pipelines.common import LARGE, configure, failure_alert, refusal_gate
 
 NAME = "drift"
 CRON = "0 0 5 * * *"  # daily at 05:00 UTC, after training (02:30) and scoring (04:00)
@@ -39,39 +38,20 @@ def build() -> GraphComponent:
             snapshot = configure(online_features(data_ref=data_ref), settings, LARGE, display_name="online-features")
             # At compile time a component call is a PipelineTask; pylint sees the function's NamedTuple.
             # pylint: disable=no-member
-            published = configure(
-                gate(
-                    step="online-features",
-                    refused=snapshot.outputs["refused"],
-                    passes=snapshot.outputs["snapshot_commit"],
-                ),
-                settings,
-                network=False,
-                display_name="online-features-gate",
-            )
+            published = refusal_gate(snapshot, "online-features", settings, passes=snapshot.outputs["snapshot_commit"])
             checked = configure(
                 drift_check(snapshot_commit=published.output, model_ref=model_ref, retrain=retrain),
                 settings,
                 LARGE,
                 display_name="drift-check",
             )
-            configure(
-                gate(step="drift-check", refused=checked.outputs["refused"]),
-                settings,
-                network=False,
-                display_name="drift-check-gate",
-            )
+            refusal_gate(checked, "drift-check", settings)
             judged = configure(
                 performance_check(data_ref=data_ref, model_ref=model_ref),
                 settings,
                 LARGE,
                 display_name="performance-check",
             )
-            configure(
-                gate(step="performance-check", refused=judged.outputs["refused"]),
-                settings,
-                network=False,
-                display_name="performance-check-gate",
-            )
+            refusal_gate(judged, "performance-check", settings)
 
     return drift_pipeline

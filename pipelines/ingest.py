@@ -1,5 +1,5 @@
-"""The ingest pipeline (hourly): ingest -> gate -> commit (only when something is new), under an exit handler that
-alerts on failure."""
+"""The ingest pipeline (hourly): ingest -> gate -> commit -> gate (only when something is new), under an exit handler
+that alerts on failure."""
 
 from datetime import timedelta
 
@@ -7,10 +7,9 @@ from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
 from churnops.platform.settings import load_settings
-from components.alert import gate
 from components.commit import commit
 from components.ingest import ingest
-from pipelines.common import configure, failure_alert
+from pipelines.common import configure, failure_alert, refusal_gate
 
 NAME = "ingest"
 CRON = "0 5 * * * *"  # every hour at minute 5 (KFP cron has a leading seconds field)
@@ -56,18 +55,14 @@ def build(
             # The gate fails the run on a refusal (never retried) and passes the run branch on; the condition
             # tests the gate's single output, which kfp.local resolves as the backend does (it resolves a
             # condition on a task output only when the output is the task's `Output`).
-            checked = configure(
-                gate(step="ingest", refused=staged.outputs["refused"], passes=staged.outputs["branch"]),
-                settings,
-                network=False,
-                display_name="ingest-gate",
-            )
+            checked = refusal_gate(staged, "ingest", settings, passes=staged.outputs["branch"])
             with dsl.If(checked.output != "", name="something-new"):
-                configure(
+                published = configure(
                     commit(branch=checked.output, metadata=staged.outputs["metadata"]),
                     settings,
                     display_name="commit-and-merge",
                 )
+                refusal_gate(published, "commit", settings)  # a merge conflict fails the run, never retried
 
     return pipeline
 

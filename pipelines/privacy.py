@@ -4,9 +4,8 @@ from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
 from churnops.platform.settings import load_settings
-from components.alert import gate
 from components.privacy import purge
-from pipelines.common import LARGE, configure, failure_alert
+from pipelines.common import LARGE, configure, failure_alert, refusal_gate
 
 NAME = "purge"
 CRON = "0 30 3 * * *"  # daily at 03:30 UTC: an erasure is completed within a day of its grace period's end
@@ -30,7 +29,6 @@ def build() -> GraphComponent:
         alert = failure_alert(NAME, settings)
         with dsl.ExitHandler(alert, name="purge-run"):
             purged = configure(purge(as_of=as_of), settings, LARGE, display_name="purge")
-            refused = purged.outputs["refused"]  # pylint: disable=no-member  # a PipelineTask at compile time
-            configure(gate(step="purge", refused=refused), settings, network=False, display_name="purge-gate")
+            refusal_gate(purged, "purge", settings)
 
     return purge_pipeline

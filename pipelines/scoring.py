@@ -4,9 +4,8 @@ from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
 from churnops.platform.settings import load_settings
-from components.alert import gate
 from components.score import score
-from pipelines.common import LARGE, configure, failure_alert
+from pipelines.common import LARGE, configure, failure_alert, refusal_gate
 
 NAME = "scoring"
 CRON = "0 0 4 * * *"  # daily at 04:00 UTC, after training
@@ -31,7 +30,6 @@ def build() -> GraphComponent:
         alert = failure_alert(NAME, settings)
         with dsl.ExitHandler(alert, name="scoring-run"):
             scored = configure(score(data_ref=data_ref, alias=alias), settings, LARGE, display_name="score")
-            refused = scored.outputs["refused"]  # pylint: disable=no-member  # a PipelineTask at compile time
-            configure(gate(step="score", refused=refused), settings, network=False, display_name="score-gate")
+            refusal_gate(scored, "score", settings)
 
     return scoring_pipeline

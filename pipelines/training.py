@@ -1,19 +1,19 @@
 """The training pipeline (daily, on new data, or on demand).
 
-features -> gate -> train baseline and XGBoost in parallel -> evaluate (metrics, ROC, gate) -> register the
-winner when the gate passes, under an exit handler that alerts on failure.
+features -> train baseline and XGBoost in parallel -> evaluate (metrics, ROC, the model gate) -> register the
+winner when the model gate passes, each step followed by its refusal gate, under an exit handler that alerts on
+failure.
 """
 
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
 from churnops.platform.settings import load_settings
-from components.alert import gate
 from components.evaluate import evaluate
 from components.features import features
 from components.register import register
 from components.train import train
-from pipelines.common import LARGE, configure, failure_alert
+from pipelines.common import LARGE, configure, failure_alert, refusal_gate
 
 NAME = "training"
 # No KFP recurring run: one trigger starts training, Cloud Scheduler's daily message to the Cloud Build
@@ -45,13 +45,8 @@ def build() -> GraphComponent:
         alert = failure_alert(NAME, settings)
         with dsl.ExitHandler(alert, name="training-run"):
             feats = configure(features(data_ref=data_commit, seed=seed), settings, LARGE, display_name="features")
-            checked = configure(
-                gate(step="features", refused=feats.outputs["refused"]),
-                settings,
-                network=False,
-                display_name="features-gate",
-            )
-            trained = {}
+            checked = refusal_gate(feats, "features", settings)
+            trained, fitted = {}, []
             for model_name in MODELS:
                 trained[model_name] = configure(
                     train(
@@ -65,6 +60,7 @@ def build() -> GraphComponent:
                     LARGE,
                     display_name=f"train-{model_name}",
                 ).after(checked)
+                fitted.append(refusal_gate(trained[model_name], f"train-{model_name}", settings))
             evaluated = configure(
                 evaluate(
                     parent_run_id=feats.outputs["parent_run_id"],
@@ -77,15 +73,17 @@ def build() -> GraphComponent:
                 ),
                 settings,
                 display_name="evaluate-and-gate",
-            )
-            # A KFP condition on the evaluate task's single output (the winner's name, empty when the gate
-            # refused): the comparison is compiled, not evaluated here.
-            with dsl.If(evaluated.outputs["Output"] != "", name="gate-passed"):
-                configure(
+            ).after(*fitted)
+            # The refusal gate passes the winner's name on (empty when the model gate refused both) as its single
+            # output, which the condition tests (kfp.local resolves a condition on a task's `Output` only); the
+            # comparison is compiled, not evaluated here.
+            winner = refusal_gate(evaluated, "evaluate", settings, passes=evaluated.outputs["winner"])
+            with dsl.If(winner.output != "", name="gate-passed"):
+                registered = configure(
                     register(
                         parent_run_id=feats.outputs["parent_run_id"],
                         lineage=feats.outputs["lineage"],
-                        winner=evaluated.outputs["Output"],
+                        winner=winner.output,
                         train_split=feats.outputs["train"],
                         validation_split=feats.outputs["validation"],
                         test_split=feats.outputs["test"],
@@ -95,5 +93,6 @@ def build() -> GraphComponent:
                     settings,
                     display_name="register-candidate",
                 )
+                refusal_gate(registered, "register", settings)
 
     return training_pipeline

@@ -7,9 +7,9 @@ A step fails for one of three reasons, and each is handled in one place:
   :class:`~google.api_core.retry.Retry`) for up to ``step_retry_seconds``; still failing then, the step fails
   and the pipeline's own retry (a new pod) takes over.
 - **refusal**: the data or the request is wrong (a data-contract error, too little data, an hour that cannot
-  be known or parsed, a missing model): the same input fails the same way, so it is never retried. The step
-  ends normally with the refusal as an output, and the pipeline's gate task (which has no retry) fails the
-  run with it.
+  be known or parsed, a missing model, a merge conflict): the same input fails the same way, so it is never
+  retried. Every step ends normally with the refusal as its ``refused`` output (its output artifacts left empty,
+  :func:`leave_empty`), and the gate task after it (which has no retry) fails the run with it.
 - **anything else** (a bug, a lost pod): the step fails as it is, and the pipeline retries it.
 
 The KFP 2.17.0 backend cannot tell these apart: it compiles a task's retry policy into an Argo
@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Generic, TypeVar
 
 import requests
@@ -81,12 +82,6 @@ class StepOutcome(Generic[T]):
     value: T | None = None
     refused: str = ""
 
-    def result(self, step: str) -> T:
-        """The value; :class:`StepRefused` naming ``step`` when it refused (for steps without a gate, whose
-        refusal fails their task)."""
-        check_refusal(step, self.refused)
-        return self.value  # type: ignore[return-value]  # set whenever nothing was refused
-
 
 def run_step(step: str, func: Callable[[], T], retry_seconds: float, initial_backoff: float = 1.0) -> StepOutcome[T]:
     """Run ``func`` (the body of pipeline step ``step``), retrying transient failures for up to ``retry_seconds``.
@@ -115,6 +110,15 @@ def run_step(step: str, func: Callable[[], T], retry_seconds: float, initial_bac
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         logger.error("%s refused (not retried): %s", step, reason)
         return StepOutcome(refused=reason)
+
+
+def leave_empty(*paths: str) -> None:
+    """Create each output artifact file ``paths`` names, empty, where the step did not write it: a step that refused
+    ends normally, and the backend uploads every output artifact of a task that ended normally (never read: the
+    gate after the step fails the run)."""
+    for path in paths:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).touch()
 
 
 class StepRefused(ChurnopsError):

@@ -18,18 +18,32 @@ from pipelines.registry import PIPELINES
 
 EXPECTED_TASKS = {
     "ingest": {"ingest", "gate", "condition-2"},
-    "training": {"features", "gate", "train", "train-2", "evaluate", "condition-2"},
+    "training": {"features", "gate", "train", "gate-2", "train-2", "gate-3", "evaluate", "gate-4", "condition-2"},
     "scoring": {"score", "gate"},
     "drift": {"online-features", "gate", "drift-check", "gate-2", "performance-check", "gate-3"},
     "purge": {"purge", "gate"},
 }
-# Each step that can refuse its input, and the gate (never retried) that fails the run with the refusal.
+# Every step, with the gate (never retried) that fails the run with its refusal: (DAG, gate task) -> (step task,
+# the step's name in the refusal). No step fails its own task on a refusal, so none is retried.
 GATES = {
-    "ingest": {"gate": "ingest"},
-    "training": {"gate": "features"},
-    "scoring": {"gate": "score"},
-    "drift": {"gate": "online-features", "gate-2": "drift-check", "gate-3": "performance-check"},
-    "purge": {"gate": "purge"},
+    "ingest": {
+        ("comp-exit-handler-1", "gate"): ("ingest", "ingest"),
+        ("comp-condition-2", "gate-2"): ("commit", "commit"),
+    },
+    "training": {
+        ("comp-exit-handler-1", "gate"): ("features", "features"),
+        ("comp-exit-handler-1", "gate-2"): ("train", "train-baseline"),
+        ("comp-exit-handler-1", "gate-3"): ("train-2", "train-xgboost"),
+        ("comp-exit-handler-1", "gate-4"): ("evaluate", "evaluate"),
+        ("comp-condition-2", "gate-5"): ("register", "register"),
+    },
+    "scoring": {("comp-exit-handler-1", "gate"): ("score", "score")},
+    "drift": {
+        ("comp-exit-handler-1", "gate"): ("online-features", "online-features"),
+        ("comp-exit-handler-1", "gate-2"): ("drift-check", "drift-check"),
+        ("comp-exit-handler-1", "gate-3"): ("performance-check", "performance-check"),
+    },
+    "purge": {("comp-exit-handler-1", "gate"): ("purge", "purge")},
 }
 
 
@@ -174,11 +188,18 @@ def test_ingest_takes_its_hour_from_the_scheduled_time(compiled: dict[str, Path]
 def test_a_refusal_fails_the_run_at_a_gate_that_is_never_retried(compiled: dict[str, Path]) -> None:
     for name, gates in GATES.items():
         spec, _ = parse_strict(compiled[name])
-        body = _dag_tasks(spec, "comp-exit-handler-1")
-        for gate_name, step in gates.items():
+        steps = {
+            task_name
+            for component in spec.components.values()
+            for task_name, task in component.dag.tasks.items()
+            if not task.component_ref.name.startswith(("comp-gate", "comp-condition"))
+        }
+        assert steps == {step for step, _ in gates.values()}, name  # every step has its gate
+        for (dag, gate_name), (step, label) in gates.items():
+            body = _dag_tasks(spec, dag)
             gate = body[gate_name]
             assert not gate.HasField("retry_policy"), (name, gate_name)
-            assert gate.inputs.parameters["step"].runtime_value.constant.string_value == step
+            assert gate.inputs.parameters["step"].runtime_value.constant.string_value == label
             refused = gate.inputs.parameters["refused"].task_output_parameter
             assert (refused.producer_task, refused.output_parameter_key) == (step, "refused")
             # Whatever comes after the step runs only after its gate passed.
@@ -195,22 +216,23 @@ def test_commit_runs_only_when_the_ingest_staged_something(compiled: dict[str, P
     # On the gate's single output (the run branch, empty when nothing was new): kfp.local resolves a condition
     # on a task output only when it is the task's `Output`.
     assert condition.trigger_policy.condition == "inputs.parameter_values['pipelinechannel--gate-Output'] != ''"
-    (commit,) = _dag_tasks(spec, "comp-condition-2").values()
+    commit = _dag_tasks(spec, "comp-condition-2")["commit"]
     assert commit.component_ref.name == "comp-commit"
     assert commit.inputs.parameters["branch"].component_input_parameter == "pipelinechannel--gate-Output"
 
 
 def test_register_runs_only_when_the_gate_passes(compiled: dict[str, Path]) -> None:
     spec, _ = parse_strict(compiled["training"])
-    condition = _dag_tasks(spec, "comp-exit-handler-1")["condition-2"]
-    # The condition reads the evaluate task's single output: the winner's name, empty when the gate refused.
-    assert condition.trigger_policy.condition == "inputs.parameter_values['pipelinechannel--evaluate-Output'] != ''"
-    assert (
-        condition.inputs.parameters["pipelinechannel--evaluate-Output"].task_output_parameter.producer_task
-        == "evaluate"
-    )
-    (register,) = _dag_tasks(spec, "comp-condition-2").values()
-    assert register.inputs.parameters["winner"].component_input_parameter == "pipelinechannel--evaluate-Output"
+    body = _dag_tasks(spec, "comp-exit-handler-1")
+    # The condition reads the single output of evaluate's refusal gate: the winner's name, empty when the model
+    # gate refused both.
+    passed = body["gate-4"].inputs.parameters["passes"].task_output_parameter
+    assert (passed.producer_task, passed.output_parameter_key) == ("evaluate", "winner")
+    condition = body["condition-2"]
+    assert condition.trigger_policy.condition == "inputs.parameter_values['pipelinechannel--gate-4-Output'] != ''"
+    assert condition.inputs.parameters["pipelinechannel--gate-4-Output"].task_output_parameter.producer_task == "gate-4"
+    register = _dag_tasks(spec, "comp-condition-2")["register"]
+    assert register.inputs.parameters["winner"].component_input_parameter == "pipelinechannel--gate-4-Output"
     assert {name: a.component_input_artifact for name, a in register.inputs.artifacts.items()} == {
         "baseline": "pipelinechannel--train-model",
         "challenger": "pipelinechannel--train-2-model",

@@ -11,7 +11,7 @@ from google.api_core import exceptions as google_exceptions
 from churnops.data.contract import AccountingError
 from churnops.data.ingest import scheduled_hour
 from churnops.data.versioning.base import LakeUnavailable, MergeConflict
-from churnops.platform.retry import StepRefused, is_refusal, is_transient, run_step
+from churnops.platform.retry import StepRefused, check_refusal, is_refusal, is_transient, run_step
 from churnops.training.features import InsufficientData
 
 
@@ -64,8 +64,8 @@ def test_a_refused_input_is_returned_not_raised_and_never_retried() -> None:
     assert outcome.value is None
     assert outcome.refused.startswith("ValueError: ") and "not-an-hour" in outcome.refused
     assert len(calls) == 1
-    with pytest.raises(StepRefused, match="^ingest refused: ValueError: "):
-        outcome.result("ingest")
+    with pytest.raises(StepRefused, match="^ingest refused: ValueError: "):  # what the gate after the step does
+        check_refusal("ingest", outcome.refused)
 
 
 def test_any_other_failure_is_raised_once_as_it_is() -> None:
