@@ -18,13 +18,16 @@ def features(
     train: Output[Dataset],
     validation: Output[Dataset],
     test: Output[Dataset],
+    pipeline_run: str = "",
 ) -> NamedTuple(  # type: ignore[valid-type]
     "FeaturesOutputs", [("data_commit", str), ("parent_run_id", str), ("lineage", dict), ("refused", str)]
 ):
     """Resolve `data_ref` (a lake commit id, or empty for the head of `main`) to a commit, build
     customer features and churn labels at hourly cutoffs, split them by time, open the MLflow parent
     run (lineage tags, dataset inputs) and commit the matrices to the lake's `features` branch.
-    Outputs one parquet Dataset per split, with the feature spec in its metadata. Too little data (or a
+    Outputs one parquet Dataset per split, with the feature spec in its metadata. The parent run is one
+    per pipeline run (`pipeline_run`): a retried attempt resumes it and publishes the matrices once. Too
+    little data (or a
     lake commit that breaks the contract) is the `refused` output (the splits are then empty files), which
     the gate after it fails the run with, never retried.
 
@@ -34,6 +37,7 @@ def features(
         train: The train split (parquet, written).
         validation: The validation split (parquet, written).
         test: The test split (parquet, written).
+        pipeline_run: The KFP run id (KFP's placeholder): a retry of this task reuses the run's MLflow parent run.
     """
     from collections import namedtuple
 
@@ -47,7 +51,9 @@ def features(
     outputs = namedtuple("FeaturesOutputs", ["data_commit", "parent_run_id", "lineage", "refused"])
     splits = (("train", train), ("validation", validation), ("test", test))
     outcome = run_step(
-        "features", lambda: training.begin_training_at(settings, data_ref or None, seed), settings.step_retry_seconds
+        "features",
+        lambda: training.begin_training_at(settings, data_ref or None, seed, pipeline_run=pipeline_run),
+        settings.step_retry_seconds,
     )
     setup = outcome.value
     if setup is None:

@@ -44,7 +44,12 @@ def build() -> GraphComponent:
         settings = load_settings()
         alert = failure_alert(NAME, settings)
         with dsl.ExitHandler(alert, name="training-run"):
-            feats = configure(features(data_ref=data_commit, seed=seed), settings, LARGE, display_name="features")
+            feats = configure(
+                features(data_ref=data_commit, seed=seed, pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER),
+                settings,
+                LARGE,
+                display_name="features",
+            )
             checked = refusal_gate(feats, "features", settings)
             trained, fitted = {}, []
             for model_name in MODELS:

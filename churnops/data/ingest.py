@@ -787,7 +787,8 @@ def publish_staged(
     run's publish on ``main`` by its ``run_id`` and returns it, deleting the branch if it is left.
     """
     repo = repo or open_repository(settings)
-    published = _published(repo, metadata.get("run_id", ""))
+    run_id = metadata.get("run_id", "")
+    published = repo.find_commit("main", {"run_id": run_id}) if run_id else None
     if published is not None:
         if repo.branch_exists(branch):
             repo.delete_branch(branch)
@@ -806,16 +807,6 @@ def publish_staged(
     repo.delete_branch(branch)
     log.info("ingest published", extra={"hour": metadata.get("hour"), "commit": commit})
     return commit
-
-
-def _published(repo: DataRepository, run_id: str, depth: int = 50) -> str | None:
-    """The newest of main's last ``depth`` commits that carries run ``run_id``'s metadata, if any."""
-    if not run_id:
-        return None
-    for info in repo.log("main", limit=depth):
-        if info.metadata.get("run_id") == run_id:
-            return info.id
-    return None
 
 
 # How late in its hour a run may start and still be taken for the hour's scheduled run when KFP gives its

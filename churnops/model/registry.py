@@ -301,6 +301,13 @@ def find_version(client: MlflowClient, name: str, tags: dict[str, str]) -> str |
     return str(min(matching)) if matching else None
 
 
+def find_run(client: MlflowClient, experiment_id: str, tags: dict[str, str]) -> str | None:
+    """The oldest active run of the experiment whose tags include every item of ``tags`` (None if none)."""
+    query = " and ".join(f"tags.{key} = '{_quoted(value)}'" for key, value in sorted(tags.items()))
+    runs = client.search_runs([experiment_id], query, order_by=["attributes.start_time ASC"], max_results=1)
+    return str(runs[0].info.run_id) if runs else None
+
+
 def promote(client: MlflowClient, name: str, to: str, actor: Actor | None = None) -> AliasEvent:
     """Move the version holding the previous stage's alias to ``to`` ("staging" or "production")."""
     if to not in PREVIOUS_ALIAS:

@@ -55,16 +55,22 @@ def publish_features(repo: DataRepository, files: dict[str, bytes], data_commit:
     The branch starts from the data it describes and never merges into ``main``, so publishing
     features does not change what "latest data" means. Each run writes on a branch of its own and
     merges it into ``features``, so concurrent trainings cannot mix their files. Returns
-    ``<commit id>/<path prefix>``.
+    ``<commit id>/<path prefix>``. Idempotent per run: a retried attempt finds the merge an earlier
+    attempt made (by its ``run_id``) and returns it, removing the run branch that attempt left.
     """
+    prefix = f"features/{data_commit}/{run_id}"
+    run_branch = f"features-{run_id[:12]}"
+    lineage = {"source_commit": data_commit, "run_id": run_id}
+    published = repo.find_commit(FEATURES_BRANCH, lineage) if repo.branch_exists(FEATURES_BRANCH) else None
+    if published is not None:
+        if repo.branch_exists(run_branch):
+            repo.delete_branch(run_branch)
+        return f"{published}/{prefix}"
     if not repo.branch_exists(FEATURES_BRANCH):
         repo.create_branch(FEATURES_BRANCH, source=data_commit)
-    run_branch = f"features-{run_id[:12]}"
-    repo.create_branch(run_branch, source=FEATURES_BRANCH)
-    prefix = f"features/{data_commit}/{run_id}"
+    repo.create_branch(run_branch, source=FEATURES_BRANCH)  # an earlier attempt's branch is resumed as it is
     try:
         repo.put_objects(run_branch, {f"{prefix}/{name}": content for name, content in files.items()})
-        lineage = {"source_commit": data_commit, "run_id": run_id}
         repo.commit(run_branch, f"feature matrices of run {run_id} on {data_commit[:12]}", lineage)
         commit = repo.merge(run_branch, into=FEATURES_BRANCH, message=f"features of run {run_id}", metadata=lineage)
     finally:

@@ -76,6 +76,7 @@ logger = logging.getLogger(__name__)
 BASELINE = "baseline"
 CHALLENGER = "xgboost"
 MODEL_ARTIFACT = "model"
+PIPELINE_RUN_TAG = "kfp_run_id"  # on a parent run a training pipeline run opened: that run's id
 _MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "xgboost-cpu", "pandas", "numpy", "scipy", "cloudpickle", "skops")
 
 
@@ -475,29 +476,50 @@ def begin_training(  # pylint: disable=too-many-arguments  # the stage's inputs,
     repo: DataRepository | None = None,
     *,
     tokenizer_key_id: str = "unknown",
+    pipeline_run: str = "",
 ) -> TrainingSetup:
     """Build the splits and open the parent run: lineage tags, dataset inputs, params, the feature matrices.
 
     The feature matrices are run artifacts; with ``repo``, they are also committed to its
     ``features`` branch (see :func:`publish_features`) and ``features_uri`` points there.
+
+    ``pipeline_run`` (the KFP run id of a training pipeline run) makes the parent run one per pipeline run:
+    tagged ``kfp_run_id``, and a retried attempt of the same run on the same training (``training_key``)
+    resumes the parent run an earlier attempt opened, logs what that attempt did not finish (the
+    ``features_uri`` tag is set last) and publishes the features once.
     """
     if not data_commit:
         raise ValueError("a data commit id is required: every run records the data it was trained on")
     config = config or TrainingConfig.from_settings(settings)
     spec = feature_spec(config.windows_h)
     splits = build_splits(events, subscriptions, config)
-    registry.use_tracking(settings)
-    mlflow.set_experiment(settings.mlflow_experiment)
+    client = registry.use_tracking(settings)
+    experiment = mlflow.set_experiment(settings.mlflow_experiment)
     lineage = lineage_tags(settings, data_commit, seed, config, spec, schema_versions, tokenizer_key_id)
-    with mlflow.start_run(run_name=f"train-{data_commit[:12]}", tags={**lineage, "run_kind": "training"}) as parent:
-        for table_input in (
-            dataset(settings, data_commit, "events/", events),
-            dataset(settings, data_commit, "subscriptions/", subscriptions),
-        ):
-            mlflow.log_input(table_input, context="training")
-        mlflow.log_params({**config.as_params(), "seed": str(seed)})
-        mlflow.log_params({f"{name}_rows": str(len(frame)) for name, frame in splits.items()})
-        features_uri = record_features(settings, splits, spec, data_commit, parent.info.run_id, repo)
+    tags = {**lineage, "run_kind": "training"}
+    earlier = None
+    if pipeline_run:
+        tags[PIPELINE_RUN_TAG] = pipeline_run
+        identity = {PIPELINE_RUN_TAG: pipeline_run, "run_kind": "training", "training_key": lineage["training_key"]}
+        earlier = registry.find_run(client, experiment.experiment_id, identity)
+    opened = (
+        mlflow.start_run(run_id=earlier)
+        if earlier
+        else mlflow.start_run(run_name=f"train-{data_commit[:12]}", tags=tags)
+    )
+    with opened as parent:
+        features_uri = parent.data.tags.get("features_uri", "")
+        if not features_uri:
+            for table_input in (
+                dataset(settings, data_commit, "events/", events),
+                dataset(settings, data_commit, "subscriptions/", subscriptions),
+            ):
+                mlflow.log_input(table_input, context="training")
+            mlflow.log_params({**config.as_params(), "seed": str(seed)})
+            mlflow.log_params({f"{name}_rows": str(len(frame)) for name, frame in splits.items()})
+            features_uri = record_features(settings, splits, spec, data_commit, parent.info.run_id, repo)
+    if earlier:
+        logger.info("training run resumed", extra={"parent_run_id": earlier, "kfp_run_id": pipeline_run})
     return TrainingSetup(
         data_commit, parent.info.experiment_id, parent.info.run_id, splits, spec, lineage, features_uri, config
     )
@@ -855,8 +877,10 @@ def begin_training_at(
     seed: int = 42,
     repo: DataRepository | None = None,
     config: TrainingConfig | None = None,
+    pipeline_run: str = "",
 ) -> TrainingSetup:
-    """:func:`begin_training` on the published tables at ``data_ref`` (a commit id or branch; None = ``main``)."""
+    """:func:`begin_training` on the published tables at ``data_ref`` (a commit id or branch; None = ``main``),
+    one parent run per ``pipeline_run`` when given."""
     repo = repo or open_repository(settings)
     data = published_at(repo, data_ref)
     return begin_training(
@@ -869,6 +893,7 @@ def begin_training_at(
         data.schema_versions,
         repo,
         tokenizer_key_id=data.tokenizer_key_id,
+        pipeline_run=pipeline_run,
     )
 
 

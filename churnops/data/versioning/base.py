@@ -248,6 +248,14 @@ class DataRepository(ABC):
     def log(self, ref: str = DEFAULT_BRANCH, limit: int = 50) -> list[CommitInfo]:
         """Up to ``limit`` commits reachable from ``ref``, newest first."""
 
+    def find_commit(self, ref: str, metadata: Mapping[str, str], depth: int = 50) -> str | None:
+        """The newest of the last ``depth`` commits of ``ref`` whose metadata holds every item of ``metadata``
+        (None if none): how a retried run finds what an earlier attempt of it committed."""
+        for info in self.log(ref, limit=depth):
+            if all(info.metadata.get(key) == value for key, value in metadata.items()):
+                return info.id
+        return None
+
     @_at_boundary
     def read_table(self, ref: str, prefix: str, columns: Sequence[str] | None = None) -> pa.Table:
         """Every ``*.parquet`` under ``prefix`` at ``ref``, concatenated in path order.
