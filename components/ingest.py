@@ -11,7 +11,7 @@ from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def ingest(hour: str, lookback: int, scheduled_time: str, created_time: str = "") -> NamedTuple(  # type: ignore[valid-type]
+def ingest(hour: str, lookback: int, scheduled_time: str, created_time: str = "", pipeline_run: str = "") -> NamedTuple(  # type: ignore[valid-type]
     "IngestOutputs", [("branch", str), ("accounting", dict), ("metadata", dict), ("refused", str)]
 ):
     """Ingest one hour: list new raw objects (the hour and `lookback` hours of late files), check them
@@ -22,7 +22,8 @@ def ingest(hour: str, lookback: int, scheduled_time: str, created_time: str = ""
     time, and refuses when that is only its creation time (`created_time`) late in the hour (KFP's
     fallback when it cannot read the run's Workflow: a catch-up run would ingest the wrong hour).
     Outputs the run branch (empty when nothing was new), the row accounting and the commit metadata
-    the commit step records. An unreachable service is retried inside the task; an input it refuses (an
+    the commit step records. A retried attempt first deletes the run branch an earlier attempt of the same
+    pipeline run (`pipeline_run`) left. An unreachable service is retried inside the task; an input it refuses (an
     hour it cannot know or parse, a data-contract error) is the `refused` output, which the gate after
     it fails the run with, never retried.
 
@@ -31,6 +32,7 @@ def ingest(hour: str, lookback: int, scheduled_time: str, created_time: str = ""
         lookback: How many hours before the hour are listed again for late files.
         scheduled_time: The run's scheduled time (KFP's placeholder, RFC 3339).
         created_time: The run's creation time (KFP's placeholder, RFC 3339), to detect KFP's fallback.
+        pipeline_run: The KFP run id (KFP's placeholder): a retry removes the branch a lost attempt left.
     """
     from collections import namedtuple
 
@@ -43,7 +45,9 @@ def ingest(hour: str, lookback: int, scheduled_time: str, created_time: str = ""
     setup_logging(settings)
     outcome = run_step(
         "ingest",
-        lambda: stage.stage_hour(settings, stage.scheduled_hour(hour, scheduled_time, created_time), lookback),
+        lambda: stage.stage_hour(
+            settings, stage.scheduled_hour(hour, scheduled_time, created_time), lookback, pipeline_run
+        ),
         settings.step_retry_seconds,
     )
     outputs = namedtuple("IngestOutputs", ["branch", "accounting", "metadata", "refused"])

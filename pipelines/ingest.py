@@ -48,7 +48,13 @@ def build(
         alert = failure_alert(NAME, settings)
         with dsl.ExitHandler(alert, name="ingest-run"):
             staged = configure(
-                ingest(hour=hour, lookback=lookback, scheduled_time=scheduled_time, created_time=created_time),
+                ingest(
+                    hour=hour,
+                    lookback=lookback,
+                    scheduled_time=scheduled_time,
+                    created_time=created_time,
+                    pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                ),
                 settings,
                 display_name="ingest",
             )

@@ -627,13 +627,23 @@ class IngestRun:
         log.info("ingest published", extra={"hour": report.hour, "commit": report.commit_id, **report.accounting()})
         return report
 
-    def stage_run(self, hour: datetime, lookback: int) -> StagedIngest:
+    def stage_run(self, hour: datetime, lookback: int, pipeline_run: str = "") -> StagedIngest:
         """Steps 1-4 and the upload of step 5: the run's files on a new run branch, uncommitted and checked.
 
         Returns the branch (None when nothing is new: no branch is created) with the report and the
         commit metadata (whose ``base_commit`` is the commit the run read); :meth:`publish` commits
         and merges it.
+
+        With ``pipeline_run`` (the KFP run id of an ingest pipeline run) the branch name carries a digest of
+        it, and the branches earlier attempts of that pipeline run left are deleted first: such an attempt
+        was lost before it answered, so no commit step got its branch.
         """
+        attempts = f"ingest-{hour:%Y%m%dT%H}-"
+        if pipeline_run:
+            attempts += f"{hashlib.sha256(pipeline_run.encode()).hexdigest()[:8]}-"
+            for left in [name for name in self.repo.branches() if name.startswith(attempts)]:
+                self.repo.delete_branch(left)
+                log.info("branch of a lost attempt removed", extra={"branch": left})
         run_id = uuid.uuid4().hex[:12]
         report = IngestReport(run_id=run_id, hour=f"{hour:%Y-%m-%dT%H}", lookback_hours=lookback)
         hours = hours_in_window(hour, lookback)
@@ -652,7 +662,7 @@ class IngestRun:
             for kind, column in ID_COLUMNS.items()
         }
         earlier = self.earlier_partitions(fresh, base)
-        branch = f"ingest-{hour:%Y%m%dT%H}-{run_id}"
+        branch = f"{attempts}{run_id}"
         self.repo.create_branch(branch, source=base)
         try:
             added = self.stage_objects(branch, fresh, indexes, superseded, report)
@@ -770,9 +780,12 @@ def ingest_hour(
 # -- the stage in two steps (the ingest pipeline's two tasks) --------------------------------------
 
 
-def stage_hour(settings: Settings, hour: datetime, lookback: int | None = None) -> StagedIngest:
-    """First step: stage ``hour`` (with ``lookback`` hours of late files) on a run branch, uncommitted."""
-    return ingest_run(settings).stage_run(hour, settings.ingest_lookback_hours if lookback is None else lookback)
+def stage_hour(settings: Settings, hour: datetime, lookback: int | None = None, pipeline_run: str = "") -> StagedIngest:
+    """First step: stage ``hour`` (with ``lookback`` hours of late files) on a run branch, uncommitted, removing
+    what earlier attempts of ``pipeline_run`` left (see :meth:`IngestRun.stage_run`)."""
+    return ingest_run(settings).stage_run(
+        hour, settings.ingest_lookback_hours if lookback is None else lookback, pipeline_run
+    )
 
 
 def publish_staged(

@@ -185,6 +185,15 @@ def test_ingest_takes_its_hour_from_the_scheduled_time(compiled: dict[str, Path]
     assert ingest.inputs.parameters["hour"].component_input_parameter == "pipelinechannel--hour"
 
 
+def test_the_steps_that_clean_up_after_a_lost_attempt_get_the_kfp_run_id(compiled: dict[str, Path]) -> None:
+    """A retried ingest removes the branch its lost attempt left, a retried features resumes the run's MLflow
+    parent run: both know the attempts of one run by its id (the same for every retry of the run)."""
+    for name, task in (("ingest", "ingest"), ("training", "features")):
+        spec, _ = parse_strict(compiled[name])
+        step = _dag_tasks(spec, "comp-exit-handler-1")[task]
+        assert step.inputs.parameters["pipeline_run"].runtime_value.constant.string_value == "{{$.pipeline_job_uuid}}"
+
+
 def test_a_refusal_fails_the_run_at_a_gate_that_is_never_retried(compiled: dict[str, Path]) -> None:
     for name, gates in GATES.items():
         spec, _ = parse_strict(compiled[name])

@@ -55,13 +55,18 @@ def test_a_branch_discarded_without_a_publish_is_named_as_such(ingest_env: Inges
 
 
 def test_a_stage_retried_after_it_staged_publishes_the_hour_once(ingest_env: IngestEnv) -> None:
-    """The ingest step staged its branch and its answer was lost (its pod died): the retry stages the same
-    objects again, and publishing it puts each row on main once; the lost attempt's branch never reaches main."""
+    """The ingest step staged its branch and its answer was lost (its pod died): the retry of the same pipeline
+    run deletes the lost attempt's branch and stages the same objects again, and publishing it puts each row on
+    main once. Another pipeline run's staged branch of the same hour is left alone."""
     ingest_env.upload(datagen.generate(hours=1, customers=40, start=START, seed=12, anomaly_rate=0.0).objects)
-    lost = ingest_env.ingest().stage_run(START, 0)
-    retried = ingest_env.ingest(repo=ingest_env.reopen()).stage_run(START, 0)
+    other = ingest_env.ingest().stage_run(START, 0, pipeline_run="kfp-run-other")
+    lost = ingest_env.ingest().stage_run(START, 0, pipeline_run="kfp-run-1")
+    assert ingest_env.repo.branch_exists(str(lost.branch))
+    retried = ingest_env.ingest(repo=ingest_env.reopen()).stage_run(START, 0, pipeline_run="kfp-run-1")
     assert lost.branch and retried.branch and lost.branch != retried.branch
     assert retried.report.accounting() == lost.report.accounting()
+    ingest_branches = [name for name in ingest_env.repo.branches() if name.startswith("ingest-")]
+    assert sorted(ingest_branches) == sorted([str(other.branch), retried.branch])
 
     published = publish_staged(ingest_env.settings, retried.branch, retried.metadata, repo=ingest_env.repo)
     assert ingest_env.repo.head("main") == published
