@@ -185,6 +185,8 @@ def test_ingest_training_scoring_with_kfp_local(env: Env) -> None:
     (parent_run,) = client.search_runs([experiment.experiment_id], "tags.run_kind = 'training'")
     parent = parent_run.info.run_id
     assert parent_run.data.tags["data_commit"] == head
+    # One parent run per pipeline run: tagged with the run's id (kfp.local resolves KFP's placeholder too).
+    assert parent_run.data.tags["kfp_run_id"] and "{{" not in parent_run.data.tags["kfp_run_id"]
     runs = client.search_runs([experiment.experiment_id], f"tags.parent_run_id = '{parent}'")
     children = {r.data.tags["model_type"]: r for r in runs if r.data.tags.get("refit_on_all_cutoffs") != "true"}
     refits = [r for r in runs if r.data.tags.get("refit_on_all_cutoffs") == "true"]
