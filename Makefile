@@ -54,8 +54,10 @@ lock-infra: $(STAMP) ## Regenerate infra/pulumi/requirements.lock (with hashes) 
 test-infra: setup-infra ## Run the Pulumi program and policy-pack tests (mocked: no CLI, no cloud)
 	$(INFRA_BIN)/python -m pytest infra
 
+# On every core (pytest-xdist): an integration folder's tests run in one worker (tests/conftest.py), and the
+# groups are handed out in collection order, so the integration folders (the longest) start first.
 test: setup setup-infra ## Run the whole test suite (unit + integration) on every core, then the infra tests
-	$(BIN)/python -m pytest -n auto --dist loadgroup
+	$(BIN)/python -m pytest -n auto --dist loadgroup --no-loadscope-reorder
 	$(INFRA_BIN)/python -m pytest infra
 
 test-unit: setup ## Run the unit tests only
