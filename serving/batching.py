@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 Score = Callable[[np.ndarray, Sequence[Sequence[str | None]]], np.ndarray]
+# a request's numeric rows, its categorical columns and the future its probabilities are set on
+Pending = tuple[np.ndarray, Sequence[Sequence[str | None]], asyncio.Future[np.ndarray]]
 
 
 class MicroBatcher:
@@ -31,7 +33,7 @@ class MicroBatcher:
     def __init__(self, score: Score, max_rows: int) -> None:
         self.score = score
         self.max_rows = max_rows
-        self._pending: list[tuple[np.ndarray, Sequence[Sequence[str | None]], asyncio.Future]] = []
+        self._pending: list[Pending] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.calls = 0  # score calls made (for tests and the benchmark's figures)
 
@@ -41,7 +43,7 @@ class MicroBatcher:
         if self._loop is not None and self._loop is not loop:  # another event loop's turn is open: score alone
             self.calls += 1
             return self.score(numeric, categorical)
-        future: asyncio.Future = loop.create_future()
+        future: asyncio.Future[np.ndarray] = loop.create_future()
         self._pending.append((numeric, categorical, future))
         if self._loop is None:
             self._loop = loop
@@ -50,7 +52,7 @@ class MicroBatcher:
 
     def _flush(self) -> None:
         pending, self._pending, self._loop = self._pending, [], None
-        group: list[tuple[np.ndarray, Sequence[Sequence[str | None]], asyncio.Future]] = []
+        group: list[Pending] = []
         rows = 0
         for item in pending:
             if group and rows + item[0].shape[0] > self.max_rows:
@@ -61,7 +63,7 @@ class MicroBatcher:
         if group:
             self._score(group)
 
-    def _score(self, group: list[tuple[np.ndarray, Sequence[Sequence[str | None]], asyncio.Future]]) -> None:
+    def _score(self, group: list[Pending]) -> None:
         self.calls += 1
         try:
             if len(group) == 1:

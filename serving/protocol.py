@@ -185,7 +185,8 @@ def _is_int(value: Any) -> bool:
 
 def text_elements(raw: bytes, label: str) -> list[bytes]:
     """The elements of a binary BYTES tensor (each a 4-byte little-endian length, then the bytes)."""
-    elements, offset = [], 0
+    elements: list[bytes] = []
+    offset = 0
     while offset < len(raw):
         if offset + 4 > len(raw):
             raise BadRequest(f"{label}: truncated BYTES element length")
@@ -426,7 +427,8 @@ class Decoder:
             return RequestOptions(request_id, self.outputs, {name: default_binary for name in self.outputs})
         if not isinstance(outputs, list) or not outputs:
             raise BadRequest("'outputs' must be a non-empty list")
-        names, binary = [], {}
+        names: list[str] = []
+        binary: dict[str, bool] = {}
         for position, output in enumerate(outputs):
             if not isinstance(output, dict) or not isinstance(output.get("name"), str):
                 raise BadRequest(f"outputs[{position}] must be an object with a 'name'")

@@ -54,12 +54,12 @@ def parse_hour(value: str) -> datetime:
     return parsed.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
 
 
-class HourType(click.ParamType):
+class HourType(click.ParamType[datetime, "str | datetime"]):
     """A click parameter for an hour (``YYYY-MM-DDTHH``)."""
 
     name = "hour"
 
-    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+    def convert(self, value: str | datetime, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
         if isinstance(value, datetime):
             return value
         return parse_hour(value)

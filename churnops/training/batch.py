@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from churnops.data.versioning import DataRepository, open_repository
 from churnops.data.versioning.base import DEFAULT_BRANCH
+from churnops.errors import RegistryError
 from churnops.model import registry
 from churnops.model.predict import LABEL, PROBABILITY, DecisionRule, churn_label, churn_probability
 from churnops.model.scoring import load_model
@@ -78,7 +79,7 @@ def load_alias_model(settings: Settings, alias: str) -> tuple[object, FeatureSpe
     client = registry.use_tracking(settings)
     version = registry.alias_holder(client, settings.registered_model, alias)
     if version is None:
-        raise registry.RegistryError(
+        raise RegistryError(
             f"no version of {settings.registered_model!r} holds the {alias!r} alias: nothing to score with"
         )
     loaded = load_model(f"models:/{settings.registered_model}/{version}", client.tracking_uri)

@@ -353,8 +353,9 @@ class EmbeddedRepository(DataRepository):
             if base == target.id:
                 tree = incoming.tree_id  # `into` has not moved since the branch point
             else:
-                base_tree = repo.get(base).peel(pygit2.Tree) if base else repo.TreeBuilder().write()
-                merged = repo.merge_trees(base_tree, target.tree, incoming.tree, flags=MergeFlag(0))
+                # merge_trees peels the merge base's commit id to its tree; no base: the empty tree
+                ancestor = base if base else repo.TreeBuilder().write()
+                merged = repo.merge_trees(ancestor, target.tree, incoming.tree, flags=MergeFlag(0))
                 if merged.conflicts is not None:
                     paths = sorted({entry.path for side in merged.conflicts for entry in side if entry is not None})
                     raise MergeConflict(f"merging {source!r} into {into!r} conflicts on {paths}")
@@ -482,7 +483,10 @@ class _HistoryRewriter:
         key = (prefix, oid)
         if key not in self.trees:
             builder = self.repo.TreeBuilder()
-            entries = sorted(self.repo[oid].peel(pygit2.Tree), key=lambda e: (e.name.startswith("_"), e.name))
+            # a tree's entries always have a name (``name`` is None only on objects read by id)
+            entries = sorted(
+                self.repo[oid].peel(pygit2.Tree), key=lambda e: ((e.name or "").startswith("_"), e.name or "")
+            )
             for entry in entries:
                 path = f"{prefix}{entry.name}"
                 if entry.type == ObjectType.TREE:
