@@ -135,7 +135,8 @@ def mint_local_token(settings: Settings, account: str, audience: str, lifetime_s
         "iat": now,
         "exp": now + lifetime_s,
     }
-    return google.auth.jwt.encode(signer, payload).decode("ascii")
+    token: bytes = google.auth.jwt.encode(signer, payload)  # unannotated in google-auth; returns the JWT's bytes
+    return token.decode("ascii")
 
 
 def verifier(settings: Settings, audience: str) -> Callable[[str], Mapping[str, Any]]:
@@ -146,15 +147,20 @@ def verifier(settings: Settings, audience: str) -> Callable[[str], Mapping[str, 
 
         def google_claims(token: str) -> Mapping[str, Any]:
             request = google.auth.transport.requests.Request(session=session)
-            return google.oauth2.id_token.verify_oauth2_token(
+            claims: Mapping[str, Any] = google.oauth2.id_token.verify_oauth2_token(  # unannotated; returns a dict
                 token, request, audience=audience, clock_skew_in_seconds=CLOCK_SKEW_S
             )
+            return claims
 
         return _checked(google_claims, GOOGLE_ISSUERS)
     certs = {LOCAL_KEY_ID: local_public_key(settings).decode("ascii")}
 
     def local_claims(token: str) -> Mapping[str, Any]:
-        return google.auth.jwt.decode(token, certs=certs, audience=audience, clock_skew_in_seconds=CLOCK_SKEW_S)
+        # unannotated in google-auth; returns the payload as a dict
+        claims: Mapping[str, Any] = google.auth.jwt.decode(
+            token, certs=certs, audience=audience, clock_skew_in_seconds=CLOCK_SKEW_S
+        )
+        return claims
 
     return _checked(local_claims, frozenset({LOCAL_ISSUER}))
 

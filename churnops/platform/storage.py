@@ -107,7 +107,8 @@ def read_object(client: storage.Client, ref: ObjectRef) -> bytes:
     """
     blob = client.bucket(ref.bucket).blob(ref.name, generation=ref.generation)
     with storage_errors(f"reading gs://{ref.bucket}/{ref.name}#{ref.generation}"):
-        return blob.download_as_bytes(raw_download=True)
+        data: bytes = blob.download_as_bytes(raw_download=True)  # google-cloud-storage is untyped
+        return data
 
 
 def write_object(client: storage.Client, bucket: str, name: str, data: bytes, content_type: str) -> ObjectRef:
