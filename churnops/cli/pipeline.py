@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from churnops.platform.buildinfo import git_sha
 from churnops.platform.settings import get_settings
 from pipelines import compile as compiling
 from pipelines import local, remote
@@ -157,7 +158,7 @@ def schedule_command(
     settings = get_settings()
     names = [name] if name else sorted(n for n, entry in PIPELINES.items() if entry.cron)
     for each in names:
-        job = remote.schedule(each, version or settings.code_version, cron, parse_params(params, each), settings, host)
+        job = remote.schedule(each, version or git_sha(settings), cron, parse_params(params, each), settings, host)
         click.echo(f"recurring run {job.id} ({job.name}) {'created' if job.created else 'unchanged'}")
 
 
@@ -170,7 +171,7 @@ def upload_command(name: str | None, version: str | None, host: str | None, comp
     """Upload NAME (default: every pipeline) as pipeline version VERSION the KFP UI lists; an existing one is kept."""
     settings = get_settings()
     for each in [name] if name else sorted(PIPELINES):
-        uploaded = remote.upload(each, version or settings.code_version, settings, host, components_image)
+        uploaded = remote.upload(each, version or git_sha(settings), settings, host, components_image)
         click.echo(
             f"pipeline version {uploaded.id} ({uploaded.name}) {'uploaded' if uploaded.created else 'already uploaded'}"
         )
@@ -212,7 +213,7 @@ def backfill_command(
         job = remote.backfill(
             first.replace(tzinfo=timezone.utc),
             last.replace(tzinfo=timezone.utc),
-            version or settings.code_version,
+            version or git_sha(settings),
             settings,
             host,
             parse_params(params, name),

@@ -227,6 +227,14 @@ def model_version(client: MlflowClient, name: str, version: str) -> ModelVersion
         raise
 
 
+def run_id_of(version: ModelVersion) -> str:
+    """The id of the MLflow run that logged ``version``; :class:`RegistryError` for a version registered
+    from a source outside any run (MLflow allows it, churnops never registers one)."""
+    if not version.run_id:
+        raise RegistryError(f"version {version.version} of model {version.name!r} was not logged by a run")
+    return version.run_id
+
+
 def alias_holder(client: MlflowClient, name: str, alias: str) -> str | None:
     """The version holding ``alias`` on model ``name``, or None (also when the model does not exist)."""
     try:

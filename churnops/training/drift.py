@@ -19,15 +19,14 @@ reaches with a given probability: below it, a PSI says nothing about a shift.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 DEFAULT_EPSILON = 1e-4
 
 
-def psi(expected: Sequence[float], actual: Sequence[float], epsilon: float = DEFAULT_EPSILON) -> float:
+def psi(expected: ArrayLike, actual: ArrayLike, epsilon: float = DEFAULT_EPSILON) -> float:
     """PSI of ``actual`` against ``expected``, both counts (or shares) over the same bins, in order."""
     exp = np.asarray(expected, dtype=float)
     act = np.asarray(actual, dtype=float)
@@ -44,7 +43,7 @@ def psi(expected: Sequence[float], actual: Sequence[float], epsilon: float = DEF
     return float(np.sum((a_share - e_share) * np.log(a_share / e_share)))
 
 
-def quantile_edges(reference: Sequence[float], bins: int = 10) -> np.ndarray:
+def quantile_edges(reference: ArrayLike, bins: int = 10) -> np.ndarray:
     """Inner bin edges at the reference sample's quantiles (duplicates removed), for :func:`psi_of_samples`."""
     if bins < 2:
         raise ValueError(f"need at least 2 bins, got {bins}")
@@ -55,17 +54,15 @@ def quantile_edges(reference: Sequence[float], bins: int = 10) -> np.ndarray:
     return np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
 
 
-def bin_counts(values: Sequence[float], edges: Sequence[float]) -> np.ndarray:
+def bin_counts(values: ArrayLike, edges: ArrayLike) -> np.ndarray:
     """Counts of the finite ``values`` in the bins ``(-inf, e0], (e0, e1], ..., (e_last, inf)``."""
     data = np.asarray(values, dtype=float)
     data = data[np.isfinite(data)]
-    index = np.searchsorted(np.asarray(edges, dtype=float), data, side="left")
-    return np.bincount(index, minlength=len(edges) + 1)
+    inner = np.asarray(edges, dtype=float)
+    return np.bincount(np.searchsorted(inner, data, side="left"), minlength=inner.size + 1)
 
 
-def psi_of_samples(
-    reference: Sequence[float], current: Sequence[float], bins: int = 10, epsilon: float = DEFAULT_EPSILON
-) -> float:
+def psi_of_samples(reference: ArrayLike, current: ArrayLike, bins: int = 10, epsilon: float = DEFAULT_EPSILON) -> float:
     """PSI of two raw samples, binned at the reference's quantiles."""
     edges = quantile_edges(reference, bins)
     return psi(bin_counts(reference, edges), bin_counts(current, edges), epsilon)

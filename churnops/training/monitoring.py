@@ -285,7 +285,7 @@ def reference_features(
 ) -> tuple[pd.DataFrame, FeatureSpec, str]:
     """The reference split (:data:`REFERENCE_SPLIT`) of a model version's training features, its feature spec
     and where it was read from."""
-    run = client.get_run(registry.model_version(client, model, version).run_id)
+    run = client.get_run(registry.run_id_of(registry.model_version(client, model, version)))
     parent_id = run.data.tags.get("parent_run_id") or run.info.run_id
     uri = client.get_run(parent_id).data.tags.get("features_uri", "")
     commit, prefix = _parse_lake_uri(uri)
@@ -363,7 +363,7 @@ def _log_to_mlflow(settings: Settings, report: DriftReport) -> str:
         mlflow.log_table(report.table(), "drift/psi.json")
         mlflow.log_dict(report.to_dict(), "drift/report.json")
         mlflow.log_figure(_figure(report), "drift/psi.png")
-    return run.info.run_id
+    return str(run.info.run_id)  # mlflow's RunInfo.run_id is an unannotated property
 
 
 def check_drift(

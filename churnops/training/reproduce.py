@@ -105,7 +105,8 @@ class ReproductionReport:  # pylint: disable=too-many-instance-attributes  # one
         """A JSON-ready view (NaN becomes null)."""
         data = dataclasses.asdict(self)
         data["verdict"] = self.verdict
-        return json.loads(json.dumps(data, default=str).replace("NaN", "null"))
+        view: dict[str, Any] = json.loads(json.dumps(data, default=str).replace("NaN", "null"))
+        return view
 
 
 def _verdict(original: float, reproduced: float, tolerance: float) -> str:
@@ -158,7 +159,9 @@ def resolve_target(client: mlflow.MlflowClient, ref: str) -> Target:
                 raise
             raise registry.RegistryNotFound(f"model {name!r} has no version or alias {which!r}") from exc
         return Target(
-            run=_get_run(client, found.run_id), version=str(found.version), model_uri=f"models:/{name}/{found.version}"
+            run=_get_run(client, registry.run_id_of(found)),
+            version=str(found.version),
+            model_uri=f"models:/{name}/{found.version}",
         )
     if not _RUN_ID.match(ref):
         raise RegistryError(f"{ref!r} is neither <model>@<alias|version> nor a run id")

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from churnops.cli.main import main
 from churnops.data.ingest import scheduled_hour
 from churnops.errors import ServiceUnavailable
+from churnops.platform.buildinfo import git_sha
 from churnops.platform.settings import Settings
 from pipelines import remote
 from pipelines.compile import compile_pipeline
@@ -320,3 +321,18 @@ def test_backfill_refuses_a_reversed_range_and_a_version_not_uploaded(kfp_api: K
 def _utc(value: object) -> datetime:
     parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     return parsed.astimezone(timezone.utc)
+
+
+def test_cli_upload_and_schedule_without_version_use_the_code_version(
+    kfp_api: KfpDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("CHURNOPS_CODE_VERSION", "CHURNOPS_GIT_SHA"):  # a source checkout: git tells the version
+        monkeypatch.delenv(name, raising=False)
+    runner = CliRunner()
+    uploaded = runner.invoke(main, ["pipeline", "upload", "ingest", "--host", kfp_api.url])
+    assert uploaded.exit_code == 0, uploaded.output
+    assert [v.display_name for v in kfp_api.pipeline_versions.values()] == [git_sha(Settings())]
+    scheduled = runner.invoke(main, ["pipeline", "schedule", "ingest", "--host", kfp_api.url])
+    assert scheduled.exit_code == 0, scheduled.output
+    (job,) = kfp_api.recurring_runs.values()
+    assert job.pipeline_version_reference.pipeline_version_id in kfp_api.pipeline_versions
