@@ -62,9 +62,16 @@ def _status_message(exc: DynamicApiError) -> str:
     return " ".join(text.split())[:400]
 
 
+def _plain(instance: Any) -> dict[str, Any]:
+    """The object a dynamic client call returned (an untyped ``ResourceInstance``) as a plain dict."""
+    body: dict[str, Any] = instance.to_dict()
+    return body
+
+
 def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
     """The status condition of type ``kind`` (e.g. ``Ready``), or None."""
-    for item in (obj.get("status") or {}).get("conditions") or []:
+    conditions: list[dict[str, Any]] = (obj.get("status") or {}).get("conditions") or []
+    for item in conditions:
         if item.get("type") == kind:
             return item
     return None
@@ -103,13 +110,13 @@ class Cluster:
         except DynamicApiError as exc:
             raise DeploymentError(f"apply {kind}/{meta.get('name')} refused: {_status_message(exc)}") from exc
         logger.info("applied %s/%s", kind, meta.get("name"), extra={"namespace": meta.get("namespace")})
-        return stored.to_dict()
+        return _plain(stored)
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
         resource = self._resource(api_version, kind)
         try:
-            return self._dynamic.get(resource, name=name, namespace=namespace).to_dict()
+            return _plain(self._dynamic.get(resource, name=name, namespace=namespace))
         except DynamicApiError as exc:
             if exc.status == 404:
                 return None
@@ -138,7 +145,7 @@ class Cluster:
             )
         except DynamicApiError as exc:
             raise DeploymentError(f"patch {kind}/{name} refused: {_status_message(exc)}") from exc
-        return patched.to_dict()
+        return _plain(patched)
 
     def wait_ready(
         self,

@@ -391,7 +391,8 @@ def _floor_hour(moment: datetime) -> datetime:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    result: np.ndarray = 1.0 / (1.0 + np.exp(-x))
+    return result
 
 
 def _intercept_for_rate(score: np.ndarray, rate: float) -> float:
@@ -605,7 +606,7 @@ def _event_kinds(rng: np.random.Generator, traits: _Traits, who: np.ndarray, clo
 
 
 def _pages(rng: np.random.Generator, kind: np.ndarray) -> np.ndarray:
-    page = PAGE_BY_TYPE[kind]
+    page: np.ndarray = PAGE_BY_TYPE[kind]  # a copy: fancy indexing
     viewing, failing = kind == _PAGE_VIEW, kind == _ERROR
     page[viewing] = PAGE_VIEW_PAGES[rng.integers(0, len(PAGE_VIEW_PAGES), int(viewing.sum()))]
     page[failing] = ERROR_PAGES[rng.integers(0, len(ERROR_PAGES), int(failing.sum()))]

@@ -87,7 +87,8 @@ def fake_gcs_binary() -> Path:
 
 def _healthy(url: str, timeout: float = 1.0) -> bool:
     try:
-        return requests.get(url, timeout=timeout).status_code == 200
+        status: int = requests.get(url, timeout=timeout).status_code  # requests has no type information here
+        return status == 200
     except (requests.RequestException, OSError, ValueError):
         return False
 

@@ -163,7 +163,8 @@ def _utc_ns(values: pd.Series, column: str) -> np.ndarray:
         stamps = pd.to_datetime(values, utc=True)
     except (ValueError, TypeError) as exc:
         raise UnusableTable(f"column {column!r} holds values that are not timestamps: {exc}") from exc
-    return stamps.dt.as_unit("ns").to_numpy(dtype="datetime64[ns]").view(np.int64)
+    nanoseconds: np.ndarray = stamps.dt.as_unit("ns").to_numpy(dtype="datetime64[ns]").view(np.int64)
+    return nanoseconds
 
 
 _NAT = np.iinfo(np.int64).min
@@ -233,7 +234,8 @@ def _codes_in(values: pd.Series, universe: pd.Index) -> np.ndarray:
         category_codes = universe.get_indexer(values.cat.categories.astype(str))
         codes = values.cat.codes.to_numpy()
         return np.where(codes >= 0, category_codes[codes], -1).astype(np.int64)
-    return universe.get_indexer(values.astype(str)).astype(np.int64)
+    indexes: np.ndarray = universe.get_indexer(values.astype(str)).astype(np.int64)
+    return indexes
 
 
 def _prepare_events(events: pd.DataFrame, universe: pd.Index) -> _Events:
@@ -272,7 +274,8 @@ def _prepare_events(events: pd.DataFrame, universe: pd.Index) -> _Events:
 def _latest_per_customer(records: pd.DataFrame, codes: pd.Series, column: str, missing: Any) -> np.ndarray:
     """``column`` of each customer's latest record among ``records`` (sorted by time), in the order of ``codes``."""
     latest = records.drop_duplicates("_code", keep="last").set_index("_code")[column]
-    return latest.reindex(codes.to_numpy(), fill_value=missing).to_numpy()
+    values: np.ndarray = latest.reindex(codes.to_numpy(), fill_value=missing).to_numpy()
+    return values
 
 
 def _state_at(subs: _Subscriptions, cutoff_ns: np.int64) -> pd.DataFrame:
@@ -338,7 +341,8 @@ def _last_heard_ns(ev: _Events, state: pd.DataFrame, cutoff_ns: np.int64) -> np.
     before = ev.time_ns < cutoff_ns
     last_event = pd.Series(ev.time_ns[before]).groupby(ev.customer[before]).max()
     events_ns = last_event.reindex(state["_code"].to_numpy(), fill_value=_NAT).to_numpy()
-    return np.maximum(events_ns, state["_updated_ns"].to_numpy())
+    latest: np.ndarray = np.maximum(events_ns, state["_updated_ns"].to_numpy())
+    return latest
 
 
 def _population(
@@ -619,4 +623,5 @@ def held_out_customers(tokens: pd.Series, share: float) -> np.ndarray:
     unique = pd.unique(tokens.astype(str))
     fraction = np.array([int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "big") / 2**64 for t in unique])
     chosen = set(unique[fraction < share].tolist())
-    return tokens.astype(str).isin(chosen).to_numpy()
+    selected: np.ndarray = tokens.astype(str).isin(chosen).to_numpy()
+    return selected
