@@ -49,7 +49,7 @@ from xgboost import XGBClassifier
 
 from churnops.data.versioning import DataRepository, open_repository
 from churnops.data.versioning.base import DEFAULT_BRANCH
-from churnops.errors import DataContractError, RegistryError
+from churnops.errors import DataContractError
 from churnops.model import registry
 from churnops.model.predict import DECISION_RULE_KEY, DecisionRule, decision_rule_of
 from churnops.model.scoring import load_model
@@ -69,6 +69,7 @@ from churnops.training.features import (
     split_by_time,
 )
 from churnops.training.lineage import dataset, lineage_tags
+from churnops.training.production import labels_through, recent_production_scores, unseen_by_production
 from churnops.training.transform import MODEL_CODE_PATHS, SKOPS_TRUSTED_TYPES, build_model
 
 logger = logging.getLogger(__name__)
@@ -138,15 +139,15 @@ class PublishedData:
 def published_at(repo: DataRepository, ref: str | None) -> PublishedData:
     """The published tables at ``ref`` (a commit id or branch; None = ``main``), resolved to its commit."""
     commit = repo.resolve(ref or DEFAULT_BRANCH)
-    metadata = repo.commit_info(commit).metadata
+    recorded = repo.commit_info(commit).metadata
     events, subscriptions = load_tables(repo, commit)
     logger.info("data commit %s: %d events, %d subscription records", commit, len(events), len(subscriptions))
     return PublishedData(
         commit,
         events,
         subscriptions,
-        metadata.get("schema_versions", "unknown"),
-        metadata.get("tokenizer_key_id", "unknown"),
+        recorded.get("schema_versions", "unknown"),
+        recorded.get("tokenizer_key_id", "unknown"),
     )
 
 
@@ -385,56 +386,6 @@ def _train_one(  # pylint: disable=too-many-arguments,too-many-positional-argume
             run.info.run_id,
         )
         return FittedModel(name, run.info.run_id, model_uri, metrics, chosen, rule.to_dict())
-
-
-def recent_production_scores(
-    client: mlflow.MlflowClient, model_name: str, test: pd.DataFrame, spec: FeatureSpec, count: int
-) -> dict[str, np.ndarray]:
-    """Churn probabilities on these test rows of each of the last ``count`` versions that held ``production``
-    (rolled-back versions left out, the current holder always in), oldest first: version -> probabilities."""
-    versions = registry.production_history(client, model_name)[-count:]
-    current = registry.alias_holder(client, model_name, "production")
-    if current is not None and current not in versions:
-        versions = [*versions[1:], current] if len(versions) >= count else [*versions, current]
-    scores: dict[str, np.ndarray] = {}
-    for version in versions:
-        model = load_model(f"models:/{model_name}/{version}", client.tracking_uri).pipeline
-        try:
-            scores[version] = evaluate.churn_probability(model, test[spec.columns])
-        except (KeyError, ValueError) as exc:
-            raise RegistryError(
-                f"production version {version} cannot score this test set (different feature spec?): {exc}"
-            ) from exc
-    return scores
-
-
-def labels_through(splits: dict[str, pd.DataFrame], horizon_h: float) -> pd.Timestamp:
-    """The end of the last label window in ``splits``: what a model refit on all of them has seen."""
-    last = max(splits[name]["cutoff"].max() for name in ("train", "validation", "test"))
-    return pd.Timestamp(last) + pd.Timedelta(hours=horizon_h)
-
-
-def unseen_by_production(
-    client: mlflow.MlflowClient, model_name: str, versions: list[str], test: pd.DataFrame
-) -> tuple[np.ndarray, list[str]]:
-    """The test rows none of ``versions`` was trained on (cutoff at or after each version's ``labels_through``
-    tag), and the versions left out because they were trained on every test row (on both classes, at least).
-
-    A version registered without the tag is compared on every test row.
-    """
-    cutoffs = pd.to_datetime(test["cutoff"], utc=True)
-    keep = np.ones(len(test), dtype=bool)
-    left_out: list[str] = []
-    for version in versions:
-        tag = client.get_model_version(model_name, version).tags.get(LABELS_THROUGH_TAG)
-        if tag is None:
-            continue
-        unseen = (cutoffs >= pd.Timestamp(tag)).to_numpy()
-        if test.loc[keep & unseen, LABEL].nunique() < 2:
-            left_out.append(version)
-        else:
-            keep &= unseen
-    return keep, left_out
 
 
 @dataclass(frozen=True)

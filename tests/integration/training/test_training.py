@@ -226,7 +226,7 @@ def test_retraining_the_same_commit_code_and_seed_registers_nothing_and_moves_no
     assert again.data_commit == first.data_commit
     assert again.metrics == first.metrics
     assert again.gate.passed and again.model_version is None and again.reproduced_version == first.model_version
-    assert again.gate.recent_production == {} and again.gate.production_version is None
+    assert not again.gate.recent_production and again.gate.production_version is None
     assert {v.version for v in client.search_model_versions(f"name = '{name}'")} == versions_before
     assert client.get_registered_model(name).aliases == aliases_before
     assert client.get_run(again.parent_run_id).data.tags["reproduced_version"] == first.model_version

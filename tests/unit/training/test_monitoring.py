@@ -85,8 +85,8 @@ def test_features_below_the_threshold_and_a_drifted_prediction_alone_stay_quiet(
 
 def test_in_small_samples_a_psi_sampling_noise_can_reach_does_not_count() -> None:
     report = _report([0.9] + [0.01] * 9, prediction_psi=0.0, size=20)
-    bar = report.table().set_index("name").loc["f0", "bar"]
-    assert bar > 0.9 and not report.drifted and not report.fired
+    threshold = report.table().set_index("name").loc["f0", "bar"]
+    assert threshold > 0.9 and not report.drifted and not report.fired
 
 
 def test_the_rule_counts_only_occupied_bins_and_divides_the_false_alarm_rate_among_the_features() -> None:
