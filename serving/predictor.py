@@ -24,12 +24,10 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
+from churnops.model.predict import LABEL, OUTPUTS, PROBABILITY
 from churnops.model.scoring import ScoringModel, load_model
 from serving.batching import MicroBatcher
 from serving.protocol import (
-    LABEL,
-    OUTPUTS,
-    PROBABILITY,
     TEXT,
     BadRequest,
     Batch,

@@ -42,7 +42,7 @@ import asyncio
 import logging
 import time
 from concurrent import futures
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import grpc
 import orjson
@@ -84,6 +84,7 @@ BINARY_TYPES = frozenset({"application/octet-stream", "application/json", ""})
 HEADER_LENGTH = b"inference-header-content-length"
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 JSON_HEADERS = ((b"content-type", b"application/json"),)
+_Served = TypeVar("_Served", bound=StrictModel)  # the kind of served model a route answers with
 # kserve's own messages for these repeat what the client sent (a model name, a datatype, a parser error)
 NOT_SERVED = "no model of that name is served here"
 INTERNAL_ERROR_MESSAGE = "the model failed to score this request; the failure is logged and counted"
@@ -170,8 +171,8 @@ class Authenticate:  # pylint: disable=too-few-public-methods  # an ASGI middlew
         except (Unauthenticated, PermissionDenied) as exc:
             REFUSED.labels(str(exc.status)).inc()
             logger.log(logging.INFO if exc.status == 403 else logging.DEBUG, "request refused: %s", exc)
-            headers = JSON_HEADERS + (((b"www-authenticate", b'Bearer realm="churnops"'),) if exc.status == 401 else ())
-            await _send(send, exc.status, orjson.dumps({"error": str(exc)}), headers)
+            challenge = ((b"www-authenticate", b'Bearer realm="churnops"'),) if exc.status == 401 else ()
+            await _send(send, exc.status, orjson.dumps({"error": str(exc)}), JSON_HEADERS + challenge)
             return
         await self.app({**scope, CALLER: caller.email}, receive, send)
 
@@ -336,13 +337,24 @@ class ChurnRESTServer(RESTServer):
         app.add_exception_handler(InvalidInput, _invalid_input)
         app.add_exception_handler(ModelNotFound, _model_not_found)
 
-    def _predictor(self, model_name: str, model_version: str | None = None, kind: type = ChurnPredictor) -> Any:
-        """The ready model ``kind`` served as ``model_name`` (and ``model_version``), else the error response."""
+    @overload
+    def _predictor(self, model_name: str, model_version: str | None) -> StrictModel | ORJSONResponse: ...
+
+    @overload
+    def _predictor(
+        self, model_name: str, model_version: str | None, kind: type[_Served]
+    ) -> _Served | ORJSONResponse: ...
+
+    def _predictor(
+        self, model_name: str, model_version: str | None, kind: type[StrictModel] | None = None
+    ) -> StrictModel | ORJSONResponse:
+        """The ready model ``kind`` (default: any strict model) served as ``model_name`` (and ``model_version``),
+        else the error response."""
         model = self.dataplane.model_registry.get_model(model_name)
         if model is None:
             served = ", ".join(repr(name) for name in self.dataplane.model_registry.get_models())
             return error(404, f"{NOT_SERVED} (served: {served})")
-        if not isinstance(model, kind) or not model.ready:
+        if not isinstance(model, kind or StrictModel) or not model.ready:
             return error(503, f"model {model_name!r} is not ready")
         if model_version is not None and model.version is not None and model_version != model.version:
             return error(404, f"model {model_name!r} has no such version here (serving version {model.version})")
@@ -350,7 +362,7 @@ class ChurnRESTServer(RESTServer):
 
     async def model_metadata(self, model_name: str, model_version: str | None = None) -> Response:
         """V2 model metadata, plus the version and lineage in ``versions`` and ``parameters``."""
-        model = self._predictor(model_name, model_version)
+        model = self._predictor(model_name, model_version, ChurnPredictor)
         if not isinstance(model, ChurnPredictor):
             return model
         return ORJSONResponse(
@@ -369,7 +381,7 @@ class ChurnRESTServer(RESTServer):
     ) -> None:
         """V2 inference (ASGI): the model decodes strictly, answers and encodes (JSON or binary)."""
         started = time.perf_counter()
-        model = self._predictor(model_name, model_version, StrictModel)
+        model = self._predictor(model_name, model_version)
         if not isinstance(model, StrictModel):
             await _send(send, model.status_code, bytes(model.body))
             return
@@ -444,6 +456,8 @@ class ChurnRESTServer(RESTServer):
 
 class ChurnRESTServerMultiProcess(RESTServerMultiProcess):
     """kserve's multiprocess REST server whose workers run :class:`ChurnRESTServer`."""
+
+    _rest_server: RESTServer  # kserve's __init__ sets its own, which ours replaces
 
     def __init__(self, *args: Any, host: str = "127.0.0.1", auth: Authenticator | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -74,13 +74,12 @@ from churnops.data.subjects import lake_key_id
 from churnops.data.versioning import DataRepository, open_repository
 from churnops.errors import ChurnopsError
 from churnops.model.online import OnlineSnapshot, load_snapshot, snapshot_commit
+from churnops.model.predict import LABEL, PROBABILITY
 from churnops.platform.auth import Authenticator, TokenSource
 from churnops.platform.logs import setup_logging
 from churnops.platform.settings import Settings, settings_or_exit
 from serving.protocol import (
-    LABEL,
     MAX_TEXT_BYTES,
-    PROBABILITY,
     TEXT,
     BadRequest,
     Decoder,
@@ -482,7 +481,9 @@ class CustomerTransformer(Model, StrictModel):
         )
         return content, length, len(ids)
 
-    async def _ask_predictor(self, table: SnapshotTable, rows: list[int]) -> tuple[np.ndarray, np.ndarray, dict]:
+    async def _ask_predictor(
+        self, table: SnapshotTable, rows: list[int]
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """One binary-extension request with the snapshot rows ``rows`` (a refused connection is retried
         ``predictor_request_retries`` times, as kserve's client does); the predictor's outputs."""
         body, length = table.predictor_body(rows)
