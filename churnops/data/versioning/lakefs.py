@@ -28,9 +28,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-import lakefs_sdk
 import urllib3
+from lakefs_sdk.api.branches_api import BranchesApi
+from lakefs_sdk.api.commits_api import CommitsApi
+from lakefs_sdk.api.objects_api import ObjectsApi
+from lakefs_sdk.api.refs_api import RefsApi
+from lakefs_sdk.api.repositories_api import RepositoriesApi
+from lakefs_sdk.api_client import ApiClient
+from lakefs_sdk.configuration import Configuration
 from lakefs_sdk.exceptions import ApiException
+from lakefs_sdk.models.branch_creation import BranchCreation
+from lakefs_sdk.models.commit import Commit
+from lakefs_sdk.models.commit_creation import CommitCreation
+from lakefs_sdk.models.garbage_collection_rules import GarbageCollectionRules
+from lakefs_sdk.models.merge import Merge
+from lakefs_sdk.models.path_list import PathList
+from lakefs_sdk.models.repository_creation import RepositoryCreation
 
 from churnops.data.versioning.base import (
     DEFAULT_BRANCH,
@@ -63,7 +76,11 @@ def _is_no_changes(exc: ApiException) -> bool:
     return exc.status == 400 and "no changes" in str(exc.body or "").lower()
 
 
-def _to_info(commit: lakefs_sdk.Commit) -> CommitInfo:
+# The SDK's request models are pydantic.v1 models built with parse_obj: their optional fields take their
+# defaults positionally (``Field(None, ...)``), which type checkers read as required keyword arguments.
+
+
+def _to_info(commit: Commit) -> CommitInfo:
     return CommitInfo(
         id=commit.id,
         message=commit.message,
@@ -95,20 +112,22 @@ class LakeFSRepository(DataRepository):
         host = endpoint.rstrip("/")
         if not host.endswith("/api/v1"):
             host += "/api/v1"
-        configuration = lakefs_sdk.Configuration(host=host, username=access_key_id, password=secret_access_key)
-        configuration.retries = 0  # retries happen in _call, where they can be reasoned about
-        client = lakefs_sdk.ApiClient(configuration)
+        configuration = Configuration(host=host, username=access_key_id, password=secret_access_key)
+        # retries happen in _call, where they can be reasoned about; the SDK leaves the attribute's type as None
+        # although urllib3 takes a count
+        configuration.retries = 0  # type: ignore[assignment]
+        client = ApiClient(configuration)
         self._host = host
         self.repository = repository
         self.storage_namespace = storage_namespace
         self.retries = retries
         self.backoff_seconds = backoff_seconds
         self.timeout_seconds = timeout_seconds
-        self._repositories = lakefs_sdk.RepositoriesApi(client)
-        self._branches = lakefs_sdk.BranchesApi(client)
-        self._objects = lakefs_sdk.ObjectsApi(client)
-        self._commits = lakefs_sdk.CommitsApi(client)
-        self._refs = lakefs_sdk.RefsApi(client)
+        self._repositories = RepositoriesApi(client)
+        self._branches = BranchesApi(client)
+        self._objects = ObjectsApi(client)
+        self._commits = CommitsApi(client)
+        self._refs = RefsApi(client)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "LakeFSRepository":
@@ -172,11 +191,12 @@ class LakeFSRepository(DataRepository):
             time.sleep(self.backoff_seconds * 2**attempt)
             attempt += 1
 
-    def _last_commit(self, ref: str) -> lakefs_sdk.Commit:
+    def _last_commit(self, ref: str) -> Commit:
         commits = self._call(f"log {ref!r}", self._refs.log_commits, self.repository, ref, amount=1)
         if not commits.results:
             raise NotFoundError(f"ref {ref!r} has no commits")
-        return commits.results[0]
+        latest: Commit = commits.results[0]  # the SDK's API methods are untyped (validate_arguments)
+        return latest
 
     # ------------------------------------------------------------------ interface
 
@@ -190,8 +210,8 @@ class LakeFSRepository(DataRepository):
                     f"lakeFS repository {self.repository!r} does not exist and no storage namespace was given "
                     "to create it"
                 ) from None
-            creation = lakefs_sdk.RepositoryCreation(
-                name=self.repository, storage_namespace=self.storage_namespace, default_branch=DEFAULT_BRANCH
+            creation = RepositoryCreation.parse_obj(
+                {"name": self.repository, "storage_namespace": self.storage_namespace, "default_branch": DEFAULT_BRANCH}
             )
             try:
                 self._call("create repository", self._repositories.create_repository, creation)
@@ -210,7 +230,7 @@ class LakeFSRepository(DataRepository):
 
     def create_branch(self, name: str, source: str = DEFAULT_BRANCH) -> str:
         check_branch_name(name)
-        creation = lakefs_sdk.BranchCreation(name=name, source=source)
+        creation = BranchCreation.parse_obj({"name": name, "source": source})
         try:
             self._call(f"create branch {name!r}", self._branches.create_branch, self.repository, creation)
         except ApiException as exc:
@@ -248,7 +268,7 @@ class LakeFSRepository(DataRepository):
         lakeFS' GC job (run by the platform) then hard-deletes objects that only commits older than
         that reference; see docs/security.md, "Completing an erasure".
         """
-        rules = lakefs_sdk.GarbageCollectionRules(default_retention_days=days, branches=[])
+        rules = GarbageCollectionRules(default_retention_days=days, branches=[])
         self._call("set GC rules", self._repositories.set_gc_rules, self.repository, rules)
 
     def retention_days(self) -> int | None:
@@ -281,7 +301,7 @@ class LakeFSRepository(DataRepository):
         check_branch_name(branch)
         batch = [check_path(path) for path in paths]
         for start in range(0, len(batch), _PAGE):
-            path_list = lakefs_sdk.PathList(paths=batch[start : start + _PAGE])
+            path_list = PathList(paths=batch[start : start + _PAGE])
             result = self._call(
                 f"delete objects on {branch!r}", self._objects.delete_objects, self.repository, branch, path_list
             )
@@ -291,7 +311,7 @@ class LakeFSRepository(DataRepository):
     def commit(self, branch: str, message: str, metadata: Mapping[str, str]) -> str | None:
         clean = check_metadata(metadata)
         before = self.head(branch)
-        creation = lakefs_sdk.CommitCreation(message=message, metadata=clean)
+        creation = CommitCreation.parse_obj({"message": message, "metadata": clean})
         try:
             commit = self._call(f"commit {branch!r}", self._commits.commit, self.repository, branch, creation)
         except ApiException as exc:
@@ -315,8 +335,8 @@ class LakeFSRepository(DataRepository):
         check_branch_name(into)
         if expected_head is not None and (head := self.head(into)) != self.resolve(expected_head):
             raise MergeConflict(f"branch {into!r} moved to {head} since {expected_head}; not merging {source!r}")
-        request = lakefs_sdk.Merge(
-            message=message or f"Merge '{source}' into '{into}'", metadata=check_metadata(metadata)
+        request = Merge.parse_obj(
+            {"message": message or f"Merge '{source}' into '{into}'", "metadata": check_metadata(metadata)}
         )
         try:
             result = self._call(
