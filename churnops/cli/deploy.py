@@ -10,7 +10,7 @@ import click
 
 from churnops.deploy import kube, release
 from churnops.deploy.canary import Canary
-from churnops.deploy.render import ENVIRONMENTS, Release
+from churnops.deploy.render import ENVIRONMENTS, Environment, Release
 from churnops.platform.alerts import AlertSink
 from churnops.platform.settings import Settings, get_settings
 
@@ -29,7 +29,7 @@ def cluster_for(settings: Settings) -> kube.Cluster:
 @click.option("--bootstrap", is_flag=True, help="Also apply the Namespace and RBAC (platform administrators).")
 @click.option("--smoke-url", default=None, help="Smoke-test this URL instead of the revision's own.")
 def deploy_command(
-    env: str,
+    env: Environment,  # click.Choice(ENVIRONMENTS) admits only these
     image: str,
     model_uri: str,
     model_version: str | None,
@@ -50,6 +50,6 @@ def deploy_command(
             "both revisions passed the smoke test"
         )
         return
-    wanted = Release(env, image, model_uri, model_version, canary_percent=percent)  # type: ignore[arg-type]
+    wanted = Release(env, image, model_uri, model_version, canary_percent=percent)
     report = release.deploy(settings, cluster_for(settings), wanted, bootstrap=bootstrap, smoke_url=smoke_url)
     click.echo(report.line())

@@ -139,15 +139,16 @@ class LakeFSRepository(DataRepository):
             "LAKEFS_SECRET_ACCESS_KEY": settings.lakefs_secret_access_key,
         }
         missing = [name for name, value in required.items() if not value]
-        if missing:
+        key, secret = settings.lakefs_access_key_id, settings.lakefs_secret_access_key
+        if missing or key is None or secret is None:
             raise ConfigurationError(
                 "the lakeFS versioning backend needs " + ", ".join(missing) + " (or their CHURNOPS_-prefixed forms)"
             )
         return cls(
             endpoint=str(settings.lakefs_endpoint),
             repository=settings.lakefs_repository,
-            access_key_id=settings.lakefs_access_key_id.get_secret_value(),  # type: ignore[union-attr]
-            secret_access_key=settings.lakefs_secret_access_key.get_secret_value(),  # type: ignore[union-attr]
+            access_key_id=key.get_secret_value(),
+            secret_access_key=secret.get_secret_value(),
             storage_namespace=settings.lakefs_storage_namespace,
         )
 
