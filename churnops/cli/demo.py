@@ -114,13 +114,13 @@ def demo_settings(settings: Settings) -> Settings:
 class _AlertHandler(BaseHTTPRequestHandler):
     """Receives the Slack-style alert posts of every pipeline task and counts them by kind."""
 
-    received: Counter[str]
+    server: _AlertServer
 
     def do_POST(self) -> None:  # pylint: disable=invalid-name  # the http.server hook name
         """One alert: ``text`` starts with ``churnops alert: <kind>:``."""
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
         kind = str(body.get("text", "")).removeprefix("churnops alert: ").split(":", 1)[0]
-        self.server.received[kind or "unknown"] += 1  # type: ignore[attr-defined]
+        self.server.received[kind or "unknown"] += 1
         self.send_response(204)
         self.end_headers()
 
@@ -128,15 +128,22 @@ class _AlertHandler(BaseHTTPRequestHandler):
         """Quiet: the demo prints the counts."""
 
 
+class _AlertServer(ThreadingHTTPServer):
+    """The webhook on 127.0.0.1 (a free port); ``received`` counts its alerts by kind."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _AlertHandler)
+        self.received: Counter[str] = Counter()
+
+
 @contextmanager
 def alert_receiver() -> Iterator[tuple[str, Counter[str]]]:
     """A webhook on 127.0.0.1 for the demo's alerts; yields its URL and the live counts."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _AlertHandler)
-    server.received = Counter()  # type: ignore[attr-defined]
+    server = _AlertServer()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/alerts", server.received  # type: ignore[attr-defined]
+        yield f"http://127.0.0.1:{server.server_address[1]}/alerts", server.received
     finally:
         server.shutdown()
         server.server_close()
