@@ -75,7 +75,7 @@ def record(token: str, hours: float = 0, cancel_hours: float | None = None, **co
 def subscriptions_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """A subscriptions table in published format."""
     frame = pd.DataFrame(rows)
-    frame.insert(0, "record_id", [f"r{i}" for i in range(len(frame))])
+    frame.insert(0, "record_id", [f"r{i:06d}" for i in range(len(frame))])  # ids sort in row order (ties in time)
     frame["cancel_date"] = pd.to_datetime(frame["cancel_date"], utc=True)
     frame["updated_at"] = pd.to_datetime(frame["updated_at"], utc=True)
     frame["_source_object"] = "activity/subscriptions/x.csv"

@@ -41,14 +41,15 @@ def test_population_and_features_are_decided_by_the_records_known_at_the_cutoff(
     histories: list[list[tuple[int, str, str, int | None]]], cutoff_h: int
 ) -> None:
     rows = [row for i, steps in enumerate(histories) for row in _records(f"c{i}", steps)]
-    known = [row for row in rows if row["updated_at"] < at(cutoff_h)]
+    table = subscriptions_frame(rows)  # each record keeps its id in both tables (ids break ties in time)
+    known = table[table["updated_at"] < at(cutoff_h)].reset_index(drop=True)
     events = events_frame([event(f"c{i}", cutoff_h - 0.5) for i in range(len(histories))])
-    everything = build_features(events, subscriptions_frame(rows), at(cutoff_h))
-    pd.testing.assert_frame_equal(everything, build_features(events, subscriptions_frame(known), at(cutoff_h)))
+    everything = build_features(events, table, at(cutoff_h))
+    pd.testing.assert_frame_equal(everything, build_features(events, known, at(cutoff_h)))
     # a customer is in the population only if its latest known record says active
-    latest = {row["customer_token"]: row["status"] for row in known}
+    latest = dict(zip(known["customer_token"], known["status"]))
     assert set(everything["customer_token"]) <= {token for token, status in latest.items() if status == "active"}
-    labels = build_labels(subscriptions_frame(rows), at(cutoff_h), horizon=6)
+    labels = build_labels(table, at(cutoff_h), horizon=6)
     assert list(labels.index) == list(everything["customer_token"])
 
 
