@@ -141,7 +141,7 @@ def _pipeline_id(api: kfp.Client, name: str, create: bool) -> str | None:
     ``kfp.Client.upload_pipeline`` would create a first version named after the pipeline: one
     version per commit needs the pipeline service's plain create (``kfp.Client`` has no method for it).
     """
-    found = api.get_pipeline_id(display_name(name))
+    found: str | None = api.get_pipeline_id(display_name(name))  # kfp.Client is untyped; its docstring says str
     if found or not create:
         return found
     body = kfp_server_api.V2beta1Pipeline(

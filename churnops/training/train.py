@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.models import ModelSignature, infer_signature
-from mlflow.types import ColSpec, Schema
+from mlflow.types import ColSpec, Schema, TensorSpec
 from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
@@ -222,10 +222,9 @@ def choose_rule(config: "TrainingConfig", probability: np.ndarray) -> DecisionRu
 
 def model_signature(spec: FeatureSpec, X: pd.DataFrame, probability: np.ndarray) -> ModelSignature:
     """Inputs from the spec (every column optional: serving may send nulls); outputs from predict_proba."""
-    inputs = Schema(
-        [ColSpec("double", name, required=False) for name in spec.numeric]
-        + [ColSpec("string", name, required=False) for name in spec.categorical]
-    )
+    columns: list[ColSpec | TensorSpec] = [ColSpec("double", name, required=False) for name in spec.numeric]
+    columns += [ColSpec("string", name, required=False) for name in spec.categorical]
+    inputs = Schema(columns)
     return ModelSignature(inputs=inputs, outputs=infer_signature(X.head(5), probability).outputs)
 
 
