@@ -10,14 +10,13 @@ from __future__ import annotations
 import click
 
 from churnops.cli.deploy import cluster_for
+from churnops.cli.options import FINDING_EXIT
 from churnops.deploy.canary import Canary, Prometheus, Thresholds, run_auto
 from churnops.deploy.release import resolve_model
 from churnops.errors import RegistryError
 from churnops.model import registry
 from churnops.platform.alerts import AlertSink
 from churnops.platform.settings import Settings, get_settings
-
-HOLD_EXIT = 3
 
 
 def _canary(settings: Settings) -> Canary:
@@ -91,7 +90,7 @@ def analyze() -> None:
     if verdict.decision == "rollback":
         raise SystemExit(1)
     if verdict.decision == "hold":
-        raise SystemExit(HOLD_EXIT)
+        raise SystemExit(FINDING_EXIT)
 
 
 @canary_group.command("promote")

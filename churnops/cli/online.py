@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from churnops.cli.options import FINDING_EXIT, model_option
 from churnops.platform.settings import get_settings
 from churnops.training.monitoring import check_drift, retrain_for
 from churnops.training.online import refresh_online_features
@@ -32,14 +33,7 @@ def drift_group() -> None:
 
 
 @drift_group.command("check")
-@click.option(
-    "--model",
-    "model_ref",
-    default="production",
-    show_default=True,
-    metavar="ALIAS|VERSION",
-    help="The model version whose training features are the reference.",
-)
+@model_option("The model version whose training features are the reference.")
 @click.option(
     "--refresh/--no-refresh",
     default=True,
@@ -68,4 +62,4 @@ def drift_check(model_ref: str, refresh: bool, retrain: bool) -> None:
             + (f", registered version {result.model_version}" if result.model_version else "")
         )
     if report.fired:
-        raise SystemExit(3)
+        raise SystemExit(FINDING_EXIT)

@@ -7,11 +7,10 @@ import math
 
 import click
 
+from churnops.cli.options import FINDING_EXIT
 from churnops.local.localstack import require_services
 from churnops.platform.settings import get_settings
 from churnops.training.reproduce import DIFFERENT, Check, reproduce
-
-EXIT_DIFFERENT = 3
 
 
 def _number(value: float) -> str:
@@ -67,7 +66,7 @@ def reproduce_command(ref: str, tolerance: float, current_settings: bool, as_jso
         if report.verdict == DIFFERENT and not report.causes:
             click.echo("differs from the original: nothing recorded differs (non-deterministic code?)")
     if report.verdict == DIFFERENT:
-        raise SystemExit(EXIT_DIFFERENT)
+        raise SystemExit(FINDING_EXIT)
 
 
 COMMANDS: tuple[click.Command, ...] = (reproduce_command,)

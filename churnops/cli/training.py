@@ -12,6 +12,7 @@ import math
 import click
 import pandas as pd
 
+from churnops.cli.options import FINDING_EXIT, model_option
 from churnops.local.localstack import require_services
 from churnops.model import registry
 from churnops.platform.settings import get_settings
@@ -165,18 +166,8 @@ def model_source(alias: str) -> None:
     click.echo(f"{client.get_model_version_download_uri(settings.registered_model, version)} {version}")
 
 
-PERFORMANCE_DEGRADED_EXIT = 3  # as `drift check` when it fires
-
-
 @model_group.command("performance")
-@click.option(
-    "--model",
-    "model_ref",
-    default="production",
-    show_default=True,
-    metavar="ALIAS|VERSION",
-    help="The registered version to judge.",
-)
+@model_option("The registered version to judge.")
 def model_performance(model_ref: str) -> None:
     """Judge a version on the labels matured since its training data (main's head); exit 3 when it degraded."""
     check = check_production_performance(get_settings(), model_ref)
@@ -196,7 +187,7 @@ def model_performance(model_ref: str) -> None:
     click.echo(f"MLflow run {check.mlflow_run_id}")
     if check.degraded:
         click.echo("DEGRADED: " + "; ".join(check.problems))
-        raise SystemExit(PERFORMANCE_DEGRADED_EXIT)
+        raise SystemExit(FINDING_EXIT)
     click.echo("within limits")
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -142,3 +143,21 @@ def test_stack_down_stops_what_a_kept_demo_left_running(
         for process in servers:
             process.kill()
             process.wait()
+
+
+def test_the_commands_judging_a_registered_version_take_the_same_model_option() -> None:
+    """``drift check`` and ``model performance`` name the version alike: ``--model ALIAS|VERSION``, production."""
+    for group, command in (("drift", "check"), ("model", "performance")):
+        context = click.Context(cli.main)
+        sub = cli.main.get_command(context, group)
+        assert isinstance(sub, click.Group)
+        judged = sub.get_command(context, command)
+        assert judged is not None
+        (option,) = [param for param in judged.params if "--model" in param.opts]
+        assert (option.name, option.metavar, option.default, option.required) == (
+            "model_ref",
+            "ALIAS|VERSION",
+            "production",
+            False,
+        ), (group, command)
+        assert "--model ALIAS|VERSION" in CliRunner().invoke(cli.main, [group, command, "--help"]).output
