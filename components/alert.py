@@ -4,13 +4,12 @@
 # pylint: disable=import-outside-toplevel
 # KFP runs only the function's own source in the task, so every import lives in the body.
 
-from kfp import dsl
 from kfp.dsl import PipelineTaskFinalStatus
 
-from components import IMAGE
+from components import component
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@component
 def alert_on_failure(pipeline: str, status: PipelineTaskFinalStatus, run_id: str = "", run_name: str = "") -> bool:
     """Runs after every other task of the pipeline, whatever happened. When the run did not succeed,
     raises a `pipeline_failed` alert through the alert sink (a log line, and the alert webhook
@@ -45,7 +44,7 @@ def alert_on_failure(pipeline: str, status: PipelineTaskFinalStatus, run_id: str
     return raised is not None
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@component
 def gate(step: str, refused: str, passes: str = "") -> str:
     """Fail with the refusal of step `step` (a data or contract error, which no retry can mend), else pass
     `passes` on. A step that refuses ends normally with the refusal as an output, so the pipeline's retry

@@ -3,15 +3,13 @@
 # pylint: disable=import-outside-toplevel
 # KFP runs only the function's own source in the task, so every import lives in the body.
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from kfp import dsl
-
-from components import IMAGE
+from components import component
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
-def commit(branch: str, metadata: dict) -> NamedTuple(  # type: ignore[valid-type]
+@component
+def commit(branch: str, metadata: dict[str, Any]) -> NamedTuple(  # type: ignore[valid-type]
     "CommitOutputs", [("head", str), ("refused", str)]
 ):
     """Commit the run branch the ingest step staged, with its metadata (sources and generations, row
@@ -35,7 +33,7 @@ def commit(branch: str, metadata: dict) -> NamedTuple(  # type: ignore[valid-typ
 
     settings = settings_or_exit()
     setup_logging(settings)
-    outputs = namedtuple("CommitOutputs", ["head", "refused"])
+    outputs = namedtuple("outputs", ["head", "refused"])
     if not branch:
         logging.getLogger("churnops.components.commit").info("nothing new to ingest: nothing published")
         return outputs("", "")

@@ -5,12 +5,10 @@
 
 from typing import NamedTuple
 
-from kfp import dsl
-
-from components import IMAGE
+from components import component
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@component
 def online_features(data_ref: str) -> NamedTuple(  # type: ignore[valid-type]
     "OnlineOutputs", [("snapshot_commit", str), ("data_commit", str), ("cutoff", str), ("rows", int), ("refused", str)]
 ):
@@ -32,7 +30,7 @@ def online_features(data_ref: str) -> NamedTuple(  # type: ignore[valid-type]
 
     settings = settings_or_exit()
     setup_logging(settings)
-    outputs = namedtuple("OnlineOutputs", ["snapshot_commit", "data_commit", "cutoff", "rows", "refused"])
+    outputs = namedtuple("outputs", ["snapshot_commit", "data_commit", "cutoff", "rows", "refused"])
     outcome = run_step(
         "online-features", lambda: refresh_online_features(settings, data_ref or None), settings.step_retry_seconds
     )
@@ -42,7 +40,7 @@ def online_features(data_ref: str) -> NamedTuple(  # type: ignore[valid-type]
     return outputs(snapshot.commit_id, snapshot.data_commit, snapshot.cutoff.isoformat(), len(snapshot.features), "")
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@component
 def drift_check(snapshot_commit: str, model_ref: str, retrain: bool) -> NamedTuple(  # type: ignore[valid-type]
     "DriftOutputs",
     [
@@ -80,7 +78,7 @@ def drift_check(snapshot_commit: str, model_ref: str, retrain: bool) -> NamedTup
     settings = settings_or_exit()
     setup_logging(settings)
     outputs = namedtuple(
-        "DriftOutputs",
+        "outputs",
         [
             "fired",
             "drifted_feature_share",
@@ -120,7 +118,7 @@ def drift_check(snapshot_commit: str, model_ref: str, retrain: bool) -> NamedTup
     )
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@component
 def performance_check(data_ref: str, model_ref: str) -> NamedTuple(  # type: ignore[valid-type]
     "PerformanceOutputs",
     [
@@ -151,7 +149,7 @@ def performance_check(data_ref: str, model_ref: str) -> NamedTuple(  # type: ign
 
     settings = settings_or_exit()
     setup_logging(settings)
-    outputs = namedtuple("PerformanceOutputs", ["degraded", "waiting", "mlflow_run_id", "refused"])
+    outputs = namedtuple("outputs", ["degraded", "waiting", "mlflow_run_id", "refused"])
     checked = run_step(
         "performance-check",
         lambda: check_production_performance(settings, model_ref or "production", data_ref=data_ref or None),

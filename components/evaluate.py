@@ -3,18 +3,17 @@
 # pylint: disable=import-outside-toplevel
 # KFP runs only the function's own source in the task, so every import lives in the body.
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from kfp import dsl
 from kfp.dsl import ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
-from components import IMAGE
+from components import component
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@component
 def evaluate(  # pylint: disable=too-many-arguments,too-many-positional-arguments,too-many-locals  # one per KFP input/output
     parent_run_id: str,
-    lineage: dict,
+    lineage: dict[str, Any],
     train_split: Input[Dataset],
     validation_split: Input[Dataset],
     test_split: Input[Dataset],
@@ -67,7 +66,7 @@ def evaluate(  # pylint: disable=too-many-arguments,too-many-positional-argument
     fitted = {
         name: training.fitted_from_metadata(m.metadata) for name, m in (("baseline", baseline), ("xgboost", challenger))
     }
-    outputs = namedtuple("EvaluateOutputs", ["winner", "refused"])
+    outputs = namedtuple("outputs", ["winner", "refused"])
     outcome = run_step(
         "evaluate",
         lambda: training.evaluate_models(settings, parent_run_id, fitted, splits, spec, lineage, config),

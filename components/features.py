@@ -5,13 +5,12 @@
 
 from typing import NamedTuple
 
-from kfp import dsl
 from kfp.dsl import Dataset, Output
 
-from components import IMAGE
+from components import component
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@component
 def features(
     data_ref: str,
     seed: int,
@@ -48,7 +47,7 @@ def features(
 
     settings = settings_or_exit()
     setup_logging(settings)
-    outputs = namedtuple("FeaturesOutputs", ["data_commit", "parent_run_id", "lineage", "refused"])
+    outputs = namedtuple("outputs", ["data_commit", "parent_run_id", "lineage", "refused"])
     splits = (("train", train), ("validation", validation), ("test", test))
     outcome = run_step(
         "features",

@@ -5,12 +5,10 @@
 
 from typing import NamedTuple
 
-from kfp import dsl
-
-from components import IMAGE
+from components import component
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@component
 def ingest(hour: str, lookback: int, scheduled_time: str, created_time: str = "", pipeline_run: str = "") -> NamedTuple(  # type: ignore[valid-type]
     "IngestOutputs", [("branch", str), ("accounting", dict), ("metadata", dict), ("refused", str)]
 ):
@@ -50,7 +48,7 @@ def ingest(hour: str, lookback: int, scheduled_time: str, created_time: str = ""
         ),
         settings.step_retry_seconds,
     )
-    outputs = namedtuple("IngestOutputs", ["branch", "accounting", "metadata", "refused"])
+    outputs = namedtuple("outputs", ["branch", "accounting", "metadata", "refused"])
     staged = outcome.value
     if staged is None:
         return outputs("", {}, {}, outcome.refused)

@@ -5,12 +5,10 @@
 
 from typing import NamedTuple
 
-from kfp import dsl
-
-from components import IMAGE
+from components import component
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)  # type: ignore[untyped-decorator]  # KFP is untyped
+@component
 def purge(as_of: str) -> NamedTuple(  # type: ignore[valid-type]
     "PurgeOutputs", [("erasures", int), ("commit_id", str), ("refused", str)]
 ):

@@ -3,18 +3,17 @@
 # pylint: disable=import-outside-toplevel
 # KFP runs only the function's own source in the task, so every import lives in the body.
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from kfp import dsl
 from kfp.dsl import Dataset, Input, Model
 
-from components import IMAGE
+from components import component
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@component
 def register(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # one per KFP input
     parent_run_id: str,
-    lineage: dict,
+    lineage: dict[str, Any],
     winner: str,
     train_split: Input[Dataset],
     validation_split: Input[Dataset],
@@ -59,7 +58,7 @@ def register(  # pylint: disable=too-many-arguments,too-many-positional-argument
         name: training.fitted_from_metadata(model.metadata)
         for name, model in (("baseline", baseline), ("xgboost", challenger))
     }
-    outputs = namedtuple("RegisterOutputs", ["version", "refused"])
+    outputs = namedtuple("outputs", ["version", "refused"])
     outcome = run_step(
         "register",
         lambda: training.register_candidate(

@@ -5,12 +5,10 @@
 
 from typing import NamedTuple
 
-from kfp import dsl
-
-from components import IMAGE
+from components import component
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@component
 def score(data_ref: str, alias: str) -> NamedTuple(  # type: ignore[valid-type]
     "ScoreOutputs",
     [
@@ -41,7 +39,7 @@ def score(data_ref: str, alias: str) -> NamedTuple(  # type: ignore[valid-type]
 
     settings = settings_or_exit()
     setup_logging(settings)
-    outputs = namedtuple("ScoreOutputs", ["commit_id", "data_commit", "model_version", "rows", "cutoff", "refused"])
+    outputs = namedtuple("outputs", ["commit_id", "data_commit", "model_version", "rows", "cutoff", "refused"])
     outcome = run_step(
         "score",
         lambda: batch.score_customers(settings, data_ref or "main", alias or "production"),

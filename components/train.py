@@ -3,19 +3,18 @@
 # pylint: disable=import-outside-toplevel
 # KFP runs only the function's own source in the task, so every import lives in the body.
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from kfp import dsl
 from kfp.dsl import Dataset, Input, Model, Output
 
-from components import IMAGE
+from components import component
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+@component
 def train(
     model_name: str,
     parent_run_id: str,
-    lineage: dict,
+    lineage: dict[str, Any],
     train_split: Input[Dataset],
     validation_split: Input[Dataset],
     model: Output[Model],
@@ -53,7 +52,7 @@ def train(
         {"train": train_split.path, "validation": validation_split.path},
         train_split.metadata,
     )
-    outputs = namedtuple("TrainOutputs", ["run_id", "validation_roc_auc", "refused"])
+    outputs = namedtuple("outputs", ["run_id", "validation_roc_auc", "refused"])
     outcome = run_step(
         f"train-{model_name}",
         lambda: training.fit_model(settings, model_name, splits, spec, lineage, parent_run_id, config),

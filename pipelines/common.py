@@ -20,7 +20,9 @@ in step).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from kfp import dsl, kubernetes
 from kfp.dsl import PipelineTask
@@ -46,6 +48,16 @@ def image_digest(image: str) -> str | None:
     """The ``sha256:...`` digest of an image reference pinned by digest (``name@sha256:...``), else None."""
     match = _DIGEST.search(image.strip())
     return match.group(1) if match else None
+
+
+def declare_pipeline(name: str, description: str) -> Callable[[Callable[..., None]], Any]:
+    """``dsl.pipeline(name=..., description=...)``: how every pipeline is declared.
+
+    kfp ships no type information, so to a type checker ``dsl.pipeline`` and the ``GraphComponent`` it
+    makes are untyped; declared through this function, no pipeline module needs an exception.
+    """
+    declare: Callable[[Callable[..., None]], Any] = dsl.pipeline(name=name, description=description)
+    return declare
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from kfp.dsl.graph_component import GraphComponent
 
 from churnops.platform.settings import load_settings
 from components.drift import drift_check, online_features, performance_check
-from pipelines.common import LARGE, configure, failure_alert, refusal_gate
+from pipelines.common import LARGE, configure, declare_pipeline, failure_alert, refusal_gate
 
 NAME = "drift"
 CRON = "0 0 5 * * *"  # daily at 05:00 UTC, after training (02:30) and scoring (04:00)
@@ -15,7 +15,7 @@ CRON = "0 0 5 * * *"  # daily at 05:00 UTC, after training (02:30) and scoring (
 def build() -> GraphComponent:
     """The drift pipeline, its task settings read from the settings now (at compile or local run time)."""
 
-    @dsl.pipeline(
+    @declare_pipeline(
         name="churnops-drift",
         description="Drift monitoring: publish the online features of the head of the lake's main branch, compare them "
         "with the training features of the model version holding `model_ref` (PSI per feature and for the prediction), "

@@ -9,7 +9,7 @@ from kfp.dsl.graph_component import GraphComponent
 from churnops.platform.settings import load_settings
 from components.commit import commit
 from components.ingest import ingest
-from pipelines.common import configure, failure_alert, refusal_gate
+from pipelines.common import configure, declare_pipeline, failure_alert, refusal_gate
 
 NAME = "ingest"
 CRON = "0 5 * * * *"  # every hour at minute 5 (KFP cron has a leading seconds field)
@@ -29,7 +29,7 @@ def build(
     DAG with empty times, and the ``hour`` parameter is then required.
     """
 
-    @dsl.pipeline(
+    @declare_pipeline(
         name="churnops-ingest",
         description="Hourly ingest: new raw objects of an hour (plus a lookback for late files) -> contract check, "
         "quarantine, tokenization -> one lake commit merged into main.",

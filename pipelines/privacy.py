@@ -5,7 +5,7 @@ from kfp.dsl.graph_component import GraphComponent
 
 from churnops.platform.settings import load_settings
 from components.privacy import purge
-from pipelines.common import LARGE, configure, failure_alert, refusal_gate
+from pipelines.common import LARGE, configure, declare_pipeline, failure_alert, refusal_gate
 
 NAME = "purge"
 CRON = "0 30 3 * * *"  # daily at 03:30 UTC: an erasure is completed within a day of its grace period's end
@@ -14,7 +14,7 @@ CRON = "0 30 3 * * *"  # daily at 03:30 UTC: an erasure is completed within a da
 def build() -> GraphComponent:
     """The purge pipeline, its task settings read from the settings now (at compile or local run time)."""
 
-    @dsl.pipeline(  # type: ignore[untyped-decorator]  # KFP is untyped
+    @declare_pipeline(
         name="churnops-purge",
         description="Erasure purge: every erasure whose grace period has passed is completed in the lake's history, "
         "the raw bucket, MLflow run artifacts and the pipeline root, and recorded on its erasure record.",

@@ -5,7 +5,7 @@ from kfp.dsl.graph_component import GraphComponent
 
 from churnops.platform.settings import load_settings
 from components.score import score
-from pipelines.common import LARGE, configure, failure_alert, refusal_gate
+from pipelines.common import LARGE, configure, declare_pipeline, failure_alert, refusal_gate
 
 NAME = "scoring"
 CRON = "0 0 4 * * *"  # daily at 04:00 UTC, after training
@@ -14,7 +14,7 @@ CRON = "0 0 4 * * *"  # daily at 04:00 UTC, after training
 def build() -> GraphComponent:
     """The scoring pipeline, its task settings read from the settings now (at compile or local run time)."""
 
-    @dsl.pipeline(
+    @declare_pipeline(
         name="churnops-scoring",
         description="Batch scoring: the production model scores every active customer at the head of the lake's main "
         "branch; the predictions are one lake commit under predictions/.",

@@ -13,7 +13,7 @@ from components.evaluate import evaluate
 from components.features import features
 from components.register import register
 from components.train import train
-from pipelines.common import LARGE, configure, failure_alert, refusal_gate
+from pipelines.common import LARGE, configure, declare_pipeline, failure_alert, refusal_gate
 
 NAME = "training"
 # No KFP recurring run: one trigger starts training, Cloud Scheduler's daily message to the Cloud Build
@@ -26,7 +26,7 @@ MODELS = ("baseline", "xgboost")
 def build() -> GraphComponent:
     """The training pipeline, its task settings read from the settings now (at compile or local run time)."""
 
-    @dsl.pipeline(
+    @declare_pipeline(
         name="churnops-training",
         description="Features at a lake commit -> baseline and XGBoost in parallel -> evaluate and gate -> "
         "register the winner as candidate.",

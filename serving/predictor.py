@@ -17,7 +17,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-from kserve import Model
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
@@ -38,6 +37,7 @@ from serving.protocol import (
     outputs_of,
     rest_response,
 )
+from serving.untyped_bases import KServeModel
 
 logger = logging.getLogger("churnops.serving")
 
@@ -104,7 +104,7 @@ PROBABILITIES = BatchHistogram(
 )
 
 
-class ChurnPredictor(Model, StrictModel):
+class ChurnPredictor(KServeModel, StrictModel):
     """Serves one churn model under ``name``; ``model_uri`` is a directory or ``models:/<name>@<alias>``."""
 
     def __init__(

@@ -51,7 +51,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse, Response
 from grpc import ServicerContext, StatusCode, aio
 from grpc_interceptor.exceptions import GrpcException
-from kserve import ModelServer
 from kserve.errors import (
     InferenceError,
     InvalidInput,
@@ -62,10 +61,7 @@ from kserve.errors import (
     UnsupportedProtocol,
 )
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
-from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
-from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
-from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
 from kserve.protocol.rest.server import RESTServer
 from prometheus_client import Counter
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -76,6 +72,14 @@ from churnops.platform.logs import setup_logging
 from churnops.platform.settings import settings_or_exit
 from serving.predictor import ChurnPredictor
 from serving.protocol import BadRequest, PayloadTooLarge, StrictModel, UpstreamError
+from serving.untyped_bases import (
+    GRPCServerInterceptor,
+    KServeExceptionToStatusInterceptor,
+    KServeGRPCServer,
+    KServeModelServer,
+    KServeRESTServer,
+    KServeRESTServerMultiProcess,
+)
 
 logger = logging.getLogger("churnops.serving")
 
@@ -177,7 +181,7 @@ class Authenticate:  # pylint: disable=too-few-public-methods  # an ASGI middlew
         await self.app({**scope, CALLER: caller.email}, receive, send)
 
 
-class AuthInterceptor(aio.ServerInterceptor):  # pylint: disable=too-few-public-methods  # one hook
+class AuthInterceptor(GRPCServerInterceptor):  # pylint: disable=too-few-public-methods  # one hook
     """gRPC: every RPC but the probes needs an allowed caller's ``authorization: Bearer <token>`` metadata."""
 
     def __init__(self, auth: Authenticator) -> None:
@@ -275,7 +279,7 @@ async def _repository_disabled(model_name: str) -> Response:
     return error(403, "loading and unloading models is disabled on this server (the served model stays as it is)")
 
 
-class ChurnRESTServer(RESTServer):
+class ChurnRESTServer(KServeRESTServer):
     """kserve's REST server on ``host``, with the strict infer route and JSON errors."""
 
     def __init__(
@@ -454,7 +458,7 @@ class ChurnRESTServer(RESTServer):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-class ChurnRESTServerMultiProcess(RESTServerMultiProcess):
+class ChurnRESTServerMultiProcess(KServeRESTServerMultiProcess):
     """kserve's multiprocess REST server whose workers run :class:`ChurnRESTServer`."""
 
     _rest_server: RESTServer  # kserve's __init__ sets its own, which ours replaces
@@ -476,7 +480,7 @@ class ChurnRESTServerMultiProcess(RESTServerMultiProcess):
         )
 
 
-class ClientSafeStatusInterceptor(ExceptionToStatusInterceptor):
+class ClientSafeStatusInterceptor(KServeExceptionToStatusInterceptor):
     """kserve's exception-to-status mapping, without repeating (in the status or a log line) what the client sent."""
 
     async def handle_exception(
@@ -499,7 +503,7 @@ class ClientSafeStatusInterceptor(ExceptionToStatusInterceptor):
             await context.abort(StatusCode.INTERNAL, INTERNAL_ERROR_MESSAGE)
 
 
-class ChurnGRPCServer(GRPCServer):
+class ChurnGRPCServer(KServeGRPCServer):
     """kserve's gRPC server on ``host``."""
 
     def __init__(self, *args: Any, host: str = "127.0.0.1", auth: Authenticator | None = None, **kwargs: Any) -> None:
@@ -528,7 +532,7 @@ class ChurnGRPCServer(GRPCServer):
         await server.wait_for_termination()
 
 
-class ChurnModelServer(ModelServer):
+class ChurnModelServer(KServeModelServer):
     """``kserve.ModelServer`` bound to ``host`` with the servers above, authenticating callers with ``auth``."""
 
     def __init__(self, auth: Authenticator, host: str = "127.0.0.1", **kwargs: Any) -> None:

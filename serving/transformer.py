@@ -63,7 +63,7 @@ import aiohttp
 import numpy as np
 import orjson
 import pandas as pd
-from kserve import Model, model_server
+from kserve import model_server
 from kserve.constants.constants import PredictorProtocol
 from kserve.errors import InvalidInput
 from kserve.predictor_config import PredictorConfig
@@ -92,6 +92,7 @@ from serving.protocol import (
     text_elements,
 )
 from serving.server import ChurnModelServer
+from serving.untyped_bases import KServeModel
 
 logger = logging.getLogger("churnops.serving.transformer")
 
@@ -352,7 +353,7 @@ def _predictor_outputs(content: bytes, length: str | None, rows: int) -> tuple[n
     return probability, label, header
 
 
-class CustomerTransformer(Model, StrictModel):
+class CustomerTransformer(KServeModel, StrictModel):
     """Answers churn risk by customer id: tokenize, look up the snapshot, ask the predictor ``name``."""
 
     def __init__(
