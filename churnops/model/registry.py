@@ -20,7 +20,6 @@ import contextlib
 import functools
 import getpass
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -35,7 +34,7 @@ from mlflow.tracking import MlflowClient
 
 from churnops.errors import RegistryError, ServiceUnavailable
 from churnops.platform import cluster_proxy
-from churnops.platform.mlflow_login import use_mlflow_credentials
+from churnops.platform.mlflow_login import FORWARDED_HEADER, mlflow_authorization, use_mlflow_credentials
 from churnops.platform.retry import chain
 from churnops.platform.settings import Settings
 
@@ -123,41 +122,40 @@ def use_tracking(settings: Settings) -> MlflowClient:
 
 
 @functools.cache
-def _proxied_tracking(address: str, kubeconfig: Path | None, context: str | None) -> cluster_proxy.ProxiedService:
+def _proxied_tracking(
+    address: str, kubeconfig: Path | None, context: str | None, login: str | None
+) -> cluster_proxy.Forwarder:
     """The tracking server behind ``address``, resolved from the kubeconfig and probed once per process
-    (MLflow's own error for a refusal names neither cause nor remedy)."""
+    (MLflow's own error for a refusal names neither cause nor remedy), at a loopback address that holds
+    the credentials: one per address, kubeconfig, context and MLflow login."""
     service = cluster_proxy.resolve(address, kubeconfig, context)
     try:
         cluster_proxy.probe(service, "/health", f"MLflow at {address}")
     except ServiceUnavailable as exc:
         raise RegistryUnavailable(str(exc)) from exc
-    return service
+    headers = {FORWARDED_HEADER: login} if login else {}
+    return cluster_proxy.Forwarder(service, headers)
 
 
 def tracking_uri(settings: Settings) -> str:
     """The settings' tracking URI as MLflow takes it.
 
-    A ``k8s://mlflow/mlflow:5000`` address (a build outside the cluster,
-    :mod:`churnops.platform.cluster_proxy`) becomes the API server's proxy URL, and the kubeconfig's
-    token and CA certificate go where MLflow's REST client reads them on every request
-    (``MLFLOW_TRACKING_TOKEN``, ``MLFLOW_TRACKING_SERVER_CERT_PATH``), and the settings' MLflow user and
-    password go in ``X-MLflow-Authorization`` (the API server keeps ``Authorization`` for itself). A direct
-    address gets them in ``Authorization`` (:func:`churnops.platform.mlflow_login.use_mlflow_credentials`).
+    A direct address is itself, and MLflow's clients in this process log in as the settings' MLflow
+    user (:func:`churnops.platform.mlflow_login.use_mlflow_credentials`). A ``k8s://mlflow/mlflow:5000``
+    address (a build outside the cluster, :mod:`churnops.platform.cluster_proxy`) becomes the address
+    of a :class:`~churnops.platform.cluster_proxy.Forwarder` to the API server's proxy URL, which holds
+    the kubeconfig's token and CA certificate and the MLflow user's credentials (in
+    ``X-MLflow-Authorization``: the API server keeps ``Authorization`` for itself); nothing of them
+    enters the environment, so clients of two settings (two MLflow users) work side by side.
     """
     if not settings.mlflow_tracking_uri:
         raise RegistryError("no MLflow tracking URI is configured (CHURNOPS_MLFLOW_TRACKING_URI)")
     if not cluster_proxy.is_proxied(settings.mlflow_tracking_uri):
         use_mlflow_credentials(settings)
         return settings.mlflow_tracking_uri
-    service = _proxied_tracking(settings.mlflow_tracking_uri, settings.kubeconfig, settings.kube_context)
-    use_mlflow_credentials(settings, forwarded=True)  # Authorization is the API server's
-    if service.token:
-        os.environ["MLFLOW_TRACKING_TOKEN"] = service.token
-    if service.ca_cert:
-        os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"] = service.ca_cert
-    if not service.verify_ssl:
-        os.environ["MLFLOW_TRACKING_INSECURE_TLS"] = "true"
-    return service.url
+    return _proxied_tracking(
+        settings.mlflow_tracking_uri, settings.kubeconfig, settings.kube_context, mlflow_authorization(settings)
+    ).url
 
 
 @contextlib.contextmanager

@@ -7,8 +7,9 @@ Basic``). Behind the Kubernetes API server's service proxy (a build outside the 
 the API server removes that header once it has authenticated the request: the MLflow credentials
 travel in :data:`FORWARDED_HEADER` instead, MLflow's own name for MLflow credentials when a proxy
 holds ``Authorization`` (``mlflow.gateway.constants.MLFLOW_GATEWAY_AUTH_HEADER``), added to every
-request by :class:`ForwardedCredentials` (an ``mlflow.request_header_provider`` entry point). The
-server reads it with :func:`churnops.platform.mlflow_server_auth.authenticate_request`.
+request by the client's :class:`churnops.platform.cluster_proxy.Forwarder` (see
+:func:`churnops.model.registry.tracking_uri`), never through the environment. The server reads it
+with :func:`churnops.platform.mlflow_server_auth.authenticate_request`.
 """
 
 from __future__ import annotations
@@ -18,12 +19,10 @@ import os
 from pathlib import Path
 
 from mlflow.gateway.constants import MLFLOW_GATEWAY_AUTH_HEADER
-from mlflow.tracking.request_header.abstract_request_header_provider import RequestHeaderProvider
 
 from churnops.platform.settings import Settings
 
 FORWARDED_HEADER = MLFLOW_GATEWAY_AUTH_HEADER  # "X-MLflow-Authorization"
-FORWARDED_VARIABLE = "CHURNOPS_MLFLOW_FORWARDED_AUTHORIZATION"  # the header's value, for this process and its children
 PASSWORD_FILE = "churnops-mlflow-password-{user}"
 MLFLOW_LOGIN_VARIABLES = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
@@ -47,35 +46,22 @@ def _password(settings: Settings) -> str | None:
     return None
 
 
-def use_mlflow_credentials(settings: Settings, *, forwarded: bool = False) -> bool:
-    """Make MLflow's clients in this process (and its children) log in as ``settings.mlflow_username``
-    with its password (the settings', else on the local profile the local stack's file).
+def mlflow_authorization(settings: Settings) -> str | None:
+    """The ``Authorization: Basic`` value of the settings' MLflow user and password (the settings', else on the
+    local profile the local stack's file); None when no password is known."""
+    password = _password(settings)
+    return None if password is None else basic_authorization(settings.mlflow_username, password)
 
-    ``forwarded`` (the API server's proxy in between): the credentials go in :data:`FORWARDED_HEADER`
-    and ``MLFLOW_TRACKING_USERNAME``/``PASSWORD`` are cleared, since MLflow would send them in
-    ``Authorization`` instead of the API server's token. False (no credentials set) when no password
-    is known (the environment's own ``MLFLOW_TRACKING_*`` left as they are on a direct address).
+
+def use_mlflow_credentials(settings: Settings) -> bool:
+    """Make MLflow's clients in this process (and its children) log in to a direct address as
+    ``settings.mlflow_username`` with its password (the settings', else on the local profile the local
+    stack's file). False (nothing set) when no password is known: the environment's own
+    ``MLFLOW_TRACKING_*`` are left as they are.
     """
     password = _password(settings)
-    if forwarded:
-        for variable in MLFLOW_LOGIN_VARIABLES:
-            os.environ.pop(variable, None)
     if password is None:
         return False
-    if forwarded:
-        os.environ[FORWARDED_VARIABLE] = basic_authorization(settings.mlflow_username, password)
-    else:
-        os.environ.pop(FORWARDED_VARIABLE, None)
-        os.environ["MLFLOW_TRACKING_USERNAME"] = settings.mlflow_username
-        os.environ["MLFLOW_TRACKING_PASSWORD"] = password
+    os.environ["MLFLOW_TRACKING_USERNAME"] = settings.mlflow_username
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = password
     return True
-
-
-class ForwardedCredentials(RequestHeaderProvider):
-    """Adds :data:`FORWARDED_HEADER` to MLflow's requests when :func:`use_mlflow_credentials` set it."""
-
-    def in_context(self) -> bool:
-        return bool(os.environ.get(FORWARDED_VARIABLE))
-
-    def request_headers(self) -> dict[str, str]:
-        return {FORWARDED_HEADER: os.environ[FORWARDED_VARIABLE]}

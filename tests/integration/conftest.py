@@ -10,7 +10,7 @@ from google.cloud import storage
 
 from churnops.data.versioning.lakefs import LakeFSRepository
 from churnops.local.localstack import LocalStack
-from churnops.platform.mlflow_login import FORWARDED_VARIABLE, MLFLOW_LOGIN_VARIABLES, use_mlflow_credentials
+from churnops.platform.mlflow_login import MLFLOW_LOGIN_VARIABLES, use_mlflow_credentials
 from churnops.platform.settings import Settings
 from churnops.platform.storage import storage_client
 from tests.conftest import free_port
@@ -53,7 +53,7 @@ def fixture_mlflow_tracking_uri(stack_settings: Settings) -> Iterator[str]:
     stack = LocalStack(stack_settings, only=("mlflow",))
     stack.up()
     assert stack_settings.mlflow_tracking_uri is not None
-    before = {name: os.environ.get(name) for name in (*MLFLOW_LOGIN_VARIABLES, FORWARDED_VARIABLE)}
+    before = {name: os.environ.get(name) for name in MLFLOW_LOGIN_VARIABLES}
     assert use_mlflow_credentials(stack_settings)
     yield stack_settings.mlflow_tracking_uri
     for name, value in before.items():

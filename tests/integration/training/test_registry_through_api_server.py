@@ -7,6 +7,7 @@ reads (churnops/platform/mlflow_server_auth.py): the session's MLflow runs the b
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,25 +19,25 @@ from mlflow.exceptions import MlflowException
 
 from churnops.errors import RegistryError
 from churnops.model import registry
-from churnops.platform.mlflow_login import FORWARDED_HEADER, FORWARDED_VARIABLE, basic_authorization
+from churnops.platform.mlflow_login import FORWARDED_HEADER, basic_authorization
 from churnops.platform.settings import Settings
 from tests.support.apiserver_proxy import ApiServerProxy
 
 ADDRESS = "k8s://mlflow/mlflow:5000"
-SET_BY_RESOLVING = (
+# What MLflow's REST client would read credentials or TLS settings from: resolving the address sets none
+MLFLOW_CLIENT_VARIABLES = (
     "MLFLOW_TRACKING_TOKEN",
     "MLFLOW_TRACKING_SERVER_CERT_PATH",
     "MLFLOW_TRACKING_INSECURE_TLS",
     "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD",
-    FORWARDED_VARIABLE,
 )
 
 
 @pytest.fixture(name="proxy")
 def fixture_proxy(mlflow_tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiServerProxy]:
     """The API server's service proxy in front of the session's real MLflow server (basic-auth app)."""
-    for variable in SET_BY_RESOLVING:  # what resolving the address sets or clears, restored after the test
+    for variable in MLFLOW_CLIENT_VARIABLES:  # none in the environment (restored after the test)
         monkeypatch.setenv(variable, "placeholder")
         monkeypatch.delenv(variable)
     with ApiServerProxy("build-token", {"mlflow/mlflow:5000": mlflow_tracking_uri}) as double:
@@ -119,3 +120,42 @@ def test_credentials_the_api_server_refuses_are_a_registry_error(
     with pytest.raises(RegistryError, match="401"):
         registry.client_for(settings).search_registered_models()
     assert not proxy.seen
+
+
+def test_resolving_the_address_puts_no_credential_in_the_environment(
+    proxy: ApiServerProxy, stack_settings: Settings, tmp_path: Path
+) -> None:
+    client = registry.use_tracking(through(proxy, stack_settings, tmp_path, "churnops-training"))
+    with mlflow.start_run(experiment_id=client.create_experiment(f"environment-{uuid.uuid4().hex[:8]}")):
+        mlflow.log_text("logged through the proxy", "note.txt")  # artifacts too: mlflow-artifacts through it
+    assert client.search_registered_models() is not None
+    assert not set(MLFLOW_CLIENT_VARIABLES) & set(os.environ)
+    assert "build-token" not in "".join(os.environ.values())
+
+
+def test_two_mlflow_users_through_the_proxy_keep_their_own_credentials(
+    proxy: ApiServerProxy, stack_settings: Settings, tmp_path: Path
+) -> None:
+    """A deployer and a reader in one process: building the reader's client does not make the deployer a reader."""
+    name = stack_settings.registered_model
+    deployer = registry.client_for(through(proxy, stack_settings, tmp_path, "churnops-deployer"))
+    run = deployer.create_run(deployer.create_experiment(f"two-users-{uuid.uuid4().hex[:8]}"))
+    version = deployer.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id).version
+    reader = registry.client_for(through(proxy, stack_settings, tmp_path, "churnops-scoring"))
+
+    with pytest.raises(MlflowException, match="PERMISSION_DENIED|403"):
+        reader.set_registered_model_alias(name, "staging", version)
+    deployer.set_registered_model_alias(name, "staging", version)  # still the deployer
+    assert registry.alias_holder(reader, name, "staging") == version
+    deployer.delete_registered_model_alias(name, "staging")
+
+
+def test_the_local_forwarder_serves_only_its_own_address(
+    proxy: ApiServerProxy, stack_settings: Settings, tmp_path: Path
+) -> None:
+    address = registry.tracking_uri(through(proxy, stack_settings, tmp_path, "churnops-training"))
+    assert address.startswith("http://127.0.0.1:")
+    assert requests.get(f"{address}/health", timeout=30).status_code == 200
+    port_only = address.rsplit("/", 1)[0]  # without the forwarder's key: another local process guessing
+    assert requests.get(f"{port_only}/health", timeout=30).status_code == 404
+    assert requests.get(f"{port_only}/api/2.0/mlflow/registered-models/search", timeout=30).status_code == 404
