@@ -6,8 +6,9 @@ rest (``docs/security.md``, "Completing an erasure"):
 
 - the lake's history: on the embedded backend every commit is rewritten without the subject's rows
   and every object no ref reaches is deleted (:meth:`EmbeddedRepository.rewrite_history`); on lakeFS
-  the repository's garbage-collection rules are set (lakeFS' GC job, run by the platform, deletes
-  what only older commits reference) and the branch heads are erased again;
+  the branch heads are erased again and every older object holding the subject is deleted from the
+  storage namespace (:func:`sweep_lakefs_history`), and the repository's garbage-collection rules
+  are set for the rest of history;
 - the raw bucket: each object holding the subject is rewritten without the subject's lines (or
   deleted when it cannot be parsed), and its earlier generations are deleted;
 - the pipeline root: parquet files are rewritten without the subject's rows, other files holding
@@ -32,8 +33,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from google.api_core.exceptions import NotFound
 from google.cloud import storage
 
+from churnops.data.id_index import INDEX_PREFIX
 from churnops.data.privacy import Tokenizer
 from churnops.data.subjects import (
     ERASURES_PREFIX,
@@ -46,6 +49,8 @@ from churnops.data.subjects import (
 )
 from churnops.data.versioning import DataRepository
 from churnops.data.versioning.base import DEFAULT_BRANCH
+from churnops.data.versioning.lakefs import LakeFSRepository
+from churnops.errors import ConfigurationError
 from churnops.platform.storage import storage_errors
 
 log = logging.getLogger(__name__)
@@ -78,29 +83,45 @@ class LakePurge:
     rows_removed: int = 0
     retention_days: int | None = None  # lakeFS: the GC retention set
     commit_map: dict[str, str] = field(default_factory=dict)  # embedded: old -> new commit id
+    objects_deleted: int = 0  # lakeFS: history's objects deleted from the storage namespace
 
 
-def purge_lake(repo: DataRepository, records: list[dict[str, Any]], retention_days: int) -> LakePurge:
-    """Remove the subjects of ``records`` from the lake's history (embedded) or hand history to GC (lakeFS)."""
+def purge_lake(
+    repo: DataRepository, records: list[dict[str, Any]], retention_days: int, client: storage.Client | None = None
+) -> LakePurge:
+    """Remove the subjects of ``records`` from the lake's history: rewritten (embedded), or on lakeFS erased at
+    the heads and every older object holding them deleted from the storage namespace (through ``client``)."""
     tokens = set().union(*(record_tokens(record) for record in records))
+    if isinstance(repo, LakeFSRepository):
+        return _purge_lakefs(repo, records, tokens, retention_days, client)
     rewrite_history = getattr(repo, "rewrite_history", None)
-    if rewrite_history is not None:
-        result = LakePurge(backend="embedded")
-        ids: set[str] = set()
+    if rewrite_history is None:
+        raise ConfigurationError(f"the purge cannot remove history from a {type(repo).__name__}")
+    result = LakePurge(backend="embedded")
+    ids: set[str] = set()
 
-        def rewrite(path: str, content: bytes) -> bytes | None:
-            if path.startswith(PRIVACY_PREFIX) or not path.endswith(".parquet"):
-                return content
-            scrubbed = scrub_parquet(content, tokens, ids)
-            ids.update(scrubbed.ids)
-            result.rows_removed += scrubbed.rows_removed
-            return scrubbed.content
+    def rewrite(path: str, content: bytes) -> bytes | None:
+        if path.startswith(PRIVACY_PREFIX) or not path.endswith(".parquet"):
+            return content
+        scrubbed = scrub_parquet(content, tokens, ids)
+        ids.update(scrubbed.ids)
+        result.rows_removed += scrubbed.rows_removed
+        return scrubbed.content
 
-        result.commit_map = rewrite_history(rewrite)
-        result.commits_rewritten = len(result.commit_map)
-        return result
+    result.commit_map = rewrite_history(rewrite)
+    result.commits_rewritten = len(result.commit_map)
+    return result
+
+
+def _purge_lakefs(
+    repo: LakeFSRepository,
+    records: list[dict[str, Any]],
+    tokens: set[str],
+    retention_days: int,
+    client: storage.Client | None,
+) -> LakePurge:
     result = LakePurge(backend=type(repo).__name__, retention_days=retention_days)
-    repo.set_retention(retention_days)  # type: ignore[attr-defined]  # the lakeFS backend
+    repo.set_retention(retention_days)  # what else history holds goes with lakeFS's GC
     for record in records:
         report = ErasureReport(
             erasure_id=record["erasure_id"],
@@ -110,7 +131,68 @@ def purge_lake(repo: DataRepository, records: list[dict[str, Any]], retention_da
             earlier_tokens=record.get("earlier_tokens", []),
         )
         result.rows_removed += erase_heads(repo, report, write_record=False).rows_removed
+    if client is None:
+        raise ConfigurationError("the purge needs a storage client to delete history's copies on lakeFS")
+    result.objects_deleted = sweep_lakefs_history(repo, client, tokens)
     return result
+
+
+def sweep_lakefs_history(repo: LakeFSRepository, client: storage.Client, tokens: set[str]) -> int:
+    """Delete from the storage namespace every object of the lake's history that holds one of ``tokens``; how many.
+
+    Run after the heads are erased. Every parquet object some commit stored (found by diffing each
+    commit with its parent, so each object is listed once however many commits reference it) and
+    no branch head references is read from the storage namespace; one that holds the subjects'
+    rows (or, for the id index, their rows' ids) is deleted, as lakeFS's garbage collection deletes
+    an expired object. A read of it at an old commit then answers 410 "object expired". Objects at
+    a branch head are never touched, and an object already deleted (by an earlier purge or by GC)
+    is skipped. The cost is one diff per commit and one read of every parquet object history holds.
+    """
+    at_heads = {address for branch in repo.branches() for address in repo.physical_addresses(branch).values()}
+    candidates: dict[str, str] = {}  # address -> path
+    for commit, parents in repo.reachable_commits().items():
+        if len(parents) > 1:
+            continue  # a merge references its sources' objects and stores none of its own
+        if parents:  # what the commit stored: the objects it added or changed
+            introduced = {path: "" for path in repo.changed_paths(parents[0], commit) if _may_hold_rows(path)}
+        else:
+            introduced = {path: a for path, a in repo.physical_addresses(commit).items() if _may_hold_rows(path)}
+        for path, address in introduced.items():
+            address = address or repo.physical_address(commit, path)
+            if address not in at_heads:
+                candidates.setdefault(address, path)
+    ids: set[str] = set()
+    deleted = 0
+    # The id index last: its rows are found by the ids of the subjects' rows in the other tables.
+    for address, path in sorted(candidates.items(), key=lambda item: (item[1].startswith(INDEX_PREFIX), item[1])):
+        bucket, name = _gcs_address(address)
+        blob = client.bucket(bucket).blob(name)
+        with storage_errors(f"reading {address}"):
+            try:
+                content = blob.download_as_bytes()
+            except NotFound:  # deleted by an earlier purge or by GC
+                continue
+        scrubbed = scrub_parquet(content, tokens, ids)
+        if scrubbed.rows_removed:
+            ids.update(scrubbed.ids)
+            with storage_errors(f"deleting {address}"):
+                blob.delete()
+            deleted += 1
+            log.info("history object deleted", extra={"path": path, "rows": scrubbed.rows_removed})
+    return deleted
+
+
+def _may_hold_rows(path: str) -> bool:
+    """A lake path whose object may hold a subject's rows: a parquet table (the erasure records are kept)."""
+    return path.endswith(".parquet") and not path.startswith(PRIVACY_PREFIX)
+
+
+def _gcs_address(address: str) -> tuple[str, str]:
+    """(bucket, object name) of a ``gs://`` physical address."""
+    if not address.startswith("gs://"):
+        raise ConfigurationError(f"the purge deletes history from a gs:// storage namespace only, not {address!r}")
+    bucket, _, name = address.removeprefix("gs://").partition("/")
+    return bucket, name
 
 
 def record_purge(

@@ -138,9 +138,9 @@ class Settings(BaseSettings):
     )
 
     # Data-subject erasure (docs/security.md, "Completing an erasure"): how long an erasure waits
-    # before `churnops privacy purge` removes history and derived copies (0 = at the next purge), and
-    # the retention lakeFS garbage collection is given; both are bounded so that every copy is gone
-    # within one month.
+    # before `churnops privacy purge` removes history and derived copies (0 = at the next purge;
+    # bounded so that every copy is gone within one month), and the retention the purge sets in
+    # lakeFS's garbage-collection rules for the rest of history.
     erasure_grace_hours: int = Field(default=72, ge=0, le=168)
     lakefs_gc_retention_days: int = Field(default=7, ge=1, le=21)
 

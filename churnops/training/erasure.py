@@ -50,6 +50,7 @@ class PurgeReport:
         return {
             "lake_rows": self.lake.rows_removed if self.lake else 0,
             "lake_commits_rewritten": self.lake.commits_rewritten if self.lake else 0,
+            "lake_objects_deleted": self.lake.objects_deleted if self.lake else 0,
             "raw_lines": self.raw_bucket.lines_removed,
             "raw_objects_rewritten": self.raw_bucket.objects_rewritten,
             "raw_objects_deleted": self.raw_bucket.objects_deleted,
@@ -152,7 +153,7 @@ def purge(
     if not due:
         return report
     tokens = set().union(*(record_tokens(record) for record in due))
-    report.lake = lake_purge.purge_lake(repo, due, settings.lakefs_gc_retention_days)
+    report.lake = lake_purge.purge_lake(repo, due, settings.lakefs_gc_retention_days, client)
     current = {record["subject_token"] for record in due if record.get("key_id") == tokenizer.key_id}
     report.skipped_keys = sorted({record["key_id"] for record in due if record.get("key_id") != tokenizer.key_id})
     if current:

@@ -32,7 +32,7 @@ from mlflow.exceptions import MlflowException
 
 from churnops.data.purge import commit_map
 from churnops.data.subjects import ERASURES_PREFIX, erasure_records
-from churnops.data.versioning import DataRepository, NotFoundError, open_repository
+from churnops.data.versioning import DataRepository, NotFoundError, ObjectExpired, open_repository
 from churnops.data.versioning.uri import locate
 from churnops.errors import RegistryError
 from churnops.model import registry
@@ -275,7 +275,13 @@ def _data_without_erased(
         commit = repo.resolve(rewritten.get(data_commit, data_commit))
     except NotFoundError as exc:
         raise NotFoundError(f"data commit {data_commit} no longer resolves: {exc}") from exc
-    events, subscriptions = training.load_tables(repo, commit)
+    try:
+        events, subscriptions = training.load_tables(repo, commit)
+    except ObjectExpired as exc:
+        raise ObjectExpired(
+            f"data commit {data_commit} cannot be read whole: an erasure purge deleted its objects that held erased "
+            f"subjects ({exc}); reproduce a version trained after the erasure instead"
+        ) from exc
     later = later_erasures(repo, commit)
     if later:
         tokens = {record["subject_token"] for record in later}

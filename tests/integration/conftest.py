@@ -12,7 +12,7 @@ from churnops.data.versioning.lakefs import LakeFSRepository
 from churnops.local.localstack import LocalStack
 from churnops.platform.mlflow_login import MLFLOW_LOGIN_VARIABLES, use_mlflow_credentials
 from churnops.platform.settings import Settings
-from churnops.platform.storage import storage_client
+from churnops.platform.storage import ensure_bucket, storage_client
 from tests.conftest import free_port
 from tests.support.lakefs_double import LakeFSDouble
 
@@ -22,6 +22,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in item.nodeid:
             item.add_marker(pytest.mark.integration)
+
+
+LAKE_BUCKET = "churnops-lake-test"  # the lakeFS double's storage namespaces on fake-gcs-server
 
 
 @pytest.fixture(scope="session", name="stack_settings")
@@ -71,13 +74,24 @@ def fixture_lakefs_double() -> Iterator[LakeFSDouble]:
         yield double
 
 
-def double_repository(double: LakeFSDouble, name: str) -> LakeFSRepository:
-    """A lakeFS backend (the real lakefs-sdk) on repository ``name`` of the double."""
+@pytest.fixture(scope="session", name="lakefs_double_gcs")
+def fixture_lakefs_double_gcs(gcs_client: storage.Client) -> Iterator[LakeFSDouble]:
+    """A lakeFS API double keeping its contents in the session's fake-gcs-server, bucket ``LAKE_BUCKET``, as
+    lakeFS on GKE keeps them in the lake bucket (repositories on it take ``gs://LAKE_BUCKET/...`` namespaces)."""
+    ensure_bucket(gcs_client, LAKE_BUCKET)
+    with LakeFSDouble(storage_client=gcs_client) as double:
+        yield double
+
+
+def double_repository(
+    double: LakeFSDouble, name: str, namespace_root: str = "local://churnops-tests"
+) -> LakeFSRepository:
+    """A lakeFS backend (the real lakefs-sdk) on repository ``name`` of the double, stored under ``namespace_root``."""
     return LakeFSRepository(
         endpoint=double.url,
         repository=name,
         access_key_id=double.access_key_id,
         secret_access_key=double.secret_access_key,
-        storage_namespace=f"local://churnops-tests/{name}",
+        storage_namespace=f"{namespace_root}/{name}",
         backoff_seconds=0.01,
     )

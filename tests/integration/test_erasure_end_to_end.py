@@ -1,4 +1,4 @@
-"""An erasure that completes, checked as an auditor would, on the embedded backend.
+"""An erasure that completes, checked as an auditor would, on both backends.
 
 A small lake is ingested (with a quarantined row whose id carries surrounding whitespace), a model
 is trained (feature matrices in the lake and as MLflow run artifacts), the online snapshot and
@@ -6,8 +6,11 @@ predictions are published, a pipeline-root dataset and an interrupted ingest bra
 subject too. Then ``churnops privacy forget`` and ``churnops privacy purge`` run with a grace period
 of 0, and every byte of every store is decoded and searched: every git object of the lake
 (reachable or not), the raw bucket (every generation), MLflow's database and artifacts, the
-pipeline root. None of the subject's raw id, name, e-mail, phone or token may be found outside the
-erasure record; ``export`` then finds nothing, and replaying the raw objects brings nothing back.
+pipeline root. On lakeFS (the API double, keeping its storage namespace in fake-gcs-server as lakeFS
+keeps it in the lake bucket) the lake is every object of the storage namespace and every commit's
+message and metadata. None of the subject's raw id, name, e-mail, phone or token may be found
+outside the erasure record; ``export`` then finds nothing, and replaying the raw objects brings
+nothing back.
 """
 
 from __future__ import annotations
@@ -36,14 +39,25 @@ from churnops.cli import main as cli
 from churnops.cli import privacy as cli_privacy
 from churnops.data.ingest import IngestRun
 from churnops.data.privacy import Tokenizer
+from churnops.data.purge import commit_map
 from churnops.data.versioning import DataRepository, open_repository
+from churnops.data.versioning.base import ObjectExpired
+from churnops.data.versioning.lakefs import LakeFSRepository
 from churnops.local import datagen
+from churnops.model import registry
 from churnops.platform.alerts import AlertSink
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket
 from churnops.training.batch import score_customers
 from churnops.training.online import refresh_online_features
+from churnops.training.reproduce import reproduce
 from churnops.training.train import train_from_commit
+from tests.integration.conftest import LAKE_BUCKET
+from tests.support.lakefs_double import LakeFSDouble
+
+# The first test of each backend builds its world (ingest, training, publishing, the CLI's erasure): minutes on a
+# busy machine, so 900 s, not 300 s.
+pytestmark = pytest.mark.timeout(900)
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 HOURS, CUSTOMERS, SEED = 40, 60, 5
@@ -83,6 +97,7 @@ class World:
     subject: Subject
     objects: list[datagen.RawObject]
     outputs: dict[str, str]
+    training_run: str  # the parent run of the training before the erasure
 
 
 def _subject(objects: list[datagen.RawObject], tokenizer: Tokenizer) -> Subject:
@@ -139,8 +154,24 @@ def _ingest(settings: Settings, repo: DataRepository, client: storage.Client) ->
     return run
 
 
-@pytest.fixture(scope="module", name="world")
+def _backend(request: pytest.FixtureRequest, suffix: str) -> dict[str, object]:
+    """The settings that select the module's backend: embedded, or a repository on the lakeFS double."""
+    if request.param == "embedded":
+        return {}
+    double: LakeFSDouble = request.getfixturevalue("lakefs_double_gcs")
+    return {
+        "versioning_backend": "lakefs",
+        "lakefs_endpoint": double.url,
+        "lakefs_repository": f"erasure-{suffix}",
+        "lakefs_storage_namespace": f"gs://{LAKE_BUCKET}/erasure-{suffix}",
+        "lakefs_access_key_id": SecretStr(double.access_key_id),
+        "lakefs_secret_access_key": SecretStr(double.secret_access_key),
+    }
+
+
+@pytest.fixture(scope="module", name="world", params=["embedded", "lakefs"])
 def world_fixture(
+    request: pytest.FixtureRequest,
     stack_settings: Settings,
     gcs_stack: Settings,
     gcs_client: storage.Client,
@@ -152,6 +183,7 @@ def world_fixture(
     state = tmp_path_factory.mktemp("erasure-e2e")
     settings = gcs_stack.model_copy(
         update={
+            **_backend(request, suffix),
             "state_dir": state,
             "mlflow_tracking_uri": mlflow_tracking_uri,
             "raw_bucket": f"erasure-e2e-{suffix}",
@@ -161,9 +193,8 @@ def world_fixture(
             "erasure_grace_hours": 0,
         }
     )
-    tokenizer = Tokenizer(KEY.encode())
     data = datagen.generate(HOURS, CUSTOMERS, start=START, seed=SEED, anomaly_rate=0.05)
-    subject = _subject(data.objects, tokenizer)
+    subject = _subject(data.objects, Tokenizer(KEY.encode()))
     objects = [*data.objects, _extra_object(subject)]
     ensure_bucket(gcs_client, settings.raw_bucket)
     datagen.upload(gcs_client, settings.raw_bucket, objects)
@@ -201,7 +232,16 @@ def world_fixture(
             assert result.exit_code == 0, result.output
             outputs[name] = result.stdout
         outputs["before.json"] = export.read_text(encoding="utf-8")
-    yield World(settings, stack_settings.state_dir / "mlflow", repo, gcs_client, subject, objects, outputs)
+    yield World(
+        settings,
+        stack_settings.state_dir / "mlflow",
+        repo,
+        gcs_client,
+        subject,
+        objects,
+        outputs,
+        training.parent_run_id,
+    )
 
 
 # ----------------------------------------------------------------------------- decoding stores
@@ -228,7 +268,22 @@ def _is_erasure_record(text: str) -> bool:
 
 
 def lake_texts(world: World) -> dict[str, str]:
-    """Every object in the lake's object database, reachable or not, decoded; erasure records left out."""
+    """Every object the lake stores, reachable or not, decoded; erasure records left out.
+
+    Embedded: the git object database. lakeFS: every object of the storage namespace, and every
+    commit's message and metadata (what lakeFS keeps besides the contents).
+    """
+    if isinstance(world.repo, LakeFSRepository):
+        bucket, _, prefix = (world.settings.lakefs_storage_namespace or "").removeprefix("gs://").partition("/")
+        texts = {
+            f"lake object {blob.name}": _decoded(blob.download_as_bytes())
+            for blob in world.client.list_blobs(bucket, prefix=f"{prefix}/")
+        }
+        texts = {name: text for name, text in texts.items() if not _is_erasure_record(text)}
+        for commit in world.repo.reachable_commits():
+            info = world.repo.commit_info(commit)
+            texts[f"lake commit {commit}"] = f"{info.message}\n{json.dumps(info.metadata)}"
+        return texts
     git = pygit2.Repository(str(world.settings.embedded_repo_dir))
     texts = {}
     for oid in git.odb:
@@ -305,9 +360,21 @@ def test_the_erasure_record_holds_the_token_and_no_raw_value(world: World) -> No
     record = json.loads(world.repo.get_object("main", paths[0]))
     assert record["subject_token"] == world.subject.token and record["purged_at"]
     assert record["purged"]["raw_lines"] > 0 and record["purged"]["mlflow_rows"] > 0
-    assert record["purged"]["pipeline_root_rows"] > 0 and record["purged"]["lake_commits_rewritten"] > 0
+    history = "lake_objects_deleted" if isinstance(world.repo, LakeFSRepository) else "lake_commits_rewritten"
+    assert record["purged"]["pipeline_root_rows"] > 0 and record["purged"][history] > 0
     values = {k: v for k, v in world.subject.needles().items() if k != "token"}
     assert not found({"record": json.dumps(record)}, values)
+
+
+def test_reproducing_a_model_trained_before_the_purge_on_lakefs_says_why_it_cannot(world: World) -> None:
+    """On lakeFS the purge deleted the pre-erasure commit's objects that held the subject (on the embedded
+    backend the commit was rewritten instead, and reproduce retrains on its rewritten form)."""
+    data_commit = registry.use_tracking(world.settings).get_run(world.training_run).data.tags["data_commit"]
+    if not isinstance(world.repo, LakeFSRepository):
+        assert data_commit in commit_map(world.repo)  # rewritten: reproduce finds its new id there
+        return
+    with pytest.raises(ObjectExpired, match="an erasure purge deleted its objects that held erased subjects"):
+        reproduce(world.settings, world.training_run, repo=world.repo)
 
 
 def test_export_after_the_purge_finds_nothing(world: World) -> None:

@@ -5,6 +5,12 @@ lakeFS's semantics: branches over immutable commits, a per-branch staging area t
 see, "no changes" (400) for empty commits and merges, object-level three-way merges with 409 on
 conflicts, and 400 for merges into a branch with uncommitted changes.
 
+As in lakeFS, commits hold each object's physical address and the contents live in the storage
+namespace: under ``<namespace>/data/`` in a real bucket when the namespace is ``gs://`` and the
+double was given a storage client (fake-gcs-server), in memory otherwise. An object whose content
+was deleted from the storage namespace (what lakeFS's garbage collection or an erasure purge
+does) answers 410 "object expired", as lakeFS does.
+
 Every request and every response is validated against the upstream OpenAPI document, vendored as
 ``tests/specs/lakefs-api.yaml`` (see its README), with openapi-core. A request that does not fit
 is answered 500 and a response that does not fit is replaced by a 500; both are recorded in
@@ -24,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from google.api_core import exceptions as gcs_errors
+from google.cloud import storage
 from openapi_core import OpenAPI
 from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
 from openapi_core.validation.response.exceptions import MissingData
@@ -58,7 +66,7 @@ class _Commit:
     message: str
     metadata: dict[str, str]
     creation_date: int
-    tree: dict[str, bytes]
+    tree: dict[str, str]  # path -> physical address
     generation: int
 
     def as_json(self) -> dict[str, Any]:
@@ -85,8 +93,8 @@ class _Repository:
     commits: dict[str, _Commit] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)
     gc_rules: dict[str, Any] | None = None  # the GarbageCollectionRules last set, if any
-    # branch -> path -> content, or None for a staged deletion (tombstone)
-    staging: dict[str, dict[str, bytes | None]] = field(default_factory=dict)
+    # branch -> path -> physical address, or None for a staged deletion (tombstone)
+    staging: dict[str, dict[str, str | None]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         """The lakeFS ``Repository`` object."""
@@ -111,13 +119,63 @@ def _page(keys: list[str], after: str, amount: int) -> tuple[list[str], dict[str
     return page, _pagination(has_more, page[-1] if has_more else "", len(page), amount)
 
 
+class _Blocks:
+    """The storage namespaces' contents by physical address (content-addressed, as the double needs no more):
+    a GCS bucket (through ``client``) for ``gs://`` addresses, memory otherwise."""
+
+    def __init__(self, client: storage.Client | None) -> None:
+        self._client = client
+        self._memory: dict[str, bytes] = {}
+        self._stats: dict[str, tuple[int, str]] = {}  # address -> (size, md5), what listings report
+
+    def put(self, namespace: str, content: bytes) -> str:
+        """Store ``content`` in ``namespace``; its physical address."""
+        address = f"{namespace.rstrip('/')}/data/{hashlib.sha256(content).hexdigest()}"
+        if self._client is not None and address.startswith("gs://"):
+            bucket, name = address.removeprefix("gs://").split("/", 1)
+            self._client.bucket(bucket).blob(name).upload_from_string(content)
+        else:
+            self._memory[address] = content
+        self._stats[address] = (len(content), hashlib.md5(content, usedforsecurity=False).hexdigest())
+        return address
+
+    def get(self, address: str) -> bytes | None:
+        """The content at ``address``; None when it was deleted from the storage namespace."""
+        if self._client is not None and address.startswith("gs://"):
+            bucket, name = address.removeprefix("gs://").split("/", 1)
+            try:
+                return bytes(self._client.bucket(bucket).blob(name).download_as_bytes())
+            except gcs_errors.NotFound:
+                return None
+        return self._memory.get(address)
+
+    def stats(self, path: str, address: str) -> dict[str, Any]:
+        """The lakeFS ``ObjectStats`` of ``path`` stored at ``address``."""
+        size, checksum = self._stats[address]
+        return {
+            "path": path,
+            "path_type": "object",
+            "physical_address": address,
+            "checksum": checksum,
+            "size_bytes": size,
+            "mtime": int(time.time()),
+            "content_type": "application/octet-stream",
+        }
+
+
 class LakeFSDouble(WsgiDouble):
     """The lakeFS API double; use as a context manager or call :meth:`start` / :meth:`stop`."""
 
     name = "lakefs-double"
 
-    def __init__(self, access_key_id: str = "AKIATESTDOUBLE", secret_access_key: str = "double-secret") -> None:
+    def __init__(
+        self,
+        access_key_id: str = "AKIATESTDOUBLE",
+        secret_access_key: str = "double-secret",
+        storage_client: storage.Client | None = None,
+    ) -> None:
         super().__init__()
+        self._blocks = _Blocks(storage_client)
         self.access_key_id = access_key_id
         self.secret_access_key = secret_access_key
         self.validation_errors: list[str] = []
@@ -155,6 +213,8 @@ class LakeFSDouble(WsgiDouble):
                     endpoint="merge",
                 ),
                 Rule(f"{API}/repositories/<repository>/refs/<ref>/objects", methods=["GET"], endpoint="get_object"),
+                Rule(f"{API}/repositories/<repository>/refs/<ref>/objects/stat", methods=["GET"], endpoint="stat"),
+                Rule(f"{API}/repositories/<repository>/refs/<left>/diff/<right>", methods=["GET"], endpoint="diff"),
                 Rule(f"{API}/repositories/<repository>/refs/<ref>/objects/ls", methods=["GET"], endpoint="list"),
                 Rule(f"{API}/repositories/<repository>/refs/<ref>/commits", methods=["GET"], endpoint="log"),
             ]
@@ -260,7 +320,7 @@ class LakeFSDouble(WsgiDouble):
             return matches[0]
         raise ApiError(404, f"ref {ref}: not found")
 
-    def _view(self, repo: _Repository, ref: str) -> dict[str, bytes]:
+    def _view(self, repo: _Repository, ref: str) -> dict[str, str]:
         """What a read of ``ref`` sees: a branch's head with its staged changes, or a commit."""
         tree = dict(self._commit_of(repo, ref).tree)
         if ref in repo.branches:
@@ -272,7 +332,7 @@ class LakeFSDouble(WsgiDouble):
         return tree
 
     def _new_commit(
-        self, repo: _Repository, parents: list[str], message: str, metadata: dict[str, str], tree: dict[str, bytes]
+        self, repo: _Repository, parents: list[str], message: str, metadata: dict[str, str], tree: dict[str, str]
     ) -> _Commit:
         generation = 1 + max((repo.commits[parent].generation for parent in parents), default=0)
         seed = f"{repo.name}:{len(repo.commits)}:{parents}:{message}".encode()
@@ -374,8 +434,9 @@ class LakeFSDouble(WsgiDouble):
             content = request.files["content"].read()
         else:
             content = request.get_data()
-        repo.staging.setdefault(branch, {})[path] = content
-        return _json(201, _stats(path, content))
+        address = self._blocks.put(repo.storage_namespace, content)
+        repo.staging.setdefault(branch, {})[path] = address
+        return _json(201, self._blocks.stats(path, address))
 
     def _op_delete_objects(self, request: Request, repository: str, branch: str) -> Response:
         repo = self._repo(repository)
@@ -439,11 +500,44 @@ class LakeFSDouble(WsgiDouble):
         path = request.args["path"]
         if path not in tree:
             raise ApiError(404, f"object {path}: not found")
-        content = tree[path]
+        content = self._blocks.get(tree[path])
+        if content is None:
+            raise ApiError(410, f"object {path}: object expired (deleted from the storage namespace)")
         response = Response(content, status=200, content_type="application/octet-stream")
         response.headers["ETag"] = f'"{hashlib.md5(content, usedforsecurity=False).hexdigest()}"'
         response.headers["Last-Modified"] = "Mon, 01 Jan 2024 00:00:00 GMT"
         return response
+
+    def _op_stat(self, request: Request, repository: str, ref: str) -> Response:
+        tree = self._view(self._repo(repository), ref)
+        path = request.args["path"]
+        if path not in tree:
+            raise ApiError(404, f"object {path}: not found")
+        return _json(200, self._blocks.stats(path, tree[path]))
+
+    def _op_diff(self, request: Request, repository: str, left: str, right: str) -> Response:
+        """What changed from ``left`` to ``right`` (two-dot: the trees compared as they are), by path."""
+        if request.args.get("type") != "two_dot" or request.args.get("delimiter"):
+            raise ApiError(400, "the lakeFS double diffs two_dot, without a delimiter, only")
+        repo = self._repo(repository)
+        before, after = self._view(repo, left), self._view(repo, right)
+        prefix = request.args.get("prefix", "")
+        kinds = {
+            path: "added" if path not in before else "removed" if path not in after else "changed"
+            for path in set(before) | set(after)
+            if path.startswith(prefix) and before.get(path) != after.get(path)
+        }
+        page, pagination = _page(sorted(kinds), request.args.get("after", ""), int(request.args.get("amount", "100")))
+        results = [
+            {
+                "type": kinds[path],
+                "path": path,
+                "path_type": "object",
+                "size_bytes": self._blocks.stats(path, after.get(path) or before[path])["size_bytes"],
+            }
+            for path in page
+        ]
+        return _json(200, {"pagination": pagination, "results": results})
 
     def _op_list(self, request: Request, repository: str, ref: str) -> Response:
         tree = self._view(self._repo(repository), ref)
@@ -453,7 +547,9 @@ class LakeFSDouble(WsgiDouble):
             raise ApiError(400, "the lakeFS double lists without a delimiter only")
         keys = sorted(path for path in tree if path.startswith(prefix))
         page, pagination = _page(keys, request.args.get("after", ""), amount)
-        return _json(200, {"pagination": pagination, "results": [_stats(path, tree[path]) for path in page]})
+        return _json(
+            200, {"pagination": pagination, "results": [self._blocks.stats(path, tree[path]) for path in page]}
+        )
 
     def _op_log(self, request: Request, repository: str, ref: str) -> Response:
         repo = self._repo(repository)
@@ -471,18 +567,6 @@ class LakeFSDouble(WsgiDouble):
         has_more = len(ordered) > amount
         pagination = _pagination(has_more, page[-1].id if has_more else "", len(page), amount)
         return _json(200, {"pagination": pagination, "results": [commit.as_json() for commit in page]})
-
-
-def _stats(path: str, content: bytes) -> dict[str, Any]:
-    return {
-        "path": path,
-        "path_type": "object",
-        "physical_address": f"local://double/{hashlib.sha256(content).hexdigest()}",
-        "checksum": hashlib.md5(content, usedforsecurity=False).hexdigest(),
-        "size_bytes": len(content),
-        "mtime": int(time.time()),
-        "content_type": "application/octet-stream",
-    }
 
 
 def _json(status: int, body: Any) -> Response:

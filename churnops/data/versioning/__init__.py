@@ -10,6 +10,7 @@ from churnops.data.versioning.base import (
     LakeUnavailable,
     MergeConflict,
     NotFoundError,
+    ObjectExpired,
     UncommittedChangesError,
 )
 from churnops.errors import ConfigurationError, VersioningError
@@ -23,6 +24,7 @@ __all__ = [
     "LakeUnavailable",
     "MergeConflict",
     "NotFoundError",
+    "ObjectExpired",
     "UncommittedChangesError",
     "VersioningError",
     "open_repository",

@@ -50,6 +50,10 @@ class NotFoundError(VersioningError):
     """An unknown ref (branch or commit id) or path."""
 
 
+class ObjectExpired(VersioningError):
+    """An older commit's object was deleted from the lake's storage (by an erasure's purge, or lakeFS's GC)."""
+
+
 class UncommittedChangesError(VersioningError):
     """The operation needs a branch without staged (uncommitted) changes."""
 

@@ -54,6 +54,7 @@ from churnops.data.versioning.base import (
     LakeUnavailable,
     MergeConflict,
     NotFoundError,
+    ObjectExpired,
     UncommittedChangesError,
     check_branch_name,
     check_content,
@@ -90,7 +91,7 @@ def _to_info(commit: Commit) -> CommitInfo:
     )
 
 
-class LakeFSRepository(DataRepository):
+class LakeFSRepository(DataRepository):  # pylint: disable=too-many-public-methods  # the interface and lakeFS's own
     """A :class:`DataRepository` stored in lakeFS repository ``repository`` at ``endpoint``.
 
     ``endpoint`` is the server URL with or without the ``/api/v1`` suffix. ``storage_namespace``
@@ -266,8 +267,9 @@ class LakeFSRepository(DataRepository):
     def set_retention(self, days: int) -> None:
         """Set the repository's garbage-collection rules: every branch keeps history ``days`` days.
 
-        lakeFS' GC job (run by the platform) then hard-deletes objects that only commits older than
-        that reference; see docs/security.md, "Completing an erasure".
+        lakeFS' GC job then hard-deletes objects that only commits older than that reference (an
+        erasure's own objects are deleted by the purge at once); see docs/security.md, "Completing an
+        erasure".
         """
         rules = GarbageCollectionRules(default_retention_days=days, branches=[])
         self._call("set GC rules", self._repositories.set_gc_rules, self.repository, rules)
@@ -358,7 +360,15 @@ class LakeFSRepository(DataRepository):
 
     def get_object(self, ref: str, path: str) -> bytes:
         check_path(path)
-        return bytes(self._call(f"get {path!r} at {ref!r}", self._objects.get_object, self.repository, ref, path))
+        try:
+            return bytes(self._call(f"get {path!r} at {ref!r}", self._objects.get_object, self.repository, ref, path))
+        except ApiException as exc:
+            if exc.status == 410:
+                raise ObjectExpired(
+                    f"{path!r} at {ref!r}: 410 object expired (deleted from the storage namespace by an erasure's "
+                    "purge or by lakeFS's garbage collection)"
+                ) from exc
+            raise
 
     def list_paths(self, ref: str, prefix: str = "") -> list[str]:
         paths: list[str] = []
@@ -377,6 +387,77 @@ class LakeFSRepository(DataRepository):
             if not page.pagination.has_more:
                 return sorted(paths)
             after = page.pagination.next_offset
+
+    def physical_addresses(self, ref: str, prefix: str = "") -> dict[str, str]:
+        """Every object at ``ref`` under ``prefix``: its path -> its physical address in the storage namespace.
+
+        lakeFS-specific: what an erasure purge needs to delete history's copies from the storage
+        namespace (:func:`churnops.data.purge.sweep_lakefs_history`).
+        """
+        addresses: dict[str, str] = {}
+        after = ""
+        while True:
+            page = self._call(
+                f"list {prefix!r} at {ref!r}",
+                self._objects.list_objects,
+                self.repository,
+                ref,
+                prefix=prefix or None,
+                after=after or None,
+                amount=_PAGE,
+            )
+            addresses.update({item.path: item.physical_address for item in page.results if item.path_type == "object"})
+            if not page.pagination.has_more:
+                return addresses
+            after = page.pagination.next_offset
+
+    def reachable_commits(self) -> dict[str, list[str]]:
+        """Every commit some branch reaches (its head and every ancestor), each once, newest first: id -> parents."""
+        seen: dict[str, list[str]] = {}
+        for branch in self.branches():
+            after = ""
+            while True:
+                page = self._call(
+                    f"log {branch!r}",
+                    self._refs.log_commits,
+                    self.repository,
+                    branch,
+                    after=after or None,
+                    amount=_PAGE,
+                )
+                seen.update((commit.id, list(commit.parents)) for commit in page.results)
+                if not page.pagination.has_more:
+                    break
+                after = page.pagination.next_offset
+        return seen
+
+    def changed_paths(self, before: str, after: str) -> list[str]:
+        """The objects ``after`` added or changed relative to ``before`` (a two-dot diff of the two commits)."""
+        paths: list[str] = []
+        cursor = ""
+        while True:
+            page = self._call(
+                f"diff {before!r}..{after!r}",
+                self._refs.diff_refs,
+                self.repository,
+                before,
+                after,
+                after=cursor or None,
+                amount=_PAGE,
+                type="two_dot",
+            )
+            paths.extend(
+                item.path for item in page.results if item.path_type == "object" and item.type in ("added", "changed")
+            )
+            if not page.pagination.has_more:
+                return paths
+            cursor = page.pagination.next_offset
+
+    def physical_address(self, ref: str, path: str) -> str:
+        """Where the object ``path`` at ``ref`` is stored in the storage namespace."""
+        check_path(path)
+        stats = self._call(f"stat {path!r} at {ref!r}", self._objects.stat_object, self.repository, ref, path)
+        return str(stats.physical_address)
 
     def commit_info(self, ref: str) -> CommitInfo:
         return _to_info(self._last_commit(ref))

@@ -23,8 +23,9 @@ BUCKET_GRANTS: dict[str, tuple[tuple[str, str], ...]] = {
     # Producers' landing zone: the ingest pipeline only reads it; the erasure purge rewrites the objects
     # that hold an erased subject and deletes their earlier generations.
     "raw": (("pipeline-ingest", "roles/storage.objectViewer"), ("pipeline-purge", "roles/storage.objectAdmin")),
-    # lakeFS's storage namespace: only the lakeFS server touches it; clients go through lakeFS.
-    "lake": (("lakefs", "roles/storage.objectAdmin"),),
+    # lakeFS's storage namespace: the lakeFS server; clients go through lakeFS. The erasure purge reads history's
+    # objects there and deletes those holding an erased subject (objectUser: read and delete, no IAM or ACLs).
+    "lake": (("lakefs", "roles/storage.objectAdmin"), ("pipeline-purge", "roles/storage.objectUser")),
     # KFP pipeline root and MLflow artifacts: tasks and MLflow write, predictors read models.
     "artifacts": (
         *((pipeline, "roles/storage.objectAdmin") for pipeline in PIPELINES),

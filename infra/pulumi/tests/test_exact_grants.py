@@ -55,8 +55,10 @@ EXPECTED: dict[str, frozenset[Grant]] = {
     "transformer-production": TRANSFORMER,
     "pipeline-ingest": PIPELINE_SECRETS
     | {("bucket", "artifacts", OBJECT_ADMIN), ("bucket", "raw", OBJECT_VIEWER)},  # reads raw PII, never changes it
-    # The erasure purge: the only identity that may rewrite or delete raw objects (and their PII).
-    "pipeline-purge": PIPELINE_SECRETS | {("bucket", "artifacts", OBJECT_ADMIN), ("bucket", "raw", OBJECT_ADMIN)},
+    # The erasure purge: the only identity that may rewrite or delete raw objects (and their PII), and the only
+    # one besides lakeFS that may delete history's objects from the lake bucket.
+    "pipeline-purge": PIPELINE_SECRETS
+    | {("bucket", "artifacts", OBJECT_ADMIN), ("bucket", "raw", OBJECT_ADMIN), ("bucket", "lake", OBJECT_USER)},
     "pipeline-training": PIPELINE_SECRETS | {("bucket", "artifacts", OBJECT_ADMIN)},
     "pipeline-scoring": PIPELINE_SECRETS | {("bucket", "artifacts", OBJECT_ADMIN)},
     "lakefs": frozenset(

@@ -23,11 +23,13 @@ from churnops.data.privacy import Tokenizer, apply_pii_policy
 from churnops.data.purge import commit_map, due_erasures, purge_lake, record_purge
 from churnops.data.subjects import ERASURES_PREFIX, export, forget
 from churnops.data.versioning import DataRepository
+from churnops.data.versioning.base import ObjectExpired
 from churnops.data.versioning.embedded import EmbeddedRepository
+from churnops.data.versioning.lakefs import LakeFSRepository
 from churnops.errors import ConfigurationError
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket
-from tests.integration.conftest import double_repository
+from tests.integration.conftest import LAKE_BUCKET, double_repository
 from tests.support.lakefs_double import LakeFSDouble
 
 KEY = b"subject-rights-test-key-0123456789abcdef"
@@ -115,13 +117,13 @@ def fixture_repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Dat
     if request.param == "embedded":
         repo: DataRepository = EmbeddedRepository(tmp_path / "lake")
     else:
-        double: LakeFSDouble = request.getfixturevalue("lakefs_double")
-        repo = double_repository(double, f"subjects-{uuid.uuid4().hex[:10]}")
+        double: LakeFSDouble = request.getfixturevalue("lakefs_double_gcs")
+        repo = double_repository(double, f"subjects-{uuid.uuid4().hex[:10]}", f"gs://{LAKE_BUCKET}")
     repo.ensure()
     publish(repo)
     yield repo
     if request.param == "lakefs-double":
-        assert not list(request.getfixturevalue("lakefs_double").validation_errors)
+        assert not list(request.getfixturevalue("lakefs_double_gcs").validation_errors)
 
 
 def test_forget_removes_the_subject_from_every_table_in_one_new_commit_per_branch(repo: DataRepository) -> None:
@@ -228,6 +230,21 @@ def test_privacy_commands(
     assert not json.loads(result.output)["tables"]
 
 
+def _history_objects(repo: LakeFSRepository) -> dict[str, tuple[str, str]]:
+    """Every parquet object some commit reaches: physical address -> (a commit, its path there)."""
+    objects: dict[str, tuple[str, str]] = {}
+    for commit in repo.reachable_commits():
+        for path, address in repo.physical_addresses(commit).items():
+            if path.endswith(".parquet"):
+                objects.setdefault(address, (commit, path))
+    return objects
+
+
+def _tokens_at(repo: DataRepository, ref: str, path: str) -> str:
+    """The parquet object at ``ref``/``path`` as CSV text (a token in it is a row of that customer)."""
+    return pq.read_table(io.BytesIO(repo.get_object(ref, path))).to_pandas().to_csv()
+
+
 def test_purge_completes_due_erasures_on_each_backend(repo: DataRepository, request: pytest.FixtureRequest) -> None:
     before = repo.head("main")
     start = datetime(2026, 11, 5, tzinfo=timezone.utc)
@@ -235,18 +252,36 @@ def test_purge_completes_due_erasures_on_each_backend(repo: DataRepository, requ
     assert due_erasures(repo, start + timedelta(hours=23)) == []  # not due within the grace period
     due = due_erasures(repo, start + timedelta(hours=24))
     assert len(due) == 1
-    lake = purge_lake(repo, due, retention_days=7)
+    gcs: storage.Client | None = request.getfixturevalue("gcs_client") if isinstance(repo, LakeFSRepository) else None
+    token = TOKENIZER.token(SUBJECT)
+    # lakeFS: history's objects that hold the subject (after `forget`, no branch head does).
+    holding = (
+        {a: at for a, at in _history_objects(repo).items() if token in _tokens_at(repo, *at)}
+        if isinstance(repo, LakeFSRepository)
+        else {}
+    )
+    lake = purge_lake(repo, due, retention_days=7, client=gcs)
     record_purge(repo, due, start + timedelta(hours=24), {"lake_rows": lake.rows_removed}, lake)
     assert due_erasures(repo, start + timedelta(days=30)) == []  # done: marked purged
-    token = TOKENIZER.token(SUBJECT)
     if isinstance(repo, EmbeddedRepository):
         assert before in lake.commit_map and lake.rows_removed >= 5
         assert token not in set(_rows(repo, lake.commit_map[before], "events/")["customer_token"])
         assert commit_map(repo)[before] == lake.commit_map[before]
-    else:  # lakeFS: history is left to its garbage collection, with the retention the purge set
-        double: LakeFSDouble = request.getfixturevalue("lakefs_double")
-        assert double.gc_rules(repo.repository) == {"default_retention_days": 7, "branches": []}  # type: ignore[attr-defined]
-        assert lake.retention_days == 7 and not lake.commit_map
+    else:  # lakeFS: history's objects holding the subject are deleted from the storage namespace
+        assert isinstance(repo, LakeFSRepository) and gcs is not None
+        assert repo.retention_days() == 7 and not lake.commit_map  # GC rules for the rest of history
+        assert holding and lake.objects_deleted >= len(holding)  # and the id index's objects of their rows
+        for commit, path in holding.values():
+            with pytest.raises(ObjectExpired, match="410"):  # read at the old commit: expired, as after lakeFS's GC
+                repo.get_object(commit, path)
+        # What the storage namespace still holds (every byte lakeFS could serve) has no row of the subject.
+        namespace = f"{repo.repository}/data/"
+        for blob in gcs.list_blobs(LAKE_BUCKET, prefix=namespace):
+            content = blob.download_as_bytes()
+            if content[:4] == b"PAR1":
+                assert token not in pq.read_table(io.BytesIO(content)).to_pandas().to_csv(), blob.name
+            else:
+                assert token.encode() not in content or b"erasure_id" in content, blob.name
     for branch in repo.branches():
         for prefix in ("events/", "subscriptions/"):
             assert token not in set(_rows(repo, branch, prefix)["customer_token"])
