@@ -344,13 +344,48 @@ BUILD_REPOSITORY = "churnops"
 BUILD_CI = "cloudbuild.yaml"
 BUILD_PROMOTE = "cloudbuild.production.yaml"
 BUILD_TRAIN = "cloudbuild.training.yaml"
-BUILD_IDENTITY: dict[str, str] = {BUILD_CI: "deployer", BUILD_PROMOTE: "deployer", BUILD_TRAIN: "deployer"}
+# The attestation build: runs as the attestor, which runs no third-party code (no `make`, no package
+# installed): it scans the images the CI build pushed, by digest, applies the vulnerability gate and
+# signs. The CI build asks for it with a message on ATTEST_TOPIC (the image references, by digest, the
+# commit and its own build id), and waits for the record it writes under ATTESTATIONS_PREFIX in the build
+# bucket.
+BUILD_ATTEST = "cloudbuild.attest.yaml"
+ATTEST_TOPIC = "churnops-attest"
+ATTESTATIONS_PREFIX = "attestations"
+BUILD_IDENTITY: dict[str, str] = {
+    BUILD_CI: "deployer",
+    BUILD_PROMOTE: "deployer",
+    BUILD_TRAIN: "deployer",
+    BUILD_ATTEST: "attestor",
+}
+# The attestation trigger's substitutions, each from a field of the JSON message the CI build publishes
+# (Cloud Build's Pub/Sub payload binding).
+ATTEST_MESSAGE_FIELDS: dict[str, str] = {
+    "_REQUEST": "request",  # the CI build's id: the record is written under <prefix>/<commit>/<request>/
+    "_COMMIT": "commit",
+    "_COMPONENTS_IMAGE": "components",
+    "_SERVING_IMAGE": "serving",
+}
 
 
 def build_substitutions(build: str) -> dict[str, str]:
     """The substitutions a build config must declare with exactly these values (Cloud Build expands
     ``${PROJECT_ID}`` and ``${_REGION}``)."""
     project, region = "${PROJECT_ID}", "${_REGION}"
+    attestor_key = (
+        f"projects/{project}/locations/{region}/keyRings/{ATTESTOR_KEYRING}"
+        f"/cryptoKeys/{ATTESTOR_KEY}/cryptoKeyVersions/1"
+    )
+    if build == BUILD_ATTEST:
+        return {
+            "_REGION": DEFAULT_REGION,
+            "_REPOSITORY": REGISTRY_REPOSITORY,
+            "_REGISTRY": f"{region}-docker.pkg.dev/{project}/${{_REPOSITORY}}",
+            "_ATTESTOR": f"projects/{project}/attestors/{ATTESTOR}",
+            "_ATTESTOR_KEY": attestor_key,
+            "_ARTIFACT_BUCKET": bucket_name(project, "build"),
+            **{key: "" for key in ATTEST_MESSAGE_FIELDS},
+        }
     common = {
         "_REGION": DEFAULT_REGION,
         "_CLUSTER": CLUSTER,
@@ -361,9 +396,7 @@ def build_substitutions(build: str) -> dict[str, str]:
             **common,
             "_REPOSITORY": REGISTRY_REPOSITORY,
             "_REGISTRY": f"{region}-docker.pkg.dev/{project}/${{_REPOSITORY}}",
-            "_ATTESTOR": f"projects/{project}/attestors/{ATTESTOR}",
-            "_ATTESTOR_KEY": f"projects/{project}/locations/{region}/keyRings/{ATTESTOR_KEYRING}"
-            f"/cryptoKeys/{ATTESTOR_KEY}/cryptoKeyVersions/1",
+            "_ATTEST_TOPIC": f"projects/{project}/topics/{ATTEST_TOPIC}",
             "_BADGE_BUCKET": bucket_name(project, "badges"),
             "_KFP_HOST": KFP_API.proxy_address,
             "_MLFLOW_URI": MLFLOW.proxy_address,

@@ -90,6 +90,7 @@ cicd = Cicd(
         attestor=cluster.attestor,
         attestor_key=cluster.attestor_key,
         attestor_note=cluster.attestor_note,
+        attestor_account=identity.accounts["attestor"].id,
     ),
     after_apis,
 )
@@ -109,5 +110,6 @@ pulumi.export("nodeServiceAccount", cluster.node_account.email)
 pulumi.export("secrets", {secret_id: secret.id for secret_id, secret in secrets.secrets.items()})
 pulumi.export("databaseInstance", database.instance.connection_name)
 pulumi.export("trainingTopic", cicd.training_topic.id)
+pulumi.export("attestTopic", cicd.attest_topic.id)
 pulumi.export("attestor", cluster.attestor.name)
 pulumi.export("workerPool", cicd.pool.id)

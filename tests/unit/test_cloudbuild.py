@@ -26,7 +26,9 @@ from churnops.platform import declaration as platform
 from churnops.platform.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = ["cloudbuild.yaml", "cloudbuild.training.yaml", "cloudbuild.production.yaml"]
+# The deployer's builds (they reach the cluster), and the attestor's (it signs; tests/unit/test_attest_build.py).
+DEPLOYER_CONFIGS = ["cloudbuild.yaml", "cloudbuild.training.yaml", "cloudbuild.production.yaml"]
+CONFIGS = [*DEPLOYER_CONFIGS, platform.BUILD_ATTEST]
 SERVICE_ACCOUNT = "projects/$PROJECT_ID/serviceAccounts/churnops-deployer@$PROJECT_ID.iam.gserviceaccount.com"
 BUILT_IN = {"PROJECT_ID", "COMMIT_SHA", "SHORT_SHA", "BUILD_ID", "BRANCH_NAME", "REPO_NAME", "LOCATION"}
 # $VAR or ${VAR}, not the $$ escape that hands a literal $ to the shell.
@@ -75,7 +77,9 @@ def test_each_config_is_a_valid_cloud_build_resource(name: str) -> None:
 @pytest.mark.parametrize("name", CONFIGS)
 def test_runs_as_the_dedicated_service_account_in_the_private_pool(name: str) -> None:
     _, config = load(name)
-    assert config["serviceAccount"] == SERVICE_ACCOUNT
+    assert config["serviceAccount"] == (
+        SERVICE_ACCOUNT if name in DEPLOYER_CONFIGS else platform.build_service_account(name)
+    )
     assert config["options"]["logging"] == "CLOUD_LOGGING_ONLY"
     assert config["options"]["pool"]["name"].endswith("/workerPools/churnops")
 
@@ -84,22 +88,26 @@ def test_runs_as_the_dedicated_service_account_in_the_private_pool(name: str) ->
 def test_secrets_come_only_from_secret_manager(name: str) -> None:
     text, config = load(name)
     assert "secrets" not in config  # no KMS-encrypted values in the file
-    declared = {s["env"] for s in config["availableSecrets"]["secretManager"]}
+    available = config.get("availableSecrets", {}).get("secretManager", [])
+    declared = {s["env"] for s in available}
     used = {env for step in config["steps"] for env in step.get("secretEnv", [])}
     assert used == declared
-    for secret in config["availableSecrets"]["secretManager"]:
+    for secret in available:
         assert re.fullmatch(r"projects/\$PROJECT_ID/secrets/[\w-]+/versions/latest", secret["versionName"])
     plain = [*config["options"].get("env", []), *(e for step in config["steps"] for e in step.get("env", []))]
     assert not [e for e in plain if _SECRET_NAME.search(e.split("=", 1)[0])], "a secret passed as plain env"
     assert not [v for v in config.get("substitutions", {}).values() if _SECRET_NAME.search(v)]
-    assert "secretmanager" not in text.split("\navailableSecrets:", 1)[1].split("\nsteps:", 1)[1]
+    assert "secretmanager" not in text.split("\nsteps:", 1)[1]
 
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_every_substitution_is_declared_and_every_declared_one_used(name: str) -> None:
     text, config = load(name)
     declared = set(config.get("substitutions", {}))
-    body = text.split("\nsubstitutions:", 1)[0] + text.split("\navailableSecrets:", 1)[1]
+    head, block = text.split("\nsubstitutions:", 1)
+    after = re.search(r"\n(?=[A-Za-z])", block)  # the next top-level key ends the substitutions block
+    assert after is not None
+    body = head + block[after.end() :]
     referenced = {a or b for a, b in _SUBSTITUTION.findall(text)}
     assert {r for r in referenced if r.startswith("_")} <= declared
     assert {r for r in referenced if not r.startswith("_")} <= BUILT_IN
@@ -137,8 +145,8 @@ def test_images_are_gated_before_the_push_and_named_by_digest_after_it() -> None
             "scan-images",
             "vulnerability-gate",
             "push-images",
-            "attest",
-            "attest-sbom",
+            "request-attestation",
+            "await-attestation",
             "deploy-staging",
             "badge-passing",
         )
@@ -150,13 +158,19 @@ def test_images_are_gated_before_the_push_and_named_by_digest_after_it() -> None
     assert "--ignorefile /dev/null" in scan and "--format cyclonedx" in scan  # the gate alone applies waivers
     for step in config["steps"][ids.index("push-images") + 1 :]:
         script = "\n".join(step.get("args", []))
-        assert "$COMMIT_SHA" not in script.replace("builds/$COMMIT_SHA", "")
+        assert ":$COMMIT_SHA" not in script  # no image by tag
         if "churnops-serving" in script or "churnops-components" in script:
             assert "build/digests/" in script
     assert "build/digests/*" in config["artifacts"]["objects"]["paths"]
-    sbom = "\n".join(config["steps"][ids.index("attest-sbom")]["args"])
-    assert "gcloud artifacts sbom load --source=build/sbom/$$name.cdx.json" in sbom  # what scan-images wrote
-    assert '--uri="$$(cat build/digests/$$name)"' in sbom and "--kms-key-version=${_ATTESTOR_KEY}" in sbom
+
+
+def test_the_build_that_runs_the_tests_signs_nothing() -> None:
+    """Signing is the attestation build's (cloudbuild.attest.yaml, as churnops-attestor): the CI build
+    names no key, no attestor and no signing command."""
+    text, config = load("cloudbuild.yaml")
+    for word in ("sign-and-create", "--keyversion", "--kms-key-version", "cryptoKeyVersions", "_ATTESTOR"):
+        assert word not in text, word
+    assert config["substitutions"]["_ATTEST_TOPIC"] == f"projects/${{PROJECT_ID}}/topics/{platform.ATTEST_TOPIC}"
 
 
 def test_the_images_revision_label_is_the_built_commit() -> None:
@@ -196,7 +210,7 @@ def test_builds_write_to_the_buckets_the_infrastructure_grants_them(name: str) -
         assert config["artifacts"]["objects"]["location"] == "gs://${_ARTIFACT_BUCKET}/builds/$COMMIT_SHA/"
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", DEPLOYER_CONFIGS)
 def test_steps_that_act_on_the_platform_name_the_build_as_the_actor(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     _, config = load(name)
     acting = [step for step in config["steps"] if "CHURNOPS_PROFILE=gke" in step.get("env", [])]
@@ -219,7 +233,7 @@ def test_steps_that_act_on_the_platform_name_the_build_as_the_actor(name: str, m
     )
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", DEPLOYER_CONFIGS)
 def test_steps_that_reach_in_cluster_services_use_the_kubeconfig_written_before_them(name: str) -> None:
     _, config = load(name)
     substitutions = config["substitutions"]
@@ -303,7 +317,7 @@ def _credentials_location(name: str, stack: str) -> str:
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", DEPLOYER_CONFIGS)
 def test_the_kubeconfig_reaches_the_dns_endpoint_of_the_zonal_and_the_regional_cluster(
     name: str, stack: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

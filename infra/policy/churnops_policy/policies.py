@@ -55,10 +55,11 @@ ARTIFACTS_BUCKET = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]-churnops-artifacts
 PROJECT_ROLES: dict[str, re.Pattern[str]] = {
     "roles/container.defaultNodeServiceAccount": re.compile(ACCOUNT.format("churnops-nodes")),
     "roles/container.clusterViewer": re.compile(ACCOUNT.format("churnops-deployer")),
-    "roles/logging.logWriter": re.compile(ACCOUNT.format("churnops-deployer")),
+    "roles/logging.logWriter": re.compile(ACCOUNT.format("churnops-(deployer|attestor)")),
     "roles/monitoring.viewer": re.compile(ACCOUNT.format("churnops-deployer")),
-    "roles/cloudbuild.workerPoolUser": re.compile(ACCOUNT.format("churnops-deployer")),
-    "roles/containeranalysis.occurrences.editor": re.compile(ACCOUNT.format("churnops-deployer")),
+    "roles/cloudbuild.workerPoolUser": re.compile(ACCOUNT.format("churnops-(deployer|attestor)")),
+    # attestations and SBOM references are occurrences: only the signer creates them
+    "roles/containeranalysis.occurrences.editor": re.compile(ACCOUNT.format("churnops-attestor")),
 }
 PROJECT_IAM_MEMBER = "gcp:projects/iAMMember:IAMMember"
 # Secrets that re-identify customers or open the lake, and the only workloads that may read each.
@@ -72,11 +73,23 @@ SENSITIVE_SECRETS: dict[str, re.Pattern[str]] = {
         ACCOUNT.format(r"churnops-(ingest|training|scoring|purge|transformer-[a-z]+|lakefs)")
     ),
 }
-# Roles that sign or attach Binary Authorization attestations: never to the identity that runs the tests.
+# Roles that sign or attach Binary Authorization attestations, or let an account be a Cloud Build
+# trigger's identity: only the attestor, which runs no third-party code, holds them (never the build
+# account that runs the tests).
 SIGNING_ROLES = frozenset(
-    {"roles/cloudkms.signer", "roles/cloudkms.signerVerifier", "roles/containeranalysis.notes.attacher"}
+    {
+        "roles/cloudkms.signer",
+        "roles/cloudkms.signerVerifier",
+        "roles/containeranalysis.notes.attacher",
+        "roles/containeranalysis.occurrences.editor",
+        "roles/binaryauthorization.attestorsVerifier",
+    }
 )
-SIGNERS = re.compile(ACCOUNT.format(r"churnops-(attestor|deployer)"))
+SIGNERS = re.compile(ACCOUNT.format(r"churnops-attestor"))
+ATTESTOR_EMAIL = re.compile(r"churnops-attestor@[a-z][a-z0-9-]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com")
+# The one build config the attestor runs (churnops/platform/declaration.py BUILD_ATTEST).
+ATTEST_BUILD = "cloudbuild.attest.yaml"
+SERVICE_ACCOUNT_IAM = "gcp:serviceaccount/"  # IAMMember, IAMBinding, IAMPolicy on one service account
 
 Props = Mapping[str, Any]
 Check = Callable[[str, Props], list[str]]
@@ -312,6 +325,39 @@ def check_attestation_signers(resource_type: str, props: Props) -> list[str]:
     ]
 
 
+def _trigger_build_file(props: Props) -> str | None:
+    """The build config a trigger runs from the repository, or None for an inline build."""
+    if props.get("build"):
+        return None
+    path = props.get("filename") or _get(props, "gitFileSource", "path")
+    return path if isinstance(path, str) else None
+
+
+def check_attestor_runs_only_the_attestation_build(resource_type: str, props: Props) -> list[str]:
+    """The attestor account runs only the attestation build (cloudbuild.attest.yaml, from the repository),
+    the attestation build runs only as the attestor, and nobody may act as or impersonate the attestor
+    (which would let an account that runs third-party code sign)."""
+    problems = []
+    if resource_type == TRIGGER:
+        account = props.get("serviceAccount")
+        email = account.rsplit("/", 1)[-1] if isinstance(account, str) else ""
+        as_attestor = bool(ATTESTOR_EMAIL.fullmatch(email))
+        runs_attestation = _trigger_build_file(props) == ATTEST_BUILD
+        if as_attestor and not runs_attestation:
+            problems.append(f"a trigger running as the attestor must run {ATTEST_BUILD} from the repository")
+        if runs_attestation and not as_attestor:
+            problems.append(f"{ATTEST_BUILD} must run as the attestor account, not {email or 'the default'!r}")
+    if resource_type.startswith(SERVICE_ACCOUNT_IAM) and _is_iam_type(resource_type):
+        target = props.get("serviceAccountId")
+        if isinstance(target, str) and ATTESTOR_EMAIL.fullmatch(target.rsplit("/", 1)[-1]):
+            problems.extend(
+                f"{role} on the attestor account must not be granted to {member!r}"
+                for role, members in _bindings(resource_type, props)
+                for member in members
+            )
+    return problems
+
+
 def _public_badge_read(resource_type: str, props: Props, role: str, members: list[str]) -> bool:
     """The one public grant allowed: allUsers objectViewer, as one member, on the badge bucket."""
     return (
@@ -413,6 +459,7 @@ CONTROLS: tuple[Control, ...] = (
     Control("predictor-reads-artifacts-only", check_predictor_reads_artifacts_only),
     Control("sensitive-secret-readers", check_sensitive_secret_readers),
     Control("attestation-signers", check_attestation_signers),
+    Control("attestor-runs-only-attestation", check_attestor_runs_only_the_attestation_build),
     Control("buckets-private", check_bucket_private),
     Control("cloudbuild-dedicated-account", check_build_service_account),
     Control("pinned-versions", check_pinned_versions),

@@ -339,6 +339,74 @@ WIDENED_GRANTS = [
         lambda stack, props: props.update(member=_account(stack, "churnops-builder")),
         "roles/containeranalysis.notes.attacher must not be granted",
     ),
+    # The build account runs `make test` (third-party code): it may not sign, attach or create occurrences.
+    (
+        "attestation-signers",
+        "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember",
+        {"cryptoKeyId": "attestor"},
+        lambda stack, props: props.update(member=_account(stack, "churnops-deployer")),
+        "roles/cloudkms.signerVerifier must not be granted",
+    ),
+    (
+        "attestation-signers",
+        "gcp:containeranalysis/noteIamMember:NoteIamMember",
+        {},
+        lambda stack, props: props.update(member=_account(stack, "churnops-deployer")),
+        "roles/containeranalysis.notes.attacher must not be granted",
+    ),
+    (
+        "attestation-signers",
+        "gcp:binaryauthorization/attestorIamMember:AttestorIamMember",
+        {"role": "roles/binaryauthorization.attestorsVerifier"},
+        lambda stack, props: props.update(member=_account(stack, "churnops-deployer")),
+        "roles/binaryauthorization.attestorsVerifier must not be granted",
+    ),
+    (
+        "project-roles-allowlisted",
+        "gcp:projects/iAMMember:IAMMember",
+        {"role": "roles/containeranalysis.occurrences.editor"},
+        lambda stack, props: props.update(member=_account(stack, "churnops-deployer")),
+        "project-level roles/containeranalysis.occurrences.editor",
+    ),
+    (
+        "attestor-runs-only-attestation",
+        "gcp:cloudbuild/trigger:Trigger",
+        {"name": "churnops-attest"},
+        lambda stack, props: props.update(
+            serviceAccount=f"projects/{stack.project}/serviceAccounts/"
+            + _account(stack, "churnops-deployer").removeprefix("serviceAccount:")
+        ),
+        "must run as the attestor account",
+    ),
+    (
+        "attestor-runs-only-attestation",
+        "gcp:cloudbuild/trigger:Trigger",
+        {"name": "churnops-ci"},
+        lambda stack, props: props.update(
+            serviceAccount=f"projects/{stack.project}/serviceAccounts/"
+            + _account(stack, "churnops-attestor").removeprefix("serviceAccount:")
+        ),
+        "must run cloudbuild.attest.yaml",
+    ),
+    (
+        "attestor-runs-only-attestation",
+        "gcp:cloudbuild/trigger:Trigger",
+        {"name": "churnops-attest"},
+        lambda stack, props: props.update(build={"steps": [{"name": "python", "args": ["make", "test"]}]}),
+        "must run cloudbuild.attest.yaml",
+    ),
+    (
+        "attestor-runs-only-attestation",
+        "gcp:serviceaccount/iAMMember:IAMMember",
+        {},
+        lambda stack, props: props.update(
+            serviceAccountId=f"projects/{stack.project}/serviceAccounts/"
+            + _account(stack, "churnops-attestor").removeprefix("serviceAccount:"),
+            role="roles/iam.serviceAccountUser",
+            member=_account(stack, "churnops-deployer"),
+        ),
+        "on the attestor account must not be granted",
+    ),
 ]
 
 

@@ -1,10 +1,15 @@
-"""Cloud Build triggers, all running as the dedicated deployer service account.
+"""Cloud Build triggers: the deployer's, and the attestor's one that signs.
 
 - ``churnops-ci``: every push to ``main`` runs the CI/CD build (``cloudbuild.yaml``).
 - ``churnops-promote`` (a release tag ``vX.Y.Z``) and ``churnops-promote-manual`` (run by hand) run the
   production canary (``cloudbuild.production.yaml``); both wait for an approval.
 - ``churnops-train``: a message on the ``churnops-train`` topic (published daily by Cloud Scheduler, or
   by anyone allowed to publish) submits the training pipeline (``cloudbuild.training.yaml``).
+- ``churnops-attest``: a message on the ``churnops-attest`` topic (published by the CI build, the only
+  publisher) runs the attestation build (``cloudbuild.attest.yaml``) as the attestor account, which alone
+  may sign: the accounts that run third-party code (the deployer runs ``make test``) hold no signing role.
+
+Every trigger but ``churnops-attest`` runs as the deployer.
 
 The triggers watch the GitHub repository through a Cloud Build (2nd gen) connection this program creates
 (``churnops-github``, regional, with the repository linked as ``churnops``). The connection reads
@@ -29,7 +34,14 @@ import pulumi_gcp as gcp
 from churnops_infra import names
 from churnops_infra.config import CicdConfig
 
+from churnops.platform import declaration as platform
+
 RELEASE_TAG = r"^v[0-9]+\.[0-9]+\.[0-9]+$"
+ATTESTOR_PROJECT_ROLES = (
+    "roles/cloudbuild.workerPoolUser",
+    "roles/logging.logWriter",
+    "roles/containeranalysis.occurrences.editor",
+)
 
 
 @dataclass
@@ -47,6 +59,7 @@ class CicdArgs:
     attestor: gcp.binaryauthorization.Attestor
     attestor_key: gcp.kms.CryptoKey
     attestor_note: gcp.containeranalysis.Note
+    attestor_account: pulumi.Input[str]  # projects/<project>/serviceAccounts/<email> of the signer
 
 
 class Cicd(pulumi.ComponentResource):
@@ -103,6 +116,7 @@ class Cicd(pulumi.ComponentResource):
             ),
         ]
         self._build_identity(name, args)
+        self._attestation(name, args, main_branch, main_branch_file(platform.BUILD_ATTEST))
         self.training_topic = gcp.pubsub.Topic(f"{name}-train", name=names.TRAINING_TOPIC, opts=child)
         self.triggers.append(
             gcp.cloudbuild.Trigger(
@@ -178,35 +192,77 @@ class Cicd(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.private_services]),
         )
         child = pulumi.ResourceOptions(parent=self)
-        for role in ("roles/cloudbuild.workerPoolUser", "roles/containeranalysis.occurrences.editor"):
-            gcp.projects.IAMMember(
-                f"{name}-builds-{role.rsplit('.', 1)[-1]}",
-                project=args.project,
-                role=role,
-                member=args.member,
-                opts=child,
-            )
-        gcp.kms.CryptoKeyIAMMember(
-            f"{name}-builds-sign",
-            crypto_key_id=args.attestor_key.id,
-            role="roles/cloudkms.signerVerifier",
+        gcp.projects.IAMMember(
+            f"{name}-builds-workerPoolUser",
+            project=args.project,
+            role="roles/cloudbuild.workerPoolUser",
             member=args.member,
             opts=child,
         )
+
+    def _attestation(self, name: str, args: CicdArgs, source: dict, config_file: dict) -> None:
+        """The topic the CI build asks for an attestation on, the trigger that runs the attestation build
+        as the attestor, and what the attestor (and only it) may do to sign."""
+        child = pulumi.ResourceOptions(parent=self)
+        attestor = pulumi.Output.from_input(args.attestor_account).apply(
+            lambda account: f"serviceAccount:{account.rsplit('/', 1)[-1]}"
+        )
+        self.attest_topic = gcp.pubsub.Topic(f"{name}-attest", name=platform.ATTEST_TOPIC, opts=child)
+        gcp.pubsub.TopicIAMMember(
+            f"{name}-attest-publisher",
+            topic=self.attest_topic.name,
+            role="roles/pubsub.publisher",
+            member=args.member,
+            opts=child,
+        )
+        self.triggers.append(
+            gcp.cloudbuild.Trigger(
+                f"{name}-attest",
+                name="churnops-attest",
+                description="Scan, gate and sign the images a CI build pushed (runs as the attestor)",
+                location=args.region,
+                pubsub_config={"topic": self.attest_topic.id},
+                source_to_build=source,
+                git_file_source=config_file,
+                service_account=args.attestor_account,
+                substitutions={
+                    "_REGION": args.region,
+                    **{key: f"$(body.message.data.{field})" for key, field in platform.ATTEST_MESSAGE_FIELDS.items()},
+                },
+                opts=child,
+            )
+        )
+        # Project-level, as they have no narrower resource: run in the pool, write the build's logs, and
+        # create the attestation and SBOM occurrences.
+        for role in ATTESTOR_PROJECT_ROLES:
+            gcp.projects.IAMMember(
+                f"{name}-attestor-{role.rsplit('.', 1)[-1].rsplit('/', 1)[-1]}",
+                project=args.project,
+                role=role,
+                member=attestor,
+                opts=child,
+            )
+        gcp.kms.CryptoKeyIAMMember(
+            f"{name}-attestor-sign",
+            crypto_key_id=args.attestor_key.id,
+            role="roles/cloudkms.signerVerifier",
+            member=attestor,
+            opts=child,
+        )
         gcp.containeranalysis.NoteIamMember(
-            f"{name}-builds-attach",
+            f"{name}-attestor-attach",
             note=args.attestor_note.name,
             role="roles/containeranalysis.notes.attacher",
-            member=args.member,
+            member=attestor,
             opts=child,
         )
         # `gcloud ... attestations sign-and-create` reads the attestor (viewer) and, by default, has the
         # API check that the attestor verifies the new attestation (verifier); both on this attestor only.
         for role in ("roles/binaryauthorization.attestorsViewer", "roles/binaryauthorization.attestorsVerifier"):
             gcp.binaryauthorization.AttestorIamMember(
-                f"{name}-builds-attestor" + ("" if role.endswith("Viewer") else "-verify"),
+                f"{name}-attestor-attestor" + ("" if role.endswith("Viewer") else "-verify"),
                 attestor=args.attestor.name,
                 role=role,
-                member=args.member,
+                member=attestor,
                 opts=child,
             )

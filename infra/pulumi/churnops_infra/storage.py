@@ -35,14 +35,21 @@ BUCKET_GRANTS: dict[str, tuple[tuple[str, str], ...]] = {
     # What a build produced (digests, SBOMs, reports, compiled pipelines under builds/<commit>/): a bucket
     # of its own, so a bucket-level grant reaches nothing else. objectUser: create, read and overwrite
     # (a retried build rewrites its commit's objects), no IAM or ACL changes.
-    "build": (("deployer", "roles/storage.objectUser"),),
+    # The attestor writes its reports, SBOMs and outcome under attestations/<commit>/ (the CI build waits
+    # for it there) and the SBOMs it attaches.
+    "build": (("deployer", "roles/storage.objectUser"), ("attestor", "roles/storage.objectUser")),
     # The badge, overwritten by every build; read by anyone (PUBLIC_READ).
     "badges": (("deployer", "roles/storage.objectUser"),),
 }
 # Buckets whose objects anyone may read, and the only role granted to allUsers on them.
 PUBLIC_READ: dict[str, str] = {"badges": "roles/storage.objectViewer"}
 PUBLIC_MEMBER = "allUsers"
-REPOSITORY_GRANTS = (("nodes", "roles/artifactregistry.reader"), ("deployer", "roles/artifactregistry.writer"))
+# The attestor pulls the images it scans and signs, by digest.
+REPOSITORY_GRANTS = (
+    ("nodes", "roles/artifactregistry.reader"),
+    ("deployer", "roles/artifactregistry.writer"),
+    ("attestor", "roles/artifactregistry.reader"),
+)
 
 
 @dataclass

@@ -27,7 +27,7 @@ OBJECT_ADMIN, OBJECT_USER, OBJECT_VIEWER = (
 )
 
 # (kind, resource, role): kind "project", "bucket" (by purpose), "secret" (its id), "kms-key", "note",
-# "attestor", "repository"
+# "attestor", "repository", "topic"
 Grant = tuple[str, str, str]
 PIPELINE_SECRETS: frozenset[Grant] = frozenset(
     ("secret", secret, ACCESSOR)
@@ -72,25 +72,34 @@ EXPECTED: dict[str, frozenset[Grant]] = {
     ),
     "mlflow": frozenset({("bucket", "artifacts", OBJECT_ADMIN), ("secret", names.SECRET_MLFLOW_DB_PASSWORD, ACCESSOR)}),
     "builder": frozenset(),
+    # The build account runs third-party code (`make test`): it signs nothing, it asks the attestor to.
     "deployer": frozenset(
         {
             ("project", "", "roles/cloudbuild.workerPoolUser"),
             ("project", "", "roles/container.clusterViewer"),
-            ("project", "", "roles/containeranalysis.occurrences.editor"),
             ("project", "", "roles/logging.logWriter"),
             ("project", "", "roles/monitoring.viewer"),
             ("repository", names.REGISTRY_REPOSITORY, "roles/artifactregistry.writer"),
             ("bucket", "build", OBJECT_USER),
             ("bucket", "badges", OBJECT_USER),
             ("secret", names.SECRET_ALERT_WEBHOOK, ACCESSOR),
-            # signing: the build account still attests what it built (a separate attestor is not wired yet)
+            ("topic", platform.ATTEST_TOPIC, "roles/pubsub.publisher"),
+        }
+    ),
+    # The attestation build (cloudbuild.attest.yaml): pull and scan by digest, sign, record the outcome.
+    "attestor": frozenset(
+        {
+            ("project", "", "roles/cloudbuild.workerPoolUser"),
+            ("project", "", "roles/containeranalysis.occurrences.editor"),
+            ("project", "", "roles/logging.logWriter"),
+            ("repository", names.REGISTRY_REPOSITORY, "roles/artifactregistry.reader"),
+            ("bucket", "build", OBJECT_USER),
             ("kms-key", names.ATTESTOR_KEY, "roles/cloudkms.signerVerifier"),
             ("note", names.ATTESTOR, "roles/containeranalysis.notes.attacher"),
             ("attestor", names.ATTESTOR, "roles/binaryauthorization.attestorsViewer"),
             ("attestor", names.ATTESTOR, "roles/binaryauthorization.attestorsVerifier"),
         }
     ),
-    "attestor": frozenset(),
     "nodes": frozenset(
         {
             ("project", "", "roles/container.defaultNodeServiceAccount"),
@@ -110,7 +119,9 @@ def _resource(kind: str, inputs: dict[str, str], stack: StackRun) -> str:
         return purpose
     if kind == "repository":  # the name is the repository resource's output: the program's one repository
         return str(stack.one("gcp:artifactregistry/repository:Repository").inputs["repositoryId"])
-    key = {"secret": "secretId", "kms-key": "cryptoKeyId", "note": "note", "attestor": "attestor"}[kind]
+    key = {"secret": "secretId", "kms-key": "cryptoKeyId", "note": "note", "attestor": "attestor", "topic": "topic"}[
+        kind
+    ]
     return inputs[key].rsplit("/", 1)[-1]
 
 
@@ -122,6 +133,7 @@ KINDS = {
     "gcp:containeranalysis/noteIamMember:NoteIamMember": "note",
     "gcp:binaryauthorization/attestorIamMember:AttestorIamMember": "attestor",
     "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": "repository",
+    "gcp:pubsub/topicIAMMember:TopicIAMMember": "topic",
 }
 
 
@@ -202,3 +214,39 @@ def test_serving_pods_get_only_their_components_grants(stack: StackRun, environm
         assert grants.get(email, set()) == EXPECTED[key]
     predictor = grants.get(platform.IDENTITIES[f"predictor-{environment}"].email(stack.project), set())
     assert not {g for g in predictor if g[0] == "secret"}, "the predictor reads no secret (no key, no lake)"
+
+
+SIGNING_ROLES = {
+    "roles/cloudkms.signer",
+    "roles/cloudkms.signerVerifier",
+    "roles/containeranalysis.notes.attacher",
+    "roles/containeranalysis.occurrences.editor",
+}
+
+
+def test_only_the_attestor_can_sign_and_the_accounts_that_run_builds_cannot(stack: StackRun) -> None:
+    """Binary Authorization trusts the attestation only as far as the signer: no identity that runs
+    `make test` (third-party code), deploys, or serves holds a signing role; the attestor does."""
+    grants = held(stack)
+    for key, identity in platform.IDENTITIES.items():
+        roles = {role for _, _, role in grants.get(identity.email(stack.project), set())}
+        if key == "attestor":
+            assert SIGNING_ROLES - {"roles/cloudkms.signer"} <= roles  # signerVerifier includes signer
+        else:
+            assert not roles & SIGNING_ROLES, f"{key} may sign: {sorted(roles & SIGNING_ROLES)}"
+
+
+def test_the_attestation_trigger_runs_as_the_attestor_and_no_other_trigger_does(stack: StackRun) -> None:
+    attestor = platform.identity("attestor").email(stack.project)
+    by_account: dict[str, set[str]] = {}
+    for trigger in stack.of_type("gcp:cloudbuild/trigger:Trigger"):
+        inputs = trigger.inputs
+        build_file = inputs.get("filename") or inputs["gitFileSource"]["path"]
+        by_account.setdefault(inputs["serviceAccount"].rsplit("/", 1)[-1], set()).add(build_file)
+    assert by_account[attestor] == {platform.BUILD_ATTEST}
+    others = set().union(*(files for account, files in by_account.items() if account != attestor))
+    assert platform.BUILD_ATTEST not in others
+    # each config runs as the identity the declaration gives it (and the config file names)
+    for account, files in by_account.items():
+        for build_file in files:
+            assert platform.identity(platform.BUILD_IDENTITY[build_file]).email(stack.project) == account

@@ -351,7 +351,15 @@ def test_the_build_writes_its_own_buckets_only(stack: StackRun) -> None:
 def test_cloud_build_triggers_run_as_the_deployer(stack: StackRun) -> None:
     deployer = email(stack, names.GSA_DEPLOYER)
     triggers = {t.inputs["name"]: t.inputs for t in stack.of_type("gcp:cloudbuild/trigger:Trigger")}
-    assert set(triggers) == {"churnops-ci", "churnops-promote", "churnops-promote-manual", "churnops-train"}
+    assert set(triggers) == {
+        "churnops-ci",
+        "churnops-promote",
+        "churnops-promote-manual",
+        "churnops-train",
+        "churnops-attest",
+    }
+    attest = triggers.pop("churnops-attest")  # the attestor's (test_the_attestation_build_...)
+    assert attest["location"] == stack.config["gcp:region"]
     for trigger in triggers.values():
         assert trigger["serviceAccount"] == f"projects/{stack.project}/serviceAccounts/{deployer}"
     repository = f"{stack.one('gcp:cloudbuildv2/repository:Repository').name}-id"
@@ -368,7 +376,7 @@ def test_cloud_build_triggers_run_as_the_deployer(stack: StackRun) -> None:
         assert build_file == names.BUILD_PROMOTE
     passed = {"_REGION": stack.config["gcp:region"], "_CLUSTER_LOCATION": stack.config["churnops:cluster"]["location"]}
     assert all(t["substitutions"] == passed for t in triggers.values())
-    topic = stack.one("gcp:pubsub/topic:Topic")
+    topic = stack.one("gcp:pubsub/topic:Topic", name="cicd-train")
     assert topic.inputs["name"] == names.TRAINING_TOPIC
     assert triggers["churnops-train"]["pubsubConfig"]["topic"] == f"{topic.name}-id"
     schedule = stack.one("gcp:cloudscheduler/job:Job").inputs
@@ -382,7 +390,6 @@ def test_cloud_build_triggers_run_as_the_deployer(stack: StackRun) -> None:
     assert deployer_roles == [
         "roles/cloudbuild.workerPoolUser",
         "roles/container.clusterViewer",
-        "roles/containeranalysis.occurrences.editor",
         "roles/logging.logWriter",
         "roles/monitoring.viewer",  # the canary analysis reads Managed Service for Prometheus
     ]
@@ -391,13 +398,11 @@ def test_cloud_build_triggers_run_as_the_deployer(stack: StackRun) -> None:
     assert pool["networkConfig"]["peeredNetwork"] == stack.one("gcp:compute/network:Network").name + "-id"
 
 
-def test_builds_may_sign_attestations_and_nothing_else_with_the_attestor(stack: StackRun) -> None:
-    member = f"serviceAccount:{email(stack, names.GSA_DEPLOYER)}"
+def test_only_the_attestor_signs_and_only_with_the_attestor(stack: StackRun) -> None:
+    member = f"serviceAccount:{email(stack, platform.identity('attestor').gsa)}"
     region = stack.config["gcp:region"]
-    signer = [
-        g.inputs for g in stack.of_type("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember") if g.inputs["member"] == member
-    ]
-    assert signer == [
+    signers = [g.inputs for g in stack.of_type("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")]
+    assert [g for g in signers if g["role"].startswith("roles/cloudkms.signer")] == [
         {
             "cryptoKeyId": f"projects/{stack.project}/locations/{region}/keyRings/{names.ATTESTOR_KEYRING}/cryptoKeys/"
             f"{names.ATTESTOR_KEY}",
@@ -423,6 +428,39 @@ def test_builds_may_sign_attestations_and_nothing_else_with_the_attestor(stack: 
     assert key["purpose"] == "ASYMMETRIC_SIGN" and key["versionTemplate"]["algorithm"] == "EC_SIGN_P256_SHA256"
     keyring = stack.one("gcp:kms/keyRing:KeyRing", name="cluster-attestor-keyring").inputs
     assert keyring["name"] == names.ATTESTOR_KEYRING
+    # nobody may act as the attestor (a build submitted as it by another account would sign)
+    attestor_account = f"projects/{stack.project}/serviceAccounts/{member.removeprefix('serviceAccount:')}"
+    assert not [
+        g
+        for g in stack.of_type("gcp:serviceaccount/iAMMember:IAMMember")
+        if g.inputs["serviceAccountId"] == attestor_account
+    ]
+
+
+def test_the_attestation_build_is_asked_for_by_the_ci_build_and_runs_as_the_attestor(stack: StackRun) -> None:
+    attestor = email(stack, platform.identity("attestor").gsa)
+    trigger = stack.one("gcp:cloudbuild/trigger:Trigger", name="cicd-attest").inputs
+    assert trigger["serviceAccount"] == f"projects/{stack.project}/serviceAccounts/{attestor}"
+    assert trigger["gitFileSource"]["path"] == platform.BUILD_ATTEST
+    assert trigger["gitFileSource"]["revision"] == "refs/heads/main"  # the reviewed config, never the message's
+    assert trigger["sourceToBuild"]["ref"] == "refs/heads/main"
+    topic = stack.one("gcp:pubsub/topic:Topic", name="cicd-attest")
+    assert topic.inputs["name"] == platform.ATTEST_TOPIC
+    assert trigger["pubsubConfig"]["topic"] == f"{topic.name}-id"
+    assert trigger["substitutions"] == {
+        "_REGION": stack.config["gcp:region"],
+        "_REQUEST": "$(body.message.data.request)",
+        "_COMMIT": "$(body.message.data.commit)",
+        "_COMPONENTS_IMAGE": "$(body.message.data.components)",
+        "_SERVING_IMAGE": "$(body.message.data.serving)",
+    }
+    publishers = {
+        (g.inputs["topic"], g.inputs["role"], g.inputs["member"])
+        for g in stack.of_type("gcp:pubsub/topicIAMMember:TopicIAMMember")
+    }
+    assert publishers == {
+        (platform.ATTEST_TOPIC, "roles/pubsub.publisher", f"serviceAccount:{email(stack, names.GSA_DEPLOYER)}")
+    }
 
 
 def glob(pattern: str) -> re.Pattern[str]:
