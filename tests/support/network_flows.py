@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
@@ -77,6 +77,7 @@ class Network:
     stack: Stack
     policies: list[dict[str, Any]]
     pipelines: dict[str, dict[str, Any]]
+    rendered: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -94,7 +95,7 @@ class Network:
                 if obj["kind"] == "NetworkPolicy":
                     metadata = {**obj["metadata"], "namespace": platform.SERVING_NAMESPACES[env]}
                     policies.append({"metadata": metadata, "spec": obj["spec"]})
-        return cls(copy.deepcopy(stack), copy.deepcopy(policies), pipelines)
+        return cls(copy.deepcopy(stack), copy.deepcopy(policies), pipelines, copy.deepcopy(rendered))
 
 
 # ---- Kubernetes NetworkPolicy semantics ------------------------------------------------------------------
@@ -415,11 +416,10 @@ def _google_vip(stack: Stack) -> str:
 
 
 def _serving_flows(stack: Stack) -> list[Flow]:
-    """The serving namespaces: model download, features, the hop through Kourier, metrics, the smoke test."""
+    """The serving namespaces: model download, features, the hop through Kourier, the smoke test."""
     vip, api = _google_vip(stack), Endpoint(ip=control_plane_ip(stack))
     gateway_port, gateway_labels = _kourier_internal()
     gateway = Endpoint.pod(platform.NS_KNATIVE_SERVING, gateway_labels)
-    gmp = Endpoint.pod(platform.NS_GMP, {})
     flows: list[Flow] = []
     for env, namespace in platform.SERVING_NAMESPACES.items():
         predictor = Endpoint.pod(namespace, kserve_pod_labels("predictor"))
@@ -433,8 +433,6 @@ def _serving_flows(stack: Stack) -> list[Flow]:
             Flow(f"{env}: transformer -> Kourier internal gateway", transformer, gateway, gateway_port),
             Flow(f"{env}: Kourier gateway -> predictor queue-proxy", gateway, predictor, platform.QUEUE_PROXY_PORT),
             Flow(f"{env}: transformer -> lakeFS", transformer, LAKEFS_POD, platform.LAKEFS.pod_port),
-            Flow(f"{env}: metrics scrape -> queue-proxy", gmp, predictor, platform.QUEUE_PROXY_METRICS_PORT),
-            Flow(f"{env}: metrics scrape -> model server", gmp, predictor, platform.SERVING_HTTP_PORT),
             # build -> cluster: the smoke test reaches each new revision through the API server's proxy
             Flow(f"{smoke} -> predictor", api, predictor, platform.QUEUE_PROXY_PORT),
             Flow(f"{smoke} -> transformer", api, transformer, platform.QUEUE_PROXY_PORT),
@@ -504,9 +502,57 @@ def _server_flows(stack: Stack) -> list[Flow]:
     return flows
 
 
+# The managed collectors of Managed Service for Prometheus (GKE runs them in gmp-system).
+COLLECTOR = Endpoint.pod(platform.NS_GMP, {"app.kubernetes.io/name": "collector"})
+POD_MONITORING = "kubernetes:monitoring.googleapis.com/v1:PodMonitoring"
+
+
+def pod_monitorings(net: Network) -> list[dict[str, Any]]:
+    """Every PodMonitoring that will exist: the program's (platform namespaces) and each overlay's."""
+    found = [{**m, "metadata": dict(m["metadata"])} for m in net.stack.of_type(POD_MONITORING)]
+    for env, objects in net.rendered.items():
+        for obj in objects:
+            if obj["kind"] == "PodMonitoring":
+                found.append({**obj, "metadata": {**obj["metadata"], "namespace": platform.SERVING_NAMESPACES[env]}})
+    return found
+
+
+def known_pods(stack: Stack) -> dict[str, Endpoint]:
+    """The pods the system runs, by a readable name, with the labels their releases give them."""
+    pods = {"lakeFS": LAKEFS_POD, "MLflow": MLFLOW_POD}
+    for env, namespace in platform.SERVING_NAMESPACES.items():
+        for component in ("predictor", "transformer"):
+            pods[f"{env} {component}"] = Endpoint.pod(namespace, kserve_pod_labels(component))
+    for obj in stack.kfp_objects():
+        if obj["kind"] == "Deployment":
+            pods[f"KFP {obj['metadata']['name']}"] = kfp_pod(stack, obj["metadata"]["name"])
+    return pods
+
+
+def _scrape_flows(net: Network) -> list[Flow]:
+    """The collectors to every port of every pod a PodMonitoring selects (numbered ports: ours are)."""
+    flows = []
+    pods = known_pods(net.stack)
+    for monitoring in pod_monitorings(net):
+        namespace, name = monitoring["metadata"]["namespace"], monitoring["metadata"]["name"]
+        for pod_name, pod in pods.items():
+            if pod.namespace != namespace or not _selects(monitoring["spec"]["selector"], dict(pod.labels)):
+                continue
+            for endpoint in monitoring["spec"]["endpoints"]:
+                port = int(endpoint["port"])
+                flows.append(Flow(f"metrics scrape ({namespace}/{name}) -> {pod_name}", COLLECTOR, pod, port))
+    return flows
+
+
 def required_flows(net: Network) -> list[Flow]:
     """Every connection the system opens, with the endpoints and ports the parts give it."""
-    return [*_serving_flows(net.stack), *_pipeline_flows(net), *_kfp_flows(net.stack), *_server_flows(net.stack)]
+    return [
+        *_serving_flows(net.stack),
+        *_pipeline_flows(net),
+        *_kfp_flows(net.stack),
+        *_server_flows(net.stack),
+        *_scrape_flows(net),
+    ]
 
 
 def refused_flows(net: Network) -> list[Flow]:
@@ -540,6 +586,9 @@ def refused_flows(net: Network) -> list[Flow]:
         Flow("KFP UI -> KFP database", kfp_pod(stack, "ml-pipeline-ui"), mysql, mysql_port),
         Flow("lakeFS -> internet", lakefs, Endpoint(ip=INTERNET), 443),
         Flow("MLflow -> lakeFS", mlflow, lakefs, platform.LAKEFS.pod_port),
+        # the collectors reach what PodMonitorings name, nothing else
+        Flow("metrics scrape -> MLflow (no metrics endpoint)", COLLECTOR, mlflow, platform.MLFLOW.pod_port),
+        Flow("metrics scrape -> KFP database", COLLECTOR, mysql, mysql_port),
     ]
     return flows
 
@@ -563,6 +612,14 @@ def check(net: Network) -> list[str]:
         problems.append("storage.googleapis.com resolves to no private address inside the VPC")
     if not alert_task_labels(net.pipelines) and net.pipelines:
         problems.append("no pipeline has a failure-alert task whose pods a policy can select")
+    pods = known_pods(net.stack)
+    for monitoring in pod_monitorings(net):
+        namespace, name = monitoring["metadata"]["namespace"], monitoring["metadata"]["name"]
+        if not any(
+            pod.namespace == namespace and _selects(monitoring["spec"]["selector"], dict(pod.labels))
+            for pod in pods.values()
+        ):
+            problems.append(f"PodMonitoring {namespace}/{name} selects no pod the system runs")
     for flow in required_flows(net):
         problems += flow_problems(net, flow)
     for flow in refused_flows(net):
@@ -596,7 +653,7 @@ def _peers(policy: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def without_rules_for(net: Network, flow: Flow) -> Network:
     """A copy of ``net`` whose policies lose every rule that admits ``flow`` (either direction): the copy a
     flow check must fail on."""
-    broken = Network(net.stack, copy.deepcopy(net.policies), net.pipelines)
+    broken = Network(net.stack, copy.deepcopy(net.policies), net.pipelines, net.rendered)
     for pod, other, direction in ((flow.source, flow.target, "egress"), (flow.target, flow.source, "ingress")):
         if pod.namespace is None:
             continue

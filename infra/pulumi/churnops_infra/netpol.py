@@ -17,12 +17,18 @@ flows its pods need (the serving namespaces' policies live with their manifests,
 - ``lakefs``: the server receives the pods of a run and the transformers of both serving namespaces;
   it reaches its Cloud SQL database, GCS and the metadata server.
 
+Metrics: Managed Service for Prometheus scrapes what the PodMonitorings of :func:`pod_monitorings` name
+(KFP's API server, lakeFS); each has a ``metrics-scrape`` policy that lets the
+collectors (namespace ``gmp-system``) reach exactly those pods and ports. MLflow's chart runs its server
+without a metrics endpoint, so nothing there is scraped.
+
 KFP's release manifests bring one policy of their own (``seaweedfs``: its S3 port from any pod in
 ``kubeflow``), which stays as released.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -62,6 +68,84 @@ KFP_INGRESS: dict[str, tuple[tuple[int, tuple[str, ...]], ...]] = {
     "ml-pipeline-ui": ((platform.KFP_UI.pod_port, (CONTROL_PLANE,)),),
     "cache-server": ((8443, (CONTROL_PLANE,)),),
 }
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    """Pods the managed collectors scrape: a PodMonitoring and the policy that lets the scrape in."""
+
+    namespace: str
+    name: str
+    pod_labels: dict[str, str]
+    ports: tuple[int, ...]
+    path: str = "/metrics"
+
+
+# lakeFS serves its Prometheus metrics on the port of its API, at /metrics ("lakeFS exposes metrics
+# through the same port used by the lakeFS service", docs.lakefs.io/latest/reference/monitor); the
+# chart labels its pods with the release's name.
+LAKEFS_POD_LABELS: dict[str, str] = {"app.kubernetes.io/name": "lakefs"}
+SCRAPE_INTERVAL = "30s"
+
+
+def scrape_targets() -> list[ScrapeTarget]:
+    """What is scraped in the namespaces this program owns: in KFP, what its release marks for scraping
+    over HTTP (a Service's ``prometheus.io/scrape`` annotation, with its port and path: the API server),
+    and lakeFS."""
+    targets = []
+    for obj in versions.kfp_objects("platform-agnostic"):
+        name, annotations = obj["metadata"]["name"], obj["metadata"].get("annotations") or {}
+        if (
+            obj["kind"] == "Service"
+            and annotations.get("prometheus.io/scrape") == "true"
+            and annotations.get("prometheus.io/scheme", "http") == "http"
+        ):
+            targets.append(
+                ScrapeTarget(
+                    platform.NS_KUBEFLOW,
+                    name,
+                    dict(obj["spec"]["selector"]),
+                    (int(annotations["prometheus.io/port"]),),
+                    annotations.get("prometheus.io/path", "/metrics"),
+                )
+            )
+    targets.append(ScrapeTarget(platform.NS_LAKEFS, "lakefs", dict(LAKEFS_POD_LABELS), (platform.LAKEFS.pod_port,)))
+    return targets
+
+
+def pod_monitorings() -> list[dict[str, Any]]:
+    """One PodMonitoring (``monitoring.googleapis.com/v1``) per scrape target."""
+    return [
+        {
+            "apiVersion": "monitoring.googleapis.com/v1",
+            "kind": "PodMonitoring",
+            "metadata": {"name": target.name, "namespace": target.namespace},
+            "spec": {
+                "selector": {"matchLabels": dict(target.pod_labels)},
+                "endpoints": [
+                    {"port": port, "path": target.path, "interval": SCRAPE_INTERVAL} for port in target.ports
+                ],
+            },
+        }
+        for target in scrape_targets()
+    ]
+
+
+def _scrape_policies(namespace: str) -> list[dict[str, Any]]:
+    """Ingress from the managed collectors to each scrape target of ``namespace``, on its ports only."""
+    return [
+        _policy(
+            f"{target.name}-metrics-scrape",
+            namespace,
+            {
+                "podSelector": {"matchLabels": dict(target.pod_labels)},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [_namespace(platform.NS_GMP)], "ports": _ports(*target.ports)}],
+            },
+        )
+        for target in scrape_targets()
+        if target.namespace == namespace
+    ]
 
 
 def kfp_pod_labels(deployment: str) -> dict[str, str]:
@@ -199,7 +283,7 @@ def kubeflow(control_plane_cidr: str) -> list[dict[str, Any]]:
             },
         )
     )
-    return policies
+    return policies + _scrape_policies(namespace)
 
 
 def _server(
@@ -241,7 +325,9 @@ def lakefs(database: pulumi.Input[str]) -> list[dict[str, Any]]:
         _namespace(namespace, platform.serving_pod_labels("transformer"))
         for namespace in platform.SERVING_NAMESPACES.values()
     ]
-    return _server(platform.NS_LAKEFS, platform.LAKEFS.pod_port, callers, database)
+    return _server(platform.NS_LAKEFS, platform.LAKEFS.pod_port, callers, database) + _scrape_policies(
+        platform.NS_LAKEFS
+    )
 
 
 def all_policies(control_plane_cidr: str, database: pulumi.Input[str]) -> list[dict[str, Any]]:

@@ -272,14 +272,25 @@ class Platform(pulumi.ComponentResource):
             )
 
     def _network_policies(self, args: PlatformArgs) -> None:
-        """Default deny and the flows each needs, in the namespaces of KFP, MLflow and lakeFS
-        (:mod:`churnops_infra.netpol`)."""
+        """Default deny and the flows each needs, in the namespaces of KFP, MLflow and lakeFS, and the
+        PodMonitorings of what is scraped there (:mod:`churnops_infra.netpol`)."""
         for policy in netpol.all_policies(args.control_plane_cidr, args.database_host):
             metadata = policy["metadata"]
             k8s.networking.v1.NetworkPolicy(
                 f"{self._name}-netpol-{metadata['namespace']}-{metadata['name']}",
                 metadata=metadata,
                 spec=policy["spec"],
+                opts=self._opts(metadata["namespace"]),
+            )
+        # What Managed Service for Prometheus scrapes there (the policies above let exactly that in).
+        for monitoring in netpol.pod_monitorings():
+            metadata = monitoring["metadata"]
+            k8s.apiextensions.CustomResource(
+                f"{self._name}-podmonitoring-{metadata['namespace']}-{metadata['name']}",
+                api_version=monitoring["apiVersion"],
+                kind=monitoring["kind"],
+                metadata=metadata,
+                spec=monitoring["spec"],
                 opts=self._opts(metadata["namespace"]),
             )
 

@@ -183,6 +183,87 @@ def test_a_policy_that_drops_the_ingress_hop_is_caught(stack: Stack, rendered: d
     assert any("transformer -> Kourier internal gateway" in p for p in problems)
 
 
+def test_what_every_pod_monitoring_names_is_scraped(net: network_flows.Network) -> None:
+    """Managed Service for Prometheus scrapes what the PodMonitorings name, in the serving namespaces (the
+    overlays') and in kubeflow and lakefs (the program's): each such pod and port is a required flow."""
+    monitorings = {(m["metadata"]["namespace"], m["metadata"]["name"]) for m in network_flows.pod_monitorings(net)}
+    assert {(platform.NS_KUBEFLOW, "ml-pipeline"), (platform.NS_LAKEFS, "lakefs")} <= monitorings
+    assert {
+        (namespace, platform.INFERENCE_SERVICE) for namespace in platform.SERVING_NAMESPACES.values()
+    } <= monitorings
+    scraped = {
+        (f.target.namespace, f.port) for f in network_flows.required_flows(net) if f.source == network_flows.COLLECTOR
+    }
+    assert {
+        (platform.NS_KUBEFLOW, platform.KFP_API.pod_port),
+        (platform.NS_LAKEFS, platform.LAKEFS.pod_port),
+    } <= scraped
+    for namespace in platform.SERVING_NAMESPACES.values():
+        assert {(namespace, platform.QUEUE_PROXY_METRICS_PORT), (namespace, platform.SERVING_HTTP_PORT)} <= scraped
+    scrapes = [f.name for f in network_flows.required_flows(net) if f.source == network_flows.COLLECTOR]
+    for env in platform.SERVING_NAMESPACES:  # the PodMonitoring selects both components' pods
+        assert any(name.endswith(f"-> {env} transformer") for name in scrapes), scrapes
+        assert any(name.endswith(f"-> {env} predictor") for name in scrapes), scrapes
+    assert not network_flows.check(net)
+    for monitoring in net.stack.of_type(network_flows.POD_MONITORING):  # the program's, against GMP's CRD
+        assert schema_errors(monitoring) == [], monitoring["metadata"]["name"]
+
+
+@pytest.mark.parametrize(
+    ("namespace", "policy", "flow"),
+    [
+        (
+            platform.NS_KUBEFLOW,
+            "ml-pipeline-metrics-scrape",
+            "metrics scrape (kubeflow/ml-pipeline) -> KFP ml-pipeline",
+        ),
+        (platform.NS_LAKEFS, "lakefs-metrics-scrape", "metrics scrape (lakefs/lakefs) -> lakeFS"),
+        (
+            "churnops-staging",
+            "predictor-metrics-scrape",
+            "metrics scrape (churnops-staging/churn-predictor) -> staging",
+        ),
+    ],
+)
+def test_a_namespace_that_does_not_let_the_collectors_in_is_caught(
+    net: network_flows.Network, namespace: str, policy: str, flow: str
+) -> None:
+    broken = copy.deepcopy(net)
+    before = len(broken.policies)
+    broken.policies = [
+        p for p in broken.policies if (p["metadata"]["namespace"], p["metadata"]["name"]) != (namespace, policy)
+    ]
+    assert len(broken.policies) == before - 1
+    problems = network_flows.check(broken)
+    assert any(p.startswith(flow) and "is not allowed" in p for p in problems), problems
+
+
+def test_a_pod_monitoring_that_names_a_port_no_policy_opens_is_caught(net: network_flows.Network) -> None:
+    broken = copy.deepcopy(net)
+    (lakefs,) = [m for m in broken.stack.of_type(network_flows.POD_MONITORING) if m["metadata"]["name"] == "lakefs"]
+    lakefs["spec"]["endpoints"].append({"port": 9100, "path": "/metrics", "interval": "30s"})
+    assert "metrics scrape (lakefs/lakefs) -> lakeFS (port 9100) is not allowed by the NetworkPolicies" in (
+        network_flows.check(broken)
+    )
+    for objects in broken.rendered.values():
+        for obj in objects:
+            if obj["kind"] == "PodMonitoring":
+                obj["spec"]["selector"]["matchLabels"] = {"app": "nothing"}
+    problems = network_flows.check(broken)
+    assert "PodMonitoring churnops-production/churn-predictor selects no pod the system runs" in problems
+
+
+def test_the_collectors_reach_nothing_a_pod_monitoring_does_not_name(net: network_flows.Network) -> None:
+    broken = copy.deepcopy(net)
+    for policy in broken.policies:
+        if policy["metadata"]["namespace"] == platform.NS_MLFLOW and policy["metadata"]["name"] == "server-ingress":
+            policy["spec"]["ingress"].append(
+                {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": platform.NS_GMP}}}]}
+            )
+    problems = network_flows.check(broken)
+    assert any(p.startswith("metrics scrape -> MLflow (no metrics endpoint) (port 5000) is allowed") for p in problems)
+
+
 def test_a_policy_that_opens_a_platform_service_is_caught(net: network_flows.Network) -> None:
     """The refused flows hold the policies to least privilege: MLflow open to every pod, or the pods of a
     run sent to the internet, fails the check."""
