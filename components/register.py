@@ -46,16 +46,17 @@ def register(  # pylint: disable=too-many-arguments,too-many-positional-argument
     from churnops.platform.logs import setup_logging
     from churnops.platform.retry import run_step
     from churnops.platform.settings import settings_or_exit
+    from churnops.training import artifacts
     from churnops.training import train as training
 
     settings = settings_or_exit()
     setup_logging(settings)
-    splits, spec, config = training.read_splits(
+    splits, spec, config = artifacts.read_splits(
         {"train": train_split.path, "validation": validation_split.path, "test": test_split.path},
         test_split.metadata,
     )
     models = {
-        name: training.fitted_from_metadata(model.metadata)
+        name: artifacts.fitted_from_metadata(model.metadata)
         for name, model in (("baseline", baseline), ("xgboost", challenger))
     }
     outputs = namedtuple("outputs", ["version", "refused"])

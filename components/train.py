@@ -44,11 +44,12 @@ def train(
     from churnops.platform.logs import setup_logging
     from churnops.platform.retry import leave_empty, run_step
     from churnops.platform.settings import settings_or_exit
+    from churnops.training import artifacts
     from churnops.training import train as training
 
     settings = settings_or_exit()
     setup_logging(settings)
-    splits, spec, config = training.read_splits(
+    splits, spec, config = artifacts.read_splits(
         {"train": train_split.path, "validation": validation_split.path},
         train_split.metadata,
     )
@@ -62,6 +63,6 @@ def train(
     if fitted is None:
         leave_empty(model.path)
         return outputs("", 0.0, outcome.refused)
-    training.export_model(settings, fitted, model.path)
-    model.metadata.update(training.model_metadata(fitted))
+    artifacts.export_model(settings, fitted.model_uri, model.path)
+    model.metadata.update(artifacts.model_metadata(fitted))
     return outputs(fitted.run_id, fitted.metrics["validation_roc_auc"], "")

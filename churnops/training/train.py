@@ -28,9 +28,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -70,6 +69,15 @@ from churnops.training.features import (
 )
 from churnops.training.lineage import dataset, lineage_tags
 from churnops.training.production import labels_through, recent_production_scores, unseen_by_production
+from churnops.training.runs import (
+    CHOSEN_PARAMS_TAG,
+    MODEL_URI_TAG,
+    STEP_TAG,
+    FittedModel,
+    child_run_of,
+    log_metrics_once,
+    reused,
+)
 from churnops.training.transform import MODEL_CODE_PATHS, SKOPS_TRUSTED_TYPES, build_model
 
 logger = logging.getLogger(__name__)
@@ -255,7 +263,7 @@ def _log_split_evaluation(  # pylint: disable=too-many-arguments,too-many-positi
         labels = frame[LABEL].to_numpy()[rows]
         if np.unique(labels).size == 2:
             metrics[f"{group}_roc_auc"] = evaluate.classification_metrics(labels, probability[rows])["roc_auc"]
-    mlflow.log_metrics({f"{split}_{key}": value for key, value in metrics.items() if not math.isnan(value)})
+    log_metrics_once({f"{split}_{key}": value for key, value in metrics.items()})
     title = f"{name} ({split})"
     confusion = evaluate.confusion_matrix_figure(frame[LABEL], probability, title, rule.threshold)
     mlflow.log_figure(confusion, f"plots/{split}_confusion.png")
@@ -343,12 +351,28 @@ def _train_one(  # pylint: disable=too-many-arguments,too-many-positional-argume
     Every candidate is fitted on train; the best by validation ROC-AUC is calibrated on validation
     and its decision rule chosen on validation (:func:`choose_rule`). The test split is not read
     here: it is scored once, by :func:`evaluate_models`, after the winner is chosen.
+
+    One child run per model and training run: a retried attempt (a pipeline task run again after its pod was
+    lost) finds the run an earlier attempt opened. When that run holds its model (the ``model_uri`` tag, set
+    once the model is logged) it is returned as it is, nothing fitted or logged again; otherwise the attempt
+    resumes it and logs what is missing (the fit is deterministic: parameters, artifacts and metrics are the
+    same; a metric already logged is not logged twice).
     """
     train = splits["train"]
-    tags = {**lineage, "model_type": name, "parent_run_id": parent_run_id}
+    tags = {**lineage, "model_type": name, "parent_run_id": parent_run_id, STEP_TAG: "fit"}
+    client = mlflow.MlflowClient()
+    earlier = child_run_of(client, parent_run_id, name, "fit")
+    if earlier is not None and MODEL_URI_TAG in earlier.data.tags:
+        metrics = {key: value for key, value in earlier.data.metrics.items() if key.startswith("validation_")}
+        return reused(earlier, metrics)
     # The parent's experiment, also when this runs in a process of its own (a pipeline task).
-    experiment_id = mlflow.get_run(parent_run_id).info.experiment_id
-    with mlflow.start_run(run_name=name, parent_run_id=parent_run_id, experiment_id=experiment_id, tags=tags) as run:
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    opened = (
+        registry.resume_run(earlier.info.run_id)
+        if earlier is not None
+        else mlflow.start_run(run_name=name, parent_run_id=parent_run_id, experiment_id=experiment_id, tags=tags)
+    )
+    with opened as run:
         for table_input in datasets:
             mlflow.log_input(table_input, context="training")
         raw, search = _select(candidates, splits, spec, config)
@@ -356,7 +380,7 @@ def _train_one(  # pylint: disable=too-many-arguments,too-many-positional-argume
         chosen = tuned_params(estimator)
         mlflow.log_params({**config.as_params(), "seed": lineage["seed"], "estimator": type(estimator).__name__})
         mlflow.log_params({f"model_{k}": str(v) for k, v in sorted(estimator.get_params().items()) if v is not None})
-        mlflow.log_metrics({key: value for key, value in search.items() if not math.isnan(value)})
+        log_metrics_once(search)
         model = calibrate(raw, splits["validation"], spec, config.calibration)
         validation_probability = evaluate.churn_probability(model, splits["validation"][spec.columns])
         rule = choose_rule(config, validation_probability)
@@ -371,12 +395,14 @@ def _train_one(  # pylint: disable=too-many-arguments,too-many-positional-argume
         mlflow.log_table(importance, "feature_importance.json")
         mlflow.log_figure(evaluate.importance_figure(importance, f"{name}: feature importance"), "plots/importance.png")
         mlflow.log_dict(spec.to_dict(), "feature_spec.json")
+        mlflow.set_tag(CHOSEN_PARAMS_TAG, json.dumps(chosen, sort_keys=True))
         model_uri = _log_model(
             model,
             spec,
             train[spec.columns].head(5),
             {"data_commit": lineage["data_commit"], DECISION_RULE_KEY: rule.to_dict()},
         )
+        mlflow.set_tag(MODEL_URI_TAG, model_uri)  # last: the run is complete
         logger.info(
             "trained %s %s: validation ROC-AUC %.4f (run %s)",
             name,
@@ -402,19 +428,6 @@ class TrainingSetup:
     config: TrainingConfig
 
 
-@dataclass(frozen=True)
-class FittedModel:
-    """One fitted and logged model: its run, its logged model URI, its metrics (validation; test once
-    evaluated), the hyperparameters validation chose and its decision rule."""
-
-    name: str
-    run_id: str
-    model_uri: str
-    metrics: dict[str, float]
-    params: dict[str, Any] = field(default_factory=dict)
-    decision_rule: dict[str, Any] = field(default_factory=dict)
-
-
 def begin_training(  # pylint: disable=too-many-arguments  # the stage's inputs, plus the key id as a keyword
     settings: Settings,
     events: pd.DataFrame,
@@ -427,6 +440,7 @@ def begin_training(  # pylint: disable=too-many-arguments  # the stage's inputs,
     *,
     tokenizer_key_id: str = "unknown",
     pipeline_run: str = "",
+    reason: dict[str, str] | None = None,
 ) -> TrainingSetup:
     """Build the splits and open the parent run: lineage tags, dataset inputs, params, the feature matrices.
 
@@ -437,6 +451,9 @@ def begin_training(  # pylint: disable=too-many-arguments  # the stage's inputs,
     tagged ``kfp_run_id``, and a retried attempt of the same run on the same training (``training_key``)
     resumes the parent run an earlier attempt opened, logs what that attempt did not finish (the
     ``features_uri`` tag is set last) and publishes the features once.
+
+    ``reason`` (tag -> value) records on the parent run what started the training, e.g. a drift check
+    (:func:`churnops.training.monitoring.retrain_reason`); empty for a scheduled or manual training.
     """
     if not data_commit:
         raise ValueError("a data commit id is required: every run records the data it was trained on")
@@ -446,7 +463,7 @@ def begin_training(  # pylint: disable=too-many-arguments  # the stage's inputs,
     client = registry.use_tracking(settings)
     experiment = mlflow.set_experiment(settings.mlflow_experiment)
     lineage = lineage_tags(settings, data_commit, seed, config, spec, schema_versions, tokenizer_key_id)
-    tags = {**lineage, "run_kind": "training"}
+    tags = {**(reason or {}), **lineage, "run_kind": "training"}
     earlier = None
     if pipeline_run:
         tags[PIPELINE_RUN_TAG] = pipeline_run
@@ -518,7 +535,15 @@ def refit_model(  # pylint: disable=too-many-arguments,too-many-positional-argum
     estimator on all rows. The top-k threshold is taken on the last labelled cutoff's rows, the
     population most like the one scored next. Its metrics are the evaluated model's as recorded in its run
     (``evaluated_run_id``), since no labelled rows are left to measure the refit on.
+
+    One refit run per training run, as for :func:`fit_model`: a retried attempt reuses the refit run an earlier
+    attempt completed, or resumes the one it left.
     """
+    registry.use_tracking(settings)
+    client = mlflow.MlflowClient()
+    earlier = child_run_of(client, parent_run_id, fitted.name, "refit")
+    if earlier is not None and MODEL_URI_TAG in earlier.data.tags:
+        return reused(earlier, dict(fitted.metrics))
     seed = int(lineage["seed"])
     estimator = make_estimators(seed, config.xgb_params, config)[fitted.name][0].set_params(**fitted.params)
     frame = pd.concat([splits[name] for name in ("train", "validation", "test")], ignore_index=True)
@@ -528,20 +553,25 @@ def refit_model(  # pylint: disable=too-many-arguments,too-many-positional-argum
     model = build_model(spec, calibrated, config.select_percentile).fit(frame[spec.columns], frame[LABEL].to_numpy())
     last = frame[frame["cutoff"] == frame["cutoff"].max()]
     rule = choose_rule(config, evaluate.churn_probability(model, last[spec.columns]))
-    registry.use_tracking(settings)
-    experiment_id = mlflow.get_run(parent_run_id).info.experiment_id
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
     tags = {
         **lineage,
         "model_type": fitted.name,
         "parent_run_id": parent_run_id,
+        STEP_TAG: "refit",
         REFIT_TAG: "true",
         "evaluated_run_id": fitted.run_id,
         "decision_rule": rule.describe(),
         "calibration": config.calibration,
     }
-    with mlflow.start_run(
-        run_name=f"{fitted.name}-refit", parent_run_id=parent_run_id, experiment_id=experiment_id, tags=tags
-    ) as run:
+    opened = (
+        registry.resume_run(earlier.info.run_id)
+        if earlier is not None
+        else mlflow.start_run(
+            run_name=f"{fitted.name}-refit", parent_run_id=parent_run_id, experiment_id=experiment_id, tags=tags
+        )
+    )
+    with opened as run:
         for prefix in ("events/", "subscriptions/"):
             mlflow.log_input(dataset(settings, lineage["data_commit"], prefix), context="training")
         mlflow.log_params({**config.as_params(), "seed": lineage["seed"], "estimator": type(estimator).__name__})
@@ -554,11 +584,13 @@ def refit_model(  # pylint: disable=too-many-arguments,too-many-positional-argum
                 "refit_calibration": f"out-of-fold, {config.refit_folds} folds by customer",
             }
         )
-        mlflow.log_metrics(mlflow.MlflowClient().get_run(fitted.run_id).data.metrics)
+        log_metrics_once(client.get_run(fitted.run_id).data.metrics)
         mlflow.log_dict(rule.to_dict(), "decision_rule.json")
         mlflow.log_dict(spec.to_dict(), "feature_spec.json")
+        mlflow.set_tag(CHOSEN_PARAMS_TAG, json.dumps(fitted.params, sort_keys=True))
         recorded = {"data_commit": lineage["data_commit"], DECISION_RULE_KEY: rule.to_dict(), REFIT_TAG: True}
         model_uri = _log_model(model, spec, frame[spec.columns].head(5), recorded)
+        mlflow.set_tag(MODEL_URI_TAG, model_uri)  # last: the run is complete
     logger.info(
         "refit %s on %d rows of %d cutoffs (run %s)",
         fitted.name,
@@ -626,7 +658,7 @@ def gate_models(  # pylint: disable=too-many-arguments,too-many-positional-argum
     )
     with registry.resume_run(parent_run_id):
         mlflow.log_dict(decision.to_dict(), "gate.json")
-        mlflow.log_metrics(decision.metrics())
+        log_metrics_once(decision.metrics())
         mlflow.set_tags(
             {
                 "gate_passed": str(decision.passed).lower(),
@@ -636,8 +668,8 @@ def gate_models(  # pylint: disable=too-many-arguments,too-many-positional-argum
                 "gate_selection_split": decision.selection_split,
             }
         )
-        if decision.production_auc is not None and not math.isnan(decision.production_auc):
-            mlflow.log_metric("production_test_roc_auc", decision.production_auc)
+        if decision.production_auc is not None:
+            log_metrics_once({"production_test_roc_auc": decision.production_auc})
     if not decision.passed:
         logger.warning("gate refused the new model: %s", "; ".join(decision.reasons))
     return decision
@@ -660,8 +692,17 @@ def register_candidate(  # pylint: disable=too-many-arguments,too-many-positiona
     When a version with the same ``training_key`` exists (same data commit, code version, parameters
     and seed), nothing is refitted or registered and no alias moves: that version is returned, and the
     parent run is tagged ``reproduced_version``.
+
+    A retried attempt registers once: the version an earlier attempt of the same training run
+    (``parent_run_id``) registered is found by its tags and finished (the ``candidate`` alias given unless it
+    holds it already, the parent run tagged), and the refit run an earlier attempt logged is reused
+    (:func:`refit_model`).
     """
     client = registry.use_tracking(settings)
+    own = registry.find_version(client, settings.registered_model, {"parent_run_id": parent_run_id, REFIT_TAG: "true"})
+    if own is not None:
+        logger.info("training run %s registered version %s before this attempt", parent_run_id, own)
+        return _finish_registration(settings, client, parent_run_id, own, winner.name)
     existing = reproduced_version(settings, lineage)
     if existing is not None:
         with registry.resume_run(parent_run_id):
@@ -695,17 +736,25 @@ def register_candidate(  # pylint: disable=too-many-arguments,too-many-positiona
             "baseline_test_roc_auc": f"{test_auc['baseline']:.6f}",
         },
     )
-    registry.assign_alias(
-        client,
-        settings.registered_model,
-        "candidate",
-        version,
-        note=f"gate passed in run {parent_run_id}",
-        actor=registry.resolve_actor(settings),
-    )
+    return _finish_registration(settings, client, parent_run_id, version, winner.name)
+
+
+def _finish_registration(
+    settings: Settings, client: mlflow.MlflowClient, parent_run_id: str, version: str, model_type: str
+) -> str:
+    """Give the registered ``version`` the ``candidate`` alias (unless it holds it) and tag the training run."""
+    if registry.alias_holder(client, settings.registered_model, "candidate") != version:
+        registry.assign_alias(
+            client,
+            settings.registered_model,
+            "candidate",
+            version,
+            note=f"gate passed in run {parent_run_id}",
+            actor=registry.resolve_actor(settings),
+        )
     with registry.resume_run(parent_run_id):
         mlflow.set_tag("model_version", version)
-    logger.info("registered %s version %s (%s) as candidate", settings.registered_model, version, winner.name)
+    logger.info("registered %s version %s (%s) as candidate", settings.registered_model, version, model_type)
     return version
 
 
@@ -728,6 +777,7 @@ def train_on_frames(  # pylint: disable=too-many-arguments  # the stage's inputs
     repo: DataRepository | None = None,
     *,
     tokenizer_key_id: str = "unknown",
+    reason: dict[str, str] | None = None,
 ) -> TrainingResult:
     """Train, log, gate and (when the gate passes) refit and register, from published-format frames of
     ``data_commit``.
@@ -736,7 +786,8 @@ def train_on_frames(  # pylint: disable=too-many-arguments  # the stage's inputs
     arguments: :func:`begin_training`, :func:`fit_model` per model (train and validation only),
     :func:`evaluate_models` (the gate: winner on validation, test scored once),
     :func:`register_candidate` (the winner refit on every labelled cutoff). ``config`` (default: from
-    the settings) is the one configuration every step uses.
+    the settings) is the one configuration every step uses; ``reason`` tags the training run with what
+    started it (:func:`begin_training`).
     """
     config = config or TrainingConfig.from_settings(settings)
     setup = begin_training(
@@ -749,6 +800,7 @@ def train_on_frames(  # pylint: disable=too-many-arguments  # the stage's inputs
         schema_versions,
         repo,
         tokenizer_key_id=tokenizer_key_id,
+        reason=reason,
     )
     fitted = {
         name: fit_model(settings, name, setup.splits, setup.spec, setup.lineage, setup.parent_run_id, config)
@@ -791,8 +843,10 @@ def train_from_commit(
     seed: int = 42,
     config: TrainingConfig | None = None,
     repo: DataRepository | None = None,
+    reason: dict[str, str] | None = None,
 ) -> TrainingResult:
-    """Train on the published tables at ``data_commit`` (a commit id or branch; None = latest ``main``)."""
+    """Train on the published tables at ``data_commit`` (a commit id or branch; None = latest ``main``); ``reason``
+    tags the training run with what started it."""
     repo = repo or open_repository(settings)
     data = published_at(repo, data_commit)
     return train_on_frames(
@@ -805,6 +859,7 @@ def train_from_commit(
         data.schema_versions,
         repo,
         tokenizer_key_id=data.tokenizer_key_id,
+        reason=reason,
     )
 
 
@@ -828,9 +883,10 @@ def begin_training_at(
     repo: DataRepository | None = None,
     config: TrainingConfig | None = None,
     pipeline_run: str = "",
+    reason: dict[str, str] | None = None,
 ) -> TrainingSetup:
     """:func:`begin_training` on the published tables at ``data_ref`` (a commit id or branch; None = ``main``),
-    one parent run per ``pipeline_run`` when given."""
+    one parent run per ``pipeline_run`` when given, tagged with ``reason``."""
     repo = repo or open_repository(settings)
     data = published_at(repo, data_ref)
     return begin_training(
@@ -844,6 +900,7 @@ def begin_training_at(
         repo,
         tokenizer_key_id=data.tokenizer_key_id,
         pipeline_run=pipeline_run,
+        reason=reason,
     )
 
 
@@ -865,56 +922,6 @@ def split_metadata(setup: TrainingSetup, split: str) -> dict[str, Any]:
         "features_uri": setup.features_uri,
         "mlflow_run_id": setup.parent_run_id,
     }
-
-
-def read_splits(
-    paths: dict[str, str], artifact_metadata: dict[str, Any]
-) -> tuple[dict[str, pd.DataFrame], FeatureSpec, TrainingConfig]:
-    """Splits written by :func:`write_split` (name -> path), and the feature spec and training configuration
-    from their artifact metadata: every task of a training uses the configuration the features task used."""
-    for key in ("feature_spec", "training_config"):
-        if key not in artifact_metadata:
-            raise ValueError(f"the split's metadata holds no {key}: it was not written by the features step")
-    frames = {name: pd.read_parquet(path) for name, path in paths.items()}
-    return (
-        frames,
-        FeatureSpec.from_dict(artifact_metadata["feature_spec"]),
-        TrainingConfig.from_json(str(artifact_metadata["training_config"])),
-    )
-
-
-def export_model(settings: Settings, fitted: FittedModel, path: str) -> None:
-    """Copy the fitted model's MLflow model directory to ``path`` (the task's Model artifact)."""
-    registry.use_tracking(settings)
-    Path(path).mkdir(parents=True, exist_ok=True)
-    mlflow.artifacts.download_artifacts(artifact_uri=fitted.model_uri, dst_path=path)
-
-
-def model_metadata(fitted: FittedModel) -> dict[str, Any]:
-    """What a Model artifact carries: the model's name, run, MLflow URI, metrics (NaN left out), the
-    hyperparameters validation chose and the decision rule."""
-    return {
-        "model_name": fitted.name,
-        "run_id": fitted.run_id,
-        "model_uri": fitted.model_uri,
-        "metrics": {key: value for key, value in fitted.metrics.items() if not math.isnan(value)},
-        "params": json.dumps(fitted.params, sort_keys=True),
-        "decision_rule": json.dumps(fitted.decision_rule, sort_keys=True),
-    }
-
-
-def fitted_from_metadata(artifact_metadata: dict[str, Any]) -> FittedModel:
-    """The inverse of :func:`model_metadata` (a metric missing there was NaN)."""
-    metrics = {key: float(value) for key, value in dict(artifact_metadata.get("metrics", {})).items()}
-    metrics.setdefault("validation_roc_auc", math.nan)
-    return FittedModel(
-        name=str(artifact_metadata["model_name"]),
-        run_id=str(artifact_metadata["run_id"]),
-        model_uri=str(artifact_metadata["model_uri"]),
-        metrics=metrics,
-        params=json.loads(str(artifact_metadata.get("params", "{}"))),
-        decision_rule=json.loads(str(artifact_metadata.get("decision_rule", "{}"))),
-    )
 
 
 @dataclass(frozen=True)
