@@ -5,6 +5,8 @@
 
 from typing import NamedTuple
 
+from kfp.dsl import Input, Model
+
 from components import component
 
 
@@ -41,30 +43,29 @@ def online_features(data_ref: str) -> NamedTuple(  # type: ignore[valid-type]
 
 
 @component
-def drift_check(snapshot_commit: str, model_ref: str, retrain: bool) -> NamedTuple(  # type: ignore[valid-type]
+def drift_check(snapshot_commit: str, model: Input[Model], retrain: bool) -> NamedTuple(  # type: ignore[valid-type]
     "DriftOutputs",
     [
         ("fired", bool),
         ("drifted_feature_share", float),
         ("report_uri", str),
         ("mlflow_run_id", str),
-        ("retrain_run_id", str),
-        ("retrained_version", str),
+        ("retrain", str),
+        ("retrain_reason", dict),
         ("refused", str),
     ],
 ):
-    """Compare the online snapshot at `snapshot_commit` with the training features of the model
-    version `model_ref` (an alias or a version; `production` by default): PSI per feature and for
-    the predicted probability. The report goes to the lake and MLflow; when it fires, a `drift`
-    alert is raised and, if `retrain`, a training run on the head of `main` records the report as
-    its reason. A firing check is a finding, not a task failure. No model holding `model_ref`, or no
-    training reference for it, is the `refused` output, which the gate after it fails the run with; so is
-    a retraining that refuses its data (`retrain: <reason>`), after the report was recorded.
+    """Compare the online snapshot at `snapshot_commit` with the training features of `model`, the registered
+    version the resolve step chose: PSI per feature and for the predicted probability. The report goes to
+    the lake and MLflow; when it fires, a `drift` alert is raised and, if `retrain`, the `retrain` output is
+    `true` and `retrain_reason` holds the tags (report, drift run, drifted features) the training run the
+    pipeline then starts records as its reason. A firing check is a finding, not a task failure. No
+    training reference for the model is the `refused` output, which the gate after it fails the run with.
 
     Args:
         snapshot_commit: The lake commit of the online feature snapshot to check.
-        model_ref: The registry alias or version whose training features are the reference.
-        retrain: Whether a firing check trains a new model.
+        model: The registered version whose training features are the reference (the resolve step's Model).
+        retrain: Whether a firing check starts a training.
     """
     from collections import namedtuple
 
@@ -73,53 +74,39 @@ def drift_check(snapshot_commit: str, model_ref: str, retrain: bool) -> NamedTup
     from churnops.platform.logs import setup_logging
     from churnops.platform.retry import run_step
     from churnops.platform.settings import settings_or_exit
-    from churnops.training.monitoring import check_drift, retrain_for
+    from churnops.training.monitoring import check_drift, retrain_reason
 
     settings = settings_or_exit()
     setup_logging(settings)
     outputs = namedtuple(
         "outputs",
-        [
-            "fired",
-            "drifted_feature_share",
-            "report_uri",
-            "mlflow_run_id",
-            "retrain_run_id",
-            "retrained_version",
-            "refused",
-        ],
+        ["fired", "drifted_feature_share", "report_uri", "mlflow_run_id", "retrain", "retrain_reason", "refused"],
     )
     repo = open_repository(settings)
     checked = run_step(
         "drift-check",
         lambda: check_drift(
-            settings, model_ref or "production", repo=repo, snapshot=load_snapshot(repo, snapshot_commit or None)
+            settings, str(model.metadata["version"]), repo=repo, snapshot=load_snapshot(repo, snapshot_commit or None)
         ),
         settings.step_retry_seconds,
     )
     report = checked.value
     if report is None:
-        return outputs(False, 0.0, "", "", "", "", checked.refused)
-    run_id, version, refused = "", "", ""
-    if report.fired and retrain:
-        retrained = run_step("retrain", lambda: retrain_for(settings, report, repo=repo), settings.step_retry_seconds)
-        if retrained.value is not None:
-            run_id, version = retrained.value.parent_run_id, retrained.value.model_version or ""
-        else:
-            refused = f"retrain: {retrained.refused}"
+        return outputs(False, 0.0, "", "", "", {}, checked.refused)
+    wanted = report.fired and retrain
     return outputs(
         report.fired,
         report.drifted_feature_share,
         report.lake_uri or "",
         report.mlflow_run_id or "",
-        run_id,
-        version,
-        refused,
+        "true" if wanted else "",
+        retrain_reason(report) if wanted else {},
+        "",
     )
 
 
 @component
-def performance_check(data_ref: str, model_ref: str) -> NamedTuple(  # type: ignore[valid-type]
+def performance_check(data_ref: str, model: Input[Model]) -> NamedTuple(  # type: ignore[valid-type]
     "PerformanceOutputs",
     [
         ("degraded", bool),
@@ -128,17 +115,16 @@ def performance_check(data_ref: str, model_ref: str) -> NamedTuple(  # type: ign
         ("refused", str),
     ],
 ):
-    """Judge the model version `model_ref` (an alias or a version; `production` by default) on every
+    """Judge `model`, the registered version the resolve step chose, on every
     label matured at `data_ref` (a lake branch or commit; `main` by default) since its training data:
     ROC-AUC, calibration error and precision at k, logged to MLflow (the run is the `mlflow_run_id`
     output); a `performance` alert when it fell below the settings' limits. A degraded model is a
     finding, not a task failure; nothing matured yet is the `waiting` output (why), not a failure
-    either. No model holding `model_ref` is the `refused` output, which the gate after it fails the
-    run with.
+    either. An input it refuses is the `refused` output, which the gate after it fails the run with.
 
     Args:
         data_ref: The lake branch or commit whose matured labels judge the model.
-        model_ref: The registry alias or version to judge.
+        model: The registered version to judge (the resolve step's Model artifact).
     """
     from collections import namedtuple
 
@@ -152,7 +138,7 @@ def performance_check(data_ref: str, model_ref: str) -> NamedTuple(  # type: ign
     outputs = namedtuple("outputs", ["degraded", "waiting", "mlflow_run_id", "refused"])
     checked = run_step(
         "performance-check",
-        lambda: check_production_performance(settings, model_ref or "production", data_ref=data_ref or None),
+        lambda: check_production_performance(settings, str(model.metadata["version"]), data_ref=data_ref or None),
         settings.step_retry_seconds,
     )
     check = checked.value

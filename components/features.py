@@ -3,7 +3,7 @@
 # pylint: disable=import-outside-toplevel
 # KFP runs only the function's own source in the task, so every import lives in the body.
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 from kfp.dsl import Dataset, Output
 
@@ -18,6 +18,7 @@ def features(
     validation: Output[Dataset],
     test: Output[Dataset],
     pipeline_run: str = "",
+    reason: Optional[dict[str, str]] = None,
 ) -> NamedTuple(  # type: ignore[valid-type]
     "FeaturesOutputs", [("data_commit", str), ("parent_run_id", str), ("lineage", dict), ("refused", str)]
 ):
@@ -37,6 +38,8 @@ def features(
         validation: The validation split (parquet, written).
         test: The test split (parquet, written).
         pipeline_run: The KFP run id (KFP's placeholder): a retry of this task reuses the run's MLflow parent run.
+        reason: What started the training, as tags of the parent run (a drift check's); none for a scheduled or
+            manual training.
     """
     from collections import namedtuple
 
@@ -51,7 +54,13 @@ def features(
     splits = (("train", train), ("validation", validation), ("test", test))
     outcome = run_step(
         "features",
-        lambda: training.begin_training_at(settings, data_ref or None, seed, pipeline_run=pipeline_run),
+        lambda: training.begin_training_at(
+            settings,
+            data_ref or None,
+            seed,
+            pipeline_run=pipeline_run,
+            reason={k: str(v) for k, v in (reason or {}).items()},
+        ),
         settings.step_retry_seconds,
     )
     setup = outcome.value

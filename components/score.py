@@ -5,11 +5,13 @@
 
 from typing import NamedTuple
 
+from kfp.dsl import Input, Model
+
 from components import component
 
 
 @component
-def score(data_ref: str, alias: str) -> NamedTuple(  # type: ignore[valid-type]
+def score(data_ref: str, model: Input[Model]) -> NamedTuple(  # type: ignore[valid-type]
     "ScoreOutputs",
     [
         ("commit_id", str),
@@ -21,14 +23,14 @@ def score(data_ref: str, alias: str) -> NamedTuple(  # type: ignore[valid-type]
     ],
 ):
     """Score every customer active at the head of `data_ref` (a lake branch or commit; `main` by
-    default) with the model holding registry alias `alias` (`production` by default), and publish
-    the predictions (customer token, churn probability and label, model version, data commit,
-    cutoff) under `predictions/` in one lake commit merged into `main`. No active customer, or no model
-    holding the alias, is the `refused` output, which the gate after it fails the run with, never retried.
+    default) with `model`, the registered version the resolve step chose (its metadata names the version and
+    the alias it held), and publish the predictions (customer token, churn probability and label, model
+    version, data commit, cutoff) under `predictions/` in one lake commit merged into `main`. No active
+    customer is the `refused` output, which the gate after it fails the run with, never retried.
 
     Args:
         data_ref: The lake branch or commit whose active customers are scored.
-        alias: The registry alias of the model that scores.
+        model: The registered version that scores (the resolve step's Model artifact).
     """
     from collections import namedtuple
 
@@ -42,7 +44,9 @@ def score(data_ref: str, alias: str) -> NamedTuple(  # type: ignore[valid-type]
     outputs = namedtuple("outputs", ["commit_id", "data_commit", "model_version", "rows", "cutoff", "refused"])
     outcome = run_step(
         "score",
-        lambda: batch.score_customers(settings, data_ref or "main", alias or "production"),
+        lambda: batch.score_customers(
+            settings, data_ref or "main", str(model.metadata["model_ref"]), version=str(model.metadata["version"])
+        ),
         settings.step_retry_seconds,
     )
     result = outcome.value

@@ -1,9 +1,13 @@
-"""The scoring pipeline (daily): the production model scores every active customer into ``predictions/``."""
+"""The scoring pipeline (daily): the production model scores every active customer into ``predictions/``.
+
+resolve-model (the alias -> one registered version, a Model artifact) -> score with that version.
+"""
 
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
 from churnops.platform.settings import load_settings
+from components.model import resolve_model
 from components.score import score
 from pipelines.common import LARGE, configure, declare_pipeline, failure_alert, refusal_gate
 
@@ -29,7 +33,14 @@ def build() -> GraphComponent:
         settings = load_settings()
         alert = failure_alert(NAME, settings)
         with dsl.ExitHandler(alert, name="scoring-run"):
-            scored = configure(score(data_ref=data_ref, alias=alias), settings, LARGE, display_name="score")
+            # At compile time a component call is a PipelineTask; pylint sees the function (a NamedTuple return, output
+            # artifacts as parameters).
+            # pylint: disable=no-member,no-value-for-parameter
+            resolved = configure(resolve_model(model_ref=alias), settings, display_name="resolve-model")
+            chosen = refusal_gate(resolved, "resolve-model", settings)
+            scored = configure(
+                score(data_ref=data_ref, model=resolved.outputs["model"]), settings, LARGE, display_name="score"
+            ).after(chosen)
             refusal_gate(scored, "score", settings)
 
     return scoring_pipeline

@@ -5,10 +5,12 @@ winner when the model gate passes, each step followed by its refusal gate, under
 failure.
 """
 
+from typing import Any
+
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
-from churnops.platform.settings import load_settings
+from churnops.platform.settings import Settings, load_settings
 from components.evaluate import evaluate
 from components.features import features
 from components.register import register
@@ -23,6 +25,78 @@ TRIGGER = "training is started by Cloud Scheduler through Cloud Build (cloudbuil
 MODELS = ("baseline", "xgboost")
 
 
+DEFAULT_SEED = 42
+
+
+def training_tasks(settings: Settings, data_commit: Any, seed: Any, reason: Any = None) -> None:
+    """Add the training's tasks to the pipeline being defined: features -> train both models -> evaluate and gate
+    -> register the winner when the model gate passes, each step followed by its refusal gate.
+
+    The one composition of training in KFP: the training pipeline runs it under its exit handler, the drift
+    pipeline under its condition on a firing check (``reason``: the drift check's tags for the training run), so
+    a retraining has the same tasks, metrics and views as any training.
+    """
+    # pylint: disable=no-value-for-parameter,no-member
+    # The KFP decorator turns each component into a factory of tasks: pylint sees the plain function
+    # (outputs as parameters, a NamedTuple return without ``.outputs``).
+    started = {"reason": reason} if reason is not None else {}
+    feats = configure(
+        features(data_ref=data_commit, seed=seed, pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER, **started),
+        settings,
+        LARGE,
+        display_name="features",
+    )
+    checked = refusal_gate(feats, "features", settings)
+    trained, fitted = {}, []
+    for model_name in MODELS:
+        trained[model_name] = configure(
+            train(
+                model_name=model_name,
+                parent_run_id=feats.outputs["parent_run_id"],
+                lineage=feats.outputs["lineage"],
+                train_split=feats.outputs["train"],
+                validation_split=feats.outputs["validation"],
+            ),
+            settings,
+            LARGE,
+            display_name=f"train-{model_name}",
+        ).after(checked)
+        fitted.append(refusal_gate(trained[model_name], f"train-{model_name}", settings))
+    evaluated = configure(
+        evaluate(
+            parent_run_id=feats.outputs["parent_run_id"],
+            lineage=feats.outputs["lineage"],
+            train_split=feats.outputs["train"],
+            validation_split=feats.outputs["validation"],
+            test_split=feats.outputs["test"],
+            baseline=trained["baseline"].outputs["model"],
+            challenger=trained["xgboost"].outputs["model"],
+        ),
+        settings,
+        display_name="evaluate-and-gate",
+    ).after(*fitted)
+    # The refusal gate passes the winner's name on (empty when the model gate refused both) as its single
+    # output, which the condition tests (kfp.local resolves a condition on a task's `Output` only); the
+    # comparison is compiled, not evaluated here.
+    winner = refusal_gate(evaluated, "evaluate", settings, passes=evaluated.outputs["winner"])
+    with dsl.If(winner.output != "", name="gate-passed"):
+        registered = configure(
+            register(
+                parent_run_id=feats.outputs["parent_run_id"],
+                lineage=feats.outputs["lineage"],
+                winner=winner.output,
+                train_split=feats.outputs["train"],
+                validation_split=feats.outputs["validation"],
+                test_split=feats.outputs["test"],
+                baseline=trained["baseline"].outputs["model"],
+                challenger=trained["xgboost"].outputs["model"],
+            ),
+            settings,
+            display_name="register-candidate",
+        )
+        refusal_gate(registered, "register", settings)
+
+
 def build() -> GraphComponent:
     """The training pipeline, its task settings read from the settings now (at compile or local run time)."""
 
@@ -31,73 +105,16 @@ def build() -> GraphComponent:
         description="Features at a lake commit -> baseline and XGBoost in parallel -> evaluate and gate -> "
         "register the winner as candidate.",
     )
-    def training_pipeline(data_commit: str = "", seed: int = 42) -> None:
+    def training_pipeline(data_commit: str = "", seed: int = DEFAULT_SEED) -> None:
         """Train, evaluate and register a churn model.
 
         Args:
             data_commit: The lake commit id to train on; empty: the head of `main`.
             seed: The random seed of the split and of both fits.
         """
-        # pylint: disable=no-value-for-parameter,no-member
-        # The KFP decorator turns each component into a factory of tasks: pylint sees the plain function
-        # (outputs as parameters, a NamedTuple return without ``.outputs``).
         settings = load_settings()
         alert = failure_alert(NAME, settings)
         with dsl.ExitHandler(alert, name="training-run"):
-            feats = configure(
-                features(data_ref=data_commit, seed=seed, pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER),
-                settings,
-                LARGE,
-                display_name="features",
-            )
-            checked = refusal_gate(feats, "features", settings)
-            trained, fitted = {}, []
-            for model_name in MODELS:
-                trained[model_name] = configure(
-                    train(
-                        model_name=model_name,
-                        parent_run_id=feats.outputs["parent_run_id"],
-                        lineage=feats.outputs["lineage"],
-                        train_split=feats.outputs["train"],
-                        validation_split=feats.outputs["validation"],
-                    ),
-                    settings,
-                    LARGE,
-                    display_name=f"train-{model_name}",
-                ).after(checked)
-                fitted.append(refusal_gate(trained[model_name], f"train-{model_name}", settings))
-            evaluated = configure(
-                evaluate(
-                    parent_run_id=feats.outputs["parent_run_id"],
-                    lineage=feats.outputs["lineage"],
-                    train_split=feats.outputs["train"],
-                    validation_split=feats.outputs["validation"],
-                    test_split=feats.outputs["test"],
-                    baseline=trained["baseline"].outputs["model"],
-                    challenger=trained["xgboost"].outputs["model"],
-                ),
-                settings,
-                display_name="evaluate-and-gate",
-            ).after(*fitted)
-            # The refusal gate passes the winner's name on (empty when the model gate refused both) as its single
-            # output, which the condition tests (kfp.local resolves a condition on a task's `Output` only); the
-            # comparison is compiled, not evaluated here.
-            winner = refusal_gate(evaluated, "evaluate", settings, passes=evaluated.outputs["winner"])
-            with dsl.If(winner.output != "", name="gate-passed"):
-                registered = configure(
-                    register(
-                        parent_run_id=feats.outputs["parent_run_id"],
-                        lineage=feats.outputs["lineage"],
-                        winner=winner.output,
-                        train_split=feats.outputs["train"],
-                        validation_split=feats.outputs["validation"],
-                        test_split=feats.outputs["test"],
-                        baseline=trained["baseline"].outputs["model"],
-                        challenger=trained["xgboost"].outputs["model"],
-                    ),
-                    settings,
-                    display_name="register-candidate",
-                )
-                refusal_gate(registered, "register", settings)
+            training_tasks(settings, data_commit, seed)
 
     return training_pipeline

@@ -25,7 +25,6 @@ import pyarrow.parquet as pq
 
 from churnops.data.versioning import DataRepository, open_repository
 from churnops.data.versioning.base import DEFAULT_BRANCH
-from churnops.errors import RegistryError
 from churnops.model import registry
 from churnops.model.predict import LABEL, PROBABILITY, DecisionRule, churn_label, churn_probability
 from churnops.model.scoring import load_model
@@ -33,6 +32,7 @@ from churnops.model.spec import FeatureSpec
 from churnops.platform.buildinfo import git_sha
 from churnops.platform.settings import Settings
 from churnops.training.features import GHOST_AFTER_HOURS, build_features, data_span
+from churnops.training.resolve import resolve_model
 from churnops.training.train import load_tables
 
 logger = logging.getLogger(__name__)
@@ -74,19 +74,13 @@ def predictions_path(cutoff: pd.Timestamp) -> str:
     return f"{PREDICTIONS_PREFIX}/dt={cutoff:%Y-%m-%d}/hr={cutoff:%H}/predictions.parquet"
 
 
-def load_alias_model(settings: Settings, alias: str) -> tuple[object, FeatureSpec, str, DecisionRule]:
-    """The registered model holding ``alias``, the feature spec logged with it, its version and its decision rule."""
-    client = registry.use_tracking(settings)
-    version = registry.alias_holder(client, settings.registered_model, alias)
-    if version is None:
-        raise RegistryError(
-            f"no version of {settings.registered_model!r} holds the {alias!r} alias: nothing to score with"
-        )
-    loaded = load_model(f"models:/{settings.registered_model}/{version}", client.tracking_uri)
-    model = loaded.pipeline
-    run_id = client.get_model_version(settings.registered_model, version).run_id
-    spec = FeatureSpec.from_dict(mlflow.artifacts.load_dict(f"runs:/{run_id}/feature_spec.json"))
-    return model, spec, version, loaded.rule
+def load_registered_model(settings: Settings, ref: str) -> tuple[object, FeatureSpec, str, DecisionRule]:
+    """The registered model ``ref`` (an alias or a version) names, the feature spec logged with it, its version and
+    its decision rule."""
+    resolved = resolve_model(settings, ref)
+    loaded = load_model(resolved.model_uri, registry.use_tracking(settings).tracking_uri)
+    spec = FeatureSpec.from_dict(mlflow.artifacts.load_dict(f"runs:/{resolved.run_id}/feature_spec.json"))
+    return loaded.pipeline, spec, resolved.version, loaded.rule
 
 
 def predictions_frame(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # one table's inputs
@@ -116,12 +110,21 @@ def predictions_frame(  # pylint: disable=too-many-arguments,too-many-positional
 
 
 def score_customers(
-    settings: Settings, data_ref: str = DEFAULT_BRANCH, alias: str = "production", repo: DataRepository | None = None
+    settings: Settings,
+    data_ref: str = DEFAULT_BRANCH,
+    alias: str = "production",
+    repo: DataRepository | None = None,
+    *,
+    version: str | None = None,
 ) -> ScoringResult:
-    """Score every customer active at the head of ``data_ref`` and publish the predictions (see the module doc)."""
+    """Score every customer active at the head of ``data_ref`` and publish the predictions (see the module doc).
+
+    The model is the version holding ``alias``, or ``version`` when given (what ``alias`` named when the scoring
+    pipeline resolved it: the predictions record both).
+    """
     repo = repo or open_repository(settings)
     data_commit = repo.resolve(data_ref)
-    model, spec, version, rule = load_alias_model(settings, alias)
+    model, spec, version, rule = load_registered_model(settings, version or alias)
     events, subscriptions = load_tables(repo, data_commit)
     cutoff = scoring_cutoff(events, subscriptions)
     features = build_features(events, subscriptions, cutoff, spec.windows_h, ghost_after_h=GHOST_AFTER_HOURS)

@@ -55,6 +55,7 @@ from churnops.model.spec import FeatureSpec
 from churnops.platform.alerts import Alert, AlertSink
 from churnops.platform.settings import Settings
 from churnops.training import drift, evaluate
+from churnops.training.resolve import resolve_model
 from churnops.training.train import TrainingResult, train_from_commit
 
 matplotlib.use("Agg")
@@ -295,15 +296,6 @@ def reference_features(
     return frame, FeatureSpec.from_dict(schema["spec"]), f"{uri}/{path}"
 
 
-def _resolve_version(client: mlflow.MlflowClient, model: str, ref: str) -> str:
-    if ref.isdigit():
-        return ref
-    version = registry.alias_holder(client, model, ref)
-    if version is None:
-        raise RegistryError(f"no version of {model!r} holds alias {ref!r}: nothing to compare against")
-    return version
-
-
 def _figure(report: DriftReport) -> Figure:
     table = report.table()
     figure = Figure(figsize=(8, max(3, 0.22 * len(table))))
@@ -377,7 +369,7 @@ def check_drift(
     repo = repo or open_repository(settings)
     client = registry.client_for(settings)
     model = settings.registered_model
-    version = _resolve_version(client, model, model_ref)
+    version = resolve_model(settings, model_ref).version
     reference, spec, reference_uri = reference_features(client, model, version, repo)
     snapshot = snapshot or load_snapshot(repo)
     current = snapshot.features.reindex(columns=spec.columns)
@@ -426,15 +418,17 @@ def check_drift(
     return report
 
 
-def retrain_for(settings: Settings, report: DriftReport, repo: DataRepository | None = None) -> TrainingResult:
-    """Train on the head of ``main`` and record the drift report as the run's reason."""
-    result = train_from_commit(settings, None, repo=repo)
-    client = registry.client_for(settings)
-    for key, value in {
+def retrain_reason(report: DriftReport) -> dict[str, str]:
+    """The tags a training started by ``report`` carries on its training run: the drift check's report, run and
+    drifted features."""
+    return {
         "trigger": "drift",
         "trigger_report": report.lake_uri or "",
         "trigger_drift_run": report.mlflow_run_id or "",
         "trigger_drifted": ", ".join(report.drifted[:20]),
-    }.items():
-        client.set_tag(result.parent_run_id, key, value)
-    return result
+    }
+
+
+def retrain_for(settings: Settings, report: DriftReport, repo: DataRepository | None = None) -> TrainingResult:
+    """Train on the head of ``main`` with the drift report as the training run's reason (:func:`retrain_reason`)."""
+    return train_from_commit(settings, None, repo=repo, reason=retrain_reason(report))

@@ -38,6 +38,7 @@ from tests.support.wsgi_double import WsgiDouble
 HOURS = 20
 CUSTOMERS = 300
 SEED = 3
+SHIFT = datagen.Drift(start_h=HOURS - 3, share=0.6, activity_factor=0.1)
 
 
 class Webhook(WsgiDouble):
@@ -98,7 +99,9 @@ def env_fixture(
         for key, value in environment.items():
             patch.setenv(key, value)
         settings = Settings()
-        data = datagen.generate(HOURS, CUSTOMERS, start=start, seed=SEED)
+        # From three hours before the end, 60% of customers are a tenth as active: after the last cutoff training
+        # uses (its label windows need the hours after it), so training sees none of it; the drift check does.
+        data = datagen.generate(HOURS, CUSTOMERS, start=start, seed=SEED, drift=SHIFT)
         ensure_bucket(gcs_client, settings.raw_bucket)
         datagen.upload(gcs_client, settings.raw_bucket, data.objects)
         repo = open_repository(settings)
@@ -215,16 +218,20 @@ def test_ingest_training_scoring_with_kfp_local(env: Env) -> None:
     _scoring_with_the_promoted_model(env, client, head, candidate)
     assert not env.webhook.received  # nothing failed so far
 
+    _a_firing_drift_check_runs_the_training_tasks(env, client, candidate)
+
 
 def _scoring_with_the_promoted_model(env: Env, client: Any, head: str, candidate: str) -> None:
     # Scoring with the production model (promoted by hand, as a person would).
     registry.promote(client, env.settings.registered_model, "staging")
     registry.promote(client, env.settings.registered_model, "production")
-    run_local("scoring", {}, env.root)
+    # The alias is resolved once, to the Model artifact the score task consumes.
+    assert _tasks_run(env, "scoring", {}) == {"resolve-model", "gate", "score", "gate-2", "alert-on-failure"}
     scoring_commit = env.repo.commit_info("main")
     assert scoring_commit.metadata["kind"] == "predictions"
     assert scoring_commit.metadata["data_commit"] == head
     assert scoring_commit.metadata["model_version"] == candidate
+    assert scoring_commit.metadata["model_alias"] == "production"
     predictions = env.repo.read_table("main", "predictions/").to_pandas()
     assert len(predictions) == int(scoring_commit.metadata["rows"]) > 0
     assert predictions["customer_token"].is_unique
@@ -247,3 +254,34 @@ def test_a_refused_input_fails_the_run_once_and_the_exit_handler_alerts(
     assert len(alerts) == 1
     assert alerts[0]["text"].startswith("churnops alert: pipeline_failed: pipeline ingest ended FAILED")
     assert "(run churnops-ingest-" in alerts[0]["text"]  # the run's name, from KFP's placeholder
+
+
+def _a_firing_drift_check_runs_the_training_tasks(env: Env, client: Any, production: str) -> None:
+    """The drift pipeline on the production model, on data whose last hours shifted: the check fires, and the
+    training's own tasks run under the condition on it, with the report as the run's reason."""
+    experiment = client.get_experiment_by_name(env.settings.mlflow_experiment)
+    before = {r.info.run_id for r in client.search_runs([experiment.experiment_id], "tags.run_kind = 'training'")}
+    ran = _tasks_run(env, "drift", {})
+    assert {"online-features", "resolve-model", "drift-check", "performance-check"} <= ran
+    assert {"features", "train", "train-2", "evaluate"} <= ran  # the condition on the check resolved
+    monitoring = client.get_experiment_by_name(f"{env.settings.mlflow_experiment}-monitoring")
+    (check,) = client.search_runs([monitoring.experiment_id], "tags.run_kind = 'drift'")
+    assert check.data.tags["model_version"] == production  # the version resolve-model chose
+    assert check.data.tags["drift_fired"] == "true"
+    (retraining,) = [
+        r
+        for r in client.search_runs([experiment.experiment_id], "tags.run_kind = 'training'")
+        if r.info.run_id not in before
+    ]
+    tags = retraining.data.tags
+    assert tags["trigger"] == "drift" and tags["trigger_drift_run"] == check.info.run_id
+    assert tags["trigger_report"] == check.data.tags["drift_report"] and tags["trigger_drifted"]
+    # On the head of main, which now holds the predictions too.
+    assert tags["data_commit"] == env.repo.head("main") and tags["kfp_run_id"] and "{{" not in tags["kfp_run_id"]
+    children = client.search_runs([experiment.experiment_id], f"tags.parent_run_id = '{retraining.info.run_id}'")
+    assert {r.data.tags["model_type"] for r in children if r.data.tags.get("training_step") == "fit"} == {
+        "baseline",
+        "xgboost",
+    }
+    assert tags["gate_passed"] in {"true", "false"}  # evaluate recorded its decision on the retraining's run
+    assert any(alert["text"].startswith("churnops alert: drift:") for alert in env.webhook.received)

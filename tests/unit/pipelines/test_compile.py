@@ -19,8 +19,18 @@ from pipelines.registry import PIPELINES
 EXPECTED_TASKS = {
     "ingest": {"ingest", "gate", "condition-2"},
     "training": {"features", "gate", "train", "gate-2", "train-2", "gate-3", "evaluate", "gate-4", "condition-2"},
-    "scoring": {"score", "gate"},
-    "drift": {"online-features", "gate", "drift-check", "gate-2", "performance-check", "gate-3"},
+    "scoring": {"resolve-model", "gate", "score", "gate-2"},
+    "drift": {
+        "online-features",
+        "gate",
+        "resolve-model",
+        "gate-2",
+        "drift-check",
+        "gate-3",
+        "condition-2",
+        "performance-check",
+        "gate-9",
+    },
     "purge": {"purge", "gate"},
 }
 # Every step, with the gate (never retried) that fails the run with its refusal: (DAG, gate task) -> (step task,
@@ -37,11 +47,21 @@ GATES = {
         ("comp-exit-handler-1", "gate-4"): ("evaluate", "evaluate"),
         ("comp-condition-2", "gate-5"): ("register", "register"),
     },
-    "scoring": {("comp-exit-handler-1", "gate"): ("score", "score")},
+    "scoring": {
+        ("comp-exit-handler-1", "gate"): ("resolve-model", "resolve-model"),
+        ("comp-exit-handler-1", "gate-2"): ("score", "score"),
+    },
     "drift": {
         ("comp-exit-handler-1", "gate"): ("online-features", "online-features"),
-        ("comp-exit-handler-1", "gate-2"): ("drift-check", "drift-check"),
-        ("comp-exit-handler-1", "gate-3"): ("performance-check", "performance-check"),
+        ("comp-exit-handler-1", "gate-2"): ("resolve-model", "resolve-model"),
+        ("comp-exit-handler-1", "gate-3"): ("drift-check", "drift-check"),
+        ("comp-exit-handler-1", "gate-9"): ("performance-check", "performance-check"),
+        # the retraining: the training pipeline's tasks, each with its gate
+        ("comp-condition-2", "gate-4"): ("features", "features"),
+        ("comp-condition-2", "gate-5"): ("train", "train-baseline"),
+        ("comp-condition-2", "gate-6"): ("train-2", "train-xgboost"),
+        ("comp-condition-2", "gate-7"): ("evaluate", "evaluate"),
+        ("comp-condition-3", "gate-8"): ("register", "register"),
     },
     "purge": {("comp-exit-handler-1", "gate"): ("purge", "purge")},
 }
@@ -253,6 +273,67 @@ def test_register_runs_only_when_the_gate_passes(compiled: dict[str, Path]) -> N
     train_tasks = {n: t for n, t in _dag_tasks(spec, "comp-exit-handler-1").items() if n.startswith("train")}
     # The two fits run in parallel, after the features and their gate.
     assert all(sorted(t.dependent_tasks) == ["features", "gate"] for t in train_tasks.values())
+
+
+def test_scoring_and_drift_use_the_model_resolve_model_outputs(compiled: dict[str, Path]) -> None:
+    """The alias is resolved once, by a task whose output is the model (a KFP Model artifact): the tasks that score or
+    check consume that artifact, which the run's lineage records, and wait for the resolving step's gate."""
+    for name, parameter, consumers in (
+        ("scoring", "alias", ("score",)),
+        ("drift", "model_ref", ("drift-check", "performance-check")),
+    ):
+        spec, _ = parse_strict(compiled[name])
+        body = _dag_tasks(spec, "comp-exit-handler-1")
+        resolved = body["resolve-model"]
+        assert resolved.inputs.parameters["model_ref"].component_input_parameter == f"pipelinechannel--{parameter}"
+        outputs = spec.components["comp-resolve-model"].output_definitions.artifacts
+        assert outputs["model"].artifact_type.schema_title == "system.Model"
+        for consumer in consumers:
+            model = body[consumer].inputs.artifacts["model"].task_output_artifact
+            assert (model.producer_task, model.output_artifact_key) == ("resolve-model", "model"), (name, consumer)
+            inputs = spec.components[body[consumer].component_ref.name].input_definitions
+            assert inputs.artifacts["model"].artifact_type.schema_title == "system.Model"
+            assert not {"alias", "model_ref"} & set(inputs.parameters)  # no task resolves the alias again
+            assert "gate" in _upstream(body)[consumer] or "gate-2" in _upstream(body)[consumer]
+
+
+def test_a_firing_drift_check_runs_the_training_pipelines_tasks(compiled: dict[str, Path]) -> None:
+    drift, _ = parse_strict(compiled["drift"])
+    training, _ = parse_strict(compiled["training"])
+    body = _dag_tasks(drift, "comp-exit-handler-1")
+    passed = body["gate-3"].inputs.parameters["passes"].task_output_parameter
+    assert (passed.producer_task, passed.output_parameter_key) == ("drift-check", "retrain")
+    condition = body["condition-2"]
+    assert condition.task_info.name == "retrain-on-drift"
+    assert condition.trigger_policy.condition == "inputs.parameter_values['pipelinechannel--gate-3-Output'] == 'true'"
+
+    def shown(spec: pipeline_spec_pb2.PipelineSpec, dags: tuple[str, ...]) -> dict[str, str]:
+        """Display name -> component of the tasks of ``dags`` (gates aside: their numbering differs)."""
+        return {
+            task.task_info.name: task.component_ref.name
+            for dag in dags
+            for task in _dag_tasks(spec, dag).values()
+            if not task.component_ref.name.startswith(("comp-gate", "comp-condition"))
+        }
+
+    retraining = shown(drift, ("comp-condition-2", "comp-condition-3"))
+    assert retraining == shown(training, ("comp-exit-handler-1", "comp-condition-2"))
+    executors = {
+        spec_name: json_format.MessageToDict(spec.deployment_spec)["executors"]
+        for spec_name, spec in (("drift", drift), ("training", training))
+    }
+    for component in retraining.values():  # the same component sources: one composition of training
+        executor = f"exec-{component.removeprefix('comp-')}"
+        assert executors["drift"][executor] == executors["training"][executor], component
+    features = _dag_tasks(drift, "comp-condition-2")["features"]
+    assert (
+        features.inputs.parameters["reason"].component_input_parameter == "pipelinechannel--drift-check-retrain_reason"
+    )
+    assert features.inputs.parameters["data_ref"].runtime_value.constant.string_value == ""  # the head of main
+    assert features.inputs.parameters["pipeline_run"].runtime_value.constant.string_value == "{{$.pipeline_job_uuid}}"
+    # The drift check only reports: no training inside it.
+    outputs = set(drift.components["comp-drift-check"].output_definitions.parameters)
+    assert {"retrain", "retrain_reason"} <= outputs and not {"retrain_run_id", "retrained_version"} & outputs
 
 
 def test_network_tasks_retry_with_the_configured_backoff(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
