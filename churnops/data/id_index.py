@@ -67,13 +67,17 @@ def keys(ids: pd.Series, hours: pd.Series) -> pd.DataFrame:
     hours = hours.reset_index(drop=True)
     if not isinstance(hours.dtype, pd.DatetimeTZDtype):
         hours = pd.to_datetime(hours, utc=True)
-    frame = pd.DataFrame({"id": pd.Series(ids.to_numpy(dtype=object)), "hour": hours.dt.tz_convert("UTC")})
-    return frame[frame["id"].notna() & frame["hour"].notna()]
+    ids = ids.reset_index(drop=True)
+    if not isinstance(ids.array, pd.arrays.ArrowStringArray):  # Arrow strings stay so (no object per id)
+        ids = pd.Series(ids.to_numpy(dtype=object))
+    frame = pd.DataFrame({"id": ids, "hour": hours.dt.tz_convert("UTC")})
+    keep = frame["id"].notna() & frame["hour"].notna()
+    return frame if keep.all() else frame[keep]
 
 
 def _segment(frame: pd.DataFrame) -> bytes:
     buffer = io.BytesIO()
-    table = pa.table({name: pa.array(frame[name].to_numpy(dtype=object), type=pa.string()) for name in _COLUMNS})
+    table = pa.table({name: pa.array(frame[name], type=pa.string(), from_pandas=True) for name in _COLUMNS})
     pq.write_table(table, buffer, compression="zstd")
     return buffer.getvalue()
 
@@ -165,8 +169,11 @@ class IdIndex:  # pylint: disable=too-many-instance-attributes  # the lake handl
         if self.bootstrapping:
             # A new index is written whole: every hour's published ids in one segment with the run's own.
             for hour, stored in self._build().items():
-                kept = stored[~stored["source"].isin(removed_sources)]
-                by_hour[hour] = pd.concat([kept, by_hour[hour]]) if hour in by_hour else kept
+                kept = stored.loc[~stored["source"].isin(removed_sources), _COLUMNS]
+                if hour in by_hour and not kept.empty:
+                    by_hour[hour] = pd.concat([kept, by_hour[hour][_COLUMNS]], ignore_index=True)
+                elif hour not in by_hour:
+                    by_hour[hour] = kept
             deleted = self.repo.list_paths(self.ref, kind_prefix(self.kind))  # the earlier layout's files
             files[layout_path(self.kind)] = json.dumps(LAYOUT).encode()
         else:

@@ -31,12 +31,14 @@ import itertools
 import json
 import logging
 import re
+import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import PurePosixPath
+from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -54,7 +56,7 @@ from churnops.data.versioning.base import check_path
 from churnops.platform.alerts import Alert, AlertSink
 from churnops.platform.buildinfo import git_sha, lock_sha256
 from churnops.platform.settings import Settings
-from churnops.platform.storage import ObjectRef, list_objects, list_prefixes, read_object, storage_client
+from churnops.platform.storage import ObjectRef, list_objects, list_prefixes, storage_client, storage_errors
 
 log = logging.getLogger(__name__)
 
@@ -160,24 +162,69 @@ class _Source:
 
 
 @dataclass
-class _Prepared:
-    """One new object after parsing and the contract check, before dedup and the PII policy."""
+class _Staged:
+    """One object's part of a run: its report, its files, and the ids it published (per chunk)."""
 
-    source: _Source
     report: ObjectReport
-    parsed: parse.ParsedObject | None = None
-    valid: pd.DataFrame | None = None
-    quarantined: pd.DataFrame | None = None
+    files: dict[str, bytes]
+    ids: list[pa.Array] = field(default_factory=list)  # published raw ids, Arrow strings
+    keys: list[pd.DataFrame] = field(default_factory=list)  # the same as id_index.keys
 
-    @property
-    def ref(self) -> ObjectRef:
-        """The object."""
-        return self.source.ref
 
-    @property
-    def kind(self) -> str:
-        """``events`` or ``subscriptions``."""
-        return self.source.kind
+class _NewColumns(Exception):
+    """A chunk has contract columns the object's earlier chunks lack: read the object again knowing them."""
+
+    def __init__(self, columns: frozenset[str]) -> None:
+        super().__init__(sorted(columns))
+        self.columns = columns
+
+
+class _Spool:
+    """One parquet file written chunk by chunk (a row group or more each) to a temporary file.
+
+    Its columns and types are those of the first frame with rows (a column with no value there,
+    which pandas leaves untyped, is text); frames without rows add nothing, unless no frame has rows.
+    """
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile()  # pylint: disable=consider-using-with  # closed by __exit__
+        self.writer: pq.ParquetWriter | None = None
+        self.empty: pa.Table | None = None
+
+    def __enter__(self) -> _Spool:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.file.close()
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Append ``frame``'s rows."""
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self.writer is None:
+            if not table.num_rows and self.empty is None:
+                self.empty = table
+            if not table.num_rows:
+                return
+            schema_ = pa.schema(
+                [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema],
+                metadata=table.schema.metadata,
+            )
+            self.writer = pq.ParquetWriter(self.file, schema_, compression="zstd")
+        self.writer.write_table(table.select(self.writer.schema.names).cast(self.writer.schema))
+
+    def close(self) -> bytes:
+        """The file's bytes, once every frame is written."""
+        if self.writer is None:
+            if self.empty is None:
+                raise ValueError("nothing was written")
+            self.writer = pq.ParquetWriter(self.file, self.empty.schema, compression="zstd")
+            self.writer.write_table(self.empty)
+        self.writer.close()
+        self.writer = None
+        self.file.seek(0)
+        return self.file.read()
 
 
 def hours_in_window(hour: datetime, lookback: int) -> list[datetime]:
@@ -252,14 +299,36 @@ def _arrow_strings(column: pd.Series) -> pa.Array:
     return values.cast(pa.string())
 
 
-def _to_parquet(df: pd.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), buffer, compression="zstd")
-    return buffer.getvalue()
+def _drop_seen(valid: pd.DataFrame, id_column: str, seen: list[pa.Array]) -> tuple[pd.DataFrame, pa.Array, int]:
+    """``valid`` without the rows whose id an earlier row has (of ``seen``, the ids published before it,
+    or of ``valid`` itself), the ids of the rows kept (Arrow strings), and how many went.
+
+    Done on the ids' Arrow data: pyarrow's hash-based ``is_in`` against each earlier array (never
+    concatenated), and its dictionary encoding for the first occurrence of each id within ``valid``.
+    """
+    ids = _arrow_strings(valid[id_column])
+    codes = ids.dictionary_encode().indices.to_numpy(zero_copy_only=False)
+    dup = np.ones(len(codes), dtype=bool)
+    dup[np.unique(codes, return_index=True)[1]] = False  # the first row of each id stays
+    for earlier in seen:
+        if len(earlier):
+            dup |= contract.arrow_call("is_in", ids, options=pc.SetLookupOptions(earlier)).to_numpy(
+                zero_copy_only=False
+            )
+    dropped = int(dup.sum())
+    if dropped:
+        valid = valid.loc[~dup].reset_index(drop=True)
+        ids = ids.filter(pa.array(~dup))
+    return valid, ids, dropped
 
 
 class IngestRun:
     """One ingest run. Build with :func:`ingest_hour`, or directly to inject parts in tests."""
+
+    chunk_bytes = parse.CHUNK_BYTES
+    """JSON Lines text read, checked and written at a time (:func:`churnops.data.parse.iter_object`)."""
+    chunk_rows = parse.CHUNK_ROWS
+    """CSV records read, checked and written at a time."""
 
     def __init__(
         self,
@@ -336,103 +405,162 @@ class IngestRun:
 
     # -- per object ------------------------------------------------------------------------------
 
-    def read(self, source: _Source) -> _Prepared:
-        """Read and parse one object (unrecognised names and unreadable objects are quarantined whole)."""
-        ref = source.ref
-        report = ObjectReport(name=ref.name, generation=ref.generation, kind=source.kind, status="published")
-        prepared = _Prepared(source=source, report=report)
-        if source.name_error:
-            report.status, report.reason = "quarantined", source.name_error
-            return prepared
-        try:
-            prepared.parsed = parse.parse_object(ref.name, read_object(self.client, ref), ref.content_encoding)
-        except parse.UnreadableObject as error:
-            report.status, report.reason = "quarantined", f"unreadable object: {error.reason}"
-        return prepared
+    def stage_object(
+        self, source: _Source, index: IdIndex, superseded: set[str], seen: list[pa.Array], run_id: str
+    ) -> _Staged:
+        """Steps 3-5 for one object, read and processed in chunks: the files it contributes to the run
+        branch, its report, and the ids it published. ``seen`` holds the ids earlier objects of the run
+        published (of the same kind); it is not changed here.
 
-    def check(self, item: _Prepared, published: set[str], run_id: str) -> None:
-        """Drop rows whose id is already published, check the rest against the contract.
-
-        Ids are matched on the raw values before the contract check, so an event a producer
-        sends again in a later hour's file counts as a duplicate, not as out of its hour.
+        An object whose later chunk names a contract column its earlier chunks lack is read again
+        knowing the column, so every chunk is checked with the columns of the whole object, as if it
+        were read whole. An object found unreadable after some chunks leaves nothing of them.
         """
-        if item.parsed is None:
-            return
-        report, ref = item.report, item.ref
-        parsed, report.duplicates_dropped = drop_ids(item.parsed, ID_COLUMNS[item.kind], published)
-        parsed, report.rows_erased = subjects.drop_erased(parsed, item.kind, self.tokenizer, self.erased)
-        item.parsed = None
-        result = contract.check(parsed, item.kind, item.source.hour, self.now())
-        report.rows_in = result.rows_in + report.duplicates_dropped + report.rows_erased
-        # Unknown column names may be values (a CSV whose header row is missing): keep digests only.
-        digests = {name: self.column_digest(name) for name in result.unknown_columns}
-        report.unknown_columns = [digests[name] for name in result.unknown_columns]
-        report.corrections = [{**asdict(c), "column": digests.get(c.column, c.column)} for c in result.corrections]
-        if result.missing_required:
-            report.status = "quarantined"
-            report.reason = f"missing required column(s): {', '.join(result.missing_required)}"
-        item.valid, item.quarantined = result.valid, result.quarantined
-        report.rows_quarantined = len(result.quarantined)
-        log.debug("object checked", extra={"object": ref.name, "run_id": run_id, "rows_in": report.rows_in})
+        ref = source.ref
+        if source.name_error:
+            report = ObjectReport(ref.name, ref.generation, source.kind, "quarantined", reason=source.name_error)
+            return _Staged(report, self.object_files(source, report, run_id))
+        columns: frozenset[str] = frozenset()
+        while True:
+            try:
+                with self.download(ref) as stored:
+                    return self.stream_object(source, stored, index, superseded, seen, run_id, columns)
+            except _NewColumns as more:
+                columns = more.columns
+            except parse.UnreadableObject as error:
+                report = ObjectReport(
+                    ref.name, ref.generation, source.kind, "quarantined", reason=f"unreadable object: {error.reason}"
+                )
+                return _Staged(report, self.object_files(source, report, run_id))
+
+    def download(self, ref: ObjectRef) -> IO[bytes]:
+        """The stored bytes of exactly this generation, in a temporary file (not in memory)."""
+        spool = tempfile.TemporaryFile()  # pylint: disable=consider-using-with  # the caller closes it
+        blob = self.client.bucket(ref.bucket).blob(ref.name, generation=ref.generation)
+        try:
+            with storage_errors(f"reading gs://{ref.bucket}/{ref.name}#{ref.generation}"):
+                blob.download_to_file(spool, raw_download=True)
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+        return spool
+
+    def stream_object(  # pylint: disable=too-many-arguments,too-many-positional-arguments,too-many-locals
+        self,
+        source: _Source,
+        stored: IO[bytes],
+        index: IdIndex,
+        superseded: set[str],
+        seen: list[pa.Array],
+        run_id: str,
+        columns: frozenset[str],
+    ) -> _Staged:
+        """One pass over an object's chunks (see :meth:`stage_object`); ``columns``: contract columns
+        the object is known to have."""
+        ref, kind = source.ref, source.kind
+        id_column, time_column = ID_COLUMNS[kind], schema.RECORD_TIME_COLUMNS[kind]
+        contract_columns = set(schema.CONTRACT_COLUMNS[kind])
+        staged = _Staged(ObjectReport(ref.name, ref.generation, kind, "published"), {})
+        report = staged.report
+        corrections: dict[tuple[str, str, str], dict[str, object]] = {}
+        unknown: dict[str, None] = {}
+        now = self.now()
+        known = set(columns)
+        with _Spool() as partition, _Spool() as quarantine:
+            for number, parsed in enumerate(
+                parse.iter_object(ref.name, stored, ref.content_encoding, self.chunk_bytes, self.chunk_rows)
+            ):
+                present = contract_columns.intersection(parsed.rows.columns)
+                if number and not present <= known:
+                    raise _NewColumns(frozenset(known | present))
+                known |= present
+                for name in sorted(known - present):  # what the object has, this chunk lacks: nulls
+                    parsed.rows[name] = None
+                wanted = (
+                    id_index.keys(_raw_ids(parsed.rows[id_column]), contract.record_hours(parsed.rows, kind))
+                    if id_column in parsed.rows
+                    else None
+                )
+                published = index.published(wanted, superseded) if wanted is not None else set()
+                parsed, duplicates = drop_ids(parsed, id_column, published)
+                parsed, erased = subjects.drop_erased(parsed, kind, self.tokenizer, self.erased)
+                result = contract.check(parsed, kind, source.hour, now)
+                del parsed
+                report.rows_in += result.rows_in + duplicates + erased
+                report.duplicates_dropped += duplicates
+                report.rows_erased += erased
+                unknown.update(dict.fromkeys(result.unknown_columns))
+                for correction in result.corrections:
+                    merged = corrections.setdefault(
+                        (correction.kind, correction.column, correction.detail), {**asdict(correction), "rows": 0}
+                    )
+                    merged["rows"] = int(str(merged["rows"])) + correction.rows
+                if result.missing_required:
+                    report.status = "quarantined"
+                    report.reason = f"missing required column(s): {', '.join(result.missing_required)}"
+                else:
+                    valid, ids, within = _drop_seen(result.valid, id_column, [*seen, *staged.ids])
+                    report.duplicates_dropped += within
+                    staged.ids.append(ids)
+                    staged.keys.append(
+                        id_index.keys(pd.Series(pd.arrays.ArrowStringArray(ids)), valid[time_column].dt.floor("h"))
+                    )
+                    published_rows = apply_pii_policy(valid, kind, self.tokenizer)
+                    published_rows["_source_object"] = ref.name
+                    published_rows["_source_generation"] = ref.generation
+                    partition.write(published_rows)
+                    report.rows_published += len(published_rows)
+                    del valid, published_rows
+                if len(result.quarantined):
+                    quarantine.write(self.quarantine_rows(result.quarantined, source))
+                    report.rows_quarantined += len(result.quarantined)
+            # Unknown column names may be values (a CSV whose header row is missing): keep digests only.
+            digests = {name: self.column_digest(name) for name in unknown}
+            report.unknown_columns = list(digests.values())
+            report.corrections = [
+                {**c, "column": digests.get(str(c["column"]), c["column"])} for c in corrections.values()
+            ]
+            if report.status == "published":
+                report.partition = partition_path(ref, kind)
+                staged.files[report.partition] = partition.close()
+            else:
+                staged.ids, staged.keys = [], []
+            if report.rows_quarantined:
+                staged.files[self.quarantine_path(source, "parquet")] = quarantine.close()
+        staged.files.update(self.object_files(source, report, run_id))
+        log.debug("object staged", extra={"object": ref.name, "run_id": run_id, "rows_in": report.rows_in})
+        return staged
 
     def column_digest(self, name: str) -> str:
         """A keyed digest standing for a column name that may be data (same name, same digest)."""
         return "column_" + self.tokenizer.digest("column name", name)
 
-    @staticmethod
-    def drop_seen(item: _Prepared, seen: list[pa.Array]) -> None:
-        """Drop valid rows whose id an earlier row of this run already has (``seen``, the ids of the
-        objects before it), count them, and add the object's ids to ``seen``.
-
-        Done on the ids' Arrow data: pyarrow's hash-based ``is_in`` against the earlier objects' ids,
-        and its dictionary encoding for the first occurrence of each id within the object.
-        """
-        if item.valid is None or item.report.status != "published" or item.valid.empty:
-            return
-        ids = _arrow_strings(item.valid[ID_COLUMNS[item.kind]])
-        codes = ids.dictionary_encode().indices.to_numpy(zero_copy_only=False)
-        dup = np.ones(len(codes), dtype=bool)
-        dup[np.unique(codes, return_index=True)[1]] = False  # the first row of each id stays
-        if seen:
-            dup |= contract.arrow_call("is_in", ids, options=pc.SetLookupOptions(pa.concat_arrays(seen))).to_numpy(
-                zero_copy_only=False
-            )
-        if dup.any():
-            item.report.duplicates_dropped += int(dup.sum())
-            item.valid = item.valid.loc[~dup]
-            ids = ids.filter(pa.array(~dup))
-        seen.append(ids)
-
-    def quarantine_rows(self, item: _Prepared) -> pd.DataFrame:
+    def quarantine_rows(self, quarantined: pd.DataFrame, source: _Source) -> pd.DataFrame:
         """Quarantined rows with the PII policy applied (raw values never reach the lake)."""
-        quarantined = item.quarantined if item.quarantined is not None else pd.DataFrame()
         # Only contract columns and the diagnosis: the raw text of a malformed line and columns the
         # contract does not know (which could hold anything) stay in the raw bucket, for replay.
-        known = {*schema.CONTRACT_COLUMNS[item.kind], *QUARANTINE_INFO}
-        keep = [column for column in quarantined.columns if column in known]
-        rows = apply_pii_policy(quarantined[keep].astype("string"), item.kind, self.tokenizer)
-        rows["_source_object"] = item.ref.name
-        rows["_source_generation"] = str(item.ref.generation)
+        keep = [c for c in (*schema.CONTRACT_COLUMNS[source.kind], *QUARANTINE_INFO) if c in quarantined.columns]
+        rows = apply_pii_policy(quarantined[keep].astype("string"), source.kind, self.tokenizer)
+        rows["_source_object"] = source.ref.name
+        rows["_source_generation"] = str(source.ref.generation)
         return rows
 
-    def stage(self, item: _Prepared, run_id: str) -> dict[str, bytes]:
-        """Files this object contributes to the run branch."""
+    @staticmethod
+    def quarantine_path(source: _Source, suffix: str) -> str:
+        """Lake path of the object's quarantine file (``parquet``: its rows; ``json``: why it was quarantined whole)."""
+        ref = source.ref
+        qdir = f"quarantine/{source.kind}/{naming.hour_partition(source.hour)}"
+        file_name = f"unrecognised-{_name_digest(ref.name)}" if source.name_error else PurePosixPath(ref.name).name
+        return f"{qdir}/{file_name}@{ref.generation}.{suffix}"
+
+    def object_files(self, source: _Source, report: ObjectReport, run_id: str) -> dict[str, bytes]:
+        """The object's marker, and the note of an object quarantined whole."""
+        ref = source.ref
         files: dict[str, bytes] = {}
-        report, ref = item.report, item.ref
-        qdir = f"quarantine/{item.kind}/{naming.hour_partition(item.source.hour)}"
-        file_name = f"unrecognised-{_name_digest(ref.name)}" if item.source.name_error else PurePosixPath(ref.name).name
-        if report.status == "published" and item.valid is not None:
-            published = apply_pii_policy(item.valid, item.kind, self.tokenizer)
-            published["_source_object"] = ref.name
-            published["_source_generation"] = ref.generation
-            report.partition = partition_path(ref, item.kind)
-            report.rows_published = len(published)
-            files[report.partition] = _to_parquet(published)
-        if item.quarantined is not None and report.rows_quarantined:
-            files[f"{qdir}/{file_name}@{ref.generation}.parquet"] = _to_parquet(self.quarantine_rows(item))
         if report.status == "quarantined":
             detail = {"object": ref.name, "generation": ref.generation, "reason": report.reason, "run_id": run_id}
-            files[f"{qdir}/{file_name}@{ref.generation}.json"] = json.dumps(detail, indent=2).encode()
+            files[self.quarantine_path(source, "json")] = json.dumps(detail, indent=2).encode()
         marker = {k: v for k, v in asdict(report).items() if k != "corrections"}
         files[marker_path(ref)] = json.dumps(marker, sort_keys=True, indent=2).encode()
         return files
@@ -688,28 +816,20 @@ class IngestRun:
     def stage_objects(
         self, branch: str, fresh: list[_Source], indexes: dict[str, IdIndex], superseded: set[str], report: IngestReport
     ) -> dict[str, dict[str, pd.DataFrame]]:
-        """Steps 3-5 one object at a time: read, drop what is published, check, drop what an earlier
-        object of the run has, apply the PII policy and write its files to ``branch``; only then is the
-        next object read, so the run holds one object's rows at a time. Returns, per kind, the
-        :func:`id_index.keys` of the ids each object published."""
+        """Steps 3-5 one object at a time, each in chunks (:meth:`stage_object`): an object's files are
+        written to ``branch`` before the next object is read, so the run holds one chunk's rows at a
+        time, plus the ids published so far. Returns, per kind, the :func:`id_index.keys` of the ids
+        each object published."""
         seen: dict[str, list[pa.Array]] = {kind: [] for kind in ID_COLUMNS}
         added: dict[str, dict[str, pd.DataFrame]] = {kind: {} for kind in ID_COLUMNS}
         for source in fresh:
-            item = self.read(source)
-            kind, id_column = item.kind, ID_COLUMNS[item.kind]
-            published: set[str] = set()
-            if item.parsed is not None and id_column in item.parsed.rows:
-                wanted = id_index.keys(
-                    _raw_ids(item.parsed.rows[id_column]), contract.record_hours(item.parsed.rows, kind)
-                )
-                published = indexes[kind].published(wanted, superseded)
-            self.check(item, published, report.run_id)
-            self.drop_seen(item, seen[kind])
-            self.repo.put_objects(branch, self.stage(item, report.run_id))
-            report.objects.append(item.report)
-            if item.report.partition is not None and item.valid is not None:
-                added[kind][source.ref.name] = id_index.keys(
-                    item.valid[id_column].astype(object), item.valid[schema.RECORD_TIME_COLUMNS[kind]].dt.floor("h")
+            staged = self.stage_object(source, indexes[source.kind], superseded, seen[source.kind], report.run_id)
+            self.repo.put_objects(branch, staged.files)
+            report.objects.append(staged.report)
+            seen[source.kind].extend(staged.ids)
+            if staged.report.partition is not None:
+                added[source.kind][source.ref.name] = (
+                    pd.concat(staged.keys, ignore_index=True) if len(staged.keys) > 1 else staged.keys[0]
                 )
         return added
 

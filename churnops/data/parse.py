@@ -1,8 +1,12 @@
 """Parsing raw objects: the bytes of one raw object into rows of raw values (no I/O).
 
-:func:`parse_object` reads JSON Lines for events and CSV for subscriptions. Lines that cannot be
-parsed are kept aside as *malformed*; an object that cannot be read at all raises
-:class:`UnreadableObject`. Checking the rows against the contract is :mod:`churnops.data.contract`.
+:func:`iter_object` reads JSON Lines for events and CSV for subscriptions from a stream of the
+object's stored bytes, in chunks of bounded size (whole lines, whole CSV records), so what it holds
+does not depend on the object's size; :func:`parse_object` is the same on bytes in memory, as one
+chunk. Lines that cannot be parsed are kept aside as *malformed*; an object that cannot be read at
+all raises :class:`UnreadableObject` (from :func:`iter_object`, possibly after some chunks: the
+caller then drops what it made of them). Checking the rows against the contract is
+:mod:`churnops.data.contract`.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ import csv
 import gzip
 import io
 import re
+import sys
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +35,11 @@ from churnops.errors import DataContractError
 _MALFORMED_COLUMNS = ["_line", "_raw", "_reason"]
 _JSON_TYPE_NAMES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
 _JSONL_CHUNK = 65_536  # lines parsed per list comprehension
+CHUNK_BYTES = 32 * 1024 * 1024
+"""Decompressed JSON Lines text parsed at a time (whole lines; a longer line is read whole)."""
+CHUNK_ROWS = 200_000
+"""CSV records parsed at a time."""
+_READ_BYTES = 1024 * 1024
 
 
 class UnreadableObject(DataContractError):
@@ -71,12 +82,13 @@ def json_type(value: Any) -> str:
     return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
 
 
-def _require_utf8(text: bytes) -> None:
-    """Raise :class:`UnreadableObject` unless ``text`` is valid UTF-8 (both JSON paths call this first)."""
+def _require_utf8(text: bytes, first_line: int = 1) -> None:
+    """Raise :class:`UnreadableObject` unless ``text`` (whose first line is ``first_line`` of its
+    object) is valid UTF-8 (both JSON paths call this first)."""
     try:
         text.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = text.count(b"\n", 0, exc.start) + 1
+        line = text.count(b"\n", 0, exc.start) + first_line
         raise UnreadableObject(f"not valid UTF-8 text (line {line})") from exc
 
 
@@ -89,6 +101,21 @@ def _parse_jsonl(text: bytes) -> ParsedObject:
     _require_utf8(text)
     if text.startswith(codecs.BOM_UTF8):
         text = text[len(codecs.BOM_UTF8) :]
+    parsed = _parse_jsonl_records(text)
+    if parsed.rows.empty:
+        _no_records(len(parsed.malformed))
+    return parsed
+
+
+def _no_records(malformed: int) -> None:
+    """Raise :class:`UnreadableObject` for JSON Lines that hold no JSON object."""
+    if not malformed:
+        raise UnreadableObject("empty object")
+    raise UnreadableObject(f"not JSON Lines: none of the {malformed} line(s) is a JSON object")
+
+
+def _parse_jsonl_records(text: bytes) -> ParsedObject:
+    """The line-by-line path on UTF-8 text: the records and the malformed lines (either may be none)."""
     lines = text.split(b"\n")
     while lines and not lines[-1].strip():  # the newline that ends the last line, trailing blank lines
         lines.pop()
@@ -107,17 +134,13 @@ def _parse_jsonl(text: bytes) -> ParsedObject:
             pass
         chunk_numbers = _parse_jsonl_lines(chunk, start, records, malformed)
         numbers.append(np.asarray(chunk_numbers, dtype=np.int64))
-    if not records:
-        if not malformed:
-            raise UnreadableObject("empty object")
-        raise UnreadableObject(f"not JSON Lines: none of the {len(malformed)} line(s) is a JSON object")
     rows = pd.DataFrame(records, dtype=object)
-    line_numbers = np.concatenate(numbers)
+    line_numbers = np.concatenate(numbers) if numbers else np.zeros(0, dtype=np.int64)
     return ParsedObject(
         rows=rows,
         malformed=_malformed_frame(malformed),
         rows_in=len(rows) + len(malformed),
-        line_numbers=None if line_numbers[-1] == len(rows) else line_numbers,
+        line_numbers=None if not len(rows) or line_numbers[-1] == len(rows) else line_numbers,
     )
 
 
@@ -146,23 +169,192 @@ def _decoded(line: bytes) -> str:
     return line.decode("utf-8").rstrip("\r")  # the whole object was checked by _require_utf8
 
 
-def _parse_csv(data: bytes) -> ParsedObject:
-    """Parse CSV with a header row; rows with the wrong number of fields are kept aside."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise UnreadableObject(f"not valid UTF-8 text (byte {exc.start})") from exc
-    if not text.strip():
+class _Guarded(io.RawIOBase):
+    """A readable stream whose read errors (a corrupt gzip layer) become :class:`UnreadableObject`."""
+
+    def __init__(self, inner: IO[bytes], message: str) -> None:
+        super().__init__()
+        self.inner = inner
+        self.message = message
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self.inner.read(len(buffer))
+        except (OSError, EOFError, zlib.error) as exc:
+            raise UnreadableObject(f"{self.message}: {exc}") from exc
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _guarded(inner: IO[bytes], message: str) -> io.BufferedReader:
+    return io.BufferedReader(_Guarded(inner, message), buffer_size=_READ_BYTES)
+
+
+def decode_content_encoding(stored: IO[bytes], content_encoding: str | None) -> io.BufferedReader:
+    """The object's own bytes from its stored bytes, as a stream: undo a ``Content-Encoding``
+    (``gsutil cp -Z`` writes gzip).
+
+    The encoding is a transport layer on top of the object's format, so a ``.jsonl.gz`` object
+    stored with ``Content-Encoding: gzip`` is gzip inside gzip.
+    """
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding == "identity":
+        return _guarded(stored, "cannot read the object")
+    if encoding != "gzip":
+        raise UnreadableObject(f"unsupported Content-Encoding {encoding!r}")
+    layer = gzip.GzipFile(fileobj=stored, mode="rb")
+    return _guarded(layer, "stored with Content-Encoding gzip but not a valid gzip stream")
+
+
+def iter_object(
+    object_name: str,
+    stored: IO[bytes],
+    content_encoding: str | None = None,
+    chunk_bytes: int | None = CHUNK_BYTES,
+    chunk_rows: int | None = CHUNK_ROWS,
+) -> Iterator[ParsedObject]:
+    """Parse a raw object's stored bytes (a stream) into chunks of rows of raw values.
+
+    ``content_encoding`` is the object's ``Content-Encoding`` metadata: ``stored`` gives the
+    bytes as stored (read without decompressive transcoding), and the encoding is undone here.
+    Each chunk holds whole lines (JSON Lines, at most about ``chunk_bytes`` of text) or whole
+    records (CSV, at most ``chunk_rows``); its line numbers are the object's. ``None`` reads
+    the object as one chunk. Raises :class:`UnreadableObject`, possibly after some chunks.
+    """
+    kind = kind_of(object_name)
+    data = decode_content_encoding(stored, content_encoding)
+    if not data.peek(1):
         raise UnreadableObject("empty object")
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    if kind == SUBSCRIPTIONS:
+        yield from _iter_csv(data, chunk_rows)
+        return
+    text = _guarded(gzip.GzipFile(fileobj=data, mode="rb"), "not a valid gzip stream")
+    yield from _iter_jsonl(text, kind, chunk_bytes)
+
+
+def parse_object(object_name: str, data: bytes, content_encoding: str | None = None) -> ParsedObject:
+    """Parse a raw object's stored bytes into rows of raw values, as one chunk (:func:`iter_object`)."""
+    (parsed,) = iter_object(object_name, io.BytesIO(data), content_encoding, chunk_bytes=None, chunk_rows=None)
+    return parsed
+
+
+def _iter_jsonl(text: IO[bytes], kind: str, chunk_bytes: int | None) -> Iterator[ParsedObject]:
+    """JSON Lines in chunks of whole lines; raises at the end if no line was a JSON object."""
+    size = -1 if chunk_bytes is None else chunk_bytes
+    lines_before, records, malformed = 0, 0, 0
+    carry = b""
+    while True:
+        block = text.read(size)
+        final = size < 0 or len(block) < size  # a short read is the end of the stream
+        buffer = carry + block if carry else block
+        if final:
+            chunk, carry = buffer, b""
+        else:
+            cut = buffer.rfind(b"\n") + 1
+            if not cut:  # no line ends in what was read: read on
+                carry = buffer
+                continue
+            chunk, carry = buffer[:cut], buffer[cut:]
+        del buffer, block
+        if chunk:
+            parsed = _parse_jsonl_chunk(chunk, kind, lines_before)
+            lines_before += chunk.count(b"\n")
+            records += len(parsed.rows)
+            malformed += len(parsed.malformed)
+            del chunk
+            yield parsed
+        if final:
+            break
+    if not records:
+        _no_records(malformed)
+
+
+def _parse_jsonl_chunk(chunk: bytes, kind: str, lines_before: int) -> ParsedObject:
+    """One chunk of whole lines, the first of which is line ``lines_before + 1`` of its object."""
+    _require_utf8(chunk, lines_before + 1)
+    if not lines_before and chunk.startswith(codecs.BOM_UTF8):  # a byte order mark starts the object only
+        chunk = chunk[len(codecs.BOM_UTF8) :]
+    parsed = _parse_jsonl_arrow(chunk, kind, checked=True) or _parse_jsonl_records(chunk)
+    if lines_before:
+        parsed.line_numbers = parsed.lines() + lines_before
+        parsed.malformed["_line"] += lines_before
+    return parsed
+
+
+def _decoded_lines(data: IO[bytes]) -> Iterator[str]:
+    """The lines of UTF-8 text read from ``data`` (a byte order mark dropped), each with its line
+    end (``\\n``, ``\\r\\n`` or ``\\r``, as :class:`csv.reader` wants them). Raises
+    :class:`UnreadableObject` at the first byte that is not UTF-8 (counted from after the mark)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    consumed = 0
+    carry = ""
+    first = True
+    while True:
+        block = data.read(_READ_BYTES)
+        if first and block.startswith(codecs.BOM_UTF8):
+            block = block[len(codecs.BOM_UTF8) :]
+        first = False
+        start = consumed - len(decoder.getstate()[0])
+        try:
+            text = carry + decoder.decode(block, final=not block)
+        except UnicodeDecodeError as exc:
+            raise UnreadableObject(f"not valid UTF-8 text (byte {start + exc.start})") from exc
+        consumed += len(block)
+        lines = io.StringIO(text, newline="").readlines()
+        carry = ""
+        if block and lines and (not lines[-1].endswith(("\n", "\r")) or lines[-1].endswith("\r")):
+            carry = lines.pop()  # a line (or a \r\n) that may go on in the next block
+        yield from lines
+        if not block:
+            return
+
+
+class _RecordedLines:
+    """The lines of a text stream, remembering those read since :meth:`mark` (one CSV record's)."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self.lines = lines
+        self.since_mark: list[str] = []
+        self.nonblank = False
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.lines)
+        self.since_mark.append(line)
+        self.nonblank = self.nonblank or not line.isspace()
+        return line
+
+    def mark(self) -> None:
+        """Forget the lines read so far."""
+        self.since_mark = []
+
+    def blank(self) -> bool:
+        """Whether the whole text is blank (reads the rest of it)."""
+        for _ in self:
+            if self.nonblank:
+                break
+        return not self.nonblank
+
+
+def _csv_header(reader: Any, lines: _RecordedLines) -> list[str]:
+    """The header row, checked: raises :class:`UnreadableObject` for an object without one."""
     try:
-        header = next(reader)
+        header: list[str] = next(reader)
         while not header:  # blank lines before the header
             header = next(reader)
     except (csv.Error, StopIteration) as exc:
+        if lines.blank():
+            raise UnreadableObject("empty object") from exc
         raise UnreadableObject(f"not CSV: cannot read a header row ({exc})") from exc
     known = set(CONTRACT_COLUMNS[SUBSCRIPTIONS])
     if not known.intersection(header):
+        if lines.blank():
+            raise UnreadableObject("empty object")
         # The first row is data, not a header: its values (ids, names, e-mails) must not become
         # column names, which reports, markers and alerts would carry.
         raise UnreadableObject(f"no header row: none of the {len(header)} fields of the first row is a contract column")
@@ -172,34 +364,51 @@ def _parse_csv(data: bytes) -> ParsedObject:
         others = len(duplicates) - len(shown)
         listed = ", ".join(shown + ([f"{others} other name(s)"] if others else []))
         raise UnreadableObject(f"not CSV: duplicate column names in the header: {listed}")
+    return header
 
+
+def _iter_csv(data: IO[bytes], chunk_rows: int | None) -> Iterator[ParsedObject]:
+    """CSV with a header row, in chunks of whole records; rows with the wrong number of fields are kept aside."""
+    lines = _RecordedLines(_decoded_lines(data))
+    reader = csv.reader(lines, strict=True)
+    header = _csv_header(reader, lines)
+    limit = chunk_rows or sys.maxsize
     records: list[list[str]] = []
     numbers: list[int] = []
-    bad: list[tuple[int, int, str]] = []  # (first line, last line, reason)
+    malformed: list[tuple[int, str, str]] = []
     last_line = reader.line_num
+    chunks = 0
     while True:
         first_line = last_line + 1
+        lines.mark()
         try:
             record = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
-            bad.append((first_line, reader.line_num, f"not valid CSV: {exc}"))
+            malformed.append((first_line, "".join(lines.since_mark).rstrip("\r\n"), f"not valid CSV: {exc}"))
             last_line = reader.line_num
             continue
         last_line = reader.line_num
         if not record:
             continue
         if len(record) != len(header):
-            bad.append((first_line, last_line, f"has {len(record)} fields, the header has {len(header)}"))
-            continue
-        records.append(record)
-        numbers.append(first_line)
+            reason = f"has {len(record)} fields, the header has {len(header)}"
+            malformed.append((first_line, "".join(lines.since_mark).rstrip("\r\n"), reason))
+        else:
+            records.append(record)
+            numbers.append(first_line)
+        if len(records) + len(malformed) >= limit:
+            yield _csv_chunk(header, records, numbers, malformed)
+            records, numbers, malformed = [], [], []
+            chunks += 1
+    if records or malformed or not chunks:
+        yield _csv_chunk(header, records, numbers, malformed)
 
-    malformed: list[tuple[int, str, str]] = []
-    if bad:
-        physical = io.StringIO(text, newline="").readlines()
-        malformed = [(first, "".join(physical[first - 1 : last]).rstrip("\r\n"), reason) for first, last, reason in bad]
+
+def _csv_chunk(
+    header: list[str], records: list[list[str]], numbers: list[int], malformed: list[tuple[int, str, str]]
+) -> ParsedObject:
     rows = pd.DataFrame(records, columns=header, dtype=object)
     return ParsedObject(
         rows=rows,
@@ -207,44 +416,6 @@ def _parse_csv(data: bytes) -> ParsedObject:
         rows_in=len(rows) + len(malformed),
         line_numbers=np.asarray(numbers, dtype=np.int64),
     )
-
-
-def decode_content_encoding(data: bytes, content_encoding: str | None) -> bytes:
-    """The object's own bytes from its stored bytes: undo a ``Content-Encoding`` (``gsutil cp -Z`` writes gzip).
-
-    The encoding is a transport layer on top of the object's format, so a ``.jsonl.gz`` object
-    stored with ``Content-Encoding: gzip`` is gzip inside gzip.
-    """
-    encoding = (content_encoding or "identity").strip().lower()
-    if encoding == "identity":
-        return data
-    if encoding != "gzip":
-        raise UnreadableObject(f"unsupported Content-Encoding {encoding!r}")
-    try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise UnreadableObject(f"stored with Content-Encoding gzip but not a valid gzip stream: {exc}") from exc
-
-
-def parse_object(object_name: str, data: bytes, content_encoding: str | None = None) -> ParsedObject:
-    """Parse a raw object's stored bytes into rows of raw values; raises :class:`UnreadableObject`.
-
-    ``content_encoding`` is the object's ``Content-Encoding`` metadata: ``data`` are the bytes as
-    stored (read without decompressive transcoding), and the encoding is undone here.
-    """
-    kind = kind_of(object_name)
-    data = decode_content_encoding(data, content_encoding)
-    if not data:
-        raise UnreadableObject("empty object")
-    if kind == SUBSCRIPTIONS:
-        return _parse_csv(data)
-    try:
-        text = gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise UnreadableObject(f"not a valid gzip stream: {exc}") from exc
-    if not text or text.isspace():  # isspace stops at the first other byte; strip() would copy the object
-        raise UnreadableObject("empty object")
-    return _parse_jsonl_arrow(text, kind) or _parse_jsonl(text)
 
 
 def _arrow_read_schema(kind: str) -> pyarrow.Schema:
@@ -255,14 +426,16 @@ def _arrow_read_schema(kind: str) -> pyarrow.Schema:
     )
 
 
-def _parse_jsonl_arrow(text: bytes, kind: str) -> ParsedObject | None:
+def _parse_jsonl_arrow(text: bytes, kind: str, checked: bool = False) -> ParsedObject | None:
     """The fast path for well-formed JSON Lines: pyarrow's multi-threaded reader.
 
     It succeeds only when every line is a flat JSON object whose contract columns already have the
     contract's JSON types; anything else (a malformed or blank line, a number sent as text, a
     nested value) returns None, and the caller takes the line-by-line path, which reports it.
+    ``checked``: ``text`` is known to be UTF-8.
     """
-    _require_utf8(text)  # pyarrow's reader does not validate UTF-8
+    if not checked:  # the caller has not validated the text, and pyarrow's reader does not
+        _require_utf8(text)
     if text.startswith(codecs.BOM_UTF8):
         return None
     options = pyarrow_json.ParseOptions(explicit_schema=_arrow_read_schema(kind), unexpected_field_behavior="infer")

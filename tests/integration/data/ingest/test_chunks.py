@@ -1,0 +1,171 @@
+"""Ingest in chunks: an object read, checked and written a chunk at a time gives the lake and the report
+that reading it whole gives, at every chunk boundary.
+
+Each test runs the same raw objects through two ingests: one with tiny chunks on the backend under
+test, one reading every object as a single chunk on a lake of its own.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from dataclasses import asdict
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from churnops.data.ingest import ID_COLUMNS, IngestReport, IngestRun
+from churnops.data.versioning import DataRepository
+from churnops.data.versioning.embedded import EmbeddedRepository
+from churnops.local import datagen
+from tests.integration.data.ingest.conftest import START, IngestEnv
+from tests.integration.data.ingest.lake_checks import assert_lake_matches_accounting, published_rows
+from tests.integration.data.ingest.test_hostile_input import first, jsonl, lines_of, obj
+
+CHUNK_BYTES = 1_000  # two or three events per chunk
+CHUNK_ROWS = 3
+
+
+@pytest.fixture(scope="module", name="hour_data")
+def fixture_hour_data() -> datagen.GeneratedData:
+    """One clean hour of 30 customers."""
+    return datagen.generate(hours=1, customers=30, start=START, seed=5)
+
+
+def chunked(run: IngestRun, chunk_bytes: int | None, chunk_rows: int | None) -> IngestRun:
+    """``run`` reading objects in chunks of that size (None: whole)."""
+    run.chunk_bytes, run.chunk_rows = chunk_bytes, chunk_rows
+    return run
+
+
+def both_ways(env: IngestEnv, tmp_path: Any) -> tuple[IngestReport, IngestReport, DataRepository]:
+    """The hour ingested in tiny chunks on ``env``'s lake and whole on a lake of its own."""
+    parts = chunked(env.ingest(), CHUNK_BYTES, CHUNK_ROWS).run(START, lookback=0)
+    whole_repo = EmbeddedRepository(tmp_path / "whole-lake")
+    whole_repo.ensure()
+    whole = chunked(env.ingest(whole_repo), None, None).run(START, lookback=0)
+    return parts, whole, whole_repo
+
+
+def comparable(report: IngestReport) -> dict[str, dict[str, Any]]:
+    """Each object's report, corrections in a fixed order."""
+    objects = {}
+    for item in report.objects:
+        entry = asdict(item)
+        entry["corrections"] = sorted(entry["corrections"], key=lambda c: (c["kind"], c["column"], c["detail"]))
+        objects[item.name] = entry
+    return objects
+
+
+def quarantine(repo: DataRepository) -> dict[str, pd.DataFrame]:
+    """Every per-row quarantine file on ``main``, by path."""
+    return {
+        path: pq.read_table(io.BytesIO(repo.get_object("main", path))).to_pandas()
+        for path in repo.list_paths("main", "quarantine/")
+        if path.endswith(".parquet")
+    }
+
+
+def assert_same_lake(env: IngestEnv, whole_repo: DataRepository, kind: str) -> None:
+    """The two lakes hold the same published and quarantined rows, each as its accounting says."""
+    key = ["_source_object", ID_COLUMNS[kind]]
+    pd.testing.assert_frame_equal(
+        published_rows(env.repo, kind).sort_values(key, ignore_index=True),
+        published_rows(whole_repo, kind).sort_values(key, ignore_index=True),
+    )
+    mine, theirs = quarantine(env.repo), quarantine(whole_repo)
+    assert mine.keys() == theirs.keys()
+    for path, frame in mine.items():
+        pd.testing.assert_frame_equal(frame, theirs[path])
+    assert_lake_matches_accounting(env.repo)
+    assert_lake_matches_accounting(whole_repo)
+
+
+def test_events_in_chunks_publish_what_the_whole_object_publishes(
+    ingest_env: IngestEnv, hour_data: datagen.GeneratedData, tmp_path: Any
+) -> None:
+    web = first(hour_data, "web-")
+    records = lines_of(web)
+    assert len(gzip.decompress(web.data)) > 6 * CHUNK_BYTES
+    records[-1] = {**records[-1], "event_id": records[1]["event_id"]}  # a duplicate id, chunks apart
+    records[-2] = {**records[-2], "event_type": "not-a-type"}  # a bad row in the last chunk
+    text = "\n".join(json.dumps(r) for r in records[: len(records) // 2])
+    text += '\n{"event_id": "broken", \n'  # a malformed line mid-object
+    text += "\n".join(json.dumps(r) for r in records[len(records) // 2 :]) + "\n"
+    small = [{**records[3], "event_id": "small-1"}]
+    ingest_env.upload(
+        [
+            obj(web.name, gzip.compress(text.encode()), web),
+            obj(web.name.replace("web-", "tiny-"), jsonl(small), web),  # smaller than a chunk
+            obj(web.name.replace("web-", "empty-"), gzip.compress(b""), web),
+        ]
+    )
+    parts, whole, whole_repo = both_ways(ingest_env, tmp_path)
+    assert comparable(parts) == comparable(whole)
+    assert parts.accounting() == whole.accounting()
+    by_name = {o.name: o for o in parts.objects}
+    big = by_name[web.name]
+    assert big.rows_in == len(records) + 1
+    assert big.duplicates_dropped == 1 and big.rows_quarantined == 2
+    assert by_name[web.name.replace("web-", "tiny-")].rows_published == 1
+    assert by_name[web.name.replace("web-", "empty-")].reason == "unreadable object: empty object"
+    assert_same_lake(ingest_env, whole_repo, "events")
+    bad = quarantine(ingest_env.repo)
+    (rows,) = [frame for path, frame in bad.items() if "/web-" in path]
+    assert rows["_line"].tolist() == [str(len(records) // 2 + 1), str(len(records))]  # lines of the object
+
+
+def test_columns_that_only_later_chunks_have_are_the_object_s_columns(
+    ingest_env: IngestEnv, hour_data: datagen.GeneratedData, tmp_path: Any
+) -> None:
+    """A required column absent from the first chunks is null there (those rows quarantined), not missing
+    from the object; an optional column absent from the first chunks is no correction."""
+    web = first(hour_data, "web-")
+    records = lines_of(web)
+    early = len(records) // 3
+    for record in records[:early]:
+        record.pop("customer_id")
+        record.pop("device", None)
+    ingest_env.upload([obj(web.name, jsonl(records), web)])
+    parts, whole, whole_repo = both_ways(ingest_env, tmp_path)
+    assert comparable(parts) == comparable(whole)
+    (item,) = parts.objects
+    assert item.status == "published" and item.rows_quarantined == early
+    assert not [c for c in item.corrections if c["kind"] == "added_missing_optional_column"]
+    assert_same_lake(ingest_env, whole_repo, "events")
+
+
+def test_unreadable_bytes_in_a_late_chunk_leave_nothing_of_the_object(
+    ingest_env: IngestEnv, hour_data: datagen.GeneratedData, tmp_path: Any
+) -> None:
+    web, app = first(hour_data, "web-"), first(hour_data, "app-")
+    text = gzip.decompress(web.data)
+    broken = text[:-20] + b"\xff" + text[-19:]
+    ingest_env.upload([obj(web.name, gzip.compress(broken), web), app])
+    parts, whole, whole_repo = both_ways(ingest_env, tmp_path)
+    assert comparable(parts) == comparable(whole)
+    by_name = {o.name: o for o in parts.objects}
+    lines = text.count(b"\n")
+    assert by_name[web.name].reason == f"unreadable object: not valid UTF-8 text (line {lines})"
+    assert by_name[web.name].rows_in == 0 and by_name[web.name].partition is None
+    assert set(published_rows(ingest_env.repo, "events")["_source_object"]) == {app.name}
+    assert_same_lake(ingest_env, whole_repo, "events")
+
+
+def test_subscriptions_in_chunks_publish_what_the_whole_object_publishes(
+    ingest_env: IngestEnv, hour_data: datagen.GeneratedData, tmp_path: Any
+) -> None:
+    billing = first(hour_data, "billing-")
+    frame = pd.read_csv(io.BytesIO(billing.data), dtype=str, keep_default_na=False)
+    assert len(frame) > 4 * CHUNK_ROWS
+    frame.loc[len(frame) - 1, "record_id"] = frame.loc[0, "record_id"]  # a duplicate id, chunks apart
+    frame.loc[len(frame) - 2, "plan"] = "no-such-plan"  # a bad row in the last chunk
+    ingest_env.upload([obj(billing.name, frame.to_csv(index=False).encode(), billing)])
+    parts, whole, whole_repo = both_ways(ingest_env, tmp_path)
+    assert comparable(parts) == comparable(whole)
+    (item,) = parts.objects
+    assert item.duplicates_dropped == 1 and item.rows_quarantined == 1
+    assert_same_lake(ingest_env, whole_repo, "subscriptions")
