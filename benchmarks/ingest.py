@@ -11,9 +11,14 @@ On the same raw objects in a local fake-gcs-server it times
   ``--history-hours`` hours of ``--history-ids`` ids each, written directly into the index (the
   hours before the ingested one) with the index's own segment writer.
 
-Each ingest runs in a fresh process, which reports its peak resident memory. Prints every figure
-beside its target (docs/ingestion.md, Cost) and the load average before and after.
-Run: ``.venv/bin/python benchmarks/ingest.py [--customers 100000] [--rate 14.5]``.
+Each ingest runs in a fresh process, which reports its peak resident memory. Then, for peak memory
+against the size of one object, the hour's events are written as a single object of
+``--object-events`` events (its lines repeated with new ids, for sizes above the hour's) and
+ingested alone on an empty lake, once per size; the ratio of the largest to the smallest is
+printed beside its target. Prints every figure beside its target (docs/ingestion.md, Cost) and
+the load average before and after.
+Run: ``.venv/bin/python benchmarks/ingest.py [--customers 100000] [--rate 14.5]
+[--object-events 1000000,10000000]`` (``--object-events ''`` leaves the single objects out).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import io
 import json
 import multiprocessing
 import os
+import re
 import resource
 import socket
 import tempfile
@@ -82,6 +88,33 @@ def simulate_history(settings: Settings, before: datetime, hours: int, ids_per_h
     return hours * ids_per_hour
 
 
+def single_object(settings: Settings, prefix: str, hour: datetime, events: int, path: Path) -> tuple[str, int]:
+    """Write the events under ``prefix`` as one object of about ``events`` events to a bucket of its own
+    (each repetition of the hour's lines gets new ids). Returns (bucket, events written)."""
+    client = storage_client(settings)
+    refs = list(list_objects(client, settings.raw_bucket, prefix))
+    written, copy = 0, 0
+    with gzip.open(path, "wb", compresslevel=1) as out:
+        while written < events:
+            for ref in refs:
+                text = gzip.decompress(read_object(client, ref))
+                if copy:
+                    text = re.sub(rb'("event_id": ?"[^"]*)"', rb"\1-%d\"" % copy, text)
+                lines = text.splitlines(keepends=True)[: events - written]
+                out.write(b"".join(lines))
+                written += len(lines)
+                if written >= events:
+                    break
+            copy += 1
+    bucket = f"bench-object-{events}"
+    ensure_bucket(client, bucket)
+    name = f"activity/events/{naming.hour_partition(hour)}/big-000.jsonl.gz"
+    blob = client.bucket(bucket).blob(name)
+    blob.upload_from_filename(str(path), content_type="application/gzip")
+    path.unlink()
+    return bucket, written
+
+
 def _ingest(state: str, gcs_port: int, bucket: str, hour: datetime, out: multiprocessing.Queue) -> None:
     """Child process: one ingest run of ``hour``; puts (seconds, accounting, commit, peak RSS bytes)."""
     settings = Settings(state_dir=Path(state), gcs_port=gcs_port, raw_bucket=bucket, tokenization_key=KEY.decode())
@@ -125,7 +158,13 @@ def main() -> None:
     )
     parser.add_argument("--history-hours", type=int, default=100)
     parser.add_argument("--history-ids", type=int, default=100_000, help="published ids per history hour")
+    parser.add_argument(
+        "--object-events",
+        default="1000000,10000000",
+        help="sizes (events) of the single objects whose ingest's peak memory is compared, comma-separated",
+    )
     args = parser.parse_args()
+    sizes = [int(size) for size in args.object_events.split(",") if size.strip()]
     print(f"load average at start: {_load()} (1, 5, 15 min; {os.cpu_count()} cores)")
 
     hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
@@ -166,6 +205,20 @@ def main() -> None:
             history_s, history_acc, _, history_rss = ingest_in_child(
                 settings.model_copy(update={"state_dir": Path(state) / "history"}), hour
             )
+            objects = []  # (events, seconds, peak RSS)
+            for size in sizes:
+                bucket, written = single_object(
+                    settings, f"activity/events/{naming.hour_partition(hour)}/", hour, size, Path(state) / "object.gz"
+                )
+                seconds, object_acc, _, rss = ingest_in_child(
+                    settings.model_copy(update={"state_dir": Path(state) / bucket, "raw_bucket": bucket}), hour
+                )
+                if object_acc["rows_in"] != written:
+                    raise RuntimeError(f"the {written:,}-event object's ingest read {object_acc['rows_in']:,} rows")
+                objects.append((written, seconds, rss))
+                print(
+                    f"one object of {written:,} events: {seconds:.2f} s, peak {rss / 1024**3:.2f} GiB (load {_load()})"
+                )
         finally:
             stack.down()
 
@@ -189,6 +242,17 @@ def main() -> None:
         f"({empty_rss / max(acc['rows_in'], 1):,.0f} B/event; with history {history_rss / gib:.2f} GiB)   "
         f"target <= 1.50 GiB for a 10M-event hour"
     )
+    for written, seconds, rss in objects:
+        print(
+            f"peak memory, one object of {written:>10,} events: {rss / gib:5.2f} GiB "
+            f"({written / seconds:,.0f} events/s)"
+            + ("   target <= 1.50 GiB for 10M events" if written >= 10_000_000 else "")
+        )
+    if len(objects) > 1:
+        print(
+            f"peak memory ratio, {objects[-1][0]:,} / {objects[0][0]:,} events: "
+            f"{objects[-1][2] / objects[0][2]:5.2f}   target <= 1.30"
+        )
     print(f"load average at end: {_load()}")
 
 
