@@ -299,6 +299,15 @@ def _arrow_strings(column: pd.Series) -> pa.Array:
     return values.cast(pa.string())
 
 
+def _add_corrections(merged: dict[tuple[str, str, str], dict[str, object]], more: list[contract.Correction]) -> None:
+    """Add one chunk's corrections to the object's: rows summed per kind, column and detail."""
+    for correction in more:
+        entry = merged.setdefault(
+            (correction.kind, correction.column, correction.detail), {**asdict(correction), "rows": 0}
+        )
+        entry["rows"] = int(str(entry["rows"])) + correction.rows
+
+
 def _drop_seen(valid: pd.DataFrame, id_column: str, seen: list[pa.Array]) -> tuple[pd.DataFrame, pa.Array, int]:
     """``valid`` without the rows whose id an earlier row has (of ``seen``, the ids published before it,
     or of ``valid`` itself), the ids of the rows kept (Arrow strings), and how many went.
@@ -477,25 +486,13 @@ class IngestRun:
                 known |= present
                 for name in sorted(known - present):  # what the object has, this chunk lacks: nulls
                     parsed.rows[name] = None
-                wanted = (
-                    id_index.keys(_raw_ids(parsed.rows[id_column]), contract.record_hours(parsed.rows, kind))
-                    if id_column in parsed.rows
-                    else None
-                )
-                published = index.published(wanted, superseded) if wanted is not None else set()
-                parsed, duplicates = drop_ids(parsed, id_column, published)
-                parsed, erased = subjects.drop_erased(parsed, kind, self.tokenizer, self.erased)
-                result = contract.check(parsed, kind, source.hour, now)
+                result, duplicates, erased = self.check_chunk(parsed, source, index, superseded, now)
                 del parsed
                 report.rows_in += result.rows_in + duplicates + erased
                 report.duplicates_dropped += duplicates
                 report.rows_erased += erased
                 unknown.update(dict.fromkeys(result.unknown_columns))
-                for correction in result.corrections:
-                    merged = corrections.setdefault(
-                        (correction.kind, correction.column, correction.detail), {**asdict(correction), "rows": 0}
-                    )
-                    merged["rows"] = int(str(merged["rows"])) + correction.rows
+                _add_corrections(corrections, result.corrections)
                 if result.missing_required:
                     report.status = "quarantined"
                     report.reason = f"missing required column(s): {', '.join(result.missing_required)}"
@@ -531,6 +528,24 @@ class IngestRun:
         staged.files.update(self.object_files(source, report, run_id))
         log.debug("object staged", extra={"object": ref.name, "run_id": run_id, "rows_in": report.rows_in})
         return staged
+
+    def check_chunk(
+        self, parsed: parse.ParsedObject, source: _Source, index: IdIndex, superseded: set[str], now: datetime
+    ) -> tuple[contract.ContractResult, int, int]:
+        """Drop a chunk's rows whose id is already published and those of erased subjects, check the
+        rest against the contract: (the check's result, duplicates dropped, rows erased).
+
+        Ids are matched on the raw values before the contract check, so an event a producer
+        sends again in a later hour's file counts as a duplicate, not as out of its hour.
+        """
+        kind, id_column = source.kind, ID_COLUMNS[source.kind]
+        published: set[str] = set()
+        if id_column in parsed.rows:
+            wanted = id_index.keys(_raw_ids(parsed.rows[id_column]), contract.record_hours(parsed.rows, kind))
+            published = index.published(wanted, superseded)
+        parsed, duplicates = drop_ids(parsed, id_column, published)
+        parsed, erased = subjects.drop_erased(parsed, kind, self.tokenizer, self.erased)
+        return contract.check(parsed, kind, source.hour, now), duplicates, erased
 
     def column_digest(self, name: str) -> str:
         """A keyed digest standing for a column name that may be data (same name, same digest)."""

@@ -140,7 +140,7 @@ def _parse_jsonl_records(text: bytes) -> ParsedObject:
         rows=rows,
         malformed=_malformed_frame(malformed),
         rows_in=len(rows) + len(malformed),
-        line_numbers=None if not len(rows) or line_numbers[-1] == len(rows) else line_numbers,
+        line_numbers=None if rows.empty or line_numbers[-1] == len(rows) else line_numbers,
     )
 
 

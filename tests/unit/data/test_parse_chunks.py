@@ -29,7 +29,7 @@ def chunks(name: str, data: bytes, chunk_bytes: int | None, chunk_rows: int | No
     return list(parse.iter_object(name, io.BytesIO(data), None, chunk_bytes, chunk_rows))
 
 
-def checked(name: str, kind: str, parts: list[ParsedObject]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def checked(kind: str, parts: list[ParsedObject]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The valid and quarantined rows of the chunks, each checked on its own, in order."""
     results = [contract.check(part, kind, HOUR, NOW) for part in parts]
     valid = pd.concat([r.valid for r in results], ignore_index=True)
@@ -71,7 +71,7 @@ def test_jsonl_chunks_hold_whole_lines_and_the_object_s_line_numbers() -> None:
 def test_jsonl_chunks_checked_one_by_one_give_what_the_whole_object_gives() -> None:
     data = gzip.compress(events_text(), mtime=0)
     whole = contract.check(parse.parse_object(EVENTS_NAME, data), schema.EVENTS, HOUR, NOW)
-    valid, quarantined = checked(EVENTS_NAME, schema.EVENTS, chunks(EVENTS_NAME, data, chunk_bytes=700))
+    valid, quarantined = checked(schema.EVENTS, chunks(EVENTS_NAME, data, chunk_bytes=700))
     pd.testing.assert_frame_equal(valid, whole.valid)
     assert quarantined[["event_id", "_line", "_reason"]].values.tolist() == (
         whole.quarantined[["event_id", "_line", "_reason"]].values.tolist()
@@ -140,7 +140,7 @@ def test_csv_chunks_keep_records_whole_and_check_as_the_whole_object() -> None:
     malformed = pd.concat([part.malformed for part in parts], ignore_index=True)
     pd.testing.assert_frame_equal(malformed, whole.malformed)
     result = contract.check(whole, schema.SUBSCRIPTIONS, HOUR, NOW)
-    valid, quarantined = checked(SUBS_NAME, schema.SUBSCRIPTIONS, parts)
+    valid, quarantined = checked(schema.SUBSCRIPTIONS, parts)
     pd.testing.assert_frame_equal(valid, result.valid)
     assert quarantined[["record_id", "_line", "_reason"]].values.tolist() == (
         result.quarantined[["record_id", "_line", "_reason"]].values.tolist()
