@@ -115,6 +115,37 @@ def single_object(settings: Settings, prefix: str, hour: datetime, events: int, 
     return bucket, written
 
 
+def single_objects(settings: Settings, state: Path, hour: datetime, sizes: list[int]) -> list[tuple[int, float, int]]:
+    """Ingest the hour's events as one object of each size, alone on an empty lake: (events, seconds, peak RSS)."""
+    objects = []
+    for size in sizes:
+        prefix = f"activity/events/{naming.hour_partition(hour)}/"
+        bucket, written = single_object(settings, prefix, hour, size, state / "object.gz")
+        seconds, acc, _, rss = ingest_in_child(
+            settings.model_copy(update={"state_dir": state / bucket, "raw_bucket": bucket}), hour
+        )
+        if acc["rows_in"] != written:
+            raise RuntimeError(f"the {written:,}-event object's ingest read {acc['rows_in']:,} rows")
+        objects.append((written, seconds, rss))
+        print(f"one object of {written:,} events: {seconds:.2f} s, peak {rss / 1024**3:.2f} GiB (load {_load()})")
+    return objects
+
+
+def print_objects(objects: list[tuple[int, float, int]]) -> None:
+    """Peak memory of each single object's ingest, and the ratio of the largest to the smallest."""
+    for written, seconds, rss in objects:
+        print(
+            f"peak memory, one object of {written:>10,} events: {rss / 1024**3:5.2f} GiB "
+            f"({written / seconds:,.0f} events/s)"
+            + ("   target <= 1.50 GiB for 10M events" if written >= 10_000_000 else "")
+        )
+    if len(objects) > 1:
+        print(
+            f"peak memory ratio, {objects[-1][0]:,} / {objects[0][0]:,} events: "
+            f"{objects[-1][2] / objects[0][2]:5.2f}   target <= 1.30"
+        )
+
+
 def _ingest(state: str, gcs_port: int, bucket: str, hour: datetime, out: multiprocessing.Queue) -> None:
     """Child process: one ingest run of ``hour``; puts (seconds, accounting, commit, peak RSS bytes)."""
     settings = Settings(state_dir=Path(state), gcs_port=gcs_port, raw_bucket=bucket, tokenization_key=KEY.decode())
@@ -205,20 +236,7 @@ def main() -> None:
             history_s, history_acc, _, history_rss = ingest_in_child(
                 settings.model_copy(update={"state_dir": Path(state) / "history"}), hour
             )
-            objects = []  # (events, seconds, peak RSS)
-            for size in sizes:
-                bucket, written = single_object(
-                    settings, f"activity/events/{naming.hour_partition(hour)}/", hour, size, Path(state) / "object.gz"
-                )
-                seconds, object_acc, _, rss = ingest_in_child(
-                    settings.model_copy(update={"state_dir": Path(state) / bucket, "raw_bucket": bucket}), hour
-                )
-                if object_acc["rows_in"] != written:
-                    raise RuntimeError(f"the {written:,}-event object's ingest read {object_acc['rows_in']:,} rows")
-                objects.append((written, seconds, rss))
-                print(
-                    f"one object of {written:,} events: {seconds:.2f} s, peak {rss / 1024**3:.2f} GiB (load {_load()})"
-                )
+            objects = single_objects(settings, Path(state), hour, sizes)
         finally:
             stack.down()
 
@@ -242,17 +260,7 @@ def main() -> None:
         f"({empty_rss / max(acc['rows_in'], 1):,.0f} B/event; with history {history_rss / gib:.2f} GiB)   "
         f"target <= 1.50 GiB for a 10M-event hour"
     )
-    for written, seconds, rss in objects:
-        print(
-            f"peak memory, one object of {written:>10,} events: {rss / gib:5.2f} GiB "
-            f"({written / seconds:,.0f} events/s)"
-            + ("   target <= 1.50 GiB for 10M events" if written >= 10_000_000 else "")
-        )
-    if len(objects) > 1:
-        print(
-            f"peak memory ratio, {objects[-1][0]:,} / {objects[0][0]:,} events: "
-            f"{objects[-1][2] / objects[0][2]:5.2f}   target <= 1.30"
-        )
+    print_objects(objects)
     print(f"load average at end: {_load()}")
 
 

@@ -51,6 +51,7 @@ from churnops.data import contract, id_index, naming, parse, schema, subjects
 from churnops.data.contract import AccountingError
 from churnops.data.id_index import IdIndex
 from churnops.data.privacy import Tokenizer, apply_pii_policy, lake_tokenizer
+from churnops.data.spool import ParquetSpool
 from churnops.data.versioning import DataRepository, MergeConflict, NotFoundError, VersioningError, open_repository
 from churnops.data.versioning.base import check_path
 from churnops.platform.alerts import Alert, AlertSink
@@ -177,54 +178,6 @@ class _NewColumns(Exception):
     def __init__(self, columns: frozenset[str]) -> None:
         super().__init__(sorted(columns))
         self.columns = columns
-
-
-class _Spool:
-    """One parquet file written chunk by chunk (a row group or more each) to a temporary file.
-
-    Its columns and types are those of the first frame with rows (a column with no value there,
-    which pandas leaves untyped, is text); frames without rows add nothing, unless no frame has rows.
-    """
-
-    def __init__(self) -> None:
-        self.file = tempfile.TemporaryFile()  # pylint: disable=consider-using-with  # closed by __exit__
-        self.writer: pq.ParquetWriter | None = None
-        self.empty: pa.Table | None = None
-
-    def __enter__(self) -> _Spool:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.file.close()
-
-    def write(self, frame: pd.DataFrame) -> None:
-        """Append ``frame``'s rows."""
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        if self.writer is None:
-            if not table.num_rows and self.empty is None:
-                self.empty = table
-            if not table.num_rows:
-                return
-            schema_ = pa.schema(
-                [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema],
-                metadata=table.schema.metadata,
-            )
-            self.writer = pq.ParquetWriter(self.file, schema_, compression="zstd")
-        self.writer.write_table(table.select(self.writer.schema.names).cast(self.writer.schema))
-
-    def close(self) -> bytes:
-        """The file's bytes, once every frame is written."""
-        if self.writer is None:
-            if self.empty is None:
-                raise ValueError("nothing was written")
-            self.writer = pq.ParquetWriter(self.file, self.empty.schema, compression="zstd")
-            self.writer.write_table(self.empty)
-        self.writer.close()
-        self.writer = None
-        self.file.seek(0)
-        return self.file.read()
 
 
 def hours_in_window(hour: datetime, lookback: int) -> list[datetime]:
@@ -476,7 +429,7 @@ class IngestRun:
         unknown: dict[str, None] = {}
         now = self.now()
         known = set(columns)
-        with _Spool() as partition, _Spool() as quarantine:
+        with ParquetSpool() as partition, ParquetSpool() as quarantine:
             for number, parsed in enumerate(
                 parse.iter_object(ref.name, stored, ref.content_encoding, self.chunk_bytes, self.chunk_rows)
             ):
@@ -512,22 +465,32 @@ class IngestRun:
                 if len(result.quarantined):
                     quarantine.write(self.quarantine_rows(result.quarantined, source))
                     report.rows_quarantined += len(result.quarantined)
-            # Unknown column names may be values (a CSV whose header row is missing): keep digests only.
-            digests = {name: self.column_digest(name) for name in unknown}
-            report.unknown_columns = list(digests.values())
-            report.corrections = [
-                {**c, "column": digests.get(str(c["column"]), c["column"])} for c in corrections.values()
-            ]
-            if report.status == "published":
-                report.partition = partition_path(ref, kind)
-                staged.files[report.partition] = partition.close()
-            else:
-                staged.ids, staged.keys = [], []
-            if report.rows_quarantined:
-                staged.files[self.quarantine_path(source, "parquet")] = quarantine.close()
+            self.finish_object(staged, source, (partition, quarantine), unknown, list(corrections.values()))
         staged.files.update(self.object_files(source, report, run_id))
         log.debug("object staged", extra={"object": ref.name, "run_id": run_id, "rows_in": report.rows_in})
         return staged
+
+    def finish_object(
+        self,
+        staged: _Staged,
+        source: _Source,
+        spools: tuple[ParquetSpool, ParquetSpool],
+        unknown: Iterable[str],
+        corrections: list[dict[str, object]],
+    ) -> None:
+        """Close an object's partition and quarantine files into ``staged``; record its unknown
+        columns (as digests: a CSV whose header row is missing makes values into names) and corrections."""
+        report, (partition, quarantine) = staged.report, spools
+        digests = {name: self.column_digest(name) for name in unknown}
+        report.unknown_columns = list(digests.values())
+        report.corrections = [{**c, "column": digests.get(str(c["column"]), c["column"])} for c in corrections]
+        if report.status == "published":
+            report.partition = partition_path(source.ref, source.kind)
+            staged.files[report.partition] = partition.close()
+        else:
+            staged.ids, staged.keys = [], []
+        if report.rows_quarantined:
+            staged.files[self.quarantine_path(source, "parquet")] = quarantine.close()
 
     def check_chunk(
         self, parsed: parse.ParsedObject, source: _Source, index: IdIndex, superseded: set[str], now: datetime

@@ -172,7 +172,7 @@ def _decoded(line: bytes) -> str:
 class _Guarded(io.RawIOBase):
     """A readable stream whose read errors (a corrupt gzip layer) become :class:`UnreadableObject`."""
 
-    def __init__(self, inner: IO[bytes], message: str) -> None:
+    def __init__(self, inner: IO[bytes] | io.BufferedIOBase, message: str) -> None:
         super().__init__()
         self.inner = inner
         self.message = message
@@ -189,7 +189,7 @@ class _Guarded(io.RawIOBase):
         return len(data)
 
 
-def _guarded(inner: IO[bytes], message: str) -> io.BufferedReader:
+def _guarded(inner: IO[bytes] | io.BufferedIOBase, message: str) -> io.BufferedReader:
     return io.BufferedReader(_Guarded(inner, message), buffer_size=_READ_BYTES)
 
 

@@ -1,0 +1,57 @@
+"""A parquet file written a chunk at a time to a temporary file, so its rows are never all in memory."""
+
+from __future__ import annotations
+
+import tempfile
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class ParquetSpool:
+    """One parquet file written chunk by chunk (a row group or more each) to a temporary file.
+
+    Its columns and types are those of the first frame with rows (a column with no value there,
+    which pandas leaves untyped, is text); frames without rows add nothing, unless no frame has rows.
+    """
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile()  # pylint: disable=consider-using-with  # closed by __exit__
+        self.writer: pq.ParquetWriter | None = None
+        self.empty: pa.Table | None = None
+
+    def __enter__(self) -> ParquetSpool:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.file.close()
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Append ``frame``'s rows."""
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self.writer is None:
+            if not table.num_rows and self.empty is None:
+                self.empty = table
+            if not table.num_rows:
+                return
+            schema_ = pa.schema(
+                [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema],
+                metadata=table.schema.metadata,
+            )
+            self.writer = pq.ParquetWriter(self.file, schema_, compression="zstd")
+        self.writer.write_table(table.select(self.writer.schema.names).cast(self.writer.schema))
+
+    def close(self) -> bytes:
+        """The file's bytes, once every frame is written."""
+        if self.writer is None:
+            if self.empty is None:
+                raise ValueError("nothing was written")
+            self.writer = pq.ParquetWriter(self.file, self.empty.schema, compression="zstd")
+            self.writer.write_table(self.empty)
+        self.writer.close()
+        self.writer = None
+        self.file.seek(0)
+        return self.file.read()
