@@ -195,7 +195,6 @@ def main() -> None:
         help="sizes (events) of the single objects whose ingest's peak memory is compared, comma-separated",
     )
     args = parser.parse_args()
-    sizes = [int(size) for size in args.object_events.split(",") if size.strip()]
     print(f"load average at start: {_load()} (1, 5, 15 min; {os.cpu_count()} cores)")
 
     hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
@@ -236,7 +235,9 @@ def main() -> None:
             history_s, history_acc, _, history_rss = ingest_in_child(
                 settings.model_copy(update={"state_dir": Path(state) / "history"}), hour
             )
-            objects = single_objects(settings, Path(state), hour, sizes)
+            objects = single_objects(
+                settings, Path(state), hour, [int(size) for size in args.object_events.split(",") if size.strip()]
+            )
         finally:
             stack.down()
 
