@@ -87,7 +87,8 @@ def demo_model(state: Path) -> str:
     from churnops.local import datagen
     from churnops.local.localstack import LocalStack
     from churnops.platform.storage import ensure_bucket, storage_client
-    from churnops.training.train import CHALLENGER, train_from_commit
+    from churnops.training.estimators import CHALLENGER
+    from churnops.training.train import train_from_commit
 
     settings = Settings(state_dir=state, gcs_port=free_port(), mlflow_port=free_port(), raw_bucket="bench-raw")
     stack = LocalStack(settings)

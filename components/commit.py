@@ -8,6 +8,8 @@ from typing import Any, NamedTuple
 from components import component
 
 
+# valid-type: KFP takes the outputs from an inline NamedTuple, which mypy cannot type; a module-level
+# class would not exist in the task, which runs only this function's source.
 @component
 def commit(branch: str, metadata: dict[str, Any]) -> NamedTuple(  # type: ignore[valid-type]
     "CommitOutputs", [("head", str), ("refused", str)]

@@ -10,6 +10,8 @@ from kfp.dsl import Input, Model
 from components import component
 
 
+# valid-type: KFP takes the outputs from an inline NamedTuple, which mypy cannot type; a module-level
+# class would not exist in the task, which runs only this function's source.
 @component
 def online_features(data_ref: str) -> NamedTuple(  # type: ignore[valid-type]
     "OnlineOutputs", [("snapshot_commit", str), ("data_commit", str), ("cutoff", str), ("rows", int), ("refused", str)]
@@ -42,6 +44,8 @@ def online_features(data_ref: str) -> NamedTuple(  # type: ignore[valid-type]
     return outputs(snapshot.commit_id, snapshot.data_commit, snapshot.cutoff.isoformat(), len(snapshot.features), "")
 
 
+# valid-type: KFP takes the outputs from an inline NamedTuple, which mypy cannot type; a module-level
+# class would not exist in the task, which runs only this function's source.
 @component
 def drift_check(snapshot_commit: str, model: Input[Model], retrain: bool) -> NamedTuple(  # type: ignore[valid-type]
     "DriftOutputs",
@@ -105,6 +109,8 @@ def drift_check(snapshot_commit: str, model: Input[Model], retrain: bool) -> Nam
     )
 
 
+# valid-type: KFP takes the outputs from an inline NamedTuple, which mypy cannot type; a module-level
+# class would not exist in the task, which runs only this function's source.
 @component
 def performance_check(data_ref: str, model: Input[Model]) -> NamedTuple(  # type: ignore[valid-type]
     "PerformanceOutputs",

@@ -10,6 +10,8 @@ from kfp.dsl import ClassificationMetrics, Dataset, Input, Markdown, Metrics, Mo
 from components import component
 
 
+# valid-type: KFP takes the outputs from an inline NamedTuple, which mypy cannot type; a module-level
+# class would not exist in the task, which runs only this function's source.
 @component
 def evaluate(  # pylint: disable=too-many-arguments,too-many-positional-arguments,too-many-locals  # one per KFP input/output
     parent_run_id: str,

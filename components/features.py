@@ -10,6 +10,8 @@ from kfp.dsl import Dataset, Output
 from components import component
 
 
+# valid-type: KFP takes the outputs from an inline NamedTuple, which mypy cannot type; a module-level
+# class would not exist in the task, which runs only this function's source.
 @component
 def features(
     data_ref: str,

@@ -8,6 +8,8 @@ from typing import NamedTuple
 from components import component
 
 
+# valid-type: KFP takes the outputs from an inline NamedTuple, which mypy cannot type; a module-level
+# class would not exist in the task, which runs only this function's source.
 @component
 def ingest(hour: str, lookback: int, scheduled_time: str, created_time: str = "", pipeline_run: str = "") -> NamedTuple(  # type: ignore[valid-type]
     "IngestOutputs", [("branch", str), ("accounting", dict), ("metadata", dict), ("refused", str)]

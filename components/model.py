@@ -10,6 +10,8 @@ from kfp.dsl import Model, Output
 from components import component
 
 
+# valid-type: KFP takes the outputs from an inline NamedTuple, which mypy cannot type; a module-level
+# class would not exist in the task, which runs only this function's source.
 @component
 def resolve_model(model_ref: str, model: Output[Model]) -> NamedTuple(  # type: ignore[valid-type]
     "ResolveOutputs", [("version", str), ("refused", str)]

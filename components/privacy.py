@@ -8,6 +8,8 @@ from typing import NamedTuple
 from components import component
 
 
+# valid-type: KFP takes the outputs from an inline NamedTuple, which mypy cannot type; a module-level
+# class would not exist in the task, which runs only this function's source.
 @component
 def purge(as_of: str) -> NamedTuple(  # type: ignore[valid-type]
     "PurgeOutputs", [("erasures", int), ("commit_id", str), ("refused", str)]

@@ -10,6 +10,8 @@ from kfp.dsl import Dataset, Input, Model
 from components import component
 
 
+# valid-type: KFP takes the outputs from an inline NamedTuple, which mypy cannot type; a module-level
+# class would not exist in the task, which runs only this function's source.
 @component
 def register(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # one per KFP input
     parent_run_id: str,

@@ -41,10 +41,10 @@ from churnops.platform.settings import Settings
 from churnops.training import evaluate
 from churnops.training import train as training
 from churnops.training.config import REFIT_TAG, TrainingConfig
+from churnops.training.estimators import BASELINE, CHALLENGER, MODEL_ARTIFACT
 from churnops.training.featurefiles import feature_files
 from churnops.training.features import SPLITS, feature_spec
 from churnops.training.lineage import lineage_tags
-from churnops.training.train import MODEL_ARTIFACT
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def resolve_target(client: mlflow.MlflowClient, ref: str) -> Target:
         raise RegistryError(f"{ref!r} is neither <model>@<alias|version> nor a run id")
     run = _get_run(client, ref)
     if "model_type" not in run.data.tags:
-        winner = run.data.tags.get("gate_winner") or training.CHALLENGER
+        winner = run.data.tags.get("gate_winner") or CHALLENGER
         children = client.search_runs(
             [run.info.experiment_id],
             filter_string=f"tags.mlflow.parentRunId = '{ref}' and tags.model_type = '{winner}'",
@@ -315,7 +315,7 @@ def reproduce(  # pylint: disable=too-many-locals
     original = target.run
     recorded_tags, params = original.data.tags, original.data.params
     model_type, data_commit = recorded_tags.get("model_type", ""), recorded_tags.get("data_commit", "")
-    if model_type not in (training.BASELINE, training.CHALLENGER) or not data_commit or "seed" not in params:
+    if model_type not in (BASELINE, CHALLENGER) or not data_commit or "seed" not in params:
         raise RegistryError(f"run {original.info.run_id} records no model type, data commit or seed to reproduce")
     seed = int(params["seed"])
     recorded = recorded_config(params)

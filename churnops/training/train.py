@@ -29,22 +29,15 @@ import json
 import logging
 import math
 from dataclasses import dataclass, replace
-from importlib import metadata
 from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.data.meta_dataset import MetaDataset
-from mlflow.models import ModelSignature, infer_signature
-from mlflow.types import ColSpec, Schema, TensorSpec
 from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.frozen import FrozenEstimator
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
-from sklearn.pipeline import Pipeline
-from xgboost import XGBClassifier
 
 from churnops.data.versioning import DataRepository, open_repository
 from churnops.data.versioning.base import DEFAULT_BRANCH
@@ -56,6 +49,16 @@ from churnops.model.spec import FeatureSpec
 from churnops.platform.settings import Settings
 from churnops.training import evaluate
 from churnops.training.config import LABELS_THROUGH_TAG, REFIT_TAG, TrainingConfig
+from churnops.training.estimators import (
+    BASELINE,
+    CHALLENGER,
+    calibrate,
+    choose_rule,
+    log_model,
+    make_estimators,
+    select_candidate,
+    tuned_params,
+)
 from churnops.training.featurefiles import record_features
 from churnops.training.features import (
     EVENT_COLUMNS,
@@ -78,15 +81,11 @@ from churnops.training.runs import (
     log_metrics_once,
     reused,
 )
-from churnops.training.transform import MODEL_CODE_PATHS, SKOPS_TRUSTED_TYPES, build_model
+from churnops.training.transform import build_model
 
 logger = logging.getLogger(__name__)
 
-BASELINE = "baseline"
-CHALLENGER = "xgboost"
-MODEL_ARTIFACT = "model"
 PIPELINE_RUN_TAG = "kfp_run_id"  # on a parent run a training pipeline run opened: that run's id
-_MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "xgboost-cpu", "pandas", "numpy", "scipy", "cloudpickle", "skops")
 
 
 @dataclass(frozen=True)
@@ -106,16 +105,6 @@ class TrainingResult:
 
 # --------------------------------------------------------------------------------------------
 # Lineage
-
-
-def _model_requirements() -> list[str]:
-    pins = []
-    for name in _MODEL_REQUIREMENTS:
-        try:
-            pins.append(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            continue
-    return pins
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,64 +167,6 @@ def build_splits(events: pd.DataFrame, subscriptions: pd.DataFrame, config: Trai
     return splits
 
 
-def make_estimators(
-    seed: int, xgb_params: dict[str, Any], config: "TrainingConfig | None" = None
-) -> dict[str, list[BaseEstimator]]:
-    """The candidates per model, seeded and unweighted (calibration on validation makes their scores
-    probabilities): the baseline per C of ``config.baseline_c_grid``, the challenger per depth of
-    ``config.challenger_depth_grid`` (default grids without a config)."""
-    config = config or TrainingConfig()
-    return {
-        BASELINE: [LogisticRegression(C=c, max_iter=2000, random_state=seed) for c in config.baseline_c_grid],
-        CHALLENGER: [
-            XGBClassifier(
-                **{**xgb_params, "max_depth": depth},
-                tree_method="hist",
-                n_jobs=1,
-                random_state=seed,
-                eval_metric="logloss",
-            )
-            for depth in config.challenger_depth_grid
-        ],
-    }
-
-
-def tuned_params(estimator: BaseEstimator) -> dict[str, Any]:
-    """The hyperparameters the validation search chose among (``C`` or ``max_depth``) as the estimator holds them."""
-    params = estimator.get_params()
-    return {"C": params["C"]} if isinstance(estimator, LogisticRegression) else {"max_depth": params["max_depth"]}
-
-
-def calibrate(model: Pipeline, frame: pd.DataFrame, spec: FeatureSpec, method: str) -> Pipeline:
-    """``model`` (fitted) with its estimator calibrated on ``frame`` (validation): scikit-learn's
-    CalibratedClassifierCV over the frozen estimator, Platt (``sigmoid``) or ``isotonic``. The transform
-    and the estimator are not refitted."""
-    transform = model.named_steps["transform"]
-    calibrated = CalibratedClassifierCV(FrozenEstimator(model.named_steps["model"]), method=method)
-    calibrated.fit(transform.transform(frame[spec.columns]), frame[LABEL].to_numpy())
-    return Pipeline([("transform", transform), ("model", calibrated)])
-
-
-def choose_rule(config: "TrainingConfig", probability: np.ndarray) -> DecisionRule:
-    """The decision rule of ``config``'s retention terms, its top-k threshold taken from ``probability``."""
-    return evaluate.decision_rule(
-        config.decision_rule,
-        probability,
-        capacity_share=config.capacity_share,
-        save_rate=config.save_rate,
-        customer_value=config.customer_value,
-        contact_cost=config.contact_cost,
-    )
-
-
-def model_signature(spec: FeatureSpec, X: pd.DataFrame, probability: np.ndarray) -> ModelSignature:
-    """Inputs from the spec (every column optional: serving may send nulls); outputs from predict_proba."""
-    columns: list[ColSpec | TensorSpec] = [ColSpec("double", name, required=False) for name in spec.numeric]
-    columns += [ColSpec("string", name, required=False) for name in spec.categorical]
-    inputs = Schema(columns)
-    return ModelSignature(inputs=inputs, outputs=infer_signature(X.head(5), probability).outputs)
-
-
 # --------------------------------------------------------------------------------------------
 # Runs
 
@@ -273,67 +204,6 @@ def _log_split_evaluation(  # pylint: disable=too-many-arguments,too-many-positi
         if figure is not None:
             mlflow.log_figure(figure, f"plots/{split}_{kind}_curve.png")
     return metrics
-
-
-def _select(
-    candidates: list[BaseEstimator], splits: dict[str, pd.DataFrame], spec: FeatureSpec, config: "TrainingConfig"
-) -> tuple[Pipeline, dict[str, float]]:
-    """Fit every candidate on train and keep the one with the best validation ROC-AUC (the first on a tie);
-    return it and each candidate's validation ROC-AUC (``search_<param>_<value>_validation_roc_auc``)."""
-    train, validation = splits["train"], splits["validation"]
-    if not candidates:
-        raise ValueError("no candidate to choose from: the hyperparameter grid is empty")
-    best_rank, best = -math.inf, None
-    scores: dict[str, float] = {}
-    for estimator in candidates:
-        model = build_model(spec, estimator, config.select_percentile).fit(train[spec.columns], train[LABEL].to_numpy())
-        probability = evaluate.churn_probability(model, validation[spec.columns])
-        auc = evaluate.classification_metrics(validation[LABEL], probability)["roc_auc"]
-        label = "_".join(f"{key}_{value}" for key, value in tuned_params(estimator).items())
-        scores[f"search_{label}_validation_roc_auc"] = auc
-        rank = -math.inf if math.isnan(auc) else auc
-        if best is None or rank > best_rank:
-            best_rank, best = rank, model
-    assert best is not None  # there was a candidate
-    return best, scores
-
-
-def input_example(spec: FeatureSpec) -> pd.DataFrame:
-    """The logged model's input example: one synthetic row of the spec's types (zeros and nulls).
-
-    It shows the input's shape without any customer's values (``docs/security.md``): the model
-    accepts nulls in every column, as serving may send them.
-    """
-    numeric = {name: pd.Series([0.0], dtype="float64") for name in spec.numeric}
-    categorical = {name: pd.Series([None], dtype=object) for name in spec.categorical}
-    return pd.DataFrame({**numeric, **categorical})[spec.columns]
-
-
-def fit_chosen(
-    name: str, splits: dict[str, pd.DataFrame], spec: FeatureSpec, config: TrainingConfig, seed: int
-) -> tuple[Pipeline, Pipeline]:
-    """Model ``name`` as training fits it, without logging: (the candidate validation chose, fitted on train;
-    that model calibrated on validation)."""
-    raw, _ = _select(make_estimators(seed, config.xgb_params, config)[name], splits, spec, config)
-    return raw, calibrate(raw, splits["validation"], spec, config.calibration)
-
-
-def _log_model(model: Pipeline, spec: FeatureSpec, example: pd.DataFrame, recorded: dict[str, Any]) -> str:
-    """Log ``model`` (the churn Pipeline) in the active run, its outputs' signature from ``example`` rows and a
-    synthetic input example (:func:`input_example`); return its model URI."""
-    info = mlflow.sklearn.log_model(
-        model,
-        name=MODEL_ARTIFACT,
-        signature=model_signature(spec, input_example(spec), model.predict_proba(example)),
-        input_example=input_example(spec),
-        pip_requirements=_model_requirements(),
-        pyfunc_predict_fn="predict_proba",
-        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
-        skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
-        code_paths=list(MODEL_CODE_PATHS),
-        metadata=recorded,
-    )
-    return str(info.model_uri)
 
 
 def _train_one(  # pylint: disable=too-many-arguments,too-many-positional-arguments,too-many-locals  # one fit's inputs
@@ -375,7 +245,7 @@ def _train_one(  # pylint: disable=too-many-arguments,too-many-positional-argume
     with opened as run:
         for table_input in datasets:
             mlflow.log_input(table_input, context="training")
-        raw, search = _select(candidates, splits, spec, config)
+        raw, search = select_candidate(candidates, splits, spec, config)
         estimator = raw.named_steps["model"]
         chosen = tuned_params(estimator)
         mlflow.log_params({**config.as_params(), "seed": lineage["seed"], "estimator": type(estimator).__name__})
@@ -396,7 +266,7 @@ def _train_one(  # pylint: disable=too-many-arguments,too-many-positional-argume
         mlflow.log_figure(evaluate.importance_figure(importance, f"{name}: feature importance"), "plots/importance.png")
         mlflow.log_dict(spec.to_dict(), "feature_spec.json")
         mlflow.set_tag(CHOSEN_PARAMS_TAG, json.dumps(chosen, sort_keys=True))
-        model_uri = _log_model(
+        model_uri = log_model(
             model,
             spec,
             train[spec.columns].head(5),
@@ -589,7 +459,7 @@ def refit_model(  # pylint: disable=too-many-arguments,too-many-positional-argum
         mlflow.log_dict(spec.to_dict(), "feature_spec.json")
         mlflow.set_tag(CHOSEN_PARAMS_TAG, json.dumps(fitted.params, sort_keys=True))
         recorded = {"data_commit": lineage["data_commit"], DECISION_RULE_KEY: rule.to_dict(), REFIT_TAG: True}
-        model_uri = _log_model(model, spec, frame[spec.columns].head(5), recorded)
+        model_uri = log_model(model, spec, frame[spec.columns].head(5), recorded)
         mlflow.set_tag(MODEL_URI_TAG, model_uri)  # last: the run is complete
     logger.info(
         "refit %s on %d rows of %d cutoffs (run %s)",

@@ -23,13 +23,13 @@ from xgboost import XGBClassifier
 
 from churnops.model import registry
 from churnops.model.predict import DECISION_RULE_KEY, DecisionRule
-from churnops.training.evaluate import decision_rule
-from churnops.training.features import FEATURE_SPEC, LABEL
-from churnops.training.train import (  # the training's own logging choices
-    _model_requirements,
+from churnops.training.estimators import (  # the training's own logging choices
     calibrate,
+    model_requirements,
     model_signature,
 )
+from churnops.training.evaluate import decision_rule
+from churnops.training.features import FEATURE_SPEC, LABEL
 from churnops.training.transform import MODEL_CODE_PATHS, SKOPS_TRUSTED_TYPES, build_model
 from tests.conftest import free_port
 from tests.support.auth import server_env
@@ -103,7 +103,7 @@ def fixture_registered(mlflow_tracking_uri: str) -> Registered:
             pipeline,
             name="model",
             signature=model_signature(FEATURE_SPEC, X.head(5), pipeline.predict_proba(X.head(5))),
-            pip_requirements=_model_requirements(),
+            pip_requirements=model_requirements(),
             pyfunc_predict_fn="predict_proba",
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
             skops_trusted_types=list(SKOPS_TRUSTED_TYPES),

@@ -18,11 +18,11 @@ from churnops.model.predict import churn_label, decision_rule_of
 from churnops.model.scoring import load_model
 from churnops.platform.buildinfo import git_sha, lock_sha256
 from churnops.training.config import LABELS_THROUGH_TAG
+from churnops.training.estimators import MODEL_ARTIFACT
 from churnops.training.evaluate import classification_metrics
 from churnops.training.features import FEATURE_SPEC, LABEL, held_out_customers
 from churnops.training.lineage import sha256_json
 from churnops.training.train import (
-    MODEL_ARTIFACT,
     TrainingConfig,
     TrainingResult,
     gate_models,

@@ -46,14 +46,14 @@ def test_a_train_retry_after_the_model_was_logged_resumes_its_child_run(
 ) -> None:
     settings, begun = setup
     client = registry.client_for(settings)
-    log_model = training._log_model  # pylint: disable=protected-access  # the side effect a lost pod interrupts
+    log_model = training.log_model  # the side effect a lost pod interrupts
 
     def log_then_die(*args: Any) -> str:
         uri = log_model(*args)
         raise PodLost(f"the pod was deleted after logging {uri}")
 
     with monkeypatch.context() as patch:
-        patch.setattr(training, "_log_model", log_then_die)
+        patch.setattr(training, "log_model", log_then_die)
         with pytest.raises(PodLost):
             fit_model(
                 settings, BASELINE, _train_split(begun), begun.spec, begun.lineage, begun.parent_run_id, begun.config

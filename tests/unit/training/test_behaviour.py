@@ -25,6 +25,7 @@ from sklearn.pipeline import Pipeline
 from churnops.platform.alerts import AlertSink
 from churnops.platform.settings import Settings
 from churnops.training import evaluate
+from churnops.training.estimators import BASELINE, fit_chosen
 from churnops.training.features import (
     GHOST_AFTER_HOURS,
     LABEL,
@@ -35,7 +36,7 @@ from churnops.training.features import (
     held_out_customers,
 )
 from churnops.training.performance import check_matured_performance, matured_cutoffs, matured_performance
-from churnops.training.train import BASELINE, TrainingConfig, build_splits, fit_chosen
+from churnops.training.train import TrainingConfig, build_splits
 from tests.support.generated import START, GeneratedLake, generate_lake, label_agreement, oracle_scores
 
 HOURS, CUSTOMERS = 48, 1200

@@ -13,7 +13,7 @@ from xgboost import XGBClassifier
 
 from churnops.model.fastpath import FastPath, UnsupportedModel
 from churnops.model.spec import FeatureSpec
-from churnops.training.train import calibrate
+from churnops.training.estimators import calibrate
 from churnops.training.transform import build_model
 
 SPEC = FeatureSpec(numeric=("a", "b", "c", "empty", "flat"), categorical=("plan", "country"), windows_h=(1,))

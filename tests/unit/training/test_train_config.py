@@ -14,9 +14,10 @@ from click.testing import CliRunner
 from churnops.cli.training import train_command
 from churnops.platform.buildinfo import lock_sha256
 from churnops.platform.settings import Settings
+from churnops.training.estimators import model_signature
 from churnops.training.features import FEATURE_SPEC
 from churnops.training.lineage import dataset_source
-from churnops.training.train import TrainingConfig, build_splits, model_signature
+from churnops.training.train import TrainingConfig, build_splits
 from tests.unit.training.conftest import event, events_frame, record, subscriptions_frame
 
 
