@@ -24,6 +24,12 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     test with its file. Set as each test is collected, before xdist reads the groups."""
     parts = item.path.resolve().relative_to(TESTS).parts
     group = "/".join(parts[:2]) if parts[0] == "integration" and len(parts) > 2 else "/".join(parts)
+    # A module whose tests share one module-scoped world per backend names that fixture: each world is its own
+    # group, so the worlds are built on both workers at once.
+    by_param = getattr(getattr(item, "module", None), "XDIST_GROUP_BY_PARAM", None)
+    callspec = getattr(item, "callspec", None)
+    if by_param and callspec is not None and by_param in callspec.params:
+        group += f"[{callspec.params[by_param]}]"
     item.add_marker(pytest.mark.xdist_group(group))
 
 

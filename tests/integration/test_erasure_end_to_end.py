@@ -58,6 +58,7 @@ from tests.support.lakefs_double import LakeFSDouble
 # The first test of each backend builds its world (ingest, training, publishing, the CLI's erasure): minutes on a
 # busy machine, so 900 s, not 300 s.
 pytestmark = pytest.mark.timeout(900)
+XDIST_GROUP_BY_PARAM = "world"  # the embedded and the lakeFS world are built on separate workers (tests/conftest.py)
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 HOURS, CUSTOMERS, SEED = 40, 60, 5
