@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -252,17 +252,25 @@ class LakeFSRepository(DataRepository):  # pylint: disable=too-many-public-metho
             return False
         return True
 
-    def branches(self) -> list[str]:
-        names: list[str] = []
+    def _paged(self, what: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """Every result of a paginated lakeFS listing, page after page (``after`` = the last page's cursor)."""
         after = ""
         while True:
-            page = self._call(
-                "list branches", self._branches.list_branches, self.repository, after=after or None, amount=_PAGE
-            )
-            names.extend(ref.id for ref in page.results)
+            page = self._call(what, func, *args, after=after or None, amount=_PAGE, **kwargs)
+            yield from page.results
             if not page.pagination.has_more:
-                return sorted(names)
+                return
             after = page.pagination.next_offset
+
+    def _objects_at(self, ref: str, prefix: str) -> Iterator[Any]:
+        """The ``ObjectStats`` of every object at ``ref`` under ``prefix``."""
+        listing = self._paged(
+            f"list {prefix!r} at {ref!r}", self._objects.list_objects, self.repository, ref, prefix=prefix or None
+        )
+        return (item for item in listing if item.path_type == "object")
+
+    def branches(self) -> list[str]:
+        return sorted(ref.id for ref in self._paged("list branches", self._branches.list_branches, self.repository))
 
     def set_retention(self, days: int) -> None:
         """Set the repository's garbage-collection rules: every branch keeps history ``days`` days.
@@ -371,22 +379,7 @@ class LakeFSRepository(DataRepository):  # pylint: disable=too-many-public-metho
             raise
 
     def list_paths(self, ref: str, prefix: str = "") -> list[str]:
-        paths: list[str] = []
-        after = ""
-        while True:
-            page = self._call(
-                f"list {prefix!r} at {ref!r}",
-                self._objects.list_objects,
-                self.repository,
-                ref,
-                prefix=prefix or None,
-                after=after or None,
-                amount=_PAGE,
-            )
-            paths.extend(item.path for item in page.results if item.path_type == "object")
-            if not page.pagination.has_more:
-                return sorted(paths)
-            after = page.pagination.next_offset
+        return sorted(item.path for item in self._objects_at(ref, prefix))
 
     def physical_addresses(self, ref: str, prefix: str = "") -> dict[str, str]:
         """Every object at ``ref`` under ``prefix``: its path -> its physical address in the storage namespace.
@@ -394,64 +387,22 @@ class LakeFSRepository(DataRepository):  # pylint: disable=too-many-public-metho
         lakeFS-specific: what an erasure purge needs to delete history's copies from the storage
         namespace (:func:`churnops.data.purge.sweep_lakefs_history`).
         """
-        addresses: dict[str, str] = {}
-        after = ""
-        while True:
-            page = self._call(
-                f"list {prefix!r} at {ref!r}",
-                self._objects.list_objects,
-                self.repository,
-                ref,
-                prefix=prefix or None,
-                after=after or None,
-                amount=_PAGE,
-            )
-            addresses.update({item.path: item.physical_address for item in page.results if item.path_type == "object"})
-            if not page.pagination.has_more:
-                return addresses
-            after = page.pagination.next_offset
+        return {item.path: item.physical_address for item in self._objects_at(ref, prefix)}
 
     def reachable_commits(self) -> dict[str, list[str]]:
         """Every commit some branch reaches (its head and every ancestor), each once, newest first: id -> parents."""
         seen: dict[str, list[str]] = {}
         for branch in self.branches():
-            after = ""
-            while True:
-                page = self._call(
-                    f"log {branch!r}",
-                    self._refs.log_commits,
-                    self.repository,
-                    branch,
-                    after=after or None,
-                    amount=_PAGE,
-                )
-                seen.update((commit.id, list(commit.parents)) for commit in page.results)
-                if not page.pagination.has_more:
-                    break
-                after = page.pagination.next_offset
+            log = self._paged(f"log {branch!r}", self._refs.log_commits, self.repository, branch)
+            seen.update((commit.id, list(commit.parents)) for commit in log)
         return seen
 
     def changed_paths(self, before: str, after: str) -> list[str]:
         """The objects ``after`` added or changed relative to ``before`` (a two-dot diff of the two commits)."""
-        paths: list[str] = []
-        cursor = ""
-        while True:
-            page = self._call(
-                f"diff {before!r}..{after!r}",
-                self._refs.diff_refs,
-                self.repository,
-                before,
-                after,
-                after=cursor or None,
-                amount=_PAGE,
-                type="two_dot",
-            )
-            paths.extend(
-                item.path for item in page.results if item.path_type == "object" and item.type in ("added", "changed")
-            )
-            if not page.pagination.has_more:
-                return paths
-            cursor = page.pagination.next_offset
+        diff = self._paged(
+            f"diff {before!r}..{after!r}", self._refs.diff_refs, self.repository, before, after, type="two_dot"
+        )
+        return [item.path for item in diff if item.path_type == "object" and item.type in ("added", "changed")]
 
     def physical_address(self, ref: str, path: str) -> str:
         """Where the object ``path`` at ``ref`` is stored in the storage namespace."""
