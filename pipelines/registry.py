@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from kfp.dsl.graph_component import GraphComponent
@@ -28,12 +29,25 @@ class PipelineEntry:
     @property
     def pipeline(self) -> GraphComponent:
         """The pipeline, built from the current settings."""
-        return self.build()
+        return _on_a_fresh_stack(self.build)
 
     @property
     def for_local(self) -> GraphComponent:
         """What ``kfp.local`` runs: the local variant when there is one, else the pipeline itself."""
-        return (self.build_local or self.build)()
+        return _on_a_fresh_stack(self.build_local or self.build)
+
+
+def _on_a_fresh_stack(build: Callable[[], GraphComponent]) -> GraphComponent:
+    """``build()``, run in a thread of its own.
+
+    KFP's task setters (``set_cpu_limit``, ``set_retry``, ...) each call ``inspect.stack()``, which reads
+    the source of every frame of the caller's stack; a frame of code without a file (``python -m``'s
+    ``<frozen runpy>``, an exec'd ``<string>``) makes it search every loaded module again, on every call.
+    A fresh thread's stack holds only the build's own frames: under a deep caller (a test runner's worker)
+    building the five pipelines goes from tens of seconds to well under one.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline-build") as pool:
+        return pool.submit(build).result()
 
 
 PIPELINES: dict[str, PipelineEntry] = {
