@@ -368,6 +368,79 @@ ATTEST_MESSAGE_FIELDS: dict[str, str] = {
 }
 
 
+@dataclass(frozen=True)
+class ToolImage:
+    """An image the build steps run, pinned by digest (``repository:tag@sha256:digest``). Pulling it by digest
+    gets exactly this manifest from this repository, whose owner alone can push to it; ``tool`` reports at
+    run time the version the tag names (``.ci/tool-version``), so a digest of another version fails the
+    build. Where each digest was seen and how to re-verify it: docs/cicd.md."""
+
+    substitution: str  # the build configs' substitution that names it
+    tool: str  # the command whose version .ci/tool-version checks
+    repository: str
+    tag: str
+    digest: str  # of the tag's manifest (for a multi-platform image, its index)
+
+    @property
+    def reference(self) -> str:
+        """The step image, as the build configs name it."""
+        return f"{self.repository}:{self.tag}@sha256:{self.digest}"
+
+    @property
+    def version(self) -> str:
+        """The tool's version: the tag's leading dotted number (``3.11.16`` of ``3.11.16-bookworm``)."""
+        number = self.tag.split("-", 1)[0]
+        if not all(part.isdigit() for part in number.split(".")):
+            raise ValueError(f"the tag {self.tag!r} does not start with a version")
+        return number
+
+
+# make, lint, tests, the pipelines and the Python CLI (the lock's interpreter, with make and git).
+TOOL_PYTHON = ToolImage(
+    "_PYTHON_IMAGE",
+    "python",
+    "python",
+    "3.11.16-bookworm",
+    "b99029c95d3d37fb1e4e76d287f7984373dca77c665885986e31b2c95260c13c",
+)
+# gcloud, with bash and python3 (the badge, the gate in the attestation build).
+TOOL_SDK = ToolImage(
+    "_SDK_IMAGE",
+    "gcloud",
+    "gcr.io/google.com/cloudsdktool/google-cloud-cli",
+    "562.0.0-slim",
+    "0da2de42ae51cd6092b5caf7c96d25003659fd15548760eb4c50c2623e7bf9c2",
+)
+# The Docker CLI (Docker's official image, with buildx), against the build host's daemon.
+TOOL_DOCKER = ToolImage(
+    "_DOCKER_IMAGE",
+    "docker",
+    "docker",
+    "29.6.2-cli",
+    "be132a9f282288de4afaf63379dff75711fda0147c6b72a9df44e51841402144",
+)
+# The scanner whose reports the vulnerability gate judges.
+TOOL_TRIVY = ToolImage(
+    "_TRIVY_IMAGE",
+    "trivy",
+    "aquasec/trivy",
+    "0.66.0",
+    "086971aaf400beebd94e8300fd8ea623774419597169156cec56eec5b00dfb1e",
+)
+TOOL_IMAGES: tuple[ToolImage, ...] = (TOOL_PYTHON, TOOL_SDK, TOOL_DOCKER, TOOL_TRIVY)
+# The tool images each build runs.
+BUILD_TOOLS: dict[str, tuple[ToolImage, ...]] = {
+    BUILD_CI: TOOL_IMAGES,
+    BUILD_ATTEST: (TOOL_SDK, TOOL_DOCKER, TOOL_TRIVY),  # installs nothing: no Python image
+    BUILD_PROMOTE: (TOOL_PYTHON, TOOL_SDK),
+    BUILD_TRAIN: (TOOL_PYTHON, TOOL_SDK),
+}
+
+
+def _tool_substitutions(build: str) -> dict[str, str]:
+    return {image.substitution: image.reference for image in BUILD_TOOLS[build]}
+
+
 def build_substitutions(build: str) -> dict[str, str]:
     """The substitutions a build config must declare with exactly these values (Cloud Build expands
     ``${PROJECT_ID}`` and ``${_REGION}``)."""
@@ -385,6 +458,7 @@ def build_substitutions(build: str) -> dict[str, str]:
             "_ATTESTOR_KEY": attestor_key,
             "_ARTIFACT_BUCKET": bucket_name(project, "build"),
             **{key: "" for key in ATTEST_MESSAGE_FIELDS},
+            **_tool_substitutions(build),
         }
     common = {
         "_REGION": DEFAULT_REGION,
@@ -400,11 +474,12 @@ def build_substitutions(build: str) -> dict[str, str]:
             "_BADGE_BUCKET": bucket_name(project, "badges"),
             "_KFP_HOST": KFP_API.proxy_address,
             "_MLFLOW_URI": MLFLOW.proxy_address,
+            **_tool_substitutions(build),
         }
     if build == BUILD_PROMOTE:
-        return {**common, "_MLFLOW_URI": MLFLOW.proxy_address}
+        return {**common, "_MLFLOW_URI": MLFLOW.proxy_address, **_tool_substitutions(build)}
     if build == BUILD_TRAIN:
-        return {**common, "_KFP_HOST": KFP_API.proxy_address}
+        return {**common, "_KFP_HOST": KFP_API.proxy_address, **_tool_substitutions(build)}
     raise ValueError(f"no build config {build!r}; known: {sorted(BUILD_IDENTITY)}")
 
 

@@ -320,6 +320,7 @@ def test_the_attestor_signs_each_digest_and_attaches_its_sbom_with_the_attestor_
     assert "--kms-key-version=${_ATTESTOR_KEY}" in sbom
     ids = [s["id"] for s in load(platform.BUILD_ATTEST)["steps"]]
     assert ids == [
+        *(f"version-{image.tool}" for image in platform.BUILD_TOOLS[platform.BUILD_ATTEST]),  # each tool's version
         "check-request",
         "pull-images",
         "scan-images",

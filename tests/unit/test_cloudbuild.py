@@ -2,8 +2,9 @@
 
 Each config parses strictly (unknown fields are errors) into the ``Build`` message of the real Cloud
 Build client library; then: the dedicated service account, secrets only through availableSecrets,
-every substitution declared and used, the offline steps in the order of ``make ci``, and images
-scanned and gated before the push and referenced by digest after it.
+every substitution declared and used, the offline steps in the order of ``make ci``, images
+scanned and gated before the push and referenced by digest after it, and every tool image a step runs
+pinned by digest, its tool's version checked before any step uses it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from churnops.model.registry import Actor, resolve_actor
 from churnops.platform import cluster_proxy
 from churnops.platform import declaration as platform
 from churnops.platform.settings import Settings
+from tests.support import image_reference
 
 ROOT = Path(__file__).resolve().parents[2]
 # The deployer's builds (they reach the cluster), and the attestor's (it signs; tests/unit/test_attest_build.py).
@@ -151,7 +153,8 @@ def test_images_are_gated_before_the_push_and_named_by_digest_after_it() -> None
             "badge-passing",
         )
     ]
-    assert order == sorted(order) and ids[-1] == "badge-passing" and ids[0] == "badge-pending"
+    started = [i for i in ids if not i.startswith("version-")]  # after the tools' version checks
+    assert order == sorted(order) and ids[-1] == "badge-passing" and started[0] == "badge-pending"
     gate = config["steps"][ids.index("vulnerability-gate")]
     assert gate["args"][:3] == ["python", "-m", "churnops.platform.vulngate"] and ".trivyignore" in gate["args"]
     scan = "\n".join(config["steps"][ids.index("scan-images")]["args"])
@@ -423,27 +426,17 @@ def test_the_readme_shows_the_build_badge_the_main_build_publishes() -> None:
     assert badge["url"] == f"https://storage.googleapis.com/{bucket}/main.svg"
 
 
-# Build tool images whose digest could not be verified on the development machines (no registry is
-# reachable from them): they stay pinned by tag, or not pinned at all, until a digest taken from the
-# registry replaces the tag. A new image must come pinned by digest, and one pinned later leaves this list.
-NOT_PINNED_BY_DIGEST = {
-    "python:3.11-bookworm",
-    "gcr.io/google.com/cloudsdktool/cloud-sdk:slim",
-    "gcr.io/cloud-builders/docker",  # no tag either: the registry's latest
-    "aquasec/trivy:0.66.0",  # the scanner whose report the vulnerability gate judges
-}
-_DIGEST_PIN = re.compile(r"@sha256:[0-9a-f]{64}$")
+# ---- build tool images: pinned by digest, their tools' versions checked at run time ----
+# docs/cicd.md records where each digest was seen and how to re-verify it.
+
+_SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
 
 
-def step_images() -> set[str]:
-    """Every step image of every config, its substitutions resolved."""
-    images = set()
-    for name in CONFIGS:
-        _, config = load(name)
-        values: dict[str, str] = config.get("substitutions", {})
-        for step in config["steps"]:
-            images.add(_resolved(step["name"], values))
-    return images
+def step_images(name: str) -> set[str]:
+    """Every step image of config ``name``, its substitutions resolved."""
+    _, config = load(name)
+    values: dict[str, str] = config.get("substitutions", {})
+    return {_resolved(step["name"], values) for step in config["steps"]}
 
 
 def _resolved(text: str, values: dict[str, str]) -> str:
@@ -451,8 +444,117 @@ def _resolved(text: str, values: dict[str, str]) -> str:
     return _SUBSTITUTION.sub(lambda m: str(values.get(m.group(1) or m.group(2), m.group(0))), text)
 
 
-def test_build_tool_images_are_pinned_by_digest_or_listed_as_not_yet() -> None:
-    images = step_images()
+def test_references_are_read_by_distribution_references_own_grammar() -> None:
+    """The grammar evaluated from the vendored regexp.go passes upstream's own table (regexp_test.go)."""
+    cases = image_reference.upstream_cases()
+    assert len(cases) >= 10 and any(matches for _, matches, _ in cases) and not all(m for _, m, _ in cases)
+    for subject, matches, groups in cases:
+        parsed = image_reference.parse(subject)
+        assert (parsed is not None) == matches, subject
+        if parsed is not None and groups:
+            assert list(parsed) == groups, subject
+    # what a reference by tag, or by no tag at all, leaves to the registry: no digest
+    assert image_reference.parse("aquasec/trivy:0.66.0") == ("aquasec/trivy", "0.66.0", "")
+    assert image_reference.parse("gcr.io/cloud-builders/docker") == ("gcr.io/cloud-builders/docker", "", "")
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_image_a_build_step_runs_is_pinned_by_digest_under_a_version_tag(name: str) -> None:
+    """Cloud Build pulls a ``repository:tag@sha256:<digest>`` step image by its digest: that manifest, from
+    that repository. The tag names the version its tool must report (.ci/tool-version)."""
+    images = step_images(name)
     assert not any("$" in image for image in images), images  # every image resolved from the config itself
-    unpinned = {image for image in images if not _DIGEST_PIN.search(image)}
-    assert unpinned == NOT_PINNED_BY_DIGEST
+    for image in images:
+        parsed = image_reference.parse(image)
+        assert parsed is not None, image
+        assert _SHA256.fullmatch(parsed.digest), f"{image} is not pinned by a sha256 digest"
+        assert re.match(r"\d+(\.\d+)*(-|$)", parsed.tag), f"{image} has no version tag"
+    assert images == {image.reference for image in platform.BUILD_TOOLS[name]}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_each_tools_version_is_checked_before_any_step_runs_it(name: str) -> None:
+    _, config = load(name)
+    steps = config["steps"]
+    tools = platform.BUILD_TOOLS[name]
+    checks = steps[: len(tools)]  # the build's first steps
+    assert [step["id"] for step in checks] == [f"version-{image.tool}" for image in tools]
+    for image, step in zip(tools, checks, strict=True):
+        assert step["name"] == f"${{{image.substitution}}}"
+        assert step["entrypoint"] == "sh"  # the Docker and Trivy images have no bash
+        assert step["args"] == [".ci/tool-version", image.tool, f"${{{image.substitution}}}"]
+    for step in steps[len(tools) :]:
+        assert not step["id"].startswith("version-")
+        assert step["name"] in {check["name"] for check in checks}, step["id"]
+
+
+# What each tool prints for its version (python and trivy are also run for real below).
+_VERSION_OUTPUT = {
+    "python": "Python {version}",
+    "gcloud": "Google Cloud SDK {version}\nalpha 2026.03.20\nbq 2.1.29\ncore 2026.03.20\ngsutil 5.35",
+    "docker": "Docker version {version}, build 8d8a2d1",
+    "trivy": "Version: {version}",
+}
+
+
+def _tool_version(tool: str, image: str, tmp_path: Path, output: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``.ci/tool-version tool image`` under sh, with ``tool`` on the PATH printing ``output`` (if given)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    if output is not None:
+        fake = bin_dir / ("python3" if tool == "python" else tool)
+        fake.write_text(f"#!/bin/sh\ncat <<'EOF'\n{output}\nEOF\n")
+        fake.chmod(0o755)
+    return subprocess.run(
+        ["sh", str(ROOT / ".ci" / "tool-version"), tool, image],
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("image", platform.TOOL_IMAGES, ids=lambda image: image.tool)
+def test_the_runtime_check_passes_the_pinned_version_and_refuses_any_other(
+    image: platform.ToolImage, tmp_path: Path
+) -> None:
+    """The version the declaration pins (its tag) is the version the runtime check requires; a digest whose
+    image reports another version, or a reference without a digest, fails the step."""
+    output = _VERSION_OUTPUT[image.tool]
+    done = _tool_version(image.tool, image.reference, tmp_path, output.format(version=image.version))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{image.tool} {image.version} ({image.reference})"
+    other = image.version.rsplit(".", 1)[0] + ".999"
+    refused = _tool_version(image.tool, image.reference, tmp_path, output.format(version=other))
+    assert refused.returncode == 1
+    assert f"runs {image.tool} {other}, not the {image.version} its tag names" in refused.stderr
+    by_tag = _tool_version(image.tool, image.reference.split("@", 1)[0], tmp_path)
+    assert by_tag.returncode == 1 and "is not pinned by digest" in by_tag.stderr
+
+
+def test_the_runtime_check_reads_the_real_python_and_trivy(tmp_path: Path) -> None:
+    """The version lines the check parses, as the real tools print them: this interpreter, and the Trivy
+    binary of the development lock."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "python3").symlink_to(sys.executable)
+    python = ".".join(str(part) for part in sys.version_info[:3])
+    digest = "sha256:" + "a" * 64
+    assert _tool_version("python", f"python:{python}-bookworm@{digest}", tmp_path).returncode == 0
+    if platform.TOOL_PYTHON.version != python:  # the pinned image's interpreter is not this one
+        refused = _tool_version("python", platform.TOOL_PYTHON.reference, tmp_path)
+        assert (
+            refused.returncode == 1
+            and f"runs python {python}, not the {platform.TOOL_PYTHON.version}" in refused.stderr
+        )
+    trivy = Path(sys.executable).parent / "trivy"
+    (tmp_path / "bin" / "trivy").symlink_to(trivy)
+    reported = subprocess.run([trivy, "--version"], capture_output=True, text=True, check=True).stdout
+    version = re.search(r"^Version: (\S+)$", reported, flags=re.M)
+    assert version is not None, reported
+    assert _tool_version("trivy", f"aquasec/trivy:{version[1]}@{digest}", tmp_path).returncode == 0
+
+
+def test_a_tool_images_tag_must_start_with_its_version() -> None:
+    image = platform.ToolImage("_X_IMAGE", "docker", "docker", "cli", "0" * 64)
+    with pytest.raises(ValueError, match="does not start with a version"):
+        _ = image.version
