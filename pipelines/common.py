@@ -12,6 +12,7 @@ run's service account): see :func:`service_account`.
 
 Lineage and actor: every task gets ``CHURNOPS_SERVICE_ACCOUNT`` from its pod's
 ``spec.serviceAccountName`` (downward API), so registry changes name the run's account, and
+``CHURNOPS_MLFLOW_USERNAME`` from the same field (the run logs in to MLflow as its pipeline's user), and
 ``CHURNOPS_IMAGE_DIGEST`` when the components image is pinned by digest (the compiled pipeline's
 image can be replaced after compiling: :func:`pipelines.compile.pin_components_image` keeps the two
 in step).
@@ -40,6 +41,7 @@ NODE_POOL_LABEL = platform.POOL_LABEL
 POOL_TAINT_KEY = platform.POOL_TAINT_KEY
 RUN_AS_USER = 10001  # the components image's user
 SERVICE_ACCOUNT_ENV = "CHURNOPS_SERVICE_ACCOUNT"
+MLFLOW_USERNAME_ENV = "CHURNOPS_MLFLOW_USERNAME"
 IMAGE_DIGEST_ENV = "CHURNOPS_IMAGE_DIGEST"
 _DIGEST = re.compile(r"@(sha256:[0-9a-f]{64})$")
 
@@ -113,6 +115,8 @@ def configure(
     kubernetes.set_timeout(task, resources.timeout_seconds)
     kubernetes.set_security_context(task, run_as_user=RUN_AS_USER, run_as_group=RUN_AS_USER, run_as_non_root=True)
     kubernetes.use_field_path_as_env(task, env_name=SERVICE_ACCOUNT_ENV, field_path="spec.serviceAccountName")
+    # The task logs in to MLflow as its pipeline's user, named after the account (churnops.platform.mlflow_users).
+    kubernetes.use_field_path_as_env(task, env_name=MLFLOW_USERNAME_ENV, field_path="spec.serviceAccountName")
     digest = image_digest(settings.components_image)
     if digest:
         task.set_env_variable(IMAGE_DIGEST_ENV, digest)

@@ -1,13 +1,10 @@
 """The embedded local stack: fake-gcs-server and an MLflow tracking server on 127.0.0.1.
 
 MLflow runs its basic-auth app (``mlflow server --app-name basic-auth``): every request but
-``/health`` needs a user. The admin (``churnops-admin``) and one user per workload
-(:data:`MLFLOW_USERS`) get random passwords kept under ``<state_dir>/secrets/`` (0600); users
-read everything (``default_permission = READ``) and write what they create; on the registered
-model, ``churnops-training`` (registers versions, sets ``candidate``) and ``churnops-deployer``
-(promotes, rolls back) may move aliases, nobody else: they hold ``MANAGE`` on it, since the auth
-app lets only ``MANAGE`` remove an alias (a promotion does), which also lets them delete the model
-and grant on it. Clients log in with
+``/health`` needs a user. The admin (``churnops-admin``) and every user of
+:mod:`churnops.platform.mlflow_users` get random passwords kept under ``<state_dir>/secrets/``
+(0600), and that module's :func:`~churnops.platform.mlflow_users.provision` creates them with their
+permissions (only the training pipeline and the deployer may move aliases). Clients log in with
 :func:`churnops.platform.mlflow_login.use_mlflow_credentials`.
 
 ``up`` is idempotent (a service this state directory started is left alone), records each process
@@ -37,22 +34,16 @@ from pathlib import Path
 
 import psutil
 import requests
-from mlflow.server.auth import routes as auth_routes
-from mlflow.server.auth.permissions import MANAGE, RESOURCE_TYPE_REGISTERED_MODEL
 
 from churnops.errors import ConfigurationError, ServiceUnavailable
 from churnops.platform.mlflow_login import mlflow_password_file
 from churnops.platform.mlflow_server_auth import AUTHORIZATION_FUNCTION
+from churnops.platform.mlflow_users import ADMIN, USER_NAMES, provision
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket, storage_client
 
 log = logging.getLogger(__name__)
 
-MLFLOW_ADMIN = "churnops-admin"
-# The MLflow users of the local stack: the training pipeline (and the drift check, which retrains),
-# the deployer, and readers (scoring, serving).
-MLFLOW_USERS = ("churnops-training", "churnops-deployer", "churnops-scoring", "churnops-serving")
-ALIAS_MOVERS = ("churnops-training", "churnops-deployer")
 MLFLOW_AUTH_INI = """[mlflow]
 default_permission = READ
 database_uri = sqlite:///{database}
@@ -295,31 +286,13 @@ class LocalStack:
         return _local_secret(mlflow_password_file(self.settings, user))
 
     def _provision_mlflow(self) -> None:
-        """Create the workload users and the registered model whose aliases only the movers may change."""
-        base = f"http://{self.settings.mlflow_host}:{self.settings.mlflow_port}"
-        admin = (MLFLOW_ADMIN, self._password(MLFLOW_ADMIN))
-
-        def call(path: str, body: dict[str, str], exists: str = "RESOURCE_ALREADY_EXISTS") -> None:
-            answer = requests.post(f"{base}{path}", json=body, auth=admin, timeout=30)
-            if not answer.ok and exists not in answer.text:
-                raise ServiceUnavailable(
-                    f"MLflow refused to provision {path} ({answer.status_code}): {answer.text[:200]}"
-                )
-
-        for user in MLFLOW_USERS:
-            call(auth_routes.CREATE_USER, {"username": user, "password": self._password(user)})
-        model = self.settings.registered_model
-        call("/api/2.0/mlflow/registered-models/create", {"name": model})
-        for user in ALIAS_MOVERS:
-            call(
-                auth_routes.GRANT_USER_PERMISSION,
-                {
-                    "username": user,
-                    "resource_type": RESOURCE_TYPE_REGISTERED_MODEL,
-                    "resource_id": model,
-                    "permission": MANAGE.name,
-                },
-            )
+        """Create the platform's MLflow users and the registered model (:func:`churnops.platform.mlflow_users.provision`)."""
+        provision(
+            f"http://{self.settings.mlflow_host}:{self.settings.mlflow_port}",
+            (ADMIN, self._password(ADMIN)),
+            {user: self._password(user) for user in USER_NAMES},
+            self.settings.registered_model,
+        )
 
     def _logfile(self, service: Service) -> Path:
         return self.run_dir / f"{service.name}.log"
@@ -329,10 +302,10 @@ class LocalStack:
         if service.name == "mlflow":  # the auth app's configuration; the admin exists from its first start
             database = self.state / "mlflow" / "basic_auth.db"
             Path(env["MLFLOW_AUTH_CONFIG_PATH"]).write_text(
-                MLFLOW_AUTH_INI.format(database=database, admin=MLFLOW_ADMIN, function=AUTHORIZATION_FUNCTION),
+                MLFLOW_AUTH_INI.format(database=database, admin=ADMIN, function=AUTHORIZATION_FUNCTION),
                 encoding="utf-8",
             )
-            env["MLFLOW_AUTH_ADMIN_PASSWORD"] = self._password(MLFLOW_ADMIN)
+            env["MLFLOW_AUTH_ADMIN_PASSWORD"] = self._password(ADMIN)
             # the key of the UI's CSRF tokens
             flask_key = self.settings.local_secrets_dir / "churnops-mlflow-flask-key"
             env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = _local_secret(flask_key)

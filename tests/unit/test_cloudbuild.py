@@ -24,6 +24,7 @@ from google.cloud.devtools import cloudbuild_v1
 from churnops.model.registry import Actor, resolve_actor
 from churnops.platform import cluster_proxy
 from churnops.platform import declaration as platform
+from churnops.platform import mlflow_users
 from churnops.platform.settings import Settings
 from tests.support import image_reference
 
@@ -225,6 +226,9 @@ def test_steps_that_act_on_the_platform_name_the_build_as_the_actor(name: str, m
             continue
         assert env["CHURNOPS_CI_BUILD_ID"] == "$BUILD_ID"
         assert env["CHURNOPS_SERVICE_ACCOUNT"] == SERVICE_ACCOUNT.rsplit("/", 1)[-1]  # the build's own account
+        if "CHURNOPS_MLFLOW_TRACKING_URI" in env:  # it logs in to MLflow as the user whose password it may read
+            user = mlflow_users.user_of(platform.BUILD_IDENTITY[name])
+            assert user is not None and env["CHURNOPS_MLFLOW_USERNAME"] == user.name
         for key, value in env.items():  # as Cloud Build substitutes them
             monkeypatch.setenv(key, value.replace("$BUILD_ID", "b-123").replace("$PROJECT_ID", "acme"))
         settings = Settings()

@@ -4,6 +4,7 @@ training pipeline and the deployer move the registered model's aliases (MLflow's
 from __future__ import annotations
 
 import stat
+from pathlib import Path
 import uuid
 
 import mlflow
@@ -12,7 +13,9 @@ import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from churnops.local.localstack import MLFLOW_ADMIN, MLFLOW_USERS
+from mlflow.server.auth import routes as auth_routes
+
+from churnops.platform import mlflow_users
 from churnops.platform.mlflow_login import mlflow_password_file
 from churnops.platform.settings import Settings
 
@@ -77,7 +80,7 @@ def test_the_training_pipeline_and_the_deployer_move_aliases(
     assert removed.status_code == 200, removed.text
 
 
-@pytest.mark.parametrize("user", ["churnops-scoring", "churnops-serving"])
+@pytest.mark.parametrize("user", ["churnops-scoring", "churnops-purge", "churnops-serving"])
 def test_other_workloads_read_the_registry_but_cannot_move_an_alias_or_register(
     mlflow_tracking_uri: str, stack_settings: Settings, version: str, user: str
 ) -> None:
@@ -124,7 +127,7 @@ def test_other_workloads_read_the_registry_but_cannot_move_an_alias_or_register(
 
 
 def test_every_local_password_is_private(stack_settings: Settings) -> None:
-    for user in (MLFLOW_ADMIN, *MLFLOW_USERS):
+    for user in (mlflow_users.ADMIN, *mlflow_users.USER_NAMES):
         path = mlflow_password_file(stack_settings, user)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(path.read_text().strip()) >= 24
 
@@ -132,3 +135,73 @@ def test_every_local_password_is_private(stack_settings: Settings) -> None:
 def test_the_session_logs_in_through_the_library(mlflow_tracking_uri: str) -> None:
     mlflow.set_tracking_uri(mlflow_tracking_uri)
     assert mlflow.search_experiments()  # the credentials the fixture set through use_mlflow_credentials
+
+
+def _model_permission(base: str, admin: tuple[str, str], user: str, model: str) -> str:
+    reply = requests.get(
+        f"{base}{auth_routes.GET_USER_PERMISSION}",
+        params={"username": user, "resource_type": "registered_model", "resource_id": model},
+        auth=admin,
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
+    return str(reply.json()["permission"])
+
+
+def test_provisioning_again_leaves_exactly_the_modules_users_and_permissions(
+    mlflow_tracking_uri: str, stack_settings: Settings
+) -> None:
+    """The provisioning the cluster's bootstrap runs (churnops.platform.mlflow_users), run again against the
+    real server: idempotent, and the server's users and registered-model permissions are the module's."""
+    admin = login(stack_settings, mlflow_users.ADMIN)
+    passwords = dict(login(stack_settings, user) for user in mlflow_users.USER_NAMES)
+    model = stack_settings.registered_model
+    mlflow_users.provision(mlflow_tracking_uri, admin, passwords, model)
+    mlflow_users.provision(mlflow_tracking_uri, admin, passwords, model)
+    listed = requests.get(f"{mlflow_tracking_uri}{auth_routes.LIST_USERS}", auth=admin, timeout=30)
+    assert listed.status_code == 200, listed.text
+    assert {user["username"] for user in listed.json()["users"]} == {mlflow_users.ADMIN, *mlflow_users.USER_NAMES}
+    expected = {user.name: "MANAGE" if user.moves_aliases else "READ" for user in mlflow_users.USERS}
+    assert {user: _model_permission(mlflow_tracking_uri, admin, user, model) for user in expected} == expected
+    assert set(mlflow_users.ALIAS_MOVERS) == {"churnops-training", "churnops-deployer"}
+    for user, password in passwords.items():  # every password still logs in
+        assert (
+            requests.get(
+                f"{mlflow_tracking_uri}{API}/experiments/search",
+                params={"max_results": 1},
+                auth=(user, password),
+                timeout=30,
+            ).status_code
+            == 200
+        )
+
+
+def test_provisioning_a_user_the_platform_does_not_declare_is_refused(
+    mlflow_tracking_uri: str, stack_settings: Settings
+) -> None:
+    admin = login(stack_settings, mlflow_users.ADMIN)
+    with pytest.raises(ValueError, match="not MLflow users"):
+        mlflow_users.provision(mlflow_tracking_uri, admin, {"someone": "x" * 24})
+
+
+def test_the_clusters_bootstrap_creates_the_cluster_users_from_mounted_password_files(
+    mlflow_tracking_uri: str, stack_settings: Settings, tmp_path: Path
+) -> None:
+    """``python -m churnops.platform.mlflow_users`` (the cluster's Job) reads the files its Secret mounts and
+    provisions every user an identity logs in as on the cluster, whose passwords then work."""
+    admin = login(stack_settings, mlflow_users.ADMIN)
+    (tmp_path / mlflow_users.password_secret(mlflow_users.ADMIN)).write_text(admin[1] + "\n", encoding="utf-8")
+    for user in mlflow_users.CLUSTER_USERS:
+        (tmp_path / mlflow_users.password_secret(user)).write_text(login(stack_settings, user)[1], encoding="utf-8")
+    assert mlflow_users.main(["--url", mlflow_tracking_uri, "--passwords", str(tmp_path)]) == 0
+    assert set(mlflow_users.CLUSTER_USERS) == set(mlflow_users.USER_NAMES) - {"churnops-serving"}
+    for user in mlflow_users.CLUSTER_USERS:
+        assert requests.get(
+            f"{mlflow_tracking_uri}{API}/registered-models/get",
+            params={"name": stack_settings.registered_model},
+            auth=login(stack_settings, user),
+            timeout=30,
+        ).ok
+    (tmp_path / mlflow_users.password_secret("churnops-purge")).unlink()
+    with pytest.raises(FileNotFoundError, match="churnops-purge"):
+        mlflow_users.main(["--url", mlflow_tracking_uri, "--passwords", str(tmp_path)])

@@ -345,14 +345,17 @@ def test_network_tasks_retry_with_the_configured_backoff(tmp_path: Path, monkeyp
     assert retry.backoff_duration.seconds == 7 and retry.backoff_max_duration.seconds == 300
 
 
-def test_every_task_names_its_service_account_for_the_registry(compiled: dict[str, Path]) -> None:
+def test_every_task_names_its_service_account_for_the_registry_and_logs_in_to_mlflow_as_it(
+    compiled: dict[str, Path],
+) -> None:
     for path in compiled.values():
         _, platform = parse_strict(path)
         assert platform is not None
         executors = json_format.MessageToDict(platform.platforms["kubernetes"])["deploymentSpec"]["executors"]
         for config in executors.values():
             assert config["fieldPathAsEnv"] == [
-                {"name": "CHURNOPS_SERVICE_ACCOUNT", "fieldPath": "spec.serviceAccountName"}
+                {"name": "CHURNOPS_SERVICE_ACCOUNT", "fieldPath": "spec.serviceAccountName"},
+                {"name": "CHURNOPS_MLFLOW_USERNAME", "fieldPath": "spec.serviceAccountName"},
             ]
 
 

@@ -17,6 +17,7 @@ from churnops.platform.mlflow_login import (
     use_mlflow_credentials,
 )
 from churnops.platform.settings import Settings
+from tests.support.secret_manager_double import SecretManagerDouble
 
 
 @pytest.fixture(autouse=True, name="clean_environment")
@@ -52,4 +53,23 @@ def test_the_forwarded_credentials_are_the_users_basic_login_and_set_nothing(tmp
 def test_without_a_password_nothing_is_set(tmp_path: Path) -> None:
     assert not use_mlflow_credentials(Settings(state_dir=tmp_path))
     assert mlflow_authorization(Settings(state_dir=tmp_path)) is None
+    assert not set(MLFLOW_LOGIN_VARIABLES) & set(os.environ)
+
+
+def test_on_gke_the_password_is_the_users_secret_in_secret_manager(tmp_path: Path) -> None:
+    """A pipeline task or a build reads its own user's password from Secret Manager (its identity's grant);
+    a process whose identity may not read it (the predictor, which never calls MLflow) gets no login."""
+    with SecretManagerDouble() as double:
+        double.add_version("proj", "churnops-mlflow-password-churnops-scoring", b"scoring-password\n")
+        settings = {
+            "profile": "gke",
+            "secrets_backend": "gcp",
+            "secret_manager_endpoint": double.url,
+            "gcp_project": "proj",
+            "state_dir": tmp_path,
+        }
+        value = mlflow_authorization(Settings(**settings, mlflow_username="churnops-scoring"))
+        assert value == "Basic " + base64.b64encode(b"churnops-scoring:scoring-password").decode()
+        assert mlflow_authorization(Settings(**settings, mlflow_username="churnops-training")) is None
+        assert not use_mlflow_credentials(Settings(**settings, mlflow_username="churnops-training"))
     assert not set(MLFLOW_LOGIN_VARIABLES) & set(os.environ)

@@ -1,0 +1,34 @@
+"""The MLflow users are the platform's identities: each cluster user's name is what its identity logs in as."""
+
+from __future__ import annotations
+
+from churnops.platform import declaration as platform
+from churnops.platform import mlflow_users
+
+
+def test_every_cluster_user_is_a_declared_identitys_account() -> None:
+    for user in mlflow_users.USERS:
+        for key in user.identities:
+            assert platform.identity(key).gsa == user.name
+    assert set(mlflow_users.CLUSTER_USERS) == {
+        "churnops-training",
+        "churnops-deployer",
+        "churnops-scoring",
+        "churnops-purge",
+    }
+
+
+def test_pipeline_tasks_log_in_as_their_service_account() -> None:
+    """A task's MLflow user is its pod's service account (pipelines/common.py): every pipeline that calls MLflow
+    runs as an account named like its user; ingest calls no MLflow and has none."""
+    for pipeline, key in platform.PIPELINE_IDENTITY.items():
+        user = mlflow_users.user_of(key)
+        if pipeline == "ingest":
+            assert user is None
+            continue
+        assert user is not None and platform.identity(key).ksa == user.name, pipeline
+
+
+def test_only_training_and_the_deployer_move_aliases() -> None:
+    assert mlflow_users.ALIAS_MOVERS == ("churnops-training", "churnops-deployer")
+    assert mlflow_users.user_of(platform.PIPELINE_IDENTITY["drift"]) == mlflow_users.user_of("pipeline-training")
