@@ -28,6 +28,8 @@ STACKS = ("staging", "prod")
 WEBHOOK = "https://hooks.example.com/services/T000/B000/XXXX"
 # What step 5 of docs/infrastructure.md sets on each stack (the stack files carry no installation id).
 APP_INSTALLATION = 31337
+# What step 12 of docs/infrastructure.md sets: the commit whose components image MLflow runs.
+MLFLOW_IMAGE_TAG = "0123456789abcdef0123456789abcdef01234567"
 PROJECT_NUMBER = "123456789012"
 ATTESTOR_PEM = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQc=\n-----END PUBLIC KEY-----\n"
 
@@ -121,10 +123,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
 def stack_config(stack_name: str) -> dict[str, Any]:
     """The stack's configuration as the CLI would pass it, plus what an SRE sets on the stack: the webhook
-    secret and the GitHub App's installation id."""
+    secret, the GitHub App's installation id and the commit whose image MLflow runs."""
     values = yaml.safe_load((PROGRAM / f"Pulumi.{stack_name}.yaml").read_text(encoding="utf-8"))["config"]
     values["churnops:alertWebhookUrl"] = WEBHOOK
     values["churnops:cicd"] = {**values["churnops:cicd"], "githubAppInstallationId": APP_INSTALLATION}
+    values["churnops:mlflowImageTag"] = MLFLOW_IMAGE_TAG
     return values
 
 

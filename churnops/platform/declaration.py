@@ -273,6 +273,52 @@ PIPELINE_SECRET_ENV: dict[str, str] = {
     "alert-webhook-url": "CHURNOPS_ALERT_WEBHOOK_URL",
 }
 
+# ---- MLflow users ---------------------------------------------------------------------------------
+
+# The tracking server runs MLflow's basic-auth app (default permission READ). Each user is named after the
+# Google service account of the identity that logs in as it on the cluster; its password is the Secret
+# Manager secret MLFLOW_PASSWORD_SECRET (locally a file of that name under <state_dir>/secrets/), which
+# only that identity (and the MLflow server's, whose bootstrap creates the users) may read.
+MLFLOW_ADMIN = "churnops-admin"
+MLFLOW_PASSWORD_SECRET = "churnops-mlflow-password-{user}"
+# The server's authorization function (churnops/platform/mlflow_server_auth.py): MLflow's basic-auth check,
+# also reading the credentials a request through the API server's service proxy forwards.
+MLFLOW_AUTHORIZATION_FUNCTION = "churnops.platform.mlflow_server_auth:authenticate_request"
+
+
+@dataclass(frozen=True)
+class MlflowUser:
+    """An MLflow user: its name, whether it may move the registered model's aliases, and the identities
+    that log in as it on the cluster."""
+
+    name: str
+    moves_aliases: bool
+    identities: tuple[str, ...]
+
+
+def _mlflow_user(key: str, moves_aliases: bool = False) -> MlflowUser:
+    return MlflowUser(identity(key).gsa, moves_aliases, (key,))
+
+
+# The training pipeline (and the drift check, which runs as it) and the deployer (promotion, canary,
+# rollback) move aliases; the scoring pipeline and the erasure purge read the registry and the runs (the
+# purge rewrites run artifacts in the artifacts bucket, not through the server); the serving user is the
+# local model server's (models:/ URIs): on the cluster the predictor loads its model from the artifacts
+# bucket and never calls MLflow, so no identity there holds its password.
+MLFLOW_USERS: tuple[MlflowUser, ...] = (
+    _mlflow_user(PIPELINE_IDENTITY["training"], moves_aliases=True),
+    _mlflow_user("deployer", moves_aliases=True),
+    _mlflow_user(PIPELINE_IDENTITY["scoring"]),
+    _mlflow_user(PIPELINE_IDENTITY["purge"]),
+    MlflowUser("churnops-serving", False, ()),
+)
+
+
+def mlflow_password_secret(user: str) -> str:
+    """The secret (Secret Manager id; locally the file under ``<state_dir>/secrets/``) of ``user``'s password."""
+    return MLFLOW_PASSWORD_SECRET.format(user=user)
+
+
 # ---- node pools, images, buckets -------------------------------------------------------------------
 
 POOL_LABEL = "cloud.google.com/gke-nodepool"  # GKE labels every node with its pool's name
@@ -617,7 +663,8 @@ ADMITTED_IMAGES: dict[str, tuple[str, ...]] = {
     ),
     "external-secrets": ("oci.external-secrets.io/external-secrets/external-secrets:v0.19.2",),
     "lakefs": ("docker.io/treeverse/lakefs:1.81.1",),
-    "mlflow": ("docker.io/burakince/mlflow:3.5.1",),
+    # MLflow runs the project's components image (its authorization function and users module), admitted by
+    # attestation like every image of ours.
 }
 
 

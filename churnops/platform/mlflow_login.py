@@ -27,12 +27,13 @@ from pathlib import Path
 
 from mlflow.gateway.constants import MLFLOW_GATEWAY_AUTH_HEADER
 
+from churnops.platform import declaration as platform
 from churnops.platform.secrets import SecretAccessDenied, SecretNotFound, secret_source
 from churnops.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 FORWARDED_HEADER = MLFLOW_GATEWAY_AUTH_HEADER  # "X-MLflow-Authorization"
-PASSWORD_FILE = "churnops-mlflow-password-{user}"
+PASSWORD_FILE = platform.MLFLOW_PASSWORD_SECRET
 MLFLOW_LOGIN_VARIABLES = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 

@@ -17,9 +17,10 @@ from flask import Response, request
 from mlflow.server.auth import authenticate_request_basic_auth
 from werkzeug.datastructures import Authorization
 
+from churnops.platform import declaration as platform
 from churnops.platform.mlflow_login import FORWARDED_HEADER
 
-AUTHORIZATION_FUNCTION = f"{__name__}:authenticate_request"
+AUTHORIZATION_FUNCTION = platform.MLFLOW_AUTHORIZATION_FUNCTION  # this module's authenticate_request
 
 
 def authenticate_request() -> Authorization | Response:

@@ -7,12 +7,10 @@ registered model, only the users in :data:`ALIAS_MOVERS` hold ``MANAGE``: the tr
 only ``MANAGE`` remove an alias (a promotion does), which also lets them delete the model and grant
 on it; nobody else can move an alias or register a version.
 
-Each user is named after the Google service account of the identity that logs in as it on the
-cluster (:data:`MlflowUser.identities`), whose password is the Secret Manager secret
-:func:`password_secret` (locally a file of that name under ``<state_dir>/secrets/``). The serving
-user is the local model server's, which reads ``models:/`` URIs from the registry; on the cluster
-the predictor loads its model from the artifacts bucket and never calls MLflow, so no identity
-there holds that user's password.
+The users themselves are declared in :data:`churnops.platform.declaration.MLFLOW_USERS` (the Pulumi
+program reads them there to create each password secret and its one reader): each is named after the
+Google service account of the identity that logs in as it on the cluster, and its password is the
+secret :func:`password_secret`.
 
 :func:`provision` creates the users and the registered model and grants the alias movers, through
 MLflow's auth REST routes, as the admin; it is idempotent (an existing user gets the given password
@@ -26,7 +24,6 @@ import argparse
 import logging
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -35,49 +32,18 @@ from mlflow.server.auth.permissions import MANAGE, RESOURCE_TYPE_REGISTERED_MODE
 
 from churnops.errors import ServiceUnavailable
 from churnops.platform import declaration as platform
-from churnops.platform.mlflow_login import PASSWORD_FILE
 
 log = logging.getLogger(__name__)
 
-ADMIN = "churnops-admin"
-ADMIN_PASSWORD_SECRET = PASSWORD_FILE.format(user=ADMIN)
+ADMIN = platform.MLFLOW_ADMIN
 ALREADY_EXISTS = "RESOURCE_ALREADY_EXISTS"
-
-
-@dataclass(frozen=True)
-class MlflowUser:
-    """An MLflow user: its name, whether it may move the registered model's aliases, and the declared
-    identities (:data:`churnops.platform.declaration.IDENTITIES`) that log in as it on the cluster."""
-
-    name: str
-    moves_aliases: bool
-    identities: tuple[str, ...]
-
-
-def _user(identity: str, moves_aliases: bool = False) -> MlflowUser:
-    return MlflowUser(platform.identity(identity).gsa, moves_aliases, (identity,))
-
-
-# The training pipeline (and the drift check, which runs as it), the deployer (Cloud Build's promotion,
-# canary and rollback), the scoring pipeline and the erasure purge (they read the registry and the runs;
-# the purge rewrites run artifacts in the artifacts bucket, not through the server), and the local model
-# server.
-USERS: tuple[MlflowUser, ...] = (
-    _user(platform.PIPELINE_IDENTITY["training"], moves_aliases=True),
-    _user("deployer", moves_aliases=True),
-    _user(platform.PIPELINE_IDENTITY["scoring"]),
-    _user(platform.PIPELINE_IDENTITY["purge"]),
-    MlflowUser("churnops-serving", False, ()),
-)
+MlflowUser = platform.MlflowUser
+USERS: tuple[MlflowUser, ...] = platform.MLFLOW_USERS
 USER_NAMES: tuple[str, ...] = tuple(user.name for user in USERS)
 ALIAS_MOVERS: tuple[str, ...] = tuple(user.name for user in USERS if user.moves_aliases)
 # The users the cluster's bootstrap creates: those an identity there logs in as.
 CLUSTER_USERS: tuple[str, ...] = tuple(user.name for user in USERS if user.identities)
-
-
-def password_secret(user: str) -> str:
-    """The Secret Manager secret (locally: the file under ``<state_dir>/secrets/``) holding ``user``'s password."""
-    return PASSWORD_FILE.format(user=user)
+password_secret = platform.mlflow_password_secret
 
 
 def user_of(identity: str) -> MlflowUser | None:

@@ -74,6 +74,7 @@ platform = Platform(
         depends_on=cluster.node_pools,
         public_ingress=cfg.cluster.public_ingress,
         registry=declaration.registry(cfg.region, cfg.project),
+        mlflow_image_tag=cfg.mlflow_image_tag,
     ),
 )
 cicd = Cicd(

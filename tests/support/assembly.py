@@ -406,8 +406,29 @@ def upstream_images(stack: Stack) -> dict[str, set[str]]:
             f"{eso['certController']['image']['repository']}:{eso_tag}",
         },
         "lakefs": {f"treeverse/lakefs:{lakefs['image']['community']['tag']}"},
-        "mlflow": {f"{mlflow['image']['repository']}:{mlflow_tag}"},
+        "mlflow": _mlflow_images(stack, mlflow, mlflow_tag),
     }
+
+
+def _mlflow_images(stack: Stack, defaults: dict[str, Any], tag: str) -> set[str]:
+    """The upstream images the MLflow release runs: the chart's (server, migration, auth-file init), each unless
+    the release's values replace it (the program runs the project's components image, admitted by attestation)."""
+    (release,) = [r for r in stack.of_type(HELM) if r["name"] == "mlflow"]
+    values = release.get("values") or {}
+    found = set()
+    for path in ("image", "initImages.mlflowDbMigration", "initImages.iniFileInitializer"):
+        if _dig_or_none(values, path) is None:
+            image = _dig(defaults, path)
+            found.add(f"{image['repository']}:{image.get('tag') or tag}")
+    return found
+
+
+def _dig_or_none(values: Any, dotted: str) -> Any:
+    for key in dotted.split("."):
+        if not isinstance(values, dict) or key not in values:
+            return None
+        values = values[key]
+    return values
 
 
 def check_admission(stack: Stack, images: dict[str, set[str]]) -> list[str]:

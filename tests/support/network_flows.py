@@ -491,6 +491,25 @@ def _kfp_flows(stack: Stack) -> list[Flow]:
     ]
 
 
+JOB = "kubernetes:batch/v1:Job"
+
+
+def _job_flows(stack: Stack) -> list[Flow]:
+    """The program's Jobs (MLflow's bootstrap): each to every platform service its command names by URL, and DNS."""
+    services = {platform.MLFLOW.url: MLFLOW_POD, platform.LAKEFS.url: LAKEFS_POD}
+    ports = {platform.MLFLOW.url: platform.MLFLOW.pod_port, platform.LAKEFS.url: platform.LAKEFS.pod_port}
+    flows = []
+    for job in stack.of_type(JOB):
+        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        template = job["spec"]["template"]
+        pod = Endpoint.pod(namespace, template["metadata"]["labels"])
+        flows.append(_dns_flow(f"Job {name}", pod))
+        for container in template["spec"]["containers"]:
+            for url in (arg for arg in container.get("command", []) + container.get("args", []) if arg in services):
+                flows.append(Flow(f"Job {name} -> {url}", pod, services[url], ports[url]))
+    return flows
+
+
 def _server_flows(stack: Stack) -> list[Flow]:
     """MLflow's and lakeFS's own dependencies: their database (at the host each is configured with), GCS."""
     hosts, flows = database_hosts(stack), []
@@ -551,6 +570,7 @@ def required_flows(net: Network) -> list[Flow]:
         *_pipeline_flows(net),
         *_kfp_flows(net.stack),
         *_server_flows(net.stack),
+        *_job_flows(net.stack),
         *_scrape_flows(net),
     ]
 

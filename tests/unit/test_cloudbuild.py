@@ -22,9 +22,8 @@ import yaml
 from google.cloud.devtools import cloudbuild_v1
 
 from churnops.model.registry import Actor, resolve_actor
-from churnops.platform import cluster_proxy
+from churnops.platform import cluster_proxy, mlflow_users
 from churnops.platform import declaration as platform
-from churnops.platform import mlflow_users
 from churnops.platform.settings import Settings
 from tests.support import image_reference
 

@@ -90,6 +90,15 @@ ATTESTOR_EMAIL = re.compile(r"churnops-attestor@[a-z][a-z0-9-]{4,28}[a-z0-9]\.ia
 # The one build config the attestor runs (churnops/platform/declaration.py BUILD_ATTEST).
 ATTEST_BUILD = "cloudbuild.attest.yaml"
 SERVICE_ACCOUNT_IAM = "gcp:serviceaccount/"  # IAMMember, IAMBinding, IAMPolicy on one service account
+# MLflow (churnops/platform/declaration.py): the release, the project's authorization function (MLflow's
+# basic-auth check, also reading the credentials a request through the API server's proxy forwards), the
+# default permissions that keep writes to a resource's creator and its grantees, and each user's password
+# secret, named after the service account that logs in as that user.
+MLFLOW_RELEASE = "mlflow"
+MLFLOW_AUTHORIZATION_FUNCTION = "churnops.platform.mlflow_server_auth:authenticate_request"
+MLFLOW_DEFAULT_PERMISSIONS = frozenset({"READ", "NO_PERMISSIONS"})
+MLFLOW_PASSWORD = re.compile(r"^churnops-mlflow-password-(?P<user>[a-z][a-z0-9-]+)$")
+MLFLOW_SERVER = re.compile(ACCOUNT.format("churnops-mlflow"))
 
 Props = Mapping[str, Any]
 Check = Callable[[str, Props], list[str]]
@@ -416,6 +425,45 @@ def check_pinned_versions(resource_type: str, props: Props) -> list[str]:
     return []
 
 
+def check_mlflow_authenticates(resource_type: str, props: Props) -> list[str]:
+    """The MLflow release runs the basic-auth app with the project's authorization function, reads by default at
+    most, and keeps its users in Postgres."""
+    if resource_type not in (HELM_RELEASE, HELM_CHART_V4) or props.get("name") != MLFLOW_RELEASE:
+        return []
+    auth = _get(props, "values", "auth") or {}
+    problems = []
+    if auth.get("enabled") is not True or auth.get("appName", "basic-auth") != "basic-auth":
+        problems.append("MLflow must run its basic-auth app (values.auth.enabled, appName basic-auth)")
+    if auth.get("authorizationFunction") != MLFLOW_AUTHORIZATION_FUNCTION:
+        problems.append(f"MLflow's authorization function must be {MLFLOW_AUTHORIZATION_FUNCTION}")
+    if auth.get("defaultPermission") not in MLFLOW_DEFAULT_PERMISSIONS:
+        problems.append(f"MLflow's default permission must be one of {sorted(MLFLOW_DEFAULT_PERMISSIONS)}")
+    if _get(auth, "postgres", "enabled") is not True:
+        problems.append("MLflow's users and permissions must live in Postgres (values.auth.postgres.enabled)")
+    if auth.get("adminPassword") or _get(auth, "postgres", "password"):
+        problems.append("MLflow's passwords come from a Secret, never from the release's values")
+    if _get(props, "values", "ldapAuth", "enabled"):
+        problems.append("MLflow's LDAP auth replaces the basic-auth app: leave values.ldapAuth disabled")
+    return problems
+
+
+def check_mlflow_password_readers(resource_type: str, props: Props) -> list[str]:
+    """An MLflow user's password is read only by the service account of that name and by MLflow's server."""
+    secret = props.get("secretId")
+    if not resource_type.startswith("gcp:secretmanager/") or not isinstance(secret, str):
+        return []
+    match = MLFLOW_PASSWORD.fullmatch(secret.rsplit("/", 1)[-1])
+    if match is None:
+        return []
+    owner = re.compile(ACCOUNT.format(re.escape(match.group("user"))))
+    return [
+        f"{member!r} must not read {match.group(0)}"
+        for _, members in _bindings(resource_type, props)
+        for member in members
+        if not (owner.fullmatch(member) or MLFLOW_SERVER.fullmatch(member))
+    ]
+
+
 def check_sql_private(resource_type: str, props: Props) -> list[str]:
     """Cloud SQL has no public IP and accepts only encrypted connections."""
     if resource_type != SQL_INSTANCE:
@@ -464,6 +512,8 @@ CONTROLS: tuple[Control, ...] = (
     Control("cloudbuild-dedicated-account", check_build_service_account),
     Control("pinned-versions", check_pinned_versions),
     Control("cloudsql-private", check_sql_private),
+    Control("mlflow-authenticates", check_mlflow_authenticates),
+    Control("mlflow-password-readers", check_mlflow_password_readers),
 )
 
 

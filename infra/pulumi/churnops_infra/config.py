@@ -10,6 +10,7 @@ the key.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -126,6 +127,9 @@ class StackConfig:
     cicd: CicdConfig
     monitoring: MonitoringConfig
     alert_webhook_url: pulumi.Output[str]
+    # The commit whose components image (tagged with it by the CI build) runs MLflow and its bootstrap; None
+    # before the first build has pushed one (then MLflow is not installed).
+    mlflow_image_tag: str | None
 
     @property
     def prefix(self) -> str:
@@ -231,6 +235,17 @@ def _installation(cicd: Mapping[str, Any]) -> int:
     return value
 
 
+def _image_tag(cfg: pulumi.Config) -> str | None:
+    """The commit (40 hex digits) whose components image the CI build pushed, which MLflow runs; None when unset."""
+    value = cfg.get("mlflowImageTag")
+    if value is not None and not re.fullmatch(r"[0-9a-f]{40}", value):
+        raise ConfigError(
+            "churnops:mlflowImageTag must be the commit (40 hex digits) whose churnops-components image the CI "
+            "build pushed: MLflow runs it (docs/infrastructure.md, 'First pulumi up', step 12)"
+        )
+    return value
+
+
 def load() -> StackConfig:
     """Read and check the current stack's configuration."""
     gcp = pulumi.Config("gcp")
@@ -284,4 +299,5 @@ def load() -> StackConfig:
             pipeline_failure_threshold=_get(monitoring, "pipelineFailureThreshold", "monitoring", int),
         ),
         alert_webhook_url=cfg.require_secret("alertWebhookUrl"),
+        mlflow_image_tag=_image_tag(cfg),
     )

@@ -1,4 +1,4 @@
-"""Cloud SQL for PostgreSQL on a private IP: the MLflow and lakeFS metadata databases."""
+"""Cloud SQL for PostgreSQL on a private IP: the MLflow and lakeFS metadata databases, and MLflow's auth database."""
 
 from __future__ import annotations
 
@@ -63,5 +63,9 @@ class Database(pulumi.ComponentResource):
             gcp.sql.User(
                 f"{name}-{database}-user", name=database, instance=self.instance.name, password=password, opts=child
             )
+        # MLflow's basic-auth app keeps its users and permissions in a database of its own, as the MLflow user.
+        gcp.sql.Database(
+            f"{name}-{names.DB_MLFLOW_AUTH}", name=names.DB_MLFLOW_AUTH, instance=self.instance.name, opts=child
+        )
         self.private_ip = self.instance.private_ip_address
         self.register_outputs({"instance": self.instance.connection_name, "private_ip": self.private_ip})

@@ -30,6 +30,7 @@ POOL_SERVING = platform.POOL_SERVING
 
 REGISTRY_REPOSITORY = platform.REGISTRY_REPOSITORY
 IMAGES = platform.IMAGES
+IMAGE_COMPONENTS = platform.IMAGE_COMPONENTS
 
 SECRET_TOKENIZATION_KEY = platform.SECRET_TOKENIZATION_KEY
 SECRET_ALERT_WEBHOOK = platform.SECRET_ALERT_WEBHOOK
@@ -38,6 +39,14 @@ SECRET_LAKEFS_SECRET_ACCESS_KEY = platform.SECRET_LAKEFS_SECRET_ACCESS_KEY
 SECRET_LAKEFS_ENCRYPT_KEY = platform.SECRET_LAKEFS_ENCRYPT_KEY
 SECRET_LAKEFS_DB_PASSWORD = platform.SECRET_LAKEFS_DB_PASSWORD
 SECRET_MLFLOW_DB_PASSWORD = platform.SECRET_MLFLOW_DB_PASSWORD
+MLFLOW_ADMIN = platform.MLFLOW_ADMIN
+SECRET_MLFLOW_ADMIN_PASSWORD = platform.mlflow_password_secret(platform.MLFLOW_ADMIN)
+# MLflow user -> the identities that log in as it on the cluster (each reads that user's password secret).
+MLFLOW_CLUSTER_USERS: dict[str, tuple[str, ...]] = {
+    user.name: user.identities for user in platform.MLFLOW_USERS if user.identities
+}
+MLFLOW_ALIAS_MOVERS = tuple(user.name for user in platform.MLFLOW_USERS if user.moves_aliases)
+MLFLOW_AUTHORIZATION_FUNCTION = platform.MLFLOW_AUTHORIZATION_FUNCTION
 
 GSA_NODES = platform.identity("nodes").gsa
 GSA_LAKEFS = platform.identity("lakefs").gsa
@@ -62,6 +71,7 @@ SECRET_GITHUB_TOKEN = platform.SECRET_GITHUB_TOKEN
 
 # Databases on the shared Cloud SQL instance.
 DB_MLFLOW = "mlflow"
+DB_MLFLOW_AUTH = "mlflow_auth"  # the basic-auth app's users and permissions (same user as DB_MLFLOW)
 DB_LAKEFS = "lakefs"
 
 bucket_name = platform.bucket_name

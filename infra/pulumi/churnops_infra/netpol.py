@@ -12,8 +12,9 @@ flows its pods need (the serving namespaces' policies live with their manifests,
   internet (its webhook, through Cloud NAT), and only it reaches the KFP API's REST port (it reads
   the run's failed tasks, which its final status does not name). The control plane reaches the KFP API (builds, through
   the API server's service proxy), the UI (operators, the same way) and the cache webhook.
-- ``mlflow``: the tracking server receives the pods of a run and the control plane (the deployer's
-  builds through the service proxy); it reaches its Cloud SQL database, GCS and the metadata server.
+- ``mlflow``: the tracking server receives the pods of a run, the control plane (the deployer's
+  builds through the service proxy) and the Job that creates its users (:data:`MLFLOW_BOOTSTRAP_LABELS`),
+  which reaches nothing but the server; it reaches its Cloud SQL database, GCS and the metadata server.
 - ``lakefs``: the server receives the pods of a run and the transformers of both serving namespaces;
   it reaches its Cloud SQL database, GCS and the metadata server.
 
@@ -86,6 +87,8 @@ class ScrapeTarget:
 # chart labels its pods with the release's name.
 LAKEFS_POD_LABELS: dict[str, str] = {"app.kubernetes.io/name": "lakefs"}
 SCRAPE_INTERVAL = "30s"
+# The pods of the Job that creates MLflow's users (churnops_infra.platform).
+MLFLOW_BOOTSTRAP_LABELS: dict[str, str] = {"app.kubernetes.io/name": "mlflow-bootstrap"}
 
 
 def scrape_targets() -> list[ScrapeTarget]:
@@ -313,9 +316,23 @@ def _server(
 
 
 def mlflow(control_plane_cidr: str, database: pulumi.Input[str]) -> list[dict[str, Any]]:
-    """The policies of the mlflow namespace: the tracking server for the pods of a run and the deployer."""
-    callers = [_namespace(platform.NS_KUBEFLOW, platform.KFP_RUN_POD_LABELS), _cidr(control_plane_cidr)]
-    return _server(platform.NS_MLFLOW, platform.MLFLOW.pod_port, callers, database)
+    """The policies of the mlflow namespace: the tracking server for the pods of a run, the deployer and the
+    Job that creates its users."""
+    callers = [
+        _namespace(platform.NS_KUBEFLOW, platform.KFP_RUN_POD_LABELS),
+        _cidr(control_plane_cidr),
+        {"podSelector": {"matchLabels": dict(MLFLOW_BOOTSTRAP_LABELS)}},
+    ]
+    bootstrap = _policy(
+        "bootstrap-egress",
+        platform.NS_MLFLOW,
+        {
+            "podSelector": {"matchLabels": dict(MLFLOW_BOOTSTRAP_LABELS)},
+            "policyTypes": ["Egress"],
+            "egress": [{"to": [{"podSelector": {}}], "ports": _ports(platform.MLFLOW.pod_port)}],
+        },
+    )
+    return [*_server(platform.NS_MLFLOW, platform.MLFLOW.pod_port, callers, database), bootstrap]
 
 
 def lakefs(database: pulumi.Input[str]) -> list[dict[str, Any]]:

@@ -3,7 +3,8 @@
 Kubeflow Pipelines (its release manifests, rendered and vendored under ``infra/pulumi/upstream``),
 Knative Serving with Kourier (through the Knative operator), KServe in serverless mode, cert-manager
 (KServe's webhook certificates), External Secrets Operator (Secret Manager -> Kubernetes Secrets for
-the pipelines, the transformer, lakeFS and MLflow), lakeFS and MLflow. Every Helm release is pinned
+the pipelines, the transformer, lakeFS and MLflow), lakeFS and MLflow (its basic-auth app, on the components
+image, and a Job that creates its users). Every Helm release is pinned
 to an exact chart version (:mod:`churnops_infra.versions`).
 """
 
@@ -59,6 +60,20 @@ KFP_API_RULES = [
     },
     {"apiGroups": [""], "resources": ["services"], "resourceNames": ["ml-pipeline"], "verbs": ["get"]},
 ]
+# MLflow's Secret: the database login, the admin's and every cluster user's password (keys: the secrets' ids).
+MLFLOW_SECRET = "mlflow-secrets"
+MLFLOW_USERS = tuple(names.MLFLOW_CLUSTER_USERS)
+MLFLOW_BOOTSTRAP_LABELS = dict(netpol.MLFLOW_BOOTSTRAP_LABELS)
+COMPONENTS_USER = 10001  # the components image's user (components/Dockerfile)
+MLFLOW_CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "readOnlyRootFilesystem": False,
+    "runAsNonRoot": True,
+    "privileged": False,
+    "runAsUser": COMPONENTS_USER,
+    "runAsGroup": COMPONENTS_USER,
+}
 # In mlflow the deployer reaches only the tracking server's API (k8s://mlflow/mlflow:5000): read the
 # registry, move aliases (POST) and remove one (DELETE, when a rollback moves production back).
 MLFLOW_API_RULES = [
@@ -87,6 +102,8 @@ class PlatformArgs:
     registry: str  # the Artifact Registry repository serving images come from (the admission policy's)
     depends_on: list[pulumi.Resource]  # node pools: nothing schedules before they exist
     public_ingress: bool = False  # Kourier's gateway as an external load balancer
+    # The commit whose components image runs MLflow (config churnops:mlflowImageTag); None: MLflow is not installed.
+    mlflow_image_tag: str | None = None
 
 
 def kubeconfig(name: pulumi.Input[str], endpoint: pulumi.Input[str], ca: pulumi.Input[str]) -> pulumi.Output[str]:
@@ -164,7 +181,10 @@ class Platform(pulumi.ComponentResource):
         runner = self._kubeflow_pipelines(args)
         self._workload_secrets(args, external_secrets, runner)
         self._lakefs(args, external_secrets)
-        self._mlflow(args, external_secrets)
+        if args.mlflow_image_tag is None:
+            pulumi.log.warn("churnops:mlflowImageTag is not set: MLflow is not installed (docs/infrastructure.md)")
+        else:
+            self._mlflow(args, args.mlflow_image_tag, external_secrets)
         self.register_outputs({"namespaces": list(NAMESPACES)})
 
     def _opts(
@@ -484,37 +504,135 @@ class Platform(pulumi.ComponentResource):
             depends_on=[secret],
         )
 
-    def _mlflow(self, args: PlatformArgs, external_secrets: pulumi.Resource) -> None:
+    def _mlflow(self, args: PlatformArgs, tag: str, external_secrets: pulumi.Resource) -> None:
+        """The tracking server with MLflow's basic-auth app (our authorization function, users and permissions in
+        their own database, READ by default), on the components image, and the Job that creates its users."""
         self._secret_store(names.NS_MLFLOW, names.KSA_MLFLOW, args.project, external_secrets)
+        passwords = {user: platform.mlflow_password_secret(user) for user in (names.MLFLOW_ADMIN, *MLFLOW_USERS)}
+        refs = {"password": names.SECRET_MLFLOW_DB_PASSWORD}
+        refs |= {_template_key(secret): secret for secret in passwords.values()}
         secret = self._external_secret(
             names.NS_MLFLOW,
-            "mlflow-secrets",
-            {"password": names.SECRET_MLFLOW_DB_PASSWORD},
-            {"username": names.DB_MLFLOW, "password": "{{ .password }}"},
+            MLFLOW_SECRET,
+            refs,
+            {
+                "username": names.DB_MLFLOW,
+                "password": "{{ .password }}",
+                "admin-username": names.MLFLOW_ADMIN,
+                **{secret: f"{{{{ .{_template_key(secret)} }}}}" for secret in passwords.values()},
+            },
             external_secrets,
         )
-        self._release(
+        image = {"repository": f"{args.registry}/{names.IMAGE_COMPONENTS}", "tag": tag}
+        database = {"name": MLFLOW_SECRET, "usernameKey": "username", "passwordKey": "password"}
+        release = self._release(
             versions.MLFLOW,
             names.NS_MLFLOW,
             {
+                "image": image,
+                # The chart's init containers (the backend's migration, the auth configuration's rendering) run the
+                # same image: nothing else needs admitting.
+                "initImages": {"mlflowDbMigration": dict(image), "iniFileInitializer": dict(image)},
                 "serviceAccount": {"create": False, "name": names.KSA_MLFLOW},
-                "service": {"port": 5000},
+                "service": {"port": platform.MLFLOW.port},
                 "nodeSelector": ON_SYSTEM_POOL,
+                "securityContext": MLFLOW_CONTAINER_SECURITY,
+                "podSecurityContext": {"fsGroup": COMPONENTS_USER, "fsGroupChangePolicy": "OnRootMismatch"},
                 "backendStore": {
                     "databaseMigration": True,
                     "postgres": {
                         "enabled": True,
                         "host": args.database_host,
-                        "port": 5432,
+                        "port": platform.POSTGRES_PORT,
                         "database": names.DB_MLFLOW,
                     },
-                    "existingDatabaseSecret": {
-                        "name": "mlflow-secrets",
-                        "usernameKey": "username",
-                        "passwordKey": "password",
-                    },
+                    "existingDatabaseSecret": database,
                 },
                 "artifactRoot": {"gcs": {"enabled": True, "bucket": args.artifacts_bucket, "path": "mlflow"}},
+                "auth": {
+                    "enabled": True,
+                    "appName": "basic-auth",
+                    "authorizationFunction": names.MLFLOW_AUTHORIZATION_FUNCTION,
+                    "defaultPermission": "READ",
+                    "existingAdminSecret": {
+                        "name": MLFLOW_SECRET,
+                        "usernameKey": "admin-username",
+                        "passwordKey": passwords[names.MLFLOW_ADMIN],
+                    },
+                    "postgres": {
+                        "enabled": True,
+                        "host": args.database_host,
+                        "port": platform.POSTGRES_PORT,
+                        "database": names.DB_MLFLOW_AUTH,
+                        "existingSecret": database,
+                    },
+                },
             },
             depends_on=[secret],
         )
+        self._mlflow_bootstrap(image, passwords, [release, secret])
+
+    def _mlflow_bootstrap(
+        self, image: dict[str, str], passwords: dict[str, str], after: list[pulumi.Resource]
+    ) -> pulumi.Resource:
+        """A Job that creates the MLflow users with their passwords (``python -m churnops.platform.mlflow_users``,
+        the module the local stack provisions with), as the admin, once the server is up."""
+        mount = "/var/run/mlflow-users"
+        return k8s.batch.v1.Job(
+            f"{self._name}-mlflow-bootstrap",
+            metadata={"name": "mlflow-bootstrap", "namespace": names.NS_MLFLOW, "labels": MLFLOW_BOOTSTRAP_LABELS},
+            spec={
+                "backoffLimit": 6,
+                "template": {
+                    "metadata": {"labels": MLFLOW_BOOTSTRAP_LABELS},
+                    "spec": {
+                        "serviceAccountName": names.KSA_MLFLOW,
+                        "automountServiceAccountToken": False,
+                        "restartPolicy": "Never",
+                        "nodeSelector": ON_SYSTEM_POOL,
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "runAsUser": COMPONENTS_USER,
+                            "runAsGroup": COMPONENTS_USER,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [
+                            {
+                                "name": "bootstrap",
+                                "image": f"{image['repository']}:{image['tag']}",
+                                "command": [
+                                    "python",
+                                    "-m",
+                                    "churnops.platform.mlflow_users",
+                                    "--url",
+                                    platform.MLFLOW.url,
+                                    "--passwords",
+                                    mount,
+                                ],
+                                "securityContext": {
+                                    "allowPrivilegeEscalation": False,
+                                    "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]},
+                                },
+                                "volumeMounts": [{"name": "passwords", "mountPath": mount, "readOnly": True}],
+                            }
+                        ],
+                        "volumes": [
+                            {
+                                "name": "passwords",
+                                "secret": {
+                                    "secretName": MLFLOW_SECRET,
+                                    "items": [{"key": key, "path": key} for key in passwords.values()],
+                                },
+                            }
+                        ],
+                    },
+                },
+            },
+            opts=self._opts(names.NS_MLFLOW, after),
+        )
+
+
+def _template_key(secret_id: str) -> str:
+    """A Secret Manager secret's key in an ExternalSecret template (a template field: no dashes)."""
+    return secret_id.replace("-", "_")

@@ -32,6 +32,14 @@ ACCESSORS: dict[str, tuple[str, ...]] = {
     names.SECRET_LAKEFS_ENCRYPT_KEY: ("lakefs",),
     names.SECRET_LAKEFS_DB_PASSWORD: ("lakefs",),
     names.SECRET_MLFLOW_DB_PASSWORD: ("mlflow",),
+    # MLflow's admin: the server creates it at its first start, its bootstrap Job logs in as it.
+    names.SECRET_MLFLOW_ADMIN_PASSWORD: ("mlflow",),
+    # Each MLflow user's password: the identities that log in as it, and the MLflow server's (its bootstrap Job
+    # creates the users with these passwords; the server keeps their hashes anyway).
+    **{
+        platform.mlflow_password_secret(user): (*identities, "mlflow")
+        for user, identities in names.MLFLOW_CLUSTER_USERS.items()
+    },
 }
 
 
@@ -45,7 +53,7 @@ class SecretsArgs:
 
 
 class Secrets(pulumi.ComponentResource):
-    """The PII tokenization key, lakeFS credentials, database passwords and the alert webhook."""
+    """The PII tokenization key, lakeFS credentials, database and MLflow passwords and the alert webhook."""
 
     def __init__(self, name: str, args: SecretsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("churnops:infra:Secrets", name, None, opts)
@@ -78,6 +86,14 @@ class Secrets(pulumi.ComponentResource):
             ),
             names.SECRET_LAKEFS_DB_PASSWORD: (self.lakefs_db_password.result, False),
             names.SECRET_MLFLOW_DB_PASSWORD: (self.mlflow_db_password.result, False),
+            # Letters and digits only: the chart writes the admin's into its auth configuration with sed.
+            **{
+                platform.mlflow_password_secret(user): (
+                    random.RandomPassword(f"{name}-mlflow-{user}", length=32, special=False, opts=child).result,
+                    False,
+                )
+                for user in (names.MLFLOW_ADMIN, *names.MLFLOW_CLUSTER_USERS)
+            },
         }
 
         self.secrets: dict[str, gcp.secretmanager.Secret] = {}

@@ -48,6 +48,16 @@ TRANSFORMER: frozenset[Grant] = frozenset(
 )
 PREDICTOR: frozenset[Grant] = frozenset({("bucket", "artifacts", OBJECT_VIEWER)})  # model artifacts, nothing else
 
+
+def mlflow_password(user: str) -> Grant:
+    """Read access to one MLflow user's password (the user named after the identity that logs in as it)."""
+    return ("secret", f"churnops-mlflow-password-{user}", ACCESSOR)
+
+
+# Each identity that calls MLflow reads its own user's password and no other; the MLflow server's identity
+# reads every one (its bootstrap Job creates the users with them) and the admin's.
+MLFLOW_LOGINS = ("churnops-training", "churnops-deployer", "churnops-scoring", "churnops-purge")
+
 EXPECTED: dict[str, frozenset[Grant]] = {
     "predictor-staging": PREDICTOR,
     "predictor-production": PREDICTOR,
@@ -55,12 +65,19 @@ EXPECTED: dict[str, frozenset[Grant]] = {
     "transformer-production": TRANSFORMER,
     "pipeline-ingest": PIPELINE_SECRETS
     | {("bucket", "artifacts", OBJECT_ADMIN), ("bucket", "raw", OBJECT_VIEWER)},  # reads raw PII, never changes it
+    # (ingest calls no MLflow: no MLflow password)
     # The erasure purge: the only identity that may rewrite or delete raw objects (and their PII), and the only
     # one besides lakeFS that may delete history's objects from the lake bucket.
     "pipeline-purge": PIPELINE_SECRETS
-    | {("bucket", "artifacts", OBJECT_ADMIN), ("bucket", "raw", OBJECT_ADMIN), ("bucket", "lake", OBJECT_USER)},
-    "pipeline-training": PIPELINE_SECRETS | {("bucket", "artifacts", OBJECT_ADMIN)},
-    "pipeline-scoring": PIPELINE_SECRETS | {("bucket", "artifacts", OBJECT_ADMIN)},
+    | {
+        ("bucket", "artifacts", OBJECT_ADMIN),
+        ("bucket", "raw", OBJECT_ADMIN),
+        ("bucket", "lake", OBJECT_USER),
+        mlflow_password("churnops-purge"),
+    },
+    "pipeline-training": PIPELINE_SECRETS
+    | {("bucket", "artifacts", OBJECT_ADMIN), mlflow_password("churnops-training")},
+    "pipeline-scoring": PIPELINE_SECRETS | {("bucket", "artifacts", OBJECT_ADMIN), mlflow_password("churnops-scoring")},
     "lakefs": frozenset(
         {
             ("bucket", "lake", OBJECT_ADMIN),
@@ -70,7 +87,14 @@ EXPECTED: dict[str, frozenset[Grant]] = {
             ("secret", names.SECRET_LAKEFS_DB_PASSWORD, ACCESSOR),
         }
     ),
-    "mlflow": frozenset({("bucket", "artifacts", OBJECT_ADMIN), ("secret", names.SECRET_MLFLOW_DB_PASSWORD, ACCESSOR)}),
+    "mlflow": frozenset(
+        {
+            ("bucket", "artifacts", OBJECT_ADMIN),
+            ("secret", names.SECRET_MLFLOW_DB_PASSWORD, ACCESSOR),
+            mlflow_password("churnops-admin"),
+            *(mlflow_password(user) for user in MLFLOW_LOGINS),
+        }
+    ),
     "builder": frozenset(),
     # The build account runs third-party code (`make test`): it signs nothing, it asks the attestor to.
     "deployer": frozenset(
@@ -83,6 +107,7 @@ EXPECTED: dict[str, frozenset[Grant]] = {
             ("bucket", "build", OBJECT_USER),
             ("bucket", "badges", OBJECT_USER),
             ("secret", names.SECRET_ALERT_WEBHOOK, ACCESSOR),
+            mlflow_password("churnops-deployer"),
             ("topic", platform.ATTEST_TOPIC, "roles/pubsub.publisher"),
         }
     ),

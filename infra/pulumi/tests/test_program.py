@@ -540,7 +540,7 @@ def test_cloud_sql_is_private_and_requires_tls(stack: StackRun) -> None:
     assert ip["ipv4Enabled"] is False and ip["privateNetwork"] and ip["sslMode"] == "ENCRYPTED_ONLY"
     ha = stack.config["churnops:database"]["highAvailability"]
     assert instance["settings"]["availabilityType"] == ("REGIONAL" if ha else "ZONAL")
-    assert {d.inputs["name"] for d in stack.of_type("gcp:sql/database:Database")} == {"mlflow", "lakefs"}
+    assert {d.inputs["name"] for d in stack.of_type("gcp:sql/database:Database")} == {"mlflow", "mlflow_auth", "lakefs"}
 
 
 def test_alerts_notify_the_webhook(stack: StackRun) -> None:

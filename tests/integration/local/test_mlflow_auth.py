@@ -4,15 +4,14 @@ training pipeline and the deployer move the registered model's aliases (MLflow's
 from __future__ import annotations
 
 import stat
-from pathlib import Path
 import uuid
+from pathlib import Path
 
 import mlflow
 import pytest
 import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-
 from mlflow.server.auth import routes as auth_routes
 
 from churnops.platform import mlflow_users

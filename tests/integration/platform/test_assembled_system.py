@@ -156,6 +156,7 @@ def test_the_required_network_flows_are_allowed(net: network_flows.Network) -> N
     assert network_flows.ip_in(platform.GOOGLE_APIS_VIP_CIDR, vip)
     flows = {flow.name for flow in network_flows.required_flows(net)}
     assert {"pipelines -> lakeFS", "pipelines -> MLflow", "pipelines -> Google APIs (GCS, Secret Manager)"} <= flows
+    assert f"Job mlflow-bootstrap -> {platform.MLFLOW.url}" in flows  # the Job that creates MLflow's users
     assert {
         f"pipeline {name}: failure alert -> webhook" for name in ("ingest", "training", "scoring", "drift")
     } <= flows

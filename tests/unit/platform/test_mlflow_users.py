@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+
 from churnops.platform import declaration as platform
-from churnops.platform import mlflow_users
+from churnops.platform import mlflow_server_auth, mlflow_users
 
 
 def test_every_cluster_user_is_a_declared_identitys_account() -> None:
@@ -32,3 +34,10 @@ def test_pipeline_tasks_log_in_as_their_service_account() -> None:
 def test_only_training_and_the_deployer_move_aliases() -> None:
     assert mlflow_users.ALIAS_MOVERS == ("churnops-training", "churnops-deployer")
     assert mlflow_users.user_of(platform.PIPELINE_IDENTITY["drift"]) == mlflow_users.user_of("pipeline-training")
+
+
+def test_the_declared_authorization_function_is_the_servers() -> None:
+    """The cluster's release and the local stack name the function by the declaration's string."""
+    module, _, name = platform.MLFLOW_AUTHORIZATION_FUNCTION.partition(":")
+    assert getattr(importlib.import_module(module), name) is mlflow_server_auth.authenticate_request
+    assert mlflow_server_auth.AUTHORIZATION_FUNCTION == platform.MLFLOW_AUTHORIZATION_FUNCTION
