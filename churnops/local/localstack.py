@@ -286,7 +286,7 @@ class LocalStack:
         return _local_secret(mlflow_password_file(self.settings, user))
 
     def _provision_mlflow(self) -> None:
-        """Create the platform's MLflow users and the registered model (:func:`churnops.platform.mlflow_users.provision`)."""
+        """Create the platform's MLflow users and the registered model (``mlflow_users.provision``)."""
         provision(
             f"http://{self.settings.mlflow_host}:{self.settings.mlflow_port}",
             (ADMIN, self._password(ADMIN)),

@@ -71,8 +71,8 @@ def mlflow_authorization(settings: Settings) -> str | None:
 
 def use_mlflow_credentials(settings: Settings) -> bool:
     """Make MLflow's clients in this process (and its children) log in to a direct address as
-    ``settings.mlflow_username`` with its password (the settings', else the user's secret). False (nothing set) when no password is known: the environment's own
-    ``MLFLOW_TRACKING_*`` are left as they are.
+    ``settings.mlflow_username`` with its password (the settings', else the user's secret). False (nothing
+    set) when no password is known: the environment's own ``MLFLOW_TRACKING_*`` are left as they are.
     """
     password = _password(settings)
     if password is None:

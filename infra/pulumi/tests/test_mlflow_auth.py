@@ -23,6 +23,7 @@ EXTERNAL_SECRET = "kubernetes:external-secrets.io/v1:ExternalSecret"
 
 
 def release(stack: StackRun) -> dict[str, Any]:
+    """The inputs of the program's MLflow Helm release."""
     (found,) = [r.inputs for r in stack.of_type(HELM) if r.inputs["name"] == "mlflow"]
     return found
 
@@ -44,6 +45,7 @@ def undeclared(values: Any, chart: Any, prefix: str = "") -> list[str]:
 
 
 def mlflow_secret(stack: StackRun) -> dict[str, Any]:
+    """The spec of the ExternalSecret in the mlflow namespace."""
     (spec,) = [
         r.inputs["spec"] for r in stack.of_type(EXTERNAL_SECRET) if r.inputs["metadata"]["namespace"] == names.NS_MLFLOW
     ]
