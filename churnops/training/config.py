@@ -35,6 +35,36 @@ REFIT_TAG = "refit_on_all_cutoffs"
 # it with a new model only on test rows from that time on.
 LABELS_THROUGH_TAG = "labels_through"
 
+# What is known about churn before any data is seen (the generator's ground truth, and the retention team's
+# experience): the declared directions and the attributes declared irrelevant. One home for both, read by the
+# challenger's monotone constraints (:func:`churnops.training.estimators.constrained`) and by the gate's
+# behavioural checks (:mod:`churnops.training.behaviour`).
+#
+# Monotone directions per model input: a numeric column's name (an fnmatch pattern: one entry covers every
+# window), or ``column=category`` for one category of a categorical column; +1 where a larger value (or that
+# category) means more risk, -1 less. A longer commitment churns less; invoice payers churn most, card payers
+# least; support contacts raise the risk; a falling event rate (a lower rate change, less activity than the
+# customer's own baseline) raises it.
+DEFAULT_MONOTONE_DIRECTIONS: dict[str, int] = {
+    "contract_months": -1,
+    "payment_method=invoice": 1,
+    "payment_method=card": -1,
+    "n_support_contact_*": 1,
+    "rate_change_*": -1,
+    "relative_activity_*": -1,
+}
+# Directional checks: (model input, riskier value, safer value); every validation row is scored with the input
+# set to each value, and the riskier must score higher on the share ``behaviour_directional_share`` of rows.
+DEFAULT_BEHAVIOUR_DIRECTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("contract_months", 1.0, 12.0),  # monthly > annual
+    ("contract_months", 12.0, 24.0),  # annual > two-year
+    ("payment_method", "invoice", "card"),
+)
+# Invariance checks: an attribute declared irrelevant to churn and the values it is set to; the probability may
+# move by less than ``behaviour_invariance_tolerance`` on the share ``behaviour_invariance_share`` of rows. An
+# attribute that is no model input cannot move it (the check records so).
+DEFAULT_BEHAVIOUR_IRRELEVANT: tuple[tuple[str, tuple[str, ...]], ...] = (("country", ("US", "DE", "IN")),)
+
 
 @dataclass(frozen=True)
 class TrainingConfig:  # pylint: disable=too-many-instance-attributes  # one field per parameter that decides a result
@@ -62,6 +92,15 @@ class TrainingConfig:  # pylint: disable=too-many-instance-attributes  # one fie
     challenger_depth_grid: tuple[int, ...] = DEFAULT_CHALLENGER_DEPTH_GRID
     refit_folds: int = DEFAULT_REFIT_FOLDS
     xgb_params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_XGB_PARAMS))
+    monotone_directions: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MONOTONE_DIRECTIONS))
+    behaviour_directions: tuple[tuple[str, Any, Any], ...] = DEFAULT_BEHAVIOUR_DIRECTIONS
+    behaviour_directional_share: float = 0.99
+    behaviour_irrelevant: tuple[tuple[str, tuple[str, ...]], ...] = DEFAULT_BEHAVIOUR_IRRELEVANT
+    behaviour_invariance_share: float = 0.95
+    behaviour_invariance_tolerance: float = 0.02
+    # The gate refuses a model whose seen-customer ROC-AUC exceeds its held-out-customer ROC-AUC by more than this
+    # at the lower bound of the gate's confidence interval (customers resampled).
+    behaviour_memorisation_gap: float = 0.02
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> "TrainingConfig":
@@ -104,7 +143,12 @@ class TrainingConfig:  # pylint: disable=too-many-instance-attributes  # one fie
         unknown = sorted(set(values) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"unknown training parameters {unknown}")
-        converted: dict[str, Any] = {
-            key: tuple(value) if isinstance(value, list) else value for key, value in values.items()
-        }
+        converted: dict[str, Any] = {key: _tuples(value) for key, value in values.items()}
         return cls(**converted)
+
+
+def _tuples(value: Any) -> Any:
+    """``value`` read back from JSON with its lists (at any depth) as the tuples the configuration holds."""
+    if isinstance(value, list):
+        return tuple(_tuples(item) for item in value)
+    return value

@@ -8,6 +8,7 @@ tests and benchmarks fit a model the same way with :func:`fit_chosen`, without l
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
@@ -28,7 +29,13 @@ from churnops.model.spec import FeatureSpec
 from churnops.training import evaluate
 from churnops.training.config import TrainingConfig
 from churnops.training.features import LABEL
-from churnops.training.transform import MODEL_CODE_PATHS, SKOPS_TRUSTED_TYPES, build_model
+from churnops.training.transform import (
+    MODEL_CODE_PATHS,
+    SKOPS_TRUSTED_TYPES,
+    build_transformer,
+    encoded_direction,
+    selected_feature_names,
+)
 
 BASELINE = "baseline"
 
@@ -81,6 +88,38 @@ def tuned_params(estimator: BaseEstimator) -> dict[str, Any]:
     return {"C": params["C"]} if isinstance(estimator, LogisticRegression) else {"max_depth": params["max_depth"]}
 
 
+def constrained(estimator: BaseEstimator, encoded: list[str], directions: dict[str, int]) -> BaseEstimator:
+    """``estimator`` with XGBoost's ``monotone_constraints`` set on the ``encoded`` columns it will be fitted on
+    (the transform's output names, in order): each column's declared direction (:func:`encoded_direction`), 0
+    where none is declared. Raising a column with direction +1 never lowers the score, -1 never raises it. Other
+    estimators are returned unchanged (the baseline is linear: its direction per column is its coefficient's
+    sign, which the behavioural checks test)."""
+    if not isinstance(estimator, XGBClassifier):
+        return estimator
+    signs = tuple(encoded_direction(name, directions) for name in encoded)
+    return estimator.set_params(monotone_constraints=signs if any(signs) else None)
+
+
+def fit_pipeline(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # the fit's inputs
+    spec: FeatureSpec,
+    estimator: BaseEstimator,
+    config: "TrainingConfig",
+    features: pd.DataFrame,
+    labels: np.ndarray,
+    wrap: Callable[[BaseEstimator], BaseEstimator] | None = None,
+) -> Pipeline:
+    """The model (:func:`build_model`) fitted on ``features`` and ``labels``: the transform first, then the
+    estimator, constrained to ``config.monotone_directions`` on the columns the transform selected
+    (:func:`constrained`) and, with ``wrap``, wrapped (e.g. in an out-of-fold calibration) before its fit."""
+    transform = build_transformer(spec, config.select_percentile)
+    encoded = transform.fit_transform(features, labels)
+    final = constrained(estimator, selected_feature_names(transform), config.monotone_directions)
+    if wrap is not None:
+        final = wrap(final)
+    final.fit(encoded, labels)
+    return Pipeline([("transform", transform), ("model", final)])
+
+
 def calibrate(model: Pipeline, frame: pd.DataFrame, spec: FeatureSpec, method: str) -> Pipeline:
     """``model`` (fitted) with its estimator calibrated on ``frame`` (validation): scikit-learn's
     CalibratedClassifierCV over the frozen estimator, Platt (``sigmoid``) or ``isotonic``. The transform
@@ -122,7 +161,7 @@ def select_candidate(
     best_rank, best = -math.inf, None
     scores: dict[str, float] = {}
     for estimator in candidates:
-        model = build_model(spec, estimator, config.select_percentile).fit(train[spec.columns], train[LABEL].to_numpy())
+        model = fit_pipeline(spec, estimator, config, train[spec.columns], train[LABEL].to_numpy())
         probability = evaluate.churn_probability(model, validation[spec.columns])
         auc = evaluate.classification_metrics(validation[LABEL], probability)["roc_auc"]
         label = "_".join(f"{key}_{value}" for key, value in tuned_params(estimator).items())

@@ -10,13 +10,14 @@ then (never an error), and a NaN never passes the gate.
 The gate chooses the winner on the validation rows and confirms it on the test rows, with
 uncertainty: a paired bootstrap of the ROC-AUC difference that resamples customers
 (:func:`paired_auc_difference`) gives an interval, and the decision is taken on the interval's
-bounds, not on the point estimates.
+bounds, not on the point estimates. A winner that fails its behavioural checks
+(:mod:`churnops.training.behaviour`) is refused.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -358,6 +359,58 @@ def paired_auc_difference(  # pylint: disable=too-many-arguments  # the comparis
     )
 
 
+def subgroup_auc_difference(  # pylint: disable=too-many-arguments  # the comparison's inputs and its bootstrap
+    y_true: Any,
+    scores: Any,
+    in_first: Any,
+    groups: Any,
+    *,
+    confidence: float = 0.95,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> AucComparison:
+    """ROC-AUC of one model on the rows ``in_first`` (a boolean mask) minus its ROC-AUC on the other rows, and a
+    percentile interval from a cluster bootstrap: whole groups (``groups``, e.g. the customer of each row) are
+    resampled, and both ROC-AUCs are taken on the same resample. The groups should not straddle the two
+    subsets (e.g. customers seen in training and customers held out). Raises ``ValueError`` when a subset
+    holds one class only."""
+    y = np.asarray(y_true).astype(int)
+    p = np.asarray(scores, dtype=np.float64)
+    first = np.asarray(in_first, dtype=bool)
+    keys = np.asarray(groups)
+    if not y.shape == p.shape == first.shape == keys.shape:
+        raise ValueError(
+            f"need one score, subset flag and group per label (got {p.shape}, {first.shape}, {keys.shape})"
+        )
+    if np.unique(y[first]).size != 2 or np.unique(y[~first]).size != 2:
+        raise ValueError("ROC-AUC differences need both classes in both subsets")
+    if not 0.5 < confidence < 1:
+        raise ValueError(f"confidence must be in (0.5, 1), got {confidence}")
+    codes = pd.factorize(keys, sort=True)[0]
+    rng = np.random.default_rng(seed)
+    differences: list[np.ndarray] = []
+    for start in range(0, resamples, 100):
+        counts = _resample_counts(rng, int(codes.max()) + 1, min(100, resamples - start))
+        aucs = []
+        for subset in (first, ~first):
+            positive, negative = subset & (y == 1), subset & (y == 0)
+            aucs.append(
+                _weighted_aucs(p[positive], p[negative], counts[:, codes[positive]], counts[:, codes[negative]])
+            )
+        differences.append(aucs[0] - aucs[1])
+    alpha = 1 - confidence
+    low, high = np.nanquantile(np.concatenate(differences), [alpha / 2, 1 - alpha / 2])
+    return AucComparison(
+        difference=float(roc_auc_score(y[first], p[first]) - roc_auc_score(y[~first], p[~first])),
+        low=float(low),
+        high=float(high),
+        confidence=confidence,
+        resamples=resamples,
+        rows=int(y.size),
+        groups=int(codes.max()) + 1,
+    )
+
+
 @dataclass(frozen=True)
 class GateDecision:  # pylint: disable=too-many-instance-attributes  # a flat record the pipeline UI shows
     """Which model may become ``candidate`` (the winner of challenger vs baseline), with figures and reasons.
@@ -529,6 +582,7 @@ def gate(  # pylint: disable=too-many-arguments,too-many-locals,too-many-branche
     test: GateRows | None = None,
     selection_split: str = "validation",
     production_rows: Any = None,
+    behaviour: Mapping[str, Sequence[str]] | None = None,
 ) -> GateDecision:
     """Pick the winner of challenger vs baseline on the selection rows, then confirm it on the test rows.
 
@@ -545,6 +599,10 @@ def gate(  # pylint: disable=too-many-arguments,too-many-locals,too-many-branche
        (winner - best production version) must be at least ``-margin``: it is not worse than the best
        recent production model by more than the margin, with the chosen confidence, so quality cannot
        ratchet down by the margin at each retrain.
+
+    3. the winner must pass its behavioural checks: ``behaviour`` maps a model's name to the checks it failed
+       (:mod:`churnops.training.behaviour`, one sentence each), and each becomes a reason to refuse it. A model
+       that fails them is refused, as for the other conditions, not silently replaced by the other model.
 
     ``production_rows`` (a boolean mask over the test rows) limits the comparison with production to
     the rows no compared production version was trained on: a registered version was refit on every
@@ -613,8 +671,7 @@ def gate(  # pylint: disable=too-many-arguments,too-many-locals,too-many-branche
         winner_scores = None
         winner_auc = challenger_auc if challenger_wins else baseline_auc
     summary = f"{why}; {winner} is the winner"
-    if not winner_auc >= min_auc:
-        reasons.append(f"{winner} test ROC-AUC {winner_auc:.4f} is below the minimum {min_auc:.4f} a model must reach")
+    reasons.extend(_winner_reasons(winner, winner_auc, min_auc, (behaviour or {}).get(winner, [])))
     unseen, production_scores, unseen_winner = _unseen_rows(test, production_scores, winner_scores, production_rows)
     recent, production_version, best_scores = _best_production(production_scores, production_version, unseen)
     if best_scores is not None:
@@ -645,6 +702,15 @@ def gate(  # pylint: disable=too-many-arguments,too-many-locals,too-many-branche
         selection_split=selection_split,
         recent_production=recent,
     )
+
+
+def _winner_reasons(winner: str, winner_auc: float, min_auc: float, behaviour: Sequence[str]) -> list[str]:
+    """Why the winner may not be registered whatever production holds: the behavioural checks it failed, and a
+    test ROC-AUC below the minimum."""
+    reasons = list(behaviour)
+    if not winner_auc >= min_auc:
+        reasons.append(f"{winner} test ROC-AUC {winner_auc:.4f} is below the minimum {min_auc:.4f} a model must reach")
+    return reasons
 
 
 def _production_reasons(

@@ -15,7 +15,8 @@
    importance, the feature spec, the model itself and the data commit as a dataset input;
 4. gates the models (see :func:`churnops.training.evaluate.gate`): the winner is chosen on
    validation, the test split is scored once for the recorded metrics and to compare the winner
-   with the minimum and the best recent ``production`` version; when it passes, the winner is refit
+   with the minimum and the best recent ``production`` version, and a winner that fails its behavioural
+   checks on validation (:mod:`churnops.training.behaviour`) is refused; when it passes, the winner is refit
    on every labelled cutoff and the refit registered with the ``candidate`` alias, unless a version
    trained from the same data commit, code version, parameters and seed exists: then nothing is
    registered, no alias moves, and the result names the version it reproduced.
@@ -38,6 +39,7 @@ from mlflow.data.meta_dataset import MetaDataset
 from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import GroupKFold
+from sklearn.pipeline import Pipeline
 
 from churnops.data.versioning import DataRepository, open_repository
 from churnops.data.versioning.base import DEFAULT_BRANCH
@@ -48,12 +50,14 @@ from churnops.model.scoring import load_model
 from churnops.model.spec import FeatureSpec
 from churnops.platform.settings import Settings
 from churnops.training import evaluate
+from churnops.training.behaviour import BehaviourReport, check_behaviour
 from churnops.training.config import LABELS_THROUGH_TAG, REFIT_TAG, TrainingConfig
 from churnops.training.estimators import (
     BASELINE,
     CHALLENGER,
     calibrate,
     choose_rule,
+    fit_pipeline,
     log_model,
     make_estimators,
     select_candidate,
@@ -81,7 +85,6 @@ from churnops.training.runs import (
     log_metrics_once,
     reused,
 )
-from churnops.training.transform import build_model
 
 logger = logging.getLogger(__name__)
 
@@ -419,8 +422,14 @@ def refit_model(  # pylint: disable=too-many-arguments,too-many-positional-argum
     frame = pd.concat([splits[name] for name in ("train", "validation", "test")], ignore_index=True)
     customers = frame["customer_token"].astype(str).to_numpy()
     folds = list(GroupKFold(n_splits=config.refit_folds).split(frame, frame[LABEL], customers))
-    calibrated = CalibratedClassifierCV(estimator, method=config.calibration, cv=folds, ensemble=False)
-    model = build_model(spec, calibrated, config.select_percentile).fit(frame[spec.columns], frame[LABEL].to_numpy())
+    model = fit_pipeline(
+        spec,
+        estimator,
+        config,
+        frame[spec.columns],
+        frame[LABEL].to_numpy(),
+        wrap=lambda final: CalibratedClassifierCV(final, method=config.calibration, cv=folds, ensemble=False),
+    )
     last = frame[frame["cutoff"] == frame["cutoff"].max()]
     rule = choose_rule(config, evaluate.churn_probability(model, last[spec.columns]))
     experiment_id = client.get_run(parent_run_id).info.experiment_id
@@ -481,6 +490,7 @@ def gate_models(  # pylint: disable=too-many-arguments,too-many-positional-argum
     spec: FeatureSpec,
     lineage: dict[str, str],
     config: TrainingConfig,
+    behaviour: dict[str, BehaviourReport] | None = None,
 ) -> evaluate.GateDecision:
     """Choose the winner of challenger vs baseline on validation, confirm it on test against the recent
     ``production`` versions; record the decision.
@@ -491,8 +501,9 @@ def gate_models(  # pylint: disable=too-many-arguments,too-many-positional-argum
     versions are scored on the test rows and the winner must not lose to the best of them by more
     than the margin. The margin, confidence and resamples come from ``config``, the bootstrap's seed
     is the training seed (``lineage``): the in-process training and the pipeline's evaluate task take
-    the same decision on the same data. The decision goes to the parent run (``gate.json``, ``gate_*``
-    tags and interval metrics).
+    the same decision on the same data. ``behaviour`` (model name -> its behavioural checks on validation,
+    :func:`churnops.training.behaviour.check_behaviour`) refuses a winner that fails one. The decision goes to the
+    parent run (``gate.json``, ``gate_*`` tags and interval metrics).
     """
     client = registry.use_tracking(settings)
     validation, test = splits["validation"], splits["test"]
@@ -525,6 +536,7 @@ def gate_models(  # pylint: disable=too-many-arguments,too-many-positional-argum
         min_auc=config.gate_min_auc,
         test=evaluate.GateRows(test[LABEL].to_numpy(), scores["test"], test["customer_token"].astype(str).to_numpy()),
         production_rows=unseen,
+        behaviour={name: report.reasons() for name, report in (behaviour or {}).items()},
     )
     with registry.resume_run(parent_run_id):
         mlflow.log_dict(decision.to_dict(), "gate.json")
@@ -733,17 +745,52 @@ def train_from_commit(
     )
 
 
+def load_models(settings: Settings, model_uris: dict[str, str]) -> dict[str, Pipeline]:
+    """Each logged model (name -> model URI) loaded from MLflow."""
+    tracking = registry.use_tracking(settings).tracking_uri
+    return {name: load_model(uri, tracking).pipeline for name, uri in model_uris.items()}
+
+
+def score_splits(
+    models: dict[str, Pipeline], frames: dict[str, pd.DataFrame], spec: FeatureSpec
+) -> dict[str, dict[str, np.ndarray]]:
+    """Each model scored on each frame: split -> model name -> probabilities."""
+    return {
+        split: {name: evaluate.churn_probability(model, frame[spec.columns]) for name, model in models.items()}
+        for split, frame in frames.items()
+    }
+
+
 def split_probabilities(
     settings: Settings, model_uris: dict[str, str], frames: dict[str, pd.DataFrame], spec: FeatureSpec
 ) -> dict[str, dict[str, np.ndarray]]:
     """Each logged model (name -> model URI) loaded once from MLflow and scored on each frame:
     split -> model name -> probabilities."""
-    tracking = registry.use_tracking(settings).tracking_uri
-    models = {name: load_model(uri, tracking).pipeline for name, uri in model_uris.items()}
-    return {
-        split: {name: evaluate.churn_probability(model, frame[spec.columns]) for name, model in models.items()}
-        for split, frame in frames.items()
-    }
+    return score_splits(load_models(settings, model_uris), frames, spec)
+
+
+def record_behaviour(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # one step's inputs
+    fitted: dict[str, FittedModel],
+    models: dict[str, Pipeline],
+    splits: dict[str, pd.DataFrame],
+    spec: FeatureSpec,
+    config: TrainingConfig,
+    seed: int,
+) -> dict[str, BehaviourReport]:
+    """Each model's behavioural checks on the validation split (:func:`churnops.training.behaviour.check_behaviour`,
+    the train split's customers as the seen ones), logged in its own run: ``validation_behaviour_<check>``
+    metrics and ``behaviour.json``; return them (name -> report)."""
+    trained_on = set(splits["train"]["customer_token"].astype(str))
+    reports: dict[str, BehaviourReport] = {}
+    for name, model in fitted.items():
+        report = check_behaviour(name, models[name], splits["validation"], spec, config, trained_on, seed)
+        with registry.resume_run(model.run_id):
+            log_metrics_once(report.metrics())
+            mlflow.log_dict(report.to_dict(), "behaviour.json")
+        if not report.passed:
+            logger.warning("%s", "; ".join(report.reasons()))
+        reports[name] = report
+    return reports
 
 
 def begin_training_at(
@@ -852,11 +899,13 @@ def evaluate_models(  # pylint: disable=too-many-arguments,too-many-positional-a
     lineage: dict[str, str],
     config: TrainingConfig,
 ) -> EvaluationReport:
-    """Score each logged model (loaded from MLflow) on validation and, once, on test; :func:`gate_models`;
-    log each model's test metrics and plots in its own run (``test_<metric>``)."""
-    uris = {name: model.model_uri for name, model in fitted.items()}
-    scores = split_probabilities(settings, uris, {split: splits[split] for split in ("validation", "test")}, spec)
-    decision = gate_models(settings, parent_run_id, scores, splits, spec, lineage, config)
+    """Score each logged model (loaded from MLflow) on validation and, once, on test; run each model's
+    behavioural checks on validation (:func:`record_behaviour`); :func:`gate_models`; log each model's test
+    metrics and plots in its own run (``test_<metric>``)."""
+    models = load_models(settings, {name: model.model_uri for name, model in fitted.items()})
+    scores = score_splits(models, {split: splits[split] for split in ("validation", "test")}, spec)
+    behaviour = record_behaviour(fitted, models, splits, spec, config, int(lineage["seed"]))
+    decision = gate_models(settings, parent_run_id, scores, splits, spec, lineage, config, behaviour)
     labels = splits["test"][LABEL].to_numpy()
     metrics = record_test(fitted, scores["test"], splits, config)
     rules = {name: decision_rule_of({DECISION_RULE_KEY: model.decision_rule}) for name, model in fitted.items()}

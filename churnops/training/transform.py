@@ -18,6 +18,8 @@ loaded by serving.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from sklearn.base import BaseEstimator
@@ -57,6 +59,7 @@ __all__ = [
     "as_text",
     "build_model",
     "build_transformer",
+    "encoded_direction",
     "selected_feature_names",
 ]
 
@@ -98,3 +101,17 @@ def selected_feature_names(model: Pipeline) -> list[str]:
     """Names of the columns a fitted transformer (or full model) hands to the estimator."""
     transformer = model.named_steps.get("transform", model)
     return [str(name) for name in transformer.get_feature_names_out()]
+
+
+def encoded_direction(encoded: str, directions: Mapping[str, int]) -> int:
+    """The declared direction (+1, -1; 0 when none is declared) of one encoded column the transform hands the
+    estimator (``numeric__<column>`` or ``categorical__<column>_<category>``), from ``directions``: keys are
+    numeric columns as fnmatch patterns, or ``column=category`` for one category of a categorical column."""
+    kind, _, name = encoded.partition("__")
+    for key, direction in directions.items():
+        column, separator, category = key.partition("=")
+        if separator and kind == "categorical" and name == f"{column}_{category}":
+            return int(direction)
+        if not separator and kind == "numeric" and fnmatchcase(name, column):
+            return int(direction)
+    return 0

@@ -6,6 +6,7 @@ import dataclasses
 import getpass
 import io
 import json
+import math
 
 import mlflow
 import pandas as pd
@@ -81,6 +82,17 @@ def test_training_registers_the_winner_as_candidate_with_lineage_that_resolves(t
     assert {"test_roc_auc", "test_pr_auc", "test_f1", "validation_roc_auc", "validation_accuracy"} <= set(
         xgb_run.data.metrics
     )
+    # Each model's behavioural checks on validation are in its run; the registered winner passed every one.
+    for name, run_id in result.run_ids.items():
+        checks = json.loads(read_artifact_text(client, run_id, "behaviour.json"))
+        assert checks["model"] == name and len(checks["checks"]) == 5
+        metrics = client.get_run(run_id).data.metrics
+        figures = {
+            f"validation_behaviour_{c['name']}": c["figure"] for c in checks["checks"] if not math.isnan(c["figure"])
+        }
+        assert figures and figures.items() <= metrics.items()
+    winner_checks = json.loads(read_artifact_text(client, result.run_ids[result.gate.winner], "behaviour.json"))
+    assert winner_checks["passed"] and not any("behavioural" in reason for reason in result.gate.reasons)
     artifacts = {a.path for a in client.list_artifacts(result.run_ids["xgboost"], "plots")}
     assert {
         "plots/test_confusion.png",
@@ -115,6 +127,13 @@ def test_training_registers_the_winner_as_candidate_with_lineage_that_resolves(t
     ):
         table = read_uri(lake.repo, lake.settings.lakefs_repository, source)
         assert table.equals(lake.repo.read_table(lake.commit, prefix))
+
+
+def read_artifact_text(client: MlflowClient, run_id: str, path: str) -> str:
+    """One text artifact of a run."""
+    local = client.download_artifacts(run_id, path)
+    with open(local, encoding="utf-8") as handle:
+        return handle.read()
 
 
 def read_features(lake: Lake, features_uri: str, name: str) -> bytes:
@@ -248,6 +267,11 @@ def test_the_gate_refuses_a_worse_model_and_leaves_the_aliases_alone(trained: Tr
     assert set(worse.gate.recent_production) == {production}
     assert worse.gate.vs_production is not None and worse.gate.vs_production.low < -worse.gate.margin
     assert any("worse than the best recent production version" in reason for reason in worse.gate.reasons)
+    # One encoded column cannot express every declared direction: the winner's behavioural checks refuse it too.
+    assert any(
+        reason.startswith(f"{worse.gate.winner} fails the behavioural check directional_")
+        for reason in worse.gate.reasons
+    )
     assert registry.alias_holder(client, name, "production") == production
     assert registry.alias_holder(client, name, "candidate") is None
     assert len(client.search_model_versions(f"name = '{name}'")) == versions_before

@@ -1,8 +1,9 @@
 """Behavioural tests: the trained model against what the generator knows to be true.
 
-One training per module, on a small generated lake (the real feature build, split and model pipeline); the
-checks score a *fresh* population (another seed: other customers, other histories) whose every customer's
-churn logit and cancellation time the generator knows:
+One training per model (the baseline and the XGBoost challenger: whichever the gate picks), on a small generated
+lake (the real feature build, split, candidates, constraints and calibration); the checks score a *fresh*
+population (another seed: other customers, other histories) whose every customer's churn logit and cancellation
+time the generator knows:
 
 - directional: what raises the generator's churn logit raises the model's probability, row by row;
 - invariance: what the generator ignores (country) barely moves it;
@@ -10,6 +11,9 @@ churn logit and cancellation time the generator knows:
   generator's own Bayes ceiling (a model above the ceiling sees something it should not: leakage);
 - calibration: on the true labels, probabilities are churn rates (calibration error, mean probability);
 - memorisation: the customers training never saw are ranked as well as the ones it did.
+
+Each check holds for the model, or the gate's own behavioural checks (on validation, as training runs them)
+refuse the model: a model that fails here is never registered.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from sklearn.pipeline import Pipeline
 from churnops.platform.alerts import AlertSink
 from churnops.platform.settings import Settings
 from churnops.training import evaluate
-from churnops.training.estimators import BASELINE, fit_chosen
+from churnops.training.behaviour import BehaviourReport, check_behaviour
+from churnops.training.estimators import BASELINE, CHALLENGER, fit_chosen
 from churnops.training.features import (
     GHOST_AFTER_HOURS,
     LABEL,
@@ -66,6 +71,7 @@ class Trained:
     lake: GeneratedLake
     fresh: GeneratedLake
     fresh_rows: pd.DataFrame
+    gate_checks: BehaviourReport  # the gate's behavioural checks of this model on validation
 
     def score(self, rows: pd.DataFrame) -> np.ndarray:
         """The model's churn probability per row."""
@@ -77,20 +83,46 @@ class Trained:
         return pd.concat(frames, ignore_index=True)
 
 
-@pytest.fixture(scope="module", name="trained")
-def trained_fixture() -> Trained:
-    """The baseline as training fits it (its features, split, estimator and preprocessing), trained once."""
+@dataclass(frozen=True)
+class Lakes:
+    """The training lake, its split, and the fresh population with its feature rows: built once per module."""
+
+    config: TrainingConfig
+    lake: GeneratedLake
+    splits: dict[str, pd.DataFrame]
+    fresh: GeneratedLake
+    fresh_rows: pd.DataFrame
+
+
+@pytest.fixture(scope="module", name="lakes")
+def lakes_fixture() -> Lakes:
+    """The lakes both models are trained and checked on."""
     config = TrainingConfig(holdout_share=HOLDOUT_SHARE)
     lake = generate_lake(HOURS, CUSTOMERS, TRAIN_SEED)
     splits = build_splits(lake.events, lake.subscriptions, config)
-    spec = feature_spec(config.windows_h)
-    _, model = fit_chosen(BASELINE, splits, spec, config, 42)  # chosen on validation, calibrated there
     fresh = generate_lake(HOURS, CUSTOMERS, FRESH_SEED)
     rows = pd.concat(
         [build_features(fresh.events, fresh.subscriptions, c, config.windows_h) for c in FRESH_CUTOFFS],
         ignore_index=True,
     )
-    return Trained(model, spec, config, splits, lake, fresh, rows)
+    return Lakes(config, lake, splits, fresh, rows)
+
+
+@pytest.fixture(scope="module", name="trained", params=[BASELINE, CHALLENGER])
+def trained_fixture(request: pytest.FixtureRequest, lakes: Lakes) -> Trained:
+    """Each model as training fits it (its features, split, candidates, constraints and preprocessing), chosen on
+    validation and calibrated there, trained once: whichever the gate picks must pass."""
+    spec = feature_spec(lakes.config.windows_h)
+    _, model = fit_chosen(request.param, lakes.splits, spec, lakes.config, 42)
+    seen = set(lakes.splits["train"]["customer_token"].astype(str))
+    checks = check_behaviour(request.param, model, lakes.splits["validation"], spec, lakes.config, seen, 42)
+    return Trained(model, spec, lakes.config, lakes.splits, lakes.lake, lakes.fresh, lakes.fresh_rows, checks)
+
+
+def holds_or_is_refused(trained: Trained, holds: bool, figure: object) -> None:
+    """The ground truth's check holds for the model, or the gate refuses to register it: its own behavioural
+    checks on validation fail. A model that fails on the fresh population never becomes a candidate."""
+    assert holds or not trained.gate_checks.passed, (figure, trained.gate_checks.to_dict())
 
 
 def _with_subscription_value(trained: Trained, column: str, value: str) -> pd.DataFrame:
@@ -98,9 +130,9 @@ def _with_subscription_value(trained: Trained, column: str, value: str) -> pd.Da
     return trained.rebuilt(trained.fresh.events, trained.fresh.subscriptions.assign(**{column: value}))
 
 
-def test_the_lake_labels_are_the_generators_truth(trained: Trained) -> None:
-    for frame in trained.splits.values():
-        assert label_agreement(trained.lake, frame, trained.config.horizon_h) == 1.0
+def test_the_lake_labels_are_the_generators_truth(lakes: Lakes) -> None:
+    for frame in lakes.splits.values():
+        assert label_agreement(lakes.lake, frame, lakes.config.horizon_h) == 1.0
 
 
 @pytest.mark.parametrize(
@@ -116,7 +148,7 @@ def test_directional_what_the_generator_makes_riskier_the_model_scores_higher(
 ) -> None:
     higher = trained.score(_with_subscription_value(trained, column, riskier))
     lower = trained.score(_with_subscription_value(trained, column, safer))
-    assert (higher > lower).mean() >= DIRECTIONAL_SHARE, (higher > lower).mean()
+    holds_or_is_refused(trained, (higher > lower).mean() >= DIRECTIONAL_SHARE, (higher > lower).mean())
 
 
 def test_directional_a_support_spike_with_falling_activity_raises_the_risk(trained: Trained) -> None:
@@ -142,14 +174,15 @@ def test_directional_a_support_spike_with_falling_activity_raises_the_risk(train
         changed.append(build_features(pd.concat([kept, spike], ignore_index=True), trained.fresh.subscriptions, cutoff))
     after = pd.concat(changed, ignore_index=True)
     assert after["customer_token"].tolist() == before["customer_token"].tolist()
-    assert (trained.score(after) > trained.score(before)).mean() >= DIRECTIONAL_SHARE
+    share = (trained.score(after) > trained.score(before)).mean()
+    holds_or_is_refused(trained, share >= DIRECTIONAL_SHARE, share)
 
 
 @pytest.mark.parametrize("country", ["US", "DE", "IN"])
 def test_invariance_changing_only_the_country_barely_moves_the_probability(trained: Trained, country: str) -> None:
     original = trained.score(trained.rebuilt(trained.fresh.events, trained.fresh.subscriptions))
     moved = np.abs(trained.score(_with_subscription_value(trained, "country", country)) - original)
-    assert (moved < INVARIANCE_TOLERANCE).mean() >= INVARIANCE_SHARE
+    holds_or_is_refused(trained, (moved < INVARIANCE_TOLERANCE).mean() >= INVARIANCE_SHARE, moved)
 
 
 def test_minimum_functionality_between_a_floor_and_the_generators_ceiling(trained: Trained) -> None:
@@ -157,7 +190,7 @@ def test_minimum_functionality_between_a_floor_and_the_generators_ceiling(traine
     truth = trained.fresh.true_labels(rows, trained.config.horizon_h)
     auc = roc_auc_score(truth, trained.score(rows))
     ceiling = roc_auc_score(truth, oracle_scores(trained.fresh, rows, trained.config.horizon_h))
-    assert AUC_FLOOR <= auc <= ceiling, (auc, ceiling)
+    holds_or_is_refused(trained, AUC_FLOOR <= auc <= ceiling, (auc, ceiling))
 
 
 def test_calibration_on_a_fresh_population_probabilities_are_churn_rates(trained: Trained) -> None:
@@ -167,9 +200,14 @@ def test_calibration_on_a_fresh_population_probabilities_are_churn_rates(trained
     rows = trained.fresh_rows
     truth = trained.fresh.true_labels(rows, trained.config.horizon_h)
     probability = trained.score(rows)
-    assert evaluate.calibration_error(truth, probability) <= CALIBRATION_ERROR_MAX
-    assert abs(probability.mean() - truth.mean()) <= MEAN_PROBABILITY_GAP, (probability.mean(), truth.mean())
-    assert np.mean((probability - truth) ** 2) < np.mean((truth.mean() - truth) ** 2)
+    error = evaluate.calibration_error(truth, probability)
+    holds_or_is_refused(
+        trained,
+        error <= CALIBRATION_ERROR_MAX
+        and abs(probability.mean() - truth.mean()) <= MEAN_PROBABILITY_GAP
+        and np.mean((probability - truth) ** 2) < np.mean((truth.mean() - truth) ** 2),
+        (error, probability.mean(), truth.mean()),
+    )
 
 
 def test_no_memorisation_customers_never_trained_on_are_ranked_as_well_as_the_others(trained: Trained) -> None:
@@ -179,21 +217,21 @@ def test_no_memorisation_customers_never_trained_on_are_ranked_as_well_as_the_ot
     scores, truth = trained.score(rows), rows[LABEL].to_numpy()
     unseen = roc_auc_score(truth[held_out], scores[held_out])
     seen = roc_auc_score(truth[~held_out], scores[~held_out])
-    assert seen - unseen <= MEMORISATION_GAP, (seen, unseen)
+    holds_or_is_refused(trained, seen - unseen <= MEMORISATION_GAP, (seen, unseen))
 
 
-def test_churners_whose_cancellation_was_lost_become_ghosts_not_negatives(trained: Trained) -> None:
+def test_churners_whose_cancellation_was_lost_become_ghosts_not_negatives(lakes: Lakes) -> None:
     """Lose every cancellation record (as an empty billing export would): a churner falls silent when it leaves,
     so once silent beyond the span it is a ghost and is neither labelled "stayed" nor scored; few live
     customers are silent that long."""
-    lake = trained.lake
+    lake = lakes.lake
     lost = lake.subscriptions[lake.subscriptions["status"] != "cancelled"]
-    frame = build_training_set(lake.events, lost, FRESH_CUTOFFS, trained.config.horizon_h)
+    frame = build_training_set(lake.events, lost, FRESH_CUTOFFS, lakes.config.horizon_h)
     churn = lake.truth.loc[frame["customer_token"], "churn_time"].to_numpy()
     gone_for = (pd.DatetimeIndex(frame["cutoff"]) - pd.DatetimeIndex(churn)) / pd.Timedelta(hours=1)
     assert not (gone_for > GHOST_AFTER_HOURS + 2).any()  # two hours of decayed activity at most before leaving
     live = frame[pd.isna(churn) | (gone_for < 0)]
-    everyone = build_training_set(lake.events, lost, FRESH_CUTOFFS, trained.config.horizon_h, ghost_after_h=None)
+    everyone = build_training_set(lake.events, lost, FRESH_CUTOFFS, lakes.config.horizon_h, ghost_after_h=None)
     everyone_churn = lake.truth.loc[everyone["customer_token"], "churn_time"].to_numpy()
     everyone_live = (pd.isna(everyone_churn)) | (
         pd.DatetimeIndex(everyone_churn) > pd.DatetimeIndex(everyone["cutoff"])
