@@ -10,15 +10,20 @@ On a temporary embedded stack (fake GCS, MLflow, the embedded lake), the script
    the next period (from the end of commit A's data to ``P`` hours later), each label window fully
    inside commit B's data;
 4. scores those rows with each candidate's logged model and with the registered version, and
-   prints the recorded test ROC-AUC and PR-AUC next to the next-period ones, and the gap.
+   prints the recorded validation and test ROC-AUC next to the next-period ones, the gap, and the
+   behavioural checks' figures each model's run recorded (the gate refuses a winner that fails one).
 
-Run: ``.venv/bin/python benchmarks/next_period.py [--hours 48] [--next 12] [--customers 2000] [--seed 0]``.
+``--unconstrained`` fits XGBoost without the declared monotone constraints, for comparison.
+
+Run: ``.venv/bin/python benchmarks/next_period.py [--hours 48] [--next 12] [--customers 2000] [--seed 0]
+[--unconstrained]``.
 Every process competes for the same cores; the figures depend on the data, not on the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import socket
 import tempfile
@@ -42,6 +47,7 @@ from churnops.model.scoring import load_model  # noqa: E402
 from churnops.platform.settings import Settings  # noqa: E402
 from churnops.platform.storage import ensure_bucket, storage_client  # noqa: E402
 from churnops.training import evaluate  # noqa: E402
+from churnops.training.behaviour import METRIC_PREFIX  # noqa: E402
 from churnops.training.features import LABEL, build_training_set, feature_spec  # noqa: E402
 from churnops.training.train import TrainingConfig, load_tables, train_from_commit  # noqa: E402
 
@@ -87,6 +93,13 @@ def registered_report(settings: Settings, version: str, rows: pd.DataFrame, conf
     )
 
 
+def behaviour_summary(recorded: dict[str, float]) -> str:
+    """The behavioural checks' figures a model's run recorded (``validation_behaviour_<check>``), by name."""
+    prefix = f"validation_{METRIC_PREFIX}"
+    figures = {key.removeprefix(prefix): value for key, value in recorded.items() if key.startswith(prefix)}
+    return ", ".join(f"{name} {value:.3f}" for name, value in sorted(figures.items()))
+
+
 def main() -> None:
     """Train on the first hours, score the next period, print both sets of figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -94,11 +107,16 @@ def main() -> None:
     parser.add_argument("--next", type=int, default=12, help="hours of cutoffs in the next period")
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0, help="the generator's seed (training uses 42)")
+    parser.add_argument(
+        "--unconstrained", action="store_true", help="fit XGBoost without the declared monotone constraints"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(state_dir=Path(tmp), gcs_port=free_port(), mlflow_port=free_port(), raw_bucket="bench-raw")
         config = TrainingConfig.from_settings(settings)
+        if args.unconstrained:
+            config = dataclasses.replace(config, monotone_directions={})
         total = args.hours + args.next + config.horizon_h
         stack = LocalStack(settings)
         stack.up()
@@ -121,8 +139,8 @@ def main() -> None:
                 f"{int(rows[LABEL].sum())} churners; gate: {result.gate.summary}"
             )
             print(
-                f"{'model':<22}{'test ROC-AUC':>14}{'next ROC-AUC':>14}{'gap':>9}{'test ECE':>10}{'next ECE':>10}"
-                f"{'next Brier':>12}{'next P@k':>10}{'next lift@k':>13}"
+                f"{'model':<22}{'val ROC-AUC':>13}{'test ROC-AUC':>14}{'next ROC-AUC':>14}{'gap':>9}{'test ECE':>10}"
+                f"{'next ECE':>10}{'next Brier':>12}{'next P@k':>10}{'next lift@k':>13}  behaviour (validation)"
             )
             for name, run_id in sorted(result.run_ids.items()):
                 recorded = mlflow_client.get_run(run_id).data.metrics
@@ -134,10 +152,10 @@ def main() -> None:
                 now = evaluate.classification_metrics(rows[LABEL], scores, capacity_share=config.capacity_share)
                 label = name + (" (winner)" if name == result.gate.winner and result.gate.passed else "")
                 print(
-                    f"{label:<22}{recorded['test_roc_auc']:>14.3f}{now['roc_auc']:>14.3f}"
-                    f"{now['roc_auc'] - recorded['test_roc_auc']:>+9.3f}{recorded['test_calibration_error']:>10.3f}"
-                    f"{now['calibration_error']:>10.3f}{now['brier']:>12.4f}{now['precision_at_k']:>10.3f}"
-                    f"{now['lift_at_k']:>13.2f}"
+                    f"{label:<22}{recorded['validation_roc_auc']:>13.3f}{recorded['test_roc_auc']:>14.3f}"
+                    f"{now['roc_auc']:>14.3f}{now['roc_auc'] - recorded['test_roc_auc']:>+9.3f}"
+                    f"{recorded['test_calibration_error']:>10.3f}{now['calibration_error']:>10.3f}{now['brier']:>12.4f}"
+                    f"{now['precision_at_k']:>10.3f}{now['lift_at_k']:>13.2f}  {behaviour_summary(recorded)}"
                 )
             if result.model_version is not None:
                 print(registered_report(settings, result.model_version, rows, config))
