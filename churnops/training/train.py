@@ -48,6 +48,7 @@ from churnops.model import registry
 from churnops.model.predict import DECISION_RULE_KEY, DecisionRule, decision_rule_of
 from churnops.model.scoring import load_model
 from churnops.model.spec import FeatureSpec
+from churnops.platform.alerts import Alert, AlertSink
 from churnops.platform.settings import Settings
 from churnops.training import evaluate
 from churnops.training.behaviour import BehaviourReport, check_behaviour
@@ -66,11 +67,13 @@ from churnops.training.estimators import (
 from churnops.training.featurefiles import record_features
 from churnops.training.features import (
     EVENT_COLUMNS,
+    GHOST_AFTER_HOURS,
     LABEL,
     InsufficientData,
     build_training_set,
     choose_cutoffs,
     feature_spec,
+    ghost_customers,
     held_out_customers,
     split_by_time,
 )
@@ -301,6 +304,27 @@ class TrainingSetup:
     config: TrainingConfig
 
 
+def alert_ghosts(
+    sink: AlertSink, events: pd.DataFrame, subscriptions: pd.DataFrame, cutoff: pd.Timestamp, run_id: str | None = None
+) -> int:
+    """Emit a ``ghost_customers`` alert (a count, no identifier) when customers active by their records at
+    ``cutoff`` have been silent for more than ``GHOST_AFTER_HOURS`` with no cancellation: training leaves them
+    out of its labels, and their cancellations may be in a billing export that never arrived. Return how many."""
+    ghosts = len(ghost_customers(events, subscriptions, cutoff, GHOST_AFTER_HOURS))
+    if ghosts:
+        sink.emit(
+            Alert(
+                kind="ghost_customers",
+                message=f"{ghosts} customers active by their records at the last labelled cutoff "
+                f"({cutoff.isoformat()}) have been silent for more than {GHOST_AFTER_HOURS:g} h with no cancellation "
+                "(a lost billing export?): training left them out of its labels",
+                counts={"ghosts": ghosts},
+                run_id=run_id,
+            )
+        )
+    return ghosts
+
+
 def begin_training(  # pylint: disable=too-many-arguments  # the stage's inputs, plus the key id as a keyword
     settings: Settings,
     events: pd.DataFrame,
@@ -314,8 +338,12 @@ def begin_training(  # pylint: disable=too-many-arguments  # the stage's inputs,
     tokenizer_key_id: str = "unknown",
     pipeline_run: str = "",
     reason: dict[str, str] | None = None,
+    alerts: AlertSink | None = None,
 ) -> TrainingSetup:
     """Build the splits and open the parent run: lineage tags, dataset inputs, params, the feature matrices.
+
+    Ghost customers at the last labelled cutoff raise a ``ghost_customers`` alert on ``alerts`` (default: the
+    settings' sink; :func:`alert_ghosts`), once per training run (not again when a retried attempt resumes it).
 
     The feature matrices are run artifacts; with ``repo``, they are also committed to its
     ``features`` branch (see :func:`publish_features`) and ``features_uri`` points there.
@@ -358,6 +386,8 @@ def begin_training(  # pylint: disable=too-many-arguments  # the stage's inputs,
             mlflow.log_params({**config.as_params(), "seed": str(seed)})
             mlflow.log_params({f"{name}_rows": str(len(frame)) for name, frame in splits.items()})
             features_uri = record_features(settings, splits, spec, data_commit, parent.info.run_id, repo)
+            last_cutoff = max(pd.Timestamp(frame["cutoff"].max()) for frame in splits.values())
+            alert_ghosts(alerts or AlertSink(settings), events, subscriptions, last_cutoff, parent.info.run_id)
     if earlier:
         logger.info("training run resumed", extra={"parent_run_id": earlier, "kfp_run_id": pipeline_run})
     return TrainingSetup(

@@ -41,7 +41,7 @@ from churnops.training.features import (
     held_out_customers,
 )
 from churnops.training.performance import check_matured_performance, matured_cutoffs, matured_performance
-from churnops.training.train import TrainingConfig, build_splits
+from churnops.training.train import TrainingConfig, alert_ghosts, build_splits
 from tests.support.generated import START, GeneratedLake, generate_lake, label_agreement, oracle_scores
 
 HOURS, CUSTOMERS = 48, 1200
@@ -237,6 +237,24 @@ def test_churners_whose_cancellation_was_lost_become_ghosts_not_negatives(lakes:
         pd.DatetimeIndex(everyone_churn) > pd.DatetimeIndex(everyone["cutoff"])
     )
     assert 1 - len(live) / everyone_live.sum() < 0.01, (len(live), everyone_live.sum())
+
+
+def test_training_alerts_on_the_ghosts_it_leaves_out(lakes: Lakes, settings: Settings) -> None:
+    """Every cancellation record lost: at the last cutoff, every churner gone for longer than the span (and two
+    hours of decayed activity) is a ghost, and the alert training raises counts the ghosts, naming no one."""
+    lake, cutoff = lakes.lake, FRESH_CUTOFFS[-1]
+    lost = lake.subscriptions[lake.subscriptions["status"] != "cancelled"]
+    sink = AlertSink(settings)
+    count = alert_ghosts(sink, lake.events, lost, cutoff, "run-1")
+    churn = pd.DatetimeIndex(lake.truth["churn_time"])
+    long_gone = int(((cutoff - churn) / pd.Timedelta(hours=1) > GHOST_AFTER_HOURS + 2).sum())
+    assert count >= long_gone > 0
+    assert len(sink.emitted) == 1
+    alert = sink.emitted[0]
+    assert (alert.kind, alert.counts, alert.run_id) == ("ghost_customers", {"ghosts": count}, "run-1")
+    assert not set(lake.truth.index) & set(alert.message.split())
+    assert alert_ghosts(sink, lake.events, lost, pd.Timestamp(START) + pd.Timedelta(hours=6)) == 0
+    assert len(sink.emitted) == 1  # no ghost, no alert
 
 
 def test_matured_labels_measure_the_model_and_alert_on_degradation(trained: Trained, settings: Settings) -> None:
