@@ -13,7 +13,8 @@ One run handles the scheduled hour plus a lookback window (late files). It
    contract does not know are data (a CSV without a header row makes values into names), so
    reports and alerts carry keyed digests of them, never the names;
 5. writes one parquet partition per source object on a run branch, plus quarantine files, source
-   markers, the id index segments it adds or changes and a run manifest; checks that the branch holds
+   markers, the id index segments it adds or changes, the hourly pre-aggregates of each events partition
+   (:mod:`churnops.data.aggregates`) and a run manifest; checks that the branch holds
    exactly the rows the accounting claims; commits with the accounting as metadata and merges
    into ``main`` with a compare-and-set on the commit the run started from.
 
@@ -47,7 +48,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from google.cloud import storage
 
-from churnops.data import contract, id_index, naming, parse, schema, subjects
+from churnops.data import aggregates, contract, id_index, naming, parse, schema, subjects
 from churnops.data.contract import AccountingError
 from churnops.data.id_index import IdIndex
 from churnops.data.privacy import Tokenizer, apply_pii_policy, lake_tokenizer
@@ -776,6 +777,7 @@ class IngestRun:
             files, index_deleted = self.index_changes(indexes, added, fresh, earlier, base, run_id)
             new_partitions = {obj.partition for obj in report.objects}
             stale = sorted({path for paths in earlier.values() for path in paths} - new_partitions)
+            files.update(aggregates.staged_files(self.repo, branch, new_partitions))  # same commit as the events
             self.raise_alerts(report)
             files[f"{RUNS_PREFIX}/{report.hour}/{run_id}.json"] = json.dumps(asdict(report), indent=2).encode()
             # Every run rewrites this file, so two runs that started from the same commit always
@@ -783,6 +785,7 @@ class IngestRun:
             files[HEAD_PATH] = json.dumps({"run_id": run_id, "hour": report.hour, "base": base}).encode()
             self.repo.put_objects(branch, files)
             stale = [path for path in stale if self._exists(branch, path)]
+            index_deleted.extend(aggregates.superseded(self.repo, branch, stale))  # their aggregates go too
             if stale or index_deleted:
                 self.repo.delete_objects(branch, [*stale, *index_deleted])
             self.verify_lake(branch, report, stale)

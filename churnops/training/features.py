@@ -22,12 +22,14 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from churnops.data import schema
+from churnops.data import aggregates, schema
 from churnops.errors import ChurnopsError, DataContractError
 from churnops.model.spec import FeatureSpec
 from churnops.platform.settings import TRAINING_DEFAULTS
@@ -216,6 +218,24 @@ def _prepare_subscriptions(subscriptions: pd.DataFrame) -> _Subscriptions:
 
 
 @dataclass(frozen=True)
+class HourlyActivity:
+    """The events as their hourly pre-aggregates (:mod:`churnops.data.aggregates`), e.g. every ``aggregates/`` file
+    of a lake commit in one table. Every function here that takes the events takes these in their place and gives
+    the same result (sums in another order: equal to a few units in the last place), for cutoffs on an hour
+    boundary; another cutoff raises ``ValueError`` (the raw events answer it)."""
+
+    table: pa.Table
+
+    @property
+    def events(self) -> int:
+        """How many events the rows aggregate."""
+        return int(pc.sum(self.table.column("events")).as_py() or 0)
+
+
+Activity: TypeAlias = pd.DataFrame | HourlyActivity  # the events, raw or as hourly pre-aggregates
+
+
+@dataclass(frozen=True)
 class _Events:
     """Events of known customers as numpy arrays."""
 
@@ -226,6 +246,82 @@ class _Events:
     n_sessions: int
     duration: np.ndarray  # float64, NaN when missing
     amount: np.ndarray  # float64, 0 when missing
+
+    # What the features read of any activity (see _Hourly): the time a row is selected by, the earliest and
+    # the latest event time of a row, events per customer of selected rows and the window block.
+    @property
+    def stamp_ns(self) -> np.ndarray:
+        """Per row: the time that places it before a cutoff and in a window."""
+        return self.time_ns
+
+    @property
+    def earliest_ns(self) -> np.ndarray:
+        """Per row: its earliest event time."""
+        return self.time_ns
+
+    @property
+    def latest_ns(self) -> np.ndarray:
+        """Per row: its latest event time."""
+        return self.time_ns
+
+    def check_cutoff(self, cutoff_ns: np.int64) -> None:
+        """Any cutoff will do for the raw events."""
+
+    def count(self, selected: np.ndarray, n_customers: int) -> np.ndarray:
+        """Events per customer code among the selected rows."""
+        counts: np.ndarray = np.bincount(self.customer[selected], minlength=n_customers)
+        return counts
+
+    def block(self, selected: np.ndarray, n_customers: int) -> np.ndarray:
+        """:func:`_window_block` of the selected rows."""
+        return _window_block(self, selected, n_customers)
+
+
+@dataclass(frozen=True)
+class _Hourly:
+    """Hourly pre-aggregates of known customers as numpy arrays: one row per customer, hour and file."""
+
+    customer: np.ndarray  # int64 code into the subscription universe
+    stamp_ns: np.ndarray  # int64: the hour (its start) the row aggregates
+    counts: np.ndarray  # (rows, 1 + len(EVENT_TYPES)) float64: events, then events per type
+    duration_sum: np.ndarray  # float64
+    duration_n: np.ndarray  # float64
+    amount_sum: np.ndarray  # float64
+    earliest_ns: np.ndarray  # int64: first event time in the row
+    latest_ns: np.ndarray  # int64: last event time in the row
+    session_row: np.ndarray  # int64: for each listed session, its row
+    session: np.ndarray  # int64: for each listed session, its code
+    n_sessions: int
+
+    def check_cutoff(self, cutoff_ns: np.int64) -> None:
+        """Hourly rows answer for a cutoff on an hour boundary only (windows are whole hours)."""
+        if int(cutoff_ns) % int(_HOUR):
+            raise ValueError(
+                f"features from hourly pre-aggregates need a cutoff on an hour boundary, got "
+                f"{pd.Timestamp(int(cutoff_ns), tz='UTC')}: use the raw events"
+            )
+
+    def count(self, selected: np.ndarray, n_customers: int) -> np.ndarray:
+        """Events per customer code among the selected rows."""
+        counts: np.ndarray = np.bincount(
+            self.customer[selected], weights=self.counts[selected, 0], minlength=n_customers
+        ).astype(np.int64)
+        return counts
+
+    def block(self, selected: np.ndarray, n_customers: int) -> np.ndarray:
+        """Per-customer aggregates of the selected rows: columns as :func:`window_feature_names`."""
+        customer = self.customer[selected]
+        counts = self.counts[selected]
+        sums = [np.bincount(customer, weights=counts[:, i], minlength=n_customers) for i in range(counts.shape[1])]
+        listed = selected[self.session_row]
+        pairs = pd.unique(self.customer[self.session_row[listed]] * np.int64(self.n_sessions) + self.session[listed])
+        sessions = np.bincount(pairs // self.n_sessions, minlength=n_customers).astype(np.float64)
+        duration_sum = np.bincount(customer, weights=self.duration_sum[selected], minlength=n_customers)
+        duration_n = np.bincount(customer, weights=self.duration_n[selected], minlength=n_customers)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_duration = np.where(duration_n > 0, duration_sum / np.maximum(duration_n, 1), np.nan)
+        spend = np.bincount(customer, weights=self.amount_sum[selected], minlength=n_customers)
+        return np.column_stack([*sums, sessions, mean_duration, spend])
 
 
 def _codes_in(values: pd.Series, universe: pd.Index) -> np.ndarray:
@@ -265,6 +361,60 @@ def _prepare_events(events: pd.DataFrame, universe: pd.Index) -> _Events:
         duration=duration,
         amount=np.nan_to_num(amount, nan=0.0),
     )
+
+
+def _dictionary_codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Integer codes (-1 for a missing value) and the dictionary of a string column."""
+    encoded = pc.dictionary_encode(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
+    codes: np.ndarray = encoded.indices.to_numpy(zero_copy_only=False)
+    if encoded.null_count:
+        codes = np.where(encoded.is_valid().to_numpy(zero_copy_only=False), codes, -1)
+    return codes.astype(np.int64), encoded.dictionary
+
+
+def _prepare_hourly(activity: HourlyActivity, universe: pd.Index) -> _Hourly:
+    table = activity.table
+    missing = [name for name in aggregates.AGGREGATE_SCHEMA.names if name not in table.column_names]
+    if missing:
+        raise UnusableTable(f"aggregates table is missing required columns: {missing}")
+    codes, tokens = _dictionary_codes(table.column("customer_token"))
+    in_universe = universe.get_indexer(pd.Index(tokens.to_pandas()).astype(str)).astype(np.int64)
+    customer = np.where(codes >= 0, in_universe[np.maximum(codes, 0)], -1)
+    keep = customer >= 0
+
+    def column(name: str, dtype: type) -> np.ndarray:
+        values: np.ndarray = table.column(name).to_numpy().astype(dtype)[keep]
+        return values
+
+    def stamps(name: str) -> np.ndarray:
+        values: np.ndarray = table.column(name).cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_numpy()[keep]
+        return values
+
+    count_columns = ["events", *aggregates.TYPE_COLUMNS]
+    sessions = table.column("sessions").combine_chunks()
+    session, _ = _dictionary_codes(pc.list_flatten(sessions))
+    kept_rows = np.cumsum(keep) - 1  # a kept row's position among the kept rows
+    session_row = pc.list_parent_indices(sessions).to_numpy().astype(np.int64)
+    listed = keep[session_row] & (session >= 0)
+    return _Hourly(
+        customer=customer[keep],
+        stamp_ns=stamps("hour"),
+        counts=np.column_stack([column(name, np.float64) for name in count_columns]),
+        duration_sum=column("duration_sum", np.float64),
+        duration_n=column("duration_n", np.float64),
+        amount_sum=column("amount_sum", np.float64),
+        earliest_ns=stamps("first_time"),
+        latest_ns=stamps("last_time"),
+        session_row=kept_rows[session_row[listed]],
+        session=session[listed],
+        n_sessions=max(int(session.max(initial=-1)) + 1, 1),
+    )
+
+
+def _prepare_activity(events: Activity, universe: pd.Index) -> _Events | _Hourly:
+    if isinstance(events, HourlyActivity):
+        return _prepare_hourly(events, universe)
+    return _prepare_events(events, universe)
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,25 +478,26 @@ def _window_block(ev: _Events, window: np.ndarray, n_customers: int) -> np.ndarr
     return np.column_stack([total, per_type, sessions, mean_duration, spend])
 
 
-def _observed_hours(ev: _Events, subs: _Subscriptions, before: np.ndarray, cutoff_ns: np.int64) -> np.ndarray:
+def _observed_hours(ev: _Events | _Hourly, subs: _Subscriptions, before: np.ndarray, cutoff_ns: np.int64) -> np.ndarray:
     """Per customer code: hours from the customer's first record or event (the earlier) to the cutoff, at least 1."""
     first_ns = subs.first_seen_ns.copy()
     first_ns[first_ns == _NAT] = cutoff_ns
-    np.minimum.at(first_ns, ev.customer[before], ev.time_ns[before])
+    np.minimum.at(first_ns, ev.customer[before], ev.earliest_ns[before])
     return np.maximum((cutoff_ns - first_ns) / float(_HOUR), 1.0)
 
 
-def _last_heard_ns(ev: _Events, state: pd.DataFrame, cutoff_ns: np.int64) -> np.ndarray:
+def _last_heard_ns(ev: _Events | _Hourly, state: pd.DataFrame, cutoff_ns: np.int64) -> np.ndarray:
     """Per state row: the latest event or known record of the customer before the cutoff (int64 ns)."""
-    before = ev.time_ns < cutoff_ns
-    last_event = pd.Series(ev.time_ns[before]).groupby(ev.customer[before]).max()
+    ev.check_cutoff(cutoff_ns)
+    before = ev.stamp_ns < cutoff_ns
+    last_event = pd.Series(ev.latest_ns[before]).groupby(ev.customer[before]).max()
     events_ns = last_event.reindex(state["_code"].to_numpy(), fill_value=_NAT).to_numpy()
     latest: np.ndarray = np.maximum(events_ns, state["_updated_ns"].to_numpy())
     return latest
 
 
 def _population(
-    ev: _Events | None, subs: _Subscriptions, cutoff_ns: np.int64, ghost_after_h: float | None
+    ev: _Events | _Hourly | None, subs: _Subscriptions, cutoff_ns: np.int64, ghost_after_h: float | None
 ) -> pd.DataFrame:
     """:func:`_state_at` without the ghosts: customers silent (no event, no record) for more than
     ``ghost_after_h`` hours before the cutoff. ``None`` keeps everyone."""
@@ -380,30 +531,35 @@ def _subscription_columns(state: pd.DataFrame, cutoff_ns: np.int64) -> dict[str,
 
 
 def _features_at(
-    ev: _Events, subs: _Subscriptions, cutoff: pd.Timestamp, windows: tuple[int, ...], ghost_after_h: float | None
+    ev: _Events | _Hourly,
+    subs: _Subscriptions,
+    cutoff: pd.Timestamp,
+    windows: tuple[int, ...],
+    ghost_after_h: float | None,
 ) -> pd.DataFrame:
     cutoff_ns = np.int64(cutoff.value)
+    ev.check_cutoff(cutoff_ns)
     state = _population(ev, subs, cutoff_ns, ghost_after_h)
     n_customers = len(subs.tokens)
     rows = state["_code"].to_numpy()
-    before = ev.time_ns < cutoff_ns  # strictly before the cutoff
+    before = ev.stamp_ns < cutoff_ns  # strictly before the cutoff
 
     columns: dict[str, Any] = {"customer_token": state["customer_token"].astype(str).to_numpy(), "cutoff": cutoff}
-    last_seen = pd.Series(ev.time_ns[before]).groupby(ev.customer[before]).max()
+    last_seen = pd.Series(ev.latest_ns[before]).groupby(ev.customer[before]).max()
     # the difference in integer nanoseconds: as float64 an event 1 ns before the cutoff would read as 0 h
     since_last_ns = (cutoff_ns - last_seen).reindex(rows).to_numpy(dtype=np.float64)
     columns["recency_h"] = since_last_ns / float(_HOUR)
     columns.update(_subscription_columns(state, cutoff_ns))
     for window in windows:
-        in_window = before & (ev.time_ns >= cutoff_ns - np.int64(window) * _HOUR)
-        block = _window_block(ev, in_window, n_customers)[rows]
+        in_window = before & (ev.stamp_ns >= cutoff_ns - np.int64(window) * _HOUR)
+        block = ev.block(in_window, n_customers)[rows]
         for i, name in enumerate(window_feature_names(window)):
             columns[name] = block[:, i]
     for short, long in zip(windows, windows[1:]):
         short_rate = columns[f"events_{short}h"] / short
         columns[f"rate_change_{short}h_{long}h"] = short_rate - columns[f"events_{long}h"] / long
     history_h = _observed_hours(ev, subs, before, cutoff_ns)[rows]
-    baseline_rate = np.bincount(ev.customer[before], minlength=n_customers)[rows] / history_h
+    baseline_rate = ev.count(before, n_customers)[rows] / history_h
     for window, name in zip(windows, relative_activity_names(windows)):
         window_rate = columns[f"events_{window}h"] / np.minimum(window, history_h)
         columns[name] = (window_rate + ACTIVITY_PRIOR_PER_H) / (baseline_rate + ACTIVITY_PRIOR_PER_H)
@@ -414,7 +570,11 @@ def _features_at(
 
 
 def _labels_at(
-    subs: _Subscriptions, cutoff: pd.Timestamp, horizon_h: float, ev: _Events | None, ghost_after_h: float | None
+    subs: _Subscriptions,
+    cutoff: pd.Timestamp,
+    horizon_h: float,
+    ev: _Events | _Hourly | None,
+    ghost_after_h: float | None,
 ) -> pd.Series:
     """1 for a customer of the population whose subscription ends by ``cutoff + horizon``: a cancellation taking
     effect after the cutoff, or one recorded after it (a backdated cancellation nobody knew of at the cutoff)."""
@@ -436,7 +596,7 @@ def _check_horizon(horizon_h: float) -> float:
 
 
 def build_features(
-    events: pd.DataFrame,
+    events: Activity,
     subscriptions: pd.DataFrame,
     cutoff: datetime | str | pd.Timestamp,
     windows: Sequence[int] = DEFAULT_WINDOWS_HOURS,
@@ -450,14 +610,14 @@ def build_features(
     """
     windows_h = _check_windows(windows)
     subs = _prepare_subscriptions(subscriptions)
-    return _features_at(_prepare_events(events, subs.tokens), subs, to_utc(cutoff), windows_h, ghost_after_h)
+    return _features_at(_prepare_activity(events, subs.tokens), subs, to_utc(cutoff), windows_h, ghost_after_h)
 
 
 def build_labels(
     subscriptions: pd.DataFrame,
     cutoff: datetime | str | pd.Timestamp,
     horizon: float = DEFAULT_HORIZON_HOURS,
-    events: pd.DataFrame | None = None,
+    events: Activity | None = None,
     ghost_after_h: float | None = None,
 ) -> pd.Series:
     """1 if a customer active at ``cutoff`` cancels within ``(cutoff, cutoff + horizon hours]``, else 0.
@@ -466,12 +626,12 @@ def build_labels(
     and ``ghost_after_h``: ghosts have no label).
     """
     subs = _prepare_subscriptions(subscriptions)
-    prepared = _prepare_events(events, subs.tokens) if events is not None else None
+    prepared = _prepare_activity(events, subs.tokens) if events is not None else None
     return _labels_at(subs, to_utc(cutoff), _check_horizon(horizon), prepared, ghost_after_h)
 
 
 def build_training_set(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # the stage's inputs
-    events: pd.DataFrame,
+    events: Activity,
     subscriptions: pd.DataFrame,
     cutoffs: Iterable[datetime | str | pd.Timestamp],
     horizon: float = DEFAULT_HORIZON_HOURS,
@@ -489,7 +649,7 @@ def build_training_set(  # pylint: disable=too-many-arguments,too-many-positiona
     if not stamps:
         raise ValueError("at least one cutoff is needed")
     subs = _prepare_subscriptions(subscriptions)
-    prepared = _prepare_events(events, subs.tokens)
+    prepared = _prepare_activity(events, subs.tokens)
     parts = []
     for cutoff in stamps:
         features = _features_at(prepared, subs, cutoff, windows_h, ghost_after_h)
@@ -499,7 +659,7 @@ def build_training_set(  # pylint: disable=too-many-arguments,too-many-positiona
 
 
 def ghost_customers(
-    events: pd.DataFrame,
+    events: Activity,
     subscriptions: pd.DataFrame,
     cutoff: datetime | str | pd.Timestamp,
     ghost_after_h: float = GHOST_AFTER_HOURS,
@@ -513,7 +673,7 @@ def ghost_customers(
     subs = _prepare_subscriptions(subscriptions)
     cutoff_ns = np.int64(to_utc(cutoff).value)
     state = _state_at(subs, cutoff_ns)
-    last_heard = _last_heard_ns(_prepare_events(events, subs.tokens), state, cutoff_ns)
+    last_heard = _last_heard_ns(_prepare_activity(events, subs.tokens), state, cutoff_ns)
     silent_h = (cutoff_ns - last_heard) / float(_HOUR)
     ghost = silent_h > ghost_after_h
     return pd.DataFrame(
@@ -525,11 +685,17 @@ def ghost_customers(
     )
 
 
-def data_span(events: pd.DataFrame, subscriptions: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timestamp]:
+def _event_times(events: Activity) -> np.ndarray:
+    """The earliest and latest event times of hourly pre-aggregates' rows, or every event's time."""
+    if isinstance(events, HourlyActivity):
+        times = [events.table.column(name).cast(pa.timestamp("ns", tz="UTC")) for name in ("first_time", "last_time")]
+        return np.concatenate([time.cast(pa.int64()).fill_null(_NAT).to_numpy() for time in times])
+    return _utc_ns(events["event_time"], "event_time")
+
+
+def data_span(events: Activity, subscriptions: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timestamp]:
     """First and last timestamp seen in the tables (events' times and records' ``updated_at``)."""
-    stamps = np.concatenate(
-        [_utc_ns(events["event_time"], "event_time"), _utc_ns(subscriptions["updated_at"], "updated_at")]
-    )
+    stamps = np.concatenate([_event_times(events), _utc_ns(subscriptions["updated_at"], "updated_at")])
     stamps = stamps[stamps != _NAT]
     if stamps.size == 0:
         raise InsufficientData("the tables hold no timestamps: nothing to train on")
@@ -537,7 +703,7 @@ def data_span(events: pd.DataFrame, subscriptions: pd.DataFrame) -> tuple[pd.Tim
 
 
 def choose_cutoffs(
-    events: pd.DataFrame,
+    events: Activity,
     subscriptions: pd.DataFrame,
     horizon: float = DEFAULT_HORIZON_HOURS,
     step_h: int = TRAINING_DEFAULTS["cutoff_step_hours"],

@@ -45,6 +45,7 @@ from churnops.training.features import (
     DEFAULT_HORIZON_HOURS,
     DEFAULT_WINDOWS_HOURS,
     LABEL,
+    Activity,
     InsufficientData,
     build_training_set,
     data_span,
@@ -82,7 +83,7 @@ class MaturedPerformance:
 
 
 def matured_cutoffs(
-    events: pd.DataFrame, subscriptions: pd.DataFrame, since: Any, horizon_h: float, step_h: int = 1
+    events: Activity, subscriptions: pd.DataFrame, since: Any, horizon_h: float, step_h: int = 1
 ) -> list[pd.Timestamp]:
     """Hourly cutoffs from ``since`` (rounded up to the hour) whose label window ends by the end of the data (rounded
     up to the hour, as for training)."""
@@ -112,7 +113,7 @@ def precision_at_k(frame: pd.DataFrame, probability: np.ndarray, k_share: float)
 
 def matured_performance(  # pylint: disable=too-many-arguments  # the data, the model and the period's terms
     model: Any,
-    events: pd.DataFrame,
+    events: Activity,
     subscriptions: pd.DataFrame,
     since: Any,
     *,

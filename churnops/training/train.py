@@ -41,6 +41,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import Pipeline
 
+from churnops.data import aggregates
 from churnops.data.versioning import DataRepository, open_repository
 from churnops.data.versioning.base import DEFAULT_BRANCH
 from churnops.errors import DataContractError
@@ -69,6 +70,8 @@ from churnops.training.features import (
     EVENT_COLUMNS,
     GHOST_AFTER_HOURS,
     LABEL,
+    Activity,
+    HourlyActivity,
     InsufficientData,
     build_training_set,
     choose_cutoffs,
@@ -128,23 +131,47 @@ def load_tables(repo: DataRepository, data_commit: str) -> tuple[pd.DataFrame, p
     return events_frame, subscriptions
 
 
+def load_activity(repo: DataRepository, data_commit: str) -> tuple[Activity, pd.DataFrame]:
+    """The events at a commit as their hourly pre-aggregates (:mod:`churnops.data.aggregates`) when every events
+    partition there has them, else the raw events (:func:`load_tables`, e.g. a commit older than the aggregates);
+    and the subscriptions. Features from either are the same (see :class:`HourlyActivity`)."""
+    listed = repo.list_paths(data_commit, aggregates.EVENTS_PREFIX)
+    listed += repo.list_paths(data_commit, f"{aggregates.AGGREGATES_PREFIX}{aggregates.EVENTS_PREFIX}")
+    if not aggregates.covered(listed):
+        return load_tables(repo, data_commit)
+    hourly = repo.read_table(data_commit, f"{aggregates.AGGREGATES_PREFIX}{aggregates.EVENTS_PREFIX}")
+    return HourlyActivity(hourly), repo.read_table(data_commit, "subscriptions/").to_pandas()
+
+
+def event_count(events: Activity) -> int:
+    """How many events ``events`` holds (raw or pre-aggregated)."""
+    return events.events if isinstance(events, HourlyActivity) else len(events)
+
+
 @dataclass(frozen=True)
 class PublishedData:
     """The published tables at one commit and what its metadata says about them."""
 
     commit: str
-    events: pd.DataFrame
+    events: Activity
     subscriptions: pd.DataFrame
     schema_versions: str
     tokenizer_key_id: str
 
 
 def published_at(repo: DataRepository, ref: str | None) -> PublishedData:
-    """The published tables at ``ref`` (a commit id or branch; None = ``main``), resolved to its commit."""
+    """The published tables at ``ref`` (a commit id or branch; None = ``main``), resolved to its commit; the events
+    as their hourly pre-aggregates when the commit has them for every partition (:func:`load_activity`)."""
     commit = repo.resolve(ref or DEFAULT_BRANCH)
     recorded = repo.commit_info(commit).metadata
-    events, subscriptions = load_tables(repo, commit)
-    logger.info("data commit %s: %d events, %d subscription records", commit, len(events), len(subscriptions))
+    events, subscriptions = load_activity(repo, commit)
+    logger.info(
+        "data commit %s: %d events%s, %d subscription records",
+        commit,
+        event_count(events),
+        " (from hourly pre-aggregates)" if isinstance(events, HourlyActivity) else "",
+        len(subscriptions),
+    )
     return PublishedData(
         commit,
         events,
@@ -154,7 +181,7 @@ def published_at(repo: DataRepository, ref: str | None) -> PublishedData:
     )
 
 
-def build_splits(events: pd.DataFrame, subscriptions: pd.DataFrame, config: TrainingConfig) -> dict[str, pd.DataFrame]:
+def build_splits(events: Activity, subscriptions: pd.DataFrame, config: TrainingConfig) -> dict[str, pd.DataFrame]:
     """Feature/label frames per split (train, validation, test): split by cutoff time with a label horizon
     between splits (:func:`split_by_time`), and the held-out customers (``config.holdout_share``, by id)
     left out of train; validation and test keep every customer."""
@@ -327,7 +354,7 @@ def alert_ghosts(
 
 def begin_training(  # pylint: disable=too-many-arguments  # the stage's inputs, plus the key id as a keyword
     settings: Settings,
-    events: pd.DataFrame,
+    events: Activity,
     subscriptions: pd.DataFrame,
     data_commit: str,
     seed: int = 42,
@@ -379,7 +406,8 @@ def begin_training(  # pylint: disable=too-many-arguments  # the stage's inputs,
         features_uri = parent.data.tags.get("features_uri", "")
         if not features_uri:
             for table_input in (
-                dataset(settings, data_commit, "events/", events),
+                # the events' schema, when they were read raw (pre-aggregates are derived from them in the same commit)
+                dataset(settings, data_commit, "events/", events if isinstance(events, pd.DataFrame) else None),
                 dataset(settings, data_commit, "subscriptions/", subscriptions),
             ):
                 mlflow.log_input(table_input, context="training")
@@ -680,7 +708,7 @@ def reproduced_version(settings: Settings, lineage: dict[str, str]) -> str | Non
 
 def train_on_frames(  # pylint: disable=too-many-arguments  # the stage's inputs, plus the key id as a keyword
     settings: Settings,
-    events: pd.DataFrame,
+    events: Activity,
     subscriptions: pd.DataFrame,
     data_commit: str,
     seed: int = 42,
