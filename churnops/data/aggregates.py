@@ -26,6 +26,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from churnops.data import schema
@@ -64,58 +65,72 @@ def is_events_partition(path: str) -> bool:
     return path.startswith(EVENTS_PREFIX) and path.endswith(".parquet")
 
 
-def _strings(column: pa.ChunkedArray | pa.Array) -> pd.Series:
+def string_codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Integer codes (-1 for a missing value) and the dictionary of a string column, in first-seen order."""
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
-    return pd.Series(column.to_pandas(), dtype="string")
+    encoded = pc.dictionary_encode(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
+    codes: np.ndarray = encoded.indices.fill_null(-1).to_numpy().astype(np.int64)
+    return codes, encoded.dictionary.cast(pa.string())
+
+
+def _floats(column: pa.ChunkedArray) -> np.ndarray:
+    """A numeric column as float64, NaN where missing."""
+    values: np.ndarray = pc.cast(column, pa.float64()).to_numpy()
+    return values
 
 
 def hourly_aggregates(events: pa.Table) -> pa.Table:
     """The aggregates of ``events`` (published events; at least :data:`SOURCE_COLUMNS`): see the module doc.
 
-    Rows are sorted by customer token and hour.
+    Rows are sorted by customer token and hour; each row's sessions in the order they first appear.
     """
-    token = _strings(events.column("customer_token"))
-    stamps = pd.to_datetime(events.column("event_time").to_pandas(), utc=True)
-    keep = (token.notna() & stamps.notna()).to_numpy()
-    time_ns = stamps.dt.as_unit("ns").to_numpy(dtype="datetime64[ns]").view(np.int64)[keep]
-    customer_codes, tokens = pd.factorize(token[keep], sort=True)
-    customer = customer_codes.astype(np.int64)
-    hour = time_ns - time_ns % _HOUR_NS
-    kind = pd.Categorical(_strings(events.column("event_type"))[keep], categories=schema.EVENT_TYPES).codes
-    duration = pd.to_numeric(events.column("duration_s").to_pandas()[keep], errors="coerce").to_numpy(np.float64)
-    amount = pd.to_numeric(events.column("amount").to_pandas()[keep], errors="coerce").to_numpy(np.float64)
+    token_codes, token_values = string_codes(events.column("customer_token"))
+    # customer codes in token order, so rows sort by token
+    rank = np.empty(len(token_values), dtype=np.int64)
+    rank[pc.array_sort_indices(token_values).to_numpy()] = np.arange(len(token_values))
+    times = pc.cast(events.column("event_time"), pa.timestamp("ns", tz="UTC")).cast(pa.int64())
+    keep = (token_codes >= 0) & pc.is_valid(times).to_numpy(zero_copy_only=False)
+    time_ns = times.fill_null(0).to_numpy()[keep]
+    customer = rank[token_codes[keep]]
+    hour = time_ns // _HOUR_NS
+    first_hour = int(hour.min()) if hour.size else 0
+    span = int(hour.max()) - first_hour + 1 if hour.size else 1
+    keys, group = np.unique(customer * np.int64(span) + (hour - first_hour), return_inverse=True)
+    group = group.reshape(-1)
+    n_groups = keys.size
+    group_customer, group_hour = np.divmod(keys, np.int64(span))
+    type_codes, type_values = string_codes(events.column("event_type"))
+    # the position of each type among EVENT_TYPES (-1 for another type), then -1 for a missing type (code -1)
+    type_index = np.append(pd.Index(schema.EVENT_TYPES).get_indexer(type_values.to_pylist()), -1)
+    kind = type_index[type_codes[keep]]
+    typed = kind >= 0
+    n_types = len(schema.EVENT_TYPES)
+    per_type = np.bincount(group[typed] * n_types + kind[typed], minlength=n_groups * n_types).reshape(-1, n_types)
+    duration = _floats(events.column("duration_s"))[keep]
     timed = ~np.isnan(duration)
-    frame = pd.DataFrame(
-        {
-            "customer": customer,
-            "hour": hour,
-            "events": 1,
-            **{name: (kind == code).astype(np.int32) for code, name in enumerate(TYPE_COLUMNS)},
-            "duration_sum": np.where(timed, duration, 0.0),
-            "duration_n": timed.astype(np.int32),
-            "amount_sum": np.nan_to_num(amount, nan=0.0),
-            "first_time": time_ns,
-            "last_time": time_ns,
-        }
-    )
-    sums = ["events", *TYPE_COLUMNS, "duration_sum", "duration_n", "amount_sum"]
-    grouped = frame.groupby(["customer", "hour"], sort=True)
-    rows = grouped[sums].sum().join(grouped["first_time"].min()).join(grouped["last_time"].max())
-    session = _strings(events.column("session_id"))[keep].to_numpy(dtype=object, na_value=None)
-    listed = pd.DataFrame({"customer": customer, "hour": hour, "session": session}).dropna(subset=["session"])
-    listed = listed.drop_duplicates().groupby(["customer", "hour"], sort=True)["session"].agg(list)
-    sessions = listed.reindex(rows.index).to_numpy()
-    customers = rows.index.get_level_values("customer").to_numpy()
+    amount = np.nan_to_num(_floats(events.column("amount"))[keep], nan=0.0)
+    first_time = np.full(n_groups, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_time, group, time_ns)
+    last_time = np.full(n_groups, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(last_time, group, time_ns)
+    session_codes, session_values = string_codes(events.column("session_id"))
+    session = session_codes[keep]
+    listed = session >= 0
+    pairs = np.unique(group[listed] * np.int64(max(len(session_values), 1)) + session[listed])
+    pair_group, pair_session = np.divmod(pairs, np.int64(max(len(session_values), 1)))
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(pair_group, minlength=n_groups))]).astype(np.int32)
     columns: dict[str, pa.Array] = {
-        "customer_token": pa.array(np.asarray(tokens, dtype=object)[customers], pa.string()),
-        "hour": pa.array(rows.index.get_level_values("hour").to_numpy(np.int64), pa.int64()),
-        **{name: pa.array(rows[name].to_numpy(np.int32)) for name in ("events", *TYPE_COLUMNS, "duration_n")},
-        "duration_sum": pa.array(rows["duration_sum"].to_numpy(np.float64)),
-        "amount_sum": pa.array(rows["amount_sum"].to_numpy(np.float64)),
-        "first_time": pa.array(rows["first_time"].to_numpy(np.int64)),
-        "last_time": pa.array(rows["last_time"].to_numpy(np.int64)),
-        "sessions": pa.array([value if isinstance(value, list) else [] for value in sessions], pa.list_(pa.string())),
+        "customer_token": pc.take(token_values, pc.array_sort_indices(token_values)).take(pa.array(group_customer)),
+        "hour": pa.array((group_hour + first_hour) * _HOUR_NS, pa.int64()),
+        "events": pa.array(np.bincount(group, minlength=n_groups)),
+        **{name: pa.array(per_type[:, i]) for i, name in enumerate(TYPE_COLUMNS)},
+        "duration_sum": pa.array(np.bincount(group[timed], weights=duration[timed], minlength=n_groups)),
+        "duration_n": pa.array(np.bincount(group[timed], minlength=n_groups)),
+        "amount_sum": pa.array(np.bincount(group, weights=amount, minlength=n_groups)),
+        "first_time": pa.array(first_time),
+        "last_time": pa.array(last_time),
+        "sessions": pa.ListArray.from_arrays(pa.array(offsets), session_values.take(pa.array(pair_session))),
     }
     arrays = [columns[field.name].cast(field.type) for field in AGGREGATE_SCHEMA]
     return pa.Table.from_arrays(arrays, schema=AGGREGATE_SCHEMA)

@@ -31,9 +31,9 @@ from churnops.model.scoring import load_model
 from churnops.model.spec import FeatureSpec
 from churnops.platform.buildinfo import git_sha
 from churnops.platform.settings import Settings
-from churnops.training.features import GHOST_AFTER_HOURS, build_features, data_span
+from churnops.training.features import GHOST_AFTER_HOURS, Activity, build_features, data_span
 from churnops.training.resolve import resolve_model
-from churnops.training.train import load_tables
+from churnops.training.train import load_activity
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class ScoringResult:
     commit_id: str
 
 
-def scoring_cutoff(events: pd.DataFrame, subscriptions: pd.DataFrame) -> pd.Timestamp:
+def scoring_cutoff(events: Activity, subscriptions: pd.DataFrame) -> pd.Timestamp:
     """The hour after the last timestamp in the tables: features then use every row of the commit."""
     _, end = data_span(events, subscriptions)
     return end.floor("h") + pd.Timedelta(hours=1)
@@ -125,7 +125,7 @@ def score_customers(
     repo = repo or open_repository(settings)
     data_commit = repo.resolve(data_ref)
     model, spec, version, rule = load_registered_model(settings, version or alias)
-    events, subscriptions = load_tables(repo, data_commit)
+    events, subscriptions = load_activity(repo, data_commit)  # hourly pre-aggregates when the commit has them
     cutoff = scoring_cutoff(events, subscriptions)
     features = build_features(events, subscriptions, cutoff, spec.windows_h, ghost_after_h=GHOST_AFTER_HOURS)
     if features.empty:

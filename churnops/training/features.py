@@ -363,23 +363,15 @@ def _prepare_events(events: pd.DataFrame, universe: pd.Index) -> _Events:
     )
 
 
-def _dictionary_codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Array]:
-    """Integer codes (-1 for a missing value) and the dictionary of a string column."""
-    encoded = pc.dictionary_encode(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
-    codes: np.ndarray = encoded.indices.to_numpy(zero_copy_only=False)
-    if encoded.null_count:
-        codes = np.where(encoded.is_valid().to_numpy(zero_copy_only=False), codes, -1)
-    return codes.astype(np.int64), encoded.dictionary
-
-
 def _prepare_hourly(activity: HourlyActivity, universe: pd.Index) -> _Hourly:
     table = activity.table
     missing = [name for name in aggregates.AGGREGATE_SCHEMA.names if name not in table.column_names]
     if missing:
         raise UnusableTable(f"aggregates table is missing required columns: {missing}")
-    codes, tokens = _dictionary_codes(table.column("customer_token"))
-    in_universe = universe.get_indexer(pd.Index(tokens.to_pandas()).astype(str)).astype(np.int64)
-    customer = np.where(codes >= 0, in_universe[np.maximum(codes, 0)], -1)
+    codes, tokens = aggregates.string_codes(table.column("customer_token"))
+    # the position of each token in the universe (-1 when absent), then -1 for a missing token (code -1)
+    in_universe = np.append(universe.get_indexer(pd.Index(tokens.to_pandas()).astype(str)), -1).astype(np.int64)
+    customer = in_universe[codes]
     keep = customer >= 0
 
     def column(name: str, dtype: type) -> np.ndarray:
@@ -392,7 +384,7 @@ def _prepare_hourly(activity: HourlyActivity, universe: pd.Index) -> _Hourly:
 
     count_columns = ["events", *aggregates.TYPE_COLUMNS]
     sessions = table.column("sessions").combine_chunks()
-    session, _ = _dictionary_codes(pc.list_flatten(sessions))
+    session, _ = aggregates.string_codes(pc.list_flatten(sessions))
     kept_rows = np.cumsum(keep) - 1  # a kept row's position among the kept rows
     session_row = pc.list_parent_indices(sessions).to_numpy().astype(np.int64)
     listed = keep[session_row] & (session >= 0)
