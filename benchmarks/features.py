@@ -169,7 +169,7 @@ def raw_events(args: argparse.Namespace) -> None:
         print(f"{name:44} {seconds:8.3f} {len(events) / seconds / 1e6:11.2f}")
     print(f"feature matrix: {features.shape[0]:,} rows x {features.shape[1] - 2} features")
     print(
-        f"ratio build_features / groupby (raw events): {features_s / groupby_s:.2f}x the time (the raw path, kept for recomputation)"
+        f"ratio build_features / groupby (raw events): {features_s / groupby_s:.2f}x the time (no target: the raw path)"
     )
     print(f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from churnops.data import schema
+from churnops.data.contract import arrow_call
 from churnops.data.versioning import DataRepository
 
 AGGREGATES_PREFIX = "aggregates/"
@@ -69,7 +71,9 @@ def string_codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Arr
     """Integer codes (-1 for a missing value) and the dictionary of a string column, in first-seen order."""
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
-    encoded = pc.dictionary_encode(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
+    encoded = arrow_call(
+        "dictionary_encode", column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    )
     codes: np.ndarray = encoded.indices.fill_null(-1).to_numpy().astype(np.int64)
     return codes, encoded.dictionary.cast(pa.string())
 
@@ -80,49 +84,81 @@ def _floats(column: pa.ChunkedArray) -> np.ndarray:
     return values
 
 
+@dataclass(frozen=True)
+class _Groups:
+    """The (customer, hour) groups of the events that have both: per kept event its group, per group its key."""
+
+    keep: np.ndarray  # per event: it has a customer token and an event time
+    time_ns: np.ndarray  # per kept event
+    group: np.ndarray  # per kept event: its group
+    tokens: pa.Array  # per group: the customer token
+    hour_ns: np.ndarray  # per group: the hour's start
+
+
+def _groups(events: pa.Table) -> _Groups:
+    token_codes, token_values = string_codes(events.column("customer_token"))
+    by_token = arrow_call("array_sort_indices", token_values)
+    rank = np.empty(len(token_values), dtype=np.int64)  # customer codes in token order, so groups sort by token
+    rank[by_token.to_numpy()] = np.arange(len(token_values))
+    times = pc.cast(events.column("event_time"), pa.timestamp("ns", tz="UTC")).cast(pa.int64())
+    keep = (token_codes >= 0) & arrow_call("is_valid", times).to_numpy(zero_copy_only=False)
+    time_ns = times.fill_null(0).to_numpy()[keep]
+    hour = time_ns // _HOUR_NS
+    first_hour = int(hour.min()) if hour.size else 0
+    span = np.int64(int(hour.max()) - first_hour + 1 if hour.size else 1)
+    keys, group = np.unique(rank[token_codes[keep]] * span + (hour - first_hour), return_inverse=True)
+    customer, hour_offset = np.divmod(keys, span)
+    return _Groups(
+        keep=keep,
+        time_ns=time_ns,
+        group=group.reshape(-1),
+        tokens=token_values.take(by_token).take(pa.array(customer)),
+        hour_ns=(hour_offset + first_hour) * _HOUR_NS,
+    )
+
+
+def _per_type(events: pa.Table, groups: _Groups) -> np.ndarray:
+    """Events per group and type of :data:`schema.EVENT_TYPES` (groups x types)."""
+    type_codes, type_values = string_codes(events.column("event_type"))
+    # the position of each type among EVENT_TYPES (-1 for another type), then -1 for a missing type (code -1)
+    type_index = np.append(pd.Index(schema.EVENT_TYPES).get_indexer(type_values.to_pylist()), -1)
+    kind = type_index[type_codes[groups.keep]]
+    typed = kind >= 0
+    n_types, n_groups = len(schema.EVENT_TYPES), len(groups.hour_ns)
+    counts = np.bincount(groups.group[typed] * n_types + kind[typed], minlength=n_groups * n_types)
+    return counts.reshape(n_groups, n_types)
+
+
+def _session_lists(events: pa.Table, groups: _Groups) -> pa.ListArray:
+    """Per group: its distinct session ids."""
+    codes, values = string_codes(events.column("session_id"))
+    session = codes[groups.keep]
+    listed = session >= 0
+    width = np.int64(max(len(values), 1))
+    pair_group, pair_session = np.divmod(np.unique(groups.group[listed] * width + session[listed]), width)
+    lengths = np.bincount(pair_group, minlength=len(groups.hour_ns))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), values.take(pa.array(pair_session)))
+
+
 def hourly_aggregates(events: pa.Table) -> pa.Table:
     """The aggregates of ``events`` (published events; at least :data:`SOURCE_COLUMNS`): see the module doc.
 
     Rows are sorted by customer token and hour; each row's sessions in the order they first appear.
     """
-    token_codes, token_values = string_codes(events.column("customer_token"))
-    # customer codes in token order, so rows sort by token
-    rank = np.empty(len(token_values), dtype=np.int64)
-    rank[pc.array_sort_indices(token_values).to_numpy()] = np.arange(len(token_values))
-    times = pc.cast(events.column("event_time"), pa.timestamp("ns", tz="UTC")).cast(pa.int64())
-    keep = (token_codes >= 0) & pc.is_valid(times).to_numpy(zero_copy_only=False)
-    time_ns = times.fill_null(0).to_numpy()[keep]
-    customer = rank[token_codes[keep]]
-    hour = time_ns // _HOUR_NS
-    first_hour = int(hour.min()) if hour.size else 0
-    span = int(hour.max()) - first_hour + 1 if hour.size else 1
-    keys, group = np.unique(customer * np.int64(span) + (hour - first_hour), return_inverse=True)
-    group = group.reshape(-1)
-    n_groups = keys.size
-    group_customer, group_hour = np.divmod(keys, np.int64(span))
-    type_codes, type_values = string_codes(events.column("event_type"))
-    # the position of each type among EVENT_TYPES (-1 for another type), then -1 for a missing type (code -1)
-    type_index = np.append(pd.Index(schema.EVENT_TYPES).get_indexer(type_values.to_pylist()), -1)
-    kind = type_index[type_codes[keep]]
-    typed = kind >= 0
-    n_types = len(schema.EVENT_TYPES)
-    per_type = np.bincount(group[typed] * n_types + kind[typed], minlength=n_groups * n_types).reshape(-1, n_types)
-    duration = _floats(events.column("duration_s"))[keep]
+    groups = _groups(events)
+    group, n_groups = groups.group, len(groups.hour_ns)
+    per_type = _per_type(events, groups)
+    duration = _floats(events.column("duration_s"))[groups.keep]
     timed = ~np.isnan(duration)
-    amount = np.nan_to_num(_floats(events.column("amount"))[keep], nan=0.0)
+    amount = np.nan_to_num(_floats(events.column("amount"))[groups.keep], nan=0.0)
     first_time = np.full(n_groups, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first_time, group, time_ns)
+    np.minimum.at(first_time, group, groups.time_ns)
     last_time = np.full(n_groups, np.iinfo(np.int64).min, dtype=np.int64)
-    np.maximum.at(last_time, group, time_ns)
-    session_codes, session_values = string_codes(events.column("session_id"))
-    session = session_codes[keep]
-    listed = session >= 0
-    pairs = np.unique(group[listed] * np.int64(max(len(session_values), 1)) + session[listed])
-    pair_group, pair_session = np.divmod(pairs, np.int64(max(len(session_values), 1)))
-    offsets = np.concatenate([[0], np.cumsum(np.bincount(pair_group, minlength=n_groups))]).astype(np.int32)
+    np.maximum.at(last_time, group, groups.time_ns)
     columns: dict[str, pa.Array] = {
-        "customer_token": pc.take(token_values, pc.array_sort_indices(token_values)).take(pa.array(group_customer)),
-        "hour": pa.array((group_hour + first_hour) * _HOUR_NS, pa.int64()),
+        "customer_token": groups.tokens,
+        "hour": pa.array(groups.hour_ns, pa.int64()),
         "events": pa.array(np.bincount(group, minlength=n_groups)),
         **{name: pa.array(per_type[:, i]) for i, name in enumerate(TYPE_COLUMNS)},
         "duration_sum": pa.array(np.bincount(group[timed], weights=duration[timed], minlength=n_groups)),
@@ -130,7 +166,7 @@ def hourly_aggregates(events: pa.Table) -> pa.Table:
         "amount_sum": pa.array(np.bincount(group, weights=amount, minlength=n_groups)),
         "first_time": pa.array(first_time),
         "last_time": pa.array(last_time),
-        "sessions": pa.ListArray.from_arrays(pa.array(offsets), session_values.take(pa.array(pair_session))),
+        "sessions": _session_lists(events, groups),
     }
     arrays = [columns[field.name].cast(field.type) for field in AGGREGATE_SCHEMA]
     return pa.Table.from_arrays(arrays, schema=AGGREGATE_SCHEMA)

@@ -27,9 +27,9 @@ from typing import Any, TypeAlias
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from churnops.data import aggregates, schema
+from churnops.data.contract import arrow_call
 from churnops.errors import ChurnopsError, DataContractError
 from churnops.model.spec import FeatureSpec
 from churnops.platform.settings import TRAINING_DEFAULTS
@@ -229,7 +229,7 @@ class HourlyActivity:
     @property
     def events(self) -> int:
         """How many events the rows aggregate."""
-        return int(pc.sum(self.table.column("events")).as_py() or 0)
+        return int(arrow_call("sum", self.table.column("events")).as_py() or 0)
 
 
 Activity: TypeAlias = pd.DataFrame | HourlyActivity  # the events, raw or as hourly pre-aggregates
@@ -283,15 +283,13 @@ class _Hourly:
 
     customer: np.ndarray  # int64 code into the subscription universe
     stamp_ns: np.ndarray  # int64: the hour (its start) the row aggregates
-    counts: np.ndarray  # (rows, 1 + len(EVENT_TYPES)) float64: events, then events per type
+    counts: np.ndarray  # (rows, 1 + len(EVENT_TYPES)) int32: events, then events per type
     duration_sum: np.ndarray  # float64
-    duration_n: np.ndarray  # float64
+    duration_n: np.ndarray  # int32
     amount_sum: np.ndarray  # float64
     earliest_ns: np.ndarray  # int64: first event time in the row
     latest_ns: np.ndarray  # int64: last event time in the row
-    session_row: np.ndarray  # int64: for each listed session, its row
-    session: np.ndarray  # int64: for each listed session, its code
-    n_sessions: int
+    sessions: pa.ListArray  # per row: its session ids (encoded per window: most rows are in no window)
 
     def check_cutoff(self, cutoff_ns: np.int64) -> None:
         """Hourly rows answer for a cutoff on an hour boundary only (windows are whole hours)."""
@@ -313,9 +311,12 @@ class _Hourly:
         customer = self.customer[selected]
         counts = self.counts[selected]
         sums = [np.bincount(customer, weights=counts[:, i], minlength=n_customers) for i in range(counts.shape[1])]
-        listed = selected[self.session_row]
-        pairs = pd.unique(self.customer[self.session_row[listed]] * np.int64(self.n_sessions) + self.session[listed])
-        sessions = np.bincount(pairs // self.n_sessions, minlength=n_customers).astype(np.float64)
+        chosen = self.sessions.filter(pa.array(selected))
+        session, values = aggregates.string_codes(arrow_call("list_flatten", chosen))
+        row = arrow_call("list_parent_indices", chosen).to_numpy().astype(np.int64)
+        width = np.int64(max(len(values), 1))
+        pairs = pd.unique(customer[row] * width + session)
+        sessions = np.bincount(pairs // width, minlength=n_customers).astype(np.float64)
         duration_sum = np.bincount(customer, weights=self.duration_sum[selected], minlength=n_customers)
         duration_n = np.bincount(customer, weights=self.duration_n[selected], minlength=n_customers)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -375,31 +376,26 @@ def _prepare_hourly(activity: HourlyActivity, universe: pd.Index) -> _Hourly:
     keep = customer >= 0
 
     def column(name: str, dtype: type) -> np.ndarray:
-        values: np.ndarray = table.column(name).to_numpy().astype(dtype)[keep]
+        values: np.ndarray = table.column(name).to_numpy()[keep].astype(dtype, copy=False)
         return values
 
     def stamps(name: str) -> np.ndarray:
         values: np.ndarray = table.column(name).cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_numpy()[keep]
         return values
 
-    count_columns = ["events", *aggregates.TYPE_COLUMNS]
-    sessions = table.column("sessions").combine_chunks()
-    session, _ = aggregates.string_codes(pc.list_flatten(sessions))
-    kept_rows = np.cumsum(keep) - 1  # a kept row's position among the kept rows
-    session_row = pc.list_parent_indices(sessions).to_numpy().astype(np.int64)
-    listed = keep[session_row] & (session >= 0)
+    counts = np.empty((int(keep.sum()), 1 + len(aggregates.TYPE_COLUMNS)), dtype=np.int32)
+    for i, name in enumerate(["events", *aggregates.TYPE_COLUMNS]):
+        counts[:, i] = column(name, np.int32)
     return _Hourly(
         customer=customer[keep],
         stamp_ns=stamps("hour"),
-        counts=np.column_stack([column(name, np.float64) for name in count_columns]),
+        counts=counts,
         duration_sum=column("duration_sum", np.float64),
-        duration_n=column("duration_n", np.float64),
+        duration_n=column("duration_n", np.int32),
         amount_sum=column("amount_sum", np.float64),
         earliest_ns=stamps("first_time"),
         latest_ns=stamps("last_time"),
-        session_row=kept_rows[session_row[listed]],
-        session=session[listed],
-        n_sessions=max(int(session.max(initial=-1)) + 1, 1),
+        sessions=table.column("sessions").combine_chunks().filter(pa.array(keep)),
     )
 
 
@@ -478,12 +474,17 @@ def _observed_hours(ev: _Events | _Hourly, subs: _Subscriptions, before: np.ndar
     return np.maximum((cutoff_ns - first_ns) / float(_HOUR), 1.0)
 
 
-def _last_heard_ns(ev: _Events | _Hourly, state: pd.DataFrame, cutoff_ns: np.int64) -> np.ndarray:
+def _latest_event_ns(ev: _Events | _Hourly, before: np.ndarray, n_customers: int) -> np.ndarray:
+    """Per customer code: the latest event time of the rows selected by ``before`` (``_NAT`` when there is none)."""
+    latest = np.full(n_customers, _NAT, dtype=np.int64)
+    np.maximum.at(latest, ev.customer[before], ev.latest_ns[before])
+    return latest
+
+
+def _last_heard_ns(ev: _Events | _Hourly, subs: _Subscriptions, state: pd.DataFrame, cutoff_ns: np.int64) -> np.ndarray:
     """Per state row: the latest event or known record of the customer before the cutoff (int64 ns)."""
     ev.check_cutoff(cutoff_ns)
-    before = ev.stamp_ns < cutoff_ns
-    last_event = pd.Series(ev.latest_ns[before]).groupby(ev.customer[before]).max()
-    events_ns = last_event.reindex(state["_code"].to_numpy(), fill_value=_NAT).to_numpy()
+    events_ns = _latest_event_ns(ev, ev.stamp_ns < cutoff_ns, len(subs.tokens))[state["_code"].to_numpy()]
     latest: np.ndarray = np.maximum(events_ns, state["_updated_ns"].to_numpy())
     return latest
 
@@ -496,7 +497,7 @@ def _population(
     state = _state_at(subs, cutoff_ns)
     if ghost_after_h is None or ev is None:
         return state
-    silent_since = _last_heard_ns(ev, state, cutoff_ns)
+    silent_since = _last_heard_ns(ev, subs, state, cutoff_ns)
     heard = cutoff_ns - silent_since <= np.int64(round(ghost_after_h * _HOUR))
     return state[heard].reset_index(drop=True)
 
@@ -537,9 +538,9 @@ def _features_at(
     before = ev.stamp_ns < cutoff_ns  # strictly before the cutoff
 
     columns: dict[str, Any] = {"customer_token": state["customer_token"].astype(str).to_numpy(), "cutoff": cutoff}
-    last_seen = pd.Series(ev.latest_ns[before]).groupby(ev.customer[before]).max()
+    last_seen = _latest_event_ns(ev, before, n_customers)[rows]
     # the difference in integer nanoseconds: as float64 an event 1 ns before the cutoff would read as 0 h
-    since_last_ns = (cutoff_ns - last_seen).reindex(rows).to_numpy(dtype=np.float64)
+    since_last_ns = np.where(last_seen != _NAT, (cutoff_ns - last_seen).astype(np.float64), np.nan)
     columns["recency_h"] = since_last_ns / float(_HOUR)
     columns.update(_subscription_columns(state, cutoff_ns))
     for window in windows:
@@ -665,7 +666,7 @@ def ghost_customers(
     subs = _prepare_subscriptions(subscriptions)
     cutoff_ns = np.int64(to_utc(cutoff).value)
     state = _state_at(subs, cutoff_ns)
-    last_heard = _last_heard_ns(_prepare_activity(events, subs.tokens), state, cutoff_ns)
+    last_heard = _last_heard_ns(_prepare_activity(events, subs.tokens), subs, state, cutoff_ns)
     silent_h = (cutoff_ns - last_heard) / float(_HOUR)
     ghost = silent_h > ghost_after_h
     return pd.DataFrame(

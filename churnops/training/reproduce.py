@@ -27,9 +27,12 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
+from churnops.data.contract import arrow_call
 from churnops.data.purge import commit_map
 from churnops.data.subjects import ERASURES_PREFIX, erasure_records
 from churnops.data.versioning import DataRepository, NotFoundError, ObjectExpired, open_repository
@@ -43,7 +46,7 @@ from churnops.training import train as training
 from churnops.training.config import REFIT_TAG, TrainingConfig
 from churnops.training.estimators import BASELINE, CHALLENGER, MODEL_ARTIFACT
 from churnops.training.featurefiles import feature_files
-from churnops.training.features import SPLITS, feature_spec
+from churnops.training.features import SPLITS, Activity, HourlyActivity, feature_spec
 from churnops.training.lineage import lineage_tags
 
 logger = logging.getLogger(__name__)
@@ -218,6 +221,17 @@ def _without_erased(frame: pd.DataFrame, tokens: set[str]) -> pd.DataFrame:
     return frame.loc[~frame["customer_token"].astype(object).isin(tokens)].reset_index(drop=True)
 
 
+def _events_without_erased(events: Activity, tokens: set[str]) -> Activity:
+    if not tokens or not isinstance(events, HourlyActivity):
+        return _without_erased(events, tokens) if isinstance(events, pd.DataFrame) else events
+    erased = arrow_call(
+        "is_in",
+        events.table.column("customer_token"),
+        options=pc.SetLookupOptions(pa.array(sorted(tokens), pa.string())),
+    )
+    return HourlyActivity(events.table.filter(arrow_call("invert", erased)))
+
+
 def _recorded_feature_files(
     settings: Settings, repo: DataRepository, parent: Run, rewritten: dict[str, str]
 ) -> dict[str, bytes]:
@@ -259,8 +273,9 @@ def _causes(original: dict[str, str], current: dict[str, str], parameters: list[
 
 def _data_without_erased(
     repo: DataRepository, data_commit: str, rewritten: dict[str, str]
-) -> tuple[str, pd.DataFrame, pd.DataFrame, list[str]]:
-    """The commit to retrain on, its tables without subjects erased since, and notes saying what that changed.
+) -> tuple[str, Activity, pd.DataFrame, list[str]]:
+    """The commit to retrain on, its tables without subjects erased since, and notes saying what that changed;
+    the events read as training reads them (:func:`churnops.training.train.load_activity`).
 
     A commit rewritten by an erasure purge is replaced by its rewritten form; subjects erased after
     the commit are left out whether the purge has run yet or not (docs/security.md).
@@ -276,7 +291,7 @@ def _data_without_erased(
     except NotFoundError as exc:
         raise NotFoundError(f"data commit {data_commit} no longer resolves: {exc}") from exc
     try:
-        events, subscriptions = training.load_tables(repo, commit)
+        events, subscriptions = training.load_activity(repo, commit)
     except ObjectExpired as exc:
         raise ObjectExpired(
             f"data commit {data_commit} cannot be read whole: an erasure purge deleted its objects that held erased "
@@ -285,7 +300,7 @@ def _data_without_erased(
     later = later_erasures(repo, commit)
     if later:
         tokens = {record["subject_token"] for record in later}
-        events, subscriptions = _without_erased(events, tokens), _without_erased(subscriptions, tokens)
+        events, subscriptions = _events_without_erased(events, tokens), _without_erased(subscriptions, tokens)
         notes.append(
             f"trained before {len(later)} erasure(s) "
             f"({', '.join(record['erasure_id'] for record in later)}): the erased subjects' rows "

@@ -41,12 +41,12 @@ one_event = st.tuples(
 )
 
 
-def _tables(rows: list[tuple], statuses: list[str]) -> tuple[pd.DataFrame, HourlyActivity, pd.DataFrame]:
+def _tables(rows: list[tuple], statuses_of: list[str]) -> tuple[pd.DataFrame, HourlyActivity, pd.DataFrame]:
     """The raw events, their pre-aggregates (each of up to three partitions aggregated alone, then concatenated
     as the lake's reader does) and the subscriptions of customers 0-4."""
     records = [
         record(f"c{i}", i, status=status, cancel_hours=30 if status == "cancelled" else None)
-        for i, status in enumerate(statuses)
+        for i, status in enumerate(statuses_of)
     ]
     frame = events_frame(
         [event(f"c{c}", 0, kind, session, duration, amount) for c, _, kind, session, duration, amount, _ in rows]
