@@ -21,19 +21,20 @@ from churnops.platform.settings import Settings
 from churnops.training.config import TrainingConfig
 from churnops.training.features import (
     GHOST_AFTER_HOURS,
+    Activity,
     build_features,
     data_span,
     feature_spec,
     ghost_customers,
 )
-from churnops.training.train import load_tables
+from churnops.training.train import load_activity
 
 logger = logging.getLogger(__name__)
 
 SILENT = "silent"  # the inactive status of a ghost: active by its records, silent beyond GHOST_AFTER_HOURS
 
 
-def latest_cutoff(events: pd.DataFrame, subscriptions: pd.DataFrame) -> pd.Timestamp:
+def latest_cutoff(events: Activity, subscriptions: pd.DataFrame) -> pd.Timestamp:
     """The end of the data, rounded up to the hour: every published event lies before it."""
     _, end = data_span(events, subscriptions)
     cutoff = end.ceil("h")
@@ -53,7 +54,7 @@ def inactive_customers(subscriptions: pd.DataFrame, active_tokens: pd.Index, cut
 
 
 def build_snapshot(
-    events: pd.DataFrame, subscriptions: pd.DataFrame, spec: FeatureSpec, cutoff: pd.Timestamp | None = None
+    events: Activity, subscriptions: pd.DataFrame, spec: FeatureSpec, cutoff: pd.Timestamp | None = None
 ) -> tuple[pd.DataFrame, pd.Series, pd.Timestamp]:
     """Feature rows (indexed by token) of customers active at ``cutoff`` (default: the latest), and the inactive.
 
@@ -82,7 +83,7 @@ def refresh_online_features(
     """
     repo = repo or open_repository(settings)
     commit = repo.resolve(data_commit or DEFAULT_BRANCH)
-    events, subscriptions = load_tables(repo, commit)
+    events, subscriptions = load_activity(repo, commit)  # as training reads it: hourly pre-aggregates when complete
     spec = feature_spec(TrainingConfig.from_settings(settings).windows_h)
     features, inactive, cutoff = build_snapshot(events, subscriptions, spec)
     snapshot = OnlineSnapshot(features, inactive, commit, cutoff, spec, commit_id="")
