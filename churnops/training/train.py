@@ -332,7 +332,7 @@ class TrainingSetup:
 
 
 def alert_ghosts(
-    sink: AlertSink, events: pd.DataFrame, subscriptions: pd.DataFrame, cutoff: pd.Timestamp, run_id: str | None = None
+    sink: AlertSink, events: Activity, subscriptions: pd.DataFrame, cutoff: pd.Timestamp, run_id: str | None = None
 ) -> int:
     """Emit a ``ghost_customers`` alert (a count, no identifier) when customers active by their records at
     ``cutoff`` have been silent for more than ``GHOST_AFTER_HOURS`` with no cancellation: training leaves them
