@@ -306,6 +306,9 @@ class IngestRun:
         self.repo = repo
         self.client = client
         self.tokenizer = tokenizer
+        self.tokens = tokenizer.remembering()
+        """What tokenizes rows: ``tokenizer``, remembering the tokens of the run (each :meth:`stage_run` starts
+        a new memory), so a customer met in many chunks and objects is hashed once per run."""
         self.erased: set[str] = set()  # erased subjects' tokens, read from the lake at the start of a run
         self.alerts = alerts
         self.now = now
@@ -457,11 +460,14 @@ class IngestRun:
                     staged.keys.append(
                         id_index.keys(pd.Series(pd.arrays.ArrowStringArray(ids)), valid[time_column].dt.floor("h"))
                     )
-                    published_rows = apply_pii_policy(valid, kind, self.tokenizer)
-                    published_rows["_source_object"] = ref.name
-                    published_rows["_source_generation"] = ref.generation
+                    valid["_source_object"] = ref.name
+                    valid["_source_generation"] = ref.generation
+                    # From here on in Arrow: the PII policy on the table the parquet writer takes.
+                    published_rows = apply_pii_policy(
+                        pa.Table.from_pandas(valid, preserve_index=False), kind, self.tokens
+                    )
                     partition.write(published_rows)
-                    report.rows_published += len(published_rows)
+                    report.rows_published += published_rows.num_rows
                     del valid, published_rows
                 if len(result.quarantined):
                     quarantine.write(self.quarantine_rows(result.quarantined, source))
@@ -508,7 +514,7 @@ class IngestRun:
             wanted = id_index.keys(_raw_ids(parsed.rows[id_column]), contract.record_hours(parsed.rows, kind))
             published = index.published(wanted, superseded)
         parsed, duplicates = drop_ids(parsed, id_column, published)
-        parsed, erased = subjects.drop_erased(parsed, kind, self.tokenizer, self.erased)
+        parsed, erased = subjects.drop_erased(parsed, kind, self.tokens, self.erased)
         return contract.check(parsed, kind, source.hour, now), duplicates, erased
 
     def column_digest(self, name: str) -> str:
@@ -520,7 +526,7 @@ class IngestRun:
         # Only contract columns and the diagnosis: the raw text of a malformed line and columns the
         # contract does not know (which could hold anything) stay in the raw bucket, for replay.
         keep = [c for c in (*schema.CONTRACT_COLUMNS[source.kind], *QUARANTINE_INFO) if c in quarantined.columns]
-        rows = apply_pii_policy(quarantined[keep].astype("string"), source.kind, self.tokenizer)
+        rows = apply_pii_policy(quarantined[keep].astype("string"), source.kind, self.tokens)
         rows["_source_object"] = source.ref.name
         rows["_source_generation"] = str(source.ref.generation)
         return rows
@@ -762,6 +768,7 @@ class IngestRun:
             log.info("nothing new to ingest", extra={"hour": report.hour, "objects_skipped": report.objects_skipped})
             return StagedIngest(report=report, branch=None, metadata={})
         subjects.check_key(self.repo, self.tokenizer, base)  # a new key would split every customer in two
+        self.tokens = self.tokenizer.remembering()  # bounded by the run's distinct customer ids
         self.erased = subjects.erased_tokens(self.repo, self.tokenizer.key_id, base)
         superseded = {source.ref.name for source in fresh if source.earlier_markers}
         indexes = {

@@ -14,11 +14,13 @@ token from a guessed id (``docs/security.md``, "Rotating the key").
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, overload
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from churnops.data.schema import PII_COLUMNS
 from churnops.errors import ConfigurationError
@@ -54,8 +56,11 @@ def _check_key(key: bytes) -> bytes:
     return key
 
 
-def _link(key: bytes, text: str) -> str:
-    return TOKEN_PREFIX + hmac.digest(key, text.encode("utf-8"), "sha256").hex()[:TOKEN_HEX_CHARS]
+def _link(keyed: hmac.HMAC, text: str) -> str:
+    """HMAC-SHA256 of ``text`` under the key ``keyed`` was made with (a copy of it, so the key is set up once)."""
+    link = keyed.copy()
+    link.update(text.encode("utf-8"))
+    return TOKEN_PREFIX + link.hexdigest()[:TOKEN_HEX_CHARS]
 
 
 class Tokenizer:
@@ -65,11 +70,24 @@ class Tokenizer:
     key that was never rotated).
     """
 
-    __slots__ = ("_key", "_earlier")
+    __slots__ = ("_key", "_earlier", "_keyed", "_memory")
 
     def __init__(self, key: bytes, earlier: Sequence[bytes] = ()) -> None:
         self._key = _check_key(key)
         self._earlier = tuple(_check_key(k) for k in earlier)
+        self._keyed = tuple(hmac.new(k, digestmod="sha256") for k in (*self._earlier, self._key))
+        self._memory: dict[str, str] | None = None
+
+    def remembering(self) -> Tokenizer:
+        """A tokenizer of the same key versions that keeps each token it makes (:meth:`token`, :meth:`tokens`,
+        :meth:`arrow_tokens`) and hashes each distinct value once; its tokens are this tokenizer's.
+
+        What it keeps grows with the distinct values it is given (about 200 bytes each, the value and its
+        token), so it is made for one bounded job, such as one ingest run, and dropped with it.
+        """
+        twin = Tokenizer(self._key, self._earlier)
+        twin._memory = {}  # pylint: disable=protected-access  # the same class
+        return twin
 
     def __repr__(self) -> str:
         return f"Tokenizer(key_id={self.key_id!r}, versions={len(self._earlier) + 1})"
@@ -103,7 +121,12 @@ class Tokenizer:
 
     def token(self, value: str) -> str:
         """The token for one identifier, normalised first (:func:`normalise_id`): ``" CUST-1 "`` is ``"CUST-1"``."""
-        return self.token_versions(value)[-1]
+        if self._memory is None:
+            return self.token_versions(value)[-1]
+        token = self._memory.get(value)
+        if token is None:
+            token = self._memory[value] = self.token_versions(value)[-1]
+        return token
 
     def token_versions(self, value: str) -> list[str]:
         """The identifier's token under each key version's chain, oldest first (the last is :meth:`token`).
@@ -114,8 +137,8 @@ class Tokenizer:
             raise TypeError(f"only strings are tokenized, not {type(value).__name__}")
         text = normalise_id(value)
         chain: list[str] = []
-        for key in (*self._earlier, self._key):
-            text = _link(key, text)
+        for keyed in self._keyed:
+            text = _link(keyed, text)
             chain.append(text)
         return chain
 
@@ -128,7 +151,7 @@ class Tokenizer:
             raise ValueError("a single key version has nothing to re-tokenize from")
         if not (isinstance(token, str) and token.startswith(TOKEN_PREFIX)):
             raise ValueError("only tokens are re-tokenized")
-        return _link(self._key, token)
+        return _link(self._keyed[-1], token)
 
     def digest(self, label: str, value: str, hex_chars: int = 12) -> str:
         """A keyed digest of ``value`` for another use than identifiers (such as column names).
@@ -152,25 +175,87 @@ class Tokenizer:
         dtype = values.dtype if isinstance(values.dtype, pd.StringDtype) else object
         return pd.Series(tokens, index=values.index, name=values.name, dtype=dtype)
 
+    def arrow_tokens(self, values: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """Tokenize an Arrow text column: the same tokens as :meth:`tokens`, each distinct value hashed once,
+        nulls kept, in the column's own type (``string`` or ``large_string``; an all-null column of type
+        ``null`` is returned as it is).
 
-def apply_pii_policy(df: pd.DataFrame, kind: str, tokenizer: Tokenizer) -> pd.DataFrame:
-    """Return a copy of ``df`` with ``kind``'s policy applied: tokenize, rename, drop.
+        Raises :class:`TypeError` for a column of another type (an id read as a number has lost its text).
+        """
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        if pa.types.is_null(values.type):
+            return values
+        if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+            raise TypeError(f"only text columns are tokenized, not {values.type}")
+        encoded = values.dictionary_encode()
+        unique_tokens = pa.array([self.token(value) for value in encoded.dictionary.to_pylist()], type=values.type)
+        return unique_tokens.take(encoded.indices)  # a null index (a null value) gives null
 
-    Columns the policy names but ``df`` lacks are ignored. Raises :class:`ValueError` for an
-    unknown ``kind`` or when a tokenized column's new name is already taken.
-    """
+
+def _policy(kind: str, columns: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``kind``'s policy on data with ``columns``: (columns to drop, columns to tokenize)."""
     if kind not in PII_POLICY:
         raise ValueError(f"unknown record kind {kind!r}; expected one of {sorted(PII_POLICY)}")
     policy = PII_POLICY[kind]
-    dropped = [column for column, action in policy.items() if action == "drop" and column in df.columns]
-    tokenized = [column for column, action in policy.items() if action == "tokenize" and column in df.columns]
-    clashes = [tokenized_column(column) for column in tokenized if tokenized_column(column) in df.columns]
+    dropped = [column for column, action in policy.items() if action == "drop" and column in columns]
+    tokenized = [column for column, action in policy.items() if action == "tokenize" and column in columns]
+    clashes = [tokenized_column(column) for column in tokenized if tokenized_column(column) in columns]
     if clashes:
         raise ValueError(f"{kind} data already has column(s) {clashes}; refusing to overwrite them with tokens")
+    return dropped, tokenized
+
+
+@overload
+def apply_pii_policy(df: pd.DataFrame, kind: str, tokenizer: Tokenizer) -> pd.DataFrame: ...
+
+
+@overload
+def apply_pii_policy(df: pa.Table, kind: str, tokenizer: Tokenizer) -> pa.Table: ...
+
+
+def apply_pii_policy(df: pd.DataFrame | pa.Table, kind: str, tokenizer: Tokenizer) -> pd.DataFrame | pa.Table:
+    """Return a copy of ``df`` (a pandas frame or an Arrow table) with ``kind``'s policy applied: tokenize,
+    rename, drop.
+
+    Columns the policy names but ``df`` lacks are ignored. Raises :class:`ValueError` for an
+    unknown ``kind`` or when a tokenized column's new name is already taken. An Arrow table keeps
+    its pandas metadata, following the columns (what :meth:`pyarrow.Table.from_pandas` of the
+    frame with the policy applied would give), so the two forms give the same parquet files.
+    """
+    if isinstance(df, pa.Table):
+        return _apply_to_table(df, *_policy(kind, df.column_names), tokenizer)
+    dropped, tokenized = _policy(kind, [str(column) for column in df.columns])
     result = df.drop(columns=dropped)
     for column in tokenized:
         result[column] = tokenizer.tokens(result[column])
     return result.rename(columns={column: tokenized_column(column) for column in tokenized})
+
+
+def _apply_to_table(table: pa.Table, dropped: list[str], tokenized: list[str], tokenizer: Tokenizer) -> pa.Table:
+    """The policy on an Arrow table: no pandas involved; its pandas metadata follows the columns."""
+    result = table.drop_columns(dropped)
+    for column in tokenized:
+        position = result.schema.get_field_index(column)
+        tokens = tokenizer.arrow_tokens(result.column(position))
+        result = result.set_column(position, pa.field(tokenized_column(column), tokens.type), tokens)
+    metadata = dict(table.schema.metadata or {})
+    if b"pandas" in metadata:
+        pandas_metadata = json.loads(metadata[b"pandas"])
+        described = []
+        for entry in pandas_metadata["columns"]:
+            if entry["name"] in dropped:
+                continue
+            if entry["name"] in tokenized:
+                entry = {
+                    **entry,
+                    "name": tokenized_column(entry["name"]),
+                    "field_name": tokenized_column(entry["name"]),
+                }
+            described.append(entry)
+        pandas_metadata["columns"] = described
+        metadata[b"pandas"] = json.dumps(pandas_metadata).encode("utf-8")
+    return result.replace_schema_metadata(metadata or None)
 
 
 def chain_named(keys: Sequence[bytes], key_id: str | None) -> Tokenizer:

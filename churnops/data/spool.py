@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 class ParquetSpool:
     """One parquet file written chunk by chunk (a row group or more each) to a temporary file.
 
-    Its columns and types are those of the first frame with rows (a column with no value there,
-    which pandas leaves untyped, is text); frames without rows add nothing, unless no frame has rows.
+    Its columns and types are those of the first frame (a pandas frame or an Arrow table) with rows
+    (a column with no value there, which pandas leaves untyped, is text); frames without rows add
+    nothing, unless no frame has rows. Each frame is one row group.
     """
 
     def __init__(self) -> None:
@@ -29,9 +30,9 @@ class ParquetSpool:
             self.writer.close()
         self.file.close()
 
-    def write(self, frame: pd.DataFrame) -> None:
-        """Append ``frame``'s rows."""
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+    def write(self, frame: pd.DataFrame | pa.Table) -> None:
+        """Append ``frame``'s rows (a pandas frame is written as :meth:`pyarrow.Table.from_pandas` makes it)."""
+        table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
         if self.writer is None:
             if not table.num_rows and self.empty is None:
                 self.empty = table

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from churnops.data.privacy import PII_POLICY, Tokenizer, apply_pii_policy
@@ -199,3 +202,78 @@ def test_a_rotated_key_chains_the_versions() -> None:
         old.retokenize(old.token("CUST-0000033"))
     with pytest.raises(ValueError, match="only tokens"):
         new.retokenize("CUST-0000033")
+
+
+def test_a_token_is_hmac_sha256_as_rfc_4231_computes_it() -> None:
+    """RFC 4231 (HMAC-SHA256 test vectors), section 4.7, test case 6: a key longer than the block size.
+    The token is ``tok_`` and the first 32 hex characters of that HMAC."""
+    key = b"\xaa" * 131
+    data = "Test Using Larger Than Block-Size Key - Hash Key First"
+    expected = "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+    assert Tokenizer(key).token(data) == "tok_" + expected[:32]
+    assert Tokenizer(key).remembering().token(data) == "tok_" + expected[:32]
+
+
+@pytest.mark.parametrize("earlier", [[], [OTHER_KEY]], ids=["one version", "rotated"])
+def test_a_remembering_tokenizer_gives_the_same_tokens_in_every_form(earlier: list[bytes]) -> None:
+    """A tokenizer that remembers its tokens (one per ingest run) gives the tokens of the one it was made from,
+    call after call (the chunks of a run), for pandas and Arrow columns, with nulls and unnormalised ids."""
+    plain = Tokenizer(KEY, earlier)
+    remembering = plain.remembering()
+    chunks = [
+        ["CUST-0000001", "CUST-0000002", None, "CUST-0000001"],
+        [" CUST-0000002 ", "CUST-0000003", "CUST-0000001"],
+        ["CUST-0000003", None, "CUST-0000004", " CUST-0000002 "],
+    ]
+    for values in chunks:
+        expected = [None if value is None else plain.token_versions(value)[-1] for value in values]
+        series = pd.Series(values, dtype=pd.StringDtype("pyarrow"))
+        assert remembering.tokens(series).tolist() == [pd.NA if token is None else token for token in expected]
+        assert remembering.tokens(series.astype(object)).tolist() == expected
+        for arrow_type in (pa.string(), pa.large_string()):
+            tokens = remembering.arrow_tokens(pa.chunked_array([pa.array(values, type=arrow_type)]))
+            assert tokens.type == arrow_type and tokens.to_pylist() == expected
+    assert remembering.key_id == plain.key_id and repr(remembering) == repr(plain)
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(remembering)
+
+
+def test_arrow_tokens_keep_an_all_null_column_and_reject_numbers() -> None:
+    """An Arrow column with no value is returned as it is; a numeric one is refused, as in pandas."""
+    nulls = pa.nulls(3)
+    assert Tokenizer(KEY).arrow_tokens(nulls).equals(nulls)
+    assert Tokenizer(KEY).arrow_tokens(pa.array([], type=pa.string())).to_pylist() == []
+    with pytest.raises(TypeError, match="only text columns"):
+        Tokenizer(KEY).arrow_tokens(pa.array([1001, 1002]))
+
+
+def _parquet(table: pa.Table) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind, frame", [("events", events_frame), ("subscriptions", subscriptions_frame)])
+def test_the_policy_on_an_arrow_table_writes_the_parquet_of_the_policy_on_the_frame(
+    kind: str, frame: Callable[[], pd.DataFrame]
+) -> None:
+    """Ingest applies the policy to Arrow tables: the parquet file it writes is byte for byte the one the
+    frame with the policy applied gives, pandas metadata included (so readers get the same dtypes)."""
+    tokenizer = Tokenizer(KEY)
+    for raw in (frame(), frame().astype(pd.StringDtype("pyarrow")), frame().astype({"customer_id": "string"})):
+        from_frame = pa.Table.from_pandas(apply_pii_policy(raw, kind, tokenizer), preserve_index=False)
+        from_table = apply_pii_policy(pa.Table.from_pandas(raw, preserve_index=False), kind, tokenizer.remembering())
+        assert from_table.schema.equals(from_frame.schema, check_metadata=True)
+        assert _parquet(from_table) == _parquet(from_frame)
+        assert from_table.column("customer_token").to_pylist() == [
+            None if pd.isna(value) else tokenizer.token(value) for value in raw["customer_id"]
+        ]
+
+
+def test_the_policy_on_an_arrow_table_refuses_what_it_refuses_on_a_frame() -> None:
+    """An unknown kind, or an existing ``customer_token`` column, is refused for Arrow tables too."""
+    with pytest.raises(ValueError, match="unknown record kind 'orders'"):
+        apply_pii_policy(pa.Table.from_pandas(events_frame()), "orders", Tokenizer(KEY))
+    clashing = pa.Table.from_pandas(events_frame().assign(customer_token="x"))
+    with pytest.raises(ValueError, match="customer_token"):
+        apply_pii_policy(clashing, "events", Tokenizer(KEY))
