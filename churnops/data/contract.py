@@ -273,8 +273,11 @@ def _as_raw_text(column: pd.Series) -> pd.Series:
 
 def _quarantine(parsed: ParsedObject, rows: np.ndarray, reasons: pd.Series | str) -> pd.DataFrame:
     """Raw rows (as text) plus ``_raw``/``_reason``/``_line``, with the malformed lines, by line."""
-    raw = parsed.rows.iloc[rows]
-    raw = pd.DataFrame({name: _as_raw_text(raw[name]) for name in raw.columns}, index=raw.index)
+    if len(rows):
+        raw = parsed.rows.iloc[rows]
+        raw = pd.DataFrame({name: _as_raw_text(raw[name]) for name in raw.columns}, index=raw.index)
+    else:  # what the above gives for no rows (text columns, all empty), without its cost per column
+        raw = pd.DataFrame({name: pd.Series([], dtype=object) for name in parsed.rows.columns})
     raw["_raw"] = None
     raw["_reason"] = reasons if isinstance(reasons, str) else reasons.to_numpy()
     raw["_line"] = parsed.lines()[rows]

@@ -266,16 +266,22 @@ def _drop_seen(valid: pd.DataFrame, id_column: str, seen: list[pa.Array]) -> tup
     """``valid`` without the rows whose id an earlier row has (of ``seen``, the ids published before it,
     or of ``valid`` itself), the ids of the rows kept (Arrow strings), and how many went.
 
-    Done on the ids' Arrow data: pyarrow's hash-based ``is_in`` against each earlier array (never
-    concatenated), and its dictionary encoding for the first occurrence of each id within ``valid``.
+    Done on the ids' Arrow data: pyarrow's dictionary encoding for the first occurrence of each id
+    within ``valid``, and its hash-based ``is_in`` for the earlier ids. Only ``valid``'s ids are
+    hashed into a set, once, and the earlier ids (never concatenated) are looked up in it; the few
+    that are found then mark ``valid``'s rows. So a chunk costs a hash of its own ids and one lookup
+    per id published before it, never a set of everything published so far.
     """
     ids = _arrow_strings(valid[id_column])
     codes = ids.dictionary_encode().indices.to_numpy(zero_copy_only=False)
     dup = np.ones(len(codes), dtype=bool)
     dup[np.unique(codes, return_index=True)[1]] = False  # the first row of each id stays
-    for earlier in seen:
-        if len(earlier):
-            dup |= contract.arrow_call("is_in", ids, options=pc.SetLookupOptions(earlier)).to_numpy(
+    earlier = pa.chunked_array([array for array in seen if len(array)], type=ids.type)
+    if len(earlier) and len(ids):
+        found = contract.arrow_call("is_in", earlier, options=pc.SetLookupOptions(ids))
+        repeated = contract.arrow_call("filter", earlier, found)  # this chunk's ids published before it
+        if len(repeated):
+            dup |= contract.arrow_call("is_in", ids, options=pc.SetLookupOptions(repeated)).to_numpy(
                 zero_copy_only=False
             )
     dropped = int(dup.sum())
@@ -613,8 +619,8 @@ class IngestRun:
                     io.BytesIO(self.repo.get_object(ref, obj.partition)),
                     columns=["_source_object", "_source_generation"],
                 )
-                sources = set(table.column("_source_object").to_pylist())
-                generations = set(table.column("_source_generation").to_pylist())
+                sources = set(contract.arrow_call("unique", table.column("_source_object")).to_pylist())
+                generations = set(contract.arrow_call("unique", table.column("_source_generation")).to_pylist())
                 if table.num_rows != obj.rows_published or (
                     table.num_rows and (sources != {obj.name} or generations != {obj.generation})
                 ):

@@ -260,8 +260,9 @@ def _iter_jsonl(text: IO[bytes], kind: str, chunk_bytes: int | None) -> Iterator
             chunk, carry = buffer[:cut], buffer[cut:]
         del buffer, block
         if chunk:
-            parsed = _parse_jsonl_chunk(chunk, kind, lines_before)
-            lines_before += chunk.count(b"\n")
+            newlines = chunk.count(b"\n")
+            parsed = _parse_jsonl_chunk(chunk, kind, lines_before, newlines)
+            lines_before += newlines
             records += len(parsed.rows)
             malformed += len(parsed.malformed)
             del chunk
@@ -272,12 +273,13 @@ def _iter_jsonl(text: IO[bytes], kind: str, chunk_bytes: int | None) -> Iterator
         _no_records(malformed)
 
 
-def _parse_jsonl_chunk(chunk: bytes, kind: str, lines_before: int) -> ParsedObject:
-    """One chunk of whole lines, the first of which is line ``lines_before + 1`` of its object."""
+def _parse_jsonl_chunk(chunk: bytes, kind: str, lines_before: int, newlines: int) -> ParsedObject:
+    """One chunk of whole lines, the first of which is line ``lines_before + 1`` of its object; ``newlines``:
+    how many line ends it holds."""
     _require_utf8(chunk, lines_before + 1)
     if not lines_before and chunk.startswith(codecs.BOM_UTF8):  # a byte order mark starts the object only
         chunk = chunk[len(codecs.BOM_UTF8) :]
-    parsed = _parse_jsonl_arrow(chunk, kind, checked=True) or _parse_jsonl_records(chunk)
+    parsed = _parse_jsonl_arrow(chunk, kind, checked=True, newlines=newlines) or _parse_jsonl_records(chunk)
     if lines_before:
         parsed.line_numbers = parsed.lines() + lines_before
         parsed.malformed["_line"] += lines_before
@@ -426,13 +428,15 @@ def _arrow_read_schema(kind: str) -> pyarrow.Schema:
     )
 
 
-def _parse_jsonl_arrow(text: bytes, kind: str, checked: bool = False) -> ParsedObject | None:
+def _parse_jsonl_arrow(
+    text: bytes, kind: str, checked: bool = False, newlines: int | None = None
+) -> ParsedObject | None:
     """The fast path for well-formed JSON Lines: pyarrow's multi-threaded reader.
 
     It succeeds only when every line is a flat JSON object whose contract columns already have the
     contract's JSON types; anything else (a malformed or blank line, a number sent as text, a
     nested value) returns None, and the caller takes the line-by-line path, which reports it.
-    ``checked``: ``text`` is known to be UTF-8.
+    ``checked``: ``text`` is known to be UTF-8; ``newlines``: the number of line ends in ``text``, if known.
     """
     if not checked:  # the caller has not validated the text, and pyarrow's reader does not
         _require_utf8(text)
@@ -446,7 +450,8 @@ def _parse_jsonl_arrow(text: bytes, kind: str, checked: bool = False) -> ParsedO
     end = len(text)
     while end and text[end - 1] == 0x0A:  # trailing newlines, without copying the object as rstrip would
         end -= 1
-    lines = text.count(b"\n", 0, end) + 1
+    # The lines up to the last that is not blank: the line ends before it, plus one.
+    lines = (text.count(b"\n", 0, end) if newlines is None else newlines - (len(text) - end)) + 1
     flat = all(not pyarrow.types.is_nested(field_.type) for field_ in table.schema)
     if table.num_rows != lines or not flat:  # blank lines would shift line numbers
         return None

@@ -27,9 +27,11 @@ _ARROW_STRING = pd.StringDtype("pyarrow")
 STRING = pandas_engine.Engine.dtype(_ARROW_STRING)
 FLOAT = pandas_engine.Engine.dtype("float64")
 # pandera declares its dtype dataclasses' fields behind a decorator that pylint and mypy cannot see through.
+# No cache: pandas decides whether to cache by boxing the first values of the column, which costs more than
+# it saves on columns the check has already parsed (contract.py parses the common UTC form with pyarrow).
 TIMESTAMP = pandas_engine.DateTime(  # pylint: disable=unexpected-keyword-arg,no-value-for-parameter
     tz="UTC",  # type: ignore[call-arg]  # pandera's @immutable(init=True) dataclass fields
-    to_datetime_kwargs={"format": "ISO8601"},
+    to_datetime_kwargs={"format": "ISO8601", "cache": False},
 )
 DATE = pandas_engine.DateTime(  # pylint: disable=unexpected-keyword-arg,no-value-for-parameter
     to_datetime_kwargs={"format": "%Y-%m-%d"}  # type: ignore[call-arg]  # pandera's @immutable(init=True) dataclass
