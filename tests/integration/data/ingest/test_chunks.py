@@ -18,10 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from churnops.data.ingest import ID_COLUMNS, IngestReport, IngestRun
+from churnops.data.privacy import Tokenizer
 from churnops.data.versioning import DataRepository
 from churnops.data.versioning.embedded import EmbeddedRepository
 from churnops.local import datagen
-from tests.integration.data.ingest.conftest import START, IngestEnv
+from tests.integration.data.ingest.conftest import KEY, START, IngestEnv
 from tests.integration.data.ingest.lake_checks import assert_lake_matches_accounting, published_rows
 from tests.integration.data.ingest.test_hostile_input import first, jsonl, lines_of, obj
 
@@ -169,3 +170,26 @@ def test_subscriptions_in_chunks_publish_what_the_whole_object_publishes(
     (item,) = parts.objects
     assert item.duplicates_dropped == 1 and item.rows_quarantined == 1
     assert_same_lake(ingest_env, whole_repo, "subscriptions")
+
+
+@pytest.mark.parametrize("earlier", [[], [KEY]], ids=["one key version", "rotated key"])
+def test_tokens_made_once_per_run_are_the_tokenizer_s_in_every_chunk_and_object(
+    ingest_env: IngestEnv, hour_data: datagen.GeneratedData, earlier: list[bytes]
+) -> None:
+    """A run hashes each customer once and reuses the token in later chunks and objects: every published
+    and quarantined token is what the tokenizer gives for the row's raw id, under one key or a rotated chain."""
+    web, app = first(hour_data, "web-"), first(hour_data, "app-")
+    records = lines_of(web)
+    records[-1] = {**records[-1], "event_type": "not-a-type"}  # a quarantined row, tokenized in the last chunk
+    ingest_env.upload([obj(web.name, jsonl(records), web), app])
+    tokenizer = Tokenizer(b"another-key-version-0123456789abcdef", earlier) if earlier else Tokenizer(KEY)
+    run = chunked(ingest_env.ingest(), CHUNK_BYTES, CHUNK_ROWS)
+    run.tokenizer = tokenizer
+    report = run.run(START, lookback=0)
+    raw = {r["event_id"]: r["customer_id"] for r in records + lines_of(app)}
+    assert report.accounting()["rows_published"] == len(raw) - 1
+    published = published_rows(ingest_env.repo, "events")
+    assert published["customer_token"].tolist() == [tokenizer.token(raw[e]) for e in published["event_id"]]
+    assert len(set(published["customer_token"])) < len(published)  # customers seen in many chunks
+    (rows,) = quarantine(ingest_env.repo).values()
+    assert rows["customer_token"].tolist() == [tokenizer.token(records[-1]["customer_id"])]
