@@ -169,7 +169,7 @@ class _Staged:
 
     report: ObjectReport
     files: dict[str, bytes]
-    ids: list[pa.Array] = field(default_factory=list)  # published raw ids, Arrow strings
+    ids: list[pa.Array] = field(default_factory=list)  # published raw ids, Arrow large_string
     keys: list[pd.DataFrame] = field(default_factory=list)  # the same as id_index.keys
 
 
@@ -246,11 +246,12 @@ def _raw_ids(column: pd.Series) -> pd.Series:
 
 
 def _arrow_strings(column: pd.Series) -> pa.Array:
-    """A text column's values as one Arrow string array (no copy for pandas' Arrow-backed strings)."""
+    """A text column's values as one Arrow ``large_string`` array, the type pandas' Arrow-backed strings
+    hold (no copy for those, so the ids a run keeps and their index keys share one buffer)."""
     values = pa.array(column.array) if isinstance(column.dtype, pd.StringDtype) else pa.array(column, from_pandas=True)
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
-    return values.cast(pa.string())
+    return values.cast(pa.large_string())
 
 
 def _add_corrections(merged: dict[tuple[str, str, str], dict[str, object]], more: list[contract.Correction]) -> None:
@@ -264,7 +265,7 @@ def _add_corrections(merged: dict[tuple[str, str, str], dict[str, object]], more
 
 def _drop_seen(valid: pd.DataFrame, id_column: str, seen: list[pa.Array]) -> tuple[pd.DataFrame, pa.Array, int]:
     """``valid`` without the rows whose id an earlier row has (of ``seen``, the ids published before it,
-    or of ``valid`` itself), the ids of the rows kept (Arrow strings), and how many went.
+    or of ``valid`` itself), the ids of the rows kept (Arrow ``large_string``), and how many went.
 
     Done on the ids' Arrow data: pyarrow's dictionary encoding for the first occurrence of each id
     within ``valid``, and its hash-based ``is_in`` for the earlier ids. Only ``valid``'s ids are
@@ -276,7 +277,7 @@ def _drop_seen(valid: pd.DataFrame, id_column: str, seen: list[pa.Array]) -> tup
     codes = ids.dictionary_encode().indices.to_numpy(zero_copy_only=False)
     dup = np.ones(len(codes), dtype=bool)
     dup[np.unique(codes, return_index=True)[1]] = False  # the first row of each id stays
-    earlier = pa.chunked_array([array for array in seen if len(array)], type=ids.type)
+    earlier = pa.chunked_array([array.cast(ids.type) for array in seen if len(array)], type=ids.type)
     if len(earlier) and len(ids):
         found = contract.arrow_call("is_in", earlier, options=pc.SetLookupOptions(ids))
         repeated = contract.arrow_call("filter", earlier, found)  # this chunk's ids published before it
@@ -615,9 +616,10 @@ class IngestRun:
         """
         for obj in report.objects:
             if obj.partition is not None:
-                table = pq.read_table(
+                table = pq.read_table(  # the object name as written, one dictionary value, not one string per row
                     io.BytesIO(self.repo.get_object(ref, obj.partition)),
                     columns=["_source_object", "_source_generation"],
+                    read_dictionary=["_source_object"],
                 )
                 sources = set(contract.arrow_call("unique", table.column("_source_object")).to_pylist())
                 generations = set(contract.arrow_call("unique", table.column("_source_generation")).to_pylist())
@@ -788,6 +790,7 @@ class IngestRun:
             added = self.stage_objects(branch, fresh, indexes, superseded, report)
             report.check_accounting()
             files, index_deleted = self.index_changes(indexes, added, fresh, earlier, base, run_id)
+            del added  # the run's ids, now in the index segments
             new_partitions = {obj.partition for obj in report.objects}
             stale = sorted({path for paths in earlier.values() for path in paths} - new_partitions)
             files.update(aggregates.staged_files(self.repo, branch, new_partitions))  # same commit as the events
