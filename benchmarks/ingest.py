@@ -127,7 +127,7 @@ def single_objects(settings: Settings, state: Path, hour: datetime, sizes: list[
         if acc["rows_in"] != written:
             raise RuntimeError(f"the {written:,}-event object's ingest read {acc['rows_in']:,} rows")
         objects.append((written, seconds, rss))
-        print(f"one object of {written:,} events: {seconds:.2f} s, peak {rss / 1024**3:.2f} GiB (load {_load()})")
+        print(f"one object of {written:,} events: {seconds:.2f} s, peak {rss / 1024**3:.3f} GiB (load {_load()})")
     return objects
 
 
@@ -135,9 +135,9 @@ def print_objects(objects: list[tuple[int, float, int]]) -> None:
     """Peak memory of each single object's ingest, and the ratio of the largest to the smallest."""
     for written, seconds, rss in objects:
         print(
-            f"peak memory, one object of {written:>10,} events: {rss / 1024**3:5.2f} GiB "
+            f"peak memory, one object of {written:>10,} events: {rss / 1024**3:6.3f} GiB "
             f"({written / seconds:,.0f} events/s)"
-            + ("   target <= 1.50 GiB for 10M events" if written >= 10_000_000 else "")
+            + ("   target <= 1.500 GiB for 10M events" if written >= 10_000_000 else "")
         )
     if len(objects) > 1:
         print(
@@ -257,9 +257,9 @@ def main() -> None:
     print(f"ratio ingest / pyarrow     : {ingest_rate / base_rate:5.2f}   target >= 0.60")
     print(f"ratio with / without history: {history_s / empty_s:5.2f}   target <= 1.20")
     print(
-        f"peak memory of the ingest  : {empty_rss / gib:5.2f} GiB for {acc['rows_in']:,} events "
-        f"({empty_rss / max(acc['rows_in'], 1):,.0f} B/event; with history {history_rss / gib:.2f} GiB)   "
-        f"target <= 1.50 GiB for a 10M-event hour"
+        f"peak memory of the ingest  : {empty_rss / gib:6.3f} GiB for {acc['rows_in']:,} events "
+        f"({empty_rss / max(acc['rows_in'], 1):,.0f} B/event; with history {history_rss / gib:.3f} GiB)   "
+        f"target <= 1.500 GiB for a 10M-event hour"
     )
     print_objects(objects)
     print(f"load average at end: {_load()}")
