@@ -51,7 +51,7 @@ from google.cloud import storage
 from churnops.data import aggregates, contract, id_index, naming, parse, schema, subjects
 from churnops.data.contract import AccountingError
 from churnops.data.id_index import IdIndex
-from churnops.data.privacy import Tokenizer, apply_pii_policy, lake_tokenizer
+from churnops.data.privacy import Tokenizer, apply_pii_policy, apply_pii_policy_to_table, lake_tokenizer
 from churnops.data.spool import ParquetSpool
 from churnops.data.versioning import DataRepository, MergeConflict, NotFoundError, VersioningError, open_repository
 from churnops.data.versioning.base import check_path
@@ -470,7 +470,7 @@ class IngestRun:
                     valid["_source_object"] = ref.name
                     valid["_source_generation"] = ref.generation
                     # From here on in Arrow: the PII policy on the table the parquet writer takes.
-                    published_rows = apply_pii_policy(
+                    published_rows = apply_pii_policy_to_table(
                         pa.Table.from_pandas(valid, preserve_index=False), kind, self.tokens
                     )
                     partition.write(published_rows)

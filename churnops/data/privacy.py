@@ -16,7 +16,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn, overload
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -206,25 +206,12 @@ def _policy(kind: str, columns: Sequence[str]) -> tuple[list[str], list[str]]:
     return dropped, tokenized
 
 
-@overload
-def apply_pii_policy(df: pd.DataFrame, kind: str, tokenizer: Tokenizer) -> pd.DataFrame: ...
-
-
-@overload
-def apply_pii_policy(df: pa.Table, kind: str, tokenizer: Tokenizer) -> pa.Table: ...
-
-
-def apply_pii_policy(df: pd.DataFrame | pa.Table, kind: str, tokenizer: Tokenizer) -> pd.DataFrame | pa.Table:
-    """Return a copy of ``df`` (a pandas frame or an Arrow table) with ``kind``'s policy applied: tokenize,
-    rename, drop.
+def apply_pii_policy(df: pd.DataFrame, kind: str, tokenizer: Tokenizer) -> pd.DataFrame:
+    """Return a copy of ``df`` with ``kind``'s policy applied: tokenize, rename, drop.
 
     Columns the policy names but ``df`` lacks are ignored. Raises :class:`ValueError` for an
-    unknown ``kind`` or when a tokenized column's new name is already taken. An Arrow table keeps
-    its pandas metadata, following the columns (what :meth:`pyarrow.Table.from_pandas` of the
-    frame with the policy applied would give), so the two forms give the same parquet files.
+    unknown ``kind`` or when a tokenized column's new name is already taken.
     """
-    if isinstance(df, pa.Table):
-        return _apply_to_table(df, *_policy(kind, df.column_names), tokenizer)
     dropped, tokenized = _policy(kind, [str(column) for column in df.columns])
     result = df.drop(columns=dropped)
     for column in tokenized:
@@ -232,8 +219,13 @@ def apply_pii_policy(df: pd.DataFrame | pa.Table, kind: str, tokenizer: Tokenize
     return result.rename(columns={column: tokenized_column(column) for column in tokenized})
 
 
-def _apply_to_table(table: pa.Table, dropped: list[str], tokenized: list[str], tokenizer: Tokenizer) -> pa.Table:
-    """The policy on an Arrow table: no pandas involved; its pandas metadata follows the columns."""
+def apply_pii_policy_to_table(table: pa.Table, kind: str, tokenizer: Tokenizer) -> pa.Table:
+    """:func:`apply_pii_policy` on an Arrow table, without pandas: the same columns tokenized, renamed and
+    dropped, and the same errors. The table's pandas metadata follows its columns (what
+    :meth:`pyarrow.Table.from_pandas` of the frame with the policy applied would give), so the two
+    give the same parquet files.
+    """
+    dropped, tokenized = _policy(kind, table.column_names)
     result = table.drop_columns(dropped)
     for column in tokenized:
         position = result.schema.get_field_index(column)

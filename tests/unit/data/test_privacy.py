@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from churnops.data.privacy import PII_POLICY, Tokenizer, apply_pii_policy
+from churnops.data.privacy import PII_POLICY, Tokenizer, apply_pii_policy, apply_pii_policy_to_table
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -262,7 +262,9 @@ def test_the_policy_on_an_arrow_table_writes_the_parquet_of_the_policy_on_the_fr
     tokenizer = Tokenizer(KEY)
     for raw in (frame(), frame().astype(pd.StringDtype("pyarrow")), frame().astype({"customer_id": "string"})):
         from_frame = pa.Table.from_pandas(apply_pii_policy(raw, kind, tokenizer), preserve_index=False)
-        from_table = apply_pii_policy(pa.Table.from_pandas(raw, preserve_index=False), kind, tokenizer.remembering())
+        from_table = apply_pii_policy_to_table(
+            pa.Table.from_pandas(raw, preserve_index=False), kind, tokenizer.remembering()
+        )
         assert from_table.schema.equals(from_frame.schema, check_metadata=True)
         assert _parquet(from_table) == _parquet(from_frame)
         assert from_table.column("customer_token").to_pylist() == [
@@ -273,7 +275,7 @@ def test_the_policy_on_an_arrow_table_writes_the_parquet_of_the_policy_on_the_fr
 def test_the_policy_on_an_arrow_table_refuses_what_it_refuses_on_a_frame() -> None:
     """An unknown kind, or an existing ``customer_token`` column, is refused for Arrow tables too."""
     with pytest.raises(ValueError, match="unknown record kind 'orders'"):
-        apply_pii_policy(pa.Table.from_pandas(events_frame()), "orders", Tokenizer(KEY))
+        apply_pii_policy_to_table(pa.Table.from_pandas(events_frame()), "orders", Tokenizer(KEY))
     clashing = pa.Table.from_pandas(events_frame().assign(customer_token="x"))
     with pytest.raises(ValueError, match="customer_token"):
-        apply_pii_policy(clashing, "events", Tokenizer(KEY))
+        apply_pii_policy_to_table(clashing, "events", Tokenizer(KEY))
