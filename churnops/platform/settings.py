@@ -64,6 +64,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "gate_confidence": 0.95,
     "gate_resamples": 1000,
     "gate_min_auc": 0.6,
+    "gate_behaviour_share": 0.99,
     "gate_recent_production": 3,
     "calibration": "sigmoid",
     "decision_rule": "top_k",
@@ -204,6 +205,12 @@ class Settings(BaseSettings):
         ge=0,
         le=1,
         description="Test ROC-AUC the gate's winner must reach, also when there is no production model.",
+    )
+    gate_behaviour_share: float = Field(
+        default=TRAINING_DEFAULTS["gate_behaviour_share"],
+        ge=0,
+        le=1,
+        description="Share of validation rows on which each declared direction must hold for the gate's winner.",
     )
     gate_recent_production: int = Field(
         default=TRAINING_DEFAULTS["gate_recent_production"],

@@ -7,7 +7,11 @@ The gate runs them on the validation rows for each model and refuses a winner th
 
 - directional (``behaviour_directions``): every row is scored twice, with one model input set to a
   riskier and to a safer value; the riskier must score strictly higher on at least
-  ``behaviour_directional_share`` of the rows (a model that cannot tell the two apart fails too);
+  ``behaviour_directional_share`` of the rows (a model that cannot tell the two apart fails too), scored
+  before calibration (:func:`uncalibrated`: calibration may tie two scores, never reverse them). An input
+  the feature selection dropped on this training's data is recorded as such, not failed: the model cannot
+  respond to it (the ground-truth behavioural tests, on a larger population, hold the chosen model to every
+  direction);
 - invariance (``behaviour_irrelevant``): an attribute declared irrelevant, set to each of its values,
   may move the probability by less than ``behaviour_invariance_tolerance`` on at least
   ``behaviour_invariance_share`` of the rows; an attribute that is no model input cannot move it, and the
@@ -27,12 +31,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import Pipeline
 
 from churnops.model.spec import FeatureSpec
 from churnops.training import evaluate
 from churnops.training.config import TrainingConfig
 from churnops.training.features import LABEL
+from churnops.training.transform import selected_feature_names
 
 METRIC_PREFIX = "behaviour_"
 
@@ -103,10 +109,20 @@ def _with_value(rows: pd.DataFrame, column: str, value: Any) -> pd.DataFrame:
     return rows.assign(**{column: value})
 
 
-def directional(
-    score: Callable[[pd.DataFrame], np.ndarray], rows: pd.DataFrame, column: str, riskier: Any, safer: Any, share: float
+def directional(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # the check's declaration
+    score: Callable[[pd.DataFrame], np.ndarray],
+    rows: pd.DataFrame,
+    column: str,
+    riskier: Any,
+    safer: Any,
+    share: float,
+    selected: Iterable[str] | None = None,
 ) -> Check:
-    """Check that setting ``column`` to ``riskier`` scores strictly higher than ``safer`` on ``share`` of ``rows``."""
+    """Check that setting ``column`` to ``riskier`` scores strictly higher than ``safer`` on ``share`` of ``rows``.
+
+    ``selected`` (the encoded columns the model's feature selection kept, when known): when it kept none of
+    ``column``'s, the model cannot respond to ``column`` on this training's data, and the check records that
+    instead of failing; a kept column that does not move the score the declared way fails."""
     name = _slug("directional", column, riskier, "over", safer)
     if column not in rows.columns:
         return Check(
@@ -117,12 +133,41 @@ def directional(
             False,
             f"{column} is no model input: the declared direction cannot hold",
         )
+    if selected is not None and not any(_encodes(encoded, column) for encoded in selected):
+        return Check(
+            name,
+            "directional",
+            math.nan,
+            share,
+            True,
+            f"{column} was not selected as a feature on this training's data: the model cannot respond to it",
+        )
     higher = score(_with_value(rows, column, riskier)) > score(_with_value(rows, column, safer))
     observed = float(higher.mean())
     detail = (
         f"{column} = {riskier} scores higher than {safer} on {observed:.1%} of rows (at least {share:.0%} required)"
     )
     return Check(name, "directional", observed, share, observed >= share, detail)
+
+
+def uncalibrated(model: Pipeline) -> Pipeline:
+    """``model`` without its calibration: the transform and the estimator's own scores.
+
+    Calibration is a non-decreasing map fitted after the estimator; isotonic calibration's steps give many
+    scores one probability, so a declared direction is checked on the estimator's ranking, which calibration
+    can tie but never reverse."""
+    estimator = model.named_steps["model"]
+    if not isinstance(estimator, CalibratedClassifierCV):
+        return model
+    base = estimator.calibrated_classifiers_[0].estimator
+    return Pipeline([("transform", model.named_steps["transform"]), ("model", base)])
+
+
+def _encodes(encoded: str, column: str) -> bool:
+    """Whether ``encoded`` (a name the transform hands the estimator: ``numeric__<column>`` or
+    ``categorical__<column>_<category>``) is one of ``column``'s."""
+    kind, _, name = encoded.partition("__")
+    return name == column if kind == "numeric" else name.startswith(f"{column}_")
 
 
 def invariance(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # the check's declaration
@@ -201,8 +246,14 @@ def check_behaviour(  # pylint: disable=too-many-arguments,too-many-positional-a
     def score(frame: pd.DataFrame) -> np.ndarray:
         return evaluate.churn_probability(model, frame)
 
+    ranking = uncalibrated(model)
+
+    def rank(frame: pd.DataFrame) -> np.ndarray:
+        return evaluate.churn_probability(ranking, frame)
+
+    selected = selected_feature_names(model)
     checks = [
-        directional(score, inputs, column, riskier, safer, config.behaviour_directional_share)
+        directional(rank, inputs, column, riskier, safer, config.behaviour_directional_share, selected)
         for column, riskier, safer in config.behaviour_directions
     ]
     checks.extend(

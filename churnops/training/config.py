@@ -94,7 +94,7 @@ class TrainingConfig:  # pylint: disable=too-many-instance-attributes  # one fie
     xgb_params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_XGB_PARAMS))
     monotone_directions: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MONOTONE_DIRECTIONS))
     behaviour_directions: tuple[tuple[str, Any, Any], ...] = DEFAULT_BEHAVIOUR_DIRECTIONS
-    behaviour_directional_share: float = 0.99
+    behaviour_directional_share: float = TRAINING_DEFAULTS["gate_behaviour_share"]
     behaviour_irrelevant: tuple[tuple[str, tuple[str, ...]], ...] = DEFAULT_BEHAVIOUR_IRRELEVANT
     behaviour_invariance_share: float = 0.95
     behaviour_invariance_tolerance: float = 0.02
@@ -114,6 +114,7 @@ class TrainingConfig:  # pylint: disable=too-many-instance-attributes  # one fie
             "gate_confidence": settings.gate_confidence,
             "gate_resamples": settings.gate_resamples,
             "gate_min_auc": settings.gate_min_auc,
+            "behaviour_directional_share": settings.gate_behaviour_share,
             "gate_recent_production": settings.gate_recent_production,
             "calibration": settings.calibration,
             "decision_rule": settings.decision_rule,
@@ -143,12 +144,12 @@ class TrainingConfig:  # pylint: disable=too-many-instance-attributes  # one fie
         unknown = sorted(set(values) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"unknown training parameters {unknown}")
-        converted: dict[str, Any] = {key: _tuples(value) for key, value in values.items()}
+        converted: dict[str, Any] = {key: tuples_from_json(value) for key, value in values.items()}
         return cls(**converted)
 
 
-def _tuples(value: Any) -> Any:
+def tuples_from_json(value: Any) -> Any:
     """``value`` read back from JSON with its lists (at any depth) as the tuples the configuration holds."""
     if isinstance(value, list):
-        return tuple(_tuples(item) for item in value)
+        return tuple(tuples_from_json(item) for item in value)
     return value

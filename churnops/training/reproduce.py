@@ -43,7 +43,7 @@ from churnops.model.scoring import load_model
 from churnops.platform.settings import Settings
 from churnops.training import evaluate
 from churnops.training import train as training
-from churnops.training.config import REFIT_TAG, TrainingConfig
+from churnops.training.config import REFIT_TAG, TrainingConfig, tuples_from_json
 from churnops.training.estimators import BASELINE, CHALLENGER, MODEL_ARTIFACT
 from churnops.training.featurefiles import feature_files
 from churnops.training.features import SPLITS, Activity, HourlyActivity, feature_spec
@@ -189,8 +189,7 @@ def recorded_config(params: dict[str, str]) -> TrainingConfig:
     xgb: dict[str, Any] = {}
     for spec_field in dataclasses.fields(TrainingConfig):
         if spec_field.name != "xgb_params" and spec_field.name in params:
-            value = json.loads(params[spec_field.name])
-            values[spec_field.name] = tuple(value) if isinstance(value, list) else value
+            values[spec_field.name] = tuples_from_json(json.loads(params[spec_field.name]))
     for key, value in params.items():
         if key.startswith("xgb_"):
             xgb[key.removeprefix("xgb_")] = json.loads(value)
@@ -380,7 +379,12 @@ def reproduce(  # pylint: disable=too-many-locals
     fitted = training.fit_model(settings, model_type, splits, spec, tags, run.info.run_id, config)
     scored = training.split_probabilities(settings, {model_type: fitted.model_uri}, {"test": splits["test"]}, spec)
     tested = training.record_test({model_type: fitted}, scored["test"], splits, config)[model_type]
-    fitted = dataclasses.replace(fitted, metrics={**fitted.metrics, **{f"test_{k}": v for k, v in tested.items()}})
+    # the behavioural checks on validation, as training ran them on the evaluated model
+    models = training.load_models(settings, {model_type: fitted.model_uri})
+    behaviour = training.record_behaviour({model_type: fitted}, models, splits, spec, config, seed)[model_type]
+    fitted = dataclasses.replace(
+        fitted, metrics={**fitted.metrics, **{f"test_{k}": v for k, v in tested.items()}, **behaviour.metrics()}
+    )
     if recorded_tags.get(REFIT_TAG) == "true":  # the registered model was refit on every labelled cutoff
         fitted = training.refit_model(settings, fitted, splits, spec, tags, run.info.run_id, config)
     checks = [

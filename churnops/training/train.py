@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import mlflow
@@ -908,6 +908,7 @@ class EvaluationReport:
     roc: dict[str, dict[str, list[float]]]
     confusion: dict[str, list[list[int]]]
     gate: evaluate.GateDecision
+    behaviour: dict[str, dict[str, float]] = field(default_factory=dict)  # name -> validation_behaviour_<check>
 
     def flat_metrics(self) -> dict[str, float]:
         """``<model>_test_<metric>`` -> value, NaN left out (KFP metrics must be numbers)."""
@@ -919,10 +920,16 @@ class EvaluationReport:
         }
 
     def evaluated(self, fitted: dict[str, FittedModel]) -> dict[str, FittedModel]:
-        """``fitted`` with each model's test metrics (``test_<metric>``) added to its validation metrics."""
+        """``fitted`` with each model's test metrics (``test_<metric>``) and behavioural figures
+        (``validation_behaviour_<check>``) added to its validation metrics."""
         return {
             name: replace(
-                model, metrics={**model.metrics, **{f"test_{key}": value for key, value in self.metrics[name].items()}}
+                model,
+                metrics={
+                    **model.metrics,
+                    **{f"test_{key}": value for key, value in self.metrics[name].items()},
+                    **self.behaviour.get(name, {}),
+                },
             )
             for name, model in fitted.items()
         }
@@ -974,4 +981,5 @@ def evaluate_models(  # pylint: disable=too-many-arguments,too-many-positional-a
             name: evaluate.confusion_counts(labels, p, rules[name].threshold) for name, p in scores["test"].items()
         },
         gate=decision,
+        behaviour={name: report.metrics() for name, report in behaviour.items()},
     )

@@ -192,6 +192,9 @@ def world_fixture(
             "registered_model": f"erasure-{suffix}",
             "tokenization_key": SecretStr(KEY),
             "erasure_grace_hours": 0,
+            # A lake of a few hundred customers: its regularised baseline may ignore the contract or the payment
+            # method, which the behavioural checks would refuse; here a model only has to exist to be erased.
+            "gate_behaviour_share": 0.0,
         }
     )
     data = datagen.generate(HOURS, CUSTOMERS, start=START, seed=SEED, anomaly_rate=0.05)
