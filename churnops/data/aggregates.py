@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -53,6 +52,8 @@ AGGREGATE_SCHEMA = pa.schema(
 )
 SOURCE_COLUMNS: tuple[str, ...] = ("customer_token", "event_time", "event_type", "session_id", "duration_s", "amount")
 _HOUR_NS = 3_600_000_000_000
+_HOUR_BIAS = 1 << 22  # hour numbers of nanosecond timestamps (years 1677-2262) lie within ±2**22
+_HOUR_BITS = 23
 
 
 def aggregates_path(partition: str) -> str:
@@ -84,62 +85,137 @@ def _floats(column: pa.ChunkedArray) -> np.ndarray:
     return values
 
 
-@dataclass(frozen=True)
-class _Groups:
-    """The (customer, hour) groups of the events that have both: per kept event its group, per group its key."""
+def _first_seen(known: pa.Array, values: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """``known`` (distinct strings, in the order first seen) extended by the ``values`` (distinct, in the order
+    first seen) it lacks, and the position of each of ``values`` in the result.
 
-    keep: np.ndarray  # per event: it has a customer token and an event time
-    time_ns: np.ndarray  # per kept event
-    group: np.ndarray  # per kept event: its group
-    tokens: pa.Array  # per group: the customer token
-    hour_ns: np.ndarray  # per group: the hour's start
-
-
-def _groups(events: pa.Table) -> _Groups:
-    token_codes, token_values = string_codes(events.column("customer_token"))
-    by_token = arrow_call("array_sort_indices", token_values)
-    rank = np.empty(len(token_values), dtype=np.int64)  # customer codes in token order, so groups sort by token
-    rank[by_token.to_numpy()] = np.arange(len(token_values))
-    times = pc.cast(events.column("event_time"), pa.timestamp("ns", tz="UTC")).cast(pa.int64())
-    keep = (token_codes >= 0) & arrow_call("is_valid", times).to_numpy(zero_copy_only=False)
-    time_ns = times.fill_null(0).to_numpy()[keep]
-    hour = time_ns // _HOUR_NS
-    first_hour = int(hour.min()) if hour.size else 0
-    span = np.int64(int(hour.max()) - first_hour + 1 if hour.size else 1)
-    keys, group = np.unique(rank[token_codes[keep]] * span + (hour - first_hour), return_inverse=True)
-    customer, hour_offset = np.divmod(keys, span)
-    return _Groups(
-        keep=keep,
-        time_ns=time_ns,
-        group=group.reshape(-1),
-        tokens=token_values.take(by_token).take(pa.array(customer)),
-        hour_ns=(hour_offset + first_hour) * _HOUR_NS,
-    )
+    Only ``values`` are hashed (the known strings are looked up in them), so the cost of a call is a hash of
+    ``values`` and one lookup per known string."""
+    found = arrow_call("index_in", known, options=pc.SetLookupOptions(values)).to_numpy(zero_copy_only=False)
+    position = np.full(len(values), -1, dtype=np.int64)
+    matched = ~np.isnan(found) if found.dtype.kind == "f" else np.ones(len(found), dtype=bool)
+    position[found[matched].astype(np.int64)] = np.flatnonzero(matched)
+    new = position < 0
+    if new.any():
+        position[new] = len(known) + np.arange(int(new.sum()))
+        known = pa.concat_arrays([known, values.filter(pa.array(new))])
+    return known, position
 
 
-def _per_type(events: pa.Table, groups: _Groups) -> np.ndarray:
-    """Events per group and type of :data:`schema.EVENT_TYPES` (groups x types)."""
-    type_codes, type_values = string_codes(events.column("event_type"))
-    # the position of each type among EVENT_TYPES (-1 for another type), then -1 for a missing type (code -1)
-    type_index = np.append(pd.Index(schema.EVENT_TYPES).get_indexer(type_values.to_pylist()), -1)
-    kind = type_index[type_codes[groups.keep]]
-    typed = kind >= 0
-    n_types, n_groups = len(schema.EVENT_TYPES), len(groups.hour_ns)
-    counts = np.bincount(groups.group[typed] * n_types + kind[typed], minlength=n_groups * n_types)
-    return counts.reshape(n_groups, n_types)
+class HourlyAggregator:
+    """The aggregates of events given a table at a time (the chunks of one partition, in order): what
+    :func:`hourly_aggregates` gives for the tables concatenated, to the bit, holding per (customer, hour) group what
+    its events add up to instead of the events.
 
+    It keeps the distinct customer tokens and session ids seen (each in the order first seen), and per group its
+    counts, sums, first and last time and distinct sessions. Sums add each group's values in the order the events
+    come, as one pass over the concatenated tables does.
+    """
 
-def _session_lists(events: pa.Table, groups: _Groups) -> pa.ListArray:
-    """Per group: its distinct session ids."""
-    codes, values = string_codes(events.column("session_id"))
-    session = codes[groups.keep]
-    listed = session >= 0
-    width = np.int64(max(len(values), 1))
-    pairs = np.sort(pd.unique(groups.group[listed] * width + session[listed]))  # hashing, then a sort: faster here
-    pair_group, pair_session = np.divmod(pairs, width)
-    lengths = np.bincount(pair_group, minlength=len(groups.hour_ns))
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), values.take(pa.array(pair_session)))
+    def __init__(self) -> None:
+        self._tokens = pa.array([], pa.string())
+        self._sessions = pa.array([], pa.string())
+        self._keys = np.zeros(0, np.int64)  # per group: customer << _HOUR_BITS | hour number + _HOUR_BIAS
+        self._sorted = np.zeros(0, np.int64)  # the groups in the order of their keys
+        self._counts = np.zeros((0, 2 + len(TYPE_COLUMNS)), np.int64)  # per group: events, duration_n, n_<type>...
+        self._duration = np.zeros(0)
+        self._amount = np.zeros(0)
+        self._first = np.zeros(0, np.int64)
+        self._last = np.zeros(0, np.int64)
+        self._pairs = np.zeros(0, np.int64)  # distinct (session << 32 | group), sorted
+
+    def _groups(self, keys: np.ndarray) -> np.ndarray:
+        """The group of each key, adding a group for each key not seen before."""
+        unique, inverse = np.unique(keys, return_inverse=True)
+        at = np.searchsorted(self._keys[self._sorted], unique)
+        seen = at < len(self._keys)
+        seen[seen] = self._keys[self._sorted[at[seen]]] == unique[seen]
+        group = np.empty(len(unique), np.int64)
+        group[seen] = self._sorted[at[seen]]
+        new = int((~seen).sum())
+        if new:
+            group[~seen] = len(self._keys) + np.arange(new)
+            self._keys = np.concatenate([self._keys, unique[~seen]])
+            self._sorted = np.argsort(self._keys, kind="stable")
+            self._counts = np.concatenate([self._counts, np.zeros((new, self._counts.shape[1]), np.int64)])
+            self._duration = np.concatenate([self._duration, np.zeros(new)])
+            self._amount = np.concatenate([self._amount, np.zeros(new)])
+            self._first = np.concatenate([self._first, np.full(new, np.iinfo(np.int64).max, np.int64)])
+            self._last = np.concatenate([self._last, np.full(new, np.iinfo(np.int64).min, np.int64)])
+        result: np.ndarray = group[inverse.reshape(-1)]
+        return result
+
+    def add(self, events: pa.Table) -> None:
+        """Add the events of ``events`` (published events; at least :data:`SOURCE_COLUMNS`)."""
+        token_codes, token_values = string_codes(events.column("customer_token"))
+        self._tokens, customer_of_code = _first_seen(self._tokens, token_values)
+        times = pc.cast(events.column("event_time"), pa.timestamp("ns", tz="UTC")).cast(pa.int64())
+        keep = (token_codes >= 0) & arrow_call("is_valid", times).to_numpy(zero_copy_only=False)
+        time_ns = times.fill_null(0).to_numpy()[keep]
+        hour = time_ns // _HOUR_NS + _HOUR_BIAS
+        group = self._groups((customer_of_code[token_codes[keep]] << _HOUR_BITS) | hour)
+        n_groups = len(self._keys)
+        duration = _floats(events.column("duration_s"))[keep]
+        timed = ~np.isnan(duration)
+        type_codes, type_values = string_codes(events.column("event_type"))
+        # the position of each type among EVENT_TYPES (-1 for another type), then -1 for a missing type (code -1)
+        kind = np.append(pd.Index(schema.EVENT_TYPES).get_indexer(type_values.to_pylist()), -1)[type_codes[keep]]
+        typed = kind >= 0
+        self._counts[:, 0] += np.bincount(group, minlength=n_groups)
+        self._counts[:, 1] += np.bincount(group[timed], minlength=n_groups)
+        self._counts[:, 2:] += np.bincount(
+            group[typed] * len(TYPE_COLUMNS) + kind[typed], minlength=n_groups * len(TYPE_COLUMNS)
+        ).reshape(n_groups, len(TYPE_COLUMNS))
+        np.add.at(self._duration, group[timed], duration[timed])
+        np.add.at(self._amount, group, np.nan_to_num(_floats(events.column("amount"))[keep], nan=0.0))
+        np.minimum.at(self._first, group, time_ns)
+        np.maximum.at(self._last, group, time_ns)
+        session_codes, session_values = string_codes(events.column("session_id"))
+        self._sessions, session_of_code = _first_seen(self._sessions, session_values)
+        session = session_codes[keep]
+        listed = session >= 0
+        pairs = np.concatenate([self._pairs, (session_of_code[session[listed]] << 32) | group[listed]])
+        self._pairs = np.sort(pd.unique(pairs))  # pandas' hashing, then a sort: faster than numpy's unique here
+
+    def table(self) -> pa.Table:
+        """The aggregates of the events added so far: see the module doc.
+
+        Rows are sorted by customer token and hour; each row's sessions in the order they first appear.
+        """
+        customer = self._keys >> _HOUR_BITS
+        hour = (self._keys & ((1 << _HOUR_BITS) - 1)) - _HOUR_BIAS
+        rank = np.empty(len(self._tokens), dtype=np.int64)  # customers in token order
+        rank[arrow_call("array_sort_indices", self._tokens).to_numpy()] = np.arange(len(self._tokens))
+        order = np.lexsort((hour, rank[customer]))
+        position = np.empty(len(order), dtype=np.int64)
+        position[order] = np.arange(len(order))
+        pair_group, pair_session = position[self._pairs & 0xFFFFFFFF], self._pairs >> 32
+        by_group = np.lexsort((pair_session, pair_group))
+        lengths = np.bincount(pair_group, minlength=len(order))
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+        counts = self._counts[order]
+        columns: dict[str, pa.Array] = {
+            "customer_token": self._tokens.take(pa.array(customer[order])),
+            "hour": pa.array(hour[order] * _HOUR_NS, pa.int64()),
+            "events": pa.array(counts[:, 0]),
+            **{name: pa.array(counts[:, 2 + i]) for i, name in enumerate(TYPE_COLUMNS)},
+            "duration_sum": pa.array(self._duration[order]),
+            "duration_n": pa.array(counts[:, 1]),
+            "amount_sum": pa.array(self._amount[order]),
+            "first_time": pa.array(self._first[order]),
+            "last_time": pa.array(self._last[order]),
+            "sessions": pa.ListArray.from_arrays(
+                pa.array(offsets), self._sessions.take(pa.array(pair_session[by_group]))
+            ),
+        }
+        arrays = [columns[field.name].cast(field.type) for field in AGGREGATE_SCHEMA]
+        return pa.Table.from_arrays(arrays, schema=AGGREGATE_SCHEMA)
+
+    def file(self) -> bytes:
+        """:meth:`table` as an aggregates file (parquet)."""
+        buffer = io.BytesIO()
+        pq.write_table(self.table(), buffer, compression="zstd")
+        return buffer.getvalue()
 
 
 def hourly_aggregates(events: pa.Table) -> pa.Table:
@@ -147,38 +223,16 @@ def hourly_aggregates(events: pa.Table) -> pa.Table:
 
     Rows are sorted by customer token and hour; each row's sessions in the order they first appear.
     """
-    groups = _groups(events)
-    group, n_groups = groups.group, len(groups.hour_ns)
-    per_type = _per_type(events, groups)
-    duration = _floats(events.column("duration_s"))[groups.keep]
-    timed = ~np.isnan(duration)
-    amount = np.nan_to_num(_floats(events.column("amount"))[groups.keep], nan=0.0)
-    first_time = np.full(n_groups, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first_time, group, groups.time_ns)
-    last_time = np.full(n_groups, np.iinfo(np.int64).min, dtype=np.int64)
-    np.maximum.at(last_time, group, groups.time_ns)
-    columns: dict[str, pa.Array] = {
-        "customer_token": groups.tokens,
-        "hour": pa.array(groups.hour_ns, pa.int64()),
-        "events": pa.array(np.bincount(group, minlength=n_groups)),
-        **{name: pa.array(per_type[:, i]) for i, name in enumerate(TYPE_COLUMNS)},
-        "duration_sum": pa.array(np.bincount(group[timed], weights=duration[timed], minlength=n_groups)),
-        "duration_n": pa.array(np.bincount(group[timed], minlength=n_groups)),
-        "amount_sum": pa.array(np.bincount(group, weights=amount, minlength=n_groups)),
-        "first_time": pa.array(first_time),
-        "last_time": pa.array(last_time),
-        "sessions": _session_lists(events, groups),
-    }
-    arrays = [columns[field.name].cast(field.type) for field in AGGREGATE_SCHEMA]
-    return pa.Table.from_arrays(arrays, schema=AGGREGATE_SCHEMA)
+    aggregator = HourlyAggregator()
+    aggregator.add(events)
+    return aggregator.table()
 
 
 def aggregate_file(partition: bytes) -> bytes:
     """The aggregates file (parquet) of one events partition file."""
-    table = pq.read_table(io.BytesIO(partition), columns=list(SOURCE_COLUMNS))
-    buffer = io.BytesIO()
-    pq.write_table(hourly_aggregates(table), buffer, compression="zstd")
-    return buffer.getvalue()
+    aggregator = HourlyAggregator()
+    aggregator.add(pq.read_table(io.BytesIO(partition), columns=list(SOURCE_COLUMNS)))
+    return aggregator.file()
 
 
 def covered(paths: list[str]) -> bool:

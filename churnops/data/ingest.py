@@ -440,6 +440,7 @@ class IngestRun:
         unknown: dict[str, None] = {}
         now = self.now()
         known = set(columns)
+        summary = aggregates.HourlyAggregator() if kind == schema.EVENTS else None
         with ParquetSpool() as partition, ParquetSpool() as quarantine:
             for number, parsed in enumerate(
                 parse.iter_object(ref.name, stored, ref.content_encoding, self.chunk_bytes, self.chunk_rows)
@@ -474,12 +475,16 @@ class IngestRun:
                         pa.Table.from_pandas(valid, preserve_index=False), kind, self.tokens
                     )
                     partition.write(published_rows)
+                    if summary is not None:
+                        summary.add(published_rows)
                     report.rows_published += published_rows.num_rows
                     del valid, published_rows
                 if len(result.quarantined):
                     quarantine.write(self.quarantine_rows(result.quarantined, source))
                     report.rows_quarantined += len(result.quarantined)
             self.finish_object(staged, source, (partition, quarantine), unknown, list(corrections.values()))
+        if summary is not None and staged.report.partition is not None:  # in the same commit as the partition
+            staged.files[aggregates.aggregates_path(staged.report.partition)] = summary.file()
         staged.files.update(self.object_files(source, report, run_id))
         log.debug("object staged", extra={"object": ref.name, "run_id": run_id, "rows_in": report.rows_in})
         return staged
@@ -793,7 +798,6 @@ class IngestRun:
             del added  # the run's ids, now in the index segments
             new_partitions = {obj.partition for obj in report.objects}
             stale = sorted({path for paths in earlier.values() for path in paths} - new_partitions)
-            files.update(aggregates.staged_files(self.repo, branch, new_partitions))  # same commit as the events
             self.raise_alerts(report)
             files[f"{RUNS_PREFIX}/{report.hour}/{run_id}.json"] = json.dumps(asdict(report), indent=2).encode()
             # Every run rewrites this file, so two runs that started from the same commit always

@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from churnops.data.aggregates import AGGREGATES_PREFIX
 from churnops.data.ingest import ID_COLUMNS, IngestReport, IngestRun
 from churnops.data.privacy import Tokenizer
 from churnops.data.versioning import DataRepository
@@ -70,6 +71,11 @@ def quarantine(repo: DataRepository) -> dict[str, pd.DataFrame]:
     }
 
 
+def aggregate_files(repo: DataRepository) -> dict[str, bytes]:
+    """Every pre-aggregates file on ``main``, by path."""
+    return {path: repo.get_object("main", path) for path in repo.list_paths("main", AGGREGATES_PREFIX)}
+
+
 def assert_same_lake(env: IngestEnv, whole_repo: DataRepository, kind: str) -> None:
     """The two lakes hold the same published and quarantined rows, each as its accounting says."""
     key = ["_source_object", ID_COLUMNS[kind]]
@@ -81,6 +87,9 @@ def assert_same_lake(env: IngestEnv, whole_repo: DataRepository, kind: str) -> N
     assert mine.keys() == theirs.keys()
     for path, frame in mine.items():
         pd.testing.assert_frame_equal(frame, theirs[path])
+    # the pre-aggregates, summed a chunk at a time, are the files the whole partitions give
+    assert aggregate_files(env.repo) == aggregate_files(whole_repo)
+    assert bool(aggregate_files(env.repo)) == (kind == "events")
     assert_lake_matches_accounting(env.repo)
     assert_lake_matches_accounting(whole_repo)
 
