@@ -189,8 +189,15 @@ class Tokenizer:
         if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
             raise TypeError(f"only text columns are tokenized, not {values.type}")
         encoded = values.dictionary_encode()
-        unique_tokens = pa.array([self.token(value) for value in encoded.dictionary.to_pylist()], type=values.type)
-        return unique_tokens.take(encoded.indices)  # a null index (a null value) gives null
+        uniques = encoded.dictionary.to_pylist()
+        tokens: list[str | None]
+        if self._memory is None:
+            tokens = [self.token(value) for value in uniques]
+        else:  # one pass of dictionary lookups; only the values not met before are hashed
+            tokens = list(map(self._memory.get, uniques))
+            for position in [i for i, token in enumerate(tokens) if token is None]:
+                tokens[position] = self.token(uniques[position])
+        return pa.array(tokens, type=values.type).take(encoded.indices)  # a null index (a null value) gives null
 
 
 def _policy(kind: str, columns: Sequence[str]) -> tuple[list[str], list[str]]:
