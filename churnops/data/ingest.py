@@ -36,6 +36,7 @@ import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import PurePosixPath
@@ -441,10 +442,9 @@ class IngestRun:
         now = self.now()
         known = set(columns)
         summary = aggregates.HourlyAggregator() if kind == schema.EVENTS else None
-        with ParquetSpool() as partition, ParquetSpool() as quarantine:
-            for number, parsed in enumerate(
-                parse.iter_object(ref.name, stored, ref.content_encoding, self.chunk_bytes, self.chunk_rows)
-            ):
+        chunks = parse.iter_object(ref.name, stored, ref.content_encoding, self.chunk_bytes, self.chunk_rows)
+        with ParquetSpool() as partition, ParquetSpool() as quarantine, closing(chunks):
+            for number, parsed in enumerate(chunks):
                 present = contract_columns.intersection(parsed.rows.columns)
                 if number and not present <= known:
                     raise _NewColumns(frozenset(known | present))

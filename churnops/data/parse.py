@@ -18,7 +18,8 @@ import io
 import re
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -215,7 +216,7 @@ def iter_object(
     content_encoding: str | None = None,
     chunk_bytes: int | None = CHUNK_BYTES,
     chunk_rows: int | None = CHUNK_ROWS,
-) -> Iterator[ParsedObject]:
+) -> Generator[ParsedObject, None, None]:
     """Parse a raw object's stored bytes (a stream) into chunks of rows of raw values.
 
     ``content_encoding`` is the object's ``Content-Encoding`` metadata: ``stored`` gives the
@@ -242,13 +243,25 @@ def parse_object(object_name: str, data: bytes, content_encoding: str | None = N
 
 
 def _iter_jsonl(text: IO[bytes], kind: str, chunk_bytes: int | None) -> Iterator[ParsedObject]:
-    """JSON Lines in chunks of whole lines; raises at the end if no line was a JSON object."""
-    size = -1 if chunk_bytes is None else chunk_bytes
+    """JSON Lines in chunks of whole lines; raises at the end if no line was a JSON object.
+
+    The next block of text is read (decompressed) in a thread while the caller works on the chunk before it;
+    its errors are raised when the chunk is asked for. Closing the iterator waits for that read.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jsonl-read") as reader:
+        yield from _jsonl_chunks(text, kind, -1 if chunk_bytes is None else chunk_bytes, reader)
+
+
+def _jsonl_chunks(text: IO[bytes], kind: str, size: int, reader: ThreadPoolExecutor) -> Iterator[ParsedObject]:
+    """:func:`_iter_jsonl`'s chunks, each block read by ``reader`` while the chunk before it is used."""
     lines_before, records, malformed = 0, 0, 0
     carry = b""
+    pending: Future[bytes] = reader.submit(text.read, size)
     while True:
-        block = text.read(size)
+        block = pending.result()
         final = size < 0 or len(block) < size  # a short read is the end of the stream
+        if not final:
+            pending = reader.submit(text.read, size)
         buffer = carry + block if carry else block
         if final:
             chunk, carry = buffer, b""
