@@ -11,6 +11,7 @@ import pytest
 
 from churnops.data.versioning.base import MergeConflict, NotFoundError
 from churnops.data.versioning.embedded import EmbeddedRepository, decode_message, encode_message
+from churnops.errors import VersioningError
 
 
 @pytest.fixture(name="repo")
@@ -64,6 +65,29 @@ def test_large_blobs_are_standard_git_objects(repo: EmbeddedRepository) -> None:
     assert entry.id == pygit2.hash(data)
     assert git[entry.id].data == data
     assert EmbeddedRepository(repo.path).get_object(commit, "big.parquet") == data
+
+
+def test_a_large_blob_reads_back_from_a_pack_and_an_altered_one_is_refused(repo: EmbeddedRepository) -> None:
+    data = os.urandom(3 * 1024 * 1024)
+    repo.create_branch("run")
+    repo.put_objects("run", {"big.parquet": data, "other.parquet": os.urandom(2 * 1024 * 1024)})
+    commit = repo.commit("run", "big", {})
+    git = pygit2.Repository(str(repo.path))
+    oid = str(pygit2.hash(data))
+    loose = repo.path / "objects" / oid[:2] / oid[2:]
+    stored = loose.read_bytes()
+    loose.chmod(0o644)
+    loose.write_bytes(stored[:-100] + bytes(100))  # the end of the stream (and its checksum) overwritten
+    with pytest.raises(VersioningError, match="corrupt"):
+        repo.get_object(commit, "big.parquet")
+    other = str(git[commit].peel(pygit2.Commit).tree["other.parquet"].id)
+    loose.write_bytes((repo.path / "objects" / other[:2] / other[2:]).read_bytes())  # another object's bytes
+    with pytest.raises(VersioningError, match="does not match its id"):
+        repo.get_object(commit, "big.parquet")
+    loose.write_bytes(stored)
+    git.pack()  # as `git gc` would: every object into a pack file
+    loose.unlink()
+    assert repo.get_object(commit, "big.parquet") == data
 
 
 def test_text_files_changed_on_both_sides_conflict_even_on_different_lines(repo: EmbeddedRepository) -> None:
