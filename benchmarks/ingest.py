@@ -99,7 +99,7 @@ def single_object(settings: Settings, prefix: str, hour: datetime, events: int, 
             for ref in refs:
                 text = gzip.decompress(read_object(client, ref))
                 if copy:
-                    text = re.sub(rb'("event_id": ?"[^"]*)"', rb"\1-%d\"" % copy, text)
+                    text = re.sub(rb'("event_id": ?"[^"]*)"', rb'\1-%d"' % copy, text)
                 lines = text.splitlines(keepends=True)[: events - written]
                 out.write(b"".join(lines))
                 written += len(lines)
@@ -124,8 +124,11 @@ def single_objects(settings: Settings, state: Path, hour: datetime, sizes: list[
         seconds, acc, _, rss = ingest_in_child(
             settings.model_copy(update={"state_dir": state / bucket, "raw_bucket": bucket}), hour
         )
-        if acc["rows_in"] != written:
-            raise RuntimeError(f"the {written:,}-event object's ingest read {acc['rows_in']:,} rows")
+        if acc["rows_in"] != written or acc["rows_published"] != written:
+            raise RuntimeError(
+                f"the {written:,}-event object's ingest read {acc['rows_in']:,} rows and published "
+                f"{acc['rows_published']:,}: each one is a valid, distinct event"
+            )
         objects.append((written, seconds, rss))
         print(f"one object of {written:,} events: {seconds:.2f} s, peak {rss / 1024**3:.3f} GiB (load {_load()})")
     return objects
