@@ -36,6 +36,7 @@ import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -172,6 +173,41 @@ class _Staged:
     files: dict[str, bytes]
     ids: list[pa.Array] = field(default_factory=list)  # published raw ids, Arrow large_string
     keys: list[pd.DataFrame] = field(default_factory=list)  # the same as id_index.keys
+
+
+class _Partition:
+    """The partition file of one object and, for events, its pre-aggregates (:class:`aggregates.HourlyAggregator`),
+    appended to a chunk at a time in a thread of their own: a chunk's parquet encoding and sums overlap the check
+    of the next chunk, and at most one chunk waits to be appended."""
+
+    def __init__(self, kind: str) -> None:
+        self.spool = ParquetSpool()
+        self.summary = aggregates.HourlyAggregator() if kind == schema.EVENTS else None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="partition-append")
+        self._pending: Future[None] | None = None
+
+    def __enter__(self) -> _Partition:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._thread.shutdown(wait=True)  # an append under way ends before the file is closed
+        self.spool.__exit__()
+
+    def append(self, rows: pa.Table) -> None:
+        """Append ``rows`` (the published rows of a chunk), once the chunk before them is appended."""
+        self.wait()
+        self._pending = self._thread.submit(self._append, rows)
+
+    def _append(self, rows: pa.Table) -> None:
+        self.spool.write(rows)
+        if self.summary is not None:
+            self.summary.add(rows)
+
+    def wait(self) -> None:
+        """Wait until every chunk is appended (raising what an append raised)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
 
 class _NewColumns(Exception):
@@ -441,9 +477,8 @@ class IngestRun:
         unknown: dict[str, None] = {}
         now = self.now()
         known = set(columns)
-        summary = aggregates.HourlyAggregator() if kind == schema.EVENTS else None
         chunks = parse.iter_object(ref.name, stored, ref.content_encoding, self.chunk_bytes, self.chunk_rows)
-        with ParquetSpool() as partition, ParquetSpool() as quarantine, closing(chunks):
+        with _Partition(kind) as partition, ParquetSpool() as quarantine, closing(chunks):
             for number, parsed in enumerate(chunks):
                 present = contract_columns.intersection(parsed.rows.columns)
                 if number and not present <= known:
@@ -474,17 +509,16 @@ class IngestRun:
                     published_rows = apply_pii_policy_to_table(
                         pa.Table.from_pandas(valid, preserve_index=False), kind, self.tokens
                     )
-                    partition.write(published_rows)
-                    if summary is not None:
-                        summary.add(published_rows)
+                    partition.append(published_rows)
                     report.rows_published += published_rows.num_rows
                     del valid, published_rows
                 if len(result.quarantined):
                     quarantine.write(self.quarantine_rows(result.quarantined, source))
                     report.rows_quarantined += len(result.quarantined)
-            self.finish_object(staged, source, (partition, quarantine), unknown, list(corrections.values()))
-        if summary is not None and staged.report.partition is not None:  # in the same commit as the partition
-            staged.files[aggregates.aggregates_path(staged.report.partition)] = summary.file()
+            partition.wait()
+            self.finish_object(staged, source, (partition.spool, quarantine), unknown, list(corrections.values()))
+            if partition.summary is not None and report.partition is not None:  # in the same commit as the partition
+                staged.files[aggregates.aggregates_path(report.partition)] = partition.summary.file()
         staged.files.update(self.object_files(source, report, run_id))
         log.debug("object staged", extra={"object": ref.name, "run_id": run_id, "rows_in": report.rows_in})
         return staged
