@@ -36,7 +36,6 @@ import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -54,7 +53,7 @@ from churnops.data import aggregates, contract, id_index, naming, parse, schema,
 from churnops.data.contract import AccountingError
 from churnops.data.id_index import IdIndex
 from churnops.data.privacy import Tokenizer, apply_pii_policy, apply_pii_policy_to_table, lake_tokenizer
-from churnops.data.spool import ParquetSpool
+from churnops.data.spool import ParquetSpool, PartitionSpool
 from churnops.data.versioning import DataRepository, MergeConflict, NotFoundError, VersioningError, open_repository
 from churnops.data.versioning.base import check_path
 from churnops.platform.alerts import Alert, AlertSink
@@ -173,41 +172,6 @@ class _Staged:
     files: dict[str, bytes]
     ids: list[pa.Array] = field(default_factory=list)  # published raw ids, Arrow large_string
     keys: list[pd.DataFrame] = field(default_factory=list)  # the same as id_index.keys
-
-
-class _Partition:
-    """The partition file of one object and, for events, its pre-aggregates (:class:`aggregates.HourlyAggregator`),
-    appended to a chunk at a time in a thread of their own: a chunk's parquet encoding and sums overlap the check
-    of the next chunk, and at most one chunk waits to be appended."""
-
-    def __init__(self, kind: str) -> None:
-        self.spool = ParquetSpool()
-        self.summary = aggregates.HourlyAggregator() if kind == schema.EVENTS else None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="partition-append")
-        self._pending: Future[None] | None = None
-
-    def __enter__(self) -> _Partition:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._thread.shutdown(wait=True)  # an append under way ends before the file is closed
-        self.spool.__exit__()
-
-    def append(self, rows: pa.Table) -> None:
-        """Append ``rows`` (the published rows of a chunk), once the chunk before them is appended."""
-        self.wait()
-        self._pending = self._thread.submit(self._append, rows)
-
-    def _append(self, rows: pa.Table) -> None:
-        self.spool.write(rows)
-        if self.summary is not None:
-            self.summary.add(rows)
-
-    def wait(self) -> None:
-        """Wait until every chunk is appended (raising what an append raised)."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
 
 
 class _NewColumns(Exception):
@@ -478,7 +442,7 @@ class IngestRun:
         now = self.now()
         known = set(columns)
         chunks = parse.iter_object(ref.name, stored, ref.content_encoding, self.chunk_bytes, self.chunk_rows)
-        with _Partition(kind) as partition, ParquetSpool() as quarantine, closing(chunks):
+        with PartitionSpool(kind) as partition, ParquetSpool() as quarantine, closing(chunks):
             for number, parsed in enumerate(chunks):
                 present = contract_columns.intersection(parsed.rows.columns)
                 if number and not present <= known:

@@ -1,12 +1,16 @@
-"""A parquet file written a chunk at a time to a temporary file, so its rows are never all in memory."""
+"""A parquet file written a chunk at a time to a temporary file, so its rows are never all in memory; an ingested
+object's partition file with its pre-aggregates, appended to in a thread of their own."""
 
 from __future__ import annotations
 
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from churnops.data import aggregates, schema
 
 
 class ParquetSpool:
@@ -56,3 +60,38 @@ class ParquetSpool:
         self.writer = None
         self.file.seek(0)
         return self.file.read()
+
+
+class PartitionSpool:
+    """The partition file of one object and, for events, its pre-aggregates (:class:`aggregates.HourlyAggregator`),
+    appended to a chunk at a time in a thread of their own: a chunk's parquet encoding and sums overlap the check
+    of the next chunk, and at most one chunk waits to be appended."""
+
+    def __init__(self, kind: str) -> None:
+        self.spool = ParquetSpool()
+        self.summary = aggregates.HourlyAggregator() if kind == schema.EVENTS else None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="partition-append")
+        self._pending: Future[None] | None = None
+
+    def __enter__(self) -> PartitionSpool:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._thread.shutdown(wait=True)  # an append under way ends before the file is closed
+        self.spool.__exit__()
+
+    def append(self, rows: pa.Table) -> None:
+        """Append ``rows`` (the published rows of a chunk), once the chunk before them is appended."""
+        self.wait()
+        self._pending = self._thread.submit(self._append, rows)
+
+    def _append(self, rows: pa.Table) -> None:
+        self.spool.write(rows)
+        if self.summary is not None:
+            self.summary.add(rows)
+
+    def wait(self) -> None:
+        """Wait until every chunk is appended (raising what an append raised)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
