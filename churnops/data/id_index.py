@@ -162,11 +162,7 @@ class IdIndex:  # pylint: disable=too-many-instance-attributes  # the lake handl
         the segments of ``removed_hours`` (the record hours their partitions held)."""
         files: dict[str, bytes] = {}
         deleted: list[str] = []
-        new = [  # the source as one Arrow string column, not a Python object per id
-            frame.assign(source=pd.arrays.ArrowStringArray(pa.repeat(pa.scalar(source, pa.large_string()), len(frame))))
-            for source, frame in added.items()
-            if not frame.empty
-        ]
+        new = [frame.assign(source=source) for source, frame in added.items() if not frame.empty]
         by_hour: dict[pd.Timestamp, pd.DataFrame] = (
             dict(list(pd.concat(new, ignore_index=True).groupby("hour"))) if new else {}
         )
