@@ -14,6 +14,7 @@ hour of ``event_time`` among the partition's rows, with
 
 An aggregate file is a function of its partition's rows alone: the ingest writes it in the same commit as the
 partition, a new generation of the object overwrites both, and a superseded partition's aggregates go with it.
+A partition published before the aggregates existed gets its file from :mod:`churnops.data.backfill`.
 Partitions hold distinct event ids, so the rows of every file sum to the aggregates of the whole table. Rows whose
 ``event_time`` or ``customer_token`` is missing are left out (no feature reads them).
 """
