@@ -193,3 +193,21 @@ def test_an_erasure_merged_between_the_compare_and_the_merge_has_the_aggregates_
     assert assert_aggregates_match_events(ingest_env) > 0
     held = set(repo.read_table("main", AGGREGATES_PREFIX, columns=["customer_token"]).column(0).to_pylist())
     assert tokenizer.token(subject) not in held and held
+
+
+def test_the_check_finds_aggregates_that_do_not_count_their_partition_and_those_left_without_one(
+    ingest_env: IngestEnv, three_hours: datagen.GeneratedData
+) -> None:
+    repo = ingest_env.repo
+    partitions = published_without_aggregates(ingest_env, three_hours, hours=2)
+    backfill.backfill_aggregates(repo, ingest_env.settings)
+    assert not backfill.mismatched(repo, "main", partitions)
+    first, second, third = partitions[:3]
+    repo.create_branch("broken", source="main")
+    # another partition's aggregates in place of the first's; the second's partition gone, its aggregates left;
+    # the third's aggregates gone
+    repo.put_objects("broken", {aggregates_path(first): repo.get_object("main", aggregates_path(second))})
+    repo.delete_objects("broken", [second, aggregates_path(third)])
+    repo.commit("broken", "aggregates that do not match", {})
+    assert backfill.mismatched(repo, "broken", partitions) == [first, second, third]
+    assert backfill.missing_aggregates(repo, "broken") == [third]
