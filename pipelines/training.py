@@ -62,16 +62,18 @@ def training_tasks(settings: Settings, data_commit: Any, seed: Any, reason: Any 
             display_name=f"train-{model_name}",
         ).after(checked)
         fitted.append(refusal_gate(trained[model_name], f"train-{model_name}", settings))
+    # what evaluate and register both take: the training run, its splits and both models
+    candidates = {
+        "parent_run_id": feats.outputs["parent_run_id"],
+        "lineage": feats.outputs["lineage"],
+        "train_split": feats.outputs["train"],
+        "validation_split": feats.outputs["validation"],
+        "test_split": feats.outputs["test"],
+        "baseline": trained["baseline"].outputs["model"],
+        "challenger": trained["xgboost"].outputs["model"],
+    }
     evaluated = configure(
-        evaluate(
-            parent_run_id=feats.outputs["parent_run_id"],
-            lineage=feats.outputs["lineage"],
-            train_split=feats.outputs["train"],
-            validation_split=feats.outputs["validation"],
-            test_split=feats.outputs["test"],
-            baseline=trained["baseline"].outputs["model"],
-            challenger=trained["xgboost"].outputs["model"],
-        ),
+        evaluate(**candidates),
         settings,
         display_name="evaluate-and-gate",
     ).after(*fitted)
@@ -81,16 +83,7 @@ def training_tasks(settings: Settings, data_commit: Any, seed: Any, reason: Any 
     winner = refusal_gate(evaluated, "evaluate", settings, passes=evaluated.outputs["winner"])
     with dsl.If(winner.output != "", name="gate-passed"):
         registered = configure(
-            register(
-                parent_run_id=feats.outputs["parent_run_id"],
-                lineage=feats.outputs["lineage"],
-                winner=winner.output,
-                train_split=feats.outputs["train"],
-                validation_split=feats.outputs["validation"],
-                test_split=feats.outputs["test"],
-                baseline=trained["baseline"].outputs["model"],
-                challenger=trained["xgboost"].outputs["model"],
-            ),
+            register(winner=winner.output, **candidates),
             settings,
             display_name="register-candidate",
         )

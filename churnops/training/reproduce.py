@@ -377,16 +377,18 @@ def reproduce(  # pylint: disable=too-many-locals
     ) as run:
         mlflow.log_params({**config.as_params(), "seed": str(seed)})
     fitted = training.fit_model(settings, model_type, splits, spec, tags, run.info.run_id, config)
-    scored = training.split_probabilities(settings, {model_type: fitted.model_uri}, {"test": splits["test"]}, spec)
+    models = training.load_models(settings, {model_type: fitted.model_uri})
+    scored = training.score_splits(models, {"test": splits["test"]}, spec)
     tested = training.record_test({model_type: fitted}, scored["test"], splits, config)[model_type]
     # the behavioural checks on validation, as training ran them on the evaluated model
-    models = training.load_models(settings, {model_type: fitted.model_uri})
     behaviour = training.record_behaviour({model_type: fitted}, models, splits, spec, config, seed)[model_type]
     fitted = dataclasses.replace(
         fitted, metrics={**fitted.metrics, **{f"test_{k}": v for k, v in tested.items()}, **behaviour.metrics()}
     )
+    reproduced = models[model_type]
     if recorded_tags.get(REFIT_TAG) == "true":  # the registered model was refit on every labelled cutoff
         fitted = training.refit_model(settings, fitted, splits, spec, tags, run.info.run_id, config)
+        reproduced = load_model(fitted.model_uri, client.tracking_uri).pipeline
     checks = [
         Check(
             name,
@@ -398,7 +400,7 @@ def reproduce(  # pylint: disable=too-many-locals
     ]
     test = splits["test"][spec.columns]
     before = evaluate.churn_probability(load_model(target.model_uri, client.tracking_uri).pipeline, test)
-    after = evaluate.churn_probability(load_model(fitted.model_uri, client.tracking_uri).pipeline, test)
+    after = evaluate.churn_probability(reproduced, test)
     gap = float(np.max(np.abs(after - before))) if len(test) else 0.0
     prediction_verdict = IDENTICAL if np.array_equal(before, after) else _verdict(0.0, gap, tolerance)
     report = ReproductionReport(
