@@ -147,6 +147,9 @@ def test_a_customer_bootstrap_of_a_subgroup_gap_covers_the_gap() -> None:
     assert gap.low < gap.difference < gap.high and gap.low < 0 < gap.high  # the same model on both halves
     with pytest.raises(ValueError, match="both classes"):
         evaluate.subgroup_auc_difference(labels, scores, labels == 1, customers)
+    assert gap.resamples == 500 and gap.groups == 1000 and gap.rows == 1000
+    with pytest.raises(ValueError, match="resamples must be positive, got 0"):
+        evaluate.subgroup_auc_difference(labels, scores, first, customers, resamples=0)
 
 
 def test_the_gate_refuses_a_winner_that_fails_a_behavioural_check_and_says_why() -> None:
