@@ -615,6 +615,43 @@ def test_pipeline_tasks_and_the_transformer_get_their_secrets_from_secret_manage
     assert names.K8S_SECRET_SERVING_LAKE == "churnops-serving-lake"
 
 
+# The Kubernetes API verbs each call of the deploy's dynamic client needs (a server-side apply is a patch that
+# creates the object when it does not exist yet).
+DYNAMIC_CLIENT_VERBS = {
+    "server_side_apply": {"patch", "create"},
+    "patch": {"patch"},
+    "get": {"get"},
+    "resources": set(),
+}
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+
+
+def test_the_deployer_may_write_in_the_serving_namespaces_exactly_as_the_deploy_client_writes(stack: StackRun) -> None:
+    """Every call the deploy makes through its Kubernetes client (churnops/deploy/kube.py) is allowed on the objects
+    it applies, and the deployer holds no write verb the client never uses (no update, no delete)."""
+    calls = set(re.findall(r"self\._dynamic\.([a-z_]+)", (REPOSITORY / "churnops/deploy/kube.py").read_text()))
+    assert calls <= set(DYNAMIC_CLIENT_VERBS), (
+        f"a client call this test does not know: {calls - set(DYNAMIC_CLIENT_VERBS)}"
+    )
+    needed = set().union(*(DYNAMIC_CLIENT_VERBS[call] for call in calls)) & WRITE_VERBS
+    assert needed == {"patch", "create"}
+    roles = [
+        role.inputs
+        for role in stack.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
+        if role.inputs["metadata"]["name"] == names.KSA_DEPLOYER
+        and role.inputs["metadata"]["namespace"] in names.SERVING_NAMESPACES
+    ]
+    assert {role["metadata"]["namespace"] for role in roles} == set(names.SERVING_NAMESPACES)
+    for role in roles:
+        for rule in role["rules"]:
+            if rule["resources"] == ["services/proxy"]:
+                continue  # the smoke test's requests to a revision, not writes to an object
+            writes = set(rule["verbs"]) & WRITE_VERBS
+            assert not writes or writes == needed, (role["metadata"]["namespace"], rule)
+        isvc = [rule for rule in role["rules"] if "inferenceservices" in rule["resources"]]
+        assert len(isvc) == 1 and needed <= set(isvc[0]["verbs"])
+
+
 def test_the_builds_reach_exactly_the_in_cluster_services_they_name_through_the_api_server(stack: StackRun) -> None:
     named = {
         (namespace, service)
