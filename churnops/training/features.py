@@ -299,11 +299,12 @@ class _Events:
         counts: np.ndarray = np.bincount(self.customer[selected], minlength=n_customers)
         return counts
 
-    def blocks(self, before: np.ndarray, starts: Sequence[np.int64], n_customers: int) -> list[np.ndarray]:
+    def blocks(self, before: np.ndarray, starts: Sequence[np.int64], n_customers: int) -> list[Block]:
         """Per window start: :func:`_window_block` of the rows before the cutoff and from that start on."""
         return [_window_block(self, before & (self.time_ns >= start), n_customers) for start in starts]
 
 
+Block: TypeAlias = list[np.ndarray]  # per-customer aggregates of one window: one array per window_feature_names
 _WINDOW_SUMS: tuple[str, ...] = ("duration_sum", "duration_n", "amount_sum")  # aggregates columns a window sums
 
 
@@ -335,23 +336,25 @@ class _Hourly:
         ).astype(np.int64)
         return counts
 
-    def blocks(self, before: np.ndarray, starts: Sequence[np.int64], n_customers: int) -> list[np.ndarray]:
+    def blocks(self, before: np.ndarray, starts: Sequence[np.int64], n_customers: int) -> list[Block]:
         """Per window start: the per-customer aggregates of the rows before the cutoff and from that start on,
         columns as :func:`window_feature_names`. The rows of the widest window are read once."""
         widest = before & (self.stamp_ns >= min(starts))
         customer, stamp_ns = self.customer[widest], self.stamp_ns[widest]
         rows = self.windowed.filter(pa.array(widest))
-        numbers = [self.events[widest]]
-        numbers += [rows.column(name).to_numpy() for name in [*aggregates.TYPE_COLUMNS, *_WINDOW_SUMS]]
+        names = [*aggregates.TYPE_COLUMNS, *_WINDOW_SUMS]
+        # one row per summed column, the rows in table order (the order floating-point sums are added in)
+        numbers = np.vstack([self.events[widest], *(rows.column(name).to_numpy() for name in names)], dtype=np.float64)
         session_row, pair, width = _session_pairs(customer, rows.column("sessions"))
         blocks = []
         for start in starts:
             chosen = stamp_ns >= start
-            sums = [np.bincount(customer[chosen], weights=column[chosen], minlength=n_customers) for column in numbers]
+            chosen_customer = customer[chosen]
+            sums = [np.bincount(chosen_customer, weights=row, minlength=n_customers) for row in numbers[:, chosen]]
             *counts, duration_sum, duration_n, spend = sums
             pairs = pd.unique(pair[chosen[session_row]])
             sessions = np.bincount(pairs // width, minlength=n_customers).astype(np.float64)
-            blocks.append(np.column_stack([*counts, sessions, _mean(duration_sum, duration_n), spend]))
+            blocks.append([*counts, sessions, _mean(duration_sum, duration_n), spend])
         return blocks
 
 
@@ -494,7 +497,7 @@ def _state_at(subs: _Subscriptions, cutoff_ns: np.int64) -> pd.DataFrame:
     )
 
 
-def _window_block(ev: _Events, window: np.ndarray, n_customers: int) -> np.ndarray:
+def _window_block(ev: _Events, window: np.ndarray, n_customers: int) -> Block:
     """Per-customer aggregates of the events selected by mask ``window``: columns as :func:`window_feature_names`."""
     customer = ev.customer[window]
     n_types = len(EVENT_TYPES)
@@ -512,7 +515,7 @@ def _window_block(ev: _Events, window: np.ndarray, n_customers: int) -> np.ndarr
     duration_sum = np.bincount(customer[timed], weights=duration[timed], minlength=n_customers)
     duration_n = np.bincount(customer[timed], minlength=n_customers)
     spend = np.bincount(customer, weights=ev.amount[window], minlength=n_customers)
-    return np.column_stack([total, per_type, sessions, _mean(duration_sum, duration_n), spend])
+    return [total, *per_type.T, sessions, _mean(duration_sum, duration_n), spend]
 
 
 def _observed_hours(ev: _Events | _Hourly, subs: _Subscriptions, before: np.ndarray, cutoff_ns: np.int64) -> np.ndarray:
@@ -594,9 +597,8 @@ def _features_at(
     columns.update(_subscription_columns(state, cutoff_ns))
     starts = [cutoff_ns - np.int64(window) * _HOUR for window in windows]
     for window, block in zip(windows, ev.blocks(before, starts, n_customers)):
-        block = block[rows]
-        for i, name in enumerate(window_feature_names(window)):
-            columns[name] = block[:, i]
+        for name, values in zip(window_feature_names(window), block):
+            columns[name] = values[rows].astype(np.float64, copy=False)  # a sum over no rows is int64
     for short, long in zip(windows, windows[1:]):
         short_rate = columns[f"events_{short}h"] / short
         columns[f"rate_change_{short}h_{long}h"] = short_rate - columns[f"events_{long}h"] / long
