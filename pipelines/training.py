@@ -10,6 +10,7 @@ from typing import Any
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
+from churnops.platform import declaration as platform
 from churnops.platform.settings import Settings, load_settings
 from components.evaluate import evaluate
 from components.features import features
@@ -20,7 +21,7 @@ from pipelines.common import LARGE, configure, declare_pipeline, failure_alert, 
 NAME = "training"
 # No KFP recurring run: one trigger starts training, Cloud Scheduler's daily message to the Cloud Build
 # trigger that submits it with the components image that build pinned (cloudbuild.training.yaml).
-CRON = None
+CRON = platform.PIPELINE_CRONS[NAME]  # None: Cloud Scheduler starts it (cicd.trainingSchedule)
 TRIGGER = "training is started by Cloud Scheduler through Cloud Build (cloudbuild.training.yaml), not by KFP"
 MODELS = ("baseline", "xgboost")
 

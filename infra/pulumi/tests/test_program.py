@@ -615,6 +615,24 @@ def test_pipeline_tasks_and_the_transformer_get_their_secrets_from_secret_manage
     assert names.K8S_SECRET_SERVING_LAKE == "churnops-serving-lake"
 
 
+def _daily_minute(cron: str, seconds_field: bool = False) -> int:
+    """Minutes after midnight at which a daily cron fires (``M H * * *``; KFP's crons lead with seconds)."""
+    fields = cron.split()[1:] if seconds_field else cron.split()
+    assert len(fields) == 5 and fields[2:] == ["*", "*", "*"], f"not a daily cron: {cron!r}"
+    return int(fields[1]) * 60 + int(fields[0])
+
+
+def test_training_is_scheduled_before_the_daily_pipelines_that_use_its_model(stack: StackRun) -> None:
+    """Cloud Scheduler's training time (this stack's setting) leads scoring by the declared lead, and the drift
+    check follows scoring, all in UTC, so each day's scoring and drift check use that day's model."""
+    cicd = stack.config["churnops:cicd"]
+    assert cicd["timeZone"] in {"Etc/UTC", "UTC"}
+    training = _daily_minute(cicd["trainingSchedule"])
+    scoring = _daily_minute(platform.PIPELINE_CRONS["scoring"] or "", seconds_field=True)
+    drift = _daily_minute(platform.PIPELINE_CRONS["drift"] or "", seconds_field=True)
+    assert training + platform.TRAINING_LEAD_MINUTES <= scoring < drift
+
+
 # The Kubernetes API verbs each call of the deploy's dynamic client needs (a server-side apply is a patch that
 # creates the object when it does not exist yet).
 DYNAMIC_CLIENT_VERBS = {
