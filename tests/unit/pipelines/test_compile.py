@@ -10,7 +10,7 @@ from kfp import compiler, dsl
 from kfp import components as kfp_components
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from churnops.platform import declaration as platform
+from churnops.platform import declaration
 from churnops.platform.settings import Settings
 from pipelines import common
 from pipelines.common import CONFIG_KEYS, SECRET_KEYS
@@ -420,6 +420,6 @@ def test_every_pipeline_parameter_and_component_input_has_a_description(compiled
 
 def test_every_pipeline_is_scheduled_as_the_platform_declares() -> None:
     """The recurring runs come from one declaration, which names every pipeline and no other."""
-    assert set(platform.PIPELINE_CRONS) == set(PIPELINES)
-    assert {name: entry.cron for name, entry in PIPELINES.items()} == platform.PIPELINE_CRONS
-    assert [name for name, cron in platform.PIPELINE_CRONS.items() if cron is None] == ["training"]
+    assert set(declaration.PIPELINE_CRONS) == set(PIPELINES)
+    assert {name: entry.cron for name, entry in PIPELINES.items()} == declaration.PIPELINE_CRONS
+    assert [name for name, cron in declaration.PIPELINE_CRONS.items() if cron is None] == ["training"]
