@@ -138,7 +138,7 @@ class ListedObject:
 
 @dataclass
 class IngestGroup:  # pylint: disable=too-many-instance-attributes  # one flat record, a ParallelFor item
-    """One group of a run's fresh objects, staged on the run branch by one task (:meth:`IngestRun.stage_group`).
+    """One group of a run's fresh objects, staged on the run branch by one task (:func:`stage_group`).
 
     Written as JSON text (:meth:`to_json`): the ingest pipeline fans out over these, and KFP hands the
     numbers in a list over as floats, too few digits for a GCS generation.
@@ -200,7 +200,7 @@ class IngestGroup:  # pylint: disable=too-many-instance-attributes  # one flat r
 @dataclass
 class IngestPlan:  # pylint: disable=too-many-instance-attributes  # one flat record, a task output
     """What a run ingests: its fresh objects in groups on a run branch made from ``base``, and what the listing
-    found (``branch`` is None and no group exists when nothing was new). See :meth:`IngestRun.plan_run`."""
+    found (``branch`` is None and no group exists when nothing was new). See :func:`plan_run`."""
 
     run_id: str
     hour: str
