@@ -37,7 +37,8 @@ import pyarrow.parquet as pq
 
 from churnops.data import aggregates, schema
 from churnops.data.contract import AccountingError, arrow_call
-from churnops.data.ingest import HEAD_PATH, MAX_MERGE_ATTEMPTS
+from churnops.data.ingest import MAX_MERGE_ATTEMPTS
+from churnops.data.ingest_steps import HEAD_PATH
 from churnops.data.versioning import DataRepository, MergeConflict, VersioningError
 from churnops.data.versioning.base import DEFAULT_BRANCH
 from churnops.platform.buildinfo import git_sha, lock_sha256

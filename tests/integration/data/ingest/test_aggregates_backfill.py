@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from churnops.cli import main as cli
 from churnops.data import backfill
 from churnops.data.aggregates import AGGREGATES_PREFIX, aggregates_path
-from churnops.data.ingest import HEAD_PATH
+from churnops.data.ingest_steps import HEAD_PATH
 from churnops.data.privacy import Tokenizer
 from churnops.data.subjects import forget
 from churnops.data.versioning import DataRepository
