@@ -87,9 +87,11 @@ pipelines: setup ## Compile every KFP pipeline into build/pipelines/, parse each
 	$(BIN)/churnops pipeline compile --output-dir build/pipelines
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/pipelines/test_backend_contract.py
 
-bench: setup ## Print the benchmark figures (ingest vs plain pyarrow, features vs pandas groupby, lake blob writes, canary rule)
+bench: setup ## Print the benchmark figures (ingest vs plain pyarrow, ingest in groups, features vs pandas groupby, aggregates backfill memory, lake blob writes, canary rule)
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/ingest_fanout.py
 	$(BIN)/python benchmarks/features.py
+	$(BIN)/python benchmarks/backfill.py
 	$(BIN)/python benchmarks/lake_blobs.py
 	$(BIN)/python benchmarks/canary.py
 

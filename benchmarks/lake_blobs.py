@@ -6,7 +6,8 @@ Compares, on the same random bytes in a fresh bare repository:
 * **embedded**: ``EmbeddedRepository.put_objects``, which writes blobs of 1 MiB and more as
   loose objects with a stored (uncompressed) zlib stream, plus staging them on a branch.
 
-Prints seconds and MB/s for both and their ratio; both must yield the same git object id.
+Prints seconds and MB/s for both and their ratio, and the load average before and after; both must
+yield the same git object id.
 Run: ``.venv/bin/python benchmarks/lake_blobs.py [--megabytes 50] [--repeat 3]``.
 """
 
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--megabytes", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    print(f"load average at start: {_load()} (1, 5, 15 min; {os.cpu_count()} cores)")
     data = os.urandom(args.megabytes * 1_000_000)
     plain, embedded = [], []
     for attempt in range(args.repeat):
@@ -56,6 +58,11 @@ def main() -> None:
     print(f"  libgit2 create_blob (deflate):   {_best(plain):6.2f} s  {size / _best(plain):7.1f} MB/s")
     print(f"  embedded put_objects (stored):   {_best(embedded):6.2f} s  {size / _best(embedded):7.1f} MB/s")
     print(f"  embedded / libgit2 time: {_best(embedded) / _best(plain):.2f}")
+    print(f"load average at end: {_load()}")
+
+
+def _load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ training's own tasks (:func:`pipelines.training.training_tasks`) under a conditi
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
+from churnops.platform import declaration as platform
 from churnops.platform.settings import load_settings
 from components.drift import drift_check, online_features, performance_check
 from components.model import resolve_model
@@ -13,7 +14,7 @@ from pipelines.common import LARGE, configure, declare_pipeline, failure_alert, 
 from pipelines.training import DEFAULT_SEED, training_tasks
 
 NAME = "drift"
-CRON = "0 0 5 * * *"  # daily at 05:00 UTC, after training (02:30) and scoring (04:00)
+CRON = platform.PIPELINE_CRONS[NAME]
 
 
 def build() -> GraphComponent:

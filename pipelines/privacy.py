@@ -3,12 +3,13 @@
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
+from churnops.platform import declaration as platform
 from churnops.platform.settings import load_settings
 from components.privacy import purge
 from pipelines.common import LARGE, configure, declare_pipeline, failure_alert, refusal_gate
 
 NAME = "purge"
-CRON = "0 30 3 * * *"  # daily at 03:30 UTC: an erasure is completed within a day of its grace period's end
+CRON = platform.PIPELINE_CRONS[NAME]
 
 
 def build() -> GraphComponent:

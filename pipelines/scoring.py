@@ -6,13 +6,14 @@ resolve-model (the alias -> one registered version, a Model artifact) -> score w
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
+from churnops.platform import declaration as platform
 from churnops.platform.settings import load_settings
 from components.model import resolve_model
 from components.score import score
 from pipelines.common import LARGE, configure, declare_pipeline, failure_alert, refusal_gate
 
 NAME = "scoring"
-CRON = "0 0 4 * * *"  # daily at 04:00 UTC, after training
+CRON = platform.PIPELINE_CRONS[NAME]
 
 
 def build() -> GraphComponent:

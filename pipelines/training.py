@@ -10,6 +10,7 @@ from typing import Any
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
+from churnops.platform import declaration as platform
 from churnops.platform.settings import Settings, load_settings
 from components.evaluate import evaluate
 from components.features import features
@@ -20,7 +21,7 @@ from pipelines.common import LARGE, configure, declare_pipeline, failure_alert, 
 NAME = "training"
 # No KFP recurring run: one trigger starts training, Cloud Scheduler's daily message to the Cloud Build
 # trigger that submits it with the components image that build pinned (cloudbuild.training.yaml).
-CRON = None
+CRON = platform.PIPELINE_CRONS[NAME]  # None: Cloud Scheduler starts it (cicd.trainingSchedule)
 TRIGGER = "training is started by Cloud Scheduler through Cloud Build (cloudbuild.training.yaml), not by KFP"
 MODELS = ("baseline", "xgboost")
 
@@ -62,16 +63,18 @@ def training_tasks(settings: Settings, data_commit: Any, seed: Any, reason: Any 
             display_name=f"train-{model_name}",
         ).after(checked)
         fitted.append(refusal_gate(trained[model_name], f"train-{model_name}", settings))
+    # what evaluate and register both take: the training run, its splits and both models
+    candidates = {
+        "parent_run_id": feats.outputs["parent_run_id"],
+        "lineage": feats.outputs["lineage"],
+        "train_split": feats.outputs["train"],
+        "validation_split": feats.outputs["validation"],
+        "test_split": feats.outputs["test"],
+        "baseline": trained["baseline"].outputs["model"],
+        "challenger": trained["xgboost"].outputs["model"],
+    }
     evaluated = configure(
-        evaluate(
-            parent_run_id=feats.outputs["parent_run_id"],
-            lineage=feats.outputs["lineage"],
-            train_split=feats.outputs["train"],
-            validation_split=feats.outputs["validation"],
-            test_split=feats.outputs["test"],
-            baseline=trained["baseline"].outputs["model"],
-            challenger=trained["xgboost"].outputs["model"],
-        ),
+        evaluate(**candidates),
         settings,
         display_name="evaluate-and-gate",
     ).after(*fitted)
@@ -81,16 +84,7 @@ def training_tasks(settings: Settings, data_commit: Any, seed: Any, reason: Any 
     winner = refusal_gate(evaluated, "evaluate", settings, passes=evaluated.outputs["winner"])
     with dsl.If(winner.output != "", name="gate-passed"):
         registered = configure(
-            register(
-                parent_run_id=feats.outputs["parent_run_id"],
-                lineage=feats.outputs["lineage"],
-                winner=winner.output,
-                train_split=feats.outputs["train"],
-                validation_split=feats.outputs["validation"],
-                test_split=feats.outputs["test"],
-                baseline=trained["baseline"].outputs["model"],
-                challenger=trained["xgboost"].outputs["model"],
-            ),
+            register(winner=winner.output, **candidates),
             settings,
             display_name="register-candidate",
         )

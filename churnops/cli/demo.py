@@ -512,6 +512,17 @@ def print_summary(settings: Settings, summary: DemoSummary, server_url: str | No
         click.echo("test split, scored once after the winner was chosen on validation; probabilities calibrated")
         click.echo("on validation (Brier, log-loss, calibration error: lower is better; k = the team's capacity)")
         click.echo(pd.DataFrame(summary.training_runs).set_index("model").T.to_string())
+    if not summary.gate_refused:  # else nothing was registered, served or scored
+        print_release_sections(summary)
+    click.echo(f"\nMLflow UI: {settings.mlflow_tracking_uri}")
+    if server_url:
+        click.echo(f"model server: {server_url}/v2/models/{MODEL_NAME}")
+    if summary.transformer_url and server_url:
+        click.echo(f"by customer id: {summary.transformer_url}/v2/models/{MODEL_NAME}/infer")
+
+
+def print_release_sections(summary: DemoSummary) -> None:
+    """The summary's sections of what follows a registration: registry, serving, batch scoring, drift."""
     click.echo("\n== registry ==")
     click.echo(pd.DataFrame(summary.versions).to_string(index=False) if summary.versions else "no versions")
     for line in summary.alias_history:
@@ -544,11 +555,6 @@ def print_summary(settings: Settings, summary: DemoSummary, server_url: str | No
             f"{summary.drift['verdict']}: {summary.drift['share']:.0%} of features drifted; "
             f"report {summary.drift['report']}"
         )
-    click.echo(f"\nMLflow UI: {settings.mlflow_tracking_uri}")
-    if server_url:
-        click.echo(f"model server: {server_url}/v2/models/{MODEL_NAME}")
-    if summary.transformer_url and server_url:
-        click.echo(f"by customer id: {summary.transformer_url}/v2/models/{MODEL_NAME}/infer")
 
 
 def serve_score_and_check(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # the run's context

@@ -26,7 +26,12 @@ def cluster_for(settings: Settings) -> kube.Cluster:
 @click.option("--model-uri", required=True, help="models:/NAME@ALIAS, models:/NAME/VERSION or a storage URI.")
 @click.option("--model-version", default=None, help="Registry version of that model (checked by the smoke test).")
 @click.option("--percent", type=click.IntRange(0, 100), default=None, help="Production only: canary traffic share.")
-@click.option("--bootstrap", is_flag=True, help="Also apply the Namespace and RBAC (platform administrators).")
+@click.option(
+    "--bootstrap",
+    is_flag=True,
+    help="Also apply the platform objects: Namespace, NetworkPolicies, PodDisruptionBudgets, PodMonitoring "
+    "(platform administrators).",
+)
 @click.option("--smoke-url", default=None, help="Smoke-test this URL instead of the revision's own.")
 def deploy_command(
     env: Environment,  # click.Choice(ENVIRONMENTS) admits only these

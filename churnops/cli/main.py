@@ -32,7 +32,7 @@ from churnops.cli.canary import canary_group
 from churnops.cli.deploy import deploy_command
 from churnops.cli.online import drift_group, features_group
 from churnops.cli.pipeline import pipeline_group
-from churnops.data import ingest
+from churnops.data import backfill, ingest
 from churnops.data.versioning import open_repository
 from churnops.data.versioning.uri import read_uri
 from churnops.errors import ChurnopsError, ConfigurationError
@@ -257,6 +257,15 @@ def lake_show(ref: str) -> None:
             indent=2,
         )
     )
+
+
+@lake.command("backfill-aggregates")
+def lake_backfill_aggregates() -> None:
+    """Write the hourly pre-aggregates of every events partition on main that lacks them (one commit, or none);
+    prints a JSON summary. Run once on a lake ingested before the aggregates existed; a repeat finds nothing."""
+    settings = get_settings()
+    report = backfill.backfill_aggregates(open_repository(settings), settings)
+    click.echo(json.dumps(report.summary(), indent=2))
 
 
 @lake.command("read")

@@ -74,7 +74,7 @@ image_option = click.option(
 
 @click.group("pipeline")
 def pipeline_group() -> None:
-    """The KFP pipelines: ingest (hourly), training (daily), scoring (daily), drift (daily)."""
+    """The KFP pipelines: ingest (hourly), training (started by Cloud Build), scoring, drift and purge (daily)."""
 
 
 @pipeline_group.command("compile")

@@ -36,7 +36,8 @@ def _line(check: Check) -> str:
 @click.option(
     "--current-settings",
     is_flag=True,
-    help="Take windows, horizon, cutoff step and minimum history from the current settings, not the record.",
+    help="Take every settings-backed parameter (windows, horizon, cutoff step, minimum history, the gate's settings, "
+    "calibration, decision rule, retention terms) from the current settings, not the record.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def reproduce_command(ref: str, tolerance: float, current_settings: bool, as_json: bool) -> None:

@@ -14,6 +14,7 @@ hour of ``event_time`` among the partition's rows, with
 
 An aggregate file is a function of its partition's rows alone: the ingest writes it in the same commit as the
 partition, a new generation of the object overwrites both, and a superseded partition's aggregates go with it.
+A partition published before the aggregates existed gets its file from :mod:`churnops.data.backfill`.
 Partitions hold distinct event ids, so the rows of every file sum to the aggregates of the whole table. Rows whose
 ``event_time`` or ``customer_token`` is missing are left out (no feature reads them).
 """
@@ -240,14 +241,6 @@ def covered(paths: list[str]) -> bool:
     present = set(paths)
     events = [path for path in paths if is_events_partition(path)]
     return bool(events) and all(aggregates_path(path) in present for path in events)
-
-
-def staged_files(repo: DataRepository, ref: str, partitions: Iterable[str | None]) -> dict[str, bytes]:
-    """The aggregates files of the events partitions among ``partitions``, read from ``ref`` one at a time."""
-    return {
-        aggregates_path(path): aggregate_file(repo.get_object(ref, path))
-        for path in sorted(p for p in partitions if p is not None and is_events_partition(p))
-    }
 
 
 def superseded(repo: DataRepository, ref: str, partitions: Iterable[str]) -> list[str]:

@@ -22,6 +22,9 @@ Partitions are named after the source object's full file name, so two objects ne
 and a new generation of an object overwrites (supersedes) its earlier rows instead of adding to
 them. Nothing reaches ``main`` until the merge, and a re-run of a finished hour finds nothing new
 and makes no commit.
+
+The ingest pipeline runs the stage as tasks: a plan, one task per group of the fresh objects (a fan-out)
+and a finish that makes the branch what one sequential run stages (:mod:`churnops.data.ingest_steps`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ import json
 import logging
 import re
 import tempfile
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import closing
@@ -49,9 +51,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from google.cloud import storage
 
-from churnops.data import aggregates, contract, id_index, naming, parse, schema, subjects
+from churnops.data import contract, id_index, ingest_steps, naming, parse, schema, subjects
 from churnops.data.contract import AccountingError
 from churnops.data.id_index import IdIndex
+from churnops.data.ingest_steps import ID_COLUMNS, IngestReport, ObjectReport, StagedIngest
+from churnops.data.ingest_steps import ListedObject as _Source  # the name the run's per-object steps use
 from churnops.data.privacy import Tokenizer, apply_pii_policy, apply_pii_policy_to_table, lake_tokenizer
 from churnops.data.spool import ParquetSpool, PartitionSpool
 from churnops.data.versioning import DataRepository, MergeConflict, NotFoundError, VersioningError, open_repository
@@ -65,103 +69,11 @@ log = logging.getLogger(__name__)
 
 RAW_ROOT = "activity/"
 RAW_PREFIXES = {schema.EVENTS: "activity/events", schema.SUBSCRIPTIONS: "activity/subscriptions"}
-ID_COLUMNS = {schema.EVENTS: "event_id", schema.SUBSCRIPTIONS: "record_id"}
 SOURCES_PREFIX = "_ingest/sources"
-RUNS_PREFIX = "_ingest/runs"
-HEAD_PATH = "_ingest/head.json"
 MAX_MERGE_ATTEMPTS = 3
 QUARANTINE_INFO = ("_reason", "_line")
 _DAY = re.compile(r"dt=\d{4}-\d{2}-\d{2}/")
 _HOUR = re.compile(r"hr=(?:[01]\d|2[0-3])/")
-
-
-@dataclass
-class ObjectReport:  # pylint: disable=too-many-instance-attributes  # one flat record, written as the marker
-    """What happened to one raw object."""
-
-    name: str
-    generation: int
-    kind: str
-    status: str  # "published" | "quarantined"
-    rows_in: int = 0
-    rows_published: int = 0
-    rows_quarantined: int = 0
-    duplicates_dropped: int = 0
-    rows_erased: int = 0  # rows of erased data subjects, dropped (churnops.data.subjects.drop_erased)
-    partition: str | None = None
-    reason: str | None = None
-    unknown_columns: list[str] = field(default_factory=list)
-    """Keyed digests (``column_<hex>``) of the names of columns the contract does not know."""
-    corrections: list[dict[str, object]] = field(default_factory=list)
-
-
-@dataclass
-class IngestReport:
-    """The outcome of one ingest run; also written to the lake as the run manifest."""
-
-    run_id: str
-    hour: str
-    lookback_hours: int
-    commit_id: str | None = None
-    objects_listed: int = 0
-    objects_skipped: int = 0
-    objects: list[ObjectReport] = field(default_factory=list)
-    alerts: list[dict[str, object]] = field(default_factory=list)
-    unknown_prefixes: list[str] = field(default_factory=list)
-
-    def total(self, attribute: str) -> int:
-        """Sum of one per-object counter."""
-        return sum(int(getattr(obj, attribute)) for obj in self.objects)
-
-    @property
-    def rows_in(self) -> int:
-        """Rows read from the new objects (parsed lines, malformed ones included)."""
-        return self.total("rows_in")
-
-    def accounting(self) -> dict[str, int]:
-        """The run's row accounting."""
-        return {
-            "rows_in": self.rows_in,
-            "rows_published": self.total("rows_published"),
-            "rows_quarantined": self.total("rows_quarantined"),
-            "duplicates_dropped": self.total("duplicates_dropped"),
-            "rows_erased": self.total("rows_erased"),
-            "objects_ingested": len(self.objects),
-            "objects_quarantined": sum(1 for obj in self.objects if obj.status == "quarantined"),
-            "objects_skipped": self.objects_skipped,
-        }
-
-    def check_accounting(self) -> None:
-        """Raise :class:`AccountingError` unless every row is accounted for, per object and in total."""
-        for obj in self.objects:
-            if obj.rows_in != obj.rows_published + obj.rows_quarantined + obj.duplicates_dropped + obj.rows_erased:
-                raise AccountingError(f"row accounting does not balance for {obj.name}: {asdict(obj)}")
-        totals = self.accounting()
-        if totals["rows_in"] != (
-            totals["rows_published"] + totals["rows_quarantined"] + totals["duplicates_dropped"] + totals["rows_erased"]
-        ):
-            raise AccountingError(f"row accounting does not balance: {totals}")
-
-
-@dataclass
-class StagedIngest:
-    """An ingest run staged on its run branch, not yet committed (``branch`` is None if nothing was new)."""
-
-    report: IngestReport
-    branch: str | None
-    metadata: dict[str, str]
-    superseded: list[str] = field(default_factory=list)  # partitions of earlier generations deleted on the branch
-
-
-@dataclass
-class _Source:
-    """One new raw object as listed: its kind and hour come from the listing prefix."""
-
-    ref: ObjectRef
-    kind: str
-    hour: datetime
-    earlier_markers: list[str] = field(default_factory=list)  # markers of earlier generations of this name
-    name_error: str | None = None  # why the name is not a raw object name of the contract
 
 
 @dataclass
@@ -180,11 +92,6 @@ class _NewColumns(Exception):
     def __init__(self, columns: frozenset[str]) -> None:
         super().__init__(sorted(columns))
         self.columns = columns
-
-
-def hours_in_window(hour: datetime, lookback: int) -> list[datetime]:
-    """The scheduled hour and the ``lookback`` hours before it, oldest first."""
-    return [hour - timedelta(hours=offset) for offset in range(lookback, -1, -1)]
 
 
 def hour_prefix(kind: str, hour: datetime) -> str:
@@ -751,66 +658,31 @@ class IngestRun:
         log.info("ingest published", extra={"hour": report.hour, "commit": report.commit_id, **report.accounting()})
         return report
 
-    def stage_run(self, hour: datetime, lookback: int, pipeline_run: str = "") -> StagedIngest:
+    def stage_run(self, hour: datetime, lookback: int, pipeline_run: str = "", fanout: int = 1) -> StagedIngest:
         """Steps 1-4 and the upload of step 5: the run's files on a new run branch, uncommitted and checked.
 
         Returns the branch (None when nothing is new: no branch is created) with the report and the
         commit metadata (whose ``base_commit`` is the commit the run read); :meth:`publish` commits
         and merges it.
 
+        The steps the ingest pipeline runs as tasks (:mod:`churnops.data.ingest_steps`), here one after the other:
+        :func:`~churnops.data.ingest_steps.plan_run` (in at most ``fanout`` groups), ``stage_group`` for every
+        group, ``finish_run``. A failure drops the branch.
+
         With ``pipeline_run`` (the KFP run id of an ingest pipeline run) the branch name carries a digest of
         it, and the branches earlier attempts of that pipeline run left are deleted first: such an attempt
         was lost before it answered, so no commit step got its branch.
         """
-        attempts = f"ingest-{hour:%Y%m%dT%H}-"
-        if pipeline_run:
-            attempts += f"{hashlib.sha256(pipeline_run.encode()).hexdigest()[:8]}-"
-            for left in [name for name in self.repo.branches() if name.startswith(attempts)]:
-                self.repo.delete_branch(left)
-                log.info("branch of a lost attempt removed", extra={"branch": left})
-        run_id = uuid.uuid4().hex[:12]
-        report = IngestReport(run_id=run_id, hour=f"{hour:%Y-%m-%dT%H}", lookback_hours=lookback)
-        hours = hours_in_window(hour, lookback)
-        base = self.repo.head("main")  # everything below reads this commit; the merge compares against it
-        fresh = self.new_objects(hours, report, base)
-        report.unknown_prefixes = self.unknown_prefixes(hours)
-        if not fresh:
-            self.raise_alerts(report)
-            log.info("nothing new to ingest", extra={"hour": report.hour, "objects_skipped": report.objects_skipped})
-            return StagedIngest(report=report, branch=None, metadata={})
-        subjects.check_key(self.repo, self.tokenizer, base)  # a new key would split every customer in two
-        self.tokens = self.tokenizer.remembering()  # bounded by the run's distinct customer ids
-        self.erased = subjects.erased_tokens(self.repo, self.tokenizer.key_id, base)
-        superseded = {source.ref.name for source in fresh if source.earlier_markers}
-        indexes = {
-            kind: IdIndex(self.repo, base, kind, column, schema.RECORD_TIME_COLUMNS[kind])
-            for kind, column in ID_COLUMNS.items()
-        }
-        earlier = self.earlier_partitions(fresh, base)
-        branch = f"{attempts}{run_id}"
-        self.repo.create_branch(branch, source=base)
+        plan = ingest_steps.plan_run(self, hour, lookback, pipeline_run, fanout)
+        if plan.branch is None:
+            return ingest_steps.finish_run(self, plan)
         try:
-            added = self.stage_objects(branch, fresh, indexes, superseded, report)
-            report.check_accounting()
-            files, index_deleted = self.index_changes(indexes, added, fresh, earlier, base, run_id)
-            del added  # the run's ids, now in the index segments
-            new_partitions = {obj.partition for obj in report.objects}
-            stale = sorted({path for paths in earlier.values() for path in paths} - new_partitions)
-            self.raise_alerts(report)
-            files[f"{RUNS_PREFIX}/{report.hour}/{run_id}.json"] = json.dumps(asdict(report), indent=2).encode()
-            # Every run rewrites this file, so two runs that started from the same commit always
-            # conflict when the second merges (the compare-and-set the lakeFS merge alone lacks).
-            files[HEAD_PATH] = json.dumps({"run_id": run_id, "hour": report.hour, "base": base}).encode()
-            self.repo.put_objects(branch, files)
-            stale = [path for path in stale if self._exists(branch, path)]
-            index_deleted.extend(aggregates.superseded(self.repo, branch, stale))  # their aggregates go too
-            if stale or index_deleted:
-                self.repo.delete_objects(branch, [*stale, *index_deleted])
-            self.verify_lake(branch, report, stale)
+            for group in plan.groups:
+                ingest_steps.stage_group(self, group)
+            return ingest_steps.finish_run(self, plan)
         except Exception:
-            self._drop_branch(branch)
+            self._drop_branch(plan.branch)
             raise
-        return StagedIngest(report=report, branch=branch, metadata=self.commit_metadata(report, base), superseded=stale)
 
     def stage_objects(
         self, branch: str, fresh: list[_Source], indexes: dict[str, IdIndex], superseded: set[str], report: IngestReport
@@ -896,21 +768,11 @@ def ingest_hour(
     return run.run(hour, settings.ingest_lookback_hours if lookback is None else lookback)
 
 
-# -- the stage in two steps (the ingest pipeline's two tasks) --------------------------------------
-
-
-def stage_hour(settings: Settings, hour: datetime, lookback: int | None = None, pipeline_run: str = "") -> StagedIngest:
-    """First step: stage ``hour`` (with ``lookback`` hours of late files) on a run branch, uncommitted, removing
-    what earlier attempts of ``pipeline_run`` left (see :meth:`IngestRun.stage_run`)."""
-    return ingest_run(settings).stage_run(
-        hour, settings.ingest_lookback_hours if lookback is None else lookback, pipeline_run
-    )
-
-
 def publish_staged(
     settings: Settings, branch: str, metadata: dict[str, str], repo: DataRepository | None = None
 ) -> str:
-    """Second step: commit the run branch :func:`stage_hour` staged, merge it into ``main``, delete it.
+    """Last step: commit the run branch :func:`~churnops.data.ingest_steps.finish_run` staged, merge it into
+    ``main``, delete it.
 
     Returns main's commit that published the run. On a merge conflict the branch is deleted and
     :class:`MergeConflict` raised: nothing was published, so the next run ingests the objects. On

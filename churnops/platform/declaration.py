@@ -203,6 +203,20 @@ KFP_RUN_POD_LABELS: dict[str, str] = {"pipelines.kubeflow.org/v2_component": "tr
 TASK_LABEL = "churnops.io/task"
 ALERT_TASK = "alert-on-failure"
 
+# ---- schedules ---------------------------------------------------------------------------------------
+
+# The KFP recurring runs, by pipeline name (KFP's cron has a leading seconds field; UTC). Training has none: Cloud
+# Scheduler starts it on each stack's `cicd.trainingSchedule` (infra/pulumi), which must fire at least
+# TRAINING_LEAD before scoring (a test checks both stacks), so scoring and the drift check use that day's model.
+PIPELINE_CRONS: dict[str, str | None] = {
+    "ingest": "0 5 * * * *",  # every hour at minute 5
+    "training": None,
+    "purge": "0 30 3 * * *",  # an erasure is completed within a day of its grace period's end
+    "scoring": "0 0 4 * * *",
+    "drift": "0 0 5 * * *",  # after scoring
+}
+TRAINING_LEAD_MINUTES = 60
+
 # ---- configuration the workloads read -----------------------------------------------------------
 
 LAKEFS_REPOSITORY = "churn-lake"

@@ -174,6 +174,13 @@ class Settings(BaseSettings):
 
     # Ingest.
     ingest_lookback_hours: int = Field(default=3, ge=0, le=72)
+    ingest_fanout: int = Field(
+        default=4,
+        ge=1,
+        le=32,
+        description="Most groups an ingest pipeline run stages its objects in, as parallel tasks (read when the "
+        "pipeline is built).",
+    )
     alert_webhook_url: SecretStr | None = None
 
     # Training (in hours: the generated data compresses a customer lifecycle into hours). The

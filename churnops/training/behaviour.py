@@ -38,7 +38,7 @@ from churnops.model.spec import FeatureSpec
 from churnops.training import evaluate
 from churnops.training.config import TrainingConfig
 from churnops.training.features import LABEL
-from churnops.training.transform import selected_feature_names
+from churnops.training.transform import ANY_CATEGORY, encodes, selected_feature_names
 
 METRIC_PREFIX = "behaviour_"
 
@@ -133,7 +133,9 @@ def directional(  # pylint: disable=too-many-arguments,too-many-positional-argum
             False,
             f"{column} is no model input: the declared direction cannot hold",
         )
-    if selected is not None and not any(_encodes(encoded, column) for encoded in selected):
+    if selected is not None and not any(
+        encodes(encoded, column) or encodes(encoded, column, ANY_CATEGORY) for encoded in selected
+    ):
         return Check(
             name,
             "directional",
@@ -161,13 +163,6 @@ def uncalibrated(model: Pipeline) -> Pipeline:
         return model
     base = estimator.calibrated_classifiers_[0].estimator
     return Pipeline([("transform", model.named_steps["transform"]), ("model", base)])
-
-
-def _encodes(encoded: str, column: str) -> bool:
-    """Whether ``encoded`` (a name the transform hands the estimator: ``numeric__<column>`` or
-    ``categorical__<column>_<category>``) is one of ``column``'s."""
-    kind, _, name = encoded.partition("__")
-    return name == column if kind == "numeric" else name.startswith(f"{column}_")
 
 
 def invariance(  # pylint: disable=too-many-arguments,too-many-positional-arguments  # the check's declaration

@@ -105,26 +105,7 @@ class TrainingConfig:  # pylint: disable=too-many-instance-attributes  # one fie
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> "TrainingConfig":
         """The configuration the settings describe, with keyword overrides."""
-        values: dict[str, Any] = {
-            "windows_h": tuple(settings.feature_windows_hours),
-            "horizon_h": settings.label_horizon_hours,
-            "cutoff_step_h": settings.cutoff_step_hours,
-            "min_history_h": settings.min_history_hours,
-            "gate_margin": settings.gate_margin,
-            "gate_confidence": settings.gate_confidence,
-            "gate_resamples": settings.gate_resamples,
-            "gate_min_auc": settings.gate_min_auc,
-            "behaviour_directional_share": settings.gate_behaviour_share,
-            "gate_recent_production": settings.gate_recent_production,
-            "calibration": settings.calibration,
-            "decision_rule": settings.decision_rule,
-            "capacity_share": settings.retention_capacity_share,
-            "save_rate": settings.retention_save_rate,
-            "customer_value": settings.retention_customer_value,
-            "contact_cost": settings.retention_contact_cost,
-        }
-        values.update(overrides)
-        return cls(**values)
+        return cls(**{**settings_values(settings), **overrides})
 
     def as_params(self) -> dict[str, str]:
         """Flat MLflow params."""
@@ -153,3 +134,26 @@ def tuples_from_json(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(tuples_from_json(item) for item in value)
     return value
+
+
+def settings_values(settings: Settings) -> dict[str, Any]:
+    """The settings-backed fields of :class:`TrainingConfig`, by field name, as ``settings`` gives them: the one
+    list of which parameters a setting changes (reproduction with ``--current-settings`` takes exactly these)."""
+    return {
+        "windows_h": tuple(settings.feature_windows_hours),
+        "horizon_h": settings.label_horizon_hours,
+        "cutoff_step_h": settings.cutoff_step_hours,
+        "min_history_h": settings.min_history_hours,
+        "gate_margin": settings.gate_margin,
+        "gate_confidence": settings.gate_confidence,
+        "gate_resamples": settings.gate_resamples,
+        "gate_min_auc": settings.gate_min_auc,
+        "behaviour_directional_share": settings.gate_behaviour_share,
+        "gate_recent_production": settings.gate_recent_production,
+        "calibration": settings.calibration,
+        "decision_rule": settings.decision_rule,
+        "capacity_share": settings.retention_capacity_share,
+        "save_rate": settings.retention_save_rate,
+        "customer_value": settings.retention_customer_value,
+        "contact_cost": settings.retention_contact_cost,
+    }

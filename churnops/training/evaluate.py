@@ -335,10 +335,7 @@ def paired_auc_difference(  # pylint: disable=too-many-arguments  # the comparis
         raise ValueError(f"need one score per label from both models (got {a.shape}, {b.shape}, {y.shape})")
     if np.unique(y).size != 2:
         raise ValueError("ROC-AUC differences need both classes among the rows")
-    if not 0.5 < confidence < 1:
-        raise ValueError(f"confidence must be in (0.5, 1), got {confidence}")
-    if resamples < 1:
-        raise ValueError(f"resamples must be positive, got {resamples}")
+    _check_bootstrap(confidence, resamples)
     codes = None
     if groups is not None:
         keys = np.asarray(groups)
@@ -346,16 +343,36 @@ def paired_auc_difference(  # pylint: disable=too-many-arguments  # the comparis
             raise ValueError(f"need one group per label (got {keys.shape} and {y.shape})")
         codes = pd.factorize(keys, sort=True)[0]
     auc_a, auc_b = _bootstrap_aucs(y, [a, b], resamples, seed, codes)
+    return _comparison(
+        float(roc_auc_score(y, a) - roc_auc_score(y, b)),
+        auc_a - auc_b,
+        confidence,
+        rows=int(y.size),
+        groups=int(codes.max()) + 1 if codes is not None else int(y.size),
+    )
+
+
+def _check_bootstrap(confidence: float, resamples: int) -> None:
+    if not 0.5 < confidence < 1:
+        raise ValueError(f"confidence must be in (0.5, 1), got {confidence}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be positive, got {resamples}")
+
+
+def _comparison(
+    difference: float, resampled: np.ndarray, confidence: float, *, rows: int, groups: int
+) -> AucComparison:
+    """The comparison of ``difference`` with the percentile interval of its ``resampled`` values."""
     alpha = 1 - confidence
-    low, high = np.nanquantile(auc_a - auc_b, [alpha / 2, 1 - alpha / 2])
+    low, high = np.nanquantile(resampled, [alpha / 2, 1 - alpha / 2])
     return AucComparison(
-        difference=float(roc_auc_score(y, a) - roc_auc_score(y, b)),
+        difference=difference,
         low=float(low),
         high=float(high),
         confidence=confidence,
-        resamples=resamples,
-        rows=int(y.size),
-        groups=int(codes.max()) + 1 if codes is not None else int(y.size),
+        resamples=int(resampled.size),
+        rows=rows,
+        groups=groups,
     )
 
 
@@ -384,8 +401,7 @@ def subgroup_auc_difference(  # pylint: disable=too-many-arguments  # the compar
         )
     if np.unique(y[first]).size != 2 or np.unique(y[~first]).size != 2:
         raise ValueError("ROC-AUC differences need both classes in both subsets")
-    if not 0.5 < confidence < 1:
-        raise ValueError(f"confidence must be in (0.5, 1), got {confidence}")
+    _check_bootstrap(confidence, resamples)
     codes = pd.factorize(keys, sort=True)[0]
     rng = np.random.default_rng(seed)
     differences: list[np.ndarray] = []
@@ -398,14 +414,10 @@ def subgroup_auc_difference(  # pylint: disable=too-many-arguments  # the compar
                 _weighted_aucs(p[positive], p[negative], counts[:, codes[positive]], counts[:, codes[negative]])
             )
         differences.append(aucs[0] - aucs[1])
-    alpha = 1 - confidence
-    low, high = np.nanquantile(np.concatenate(differences), [alpha / 2, 1 - alpha / 2])
-    return AucComparison(
-        difference=float(roc_auc_score(y[first], p[first]) - roc_auc_score(y[~first], p[~first])),
-        low=float(low),
-        high=float(high),
-        confidence=confidence,
-        resamples=resamples,
+    return _comparison(
+        float(roc_auc_score(y[first], p[first]) - roc_auc_score(y[~first], p[~first])),
+        np.concatenate(differences),
+        confidence,
         rows=int(y.size),
         groups=int(codes.max()) + 1,
     )

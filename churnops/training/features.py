@@ -13,7 +13,10 @@ ones validate, the latest ones test, with a gap of one label horizon between the
 (:func:`split_by_time`).
 
 The work is vectorised: events become integer codes and int64 times once, each window is a boolean
-mask, and per-customer aggregates are ``numpy.bincount`` over customer codes.
+mask, and per-customer aggregates are ``numpy.bincount`` over customer codes. From hourly pre-aggregates
+(:class:`HourlyActivity`) the customer tokens are looked up in the customer universe once (arrow's
+``index_in``), and what only a window reads (counts per type, durations, amounts, session ids) is read for
+the rows of the widest window alone, its session ids encoded once for every window.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from churnops.data import aggregates, schema
 from churnops.data.contract import arrow_call
@@ -162,7 +166,8 @@ def to_utc(value: datetime | str | pd.Timestamp) -> pd.Timestamp:
 def _utc_ns(values: pd.Series, column: str) -> np.ndarray:
     """Nanoseconds since the epoch (int64; NaT becomes the int64 minimum) for a time-like column."""
     try:
-        stamps = pd.to_datetime(values, utc=True)
+        # a column of datetimes already needs no parsing: the format cache would only iterate over its values
+        stamps = pd.to_datetime(values, utc=True, cache=not pd.api.types.is_datetime64_any_dtype(values))
     except (ValueError, TypeError) as exc:
         raise UnusableTable(f"column {column!r} holds values that are not timestamps: {exc}") from exc
     nanoseconds: np.ndarray = stamps.dt.as_unit("ns").to_numpy(dtype="datetime64[ns]").view(np.int64)
@@ -172,49 +177,71 @@ def _utc_ns(values: pd.Series, column: str) -> np.ndarray:
 _NAT = np.iinfo(np.int64).min
 
 
+def _rows(values: np.ndarray, selected: np.ndarray) -> np.ndarray:
+    """``values[selected]``, without a copy when every row is selected (a cutoff after the data)."""
+    chosen: np.ndarray = values if selected.all() else values[selected]
+    return chosen
+
+
 @dataclass(frozen=True)
 class _Subscriptions:
-    """Subscription records as arrays, sorted by ``updated_at`` (ties by generation and record id)."""
+    """Subscription records as arrays; each customer's records in the order they were known (``updated_at``,
+    ties by generation and record id). The order across customers is not meaningful."""
 
-    tokens: pd.Index  # the customer universe; codes index into it
-    frame: pd.DataFrame  # the sorted records, with integer ``_code``, ``_updated_ns`` and ``_cancel_ns``
+    tokens: pd.Index  # the customer universe, sorted; codes index into it
+    frame: pd.DataFrame  # the records, with integer ``_code``, ``_updated_ns``, ``_cancel_ns`` and ``_active``
     first_seen_ns: np.ndarray  # per code: ``updated_at`` of the customer's first record
 
 
 def _prepare_subscriptions(subscriptions: pd.DataFrame) -> _Subscriptions:
     _require_columns(subscriptions, SUBSCRIPTION_COLUMNS, "subscriptions")
-    frame = subscriptions.loc[:, [c for c in subscriptions.columns if not c.startswith("_")]].copy()
+    frame = subscriptions.loc[:, [c for c in subscriptions.columns if not c.startswith("_")]].reset_index(drop=True)
     if frame["customer_token"].isna().any():
         raise UnusableTable("subscriptions table has rows without a customer_token")
     frame["_updated_ns"] = _utc_ns(frame["updated_at"], "updated_at")
     if (frame["_updated_ns"] == _NAT).any():
         raise UnusableTable("subscriptions table has rows without updated_at")
     cancel_ns = _utc_ns(frame["cancel_date"], "cancel_date")
-    cancelled = frame["status"].astype("string").eq("cancelled").fillna(False).to_numpy()
+    status = frame["status"].astype("string")
+    cancelled = status.eq("cancelled").fillna(False).to_numpy()
     # A cancellation takes effect at cancel_date, or at updated_at when the date is missing.
     frame["_cancel_ns"] = np.where(cancelled, np.where(cancel_ns == _NAT, frame["_updated_ns"], cancel_ns), _NAT)
     frame["_signup_ns"] = _utc_ns(frame["signup_date"], "signup_date")
+    frame["_active"] = status.eq("active").fillna(False).to_numpy()
+    codes, tokens = pd.factorize(frame["customer_token"].astype(str), sort=True)
+    frame["_code"] = codes
+    # Only the order of a customer's own records matters: only customers with several records are sorted, and
+    # only their records can be changes. They come after the others.
+    several = np.bincount(codes, minlength=len(tokens))[codes] > 1
     order = ["_updated_ns"]
     for tie_breaker in ("_source_generation", "record_id"):
         if tie_breaker in subscriptions.columns:
-            frame[tie_breaker] = subscriptions[tie_breaker]
+            frame[tie_breaker] = subscriptions[tie_breaker].reset_index(drop=True)
             order.append(tie_breaker)
-    frame = frame.sort_values(order, kind="mergesort").reset_index(drop=True)
-    codes, tokens = pd.factorize(frame["customer_token"].astype(str), sort=True)
-    frame["_code"] = codes
-    # A record is a change when it differs from the customer's previous record (the first one seen is not).
+    histories = frame[several].sort_values(order, kind="mergesort").index.to_numpy()
+    if len(histories):
+        frame = frame.take(np.concatenate([np.flatnonzero(~several), histories])).reset_index(drop=True)
+    is_change, plan_step = _record_changes(frame.iloc[len(frame) - len(histories) :])
+    frame["_is_change"] = np.concatenate([np.zeros(len(frame) - len(histories), dtype=bool), is_change])
+    frame["_plan_step"] = np.concatenate([np.zeros(len(frame) - len(histories)), plan_step])
     first = ~frame.duplicated("_code", keep="first").to_numpy()
-    changed = np.zeros(len(frame), dtype=bool)
-    for name in CHANGE_COLUMNS:
-        values = frame[name].astype(object).where(frame[name].notna(), None).astype(str)
-        changed |= (values != values.groupby(frame["_code"]).shift(1)).to_numpy()
-    frame["_is_change"] = changed & ~first
-    tier = frame["plan"].astype(object).map(PLAN_TIERS).astype("float64")
-    step = np.sign((tier - tier.groupby(frame["_code"]).shift(1)).fillna(0.0)).to_numpy()
-    frame["_plan_step"] = np.where(first, 0.0, step)
     first_seen = np.full(len(tokens), _NAT, dtype=np.int64)
-    first_seen[codes[first]] = frame["_updated_ns"].to_numpy()[first]
+    first_seen[frame["_code"].to_numpy()[first]] = frame["_updated_ns"].to_numpy()[first]
     return _Subscriptions(tokens=pd.Index(tokens), frame=frame, first_seen_ns=first_seen)
+
+
+def _record_changes(records: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per record of ``records`` (each customer's in the order they were known): whether it changes the
+    subscription, and the direction of its plan step (-1, 0 or 1)."""
+    # A record is a change when it differs from the customer's previous record (the first one seen is not).
+    first = ~records.duplicated("_code", keep="first").to_numpy()
+    changed = np.zeros(len(records), dtype=bool)
+    for name in CHANGE_COLUMNS:
+        values = records[name].astype(object).where(records[name].notna(), None).astype(str)
+        changed |= (values != values.groupby(records["_code"]).shift(1)).to_numpy()
+    tier = records["plan"].astype(object).map(PLAN_TIERS).astype("float64")
+    step = np.sign((tier - tier.groupby(records["_code"]).shift(1)).fillna(0.0)).to_numpy()
+    return changed & ~first, np.where(first, 0.0, step)
 
 
 @dataclass(frozen=True)
@@ -248,7 +275,7 @@ class _Events:
     amount: np.ndarray  # float64, 0 when missing
 
     # What the features read of any activity (see _Hourly): the time a row is selected by, the earliest and
-    # the latest event time of a row, events per customer of selected rows and the window block.
+    # the latest event time of a row, events per customer of selected rows and the window blocks.
     @property
     def stamp_ns(self) -> np.ndarray:
         """Per row: the time that places it before a cutoff and in a window."""
@@ -272,24 +299,27 @@ class _Events:
         counts: np.ndarray = np.bincount(self.customer[selected], minlength=n_customers)
         return counts
 
-    def block(self, selected: np.ndarray, n_customers: int) -> np.ndarray:
-        """:func:`_window_block` of the selected rows."""
-        return _window_block(self, selected, n_customers)
+    def blocks(self, before: np.ndarray, starts: Sequence[np.int64], n_customers: int) -> list[Block]:
+        """Per window start: :func:`_window_block` of the rows before the cutoff and from that start on."""
+        return [_window_block(self, before & (self.time_ns >= start), n_customers) for start in starts]
+
+
+Block: TypeAlias = list[np.ndarray]  # per-customer aggregates of one window: one array per window_feature_names
+_WINDOW_SUMS: tuple[str, ...] = ("duration_sum", "duration_n", "amount_sum")  # aggregates columns a window sums
 
 
 @dataclass(frozen=True)
 class _Hourly:
-    """Hourly pre-aggregates of known customers as numpy arrays: one row per customer, hour and file."""
+    """Hourly pre-aggregates of known customers: one row per customer, hour and file. What every cutoff reads of
+    every row as numpy arrays; what only a window's rows give (types, durations, amounts, sessions) stays in
+    arrow and is read for those rows alone."""
 
     customer: np.ndarray  # int64 code into the subscription universe
     stamp_ns: np.ndarray  # int64: the hour (its start) the row aggregates
-    counts: np.ndarray  # (rows, 1 + len(EVENT_TYPES)) int32: events, then events per type
-    duration_sum: np.ndarray  # float64
-    duration_n: np.ndarray  # int32
-    amount_sum: np.ndarray  # float64
+    events: np.ndarray  # int32: events in the row
     earliest_ns: np.ndarray  # int64: first event time in the row
     latest_ns: np.ndarray  # int64: last event time in the row
-    sessions: pa.ListArray  # per row: its session ids (encoded per window: most rows are in no window)
+    windowed: pa.Table  # per row: TYPE_COLUMNS, _WINDOW_SUMS, sessions
 
     def check_cutoff(self, cutoff_ns: np.int64) -> None:
         """Hourly rows answer for a cutoff on an hour boundary only (windows are whole hours)."""
@@ -302,27 +332,47 @@ class _Hourly:
     def count(self, selected: np.ndarray, n_customers: int) -> np.ndarray:
         """Events per customer code among the selected rows."""
         counts: np.ndarray = np.bincount(
-            self.customer[selected], weights=self.counts[selected, 0], minlength=n_customers
+            _rows(self.customer, selected), weights=_rows(self.events, selected), minlength=n_customers
         ).astype(np.int64)
         return counts
 
-    def block(self, selected: np.ndarray, n_customers: int) -> np.ndarray:
-        """Per-customer aggregates of the selected rows: columns as :func:`window_feature_names`."""
-        customer = self.customer[selected]
-        counts = self.counts[selected]
-        sums = [np.bincount(customer, weights=counts[:, i], minlength=n_customers) for i in range(counts.shape[1])]
-        chosen = self.sessions.filter(pa.array(selected))
-        session, values = aggregates.string_codes(arrow_call("list_flatten", chosen))
-        row = arrow_call("list_parent_indices", chosen).to_numpy().astype(np.int64)
-        width = np.int64(max(len(values), 1))
-        pairs = pd.unique(customer[row] * width + session)
-        sessions = np.bincount(pairs // width, minlength=n_customers).astype(np.float64)
-        duration_sum = np.bincount(customer, weights=self.duration_sum[selected], minlength=n_customers)
-        duration_n = np.bincount(customer, weights=self.duration_n[selected], minlength=n_customers)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean_duration = np.where(duration_n > 0, duration_sum / np.maximum(duration_n, 1), np.nan)
-        spend = np.bincount(customer, weights=self.amount_sum[selected], minlength=n_customers)
-        return np.column_stack([*sums, sessions, mean_duration, spend])
+    def blocks(self, before: np.ndarray, starts: Sequence[np.int64], n_customers: int) -> list[Block]:
+        """Per window start: the per-customer aggregates of the rows before the cutoff and from that start on,
+        columns as :func:`window_feature_names`. The rows of the widest window are read once."""
+        widest = before & (self.stamp_ns >= min(starts))
+        customer, stamp_ns = self.customer[widest], self.stamp_ns[widest]
+        rows = self.windowed.filter(pa.array(widest))
+        names = [*aggregates.TYPE_COLUMNS, *_WINDOW_SUMS]
+        # one row per summed column, the rows in table order (the order floating-point sums are added in)
+        numbers = np.vstack([self.events[widest], *(rows.column(name).to_numpy() for name in names)], dtype=np.float64)
+        session_row, pair, width = _session_pairs(customer, rows.column("sessions"))
+        blocks = []
+        for start in starts:
+            chosen = stamp_ns >= start
+            chosen_customer = customer[chosen]
+            sums = [np.bincount(chosen_customer, weights=row, minlength=n_customers) for row in numbers[:, chosen]]
+            *counts, duration_sum, duration_n, spend = sums
+            pairs = pd.unique(pair[chosen[session_row]])
+            sessions = np.bincount(pairs // width, minlength=n_customers).astype(np.float64)
+            blocks.append([*counts, sessions, _mean(duration_sum, duration_n), spend])
+        return blocks
+
+
+def _session_pairs(customer: np.ndarray, sessions: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.int64]:
+    """Every session listed in the rows of ``sessions`` (per row a list of ids): the row it is listed in, its
+    (customer, session) pair as ``customer * width + session code``, and that width."""
+    listed = sessions.combine_chunks()
+    session, values = aggregates.string_codes(arrow_call("list_flatten", listed))
+    row: np.ndarray = arrow_call("list_parent_indices", listed).to_numpy().astype(np.int64)
+    width = np.int64(max(len(values), 1))
+    return row, customer[row] * width + session, width
+
+
+def _mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """``total / count``, NaN where the count is 0."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean: np.ndarray = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return mean
 
 
 def _codes_in(values: pd.Series, universe: pd.Index) -> np.ndarray:
@@ -369,33 +419,28 @@ def _prepare_hourly(activity: HourlyActivity, universe: pd.Index) -> _Hourly:
     missing = [name for name in aggregates.AGGREGATE_SCHEMA.names if name not in table.column_names]
     if missing:
         raise UnusableTable(f"aggregates table is missing required columns: {missing}")
-    codes, tokens = aggregates.string_codes(table.column("customer_token"))
-    # the position of each token in the universe (-1 when absent), then -1 for a missing token (code -1)
-    in_universe = np.append(universe.get_indexer(pd.Index(tokens.to_pandas()).astype(str)), -1).astype(np.int64)
-    customer = in_universe[codes]
+    tokens = table.column("customer_token")
+    if pa.types.is_dictionary(tokens.type):
+        tokens = tokens.cast(tokens.type.value_type)
+    # the position of each token in the universe, -1 for a token outside it or a missing one
+    value_set = pa.array(universe.to_numpy(), tokens.type)
+    codes = arrow_call("index_in", tokens, options=pc.SetLookupOptions(value_set))
+    customer: np.ndarray = codes.fill_null(-1).to_numpy().astype(np.int64)
     keep = customer >= 0
-
-    def column(name: str, dtype: type) -> np.ndarray:
-        values: np.ndarray = table.column(name).to_numpy()[keep].astype(dtype, copy=False)
-        return values
+    if not keep.all():
+        table, customer = table.filter(pa.array(keep)), customer[keep]
 
     def stamps(name: str) -> np.ndarray:
-        values: np.ndarray = table.column(name).cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_numpy()[keep]
+        values: np.ndarray = table.column(name).to_numpy().astype("datetime64[ns]", copy=False).view(np.int64)
         return values
 
-    counts = np.empty((int(keep.sum()), 1 + len(aggregates.TYPE_COLUMNS)), dtype=np.int32)
-    for i, name in enumerate(["events", *aggregates.TYPE_COLUMNS]):
-        counts[:, i] = column(name, np.int32)
     return _Hourly(
-        customer=customer[keep],
+        customer=customer,
         stamp_ns=stamps("hour"),
-        counts=counts,
-        duration_sum=column("duration_sum", np.float64),
-        duration_n=column("duration_n", np.int32),
-        amount_sum=column("amount_sum", np.float64),
+        events=table.column("events").to_numpy(),
         earliest_ns=stamps("first_time"),
         latest_ns=stamps("last_time"),
-        sessions=table.column("sessions").combine_chunks().filter(pa.array(keep)),
+        windowed=table.select([*aggregates.TYPE_COLUMNS, *_WINDOW_SUMS, "sessions"]),
     )
 
 
@@ -409,11 +454,11 @@ def _prepare_activity(events: Activity, universe: pd.Index) -> _Events | _Hourly
 # Population, features and labels at one cutoff
 
 
-def _latest_per_customer(records: pd.DataFrame, codes: pd.Series, column: str, missing: Any) -> np.ndarray:
-    """``column`` of each customer's latest record among ``records`` (sorted by time), in the order of ``codes``."""
-    latest = records.drop_duplicates("_code", keep="last").set_index("_code")[column]
-    values: np.ndarray = latest.reindex(codes.to_numpy(), fill_value=missing).to_numpy()
-    return values
+def _latest_row(codes: np.ndarray, selected: np.ndarray, n_customers: int) -> np.ndarray:
+    """Per customer code: the position of its last record among the ``selected`` ones (-1 when there is none)."""
+    latest = np.full(n_customers, -1, dtype=np.int64)
+    np.maximum.at(latest, codes[selected], np.flatnonzero(selected))
+    return latest
 
 
 def _state_at(subs: _Subscriptions, cutoff_ns: np.int64) -> pd.DataFrame:
@@ -425,25 +470,34 @@ def _state_at(subs: _Subscriptions, cutoff_ns: np.int64) -> pd.DataFrame:
     dated before it) was not known then, and a customer who cancelled and came back is active again.
     """
     frame = subs.frame
-    known = frame[frame["_updated_ns"] < cutoff_ns]
-    latest = known.drop_duplicates("_code", keep="last")
-    active = latest[latest["status"].astype("string").eq("active").fillna(False).to_numpy()]
-    in_effect = known[(known["_cancel_ns"] != _NAT) & (known["_cancel_ns"] <= cutoff_ns)]
-    last_cancel = in_effect.groupby("_code")["_cancel_ns"].max()
-    cancelled_since = last_cancel.reindex(active["_code"].to_numpy(), fill_value=_NAT).to_numpy()
-    active = active[cancelled_since <= active["_updated_ns"].to_numpy()]
-    codes = active["_code"]
-    changes = known[known["_is_change"]]
-    plan_changes = known[known["_plan_step"] != 0]
-    active = active.assign(
-        _changes=changes.groupby("_code").size().reindex(codes.to_numpy(), fill_value=0).to_numpy(),
-        _changed_ns=_latest_per_customer(changes, codes, "_updated_ns", _NAT),
-        _plan_direction=_latest_per_customer(plan_changes, codes, "_plan_step", 0.0),
+    n_customers = len(subs.tokens)
+    codes = frame["_code"].to_numpy()
+    updated = frame["_updated_ns"].to_numpy()
+    cancel = frame["_cancel_ns"].to_numpy()
+    known = updated < cutoff_ns
+    latest = _latest_row(codes, known, n_customers)
+    rows = latest[latest >= 0]  # in code order, which is token order
+    in_effect = known & (cancel != _NAT) & (cancel <= cutoff_ns)
+    last_cancel = np.full(n_customers, _NAT, dtype=np.int64)
+    np.maximum.at(last_cancel, codes[in_effect], cancel[in_effect])
+    rows = rows[frame["_active"].to_numpy()[rows] & (last_cancel[codes[rows]] <= updated[rows])]
+    active = codes[rows]
+    changes = known & frame["_is_change"].to_numpy()
+    changed = _latest_row(codes, changes, n_customers)[active]
+    plan_step = frame["_plan_step"].to_numpy()
+    stepped = _latest_row(codes, known & (plan_step != 0), n_customers)[active]
+    return (
+        frame.take(rows)
+        .reset_index(drop=True)
+        .assign(
+            _changes=np.bincount(codes[changes], minlength=n_customers)[active],
+            _changed_ns=np.where(changed >= 0, updated[changed], _NAT),
+            _plan_direction=np.where(stepped >= 0, plan_step[stepped], 0.0),
+        )
     )
-    return active.sort_values("customer_token", kind="mergesort").reset_index(drop=True)
 
 
-def _window_block(ev: _Events, window: np.ndarray, n_customers: int) -> np.ndarray:
+def _window_block(ev: _Events, window: np.ndarray, n_customers: int) -> Block:
     """Per-customer aggregates of the events selected by mask ``window``: columns as :func:`window_feature_names`."""
     customer = ev.customer[window]
     n_types = len(EVENT_TYPES)
@@ -460,24 +514,22 @@ def _window_block(ev: _Events, window: np.ndarray, n_customers: int) -> np.ndarr
     timed = ~np.isnan(duration)
     duration_sum = np.bincount(customer[timed], weights=duration[timed], minlength=n_customers)
     duration_n = np.bincount(customer[timed], minlength=n_customers)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_duration = np.where(duration_n > 0, duration_sum / np.maximum(duration_n, 1), np.nan)
     spend = np.bincount(customer, weights=ev.amount[window], minlength=n_customers)
-    return np.column_stack([total, per_type, sessions, mean_duration, spend])
+    return [total, *per_type.T, sessions, _mean(duration_sum, duration_n), spend]
 
 
 def _observed_hours(ev: _Events | _Hourly, subs: _Subscriptions, before: np.ndarray, cutoff_ns: np.int64) -> np.ndarray:
     """Per customer code: hours from the customer's first record or event (the earlier) to the cutoff, at least 1."""
     first_ns = subs.first_seen_ns.copy()
     first_ns[first_ns == _NAT] = cutoff_ns
-    np.minimum.at(first_ns, ev.customer[before], ev.earliest_ns[before])
+    np.minimum.at(first_ns, _rows(ev.customer, before), _rows(ev.earliest_ns, before))
     return np.maximum((cutoff_ns - first_ns) / float(_HOUR), 1.0)
 
 
 def _latest_event_ns(ev: _Events | _Hourly, before: np.ndarray, n_customers: int) -> np.ndarray:
     """Per customer code: the latest event time of the rows selected by ``before`` (``_NAT`` when there is none)."""
     latest = np.full(n_customers, _NAT, dtype=np.int64)
-    np.maximum.at(latest, ev.customer[before], ev.latest_ns[before])
+    np.maximum.at(latest, _rows(ev.customer, before), _rows(ev.latest_ns, before))
     return latest
 
 
@@ -543,11 +595,10 @@ def _features_at(
     since_last_ns = np.where(last_seen != _NAT, (cutoff_ns - last_seen).astype(np.float64), np.nan)
     columns["recency_h"] = since_last_ns / float(_HOUR)
     columns.update(_subscription_columns(state, cutoff_ns))
-    for window in windows:
-        in_window = before & (ev.stamp_ns >= cutoff_ns - np.int64(window) * _HOUR)
-        block = ev.block(in_window, n_customers)[rows]
-        for i, name in enumerate(window_feature_names(window)):
-            columns[name] = block[:, i]
+    starts = [cutoff_ns - np.int64(window) * _HOUR for window in windows]
+    for window, block in zip(windows, ev.blocks(before, starts, n_customers)):
+        for name, values in zip(window_feature_names(window), block):
+            columns[name] = values[rows].astype(np.float64, copy=False)  # a sum over no rows is int64
     for short, long in zip(windows, windows[1:]):
         short_rate = columns[f"events_{short}h"] / short
         columns[f"rate_change_{short}h_{long}h"] = short_rate - columns[f"events_{long}h"] / long

@@ -42,8 +42,6 @@ from churnops.platform.settings import Settings
 from churnops.training import evaluate
 from churnops.training.config import LABELS_THROUGH_TAG, TrainingConfig
 from churnops.training.features import (
-    DEFAULT_HORIZON_HOURS,
-    DEFAULT_WINDOWS_HOURS,
     LABEL,
     Activity,
     InsufficientData,
@@ -111,20 +109,21 @@ def precision_at_k(frame: pd.DataFrame, probability: np.ndarray, k_share: float)
     return float(np.mean(shares))
 
 
-def matured_performance(  # pylint: disable=too-many-arguments  # the data, the model and the period's terms
+def matured_performance(
     model: Any,
     events: Activity,
     subscriptions: pd.DataFrame,
     since: Any,
     *,
     columns: Sequence[str],
-    horizon_h: float = DEFAULT_HORIZON_HOURS,
-    windows: Sequence[int] = DEFAULT_WINDOWS_HOURS,
-    k_share: float = 0.1,
+    config: TrainingConfig | None = None,
 ) -> MaturedPerformance:
-    """Score every matured cutoff since ``since`` with ``model`` (its input ``columns``) and measure it."""
-    cutoffs = matured_cutoffs(events, subscriptions, since, horizon_h)
-    frame = build_training_set(events, subscriptions, cutoffs, horizon=horizon_h, windows=windows)
+    """Score every matured cutoff since ``since`` with ``model`` (its input ``columns``) and measure it, with the
+    label horizon, the feature windows and k (``capacity_share``) of ``config`` (the defaults when None)."""
+    config = config or TrainingConfig()
+    k_share = config.capacity_share
+    cutoffs = matured_cutoffs(events, subscriptions, since, config.horizon_h)
+    frame = build_training_set(events, subscriptions, cutoffs, horizon=config.horizon_h, windows=config.windows_h)
     labels = frame[LABEL].to_numpy()
     if frame.empty or labels.min() == labels.max():
         raise NotYetMatured(
@@ -273,7 +272,6 @@ def check_production_performance(
     tags = dict(registry.model_version(client, name, loaded.model_version).tags or {})
     since = unseen_since(tags, repo)
     data = published_at(repo, data_ref)
-    config = TrainingConfig.from_settings(settings)
     check = PerformanceCheck(
         name,
         loaded.model_version,
@@ -289,9 +287,7 @@ def check_production_performance(
             data.subscriptions,
             since,
             columns=loaded.columns,
-            horizon_h=config.horizon_h,
-            windows=config.windows_h,
-            k_share=config.capacity_share,
+            config=TrainingConfig.from_settings(settings),
         )
     except NotYetMatured as exc:
         check.waiting = str(exc)

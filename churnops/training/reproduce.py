@@ -43,7 +43,7 @@ from churnops.model.scoring import load_model
 from churnops.platform.settings import Settings
 from churnops.training import evaluate
 from churnops.training import train as training
-from churnops.training.config import REFIT_TAG, TrainingConfig, tuples_from_json
+from churnops.training.config import REFIT_TAG, TrainingConfig, settings_values, tuples_from_json
 from churnops.training.estimators import BASELINE, CHALLENGER, MODEL_ARTIFACT
 from churnops.training.featurefiles import feature_files
 from churnops.training.features import SPLITS, Activity, HourlyActivity, feature_spec
@@ -317,10 +317,10 @@ def reproduce(  # pylint: disable=too-many-locals
 ) -> ReproductionReport:
     """Retrain the model ``ref`` names from its recorded lineage and compare the result with the original.
 
-    With ``current_settings``, the settings-backed parameters (windows, horizon, cutoff step,
-    minimum history, gate margin, confidence, resamples and minimum ROC-AUC) come from ``settings``
-    instead of the record, to see what a change of settings does; the report lists every parameter
-    that differs.
+    With ``current_settings``, every settings-backed parameter (:func:`churnops.training.config.settings_values`:
+    windows, horizon, cutoff step, minimum history, the gate's settings, calibration, decision rule and retention
+    terms) comes from ``settings`` instead of the record, to see what a change of settings does; the report lists
+    every parameter that differs.
     """
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
@@ -335,18 +335,7 @@ def reproduce(  # pylint: disable=too-many-locals
     recorded = recorded_config(params)
     config = recorded
     if current_settings:
-        current = TrainingConfig.from_settings(settings)
-        config = dataclasses.replace(
-            recorded,
-            windows_h=current.windows_h,
-            horizon_h=current.horizon_h,
-            cutoff_step_h=current.cutoff_step_h,
-            min_history_h=current.min_history_h,
-            gate_margin=current.gate_margin,
-            gate_confidence=current.gate_confidence,
-            gate_resamples=current.gate_resamples,
-            gate_min_auc=current.gate_min_auc,
-        )
+        config = dataclasses.replace(recorded, **settings_values(settings))
 
     repo = repo or open_repository(settings)
     rewritten = commit_map(repo)
@@ -377,16 +366,18 @@ def reproduce(  # pylint: disable=too-many-locals
     ) as run:
         mlflow.log_params({**config.as_params(), "seed": str(seed)})
     fitted = training.fit_model(settings, model_type, splits, spec, tags, run.info.run_id, config)
-    scored = training.split_probabilities(settings, {model_type: fitted.model_uri}, {"test": splits["test"]}, spec)
+    models = training.load_models(settings, {model_type: fitted.model_uri})
+    scored = training.score_splits(models, {"test": splits["test"]}, spec)
     tested = training.record_test({model_type: fitted}, scored["test"], splits, config)[model_type]
     # the behavioural checks on validation, as training ran them on the evaluated model
-    models = training.load_models(settings, {model_type: fitted.model_uri})
     behaviour = training.record_behaviour({model_type: fitted}, models, splits, spec, config, seed)[model_type]
     fitted = dataclasses.replace(
         fitted, metrics={**fitted.metrics, **{f"test_{k}": v for k, v in tested.items()}, **behaviour.metrics()}
     )
+    reproduced = models[model_type]
     if recorded_tags.get(REFIT_TAG) == "true":  # the registered model was refit on every labelled cutoff
         fitted = training.refit_model(settings, fitted, splits, spec, tags, run.info.run_id, config)
+        reproduced = load_model(fitted.model_uri, client.tracking_uri).pipeline
     checks = [
         Check(
             name,
@@ -398,7 +389,7 @@ def reproduce(  # pylint: disable=too-many-locals
     ]
     test = splits["test"][spec.columns]
     before = evaluate.churn_probability(load_model(target.model_uri, client.tracking_uri).pipeline, test)
-    after = evaluate.churn_probability(load_model(fitted.model_uri, client.tracking_uri).pipeline, test)
+    after = evaluate.churn_probability(reproduced, test)
     gap = float(np.max(np.abs(after - before))) if len(test) else 0.0
     prediction_verdict = IDENTICAL if np.array_equal(before, after) else _verdict(0.0, gap, tolerance)
     report = ReproductionReport(

@@ -50,7 +50,9 @@ SKOPS_TRUSTED_TYPES: tuple[str, ...] = (
     "xgboost.sklearn.XGBClassifier",
 )
 DEFAULT_PERCENTILE = 90.0
+ANY_CATEGORY = "*"  # with :func:`encodes`: any category of a categorical column
 __all__ = [
+    "ANY_CATEGORY",
     "MISSING_CATEGORY",
     "MODEL_CODE_PATHS",
     "SKOPS_TRUSTED_TYPES",
@@ -60,6 +62,7 @@ __all__ = [
     "build_model",
     "build_transformer",
     "encoded_direction",
+    "encodes",
     "selected_feature_names",
 ]
 
@@ -103,15 +106,24 @@ def selected_feature_names(model: Pipeline) -> list[str]:
     return [str(name) for name in transformer.get_feature_names_out()]
 
 
+def encodes(encoded: str, column: str, category: str | None = None) -> bool:
+    """Whether ``encoded`` (the name of a column the transform hands the estimator: ``numeric__<column>`` or
+    ``categorical__<column>_<category>``) encodes ``column``: without ``category``, numeric ``column`` (an fnmatch
+    pattern of column names); with it, that category of categorical ``column`` (:data:`ANY_CATEGORY`: any of its
+    categories)."""
+    kind, _, name = encoded.partition("__")
+    if category is None:
+        return kind == "numeric" and fnmatchcase(name, column)
+    prefix = f"{column}_"
+    return kind == "categorical" and name.startswith(prefix) and category in (ANY_CATEGORY, name.removeprefix(prefix))
+
+
 def encoded_direction(encoded: str, directions: Mapping[str, int]) -> int:
     """The declared direction (+1, -1; 0 when none is declared) of one encoded column the transform hands the
-    estimator (``numeric__<column>`` or ``categorical__<column>_<category>``), from ``directions``: keys are
-    numeric columns as fnmatch patterns, or ``column=category`` for one category of a categorical column."""
-    kind, _, name = encoded.partition("__")
+    estimator (:func:`encodes`), from ``directions``: keys are numeric columns as fnmatch patterns, or
+    ``column=category`` for one category of a categorical column."""
     for key, direction in directions.items():
         column, separator, category = key.partition("=")
-        if separator and kind == "categorical" and name == f"{column}_{category}":
-            return int(direction)
-        if not separator and kind == "numeric" and fnmatchcase(name, column):
+        if encodes(encoded, column, category if separator else None):
             return int(direction)
     return 0

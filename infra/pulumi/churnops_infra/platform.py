@@ -29,16 +29,18 @@ WI_ANNOTATION = platform.WI_ANNOTATION
 # every pipeline's service account is bound to it.
 KFP_RUNNER_ROLE = "pipeline-runner"
 # What the deployer may do in a serving namespace: manage InferenceServices and read what they create.
+# The deploy writes only by server-side apply (a patch, which creates what does not exist) and merge patches
+# (churnops/deploy/kube.py): no update, no delete.
 DEPLOYER_RULES = [
     {
         "apiGroups": ["serving.kserve.io"],
         "resources": ["inferenceservices"],
-        "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+        "verbs": ["get", "list", "watch", "create", "patch"],
     },
     {
         "apiGroups": [""],
         "resources": ["configmaps", "serviceaccounts", "services"],
-        "verbs": ["get", "list", "watch", "create", "update", "patch"],
+        "verbs": ["get", "list", "watch", "create", "patch"],
     },
     {"apiGroups": [""], "resources": ["pods", "pods/log", "events"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": ["serving.knative.dev"], "resources": ["*"], "verbs": ["get", "list", "watch"]},

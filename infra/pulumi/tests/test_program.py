@@ -615,6 +615,61 @@ def test_pipeline_tasks_and_the_transformer_get_their_secrets_from_secret_manage
     assert names.K8S_SECRET_SERVING_LAKE == "churnops-serving-lake"
 
 
+def _daily_minute(cron: str, seconds_field: bool = False) -> int:
+    """Minutes after midnight at which a daily cron fires (``M H * * *``; KFP's crons lead with seconds)."""
+    fields = cron.split()[1:] if seconds_field else cron.split()
+    assert len(fields) == 5 and fields[2:] == ["*", "*", "*"], f"not a daily cron: {cron!r}"
+    return int(fields[1]) * 60 + int(fields[0])
+
+
+def test_training_is_scheduled_before_the_daily_pipelines_that_use_its_model(stack: StackRun) -> None:
+    """Cloud Scheduler's training time (this stack's setting) leads scoring by the declared lead, and the drift
+    check follows scoring, all in UTC, so each day's scoring and drift check use that day's model."""
+    cicd = stack.config["churnops:cicd"]
+    assert cicd["timeZone"] in {"Etc/UTC", "UTC"}
+    training = _daily_minute(cicd["trainingSchedule"])
+    scoring = _daily_minute(platform.PIPELINE_CRONS["scoring"] or "", seconds_field=True)
+    drift = _daily_minute(platform.PIPELINE_CRONS["drift"] or "", seconds_field=True)
+    assert training + platform.TRAINING_LEAD_MINUTES <= scoring < drift
+
+
+# The Kubernetes API verbs each call of the deploy's dynamic client needs (a server-side apply is a patch that
+# creates the object when it does not exist yet).
+DYNAMIC_CLIENT_VERBS = {
+    "server_side_apply": {"patch", "create"},
+    "patch": {"patch"},
+    "get": {"get"},
+    "resources": set(),
+}
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+
+
+def test_the_deployer_may_write_in_the_serving_namespaces_exactly_as_the_deploy_client_writes(stack: StackRun) -> None:
+    """Every call the deploy makes through its Kubernetes client (churnops/deploy/kube.py) is allowed on the objects
+    it applies, and the deployer holds no write verb the client never uses (no update, no delete)."""
+    calls = set(re.findall(r"self\._dynamic\.([a-z_]+)", (REPOSITORY / "churnops/deploy/kube.py").read_text()))
+    assert calls <= set(DYNAMIC_CLIENT_VERBS), (
+        f"a client call this test does not know: {calls - set(DYNAMIC_CLIENT_VERBS)}"
+    )
+    needed = set().union(*(DYNAMIC_CLIENT_VERBS[call] for call in calls)) & WRITE_VERBS
+    assert needed == {"patch", "create"}
+    roles = [
+        role.inputs
+        for role in stack.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
+        if role.inputs["metadata"]["name"] == names.KSA_DEPLOYER
+        and role.inputs["metadata"]["namespace"] in names.SERVING_NAMESPACES
+    ]
+    assert {role["metadata"]["namespace"] for role in roles} == set(names.SERVING_NAMESPACES)
+    for role in roles:
+        for rule in role["rules"]:
+            if rule["resources"] == ["services/proxy"]:
+                continue  # the smoke test's requests to a revision, not writes to an object
+            writes = set(rule["verbs"]) & WRITE_VERBS
+            assert not writes or writes == needed, (role["metadata"]["namespace"], rule)
+        isvc = [rule for rule in role["rules"] if "inferenceservices" in rule["resources"]]
+        assert len(isvc) == 1 and needed <= set(isvc[0]["verbs"])
+
+
 def test_the_builds_reach_exactly_the_in_cluster_services_they_name_through_the_api_server(stack: StackRun) -> None:
     named = {
         (namespace, service)

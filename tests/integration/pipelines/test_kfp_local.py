@@ -163,11 +163,23 @@ def test_ingest_training_scoring_with_kfp_local(env: Env) -> None:
     # Ingest: the first half of the hours, then the rest; then the last hour again (nothing new).
     half = env.start + timedelta(hours=HOURS // 2 - 1)
     last = env.start + timedelta(hours=HOURS + 1)
+    env.root.mkdir(parents=True, exist_ok=True)
+    before = set(env.root.iterdir())
     first = run_local("ingest", {"hour": _hour(half), "lookback": HOURS // 2 - 1}, env.root)
     assert not first  # the ingest pipeline has no outputs of its own
+    (run,) = set(env.root.iterdir()) - before
+    # The objects in CHURNOPS_INGEST_FANOUT (4) groups, each staged by its own task; then one finish and one commit.
+    ran = {task.name for task in run.iterdir() if task.is_dir()}
+    assert {name for name in ran if name.startswith("for-loop")} == {f"for-loop-3-iteration-{i}" for i in range(4)}
+    assert {"ingest-plan", "gate", "ingest-finish", "gate-3", "commit", "gate-4", "alert-on-failure"} <= ran
     run_local("ingest", {"hour": _hour(last), "lookback": HOURS - HOURS // 2 + 1}, env.root)
     head = env.repo.head("main")
-    assert _tasks_run(env, "ingest", {"hour": _hour(last), "lookback": 2}) == {"ingest", "gate", "alert-on-failure"}
+    assert _tasks_run(env, "ingest", {"hour": _hour(last), "lookback": 2}) == {
+        "ingest-plan",
+        "gate",
+        "alert-on-failure",
+    }
+    assert not [name for name in env.repo.branches() if name != "main"]  # no run left a branch
     assert env.repo.head("main") == head  # a run with nothing new publishes nothing, and commit did not run
 
     published = [c for c in _first_parent_log(env.repo) if "accounting" in c.metadata]
@@ -249,7 +261,7 @@ def test_a_refused_input_fails_the_run_once_and_the_exit_handler_alerts(
     # kfp.local retries as the backend does (the gate aside, every task has three retries): nothing was retried.
     assert not [record for record in caplog.records if "Retrying in" in record.getMessage()]
     # The gate failed with the step's reason (the task logs are the runner's output).
-    assert "StepRefused: ingest refused: ValueError: hour 'not-an-hour' is not a time" in capfd.readouterr().out
+    assert "StepRefused: ingest-plan refused: ValueError: hour 'not-an-hour' is not a time" in capfd.readouterr().out
     alerts = env.webhook.received[before:]
     assert len(alerts) == 1
     assert alerts[0]["text"].startswith("churnops alert: pipeline_failed: pipeline ingest ended FAILED")

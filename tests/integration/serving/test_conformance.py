@@ -86,17 +86,7 @@ def test_tritonclient_http_infer_matches_the_registered_model(
     if binary:
         inputs = triton_inputs(frame, binary=True)
     else:  # JSON: a missing category is null, which tritonclient cannot encode from numpy; send it by hand
-        body = {
-            "inputs": [
-                {
-                    "name": n,
-                    "shape": [len(frame)],
-                    "datatype": "FP64" if n in FEATURE_SPEC.numeric else "BYTES",
-                    "data": [None if pd.isna(v) else v for v in frame[n]],
-                }
-                for n in FEATURE_SPEC.columns
-            ]
-        }
+        body = json_body(frame)
         reply = requests.post(server.url(f"/v2/models/{MODEL_NAME}/infer"), json=body, timeout=30, headers=headers())
         assert reply.status_code == 200, reply.text
         result = reply.json()

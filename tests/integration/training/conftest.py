@@ -23,11 +23,13 @@ START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 HOURS = 48
 CUSTOMERS = 800
 SEED = 1
+KEY = "integration-test-key-0123456789ab"  # the tokenization key the lakes are ingested with
 
 
-def publish_through_ingest(settings: Settings, repo: DataRepository, client: storage.Client) -> str:
-    """Generate HOURS of activity (no anomalies), ingest every hour with the real stage; return main's head."""
-    data = datagen.generate(HOURS, CUSTOMERS, start=START, seed=SEED)
+def publish_through_ingest(
+    settings: Settings, repo: DataRepository, client: storage.Client, data: datagen.GeneratedData
+) -> str:
+    """Upload ``data`` (HOURS of activity from START), ingest every hour with the real stage; return main's head."""
     ensure_bucket(client, settings.raw_bucket)
     datagen.upload(client, settings.raw_bucket, data.objects)
     repo.ensure()
@@ -35,7 +37,7 @@ def publish_through_ingest(settings: Settings, repo: DataRepository, client: sto
         settings,
         repo,
         client,
-        Tokenizer(b"integration-test-key-0123456789ab"),
+        Tokenizer(KEY.encode()),
         AlertSink(settings),
         now=lambda: START + timedelta(hours=HOURS + 1),
     )
@@ -70,7 +72,9 @@ def lake_fixture(
         update={"state_dir": state, "mlflow_tracking_uri": mlflow_tracking_uri, "raw_bucket": "training-raw"}
     )
     repo = open_repository(settings)
-    commit = publish_through_ingest(settings, repo, gcs_client)
+    commit = publish_through_ingest(
+        settings, repo, gcs_client, datagen.generate(HOURS, CUSTOMERS, start=START, seed=SEED)
+    )
     return Lake(settings=settings, repo=repo, commit=commit)
 
 

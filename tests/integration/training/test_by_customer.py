@@ -26,10 +26,9 @@ from churnops.training import online
 from churnops.training.features import feature_spec
 from churnops.training.train import TrainingConfig, TrainingResult, load_tables
 from tests.conftest import free_port
-from tests.integration.training.conftest import CUSTOMERS, Lake
+from tests.integration.training.conftest import CUSTOMERS, KEY, Lake
 
 REPO = Path(__file__).resolve().parents[3]
-KEY = "integration-test-key-0123456789ab"  # the key the session's lake was ingested with
 MODEL = "churn"
 STRANGER = "acct-zz-not-a-customer"  # an id the log scrubber's patterns do not cover
 

@@ -5,26 +5,22 @@ reason) when customer behaviour shifts."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
 import pytest
 from google.cloud import storage
 
-from churnops.data.ingest import IngestRun
-from churnops.data.privacy import Tokenizer
 from churnops.data.versioning import open_repository
 from churnops.local import datagen, driftsim
 from churnops.model import registry
 from churnops.model.online import OnlineSnapshot
 from churnops.platform.alerts import AlertSink
 from churnops.platform.settings import Settings
-from churnops.platform.storage import ensure_bucket
 from churnops.training import monitoring
 from churnops.training.config import TrainingConfig
 from churnops.training.features import feature_spec
 from churnops.training.online import build_snapshot, refresh_online_features
 from churnops.training.train import TrainingResult
-from tests.integration.training.conftest import CUSTOMERS, HOURS, SEED, START, Lake
+from tests.integration.training.conftest import CUSTOMERS, HOURS, SEED, START, Lake, publish_through_ingest
 
 SHIFT_FROM_H = HOURS - 12
 SHIFTED_CUSTOMERS = CUSTOMERS // 3  # shares are compared, so a smaller population is enough (and cheaper)
@@ -115,7 +111,6 @@ def test_shifted_behaviour_fires_alerts_and_retrains_with_the_report_as_reason(
         }
     )
     shifted_repo = open_repository(settings)
-    shifted_repo.ensure()
     data = datagen.generate(
         HOURS,
         SHIFTED_CUSTOMERS,
@@ -123,18 +118,7 @@ def test_shifted_behaviour_fires_alerts_and_retrains_with_the_report_as_reason(
         seed=SEED,
         drift=datagen.Drift(start_h=SHIFT_FROM_H, share=0.6, activity_factor=0.1),
     )
-    ensure_bucket(gcs_client, settings.raw_bucket)
-    datagen.upload(gcs_client, settings.raw_bucket, data.objects)
-    run = IngestRun(
-        settings,
-        shifted_repo,
-        gcs_client,
-        Tokenizer(b"integration-test-key-0123456789ab"),
-        AlertSink(settings),
-        now=lambda: START + timedelta(hours=HOURS + 1),
-    )
-    for offset in range(HOURS):
-        run.run(START + timedelta(hours=offset), lookback=0)
+    publish_through_ingest(settings, shifted_repo, gcs_client, data)
     snapshot = refresh_online_features(settings, repo=shifted_repo)
 
     sink = RecordingSink(lake.settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -67,7 +68,10 @@ def test_a_changed_setting_is_reported_as_the_cause_of_a_different_result(
     trained: Trained, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lake, result = trained
-    changed = lake.settings.model_copy(update={"label_horizon_hours": 8, "code_version": "f" * 40})
+    contact_cost = lake.settings.retention_contact_cost + 1.5  # a setting only the decision rule reads
+    changed = lake.settings.model_copy(
+        update={"label_horizon_hours": 8, "code_version": "f" * 40, "retention_contact_cost": contact_cost}
+    )
     code, out = invoke(changed, monkeypatch, ["reproduce", result.parent_run_id, "--current-settings"])
     assert code == 3, out
     refit_run = (
@@ -78,6 +82,8 @@ def test_a_changed_setting_is_reported_as_the_cause_of_a_different_result(
     assert f"reproduced {result.gate.winner} run {refit_run}" in out
     assert "verdict: different" in out and "Traceback" not in out
     assert "differs from the original: parameter horizon_h: recorded 6, used 8" in out
+    recorded_cost = json.dumps(lake.settings.retention_contact_cost)
+    assert f"parameter contact_cost: recorded {recorded_cost}, used {json.dumps(contact_cost)}" in out
     assert f"differs from the original: code version: recorded {git_sha(lake.settings)}, now {'f' * 40}" in out
     assert "feature matrices rebuilt from the lake: different" in out
 

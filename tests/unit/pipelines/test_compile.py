@@ -10,6 +10,7 @@ from kfp import compiler, dsl
 from kfp import components as kfp_components
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from churnops.platform import declaration
 from churnops.platform.settings import Settings
 from pipelines import common
 from pipelines.common import CONFIG_KEYS, SECRET_KEYS
@@ -17,7 +18,7 @@ from pipelines.compile import compile_all, compile_pipeline, parse_strict, pin_c
 from pipelines.registry import PIPELINES
 
 EXPECTED_TASKS = {
-    "ingest": {"ingest", "gate", "condition-2"},
+    "ingest": {"ingest-plan", "gate", "condition-2"},
     "training": {"features", "gate", "train", "gate-2", "train-2", "gate-3", "evaluate", "gate-4", "condition-2"},
     "scoring": {"resolve-model", "gate", "score", "gate-2"},
     "drift": {
@@ -37,8 +38,10 @@ EXPECTED_TASKS = {
 # the step's name in the refusal). No step fails its own task on a refusal, so none is retried.
 GATES = {
     "ingest": {
-        ("comp-exit-handler-1", "gate"): ("ingest", "ingest"),
-        ("comp-condition-2", "gate-2"): ("commit", "commit"),
+        ("comp-exit-handler-1", "gate"): ("ingest-plan", "ingest-plan"),
+        ("comp-for-loop-3", "gate-2"): ("ingest-group", "ingest-group"),  # one per group, in the fan-out
+        ("comp-condition-2", "gate-3"): ("ingest-finish", "ingest-finish"),
+        ("comp-condition-2", "gate-4"): ("commit", "commit"),
     },
     "training": {
         ("comp-exit-handler-1", "gate"): ("features", "features"),
@@ -164,7 +167,9 @@ def test_every_task_has_resources_no_caching_and_network_retries(compiled: dict[
         for component in spec.components.values():
             tasks.update(component.dag.tasks)
         for task_name, task in tasks.items():
-            if task.component_ref.name.startswith("comp-exit-handler") or task_name.startswith("condition"):
+            if task.component_ref.name.startswith(("comp-exit-handler", "comp-for-loop")) or task_name.startswith(
+                "condition"
+            ):
                 continue
             assert not task.caching_options.enable_cache, task_name
             gate = task.component_ref.name.startswith("comp-gate")
@@ -197,7 +202,7 @@ def test_kubernetes_settings_reference_secrets_and_pin_the_pool(compiled: dict[s
 
 def test_ingest_takes_its_hour_from_the_scheduled_time(compiled: dict[str, Path]) -> None:
     spec, _ = parse_strict(compiled["ingest"])
-    ingest = _dag_tasks(spec, "comp-exit-handler-1")["ingest"]
+    ingest = _dag_tasks(spec, "comp-exit-handler-1")["ingest-plan"]
     constant = ingest.inputs.parameters["scheduled_time"].runtime_value.constant.string_value
     assert constant == "{{$.pipeline_job_schedule_time_utc}}"
     created = ingest.inputs.parameters["created_time"].runtime_value.constant.string_value
@@ -208,7 +213,7 @@ def test_ingest_takes_its_hour_from_the_scheduled_time(compiled: dict[str, Path]
 def test_the_steps_that_clean_up_after_a_lost_attempt_get_the_kfp_run_id(compiled: dict[str, Path]) -> None:
     """A retried ingest removes the branch its lost attempt left, a retried features resumes the run's MLflow
     parent run: both know the attempts of one run by its id (the same for every retry of the run)."""
-    for name, task in (("ingest", "ingest"), ("training", "features")):
+    for name, task in (("ingest", "ingest-plan"), ("training", "features")):
         spec, _ = parse_strict(compiled[name])
         step = _dag_tasks(spec, "comp-exit-handler-1")[task]
         assert step.inputs.parameters["pipeline_run"].runtime_value.constant.string_value == "{{$.pipeline_job_uuid}}"
@@ -221,7 +226,7 @@ def test_a_refusal_fails_the_run_at_a_gate_that_is_never_retried(compiled: dict[
             task_name
             for component in spec.components.values()
             for task_name, task in component.dag.tasks.items()
-            if not task.component_ref.name.startswith(("comp-gate", "comp-condition"))
+            if not task.component_ref.name.startswith(("comp-gate", "comp-condition", "comp-for-loop"))
         }
         assert steps == {step for step, _ in gates.values()}, name  # every step has its gate
         for (dag, gate_name), (step, label) in gates.items():
@@ -236,7 +241,9 @@ def test_a_refusal_fails_the_run_at_a_gate_that_is_never_retried(compiled: dict[
             assert all(gate_name in _upstream(body)[task] for task in later), (name, step)
 
 
-def test_commit_runs_only_when_the_ingest_staged_something(compiled: dict[str, Path]) -> None:
+def test_ingest_fans_out_over_groups_then_finishes_and_commits_only_when_something_is_new(
+    compiled: dict[str, Path],
+) -> None:
     spec, _ = parse_strict(compiled["ingest"])
     body = _dag_tasks(spec, "comp-exit-handler-1")
     gate = body["gate"]
@@ -245,9 +252,33 @@ def test_commit_runs_only_when_the_ingest_staged_something(compiled: dict[str, P
     # On the gate's single output (the run branch, empty when nothing was new): kfp.local resolves a condition
     # on a task output only when it is the task's `Output`.
     assert condition.trigger_policy.condition == "inputs.parameter_values['pipelinechannel--gate-Output'] != ''"
-    commit = _dag_tasks(spec, "comp-condition-2")["commit"]
+    new = _dag_tasks(spec, "comp-condition-2")
+    # One ingest-group task per item of the plan's groups (one JSON text each), at most the setting's at a time.
+    loop = new["for-loop-3"]
+    assert loop.parameter_iterator.items.input_parameter == "pipelinechannel--ingest-plan-groups"
+    assert loop.iterator_policy.parallelism_limit == Settings().ingest_fanout
+    group = _dag_tasks(spec, "comp-for-loop-3")["ingest-group"]
+    assert group.inputs.parameters["group"].component_input_parameter == "pipelinechannel--ingest-plan-groups-loop-item"
+    # The finish waits for every group's gate (their outputs, collected) and reads the plan.
+    finish = new["ingest-finish"]
+    assert finish.dependent_tasks == ["for-loop-3"]
+    staged = finish.inputs.parameters["staged"].task_output_parameter
+    assert (staged.producer_task, staged.output_parameter_key) == ("for-loop-3", "pipelinechannel--gate-2-Output")
+    assert finish.inputs.parameters["plan"].component_input_parameter == "pipelinechannel--ingest-plan-plan"
+    # The commit takes the branch the finish's gate passed on, and the finish's commit metadata.
+    commit = new["commit"]
     assert commit.component_ref.name == "comp-commit"
-    assert commit.inputs.parameters["branch"].component_input_parameter == "pipelinechannel--gate-Output"
+    assert commit.inputs.parameters["branch"].task_output_parameter.producer_task == "gate-3"
+    metadata = commit.inputs.parameters["metadata"].task_output_parameter
+    assert (metadata.producer_task, metadata.output_parameter_key) == ("ingest-finish", "metadata")
+
+
+def test_the_fan_out_is_the_setting_when_the_pipeline_is_built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHURNOPS_INGEST_FANOUT", "7")
+    spec, _ = parse_strict(compile_pipeline("ingest", tmp_path))
+    plan = _dag_tasks(spec, "comp-exit-handler-1")["ingest-plan"]
+    assert plan.inputs.parameters["fanout"].runtime_value.constant.number_value == 7  # groups the plan makes
+    assert _dag_tasks(spec, "comp-condition-2")["for-loop-3"].iterator_policy.parallelism_limit == 7  # at once
 
 
 def test_register_runs_only_when_the_gate_passes(compiled: dict[str, Path]) -> None:
@@ -415,3 +446,10 @@ def test_every_pipeline_parameter_and_component_input_has_a_description(compiled
             described = [*inputs.parameters.items(), *inputs.artifacts.items()]
             missing += [f"{component_name}.{key}" for key, value in described if not value.description]
         assert not missing, missing
+
+
+def test_every_pipeline_is_scheduled_as_the_platform_declares() -> None:
+    """The recurring runs come from one declaration, which names every pipeline and no other."""
+    assert set(declaration.PIPELINE_CRONS) == set(PIPELINES)
+    assert {name: entry.cron for name, entry in PIPELINES.items()} == declaration.PIPELINE_CRONS
+    assert [name for name, cron in declaration.PIPELINE_CRONS.items() if cron is None] == ["training"]

@@ -262,7 +262,12 @@ def test_matured_labels_measure_the_model_and_alert_on_degradation(trained: Trai
     fresh = trained.fresh
     since = FRESH_CUTOFFS[0]
     result = matured_performance(
-        trained.model, fresh.events, fresh.subscriptions, since, columns=trained.spec.columns, k_share=0.1
+        trained.model,
+        fresh.events,
+        fresh.subscriptions,
+        since,
+        columns=trained.spec.columns,
+        config=TrainingConfig(capacity_share=0.1),
     )
     assert result.first_cutoff == since.isoformat() and result.cutoffs == HOURS - 6 - 24 + 1
     rows = build_training_set(

@@ -20,7 +20,7 @@ from churnops.training.config import DEFAULT_MONOTONE_DIRECTIONS, TrainingConfig
 from churnops.training.estimators import BASELINE, fit_chosen, fit_pipeline
 from churnops.training.features import feature_spec
 from churnops.training.train import build_splits
-from churnops.training.transform import encoded_direction
+from churnops.training.transform import ANY_CATEGORY, encoded_direction, encodes
 from tests.unit.training.conftest import synthetic_lake
 
 SPEC = FeatureSpec(numeric=("contract_months", "noise"), categorical=("payment_method",), windows_h=(1,))
@@ -46,6 +46,18 @@ def test_a_declared_direction_maps_onto_the_encoded_columns_it_names() -> None:
     assert encoded_direction("categorical__payment_method_card", directions) == 0
     assert encoded_direction("numeric__payment_method_invoice", directions) == 0  # a category is not a numeric column
     assert encoded_direction("numeric__tenure_h", directions) == 0
+
+
+def test_an_encoded_column_is_known_by_the_column_and_category_it_encodes() -> None:
+    assert encodes("numeric__contract_months", "contract_months")
+    assert encodes("numeric__n_support_contact_6h", "n_support_contact_*")
+    assert not encodes("numeric__contract_months", "contract")
+    assert not encodes("numeric__contract_months", "contract_months", ANY_CATEGORY)  # a numeric column has none
+    assert encodes("categorical__payment_method_invoice", "payment_method", "invoice")
+    assert encodes("categorical__payment_method_invoice", "payment_method", ANY_CATEGORY)
+    assert not encodes("categorical__payment_method_invoice", "payment_method", "card")
+    assert not encodes("categorical__payment_method_invoice", "payment_method")  # a category is not a numeric column
+    assert not encodes("categorical__payment_method_invoice", "payment", "invoice")
 
 
 def test_every_declared_direction_names_a_model_input_of_the_default_spec() -> None:
@@ -135,6 +147,9 @@ def test_a_customer_bootstrap_of_a_subgroup_gap_covers_the_gap() -> None:
     assert gap.low < gap.difference < gap.high and gap.low < 0 < gap.high  # the same model on both halves
     with pytest.raises(ValueError, match="both classes"):
         evaluate.subgroup_auc_difference(labels, scores, labels == 1, customers)
+    assert gap.resamples == 500 and gap.groups == 1000 and gap.rows == 1000
+    with pytest.raises(ValueError, match="resamples must be positive, got 0"):
+        evaluate.subgroup_auc_difference(labels, scores, first, customers, resamples=0)
 
 
 def test_the_gate_refuses_a_winner_that_fails_a_behavioural_check_and_says_why() -> None:

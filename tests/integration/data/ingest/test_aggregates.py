@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import io
 from datetime import timedelta
 
@@ -14,6 +13,7 @@ from churnops.local import datagen
 from churnops.training.features import HourlyActivity, build_training_set, choose_cutoffs
 from churnops.training.train import load_activity, load_tables
 from tests.integration.data.ingest.conftest import START, IngestEnv
+from tests.support.raw_objects import lines_of, truncated, with_lines
 
 
 def assert_aggregates_match_events(env: IngestEnv, ref: str = "main") -> int:
@@ -45,22 +45,12 @@ def test_aggregates_are_committed_with_their_events_and_follow_a_superseding_gen
     assert ingest_env.repo.head("main") == head
 
     target = next(o for o in data.objects if o.name.endswith(".jsonl.gz"))
-    lines = gzip.decompress(target.data).decode().splitlines()
-    shorter = datagen.RawObject(
-        target.name,
-        gzip.compress("\n".join(lines[: len(lines) // 2]).encode() + b"\n"),
-        target.content_type,
-        target.hour,
-        target.arrival,
-    )
-    ingest_env.upload([shorter])
+    lines = lines_of(target)
+    ingest_env.upload([with_lines(target, lines[: len(lines) // 2])])
     ingest_env.run(START + timedelta(hours=1), lookback=1)
     assert_aggregates_match_events(ingest_env)
 
-    broken = datagen.RawObject(
-        target.name, target.data[: len(target.data) // 2], target.content_type, target.hour, target.arrival
-    )
-    ingest_env.upload([broken])  # unreadable: its rows, and so their aggregates, leave main
+    ingest_env.upload([truncated(target)])  # unreadable: its rows, and so their aggregates, leave main
     ingest_env.run(START + timedelta(hours=1), lookback=1)
     assert_aggregates_match_events(ingest_env)
 

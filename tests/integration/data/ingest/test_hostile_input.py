@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from churnops.data.id_index import INDEX_PREFIX
-from churnops.data.ingest import HEAD_PATH, IngestReport
+from churnops.data.ingest_steps import HEAD_PATH, IngestReport
 from churnops.data.versioning import DataRepository
 from churnops.local import datagen
 from churnops.platform.logs import setup_logging

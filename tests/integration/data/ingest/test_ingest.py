@@ -21,6 +21,7 @@ from churnops.platform.buildinfo import git_sha, lock_sha256
 from churnops.platform.logs import setup_logging
 from tests.integration.data.ingest.conftest import NOW, START, IngestEnv
 from tests.integration.data.ingest.lake_checks import assert_lake_matches_accounting, lake_texts
+from tests.support.raw_objects import lines_of, truncated, with_lines
 
 
 @pytest.fixture(scope="module", name="generated")
@@ -51,7 +52,7 @@ def raw_pii(data: datagen.GeneratedData) -> set[str]:
     for obj in data.objects:
         try:
             if obj.name.endswith(".gz"):
-                lines = gzip.decompress(obj.data).decode().splitlines()
+                lines = lines_of(obj)
                 frame = pd.DataFrame([json.loads(line) for line in lines if _is_json(line)])
             else:
                 frame = pd.read_csv(io.BytesIO(obj.data), dtype=str, on_bad_lines="skip")
@@ -191,15 +192,8 @@ def test_overwritten_object_supersedes_its_earlier_rows(ingest_env: IngestEnv) -
     ingest_env.run(START, lookback=0)
     target = next(o for o in data.objects if o.name.endswith(".jsonl.gz"))
     before = published(ingest_env, "events")
-    lines = gzip.decompress(target.data).decode().splitlines()
-    shorter = datagen.RawObject(
-        target.name,
-        gzip.compress("\n".join(lines[: len(lines) // 2]).encode() + b"\n"),
-        target.content_type,
-        target.hour,
-        target.arrival,
-    )
-    ingest_env.upload([shorter])
+    lines = lines_of(target)
+    ingest_env.upload([with_lines(target, lines[: len(lines) // 2])])
     report = ingest_env.run(START, lookback=0)
     assert [o.name for o in report.objects] == [target.name]
     after = published(ingest_env, "events")
@@ -217,10 +211,7 @@ def test_an_unreadable_new_generation_takes_the_rows_of_the_old_one_off_main(ing
     old_rows = int((before["_source_object"] == target.name).sum())
     assert old_rows > 0
 
-    broken = datagen.RawObject(
-        target.name, target.data[: len(target.data) // 2], target.content_type, target.hour, target.arrival
-    )  # a truncated gzip stream: unreadable
-    ingest_env.upload([broken])
+    ingest_env.upload([truncated(target)])  # a truncated gzip stream: unreadable
     report = ingest_env.run(START, lookback=0)
     assert [(o.name, o.status) for o in report.objects] == [(target.name, "quarantined")]
     after = published(ingest_env, "events")
@@ -240,14 +231,7 @@ def test_a_merge_conflict_with_a_competing_run_is_retried_and_converges(
     data = datagen.generate(hours=1, customers=40, start=START, seed=13)
     ingest_env.upload(data.objects)
     target = next(o for o in data.objects if o.name.endswith(".jsonl.gz"))
-    lines = gzip.decompress(target.data).decode().splitlines()
-    newer = datagen.RawObject(
-        target.name,
-        gzip.compress("\n".join(lines[:5]).encode() + b"\n"),
-        target.content_type,
-        target.hour,
-        target.arrival,
-    )
+    newer = with_lines(target, lines_of(target)[:5])
     slow = ingest_env.reopen()
     real_merge = slow.merge
     attempts: list[str] = []
@@ -333,16 +317,10 @@ def test_event_sent_again_in_a_later_hour_is_a_duplicate_not_a_quarantined_row(i
     ingest_env.upload(first)
     ingest_env.run(START, lookback=0)
     web = next(o for o in first if "/web-" in o.name)
-    old_line = gzip.decompress(web.data).decode().splitlines()[0]
+    old_line = lines_of(web)[0]
     later = next(o for o in data.objects if o.hour > START and "/web-" in o.name)
-    lines = gzip.decompress(later.data).decode().splitlines()
-    resent = datagen.RawObject(
-        later.name,
-        gzip.compress("\n".join([*lines, old_line]).encode() + b"\n"),
-        later.content_type,
-        later.hour,
-        later.arrival,
-    )
+    lines = lines_of(later)
+    resent = with_lines(later, [*lines, old_line])
     ingest_env.upload([resent])
     report = ingest_env.run(later.hour, lookback=1)
     obj = next(o for o in report.objects if o.name == later.name)
@@ -355,7 +333,7 @@ def test_event_sent_again_in_a_later_hour_is_a_duplicate_not_a_quarantined_row(i
 def test_quarantine_keeps_only_contract_columns_with_the_pii_policy_applied(ingest_env: IngestEnv) -> None:
     data = datagen.generate(hours=1, customers=20, start=START, seed=9)
     web = next(o for o in data.objects if "/web-" in o.name)
-    rows = [json.loads(line) for line in gzip.decompress(web.data).decode().splitlines()]
+    rows = [json.loads(line) for line in lines_of(web)]
     rows[0].update(event_type="teleport", note="call jane.roe@example.com", ip_address="198.51.100.7")
     for row in rows[1:]:
         row["note"] = "ok"
