@@ -51,7 +51,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from google.cloud import storage
 
-from churnops.data import contract, id_index, ingest_steps, naming, parse, schema, subjects
+from churnops.data import aggregates, contract, id_index, ingest_steps, naming, parse, schema, subjects
 from churnops.data.contract import AccountingError
 from churnops.data.id_index import IdIndex
 from churnops.data.ingest_steps import ID_COLUMNS, IngestReport, ObjectReport, StagedIngest

@@ -442,9 +442,9 @@ def finish_run(run: IngestRun, plan: IngestPlan) -> StagedIngest:
     """The rest of step 5 once every group is staged: read the groups' reports and ids in listing order, drop
     the ids an object published that an object listed before it in another group also published (as a
     sequential run would have: :func:`drop_across_groups`; a rewritten partition's aggregates are written
-    again), then write the id index segments, manifest and ``_ingest/head.json``, delete superseded partitions and the staging files, and check the
-    branch (``verify_lake``). The result is what :meth:`~churnops.data.ingest.IngestRun.stage_run` stages with
-    one group.
+    again), then write the id index segments, manifest and ``_ingest/head.json``, delete superseded partitions
+    and the staging files, and check the branch (``verify_lake``). The result is what
+    :meth:`~churnops.data.ingest.IngestRun.stage_run` stages with one group.
 
     A retry after a finish that completed (its staging files are gone, its manifest is there) returns the
     same run from its manifest, checked again.
