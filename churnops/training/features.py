@@ -16,7 +16,8 @@ The work is vectorised: events become integer codes and int64 times once, each w
 mask, and per-customer aggregates are ``numpy.bincount`` over customer codes. From hourly pre-aggregates
 (:class:`HourlyActivity`) the customer tokens are looked up in the customer universe once (arrow's
 ``index_in``), and what only a window reads (counts per type, durations, amounts, session ids) is read for
-the rows of the widest window alone, its session ids encoded once for every window.
+the rows of the widest window alone, its (customer, session id) pairs grouped once for every window: a window's
+sessions are the pairs whose latest hour falls in it.
 """
 
 from __future__ import annotations
@@ -327,7 +328,7 @@ class _Hourly:
 
     customer: np.ndarray  # int64 code into the subscription universe
     stamp_ns: np.ndarray  # int64: the hour (its start) the row aggregates
-    events: np.ndarray  # int32: events in the row
+    events: np.ndarray  # int64: events in the row
     earliest_ns: np.ndarray  # int64: first event time in the row
     latest_ns: np.ndarray  # int64: last event time in the row
     windowed: pa.Table  # per row: TYPE_COLUMNS, _WINDOW_SUMS, sessions
@@ -344,7 +345,7 @@ class _Hourly:
         """Events per customer code among the selected rows."""
         counts = np.zeros(n_customers, dtype=np.int64)
         # in integers (``add.at`` of matching types): faster here than ``bincount``, which sums in float64
-        np.add.at(counts, _rows(self.customer, selected), _rows(self.events, selected).astype(np.int64))
+        np.add.at(counts, _rows(self.customer, selected), _rows(self.events, selected))
         return counts
 
     def blocks(self, before: np.ndarray, starts: Sequence[np.int64], n_customers: int) -> list[Block]:
@@ -376,13 +377,13 @@ def _session_pairs(
     customer and hour in ``customer`` and ``stamp_ns``): its customer code and the latest hour that lists it. The
     sessions of a window starting at ``start`` are the pairs whose latest hour is ``start`` or later."""
     listed = sessions.combine_chunks()
-    session, values = aggregates.string_codes(arrow_call("list_flatten", listed))
-    row: np.ndarray = arrow_call("list_parent_indices", listed).to_numpy().astype(np.int64)
-    width = np.int64(max(len(values), 1))
-    pair, pairs = pd.factorize(customer[row] * width + session)
-    latest_ns = np.full(len(pairs), _NAT, dtype=np.int64)
-    np.maximum.at(latest_ns, pair, stamp_ns[row])
-    pair_customer: np.ndarray = pairs // width
+    row: np.ndarray = arrow_call("list_parent_indices", listed).to_numpy()
+    listings = pa.table(
+        {"customer": customer[row], "session": arrow_call("list_flatten", listed), "hour": stamp_ns[row]}
+    ).drop_null()  # a missing session id is no session
+    pairs = listings.group_by(["customer", "session"], use_threads=False).aggregate([("hour", "max")])
+    pair_customer: np.ndarray = pairs.column("customer").to_numpy()
+    latest_ns: np.ndarray = pairs.column("hour_max").to_numpy()
     return pair_customer, latest_ns
 
 
@@ -455,7 +456,7 @@ def _prepare_hourly(activity: HourlyActivity, universe: pd.Index) -> _Hourly:
     return _Hourly(
         customer=customer,
         stamp_ns=stamps("hour"),
-        events=table.column("events").to_numpy(),
+        events=table.column("events").cast(pa.int64()).to_numpy(),
         earliest_ns=stamps("first_time"),
         latest_ns=stamps("last_time"),
         windowed=table.select([*aggregates.TYPE_COLUMNS, *_WINDOW_SUMS, "sessions"]),
@@ -623,8 +624,9 @@ def _features_at(
         window_rate = columns[f"events_{window}h"] / np.minimum(window, history_h)
         columns[name] = (window_rate + ACTIVITY_PRIOR_PER_H) / (baseline_rate + ACTIVITY_PRIOR_PER_H)
     for name in CATEGORICAL_FEATURES:
-        values = state[name].astype(object)
-        columns[name] = values.where(values.notna(), None).to_numpy()
+        values = state[name].to_numpy(dtype=object, copy=True)
+        values[pd.isna(values)] = None
+        columns[name] = values
     return pd.DataFrame(columns, columns=[*KEY_COLUMNS, *feature_spec(windows).columns])
 
 
