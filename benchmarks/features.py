@@ -11,7 +11,11 @@
    against a pandas groupby of the same aggregates (sum of every count per customer), and the child's peak resident
    memory is printed: the memory of features over that history.
 
-Run: ``.venv/bin/python benchmarks/features.py [--customers N] [--events N] [--history-events N] [--days D]``
+Each side is timed as the best of several calls, the two sides' calls interleaved (A B A B ...) so a change of the
+shared machine's load during the run falls on both.
+
+Run: ``.venv/bin/python benchmarks/features.py [--customers N] [--events N] [--history-events N] [--days D]
+[--repeat N] [--history-repeat N] [--skip-raw]``
 """
 
 from __future__ import annotations
@@ -118,14 +122,16 @@ def day_of_events(rng: np.random.Generator, tokens: pa.Array, day: int, events: 
     )
 
 
-def best_of(repeat: int, func: Callable[[], object]) -> float:
-    """Smallest wall-clock time of ``repeat`` calls."""
-    times = []
+def best_of(repeat: int, *funcs: Callable[[], object]) -> list[float]:
+    """Per function, the smallest wall-clock time of ``repeat`` calls, the calls interleaved (A B A B ...) so a
+    change of the machine's load in the meantime falls on every function alike."""
+    times: list[list[float]] = [[] for _ in funcs]
     for _ in range(repeat):
-        started = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - started)
-    return min(times)
+        for func, taken in zip(funcs, times):
+            started = time.perf_counter()
+            func()
+            taken.append(time.perf_counter() - started)
+    return [min(taken) for taken in times]
 
 
 def main() -> None:
@@ -133,7 +139,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=10_000_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3, help="timed calls of each side (raw events)")
+    parser.add_argument(
+        "--history-repeat", type=int, default=7, help="timed calls of each side (pre-aggregates; each call is short)"
+    )
     parser.add_argument("--history-customers", type=int, default=100_000)
     parser.add_argument("--history-events", type=int, default=100_000_000)
     parser.add_argument("--days", type=int, default=30)
@@ -144,7 +153,7 @@ def main() -> None:
         raw_events(args)
     # a process of its own, so its peak memory is the history's alone
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        lines = pool.apply(history, (args.history_customers, args.history_events, args.days, args.repeat))
+        lines = pool.apply(history, (args.history_customers, args.history_events, args.days, args.history_repeat))
     print("\n".join(lines))
     print(f"load average at end: {_load()}")
 
@@ -156,8 +165,11 @@ def raw_events(args: argparse.Namespace) -> None:
     print(f"built {len(events):,} events for {args.customers:,} customers in {time.perf_counter() - started:.1f}s")
     cutoff = START + pd.Timedelta(hours=HOURS)
 
-    features_s = best_of(args.repeat, lambda: build_features(events, subscriptions, cutoff))
-    groupby_s = best_of(args.repeat, lambda: events.groupby(["customer_token", "event_type"], observed=True).size())
+    features_s, groupby_s = best_of(
+        args.repeat,
+        lambda: build_features(events, subscriptions, cutoff),
+        lambda: events.groupby(["customer_token", "event_type"], observed=True).size(),
+    )
     features = build_features(events, subscriptions, cutoff)
 
     rows = [
@@ -187,8 +199,11 @@ def history(customers: int, events: int, days: int, repeat: int) -> list[str]:
     built_s = time.perf_counter() - started
     frame = table.select(["customer_token", "events", *TYPE_COLUMNS]).to_pandas(strings_to_categorical=True)
     cutoff = START + pd.Timedelta(days=days)
-    features_s = best_of(repeat, lambda: build_features(activity, subscriptions, cutoff))
-    groupby_s = best_of(repeat, lambda: frame.groupby("customer_token", observed=True).sum())
+    features_s, groupby_s = best_of(
+        repeat,
+        lambda: build_features(activity, subscriptions, cutoff),
+        lambda: frame.groupby("customer_token", observed=True).sum(),
+    )
     features = build_features(activity, subscriptions, cutoff)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return [

@@ -16,7 +16,8 @@ The work is vectorised: events become integer codes and int64 times once, each w
 mask, and per-customer aggregates are ``numpy.bincount`` over customer codes. From hourly pre-aggregates
 (:class:`HourlyActivity`) the customer tokens are looked up in the customer universe once (arrow's
 ``index_in``), and what only a window reads (counts per type, durations, amounts, session ids) is read for
-the rows of the widest window alone, its session ids encoded once for every window.
+the rows of the widest window alone, its (customer, session id) pairs grouped once for every window: a window's
+sessions are the pairs whose latest hour falls in it.
 """
 
 from __future__ import annotations
@@ -195,20 +196,20 @@ class _Subscriptions:
 
 def _prepare_subscriptions(subscriptions: pd.DataFrame) -> _Subscriptions:
     _require_columns(subscriptions, SUBSCRIPTION_COLUMNS, "subscriptions")
-    frame = subscriptions.loc[:, [c for c in subscriptions.columns if not c.startswith("_")]].reset_index(drop=True)
+    frame = subscriptions.loc[:, [c for c in subscriptions.columns if not c.startswith("_")]]
+    frame.index = pd.RangeIndex(len(frame))
     if frame["customer_token"].isna().any():
         raise UnusableTable("subscriptions table has rows without a customer_token")
     frame["_updated_ns"] = _utc_ns(frame["updated_at"], "updated_at")
     if (frame["_updated_ns"] == _NAT).any():
         raise UnusableTable("subscriptions table has rows without updated_at")
     cancel_ns = _utc_ns(frame["cancel_date"], "cancel_date")
-    status = frame["status"].astype("string")
-    cancelled = status.eq("cancelled").fillna(False).to_numpy()
+    cancelled = frame["status"].isin(["cancelled"]).to_numpy()
     # A cancellation takes effect at cancel_date, or at updated_at when the date is missing.
     frame["_cancel_ns"] = np.where(cancelled, np.where(cancel_ns == _NAT, frame["_updated_ns"], cancel_ns), _NAT)
     frame["_signup_ns"] = _utc_ns(frame["signup_date"], "signup_date")
-    frame["_active"] = status.eq("active").fillna(False).to_numpy()
-    codes, tokens = pd.factorize(frame["customer_token"].astype(str), sort=True)
+    frame["_active"] = frame["status"].isin(["active"]).to_numpy()
+    codes, tokens = _sorted_codes(frame["customer_token"].astype(str))
     frame["_code"] = codes
     # Only the order of a customer's own records matters: only customers with several records are sorted, and
     # only their records can be changes. They come after the others.
@@ -228,6 +229,17 @@ def _prepare_subscriptions(subscriptions: pd.DataFrame) -> _Subscriptions:
     first_seen = np.full(len(tokens), _NAT, dtype=np.int64)
     first_seen[frame["_code"].to_numpy()[first]] = frame["_updated_ns"].to_numpy()[first]
     return _Subscriptions(tokens=pd.Index(tokens), frame=frame, first_seen_ns=first_seen)
+
+
+def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize(values, sort=True)`` for strings: the distinct values sorted by arrow (code point order, as
+    Python sorts), not as Python objects."""
+    codes, uniques = pd.factorize(values)
+    order = arrow_call("sort_indices", pa.array(uniques, pa.string())).to_numpy().astype(np.int64)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    sorted_codes: np.ndarray = rank[codes]
+    return sorted_codes, uniques[order]
 
 
 def _record_changes(records: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -316,7 +328,7 @@ class _Hourly:
 
     customer: np.ndarray  # int64 code into the subscription universe
     stamp_ns: np.ndarray  # int64: the hour (its start) the row aggregates
-    events: np.ndarray  # int32: events in the row
+    events: np.ndarray  # int64: events in the row
     earliest_ns: np.ndarray  # int64: first event time in the row
     latest_ns: np.ndarray  # int64: last event time in the row
     windowed: pa.Table  # per row: TYPE_COLUMNS, _WINDOW_SUMS, sessions
@@ -331,9 +343,9 @@ class _Hourly:
 
     def count(self, selected: np.ndarray, n_customers: int) -> np.ndarray:
         """Events per customer code among the selected rows."""
-        counts: np.ndarray = np.bincount(
-            _rows(self.customer, selected), weights=_rows(self.events, selected), minlength=n_customers
-        ).astype(np.int64)
+        counts = np.zeros(n_customers, dtype=np.int64)
+        # in integers (``add.at`` of matching types): faster here than ``bincount``, which sums in float64
+        np.add.at(counts, _rows(self.customer, selected), _rows(self.events, selected))
         return counts
 
     def blocks(self, before: np.ndarray, starts: Sequence[np.int64], n_customers: int) -> list[Block]:
@@ -345,27 +357,34 @@ class _Hourly:
         names = [*aggregates.TYPE_COLUMNS, *_WINDOW_SUMS]
         # one row per summed column, the rows in table order (the order floating-point sums are added in)
         numbers = np.vstack([self.events[widest], *(rows.column(name).to_numpy() for name in names)], dtype=np.float64)
-        session_row, pair, width = _session_pairs(customer, rows.column("sessions"))
+        pair_customer, pair_latest_ns = _session_pairs(customer, stamp_ns, rows.column("sessions"))
         blocks = []
         for start in starts:
             chosen = stamp_ns >= start
-            chosen_customer = customer[chosen]
-            sums = [np.bincount(chosen_customer, weights=row, minlength=n_customers) for row in numbers[:, chosen]]
+            chosen_customer = _rows(customer, chosen)
+            chosen_numbers = numbers if chosen.all() else numbers[:, chosen]
+            sums = [np.bincount(chosen_customer, weights=row, minlength=n_customers) for row in chosen_numbers]
             *counts, duration_sum, duration_n, spend = sums
-            pairs = pd.unique(pair[chosen[session_row]])
-            sessions = np.bincount(pairs // width, minlength=n_customers).astype(np.float64)
+            sessions = np.bincount(pair_customer[pair_latest_ns >= start], minlength=n_customers).astype(np.float64)
             blocks.append([*counts, sessions, _mean(duration_sum, duration_n), spend])
         return blocks
 
 
-def _session_pairs(customer: np.ndarray, sessions: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.int64]:
-    """Every session listed in the rows of ``sessions`` (per row a list of ids): the row it is listed in, its
-    (customer, session) pair as ``customer * width + session code``, and that width."""
+def _session_pairs(
+    customer: np.ndarray, stamp_ns: np.ndarray, sessions: pa.ChunkedArray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every distinct (customer, session) pair listed in the rows of ``sessions`` (per row a list of ids; a row's
+    customer and hour in ``customer`` and ``stamp_ns``): its customer code and the latest hour that lists it. The
+    sessions of a window starting at ``start`` are the pairs whose latest hour is ``start`` or later."""
     listed = sessions.combine_chunks()
-    session, values = aggregates.string_codes(arrow_call("list_flatten", listed))
-    row: np.ndarray = arrow_call("list_parent_indices", listed).to_numpy().astype(np.int64)
-    width = np.int64(max(len(values), 1))
-    return row, customer[row] * width + session, width
+    row: np.ndarray = arrow_call("list_parent_indices", listed).to_numpy()
+    listings = pa.table(
+        {"customer": customer[row], "session": arrow_call("list_flatten", listed), "hour": stamp_ns[row]}
+    ).drop_null()  # a missing session id is no session
+    pairs = listings.group_by(["customer", "session"], use_threads=False).aggregate([("hour", "max")])
+    pair_customer: np.ndarray = pairs.column("customer").to_numpy()
+    latest_ns: np.ndarray = pairs.column("hour_max").to_numpy()
+    return pair_customer, latest_ns
 
 
 def _mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -422,13 +441,13 @@ def _prepare_hourly(activity: HourlyActivity, universe: pd.Index) -> _Hourly:
     tokens = table.column("customer_token")
     if pa.types.is_dictionary(tokens.type):
         tokens = tokens.cast(tokens.type.value_type)
-    # the position of each token in the universe, -1 for a token outside it or a missing one
+    # the position of each token in the universe; a token outside it (or a missing one) is null: its rows are left out
     value_set = pa.array(universe.to_numpy(), tokens.type)
     codes = arrow_call("index_in", tokens, options=pc.SetLookupOptions(value_set))
-    customer: np.ndarray = codes.fill_null(-1).to_numpy().astype(np.int64)
-    keep = customer >= 0
-    if not keep.all():
-        table, customer = table.filter(pa.array(keep)), customer[keep]
+    if codes.null_count:
+        known = arrow_call("is_valid", codes)
+        table, codes = table.filter(known), codes.filter(known)
+    customer: np.ndarray = codes.cast(pa.int64()).to_numpy()
 
     def stamps(name: str) -> np.ndarray:
         values: np.ndarray = table.column(name).to_numpy().astype("datetime64[ns]", copy=False).view(np.int64)
@@ -437,7 +456,7 @@ def _prepare_hourly(activity: HourlyActivity, universe: pd.Index) -> _Hourly:
     return _Hourly(
         customer=customer,
         stamp_ns=stamps("hour"),
-        events=table.column("events").to_numpy(),
+        events=table.column("events").cast(pa.int64()).to_numpy(),
         earliest_ns=stamps("first_time"),
         latest_ns=stamps("last_time"),
         windowed=table.select([*aggregates.TYPE_COLUMNS, *_WINDOW_SUMS, "sessions"]),
@@ -486,15 +505,12 @@ def _state_at(subs: _Subscriptions, cutoff_ns: np.int64) -> pd.DataFrame:
     changed = _latest_row(codes, changes, n_customers)[active]
     plan_step = frame["_plan_step"].to_numpy()
     stepped = _latest_row(codes, known & (plan_step != 0), n_customers)[active]
-    return (
-        frame.take(rows)
-        .reset_index(drop=True)
-        .assign(
-            _changes=np.bincount(codes[changes], minlength=n_customers)[active],
-            _changed_ns=np.where(changed >= 0, updated[changed], _NAT),
-            _plan_direction=np.where(stepped >= 0, plan_step[stepped], 0.0),
-        )
-    )
+    state = frame.take(rows)
+    state.index = pd.RangeIndex(len(state))
+    state["_changes"] = np.bincount(codes[changes], minlength=n_customers)[active]
+    state["_changed_ns"] = np.where(changed >= 0, updated[changed], _NAT)
+    state["_plan_direction"] = np.where(stepped >= 0, plan_step[stepped], 0.0)
+    return state
 
 
 def _window_block(ev: _Events, window: np.ndarray, n_customers: int) -> Block:
@@ -608,8 +624,9 @@ def _features_at(
         window_rate = columns[f"events_{window}h"] / np.minimum(window, history_h)
         columns[name] = (window_rate + ACTIVITY_PRIOR_PER_H) / (baseline_rate + ACTIVITY_PRIOR_PER_H)
     for name in CATEGORICAL_FEATURES:
-        values = state[name].astype(object)
-        columns[name] = values.where(values.notna(), None).to_numpy()
+        values = state[name].to_numpy(dtype=object, copy=True)
+        values[pd.isna(values)] = None
+        columns[name] = values
     return pd.DataFrame(columns, columns=[*KEY_COLUMNS, *feature_spec(windows).columns])
 
 
