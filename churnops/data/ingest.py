@@ -30,7 +30,6 @@ and a finish that makes the branch what one sequential run stages (:mod:`churnop
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 import json
 import logging
@@ -485,10 +484,11 @@ class IngestRun:
         hours: set[pd.Timestamp] = set()
         for path in paths:
             try:
-                blob = self.repo.get_object(ref, path)
+                stored = self.repo.open_object(ref, path)
             except NotFoundError:
                 continue
-            times = pq.read_table(io.BytesIO(blob), columns=[schema.RECORD_TIME_COLUMNS[kind]]).column(0)
+            with stored:  # only the record-time column read from it
+                times = pq.read_table(stored, columns=[schema.RECORD_TIME_COLUMNS[kind]]).column(0)
             hours.update(times.to_pandas().dt.floor("h").dropna())
         return hours
 
