@@ -554,7 +554,8 @@ def _staged_keys(run: IngestRun, branch: str, plan: IngestPlan) -> dict[str, pd.
     """Per object, the :func:`id_index.keys` of the ids its group staged for it."""
     keys: dict[str, pd.DataFrame] = {}
     for group in plan.groups:
-        table = pq.read_table(io.BytesIO(run.repo.get_object(branch, group.keys_path)))
+        with run.repo.open_object(branch, group.keys_path) as stored:
+            table = pq.read_table(stored)
         offset = 0
         # Each object's ids are one run of rows, in the order value_counts meets the objects.
         for entry in contract.arrow_call("value_counts", table.column("source")).to_pylist():
