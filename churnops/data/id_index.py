@@ -76,9 +76,16 @@ def keys(ids: pd.Series, hours: pd.Series) -> pd.DataFrame:
 
 
 def _segment(frame: pd.DataFrame) -> bytes:
+    """A segment's parquet bytes: ``id`` and ``source`` as strings. The sources (a few object names for many ids)
+    are handed to the writer as a dictionary, not as one string per id; without the Arrow schema stored, the
+    file reads back as plain strings either way."""
+    codes, names = pd.factorize(frame["source"])
+    source = pa.DictionaryArray.from_arrays(
+        pa.array(codes, type=pa.int32(), mask=codes < 0), pa.array(names, type=pa.string(), from_pandas=True)
+    )
+    table = pa.table({"id": pa.array(frame["id"], type=pa.string(), from_pandas=True), "source": source})
     buffer = io.BytesIO()
-    table = pa.table({name: pa.array(frame[name], type=pa.string(), from_pandas=True) for name in _COLUMNS})
-    pq.write_table(table, buffer, compression="zstd")
+    pq.write_table(table, buffer, compression="zstd", store_schema=False)
     return buffer.getvalue()
 
 

@@ -30,7 +30,6 @@ and a finish that makes the branch what one sequential run stages (:mod:`churnop
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 import json
 import logging
@@ -59,7 +58,7 @@ from churnops.data.ingest_steps import ListedObject as _Source  # the name the r
 from churnops.data.privacy import Tokenizer, apply_pii_policy, apply_pii_policy_to_table, lake_tokenizer
 from churnops.data.spool import ParquetSpool, PartitionSpool
 from churnops.data.versioning import DataRepository, MergeConflict, NotFoundError, VersioningError, open_repository
-from churnops.data.versioning.base import check_path
+from churnops.data.versioning.base import Content, check_path
 from churnops.platform.alerts import Alert, AlertSink
 from churnops.platform.buildinfo import git_sha, lock_sha256
 from churnops.platform.settings import Settings
@@ -78,10 +77,11 @@ _HOUR = re.compile(r"hr=(?:[01]\d|2[0-3])/")
 
 @dataclass
 class _Staged:
-    """One object's part of a run: its report, its files, and the ids it published (per chunk)."""
+    """One object's part of a run: its report, its files (the partition as its open temporary file, which
+    :meth:`IngestRun.stage_objects` closes once written), and the ids it published (per chunk)."""
 
     report: ObjectReport
-    files: dict[str, bytes]
+    files: dict[str, Content]
     ids: list[pa.Array] = field(default_factory=list)  # published raw ids, Arrow large_string
     keys: list[pd.DataFrame] = field(default_factory=list)  # the same as id_index.keys
 
@@ -300,7 +300,7 @@ class IngestRun:
         ref = source.ref
         if source.name_error:
             report = ObjectReport(ref.name, ref.generation, source.kind, "quarantined", reason=source.name_error)
-            return _Staged(report, self.object_files(source, report, run_id))
+            return _Staged(report, dict(self.object_files(source, report, run_id)))
         columns: frozenset[str] = frozenset()
         while True:
             try:
@@ -312,7 +312,7 @@ class IngestRun:
                 report = ObjectReport(
                     ref.name, ref.generation, source.kind, "quarantined", reason=f"unreadable object: {error.reason}"
                 )
-                return _Staged(report, self.object_files(source, report, run_id))
+                return _Staged(report, dict(self.object_files(source, report, run_id)))
 
     def download(self, ref: ObjectRef) -> IO[bytes]:
         """The stored bytes of exactly this generation, in a temporary file (not in memory)."""
@@ -410,7 +410,7 @@ class IngestRun:
         report.corrections = [{**c, "column": digests.get(str(c["column"]), c["column"])} for c in corrections]
         if report.status == "published":
             report.partition = partition_path(source.ref, source.kind)
-            staged.files[report.partition] = partition.close()
+            staged.files[report.partition] = partition.detach()
         else:
             staged.ids, staged.keys = [], []
         if report.rows_quarantined:
@@ -484,10 +484,11 @@ class IngestRun:
         hours: set[pd.Timestamp] = set()
         for path in paths:
             try:
-                blob = self.repo.get_object(ref, path)
+                stored = self.repo.open_object(ref, path)
             except NotFoundError:
                 continue
-            times = pq.read_table(io.BytesIO(blob), columns=[schema.RECORD_TIME_COLUMNS[kind]]).column(0)
+            with stored:  # only the record-time column read from it
+                times = pq.read_table(stored, columns=[schema.RECORD_TIME_COLUMNS[kind]]).column(0)
             hours.update(times.to_pandas().dt.floor("h").dropna())
         return hours
 
@@ -526,11 +527,10 @@ class IngestRun:
         """
         for obj in report.objects:
             if obj.partition is not None:
-                table = pq.read_table(  # the object name as written, one dictionary value, not one string per row
-                    io.BytesIO(self.repo.get_object(ref, obj.partition)),
-                    columns=["_source_object", "_source_generation"],
-                    read_dictionary=["_source_object"],
-                )
+                with self.repo.open_object(ref, obj.partition) as stored:  # only the two columns read from it
+                    table = pq.read_table(  # the object name as written, one dictionary value, not one string per row
+                        stored, columns=["_source_object", "_source_generation"], read_dictionary=["_source_object"]
+                    )
                 sources = set(contract.arrow_call("unique", table.column("_source_object")).to_pylist())
                 generations = set(contract.arrow_call("unique", table.column("_source_generation")).to_pylist())
                 if table.num_rows != obj.rows_published or (
@@ -695,7 +695,12 @@ class IngestRun:
         added: dict[str, dict[str, pd.DataFrame]] = {kind: {} for kind in ID_COLUMNS}
         for source in fresh:
             staged = self.stage_object(source, indexes[source.kind], superseded, seen[source.kind], report.run_id)
-            self.repo.put_objects(branch, staged.files)
+            try:
+                self.repo.put_objects(branch, staged.files)
+            finally:
+                for content in staged.files.values():
+                    if not isinstance(content, bytes):
+                        content.close()
             report.objects.append(staged.report)
             seen[source.kind].extend(staged.ids)
             if staged.report.partition is not None:

@@ -417,9 +417,9 @@ def stage_group(run: IngestRun, group: IngestGroup) -> str:
     frames = [(name, frame) for by_name in added.values() for name, frame in by_name.items()]
     keys = pa.table(
         {
-            "source": pa.array(
-                np.repeat(np.array([name for name, _ in frames], dtype=object), [len(f) for _, f in frames]),
-                type=pa.string(),
+            "source": pa.DictionaryArray.from_arrays(  # one index per id, not one string (read back as strings)
+                pa.array(np.repeat(np.arange(len(frames), dtype=np.int32), [len(f) for _, f in frames])),
+                pa.array([name for name, _ in frames], type=pa.string()),
             ),
             "id": pa.concat_arrays([pa.array([], pa.large_string())] + [_key_ids(f) for _, f in frames]),
             "hour": pa.concat_arrays(
@@ -428,7 +428,7 @@ def stage_group(run: IngestRun, group: IngestGroup) -> str:
         }
     )
     buffer = io.BytesIO()
-    pq.write_table(keys, buffer, compression="zstd")
+    pq.write_table(keys, buffer, compression="zstd", store_schema=False)
     staged = [{"position": position, **asdict(obj)} for (position, _), obj in zip(group.sources, report.objects)]
     run.repo.put_objects(
         group.branch,
@@ -554,7 +554,8 @@ def _staged_keys(run: IngestRun, branch: str, plan: IngestPlan) -> dict[str, pd.
     """Per object, the :func:`id_index.keys` of the ids its group staged for it."""
     keys: dict[str, pd.DataFrame] = {}
     for group in plan.groups:
-        table = pq.read_table(io.BytesIO(run.repo.get_object(branch, group.keys_path)))
+        with run.repo.open_object(branch, group.keys_path) as stored:
+            table = pq.read_table(stored)
         offset = 0
         # Each object's ids are one run of rows, in the order value_counts meets the objects.
         for entry in contract.arrow_call("value_counts", table.column("source")).to_pylist():

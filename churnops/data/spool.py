@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import IO
 
 import pandas as pd
 import pyarrow as pa
@@ -25,6 +26,7 @@ class ParquetSpool:
         self.file = tempfile.TemporaryFile()  # pylint: disable=consider-using-with  # closed by __exit__
         self.writer: pq.ParquetWriter | None = None
         self.empty: pa.Table | None = None
+        self.owned = True  # whether __exit__ closes the file (until detach hands it over)
 
     def __enter__(self) -> ParquetSpool:
         return self
@@ -32,7 +34,8 @@ class ParquetSpool:
     def __exit__(self, *_: object) -> None:
         if self.writer is not None:
             self.writer.close()
-        self.file.close()
+        if self.owned:
+            self.file.close()
 
     def write(self, frame: pd.DataFrame | pa.Table) -> None:
         """Append ``frame``'s rows (a pandas frame is written as :meth:`pyarrow.Table.from_pandas` makes it)."""
@@ -51,6 +54,11 @@ class ParquetSpool:
 
     def close(self) -> bytes:
         """The file's bytes, once every frame is written."""
+        with self.detach() as file:
+            return file.read()
+
+    def detach(self) -> IO[bytes]:
+        """The file, at its start, once every frame is written; the caller closes it (the spool no longer does)."""
         if self.writer is None:
             if self.empty is None:
                 raise ValueError("nothing was written")
@@ -59,7 +67,8 @@ class ParquetSpool:
         self.writer.close()
         self.writer = None
         self.file.seek(0)
-        return self.file.read()
+        self.owned = False
+        return self.file
 
 
 class PartitionSpool:

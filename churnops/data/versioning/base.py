@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import IO, Any, TypeAlias
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -87,10 +87,18 @@ def check_path(path: str) -> str:
     return path
 
 
+Content: TypeAlias = bytes | IO[bytes]
+"""What :meth:`DataRepository.put_objects` writes to a path: bytes, or an open binary file (from its current
+position to its end, read a block at a time: a large file is never whole in memory on the embedded backend)."""
+
+
 def check_content(path: str, content: object) -> None:
-    """Raise unless ``content`` (the content of ``path``) is bytes-like."""
-    if not isinstance(content, (bytes, bytearray, memoryview)):
-        raise InvalidArgument(f"content of {path!r} must be bytes, got {type(content).__name__}")
+    """Raise unless ``content`` (the content of ``path``) is bytes-like or a binary file open for reading."""
+    if isinstance(content, (bytes, bytearray, memoryview)):
+        return
+    if isinstance(content, io.IOBase) and content.readable() and not isinstance(content, io.TextIOBase):
+        return
+    raise InvalidArgument(f"content of {path!r} must be bytes or a binary file, got {type(content).__name__}")
 
 
 def check_limit(limit: int) -> int:
@@ -132,6 +140,7 @@ _INTERFACE = (
     "commit",
     "merge",
     "get_object",
+    "open_object",
     "list_paths",
     "commit_info",
     "log",
@@ -207,8 +216,8 @@ class DataRepository(ABC):
         """The names of every branch, sorted."""
 
     @abstractmethod
-    def put_objects(self, branch: str, files: Mapping[str, bytes]) -> None:
-        """Stage writes of ``files`` (path -> content) on ``branch``, uncommitted."""
+    def put_objects(self, branch: str, files: Mapping[str, Content]) -> None:
+        """Stage writes of ``files`` (path -> :data:`Content`) on ``branch``, uncommitted."""
 
     @abstractmethod
     def delete_objects(self, branch: str, paths: Iterable[str]) -> None:
@@ -239,6 +248,12 @@ class DataRepository(ABC):
     @abstractmethod
     def get_object(self, ref: str, path: str) -> bytes:
         """The content of ``path`` at ``ref``; :class:`NotFoundError` if absent."""
+
+    @abstractmethod
+    def open_object(self, ref: str, path: str) -> IO[bytes]:
+        """The content of ``path`` at ``ref`` in a temporary file, at its start (the caller closes it): a large
+        object read a part at a time (e.g. by :class:`pyarrow.parquet.ParquetFile`); :class:`NotFoundError` if absent.
+        """
 
     @abstractmethod
     def list_paths(self, ref: str, prefix: str = "") -> list[str]:

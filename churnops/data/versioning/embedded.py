@@ -22,7 +22,10 @@ One object per thread: a pygit2 repository handle is not meant to be shared betw
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
+import io
+import itertools
 import json
 import logging
 import os
@@ -34,6 +37,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import IO
 
 import pygit2
 from pygit2.enums import FileMode, MergeFlag, ObjectType, SortMode
@@ -42,6 +46,7 @@ from churnops.data.versioning.base import (
     DEFAULT_BRANCH,
     AccessDenied,
     CommitInfo,
+    Content,
     DataRepository,
     InvalidArgument,
     LakeUnavailable,
@@ -171,60 +176,92 @@ class EmbeddedRepository(DataRepository):
                 return staged.tree
         return self._commit_of(repo, ref).tree
 
-    def _write_blob(self, repo: pygit2.Repository, data: bytes) -> pygit2.Oid:
-        """Store ``data`` as a git blob and return its id.
+    def _write_blob(self, repo: pygit2.Repository, content: Content) -> pygit2.Oid:
+        """Store ``content`` as a git blob and return its id.
 
         libgit2 always deflates loose objects, at about 40 MB/s on this class of machine, which
         buys nothing for parquet (already compressed). Large blobs are therefore written as
         standard loose objects whose zlib stream uses stored (uncompressed) blocks: same format,
-        same object id, readable by libgit2 and git.
+        same object id, readable by libgit2 and git. They are written and hashed a block at a time:
+        a file's content is never whole in memory, bytes never copied whole.
         """
-        if len(data) < _LARGE_BLOB:
-            return repo.create_blob(data)
-        header = b"blob %d\x00" % len(data)
+        blocks: Iterable[bytes | memoryview]
+        if isinstance(content, (bytes, bytearray, memoryview)):
+            view = memoryview(content)
+            size = view.nbytes
+            if size < _LARGE_BLOB:
+                return repo.create_blob(bytes(view))
+            blocks = (view[start : start + _LARGE_BLOB] for start in range(0, size, _LARGE_BLOB))
+        else:
+            start = content.tell()
+            size = content.seek(0, os.SEEK_END) - start
+            content.seek(start)
+            if size < _LARGE_BLOB:
+                return repo.create_blob(content.read())
+            blocks = iter(functools.partial(content.read, _LARGE_BLOB), b"")
+        header = b"blob %d\x00" % size
         digest = hashlib.sha1(header, usedforsecurity=False)
-        digest.update(data)
-        hexsha = digest.hexdigest()
-        target = self.path / "objects" / hexsha[:2] / hexsha[2:]
-        if not target.exists():
-            target.parent.mkdir(exist_ok=True)
-            compressor = zlib.compressobj(level=0)
-            fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix="tmp_obj_")
-            try:
-                with os.fdopen(fd, "wb") as tmp:
-                    tmp.write(compressor.compress(header))
-                    view = memoryview(data)
-                    for start in range(0, len(data), _LARGE_BLOB):  # never a second copy of the whole blob
-                        tmp.write(compressor.compress(view[start : start + _LARGE_BLOB]))
-                    tmp.write(compressor.flush())
+        compressor = zlib.compressobj(level=0)
+        fd, tmp_name = tempfile.mkstemp(dir=self.path / "objects", prefix="tmp_obj_")
+        try:
+            with os.fdopen(fd, "wb") as tmp:
+                tmp.write(compressor.compress(header))
+                written = 0
+                for block in blocks:
+                    digest.update(block)
+                    tmp.write(compressor.compress(block))
+                    written += len(block)
+                tmp.write(compressor.flush())
+            if written != size:
+                raise VersioningError(f"the content changed while it was written ({written} bytes, not {size})")
+            hexsha = digest.hexdigest()
+            target = self.path / "objects" / hexsha[:2] / hexsha[2:]
+            if target.exists():
+                Path(tmp_name).unlink()
+            else:
+                target.parent.mkdir(exist_ok=True)
                 os.chmod(tmp_name, 0o444)
                 os.replace(tmp_name, target)
-            except BaseException:
-                Path(tmp_name).unlink(missing_ok=True)
-                raise
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
         return pygit2.Oid(hex=hexsha)
 
-    def _read_blob(self, repo: pygit2.Repository, oid: pygit2.Oid) -> bytes:
-        """The content of blob ``oid``.
+    def _read_blob(self, repo: pygit2.Repository, oid: pygit2.Oid, out: IO[bytes]) -> None:
+        """Write the content of blob ``oid`` to ``out``.
 
-        A loose object (as :meth:`_write_blob` stores a large blob) is inflated here and checked against its id
-        with hashlib: libgit2's checked read of a large blob takes several times as long. Any other object
-        (small, or packed) is read by libgit2.
+        A loose object (as :meth:`_write_blob` stores a large blob) is inflated here a block at a time and
+        checked against its id with hashlib: libgit2's checked read of a large blob takes several times as
+        long. Any other object (small, or packed) is read by libgit2.
         """
         hexsha = str(oid)
         try:
-            stored = (self.path / "objects" / hexsha[:2] / hexsha[2:]).read_bytes()
+            stored = (self.path / "objects" / hexsha[:2] / hexsha[2:]).open("rb")
         except FileNotFoundError:
-            return repo[oid].peel(pygit2.Blob).data
+            out.write(repo[oid].peel(pygit2.Blob).data)
+            return
+        inflate = zlib.decompressobj()
+        digest = hashlib.sha1(usedforsecurity=False)
+        head = b""
+        body = False
         try:
-            raw = zlib.decompress(stored)
+            with stored:
+                for block in itertools.chain(iter(functools.partial(stored.read, _LARGE_BLOB), b""), [None]):
+                    data = inflate.decompress(block) if block is not None else inflate.flush()
+                    digest.update(data)
+                    if not body:
+                        head += data
+                        header, found, data = head.partition(b"\x00")
+                        if not found:
+                            continue
+                        if not header.startswith(b"blob "):
+                            raise VersioningError(f"object {hexsha} of the lake is corrupt: it is not a blob")
+                        body = True
+                    out.write(data)
         except zlib.error as exc:
             raise VersioningError(f"object {hexsha} of the lake is corrupt: {exc}") from exc
-        del stored
-        header, _, _ = raw[:32].partition(b"\x00")
-        if not header.startswith(b"blob ") or hashlib.sha1(raw, usedforsecurity=False).hexdigest() != hexsha:
+        if not body or not inflate.eof or digest.hexdigest() != hexsha:
             raise VersioningError(f"object {hexsha} of the lake is corrupt: its content does not match its id")
-        return raw[len(header) + 1 :]
 
     def _new_commit(
         self, repo: pygit2.Repository, tree: pygit2.Oid, parents: list[pygit2.Oid], message: str
@@ -321,12 +358,12 @@ class EmbeddedRepository(DataRepository):
             name.removeprefix(_BRANCH_PREFIX) for name in self._git().references if name.startswith(_BRANCH_PREFIX)
         )
 
-    def put_objects(self, branch: str, files: Mapping[str, bytes]) -> None:
+    def put_objects(self, branch: str, files: Mapping[str, Content]) -> None:
         for path, content in files.items():
             check_content(check_path(path), content)
         repo = self._git()
         self._branch_commit(repo, branch)
-        blobs = {path: self._write_blob(repo, bytes(content)) for path, content in files.items()}
+        blobs = {path: self._write_blob(repo, content) for path, content in files.items()}
         if blobs:
             self._stage(branch, blobs)
 
@@ -392,9 +429,8 @@ class EmbeddedRepository(DataRepository):
         logger.info("merged %s into %s as %s", source, into, commit)
         return str(commit)
 
-    def get_object(self, ref: str, path: str) -> bytes:
+    def _blob_at(self, repo: pygit2.Repository, ref: str, path: str) -> pygit2.Oid:
         check_path(path)
-        repo = self._git()
         tree = self._read_tree(repo, ref)
         try:
             entry = tree[path]
@@ -402,7 +438,25 @@ class EmbeddedRepository(DataRepository):
             entry = None
         if entry is None or entry.type != ObjectType.BLOB:
             raise NotFoundError(f"no object {path!r} at {ref!r}")
-        return self._read_blob(repo, entry.id)
+        return entry.id
+
+    def get_object(self, ref: str, path: str) -> bytes:
+        repo = self._git()
+        out = io.BytesIO()
+        self._read_blob(repo, self._blob_at(repo, ref, path), out)
+        return out.getvalue()
+
+    def open_object(self, ref: str, path: str) -> IO[bytes]:
+        repo = self._git()
+        oid = self._blob_at(repo, ref, path)
+        out = tempfile.TemporaryFile()  # pylint: disable=consider-using-with  # the caller closes it
+        try:
+            self._read_blob(repo, oid, out)
+            out.seek(0)
+        except BaseException:
+            out.close()
+            raise
+        return out
 
     def list_paths(self, ref: str, prefix: str = "") -> list[str]:
         repo = self._git()

@@ -21,12 +21,13 @@ metadata) and returns its id instead of ``None``.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import urllib3
 from lakefs_sdk.api.branches_api import BranchesApi
@@ -49,6 +50,7 @@ from churnops.data.versioning.base import (
     DEFAULT_BRANCH,
     AccessDenied,
     CommitInfo,
+    Content,
     DataRepository,
     InvalidArgument,
     LakeUnavailable,
@@ -290,7 +292,7 @@ class LakeFSRepository(DataRepository):  # pylint: disable=too-many-public-metho
             return None
         return int(rules.default_retention_days)
 
-    def put_objects(self, branch: str, files: Mapping[str, bytes]) -> None:
+    def put_objects(self, branch: str, files: Mapping[str, Content]) -> None:
         check_branch_name(branch)
         for path, content in files.items():
             check_content(check_path(path), content)
@@ -298,7 +300,11 @@ class LakeFSRepository(DataRepository):  # pylint: disable=too-many-public-metho
         with tempfile.TemporaryDirectory(prefix="churnops-lakefs-") as tmp:
             upload = Path(tmp) / "content"
             for path, content in files.items():
-                upload.write_bytes(content)
+                if isinstance(content, (bytes, bytearray, memoryview)):
+                    upload.write_bytes(content)
+                else:
+                    with upload.open("wb") as copy:
+                        shutil.copyfileobj(content, copy)
                 self._call(
                     f"upload {path!r} to {branch!r}",
                     self._objects.upload_object,
@@ -377,6 +383,16 @@ class LakeFSRepository(DataRepository):  # pylint: disable=too-many-public-metho
                     "purge or by lakeFS's garbage collection)"
                 ) from exc
             raise
+
+    def open_object(self, ref: str, path: str) -> IO[bytes]:
+        out = tempfile.TemporaryFile()  # pylint: disable=consider-using-with  # the caller closes it
+        try:
+            out.write(self.get_object(ref, path))
+            out.seek(0)
+        except BaseException:
+            out.close()
+            raise
+        return out
 
     def list_paths(self, ref: str, prefix: str = "") -> list[str]:
         return sorted(item.path for item in self._objects_at(ref, prefix))

@@ -12,7 +12,7 @@ import json
 import threading
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -347,6 +347,11 @@ class CountingReads:
         """The real read, recorded."""
         self.read.append(path)
         return self.inner.get_object(ref, path)
+
+    def open_object(self, ref: str, path: str) -> IO[bytes]:
+        """The real read, recorded."""
+        self.read.append(path)
+        return self.inner.open_object(ref, path)
 
 
 def test_events_sent_again_days_later_are_duplicates(ingest_env: IngestEnv, many_hours: datagen.GeneratedData) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -49,6 +51,27 @@ def test_commit_ids_are_immutable_snapshots(harness: Harness) -> None:
     assert repo.resolve(first) == first
     assert repo.commit_info(first) == info_before
     assert repo.commit_info(second).parents == [first]
+
+
+def test_a_file_is_written_from_its_position_and_read_back_as_a_file(harness: Harness) -> None:
+    repo, branch = harness.repo, harness.branch("run")
+    big, small = harness.path("big.parquet"), harness.path("small.json")
+    content = os.urandom(3 * 1024 * 1024 + 17)
+    repo.create_branch(branch)
+    with tempfile.TemporaryFile() as big_file, tempfile.TemporaryFile() as small_file:
+        big_file.write(content)
+        big_file.seek(0)
+        small_file.write(b"skipped{}")
+        small_file.seek(7)
+        repo.put_objects(branch, {big: big_file, small: small_file})
+    commit = repo.commit(branch, "from files", {})
+    assert commit
+    assert repo.get_object(commit, big) == content
+    assert repo.get_object(branch, small) == b"{}"
+    with repo.open_object(commit, big) as stored:
+        assert stored.read() == content
+    with pytest.raises(NotFoundError):
+        repo.open_object(commit, harness.path("absent.parquet"))
 
 
 def test_uncommitted_writes_are_visible_on_their_branch_only(harness: Harness) -> None:

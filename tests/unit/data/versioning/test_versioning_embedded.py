@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import tempfile
 from pathlib import Path
 
 import pygit2
@@ -65,6 +66,28 @@ def test_large_blobs_are_standard_git_objects(repo: EmbeddedRepository) -> None:
     assert entry.id == pygit2.hash(data)
     assert git[entry.id].data == data
     assert EmbeddedRepository(repo.path).get_object(commit, "big.parquet") == data
+
+
+def test_a_large_file_is_the_same_git_object_as_its_bytes_and_an_altered_one_is_not_opened(
+    repo: EmbeddedRepository,
+) -> None:
+    data = os.urandom(3 * 1024 * 1024)
+    repo.create_branch("run")
+    with tempfile.TemporaryFile() as file:
+        file.write(data)
+        file.seek(0)
+        repo.put_objects("run", {"big.parquet": file})
+    commit = repo.commit("run", "big", {})
+    oid = str(pygit2.hash(data))
+    assert str(pygit2.Repository(str(repo.path))[commit].peel(pygit2.Commit).tree["big.parquet"].id) == oid
+    with repo.open_object(commit, "big.parquet") as stored:
+        assert stored.read() == data
+    loose = repo.path / "objects" / oid[:2] / oid[2:]
+    stored_bytes = loose.read_bytes()
+    loose.chmod(0o644)
+    loose.write_bytes(stored_bytes[:1000] + bytes(100) + stored_bytes[1100:])  # a part of the content overwritten
+    with pytest.raises(VersioningError, match="corrupt"):
+        repo.open_object(commit, "big.parquet")
 
 
 def test_a_large_blob_reads_back_from_a_pack_and_an_altered_one_is_refused(repo: EmbeddedRepository) -> None:
