@@ -8,7 +8,10 @@ settings ConfigMap on the cluster.
 
 from __future__ import annotations
 
+import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +26,30 @@ class PipelineFailed(ChurnopsError):
     """A locally run pipeline ended with a failed task (its log is above; the exit handler alerted)."""
 
 
+@contextmanager
+def root_logging_kept() -> Iterator[None]:
+    """Give the root logger back its handlers and level on exit, whatever ran inside.
+
+    kfp.local swaps the root logger's handlers for its own around each task and puts back the ones it found;
+    the tasks of a ``ParallelFor`` run on threads at once, so a task can find another task's handler (a stream
+    on the caller's redirected output, closed once the run ends) and leave it installed.
+    """
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
 def run_local(name: str, params: dict[str, Any], pipeline_root: Path) -> dict[str, Any]:
     """Run pipeline ``name`` with ``params`` locally; return its outputs (:class:`PipelineFailed` on failure)."""
     entry = get(name)
     pipeline_root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
     try:
-        with warnings.catch_warnings():
+        with root_logging_kept(), warnings.catch_warnings():
             # kfp.local warns, per task and run, that resource requests and limits have no effect locally.
             warnings.filterwarnings(
                 "ignore",
