@@ -24,7 +24,7 @@ HOURS = 20
 
 @pytest.mark.timeout(900)
 def test_demo_runs_the_system_through_its_pipelines_and_server_and_stops_what_it_started(
-    tmp_path, monkeypatch: pytest.MonkeyPatch
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # A smaller lake than the demo's: windows, history and horizon that fit 20 hours (the pipeline tasks,
     # subprocesses, read the same variables).
@@ -48,6 +48,8 @@ def test_demo_runs_the_system_through_its_pipelines_and_server_and_stops_what_it
         demo.stop_kept_server(settings)
         LocalStack(ran).down()
 
+    # every log line was written (a handler left on a closed stream makes logging print "--- Logging error ---")
+    assert "Logging error" not in capsys.readouterr().err
     # and then nothing it started is left
     assert not list((ran.state_dir / "run").glob("*.json"))
     ours = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
