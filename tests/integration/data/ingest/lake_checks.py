@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -79,3 +81,32 @@ def lake_texts(repo: DataRepository, ref: str = "main") -> list[str]:
         texts.append(commit.message)
         texts.extend(f"{key}={value}" for key, value in commit.metadata.items())
     return texts
+
+
+class BeforeFirstMerge:
+    """A repository handle that does something to the lake just before its first merge (as another writer would)."""
+
+    def __init__(self, inner: DataRepository, meanwhile: Callable[[], None], compare: bool = True) -> None:
+        self.inner = inner
+        self.meanwhile = meanwhile
+        self.compare = compare  # False: the first merge acts as if its compare had passed just before `meanwhile`
+        self.merges = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def merge(
+        self,
+        source: str,
+        into: str = "main",
+        message: str = "",
+        metadata: Mapping[str, str] | None = None,
+        expected_head: str | None = None,
+    ) -> str:
+        """The real merge, after ``meanwhile`` the first time."""
+        self.merges += 1
+        if self.merges == 1:
+            self.meanwhile()
+            if not self.compare:
+                expected_head = None
+        return self.inner.merge(source, into, message, metadata, expected_head)

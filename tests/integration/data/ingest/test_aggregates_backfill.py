@@ -7,7 +7,6 @@ Every test runs on both lake backends (embedded git, lakeFS through the spec-val
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -21,11 +20,11 @@ from churnops.data.aggregates import AGGREGATES_PREFIX, aggregates_path
 from churnops.data.ingest_steps import HEAD_PATH
 from churnops.data.privacy import Tokenizer
 from churnops.data.subjects import forget
-from churnops.data.versioning import DataRepository
 from churnops.local import datagen
 from churnops.training.features import HourlyActivity
 from churnops.training.train import load_activity, load_tables
 from tests.integration.data.ingest.conftest import KEY, START, IngestEnv
+from tests.integration.data.ingest.lake_checks import BeforeFirstMerge
 from tests.integration.data.ingest.test_aggregates import assert_aggregates_match_events
 
 
@@ -104,35 +103,6 @@ def test_the_backfill_writes_what_is_missing_training_reads_it_and_a_repeat_comm
     again = backfill.backfill_aggregates(repo, ingest_env.settings)
     assert not again.commits and not again.backfilled and again.partitions == len(older) + len(newer)
     assert repo.head("main") == head and repo.branches() == ["main"]
-
-
-class BeforeFirstMerge:
-    """A repository handle that does something to the lake just before its first merge (as another writer would)."""
-
-    def __init__(self, inner: DataRepository, meanwhile: Callable[[], None], compare: bool = True) -> None:
-        self.inner = inner
-        self.meanwhile = meanwhile
-        self.compare = compare  # False: the first merge acts as if its compare had passed just before `meanwhile`
-        self.merges = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def merge(
-        self,
-        source: str,
-        into: str = "main",
-        message: str = "",
-        metadata: Mapping[str, str] | None = None,
-        expected_head: str | None = None,
-    ) -> str:
-        """The real merge, after ``meanwhile`` the first time."""
-        self.merges += 1
-        if self.merges == 1:
-            self.meanwhile()
-            if not self.compare:
-                expected_head = None
-        return self.inner.merge(source, into, message, metadata, expected_head)
 
 
 def test_an_ingest_published_during_the_backfill_wins_and_the_backfill_retries_from_it(

@@ -10,7 +10,6 @@ import gzip
 import io
 import json
 import threading
-from collections.abc import Mapping
 from datetime import timedelta
 from typing import IO, Any
 
@@ -26,6 +25,7 @@ from churnops.local import datagen
 from churnops.platform.logs import setup_logging
 from tests.integration.data.ingest.conftest import START, IngestEnv
 from tests.integration.data.ingest.lake_checks import (
+    BeforeFirstMerge,
     assert_lake_matches_accounting,
     lake_texts,
     latest_markers,
@@ -265,40 +265,14 @@ def test_objects_stored_with_content_encoding_gzip_are_read(
 # -- racing runs ----------------------------------------------------------------------------------------
 
 
-class MeetAtMerge:
-    """A repository handle whose first merge waits until the other racer reaches its merge too."""
-
-    def __init__(self, inner: DataRepository, barrier: threading.Barrier) -> None:
-        self.inner = inner
-        self.barrier = barrier
-        self.merges = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def merge(
-        self,
-        source: str,
-        into: str = "main",
-        message: str = "",
-        metadata: Mapping[str, str] | None = None,
-        expected_head: str | None = None,
-    ) -> str:
-        """The real merge, once both racers are here."""
-        self.merges += 1
-        if self.merges == 1:
-            self.barrier.wait(timeout=60)
-        return self.inner.merge(source, into, message, metadata, expected_head)
-
-
 def test_racing_runs_of_one_hour_publish_once(ingest_env: IngestEnv, hour_data: datagen.GeneratedData) -> None:
     ingest_env.upload([o for o in hour_data.objects if o.hour == START])
     head = ingest_env.repo.head("main")
     barrier = threading.Barrier(2)
-    repos = [MeetAtMerge(ingest_env.reopen(), barrier) for _ in range(2)]
+    repos = [BeforeFirstMerge(ingest_env.reopen(), lambda: barrier.wait(timeout=60)) for _ in range(2)]  # meet there
     results: list[IngestReport | BaseException] = []
 
-    def race(repo: MeetAtMerge) -> None:
+    def race(repo: BeforeFirstMerge) -> None:
         try:
             results.append(ingest_env.run(START, lookback=0, repo=repo))  # type: ignore[arg-type]
         except BaseException as error:  # pylint: disable=broad-exception-caught  # reported below
