@@ -40,13 +40,16 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from churnops.data import id_index, naming, schema
 from churnops.data.ingest import ID_COLUMNS, IngestRun
 from churnops.data.privacy import Tokenizer
+from churnops.data.run_ids import RECORD_HOUR_TYPE, RunIds
 from churnops.data.versioning import open_repository
+from churnops.data.versioning.base import close_files
 from churnops.local import datagen
 from churnops.local.localstack import LocalStack
 from churnops.platform.alerts import AlertSink
@@ -79,11 +82,13 @@ def simulate_history(settings: Settings, before: datetime, hours: int, ids_per_h
     index = id_index.IdIndex(repo, "history", kind, ID_COLUMNS[kind], schema.RECORD_TIME_COLUMNS[kind])
     for offset in range(hours, 0, -1):
         hour = pd.Timestamp(before - timedelta(hours=offset))
-        ids = pd.Series([os.urandom(16).hex() for _ in range(ids_per_hour)], dtype=object)
+        ids = pa.array([os.urandom(16).hex() for _ in range(ids_per_hour)])
         source = f"activity/events/{naming.hour_partition(hour)}/web-000.jsonl.gz"
-        added = {source: id_index.keys(ids, pd.Series(hour, index=ids.index))}
-        files, _ = index.changes(f"history-{offset:04d}", added, set(), [])
+        with RunIds() as added:
+            added.add(source, ids, pa.array([hour] * len(ids), type=RECORD_HOUR_TYPE))
+            files, _ = index.changes(f"history-{offset:04d}", added, set(), [])
         repo.put_objects("history", files)
+        close_files(files)
     repo.commit("history", "simulated history of published ids", {})
     repo.merge("history", into="main", message="simulated history", metadata={})
     repo.delete_branch("history")

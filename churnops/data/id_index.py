@@ -30,12 +30,17 @@ import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from churnops.data import naming
+from churnops.data.run_ids import RunIds
+from churnops.data.spool import ParquetSpool
 from churnops.data.versioning import DataRepository
+from churnops.data.versioning.base import Content
 
 INDEX_PREFIX = "_index/ids"
 LAYOUT = {"layout": "record-hour segments", "version": 2}
@@ -75,18 +80,33 @@ def keys(ids: pd.Series, hours: pd.Series) -> pd.DataFrame:
     return frame if keep.all() else frame[keep]
 
 
+def _segment_rows(ids: pa.Array, sources: pa.Array) -> pa.Table:
+    """Rows of a segment: ``id`` as text, ``source`` as a dictionary (a few object names for many ids, not one
+    string per id; without the Arrow schema stored, the file reads back as plain strings either way)."""
+    if not isinstance(sources, pa.DictionaryArray):
+        sources = sources.dictionary_encode()
+    return pa.table({"id": ids.cast(pa.string()), "source": sources.cast(pa.dictionary(pa.int32(), pa.string()))})
+
+
 def _segment(frame: pd.DataFrame) -> bytes:
-    """A segment's parquet bytes: ``id`` and ``source`` as strings. The sources (a few object names for many ids)
-    are handed to the writer as a dictionary, not as one string per id; without the Arrow schema stored, the
-    file reads back as plain strings either way."""
-    codes, names = pd.factorize(frame["source"])
-    source = pa.DictionaryArray.from_arrays(
-        pa.array(codes, type=pa.int32(), mask=codes < 0), pa.array(names, type=pa.string(), from_pandas=True)
+    """A segment's parquet bytes from ``id`` and ``source`` columns."""
+    table = _segment_rows(
+        pa.array(frame["id"], type=pa.string(), from_pandas=True),
+        pa.array(frame["source"], type=pa.string(), from_pandas=True),
     )
-    table = pa.table({"id": pa.array(frame["id"], type=pa.string(), from_pandas=True), "source": source})
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd", store_schema=False)
     return buffer.getvalue()
+
+
+def _by_hour(added: pa.Table) -> Iterable[tuple[pd.Timestamp, pa.Array]]:
+    """The ids of ``added`` (:data:`churnops.data.run_ids.KEYS_SCHEMA`) per record hour; rows lacking either are
+    left out."""
+    ids, hours = added.column("id"), added.column("hour")
+    present = pc.and_(pc.is_valid(ids), pc.is_valid(hours))
+    for hour in pc.unique(pc.filter(hours, present)).to_pylist():
+        rows = pc.and_(present, pc.equal(hours, pa.scalar(hour, hours.type)))
+        yield pd.Timestamp(hour), pc.filter(ids, rows).combine_chunks()
 
 
 class IdIndex:  # pylint: disable=too-many-instance-attributes  # the lake handle, what it read, and its counters
@@ -160,39 +180,51 @@ class IdIndex:  # pylint: disable=too-many-instance-attributes  # the lake handl
     def changes(
         self,
         run_id: str,
-        added: Mapping[str, pd.DataFrame],
+        added: RunIds,
         removed_sources: set[str],
         removed_hours: Iterable[pd.Timestamp],
-    ) -> tuple[dict[str, bytes], list[str]]:
-        """What a run writes to and deletes from the index: ``added`` (source object -> :func:`keys` of the
-        ids it publishes) as one new segment per record hour, and the ids of ``removed_sources`` out of
-        the segments of ``removed_hours`` (the record hours their partitions held)."""
-        files: dict[str, bytes] = {}
+    ) -> tuple[dict[str, Content], list[str]]:
+        """What a run writes to and deletes from the index: the ids of ``added`` (what the run publishes, with their
+        source objects and record hours) as one new segment per record hour, written a chunk at a time to a
+        temporary file (the caller closes the files), and the ids of ``removed_sources`` out of the segments of
+        ``removed_hours`` (the record hours their partitions held)."""
+        files: dict[str, Content] = {}
         deleted: list[str] = []
-        new = [frame.assign(source=source) for source, frame in added.items() if not frame.empty]
-        by_hour: dict[pd.Timestamp, pd.DataFrame] = (
-            dict(list(pd.concat(new, ignore_index=True).groupby("hour"))) if new else {}
-        )
-        if self.bootstrapping:
-            # A new index is written whole: every hour's published ids in one segment with the run's own.
-            for hour, stored in self._build().items():
-                kept = stored.loc[~stored["source"].isin(removed_sources), _COLUMNS]
-                if hour in by_hour and not kept.empty:
-                    by_hour[hour] = pd.concat([kept, by_hour[hour][_COLUMNS]], ignore_index=True)
-                elif hour not in by_hour:
-                    by_hour[hour] = kept
-            deleted = self.repo.list_paths(self.ref, kind_prefix(self.kind))  # the earlier layout's files
-            files[layout_path(self.kind)] = json.dumps(LAYOUT).encode()
-        else:
-            for hour in sorted(set(removed_hours)):
-                stored = self._hour(hour)
-                for path, segment in stored.groupby("segment"):
-                    gone = segment["source"].isin(removed_sources)
-                    if gone.all():
-                        deleted.append(str(path))
-                    elif gone.any():
-                        files[str(path)] = _segment(segment[~gone])
-        for hour, frame in by_hour.items():
-            if not frame.empty:
-                files[segment_path(self.kind, hour, run_id)] = _segment(frame)
+        segments: dict[pd.Timestamp, ParquetSpool] = {}
+        try:
+            if self.bootstrapping:
+                # A new index is written whole: every hour's published ids in one segment with the run's own.
+                for hour, stored in self._build().items():
+                    kept = stored.loc[~stored["source"].isin(removed_sources), _COLUMNS]
+                    if not kept.empty:
+                        segments.setdefault(hour, ParquetSpool()).write(
+                            _segment_rows(
+                                pa.array(kept["id"], type=pa.string(), from_pandas=True),
+                                pa.array(kept["source"], type=pa.string(), from_pandas=True),
+                            )
+                        )
+                deleted = self.repo.list_paths(self.ref, kind_prefix(self.kind))  # the earlier layout's files
+                files[layout_path(self.kind)] = json.dumps(LAYOUT).encode()
+            else:
+                for hour in sorted(set(removed_hours)):
+                    stored = self._hour(hour)
+                    for path, segment in stored.groupby("segment"):
+                        gone = segment["source"].isin(removed_sources)
+                        if gone.all():
+                            deleted.append(str(path))
+                        elif gone.any():
+                            files[str(path)] = _segment(segment[~gone])
+            for source, rows in added.keys():
+                for hour, ids in _by_hour(rows):
+                    sources = pa.DictionaryArray.from_arrays(np.zeros(len(ids), dtype=np.int32), pa.array([source]))
+                    segments.setdefault(hour, ParquetSpool()).write(_segment_rows(ids, sources))
+            for hour, spool in segments.items():
+                files[segment_path(self.kind, hour, run_id)] = spool.detach()
+        except BaseException:
+            for spool in segments.values():
+                spool.__exit__()
+            for content in files.values():
+                if not isinstance(content, bytes):
+                    content.close()
+            raise
         return files, deleted

@@ -38,7 +38,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import closing
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import PurePosixPath
 from typing import IO
@@ -46,7 +46,6 @@ from typing import IO
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from google.cloud import storage
 
@@ -56,9 +55,10 @@ from churnops.data.id_index import IdIndex
 from churnops.data.ingest_steps import ID_COLUMNS, IngestReport, ObjectReport, StagedIngest
 from churnops.data.ingest_steps import ListedObject as _Source  # the name the run's per-object steps use
 from churnops.data.privacy import Tokenizer, apply_pii_policy, apply_pii_policy_to_table, lake_tokenizer
+from churnops.data.run_ids import RunIds
 from churnops.data.spool import ParquetSpool, PartitionSpool
 from churnops.data.versioning import DataRepository, MergeConflict, NotFoundError, VersioningError, open_repository
-from churnops.data.versioning.base import Content, check_path
+from churnops.data.versioning.base import Content, check_path, close_files
 from churnops.platform.alerts import Alert, AlertSink
 from churnops.platform.buildinfo import git_sha, lock_sha256
 from churnops.platform.settings import Settings
@@ -77,13 +77,11 @@ _HOUR = re.compile(r"hr=(?:[01]\d|2[0-3])/")
 
 @dataclass
 class _Staged:
-    """One object's part of a run: its report, its files (the partition as its open temporary file, which
-    :meth:`IngestRun.stage_objects` closes once written), and the ids it published (per chunk)."""
+    """One object's part of a run: its report and its files (the partition as its open temporary file, which
+    :meth:`IngestRun.stage_objects` closes once written)."""
 
     report: ObjectReport
     files: dict[str, Content]
-    ids: list[pa.Array] = field(default_factory=list)  # published raw ids, Arrow large_string
-    keys: list[pd.DataFrame] = field(default_factory=list)  # the same as id_index.keys
 
 
 class _NewColumns(Exception):
@@ -171,28 +169,19 @@ def _add_corrections(merged: dict[tuple[str, str, str], dict[str, object]], more
         entry["rows"] = int(str(entry["rows"])) + correction.rows
 
 
-def _drop_seen(valid: pd.DataFrame, id_column: str, seen: list[pa.Array]) -> tuple[pd.DataFrame, pa.Array, int]:
+def _drop_seen(valid: pd.DataFrame, id_column: str, seen: RunIds) -> tuple[pd.DataFrame, pa.Array, int]:
     """``valid`` without the rows whose id an earlier row has (of ``seen``, the ids published before it,
     or of ``valid`` itself), the ids of the rows kept (Arrow ``large_string``), and how many went.
 
-    Done on the ids' Arrow data: pyarrow's dictionary encoding for the first occurrence of each id
-    within ``valid``, and its hash-based ``is_in`` for the earlier ids. Only ``valid``'s ids are
-    hashed into a set, once, and the earlier ids (never concatenated) are looked up in it; the few
-    that are found then mark ``valid``'s rows. So a chunk costs a hash of its own ids and one lookup
-    per id published before it, never a set of everything published so far.
+    Pyarrow's dictionary encoding finds the first occurrence of each id within ``valid``; ``seen`` looks
+    the ids up by their hashes (:meth:`RunIds.repeated`), so a chunk costs a hash of its own ids and a scan of
+    8 bytes per id published before it, never a set of everything published so far.
     """
     ids = _arrow_strings(valid[id_column])
     codes = ids.dictionary_encode().indices.to_numpy(zero_copy_only=False)
     dup = np.ones(len(codes), dtype=bool)
     dup[np.unique(codes, return_index=True)[1]] = False  # the first row of each id stays
-    earlier = pa.chunked_array([array.cast(ids.type) for array in seen if len(array)], type=ids.type)
-    if len(earlier) and len(ids):
-        found = contract.arrow_call("is_in", earlier, options=pc.SetLookupOptions(ids))
-        repeated = contract.arrow_call("filter", earlier, found)  # this chunk's ids published before it
-        if len(repeated):
-            dup |= contract.arrow_call("is_in", ids, options=pc.SetLookupOptions(repeated)).to_numpy(
-                zero_copy_only=False
-            )
+    dup |= seen.repeated(ids)
     dropped = int(dup.sum())
     if dropped:
         valid = valid.loc[~dup].reset_index(drop=True)
@@ -286,12 +275,10 @@ class IngestRun:
 
     # -- per object ------------------------------------------------------------------------------
 
-    def stage_object(
-        self, source: _Source, index: IdIndex, superseded: set[str], seen: list[pa.Array], run_id: str
-    ) -> _Staged:
+    def stage_object(self, source: _Source, index: IdIndex, superseded: set[str], seen: RunIds, run_id: str) -> _Staged:
         """Steps 3-5 for one object, read and processed in chunks: the files it contributes to the run
-        branch, its report, and the ids it published. ``seen`` holds the ids earlier objects of the run
-        published (of the same kind); it is not changed here.
+        branch and its report. ``seen`` holds the ids earlier objects of the run published (of the same
+        kind); the ids this object publishes are added to it (none if it ends up quarantined whole).
 
         An object whose later chunk names a contract column its earlier chunks lack is read again
         knowing the column, so every chunk is checked with the columns of the whole object, as if it
@@ -302,13 +289,19 @@ class IngestRun:
             report = ObjectReport(ref.name, ref.generation, source.kind, "quarantined", reason=source.name_error)
             return _Staged(report, dict(self.object_files(source, report, run_id)))
         columns: frozenset[str] = frozenset()
+        mark = seen.mark()
         while True:
             try:
                 with self.download(ref) as stored:
-                    return self.stream_object(source, stored, index, superseded, seen, run_id, columns)
+                    staged = self.stream_object(source, stored, index, superseded, seen, run_id, columns)
+                if staged.report.partition is None:
+                    seen.rollback(mark)
+                return staged
             except _NewColumns as more:
+                seen.rollback(mark)
                 columns = more.columns
             except parse.UnreadableObject as error:
+                seen.rollback(mark)
                 report = ObjectReport(
                     ref.name, ref.generation, source.kind, "quarantined", reason=f"unreadable object: {error.reason}"
                 )
@@ -333,7 +326,7 @@ class IngestRun:
         stored: IO[bytes],
         index: IdIndex,
         superseded: set[str],
-        seen: list[pa.Array],
+        seen: RunIds,
         run_id: str,
         columns: frozenset[str],
     ) -> _Staged:
@@ -368,12 +361,9 @@ class IngestRun:
                     report.status = "quarantined"
                     report.reason = f"missing required column(s): {', '.join(result.missing_required)}"
                 else:
-                    valid, ids, within = _drop_seen(result.valid, id_column, [*seen, *staged.ids])
+                    valid, ids, within = _drop_seen(result.valid, id_column, seen)
                     report.duplicates_dropped += within
-                    staged.ids.append(ids)
-                    staged.keys.append(
-                        id_index.keys(pd.Series(pd.arrays.ArrowStringArray(ids)), valid[time_column].dt.floor("h"))
-                    )
+                    seen.add(ref.name, ids, pa.array(valid[time_column].dt.floor("h")))
                     valid["_source_object"] = ref.name
                     valid["_source_generation"] = ref.generation
                     # From here on in Arrow: the PII policy on the table the parquet writer takes.
@@ -411,8 +401,6 @@ class IngestRun:
         if report.status == "published":
             report.partition = partition_path(source.ref, source.kind)
             staged.files[report.partition] = partition.detach()
-        else:
-            staged.ids, staged.keys = [], []
         if report.rows_quarantined:
             staged.files[self.quarantine_path(source, "parquet")] = quarantine.close()
 
@@ -495,20 +483,20 @@ class IngestRun:
     def index_changes(
         self,
         indexes: dict[str, IdIndex],
-        added: dict[str, dict[str, pd.DataFrame]],
+        added: dict[str, RunIds],
         fresh: list[_Source],
         earlier: dict[str, set[str]],
         base: str,
         run_id: str,
-    ) -> tuple[dict[str, bytes], list[str]]:
-        """The id index files this run writes and deletes: its published ids in (``added``: per kind,
-        source object -> :func:`id_index.keys`), superseded objects' ids out."""
-        files: dict[str, bytes] = {}
+    ) -> tuple[dict[str, Content], list[str]]:
+        """The id index files this run writes and deletes: its published ids in (``added``: per kind, the ids
+        the run publishes), superseded objects' ids out. The caller closes the files."""
+        files: dict[str, Content] = {}
         deleted: list[str] = []
         for kind, index in indexes.items():
             superseded = {source.ref.name for source in fresh if source.kind == kind and source.earlier_markers}
             old_paths = {path for name in superseded for path in earlier.get(name, ())}
-            if added[kind] or superseded or index.bootstrapping:
+            if len(added[kind]) or superseded or index.bootstrapping:
                 written, gone = index.changes(
                     run_id, added[kind], superseded, self._record_hours_of_partitions(old_paths, kind, base)
                 )
@@ -685,29 +673,24 @@ class IngestRun:
             raise
 
     def stage_objects(
-        self, branch: str, fresh: list[_Source], indexes: dict[str, IdIndex], superseded: set[str], report: IngestReport
-    ) -> dict[str, dict[str, pd.DataFrame]]:
+        self,
+        branch: str,
+        fresh: list[_Source],
+        indexes: dict[str, IdIndex],
+        superseded: set[str],
+        report: IngestReport,
+        published: dict[str, RunIds],
+    ) -> None:
         """Steps 3-5 one object at a time, each in chunks (:meth:`stage_object`): an object's files are
         written to ``branch`` before the next object is read, so the run holds one chunk's rows at a
-        time, plus the ids published so far. Returns, per kind, the :func:`id_index.keys` of the ids
-        each object published."""
-        seen: dict[str, list[pa.Array]] = {kind: [] for kind in ID_COLUMNS}
-        added: dict[str, dict[str, pd.DataFrame]] = {kind: {} for kind in ID_COLUMNS}
+        time. The ids each object publishes are added to ``published`` (per kind; on disk, their hashes in memory)."""
         for source in fresh:
-            staged = self.stage_object(source, indexes[source.kind], superseded, seen[source.kind], report.run_id)
+            staged = self.stage_object(source, indexes[source.kind], superseded, published[source.kind], report.run_id)
             try:
                 self.repo.put_objects(branch, staged.files)
             finally:
-                for content in staged.files.values():
-                    if not isinstance(content, bytes):
-                        content.close()
+                close_files(staged.files)
             report.objects.append(staged.report)
-            seen[source.kind].extend(staged.ids)
-            if staged.report.partition is not None:
-                added[source.kind][source.ref.name] = (
-                    pd.concat(staged.keys, ignore_index=True) if len(staged.keys) > 1 else staged.keys[0]
-                )
-        return added
 
     def publish(self, branch: str, metadata: dict[str, str]) -> str:
         """Commit and merge a staged run branch (see :func:`publish_branch`)."""

@@ -15,8 +15,8 @@ plan and its groups (JSON, as KFP passes them between tasks).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import io
 import json
 import logging
 import uuid
@@ -33,8 +33,10 @@ import pyarrow.parquet as pq
 from churnops.data import aggregates, contract, id_index, schema, subjects
 from churnops.data.contract import AccountingError
 from churnops.data.id_index import IdIndex
+from churnops.data.run_ids import KEYS_SCHEMA, RunIds
 from churnops.data.spool import ParquetSpool
 from churnops.data.versioning import NotFoundError
+from churnops.data.versioning.base import Content, close_files
 from churnops.platform.storage import ObjectRef
 
 if TYPE_CHECKING:  # the steps take the run (churnops.data.ingest imports this module)
@@ -161,10 +163,9 @@ class IngestGroup:  # pylint: disable=too-many-instance-attributes  # one flat r
         """Where the group's object reports are staged on the run branch, for the finish step."""
         return f"{STAGING_PREFIX}/{self.run_id}/{self.number}.json"
 
-    @property
-    def keys_path(self) -> str:
-        """Where the ids the group's objects published (with their record hours) are staged."""
-        return f"{STAGING_PREFIX}/{self.run_id}/{self.number}.parquet"
+    def keys_path(self, position: int) -> str:
+        """Where the ids the object at ``position`` published (with their record hours) are staged."""
+        return f"{STAGING_PREFIX}/{self.run_id}/{self.number}/{position}.parquet"
 
     def to_dict(self) -> dict[str, object]:
         """The group as JSON values."""
@@ -310,40 +311,6 @@ def _report_from_dict(data: dict[str, Any]) -> IngestReport:
     return IngestReport(**{**data, "objects": objects})
 
 
-_RECORD_HOUR_TYPE = pa.timestamp("ns", tz="UTC")
-"""The Arrow type of the record hours staged with a group's ids."""
-
-
-def _no_keys() -> pd.DataFrame:
-    """The :func:`id_index.keys` of no id."""
-    return id_index.keys(
-        pd.Series(pd.arrays.ArrowStringArray(pa.array([], pa.large_string()))),
-        pd.Series([], dtype="datetime64[ns, UTC]"),
-    )
-
-
-def _key_ids(keys: pd.DataFrame) -> pa.Array:
-    """The ids of an :func:`id_index.keys` frame (Arrow-backed strings) as one Arrow ``large_string`` array."""
-    ids = pa.array(keys["id"].array)
-    return (ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids).cast(pa.large_string())
-
-
-def _ids_in(ids: pa.Array, earlier: list[pa.Array]) -> pa.Array:
-    """Which of ``ids`` (a boolean each) are among the ``earlier`` ids: as in ingest's in-run dedupe, only
-    ``ids`` are hashed, and the earlier ids (never concatenated) are looked up in them."""
-    found = pa.array(np.zeros(len(ids), dtype=bool))
-    arrays = [array.cast(ids.type) for array in earlier if len(array)]
-    if not arrays or len(ids) == 0:
-        return found
-    chunked = pa.chunked_array(arrays, type=ids.type)
-    repeated = contract.arrow_call(
-        "filter", chunked, contract.arrow_call("is_in", chunked, options=pc.SetLookupOptions(ids))
-    )
-    if len(repeated) == 0:
-        return found
-    return contract.arrow_call("is_in", ids, options=pc.SetLookupOptions(repeated.combine_chunks()))
-
-
 # -- the steps ------------------------------------------------------------------------------------------
 
 
@@ -413,27 +380,22 @@ def stage_group(run: IngestRun, group: IngestGroup) -> str:
     }
     report = IngestReport(run_id=group.run_id, hour=group.hour, lookback_hours=group.lookback_hours)
     sources = [source for _, source in group.sources]
-    added = run.stage_objects(group.branch, sources, indexes, set(group.superseded), report)
-    frames = [(name, frame) for by_name in added.values() for name, frame in by_name.items()]
-    keys = pa.table(
-        {
-            "source": pa.DictionaryArray.from_arrays(  # one index per id, not one string (read back as strings)
-                pa.array(np.repeat(np.arange(len(frames), dtype=np.int32), [len(f) for _, f in frames])),
-                pa.array([name for name, _ in frames], type=pa.string()),
-            ),
-            "id": pa.concat_arrays([pa.array([], pa.large_string())] + [_key_ids(f) for _, f in frames]),
-            "hour": pa.concat_arrays(
-                [pa.array([], _RECORD_HOUR_TYPE)] + [pa.array(f["hour"], type=_RECORD_HOUR_TYPE) for _, f in frames]
-            ),
-        }
-    )
-    buffer = io.BytesIO()
-    pq.write_table(keys, buffer, compression="zstd", store_schema=False)
-    staged = [{"position": position, **asdict(obj)} for (position, _), obj in zip(group.sources, report.objects)]
-    run.repo.put_objects(
-        group.branch,
-        {group.report_path: json.dumps(staged).encode(), group.keys_path: buffer.getvalue()},
-    )
+    with contextlib.ExitStack() as stack:
+        published = {kind: stack.enter_context(RunIds()) for kind in ID_COLUMNS}
+        run.stage_objects(group.branch, sources, indexes, set(group.superseded), report, published)
+        staged = [{"position": position, **asdict(obj)} for (position, _), obj in zip(group.sources, report.objects)]
+        files: dict[str, Content] = {group.report_path: json.dumps(staged).encode()}
+        for (position, source), obj in zip(group.sources, report.objects):
+            if obj.partition is not None:
+                with ParquetSpool() as spool:
+                    spool.write(KEYS_SCHEMA.empty_table())
+                    for _, keys in published[source.kind].keys(source.ref.name):
+                        spool.write(keys)
+                    files[group.keys_path(position)] = spool.detach()
+        try:
+            run.repo.put_objects(group.branch, files)
+        finally:
+            close_files(files)
     log.info("ingest group staged", extra={"run_id": group.run_id, "group": group.number, "objects": len(sources)})
     return group.report_path
 
@@ -461,15 +423,16 @@ def finish_run(run: IngestRun, plan: IngestPlan) -> StagedIngest:
         return StagedIngest(report=report, branch=branch, metadata=run.commit_metadata(report, base))
     fresh = plan.sources()
     report.objects = _staged_reports(run, branch, plan)
-    added = drop_across_groups(run, branch, plan, report)
-    report.check_accounting()
     indexes = {
         kind: IdIndex(run.repo, base, kind, column, schema.RECORD_TIME_COLUMNS[kind])
         for kind, column in ID_COLUMNS.items()
     }
     earlier = run.earlier_partitions(fresh, base)
-    files, index_deleted = run.index_changes(indexes, added, fresh, earlier, base, run_id)
-    del added  # the run's ids, now in the index segments
+    with contextlib.ExitStack() as stack:
+        published = {kind: stack.enter_context(RunIds()) for kind in ID_COLUMNS}
+        drop_across_groups(run, branch, plan, report, published)
+        report.check_accounting()
+        files, index_deleted = run.index_changes(indexes, published, fresh, earlier, base, run_id)
     new_partitions = {obj.partition for obj in report.objects}
     stale = sorted({path for paths in earlier.values() for path in paths} - new_partitions)
     run.raise_alerts(report)
@@ -477,7 +440,10 @@ def finish_run(run: IngestRun, plan: IngestPlan) -> StagedIngest:
     # Every run rewrites this file, so two runs that started from the same commit always
     # conflict when the second merges (the compare-and-set the lakeFS merge alone lacks).
     files[HEAD_PATH] = json.dumps({"run_id": run_id, "hour": report.hour, "base": base}).encode()
-    run.repo.put_objects(branch, files)
+    try:
+        run.repo.put_objects(branch, files)
+    finally:
+        close_files(files)
     stale = [path for path in stale if path in run.repo.list_paths(branch, path)]
     index_deleted.extend(aggregates.superseded(run.repo, branch, stale))  # their aggregates go too
     run.repo.delete_objects(branch, [*stale, *index_deleted, *staging])
@@ -504,38 +470,39 @@ def _staged_reports(run: IngestRun, branch: str, plan: IngestPlan) -> list[Objec
 
 
 def drop_across_groups(
-    run: IngestRun, branch: str, plan: IngestPlan, report: IngestReport
-) -> dict[str, dict[str, pd.DataFrame]]:
+    run: IngestRun, branch: str, plan: IngestPlan, report: IngestReport, published: dict[str, RunIds]
+) -> None:
     """Drop from each object's partition the ids that an object listed before it, in another group, also
     published, moving those rows from ``rows_published`` to ``duplicates_dropped`` in its report (and
-    marker). Returns, per kind, the :func:`id_index.keys` of the ids each object publishes.
+    marker). Adds the ids each object publishes to ``published`` (per kind), in listing order.
 
     A sequential run drops an id every earlier object published; a group drops those of its own earlier
-    objects, so what is left are the ids of earlier objects of other groups, the first of which keeps them.
-    The rows' counts come from the staged ids, so a retry (whose partitions hold none of them) counts
-    the same and rewrites nothing.
+    objects (and an object's own repeats), so an id staged twice is one an earlier object of another group
+    staged, the first of which keeps it. The staged ids are read a row group (a chunk of the object) at a
+    time. The rows' counts come from the staged ids, so a retry (whose partitions hold none of them) counts
+    the same.
     """
-    group_of = {position: group.number for group in plan.groups for position, _ in group.sources}
+    groups = {position: group for group in plan.groups for position, _ in group.sources}
     sources = dict(source for group in plan.groups for source in group.sources)
-    keys = _staged_keys(run, branch, plan)
-    added: dict[str, dict[str, pd.DataFrame]] = {kind: {} for kind in ID_COLUMNS}
-    published: dict[str, list[tuple[int, pa.Array]]] = {kind: [] for kind in ID_COLUMNS}
-    for position, obj in zip(sorted(group_of), report.objects):
+    for position, obj in zip(sorted(groups), report.objects):
         if obj.partition is None:
             continue
-        frame = keys[obj.name] if obj.name in keys else _no_keys()
-        ids = _key_ids(frame)
-        others = [array for group, array in published[obj.kind] if group != group_of[position]]
-        repeated = _ids_in(ids, others)
-        dropped = int(contract.arrow_call("sum", repeated).as_py() or 0)
+        seen = published[obj.kind]
+        gone: list[pa.Array] = []
+        with run.repo.open_object(branch, groups[position].keys_path(position)) as stored:
+            staged = pq.ParquetFile(stored)
+            for number in range(staged.num_row_groups):
+                keys = staged.read_row_group(number).cast(KEYS_SCHEMA)
+                repeated = seen.repeated(keys.column("id").combine_chunks())
+                if repeated.any():
+                    gone.append(keys.column("id").filter(pa.array(repeated)).combine_chunks())
+                    keys = keys.filter(pa.array(~repeated))
+                seen.add(obj.name, keys.column("id").combine_chunks(), keys.column("hour").combine_chunks())
+        dropped = sum(len(ids) for ids in gone)
         if dropped:
-            keep = contract.arrow_call("invert", repeated)
-            gone = ids.filter(repeated)
-            frame = frame[keep.to_numpy(zero_copy_only=False)].reset_index(drop=True)
-            ids = ids.filter(keep)
             obj.rows_published -= dropped
             obj.duplicates_dropped += dropped
-            partition = _without_ids(run, branch, obj.partition, ID_COLUMNS[obj.kind], gone)
+            partition = _without_ids(run, branch, obj.partition, ID_COLUMNS[obj.kind], pa.concat_arrays(gone))
             # One object at a time: a partition's bytes are all the memory this holds.
             run.repo.put_objects(
                 branch,
@@ -545,34 +512,13 @@ def drop_across_groups(
                     aggregates.aggregates_path(obj.partition): aggregates.aggregate_file(partition),
                 },
             )
-        published[obj.kind].append((group_of[position], ids))
-        added[obj.kind][obj.name] = frame
-    return added
-
-
-def _staged_keys(run: IngestRun, branch: str, plan: IngestPlan) -> dict[str, pd.DataFrame]:
-    """Per object, the :func:`id_index.keys` of the ids its group staged for it."""
-    keys: dict[str, pd.DataFrame] = {}
-    for group in plan.groups:
-        with run.repo.open_object(branch, group.keys_path) as stored:
-            table = pq.read_table(stored)
-        offset = 0
-        # Each object's ids are one run of rows, in the order value_counts meets the objects.
-        for entry in contract.arrow_call("value_counts", table.column("source")).to_pylist():
-            rows = table.slice(offset, entry["counts"])
-            offset += entry["counts"]
-            ids = rows.column("id").combine_chunks().cast(pa.large_string())
-            keys[entry["values"]] = id_index.keys(
-                pd.Series(pd.arrays.ArrowStringArray(ids)), rows.column("hour").to_pandas()
-            )
-    return keys
 
 
 def _without_ids(run: IngestRun, branch: str, partition: str, id_column: str, ids: pa.Array) -> bytes:
     """The partition at ``branch`` without the rows whose ``id_column`` is in ``ids``, a row group at a time
     (each written as one, as the run wrote them)."""
-    stored = pq.ParquetFile(io.BytesIO(run.repo.get_object(branch, partition)))
-    with ParquetSpool() as spool:
+    with run.repo.open_object(branch, partition) as source, ParquetSpool() as spool:
+        stored = pq.ParquetFile(source)
         for number in range(stored.num_row_groups):
             table = stored.read_row_group(number)
             column = table.column(id_column)

@@ -92,6 +92,13 @@ Content: TypeAlias = bytes | IO[bytes]
 position to its end, read a block at a time: a large file is never whole in memory on the embedded backend)."""
 
 
+def close_files(files: Mapping[str, Content]) -> None:
+    """Close the open files among ``files`` (once :meth:`DataRepository.put_objects` has written them)."""
+    for content in files.values():
+        if not isinstance(content, bytes):
+            content.close()
+
+
 def check_content(path: str, content: object) -> None:
     """Raise unless ``content`` (the content of ``path``) is bytes-like or a binary file open for reading."""
     if isinstance(content, (bytes, bytearray, memoryview)):
