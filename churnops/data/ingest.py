@@ -515,17 +515,16 @@ class IngestRun:
         """
         for obj in report.objects:
             if obj.partition is not None:
-                with self.repo.open_object(ref, obj.partition) as stored:  # only the two columns read from it
-                    table = pq.read_table(  # the object name as written, one dictionary value, not one string per row
-                        stored, columns=["_source_object", "_source_generation"], read_dictionary=["_source_object"]
-                    )
-                sources = set(contract.arrow_call("unique", table.column("_source_object")).to_pylist())
-                generations = set(contract.arrow_call("unique", table.column("_source_generation")).to_pylist())
-                if table.num_rows != obj.rows_published or (
-                    table.num_rows and (sources != {obj.name} or generations != {obj.generation})
-                ):
+                rows, sources, generations = 0, set(), set()
+                with self.repo.open_object(ref, obj.partition) as stored:  # two columns, a row group at a time
+                    partition = pq.ParquetFile(stored, read_dictionary=["_source_object"])  # one string, not one a row
+                    for batch in partition.iter_batches(columns=["_source_object", "_source_generation"]):
+                        rows += batch.num_rows
+                        sources.update(contract.arrow_call("unique", batch.column(0)).to_pylist())
+                        generations.update(contract.arrow_call("unique", batch.column(1)).to_pylist())
+                if rows != obj.rows_published or (rows and (sources != {obj.name} or generations != {obj.generation})):
                     raise AccountingError(
-                        f"the lake holds {table.num_rows} rows in {obj.partition}, "
+                        f"the lake holds {rows} rows in {obj.partition}, "
                         f"the run published {obj.rows_published} from {obj.name}"
                     )
         for path in deleted:

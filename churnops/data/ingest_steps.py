@@ -25,12 +25,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from churnops.data import aggregates, contract, id_index, schema, subjects
+from churnops.data import aggregates, contract, schema, subjects
 from churnops.data.contract import AccountingError
 from churnops.data.id_index import IdIndex
 from churnops.data.run_ids import KEYS_SCHEMA, RunIds
@@ -493,7 +492,10 @@ def drop_across_groups(
             staged = pq.ParquetFile(stored)
             for number in range(staged.num_row_groups):
                 keys = staged.read_row_group(number).cast(KEYS_SCHEMA)
-                repeated = seen.repeated(keys.column("id").combine_chunks())
+                if len(plan.groups) == 1:  # the group dropped every repeat: nothing to look up
+                    repeated = np.zeros(keys.num_rows, dtype=bool)
+                else:
+                    repeated = seen.repeated(keys.column("id").combine_chunks())
                 if repeated.any():
                     gone.append(keys.column("id").filter(pa.array(repeated)).combine_chunks())
                     keys = keys.filter(pa.array(~repeated))

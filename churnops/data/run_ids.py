@@ -37,7 +37,7 @@ def id_hashes(ids: pa.Array) -> np.ndarray:
     mix), one pass per distinct byte length: ids of one length (UUIDs, fixed-width keys) take one pass.
     """
     ids = ids.cast(pa.large_string())
-    lengths = pc.fill_null(pc.binary_length(ids), 0).to_numpy(zero_copy_only=False)
+    lengths = pc.fill_null(pc.call_function("binary_length", [ids]), 0).to_numpy(zero_copy_only=False)
     offsets = np.frombuffer(ids.buffers()[1], dtype=np.int64)[ids.offset : ids.offset + len(ids) + 1]
     data = np.frombuffer(ids.buffers()[2], dtype=np.uint8) if len(ids) and ids.buffers()[2] else np.zeros(0, np.uint8)
     hashes = np.zeros(len(ids), dtype=np.uint64)
@@ -104,7 +104,7 @@ class RunIds:
 
     def add(self, source: str, ids: pa.Array, hours: pa.Array) -> None:
         """Add ``source``'s ``ids`` (text) with their record ``hours`` (one each); nothing for no id."""
-        if not len(ids):
+        if len(ids) == 0:
             return
         table = pa.table([ids.cast(pa.large_string()), hours.cast(RECORD_HOUR_TYPE)], schema=KEYS_SCHEMA)
         self._written += 1
@@ -116,11 +116,12 @@ class RunIds:
     def repeated(self, ids: pa.Array) -> np.ndarray:
         """Which of ``ids`` (a boolean each) were added before."""
         result = np.zeros(len(ids), dtype=bool)
-        if not self._chunks or not len(ids):
+        if not self._chunks or len(ids) == 0:
             return result
         stored = pa.chunked_array([chunk.hashes for chunk in self._chunks], type=pa.uint64())
-        hits = pc.indices_nonzero(pc.is_in(stored, value_set=pa.array(id_hashes(ids)))).to_numpy().astype(np.int64)
-        if not len(hits):
+        found = pc.call_function("is_in", [stored], pc.SetLookupOptions(pa.array(id_hashes(ids))))
+        hits = pc.call_function("indices_nonzero", [found]).to_numpy().astype(np.int64)
+        if len(hits) == 0:
             return result
         starts = np.cumsum([0] + [len(chunk.hashes) for chunk in self._chunks])
         owners = np.searchsorted(starts, hits, side="right") - 1
@@ -128,7 +129,8 @@ class RunIds:
             _read(self._chunks[owner].path).column("id").take(pa.array(hits[owners == owner] - starts[owner]))
             for owner in np.unique(owners)
         ]
-        found = pc.is_in(ids.cast(pa.large_string()), value_set=pa.chunked_array(matched).combine_chunks())
+        earlier = pa.chunked_array(matched).combine_chunks()
+        found = pc.call_function("is_in", [ids.cast(pa.large_string())], pc.SetLookupOptions(earlier))
         return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
 
     def sources(self) -> list[str]:

@@ -24,10 +24,12 @@ def chunk(ids: list[str]) -> pd.DataFrame:
 
 
 def hours(count: int, hour: pd.Timestamp = HOUR) -> pa.Array:
+    """``count`` record hours, all ``hour``."""
     return pa.array([hour] * count, type=run_ids.RECORD_HOUR_TYPE)
 
 
 def add(seen: RunIds, source: str, ids: list[str]) -> None:
+    """Add ``source``'s ``ids``, all of one record hour."""
     seen.add(source, pa.array(ids), hours(len(ids)))
 
 
