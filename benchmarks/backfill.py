@@ -17,7 +17,6 @@ import argparse
 import io
 import multiprocessing
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from common import load_average, peak_memory
 
 from churnops.data import aggregates, backfill, schema
 from churnops.data.versioning.embedded import EmbeddedRepository
@@ -85,7 +85,7 @@ def run_backfill(root: str) -> tuple[float, float, dict[str, object]]:
     report = backfill.backfill_aggregates(repo, settings)
     seconds = time.perf_counter() - started
     assert not backfill.missing_aggregates(repo, "main")
-    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, report.summary()
+    return seconds, peak_memory() / 2**30, report.summary()
 
 
 def run_floor(root: str) -> float:
@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--customers", type=int, default=20_000)
     args = parser.parse_args()
-    print(f"load average at start: {_load()} (1, 5, 15 min; {os.cpu_count()} cores)")
+    print(f"load average at start: {load_average()} (1, 5, 15 min; {os.cpu_count()} cores)")
     context = multiprocessing.get_context("spawn")
     peaks = []
     with tempfile.TemporaryDirectory(prefix="churnops-bench-") as tmp:
@@ -126,11 +126,7 @@ def main() -> None:
         print(f"backfill / floor time ({4 * args.hours} partitions): {seconds / floor:.2f} (no target)")
     ratio = peaks[1] / peaks[0]
     print(f"peak memory ratio, {4 * args.hours} / {args.hours} partitions: {ratio:.2f}   target <= {MEMORY_TARGET}")
-    print(f"load average at end: {_load()}")
-
-
-def _load() -> str:
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"load average at end: {load_average()}")
 
 
 if __name__ == "__main__":

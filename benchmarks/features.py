@@ -23,13 +23,13 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import resource
 import time
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from common import load_average, peak_memory
 
 from churnops.data.aggregates import TYPE_COLUMNS, hourly_aggregates
 from churnops.data.schema import CONTRACTS, PAYMENT_METHODS, PLANS
@@ -148,14 +148,14 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--skip-raw", action="store_true", help="only the pre-aggregates part")
     args = parser.parse_args()
-    print(f"load average at start: {_load()} (1, 5, 15 min; {os.cpu_count()} cores)")
+    print(f"load average at start: {load_average()} (1, 5, 15 min; {os.cpu_count()} cores)")
     if not args.skip_raw:
         raw_events(args)
     # a process of its own, so its peak memory is the history's alone
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         lines = pool.apply(history, (args.history_customers, args.history_events, args.days, args.history_repeat))
     print("\n".join(lines))
-    print(f"load average at end: {_load()}")
+    print(f"load average at end: {load_average()}")
 
 
 def raw_events(args: argparse.Namespace) -> None:
@@ -183,7 +183,7 @@ def raw_events(args: argparse.Namespace) -> None:
     print(
         f"ratio build_features / groupby (raw events): {features_s / groupby_s:.2f}x the time (no target: the raw path)"
     )
-    print(f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+    print(f"peak resident memory: {peak_memory() / 2**30:.2f} GiB")
 
 
 def history(customers: int, events: int, days: int, repeat: int) -> list[str]:
@@ -205,7 +205,7 @@ def history(customers: int, events: int, days: int, repeat: int) -> list[str]:
         lambda: frame.groupby("customer_token", observed=True).sum(),
     )
     features = build_features(activity, subscriptions, cutoff)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    peak = peak_memory() / 2**30
     return [
         f"history: {activity.events:,} events of {customers:,} customers over {days} days, aggregated a day at a "
         f"time into {table.num_rows:,} hourly rows ({table.nbytes / 2**30:.2f} GiB in memory) in {built_s:.1f}s",
@@ -217,10 +217,6 @@ def history(customers: int, events: int, days: int, repeat: int) -> list[str]:
         f"peak resident memory of the history's process: {peak:.2f} GiB   target < 8 GiB for a 100M-event history "
         f"(this run: {activity.events:,} events)",
     ]
-
-
-def _load() -> str:
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 if __name__ == "__main__":

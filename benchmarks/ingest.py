@@ -31,8 +31,6 @@ import json
 import multiprocessing
 import os
 import re
-import resource
-import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -43,6 +41,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pj
 import pyarrow.parquet as pq
+from common import free_port, load_average, peak_memory
 
 from churnops.data import id_index, naming, schema
 from churnops.data.ingest import ID_COLUMNS, IngestRun
@@ -137,7 +136,9 @@ def single_objects(settings: Settings, state: Path, hour: datetime, sizes: list[
                 f"{acc['rows_published']:,}: each one is a valid, distinct event"
             )
         objects.append((written, seconds, rss))
-        print(f"one object of {written:,} events: {seconds:.2f} s, peak {rss / 1024**3:.3f} GiB (load {_load()})")
+        print(
+            f"one object of {written:,} events: {seconds:.2f} s, peak {rss / 1024**3:.3f} GiB (load {load_average()})"
+        )
     return objects
 
 
@@ -165,7 +166,7 @@ def _ingest(state: str, gcs_port: int, bucket: str, hour: datetime, out: multipr
     started = time.perf_counter()
     report = run.run(hour, lookback=0)
     seconds = time.perf_counter() - started
-    out.put((seconds, report.accounting(), report.commit_id, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+    out.put((seconds, report.accounting(), report.commit_id, peak_memory()))
 
 
 def ingest_in_child(settings: Settings, hour: datetime) -> tuple[float, dict[str, int], str | None, int]:
@@ -247,10 +248,6 @@ def print_paths(best: Timed, args: argparse.Namespace) -> None:
     )
 
 
-def _load() -> str:
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
 def main() -> None:
     """Generate, upload, time the three paths, print every figure beside its target."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -270,7 +267,7 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=2, help="runs of each timed path; the best is compared")
     args = parser.parse_args()
-    print(f"load average at start: {_load()} (1, 5, 15 min; {os.cpu_count()} cores)")
+    print(f"load average at start: {load_average()} (1, 5, 15 min; {os.cpu_count()} cores)")
 
     hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
     started = time.perf_counter()
@@ -286,7 +283,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as state:
         settings = Settings(
-            state_dir=Path(state), gcs_port=_free_port(), raw_bucket="bench-raw", tokenization_key=KEY.decode()
+            state_dir=Path(state), gcs_port=free_port(), raw_bucket="bench-raw", tokenization_key=KEY.decode()
         )
         stack = LocalStack(settings, only=("fake-gcs-server",))
         stack.up()
@@ -304,13 +301,7 @@ def main() -> None:
 
     print_paths(best, args)
     print_objects(objects)
-    print(f"load average at end: {_load()}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    print(f"load average at end: {load_average()}")
 
 
 if __name__ == "__main__":

@@ -23,13 +23,13 @@ import argparse
 import gzip
 import multiprocessing
 import os
-import resource
-import socket
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+from common import free_port, load_average, peak_memory
 
 from churnops.data.ingest import IngestRun
 from churnops.data.ingest_steps import IngestGroup, IngestPlan, finish_run, plan_run, stage_group
@@ -84,7 +84,7 @@ def _child(step: str, settings_json: str, argument: str, hour: datetime, out: An
         result = stage_group(run, IngestGroup.from_json(argument))
     else:
         result = finish_run(run, IngestPlan.from_json(argument)).report.accounting()
-    out.put((time.perf_counter() - started, result, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+    out.put((time.perf_counter() - started, result, peak_memory()))
 
 
 def in_children(
@@ -113,10 +113,6 @@ def in_children(
     return wall, results
 
 
-def _load() -> str:
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
 def main() -> None:
     """Generate, upload, stage both ways, print every figure beside its target."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -127,7 +123,7 @@ def main() -> None:
     parser.add_argument("--fanout", type=int, default=4, help="groups (CHURNOPS_INGEST_FANOUT)")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
-    print(f"load average at start: {_load()} (1, 5, 15 min; {cores} cores)")
+    print(f"load average at start: {load_average()} (1, 5, 15 min; {cores} cores)")
 
     hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
     generated = datagen.generate(
@@ -141,7 +137,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as state:
         settings = Settings(
-            state_dir=Path(state), gcs_port=_free_port(), raw_bucket="bench-raw", tokenization_key=KEY.decode()
+            state_dir=Path(state), gcs_port=free_port(), raw_bucket="bench-raw", tokenization_key=KEY.decode()
         )
         stack = LocalStack(settings, only=("fake-gcs-server",))
         stack.up()
@@ -176,13 +172,7 @@ def main() -> None:
         f"peak memory                : one process {sequential_rss / mib:,.0f} MiB, "
         f"largest group {max(rss for _, _, rss in groups) / mib:,.0f} MiB"
     )
-    print(f"load average at end: {_load()}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    print(f"load average at end: {load_average()}")
 
 
 if __name__ == "__main__":
