@@ -33,7 +33,7 @@ from churnops.data import aggregates, contract, schema, subjects
 from churnops.data.contract import AccountingError
 from churnops.data.id_index import IdIndex
 from churnops.data.run_ids import KEYS_SCHEMA, RunIds
-from churnops.data.spool import ParquetSpool
+from churnops.data.spool import ParquetSpool, PartitionSpool
 from churnops.data.versioning import NotFoundError
 from churnops.data.versioning.base import Content, close_files
 from churnops.platform.storage import ObjectRef
@@ -504,28 +504,32 @@ def drop_across_groups(
         if dropped:
             obj.rows_published -= dropped
             obj.duplicates_dropped += dropped
-            partition = _without_ids(run, branch, obj.partition, ID_COLUMNS[obj.kind], pa.concat_arrays(gone))
-            # One object at a time: a partition's bytes are all the memory this holds.
-            run.repo.put_objects(
-                branch,
-                {
-                    **run.object_files(sources[position], obj, plan.run_id),
-                    obj.partition: partition,
-                    aggregates.aggregates_path(obj.partition): aggregates.aggregate_file(partition),
-                },
-            )
+            files = {
+                **run.object_files(sources[position], obj, plan.run_id),
+                **_without_ids(run, branch, obj.partition, obj.kind, pa.concat_arrays(gone)),
+            }
+            try:
+                run.repo.put_objects(branch, files)
+            finally:
+                close_files(files)
 
 
-def _without_ids(run: IngestRun, branch: str, partition: str, id_column: str, ids: pa.Array) -> bytes:
-    """The partition at ``branch`` without the rows whose ``id_column`` is in ``ids``, a row group at a time
-    (each written as one, as the run wrote them)."""
-    with run.repo.open_object(branch, partition) as source, ParquetSpool() as spool:
+def _without_ids(run: IngestRun, branch: str, partition: str, kind: str, ids: pa.Array) -> dict[str, Content]:
+    """``kind``'s ``partition`` at ``branch`` without the rows whose id is in ``ids``, and for events its
+    pre-aggregates again: read, filtered and written a row group at a time (each written as one, as the run
+    wrote them), the partition to a temporary file (the caller closes it)."""
+    id_column = ID_COLUMNS[kind]
+    with run.repo.open_object(branch, partition) as source, PartitionSpool(kind) as rewritten:
         stored = pq.ParquetFile(source)
         for number in range(stored.num_row_groups):
             table = stored.read_row_group(number)
             column = table.column(id_column)
             drop = contract.arrow_call("is_in", column, options=pc.SetLookupOptions(ids.cast(column.type)))
-            spool.write(table.filter(contract.arrow_call("invert", drop)))
+            rewritten.append(table.filter(contract.arrow_call("invert", drop)))
         if not stored.num_row_groups:
-            spool.write(stored.schema_arrow.empty_table())
-        return spool.close()
+            rewritten.append(stored.schema_arrow.empty_table())
+        rewritten.wait()
+        files: dict[str, Content] = {partition: rewritten.spool.detach()}
+        if rewritten.summary is not None:
+            files[aggregates.aggregates_path(partition)] = rewritten.summary.file()
+        return files

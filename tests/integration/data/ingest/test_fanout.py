@@ -155,3 +155,34 @@ def test_a_group_that_was_not_staged_stops_the_finish(ingest_env: IngestEnv, hou
     with pytest.raises(Exception, match="group 0 of ingest run .* was not staged"):
         finish_run(run_of(ingest_env), plan)
     assert ingest_env.repo.head("main") == plan.base
+
+
+def test_subscription_records_repeated_across_groups_leave_the_later_partition(
+    ingest_env: IngestEnv, hour_data: datagen.GeneratedData
+) -> None:
+    billing = next(o for o in hour_data.objects if o.hour == START and "/billing-" in o.name)
+    rows = billing.data.decode().splitlines()
+    # A second billing export of the hour that repeats the first one's records and adds one of its own.
+    own = rows[1].split(",")
+    own[0] = own[0] + "-own"
+    copy = datagen.RawObject(
+        billing.name.replace("billing-000.csv", "billing-001.csv"),
+        ("\n".join([*rows, ",".join(own)]) + "\n").encode(),
+        billing.content_type,
+        billing.hour,
+        billing.arrival,
+    )
+    ingest_env.upload([o for o in hour_data.objects if o.hour == START] + [copy])
+
+    sequential = run_of(ingest_env).stage_run(START, 0)
+    plan = plan_run(run_of(ingest_env), START, 0, fanout=4)
+    group_of = {source.ref.name: group.number for group in plan.groups for _, source in group.sources}
+    assert group_of[billing.name] != group_of[copy.name]
+    for group in plan.groups:
+        stage_group(run_of(ingest_env), group)
+    fanned = finish_run(run_of(ingest_env), plan)
+
+    by_name = {obj.name: obj for obj in fanned.report.objects}
+    assert by_name[copy.name].duplicates_dropped == len(rows) - 1 and by_name[copy.name].rows_published == 1
+    assert fanned.report.accounting() == sequential.report.accounting()
+    assert staged_tree(ingest_env.repo, fanned) == staged_tree(ingest_env.repo, sequential)
