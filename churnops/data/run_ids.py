@@ -1,12 +1,12 @@
 """The ids a run (or one group of it) has published so far, with their record hours, for its in-run
 de-duplication and its id index segments, in memory that does not grow with the ids' text.
 
-In memory: a 64-bit hash of each id (8 bytes an id: 80 MB for a 10M-event object). On disk, in a
+In memory: 8 bytes an id (80 MB for a 10M-event object), a sorted array of their hashes. On disk, in a
 temporary directory: the ids themselves and their record hours, one Arrow file per chunk added. A
-lookup (:meth:`RunIds.repeated`) hashes the ids looked up, finds the earlier ids with an equal hash
-(Arrow's hash-based ``is_in`` over the stored hashes) and compares those ids exactly, read back from
-their chunks' files: the answer is exact, and a hash shared by two different ids (rare) costs a file
-read, never a wrong answer.
+lookup (:meth:`RunIds.repeated`) hashes the ids looked up, finds the earlier ids with an equal hash by
+binary search, and compares the ids exactly with those of the chunks that hold the matches, read back
+from their files: the answer is exact, and a hash shared by two different ids (rare) costs a file read,
+never a wrong answer.
 """
 
 from __future__ import annotations
@@ -62,20 +62,79 @@ def id_hashes(ids: pa.Array) -> np.ndarray:
     return hashes
 
 
+_CHUNK_BITS = 16
+_CHUNK_MASK = np.uint64((1 << _CHUNK_BITS) - 1)
+
+
+class _SortedEntries:
+    """A sorted set of ``uint64`` entries kept as 256 sorted arrays, by their top 8 bits: adding a chunk's entries
+    merges each part into a small array (no copy of the whole set), and a lookup searches the parts."""
+
+    def __init__(self) -> None:
+        self.parts = [np.zeros(0, dtype=np.uint64) for _ in range(256)]
+
+    def __len__(self) -> int:
+        return sum(len(part) for part in self.parts)
+
+    @staticmethod
+    def _split(values: np.ndarray) -> Iterator[tuple[int, slice]]:
+        """The parts sorted ``values`` fall in, with the slice of ``values`` of each."""
+        bounds = np.searchsorted(values >> np.uint64(56), np.arange(257, dtype=np.uint64))
+        for part in np.flatnonzero(bounds[1:] > bounds[:-1]).tolist():
+            yield part, slice(int(bounds[part]), int(bounds[part + 1]))
+
+    def add(self, values: np.ndarray) -> None:
+        """Add ``values``."""
+        values = np.sort(values)
+        for part, rows in self._split(values):
+            merged = np.concatenate([self.parts[part], values[rows]])
+            merged.sort(kind="stable")  # two sorted runs: merged in one pass
+            self.parts[part] = merged
+
+    def keep_chunks_before(self, mark: int) -> None:
+        """Drop the entries of chunks numbered ``mark`` or more."""
+        self.parts = [part[(part & _CHUNK_MASK) < mark] for part in self.parts]
+
+    def matching(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which ``keys`` (hashes with their chunk bits 0) some entry has (a boolean each), and those entries."""
+        found = np.zeros(len(keys), dtype=bool)
+        matched = [np.zeros(0, dtype=np.uint64)]
+        order = np.argsort(keys)  # sorted keys search a sorted array in a fraction of the time
+        ordered = keys[order]
+        for part, rows in self._split(ordered):
+            entries, wanted = self.parts[part], ordered[rows]
+            if len(entries) == 0:
+                continue
+            first = np.searchsorted(entries, wanted, side="left")
+            hit = (entries[np.minimum(first, len(entries) - 1)] & ~_CHUNK_MASK) == wanted
+            found[order[rows]] = hit
+            if hit.any():  # each hit's entries: from its first to the last with its 48 bits
+                first = first[hit]
+                counts = np.searchsorted(entries, wanted[hit] | _CHUNK_MASK, side="right") - first
+                matched.append(entries[np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())])
+        return found, np.concatenate(matched)
+
+
 @dataclass
 class _Chunk:
     source: str
     path: Path
-    hashes: np.ndarray
+    rows: int
 
 
 class RunIds:
     """Ids added chunk by chunk, each with its source object and record hour: looked up exactly
-    (:meth:`repeated`), read back per source (:meth:`keys`), dropped back to a :meth:`mark`."""
+    (:meth:`repeated`), read back per source (:meth:`keys`), dropped back to a :meth:`mark`.
+
+    What is held in memory is a sorted set of ``uint64`` entries, one an id: the high 48 bits of its hash and
+    the number of the chunk that holds it (16 bits). A lookup is a binary search of it; the few ids whose 48
+    bits match are compared with the ids of the chunks the matching entries name.
+    """
 
     def __init__(self) -> None:
         self._directory = tempfile.TemporaryDirectory(prefix="churnops-run-ids-")  # pylint: disable=consider-using-with
         self._chunks: list[_Chunk] = []
+        self._entries = _SortedEntries()
         self._written = 0
 
     def __enter__(self) -> RunIds:
@@ -87,10 +146,11 @@ class RunIds:
     def close(self) -> None:
         """Delete the files (the object is of no use after)."""
         self._chunks = []
+        self._entries = _SortedEntries()
         self._directory.cleanup()
 
     def __len__(self) -> int:
-        return sum(len(chunk.hashes) for chunk in self._chunks)
+        return len(self._entries)
 
     def mark(self) -> int:
         """A point to :meth:`rollback` to."""
@@ -101,37 +161,37 @@ class RunIds:
         for chunk in self._chunks[mark:]:
             chunk.path.unlink()
         del self._chunks[mark:]
+        self._entries.keep_chunks_before(mark)
 
     def add(self, source: str, ids: pa.Array, hours: pa.Array) -> None:
         """Add ``source``'s ``ids`` (text) with their record ``hours`` (one each); nothing for no id."""
         if len(ids) == 0:
             return
+        number = len(self._chunks)
+        if number > int(_CHUNK_MASK):
+            raise ValueError(f"more than {int(_CHUNK_MASK) + 1:,} chunks of ids in one run: stage it in more groups")
         table = pa.table([ids.cast(pa.large_string()), hours.cast(RECORD_HOUR_TYPE)], schema=KEYS_SCHEMA)
         self._written += 1
         path = Path(self._directory.name) / f"{self._written}.arrow"
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, KEYS_SCHEMA) as writer:
             writer.write_table(table)
-        self._chunks.append(_Chunk(source, path, id_hashes(table.column("id").combine_chunks())))
+        self._chunks.append(_Chunk(source, path, len(table)))
+        self._entries.add((id_hashes(table.column("id").combine_chunks()) & ~_CHUNK_MASK) | np.uint64(number))
 
     def repeated(self, ids: pa.Array) -> np.ndarray:
         """Which of ``ids`` (a boolean each) were added before."""
         result = np.zeros(len(ids), dtype=bool)
-        if not self._chunks or len(ids) == 0:
+        if len(self._entries) == 0 or len(ids) == 0:
             return result
-        stored = pa.chunked_array([chunk.hashes for chunk in self._chunks], type=pa.uint64())
-        found = pc.call_function("is_in", [stored], pc.SetLookupOptions(pa.array(id_hashes(ids))))
-        hits = pc.call_function("indices_nonzero", [found]).to_numpy().astype(np.int64)
-        if len(hits) == 0:
+        candidates, matched = self._entries.matching(id_hashes(ids) & ~_CHUNK_MASK)
+        if not candidates.any():
             return result
-        starts = np.cumsum([0] + [len(chunk.hashes) for chunk in self._chunks])
-        owners = np.searchsorted(starts, hits, side="right") - 1
-        matched = [
-            _read(self._chunks[owner].path).column("id").take(pa.array(hits[owners == owner] - starts[owner]))
-            for owner in np.unique(owners)
-        ]
-        earlier = pa.chunked_array(matched).combine_chunks()
-        found = pc.call_function("is_in", [ids.cast(pa.large_string())], pc.SetLookupOptions(earlier))
-        return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+        owners = np.unique(matched & _CHUNK_MASK).tolist()
+        earlier = pa.chunked_array([_read(self._chunks[owner].path).column("id") for owner in owners]).combine_chunks()
+        looked_up = ids.cast(pa.large_string()).filter(pa.array(candidates))
+        found = pc.call_function("is_in", [looked_up], pc.SetLookupOptions(earlier))
+        result[candidates] = np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+        return result
 
     def sources(self) -> list[str]:
         """The sources ids were added for, in the order first added."""

@@ -102,3 +102,12 @@ def test_an_id_hashes_the_same_whatever_it_is_hashed_with() -> None:
     assert alone == together == sliced
     assert len(set(together)) == len(values)
     assert id_hashes(pa.array(["a", None])).tolist()[1] == 0
+
+
+def test_many_ids_over_many_chunks_are_found_exactly(seen: RunIds) -> None:
+    chunks = [[f"{chunk:02d}-{number:05d}" for number in range(3000)] for chunk in range(12)]
+    for number, ids in enumerate(chunks):
+        add(seen, f"object-{number % 3}", ids)
+    wanted = [ids[number * 250] for number, ids in enumerate(chunks)] + [f"{chunk:02d}-x" for chunk in range(12)]
+    assert seen.repeated(pa.array(wanted)).tolist() == [True] * 12 + [False] * 12
+    assert len(seen) == 36_000
