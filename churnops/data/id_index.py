@@ -25,10 +25,13 @@ hour's segment, deletes the earlier layout's files and writes ``_layout.json``.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from churnops.data import naming
-from churnops.data.run_ids import RunIds
+from churnops.data.run_ids import IdHashes, RunIds
 from churnops.data.spool import ParquetSpool
 from churnops.data.versioning import DataRepository
 from churnops.data.versioning.base import Content
@@ -99,18 +102,46 @@ def _segment(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
+def _arrow(name: str, *args: Any, options: Any = None) -> Any:
+    """pyarrow's compute function ``name`` (its generated wrappers are invisible to static analysis)."""
+    return pc.call_function(name, list(args), options)
+
+
 def _by_hour(added: pa.Table) -> Iterable[tuple[pd.Timestamp, pa.Array]]:
     """The ids of ``added`` (:data:`churnops.data.run_ids.KEYS_SCHEMA`) per record hour; rows lacking either are
     left out."""
     ids, hours = added.column("id"), added.column("hour")
-    present = pc.and_(pc.is_valid(ids), pc.is_valid(hours))
-    for hour in pc.unique(pc.filter(hours, present)).to_pylist():
-        rows = pc.and_(present, pc.equal(hours, pa.scalar(hour, hours.type)))
-        yield pd.Timestamp(hour), pc.filter(ids, rows).combine_chunks()
+    present = _arrow("and", _arrow("is_valid", ids), _arrow("is_valid", hours))
+    for hour in _arrow("unique", _arrow("filter", hours, present)).to_pylist():
+        rows = _arrow("and", present, _arrow("equal", hours, pa.scalar(hour, hours.type)))
+        yield pd.Timestamp(hour), _arrow("filter", ids, rows).combine_chunks()
+
+
+@dataclass
+class _HourIds:
+    """One record hour's published ids, for lookups: their hashes, and how to read each part (a row group of a
+    segment) back as ``id`` and ``source``."""
+
+    hashes: IdHashes = field(default_factory=IdHashes)
+    parts: list[Callable[[], pa.Table]] = field(default_factory=list)
+
+    def add(self, ids: pa.Array, read: Callable[[], pa.Table]) -> None:
+        """Add a part: its ``ids``, and what reads it back."""
+        self.hashes.add(ids, len(self.parts))
+        self.parts.append(read)
+
+
+def _row_group(segment: pq.ParquetFile, number: int) -> Callable[[], pa.Table]:
+    return lambda: segment.read_row_group(number, columns=_COLUMNS)
 
 
 class IdIndex:  # pylint: disable=too-many-instance-attributes  # the lake handle, what it read, and its counters
-    """The id index of one kind as of ``ref``: look ids up, and produce the segments a run adds or changes."""
+    """The id index of one kind as of ``ref``: look ids up, and produce the segments a run adds or changes.
+
+    Lookups keep 8 bytes of each id of the record hours they touch in memory (:class:`IdHashes`) and the
+    segments in temporary files, read back a row group at a time to confirm a match; :meth:`close` (or the
+    ``with`` block) deletes the files.
+    """
 
     def __init__(self, repo: DataRepository, ref: str, kind: str, id_column: str, time_column: str) -> None:
         self.repo = repo
@@ -120,9 +151,22 @@ class IdIndex:  # pylint: disable=too-many-instance-attributes  # the lake handl
         self.time_column = time_column
         self.bootstrapping = layout_path(kind) not in repo.list_paths(ref, layout_path(kind))
         self._hours: dict[pd.Timestamp, pd.DataFrame] = {}
+        self._lookups: dict[pd.Timestamp, _HourIds] = {}
+        self._files = contextlib.ExitStack()
         self._built: dict[pd.Timestamp, pd.DataFrame] | None = None
         self.segments_read = 0
         self.ids_read = 0
+
+    def __enter__(self) -> IdIndex:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Delete the temporary copies of the segments the lookups read."""
+        self._lookups = {}
+        self._files.close()
 
     def _build(self) -> dict[pd.Timestamp, pd.DataFrame]:
         """The index built from every published partition of this kind (for a lake without one)."""
@@ -165,16 +209,50 @@ class IdIndex:  # pylint: disable=too-many-instance-attributes  # the lake handl
             self._hours[hour] = frame
         return self._hours[hour]
 
+    def _lookup(self, hour: pd.Timestamp) -> _HourIds:
+        """The ids of one record hour, for lookups."""
+        if hour not in self._lookups:
+            stored = _HourIds()
+            if self.bootstrapping:
+                frame = self._build().get(hour)
+                if frame is not None and not frame.empty:
+                    table = pa.table(
+                        {
+                            "id": pa.array(frame["id"], type=pa.string(), from_pandas=True),
+                            "source": pa.array(frame["source"], type=pa.string(), from_pandas=True),
+                        }
+                    )
+                    stored.add(table.column("id").combine_chunks(), lambda: table)
+            else:
+                for path in self.repo.list_paths(self.ref, hour_prefix(self.kind, hour)):
+                    if not path.endswith(".parquet"):
+                        continue
+                    segment = pq.ParquetFile(self._files.enter_context(self.repo.open_object(self.ref, path)))
+                    for number in range(segment.num_row_groups):
+                        ids = segment.read_row_group(number, columns=["id"]).column("id").combine_chunks()
+                        stored.add(ids, _row_group(segment, number))
+                    self.segments_read += 1
+                    self.ids_read += segment.metadata.num_rows
+            self._lookups[hour] = stored
+        return self._lookups[hour]
+
     def published(self, wanted: pd.DataFrame, ignore_sources: set[str]) -> set[str]:
         """Those ids of ``wanted`` (see :func:`keys`) published for their record hour, except by an object
         in ``ignore_sources`` (being superseded)."""
         found: set[str] = set()
+        ignored = pa.array(sorted(ignore_sources), type=pa.string())
         for hour, group in wanted.groupby("hour"):
-            stored = self._hour(hour)
-            if stored.empty:
+            stored = self._lookup(hour)
+            ids = pa.array(group["id"], type=pa.large_string(), from_pandas=True)
+            candidates, parts = stored.hashes.lookup(ids)
+            if not parts:
                 continue
-            hit = stored["id"].isin(group["id"]) & ~stored["source"].isin(ignore_sources)
-            found.update(stored.loc[hit, "id"])
+            rows = pa.concat_tables([stored.parts[part]() for part in parts])
+            kept = _arrow("invert", _arrow("is_in", rows.column("source"), options=pc.SetLookupOptions(ignored)))
+            earlier = _arrow("filter", rows.column("id"), kept).combine_chunks().cast(pa.large_string())
+            looked_up = ids.filter(pa.array(candidates))
+            hit = _arrow("is_in", looked_up, options=pc.SetLookupOptions(earlier))
+            found.update(looked_up.filter(hit).to_pylist())
         return found
 
     def changes(
@@ -193,27 +271,9 @@ class IdIndex:  # pylint: disable=too-many-instance-attributes  # the lake handl
         segments: dict[pd.Timestamp, ParquetSpool] = {}
         try:
             if self.bootstrapping:
-                # A new index is written whole: every hour's published ids in one segment with the run's own.
-                for hour, stored in self._build().items():
-                    kept = stored.loc[~stored["source"].isin(removed_sources), _COLUMNS]
-                    if not kept.empty:
-                        segments.setdefault(hour, ParquetSpool()).write(
-                            _segment_rows(
-                                pa.array(kept["id"], type=pa.string(), from_pandas=True),
-                                pa.array(kept["source"], type=pa.string(), from_pandas=True),
-                            )
-                        )
-                deleted = self.repo.list_paths(self.ref, kind_prefix(self.kind))  # the earlier layout's files
-                files[layout_path(self.kind)] = json.dumps(LAYOUT).encode()
+                deleted = self._rewrite_whole(removed_sources, segments, files)
             else:
-                for hour in sorted(set(removed_hours)):
-                    stored = self._hour(hour)
-                    for path, segment in stored.groupby("segment"):
-                        gone = segment["source"].isin(removed_sources)
-                        if gone.all():
-                            deleted.append(str(path))
-                        elif gone.any():
-                            files[str(path)] = _segment(segment[~gone])
+                deleted = self._rewrite_without(removed_sources, removed_hours, files)
             for source, rows in added.keys():
                 for hour, ids in _by_hour(rows):
                     sources = pa.DictionaryArray.from_arrays(np.zeros(len(ids), dtype=np.int32), pa.array([source]))
@@ -228,3 +288,35 @@ class IdIndex:  # pylint: disable=too-many-instance-attributes  # the lake handl
                     content.close()
             raise
         return files, deleted
+
+    def _rewrite_whole(
+        self, removed_sources: set[str], segments: dict[pd.Timestamp, ParquetSpool], files: dict[str, Content]
+    ) -> list[str]:
+        """A new index, written whole: every hour's published ids (but ``removed_sources``') into ``segments``, the
+        layout file into ``files``; returns the earlier layout's files, to delete."""
+        for hour, stored in self._build().items():
+            kept = stored.loc[~stored["source"].isin(removed_sources), _COLUMNS]
+            if not kept.empty:
+                segments.setdefault(hour, ParquetSpool()).write(
+                    _segment_rows(
+                        pa.array(kept["id"], type=pa.string(), from_pandas=True),
+                        pa.array(kept["source"], type=pa.string(), from_pandas=True),
+                    )
+                )
+        files[layout_path(self.kind)] = json.dumps(LAYOUT).encode()
+        return self.repo.list_paths(self.ref, kind_prefix(self.kind))
+
+    def _rewrite_without(
+        self, removed_sources: set[str], removed_hours: Iterable[pd.Timestamp], files: dict[str, Content]
+    ) -> list[str]:
+        """The segments of ``removed_hours`` that hold ids of ``removed_sources`` rewritten without them into
+        ``files``; returns those left with no id, to delete."""
+        deleted: list[str] = []
+        for hour in sorted(set(removed_hours)):
+            for path, segment in self._hour(hour).groupby("segment"):
+                gone = segment["source"].isin(removed_sources)
+                if gone.all():
+                    deleted.append(str(path))
+                elif gone.any():
+                    files[str(path)] = _segment(segment[~gone])
+        return deleted

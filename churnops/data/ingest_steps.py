@@ -373,13 +373,13 @@ def stage_group(run: IngestRun, group: IngestGroup) -> str:
     """
     run.tokens = run.tokenizer.remembering()  # bounded by the group's distinct customer ids
     run.erased = subjects.erased_tokens(run.repo, run.tokenizer.key_id, group.base)
-    indexes = {
-        kind: IdIndex(run.repo, group.base, kind, column, schema.RECORD_TIME_COLUMNS[kind])
-        for kind, column in ID_COLUMNS.items()
-    }
     report = IngestReport(run_id=group.run_id, hour=group.hour, lookback_hours=group.lookback_hours)
     sources = [source for _, source in group.sources]
     with contextlib.ExitStack() as stack:
+        indexes = {
+            kind: stack.enter_context(IdIndex(run.repo, group.base, kind, column, schema.RECORD_TIME_COLUMNS[kind]))
+            for kind, column in ID_COLUMNS.items()
+        }
         published = {kind: stack.enter_context(RunIds()) for kind in ID_COLUMNS}
         run.stage_objects(group.branch, sources, indexes, set(group.superseded), report, published)
         staged = [{"position": position, **asdict(obj)} for (position, _), obj in zip(group.sources, report.objects)]
@@ -422,12 +422,12 @@ def finish_run(run: IngestRun, plan: IngestPlan) -> StagedIngest:
         return StagedIngest(report=report, branch=branch, metadata=run.commit_metadata(report, base))
     fresh = plan.sources()
     report.objects = _staged_reports(run, branch, plan)
-    indexes = {
-        kind: IdIndex(run.repo, base, kind, column, schema.RECORD_TIME_COLUMNS[kind])
-        for kind, column in ID_COLUMNS.items()
-    }
     earlier = run.earlier_partitions(fresh, base)
     with contextlib.ExitStack() as stack:
+        indexes = {
+            kind: stack.enter_context(IdIndex(run.repo, base, kind, column, schema.RECORD_TIME_COLUMNS[kind]))
+            for kind, column in ID_COLUMNS.items()
+        }
         published = {kind: stack.enter_context(RunIds()) for kind in ID_COLUMNS}
         drop_across_groups(run, branch, plan, report, published)
         report.check_accounting()

@@ -62,57 +62,68 @@ def id_hashes(ids: pa.Array) -> np.ndarray:
     return hashes
 
 
-_CHUNK_BITS = 16
-_CHUNK_MASK = np.uint64((1 << _CHUNK_BITS) - 1)
+_PART_BITS = 16
+_PART_MASK = np.uint64((1 << _PART_BITS) - 1)
 
 
-class _SortedEntries:
-    """A sorted set of ``uint64`` entries kept as 256 sorted arrays, by their top 8 bits: adding a chunk's entries
-    merges each part into a small array (no copy of the whole set), and a lookup searches the parts."""
+class IdHashes:
+    """Ids found by their hashes: each added id is kept as one ``uint64``, the high 48 bits of its hash
+    (:func:`id_hashes`) and the number of the *part* (a chunk, a row group) that holds it, 16 bits. A lookup
+    tells which ids may have been added and which parts to read to be sure: a hash found is a candidate,
+    confirmed or not by comparing the ids themselves, so an answer built on it is exact.
+
+    The entries are kept sorted in 256 arrays by their top 8 bits: adding merges into small arrays (no copy
+    of the whole set) and a lookup is a binary search of sorted keys.
+    """
 
     def __init__(self) -> None:
-        self.parts = [np.zeros(0, dtype=np.uint64) for _ in range(256)]
+        self._buckets = [np.zeros(0, dtype=np.uint64) for _ in range(256)]
 
     def __len__(self) -> int:
-        return sum(len(part) for part in self.parts)
+        return sum(len(bucket) for bucket in self._buckets)
 
     @staticmethod
     def _split(values: np.ndarray) -> Iterator[tuple[int, slice]]:
-        """The parts sorted ``values`` fall in, with the slice of ``values`` of each."""
+        """The buckets sorted ``values`` fall in, with the slice of ``values`` of each."""
         bounds = np.searchsorted(values >> np.uint64(56), np.arange(257, dtype=np.uint64))
-        for part in np.flatnonzero(bounds[1:] > bounds[:-1]).tolist():
-            yield part, slice(int(bounds[part]), int(bounds[part + 1]))
+        for bucket in np.flatnonzero(bounds[1:] > bounds[:-1]).tolist():
+            yield bucket, slice(int(bounds[bucket]), int(bounds[bucket + 1]))
 
-    def add(self, values: np.ndarray) -> None:
-        """Add ``values``."""
-        values = np.sort(values)
-        for part, rows in self._split(values):
-            merged = np.concatenate([self.parts[part], values[rows]])
+    def add(self, ids: pa.Array, part: int) -> None:
+        """Add ``ids``, held by ``part`` (0 to 65,535)."""
+        if not 0 <= part <= int(_PART_MASK):
+            raise ValueError(
+                f"more than {int(_PART_MASK) + 1:,} parts of ids in one lookup: stage the run in more groups"
+            )
+        values = np.sort((id_hashes(ids) & ~_PART_MASK) | np.uint64(part))
+        for bucket, rows in self._split(values):
+            merged = np.concatenate([self._buckets[bucket], values[rows]])
             merged.sort(kind="stable")  # two sorted runs: merged in one pass
-            self.parts[part] = merged
+            self._buckets[bucket] = merged
 
-    def keep_chunks_before(self, mark: int) -> None:
-        """Drop the entries of chunks numbered ``mark`` or more."""
-        self.parts = [part[(part & _CHUNK_MASK) < mark] for part in self.parts]
+    def keep_parts_before(self, mark: int) -> None:
+        """Drop the ids of parts numbered ``mark`` or more."""
+        self._buckets = [bucket[(bucket & _PART_MASK) < mark] for bucket in self._buckets]
 
-    def matching(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Which ``keys`` (hashes with their chunk bits 0) some entry has (a boolean each), and those entries."""
+    def lookup(self, ids: pa.Array) -> tuple[np.ndarray, list[int]]:
+        """Which ``ids`` may have been added (a boolean each: their hash was) and the parts that hold those hashes."""
+        keys = id_hashes(ids) & ~_PART_MASK
         found = np.zeros(len(keys), dtype=bool)
         matched = [np.zeros(0, dtype=np.uint64)]
         order = np.argsort(keys)  # sorted keys search a sorted array in a fraction of the time
         ordered = keys[order]
-        for part, rows in self._split(ordered):
-            entries, wanted = self.parts[part], ordered[rows]
+        for bucket, rows in self._split(ordered):
+            entries, wanted = self._buckets[bucket], ordered[rows]
             if len(entries) == 0:
                 continue
             first = np.searchsorted(entries, wanted, side="left")
-            hit = (entries[np.minimum(first, len(entries) - 1)] & ~_CHUNK_MASK) == wanted
+            hit = (entries[np.minimum(first, len(entries) - 1)] & ~_PART_MASK) == wanted
             found[order[rows]] = hit
             if hit.any():  # each hit's entries: from its first to the last with its 48 bits
                 first = first[hit]
-                counts = np.searchsorted(entries, wanted[hit] | _CHUNK_MASK, side="right") - first
+                counts = np.searchsorted(entries, wanted[hit] | _PART_MASK, side="right") - first
                 matched.append(entries[np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())])
-        return found, np.concatenate(matched)
+        return found, np.unique(np.concatenate(matched) & _PART_MASK).tolist()
 
 
 @dataclass
@@ -126,15 +137,14 @@ class RunIds:
     """Ids added chunk by chunk, each with its source object and record hour: looked up exactly
     (:meth:`repeated`), read back per source (:meth:`keys`), dropped back to a :meth:`mark`.
 
-    What is held in memory is a sorted set of ``uint64`` entries, one an id: the high 48 bits of its hash and
-    the number of the chunk that holds it (16 bits). A lookup is a binary search of it; the few ids whose 48
-    bits match are compared with the ids of the chunks the matching entries name.
+    What is held in memory is one ``uint64`` an id (:class:`IdHashes`, the chunk as the part); the few ids
+    whose hash matches are compared with the ids of the chunks that hold the matches, read from their files.
     """
 
     def __init__(self) -> None:
         self._directory = tempfile.TemporaryDirectory(prefix="churnops-run-ids-")  # pylint: disable=consider-using-with
         self._chunks: list[_Chunk] = []
-        self._entries = _SortedEntries()
+        self._hashes = IdHashes()
         self._written = 0
 
     def __enter__(self) -> RunIds:
@@ -146,11 +156,11 @@ class RunIds:
     def close(self) -> None:
         """Delete the files (the object is of no use after)."""
         self._chunks = []
-        self._entries = _SortedEntries()
+        self._hashes = IdHashes()
         self._directory.cleanup()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._hashes)
 
     def mark(self) -> int:
         """A point to :meth:`rollback` to."""
@@ -161,32 +171,28 @@ class RunIds:
         for chunk in self._chunks[mark:]:
             chunk.path.unlink()
         del self._chunks[mark:]
-        self._entries.keep_chunks_before(mark)
+        self._hashes.keep_parts_before(mark)
 
     def add(self, source: str, ids: pa.Array, hours: pa.Array) -> None:
         """Add ``source``'s ``ids`` (text) with their record ``hours`` (one each); nothing for no id."""
         if len(ids) == 0:
             return
-        number = len(self._chunks)
-        if number > int(_CHUNK_MASK):
-            raise ValueError(f"more than {int(_CHUNK_MASK) + 1:,} chunks of ids in one run: stage it in more groups")
         table = pa.table([ids.cast(pa.large_string()), hours.cast(RECORD_HOUR_TYPE)], schema=KEYS_SCHEMA)
         self._written += 1
         path = Path(self._directory.name) / f"{self._written}.arrow"
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, KEYS_SCHEMA) as writer:
             writer.write_table(table)
+        self._hashes.add(table.column("id").combine_chunks(), len(self._chunks))
         self._chunks.append(_Chunk(source, path, len(table)))
-        self._entries.add((id_hashes(table.column("id").combine_chunks()) & ~_CHUNK_MASK) | np.uint64(number))
 
     def repeated(self, ids: pa.Array) -> np.ndarray:
         """Which of ``ids`` (a boolean each) were added before."""
         result = np.zeros(len(ids), dtype=bool)
-        if len(self._entries) == 0 or len(ids) == 0:
+        if len(self._hashes) == 0 or len(ids) == 0:
             return result
-        candidates, matched = self._entries.matching(id_hashes(ids) & ~_CHUNK_MASK)
-        if not candidates.any():
+        candidates, owners = self._hashes.lookup(ids)
+        if not owners:
             return result
-        owners = np.unique(matched & _CHUNK_MASK).tolist()
         earlier = pa.chunked_array([_read(self._chunks[owner].path).column("id") for owner in owners]).combine_chunks()
         looked_up = ids.cast(pa.large_string()).filter(pa.array(candidates))
         found = pc.call_function("is_in", [looked_up], pc.SetLookupOptions(earlier))
