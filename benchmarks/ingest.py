@@ -8,7 +8,8 @@ On the same raw objects in a local fake-gcs-server it times
 * **ingest, empty lake**: list, download, parse, contract check, dedup, PII tokenization, parquet
   write and branch/commit/merge on a fresh embedded lake (``IngestRun.run``);
 * **ingest, with history**: the same hour on a lake whose id index already holds
-  ``--history-hours`` hours of ``--history-ids`` ids each, written directly into the index (the
+  ``--history-hours`` hours of ``--history-ids`` ids each (the last one, the hour just before the ingested
+  one, of ``--last-hour-ids``: the hour a run's rows can also name), written directly into the index (the
   hours before the ingested one) with the index's own segment writer.
 
 Each path runs ``--repeat`` times (default 2), in turn, each ingest on a lake of its own and in a fresh
@@ -70,18 +71,21 @@ def plain_pyarrow(settings: Settings, prefix: str) -> tuple[int, float]:
     return rows, time.perf_counter() - started
 
 
-def simulate_history(settings: Settings, before: datetime, hours: int, ids_per_hour: int) -> int:
+def simulate_history(settings: Settings, before: datetime, hours: int, ids_per_hour: int, last_hour_ids: int) -> int:
     """Write ``hours`` hours of ``ids_per_hour`` published event ids into the lake's id index (the
-    hours just before ``before``), committed and merged like a run's. Returns the ids written."""
+    hours just before ``before``; the last of them ``last_hour_ids``), committed and merged like a run's.
+    Returns the ids written."""
     repo = open_repository(settings)
     repo.ensure()
     kind = schema.EVENTS
     repo.create_branch("history")
     repo.put_objects("history", {id_index.layout_path(kind): json.dumps(id_index.LAYOUT).encode()})
     index = id_index.IdIndex(repo, "history", kind, ID_COLUMNS[kind], schema.RECORD_TIME_COLUMNS[kind])
+    written = 0
     for offset in range(hours, 0, -1):
         hour = pd.Timestamp(before - timedelta(hours=offset))
-        ids = pa.array([os.urandom(16).hex() for _ in range(ids_per_hour)])
+        ids = pa.array([os.urandom(16).hex() for _ in range(last_hour_ids if offset == 1 else ids_per_hour)])
+        written += len(ids)
         source = f"activity/events/{naming.hour_partition(hour)}/web-000.jsonl.gz"
         with RunIds() as added:
             added.add(source, ids, pa.array([hour] * len(ids), type=RECORD_HOUR_TYPE))
@@ -91,7 +95,7 @@ def simulate_history(settings: Settings, before: datetime, hours: int, ids_per_h
     repo.commit("history", "simulated history of published ids", {})
     repo.merge("history", into="main", message="simulated history", metadata={})
     repo.delete_branch("history")
-    return hours * ids_per_hour
+    return written
 
 
 def single_object(settings: Settings, prefix: str, hour: datetime, events: int, path: Path) -> tuple[str, int]:
@@ -205,7 +209,7 @@ def timed_paths(settings: Settings, state: Path, hour: datetime, args: argparse.
         empty.append(ingest_in_child(settings.model_copy(update={"state_dir": state / f"empty{attempt}"}), hour))
         lake = settings.model_copy(update={"state_dir": state / f"history{attempt}"})
         started = time.perf_counter()
-        history = simulate_history(lake, hour, args.history_hours, args.history_ids)
+        history = simulate_history(lake, hour, args.history_hours, args.history_ids, args.last_hour_ids)
         history_setup_s = time.perf_counter() - started
         with_history.append(ingest_in_child(lake, hour))
     best_empty = min(empty, key=lambda result: result[0])
@@ -260,6 +264,9 @@ def main() -> None:
     )
     parser.add_argument("--history-hours", type=int, default=100)
     parser.add_argument("--history-ids", type=int, default=100_000, help="published ids per history hour")
+    parser.add_argument(
+        "--last-hour-ids", type=int, default=1_000_000, help="published ids of the hour before the ingested one"
+    )
     parser.add_argument(
         "--object-events",
         default="1000000,10000000",
