@@ -19,7 +19,7 @@ import re
 import sys
 import zlib
 from collections.abc import Generator, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -85,12 +85,30 @@ def json_type(value: Any) -> str:
 
 def _require_utf8(text: bytes, first_line: int = 1) -> None:
     """Raise :class:`UnreadableObject` unless ``text`` (whose first line is ``first_line`` of its
-    object) is valid UTF-8 (both JSON paths call this first)."""
+    object) is valid UTF-8 (both JSON paths call this first).
+
+    Arrow validates the text (the same rules as Python's strict UTF-8 codec: no overlong forms, no
+    surrogates, nothing above U+10FFFF) without holding the GIL; only invalid text is decoded by
+    Python, to find where it breaks.
+    """
+    if _valid_utf8(text):
+        return
     try:
         text.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = text.count(b"\n", 0, exc.start) + first_line
         raise UnreadableObject(f"not valid UTF-8 text (line {line})") from exc
+
+
+def _valid_utf8(text: bytes) -> bool:
+    """Whether ``text`` is valid UTF-8, checked by Arrow on the bytes as they are (no copy)."""
+    offsets = pyarrow.array([0, len(text)], type=pyarrow.int64()).buffers()[1]
+    value = pyarrow.Array.from_buffers(pyarrow.large_string(), 1, [None, offsets, pyarrow.py_buffer(text)])
+    try:
+        value.validate(full=True)
+    except pyarrow.ArrowInvalid:
+        return False
+    return True
 
 
 def _parse_jsonl(text: bytes) -> ParsedObject:
@@ -245,45 +263,61 @@ def parse_object(object_name: str, data: bytes, content_encoding: str | None = N
 def _iter_jsonl(text: IO[bytes], kind: str, chunk_bytes: int | None) -> Iterator[ParsedObject]:
     """JSON Lines in chunks of whole lines; raises at the end if no line was a JSON object.
 
-    The next block of text is read (decompressed) in a thread while the caller works on the chunk before it;
-    its errors are raised when the chunk is asked for. Closing the iterator waits for that read.
+    The next chunk is read (decompressed), checked as UTF-8 and parsed in a thread while the caller
+    works on the chunk before it (the decompression, the UTF-8 check and pyarrow's JSON reader run
+    without the GIL); its errors are raised when the chunk is asked for. Closing the iterator waits
+    for that chunk.
     """
+    chunks = _JsonlChunks(text, kind, -1 if chunk_bytes is None else chunk_bytes)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jsonl-read") as reader:
-        yield from _jsonl_chunks(text, kind, -1 if chunk_bytes is None else chunk_bytes, reader)
-
-
-def _jsonl_chunks(text: IO[bytes], kind: str, size: int, reader: ThreadPoolExecutor) -> Iterator[ParsedObject]:
-    """:func:`_iter_jsonl`'s chunks, each block read by ``reader`` while the chunk before it is used."""
-    lines_before, records, malformed = 0, 0, 0
-    carry = b""
-    pending: Future[bytes] = reader.submit(text.read, size)
-    while True:
-        block = pending.result()
-        final = size < 0 or len(block) < size  # a short read is the end of the stream
-        if not final:
-            pending = reader.submit(text.read, size)
-        buffer = carry + block if carry else block
-        if final:
-            chunk, carry = buffer, b""
-        else:
-            cut = buffer.rfind(b"\n") + 1
-            if not cut:  # no line ends in what was read: read on
-                carry = buffer
-                continue
-            chunk, carry = buffer[:cut], buffer[cut:]
-        del buffer, block
-        if chunk:
-            newlines = chunk.count(b"\n")
-            parsed = _parse_jsonl_chunk(chunk, kind, lines_before, newlines)
-            lines_before += newlines
-            records += len(parsed.rows)
-            malformed += len(parsed.malformed)
-            del chunk
+        pending = reader.submit(chunks.next_chunk)
+        while True:
+            parsed = pending.result()
+            if parsed is None:
+                break
+            pending = reader.submit(chunks.next_chunk)
             yield parsed
-        if final:
-            break
-    if not records:
-        _no_records(malformed)
+    if not chunks.records:
+        _no_records(chunks.malformed)
+
+
+class _JsonlChunks:
+    """Cuts JSON Lines text read in blocks of ``size`` bytes (``-1``: all of it) into chunks of whole
+    lines and parses each; one chunk at a time, in order (:func:`_iter_jsonl`'s reader thread)."""
+
+    def __init__(self, text: IO[bytes], kind: str, size: int) -> None:
+        self.text = text
+        self.kind = kind
+        self.size = size
+        self.carry = b""
+        self.ended = False
+        self.lines_before = 0
+        self.records = 0
+        self.malformed = 0
+
+    def next_chunk(self) -> ParsedObject | None:
+        """The next chunk parsed, or None at the end of the text."""
+        while not self.ended:
+            block = self.text.read(self.size)
+            self.ended = self.size < 0 or len(block) < self.size  # a short read is the end of the stream
+            buffer = self.carry + block if self.carry else block
+            if self.ended:
+                chunk, self.carry = buffer, b""
+            else:
+                cut = buffer.rfind(b"\n") + 1
+                if not cut:  # no line ends in what was read: read on
+                    self.carry = buffer
+                    continue
+                chunk, self.carry = buffer[:cut], buffer[cut:]
+            del buffer, block
+            if chunk:
+                newlines = chunk.count(b"\n")
+                parsed = _parse_jsonl_chunk(chunk, self.kind, self.lines_before, newlines)
+                self.lines_before += newlines
+                self.records += len(parsed.rows)
+                self.malformed += len(parsed.malformed)
+                return parsed
+        return None
 
 
 def _parse_jsonl_chunk(chunk: bytes, kind: str, lines_before: int, newlines: int) -> ParsedObject:
