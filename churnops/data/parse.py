@@ -41,6 +41,8 @@ CHUNK_BYTES = 32 * 1024 * 1024
 CHUNK_ROWS = 200_000
 """CSV records parsed at a time."""
 _READ_BYTES = 1024 * 1024
+_Text = bytes | memoryview
+"""JSON Lines text: bytes, or a view of the buffer a chunk was read into."""
 
 
 class UnreadableObject(DataContractError):
@@ -83,7 +85,7 @@ def json_type(value: Any) -> str:
     return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
 
 
-def _require_utf8(text: bytes, first_line: int = 1) -> None:
+def _require_utf8(text: _Text, first_line: int = 1) -> None:
     """Raise :class:`UnreadableObject` unless ``text`` (whose first line is ``first_line`` of its
     object) is valid UTF-8 (both JSON paths call this first).
 
@@ -93,6 +95,7 @@ def _require_utf8(text: bytes, first_line: int = 1) -> None:
     """
     if _valid_utf8(text):
         return
+    text = bytes(text)
     try:
         text.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -100,7 +103,11 @@ def _require_utf8(text: bytes, first_line: int = 1) -> None:
         raise UnreadableObject(f"not valid UTF-8 text (line {line})") from exc
 
 
-def _valid_utf8(text: bytes) -> bool:
+def _has_bom(text: _Text) -> bool:
+    return text[: len(codecs.BOM_UTF8)] == codecs.BOM_UTF8
+
+
+def _valid_utf8(text: _Text) -> bool:
     """Whether ``text`` is valid UTF-8, checked by Arrow on the bytes as they are (no copy)."""
     offsets = pyarrow.array([0, len(text)], type=pyarrow.int64()).buffers()[1]
     value = pyarrow.Array.from_buffers(pyarrow.large_string(), 1, [None, offsets, pyarrow.py_buffer(text)])
@@ -260,7 +267,7 @@ def parse_object(object_name: str, data: bytes, content_encoding: str | None = N
     return parsed
 
 
-def _iter_jsonl(text: IO[bytes], kind: str, chunk_bytes: int | None) -> Iterator[ParsedObject]:
+def _iter_jsonl(text: io.BufferedReader, kind: str, chunk_bytes: int | None) -> Iterator[ParsedObject]:
     """JSON Lines in chunks of whole lines; raises at the end if no line was a JSON object.
 
     The next chunk is read (decompressed), checked as UTF-8 and parsed in a thread while the caller
@@ -285,7 +292,7 @@ class _JsonlChunks:
     """Cuts JSON Lines text read in blocks of ``size`` bytes (``-1``: all of it) into chunks of whole
     lines and parses each; one chunk at a time, in order (:func:`_iter_jsonl`'s reader thread)."""
 
-    def __init__(self, text: IO[bytes], kind: str, size: int) -> None:
+    def __init__(self, text: io.BufferedReader, kind: str, size: int) -> None:
         self.text = text
         self.kind = kind
         self.size = size
@@ -298,35 +305,44 @@ class _JsonlChunks:
     def next_chunk(self) -> ParsedObject | None:
         """The next chunk parsed, or None at the end of the text."""
         while not self.ended:
-            block = self.text.read(self.size)
-            self.ended = self.size < 0 or len(block) < self.size  # a short read is the end of the stream
-            buffer = self.carry + block if self.carry else block
-            if self.ended:
-                chunk, self.carry = buffer, b""
-            else:
-                cut = buffer.rfind(b"\n") + 1
-                if not cut:  # no line ends in what was read: read on
-                    self.carry = buffer
-                    continue
-                chunk, self.carry = buffer[:cut], buffer[cut:]
-            del buffer, block
-            if chunk:
-                newlines = chunk.count(b"\n")
-                parsed = _parse_jsonl_chunk(chunk, self.kind, self.lines_before, newlines)
+            buffer = self._read_block()
+            cut = len(buffer) if self.ended else buffer.rfind(b"\n") + 1
+            if not cut and not self.ended:  # no line ends in what was read: read on
+                self.carry = bytes(buffer)
+                continue
+            self.carry = bytes(buffer[cut:])
+            if cut:
+                newlines = buffer.count(b"\n", 0, cut)
+                parsed = _parse_jsonl_chunk(memoryview(buffer)[:cut], self.kind, self.lines_before, newlines)
                 self.lines_before += newlines
                 self.records += len(parsed.rows)
                 self.malformed += len(parsed.malformed)
                 return parsed
         return None
 
+    def _read_block(self) -> bytes | bytearray:
+        """The text carried from the block before (the start of a line) and the next block, in one buffer: the
+        block is read into it, not copied after the carry, and the chunk cut from it is a view, not a copy."""
+        if self.size < 0:
+            self.ended = True
+            return self.carry + self.text.read()
+        buffer = bytearray(len(self.carry) + self.size)
+        buffer[: len(self.carry)] = self.carry
+        with memoryview(buffer) as whole, whole[len(self.carry) :] as rest:
+            read = self.text.readinto(rest)
+        self.ended = read < self.size  # a short read is the end of the stream
+        if self.ended:
+            del buffer[len(self.carry) + read :]
+        return buffer
 
-def _parse_jsonl_chunk(chunk: bytes, kind: str, lines_before: int, newlines: int) -> ParsedObject:
+
+def _parse_jsonl_chunk(chunk: _Text, kind: str, lines_before: int, newlines: int) -> ParsedObject:
     """One chunk of whole lines, the first of which is line ``lines_before + 1`` of its object; ``newlines``:
     how many line ends it holds."""
     _require_utf8(chunk, lines_before + 1)
-    if not lines_before and chunk.startswith(codecs.BOM_UTF8):  # a byte order mark starts the object only
+    if not lines_before and _has_bom(chunk):  # a byte order mark starts the object only
         chunk = chunk[len(codecs.BOM_UTF8) :]
-    parsed = _parse_jsonl_arrow(chunk, kind, checked=True, newlines=newlines) or _parse_jsonl_records(chunk)
+    parsed = _parse_jsonl_arrow(chunk, kind, checked=True, newlines=newlines) or _parse_jsonl_records(bytes(chunk))
     if lines_before:
         parsed.line_numbers = parsed.lines() + lines_before
         parsed.malformed["_line"] += lines_before
@@ -476,7 +492,7 @@ def _arrow_read_schema(kind: str) -> pyarrow.Schema:
 
 
 def _parse_jsonl_arrow(
-    text: bytes, kind: str, checked: bool = False, newlines: int | None = None
+    text: _Text, kind: str, checked: bool = False, newlines: int | None = None
 ) -> ParsedObject | None:
     """The fast path for well-formed JSON Lines: pyarrow's multi-threaded reader.
 
@@ -487,18 +503,18 @@ def _parse_jsonl_arrow(
     """
     if not checked:  # the caller has not validated the text, and pyarrow's reader does not
         _require_utf8(text)
-    if text.startswith(codecs.BOM_UTF8):
+    if _has_bom(text):
         return None
     options = pyarrow_json.ParseOptions(explicit_schema=_arrow_read_schema(kind), unexpected_field_behavior="infer")
-    try:
-        table = pyarrow_json.read_json(io.BytesIO(text), parse_options=options)
+    try:  # read from the text's own buffer, not a copy
+        table = pyarrow_json.read_json(pyarrow.BufferReader(pyarrow.py_buffer(text)), parse_options=options)
     except (pyarrow.ArrowInvalid, pyarrow.ArrowNotImplementedError):
         return None
     end = len(text)
     while end and text[end - 1] == 0x0A:  # trailing newlines, without copying the object as rstrip would
         end -= 1
     # The lines up to the last that is not blank: the line ends before it, plus one.
-    lines = (text.count(b"\n", 0, end) if newlines is None else newlines - (len(text) - end)) + 1
+    lines = (bytes(text).count(b"\n", 0, end) if newlines is None else newlines - (len(text) - end)) + 1
     flat = all(not pyarrow.types.is_nested(field_.type) for field_ in table.schema)
     if table.num_rows != lines or not flat:  # blank lines would shift line numbers
         return None
