@@ -139,6 +139,11 @@ def _count(mask: Any) -> int:
     return int(arrow_call("sum", mask).as_py() or 0)
 
 
+def _present(values: Any) -> int:
+    """How many values of an Arrow array are not null."""
+    return len(values) - int(values.null_count)
+
+
 def _normalise_strings(
     text: pd.Series, name: str, allowed: tuple[str, ...] | None
 ) -> tuple[pd.Series, list[Correction]]:
@@ -158,10 +163,13 @@ def _normalise_strings(
     strip_count = _count(arrow_call("and", changed, arrow_call("invert", empty)))
     if strip_count:
         corrections.append(Correction("normalised_value", name, strip_count, "surrounding whitespace stripped"))
-    if allowed is not None:
+    allowed_values = (
+        None if allowed is None else pyarrow_compute.SetLookupOptions(pyarrow.array(allowed, type=pyarrow.string()))
+    )
+    # Only a value outside the set can be fixed by its letter case (the set is all lower or all upper case).
+    if allowed is not None and _count(arrow_call("is_in", stripped, options=allowed_values)) < _present(stripped):
         lower = all(value == value.lower() for value in allowed)
         cased = arrow_call("utf8_lower" if lower else "utf8_upper", stripped)
-        allowed_values = pyarrow_compute.SetLookupOptions(pyarrow.array(allowed, type=pyarrow.string()))
         fixable = arrow_call(
             "and",
             pyarrow_compute.fill_null(arrow_call("not_equal", cased, stripped), False),
@@ -338,34 +346,61 @@ def _utc_times(column: pd.Series) -> tuple[pd.Series, np.ndarray] | None:
     return times, mask.to_numpy(zero_copy_only=False)
 
 
+@dataclass
+class RecordTimes:
+    """A chunk's record-time column read once, for the index lookup before the check and for the check
+    itself (:func:`read_record_times`): normalised as :func:`check` normalises it, and the values in the
+    common UTC form parsed (:func:`_utc_times`)."""
+
+    name: str
+    rows: int
+    normalised: _Normalised
+    fast: tuple[pd.Series, np.ndarray] | None
+
+    def hours(self) -> pd.Series:
+        """The UTC hour of each row's record time (see :func:`record_hours`)."""
+        column = self.normalised.column
+        hours = pd.Series(pd.NaT, index=column.index, dtype="datetime64[ns, UTC]")
+        rest = column.notna().to_numpy(dtype=bool)
+        if self.fast is not None:
+            times, done = self.fast
+            if done.all():
+                return times.dt.floor("h")
+            hours[done] = times[done].dt.floor("h")
+            rest &= ~done
+        if rest.any():
+            times = pd.to_datetime(
+                _naive_as_utc(column[rest]), format="ISO8601", utc=True, errors="coerce", cache=False
+            )
+            hours[rest] = times.dt.floor("h")
+        return hours
+
+
+def read_record_times(rows: pd.DataFrame, kind: str) -> RecordTimes | None:
+    """The record-time column of parsed rows read once (None when the rows lack it)."""
+    name = RECORD_TIME_COLUMNS[kind]
+    if name not in rows.columns:
+        return None
+    normalised = _normalise_column(rows[name], name, contract_schema(kind).columns[name], kind == EVENTS)
+    return RecordTimes(name, len(rows), normalised, _utc_times(normalised.column))
+
+
 def record_hours(rows: pd.DataFrame, kind: str) -> pd.Series:
     """The UTC hour of each parsed row's record time, read as :func:`check` reads it (per-value
     offsets, naive values as UTC); NaT where the value is absent or not a timestamp."""
-    name = RECORD_TIME_COLUMNS[kind]
-    if name not in rows.columns:
+    times = read_record_times(rows, kind)
+    if times is None:
         return pd.Series(pd.NaT, index=rows.index, dtype="datetime64[ns, UTC]")
-    normalised = _normalise_column(rows[name], name, contract_schema(kind).columns[name], kind == EVENTS).column
-    hours = pd.Series(pd.NaT, index=rows.index, dtype="datetime64[ns, UTC]")
-    rest = normalised.notna().to_numpy(dtype=bool)
-    fast = _utc_times(normalised)
-    if fast is not None:
-        times, done = fast
-        hours[done] = times[done].dt.floor("h")
-        rest &= ~done
-    if rest.any():
-        times = pd.to_datetime(
-            _naive_as_utc(normalised[rest]), format="ISO8601", utc=True, errors="coerce", cache=False
-        )
-        hours[rest] = times.dt.floor("h")
-    return hours
+    return times.hours()
 
 
 class _RowChecker:
     """Accumulates the reasons and corrections of one ``check`` call."""
 
-    def __init__(self, schema: pa.DataFrameSchema, from_json: bool) -> None:
+    def __init__(self, schema: pa.DataFrameSchema, from_json: bool, times: RecordTimes | None = None) -> None:
         self.schema = schema
         self.from_json = from_json
+        self.times = times
         self.reasons = _Reasons()
         self.corrections: list[Correction] = []
         self.nulled: set[tuple[int, str]] = set()  # cells emptied because their value was rejected
@@ -383,8 +418,15 @@ class _RowChecker:
                     )
                 )
                 continue
-            normalised = _normalise_column(rows[name], name, col, self.from_json)
-            work[name] = self._times(normalised.column) if col.dtype == TIMESTAMP else normalised.column
+            if self.times is not None and name == self.times.name:  # read before the check, from these rows
+                normalised = self.times.normalised
+                work[name] = self._times(normalised.column, self.times.fast)
+            else:
+                normalised = _normalise_column(rows[name], name, col, self.from_json)
+                is_time = col.dtype == TIMESTAMP
+                work[name] = (
+                    self._times(normalised.column, _utc_times(normalised.column)) if is_time else normalised.column
+                )
             self.corrections.extend(normalised.corrections)
             self.to_coerce[name] = normalised.to_coerce
             self._reject(
@@ -395,11 +437,10 @@ class _RowChecker:
         return work
 
     @staticmethod
-    def _times(column: pd.Series) -> pd.Series:
+    def _times(column: pd.Series, fast: tuple[pd.Series, np.ndarray] | None) -> pd.Series:
         """A timestamp column as pandera is to coerce it: parsed already when every value has the
-        common UTC form (:func:`_utc_times`; pandera then has nothing to parse), else the text with
-        naive values made explicitly UTC."""
-        fast = _utc_times(column)
+        common UTC form (``fast``, what :func:`_utc_times` gives for it; pandera then has nothing to
+        parse), else the text with naive values made explicitly UTC."""
         if fast is not None and fast[1].sum() == column.notna().sum():
             return fast[0]
         return _naive_as_utc(column)
@@ -453,16 +494,21 @@ def check(
     hour: datetime,
     now: datetime,
     tolerance: timedelta = timedelta(minutes=5),
+    times: RecordTimes | None = None,
 ) -> ContractResult:
     """Validate parsed rows against the contract of ``kind`` for the object's ``hour``.
 
     Optional columns that are absent are added as nulls; unknown columns are left out of ``valid``;
     wrong types are coerced where safe; every row that breaks a rule is quarantined with all its
     reasons. If a required column is absent, every row is quarantined (``missing_required``).
+    ``times``: the record times :func:`read_record_times` read from ``parsed.rows``, if it did (they
+    are not read again).
     """
     schema = contract_schema(kind, _aware(hour, "hour"), _aware(now, "now"), tolerance)
     if not parsed.rows.index.equals(pd.RangeIndex(len(parsed.rows))):
         raise ValueError("parsed.rows must be indexed 0..n-1, as parse_object returns it")
+    if times is not None and (times.rows != len(parsed.rows) or times.name != RECORD_TIME_COLUMNS[kind]):
+        raise ValueError("times must be the record times read from parsed.rows")
     unknown, missing_required = _check_frame_columns(parsed.rows, schema)
     corrections = [
         Correction(
@@ -478,7 +524,7 @@ def check(
         quarantined = _quarantine(parsed, np.arange(len(parsed.rows)), reason)
         return _result(kind, parsed, _empty_valid(schema), quarantined, corrections, unknown, missing_required)
 
-    checker = _RowChecker(schema, from_json=kind == EVENTS)
+    checker = _RowChecker(schema, from_json=kind == EVENTS, times=times)
     data = checker.validate(checker.prepare(parsed.rows))
     per_row = checker.reasons.joined()
     bad = per_row.index.to_numpy(dtype=np.int64)

@@ -141,12 +141,14 @@ def drop_ids(parsed: parse.ParsedObject, id_column: str, ids: set[str]) -> tuple
 
 
 def _raw_ids(column: pd.Series) -> pd.Series:
-    """Raw id values as the stripped text they are published as (nulls stay null, so they match nothing)."""
-    if isinstance(column.array, pd.arrays.ArrowStringArray):  # text only: stripped by pyarrow, as the contract does
-        return pd.Series(
-            contract.arrow_call("utf8_trim_whitespace", _arrow_strings(column)).to_numpy(zero_copy_only=False),
-            index=column.index,
-        )
+    """Raw id values as the stripped text they are published as (nulls stay null, so they match nothing).
+
+    Text only (Arrow strings) is stripped by pyarrow, as the contract does, and stays Arrow strings (no
+    Python string per id); other raw values (JSON numbers among the ids) are stripped value by value.
+    """
+    if isinstance(column.array, pd.arrays.ArrowStringArray):
+        stripped = contract.arrow_call("utf8_trim_whitespace", _arrow_strings(column))
+        return pd.Series(pd.arrays.ArrowStringArray(stripped), index=column.index)
     present = column.notna()
     return column.astype(object).where(~present, column[present].astype(str).str.strip()).where(present, None)
 
@@ -415,12 +417,17 @@ class IngestRun:
         """
         kind, id_column = source.kind, ID_COLUMNS[source.kind]
         published: set[str] = set()
+        # The record times are read once: for the index lookup here and, unless rows are dropped, for the check.
+        times = contract.read_record_times(parsed.rows, kind)
         if id_column in parsed.rows:
-            wanted = id_index.keys(_raw_ids(parsed.rows[id_column]), contract.record_hours(parsed.rows, kind))
+            hours = times.hours() if times is not None else contract.record_hours(parsed.rows, kind)
+            wanted = id_index.keys(_raw_ids(parsed.rows[id_column]), hours)
             published = index.published(wanted, superseded)
         parsed, duplicates = drop_ids(parsed, id_column, published)
         parsed, erased = subjects.drop_erased(parsed, kind, self.tokens, self.erased)
-        return contract.check(parsed, kind, source.hour, now), duplicates, erased
+        if duplicates or erased:
+            times = None
+        return contract.check(parsed, kind, source.hour, now, times=times), duplicates, erased
 
     def column_digest(self, name: str) -> str:
         """A keyed digest standing for a column name that may be data (same name, same digest)."""

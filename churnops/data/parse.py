@@ -16,10 +16,11 @@ import csv
 import gzip
 import io
 import re
+import struct
 import sys
 import zlib
 from collections.abc import Generator, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -41,6 +42,10 @@ CHUNK_BYTES = 32 * 1024 * 1024
 CHUNK_ROWS = 200_000
 """CSV records parsed at a time."""
 _READ_BYTES = 1024 * 1024
+_GZIP_INPUT_BYTES = 1024 * 1024
+_FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 2, 4, 8, 16  # gzip header flags (RFC 1952)
+_Text = bytes | memoryview
+"""JSON Lines text: bytes, or a view of the buffer a chunk was read into."""
 
 
 class UnreadableObject(DataContractError):
@@ -83,14 +88,37 @@ def json_type(value: Any) -> str:
     return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
 
 
-def _require_utf8(text: bytes, first_line: int = 1) -> None:
+def _require_utf8(text: _Text, first_line: int = 1) -> None:
     """Raise :class:`UnreadableObject` unless ``text`` (whose first line is ``first_line`` of its
-    object) is valid UTF-8 (both JSON paths call this first)."""
+    object) is valid UTF-8 (both JSON paths call this first).
+
+    Arrow validates the text (the same rules as Python's strict UTF-8 codec: no overlong forms, no
+    surrogates, nothing above U+10FFFF) without holding the GIL; only invalid text is decoded by
+    Python, to find where it breaks.
+    """
+    if _valid_utf8(text):
+        return
+    text = bytes(text)
     try:
         text.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = text.count(b"\n", 0, exc.start) + first_line
         raise UnreadableObject(f"not valid UTF-8 text (line {line})") from exc
+
+
+def _has_bom(text: _Text) -> bool:
+    return text[: len(codecs.BOM_UTF8)] == codecs.BOM_UTF8
+
+
+def _valid_utf8(text: _Text) -> bool:
+    """Whether ``text`` is valid UTF-8, checked by Arrow on the bytes as they are (no copy)."""
+    offsets = pyarrow.array([0, len(text)], type=pyarrow.int64()).buffers()[1]
+    value = pyarrow.Array.from_buffers(pyarrow.large_string(), 1, [None, offsets, pyarrow.py_buffer(text)])
+    try:
+        value.validate(full=True)
+    except pyarrow.ArrowInvalid:
+        return False
+    return True
 
 
 def _parse_jsonl(text: bytes) -> ParsedObject:
@@ -173,7 +201,7 @@ def _decoded(line: bytes) -> str:
 class _Guarded(io.RawIOBase):
     """A readable stream whose read errors (a corrupt gzip layer) become :class:`UnreadableObject`."""
 
-    def __init__(self, inner: IO[bytes] | io.BufferedIOBase, message: str) -> None:
+    def __init__(self, inner: IO[bytes] | io.BufferedIOBase | io.RawIOBase, message: str) -> None:
         super().__init__()
         self.inner = inner
         self.message = message
@@ -190,7 +218,119 @@ class _Guarded(io.RawIOBase):
         return len(data)
 
 
-def _guarded(inner: IO[bytes] | io.BufferedIOBase, message: str) -> io.BufferedReader:
+class _GzipMembers(io.RawIOBase):
+    """The decompressed bytes of a gzip stream of one or more members, read as :class:`gzip.GzipFile` reads
+    them: the same header, CRC and length checks, zero padding between members, and the same errors
+    (:class:`gzip.BadGzipFile`, :class:`EOFError`, :class:`zlib.error`) with the same messages.
+
+    It feeds zlib :data:`_GZIP_INPUT_BYTES` of compressed input per call, where ``GzipFile`` feeds 8 KiB: far
+    fewer calls, each of which lets go of the GIL for longer (the reader thread's decompression then holds up
+    the thread that checks the chunk before less often).
+    """
+
+    def __init__(self, compressed: IO[bytes] | io.BufferedIOBase) -> None:
+        super().__init__()
+        self._compressed = compressed
+        self._input = b""  # compressed bytes read from the stream, those before _used given to zlib or parsed
+        self._used = 0
+        self._member: Any = None  # the zlib decompressor of the member being read; None between members
+        self._crc = 0
+        self._size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` decompressed bytes (at least one, unless the stream ended)."""
+        if size < 0:
+            return self.readall()
+        if not size:
+            return b""
+        while True:
+            if self._member is not None and self._member.eof:
+                self._member_end()
+            if self._member is None:
+                self._crc, self._size = 0, 0
+                if not self._member_header():
+                    return b""
+                self._member = zlib.decompressobj(-zlib.MAX_WBITS)
+            given = self._take(_GZIP_INPUT_BYTES)
+            data: bytes = self._member.decompress(given, size)
+            self._put_back(len(self._member.unconsumed_tail) or len(self._member.unused_data))
+            if data:
+                break
+            if not given:
+                raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+        self._crc = zlib.crc32(data, self._crc)
+        self._size += len(data)
+        return data
+
+    def _take(self, size: int) -> bytes:
+        """The next ``size`` compressed bytes (fewer only at the end of the stream)."""
+        if self._used + size > len(self._input):  # read on, keeping what is left, so it can be given back
+            more = self._compressed.read(max(size, _GZIP_INPUT_BYTES))
+            if more:
+                self._input, self._used = self._input[self._used :] + more, 0
+        taken = self._input[self._used : self._used + size]
+        self._used += len(taken)
+        return taken
+
+    def _put_back(self, count: int) -> None:
+        """Give back the last ``count`` bytes taken."""
+        self._used -= count
+
+    def _take_exactly(self, size: int) -> bytes:
+        taken = self._take(size)
+        while len(taken) < size:
+            more = self._take(size - len(taken))
+            if not more:
+                raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+            taken += more
+        return taken
+
+    def _member_header(self) -> bool:
+        """Read a member's header; False at the end of the stream."""
+        magic = self._take(2)
+        if magic == b"":
+            return False
+        if magic != b"\037\213":
+            raise gzip.BadGzipFile(f"Not a gzipped file ({magic!r})")
+        method, flags, _ = struct.unpack("<BBIxx", self._take_exactly(8))
+        if method != 8:
+            raise gzip.BadGzipFile("Unknown compression method")
+        if flags & _FEXTRA:
+            (extra,) = struct.unpack("<H", self._take_exactly(2))
+            self._take_exactly(extra)
+        for flag in (_FNAME, _FCOMMENT):  # zero-terminated
+            while flags & flag:
+                byte = self._take(1)
+                if not byte or byte == b"\000":
+                    break
+        if flags & _FHCRC:
+            self._take_exactly(2)
+        return True
+
+    def _member_end(self) -> None:
+        """Check a member's CRC and length, skip the zero padding after it."""
+        crc, length = struct.unpack("<II", self._take_exactly(8))
+        if crc != self._crc:
+            raise gzip.BadGzipFile(f"CRC check failed {hex(crc)} != {hex(self._crc)}")
+        if length != (self._size & 0xFFFFFFFF):
+            raise gzip.BadGzipFile("Incorrect length of data produced")
+        byte = b"\x00"
+        while byte == b"\x00":
+            byte = self._take(1)
+        if byte:
+            self._put_back(1)
+        self._member = None
+
+
+def _guarded(inner: IO[bytes] | io.BufferedIOBase | io.RawIOBase, message: str) -> io.BufferedReader:
     return io.BufferedReader(_Guarded(inner, message), buffer_size=_READ_BYTES)
 
 
@@ -232,7 +372,7 @@ def iter_object(
     if kind == SUBSCRIPTIONS:
         yield from _iter_csv(data, chunk_rows)
         return
-    text = _guarded(gzip.GzipFile(fileobj=data, mode="rb"), "not a valid gzip stream")
+    text = _guarded(_GzipMembers(data), "not a valid gzip stream")
     yield from _iter_jsonl(text, kind, chunk_bytes)
 
 
@@ -242,57 +382,82 @@ def parse_object(object_name: str, data: bytes, content_encoding: str | None = N
     return parsed
 
 
-def _iter_jsonl(text: IO[bytes], kind: str, chunk_bytes: int | None) -> Iterator[ParsedObject]:
+def _iter_jsonl(text: io.BufferedReader, kind: str, chunk_bytes: int | None) -> Iterator[ParsedObject]:
     """JSON Lines in chunks of whole lines; raises at the end if no line was a JSON object.
 
-    The next block of text is read (decompressed) in a thread while the caller works on the chunk before it;
-    its errors are raised when the chunk is asked for. Closing the iterator waits for that read.
+    The next chunk is read (decompressed), checked as UTF-8 and parsed in a thread while the caller
+    works on the chunk before it (the decompression, the UTF-8 check and pyarrow's JSON reader run
+    without the GIL); its errors are raised when the chunk is asked for. Closing the iterator waits
+    for that chunk.
     """
+    chunks = _JsonlChunks(text, kind, -1 if chunk_bytes is None else chunk_bytes)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jsonl-read") as reader:
-        yield from _jsonl_chunks(text, kind, -1 if chunk_bytes is None else chunk_bytes, reader)
-
-
-def _jsonl_chunks(text: IO[bytes], kind: str, size: int, reader: ThreadPoolExecutor) -> Iterator[ParsedObject]:
-    """:func:`_iter_jsonl`'s chunks, each block read by ``reader`` while the chunk before it is used."""
-    lines_before, records, malformed = 0, 0, 0
-    carry = b""
-    pending: Future[bytes] = reader.submit(text.read, size)
-    while True:
-        block = pending.result()
-        final = size < 0 or len(block) < size  # a short read is the end of the stream
-        if not final:
-            pending = reader.submit(text.read, size)
-        buffer = carry + block if carry else block
-        if final:
-            chunk, carry = buffer, b""
-        else:
-            cut = buffer.rfind(b"\n") + 1
-            if not cut:  # no line ends in what was read: read on
-                carry = buffer
-                continue
-            chunk, carry = buffer[:cut], buffer[cut:]
-        del buffer, block
-        if chunk:
-            newlines = chunk.count(b"\n")
-            parsed = _parse_jsonl_chunk(chunk, kind, lines_before, newlines)
-            lines_before += newlines
-            records += len(parsed.rows)
-            malformed += len(parsed.malformed)
-            del chunk
+        pending = reader.submit(chunks.next_chunk)
+        while True:
+            parsed = pending.result()
+            if parsed is None:
+                break
+            pending = reader.submit(chunks.next_chunk)
             yield parsed
-        if final:
-            break
-    if not records:
-        _no_records(malformed)
+    if not chunks.records:
+        _no_records(chunks.malformed)
 
 
-def _parse_jsonl_chunk(chunk: bytes, kind: str, lines_before: int, newlines: int) -> ParsedObject:
+class _JsonlChunks:
+    """Cuts JSON Lines text read in blocks of ``size`` bytes (``-1``: all of it) into chunks of whole
+    lines and parses each; one chunk at a time, in order (:func:`_iter_jsonl`'s reader thread)."""
+
+    def __init__(self, text: io.BufferedReader, kind: str, size: int) -> None:
+        self.text = text
+        self.kind = kind
+        self.size = size
+        self.carry = b""
+        self.ended = False
+        self.lines_before = 0
+        self.records = 0
+        self.malformed = 0
+
+    def next_chunk(self) -> ParsedObject | None:
+        """The next chunk parsed, or None at the end of the text."""
+        while not self.ended:
+            buffer = self._read_block()
+            cut = len(buffer) if self.ended else buffer.rfind(b"\n") + 1
+            if not cut and not self.ended:  # no line ends in what was read: read on
+                self.carry = bytes(buffer)
+                continue
+            self.carry = bytes(buffer[cut:])
+            if cut:
+                newlines = buffer.count(b"\n", 0, cut)
+                parsed = _parse_jsonl_chunk(memoryview(buffer)[:cut], self.kind, self.lines_before, newlines)
+                self.lines_before += newlines
+                self.records += len(parsed.rows)
+                self.malformed += len(parsed.malformed)
+                return parsed
+        return None
+
+    def _read_block(self) -> bytes | bytearray:
+        """The text carried from the block before (the start of a line) and the next block, in one buffer: the
+        block is read into it, not copied after the carry, and the chunk cut from it is a view, not a copy."""
+        if self.size < 0:
+            self.ended = True
+            return self.carry + self.text.read()
+        buffer = bytearray(len(self.carry) + self.size)
+        buffer[: len(self.carry)] = self.carry
+        with memoryview(buffer) as whole, whole[len(self.carry) :] as rest:
+            read = self.text.readinto(rest)
+        self.ended = read < self.size  # a short read is the end of the stream
+        if self.ended:
+            del buffer[len(self.carry) + read :]
+        return buffer
+
+
+def _parse_jsonl_chunk(chunk: _Text, kind: str, lines_before: int, newlines: int) -> ParsedObject:
     """One chunk of whole lines, the first of which is line ``lines_before + 1`` of its object; ``newlines``:
     how many line ends it holds."""
     _require_utf8(chunk, lines_before + 1)
-    if not lines_before and chunk.startswith(codecs.BOM_UTF8):  # a byte order mark starts the object only
+    if not lines_before and _has_bom(chunk):  # a byte order mark starts the object only
         chunk = chunk[len(codecs.BOM_UTF8) :]
-    parsed = _parse_jsonl_arrow(chunk, kind, checked=True, newlines=newlines) or _parse_jsonl_records(chunk)
+    parsed = _parse_jsonl_arrow(chunk, kind, checked=True, newlines=newlines) or _parse_jsonl_records(bytes(chunk))
     if lines_before:
         parsed.line_numbers = parsed.lines() + lines_before
         parsed.malformed["_line"] += lines_before
@@ -442,7 +607,7 @@ def _arrow_read_schema(kind: str) -> pyarrow.Schema:
 
 
 def _parse_jsonl_arrow(
-    text: bytes, kind: str, checked: bool = False, newlines: int | None = None
+    text: _Text, kind: str, checked: bool = False, newlines: int | None = None
 ) -> ParsedObject | None:
     """The fast path for well-formed JSON Lines: pyarrow's multi-threaded reader.
 
@@ -453,18 +618,18 @@ def _parse_jsonl_arrow(
     """
     if not checked:  # the caller has not validated the text, and pyarrow's reader does not
         _require_utf8(text)
-    if text.startswith(codecs.BOM_UTF8):
+    if _has_bom(text):
         return None
     options = pyarrow_json.ParseOptions(explicit_schema=_arrow_read_schema(kind), unexpected_field_behavior="infer")
-    try:
-        table = pyarrow_json.read_json(io.BytesIO(text), parse_options=options)
+    try:  # read from the text's own buffer, not a copy
+        table = pyarrow_json.read_json(pyarrow.BufferReader(pyarrow.py_buffer(text)), parse_options=options)
     except (pyarrow.ArrowInvalid, pyarrow.ArrowNotImplementedError):
         return None
     end = len(text)
     while end and text[end - 1] == 0x0A:  # trailing newlines, without copying the object as rstrip would
         end -= 1
     # The lines up to the last that is not blank: the line ends before it, plus one.
-    lines = (text.count(b"\n", 0, end) if newlines is None else newlines - (len(text) - end)) + 1
+    lines = (bytes(text).count(b"\n", 0, end) if newlines is None else newlines - (len(text) - end)) + 1
     flat = all(not pyarrow.types.is_nested(field_.type) for field_ in table.schema)
     if table.num_rows != lines or not flat:  # blank lines would shift line numbers
         return None

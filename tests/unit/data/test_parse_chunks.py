@@ -6,6 +6,9 @@ import codecs
 import gzip
 import io
 import json
+import random
+import struct
+import zlib
 
 import pandas as pd
 import pytest
@@ -161,3 +164,54 @@ def test_csv_objects_that_cannot_be_read(data: bytes, reason: str) -> None:
         with pytest.raises(UnreadableObject) as raised:
             chunks(SUBS_NAME, data, chunk_bytes=None, chunk_rows=rows)
         assert raised.value.reason == reason
+
+
+def _gzip_with_every_header_field(payload: bytes) -> bytes:
+    """A gzip member whose header has an extra field, a file name, a comment and a header CRC."""
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = deflate.compress(payload) + deflate.flush()
+    header = b"\037\213\010\036" + bytes(6) + struct.pack("<H", 3) + b"abc" + b"name\0" + b"comment\0" + bytes(2)
+    return header + body + struct.pack("<II", zlib.crc32(payload), len(payload))
+
+
+def _read_all(stream: io.RawIOBase | io.BufferedIOBase, size: int) -> tuple[bytes, str | None]:
+    """What reading ``stream`` ``size`` bytes at a time gives: the bytes, and the error that ended it (if any)."""
+    data = []
+    try:
+        while block := stream.read(size):
+            data.append(block)
+    except (OSError, EOFError, zlib.error) as error:
+        return b"".join(data), f"{type(error).__name__}: {error}"
+    return b"".join(data), None
+
+
+def test_gzip_members_read_as_gzipfile_reads_them_with_the_same_errors() -> None:
+    """The JSON Lines reader's own gzip reader (large zlib calls) gives what gzip.GzipFile gives: the bytes of
+    every member, and for a damaged stream the same error with the same message."""
+    rng = random.Random(7)
+    big = bytes(rng.getrandbits(8) for _ in range(20_000)) + b"y" * 60_000
+    streams = [
+        gzip.compress(b""),
+        gzip.compress(big),
+        gzip.compress(b"a") + gzip.compress(big),  # two members
+        gzip.compress(big) + bytes(10) + gzip.compress(b"b"),  # zero padding between members
+        gzip.compress(big) + b"garbage",
+        _gzip_with_every_header_field(big),
+        b"this is not gzip",
+        b"\x1f",
+        b"\x1f\x8b\x07" + bytes(20),  # not deflate
+    ]
+    damaged = []
+    for stream in streams:
+        damaged += [stream[: rng.randrange(len(stream) + 1)] for _ in range(8)]  # truncated
+        for _ in range(8):
+            flipped = bytearray(stream)
+            flipped[rng.randrange(len(flipped))] ^= 1 + rng.randrange(255)
+            damaged.append(bytes(flipped))
+    for stream in streams + damaged:
+        for size in (7, 8192, 1 << 20):
+            expected = _read_all(gzip.GzipFile(fileobj=io.BytesIO(stream), mode="rb"), size)
+            got = _read_all(parse._GzipMembers(io.BytesIO(stream)), size)  # pylint: disable=protected-access
+            assert got[1] == expected[1]
+            if expected[1] is None:
+                assert got[0] == expected[0]
