@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -135,6 +136,30 @@ def test_memorisation_is_refused_only_when_seen_customers_rank_better_beyond_noi
     assert behaviour.memorisation(labels, honest, seen, customers, *args).passed
     refused = behaviour.memorisation(labels, memorised, seen, customers, *args)
     assert not refused.passed and refused.figure > 0.2 and "600 customers" in refused.detail
+
+
+def test_memorisation_cannot_tell_from_one_or_two_churning_held_out_customers() -> None:
+    """One churning held-out customer ranked low: its rank is the held-out ROC-AUC, and the bootstrap's resamples
+    that miss it are dropped, so the interval is narrow; the check says it cannot tell. Three, all ranked low,
+    are a clear case and refused."""
+    rng = np.random.default_rng(6)
+    seen_labels = (rng.random(240) < 0.07).astype(int)
+    seen_scores = seen_labels * 1.2 + rng.normal(size=240)
+    args = (0.02, 0.95, 300, 0)
+    for churning, passes in ((1, True), (2, True), (3, False)):
+        held_labels = np.r_[np.ones(churning), np.zeros(24 - churning)].astype(int)
+        held_scores = np.r_[np.full(churning, -5.0), rng.normal(size=24 - churning)]  # churners ranked lowest
+        labels, scores = np.r_[seen_labels, held_labels], np.r_[seen_scores, held_scores]
+        seen = np.arange(labels.size) < 240
+        check = behaviour.memorisation(labels, scores, seen, np.arange(labels.size), *args)
+        assert check.passed == passes, check.detail
+        if passes:
+            assert math.isnan(check.figure) and f"{churning} churning and {24 - churning} staying held-out" in (
+                check.detail
+            )
+            assert not behaviour.BehaviourReport("baseline", "validation", (check,)).metrics()  # no figure logged
+        else:
+            assert check.figure > 0.5
 
 
 def test_a_customer_bootstrap_of_a_subgroup_gap_covers_the_gap() -> None:
