@@ -130,6 +130,16 @@ class _HourIds:
         self.hashes.add(ids, len(self.parts))
         self.parts.append(read)
 
+    def published(self, ids: pa.Array, ignored: pa.Array) -> np.ndarray:
+        """Which of ``ids`` (a boolean each) a part holds from a source not in ``ignored``."""
+
+        def ids_of(part: int) -> pa.Array:
+            rows = self.parts[part]()
+            kept = _arrow("invert", _arrow("is_in", rows.column("source"), options=pc.SetLookupOptions(ignored)))
+            return _arrow("filter", rows.column("id"), kept)
+
+        return self.hashes.find(ids, ids_of)
+
 
 def _row_group(segment: pq.ParquetFile, number: int) -> Callable[[], pa.Table]:
     return lambda: segment.read_row_group(number, columns=_COLUMNS)
@@ -242,17 +252,8 @@ class IdIndex:  # pylint: disable=too-many-instance-attributes  # the lake handl
         found: set[str] = set()
         ignored = pa.array(sorted(ignore_sources), type=pa.string())
         for hour, group in wanted.groupby("hour"):
-            stored = self._lookup(hour)
             ids = pa.array(group["id"], type=pa.large_string(), from_pandas=True)
-            candidates, parts = stored.hashes.lookup(ids)
-            if not parts:
-                continue
-            rows = pa.concat_tables([stored.parts[part]() for part in parts])
-            kept = _arrow("invert", _arrow("is_in", rows.column("source"), options=pc.SetLookupOptions(ignored)))
-            earlier = _arrow("filter", rows.column("id"), kept).combine_chunks().cast(pa.large_string())
-            looked_up = ids.filter(pa.array(candidates))
-            hit = _arrow("is_in", looked_up, options=pc.SetLookupOptions(earlier))
-            found.update(looked_up.filter(hit).to_pylist())
+            found.update(ids.filter(pa.array(self._lookup(hour).published(ids, ignored))).to_pylist())
         return found
 
     def changes(

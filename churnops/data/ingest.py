@@ -176,8 +176,8 @@ def _drop_seen(valid: pd.DataFrame, id_column: str, seen: RunIds) -> tuple[pd.Da
     or of ``valid`` itself), the ids of the rows kept (Arrow ``large_string``), and how many went.
 
     Pyarrow's dictionary encoding finds the first occurrence of each id within ``valid``; ``seen`` looks
-    the ids up by their hashes (:meth:`RunIds.repeated`), so a chunk costs a hash of its own ids and a scan of
-    8 bytes per id published before it, never a set of everything published so far.
+    the ids up by their hashes (:meth:`RunIds.repeated`), so a chunk costs a hash of its own ids and a binary
+    search of the hashes of the ids published before it, never a set of everything published so far.
     """
     ids = _arrow_strings(valid[id_column])
     codes = ids.dictionary_encode().indices.to_numpy(zero_copy_only=False)

@@ -12,7 +12,7 @@ never a wrong answer.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,7 +105,22 @@ class IdHashes:
         """Drop the ids of parts numbered ``mark`` or more."""
         self._buckets = [bucket[(bucket & _PART_MASK) < mark] for bucket in self._buckets]
 
-    def lookup(self, ids: pa.Array) -> tuple[np.ndarray, list[int]]:
+    def find(self, ids: pa.Array, ids_of: Callable[[int], pa.Array]) -> np.ndarray:
+        """Which of ``ids`` were added (a boolean each), exactly: the ids whose hash was added are compared with
+        ``ids_of(part)`` (the ids a part holds, those that count) of the parts that hold those hashes."""
+        result = np.zeros(len(ids), dtype=bool)
+        candidates, parts = self._candidates(ids)
+        if not parts:
+            return result
+        earlier = pa.chunked_array(
+            [ids_of(part).cast(pa.large_string()) for part in parts], type=pa.large_string()
+        ).combine_chunks()
+        looked_up = ids.cast(pa.large_string()).filter(pa.array(candidates))
+        found = pc.call_function("is_in", [looked_up], pc.SetLookupOptions(earlier))
+        result[candidates] = np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+        return result
+
+    def _candidates(self, ids: pa.Array) -> tuple[np.ndarray, list[int]]:
         """Which ``ids`` may have been added (a boolean each: their hash was) and the parts that hold those hashes."""
         keys = id_hashes(ids) & ~_PART_MASK
         found = np.zeros(len(keys), dtype=bool)
@@ -130,12 +145,11 @@ class IdHashes:
 class _Chunk:
     source: str
     path: Path
-    rows: int
 
 
 class RunIds:
     """Ids added chunk by chunk, each with its source object and record hour: looked up exactly
-    (:meth:`repeated`), read back per source (:meth:`keys`), dropped back to a :meth:`mark`.
+    (:meth:`repeated`), read back (per source: :meth:`keys`), dropped back to a :meth:`mark`.
 
     What is held in memory is one ``uint64`` an id (:class:`IdHashes`, the chunk as the part); the few ids
     whose hash matches are compared with the ids of the chunks that hold the matches, read from their files.
@@ -183,25 +197,11 @@ class RunIds:
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, KEYS_SCHEMA) as writer:
             writer.write_table(table)
         self._hashes.add(table.column("id").combine_chunks(), len(self._chunks))
-        self._chunks.append(_Chunk(source, path, len(table)))
+        self._chunks.append(_Chunk(source, path))
 
     def repeated(self, ids: pa.Array) -> np.ndarray:
         """Which of ``ids`` (a boolean each) were added before."""
-        result = np.zeros(len(ids), dtype=bool)
-        if len(self._hashes) == 0 or len(ids) == 0:
-            return result
-        candidates, owners = self._hashes.lookup(ids)
-        if not owners:
-            return result
-        earlier = pa.chunked_array([_read(self._chunks[owner].path).column("id") for owner in owners]).combine_chunks()
-        looked_up = ids.cast(pa.large_string()).filter(pa.array(candidates))
-        found = pc.call_function("is_in", [looked_up], pc.SetLookupOptions(earlier))
-        result[candidates] = np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
-        return result
-
-    def sources(self) -> list[str]:
-        """The sources ids were added for, in the order first added."""
-        return list(dict.fromkeys(chunk.source for chunk in self._chunks))
+        return self._hashes.find(ids, lambda chunk: _read(self._chunks[chunk].path).column("id"))
 
     def keys(self, source: str | None = None) -> Iterator[tuple[str, pa.Table]]:
         """The ids (with their hours, :data:`KEYS_SCHEMA`) as added, chunk by chunk with their source; only
