@@ -42,7 +42,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pj
 import pyarrow.parquet as pq
-from common import free_port, load_average, peak_memory
+from common import load_average, peak_memory, raw_bucket
 
 from churnops.data import id_index, naming, schema
 from churnops.data.ingest import ID_COLUMNS, IngestRun
@@ -51,7 +51,6 @@ from churnops.data.run_ids import RECORD_HOUR_TYPE, RunIds
 from churnops.data.versioning import open_repository
 from churnops.data.versioning.base import close_files
 from churnops.local import datagen
-from churnops.local.localstack import LocalStack
 from churnops.platform.alerts import AlertSink
 from churnops.platform.settings import Settings
 from churnops.platform.storage import ensure_bucket, list_objects, read_object, storage_client
@@ -288,23 +287,13 @@ def main() -> None:
     )
     del generated
 
-    with tempfile.TemporaryDirectory() as state:
-        settings = Settings(
-            state_dir=Path(state), gcs_port=free_port(), raw_bucket="bench-raw", tokenization_key=KEY.decode()
+    with tempfile.TemporaryDirectory() as state, raw_bucket(Path(state), KEY) as settings:
+        datagen.upload(storage_client(settings), settings.raw_bucket, events)
+        del events
+        best = timed_paths(settings, Path(state), hour, args)
+        objects = single_objects(
+            settings, Path(state), hour, [int(size) for size in args.object_events.split(",") if size.strip()]
         )
-        stack = LocalStack(settings, only=("fake-gcs-server",))
-        stack.up()
-        try:
-            client = storage_client(settings)
-            ensure_bucket(client, settings.raw_bucket)
-            datagen.upload(client, settings.raw_bucket, events)
-            del events
-            best = timed_paths(settings, Path(state), hour, args)
-            objects = single_objects(
-                settings, Path(state), hour, [int(size) for size in args.object_events.split(",") if size.strip()]
-            )
-        finally:
-            stack.down()
 
     print_paths(best, args)
     print_objects(objects)

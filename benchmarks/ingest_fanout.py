@@ -29,17 +29,16 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from common import free_port, load_average, peak_memory
+from common import load_average, peak_memory, raw_bucket
 
 from churnops.data.ingest import IngestRun
 from churnops.data.ingest_steps import IngestGroup, IngestPlan, finish_run, plan_run, stage_group
 from churnops.data.privacy import Tokenizer
 from churnops.data.versioning import open_repository
 from churnops.local import datagen
-from churnops.local.localstack import LocalStack
 from churnops.platform.alerts import AlertSink
 from churnops.platform.settings import Settings
-from churnops.platform.storage import ensure_bucket, storage_client
+from churnops.platform.storage import storage_client
 
 KEY = b"f" * 32
 
@@ -135,24 +134,15 @@ def main() -> None:
     del generated
     print(f"{len(events)} event objects, {sum(len(o.data) for o in events) / 1e6:.1f} MB gzip")
 
-    with tempfile.TemporaryDirectory() as state:
-        settings = Settings(
-            state_dir=Path(state), gcs_port=free_port(), raw_bucket="bench-raw", tokenization_key=KEY.decode()
-        )
-        stack = LocalStack(settings, only=("fake-gcs-server",))
-        stack.up()
-        try:
-            ensure_bucket(storage_client(settings), settings.raw_bucket)
-            datagen.upload(storage_client(settings), settings.raw_bucket, events)
-            one = settings.model_copy(update={"state_dir": Path(state) / "one"})
-            fanned = settings.model_copy(update={"state_dir": Path(state) / "fanned"})
-            sequential_s, ((_, sequential, sequential_rss),) = in_children("sequential", one, [""], hour)
-            plan_s, ((_, plan_json, _),) = in_children("plan", fanned, [str(args.fanout)], hour)
-            plan = IngestPlan.from_json(plan_json)
-            groups_s, groups = in_children("group", fanned, [group.to_json() for group in plan.groups], hour)
-            finish_s, ((_, finished, _),) = in_children("finish", fanned, [plan_json], hour)
-        finally:
-            stack.down()
+    with tempfile.TemporaryDirectory() as state, raw_bucket(Path(state), KEY) as settings:
+        datagen.upload(storage_client(settings), settings.raw_bucket, events)
+        one = settings.model_copy(update={"state_dir": Path(state) / "one"})
+        fanned = settings.model_copy(update={"state_dir": Path(state) / "fanned"})
+        sequential_s, ((_, sequential, sequential_rss),) = in_children("sequential", one, [""], hour)
+        plan_s, ((_, plan_json, _),) = in_children("plan", fanned, [str(args.fanout)], hour)
+        plan = IngestPlan.from_json(plan_json)
+        groups_s, groups = in_children("group", fanned, [group.to_json() for group in plan.groups], hour)
+        finish_s, ((_, finished, _),) = in_children("finish", fanned, [plan_json], hour)
 
     if finished != sequential:
         raise RuntimeError(f"the stagings disagree: {sequential} against {finished}")
