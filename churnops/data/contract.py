@@ -144,25 +144,60 @@ def _present(values: Any) -> int:
     return len(values) - int(values.null_count)
 
 
+def _bytes_trimmed() -> np.ndarray:
+    """For each byte value, whether a text may start or end with it and still be changed by pyarrow's
+    ``utf8_trim_whitespace``: the ASCII characters it strips (asked of pyarrow itself), and every byte of a
+    multi-byte character (the text is then trimmed to find out)."""
+    ascii_trimmed = [
+        arrow_call("utf8_trim_whitespace", pyarrow.array([chr(code)])).to_pylist() == [""] for code in range(128)
+    ]
+    return np.array(ascii_trimmed + [True] * 128, dtype=bool)
+
+
+_BYTES_TRIMMED = _bytes_trimmed()
+
+
+def _may_need_trimming(raw: Any) -> bool:
+    """Whether a value of ``raw`` (Arrow text) may start or end with whitespace ``utf8_trim_whitespace`` strips,
+    read from each value's first and last byte (false: trimming would change nothing)."""
+    if isinstance(raw, pyarrow.ChunkedArray):
+        return any(_may_need_trimming(chunk) for chunk in raw.chunks)
+    offset_type = np.int64 if pyarrow.types.is_large_string(raw.type) else np.int32
+    buffers = raw.buffers()
+    if len(raw) == 0 or buffers[2] is None:
+        return False
+    offsets: np.ndarray = np.frombuffer(buffers[1], dtype=offset_type)[raw.offset : raw.offset + len(raw) + 1]
+    offsets = offsets.astype(np.int64, copy=False)
+    data = np.frombuffer(buffers[2], dtype=np.uint8)
+    starts, ends = offsets[:-1], offsets[1:]
+    filled = ends > starts  # a null's slot is empty or, if not, looked at too: at worst the values are trimmed
+    return bool(_BYTES_TRIMMED[data[starts[filled]]].any() or _BYTES_TRIMMED[data[ends[filled] - 1]].any())
+
+
 def _normalise_strings(
     text: pd.Series, name: str, allowed: tuple[str, ...] | None
 ) -> tuple[pd.Series, list[Correction]]:
     """Strip surrounding whitespace, fix the letter case of allowed values, turn empty strings into nulls.
 
     Done with pyarrow's compute functions on the column's Arrow data (the ones pandas' ``str``
-    methods call for Arrow strings), without a pandas round trip per step.
+    methods call for Arrow strings), without a pandas round trip per step; a column none of whose values
+    starts or ends with whitespace (:func:`_may_need_trimming`) is not trimmed.
     """
     if isinstance(text.array, pd.arrays.ArrowStringArray):
         raw = pyarrow.array(text.array)
     else:
         raw = pyarrow.array(text.to_numpy(), type=pyarrow.string(), from_pandas=True)
     corrections: list[Correction] = []
-    stripped = arrow_call("utf8_trim_whitespace", raw)
-    empty = pyarrow_compute.fill_null(arrow_call("equal", stripped, ""), False)
-    changed = pyarrow_compute.fill_null(arrow_call("not_equal", stripped, raw), False)
-    strip_count = _count(arrow_call("and", changed, arrow_call("invert", empty)))
-    if strip_count:
-        corrections.append(Correction("normalised_value", name, strip_count, "surrounding whitespace stripped"))
+    if _may_need_trimming(raw):
+        stripped = arrow_call("utf8_trim_whitespace", raw)
+        empty = pyarrow_compute.fill_null(arrow_call("equal", stripped, ""), False)
+        changed = pyarrow_compute.fill_null(arrow_call("not_equal", stripped, raw), False)
+        strip_count = _count(arrow_call("and", changed, arrow_call("invert", empty)))
+        if strip_count:
+            corrections.append(Correction("normalised_value", name, strip_count, "surrounding whitespace stripped"))
+    else:
+        stripped = raw
+        empty = pyarrow_compute.fill_null(arrow_call("equal", stripped, ""), False)
     allowed_values = (
         None if allowed is None else pyarrow_compute.SetLookupOptions(pyarrow.array(allowed, type=pyarrow.string()))
     )

@@ -43,7 +43,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import PurePosixPath
 from typing import IO
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -55,7 +54,7 @@ from churnops.data.id_index import IdIndex
 from churnops.data.ingest_steps import ID_COLUMNS, IngestReport, ObjectReport, StagedIngest
 from churnops.data.ingest_steps import ListedObject as _Source  # the name the run's per-object steps use
 from churnops.data.privacy import Tokenizer, apply_pii_policy, apply_pii_policy_to_table, lake_tokenizer
-from churnops.data.run_ids import RunIds
+from churnops.data.run_ids import HashedIds, RunIds
 from churnops.data.spool import ParquetSpool, PartitionSpool
 from churnops.data.versioning import DataRepository, MergeConflict, NotFoundError, VersioningError, open_repository
 from churnops.data.versioning.base import Content, check_path, close_files
@@ -171,23 +170,21 @@ def _add_corrections(merged: dict[tuple[str, str, str], dict[str, object]], more
         entry["rows"] = int(str(entry["rows"])) + correction.rows
 
 
-def _drop_seen(valid: pd.DataFrame, id_column: str, seen: RunIds) -> tuple[pd.DataFrame, pa.Array, int]:
+def _drop_seen(valid: pd.DataFrame, id_column: str, seen: RunIds) -> tuple[pd.DataFrame, HashedIds, int]:
     """``valid`` without the rows whose id an earlier row has (of ``seen``, the ids published before it,
-    or of ``valid`` itself), the ids of the rows kept (Arrow ``large_string``), and how many went.
+    or of ``valid`` itself), the ids of the rows kept (hashed), and how many went.
 
-    Pyarrow's dictionary encoding finds the first occurrence of each id within ``valid``; ``seen`` looks
-    the ids up by their hashes (:meth:`RunIds.repeated`), so a chunk costs a hash of its own ids and a binary
-    search of the hashes of the ids published before it, never a set of everything published so far.
+    The ids are hashed once (:class:`HashedIds`): repeats within ``valid`` are found among the ids that share a
+    hash, and ``seen`` looks them up by those hashes (:meth:`RunIds.repeated`), so a chunk costs a hash of its own
+    ids and a binary search of the hashes of the ids published before it, never a set of everything published
+    so far.
     """
-    ids = _arrow_strings(valid[id_column])
-    codes = ids.dictionary_encode().indices.to_numpy(zero_copy_only=False)
-    dup = np.ones(len(codes), dtype=bool)
-    dup[np.unique(codes, return_index=True)[1]] = False  # the first row of each id stays
-    dup |= seen.repeated(ids)
+    ids = HashedIds.of(_arrow_strings(valid[id_column]))
+    dup = ids.repeats() | seen.repeated(ids)
     dropped = int(dup.sum())
     if dropped:
         valid = valid.loc[~dup].reset_index(drop=True)
-        ids = ids.filter(pa.array(~dup))
+        ids = ids.filter(~dup)
     return valid, ids, dropped
 
 

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from churnops.data import aggregates, contract, schema, subjects
 from churnops.data.contract import AccountingError
 from churnops.data.id_index import IdIndex
-from churnops.data.run_ids import KEYS_SCHEMA, RunIds
+from churnops.data.run_ids import KEYS_SCHEMA, HashedIds, RunIds
 from churnops.data.spool import ParquetSpool, PartitionSpool
 from churnops.data.versioning import NotFoundError
 from churnops.data.versioning.base import Content, close_files
@@ -492,14 +492,15 @@ def drop_across_groups(
             staged = pq.ParquetFile(stored)
             for number in range(staged.num_row_groups):
                 keys = staged.read_row_group(number).cast(KEYS_SCHEMA)
+                ids = HashedIds.of(keys.column("id").combine_chunks())
                 if len(plan.groups) == 1:  # the group dropped every repeat: nothing to look up
                     repeated = np.zeros(keys.num_rows, dtype=bool)
                 else:
-                    repeated = seen.repeated(keys.column("id").combine_chunks())
+                    repeated = seen.repeated(ids)
                 if repeated.any():
-                    gone.append(keys.column("id").filter(pa.array(repeated)).combine_chunks())
-                    keys = keys.filter(pa.array(~repeated))
-                seen.add(obj.name, keys.column("id").combine_chunks(), keys.column("hour").combine_chunks())
+                    gone.append(ids.ids.filter(pa.array(repeated)))
+                    keys, ids = keys.filter(pa.array(~repeated)), ids.filter(~repeated)
+                seen.add(obj.name, ids, keys.column("hour").combine_chunks())
         dropped = sum(len(ids) for ids in gone)
         if dropped:
             obj.rows_published -= dropped

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from churnops.data.schema import PII_COLUMNS
 from churnops.errors import ConfigurationError
@@ -70,23 +71,26 @@ class Tokenizer:
     key that was never rotated).
     """
 
-    __slots__ = ("_key", "_earlier", "_keyed", "_memory")
+    __slots__ = ("_key", "_earlier", "_keyed", "_memory", "_arrow_memory")
 
     def __init__(self, key: bytes, earlier: Sequence[bytes] = ()) -> None:
         self._key = _check_key(key)
         self._earlier = tuple(_check_key(k) for k in earlier)
         self._keyed = tuple(hmac.new(k, digestmod="sha256") for k in (*self._earlier, self._key))
         self._memory: dict[str, str] | None = None
+        self._arrow_memory: _ArrowMemory | None = None
 
     def remembering(self) -> Tokenizer:
         """A tokenizer of the same key versions that keeps each token it makes (:meth:`token`, :meth:`tokens`,
         :meth:`arrow_tokens`) and hashes each distinct value once; its tokens are this tokenizer's.
 
         What it keeps grows with the distinct values it is given (about 200 bytes each, the value and its
-        token), so it is made for one bounded job, such as one ingest run, and dropped with it.
+        token, for :meth:`token` and :meth:`tokens`; about 60 in Arrow for :meth:`arrow_tokens`), so it is made
+        for one bounded job, such as one ingest run, and dropped with it.
         """
         twin = Tokenizer(self._key, self._earlier)
         twin._memory = {}  # pylint: disable=protected-access  # the same class
+        twin._arrow_memory = _ArrowMemory()  # pylint: disable=protected-access  # the same class
         return twin
 
     def __repr__(self) -> str:
@@ -189,15 +193,42 @@ class Tokenizer:
         if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
             raise TypeError(f"only text columns are tokenized, not {values.type}")
         encoded = values.dictionary_encode()
-        uniques = encoded.dictionary.to_pylist()
-        tokens: list[str | None]
-        if self._memory is None:
-            tokens = [self.token(value) for value in uniques]
-        else:  # one pass of dictionary lookups; only the values not met before are hashed
-            tokens = list(map(self._memory.get, uniques))
-            for position in [i for i, token in enumerate(tokens) if token is None]:
-                tokens[position] = self.token(uniques[position])
-        return pa.array(tokens, type=values.type).take(encoded.indices)  # a null index (a null value) gives null
+        if self._arrow_memory is None:
+            tokens = pa.array(self._new_tokens(encoded.dictionary.to_pylist()), type=values.type)
+        else:
+            tokens = self._arrow_memory.tokens(encoded.dictionary, self._new_tokens).cast(values.type)
+        return tokens.take(encoded.indices)  # a null index (a null value) gives null
+
+    def _new_tokens(self, values: list[str]) -> list[str]:
+        """:meth:`token` of each of ``values`` (strings), hashed here: the chain of every key version."""
+        texts = [normalise_id(value) for value in values]
+        for keyed in self._keyed:
+            texts = [_link(keyed, text) for text in texts]
+        return texts
+
+
+class _ArrowMemory:
+    """The tokens a remembering tokenizer made for Arrow columns, in Arrow: the distinct values met and their
+    tokens, in the order met. A column's distinct values are looked up in one hash join
+    (``index_in``); only those not met before are hashed, and added."""
+
+    def __init__(self) -> None:
+        self._values = pa.array([], type=pa.large_string())
+        self._tokens = pa.array([], type=pa.large_string())
+
+    def tokens(self, distinct: pa.Array, make: Callable[[list[str]], list[str]]) -> pa.Array:
+        """The tokens of ``distinct`` (text, no null, no repeat), ``make`` making those of values not met before."""
+        distinct = distinct.cast(pa.large_string())
+        positions = pc.call_function("index_in", [distinct], pc.SetLookupOptions(self._values))
+        known = self._tokens.take(positions)  # null where the value is new
+        if not positions.null_count:
+            return known
+        new = positions.is_null()
+        new_values = distinct.filter(new)
+        new_tokens = pa.array(make(new_values.to_pylist()), type=pa.large_string())
+        self._values = pa.concat_arrays([self._values, new_values])
+        self._tokens = pa.concat_arrays([self._tokens, new_tokens])
+        return pc.call_function("replace_with_mask", [known, new, new_tokens])
 
 
 def _policy(kind: str, columns: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -62,6 +62,54 @@ def id_hashes(ids: pa.Array) -> np.ndarray:
     return hashes
 
 
+@dataclass(frozen=True)
+class HashedIds:
+    """Ids (Arrow ``large_string``) with their :func:`id_hashes` and the order that sorts those: hashed and
+    sorted once for every lookup and addition of the same ids (:meth:`IdHashes.find`, :meth:`IdHashes.add`,
+    :meth:`repeats`)."""
+
+    ids: pa.Array
+    hashes: np.ndarray
+    order: np.ndarray
+
+    @classmethod
+    def of(cls, ids: pa.Array | HashedIds) -> HashedIds:
+        """``ids`` hashed (returned as it is if it is already)."""
+        if isinstance(ids, HashedIds):
+            return ids
+        ids = ids.cast(pa.large_string())
+        hashes = id_hashes(ids)
+        return cls(ids, hashes, np.argsort(hashes, kind="stable"))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def filter(self, keep: np.ndarray) -> HashedIds:
+        """The ids where ``keep`` (a boolean each) is true, in their order, still sorted by hash."""
+        kept_order = self.order[keep[self.order]]
+        position = np.cumsum(keep) - 1  # of each kept row among the kept ones
+        return HashedIds(self.ids.filter(pa.array(keep)), self.hashes[keep], position[kept_order])
+
+    def repeats(self) -> np.ndarray:
+        """Which ids (a boolean each) an earlier one of these equals: only ids whose hash another id has are
+        compared, exactly, so the answer is exact and costs the hashes' order when no hash repeats."""
+        result = np.zeros(len(self.ids), dtype=bool)
+        ordered = self.hashes[self.order]
+        same = ordered[1:] == ordered[:-1]
+        if not same.any():
+            return result
+        shared = np.zeros(len(ordered), dtype=bool)  # in the sorted order: a hash another id has
+        shared[1:] |= same
+        shared[:-1] |= same
+        rows = np.sort(self.order[shared])
+        # Dictionary codes number the distinct ids in the order they first appear: a row repeats an earlier
+        # id unless its code is above every code before it.
+        codes = self.ids.take(pa.array(rows)).dictionary_encode().indices.to_numpy(zero_copy_only=False)
+        before = np.maximum.accumulate(np.concatenate([[-1], codes[:-1]]))
+        result[rows[codes <= before]] = True
+        return result
+
+
 _PART_BITS = 16
 _PART_MASK = np.uint64((1 << _PART_BITS) - 1)
 
@@ -89,13 +137,14 @@ class IdHashes:
         for bucket in np.flatnonzero(bounds[1:] > bounds[:-1]).tolist():
             yield bucket, slice(int(bounds[bucket]), int(bounds[bucket + 1]))
 
-    def add(self, ids: pa.Array, part: int) -> None:
+    def add(self, ids: pa.Array | HashedIds, part: int) -> None:
         """Add ``ids``, held by ``part`` (0 to 65,535)."""
         if not 0 <= part <= int(_PART_MASK):
             raise ValueError(
                 f"more than {int(_PART_MASK) + 1:,} parts of ids in one lookup: stage the run in more groups"
             )
-        values = np.sort((id_hashes(ids) & ~_PART_MASK) | np.uint64(part))
+        hashed = HashedIds.of(ids)
+        values = (hashed.hashes[hashed.order] & ~_PART_MASK) | np.uint64(part)  # sorted, as the hashes are
         for bucket, rows in self._split(values):
             merged = np.concatenate([self._buckets[bucket], values[rows]])
             merged.sort(kind="stable")  # two sorted runs: merged in one pass
@@ -105,28 +154,28 @@ class IdHashes:
         """Drop the ids of parts numbered ``mark`` or more."""
         self._buckets = [bucket[(bucket & _PART_MASK) < mark] for bucket in self._buckets]
 
-    def find(self, ids: pa.Array, ids_of: Callable[[int], pa.Array]) -> np.ndarray:
+    def find(self, ids: pa.Array | HashedIds, ids_of: Callable[[int], pa.Array]) -> np.ndarray:
         """Which of ``ids`` were added (a boolean each), exactly: the ids whose hash was added are compared with
         ``ids_of(part)`` (the ids a part holds, those that count) of the parts that hold those hashes."""
-        result = np.zeros(len(ids), dtype=bool)
-        candidates, parts = self._candidates(ids)
+        hashed = HashedIds.of(ids)
+        result = np.zeros(len(hashed), dtype=bool)
+        candidates, parts = self._candidates(hashed)
         if not parts:
             return result
         earlier = pa.chunked_array(
             [ids_of(part).cast(pa.large_string()) for part in parts], type=pa.large_string()
         ).combine_chunks()
-        looked_up = ids.cast(pa.large_string()).filter(pa.array(candidates))
+        looked_up = hashed.ids.filter(pa.array(candidates))
         found = pc.call_function("is_in", [looked_up], pc.SetLookupOptions(earlier))
         result[candidates] = np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
         return result
 
-    def _candidates(self, ids: pa.Array) -> tuple[np.ndarray, list[int]]:
-        """Which ``ids`` may have been added (a boolean each: their hash was) and the parts that hold those hashes."""
-        keys = id_hashes(ids) & ~_PART_MASK
-        found = np.zeros(len(keys), dtype=bool)
+    def _candidates(self, hashed: HashedIds) -> tuple[np.ndarray, list[int]]:
+        """Which ids may have been added (a boolean each: their hash was) and the parts that hold those hashes."""
+        found = np.zeros(len(hashed), dtype=bool)
         matched = [np.zeros(0, dtype=np.uint64)]
-        order = np.argsort(keys)  # sorted keys search a sorted array in a fraction of the time
-        ordered = keys[order]
+        order = hashed.order  # sorted keys search a sorted array in a fraction of the time
+        ordered = hashed.hashes[order] & ~_PART_MASK
         for bucket, rows in self._split(ordered):
             entries, wanted = self._buckets[bucket], ordered[rows]
             if len(entries) == 0:
@@ -187,19 +236,20 @@ class RunIds:
         del self._chunks[mark:]
         self._hashes.keep_parts_before(mark)
 
-    def add(self, source: str, ids: pa.Array, hours: pa.Array) -> None:
+    def add(self, source: str, ids: pa.Array | HashedIds, hours: pa.Array) -> None:
         """Add ``source``'s ``ids`` (text) with their record ``hours`` (one each); nothing for no id."""
-        if len(ids) == 0:
+        hashed = HashedIds.of(ids)
+        if len(hashed) == 0:
             return
-        table = pa.table([ids.cast(pa.large_string()), hours.cast(RECORD_HOUR_TYPE)], schema=KEYS_SCHEMA)
+        table = pa.table([hashed.ids, hours.cast(RECORD_HOUR_TYPE)], schema=KEYS_SCHEMA)
         self._written += 1
         path = Path(self._directory.name) / f"{self._written}.arrow"
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, KEYS_SCHEMA) as writer:
             writer.write_table(table)
-        self._hashes.add(table.column("id").combine_chunks(), len(self._chunks))
+        self._hashes.add(hashed, len(self._chunks))
         self._chunks.append(_Chunk(source, path))
 
-    def repeated(self, ids: pa.Array) -> np.ndarray:
+    def repeated(self, ids: pa.Array | HashedIds) -> np.ndarray:
         """Which of ``ids`` (a boolean each) were added before."""
         return self._hashes.find(ids, lambda chunk: _read(self._chunks[chunk].path).column("id"))
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 import pytz
 from hypothesis import HealthCheck, given, settings
@@ -756,3 +757,28 @@ def test_utc_times_read_by_pyarrow_equal_pandas_reading(
     assert result.valid["event_id"].tolist() == [f"e-{i}" for i in range(len(texts))]
     assert result.valid["event_time"].tolist() == expected.tolist()
     assert result.quarantined["event_id"].tolist() == (["bad"] if impossible else [])
+
+
+_EDGE_TEXT = st.text(
+    alphabet=st.sampled_from(["a", "Z", "é", "中", " ", "\t", "\n", "\x1c", "\x85", "\u00a0", "\u2003", "\u3000", "-"]),
+    max_size=6,
+)
+
+
+@given(st.lists(st.one_of(st.none(), _EDGE_TEXT), max_size=12), st.booleans(), st.booleans())
+def test_strings_are_normalised_as_when_every_value_is_trimmed(
+    values: list[str | None], large: bool, sliced: bool
+) -> None:
+    """A column is trimmed only when one of its values starts or ends with a byte pyarrow's trim may strip;
+    the values and corrections are those of trimming every column (ASCII and Unicode whitespace, nulls,
+    large or sliced Arrow text)."""
+    arrow_type = pa.large_string() if large else pa.string()
+    array = pa.array(["  x  ", *values] if sliced else values, type=arrow_type)
+    if sliced:
+        array = array.slice(1)
+    column = pd.Series(pd.arrays.ArrowStringArray(array))
+    fast, fast_corrections = contract._normalise_strings(column, "device", None)  # pylint: disable=protected-access
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(contract, "_may_need_trimming", lambda raw: True)
+        full, full_corrections = contract._normalise_strings(column, "device", None)  # pylint: disable=protected-access
+    assert fast.tolist() == full.tolist() and fast_corrections == full_corrections

@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from churnops.data import run_ids
 from churnops.data.ingest import _drop_seen  # pylint: disable=protected-access  # the run's own step
-from churnops.data.run_ids import RunIds, id_hashes
+from churnops.data.run_ids import HashedIds, RunIds, id_hashes
 
 HOUR = pd.Timestamp("2026-11-01T05:00", tz="UTC")
 
@@ -41,7 +43,7 @@ def _seen() -> Iterator[RunIds]:
 
 def test_the_first_row_of_each_id_stays_and_later_ones_go(seen: RunIds) -> None:
     kept, ids, dropped = _drop_seen(chunk(["e1", "e2", "e1", "e3", "e2"]), "event_id", seen)
-    assert kept["row"].tolist() == [0, 1, 3] and ids.to_pylist() == ["e1", "e2", "e3"] and dropped == 2
+    assert kept["row"].tolist() == [0, 1, 3] and ids.ids.to_pylist() == ["e1", "e2", "e3"] and dropped == 2
     assert kept.index.equals(pd.RangeIndex(3))
 
 
@@ -50,14 +52,14 @@ def test_ids_published_by_earlier_chunks_and_objects_are_dropped(seen: RunIds) -
     add(seen, "a", [])
     add(seen, "b", ["e4"])
     kept, ids, dropped = _drop_seen(chunk(["e4", "e5", "e1", "e5", "e6"]), "event_id", seen)
-    assert kept["row"].tolist() == [1, 4] and ids.to_pylist() == ["e5", "e6"] and dropped == 3
+    assert kept["row"].tolist() == [1, 4] and ids.ids.to_pylist() == ["e5", "e6"] and dropped == 3
 
 
 def test_a_chunk_of_new_ids_keeps_everything(seen: RunIds) -> None:
     for number in range(3):
         add(seen, f"object-{number}", [f"old-{value}" for value in range(1000)])
     kept, ids, dropped = _drop_seen(chunk(["new-1", "new-2"]), "event_id", seen)
-    assert kept["row"].tolist() == [0, 1] and ids.to_pylist() == ["new-1", "new-2"] and dropped == 0
+    assert kept["row"].tolist() == [0, 1] and ids.ids.to_pylist() == ["new-1", "new-2"] and dropped == 0
     kept, ids, dropped = _drop_seen(chunk([]), "event_id", seen)
     assert kept.empty and len(ids) == 0 and dropped == 0
 
@@ -110,3 +112,38 @@ def test_many_ids_over_many_chunks_are_found_exactly(seen: RunIds) -> None:
     wanted = [ids[number * 250] for number, ids in enumerate(chunks)] + [f"{chunk:02d}-x" for chunk in range(12)]
     assert seen.repeated(pa.array(wanted)).tolist() == [True] * 12 + [False] * 12
     assert len(seen) == 36_000
+
+
+def test_repeats_within_a_chunk_are_exact_even_when_every_hash_is_equal(
+    seen: RunIds, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run_ids, "id_hashes", lambda ids: np.zeros(len(ids), dtype=np.uint64))
+    add(seen, "a", ["e9"])
+    kept, ids, dropped = _drop_seen(chunk(["e1", "e2", "e1", "e9", "e3", "e2"]), "event_id", seen)
+    assert kept["row"].tolist() == [0, 1, 4] and ids.ids.to_pylist() == ["e1", "e2", "e3"] and dropped == 3
+
+
+@given(st.lists(st.sampled_from([f"e{number}" for number in range(12)]), max_size=40), st.integers(1, 8))
+def test_repeats_and_filter_agree_with_a_set_whatever_the_hashes_collide(values: list[str], buckets: int) -> None:
+    """Hashes folded into a few values (so most ids share one): the repeats are those of a set of the ids met
+    so far, and the ids kept stay sorted by their hash."""
+    plain = id_hashes
+    folded = np.uint64(buckets)
+
+    def few(ids: pa.Array) -> np.ndarray:
+        return plain(ids) % folded
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(run_ids, "id_hashes", few)
+        hashed = HashedIds.of(pa.array(values))
+    met: set[str] = set()
+    expected = []
+    for value in values:
+        expected.append(value in met)
+        met.add(value)
+    repeats = hashed.repeats()
+    assert repeats.tolist() == expected
+    kept = hashed.filter(~repeats)
+    assert kept.ids.to_pylist() == list(dict.fromkeys(values))
+    assert kept.hashes.tolist() == few(kept.ids).tolist()
+    assert np.all(np.diff(kept.hashes[kept.order].astype(np.int64)) >= 0)
