@@ -175,8 +175,13 @@ class HourlyAggregator:
         self._sessions, session_of_code = _first_seen(self._sessions, session_values)
         session = session_codes[keep]
         listed = session >= 0
-        pairs = np.concatenate([self._pairs, (session_of_code[session[listed]] << 32) | group[listed]])
-        self._pairs = np.sort(pd.unique(pairs))  # pandas' hashing, then a sort: faster than numpy's unique here
+        # this table's distinct pairs (pandas' hashing, then a sort: faster than numpy's unique here), those not
+        # met before merged into the sorted ones (two sorted runs: one pass)
+        pairs = np.sort(pd.unique((session_of_code[session[listed]] << 32) | group[listed]))
+        at = np.minimum(np.searchsorted(self._pairs, pairs), max(len(self._pairs) - 1, 0))
+        met = self._pairs[at] == pairs if len(self._pairs) else np.zeros(len(pairs), dtype=bool)
+        if not met.all():
+            self._pairs = np.sort(np.concatenate([self._pairs, pairs[~met]]), kind="stable")
 
     def table(self) -> pa.Table:
         """The aggregates of the events added so far: see the module doc.

@@ -9,6 +9,7 @@ failed. No row is dropped: ``rows_in == len(valid) + len(quarantined)``. Pure: n
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -164,14 +165,15 @@ def _may_need_trimming(raw: Any) -> bool:
         return any(_may_need_trimming(chunk) for chunk in raw.chunks)
     offset_type = np.int64 if pyarrow.types.is_large_string(raw.type) else np.int32
     buffers = raw.buffers()
-    if len(raw) == 0 or buffers[2] is None:
+    if len(raw) == 0 or buffers[2] is None or buffers[2].size == 0:
         return False
     offsets: np.ndarray = np.frombuffer(buffers[1], dtype=offset_type)[raw.offset : raw.offset + len(raw) + 1]
-    offsets = offsets.astype(np.int64, copy=False)
     data = np.frombuffer(buffers[2], dtype=np.uint8)
-    starts, ends = offsets[:-1], offsets[1:]
-    filled = ends > starts  # a null's slot is empty or, if not, looked at too: at worst the values are trimmed
-    return bool(_BYTES_TRIMMED[data[starts[filled]]].any() or _BYTES_TRIMMED[data[ends[filled] - 1]].any())
+    # The byte at each value's start and the one before its end. An empty value (or a null's slot) reads a
+    # neighbour's byte instead: at worst the values are trimmed to find out.
+    first = data[np.minimum(offsets[:-1], len(data) - 1)]
+    last = data[offsets[1:] - 1]  # -1 (an empty first value) reads the last byte
+    return bool(_BYTES_TRIMMED[first].any() or _BYTES_TRIMMED[last].any())
 
 
 def _normalise_strings(
@@ -314,8 +316,20 @@ def _as_raw_text(column: pd.Series) -> pd.Series:
     return column
 
 
+@functools.lru_cache(maxsize=64)
+def _no_quarantine(columns: tuple[str, ...]) -> pd.DataFrame:
+    """What :func:`_quarantine` gives for no row and no malformed line of rows with ``columns``."""
+    raw = pd.DataFrame({name: pd.Series([], dtype=object) for name in columns})
+    raw["_raw"] = None
+    raw["_reason"] = np.array([], dtype=object)
+    raw["_line"] = np.array([], dtype=np.int64)
+    return raw[[name for name in columns if name not in _QUARANTINE_COLUMNS] + _QUARANTINE_COLUMNS]
+
+
 def _quarantine(parsed: ParsedObject, rows: np.ndarray, reasons: pd.Series | str) -> pd.DataFrame:
     """Raw rows (as text) plus ``_raw``/``_reason``/``_line``, with the malformed lines, by line."""
+    if not len(rows) and not len(parsed.malformed):  # the common case, a chunk with nothing to quarantine
+        return _no_quarantine(tuple(parsed.rows.columns)).copy()
     if len(rows):
         raw = parsed.rows.iloc[rows]
         raw = pd.DataFrame({name: _as_raw_text(raw[name]) for name in raw.columns}, index=raw.index)

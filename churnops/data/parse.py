@@ -41,6 +41,7 @@ CHUNK_BYTES = 32 * 1024 * 1024
 """Decompressed JSON Lines text parsed at a time (whole lines; a longer line is read whole)."""
 CHUNK_ROWS = 200_000
 """CSV records parsed at a time."""
+_ONE_ARRAY_BYTES = 1 << 30  # text whose columns fit Arrow's 32-bit string offsets whatever its split
 _READ_BYTES = 1024 * 1024
 _GZIP_INPUT_BYTES = 1024 * 1024
 _FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 2, 4, 8, 16  # gzip header flags (RFC 1952)
@@ -641,6 +642,8 @@ def _parse_jsonl_arrow(
         and not re.search(rb'"' + re.escape(name.encode()) + rb'"\s*:', text)
     ]
     table = table.drop_columns(absent)
+    if len(text) < _ONE_ARRAY_BYTES:  # one array per column (the reader gives one per 1 MiB block): every step
+        table = table.combine_chunks()  # after costs per array, not per block
     string_dtype = pd.StringDtype("pyarrow")
     rows = table.to_pandas(types_mapper={pyarrow.string(): string_dtype}.get)
     return ParsedObject(rows=rows, malformed=_malformed_frame([]), rows_in=len(rows))

@@ -782,3 +782,13 @@ def test_strings_are_normalised_as_when_every_value_is_trimmed(
         patch.setattr(contract, "_may_need_trimming", lambda raw: True)
         full, full_corrections = contract._normalise_strings(column, "device", None)  # pylint: disable=protected-access
     assert fast.tolist() == full.tolist() and fast_corrections == full_corrections
+
+
+def test_a_chunk_with_nothing_to_quarantine_gives_the_quarantine_frame_of_one_that_has() -> None:
+    """The empty quarantine of a clean chunk has the columns, order and dtypes of a quarantine with rows."""
+    clean = check_events(jsonl(event(), event(event_id="e-2", extra="x")))
+    dirty = check_events(jsonl(event(), event(event_id="e-2", extra="x", device=7)))
+    assert clean.quarantined.empty and len(dirty.quarantined) == 1
+    pd.testing.assert_frame_equal(clean.quarantined, dirty.quarantined.iloc[:0], check_index_type=False)
+    clean.quarantined["_reason"] = "changed"  # a copy: the next chunk's empty quarantine is untouched
+    assert check_events(jsonl(event())).quarantined.columns.equals(clean.quarantined.columns.drop("extra"))
