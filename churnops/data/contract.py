@@ -328,7 +328,7 @@ def _no_quarantine(columns: tuple[str, ...]) -> pd.DataFrame:
 
 def _quarantine(parsed: ParsedObject, rows: np.ndarray, reasons: pd.Series | str) -> pd.DataFrame:
     """Raw rows (as text) plus ``_raw``/``_reason``/``_line``, with the malformed lines, by line."""
-    if not len(rows) and not len(parsed.malformed):  # the common case, a chunk with nothing to quarantine
+    if rows.size == 0 and parsed.malformed.empty:  # the common case, a chunk with nothing to quarantine
         return _no_quarantine(tuple(parsed.rows.columns)).copy()
     if len(rows):
         raw = parsed.rows.iloc[rows]
