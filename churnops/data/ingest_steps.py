@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -428,7 +427,8 @@ def finish_run(run: IngestRun, plan: IngestPlan) -> StagedIngest:
             kind: stack.enter_context(IdIndex(run.repo, base, kind, column, schema.RECORD_TIME_COLUMNS[kind]))
             for kind, column in ID_COLUMNS.items()
         }
-        published = {kind: stack.enter_context(RunIds()) for kind in ID_COLUMNS}
+        # one group dropped every repeat itself: its ids are only written to the index, never looked up
+        published = {kind: stack.enter_context(RunIds(lookups=len(plan.groups) > 1)) for kind in ID_COLUMNS}
         drop_across_groups(run, branch, plan, report, published)
         report.check_accounting()
         files, index_deleted = run.index_changes(indexes, published, fresh, earlier, base, run_id)
@@ -492,11 +492,11 @@ def drop_across_groups(
             staged = pq.ParquetFile(stored)
             for number in range(staged.num_row_groups):
                 keys = staged.read_row_group(number).cast(KEYS_SCHEMA)
-                ids = HashedIds.of(keys.column("id").combine_chunks())
                 if len(plan.groups) == 1:  # the group dropped every repeat: nothing to look up
-                    repeated = np.zeros(keys.num_rows, dtype=bool)
-                else:
-                    repeated = seen.repeated(ids)
+                    seen.add(obj.name, keys.column("id").combine_chunks(), keys.column("hour").combine_chunks())
+                    continue
+                ids = HashedIds.of(keys.column("id").combine_chunks())
+                repeated = seen.repeated(ids)
                 if repeated.any():
                     gone.append(ids.ids.filter(pa.array(repeated)))
                     keys, ids = keys.filter(pa.array(~repeated)), ids.filter(~repeated)

@@ -79,7 +79,7 @@ class HashedIds:
             return ids
         ids = ids.cast(pa.large_string())
         hashes = id_hashes(ids)
-        return cls(ids, hashes, np.argsort(hashes, kind="stable"))
+        return cls(ids, hashes, np.argsort(hashes))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -157,6 +157,8 @@ class IdHashes:
     def find(self, ids: pa.Array | HashedIds, ids_of: Callable[[int], pa.Array]) -> np.ndarray:
         """Which of ``ids`` were added (a boolean each), exactly: the ids whose hash was added are compared with
         ``ids_of(part)`` (the ids a part holds, those that count) of the parts that hold those hashes."""
+        if not any(len(bucket) for bucket in self._buckets):  # nothing added: nothing to hash
+            return np.zeros(len(ids), dtype=bool)
         hashed = HashedIds.of(ids)
         result = np.zeros(len(hashed), dtype=bool)
         candidates, parts = self._candidates(hashed)
@@ -194,6 +196,7 @@ class IdHashes:
 class _Chunk:
     source: str
     path: Path
+    rows: int
 
 
 class RunIds:
@@ -204,10 +207,13 @@ class RunIds:
     whose hash matches are compared with the ids of the chunks that hold the matches, read from their files.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, lookups: bool = True) -> None:
+        """``lookups``: false for ids only written and read back (:meth:`keys`), never looked up; they are not
+        hashed."""
         self._directory = tempfile.TemporaryDirectory(prefix="churnops-run-ids-")  # pylint: disable=consider-using-with
         self._chunks: list[_Chunk] = []
         self._hashes = IdHashes()
+        self._lookups = lookups
         self._written = 0
 
     def __enter__(self) -> RunIds:
@@ -223,7 +229,7 @@ class RunIds:
         self._directory.cleanup()
 
     def __len__(self) -> int:
-        return len(self._hashes)
+        return sum(chunk.rows for chunk in self._chunks)
 
     def mark(self) -> int:
         """A point to :meth:`rollback` to."""
@@ -238,19 +244,22 @@ class RunIds:
 
     def add(self, source: str, ids: pa.Array | HashedIds, hours: pa.Array) -> None:
         """Add ``source``'s ``ids`` (text) with their record ``hours`` (one each); nothing for no id."""
-        hashed = HashedIds.of(ids)
-        if len(hashed) == 0:
+        if len(ids) == 0:
             return
-        table = pa.table([hashed.ids, hours.cast(RECORD_HOUR_TYPE)], schema=KEYS_SCHEMA)
+        text = ids.ids if isinstance(ids, HashedIds) else ids.cast(pa.large_string())
+        table = pa.table([text, hours.cast(RECORD_HOUR_TYPE)], schema=KEYS_SCHEMA)
         self._written += 1
         path = Path(self._directory.name) / f"{self._written}.arrow"
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, KEYS_SCHEMA) as writer:
             writer.write_table(table)
-        self._hashes.add(hashed, len(self._chunks))
-        self._chunks.append(_Chunk(source, path))
+        if self._lookups:
+            self._hashes.add(ids, len(self._chunks))
+        self._chunks.append(_Chunk(source, path, len(table)))
 
     def repeated(self, ids: pa.Array | HashedIds) -> np.ndarray:
         """Which of ``ids`` (a boolean each) were added before."""
+        if not self._lookups:
+            raise TypeError("these ids are kept without lookups")
         return self._hashes.find(ids, lambda chunk: _read(self._chunks[chunk].path).column("id"))
 
     def keys(self, source: str | None = None) -> Iterator[tuple[str, pa.Table]]:

@@ -147,3 +147,13 @@ def test_repeats_and_filter_agree_with_a_set_whatever_the_hashes_collide(values:
     assert kept.ids.to_pylist() == list(dict.fromkeys(values))
     assert kept.hashes.tolist() == few(kept.ids).tolist()
     assert np.all(np.diff(kept.hashes[kept.order].astype(np.int64)) >= 0)
+
+
+def test_ids_kept_without_lookups_are_read_back_but_never_looked_up() -> None:
+    with RunIds(lookups=False) as written:
+        written.add("a", pa.array(["e1", "e2"]), hours(2))
+        written.add("a", pa.array([]), hours(0))
+        assert [(source, table.column("id").to_pylist()) for source, table in written.keys()] == [("a", ["e1", "e2"])]
+        assert len(written) == 2
+        with pytest.raises(TypeError, match="without lookups"):
+            written.repeated(pa.array(["e1"]))
