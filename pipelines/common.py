@@ -50,9 +50,10 @@ MLFLOW_USERNAME_ENV = "CHURNOPS_MLFLOW_USERNAME"
 IMAGE_DIGEST_ENV = "CHURNOPS_IMAGE_DIGEST"
 # A task's temporary-file volume: an emptyDir (kubelet creates it world-writable, so RUN_AS_USER can write it; the
 # 2.17.0 backend sets no fsGroup, which a PVC's root-owned filesystem would need) over the image's /tmp, so whatever
-# writes temporary files there without asking TMPDIR lands on it too.
+# writes temporary files there without asking TMPDIR lands on it too (as the serving pods' emptyDir "tmp" at /tmp,
+# manifests/base/inferenceservice.yaml).
 TEMP_VOLUME = "tmp"
-TEMP_DIR = "/tmp"
+TEMP_DIR = "/tmp"  # nosec B108  # where the pod mounts the task's own volume, not a path this process opens
 TEMP_DIR_ENV = "TMPDIR"
 _DIGEST = re.compile(r"@(sha256:[0-9a-f]{64})$")
 
