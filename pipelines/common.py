@@ -10,6 +10,11 @@ policy, and carry their display name as the label ``churnops.io/task``. The Work
 service account is per pipeline and is given at submission (KFP runs every pod of a run under the
 run's service account): see :func:`service_account`.
 
+Temporary disk: a task whose :class:`Resources` name a ``temp_disk`` size gets an ``emptyDir`` volume of that size
+limit mounted at :data:`TEMP_DIR`, which ``TMPDIR`` names (Python's ``tempfile`` and ``mktemp`` write there): the
+ingest tasks, which keep what grows with the hour in temporary files (docs/ingestion.md, "Temporary disk on the
+cluster").
+
 Lineage and actor: every task gets ``CHURNOPS_SERVICE_ACCOUNT`` from its pod's
 ``spec.serviceAccountName`` (downward API), so registry changes name the run's account, and
 ``CHURNOPS_MLFLOW_USERNAME`` from the same field (the run logs in to MLflow as its pipeline's user), and
@@ -43,6 +48,13 @@ RUN_AS_USER = 10001  # the components image's user
 SERVICE_ACCOUNT_ENV = "CHURNOPS_SERVICE_ACCOUNT"
 MLFLOW_USERNAME_ENV = "CHURNOPS_MLFLOW_USERNAME"
 IMAGE_DIGEST_ENV = "CHURNOPS_IMAGE_DIGEST"
+# A task's temporary-file volume: an emptyDir (kubelet creates it world-writable, so RUN_AS_USER can write it; the
+# 2.17.0 backend sets no fsGroup, which a PVC's root-owned filesystem would need) over the image's /tmp, so whatever
+# writes temporary files there without asking TMPDIR lands on it too (as the serving pods' emptyDir "tmp" at /tmp,
+# manifests/base/inferenceservice.yaml).
+TEMP_VOLUME = "tmp"
+TEMP_DIR = "/tmp"  # nosec B108  # where the pod mounts the task's own volume, not a path this process opens
+TEMP_DIR_ENV = "TMPDIR"
 _DIGEST = re.compile(r"@(sha256:[0-9a-f]{64})$")
 
 
@@ -64,18 +76,24 @@ def declare_pipeline(name: str, description: str) -> Callable[[Callable[..., Non
 
 @dataclass(frozen=True)
 class Resources:
-    """Requests and limits of one task, and how long its pod may run (Kubernetes ``activeDeadlineSeconds``:
-    a hung call to the lake or the registry fails the task instead of stalling the schedule)."""
+    """Requests and limits of one task, how long its pod may run (Kubernetes ``activeDeadlineSeconds``:
+    a hung call to the lake or the registry fails the task instead of stalling the schedule), and the size limit
+    of its temporary-file volume (``temp_disk``; None: no volume, temporary files go to the container's own
+    filesystem)."""
 
     cpu_request: str = "250m"
     cpu_limit: str = "1"
     memory_request: str = "512Mi"
     memory_limit: str = "1Gi"
     timeout_seconds: int = 20 * 60
+    temp_disk: str | None = None
 
 
 SMALL = Resources()
 LARGE = Resources(cpu_request="1", cpu_limit="2", memory_request="2Gi", memory_limit="4Gi", timeout_seconds=90 * 60)
+# The ingest tasks (plan, groups, finish): SMALL's cpu, memory and timeout, and the temporary files of an hour: 2.2
+# times the 1,821 MiB measured for one object of 10M events (docs/ingestion.md, "Temporary disk on the cluster").
+INGEST = Resources(temp_disk="4Gi")
 
 
 def configure(
@@ -87,7 +105,8 @@ def configure(
 ) -> PipelineTask:
     """Apply the common settings to ``task``.
 
-    Every task has a timeout (``resources.timeout_seconds``). Caching is off for every task: each one
+    Every task has a timeout (``resources.timeout_seconds``); a task with ``resources.temp_disk`` gets its
+    temporary-file volume (``TMPDIR``). Caching is off for every task: each one
     reads or changes external state (the lake, the raw bucket, the registry) or the clock, so an
     earlier result with the same inputs is no answer.
     ``network`` tasks (all that talk to GCS, the lake or MLflow) retry three times with
@@ -113,6 +132,9 @@ def configure(
     )
     kubernetes.set_image_pull_policy(task, settings.image_pull_policy)
     kubernetes.set_timeout(task, resources.timeout_seconds)
+    if resources.temp_disk:
+        kubernetes.empty_dir_mount(task, volume_name=TEMP_VOLUME, mount_path=TEMP_DIR, size_limit=resources.temp_disk)
+        task.set_env_variable(TEMP_DIR_ENV, TEMP_DIR)
     kubernetes.set_security_context(task, run_as_user=RUN_AS_USER, run_as_group=RUN_AS_USER, run_as_non_root=True)
     kubernetes.use_field_path_as_env(task, env_name=SERVICE_ACCOUNT_ENV, field_path="spec.serviceAccountName")
     # The task logs in to MLflow as its pipeline's user, named after the account (churnops.platform.mlflow_users).

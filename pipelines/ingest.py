@@ -1,6 +1,7 @@
 """The ingest pipeline (hourly): plan -> gate, then only when something is new: a stage task per group of objects
 (``dsl.ParallelFor``, each with its gate) -> finish -> gate -> commit -> gate; under an exit handler that alerts on
-failure."""
+failure. The three ingest tasks (plan, groups, finish) get their temporary-file volume (``INGEST``); the gates and
+the commit write no temporary files and get none."""
 
 from datetime import timedelta
 
@@ -11,7 +12,7 @@ from churnops.platform import declaration as platform
 from churnops.platform.settings import load_settings
 from components.commit import commit
 from components.ingest import ingest_finish, ingest_group, ingest_plan
-from pipelines.common import configure, declare_pipeline, failure_alert, refusal_gate
+from pipelines.common import INGEST, configure, declare_pipeline, failure_alert, refusal_gate
 
 NAME = "ingest"
 CRON = platform.PIPELINE_CRONS[NAME]  # every hour at minute 5
@@ -59,6 +60,7 @@ def build(
                     fanout=settings.ingest_fanout,
                 ),
                 settings,
+                INGEST,
                 display_name="ingest-plan",
             )
             # The gate fails the run on a refusal (never retried) and passes the run branch on; the condition
@@ -70,11 +72,12 @@ def build(
                 with dsl.ParallelFor(
                     planned.outputs["groups"], parallelism=settings.ingest_fanout, name="groups"
                 ) as group:
-                    staged = configure(ingest_group(group=group), settings, display_name="ingest-group")
+                    staged = configure(ingest_group(group=group), settings, INGEST, display_name="ingest-group")
                     group_checked = refusal_gate(staged, "ingest-group", settings, passes=staged.outputs["staged"])
                 finished = configure(
                     ingest_finish(plan=planned.outputs["plan"], staged=dsl.Collected(group_checked.output)),
                     settings,
+                    INGEST,
                     display_name="ingest-finish",
                 )
                 done = refusal_gate(finished, "ingest-finish", settings, passes=finished.outputs["branch"])

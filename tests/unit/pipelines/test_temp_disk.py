@@ -1,0 +1,260 @@
+"""The ingest tasks declare the temporary disk they use, and the ingest code writes its temporary files there.
+
+Each ingest task (plan, groups, finish) mounts an ``emptyDir`` of the declared size limit at the path ``TMPDIR``
+names, checked in the compiled pipeline as the installed KFP backend (2.17.0) reads it, with its own protos; no other
+task gets one. The task runs as a non-root user, so the volume must be writable by that user without an
+``fsGroup``, which the backend cannot set: an ``emptyDir`` is (kubelet creates it world-writable), a PVC's
+filesystem is not. And every temporary file of ``churnops/data`` goes where ``tempfile`` says (``TMPDIR``), so the
+volume is where the bytes land.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import IO, Any, cast
+
+import pandas as pd
+import pytest
+import yaml
+from google.cloud import storage
+from google.protobuf import json_format
+from kubernetes.utils import parse_quantity
+
+from churnops.data.ingest import IngestRun
+from churnops.data.run_ids import RunIds
+from churnops.data.spool import ParquetSpool, PartitionSpool
+from churnops.platform.storage import ObjectRef
+from pipelines import common
+from pipelines.compile import compile_pipeline
+from pipelines.registry import PIPELINES
+from tests.support import kfp_backend
+
+ROOT = Path(__file__).resolve().parents[3]
+DATA = ROOT / "churnops" / "data"
+# The component functions whose tasks keep temporary files: the three ingest steps. The gates, the commit (a
+# commit and a merge on the lake: no object is read or written) and the failure alert write none.
+TEMP_DISK_TASKS = {"ingest_plan", "ingest_group", "ingest_finish"}
+# The mode kubelet creates an emptyDir with (kubernetes pkg/volume/emptydir/empty_dir.go, ``perm``).
+EMPTY_DIR_MODE = 0o777
+# tempfile calls in churnops/data that name their own directory, with why that is right. None goes to /tmp.
+OWN_DIRECTORY = {
+    # the embedded lake writes a blob beside its final path and renames it into place (one filesystem): the lake's
+    # state directory, not a temporary file; on the cluster the lake is lakeFS
+    ("versioning/embedded.py", "mkstemp"): 2,
+}
+
+
+def _executors(name: str, out: Path) -> tuple[dict[str, str], dict[str, dict[str, Any]], dict[str, Any]]:
+    """The pipeline ``name`` compiled: each executor's component function, each executor's container (pipeline
+    spec) and each executor's Kubernetes config, parsed with the installed backend's protos (unknown fields
+    refused) and read back."""
+    path = compile_pipeline(name, out)
+    documents = [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc is not None]
+    backend = kfp_backend.protos(kfp_backend.installed_version())
+    backend.check_documents(documents, name)
+    containers = {key: executor["container"] for key, executor in documents[0]["deploymentSpec"]["executors"].items()}
+    functions = {
+        key: container["args"][container["args"].index("--function_to_execute") + 1]
+        for key, container in containers.items()
+    }
+    configs = {
+        key: json_format.MessageToDict(
+            backend.parse(backend.kubernetes_executor_config, config, key), preserving_proto_field_name=True
+        )
+        for key, config in documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"].items()
+    }
+    return functions, containers, configs
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_only_the_ingest_tasks_mount_a_temp_volume_where_tmpdir_points_of_the_declared_size(
+    name: str, tmp_path: Path
+) -> None:
+    functions, containers, configs = _executors(name, tmp_path)
+    with_volume = set()
+    for executor, function in functions.items():
+        config, env = configs[executor], {var["name"]: var["value"] for var in containers[executor].get("env", [])}
+        assert "pvc_mount" not in config and "generic_ephemeral_volume" not in config, executor
+        if function not in TEMP_DISK_TASKS:
+            assert "empty_dir_mounts" not in config and common.TEMP_DIR_ENV not in env, executor
+            continue
+        with_volume.add(function)
+        assert config["empty_dir_mounts"] == [
+            # no medium: the node's disk (a Memory medium would count against the task's memory limit)
+            {"volume_name": common.TEMP_VOLUME, "mount_path": common.TEMP_DIR, "size_limit": common.INGEST.temp_disk}
+        ], executor
+        assert env[common.TEMP_DIR_ENV] == common.TEMP_DIR, executor
+    assert with_volume == (TEMP_DISK_TASKS if name == "ingest" else set())
+
+
+def test_the_declared_size_is_a_kubernetes_quantity_in_binary_units() -> None:
+    assert common.INGEST.temp_disk is not None
+    assert parse_quantity(common.INGEST.temp_disk) >= 2**30
+    assert common.INGEST.temp_disk.endswith("Gi")
+    # the ingest tasks keep the cpu, memory and timeout they had
+    assert common.INGEST == common.Resources(temp_disk=common.INGEST.temp_disk)
+    assert common.SMALL.temp_disk is None and common.LARGE.temp_disk is None
+
+
+def test_the_non_root_task_user_can_write_the_volume_without_an_fs_group(tmp_path: Path) -> None:
+    """The tasks run as the image's user (10001), not root. A PVC's filesystem (a generic ephemeral volume) has a
+    root-owned root directory, writable by that user only with the pod's ``fsGroup``; the 2.17.0 backend offers
+    none: its task security context has no such field, and the pod security context it writes for every pod of a
+    run (``argo.go``, vendored) sets none. kubelet creates an ``emptyDir`` world-writable: the volume the user can
+    write. Should a later backend offer ``fsGroup``, this test says so, and the choice can be weighed again."""
+    functions, _, configs = _executors("ingest", tmp_path)
+    for executor, function in functions.items():
+        context = configs[executor]["security_context"]
+        assert context == {"run_as_user": "10001", "run_as_group": "10001", "run_as_non_root": True}, executor
+        if function in TEMP_DISK_TASKS:
+            assert set(configs[executor]["empty_dir_mounts"][0]) == {"volume_name", "mount_path", "size_limit"}
+    assert common.RUN_AS_USER == 10001
+    dockerfile = (ROOT / "components" / "Dockerfile").read_text(encoding="utf-8")
+    assert f"USER {common.RUN_AS_USER}:{common.RUN_AS_USER}" in dockerfile.splitlines()
+    backend = kfp_backend.protos(kfp_backend.installed_version())
+    fields = backend.kubernetes_executor_config.DESCRIPTOR.fields_by_name
+    task_context = fields["security_context"].message_type.fields_by_name
+    assert set(task_context) == {"run_as_user", "run_as_group", "run_as_non_root"}
+    argo = (ROOT / "tests" / "specs" / "upstream" / f"kfp-{backend.version}" / "argo.go").read_text(encoding="utf-8")
+    pod_context = argo[argo.index("wf.Spec.SecurityContext = &k8score.PodSecurityContext{") :]
+    pod_context = pod_context[: pod_context.index("c := &workflowCompiler{")]
+    assert "RunAsNonRoot" in pod_context and "FSGroup" not in pod_context and "FSGroup" not in argo
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0 or not Path("/bin/sh").exists(),
+    reason="runs a shell as the task's user: needs root",
+)
+def test_the_task_user_writes_a_folder_of_the_empty_dir_mode_and_not_a_root_owned_filesystem_root() -> None:
+    """What the choice rests on, as the kernel sees it: the task's user (10001, no supplementary groups) creates a
+    file in a root-owned folder of kubelet's ``emptyDir`` mode (0777), and cannot in one of a fresh filesystem's
+    root mode (0755, root-owned: a PVC mounted without ``fsGroup``)."""
+    with tempfile.TemporaryDirectory() as top:
+        os.chmod(top, 0o755)
+        empty_dir, pvc_root = Path(top) / "empty-dir", Path(top) / "pvc-root"
+        for folder, mode in ((empty_dir, EMPTY_DIR_MODE), (pvc_root, 0o755)):
+            folder.mkdir()
+            folder.chmod(mode)
+
+        def creates_a_file(folder: Path) -> bool:
+            result = subprocess.run(  # the shell: the interpreter may be where that user cannot read
+                ["/bin/sh", "-c", ': > "$1/file"', "sh", str(folder)],
+                user=common.RUN_AS_USER,
+                group=common.RUN_AS_USER,
+                extra_groups=[],
+                capture_output=True,
+                check=False,
+            )
+            return result.returncode == 0
+
+        assert creates_a_file(empty_dir)
+        assert not creates_a_file(pvc_root)
+
+
+def test_the_backend_cannot_request_ephemeral_storage_for_a_task() -> None:
+    """Why the scheduler does not count the volume: a task's resources in the 2.17.0 pipeline spec are cpu, memory
+    and accelerators, no ``ephemeral-storage`` request (which would make it count an ``emptyDir``), and the
+    Kubernetes config has no resources at all. Should a later backend have one, this test says so."""
+    pool = kfp_backend.protos(kfp_backend.installed_version()).pipeline_spec.DESCRIPTOR.file.pool
+    resources = pool.FindMessageTypeByName("ml_pipelines.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec")
+    assert not [field for field in resources.fields_by_name if "storage" in field or "disk" in field]
+    assert {"resource_cpu_request", "resource_memory_request", "accelerator"} <= set(resources.fields_by_name)
+
+
+def _tempfile_calls() -> list[tuple[str, str, ast.Call]]:
+    """Every ``tempfile.<function>(...)`` call in churnops/data: (file, function, call)."""
+    calls = []
+    for path in sorted(DATA.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "tempfile"
+            ):
+                calls.append((path.relative_to(DATA).as_posix(), node.func.attr, node))
+    return calls
+
+
+def test_every_temporary_file_of_the_data_code_goes_where_tempfile_says() -> None:
+    """No ``dir=`` but the embedded lake's own (a rename into the lake), no ``/tmp`` written out, no other way to a
+    temporary path (``tempfile.tempdir`` set, ``gettempdir`` joined by hand, a name imported from ``tempfile``
+    that the calls below would miss): ``TMPDIR`` decides."""
+    calls = _tempfile_calls()
+    assert {function for _, function, _ in calls} <= {"TemporaryFile", "TemporaryDirectory", "mkstemp"}
+    assert len(calls) >= 6  # the spools, the download, the run's ids, lakeFS's upload and read
+    own: dict[tuple[str, str], int] = {}
+    for file, function, call in calls:
+        assert not call.args, f"{file}: tempfile.{function} with positional arguments (name them: dir= shows)"
+        if any(keyword.arg == "dir" for keyword in call.keywords):
+            own[(file, function)] = own.get((file, function), 0) + 1
+    assert own == OWN_DIRECTORY
+    for path in DATA.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for found in ("/tmp", "gettempdir", "tempfile.tempdir", "from tempfile import"):
+            assert found not in text, f"{path}: {found}"
+
+
+@pytest.fixture(name="tmpdir_env")
+def tmpdir_env_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``TMPDIR`` set to a folder of its own, as the task's environment sets it (``tempfile`` reads it once)."""
+    folder = tmp_path / "volume"
+    folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    assert tempfile.gettempdir() == str(folder)
+    return folder
+
+
+def _under(file: IO[bytes], folder: Path) -> bool:
+    """Whether an open file (named or deleted while open) lives in ``folder``."""
+    target = os.readlink(f"/proc/self/fd/{file.fileno()}")
+    return Path(target.removesuffix(" (deleted)")).parent == folder
+
+
+class _Blob:
+    """A stored object version: a few bytes."""
+
+    def download_to_file(self, out: IO[bytes], raw_download: bool) -> None:
+        """Write the stored bytes to ``out``, as google-cloud-storage does."""
+        assert raw_download
+        out.write(b"raw bytes")
+
+
+class _Bucket:
+    """A bucket of the storage client double."""
+
+    def blob(self, name: str, generation: int) -> _Blob:
+        """One version of an object."""
+        assert name and generation
+        return _Blob()
+
+
+class _Client:
+    """The part of ``storage.Client`` that :meth:`IngestRun.download` uses."""
+
+    def bucket(self, name: str) -> _Bucket:
+        """A bucket by name."""
+        assert name
+        return _Bucket()
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads open files from /proc (Linux)")
+def test_the_run_ids_spools_and_download_write_under_tmpdir(tmpdir_env: Path) -> None:
+    with RunIds():
+        (directory,) = tmpdir_env.iterdir()
+        assert directory.name.startswith("churnops-run-ids-")
+    assert not list(tmpdir_env.iterdir())
+    with ParquetSpool() as spool:
+        spool.write(pd.DataFrame({"a": [1]}))
+        assert _under(spool.file, tmpdir_env)
+    with PartitionSpool("events") as partition:
+        assert _under(partition.spool.file, tmpdir_env)
+    run = IngestRun.__new__(IngestRun)
+    run.client = cast(storage.Client, _Client())
+    with run.download(ObjectRef("raw", "activity/events/x.jsonl.gz", 1, 9)) as stored:
+        assert _under(stored, tmpdir_env) and stored.read() == b"raw bytes"
