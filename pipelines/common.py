@@ -91,9 +91,11 @@ class Resources:
 
 SMALL = Resources()
 LARGE = Resources(cpu_request="1", cpu_limit="2", memory_request="2Gi", memory_limit="4Gi", timeout_seconds=90 * 60)
-# The ingest tasks (plan, groups, finish): SMALL's cpu, memory and timeout, and the temporary files of an hour: 2.2
-# times the 1,821 MiB measured for one object of 10M events (docs/ingestion.md, "Temporary disk on the cluster").
-INGEST = Resources(temp_disk="4Gi")
+# The ingest tasks (plan, groups, finish). CPU: an object is read, checked and written by three threads (the reading
+# thread, the check, the parquet writer). Memory: about twice the peak measured for one object of 10M events (0.96
+# GiB, docs/ingestion.md, "Cost"). Disk: the temporary files of an hour, 2.2 times the 1,821 MiB measured for that
+# object (docs/ingestion.md, "Temporary disk on the cluster").
+INGEST = Resources(cpu_request="1", cpu_limit="2", memory_request="1536Mi", memory_limit="2Gi", temp_disk="4Gi")
 
 
 def configure(

@@ -88,6 +88,9 @@ def test_only_the_ingest_tasks_mount_a_temp_volume_where_tmpdir_points_of_the_de
             {"volume_name": common.TEMP_VOLUME, "mount_path": common.TEMP_DIR, "size_limit": common.INGEST.temp_disk}
         ], executor
         assert env[common.TEMP_DIR_ENV] == common.TEMP_DIR, executor
+        resources = containers[executor]["resources"]
+        assert parse_quantity(resources["resourceMemoryLimit"]) == parse_quantity(common.INGEST.memory_limit), executor
+        assert parse_quantity(resources["resourceCpuLimit"]) == parse_quantity(common.INGEST.cpu_limit), executor
     assert with_volume == (TEMP_DISK_TASKS if name == "ingest" else set())
 
 
@@ -95,8 +98,6 @@ def test_the_declared_size_is_a_kubernetes_quantity_in_binary_units() -> None:
     assert common.INGEST.temp_disk is not None
     assert parse_quantity(common.INGEST.temp_disk) >= 2**30
     assert common.INGEST.temp_disk.endswith("Gi")
-    # the ingest tasks keep the cpu, memory and timeout they had
-    assert common.INGEST == common.Resources(temp_disk=common.INGEST.temp_disk)
     assert common.SMALL.temp_disk is None and common.LARGE.temp_disk is None
 
 
