@@ -83,6 +83,9 @@ def keys(ids: pd.Series, hours: pd.Series) -> pd.DataFrame:
     return frame if keep.all() else frame[keep]
 
 
+_DICTIONARY = ["source"]  # a segment's ids are distinct: written plain, not through a dictionary dropped at 1 MiB
+
+
 def _segment_rows(ids: pa.Array, sources: pa.Array) -> pa.Table:
     """Rows of a segment: ``id`` as text, ``source`` as a dictionary (a few object names for many ids, not one
     string per id; without the Arrow schema stored, the file reads back as plain strings either way)."""
@@ -98,7 +101,7 @@ def _segment(frame: pd.DataFrame) -> bytes:
         pa.array(frame["source"], type=pa.string(), from_pandas=True),
     )
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd", store_schema=False)
+    pq.write_table(table, buffer, compression="zstd", store_schema=False, use_dictionary=_DICTIONARY)
     return buffer.getvalue()
 
 
@@ -278,7 +281,7 @@ class IdIndex:  # pylint: disable=too-many-instance-attributes  # the lake handl
             for source, rows in added.keys():
                 for hour, ids in _by_hour(rows):
                     sources = pa.DictionaryArray.from_arrays(np.zeros(len(ids), dtype=np.int32), pa.array([source]))
-                    segments.setdefault(hour, ParquetSpool()).write(_segment_rows(ids, sources))
+                    segments.setdefault(hour, ParquetSpool(dictionary=_DICTIONARY)).write(_segment_rows(ids, sources))
             for hour, spool in segments.items():
                 files[segment_path(self.kind, hour, run_id)] = spool.detach()
         except BaseException:
@@ -298,7 +301,7 @@ class IdIndex:  # pylint: disable=too-many-instance-attributes  # the lake handl
         for hour, stored in self._build().items():
             kept = stored.loc[~stored["source"].isin(removed_sources), _COLUMNS]
             if not kept.empty:
-                segments.setdefault(hour, ParquetSpool()).write(
+                segments.setdefault(hour, ParquetSpool(dictionary=_DICTIONARY)).write(
                     _segment_rows(
                         pa.array(kept["id"], type=pa.string(), from_pandas=True),
                         pa.array(kept["source"], type=pa.string(), from_pandas=True),

@@ -385,7 +385,7 @@ def stage_group(run: IngestRun, group: IngestGroup) -> str:
         files: dict[str, Content] = {group.report_path: json.dumps(staged).encode()}
         for (position, source), obj in zip(group.sources, report.objects):
             if obj.partition is not None:
-                with ParquetSpool() as spool:
+                with ParquetSpool(dictionary=["hour"]) as spool:  # the ids are distinct
                     spool.write(KEYS_SCHEMA.empty_table())
                     for _, keys in published[source.kind].keys(source.ref.name):
                         spool.write(keys)

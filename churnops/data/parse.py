@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import gzip
 import io
 import re
@@ -599,6 +600,7 @@ def _csv_chunk(
     )
 
 
+@functools.lru_cache(maxsize=4)
 def _arrow_read_schema(kind: str) -> pyarrow.Schema:
     """How pyarrow must read the contract's columns: numbers for float columns, text for the rest."""
     return pyarrow.schema(

@@ -7,6 +7,7 @@ which of them are required, their types, allowed values, ranges and PII policy.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -141,13 +142,17 @@ def _cancel_date_when_cancelled(frame: pd.DataFrame) -> pd.Series:
     return ~(cancelled & frame["cancel_date"].isna())
 
 
+@functools.lru_cache(maxsize=16)
 def contract_schema(
     kind: str,
     hour: datetime | None = None,
     now: datetime | None = None,
     tolerance: timedelta = timedelta(minutes=5),
 ) -> pa.DataFrameSchema:
-    """The pandera schema of ``kind``; with ``hour`` and ``now`` it also checks the time window."""
+    """The pandera schema of ``kind``; with ``hour`` and ``now`` it also checks the time window.
+
+    Built once per arguments (the chunks of an object share one; pandera validates with a copy): the same
+    object is returned for the same arguments, so it is never to be changed."""
     window = _window_checks(hour, now, tolerance)
     if kind == EVENTS:
         columns = {

@@ -22,7 +22,10 @@ class ParquetSpool:
     nothing, unless no frame has rows. Each frame is one row group.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, dictionary: bool | list[str] = True) -> None:
+        """``dictionary``: the columns to dictionary-encode (parquet's ``use_dictionary``; all by default). A column
+        of distinct values such as ids is better written plain: its dictionary would be built and dropped."""
+        self.dictionary = dictionary
         self.file = tempfile.TemporaryFile()  # pylint: disable=consider-using-with  # closed by __exit__
         self.writer: pq.ParquetWriter | None = None
         self.empty: pa.Table | None = None
@@ -49,7 +52,7 @@ class ParquetSpool:
                 [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema],
                 metadata=table.schema.metadata,
             )
-            self.writer = pq.ParquetWriter(self.file, schema_, compression="zstd")
+            self.writer = pq.ParquetWriter(self.file, schema_, compression="zstd", use_dictionary=self.dictionary)
         self.writer.write_table(table.select(self.writer.schema.names).cast(self.writer.schema))
 
     def close(self) -> bytes:
@@ -62,7 +65,9 @@ class ParquetSpool:
         if self.writer is None:
             if self.empty is None:
                 raise ValueError("nothing was written")
-            self.writer = pq.ParquetWriter(self.file, self.empty.schema, compression="zstd")
+            self.writer = pq.ParquetWriter(
+                self.file, self.empty.schema, compression="zstd", use_dictionary=self.dictionary
+            )
             self.writer.write_table(self.empty)
         self.writer.close()
         self.writer = None
