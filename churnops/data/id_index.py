@@ -144,6 +144,13 @@ class _HourIds:
         return self.hashes.find(ids, ids_of)
 
 
+def _spool(segments: dict[pd.Timestamp, ParquetSpool], hour: pd.Timestamp) -> ParquetSpool:
+    """The segment being written for ``hour``, started if it is not (one temporary file an hour)."""
+    if hour not in segments:
+        segments[hour] = ParquetSpool(dictionary=_DICTIONARY)
+    return segments[hour]
+
+
 def _row_group(segment: pq.ParquetFile, number: int) -> Callable[[], pa.Table]:
     return lambda: segment.read_row_group(number, columns=_COLUMNS)
 
@@ -281,7 +288,7 @@ class IdIndex:  # pylint: disable=too-many-instance-attributes  # the lake handl
             for source, rows in added.keys():
                 for hour, ids in _by_hour(rows):
                     sources = pa.DictionaryArray.from_arrays(np.zeros(len(ids), dtype=np.int32), pa.array([source]))
-                    segments.setdefault(hour, ParquetSpool(dictionary=_DICTIONARY)).write(_segment_rows(ids, sources))
+                    _spool(segments, hour).write(_segment_rows(ids, sources))
             for hour, spool in segments.items():
                 files[segment_path(self.kind, hour, run_id)] = spool.detach()
         except BaseException:
@@ -301,7 +308,7 @@ class IdIndex:  # pylint: disable=too-many-instance-attributes  # the lake handl
         for hour, stored in self._build().items():
             kept = stored.loc[~stored["source"].isin(removed_sources), _COLUMNS]
             if not kept.empty:
-                segments.setdefault(hour, ParquetSpool(dictionary=_DICTIONARY)).write(
+                _spool(segments, hour).write(
                     _segment_rows(
                         pa.array(kept["id"], type=pa.string(), from_pandas=True),
                         pa.array(kept["source"], type=pa.string(), from_pandas=True),

@@ -29,6 +29,7 @@ and a finish that makes the branch what one sequential run stages (:mod:`churnop
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -36,8 +37,8 @@ import logging
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable
-from contextlib import closing
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import PurePosixPath
@@ -83,12 +84,74 @@ class _Staged:
     files: dict[str, Content]
 
 
+@dataclass
+class _Opened:
+    """An object read up to its first chunk: its stored bytes (a temporary file), its chunks, and the first one
+    (None for no chunk), parsed."""
+
+    stored: IO[bytes]
+    chunks: Generator[parse.ParsedObject, None, None]
+    first: parse.ParsedObject | None
+
+    def close(self) -> None:
+        """Stop reading (the chunk being parsed ends first) and delete the temporary file."""
+        try:
+            self.chunks.close()
+        finally:
+            self.stored.close()
+
+    def all_chunks(self) -> Iterator[parse.ParsedObject]:
+        """Every chunk, the first one included."""
+        return self.chunks if self.first is None else itertools.chain([self.first], self.chunks)
+
+
 class _NewColumns(Exception):
     """A chunk has contract columns the object's earlier chunks lack: read the object again knowing them."""
 
     def __init__(self, columns: frozenset[str]) -> None:
         super().__init__(sorted(columns))
         self.columns = columns
+
+
+def _open_object(run: IngestRun, source: _Source) -> _Opened:
+    """Download an object and parse its first chunk (what :meth:`IngestRun.stage_object` starts with)."""
+    stored = run.download(source.ref)
+    chunks = parse.iter_object(source.ref.name, stored, source.ref.content_encoding, run.chunk_bytes, run.chunk_rows)
+    try:
+        return _Opened(stored, chunks, next(chunks, None))
+    except BaseException:
+        _Opened(stored, chunks, None).close()
+        raise
+
+
+class _OneAhead:
+    """Opens the objects of a run one ahead (:func:`_open_object`, in a thread of its own): the next
+    object is downloaded and its first chunk parsed while the one before finishes (its last chunk appended, its
+    files written), instead of after. At most one object is opened ahead; one not taken is closed at the end."""
+
+    def __init__(self, run: IngestRun, sources: list[_Source]) -> None:
+        self.run = run
+        self.sources = sources
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="object-open")
+        self.pending: dict[int, Future[_Opened]] = {}
+
+    def __enter__(self) -> _OneAhead:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.thread.shutdown(wait=True)
+        for pending in self.pending.values():
+            if pending.exception() is None:
+                pending.result().close()
+
+    def open(self, position: int) -> None:
+        """Start opening the object at ``position`` (nothing past the end, for a misnamed object or twice)."""
+        if position < len(self.sources) and not self.sources[position].name_error and position not in self.pending:
+            self.pending[position] = self.thread.submit(_open_object, self.run, self.sources[position])
+
+    def opening(self, position: int) -> Future[_Opened] | None:
+        """The object at ``position`` being opened, if it is (it is then the caller's to close)."""
+        return self.pending.pop(position, None)
 
 
 def hour_prefix(kind: str, hour: datetime) -> str:
@@ -274,10 +337,21 @@ class IngestRun:
 
     # -- per object ------------------------------------------------------------------------------
 
-    def stage_object(self, source: _Source, index: IdIndex, superseded: set[str], seen: RunIds, run_id: str) -> _Staged:
+    def stage_object(  # pylint: disable=too-many-arguments,too-many-positional-arguments
+        self,
+        source: _Source,
+        index: IdIndex,
+        superseded: set[str],
+        seen: RunIds,
+        run_id: str,
+        opening: Future[_Opened] | None = None,
+        read_next: Callable[[], None] = lambda: None,
+    ) -> _Staged:
         """Steps 3-5 for one object, read and processed in chunks: the files it contributes to the run
         branch and its report. ``seen`` holds the ids earlier objects of the run published (of the same
         kind); the ids this object publishes are added to it (none if it ends up quarantined whole).
+        ``opening``: the object being opened already (:func:`_open_object`), else it is opened here;
+        ``read_next`` is called once its last chunk is read (to start reading the next object).
 
         An object whose later chunk names a contract column its earlier chunks lack is read again
         knowing the column, so every chunk is checked with the columns of the whole object, as if it
@@ -285,14 +359,19 @@ class IngestRun:
         """
         ref = source.ref
         if source.name_error:
+            read_next()
             report = ObjectReport(ref.name, ref.generation, source.kind, "quarantined", reason=source.name_error)
             return _Staged(report, dict(self.object_files(source, report, run_id)))
         columns: frozenset[str] = frozenset()
         mark = seen.mark()
         while True:
             try:
-                with self.download(ref) as stored:
-                    staged = self.stream_object(source, stored, index, superseded, seen, run_id, columns)
+                opened = opening.result() if opening is not None else _open_object(self, source)
+                opening = None
+                try:
+                    staged = self.stream_object(source, opened, (index, superseded), seen, run_id, columns, read_next)
+                finally:
+                    opened.close()
                 if staged.report.partition is None:
                     seen.rollback(mark)
                 return staged
@@ -300,6 +379,7 @@ class IngestRun:
                 seen.rollback(mark)
                 columns = more.columns
             except parse.UnreadableObject as error:
+                read_next()
                 seen.rollback(mark)
                 report = ObjectReport(
                     ref.name, ref.generation, source.kind, "quarantined", reason=f"unreadable object: {error.reason}"
@@ -322,15 +402,16 @@ class IngestRun:
     def stream_object(  # pylint: disable=too-many-arguments,too-many-positional-arguments,too-many-locals
         self,
         source: _Source,
-        stored: IO[bytes],
-        index: IdIndex,
-        superseded: set[str],
+        opened: _Opened,
+        lookup: tuple[IdIndex, set[str]],
         seen: RunIds,
         run_id: str,
         columns: frozenset[str],
+        read_next: Callable[[], None],
     ) -> _Staged:
-        """One pass over an object's chunks (see :meth:`stage_object`); ``columns``: contract columns
-        the object is known to have."""
+        """One pass over an object's chunks (see :meth:`stage_object`); ``lookup``: the id index and the superseded
+        sources it ignores; ``columns``: contract columns the object is known to have."""
+        index, superseded = lookup
         ref, kind = source.ref, source.kind
         id_column, time_column = ID_COLUMNS[kind], schema.RECORD_TIME_COLUMNS[kind]
         contract_columns = set(schema.CONTRACT_COLUMNS[kind])
@@ -340,9 +421,8 @@ class IngestRun:
         unknown: dict[str, None] = {}
         now = self.now()
         known = set(columns)
-        chunks = parse.iter_object(ref.name, stored, ref.content_encoding, self.chunk_bytes, self.chunk_rows)
-        with PartitionSpool(kind) as partition, ParquetSpool() as quarantine, closing(chunks):
-            for number, parsed in enumerate(chunks):
+        with PartitionSpool(kind) as partition, ParquetSpool() as quarantine:
+            for number, parsed in enumerate(opened.all_chunks()):
                 present = contract_columns.intersection(parsed.rows.columns)
                 if number and not present <= known:
                     raise _NewColumns(frozenset(known | present))
@@ -375,6 +455,7 @@ class IngestRun:
                 if len(result.quarantined):
                     quarantine.write(self.quarantine_rows(result.quarantined, source))
                     report.rows_quarantined += len(result.quarantined)
+            read_next()  # the next object is read while this one's last chunk is appended and its files written
             partition.wait()
             self.finish_object(staged, source, (partition.spool, quarantine), unknown, list(corrections.values()))
             if partition.summary is not None and report.partition is not None:  # in the same commit as the partition
@@ -687,13 +768,22 @@ class IngestRun:
         """Steps 3-5 one object at a time, each in chunks (:meth:`stage_object`): an object's files are
         written to ``branch`` before the next object is read, so the run holds one chunk's rows at a
         time. The ids each object publishes are added to ``published`` (per kind; on disk, their hashes in memory)."""
-        for source in fresh:
-            staged = self.stage_object(source, indexes[source.kind], superseded, published[source.kind], report.run_id)
-            try:
-                self.repo.put_objects(branch, staged.files)
-            finally:
-                close_files(staged.files)
-            report.objects.append(staged.report)
+        with _OneAhead(self, fresh) as ahead:
+            for position, source in enumerate(fresh):
+                staged = self.stage_object(
+                    source,
+                    indexes[source.kind],
+                    superseded,
+                    published[source.kind],
+                    report.run_id,
+                    ahead.opening(position),
+                    functools.partial(ahead.open, position + 1),
+                )
+                try:
+                    self.repo.put_objects(branch, staged.files)
+                finally:
+                    close_files(staged.files)
+                report.objects.append(staged.report)
 
     def publish(self, branch: str, metadata: dict[str, str]) -> str:
         """Commit and merge a staged run branch (see :func:`publish_branch`)."""
