@@ -101,8 +101,12 @@ class _Opened:
             self.stored.close()
 
     def all_chunks(self) -> Iterator[parse.ParsedObject]:
-        """Every chunk, the first one included."""
-        return self.chunks if self.first is None else itertools.chain([self.first], self.chunks)
+        """Every chunk, the first one included (handed over: no reference to it is kept here)."""
+        if self.first is not None:
+            first, self.first = self.first, None
+            yield first
+            del first
+        yield from self.chunks
 
 
 class _NewColumns(Exception):
