@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+import urllib3
 
 from churnops.data.versioning import lakefs as lakefs_module
 from churnops.data.versioning.base import LakeUnavailable, NotFoundError, VersioningError
@@ -159,6 +160,30 @@ def test_objects_larger_than_a_block_round_trip_exactly(double: LakeFSDouble, tm
             assert opened.read() == content
         assert repo.get_object("run", path) == content
         assert repo.physical_address("run", path).endswith(hashlib.sha256(content).hexdigest())
+
+
+def test_a_read_broken_off_partway_is_retried_from_the_start(
+    double: LakeFSDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = _repo(double)
+    repo.create_branch("run")
+    content = os.urandom(3 * lakefs_module.BLOCK_SIZE)
+    repo.put_objects("run", {"big.bin": content})
+    stream = urllib3.HTTPResponse.stream
+    broken: list[bool] = []
+
+    def break_off_once(response: urllib3.HTTPResponse, *args: Any, **kwargs: Any) -> Iterator[bytes]:
+        blocks = stream(response, *args, **kwargs)
+        if not broken:
+            broken.append(True)
+            yield next(blocks, b"")
+            raise urllib3.exceptions.ProtocolError("connection broken off")
+        yield from blocks
+
+    monkeypatch.setattr(urllib3.HTTPResponse, "stream", break_off_once)
+    with repo.open_object("run", "big.bin") as opened:
+        assert opened.read() == content  # the retry wrote the object from its start, once
+    assert broken
 
 
 class _Generated(io.RawIOBase):
