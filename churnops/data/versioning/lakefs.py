@@ -16,18 +16,24 @@ Mapping of lakeFS answers onto the interface:
 A retried commit whose first attempt was applied but whose answer was lost gets "no changes" on
 the retry; the backend then recognises its own commit at the branch head (same message and
 metadata) and returns its id instead of ``None``.
+
+Object contents are streamed: the generated client holds a request or response body whole in
+memory (it reads an upload's file whole to build its multipart form, and ``getObject``'s body
+into ``bytes`` even with ``_preload_content=False``), so uploads and reads are sent by hand
+over the client's own connection pool, configuration and authentication (see :meth:`_send`).
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import IO, Any, TypeVar
+from urllib.parse import quote
 
 import urllib3
 from lakefs_sdk.api.branches_api import BranchesApi
@@ -37,7 +43,14 @@ from lakefs_sdk.api.refs_api import RefsApi
 from lakefs_sdk.api.repositories_api import RepositoriesApi
 from lakefs_sdk.api_client import ApiClient
 from lakefs_sdk.configuration import Configuration
-from lakefs_sdk.exceptions import ApiException
+from lakefs_sdk.exceptions import (
+    ApiException,
+    BadRequestException,
+    ForbiddenException,
+    NotFoundException,
+    ServiceException,
+    UnauthorizedException,
+)
 from lakefs_sdk.models.branch_creation import BranchCreation
 from lakefs_sdk.models.commit import Commit
 from lakefs_sdk.models.commit_creation import CommitCreation
@@ -45,6 +58,7 @@ from lakefs_sdk.models.garbage_collection_rules import GarbageCollectionRules
 from lakefs_sdk.models.merge import Merge
 from lakefs_sdk.models.path_list import PathList
 from lakefs_sdk.models.repository_creation import RepositoryCreation
+from lakefs_sdk.rest import RESTResponse
 
 from churnops.data.versioning.base import (
     DEFAULT_BRANCH,
@@ -73,6 +87,17 @@ T = TypeVar("T")
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 _PAGE = 1000  # lakeFS's maximum page size (and delete batch size)
+BLOCK_SIZE = 1 << 20  # an object read from lakeFS is written out this many bytes at a time
+# The authentication schemes the generated client applies to getObject and uploadObject (basic auth here; the
+# others apply only when the configuration holds a cookie, token or API key)
+_AUTH_SETTINGS = ["basic_auth", "cookie_auth", "jwt_token"]
+# The exception the generated client's REST layer raises for each error status (lakefs_sdk.rest.RESTClientObject)
+_ERRORS: dict[int, type[ApiException]] = {
+    400: BadRequestException,
+    401: UnauthorizedException,
+    403: ForbiddenException,
+    404: NotFoundException,
+}
 
 
 def _is_no_changes(exc: ApiException) -> bool:
@@ -121,6 +146,7 @@ class LakeFSRepository(DataRepository):  # pylint: disable=too-many-public-metho
         configuration.retries = 0  # type: ignore[assignment]
         client = ApiClient(configuration)
         self._host = host
+        self._client = client
         self.repository = repository
         self.storage_namespace = storage_namespace
         self.retries = retries
@@ -194,6 +220,99 @@ class LakeFSRepository(DataRepository):  # pylint: disable=too-many-public-metho
                 logger.warning("%s: cannot reach lakeFS (%s), retrying", what, type(exc).__name__)
             time.sleep(self.backoff_seconds * 2**attempt)
             attempt += 1
+
+    def _send(
+        self,
+        method: str,
+        resource_path: str,
+        path_params: Mapping[str, str],
+        query: list[tuple[str, str]],
+        headers: Mapping[str, str],
+        body: bytes | IO[bytes] | None = None,
+        _request_timeout: float | None = None,
+    ) -> urllib3.BaseHTTPResponse:
+        """Send one lakeFS API request as the generated client builds it, but with ``body`` (bytes or a binary
+        file, read a block at a time) and the response (returned unread: the caller reads and releases it)
+        never held whole.
+
+        The URL, the default headers (User-Agent, cookie), the authentication, the connection pool (TLS,
+        proxy, retries), the timeout and the exception raised for an error status are those of
+        ``lakefs_sdk``'s ``ApiClient.call_api`` and ``rest.RESTClientObject.request``.
+        """
+        client = self._client
+        config = client.configuration
+        # the generated client's helpers are unannotated: each is typed here as what it does
+        add_auth: Callable[..., None] = client.update_params_for_auth  # adds to the headers or the query
+        to_query: Callable[[list[tuple[str, str]], dict[str, str]], str] = client.parameters_to_url_query
+        all_headers = {**client.default_headers, **headers}
+        if client.cookie:
+            all_headers["Cookie"] = client.cookie
+        for name, value in path_params.items():
+            resource_path = resource_path.replace(f"{{{name}}}", quote(value, safe=config.safe_chars_for_path_param))
+        query = list(query)
+        add_auth(all_headers, query, _AUTH_SETTINGS, resource_path, method, None)
+        url = f"{config.host}{resource_path}?{to_query(query, {})}"
+        timeout = urllib3.Timeout(total=_request_timeout) if _request_timeout else None
+        try:
+            response: urllib3.BaseHTTPResponse = client.rest_client.pool_manager.request(
+                method, url, body=body, headers=all_headers, preload_content=False, timeout=timeout
+            )
+        except urllib3.exceptions.SSLError as exc:
+            raise ApiException(status=0, reason=f"{type(exc).__name__}\n{exc}") from exc
+        if 200 <= response.status <= 299:
+            return response
+        error_class = ServiceException if 500 <= response.status <= 599 else _ERRORS.get(response.status, ApiException)
+        error = error_class(http_resp=RESTResponse(response))  # reads the (small) error body
+        response.release_conn()
+        if error.body:
+            error.body = error.body.decode("utf-8")
+        raise error
+
+    def _download(self, ref: str, path: str, out: IO[bytes], _request_timeout: float | None = None) -> None:
+        """Write the content of ``path`` at ``ref`` to ``out`` (truncated first), :data:`BLOCK_SIZE` bytes at a
+        time (lakeFS API ``getObject``: ``GET /repositories/{repository}/refs/{ref}/objects?path=``, answered
+        ``application/octet-stream``)."""
+        out.seek(0)
+        out.truncate()
+        response = self._send(
+            "GET",
+            "/repositories/{repository}/refs/{ref}/objects",
+            {"repository": self.repository, "ref": ref},
+            [("path", path)],
+            {"Accept": "application/octet-stream, application/json"},
+            _request_timeout=_request_timeout,
+        )
+        try:
+            for block in response.stream(BLOCK_SIZE):
+                out.write(block)
+        except BaseException:
+            response.close()  # a connection left partway through a body is not reused
+            raise
+        finally:
+            response.release_conn()
+
+    def _upload(
+        self, branch: str, path: str, content: bytes | IO[bytes], size: int, _request_timeout: float | None = None
+    ) -> None:
+        """Stage ``content`` (bytes, or ``size`` bytes of a file from its current position) as ``path`` on
+        ``branch`` (lakeFS API ``uploadObject``: ``POST /repositories/{repository}/branches/{branch}/objects?path=``
+        with the ``application/octet-stream`` body the spec allows beside the generated client's multipart form;
+        lakeFS stores either the same way)."""
+        response = self._send(
+            "POST",
+            "/repositories/{repository}/branches/{branch}/objects",
+            {"repository": self.repository, "branch": branch},
+            [("path", path)],
+            {
+                "Accept": "application/json",
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(size),
+            },
+            body=content,
+            _request_timeout=_request_timeout,
+        )
+        response.drain_conn()  # the ObjectStats answered, unused (as the generated client's answer was)
+        response.release_conn()
 
     def _last_commit(self, ref: str) -> Commit:
         commits = self._call(f"log {ref!r}", self._refs.log_commits, self.repository, ref, amount=1)
@@ -296,23 +415,29 @@ class LakeFSRepository(DataRepository):  # pylint: disable=too-many-public-metho
         check_branch_name(branch)
         for path, content in files.items():
             check_content(check_path(path), content)
-        # The generated client uploads `content` from a file path, so each object goes through a temp file.
-        with tempfile.TemporaryDirectory(prefix="churnops-lakefs-") as tmp:
-            upload = Path(tmp) / "content"
-            for path, content in files.items():
-                if isinstance(content, (bytes, bytearray, memoryview)):
-                    upload.write_bytes(content)
-                else:
-                    with upload.open("wb") as copy:
-                        shutil.copyfileobj(content, copy)
-                self._call(
-                    f"upload {path!r} to {branch!r}",
-                    self._objects.upload_object,
-                    self.repository,
-                    branch,
-                    path,
-                    content=str(upload),
-                )
+        for path, content in files.items():
+            what = f"upload {path!r} to {branch!r}"
+            if isinstance(content, (bytes, bytearray, memoryview)):
+                data = bytes(content)
+                self._call(what, self._upload, branch, path, data, len(data))
+            elif content.seekable():
+                self._upload_file(what, branch, path, content)
+            else:  # a pipe or socket: copied to a temporary file first, so that a retry can send it again
+                with tempfile.TemporaryFile(prefix="churnops-lakefs-") as copy:
+                    shutil.copyfileobj(content, copy, BLOCK_SIZE)
+                    copy.seek(0)
+                    self._upload_file(what, branch, path, copy)
+
+    def _upload_file(self, what: str, branch: str, path: str, content: IO[bytes]) -> None:
+        """Upload a seekable file from its current position to its end; each attempt starts from that position."""
+        start = content.tell()
+        size = content.seek(0, io.SEEK_END) - start
+
+        def attempt(**kwargs: Any) -> None:
+            content.seek(start)
+            self._upload(branch, path, content, size, **kwargs)
+
+        self._call(what, attempt)
 
     def delete_objects(self, branch: str, paths: Iterable[str]) -> None:
         check_branch_name(branch)
@@ -373,9 +498,15 @@ class LakeFSRepository(DataRepository):  # pylint: disable=too-many-public-metho
         return result.reference
 
     def get_object(self, ref: str, path: str) -> bytes:
+        out = io.BytesIO()
+        self._get_into(ref, path, out)
+        return out.getvalue()
+
+    def _get_into(self, ref: str, path: str, out: IO[bytes]) -> None:
+        """Write the content of ``path`` at ``ref`` to ``out``, a block at a time (retried from its start)."""
         check_path(path)
         try:
-            return bytes(self._call(f"get {path!r} at {ref!r}", self._objects.get_object, self.repository, ref, path))
+            self._call(f"get {path!r} at {ref!r}", self._download, ref, path, out)
         except ApiException as exc:
             if exc.status == 410:
                 raise ObjectExpired(
@@ -387,7 +518,7 @@ class LakeFSRepository(DataRepository):  # pylint: disable=too-many-public-metho
     def open_object(self, ref: str, path: str) -> IO[bytes]:
         out = tempfile.TemporaryFile()  # pylint: disable=consider-using-with  # the caller closes it
         try:
-            out.write(self.get_object(ref, path))
+            self._get_into(ref, path, out)
             out.seek(0)
         except BaseException:
             out.close()
