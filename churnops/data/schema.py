@@ -7,7 +7,6 @@ which of them are required, their types, allowed values, ranges and PII policy.
 
 from __future__ import annotations
 
-import functools
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -142,7 +141,6 @@ def _cancel_date_when_cancelled(frame: pd.DataFrame) -> pd.Series:
     return ~(cancelled & frame["cancel_date"].isna())
 
 
-@functools.lru_cache(maxsize=16)
 def contract_schema(
     kind: str,
     hour: datetime | None = None,
@@ -151,8 +149,8 @@ def contract_schema(
 ) -> pa.DataFrameSchema:
     """The pandera schema of ``kind``; with ``hour`` and ``now`` it also checks the time window.
 
-    Built once per arguments (the chunks of an object share one; pandera validates with a copy): the same
-    object is returned for the same arguments, so it is never to be changed."""
+    A new schema each call: with one schema kept per object and validated chunk after chunk, an ingest's peak
+    memory grew with the object (a 4M-event object: 1.023 GiB against 0.755 GiB)."""
     window = _window_checks(hour, now, tolerance)
     if kind == EVENTS:
         columns = {
