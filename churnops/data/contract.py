@@ -190,16 +190,13 @@ def _normalise_strings(
     else:
         raw = pyarrow.array(text.to_numpy(), type=pyarrow.string(), from_pandas=True)
     corrections: list[Correction] = []
-    if _may_need_trimming(raw):
-        stripped = arrow_call("utf8_trim_whitespace", raw)
-        empty = pyarrow_compute.fill_null(arrow_call("equal", stripped, ""), False)
+    stripped = arrow_call("utf8_trim_whitespace", raw) if _may_need_trimming(raw) else raw
+    empty = pyarrow_compute.fill_null(arrow_call("equal", stripped, ""), False)
+    if stripped is not raw:
         changed = pyarrow_compute.fill_null(arrow_call("not_equal", stripped, raw), False)
         strip_count = _count(arrow_call("and", changed, arrow_call("invert", empty)))
         if strip_count:
             corrections.append(Correction("normalised_value", name, strip_count, "surrounding whitespace stripped"))
-    else:
-        stripped = raw
-        empty = pyarrow_compute.fill_null(arrow_call("equal", stripped, ""), False)
     allowed_values = (
         None if allowed is None else pyarrow_compute.SetLookupOptions(pyarrow.array(allowed, type=pyarrow.string()))
     )

@@ -31,7 +31,6 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from churnops.data import naming
+from churnops.data.contract import arrow_call
 from churnops.data.run_ids import IdHashes, RunIds
 from churnops.data.spool import ParquetSpool
 from churnops.data.versioning import DataRepository
@@ -105,19 +105,14 @@ def _segment(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def _arrow(name: str, *args: Any, options: Any = None) -> Any:
-    """pyarrow's compute function ``name`` (its generated wrappers are invisible to static analysis)."""
-    return pc.call_function(name, list(args), options)
-
-
 def _by_hour(added: pa.Table) -> Iterable[tuple[pd.Timestamp, pa.Array]]:
     """The ids of ``added`` (:data:`churnops.data.run_ids.KEYS_SCHEMA`) per record hour; rows lacking either are
     left out."""
     ids, hours = added.column("id"), added.column("hour")
-    present = _arrow("and", _arrow("is_valid", ids), _arrow("is_valid", hours))
-    for hour in _arrow("unique", _arrow("filter", hours, present)).to_pylist():
-        rows = _arrow("and", present, _arrow("equal", hours, pa.scalar(hour, hours.type)))
-        yield pd.Timestamp(hour), _arrow("filter", ids, rows).combine_chunks()
+    present = arrow_call("and", arrow_call("is_valid", ids), arrow_call("is_valid", hours))
+    for hour in arrow_call("unique", arrow_call("filter", hours, present)).to_pylist():
+        rows = arrow_call("and", present, arrow_call("equal", hours, pa.scalar(hour, hours.type)))
+        yield pd.Timestamp(hour), arrow_call("filter", ids, rows).combine_chunks()
 
 
 @dataclass
@@ -138,8 +133,10 @@ class _HourIds:
 
         def ids_of(part: int) -> pa.Array:
             rows = self.parts[part]()
-            kept = _arrow("invert", _arrow("is_in", rows.column("source"), options=pc.SetLookupOptions(ignored)))
-            return _arrow("filter", rows.column("id"), kept)
+            kept = arrow_call(
+                "invert", arrow_call("is_in", rows.column("source"), options=pc.SetLookupOptions(ignored))
+            )
+            return arrow_call("filter", rows.column("id"), kept)
 
         return self.hashes.find(ids, ids_of)
 

@@ -769,9 +769,11 @@ class IngestRun:
         report: IngestReport,
         published: dict[str, RunIds],
     ) -> None:
-        """Steps 3-5 one object at a time, each in chunks (:meth:`stage_object`): an object's files are
-        written to ``branch`` before the next object is read, so the run holds one chunk's rows at a
-        time. The ids each object publishes are added to ``published`` (per kind; on disk, their hashes in memory)."""
+        """Steps 3-5 one object at a time, each in chunks (:meth:`stage_object`), its files written to ``branch``
+        before the next object is staged; the next object is opened (downloaded, its first chunk parsed) while
+        the one before finishes (:class:`_OneAhead`), so the run holds a few chunks' rows at a time, never an
+        object's. The ids each object publishes are added to ``published`` (per kind; on disk, their hashes in
+        memory)."""
         with _OneAhead(self, fresh) as ahead:
             for position, source in enumerate(fresh):
                 staged = self.stage_object(

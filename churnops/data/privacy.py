@@ -200,11 +200,8 @@ class Tokenizer:
         return tokens.take(encoded.indices)  # a null index (a null value) gives null
 
     def _new_tokens(self, values: list[str]) -> list[str]:
-        """:meth:`token` of each of ``values`` (strings), hashed here: the chain of every key version."""
-        texts = [normalise_id(value) for value in values]
-        for keyed in self._keyed:
-            texts = [_link(keyed, text) for text in texts]
-        return texts
+        """The token of each of ``values``, hashed (not looked up in a memory)."""
+        return [self.token_versions(value)[-1] for value in values]
 
 
 class _ArrowMemory:

@@ -157,7 +157,7 @@ class IdHashes:
     def find(self, ids: pa.Array | HashedIds, ids_of: Callable[[int], pa.Array]) -> np.ndarray:
         """Which of ``ids`` were added (a boolean each), exactly: the ids whose hash was added are compared with
         ``ids_of(part)`` (the ids a part holds, those that count) of the parts that hold those hashes."""
-        if not any(len(bucket) for bucket in self._buckets):  # nothing added: nothing to hash
+        if len(self) == 0:  # nothing added: nothing to hash
             return np.zeros(len(ids), dtype=bool)
         hashed = HashedIds.of(ids)
         result = np.zeros(len(hashed), dtype=bool)

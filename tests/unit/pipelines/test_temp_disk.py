@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import os
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import IO, Any, cast
@@ -38,8 +37,6 @@ DATA = ROOT / "churnops" / "data"
 # The component functions whose tasks keep temporary files: the three ingest steps. The gates, the commit (a
 # commit and a merge on the lake: no object is read or written) and the failure alert write none.
 TEMP_DISK_TASKS = {"ingest_plan", "ingest_group", "ingest_finish"}
-# The mode kubelet creates an emptyDir with (kubernetes pkg/volume/emptydir/empty_dir.go, ``perm``).
-EMPTY_DIR_MODE = 0o777
 # tempfile calls in churnops/data that name their own directory, with why that is right. None goes to /tmp.
 OWN_DIRECTORY = {
     # the embedded lake writes a blob beside its final path and renames it into place (one filesystem): the lake's
@@ -124,36 +121,6 @@ def test_the_non_root_task_user_can_write_the_volume_without_an_fs_group(tmp_pat
     pod_context = argo[argo.index("wf.Spec.SecurityContext = &k8score.PodSecurityContext{") :]
     pod_context = pod_context[: pod_context.index("c := &workflowCompiler{")]
     assert "RunAsNonRoot" in pod_context and "FSGroup" not in pod_context and "FSGroup" not in argo
-
-
-@pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() != 0 or not Path("/bin/sh").exists(),
-    reason="runs a shell as the task's user: needs root",
-)
-def test_the_task_user_writes_a_folder_of_the_empty_dir_mode_and_not_a_root_owned_filesystem_root() -> None:
-    """What the choice rests on, as the kernel sees it: the task's user (10001, no supplementary groups) creates a
-    file in a root-owned folder of kubelet's ``emptyDir`` mode (0777), and cannot in one of a fresh filesystem's
-    root mode (0755, root-owned: a PVC mounted without ``fsGroup``)."""
-    with tempfile.TemporaryDirectory() as top:
-        os.chmod(top, 0o755)
-        empty_dir, pvc_root = Path(top) / "empty-dir", Path(top) / "pvc-root"
-        for folder, mode in ((empty_dir, EMPTY_DIR_MODE), (pvc_root, 0o755)):
-            folder.mkdir()
-            folder.chmod(mode)
-
-        def creates_a_file(folder: Path) -> bool:
-            result = subprocess.run(  # the shell: the interpreter may be where that user cannot read
-                ["/bin/sh", "-c", ': > "$1/file"', "sh", str(folder)],
-                user=common.RUN_AS_USER,
-                group=common.RUN_AS_USER,
-                extra_groups=[],
-                capture_output=True,
-                check=False,
-            )
-            return result.returncode == 0
-
-        assert creates_a_file(empty_dir)
-        assert not creates_a_file(pvc_root)
 
 
 def test_the_backend_cannot_request_ephemeral_storage_for_a_task() -> None:
@@ -244,7 +211,6 @@ class _Client:
         return _Bucket()
 
 
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads open files from /proc (Linux)")
 def test_the_run_ids_spools_and_download_write_under_tmpdir(tmpdir_env: Path) -> None:
     with RunIds():
         (directory,) = tmpdir_env.iterdir()
