@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import pickle
 from collections.abc import Callable
@@ -11,6 +13,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from churnops.data.privacy import PII_POLICY, Tokenizer, apply_pii_policy, apply_pii_policy_to_table
 
@@ -212,6 +216,21 @@ def test_a_token_is_hmac_sha256_as_rfc_4231_computes_it() -> None:
     expected = "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
     assert Tokenizer(key).token(data) == "tok_" + expected[:32]
     assert Tokenizer(key).remembering().token(data) == "tok_" + expected[:32]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    key=st.sampled_from([32, 63, 64, 65, 131]).flatmap(lambda size: st.binary(min_size=size, max_size=size)),
+    text=st.text(),
+)
+def test_a_token_is_what_the_standard_library_hmac_gives(key: bytes, text: str) -> None:
+    """The tokenizer's own HMAC (its key's two hash states made once) against Python's ``hmac`` for keys below,
+    at, just above and well above SHA-256's 64-byte block, any text, in every form the tokenizer has."""
+    expected = "tok_" + hmac.new(key, text.strip().encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+    assert Tokenizer(key).token(text) == expected
+    assert Tokenizer(key).remembering().arrow_tokens(pa.array([text])).to_pylist() == [expected]
+    chained = "tok_" + hmac.new(OTHER_KEY, expected.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+    assert Tokenizer(OTHER_KEY, [key]).token(text) == chained
 
 
 @pytest.mark.parametrize("earlier", [[], [OTHER_KEY]], ids=["one version", "rotated"])
