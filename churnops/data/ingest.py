@@ -29,6 +29,7 @@ and a finish that makes the branch what one sequential run stages (:mod:`churnop
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -115,6 +116,13 @@ class _NewColumns(Exception):
     def __init__(self, columns: frozenset[str]) -> None:
         super().__init__(sorted(columns))
         self.columns = columns
+
+
+def _finished(staged: _Staged) -> Future[_Staged]:
+    """``staged``, as the finished step of :meth:`IngestRun.stage_object`."""
+    future: Future[_Staged] = Future()
+    future.set_result(staged)
+    return future
 
 
 def _open_object(run: IngestRun, source: _Source) -> _Opened:
@@ -348,14 +356,17 @@ class IngestRun:
         superseded: set[str],
         seen: RunIds,
         run_id: str,
+        finishing: ThreadPoolExecutor,
         opening: Future[_Opened] | None = None,
         read_next: Callable[[], None] = lambda: None,
-    ) -> _Staged:
+    ) -> Future[_Staged]:
         """Steps 3-5 for one object, read and processed in chunks: the files it contributes to the run
-        branch and its report. ``seen`` holds the ids earlier objects of the run published (of the same
-        kind); the ids this object publishes are added to it (none if it ends up quarantined whole).
-        ``opening``: the object being opened already (:func:`_open_object`), else it is opened here;
-        ``read_next`` is called once its last chunk is read (to start reading the next object).
+        branch and its report, once its last chunk is appended and its files are closed (in ``finishing``, a
+        thread of the caller's, while the caller goes on). ``seen`` holds the ids earlier objects
+        of the run published (of the same kind); the ids this object publishes are added to it before this
+        returns (none if it ends up quarantined whole). ``opening``: the object being opened already
+        (:func:`_open_object`), else it is opened here; ``read_next`` is called once its last chunk is read (to
+        start reading the next object).
 
         An object whose later chunk names a contract column its earlier chunks lack is read again
         knowing the column, so every chunk is checked with the columns of the whole object, as if it
@@ -365,7 +376,7 @@ class IngestRun:
         if source.name_error:
             read_next()
             report = ObjectReport(ref.name, ref.generation, source.kind, "quarantined", reason=source.name_error)
-            return _Staged(report, dict(self.object_files(source, report, run_id)))
+            return _finished(_Staged(report, dict(self.object_files(source, report, run_id))))
         columns: frozenset[str] = frozenset()
         mark = seen.mark()
         while True:
@@ -373,12 +384,14 @@ class IngestRun:
                 opened = opening.result() if opening is not None else _open_object(self, source)
                 opening = None
                 try:
-                    staged = self.stream_object(source, opened, (index, superseded), seen, run_id, columns, read_next)
+                    report, finish = self.stream_object(
+                        source, opened, (index, superseded), seen, run_id, columns, read_next
+                    )
                 finally:
                     opened.close()
-                if staged.report.partition is None:
+                if report.status != "published":
                     seen.rollback(mark)
-                return staged
+                return finishing.submit(finish)
             except _NewColumns as more:
                 seen.rollback(mark)
                 columns = more.columns
@@ -388,7 +401,7 @@ class IngestRun:
                 report = ObjectReport(
                     ref.name, ref.generation, source.kind, "quarantined", reason=f"unreadable object: {error.reason}"
                 )
-                return _Staged(report, dict(self.object_files(source, report, run_id)))
+                return _finished(_Staged(report, dict(self.object_files(source, report, run_id))))
 
     def download(self, ref: ObjectRef) -> IO[bytes]:
         """The stored bytes of exactly this generation, in a temporary file (not in memory)."""
@@ -412,9 +425,11 @@ class IngestRun:
         run_id: str,
         columns: frozenset[str],
         read_next: Callable[[], None],
-    ) -> _Staged:
+    ) -> tuple[ObjectReport, Callable[[], _Staged]]:
         """One pass over an object's chunks (see :meth:`stage_object`); ``lookup``: the id index and the superseded
-        sources it ignores; ``columns``: contract columns the object is known to have."""
+        sources it ignores; ``columns``: contract columns the object is known to have. Returns the object's report
+        (its rows counted) and the step that finishes it: waits for its last chunk to be appended, closes its
+        files (the partition, its aggregates, the quarantine) and returns them with the report."""
         index, superseded = lookup
         ref, kind = source.ref, source.kind
         id_column, time_column = ID_COLUMNS[kind], schema.RECORD_TIME_COLUMNS[kind]
@@ -425,7 +440,9 @@ class IngestRun:
         unknown: dict[str, None] = {}
         now = self.now()
         known = set(columns)
-        with PartitionSpool(kind) as partition, ParquetSpool() as quarantine:
+        with contextlib.ExitStack() as spools:
+            partition = spools.enter_context(PartitionSpool(kind))
+            quarantine = spools.enter_context(ParquetSpool())
             for number, parsed in enumerate(opened.all_chunks()):
                 present = contract_columns.intersection(parsed.rows.columns)
                 if number and not present <= known:
@@ -460,13 +477,19 @@ class IngestRun:
                     quarantine.write(self.quarantine_rows(result.quarantined, source))
                     report.rows_quarantined += len(result.quarantined)
             read_next()  # the next object is read while this one's last chunk is appended and its files written
-            partition.wait()
-            self.finish_object(staged, source, (partition.spool, quarantine), unknown, list(corrections.values()))
-            if partition.summary is not None and report.partition is not None:  # in the same commit as the partition
-                staged.files[aggregates.aggregates_path(report.partition)] = partition.summary.file()
-        staged.files.update(self.object_files(source, report, run_id))
-        log.debug("object staged", extra={"object": ref.name, "run_id": run_id, "rows_in": report.rows_in})
-        return staged
+            files = spools.pop_all()  # closed by the finishing step
+
+        def finish() -> _Staged:
+            with files:
+                partition.wait()
+                self.finish_object(staged, source, (partition.spool, quarantine), unknown, list(corrections.values()))
+                if partition.summary is not None and report.partition is not None:  # in the partition's commit
+                    staged.files[aggregates.aggregates_path(report.partition)] = partition.summary.file()
+            staged.files.update(self.object_files(source, report, run_id))
+            log.debug("object staged", extra={"object": ref.name, "run_id": run_id, "rows_in": report.rows_in})
+            return staged
+
+        return report, finish
 
     def finish_object(
         self,
@@ -770,26 +793,45 @@ class IngestRun:
         published: dict[str, RunIds],
     ) -> None:
         """Steps 3-5 one object at a time, each in chunks (:meth:`stage_object`), its files written to ``branch``
-        before the next object is staged; the next object is opened (downloaded, its first chunk parsed) while
-        the one before finishes (:class:`_OneAhead`), so the run holds a few chunks' rows at a time, never an
-        object's. The ids each object publishes are added to ``published`` (per kind; on disk, their hashes in
-        memory)."""
-        with _OneAhead(self, fresh) as ahead:
-            for position, source in enumerate(fresh):
-                staged = self.stage_object(
-                    source,
-                    indexes[source.kind],
-                    superseded,
-                    published[source.kind],
-                    report.run_id,
-                    ahead.opening(position),
-                    functools.partial(ahead.open, position + 1),
-                )
-                try:
-                    self.repo.put_objects(branch, staged.files)
-                finally:
-                    close_files(staged.files)
-                report.objects.append(staged.report)
+        once the next object is checked. The next object is opened (downloaded, its first chunk parsed) while the
+        one before is checked, and checked while the one before finishes (its last chunk appended, its files
+        closed, in a thread of its own), so the run holds a few chunks' rows at a time, never an object's. The ids
+        each object publishes are added to ``published`` (per kind; on disk, their hashes in memory)."""
+        finishing: list[Future[_Staged]] = []
+        with _OneAhead(self, fresh) as ahead, ThreadPoolExecutor(1, thread_name_prefix="object-finish") as finisher:
+            try:
+                ahead.open(0)
+                for kind in dict.fromkeys(source.kind for source in fresh):  # while the first object downloads
+                    contract.prepare(kind)
+                for position, source in enumerate(fresh):
+                    finishing.append(
+                        self.stage_object(
+                            source,
+                            indexes[source.kind],
+                            superseded,
+                            published[source.kind],
+                            report.run_id,
+                            finisher,
+                            ahead.opening(position),
+                            functools.partial(ahead.open, position + 1),
+                        )
+                    )
+                    if len(finishing) > 1:
+                        self._write_staged(branch, finishing.pop(0).result(), report)
+                if finishing:
+                    self._write_staged(branch, finishing.pop().result(), report)
+            finally:
+                for unwritten in finishing:  # after an error: their files are closed, not written
+                    if unwritten.exception() is None:
+                        close_files(unwritten.result().files)
+
+    def _write_staged(self, branch: str, staged: _Staged, report: IngestReport) -> None:
+        """Write an object's files to ``branch`` and add its report to the run's."""
+        try:
+            self.repo.put_objects(branch, staged.files)
+        finally:
+            close_files(staged.files)
+        report.objects.append(staged.report)
 
     def publish(self, branch: str, metadata: dict[str, str]) -> str:
         """Commit and merge a staged run branch (see :func:`publish_branch`)."""

@@ -477,7 +477,8 @@ def drop_across_groups(
 
     A sequential run drops an id every earlier object published; a group drops those of its own earlier
     objects (and an object's own repeats), so an id staged twice is one an earlier object of another group
-    staged, the first of which keeps it. The staged ids are read a row group (a chunk of the object) at a
+    staged, the first of which keeps it; ids added to a ``published`` kept without lookups (one group: the
+    caller's choice) are not looked up. The staged ids are read a row group (a chunk of the object) at a
     time. The rows' counts come from the staged ids, so a retry (whose partitions hold none of them) counts
     the same.
     """
@@ -492,7 +493,7 @@ def drop_across_groups(
             staged = pq.ParquetFile(stored)
             for number in range(staged.num_row_groups):
                 keys = staged.read_row_group(number).cast(KEYS_SCHEMA)
-                if len(plan.groups) == 1:  # the group dropped every repeat: nothing to look up
+                if not seen.lookups:  # one group, which dropped every repeat: nothing to look up
                     seen.add(obj.name, keys.column("id").combine_chunks(), keys.column("hour").combine_chunks())
                     continue
                 ids = HashedIds.of(keys.column("id").combine_chunks())

@@ -20,7 +20,7 @@ import re
 import struct
 import sys
 import zlib
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -83,6 +83,12 @@ class ParsedObject:
 def _malformed_frame(entries: list[tuple[int, str, str]]) -> pd.DataFrame:
     frame = pd.DataFrame(entries, columns=_MALFORMED_COLUMNS)
     return frame.astype({"_line": np.int64, "_raw": object, "_reason": object})
+
+
+def no_rows(columns: Iterable[str]) -> ParsedObject:
+    """A parsed object with ``columns`` (object dtype, as parsed) and no row, nor malformed line."""
+    rows = pd.DataFrame({name: pd.Series([], dtype=object) for name in columns})
+    return ParsedObject(rows=rows, malformed=_malformed_frame([]), rows_in=0)
 
 
 def json_type(value: Any) -> str:

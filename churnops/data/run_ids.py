@@ -256,6 +256,11 @@ class RunIds:
             self._hashes.add(ids, len(self._chunks))
         self._chunks.append(_Chunk(source, path, len(table)))
 
+    @property
+    def lookups(self) -> bool:
+        """Whether the ids are kept to be looked up (:meth:`repeated`), or only written and read back."""
+        return self._lookups
+
     def repeated(self, ids: pa.Array | HashedIds) -> np.ndarray:
         """Which of ``ids`` (a boolean each) were added before."""
         if not self._lookups:

@@ -792,3 +792,16 @@ def test_a_chunk_with_nothing_to_quarantine_gives_the_quarantine_frame_of_one_th
     pd.testing.assert_frame_equal(clean.quarantined, dirty.quarantined.iloc[:0], check_index_type=False)
     clean.quarantined["_reason"] = "changed"  # a copy: the next chunk's empty quarantine is untouched
     assert check_events(jsonl(event())).quarantined.columns.equals(clean.quarantined.columns.drop("extra"))
+
+
+@pytest.mark.parametrize("kind", sorted(schema.CONTRACT_COLUMNS))
+def test_a_chunk_without_rows_checks_to_no_row_in_the_contracts_columns(kind: str) -> None:
+    """A chunk with the contract's columns and no row (what :func:`contract.prepare` checks to set the check up
+    before an ingest's first object arrives) gives no valid and no quarantined row, nothing missing or corrected,
+    and a valid frame of the contract's columns."""
+    now = datetime(2026, 3, 1, 12, 30, tzinfo=timezone.utc)
+    result = contract.check(parse.no_rows(schema.CONTRACT_COLUMNS[kind]), kind, now, now)
+    assert result.valid.empty and result.quarantined.empty
+    assert not result.missing_required and not result.corrections and not result.unknown_columns
+    assert list(result.valid.columns) == list(schema.CONTRACT_COLUMNS[kind])
+    contract.prepare(kind)

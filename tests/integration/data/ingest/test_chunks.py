@@ -25,7 +25,7 @@ import pytest
 from churnops.data.aggregates import AGGREGATES_PREFIX
 from churnops.data.ingest import ID_COLUMNS, IngestReport, IngestRun
 from churnops.data.privacy import Tokenizer
-from churnops.data.versioning import DataRepository
+from churnops.data.versioning import DataRepository, LakeUnavailable
 from churnops.data.versioning.embedded import EmbeddedRepository
 from churnops.local import datagen
 from tests.integration.data.ingest.conftest import KEY, START, IngestEnv
@@ -240,4 +240,35 @@ def test_a_chunked_run_leaves_no_temporary_file_open_or_behind(
     assert not dropped_open  # a temporary file (tempfile.TemporaryFile) closed only when collected
     assert [o.status for o in report.objects] == ["published", "quarantined", "published"]
     assert report.objects[2].duplicates_dropped == report.objects[0].rows_published > 0
+    assert not _open_under(temporary) and not list(temporary.iterdir())
+
+
+def test_a_run_the_lake_fails_partway_leaves_no_temporary_file_open_or_behind(
+    ingest_env: IngestEnv, hour_data: datagen.GeneratedData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An object's files are written once the next object is checked, while that one finishes in a thread: when
+    the lake refuses the first object's files, the run fails with the lake's error, and the next object's files,
+    finished and never written, are closed and gone too."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    web = first(hour_data, "web-")
+    ingest_env.upload(
+        [obj(web.name, web.data, web), obj(web.name.replace("web-", "xweb-"), web.data, web)]
+    )  # listed second
+    run = chunked(ingest_env.ingest(), CHUNK_BYTES, CHUNK_ROWS)
+    written: list[list[str]] = []
+
+    def refuse(branch: str, files: dict[str, Any]) -> None:
+        written.append(sorted(files))
+        raise LakeUnavailable(f"refused {len(files)} files on {branch}")
+
+    monkeypatch.setattr(run.repo, "put_objects", refuse)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(LakeUnavailable, match="refused"):
+            run.run(START, lookback=0)
+        gc.collect()
+    assert len(written) == 1 and any(path.endswith(".parquet") and "/web-" in path for path in written[0])
+    assert not [str(w.message) for w in caught if "unclosed file <_io.BufferedRandom" in str(w.message)]
     assert not _open_under(temporary) and not list(temporary.iterdir())
