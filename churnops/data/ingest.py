@@ -36,7 +36,6 @@ import itertools
 import json
 import logging
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -58,6 +57,7 @@ from churnops.data.ingest_steps import ListedObject as _Source  # the name the r
 from churnops.data.privacy import Tokenizer, apply_pii_policy, apply_pii_policy_to_table, lake_tokenizer
 from churnops.data.run_ids import HashedIds, RunIds
 from churnops.data.spool import ParquetSpool, PartitionSpool
+from churnops.data.tempfiles import temporary_file
 from churnops.data.versioning import DataRepository, MergeConflict, NotFoundError, VersioningError, open_repository
 from churnops.data.versioning.base import Content, check_path, close_files
 from churnops.platform.alerts import Alert, AlertSink
@@ -405,7 +405,7 @@ class IngestRun:
 
     def download(self, ref: ObjectRef) -> IO[bytes]:
         """The stored bytes of exactly this generation, in a temporary file (not in memory)."""
-        spool = tempfile.TemporaryFile()  # pylint: disable=consider-using-with  # the caller closes it
+        spool = temporary_file()  # the caller closes it
         blob = self.client.bucket(ref.bucket).blob(ref.name, generation=ref.generation)
         try:
             with storage_errors(f"reading gs://{ref.bucket}/{ref.name}#{ref.generation}"):

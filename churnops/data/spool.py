@@ -3,7 +3,6 @@ object's partition file with its pre-aggregates, appended to in a thread of thei
 
 from __future__ import annotations
 
-import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO
 
@@ -12,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from churnops.data import aggregates, schema
+from churnops.data.tempfiles import temporary_file
 
 
 class ParquetSpool:
@@ -26,7 +26,7 @@ class ParquetSpool:
         """``dictionary``: the columns to dictionary-encode (parquet's ``use_dictionary``; all by default). A column
         of distinct values such as ids is better written plain: its dictionary would be built and dropped."""
         self.dictionary = dictionary
-        self.file = tempfile.TemporaryFile()  # pylint: disable=consider-using-with  # closed by __exit__
+        self.file = temporary_file()  # closed by __exit__
         self.writer: pq.ParquetWriter | None = None
         self.empty: pa.Table | None = None
         self.owned = True  # whether __exit__ closes the file (until detach hands it over)

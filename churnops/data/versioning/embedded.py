@@ -42,6 +42,7 @@ from typing import IO
 import pygit2
 from pygit2.enums import FileMode, MergeFlag, ObjectType, SortMode
 
+from churnops.data.tempfiles import temporary_file
 from churnops.data.versioning.base import (
     DEFAULT_BRANCH,
     AccessDenied,
@@ -449,7 +450,7 @@ class EmbeddedRepository(DataRepository):
     def open_object(self, ref: str, path: str) -> IO[bytes]:
         repo = self._git()
         oid = self._blob_at(repo, ref, path)
-        out = tempfile.TemporaryFile()  # pylint: disable=consider-using-with  # the caller closes it
+        out = temporary_file()  # the caller closes it
         try:
             self._read_blob(repo, oid, out)
             out.seek(0)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import io
 import logging
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
@@ -60,6 +59,7 @@ from lakefs_sdk.models.path_list import PathList
 from lakefs_sdk.models.repository_creation import RepositoryCreation
 from lakefs_sdk.rest import RESTResponse
 
+from churnops.data.tempfiles import temporary_file
 from churnops.data.versioning.base import (
     DEFAULT_BRANCH,
     AccessDenied,
@@ -423,7 +423,7 @@ class LakeFSRepository(DataRepository):  # pylint: disable=too-many-public-metho
             elif content.seekable():
                 self._upload_file(what, branch, path, content)
             else:  # a pipe or socket: copied to a temporary file first, so that a retry can send it again
-                with tempfile.TemporaryFile(prefix="churnops-lakefs-") as copy:
+                with temporary_file(prefix="churnops-lakefs-") as copy:
                     shutil.copyfileobj(content, copy, BLOCK_SIZE)
                     copy.seek(0)
                     self._upload_file(what, branch, path, copy)
@@ -516,7 +516,7 @@ class LakeFSRepository(DataRepository):  # pylint: disable=too-many-public-metho
             raise
 
     def open_object(self, ref: str, path: str) -> IO[bytes]:
-        out = tempfile.TemporaryFile()  # pylint: disable=consider-using-with  # the caller closes it
+        out = temporary_file()  # the caller closes it
         try:
             self._get_into(ref, path, out)
             out.seek(0)

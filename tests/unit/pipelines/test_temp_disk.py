@@ -5,12 +5,14 @@ names, checked in the compiled pipeline as the installed KFP backend (2.17.0) re
 task gets one. The task runs as a non-root user, so the volume must be writable by that user without an
 ``fsGroup``, which the backend cannot set: an ``emptyDir`` is (kubelet creates it world-writable), a PVC's
 filesystem is not. And every temporary file of ``churnops/data`` goes where ``tempfile`` says (``TMPDIR``), so the
-volume is where the bytes land.
+volume is where the bytes land, and has a name while it is open, so kubelet, which measures the volume by walking
+its files, counts its bytes against the limit.
 """
 
 from __future__ import annotations
 
 import ast
+import gc
 import os
 import tempfile
 from pathlib import Path
@@ -26,6 +28,7 @@ from kubernetes.utils import parse_quantity
 from churnops.data.ingest import IngestRun
 from churnops.data.run_ids import RunIds
 from churnops.data.spool import ParquetSpool, PartitionSpool
+from churnops.data.tempfiles import temporary_file
 from churnops.platform.storage import ObjectRef
 from pipelines import common
 from pipelines.compile import compile_pipeline
@@ -153,8 +156,9 @@ def test_every_temporary_file_of_the_data_code_goes_where_tempfile_says() -> Non
     temporary path (``tempfile.tempdir`` set, ``gettempdir`` joined by hand, a name imported from ``tempfile``
     that the calls below would miss): ``TMPDIR`` decides."""
     calls = _tempfile_calls()
-    assert {function for _, function, _ in calls} <= {"TemporaryFile", "TemporaryDirectory", "mkstemp"}
-    assert len(calls) >= 6  # the spools, the download, the run's ids, lakeFS's upload and read
+    # no TemporaryFile: it has no name, so a walk of the volume does not count it (churnops/data/tempfiles.py)
+    assert {function for _, function, _ in calls} <= {"TemporaryDirectory", "mkstemp"}
+    assert len(calls) >= 4  # temporary_file's, the run's ids, the embedded lake's two beside its blobs
     own: dict[tuple[str, str], int] = {}
     for file, function, call in calls:
         assert not call.args, f"{file}: tempfile.{function} with positional arguments (name them: dir= shows)"
@@ -179,9 +183,12 @@ def tmpdir_env_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _under(file: IO[bytes], folder: Path) -> bool:
-    """Whether an open file (named or deleted while open) lives in ``folder``."""
-    target = os.readlink(f"/proc/self/fd/{file.fileno()}")
-    return Path(target.removesuffix(" (deleted)")).parent == folder
+    """Whether an open file is one a walk of ``folder`` finds (what kubelet counts against the volume's limit),
+    holding what was written to it."""
+    file.flush()
+    target = Path(os.readlink(f"/proc/self/fd/{file.fileno()}"))
+    listed = {path.name: path.stat().st_size for path in folder.iterdir()}
+    return target.parent == folder and listed.get(target.name) == os.fstat(file.fileno()).st_size
 
 
 class _Blob:
@@ -225,3 +232,22 @@ def test_the_run_ids_spools_and_download_write_under_tmpdir(tmpdir_env: Path) ->
     run.client = cast(storage.Client, _Client())
     with run.download(ObjectRef("raw", "activity/events/x.jsonl.gz", 1, 9)) as stored:
         assert _under(stored, tmpdir_env) and stored.read() == b"raw bytes"
+    assert not list(tmpdir_env.iterdir())  # each removed once closed
+
+
+def test_a_temporary_file_is_named_while_open_and_removed_when_closed_or_dropped(tmpdir_env: Path) -> None:
+    """What kubelet counts: the file is in the folder, with its bytes, until it is closed, then gone; one dropped
+    without being closed is removed when collected (with the warning an unclosed file gives); only its user can
+    read it."""
+    with temporary_file() as file:
+        file.write(b"x" * 100_000)
+        assert _under(file, tmpdir_env) and file.seek(0) == 0 and file.read() == b"x" * 100_000
+        (path,) = tmpdir_env.iterdir()
+        assert path.name.startswith("churnops-") and path.stat().st_mode & 0o777 == 0o600
+    assert not list(tmpdir_env.iterdir())
+    dropped = temporary_file()
+    assert len(list(tmpdir_env.iterdir())) == 1
+    with pytest.warns(ResourceWarning, match="unclosed file"):
+        del dropped
+        gc.collect()
+    assert not list(tmpdir_env.iterdir())
