@@ -481,10 +481,7 @@ class IngestRun:
 
         def finish() -> _Staged:
             with files:
-                partition.wait()
-                self.finish_object(staged, source, (partition.spool, quarantine), unknown, list(corrections.values()))
-                if partition.summary is not None and report.partition is not None:  # in the partition's commit
-                    staged.files[aggregates.aggregates_path(report.partition)] = partition.summary.file()
+                self.finish_object(staged, source, (partition, quarantine), unknown, list(corrections.values()))
             staged.files.update(self.object_files(source, report, run_id))
             log.debug("object staged", extra={"object": ref.name, "run_id": run_id, "rows_in": report.rows_in})
             return staged
@@ -495,19 +492,23 @@ class IngestRun:
         self,
         staged: _Staged,
         source: _Source,
-        spools: tuple[ParquetSpool, ParquetSpool],
+        spools: tuple[PartitionSpool, ParquetSpool],
         unknown: Iterable[str],
         corrections: list[dict[str, object]],
     ) -> None:
-        """Close an object's partition and quarantine files into ``staged``; record its unknown
-        columns (as digests: a CSV whose header row is missing makes values into names) and corrections."""
+        """Close an object's partition (once its last chunk is appended), its aggregates and its quarantine file
+        into ``staged``; record its unknown columns (as digests: a CSV whose header row is missing makes values
+        into names) and corrections."""
         report, (partition, quarantine) = staged.report, spools
+        partition.wait()
         digests = {name: self.column_digest(name) for name in unknown}
         report.unknown_columns = list(digests.values())
         report.corrections = [{**c, "column": digests.get(str(c["column"]), c["column"])} for c in corrections]
         if report.status == "published":
             report.partition = partition_path(source.ref, source.kind)
-            staged.files[report.partition] = partition.detach()
+            staged.files[report.partition] = partition.spool.detach()
+            if partition.summary is not None:  # in the same commit as the partition
+                staged.files[aggregates.aggregates_path(report.partition)] = partition.summary.file()
         if report.rows_quarantined:
             staged.files[self.quarantine_path(source, "parquet")] = quarantine.close()
 

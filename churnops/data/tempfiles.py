@@ -21,12 +21,16 @@ PREFIX = "churnops-"
 class _RemovedOnClose(io.FileIO):
     """A file opened by name and removed when closed (by ``close``, or when collected without it)."""
 
+    def __init__(self, path: str) -> None:
+        self.path = path  # set first: a failed open still closes (and removes) it
+        super().__init__(path, "r+")
+
     def close(self) -> None:
         try:
             super().close()
         finally:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.name)
+                os.unlink(self.path)
 
 
 def temporary_file(prefix: str = PREFIX) -> io.BufferedRandom:
@@ -35,7 +39,7 @@ def temporary_file(prefix: str = PREFIX) -> io.BufferedRandom:
     descriptor, name = tempfile.mkstemp(prefix=prefix)
     try:
         os.close(descriptor)
-        return io.BufferedRandom(_RemovedOnClose(name, "r+"))
+        return io.BufferedRandom(_RemovedOnClose(name))
     except BaseException:
         os.unlink(name)
         raise
