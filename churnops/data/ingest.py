@@ -55,7 +55,7 @@ from churnops.data.id_index import IdIndex
 from churnops.data.ingest_steps import ID_COLUMNS, IngestReport, ObjectReport, StagedIngest
 from churnops.data.ingest_steps import ListedObject as _Source  # the name the run's per-object steps use
 from churnops.data.privacy import Tokenizer, apply_pii_policy, apply_pii_policy_to_table, lake_tokenizer
-from churnops.data.run_ids import HashedIds, RunIds
+from churnops.data.run_ids import KEYS_SCHEMA, HashedIds, RunIds
 from churnops.data.spool import ParquetSpool, PartitionSpool
 from churnops.data.tempfiles import temporary_file
 from churnops.data.versioning import DataRepository, MergeConflict, NotFoundError, VersioningError, open_repository
@@ -83,6 +83,9 @@ class _Staged:
 
     report: ObjectReport
     files: dict[str, Content]
+    keys: IO[bytes] | None = None
+    """The ids it publishes with their record hours (:data:`KEYS_SCHEMA`, a row group per chunk; the staged ids,
+    :func:`~churnops.data.ingest_steps.stage_group`); None if it publishes nothing."""
 
 
 @dataclass
@@ -429,7 +432,7 @@ class IngestRun:
         """One pass over an object's chunks (see :meth:`stage_object`); ``lookup``: the id index and the superseded
         sources it ignores; ``columns``: contract columns the object is known to have. Returns the object's report
         (its rows counted) and the step that finishes it: waits for its last chunk to be appended, closes its
-        files (the partition, its aggregates, the quarantine) and returns them with the report."""
+        files (the partition, its aggregates, the quarantine, its published ids) and returns them with the report."""
         index, superseded = lookup
         ref, kind = source.ref, source.kind
         id_column, time_column = ID_COLUMNS[kind], schema.RECORD_TIME_COLUMNS[kind]
@@ -443,6 +446,8 @@ class IngestRun:
         with contextlib.ExitStack() as spools:
             partition = spools.enter_context(PartitionSpool(kind))
             quarantine = spools.enter_context(ParquetSpool())
+            keys = spools.enter_context(ParquetSpool(dictionary=["hour"]))  # the ids are distinct
+            keys.write(KEYS_SCHEMA.empty_table())
             for number, parsed in enumerate(opened.all_chunks()):
                 present = contract_columns.intersection(parsed.rows.columns)
                 if number and not present <= known:
@@ -463,7 +468,7 @@ class IngestRun:
                 else:
                     valid, ids, within = _drop_seen(result.valid, id_column, seen)
                     report.duplicates_dropped += within
-                    seen.add(ref.name, ids, pa.array(valid[time_column].dt.floor("h")))
+                    keys.write(seen.add(ref.name, ids, pa.array(valid[time_column].dt.floor("h"))))
                     valid["_source_object"] = ref.name
                     valid["_source_generation"] = ref.generation
                     # From here on in Arrow: the PII policy on the table the parquet writer takes.
@@ -481,7 +486,7 @@ class IngestRun:
 
         def finish() -> _Staged:
             with files:
-                self.finish_object(staged, source, (partition, quarantine), unknown, list(corrections.values()))
+                self.finish_object(staged, source, (partition, quarantine, keys), unknown, list(corrections.values()))
             staged.files.update(self.object_files(source, report, run_id))
             log.debug("object staged", extra={"object": ref.name, "run_id": run_id, "rows_in": report.rows_in})
             return staged
@@ -492,14 +497,14 @@ class IngestRun:
         self,
         staged: _Staged,
         source: _Source,
-        spools: tuple[PartitionSpool, ParquetSpool],
+        spools: tuple[PartitionSpool, ParquetSpool, ParquetSpool],
         unknown: Iterable[str],
         corrections: list[dict[str, object]],
     ) -> None:
-        """Close an object's partition (once its last chunk is appended), its aggregates and its quarantine file
-        into ``staged``; record its unknown columns (as digests: a CSV whose header row is missing makes values
-        into names) and corrections."""
-        report, (partition, quarantine) = staged.report, spools
+        """Close an object's partition (once its last chunk is appended), its aggregates, its published ids and its
+        quarantine file into ``staged``; record its unknown columns (as digests: a CSV whose header row is missing
+        makes values into names) and corrections."""
+        report, (partition, quarantine, keys) = staged.report, spools
         partition.wait()
         digests = {name: self.column_digest(name) for name in unknown}
         report.unknown_columns = list(digests.values())
@@ -507,6 +512,7 @@ class IngestRun:
         if report.status == "published":
             report.partition = partition_path(source.ref, source.kind)
             staged.files[report.partition] = partition.spool.detach()
+            staged.keys = keys.detach()
             if partition.summary is not None:  # in the same commit as the partition
                 staged.files[aggregates.aggregates_path(report.partition)] = partition.summary.file()
         if report.rows_quarantined:
@@ -792,46 +798,49 @@ class IngestRun:
         superseded: set[str],
         report: IngestReport,
         published: dict[str, RunIds],
+        keys_path: Callable[[int], str],
     ) -> None:
         """Steps 3-5 one object at a time, each in chunks (:meth:`stage_object`), its files written to ``branch``
         once the next object is checked. The next object is opened (downloaded, its first chunk parsed) while the
         one before is checked, and checked while the one before finishes (its last chunk appended, its files
         closed, in a thread of its own), so the run holds a few chunks' rows at a time, never an object's. The ids
-        each object publishes are added to ``published`` (per kind; on disk, their hashes in memory)."""
-        finishing: list[Future[_Staged]] = []
+        each object publishes are added to ``published`` (per kind; on disk, their hashes in memory) and written
+        with its files, at ``keys_path(i)`` for ``fresh[i]``."""
+        finishing: list[tuple[int, Future[_Staged]]] = []  # objects staged, not yet written, by position
         with _OneAhead(self, fresh) as ahead, ThreadPoolExecutor(1, thread_name_prefix="object-finish") as finisher:
             try:
                 ahead.open(0)
                 for kind in dict.fromkeys(source.kind for source in fresh):  # while the first object downloads
                     contract.prepare(kind)
                 for position, source in enumerate(fresh):
-                    finishing.append(
-                        self.stage_object(
-                            source,
-                            indexes[source.kind],
-                            superseded,
-                            published[source.kind],
-                            report.run_id,
-                            finisher,
-                            ahead.opening(position),
-                            functools.partial(ahead.open, position + 1),
-                        )
+                    staging = self.stage_object(
+                        source,
+                        indexes[source.kind],
+                        superseded,
+                        published[source.kind],
+                        report.run_id,
+                        finisher,
+                        ahead.opening(position),
+                        functools.partial(ahead.open, position + 1),
                     )
+                    finishing.append((position, staging))
                     if len(finishing) > 1:
-                        self._write_staged(branch, finishing.pop(0).result(), report)
+                        written, staged = finishing.pop(0)
+                        self._write_staged(branch, staged.result(), report, keys_path(written))
                 if finishing:
-                    self._write_staged(branch, finishing.pop().result(), report)
+                    written, staged = finishing.pop()
+                    self._write_staged(branch, staged.result(), report, keys_path(written))
             finally:
-                for unwritten in finishing:  # after an error: their files are closed, not written
-                    if unwritten.exception() is None:
-                        close_files(unwritten.result().files)
+                for left in (unwritten.result() for _, unwritten in finishing if unwritten.exception() is None):
+                    close_files({**left.files, **({"": left.keys} if left.keys else {})})  # not written: closed
 
-    def _write_staged(self, branch: str, staged: _Staged, report: IngestReport) -> None:
-        """Write an object's files to ``branch`` and add its report to the run's."""
+    def _write_staged(self, branch: str, staged: _Staged, report: IngestReport, keys_path: str) -> None:
+        """Write an object's files (its published ids at ``keys_path``) to ``branch``; add its report to the run's."""
+        files = {**staged.files, **({keys_path: staged.keys} if staged.keys else {})}
         try:
-            self.repo.put_objects(branch, staged.files)
+            self.repo.put_objects(branch, files)
         finally:
-            close_files(staged.files)
+            close_files(files)
         report.objects.append(staged.report)
 
     def publish(self, branch: str, metadata: dict[str, str]) -> str:

@@ -32,7 +32,7 @@ from churnops.data import aggregates, contract, schema, subjects
 from churnops.data.contract import AccountingError
 from churnops.data.id_index import IdIndex
 from churnops.data.run_ids import KEYS_SCHEMA, HashedIds, RunIds
-from churnops.data.spool import ParquetSpool, PartitionSpool
+from churnops.data.spool import PartitionSpool
 from churnops.data.versioning import NotFoundError
 from churnops.data.versioning.base import Content, close_files
 from churnops.platform.storage import ObjectRef
@@ -380,20 +380,17 @@ def stage_group(run: IngestRun, group: IngestGroup) -> str:
             for kind, column in ID_COLUMNS.items()
         }
         published = {kind: stack.enter_context(RunIds()) for kind in ID_COLUMNS}
-        run.stage_objects(group.branch, sources, indexes, set(group.superseded), report, published)
+        run.stage_objects(
+            group.branch,
+            sources,
+            indexes,
+            set(group.superseded),
+            report,
+            published,
+            lambda number: group.keys_path(group.sources[number][0]),
+        )
         staged = [{"position": position, **asdict(obj)} for (position, _), obj in zip(group.sources, report.objects)]
-        files: dict[str, Content] = {group.report_path: json.dumps(staged).encode()}
-        for (position, source), obj in zip(group.sources, report.objects):
-            if obj.partition is not None:
-                with ParquetSpool(dictionary=["hour"]) as spool:  # the ids are distinct
-                    spool.write(KEYS_SCHEMA.empty_table())
-                    for _, keys in published[source.kind].keys(source.ref.name):
-                        spool.write(keys)
-                    files[group.keys_path(position)] = spool.detach()
-        try:
-            run.repo.put_objects(group.branch, files)
-        finally:
-            close_files(files)
+        run.repo.put_objects(group.branch, {group.report_path: json.dumps(staged).encode()})
     log.info("ingest group staged", extra={"run_id": group.run_id, "group": group.number, "objects": len(sources)})
     return group.report_path
 

@@ -242,12 +242,13 @@ class RunIds:
         del self._chunks[mark:]
         self._hashes.keep_parts_before(mark)
 
-    def add(self, source: str, ids: pa.Array | HashedIds, hours: pa.Array) -> None:
-        """Add ``source``'s ``ids`` (text) with their record ``hours`` (one each); nothing for no id."""
-        if len(ids) == 0:
-            return
+    def add(self, source: str, ids: pa.Array | HashedIds, hours: pa.Array) -> pa.Table:
+        """Add ``source``'s ``ids`` (text) with their record ``hours`` (one each); nothing for no id. Returns them
+        as kept (:data:`KEYS_SCHEMA`)."""
         text = ids.ids if isinstance(ids, HashedIds) else ids.cast(pa.large_string())
         table = pa.table([text, hours.cast(RECORD_HOUR_TYPE)], schema=KEYS_SCHEMA)
+        if len(table) == 0:
+            return table
         self._written += 1
         path = Path(self._directory.name) / f"{self._written}.arrow"
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, KEYS_SCHEMA) as writer:
@@ -255,6 +256,7 @@ class RunIds:
         if self._lookups:
             self._hashes.add(ids, len(self._chunks))
         self._chunks.append(_Chunk(source, path, len(table)))
+        return table
 
     @property
     def lookups(self) -> bool:
