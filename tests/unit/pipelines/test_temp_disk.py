@@ -45,7 +45,7 @@ OWN_DIRECTORY = {
 }
 
 
-def _executors(name: str, out: Path) -> tuple[dict[str, str], dict[str, dict[str, Any]], dict[str, Any]]:
+def compiled_executors(name: str, out: Path) -> tuple[dict[str, str], dict[str, dict[str, Any]], dict[str, Any]]:
     """The pipeline ``name`` compiled: each executor's component function, each executor's container (pipeline
     spec) and each executor's Kubernetes config, parsed with the installed backend's protos (unknown fields
     refused) and read back."""
@@ -71,7 +71,7 @@ def _executors(name: str, out: Path) -> tuple[dict[str, str], dict[str, dict[str
 def test_only_the_ingest_tasks_mount_a_temp_volume_where_tmpdir_points_of_the_declared_size(
     name: str, tmp_path: Path
 ) -> None:
-    functions, containers, configs = _executors(name, tmp_path)
+    functions, containers, configs = compiled_executors(name, tmp_path)
     with_volume = set()
     for executor, function in functions.items():
         config, env = configs[executor], {var["name"]: var["value"] for var in containers[executor].get("env", [])}
@@ -104,7 +104,7 @@ def test_the_non_root_task_user_can_write_the_volume_without_an_fs_group(tmp_pat
     none: its task security context has no such field, and the pod security context it writes for every pod of a
     run (``argo.go``, vendored) sets none. kubelet creates an ``emptyDir`` world-writable: the volume the user can
     write. Should a later backend offer ``fsGroup``, this test says so, and the choice can be weighed again."""
-    functions, _, configs = _executors("ingest", tmp_path)
+    functions, _, configs = compiled_executors("ingest", tmp_path)
     for executor, function in functions.items():
         context = configs[executor]["security_context"]
         assert context == {"run_as_user": "10001", "run_as_group": "10001", "run_as_non_root": True}, executor
