@@ -14,7 +14,7 @@ Temporary disk: a task whose :class:`Resources` name a ``temp_disk`` size gets a
 limit mounted at :data:`TEMP_DIR`, which ``TMPDIR`` names (Python's ``tempfile`` and ``mktemp`` write there): every
 task that writes temporary files. The ingest tasks keep what grows with the hour there; features, train, score, the
 drift and performance checks and the purge the feature matrices, models and run artifacts they pass to or fetch
-from MLflow; evaluate and register the models they fetch (docs/ingestion.md, "Temporary disk on the cluster").
+from MLflow; evaluate and register the models they fetch or log (docs/ingestion.md, "Temporary disk on the cluster").
 
 Lineage and actor: every task gets ``CHURNOPS_SERVICE_ACCOUNT`` from its pod's
 ``spec.serviceAccountName`` (downward API), so registry changes name the run's account, and
