@@ -11,9 +11,10 @@ service account is per pipeline and is given at submission (KFP runs every pod o
 run's service account): see :func:`service_account`.
 
 Temporary disk: a task whose :class:`Resources` name a ``temp_disk`` size gets an ``emptyDir`` volume of that size
-limit mounted at :data:`TEMP_DIR`, which ``TMPDIR`` names (Python's ``tempfile`` and ``mktemp`` write there): the
-ingest tasks, which keep what grows with the hour in temporary files (docs/ingestion.md, "Temporary disk on the
-cluster").
+limit mounted at :data:`TEMP_DIR`, which ``TMPDIR`` names (Python's ``tempfile`` and ``mktemp`` write there): every
+task that writes temporary files. The ingest tasks keep what grows with the hour there; features, train, score, the
+drift and performance checks and the purge the feature matrices, models and run artifacts they pass to or fetch
+from MLflow; evaluate and register the models they fetch or log (docs/ingestion.md, "Temporary disk on the cluster").
 
 Lineage and actor: every task gets ``CHURNOPS_SERVICE_ACCOUNT`` from its pod's
 ``spec.serviceAccountName`` (downward API), so registry changes name the run's account, and
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kfp import dsl, kubernetes
@@ -90,7 +91,30 @@ class Resources:
 
 
 SMALL = Resources()
-LARGE = Resources(cpu_request="1", cpu_limit="2", memory_request="2Gi", memory_limit="4Gi", timeout_seconds=90 * 60)
+# Features, train, score, the drift and performance checks, the purge. Disk: what they write to temporary files
+# grows with the feature matrices (features writes each split to a file before logging it to MLflow; the purge
+# downloads a run's artifacts and writes each rewritten one beside them: about twice the largest run's artifacts)
+# and with the models (the model tasks save or fetch one through a temporary folder): at most 37.7 MB measured, for
+# 20,000 customers over 48 hours (the purge; 9.7 times the 3.9 MB of the demo's 2,000 customers: linear in the rows).
+# The matrices cannot outgrow the features task's memory: a row takes 652 bytes in memory, 78 on disk (parquet,
+# zstd), so the 4Gi limit holds at most about 0.5 GiB of matrices on disk, and the purge about twice that; 2Gi is
+# twice that bound (docs/ingestion.md, "Temporary disk on the cluster").
+LARGE = Resources(
+    cpu_request="1",
+    cpu_limit="2",
+    memory_request="2Gi",
+    memory_limit="4Gi",
+    timeout_seconds=90 * 60,
+    temp_disk="2Gi",
+)
+# The online snapshot (online-features): LARGE's CPU, memory and time; it writes no temporary file (measured: none
+# but the component's own source, which KFP writes to TMPDIR for every task, 1.6 KB), so it gets no volume.
+SNAPSHOT = replace(LARGE, temp_disk=None)
+# Evaluate and register: SMALL's CPU, memory and time, and a volume for what they pass through temporary folders on
+# the way to or from MLflow: plots and a model (at most 5.5 MB measured, register for 20,000 customers over 48 hours;
+# 1.0 MB for 2,000: slower than the rows). 512Mi is about 90 times that, and half the 1Gi memory that holds the
+# model once loaded.
+MODEL_FILES = replace(SMALL, temp_disk="512Mi")
 # The ingest tasks (plan, groups, finish). CPU: an object is read, checked and written by three threads (the reading
 # thread, the check, the parquet writer). Memory: about twice the peak measured for one object of 10M events (0.96
 # GiB, docs/ingestion.md, "Cost"). Disk: the temporary files of an hour, 2.2 times the 1,821 MiB measured for that

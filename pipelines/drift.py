@@ -10,7 +10,7 @@ from churnops.platform import declaration as platform
 from churnops.platform.settings import load_settings
 from components.drift import drift_check, online_features, performance_check
 from components.model import resolve_model
-from pipelines.common import LARGE, configure, declare_pipeline, failure_alert, refusal_gate
+from pipelines.common import LARGE, SNAPSHOT, configure, declare_pipeline, failure_alert, refusal_gate
 from pipelines.training import DEFAULT_SEED, training_tasks
 
 NAME = "drift"
@@ -40,7 +40,7 @@ def build() -> GraphComponent:
         settings = load_settings()
         alert = failure_alert(NAME, settings)
         with dsl.ExitHandler(alert, name="drift-run"):
-            snapshot = configure(online_features(data_ref=data_ref), settings, LARGE, display_name="online-features")
+            snapshot = configure(online_features(data_ref=data_ref), settings, SNAPSHOT, display_name="online-features")
             # At compile time a component call is a PipelineTask; pylint sees the function's NamedTuple, and output
             # artifacts as parameters.
             # pylint: disable=no-member,no-value-for-parameter

@@ -16,7 +16,7 @@ from components.evaluate import evaluate
 from components.features import features
 from components.register import register
 from components.train import train
-from pipelines.common import LARGE, configure, declare_pipeline, failure_alert, refusal_gate
+from pipelines.common import LARGE, MODEL_FILES, configure, declare_pipeline, failure_alert, refusal_gate
 
 NAME = "training"
 # No KFP recurring run: one trigger starts training, Cloud Scheduler's daily message to the Cloud Build
@@ -76,6 +76,7 @@ def training_tasks(settings: Settings, data_commit: Any, seed: Any, reason: Any 
     evaluated = configure(
         evaluate(**candidates),
         settings,
+        MODEL_FILES,
         display_name="evaluate-and-gate",
     ).after(*fitted)
     # The refusal gate passes the winner's name on (empty when the model gate refused both) as its single
@@ -86,6 +87,7 @@ def training_tasks(settings: Settings, data_commit: Any, seed: Any, reason: Any 
         registered = configure(
             register(winner=winner.output, **candidates),
             settings,
+            MODEL_FILES,
             display_name="register-candidate",
         )
         refusal_gate(registered, "register", settings)

@@ -391,11 +391,15 @@ def test_every_task_names_its_service_account_for_the_registry_and_logs_in_to_ml
 
 
 def _container_envs(path: Path) -> list[dict[str, str]]:
+    """Each task's plain environment variables but ``TMPDIR`` (which the tasks with a temporary volume get)."""
     spec, _ = parse_strict(path)
     executors = spec.deployment_spec.fields["executors"].struct_value.fields
     containers = [json_format.MessageToDict(e.struct_value)["container"] for e in executors.values()]
     assert containers
-    return [{var["name"]: var["value"] for var in container.get("env", [])} for container in containers]
+    return [
+        {var["name"]: var["value"] for var in container.get("env", []) if var["name"] != common.TEMP_DIR_ENV}
+        for container in containers
+    ]
 
 
 def test_a_digest_pinned_image_is_recorded_as_every_tasks_image_digest(tmp_path: Path) -> None:

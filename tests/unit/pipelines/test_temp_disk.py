@@ -1,10 +1,11 @@
-"""The ingest tasks declare the temporary disk they use, and the ingest code writes its temporary files there.
+"""Every task that writes temporary files declares the disk it uses, and the code writes its temporary files there.
 
-Each ingest task (plan, groups, finish) mounts an ``emptyDir`` of the declared size limit at the path ``TMPDIR``
-names, checked in the compiled pipeline as the installed KFP backend (2.17.0) reads it, with its own protos; no other
-task gets one. The task runs as a non-root user, so the volume must be writable by that user without an
-``fsGroup``, which the backend cannot set: an ``emptyDir`` is (kubelet creates it world-writable), a PVC's
-filesystem is not. And every temporary file of ``churnops/data`` goes where ``tempfile`` says (``TMPDIR``), so the
+Each such task (the ingest tasks; features, train, score, the drift and performance checks, the purge; evaluate and
+register) mounts an ``emptyDir`` of its declared size limit at the path ``TMPDIR`` names, checked in the compiled
+pipelines as the installed KFP backend (2.17.0) reads them, with its own protos; no other task gets one. The task runs
+as a non-root user, so the volume must be writable by that user without an ``fsGroup``, which the backend cannot
+set: an ``emptyDir`` is (kubelet creates it world-writable), a PVC's filesystem is not. And every temporary file of
+``churnops/data``, ``churnops/training`` and ``churnops/model`` goes where ``tempfile`` says (``TMPDIR``), so the
 volume is where the bytes land, and has a name while it is open, so kubelet, which measures the volume by walking
 its files, counts its bytes against the limit.
 """
@@ -12,6 +13,7 @@ its files, counts its bytes against the limit.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import gc
 import os
 import tempfile
@@ -37,18 +39,25 @@ from tests.support import kfp_backend
 
 ROOT = Path(__file__).resolve().parents[3]
 DATA = ROOT / "churnops" / "data"
-# The component functions whose tasks keep temporary files: the three ingest steps. The gates, the commit (a
-# commit and a merge on the lake: no object is read or written) and the failure alert write none.
-TEMP_DISK_TASKS = {"ingest_plan", "ingest_group", "ingest_finish"}
-# tempfile calls in churnops/data that name their own directory, with why that is right. None goes to /tmp.
+# The code the tasks with a volume run besides churnops/data: the training's, the purge's and the models'.
+TASK_CODE = (DATA, ROOT / "churnops" / "training", ROOT / "churnops" / "model")
+# The component functions whose tasks keep temporary files, and the resources that declare their volume. The gates,
+# the commit (a commit and a merge on the lake: no object is read or written), the failure alert, resolve-model and
+# online-features write none (but the component's source, a few KB, which KFP writes to TMPDIR for every task).
+TEMP_DISK_TASKS = {
+    **dict.fromkeys(("ingest_plan", "ingest_group", "ingest_finish"), common.INGEST),
+    **dict.fromkeys(("features", "train", "score", "drift_check", "performance_check", "purge"), common.LARGE),
+    **dict.fromkeys(("evaluate", "register"), common.MODEL_FILES),
+}
+# tempfile calls in that code that name their own directory, with why that is right. None goes to /tmp.
 OWN_DIRECTORY = {
     # the embedded lake writes a blob beside its final path and renames it into place (one filesystem): the lake's
     # state directory, not a temporary file; on the cluster the lake is lakeFS
-    ("versioning/embedded.py", "mkstemp"): 2,
+    ("data/versioning/embedded.py", "mkstemp"): 2,
 }
 
 
-def _executors(name: str, out: Path) -> tuple[dict[str, str], dict[str, dict[str, Any]], dict[str, Any]]:
+def compiled_executors(name: str, out: Path) -> tuple[dict[str, str], dict[str, dict[str, Any]], dict[str, Any]]:
     """The pipeline ``name`` compiled: each executor's component function, each executor's container (pipeline
     spec) and each executor's Kubernetes config, parsed with the installed backend's protos (unknown fields
     refused) and read back."""
@@ -71,10 +80,10 @@ def _executors(name: str, out: Path) -> tuple[dict[str, str], dict[str, dict[str
 
 
 @pytest.mark.parametrize("name", sorted(PIPELINES))
-def test_only_the_ingest_tasks_mount_a_temp_volume_where_tmpdir_points_of_the_declared_size(
+def test_the_tasks_that_write_temporary_files_mount_a_volume_where_tmpdir_points_of_the_declared_size(
     name: str, tmp_path: Path
 ) -> None:
-    functions, containers, configs = _executors(name, tmp_path)
+    functions, containers, configs = compiled_executors(name, tmp_path)
     with_volume = set()
     for executor, function in functions.items():
         config, env = configs[executor], {var["name"]: var["value"] for var in containers[executor].get("env", [])}
@@ -83,22 +92,36 @@ def test_only_the_ingest_tasks_mount_a_temp_volume_where_tmpdir_points_of_the_de
             assert "empty_dir_mounts" not in config and common.TEMP_DIR_ENV not in env, executor
             continue
         with_volume.add(function)
+        declared = TEMP_DISK_TASKS[function]
         assert config["empty_dir_mounts"] == [
             # no medium: the node's disk (a Memory medium would count against the task's memory limit)
-            {"volume_name": common.TEMP_VOLUME, "mount_path": common.TEMP_DIR, "size_limit": common.INGEST.temp_disk}
+            {"volume_name": common.TEMP_VOLUME, "mount_path": common.TEMP_DIR, "size_limit": declared.temp_disk}
         ], executor
         assert env[common.TEMP_DIR_ENV] == common.TEMP_DIR, executor
         resources = containers[executor]["resources"]
-        assert parse_quantity(resources["resourceMemoryLimit"]) == parse_quantity(common.INGEST.memory_limit), executor
-        assert parse_quantity(resources["resourceCpuLimit"]) == parse_quantity(common.INGEST.cpu_limit), executor
-    assert with_volume == (TEMP_DISK_TASKS if name == "ingest" else set())
+        assert parse_quantity(resources["resourceMemoryLimit"]) == parse_quantity(declared.memory_limit), executor
+        assert parse_quantity(resources["resourceCpuLimit"]) == parse_quantity(declared.cpu_limit), executor
+    training = {"features", "train", "evaluate", "register"}
+    assert (
+        with_volume
+        == {
+            "ingest": {"ingest_plan", "ingest_group", "ingest_finish"},
+            "training": training,
+            "drift": {"drift_check", "performance_check"} | training,  # a firing check runs the training's tasks
+            "scoring": {"score"},
+            "purge": {"purge"},
+        }[name]
+    )
 
 
-def test_the_declared_size_is_a_kubernetes_quantity_in_binary_units() -> None:
-    assert common.INGEST.temp_disk is not None
-    assert parse_quantity(common.INGEST.temp_disk) >= 2**30
-    assert common.INGEST.temp_disk.endswith("Gi")
-    assert common.SMALL.temp_disk is None and common.LARGE.temp_disk is None
+def test_the_declared_sizes_are_kubernetes_quantities_in_binary_units() -> None:
+    for resources in (common.INGEST, common.LARGE, common.MODEL_FILES):
+        assert resources.temp_disk is not None
+        assert parse_quantity(resources.temp_disk) >= 2**29
+        assert resources.temp_disk.endswith(("Gi", "Mi"))
+    assert common.SMALL.temp_disk is None and common.SNAPSHOT.temp_disk is None
+    # the online snapshot is LARGE but for the volume
+    assert common.SNAPSHOT == dataclasses.replace(common.LARGE, temp_disk=None)
 
 
 def test_the_non_root_task_user_can_write_the_volume_without_an_fs_group(tmp_path: Path) -> None:
@@ -107,7 +130,7 @@ def test_the_non_root_task_user_can_write_the_volume_without_an_fs_group(tmp_pat
     none: its task security context has no such field, and the pod security context it writes for every pod of a
     run (``argo.go``, vendored) sets none. kubelet creates an ``emptyDir`` world-writable: the volume the user can
     write. Should a later backend offer ``fsGroup``, this test says so, and the choice can be weighed again."""
-    functions, _, configs = _executors("ingest", tmp_path)
+    functions, _, configs = compiled_executors("ingest", tmp_path)
     for executor, function in functions.items():
         context = configs[executor]["security_context"]
         assert context == {"run_as_user": "10001", "run_as_group": "10001", "run_as_non_root": True}, executor
@@ -136,10 +159,15 @@ def test_the_backend_cannot_request_ephemeral_storage_for_a_task() -> None:
     assert {"resource_cpu_request", "resource_memory_request", "accelerator"} <= set(resources.fields_by_name)
 
 
+def _task_code() -> list[Path]:
+    """Every module of churnops/data, churnops/training and churnops/model."""
+    return sorted(path for folder in TASK_CODE for path in folder.rglob("*.py"))
+
+
 def _tempfile_calls() -> list[tuple[str, str, ast.Call]]:
-    """Every ``tempfile.<function>(...)`` call in churnops/data: (file, function, call)."""
+    """Every ``tempfile.<function>(...)`` call in that code: (file under churnops/, function, call)."""
     calls = []
-    for path in sorted(DATA.rglob("*.py")):
+    for path in _task_code():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if (
                 isinstance(node, ast.Call)
@@ -147,25 +175,27 @@ def _tempfile_calls() -> list[tuple[str, str, ast.Call]]:
                 and isinstance(node.func.value, ast.Name)
                 and node.func.value.id == "tempfile"
             ):
-                calls.append((path.relative_to(DATA).as_posix(), node.func.attr, node))
+                calls.append((path.relative_to(DATA.parent).as_posix(), node.func.attr, node))
     return calls
 
 
-def test_every_temporary_file_of_the_data_code_goes_where_tempfile_says() -> None:
+def test_every_temporary_file_of_the_tasks_code_goes_where_tempfile_says() -> None:
     """No ``dir=`` but the embedded lake's own (a rename into the lake), no ``/tmp`` written out, no other way to a
     temporary path (``tempfile.tempdir`` set, ``gettempdir`` joined by hand, a name imported from ``tempfile``
     that the calls below would miss): ``TMPDIR`` decides."""
     calls = _tempfile_calls()
     # no TemporaryFile: it has no name, so a walk of the volume does not count it (churnops/data/tempfiles.py)
     assert {function for _, function, _ in calls} <= {"TemporaryDirectory", "mkstemp"}
-    assert len(calls) >= 4  # temporary_file's, the run's ids, the embedded lake's two beside its blobs
+    # temporary_file's, the run's ids, the embedded lake's two beside its blobs; the feature files, the purge's run
+    # artifacts, a model fetched to score
+    assert len(calls) >= 7
     own: dict[tuple[str, str], int] = {}
     for file, function, call in calls:
         assert not call.args, f"{file}: tempfile.{function} with positional arguments (name them: dir= shows)"
         if any(keyword.arg == "dir" for keyword in call.keywords):
             own[(file, function)] = own.get((file, function), 0) + 1
     assert own == OWN_DIRECTORY
-    for path in DATA.rglob("*.py"):
+    for path in _task_code():
         text = path.read_text(encoding="utf-8")
         for found in ("/tmp", "gettempdir", "tempfile.tempdir", "from tempfile import"):
             assert found not in text, f"{path}: {found}"
