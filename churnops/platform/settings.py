@@ -42,7 +42,7 @@ GKE_DEFAULTS: dict[str, Any] = {
     "prometheus_auth": "google",
     "service_auth": "google",
     "log_format": "json",
-    "state_dir": Path(tempfile.gettempdir()) / "churnops",  # the pod's TMPDIR (an emptyDir volume)
+    "state_dir": Path(tempfile.gettempdir()) / "churnops",  # TMPDIR: the task's emptyDir volume where it has one
 }
 
 
