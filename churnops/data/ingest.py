@@ -810,7 +810,7 @@ class IngestRun:
         with _OneAhead(self, fresh) as ahead, ThreadPoolExecutor(1, thread_name_prefix="object-finish") as finisher:
             try:
                 ahead.open(0)
-                for kind in dict.fromkeys(source.kind for source in fresh):  # while the first object downloads
+                for kind in dict.fromkeys(source.kind for source in fresh if not source.name_error):  # as it downloads
                     contract.prepare(kind)
                 for position, source in enumerate(fresh):
                     staging = self.stage_object(
