@@ -115,9 +115,10 @@ SNAPSHOT = replace(LARGE, temp_disk=None)
 # 1.0 MB for 2,000: slower than the rows). 512Mi is about 90 times that, and half the 1Gi memory that holds the
 # model once loaded.
 MODEL_FILES = replace(SMALL, temp_disk="512Mi")
-# The ingest tasks (plan, groups, finish). CPU: an object is read, checked and written by three threads (the reading
-# thread, the check, the parquet writer). Memory: about twice the peak measured for one object of 10M events (0.96
-# GiB, docs/ingestion.md, "Cost"). Disk: the temporary files of an hour, 2.2 times the 1,821 MiB measured for that
+# The ingest tasks (plan, groups, finish). CPU: an object is read, checked and written by three busy threads (the
+# reading thread, the check, the parquet writer), beside one that opens the next object and one that finishes the one
+# before. Memory: about 2.4 times the peak measured for one object of 10M events (0.82 GiB, docs/ingestion.md,
+# "Cost"). Disk: the temporary files of an hour, 2.2 times the 1,821 MiB measured for that
 # object (docs/ingestion.md, "Temporary disk on the cluster").
 INGEST = Resources(cpu_request="1", cpu_limit="2", memory_request="1536Mi", memory_limit="2Gi", temp_disk="4Gi")
 

@@ -87,6 +87,12 @@ class _Staged:
     """The ids it publishes with their record hours (:data:`KEYS_SCHEMA`, a row group per chunk; the staged ids,
     :func:`~churnops.data.ingest_steps.stage_group`); None if it publishes nothing."""
 
+    def close(self) -> None:
+        """Close its open files (once written, or when they never will be)."""
+        close_files(self.files)
+        if self.keys is not None:
+            self.keys.close()
+
 
 @dataclass
 class _Opened:
@@ -99,10 +105,8 @@ class _Opened:
 
     def close(self) -> None:
         """Stop reading (the chunk being parsed ends first) and delete the temporary file."""
-        try:
+        with self.stored:
             self.chunks.close()
-        finally:
-            self.stored.close()
 
     def all_chunks(self) -> Iterator[parse.ParsedObject]:
         """Every chunk, the first one included (handed over: no reference to it is kept here)."""
@@ -119,13 +123,6 @@ class _NewColumns(Exception):
     def __init__(self, columns: frozenset[str]) -> None:
         super().__init__(sorted(columns))
         self.columns = columns
-
-
-def _finished(staged: _Staged) -> Future[_Staged]:
-    """``staged``, as the finished step of :meth:`IngestRun.stage_object`."""
-    future: Future[_Staged] = Future()
-    future.set_result(staged)
-    return future
 
 
 def _open_object(run: IngestRun, source: _Source) -> _Opened:
@@ -363,13 +360,12 @@ class IngestRun:
         opening: Future[_Opened] | None = None,
         read_next: Callable[[], None] = lambda: None,
     ) -> Future[_Staged]:
-        """Steps 3-5 for one object, read and processed in chunks: the files it contributes to the run
-        branch and its report, once its last chunk is appended and its files are closed (in ``finishing``, a
-        thread of the caller's, while the caller goes on). ``seen`` holds the ids earlier objects
-        of the run published (of the same kind); the ids this object publishes are added to it before this
-        returns (none if it ends up quarantined whole). ``opening``: the object being opened already
-        (:func:`_open_object`), else it is opened here; ``read_next`` is called once its last chunk is read (to
-        start reading the next object).
+        """Steps 3-5 for one object, read and processed in chunks: the files it contributes to the run branch and
+        its report, once its last chunk is appended and its files are closed (in ``finishing``, a thread of the
+        caller's, while the caller goes on). ``seen`` holds the ids earlier objects of the run published (of the
+        same kind); the ids this object publishes are added to it before this returns (none if it ends up
+        quarantined whole). ``opening``: the object being opened already (:func:`_open_object`), else it is opened
+        here; ``read_next`` is called once its last chunk is read (to start reading the next object).
 
         An object whose later chunk names a contract column its earlier chunks lack is read again
         knowing the column, so every chunk is checked with the columns of the whole object, as if it
@@ -379,7 +375,7 @@ class IngestRun:
         if source.name_error:
             read_next()
             report = ObjectReport(ref.name, ref.generation, source.kind, "quarantined", reason=source.name_error)
-            return _finished(_Staged(report, dict(self.object_files(source, report, run_id))))
+            return finishing.submit(_Staged, report, dict(self.object_files(source, report, run_id)))
         columns: frozenset[str] = frozenset()
         mark = seen.mark()
         while True:
@@ -404,7 +400,7 @@ class IngestRun:
                 report = ObjectReport(
                     ref.name, ref.generation, source.kind, "quarantined", reason=f"unreadable object: {error.reason}"
                 )
-                return _finished(_Staged(report, dict(self.object_files(source, report, run_id))))
+                return finishing.submit(_Staged, report, dict(self.object_files(source, report, run_id)))
 
     def download(self, ref: ObjectRef) -> IO[bytes]:
         """The stored bytes of exactly this generation, in a temporary file (not in memory)."""
@@ -509,14 +505,18 @@ class IngestRun:
         digests = {name: self.column_digest(name) for name in unknown}
         report.unknown_columns = list(digests.values())
         report.corrections = [{**c, "column": digests.get(str(c["column"]), c["column"])} for c in corrections]
-        if report.status == "published":
-            report.partition = partition_path(source.ref, source.kind)
-            staged.files[report.partition] = partition.spool.detach()
-            staged.keys = keys.detach()
-            if partition.summary is not None:  # in the same commit as the partition
-                staged.files[aggregates.aggregates_path(report.partition)] = partition.summary.file()
-        if report.rows_quarantined:
-            staged.files[self.quarantine_path(source, "parquet")] = quarantine.close()
+        try:
+            if report.status == "published":
+                report.partition = partition_path(source.ref, source.kind)
+                staged.files[report.partition] = partition.spool.detach()
+                staged.keys = keys.detach()
+                if partition.summary is not None:  # in the same commit as the partition
+                    staged.files[aggregates.aggregates_path(report.partition)] = partition.summary.file()
+            if report.rows_quarantined:
+                staged.files[self.quarantine_path(source, "parquet")] = quarantine.close()
+        except BaseException:
+            staged.close()  # what was detached before the failure
+            raise
 
     def check_chunk(
         self, parsed: parse.ParsedObject, source: _Source, index: IdIndex, superseded: set[str], now: datetime
@@ -831,16 +831,16 @@ class IngestRun:
                     written, staged = finishing.pop()
                     self._write_staged(branch, staged.result(), report, keys_path(written))
             finally:
-                for left in (unwritten.result() for _, unwritten in finishing if unwritten.exception() is None):
-                    close_files({**left.files, **({"": left.keys} if left.keys else {})})  # not written: closed
+                for _, unwritten in finishing:  # after an error: closed, not written
+                    if unwritten.exception() is None:
+                        unwritten.result().close()
 
     def _write_staged(self, branch: str, staged: _Staged, report: IngestReport, keys_path: str) -> None:
         """Write an object's files (its published ids at ``keys_path``) to ``branch``; add its report to the run's."""
-        files = {**staged.files, **({keys_path: staged.keys} if staged.keys else {})}
         try:
-            self.repo.put_objects(branch, files)
+            self.repo.put_objects(branch, {**staged.files, **({keys_path: staged.keys} if staged.keys else {})})
         finally:
-            close_files(files)
+            staged.close()
         report.objects.append(staged.report)
 
     def publish(self, branch: str, metadata: dict[str, str]) -> str:
