@@ -37,7 +37,7 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
@@ -54,6 +54,7 @@ from churnops.data.contract import AccountingError
 from churnops.data.id_index import IdIndex
 from churnops.data.ingest_steps import ID_COLUMNS, IngestReport, ObjectReport, StagedIngest
 from churnops.data.ingest_steps import ListedObject as _Source  # the name the run's per-object steps use
+from churnops.data.opening import OneAhead, Opened, open_object
 from churnops.data.privacy import Tokenizer, apply_pii_policy, apply_pii_policy_to_table, lake_tokenizer
 from churnops.data.run_ids import KEYS_SCHEMA, HashedIds, RunIds
 from churnops.data.spool import ParquetSpool, PartitionSpool
@@ -94,76 +95,12 @@ class _Staged:
             self.keys.close()
 
 
-@dataclass
-class _Opened:
-    """An object read up to its first chunk: its stored bytes (a temporary file), its chunks, and the first one
-    (None for no chunk), parsed."""
-
-    stored: IO[bytes]
-    chunks: Generator[parse.ParsedObject, None, None]
-    first: parse.ParsedObject | None
-
-    def close(self) -> None:
-        """Stop reading (the chunk being parsed ends first) and delete the temporary file."""
-        with self.stored:
-            self.chunks.close()
-
-    def all_chunks(self) -> Iterator[parse.ParsedObject]:
-        """Every chunk, the first one included (handed over: no reference to it is kept here)."""
-        if self.first is not None:
-            first, self.first = self.first, None
-            yield first
-            del first
-        yield from self.chunks
-
-
 class _NewColumns(Exception):
     """A chunk has contract columns the object's earlier chunks lack: read the object again knowing them."""
 
     def __init__(self, columns: frozenset[str]) -> None:
         super().__init__(sorted(columns))
         self.columns = columns
-
-
-def _open_object(run: IngestRun, source: _Source) -> _Opened:
-    """Download an object and parse its first chunk (what :meth:`IngestRun.stage_object` starts with)."""
-    stored = run.download(source.ref)
-    chunks = parse.iter_object(source.ref.name, stored, source.ref.content_encoding, run.chunk_bytes, run.chunk_rows)
-    try:
-        return _Opened(stored, chunks, next(chunks, None))
-    except BaseException:
-        _Opened(stored, chunks, None).close()
-        raise
-
-
-class _OneAhead:
-    """Opens the objects of a run one ahead (:func:`_open_object`, in a thread of its own): the next
-    object is downloaded and its first chunk parsed while the one before finishes (its last chunk appended, its
-    files written), instead of after. At most one object is opened ahead; one not taken is closed at the end."""
-
-    def __init__(self, run: IngestRun, sources: list[_Source]) -> None:
-        self.run = run
-        self.sources = sources
-        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="object-open")
-        self.pending: dict[int, Future[_Opened]] = {}
-
-    def __enter__(self) -> _OneAhead:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.thread.shutdown(wait=True)
-        for pending in self.pending.values():
-            if pending.exception() is None:
-                pending.result().close()
-
-    def open(self, position: int) -> None:
-        """Start opening the object at ``position`` (nothing past the end, for a misnamed object or twice)."""
-        if position < len(self.sources) and not self.sources[position].name_error and position not in self.pending:
-            self.pending[position] = self.thread.submit(_open_object, self.run, self.sources[position])
-
-    def opening(self, position: int) -> Future[_Opened] | None:
-        """The object at ``position`` being opened, if it is (it is then the caller's to close)."""
-        return self.pending.pop(position, None)
 
 
 def hour_prefix(kind: str, hour: datetime) -> str:
@@ -357,14 +294,14 @@ class IngestRun:
         seen: RunIds,
         run_id: str,
         finishing: ThreadPoolExecutor,
-        opening: Future[_Opened] | None = None,
+        opening: Future[Opened] | None = None,
         read_next: Callable[[], None] = lambda: None,
     ) -> Future[_Staged]:
         """Steps 3-5 for one object, read and processed in chunks: the files it contributes to the run branch and
         its report, once its last chunk is appended and its files are closed (in ``finishing``, a thread of the
         caller's, while the caller goes on). ``seen`` holds the ids earlier objects of the run published (of the
         same kind); the ids this object publishes are added to it before this returns (none if it ends up
-        quarantined whole). ``opening``: the object being opened already (:func:`_open_object`), else it is opened
+        quarantined whole). ``opening``: the object being opened already (:meth:`_open_object`), else it is opened
         here; ``read_next`` is called once its last chunk is read (to start reading the next object).
 
         An object whose later chunk names a contract column its earlier chunks lack is read again
@@ -380,7 +317,7 @@ class IngestRun:
         mark = seen.mark()
         while True:
             try:
-                opened = opening.result() if opening is not None else _open_object(self, source)
+                opened = opening.result() if opening is not None else self._open_object(source)
                 opening = None
                 try:
                     report, finish = self.stream_object(
@@ -402,6 +339,10 @@ class IngestRun:
                 )
                 return finishing.submit(_Staged, report, dict(self.object_files(source, report, run_id)))
 
+    def _open_object(self, source: _Source) -> Opened:
+        """Download an object and parse its first chunk, in the run's chunk sizes (:mod:`churnops.data.opening`)."""
+        return open_object(self.download, source.ref, self.chunk_bytes, self.chunk_rows)
+
     def download(self, ref: ObjectRef) -> IO[bytes]:
         """The stored bytes of exactly this generation, in a temporary file (not in memory)."""
         spool = temporary_file()  # the caller closes it
@@ -418,7 +359,7 @@ class IngestRun:
     def stream_object(  # pylint: disable=too-many-arguments,too-many-positional-arguments,too-many-locals
         self,
         source: _Source,
-        opened: _Opened,
+        opened: Opened,
         lookup: tuple[IdIndex, set[str]],
         seen: RunIds,
         run_id: str,
@@ -807,7 +748,10 @@ class IngestRun:
         each object publishes are added to ``published`` (per kind; on disk, their hashes in memory) and written
         with its files, at ``keys_path(i)`` for ``fresh[i]``."""
         finishing: list[tuple[int, Future[_Staged]]] = []  # objects staged, not yet written, by position
-        with _OneAhead(self, fresh) as ahead, ThreadPoolExecutor(1, thread_name_prefix="object-finish") as finisher:
+        with (
+            OneAhead(self._open_object, fresh) as ahead,
+            ThreadPoolExecutor(1, thread_name_prefix="object-finish") as finisher,
+        ):
             try:
                 ahead.open(0)
                 for kind in dict.fromkeys(source.kind for source in fresh if not source.name_error):  # as it downloads

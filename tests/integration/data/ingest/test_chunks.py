@@ -22,9 +22,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from churnops.data.aggregates import AGGREGATES_PREFIX
+from churnops.data.aggregates import AGGREGATES_PREFIX, HourlyAggregator
 from churnops.data.ingest import ID_COLUMNS, IngestReport, IngestRun
 from churnops.data.privacy import Tokenizer
+from churnops.data.spool import ParquetSpool
 from churnops.data.versioning import DataRepository, LakeUnavailable
 from churnops.data.versioning.embedded import EmbeddedRepository
 from churnops.local import datagen
@@ -270,5 +271,39 @@ def test_a_run_the_lake_fails_partway_leaves_no_temporary_file_open_or_behind(
             run.run(START, lookback=0)
         gc.collect()
     assert len(written) == 1 and any(path.endswith(".parquet") and "/web-" in path for path in written[0])
+    assert not [str(w.message) for w in caught if "unclosed file <_io.BufferedRandom" in str(w.message)]
+    assert not _open_under(temporary) and not list(temporary.iterdir())
+
+
+def test_an_object_whose_finish_fails_after_its_partition_is_closed_leaves_no_temporary_file(
+    ingest_env: IngestEnv, hour_data: datagen.GeneratedData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An object finishes in a thread of its own: its partition file and its staged ids are handed over, then
+    its aggregates are written. When that last step fails, the run fails with its error, and the files already
+    handed over are closed and deleted, not left to the collector (a ResourceWarning fails the test)."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    ingest_env.upload([first(hour_data, "web-")])
+    run = chunked(ingest_env.ingest(), CHUNK_BYTES, CHUNK_ROWS)
+    handed_over: list[str] = []
+    detach = ParquetSpool.detach
+
+    def recorded_detach(spool: ParquetSpool) -> Any:
+        file = detach(spool)
+        handed_over.append(file.name)
+        return file
+
+    def fail(_: HourlyAggregator) -> bytes:
+        raise OSError("no space left for the aggregates")
+
+    monkeypatch.setattr(ParquetSpool, "detach", recorded_detach)
+    monkeypatch.setattr(HourlyAggregator, "file", fail)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(OSError, match="no space left for the aggregates"):
+            run.run(START, lookback=0)
+        gc.collect()
+    assert len(handed_over) == 2  # the partition and the staged ids, before the aggregates failed
     assert not [str(w.message) for w in caught if "unclosed file <_io.BufferedRandom" in str(w.message)]
     assert not _open_under(temporary) and not list(temporary.iterdir())
