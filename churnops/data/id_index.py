@@ -26,7 +26,6 @@ hour's segment, deletes the earlier layout's files and writes ``_layout.json``.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -94,17 +93,6 @@ def _segment_rows(ids: pa.Array, sources: pa.Array) -> pa.Table:
     return pa.table({"id": ids.cast(pa.string()), "source": sources.cast(pa.dictionary(pa.int32(), pa.string()))})
 
 
-def _segment(frame: pd.DataFrame) -> bytes:
-    """A segment's parquet bytes from ``id`` and ``source`` columns."""
-    table = _segment_rows(
-        pa.array(frame["id"], type=pa.string(), from_pandas=True),
-        pa.array(frame["source"], type=pa.string(), from_pandas=True),
-    )
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd", store_schema=False, use_dictionary=_DICTIONARY)
-    return buffer.getvalue()
-
-
 def _by_hour(added: pa.Table) -> Iterable[tuple[pd.Timestamp, pa.Array]]:
     """The ids of ``added`` (:data:`churnops.data.run_ids.KEYS_SCHEMA`) per record hour; rows lacking either are
     left out."""
@@ -148,6 +136,17 @@ def _spool(segments: dict[pd.Timestamp, ParquetSpool], hour: pd.Timestamp) -> Pa
     return segments[hour]
 
 
+def _from(rows: pa.Table, sources: pa.Array) -> pa.Array:
+    """Whether each of a segment's ``rows`` (at least ``source``) holds an id of one of ``sources``."""
+    return arrow_call("is_in", rows.column("source"), options=pc.SetLookupOptions(sources)).combine_chunks()
+
+
+def _kept_columns(rows: pa.Table, gone: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """The ``id`` and ``source`` of a segment's ``rows`` but those ``gone`` marks."""
+    kept = arrow_call("filter", rows, arrow_call("invert", gone))
+    return kept.column("id").combine_chunks(), kept.column("source").combine_chunks()
+
+
 def _row_group(segment: pq.ParquetFile, number: int) -> Callable[[], pa.Table]:
     return lambda: segment.read_row_group(number, columns=_COLUMNS)
 
@@ -167,7 +166,6 @@ class IdIndex:  # pylint: disable=too-many-instance-attributes  # the lake handl
         self.id_column = id_column
         self.time_column = time_column
         self.bootstrapping = layout_path(kind) not in repo.list_paths(ref, layout_path(kind))
-        self._hours: dict[pd.Timestamp, pd.DataFrame] = {}
         self._lookups: dict[pd.Timestamp, _HourIds] = {}
         self._files = contextlib.ExitStack()
         self._built: dict[pd.Timestamp, pd.DataFrame] | None = None
@@ -199,32 +197,9 @@ class IdIndex:  # pylint: disable=too-many-instance-attributes  # the lake handl
                     table.column(self.time_column).to_pandas().dt.floor("h"),
                 )
                 frame["source"] = pd.Series(table.column("_source_object").to_pylist(), dtype=object)[frame.index]
-                frame["segment"] = None
                 for hour, group in frame.groupby("hour"):
-                    self._built[hour] = group[["id", "source", "segment"]].reset_index(drop=True)
+                    self._built[hour] = group[_COLUMNS].reset_index(drop=True)
         return self._built
-
-    def _hour(self, hour: pd.Timestamp) -> pd.DataFrame:
-        """The ids of one record hour: ``id``, ``source`` and the ``segment`` that holds them."""
-        if hour not in self._hours:
-            if self.bootstrapping:
-                frame = self._build().get(hour, pd.DataFrame(columns=["id", "source", "segment"], dtype=object))
-            else:
-                frames = [pd.DataFrame(columns=["id", "source", "segment"], dtype=object)]
-                for path in self.repo.list_paths(self.ref, hour_prefix(self.kind, hour)):
-                    if not path.endswith(".parquet"):
-                        continue
-                    table = pq.read_table(io.BytesIO(self.repo.get_object(self.ref, path)), columns=_COLUMNS)
-                    frames.append(
-                        pd.DataFrame(
-                            {name: table.column(name).to_numpy(zero_copy_only=False) for name in _COLUMNS}, dtype=object
-                        ).assign(segment=path)
-                    )
-                    self.segments_read += 1
-                    self.ids_read += table.num_rows
-                frame = pd.concat(frames, ignore_index=True)
-            self._hours[hour] = frame
-        return self._hours[hour]
 
     def _lookup(self, hour: pd.Timestamp) -> _HourIds:
         """The ids of one record hour, for lookups."""
@@ -318,13 +293,29 @@ class IdIndex:  # pylint: disable=too-many-instance-attributes  # the lake handl
         self, removed_sources: set[str], removed_hours: Iterable[pd.Timestamp], files: dict[str, Content]
     ) -> list[str]:
         """The segments of ``removed_hours`` that hold ids of ``removed_sources`` rewritten without them into
-        ``files``; returns those left with no id, to delete."""
+        ``files`` (a row group at a time, to temporary files the caller closes); returns those left with no id, to
+        delete."""
         deleted: list[str] = []
+        removed = pa.array(sorted(removed_sources), type=pa.string())
         for hour in sorted(set(removed_hours)):
-            for path, segment in self._hour(hour).groupby("segment"):
-                gone = segment["source"].isin(removed_sources)
-                if gone.all():
-                    deleted.append(str(path))
-                elif gone.any():
-                    files[str(path)] = _segment(segment[~gone])
+            for path in self.repo.list_paths(self.ref, hour_prefix(self.kind, hour)):
+                if not path.endswith(".parquet"):
+                    continue
+                with self.repo.open_object(self.ref, path) as stored:
+                    segment = pq.ParquetFile(stored)
+                    self.segments_read += 1
+                    self.ids_read += segment.metadata.num_rows
+                    gone = [
+                        _from(segment.read_row_group(number, columns=["source"]), removed)
+                        for number in range(segment.num_row_groups)
+                    ]
+                    count = sum(int(arrow_call("sum", mask).as_py() or 0) for mask in gone)
+                    if count == segment.metadata.num_rows:
+                        deleted.append(path)
+                    elif count:
+                        with ParquetSpool(dictionary=_DICTIONARY) as kept:
+                            for number, mask in enumerate(gone):
+                                rows = segment.read_row_group(number, columns=_COLUMNS)
+                                kept.write(_segment_rows(*_kept_columns(rows, mask)))
+                            files[path] = kept.detach()
         return deleted

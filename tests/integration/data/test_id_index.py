@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from churnops.data import id_index, run_ids, schema
@@ -88,3 +89,23 @@ def test_the_answer_is_exact_when_every_hash_is_equal(
     with index_of(repo) as index:
         found = index.published(wanted(("e1999", HOUR), ("e2000", HOUR), ("e3000", HOUR), ("n1", HOUR)), {"web-000"})
         assert found == {"e2000"}
+
+
+def test_superseded_objects_ids_leave_the_segments_that_hold_them_and_only_those(repo: EmbeddedRepository) -> None:
+    """A run superseding an object rewrites the segments of the hours its partition held without its ids (a
+    segment shared with another object keeps that object's ids, one left with none is deleted) and leaves
+    every other segment as it was; the lookups then no longer find its ids."""
+    publish(repo, "third", {("web-001", HOUR): ["w1", "w2"], ("app-001", HOUR): ["a1"], ("app-001", NEXT): ["a2"]})
+    with RunIds() as nothing, index_of(repo) as index:
+        files, deleted = index.changes("fourth", nothing, {"web-000", "app-001"}, [HOUR])
+    try:
+        hour_segment = id_index.segment_path(KIND, HOUR.to_pydatetime(), "first")
+        assert deleted == [hour_segment]  # only web-000's ids
+        shared = id_index.segment_path(KIND, HOUR.to_pydatetime(), "third")
+        assert sorted(files) == [shared]  # app-000's segment ("second") and the hour 06 ones untouched
+        content = files[shared]
+        rewritten = pq.read_table(pa.BufferReader(content) if isinstance(content, bytes) else content)
+        assert sorted(rewritten.column("id").to_pylist()) == ["w1", "w2"]
+        assert set(rewritten.column("source").to_pylist()) == {"web-001"}
+    finally:
+        close_files(files)
