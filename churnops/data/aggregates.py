@@ -127,7 +127,7 @@ class HourlyAggregator:
 
     def _groups(self, keys: np.ndarray) -> np.ndarray:
         """The group of each key, adding a group for each key not seen before."""
-        unique, inverse = np.unique(keys, return_inverse=True)
+        inverse, unique = pd.factorize(keys)  # hashed, in the order first seen (np.unique sorts: twice the time)
         at = np.searchsorted(self._keys[self._sorted], unique)
         seen = at < len(self._keys)
         seen[seen] = self._keys[self._sorted[at[seen]]] == unique[seen]
