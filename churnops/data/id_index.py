@@ -310,9 +310,11 @@ class IdIndex:  # pylint: disable=too-many-instance-attributes  # the lake handl
                         for number in range(segment.num_row_groups)
                     ]
                     count = sum(int(arrow_call("sum", mask).as_py() or 0) for mask in gone)
+                    if not count:
+                        continue
                     if count == segment.metadata.num_rows:
                         deleted.append(path)
-                    elif count:
+                    else:
                         with ParquetSpool(dictionary=_DICTIONARY) as kept:
                             for number, mask in enumerate(gone):
                                 rows = segment.read_row_group(number, columns=_COLUMNS)
