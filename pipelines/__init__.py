@@ -1,5 +1,5 @@
-"""KFP pipelines: the DAGs (ingest, training, scoring, drift, purge) and the code that compiles, runs,
-submits and schedules them.
+"""KFP pipelines: the DAGs (ingest, training, scoring, drift, purge, aggregates-backfill) and the code that
+compiles, runs, submits and schedules them.
 
 :data:`pipelines.registry.PIPELINES` names every pipeline; :mod:`pipelines.common` holds the task
 settings every DAG applies and :func:`pipelines.common.declare_pipeline`, which declares each DAG;

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from kfp.dsl.graph_component import GraphComponent
 
-from pipelines import drift, ingest, privacy, scoring, training
+from pipelines import backfill, drift, ingest, privacy, scoring, training
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ PIPELINES: dict[str, PipelineEntry] = {
         PipelineEntry(scoring.NAME, scoring.build, scoring.CRON),
         PipelineEntry(drift.NAME, drift.build, drift.CRON),
         PipelineEntry(privacy.NAME, privacy.build, privacy.CRON),
+        PipelineEntry(backfill.NAME, backfill.build, backfill.CRON, trigger=backfill.TRIGGER),
     )
 }
 

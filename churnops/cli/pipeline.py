@@ -74,7 +74,8 @@ image_option = click.option(
 
 @click.group("pipeline")
 def pipeline_group() -> None:
-    """The KFP pipelines: ingest (hourly), training (started by Cloud Build), scoring, drift and purge (daily)."""
+    """The KFP pipelines: ingest (hourly), training (started by Cloud Build), scoring, drift and purge (daily),
+    aggregates-backfill (by hand)."""
 
 
 @pipeline_group.command("compile")

@@ -77,15 +77,18 @@ def _serving(workload: str, env: str, description: str) -> Identity:
     )
 
 
-# The pipelines and the identity each runs as (the drift check retrains: the training identity).
-# The purge completes erasures in the raw bucket too: its identity is the only pipeline one that may change it.
-PIPELINES: tuple[str, ...] = ("ingest", "training", "scoring", "drift", "purge")
+# The pipelines and the identity each runs as (the drift check retrains: the training identity; the aggregates
+# backfill writes on the lake's main what the ingest writes there, the aggregates of events partitions, and nothing
+# else: the ingest identity). The purge completes erasures in the raw bucket too: its identity is the only pipeline
+# one that may change it.
+PIPELINES: tuple[str, ...] = ("ingest", "training", "scoring", "drift", "purge", "aggregates-backfill")
 PIPELINE_IDENTITY: dict[str, str] = {
     "ingest": "pipeline-ingest",
     "training": "pipeline-training",
     "scoring": "pipeline-scoring",
     "drift": "pipeline-training",
     "purge": "pipeline-purge",
+    "aggregates-backfill": "pipeline-ingest",
 }
 
 _IDENTITIES: tuple[Identity, ...] = (
@@ -208,12 +211,14 @@ ALERT_TASK = "alert-on-failure"
 # The KFP recurring runs, by pipeline name (KFP's cron has a leading seconds field; UTC). Training has none: Cloud
 # Scheduler starts it on each stack's `cicd.trainingSchedule` (infra/pulumi), which must fire at least
 # TRAINING_LEAD before scoring (a test checks both stacks), so scoring and the drift check use that day's model.
+# The aggregates backfill has none either: it is run by hand.
 PIPELINE_CRONS: dict[str, str | None] = {
     "ingest": "0 5 * * * *",  # every hour at minute 5
     "training": None,
     "purge": "0 30 3 * * *",  # an erasure is completed within a day of its grace period's end
     "scoring": "0 0 4 * * *",
     "drift": "0 0 5 * * *",  # after scoring
+    "aggregates-backfill": None,
 }
 TRAINING_LEAD_MINUTES = 60
 

@@ -46,7 +46,14 @@ def test_every_pipeline_spec_and_task_config_parses_with_the_installed_backend_p
     checked = {name: backend.check_documents(documents, name) for name, documents in compiled.items()}
     assert set(checked) == set(PIPELINES)
     # Every container task, the exit handlers' alert included, carries a Kubernetes config.
-    assert checked == {"ingest": 9, "training": 11, "scoring": 5, "drift": 19, "purge": 3}  # gates included
+    assert checked == {
+        "ingest": 9,
+        "training": 11,
+        "scoring": 5,
+        "drift": 19,
+        "purge": 3,
+        "aggregates-backfill": 3,
+    }  # gates included
 
 
 def test_a_backend_older_than_the_sdk_refuses_the_task_configs(compiled: dict[str, list[Any]]) -> None:

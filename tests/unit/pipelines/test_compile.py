@@ -12,7 +12,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from churnops.platform import declaration
 from churnops.platform.settings import Settings
-from pipelines import common
+from pipelines import backfill, common
 from pipelines.common import CONFIG_KEYS, SECRET_KEYS
 from pipelines.compile import compile_all, compile_pipeline, parse_strict, pin_components_image
 from pipelines.registry import PIPELINES
@@ -33,6 +33,7 @@ EXPECTED_TASKS = {
         "gate-9",
     },
     "purge": {"purge", "gate"},
+    "aggregates-backfill": {"backfill-aggregates", "gate"},
 }
 # Every step, with the gate (never retried) that fails the run with its refusal: (DAG, gate task) -> (step task,
 # the step's name in the refusal). No step fails its own task on a refusal, so none is retried.
@@ -67,6 +68,7 @@ GATES = {
         ("comp-condition-3", "gate-8"): ("register", "register"),
     },
     "purge": {("comp-exit-handler-1", "gate"): ("purge", "purge")},
+    "aggregates-backfill": {("comp-exit-handler-1", "gate"): ("backfill-aggregates", "backfill-aggregates")},
 }
 
 
@@ -191,7 +193,8 @@ def test_kubernetes_settings_reference_secrets_and_pin_the_pool(compiled: dict[s
             assert config["tolerations"][0]["value"] == settings.pipeline_node_pool
             assert config["imagePullPolicy"] == settings.image_pull_policy
             assert config["securityContext"]["runAsNonRoot"] is True
-            assert int(config["activeDeadlineSeconds"]) in {20 * 60, 90 * 60}  # every task has a timeout
+            # every task has a timeout
+            assert int(config["activeDeadlineSeconds"]) in {20 * 60, 90 * 60, common.BACKFILL.timeout_seconds}
             (secret,) = config["secretAsEnv"]
             assert secret["secretName"] == settings.pipeline_secret
             assert {item["secretKey"]: item["envVar"] for item in secret["keyToEnv"]} == SECRET_KEYS
@@ -440,7 +443,7 @@ def test_every_pipeline_parameter_and_component_input_has_a_description(compiled
     for name, path in compiled.items():
         spec, _ = parse_strict(path)
         parameters = dict(spec.root.input_definitions.parameters)
-        assert parameters, name
+        assert parameters or name == backfill.NAME, name  # the backfill takes none: it fills whatever main lacks
         missing = [f"{name}: parameter {key}" for key, value in parameters.items() if not value.description]
         assert spec.pipeline_info.description, name
         for component_name, component in spec.components.items():
@@ -456,4 +459,40 @@ def test_every_pipeline_is_scheduled_as_the_platform_declares() -> None:
     """The recurring runs come from one declaration, which names every pipeline and no other."""
     assert set(declaration.PIPELINE_CRONS) == set(PIPELINES)
     assert {name: entry.cron for name, entry in PIPELINES.items()} == declaration.PIPELINE_CRONS
-    assert [name for name, cron in declaration.PIPELINE_CRONS.items() if cron is None] == ["training"]
+    assert [name for name, cron in declaration.PIPELINE_CRONS.items() if cron is None] == ["training", backfill.NAME]
+    for name in ("training", backfill.NAME):  # each says what starts it instead
+        assert PIPELINES[name].trigger != "a KFP recurring run", name
+
+
+def test_the_aggregates_backfill_runs_the_library_backfill_on_its_own_resources(compiled: dict[str, Path]) -> None:
+    """One task, ``backfill_aggregates``, its outputs what was backfilled and the commit (read by the gate for its
+    refusal), on the resources declared for it: no temporary-file volume (it holds one partition in memory and
+    writes none), 90 minutes."""
+    spec, platform = parse_strict(compiled[backfill.NAME])
+    body = _dag_tasks(spec, "comp-exit-handler-1")
+    task = body["backfill-aggregates"]
+    assert task.task_info.name == "backfill-aggregates" and not task.inputs.parameters
+    outputs = json_format.MessageToDict(spec.components["comp-backfill-aggregates"].output_definitions)["parameters"]
+    assert {key: value["parameterType"] for key, value in outputs.items()} == {
+        "partitions": "NUMBER_INTEGER",
+        "events": "NUMBER_INTEGER",
+        "commit_id": "STRING",
+        "refused": "STRING",
+    }
+    executors = json_format.MessageToDict(spec.deployment_spec)["executors"]
+    container = executors["exec-backfill-aggregates"]["container"]
+    assert container["args"][container["args"].index("--function_to_execute") + 1] == "backfill_aggregates"
+    declared = common.BACKFILL
+    resources = {key: value for key, value in container["resources"].items() if key.startswith("resource")}
+    assert resources == {
+        "resourceCpuRequest": declared.cpu_request,
+        "resourceCpuLimit": declared.cpu_limit,
+        "resourceMemoryRequest": declared.memory_request,
+        "resourceMemoryLimit": declared.memory_limit,
+    }
+    assert platform is not None
+    configs = json_format.MessageToDict(platform.platforms["kubernetes"])["deploymentSpec"]["executors"]
+    config = configs["exec-backfill-aggregates"]
+    assert int(config["activeDeadlineSeconds"]) == declared.timeout_seconds
+    assert "emptyDirMounts" not in config and declared.temp_disk is None
+    assert PIPELINES[backfill.NAME].cron is None  # run by hand: `churnops pipeline schedule` refuses it

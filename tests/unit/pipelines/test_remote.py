@@ -133,19 +133,21 @@ def test_running_ci_upload_and_schedule_twice_leaves_one_version_per_commit_and_
             main, ["pipeline", "upload", "--host", kfp_api.url, "--version", "abc1234", "--components-image", digest]
         )
         assert uploaded.exit_code == 0, uploaded.output
-        assert uploaded.output.count("already uploaded") == (5 if attempt else 0)
+        assert uploaded.output.count("already uploaded") == (6 if attempt else 0)
         scheduled = runner.invoke(main, ["pipeline", "schedule", "--host", kfp_api.url, "--version", "abc1234"])
         assert scheduled.exit_code == 0, scheduled.output
         assert scheduled.output.count("unchanged") == (4 if attempt else 0)
     assert sorted(p.display_name for p in kfp_api.pipelines.values()) == [
+        "churnops-aggregates-backfill",
         "churnops-drift",
         "churnops-ingest",
         "churnops-purge",
         "churnops-scoring",
         "churnops-training",
     ]
-    assert sorted(v.display_name for v in kfp_api.pipeline_versions.values()) == ["abc1234"] * 5
-    # one recurring run per pipeline KFP schedules; training has one trigger, Cloud Scheduler's
+    assert sorted(v.display_name for v in kfp_api.pipeline_versions.values()) == ["abc1234"] * 6
+    # one recurring run per pipeline KFP schedules; training has one trigger, Cloud Scheduler's; the aggregates
+    # backfill is run by hand
     assert sorted(j.display_name for j in kfp_api.recurring_runs.values()) == [
         "churnops-drift",
         "churnops-ingest",
@@ -202,10 +204,28 @@ def test_cli_refuses_to_schedule_training_which_has_one_trigger(kfp_api: KfpDoub
     assert not kfp_api.requests
 
 
+def test_the_aggregates_backfill_is_submitted_by_hand_as_the_ingest_account_and_never_scheduled(
+    kfp_api: KfpDouble,
+) -> None:
+    """Run from the UI or ``churnops pipeline submit``: no parameter, the ingest's service account (it writes on the
+    lake what the ingest writes); ``schedule`` refuses it, and scheduling every pipeline leaves it out."""
+    runner = CliRunner()
+    submitted = runner.invoke(main, ["pipeline", "submit", "aggregates-backfill", "--host", kfp_api.url])
+    assert submitted.exit_code == 0, submitted.output
+    (sent,) = kfp_api.recorded("POST", "/apis/v2beta1/runs")
+    assert sent.body["display_name"] == "churnops-aggregates-backfill"
+    assert sent.body["service_account"] == Settings().pipeline_service_accounts["ingest"] == "churnops-ingest"
+    assert sent.body["runtime_config"].get("parameters", {}) == {}
+    refused = runner.invoke(main, ["pipeline", "schedule", "aggregates-backfill", "--host", kfp_api.url])
+    assert refused.exit_code == 2 and "run by hand" in refused.output
+    assert not kfp_api.recorded("POST", "/apis/v2beta1/recurringruns")
+
+
 def test_cli_compile_writes_every_pipeline(tmp_path) -> None:  # type: ignore[no-untyped-def]
     result = CliRunner().invoke(main, ["pipeline", "compile", "--output-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "aggregates-backfill.yaml",
         "drift.yaml",
         "ingest.yaml",
         "purge.yaml",
@@ -237,7 +257,7 @@ def test_upload_pins_the_components_image_ci_pushed(kfp_api: KfpDouble) -> None:
     )
     assert result.exit_code == 0, result.output
     uploads = kfp_api.recorded("POST", "/apis/v2beta1/pipelines/upload_version")
-    assert [u.query["name"] for u in uploads] == ["abc1234"] * 5
+    assert [u.query["name"] for u in uploads] == ["abc1234"] * 6
     for upload in uploads:
         assert upload.upload is not None
         executors = upload.upload[0]["deploymentSpec"]["executors"]

@@ -42,8 +42,9 @@ DATA = ROOT / "churnops" / "data"
 # The code the tasks with a volume run besides churnops/data: the training's, the purge's and the models'.
 TASK_CODE = (DATA, ROOT / "churnops" / "training", ROOT / "churnops" / "model")
 # The component functions whose tasks keep temporary files, and the resources that declare their volume. The gates,
-# the commit (a commit and a merge on the lake: no object is read or written), the failure alert, resolve-model and
-# online-features write none (but the component's source, a few KB, which KFP writes to TMPDIR for every task).
+# the commit (a commit and a merge on the lake: no object is read or written), the failure alert, resolve-model,
+# online-features and the aggregates backfill (one partition in memory at a time) write none (but the component's
+# source, a few KB, which KFP writes to TMPDIR for every task).
 TEMP_DISK_TASKS = {
     **dict.fromkeys(("ingest_plan", "ingest_group", "ingest_finish"), common.INGEST),
     **dict.fromkeys(("features", "train", "score", "drift_check", "performance_check", "purge"), common.LARGE),
@@ -110,6 +111,7 @@ def test_the_tasks_that_write_temporary_files_mount_a_volume_where_tmpdir_points
             "drift": {"drift_check", "performance_check"} | training,  # a firing check runs the training's tasks
             "scoring": {"score"},
             "purge": {"purge"},
+            "aggregates-backfill": set(),  # one partition in memory at a time, no temporary file
         }[name]
     )
 

@@ -30,10 +30,11 @@ def test_every_cluster_user_is_a_declared_identitys_account() -> None:
 
 def test_pipeline_tasks_log_in_as_their_service_account() -> None:
     """A task's MLflow user is its pod's service account (pipelines/common.py): every pipeline that calls MLflow
-    runs as an account named like its user; ingest calls no MLflow and has none."""
+    runs as an account named like its user; ingest and the aggregates backfill (which runs as ingest) call no MLflow
+    and have none."""
     for pipeline, key in platform.PIPELINE_IDENTITY.items():
         user = mlflow_users.user_of(key)
-        if pipeline == "ingest":
+        if pipeline in ("ingest", "aggregates-backfill"):
             assert user is None
             continue
         assert user is not None and platform.identity(key).ksa == user.name, pipeline
