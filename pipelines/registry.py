@@ -44,7 +44,7 @@ def _on_a_fresh_stack(build: Callable[[], GraphComponent]) -> GraphComponent:
     the source of every frame of the caller's stack; a frame of code without a file (``python -m``'s
     ``<frozen runpy>``, an exec'd ``<string>``) makes it search every loaded module again, on every call.
     A fresh thread's stack holds only the build's own frames: under a deep caller (a test runner's worker)
-    building the five pipelines goes from tens of seconds to well under one.
+    building every pipeline goes from tens of seconds to well under one.
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline-build") as pool:
         return pool.submit(build).result()
