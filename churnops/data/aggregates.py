@@ -235,9 +235,12 @@ def hourly_aggregates(events: pa.Table) -> pa.Table:
 
 
 def aggregate_file(partition: bytes) -> bytes:
-    """The aggregates file (parquet) of one events partition file."""
+    """The aggregates file (parquet) of one events partition file, read a row group at a time (an ingest writes
+    one a chunk), so what it holds does not grow with the partition."""
     aggregator = HourlyAggregator()
-    aggregator.add(pq.read_table(io.BytesIO(partition), columns=list(SOURCE_COLUMNS)))
+    stored = pq.ParquetFile(pa.BufferReader(partition))
+    for number in range(stored.num_row_groups):
+        aggregator.add(stored.read_row_group(number, columns=list(SOURCE_COLUMNS)))
     return aggregator.file()
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from churnops.data.aggregates import AGGREGATE_SCHEMA, HourlyAggregator, hourly_aggregates
+from churnops.data.aggregates import AGGREGATE_SCHEMA, HourlyAggregator, aggregate_file, hourly_aggregates
+from churnops.data.backfill import countable_events
 from churnops.data.schema import EVENT_TYPES
 
 T0 = pd.Timestamp("2026-11-01T05:00:00Z")
@@ -96,3 +100,20 @@ def test_events_added_in_chunks_give_the_aggregates_of_all_of_them_to_the_bit(
     )
     by_row = np.asarray(whole.column("events"))
     assert (by_row > 0).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(rows=st.lists(one_event, max_size=60), row_group=st.integers(min_value=1, max_value=25))
+def test_a_partition_file_read_a_row_group_at_a_time_gives_the_aggregates_of_all_its_events(
+    rows: list[tuple], row_group: int
+) -> None:
+    """The backfill aggregates a stored partition one row group at a time: the file it writes is the aggregates
+    of the whole partition, and the events it counts for its check are those the aggregates count."""
+    table = events(rows)
+    stored = io.BytesIO()
+    pq.write_table(table, stored, row_group_size=row_group)
+    partition = stored.getvalue()
+    assert pq.ParquetFile(pa.BufferReader(partition)).num_row_groups == max(1, -(-len(rows) // row_group))
+    written = pq.read_table(pa.BufferReader(aggregate_file(partition)))
+    assert written.equals(hourly_aggregates(table))
+    assert countable_events(partition) == sum(written.column("events").to_pylist())
