@@ -38,5 +38,4 @@ def backfill_aggregates() -> NamedTuple(  # type: ignore[valid-type]
     report = outcome.value
     if report is None:
         return 0, 0, "", outcome.refused  # KFP reads a plain tuple in the annotation's order
-    events = sum(item.events for item in report.backfilled.values())
-    return len(report.backfilled), events, report.commits[-1] if report.commits else "", ""
+    return len(report.backfilled), report.events, report.commit_id or "", ""

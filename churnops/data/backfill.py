@@ -72,15 +72,25 @@ class BackfillReport:
     removed: list[str] = field(default_factory=list)  # aggregates removed with their partition (a repair only)
     attempts: int = 0
 
+    @property
+    def commit_id(self) -> str | None:
+        """``main``'s head after the last publish; None when nothing was missing."""
+        return self.commits[-1] if self.commits else None
+
+    @property
+    def events(self) -> int:
+        """The events the written aggregates count, over every backfilled partition."""
+        return sum(item.events for item in self.backfilled.values())
+
     def summary(self) -> dict[str, object]:
         """The report as JSON-ready data."""
         return {
-            "commit_id": self.commits[-1] if self.commits else None,
+            "commit_id": self.commit_id,
             "commits": self.commits,
             "attempts": self.attempts,
             "events_partitions": self.partitions,
             "backfilled_partitions": len(self.backfilled),
-            "backfilled_events": sum(item.events for item in self.backfilled.values()),
+            "backfilled_events": self.events,
             "aggregate_rows": sum(item.rows for item in self.backfilled.values()),
             "removed": self.removed,
         }

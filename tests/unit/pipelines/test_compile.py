@@ -467,7 +467,7 @@ def test_every_pipeline_is_scheduled_as_the_platform_declares() -> None:
 def test_the_aggregates_backfill_runs_the_library_backfill_on_its_own_resources(compiled: dict[str, Path]) -> None:
     """One task, ``backfill_aggregates``, its outputs what was backfilled and the commit (read by the gate for its
     refusal), on the resources declared for it: no temporary-file volume (it holds one partition in memory and
-    writes none), 90 minutes."""
+    writes none), six hours."""
     spec, platform = parse_strict(compiled[backfill.NAME])
     body = _dag_tasks(spec, "comp-exit-handler-1")
     task = body["backfill-aggregates"]
